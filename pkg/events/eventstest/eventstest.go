@@ -1,0 +1,104 @@
+// Package eventstest runs an in-process NATS server with JetStream for tests,
+// with the streams of package events created.
+package eventstest
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/avxrm/rm/pkg/events"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// RunServer starts a JetStream server on a free loopback port, storing in a
+// temporary directory; it is shut down when the test ends.
+func RunServer(tb testing.TB) *server.Server {
+	tb.Helper()
+	s, err := server.NewServer(&server.Options{
+		Host:      "127.0.0.1",
+		Port:      -1,
+		NoLog:     true,
+		NoSigs:    true,
+		JetStream: true,
+		StoreDir:  tb.TempDir(),
+	})
+	if err != nil {
+		tb.Fatalf("nats server: %v", err)
+	}
+	s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		tb.Fatal("nats server not ready")
+	}
+	tb.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+	return s
+}
+
+// Connect connects to s and ensures the events streams exist.
+func Connect(tb testing.TB, s *server.Server) (*nats.Conn, jetstream.JetStream) {
+	tb.Helper()
+	nc, err := nats.Connect(s.ClientURL())
+	if err != nil {
+		tb.Fatalf("nats connect: %v", err)
+	}
+	tb.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		tb.Fatalf("jetstream: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := events.EnsureStreams(ctx, js, 0, 1); err != nil {
+		tb.Fatal(err)
+	}
+	return nc, js
+}
+
+// Run starts a server and connects to it.
+func Run(tb testing.TB) jetstream.JetStream {
+	tb.Helper()
+	_, js := Connect(tb, RunServer(tb))
+	return js
+}
+
+// ReadAll returns every event stored in RM_EVENTS whose subject matches filter
+// (all events for ""), in stream order.
+func ReadAll(tb testing.TB, js jetstream.JetStream, filter string) []events.Event {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if filter == "" {
+		filter = events.SubjectRoot + ".>"
+	}
+	cons, err := js.OrderedConsumer(ctx, events.StreamName, jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}})
+	if err != nil {
+		tb.Fatalf("ordered consumer: %v", err)
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		tb.Fatalf("consumer info: %v", err)
+	}
+	var out []events.Event
+	pending := info.NumPending
+	for uint64(len(out)) < pending {
+		batch, err := cons.Fetch(int(min(pending-uint64(len(out)), 500)), jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			tb.Fatalf("fetch: %v", err)
+		}
+		n := 0
+		for m := range batch.Messages() {
+			n++
+			e, err := events.Decode(m.Headers(), m.Data())
+			if err != nil {
+				tb.Fatalf("decode %s: %v", m.Subject(), err)
+			}
+			out = append(out, e)
+		}
+		if n == 0 {
+			tb.Fatalf("read %d of %d events", len(out), pending)
+		}
+	}
+	return out
+}

@@ -1,0 +1,188 @@
+// Package outbox keeps "a change and the events announcing it" in one MongoDB
+// document, so that no event is published for a change that was not stored
+// and no stored change loses its event, without multi-document transactions.
+//
+// A writer stores the changed document with its new events in the document's
+// _outbox field, in one single-document write, then calls Flush: the events
+// are published (Nats-Msg-Id = event id) and the field is cleared if the
+// document still has the version written. If a later write got there first it
+// carried the unsent events along, and its own Flush publishes them again; the
+// stream's duplicate window drops the repeats. A document deleted through the
+// outbox is first marked _deleted (a tombstone), and removed once its events
+// are published. Relay sweeps every registered collection for documents with
+// unsent events, at start and periodically, for writers that died in between.
+//
+// The package imports events and the MongoDB driver, nothing of the services.
+package outbox
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/avxrm/rm/pkg/events"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+)
+
+// Field names the outbox uses in documents.
+const (
+	Field        = "_outbox"
+	DeletedField = "_deleted"
+	VersionField = "version"
+)
+
+// Entry is one unsent event as stored in a document.
+type Entry struct {
+	ID         string    `bson:"id"`
+	Type       string    `bson:"type"`
+	Source     string    `bson:"source"`
+	ResourceID string    `bson:"resource_id"`
+	QueueID    string    `bson:"queue_id,omitempty"`
+	Time       time.Time `bson:"time"`
+	Data       string    `bson:"data"` // the event data as JSON text, kept byte for byte
+}
+
+// Meta is embedded inline in every document that carries events:
+//
+//	type queueDoc struct { events.Queue `bson:",inline"`; outbox.Meta `bson:",inline"` }
+type Meta struct {
+	Outbox  []Entry `bson:"_outbox,omitempty" json:"-"`
+	Deleted bool    `bson:"_deleted,omitempty" json:"-"`
+}
+
+// FromEvent returns the stored form of e.
+func FromEvent(e events.Event) Entry {
+	return Entry{ID: e.ID, Type: e.Type, Source: e.Source, ResourceID: e.ResourceID,
+		QueueID: e.QueueID, Time: e.Time, Data: string(e.Data)}
+}
+
+// Event returns the event an entry stores.
+func (en Entry) Event() events.Event {
+	return events.Event{ID: en.ID, Type: en.Type, Source: en.Source, ResourceID: en.ResourceID,
+		QueueID: en.QueueID, Time: en.Time.UTC(), Data: json.RawMessage(en.Data)}
+}
+
+// Publisher stores an event in the stream; nil means stored.
+type Publisher interface {
+	Publish(ctx context.Context, e events.Event) error
+}
+
+// Outbox publishes the events of documents and clears them.
+type Outbox struct {
+	pub Publisher
+	log *slog.Logger
+
+	mu    sync.Mutex
+	colls []*mongo.Collection
+
+	// MinAge: the relay leaves events younger than this to their writer's own Flush.
+	MinAge time.Duration
+}
+
+// New returns an outbox publishing through pub.
+func New(pub Publisher, log *slog.Logger) *Outbox {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Outbox{pub: pub, log: log, MinAge: 2 * time.Second}
+}
+
+// Register adds collections for the relay to sweep.
+func (o *Outbox) Register(colls ...*mongo.Collection) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.colls = append(o.colls, colls...)
+}
+
+// Flush publishes entries in order and then clears them from document id if
+// it still has version; a tombstone of that version is deleted instead. A
+// publication failure leaves everything for the relay and is returned; the
+// change itself is committed either way.
+func (o *Outbox) Flush(ctx context.Context, coll *mongo.Collection, id any, version int64, deleted bool, entries []Entry) error {
+	for _, en := range entries {
+		if err := o.pub.Publish(ctx, en.Event()); err != nil {
+			return fmt.Errorf("outbox flush %s/%v: %w", coll.Name(), id, err)
+		}
+	}
+	filter := bson.D{{Key: "_id", Value: id}, {Key: VersionField, Value: version}}
+	var err error
+	if deleted {
+		_, err = coll.DeleteOne(ctx, append(filter, bson.E{Key: DeletedField, Value: true}))
+	} else {
+		_, err = coll.UpdateOne(ctx, append(filter, bson.E{Key: Field, Value: bson.D{{Key: "$exists", Value: true}}}),
+			bson.D{{Key: "$unset", Value: bson.D{{Key: Field, Value: ""}}}})
+	}
+	if err != nil {
+		return fmt.Errorf("outbox clear %s/%v: %w", coll.Name(), id, err)
+	}
+	return nil
+}
+
+// pendingDoc is what the relay reads of a document.
+type pendingDoc struct {
+	ID      bson.RawValue `bson:"_id"`
+	Version int64         `bson:"version"`
+	Deleted bool          `bson:"_deleted"`
+	Outbox  []Entry       `bson:"_outbox"`
+}
+
+// Sweep publishes the events of every document with entries older than MinAge
+// in the registered collections, and returns how many events it published.
+func (o *Outbox) Sweep(ctx context.Context) (int, error) {
+	o.mu.Lock()
+	colls := append([]*mongo.Collection(nil), o.colls...)
+	o.mu.Unlock()
+	n := 0
+	var errs []error
+	cutoff := time.Now().Add(-o.MinAge)
+	for _, c := range colls {
+		cur, err := c.Find(ctx, bson.D{{Key: Field, Value: bson.D{{Key: "$exists", Value: true}}}},
+			options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}, {Key: VersionField, Value: 1}, {Key: DeletedField, Value: 1}, {Key: Field, Value: 1}}))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("outbox sweep %s: %w", c.Name(), err))
+			continue
+		}
+		var docs []pendingDoc
+		if err := cur.All(ctx, &docs); err != nil {
+			errs = append(errs, fmt.Errorf("outbox sweep %s: %w", c.Name(), err))
+			continue
+		}
+		for _, d := range docs {
+			if len(d.Outbox) == 0 || d.Outbox[len(d.Outbox)-1].Time.After(cutoff) {
+				continue
+			}
+			if err := o.Flush(ctx, c, d.ID, d.Version, d.Deleted, d.Outbox); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			n += len(d.Outbox)
+		}
+	}
+	return n, errors.Join(errs...)
+}
+
+// Run sweeps at once and then every interval until ctx ends.
+func (o *Outbox) Run(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		n, err := o.Sweep(ctx)
+		if n > 0 {
+			o.log.Info("outbox relay published unsent events", "events", n)
+		}
+		if err != nil && ctx.Err() == nil {
+			o.log.Warn("outbox relay", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
