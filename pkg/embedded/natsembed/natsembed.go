@@ -1,0 +1,131 @@
+// Package natsembed owns the in-process NATS server of the local all-in-one:
+// JetStream on disk, no auth, logs sent to slog. It must not know about
+// events, streams or subjects; pkg/events declares those.
+package natsembed
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// DefaultAddr is the address used when Config.Addr is empty: the standard
+// NATS client port, on loopback only because the embedded server has no auth.
+const DefaultAddr = "127.0.0.1:4222"
+
+// readyTimeout bounds how long Start waits for the server to accept clients.
+const readyTimeout = 10 * time.Second
+
+// Config configures the embedded server.
+type Config struct {
+	// Addr is the client listen address, host:port. A port of 0 picks a free
+	// port (see Server.ClientURL). If empty, DefaultAddr is used.
+	Addr string
+	// StoreDir is the JetStream file store directory. Required.
+	StoreDir string
+	// Logger receives the server's warnings and errors. If nil, slog.Default()
+	// is used.
+	Logger *slog.Logger
+}
+
+// Server is a running embedded NATS server.
+type Server struct {
+	ns *server.Server
+}
+
+// Start starts the server and returns once it accepts client connections.
+func Start(cfg Config) (*Server, error) {
+	if cfg.StoreDir == "" {
+		return nil, errors.New("start nats: StoreDir is required")
+	}
+	addr := cfg.Addr
+	if addr == "" {
+		addr = DefaultAddr
+	}
+	host, portStr, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("start nats: parse addr %q: %w", addr, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return nil, fmt.Errorf("start nats: parse port of %q: %w", addr, err)
+	}
+	if port == 0 {
+		// nats-server treats 0 as "default port 4222"; -1 asks for a free one.
+		port = server.RANDOM_PORT
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+
+	opts := &server.Options{
+		Host:      host,
+		Port:      port,
+		JetStream: true,
+		StoreDir:  cfg.StoreDir,
+		// The default fsyncs lazily (every 2 minutes), so messages already
+		// acknowledged to a publisher can be lost on power failure. Events are
+		// facts about committed changes; losing one breaks the outbox contract.
+		SyncAlways: true,
+		// The embedding process owns signal handling (signal.NotifyContext in main).
+		NoSigs: true,
+	}
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("start nats: %w", err)
+	}
+	ns.SetLogger(slogLogger{l: logger.With("component", "nats")}, false, false)
+
+	go ns.Start()
+	if !ns.ReadyForConnections(readyTimeout) {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+		return nil, fmt.Errorf("start nats on %s: not ready for connections after %s", addr, readyTimeout)
+	}
+	return &Server{ns: ns}, nil
+}
+
+// ClientURL returns the URL clients connect to, with the bound port.
+func (s *Server) ClientURL() string {
+	return s.ns.ClientURL()
+}
+
+// Shutdown stops the server and returns when it has stopped, so the same
+// StoreDir can be reused at once.
+func (s *Server) Shutdown() {
+	s.ns.Shutdown()
+	s.ns.WaitForShutdown()
+}
+
+// slogLogger implements server.Logger. Only warnings and errors are passed
+// on: notices are emitted for every start, stream and consumer and would
+// drown the services' own logs.
+type slogLogger struct {
+	l *slog.Logger
+}
+
+var _ server.Logger = slogLogger{}
+
+func (g slogLogger) Noticef(string, ...any) {}
+func (g slogLogger) Debugf(string, ...any)  {}
+func (g slogLogger) Tracef(string, ...any)  {}
+
+func (g slogLogger) Warnf(format string, v ...any) {
+	g.l.Warn(fmt.Sprintf(format, v...))
+}
+
+func (g slogLogger) Errorf(format string, v ...any) {
+	g.l.Error(fmt.Sprintf(format, v...))
+}
+
+// Fatalf logs at error level and does not exit: the embedding process decides
+// what a failed server means for it.
+func (g slogLogger) Fatalf(format string, v ...any) {
+	g.l.Error(fmt.Sprintf(format, v...), "fatal", true)
+}
