@@ -6,4 +6,4 @@ replace github.com/avxrm/rm/pkg/events => ../../pkg/events
 
 replace github.com/avxrm/rm/pkg/embedded => ../../pkg/embedded
 
-require github.com/google/go-cmp v0.7.0 // indirect
+require github.com/google/go-cmp v0.7.0
