@@ -77,7 +77,10 @@ func TestDecodeRejectsMalformed(t *testing.T) {
 		"no id":           func(h nats.Header) ([]byte, nats.Header) { delete(h, "ce-id"); return good.Data, h },
 		"foreign type":    func(h nats.Header) ([]byte, nats.Header) { h["ce-type"] = []string{"com.example"}; return good.Data, h },
 		"not json":        func(h nats.Header) ([]byte, nats.Header) { return []byte("{nope"), h },
-		"xml":             func(h nats.Header) ([]byte, nats.Header) { h["content-type"] = []string{"text/xml"}; return good.Data, h },
+		"xml": func(h nats.Header) ([]byte, nats.Header) {
+			h["content-type"] = []string{"text/xml"}
+			return good.Data, h
+		},
 		"subject wildcard": func(h nats.Header) ([]byte, nats.Header) {
 			h["ce-subject"] = []string{"a.>"}
 			return good.Data, h

@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"testing"
 	"time"
 
 	"github.com/avxrm/rm/pkg/events"
@@ -83,7 +84,14 @@ type Outbox struct {
 
 	// MinAge: the relay leaves events younger than this to their writer's own Flush.
 	MinAge time.Duration
+
+	skipInlineFlush bool // test hook: writes leave their events to the relay
 }
+
+// WithoutInlineFlush makes every write stop after it is stored and before its
+// events are published, as a process killed at that instant would; only the
+// relay then publishes them. For tests.
+func (o *Outbox) WithoutInlineFlush(_ testing.TB) { o.skipInlineFlush = true }
 
 // New returns an outbox publishing through pub.
 func New(pub Publisher, log *slog.Logger) *Outbox {

@@ -1,0 +1,118 @@
+package up
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Config of the all-in-one. Each field comes from an RM_* environment
+// variable, overridden by the flag of the same name; the zero value of a field
+// means its default.
+type Config struct {
+	DataDir        string        // RM_DATA_DIR, --data-dir: everything stored, default ./.rm-data
+	HTTPAddr       string        // RM_HTTP_ADDR, --http-addr: the API, default 127.0.0.1:8080
+	NATSAddr       string        // RM_NATS_ADDR, --nats-addr: embedded NATS, default 127.0.0.1:4222
+	MongoAddr      string        // RM_MONGO_ADDR, --mongo-addr: embedded MongoDB wire, default 127.0.0.1:27017
+	MongoURI       string        // RM_MONGO_URI, --mongo-uri: use this MongoDB instead of the embedded one
+	MongoDB        string        // RM_MONGO_DB, --mongo-db: database name, default rm
+	NATSURL        string        // RM_NATS_URL, --nats-url: use this NATS instead of the embedded one
+	LogFormat      string        // RM_LOG_FORMAT, --log-format: text|json, default text on a terminal, json otherwise
+	LogLevel       string        // RM_LOG_LEVEL, --log-level: debug|info|warn|error, default info
+	EventsMaxAge   time.Duration // RM_EVENTS_MAX_AGE, --events-max-age: age limit of RM_EVENTS, default 0 (keep)
+	OutboxInterval time.Duration // RM_OUTBOX_INTERVAL, --outbox-interval: relay sweep period, default 2s
+}
+
+// setting describes one configuration entry, for flags, env and the README.
+type setting struct {
+	name, env, def, usage string
+	str                   *string
+	dur                   *time.Duration
+}
+
+func (c *Config) settings() []setting {
+	return []setting{
+		{"data-dir", "RM_DATA_DIR", "./.rm-data", "directory for all data (NATS, SQLite)", &c.DataDir, nil},
+		{"http-addr", "RM_HTTP_ADDR", "127.0.0.1:8080", "API listen address", &c.HTTPAddr, nil},
+		{"nats-addr", "RM_NATS_ADDR", "127.0.0.1:4222", "embedded NATS listen address", &c.NATSAddr, nil},
+		{"mongo-addr", "RM_MONGO_ADDR", "127.0.0.1:27017", "embedded MongoDB-wire (FerretDB) listen address", &c.MongoAddr, nil},
+		{"mongo-uri", "RM_MONGO_URI", "", "external MongoDB URI; the embedded store is not started", &c.MongoURI, nil},
+		{"mongo-db", "RM_MONGO_DB", "rm", "database name", &c.MongoDB, nil},
+		{"nats-url", "RM_NATS_URL", "", "external NATS URL; the embedded server is not started", &c.NATSURL, nil},
+		{"log-format", "RM_LOG_FORMAT", "", "text or json (default: text on a terminal, json otherwise)", &c.LogFormat, nil},
+		{"log-level", "RM_LOG_LEVEL", "info", "debug, info, warn or error", &c.LogLevel, nil},
+		{"events-max-age", "RM_EVENTS_MAX_AGE", "0s", "drop events older than this from RM_EVENTS (0 keeps them)", nil, &c.EventsMaxAge},
+		{"outbox-interval", "RM_OUTBOX_INTERVAL", "2s", "how often the relay publishes events left unsent by a crash", nil, &c.OutboxInterval},
+	}
+}
+
+// Load reads the environment, then args as flags.
+func Load(args []string, getenv func(string) string) (Config, error) {
+	var c Config
+	fs := flag.NewFlagSet("avxrm up", flag.ContinueOnError)
+	for _, s := range c.settings() {
+		def := s.def
+		if v := getenv(s.env); v != "" {
+			def = v
+		}
+		usage := fmt.Sprintf("%s (env %s)", s.usage, s.env)
+		if s.str != nil {
+			fs.StringVar(s.str, s.name, def, usage)
+		} else {
+			d, err := time.ParseDuration(def)
+			if err != nil {
+				return c, fmt.Errorf("%s: %w", s.env, err)
+			}
+			fs.DurationVar(s.dur, s.name, d, usage)
+		}
+	}
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	return c, c.validate()
+}
+
+func (c *Config) validate() error {
+	var errs []error
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("data dir is empty"))
+	}
+	switch c.LogFormat {
+	case "", "text", "json":
+	default:
+		errs = append(errs, fmt.Errorf("log format %q: want text or json", c.LogFormat))
+	}
+	switch strings.ToLower(c.LogLevel) {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("log level %q: want debug, info, warn or error", c.LogLevel))
+	}
+	if c.OutboxInterval <= 0 {
+		errs = append(errs, fmt.Errorf("outbox interval %v: must be positive", c.OutboxInterval))
+	}
+	if c.EventsMaxAge < 0 {
+		errs = append(errs, fmt.Errorf("events max age %v: must not be negative", c.EventsMaxAge))
+	}
+	if abs, err := filepath.Abs(c.DataDir); err == nil {
+		c.DataDir = abs
+	}
+	return errors.Join(errs...)
+}
+
+// Usage prints the settings as a Markdown table (used to keep the README true).
+func Usage() string {
+	var c Config
+	var b strings.Builder
+	b.WriteString("| Environment | Flag | Default | Meaning |\n|---|---|---|---|\n")
+	for _, s := range c.settings() {
+		def := s.def
+		if def == "" {
+			def = "—"
+		}
+		fmt.Fprintf(&b, "| `%s` | `--%s` | `%s` | %s |\n", s.env, s.name, def, s.usage)
+	}
+	return b.String()
+}

@@ -1,0 +1,130 @@
+package outbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/avxrm/rm/pkg/events"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+)
+
+// ErrVersionConflict: the document changed (or vanished) since it was read.
+var ErrVersionConflict = errors.New("outbox: document changed since it was read")
+
+// ErrDuplicate: an insert hit a unique index.
+var ErrDuplicate = errors.New("outbox: duplicate key")
+
+// withEntries returns doc as a BSON document with _outbox set to entries.
+func withEntries(doc any, entries []Entry) (bson.D, error) {
+	raw, err := bson.Marshal(doc)
+	if err != nil {
+		return nil, fmt.Errorf("marshal document: %w", err)
+	}
+	var d bson.D
+	if err := bson.Unmarshal(raw, &d); err != nil {
+		return nil, fmt.Errorf("unmarshal document: %w", err)
+	}
+	out := d[:0]
+	for _, e := range d {
+		if e.Key != Field && e.Key != DeletedField {
+			out = append(out, e)
+		}
+	}
+	if len(entries) > 0 {
+		out = append(out, bson.E{Key: Field, Value: entries})
+	}
+	return out, nil
+}
+
+func entriesOf(evs []events.Event) []Entry {
+	out := make([]Entry, len(evs))
+	for i, e := range evs {
+		out[i] = FromEvent(e)
+	}
+	return out
+}
+
+// Insert stores doc (which must carry _id and version) with evs in one write,
+// then publishes them. ErrDuplicate when a unique index refuses it, and then
+// nothing is stored or published.
+func (o *Outbox) Insert(ctx context.Context, coll *mongo.Collection, id any, version int64, doc any, evs ...events.Event) error {
+	entries := entriesOf(evs)
+	d, err := withEntries(doc, entries)
+	if err != nil {
+		return err
+	}
+	if _, err := coll.InsertOne(ctx, d); err != nil {
+		if mongo.IsDuplicateKeyError(err) {
+			return fmt.Errorf("insert into %s: %w", coll.Name(), ErrDuplicate)
+		}
+		return fmt.Errorf("insert into %s: %w", coll.Name(), err)
+	}
+	o.flushAfterWrite(ctx, coll, id, version, false, entries)
+	return nil
+}
+
+// Replace stores doc in place of the document id if it still has prevVersion,
+// keeping the unsent entries read with it (pending) and adding evs, then
+// publishes them all. ErrVersionConflict when the document changed meanwhile.
+func (o *Outbox) Replace(ctx context.Context, coll *mongo.Collection, id any, prevVersion, version int64, pending []Entry, doc any, evs ...events.Event) error {
+	entries := append(append([]Entry(nil), pending...), entriesOf(evs)...)
+	d, err := withEntries(doc, entries)
+	if err != nil {
+		return err
+	}
+	res, err := coll.ReplaceOne(ctx, bson.D{{Key: "_id", Value: id}, {Key: VersionField, Value: prevVersion}, {Key: DeletedField, Value: bson.D{{Key: "$exists", Value: false}}}}, d)
+	if err != nil {
+		if mongo.IsDuplicateKeyError(err) {
+			return fmt.Errorf("replace in %s: %w", coll.Name(), ErrDuplicate)
+		}
+		return fmt.Errorf("replace in %s: %w", coll.Name(), err)
+	}
+	if res.MatchedCount == 0 {
+		return ErrVersionConflict
+	}
+	o.flushAfterWrite(ctx, coll, id, version, false, entries)
+	return nil
+}
+
+// Delete marks document id (if it still has prevVersion) deleted with evs,
+// then publishes them and removes it.
+func (o *Outbox) Delete(ctx context.Context, coll *mongo.Collection, id any, prevVersion int64, pending []Entry, evs ...events.Event) error {
+	entries := append(append([]Entry(nil), pending...), entriesOf(evs)...)
+	version := prevVersion + 1
+	res, err := coll.UpdateOne(ctx,
+		bson.D{{Key: "_id", Value: id}, {Key: VersionField, Value: prevVersion}, {Key: DeletedField, Value: bson.D{{Key: "$exists", Value: false}}}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: DeletedField, Value: true}, {Key: VersionField, Value: version}, {Key: Field, Value: entries}}}})
+	if err != nil {
+		return fmt.Errorf("delete from %s: %w", coll.Name(), err)
+	}
+	if res.MatchedCount == 0 {
+		return ErrVersionConflict
+	}
+	o.flushAfterWrite(ctx, coll, id, version, true, entries)
+	return nil
+}
+
+// flushAfterWrite publishes right after a committed write. A failure is only
+// logged: the write stands, and the relay publishes the events later.
+func (o *Outbox) flushAfterWrite(ctx context.Context, coll *mongo.Collection, id any, version int64, deleted bool, entries []Entry) {
+	if len(entries) == 0 || o.skipInlineFlush {
+		return
+	}
+	if err := o.Flush(context.WithoutCancel(ctx), coll, id, version, deleted, entries); err != nil {
+		o.log.Warn("publishing after write failed; the relay will retry", "collection", coll.Name(), "id", id, "err", err)
+	}
+}
+
+// Envelope is what the outbox keeps in a document besides the resource; decode
+// it from the same raw document as the resource to carry pending entries along.
+type Envelope struct {
+	Outbox  []Entry `bson:"_outbox"`
+	Deleted bool    `bson:"_deleted"`
+}
+
+// NotDeleted is the filter that hides tombstones from reads.
+func NotDeleted() bson.E {
+	return bson.E{Key: DeletedField, Value: bson.D{{Key: "$exists", Value: false}}}
+}

@@ -1,0 +1,87 @@
+package events
+
+import "time"
+
+// The resources as the API returns them and as events carry them. MongoDB
+// documents have the same shape (id stored as _id), so any service can announce
+// a change to a document without knowing the API.
+
+// Meta is carried by every resource.
+type Meta struct {
+	ID        string    `json:"id" bson:"_id" readOnly:"true"`
+	CreatedAt time.Time `json:"created_at" bson:"created_at" readOnly:"true"`
+	UpdatedAt time.Time `json:"updated_at" bson:"updated_at" readOnly:"true"`
+	Version   int64     `json:"version" bson:"version" readOnly:"true" doc:"+1 on every change; sent as the ETag"`
+}
+
+// Names of the queues that exist from the start.
+const (
+	ControllerQueue     = "simulation-controller-queue"
+	PostControllerQueue = "post-controller-queue"
+)
+
+// ResourceLimits apply to each instance.
+type ResourceLimits struct {
+	CPU    string `json:"cpu,omitempty" bson:"cpu,omitempty" maxLength:"32" doc:"Kubernetes quantity, e.g. 500m or 2"`
+	Memory string `json:"memory,omitempty" bson:"memory,omitempty" maxLength:"32" doc:"Kubernetes quantity, e.g. 4Gi"`
+	GPU    int    `json:"gpu,omitempty" bson:"gpu,omitempty" minimum:"0" maximum:"64"`
+}
+
+// Storage is a volume mounted into every instance of a queue.
+type Storage struct {
+	Name      string `json:"name" bson:"name" minLength:"1" maxLength:"63"`
+	Type      string `json:"type" bson:"type" enum:"pvc,host_path,empty_dir,nfs"`
+	Source    string `json:"source,omitempty" bson:"source,omitempty" maxLength:"1024" doc:"claim name, host path or server:/path"`
+	MountPath string `json:"mount_path" bson:"mount_path" minLength:"1" maxLength:"1024"`
+	ReadOnly  bool   `json:"read_only,omitempty" bson:"read_only,omitempty"`
+}
+
+// Toleration as in Kubernetes.
+type Toleration struct {
+	Key      string `json:"key,omitempty" bson:"key,omitempty" maxLength:"253"`
+	Operator string `json:"operator,omitempty" bson:"operator,omitempty" enum:"Equal,Exists"`
+	Value    string `json:"value,omitempty" bson:"value,omitempty" maxLength:"63"`
+	Effect   string `json:"effect,omitempty" bson:"effect,omitempty" enum:"NoSchedule,PreferNoSchedule,NoExecute"`
+}
+
+// QueueAttributes are passed to the runtime for every instance of the queue.
+type QueueAttributes struct {
+	NodeSelector   map[string]string `json:"node_selector,omitempty" bson:"node_selector,omitempty"`
+	Tolerations    []Toleration      `json:"tolerations,omitempty" bson:"tolerations,omitempty" maxItems:"64"`
+	Labels         map[string]string `json:"labels,omitempty" bson:"labels,omitempty"`
+	Annotations    map[string]string `json:"annotations,omitempty" bson:"annotations,omitempty"`
+	ServiceAccount string            `json:"service_account,omitempty" bson:"service_account,omitempty" maxLength:"253"`
+}
+
+// QueueScheduling tunes admission on the queue.
+type QueueScheduling struct {
+	Backfill          *bool `json:"backfill,omitempty" bson:"backfill,omitempty" doc:"a job that fits may go before a larger one that does not; default true"`
+	StarvationSeconds int   `json:"starvation_seconds,omitempty" bson:"starvation_seconds,omitempty" minimum:"0" maximum:"31536000" doc:"a job pending longer stops backfill on the queue until it is admitted; 0 = never"`
+}
+
+// QueueUsage is computed when a queue is read.
+type QueueUsage struct {
+	AllocatedWorkerInstances int `json:"allocated_worker_instances"`
+	RunningJobs              int `json:"running_jobs"`
+	PendingJobs              int `json:"pending_jobs"`
+	PendingWorkerInstances   int `json:"pending_worker_instances"`
+}
+
+// Queue limits the concurrent instances of the jobs on it.
+type Queue struct {
+	Meta                          `bson:",inline"`
+	Name                          string            `json:"name" bson:"name"`
+	Description                   string            `json:"description,omitempty" bson:"description,omitempty"`
+	PluginID                      string            `json:"plugin_id,omitempty" bson:"plugin_id,omitempty"`
+	MaximumAllowedWorkerInstances *int              `json:"maximum_allowed_worker_instances" bson:"maximum_allowed_worker_instances" doc:"null: unlimited; 0: admits nothing"`
+	ResourceLimits                *ResourceLimits   `json:"resource_limits,omitempty" bson:"resource_limits,omitempty"`
+	Storages                      []Storage         `json:"storages,omitempty" bson:"storages,omitempty"`
+	EnvironmentVariables          map[string]string `json:"environment_variables,omitempty" bson:"environment_variables,omitempty"`
+	Attributes                    *QueueAttributes  `json:"attributes,omitempty" bson:"attributes,omitempty"`
+	Scheduling                    QueueScheduling   `json:"scheduling" bson:"scheduling"`
+	BuiltIn                       bool              `json:"built_in,omitempty" bson:"built_in,omitempty" readOnly:"true" doc:"simulation-controller-queue and post-controller-queue: can be updated, not deleted"`
+	Usage                         *QueueUsage       `json:"usage,omitempty" bson:"-" readOnly:"true"`
+}
+
+// GetMeta gives stores generic access to the common fields of any resource.
+func (m *Meta) GetMeta() *Meta { return m }

@@ -1,0 +1,133 @@
+// Package api is the Resource Manager's REST API service: it validates and
+// stores resources in MongoDB (each change with its event, through the outbox),
+// answers reads, serves the OpenAPI document, health, readiness and metrics.
+// It never decides scheduling. cmd/rm-api and the local all-in-one both call Run.
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/avxrm/rm/pkg/events/outbox"
+	"github.com/avxrm/rm/services/api/internal/httpapi"
+	"github.com/avxrm/rm/services/api/internal/store"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+)
+
+// Config of the API service. The zero value works.
+type Config struct {
+	// HTTPAddr is where to listen when Deps.Listener is nil. If empty, 127.0.0.1:8080.
+	HTTPAddr string
+	// BodyLimit bounds request bodies. If zero, 1 MiB.
+	BodyLimit int64
+	// ShutdownTimeout bounds the drain of in-flight requests on stop. If zero, 10s.
+	ShutdownTimeout time.Duration
+}
+
+// ReadyCheck is one condition of /readyz.
+type ReadyCheck = httpapi.ReadyCheck
+
+// Deps are the API's connections, made by the caller.
+type Deps struct {
+	DB       *mongo.Database     // required
+	Outbox   *outbox.Outbox      // required: publishes the events of writes
+	Ready    []ReadyCheck        // conditions of /readyz besides MongoDB
+	Gatherer prometheus.Gatherer // served at /metrics; nil: prometheus.DefaultGatherer
+	Logger   *slog.Logger
+	Listener net.Listener // if set, served instead of listening on HTTPAddr
+}
+
+// Source is the CloudEvents source of the API's events.
+const Source = "/rm/api"
+
+// Service is a prepared API: storage set up, routes built.
+type Service struct {
+	cfg    Config
+	deps   Deps
+	server *httpapi.Server
+}
+
+// New prepares the API: collections, indexes and built-in queues exist when it returns.
+func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
+	if deps.DB == nil || deps.Outbox == nil {
+		return nil, errors.New("api: DB and Outbox are required")
+	}
+	if cfg.HTTPAddr == "" {
+		cfg.HTTPAddr = "127.0.0.1:8080"
+	}
+	if cfg.BodyLimit == 0 {
+		cfg.BodyLimit = 1 << 20
+	}
+	if cfg.ShutdownTimeout == 0 {
+		cfg.ShutdownTimeout = 10 * time.Second
+	}
+	if deps.Logger == nil {
+		deps.Logger = slog.Default()
+	}
+	if deps.Gatherer == nil {
+		deps.Gatherer = prometheus.DefaultGatherer
+	}
+	st := &store.Store{DB: deps.DB, Outbox: deps.Outbox}
+	if err := st.EnsureIndexes(ctx); err != nil {
+		return nil, err
+	}
+	for _, c := range store.AllCollections {
+		deps.Outbox.Register(deps.DB.Collection(c))
+	}
+	ready := append([]ReadyCheck{{Name: "mongodb", Check: func(ctx context.Context) error { return deps.DB.Client().Ping(ctx, nil) }}}, deps.Ready...)
+	srv := httpapi.New(httpapi.Options{
+		Store: st, Source: Source, BodyLimit: cfg.BodyLimit, Ready: ready,
+		Gatherer: deps.Gatherer, Logger: deps.Logger,
+	})
+	if err := srv.EnsureBuiltinQueues(ctx); err != nil {
+		return nil, err
+	}
+	return &Service{cfg: cfg, deps: deps, server: srv}, nil
+}
+
+// Handler is the API's HTTP handler.
+func (s *Service) Handler() http.Handler { return s.server.Echo }
+
+// Serve answers requests until ctx ends, then drains in-flight ones.
+func (s *Service) Serve(ctx context.Context) error {
+	ln := s.deps.Listener
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", s.cfg.HTTPAddr); err != nil {
+			return fmt.Errorf("api listen: %w", err)
+		}
+	}
+	hs := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	s.deps.Logger.Info("api listening", "addr", ln.Addr().String())
+	select {
+	case err := <-errc:
+		return fmt.Errorf("api serve: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownTimeout)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		return fmt.Errorf("api shutdown: %w", err)
+	}
+	return nil
+}
+
+// Run prepares the API and serves it until ctx ends.
+func Run(ctx context.Context, cfg Config, deps Deps) error {
+	s, err := New(ctx, cfg, deps)
+	if err != nil {
+		return err
+	}
+	return s.Serve(ctx)
+}
+
+// OpenAPI returns the OpenAPI document the API serves.
+func (s *Service) OpenAPI() ([]byte, error) { return s.server.API.OpenAPI().MarshalJSON() }

@@ -1,0 +1,198 @@
+// Package httpapi is the API's HTTP surface: echo routes, huma operations
+// (the OpenAPI document is generated from them, so the two cannot drift),
+// request and response types, health, readiness and metrics. Storage goes
+// through package store; errors through package problem.
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/avxrm/rm/pkg/events"
+	"github.com/avxrm/rm/services/api/internal/problem"
+	"github.com/avxrm/rm/services/api/internal/store"
+	"github.com/danielgtaylor/huma/v2"
+	"github.com/danielgtaylor/huma/v2/adapters/humaecho"
+	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// BasePath prefixes every resource route.
+const BasePath = "/api/resources/v1"
+
+// ReadyCheck reports whether a dependency is usable; nil means ready.
+type ReadyCheck struct {
+	Name  string
+	Check func(ctx context.Context) error
+}
+
+// Options configure the HTTP surface.
+type Options struct {
+	Store     *store.Store
+	Source    string // CloudEvents source of the API's events
+	BodyLimit int64
+	Ready     []ReadyCheck
+	Gatherer  prometheus.Gatherer
+	Registry  prometheus.Registerer
+	Logger    *slog.Logger
+	Now       func() time.Time
+}
+
+// Server holds the routes.
+type Server struct {
+	opts Options
+	Echo *echo.Echo
+	API  huma.API
+
+	queues store.Kind[*events.Queue]
+}
+
+// New builds the echo router with every route.
+func New(opts Options) *Server {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	problem.Install(opts.Logger)
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = errorHandler(opts.Logger)
+	e.Use(recoverProblem(opts.Logger), rejectNonUTF8(opts.BodyLimit))
+
+	cfg := huma.DefaultConfig("Resource Manager API", "1.0.0")
+	cfg.Info.Description = "Queues with hard limits on concurrent worker instances, container-runtime plugins, applications, and jobs admitted all-or-nothing."
+	cfg.OpenAPIPath = BasePath + "/openapi"
+	cfg.DocsPath = "" // the docs page is served from embedded assets, not a CDN
+	cfg.SchemasPath = ""
+	cfg.CreateHooks = nil // no $schema field or Link header: responses are exactly the documented resources
+	cfg.Components.SecuritySchemes = map[string]*huma.SecurityScheme{
+		"bearer": {Type: "http", Scheme: "bearer", BearerFormat: "JWT", Description: "OIDC access token"},
+	}
+	cfg.Security = []map[string][]string{{"bearer": {}}}
+	api := humaecho.New(e, cfg)
+
+	s := &Server{opts: opts, Echo: e, API: api}
+	s.queues = store.Kind[*events.Queue]{S: opts.Store, Coll: store.Queues, Name: "queue", IDPrefix: "q"}
+
+	e.GET("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
+	e.GET("/readyz", s.readyz)
+	if opts.Gatherer != nil {
+		e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{})))
+	}
+	s.registerQueues()
+	return s
+}
+
+func (s *Server) readyz(c echo.Context) error {
+	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
+	defer cancel()
+	checks := map[string]string{}
+	ok := true
+	for _, rc := range s.opts.Ready {
+		if err := rc.Check(ctx); err != nil {
+			checks[rc.Name] = err.Error()
+			ok = false
+		} else {
+			checks[rc.Name] = "ok"
+		}
+	}
+	status := http.StatusOK
+	if !ok {
+		status = http.StatusServiceUnavailable
+	}
+	return c.JSON(status, map[string]any{"ready": ok, "checks": checks})
+}
+
+// errorHandler answers echo's own errors (unknown route, wrong method) as problems.
+func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
+	return func(err error, c echo.Context) {
+		if c.Response().Committed {
+			return
+		}
+		var p *problem.Problem
+		var he *echo.HTTPError
+		switch {
+		case errors.As(err, &p):
+		case errors.As(err, &he):
+			p = problem.New(he.Code, fmt.Sprint(he.Message))
+		default:
+			p = problem.From(err)
+		}
+		if p.Status >= 500 {
+			log.Error("request failed", "method", c.Request().Method, "path", c.Request().URL.Path, "err", err)
+		}
+		p.Instance = c.Request().URL.Path
+		c.Response().Header().Set(echo.HeaderContentType, "application/problem+json")
+		_ = c.JSON(p.Status, p)
+	}
+}
+
+// recoverProblem turns a panic into a logged 500 problem instead of a dropped connection.
+func recoverProblem(log *slog.Logger) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) (err error) {
+			defer func() {
+				if r := recover(); r != nil {
+					log.Error("panic in handler", "path", c.Request().URL.Path, "panic", r)
+					err = problem.New(http.StatusInternalServerError, "internal error")
+				}
+			}()
+			return next(c)
+		}
+	}
+}
+
+// rejectNonUTF8 bounds request bodies and refuses bytes that are not UTF-8,
+// which encoding/json would otherwise silently replace with U+FFFD.
+func rejectNonUTF8(limit int64) echo.MiddlewareFunc {
+	if limit <= 0 {
+		limit = 1 << 20
+	}
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			r := c.Request()
+			if r.Body == nil || r.Body == http.NoBody || !isJSON(r.Header.Get(echo.HeaderContentType)) {
+				return next(c)
+			}
+			if r.ContentLength > limit {
+				return problem.New(http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", limit))
+			}
+			body, err := readLimited(r, limit)
+			if err != nil {
+				return err
+			}
+			if !utf8.Valid(body) {
+				return problem.New(http.StatusBadRequest, "request body is not valid UTF-8", problem.Field("", "invalid UTF-8 at byte %d", firstInvalid(body)))
+			}
+			return next(c)
+		}
+	}
+}
+
+func isJSON(ct string) bool {
+	return ct == "" || strings.Contains(ct, "json")
+}
+
+func firstInvalid(b []byte) int {
+	for i := 0; i < len(b); {
+		r, n := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && n == 1 {
+			return i
+		}
+		i += n
+	}
+	return -1
+}
+
+// etag is the ETag of a resource version.
+func etag(v int64) string { return `"` + strconv.FormatInt(v, 10) + `"` }

@@ -1,0 +1,132 @@
+package httpapi
+
+import (
+	"path"
+	"regexp"
+
+	"github.com/avxrm/rm/pkg/events"
+	"github.com/avxrm/rm/services/api/internal/problem"
+	"k8s.io/apimachinery/pkg/api/resource"
+)
+
+// Validation rules of API.md that a JSON schema cannot say (map keys,
+// quantities, absolute paths). Each returns the offending fields.
+
+var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// labelKey is a Kubernetes label key: an optional DNS prefix and a name.
+var labelKey = regexp.MustCompile(`^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$`)
+
+const maxMapEntries = 256
+
+func validateEnv(field string, env map[string]string) []*problem.FieldError {
+	var errs []*problem.FieldError
+	if len(env) > maxMapEntries {
+		errs = append(errs, problem.Field(field, "at most %d variables", maxMapEntries))
+	}
+	for k, v := range env {
+		if !envName.MatchString(k) {
+			errs = append(errs, problem.Field(field+"."+k, "environment variable names match [A-Za-z_][A-Za-z0-9_]*"))
+		}
+		if len(v) > 32<<10 {
+			errs = append(errs, problem.Field(field+"."+k, "value longer than 32 KiB"))
+		}
+	}
+	return errs
+}
+
+func validateLabels(field string, m map[string]string, valueMax int) []*problem.FieldError {
+	var errs []*problem.FieldError
+	if len(m) > maxMapEntries {
+		errs = append(errs, problem.Field(field, "at most %d entries", maxMapEntries))
+	}
+	for k, v := range m {
+		if len(k) > 253 || !labelKey.MatchString(k) {
+			errs = append(errs, problem.Field(field+"."+k, "not a valid key (Kubernetes label key syntax)"))
+		}
+		if len(v) > valueMax {
+			errs = append(errs, problem.Field(field+"."+k, "value longer than %d characters", valueMax))
+		}
+	}
+	return errs
+}
+
+func validateQuantity(field, q string) []*problem.FieldError {
+	if q == "" {
+		return nil
+	}
+	v, err := resource.ParseQuantity(q)
+	if err != nil {
+		return []*problem.FieldError{problem.Field(field, "%q is not a Kubernetes quantity (e.g. 500m, 2, 4Gi)", q)}
+	}
+	if v.Sign() < 0 {
+		return []*problem.FieldError{problem.Field(field, "must not be negative")}
+	}
+	return nil
+}
+
+func validateLimits(field string, l *events.ResourceLimits) []*problem.FieldError {
+	if l == nil {
+		return nil
+	}
+	return append(validateQuantity(field+".cpu", l.CPU), validateQuantity(field+".memory", l.Memory)...)
+}
+
+func validateStorages(field string, st []events.Storage) []*problem.FieldError {
+	var errs []*problem.FieldError
+	names := map[string]bool{}
+	for i, s := range st {
+		f := field + "[" + itoa(i) + "]"
+		if !path.IsAbs(s.MountPath) {
+			errs = append(errs, problem.Field(f+".mount_path", "must be an absolute path"))
+		} else if path.Clean(s.MountPath) != s.MountPath {
+			errs = append(errs, problem.Field(f+".mount_path", "must be a clean path (no //, . or ..)"))
+		}
+		if !nameRe.MatchString(s.Name) {
+			errs = append(errs, problem.Field(f+".name", "names are letters, digits, -, _ and ., starting with a letter or digit"))
+		}
+		if names[s.Name] {
+			errs = append(errs, problem.Field(f+".name", "duplicate storage name %q", s.Name))
+		}
+		names[s.Name] = true
+		if s.Type != "empty_dir" && s.Source == "" {
+			errs = append(errs, problem.Field(f+".source", "required for type %s", s.Type))
+		}
+		if s.Type == "host_path" && !path.IsAbs(s.Source) {
+			errs = append(errs, problem.Field(f+".source", "a host_path source must be an absolute path"))
+		}
+	}
+	return errs
+}
+
+func validateAttributes(field string, a *events.QueueAttributes) []*problem.FieldError {
+	if a == nil {
+		return nil
+	}
+	errs := validateLabels(field+".node_selector", a.NodeSelector, 63)
+	errs = append(errs, validateLabels(field+".labels", a.Labels, 63)...)
+	errs = append(errs, validateLabels(field+".annotations", a.Annotations, 64<<10)...)
+	for i, t := range a.Tolerations {
+		f := field + ".tolerations[" + itoa(i) + "]"
+		if t.Operator == "Exists" && t.Value != "" {
+			errs = append(errs, problem.Field(f+".value", "must be empty when operator is Exists"))
+		}
+		if t.Key == "" && t.Operator != "Exists" {
+			errs = append(errs, problem.Field(f+".key", "required unless operator is Exists"))
+		}
+		if t.Key != "" && !labelKey.MatchString(t.Key) {
+			errs = append(errs, problem.Field(f+".key", "not a valid key (Kubernetes label key syntax)"))
+		}
+	}
+	return errs
+}
+
+var nameRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
+
+func itoa(i int) string {
+	const digits = "0123456789"
+	if i < 10 {
+		return digits[i : i+1]
+	}
+	return itoa(i/10) + digits[i%10:i%10+1]
+}

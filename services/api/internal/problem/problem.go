@@ -1,0 +1,161 @@
+// Package problem is the API's one error shape: RFC 9457 problem details with
+// the offending fields named, and the one mapping from domain errors to HTTP
+// status codes. It owns the replacement of huma's default error constructor.
+package problem
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/danielgtaylor/huma/v2"
+)
+
+// Sentinel errors of the domain; handlers wrap them with details.
+var (
+	ErrNotFound           = errors.New("not found")
+	ErrConflict           = errors.New("conflict")
+	ErrPreconditionFailed = errors.New("precondition failed")
+	ErrInvalid            = errors.New("invalid")
+)
+
+// FieldError names one offending field of a request.
+type FieldError struct {
+	Field   string `json:"field" doc:"the field, as a dotted path into the request body, or the query or path parameter"`
+	Message string `json:"message"`
+}
+
+// Error implements error so FieldErrors can travel as errors.
+func (f *FieldError) Error() string {
+	if f.Field == "" {
+		return f.Message
+	}
+	return f.Field + ": " + f.Message
+}
+
+// Field returns a field error.
+func Field(field, format string, args ...any) *FieldError {
+	return &FieldError{Field: field, Message: fmt.Sprintf(format, args...)}
+}
+
+// Problem is an RFC 9457 problem details object.
+type Problem struct {
+	Type     string        `json:"type" doc:"a URI naming the kind of problem"`
+	Title    string        `json:"title"`
+	Status   int           `json:"status"`
+	Detail   string        `json:"detail,omitempty"`
+	Instance string        `json:"instance,omitempty"`
+	Errors   []*FieldError `json:"errors,omitempty"`
+}
+
+func (p *Problem) Error() string {
+	if p.Detail != "" {
+		return p.Detail
+	}
+	return p.Title
+}
+
+// GetStatus implements huma.StatusError.
+func (p *Problem) GetStatus() int { return p.Status }
+
+// ContentType implements huma.ContentTypeFilter: problems are problem+json.
+func (p *Problem) ContentType(string) string { return "application/problem+json" }
+
+// New returns a problem of the given status with a detail and field errors.
+func New(status int, detail string, fields ...*FieldError) *Problem {
+	return &Problem{
+		Type:   "https://avxrm.dev/problems/" + strings.ReplaceAll(strings.ToLower(http.StatusText(status)), " ", "-"),
+		Title:  http.StatusText(status),
+		Status: status,
+		Detail: detail,
+		Errors: fields,
+	}
+}
+
+// Invalid is a 422 naming the fields.
+func Invalid(fields ...*FieldError) *Problem {
+	msgs := make([]string, len(fields))
+	for i, f := range fields {
+		msgs[i] = f.Error()
+	}
+	return New(http.StatusUnprocessableEntity, "validation failed: "+strings.Join(msgs, "; "), fields...)
+}
+
+// fieldOf turns huma's error location ("body.name", "query.limit",
+// "path.queue_id", "header.If-Match") into the field name users see.
+func fieldOf(location string) string {
+	for _, p := range []string{"body.", "query.", "path.", "header."} {
+		if rest, ok := strings.CutPrefix(location, p); ok {
+			return rest
+		}
+	}
+	if location == "body" {
+		return ""
+	}
+	return location
+}
+
+// Install replaces huma's error constructor so every error huma produces
+// (validation, bad JSON, body too large) is a Problem naming the fields, and a
+// handler's domain error gets the status of the sentinel it wraps. Only
+// 5xx problems are logged, with the underlying error.
+func Install(log *slog.Logger) {
+	huma.NewError = func(status int, msg string, errs ...error) huma.StatusError {
+		if status == http.StatusInternalServerError && len(errs) == 1 {
+			p := From(errs[0])
+			if p.Status >= 500 {
+				log.Error("request failed", "err", errs[0])
+			}
+			return p
+		}
+		var fields []*FieldError
+		for _, err := range errs {
+			if err == nil {
+				continue
+			}
+			var d *huma.ErrorDetail
+			var f *FieldError
+			switch {
+			case errors.As(err, &f):
+				fields = append(fields, f)
+			case errors.As(err, &d):
+				fields = append(fields, &FieldError{Field: fieldOf(d.Location), Message: d.Message})
+			default:
+				fields = append(fields, &FieldError{Message: err.Error()})
+			}
+		}
+		if msg == "validation failed" && len(fields) > 0 {
+			msgs := make([]string, len(fields))
+			for i, f := range fields {
+				msgs[i] = f.Error()
+			}
+			msg = "validation failed: " + strings.Join(msgs, "; ")
+		}
+		return New(status, msg, fields...)
+	}
+}
+
+// From maps a domain error to a problem: the status from the sentinel it
+// wraps, 500 for anything else (whose text is not shown to the client).
+func From(err error) *Problem {
+	var p *Problem
+	if errors.As(err, &p) {
+		return p
+	}
+	var f *FieldError
+	switch {
+	case errors.As(err, &f):
+		return Invalid(f)
+	case errors.Is(err, ErrNotFound):
+		return New(http.StatusNotFound, err.Error())
+	case errors.Is(err, ErrConflict):
+		return New(http.StatusConflict, err.Error())
+	case errors.Is(err, ErrPreconditionFailed):
+		return New(http.StatusPreconditionFailed, err.Error())
+	case errors.Is(err, ErrInvalid):
+		return New(http.StatusUnprocessableEntity, err.Error())
+	}
+	return New(http.StatusInternalServerError, "internal error")
+}
