@@ -1,0 +1,119 @@
+package events
+
+import "time"
+
+// Job statuses.
+const (
+	JobSubmitted = "submitted"
+	JobPending   = "pending"
+	JobAdmitted  = "admitted"
+	JobRunning   = "running"
+	JobSucceeded = "succeeded"
+	JobFailed    = "failed"
+	JobCancelled = "cancelled"
+)
+
+// JobFinal reports whether a job status is final (leases released, nothing runs).
+func JobFinal(status string) bool {
+	return status == JobSucceeded || status == JobFailed || status == JobCancelled
+}
+
+// Instance roles.
+const (
+	RoleController     = "controller"
+	RoleWorker         = "worker"
+	RolePostController = "post-controller"
+)
+
+// Instance statuses.
+const (
+	InstancePending   = "pending"
+	InstanceRunning   = "running"
+	InstanceSucceeded = "succeeded"
+	InstanceFailed    = "failed"
+	InstanceStopped   = "stopped"
+)
+
+// Condition is a Kubernetes-style condition.
+type Condition struct {
+	Type               string    `json:"type" bson:"type" doc:"e.g. Admitted, Running, Failed"`
+	Status             string    `json:"status" bson:"status" enum:"True,False,Unknown"`
+	Reason             string    `json:"reason,omitempty" bson:"reason,omitempty"`
+	Message            string    `json:"message,omitempty" bson:"message,omitempty"`
+	LastTransitionTime time.Time `json:"last_transition_time" bson:"last_transition_time"`
+}
+
+// JobApplication says what a job runs: a registered application (by id, or
+// name + version) or inline details. The server fills in what it resolved.
+type JobApplication struct {
+	ID                   string            `json:"id,omitempty" bson:"id,omitempty"`
+	Name                 string            `json:"name,omitempty" bson:"name,omitempty"`
+	Version              string            `json:"version,omitempty" bson:"version,omitempty"`
+	Image                string            `json:"image,omitempty" bson:"image,omitempty"`
+	EnvironmentVariables map[string]string `json:"environment_variables,omitempty" bson:"environment_variables,omitempty"`
+}
+
+// Instance is one controller, worker or post controller of a job.
+type Instance struct {
+	Role       string     `json:"role" bson:"role" enum:"controller,worker,post-controller"`
+	Index      int        `json:"index" bson:"index"`
+	Status     string     `json:"status" bson:"status"`
+	ExitCode   *int       `json:"exit_code,omitempty" bson:"exit_code,omitempty"`
+	Message    string     `json:"message,omitempty" bson:"message,omitempty"`
+	StartedAt  *time.Time `json:"started_at,omitempty" bson:"started_at,omitempty"`
+	FinishedAt *time.Time `json:"finished_at,omitempty" bson:"finished_at,omitempty"`
+}
+
+// RuntimeSpec is what every instance of a job is started from, resolved at
+// submission (app-runtime-config, then inline application, then application).
+// Stored, not shown: the API returns the application as submitted.
+type RuntimeSpec struct {
+	Image                string            `json:"-" bson:"image"`
+	Command              []string          `json:"-" bson:"command,omitempty"`
+	Args                 []string          `json:"-" bson:"args,omitempty"`
+	WorkingDirectory     string            `json:"-" bson:"working_directory,omitempty"`
+	EnvironmentVariables map[string]string `json:"-" bson:"environment_variables,omitempty" doc:"queue, then application, then app-runtime-config, then job; later wins"`
+	ResourceLimits       *ResourceLimits   `json:"-" bson:"resource_limits,omitempty"`
+}
+
+// PostController is the on-demand post controller of a job.
+type PostController struct {
+	Status      string     `json:"status" bson:"status" doc:"pending, admitted, running, stopped"`
+	RequestedAt time.Time  `json:"requested_at" bson:"requested_at"`
+	StartedAt   *time.Time `json:"started_at,omitempty" bson:"started_at,omitempty"`
+	StoppedAt   *time.Time `json:"stopped_at,omitempty" bson:"stopped_at,omitempty"`
+}
+
+// Job asks for WorkerInstances workers on its queue plus one controller on
+// simulation-controller-queue, admitted all at once or not at all.
+type Job struct {
+	Meta                 `bson:",inline"`
+	Name                 string            `json:"name" bson:"name"`
+	QueueID              string            `json:"queue_id" bson:"queue_id"`
+	QueueName            string            `json:"queue_name" bson:"queue_name" readOnly:"true"`
+	Application          JobApplication    `json:"application" bson:"application"`
+	WorkerInstances      int               `json:"worker_instances" bson:"worker_instances"`
+	EnvironmentVariables map[string]string `json:"environment_variables,omitempty" bson:"environment_variables,omitempty"`
+	Priority             int               `json:"priority" bson:"priority"`
+	Labels               map[string]string `json:"labels,omitempty" bson:"labels,omitempty"`
+
+	Status         string          `json:"status" bson:"status" readOnly:"true" enum:"submitted,pending,admitted,running,succeeded,failed,cancelled"`
+	Conditions     []Condition     `json:"conditions" bson:"conditions" readOnly:"true"`
+	Warnings       []string        `json:"warnings" bson:"warnings" readOnly:"true"`
+	Instances      []Instance      `json:"instances" bson:"instances" readOnly:"true"`
+	PostController *PostController `json:"post_controller,omitempty" bson:"post_controller,omitempty" readOnly:"true"`
+
+	SubmittedAt time.Time  `json:"submitted_at" bson:"submitted_at" readOnly:"true"`
+	AdmittedAt  *time.Time `json:"admitted_at,omitempty" bson:"admitted_at,omitempty" readOnly:"true"`
+	StartedAt   *time.Time `json:"started_at,omitempty" bson:"started_at,omitempty" readOnly:"true"`
+	FinishedAt  *time.Time `json:"finished_at,omitempty" bson:"finished_at,omitempty" readOnly:"true"`
+	CleanedAt   *time.Time `json:"cleaned_at,omitempty" bson:"cleaned_at,omitempty" readOnly:"true"`
+
+	// CancelRequested is set by the API; the launcher (or the scheduler, for a
+	// job not admitted yet) carries it out.
+	CancelRequested bool `json:"cancel_requested,omitempty" bson:"cancel_requested,omitempty" readOnly:"true"`
+	// CleanupRequested likewise, for POST /jobs/{id}/cleanup.
+	CleanupRequested bool `json:"cleanup_requested,omitempty" bson:"cleanup_requested,omitempty" readOnly:"true"`
+
+	Runtime RuntimeSpec `json:"-" bson:"runtime"`
+}
