@@ -111,7 +111,9 @@ func (s *Server) getQueue(ctx context.Context, in *queueRef) (*queueOutput, erro
 		return nil, err
 	}
 	q := l.Res
-	q.Usage = &events.QueueUsage{}
+	if err := s.fillUsage(ctx, q); err != nil {
+		return nil, err
+	}
 	return &queueOutput{ETag: etag(q.Version), Body: q}, nil
 }
 
