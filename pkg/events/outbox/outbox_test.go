@@ -1,0 +1,212 @@
+package outbox_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/avxrm/rm/pkg/embedded/mongotest"
+	"github.com/avxrm/rm/pkg/events"
+	"github.com/avxrm/rm/pkg/events/eventstest"
+	"github.com/avxrm/rm/pkg/events/outbox"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+)
+
+type thing struct {
+	ID      string `bson:"_id" json:"id"`
+	Version int64  `bson:"version" json:"version"`
+	Name    string `bson:"name" json:"name"`
+}
+
+// failingPublisher refuses everything, as an unreachable NATS would.
+type failingPublisher struct{}
+
+func (failingPublisher) Publish(context.Context, events.Event) error { return errors.New("nats down") }
+
+func setup(t *testing.T) (*mongo.Collection, *outbox.Outbox, func() []events.Event) {
+	t.Helper()
+	uri, _ := mongotest.Start(t)
+	coll := mongotest.Client(t, uri).Database("test").Collection("things")
+	js := eventstest.Run(t)
+	ob := outbox.New(events.NewPublisher(js), nil)
+	ob.MinAge = 0
+	ob.Register(coll)
+	return coll, ob, func() []events.Event { return eventstest.ReadAll(t, js, "") }
+}
+
+func ev(t *testing.T, typ string, th thing) events.Event {
+	t.Helper()
+	e, err := events.New(typ, "/test", events.NoQueue, th.ID, th)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func unsent(t *testing.T, coll *mongo.Collection, id string) []outbox.Entry {
+	t.Helper()
+	var env outbox.Envelope
+	if err := coll.FindOne(context.Background(), bson.D{{Key: "_id", Value: id}}).Decode(&env); err != nil {
+		t.Fatal(err)
+	}
+	return env.Outbox
+}
+
+func ids(evs []events.Event) []string {
+	out := make([]string, len(evs))
+	for i, e := range evs {
+		out[i] = e.ID
+	}
+	return out
+}
+
+func TestInsertPublishesAndClears(t *testing.T) {
+	coll, ob, stream := setup(t)
+	ctx := context.Background()
+	th := thing{ID: "t-1", Version: 1, Name: "a"}
+	e := ev(t, "rm.thing.created", th)
+	if err := ob.Insert(ctx, coll, th.ID, th.Version, th, e); err != nil {
+		t.Fatal(err)
+	}
+	if got := stream(); len(got) != 1 || got[0].ID != e.ID {
+		t.Fatalf("stream = %v, want the one created event", ids(got))
+	}
+	if u := unsent(t, coll, th.ID); len(u) != 0 {
+		t.Errorf("outbox still holds %d entries after publishing", len(u))
+	}
+	if err := ob.Insert(ctx, coll, th.ID, th.Version, th, e); !errors.Is(err, outbox.ErrDuplicate) {
+		t.Errorf("second insert: %v, want ErrDuplicate", err)
+	}
+	if got := stream(); len(got) != 1 {
+		t.Errorf("a refused insert published: %v", ids(got))
+	}
+}
+
+// A process that dies between the write and the publication leaves the
+// events in the document; the relay publishes them exactly once.
+func TestRelayPublishesWhatACrashLeft(t *testing.T) {
+	coll, ob, stream := setup(t)
+	ctx := context.Background()
+	ob.WithoutInlineFlush(t)
+	th := thing{ID: "t-1", Version: 1, Name: "a"}
+	created := ev(t, "rm.thing.created", th)
+	if err := ob.Insert(ctx, coll, th.ID, th.Version, th, created); err != nil {
+		t.Fatal(err)
+	}
+	if got := stream(); len(got) != 0 {
+		t.Fatalf("published before the relay ran: %v", ids(got))
+	}
+	// A later change carries the unsent event along, in order.
+	th2 := thing{ID: "t-1", Version: 2, Name: "b"}
+	updated := ev(t, "rm.thing.updated", th2)
+	if err := ob.Replace(ctx, coll, th.ID, 1, 2, unsent(t, coll, th.ID), th2, updated); err != nil {
+		t.Fatal(err)
+	}
+	if err := ob.Replace(ctx, coll, th.ID, 1, 2, nil, th2, updated); !errors.Is(err, outbox.ErrVersionConflict) {
+		t.Errorf("replace of a stale version: %v, want ErrVersionConflict", err)
+	}
+	n, err := ob.Sweep(ctx)
+	if err != nil || n != 2 {
+		t.Fatalf("Sweep() = %d, %v; want 2 events", n, err)
+	}
+	if n, err := ob.Sweep(ctx); err != nil || n != 0 {
+		t.Errorf("second Sweep() = %d, %v; want nothing left", n, err)
+	}
+	got := stream()
+	if len(got) != 2 || got[0].ID != created.ID || got[1].ID != updated.ID {
+		t.Fatalf("stream = %v, want [created updated]", ids(got))
+	}
+	// Publishing again (a relay that died after publishing, before clearing) adds nothing.
+	if err := ob.Flush(ctx, coll, th.ID, 2, false, []outbox.Entry{outbox.FromEvent(created), outbox.FromEvent(updated)}); err != nil {
+		t.Fatal(err)
+	}
+	if got := stream(); len(got) != 2 {
+		t.Errorf("republication duplicated events: %v", ids(got))
+	}
+}
+
+// Clearing is conditional on the version: a flush of an older write must not
+// drop the events of a newer one.
+func TestFlushOfAnOlderVersionKeepsNewerEvents(t *testing.T) {
+	coll, ob, stream := setup(t)
+	ctx := context.Background()
+	ob.WithoutInlineFlush(t)
+	th := thing{ID: "t-1", Version: 1}
+	e1 := ev(t, "rm.thing.created", th)
+	if err := ob.Insert(ctx, coll, th.ID, 1, th, e1); err != nil {
+		t.Fatal(err)
+	}
+	th.Version = 2
+	e2 := ev(t, "rm.thing.updated", th)
+	if err := ob.Replace(ctx, coll, th.ID, 1, 2, unsent(t, coll, th.ID), th, e2); err != nil {
+		t.Fatal(err)
+	}
+	if err := ob.Flush(ctx, coll, th.ID, 1, false, []outbox.Entry{outbox.FromEvent(e1)}); err != nil {
+		t.Fatal(err)
+	}
+	if u := unsent(t, coll, th.ID); len(u) != 2 {
+		t.Errorf("flush of version 1 cleared version 2's outbox: %d entries left", len(u))
+	}
+	if _, err := ob.Sweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := stream(); len(got) != 2 {
+		t.Errorf("stream = %v, want both events once", ids(got))
+	}
+}
+
+func TestDeleteKeepsATombstoneUntilPublished(t *testing.T) {
+	coll, ob, stream := setup(t)
+	ctx := context.Background()
+	th := thing{ID: "t-1", Version: 1}
+	if err := ob.Insert(ctx, coll, th.ID, 1, th, ev(t, "rm.thing.created", th)); err != nil {
+		t.Fatal(err)
+	}
+	ob.WithoutInlineFlush(t)
+	del := ev(t, "rm.thing.deleted", th)
+	if err := ob.Delete(ctx, coll, th.ID, 1, nil, del); err != nil {
+		t.Fatal(err)
+	}
+	live, err := coll.CountDocuments(ctx, bson.D{outbox.NotDeleted()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if live != 0 {
+		t.Errorf("tombstone visible to reads: %d live documents", live)
+	}
+	if _, err := ob.Sweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	all, err := coll.CountDocuments(ctx, bson.D{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if all != 0 {
+		t.Errorf("tombstone not removed after its event was published: %d documents", all)
+	}
+	if got := stream(); len(got) != 2 || got[1].ID != del.ID {
+		t.Errorf("stream = %v, want [created deleted]", ids(got))
+	}
+}
+
+// When NATS is unreachable the write still commits, and its event waits for the relay.
+func TestPublishFailureLeavesEventsForTheRelay(t *testing.T) {
+	coll, relay, stream := setup(t)
+	ctx := context.Background()
+	down := outbox.New(failingPublisher{}, nil)
+	th := thing{ID: "t-1", Version: 1}
+	e := ev(t, "rm.thing.created", th)
+	if err := down.Insert(ctx, coll, th.ID, 1, th, e); err != nil {
+		t.Fatalf("insert failed although the store took it: %v", err)
+	}
+	if u := unsent(t, coll, th.ID); len(u) != 1 || u[0].ID != e.ID {
+		t.Fatalf("outbox = %v, want the unsent event", u)
+	}
+	if n, err := relay.Sweep(ctx); err != nil || n != 1 {
+		t.Fatalf("Sweep() = %d, %v; want 1", n, err)
+	}
+	if got := stream(); len(got) != 1 || got[0].ID != e.ID {
+		t.Errorf("stream = %v, want the event once", ids(got))
+	}
+}
