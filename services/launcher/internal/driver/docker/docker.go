@@ -1,0 +1,619 @@
+// Package docker is a driver that runs each instance as a container on a
+// Docker Engine, through the official client (API version negotiated, so
+// older engines work).
+//
+// A container is named Spec.Name and labelled rm.managed=true, rm.job-id,
+// rm.role, rm.index and rm.queue (plus Spec.Labels, which cannot override
+// these). Command becomes the entrypoint and Args the cmd; CPU and memory
+// quantities become NanoCPUs and a memory limit; GPUs a device request;
+// storages become mounts: host_path a bind mount, empty_dir an anonymous
+// volume (removed with the container), pvc a named volume, nfs a named
+// volume of the local driver with NFS options. Containers are never removed
+// automatically, so exit codes and logs stay readable until Cleanup.
+//
+// Status comes from the Engine's event stream (start, die, destroy),
+// confirmed by inspecting the container for its exit code. The stream is
+// reconnected after errors, replaying from the last event seen, and each
+// (re)connection is followed by a full resync of the labelled containers.
+//
+// Restart policy: containers outlive the launcher. A new driver finds them
+// by the rm.managed label: List reports them and Watch follows them like
+// its own.
+//
+// It imports the driver contract and the Docker client only.
+package docker
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/events"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/api/types/mount"
+	"github.com/docker/docker/client"
+	"github.com/docker/docker/pkg/stdcopy"
+	"k8s.io/apimachinery/pkg/api/resource"
+
+	"github.com/avxrm/rm/services/launcher/internal/driver"
+	"github.com/avxrm/rm/services/launcher/internal/driver/internal/hub"
+)
+
+var _ driver.Driver = (*Driver)(nil)
+
+// Labels every managed container carries.
+const (
+	LabelManaged = "rm.managed"
+	LabelJobID   = "rm.job-id"
+	LabelRole    = "rm.role"
+	LabelIndex   = "rm.index"
+	LabelQueue   = "rm.queue"
+)
+
+// Option customizes a Driver.
+type Option func(*Driver)
+
+// WithStopTimeout sets how long Stop waits after SIGTERM before SIGKILL
+// (default 10s).
+func WithStopTimeout(d time.Duration) Option { return func(dr *Driver) { dr.grace = d } }
+
+// Driver is the docker driver.
+type Driver struct {
+	cli     *client.Client
+	network string
+	log     *slog.Logger
+	grace   time.Duration
+
+	tracker hub.Tracker // last status of every container seen
+
+	closeOnce sync.Once
+
+	stopLoop context.CancelFunc
+	loopDone chan struct{}
+}
+
+// New is the driver.Factory of the docker driver.
+func New(config json.RawMessage, opts driver.Options) (driver.Driver, error) {
+	cfg, err := driver.ParseDockerConfig(config)
+	if err != nil {
+		return nil, fmt.Errorf("docker: %w", err)
+	}
+	return NewDriver(cfg, opts)
+}
+
+// NewDriver connects to the engine named by cfg.Host (the environment's
+// DOCKER_HOST etc. when empty) and starts following its events. It does
+// not fail when the engine is down: the event loop retries.
+func NewDriver(cfg driver.DockerConfig, opts driver.Options, options ...Option) (*Driver, error) {
+	copts := []client.Opt{client.FromEnv, client.WithAPIVersionNegotiation()}
+	if cfg.Host != "" {
+		copts = append(copts, client.WithHost(cfg.Host))
+	}
+	cli, err := client.NewClientWithOpts(copts...)
+	if err != nil {
+		return nil, fmt.Errorf("docker: create client: %w", err)
+	}
+	d := &Driver{
+		cli:      cli,
+		network:  cfg.Network,
+		log:      opts.Log().With("driver", "docker"),
+		grace:    10 * time.Second,
+		loopDone: make(chan struct{}),
+	}
+	for _, o := range options {
+		o(d)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	d.stopLoop = cancel
+	synced := make(chan struct{})
+	go d.eventLoop(ctx, synced)
+	// Give the first resync a chance so that Watch starts with what
+	// exists; an engine that is down must not block the launcher.
+	select {
+	case <-synced:
+	case <-time.After(10 * time.Second):
+		d.log.Warn("docker engine not reachable yet; will keep trying")
+	}
+	return d, nil
+}
+
+// Start creates and starts the container; an existing one is left alone
+// (started if it was only created).
+func (d *Driver) Start(ctx context.Context, s driver.Spec) error {
+	if s.Name == "" {
+		s.Name = s.Ref.Name()
+	}
+	cfg, hc, err := containerSpec(s, d.network)
+	if err != nil {
+		return fmt.Errorf("docker: start %s: %w", s.Ref, err)
+	}
+	resp, err := d.cli.ContainerCreate(ctx, cfg, hc, nil, nil, s.Name)
+	if cerrdefs.IsNotFound(err) {
+		if perr := d.pull(ctx, s.Image); perr != nil {
+			return fmt.Errorf("docker: start %s: %w", s.Ref, perr)
+		}
+		resp, err = d.cli.ContainerCreate(ctx, cfg, hc, nil, nil, s.Name)
+	}
+	if cerrdefs.IsConflict(err) {
+		return d.startExisting(ctx, s)
+	}
+	if err != nil {
+		return fmt.Errorf("docker: create container for %s: %w", s.Ref, err)
+	}
+	if err := d.cli.ContainerStart(ctx, resp.ID, container.StartOptions{}); err != nil {
+		// A container that cannot start (no such executable...) is removed
+		// so that a retry starts afresh rather than being a no-op.
+		rmErr := d.cli.ContainerRemove(context.WithoutCancel(ctx), resp.ID, container.RemoveOptions{Force: true, RemoveVolumes: true})
+		return errors.Join(fmt.Errorf("docker: start container of %s: %w", s.Ref, err), rmErr)
+	}
+	return nil
+}
+
+// startExisting handles a name conflict: the instance exists unless the
+// name belongs to a container that is not ours.
+func (d *Driver) startExisting(ctx context.Context, s driver.Spec) error {
+	// A concurrent create reserves the name before the container can be
+	// inspected: retry briefly.
+	info, err := d.cli.ContainerInspect(ctx, s.Name)
+	for i := 0; cerrdefs.IsNotFound(err) && i < 50; i++ {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+		info, err = d.cli.ContainerInspect(ctx, s.Name)
+	}
+	if err != nil {
+		return fmt.Errorf("docker: inspect existing container %s: %w", s.Name, err)
+	}
+	if ref, ok := refFromLabels(info.Config.Labels); !ok || ref != s.Ref {
+		return fmt.Errorf("docker: start %s: container name %s is taken by another container", s.Ref, s.Name)
+	}
+	if info.State != nil && info.State.Status == container.StateCreated {
+		if err := d.cli.ContainerStart(ctx, info.ID, container.StartOptions{}); err != nil {
+			return fmt.Errorf("docker: start container of %s: %w", s.Ref, err)
+		}
+	}
+	return nil
+}
+
+// pull fetches an image that is not on the engine.
+func (d *Driver) pull(ctx context.Context, ref string) error {
+	rc, err := d.cli.ImagePull(ctx, ref, image.PullOptions{})
+	if err != nil {
+		return fmt.Errorf("pull image %s: %w", ref, err)
+	}
+	defer rc.Close()
+	if err := jsonStreamError(rc); err != nil {
+		return fmt.Errorf("pull image %s: %w", ref, err)
+	}
+	return nil
+}
+
+// jsonStreamError reads a JSON message stream (pull, build) to its end and
+// returns the error it reports, if any.
+func jsonStreamError(r io.Reader) error {
+	dec := json.NewDecoder(r)
+	for {
+		var m struct {
+			Error       string `json:"error"`
+			ErrorDetail struct {
+				Message string `json:"message"`
+			} `json:"errorDetail"`
+		}
+		if err := dec.Decode(&m); err == io.EOF {
+			return nil
+		} else if err != nil {
+			return err
+		}
+		if m.Error != "" {
+			return errors.New(m.Error)
+		}
+	}
+}
+
+// containerSpec maps a Spec to the engine's container and host configs.
+func containerSpec(s driver.Spec, network string) (*container.Config, *container.HostConfig, error) {
+	if s.Image == "" {
+		return nil, nil, fmt.Errorf("%w: no image", driver.ErrInvalidSpec)
+	}
+	if s.Name == "" {
+		return nil, nil, fmt.Errorf("%w: no name", driver.ErrInvalidSpec)
+	}
+	labels := maps.Clone(s.Labels)
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	labels[LabelManaged] = "true"
+	labels[LabelJobID] = s.JobID
+	labels[LabelRole] = string(s.Role)
+	labels[LabelIndex] = strconv.Itoa(s.Index)
+	labels[LabelQueue] = s.Queue
+	env := make([]string, 0, len(s.Env))
+	for k, v := range s.Env {
+		env = append(env, k+"="+v)
+	}
+	slices.Sort(env)
+	cfg := &container.Config{
+		Image:      s.Image,
+		Entrypoint: s.Command,
+		Cmd:        s.Args,
+		WorkingDir: s.WorkingDir,
+		Env:        env,
+		Labels:     labels,
+	}
+	hc := &container.HostConfig{NetworkMode: container.NetworkMode(network)}
+	if s.Resources.CPU != "" {
+		q, err := resource.ParseQuantity(s.Resources.CPU)
+		if err != nil || q.Sign() < 0 {
+			return nil, nil, fmt.Errorf("%w: cpu %q is not a quantity", driver.ErrInvalidSpec, s.Resources.CPU)
+		}
+		hc.NanoCPUs = q.MilliValue() * 1_000_000
+	}
+	if s.Resources.Memory != "" {
+		q, err := resource.ParseQuantity(s.Resources.Memory)
+		if err != nil || q.Sign() < 0 {
+			return nil, nil, fmt.Errorf("%w: memory %q is not a quantity", driver.ErrInvalidSpec, s.Resources.Memory)
+		}
+		hc.Memory = q.Value()
+	}
+	if s.Resources.GPU > 0 {
+		hc.DeviceRequests = []container.DeviceRequest{{Count: s.Resources.GPU, Capabilities: [][]string{{"gpu"}}}}
+	}
+	for _, st := range s.Storages {
+		m, err := mountFor(st)
+		if err != nil {
+			return nil, nil, err
+		}
+		hc.Mounts = append(hc.Mounts, m)
+	}
+	return cfg, hc, nil
+}
+
+func mountFor(st driver.Storage) (mount.Mount, error) {
+	if !strings.HasPrefix(st.MountPath, "/") {
+		return mount.Mount{}, fmt.Errorf("%w: storage %q: mount path %q is not absolute", driver.ErrInvalidSpec, st.Name, st.MountPath)
+	}
+	m := mount.Mount{Target: st.MountPath, ReadOnly: st.ReadOnly}
+	switch st.Type {
+	case driver.StorageHostPath:
+		if !strings.HasPrefix(st.Source, "/") {
+			return mount.Mount{}, fmt.Errorf("%w: storage %q: host path %q is not absolute", driver.ErrInvalidSpec, st.Name, st.Source)
+		}
+		m.Type, m.Source = mount.TypeBind, st.Source
+	case driver.StorageEmptyDir:
+		m.Type = mount.TypeVolume // anonymous: removed with the container
+	case driver.StoragePVC:
+		if st.Source == "" {
+			return mount.Mount{}, fmt.Errorf("%w: storage %q: pvc needs a volume name as source", driver.ErrInvalidSpec, st.Name)
+		}
+		m.Type, m.Source = mount.TypeVolume, st.Source
+	case driver.StorageNFS:
+		server, path, ok := strings.Cut(st.Source, ":")
+		if !ok || server == "" || !strings.HasPrefix(path, "/") {
+			return mount.Mount{}, fmt.Errorf("%w: storage %q: nfs source %q is not server:/path", driver.ErrInvalidSpec, st.Name, st.Source)
+		}
+		opts := "addr=" + server
+		if st.ReadOnly {
+			opts += ",ro"
+		}
+		// One named volume per export and mode, shared by the instances
+		// that mount it: the engine creates it on first use.
+		m.Type, m.Source = mount.TypeVolume, "rm-nfs-"+nfsHash(st.Source+"|"+opts)
+		m.VolumeOptions = &mount.VolumeOptions{DriverConfig: &mount.Driver{
+			Name:    "local",
+			Options: map[string]string{"type": "nfs", "o": opts, "device": ":" + path},
+		}}
+	default:
+		return mount.Mount{}, fmt.Errorf("%w: storage %q: unknown type %q", driver.ErrInvalidSpec, st.Name, st.Type)
+	}
+	return m, nil
+}
+
+func nfsHash(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:])[:12]
+}
+
+// refFromLabels recovers a Ref from a managed container's labels.
+func refFromLabels(l map[string]string) (driver.Ref, bool) {
+	if l[LabelManaged] != "true" || l[LabelJobID] == "" {
+		return driver.Ref{}, false
+	}
+	idx, err := strconv.Atoi(l[LabelIndex])
+	if err != nil {
+		return driver.Ref{}, false
+	}
+	return driver.Ref{JobID: l[LabelJobID], Role: driver.Role(l[LabelRole]), Index: idx}, true
+}
+
+// statusOf maps an inspected container to a Status.
+func statusOf(ref driver.Ref, info container.InspectResponse) driver.Status {
+	st := driver.Status{Ref: ref, State: driver.Pending}
+	if info.ContainerJSONBase == nil || info.State == nil {
+		return st
+	}
+	s := info.State
+	st.StartedAt = parseTime(s.StartedAt)
+	switch s.Status {
+	case container.StateRunning, container.StatePaused, container.StateRestarting:
+		st.State = driver.Running
+	case container.StateExited, container.StateDead:
+		code := s.ExitCode
+		st.ExitCode = &code
+		st.FinishedAt = parseTime(s.FinishedAt)
+		st.State = driver.Succeeded
+		if code != 0 || s.Status == container.StateDead {
+			st.State = driver.Failed
+		}
+		switch {
+		case s.OOMKilled:
+			st.Message = "out of memory"
+		case s.Error != "":
+			st.Message = s.Error
+		}
+	case container.StateRemoving:
+		st.State = driver.Failed
+		st.Message = "container being removed"
+	default: // created
+		if s.Error != "" {
+			st.Message = s.Error
+		}
+	}
+	return st
+}
+
+func parseTime(s string) time.Time {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil || t.Year() <= 1 {
+		return time.Time{}
+	}
+	return t
+}
+
+func managedFilter(extra ...filters.KeyValuePair) filters.Args {
+	return filters.NewArgs(append([]filters.KeyValuePair{filters.Arg("label", LabelManaged+"=true")}, extra...)...)
+}
+
+// eventLoop follows the engine's events until ctx ends, reconnecting and
+// resyncing after every error.
+func (d *Driver) eventLoop(ctx context.Context, synced chan<- struct{}) {
+	defer close(d.loopDone)
+	since := time.Now()
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		f := managedFilter(filters.Arg("type", string(events.ContainerEventType)))
+		// Replaying from a little before now closes the gap between the
+		// resync below and the stream being established.
+		evs, errs := d.cli.Events(ctx, events.ListOptions{
+			Since:   strconv.FormatFloat(float64(since.Add(-time.Second).UnixNano())/1e9, 'f', 9, 64),
+			Filters: f,
+		})
+		err := d.resync(ctx)
+		if err == nil && synced != nil {
+			close(synced)
+			synced = nil
+		}
+		for err == nil {
+			select {
+			case <-ctx.Done():
+				return
+			case err = <-errs:
+			case ev := <-evs:
+				since = time.Unix(0, ev.TimeNano)
+				d.handle(ctx, ev)
+				backoff = 100 * time.Millisecond
+			}
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		d.log.Warn("docker event stream interrupted; reconnecting", "err", err, "in", backoff)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 10*time.Second)
+	}
+}
+
+// handle turns one container event into status updates.
+func (d *Driver) handle(ctx context.Context, ev events.Message) {
+	ref, ok := refFromLabels(ev.Actor.Attributes)
+	if !ok {
+		return
+	}
+	switch ev.Action {
+	case events.ActionCreate:
+		d.tracker.Update(driver.Status{Ref: ref, State: driver.Pending})
+	case events.ActionStart, events.ActionDie:
+		info, err := d.cli.ContainerInspect(ctx, ev.Actor.ID)
+		if err != nil {
+			if cerrdefs.IsNotFound(err) {
+				if code, err := strconv.Atoi(ev.Actor.Attributes["exitCode"]); err == nil && ev.Action == events.ActionDie {
+					st := driver.Status{Ref: ref, State: driver.Succeeded, ExitCode: &code, FinishedAt: time.Unix(0, ev.TimeNano)}
+					if code != 0 {
+						st.State = driver.Failed
+					}
+					d.tracker.Update(st)
+				}
+				return
+			}
+			d.log.Warn("inspect container", "id", ev.Actor.ID, "err", err)
+			return
+		}
+		st := statusOf(ref, info)
+		if ev.Action == events.ActionStart && st.State != driver.Running {
+			// It already ended: still report that it ran.
+			d.tracker.Update(driver.Status{Ref: ref, State: driver.Running, StartedAt: st.StartedAt})
+		}
+		d.tracker.Update(st)
+	case events.ActionDestroy:
+		d.tracker.Gone(ref, "container removed")
+	}
+}
+
+// resync brings known in line with the engine's containers.
+func (d *Driver) resync(ctx context.Context) error {
+	sts, err := d.list(ctx, managedFilter())
+	if err != nil {
+		return err
+	}
+	present := make(map[driver.Ref]bool, len(sts))
+	for _, st := range sts {
+		present[st.Ref] = true
+		d.tracker.Update(st)
+	}
+	for _, ref := range d.tracker.Known() {
+		if !present[ref] {
+			d.tracker.Gone(ref, "container removed")
+		}
+	}
+	return nil
+}
+
+// list inspects every container matching f.
+func (d *Driver) list(ctx context.Context, f filters.Args) ([]driver.Status, error) {
+	cs, err := d.cli.ContainerList(ctx, container.ListOptions{All: true, Filters: f})
+	if err != nil {
+		return nil, fmt.Errorf("list containers: %w", err)
+	}
+	out := make([]driver.Status, 0, len(cs))
+	for _, c := range cs {
+		ref, ok := refFromLabels(c.Labels)
+		if !ok {
+			continue
+		}
+		info, err := d.cli.ContainerInspect(ctx, c.ID)
+		if cerrdefs.IsNotFound(err) {
+			continue // removed meanwhile
+		}
+		if err != nil {
+			return nil, fmt.Errorf("inspect container %s: %w", c.ID, err)
+		}
+		out = append(out, statusOf(ref, info))
+	}
+	return out, nil
+}
+
+// ownContainer returns the id of ref's container, or "" when there is none.
+func (d *Driver) ownContainer(ctx context.Context, r driver.Ref) (string, error) {
+	info, err := d.cli.ContainerInspect(ctx, r.Name())
+	if cerrdefs.IsNotFound(err) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	if got, ok := refFromLabels(info.Config.Labels); !ok || got != r {
+		return "", nil // a container of someone else with that name
+	}
+	return info.ID, nil
+}
+
+// Stop sends SIGTERM, then SIGKILL after the stop timeout, and returns when
+// the container has ended.
+func (d *Driver) Stop(ctx context.Context, r driver.Ref) error {
+	id, err := d.ownContainer(ctx, r)
+	if err != nil {
+		return fmt.Errorf("docker: stop %s: %w", r, err)
+	}
+	if id == "" {
+		return nil
+	}
+	secs := int((d.grace + time.Second - 1) / time.Second) // the engine counts whole seconds
+	if err := d.cli.ContainerStop(ctx, id, container.StopOptions{Timeout: &secs}); err != nil && !cerrdefs.IsNotFound(err) {
+		return fmt.Errorf("docker: stop %s: %w", r, err)
+	}
+	return nil
+}
+
+// Cleanup force-removes the job's containers and their anonymous volumes.
+func (d *Driver) Cleanup(ctx context.Context, jobID string) error {
+	cs, err := d.cli.ContainerList(ctx, container.ListOptions{All: true, Filters: managedFilter(filters.Arg("label", LabelJobID+"="+jobID))})
+	if err != nil {
+		return fmt.Errorf("docker: cleanup %s: list containers: %w", jobID, err)
+	}
+	var errs []error
+	for _, c := range cs {
+		ref, ok := refFromLabels(c.Labels)
+		if !ok || ref.JobID != jobID {
+			continue
+		}
+		err := d.cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true, RemoveVolumes: true})
+		if err != nil && !cerrdefs.IsNotFound(err) && !strings.Contains(err.Error(), "already in progress") {
+			errs = append(errs, fmt.Errorf("remove container %s: %w", c.ID, err))
+			continue
+		}
+		d.tracker.Gone(ref, "removed by cleanup")
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("docker: cleanup %s: %w", jobID, err)
+	}
+	return nil
+}
+
+// List asks the engine for every managed container.
+func (d *Driver) List(ctx context.Context) ([]driver.Status, error) {
+	sts, err := d.list(ctx, managedFilter())
+	if err != nil {
+		return nil, fmt.Errorf("docker: %w", err)
+	}
+	return sts, nil
+}
+
+// Watch reports the known containers, then every change.
+func (d *Driver) Watch(ctx context.Context) (<-chan driver.Status, error) {
+	return d.tracker.Subscribe(ctx), nil
+}
+
+// Logs returns the container's stdout and stderr, demultiplexed.
+func (d *Driver) Logs(ctx context.Context, r driver.Ref) (io.ReadCloser, error) {
+	id, err := d.ownContainer(ctx, r)
+	if err != nil {
+		return nil, fmt.Errorf("docker: logs of %s: %w", r, err)
+	}
+	if id == "" {
+		return nil, fmt.Errorf("docker: logs of %s: %w", r, driver.ErrNotFound)
+	}
+	rc, err := d.cli.ContainerLogs(ctx, id, container.LogsOptions{ShowStdout: true, ShowStderr: true})
+	if err != nil {
+		return nil, fmt.Errorf("docker: logs of %s: %w", r, err)
+	}
+	pr, pw := io.Pipe()
+	go func() {
+		_, err := stdcopy.StdCopy(pw, pw, rc)
+		rc.Close()
+		pw.CloseWithError(err)
+	}()
+	return pr, nil
+}
+
+// Close stops following events; containers keep running.
+func (d *Driver) Close() error {
+	var err error
+	d.closeOnce.Do(func() {
+		d.tracker.Close()
+		d.stopLoop()
+		<-d.loopDone
+		if cerr := d.cli.Close(); cerr != nil {
+			err = fmt.Errorf("docker: close client: %w", cerr)
+		}
+	})
+	return err
+}

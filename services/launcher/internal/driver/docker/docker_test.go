@@ -1,0 +1,227 @@
+package docker_test
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/api/types/build"
+	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/client"
+
+	"github.com/avxrm/rm/services/launcher/internal/driver"
+	"github.com/avxrm/rm/services/launcher/internal/driver/docker"
+	"github.com/avxrm/rm/services/launcher/internal/driver/drivertest"
+)
+
+// testImage is built by TestMain: FROM scratch plus the static sleeper.
+var testImage string
+
+func TestMain(m *testing.M) {
+	os.Exit(runMain(m))
+}
+
+func runMain(m *testing.M) int {
+	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "docker client:", err)
+		return 1
+	}
+	defer cli.Close()
+	tag, err := buildImage(cli)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "build test image:", err)
+		return 1
+	}
+	testImage = tag
+	code := m.Run()
+	// Containers of this run are removed by each test's cleanup.
+	if _, err := cli.ImageRemove(context.Background(), tag, image.RemoveOptions{Force: true, PruneChildren: true}); err != nil {
+		fmt.Fprintln(os.Stderr, "remove test image:", err)
+	}
+	return code
+}
+
+// buildImage compiles testdata/sleeper statically and sends a FROM scratch
+// build context to the engine.
+func buildImage(cli *client.Client) (string, error) {
+	dir, err := os.MkdirTemp("", "rm-docker-test")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(dir)
+	bin := filepath.Join(dir, "sleeper")
+	cmd := exec.Command("go", "build", "-trimpath", "-o", bin, "./testdata/sleeper")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build sleeper: %v\n%s", err, out)
+	}
+	exe, err := os.ReadFile(bin)
+	if err != nil {
+		return "", err
+	}
+	var ctxTar bytes.Buffer
+	tw := tar.NewWriter(&ctxTar)
+	for _, f := range []struct {
+		name string
+		mode int64
+		data []byte
+	}{
+		{"Dockerfile", 0o644, []byte("FROM scratch\nCOPY sleeper /sleeper\nENTRYPOINT [\"/sleeper\"]\n")},
+		{"sleeper", 0o755, exe},
+	} {
+		if err := tw.WriteHeader(&tar.Header{Name: f.name, Mode: f.mode, Size: int64(len(f.data))}); err != nil {
+			return "", err
+		}
+		if _, err := tw.Write(f.data); err != nil {
+			return "", err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return "", err
+	}
+	b := make([]byte, 4)
+	rand.Read(b)
+	tag := "rm-driver-test-sleeper:" + hex.EncodeToString(b)
+	resp, err := cli.ImageBuild(context.Background(), &ctxTar, build.ImageBuildOptions{
+		Tags: []string{tag}, Remove: true, ForceRemove: true, Dockerfile: "Dockerfile",
+	})
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	if bytes.Contains(out, []byte(`"errorDetail"`)) {
+		return "", fmt.Errorf("build failed: %s", out)
+	}
+	return tag, nil
+}
+
+func newDriver(t *testing.T) driver.Driver {
+	d, err := docker.NewDriver(driver.DockerConfig{}, driver.Options{}, docker.WithStopTimeout(time.Second))
+	if err != nil {
+		t.Fatalf("NewDriver() error = %v", err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return d
+}
+
+func behave(_ *testing.T, s *driver.Spec, b drivertest.Behaviour) {
+	s.Image = testImage
+	s.Command = []string{"/sleeper"}
+	s.Env["RM_TEST_PRINT"] = b.Print
+	s.Env["RM_TEST_SLEEP"] = strconv.FormatFloat(b.RunFor.Seconds(), 'f', 3, 64)
+	s.Env["RM_TEST_EXIT"] = strconv.Itoa(b.Exit)
+}
+
+func TestConformance(t *testing.T) {
+	drivertest.Run(t, newDriver, drivertest.Features{
+		Behave: behave, Logs: true, RealProcesses: true, ExitCodes: true, Reattach: true,
+		Timeout: 30 * time.Second,
+	})
+}
+
+// TestContainerSettings runs a container and checks, from inside it and
+// through inspect, what the driver set.
+func TestContainerSettings(t *testing.T) {
+	ctx := context.Background()
+	d := newDriver(t)
+	ch, _ := d.Watch(ctx)
+	ref := driver.Ref{JobID: drivertest.JobID(t), Role: driver.RoleWorker, Index: 4}
+	t.Cleanup(func() { d.Cleanup(context.Background(), ref.JobID) })
+	host := t.TempDir()
+	s := driver.Spec{
+		Ref: ref, Name: ref.Name(), Queue: "q-gpu", Image: testImage,
+		Command: []string{"/sleeper"}, Args: []string{"a", "b c"}, WorkingDir: "/data",
+		Env:       map[string]string{"RM_TEST_SHOW": "1", "SEED": "42"},
+		Resources: driver.Resources{CPU: "500m", Memory: "64Mi"},
+		Storages: []driver.Storage{
+			{Name: "scratch", Type: driver.StorageEmptyDir, MountPath: "/data"},
+			{Name: "host", Type: driver.StorageHostPath, Source: host, MountPath: "/host", ReadOnly: true},
+		},
+		Labels: map[string]string{"team": "adas", docker.LabelJobID: "spoofed"},
+	}
+	if err := d.Start(ctx, s); err != nil {
+		t.Fatalf("Start() error = %v", err)
+	}
+	for st := range ch {
+		if st.Ref == ref && st.State.Final() {
+			if st.State != driver.Succeeded {
+				t.Fatalf("container ended %+v", st)
+			}
+			break
+		}
+	}
+	rc, err := d.Logs(ctx, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _ := io.ReadAll(rc)
+	rc.Close()
+	for _, want := range []string{"wd=/data", "env SEED=42", "args [a b c]"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("container output lacks %q:\n%s", want, out)
+		}
+	}
+	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	info, err := cli.ContainerInspect(ctx, ref.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := info.HostConfig.NanoCPUs; got != 500_000_000 {
+		t.Errorf("NanoCPUs = %d, want 5e8", got)
+	}
+	if got := info.HostConfig.Memory; got != 64<<20 {
+		t.Errorf("Memory = %d, want %d", got, 64<<20)
+	}
+	wantLabels := map[string]string{"rm.managed": "true", "rm.job-id": ref.JobID, "rm.role": "worker", "rm.index": "4", "rm.queue": "q-gpu", "team": "adas"}
+	for k, v := range wantLabels {
+		if info.Config.Labels[k] != v {
+			t.Errorf("label %s = %q, want %q", k, info.Config.Labels[k], v)
+		}
+	}
+	mounts := map[string]string{}
+	for _, m := range info.Mounts {
+		mounts[m.Destination] = string(m.Type) + " rw=" + strconv.FormatBool(m.RW)
+	}
+	if mounts["/data"] != "volume rw=true" || mounts["/host"] != "bind rw=false" {
+		t.Errorf("mounts = %v, want /data a writable volume and /host a read-only bind", mounts)
+	}
+}
+
+// TestStartFailureIsReported: a container whose entrypoint does not exist
+// fails to start; Start says so and leaves nothing behind.
+func TestStartFailureIsReported(t *testing.T) {
+	ctx := context.Background()
+	d := newDriver(t)
+	ref := driver.Ref{JobID: drivertest.JobID(t), Role: driver.RoleWorker}
+	t.Cleanup(func() { d.Cleanup(context.Background(), ref.JobID) })
+	err := d.Start(ctx, driver.Spec{Ref: ref, Name: ref.Name(), Image: testImage, Command: []string{"/no/such/binary"}})
+	if err == nil {
+		t.Fatal("Start() with a missing entrypoint succeeded")
+	}
+	sts, _ := d.List(ctx)
+	for _, st := range sts {
+		if st.Ref == ref {
+			t.Errorf("List() still has %s after a failed start", ref)
+		}
+	}
+	if err := d.Start(ctx, driver.Spec{Ref: ref, Name: ref.Name(), Queue: "q"}); err == nil {
+		t.Error("Start() without an image succeeded")
+	}
+}

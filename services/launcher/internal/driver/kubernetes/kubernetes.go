@@ -1,0 +1,643 @@
+// Package kubernetes is a driver that runs each instance as a Pod in one
+// namespace, through client-go.
+//
+// A pod is named Spec.Name (a DNS-1123 label), restartPolicy Never, with one
+// container "instance" (Command, Args, WorkingDir, Env, requests = limits
+// from the CPU and memory quantities, GPUs as nvidia.com/gpu), the node
+// selector, tolerations, service account and volumes of the spec (pvc →
+// PersistentVolumeClaim, host_path → HostPath, empty_dir → EmptyDir, nfs →
+// NFS from "server:/path"). Labels rm.avxrm.io/{managed,job-id,role,index,
+// queue} select pods; label values are sanitized to the 63-character label
+// syntax, so the exact job id and queue are kept in annotations of the same
+// names, and those are what the driver reads back. A worker (Spec.Owner
+// set) carries an owner reference to its controller's pod, with
+// blockOwnerDeletion, so that deleting the controller deletes the workers.
+// With the OwnerReferencesPermissionEnforcement admission plugin the
+// launcher needs update on pods/finalizers besides create, get, list,
+// watch and delete on pods and get on pods/log.
+//
+// Status comes from a shared informer on the managed pods: Pending →
+// Running (the container runs) → Succeeded or Failed with the exit code of
+// the terminated container; a pod that is deleted, or starts terminating,
+// before it ended is Failed with a message. Stop and Cleanup delete pods
+// (background propagation); a terminating pod no longer counts in List.
+//
+// Restart policy: pods outlive the launcher. A new driver's informer lists
+// the managed pods, so List and Watch report them like its own.
+//
+// It imports the driver contract and client-go only.
+package kubernetes
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"os"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/avxrm/rm/services/launcher/internal/driver"
+	"github.com/avxrm/rm/services/launcher/internal/driver/internal/hub"
+)
+
+var _ driver.Driver = (*Driver)(nil)
+
+// Labels (and, for job id and queue, annotations) of managed pods.
+const (
+	LabelManaged = "rm.avxrm.io/managed"
+	LabelJobID   = "rm.avxrm.io/job-id"
+	LabelRole    = "rm.avxrm.io/role"
+	LabelIndex   = "rm.avxrm.io/index"
+	LabelQueue   = "rm.avxrm.io/queue"
+
+	// ContainerName is the name of the one container of an instance pod.
+	ContainerName = "instance"
+	// GPUResource is how GPUs are requested.
+	GPUResource corev1.ResourceName = "nvidia.com/gpu"
+)
+
+// Option customizes a Driver.
+type Option func(*Driver)
+
+// WithGracePeriod sets the grace period of pod deletions by Stop and
+// Cleanup; without it the pod's own (30s by default) applies.
+func WithGracePeriod(d time.Duration) Option {
+	return func(dr *Driver) {
+		secs := int64(d / time.Second)
+		dr.grace = &secs
+	}
+}
+
+// Driver is the kubernetes driver.
+type Driver struct {
+	cs    kubernetes.Interface
+	ns    string
+	log   *slog.Logger
+	grace *int64
+
+	tracker   hub.Tracker
+	factory   informers.SharedInformerFactory
+	stopInf   chan struct{}
+	closeOnce sync.Once
+}
+
+// New is the driver.Factory of the kubernetes driver: it connects in
+// cluster or with the kubeconfig (content or path) of the config.
+func New(config json.RawMessage, opts driver.Options) (driver.Driver, error) {
+	cfg, err := driver.ParseKubernetesConfig(config)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes: %w", err)
+	}
+	rc, err := restConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes: %w", err)
+	}
+	cs, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes: create clientset: %w", err)
+	}
+	ns := cfg.Namespace
+	if ns == "" && cfg.InCluster {
+		if b, err := os.ReadFile("/var/run/secrets/kubernetes.io/serviceaccount/namespace"); err == nil {
+			ns = strings.TrimSpace(string(b))
+		}
+	}
+	return NewWithClient(cs, ns, opts)
+}
+
+func restConfig(cfg driver.KubernetesConfig) (*rest.Config, error) {
+	if cfg.InCluster {
+		rc, err := rest.InClusterConfig()
+		if err != nil {
+			return nil, fmt.Errorf("in-cluster config: %w", err)
+		}
+		return rc, nil
+	}
+	// Content has several lines; a path has one.
+	if strings.Contains(strings.TrimSpace(cfg.Kubeconfig), "\n") {
+		rc, err := clientcmd.RESTConfigFromKubeConfig([]byte(cfg.Kubeconfig))
+		if err != nil {
+			return nil, fmt.Errorf("kubeconfig: %w", err)
+		}
+		return rc, nil
+	}
+	rc, err := clientcmd.BuildConfigFromFlags("", cfg.Kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("kubeconfig file: %w", err)
+	}
+	return rc, nil
+}
+
+// NewWithClient builds a driver on cs in namespace ("default" when empty)
+// and waits (up to 30s) for its informer to list the existing pods.
+func NewWithClient(cs kubernetes.Interface, namespace string, opts driver.Options, options ...Option) (*Driver, error) {
+	if namespace == "" {
+		namespace = "default"
+	}
+	if errs := validation.IsDNS1123Label(namespace); len(errs) > 0 {
+		return nil, fmt.Errorf("kubernetes: %w", &driver.FieldError{Field: "namespace", Message: strings.Join(errs, "; ")})
+	}
+	d := &Driver{cs: cs, ns: namespace, log: opts.Log().With("driver", "kubernetes", "namespace", namespace), stopInf: make(chan struct{})}
+	for _, o := range options {
+		o(d)
+	}
+	d.factory = informers.NewSharedInformerFactoryWithOptions(cs, 0,
+		informers.WithNamespace(namespace),
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = LabelManaged + "=true" }))
+	inf := d.factory.Core().V1().Pods().Informer()
+	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    d.observe,
+		UpdateFunc: func(_, obj any) { d.observe(obj) },
+		DeleteFunc: d.deleted,
+	}); err != nil {
+		return nil, fmt.Errorf("kubernetes: watch pods: %w", err)
+	}
+	d.factory.Start(d.stopInf)
+	timeout := make(chan struct{})
+	timer := time.AfterFunc(30*time.Second, func() { close(timeout) })
+	defer timer.Stop()
+	if !cache.WaitForCacheSync(timeout, inf.HasSynced) {
+		d.log.Warn("pod informer not synced yet; statuses will follow")
+	}
+	return d, nil
+}
+
+var labelValueRE = regexp.MustCompile(`^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$`)
+
+// LabelValue returns s when it is a valid label value, else a valid,
+// unique stand-in: s with invalid characters replaced, cut, and a hash of
+// s appended.
+func LabelValue(s string) string {
+	if len(s) <= validation.LabelValueMaxLength && labelValueRE.MatchString(s) {
+		return s
+	}
+	b := []byte(s)
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			b[i] = '-'
+		}
+	}
+	sum := sha256.Sum256([]byte(s))
+	hash := hex.EncodeToString(sum[:])[:8]
+	prefix := strings.Trim(string(b[:min(len(b), validation.LabelValueMaxLength-len(hash)-1)]), "-_.")
+	if prefix == "" {
+		return hash
+	}
+	return prefix + "-" + hash
+}
+
+func jobSelector(jobID string) string {
+	return labels.Set{LabelManaged: "true", LabelJobID: LabelValue(jobID)}.String()
+}
+
+// refOf reads a managed pod's Ref back (annotations hold exact values).
+func refOf(p *corev1.Pod) (driver.Ref, bool) {
+	if p.Labels[LabelManaged] != "true" {
+		return driver.Ref{}, false
+	}
+	job := p.Annotations[LabelJobID]
+	idx, err := strconv.Atoi(p.Labels[LabelIndex])
+	if job == "" || err != nil {
+		return driver.Ref{}, false
+	}
+	return driver.Ref{JobID: job, Role: driver.Role(p.Labels[LabelRole]), Index: idx}, true
+}
+
+// podFor maps a Spec to its Pod. owner, when not nil, becomes the pod's
+// owner reference.
+func podFor(s driver.Spec, namespace string, owner *corev1.Pod) (*corev1.Pod, error) {
+	name := s.Name
+	if name == "" {
+		name = s.Ref.Name()
+	}
+	if errs := validation.IsDNS1123Label(name); len(errs) > 0 {
+		return nil, fmt.Errorf("%w: pod name %q: %s", driver.ErrInvalidSpec, name, strings.Join(errs, "; "))
+	}
+	if s.Image == "" {
+		return nil, fmt.Errorf("%w: no image", driver.ErrInvalidSpec)
+	}
+	lbls := maps.Clone(s.Labels)
+	if lbls == nil {
+		lbls = map[string]string{}
+	}
+	for k, v := range lbls {
+		if errs := validation.IsQualifiedName(k); len(errs) > 0 {
+			return nil, fmt.Errorf("%w: label key %q: %s", driver.ErrInvalidSpec, k, strings.Join(errs, "; "))
+		}
+		lbls[k] = LabelValue(v)
+	}
+	lbls[LabelManaged] = "true"
+	lbls[LabelJobID] = LabelValue(s.JobID)
+	lbls[LabelRole] = LabelValue(string(s.Role))
+	lbls[LabelIndex] = strconv.Itoa(s.Index)
+	lbls[LabelQueue] = LabelValue(s.Queue)
+	ann := maps.Clone(s.Annotations)
+	if ann == nil {
+		ann = map[string]string{}
+	}
+	ann[LabelJobID] = s.JobID
+	ann[LabelQueue] = s.Queue
+
+	res, err := resourcesFor(s.Resources)
+	if err != nil {
+		return nil, err
+	}
+	env := make([]corev1.EnvVar, 0, len(s.Env))
+	for k, v := range s.Env {
+		env = append(env, corev1.EnvVar{Name: k, Value: v})
+	}
+	sort.Slice(env, func(i, j int) bool { return env[i].Name < env[j].Name })
+	vols, mounts, err := volumesFor(s.Storages)
+	if err != nil {
+		return nil, err
+	}
+	tols, err := tolerationsFor(s.Tolerations)
+	if err != nil {
+		return nil, err
+	}
+	p := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace, Labels: lbls, Annotations: ann},
+		Spec: corev1.PodSpec{
+			RestartPolicy:      corev1.RestartPolicyNever,
+			NodeSelector:       maps.Clone(s.NodeSelector),
+			Tolerations:        tols,
+			ServiceAccountName: s.ServiceAccount,
+			Volumes:            vols,
+			Containers: []corev1.Container{{
+				Name:         ContainerName,
+				Image:        s.Image,
+				Command:      s.Command,
+				Args:         s.Args,
+				WorkingDir:   s.WorkingDir,
+				Env:          env,
+				Resources:    res,
+				VolumeMounts: mounts,
+			}},
+		},
+	}
+	if owner != nil {
+		if owner.UID == "" {
+			return nil, fmt.Errorf("owner pod %s has no uid", owner.Name)
+		}
+		block := true
+		p.OwnerReferences = []metav1.OwnerReference{{
+			APIVersion: "v1", Kind: "Pod", Name: owner.Name, UID: owner.UID, BlockOwnerDeletion: &block,
+		}}
+	}
+	return p, nil
+}
+
+func resourcesFor(r driver.Resources) (corev1.ResourceRequirements, error) {
+	list := corev1.ResourceList{}
+	for name, v := range map[corev1.ResourceName]string{corev1.ResourceCPU: r.CPU, corev1.ResourceMemory: r.Memory} {
+		if v == "" {
+			continue
+		}
+		q, err := resource.ParseQuantity(v)
+		if err != nil || q.Sign() < 0 {
+			return corev1.ResourceRequirements{}, fmt.Errorf("%w: %s %q is not a quantity", driver.ErrInvalidSpec, name, v)
+		}
+		list[name] = q
+	}
+	if r.GPU < 0 {
+		return corev1.ResourceRequirements{}, fmt.Errorf("%w: gpu %d is negative", driver.ErrInvalidSpec, r.GPU)
+	}
+	if r.GPU > 0 {
+		list[GPUResource] = *resource.NewQuantity(int64(r.GPU), resource.DecimalSI)
+	}
+	if len(list) == 0 {
+		return corev1.ResourceRequirements{}, nil
+	}
+	// Requests = limits: the instance is guaranteed what it may use, and
+	// extended resources (GPUs) require it anyway.
+	return corev1.ResourceRequirements{Requests: list, Limits: list.DeepCopy()}, nil
+}
+
+func volumesFor(storages []driver.Storage) ([]corev1.Volume, []corev1.VolumeMount, error) {
+	var vols []corev1.Volume
+	var mounts []corev1.VolumeMount
+	used := map[string]bool{}
+	for i, st := range storages {
+		if !strings.HasPrefix(st.MountPath, "/") {
+			return nil, nil, fmt.Errorf("%w: storage %q: mount path %q is not absolute", driver.ErrInvalidSpec, st.Name, st.MountPath)
+		}
+		name := driver.SanitizeName(st.Name, validation.DNS1123LabelMaxLength)
+		if name == "" || used[name] {
+			name = "storage-" + strconv.Itoa(i)
+		}
+		used[name] = true
+		v := corev1.Volume{Name: name}
+		switch st.Type {
+		case driver.StoragePVC:
+			if st.Source == "" {
+				return nil, nil, fmt.Errorf("%w: storage %q: pvc needs a claim name as source", driver.ErrInvalidSpec, st.Name)
+			}
+			v.PersistentVolumeClaim = &corev1.PersistentVolumeClaimVolumeSource{ClaimName: st.Source, ReadOnly: st.ReadOnly}
+		case driver.StorageHostPath:
+			if !strings.HasPrefix(st.Source, "/") {
+				return nil, nil, fmt.Errorf("%w: storage %q: host path %q is not absolute", driver.ErrInvalidSpec, st.Name, st.Source)
+			}
+			v.HostPath = &corev1.HostPathVolumeSource{Path: st.Source}
+		case driver.StorageEmptyDir:
+			v.EmptyDir = &corev1.EmptyDirVolumeSource{}
+		case driver.StorageNFS:
+			server, path, ok := strings.Cut(st.Source, ":")
+			if !ok || server == "" || !strings.HasPrefix(path, "/") {
+				return nil, nil, fmt.Errorf("%w: storage %q: nfs source %q is not server:/path", driver.ErrInvalidSpec, st.Name, st.Source)
+			}
+			v.NFS = &corev1.NFSVolumeSource{Server: server, Path: path, ReadOnly: st.ReadOnly}
+		default:
+			return nil, nil, fmt.Errorf("%w: storage %q: unknown type %q", driver.ErrInvalidSpec, st.Name, st.Type)
+		}
+		vols = append(vols, v)
+		mounts = append(mounts, corev1.VolumeMount{Name: name, MountPath: st.MountPath, ReadOnly: st.ReadOnly})
+	}
+	return vols, mounts, nil
+}
+
+func tolerationsFor(ts []driver.Toleration) ([]corev1.Toleration, error) {
+	var out []corev1.Toleration
+	for _, t := range ts {
+		op := corev1.TolerationOperator(t.Operator)
+		switch op {
+		case corev1.TolerationOpEqual, corev1.TolerationOpExists, "":
+		default:
+			return nil, fmt.Errorf("%w: toleration %q: operator %q", driver.ErrInvalidSpec, t.Key, t.Operator)
+		}
+		if op == corev1.TolerationOpExists && t.Value != "" {
+			return nil, fmt.Errorf("%w: toleration %q: operator Exists takes no value", driver.ErrInvalidSpec, t.Key)
+		}
+		eff := corev1.TaintEffect(t.Effect)
+		switch eff {
+		case corev1.TaintEffectNoSchedule, corev1.TaintEffectPreferNoSchedule, corev1.TaintEffectNoExecute, "":
+		default:
+			return nil, fmt.Errorf("%w: toleration %q: effect %q", driver.ErrInvalidSpec, t.Key, t.Effect)
+		}
+		out = append(out, corev1.Toleration{Key: t.Key, Operator: op, Value: t.Value, Effect: eff})
+	}
+	return out, nil
+}
+
+// statusOf maps a pod to the status of its instance.
+func statusOf(ref driver.Ref, p *corev1.Pod) driver.Status {
+	st := driver.Status{Ref: ref, State: driver.Pending}
+	if p.Status.StartTime != nil {
+		st.StartedAt = p.Status.StartTime.Time
+	}
+	var cs *corev1.ContainerStatus
+	for i := range p.Status.ContainerStatuses {
+		if p.Status.ContainerStatuses[i].Name == ContainerName {
+			cs = &p.Status.ContainerStatuses[i]
+		}
+	}
+	if cs != nil {
+		switch s := cs.State; {
+		case s.Terminated != nil:
+			code := int(s.Terminated.ExitCode)
+			st.ExitCode = &code
+			st.State = driver.Succeeded
+			if code != 0 {
+				st.State = driver.Failed
+			}
+			if !s.Terminated.StartedAt.IsZero() {
+				st.StartedAt = s.Terminated.StartedAt.Time
+			}
+			st.FinishedAt = s.Terminated.FinishedAt.Time
+			st.Message = joinReason(s.Terminated.Reason, s.Terminated.Message)
+			if st.State == driver.Succeeded && st.Message == "Completed" {
+				st.Message = ""
+			}
+		case s.Running != nil:
+			st.State = driver.Running
+			st.StartedAt = s.Running.StartedAt.Time
+		case s.Waiting != nil:
+			st.Message = joinReason(s.Waiting.Reason, s.Waiting.Message)
+		}
+	}
+	switch p.Status.Phase {
+	case corev1.PodFailed: // evicted, deadline exceeded... even after exit 0
+		st.State = driver.Failed
+		if msg := joinReason(p.Status.Reason, p.Status.Message); msg != "" {
+			st.Message = msg
+		}
+	case corev1.PodSucceeded:
+		if st.ExitCode == nil {
+			zero := 0
+			st.ExitCode = &zero
+		}
+		st.State = driver.Succeeded
+	case corev1.PodPending:
+		if st.Message == "" {
+			for _, c := range p.Status.Conditions {
+				if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse {
+					st.Message = joinReason(c.Reason, c.Message)
+				}
+			}
+		}
+	}
+	if st.State.Final() && st.FinishedAt.IsZero() {
+		st.FinishedAt = time.Now()
+	}
+	if p.DeletionTimestamp != nil && !st.State.Final() {
+		st.State, st.Message, st.FinishedAt = driver.Failed, "pod deleted", p.DeletionTimestamp.Time
+	}
+	return st
+}
+
+func joinReason(reason, message string) string {
+	switch {
+	case reason == "":
+		return message
+	case message == "":
+		return reason
+	}
+	return reason + ": " + message
+}
+
+// observe handles an added or updated pod.
+func (d *Driver) observe(obj any) {
+	p, ok := obj.(*corev1.Pod)
+	if !ok {
+		return
+	}
+	if ref, ok := refOf(p); ok {
+		d.tracker.Update(statusOf(ref, p))
+	}
+}
+
+// deleted handles a deleted pod, possibly seen only as a tombstone.
+func (d *Driver) deleted(obj any) {
+	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = t.Obj
+	}
+	p, ok := obj.(*corev1.Pod)
+	if !ok {
+		return
+	}
+	if ref, ok := refOf(p); ok {
+		d.tracker.Gone(ref, "pod deleted")
+	}
+}
+
+// Start creates the pod; a pod that exists already is success. A worker's
+// owner (the controller) must exist.
+func (d *Driver) Start(ctx context.Context, s driver.Spec) error {
+	var owner *corev1.Pod
+	if s.Owner != nil {
+		o, err := d.cs.CoreV1().Pods(d.ns).Get(ctx, s.Owner.Name(), metav1.GetOptions{})
+		if err != nil {
+			return fmt.Errorf("kubernetes: start %s: get owner pod %s: %w", s.Ref, s.Owner.Name(), err)
+		}
+		owner = o
+	}
+	p, err := podFor(s, d.ns, owner)
+	if err != nil {
+		return fmt.Errorf("kubernetes: start %s: %w", s.Ref, err)
+	}
+	_, err = d.cs.CoreV1().Pods(d.ns).Create(ctx, p, metav1.CreateOptions{})
+	if apierrors.IsAlreadyExists(err) {
+		return d.checkExisting(ctx, s.Ref, p.Name)
+	}
+	if err != nil {
+		return fmt.Errorf("kubernetes: start %s: create pod: %w", s.Ref, err)
+	}
+	return nil
+}
+
+// checkExisting makes sure an existing pod of that name is this instance.
+func (d *Driver) checkExisting(ctx context.Context, ref driver.Ref, name string) error {
+	p, err := d.cs.CoreV1().Pods(d.ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return fmt.Errorf("kubernetes: start %s: get existing pod: %w", ref, err)
+	}
+	if got, ok := refOf(p); !ok || got != ref {
+		return fmt.Errorf("kubernetes: start %s: pod name %s is taken by another pod", ref, name)
+	}
+	return nil
+}
+
+// Stop deletes the instance's pod (the kubelet sends SIGTERM, then SIGKILL
+// after the grace period). Deleting a controller deletes its workers.
+func (d *Driver) Stop(ctx context.Context, r driver.Ref) error {
+	p, err := d.cs.CoreV1().Pods(d.ns).Get(ctx, r.Name(), metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("kubernetes: stop %s: %w", r, err)
+	}
+	if got, ok := refOf(p); !ok || got != r {
+		return nil // not ours
+	}
+	if err := d.delete(ctx, p); err != nil {
+		return fmt.Errorf("kubernetes: stop %s: %w", r, err)
+	}
+	return nil
+}
+
+func (d *Driver) delete(ctx context.Context, p *corev1.Pod) error {
+	bg := metav1.DeletePropagationBackground
+	uid := p.UID
+	opts := metav1.DeleteOptions{GracePeriodSeconds: d.grace, PropagationPolicy: &bg}
+	if uid != "" {
+		// Never delete a newer pod that took the name meanwhile.
+		opts.Preconditions = &metav1.Preconditions{UID: &uid}
+	}
+	err := d.cs.CoreV1().Pods(d.ns).Delete(ctx, p.Name, opts)
+	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+		return fmt.Errorf("delete pod %s: %w", p.Name, err)
+	}
+	return nil
+}
+
+// Cleanup deletes every pod of the job.
+func (d *Driver) Cleanup(ctx context.Context, jobID string) error {
+	pods, err := d.cs.CoreV1().Pods(d.ns).List(ctx, metav1.ListOptions{LabelSelector: jobSelector(jobID)})
+	if err != nil {
+		return fmt.Errorf("kubernetes: cleanup %s: list pods: %w", jobID, err)
+	}
+	var errs []error
+	for i := range pods.Items {
+		p := &pods.Items[i]
+		ref, ok := refOf(p)
+		if !ok || ref.JobID != jobID {
+			continue // a job whose sanitized id collides
+		}
+		if err := d.delete(ctx, p); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		d.tracker.Gone(ref, "removed by cleanup")
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("kubernetes: cleanup %s: %w", jobID, err)
+	}
+	return nil
+}
+
+// List asks the API server for the managed pods that are not terminating.
+func (d *Driver) List(ctx context.Context) ([]driver.Status, error) {
+	pods, err := d.cs.CoreV1().Pods(d.ns).List(ctx, metav1.ListOptions{LabelSelector: LabelManaged + "=true"})
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes: list pods: %w", err)
+	}
+	out := make([]driver.Status, 0, len(pods.Items))
+	for i := range pods.Items {
+		p := &pods.Items[i]
+		ref, ok := refOf(p)
+		if !ok || p.DeletionTimestamp != nil {
+			continue
+		}
+		out = append(out, statusOf(ref, p))
+	}
+	return out, nil
+}
+
+// Watch reports the pods the informer knows, then every change.
+func (d *Driver) Watch(ctx context.Context) (<-chan driver.Status, error) {
+	return d.tracker.Subscribe(ctx), nil
+}
+
+// Logs streams the instance container's log.
+func (d *Driver) Logs(ctx context.Context, r driver.Ref) (io.ReadCloser, error) {
+	rc, err := d.cs.CoreV1().Pods(d.ns).GetLogs(r.Name(), &corev1.PodLogOptions{Container: ContainerName}).Stream(ctx)
+	if apierrors.IsNotFound(err) {
+		return nil, fmt.Errorf("kubernetes: logs of %s: %w", r, driver.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes: logs of %s: %w", r, err)
+	}
+	return rc, nil
+}
+
+// Close stops the informer; pods keep running.
+func (d *Driver) Close() error {
+	d.closeOnce.Do(func() {
+		d.tracker.Close()
+		close(d.stopInf)
+		d.factory.Shutdown()
+	})
+	return nil
+}

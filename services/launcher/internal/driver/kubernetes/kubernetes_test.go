@@ -1,0 +1,332 @@
+package kubernetes_test
+
+import (
+	"context"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
+
+	"github.com/avxrm/rm/services/launcher/internal/driver"
+	"github.com/avxrm/rm/services/launcher/internal/driver/drivertest"
+	"github.com/avxrm/rm/services/launcher/internal/driver/kubernetes"
+)
+
+const ns = "sims"
+
+// cluster is a fake API server plus a fake kubelet that runs every created
+// pod: Running shortly after creation, then terminated with
+// $RM_TEST_EXIT after $RM_TEST_SLEEP seconds. Like the real API server, it
+// gives created pods a UID and phase Pending.
+var cluster = drivertest.PerTest(func(t *testing.T) *fake.Clientset {
+	cs := fake.NewClientset()
+	var uids atomic.Int64
+	cs.PrependReactor("create", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		p := a.(k8stesting.CreateAction).GetObject().(*corev1.Pod)
+		if p.UID == "" {
+			p.UID = types.UID("uid-" + strconv.FormatInt(uids.Add(1), 10))
+		}
+		p.Status.Phase = corev1.PodPending
+		return false, nil, nil
+	})
+	startKubelet(t, cs)
+	return cs
+})
+
+func startKubelet(t *testing.T, cs *fake.Clientset) {
+	ctx, cancel := context.WithCancel(context.Background())
+	w, err := cs.CoreV1().Pods(ns).Watch(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { cancel(); w.Stop(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for ev := range w.ResultChan() {
+			if ev.Type != watch.Added {
+				continue
+			}
+			p := ev.Object.(*corev1.Pod)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				runPod(ctx, cs, p)
+			}()
+		}
+	}()
+}
+
+func runPod(ctx context.Context, cs *fake.Clientset, p *corev1.Pod) {
+	env := map[string]string{}
+	for _, e := range p.Spec.Containers[0].Env {
+		env[e.Name] = e.Value
+	}
+	secs, _ := strconv.ParseFloat(env["RM_TEST_SLEEP"], 64)
+	code, _ := strconv.Atoi(env["RM_TEST_EXIT"])
+	sleep := func(d time.Duration) bool {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(d):
+			return true
+		}
+	}
+	if !sleep(30 * time.Millisecond) {
+		return
+	}
+	started := metav1.Now()
+	if !setStatus(ctx, cs, p.Name, func(s *corev1.PodStatus) {
+		s.Phase = corev1.PodRunning
+		s.StartTime = &started
+		s.ContainerStatuses = []corev1.ContainerStatus{{Name: kubernetes.ContainerName,
+			State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: started}}}}
+	}) {
+		return
+	}
+	if !sleep(time.Duration(secs * float64(time.Second))) {
+		return
+	}
+	setStatus(ctx, cs, p.Name, func(s *corev1.PodStatus) {
+		s.Phase = corev1.PodSucceeded
+		reason := "Completed"
+		if code != 0 {
+			s.Phase, reason = corev1.PodFailed, "Error"
+		}
+		s.ContainerStatuses = []corev1.ContainerStatus{{Name: kubernetes.ContainerName,
+			State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
+				ExitCode: int32(code), Reason: reason, StartedAt: started, FinishedAt: metav1.Now()}}}}
+	})
+}
+
+// setStatus updates a pod's status as the kubelet does; false once the
+// pod is gone.
+func setStatus(ctx context.Context, cs *fake.Clientset, name string, f func(*corev1.PodStatus)) bool {
+	for range 10 {
+		p, err := cs.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return false
+		}
+		f(&p.Status)
+		_, err = cs.CoreV1().Pods(ns).UpdateStatus(ctx, p, metav1.UpdateOptions{})
+		if err == nil {
+			return true
+		}
+		if !apierrors.IsConflict(err) {
+			return false
+		}
+	}
+	return false
+}
+
+func newDriver(t *testing.T) driver.Driver {
+	d, err := kubernetes.NewWithClient(cluster(t), ns, driver.Options{})
+	if err != nil {
+		t.Fatalf("NewWithClient() error = %v", err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return d
+}
+
+func behave(_ *testing.T, s *driver.Spec, b drivertest.Behaviour) {
+	s.Image = "registry.example/sim:1"
+	s.Env["RM_TEST_SLEEP"] = strconv.FormatFloat(b.RunFor.Seconds(), 'f', 3, 64)
+	s.Env["RM_TEST_EXIT"] = strconv.Itoa(b.Exit)
+}
+
+func TestConformance(t *testing.T) {
+	drivertest.Run(t, newDriver, drivertest.Features{
+		Behave: behave, ExitCodes: true, Reattach: true, Timeout: 10 * time.Second,
+		// Logs: the fake returns a fixed text; pods are only simulated.
+	})
+}
+
+// TestWorkersOwnedByController checks the owner reference that makes the
+// garbage collector delete workers with their controller.
+func TestWorkersOwnedByController(t *testing.T) {
+	ctx := context.Background()
+	d := newDriver(t)
+	cs := cluster(t)
+	job := drivertest.JobID(t)
+	ctrl := driver.Ref{JobID: job, Role: driver.RoleController}
+	worker := driver.Ref{JobID: job, Role: driver.RoleWorker, Index: 1}
+	spec := func(r driver.Ref, owner *driver.Ref) driver.Spec {
+		return driver.Spec{Ref: r, Name: r.Name(), Image: "img", Owner: owner,
+			Env: map[string]string{"RM_TEST_SLEEP": "60"}}
+	}
+	if err := d.Start(ctx, spec(worker, &ctrl)); err == nil {
+		t.Error("Start() of a worker before its controller succeeded")
+	}
+	if err := d.Start(ctx, spec(ctrl, nil)); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Start(ctx, spec(worker, &ctrl)); err != nil {
+		t.Fatal(err)
+	}
+	cp, err := cs.CoreV1().Pods(ns).Get(ctx, ctrl.Name(), metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wp, err := cs.CoreV1().Pods(ns).Get(ctx, worker.Name(), metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	block := true
+	want := []metav1.OwnerReference{{APIVersion: "v1", Kind: "Pod", Name: ctrl.Name(), UID: cp.UID, BlockOwnerDeletion: &block}}
+	if diff := cmp.Diff(want, wp.OwnerReferences); diff != "" {
+		t.Errorf("worker owner references mismatch (-want +got):\n%s", diff)
+	}
+	if len(cp.OwnerReferences) != 0 {
+		t.Errorf("controller has owner references %v", cp.OwnerReferences)
+	}
+	if err := d.Cleanup(ctx, job); err != nil {
+		t.Fatal(err)
+	}
+	pods, _ := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+	if len(pods.Items) != 0 {
+		t.Errorf("%d pods left after Cleanup", len(pods.Items))
+	}
+}
+
+// TestPodStatusesThroughWatch drives pod statuses by hand through the fake
+// API (no kubelet) and checks what Watch reports.
+func TestPodStatusesThroughWatch(t *testing.T) {
+	ctx := context.Background()
+	cs := fake.NewClientset()
+	d, err := kubernetes.NewWithClient(cs, ns, driver.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	ch, _ := d.Watch(ctx)
+	next := func(ref driver.Ref) driver.Status {
+		t.Helper()
+		timeout := time.After(10 * time.Second)
+		for {
+			select {
+			case st := <-ch:
+				if st.Ref == ref {
+					return st
+				}
+			case <-timeout:
+				t.Fatalf("no status for %s", ref)
+			}
+		}
+	}
+	set := func(name string, f func(*corev1.PodStatus)) {
+		t.Helper()
+		if !setStatus(ctx, cs, name, f) {
+			t.Fatalf("update status of %s failed", name)
+		}
+	}
+	job := drivertest.JobID(t)
+	for _, tc := range []struct {
+		index    int
+		exit     int32
+		want     driver.State
+		deleted  bool
+		wantCode *int
+	}{
+		{index: 0, exit: 0, want: driver.Succeeded},
+		{index: 1, exit: 42, want: driver.Failed},
+		{index: 2, deleted: true, want: driver.Failed},
+	} {
+		ref := driver.Ref{JobID: job, Role: driver.RoleWorker, Index: tc.index}
+		if err := d.Start(ctx, driver.Spec{Ref: ref, Name: ref.Name(), Image: "img"}); err != nil {
+			t.Fatal(err)
+		}
+		if st := next(ref); st.State != driver.Pending {
+			t.Fatalf("first status %+v, want Pending", st)
+		}
+		set(ref.Name(), func(s *corev1.PodStatus) {
+			s.Phase = corev1.PodPending
+			s.ContainerStatuses = []corev1.ContainerStatus{{Name: kubernetes.ContainerName,
+				State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}}}}
+		})
+		if st := next(ref); st.State != driver.Pending || st.Message != "ContainerCreating" {
+			t.Fatalf("status %+v, want Pending ContainerCreating", st)
+		}
+		started := metav1.NewTime(time.Now().Truncate(time.Second))
+		set(ref.Name(), func(s *corev1.PodStatus) {
+			s.Phase = corev1.PodRunning
+			s.ContainerStatuses = []corev1.ContainerStatus{{Name: kubernetes.ContainerName,
+				State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: started}}}}
+		})
+		if st := next(ref); st.State != driver.Running || !st.StartedAt.Equal(started.Time) {
+			t.Fatalf("status %+v, want Running since %v", st, started)
+		}
+		if tc.deleted {
+			if err := cs.CoreV1().Pods(ns).Delete(ctx, ref.Name(), metav1.DeleteOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			if st := next(ref); st.State != driver.Failed || st.Message != "pod deleted" || st.ExitCode != nil {
+				t.Errorf("status after deletion %+v, want Failed, pod deleted", st)
+			}
+			continue
+		}
+		set(ref.Name(), func(s *corev1.PodStatus) {
+			s.Phase = corev1.PodSucceeded
+			if tc.exit != 0 {
+				s.Phase = corev1.PodFailed
+			}
+			s.ContainerStatuses = []corev1.ContainerStatus{{Name: kubernetes.ContainerName,
+				State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: tc.exit, Reason: "Error", StartedAt: started, FinishedAt: metav1.Now()}}}}
+		})
+		st := next(ref)
+		if st.State != tc.want || st.ExitCode == nil || *st.ExitCode != int(tc.exit) {
+			t.Errorf("final status %+v, want %s with exit code %d", st, tc.want, tc.exit)
+		}
+		// The final status stands: deleting the pod afterwards reports nothing.
+		if err := cs.CoreV1().Pods(ns).Delete(ctx, ref.Name(), metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// After a deletion of an ended pod, nothing more is reported for it.
+	select {
+	case st := <-ch:
+		t.Errorf("unexpected status %+v", st)
+	case <-time.After(200 * time.Millisecond):
+	}
+}
+
+// TestStartIdempotentAgainstAlreadyExists: a pod created by an earlier
+// launcher makes Start a no-op, but a foreign pod with the name is an error.
+func TestStartIdempotentAgainstAlreadyExists(t *testing.T) {
+	ctx := context.Background()
+	ref := driver.Ref{JobID: "job-x", Role: driver.RoleWorker}
+	foreign := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: driver.Ref{JobID: "job-y", Role: driver.RoleWorker}.Name(), Namespace: ns}}
+	cs := fake.NewClientset(foreign)
+	d, err := kubernetes.NewWithClient(cs, ns, driver.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	s := driver.Spec{Ref: ref, Name: ref.Name(), Image: "img"}
+	for i := range 2 {
+		if err := d.Start(ctx, s); err != nil {
+			t.Fatalf("Start #%d error = %v", i, err)
+		}
+	}
+	other := driver.Ref{JobID: "job-y", Role: driver.RoleWorker}
+	if err := d.Start(ctx, driver.Spec{Ref: other, Name: other.Name(), Image: "img"}); err == nil {
+		t.Error("Start() over a foreign pod of the same name succeeded")
+	}
+	if err := d.Stop(ctx, other); err != nil {
+		t.Errorf("Stop() of a foreign pod's name error = %v", err)
+	}
+	if _, err := cs.CoreV1().Pods(ns).Get(ctx, foreign.Name, metav1.GetOptions{}); err != nil {
+		t.Errorf("Stop() deleted a foreign pod: %v", err)
+	}
+}

@@ -1,0 +1,295 @@
+package kubernetes
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/avxrm/rm/services/launcher/internal/driver"
+)
+
+func basePod(s driver.Spec) *corev1.Pod {
+	p, err := podFor(s, "ns", nil)
+	if err != nil {
+		panic(err)
+	}
+	return p
+}
+
+func TestPodForSpec(t *testing.T) {
+	ref := driver.Ref{JobID: "job-01", Role: driver.RoleWorker, Index: 7}
+	p := basePod(driver.Spec{
+		Ref: ref, Name: ref.Name(), Queue: "Default queue", Image: "img:1",
+		Command: []string{"/bin/sim"}, Args: []string{"--fast"}, WorkingDir: "/work",
+		Env:            map[string]string{"B": "2", "A": "1"},
+		NodeSelector:   map[string]string{"node-group-reservation": "my-special-group"},
+		Labels:         map[string]string{"team": "adas", LabelJobID: "spoofed"},
+		Annotations:    map[string]string{"note": "x"},
+		ServiceAccount: "runner",
+	})
+	want := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: "job-01-worker-7", Namespace: "ns",
+			Labels: map[string]string{LabelManaged: "true", LabelJobID: "job-01", LabelRole: "worker", LabelIndex: "7",
+				LabelQueue: LabelValue("Default queue"), "team": "adas"},
+			Annotations: map[string]string{LabelJobID: "job-01", LabelQueue: "Default queue", "note": "x"},
+		},
+		Spec: corev1.PodSpec{
+			RestartPolicy:      corev1.RestartPolicyNever,
+			NodeSelector:       map[string]string{"node-group-reservation": "my-special-group"},
+			ServiceAccountName: "runner",
+			Containers: []corev1.Container{{
+				Name: ContainerName, Image: "img:1", Command: []string{"/bin/sim"}, Args: []string{"--fast"}, WorkingDir: "/work",
+				Env: []corev1.EnvVar{{Name: "A", Value: "1"}, {Name: "B", Value: "2"}},
+			}},
+		},
+	}
+	if diff := cmp.Diff(want, p); diff != "" {
+		t.Errorf("podFor() mismatch (-want +got):\n%s", diff)
+	}
+}
+
+func TestResourcesFor(t *testing.T) {
+	q := resource.MustParse
+	cases := map[string]struct {
+		in      driver.Resources
+		want    corev1.ResourceList
+		wantErr bool
+	}{
+		"none":     {in: driver.Resources{}, want: nil},
+		"cpu only": {in: driver.Resources{CPU: "500m"}, want: corev1.ResourceList{corev1.ResourceCPU: q("500m")}},
+		"all": {in: driver.Resources{CPU: "2", Memory: "4Gi", GPU: 1},
+			want: corev1.ResourceList{corev1.ResourceCPU: q("2"), corev1.ResourceMemory: q("4Gi"), GPUResource: q("1")}},
+		"bad memory":   {in: driver.Resources{Memory: "lots"}, wantErr: true},
+		"negative cpu": {in: driver.Resources{CPU: "-1"}, wantErr: true},
+		"negative gpu": {in: driver.Resources{GPU: -1}, wantErr: true},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			got, err := resourcesFor(tc.in)
+			if tc.wantErr {
+				if !errors.Is(err, driver.ErrInvalidSpec) {
+					t.Fatalf("error = %v, want ErrInvalidSpec", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Requests equal limits.
+			if diff := cmp.Diff(tc.want, got.Limits); diff != "" {
+				t.Errorf("limits mismatch (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tc.want, got.Requests); diff != "" {
+				t.Errorf("requests mismatch (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestVolumesFor(t *testing.T) {
+	cases := map[string]struct {
+		in         []driver.Storage
+		wantVols   []corev1.Volume
+		wantMounts []corev1.VolumeMount
+		wantErr    bool
+	}{
+		"each type": {
+			in: []driver.Storage{
+				{Name: "scenarios", Type: driver.StoragePVC, Source: "claim-1", MountPath: "/data", ReadOnly: true},
+				{Name: "Host_Data", Type: driver.StorageHostPath, Source: "/srv/x", MountPath: "/host"},
+				{Name: "tmp", Type: driver.StorageEmptyDir, MountPath: "/tmp/s"},
+				{Name: "shared", Type: driver.StorageNFS, Source: "nfs.local:/exports/a", MountPath: "/nfs", ReadOnly: true},
+			},
+			wantVols: []corev1.Volume{
+				{Name: "scenarios", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "claim-1", ReadOnly: true}}},
+				{Name: "host-data", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/srv/x"}}},
+				{Name: "tmp", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+				{Name: "shared", VolumeSource: corev1.VolumeSource{NFS: &corev1.NFSVolumeSource{Server: "nfs.local", Path: "/exports/a", ReadOnly: true}}},
+			},
+			wantMounts: []corev1.VolumeMount{
+				{Name: "scenarios", MountPath: "/data", ReadOnly: true},
+				{Name: "host-data", MountPath: "/host"},
+				{Name: "tmp", MountPath: "/tmp/s"},
+				{Name: "shared", MountPath: "/nfs", ReadOnly: true},
+			},
+		},
+		"duplicate and unusable names": {
+			in: []driver.Storage{
+				{Name: "a", Type: driver.StorageEmptyDir, MountPath: "/a"},
+				{Name: "A", Type: driver.StorageEmptyDir, MountPath: "/b"},
+				{Name: "__", Type: driver.StorageEmptyDir, MountPath: "/c"},
+			},
+			wantVols: []corev1.Volume{
+				{Name: "a", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+				{Name: "storage-1", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+				{Name: "storage-2", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+			},
+			wantMounts: []corev1.VolumeMount{{Name: "a", MountPath: "/a"}, {Name: "storage-1", MountPath: "/b"}, {Name: "storage-2", MountPath: "/c"}},
+		},
+		"nfs without path":  {in: []driver.Storage{{Name: "n", Type: driver.StorageNFS, Source: "server", MountPath: "/n"}}, wantErr: true},
+		"relative mount":    {in: []driver.Storage{{Name: "n", Type: driver.StorageEmptyDir, MountPath: "n"}}, wantErr: true},
+		"relative hostpath": {in: []driver.Storage{{Name: "n", Type: driver.StorageHostPath, Source: "x", MountPath: "/n"}}, wantErr: true},
+		"pvc without claim": {in: []driver.Storage{{Name: "n", Type: driver.StoragePVC, MountPath: "/n"}}, wantErr: true},
+		"unknown type":      {in: []driver.Storage{{Name: "n", Type: "s3", MountPath: "/n"}}, wantErr: true},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			vols, mounts, err := volumesFor(tc.in)
+			if tc.wantErr {
+				if !errors.Is(err, driver.ErrInvalidSpec) {
+					t.Fatalf("error = %v, want ErrInvalidSpec", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tc.wantVols, vols); diff != "" {
+				t.Errorf("volumes mismatch (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tc.wantMounts, mounts); diff != "" {
+				t.Errorf("mounts mismatch (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestTolerationsFor(t *testing.T) {
+	cases := map[string]struct {
+		in      []driver.Toleration
+		want    []corev1.Toleration
+		wantErr bool
+	}{
+		"equal": {
+			in:   []driver.Toleration{{Key: "node-group-reservation", Operator: "Equal", Value: "g", Effect: "NoSchedule"}},
+			want: []corev1.Toleration{{Key: "node-group-reservation", Operator: corev1.TolerationOpEqual, Value: "g", Effect: corev1.TaintEffectNoSchedule}},
+		},
+		"exists any effect": {
+			in:   []driver.Toleration{{Key: "gpu", Operator: "Exists"}},
+			want: []corev1.Toleration{{Key: "gpu", Operator: corev1.TolerationOpExists}},
+		},
+		"exists with value": {in: []driver.Toleration{{Key: "k", Operator: "Exists", Value: "v"}}, wantErr: true},
+		"bad operator":      {in: []driver.Toleration{{Key: "k", Operator: "In"}}, wantErr: true},
+		"bad effect":        {in: []driver.Toleration{{Key: "k", Operator: "Equal", Effect: "Never"}}, wantErr: true},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			got, err := tolerationsFor(tc.in)
+			if tc.wantErr {
+				if !errors.Is(err, driver.ErrInvalidSpec) {
+					t.Fatalf("error = %v, want ErrInvalidSpec", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("tolerationsFor() mismatch (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestLabelValue(t *testing.T) {
+	long := strings.Repeat("x", 80)
+	for _, in := range []string{"job-1", "", "Default queue", "-lead", "trail.", long, "é", strings.Repeat("a", 63)} {
+		got := LabelValue(in)
+		if errs := validation.IsValidLabelValue(got); len(errs) > 0 {
+			t.Errorf("LabelValue(%q) = %q: invalid: %v", in, got, errs)
+		}
+		if errs := validation.IsValidLabelValue(in); len(errs) == 0 && got != in {
+			t.Errorf("LabelValue(%q) = %q, want valid values unchanged", in, got)
+		}
+	}
+	if LabelValue(long) == LabelValue(long+"y") {
+		t.Error("distinct long values map to the same label value")
+	}
+}
+
+func TestStatusOf(t *testing.T) {
+	ref := driver.Ref{JobID: "j", Role: driver.RoleWorker}
+	t0 := metav1.NewTime(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
+	t1 := metav1.NewTime(t0.Add(time.Minute))
+	code := func(n int) *int { return &n }
+	cstatus := func(s corev1.ContainerState) []corev1.ContainerStatus {
+		return []corev1.ContainerStatus{{Name: "sidecar"}, {Name: ContainerName, State: s}}
+	}
+	cases := map[string]struct {
+		pod  corev1.Pod
+		want driver.Status
+	}{
+		"unschedulable": {
+			pod: corev1.Pod{Status: corev1.PodStatus{Phase: corev1.PodPending, Conditions: []corev1.PodCondition{
+				{Type: corev1.PodScheduled, Status: corev1.ConditionFalse, Reason: "Unschedulable", Message: "0/3 nodes are available"}}}},
+			want: driver.Status{State: driver.Pending, Message: "Unschedulable: 0/3 nodes are available"},
+		},
+		"image pull": {
+			pod:  corev1.Pod{Status: corev1.PodStatus{Phase: corev1.PodPending, ContainerStatuses: cstatus(corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ErrImagePull", Message: "not found"}})}},
+			want: driver.Status{State: driver.Pending, Message: "ErrImagePull: not found"},
+		},
+		"running": {
+			pod:  corev1.Pod{Status: corev1.PodStatus{Phase: corev1.PodRunning, ContainerStatuses: cstatus(corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: t0}})}},
+			want: driver.Status{State: driver.Running, StartedAt: t0.Time},
+		},
+		"succeeded": {
+			pod: corev1.Pod{Status: corev1.PodStatus{Phase: corev1.PodSucceeded, ContainerStatuses: cstatus(corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
+				ExitCode: 0, Reason: "Completed", StartedAt: t0, FinishedAt: t1}})}},
+			want: driver.Status{State: driver.Succeeded, ExitCode: code(0), StartedAt: t0.Time, FinishedAt: t1.Time},
+		},
+		"terminated before the phase follows": {
+			pod: corev1.Pod{Status: corev1.PodStatus{Phase: corev1.PodRunning, ContainerStatuses: cstatus(corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
+				ExitCode: 137, Reason: "OOMKilled", StartedAt: t0, FinishedAt: t1}})}},
+			want: driver.Status{State: driver.Failed, ExitCode: code(137), Message: "OOMKilled", StartedAt: t0.Time, FinishedAt: t1.Time},
+		},
+		"evicted": {
+			pod: corev1.Pod{Status: corev1.PodStatus{Phase: corev1.PodFailed, Reason: "Evicted", Message: "low on memory", StartTime: &t0,
+				ContainerStatuses: cstatus(corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 0, StartedAt: t0, FinishedAt: t1}})}},
+			want: driver.Status{State: driver.Failed, ExitCode: code(0), Message: "Evicted: low on memory", StartedAt: t0.Time, FinishedAt: t1.Time},
+		},
+		"terminating": {
+			pod: corev1.Pod{ObjectMeta: metav1.ObjectMeta{DeletionTimestamp: &t1},
+				Status: corev1.PodStatus{Phase: corev1.PodRunning, ContainerStatuses: cstatus(corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: t0}})}},
+			want: driver.Status{State: driver.Failed, Message: "pod deleted", StartedAt: t0.Time, FinishedAt: t1.Time},
+		},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			tc.want.Ref = ref
+			if diff := cmp.Diff(tc.want, statusOf(ref, &tc.pod)); diff != "" {
+				t.Errorf("statusOf() mismatch (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestPodNames(t *testing.T) {
+	_, err := podFor(driver.Spec{Ref: driver.Ref{JobID: "j"}, Name: "Not_Valid", Image: "i"}, "ns", nil)
+	if !errors.Is(err, driver.ErrInvalidSpec) {
+		t.Errorf("podFor() with an invalid name: error = %v, want ErrInvalidSpec", err)
+	}
+	_, err = podFor(driver.Spec{Ref: driver.Ref{JobID: "j"}, Image: "i", Labels: map[string]string{"bad key!": "v"}}, "ns", nil)
+	if !errors.Is(err, driver.ErrInvalidSpec) {
+		t.Errorf("podFor() with an invalid label key: error = %v, want ErrInvalidSpec", err)
+	}
+	p, err := podFor(driver.Spec{Ref: driver.Ref{JobID: "JOB_" + strings.Repeat("Z", 70), Role: driver.RolePostController, Index: 3}, Image: "i"}, "ns", nil)
+	if err != nil {
+		t.Fatalf("podFor() with a long odd job id: %v", err)
+	}
+	for k, v := range p.Labels {
+		if errs := validation.IsValidLabelValue(v); len(errs) > 0 {
+			t.Errorf("label %s=%q invalid: %v", k, v, errs)
+		}
+	}
+	if got, ok := refOf(p); !ok || got.JobID != "JOB_"+strings.Repeat("Z", 70) {
+		t.Errorf("refOf() = %v, %v: want the exact job id back", got, ok)
+	}
+}

@@ -1,0 +1,319 @@
+package local_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/avxrm/rm/services/launcher/internal/driver"
+	"github.com/avxrm/rm/services/launcher/internal/driver/drivertest"
+	"github.com/avxrm/rm/services/launcher/internal/driver/local"
+)
+
+// dataDir is one data directory per test: a second driver in the same
+// test re-adopts the first one's instances.
+var dataDir = drivertest.PerTest(func(t *testing.T) string { return t.TempDir() })
+
+func newDriver(t *testing.T) driver.Driver {
+	d, err := local.NewDriver(driver.LocalConfig{}, driver.Options{DataDir: dataDir(t)},
+		local.WithGracePeriod(2*time.Second), local.WithPollInterval(50*time.Millisecond))
+	if err != nil {
+		t.Fatalf("NewDriver() error = %v", err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return d
+}
+
+// behave runs a shell script: print, sleep, exit.
+func behave(_ *testing.T, s *driver.Spec, b drivertest.Behaviour) {
+	s.Command = []string{"/bin/sh", "-c"}
+	s.Args = []string{fmt.Sprintf("echo %q; sleep %.3f; exit %d", b.Print, b.RunFor.Seconds(), b.Exit)}
+}
+
+func TestConformance(t *testing.T) {
+	drivertest.Run(t, newDriver, drivertest.Features{
+		Behave: behave, Logs: true, RealProcesses: true, ExitCodes: true, Reattach: true,
+		Timeout: 20 * time.Second,
+	})
+}
+
+func TestFactoryNeedsADirectory(t *testing.T) {
+	if _, err := local.New(nil, driver.Options{}); err == nil {
+		t.Error("New() without work_dir nor data dir succeeded")
+	}
+	if _, err := local.New([]byte(`{"work_dir": "relative"}`), driver.Options{}); err == nil {
+		t.Error("New() with a relative work_dir succeeded")
+	}
+	dir := t.TempDir()
+	d, err := local.New([]byte(fmt.Sprintf(`{"work_dir": %q}`, dir)), driver.Options{})
+	if err != nil {
+		t.Fatalf("New() error = %v", err)
+	}
+	d.Close()
+}
+
+func waitFinal(t *testing.T, ch <-chan driver.Status, ref driver.Ref) driver.Status {
+	t.Helper()
+	timeout := time.After(20 * time.Second)
+	for {
+		select {
+		case st := <-ch:
+			if st.Ref == ref && st.State.Final() {
+				return st
+			}
+		case <-timeout:
+			t.Fatalf("no final status for %s", ref)
+		}
+	}
+}
+
+// TestEnvironmentAndWorkingDir checks the instance sees only its env plus
+// PATH and HOME, and runs where the policy says.
+func TestEnvironmentAndWorkingDir(t *testing.T) {
+	ctx := context.Background()
+	d := newDriver(t)
+	ch, _ := d.Watch(ctx)
+	job := drivertest.JobID(t)
+	own := t.TempDir()
+	t.Setenv("RM_LEAK_CHECK", "must-not-leak")
+	cases := map[string]struct {
+		workingDir string
+		wantDir    func(instDir string) string
+	}{
+		"absolute existing dir": {own, func(string) string { return own }},
+		"missing dir":           {"/does/not/exist", func(i string) string { return filepath.Join(i, "work") }},
+		"relative dir":          {"rel", func(i string) string { return filepath.Join(i, "work") }},
+	}
+	i := 0
+	for name, tc := range cases {
+		ref := driver.Ref{JobID: job, Role: driver.RoleWorker, Index: i}
+		i++
+		err := d.Start(ctx, driver.Spec{Ref: ref, Name: ref.Name(), WorkingDir: tc.workingDir,
+			Command: []string{"/bin/sh", "-c", "pwd; env | sort"}, Env: map[string]string{"SEED": "42"}})
+		if err != nil {
+			t.Fatalf("%s: Start() error = %v", name, err)
+		}
+		waitFinal(t, ch, ref)
+		out := readLogs(t, d, ref)
+		instDir := filepath.Join(dataDir(t), "local", job, "worker-"+strconv.Itoa(ref.Index))
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		if lines[0] != tc.wantDir(instDir) {
+			t.Errorf("%s: working dir = %q, want %q", name, lines[0], tc.wantDir(instDir))
+		}
+		for _, l := range lines[1:] {
+			k, _, _ := strings.Cut(l, "=")
+			switch k {
+			case "SEED", "PATH", "HOME", "PWD", "SHLVL", "_", "OLDPWD":
+			default:
+				t.Errorf("%s: unexpected variable %q in the instance environment", name, l)
+			}
+		}
+		if !strings.Contains(out, "SEED=42") {
+			t.Errorf("%s: SEED missing from %q", name, out)
+		}
+	}
+}
+
+func readLogs(t *testing.T, d driver.Driver, ref driver.Ref) string {
+	t.Helper()
+	rc, err := d.Logs(context.Background(), ref)
+	if err != nil {
+		t.Fatalf("Logs() error = %v", err)
+	}
+	defer rc.Close()
+	b := new(strings.Builder)
+	if _, err := fmt.Fprint(b, mustRead(t, rc)); err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
+
+func mustRead(t *testing.T, f interface{ Read([]byte) (int, error) }) string {
+	var sb strings.Builder
+	buf := make([]byte, 4096)
+	for {
+		n, err := f.Read(buf)
+		sb.Write(buf[:n])
+		if err != nil {
+			return sb.String()
+		}
+	}
+}
+
+// TestStopKillsWholeGroup checks that Stop reaches grandchildren and
+// escalates to SIGKILL when SIGTERM is ignored, and that Cleanup keeps only
+// the log.
+func TestStopKillsWholeGroup(t *testing.T) {
+	ctx := context.Background()
+	d, err := local.NewDriver(driver.LocalConfig{}, driver.Options{DataDir: t.TempDir()}, local.WithGracePeriod(300*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	ch, _ := d.Watch(ctx)
+	ref := driver.Ref{JobID: drivertest.JobID(t), Role: driver.RoleController}
+	// The command ignores SIGTERM and leaves a grandchild that does too.
+	script := `trap '' TERM; (trap '' TERM; sleep 600) & echo $! > grandchild; echo started; wait`
+	if err := d.Start(ctx, driver.Spec{Ref: ref, Name: ref.Name(), Command: []string{"/bin/sh", "-c", script}}); err != nil {
+		t.Fatal(err)
+	}
+	instDir := filepath.Join(d.Root(), ref.JobID, "controller-0")
+	var grandchild int
+	deadline := time.Now().Add(10 * time.Second)
+	for grandchild == 0 && time.Now().Before(deadline) {
+		b, _ := os.ReadFile(filepath.Join(instDir, "work", "grandchild"))
+		grandchild, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+		time.Sleep(20 * time.Millisecond)
+	}
+	if grandchild == 0 {
+		t.Fatal("grandchild never started")
+	}
+	began := time.Now()
+	if err := d.Stop(ctx, ref); err != nil {
+		t.Fatalf("Stop() error = %v", err)
+	}
+	if took := time.Since(began); took < 300*time.Millisecond {
+		t.Errorf("Stop() returned after %s, before the grace period", took)
+	}
+	st := waitFinal(t, ch, ref)
+	if st.State != driver.Failed || st.Message != "stopped" {
+		t.Errorf("status after Stop = %+v, want Failed, stopped", st)
+	}
+	// SIGKILL is delivered asynchronously; give the kernel a moment.
+	for i := 0; i < 100 && processExists(grandchild); i++ {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if processExists(grandchild) {
+		t.Errorf("grandchild %d still alive after Stop", grandchild)
+	}
+	if err := d.Cleanup(ctx, ref.JobID); err != nil {
+		t.Fatal(err)
+	}
+	entries, err := os.ReadDir(instDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 1 || entries[0].Name() != "output.log" {
+		var names []string
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
+		t.Errorf("instance dir after Cleanup has %v, want only output.log", names)
+	}
+	if out := readLogs(t, d, ref); !strings.Contains(out, "started") {
+		t.Errorf("logs after Cleanup = %q, want the output kept", out)
+	}
+}
+
+// processExists is true for a live process (zombies of our own children
+// are reaped by the driver).
+func processExists(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i > 0 && i+2 < len(s) && s[i+2] != 'Z'
+}
+
+// TestReadoptAfterLauncherCrash simulates a launcher that died: the
+// instance directory and the still-running process exist, but no driver
+// ever saw them in this process. Its exit code is read from the exit file.
+func TestReadoptAfterLauncherCrash(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	d1, err := local.NewDriver(driver.LocalConfig{}, driver.Options{DataDir: dir}, local.WithPollInterval(20*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	job := drivertest.JobID(t)
+	long := driver.Ref{JobID: job, Role: driver.RoleWorker, Index: 0}
+	done := driver.Ref{JobID: job, Role: driver.RoleWorker, Index: 1}
+	ch1, _ := d1.Watch(ctx)
+	for _, r := range []driver.Ref{long, done} {
+		script := "exit 7"
+		if r == long {
+			script = "sleep 1; exit 5"
+		}
+		if err := d1.Start(ctx, driver.Spec{Ref: r, Name: r.Name(), Command: []string{"/bin/sh", "-c", script}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFinal(t, ch1, done)
+	d1.Close()
+
+	d2, err := local.NewDriver(driver.LocalConfig{}, driver.Options{DataDir: dir}, local.WithPollInterval(20*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d2.Close()
+	defer d2.Cleanup(ctx, job)
+	ch2, _ := d2.Watch(ctx)
+	sts, _ := d2.List(ctx)
+	got := map[driver.Ref]driver.Status{}
+	for _, st := range sts {
+		got[st.Ref] = st
+	}
+	if st := got[done]; st.State != driver.Failed || st.ExitCode == nil || *st.ExitCode != 7 {
+		t.Errorf("re-adopted ended instance = %+v, want Failed 7", st)
+	}
+	if st := got[long]; st.State != driver.Running {
+		t.Errorf("re-adopted running instance = %+v, want Running", st)
+	}
+	if st := waitFinal(t, ch2, long); st.State != driver.Failed || st.ExitCode == nil || *st.ExitCode != 5 {
+		t.Errorf("re-adopted instance ended %+v, want Failed 5", st)
+	}
+}
+
+// TestReadoptKilledWrapper: a wrapper killed with SIGKILL leaves no exit
+// file; the new driver reports Failed without a code.
+func TestReadoptKilledWrapper(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	d1, err := local.NewDriver(driver.LocalConfig{}, driver.Options{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := driver.Ref{JobID: drivertest.JobID(t), Role: driver.RoleWorker}
+	ch1, _ := d1.Watch(ctx)
+	if err := d1.Start(ctx, driver.Spec{Ref: ref, Name: ref.Name(), Command: []string{"sleep", "600"}}); err != nil {
+		t.Fatal(err)
+	}
+	d1.Close()
+	b, err := os.ReadFile(filepath.Join(dir, "local", ref.JobID, "worker-0", "pid"))
+	for i := 0; err != nil && i < 100; i++ {
+		time.Sleep(20 * time.Millisecond)
+		b, err = os.ReadFile(filepath.Join(dir, "local", ref.JobID, "worker-0", "pid"))
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	if pid <= 0 {
+		t.Fatalf("no pid file: %v", err)
+	}
+	if err := syscall.Kill(-pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = ch1
+	deadline := time.Now().Add(10 * time.Second)
+	for processExists(pid) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	d2, err := local.NewDriver(driver.LocalConfig{}, driver.Options{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d2.Close()
+	sts, _ := d2.List(ctx)
+	if len(sts) != 1 || sts[0].State != driver.Failed || sts[0].ExitCode != nil {
+		t.Errorf("List() = %+v, want one Failed instance without exit code", sts)
+	}
+	if err := d2.Cleanup(ctx, ref.JobID); err != nil {
+		t.Fatal(err)
+	}
+}
