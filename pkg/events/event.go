@@ -39,7 +39,7 @@ func New(typ, source, queueID, resourceID string, data any) (Event, error) {
 		Source:     source,
 		ResourceID: resourceID,
 		QueueID:    queueID,
-		Time:       time.Now().UTC().Truncate(time.Microsecond),
+		Time:       time.Now().UTC().Truncate(time.Millisecond), // what BSON keeps, so a stored entry equals its event
 		Data:       raw,
 	}
 	return e, e.Validate()

@@ -108,23 +108,25 @@ func (o *Outbox) Register(colls ...*mongo.Collection) {
 	o.colls = append(o.colls, colls...)
 }
 
-// Flush publishes entries in order and then clears them from document id if
-// it still has version; a tombstone of that version is deleted instead. A
-// publication failure leaves everything for the relay and is returned; the
-// change itself is committed either way.
-func (o *Outbox) Flush(ctx context.Context, coll *mongo.Collection, id any, version int64, deleted bool, entries []Entry) error {
+// Flush publishes entries in order and then removes exactly those entries
+// from document id ($pullAll by value), so entries a later write added stay
+// for their own publication. A tombstone (deleted) is removed instead: nothing
+// writes a tombstone again, so its id alone identifies it. Both writes filter
+// on _id alone, which every store (FerretDB/SQLite included) answers from its
+// _id index. A publication failure leaves everything for the relay and is
+// returned; the change itself is committed either way.
+func (o *Outbox) Flush(ctx context.Context, coll *mongo.Collection, id any, deleted bool, entries []Entry) error {
 	for _, en := range entries {
 		if err := o.pub.Publish(ctx, en.Event()); err != nil {
 			return fmt.Errorf("outbox flush %s/%v: %w", coll.Name(), id, err)
 		}
 	}
-	filter := bson.D{{Key: "_id", Value: id}, {Key: VersionField, Value: version}}
+	filter := bson.D{{Key: "_id", Value: id}}
 	var err error
 	if deleted {
-		_, err = coll.DeleteOne(ctx, append(filter, bson.E{Key: DeletedField, Value: true}))
+		_, err = coll.DeleteOne(ctx, filter)
 	} else {
-		_, err = coll.UpdateOne(ctx, append(filter, bson.E{Key: Field, Value: bson.D{{Key: "$exists", Value: true}}}),
-			bson.D{{Key: "$unset", Value: bson.D{{Key: Field, Value: ""}}}})
+		_, err = coll.UpdateOne(ctx, filter, bson.D{{Key: "$pullAll", Value: bson.D{{Key: Field, Value: entries}}}})
 	}
 	if err != nil {
 		return fmt.Errorf("outbox clear %s/%v: %w", coll.Name(), id, err)
@@ -150,7 +152,7 @@ func (o *Outbox) Sweep(ctx context.Context) (int, error) {
 	var errs []error
 	cutoff := time.Now().Add(-o.MinAge)
 	for _, c := range colls {
-		cur, err := c.Find(ctx, bson.D{{Key: Field, Value: bson.D{{Key: "$exists", Value: true}}}},
+		cur, err := c.Find(ctx, bson.D{{Key: Field + ".0", Value: bson.D{{Key: "$exists", Value: true}}}},
 			options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}, {Key: VersionField, Value: 1}, {Key: DeletedField, Value: 1}, {Key: Field, Value: 1}}))
 		if err != nil {
 			errs = append(errs, fmt.Errorf("outbox sweep %s: %w", c.Name(), err))
@@ -165,7 +167,7 @@ func (o *Outbox) Sweep(ctx context.Context) (int, error) {
 			if len(d.Outbox) == 0 || d.Outbox[len(d.Outbox)-1].Time.After(cutoff) {
 				continue
 			}
-			if err := o.Flush(ctx, c, d.ID, d.Version, d.Deleted, d.Outbox); err != nil {
+			if err := o.Flush(ctx, c, d.ID, d.Deleted, d.Outbox); err != nil {
 				errs = append(errs, err)
 				continue
 			}

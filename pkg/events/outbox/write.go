@@ -61,7 +61,7 @@ func (o *Outbox) Insert(ctx context.Context, coll *mongo.Collection, id any, ver
 		}
 		return fmt.Errorf("insert into %s: %w", coll.Name(), err)
 	}
-	o.flushAfterWrite(ctx, coll, id, version, false, entries)
+	o.flushAfterWrite(ctx, coll, id, false, entries)
 	return nil
 }
 
@@ -84,7 +84,7 @@ func (o *Outbox) Replace(ctx context.Context, coll *mongo.Collection, id any, pr
 	if res.MatchedCount == 0 {
 		return ErrVersionConflict
 	}
-	o.flushAfterWrite(ctx, coll, id, version, false, entries)
+	o.flushAfterWrite(ctx, coll, id, false, entries)
 	return nil
 }
 
@@ -102,17 +102,17 @@ func (o *Outbox) Delete(ctx context.Context, coll *mongo.Collection, id any, pre
 	if res.MatchedCount == 0 {
 		return ErrVersionConflict
 	}
-	o.flushAfterWrite(ctx, coll, id, version, true, entries)
+	o.flushAfterWrite(ctx, coll, id, true, entries)
 	return nil
 }
 
 // flushAfterWrite publishes right after a committed write. A failure is only
 // logged: the write stands, and the relay publishes the events later.
-func (o *Outbox) flushAfterWrite(ctx context.Context, coll *mongo.Collection, id any, version int64, deleted bool, entries []Entry) {
+func (o *Outbox) flushAfterWrite(ctx context.Context, coll *mongo.Collection, id any, deleted bool, entries []Entry) {
 	if len(entries) == 0 || o.skipInlineFlush {
 		return
 	}
-	if err := o.Flush(context.WithoutCancel(ctx), coll, id, version, deleted, entries); err != nil {
+	if err := o.Flush(context.WithoutCancel(ctx), coll, id, deleted, entries); err != nil {
 		o.log.Warn("publishing after write failed; the relay will retry", "collection", coll.Name(), "id", id, "err", err)
 	}
 }
