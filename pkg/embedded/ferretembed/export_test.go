@@ -3,6 +3,9 @@ package ferretembed
 import (
 	"context"
 	"database/sql"
+	"log/slog"
+	"net"
+	"time"
 )
 
 // Internals the external tests check against a running FerretDB.
@@ -21,4 +24,20 @@ func (s *Server) TableName(ctx context.Context, db, collection string) (string, 
 	}
 	defer sdb.Close()
 	return tableName(ctx, sdb, collection)
+}
+
+// InternalURI returns FerretDB's own address, which bypasses the
+// write-serializing proxy.
+func (s *Server) InternalURI() string { return s.internalURI }
+
+// Classify is classify.
+func Classify(msg []byte) (cmd string, write, moreToCome bool) { return classify(msg) }
+
+// MaxMessageSize is maxMessageSize.
+const MaxMessageSize = maxMessageSize
+
+// StartProxy serves ln, forwarding to upstream (host:port) with the given
+// write-lock timeout, until stop is called.
+func StartProxy(ln net.Listener, upstream string, lockTimeout time.Duration) (stop func()) {
+	return newProxy(ln, upstream, lockTimeout, slog.New(slog.DiscardHandler)).close
 }
