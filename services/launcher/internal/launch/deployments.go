@@ -1,0 +1,367 @@
+package launch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/avxrm/rm/pkg/events"
+	"github.com/avxrm/rm/pkg/events/outbox"
+	"github.com/avxrm/rm/services/launcher/internal/driver"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+)
+
+// A deployment keeps Replicas instances running. Replica slot k of
+// deployment d is driven as its own "job" d-r<k> (Ref{JobID: "d-r<k>",
+// Role: replica, Index: generation}), so that a failed replica is removed
+// with Cleanup of its slot alone and restarted as the next generation, and
+// scaling down removes whole slots.
+//
+// Replicas hold no lease: the scheduler does not admit deployments yet, so
+// their instances are not counted against their queue's limit.
+
+// deployment is what the launcher reads of a deployment document; json
+// tags give the API's shape for the events.
+type deployment struct {
+	events.Meta          `bson:",inline"`
+	Name                 string            `json:"name" bson:"name"`
+	ApplicationID        string            `json:"application_id" bson:"application_id"`
+	QueueID              string            `json:"queue_id" bson:"queue_id"`
+	Replicas             int               `json:"replicas" bson:"replicas"`
+	EnvironmentVariables map[string]string `json:"environment_variables,omitempty" bson:"environment_variables,omitempty"`
+	Status               deploymentStatus  `json:"status" bson:"status"`
+}
+
+type deploymentStatus struct {
+	ReadyReplicas int                `json:"ready_replicas" bson:"ready_replicas"`
+	Conditions    []events.Condition `json:"conditions" bson:"conditions"`
+}
+
+// application and appRuntimeConfig are what a replica is started from.
+type application struct {
+	ID                   string            `bson:"_id"`
+	Image                string            `bson:"image"`
+	Command              []string          `bson:"command"`
+	Args                 []string          `bson:"args"`
+	EnvironmentVariables map[string]string `bson:"environment_variables"`
+}
+
+type appRuntimeConfig struct {
+	Image                string                 `bson:"image"`
+	WorkingDirectory     string                 `bson:"working_directory"`
+	Command              []string               `bson:"command"`
+	Args                 []string               `bson:"args"`
+	EnvironmentVariables map[string]string      `bson:"environment_variables"`
+	ResourceLimits       *events.ResourceLimits `bson:"resource_limits"`
+}
+
+// depSlot is the restart state of one replica slot, in memory: after a
+// launcher restart a failed replica is restarted at once.
+type depSlot struct {
+	failures int
+	next     time.Time // when the failed replica may be restarted
+}
+
+const slotSep = "-r"
+
+func slotID(dep string, slot int) string { return dep + slotSep + strconv.Itoa(slot) }
+
+// splitSlot parses a slot id. Deployment ids end in an upper-case ULID, so
+// the last "-r" is the separator.
+func splitSlot(id string) (dep string, slot int, ok bool) {
+	i := strings.LastIndex(id, slotSep)
+	if i <= 0 || !strings.HasPrefix(id, "dep-") {
+		return "", 0, false
+	}
+	n, err := strconv.Atoi(id[i+len(slotSep):])
+	if err != nil || n < 0 {
+		return "", 0, false
+	}
+	return id[:i], n, true
+}
+
+// Replica restart backoff: doubled from restartBase up to restartMax;
+// reset once a replica has run for restartReset.
+const (
+	restartBase  = time.Second
+	restartMax   = 5 * time.Minute
+	restartReset = time.Minute
+)
+
+// syncDeployment brings deployment id to its replica count and reports how
+// many replicas run.
+func (s *Service) syncDeployment(ctx context.Context, id string) (time.Duration, error) {
+	raw, err := s.deployments.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Raw()
+	if err != nil && !errors.Is(err, mongo.ErrNoDocuments) {
+		return 0, fmt.Errorf("read deployment %s: %w", id, err)
+	}
+	var d deployment
+	var env outbox.Envelope
+	if err == nil {
+		if err := bson.Unmarshal(raw, &env); err != nil {
+			return 0, fmt.Errorf("decode deployment %s: %w", id, err)
+		}
+		if err := bson.Unmarshal(raw, &d); err != nil {
+			return 0, fmt.Errorf("decode deployment %s: %w", id, err)
+		}
+	}
+	gone := err != nil || env.Deleted
+	var errs []error
+	// Slots beyond the replica count (all of them when the deployment is
+	// gone) are stopped and removed.
+	for _, sid := range s.pool.jobIDs() {
+		dep, slot, ok := splitSlot(sid)
+		if !ok || dep != id || (!gone && slot < d.Replicas) {
+			continue
+		}
+		obs := s.pool.refsOf(sid)
+		if err := s.stopAll(ctx, obs, func(driver.Ref) bool { return true }); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if err := s.cleanupDrivers(ctx, sid, obs, nil); err != nil {
+			errs = append(errs, err)
+		}
+		s.mu.Lock()
+		delete(s.dstate, sid)
+		s.mu.Unlock()
+	}
+	if gone {
+		return 0, errors.Join(errs...)
+	}
+
+	now := s.deps.Now()
+	ready := 0
+	var after time.Duration
+	var startErr error
+	for slot := range d.Replicas {
+		sid := slotID(id, slot)
+		obs := s.pool.refsOf(sid)
+		var latest *observed
+		for _, o := range obs {
+			if latest == nil || o.st.Index > latest.st.Index {
+				latest = &o
+			}
+		}
+		s.mu.Lock()
+		st := s.dstate[sid]
+		if st == nil {
+			st = &depSlot{}
+			s.dstate[sid] = st
+		}
+		s.mu.Unlock()
+		gen := 0
+		if latest != nil {
+			gen = latest.st.Index
+			if !latest.st.State.Final() {
+				if latest.st.State == driver.Running {
+					ready++
+					if !latest.st.StartedAt.IsZero() && now.Sub(latest.st.StartedAt) >= restartReset {
+						st.failures = 0
+					} else if st.failures > 0 {
+						after = minPositive(after, restartReset)
+					}
+				}
+				continue
+			}
+			// Failed (or ended, which a replica should not): restart the
+			// slot as the next generation, after the backoff.
+			if st.next.IsZero() {
+				st.failures++
+				st.next = now.Add(min(restartBase<<min(st.failures-1, 20), restartMax))
+				s.log.Warn("replica ended; restarting after backoff", "deployment", id, "slot", slot,
+					"exit_code", latest.st.ExitCode, "message", latest.st.Message, "in", st.next.Sub(now))
+			}
+			if now.Before(st.next) {
+				after = minPositive(after, st.next.Sub(now))
+				continue
+			}
+			if err := s.cleanupDrivers(ctx, sid, obs, nil); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			gen++
+		}
+		st.next = time.Time{}
+		if err := s.startReplica(ctx, &d, slot, gen); err != nil {
+			startErr = err
+			if !permanent(err) {
+				errs = append(errs, err)
+			}
+			st.failures++
+			st.next = now.Add(min(restartBase<<min(st.failures-1, 20), restartMax))
+			after = minPositive(after, st.next.Sub(now))
+		}
+	}
+
+	status := deploymentStatus{ReadyReplicas: ready, Conditions: slices.Clone(d.Status.Conditions)}
+	nowT := s.now()
+	switch {
+	case startErr != nil && permanent(startErr):
+		setDepCondition(&status, "Available", "False", "StartFailed", startErr.Error(), nowT)
+	case ready >= d.Replicas:
+		setDepCondition(&status, "Available", "True", "ReplicasReady", fmt.Sprintf("%d of %d replicas running", ready, d.Replicas), nowT)
+	default:
+		setDepCondition(&status, "Available", "False", "ReplicasNotReady", fmt.Sprintf("%d of %d replicas running", ready, d.Replicas), nowT)
+	}
+	if err := s.writeDeploymentStatus(ctx, raw, &d, env.Outbox, status); err != nil {
+		return 0, errors.Join(append(errs, err)...)
+	}
+	return after, errors.Join(errs...)
+}
+
+func minPositive(a, b time.Duration) time.Duration {
+	if a <= 0 || b < a {
+		return b
+	}
+	return a
+}
+
+// startReplica starts generation gen of replica slot of d.
+func (s *Service) startReplica(ctx context.Context, d *deployment, slot, gen int) error {
+	q, err := s.queue(ctx, d.QueueID)
+	if err != nil {
+		return err
+	}
+	var app application
+	if err := s.apps.FindOne(ctx, bson.D{{Key: "_id", Value: d.ApplicationID}, outbox.NotDeleted()}).Decode(&app); err != nil {
+		if errors.Is(err, mongo.ErrNoDocuments) {
+			return errPermanent{fmt.Errorf("application %s does not exist", d.ApplicationID)}
+		}
+		return fmt.Errorf("read application %s: %w", d.ApplicationID, err)
+	}
+	var arc *appRuntimeConfig
+	var a appRuntimeConfig
+	err = s.arcs.FindOne(ctx, bson.D{{Key: "queue_id", Value: bson.D{{Key: "$in", Value: bson.A{q.ID, q.Name}}}},
+		{Key: "application_id", Value: app.ID}, outbox.NotDeleted()}).Decode(&a)
+	switch {
+	case err == nil:
+		arc = &a
+	case !errors.Is(err, mongo.ErrNoDocuments):
+		return fmt.Errorf("read app-runtime-config: %w", err)
+	}
+	pd, err := s.driverFor(ctx, q)
+	if err != nil {
+		return err
+	}
+	spec := replicaSpec(d, slot, gen, q, &app, arc, s.cfg.APIURL)
+	if err := pd.d.Start(ctx, spec); err != nil {
+		return fmt.Errorf("start %s: %w", spec.Ref, err)
+	}
+	s.metrics.starts.WithLabelValues(string(driver.RoleReplica)).Inc()
+	return nil
+}
+
+// replicaSpec builds the spec of a replica: the application as the
+// app-runtime-config of its queue overrides it; environment queue, then
+// application, then app-runtime-config, then deployment, then RM_*.
+func replicaSpec(d *deployment, slot, gen int, q *events.Queue, app *application, arc *appRuntimeConfig, apiURL string) driver.Spec {
+	s := queueSpec(q)
+	s.Ref = driver.Ref{JobID: slotID(d.ID, slot), Role: driver.RoleReplica, Index: gen}
+	s.Image, s.Command, s.Args = app.Image, app.Command, app.Args
+	env := map[string]string{}
+	maps.Copy(env, q.EnvironmentVariables)
+	maps.Copy(env, app.EnvironmentVariables)
+	limits := q.ResourceLimits
+	if arc != nil {
+		if arc.Image != "" {
+			s.Image = arc.Image
+		}
+		if len(arc.Command) > 0 {
+			s.Command = arc.Command
+		}
+		if len(arc.Args) > 0 {
+			s.Args = arc.Args
+		}
+		s.WorkingDir = arc.WorkingDirectory
+		maps.Copy(env, arc.EnvironmentVariables)
+		if arc.ResourceLimits != nil {
+			limits = arc.ResourceLimits
+		}
+	}
+	maps.Copy(env, d.EnvironmentVariables)
+	env[EnvDeploymentID] = d.ID
+	env[EnvRole] = string(driver.RoleReplica)
+	env[EnvInstanceIndex] = strconv.Itoa(slot)
+	if apiURL != "" {
+		env[EnvAPIURL] = apiURL
+	}
+	s.Env = env
+	s.Resources = resources(limits)
+	return s
+}
+
+func setDepCondition(st *deploymentStatus, typ, status, reason, message string, now time.Time) {
+	for i := range st.Conditions {
+		c := &st.Conditions[i]
+		if c.Type == typ {
+			if c.Status != status {
+				c.LastTransitionTime = now
+			}
+			c.Status, c.Reason, c.Message = status, reason, message
+			return
+		}
+	}
+	st.Conditions = append(st.Conditions, events.Condition{Type: typ, Status: status, Reason: reason, Message: message, LastTransitionTime: now})
+}
+
+// writeDeploymentStatus stores status in the deployment (read as raw)
+// unless it is what is stored, with rm.deployment.updated. Only status,
+// version and updated_at change: the rest of the document is written back
+// as read.
+func (s *Service) writeDeploymentStatus(ctx context.Context, raw bson.Raw, d *deployment, pending []outbox.Entry, status deploymentStatus) error {
+	if status.ReadyReplicas == d.Status.ReadyReplicas && sameConditions(status.Conditions, d.Status.Conditions) {
+		return nil
+	}
+	var doc bson.D
+	if err := bson.Unmarshal(raw, &doc); err != nil {
+		return fmt.Errorf("decode deployment %s: %w", d.ID, err)
+	}
+	prev := d.Version
+	d.Version++
+	d.UpdatedAt = s.now()
+	d.Status = status
+	set := map[string]any{"status": status, "version": d.Version, "updated_at": d.UpdatedAt}
+	for i := range doc {
+		if v, ok := set[doc[i].Key]; ok {
+			doc[i].Value = v
+			delete(set, doc[i].Key)
+		}
+	}
+	for _, k := range []string{"status", "version", "updated_at"} {
+		if v, ok := set[k]; ok {
+			doc = append(doc, bson.E{Key: k, Value: v})
+		}
+	}
+	ev, err := events.New(events.TypeDeploymentUpdated, Source, d.QueueID, d.ID, d)
+	if err != nil {
+		return err
+	}
+	err = s.deps.Outbox.Replace(ctx, s.deployments, d.ID, prev, d.Version, pending, doc, ev)
+	if errors.Is(err, outbox.ErrVersionConflict) {
+		return errConflict
+	}
+	if err != nil {
+		return fmt.Errorf("update status of deployment %s: %w", d.ID, err)
+	}
+	return nil
+}
+
+// sameConditions compares conditions ignoring their transition times.
+func sameConditions(a, b []events.Condition) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].Type != b[i].Type || a[i].Status != b[i].Status || a[i].Reason != b[i].Reason || a[i].Message != b[i].Message {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,236 @@
+package launch
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+
+	"github.com/avxrm/rm/services/launcher/internal/driver"
+)
+
+// errNoFactory: a plugin's type has no driver in this launcher.
+var errNoFactory = errors.New("launch: no driver for plugin type")
+
+// plugin is what the launcher needs of a plugin document. The pseudo plugin
+// "_default" stands for the launcher's default driver type when a queue has
+// no plugin and no plugin is the default.
+type plugin struct {
+	ID     string         `bson:"_id"`
+	Name   string         `bson:"name"`
+	Type   string         `bson:"type"`
+	Config map[string]any `bson:"config"`
+}
+
+// defaultPluginID is the pool key of the launcher's own default driver.
+const defaultPluginID = "_default"
+
+// pool holds one driver per plugin, created on first use, and the last
+// status each driver reported of each of its instances. A goroutine per
+// driver reads its Watch channel into the cache and calls onChange, so the
+// cache is the launcher's view of what exists; reconciliation reads it.
+type pool struct {
+	factories map[string]driver.Factory
+	opts      driver.Options
+	log       *slog.Logger
+	onChange  func(driver.Ref)
+
+	mu      sync.Mutex
+	drivers map[string]*pooled // by plugin id
+	closed  bool
+	wg      sync.WaitGroup
+}
+
+// pooled is one driver and its cache.
+type pooled struct {
+	plugin plugin
+	d      driver.Driver
+
+	mu   sync.Mutex
+	jobs map[string]map[driver.Ref]driver.Status // by Ref.JobID
+}
+
+func newPool(factories map[string]driver.Factory, opts driver.Options, log *slog.Logger, onChange func(driver.Ref)) *pool {
+	return &pool{factories: factories, opts: opts, log: log, onChange: onChange, drivers: map[string]*pooled{}}
+}
+
+// get returns the driver of p, creating it on first use: the driver is
+// built, its instances listed into the cache (so that what existed before a
+// restart is known before anything is started), then watched until ctx ends.
+// Config changes of a plugin take effect at the launcher's next start.
+func (pl *pool) get(ctx context.Context, p plugin) (*pooled, error) {
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	if pd := pl.drivers[p.ID]; pd != nil {
+		return pd, nil
+	}
+	if pl.closed {
+		return nil, errors.New("launch: driver pool closed")
+	}
+	f := pl.factories[p.Type]
+	if f == nil {
+		return nil, fmt.Errorf("plugin %s: %w %q", p.ID, errNoFactory, p.Type)
+	}
+	var raw json.RawMessage
+	if p.Config != nil {
+		b, err := json.Marshal(p.Config)
+		if err != nil {
+			return nil, fmt.Errorf("plugin %s config: %w", p.ID, err)
+		}
+		raw = b
+	}
+	d, err := f(raw, pl.opts)
+	if err != nil {
+		return nil, fmt.Errorf("create %s driver of plugin %s: %w", p.Type, p.ID, err)
+	}
+	pd := &pooled{plugin: p, d: d, jobs: map[string]map[driver.Ref]driver.Status{}}
+	list, err := d.List(ctx)
+	if err != nil {
+		_ = d.Close()
+		return nil, fmt.Errorf("list instances of plugin %s: %w", p.ID, err)
+	}
+	for _, st := range list {
+		pd.put(st)
+	}
+	// The watch lives as long as the driver (Close ends it), not as long
+	// as the request that happened to create the driver.
+	ch, err := d.Watch(context.WithoutCancel(ctx))
+	if err != nil {
+		_ = d.Close()
+		return nil, fmt.Errorf("watch plugin %s: %w", p.ID, err)
+	}
+	pl.drivers[p.ID] = pd
+	pl.wg.Add(1)
+	go func() {
+		defer pl.wg.Done()
+		for st := range ch {
+			pd.put(st)
+			pl.onChange(st.Ref)
+		}
+	}()
+	pl.log.Info("driver ready", "plugin", p.ID, "type", p.Type, "instances", len(list))
+	for _, st := range list {
+		pl.onChange(st.Ref)
+	}
+	return pd, nil
+}
+
+// put records st unless it would take a final instance back.
+func (pd *pooled) put(st driver.Status) {
+	pd.mu.Lock()
+	defer pd.mu.Unlock()
+	m := pd.jobs[st.JobID]
+	if m == nil {
+		m = map[driver.Ref]driver.Status{}
+		pd.jobs[st.JobID] = m
+	}
+	if cur, ok := m[st.Ref]; ok && cur.State.Final() && !st.State.Final() {
+		return
+	}
+	m[st.Ref] = st
+}
+
+// forget drops the cache of job id after a Cleanup. A status the watch
+// delivers later for it (the end of a stopped instance) would bring an
+// entry back; cleanup removes such an entry at the next reconciliation.
+func (pd *pooled) forget(jobID string) {
+	pd.mu.Lock()
+	defer pd.mu.Unlock()
+	delete(pd.jobs, jobID)
+}
+
+// observed is one instance as a driver reported it.
+type observed struct {
+	st driver.Status
+	pd *pooled
+}
+
+// refsOf returns what every driver knows of job id's instances.
+func (pl *pool) refsOf(jobID string) map[driver.Ref]observed {
+	out := map[driver.Ref]observed{}
+	for _, pd := range pl.all() {
+		pd.mu.Lock()
+		for ref, st := range pd.jobs[jobID] {
+			out[ref] = observed{st: st, pd: pd}
+		}
+		pd.mu.Unlock()
+	}
+	return out
+}
+
+// find returns the driver that knows ref, nil if none does.
+func (pl *pool) find(ref driver.Ref) *pooled {
+	for _, pd := range pl.all() {
+		pd.mu.Lock()
+		_, ok := pd.jobs[ref.JobID][ref]
+		pd.mu.Unlock()
+		if ok {
+			return pd
+		}
+	}
+	return nil
+}
+
+// jobIDs returns the job ids (deployment slot ids too) every driver knows.
+func (pl *pool) jobIDs() []string {
+	seen := map[string]bool{}
+	for _, pd := range pl.all() {
+		pd.mu.Lock()
+		for id, m := range pd.jobs {
+			if len(m) > 0 {
+				seen[id] = true
+			}
+		}
+		pd.mu.Unlock()
+	}
+	out := make([]string, 0, len(seen))
+	for id := range seen {
+		out = append(out, id)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// countStates counts the cached instances by state, for the metrics.
+func (pl *pool) countStates() map[driver.State]int {
+	out := map[driver.State]int{}
+	for _, pd := range pl.all() {
+		pd.mu.Lock()
+		for _, m := range pd.jobs {
+			for _, st := range m {
+				out[st.State]++
+			}
+		}
+		pd.mu.Unlock()
+	}
+	return out
+}
+
+func (pl *pool) all() []*pooled {
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	out := make([]*pooled, 0, len(pl.drivers))
+	for _, pd := range pl.drivers {
+		out = append(out, pd)
+	}
+	return out
+}
+
+// close closes every driver (instances keep running) and waits for the
+// watch goroutines.
+func (pl *pool) close() {
+	pl.mu.Lock()
+	pl.closed = true
+	ds := pl.drivers
+	pl.drivers = map[string]*pooled{}
+	pl.mu.Unlock()
+	for _, pd := range ds {
+		if err := pd.d.Close(); err != nil {
+			pl.log.Warn("close driver", "plugin", pd.plugin.ID, "err", err)
+		}
+	}
+	pl.wg.Wait()
+}

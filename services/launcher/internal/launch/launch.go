@@ -1,0 +1,494 @@
+// Package launch is the launcher's service logic: it turns admitted jobs,
+// cancel and cleanup requests, post controller requests and deployments
+// into driver calls, and reports what the drivers see back into MongoDB
+// (each change with its event, through the outbox).
+//
+// It is level-triggered: events and driver status changes only queue the
+// id of a job or deployment; a worker then reads the document (MongoDB is
+// the source of truth) and what the drivers report (their cache in pool),
+// and does what is missing. A duplicate or late trigger finds nothing to
+// do. Every job write is conditioned on the version read, so the launcher,
+// the scheduler and the API never overwrite each other; a lost race is
+// retried on the new version.
+//
+// It imports the driver contract and pkg/events; never another service.
+package launch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/avxrm/rm/pkg/events"
+	"github.com/avxrm/rm/pkg/events/outbox"
+	"github.com/avxrm/rm/services/launcher/internal/driver"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+)
+
+// Source is the CloudEvents source of the launcher's events.
+const Source = "/rm/launcher"
+
+// Collections the launcher reads; it writes jobs and deployments.
+const (
+	JobsCollection              = "jobs"
+	QueuesCollection            = "queues"
+	PluginsCollection           = "plugins"
+	DeploymentsCollection       = "deployments"
+	ApplicationsCollection      = "applications"
+	AppRuntimeConfigsCollection = "app_runtime_configs"
+)
+
+// Config of the service. The zero value works but for DataDir, which the
+// local driver needs.
+type Config struct {
+	// Durable names the JetStream consumer. If empty, "rm-launcher".
+	Durable string
+	// DataDir is given to drivers that keep files (local: <DataDir>/local).
+	DataDir string
+	// DefaultDriver is the driver type of queues without a plugin when no
+	// plugin is the default. If empty, "local".
+	DefaultDriver string
+	// APIURL is given to instances as RM_API_URL (where workers upload
+	// artifacts). If empty, instances get no RM_API_URL.
+	APIURL string
+	// Workers is how many jobs and deployments are reconciled at once. If
+	// zero, 8.
+	Workers int
+	// ResyncInterval is how often every active job and deployment is
+	// reconciled without a trigger, a safety net. If zero, 30s.
+	ResyncInterval time.Duration
+	// StartParallelism bounds the concurrent driver calls of one job. If
+	// zero, 16.
+	StartParallelism int
+}
+
+// Deps are the service's connections.
+type Deps struct {
+	DB         *mongo.Database
+	JS         jetstream.JetStream
+	Outbox     *outbox.Outbox
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
+	Drivers    map[string]driver.Factory
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Service is a prepared launcher.
+type Service struct {
+	cfg  Config
+	deps Deps
+	log  *slog.Logger
+
+	jobs, queues, plugins, deployments, apps, arcs *mongo.Collection
+
+	pool    *pool
+	wq      *workqueue
+	metrics *metrics
+
+	consuming atomic.Bool
+
+	mu       sync.Mutex
+	failures map[string]int      // consecutive failed reconciliations, by key
+	qcache   map[string]cachedQ  // queues by id and name, briefly
+	dstate   map[string]*depSlot // deployment slots' restart state, by slot id
+}
+
+type cachedQ struct {
+	q  *events.Queue
+	at time.Time
+}
+
+// New prepares a service.
+func New(cfg Config, deps Deps) (*Service, error) {
+	if deps.DB == nil || deps.JS == nil || deps.Outbox == nil {
+		return nil, errors.New("launcher: DB, JS and Outbox are required")
+	}
+	if len(deps.Drivers) == 0 {
+		return nil, errors.New("launcher: no driver factories")
+	}
+	if cfg.Durable == "" {
+		cfg.Durable = "rm-launcher"
+	}
+	if cfg.DefaultDriver == "" {
+		cfg.DefaultDriver = driver.TypeLocal
+	}
+	if deps.Drivers[cfg.DefaultDriver] == nil {
+		return nil, fmt.Errorf("launcher: default driver %q is not registered", cfg.DefaultDriver)
+	}
+	if cfg.Workers == 0 {
+		cfg.Workers = 8
+	}
+	if cfg.ResyncInterval == 0 {
+		cfg.ResyncInterval = 30 * time.Second
+	}
+	if cfg.StartParallelism == 0 {
+		cfg.StartParallelism = 16
+	}
+	if deps.Logger == nil {
+		deps.Logger = slog.Default()
+	}
+	if deps.Now == nil {
+		deps.Now = time.Now
+	}
+	s := &Service{
+		cfg: cfg, deps: deps, log: deps.Logger,
+		jobs: deps.DB.Collection(JobsCollection), queues: deps.DB.Collection(QueuesCollection),
+		plugins: deps.DB.Collection(PluginsCollection), deployments: deps.DB.Collection(DeploymentsCollection),
+		apps: deps.DB.Collection(ApplicationsCollection), arcs: deps.DB.Collection(AppRuntimeConfigsCollection),
+		wq: newWorkqueue(), failures: map[string]int{}, qcache: map[string]cachedQ{}, dstate: map[string]*depSlot{},
+	}
+	s.pool = newPool(deps.Drivers, driver.Options{DataDir: cfg.DataDir, Logger: deps.Logger}, deps.Logger, s.changed)
+	var err error
+	if s.metrics, err = newMetrics(deps.Registerer, s.pool); err != nil {
+		return nil, err
+	}
+	// The launcher's job writes carry events; the relay publishes those a
+	// crash left unsent (registering twice is harmless).
+	deps.Outbox.Register(s.jobs, s.deployments)
+	return s, nil
+}
+
+// Key prefixes of the work queue.
+const (
+	jobKey = "job/"
+	depKey = "dep/"
+)
+
+// statusBatch is how long a driver's status change waits before its job is
+// reconciled, so that the instances of a job that end together (they
+// started together) are recorded in one write rather than one each: every
+// write of a job costs a scan of the collection on FerretDB/SQLite, which
+// pushes down only {_id: x} filters.
+const statusBatch = 50 * time.Millisecond
+
+// changed is called by the pool for every status a driver reports.
+func (s *Service) changed(ref driver.Ref) {
+	if ref.Role == driver.RoleReplica {
+		if dep, _, ok := splitSlot(ref.JobID); ok {
+			s.wq.AddAfter(depKey+dep, statusBatch)
+		}
+		return
+	}
+	s.wq.AddAfter(jobKey+ref.JobID, statusBatch)
+}
+
+// Run reconciles until ctx ends. Drivers are closed on return; the
+// instances they run keep running for the next launcher to re-adopt.
+func (s *Service) Run(ctx context.Context) error {
+	stopQueue := s.wq.CloseWhen(ctx)
+	defer stopQueue()
+	defer s.pool.close()
+
+	consumed := make(chan error, 1)
+	cctx, stopConsumer := context.WithCancel(ctx)
+	defer stopConsumer()
+	go func() {
+		s.consuming.Store(true)
+		defer s.consuming.Store(false)
+		consumed <- events.Consume(cctx, s.deps.JS, events.ConsumerSpec{
+			Durable:       s.cfg.Durable,
+			Filters:       []string{events.FilterSubject(events.KindJob, "", ""), events.FilterSubject(events.KindDeployment, "", "")},
+			MaxAckPending: 256,
+			DeliverNew:    true,
+		}, s.receive, s.log)
+	}()
+
+	stopLogs, err := s.serveLogs(ctx)
+	if err != nil {
+		return err
+	}
+	defer stopLogs()
+
+	// What existed before this start is known before anything is started:
+	// every driver in use lists its instances into the cache first.
+	if err := s.resync(ctx); err != nil {
+		s.log.Warn("initial resync failed; retrying at the next one", "err", err)
+	}
+
+	var wg sync.WaitGroup
+	for range s.cfg.Workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.work(ctx)
+		}()
+	}
+	defer wg.Wait()
+
+	t := time.NewTicker(s.cfg.ResyncInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-consumed:
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("launcher event consumer stopped: %w", err)
+		case <-t.C:
+			if err := s.resync(ctx); err != nil && ctx.Err() == nil {
+				s.log.Warn("resync failed", "err", err)
+			}
+		}
+	}
+}
+
+// receive is the handler of the launcher's consumer of job and deployment
+// events. Events are triggers: it queues the resource's id for
+// reconciliation, which reads the document fresh.
+//
+// Ack policy: always Ack at once (malformed messages are Termed and
+// dead-lettered by events.Consume before reaching here). Nothing is lost if
+// the process dies before the reconciliation: at start the launcher
+// reconciles every job and deployment that needs it, from MongoDB and from
+// what the drivers list.
+func (s *Service) receive(_ context.Context, e events.Event) error {
+	switch e.Kind() {
+	case events.KindJob:
+		s.wq.Add(jobKey + e.ResourceID)
+	case events.KindDeployment:
+		s.wq.Add(depKey + e.ResourceID)
+	}
+	return nil
+}
+
+// Ready reports whether the event consumer is attached.
+func (s *Service) Ready(ctx context.Context) error {
+	if !s.consuming.Load() {
+		return errors.New("launcher event consumer not running")
+	}
+	c, err := s.deps.JS.Consumer(ctx, events.StreamName, s.cfg.Durable)
+	if err != nil {
+		return fmt.Errorf("consumer %s: %w", s.cfg.Durable, err)
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("consumer %s: %w", s.cfg.Durable, err)
+	}
+	if info.NumWaiting == 0 && info.NumAckPending == 0 {
+		return fmt.Errorf("consumer %s: no pull request attached", s.cfg.Durable)
+	}
+	return nil
+}
+
+// work reconciles keys until the queue closes.
+func (s *Service) work(ctx context.Context) {
+	for {
+		key, ok := s.wq.Get()
+		if !ok {
+			return
+		}
+		s.process(ctx, key)
+		s.wq.Done(key)
+	}
+}
+
+// errConflict: the document changed between read and write; reconcile again.
+var errConflict = errors.New("launch: document changed concurrently")
+
+func (s *Service) process(ctx context.Context, key string) {
+	var after time.Duration
+	var err error
+	switch {
+	case strings.HasPrefix(key, jobKey):
+		after, err = s.syncJob(ctx, strings.TrimPrefix(key, jobKey))
+	case strings.HasPrefix(key, depKey):
+		after, err = s.syncDeployment(ctx, strings.TrimPrefix(key, depKey))
+	}
+	if ctx.Err() != nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case errors.Is(err, errConflict):
+		s.wq.Add(key)
+	case err != nil:
+		n := s.failures[key] + 1
+		s.failures[key] = n
+		d := min(100*time.Millisecond<<min(n-1, 10), 30*time.Second)
+		s.log.Warn("reconcile failed; retrying", "key", key, "failures", n, "retry_in", d, "err", err)
+		s.wq.AddAfter(key, d)
+	default:
+		delete(s.failures, key)
+		if after > 0 {
+			s.wq.AddAfter(key, after)
+		}
+	}
+}
+
+// resync makes sure every driver in use exists (and so has listed its
+// instances), then queues every job and deployment that may need anything:
+// active jobs, jobs with a cleanup or post controller to carry out, every
+// job or deployment a driver knows an instance of, and every deployment.
+func (s *Service) resync(ctx context.Context) error {
+	var errs []error
+	plugins, err := s.pluginsInUse(ctx)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	for _, p := range plugins {
+		if _, err := s.pool.get(ctx, p); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	cur, err := s.jobs.Find(ctx, bson.D{outbox.NotDeleted(), {Key: "$or", Value: bson.A{
+		bson.D{{Key: "status", Value: bson.D{{Key: "$in", Value: bson.A{events.JobAdmitted, events.JobRunning}}}}},
+		bson.D{{Key: "cleanup_requested", Value: true}, {Key: "cleaned_at", Value: bson.D{{Key: "$exists", Value: false}}}},
+		bson.D{{Key: "post_controller.status", Value: bson.D{{Key: "$in", Value: bson.A{pcAdmitted, pcRunning}}}}},
+	}}}, options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}}))
+	if err != nil {
+		errs = append(errs, fmt.Errorf("list active jobs: %w", err))
+	} else {
+		var ids []struct {
+			ID string `bson:"_id"`
+		}
+		if err := cur.All(ctx, &ids); err != nil {
+			errs = append(errs, fmt.Errorf("list active jobs: %w", err))
+		}
+		for _, d := range ids {
+			s.wq.Add(jobKey + d.ID)
+		}
+	}
+	for _, id := range s.pool.jobIDs() {
+		if dep, _, ok := splitSlot(id); ok {
+			s.wq.Add(depKey + dep)
+		} else {
+			s.wq.Add(jobKey + id)
+		}
+	}
+	cur, err = s.deployments.Find(ctx, bson.D{outbox.NotDeleted()}, options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}}))
+	if err != nil {
+		errs = append(errs, fmt.Errorf("list deployments: %w", err))
+	} else {
+		var ids []struct {
+			ID string `bson:"_id"`
+		}
+		if err := cur.All(ctx, &ids); err != nil {
+			errs = append(errs, fmt.Errorf("list deployments: %w", err))
+		}
+		for _, d := range ids {
+			s.wq.Add(depKey + d.ID)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// pluginsInUse returns the plugins of every queue, the default plugin and
+// the launcher's default driver: what may have instances.
+func (s *Service) pluginsInUse(ctx context.Context) ([]plugin, error) {
+	var qs []struct {
+		PluginID string `bson:"plugin_id"`
+	}
+	cur, err := s.queues.Find(ctx, bson.D{outbox.NotDeleted()}, options.Find().SetProjection(bson.D{{Key: "plugin_id", Value: 1}}))
+	if err != nil {
+		return nil, fmt.Errorf("list queues: %w", err)
+	}
+	if err := cur.All(ctx, &qs); err != nil {
+		return nil, fmt.Errorf("list queues: %w", err)
+	}
+	seen := map[string]bool{}
+	var out []plugin
+	var errs []error
+	add := func(ref string) {
+		p, err := s.resolvePlugin(ctx, ref)
+		if err != nil {
+			errs = append(errs, err)
+			return
+		}
+		if !seen[p.ID] {
+			seen[p.ID] = true
+			out = append(out, p)
+		}
+	}
+	add("")
+	for _, q := range qs {
+		add(q.PluginID)
+	}
+	if !seen[defaultPluginID] {
+		seen[defaultPluginID] = true
+		out = append(out, plugin{ID: defaultPluginID, Type: s.cfg.DefaultDriver})
+	}
+	return out, errors.Join(errs...)
+}
+
+// errPermanent marks a failure retrying cannot cure (a missing plugin, an
+// invalid spec): the job fails with it.
+type errPermanent struct{ error }
+
+func (e errPermanent) Unwrap() error { return e.error }
+
+// resolvePlugin returns the plugin a queue names (by id or name), else the
+// default plugin, else the launcher's default driver.
+func (s *Service) resolvePlugin(ctx context.Context, ref string) (plugin, error) {
+	var p plugin
+	var filter bson.D
+	if ref != "" {
+		filter = bson.D{{Key: "$or", Value: bson.A{bson.D{{Key: "_id", Value: ref}}, bson.D{{Key: "name", Value: ref}}}}, outbox.NotDeleted()}
+	} else {
+		filter = bson.D{{Key: "is_default", Value: true}, outbox.NotDeleted()}
+	}
+	err := s.plugins.FindOne(ctx, filter).Decode(&p)
+	switch {
+	case errors.Is(err, mongo.ErrNoDocuments) && ref == "":
+		return plugin{ID: defaultPluginID, Type: s.cfg.DefaultDriver}, nil
+	case errors.Is(err, mongo.ErrNoDocuments):
+		return p, errPermanent{fmt.Errorf("plugin %q does not exist", ref)}
+	case err != nil:
+		return p, fmt.Errorf("read plugin %q: %w", ref, err)
+	}
+	return p, nil
+}
+
+// driverFor returns the driver of queue q's plugin.
+func (s *Service) driverFor(ctx context.Context, q *events.Queue) (*pooled, error) {
+	p, err := s.resolvePlugin(ctx, q.PluginID)
+	if err != nil {
+		return nil, err
+	}
+	pd, err := s.pool.get(ctx, p)
+	if errors.Is(err, errNoFactory) || errors.Is(err, driver.ErrInvalidConfig) {
+		return nil, errPermanent{err}
+	}
+	return pd, err
+}
+
+// queueTTL is how long a queue read is reused: queue changes reach
+// instances started that much later at worst.
+const queueTTL = 2 * time.Second
+
+// queue returns the queue with id or name ref.
+func (s *Service) queue(ctx context.Context, ref string) (*events.Queue, error) {
+	now := time.Now()
+	s.mu.Lock()
+	c, ok := s.qcache[ref]
+	s.mu.Unlock()
+	if ok && now.Sub(c.at) < queueTTL {
+		return c.q, nil
+	}
+	var q events.Queue
+	err := s.queues.FindOne(ctx, bson.D{{Key: "$or", Value: bson.A{bson.D{{Key: "_id", Value: ref}}, bson.D{{Key: "name", Value: ref}}}}, outbox.NotDeleted()}).Decode(&q)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return nil, errPermanent{fmt.Errorf("queue %q does not exist", ref)}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read queue %q: %w", ref, err)
+	}
+	s.mu.Lock()
+	s.qcache[ref] = cachedQ{q: &q, at: now}
+	s.mu.Unlock()
+	return &q, nil
+}
+
+func (s *Service) now() time.Time { return s.deps.Now().UTC().Truncate(time.Millisecond) }

@@ -1,0 +1,386 @@
+package launch
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/avxrm/rm/pkg/embedded/mongotest"
+	"github.com/avxrm/rm/pkg/events"
+	"github.com/avxrm/rm/pkg/events/eventstest"
+	"github.com/avxrm/rm/pkg/events/outbox"
+	"github.com/avxrm/rm/services/launcher/internal/driver"
+	"github.com/avxrm/rm/services/launcher/internal/driver/registry"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+)
+
+// env is a launcher on a real FerretDB and JetStream, with the documents
+// the API would have written inserted directly.
+type env struct {
+	t       *testing.T
+	db      *mongo.Database
+	js      jetstream.JetStream
+	ob      *outbox.Outbox
+	dataDir string
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	uri, _ := mongotest.Start(t)
+	db := mongotest.Client(t, uri).Database("rm")
+	js := eventstest.Run(t)
+	e := &env{t: t, db: db, js: js, ob: outbox.New(events.NewPublisher(js), nil), dataDir: t.TempDir()}
+	for _, name := range []string{events.ControllerQueue, events.PostControllerQueue, "Default"} {
+		e.insert(QueuesCollection, &events.Queue{Meta: events.Meta{ID: "q-" + name, Version: 1}, Name: name,
+			EnvironmentVariables: map[string]string{"QUEUE": name}})
+	}
+	return e
+}
+
+func (e *env) insert(coll string, doc any) {
+	e.t.Helper()
+	if _, err := e.db.Collection(coll).InsertOne(context.Background(), doc); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// start runs a launcher until the test ends or stop is called.
+func (e *env) start() (stop func()) {
+	e.t.Helper()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if os.Getenv("RM_TEST_LOG") != "" {
+		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	s, err := New(Config{DataDir: e.dataDir, ResyncInterval: time.Second}, Deps{
+		DB: e.db, JS: e.js, Outbox: e.ob, Logger: log, Drivers: registry.Factories(),
+	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	var stopped bool
+	stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		if err := <-done; err != nil {
+			e.t.Errorf("Run() = %v", err)
+		}
+	}
+	e.t.Cleanup(stop)
+	return stop
+}
+
+// admit inserts an admitted job running sh -c script, and announces it.
+func (e *env) admit(id string, workers int, script string, jobEnv map[string]string) {
+	e.t.Helper()
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	envVars := map[string]string{"QUEUE": "Default"}
+	for k, v := range jobEnv {
+		envVars[k] = v
+	}
+	j := &events.Job{
+		Meta: events.Meta{ID: id, CreatedAt: now, UpdatedAt: now, Version: 1}, QueueID: "q-Default", QueueName: "Default",
+		WorkerInstances: workers, Status: events.JobAdmitted, SubmittedAt: now, AdmittedAt: &now,
+		Conditions: []events.Condition{}, Warnings: []string{}, Instances: []events.Instance{},
+		Runtime: events.RuntimeSpec{Image: "local", Command: []string{"/bin/sh", "-c", script}, EnvironmentVariables: envVars},
+	}
+	ev, err := events.New(events.TypeJobAdmitted, "/test", j.QueueID, j.ID, j)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if err := e.ob.Insert(context.Background(), e.db.Collection(JobsCollection), j.ID, j.Version, j, ev); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// change applies f to job id in a version-conditioned write with an event
+// of type typ, as the API does.
+func (e *env) change(id, typ string, f func(j *events.Job)) {
+	e.t.Helper()
+	for {
+		raw, err := e.db.Collection(JobsCollection).FindOne(context.Background(), bson.D{{Key: "_id", Value: id}}).Raw()
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		var j events.Job
+		var envl outbox.Envelope
+		_ = bson.Unmarshal(raw, &j)
+		_ = bson.Unmarshal(raw, &envl)
+		prev := j.Version
+		f(&j)
+		j.Version++
+		ev, err := events.New(typ, "/test", j.QueueID, j.ID, &j)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		err = e.ob.Replace(context.Background(), e.db.Collection(JobsCollection), id, prev, j.Version, envl.Outbox, &j, ev)
+		if err == outbox.ErrVersionConflict {
+			continue
+		}
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		return
+	}
+}
+
+func (e *env) job(id string) events.Job {
+	e.t.Helper()
+	var j events.Job
+	if err := e.db.Collection(JobsCollection).FindOne(context.Background(), bson.D{{Key: "_id", Value: id}}).Decode(&j); err != nil {
+		e.t.Fatal(err)
+	}
+	return j
+}
+
+func (e *env) wait(id, what string, ok func(events.Job) bool) events.Job {
+	e.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		j := e.job(id)
+		if ok(j) {
+			return j
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("job %s never became %s: %s %+v %+v", id, what, j.Status, j.Conditions, j.Instances)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (e *env) types(id string) []string {
+	e.t.Helper()
+	var out []string
+	for _, ev := range eventstest.ReadAll(e.t, e.js, events.FilterSubject(events.KindJob, "", id)) {
+		if ev.Type != events.TypeJobUpdated {
+			out = append(out, strings.TrimPrefix(ev.Type, "rm.job."))
+		}
+	}
+	return out
+}
+
+func final(j events.Job) bool { return events.JobFinal(j.Status) }
+
+func TestJobRunsToSuccess(t *testing.T) {
+	e := newEnv(t)
+	e.start()
+	e.admit("job-a", 3, `echo "$QUEUE $RM_ROLE $RM_INSTANCE_INDEX/$RM_WORKER_INSTANCES $RM_JOB_ID"; sleep 0.3`, nil)
+	j := e.wait("job-a", "final", final)
+	if j.Status != events.JobSucceeded || j.StartedAt == nil || j.FinishedAt == nil {
+		t.Fatalf("job: %s %+v", j.Status, j.Conditions)
+	}
+	if len(j.Instances) != 4 {
+		t.Fatalf("instances %+v", j.Instances)
+	}
+	for _, in := range j.Instances {
+		if in.Status != events.InstanceSucceeded || in.ExitCode == nil || *in.ExitCode != 0 {
+			t.Errorf("instance %+v", in)
+		}
+	}
+	if got, want := e.types("job-a"), []string{"admitted", "running", "succeeded"}; !slices.Equal(got, want) {
+		t.Errorf("events %v, want %v", got, want)
+	}
+	out, err := os.ReadFile(e.dataDir + "/local/job-a/worker-2/output.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The controller runs on simulation-controller-queue: its variables
+	// under the job's (which carry the job queue's).
+	if got, want := string(out), "Default worker 2/3 job-a\n"; got != want {
+		t.Errorf("worker 2 printed %q, want %q", got, want)
+	}
+}
+
+func TestFailingWorkerFailsJobAndStopsOthers(t *testing.T) {
+	e := newEnv(t)
+	e.start()
+	e.admit("job-f", 4, `[ "$RM_ROLE" = worker ] && [ "$RM_INSTANCE_INDEX" = 2 ] && exit 3; sleep 60`, nil)
+	j := e.wait("job-f", "failed", final)
+	if j.Status != events.JobFailed {
+		t.Fatalf("status %s", j.Status)
+	}
+	c := j.Conditions[len(j.Conditions)-1]
+	if c.Type != condFailed || c.Reason != reasonInstanceFailed || c.Message != "worker 2 exited with code 3" {
+		t.Errorf("condition %+v", c)
+	}
+	j = e.wait("job-f", "others stopped", func(j events.Job) bool {
+		n := 0
+		for _, in := range j.Instances {
+			if in.Status == events.InstanceStopped {
+				n++
+			}
+		}
+		return n == 4
+	})
+	if got, want := e.types("job-f"), []string{"admitted", "failed"}; !slices.Equal(got, want) && !slices.Equal(got, []string{"admitted", "running", "failed"}) {
+		t.Errorf("events %v, want %v (running optional)", got, want)
+	}
+}
+
+// A launcher stopped while a job runs (its processes keep running) and
+// started again re-adopts the instances: none is started twice, the job
+// completes.
+func TestRestartResumes(t *testing.T) {
+	e := newEnv(t)
+	stop := e.start()
+	e.admit("job-r", 2, `echo start >> "$MARKS"; sleep 2`, map[string]string{"MARKS": e.dataDir + "/marks"})
+	e.wait("job-r", "running", func(j events.Job) bool { return j.Status == events.JobRunning })
+	stop()
+	e.start()
+	j := e.wait("job-r", "final", final)
+	if j.Status != events.JobSucceeded || len(j.Instances) != 3 {
+		t.Fatalf("job after restart: %s %+v", j.Status, j.Instances)
+	}
+	marks, err := os.ReadFile(e.dataDir + "/marks")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(marks), "start"); n != 3 {
+		t.Errorf("%d instance starts, want 3", n)
+	}
+}
+
+func TestCancelStopsEverything(t *testing.T) {
+	e := newEnv(t)
+	e.start()
+	e.admit("job-c", 2, `sleep 60`, nil)
+	e.wait("job-c", "running", func(j events.Job) bool { return j.Status == events.JobRunning })
+	e.change("job-c", events.TypeJobCancelRequested, func(j *events.Job) { j.CancelRequested = true })
+	j := e.wait("job-c", "cancelled", final)
+	if j.Status != events.JobCancelled {
+		t.Fatalf("status %s", j.Status)
+	}
+	for _, in := range j.Instances {
+		if in.Status != events.InstanceStopped {
+			t.Errorf("instance %+v", in)
+		}
+	}
+	if got, want := e.types("job-c"), []string{"admitted", "running", "cancel-requested", "cancelled"}; !slices.Equal(got, want) {
+		t.Errorf("events %v, want %v", got, want)
+	}
+}
+
+// A post controller starts once admitted and stops when asked.
+func TestPostController(t *testing.T) {
+	e := newEnv(t)
+	e.start()
+	e.admit("job-p", 1, `sleep 0.2`, nil)
+	e.wait("job-p", "final", final)
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	e.change("job-p", events.TypeJobUpdated, func(j *events.Job) {
+		j.PostController = &events.PostController{Status: pcAdmitted, RequestedAt: now}
+		j.Runtime.Command = []string{"/bin/sh", "-c", "sleep 60"}
+	})
+	e.wait("job-p", "post controller running", func(j events.Job) bool { return j.PostController.Status == pcRunning })
+	e.change("job-p", events.TypeJobUpdated, func(j *events.Job) { j.PostController.Status = pcStopped })
+	j := e.wait("job-p", "post controller stopped", func(j events.Job) bool {
+		for _, in := range j.Instances {
+			if in.Role == events.RolePostController {
+				return in.Status == events.InstanceStopped
+			}
+		}
+		return false
+	})
+	if j.Status != events.JobSucceeded {
+		t.Errorf("the post controller changed the job's status: %s", j.Status)
+	}
+}
+
+var _ = driver.RoleWorker
+
+// A deployment is kept at its replica count: scaled up and down, a failed
+// replica restarted, its ready replicas written back.
+func TestDeploymentReplicas(t *testing.T) {
+	e := newEnv(t)
+	e.insert(ApplicationsCollection, bson.D{{Key: "_id", Value: "app-1"}, {Key: "image", Value: "local"},
+		{Key: "command", Value: bson.A{"/bin/sh", "-c", `echo "$RM_DEPLOYMENT_ID $RM_INSTANCE_INDEX"; exec sleep 60`}}})
+	e.insert(DeploymentsCollection, deployment{Meta: events.Meta{ID: "dep-01X", Version: 1}, Name: "viz",
+		ApplicationID: "app-1", QueueID: "q-Default", Replicas: 2, Status: deploymentStatus{Conditions: []events.Condition{}}})
+	e.start()
+	read := func() deployment {
+		var d deployment
+		if err := e.db.Collection(DeploymentsCollection).FindOne(context.Background(), bson.D{{Key: "_id", Value: "dep-01X"}}).Decode(&d); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	waitReady := func(n int) deployment {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			d := read()
+			if d.Status.ReadyReplicas == n {
+				return d
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("ready replicas %d, want %d: %+v", d.Status.ReadyReplicas, n, d.Status)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	d := waitReady(2)
+	if c := d.Status.Conditions; len(c) != 1 || c[0].Type != "Available" || c[0].Status != "True" {
+		t.Errorf("conditions %+v", c)
+	}
+	out, err := os.ReadFile(e.dataDir + "/local/dep-01X-r1/replica-0/output.log")
+	if err != nil || string(out) != "dep-01X 1\n" {
+		t.Errorf("replica 1 printed %q (%v)", out, err)
+	}
+
+	// Scale down: slot 1 goes.
+	_, err = e.db.Collection(DeploymentsCollection).UpdateOne(context.Background(), bson.D{{Key: "_id", Value: "dep-01X"}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "replicas", Value: 1}}}, {Key: "$inc", Value: bson.D{{Key: "version", Value: 1}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitReady(1)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := os.Stat(e.dataDir + "/local/dep-01X-r1/replica-0/spec.json"); os.IsNotExist(err) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("slot 1 not removed after scaling down")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	// The replica dies: it is started again, as the next generation.
+	pid, err := os.ReadFile(e.dataDir + "/local/dep-01X-r0/replica-0/pid")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if _, err := fmt.Sscan(string(pid), &n); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(-n, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(30 * time.Second)
+	for {
+		out, err := os.ReadFile(e.dataDir + "/local/dep-01X-r0/replica-1/output.log")
+		if err == nil && string(out) == "dep-01X 0\n" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("replica 0 not restarted: %q %v", out, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	waitReady(1)
+}

@@ -1,0 +1,105 @@
+// Package launcher is the Resource Manager's launcher service: it runs the
+// controller and workers of admitted jobs, post controllers and deployment
+// replicas through the container runtime of each queue's plugin (drivers:
+// local processes, simulated, Docker Engine, Kubernetes), watches them, and
+// records what happens in the job (instances, running, succeeded, failed,
+// cancelled, cleaned), each change with its event through the outbox.
+// cmd/rm-launcher and the local all-in-one both call Run.
+//
+// The logic is in internal/launch; the drivers in internal/driver.
+package launcher
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/avxrm/rm/pkg/events/outbox"
+	"github.com/avxrm/rm/services/launcher/internal/driver"
+	"github.com/avxrm/rm/services/launcher/internal/driver/registry"
+	"github.com/avxrm/rm/services/launcher/internal/launch"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+)
+
+// Source is the CloudEvents source of the launcher's events.
+const Source = launch.Source
+
+// Config of the launcher. The zero value works, but for DataDir, which the
+// local driver needs (it keeps its instances' files and logs there).
+type Config struct {
+	// DataDir is where drivers keep files: <DataDir>/local for the local
+	// driver.
+	DataDir string
+	// DefaultDriver is the driver type of queues that have no plugin when no
+	// plugin is the default. If empty, "local".
+	DefaultDriver string
+	// APIURL is given to every instance as RM_API_URL. If empty, none is.
+	APIURL string
+	// Durable names the JetStream consumer. If empty, "rm-launcher".
+	Durable string
+	// Workers is how many jobs and deployments are reconciled at once. If
+	// zero, 8.
+	Workers int
+	// ResyncInterval is how often every active job and deployment is
+	// reconciled without a trigger. If zero, 30s.
+	ResyncInterval time.Duration
+}
+
+// Factory builds a driver from a plugin's config.
+type Factory = driver.Factory
+
+// Drivers returns the factories of every driver: kubernetes, docker, local
+// and simulated.
+func Drivers() map[string]Factory { return registry.Factories() }
+
+// Deps are the launcher's connections, made by the caller.
+type Deps struct {
+	DB     *mongo.Database     // required
+	JS     jetstream.JetStream // required: job and deployment events, log requests
+	Outbox *outbox.Outbox      // required: job changes are stored with their events
+	// Registerer receives the metrics; nil registers them nowhere.
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
+	// Drivers by plugin type. If nil, Drivers().
+	Drivers map[string]Factory
+}
+
+// Launcher is a prepared launcher.
+type Launcher struct {
+	svc *launch.Service
+}
+
+// New prepares a launcher.
+func New(cfg Config, deps Deps) (*Launcher, error) {
+	if deps.Drivers == nil {
+		deps.Drivers = Drivers()
+	}
+	svc, err := launch.New(launch.Config{
+		Durable: cfg.Durable, DataDir: cfg.DataDir, DefaultDriver: cfg.DefaultDriver, APIURL: cfg.APIURL,
+		Workers: cfg.Workers, ResyncInterval: cfg.ResyncInterval,
+	}, launch.Deps{
+		DB: deps.DB, JS: deps.JS, Outbox: deps.Outbox, Registerer: deps.Registerer, Logger: deps.Logger, Drivers: deps.Drivers,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Launcher{svc: svc}, nil
+}
+
+// Run launches and watches until ctx ends. Instances keep running when it
+// returns; the next launcher on the same data re-adopts them.
+func (l *Launcher) Run(ctx context.Context) error { return l.svc.Run(ctx) }
+
+// Ready reports whether the launcher's event consumer is attached.
+func (l *Launcher) Ready(ctx context.Context) error { return l.svc.Ready(ctx) }
+
+// Run prepares a launcher and runs it until ctx ends.
+func Run(ctx context.Context, cfg Config, deps Deps) error {
+	l, err := New(cfg, deps)
+	if err != nil {
+		return err
+	}
+	return l.Run(ctx)
+}

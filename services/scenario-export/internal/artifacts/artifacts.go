@@ -1,0 +1,243 @@
+// Package artifacts is the export service's MongoDB adapter: the artifact
+// records the API writes when workers upload (collection artifacts, bytes in
+// the GridFS bucket artifacts), the export documents (collection
+// scenario_exports, written through the outbox) and the zips (GridFS bucket
+// export_zips). The document shapes are the contract with services/api,
+// described in docs/scenario-export.md.
+package artifacts
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/avxrm/rm/pkg/events"
+	"github.com/avxrm/rm/pkg/events/outbox"
+	"github.com/avxrm/rm/services/scenario-export/internal/zipper"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+)
+
+// Collection and bucket names.
+const (
+	ArtifactsColl  = "artifacts"
+	ExportsColl    = "scenario_exports"
+	ArtifactBucket = "artifacts"   // artifacts.files, artifacts.chunks
+	ZipBucket      = "export_zips" // export_zips.files, export_zips.chunks
+)
+
+// Collections lists every collection the service reads or writes, for
+// FerretDB's _id index.
+var Collections = []string{ArtifactsColl, ExportsColl,
+	ArtifactBucket + ".files", ArtifactBucket + ".chunks", ZipBucket + ".files", ZipBucket + ".chunks"}
+
+// ErrNotFound: no such export (or it was deleted).
+var ErrNotFound = errors.New("not found")
+
+// Artifact is a document of collection artifacts. Its _id is
+// "<job id>/s/<sample id>/<path>" or "<job id>/a/<declaration>/<path>" (an
+// empty declaration for common asset data), so a re-upload finds its
+// predecessor by _id and a job's artifacts sort by kind, group and path.
+type Artifact struct {
+	ID          string    `bson:"_id"`
+	JobID       string    `bson:"job_id"`
+	Kind        string    `bson:"kind"`
+	SampleID    string    `bson:"sample_id,omitempty"`
+	Declaration string    `bson:"declaration,omitempty"`
+	Path        string    `bson:"path"`
+	Size        int64     `bson:"size"`
+	SHA256      string    `bson:"sha256"`
+	FileID      string    `bson:"file_id"`
+	CreatedAt   time.Time `bson:"created_at"`
+}
+
+// Entry is the artifact as the zipper sees it; Ref is the blob id.
+func (a Artifact) Entry() zipper.Entry {
+	return zipper.Entry{Kind: a.Kind, SampleID: a.SampleID, Declaration: a.Declaration, Path: a.Path,
+		Size: a.Size, SHA256: a.SHA256, Ref: a.FileID}
+}
+
+// Export statuses.
+const (
+	StatusPending  = "pending"
+	StatusBuilding = "building"
+	StatusReady    = "ready"
+	StatusFailed   = "failed"
+)
+
+// Export is a document of collection scenario_exports, and (without the
+// json:"-" fields) the resource the API returns and events carry.
+type Export struct {
+	events.Meta `bson:",inline"`
+	JobID       string         `json:"job_id" bson:"job_id"`
+	QueueID     string         `json:"queue_id,omitempty" bson:"queue_id,omitempty"`
+	Status      string         `json:"status" bson:"status"`
+	Request     zipper.Request `json:"request" bson:"request"`
+	Size        int64          `json:"size" bson:"size"`
+	FileCount   int            `json:"file_count" bson:"file_count"`
+	SHA256      string         `json:"sha256,omitempty" bson:"sha256,omitempty"`
+	Reason      string         `json:"reason,omitempty" bson:"reason,omitempty"`
+	ExpiresAt   time.Time      `json:"expires_at" bson:"expires_at"`
+	ReadyAt     *time.Time     `json:"ready_at,omitempty" bson:"ready_at,omitempty"`
+
+	ZipFileID string `json:"-" bson:"zip_file_id,omitempty"`
+	Claim     *Claim `json:"-" bson:"claim,omitempty"`
+	Attempts  int    `json:"-" bson:"attempts,omitempty"`
+}
+
+// Claim says which builder works on an export, until when. A builder renews
+// it while it works; once Until has passed, another builder may take it.
+type Claim struct {
+	Owner string    `bson:"owner"`
+	Until time.Time `bson:"until"`
+}
+
+// Loaded is an export with the unsent events stored beside it.
+type Loaded struct {
+	Export  Export
+	Pending []outbox.Entry
+}
+
+// Store reads and writes the service's documents.
+type Store struct {
+	DB        *mongo.Database
+	Outbox    *outbox.Outbox
+	Artifacts *BlobBucket
+	Zips      *BlobBucket
+}
+
+// NewStore returns the store of db.
+func NewStore(db *mongo.Database, ob *outbox.Outbox) *Store {
+	return &Store{DB: db, Outbox: ob, Artifacts: NewBlobBucket(db, ArtifactBucket, 0), Zips: NewBlobBucket(db, ZipBucket, 0)}
+}
+
+func (s *Store) exports() *mongo.Collection { return s.DB.Collection(ExportsColl) }
+
+// Ensure creates the collections (so FerretDB can index their _id) and the
+// index listing a job's artifacts uses on MongoDB.
+func (s *Store) Ensure(ctx context.Context) error {
+	have, err := s.DB.ListCollectionNames(ctx, bson.D{})
+	if err != nil {
+		return fmt.Errorf("list collections: %w", err)
+	}
+	exists := map[string]bool{}
+	for _, c := range have {
+		exists[c] = true
+	}
+	for _, c := range Collections {
+		if exists[c] {
+			continue
+		}
+		var ce mongo.CommandError
+		if err := s.DB.CreateCollection(ctx, c); err != nil && !(errors.As(err, &ce) && ce.Code == 48) {
+			return fmt.Errorf("create collection %s: %w", c, err)
+		}
+	}
+	for c, keys := range map[string]bson.D{ArtifactsColl: {{Key: "job_id", Value: 1}}, ExportsColl: {{Key: "job_id", Value: 1}}} {
+		if _, err := s.DB.Collection(c).Indexes().CreateOne(ctx, mongo.IndexModel{Keys: keys}); err != nil {
+			return fmt.Errorf("create index on %s: %w", c, err)
+		}
+	}
+	return nil
+}
+
+// Load returns export id. Only {_id} is in the filter: FerretDB pushes that
+// down to SQLite and nothing else, so tombstones are skipped here in Go.
+func (s *Store) Load(ctx context.Context, id string) (Loaded, error) {
+	var out Loaded
+	raw, err := s.exports().FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Raw()
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return out, fmt.Errorf("export %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return out, fmt.Errorf("load export %s: %w", id, err)
+	}
+	var env outbox.Envelope
+	if err := bson.Unmarshal(raw, &env); err != nil {
+		return out, fmt.Errorf("decode export %s: %w", id, err)
+	}
+	if env.Deleted {
+		return out, fmt.Errorf("export %s: %w", id, ErrNotFound)
+	}
+	if err := bson.Unmarshal(raw, &out.Export); err != nil {
+		return out, fmt.Errorf("decode export %s: %w", id, err)
+	}
+	out.Pending = env.Outbox
+	return out, nil
+}
+
+// Replace stores e over the version prev was read at, with evs.
+// outbox.ErrVersionConflict when it changed meanwhile.
+func (s *Store) Replace(ctx context.Context, prev Loaded, e Export, evs ...events.Event) error {
+	return s.Outbox.Replace(ctx, s.exports(), e.ID, prev.Export.Version, e.Version, prev.Pending, e, evs...)
+}
+
+// Delete removes the export read as prev with evs, then its zip.
+func (s *Store) Delete(ctx context.Context, prev Loaded, evs ...events.Event) error {
+	if err := s.Outbox.Delete(ctx, s.exports(), prev.Export.ID, prev.Export.Version, prev.Pending, evs...); err != nil {
+		return fmt.Errorf("delete export %s: %w", prev.Export.ID, err)
+	}
+	if prev.Export.ZipFileID != "" {
+		return s.Zips.Delete(ctx, prev.Export.ZipFileID)
+	}
+	return nil
+}
+
+// RenewClaim extends owner's claim on export id at version to until; false
+// when the claim is no longer owner's (the export changed or was taken).
+func (s *Store) RenewClaim(ctx context.Context, id string, version int64, owner string, until time.Time) (bool, error) {
+	res, err := s.exports().UpdateOne(ctx,
+		bson.D{{Key: "_id", Value: id}, {Key: "version", Value: version}, {Key: "claim.owner", Value: owner}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "claim.until", Value: until}}}})
+	if err != nil {
+		return false, fmt.Errorf("renew claim on export %s: %w", id, err)
+	}
+	return res.MatchedCount == 1, nil
+}
+
+// Find returns the live exports matching filter, ids only.
+func (s *Store) Find(ctx context.Context, filter bson.D) ([]string, error) {
+	cur, err := s.exports().Find(ctx, append(filter, outbox.NotDeleted()), options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}}))
+	if err != nil {
+		return nil, fmt.Errorf("find exports: %w", err)
+	}
+	var docs []struct {
+		ID string `bson:"_id"`
+	}
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, fmt.Errorf("find exports: %w", err)
+	}
+	ids := make([]string, len(docs))
+	for i, d := range docs {
+		ids[i] = d.ID
+	}
+	return ids, nil
+}
+
+// JobArtifacts returns every artifact record of job.
+func (s *Store) JobArtifacts(ctx context.Context, jobID string) ([]Artifact, error) {
+	cur, err := s.DB.Collection(ArtifactsColl).Find(ctx, bson.D{{Key: "job_id", Value: jobID}})
+	if err != nil {
+		return nil, fmt.Errorf("list artifacts of %s: %w", jobID, err)
+	}
+	var out []Artifact
+	if err := cur.All(ctx, &out); err != nil {
+		return nil, fmt.Errorf("list artifacts of %s: %w", jobID, err)
+	}
+	return out, nil
+}
+
+// ArtifactFileID returns the blob an artifact record points to, "" if there is no such record.
+func (s *Store) ArtifactFileID(ctx context.Context, id string) (string, error) {
+	var a Artifact
+	err := s.DB.Collection(ArtifactsColl).FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&a)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("load artifact %s: %w", id, err)
+	}
+	return a.FileID, nil
+}

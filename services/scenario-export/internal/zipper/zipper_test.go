@@ -1,0 +1,222 @@
+package zipper
+
+import (
+	"archive/zip"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// entry builds a test entry whose content is its zip path.
+func entry(kind, group, path string) Entry {
+	e := Entry{Kind: kind, Path: path}
+	if kind == KindScenario {
+		e.SampleID = group
+	} else {
+		e.Declaration = group
+	}
+	content := []byte(e.ZipPath())
+	sum := sha256.Sum256(content)
+	e.Size, e.SHA256, e.Ref = int64(len(content)), hex.EncodeToString(sum[:]), string(content)
+	return e
+}
+
+var job = []Entry{
+	entry(KindScenario, "s-001", "scenario.xosc"),
+	entry(KindScenario, "s-001", "params/p.json"),
+	entry(KindScenario, "s-007", "scenario.xosc"),
+	entry(KindScenario, "s-009", "scenario.xosc"),
+	entry(KindAsset, "", "common/vehicles.xml"),
+	entry(KindAsset, "", "catalog.xml"),
+	entry(KindAsset, "road-network", "town.xodr"),
+	entry(KindAsset, "road-network", "town/lanes.bin"),
+	entry(KindAsset, "weather", "rain.json"),
+}
+
+func TestSelect(t *testing.T) {
+	tests := map[string]struct {
+		req  Request
+		want []string
+	}{
+		"nothing asked: no scenario file, all common asset data": {
+			req:  Request{},
+			want: []string{"assets/catalog.xml", "assets/common/vehicles.xml"},
+		},
+		"samples given: every file of those samples, plus common assets": {
+			req:  Request{Samples: []string{"s-007", "s-001"}},
+			want: []string{"assets/catalog.xml", "assets/common/vehicles.xml", "scenarios/s-001/params/p.json", "scenarios/s-001/scenario.xosc", "scenarios/s-007/scenario.xosc"},
+		},
+		"samples empty list: no scenario file": {
+			req:  Request{Samples: []string{}, Include: []string{KindScenario}},
+			want: nil,
+		},
+		"include scenario only": {
+			req:  Request{Samples: []string{"s-009"}, Include: []string{KindScenario}},
+			want: []string{"scenarios/s-009/scenario.xosc"},
+		},
+		"include asset only ignores samples": {
+			req:  Request{Samples: []string{"s-009"}, Include: []string{KindAsset}},
+			want: []string{"assets/catalog.xml", "assets/common/vehicles.xml"},
+		},
+		"include both explicitly": {
+			req:  Request{Samples: []string{"s-009"}, Include: []string{KindScenario, KindAsset}},
+			want: []string{"assets/catalog.xml", "assets/common/vehicles.xml", "scenarios/s-009/scenario.xosc"},
+		},
+		"declaration filter: only those declarations, no common data": {
+			req:  Request{FilterByAssetDeclaration: []string{"road-network"}},
+			want: []string{"assets/road-network/town.xodr", "assets/road-network/town/lanes.bin"},
+		},
+		"two declarations": {
+			req:  Request{FilterByAssetDeclaration: []string{"weather", "road-network"}},
+			want: []string{"assets/road-network/town.xodr", "assets/road-network/town/lanes.bin", "assets/weather/rain.json"},
+		},
+		"declaration filter with scenario only: filter has nothing to pick": {
+			req:  Request{Samples: []string{"s-001"}, Include: []string{KindScenario}, FilterByAssetDeclaration: []string{"weather"}},
+			want: []string{"scenarios/s-001/params/p.json", "scenarios/s-001/scenario.xosc"},
+		},
+		"duplicate samples count once": {
+			req:  Request{Samples: []string{"s-007", "s-007"}, Include: []string{KindScenario}},
+			want: []string{"scenarios/s-007/scenario.xosc"},
+		},
+		"the API.md example": {
+			req:  Request{Samples: []string{"s-001", "s-007"}, Include: []string{KindScenario, KindAsset}, FilterByAssetDeclaration: []string{"road-network"}},
+			want: []string{"assets/road-network/town.xodr", "assets/road-network/town/lanes.bin", "scenarios/s-001/params/p.json", "scenarios/s-001/scenario.xosc", "scenarios/s-007/scenario.xosc"},
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			var got []string
+			for _, e := range Select(tc.req, job) {
+				got = append(got, e.ZipPath())
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("Select() mismatch (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// openRef serves an entry's Ref as its content.
+func openRef(_ context.Context, e Entry) (io.ReadCloser, error) {
+	return io.NopCloser(bytes.NewReader([]byte(e.Ref))), nil
+}
+
+func TestWrite(t *testing.T) {
+	for name, opt := range map[string]Options{"deflate": {}, "store": {Store: true}} {
+		t.Run(name, func(t *testing.T) {
+			entries := Select(Request{Samples: []string{"s-001"}}, job)
+			var buf bytes.Buffer
+			m := Manifest{ExportID: "exp-1", JobID: "job-1"}
+			if err := Write(context.Background(), &buf, m, entries, openRef, opt); err != nil {
+				t.Fatal(err)
+			}
+			zr, err := zip.NewReader(bytes.NewReader(buf.Bytes()), int64(buf.Len()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := map[string]string{}
+			var names []string
+			for _, f := range zr.File {
+				names = append(names, f.Name)
+				rc, err := f.Open()
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, err := io.ReadAll(rc)
+				rc.Close()
+				if err != nil {
+					t.Fatal(err)
+				}
+				got[f.Name] = string(b)
+			}
+			wantNames := []string{ManifestName, "assets/catalog.xml", "assets/common/vehicles.xml", "scenarios/s-001/params/p.json", "scenarios/s-001/scenario.xosc"}
+			if diff := cmp.Diff(wantNames, names); diff != "" {
+				t.Errorf("zip entries (-want +got):\n%s", diff)
+			}
+			for _, e := range entries {
+				if got[e.ZipPath()] != e.Ref {
+					t.Errorf("%s = %q, want %q", e.ZipPath(), got[e.ZipPath()], e.Ref)
+				}
+			}
+			var man Manifest
+			if err := json.Unmarshal([]byte(got[ManifestName]), &man); err != nil {
+				t.Fatal(err)
+			}
+			wantMan := Manifest{ExportID: "exp-1", JobID: "job-1"}
+			for _, e := range entries {
+				wantMan.Files = append(wantMan.Files, ManifestEntry{Path: e.ZipPath(), Size: e.Size, SHA256: e.SHA256})
+			}
+			if diff := cmp.Diff(wantMan, man); diff != "" {
+				t.Errorf("manifest (-want +got):\n%s", diff)
+			}
+			// The same input gives the same bytes.
+			var again bytes.Buffer
+			if err := Write(context.Background(), &again, m, entries, openRef, opt); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(buf.Bytes(), again.Bytes()) {
+				t.Error("two writes of the same export differ")
+			}
+		})
+	}
+}
+
+func TestWriteVerifies(t *testing.T) {
+	good := entry(KindAsset, "", "a.bin")
+	tests := map[string]func(e *Entry){
+		"content differs":   func(e *Entry) { e.Ref = "x" + e.Ref[1:] },
+		"content shorter":   func(e *Entry) { e.Ref = e.Ref[1:] },
+		"content longer":    func(e *Entry) { e.Ref += "!" },
+		"recorded size off": func(e *Entry) { e.Size-- },
+	}
+	for name, mutate := range tests {
+		t.Run(name, func(t *testing.T) {
+			e := good
+			mutate(&e)
+			err := Write(context.Background(), io.Discard, Manifest{}, []Entry{e}, openRef, Options{})
+			if !errors.Is(err, ErrChecksum) {
+				t.Errorf("Write() = %v, want ErrChecksum", err)
+			}
+		})
+	}
+}
+
+func TestWriteStopsAfterEntry(t *testing.T) {
+	stop := errors.New("stop")
+	n := 0
+	err := Write(context.Background(), io.Discard, Manifest{}, job[:4], openRef, Options{AfterEntry: func(_ context.Context, written int) error {
+		n = written
+		if written == 2 {
+			return stop
+		}
+		return nil
+	}})
+	if !errors.Is(err, stop) || n != 2 {
+		t.Errorf("Write() = %v after %d entries, want stop after 2", err, n)
+	}
+}
+
+func TestZipPath(t *testing.T) {
+	tests := map[string]struct {
+		e    Entry
+		want string
+	}{
+		"scenario":           {Entry{Kind: KindScenario, SampleID: "s-1", Path: "a/b.xosc"}, "scenarios/s-1/a/b.xosc"},
+		"common asset":       {Entry{Kind: KindAsset, Path: "a/b.xodr"}, "assets/a/b.xodr"},
+		"declaration assets": {Entry{Kind: KindAsset, Declaration: "road", Path: "b.xodr"}, "assets/road/b.xodr"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			if got := tc.e.ZipPath(); got != tc.want {
+				t.Errorf("ZipPath() = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
