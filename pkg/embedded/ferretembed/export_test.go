@@ -41,3 +41,13 @@ const MaxMessageSize = maxMessageSize
 func StartProxy(ln net.Listener, upstream string, lockTimeout time.Duration) (stop func()) {
 	return newProxy(ln, upstream, lockTimeout, slog.New(slog.DiscardHandler)).close
 }
+
+// SetFastPath turns the proxy's conditional-write fast path on or off.
+func (s *Server) SetFastPath(on bool) { s.proxy.fastPathOff.Store(!on) }
+
+// FastPathStats reports how many writes the fast path answered itself,
+// forwarded with the filter rewritten to {_id: X}, and forwarded unchanged.
+func (s *Server) FastPathStats() (replied, rewritten, unchanged int64) {
+	f := &s.proxy.fast
+	return f.replied.Load(), f.rewritten.Load(), f.unchanged.Load()
+}

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -149,7 +150,7 @@ func responseTo(msg []byte) int32 { return int32(binary.LittleEndian.Uint32(msg[
 
 // proxy serves the public address and forwards every client connection to
 // FerretDB over its own upstream connection, holding writeLock from the
-// moment a write command is forwarded until its reply has been returned.
+// moment a write command is forwarded until FerretDB has replied to it.
 type proxy struct {
 	ln          net.Listener
 	upstream    string // FerretDB's loopback host:port
@@ -159,6 +160,11 @@ type proxy struct {
 	// writeLock, a one-slot semaphore, so that it can be released by the
 	// goroutine that forwards the reply and awaited alongside a close.
 	writeLock chan struct{}
+
+	// fast is the connection of the conditional-write fast path
+	// (fastpath.go); fastPathOff turns the fast path off.
+	fast        fastPathConn
+	fastPathOff atomic.Bool
 
 	mu     sync.Mutex
 	conns  map[*proxyConn]struct{}
@@ -214,6 +220,9 @@ func (p *proxy) close() {
 	_ = p.ln.Close()
 	for c := range p.conns {
 		c.close()
+	}
+	if p.fast.conn != nil { // guarded by p.mu as well as p.fast.mu
+		_ = p.fast.conn.Close()
 	}
 	p.mu.Unlock()
 	p.wg.Wait()
@@ -295,11 +304,25 @@ func (c *proxyConn) forwardRequests() error {
 		if err != nil {
 			return err
 		}
-		_, write, moreToCome := classify(msg)
+		cmd, write, moreToCome := classify(msg)
 		id := requestID(msg)
 		if write {
 			if err := c.lock(id); err != nil {
 				return err
+			}
+			// The fast path reads the document on another connection, so
+			// only when no earlier pipelined write of this connection may
+			// still be running.
+			if fastPathCommands[cmd] && !moreToCome && !c.p.fastPathOff.Load() && c.sole(id) {
+				forward, reply := c.p.fastPath(msg)
+				if reply != nil { // the write cannot match: answered here
+					c.unlock(id)
+					if _, err := c.client.Write(reply); err != nil {
+						return err
+					}
+					continue
+				}
+				msg = forward
 			}
 		}
 		if _, err := c.upstream.Write(msg); err != nil {
@@ -321,12 +344,16 @@ func (c *proxyConn) forwardReplies() error {
 		if err != nil {
 			return err
 		}
+		// Exhaust replies (moreToCome) only answer reads, so the first
+		// reply to a write request ends it. FerretDB has finished the write
+		// once it replies, so the lock is released before the reply is
+		// passed on: the client's next write then never finds this
+		// connection still holding it, which would keep the fast path
+		// (fastpath.go) from being used.
+		c.unlock(responseTo(msg))
 		if _, err := c.client.Write(msg); err != nil {
 			return err
 		}
-		// Exhaust replies (moreToCome) only answer reads, so the first
-		// reply to a write request ends it.
-		c.unlock(responseTo(msg))
 	}
 }
 
@@ -360,6 +387,14 @@ func (c *proxyConn) lock(id int32) error {
 	})
 	c.mu.Unlock()
 	return nil
+}
+
+// sole reports whether request id is the only write of this connection
+// awaiting a reply.
+func (c *proxyConn) sole(id int32) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.held && len(c.pending) == 1 && c.pending[id]
 }
 
 // unlock ends request id and releases the lock once no write is pending.
