@@ -1,0 +1,131 @@
+// Package elect chooses one active scheduler through a NATS KV bucket whose
+// entries expire (TTL): the leader holds a key it renews with
+// revision-conditioned updates; standbys try to create the key, which succeeds
+// only once it has expired or been deleted. The KV revision of the winning
+// create is the leader's epoch: it grows with every write to the bucket, so a
+// later leader always has a larger one.
+//
+// It imports NATS and nothing of MongoDB.
+package elect
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Config of an election. Zero values take the defaults.
+type Config struct {
+	Bucket string        // if empty, "rm_scheduler"
+	Key    string        // if empty, "leader"
+	TTL    time.Duration // a leader that does not renew for this long is replaced; if zero, 5s
+	Renew  time.Duration // renewal and standby retry period; if zero, 1s
+	ID     string        // this candidate, stored as the key's value
+}
+
+// Elector runs for leadership.
+type Elector struct {
+	cfg Config
+	kv  jetstream.KeyValue
+	log *slog.Logger
+}
+
+// New creates (or reuses) the bucket.
+func New(ctx context.Context, js jetstream.JetStream, cfg Config, log *slog.Logger) (*Elector, error) {
+	if cfg.Bucket == "" {
+		cfg.Bucket = "rm_scheduler"
+	}
+	if cfg.Key == "" {
+		cfg.Key = "leader"
+	}
+	if cfg.TTL == 0 {
+		cfg.TTL = 5 * time.Second
+	}
+	if cfg.Renew == 0 {
+		cfg.Renew = time.Second
+	}
+	if cfg.Renew >= cfg.TTL {
+		return nil, fmt.Errorf("elect: renew period %v must be shorter than the TTL %v", cfg.Renew, cfg.TTL)
+	}
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: cfg.Bucket, Description: "scheduler leader election", TTL: cfg.TTL, History: 1,
+		Storage: jetstream.FileStorage,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("elect: bucket %s: %w", cfg.Bucket, err)
+	}
+	return &Elector{cfg: cfg, kv: kv, log: log}, nil
+}
+
+// Campaign blocks until this candidate holds the key, and returns the
+// revision of its create: the epoch. It returns ctx's error when ctx ends.
+func (e *Elector) Campaign(ctx context.Context) (uint64, error) {
+	t := time.NewTicker(e.cfg.Renew)
+	defer t.Stop()
+	for {
+		cctx, cancel := context.WithTimeout(ctx, e.cfg.TTL/2)
+		rev, err := e.kv.Create(cctx, e.cfg.Key, []byte(e.cfg.ID))
+		cancel()
+		if err == nil {
+			return rev, nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) && ctx.Err() == nil {
+			e.log.Warn("leader election: create failed", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// ErrLost means the key could not be renewed: another candidate may hold it.
+var ErrLost = errors.New("elect: leadership lost")
+
+// Hold renews the key created at rev every Renew period until ctx ends, then
+// deletes it so that a standby takes over at once, and returns nil. It returns
+// ErrLost as soon as one renewal fails, or when no renewal has succeeded for
+// half the TTL, well before the key can expire and another candidate win; the
+// caller must stop acting as leader at once.
+func (e *Elector) Hold(ctx context.Context, rev uint64) error {
+	t := time.NewTicker(e.cfg.Renew)
+	defer t.Stop()
+	last := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.TTL/2)
+			defer cancel()
+			err := e.kv.Delete(dctx, e.cfg.Key, jetstream.LastRevision(rev))
+			if err != nil {
+				// A renewal cut short by the stop may have landed all the
+				// same: the key is still ours at a later revision.
+				if cur, gerr := e.kv.Get(dctx, e.cfg.Key); gerr == nil && string(cur.Value()) == e.cfg.ID {
+					err = e.kv.Delete(dctx, e.cfg.Key, jetstream.LastRevision(cur.Revision()))
+				}
+			}
+			if err != nil {
+				e.log.Warn("leader election: resign", "err", err)
+			}
+			return nil
+		case <-t.C:
+		}
+		// The deadline keeps a hung renewal from outliving the lease.
+		deadline := last.Add(e.cfg.TTL / 2)
+		uctx, cancel := context.WithDeadline(ctx, deadline)
+		next, err := e.kv.Update(uctx, e.cfg.Key, []byte(e.cfg.ID), rev)
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				continue // stopping: resign above
+			}
+			return fmt.Errorf("%w: renew at revision %d: %v", ErrLost, rev, err)
+		}
+		rev, last = next, time.Now()
+	}
+}

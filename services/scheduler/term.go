@@ -1,0 +1,592 @@
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"math"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/avxrm/rm/pkg/events"
+	"github.com/avxrm/rm/services/scheduler/internal/admit"
+	"github.com/avxrm/rm/services/scheduler/internal/lease"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+)
+
+// postControllerSuffix makes the lease holder of a job's post controller.
+const postControllerSuffix = "/post-controller"
+
+// Post controller statuses, as the API and the launcher write them.
+const (
+	pcPending  = "pending"
+	pcAdmitted = "admitted"
+	pcRunning  = "running"
+	pcStopped  = "stopped"
+)
+
+// Condition types and reasons the scheduler sets.
+const (
+	condAdmitted               = "Admitted"
+	condPostControllerAdmitted = "PostControllerAdmitted"
+	reasonAdmitted             = "Admitted"
+	reasonCancelled            = "Cancelled"
+)
+
+// term is one leadership: the in-memory picture and the loop that acts on it.
+// Only the loop goroutine touches the picture; the event handler hands events
+// over through the inbox.
+type term struct {
+	s     *Scheduler
+	epoch int64
+	log   *slog.Logger
+
+	ledger  lease.Ledger             // a copy of the document, kept equal by Apply
+	queues  map[string]*events.Queue // by id
+	jobs    map[string]*events.Job   // the jobs that need the scheduler, by id
+	retired map[string]int64         // jobs dropped from jobs, with their last version; math.MaxInt64 if deleted
+	gone    map[string]bool          // deleted queues
+
+	refreshes int // message-only rewrites of waiting jobs in this pass; see messageRefresh
+
+	jmu sync.Mutex // guards jobs and retired while a pass's writes run concurrently
+
+	mu    sync.Mutex
+	inbox []events.Event
+	kick  chan struct{}
+}
+
+// lead schedules as leader with epoch until ctx ends or an error makes it
+// step down (ErrFenced: another scheduler took over).
+func (s *Scheduler) lead(ctx context.Context, epoch int64) error {
+	t := &term{
+		s: s, epoch: epoch, log: s.log.With("epoch", epoch),
+		queues: map[string]*events.Queue{}, jobs: map[string]*events.Job{},
+		retired: map[string]int64{}, gone: map[string]bool{},
+		kick: make(chan struct{}, 1),
+	}
+	// The epoch goes on the ledger first, so that whatever the previous
+	// leader still writes from now on is refused.
+	l, err := s.ledger.RaiseEpoch(ctx, epoch)
+	if err != nil {
+		return err
+	}
+	t.ledger = l
+	s.epoch.Store(epoch)
+
+	// Each leadership starts a fresh consumer at the end of the stream: the
+	// picture is loaded from MongoDB anyway, and a dead leader's consumer
+	// state (a pull request the server still serves, messages waiting for
+	// AckWait before redelivery) would otherwise hold events back from the
+	// new one. The consumer starts before the picture is loaded, so that no
+	// change is missed between the two: events that arrive meanwhile wait in
+	// the inbox and count only if newer than what was loaded.
+	if err := s.deps.JS.DeleteConsumer(ctx, events.StreamName, s.cfg.Durable); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return fmt.Errorf("reset consumer %s: %w", s.cfg.Durable, err)
+	}
+	cctx, stopConsumer := context.WithCancel(ctx)
+	consumed := make(chan struct{})
+	var consumeErr error
+	go func() {
+		s.consuming.Store(true)
+		defer s.consuming.Store(false)
+		defer close(consumed)
+		consumeErr = events.Consume(cctx, s.deps.JS, events.ConsumerSpec{
+			Durable:       s.cfg.Durable,
+			Filters:       []string{events.FilterSubject(events.KindJob, "", ""), events.FilterSubject(events.KindQueue, "", "")},
+			MaxAckPending: 256,
+			DeliverNew:    true,
+		}, t.receive, t.log)
+	}()
+	defer func() { stopConsumer(); <-consumed }()
+
+	if err := t.resync(ctx); err != nil {
+		return err
+	}
+	t.check()
+	s.leading.Store(true)
+	s.metrics.leader.Set(1)
+	t.log.Info("leading", "leases", len(t.ledger.Leases), "jobs", len(t.jobs), "queues", len(t.queues))
+
+	tick := time.NewTicker(s.cfg.TickInterval)
+	defer tick.Stop()
+	resync := time.NewTicker(s.cfg.ResyncInterval)
+	defer resync.Stop()
+	dirty := true
+	failures := 0
+	for {
+		if dirty {
+			if err := t.pass(ctx); err != nil {
+				if errors.Is(err, lease.ErrFenced) || ctx.Err() != nil {
+					return err
+				}
+				failures++
+				t.log.Warn("admission pass failed; retrying", "err", err, "failures", failures)
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-time.After(min(time.Duration(failures)*100*time.Millisecond, 5*time.Second)):
+				}
+				t.poke()
+			} else {
+				failures = 0
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-consumed:
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("event consumer stopped: %v", consumeErr)
+		case <-t.kick:
+			dirty = t.drain()
+		case <-tick.C:
+			dirty = t.drain() || t.waiting()
+		case <-resync.C:
+			if err := t.resync(ctx); err != nil {
+				if errors.Is(err, lease.ErrFenced) {
+					return err
+				}
+				if ctx.Err() != nil {
+					return nil
+				}
+				t.log.Warn("resync failed", "err", err)
+			}
+			t.drain()
+			dirty = true
+		}
+	}
+}
+
+// receive is the event handler of the scheduler's consumer. Events are
+// triggers: the handler only hands them to the loop, which reconciles the
+// picture with them by version, so a duplicate or late event changes nothing.
+//
+// Ack policy: an event whose data is not the resource it names: Permanent
+// (Term and dead-letter); anything else: Ack at once. Nothing is lost if the
+// process dies before the loop acts: a new leader loads everything from
+// MongoDB, where every fact the events announce is stored first.
+func (t *term) receive(_ context.Context, e events.Event) error {
+	switch e.Kind() {
+	case events.KindJob:
+		var j events.Job
+		if err := e.DecodeData(&j); err != nil {
+			return events.Permanent(err)
+		}
+		if j.ID == "" {
+			return events.Permanent(fmt.Errorf("%w: %s event without a job id", events.ErrMalformed, e.Type))
+		}
+	case events.KindQueue:
+		var q events.Queue
+		if err := e.DecodeData(&q); err != nil {
+			return events.Permanent(err)
+		}
+	default:
+		return nil
+	}
+	t.mu.Lock()
+	t.inbox = append(t.inbox, e)
+	t.mu.Unlock()
+	t.poke()
+	return nil
+}
+
+func (t *term) poke() {
+	select {
+	case t.kick <- struct{}{}:
+	default:
+	}
+}
+
+// drain applies the events of the inbox and reports whether any changed the picture.
+func (t *term) drain() bool {
+	t.mu.Lock()
+	evs := t.inbox
+	t.inbox = nil
+	t.mu.Unlock()
+	dirty := false
+	for _, e := range evs {
+		switch e.Kind() {
+		case events.KindJob:
+			var j events.Job
+			if err := e.DecodeData(&j); err == nil {
+				dirty = t.applyJob(&j, e.Type == events.TypeJobDeleted) || dirty
+			}
+		case events.KindQueue:
+			var q events.Queue
+			if err := e.DecodeData(&q); err == nil {
+				dirty = t.applyQueue(&q, e.Type == events.TypeQueueDeleted) || dirty
+			}
+		}
+	}
+	return dirty
+}
+
+// applyJob takes j into the picture if it is newer than what the picture has.
+func (t *term) applyJob(j *events.Job, deleted bool) bool {
+	if v, ok := t.retired[j.ID]; ok && j.Version <= v {
+		return false
+	}
+	if cur := t.jobs[j.ID]; cur != nil && j.Version <= cur.Version && !deleted {
+		return false
+	}
+	if deleted {
+		delete(t.jobs, j.ID)
+		t.retired[j.ID] = math.MaxInt64
+		return true
+	}
+	delete(t.retired, j.ID)
+	j.Runtime = events.RuntimeSpec{}
+	t.jobs[j.ID] = j
+	return true
+}
+
+func (t *term) applyQueue(q *events.Queue, deleted bool) bool {
+	if t.gone[q.ID] {
+		return false
+	}
+	if deleted {
+		delete(t.queues, q.ID)
+		t.gone[q.ID] = true
+		return true
+	}
+	if cur := t.queues[q.ID]; cur != nil && q.Version <= cur.Version {
+		return false
+	}
+	t.queues[q.ID] = q
+	return true
+}
+
+// waiting reports whether a job or post controller waits for capacity, which
+// the passage of time alone can concern (the starvation guard).
+func (t *term) waiting() bool {
+	for _, j := range t.jobs {
+		if j.Status == events.JobSubmitted || j.Status == events.JobPending ||
+			(j.PostController != nil && j.PostController.Status == pcPending) {
+			return true
+		}
+	}
+	return false
+}
+
+// activeFilter selects the jobs the scheduler has something to do with.
+func activeFilter(holders []string) bson.D {
+	ids := make(bson.A, 0, len(holders))
+	for _, h := range holders {
+		ids = append(ids, jobOf(h))
+	}
+	return bson.D{
+		{Key: "_deleted", Value: bson.D{{Key: "$exists", Value: false}}},
+		{Key: "$or", Value: bson.A{
+			bson.D{{Key: "status", Value: bson.D{{Key: "$in", Value: bson.A{events.JobSubmitted, events.JobPending, events.JobAdmitted, events.JobRunning}}}}},
+			bson.D{{Key: "cleanup_requested", Value: true}, {Key: "cleaned_at", Value: bson.D{{Key: "$exists", Value: false}}}},
+			bson.D{{Key: "post_controller.status", Value: bson.D{{Key: "$in", Value: bson.A{pcPending, pcAdmitted, pcRunning}}}}},
+			bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}},
+		}},
+	}
+}
+
+// resync reloads the ledger, the queues and the jobs that need the scheduler
+// from MongoDB. Events applied meanwhile with a newer version win.
+func (t *term) resync(ctx context.Context) error {
+	l, err := t.s.ledger.Load(ctx)
+	if err != nil {
+		return err
+	}
+	if l.Epoch != t.epoch {
+		return fmt.Errorf("resync: ledger at epoch %d, mine is %d: %w", l.Epoch, t.epoch, lease.ErrFenced)
+	}
+	if t.ledger.Version != 0 && l.Version != t.ledger.Version {
+		t.log.Warn("ledger changed behind this scheduler's back; taking the stored one", "mine", t.ledger.Version, "stored", l.Version)
+	}
+	var queues []*events.Queue
+	cur, err := t.s.queues.Find(ctx, bson.D{{Key: "_deleted", Value: bson.D{{Key: "$exists", Value: false}}}})
+	if err != nil {
+		return fmt.Errorf("resync queues: %w", err)
+	}
+	if err := cur.All(ctx, &queues); err != nil {
+		return fmt.Errorf("resync queues: %w", err)
+	}
+	var jobs []*events.Job
+	cur, err = t.s.jobs.Find(ctx, activeFilter(l.Holders()),
+		options.Find().SetProjection(bson.D{{Key: "runtime", Value: 0}, {Key: "_outbox", Value: 0}}))
+	if err != nil {
+		return fmt.Errorf("resync jobs: %w", err)
+	}
+	if err := cur.All(ctx, &jobs); err != nil {
+		return fmt.Errorf("resync jobs: %w", err)
+	}
+
+	t.ledger = l
+	qs := make(map[string]*events.Queue, len(queues))
+	for _, q := range queues {
+		if cur := t.queues[q.ID]; cur != nil && cur.Version > q.Version {
+			q = cur
+		}
+		qs[q.ID] = q
+	}
+	t.queues = qs
+	js := make(map[string]*events.Job, len(jobs))
+	for _, j := range jobs {
+		if cur := t.jobs[j.ID]; cur != nil && cur.Version > j.Version {
+			// MongoDB is the truth. A stored job older than the picture means
+			// a write of ours was lost (a store without atomic conditional
+			// updates); the next pass makes it again.
+			t.log.Warn("job older in MongoDB than in memory; taking the stored one", "job", j.ID, "memory", cur.Version, "stored", j.Version)
+		}
+		js[j.ID] = j
+		delete(t.retired, j.ID)
+	}
+	for id, j := range t.jobs {
+		if _, ok := js[id]; !ok {
+			// No longer active in MongoDB (final, or deleted): keep out stale events.
+			t.retired[id] = max(t.retired[id], j.Version)
+		}
+	}
+	t.jobs = js
+	return nil
+}
+
+// check reports states that cannot happen if every write went as designed:
+// an admitted or running job without a lease. Such a job is given its lease
+// (it runs, so its instances count) and the violation is logged and counted.
+func (t *term) check() {
+	for _, j := range t.jobs {
+		if (j.Status == events.JobAdmitted || j.Status == events.JobRunning) && t.ledger.Leases[j.ID] == nil {
+			t.s.metrics.violations.Inc()
+			t.log.Error("invariant violated: admitted job without a lease; adopting its claims", "job", j.ID, "status", j.Status)
+			claims := []lease.Claim{{Queue: j.QueueID, Count: j.WorkerInstances}, {Queue: t.queueID(events.ControllerQueue), Count: 1}}
+			// Best effort: a failure shows up again at the next resync.
+			_ = t.s.ledger.Apply(context.Background(), &t.ledger, lease.Change{Grants: map[string][]lease.Claim{j.ID: claims}})
+		}
+	}
+}
+
+// queueID returns the id of the queue called name, or name if there is none.
+func (t *term) queueID(name string) string {
+	for id, q := range t.queues {
+		if q.Name == name {
+			return id
+		}
+	}
+	return name
+}
+
+func jobOf(holder string) string {
+	id, _, _ := strings.Cut(holder, "/")
+	return id
+}
+
+func isPostControllerHolder(holder string) bool {
+	return strings.HasSuffix(holder, postControllerSuffix)
+}
+
+// releasable reports whether the lease of holder must end: its job is gone,
+// cleaned or final (for the job's own lease), or its post controller stopped.
+func (t *term) releasable(holder string) bool {
+	j := t.jobs[jobOf(holder)]
+	switch {
+	case j == nil || j.CleanedAt != nil:
+		return true
+	case isPostControllerHolder(holder):
+		return j.PostController == nil || j.PostController.Status == pcStopped
+	default:
+		return events.JobFinal(j.Status)
+	}
+}
+
+func notAdmitted(j *events.Job) bool {
+	return j.Status == events.JobSubmitted || j.Status == events.JobPending
+}
+
+func wantsOut(j *events.Job) bool { return j.CancelRequested || j.CleanupRequested }
+
+// pass is one round of the scheduler: release what must be released, admit
+// what fits, write the ledger once, then bring the jobs in line with it.
+func (t *term) pass(ctx context.Context) error {
+	t.s.metrics.passes.Inc()
+	t.refreshes = 0
+	now := t.s.deps.Now()
+	change := lease.Change{Grants: map[string][]lease.Claim{}}
+	var admitJobs, admitPCs, cancels []string
+	for _, h := range t.ledger.Holders() {
+		j := t.jobs[jobOf(h)]
+		switch {
+		case t.releasable(h):
+			change.Releases = append(change.Releases, h)
+		case isPostControllerHolder(h):
+			if j.PostController.Status == pcPending {
+				admitPCs = append(admitPCs, j.ID) // granted, not yet recorded on the job
+			}
+		case notAdmitted(j) && wantsOut(j):
+			cancels = append(cancels, j.ID) // cancelled first, released next pass
+		case notAdmitted(j):
+			admitJobs = append(admitJobs, j.ID) // granted, not yet recorded on the job
+		}
+	}
+
+	alloc := t.ledger.Allocated()
+	for _, h := range change.Releases {
+		for _, c := range t.ledger.Leases[h] {
+			alloc[c.Queue] -= c.Count
+		}
+	}
+	snap := admit.Snapshot{Now: now, Queues: make(map[string]admit.Queue, len(t.queues))}
+	for id, q := range t.queues {
+		backfill := q.Scheduling.Backfill == nil || *q.Scheduling.Backfill
+		snap.Queues[id] = admit.Queue{
+			Name: q.Name, Limit: q.MaximumAllowedWorkerInstances, Allocated: alloc[id],
+			Backfill: backfill, Starvation: time.Duration(q.Scheduling.StarvationSeconds) * time.Second,
+		}
+	}
+	ctlQueue, pcQueue := t.queueID(events.ControllerQueue), t.queueID(events.PostControllerQueue)
+	var reqs []admit.Request
+	pendingByQueue := map[string]int{}
+	for _, j := range t.jobs {
+		if notAdmitted(j) && t.ledger.Leases[j.ID] == nil {
+			if wantsOut(j) {
+				cancels = append(cancels, j.ID)
+			} else {
+				reqs = append(reqs, admit.Request{
+					ID: j.ID, Kind: admit.KindJob, Priority: j.Priority, SubmittedAt: j.SubmittedAt,
+					Claims: []admit.Claim{{Queue: j.QueueID, Count: j.WorkerInstances}, {Queue: ctlQueue, Count: 1}},
+				})
+				pendingByQueue[j.QueueID]++
+			}
+		}
+		if pc := j.PostController; pc != nil && pc.Status == pcPending && j.CleanedAt == nil && !j.CleanupRequested &&
+			t.ledger.Leases[j.ID+postControllerSuffix] == nil {
+			reqs = append(reqs, admit.Request{
+				ID: j.ID + postControllerSuffix, Kind: admit.KindPostController, Priority: j.Priority,
+				SubmittedAt: pc.RequestedAt, Claims: []admit.Claim{{Queue: pcQueue, Count: 1}},
+			})
+		}
+	}
+	type waiting struct{ id, reason, message string }
+	var waits []waiting
+	for _, d := range admit.Admit(snap, reqs) {
+		if d.Admit {
+			claims := make([]lease.Claim, len(d.Grants))
+			for i, g := range d.Grants {
+				claims[i] = lease.Claim{Queue: g.Queue, Count: g.Count}
+			}
+			change.Grants[d.ID] = claims
+			if isPostControllerHolder(d.ID) {
+				admitPCs = append(admitPCs, jobOf(d.ID))
+			} else {
+				admitJobs = append(admitJobs, d.ID)
+				pendingByQueue[t.jobs[d.ID].QueueID]--
+			}
+			continue
+		}
+		waits = append(waits, waiting{d.ID, d.Reason, d.Message})
+	}
+
+	t.log.Debug("admission pass", "jobs", len(t.jobs), "requests", len(reqs), "grants", len(change.Grants),
+		"releases", len(change.Releases), "waiting", len(waits), "cancels", len(cancels))
+	// The one write that grants and releases: all of it or none of it.
+	if err := t.s.ledger.Apply(ctx, &t.ledger, change); err != nil {
+		if errors.Is(err, lease.ErrConflict) {
+			if l, lerr := t.s.ledger.Load(ctx); lerr == nil && l.Epoch == t.epoch {
+				t.ledger = l
+			}
+		}
+		return err
+	}
+
+	// The jobs follow the ledger. A failed write is retried by a later pass:
+	// the ledger says what each job is owed. Each write is to its own
+	// document, so they run side by side.
+	var writes []func() error
+	for _, id := range admitJobs {
+		writes = append(writes, func() error { return t.recordAdmission(ctx, id) })
+	}
+	for _, id := range admitPCs {
+		writes = append(writes, func() error { return t.recordPostControllerAdmission(ctx, id) })
+	}
+	for _, id := range cancels {
+		writes = append(writes, func() error { return t.cancel(ctx, id) })
+	}
+	for _, w := range waits {
+		pc := isPostControllerHolder(w.id)
+		if t.waitUnchanged(jobOf(w.id), pc, w.reason, w.message) {
+			continue
+		}
+		if pc {
+			writes = append(writes, func() error { return t.recordPostControllerWait(ctx, jobOf(w.id), w.reason, w.message) })
+		} else {
+			writes = append(writes, func() error { return t.recordWait(ctx, w.id, w.reason, w.message) })
+		}
+	}
+	for _, j := range t.jobs {
+		if j.CleanupRequested && j.CleanedAt == nil && events.JobFinal(j.Status) && t.ledger.Leases[j.ID] == nil {
+			writes = append(writes, func() error { return t.clean(ctx, j.ID) })
+		}
+	}
+	errs := runAll(writes, parallelWrites)
+	if len(cancels) > 0 {
+		t.poke() // their leases, if any, are released by the next pass
+	}
+	t.retire()
+	t.report(pendingByQueue)
+	return errors.Join(errs...)
+}
+
+// parallelWrites bounds the job writes of a pass in flight at once.
+const parallelWrites = 8
+
+// runAll runs fs, at most n at a time, and returns their errors.
+func runAll(fs []func() error, n int) []error {
+	errs := make([]error, len(fs))
+	sem := make(chan struct{}, n)
+	var wg sync.WaitGroup
+	for i, f := range fs {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			errs[i] = f()
+		}()
+	}
+	wg.Wait()
+	return errs
+}
+
+// retire drops from the picture the jobs the scheduler has nothing more to do
+// with, remembering their version to ignore stale events about them.
+func (t *term) retire() {
+	for id, j := range t.jobs {
+		if !events.JobFinal(j.Status) || (j.CleanupRequested && j.CleanedAt == nil) {
+			continue
+		}
+		if t.ledger.Leases[id] != nil || t.ledger.Leases[id+postControllerSuffix] != nil {
+			continue
+		}
+		if pc := j.PostController; pc != nil && pc.Status != pcStopped && j.CleanedAt == nil {
+			continue
+		}
+		delete(t.jobs, id)
+		t.retired[id] = j.Version
+	}
+}
+
+// report sets the gauges.
+func (t *term) report(pendingByQueue map[string]int) {
+	m := t.s.metrics
+	m.pendingJobs.Reset()
+	m.allocated.Reset()
+	alloc := t.ledger.Allocated()
+	for _, id := range slices.Sorted(maps.Keys(t.queues)) {
+		name := t.queues[id].Name
+		m.pendingJobs.WithLabelValues(name).Set(float64(pendingByQueue[id]))
+		m.allocated.WithLabelValues(name).Set(float64(alloc[id]))
+	}
+}
