@@ -16,6 +16,7 @@ import (
 	"github.com/avxrm/rm/pkg/events/outbox"
 	"github.com/avxrm/rm/services/api/internal/httpapi"
 	"github.com/avxrm/rm/services/api/internal/store"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 )
@@ -35,12 +36,16 @@ type ReadyCheck = httpapi.ReadyCheck
 
 // Deps are the API's connections, made by the caller.
 type Deps struct {
-	DB       *mongo.Database     // required
-	Outbox   *outbox.Outbox      // required: publishes the events of writes
-	Ready    []ReadyCheck        // conditions of /readyz besides MongoDB
-	Gatherer prometheus.Gatherer // served at /metrics; nil: prometheus.DefaultGatherer
-	Logger   *slog.Logger
-	Listener net.Listener // if set, served instead of listening on HTTPAddr
+	DB     *mongo.Database // required
+	Outbox *outbox.Outbox  // required: publishes the events of writes
+	Ready  []ReadyCheck    // conditions of /readyz besides MongoDB
+	// Registerer takes the API's metrics and Gatherer is served at /metrics.
+	// If both are nil, a registry of the API's own is used for both.
+	Gatherer   prometheus.Gatherer
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
+	Listener   net.Listener        // if set, served instead of listening on HTTPAddr
+	JS         jetstream.JetStream // for GET /events; nil: that route answers 503
 }
 
 // Source is the CloudEvents source of the API's events.
@@ -70,8 +75,9 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 	if deps.Logger == nil {
 		deps.Logger = slog.Default()
 	}
-	if deps.Gatherer == nil {
-		deps.Gatherer = prometheus.DefaultGatherer
+	if deps.Gatherer == nil && deps.Registerer == nil {
+		reg := prometheus.NewRegistry()
+		deps.Gatherer, deps.Registerer = reg, reg
 	}
 	st := &store.Store{DB: deps.DB, Outbox: deps.Outbox}
 	if err := st.EnsureIndexes(ctx); err != nil {
@@ -83,7 +89,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 	ready := append([]ReadyCheck{{Name: "mongodb", Check: func(ctx context.Context) error { return deps.DB.Client().Ping(ctx, nil) }}}, deps.Ready...)
 	srv := httpapi.New(httpapi.Options{
 		Store: st, Source: Source, BodyLimit: cfg.BodyLimit, Ready: ready,
-		Gatherer: deps.Gatherer, Logger: deps.Logger,
+		Gatherer: deps.Gatherer, Registry: deps.Registerer, Logger: deps.Logger, JS: deps.JS,
 	})
 	if err := srv.EnsureBuiltinQueues(ctx); err != nil {
 		return nil, err

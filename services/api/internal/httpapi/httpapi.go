@@ -21,6 +21,7 @@ import (
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/danielgtaylor/huma/v2/adapters/humaecho"
 	"github.com/labstack/echo/v4"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -44,6 +45,7 @@ type Options struct {
 	Registry  prometheus.Registerer
 	Logger    *slog.Logger
 	Now       func() time.Time
+	JS        jetstream.JetStream // for GET /events; nil answers 503 there
 }
 
 // Server holds the routes.
@@ -53,6 +55,9 @@ type Server struct {
 	API  huma.API
 
 	queues store.Kind[*events.Queue]
+	// idempotentRoutes are the echo paths of the POSTs the idempotency
+	// middleware serves (see idempotentPost).
+	idempotentRoutes map[string]bool
 }
 
 // New builds the echo router with every route.
@@ -64,32 +69,37 @@ func New(opts Options) *Server {
 		opts.Logger = slog.Default()
 	}
 	problem.Install(opts.Logger)
+	nameMissingFields()
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = errorHandler(opts.Logger)
-	e.Use(recoverProblem(opts.Logger), rejectNonUTF8(opts.BodyLimit))
+	e.Use(httpMetrics(opts.Registry), recoverProblem(opts.Logger), rejectNonUTF8(opts.BodyLimit))
 
 	cfg := huma.DefaultConfig("Resource Manager API", "1.0.0")
-	cfg.Info.Description = "Queues with hard limits on concurrent worker instances, container-runtime plugins, applications, and jobs admitted all-or-nothing."
-	cfg.OpenAPIPath = BasePath + "/openapi"
-	cfg.DocsPath = "" // the docs page is served from embedded assets, not a CDN
-	cfg.SchemasPath = ""
-	cfg.CreateHooks = nil // no $schema field or Link header: responses are exactly the documented resources
-	cfg.Components.SecuritySchemes = map[string]*huma.SecurityScheme{
-		"bearer": {Type: "http", Scheme: "bearer", BearerFormat: "JWT", Description: "OIDC access token"},
-	}
-	cfg.Security = []map[string][]string{{"bearer": {}}}
+	configureOpenAPI(&cfg)
 	api := humaecho.New(e, cfg)
 
-	s := &Server{opts: opts, Echo: e, API: api}
+	s := &Server{opts: opts, Echo: e, API: api, idempotentRoutes: map[string]bool{}}
 	s.queues = store.Kind[*events.Queue]{S: opts.Store, Coll: store.Queues, Name: "queue", IDPrefix: "q"}
+	api.OpenAPI().OnAddOperation = append(api.OpenAPI().OnAddOperation, s.documentConventions)
+	e.Use(s.idempotency)
 
 	e.GET("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
 	e.GET("/readyz", s.readyz)
 	if opts.Gatherer != nil {
 		e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{})))
 	}
+	s.registerDocs()
 	s.registerQueues()
+	s.registerPlugins()
+	s.registerApplications()
+	s.registerAppRuntimeConfigs()
+	s.registerDeployments()
+	s.registerJobs()
+	s.registerArtifacts()
+	s.registerExports()
+	s.registerEvents()
+	s.registerLogs()
 	return s
 }
 
@@ -152,6 +162,9 @@ func recoverProblem(log *slog.Logger) echo.MiddlewareFunc {
 	}
 }
 
+// bodyReadTimeout bounds the time a client may take to send a request body.
+const bodyReadTimeout = 30 * time.Second
+
 // rejectNonUTF8 bounds request bodies and refuses bytes that are not UTF-8,
 // which encoding/json would otherwise silently replace with U+FFFD.
 func rejectNonUTF8(limit int64) echo.MiddlewareFunc {
@@ -167,7 +180,14 @@ func rejectNonUTF8(limit int64) echo.MiddlewareFunc {
 			if r.ContentLength > limit {
 				return problem.New(http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", limit))
 			}
+			// The read is bounded in time here, and the deadline lifted after
+			// it: a deadline left on the connection (as huma's BodyReadTimeout
+			// leaves it) cancels the request's context when it passes, in the
+			// middle of a slow handler.
+			rc := http.NewResponseController(c.Response().Writer)
+			_ = rc.SetReadDeadline(time.Now().Add(bodyReadTimeout))
 			body, err := readLimited(r, limit)
+			_ = rc.SetReadDeadline(time.Time{})
 			if err != nil {
 				return err
 			}

@@ -7,7 +7,9 @@ import (
 
 	"github.com/avxrm/rm/pkg/events"
 	"github.com/avxrm/rm/services/api/internal/problem"
+	"github.com/avxrm/rm/services/api/internal/store"
 	"github.com/danielgtaylor/huma/v2"
+	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
 // NamePattern is the rule for every resource name.
@@ -17,7 +19,7 @@ const NamePattern = `^[A-Za-z0-9][A-Za-z0-9._-]*$`
 type QueueBody struct {
 	Name                          string                  `json:"name" minLength:"1" maxLength:"63" pattern:"^[A-Za-z0-9][A-Za-z0-9._-]*$" doc:"unique; letters, digits, -, _, ., starting with a letter or digit"`
 	Description                   string                  `json:"description,omitempty" maxLength:"1024"`
-	PluginID                      string                  `json:"plugin_id,omitempty" maxLength:"63" doc:"id or name of a plugin; the default plugin otherwise"`
+	PluginID                      string                  `json:"plugin_id,omitempty" maxLength:"63" doc:"id or name of a plugin (stored as its id); the default plugin otherwise"`
 	MaximumAllowedWorkerInstances *int                    `json:"maximum_allowed_worker_instances,omitempty" minimum:"0" maximum:"100000" nullable:"true" doc:"null or absent: unlimited; 0 admits nothing"`
 	ResourceLimits                *events.ResourceLimits  `json:"resource_limits,omitempty"`
 	Storages                      []events.Storage        `json:"storages,omitempty" maxItems:"64"`
@@ -54,79 +56,167 @@ func (b *QueueBody) apply(q *events.Queue) {
 	}
 }
 
-type createQueueInput struct {
-	IdempotencyKey string `header:"Idempotency-Key" maxLength:"255" doc:"the same key with the same body returns the original response"`
-	Body           QueueBody
+// queueBodyOf is the writable view of q.
+func queueBodyOf(q *events.Queue) *QueueBody {
+	sch := q.Scheduling
+	return &QueueBody{
+		Name: q.Name, Description: q.Description, PluginID: q.PluginID,
+		MaximumAllowedWorkerInstances: q.MaximumAllowedWorkerInstances,
+		ResourceLimits:                q.ResourceLimits, Storages: q.Storages,
+		EnvironmentVariables: q.EnvironmentVariables, Attributes: q.Attributes, Scheduling: &sch,
+	}
 }
 
-type queueRef struct {
+type QueuePathParam struct {
 	QueueID string `path:"queue_id" maxLength:"63" doc:"the queue's id or name"`
 }
 
-type queueOutput struct {
-	Location string `header:"Location"`
-	ETag     string `header:"ETag"`
-	Body     *events.Queue
+type (
+	createQueueInput struct {
+		idempotencyParam
+		Body QueueBody
+	}
+	getQueueInput     struct{ QueuePathParam }
+	replaceQueueInput struct {
+		QueuePathParam
+		IfMatchParam
+		Body QueueBody
+	}
+	patchQueueInput struct {
+		QueuePathParam
+		IfMatchParam
+		MergePatchBody
+	}
+	deleteQueueInput struct {
+		QueuePathParam
+		IfMatchParam
+	}
+	listQueuesInput struct {
+		ListParams
+		Name     string `query:"name" maxLength:"63" doc:"only the queue of this name"`
+		PluginID string `query:"plugin_id" maxLength:"63" doc:"only queues on this plugin (id or name)"`
+	}
+)
+
+type queueOutput = resourceOutput[*events.Queue]
+
+func (s *Server) queueCrud() *crud[*events.Queue, QueueBody, *events.Queue] {
+	return &crud[*events.Queue, QueueBody, *events.Queue]{
+		s: s, store: s.queues, kind: events.KindQueue,
+		location: func(q *events.Queue) string { return BasePath + "/queues/" + q.ID },
+		build:    s.buildQueue,
+		writable: queueBodyOf,
+		present: func(ctx context.Context, q *events.Queue) (*events.Queue, error) {
+			return q, s.fillUsage(ctx, q)
+		},
+		queueOf: func(q *events.Queue) string { return q.ID },
+		inUse:   s.queueInUse,
+	}
 }
 
 func (s *Server) registerQueues() {
-	huma.Register(s.API, huma.Operation{
-		OperationID: "create-queue", Method: http.MethodPost, Path: BasePath + "/queues",
-		Summary: "Create a queue", Tags: []string{"Queues"}, DefaultStatus: http.StatusCreated,
-		Errors: []int{http.StatusBadRequest, http.StatusConflict, http.StatusUnprocessableEntity},
-	}, s.createQueue)
-	huma.Register(s.API, huma.Operation{
-		OperationID: "get-queue", Method: http.MethodGet, Path: BasePath + "/queues/{queue_id}",
-		Summary: "Get a queue by id or name", Tags: []string{"Queues"},
-		Errors: []int{http.StatusNotFound},
-	}, s.getQueue)
+	c := s.queueCrud()
+	tag := []string{"Queues"}
+	path, item := BasePath+"/queues", BasePath+"/queues/{queue_id}"
+	huma.Register(s.API, s.op("create-queue", http.MethodPost, path, "Create a queue", tag,
+		http.StatusCreated, http.StatusConflict, http.StatusUnprocessableEntity),
+		func(ctx context.Context, in *createQueueInput) (*queueOutput, error) {
+			return c.create(ctx, &in.Body, nil)
+		})
+	huma.Register(s.API, s.op("list-queues", http.MethodGet, path, "List queues", tag, 0),
+		func(ctx context.Context, in *listQueuesInput) (*listOutput[*events.Queue], error) {
+			f := bson.D{}
+			if in.Name != "" {
+				f = append(f, bson.E{Key: "name", Value: in.Name})
+			}
+			if in.PluginID != "" {
+				f = append(f, bson.E{Key: "plugin_id", Value: s.pluginIDOf(ctx, in.PluginID)})
+			}
+			return c.list(ctx, f, in.ListParams)
+		})
+	huma.Register(s.API, s.op("get-queue", http.MethodGet, item, "Get a queue by id or name", tag, 0, http.StatusNotFound),
+		func(ctx context.Context, in *getQueueInput) (*queueOutput, error) { return c.read(ctx, in.QueueID) })
+	huma.Register(s.API, s.op("replace-queue", http.MethodPut, item, "Replace a queue", tag, 0,
+		http.StatusNotFound, http.StatusConflict, http.StatusPreconditionFailed, http.StatusUnprocessableEntity),
+		func(ctx context.Context, in *replaceQueueInput) (*queueOutput, error) {
+			return c.replace(ctx, in.QueueID, in.IfMatch, &in.Body)
+		})
+	huma.Register(s.API, s.op("patch-queue", http.MethodPatch, item, "Update a queue with a JSON merge patch", tag, 0,
+		http.StatusNotFound, http.StatusConflict, http.StatusPreconditionFailed, http.StatusUnprocessableEntity),
+		func(ctx context.Context, in *patchQueueInput) (*queueOutput, error) {
+			return c.patch(ctx, in.QueueID, in.IfMatch, in.MergePatchBody)
+		})
+	documentMergePatch[QueueBody](s, item)
+	huma.Register(s.API, s.op("delete-queue", http.MethodDelete, item,
+		"Delete a queue (not a built-in one, nor one in use by active jobs, app-runtime-configs or deployments)", tag,
+		http.StatusNoContent, http.StatusNotFound, http.StatusConflict, http.StatusPreconditionFailed),
+		func(ctx context.Context, in *deleteQueueInput) (*struct{}, error) {
+			return nil, c.remove(ctx, in.QueueID, in.IfMatch)
+		})
 }
 
-func (s *Server) createQueue(ctx context.Context, in *createQueueInput) (*queueOutput, error) {
-	if errs := in.Body.validate(); len(errs) > 0 {
+// buildQueue validates b and returns the queue it describes, keeping what
+// the client does not write (built-in) from prev.
+func (s *Server) buildQueue(ctx context.Context, b *QueueBody, prev *events.Queue) (*events.Queue, error) {
+	errs := b.validate()
+	if prev != nil && prev.BuiltIn && b.Name != prev.Name {
+		errs = append(errs, problem.Field("name", "the built-in queue %s cannot be renamed", prev.Name))
+	}
+	if b.PluginID != "" {
+		id, err := s.resolvePlugin(ctx, "plugin_id", b.PluginID)
+		if err != nil {
+			var fe *problem.FieldError
+			if !asField(err, &fe) {
+				return nil, err
+			}
+			errs = append(errs, fe)
+		}
+		b.PluginID = id
+	}
+	if len(errs) > 0 {
 		return nil, problem.Invalid(errs...)
 	}
-	if in.Body.PluginID != "" {
-		if err := s.pluginExists(ctx, in.Body.PluginID); err != nil {
-			return nil, err
-		}
+	q := &events.Queue{}
+	if prev != nil {
+		q.BuiltIn = prev.BuiltIn
 	}
-	now := s.opts.Now().UTC().Truncate(timePrecision)
-	q := &events.Queue{Meta: events.Meta{ID: events.NewID("q"), CreatedAt: now, UpdatedAt: now, Version: 1}}
-	in.Body.apply(q)
+	b.apply(q)
 	q.Usage = &events.QueueUsage{}
-	ev, err := events.New(events.TypeQueueCreated, s.opts.Source, q.ID, q.ID, q)
-	if err != nil {
-		return nil, err
-	}
-	if err := s.queues.Insert(ctx, q, ev); err != nil {
-		return nil, err
-	}
-	return &queueOutput{Location: BasePath + "/queues/" + q.ID, ETag: etag(q.Version), Body: q}, nil
+	return q, nil
 }
 
-func (s *Server) getQueue(ctx context.Context, in *queueRef) (*queueOutput, error) {
-	l, err := s.queues.Get(ctx, in.QueueID)
-	if err != nil {
-		return nil, err
+// queueInUse refuses to delete built-in queues and queues that active jobs,
+// app-runtime-configs or deployments still use.
+func (s *Server) queueInUse(ctx context.Context, q *events.Queue) error {
+	what := fmt.Sprintf("queue %s (%s)", q.Name, q.ID)
+	if q.BuiltIn {
+		return fmt.Errorf("%s is built in and cannot be deleted: %w", what, problem.ErrConflict)
 	}
-	q := l.Res
-	if err := s.fillUsage(ctx, q); err != nil {
-		return nil, err
+	if err := s.inUseBy(ctx, what, store.Jobs, activeJobs(bson.E{Key: "queue_id", Value: q.ID}), "active job"); err != nil {
+		return err
 	}
-	return &queueOutput{ETag: etag(q.Version), Body: q}, nil
+	if err := s.inUseBy(ctx, what, store.AppRuntimeConfigs, bson.D{{Key: "queue_id", Value: q.ID}}, "app-runtime-config"); err != nil {
+		return err
+	}
+	return s.inUseBy(ctx, what, store.Deployments, bson.D{{Key: "queue_id", Value: q.ID}}, "deployment")
 }
 
-// pluginExists checks a reference to a plugin by id or name.
-func (s *Server) pluginExists(ctx context.Context, ref string) error {
-	plugins := pluginKind(s)
-	if _, err := plugins.Get(ctx, ref); err != nil {
-		if problem.From(err).Status == http.StatusNotFound {
-			return problem.Invalid(problem.Field("plugin_id", "no plugin %q", ref))
-		}
-		return fmt.Errorf("look up plugin: %w", err)
+// activeJobs filters the jobs matching e whose status is not final.
+func activeJobs(e bson.E) bson.D {
+	return bson.D{e, {Key: "status", Value: bson.D{{Key: "$nin", Value: bson.A{events.JobSucceeded, events.JobFailed, events.JobCancelled}}}}}
+}
+
+// resolveQueue returns the id of the queue ref (id or name) names; an
+// unknown queue is a 422 naming field.
+func (s *Server) resolveQueue(ctx context.Context, field, ref string) (string, error) {
+	l, err := s.queues.Get(ctx, ref)
+	if isNotFound(err) {
+		return "", problem.Field(field, "no queue %q", ref)
 	}
-	return nil
+	if err != nil {
+		return "", fmt.Errorf("look up queue %q: %w", ref, err)
+	}
+	return l.Res.ID, nil
 }
 
 // EnsureBuiltinQueues creates simulation-controller-queue and
@@ -136,9 +226,11 @@ func (s *Server) EnsureBuiltinQueues(ctx context.Context) error {
 	for _, name := range []string{events.ControllerQueue, events.PostControllerQueue} {
 		if _, err := s.queues.Get(ctx, name); err == nil {
 			continue
+		} else if !isNotFound(err) {
+			return fmt.Errorf("look up built-in queue %s: %w", name, err)
 		}
 		b := QueueBody{Name: name, Description: "built-in"}
-		now := s.opts.Now().UTC().Truncate(timePrecision)
+		now := s.now()
 		q := &events.Queue{Meta: events.Meta{ID: events.NewID("q"), CreatedAt: now, UpdatedAt: now, Version: 1}, BuiltIn: true}
 		b.apply(q)
 		q.Usage = &events.QueueUsage{}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/avxrm/rm/pkg/events"
 	"github.com/avxrm/rm/pkg/events/outbox"
@@ -26,6 +27,9 @@ const (
 	Deployments       = "deployments"
 	Jobs              = "jobs"
 	Exports           = "scenario_exports"
+	// IdempotencyKeys remembers the responses of creating POSTs sent with an
+	// Idempotency-Key. It carries no events, so the outbox relay skips it.
+	IdempotencyKeys = "idempotency_keys"
 )
 
 // AllCollections are created at start so indexes and the relay cover them.
@@ -68,18 +72,29 @@ func (k Kind[T]) Get(ctx context.Context, ref string) (Loaded[T], error) {
 // FindOne returns the live resource matching filter.
 func (k Kind[T]) FindOne(ctx context.Context, filter bson.D, ref string) (Loaded[T], error) {
 	var out Loaded[T]
-	raw, err := k.coll().FindOne(ctx, append(filter, outbox.NotDeleted())).Raw()
+	notFound := fmt.Errorf("%s %q: %w", k.Name, ref, problem.ErrNotFound)
+	// A lookup by _id alone is the one filter FerretDB (SQLite) answers from
+	// an index instead of scanning the collection, so tombstones are skipped
+	// here rather than in the filter.
+	byID := len(filter) == 1 && filter[0].Key == "_id"
+	if !byID {
+		filter = append(filter, outbox.NotDeleted())
+	}
+	raw, err := k.coll().FindOne(ctx, filter).Raw()
 	if errors.Is(err, mongo.ErrNoDocuments) {
-		return out, fmt.Errorf("%s %q: %w", k.Name, ref, problem.ErrNotFound)
+		return out, notFound
 	}
 	if err != nil {
 		return out, fmt.Errorf("get %s %q: %w", k.Name, ref, err)
 	}
-	if err := bson.Unmarshal(raw, &out.Res); err != nil {
-		return out, fmt.Errorf("decode %s %q: %w", k.Name, ref, err)
-	}
 	var env outbox.Envelope
 	if err := bson.Unmarshal(raw, &env); err != nil {
+		return out, fmt.Errorf("decode %s %q: %w", k.Name, ref, err)
+	}
+	if env.Deleted {
+		return out, notFound
+	}
+	if err := bson.Unmarshal(raw, &out.Res); err != nil {
 		return out, fmt.Errorf("decode %s %q: %w", k.Name, ref, err)
 	}
 	out.Pending = env.Outbox
@@ -102,7 +117,7 @@ func (k Kind[T]) Replace(ctx context.Context, prev Loaded[T], r T, evs ...events
 	pm, m := prev.Res.GetMeta(), r.GetMeta()
 	err := k.S.Outbox.Replace(ctx, k.coll(), m.ID, pm.Version, m.Version, prev.Pending, r, evs...)
 	switch {
-	case errors.Is(err, outbox.ErrDuplicate):
+	case errors.Is(err, outbox.ErrDuplicate), isSQLiteUniqueViolation(err):
 		return fmt.Errorf("a %s with that name exists already: %w", k.Name, problem.ErrConflict)
 	case errors.Is(err, outbox.ErrVersionConflict):
 		return fmt.Errorf("%s %s changed concurrently; read it again: %w", k.Name, m.ID, problem.ErrPreconditionFailed)
@@ -142,6 +157,27 @@ func (k Kind[T]) List(ctx context.Context, filter bson.D, cursor string, limit i
 	return out, more, nil
 }
 
+// FirstRef returns the id of one live document of collection coll matching
+// filter and how many there are (counting stops at limit), so a refused
+// delete can say what still uses the resource.
+func (s *Store) FirstRef(ctx context.Context, coll string, filter bson.D, limit int64) (string, int64, error) {
+	f := append(filter, outbox.NotDeleted())
+	n, err := s.DB.Collection(coll).CountDocuments(ctx, f, options.Count().SetLimit(limit))
+	if err != nil || n == 0 {
+		if err != nil {
+			err = fmt.Errorf("count %s: %w", coll, err)
+		}
+		return "", 0, err
+	}
+	var doc struct {
+		ID string `bson:"_id"`
+	}
+	if err := s.DB.Collection(coll).FindOne(ctx, f, options.FindOne().SetProjection(bson.D{{Key: "_id", Value: 1}})).Decode(&doc); err != nil {
+		return "", 0, fmt.Errorf("find in %s: %w", coll, err)
+	}
+	return doc.ID, n, nil
+}
+
 // EnsureIndexes creates the collections and the unique indexes the API relies on.
 func (s *Store) EnsureIndexes(ctx context.Context) error {
 	existing, err := s.DB.ListCollectionNames(ctx, bson.D{})
@@ -159,18 +195,78 @@ func (s *Store) EnsureIndexes(ctx context.Context) error {
 			}
 		}
 	}
-	unique := map[string]bson.D{
-		Queues:      {{Key: "name", Value: 1}},
-		Plugins:     {{Key: "name", Value: 1}},
-		Deployments: {{Key: "name", Value: 1}},
+	if !have[IdempotencyKeys] {
+		if err := s.DB.CreateCollection(ctx, IdempotencyKeys); err != nil && !isNamespaceExists(err) {
+			return fmt.Errorf("create collection %s: %w", IdempotencyKeys, err)
+		}
 	}
-	for c, keys := range unique {
-		_, err := s.DB.Collection(c).Indexes().CreateOne(ctx, mongo.IndexModel{Keys: keys, Options: options.Index().SetUnique(true)})
+	for _, ix := range indexes {
+		opts := options.Index()
+		if ix.unique {
+			opts.SetUnique(true)
+		}
+		if ix.ttl {
+			// Documents expire at the time in the field; readers also check
+			// the time, as TTL monitors delete late (or, on FerretDB, never).
+			opts.SetExpireAfterSeconds(0)
+		}
+		_, err := s.DB.Collection(ix.coll).Indexes().CreateOne(ctx, mongo.IndexModel{Keys: ix.keys, Options: opts})
+		if ix.ttl && isNotImplemented(err) {
+			// FerretDB has no TTL indexes; SweepExpired does their work.
+			_, err = s.DB.Collection(ix.coll).Indexes().CreateOne(ctx, mongo.IndexModel{Keys: ix.keys})
+		}
 		if err != nil {
-			return fmt.Errorf("create unique index on %s: %w", c, err)
+			return fmt.Errorf("create index %v on %s: %w", ix.keys, ix.coll, err)
 		}
 	}
 	return nil
+}
+
+// indexes serve every uniqueness rule of the API and every lookup the API
+// makes besides by _id: names, references checked before a delete, list filters.
+var indexes = []struct {
+	coll   string
+	keys   bson.D
+	unique bool
+	ttl    bool
+}{
+	{coll: Queues, keys: bson.D{{Key: "name", Value: 1}}, unique: true},
+	{coll: Queues, keys: bson.D{{Key: "plugin_id", Value: 1}}},
+	{coll: Plugins, keys: bson.D{{Key: "name", Value: 1}}, unique: true},
+	{coll: Plugins, keys: bson.D{{Key: "is_default", Value: 1}}},
+	// Applications are unique by name and version; their version string is
+	// stored as app_version because "version" is the outbox's revision.
+	{coll: Applications, keys: bson.D{{Key: "name", Value: 1}, {Key: "app_version", Value: 1}}, unique: true},
+	{coll: AppRuntimeConfigs, keys: bson.D{{Key: "queue_id", Value: 1}, {Key: "application_id", Value: 1}}, unique: true},
+	{coll: AppRuntimeConfigs, keys: bson.D{{Key: "application_id", Value: 1}}},
+	{coll: Deployments, keys: bson.D{{Key: "name", Value: 1}}, unique: true},
+	{coll: Deployments, keys: bson.D{{Key: "queue_id", Value: 1}}},
+	{coll: Deployments, keys: bson.D{{Key: "application_id", Value: 1}}},
+	{coll: Jobs, keys: bson.D{{Key: "queue_id", Value: 1}, {Key: "status", Value: 1}}},
+	{coll: Jobs, keys: bson.D{{Key: "application.id", Value: 1}}},
+	{coll: IdempotencyKeys, keys: bson.D{{Key: "expires_at", Value: 1}}, ttl: true},
+}
+
+// SweepExpired deletes the documents of coll whose expires_at has passed:
+// what a TTL index does, for servers without one.
+func (s *Store) SweepExpired(ctx context.Context, coll string, now time.Time) error {
+	_, err := s.DB.Collection(coll).DeleteMany(ctx, bson.D{{Key: "expires_at", Value: bson.D{{Key: "$lt", Value: now}}}})
+	if err != nil {
+		return fmt.Errorf("sweep expired %s: %w", coll, err)
+	}
+	return nil
+}
+
+// isSQLiteUniqueViolation recognises a unique index refusing an update on
+// FerretDB v1 (SQLite backend), which reports it as an InternalError with
+// SQLite's message instead of MongoDB's duplicate key error 11000.
+func isSQLiteUniqueViolation(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed")
+}
+
+func isNotImplemented(err error) bool {
+	var ce mongo.CommandError
+	return errors.As(err, &ce) && (ce.Code == 238 || ce.Name == "NotImplemented")
 }
 
 func isNamespaceExists(err error) bool {

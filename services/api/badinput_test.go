@@ -1,0 +1,216 @@
+package api_test
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+)
+
+// Bad input of every kind answers a 4xx RFC 9457 problem naming the field,
+// never a 5xx, and writes nothing: the collection and the event stream are
+// as they were.
+
+// badCase is one bad request: either fields laid over a valid body (set),
+// or a raw body sent as it is.
+type badCase struct {
+	set   obj    // fields to lay over the kind's valid body
+	raw   string // sent verbatim instead, when set is nil
+	field string // the field the problem must name; "" for none
+}
+
+// commonBadCases apply to every kind whose body has a name.
+func commonBadCases() map[string]badCase {
+	return map[string]badCase{
+		"malformed JSON":         {raw: `{"name": "x",`},
+		"not an object":          {raw: `["x"]`},
+		"JSON null":              {raw: `null`},
+		"empty body":             {raw: ``},
+		"trailing garbage":       {raw: `{"name": "x"} {}`},
+		"name wrong type":        {set: obj{"name": 5}, field: "name"},
+		"name empty":             {set: obj{"name": ""}, field: "name"},
+		"name 64 characters":     {set: obj{"name": strings.Repeat("n", 64)}, field: "name"},
+		"name with $":            {set: obj{"name": "a$b"}, field: "name"},
+		"name with NUL":          {set: obj{"name": "a\x00b"}, field: "name"},
+		"name with dot first":    {set: obj{"name": ".hidden"}, field: "name"},
+		"name operator object":   {set: obj{"name": obj{"$gt": ""}}, field: "name"},
+		"name operator $ne null": {set: obj{"name": obj{"$ne": nil}}, field: "name"},
+		"unknown field":          {set: obj{"bogus": 1}, field: "bogus"},
+		"unknown $ field":        {set: obj{"$where": "1"}, field: "$where"},
+		"env name invalid":       {set: obj{"environment_variables": obj{"1BAD": "x"}}, field: "environment_variables"},
+		"env name with $":        {set: obj{"environment_variables": obj{"$set": "x"}}, field: "environment_variables"},
+		"env value not string":   {set: obj{"environment_variables": obj{"A": 1}}, field: "environment_variables.A"},
+		"oversized body":         {set: obj{"description": strings.Repeat("x", 1<<20+1)}},
+		"non-UTF-8":              {raw: "{\"name\": \"\xff\xfe\"}"},
+	}
+}
+
+// withCommon returns the common cases and more (which win).
+func withCommon(more map[string]badCase) map[string]badCase {
+	out := commonBadCases()
+	for k, v := range more {
+		out[k] = v
+	}
+	return out
+}
+
+func TestBadInputWritesNothing(t *testing.T) {
+	e := startEnv(t)
+	// What the references of app-runtime-configs and deployments point at.
+	e.create("/queues", queueBody("target"))
+	app := e.create("/applications", appBody("target", "1"))
+	existing := map[string]string{
+		"queues":       e.create("/queues", queueBody("existing")).str("id"),
+		"plugins":      e.create("/plugins", pluginBody("existing")).str("id"),
+		"applications": e.create("/applications", appBody("existing", "1")).str("id"),
+		"deployments":  e.create("/deployments", deploymentBody("existing", app.str("id"), "target")).str("id"),
+	}
+	arcPath := "/app-runtime-config/target/application/" + app.str("id")
+	e.create("/app-runtime-config/existing/application/"+app.str("id"), arcBody())
+
+	kinds := map[string]struct {
+		create, item, coll string
+		base               obj
+		cases              map[string]badCase
+	}{
+		"queue": {create: "/queues", item: "/queues/" + existing["queues"], coll: "queues", base: queueBody("new"), cases: withCommon(map[string]badCase{
+			"limit negative":           {set: obj{"maximum_allowed_worker_instances": -1}, field: "maximum_allowed_worker_instances"},
+			"limit too large":          {set: obj{"maximum_allowed_worker_instances": 100001}, field: "maximum_allowed_worker_instances"},
+			"limit float":              {set: obj{"maximum_allowed_worker_instances": 1.5}, field: "maximum_allowed_worker_instances"},
+			"limit huge float":         {set: obj{"maximum_allowed_worker_instances": 1e300}, field: "maximum_allowed_worker_instances"},
+			"limit string":             {set: obj{"maximum_allowed_worker_instances": "10"}, field: "maximum_allowed_worker_instances"},
+			"cpu not a quantity":       {set: obj{"resource_limits": obj{"cpu": "two"}}, field: "resource_limits.cpu"},
+			"memory negative":          {set: obj{"resource_limits": obj{"memory": "-1Gi"}}, field: "resource_limits.memory"},
+			"gpu float":                {set: obj{"resource_limits": obj{"gpu": 0.5}}, field: "resource_limits.gpu"},
+			"relative mount path":      {set: obj{"storages": []obj{{"name": "s", "type": "pvc", "source": "c", "mount_path": "data"}}}, field: "storages[0].mount_path"},
+			"unclean mount path":       {set: obj{"storages": []obj{{"name": "s", "type": "pvc", "source": "c", "mount_path": "/a/../b"}}}, field: "storages[0].mount_path"},
+			"storage type unknown":     {set: obj{"storages": []obj{{"name": "s", "type": "s3", "source": "c", "mount_path": "/d"}}}, field: "storages[0].type"},
+			"storage unknown field":    {set: obj{"storages": []obj{{"name": "s", "type": "pvc", "source": "c", "mount_path": "/d", "size": 1}}}, field: "storages[0].size"},
+			"toleration operator":      {set: obj{"attributes": obj{"tolerations": []obj{{"key": "k", "operator": "Maybe"}}}}, field: "attributes.tolerations[0].operator"},
+			"toleration effect":        {set: obj{"attributes": obj{"tolerations": []obj{{"key": "k", "operator": "Equal", "value": "v", "effect": "Sometimes"}}}}, field: "attributes.tolerations[0].effect"},
+			"toleration exists value":  {set: obj{"attributes": obj{"tolerations": []obj{{"key": "k", "operator": "Exists", "value": "v"}}}}, field: "attributes.tolerations[0].value"},
+			"node selector key with $": {set: obj{"attributes": obj{"node_selector": obj{"$gt": "x"}}}, field: "attributes.node_selector"},
+			"starvation negative":      {set: obj{"scheduling": obj{"starvation_seconds": -1}}, field: "scheduling.starvation_seconds"},
+			"dangling plugin":          {set: obj{"plugin_id": "plg-NOPE"}, field: "plugin_id"},
+		})},
+		"plugin": {create: "/plugins", item: "/plugins/" + existing["plugins"], coll: "plugins", base: pluginBody("new"), cases: withCommon(map[string]badCase{
+			"type unknown":         {set: obj{"type": "podman"}, field: "type"},
+			"config not object":    {set: obj{"config": "x"}, field: "config"},
+			"config unknown":       {set: obj{"config": obj{"speed": 1}}, field: "config.speed"},
+			"config out of range":  {set: obj{"config": obj{"run_seconds": -1}}, field: "config.run_seconds"},
+			"config operator":      {set: obj{"config": obj{"run_seconds": obj{"$gt": 0}}}, field: "config.run_seconds"},
+			"is_default string":    {set: obj{"is_default": "yes"}, field: "is_default"},
+			"env not allowed":      {set: obj{"environment_variables": obj{"A": "1"}}, field: "environment_variables"},
+			"env name invalid":     {set: obj{"environment_variables": obj{"1BAD": "x"}}, field: "environment_variables"},
+			"env name with $":      {set: obj{"environment_variables": obj{"$set": "x"}}, field: "environment_variables"},
+			"env value not string": {set: obj{"environment_variables": obj{"A": 1}}, field: "environment_variables"},
+		})},
+		"application": {create: "/applications", item: "/applications/" + existing["applications"], coll: "applications", base: appBody("new", "1"), cases: withCommon(map[string]badCase{
+			"version empty":       {set: obj{"version": ""}, field: "version"},
+			"version 64":          {set: obj{"version": strings.Repeat("1", 64)}, field: "version"},
+			"version number":      {set: obj{"version": 1.2}, field: "version"},
+			"image with space":    {set: obj{"image": "a b"}, field: "image"},
+			"command not array":   {set: obj{"command": "/bin/sh -c x"}, field: "command"},
+			"args not strings":    {set: obj{"args": []any{1}}, field: "args[0]"},
+			"resource_version in": {set: obj{"resource_version": 3}, field: "resource_version"},
+			"id in body":          {set: obj{"id": "app-x"}, field: "id"},
+		})},
+		"app-runtime-config": {create: arcPath, item: "/app-runtime-config/existing/application/" + app.str("id"), coll: "app_runtime_configs", base: arcBody(), cases: map[string]badCase{
+			"malformed JSON":       {raw: `{"image": `},
+			"oversized body":       {set: obj{"working_directory": "/" + strings.Repeat("x", 1<<20)}},
+			"non-UTF-8":            {raw: "{\"image\": \"\xff\"}"},
+			"image missing":        {set: obj{"image": nil}, field: "image"},
+			"image operator":       {set: obj{"image": obj{"$gt": ""}}, field: "image"},
+			"workdir missing":      {set: obj{"working_directory": nil}, field: "working_directory"},
+			"workdir relative":     {set: obj{"working_directory": "work"}, field: "working_directory"},
+			"memory not quantity":  {set: obj{"resource_limits": obj{"memory": "lots"}}, field: "resource_limits.memory"},
+			"gpu negative":         {set: obj{"resource_limits": obj{"gpu": -1}}, field: "resource_limits.gpu"},
+			"env name invalid":     {set: obj{"environment_variables": obj{"A-B": "x"}}, field: "environment_variables"},
+			"unknown field":        {set: obj{"queue_id": "other"}, field: "queue_id"},
+			"command item too big": {set: obj{"command": []string{strings.Repeat("c", 5000)}}, field: "command[0]"},
+		}},
+		"deployment": {create: "/deployments", item: "/deployments/" + existing["deployments"], coll: "deployments", base: deploymentBody("new", app.str("id"), "target"), cases: withCommon(map[string]badCase{
+			"replicas too many":    {set: obj{"replicas": 10001}, field: "replicas"},
+			"replicas negative":    {set: obj{"replicas": -1}, field: "replicas"},
+			"replicas float":       {set: obj{"replicas": 1.5}, field: "replicas"},
+			"replicas missing":     {set: obj{"replicas": nil}, field: "replicas"},
+			"dangling application": {set: obj{"application_id": "app-NOPE"}, field: "application_id"},
+			"dangling queue":       {set: obj{"queue_id": "nope"}, field: "queue_id"},
+			"queue operator":       {set: obj{"queue_id": obj{"$ne": ""}}, field: "queue_id"},
+			"status is read-only":  {set: obj{"status": obj{"ready_replicas": 1}}, field: "status"},
+		})},
+	}
+
+	for kind, k := range kinds {
+		for name, tc := range k.cases {
+			t.Run(kind+"/"+name, func(t *testing.T) {
+				if tc.field == "" && tc.set != nil && !strings.Contains(name, "oversized") {
+					t.Fatal("a case that sets a field must name it")
+				}
+				var body any = tc.raw
+				if tc.set != nil {
+					b := k.base
+					for f, v := range tc.set {
+						b = b.with(f, v)
+					}
+					body = b
+				}
+				before, beforeEvents := e.count(k.coll), len(e.events(""))
+				beforeDoc := e.rawDoc(k.coll)
+				check := func(method, path string, body any) {
+					t.Helper()
+					r := e.do(method, v1+path, body)
+					if r.Status < 400 || r.Status > 499 {
+						t.Fatalf("%s %s = %s, want 4xx", method, path, truncate(r))
+					}
+					assertProblem(t, r, tc.field)
+				}
+				check(http.MethodPost, k.create, body)
+				check(http.MethodPut, k.item, body)
+				if tc.set != nil {
+					check(http.MethodPatch, k.item, tc.set)
+				} else {
+					check(http.MethodPatch, k.item, tc.raw)
+				}
+				if n := e.count(k.coll); n != before {
+					t.Errorf("%s: %d documents, was %d", k.coll, n, before)
+				}
+				if n := len(e.events("")); n != beforeEvents {
+					t.Errorf("%d events published, was %d", n, beforeEvents)
+				}
+				if after := e.rawDoc(k.coll); after != beforeDoc {
+					t.Errorf("the existing %s changed:\n%s\n%s", kind, beforeDoc, after)
+				}
+			})
+		}
+	}
+}
+
+// rawDoc is the whole content of a collection, to see that nothing changed.
+func (e *env) rawDoc(coll string) string {
+	e.t.Helper()
+	cur, err := e.db.Collection(coll).Find(context.Background(), bson.D{})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var docs []bson.Raw
+	if err := cur.All(context.Background(), &docs); err != nil {
+		e.t.Fatal(err)
+	}
+	var b strings.Builder
+	for _, d := range docs {
+		b.WriteString(d.String())
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+func truncate(r resp) string {
+	s := r.String()
+	if len(s) > 300 {
+		s = s[:300] + "…"
+	}
+	return s
+}

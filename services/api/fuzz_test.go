@@ -1,0 +1,78 @@
+package api_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+)
+
+// Fuzz targets for the request decoding of queues and applications: any body
+// sent to create, replace or patch one answers below 500, and every 4xx is
+// a problem. They run with the corpus under testdata/fuzz as normal tests;
+// `go test -fuzz FuzzQueueDecode` explores further.
+
+func FuzzQueueDecode(f *testing.F) {
+	for _, seed := range []string{
+		`{"name":"Default","maximum_allowed_worker_instances":10}`,
+		`{"name":"q","resource_limits":{"cpu":"500m","memory":"4Gi","gpu":1},"storages":[{"name":"s","type":"pvc","source":"c","mount_path":"/data"}]}`,
+		`{"name":"q","attributes":{"tolerations":[{"key":"k","operator":"Equal","value":"v","effect":"NoSchedule"}],"node_selector":{"a/b":"c"}}}`,
+		`{"name":{"$gt":""}}`,
+		`{"name":"q","maximum_allowed_worker_instances":1e400}`,
+		`{"name":"q","environment_variables":{"A":"\u0000"}}`,
+		`[]`, `null`, ``,
+	} {
+		f.Add([]byte(seed))
+	}
+	fuzzDecode(f, "/queues", `{"name":"fuzz-target"}`)
+}
+
+func FuzzApplicationDecode(f *testing.F) {
+	for _, seed := range []string{
+		`{"name":"sim","version":"1.2.0","image":"registry/sim:1.2.0","command":["/bin/sim"],"args":["-v"]}`,
+		`{"name":"sim","version":"1","environment_variables":{"SEED":"42"}}`,
+		`{"name":"sim","version":{"$ne":null}}`,
+		`{"name":"sim","version":"1","resource_version":7}`,
+		`{"name":"sim","version":"1","command":"not a list"}`,
+	} {
+		f.Add([]byte(seed))
+	}
+	fuzzDecode(f, "/applications", `{"name":"fuzz-target","version":"1"}`)
+}
+
+// fuzzDecode sends each input to create (POST) and to replace (PUT) and
+// patch (PATCH) a resource made from target.
+func fuzzDecode(f *testing.F, create, target string) {
+	e := startEnv(f)
+	item := create + "/" + e.must(http.StatusCreated, http.MethodPost, v1+create, target).obj(f).str("id")
+	h := e.svc.Handler()
+	f.Fuzz(func(t *testing.T, body []byte) {
+		for _, req := range []struct{ method, path, ct string }{
+			{http.MethodPost, create, "application/json"},
+			{http.MethodPut, item, "application/json"},
+			{http.MethodPatch, item, "application/merge-patch+json"},
+		} {
+			r := httptest.NewRequest(req.method, v1+req.path, bytes.NewReader(body))
+			r.Header.Set("Content-Type", req.ct)
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, r)
+			if w.Code >= 500 {
+				t.Fatalf("%s %s %q = %d %s", req.method, req.path, body, w.Code, w.Body)
+			}
+			if w.Code >= 400 {
+				var p struct {
+					Status int    `json:"status"`
+					Title  string `json:"title"`
+				}
+				if ct := w.Header().Get("Content-Type"); !strings.HasPrefix(ct, "application/problem+json") {
+					t.Fatalf("%s %s %q = %d with Content-Type %q", req.method, req.path, body, w.Code, ct)
+				}
+				if err := json.Unmarshal(w.Body.Bytes(), &p); err != nil || p.Status != w.Code || p.Title == "" {
+					t.Fatalf("%s %s %q = %d, not a problem: %s", req.method, req.path, body, w.Code, w.Body)
+				}
+			}
+		}
+	})
+}

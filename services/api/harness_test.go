@@ -1,0 +1,201 @@
+package api_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/avxrm/rm/pkg/embedded/ferretembed"
+	"github.com/avxrm/rm/pkg/embedded/mongotest"
+	"github.com/avxrm/rm/pkg/events"
+	"github.com/avxrm/rm/pkg/events/eventstest"
+	"github.com/avxrm/rm/pkg/events/outbox"
+	"github.com/avxrm/rm/services/api"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+)
+
+// env is a real API over real FerretDB and NATS, served on loopback.
+type env struct {
+	t    testing.TB
+	base string // http://127.0.0.1:port
+	db   *mongo.Database
+	js   jetstream.JetStream
+	ob   *outbox.Outbox
+	svc  *api.Service
+	// ferret is the embedded FerretDB, for EnsureIDIndex.
+	ferret *ferretembed.Server
+}
+
+const v1 = "/api/resources/v1"
+
+// startEnv starts FerretDB, NATS and the API for one test.
+func startEnv(t testing.TB) *env {
+	t.Helper()
+	uri, ferret := mongotest.Start(t)
+	db := mongotest.Client(t, uri).Database("rm")
+	js := eventstest.Run(t)
+	ob := outbox.New(events.NewPublisher(js), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	svc, err := api.New(ctx, api.Config{}, api.Deps{DB: db, Outbox: ob, Logger: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(svc.Handler())
+	t.Cleanup(srv.Close)
+	return &env{t: t, base: srv.URL, db: db, js: js, ob: ob, svc: svc, ferret: ferret}
+}
+
+// resp is an answer of the API.
+type resp struct {
+	Status int
+	Header http.Header
+	Body   []byte
+}
+
+// obj decodes the body as a JSON object.
+func (r resp) obj(t testing.TB) obj {
+	t.Helper()
+	var o obj
+	if err := json.Unmarshal(r.Body, &o); err != nil {
+		t.Fatalf("decode %s: %v", r.Body, err)
+	}
+	return o
+}
+
+func (r resp) String() string { return fmt.Sprintf("%d %s", r.Status, r.Body) }
+
+// do sends a request; body is JSON-encoded unless it is []byte or string.
+// headers are name, value pairs.
+func (e *env) do(method, path string, body any, headers ...string) resp {
+	e.t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case []byte:
+		rd = bytes.NewReader(b)
+	case string:
+		rd = strings.NewReader(b)
+	default:
+		raw, err := json.Marshal(b)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		rd = bytes.NewReader(raw)
+	}
+	req, err := http.NewRequest(method, e.base+path, rd)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if rd != nil {
+		ct := "application/json"
+		if method == http.MethodPatch {
+			ct = "application/merge-patch+json"
+		}
+		req.Header.Set("Content-Type", ct)
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	raw, err := io.ReadAll(res.Body)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return resp{Status: res.StatusCode, Header: res.Header, Body: raw}
+}
+
+// must sends a request and fails the test unless the status is want.
+func (e *env) must(want int, method, path string, body any, headers ...string) resp {
+	e.t.Helper()
+	r := e.do(method, path, body, headers...)
+	if r.Status != want {
+		e.t.Fatalf("%s %s = %s, want %d", method, path, r, want)
+	}
+	return r
+}
+
+// create POSTs body to path and returns the created resource.
+func (e *env) create(path string, body any) obj {
+	e.t.Helper()
+	return e.must(http.StatusCreated, http.MethodPost, v1+path, body).obj(e.t)
+}
+
+// count is the number of live documents in a collection.
+func (e *env) count(coll string) int64 {
+	e.t.Helper()
+	n, err := e.db.Collection(coll).CountDocuments(context.Background(), bson.D{{Key: "_deleted", Value: bson.D{{Key: "$exists", Value: false}}}})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return n
+}
+
+// events returns the events stored so far on subjects matching filter.
+// Writes publish before they answer, so no waiting is needed.
+func (e *env) events(filter string) []events.Event {
+	e.t.Helper()
+	return eventstest.ReadAll(e.t, e.js, filter)
+}
+
+// obj is a JSON object: request bodies built by the builders below, and
+// decoded responses.
+type obj map[string]any
+
+// with returns a copy of o with k set to v (nil deletes k).
+func (o obj) with(k string, v any) obj {
+	c := maps.Clone(o)
+	if v == nil {
+		delete(c, k)
+	} else {
+		c[k] = v
+	}
+	return c
+}
+
+func (o obj) str(k string) string { s, _ := o[k].(string); return s }
+
+// Builders for request bodies: the smallest valid body of each kind.
+func queueBody(name string) obj { return obj{"name": name} }
+
+func pluginBody(name string) obj {
+	return obj{"name": name, "type": "simulated", "config": obj{"run_seconds": 1}}
+}
+
+func k8sPluginBody(name string) obj {
+	return obj{"name": name, "type": "kubernetes", "config": obj{"namespace": "jobs", "kubeconfig": "apiVersion: v1\nkind: Config\n# secret"}}
+}
+
+func appBody(name, version string) obj {
+	return obj{"name": name, "version": version, "image": "registry.example/sim:" + version}
+}
+
+func arcBody() obj { return obj{"image": "registry.example/sim:gpu", "working_directory": "/work"} }
+
+func deploymentBody(name, appID, queueID string) obj {
+	return obj{"name": name, "application_id": appID, "queue_id": queueID, "replicas": 2}
+}
+
+// testWriter sends the API's warnings and errors to the test log.
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Helper()
+	w.t.Logf("%s", bytes.TrimSpace(p))
+	return len(p), nil
+}

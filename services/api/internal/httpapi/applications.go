@@ -1,0 +1,257 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/avxrm/rm/pkg/events"
+	"github.com/avxrm/rm/services/api/internal/problem"
+	"github.com/avxrm/rm/services/api/internal/store"
+	"github.com/danielgtaylor/huma/v2"
+	"go.mongodb.org/mongo-driver/v2/bson"
+)
+
+// Applications have a user field "version" (a string such as "1.2.0"; jobs
+// name an application by name and version) that collides with the integer
+// revision every resource carries as "version". For applications the JSON
+// "version" is the application's version, and the revision is
+// "resource_version" (what ETag and If-Match use). In MongoDB the revision
+// stays in "version", as the outbox requires, and the application's version
+// is stored as "app_version".
+
+// ApplicationDoc is an application as stored.
+type ApplicationDoc struct {
+	events.Meta          `bson:",inline"`
+	Name                 string            `bson:"name"`
+	AppVersion           string            `bson:"app_version"`
+	Description          string            `bson:"description,omitempty"`
+	Image                string            `bson:"image,omitempty"`
+	Command              []string          `bson:"command,omitempty"`
+	Args                 []string          `bson:"args,omitempty"`
+	EnvironmentVariables map[string]string `bson:"environment_variables,omitempty"`
+}
+
+// Application is an application as the API shows it.
+type Application struct {
+	ID                   string            `json:"id" readOnly:"true"`
+	CreatedAt            time.Time         `json:"created_at" readOnly:"true"`
+	UpdatedAt            time.Time         `json:"updated_at" readOnly:"true"`
+	ResourceVersion      int64             `json:"resource_version" readOnly:"true" doc:"the revision: +1 on every change; sent as the ETag"`
+	Name                 string            `json:"name"`
+	Version              string            `json:"version" doc:"the application's version, e.g. 1.2.0"`
+	Description          string            `json:"description,omitempty"`
+	Image                string            `json:"image,omitempty"`
+	Command              []string          `json:"command,omitempty"`
+	Args                 []string          `json:"args,omitempty"`
+	EnvironmentVariables map[string]string `json:"environment_variables,omitempty"`
+}
+
+// ApplicationBody is what a client sends to create or replace an application.
+type ApplicationBody struct {
+	Name                 string            `json:"name" minLength:"1" maxLength:"63" pattern:"^[A-Za-z0-9][A-Za-z0-9._-]*$" doc:"letters, digits, -, _, ., starting with a letter or digit"`
+	Version              string            `json:"version" minLength:"1" maxLength:"63" pattern:"^[A-Za-z0-9][A-Za-z0-9._+-]*$" doc:"the application's version, e.g. 1.2.0 (not the resource revision)"`
+	Description          string            `json:"description,omitempty" maxLength:"1024"`
+	Image                string            `json:"image,omitempty" maxLength:"512" pattern:"^[A-Za-z0-9][A-Za-z0-9._/:@+-]*$" doc:"container image reference, e.g. registry/path:tag"`
+	Command              []string          `json:"command,omitempty" maxItems:"256"`
+	Args                 []string          `json:"args,omitempty" maxItems:"1024"`
+	EnvironmentVariables map[string]string `json:"environment_variables,omitempty"`
+}
+
+const applicationDoc = "An application: what jobs and deployments run; unique by name and version. " +
+	"Note: \"version\" is the application's own version string (e.g. 1.2.0, what jobs reference as {name, version}); " +
+	"the resource revision, sent as the ETag and compared with If-Match, is \"resource_version\"."
+
+// TransformSchema documents the version naming in the OpenAPI document.
+func (Application) TransformSchema(_ huma.Registry, s *huma.Schema) *huma.Schema {
+	s.Description = applicationDoc
+	return s
+}
+
+// TransformSchema documents the version naming in the OpenAPI document.
+func (ApplicationBody) TransformSchema(_ huma.Registry, s *huma.Schema) *huma.Schema {
+	s.Description = applicationDoc
+	return s
+}
+
+func applicationKind(s *Server) store.Kind[*ApplicationDoc] {
+	return store.Kind[*ApplicationDoc]{S: s.opts.Store, Coll: store.Applications, Name: "application", IDPrefix: "app"}
+}
+
+func presentApplication(a *ApplicationDoc) *Application {
+	return &Application{
+		ID: a.ID, CreatedAt: a.CreatedAt, UpdatedAt: a.UpdatedAt, ResourceVersion: a.Version,
+		Name: a.Name, Version: a.AppVersion, Description: a.Description, Image: a.Image,
+		Command: a.Command, Args: a.Args, EnvironmentVariables: a.EnvironmentVariables,
+	}
+}
+
+type AppPathParam struct {
+	AppID string `path:"app_id" maxLength:"63" doc:"the application's id (or its name, when only one version exists)"`
+}
+
+type (
+	createApplicationInput struct {
+		idempotencyParam
+		Body ApplicationBody
+	}
+	getApplicationInput     struct{ AppPathParam }
+	replaceApplicationInput struct {
+		AppPathParam
+		IfMatchParam
+		Body ApplicationBody
+	}
+	patchApplicationInput struct {
+		AppPathParam
+		IfMatchParam
+		MergePatchBody
+	}
+	deleteApplicationInput struct {
+		AppPathParam
+		IfMatchParam
+	}
+	listApplicationsInput struct {
+		ListParams
+		Name    string `query:"name" maxLength:"63" doc:"only versions of the application of this name"`
+		Version string `query:"version" maxLength:"63" doc:"only this version"`
+	}
+)
+
+type applicationOutput = resourceOutput[*Application]
+
+func (s *Server) applicationCrud() *crud[*ApplicationDoc, ApplicationBody, *Application] {
+	return &crud[*ApplicationDoc, ApplicationBody, *Application]{
+		s: s, store: applicationKind(s), kind: events.KindApplication,
+		location: func(a *ApplicationDoc) string { return BasePath + "/applications/" + a.ID },
+		lookup:   s.getApplication,
+		build: func(_ context.Context, b *ApplicationBody, _ *ApplicationDoc) (*ApplicationDoc, error) {
+			errs := validateEnv("environment_variables", b.EnvironmentVariables)
+			errs = append(errs, validateArgs("command", b.Command)...)
+			errs = append(errs, validateArgs("args", b.Args)...)
+			if len(errs) > 0 {
+				return nil, problem.Invalid(errs...)
+			}
+			return &ApplicationDoc{Name: b.Name, AppVersion: b.Version, Description: b.Description, Image: b.Image,
+				Command: b.Command, Args: b.Args, EnvironmentVariables: b.EnvironmentVariables}, nil
+		},
+		writable: func(a *ApplicationDoc) *ApplicationBody {
+			return &ApplicationBody{Name: a.Name, Version: a.AppVersion, Description: a.Description, Image: a.Image,
+				Command: a.Command, Args: a.Args, EnvironmentVariables: a.EnvironmentVariables}
+		},
+		present: func(_ context.Context, a *ApplicationDoc) (*Application, error) { return presentApplication(a), nil },
+		queueOf: func(*ApplicationDoc) string { return events.NoQueue },
+		inUse:   s.applicationInUse,
+	}
+}
+
+func (s *Server) registerApplications() {
+	c := s.applicationCrud()
+	tag := []string{"Applications"}
+	path, item := BasePath+"/applications", BasePath+"/applications/{app_id}"
+	huma.Register(s.API, s.op("create-application", http.MethodPost, path, "Register an application", tag,
+		http.StatusCreated, http.StatusConflict, http.StatusUnprocessableEntity),
+		func(ctx context.Context, in *createApplicationInput) (*applicationOutput, error) {
+			return c.create(ctx, &in.Body, nil)
+		})
+	huma.Register(s.API, s.op("list-applications", http.MethodGet, path, "List applications", tag, 0),
+		func(ctx context.Context, in *listApplicationsInput) (*listOutput[*Application], error) {
+			f := bson.D{}
+			if in.Name != "" {
+				f = append(f, bson.E{Key: "name", Value: in.Name})
+			}
+			if in.Version != "" {
+				f = append(f, bson.E{Key: "app_version", Value: in.Version})
+			}
+			return c.list(ctx, f, in.ListParams)
+		})
+	huma.Register(s.API, s.op("get-application", http.MethodGet, item, "Get an application", tag, 0, http.StatusNotFound),
+		func(ctx context.Context, in *getApplicationInput) (*applicationOutput, error) {
+			return c.read(ctx, in.AppID)
+		})
+	huma.Register(s.API, s.op("replace-application", http.MethodPut, item, "Replace an application", tag, 0,
+		http.StatusNotFound, http.StatusConflict, http.StatusPreconditionFailed, http.StatusUnprocessableEntity),
+		func(ctx context.Context, in *replaceApplicationInput) (*applicationOutput, error) {
+			return c.replace(ctx, in.AppID, in.IfMatch, &in.Body)
+		})
+	huma.Register(s.API, s.op("patch-application", http.MethodPatch, item, "Update an application with a JSON merge patch", tag, 0,
+		http.StatusNotFound, http.StatusConflict, http.StatusPreconditionFailed, http.StatusUnprocessableEntity),
+		func(ctx context.Context, in *patchApplicationInput) (*applicationOutput, error) {
+			return c.patch(ctx, in.AppID, in.IfMatch, in.MergePatchBody)
+		})
+	documentMergePatch[ApplicationBody](s, item)
+	huma.Register(s.API, s.op("delete-application", http.MethodDelete, item,
+		"Delete an application no app-runtime-config, deployment or active job uses", tag,
+		http.StatusNoContent, http.StatusNotFound, http.StatusConflict, http.StatusPreconditionFailed),
+		func(ctx context.Context, in *deleteApplicationInput) (*struct{}, error) {
+			return nil, c.remove(ctx, in.AppID, in.IfMatch)
+		})
+}
+
+// getApplication finds an application by id, or by name when exactly one
+// version of that name exists (names are unique only with the version).
+func (s *Server) getApplication(ctx context.Context, ref string) (store.Loaded[*ApplicationDoc], error) {
+	k := applicationKind(s)
+	if l, err := k.FindOne(ctx, bson.D{{Key: "_id", Value: ref}}, ref); !isNotFound(err) {
+		return l, err
+	}
+	rs, _, err := k.List(ctx, bson.D{{Key: "name", Value: ref}}, "", 2)
+	if err != nil {
+		return store.Loaded[*ApplicationDoc]{}, err
+	}
+	switch len(rs) {
+	case 0:
+		return store.Loaded[*ApplicationDoc]{}, fmt.Errorf("application %q: %w", ref, problem.ErrNotFound)
+	case 1:
+		return k.FindOne(ctx, bson.D{{Key: "_id", Value: rs[0].ID}}, ref)
+	}
+	return store.Loaded[*ApplicationDoc]{}, problem.Invalid(problem.Field("", "application name %q has several versions; use the application's id", ref))
+}
+
+// ApplicationByNameVersion finds the application a job names by name and version.
+func (s *Server) ApplicationByNameVersion(ctx context.Context, name, version string) (*ApplicationDoc, error) {
+	l, err := applicationKind(s).FindOne(ctx, bson.D{{Key: "name", Value: name}, {Key: "app_version", Value: version}}, name+" "+version)
+	return l.Res, err
+}
+
+// resolveApplication returns the id of the application ref names; unknown
+// or ambiguous is a 422 naming field.
+func (s *Server) resolveApplication(ctx context.Context, field, ref string) (string, error) {
+	l, err := s.getApplication(ctx, ref)
+	if isNotFound(err) {
+		return "", problem.Field(field, "no application %q", ref)
+	}
+	var p *problem.Problem
+	if asProblem(err, &p) && len(p.Errors) == 1 {
+		return "", problem.Field(field, "%s", p.Errors[0].Message)
+	}
+	if err != nil {
+		return "", fmt.Errorf("look up application %q: %w", ref, err)
+	}
+	return l.Res.ID, nil
+}
+
+func asProblem(err error, p **problem.Problem) bool { return errors.As(err, p) }
+
+func (s *Server) applicationInUse(ctx context.Context, a *ApplicationDoc) error {
+	what := fmt.Sprintf("application %s %s (%s)", a.Name, a.AppVersion, a.ID)
+	if err := s.inUseBy(ctx, what, store.AppRuntimeConfigs, bson.D{{Key: "application_id", Value: a.ID}}, "app-runtime-config"); err != nil {
+		return err
+	}
+	if err := s.inUseBy(ctx, what, store.Deployments, bson.D{{Key: "application_id", Value: a.ID}}, "deployment"); err != nil {
+		return err
+	}
+	return s.inUseBy(ctx, what, store.Jobs, activeJobs(bson.E{Key: "application.id", Value: a.ID}), "active job")
+}
+
+// validateArgs bounds the strings of a command or argument list.
+func validateArgs(field string, args []string) []*problem.FieldError {
+	var errs []*problem.FieldError
+	for i, a := range args {
+		if len(a) > 4096 {
+			errs = append(errs, problem.Field(field+"["+itoa(i)+"]", "longer than 4096 characters"))
+		}
+	}
+	return errs
+}

@@ -1,0 +1,442 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/avxrm/rm/pkg/embedded/mongotest"
+	"github.com/avxrm/rm/pkg/events"
+	"github.com/avxrm/rm/pkg/events/eventstest"
+	"github.com/avxrm/rm/pkg/events/outbox"
+	"github.com/avxrm/rm/services/api/internal/store"
+	"github.com/google/go-cmp/cmp"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+)
+
+// artifactEnv is the API over real FerretDB and NATS, with a small upload limit.
+type artifactEnv struct {
+	t    *testing.T
+	srv  *Server
+	base string
+	db   *mongo.Database
+	js   jetstream.JetStream
+}
+
+const uploadLimit = 1 << 20
+
+func newArtifactEnv(t *testing.T) *artifactEnv {
+	t.Helper()
+	uri, _ := mongotest.Start(t)
+	db := mongotest.Client(t, uri).Database("rm")
+	js := eventstest.Run(t)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	st := &store.Store{DB: db, Outbox: outbox.New(events.NewPublisher(js), log)}
+	srv := New(Options{Store: st, Source: "/rm/api", BodyLimit: 1 << 20, Logger: log})
+	srv.ConfigureArtifacts(ArtifactConfig{UploadLimit: uploadLimit})
+	hs := httptest.NewServer(srv.Echo)
+	t.Cleanup(hs.Close)
+	return &artifactEnv{t: t, srv: srv, base: hs.URL + BasePath, db: db, js: js}
+}
+
+// job stores a job record directly, as the jobs API would.
+func (e *artifactEnv) job() string {
+	e.t.Helper()
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	j := events.Job{Meta: events.Meta{ID: events.NewID("job"), CreatedAt: now, UpdatedAt: now, Version: 1},
+		Name: "sweep", QueueID: "q-test", Status: events.JobRunning, WorkerInstances: 1, SubmittedAt: now}
+	if _, err := e.db.Collection(store.Jobs).InsertOne(context.Background(), j); err != nil {
+		e.t.Fatal(err)
+	}
+	return j.ID
+}
+
+type answer struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (a answer) String() string { return fmt.Sprintf("%d %s", a.status, a.body) }
+
+func (e *artifactEnv) do(method, path string, body io.Reader, headers ...string) answer {
+	e.t.Helper()
+	req, err := http.NewRequest(method, e.base+path, body)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	raw, err := io.ReadAll(res.Body)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return answer{status: res.StatusCode, header: res.Header, body: raw}
+}
+
+func (e *artifactEnv) put(path string, data []byte) answer {
+	e.t.Helper()
+	return e.do(http.MethodPut, path, bytes.NewReader(data))
+}
+
+func (e *artifactEnv) count(coll string) int64 {
+	e.t.Helper()
+	n, err := e.db.Collection(coll).CountDocuments(context.Background(), bson.D{})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return n
+}
+
+// stored is what the artifact collections hold: records, blobs, chunks.
+func (e *artifactEnv) stored() [3]int64 {
+	return [3]int64{e.count(artifactsColl), e.count(artifactBucket + ".files"), e.count(artifactBucket + ".chunks")}
+}
+
+func content(seed byte, n int) []byte {
+	var s [32]byte
+	s[0] = seed
+	b := make([]byte, n)
+	rand.NewChaCha8(s).Read(b)
+	return b
+}
+
+func hexSHA(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+func TestArtifactUploadListReplace(t *testing.T) {
+	e := newArtifactEnv(t)
+	job := e.job()
+	files := map[string][]byte{
+		"/jobs/" + job + "/artifacts/scenarios/s-001/scenario.xosc":              content(1, 1000),
+		"/jobs/" + job + "/artifacts/scenarios/s-001/params/p.json":              []byte(`{"speed": 3}`),
+		"/jobs/" + job + "/artifacts/scenarios/s-002/scenario.xosc":              content(2, 3000),
+		"/jobs/" + job + "/artifacts/assets/catalog.xml":                         content(3, 10),
+		"/jobs/" + job + "/artifacts/assets/town.xodr?declaration=road-network":  content(4, 200<<10),
+		"/jobs/" + job + "/artifacts/assets/maps/a%20b.bin?declaration=road-net": content(5, 0),
+	}
+	for path, data := range files {
+		a := e.put(path, data)
+		if a.status != http.StatusCreated {
+			t.Fatalf("PUT %s = %s", path, a)
+		}
+		var got Artifact
+		if err := json.Unmarshal(a.body, &got); err != nil {
+			t.Fatal(err)
+		}
+		if got.Size != int64(len(data)) || got.SHA256 != hexSHA(data) || a.header.Get("ETag") != `"`+hexSHA(data)+`"` {
+			t.Errorf("PUT %s recorded %+v", path, got)
+		}
+	}
+	// A JSON file sent as JSON, larger than the 1 MiB JSON body limit but
+	// within the upload limit, is still streamed as bytes.
+	big := bytes.Repeat([]byte(`{"a":1}`), (uploadLimit-100)/7)
+	if a := e.do(http.MethodPut, "/jobs/"+job+"/artifacts/scenarios/s-003/big.json", bytes.NewReader(big), "Content-Type", "application/json"); a.status != http.StatusCreated {
+		t.Fatalf("PUT big JSON file = %s", a)
+	}
+
+	list := func(query string) ListBody[Artifact] {
+		t.Helper()
+		a := e.do(http.MethodGet, "/jobs/"+job+"/artifacts"+query, nil)
+		if a.status != http.StatusOK {
+			t.Fatalf("GET artifacts%s = %s", query, a)
+		}
+		var l ListBody[Artifact]
+		if err := json.Unmarshal(a.body, &l); err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	names := func(items []Artifact) []string {
+		var out []string
+		for _, it := range items {
+			out = append(out, it.Kind+":"+it.SampleID+it.Declaration+":"+it.Path)
+		}
+		return out
+	}
+	all := []string{"asset::catalog.xml", "asset:road-net:maps/a b.bin", "asset:road-network:town.xodr",
+		"scenario:s-001:params/p.json", "scenario:s-001:scenario.xosc", "scenario:s-002:scenario.xosc", "scenario:s-003:big.json"}
+	if diff := cmp.Diff(all, names(list("").Items)); diff != "" {
+		t.Errorf("list (-want +got):\n%s", diff)
+	}
+	filters := map[string][]string{
+		"?kind=scenario":           all[3:],
+		"?kind=asset":              all[:3],
+		"?sample_id=s-001":         all[3:5],
+		"?declaration=road-net":    all[1:2],
+		"?kind=asset&sample_id=s1": nil,
+	}
+	for q, want := range filters {
+		if diff := cmp.Diff(want, names(list(q).Items)); diff != "" {
+			t.Errorf("list%s (-want +got):\n%s", q, diff)
+		}
+	}
+	// Pages of 3 walk the whole list.
+	var paged []string
+	for q := "?limit=3"; ; {
+		l := list(q)
+		paged = append(paged, names(l.Items)...)
+		if l.NextCursor == "" {
+			break
+		}
+		q = "?limit=3&cursor=" + l.NextCursor
+	}
+	if diff := cmp.Diff(all, paged); diff != "" {
+		t.Errorf("paged list (-want +got):\n%s", diff)
+	}
+
+	// A re-upload replaces the file and leaves no blob behind.
+	before := e.stored()
+	path := "/jobs/" + job + "/artifacts/scenarios/s-001/scenario.xosc"
+	if a := e.put(path, []byte("v2")); a.status != http.StatusOK {
+		t.Fatalf("re-upload = %s", a)
+	}
+	after := e.stored()
+	if after[0] != before[0] || after[1] != before[1] {
+		t.Errorf("after a re-upload: records/blobs %v, before %v", after, before)
+	}
+	l := list("?sample_id=s-001")
+	if l.Items[1].Size != 2 || l.Items[1].SHA256 != hexSHA([]byte("v2")) {
+		t.Errorf("re-uploaded artifact = %+v", l.Items[1])
+	}
+
+	// Deleting the job's artifacts leaves nothing.
+	if err := e.srv.removeJobArtifacts(context.Background(), job); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.stored(); got != [3]int64{} {
+		t.Errorf("after removing the job's artifacts: records, blobs, chunks = %v", got)
+	}
+}
+
+func TestArtifactUploadRejects(t *testing.T) {
+	e := newArtifactEnv(t)
+	job := e.job()
+	sc := "/jobs/" + job + "/artifacts/scenarios/"
+	as := "/jobs/" + job + "/artifacts/assets/"
+	tests := map[string]struct {
+		path   string
+		body   io.Reader
+		status int
+		field  string
+	}{
+		"dot-dot":                   {as + "../x", nil, 422, "path"},
+		"escaped dot-dot":           {as + "%2e%2e/x", nil, 422, "path"},
+		"dot-dot inside":            {sc + "s-1/a/%2E%2E/b", nil, 422, "path"},
+		"dot segment":               {as + "./x", nil, 422, "path"},
+		"absolute":                  {as + "/etc/passwd", nil, 422, "path"},
+		"escaped slash":             {as + "a%2Fb", nil, 422, "path"},
+		"backslash":                 {as + "a%5C..%5Cb", nil, 422, "path"},
+		"empty segment":             {as + "a//b", nil, 422, "path"},
+		"trailing slash":            {as + "a/", nil, 422, "path"},
+		"no path":                   {sc + "s-1/", nil, 422, "path"},
+		"NUL":                       {as + "a%00b", nil, 422, "path"},
+		"newline":                   {as + "a%0Ab", nil, 422, "path"},
+		"not UTF-8":                 {as + "a%FFb", nil, 422, "path"},
+		"too long":                  {as + strings.Repeat("abcdefgh/", 120) + "x", nil, 422, "path"},
+		"segment too long":          {as + strings.Repeat("a", 256), nil, 422, "path"},
+		"bad sample":                {sc + "-s/x", nil, 422, "sample_id"},
+		"escaped sample traversal":  {sc + "%2e%2e/x", nil, 422, "sample_id"},
+		"bad declaration":           {as + "x?declaration=a%20b", nil, 422, "declaration"},
+		"declaration on a scenario": {sc + "s-1/x?declaration=road", nil, 422, "declaration"},
+		"unknown job":               {"/jobs/job-NOPE/artifacts/assets/x", nil, 404, ""},
+		"over the limit":            {as + "big", bytes.NewReader(make([]byte, uploadLimit+1)), 413, "body"},
+		// No Content-Length: the limit is found while streaming, after
+		// chunks were written, which must then be removed.
+		"over the limit, chunked": {as + "big", io.MultiReader(bytes.NewReader(make([]byte, uploadLimit)), strings.NewReader("x")), 413, "body"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			body := tc.body
+			if body == nil {
+				body = strings.NewReader("data")
+			}
+			if _, ok := body.(*bytes.Reader); !ok {
+				body = struct{ io.Reader }{body} // hide the length: sent chunked
+			}
+			a := e.do(http.MethodPut, tc.path, body)
+			if a.status != tc.status || a.header.Get("Content-Type") != "application/problem+json" {
+				t.Fatalf("PUT %s = %d %s %s, want %d problem", tc.path, a.status, a.header.Get("Content-Type"), a.body, tc.status)
+			}
+			if tc.field != "" {
+				var p struct {
+					Errors []struct{ Field string }
+				}
+				if err := json.Unmarshal(a.body, &p); err != nil || len(p.Errors) == 0 || p.Errors[0].Field != tc.field {
+					t.Errorf("problem %s does not name %q", a.body, tc.field)
+				}
+			}
+			if got := e.stored(); got != [3]int64{} {
+				t.Errorf("stored records, blobs, chunks = %v, want none", got)
+			}
+		})
+	}
+}
+
+func TestExportRequests(t *testing.T) {
+	e := newArtifactEnv(t)
+	job := e.job()
+	for _, p := range []string{"scenarios/s-001/a.xosc", "scenarios/s-007/a.xosc", "assets/common.xml", "assets/town.xodr?declaration=road-network"} {
+		if a := e.put("/jobs/"+job+"/artifacts/"+p, []byte(p)); a.status != http.StatusCreated {
+			t.Fatalf("PUT %s = %s", p, a)
+		}
+	}
+	post := func(jobID, body string) answer {
+		return e.do(http.MethodPost, "/jobs/"+jobID+"/scenario-exports", strings.NewReader(body), "Content-Type", "application/json")
+	}
+	bad := map[string]struct {
+		job, body string
+		status    int
+		fields    []string
+	}{
+		"unknown sample":      {job, `{"samples": ["s-001", "s-404"]}`, 422, []string{"samples[1]"}},
+		"unknown declaration": {job, `{"filter_by_asset_declaration": ["weather"]}`, 422, []string{"filter_by_asset_declaration[0]"}},
+		"bad include":         {job, `{"include": ["scenario", "video"]}`, 422, []string{"include[1]"}},
+		"include twice":       {job, `{"include": ["asset", "asset"]}`, 422, []string{"include[1]"}},
+		"unknown field":       {job, `{"sample": ["s-001"]}`, 422, []string{"sample"}},
+		"wrong type":          {job, `{"samples": "s-001"}`, 422, []string{"samples"}},
+		"bad sample name":     {job, `{"samples": ["../s"]}`, 422, []string{"samples[0]"}},
+		"unknown job":         {"job-NOPE", `{}`, 404, nil},
+		"not JSON":            {job, `{"samples": [`, 400, nil},
+	}
+	for name, tc := range bad {
+		t.Run(name, func(t *testing.T) {
+			a := post(tc.job, tc.body)
+			if a.status != tc.status || a.header.Get("Content-Type") != "application/problem+json" {
+				t.Fatalf("POST = %s, want %d problem", a, tc.status)
+			}
+			var p struct {
+				Errors []struct{ Field string }
+			}
+			_ = json.Unmarshal(a.body, &p)
+			var fields []string
+			for _, f := range p.Errors {
+				fields = append(fields, f.Field)
+			}
+			if tc.fields != nil {
+				if diff := cmp.Diff(tc.fields, fields); diff != "" {
+					t.Errorf("fields named (-want +got):\n%s\n%s", diff, a.body)
+				}
+			}
+			if n := e.count(store.Exports); n != 0 {
+				t.Errorf("%d exports stored", n)
+			}
+		})
+	}
+
+	a := post(job, `{"samples": ["s-001", "s-007"], "include": ["scenario", "asset"], "filter_by_asset_declaration": ["road-network"]}`)
+	if a.status != http.StatusAccepted {
+		t.Fatalf("POST = %s", a)
+	}
+	var x ScenarioExport
+	if err := json.Unmarshal(a.body, &x); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(x.ID, "exp-") || x.Status != exportPending || x.JobID != job || a.header.Get("Location") != BasePath+"/scenario-exports/"+x.ID ||
+		x.ExpiresAt.Sub(x.CreatedAt) != 7*24*time.Hour {
+		t.Errorf("created %s (Location %s)", a.body, a.header.Get("Location"))
+	}
+	evs := eventstest.ReadAll(t, e.js, events.FilterSubject(events.KindExport, "", x.ID))
+	if len(evs) != 1 || evs[0].Type != events.TypeExportRequested || evs[0].QueueID != "q-test" {
+		t.Fatalf("events %+v", evs)
+	}
+	if g := e.do(http.MethodGet, "/scenario-exports/"+x.ID, nil); g.status != http.StatusOK || !bytes.Contains(g.body, []byte(`"status":"pending"`)) {
+		t.Errorf("GET export = %s", g)
+	}
+	if d := e.do(http.MethodGet, "/scenario-exports/"+x.ID+"/download", nil); d.status != http.StatusConflict {
+		t.Errorf("download while pending = %s", d)
+	}
+	if d := e.do(http.MethodGet, "/scenario-exports/exp-NOPE", nil); d.status != http.StatusNotFound {
+		t.Errorf("GET unknown export = %s", d)
+	}
+
+	// Deleting the job deletes its exports, with an event.
+	if err := e.srv.removeJobArtifacts(context.Background(), job); err != nil {
+		t.Fatal(err)
+	}
+	if d := e.do(http.MethodGet, "/scenario-exports/"+x.ID, nil); d.status != http.StatusNotFound {
+		t.Errorf("GET export of a deleted job = %s", d)
+	}
+	evs = eventstest.ReadAll(t, e.js, events.FilterSubject(events.KindExport, "", x.ID))
+	if len(evs) != 2 || evs[1].Type != typeExportDeleted {
+		t.Errorf("events after delete: %+v", evs)
+	}
+}
+
+func TestExportDownload(t *testing.T) {
+	e := newArtifactEnv(t)
+	ctx := context.Background()
+	data := content(9, 3<<20+5) // several chunks
+	w, err := NewBlobBucket(e.db, zipBucket, 0).Create(ctx, "exp-x", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	f, err := w.Commit()
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	x := ScenarioExport{Meta: events.Meta{ID: events.NewID("exp"), CreatedAt: now, UpdatedAt: now, Version: 3}, JobID: "job-x",
+		Status: exportReady, Size: f.Length, SHA256: f.Metadata.SHA256, ZipFileID: f.ID, ExpiresAt: now.Add(time.Hour), ReadyAt: &now}
+	if _, err := e.db.Collection(store.Exports).InsertOne(ctx, x); err != nil {
+		t.Fatal(err)
+	}
+	path := "/scenario-exports/" + x.ID + "/download"
+	a := e.do(http.MethodGet, path, nil)
+	if a.status != http.StatusOK || !bytes.Equal(a.body, data) || a.header.Get("Content-Type") != "application/zip" ||
+		a.header.Get("Content-Length") != fmt.Sprint(len(data)) || a.header.Get("ETag") != `"`+hexSHA(data)+`"` {
+		t.Fatalf("download = %d %v (%d bytes)", a.status, a.header, len(a.body))
+	}
+	r := e.do(http.MethodGet, path, nil, "Range", "bytes=1048570-1048590")
+	if r.status != http.StatusPartialContent || !bytes.Equal(r.body, data[1048570:1048591]) ||
+		r.header.Get("Content-Range") != fmt.Sprintf("bytes 1048570-1048590/%d", len(data)) {
+		t.Errorf("range across a chunk boundary = %d %v %x", r.status, r.header, r.body)
+	}
+	r = e.do(http.MethodGet, path, nil, "Range", fmt.Sprintf("bytes=-%d", 10))
+	if r.status != http.StatusPartialContent || !bytes.Equal(r.body, data[len(data)-10:]) {
+		t.Errorf("suffix range = %d %x", r.status, r.body)
+	}
+	if r := e.do(http.MethodGet, path, nil, "If-None-Match", `"`+hexSHA(data)+`"`); r.status != http.StatusNotModified {
+		t.Errorf("If-None-Match = %d", r.status)
+	}
+}
+
+func TestUploadOperationsDocumented(t *testing.T) {
+	e := newArtifactEnv(t)
+	paths := e.srv.API.OpenAPI().Paths
+	for _, p := range []string{"/jobs/{id}/artifacts/scenarios/{sample_id}/{path}", "/jobs/{id}/artifacts/assets/{path}"} {
+		item := paths[BasePath+p]
+		if item == nil || item.Put == nil || item.Put.RequestBody == nil || item.Put.Responses["413"] == nil {
+			t.Errorf("PUT %s is not documented", p)
+		}
+	}
+	for _, p := range []string{"/jobs/{id}/artifacts", "/scenario-exports/{id}", "/scenario-exports/{id}/download"} {
+		if item := paths[BasePath+p]; item == nil || item.Get == nil {
+			t.Errorf("GET %s is not documented", p)
+		}
+	}
+}

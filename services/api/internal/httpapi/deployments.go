@@ -1,0 +1,176 @@
+package httpapi
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/avxrm/rm/pkg/events"
+	"github.com/avxrm/rm/services/api/internal/problem"
+	"github.com/avxrm/rm/services/api/internal/store"
+	"github.com/danielgtaylor/huma/v2"
+	"go.mongodb.org/mongo-driver/v2/bson"
+)
+
+// Deployment is a long-running set of replicas of an application on a
+// queue; each replica holds one lease on that queue. The launcher writes
+// its status.
+type Deployment struct {
+	events.Meta          `bson:",inline"`
+	Name                 string            `json:"name" bson:"name"`
+	ApplicationID        string            `json:"application_id" bson:"application_id" doc:"resolved to the application's id"`
+	QueueID              string            `json:"queue_id" bson:"queue_id" doc:"resolved to the queue's id"`
+	Replicas             int               `json:"replicas" bson:"replicas"`
+	EnvironmentVariables map[string]string `json:"environment_variables,omitempty" bson:"environment_variables,omitempty"`
+	Status               DeploymentStatus  `json:"status" bson:"status" readOnly:"true"`
+}
+
+// DeploymentStatus is what the launcher reports of a deployment.
+type DeploymentStatus struct {
+	ReadyReplicas int                `json:"ready_replicas" bson:"ready_replicas"`
+	Conditions    []events.Condition `json:"conditions" bson:"conditions" nullable:"false"`
+}
+
+// DeploymentBody is what a client sends to create or replace a deployment.
+type DeploymentBody struct {
+	Name                 string            `json:"name" minLength:"1" maxLength:"63" pattern:"^[A-Za-z0-9][A-Za-z0-9._-]*$" doc:"unique; letters, digits, -, _, ., starting with a letter or digit"`
+	ApplicationID        string            `json:"application_id" minLength:"1" maxLength:"63" doc:"the application's id (or its name, when only one version exists)"`
+	QueueID              string            `json:"queue_id" minLength:"1" maxLength:"63" doc:"the queue's id or name"`
+	Replicas             int               `json:"replicas" minimum:"0" maximum:"10000"`
+	EnvironmentVariables map[string]string `json:"environment_variables,omitempty"`
+}
+
+func deploymentKind(s *Server) store.Kind[*Deployment] {
+	return store.Kind[*Deployment]{S: s.opts.Store, Coll: store.Deployments, Name: "deployment", IDPrefix: "dep"}
+}
+
+type DeploymentPathParam struct {
+	DeploymentID string `path:"deployment_id" maxLength:"63" doc:"the deployment's id or name"`
+}
+
+type (
+	createDeploymentInput struct {
+		idempotencyParam
+		Body DeploymentBody
+	}
+	getDeploymentInput     struct{ DeploymentPathParam }
+	replaceDeploymentInput struct {
+		DeploymentPathParam
+		IfMatchParam
+		Body DeploymentBody
+	}
+	patchDeploymentInput struct {
+		DeploymentPathParam
+		IfMatchParam
+		MergePatchBody
+	}
+	deleteDeploymentInput struct {
+		DeploymentPathParam
+		IfMatchParam
+	}
+	listDeploymentsInput struct {
+		ListParams
+		Name          string `query:"name" maxLength:"63" doc:"only the deployment of this name"`
+		QueueID       string `query:"queue_id" maxLength:"63" doc:"only deployments on this queue (id or name)"`
+		ApplicationID string `query:"application_id" maxLength:"63" doc:"only deployments of this application"`
+	}
+)
+
+type deploymentOutput = resourceOutput[*Deployment]
+
+func (s *Server) deploymentCrud() *crud[*Deployment, DeploymentBody, *Deployment] {
+	return &crud[*Deployment, DeploymentBody, *Deployment]{
+		s: s, store: deploymentKind(s), kind: events.KindDeployment,
+		location: func(d *Deployment) string { return BasePath + "/deployments/" + d.ID },
+		build:    s.buildDeployment,
+		writable: func(d *Deployment) *DeploymentBody {
+			return &DeploymentBody{Name: d.Name, ApplicationID: d.ApplicationID, QueueID: d.QueueID,
+				Replicas: d.Replicas, EnvironmentVariables: d.EnvironmentVariables}
+		},
+		present: func(_ context.Context, d *Deployment) (*Deployment, error) {
+			if d.Status.Conditions == nil {
+				d.Status.Conditions = []events.Condition{}
+			}
+			return d, nil
+		},
+		queueOf: func(d *Deployment) string { return d.QueueID },
+	}
+}
+
+func (s *Server) buildDeployment(ctx context.Context, b *DeploymentBody, prev *Deployment) (*Deployment, error) {
+	errs := validateEnv("environment_variables", b.EnvironmentVariables)
+	appID, err := s.resolveApplication(ctx, "application_id", b.ApplicationID)
+	var fe *problem.FieldError
+	if asField(err, &fe) {
+		errs = append(errs, fe)
+	} else if err != nil {
+		return nil, err
+	}
+	queueID, err := s.resolveQueue(ctx, "queue_id", b.QueueID)
+	if asField(err, &fe) {
+		errs = append(errs, fe)
+	} else if err != nil {
+		return nil, err
+	}
+	if len(errs) > 0 {
+		return nil, problem.Invalid(errs...)
+	}
+	d := &Deployment{Name: b.Name, ApplicationID: appID, QueueID: queueID, Replicas: b.Replicas,
+		EnvironmentVariables: b.EnvironmentVariables, Status: DeploymentStatus{Conditions: []events.Condition{}}}
+	if prev != nil {
+		d.Status = prev.Status
+	}
+	return d, nil
+}
+
+func (s *Server) registerDeployments() {
+	c := s.deploymentCrud()
+	tag := []string{"Deployments"}
+	path, item := BasePath+"/deployments", BasePath+"/deployments/{deployment_id}"
+	huma.Register(s.API, s.op("create-deployment", http.MethodPost, path, "Create a deployment", tag,
+		http.StatusCreated, http.StatusConflict, http.StatusUnprocessableEntity),
+		func(ctx context.Context, in *createDeploymentInput) (*deploymentOutput, error) {
+			return c.create(ctx, &in.Body, nil)
+		})
+	huma.Register(s.API, s.op("list-deployments", http.MethodGet, path, "List deployments", tag, 0),
+		func(ctx context.Context, in *listDeploymentsInput) (*listOutput[*Deployment], error) {
+			f := bson.D{}
+			if in.Name != "" {
+				f = append(f, bson.E{Key: "name", Value: in.Name})
+			}
+			if in.QueueID != "" {
+				id := in.QueueID
+				if l, err := s.queues.Get(ctx, id); err == nil {
+					id = l.Res.ID
+				}
+				f = append(f, bson.E{Key: "queue_id", Value: id})
+			}
+			if in.ApplicationID != "" {
+				id := in.ApplicationID
+				if l, err := s.getApplication(ctx, id); err == nil {
+					id = l.Res.ID
+				}
+				f = append(f, bson.E{Key: "application_id", Value: id})
+			}
+			return c.list(ctx, f, in.ListParams)
+		})
+	huma.Register(s.API, s.op("get-deployment", http.MethodGet, item, "Get a deployment by id or name", tag, 0, http.StatusNotFound),
+		func(ctx context.Context, in *getDeploymentInput) (*deploymentOutput, error) {
+			return c.read(ctx, in.DeploymentID)
+		})
+	huma.Register(s.API, s.op("replace-deployment", http.MethodPut, item, "Replace a deployment", tag, 0,
+		http.StatusNotFound, http.StatusConflict, http.StatusPreconditionFailed, http.StatusUnprocessableEntity),
+		func(ctx context.Context, in *replaceDeploymentInput) (*deploymentOutput, error) {
+			return c.replace(ctx, in.DeploymentID, in.IfMatch, &in.Body)
+		})
+	huma.Register(s.API, s.op("patch-deployment", http.MethodPatch, item, "Update a deployment with a JSON merge patch", tag, 0,
+		http.StatusNotFound, http.StatusConflict, http.StatusPreconditionFailed, http.StatusUnprocessableEntity),
+		func(ctx context.Context, in *patchDeploymentInput) (*deploymentOutput, error) {
+			return c.patch(ctx, in.DeploymentID, in.IfMatch, in.MergePatchBody)
+		})
+	documentMergePatch[DeploymentBody](s, item)
+	huma.Register(s.API, s.op("delete-deployment", http.MethodDelete, item, "Delete a deployment", tag,
+		http.StatusNoContent, http.StatusNotFound, http.StatusPreconditionFailed),
+		func(ctx context.Context, in *deleteDeploymentInput) (*struct{}, error) {
+			return nil, c.remove(ctx, in.DeploymentID, in.IfMatch)
+		})
+}

@@ -1,0 +1,310 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/avxrm/rm/pkg/events"
+	"github.com/avxrm/rm/pkg/events/outbox"
+	"github.com/avxrm/rm/services/api/internal/problem"
+	"github.com/avxrm/rm/services/api/internal/store"
+	"github.com/danielgtaylor/huma/v2"
+	"github.com/danielgtaylor/huma/v2/adapters/humaecho"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+)
+
+// Scenario exports: the API stores the request (pending, with
+// rm.export.requested through the outbox) and serves the result;
+// services/scenario-export claims it, builds the zip into the GridFS bucket
+// export_zips and marks it ready or failed. The document shape is shared with
+// that service (docs/scenario-export.md).
+
+// Export statuses.
+const (
+	exportPending  = "pending"
+	exportBuilding = "building"
+	exportReady    = "ready"
+	exportFailed   = "failed"
+)
+
+// typeExportDeleted announces the removal of an export (its job was deleted).
+var typeExportDeleted = events.Type(events.KindExport, "deleted")
+
+// ExportRequest says what a scenario export holds.
+type ExportRequest struct {
+	Samples []string `json:"samples,omitempty" bson:"samples,omitempty" maxItems:"10000" maxLength:"63" pattern:"^[A-Za-z0-9][A-Za-z0-9._-]*$" doc:"every concrete scenario file of these samples; empty or absent: no scenario file"`
+	Include []string `json:"include,omitempty" bson:"include,omitempty" maxItems:"2" enum:"scenario,asset" doc:"the kinds of document to include; empty or absent: both"`
+	// FilterByAssetDeclaration picks assets by declaration.
+	FilterByAssetDeclaration []string `json:"filter_by_asset_declaration,omitempty" bson:"filter_by_asset_declaration,omitempty" maxItems:"1000" maxLength:"63" pattern:"^[A-Za-z0-9][A-Za-z0-9._-]*$" doc:"the assets of these declarations; empty or absent: all common asset data (assets without declaration)"`
+}
+
+// ScenarioExport is a zip of chosen artifacts of a job.
+type ScenarioExport struct {
+	events.Meta `bson:",inline"`
+	JobID       string        `json:"job_id" bson:"job_id" readOnly:"true"`
+	QueueID     string        `json:"queue_id,omitempty" bson:"queue_id,omitempty" readOnly:"true" doc:"the job's queue"`
+	Status      string        `json:"status" bson:"status" enum:"pending,building,ready,failed" readOnly:"true"`
+	Request     ExportRequest `json:"request" bson:"request"`
+	Size        int64         `json:"size" bson:"size" readOnly:"true" doc:"bytes of the zip, once ready"`
+	FileCount   int           `json:"file_count" bson:"file_count" readOnly:"true" doc:"files in the zip besides manifest.json, once ready"`
+	SHA256      string        `json:"sha256,omitempty" bson:"sha256,omitempty" readOnly:"true" doc:"of the zip, once ready; also its ETag"`
+	Reason      string        `json:"reason,omitempty" bson:"reason,omitempty" readOnly:"true" doc:"why it failed"`
+	ExpiresAt   time.Time     `json:"expires_at" bson:"expires_at" readOnly:"true" doc:"when the export and its zip are deleted"`
+	ReadyAt     *time.Time    `json:"ready_at,omitempty" bson:"ready_at,omitempty" readOnly:"true"`
+
+	// Kept by the export service, not shown.
+	ZipFileID string `json:"-" bson:"zip_file_id,omitempty"`
+}
+
+func (s *Server) exportsColl() *mongo.Collection { return s.opts.Store.DB.Collection(store.Exports) }
+
+func (s *Server) registerExports() {
+	tags := []string{"Scenario exports"}
+	path := BasePath + "/jobs/{id}/scenario-exports"
+	op := s.op("create-scenario-export", http.MethodPost, path, "Request a zip of chosen samples and kinds of document",
+		tags, http.StatusAccepted, http.StatusNotFound, http.StatusUnprocessableEntity)
+	op.Description = "The zip holds scenarios/<sample_id>/<path> for each concrete scenario file, assets/<path> for common asset data, " +
+		"assets/<declaration>/<path> for the assets of a declaration, and manifest.json (path, size and sha256 of each file). " +
+		"Poll GET /scenario-exports/{id} until ready, then download it."
+	s.idempotentPost(path)
+	huma.Register(s.API, op, s.createExport)
+	huma.Register(s.API, s.op("get-scenario-export", http.MethodGet, BasePath+"/scenario-exports/{id}", "Get a scenario export",
+		tags, http.StatusOK, http.StatusNotFound), s.getExport)
+	op = s.op("download-scenario-export", http.MethodGet, BasePath+"/scenario-exports/{id}/download", "Download a scenario export's zip",
+		tags, http.StatusOK, http.StatusNotFound, http.StatusConflict, http.StatusGone)
+	op.Description = "409 until the export is ready. Supports Range and If-None-Match (the ETag is the zip's sha256)."
+	zip := map[string]*huma.MediaType{"application/zip": {Schema: &huma.Schema{Type: "string", Format: "binary"}}}
+	hdr := map[string]*huma.Param{
+		"ETag":           {Description: `"<sha256>" of the zip`, Schema: &huma.Schema{Type: "string"}},
+		"Content-Length": {Schema: &huma.Schema{Type: "integer"}},
+		"Accept-Ranges":  {Schema: &huma.Schema{Type: "string"}},
+	}
+	op.Responses = map[string]*huma.Response{
+		"200": {Description: "the zip", Content: zip, Headers: hdr},
+		"206": {Description: "the requested range of the zip", Content: zip, Headers: hdr},
+	}
+	huma.Register(s.API, op, s.downloadExport)
+}
+
+type createExportInput struct {
+	ID             string `path:"id" maxLength:"64" doc:"the job's id"`
+	IdempotencyKey string `header:"Idempotency-Key" maxLength:"255" doc:"the same key with the same body replays the original response; with a different body: 422"`
+	Body           ExportRequest
+}
+
+type exportRef struct {
+	ID string `path:"id" maxLength:"64" doc:"the export's id"`
+}
+
+type exportOutput struct {
+	Location string `header:"Location" doc:"on create: the export's URL"`
+	ETag     string `header:"ETag"`
+	Body     *ScenarioExport
+}
+
+func (s *Server) createExport(ctx context.Context, in *createExportInput) (*exportOutput, error) {
+	var job struct {
+		QueueID string `bson:"queue_id"`
+		Deleted bool   `bson:"_deleted"`
+	}
+	err := s.opts.Store.DB.Collection(store.Jobs).FindOne(ctx, bson.D{{Key: "_id", Value: in.ID}},
+		options.FindOne().SetProjection(bson.D{{Key: "queue_id", Value: 1}, {Key: outbox.DeletedField, Value: 1}})).Decode(&job)
+	if errors.Is(err, mongo.ErrNoDocuments) || job.Deleted {
+		return nil, jobNotFound(in.ID)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("look up job %s: %w", in.ID, err)
+	}
+	if errs, err := s.checkExportRequest(ctx, in.ID, &in.Body); err != nil {
+		return nil, err
+	} else if len(errs) > 0 {
+		return nil, problem.Invalid(errs...)
+	}
+	now := s.now()
+	e := &ScenarioExport{
+		Meta:  events.Meta{ID: events.NewID("exp"), CreatedAt: now, UpdatedAt: now, Version: 1},
+		JobID: in.ID, QueueID: job.QueueID, Status: exportPending, Request: in.Body,
+		ExpiresAt: now.Add(s.artifactConfig().ExportTTL),
+	}
+	ev, err := events.New(events.TypeExportRequested, s.opts.Source, e.QueueID, e.ID, e)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.opts.Store.Outbox.Insert(ctx, s.exportsColl(), e.ID, e.Version, e, ev); err != nil {
+		return nil, fmt.Errorf("store export: %w", err)
+	}
+	return &exportOutput{Location: BasePath + "/scenario-exports/" + e.ID, ETag: etag(e.Version), Body: e}, nil
+}
+
+// checkExportRequest names every sample without a scenario file in the job and
+// every declaration without an asset in it.
+func (s *Server) checkExportRequest(ctx context.Context, jobID string, r *ExportRequest) ([]*problem.FieldError, error) {
+	cur, err := s.artifactsColl().Find(ctx, bson.D{{Key: "job_id", Value: jobID}},
+		options.Find().SetProjection(bson.D{{Key: "kind", Value: 1}, {Key: "sample_id", Value: 1}, {Key: "declaration", Value: 1}}))
+	if err != nil {
+		return nil, fmt.Errorf("list artifacts of %s: %w", jobID, err)
+	}
+	samples, decls := map[string]bool{}, map[string]bool{}
+	for cur.Next(ctx) {
+		var d artifactDoc
+		if err := cur.Decode(&d); err != nil {
+			return nil, fmt.Errorf("list artifacts of %s: %w", jobID, err)
+		}
+		switch {
+		case d.Kind == kindScenario:
+			samples[d.SampleID] = true
+		case d.Declaration != "":
+			decls[d.Declaration] = true
+		}
+	}
+	if err := cur.Err(); err != nil {
+		return nil, fmt.Errorf("list artifacts of %s: %w", jobID, err)
+	}
+	var errs []*problem.FieldError
+	for i, id := range r.Samples {
+		if !samples[id] {
+			errs = append(errs, problem.Field("samples["+strconv.Itoa(i)+"]", "job %s has no scenario file of sample %q", jobID, id))
+		}
+	}
+	for i, d := range r.FilterByAssetDeclaration {
+		if !decls[d] {
+			errs = append(errs, problem.Field("filter_by_asset_declaration["+strconv.Itoa(i)+"]", "job %s has no asset of declaration %q", jobID, d))
+		}
+	}
+	for i, k := range r.Include {
+		if slices.Index(r.Include, k) != i {
+			errs = append(errs, problem.Field("include["+strconv.Itoa(i)+"]", "%q is listed twice", k))
+		}
+	}
+	return errs, nil
+}
+
+// loadExport reads export id with the outbox entries beside it. The filter is
+// {_id} alone (the one FerretDB answers from an index); tombstones are skipped here.
+func (s *Server) loadExport(ctx context.Context, id string) (store.Loaded[*ScenarioExport], error) {
+	var out store.Loaded[*ScenarioExport]
+	raw, err := s.exportsColl().FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Raw()
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return out, fmt.Errorf("scenario export %q: %w", id, problem.ErrNotFound)
+	}
+	if err != nil {
+		return out, fmt.Errorf("get scenario export %q: %w", id, err)
+	}
+	var env outbox.Envelope
+	if err := bson.Unmarshal(raw, &env); err != nil {
+		return out, fmt.Errorf("decode scenario export %q: %w", id, err)
+	}
+	if env.Deleted {
+		return out, fmt.Errorf("scenario export %q: %w", id, problem.ErrNotFound)
+	}
+	out.Res = &ScenarioExport{}
+	if err := bson.Unmarshal(raw, out.Res); err != nil {
+		return out, fmt.Errorf("decode scenario export %q: %w", id, err)
+	}
+	out.Pending = env.Outbox
+	return out, nil
+}
+
+func (s *Server) getExport(ctx context.Context, in *exportRef) (*exportOutput, error) {
+	l, err := s.loadExport(ctx, in.ID)
+	if err != nil {
+		return nil, err
+	}
+	return &exportOutput{ETag: etag(l.Res.Version), Body: l.Res}, nil
+}
+
+func (s *Server) downloadExport(ctx context.Context, in *exportRef) (*huma.StreamResponse, error) {
+	l, err := s.loadExport(ctx, in.ID)
+	if err != nil {
+		return nil, err
+	}
+	e := l.Res
+	switch {
+	case s.opts.Now().After(e.ExpiresAt):
+		return nil, problem.New(http.StatusGone, fmt.Sprintf("scenario export %s expired at %s", e.ID, e.ExpiresAt.Format(time.RFC3339)))
+	case e.Status != exportReady:
+		detail := fmt.Sprintf("scenario export %s is %s, not ready", e.ID, e.Status)
+		if e.Reason != "" {
+			detail += ": " + e.Reason
+		}
+		return nil, fmt.Errorf("%s: %w", detail, problem.ErrConflict)
+	}
+	r, err := NewBlobBucket(s.opts.Store.DB, zipBucket, 0).Open(ctx, e.ZipFileID)
+	if err != nil {
+		return nil, fmt.Errorf("open zip of scenario export %s: %w", e.ID, err)
+	}
+	modified := e.UpdatedAt
+	if e.ReadyAt != nil {
+		modified = *e.ReadyAt
+	}
+	return &huma.StreamResponse{Body: func(hctx huma.Context) {
+		c := humaecho.Unwrap(hctx)
+		h := c.Response().Header()
+		h.Set("Content-Type", "application/zip")
+		h.Set("ETag", `"`+e.SHA256+`"`)
+		h.Set("Content-Disposition", `attachment; filename="`+e.ID+`.zip"`)
+		// ServeContent answers Range, If-Range and If-None-Match, and sets
+		// Content-Length, reading only the chunks a range needs.
+		http.ServeContent(c.Response(), c.Request(), "", modified, r)
+	}}, nil
+}
+
+// exportIDsOfJob returns the ids of job's live exports.
+func (s *Server) exportIDsOfJob(ctx context.Context, jobID string) ([]string, error) {
+	cur, err := s.exportsColl().Find(ctx, bson.D{{Key: "job_id", Value: jobID}, outbox.NotDeleted()},
+		options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}}))
+	if err != nil {
+		return nil, fmt.Errorf("list exports of %s: %w", jobID, err)
+	}
+	var docs []struct {
+		ID string `bson:"_id"`
+	}
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, fmt.Errorf("list exports of %s: %w", jobID, err)
+	}
+	ids := make([]string, len(docs))
+	for i, d := range docs {
+		ids[i] = d.ID
+	}
+	return ids, nil
+}
+
+// removeExport deletes export id with an rm.export.deleted event, then its
+// zip. A builder working on it finds the export gone when it finishes and
+// removes the zip it built.
+func (s *Server) removeExport(ctx context.Context, id string) error {
+	for attempt := 0; ; attempt++ {
+		l, err := s.loadExport(ctx, id)
+		if errors.Is(err, problem.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		gone := *l.Res
+		gone.Version++
+		gone.UpdatedAt = s.now()
+		ev, err := events.New(typeExportDeleted, s.opts.Source, gone.QueueID, gone.ID, &gone)
+		if err != nil {
+			return err
+		}
+		err = s.opts.Store.Outbox.Delete(ctx, s.exportsColl(), id, l.Res.Version, l.Pending, ev)
+		if errors.Is(err, outbox.ErrVersionConflict) && attempt < 20 {
+			continue // the export service moved it on meanwhile
+		}
+		if err != nil {
+			return fmt.Errorf("delete scenario export %s: %w", id, err)
+		}
+		if l.Res.ZipFileID != "" {
+			return NewBlobBucket(s.opts.Store.DB, zipBucket, 0).Delete(ctx, l.Res.ZipFileID)
+		}
+		return nil
+	}
+}

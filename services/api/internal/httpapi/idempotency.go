@@ -1,0 +1,208 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"regexp"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/avxrm/rm/services/api/internal/problem"
+	"github.com/avxrm/rm/services/api/internal/store"
+	"github.com/labstack/echo/v4"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+)
+
+// Idempotency-Key (draft-ietf-httpapi-idempotency-key-header) on POSTs: the
+// first request with a key claims it in the idempotency_keys collection,
+// runs, and records its response if it succeeded (2xx); a repeat with the
+// same body gets that response again, byte for byte, and one with another
+// body a 422. A request that failed releases the key, as nothing was created
+// and the client may correct it and retry. Keys are scoped by method and
+// path, so one key on two routes is two keys.
+
+const (
+	// idempotencyTTL is how long a recorded response is replayed.
+	idempotencyTTL = 24 * time.Hour
+	// idempotencyClaimTTL bounds a claim whose request never finished (the
+	// process died); after it the key is free again.
+	idempotencyClaimTTL = time.Minute
+	maxIdempotencyKey   = 255
+)
+
+// replayedHeaders are the response headers recorded and replayed.
+var replayedHeaders = []string{echo.HeaderContentType, echo.HeaderLocation, "ETag"}
+
+type idempotencyRecord struct {
+	ID        string            `bson:"_id"` // method, path and key
+	BodyHash  string            `bson:"body_hash"`
+	Done      bool              `bson:"done"`
+	Status    int               `bson:"status,omitempty"`
+	Header    map[string]string `bson:"header,omitempty"`
+	Body      string            `bson:"body,omitempty"`
+	ExpiresAt time.Time         `bson:"expires_at"`
+}
+
+// idempotentPost makes the idempotency middleware serve the POST route at
+// path (a huma path such as /queues/{queue_id}/things). Routes that keep
+// their own idempotency records (job submission) do not call it.
+func (s *Server) idempotentPost(path string) {
+	s.idempotentRoutes[echoPath.ReplaceAllString(path, ":$1")] = true
+}
+
+// echoPath matches the parameters of a huma path, which echo spells :name.
+var echoPath = regexp.MustCompile(`\{([^}]+)\}`)
+
+// idempotency is the middleware that honours Idempotency-Key on the routes
+// marked with idempotentPost.
+func (s *Server) idempotency(next echo.HandlerFunc) echo.HandlerFunc {
+	coll := func() *mongo.Collection { return s.opts.Store.DB.Collection(store.IdempotencyKeys) }
+	return func(c echo.Context) error {
+		r := c.Request()
+		key := r.Header.Get("Idempotency-Key")
+		if r.Method != http.MethodPost || key == "" || !s.idempotentRoutes[c.Path()] {
+			return next(c)
+		}
+		if len(key) > maxIdempotencyKey || strings.IndexFunc(key, func(r rune) bool { return r < 0x20 || r > 0x7e }) >= 0 {
+			return problem.New(http.StatusBadRequest, "invalid Idempotency-Key",
+				problem.Field("Idempotency-Key", "at most %d printable ASCII characters", maxIdempotencyKey))
+		}
+		body, err := readLimited(r, s.bodyLimit())
+		if err != nil {
+			return err
+		}
+		ctx := r.Context()
+		id := r.Method + " " + r.URL.Path + " " + key
+		hash := bodyHash(body)
+		for attempt := 0; ; attempt++ {
+			var rec idempotencyRecord
+			err := coll().FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&rec)
+			switch {
+			case err == nil && rec.ExpiresAt.After(time.Now()):
+				if rec.BodyHash != hash {
+					return problem.New(http.StatusUnprocessableEntity, "this Idempotency-Key was used with a different request body",
+						problem.Field("Idempotency-Key", "already used with a different request body"))
+				}
+				if !rec.Done {
+					return problem.New(http.StatusConflict, "a request with this Idempotency-Key is still in progress; retry later",
+						problem.Field("Idempotency-Key", "request in progress"))
+				}
+				for k, v := range rec.Header {
+					c.Response().Header().Set(k, v)
+				}
+				c.Response().Header().Set("Idempotent-Replayed", "true")
+				c.Response().WriteHeader(rec.Status)
+				_, err := c.Response().Write([]byte(rec.Body))
+				return err
+			case err == nil: // expired: free it, unless someone else renewed it meanwhile
+				if _, err := coll().DeleteOne(ctx, bson.D{{Key: "_id", Value: id}, {Key: "expires_at", Value: rec.ExpiresAt}}); err != nil {
+					return fmt.Errorf("release expired idempotency key: %w", err)
+				}
+			case !errors.Is(err, mongo.ErrNoDocuments):
+				return fmt.Errorf("look up idempotency key: %w", err)
+			}
+			claim := idempotencyRecord{ID: id, BodyHash: hash, ExpiresAt: time.Now().Add(idempotencyClaimTTL)}
+			_, err = coll().InsertOne(ctx, claim)
+			if err == nil {
+				break
+			}
+			if !mongo.IsDuplicateKeyError(err) || attempt > 2 {
+				return fmt.Errorf("claim idempotency key: %w", err)
+			}
+			// Another request claimed the key between our read and insert: read it again.
+		}
+
+		rec := &recorder{ResponseWriter: c.Response().Writer}
+		c.Response().Writer = rec
+		err = next(c)
+		c.Response().Writer = rec.ResponseWriter
+		// The key is settled even if the client has gone.
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		status := c.Response().Status
+		if err != nil || status < 200 || status > 299 {
+			if _, derr := coll().DeleteOne(sctx, bson.D{{Key: "_id", Value: id}, {Key: "done", Value: false}}); derr != nil {
+				s.opts.Logger.Warn("releasing an idempotency key failed; it frees itself", "key", id, "err", derr)
+			}
+			return err
+		}
+		hdr := map[string]string{}
+		for _, h := range replayedHeaders {
+			if v := c.Response().Header().Get(h); v != "" {
+				hdr[h] = v
+			}
+		}
+		_, uerr := coll().UpdateOne(sctx, bson.D{{Key: "_id", Value: id}}, bson.D{{Key: "$set", Value: bson.D{
+			{Key: "done", Value: true}, {Key: "status", Value: status}, {Key: "header", Value: hdr},
+			{Key: "body", Value: rec.body.String()}, {Key: "expires_at", Value: time.Now().Add(idempotencyTTL)},
+		}}})
+		if uerr != nil {
+			s.opts.Logger.Warn("recording an idempotent response failed; a retry may run again", "key", id, "err", uerr)
+		}
+		s.sweepIdempotencyKeys()
+		return nil
+	}
+}
+
+func (s *Server) bodyLimit() int64 {
+	if s.opts.BodyLimit > 0 {
+		return s.opts.BodyLimit
+	}
+	return 1 << 20
+}
+
+// bodyHash identifies a request body. JSON is compared by value (member order
+// and spacing do not matter); anything else byte for byte.
+func bodyHash(body []byte) string {
+	var v any
+	d := json.NewDecoder(bytes.NewReader(body))
+	d.UseNumber()
+	if err := d.Decode(&v); err == nil && !d.More() {
+		if canon, err := json.Marshal(v); err == nil {
+			body = canon
+		}
+	}
+	sum := sha256.Sum256(body)
+	return hex.EncodeToString(sum[:])
+}
+
+// recorder keeps a copy of the response body as it is written.
+type recorder struct {
+	http.ResponseWriter
+	body bytes.Buffer
+}
+
+func (r *recorder) Write(b []byte) (int, error) {
+	r.body.Write(b)
+	return r.ResponseWriter.Write(b)
+}
+
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// lastKeySweep is when expired keys were last deleted (Unix nanoseconds).
+var lastKeySweep atomic.Int64
+
+// sweepIdempotencyKeys deletes expired keys now and then, in the background,
+// for stores without TTL indexes (FerretDB); with one it finds nothing.
+func (s *Server) sweepIdempotencyKeys() {
+	now := time.Now()
+	last := lastKeySweep.Load()
+	if now.UnixNano()-last < int64(10*time.Minute) || !lastKeySweep.CompareAndSwap(last, now.UnixNano()) {
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := s.opts.Store.SweepExpired(ctx, store.IdempotencyKeys, now); err != nil {
+			s.opts.Logger.Warn("sweeping expired idempotency keys", "err", err)
+		}
+	}()
+}

@@ -1,0 +1,622 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/avxrm/rm/pkg/events"
+	"github.com/avxrm/rm/pkg/events/outbox"
+	"github.com/avxrm/rm/services/api/internal/problem"
+	"github.com/avxrm/rm/services/api/internal/store"
+	"github.com/danielgtaylor/huma/v2"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+)
+
+// The jobs API stores a job with status submitted and announces it; the
+// scheduler decides everything after that (pending, admitted, cancelled for a
+// job not admitted yet) and the launcher the rest (running, succeeded, failed,
+// cancelled for an admitted job). Requests that change a job after submission
+// (cancel, cleanup, post controller) only record what was asked, in one
+// version-conditioned write with its event, and answer 202.
+
+// JobApplicationRef names what a job runs: a registered application by id, by
+// name and version, or inline details.
+type JobApplicationRef struct {
+	ID                   string            `json:"id,omitempty" maxLength:"63" doc:"id of a registered application"`
+	Name                 string            `json:"name,omitempty" maxLength:"63" pattern:"^[A-Za-z0-9][A-Za-z0-9._-]*$" doc:"with version: a registered application, or the name of an inline one"`
+	Version              string            `json:"version,omitempty" maxLength:"63"`
+	Image                string            `json:"image,omitempty" maxLength:"1024" doc:"inline: the image to run unless an app-runtime-config of the queue says otherwise"`
+	EnvironmentVariables map[string]string `json:"environment_variables,omitempty"`
+}
+
+// JobBody is what a client submits.
+type JobBody struct {
+	Name                 string            `json:"name,omitempty" maxLength:"63" pattern:"^[A-Za-z0-9][A-Za-z0-9._-]*$" doc:"defaults to the job's id"`
+	QueueID              string            `json:"queue_id" minLength:"1" maxLength:"63" doc:"the queue's id or name"`
+	Application          JobApplicationRef `json:"application"`
+	WorkerInstances      int               `json:"worker_instances" minimum:"1" maximum:"100000" doc:"admitted all at once with one controller on simulation-controller-queue"`
+	EnvironmentVariables map[string]string `json:"environment_variables,omitempty"`
+	Priority             int               `json:"priority,omitempty" minimum:"-1000000" maximum:"1000000" doc:"higher first; then submission order"`
+	Labels               map[string]string `json:"labels,omitempty"`
+}
+
+func (b *JobBody) validate() []*problem.FieldError {
+	errs := validateEnv("environment_variables", b.EnvironmentVariables)
+	errs = append(errs, validateEnv("application.environment_variables", b.Application.EnvironmentVariables)...)
+	errs = append(errs, validateLabels("labels", b.Labels, 63)...)
+	a := b.Application
+	switch {
+	case a.ID != "" && (a.Name != "" || a.Version != "" || a.Image != ""):
+		errs = append(errs, problem.Field("application.id", "give either an id or name and version (with an optional inline image), not both"))
+	case a.ID == "" && a.Name == "" && a.Image == "":
+		errs = append(errs, problem.Field("application", "give an id, a name and version, or an inline image"))
+	case a.ID == "" && a.Image == "" && a.Version == "":
+		errs = append(errs, problem.Field("application.version", "required to find a registered application by name"))
+	}
+	return errs
+}
+
+type createJobInput struct {
+	idempotencyParam // served by the idempotency middleware
+	Body             JobBody
+}
+
+type jobRef struct {
+	ID string `path:"id" maxLength:"63" doc:"the job's id"`
+}
+
+type jobOutput struct {
+	Status   int
+	Location string `header:"Location"`
+	ETag     string `header:"ETag"`
+	Body     *events.Job
+}
+
+type jobAcceptedOutput struct {
+	ETag string `header:"ETag"`
+	Body *events.Job
+}
+
+type listJobsInput struct {
+	QueueID string   `query:"queue_id" maxLength:"63" doc:"the queue's id or name"`
+	Status  string   `query:"status" enum:"submitted,pending,admitted,running,succeeded,failed,cancelled"`
+	Label   []string `query:"label,explode" doc:"key=value; repeat for several (all must match)"`
+	Limit   int      `query:"limit" minimum:"1" maximum:"1000" default:"50"`
+	Cursor  string   `query:"cursor" maxLength:"128"`
+}
+
+type listQueueJobsInput struct {
+	QueueID string   `path:"queue_id" maxLength:"63" doc:"the queue's id or name"`
+	Status  string   `query:"status" enum:"submitted,pending,admitted,running,succeeded,failed,cancelled"`
+	Label   []string `query:"label,explode" doc:"key=value; repeat for several (all must match)"`
+	Limit   int      `query:"limit" minimum:"1" maximum:"1000" default:"50"`
+	Cursor  string   `query:"cursor" maxLength:"128"`
+}
+
+// JobList is a page of jobs.
+type JobList struct {
+	Items      []*events.Job `json:"items"`
+	NextCursor string        `json:"next_cursor,omitempty"`
+}
+
+type jobListOutput struct {
+	Body JobList
+}
+
+type deleteJobOutput struct{}
+
+func (s *Server) jobKind() store.Kind[*events.Job] {
+	return store.Kind[*events.Job]{S: s.opts.Store, Coll: store.Jobs, Name: "job", IDPrefix: "job"}
+}
+
+func (s *Server) registerJobs() {
+	tags := []string{"Jobs"}
+	op := s.op("submit-job", http.MethodPost, BasePath+"/jobs", "Submit a job", tags, http.StatusCreated, http.StatusUnprocessableEntity)
+	op.Description = "The job waits with status submitted until the scheduler admits it (all its workers and one controller at once) or says why it is pending."
+	huma.Register(s.API, op, s.submitJob)
+	huma.Register(s.API, s.op("list-jobs", http.MethodGet, BasePath+"/jobs", "List jobs", tags, http.StatusOK, http.StatusUnprocessableEntity), s.listJobs)
+	huma.Register(s.API, s.op("list-queue-jobs", http.MethodGet, BasePath+"/queues/{queue_id}/jobs", "List the jobs of a queue",
+		append([]string{"Queues"}, tags...), http.StatusOK, http.StatusNotFound, http.StatusUnprocessableEntity), s.listQueueJobs)
+	huma.Register(s.API, s.op("get-job", http.MethodGet, BasePath+"/jobs/{id}", "Get a job", tags, http.StatusOK, http.StatusNotFound), s.getJob)
+	huma.Register(s.API, s.op("delete-job", http.MethodDelete, BasePath+"/jobs/{id}", "Cancel a job, clean it up and remove its record and artifacts",
+		tags, http.StatusNoContent, http.StatusNotFound), s.deleteJob)
+	op = s.op("cancel-job", http.MethodPost, BasePath+"/jobs/{id}/cancel", "Cancel a job", tags, http.StatusAccepted, http.StatusNotFound, http.StatusConflict)
+	op.Description = "A job not admitted yet is cancelled by the scheduler; an admitted or running one by the launcher once its instances are stopped (status cancelled when it confirms). Cancelling a job in a final status is a conflict."
+	huma.Register(s.API, op, s.cancelJob)
+	op = s.op("cleanup-job", http.MethodPost, BasePath+"/jobs/{id}/cleanup", "Stop whatever still runs and release every lease and instance of a job",
+		tags, http.StatusAccepted, http.StatusNotFound)
+	op.Description = "The job keeps its record; cleaned_at is set once everything is released."
+	huma.Register(s.API, op, s.cleanupJob)
+	op = s.op("start-post-controller", http.MethodPost, BasePath+"/jobs/{id}/post-controller", "Start the job's post controller",
+		tags, http.StatusAccepted, http.StatusNotFound, http.StatusConflict)
+	op.Description = "It waits, with a PostControllerAdmitted condition saying why, while post-controller-queue is full."
+	huma.Register(s.API, op, s.startPostController)
+	huma.Register(s.API, s.op("stop-post-controller", http.MethodDelete, BasePath+"/jobs/{id}/post-controller", "Stop the job's post controller",
+		tags, http.StatusAccepted, http.StatusNotFound), s.stopPostController)
+}
+
+// jobAppDoc is what a job needs of a registered application.
+type jobAppDoc struct {
+	ID                   string            `bson:"_id"`
+	Name                 string            `bson:"name"`
+	Version              string            `bson:"app_version"` // "version" is the outbox's revision
+	Image                string            `bson:"image"`
+	Command              []string          `bson:"command"`
+	Args                 []string          `bson:"args"`
+	EnvironmentVariables map[string]string `bson:"environment_variables"`
+}
+
+// jobRuntimeConfigDoc is what a job needs of the app-runtime-config of its
+// queue and application.
+type jobRuntimeConfigDoc struct {
+	Image                string                 `bson:"image"`
+	WorkingDirectory     string                 `bson:"working_directory"`
+	Command              []string               `bson:"command"`
+	Args                 []string               `bson:"args"`
+	EnvironmentVariables map[string]string      `bson:"environment_variables"`
+	ResourceLimits       *events.ResourceLimits `bson:"resource_limits"`
+}
+
+func (s *Server) submitJob(ctx context.Context, in *createJobInput) (*jobOutput, error) {
+	if err := s.ensureJobIndexes(ctx); err != nil {
+		return nil, err
+	}
+	if errs := in.Body.validate(); len(errs) > 0 {
+		return nil, problem.Invalid(errs...)
+	}
+	j, err := s.newJob(ctx, &in.Body)
+	if err != nil {
+		return nil, err
+	}
+	ev, err := events.New(events.TypeJobSubmitted, s.opts.Source, j.QueueID, j.ID, j)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.jobKind().Insert(ctx, j, ev); err != nil {
+		return nil, err
+	}
+	return &jobOutput{Status: http.StatusCreated, Location: BasePath + "/jobs/" + j.ID, ETag: etag(j.Version), Body: j}, nil
+}
+
+// newJob resolves the queue, the application and the runtime spec of a
+// submission into a job with status submitted. Every reference that does not
+// resolve is a 422 naming its field.
+func (s *Server) newJob(ctx context.Context, b *JobBody) (*events.Job, error) {
+	ql, err := s.queues.Get(ctx, b.QueueID)
+	if err != nil {
+		if errors.Is(err, problem.ErrNotFound) {
+			return nil, problem.Invalid(problem.Field("queue_id", "no queue %q", b.QueueID))
+		}
+		return nil, err
+	}
+	q := ql.Res
+	if lim := q.MaximumAllowedWorkerInstances; lim != nil && b.WorkerInstances > *lim {
+		return nil, problem.Invalid(problem.Field("worker_instances",
+			"queue %s allows at most %d worker instances, the job asks for %d", q.Name, *lim, b.WorkerInstances))
+	}
+	app, err := s.resolveJobApplication(ctx, b.Application)
+	if err != nil {
+		return nil, err
+	}
+	var arc *jobRuntimeConfigDoc
+	if app != nil {
+		if arc, err = s.findJobRuntimeConfig(ctx, q, app.ID); err != nil {
+			return nil, err
+		}
+	}
+	rt := events.RuntimeSpec{ResourceLimits: q.ResourceLimits}
+	switch {
+	case arc != nil && arc.Image != "":
+		rt.Image = arc.Image
+	case b.Application.Image != "":
+		rt.Image = b.Application.Image
+	case app != nil:
+		rt.Image = app.Image
+	}
+	if rt.Image == "" {
+		return nil, problem.Invalid(problem.Field("application.image",
+			"no image: the application has none, the job gives none inline and queue %s has no app-runtime-config for it", q.Name))
+	}
+	if app != nil {
+		rt.Command, rt.Args = app.Command, app.Args
+	}
+	env := map[string]string{}
+	maps.Copy(env, q.EnvironmentVariables)
+	if app != nil {
+		maps.Copy(env, app.EnvironmentVariables)
+	}
+	maps.Copy(env, b.Application.EnvironmentVariables)
+	if arc != nil {
+		maps.Copy(env, arc.EnvironmentVariables)
+		rt.WorkingDirectory = arc.WorkingDirectory
+		if len(arc.Command) > 0 {
+			rt.Command = arc.Command
+		}
+		if len(arc.Args) > 0 {
+			rt.Args = arc.Args
+		}
+		if arc.ResourceLimits != nil {
+			rt.ResourceLimits = arc.ResourceLimits
+		}
+	}
+	maps.Copy(env, b.EnvironmentVariables)
+	if len(env) > 0 {
+		rt.EnvironmentVariables = env
+	}
+
+	now := s.opts.Now().UTC().Truncate(timePrecision)
+	j := &events.Job{
+		Meta:                 events.Meta{ID: events.NewID("job"), CreatedAt: now, UpdatedAt: now, Version: 1},
+		Name:                 b.Name,
+		QueueID:              q.ID,
+		QueueName:            q.Name,
+		WorkerInstances:      b.WorkerInstances,
+		EnvironmentVariables: b.EnvironmentVariables,
+		Priority:             b.Priority,
+		Labels:               b.Labels,
+		Status:               events.JobSubmitted,
+		Conditions:           []events.Condition{},
+		Warnings:             []string{},
+		Instances:            []events.Instance{},
+		SubmittedAt:          now,
+		Runtime:              rt,
+	}
+	j.Application = events.JobApplication{
+		Name: b.Application.Name, Version: b.Application.Version,
+		Image: b.Application.Image, EnvironmentVariables: b.Application.EnvironmentVariables,
+	}
+	if app != nil {
+		j.Application.ID, j.Application.Name, j.Application.Version = app.ID, app.Name, app.Version
+	}
+	return j, nil
+}
+
+// resolveJobApplication returns the registered application a submission names,
+// or nil for an inline one that names none.
+func (s *Server) resolveJobApplication(ctx context.Context, a JobApplicationRef) (*jobAppDoc, error) {
+	var filter bson.D
+	field := "application.id"
+	switch {
+	case a.ID != "":
+		filter = bson.D{{Key: "_id", Value: a.ID}}
+	case a.Name != "" && a.Version != "":
+		filter = bson.D{{Key: "name", Value: a.Name}, {Key: "app_version", Value: a.Version}}
+		field = "application.name"
+	default:
+		return nil, nil // inline, by image only
+	}
+	var app jobAppDoc
+	err := s.opts.Store.DB.Collection(store.Applications).FindOne(ctx, append(filter, outbox.NotDeleted())).Decode(&app)
+	switch {
+	case errors.Is(err, mongo.ErrNoDocuments) && a.ID == "" && a.Image != "":
+		return nil, nil // an inline application that is not registered
+	case errors.Is(err, mongo.ErrNoDocuments):
+		ref := a.ID
+		if ref == "" {
+			ref = a.Name + " " + a.Version
+		}
+		return nil, problem.Invalid(problem.Field(field, "no application %q", ref))
+	case err != nil:
+		return nil, fmt.Errorf("look up application: %w", err)
+	}
+	return &app, nil
+}
+
+// findJobRuntimeConfig returns the app-runtime-config of (q, appID), nil if none.
+func (s *Server) findJobRuntimeConfig(ctx context.Context, q *events.Queue, appID string) (*jobRuntimeConfigDoc, error) {
+	var arc jobRuntimeConfigDoc
+	err := s.opts.Store.DB.Collection(store.AppRuntimeConfigs).FindOne(ctx, bson.D{
+		{Key: "queue_id", Value: bson.D{{Key: "$in", Value: bson.A{q.ID, q.Name}}}},
+		{Key: "application_id", Value: appID},
+		outbox.NotDeleted(),
+	}).Decode(&arc)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("look up app-runtime-config: %w", err)
+	}
+	return &arc, nil
+}
+
+func (s *Server) getJob(ctx context.Context, in *jobRef) (*jobOutput, error) {
+	l, err := s.loadJob(ctx, in.ID)
+	if err != nil {
+		return nil, err
+	}
+	return &jobOutput{Status: http.StatusOK, ETag: etag(l.Res.Version), Body: l.Res}, nil
+}
+
+// loadJob reads a job by id; jobs have no unique name, so only ids are looked up.
+func (s *Server) loadJob(ctx context.Context, id string) (store.Loaded[*events.Job], error) {
+	if !strings.HasPrefix(id, "job-") {
+		return store.Loaded[*events.Job]{}, fmt.Errorf("job %q: %w", id, problem.ErrNotFound)
+	}
+	l, err := s.jobKind().Get(ctx, id)
+	if err == nil {
+		normalizeJob(l.Res)
+	}
+	return l, err
+}
+
+// normalizeJob makes the always-present lists [] rather than null.
+func normalizeJob(j *events.Job) {
+	if j.Conditions == nil {
+		j.Conditions = []events.Condition{}
+	}
+	if j.Warnings == nil {
+		j.Warnings = []string{}
+	}
+	if j.Instances == nil {
+		j.Instances = []events.Instance{}
+	}
+}
+
+func (s *Server) listJobs(ctx context.Context, in *listJobsInput) (*jobListOutput, error) {
+	filter := bson.D{}
+	if in.QueueID != "" {
+		q, err := s.queues.Get(ctx, in.QueueID)
+		if errors.Is(err, problem.ErrNotFound) {
+			return &jobListOutput{Body: JobList{Items: []*events.Job{}}}, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		filter = append(filter, bson.E{Key: "queue_id", Value: q.Res.ID})
+	}
+	return s.listJobsWhere(ctx, filter, in.Status, in.Label, in.Limit, in.Cursor)
+}
+
+func (s *Server) listQueueJobs(ctx context.Context, in *listQueueJobsInput) (*jobListOutput, error) {
+	q, err := s.queues.Get(ctx, in.QueueID)
+	if err != nil {
+		return nil, err
+	}
+	return s.listJobsWhere(ctx, bson.D{{Key: "queue_id", Value: q.Res.ID}}, in.Status, in.Label, in.Limit, in.Cursor)
+}
+
+func (s *Server) listJobsWhere(ctx context.Context, filter bson.D, status string, labels []string, limit int, cursor string) (*jobListOutput, error) {
+	if status != "" {
+		filter = append(filter, bson.E{Key: "status", Value: status})
+	}
+	var errs []*problem.FieldError
+	var all bson.A // one condition per label: the same key twice must not make a duplicate field
+	for _, l := range labels {
+		k, v, ok := strings.Cut(l, "=")
+		if !ok || k == "" || !labelKey.MatchString(k) {
+			errs = append(errs, problem.Field("label", "%q is not key=value with a label key", l))
+			continue
+		}
+		all = append(all, bson.D{{Key: "labels." + k, Value: v}})
+	}
+	if len(errs) > 0 {
+		return nil, problem.Invalid(errs...)
+	}
+	if len(all) > 0 {
+		filter = append(filter, bson.E{Key: "$and", Value: all})
+	}
+	if limit == 0 {
+		limit = 50
+	}
+	items, more, err := s.jobKind().List(ctx, filter, cursor, limit)
+	if err != nil {
+		return nil, err
+	}
+	out := JobList{Items: items}
+	if out.Items == nil {
+		out.Items = []*events.Job{}
+	}
+	for _, j := range out.Items {
+		normalizeJob(j)
+	}
+	if more {
+		out.NextCursor = items[len(items)-1].ID
+	}
+	return &jobListOutput{Body: out}, nil
+}
+
+// changeJob applies change to the job read fresh, and stores it with the
+// events change returns, conditioned on the version read. The scheduler and
+// the launcher write the same documents, so a lost race is retried on the
+// new version rather than reported. change returns no events when there is
+// nothing to do; an error from change is returned as it is.
+func (s *Server) changeJob(ctx context.Context, id string, change func(j *events.Job, now time.Time) ([]string, error)) (*events.Job, error) {
+	for attempt := 0; ; attempt++ {
+		l, err := s.loadJob(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		j := *l.Res
+		now := s.opts.Now().UTC().Truncate(timePrecision)
+		types, err := change(&j, now)
+		if err != nil {
+			return nil, err
+		}
+		if len(types) == 0 {
+			return l.Res, nil
+		}
+		j.Version++
+		j.UpdatedAt = now
+		evs := make([]events.Event, 0, len(types))
+		for _, t := range types {
+			ev, err := events.New(t, s.opts.Source, j.QueueID, j.ID, &j)
+			if err != nil {
+				return nil, err
+			}
+			evs = append(evs, ev)
+		}
+		err = s.jobKind().Replace(ctx, l, &j, evs...)
+		if errors.Is(err, problem.ErrPreconditionFailed) && attempt < 20 {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		return &j, nil
+	}
+}
+
+func (s *Server) cancelJob(ctx context.Context, in *jobRef) (*jobAcceptedOutput, error) {
+	j, err := s.changeJob(ctx, in.ID, func(j *events.Job, _ time.Time) ([]string, error) {
+		if events.JobFinal(j.Status) {
+			return nil, problem.New(http.StatusConflict, fmt.Sprintf("job %s is %s already", j.ID, j.Status))
+		}
+		if j.CancelRequested {
+			return nil, nil
+		}
+		j.CancelRequested = true
+		return []string{events.TypeJobCancelRequested}, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &jobAcceptedOutput{ETag: etag(j.Version), Body: j}, nil
+}
+
+func (s *Server) cleanupJob(ctx context.Context, in *jobRef) (*jobAcceptedOutput, error) {
+	j, err := s.changeJob(ctx, in.ID, func(j *events.Job, _ time.Time) ([]string, error) {
+		return requestCleanup(j), nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &jobAcceptedOutput{ETag: etag(j.Version), Body: j}, nil
+}
+
+// requestCleanup marks j for cleanup (and cancellation, if anything may still
+// run) and returns the events that announce it; none if it was marked already.
+// The scheduler cleans a job that holds no instance (not admitted yet, or
+// final); the launcher stops the instances of one that does, and reports it
+// final, after which the scheduler releases its leases and sets cleaned_at.
+func requestCleanup(j *events.Job) []string {
+	var types []string
+	if !events.JobFinal(j.Status) && !j.CancelRequested {
+		j.CancelRequested = true
+		types = append(types, events.TypeJobCancelRequested)
+	}
+	if j.CleanedAt == nil && !j.CleanupRequested {
+		j.CleanupRequested = true
+		types = append(types, events.TypeJobUpdated)
+	}
+	return types
+}
+
+func (s *Server) deleteJob(ctx context.Context, in *jobRef) (*deleteJobOutput, error) {
+	// Artifacts and exports go first (the export feature's removeJobArtifacts):
+	// if that fails the job is still there to delete again, rather than
+	// leaving files no record points to.
+	if _, err := s.loadJob(ctx, in.ID); err != nil {
+		return nil, err
+	}
+	if err := s.removeJobArtifacts(ctx, in.ID); err != nil {
+		return nil, fmt.Errorf("delete artifacts of job %s: %w", in.ID, err)
+	}
+	for attempt := 0; ; attempt++ {
+		l, err := s.loadJob(ctx, in.ID)
+		if err != nil {
+			return nil, err
+		}
+		j := *l.Res
+		now := s.opts.Now().UTC().Truncate(timePrecision)
+		types := requestCleanup(&j)
+		j.Version++
+		j.UpdatedAt = now
+		var evs []events.Event
+		// The deletion is announced with cancel-requested first (the launcher
+		// stops the instances) and deleted last (the scheduler releases the
+		// job's leases; consumers forget the job).
+		for _, t := range append(types, events.TypeJobDeleted) {
+			if t == events.TypeJobUpdated {
+				continue
+			}
+			ev, err := events.New(t, s.opts.Source, j.QueueID, j.ID, &j)
+			if err != nil {
+				return nil, err
+			}
+			evs = append(evs, ev)
+		}
+		err = s.jobKind().Delete(ctx, l, evs...)
+		if errors.Is(err, problem.ErrPreconditionFailed) && attempt < 20 {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		return &deleteJobOutput{}, nil
+	}
+}
+
+// Post controller statuses.
+const (
+	postControllerPending = "pending"
+	postControllerStopped = "stopped"
+)
+
+func (s *Server) startPostController(ctx context.Context, in *jobRef) (*jobAcceptedOutput, error) {
+	j, err := s.changeJob(ctx, in.ID, func(j *events.Job, now time.Time) ([]string, error) {
+		if j.CleanedAt != nil || j.CleanupRequested {
+			return nil, problem.New(http.StatusConflict, fmt.Sprintf("job %s is cleaned up; it can have no post controller", j.ID))
+		}
+		if pc := j.PostController; pc != nil && pc.Status != postControllerStopped {
+			return nil, nil // one is running or on its way
+		}
+		j.PostController = &events.PostController{Status: postControllerPending, RequestedAt: now}
+		return []string{events.TypeJobUpdated}, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &jobAcceptedOutput{ETag: etag(j.Version), Body: j}, nil
+}
+
+// stopPostController records the stop. The scheduler releases the post
+// controller's lease when it sees it; the launcher stops the instance.
+func (s *Server) stopPostController(ctx context.Context, in *jobRef) (*jobAcceptedOutput, error) {
+	j, err := s.changeJob(ctx, in.ID, func(j *events.Job, now time.Time) ([]string, error) {
+		pc := j.PostController
+		if pc == nil || pc.Status == postControllerStopped {
+			return nil, nil
+		}
+		cp := *pc
+		cp.Status, cp.StoppedAt = postControllerStopped, &now
+		j.PostController = &cp
+		return []string{events.TypeJobUpdated}, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &jobAcceptedOutput{ETag: etag(j.Version), Body: j}, nil
+}
+
+// jobIndexes remembers, per server, that the jobs collection's indexes exist.
+var jobIndexes sync.Map // *Server → *jobIndexOnce
+
+type jobIndexOnce struct {
+	mu   sync.Mutex
+	done bool
+}
+
+// ensureJobIndexes creates, once per server, the index behind the status
+// filter of the lists and the scheduler's query for active jobs; the store
+// creates the (queue_id, status) one. A failure is returned and retried next time.
+func (s *Server) ensureJobIndexes(ctx context.Context) error {
+	v, _ := jobIndexes.LoadOrStore(s, &jobIndexOnce{})
+	o := v.(*jobIndexOnce)
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.done {
+		return nil
+	}
+	if _, err := s.opts.Store.DB.Collection(store.Jobs).Indexes().CreateOne(ctx, mongo.IndexModel{Keys: bson.D{{Key: "status", Value: 1}}}); err != nil {
+		return fmt.Errorf("create job indexes: %w", err)
+	}
+	o.done = true
+	return nil
+}

@@ -1,0 +1,125 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/avxrm/rm/services/api/internal/problem"
+	"github.com/danielgtaylor/huma/v2"
+	"github.com/nats-io/nats.go"
+)
+
+// Instance logs live where the instance runs, so the API asks the launcher
+// for them over NATS request/reply, chunk by chunk; this works whether the
+// launcher runs in the API's process or elsewhere. The protocol (the
+// launcher's side is services/launcher/internal/launch/logs.go, described
+// in docs/launcher.md):
+//
+//	request  rm.launcher.logs.<job_id>.<role>.<index>, body {"offset": n, "max": n}
+//	reply    headers Rm-Logs-Status (200, 404, 501, 500), Rm-Logs-Eof ("true"
+//	         when nothing follows), Rm-Logs-Error; body: the chunk
+const (
+	logsSubjectPrefix = "rm.launcher.logs"
+	logsChunk         = 256 << 10
+	logsTimeout       = 10 * time.Second
+)
+
+type logsInput struct {
+	ID    string `path:"id" maxLength:"63" doc:"the job's id"`
+	Role  string `path:"role" enum:"controller,worker,post-controller"`
+	Index int    `path:"index" minimum:"0" maximum:"100000"`
+}
+
+func (s *Server) registerLogs() {
+	huma.Register(s.API, huma.Operation{
+		OperationID: "get-instance-logs", Method: http.MethodGet, Path: BasePath + "/jobs/{id}/instances/{role}/{index}/logs",
+		Summary: "Get the logs of one instance of a job", Tags: []string{"Jobs"},
+		Description: "The instance's combined stdout and stderr so far, as the launcher's driver keeps them " +
+			"(local processes and Docker containers do; a simulated instance has a synthetic log). " +
+			"The local driver keeps logs after a cleanup; Docker and Kubernetes remove them with the instance.",
+		Responses: map[string]*huma.Response{
+			"200": {Description: "the log", Content: map[string]*huma.MediaType{
+				"text/plain": {Schema: &huma.Schema{Type: "string"}},
+			}},
+		},
+		Errors: []int{http.StatusNotFound, http.StatusUnprocessableEntity, http.StatusNotImplemented, http.StatusServiceUnavailable},
+	}, s.instanceLogs)
+}
+
+// logsChunkReply is one answer of the launcher.
+type logsChunkReply struct {
+	status int
+	eof    bool
+	data   []byte
+}
+
+// fetchLogs asks the launcher for the chunk of ref's log at offset.
+func fetchLogs(ctx context.Context, nc *nats.Conn, subject string, offset int64) (logsChunkReply, error) {
+	body, _ := json.Marshal(map[string]int64{"offset": offset, "max": logsChunk})
+	ctx, cancel := context.WithTimeout(ctx, logsTimeout)
+	defer cancel()
+	m, err := nc.RequestWithContext(ctx, subject, body)
+	if errors.Is(err, nats.ErrNoResponders) {
+		return logsChunkReply{}, problem.New(http.StatusServiceUnavailable, "no launcher is reachable to serve logs")
+	}
+	if err != nil {
+		return logsChunkReply{}, problem.New(http.StatusServiceUnavailable, "the launcher did not answer: "+err.Error())
+	}
+	st, _ := strconv.Atoi(m.Header.Get("Rm-Logs-Status"))
+	r := logsChunkReply{status: st, eof: m.Header.Get("Rm-Logs-Eof") == "true", data: m.Data}
+	switch {
+	case st == http.StatusOK:
+		return r, nil
+	case st == http.StatusNotFound:
+		return r, fmt.Errorf("%s: %w", m.Header.Get("Rm-Logs-Error"), problem.ErrNotFound)
+	case st == http.StatusNotImplemented || st == http.StatusBadRequest:
+		return r, problem.New(st, m.Header.Get("Rm-Logs-Error"))
+	}
+	return r, fmt.Errorf("launcher logs: status %d: %s", st, m.Header.Get("Rm-Logs-Error"))
+}
+
+func (s *Server) instanceLogs(ctx context.Context, in *logsInput) (*huma.StreamResponse, error) {
+	if s.opts.JS == nil {
+		return nil, problem.New(http.StatusServiceUnavailable, "NATS is not connected")
+	}
+	l, err := s.loadJob(ctx, in.ID)
+	if err != nil {
+		return nil, err
+	}
+	j := l.Res
+	if in.Role == "worker" && in.Index >= j.WorkerInstances || in.Role == "controller" && in.Index != 0 {
+		return nil, fmt.Errorf("job %s has no %s %d: %w", j.ID, in.Role, in.Index, problem.ErrNotFound)
+	}
+	nc := s.opts.JS.Conn()
+	subject := logsSubjectPrefix + "." + j.ID + "." + in.Role + "." + strconv.Itoa(in.Index)
+	// The first chunk decides the status; the rest is streamed as it comes.
+	first, err := fetchLogs(ctx, nc, subject, 0)
+	if err != nil {
+		return nil, err
+	}
+	return &huma.StreamResponse{Body: func(hctx huma.Context) {
+		hctx.SetHeader("Content-Type", "text/plain; charset=utf-8")
+		hctx.SetHeader("Cache-Control", "no-store")
+		hctx.SetStatus(http.StatusOK)
+		w := hctx.BodyWriter()
+		chunk, offset := first, int64(0)
+		for {
+			if _, err := w.Write(chunk.data); err != nil {
+				return
+			}
+			offset += int64(len(chunk.data))
+			if chunk.eof || len(chunk.data) == 0 {
+				return
+			}
+			if chunk, err = fetchLogs(hctx.Context(), nc, subject, offset); err != nil {
+				s.opts.Logger.Warn("instance logs cut short", "subject", subject, "offset", offset, "err", err)
+				return
+			}
+		}
+	}}, nil
+}

@@ -1,0 +1,43 @@
+package httpapi
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// httpMetrics counts requests and their latency per route template (not per
+// URL, which would explode the label space with ids).
+func httpMetrics(reg prometheus.Registerer) echo.MiddlewareFunc {
+	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "rm_api_requests_total", Help: "HTTP requests answered by the API.",
+	}, []string{"method", "route", "code"})
+	latency := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "rm_api_request_duration_seconds", Help: "Time to answer an HTTP request (streams excluded).",
+		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+	}, []string{"method", "route"})
+	if reg != nil {
+		reg.MustRegister(requests, latency)
+	}
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			start := time.Now()
+			err := next(c)
+			route := c.Path()
+			if route == "" {
+				route = "unmatched"
+			}
+			code := c.Response().Status
+			if he, ok := err.(*echo.HTTPError); ok {
+				code = he.Code
+			}
+			requests.WithLabelValues(c.Request().Method, route, strconv.Itoa(code)).Inc()
+			if route != BasePath+"/events" {
+				latency.WithLabelValues(c.Request().Method, route).Observe(time.Since(start).Seconds())
+			}
+			return err
+		}
+	}
+}

@@ -1,0 +1,262 @@
+package api_test
+
+import (
+	"context"
+	"net/http"
+	"testing"
+
+	"github.com/avxrm/rm/pkg/events"
+	"github.com/google/go-cmp/cmp"
+	"go.mongodb.org/mongo-driver/v2/bson"
+)
+
+// The jobs API without a scheduler: what is stored, announced and refused.
+
+func jobBody(queue string, workers int) obj {
+	return obj{"name": "sweep-42", "queue_id": queue, "worker_instances": workers,
+		"application": obj{"name": "inline", "version": "1", "image": "registry.example/inline:1"}}
+}
+
+// storedJob reads a job document as the scheduler and the launcher do,
+// runtime spec included.
+func (e *env) storedJob(id string) events.Job {
+	e.t.Helper()
+	var j events.Job
+	if err := e.db.Collection("jobs").FindOne(context.Background(), bson.D{{Key: "_id", Value: id}}).Decode(&j); err != nil {
+		e.t.Fatal(err)
+	}
+	return j
+}
+
+func TestSubmitJob(t *testing.T) {
+	e := startEnv(t)
+	e.create("/queues", obj{"name": "Default", "maximum_allowed_worker_instances": 10,
+		"environment_variables": obj{"A": "queue", "B": "queue", "C": "queue", "D": "queue"}})
+	app := e.create("/applications", obj{"name": "sim", "version": "2", "image": "registry.example/sim:2",
+		"command": []string{"run"}, "environment_variables": obj{"B": "app", "C": "app", "D": "app"}})
+
+	r := e.must(http.StatusCreated, http.MethodPost, v1+"/jobs", jobBody("Default", 8).with("labels", obj{"team": "adas"}))
+	j := r.obj(t)
+	if j.str("status") != "submitted" || j.str("queue_name") != "Default" || r.Header.Get("Location") != v1+"/jobs/"+j.str("id") || r.Header.Get("ETag") != `"1"` {
+		t.Errorf("submitted: %s %v", r.Body, r.Header)
+	}
+	for _, k := range []string{"conditions", "warnings", "instances"} {
+		if l, ok := j[k].([]any); !ok || len(l) != 0 {
+			t.Errorf("%s = %v, want []", k, j[k])
+		}
+	}
+	if got := e.storedJob(j.str("id")).Runtime.Image; got != "registry.example/inline:1" {
+		t.Errorf("inline image: %q", got)
+	}
+	evs := e.events(events.FilterSubject(events.KindJob, "", j.str("id")))
+	if len(evs) != 1 || evs[0].Type != events.TypeJobSubmitted {
+		t.Errorf("events %+v", evs)
+	}
+
+	// By registered name and version, with an app-runtime-config on the queue:
+	// its image wins; env is queue, then application, then config, then job.
+	e.create("/app-runtime-config/Default/application/"+app.str("id"), obj{"image": "registry.example/sim:gpu",
+		"working_directory": "/work", "environment_variables": obj{"C": "arc", "D": "arc"}})
+	body := obj{"queue_id": "Default", "worker_instances": 2, "application": obj{"name": "sim", "version": "2"},
+		"environment_variables": obj{"D": "job"}}
+	id := e.must(http.StatusCreated, http.MethodPost, v1+"/jobs", body).obj(t).str("id")
+	want := events.RuntimeSpec{Image: "registry.example/sim:gpu", Command: []string{"run"}, WorkingDirectory: "/work",
+		EnvironmentVariables: map[string]string{"A": "queue", "B": "app", "C": "arc", "D": "job"}}
+	if diff := cmp.Diff(want, e.storedJob(id).Runtime); diff != "" {
+		t.Errorf("runtime (-want +got):\n%s", diff)
+	}
+	// By id.
+	id = e.must(http.StatusCreated, http.MethodPost, v1+"/jobs", obj{"queue_id": "Default", "worker_instances": 1,
+		"application": obj{"id": app.str("id")}}).obj(t).str("id")
+	if got := e.storedJob(id); got.Application.Name != "sim" || got.Runtime.Image != "registry.example/sim:gpu" {
+		t.Errorf("by id: %+v %+v", got.Application, got.Runtime)
+	}
+}
+
+func TestSubmitJobRefusals(t *testing.T) {
+	e := startEnv(t)
+	e.create("/queues", obj{"name": "Default", "maximum_allowed_worker_instances": 10})
+	e.create("/applications", obj{"name": "noimage", "version": "1"})
+	for name, tc := range map[string]struct {
+		body  obj
+		field string
+	}{
+		"over the queue's limit": {jobBody("Default", 11), "worker_instances"},
+		"zero workers":           {jobBody("Default", 0), "worker_instances"},
+		"unknown queue":          {jobBody("nope", 1), "queue_id"},
+		"unknown application id": {jobBody("Default", 1).with("application", obj{"id": "app-X"}), "application.id"},
+		"unknown name+version":   {jobBody("Default", 1).with("application", obj{"name": "x", "version": "9"}), "application.name"},
+		"no image anywhere":      {jobBody("Default", 1).with("application", obj{"name": "noimage", "version": "1"}), "application.image"},
+		"nothing to run":         {jobBody("Default", 1).with("application", obj{}), "application"},
+		"bad env name":           {jobBody("Default", 1).with("environment_variables", obj{"1X": "y"}), "environment_variables.1X"},
+		"unknown field":          {jobBody("Default", 1).with("gpus", 1), "gpus"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			r := e.do(http.MethodPost, v1+"/jobs", tc.body)
+			if r.Status != http.StatusUnprocessableEntity {
+				t.Fatalf("= %s, want 422", r)
+			}
+			found := false
+			for _, f := range r.obj(t)["errors"].([]any) {
+				if f.(map[string]any)["field"] == tc.field {
+					found = true
+				}
+			}
+			if !found {
+				t.Errorf("422 does not name %s: %s", tc.field, r.Body)
+			}
+		})
+	}
+	if n := e.count("jobs"); n != 0 {
+		t.Errorf("%d jobs stored by refused submissions", n)
+	}
+}
+
+func TestSubmitJobIdempotency(t *testing.T) {
+	e := startEnv(t)
+	e.create("/queues", obj{"name": "Default"})
+	first := e.must(http.StatusCreated, http.MethodPost, v1+"/jobs", jobBody("Default", 1), "Idempotency-Key", "k1")
+	again := e.must(http.StatusCreated, http.MethodPost, v1+"/jobs", jobBody("Default", 1), "Idempotency-Key", "k1")
+	if string(first.Body) != string(again.Body) {
+		t.Errorf("replay differs:\n%s\n%s", first.Body, again.Body)
+	}
+	e.must(http.StatusUnprocessableEntity, http.MethodPost, v1+"/jobs", jobBody("Default", 2), "Idempotency-Key", "k1")
+	if n := e.count("jobs"); n != 1 {
+		t.Errorf("%d jobs stored, want 1", n)
+	}
+}
+
+func TestListJobs(t *testing.T) {
+	e := startEnv(t)
+	a := e.create("/queues", obj{"name": "a"})
+	e.create("/queues", obj{"name": "b"})
+	var ids []string
+	for i := range 5 {
+		q := "a"
+		if i%2 == 1 {
+			q = "b"
+		}
+		ids = append(ids, e.must(http.StatusCreated, http.MethodPost, v1+"/jobs",
+			jobBody(q, 1).with("labels", obj{"i": string(rune('0' + i))})).obj(t).str("id"))
+	}
+	list := func(path string) (got []string, next string) {
+		t.Helper()
+		o := e.must(http.StatusOK, http.MethodGet, v1+path, nil).obj(t)
+		for _, it := range o["items"].([]any) {
+			got = append(got, it.(map[string]any)["id"].(string))
+		}
+		next, _ = o["next_cursor"].(string)
+		return got, next
+	}
+	for path, want := range map[string][]string{
+		"/jobs":                              ids,
+		"/jobs?queue_id=a":                   {ids[0], ids[2], ids[4]},
+		"/jobs?queue_id=" + a.str("id"):      {ids[0], ids[2], ids[4]},
+		"/queues/b/jobs":                     {ids[1], ids[3]},
+		"/jobs?label=i=3":                    {ids[3]},
+		"/jobs?status=submitted&queue_id=b":  {ids[1], ids[3]},
+		"/jobs?status=admitted":              nil,
+		"/queues/a/jobs?label=i=2&label=i=2": {ids[2]},
+	} {
+		if got, _ := list(path); !cmp.Equal(want, got) {
+			t.Errorf("GET %s: %v, want %v", path, got, want)
+		}
+	}
+	page, next := list("/jobs?limit=2")
+	rest, last := list("/jobs?limit=10&cursor=" + next)
+	if !cmp.Equal(append(page, rest...), ids) || last != "" {
+		t.Errorf("pages %v %v (next %q)", page, rest, last)
+	}
+	e.must(http.StatusNotFound, http.MethodGet, v1+"/queues/nope/jobs", nil)
+	e.must(http.StatusUnprocessableEntity, http.MethodGet, v1+"/jobs?label=novalue", nil)
+	e.must(http.StatusUnprocessableEntity, http.MethodGet, v1+"/jobs?status=lost", nil)
+	e.must(http.StatusNotFound, http.MethodGet, v1+"/jobs/job-nope", nil)
+}
+
+func TestJobRequests(t *testing.T) {
+	e := startEnv(t)
+	e.create("/queues", obj{"name": "Default"})
+	id := e.must(http.StatusCreated, http.MethodPost, v1+"/jobs", jobBody("Default", 1)).obj(t).str("id")
+	path := v1 + "/jobs/" + id
+
+	j := e.must(http.StatusAccepted, http.MethodPost, path+"/cancel", nil).obj(t)
+	if j["cancel_requested"] != true || j.str("status") != "submitted" {
+		t.Errorf("cancel: %v", j)
+	}
+	e.must(http.StatusAccepted, http.MethodPost, path+"/cancel", nil) // again: nothing new
+	j = e.must(http.StatusAccepted, http.MethodPost, path+"/post-controller", nil).obj(t)
+	if pc := j["post_controller"].(map[string]any); pc["status"] != "pending" {
+		t.Errorf("post controller: %v", pc)
+	}
+	j = e.must(http.StatusAccepted, http.MethodDelete, path+"/post-controller", nil).obj(t)
+	if pc := j["post_controller"].(map[string]any); pc["status"] != "stopped" {
+		t.Errorf("post controller stopped: %v", pc)
+	}
+	j = e.must(http.StatusAccepted, http.MethodPost, path+"/cleanup", nil).obj(t)
+	if j["cleanup_requested"] != true {
+		t.Errorf("cleanup: %v", j)
+	}
+	e.must(http.StatusConflict, http.MethodPost, path+"/post-controller", nil)
+	var types []string
+	for _, ev := range e.events(events.FilterSubject(events.KindJob, "", id)) {
+		types = append(types, ev.Type)
+	}
+	want := []string{events.TypeJobSubmitted, events.TypeJobCancelRequested, events.TypeJobUpdated, events.TypeJobUpdated, events.TypeJobUpdated}
+	if diff := cmp.Diff(want, types); diff != "" {
+		t.Errorf("events (-want +got):\n%s", diff)
+	}
+
+	// A final job cannot be cancelled.
+	if _, err := e.db.Collection("jobs").UpdateOne(context.Background(), bson.D{{Key: "_id", Value: id}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "status", Value: events.JobCancelled}}}}); err != nil {
+		t.Fatal(err)
+	}
+	e.must(http.StatusConflict, http.MethodPost, path+"/cancel", nil)
+
+	e.must(http.StatusNoContent, http.MethodDelete, path, nil)
+	e.must(http.StatusNotFound, http.MethodGet, path, nil)
+	e.must(http.StatusNotFound, http.MethodDelete, path, nil)
+	evs := e.events(events.FilterSubject(events.KindJob, "", id))
+	if last := evs[len(evs)-1]; last.Type != events.TypeJobDeleted {
+		t.Errorf("last event %s", last.Type)
+	}
+}
+
+func TestQueueUsage(t *testing.T) {
+	e := startEnv(t)
+	q := e.create("/queues", obj{"name": "Default", "maximum_allowed_worker_instances": 10})
+	other := e.create("/queues", obj{"name": "other"})
+	ctx := context.Background()
+	jobs := e.db.Collection("jobs")
+	for i, st := range []struct {
+		status  string
+		workers int
+		cancel  bool
+	}{{"admitted", 4, false}, {"running", 3, false}, {"pending", 5, false}, {"submitted", 2, false}, {"pending", 9, true}, {"succeeded", 1, false}} {
+		if _, err := jobs.InsertOne(ctx, bson.D{{Key: "_id", Value: "job-" + string(rune('a'+i))}, {Key: "queue_id", Value: q.str("id")},
+			{Key: "status", Value: st.status}, {Key: "worker_instances", Value: st.workers}, {Key: "cancel_requested", Value: st.cancel}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctl := e.must(http.StatusOK, http.MethodGet, v1+"/queues/simulation-controller-queue", nil).obj(t)
+	if _, err := e.db.Collection("leases").InsertOne(ctx, bson.D{{Key: "_id", Value: "ledger"}, {Key: "epoch", Value: 1}, {Key: "version", Value: 3},
+		{Key: "leases", Value: bson.D{
+			{Key: "job-a", Value: bson.A{bson.D{{Key: "queue", Value: q.str("id")}, {Key: "count", Value: 4}}, bson.D{{Key: "queue", Value: ctl.str("id")}, {Key: "count", Value: 1}}}},
+			{Key: "job-b", Value: bson.A{bson.D{{Key: "queue", Value: q.str("id")}, {Key: "count", Value: 3}}, bson.D{{Key: "queue", Value: ctl.str("id")}, {Key: "count", Value: 1}}}},
+		}}}); err != nil {
+		t.Fatal(err)
+	}
+	got := e.must(http.StatusOK, http.MethodGet, v1+"/queues/Default", nil).obj(t)["usage"]
+	want := map[string]any{"allocated_worker_instances": 7.0, "running_jobs": 2.0, "pending_jobs": 2.0, "pending_worker_instances": 7.0}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("usage (-want +got):\n%s", diff)
+	}
+	got = e.must(http.StatusOK, http.MethodGet, v1+"/queues/simulation-controller-queue", nil).obj(t)["usage"]
+	if u := got.(map[string]any); u["allocated_worker_instances"] != 2.0 {
+		t.Errorf("controller queue usage %v", u)
+	}
+	got = e.must(http.StatusOK, http.MethodGet, v1+"/queues/"+other.str("id"), nil).obj(t)["usage"]
+	if u := got.(map[string]any); u["allocated_worker_instances"] != 0.0 || u["pending_jobs"] != 0.0 {
+		t.Errorf("other queue usage %v", u)
+	}
+}
