@@ -24,6 +24,10 @@ type Config struct {
 	LogLevel       string        // RM_LOG_LEVEL, --log-level: debug|info|warn|error, default info
 	EventsMaxAge   time.Duration // RM_EVENTS_MAX_AGE, --events-max-age: age limit of RM_EVENTS, default 0 (keep)
 	OutboxInterval time.Duration // RM_OUTBOX_INTERVAL, --outbox-interval: relay sweep period, default 2s
+
+	// DisableLauncher leaves the launcher out (no setting: for tests that
+	// play the launcher's part themselves).
+	DisableLauncher bool
 }
 
 // setting describes one configuration entry, for flags, env and the README.

@@ -21,6 +21,9 @@ import (
 	"github.com/avxrm/rm/pkg/events"
 	"github.com/avxrm/rm/pkg/events/outbox"
 	"github.com/avxrm/rm/services/api"
+	"github.com/avxrm/rm/services/launcher"
+	export "github.com/avxrm/rm/services/scenario-export"
+	"github.com/avxrm/rm/services/scheduler"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -36,6 +39,11 @@ type System struct {
 	NATSURL  string
 	DB       *mongo.Database
 	JS       jetstream.JetStream
+	// Scheduler is the all-in-one's scheduler (it leads unless another
+	// scheduler on the same NATS and MongoDB does).
+	Scheduler *scheduler.Scheduler
+	// Launcher is the all-in-one's launcher (nil when Config.DisableLauncher).
+	Launcher *launcher.Launcher
 
 	log     *slog.Logger
 	cancel  context.CancelFunc
@@ -113,19 +121,49 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (sys *System, err 
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	ob := outbox.New(events.NewPublisher(s.JS), log.With("component", "outbox"))
+	// The scheduler is prepared before the API so that its collections get
+	// the _id index below, and so that /readyz can ask it.
+	sched, err := scheduler.New(ctx, scheduler.Config{}, scheduler.Deps{
+		DB: s.DB, JS: s.JS, Outbox: ob, Registerer: reg, Logger: log.With("service", "scheduler"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.Scheduler = sched
+	// Likewise the export service: its collections (artifacts, exports, their
+	// GridFS buckets) exist before the _id indexes are made below.
+	exporter, err := export.New(ctx, export.Config{}, export.Deps{
+		DB: s.DB, JS: s.JS, Outbox: ob, Registerer: reg, Logger: log.With("service", "scenario-export"),
+	})
+	if err != nil {
+		return nil, err
+	}
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return nil, fmt.Errorf("api listen: %w", err)
 	}
 	s.HTTPAddr = ln.Addr().String()
+	ready := []api.ReadyCheck{{Name: "nats", Check: func(context.Context) error {
+		if !nc.IsConnected() {
+			return errors.New("not connected")
+		}
+		return nil
+	}}, {Name: "scheduler", Check: sched.Ready}}
+	if !cfg.DisableLauncher {
+		// Instances run as local processes unless a plugin says otherwise;
+		// their files and logs are under <data dir>/launcher.
+		s.Launcher, err = launcher.New(launcher.Config{
+			DataDir: filepath.Join(cfg.DataDir, "launcher"), DefaultDriver: "local", APIURL: "http://" + s.HTTPAddr,
+		}, launcher.Deps{DB: s.DB, JS: s.JS, Outbox: ob, Registerer: reg, Logger: log.With("service", "launcher")})
+		if err != nil {
+			_ = ln.Close()
+			return nil, err
+		}
+		ready = append(ready, api.ReadyCheck{Name: "launcher", Check: s.Launcher.Ready})
+	}
 	apiSvc, err := api.New(ctx, api.Config{}, api.Deps{
-		DB: s.DB, Outbox: ob, Gatherer: reg, Logger: log.With("service", "api"), Listener: ln,
-		Ready: []api.ReadyCheck{{Name: "nats", Check: func(context.Context) error {
-			if !nc.IsConnected() {
-				return errors.New("not connected")
-			}
-			return nil
-		}}},
+		DB: s.DB, Outbox: ob, Gatherer: reg, Registerer: reg, Logger: log.With("service", "api"), Listener: ln, JS: s.JS,
+		Ready: ready,
 	})
 	if err != nil {
 		_ = ln.Close()
@@ -147,6 +185,16 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (sys *System, err 
 
 	s.goRun("outbox relay", func(ctx context.Context) error { ob.Run(ctx, cfg.OutboxInterval); return nil }, ctx)
 	s.goRun("api", apiSvc.Serve, ctx)
+	s.goRun("scheduler", sched.Run, ctx)
+	s.goRun("scenario-export", exporter.Run, ctx)
+	if s.Launcher != nil {
+		s.goRun("launcher", s.Launcher.Run, ctx)
+		// Its consumer attaches within moments; waiting for it (bounded)
+		// means /readyz is green once Start returns.
+		for deadline := time.Now().Add(10 * time.Second); s.Launcher.Ready(ctx) != nil && time.Now().Before(deadline); {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
 	go func() { s.wg.Wait(); s.closeAll(); close(s.done) }()
 	log.Info("resource manager up", "api", "http://"+s.HTTPAddr, "data_dir", cfg.DataDir)
 	return s, nil

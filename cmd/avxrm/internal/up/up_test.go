@@ -41,17 +41,26 @@ func TestQueueCreatedEventEndToEnd(t *testing.T) {
 	sys := startSystem(t)
 	base := "http://" + sys.HTTPAddr
 
-	resp, err := http.Get(base + "/readyz")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("/readyz = %d", resp.StatusCode)
+	// Readiness follows once the scheduler leads and every consumer is attached.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(base + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz = %d %s", resp.StatusCode, raw)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 
 	body := `{"name":"Default","description":"Test queue","maximum_allowed_worker_instances":10}`
-	resp, err = http.Post(base+"/api/resources/v1/queues", "application/json", bytes.NewBufferString(body))
+	resp, err := http.Post(base+"/api/resources/v1/queues", "application/json", bytes.NewBufferString(body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +78,7 @@ func TestQueueCreatedEventEndToEnd(t *testing.T) {
 	}
 
 	var got []events.Event
-	deadline := time.Now().Add(10 * time.Second)
+	deadline = time.Now().Add(10 * time.Second)
 	for len(got) == 0 && time.Now().Before(deadline) {
 		got = eventstest.ReadAll(t, sys.JS, events.Subject(events.KindQueue, created.ID, created.ID))
 		time.Sleep(50 * time.Millisecond)

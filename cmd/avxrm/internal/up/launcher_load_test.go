@@ -1,0 +1,185 @@
+package up_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"slices"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/avxrm/rm/pkg/events"
+	"github.com/avxrm/rm/pkg/events/eventstest"
+	"go.mongodb.org/mongo-driver/v2/bson"
+)
+
+// TestLauncherLoad runs 1,000 jobs of 1 to 20 workers through the whole
+// all-in-one (API, scheduler, launcher with the simulated driver, events)
+// and reports the throughput and the hand-over latency: from a job's end
+// (finished_at) to the admission of a job that was waiting for its
+// capacity (admitted_at). It is long, so it runs only with RM_LOAD=1:
+//
+//	RM_LOAD=1 go test -run TestLauncherLoad -v -timeout 30m ./cmd/avxrm/internal/up/
+//
+// RM_LOAD_JOBS, RM_LOAD_LIMIT and RM_LOAD_RUN_SECONDS change the size.
+func TestLauncherLoad(t *testing.T) {
+	if os.Getenv("RM_LOAD") != "1" {
+		t.Log("set RM_LOAD=1 to run the load test")
+		return
+	}
+	jobs, limit, runSeconds := envInt("RM_LOAD_JOBS", 1000), envInt("RM_LOAD_LIMIT", 100), envFloat("RM_LOAD_RUN_SECONDS", 0.5)
+	sys := startSystemIn(t, t.TempDir())
+	c := newClient(t, sys.HTTPAddr)
+	c.must(http.MethodPost, "/api/resources/v1/plugins", map[string]any{
+		"name": "sim", "type": "simulated", "config": map[string]any{"run_seconds": runSeconds}, "is_default": true,
+	}, http.StatusCreated, nil)
+	c.createQueue("load", limit)
+
+	rng := rand.New(rand.NewPCG(42, 42))
+	sizes := make([]int, jobs)
+	workers := 0
+	for i := range sizes {
+		sizes[i] = 1 + rng.IntN(20)
+		workers += sizes[i]
+	}
+	start := time.Now()
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				var j events.Job
+				c.must(http.MethodPost, jobsPath, map[string]any{
+					"queue_id": "load", "worker_instances": sizes[i],
+					"application": map[string]any{"name": "sim", "version": "1", "image": "sim"},
+				}, http.StatusCreated, &j)
+			}
+		}()
+	}
+	for i := range jobs {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	submitted := time.Since(start)
+
+	ctx := context.Background()
+	coll := sys.DB.Collection("jobs")
+	deadline := time.Now().Add(time.Duration(envInt("RM_LOAD_TIMEOUT_SECONDS", 1800)) * time.Second)
+	for {
+		n, err := coll.CountDocuments(ctx, bson.D{{Key: "status", Value: bson.D{{Key: "$in", Value: bson.A{"succeeded", "failed", "cancelled"}}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if int(n) == jobs {
+			break
+		}
+		if time.Now().After(deadline) {
+			var stuck []events.Job
+			cur, err := coll.Find(ctx, bson.D{{Key: "status", Value: bson.D{{Key: "$nin", Value: bson.A{"succeeded", "failed", "cancelled"}}}}})
+			if err == nil {
+				_ = cur.All(ctx, &stuck)
+			}
+			for i, j := range stuck {
+				if i < 5 {
+					t.Logf("not final: %s %s v%d workers %d conditions %+v instances %+v", j.ID, j.Status, j.Version, j.WorkerInstances, j.Conditions, j.Instances)
+				}
+			}
+			t.Logf("ledger: %+v", readLedger(t, sys.DB))
+			t.Fatalf("%d of %d jobs final after %s", n, jobs, time.Since(start))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	elapsed := time.Since(start)
+
+	var docs []events.Job
+	cur, err := coll.Find(ctx, bson.D{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cur.All(ctx, &docs); err != nil {
+		t.Fatal(err)
+	}
+	statuses := map[string]int{}
+	var finishes []time.Time
+	var toStart, toFinish []time.Duration
+	var versions int64
+	for _, j := range docs {
+		versions += j.Version
+		if j.AdmittedAt != nil && j.StartedAt != nil && j.FinishedAt != nil {
+			toStart = append(toStart, j.StartedAt.Sub(*j.AdmittedAt))
+			toFinish = append(toFinish, j.FinishedAt.Sub(*j.StartedAt))
+		}
+		statuses[j.Status]++
+		if j.FinishedAt != nil {
+			finishes = append(finishes, *j.FinishedAt)
+		}
+		if len(j.Instances) != j.WorkerInstances+1 {
+			t.Errorf("job %s: %d instance records, want %d", j.ID, len(j.Instances), j.WorkerInstances+1)
+		}
+	}
+	slices.SortFunc(finishes, func(a, b time.Time) int { return a.Compare(b) })
+	// Hand-over: a job that waited (it has a pending event) is admitted
+	// some time after the last job end before its admission, which is what
+	// freed its capacity.
+	waited := map[string]bool{}
+	for _, e := range eventstest.ReadAll(t, sys.JS, events.FilterSubject(events.KindJob, "", "")) {
+		if e.Type == events.TypeJobPending {
+			waited[e.ResourceID] = true
+		}
+	}
+	var handovers []time.Duration
+	for _, j := range docs {
+		if j.AdmittedAt == nil || !waited[j.ID] {
+			continue
+		}
+		i := sort.Search(len(finishes), func(i int) bool { return !finishes[i].Before(*j.AdmittedAt) })
+		if i == 0 {
+			continue
+		}
+		handovers = append(handovers, j.AdmittedAt.Sub(finishes[i-1]))
+	}
+	pctOf := func(ds []time.Duration, p float64) time.Duration {
+		if len(ds) == 0 {
+			return 0
+		}
+		ds = slices.Clone(ds)
+		slices.Sort(ds)
+		return ds[min(len(ds)-1, int(p*float64(len(ds))))].Round(time.Millisecond)
+	}
+	pct := func(p float64) time.Duration { return pctOf(handovers, p) }
+	if statuses[events.JobSucceeded] != jobs {
+		t.Errorf("statuses %v, want all %d succeeded", statuses, jobs)
+	}
+	fmt.Printf("launcher load: %d jobs (%d workers + %d controllers), queue limit %d, simulated run_seconds %.2f\n",
+		jobs, workers, jobs, limit, runSeconds)
+	fmt.Printf("  submitted in %s; all final after %s; statuses %v\n", submitted.Round(time.Millisecond), elapsed.Round(time.Millisecond), statuses)
+	fmt.Printf("  throughput %.1f jobs/s (%.0f instances/s)\n", float64(jobs)/elapsed.Seconds(), float64(workers+jobs)/elapsed.Seconds())
+	fmt.Printf("  hand-over latency (job end -> waiting job admitted), %d hand-overs: p50 %s, p99 %s, max %s\n",
+		len(handovers), pct(0.50), pct(0.99), pct(1))
+	fmt.Printf("  job document writes per job (mean version): %.1f\n", float64(versions)/float64(len(docs)))
+	fmt.Printf("  admitted -> running p50 %s p99 %s; running -> final p50 %s p99 %s\n",
+		pctOf(toStart, 0.5), pctOf(toStart, 0.99), pctOf(toFinish, 0.5), pctOf(toFinish, 0.99))
+}
+
+func envInt(k string, def int) int {
+	var n int
+	if _, err := fmt.Sscan(os.Getenv(k), &n); err != nil || n <= 0 {
+		return def
+	}
+	return n
+}
+
+func envFloat(k string, def float64) float64 {
+	var f float64
+	if _, err := fmt.Sscan(os.Getenv(k), &f); err != nil || f < 0 {
+		return def
+	}
+	return f
+}

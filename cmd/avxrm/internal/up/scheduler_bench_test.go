@@ -1,0 +1,159 @@
+package up_test
+
+import (
+	"bytes"
+	"fmt"
+	"net/http"
+	"slices"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/avxrm/rm/pkg/events"
+	"github.com/nats-io/nats.go"
+)
+
+// Benchmarks of jobs and the scheduler on the all-in-one (embedded NATS and
+// FerretDB/SQLite, no launcher: the benchmark reports jobs final itself).
+// Run with -benchtime=Nx: each iteration is one job.
+
+func submitBody(queue string, workers int) []byte {
+	return fmt.Appendf(nil, `{"queue_id":%q,"worker_instances":%d,"application":{"image":"registry.example/sim:1"}}`, queue, workers)
+}
+
+// BenchmarkSubmit measures accepted submissions per second through the REST
+// API, from 8 clients at once, while the scheduler admits them.
+func BenchmarkSubmit(b *testing.B) {
+	sys := startScheduling(b)
+	c := newClient(b, sys.HTTPAddr)
+	c.createQueue("bench", 100000)
+	body := submitBody("bench", 1)
+	var failed atomic.Int64
+	b.SetParallelism(4) // 4 × GOMAXPROCS clients
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		hc := &http.Client{Timeout: 30 * time.Second}
+		for pb.Next() {
+			resp, err := hc.Post(c.base+jobsPath, "application/json", bytes.NewReader(body))
+			if err != nil {
+				failed.Add(1)
+				continue
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusCreated {
+				failed.Add(1)
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "submissions/s")
+	if n := failed.Load(); n > 0 {
+		b.Errorf("%d submissions failed", n)
+	}
+}
+
+// admittedWatcher counts rm.job.admitted events as they are published.
+type admittedWatcher struct {
+	sub *nats.Subscription
+	ch  chan time.Time
+}
+
+func watchAdmitted(b *testing.B, natsURL string) *admittedWatcher {
+	b.Helper()
+	nc, err := nats.Connect(natsURL)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(nc.Close)
+	w := &admittedWatcher{ch: make(chan time.Time, 1<<20)}
+	w.sub, err = nc.Subscribe(events.FilterSubject(events.KindJob, "", "")+"", func(m *nats.Msg) {
+		if m.Header.Get("ce-type") == events.TypeJobAdmitted {
+			w.ch <- time.Now()
+		}
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	return w
+}
+
+// BenchmarkSubmitToAdmitted measures the throughput from submission to
+// admission: b.N jobs are submitted (8 clients) to a queue with room for all
+// of them, and the clock stops when the last one is admitted.
+func BenchmarkSubmitToAdmitted(b *testing.B) {
+	sys := startScheduling(b)
+	c := newClient(b, sys.HTTPAddr)
+	c.createQueue("bench", 100000)
+	w := watchAdmitted(b, sys.NATSURL)
+	body := submitBody("bench", 1)
+	b.SetParallelism(4)
+	b.ResetTimer()
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		hc := &http.Client{Timeout: 30 * time.Second}
+		for pb.Next() {
+			resp, err := hc.Post(c.base+jobsPath, "application/json", bytes.NewReader(body))
+			if err == nil {
+				resp.Body.Close()
+			}
+		}
+	})
+	submitted := time.Since(start)
+	var last time.Time
+	timeout := time.After(5 * time.Minute)
+	for range b.N {
+		select {
+		case last = <-w.ch:
+		case <-timeout:
+			b.Fatalf("not every job admitted within 5 minutes")
+		}
+	}
+	b.StopTimer()
+	total := last.Sub(start)
+	b.ReportMetric(float64(b.N)/total.Seconds(), "admitted/s")
+	b.ReportMetric(float64(b.N)/submitted.Seconds(), "submitted/s")
+	b.ReportMetric(float64((total - submitted).Milliseconds()), "ms-drain-after-last-submit")
+}
+
+// BenchmarkHandOver measures the hand-over latency: a queue allows 1 worker;
+// one job holds it and one waits; the benchmark reports the holder succeeded
+// (as the launcher does) and times until the waiting job's admitted event.
+func BenchmarkHandOver(b *testing.B) {
+	sys := startScheduling(b)
+	c := newClient(b, sys.HTTPAddr)
+	l := newLauncher(b, sys.DB, sys.JS)
+	c.createQueue("one", 1)
+	w := watchAdmitted(b, sys.NATSURL)
+	holder := c.submit("one", 1)
+	<-w.ch
+	c.waitJob(holder.ID, "admitted", hasStatus(events.JobAdmitted))
+	waiting := c.submit("one", 1)
+	c.waitJob(waiting.ID, "pending", hasStatus(events.JobPending))
+	lat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for range b.N {
+		start := time.Now()
+		l.finish(holder.ID, events.JobSucceeded)
+		select {
+		case at := <-w.ch:
+			lat = append(lat, at.Sub(start))
+		case <-time.After(30 * time.Second):
+			b.Fatal("no hand-over within 30s")
+		}
+		b.StopTimer()
+		holder = waiting
+		c.waitJob(holder.ID, "admitted", hasStatus(events.JobAdmitted))
+		waiting = c.submit("one", 1)
+		c.waitJob(waiting.ID, "pending", hasStatus(events.JobPending))
+		b.StartTimer()
+	}
+	b.StopTimer()
+	slices.Sort(lat)
+	pct := func(p float64) float64 {
+		return float64(lat[min(len(lat)-1, int(p*float64(len(lat))))].Microseconds()) / 1000
+	}
+	b.ReportMetric(pct(0.50), "p50-ms")
+	b.ReportMetric(pct(0.99), "p99-ms")
+}
