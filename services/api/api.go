@@ -27,6 +27,10 @@ type Config struct {
 	HTTPAddr string
 	// BodyLimit bounds request bodies. If zero, 1 MiB.
 	BodyLimit int64
+	// ArtifactUploadLimit bounds one artifact upload, in bytes. If zero, 1 GiB.
+	ArtifactUploadLimit int64
+	// ExportTTL is how long a scenario export and its zip are kept. If zero, 7 days.
+	ExportTTL time.Duration
 	// ShutdownTimeout bounds the drain of in-flight requests on stop. If zero, 10s.
 	ShutdownTimeout time.Duration
 }
@@ -90,6 +94,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 	srv := httpapi.New(httpapi.Options{
 		Store: st, Source: Source, BodyLimit: cfg.BodyLimit, Ready: ready,
 		Gatherer: deps.Gatherer, Registry: deps.Registerer, Logger: deps.Logger, JS: deps.JS,
+		Artifacts: httpapi.ArtifactConfig{UploadLimit: cfg.ArtifactUploadLimit, ExportTTL: cfg.ExportTTL},
 	})
 	if err := srv.EnsureBuiltinQueues(ctx); err != nil {
 		return nil, err

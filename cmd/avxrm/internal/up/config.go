@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -24,6 +25,8 @@ type Config struct {
 	LogLevel       string        // RM_LOG_LEVEL, --log-level: debug|info|warn|error, default info
 	EventsMaxAge   time.Duration // RM_EVENTS_MAX_AGE, --events-max-age: age limit of RM_EVENTS, default 0 (keep)
 	OutboxInterval time.Duration // RM_OUTBOX_INTERVAL, --outbox-interval: relay sweep period, default 2s
+	ExportTTL      time.Duration // RM_EXPORT_TTL, --export-ttl: how long scenario exports are kept, default 168h
+	ArtifactMax    int64         // RM_ARTIFACT_MAX_BYTES, --artifact-max-bytes: upload limit per artifact, default 1 GiB
 
 	// DisableLauncher leaves the launcher out (no setting: for tests that
 	// play the launcher's part themselves).
@@ -35,21 +38,24 @@ type setting struct {
 	name, env, def, usage string
 	str                   *string
 	dur                   *time.Duration
+	num                   *int64
 }
 
 func (c *Config) settings() []setting {
 	return []setting{
-		{"data-dir", "RM_DATA_DIR", "./.rm-data", "directory for all data (NATS, SQLite)", &c.DataDir, nil},
-		{"http-addr", "RM_HTTP_ADDR", "127.0.0.1:8080", "API listen address", &c.HTTPAddr, nil},
-		{"nats-addr", "RM_NATS_ADDR", "127.0.0.1:4222", "embedded NATS listen address", &c.NATSAddr, nil},
-		{"mongo-addr", "RM_MONGO_ADDR", "127.0.0.1:27017", "embedded MongoDB-wire (FerretDB) listen address", &c.MongoAddr, nil},
-		{"mongo-uri", "RM_MONGO_URI", "", "external MongoDB URI; the embedded store is not started", &c.MongoURI, nil},
-		{"mongo-db", "RM_MONGO_DB", "rm", "database name", &c.MongoDB, nil},
-		{"nats-url", "RM_NATS_URL", "", "external NATS URL; the embedded server is not started", &c.NATSURL, nil},
-		{"log-format", "RM_LOG_FORMAT", "", "text or json (default: text on a terminal, json otherwise)", &c.LogFormat, nil},
-		{"log-level", "RM_LOG_LEVEL", "info", "debug, info, warn or error", &c.LogLevel, nil},
-		{"events-max-age", "RM_EVENTS_MAX_AGE", "0s", "drop events older than this from RM_EVENTS (0 keeps them)", nil, &c.EventsMaxAge},
-		{"outbox-interval", "RM_OUTBOX_INTERVAL", "2s", "how often the relay publishes events left unsent by a crash", nil, &c.OutboxInterval},
+		{"data-dir", "RM_DATA_DIR", "./.rm-data", "directory for all data (NATS, SQLite)", &c.DataDir, nil, nil},
+		{"http-addr", "RM_HTTP_ADDR", "127.0.0.1:8080", "API listen address", &c.HTTPAddr, nil, nil},
+		{"nats-addr", "RM_NATS_ADDR", "127.0.0.1:4222", "embedded NATS listen address", &c.NATSAddr, nil, nil},
+		{"mongo-addr", "RM_MONGO_ADDR", "127.0.0.1:27017", "embedded MongoDB-wire (FerretDB) listen address", &c.MongoAddr, nil, nil},
+		{"mongo-uri", "RM_MONGO_URI", "", "external MongoDB URI; the embedded store is not started", &c.MongoURI, nil, nil},
+		{"mongo-db", "RM_MONGO_DB", "rm", "database name", &c.MongoDB, nil, nil},
+		{"nats-url", "RM_NATS_URL", "", "external NATS URL; the embedded server is not started", &c.NATSURL, nil, nil},
+		{"log-format", "RM_LOG_FORMAT", "", "text or json (default: text on a terminal, json otherwise)", &c.LogFormat, nil, nil},
+		{"log-level", "RM_LOG_LEVEL", "info", "debug, info, warn or error", &c.LogLevel, nil, nil},
+		{"events-max-age", "RM_EVENTS_MAX_AGE", "0s", "drop events older than this from RM_EVENTS (0 keeps them)", nil, &c.EventsMaxAge, nil},
+		{"outbox-interval", "RM_OUTBOX_INTERVAL", "2s", "how often the relay publishes events left unsent by a crash", nil, &c.OutboxInterval, nil},
+		{"export-ttl", "RM_EXPORT_TTL", "168h", "how long a scenario export and its zip are kept", nil, &c.ExportTTL, nil},
+		{"artifact-max-bytes", "RM_ARTIFACT_MAX_BYTES", "1073741824", "largest artifact upload accepted, in bytes", nil, nil, &c.ArtifactMax},
 	}
 }
 
@@ -63,9 +69,16 @@ func Load(args []string, getenv func(string) string) (Config, error) {
 			def = v
 		}
 		usage := fmt.Sprintf("%s (env %s)", s.usage, s.env)
-		if s.str != nil {
+		switch {
+		case s.str != nil:
 			fs.StringVar(s.str, s.name, def, usage)
-		} else {
+		case s.num != nil:
+			n, err := strconv.ParseInt(def, 10, 64)
+			if err != nil {
+				return c, fmt.Errorf("%s: %w", s.env, err)
+			}
+			fs.Int64Var(s.num, s.name, n, usage)
+		default:
 			d, err := time.ParseDuration(def)
 			if err != nil {
 				return c, fmt.Errorf("%s: %w", s.env, err)
@@ -96,6 +109,12 @@ func (c *Config) validate() error {
 	}
 	if c.OutboxInterval <= 0 {
 		errs = append(errs, fmt.Errorf("outbox interval %v: must be positive", c.OutboxInterval))
+	}
+	if c.ExportTTL <= 0 {
+		errs = append(errs, fmt.Errorf("export ttl %v: must be positive", c.ExportTTL))
+	}
+	if c.ArtifactMax <= 0 {
+		errs = append(errs, fmt.Errorf("artifact max bytes %d: must be positive", c.ArtifactMax))
 	}
 	if c.EventsMaxAge < 0 {
 		errs = append(errs, fmt.Errorf("events max age %v: must not be negative", c.EventsMaxAge))

@@ -12,7 +12,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -73,19 +72,12 @@ func (c ArtifactConfig) withDefaults() ArtifactConfig {
 	return c
 }
 
-// artifactConfigs holds each Server's ArtifactConfig. Options has no field
-// for it yet; when it gets one, this map goes.
-var artifactConfigs sync.Map // *Server → ArtifactConfig
+// ConfigureArtifacts sets the upload limit and export lifetime; it must be
+// called before the server takes requests (tests use it; the API passes
+// Options.Artifacts).
+func (s *Server) ConfigureArtifacts(c ArtifactConfig) { s.opts.Artifacts = c.withDefaults() }
 
-// ConfigureArtifacts sets the upload limit and export lifetime.
-func (s *Server) ConfigureArtifacts(c ArtifactConfig) { artifactConfigs.Store(s, c.withDefaults()) }
-
-func (s *Server) artifactConfig() ArtifactConfig {
-	if c, ok := artifactConfigs.Load(s); ok {
-		return c.(ArtifactConfig)
-	}
-	return ArtifactConfig{}.withDefaults()
-}
+func (s *Server) artifactConfig() ArtifactConfig { return s.opts.Artifacts.withDefaults() }
 
 // Artifact is an uploaded file as the API shows it.
 type Artifact struct {

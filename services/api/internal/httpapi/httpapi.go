@@ -46,6 +46,7 @@ type Options struct {
 	Logger    *slog.Logger
 	Now       func() time.Time
 	JS        jetstream.JetStream // for GET /events; nil answers 503 there
+	Artifacts ArtifactConfig      // upload limit and export lifetime; zero values mean the defaults
 }
 
 // Server holds the routes.
