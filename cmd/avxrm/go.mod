@@ -4,6 +4,8 @@ go 1.26.0
 
 replace github.com/avxrm/rm/pkg/events => ../../pkg/events
 
+replace github.com/avxrm/rm/pkg/blob => ../../pkg/blob
+
 replace github.com/avxrm/rm/pkg/embedded => ../../pkg/embedded
 
 replace github.com/avxrm/rm/services/api => ../../services/api
@@ -32,6 +34,7 @@ require (
 	github.com/Microsoft/go-winio v0.6.4 // indirect
 	github.com/SAP/go-hdb v1.13.6 // indirect
 	github.com/antithesishq/antithesis-sdk-go v0.8.0-default-no-op // indirect
+	github.com/avxrm/rm/pkg/blob v0.0.0-00010101000000-000000000000 // indirect
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cenkalti/backoff/v5 v5.0.3 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect

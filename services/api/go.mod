@@ -4,9 +4,12 @@ go 1.26.0
 
 replace github.com/avxrm/rm/pkg/events => ../../pkg/events
 
+replace github.com/avxrm/rm/pkg/blob => ../../pkg/blob
+
 replace github.com/avxrm/rm/pkg/embedded => ../../pkg/embedded
 
 require (
+	github.com/avxrm/rm/pkg/blob v0.0.0-00010101000000-000000000000
 	github.com/avxrm/rm/pkg/embedded v0.0.0-00010101000000-000000000000
 	github.com/avxrm/rm/pkg/events v0.0.0-00010101000000-000000000000
 	github.com/chromedp/chromedp v0.23.0

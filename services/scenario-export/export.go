@@ -16,6 +16,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/avxrm/rm/pkg/blob"
 	"io"
 	"log/slog"
 	"os"
@@ -357,11 +358,11 @@ func (s *Service) build(ctx context.Context, e artifacts.Export) {
 	defer cancel(nil)
 	stopRenew := s.renewWhileBuilding(bctx, cancel, e, log)
 
-	var w *artifacts.BlobWriter
-	f, files, err := func() (artifacts.BlobFile, int, error) {
+	var w *blob.Writer
+	f, files, err := func() (blob.File, int, error) {
 		arts, err := s.st.JobArtifacts(bctx, e.JobID)
 		if err != nil {
-			return artifacts.BlobFile{}, 0, err
+			return blob.File{}, 0, err
 		}
 		all := make([]zipper.Entry, len(arts))
 		for i, a := range arts {
@@ -372,7 +373,7 @@ func (s *Service) build(ctx context.Context, e artifacts.Export) {
 		// sweep can tell a build in progress from the leftovers of a dead one.
 		w, err = s.st.Zips.Create(bctx, zipName(e), s.now())
 		if err != nil {
-			return artifacts.BlobFile{}, 0, err
+			return blob.File{}, 0, err
 		}
 		opt := zipper.Options{Store: s.cfg.Store}
 		if s.afterEntry != nil {
@@ -380,7 +381,7 @@ func (s *Service) build(ctx context.Context, e artifacts.Export) {
 		}
 		m := zipper.Manifest{ExportID: e.ID, JobID: e.JobID, Request: e.Request}
 		if err := zipper.Write(bctx, w, m, entries, s.open, opt); err != nil {
-			return artifacts.BlobFile{}, 0, err
+			return blob.File{}, 0, err
 		}
 		f, err := w.Commit()
 		return f, len(entries), err
@@ -537,7 +538,7 @@ func (s *Service) fail(ctx context.Context, l artifacts.Loaded, reason string) e
 
 // isPermanent: a rebuild would fail the same way, so the export fails with the reason.
 func isPermanent(err error) bool {
-	return errors.Is(err, zipper.ErrChecksum) || errors.Is(err, artifacts.ErrBlobNotFound) || errors.Is(err, artifacts.ErrBlobCorrupt)
+	return errors.Is(err, zipper.ErrChecksum) || errors.Is(err, blob.ErrNotFound) || errors.Is(err, blob.ErrCorrupt)
 }
 
 func (s *Service) open(ctx context.Context, e zipper.Entry) (io.ReadCloser, error) {

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"github.com/avxrm/rm/pkg/blob"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -404,8 +405,8 @@ func TestOrphanSweep(t *testing.T) {
 	}
 	var chunks int64
 	for _, f := range []string{artifacts.ArtifactBucket, artifacts.ZipBucket} {
-		b := artifacts.NewBlobBucket(e.db, f, 0)
-		_ = b.Each(ctx, func(bf artifacts.BlobFile) error {
+		b := blob.NewBucket(e.db, f, 0)
+		_ = b.Each(ctx, func(bf blob.File) error {
 			chunks += (bf.Length + int64(bf.ChunkSize) - 1) / int64(bf.ChunkSize)
 			return nil
 		})

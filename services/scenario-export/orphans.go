@@ -3,6 +3,7 @@ package export
 import (
 	"context"
 	"errors"
+	"github.com/avxrm/rm/pkg/blob"
 	"strconv"
 	"strings"
 	"time"
@@ -23,7 +24,7 @@ const commitGrace = time.Minute
 func (s *Service) SweepOrphans(ctx context.Context) error {
 	now := s.now()
 	var dead []string
-	err := s.st.Zips.Each(ctx, func(f artifacts.BlobFile) error {
+	err := s.st.Zips.Each(ctx, func(f blob.File) error {
 		live, err := s.zipLive(ctx, f)
 		if err != nil {
 			return err
@@ -39,13 +40,13 @@ func (s *Service) SweepOrphans(ctx context.Context) error {
 		errs = append(errs, s.st.Zips.Delete(ctx, id))
 	}
 	dead = dead[:0]
-	err = s.st.Artifacts.Each(ctx, func(f artifacts.BlobFile) error {
+	err = s.st.Artifacts.Each(ctx, func(f blob.File) error {
 		fid, err := s.st.ArtifactFileID(ctx, f.Filename)
 		if err != nil || fid == f.ID {
 			return err
 		}
 		grace := commitGrace
-		if f.Metadata.State != artifacts.BlobComplete {
+		if f.Metadata.State != blob.StateComplete {
 			grace = s.cfg.UploadGrace
 		}
 		if now.Sub(f.UploadDate) > grace {
@@ -65,7 +66,7 @@ func (s *Service) SweepOrphans(ctx context.Context) error {
 
 // zipLive reports whether a zip blob is an export's zip or the zip a live
 // claim is writing. Its filename is "<export id>#<owner>#<claimed version>".
-func (s *Service) zipLive(ctx context.Context, f artifacts.BlobFile) (bool, error) {
+func (s *Service) zipLive(ctx context.Context, f blob.File) (bool, error) {
 	parts := strings.Split(f.Filename, "#")
 	l, err := s.st.Load(ctx, parts[0])
 	if errors.Is(err, artifacts.ErrNotFound) {

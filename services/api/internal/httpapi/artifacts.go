@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"github.com/avxrm/rm/pkg/blob"
 	"io"
 	"net/http"
 	"net/url"
@@ -29,7 +30,7 @@ import (
 // Artifacts are the files workers upload for a job: each sample's concrete
 // scenario files and the asset files (of a declaration, or common asset data).
 // The bytes are streamed into the GridFS bucket "artifacts" (see
-// artifacts_blob.go) and never held whole in memory; each file is recorded in
+// pkg/blob) and never held whole in memory; each file is recorded in
 // the collection "artifacts" with its size and sha256, which the
 // scenario-export service reads. The document shapes are the contract with
 // that service, described in docs/scenario-export.md.
@@ -122,8 +123,8 @@ func (d artifactDoc) view() Artifact {
 
 func (s *Server) artifactsColl() *mongo.Collection { return s.opts.Store.DB.Collection(artifactsColl) }
 
-func (s *Server) artifactBlobs() *BlobBucket {
-	return NewBlobBucket(s.opts.Store.DB, artifactBucket, 0)
+func (s *Server) artifactBlobs() *blob.Bucket {
+	return blob.NewBucket(s.opts.Store.DB, artifactBucket, 0)
 }
 
 // Artifact routes, as echo spells them: the path of a file is the rest of the URL.
@@ -318,7 +319,7 @@ func (s *Server) putArtifact(kind string) echo.HandlerFunc {
 				s.opts.Logger.Warn("removing a failed upload", "blob", w.ID(), "err", aerr)
 			}
 			switch {
-			case errors.Is(err, ErrBlobTooLarge):
+			case errors.Is(err, blob.ErrTooLarge):
 				return problem.New(http.StatusRequestEntityTooLarge, fmt.Sprintf("artifact larger than the upload limit of %d bytes", limit), problem.Field("body", "more than %d bytes", limit))
 			case body.err != nil:
 				return problem.New(http.StatusBadRequest, "reading the upload: "+body.err.Error(), problem.Field("body", "incomplete"))

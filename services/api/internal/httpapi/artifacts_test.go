@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"github.com/avxrm/rm/pkg/blob"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -388,7 +389,7 @@ func TestExportDownload(t *testing.T) {
 	e := newArtifactEnv(t)
 	ctx := context.Background()
 	data := content(9, 3<<20+5) // several chunks
-	w, err := NewBlobBucket(e.db, zipBucket, 0).Create(ctx, "exp-x", time.Now())
+	w, err := blob.NewBucket(e.db, zipBucket, 0).Create(ctx, "exp-x", time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/avxrm/rm/pkg/blob"
 	"net/http"
 	"slices"
 	"strconv"
@@ -236,7 +237,7 @@ func (s *Server) downloadExport(ctx context.Context, in *exportRef) (*huma.Strea
 		}
 		return nil, fmt.Errorf("%s: %w", detail, problem.ErrConflict)
 	}
-	r, err := NewBlobBucket(s.opts.Store.DB, zipBucket, 0).Open(ctx, e.ZipFileID)
+	r, err := blob.NewBucket(s.opts.Store.DB, zipBucket, 0).Open(ctx, e.ZipFileID)
 	if err != nil {
 		return nil, fmt.Errorf("open zip of scenario export %s: %w", e.ID, err)
 	}
@@ -303,7 +304,7 @@ func (s *Server) removeExport(ctx context.Context, id string) error {
 			return fmt.Errorf("delete scenario export %s: %w", id, err)
 		}
 		if l.Res.ZipFileID != "" {
-			return NewBlobBucket(s.opts.Store.DB, zipBucket, 0).Delete(ctx, l.Res.ZipFileID)
+			return blob.NewBucket(s.opts.Store.DB, zipBucket, 0).Delete(ctx, l.Res.ZipFileID)
 		}
 		return nil
 	}

@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/avxrm/rm/pkg/blob"
 	"time"
 
 	"github.com/avxrm/rm/pkg/events"
@@ -104,13 +105,13 @@ type Loaded struct {
 type Store struct {
 	DB        *mongo.Database
 	Outbox    *outbox.Outbox
-	Artifacts *BlobBucket
-	Zips      *BlobBucket
+	Artifacts *blob.Bucket
+	Zips      *blob.Bucket
 }
 
 // NewStore returns the store of db.
 func NewStore(db *mongo.Database, ob *outbox.Outbox) *Store {
-	return &Store{DB: db, Outbox: ob, Artifacts: NewBlobBucket(db, ArtifactBucket, 0), Zips: NewBlobBucket(db, ZipBucket, 0)}
+	return &Store{DB: db, Outbox: ob, Artifacts: blob.NewBucket(db, ArtifactBucket, 0), Zips: blob.NewBucket(db, ZipBucket, 0)}
 }
 
 func (s *Store) exports() *mongo.Collection { return s.DB.Collection(ExportsColl) }

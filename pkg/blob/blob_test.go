@@ -1,4 +1,4 @@
-package artifacts
+package blob
 
 import (
 	"bytes"
@@ -8,7 +8,6 @@ import (
 	"errors"
 	"io"
 	"math/rand/v2"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -17,7 +16,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
-func countDocs(t *testing.T, b *BlobBucket) (files, chunks int64) {
+func countDocs(t *testing.T, b *Bucket) (files, chunks int64) {
 	t.Helper()
 	ctx := context.Background()
 	f, err := b.Files.CountDocuments(ctx, bson.D{})
@@ -35,7 +34,7 @@ func TestBlobRoundTrip(t *testing.T) {
 	uri, _ := mongotest.Start(t)
 	db := mongotest.Client(t, uri).Database("rm")
 	ctx := context.Background()
-	b := NewBlobBucket(db, "blobs", 1000) // small chunks: many of them, and a short last one
+	b := NewBucket(db, "blobs", 1000) // small chunks: many of them, and a short last one
 
 	for _, size := range []int{0, 1, 999, 1000, 1001, 12345} {
 		data := make([]byte, size)
@@ -59,7 +58,7 @@ func TestBlobRoundTrip(t *testing.T) {
 			t.Fatal(err)
 		}
 		sum := sha256.Sum256(data)
-		if f.Length != int64(size) || f.Metadata.SHA256 != hex.EncodeToString(sum[:]) || f.Metadata.State != BlobComplete {
+		if f.Length != int64(size) || f.Metadata.SHA256 != hex.EncodeToString(sum[:]) || f.Metadata.State != StateComplete {
 			t.Fatalf("size %d: committed %+v", size, f)
 		}
 		r, err := b.Open(ctx, f.ID)
@@ -92,7 +91,7 @@ func TestBlobLimitAndAbort(t *testing.T) {
 	uri, _ := mongotest.Start(t)
 	db := mongotest.Client(t, uri).Database("rm")
 	ctx := context.Background()
-	b := NewBlobBucket(db, "blobs", 100)
+	b := NewBucket(db, "blobs", 100)
 	w, err := b.Create(ctx, "test", time.Now())
 	if err != nil {
 		t.Fatal(err)
@@ -100,7 +99,7 @@ func TestBlobLimitAndAbort(t *testing.T) {
 	w.SetLimit(450)
 	// Small pieces, as a request body arrives.
 	_, err = io.CopyBuffer(w, struct{ io.Reader }{strings.NewReader(strings.Repeat("x", 1000))}, make([]byte, 64))
-	if !errors.Is(err, ErrBlobTooLarge) {
+	if !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("copy past the limit = %v", err)
 	}
 	if _, chunks := countDocs(t, b); chunks == 0 {
@@ -112,26 +111,7 @@ func TestBlobLimitAndAbort(t *testing.T) {
 	if files, chunks := countDocs(t, b); files != 0 || chunks != 0 {
 		t.Errorf("after abort: %d files, %d chunks", files, chunks)
 	}
-	if _, err := b.Open(ctx, w.ID()); !errors.Is(err, ErrBlobNotFound) {
+	if _, err := b.Open(ctx, w.ID()); !errors.Is(err, ErrNotFound) {
 		t.Errorf("open aborted = %v", err)
-	}
-}
-
-// TestBlobLayoutSharedWithAPI keeps the two copies of the blob layout equal.
-func TestBlobLayoutSharedWithAPI(t *testing.T) {
-	mine, err := os.ReadFile("blob.go")
-	if err != nil {
-		t.Fatal(err)
-	}
-	theirs, err := os.ReadFile("../../../api/internal/httpapi/artifacts_blob.go")
-	if err != nil {
-		t.Fatal(err)
-	}
-	strip := func(b []byte) string {
-		_, rest, _ := strings.Cut(string(b), "\n")
-		return rest
-	}
-	if strip(mine) != strip(theirs) {
-		t.Error("blob.go and services/api/internal/httpapi/artifacts_blob.go differ beyond the package clause")
 	}
 }

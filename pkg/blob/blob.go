@@ -1,6 +1,4 @@
-package artifacts
-
-// Blob storage in the GridFS layout, read and written one chunk at a time by _id.
+// Package blob stores files in the GridFS layout, read and written one chunk at a time by _id.
 //
 // The layout is GridFS's: a <bucket>.files document per file ({_id, length,
 // chunkSize, uploadDate, filename, metadata}) and <bucket>.chunks documents
@@ -18,10 +16,10 @@ package artifacts
 // completed (length, sha256, state "complete") after the last chunk, so an
 // upload cut short by a crash leaves a record a sweep can find and remove.
 //
-// This file is kept identical in services/api/internal/httpapi
-// (artifacts_blob.go) and services/scenario-export/internal/artifacts
-// (blob.go), apart from the package clause: the services share no code but
-// must agree on the layout. A test in scenario-export compares the two.
+// The API writes artifacts and serves export downloads with it; the
+// scenario-export service reads artifacts and writes zips with it. It is the
+// one copy of the layout both rely on, shared like pkg/events.
+package blob
 
 import (
 	"context"
@@ -39,86 +37,86 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
-// BlobChunkSize is the chunk size of new blobs: large enough that a 1 GiB
+// ChunkSize is the chunk size of new blobs: large enough that a 1 GiB
 // file is about a thousand round trips, small enough that a reader and a
 // writer each hold only a few of them in memory.
-const BlobChunkSize = 1 << 20
+const ChunkSize = 1 << 20
 
 // Blob states, in metadata.state of the files document.
 const (
-	BlobUploading = "uploading"
-	BlobComplete  = "complete"
+	StateUploading = "uploading"
+	StateComplete  = "complete"
 )
 
 var (
-	// ErrBlobNotFound: no complete blob with that id.
-	ErrBlobNotFound = errors.New("blob not found")
-	// ErrBlobTooLarge: a write went past the writer's limit.
-	ErrBlobTooLarge = errors.New("blob larger than the limit")
-	// ErrBlobCorrupt: a chunk is missing or has the wrong length.
-	ErrBlobCorrupt = errors.New("blob corrupt")
+	// ErrNotFound: no complete blob with that id.
+	ErrNotFound = errors.New("blob not found")
+	// ErrTooLarge: a write went past the writer's limit.
+	ErrTooLarge = errors.New("blob larger than the limit")
+	// ErrCorrupt: a chunk is missing or has the wrong length.
+	ErrCorrupt = errors.New("blob corrupt")
 )
 
-// BlobBucket is one GridFS bucket: collections <name>.files and <name>.chunks.
-type BlobBucket struct {
+// Bucket is one GridFS bucket: collections <name>.files and <name>.chunks.
+type Bucket struct {
 	Files, Chunks *mongo.Collection
 	chunkSize     int
 }
 
-// NewBlobBucket returns the bucket name of db; chunkSize 0 means BlobChunkSize.
-func NewBlobBucket(db *mongo.Database, name string, chunkSize int) *BlobBucket {
+// NewBucket returns the bucket name of db; chunkSize 0 means ChunkSize.
+func NewBucket(db *mongo.Database, name string, chunkSize int) *Bucket {
 	if chunkSize <= 0 {
-		chunkSize = BlobChunkSize
+		chunkSize = ChunkSize
 	}
-	return &BlobBucket{Files: db.Collection(name + ".files"), Chunks: db.Collection(name + ".chunks"), chunkSize: chunkSize}
+	return &Bucket{Files: db.Collection(name + ".files"), Chunks: db.Collection(name + ".chunks"), chunkSize: chunkSize}
 }
 
-// BlobFile is a files document.
-type BlobFile struct {
+// File is a files document.
+type File struct {
 	ID         string    `bson:"_id"`
 	Length     int64     `bson:"length"`
 	ChunkSize  int32     `bson:"chunkSize"`
 	UploadDate time.Time `bson:"uploadDate"`
 	Filename   string    `bson:"filename"`
-	Metadata   BlobMeta  `bson:"metadata"`
+	Metadata   Meta  `bson:"metadata"`
 }
 
-// BlobMeta is what we keep in a files document's metadata.
-type BlobMeta struct {
+// Meta is what we keep in a files document's metadata.
+type Meta struct {
 	State  string `bson:"state"`
 	SHA256 string `bson:"sha256,omitempty"` // hex, of the whole content
 }
 
-type blobChunk struct {
+type chunk struct {
 	ID      string `bson:"_id"`
 	FilesID string `bson:"files_id"`
 	N       int32  `bson:"n"`
 	Data    []byte `bson:"data"`
 }
 
-func blobChunkID(fileID string, n int64) string { return fmt.Sprintf("%s/%010d", fileID, n) }
+func chunkID(fileID string, n int64) string { return fmt.Sprintf("%s/%010d", fileID, n) }
 
 // Create starts a blob. filename says what owns it (a sweep uses it to find
 // blobs nobody refers to). The writer must end with Commit or Abort.
-func (b *BlobBucket) Create(ctx context.Context, filename string, now time.Time) (*BlobWriter, error) {
-	f := BlobFile{ID: events.NewID("blob"), ChunkSize: int32(b.chunkSize), UploadDate: now.UTC().Truncate(time.Millisecond),
-		Filename: filename, Metadata: BlobMeta{State: BlobUploading}}
+func (b *Bucket) Create(ctx context.Context, filename string, now time.Time) (*Writer, error) {
+	f := File{ID: events.NewID("blob"), ChunkSize: int32(b.chunkSize), UploadDate: now.UTC().Truncate(time.Millisecond),
+		Filename: filename, Metadata: Meta{State: StateUploading}}
 	if _, err := b.Files.InsertOne(ctx, f); err != nil {
 		return nil, fmt.Errorf("create blob for %s: %w", filename, err)
 	}
-	return &BlobWriter{ctx: ctx, b: b, file: f, buf: make([]byte, 0, b.chunkSize), hash: sha256.New()}, nil
+	return &Writer{ctx: ctx, b: b, file: f, buf: make([]byte, 0, b.chunkSize), hash: sha256.New()}, nil
 }
 
-// BlobWriter streams one blob into its bucket, a chunk at a time, computing
+// Writer streams one blob into its bucket, a chunk at a time, computing
 // its size and sha256 on the way. One chunk is being stored while the next
 // fills, so the caller's reading overlaps the round trip; it holds two chunks
 // in memory at most.
-type BlobWriter struct {
+type Writer struct {
 	// ctx is the context of the request or build the writer lives in; io.Writer
 	// has no room for one.
 	ctx      context.Context
-	b        *BlobBucket
-	file     BlobFile
+	b        *Bucket
+	file     File
 	buf      []byte     // the chunk filling
 	spare    []byte     // the chunk being stored, reused once stored
 	inflight chan error // the store of the previous chunk, nil if none
@@ -130,22 +128,22 @@ type BlobWriter struct {
 	done     bool
 }
 
-// SetLimit makes writes past n bytes fail with ErrBlobTooLarge; 0 means no limit.
-func (w *BlobWriter) SetLimit(n int64) { w.limit = n }
+// SetLimit makes writes past n bytes fail with ErrTooLarge; 0 means no limit.
+func (w *Writer) SetLimit(n int64) { w.limit = n }
 
 // ID is the blob's id.
-func (w *BlobWriter) ID() string { return w.file.ID }
+func (w *Writer) ID() string { return w.file.ID }
 
 // Size is the number of bytes written so far.
-func (w *BlobWriter) Size() int64 { return w.size }
+func (w *Writer) Size() int64 { return w.size }
 
 // Write implements io.Writer.
-func (w *BlobWriter) Write(p []byte) (int, error) {
+func (w *Writer) Write(p []byte) (int, error) {
 	if w.err != nil {
 		return 0, w.err
 	}
 	if w.limit > 0 && w.size+int64(len(p)) > w.limit {
-		w.err = fmt.Errorf("%w of %d bytes", ErrBlobTooLarge, w.limit)
+		w.err = fmt.Errorf("%w of %d bytes", ErrTooLarge, w.limit)
 		return 0, w.err
 	}
 	written := 0
@@ -165,7 +163,7 @@ func (w *BlobWriter) Write(p []byte) (int, error) {
 }
 
 // flush hands the filled chunk to the store, once the previous one is stored.
-func (w *BlobWriter) flush() error {
+func (w *Writer) flush() error {
 	if len(w.buf) == 0 {
 		return nil
 	}
@@ -173,7 +171,7 @@ func (w *BlobWriter) flush() error {
 		return err
 	}
 	w.hash.Write(w.buf)
-	c := blobChunk{ID: blobChunkID(w.file.ID, w.n), FilesID: w.file.ID, N: int32(w.n), Data: w.buf}
+	c := chunk{ID: chunkID(w.file.ID, w.n), FilesID: w.file.ID, N: int32(w.n), Data: w.buf}
 	done := make(chan error, 1)
 	go func() {
 		if _, err := w.b.Chunks.InsertOne(w.ctx, c); err != nil {
@@ -192,7 +190,7 @@ func (w *BlobWriter) flush() error {
 }
 
 // wait waits for the chunk in flight to be stored.
-func (w *BlobWriter) wait() error {
+func (w *Writer) wait() error {
 	if w.inflight == nil {
 		return w.err
 	}
@@ -205,22 +203,22 @@ func (w *BlobWriter) wait() error {
 }
 
 // Commit stores the last chunk and completes the files document.
-func (w *BlobWriter) Commit() (BlobFile, error) {
+func (w *Writer) Commit() (File, error) {
 	if w.err != nil {
-		return BlobFile{}, w.err
+		return File{}, w.err
 	}
 	if err := w.flush(); err != nil {
-		return BlobFile{}, err
+		return File{}, err
 	}
 	if err := w.wait(); err != nil {
-		return BlobFile{}, err
+		return File{}, err
 	}
 	w.file.Length = w.size
-	w.file.Metadata = BlobMeta{State: BlobComplete, SHA256: hex.EncodeToString(w.hash.Sum(nil))}
+	w.file.Metadata = Meta{State: StateComplete, SHA256: hex.EncodeToString(w.hash.Sum(nil))}
 	_, err := w.b.Files.UpdateOne(w.ctx, bson.D{{Key: "_id", Value: w.file.ID}},
 		bson.D{{Key: "$set", Value: bson.D{{Key: "length", Value: w.file.Length}, {Key: "metadata", Value: w.file.Metadata}}}})
 	if err != nil {
-		return BlobFile{}, fmt.Errorf("complete blob %s: %w", w.file.ID, err)
+		return File{}, fmt.Errorf("complete blob %s: %w", w.file.ID, err)
 	}
 	w.done = true
 	return w.file, nil
@@ -228,7 +226,7 @@ func (w *BlobWriter) Commit() (BlobFile, error) {
 
 // Abort removes what was written. It runs even when the writer's context has
 // ended (a cancelled request must not leave chunks behind) and is a no-op after Commit.
-func (w *BlobWriter) Abort() error {
+func (w *Writer) Abort() error {
 	if w.done {
 		return nil
 	}
@@ -240,11 +238,11 @@ func (w *BlobWriter) Abort() error {
 }
 
 // Stat returns the files document of id, complete or not.
-func (b *BlobBucket) Stat(ctx context.Context, id string) (BlobFile, error) {
-	var f BlobFile
+func (b *Bucket) Stat(ctx context.Context, id string) (File, error) {
+	var f File
 	err := b.Files.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&f)
 	if errors.Is(err, mongo.ErrNoDocuments) {
-		return f, fmt.Errorf("blob %s: %w", id, ErrBlobNotFound)
+		return f, fmt.Errorf("blob %s: %w", id, ErrNotFound)
 	}
 	if err != nil {
 		return f, fmt.Errorf("stat blob %s: %w", id, err)
@@ -254,9 +252,9 @@ func (b *BlobBucket) Stat(ctx context.Context, id string) (BlobFile, error) {
 
 // Delete removes blob id: its chunks, then its files document, so a delete cut
 // short leaves a record to finish it from. Deleting a missing blob is not an error.
-func (b *BlobBucket) Delete(ctx context.Context, id string) error {
+func (b *Bucket) Delete(ctx context.Context, id string) error {
 	f, err := b.Stat(ctx, id)
-	if errors.Is(err, ErrBlobNotFound) {
+	if errors.Is(err, ErrNotFound) {
 		return nil
 	}
 	if err != nil {
@@ -265,11 +263,11 @@ func (b *BlobBucket) Delete(ctx context.Context, id string) error {
 	// Chunks are written in order, so after a complete file's known count, or
 	// at the first gap of an unfinished one, there are no more.
 	known := int64(0)
-	if f.Metadata.State == BlobComplete && f.ChunkSize > 0 {
+	if f.Metadata.State == StateComplete && f.ChunkSize > 0 {
 		known = (f.Length + int64(f.ChunkSize) - 1) / int64(f.ChunkSize)
 	}
 	for n := int64(0); ; n++ {
-		res, err := b.Chunks.DeleteOne(ctx, bson.D{{Key: "_id", Value: blobChunkID(id, n)}})
+		res, err := b.Chunks.DeleteOne(ctx, bson.D{{Key: "_id", Value: chunkID(id, n)}})
 		if err != nil {
 			return fmt.Errorf("delete chunk %d of blob %s: %w", n, id, err)
 		}
@@ -284,14 +282,14 @@ func (b *BlobBucket) Delete(ctx context.Context, id string) error {
 }
 
 // Each calls fn with every files document, in no particular order.
-func (b *BlobBucket) Each(ctx context.Context, fn func(BlobFile) error) error {
+func (b *Bucket) Each(ctx context.Context, fn func(File) error) error {
 	cur, err := b.Files.Find(ctx, bson.D{})
 	if err != nil {
 		return fmt.Errorf("list blobs: %w", err)
 	}
 	defer cur.Close(ctx)
 	for cur.Next(ctx) {
-		var f BlobFile
+		var f File
 		if err := cur.Decode(&f); err != nil {
 			return fmt.Errorf("decode blob: %w", err)
 		}
@@ -304,31 +302,31 @@ func (b *BlobBucket) Each(ctx context.Context, fn func(BlobFile) error) error {
 
 // Open returns a reader of the complete blob id. The reader's fetches run
 // under ctx; end it (or read to the end) to release them.
-func (b *BlobBucket) Open(ctx context.Context, id string) (*BlobReader, error) {
+func (b *Bucket) Open(ctx context.Context, id string) (*Reader, error) {
 	f, err := b.Stat(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	if f.Metadata.State != BlobComplete || f.ChunkSize <= 0 {
-		return nil, fmt.Errorf("blob %s is %s: %w", id, f.Metadata.State, ErrBlobNotFound)
+	if f.Metadata.State != StateComplete || f.ChunkSize <= 0 {
+		return nil, fmt.Errorf("blob %s is %s: %w", id, f.Metadata.State, ErrNotFound)
 	}
-	return &BlobReader{ctx: ctx, b: b, file: f, cur: -1}, nil
+	return &Reader{ctx: ctx, b: b, file: f, cur: -1}, nil
 }
 
-// BlobReader reads a blob a chunk at a time; it seeks, so http.ServeContent
+// Reader reads a blob a chunk at a time; it seeks, so http.ServeContent
 // can answer Range requests from it. While the caller consumes one chunk the
 // next is fetched, so it holds two chunks in memory at most.
-type BlobReader struct {
-	ctx  context.Context // as BlobWriter's
-	b    *BlobBucket
-	file BlobFile
+type Reader struct {
+	ctx  context.Context // as Writer's
+	b    *Bucket
+	file File
 	off  int64
 	cur  int64 // index of the chunk in data, -1 for none
 	data []byte
-	next *blobFetch // the fetch of chunk cur+1, nil if none
+	next *fetchResult // the fetch of chunk cur+1, nil if none
 }
 
-type blobFetch struct {
+type fetchResult struct {
 	n    int64
 	done chan struct{}
 	data []byte
@@ -336,10 +334,10 @@ type blobFetch struct {
 }
 
 // File is the blob's files document.
-func (r *BlobReader) File() BlobFile { return r.file }
+func (r *Reader) File() File { return r.file }
 
 // Read implements io.Reader.
-func (r *BlobReader) Read(p []byte) (int, error) {
+func (r *Reader) Read(p []byte) (int, error) {
 	if r.off >= r.file.Length {
 		return 0, io.EOF
 	}
@@ -357,7 +355,7 @@ func (r *BlobReader) Read(p []byte) (int, error) {
 		}
 		want := min(cs, r.file.Length-n*cs)
 		if int64(len(f.data)) != want {
-			return 0, fmt.Errorf("%w: chunk %d of blob %s has %d bytes, want %d", ErrBlobCorrupt, n, r.file.ID, len(f.data), want)
+			return 0, fmt.Errorf("%w: chunk %d of blob %s has %d bytes, want %d", ErrCorrupt, n, r.file.ID, len(f.data), want)
 		}
 		r.cur, r.data = n, f.data
 		if (n+1)*cs < r.file.Length {
@@ -370,18 +368,18 @@ func (r *BlobReader) Read(p []byte) (int, error) {
 }
 
 // fetch starts reading chunk n.
-func (r *BlobReader) fetch(n int64) *blobFetch {
-	f := &blobFetch{n: n, done: make(chan struct{})}
+func (r *Reader) fetch(n int64) *fetchResult {
+	f := &fetchResult{n: n, done: make(chan struct{})}
 	go func() {
 		defer close(f.done)
 		var c struct {
 			Data []byte `bson:"data"`
 		}
-		err := r.b.Chunks.FindOne(r.ctx, bson.D{{Key: "_id", Value: blobChunkID(r.file.ID, n)}},
+		err := r.b.Chunks.FindOne(r.ctx, bson.D{{Key: "_id", Value: chunkID(r.file.ID, n)}},
 			options.FindOne().SetProjection(bson.D{{Key: "data", Value: 1}})).Decode(&c)
 		switch {
 		case errors.Is(err, mongo.ErrNoDocuments):
-			f.err = fmt.Errorf("%w: chunk %d of blob %s is missing", ErrBlobCorrupt, n, r.file.ID)
+			f.err = fmt.Errorf("%w: chunk %d of blob %s is missing", ErrCorrupt, n, r.file.ID)
 		case err != nil:
 			f.err = fmt.Errorf("read chunk %d of blob %s: %w", n, r.file.ID, err)
 		}
@@ -391,7 +389,7 @@ func (r *BlobReader) fetch(n int64) *blobFetch {
 }
 
 // Seek implements io.Seeker.
-func (r *BlobReader) Seek(offset int64, whence int) (int64, error) {
+func (r *Reader) Seek(offset int64, whence int) (int64, error) {
 	switch whence {
 	case io.SeekStart:
 	case io.SeekCurrent:
