@@ -78,7 +78,7 @@ type File struct {
 	ChunkSize  int32     `bson:"chunkSize"`
 	UploadDate time.Time `bson:"uploadDate"`
 	Filename   string    `bson:"filename"`
-	Metadata   Meta  `bson:"metadata"`
+	Metadata   Meta      `bson:"metadata"`
 }
 
 // Meta is what we keep in a files document's metadata.
