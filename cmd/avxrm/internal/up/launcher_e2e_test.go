@@ -216,7 +216,7 @@ func liveInGroups(t *testing.T, groups []int) []string {
 }
 
 // startSystemIn runs the all-in-one on free ports with its data in dataDir.
-func startSystemIn(t *testing.T, dataDir string) *up.System {
+func startSystemIn(t testing.TB, dataDir string) *up.System {
 	t.Helper()
 	cfg, err := up.Load([]string{"--data-dir", dataDir, "--http-addr", "127.0.0.1:0", "--nats-addr", "127.0.0.1:0",
 		"--mongo-addr", "127.0.0.1:0", "--outbox-interval", "200ms"}, func(string) string { return "" })

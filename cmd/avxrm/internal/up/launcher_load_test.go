@@ -17,20 +17,21 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
-// TestLauncherLoad runs 1,000 jobs of 1 to 20 workers through the whole
+// BenchmarkLauncherLoad runs 1,000 jobs of 1 to 20 workers through the whole
 // all-in-one (API, scheduler, launcher with the simulated driver, events)
 // and reports the throughput and the hand-over latency: from a job's end
 // (finished_at) to the admission of a job that was waiting for its
-// capacity (admitted_at). It is long, so it runs only with RM_LOAD=1:
+// capacity (admitted_at). It takes minutes, so it is a benchmark: plain
+// `go test` never runs it. It runs the load once whatever b.N is:
 //
-//	RM_LOAD=1 go test -run TestLauncherLoad -v -timeout 30m ./cmd/avxrm/internal/up/
+//	go test -run '^$' -bench BenchmarkLauncherLoad -benchtime 1x -v -timeout 30m ./cmd/avxrm/internal/up/
 //
 // RM_LOAD_JOBS, RM_LOAD_LIMIT and RM_LOAD_RUN_SECONDS change the size.
-func TestLauncherLoad(t *testing.T) {
-	if os.Getenv("RM_LOAD") != "1" {
-		t.Log("set RM_LOAD=1 to run the load test")
-		return
-	}
+func BenchmarkLauncherLoad(b *testing.B) {
+	runLauncherLoad(b)
+}
+
+func runLauncherLoad(t testing.TB) {
 	jobs, limit, runSeconds := envInt("RM_LOAD_JOBS", 1000), envInt("RM_LOAD_LIMIT", 100), envFloat("RM_LOAD_RUN_SECONDS", 0.5)
 	sys := startSystemIn(t, t.TempDir())
 	c := newClient(t, sys.HTTPAddr)
