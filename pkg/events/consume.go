@@ -191,3 +191,22 @@ func (c consumer) deadLetter(ctx context.Context, m jetstream.Msg, reason error)
 	_, err := c.js.PublishMsg(ctx, dl)
 	return err
 }
+
+// ConsumerAttached reports whether durable consumer durable exists on
+// RM_EVENTS and a consumer loop is pulling from it (a pull request waiting, or
+// deliveries in flight): what a service's readiness check means by "consumer
+// attached".
+func ConsumerAttached(ctx context.Context, js jetstream.JetStream, durable string) error {
+	c, err := js.Consumer(ctx, StreamName, durable)
+	if err != nil {
+		return fmt.Errorf("consumer %s: %w", durable, err)
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("consumer %s: %w", durable, err)
+	}
+	if info.NumWaiting == 0 && info.NumAckPending == 0 {
+		return fmt.Errorf("consumer %s: no pull request attached", durable)
+	}
+	return nil
+}

@@ -223,6 +223,11 @@ loop:
 	return err
 }
 
+// Ready reports whether the service's consumer is attached to the stream.
+func (s *Service) Ready(ctx context.Context) error {
+	return events.ConsumerAttached(ctx, s.deps.JS, s.cfg.Durable)
+}
+
 // Run prepares the service and runs it until ctx ends.
 func Run(ctx context.Context, cfg Config, deps Deps) error {
 	s, err := New(ctx, cfg, deps)

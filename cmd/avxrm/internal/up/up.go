@@ -161,6 +161,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (sys *System, err 
 		}
 		ready = append(ready, api.ReadyCheck{Name: "launcher", Check: s.Launcher.Ready})
 	}
+	ready = append(ready, api.ReadyCheck{Name: "scenario-export", Check: exporter.Ready})
 	apiSvc, err := api.New(ctx, api.Config{ArtifactUploadLimit: cfg.ArtifactMax, ExportTTL: cfg.ExportTTL}, api.Deps{
 		DB: s.DB, Outbox: ob, Gatherer: reg, Registerer: reg, Logger: log.With("service", "api"), Listener: ln, JS: s.JS,
 		Ready: ready,

@@ -268,18 +268,7 @@ func (s *Service) Ready(ctx context.Context) error {
 	if !s.consuming.Load() {
 		return errors.New("launcher event consumer not running")
 	}
-	c, err := s.deps.JS.Consumer(ctx, events.StreamName, s.cfg.Durable)
-	if err != nil {
-		return fmt.Errorf("consumer %s: %w", s.cfg.Durable, err)
-	}
-	info, err := c.Info(ctx)
-	if err != nil {
-		return fmt.Errorf("consumer %s: %w", s.cfg.Durable, err)
-	}
-	if info.NumWaiting == 0 && info.NumAckPending == 0 {
-		return fmt.Errorf("consumer %s: no pull request attached", s.cfg.Durable)
-	}
-	return nil
+	return events.ConsumerAttached(ctx, s.deps.JS, s.cfg.Durable)
 }
 
 // work reconciles keys until the queue closes.
