@@ -68,12 +68,15 @@ const (
 )
 
 // wrapper is run as: /bin/sh -c wrapper sh <instance dir> <command> <args>...
+// It writes the pid and exit files under a temporary name and renames them,
+// so a reader (a restarted launcher) never sees one empty or half written
+// (falling back to a direct write where the instance's PATH has no mv).
 const wrapper = `d=$1; shift
-echo $$ > "$d/` + pidFile + `"
+{ echo $$ > "$d/` + pidFile + `.tmp" && mv -f "$d/` + pidFile + `.tmp" "$d/` + pidFile + `"; } 2>/dev/null || echo $$ > "$d/` + pidFile + `"
 trap ':' TERM INT HUP
 "$@"
 rc=$?
-echo "$rc" > "$d/` + exitFile + `"
+{ echo "$rc" > "$d/` + exitFile + `.tmp" && mv -f "$d/` + exitFile + `.tmp" "$d/` + exitFile + `"; } 2>/dev/null || echo "$rc" > "$d/` + exitFile + `"
 exit "$rc"`
 
 // Option customizes a Driver.

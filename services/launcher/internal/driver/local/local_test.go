@@ -288,11 +288,12 @@ func TestReadoptKilledWrapper(t *testing.T) {
 	}
 	d1.Close()
 	b, err := os.ReadFile(filepath.Join(dir, "local", ref.JobID, "worker-0", "pid"))
-	for i := 0; err != nil && i < 100; i++ {
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	for i := 0; pid <= 0 && i < 200; i++ {
 		time.Sleep(20 * time.Millisecond)
 		b, err = os.ReadFile(filepath.Join(dir, "local", ref.JobID, "worker-0", "pid"))
+		pid, _ = strconv.Atoi(strings.TrimSpace(string(b)))
 	}
-	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
 	if pid <= 0 {
 		t.Fatalf("no pid file: %v", err)
 	}
