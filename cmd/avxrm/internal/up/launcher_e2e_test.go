@@ -26,7 +26,10 @@ import (
 // fails with exit code 2 when it is worker $FAIL_INDEX, else sleeps $SLEEP
 // seconds (1 by default) and succeeds.
 const sleeperScript = `echo "hello from $RM_ROLE $RM_INSTANCE_INDEX of $RM_JOB_ID"
-if [ "$RM_ROLE" = worker ] && [ "$RM_INSTANCE_INDEX" = "${FAIL_INDEX:-none}" ]; then exit 2; fi
+if [ "$RM_ROLE" = worker ] && [ "$RM_INSTANCE_INDEX" = "${FAIL_INDEX:-none}" ]; then
+  if [ -n "$FAIL_WHEN" ]; then while [ ! -e "$FAIL_WHEN" ]; do sleep 0.05; done; fi
+  exit 2
+fi
 exec sleep "${SLEEP:-1}"`
 
 // createSleeperApp registers the application every local test job runs.
@@ -250,9 +253,16 @@ func TestLauncherFailureAndCleanup(t *testing.T) {
 	app := createSleeperApp(c)
 	c.createQueue("small", 5)
 
-	bad := c.submitApp("small", app, 5, map[string]string{"FAIL_INDEX": "3", "SLEEP": "60"})
+	// Worker 3 fails once the trigger file exists, which the test creates only
+	// after the second job is seen waiting, so the hand-over is exercised.
+	trigger := filepath.Join(t.TempDir(), "fail-now")
+	bad := c.submitApp("small", app, 5, map[string]string{"FAIL_INDEX": "3", "FAIL_WHEN": trigger, "SLEEP": "60"})
 	c.waitJobFor(bad.ID, "admitted", 10*time.Second, func(j events.Job) bool { return j.AdmittedAt != nil })
 	next := c.submitApp("small", app, 5, map[string]string{"SLEEP": "60"})
+	c.waitJobFor(next.ID, "pending", 30*time.Second, hasStatus(events.JobPending))
+	if err := os.WriteFile(trigger, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 
 	got := c.waitJobFor(bad.ID, "failed", 30*time.Second, isFinal)
 	if got.Status != events.JobFailed {
