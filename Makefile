@@ -13,14 +13,16 @@ FUZZTIME  ?= 10s
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-20s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-.PHONY: build
-build: ## build avxrm and the per-service binaries into bin/
+.PHONY: build build-avxrm
+build-avxrm:
 	@mkdir -p $(BIN)
 	$(GO) build -o $(BIN)/avxrm ./cmd/avxrm
+
+build: build-avxrm ## build avxrm and the per-service binaries into bin/
 	$(GO) build -o $(BIN)/ $(addprefix ./,$(addsuffix /...,$(wildcard services/*/cmd)))
 
 .PHONY: run
-run: build ## build, then run the whole system locally on embedded NATS and FerretDB (avxrm up)
+run: build-avxrm ## build, then run the whole system locally on embedded NATS and FerretDB (avxrm up)
 	./$(BIN)/avxrm up
 
 .PHONY: test-deps
