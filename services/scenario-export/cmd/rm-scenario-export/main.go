@@ -1,44 +1,37 @@
 // Command rm-scenario-export runs the scenario-export service alone, against
 // an external MongoDB (RM_MONGO_URI) and NATS (RM_NATS_URL), as in
 // deploy/compose and the Helm chart. Run several for more build capacity:
-// claims keep any export from being built twice at once.
+// claims keep any export from being built twice at once. RM_HTTP_ADDR
+// (default :8083) serves /metrics, /healthz and /readyz.
 package main
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
-	"os/signal"
 	"strconv"
-	"syscall"
 	"time"
 
-	"github.com/avxrm/rm/pkg/events"
-	"github.com/avxrm/rm/pkg/events/outbox"
+	"github.com/avxrm/rm/pkg/events/standalone"
 	export "github.com/avxrm/rm/services/scenario-export"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 func main() {
-	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, log); err != nil {
-		log.Error("rm-scenario-export stopped", "err", err)
-		os.Exit(1)
-	}
-}
-
-func env(k, def string) string {
-	if v := os.Getenv(k); v != "" {
-		return v
-	}
-	return def
+	standalone.Main("rm-scenario-export", func(ctx context.Context, e *standalone.Env) error {
+		cfg, err := config()
+		if err != nil {
+			return err
+		}
+		svc, err := export.New(ctx, cfg, export.Deps{DB: e.DB, JS: e.JS, Outbox: e.Outbox, Registerer: e.Registry, Logger: e.Log})
+		if err != nil {
+			return err
+		}
+		if err := e.ServeOps(ctx, standalone.Getenv("RM_HTTP_ADDR", ":8083"), svc.Ready); err != nil {
+			return err
+		}
+		return svc.Run(ctx)
+	})
 }
 
 // config reads the service's RM_EXPORT_* settings; unset means the default.
@@ -66,40 +59,4 @@ func config() (export.Config, error) {
 	}
 	cfg.Store = os.Getenv("RM_EXPORT_STORE") == "1"
 	return cfg, errors.Join(errs...)
-}
-
-func run(ctx context.Context, log *slog.Logger) error {
-	mongoURI, natsURL := os.Getenv("RM_MONGO_URI"), os.Getenv("RM_NATS_URL")
-	if mongoURI == "" || natsURL == "" {
-		return errors.New("RM_MONGO_URI and RM_NATS_URL are required")
-	}
-	cfg, err := config()
-	if err != nil {
-		return err
-	}
-	mc, err := mongo.Connect(options.Client().ApplyURI(mongoURI).SetTimeout(30 * time.Second))
-	if err != nil {
-		return fmt.Errorf("connect mongodb: %w", err)
-	}
-	defer func() { _ = mc.Disconnect(context.WithoutCancel(ctx)) }()
-	nc, err := nats.Connect(natsURL, nats.Name("rm-scenario-export"), nats.MaxReconnects(-1))
-	if err != nil {
-		return fmt.Errorf("connect nats: %w", err)
-	}
-	defer nc.Drain()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return fmt.Errorf("jetstream: %w", err)
-	}
-	if err := events.EnsureStreams(ctx, js, 0, 1); err != nil {
-		return err
-	}
-	db := mc.Database(env("RM_MONGO_DB", "rm"))
-	ob := outbox.New(events.NewPublisher(js), log.With("component", "outbox"))
-	svc, err := export.New(ctx, cfg, export.Deps{DB: db, JS: js, Outbox: ob, Logger: log})
-	if err != nil {
-		return err
-	}
-	go ob.Run(ctx, 2*time.Second)
-	return svc.Run(ctx)
 }
