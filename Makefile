@@ -56,6 +56,13 @@ bench: ## run the benchmarks and print their figures
 	$(GO) test -run '^$$' -bench . -benchtime 5x ./services/scheduler/internal/admit/
 	$(GO) test -run '^$$' -bench BenchmarkUpdateByID -benchtime 200x ./pkg/embedded/ferretembed/
 
+.PHONY: bench-compare
+bench-compare: build-avxrm ## run the same workloads on Slurm (installed from Debian if missing) and on avxrm up, and print both
+	@command -v slurmctld >/dev/null 2>&1 && command -v munged >/dev/null 2>&1 || { \
+	  echo "installing Slurm and munge (Debian packages) for the comparison"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurmctld slurmd slurm-client munge >/dev/null; }
+	$(GO) run ./tools/benchcompare -avxrm $(BIN)/avxrm $(BENCHFLAGS)
+
 .PHONY: verify-mod-tidy fix-mod-tidy
 verify-mod-tidy: ## fail if any go.mod/go.sum is not tidy
 	@for m in $(MODULES); do (cd $$m && $(GO) mod tidy -diff) || { echo "$$m: run make fix-mod-tidy"; exit 1; }; done

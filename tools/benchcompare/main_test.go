@@ -1,0 +1,59 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+func TestHandoverFromStamps(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, stamp string) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(stamp+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Round 0: the last of three end stamps and the first of two start stamps.
+	write("end-0-worker-0", "1700000000.900000000")
+	write("end-0-worker-1", "1700000001.000000000")
+	write("end-0-controller-0", "1700000000.5")
+	write("start-0-worker-0", "1700000001.012500000")
+	write("start-0-controller-0", "1700000001.030000000")
+	// Round 1 must not leak into round 0.
+	write("end-1-worker-0", "1700000005.000000000")
+	got, err := handoverFrom(dir, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := 12500 * time.Microsecond; got != want {
+		t.Errorf("handoverFrom() = %s, want %s", got, want)
+	}
+	if _, err := handoverFrom(dir, 1); err == nil {
+		t.Error("round 1 has no start stamp: want an error")
+	}
+	write("start-2-worker-0", "not a stamp")
+	write("end-2-worker-0", "1700000005.000000000")
+	if _, err := handoverFrom(dir, 2); err == nil {
+		t.Error("a malformed stamp: want an error")
+	}
+}
+
+func TestUtilization(t *testing.T) {
+	// 250 worker-seconds of work on a limit of 100 over 5 s: half the capacity.
+	if got := utilization([]int{100, 100, 50}, 100, time.Second, 5*time.Second); got != 0.5 {
+		t.Errorf("utilization() = %v, want 0.5", got)
+	}
+}
+
+func TestMixedSizesAreSeededAndInRange(t *testing.T) {
+	a, b := mixedSizes(300), mixedSizes(300)
+	for i := range a {
+		if a[i] != b[i] {
+			t.Fatalf("size %d differs between calls: %d vs %d", i, a[i], b[i])
+		}
+		if a[i] < 1 || a[i] > 20 {
+			t.Fatalf("size %d = %d, want 1..20", i, a[i])
+		}
+	}
+}
