@@ -60,11 +60,12 @@
 //     another;
 //   - delete with one statement whose limit is 1;
 //   - findAndModify with remove: true or such an update, upsert absent or
-//     false, and new and fields as FerretDB takes them;
+//     false, and new a bool (not true with remove);
 //
-// with no command fields but those and $db, lsid, txnNumber, $clusterTime,
-// writeConcern, ordered, comment, maxTimeMS, bypassDocumentValidation,
-// $readPreference and apiVersion/apiStrict/apiDeprecationErrors; an OP_MSG
+// with no command fields but those, $db, and the ones FerretDB v1.24 accepts
+// for the command and ignores (neutralFields in fastpath.go: lsid,
+// txnNumber, $clusterTime, writeConcern, comment if a string, and so on;
+// never let, collation, hint, sort, fields or arrayFilters); an OP_MSG
 // whose flags are at most checksumPresent; and a filter that is _id equal
 // to a string or ObjectId plus at least one other top-level field (no dot,
 // no $) compared with a scalar (string, bool, int32, int64, double other
