@@ -51,3 +51,7 @@ func (s *Server) FastPathStats() (replied, rewritten, unchanged int64) {
 	f := &s.proxy.fast
 	return f.replied.Load(), f.rewritten.Load(), f.unchanged.Load()
 }
+
+// SetReleaseEarly breaks the proxy on purpose: the write lock is released as
+// soon as a write is forwarded instead of once FerretDB has replied.
+func (s *Server) SetReleaseEarly(on bool) { s.proxy.releaseEarly.Store(on) }

@@ -101,7 +101,9 @@ func (p *proxy) fastPath(msg []byte) (forward, reply []byte) {
 	}
 	doc, err := p.lookupByID(w)
 	if err != nil {
-		p.log.Warn("proxy fast path lookup; forwarding unchanged", "error", err)
+		if !errors.Is(err, net.ErrClosed) { // else the store is closing
+			p.log.Warn("proxy fast path lookup; forwarding unchanged", "error", err)
+		}
 		p.fast.unchanged.Add(1)
 		return msg, nil
 	}
@@ -160,13 +162,46 @@ func elements(b []byte, off int) ([]element, int, error) {
 	return out, off + n, nil
 }
 
-// Command fields that do not affect which document a write matches or what it
-// replies when nothing matches.
-var neutralFields = map[string]bool{
-	"$db": true, "lsid": true, "txnNumber": true, "$clusterTime": true,
-	"writeConcern": true, "ordered": true, "comment": true, "maxTimeMS": true,
-	"bypassDocumentValidation": true, "$readPreference": true,
-	"apiVersion": true, "apiStrict": true, "apiDeprecationErrors": true,
+// neutralFields are, per command, the fields besides the statements that
+// FerretDB v1.24 accepts and that change neither which document a write
+// matches nor what it replies when nothing matches
+// (internal/handler/common/update_params.go, delete_params.go,
+// findandmodify.go), with the check FerretDB makes of the value: FerretDB
+// rejects a field it does not list, and the fast path must not answer
+// "nothing matched" where FerretDB replies with an error. Fields FerretDB
+// lists as ignored are not checked at all. $db is parsed separately.
+var neutralFields = map[string]map[string]func(bsoncore.Value) bool{
+	"update": {
+		"comment": isString, "maxTimeMS": anyValue, "ordered": anyValue,
+		"bypassDocumentValidation": anyValue, "bypassEmptyTsReplacement": anyValue,
+		"writeConcern": anyValue, "lsid": anyValue, "txnNumber": anyValue, "autocommit": anyValue,
+		"$clusterTime": anyValue, "$readPreference": anyValue,
+		"apiVersion": anyValue, "apiStrict": anyValue, "apiDeprecationErrors": anyValue,
+	},
+	"delete": {
+		"comment": isString, "ordered": isBool, "maxTimeMS": anyValue,
+		"writeConcern": anyValue, "lsid": anyValue, "txnNumber": anyValue,
+		"$clusterTime": anyValue, "$readPreference": anyValue,
+		"apiVersion": anyValue, "apiStrict": anyValue, "apiDeprecationErrors": anyValue,
+	},
+	"findAndModify": {
+		"comment": isString, "maxTimeMS": isPositiveInteger,
+		"bypassDocumentValidation": anyValue, "bypassEmptyTsReplacement": anyValue,
+		"writeConcern": anyValue, "lsid": anyValue, "txnNumber": anyValue,
+		"$clusterTime": anyValue, "$readPreference": anyValue,
+		"apiVersion": anyValue, "apiStrict": anyValue, "apiDeprecationErrors": anyValue,
+	},
+}
+
+func anyValue(bsoncore.Value) bool { return true }
+
+func isString(v bsoncore.Value) bool { return v.Type == bsoncore.TypeString }
+
+func isBool(v bsoncore.Value) bool { return v.Type == bsoncore.TypeBoolean }
+
+func isPositiveInteger(v bsoncore.Value) bool {
+	n, ok := v.AsInt64OK()
+	return ok && v.Type != bsoncore.TypeDouble && n > 0
 }
 
 // updateOperators are the update operators whose use FerretDB v1 validates
@@ -244,7 +279,7 @@ func parseFastWrite(msg []byte) (*fastWrite, error) {
 	var stmtField string // "updates" or "deletes"
 	var filter *element
 	var update bsoncore.Value
-	hasUpdate := false
+	hasUpdate, returnNew := false, false
 	switch w.cmd {
 	case "update":
 		stmtField = "updates"
@@ -257,11 +292,13 @@ func parseFastWrite(msg []byte) (*fastWrite, error) {
 	stmtOff := -1
 	for _, e := range els[1:] {
 		switch {
-		case neutralFields[e.key]:
-			if e.key == "$db" {
-				if w.db, ok = e.value.StringValueOK(); !ok {
-					return nil, errFastPathUnsupported
-				}
+		case e.key == "$db":
+			if w.db, ok = e.value.StringValueOK(); !ok {
+				return nil, errFastPathUnsupported
+			}
+		case neutralFields[w.cmd][e.key] != nil:
+			if !neutralFields[w.cmd][e.key](e.value) {
+				return nil, errFastPathUnsupported
 			}
 		case stmtField != "" && e.key == stmtField:
 			arr, ok := e.value.ArrayOK()
@@ -288,11 +325,8 @@ func parseFastWrite(msg []byte) (*fastWrite, error) {
 				return nil, errFastPathUnsupported
 			}
 		case w.cmd == "findAndModify" && e.key == "new":
-			if _, ok := e.value.BooleanOK(); !ok {
-				return nil, errFastPathUnsupported
-			}
-		case w.cmd == "findAndModify" && e.key == "fields":
-			if e.value.Type != bsoncore.TypeEmbeddedDocument {
+			// FerretDB refuses new: true with remove: true.
+			if returnNew, ok = e.value.BooleanOK(); !ok {
 				return nil, errFastPathUnsupported
 			}
 		case w.cmd == "findAndModify" && e.key == "upsert":
@@ -303,7 +337,7 @@ func parseFastWrite(msg []byte) (*fastWrite, error) {
 			return nil, errFastPathUnsupported
 		}
 	}
-	if w.db == "" {
+	if w.db == "" || (w.remove && returnNew) {
 		return nil, errFastPathUnsupported
 	}
 

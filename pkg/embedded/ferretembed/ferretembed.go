@@ -13,8 +13,84 @@
 // conditional updates such as updateOne({_id, version: 3}, {$set: {version:
 // 4}}) can both match and the second silently overwrites the first. The
 // services rely on conditional single-document writes being atomic, as they
-// are on MongoDB; serializing writes restores that. Reads are not serialized.
-// Every client must use Server.URI, never FerretDB's own port.
+// are on MongoDB; serializing writes restores that. Every client must use
+// Server.URI, never FerretDB's own port.
+//
+// # The locking rule
+//
+// Every command except the reads listed in readCommands (find, getMore,
+// aggregate without $out or $merge, count, distinct, hello, ping, …) is a
+// write, and so is any message whose command cannot be seen. A write takes
+// the one write lock before it is forwarded, and the lock is released only
+// when FerretDB's reply to it has been read by the proxy, whatever happens to
+// the client meanwhile:
+//
+//   - A client that goes away (its driver gave up on a timeout and closed the
+//     connection) does not release the lock; the proxy keeps the upstream
+//     connection, reads and drops the replies still due, then releases.
+//   - An unacknowledged write (OP_MSG flag moreToCome) is sent to FerretDB
+//     with the flag cleared, holds the lock until FerretDB's reply, and that
+//     reply is dropped, as the client expects none.
+//   - A write held longer than the lock timeout (2 minutes) is logged; the
+//     lock stays held.
+//   - The lock is released without a reply only when FerretDB has closed the
+//     upstream connection, which it does only after the command it was
+//     running has returned (it runs one connection's commands one at a
+//     time), or when the store shuts down: Server.Close then stops FerretDB,
+//     which waits for its running commands, so no write of a closed store
+//     lands after the next Start.
+//
+// Several writes pipelined on one connection share its hold on the lock;
+// FerretDB runs them in order. Reads are not serialized: FerretDB writes a
+// document with one SQLite statement, so a read sees it wholly before or
+// wholly after.
+//
+// # What the proxy answers itself
+//
+// Under the write lock, and only for a write that is its connection's only
+// one awaiting a reply, the proxy takes over the filter evaluation of
+// exactly these commands (fastpath.go), because FerretDB uses its _id index
+// only for a filter that is exactly {_id: X}:
+//
+//   - update with one statement (in the body or in an "updates" document
+//     sequence) whose upsert and multi are absent or false and whose u is a
+//     replacement document or an update document of $set, $unset, $inc,
+//     $mul, $min, $max, $setOnInsert, $push, $pull, $pullAll, $addToSet or
+//     $pop, each on a non-empty document, no path set twice or inside
+//     another;
+//   - delete with one statement whose limit is 1;
+//   - findAndModify with remove: true or such an update, upsert absent or
+//     false, and new a bool (not true with remove);
+//
+// with no command fields but those, $db, and the ones FerretDB v1.24 accepts
+// for the command and ignores (neutralFields in fastpath.go: lsid,
+// txnNumber, $clusterTime, writeConcern, comment if a string, and so on;
+// never let, collation, hint, sort, fields or arrayFilters); an OP_MSG
+// whose flags are at most checksumPresent; and a filter that is _id equal
+// to a string or ObjectId plus at least one other top-level field (no dot,
+// no $) compared with a scalar (string, bool, int32, int64, double other
+// than NaN, null, ObjectId) by value, $eq or $ne, or with $in of scalars, or
+// $exists with a bool. Its semantics are MongoDB's: null matches null or a
+// missing field, numbers compare by value across types, $ne is the negation
+// of $eq (so {$ne: null} is false for a missing field), $in matches if any
+// value is equal.
+//
+// For such a write it reads the document by {_id} on a connection of its
+// own. If the document holds an array, document or other non-scalar under
+// a condition, or a comparison of a double with an integer beyond 2^53, it
+// forwards the command unchanged. If the document is missing, or the
+// conditions hold, it forwards the command with the filter rewritten to
+// {_id: X} (and any checksum dropped), so FerretDB does the write and
+// replies. If the conditions are false, it replies itself with what FerretDB
+// replies when nothing matches: update {n: 0, nModified: 0, ok: 1}, delete
+// {n: 0, ok: 1}, findAndModify {lastErrorObject: {n: 0, updatedExisting:
+// false (for an update)}, value: null, ok: 1}. Every other message, and any
+// of these when the lookup fails, goes to FerretDB unchanged.
+//
+// The tests hold it to this: TestProxyIsLinearizable checks histories of
+// concurrent conditional writes across store restarts with porcupine, and
+// TestFastPathDifferential compares random writes with FerretDB's own
+// answers.
 package ferretembed
 
 import (

@@ -26,9 +26,10 @@ const (
 	flagMoreToCome      = 1 << 1
 )
 
-// defaultWriteLockTimeout bounds how long one write command may hold the
-// write lock. When it passes, the connection that holds the lock is closed,
-// which releases it; the write itself may still finish inside FerretDB.
+// defaultWriteLockTimeout is how long one write command may hold the write
+// lock before the proxy logs a warning. It never releases the lock: only
+// FerretDB's reply (or FerretDB closing the connection, which it does only
+// after the command's handler has returned) proves the write is over.
 const defaultWriteLockTimeout = 2 * time.Minute
 
 // readCommands are the commands that never modify data and so bypass the
@@ -158,13 +159,19 @@ type proxy struct {
 	log         *slog.Logger
 
 	// writeLock, a one-slot semaphore, so that it can be released by the
-	// goroutine that forwards the reply and awaited alongside a close.
+	// goroutine that reads the reply and awaited alongside a close.
 	writeLock chan struct{}
 
 	// fast is the connection of the conditional-write fast path
 	// (fastpath.go); fastPathOff turns the fast path off.
 	fast        fastPathConn
 	fastPathOff atomic.Bool
+
+	// releaseEarly breaks the proxy on purpose, for the tests that prove
+	// the linearizability check can see a lost update: the lock is released
+	// as soon as a write is forwarded, as the proxy once did for moreToCome
+	// writes and for clients that went away. Only tests set it.
+	releaseEarly atomic.Bool
 
 	mu     sync.Mutex
 	conns  map[*proxyConn]struct{}
@@ -198,7 +205,11 @@ func (p *proxy) serve() {
 			time.Sleep(50 * time.Millisecond) // e.g. out of file descriptors
 			continue
 		}
-		c := &proxyConn{p: p, client: client, done: make(chan struct{}), pending: make(map[int32]bool)}
+		c := &proxyConn{
+			p: p, client: client, done: make(chan struct{}),
+			pending: make(map[int32]bool), swallow: make(map[int32]bool),
+		}
+		c.idle = sync.NewCond(&c.mu)
 		p.mu.Lock()
 		if p.closed {
 			p.mu.Unlock()
@@ -212,14 +223,16 @@ func (p *proxy) serve() {
 	}
 }
 
-// close stops accepting, closes every connection and waits for their
-// goroutines.
+// close stops accepting, closes every connection, both sides, and waits for
+// their goroutines. A write in flight may or may not complete; the caller
+// (Server.Close) then stops FerretDB, which waits for its command handlers to
+// return, so no write of this proxy can land after a new Start.
 func (p *proxy) close() {
 	p.mu.Lock()
 	p.closed = true
 	_ = p.ln.Close()
 	for c := range p.conns {
-		c.close()
+		c.shutdown()
 	}
 	if p.fast.conn != nil { // guarded by p.mu as well as p.fast.mu
 		_ = p.fast.conn.Close()
@@ -229,28 +242,53 @@ func (p *proxy) close() {
 }
 
 // proxyConn is one client connection and its upstream connection.
+//
+// The two sides end separately. When the client goes (it closed the
+// connection, or its driver gave up on a timeout), its writes already
+// forwarded may still be running inside FerretDB, so the upstream connection
+// stays open and its replies are read and dropped until none is pending; only
+// then is the lock released and the upstream connection closed. When the
+// upstream side ends, FerretDB has closed the connection, which it does only
+// once the command it was running has returned (clientconn.conn.run handles
+// one message at a time), so nothing of this connection is still running.
 type proxyConn struct {
 	p                *proxy
 	client, upstream net.Conn // upstream is set before the copying starts
 	done             chan struct{}
 	closeOnce        sync.Once
+	upstreamOnce     sync.Once
 
-	mu      sync.Mutex
-	held    bool           // this connection holds p.writeLock
-	pending map[int32]bool // request IDs of forwarded writes awaiting a reply
-	timer   *time.Timer    // closes the connection when the lock is held too long
+	mu           sync.Mutex
+	idle         *sync.Cond     // signalled when the lock is released or the upstream side ends
+	held         bool           // this connection holds p.writeLock
+	pending      map[int32]bool // request IDs of forwarded writes awaiting a reply
+	swallow      map[int32]bool // request IDs sent with moreToCome: their replies are dropped
+	upstreamDone bool           // no further reply can come
+	timer        *time.Timer    // warns when the lock is held too long
 }
 
-func (c *proxyConn) close() {
+// closeClient closes the client side; forwardRequests then ends. The write
+// lock, if held, stays held until FerretDB has replied.
+func (c *proxyConn) closeClient() {
 	c.closeOnce.Do(func() {
 		close(c.done)
 		_ = c.client.Close()
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		if c.upstream != nil {
-			_ = c.upstream.Close()
-		}
 	})
+}
+
+// closeUpstream closes the upstream side; forwardReplies then ends.
+func (c *proxyConn) closeUpstream() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.upstream != nil {
+		c.upstreamOnce.Do(func() { _ = c.upstream.Close() })
+	}
+}
+
+// shutdown closes both sides at once: only for proxy.close.
+func (c *proxyConn) shutdown() {
+	c.closeClient()
+	c.closeUpstream()
 }
 
 func (c *proxyConn) serve() {
@@ -263,38 +301,55 @@ func (c *proxyConn) serve() {
 	upstream, err := net.Dial("tcp", c.p.upstream)
 	if err != nil {
 		c.p.log.Warn("proxy dial ferretdb", "error", err)
-		c.close()
+		c.closeClient()
 		return
 	}
-	c.mu.Lock() // pairs with a concurrent close from proxy.close
+	c.mu.Lock() // pairs with a concurrent shutdown from proxy.close
 	c.upstream = upstream
 	c.mu.Unlock()
 	select {
 	case <-c.done: // closed while dialing
-		_ = upstream.Close()
+		c.closeUpstream()
 		return
 	default:
 	}
 
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); c.report("request", c.forwardRequests()) }()
-	go func() { defer wg.Done(); c.report("reply", c.forwardReplies()) }()
-	wg.Wait()
-	c.releaseAll() // never leak the lock, whatever ended the connection
+	replies := make(chan struct{})
+	go func() {
+		defer close(replies)
+		c.report("reply", c.forwardReplies())
+		c.mu.Lock()
+		c.upstreamDone = true
+		c.idle.Broadcast()
+		c.mu.Unlock()
+		c.closeClient()
+	}()
+	c.report("request", c.forwardRequests())
+	c.closeClient()
+
+	// Wait for FerretDB to answer every write already forwarded: until
+	// then it may still apply them, and the lock must keep other writes
+	// (and the fast path's lookups) out.
+	c.mu.Lock()
+	for c.held && !c.upstreamDone {
+		c.idle.Wait()
+	}
+	c.mu.Unlock()
+	c.closeUpstream()
+	<-replies
+	c.releaseAll()
 }
 
-// report closes the connection when either direction stops, logging
-// anything but an ordinary end.
+// report logs anything but an ordinary end of one direction.
 func (c *proxyConn) report(dir string, err error) {
+	if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
+		return
+	}
 	select {
 	case <-c.done:
 	default:
-		if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
-			c.p.log.Warn("proxy "+dir, "error", err)
-		}
+		c.p.log.Warn("proxy "+dir, "error", err)
 	}
-	c.close()
 }
 
 func (c *proxyConn) forwardRequests() error {
@@ -306,6 +361,16 @@ func (c *proxyConn) forwardRequests() error {
 		}
 		cmd, write, moreToCome := classify(msg)
 		id := requestID(msg)
+		if moreToCome {
+			// The client expects no reply. Ask for one all the same (FerretDB
+			// v1 sends one anyway) and drop it: for a write it is the only
+			// sign that FerretDB has finished, and a reply the client does
+			// not expect would be read as the answer to its next command.
+			msg = clearMoreToCome(msg)
+			c.mu.Lock()
+			c.swallow[id] = true
+			c.mu.Unlock()
+		}
 		if write {
 			if err := c.lock(id); err != nil {
 				return err
@@ -328,17 +393,15 @@ func (c *proxyConn) forwardRequests() error {
 		if _, err := c.upstream.Write(msg); err != nil {
 			return err
 		}
-		if write && moreToCome {
-			// No reply will come. FerretDB may still be executing the
-			// write, so unacknowledged writes are serialized only as far
-			// as the forwarding; the services never use them.
-			c.unlock(id)
+		if write && c.p.releaseEarly.Load() {
+			c.unlock(id) // deliberately wrong; see proxy.releaseEarly
 		}
 	}
 }
 
 func (c *proxyConn) forwardReplies() error {
 	r := bufio.NewReader(c.upstream)
+	clientGone := false
 	for {
 		msg, err := readMessage(r)
 		if err != nil {
@@ -350,11 +413,37 @@ func (c *proxyConn) forwardReplies() error {
 		// passed on: the client's next write then never finds this
 		// connection still holding it, which would keep the fast path
 		// (fastpath.go) from being used.
-		c.unlock(responseTo(msg))
+		to := responseTo(msg)
+		c.unlock(to)
+		c.mu.Lock()
+		drop := c.swallow[to]
+		delete(c.swallow, to)
+		c.mu.Unlock()
+		if drop || clientGone {
+			continue
+		}
 		if _, err := c.client.Write(msg); err != nil {
-			return err
+			// Keep reading: replies to writes still pending release the
+			// lock. serve closes the upstream side once none is.
+			clientGone = true
+			c.closeClient()
 		}
 	}
+}
+
+// clearMoreToCome returns msg without the moreToCome flag, and without its
+// checksum, which covers the flags.
+func clearMoreToCome(msg []byte) []byte {
+	le := binary.LittleEndian
+	flags := le.Uint32(msg[16:20])
+	end := len(msg)
+	if flags&flagChecksumPresent != 0 {
+		end -= 4
+	}
+	out := append([]byte(nil), msg[:end]...)
+	le.PutUint32(out[0:], uint32(len(out)))
+	le.PutUint32(out[16:], flags&^uint32(flagMoreToCome|flagChecksumPresent))
+	return out
 }
 
 // lock takes the write lock for request id, unless this connection already
@@ -379,11 +468,10 @@ func (c *proxyConn) lock(id int32) error {
 		c.mu.Lock()
 		held := c.held
 		c.mu.Unlock()
-		if !held { // released just as the timer fired
-			return
+		if held {
+			c.p.log.Warn("proxy write lock held long: FerretDB has not answered a write; other writes wait",
+				"timeout", c.p.lockTimeout)
 		}
-		c.p.log.Warn("proxy write lock held too long; closing the connection", "timeout", c.p.lockTimeout)
-		c.close()
 	})
 	c.mu.Unlock()
 	return nil
@@ -410,6 +498,8 @@ func (c *proxyConn) unlock(id int32) {
 	}
 }
 
+// releaseAll releases the lock whatever is pending: only once the upstream
+// connection is closed and its reader has stopped.
 func (c *proxyConn) releaseAll() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -424,4 +514,5 @@ func (c *proxyConn) releaseLocked() {
 	c.held = false
 	c.timer.Stop()
 	<-c.p.writeLock
+	c.idle.Broadcast()
 }
