@@ -125,7 +125,10 @@ func (s *Server) op(id, method, path, summary string, tags []string, status int,
 }
 
 // documentMergePatch gives the PATCH operation at path a merge-patch schema:
-// the writable fields of B, none required, null allowed to delete one.
+// the writable fields of B, none required, and every optional one may be
+// null (RFC 7396: null removes the member, so the default applies), in
+// nested objects too. The body may be sent as application/merge-patch+json
+// or, as clients do by habit, application/json; the server treats both alike.
 func documentMergePatch[B any](s *Server, path string) {
 	oapi := s.API.OpenAPI()
 	item := oapi.Paths[path]
@@ -139,15 +142,100 @@ func documentMergePatch[B any](s *Server, path string) {
 	if full == nil {
 		return
 	}
-	patch := *full
-	patch.Required = nil
-	patch.Description = "A JSON merge patch (RFC 7396) of " + name + ": members given replace, null deletes a member, objects merge. The result is validated like a PUT."
+	patch := patchSchema(reg.Map(), full)
+	patch.Description = "A JSON merge patch (RFC 7396) of " + name + ": members given replace, null removes a member " +
+		"(the default applies: see each field), objects merge. The result is validated like a PUT."
 	patchName := strings.TrimSuffix(name, "Body") + "MergePatch"
-	reg.Map()[patchName] = &patch
+	reg.Map()[patchName] = patch
+	body := &huma.MediaType{Schema: &huma.Schema{Ref: "#/components/schemas/" + patchName}}
 	item.Patch.RequestBody.Required = true
-	item.Patch.RequestBody.Content = map[string]*huma.MediaType{
-		"application/merge-patch+json": {Schema: &huma.Schema{Ref: "#/components/schemas/" + patchName}},
+	item.Patch.RequestBody.Description = "application/merge-patch+json (RFC 7396); application/json is taken as the same"
+	item.Patch.RequestBody.Content = map[string]*huma.MediaType{"application/merge-patch+json": body, "application/json": body}
+}
+
+// nullMeans says what null does to a field of a merge patch, where it is
+// more than "removed".
+var nullMeans = map[string]string{
+	"maximum_allowed_worker_instances": "unlimited",
+	"plugin_id":                        "the default plugin",
+	"is_default":                       "false",
+	"backfill":                         "true",
+	"default_max_run_seconds":          "no limit",
+	"resource_limits":                  "no limits from here",
+	"access":                           "everyone with the role may",
+}
+
+// patchSchema returns the merge-patch form of the object schema s: nothing
+// required, optional members nullable, referenced objects replaced by their
+// own merge-patch forms (<Name>Patch, registered in reg).
+func patchSchema(reg map[string]*huma.Schema, s *huma.Schema) *huma.Schema {
+	cp := *s
+	cp.Required = nil
+	if len(s.Properties) == 0 {
+		return &cp
 	}
+	cp.Properties = make(map[string]*huma.Schema, len(s.Properties))
+	for k, p := range s.Properties {
+		if p.ReadOnly {
+			continue
+		}
+		np := patchMember(reg, p)
+		if !slices.Contains(s.Required, k) {
+			np = nullable(np, k)
+		}
+		cp.Properties[k] = np
+	}
+	return &cp
+}
+
+func patchMember(reg map[string]*huma.Schema, p *huma.Schema) *huma.Schema {
+	if p.Ref != "" {
+		name := strings.TrimPrefix(p.Ref, "#/components/schemas/")
+		target := reg[name]
+		if target == nil || target.Type != "object" || len(target.Properties) == 0 {
+			return p
+		}
+		if _, ok := reg[name+"Patch"]; !ok {
+			reg[name+"Patch"] = &huma.Schema{} // placeholder against cycles
+			ps := patchSchema(reg, target)
+			ps.Description = strings.TrimSpace("A merge patch of " + name + ". " + target.Description)
+			reg[name+"Patch"] = ps
+		}
+		return &huma.Schema{Ref: "#/components/schemas/" + name + "Patch"}
+	}
+	if p.Type == "object" && len(p.Properties) > 0 {
+		return patchSchema(reg, p)
+	}
+	return p
+}
+
+// nullable returns p allowing null, saying what null does.
+func nullable(p *huma.Schema, field string) *huma.Schema {
+	means := nullMeans[field]
+	if means == "" {
+		means = "removes the value"
+	}
+	doc := "null: " + means + "."
+	if p.Ref != "" {
+		return &huma.Schema{Description: doc, AnyOf: []*huma.Schema{p, {Type: "null"}}}
+	}
+	cp := *p
+	if cp.Type == "" {
+		return &cp // any JSON value, null included
+	}
+	cp.Nullable = true
+	if cp.Description != "" && !strings.Contains(cp.Description, "null") {
+		cp.Description = strings.TrimSuffix(cp.Description, ".") + ". " + doc
+	} else if cp.Description == "" {
+		cp.Description = doc
+	}
+	if ap, ok := cp.AdditionalProperties.(*huma.Schema); ok && ap.Type != "" {
+		// A member of a map set to null removes that key.
+		apc := *ap
+		apc.Nullable = true
+		cp.AdditionalProperties = &apc
+	}
+	return &cp
 }
 
 // registerDocs serves Swagger UI, pointed at the document, with no auth.

@@ -126,12 +126,26 @@ func Install(log *slog.Logger) {
 				fields = append(fields, &FieldError{Message: err.Error()})
 			}
 		}
-		if msg == "validation failed" && len(fields) > 0 {
+		switch {
+		case status == http.StatusUnsupportedMediaType:
+			// huma: "unknown content type: text/plain"
+			got := "this content type"
+			for _, f := range fields {
+				if rest, ok := strings.CutPrefix(f.Message, huma.ErrUnknownContentType.Error()+": "); ok {
+					got = rest
+				}
+			}
+			return New(status, fmt.Sprintf("the body is %s; this endpoint takes application/json", got),
+				&FieldError{Field: "Content-Type", Message: "expected application/json, got " + got})
+		case status == http.StatusBadRequest && msg == "validation failed":
+			msg = "bad request body"
+		}
+		if (msg == "validation failed" || msg == "bad request body") && len(fields) > 0 {
 			msgs := make([]string, len(fields))
 			for i, f := range fields {
 				msgs[i] = f.Error()
 			}
-			msg = "validation failed: " + strings.Join(msgs, "; ")
+			msg += ": " + strings.Join(msgs, "; ")
 		}
 		return New(status, msg, fields...)
 	}
@@ -149,13 +163,23 @@ func From(err error) *Problem {
 	case errors.As(err, &f):
 		return Invalid(f)
 	case errors.Is(err, ErrNotFound):
+		if what, ok := strings.CutSuffix(err.Error(), ": "+ErrNotFound.Error()); ok {
+			return New(http.StatusNotFound, what+" not found")
+		}
 		return New(http.StatusNotFound, err.Error())
 	case errors.Is(err, ErrConflict):
-		return New(http.StatusConflict, err.Error())
+		return New(http.StatusConflict, sentence(err, ErrConflict))
 	case errors.Is(err, ErrPreconditionFailed):
-		return New(http.StatusPreconditionFailed, err.Error())
+		return New(http.StatusPreconditionFailed, sentence(err, ErrPreconditionFailed))
 	case errors.Is(err, ErrInvalid):
-		return New(http.StatusUnprocessableEntity, err.Error())
+		return New(http.StatusUnprocessableEntity, sentence(err, ErrInvalid))
 	}
 	return New(http.StatusInternalServerError, "internal error")
+}
+
+// sentence is the message of err without the sentinel it wraps at its end
+// ("…already exists: conflict"): the status says that already.
+func sentence(err, sentinel error) string {
+	msg, _ := strings.CutSuffix(err.Error(), ": "+sentinel.Error())
+	return msg
 }
