@@ -145,7 +145,7 @@ func (s *Server) applicationCrud() *crud[*ApplicationDoc, ApplicationBody, *Appl
 		named: func(a *ApplicationDoc) string {
 			return "an application named " + a.Name + " with version " + a.AppVersion
 		},
-		inUse:   s.applicationInUse,
+		inUse: s.applicationInUse,
 	}
 }
 

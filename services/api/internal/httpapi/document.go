@@ -3,8 +3,8 @@ package httpapi
 import (
 	"maps"
 	"net/http"
-	"regexp"
 	"reflect"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -269,11 +269,11 @@ func escapeDescriptions(oapi *huma.OpenAPI) {
 // so that a refused value gets "expected string to be <words>" rather than
 // the regular expression.
 var patternWords = map[string]string{
-	NamePattern:                    "a name: letters, digits, -, _ and ., starting with a letter or digit",
+	NamePattern:                     "a name: letters, digits, -, _ and ., starting with a letter or digit",
 	`^[A-Za-z0-9][A-Za-z0-9._+-]*$`: "a version: letters, digits, -, _, . and +, starting with a letter or digit (e.g. 1.2.0)",
-	ImagePattern:                   ImageWords,
-	`^[A-Za-z0-9-]*$`:              "letters, digits and -",
-	QuantityPattern:                "a Kubernetes quantity such as 500m, 2, 1.5 or 4Gi",
+	ImagePattern:                    ImageWords,
+	`^[A-Za-z0-9-]*$`:               "letters, digits and -",
+	QuantityPattern:                 "a Kubernetes quantity such as 500m, 2, 1.5 or 4Gi",
 }
 
 // ImagePattern is the rule for container image references.
