@@ -286,10 +286,12 @@ const ImageWords = "a container image reference such as registry.example/sim:1.2
 // QuantityPattern is the syntax of a Kubernetes quantity (resource.Quantity).
 const QuantityPattern = `^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$`
 
-// describePatterns gives every pattern of the registry and of the
-// operations' parameters its words (patternWords), and CPU and memory
-// quantities their pattern, then lets huma recompute its messages.
+// describePatterns gives CPU and memory quantities their pattern, and
+// problem the words of every pattern, for its messages. (The words do not go
+// into the document as huma's patternDescription: that is no OpenAPI
+// keyword, and validators refuse the document with it.)
 func describePatterns(oapi *huma.OpenAPI) {
+	maps.Copy(problem.PatternWords, patternWords)
 	seen := map[*huma.Schema]bool{}
 	var walk func(s *huma.Schema)
 	walk = func(s *huma.Schema) {
@@ -298,9 +300,6 @@ func describePatterns(oapi *huma.OpenAPI) {
 		}
 		seen[s] = true
 		eachSub(s, walk)
-		if s.Pattern != "" && s.PatternDescription == "" {
-			s.PatternDescription = patternWords[s.Pattern]
-		}
 		s.PrecomputeMessages()
 	}
 	reg := oapi.Components.Schemas.Map()
@@ -340,7 +339,7 @@ func documentPluginConfigs(oapi *huma.OpenAPI) {
 	configs := map[string]*huma.Schema{
 		"kubernetes": {Type: "object", Description: "Runs instances as pods. Exactly one of in_cluster: true and kubeconfig.",
 			Required: []string{"namespace"}, AdditionalProperties: false, Properties: map[string]*huma.Schema{
-				"namespace":  {Type: "string", Description: "the namespace of the pods: a DNS-1123 label", Pattern: dnsLabel.String(), MaxLength: &maxDNSLabel, PatternDescription: "a DNS-1123 label (lower-case letters, digits and -)"},
+				"namespace":  {Type: "string", Description: "the namespace of the pods: a DNS-1123 label (lower-case letters, digits and -)", Pattern: dnsLabel.String(), MaxLength: &maxDNSLabel},
 				"in_cluster": {Type: "boolean", Description: "use the service account the launcher runs with"},
 				"kubeconfig": str(`a kubeconfig (a secret: shown as "***"; send "***" to keep the stored one)`, 1<<20),
 			}},

@@ -74,7 +74,7 @@ type jobRef struct {
 
 // jobIfMatch is the input of the DELETEs on a job: If-Match is compared with the job's version.
 type jobIfMatch struct {
-	jobRef
+	ID string `path:"id" maxLength:"63" doc:"the job's id"`
 	IfMatchParam
 }
 

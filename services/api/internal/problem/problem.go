@@ -97,6 +97,21 @@ func fieldOf(location string) string {
 	return location
 }
 
+// PatternWords say in words what a pattern of the API's schemas accepts:
+// a value that does not match gets "expected <words>" instead of the
+// regular expression.
+var PatternWords = map[string]string{}
+
+// humanMessage rewords huma's validation messages that quote a schema.
+func humanMessage(msg string) string {
+	if p, ok := strings.CutPrefix(msg, "expected string to match pattern "); ok {
+		if w := PatternWords[p]; w != "" {
+			return "expected " + w
+		}
+	}
+	return msg
+}
+
 // Install replaces huma's error constructor so every error huma produces
 // (validation, bad JSON, body too large) is a Problem naming the fields, and a
 // handler's domain error gets the status of the sentinel it wraps. Only
@@ -121,7 +136,7 @@ func Install(log *slog.Logger) {
 			case errors.As(err, &f):
 				fields = append(fields, f)
 			case errors.As(err, &d):
-				fields = append(fields, &FieldError{Field: fieldOf(d.Location), Message: d.Message})
+				fields = append(fields, &FieldError{Field: fieldOf(d.Location), Message: humanMessage(d.Message)})
 			default:
 				fields = append(fields, &FieldError{Message: err.Error()})
 			}
