@@ -54,7 +54,7 @@ type ApplicationBody struct {
 	Name                 string            `json:"name" minLength:"1" maxLength:"63" pattern:"^[A-Za-z0-9][A-Za-z0-9._-]*$" doc:"letters, digits, -, _, ., starting with a letter or digit"`
 	Version              string            `json:"version" minLength:"1" maxLength:"63" pattern:"^[A-Za-z0-9][A-Za-z0-9._+-]*$" doc:"the application's version, e.g. 1.2.0 (not the resource revision)"`
 	Description          string            `json:"description,omitempty" maxLength:"1024"`
-	Image                string            `json:"image,omitempty" maxLength:"512" pattern:"^[A-Za-z0-9][A-Za-z0-9._/:@+-]*$" doc:"container image reference, e.g. registry/path:tag"`
+	Image                string            `json:"image,omitempty" maxLength:"512" pattern:"^[A-Za-z0-9][A-Za-z0-9._/:@+-]*$" doc:"container image reference, e.g. registry/path:tag. The docker and kubernetes drivers run it; the local driver ignores it and runs command + args (in the app-runtime-config's working_directory) as a process on the host, so a program such as /bin/sh goes in command, not here."`
 	Command              []string          `json:"command,omitempty" maxItems:"256"`
 	Args                 []string          `json:"args,omitempty" maxItems:"1024"`
 	EnvironmentVariables map[string]string `json:"environment_variables,omitempty"`
@@ -142,7 +142,10 @@ func (s *Server) applicationCrud() *crud[*ApplicationDoc, ApplicationBody, *Appl
 		},
 		present: func(_ context.Context, a *ApplicationDoc) (*Application, error) { return presentApplication(a), nil },
 		queueOf: func(*ApplicationDoc) string { return events.NoQueue },
-		inUse:   s.applicationInUse,
+		named: func(a *ApplicationDoc) string {
+			return "an application named " + a.Name + " with version " + a.AppVersion
+		},
+		inUse: s.applicationInUse,
 	}
 }
 

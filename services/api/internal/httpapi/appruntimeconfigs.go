@@ -31,7 +31,7 @@ type AppRuntimeConfig struct {
 
 // AppRuntimeConfigBody is what a client sends to create or replace an app-runtime-config.
 type AppRuntimeConfigBody struct {
-	Image                string                 `json:"image" minLength:"1" maxLength:"512" pattern:"^[A-Za-z0-9][A-Za-z0-9._/:@+-]*$" doc:"container image reference, e.g. registry/path:tag"`
+	Image                string                 `json:"image" minLength:"1" maxLength:"512" pattern:"^[A-Za-z0-9][A-Za-z0-9._/:@+-]*$" doc:"container image reference, e.g. registry/path:tag. The docker and kubernetes drivers run it; the local driver ignores it and runs command + args in working_directory as a process on the host (a program such as /bin/sh goes in command). Required even for the local driver."`
 	WorkingDirectory     string                 `json:"working_directory" minLength:"1" maxLength:"1024" doc:"absolute path"`
 	Command              []string               `json:"command,omitempty" maxItems:"256"`
 	Args                 []string               `json:"args,omitempty" maxItems:"1024"`

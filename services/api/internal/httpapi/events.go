@@ -38,14 +38,35 @@ func (s *Server) registerEvents() {
 		Summary: "Stream events (Server-Sent Events)", Tags: []string{"Events"},
 		Description: "Each message has `id` (the stream sequence), `event` (the CloudEvent type) and `data` " +
 			"(the CloudEvent in structured-mode JSON, its data the resource as the API returns it). " +
-			"Reconnecting with `Last-Event-ID` resumes without losing or repeating events.",
+			"Reconnecting with `Last-Event-ID` resumes without losing or repeating events; " +
+			"a `Last-Event-ID` beyond the last event of the stream answers 416 (the id did not come from this stream).",
 		Responses: map[string]*huma.Response{
 			"200": {Description: "an endless stream of events", Content: map[string]*huma.MediaType{
 				"text/event-stream": {Schema: &huma.Schema{Type: "string"}},
 			}},
 		},
-		Errors: []int{http.StatusUnprocessableEntity, http.StatusServiceUnavailable},
+		Errors: []int{http.StatusRequestedRangeNotSatisfiable, http.StatusUnprocessableEntity, http.StatusServiceUnavailable},
 	}, s.streamEvents)
+}
+
+// checkResumePoint answers 416 when a client resumes after an event the
+// stream has not stored yet: the id cannot have come from this stream, and
+// waiting for it would hide that the client is talking to another one.
+func (s *Server) checkResumePoint(ctx context.Context, after uint64) error {
+	st, err := s.opts.JS.Stream(ctx, events.StreamName)
+	if err != nil {
+		return fmt.Errorf("look up the event stream: %w", err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("look up the event stream: %w", err)
+	}
+	if last := info.State.LastSeq; after > last {
+		return problem.New(http.StatusRequestedRangeNotSatisfiable,
+			fmt.Sprintf("Last-Event-ID %d is beyond the last event of the stream (%d)", after, last),
+			problem.Field("Last-Event-ID", "beyond the last event (%d); reconnect without it, or with 0 to replay every stored event", last))
+	}
+	return nil
 }
 
 // streamFilter turns the query into subject filters and a type set.
@@ -116,6 +137,9 @@ func (s *Server) streamEvents(ctx context.Context, in *eventsInput) (*huma.Strea
 	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: subjects, DeliverPolicy: jetstream.DeliverNewPolicy}
 	if in.LastEventID != "" {
 		after, _ := strconv.ParseUint(in.LastEventID, 10, 64)
+		if err := s.checkResumePoint(ctx, after); err != nil {
+			return nil, err
+		}
 		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, after+1
 	}
 	cons, err := s.opts.JS.OrderedConsumer(ctx, events.StreamName, cfg)

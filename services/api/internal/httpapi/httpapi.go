@@ -78,6 +78,7 @@ func New(opts Options) *Server {
 
 	cfg := huma.DefaultConfig("Resource Manager API", "1.0.0")
 	configureOpenAPI(&cfg)
+	humanJSON(&cfg)
 	api := humaecho.New(e, cfg)
 
 	s := &Server{opts: opts, Echo: e, API: api, idempotentRoutes: map[string]bool{}}
@@ -101,6 +102,8 @@ func New(opts Options) *Server {
 	s.registerExports()
 	s.registerEvents()
 	s.registerLogs()
+	// Last, once every operation is registered: the document as clients read it.
+	s.finishDocument()
 	return s
 }
 
@@ -179,7 +182,7 @@ func rejectNonUTF8(limit int64) echo.MiddlewareFunc {
 				return next(c)
 			}
 			if r.ContentLength > limit {
-				return problem.New(http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", limit))
+				return tooLarge(c.Response().Writer, r, limit)
 			}
 			// The read is bounded in time here, and the deadline lifted after
 			// it: a deadline left on the connection (as huma's BodyReadTimeout
@@ -187,7 +190,7 @@ func rejectNonUTF8(limit int64) echo.MiddlewareFunc {
 			// middle of a slow handler.
 			rc := http.NewResponseController(c.Response().Writer)
 			_ = rc.SetReadDeadline(time.Now().Add(bodyReadTimeout))
-			body, err := readLimited(r, limit)
+			body, err := readLimited(c.Response().Writer, r, limit)
 			_ = rc.SetReadDeadline(time.Time{})
 			if err != nil {
 				return err

@@ -75,7 +75,7 @@ func (s *Server) idempotency(next echo.HandlerFunc) echo.HandlerFunc {
 			return problem.New(http.StatusBadRequest, "invalid Idempotency-Key",
 				problem.Field("Idempotency-Key", "at most %d printable ASCII characters", maxIdempotencyKey))
 		}
-		body, err := readLimited(r, s.bodyLimit())
+		body, err := readLimited(c.Response().Writer, r, s.bodyLimit())
 		if err != nil {
 			return err
 		}

@@ -72,6 +72,12 @@ type jobRef struct {
 	ID string `path:"id" maxLength:"63" doc:"the job's id"`
 }
 
+// jobIfMatch is the input of the DELETEs on a job: If-Match is compared with the job's version.
+type jobIfMatch struct {
+	ID string `path:"id" maxLength:"63" doc:"the job's id"`
+	IfMatchParam
+}
+
 type jobOutput struct {
 	Status   int
 	Location string `header:"Location"`
@@ -126,7 +132,7 @@ func (s *Server) registerJobs() {
 		append([]string{"Queues"}, tags...), http.StatusOK, http.StatusNotFound, http.StatusUnprocessableEntity), s.listQueueJobs)
 	huma.Register(s.API, s.op("get-job", http.MethodGet, BasePath+"/jobs/{id}", "Get a job", tags, http.StatusOK, http.StatusNotFound), s.getJob)
 	huma.Register(s.API, s.op("delete-job", http.MethodDelete, BasePath+"/jobs/{id}", "Cancel a job, clean it up and remove its record and artifacts",
-		tags, http.StatusNoContent, http.StatusNotFound), s.deleteJob)
+		tags, http.StatusNoContent, http.StatusNotFound, http.StatusPreconditionFailed), s.deleteJob)
 	op = s.op("cancel-job", http.MethodPost, BasePath+"/jobs/{id}/cancel", "Cancel a job", tags, http.StatusAccepted, http.StatusNotFound, http.StatusConflict)
 	op.Description = "A job not admitted yet is cancelled by the scheduler; an admitted or running one by the launcher once its instances are stopped (status cancelled when it confirms). Cancelling a job in a final status is a conflict."
 	huma.Register(s.API, op, s.cancelJob)
@@ -139,7 +145,7 @@ func (s *Server) registerJobs() {
 	op.Description = "It waits, with a PostControllerAdmitted condition saying why, while post-controller-queue is full."
 	huma.Register(s.API, op, s.startPostController)
 	huma.Register(s.API, s.op("stop-post-controller", http.MethodDelete, BasePath+"/jobs/{id}/post-controller", "Stop the job's post controller",
-		tags, http.StatusAccepted, http.StatusNotFound), s.stopPostController)
+		tags, http.StatusAccepted, http.StatusNotFound, http.StatusPreconditionFailed), s.stopPostController)
 }
 
 // jobAppDoc is what a job needs of a registered application.
@@ -268,6 +274,9 @@ func (s *Server) newJob(ctx context.Context, b *JobBody) (*events.Job, error) {
 		SubmittedAt:          now,
 		Runtime:              rt,
 	}
+	if j.Name == "" {
+		j.Name = j.ID // API.md: name defaults to the job's id
+	}
 	j.Application = events.JobApplication{
 		Name: b.Application.Name, Version: b.Application.Version,
 		Image: b.Application.Image, EnvironmentVariables: b.Application.EnvironmentVariables,
@@ -339,7 +348,7 @@ func (s *Server) loadJob(ctx context.Context, id string) (store.Loaded[*events.J
 	if !strings.HasPrefix(id, "job-") {
 		return store.Loaded[*events.Job]{}, fmt.Errorf("job %q: %w", id, problem.ErrNotFound)
 	}
-	l, err := s.jobKind().Get(ctx, id)
+	l, err := s.jobKind().FindOne(ctx, bson.D{{Key: "_id", Value: id}}, id)
 	if err == nil {
 		normalizeJob(l.Res)
 	}
@@ -383,6 +392,9 @@ func (s *Server) listQueueJobs(ctx context.Context, in *listQueueJobsInput) (*jo
 }
 
 func (s *Server) listJobsWhere(ctx context.Context, filter bson.D, status string, labels []string, limit int, cursor string) (*jobListOutput, error) {
+	if err := checkCursor(cursor, "job"); err != nil {
+		return nil, err
+	}
 	if status != "" {
 		filter = append(filter, bson.E{Key: "status", Value: status})
 	}
@@ -508,11 +520,13 @@ func requestCleanup(j *events.Job) []string {
 	return types
 }
 
-func (s *Server) deleteJob(ctx context.Context, in *jobRef) (*deleteJobOutput, error) {
+func (s *Server) deleteJob(ctx context.Context, in *jobIfMatch) (*deleteJobOutput, error) {
 	// Artifacts and exports go first (the export feature's removeJobArtifacts):
 	// if that fails the job is still there to delete again, rather than
 	// leaving files no record points to.
-	if _, err := s.loadJob(ctx, in.ID); err != nil {
+	if l, err := s.loadJob(ctx, in.ID); err != nil {
+		return nil, err
+	} else if err := checkIfMatch(in.IfMatch, l.Res.Version); err != nil {
 		return nil, err
 	}
 	if err := s.removeJobArtifacts(ctx, in.ID); err != nil {
@@ -521,6 +535,9 @@ func (s *Server) deleteJob(ctx context.Context, in *jobRef) (*deleteJobOutput, e
 	for attempt := 0; ; attempt++ {
 		l, err := s.loadJob(ctx, in.ID)
 		if err != nil {
+			return nil, err
+		}
+		if err := checkIfMatch(in.IfMatch, l.Res.Version); err != nil {
 			return nil, err
 		}
 		j := *l.Res
@@ -578,8 +595,11 @@ func (s *Server) startPostController(ctx context.Context, in *jobRef) (*jobAccep
 
 // stopPostController records the stop. The scheduler releases the post
 // controller's lease when it sees it; the launcher stops the instance.
-func (s *Server) stopPostController(ctx context.Context, in *jobRef) (*jobAcceptedOutput, error) {
+func (s *Server) stopPostController(ctx context.Context, in *jobIfMatch) (*jobAcceptedOutput, error) {
 	j, err := s.changeJob(ctx, in.ID, func(j *events.Job, now time.Time) ([]string, error) {
+		if err := checkIfMatch(in.IfMatch, j.Version); err != nil {
+			return nil, err
+		}
 		pc := j.PostController
 		if pc == nil || pc.Status == postControllerStopped {
 			return nil, nil

@@ -110,6 +110,7 @@ func (s *Server) queueCrud() *crud[*events.Queue, QueueBody, *events.Queue] {
 			return q, s.fillUsage(ctx, q)
 		},
 		queueOf: func(q *events.Queue) string { return q.ID },
+		named:   func(q *events.Queue) string { return "a queue named " + q.Name },
 		inUse:   s.queueInUse,
 	}
 }

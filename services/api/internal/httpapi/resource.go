@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"reflect"
 	"strconv"
@@ -88,6 +89,9 @@ type crud[T store.Resource, B any, O any] struct {
 	present func(ctx context.Context, r T) (O, error)
 	// queueOf is the queue token of r's event subjects.
 	queueOf func(r T) string
+	// named says what a duplicate of r would be called: "a queue named
+	// Default"; nil: "a <kind> with that name".
+	named func(r T) string
 	// inUse refuses a delete (409 saying by what); nil: never in use.
 	inUse func(ctx context.Context, r T) error
 	// afterWrite runs after r was stored (created or replaced); nil: nothing.
@@ -142,7 +146,7 @@ func (c *crud[T, B, O]) create(ctx context.Context, b *B, init func(T)) (*resour
 		return nil, err
 	}
 	if err := c.store.Insert(ctx, r, ev); err != nil {
-		return nil, err
+		return nil, c.duplicate(r, err)
 	}
 	if c.afterWrite != nil {
 		if err := c.afterWrite(ctx, r); err != nil {
@@ -150,6 +154,16 @@ func (c *crud[T, B, O]) create(ctx context.Context, b *B, init func(T)) (*resour
 		}
 	}
 	return c.output(r, out, true), nil
+}
+
+// duplicate words a unique index refusing r as a 409 saying what exists
+// already: "a queue named Default already exists".
+func (c *crud[T, B, O]) duplicate(r T, err error) error {
+	if !errors.Is(err, problem.ErrConflict) || c.named == nil {
+		return err
+	}
+	what := c.named(r)
+	return problem.New(http.StatusConflict, what+" already exists", problem.Field("name", "%s already exists", what))
 }
 
 func (c *crud[T, B, O]) read(ctx context.Context, ref string) (*resourceOutput[O], error) {
@@ -188,7 +202,7 @@ func (c *crud[T, B, O]) store1(ctx context.Context, prev store.Loaded[T], b *B) 
 		return nil, err
 	}
 	if err := c.store.Replace(ctx, prev, r, ev); err != nil {
-		return nil, err
+		return nil, c.duplicate(r, err)
 	}
 	if c.afterWrite != nil {
 		if err := c.afterWrite(ctx, r); err != nil {
@@ -205,7 +219,8 @@ func (c *crud[T, B, O]) store1(ctx context.Context, prev store.Loaded[T], b *B) 
 func (c *crud[T, B, O]) patch(ctx context.Context, ref, ifMatch string, body MergePatchBody) (*resourceOutput[O], error) {
 	// application/merge-patch+json, or plain JSON, which clients send by habit.
 	if ct := body.ContentType; ct != "" && !strings.Contains(ct, "json") {
-		return nil, problem.New(http.StatusUnsupportedMediaType, fmt.Sprintf("a PATCH body is application/merge-patch+json, not %s", ct))
+		return nil, problem.New(http.StatusUnsupportedMediaType, fmt.Sprintf("the body is %s; a PATCH takes application/merge-patch+json (or application/json)", ct),
+			problem.Field("Content-Type", "expected application/merge-patch+json, got %s", ct))
 	}
 	patch, err := decodePatch(body.RawBody)
 	if err != nil {
@@ -256,6 +271,9 @@ func (c *crud[T, B, O]) remove(ctx context.Context, ref, ifMatch string) error {
 }
 
 func (c *crud[T, B, O]) list(ctx context.Context, filter bson.D, p ListParams) (*listOutput[O], error) {
+	if err := checkCursor(p.Cursor, c.store.IDPrefix); err != nil {
+		return nil, err
+	}
 	limit := p.Limit
 	if limit == 0 {
 		limit = 50
@@ -277,6 +295,24 @@ func (c *crud[T, B, O]) list(ctx context.Context, filter bson.D, p ListParams) (
 	}
 	return out, nil
 }
+
+// checkCursor answers 400 naming cursor unless cursor is empty or one that a
+// list of this kind hands out (the id of a resource with prefix), so that a
+// client does not silently restart paging from the first page.
+func checkCursor(cursor, prefix string) error {
+	if cursor == "" {
+		return nil
+	}
+	rest, ok := strings.CutPrefix(cursor, prefix+"-")
+	if ok && len(rest) == 26 && strings.Trim(rest, crockford) == "" {
+		return nil
+	}
+	return problem.New(http.StatusBadRequest, fmt.Sprintf("cursor %q is not a next_cursor of this list", cursor),
+		problem.Field("cursor", "not a next_cursor of this list; start again without cursor"))
+}
+
+// crockford is the alphabet of the ids (events.NewID).
+const crockford = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 // checkIfMatch answers 412 unless the If-Match header (absent, "*", or a list
 // of entity tags, strong or weak) names version.
@@ -304,7 +340,14 @@ func decodePatch(raw []byte) (map[string]any, error) {
 	var v any
 	d := json.NewDecoder(bytes.NewReader(raw))
 	if err := d.Decode(&v); err != nil {
-		return nil, problem.New(http.StatusBadRequest, "the merge patch is not JSON: "+err.Error(), problem.Field("", "invalid JSON: %v", err))
+		msg := err.Error()
+		var se *json.SyntaxError
+		if errors.As(err, &se) {
+			msg = describeSyntaxError(raw, se)
+		} else if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+			msg = fmt.Sprintf("not valid JSON: the body ends at byte %d before the JSON value is complete", len(raw))
+		}
+		return nil, problem.New(http.StatusBadRequest, "bad request body: "+msg, problem.Field("", "%s", msg))
 	}
 	if d.More() {
 		return nil, problem.New(http.StatusBadRequest, "the merge patch has data after the JSON value", problem.Field("", "trailing data"))

@@ -97,6 +97,21 @@ func fieldOf(location string) string {
 	return location
 }
 
+// PatternWords say in words what a pattern of the API's schemas accepts:
+// a value that does not match gets "expected <words>" instead of the
+// regular expression.
+var PatternWords = map[string]string{}
+
+// humanMessage rewords huma's validation messages that quote a schema.
+func humanMessage(msg string) string {
+	if p, ok := strings.CutPrefix(msg, "expected string to match pattern "); ok {
+		if w := PatternWords[p]; w != "" {
+			return "expected " + w
+		}
+	}
+	return msg
+}
+
 // Install replaces huma's error constructor so every error huma produces
 // (validation, bad JSON, body too large) is a Problem naming the fields, and a
 // handler's domain error gets the status of the sentinel it wraps. Only
@@ -121,17 +136,31 @@ func Install(log *slog.Logger) {
 			case errors.As(err, &f):
 				fields = append(fields, f)
 			case errors.As(err, &d):
-				fields = append(fields, &FieldError{Field: fieldOf(d.Location), Message: d.Message})
+				fields = append(fields, &FieldError{Field: fieldOf(d.Location), Message: humanMessage(d.Message)})
 			default:
 				fields = append(fields, &FieldError{Message: err.Error()})
 			}
 		}
-		if msg == "validation failed" && len(fields) > 0 {
+		switch {
+		case status == http.StatusUnsupportedMediaType:
+			// huma: "unknown content type: text/plain"
+			got := "this content type"
+			for _, f := range fields {
+				if rest, ok := strings.CutPrefix(f.Message, huma.ErrUnknownContentType.Error()+": "); ok {
+					got = rest
+				}
+			}
+			return New(status, fmt.Sprintf("the body is %s; this endpoint takes application/json", got),
+				&FieldError{Field: "Content-Type", Message: "expected application/json, got " + got})
+		case status == http.StatusBadRequest && msg == "validation failed":
+			msg = "bad request body"
+		}
+		if (msg == "validation failed" || msg == "bad request body") && len(fields) > 0 {
 			msgs := make([]string, len(fields))
 			for i, f := range fields {
 				msgs[i] = f.Error()
 			}
-			msg = "validation failed: " + strings.Join(msgs, "; ")
+			msg += ": " + strings.Join(msgs, "; ")
 		}
 		return New(status, msg, fields...)
 	}
@@ -149,13 +178,23 @@ func From(err error) *Problem {
 	case errors.As(err, &f):
 		return Invalid(f)
 	case errors.Is(err, ErrNotFound):
+		if what, ok := strings.CutSuffix(err.Error(), ": "+ErrNotFound.Error()); ok {
+			return New(http.StatusNotFound, what+" not found")
+		}
 		return New(http.StatusNotFound, err.Error())
 	case errors.Is(err, ErrConflict):
-		return New(http.StatusConflict, err.Error())
+		return New(http.StatusConflict, sentence(err, ErrConflict))
 	case errors.Is(err, ErrPreconditionFailed):
-		return New(http.StatusPreconditionFailed, err.Error())
+		return New(http.StatusPreconditionFailed, sentence(err, ErrPreconditionFailed))
 	case errors.Is(err, ErrInvalid):
-		return New(http.StatusUnprocessableEntity, err.Error())
+		return New(http.StatusUnprocessableEntity, sentence(err, ErrInvalid))
 	}
 	return New(http.StatusInternalServerError, "internal error")
+}
+
+// sentence is the message of err without the sentinel it wraps at its end
+// ("…already exists: conflict"): the status says that already.
+func sentence(err, sentinel error) string {
+	msg, _ := strings.CutSuffix(err.Error(), ": "+sentinel.Error())
+	return msg
 }

@@ -60,13 +60,16 @@ type Kind[T Resource] struct {
 
 func (k Kind[T]) coll() *mongo.Collection { return k.S.DB.Collection(k.Coll) }
 
-// Get finds a live resource by id, or by name when ref does not look like an id.
+// Get finds a live resource by id, then by name (API.md: a name that looks
+// like an id, such as q-lookalike, still finds its resource).
 func (k Kind[T]) Get(ctx context.Context, ref string) (Loaded[T], error) {
-	key := "_id"
-	if !strings.HasPrefix(ref, k.IDPrefix+"-") {
-		key = "name"
+	if strings.HasPrefix(ref, k.IDPrefix+"-") {
+		l, err := k.FindOne(ctx, bson.D{{Key: "_id", Value: ref}}, ref)
+		if !errors.Is(err, problem.ErrNotFound) {
+			return l, err
+		}
 	}
-	return k.FindOne(ctx, bson.D{{Key: key, Value: ref}}, ref)
+	return k.FindOne(ctx, bson.D{{Key: "name", Value: ref}}, ref)
 }
 
 // FindOne returns the live resource matching filter.

@@ -338,16 +338,21 @@ func (d *Driver) wait(inst *instance, cmd *exec.Cmd) {
 // what the caller could observe.
 func (d *Driver) ended(inst *instance, fallback *int, msg string) {
 	killGroup(inst.pid, syscall.SIGKILL) // leftovers of the command
-	code, finished, ok := readExit(inst.dir)
+	// The end is timed by the clock that timed the start (this process's),
+	// not by the exit file's modification time: the kernel stamps files
+	// from a coarse clock, up to a few milliseconds behind, so a command
+	// that ends at once would finish before it started.
+	finished := time.Now()
+	code, _, ok := readExit(inst.dir)
 	if !ok {
 		code = fallback
-		finished = time.Now()
 		if code == nil && msg == "" {
 			msg = "ended without recording an exit code"
 		}
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	finished = notBefore(finished, inst.st.StartedAt)
 	if inst.stopped {
 		msg = "stopped"
 	}
@@ -362,6 +367,15 @@ func (d *Driver) ended(inst *instance, fallback *int, msg string) {
 		d.hub.Publish(inst.st)
 	}
 	close(inst.done)
+}
+
+// notBefore returns t, or start if t is before it: an instance's
+// timestamps are ordered whatever clocks they came from.
+func notBefore(t, start time.Time) time.Time {
+	if t.Before(start) {
+		return start
+	}
+	return t
 }
 
 // readExit reads the exit file; ok is false when there is none.
@@ -426,6 +440,9 @@ func (d *Driver) adopt(dir string) (*instance, error) {
 		if inst.st.FinishedAt.IsZero() {
 			inst.st.FinishedAt = time.Now()
 		}
+		// Ended while the launcher was away: the exit file's time is all
+		// there is, and its coarse clock may read before the recorded start.
+		inst.st.FinishedAt = notBefore(inst.st.FinishedAt, inst.st.StartedAt)
 		if inst.pid > 0 {
 			killGroup(inst.pid, syscall.SIGKILL)
 		}

@@ -1,0 +1,36 @@
+package contracttest
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/avxrm/rm/pkg/embedded/mongotest"
+	"github.com/avxrm/rm/pkg/events"
+	"github.com/avxrm/rm/pkg/events/eventstest"
+	"github.com/avxrm/rm/pkg/events/outbox"
+	"github.com/avxrm/rm/services/api"
+)
+
+// startAPI serves the API over in-process FerretDB and NATS on loopback and
+// returns the server's root URL (http://127.0.0.1:port).
+func startAPI(t *testing.T) string {
+	t.Helper()
+	uri, _ := mongotest.Start(t)
+	db := mongotest.Client(t, uri).Database("rm")
+	js := eventstest.Run(t)
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ob := outbox.New(events.NewPublisher(js), quiet)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	svc, err := api.New(ctx, api.Config{}, api.Deps{DB: db, Outbox: ob, JS: js, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(svc.Handler())
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
