@@ -242,4 +242,3 @@ func boolInt(b bool) int {
 	}
 	return 0
 }
-
