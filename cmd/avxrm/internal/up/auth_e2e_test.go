@@ -31,21 +31,7 @@ printf %s "$RM_JOB_TOKEN" > "$TOKEN_DIR/token"`
 // a worker (a local process) uploading with its job token, the token dead
 // once the job ends, and the embedded NATS closed to anonymous clients.
 func TestAuthEndToEnd(t *testing.T) {
-	cfg, err := up.Load([]string{"--data-dir", t.TempDir(), "--http-addr", "127.0.0.1:0", "--nats-addr", "127.0.0.1:0",
-		"--mongo-addr", "127.0.0.1:0", "--outbox-interval", "200ms", "--dev-idp", "--dev-idp-addr", "127.0.0.1:0"}, func(string) string { return "" })
-	if err != nil {
-		t.Fatal(err)
-	}
-	sys, err := up.Start(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		sys.Stop()
-		if err := sys.Wait(); err != nil {
-			t.Errorf("stop: %v", err)
-		}
-	})
+	sys := startSystemWith(t, "--dev-idp", "--dev-idp-addr", "127.0.0.1:0")
 	if sys.DevIdP == nil {
 		t.Fatal("no dev IdP")
 	}
