@@ -211,6 +211,9 @@ func TestEveryRouteNeedsAValidToken(t *testing.T) {
 		if !ok {
 			t.Errorf("%s is routed but not in the OpenAPI document", key)
 		}
+		if !slices.Contains(documented, "401") || !slices.Contains(documented, "403") {
+			t.Errorf("%s does not document 401 and 403: %v", key, documented)
+		}
 		for _, who := range []struct {
 			name  string
 			tk    tokens

@@ -23,6 +23,7 @@ var asymmetricAlgs = []string{
 // Authenticator turns an Authorization header into a Principal.
 type Authenticator struct {
 	cfg      Config
+	tokenURL string
 	verifier *oidc.IDTokenVerifier
 	jobs     *JobTokens
 }
@@ -60,11 +61,14 @@ func New(ctx context.Context, cfg Config, jobs *JobTokens) (*Authenticator, erro
 		SupportedSigningAlgs: asymmetricAlgs,
 		Now:                  func() time.Time { return cfg.Now().Add(-skew) },
 	})
-	return &Authenticator{cfg: cfg, verifier: v, jobs: jobs}, nil
+	return &Authenticator{cfg: cfg, verifier: v, jobs: jobs, tokenURL: prov.Endpoint().TokenURL}, nil
 }
 
 // discoveryWait bounds how long New waits for the issuer to answer.
 const discoveryWait = 30 * time.Second
+
+// TokenURL is the issuer's token endpoint, from its discovery document.
+func (a *Authenticator) TokenURL() string { return a.tokenURL }
 
 // Config is the configuration in effect, defaults filled in.
 func (a *Authenticator) Config() Config { return a.cfg }

@@ -15,6 +15,7 @@ import (
 	"github.com/avxrm/rm/services/api/internal/auth"
 	"github.com/avxrm/rm/services/api/internal/problem"
 	"github.com/avxrm/rm/services/api/internal/store"
+	"github.com/danielgtaylor/huma/v2"
 	"github.com/labstack/echo/v4"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -340,8 +341,58 @@ func (f *eventFilter) allows(ctx context.Context, e events.Event) bool {
 	return json.Unmarshal(e.Data, &j) == nil && j.Owner != nil && j.Owner.Subject == f.p.Subject
 }
 
-// registerAuth serves the job tokens' key set.
+// authDescription is the document's section on auth.
+const authDescription = `
+
+## Authentication
+While the server runs with auth on (RM_OIDC_ISSUER set), every operation needs
+` + "`Authorization: Bearer <access token>`" + ` from the OIDC issuer. No token or a bad one
+answers **401** with ` + "`WWW-Authenticate: Bearer error=\"invalid_token\"`" + ` and a problem saying
+which check failed; a token without the role, queue permission or job ownership
+the operation needs answers **403** naming it.
+
+Roles: **rm-admin** does everything; **rm-user** reads everything (plugin secrets
+masked), submits to queues whose access.submit allows it, and cancels, cleans up,
+deletes, exports and starts post controllers of the jobs it owns; **rm-viewer**
+reads. Job lists and the event stream hold only the jobs of queues whose
+access.read names the caller, and the caller's own.
+
+Getting a token (Keycloak's password grant; ` + "`avxrm up --dev-idp`" + ` serves the same
+endpoint locally and prints its users' passwords):
+
+    curl -s -d grant_type=password -d client_id=avxrm -d scope=offline_access \
+         -d username=<user> -d password=<password> \
+         <issuer>/protocol/openid-connect/token
+
+Click **Authorize**, paste the answer's access_token (without "Bearer ") into
+"bearer", or use the password flow with client_id avxrm. The refresh_token gets a
+new access token (grant_type=refresh_token) before the access token expires.
+Job instances get RM_JOB_TOKEN, valid for their own job's artifact uploads and log
+reads while the job is not final.`
+
+// documentAuth adds the 401 and 403 answers to an operation.
+func documentAuth(op *huma.Operation, content map[string]*huma.MediaType) {
+	for code, desc := range map[string]string{
+		"401": "No valid bearer token (auth on): the problem and WWW-Authenticate say which check failed",
+		"403": "The token lacks the role, queue permission or job ownership this operation needs: the problem names it",
+	} {
+		if _, ok := op.Responses[code]; !ok {
+			op.Responses[code] = &huma.Response{Description: desc, Content: content}
+		}
+	}
+}
+
+// registerAuth serves the job tokens' key set and, with auth on, offers
+// the issuer's password flow in the document (Swagger UI's Authorize).
 func (s *Server) registerAuth() {
+	if a := s.opts.Auth; a != nil && a.TokenURL() != "" {
+		oapi := s.API.OpenAPI()
+		oapi.Components.SecuritySchemes["password"] = &huma.SecurityScheme{
+			Type: "oauth2", Description: "The issuer's password grant (client_id avxrm, no secret)",
+			Flows: &huma.OAuthFlows{Password: &huma.OAuthFlow{TokenURL: a.TokenURL(), Scopes: map[string]string{}}},
+		}
+		oapi.Security = append(oapi.Security, map[string][]string{"password": {}})
+	}
 	s.Echo.GET(JWKSPath, func(c echo.Context) error {
 		if s.opts.JobTokens == nil {
 			return c.JSON(http.StatusOK, map[string]any{"keys": []any{}})
