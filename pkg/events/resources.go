@@ -79,8 +79,16 @@ type Queue struct {
 	EnvironmentVariables          map[string]string `json:"environment_variables,omitempty" bson:"environment_variables,omitempty"`
 	Attributes                    *QueueAttributes  `json:"attributes,omitempty" bson:"attributes,omitempty"`
 	Scheduling                    QueueScheduling   `json:"scheduling" bson:"scheduling"`
+	Access                        *QueueAccess      `json:"access,omitempty" bson:"access,omitempty"`
 	BuiltIn                       bool              `json:"built_in,omitempty" bson:"built_in,omitempty" readOnly:"true" doc:"simulation-controller-queue and post-controller-queue: can be updated, not deleted"`
 	Usage                         *QueueUsage       `json:"usage,omitempty" bson:"-" readOnly:"true"`
+}
+
+// QueueAccess says who may submit to a queue and read its jobs. Entries are
+// "role:<name>", "group:<name>" or "user:<name>"; rm-admin always may.
+type QueueAccess struct {
+	Submit []string `json:"submit,omitempty" bson:"submit,omitempty" maxItems:"256" doc:"absent: every rm-user may submit"`
+	Read   []string `json:"read,omitempty" bson:"read,omitempty" maxItems:"256" doc:"absent: every role may read the queue's jobs"`
 }
 
 // GetMeta gives stores generic access to the common fields of any resource.

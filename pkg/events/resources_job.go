@@ -74,6 +74,16 @@ type RuntimeSpec struct {
 	WorkingDirectory     string            `json:"-" bson:"working_directory,omitempty"`
 	EnvironmentVariables map[string]string `json:"-" bson:"environment_variables,omitempty" doc:"queue, then application, then app-runtime-config, then job; later wins"`
 	ResourceLimits       *ResourceLimits   `json:"-" bson:"resource_limits,omitempty"`
+	// JobToken is given to every instance as RM_JOB_TOKEN while auth is on:
+	// it lets workers upload the job's artifacts. Never in responses or events.
+	JobToken string `json:"-" bson:"job_token,omitempty"`
+}
+
+// JobOwner is who submitted a job, from the submitter's token; absent on
+// jobs submitted while auth was off.
+type JobOwner struct {
+	Subject  string `json:"subject" bson:"subject"`
+	Username string `json:"username" bson:"username" doc:"the token's preferred_username"`
 }
 
 // PostController is the on-demand post controller of a job.
@@ -96,6 +106,7 @@ type Job struct {
 	EnvironmentVariables map[string]string `json:"environment_variables,omitempty" bson:"environment_variables,omitempty"`
 	Priority             int               `json:"priority" bson:"priority"`
 	Labels               map[string]string `json:"labels,omitempty" bson:"labels,omitempty"`
+	Owner                *JobOwner         `json:"owner,omitempty" bson:"owner,omitempty" readOnly:"true"`
 
 	Status         string          `json:"status" bson:"status" readOnly:"true" enum:"submitted,pending,admitted,running,succeeded,failed,cancelled"`
 	Conditions     []Condition     `json:"conditions" bson:"conditions" readOnly:"true"`

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/avxrm/rm/pkg/events/outbox"
+	"github.com/avxrm/rm/services/api/internal/auth"
 	"github.com/avxrm/rm/services/api/internal/httpapi"
 	"github.com/avxrm/rm/services/api/internal/store"
 	"github.com/nats-io/nats.go/jetstream"
@@ -33,7 +34,17 @@ type Config struct {
 	ExportTTL time.Duration
 	// ShutdownTimeout bounds the drain of in-flight requests on stop. If zero, 10s.
 	ShutdownTimeout time.Duration
+	// Auth configures bearer-token checks (docs/auth.md). The zero value
+	// (no issuer) leaves auth off: every request may do anything.
+	Auth AuthConfig
 }
+
+// AuthConfig configures authentication; AuthConfigFromEnv reads it from RM_OIDC_*.
+type AuthConfig = auth.Config
+
+// AuthConfigFromEnv reads RM_OIDC_ISSUER, RM_OIDC_AUDIENCE, RM_OIDC_ROLES_CLAIM,
+// RM_OIDC_GROUPS_CLAIM and RM_OIDC_{ADMIN,USER,VIEWER}_ROLE through getenv.
+func AuthConfigFromEnv(getenv func(string) string) AuthConfig { return auth.ConfigFromEnv(getenv) }
 
 // ReadyCheck is one condition of /readyz.
 type ReadyCheck = httpapi.ReadyCheck
@@ -90,11 +101,28 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 	for _, c := range store.AllCollections {
 		deps.Outbox.Register(deps.DB.Collection(c))
 	}
+	var authn *auth.Authenticator
+	var jobTokens *auth.JobTokens
+	if cfg.Auth.Enabled() {
+		key, err := auth.LoadJobKey(ctx, deps.DB)
+		if err != nil {
+			return nil, err
+		}
+		if jobTokens, err = auth.NewJobTokens(key, cfg.Auth); err != nil {
+			return nil, err
+		}
+		if authn, err = auth.New(ctx, cfg.Auth, jobTokens); err != nil {
+			return nil, err
+		}
+	} else {
+		deps.Logger.Warn("AUTH IS OFF: no RM_OIDC_ISSUER, every request may do anything")
+	}
 	ready := append([]ReadyCheck{{Name: "mongodb", Check: func(ctx context.Context) error { return deps.DB.Client().Ping(ctx, nil) }}}, deps.Ready...)
 	srv := httpapi.New(httpapi.Options{
 		Store: st, Source: Source, BodyLimit: cfg.BodyLimit, Ready: ready,
 		Gatherer: deps.Gatherer, Registry: deps.Registerer, Logger: deps.Logger, JS: deps.JS,
 		Artifacts: httpapi.ArtifactConfig{UploadLimit: cfg.ArtifactUploadLimit, ExportTTL: cfg.ExportTTL},
+		Auth:      authn, JobTokens: jobTokens,
 	})
 	if err := srv.EnsureBuiltinQueues(ctx); err != nil {
 		return nil, err
@@ -142,3 +170,9 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 
 // OpenAPI returns the OpenAPI document the API serves.
 func (s *Service) OpenAPI() ([]byte, error) { return s.server.API.OpenAPI().MarshalJSON() }
+
+// RouteRule is a route and what it needs while auth is on.
+type RouteRule = httpapi.RouteRule
+
+// Rules lists every route of the router with what it needs.
+func (s *Service) Rules() []RouteRule { return s.server.Rules() }

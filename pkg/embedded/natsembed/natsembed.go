@@ -1,5 +1,5 @@
 // Package natsembed owns the in-process NATS server of the local all-in-one:
-// JetStream on disk, no auth, logs sent to slog. It must not know about
+// JetStream on disk, no auth unless users are given, logs sent to slog. It must not know about
 // events, streams or subjects; pkg/events declares those.
 package natsembed
 
@@ -31,6 +31,16 @@ type Config struct {
 	// Logger receives the server's warnings and errors. If nil, slog.Default()
 	// is used.
 	Logger *slog.Logger
+	// Users, if any, are the only accounts that may connect: anonymous
+	// clients are refused.
+	Users []User
+}
+
+// User is an account of the embedded server. Publish and Subscribe, if not
+// empty, are the subjects it may use (wildcards allowed); empty means all.
+type User struct {
+	Name, Password     string
+	Publish, Subscribe []string
 }
 
 // Server is a running embedded NATS server.
@@ -75,6 +85,19 @@ func Start(cfg Config) (*Server, error) {
 		SyncAlways: true,
 		// The embedding process owns signal handling (signal.NotifyContext in main).
 		NoSigs: true,
+	}
+	for _, u := range cfg.Users {
+		su := &server.User{Username: u.Name, Password: u.Password}
+		if len(u.Publish) > 0 || len(u.Subscribe) > 0 {
+			su.Permissions = &server.Permissions{}
+			if len(u.Publish) > 0 {
+				su.Permissions.Publish = &server.SubjectPermission{Allow: u.Publish}
+			}
+			if len(u.Subscribe) > 0 {
+				su.Permissions.Subscribe = &server.SubjectPermission{Allow: u.Subscribe}
+			}
+		}
+		opts.Users = append(opts.Users, su)
 	}
 	ns, err := server.NewServer(opts)
 	if err != nil {

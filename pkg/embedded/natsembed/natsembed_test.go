@@ -2,6 +2,8 @@ package natsembed_test
 
 import (
 	"context"
+	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -77,5 +79,50 @@ func TestDataSurvivesRestart(t *testing.T) {
 func TestStartRequiresStoreDir(t *testing.T) {
 	if _, err := natsembed.Start(natsembed.Config{Addr: "127.0.0.1:0"}); err == nil {
 		t.Fatal("Start without StoreDir: want error")
+	}
+}
+
+// TestUsersRefuseAnonymous: with users configured, only they may connect,
+// and a user's permissions bound what it may publish.
+func TestUsersRefuseAnonymous(t *testing.T) {
+	srv, err := natsembed.Start(natsembed.Config{Addr: "127.0.0.1:0", StoreDir: t.TempDir(), Users: []natsembed.User{
+		{Name: "svc", Password: "s3cret"},
+		{Name: "reader", Password: "r", Publish: []string{"_INBOX.>"}, Subscribe: []string{"_INBOX.>"}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	if nc, err := nats.Connect(srv.ClientURL()); err == nil {
+		nc.Close()
+		t.Fatal("an anonymous client connected")
+	}
+	if nc, err := nats.Connect(srv.ClientURL(), nats.UserInfo("svc", "wrong")); err == nil {
+		nc.Close()
+		t.Fatal("a wrong password connected")
+	}
+	nc, err := nats.Connect(srv.ClientURL(), nats.UserInfo("svc", "s3cret"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if err := nc.Publish("rm.events.x", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, 1)
+	rc, err := nats.Connect(srv.ClientURL(), nats.UserInfo("reader", "r"), nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { errs <- err }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	_ = rc.Publish("rm.events.x", []byte("x"))
+	_ = rc.Flush()
+	select {
+	case err := <-errs:
+		if !errors.Is(err, nats.ErrPermissionViolation) && !strings.Contains(err.Error(), "Permissions Violation") {
+			t.Fatalf("reader publishing: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a publish outside the user's permissions was not refused")
 	}
 }

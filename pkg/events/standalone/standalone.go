@@ -70,7 +70,11 @@ func run(ctx context.Context, name string, log *slog.Logger, body func(context.C
 		return fmt.Errorf("connect mongodb: %w", err)
 	}
 	defer func() { _ = mc.Disconnect(context.WithoutCancel(ctx)) }()
-	nc, err := nats.Connect(natsURL, nats.Name(name), nats.MaxReconnects(-1))
+	creds, err := events.Credentials(os.Getenv)
+	if err != nil {
+		return err
+	}
+	nc, err := nats.Connect(natsURL, append(creds, nats.Name(name), nats.MaxReconnects(-1))...)
 	if err != nil {
 		return fmt.Errorf("connect nats: %w", err)
 	}

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/avxrm/rm/services/api"
 )
 
 // Config of the all-in-one. Each field comes from an RM_* environment
@@ -27,6 +29,18 @@ type Config struct {
 	OutboxInterval time.Duration // RM_OUTBOX_INTERVAL, --outbox-interval: relay sweep period, default 2s
 	ExportTTL      time.Duration // RM_EXPORT_TTL, --export-ttl: how long scenario exports are kept, default 168h
 	ArtifactMax    int64         // RM_ARTIFACT_MAX_BYTES, --artifact-max-bytes: upload limit per artifact, default 1 GiB
+	DevIdP         bool          // RM_DEV_IDP=1, --dev-idp: run the development identity provider and turn auth on with it
+	DevIdPAddr     string        // RM_DEV_IDP_ADDR, --dev-idp-addr: where the dev IdP listens, default 127.0.0.1:8180
+	AuthOff        bool          // RM_AUTH=off: serve without auth on a non-loopback address, deliberately
+
+	// Auth is read from RM_OIDC_* (docs/auth.md); no issuer and no dev IdP: auth is off.
+	Auth api.AuthConfig
+	// NATSUser and NATSPassword (RM_NATS_USER, RM_NATS_PASSWORD) are the
+	// services' NATS account: required by the embedded server while auth is
+	// on (a random password if none is set), given to an external one.
+	NATSUser, NATSPassword string
+	// NATSCreds (RM_NATS_CREDS) authenticates to an external NATS instead.
+	NATSCreds string
 
 	// DisableLauncher leaves the launcher out (no setting: for tests that
 	// play the launcher's part themselves).
@@ -56,6 +70,7 @@ func (c *Config) settings() []setting {
 		{"outbox-interval", "RM_OUTBOX_INTERVAL", "2s", "how often the relay publishes events left unsent by a crash", nil, &c.OutboxInterval, nil},
 		{"export-ttl", "RM_EXPORT_TTL", "168h", "how long a scenario export and its zip are kept", nil, &c.ExportTTL, nil},
 		{"artifact-max-bytes", "RM_ARTIFACT_MAX_BYTES", "1073741824", "largest artifact upload accepted, in bytes", nil, nil, &c.ArtifactMax},
+		{"dev-idp-addr", "RM_DEV_IDP_ADDR", "127.0.0.1:8180", "dev IdP listen address (loopback only)", &c.DevIdPAddr, nil, nil},
 	}
 }
 
@@ -86,9 +101,14 @@ func Load(args []string, getenv func(string) string) (Config, error) {
 			fs.DurationVar(s.dur, s.name, d, usage)
 		}
 	}
+	devIdP := getenv("RM_DEV_IDP")
+	fs.BoolVar(&c.DevIdP, "dev-idp", devIdP == "1" || strings.EqualFold(devIdP, "true"), devIdPUsage+" (env RM_DEV_IDP=1)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
+	c.Auth = api.AuthConfigFromEnv(getenv)
+	c.AuthOff = strings.EqualFold(getenv("RM_AUTH"), "off")
+	c.NATSUser, c.NATSPassword, c.NATSCreds = getenv("RM_NATS_USER"), getenv("RM_NATS_PASSWORD"), getenv("RM_NATS_CREDS")
 	return c, c.validate()
 }
 
@@ -116,6 +136,9 @@ func (c *Config) validate() error {
 	if c.ArtifactMax <= 0 {
 		errs = append(errs, fmt.Errorf("artifact max bytes %d: must be positive", c.ArtifactMax))
 	}
+	if c.DevIdP && c.Auth.Enabled() {
+		errs = append(errs, errors.New("--dev-idp and RM_OIDC_ISSUER are both set: pick one issuer"))
+	}
 	if c.EventsMaxAge < 0 {
 		errs = append(errs, fmt.Errorf("events max age %v: must not be negative", c.EventsMaxAge))
 	}
@@ -124,6 +147,8 @@ func (c *Config) validate() error {
 	}
 	return errors.Join(errs...)
 }
+
+const devIdPUsage = "run the development OIDC provider (users admin, user, viewer; passwords printed) and turn auth on with it"
 
 // Usage prints the settings as a Markdown table (used to keep the README true).
 func Usage() string {
@@ -137,5 +162,6 @@ func Usage() string {
 		}
 		fmt.Fprintf(&b, "| `%s` | `--%s` | `%s` | %s |\n", s.env, s.name, def, s.usage)
 	}
+	fmt.Fprintf(&b, "| `RM_DEV_IDP=1` | `--dev-idp` | off | %s |\n", devIdPUsage)
 	return b.String()
 }

@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/avxrm/rm/cmd/avxrm/internal/devidp"
 	"github.com/avxrm/rm/pkg/embedded/ferretembed"
 	"github.com/avxrm/rm/pkg/embedded/natsembed"
 	"github.com/avxrm/rm/pkg/events"
@@ -44,6 +45,8 @@ type System struct {
 	Scheduler *scheduler.Scheduler
 	// Launcher is the all-in-one's launcher (nil when Config.DisableLauncher).
 	Launcher *launcher.Launcher
+	// DevIdP is the development identity provider (nil unless Config.DevIdP).
+	DevIdP *devidp.IdP
 
 	log     *slog.Logger
 	cancel  context.CancelFunc
@@ -72,6 +75,11 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (sys *System, err 
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
 
+	natsUsers, natsOpts, err := s.secure(ctx, &cfg)
+	if err != nil {
+		return nil, err
+	}
+
 	var ferret *ferretembed.Server
 	s.MongoURI = cfg.MongoURI
 	if s.MongoURI == "" {
@@ -85,7 +93,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (sys *System, err 
 	}
 	s.NATSURL = cfg.NATSURL
 	if s.NATSURL == "" {
-		ns, err := natsembed.Start(natsembed.Config{Addr: cfg.NATSAddr, StoreDir: filepath.Join(cfg.DataDir, "nats"), Logger: log.With("component", "nats")})
+		ns, err := natsembed.Start(natsembed.Config{Addr: cfg.NATSAddr, StoreDir: filepath.Join(cfg.DataDir, "nats"), Logger: log.With("component", "nats"), Users: natsUsers})
 		if err != nil {
 			return nil, err
 		}
@@ -105,7 +113,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (sys *System, err 
 	})
 	s.DB = mc.Database(cfg.MongoDB)
 
-	nc, err := nats.Connect(s.NATSURL, nats.Name("avxrm"), nats.MaxReconnects(-1))
+	nc, err := nats.Connect(s.NATSURL, append(natsOpts, nats.Name("avxrm"), nats.MaxReconnects(-1))...)
 	if err != nil {
 		return nil, fmt.Errorf("connect nats: %w", err)
 	}
@@ -162,7 +170,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (sys *System, err 
 		ready = append(ready, api.ReadyCheck{Name: "launcher", Check: s.Launcher.Ready})
 	}
 	ready = append(ready, api.ReadyCheck{Name: "scenario-export", Check: exporter.Ready})
-	apiSvc, err := api.New(ctx, api.Config{ArtifactUploadLimit: cfg.ArtifactMax, ExportTTL: cfg.ExportTTL}, api.Deps{
+	apiSvc, err := api.New(ctx, api.Config{ArtifactUploadLimit: cfg.ArtifactMax, ExportTTL: cfg.ExportTTL, Auth: cfg.Auth}, api.Deps{
 		DB: s.DB, Outbox: ob, Gatherer: reg, Registerer: reg, Logger: log.With("service", "api"), Listener: ln, JS: s.JS,
 		Ready: ready,
 	})

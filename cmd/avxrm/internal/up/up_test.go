@@ -17,10 +17,13 @@ import (
 )
 
 // startSystem runs the all-in-one on free ports with its data in a temp dir.
-func startSystem(t *testing.T) *up.System {
+func startSystem(t *testing.T) *up.System { t.Helper(); return startSystemWith(t) }
+
+// startSystemWith is startSystem with more flags.
+func startSystemWith(t *testing.T, flags ...string) *up.System {
 	t.Helper()
-	cfg, err := up.Load([]string{"--data-dir", t.TempDir(), "--http-addr", "127.0.0.1:0", "--nats-addr", "127.0.0.1:0",
-		"--mongo-addr", "127.0.0.1:0", "--outbox-interval", "200ms"}, func(string) string { return "" })
+	cfg, err := up.Load(append([]string{"--data-dir", t.TempDir(), "--http-addr", "127.0.0.1:0", "--nats-addr", "127.0.0.1:0",
+		"--mongo-addr", "127.0.0.1:0", "--outbox-interval", "200ms"}, flags...), func(string) string { return "" })
 	if err != nil {
 		t.Fatal(err)
 	}

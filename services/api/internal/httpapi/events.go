@@ -158,12 +158,12 @@ func (s *Server) streamEvents(ctx context.Context, in *eventsInput) (*huma.Strea
 			}
 		}
 		flush()
-		s.pump(hctx.Context(), cons, types, w, flush)
+		s.pump(hctx.Context(), cons, types, s.newEventFilter(ctx), w, flush)
 	}}, nil
 }
 
 // pump copies events to the client until it goes away.
-func (s *Server) pump(ctx context.Context, cons jetstream.Consumer, types map[string]bool, w interface{ Write([]byte) (int, error) }, flush func()) {
+func (s *Server) pump(ctx context.Context, cons jetstream.Consumer, types map[string]bool, may *eventFilter, w interface{ Write([]byte) (int, error) }, flush func()) {
 	it, err := cons.Messages()
 	if err != nil {
 		s.opts.Logger.Warn("event stream", "err", err)
@@ -207,7 +207,7 @@ func (s *Server) pump(ctx context.Context, cons jetstream.Consumer, types map[st
 				continue
 			}
 			e, err := events.Decode(m.Headers(), m.Data())
-			if err != nil || (types != nil && !types[e.Type]) {
+			if err != nil || (types != nil && !types[e.Type]) || !may.allows(ctx, e) {
 				continue
 			}
 			data, err := e.StructuredJSON()

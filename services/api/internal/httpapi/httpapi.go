@@ -16,6 +16,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/avxrm/rm/pkg/events"
+	"github.com/avxrm/rm/services/api/internal/auth"
 	"github.com/avxrm/rm/services/api/internal/problem"
 	"github.com/avxrm/rm/services/api/internal/store"
 	"github.com/danielgtaylor/huma/v2"
@@ -47,6 +48,10 @@ type Options struct {
 	Now       func() time.Time
 	JS        jetstream.JetStream // for GET /events; nil answers 503 there
 	Artifacts ArtifactConfig      // upload limit and export lifetime; zero values mean the defaults
+	// Auth verifies bearer tokens; nil: auth is off and every request may do anything.
+	Auth *auth.Authenticator
+	// JobTokens mints the RM_JOB_TOKEN of each job; nil: jobs get none.
+	JobTokens *auth.JobTokens
 }
 
 // Server holds the routes.
@@ -74,7 +79,7 @@ func New(opts Options) *Server {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = errorHandler(opts.Logger)
-	e.Use(httpMetrics(opts.Registry), recoverProblem(opts.Logger), rejectNonUTF8(opts.BodyLimit))
+	e.Use(httpMetrics(opts.Registry), recoverProblem(opts.Logger))
 
 	cfg := huma.DefaultConfig("Resource Manager API", "1.0.0")
 	configureOpenAPI(&cfg)
@@ -83,6 +88,7 @@ func New(opts Options) *Server {
 
 	s := &Server{opts: opts, Echo: e, API: api, idempotentRoutes: map[string]bool{}}
 	s.queues = store.Kind[*events.Queue]{S: opts.Store, Coll: store.Queues, Name: "queue", IDPrefix: "q"}
+	e.Use(s.authorize, rejectNonUTF8(opts.BodyLimit))
 	api.OpenAPI().OnAddOperation = append(api.OpenAPI().OnAddOperation, s.documentConventions)
 	e.Use(s.idempotency)
 
@@ -92,6 +98,7 @@ func New(opts Options) *Server {
 		e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{})))
 	}
 	s.registerDocs()
+	s.registerAuth()
 	s.registerQueues()
 	s.registerPlugins()
 	s.registerApplications()

@@ -181,6 +181,9 @@ func (s *Server) submitJob(ctx context.Context, in *createJobInput) (*jobOutput,
 	if err != nil {
 		return nil, err
 	}
+	if err := s.beforeSubmit(ctx, j); err != nil {
+		return nil, err
+	}
 	ev, err := events.New(events.TypeJobSubmitted, s.opts.Source, j.QueueID, j.ID, j)
 	if err != nil {
 		return nil, err
@@ -398,6 +401,11 @@ func (s *Server) listJobsWhere(ctx context.Context, filter bson.D, status string
 	if status != "" {
 		filter = append(filter, bson.E{Key: "status", Value: status})
 	}
+	readable, err := s.readableJobsFilter(ctx)
+	if err != nil {
+		return nil, err
+	}
+	filter = append(filter, readable...)
 	var errs []*problem.FieldError
 	var all bson.A // one condition per label: the same key twice must not make a duplicate field
 	for _, l := range labels {

@@ -55,7 +55,7 @@ var tags = []*huma.Tag{
 
 // configureOpenAPI sets what the document says about the API as a whole.
 func configureOpenAPI(cfg *huma.Config) {
-	cfg.Info.Description = apiDescription
+	cfg.Info.Description = apiDescription + authDescription
 	cfg.OpenAPIPath = OpenAPIPath
 	cfg.DocsPath = "" // the docs page is served from embedded assets, not a CDN
 	cfg.SchemasPath = ""
@@ -99,6 +99,7 @@ func (s *Server) documentConventions(oapi *huma.OpenAPI, op *huma.Operation) {
 	problemContent := map[string]*huma.MediaType{
 		"application/problem+json": {Schema: oapi.Components.Schemas.Schema(reflect.TypeFor[problem.Problem](), true, "")},
 	}
+	documentAuth(op, problemContent)
 	if _, ok := op.Responses["default"]; !ok {
 		op.Responses["default"] = &huma.Response{Description: "Error: an RFC 9457 problem naming the offending fields", Content: problemContent}
 	}

@@ -26,6 +26,7 @@ type QueueBody struct {
 	EnvironmentVariables          map[string]string       `json:"environment_variables,omitempty"`
 	Attributes                    *events.QueueAttributes `json:"attributes,omitempty"`
 	Scheduling                    *events.QueueScheduling `json:"scheduling,omitempty"`
+	Access                        *events.QueueAccess     `json:"access,omitempty"`
 }
 
 func (b *QueueBody) validate() []*problem.FieldError {
@@ -33,6 +34,7 @@ func (b *QueueBody) validate() []*problem.FieldError {
 	errs = append(errs, validateStorages("storages", b.Storages)...)
 	errs = append(errs, validateEnv("environment_variables", b.EnvironmentVariables)...)
 	errs = append(errs, validateAttributes("attributes", b.Attributes)...)
+	errs = append(errs, validateAccess("access", b.Access)...)
 	return errs
 }
 
@@ -46,6 +48,7 @@ func (b *QueueBody) apply(q *events.Queue) {
 	q.Storages = b.Storages
 	q.EnvironmentVariables = b.EnvironmentVariables
 	q.Attributes = b.Attributes
+	q.Access = b.Access
 	q.Scheduling = events.QueueScheduling{}
 	if b.Scheduling != nil {
 		q.Scheduling = *b.Scheduling
@@ -63,7 +66,7 @@ func queueBodyOf(q *events.Queue) *QueueBody {
 		Name: q.Name, Description: q.Description, PluginID: q.PluginID,
 		MaximumAllowedWorkerInstances: q.MaximumAllowedWorkerInstances,
 		ResourceLimits:                q.ResourceLimits, Storages: q.Storages,
-		EnvironmentVariables: q.EnvironmentVariables, Attributes: q.Attributes, Scheduling: &sch,
+		EnvironmentVariables: q.EnvironmentVariables, Attributes: q.Attributes, Scheduling: &sch, Access: q.Access,
 	}
 }
 

@@ -53,6 +53,9 @@ func jobSpec(j *events.Job, role string, index int, q *events.Queue, apiURL stri
 	if apiURL != "" {
 		env[EnvAPIURL] = apiURL
 	}
+	if t := j.Runtime.JobToken; t != "" {
+		env["RM_JOB_TOKEN"] = t // minted by the API at submission: artifact uploads and log reads of this job
+	}
 
 	limits := j.Runtime.ResourceLimits
 	if role != events.RoleWorker && q.ResourceLimits != nil {

@@ -1,0 +1,211 @@
+package devidp_test
+
+import (
+	"bufio"
+	"context"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/avxrm/rm/cmd/avxrm/internal/devidp"
+	"go.mongodb.org/mongo-driver/v2/bson"
+)
+
+// TestDocumentFlow is the product documents' flow against the dev IdP: a
+// password-grant token, POST /queues with it → 201; the refresh token gives
+// a new access token; once that expires → 401.
+func TestDocumentFlow(t *testing.T) {
+	e := start(t, devidp.Config{AccessTTL: 3 * time.Second})
+	admin, _ := e.idp.User("admin")
+	code, tk := e.grant(url.Values{"grant_type": {"password"}, "client_id": {"avxrm"},
+		"username": {"admin"}, "password": {admin.Password}, "scope": {"offline_access"}})
+	if code != http.StatusOK || tk.AccessToken == "" || tk.RefreshToken == "" || tk.TokenType != "Bearer" || tk.ExpiresIn < 1 || tk.ExpiresIn > 3 {
+		t.Fatalf("password grant = %d %+v, want a bearer access token, a refresh token and expires_in ≤ 3", code, tk)
+	}
+	if code, bad := e.grant(url.Values{"grant_type": {"password"}, "client_id": {"avxrm"}, "username": {"admin"}, "password": {"wrong"}}); code != http.StatusUnauthorized || bad.Error != "invalid_grant" {
+		t.Errorf("wrong password = %d %+v, want 401 invalid_grant", code, bad)
+	}
+	e.must(http.StatusCreated, bearer(tk), http.MethodPost, v1+"/queues", map[string]any{"name": "from-the-docs"})
+
+	code, next := e.grant(url.Values{"grant_type": {"refresh_token"}, "client_id": {"avxrm"}, "refresh_token": {tk.RefreshToken}})
+	if code != http.StatusOK || next.AccessToken == "" || next.AccessToken == tk.AccessToken {
+		t.Fatalf("refresh grant = %d %+v, want a new access token", code, next)
+	}
+	e.must(http.StatusOK, bearer(next), http.MethodGet, v1+"/queues/from-the-docs", nil)
+	if code, _ := e.grant(url.Values{"grant_type": {"refresh_token"}, "client_id": {"avxrm"}, "refresh_token": {tk.RefreshToken}}); code == http.StatusOK {
+		t.Errorf("a used refresh token gave tokens again")
+	}
+
+	time.Sleep(time.Duration(next.ExpiresIn+1) * time.Second) // the token's life, not a timed assertion
+	r := e.must(http.StatusUnauthorized, bearer(next), http.MethodGet, v1+"/queues", nil)
+	if !strings.Contains(string(r.Body), "expired") || !strings.Contains(r.Header.Get("WWW-Authenticate"), "expired") {
+		t.Errorf("expired token: %s (WWW-Authenticate %q), want it to say expired", r.Body, r.Header.Get("WWW-Authenticate"))
+	}
+}
+
+// TestQueueAccessAndOwnership: access.submit and access.read of a queue,
+// ownership of jobs, and the SSE stream filtered to what the caller may read.
+func TestQueueAccessAndOwnership(t *testing.T) {
+	e := start(t, devidp.Config{})
+	admin, user, viewer := bearer(e.login("admin")), bearer(e.login("user")), bearer(e.login("viewer"))
+	e.must(http.StatusCreated, admin, http.MethodPost, v1+"/queues", map[string]any{"name": "open"})
+	e.must(http.StatusCreated, admin, http.MethodPost, v1+"/queues", map[string]any{"name": "restricted",
+		"access": map[string]any{"submit": []string{"user:admin"}, "read": []string{"role:rm-admin"}}})
+	e.must(http.StatusCreated, admin, http.MethodPost, v1+"/queues", map[string]any{"name": "adas",
+		"access": map[string]any{"submit": []string{"group:adas"}}})
+	r := e.must(http.StatusUnprocessableEntity, admin, http.MethodPost, v1+"/queues", map[string]any{"name": "bad",
+		"access": map[string]any{"submit": []string{"team:x"}}})
+	if !strings.Contains(string(r.Body), "access.submit[0]") {
+		t.Errorf("a bad access entry: %s, want the field named", r.Body)
+	}
+	app := e.must(http.StatusCreated, admin, http.MethodPost, v1+"/applications", map[string]any{"name": "sim", "version": "1", "image": "sim:1"}).obj(t)
+	submit := func(token, queue string, want int) string {
+		t.Helper()
+		r := e.must(want, token, http.MethodPost, v1+"/jobs", map[string]any{"queue_id": queue, "application": map[string]any{"id": app["id"]}, "worker_instances": 1})
+		if want != http.StatusCreated {
+			return string(r.Body)
+		}
+		return r.obj(t)["id"].(string)
+	}
+	if body := submit(user, "restricted", http.StatusForbidden); !strings.Contains(body, "access.submit") {
+		t.Errorf("user on restricted: %s, want the queue permission named", body)
+	}
+	if body := submit(viewer, "open", http.StatusForbidden); !strings.Contains(body, "rm-user") {
+		t.Errorf("viewer submitting: %s, want rm-user named", body)
+	}
+	userJob := submit(user, "adas", http.StatusCreated) // the user is in group adas
+	adminOpen := submit(admin, "open", http.StatusCreated)
+	adminRestricted := submit(admin, "restricted", http.StatusCreated)
+
+	ids := func(token, path string) map[string]bool {
+		t.Helper()
+		got := map[string]bool{}
+		for _, it := range e.must(http.StatusOK, token, http.MethodGet, path, nil).obj(t)["items"].([]any) {
+			got[it.(map[string]any)["id"].(string)] = true
+		}
+		return got
+	}
+	if got := ids(user, v1+"/jobs"); !got[userJob] || !got[adminOpen] || got[adminRestricted] {
+		t.Errorf("user's GET /jobs = %v, want its own and the open queue's job, not the restricted one", got)
+	}
+	if got := ids(user, v1+"/queues/restricted/jobs"); len(got) != 0 {
+		t.Errorf("user's GET /queues/restricted/jobs = %v, want none", got)
+	}
+	if got := ids(admin, v1+"/jobs"); len(got) != 3 {
+		t.Errorf("admin's GET /jobs = %v, want all three", got)
+	}
+	e.must(http.StatusForbidden, user, http.MethodGet, v1+"/jobs/"+adminRestricted, nil)
+	e.must(http.StatusOK, viewer, http.MethodGet, v1+"/jobs/"+adminOpen, nil)
+
+	r = e.must(http.StatusForbidden, user, http.MethodPost, v1+"/jobs/"+adminOpen+"/cancel", nil)
+	if !strings.Contains(string(r.Body), "belongs to admin") {
+		t.Errorf("user cancelling admin's job: %s", r.Body)
+	}
+	e.must(http.StatusForbidden, viewer, http.MethodPost, v1+"/jobs/"+userJob+"/cancel", nil)
+	e.must(http.StatusAccepted, admin, http.MethodPost, v1+"/jobs/"+userJob+"/cancel", nil)
+	marker := submit(admin, "open", http.StatusCreated)
+
+	// The stream replays every stored event (Last-Event-ID 0) up to the marker.
+	seen := func(token string) map[string]bool {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, e.base+v1+"/events?type=rm.job.submitted", nil)
+		req.Header.Set("Authorization", token)
+		req.Header.Set("Last-Event-ID", "0")
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		if res.StatusCode != http.StatusOK {
+			t.Fatalf("GET /events = %d", res.StatusCode)
+		}
+		got := map[string]bool{}
+		sc := bufio.NewScanner(res.Body)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() && !got[marker] {
+			line := sc.Text()
+			for _, id := range []string{userJob, adminOpen, adminRestricted, marker} {
+				if strings.HasPrefix(line, "data:") && strings.Contains(line, `"subject":"`+id+`"`) {
+					got[id] = true
+				}
+			}
+		}
+		if !got[marker] {
+			t.Fatalf("the stream ended before the marker: %v", sc.Err())
+		}
+		return got
+	}
+	if got := seen(user); !got[userJob] || !got[adminOpen] || got[adminRestricted] {
+		t.Errorf("user's stream saw %v, want its job and the open queue's, not the restricted one", got)
+	}
+	if got := seen(admin); !got[adminRestricted] {
+		t.Errorf("admin's stream saw %v, want the restricted queue's job too", got)
+	}
+}
+
+// TestJobToken: the job token minted at submission lets a worker upload
+// its job's artifacts, nothing else, and only until the job is final.
+func TestJobToken(t *testing.T) {
+	e := start(t, devidp.Config{})
+	admin, user := bearer(e.login("admin")), bearer(e.login("user"))
+	e.must(http.StatusCreated, admin, http.MethodPost, v1+"/queues", map[string]any{"name": "open"})
+	app := e.must(http.StatusCreated, admin, http.MethodPost, v1+"/applications", map[string]any{"name": "sim", "version": "1", "image": "sim:1"}).obj(t)
+	job := func() string {
+		return e.must(http.StatusCreated, user, http.MethodPost, v1+"/jobs", map[string]any{"queue_id": "open", "application": map[string]any{"id": app["id"]}, "worker_instances": 1}).obj(t)["id"].(string)
+	}
+	id, other := job(), job()
+	r := e.must(http.StatusOK, user, http.MethodGet, v1+"/jobs/"+id, nil)
+	if strings.Contains(string(r.Body), "job_token") || strings.Contains(string(r.Body), "eyJ") {
+		t.Fatalf("the job token is in the job's representation: %s", r.Body)
+	}
+	var doc struct {
+		Runtime struct {
+			JobToken string `bson:"job_token"`
+		} `bson:"runtime"`
+	}
+	if err := e.db.Collection("jobs").FindOne(context.Background(), bson.D{{Key: "_id", Value: id}}).Decode(&doc); err != nil {
+		t.Fatal(err)
+	}
+	tok := "Bearer " + doc.Runtime.JobToken
+	if doc.Runtime.JobToken == "" {
+		t.Fatal("no job token stored for the launcher")
+	}
+	e.must(http.StatusCreated, tok, http.MethodPut, v1+"/jobs/"+id+"/artifacts/scenarios/s-1/road.xodr", "<road/>")
+	e.must(http.StatusCreated, tok, http.MethodPut, v1+"/jobs/"+id+"/artifacts/assets/net.bin?declaration=road-network", "bin")
+	e.must(http.StatusForbidden, tok, http.MethodPut, v1+"/jobs/"+other+"/artifacts/assets/x.bin", "bin")
+	if r := e.do(tok, http.MethodGet, v1+"/jobs/"+id+"/instances/worker/0/logs", nil); r.Status == http.StatusUnauthorized || r.Status == http.StatusForbidden {
+		t.Errorf("log read with the job token = %d %s", r.Status, r.Body)
+	}
+	refused := 0
+	for _, rr := range e.svc.Rules() {
+		if rr.Open || rr.JobToken {
+			continue
+		}
+		path := echoParam.ReplaceAllStringFunc(rr.Path, func(m string) string {
+			if m == ":id" {
+				return id
+			}
+			return "x"
+		})
+		if r := e.do(tok, rr.Method, strings.Replace(path, "*", "f", 1), nil); r.Status != http.StatusForbidden {
+			t.Errorf("%s %s with a job token = %d %s, want 403", rr.Method, rr.Path, r.Status, r.Body)
+		}
+		refused++
+	}
+	if refused < 40 {
+		t.Errorf("only %d routes tried", refused)
+	}
+	// The launcher records the end of the job; from then on the token is dead.
+	if _, err := e.db.Collection("jobs").UpdateOne(context.Background(), bson.D{{Key: "_id", Value: id}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "status", Value: "succeeded"}}}}); err != nil {
+		t.Fatal(err)
+	}
+	r = e.must(http.StatusUnauthorized, tok, http.MethodPut, v1+"/jobs/"+id+"/artifacts/assets/late.bin", "bin")
+	if !strings.Contains(string(r.Body), "succeeded") {
+		t.Errorf("upload after the end: %s", r.Body)
+	}
+}

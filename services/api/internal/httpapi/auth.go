@@ -1,0 +1,418 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/avxrm/rm/pkg/events"
+	"github.com/avxrm/rm/pkg/events/outbox"
+	"github.com/avxrm/rm/services/api/internal/auth"
+	"github.com/avxrm/rm/services/api/internal/problem"
+	"github.com/avxrm/rm/services/api/internal/store"
+	"github.com/danielgtaylor/huma/v2"
+	"github.com/labstack/echo/v4"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+)
+
+// Authorization (API.md "Conventions"): one echo middleware checks every
+// route before huma or a handler runs. What a route needs is derived from
+// its method and path (ruleFor), so a route added anywhere is covered: a
+// GET reads, a write is for rm-admin, except the job routes that rm-user
+// may use on the jobs it owns. Queue access lists narrow what a caller may
+// read and where it may submit; handlers apply those through
+// readableJobsFilter, beforeSubmit and mayReadEvent.
+
+// JWKSPath publishes the public key of the API's job tokens.
+const JWKSPath = "/.well-known/jwks.json"
+
+// rule is what a route needs.
+type rule struct {
+	Open  bool       // no token needed: health, metrics, the docs page and the document
+	Level auth.Level // the least role
+	// Job: the path's :id is a job whose queue access (reads) or owner
+	// (writes, for rm-user) is checked.
+	Job bool
+	// Owner: rm-user must own the job.
+	Owner bool
+	// JobToken: the job's RM_JOB_TOKEN is accepted (artifact uploads, log reads).
+	JobToken bool
+}
+
+// ruleFor is what the route method path (echo's spelling, :param) needs.
+func ruleFor(method, path string) rule {
+	rel, under := strings.CutPrefix(path, BasePath)
+	if !under || strings.HasPrefix(rel, "/openapi") {
+		return rule{Open: true}
+	}
+	jobItem := strings.HasPrefix(rel, "/jobs/:id")
+	switch {
+	case method == http.MethodGet || method == http.MethodHead:
+		return rule{Level: auth.LevelViewer, Job: jobItem, JobToken: jobItem && strings.HasSuffix(rel, "/logs")}
+	case method == http.MethodPut && jobItem && strings.Contains(rel, "/artifacts/"):
+		return rule{Level: auth.LevelAdmin, Job: true, JobToken: true}
+	case method == http.MethodPost && (rel == "/jobs" || rel == "/job-arrays"):
+		return rule{Level: auth.LevelUser} // the queue's access.submit: beforeSubmit
+	case jobItem:
+		return rule{Level: auth.LevelUser, Job: true, Owner: true}
+	}
+	return rule{Level: auth.LevelAdmin}
+}
+
+// RouteRule is one route with what it needs, for tests and documentation.
+type RouteRule struct {
+	Method, Path string // echo's path, :param
+	rule
+}
+
+// Rules lists every route of the router with its rule.
+func (s *Server) Rules() []RouteRule {
+	var out []RouteRule
+	for _, r := range s.Echo.Routes() {
+		if r.Method == echo.RouteNotFound || r.Method == "echo_route_any" {
+			continue
+		}
+		out = append(out, RouteRule{Method: r.Method, Path: r.Path, rule: ruleFor(r.Method, r.Path)})
+	}
+	return out
+}
+
+// authorize is the middleware: 401 without a valid token, 403 without the
+// role, queue permission or ownership the route needs.
+func (s *Server) authorize(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		a := s.opts.Auth
+		if a == nil || c.Path() == "" {
+			return next(c)
+		}
+		r := c.Request()
+		ru := ruleFor(r.Method, c.Path())
+		if ru.Open || r.Method == http.MethodOptions {
+			return next(c)
+		}
+		ctx := r.Context()
+		p, aerr := a.Authenticate(ctx, r.Header.Get(echo.HeaderAuthorization))
+		if aerr == nil {
+			aerr = s.permit(ctx, c, ru, p)
+		}
+		if aerr != nil {
+			if aerr.Status == http.StatusUnauthorized {
+				c.Response().Header().Set(echo.HeaderWWWAuthenticate, aerr.Challenge())
+			}
+			return problem.New(aerr.Status, aerr.Detail)
+		}
+		c.SetRequest(r.WithContext(auth.WithPrincipal(ctx, p)))
+		return next(c)
+	}
+}
+
+// jobAuthDoc is what authorization needs of a job.
+type jobAuthDoc struct {
+	QueueID string           `bson:"queue_id"`
+	Status  string           `bson:"status"`
+	Owner   *events.JobOwner `bson:"owner"`
+}
+
+// permit checks p against ru on the request c.
+func (s *Server) permit(ctx context.Context, c echo.Context, ru rule, p *auth.Principal) *auth.Error {
+	if p.JobID != "" {
+		if !ru.JobToken || c.Param("id") != p.JobID {
+			return auth.Forbidden("a job token is valid only for its own job's artifact uploads and log reads (job %s)", p.JobID)
+		}
+		j, err := s.jobAuth(ctx, p.JobID)
+		if err != nil {
+			return auth.Forbidden("job token: %v", err)
+		}
+		if j != nil && events.JobFinal(j.Status) {
+			return &auth.Error{Status: http.StatusUnauthorized, Detail: fmt.Sprintf("job token: job %s is %s, its token ended with it", p.JobID, j.Status)}
+		}
+		return nil
+	}
+	if p.Level < ru.Level {
+		return auth.Forbidden("%s %s needs role %s; the token's roles are %q", c.Request().Method, c.Path(), p.RoleFor(ru.Level), p.Roles)
+	}
+	if !ru.Job || p.Level == auth.LevelAdmin {
+		return nil
+	}
+	id := c.Param("id")
+	j, err := s.jobAuth(ctx, id)
+	if err != nil {
+		return &auth.Error{Status: http.StatusServiceUnavailable, Detail: err.Error()}
+	}
+	if j == nil {
+		return nil // the handler answers 404
+	}
+	own := j.Owner != nil && j.Owner.Subject == p.Subject
+	if ru.Owner && !own {
+		who := "nobody (submitted while auth was off)"
+		if j.Owner != nil {
+			who = j.Owner.Username
+		}
+		return auth.Forbidden("job %s belongs to %s: only its owner or %s may change it", id, who, p.RoleFor(auth.LevelAdmin))
+	}
+	if own {
+		return nil
+	}
+	ok, err := s.mayReadQueue(ctx, p, j.QueueID)
+	if err != nil {
+		return &auth.Error{Status: http.StatusServiceUnavailable, Detail: err.Error()}
+	}
+	if !ok {
+		return auth.Forbidden("queue %s's access.read does not name %s (nor a role or group of it)", j.QueueID, p.Username)
+	}
+	return nil
+}
+
+// jobAuth reads what authorization needs of job id; nil if there is none.
+func (s *Server) jobAuth(ctx context.Context, id string) (*jobAuthDoc, error) {
+	var d jobAuthDoc
+	err := s.opts.Store.DB.Collection(store.Jobs).FindOne(ctx, bson.D{{Key: "_id", Value: id}, outbox.NotDeleted()},
+		options.FindOne().SetProjection(bson.D{{Key: "queue_id", Value: 1}, {Key: "status", Value: 1}, {Key: "owner", Value: 1}})).Decode(&d)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("look up job %s: %w", id, err)
+	}
+	return &d, nil
+}
+
+type queueAccessDoc struct {
+	ID     string              `bson:"_id"`
+	Name   string              `bson:"name"`
+	Access *events.QueueAccess `bson:"access"`
+}
+
+// queueAccess reads the access lists of every queue.
+func (s *Server) queueAccess(ctx context.Context) ([]queueAccessDoc, error) {
+	cur, err := s.opts.Store.DB.Collection(store.Queues).Find(ctx, bson.D{outbox.NotDeleted()},
+		options.Find().SetProjection(bson.D{{Key: "name", Value: 1}, {Key: "access", Value: 1}}))
+	if err != nil {
+		return nil, fmt.Errorf("read queue access: %w", err)
+	}
+	var out []queueAccessDoc
+	return out, cur.All(ctx, &out)
+}
+
+func mayRead(p *auth.Principal, a *events.QueueAccess) bool {
+	if p.Level == auth.LevelAdmin {
+		return true
+	}
+	if a == nil || a.Read == nil {
+		return p.Level >= auth.LevelViewer
+	}
+	return p.Level >= auth.LevelViewer && p.Matches(a.Read)
+}
+
+func (s *Server) mayReadQueue(ctx context.Context, p *auth.Principal, queueID string) (bool, error) {
+	qs, err := s.queueAccess(ctx)
+	if err != nil {
+		return false, err
+	}
+	for _, q := range qs {
+		if q.ID == queueID {
+			return mayRead(p, q.Access), nil
+		}
+	}
+	return p.Level >= auth.LevelViewer, nil
+}
+
+// readableQueues is the ids of the queues whose jobs p may read; nil means all.
+func (s *Server) readableQueues(ctx context.Context, p *auth.Principal) (map[string]bool, error) {
+	if s.opts.Auth == nil || p.Level == auth.LevelAdmin {
+		return nil, nil
+	}
+	qs, err := s.queueAccess(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ids := map[string]bool{}
+	for _, q := range qs {
+		if mayRead(p, q.Access) {
+			ids[q.ID] = true
+		}
+	}
+	return ids, nil
+}
+
+// readableJobsFilter narrows a job query to what the caller may read: jobs
+// of queues whose access.read names it, and its own.
+func (s *Server) readableJobsFilter(ctx context.Context) (bson.D, error) {
+	p := auth.From(ctx)
+	ids, err := s.readableQueues(ctx, p)
+	if err != nil || ids == nil {
+		return nil, err
+	}
+	in := bson.A{}
+	for id := range ids {
+		in = append(in, id)
+	}
+	return bson.D{{Key: "$or", Value: bson.A{
+		bson.D{{Key: "queue_id", Value: bson.D{{Key: "$in", Value: in}}}},
+		bson.D{{Key: "owner.subject", Value: p.Subject}},
+	}}}, nil
+}
+
+// beforeSubmit runs on every job about to be created: the caller must be
+// named by its queue's access.submit; the job records its owner and gets its
+// job token.
+func (s *Server) beforeSubmit(ctx context.Context, j *events.Job) error {
+	if s.opts.Auth == nil {
+		return nil
+	}
+	p := auth.From(ctx)
+	if p.Level < auth.LevelUser {
+		return problem.New(http.StatusForbidden, fmt.Sprintf("submitting a job needs role %s", p.RoleFor(auth.LevelUser)))
+	}
+	qs, err := s.queueAccess(ctx)
+	if err != nil {
+		return err
+	}
+	for _, q := range qs {
+		if q.ID == j.QueueID && q.Access != nil && q.Access.Submit != nil && !p.Matches(q.Access.Submit) {
+			return problem.New(http.StatusForbidden, fmt.Sprintf("queue %s's access.submit %q does not name %s (nor a role or group of it)", q.Name, q.Access.Submit, p.Username))
+		}
+	}
+	j.Owner = &events.JobOwner{Subject: p.Subject, Username: p.Username}
+	if s.opts.JobTokens != nil {
+		tok, err := s.opts.JobTokens.Mint(j.ID)
+		if err != nil {
+			return err
+		}
+		j.Runtime.JobToken = tok
+	}
+	return nil
+}
+
+// eventFilter decides, for one SSE client, which events it may receive.
+type eventFilter struct {
+	s *Server
+	p *auth.Principal
+
+	mu      sync.Mutex
+	ids     map[string]bool // readable queues; nil: all
+	fetched time.Time
+}
+
+// eventFilterTTL is how long a stream keeps the readable queues it computed.
+const eventFilterTTL = 5 * time.Second
+
+func (s *Server) newEventFilter(ctx context.Context) *eventFilter {
+	if s.opts.Auth == nil {
+		return nil
+	}
+	return &eventFilter{s: s, p: auth.From(ctx)}
+}
+
+// allows reports whether the client may see e: events without a queue are
+// for every role; others need the queue readable, or the job its own.
+func (f *eventFilter) allows(ctx context.Context, e events.Event) bool {
+	if f == nil || f.p.Level == auth.LevelAdmin || e.QueueID == "" || e.QueueID == events.NoQueue {
+		return true
+	}
+	if e.Kind() == events.KindQueue {
+		return f.p.Level >= auth.LevelViewer
+	}
+	f.mu.Lock()
+	if f.fetched.IsZero() || time.Since(f.fetched) > eventFilterTTL {
+		ids, err := f.s.readableQueues(ctx, f.p)
+		if err == nil {
+			f.ids, f.fetched = ids, time.Now()
+		}
+	}
+	ok := f.ids == nil || f.ids[e.QueueID]
+	f.mu.Unlock()
+	if ok {
+		return true
+	}
+	if e.Kind() != events.KindJob {
+		return false
+	}
+	var j struct {
+		Owner *events.JobOwner `json:"owner"`
+	}
+	return json.Unmarshal(e.Data, &j) == nil && j.Owner != nil && j.Owner.Subject == f.p.Subject
+}
+
+// authDescription is the document's section on auth.
+const authDescription = `
+
+## Authentication
+While the server runs with auth on (RM_OIDC_ISSUER set), every operation needs
+` + "`Authorization: Bearer <access token>`" + ` from the OIDC issuer. No token or a bad one
+answers **401** with ` + "`WWW-Authenticate: Bearer error=\"invalid_token\"`" + ` and a problem saying
+which check failed; a token without the role, queue permission or job ownership
+the operation needs answers **403** naming it.
+
+Roles: **rm-admin** does everything; **rm-user** reads everything (plugin secrets
+masked), submits to queues whose access.submit allows it, and cancels, cleans up,
+deletes, exports and starts post controllers of the jobs it owns; **rm-viewer**
+reads. Job lists and the event stream hold only the jobs of queues whose
+access.read names the caller, and the caller's own.
+
+Getting a token (Keycloak's password grant; ` + "`avxrm up --dev-idp`" + ` serves the same
+endpoint locally and prints its users' passwords):
+
+    curl -s -d grant_type=password -d client_id=avxrm -d scope=offline_access \
+         -d username=<user> -d password=<password> \
+         <issuer>/protocol/openid-connect/token
+
+Click **Authorize**, paste the answer's access_token (without "Bearer ") into
+"bearer", or use the password flow with client_id avxrm. The refresh_token gets a
+new access token (grant_type=refresh_token) before the access token expires.
+Job instances get RM_JOB_TOKEN, valid for their own job's artifact uploads and log
+reads while the job is not final.`
+
+// documentAuth adds the 401 and 403 answers to an operation.
+func documentAuth(op *huma.Operation, content map[string]*huma.MediaType) {
+	for code, desc := range map[string]string{
+		"401": "No valid bearer token (auth on): the problem and WWW-Authenticate say which check failed",
+		"403": "The token lacks the role, queue permission or job ownership this operation needs: the problem names it",
+	} {
+		if _, ok := op.Responses[code]; !ok {
+			op.Responses[code] = &huma.Response{Description: desc, Content: content}
+		}
+	}
+}
+
+// registerAuth serves the job tokens' key set and, with auth on, offers
+// the issuer's password flow in the document (Swagger UI's Authorize).
+func (s *Server) registerAuth() {
+	if a := s.opts.Auth; a != nil && a.TokenURL() != "" {
+		oapi := s.API.OpenAPI()
+		oapi.Components.SecuritySchemes["password"] = &huma.SecurityScheme{
+			Type: "oauth2", Description: "The issuer's password grant (client_id avxrm, no secret)",
+			Flows: &huma.OAuthFlows{Password: &huma.OAuthFlow{TokenURL: a.TokenURL(), Scopes: map[string]string{}}},
+		}
+		oapi.Security = append(oapi.Security, map[string][]string{"password": {}})
+	}
+	s.Echo.GET(JWKSPath, func(c echo.Context) error {
+		if s.opts.JobTokens == nil {
+			return c.JSON(http.StatusOK, map[string]any{"keys": []any{}})
+		}
+		return c.JSON(http.StatusOK, s.opts.JobTokens.JWKS())
+	})
+}
+
+// validateAccess checks a queue's access lists.
+func validateAccess(field string, a *events.QueueAccess) []*problem.FieldError {
+	if a == nil {
+		return nil
+	}
+	var errs []*problem.FieldError
+	for name, list := range map[string][]string{"submit": a.Submit, "read": a.Read} {
+		for i, e := range list {
+			if msg := auth.ValidEntry(e); msg != "" {
+				errs = append(errs, problem.Field(fmt.Sprintf("%s.%s[%d]", field, name, i), "%s", msg))
+			}
+		}
+	}
+	return errs
+}
