@@ -99,16 +99,25 @@ func (u *UI) queuePage(r *http.Request, ref string) (*page, error) {
 		}
 		return jobs, err
 	}
-	var waiting []*jobView
-	for _, st := range []string{"admitted", "running", "pending", "submitted"} {
+	// One list per status, in the order a job goes through them: a job that
+	// moves on between two calls is then seen twice rather than missed, and
+	// its later sighting wins.
+	latest := map[string]*jobView{}
+	for _, st := range []string{"submitted", "pending", "admitted", "running"} {
 		jobs, err := list(st)
 		if err != nil {
 			return nil, err
 		}
-		if st == "admitted" || st == "running" {
-			d.Running = append(d.Running, jobs...)
+		for _, j := range jobs {
+			latest[j.ID] = j
+		}
+	}
+	var waiting []*jobView
+	for _, j := range latest {
+		if j.Waiting() {
+			waiting = append(waiting, j)
 		} else {
-			waiting = append(waiting, jobs...)
+			d.Running = append(d.Running, j)
 		}
 	}
 	slices.SortFunc(d.Running, func(a, b *jobView) int { return strings.Compare(a.ID, b.ID) })

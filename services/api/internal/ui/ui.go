@@ -208,7 +208,7 @@ func (u *UI) serve(w http.ResponseWriter, r *http.Request, build func(*http.Requ
 			writeProblem(w, r, pe)
 			return
 		}
-		d.page = &page{Name: "message", Title: pe.Title, Live: "-"}
+		d.page = &page{Name: "message", Title: pe.Title, Live: "-", Data: pe}
 		d.Error = pe
 	}
 	var buf bytes.Buffer

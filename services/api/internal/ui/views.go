@@ -49,10 +49,7 @@ func (q *queueView) Free() int {
 // Fill is the usage bar's width in percent.
 func (q *queueView) Fill() int {
 	if q.Limit == nil {
-		if q.Used().Allocated > 0 {
-			return 100
-		}
-		return 0
+		return 0 // nothing to measure against
 	}
 	return pct(q.Used().Allocated, *q.Limit)
 }
@@ -65,11 +62,11 @@ func (q *queueView) UsageText() string {
 	return fmt.Sprintf("%d / %d", q.Used().Allocated, *q.Limit)
 }
 
-// Level names the bar's state for its colour: ok, busy (≥ 80 %), full, closed (limit 0).
+// Level names the bar's state for its colour: ok, busy (≥ 80 %), full, closed (limit 0), unlimited.
 func (q *queueView) Level() string {
 	switch {
 	case q.Limit == nil:
-		return "ok"
+		return "unlimited"
 	case *q.Limit == 0:
 		return "closed"
 	case q.Used().Allocated >= *q.Limit:
@@ -248,7 +245,11 @@ func (u *UI) ago(t any) string {
 		if v.IsZero() {
 			return "—"
 		}
-		return fmtDuration(u.opts.Now().Sub(v).Truncate(time.Second))
+		d := u.opts.Now().Sub(v)
+		if d < time.Minute {
+			return fmt.Sprintf("%ds", max(0, int(d.Seconds())))
+		}
+		return fmtDuration(d)
 	case *time.Time:
 		if v == nil {
 			return "—"
