@@ -17,6 +17,7 @@ import (
 	"github.com/avxrm/rm/services/api/internal/auth"
 	"github.com/avxrm/rm/services/api/internal/httpapi"
 	"github.com/avxrm/rm/services/api/internal/store"
+	"github.com/avxrm/rm/services/api/internal/ui"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -127,6 +128,8 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 	if err := srv.EnsureBuiltinQueues(ctx); err != nil {
 		return nil, err
 	}
+	// The web view at /ui/ reads through the routes above, in process.
+	ui.Register(srv.Echo, ui.Options{API: srv.Echo, DB: deps.DB, JS: deps.JS, Logger: deps.Logger.With("component", "ui")})
 	return &Service{cfg: cfg, deps: deps, server: srv}, nil
 }
 

@@ -1,0 +1,497 @@
+package ui
+
+import (
+	"cmp"
+	"net/http"
+	"net/url"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// pluginNames maps plugin ids to "name (type)"; the default plugin's is under "".
+func (u *UI) pluginNames(r *http.Request) (map[string]string, error) {
+	plugins, err := listAll[pluginView](u, r, apiBase+"/plugins", nil, 10000)
+	if err != nil {
+		return nil, err
+	}
+	names := map[string]string{"": "default (local processes)"}
+	for _, p := range plugins {
+		names[p.ID] = p.Name + " (" + p.Type + ")"
+		if p.IsDefault {
+			names[""] = p.Name + " (" + p.Type + ", default)"
+		}
+	}
+	return names, nil
+}
+
+type queuesData struct {
+	Queues []*queueView
+}
+
+func (u *UI) queuesPage(r *http.Request) (*page, error) {
+	queues, err := listAll[*queueView](u, r, apiBase+"/queues", nil, 10000)
+	if err != nil {
+		return nil, err
+	}
+	plugins, err := u.pluginNames(r)
+	if err != nil {
+		return nil, err
+	}
+	for _, q := range queues {
+		q.Plugin = cmp.Or(plugins[q.PluginID], q.PluginID)
+	}
+	// The queues people made first, by name; the built-in ones after them.
+	slices.SortStableFunc(queues, func(a, b *queueView) int {
+		if a.BuiltIn != b.BuiltIn {
+			if a.BuiltIn {
+				return 1
+			}
+			return -1
+		}
+		return strings.Compare(a.Name, b.Name)
+	})
+	return &page{Name: "queues", Title: "Queues", Nav: "queues", Live: "type=" + liveTypes, Data: queuesData{Queues: queues}}, nil
+}
+
+// liveTypes are the events that change the queue pages.
+const liveTypes = "rm.queue.created,rm.queue.updated,rm.queue.deleted,rm.job.submitted,rm.job.pending,rm.job.admitted,rm.job.running,rm.job.succeeded,rm.job.failed,rm.job.cancelled,rm.job.cleaned,rm.job.deleted,rm.job.updated"
+
+// pendingRow is a waiting job with what the page says about it.
+type pendingRow struct {
+	*jobView
+	Position int    // 1-based: the API's queue_position, else the order the scheduler considers
+	Needs    string // "needs 8 workers, 0 free of 10"
+}
+
+type queueData struct {
+	Queue   *queueView
+	Running []*jobView
+	Pending []pendingRow
+	// Truncated says a list holds only its first maxListed jobs.
+	Truncated bool
+}
+
+// maxListed bounds the jobs a queue page lists in each section.
+const maxListed = 1000
+
+func (u *UI) queuePage(r *http.Request, ref string) (*page, error) {
+	ref, _ = url.PathUnescape(ref)
+	if ref == "" || strings.Contains(ref, "/") {
+		return nil, &pageError{Status: http.StatusNotFound, Title: "No such queue", Detail: ref}
+	}
+	var q queueView
+	if err := u.get(r, apiBase+"/queues/"+url.PathEscape(ref), nil, &q); err != nil {
+		return nil, err
+	}
+	plugins, err := u.pluginNames(r)
+	if err != nil {
+		return nil, err
+	}
+	q.Plugin = cmp.Or(plugins[q.PluginID], q.PluginID)
+	d := queueData{Queue: &q}
+	list := func(status string) ([]*jobView, error) {
+		jobs, err := listAll[*jobView](u, r, apiBase+"/queues/"+q.ID+"/jobs", url.Values{"status": {status}}, maxListed)
+		if len(jobs) >= maxListed {
+			d.Truncated = true
+		}
+		return jobs, err
+	}
+	// One list per status, in the order a job goes through them: a job that
+	// moves on between two calls is then seen twice rather than missed, and
+	// its later sighting wins.
+	latest := map[string]*jobView{}
+	for _, st := range []string{"submitted", "pending", "admitted", "running"} {
+		jobs, err := list(st)
+		if err != nil {
+			return nil, err
+		}
+		for _, j := range jobs {
+			latest[j.ID] = j
+		}
+	}
+	var waiting []*jobView
+	for _, j := range latest {
+		if j.Waiting() {
+			waiting = append(waiting, j)
+		} else {
+			d.Running = append(d.Running, j)
+		}
+	}
+	slices.SortFunc(d.Running, func(a, b *jobView) int { return strings.Compare(a.ID, b.ID) })
+	// The order the scheduler considers them in: the API's position when it
+	// gives one, else priority, then submission.
+	slices.SortStableFunc(waiting, func(a, b *jobView) int {
+		if a.QueuePosition != nil && b.QueuePosition != nil {
+			return cmp.Compare(*a.QueuePosition, *b.QueuePosition)
+		}
+		return cmp.Or(cmp.Compare(b.Priority, a.Priority), a.SubmittedAt.Compare(b.SubmittedAt), strings.Compare(a.ID, b.ID))
+	})
+	free := q.Free()
+	for i, j := range waiting {
+		row := pendingRow{jobView: j, Position: i + 1}
+		if j.QueuePosition != nil {
+			row.Position = *j.QueuePosition
+		}
+		switch {
+		case q.Limit == nil:
+			row.Needs = "needs " + plural(j.WorkerInstances, "worker", "workers") + ", no limit on this queue"
+		default:
+			row.Needs = "needs " + plural(j.WorkerInstances, "worker", "workers") + ", " + strconv.Itoa(free) + " free of " + strconv.Itoa(*q.Limit)
+		}
+		d.Pending = append(d.Pending, row)
+	}
+	return &page{Name: "queue", Title: "Queue " + q.Name, Nav: "queues", Live: "queue_id=" + url.QueryEscape(q.ID), Data: d}, nil
+}
+
+// jobsQuery is the jobs table's filter, read from the page's query.
+type jobsQuery struct {
+	Queue, Status, Label, Owner, Name string
+	Cursor                            string
+	Limit                             int
+}
+
+var (
+	jobStatuses = []string{"submitted", "pending", "admitted", "running", "succeeded", "failed", "cancelled"}
+	labelRe     = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9._/-]{0,252}[A-Za-z0-9])?=.{0,63}$`)
+	jobIDRe     = regexp.MustCompile(`^job-[A-Za-z0-9_-]{1,80}$`)
+)
+
+func parseJobsQuery(q url.Values) (jobsQuery, error) {
+	f := jobsQuery{Queue: q.Get("queue"), Status: q.Get("status"), Label: q.Get("label"), Owner: q.Get("owner"),
+		Name: q.Get("q"), Cursor: q.Get("cursor"), Limit: 50}
+	var errs []fieldError
+	if f.Status != "" && !slices.Contains(jobStatuses, f.Status) {
+		errs = append(errs, fieldError{"status", "must be one of " + strings.Join(jobStatuses, ", ")})
+	}
+	if f.Label != "" && !labelRe.MatchString(f.Label) {
+		errs = append(errs, fieldError{"label", "must be key=value with a label key"})
+	}
+	if f.Cursor != "" && !jobIDRe.MatchString(f.Cursor) {
+		errs = append(errs, fieldError{"cursor", "not a cursor of this list"})
+	}
+	if len(f.Queue) > 63 {
+		errs = append(errs, fieldError{"queue", "at most 63 characters"})
+	}
+	if len(f.Owner) > 256 {
+		errs = append(errs, fieldError{"owner", "at most 256 characters"})
+	}
+	if len(f.Name) > 63 {
+		errs = append(errs, fieldError{"q", "at most 63 characters"})
+	}
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > 500 {
+			errs = append(errs, fieldError{"limit", "must be a whole number from 1 to 500"})
+		}
+		f.Limit = n
+	}
+	if len(errs) > 0 {
+		return f, badQuery(errs...)
+	}
+	return f, nil
+}
+
+type jobsData struct {
+	Filter   jobsQuery
+	Statuses []string
+	Queues   []*queueView
+	Jobs     []jobRow
+	Next     string // the next page's URL, "" on the last
+	First    string // the first page's URL, "" on the first
+}
+
+func (u *UI) jobsPage(r *http.Request) (*page, error) {
+	f, err := parseJobsQuery(r.URL.Query())
+	if err != nil {
+		return nil, err
+	}
+	// The queues the caller may list bound what the table shows.
+	queues, err := listAll[*queueView](u, r, apiBase+"/queues", nil, 10000)
+	if err != nil {
+		return nil, err
+	}
+	slices.SortFunc(queues, func(a, b *queueView) int { return strings.Compare(a.Name, b.Name) })
+	ids := make([]string, 0, len(queues))
+	for _, q := range queues {
+		if f.Queue == "" || f.Queue == q.ID || f.Queue == q.Name {
+			ids = append(ids, q.ID)
+		}
+	}
+	if f.Queue != "" && len(ids) == 0 {
+		return nil, badQuery(fieldError{"queue", "no queue " + strconv.Quote(f.Queue)})
+	}
+	rows, more, err := u.jobRows(r.Context(), f, ids)
+	if err != nil {
+		return nil, err
+	}
+	d := jobsData{Filter: f, Statuses: jobStatuses, Queues: queues, Jobs: rows}
+	kv := []string{"queue", f.Queue, "status", f.Status, "label", f.Label, "owner", f.Owner, "q", f.Name}
+	if f.Limit != 50 {
+		kv = append(kv, "limit", strconv.Itoa(f.Limit))
+	}
+	if more {
+		d.Next = withQuery(Path+"/jobs", append(kv, "cursor", rows[len(rows)-1].ID)...)
+	}
+	if f.Cursor != "" {
+		d.First = withQuery(Path+"/jobs", kv...)
+	}
+	live := "type=rm.job.submitted,rm.job.pending,rm.job.admitted,rm.job.running,rm.job.succeeded,rm.job.failed,rm.job.cancelled,rm.job.deleted"
+	if f.Cursor != "" {
+		live = "-" // a later page would shift under the reader
+	}
+	return &page{Name: "jobs", Title: "Jobs", Nav: "jobs", Live: live, Data: d}, nil
+}
+
+// step is one stage of a job's timeline.
+type step struct {
+	Name    string
+	At      *time.Time
+	For     string // how long the stage lasted, or has lasted so far
+	Current bool
+	Reached bool
+	Note    string
+}
+
+type instanceGroup struct {
+	Role   string
+	Counts []statusCount
+	Total  int
+}
+
+type statusCount struct {
+	Status string
+	N      int
+}
+
+type jobData struct {
+	Job       *jobView
+	Queue     string
+	Timeline  []step
+	Groups    []instanceGroup
+	Instances []instance // the page of instances shown
+	IPage     int
+	IPages    int
+	IStatus   string
+	LogRef    string // role/index of the instance whose log is shown
+	LogChoice []string
+	Log       string
+	LogCut    bool
+	LogError  string
+	Artifacts []artifactView
+	ArtMore   bool
+	Exports   []exportRow
+}
+
+// instancesPerPage is how many instances the job page lists at once.
+const instancesPerPage = 50
+
+// logTailBytes is how much of a log the job page shows.
+const logTailBytes = 16 << 10
+
+func (u *UI) jobPage(r *http.Request, id string) (*page, error) {
+	if !jobIDRe.MatchString(id) {
+		return nil, &pageError{Status: http.StatusNotFound, Title: "No such job", Detail: id}
+	}
+	var j jobView
+	if err := u.get(r, apiBase+"/jobs/"+id, nil, &j); err != nil {
+		return nil, err
+	}
+	q := r.URL.Query()
+	d := jobData{Job: &j, Queue: cmp.Or(j.QueueName, j.QueueID), IStatus: q.Get("istatus")}
+	var errs []fieldError
+	d.IPage = 1
+	if s := q.Get("ipage"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > 100000 {
+			errs = append(errs, fieldError{"ipage", "must be a page number from 1"})
+		}
+		d.IPage = n
+	}
+	if d.IStatus != "" && !slices.Contains([]string{"pending", "running", "succeeded", "failed", "stopped"}, d.IStatus) {
+		errs = append(errs, fieldError{"istatus", "must be pending, running, succeeded, failed or stopped"})
+	}
+	d.LogRef = q.Get("log")
+	if d.LogRef != "" && !regexp.MustCompile(`^(controller|worker|post-controller)/[0-9]{1,6}$`).MatchString(d.LogRef) {
+		errs = append(errs, fieldError{"log", "must be role/index, e.g. worker/0"})
+	}
+	if len(errs) > 0 {
+		return nil, badQuery(errs...)
+	}
+
+	d.Timeline = u.timeline(r, &j)
+	d.Groups = groupInstances(&j)
+	var shown []instance
+	for _, in := range j.Instances {
+		if d.IStatus == "" || in.Status == d.IStatus {
+			shown = append(shown, in)
+		}
+	}
+	d.IPages = max(1, (len(shown)+instancesPerPage-1)/instancesPerPage)
+	d.IPage = min(d.IPage, d.IPages)
+	d.Instances = shown[min(len(shown), (d.IPage-1)*instancesPerPage):min(len(shown), d.IPage*instancesPerPage)]
+
+	// The log tail: the chosen instance, else the first worker.
+	for _, in := range j.Instances {
+		if in.StartedAt != nil && len(d.LogChoice) < 200 {
+			d.LogChoice = append(d.LogChoice, in.Role+"/"+strconv.Itoa(in.Index))
+		}
+	}
+	if d.LogRef == "" && (j.StartedAt != nil || len(d.LogChoice) > 0) {
+		d.LogRef = "worker/0"
+	}
+	if d.LogRef != "" {
+		if !slices.Contains(d.LogChoice, d.LogRef) {
+			d.LogChoice = append([]string{d.LogRef}, d.LogChoice...)
+		}
+		raw, err := u.call(r, http.MethodGet, apiBase+"/jobs/"+j.ID+"/instances/"+d.LogRef+"/logs", nil)
+		if err != nil {
+			d.LogError = err.(*pageError).Detail
+		} else {
+			d.Log, d.LogCut = tail(raw, logTailBytes)
+		}
+	}
+
+	var arts struct {
+		Items      []artifactView `json:"items"`
+		NextCursor string         `json:"next_cursor"`
+	}
+	if err := u.get(r, apiBase+"/jobs/"+j.ID+"/artifacts", url.Values{"limit": {"100"}}, &arts); err != nil {
+		return nil, err
+	}
+	d.Artifacts, d.ArtMore = arts.Items, arts.NextCursor != ""
+	exports, err := u.exportsOf(r.Context(), j.ID)
+	if err != nil {
+		return nil, err
+	}
+	d.Exports = exports
+	return &page{Name: "job", Title: "Job " + cmp.Or(j.Name, j.ID), Nav: "jobs", Live: "job_id=" + url.QueryEscape(j.ID), Data: d}, nil
+}
+
+// groupInstances counts instances per role and status: from instance_counts
+// when the API gives them (large jobs list at most 1,000), else from the list.
+func groupInstances(j *jobView) []instanceGroup {
+	counts := j.InstanceCounts
+	if len(counts) == 0 {
+		counts = map[string]map[string]int{}
+		for _, in := range j.Instances {
+			if counts[in.Role] == nil {
+				counts[in.Role] = map[string]int{}
+			}
+			counts[in.Role][in.Status]++
+		}
+	}
+	var out []instanceGroup
+	for _, role := range []string{"controller", "worker", "post-controller"} {
+		byStatus, ok := counts[role]
+		if !ok {
+			continue
+		}
+		g := instanceGroup{Role: role}
+		for _, st := range []string{"pending", "running", "succeeded", "failed", "stopped"} {
+			if n := byStatus[st]; n > 0 {
+				g.Counts = append(g.Counts, statusCount{st, n})
+				g.Total += n
+			}
+		}
+		for st, n := range byStatus { // statuses this view does not know yet
+			if !slices.Contains([]string{"pending", "running", "succeeded", "failed", "stopped"}, st) && n > 0 {
+				g.Counts = append(g.Counts, statusCount{st, n})
+				g.Total += n
+			}
+		}
+		out = append(out, g)
+	}
+	return out
+}
+
+// timeline is submitted → pending → admitted → running → final, with the
+// time each was reached (from the job's events, else its record) and how
+// long it lasted.
+func (u *UI) timeline(r *http.Request, j *jobView) []step {
+	seen := u.jobEventTimes(r.Context(), j.ID)
+	at := func(typ string, fallback *time.Time) *time.Time {
+		if t, ok := seen[typ]; ok {
+			return &t
+		}
+		return fallback
+	}
+	submitted := j.SubmittedAt
+	final := "finished"
+	if j.Final() {
+		final = j.Status
+	}
+	steps := []step{
+		{Name: "submitted", At: at("submitted", &submitted)},
+		{Name: "pending", At: at("pending", nil)},
+		{Name: "admitted", At: at("admitted", j.AdmittedAt)},
+		{Name: "running", At: at("running", j.StartedAt)},
+		{Name: final, At: at(final, j.FinishedAt)},
+	}
+	if steps[1].At == nil {
+		steps[1].Note = "admitted at once"
+		if j.Waiting() {
+			steps[1].Note = ""
+		}
+	}
+	if c := j.WaitReason(); c != nil && j.Waiting() {
+		steps[1].Note = c.Reason + ": " + c.Message
+		if steps[1].At == nil && !c.LastTransitionTime.IsZero() {
+			t := c.LastTransitionTime
+			steps[1].At = &t
+		}
+	}
+	if j.Final() && j.StartedAt == nil {
+		steps[3].Note = "never ran"
+	}
+	last := -1
+	for i := range steps {
+		if steps[i].At != nil {
+			steps[i].Reached = true
+			last = i
+		}
+	}
+	for i := range steps {
+		if !steps[i].Reached {
+			continue
+		}
+		next := -1
+		for k := i + 1; k < len(steps); k++ {
+			if steps[k].Reached {
+				next = k
+				break
+			}
+		}
+		switch {
+		case next >= 0:
+			steps[i].For = fmtDuration(steps[next].At.Sub(*steps[i].At))
+		case i == last && !j.Final():
+			steps[i].Current = true
+			steps[i].For = fmtDuration(u.opts.Now().Sub(*steps[i].At).Truncate(time.Second)) + " so far"
+		}
+	}
+	return steps
+}
+
+type eventsData struct {
+	Events []eventRow
+}
+
+func (u *UI) eventsPage(r *http.Request) (*page, error) {
+	// Asking for the queues first makes the API check the caller may read.
+	queues, err := listAll[*queueView](u, r, apiBase+"/queues", nil, 10000)
+	if err != nil {
+		return nil, err
+	}
+	readable := map[string]bool{"": true}
+	for _, q := range queues {
+		readable[q.ID] = true
+	}
+	rows, err := u.recentEvents(r.Context(), 50, readable)
+	if err != nil {
+		return nil, err
+	}
+	return &page{Name: "events", Title: "Events", Nav: "events", Live: "", Data: eventsData{Events: rows}}, nil
+}

@@ -1,0 +1,247 @@
+package ui
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/avxrm/rm/pkg/events"
+	"github.com/avxrm/rm/pkg/events/outbox"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+)
+
+// The reads the routes cannot answer. They are small and read only fields
+// the REST contract names, so a change of the record's other fields does not
+// reach them.
+
+// jobRow is one line of the jobs table.
+type jobRow struct {
+	ID              string            `bson:"_id"`
+	Name            string            `bson:"name"`
+	QueueID         string            `bson:"queue_id"`
+	QueueName       string            `bson:"queue_name"`
+	Status          string            `bson:"status"`
+	WorkerInstances int               `bson:"worker_instances"`
+	Labels          map[string]string `bson:"labels"`
+	Owner           *owner            `bson:"owner"`
+	SubmittedAt     time.Time         `bson:"submitted_at"`
+	FinishedAt      *time.Time        `bson:"finished_at"`
+}
+
+// jobRows returns a page of jobs on the queues ids, newest first, and whether
+// more follow. f.Name matches anywhere in the name, ignoring case.
+func (u *UI) jobRows(ctx context.Context, f jobsQuery, queueIDs []string) ([]jobRow, bool, error) {
+	filter := bson.D{outbox.NotDeleted()}
+	if len(queueIDs) == 1 {
+		filter = append(filter, bson.E{Key: "queue_id", Value: queueIDs[0]})
+	} else {
+		filter = append(filter, bson.E{Key: "queue_id", Value: bson.D{{Key: "$in", Value: queueIDs}}})
+	}
+	if f.Status != "" {
+		filter = append(filter, bson.E{Key: "status", Value: f.Status})
+	}
+	if f.Label != "" {
+		k, v, _ := strings.Cut(f.Label, "=")
+		filter = append(filter, bson.E{Key: "labels." + k, Value: v})
+	}
+	if f.Owner != "" {
+		filter = append(filter, bson.E{Key: "$or", Value: bson.A{
+			bson.D{{Key: "owner.username", Value: f.Owner}}, bson.D{{Key: "owner.subject", Value: f.Owner}},
+		}})
+	}
+	if f.Name != "" {
+		filter = append(filter, bson.E{Key: "name", Value: bson.D{
+			{Key: "$regex", Value: regexp.QuoteMeta(f.Name)}, {Key: "$options", Value: "i"},
+		}})
+	}
+	if f.Cursor != "" {
+		filter = append(filter, bson.E{Key: "_id", Value: bson.D{{Key: "$lt", Value: f.Cursor}}})
+	}
+	proj := bson.D{}
+	for _, k := range []string{"_id", "name", "queue_id", "queue_name", "status", "worker_instances", "labels", "owner", "submitted_at", "finished_at"} {
+		proj = append(proj, bson.E{Key: k, Value: 1})
+	}
+	cur, err := u.opts.DB.Collection("jobs").Find(ctx, filter, options.Find().
+		SetSort(bson.D{{Key: "_id", Value: -1}}).SetLimit(int64(f.Limit)+1).SetProjection(proj))
+	if err != nil {
+		return nil, false, fmt.Errorf("list jobs: %w", err)
+	}
+	var rows []jobRow
+	if err := cur.All(ctx, &rows); err != nil {
+		return nil, false, fmt.Errorf("list jobs: %w", err)
+	}
+	more := len(rows) > f.Limit
+	if more {
+		rows = rows[:f.Limit]
+	}
+	return rows, more, nil
+}
+
+// exportRow is one scenario export of a job.
+type exportRow struct {
+	ID        string    `bson:"_id"`
+	Status    string    `bson:"status"`
+	Size      int64     `bson:"size"`
+	FileCount int       `bson:"file_count"`
+	Reason    string    `bson:"reason"`
+	CreatedAt time.Time `bson:"created_at"`
+}
+
+// exportsOf lists a job's scenario exports, newest first (the API has no
+// list route for them; the document shape is shared with scenario-export).
+func (u *UI) exportsOf(ctx context.Context, jobID string) ([]exportRow, error) {
+	cur, err := u.opts.DB.Collection("scenario_exports").Find(ctx,
+		bson.D{{Key: "job_id", Value: jobID}, outbox.NotDeleted()},
+		options.Find().SetSort(bson.D{{Key: "_id", Value: -1}}).SetLimit(50))
+	if err != nil {
+		return nil, fmt.Errorf("exports of %s: %w", jobID, err)
+	}
+	var out []exportRow
+	if err := cur.All(ctx, &out); err != nil {
+		return nil, fmt.Errorf("exports of %s: %w", jobID, err)
+	}
+	return out, nil
+}
+
+// readStream returns the stored events matching filter, at most the last n
+// (n ≤ 0: all), oldest first. A stream that does not answer within a second
+// gives what was read: the pages then show the job's record alone.
+func (u *UI) readStream(ctx context.Context, filter string, n int) ([]storedEvent, error) {
+	if u.opts.JS == nil {
+		return nil, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}}
+	if n > 0 {
+		// Start near the end: the stream's last sequence minus a margin
+		// wide enough for n matching events on a filtered feed.
+		s, err := u.opts.JS.Stream(ctx, events.StreamName)
+		if err != nil {
+			return nil, fmt.Errorf("event stream: %w", err)
+		}
+		info, err := s.Info(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("event stream: %w", err)
+		}
+		if last := info.State.LastSeq; last > uint64(n) {
+			cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, last-uint64(n)+1
+		}
+	}
+	cons, err := u.opts.JS.OrderedConsumer(ctx, events.StreamName, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("event stream: %w", err)
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("event stream: %w", err)
+	}
+	var out []storedEvent
+	for pending := info.NumPending; uint64(len(out)) < pending; {
+		batch, err := cons.Fetch(int(min(pending-uint64(len(out)), 500)), jetstream.FetchMaxWait(time.Second))
+		if err != nil {
+			return out, nil
+		}
+		got := 0
+		for m := range batch.Messages() {
+			got++
+			md, err := m.Metadata()
+			if err != nil {
+				continue
+			}
+			e, err := events.Decode(m.Headers(), m.Data())
+			if err != nil {
+				continue
+			}
+			out = append(out, storedEvent{Seq: md.Sequence.Stream, Event: e})
+		}
+		if got == 0 {
+			break
+		}
+	}
+	return out, nil
+}
+
+type storedEvent struct {
+	Seq uint64
+	events.Event
+}
+
+// jobEventTimes is when a job first reached each status, by its events
+// ("submitted", "pending", …); empty when the stream cannot say.
+func (u *UI) jobEventTimes(ctx context.Context, id string) map[string]time.Time {
+	out := map[string]time.Time{}
+	evs, err := u.readStream(ctx, events.FilterSubject(events.KindJob, "", id), 0)
+	if err != nil {
+		u.opts.Logger.Warn("ui: job events", "job", id, "err", err)
+	}
+	var attempt int
+	for _, e := range evs {
+		status := strings.TrimPrefix(e.Type, "rm.job.")
+		if status == "retrying" {
+			// A new attempt starts the timeline again from pending.
+			attempt++
+			clear(out)
+		}
+		if _, ok := out[status]; !ok {
+			out[status] = e.Time
+		}
+	}
+	return out
+}
+
+// eventRow is one line of the feed.
+type eventRow struct {
+	Seq      uint64
+	Type     string
+	Time     time.Time
+	Resource string
+	Link     string
+	Queue    string
+	Status   string
+	Name     string
+}
+
+// recentEvents is the last n events on the queues readable holds ("" for
+// resources without a queue), newest first.
+func (u *UI) recentEvents(ctx context.Context, n int, readable map[string]bool) ([]eventRow, error) {
+	evs, err := u.readStream(ctx, events.SubjectRoot+".>", n)
+	if err != nil {
+		return nil, err
+	}
+	var out []eventRow
+	for i := len(evs) - 1; i >= 0; i-- {
+		e := evs[i]
+		if !readable[e.QueueID] && !readable[strings.TrimPrefix(e.QueueID, events.NoQueue)] {
+			continue
+		}
+		out = append(out, rowOf(e))
+	}
+	return out, nil
+}
+
+func rowOf(e storedEvent) eventRow {
+	var d struct {
+		Name      string `json:"name"`
+		Status    string `json:"status"`
+		QueueName string `json:"queue_name"`
+	}
+	_ = json.Unmarshal(e.Data, &d)
+	row := eventRow{Seq: e.Seq, Type: e.Type, Time: e.Time, Resource: e.ResourceID, Status: d.Status, Name: d.Name, Queue: d.QueueName}
+	switch e.Kind() {
+	case events.KindJob:
+		row.Link = Path + "/jobs/" + e.ResourceID
+	case events.KindQueue:
+		row.Link = Path + "/queues/" + e.ResourceID
+		row.Queue = d.Name
+	}
+	if row.Queue == "" && e.QueueID != events.NoQueue {
+		row.Queue = e.QueueID
+	}
+	return row
+}

@@ -1,0 +1,381 @@
+// Resource Manager web view: keeps the server-rendered page live and sends
+// what the user asks for. No framework: the server renders, this script
+// listens to GET /api/resources/v1/events and patches the page in place.
+(() => {
+  'use strict';
+  const API = '/api/resources/v1';
+  const TOKEN = 'rm.token';
+  const token = () => sessionStorage.getItem(TOKEN);
+  const withAuth = (h = {}) => {
+    const t = token();
+    if (t) h.Authorization = 'Bearer ' + t;
+    return h;
+  };
+  const $ = (id) => document.getElementById(id);
+
+  function setLive(state, text) {
+    const el = $('live');
+    if (el && (el.dataset.state !== state || el.textContent !== text)) {
+      el.dataset.state = state;
+      el.textContent = text;
+    }
+  }
+
+  // morph makes the live DOM under `from` look like `to`, touching only what
+  // differs, so that scroll position, focus and open controls stay put.
+  function sameNode(a, b) {
+    if (a.nodeType !== b.nodeType || a.nodeName !== b.nodeName) return false;
+    if (a.nodeType !== 1) return true;
+    return a.getAttribute('data-key') === b.getAttribute('data-key') && a.id === b.id;
+  }
+  function morph(from, to) {
+    if (from.nodeType === 3 || from.nodeType === 8) {
+      if (from.nodeValue !== to.nodeValue) from.nodeValue = to.nodeValue;
+      return;
+    }
+    // Leave alone a form the user is typing in.
+    if (from.tagName === 'FORM' && from.contains(document.activeElement) && document.activeElement !== document.body) return;
+    for (const a of Array.from(from.attributes)) if (!to.hasAttribute(a.name)) from.removeAttribute(a.name);
+    for (const a of Array.from(to.attributes)) if (from.getAttribute(a.name) !== a.value) from.setAttribute(a.name, a.value);
+    const f = Array.from(from.childNodes);
+    const t = Array.from(to.childNodes);
+    for (let i = 0; i < t.length; i++) {
+      const cur = f[i];
+      if (!cur) from.appendChild(t[i]);
+      else if (sameNode(cur, t[i])) morph(cur, t[i]);
+      else from.replaceChild(t[i], cur);
+    }
+    for (let i = t.length; i < f.length; i++) f[i].remove();
+  }
+
+  // refresh fetches the page's main region again and patches it in. Bursts
+  // of events are folded into one fetch; one fetch runs at a time.
+  let inflight = false;
+  let again = false;
+  let timer = 0;
+  function schedule(delay = 100) {
+    clearTimeout(timer);
+    timer = setTimeout(refresh, delay);
+  }
+  async function refresh() {
+    if (inflight) { again = true; return; }
+    inflight = true;
+    const main = $('main');
+    try {
+      const r = await fetch(main.dataset.self, { headers: withAuth({ 'X-RM-Fragment': '1' }), cache: 'no-store' });
+      const doc = new DOMParser().parseFromString(await r.text(), 'text/html');
+      const next = doc.getElementById('main');
+      if (next) {
+        morph(main, next);
+        applyRoles();
+        main.dataset.refreshed = String(Number(main.dataset.refreshed || 0) + 1);
+      }
+      if (r.status === 401) showSignin();
+    } catch (e) {
+      setLive('off', 'update failed');
+    } finally {
+      inflight = false;
+      if (again) { again = false; schedule(); }
+    }
+  }
+
+  // The event types EventSource must listen for by name.
+  const kinds = ['queue', 'plugin', 'application', 'app-runtime-config', 'deployment'];
+  const TYPES = kinds.flatMap((k) => ['created', 'updated', 'deleted'].map((a) => `rm.${k}.${a}`)).concat(
+    ['submitted', 'pending', 'admitted', 'running', 'succeeded', 'failed', 'cancel-requested', 'cancelled', 'cleaned', 'retrying', 'updated', 'deleted'].map((a) => 'rm.job.' + a),
+    ['requested', 'ready', 'failed', 'deleted'].map((a) => 'rm.export.' + a));
+
+  // stream follows GET /events. Without a token it is the browser's
+  // EventSource, which reconnects by itself and resumes with Last-Event-ID.
+  // EventSource cannot send Authorization, so with a token the same protocol
+  // is read with fetch, sending Authorization and Last-Event-ID itself.
+  function stream(query, onEvent, onOpen) {
+    const url = API + '/events' + (query ? '?' + query : '');
+    if (!token() && window.EventSource) {
+      const es = new EventSource(url);
+      es.onopen = () => { setLive('on', 'live'); onOpen(); };
+      es.onerror = () => setLive('off', es.readyState === 2 ? 'not live' : 'reconnecting…');
+      const handler = (m) => onEvent({ id: m.lastEventId, type: m.type, data: m.data });
+      for (const t of TYPES) es.addEventListener(t, handler);
+      es.onmessage = handler;
+      window.addEventListener('pagehide', () => es.close());
+      return;
+    }
+    fetchStream(url, onEvent, onOpen);
+  }
+  async function fetchStream(url, onEvent, onOpen) {
+    let last = '';
+    let delay = 500;
+    for (;;) {
+      try {
+        const h = withAuth({ Accept: 'text/event-stream' });
+        if (last) h['Last-Event-ID'] = last;
+        const r = await fetch(url, { headers: h, cache: 'no-store' });
+        if (r.status === 401) { setLive('off', 'signed out'); showSignin(); return; }
+        if (!r.ok) throw new Error('events: ' + r.status);
+        setLive('on', 'live');
+        onOpen();
+        delay = 500;
+        const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
+        let buf = '';
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          buf += value.replace(/\r\n?/g, '\n');
+          let k;
+          while ((k = buf.indexOf('\n\n')) >= 0) {
+            const ev = { id: '', type: 'message', data: '' };
+            for (const line of buf.slice(0, k).split('\n')) {
+              const c = line.indexOf(':');
+              if (c === 0) continue;
+              const field = c < 0 ? line : line.slice(0, c);
+              const val = c < 0 ? '' : line.slice(c + 1).replace(/^ /, '');
+              if (field === 'id') ev.id = val;
+              else if (field === 'event') ev.type = val;
+              else if (field === 'data') ev.data += (ev.data ? '\n' : '') + val;
+            }
+            buf = buf.slice(k + 2);
+            if (ev.id) last = ev.id;
+            if (ev.data) onEvent(ev);
+          }
+        }
+      } catch (e) { /* reconnect below */ }
+      setLive('off', 'reconnecting…');
+      await new Promise((res) => setTimeout(res, delay));
+      delay = Math.min(delay * 2, 10000);
+    }
+  }
+
+  // The feed page adds each event as a row; the other pages re-render.
+  function feedRow(ev) {
+    const body = document.querySelector('#feed tbody');
+    if (!body || body.querySelector(`tr[data-key="${CSS.escape(ev.id)}"]`)) return;
+    let ce = {};
+    try { ce = JSON.parse(ev.data); } catch (e) { return; }
+    const d = ce.data || {};
+    const tr = document.createElement('tr');
+    tr.dataset.key = ev.id;
+    const cell = (text, cls) => {
+      const td = document.createElement('td');
+      if (cls) td.className = cls;
+      if (text instanceof Node) td.appendChild(text); else td.textContent = text || '';
+      tr.appendChild(td);
+      return td;
+    };
+    cell(ev.id, 'num');
+    cell((ce.time || '').replace('T', ' ').replace(/\.\d+/, '').replace('Z', 'Z'));
+    const code = document.createElement('code');
+    code.textContent = ev.type;
+    cell(code);
+    const kind = (ev.type.split('.')[1] || '');
+    let res = document.createTextNode(d.name || ce.subject || '');
+    if (kind === 'job' || kind === 'queue') {
+      res = document.createElement('a');
+      res.href = `/ui/${kind}s/${encodeURIComponent(ce.subject)}`;
+      res.textContent = d.name || ce.subject;
+    }
+    cell(res);
+    cell(kind === 'queue' ? d.name : (d.queue_name || ce.queueid || ''));
+    const st = cell('');
+    if (d.status) {
+      const s = document.createElement('span');
+      s.className = 'status s-' + d.status;
+      s.textContent = d.status;
+      st.appendChild(s);
+    }
+    body.insertBefore(tr, body.firstChild);
+    while (body.rows.length > 200) body.deleteRow(body.rows.length - 1);
+  }
+
+  function follow() {
+    const main = $('main');
+    const live = main.dataset.live;
+    if (live === '-' || main.hasAttribute('data-signin') && !token()) { setLive('off', 'not live'); return; }
+    const feed = document.querySelector('#feed[data-feed]');
+    let opened = false;
+    stream(live, (ev) => (feed ? feedRow(ev) : schedule()), () => {
+      // Whatever happened between rendering and (re)connecting is fetched once.
+      if (opened || !feed) schedule(0);
+      opened = true;
+    });
+  }
+
+  // Confirmation in a <dialog>: keyboard and screen-reader friendly.
+  function confirmAction(text) {
+    const dlg = $('confirm');
+    if (!dlg || !dlg.showModal) return Promise.resolve(window.confirm(text));
+    $('confirm-text').textContent = text;
+    dlg.returnValue = '';
+    dlg.showModal();
+    return new Promise((res) => dlg.addEventListener('close', () => res(dlg.returnValue === 'ok'), { once: true }));
+  }
+
+  async function problemText(r) {
+    try {
+      const p = await r.json();
+      const fields = (p.errors || []).map((e) => `${e.field || e.location || ''}: ${e.message}`).join('; ');
+      return (p.detail || p.title || r.statusText) + (fields ? ' (' + fields + ')' : '');
+    } catch (e) {
+      return r.status + ' ' + r.statusText;
+    }
+  }
+
+  function say(container, text, good) {
+    const msg = container && container.querySelector('.form-msg');
+    if (!msg) return;
+    msg.textContent = text;
+    msg.className = 'form-msg ' + (good ? 'good' : 'bad');
+  }
+
+  document.addEventListener('click', async (e) => {
+    const b = e.target.closest('button[data-action]');
+    if (b) {
+      if (!(await confirmAction(b.dataset.confirm || 'Are you sure?'))) return;
+      const box = b.closest('.actions') || b.closest('section');
+      const init = { method: b.dataset.action, headers: withAuth() };
+      if (b.dataset.body) {
+        init.body = b.dataset.body;
+        init.headers['Content-Type'] = 'application/json';
+      }
+      const r = await fetch(b.dataset.path, init);
+      say(box, r.ok ? 'Requested: ' + b.textContent.trim().toLowerCase() + '.' : await problemText(r), r.ok);
+      schedule(0);
+      return;
+    }
+    const a = e.target.closest('a[data-auth-link]');
+    if (a && token()) {
+      // A plain link cannot carry the token: fetch it and hand over the bytes.
+      e.preventDefault();
+      const r = await fetch(a.href, { headers: withAuth() });
+      if (!r.ok) { window.alert(await problemText(r)); return; }
+      const url = URL.createObjectURL(await r.blob());
+      const tmp = document.createElement('a');
+      tmp.href = url;
+      if (a.hasAttribute('download')) tmp.download = a.getAttribute('download');
+      else tmp.target = '_blank';
+      tmp.click();
+      setTimeout(() => URL.revokeObjectURL(url), 60000);
+    }
+  });
+
+  document.addEventListener('submit', async (e) => {
+    const f = e.target.closest('#limit-form');
+    if (!f) return;
+    e.preventDefault();
+    const input = f.querySelector('input[name="limit"]');
+    const v = input.value.trim();
+    if (v !== '' && !/^\d+$/.test(v)) { say(f, 'The limit is a whole number from 0 to 100000, or empty for unlimited.'); input.focus(); return; }
+    const r = await fetch(`${API}/queues/${encodeURIComponent(f.dataset.queue)}`, {
+      method: 'PATCH',
+      headers: withAuth({ 'Content-Type': 'application/merge-patch+json', 'If-Match': `"${f.dataset.version}"` }),
+      body: JSON.stringify({ maximum_allowed_worker_instances: v === '' ? null : Number(v) }),
+    });
+    if (r.ok) {
+      const q = await r.json();
+      f.dataset.version = q.version;
+      say(f, v === '' ? 'Saved: no limit.' : `Saved: at most ${v} workers.`, true);
+    } else if (r.status === 412) {
+      say(f, 'The queue changed meanwhile; the page now shows its new limit. Save again to overwrite it.');
+    } else {
+      say(f, await problemText(r));
+    }
+    document.activeElement.blur();
+    schedule(0);
+  });
+
+  // Sign-in: authorization code with PKCE against the issuer named on the
+  // page; the access token is kept for this tab only (sessionStorage).
+  const b64url = (bytes) => btoa(String.fromCharCode(...bytes)).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+  async function signin() {
+    const cfg = document.body.dataset;
+    if (!cfg.oidcIssuer) {
+      const t = window.prompt('Paste an access token (it is sent as Authorization: Bearer)');
+      if (t) { sessionStorage.setItem(TOKEN, t.trim()); location.reload(); }
+      return;
+    }
+    const disc = await (await fetch(cfg.oidcIssuer.replace(/\/$/, '') + '/.well-known/openid-configuration')).json();
+    const verifier = b64url(crypto.getRandomValues(new Uint8Array(32)));
+    const challenge = b64url(new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(verifier))));
+    const state = b64url(crypto.getRandomValues(new Uint8Array(16)));
+    sessionStorage.setItem('rm.pkce', JSON.stringify({
+      verifier, state, tokenEndpoint: disc.token_endpoint, back: location.pathname + location.search,
+    }));
+    const u = new URL(disc.authorization_endpoint);
+    u.search = new URLSearchParams({
+      response_type: 'code', client_id: cfg.oidcClient, redirect_uri: location.origin + '/ui/callback',
+      scope: cfg.oidcScope || 'openid profile', state, code_challenge: challenge, code_challenge_method: 'S256',
+    }).toString();
+    location.assign(u.toString());
+  }
+  async function callback() {
+    const msg = $('callback-msg');
+    const p = new URLSearchParams(location.search);
+    const saved = JSON.parse(sessionStorage.getItem('rm.pkce') || '{}');
+    if (p.get('error')) { msg.textContent = 'Sign-in failed: ' + (p.get('error_description') || p.get('error')); return; }
+    if (!p.get('code') || !saved.state || p.get('state') !== saved.state) {
+      msg.textContent = 'This sign-in answer does not belong to a sign-in started here; sign in again.';
+      return;
+    }
+    const r = await fetch(saved.tokenEndpoint, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({
+        grant_type: 'authorization_code', code: p.get('code'), redirect_uri: location.origin + '/ui/callback',
+        client_id: document.body.dataset.oidcClient, code_verifier: saved.verifier,
+      }),
+    });
+    const t = await r.json().catch(() => ({}));
+    if (!r.ok || !t.access_token) { msg.textContent = 'The issuer refused the code: ' + (t.error_description || t.error || r.status); return; }
+    sessionStorage.setItem(TOKEN, t.access_token);
+    sessionStorage.removeItem('rm.pkce');
+    location.replace(saved.back || '/ui/queues');
+  }
+
+  // claims of the held token, for showing who is signed in and hiding what
+  // their roles do not allow (the API decides either way).
+  function claims() {
+    const t = token();
+    if (!t) return null;
+    try {
+      return JSON.parse(atob(t.split('.')[1].replace(/-/g, '+').replace(/_/g, '/')));
+    } catch (e) {
+      return {};
+    }
+  }
+  function applyRoles() {
+    const c = claims();
+    if (!c) return;
+    const roles = new Set([...((c.realm_access || {}).roles || []),
+      ...Object.values(c.resource_access || {}).flatMap((r) => r.roles || []), ...(c.roles || [])]);
+    const admin = roles.has('rm-admin');
+    for (const el of document.querySelectorAll('[data-admin]')) el.hidden = !admin;
+    const reader = roles.has('rm-admin') || roles.has('rm-user');
+    for (const el of document.querySelectorAll('button[data-action]')) if (!reader) el.hidden = true;
+  }
+  function showSignin() {
+    const b = $('signin');
+    if (b && !token()) b.hidden = false;
+  }
+  function authBar() {
+    const c = claims();
+    $('signin').addEventListener('click', signin);
+    $('signout').addEventListener('click', () => { sessionStorage.removeItem(TOKEN); location.reload(); });
+    if (c) {
+      $('who').textContent = c.preferred_username || c.email || c.sub || 'signed in';
+      $('signout').hidden = false;
+    } else if (document.body.dataset.oidcIssuer || $('main').hasAttribute('data-signin')) {
+      showSignin();
+    }
+  }
+
+  async function start() {
+    authBar();
+    if (location.pathname === '/ui/callback') { callback(); return; }
+    applyRoles();
+    // Without a token the API refused the server's render: render with it.
+    if ($('main').hasAttribute('data-signin') && token()) await refresh();
+    follow();
+  }
+  if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', start);
+  else start();
+})();

@@ -1,0 +1,312 @@
+package ui_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/avxrm/rm/pkg/embedded/mongotest"
+	"github.com/avxrm/rm/pkg/events"
+	"github.com/avxrm/rm/pkg/events/eventstest"
+	"github.com/avxrm/rm/pkg/events/outbox"
+	"github.com/avxrm/rm/services/api"
+	"github.com/avxrm/rm/services/api/internal/ui"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+)
+
+// env is the real API (with the view) over FerretDB and NATS in process. No
+// scheduler runs: submitted jobs stay submitted, which is what the waiting
+// list shows before the scheduler has seen them.
+type env struct {
+	t    testing.TB
+	base string
+	db   *mongo.Database
+	js   jetstream.JetStream
+	svc  *api.Service
+}
+
+func startEnv(t testing.TB) *env {
+	t.Helper()
+	uri, _ := mongotest.Start(t)
+	db := mongotest.Client(t, uri).Database("rm")
+	js := eventstest.Run(t)
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ob := outbox.New(events.NewPublisher(js), quiet)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	svc, err := api.New(ctx, api.Config{}, api.Deps{DB: db, Outbox: ob, Logger: quiet, JS: js})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(svc.Handler())
+	t.Cleanup(srv.Close)
+	return &env{t: t, base: srv.URL, db: db, js: js, svc: svc}
+}
+
+// do sends a request and returns the status, body and Content-Type.
+func (e *env) do(method, path string, body any, hdr ...string) (int, string, string) {
+	e.t.Helper()
+	var r io.Reader
+	if body != nil {
+		raw, _ := json.Marshal(body)
+		r = bytes.NewReader(raw)
+	}
+	req, err := http.NewRequest(method, e.base+path, r)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(raw), resp.Header.Get("Content-Type")
+}
+
+func (e *env) must(method, path string, body any, want int) map[string]any {
+	e.t.Helper()
+	st, raw, _ := e.do(method, path, body)
+	if st != want {
+		e.t.Fatalf("%s %s = %d, want %d: %s", method, path, st, want, raw)
+	}
+	var out map[string]any
+	_ = json.Unmarshal([]byte(raw), &out)
+	return out
+}
+
+func (e *env) submit(name, queue string, workers int, labels map[string]string) string {
+	e.t.Helper()
+	j := e.must(http.MethodPost, "/api/resources/v1/jobs", map[string]any{
+		"name": name, "queue_id": queue, "worker_instances": workers, "labels": labels,
+		"application": map[string]any{"name": "sim", "version": "1", "image": "registry.example/sim:1"},
+	}, http.StatusCreated)
+	return j["id"].(string)
+}
+
+func (e *env) page(path string) string {
+	e.t.Helper()
+	st, raw, ct := e.do(http.MethodGet, path, nil, "Accept", "text/html")
+	if st != http.StatusOK || !strings.HasPrefix(ct, "text/html") {
+		e.t.Fatalf("GET %s = %d %s: %s", path, st, ct, raw)
+	}
+	return raw
+}
+
+func wantIn(t *testing.T, what, page string, want ...string) {
+	t.Helper()
+	for _, w := range want {
+		if !strings.Contains(page, w) {
+			t.Errorf("%s lacks %q", what, w)
+		}
+	}
+}
+
+func TestPagesShowQueuesJobsAndReasons(t *testing.T) {
+	e := startEnv(t)
+	e.must(http.MethodPost, "/api/resources/v1/queues", map[string]any{"name": "Default", "maximum_allowed_worker_instances": 10}, http.StatusCreated)
+	e.must(http.MethodPost, "/api/resources/v1/queues", map[string]any{"name": "gpu"}, http.StatusCreated)
+	first := e.submit("sweep-1", "Default", 10, map[string]string{"team": "adas"})
+	second := e.submit("sweep-2", "Default", 8, nil)
+	other := e.submit("render", "gpu", 2, map[string]string{"team": "viz"})
+
+	queues := e.page("/ui/queues")
+	wantIn(t, "queues page", queues, "Default", "gpu", "simulation-controller-queue", "post-controller-queue",
+		`data-usage="0/10"`, `data-usage="0/-"`, "built-in", "default (local processes)")
+	if strings.Count(queues, "built-in</span>") != 2 {
+		t.Errorf("queues page marks %d queues built-in, want 2", strings.Count(queues, "built-in</span>"))
+	}
+
+	// No scheduler here: both jobs wait, first submitted first.
+	q := e.page("/ui/queues/Default")
+	wantIn(t, "queue page", q, "Pending, in admission order", "needs 10 workers, 10 free of 10", "needs 8 workers, 10 free of 10",
+		`id="limit-form"`, `<label for="limit-input">`)
+	if i, k := strings.Index(q, first), strings.Index(q, second); i < 0 || k < i {
+		t.Errorf("queue page lists %s at %d and %s at %d; want submission order", first, i, second, k)
+	}
+	if strings.Contains(q, other) {
+		t.Errorf("queue page of Default lists job %s of queue gpu", other)
+	}
+
+	jobs := e.page("/ui/jobs")
+	wantIn(t, "jobs page", jobs, first, second, other, "team=adas")
+	if i, k := strings.Index(jobs, other), strings.Index(jobs, first); k < i {
+		t.Errorf("jobs page is not newest first")
+	}
+	for query, want := range map[string][]string{
+		"?q=SWEEP":           {first, second},
+		"?queue=gpu":         {other},
+		"?label=team%3Dadas": {first},
+		"?status=submitted":  {first, second, other},
+		"?status=running":    {},
+		"?owner=nobody":      {},
+	} {
+		got := tbody(e.page("/ui/jobs" + query))
+		for _, id := range []string{first, second, other} {
+			if strings.Contains(got, id) != contains(want, id) {
+				t.Errorf("jobs%s: shows %s = %v, want %v", query, id, strings.Contains(got, id), contains(want, id))
+			}
+		}
+	}
+	// Paging: one a page, newest first, the next link carrying the filter.
+	p1 := e.page("/ui/jobs?limit=1&q=sweep")
+	if b := tbody(p1); !strings.Contains(b, second) || strings.Contains(b, first) {
+		t.Fatalf("first page of one should hold %s only", second)
+	}
+	next := "/ui/jobs?cursor=" + second + "&amp;limit=1&amp;q=sweep"
+	wantIn(t, "first page", p1, next)
+	p2 := tbody(e.page(strings.ReplaceAll(next, "&amp;", "&")))
+	if !strings.Contains(p2, first) || strings.Contains(p2, second) || strings.Contains(p2, `rel="next"`) {
+		t.Errorf("second page should hold %s only and be the last", first)
+	}
+
+	job := e.page("/ui/jobs/" + first)
+	wantIn(t, "job page", job, "sweep-1", "Timeline", `data-step="submitted"`, `data-step="pending"`, "Cancel job", "Clean up",
+		"Start post controller", "No instance has been created yet", "No artifact has been uploaded", "team=adas")
+
+	feed := e.page("/ui/events")
+	wantIn(t, "events page", feed, "rm.job.submitted", "rm.queue.created", "/ui/jobs/"+first)
+
+	// The page asks the script to follow the right slice of the stream.
+	wantIn(t, "queue page", q, `data-live="queue_id=q-`)
+	wantIn(t, "job page", job, `data-live="job_id=`+first+`"`)
+
+	// The fragment the script fetches is the main region alone.
+	st, frag, _ := e.do(http.MethodGet, "/ui/queues/Default", nil, "X-RM-Fragment", "1")
+	if st != http.StatusOK || !strings.HasPrefix(frag, "<main") || strings.Contains(frag, "<html") {
+		t.Errorf("fragment = %d %.80q", st, frag)
+	}
+
+	// Assets are served from the binary.
+	for _, a := range []string{"/ui/static/ui.js", "/ui/static/ui.css"} {
+		if st, body, _ := e.do(http.MethodGet, a, nil); st != http.StatusOK || len(body) < 1000 {
+			t.Errorf("GET %s = %d (%d bytes)", a, st, len(body))
+		}
+	}
+}
+
+// tbody is the table body of a page, and what follows it (the pager).
+func tbody(page string) string {
+	_, b, _ := strings.Cut(page, "<tbody>")
+	return b
+}
+
+func contains(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+func TestBadInputIsA4xxNamingTheField(t *testing.T) {
+	e := startEnv(t)
+	e.must(http.MethodPost, "/api/resources/v1/queues", map[string]any{"name": "Default", "maximum_allowed_worker_instances": 10}, http.StatusCreated)
+	id := e.submit("j", "Default", 1, nil)
+	for path, want := range map[string]struct {
+		status int
+		field  string
+	}{
+		"/ui/jobs?status=bogus":                 {400, "status"},
+		"/ui/jobs?label=no-equals":              {400, "label"},
+		"/ui/jobs?cursor=x%27%20or%201":         {400, "cursor"},
+		"/ui/jobs?limit=0":                      {400, "limit"},
+		"/ui/jobs?limit=abc":                    {400, "limit"},
+		"/ui/jobs?queue=nope":                   {400, "queue"},
+		"/ui/jobs?q=" + strings.Repeat("a", 64): {400, "q"},
+		"/ui/jobs/" + id + "?ipage=0":           {400, "ipage"},
+		"/ui/jobs/" + id + "?log=worker/x":      {400, "log"},
+		"/ui/jobs/" + id + "?istatus=zzz":       {400, "istatus"},
+		"/ui/jobs/job-doesnotexist":             {404, ""},
+		"/ui/jobs/not-a-job":                    {404, ""},
+		"/ui/queues/nope":                       {404, ""},
+		"/ui/nowhere":                           {404, ""},
+	} {
+		st, body, ct := e.do(http.MethodGet, path, nil, "Accept", "application/json")
+		if st != want.status || ct != "application/problem+json" {
+			t.Errorf("GET %s = %d %s, want %d problem JSON: %s", path, st, ct, want.status, body)
+			continue
+		}
+		var p struct {
+			Status int `json:"status"`
+			Errors []struct {
+				Field string `json:"field"`
+			} `json:"errors"`
+		}
+		if err := json.Unmarshal([]byte(body), &p); err != nil || p.Status != st {
+			t.Errorf("GET %s: not a problem: %s", path, body)
+		}
+		if want.field != "" && (len(p.Errors) == 0 || p.Errors[0].Field != want.field) {
+			t.Errorf("GET %s: problem names %+v, want field %q", path, p.Errors, want.field)
+		}
+		// A browser gets the same status with a readable page.
+		st, html, ct := e.do(http.MethodGet, path, nil, "Accept", "text/html")
+		if st != want.status || !strings.HasPrefix(ct, "text/html") || !strings.Contains(html, `role="alert"`) {
+			t.Errorf("GET %s (HTML) = %d %s", path, st, ct)
+		}
+	}
+}
+
+// requireBearer stands in for the API's auth middleware: it answers 401
+// unless the request carries the token.
+func requireBearer(next http.Handler, token string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/api/") && r.Header.Get("Authorization") != "Bearer "+token {
+			w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+			w.Header().Set("Content-Type", "application/problem+json")
+			w.WriteHeader(http.StatusUnauthorized)
+			fmt.Fprint(w, `{"title":"Unauthorized","status":401,"detail":"a bearer token is required"}`)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// The view reads through the API with the caller's token: without one it
+// asks for sign-in, with one it shows the page.
+func TestTheCallersTokenGoesToTheAPI(t *testing.T) {
+	e := startEnv(t)
+	u := ui.New(ui.Options{API: requireBearer(e.svc.Handler(), "s3cret"), DB: e.db, JS: e.js,
+		OIDC: &ui.OIDC{Issuer: "http://127.0.0.1:1/realms/rm", ClientID: "avxrm-ui"}})
+	srv := httptest.NewServer(u)
+	t.Cleanup(srv.Close)
+	get := func(hdr ...string) (int, string) {
+		req, _ := http.NewRequest(http.MethodGet, srv.URL+"/ui/queues", nil)
+		for i := 0; i+1 < len(hdr); i += 2 {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		raw, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(raw)
+	}
+	st, body := get()
+	if st != http.StatusUnauthorized || !strings.Contains(body, "data-signin") || !strings.Contains(body, `data-oidc-issuer="http://127.0.0.1:1/realms/rm"`) {
+		t.Errorf("without a token: %d, want 401 with the sign-in page: %.300s", st, body)
+	}
+	if st, body = get("Authorization", "Bearer wrong"); st != http.StatusUnauthorized {
+		t.Errorf("with a wrong token: %d", st)
+	}
+	if st, body = get("Authorization", "Bearer s3cret", "X-RM-Fragment", "1"); st != http.StatusOK || !strings.Contains(body, "simulation-controller-queue") {
+		t.Errorf("with the token: %d %.200s", st, body)
+	}
+}
