@@ -70,6 +70,10 @@ verify-go-workspace: ## fail if go.work does not list exactly the modules in the
 fix-go-workspace: ## make go.work use every module in the tree
 	@find . -name go.mod -not -path './.git/*' -printf '%h\n' | xargs $(GO) work use
 
+.PHONY: generate-sdk
+generate-sdk: ## regenerate the Go SDK's client from sdk/go/avxrm/api/openapi.json (copy the served /api/resources/v1/openapi-3.0.json there first)
+	cd sdk/go/avxrm/api && $(GO) generate ./...
+
 .PHONY: fmt
 fmt: ## gofmt every Go file
 	gofmt -w $$(git ls-files '*.go')

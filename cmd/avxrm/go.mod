@@ -34,6 +34,7 @@ require (
 	github.com/Microsoft/go-winio v0.6.4 // indirect
 	github.com/SAP/go-hdb v1.13.6 // indirect
 	github.com/antithesishq/antithesis-sdk-go v0.8.0-default-no-op // indirect
+	github.com/apapsch/go-jsonmerge/v2 v2.0.0 // indirect
 	github.com/avxrm/rm/pkg/blob v0.0.0-00010101000000-000000000000 // indirect
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cenkalti/backoff/v5 v5.0.3 // indirect
@@ -97,6 +98,7 @@ require (
 	github.com/nats-io/nkeys v0.4.16 // indirect
 	github.com/nats-io/nuid v1.0.1 // indirect
 	github.com/ncruces/go-strftime v0.1.9 // indirect
+	github.com/oapi-codegen/runtime v1.9.0 // indirect
 	github.com/opencontainers/go-digest v1.0.0 // indirect
 	github.com/opencontainers/image-spec v1.1.1 // indirect
 	github.com/pkg/errors v0.9.1 // indirect
@@ -167,3 +169,7 @@ require (
 	github.com/avxrm/rm/services/launcher v0.0.0-00010101000000-000000000000
 	github.com/avxrm/rm/services/scenario-export v0.0.0-00010101000000-000000000000
 )
+
+replace github.com/avxrm/rm/sdk/go/avxrm => ../../sdk/go/avxrm
+
+require github.com/avxrm/rm/sdk/go/avxrm v0.0.0-00010101000000-000000000000
