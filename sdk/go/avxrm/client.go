@@ -105,8 +105,8 @@ func (b Backoff) Wait(n int) time.Duration {
 	return d - d/4*time.Duration(r[0])/255
 }
 
-// sleep waits d or until ctx ends.
-func sleep(ctx context.Context, d time.Duration) error {
+// Sleep waits d or until ctx ends, whose error it then returns.
+func Sleep(ctx context.Context, d time.Duration) error {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
@@ -235,7 +235,7 @@ func (d *doer) Do(req *http.Request) (*http.Response, error) {
 		if err == nil || !retryable || attempt >= d.retries || ctx.Err() != nil || !isConnError(err) {
 			return resp, err
 		}
-		if err := sleep(ctx, d.backoff.Wait(attempt)); err != nil {
+		if err := Sleep(ctx, d.backoff.Wait(attempt)); err != nil {
 			return nil, err
 		}
 		if req.Body != nil && req.GetBody != nil {
@@ -258,3 +258,7 @@ func isConnError(err error) bool {
 	return errors.As(err, &op) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
 		strings.Contains(err.Error(), "connection reset") || strings.Contains(err.Error(), "server closed")
 }
+
+// Send sends req with the client's token and retries, for requests Do does
+// not fit (a Range download); the caller reads and closes the answer.
+func (c *Client) Send(req *http.Request) (*http.Response, error) { return c.doer.Do(req) }

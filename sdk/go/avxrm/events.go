@@ -101,7 +101,7 @@ func (c *Client) Watch(ctx context.Context, o WatchOptions) iter.Seq2[Event, err
 			} else if c.onDisconnect != nil {
 				c.onDisconnect(err, attempt)
 			}
-			if sleep(ctx, c.backoff.Wait(attempt)) != nil {
+			if Sleep(ctx, c.backoff.Wait(attempt)) != nil {
 				return
 			}
 			attempt++
