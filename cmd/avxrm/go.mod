@@ -172,6 +172,7 @@ replace github.com/avxrm/rm/sdk/go/avxrm => ../../sdk/go/avxrm
 
 require (
 	github.com/avxrm/rm/sdk/go/avxrm v0.0.0-00010101000000-000000000000
+	github.com/creack/pty v1.1.24
 	github.com/spf13/cobra v1.10.2
 	golang.org/x/oauth2 v0.37.0
 	golang.org/x/term v0.47.0
