@@ -116,6 +116,19 @@ func (s *server) command(ctx context.Context, args ...string) *exec.Cmd {
 	return cmd
 }
 
+// background starts avxrm; the returned buffer collects its stdout and
+// stderr while it runs. The command ends with ctx.
+func (s *server) background(t *testing.T, ctx context.Context, args ...string) (*exec.Cmd, *syncBuffer) {
+	t.Helper()
+	cmd := s.command(ctx, args...)
+	out := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd, out
+}
+
 // run runs avxrm and returns its stdout, stderr and exit code.
 func (s *server) run(t *testing.T, args ...string) (string, string, int) {
 	t.Helper()
@@ -181,12 +194,7 @@ func TestCLIWorkedExample(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	first := s.command(ctx, "submit", "--queue", "Default", "--app", "sim:1.0", "--workers", "10", "--env", "SLEEP=4", "--wait")
-	var firstOut syncBuffer
-	first.Stdout, first.Stderr = &firstOut, &firstOut
-	if err := first.Start(); err != nil {
-		t.Fatal(err)
-	}
+	first, firstOut := s.background(t, ctx, "submit", "--queue", "Default", "--app", "sim:1.0", "--workers", "10", "--env", "SLEEP=4", "--wait")
 	waitFor(t, 60*time.Second, "the first job running", func() bool { return strings.Contains(firstOut.String(), " running ") })
 
 	out, errs, code := s.run(t, "submit", "--queue", "Default", "--app", "sim:1.0", "--workers", "8", "--wait")
@@ -253,12 +261,7 @@ func TestCLIFailingJobExits1(t *testing.T) {
 	// A cancelled job exits 3.
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	follow := s.command(ctx, "submit", "--queue", "Default", "--app", "sim:1.0", "--workers", "1", "--env", "SLEEP=60", "--wait")
-	var fout syncBuffer
-	follow.Stdout, follow.Stderr = &fout, &fout
-	if err := follow.Start(); err != nil {
-		t.Fatal(err)
-	}
+	follow, fout := s.background(t, ctx, "submit", "--queue", "Default", "--app", "sim:1.0", "--workers", "1", "--env", "SLEEP=60", "--wait")
 	waitFor(t, 30*time.Second, "the job running", func() bool { return strings.Contains(fout.String(), " running ") })
 	followed := strings.SplitN(fout.String(), "\n", 2)[0]
 	s.must(t, "jobs", "cancel", followed)
@@ -275,12 +278,7 @@ func TestCLILogsFollow(t *testing.T) {
 	id := strings.TrimSpace(s.must(t, "submit", "--queue", "Default", "--app", "sim:1.0", "--workers", "1", "--env", "TICKS=4", "--env", "SLEEP=0"))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cmd := s.command(ctx, "logs", "-f", id, "--role", "worker", "--index", "0")
-	var out syncBuffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd, out := s.background(t, ctx, "logs", "-f", id, "--role", "worker", "--index", "0")
 	// The first tick shows before the instance has ended.
 	waitFor(t, 30*time.Second, "the first tick", func() bool { return strings.Contains(out.String(), "tick 1") })
 	if strings.Contains(out.String(), "tick 4") {
