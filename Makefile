@@ -39,7 +39,20 @@ vet: ## go vet every module
 .PHONY: test
 test: test-deps vet verify-go-workspace ## install test needs, vet, then run every module's tests with -race and a short fuzz run
 	$(GO) test $(TESTFLAGS) $(PKGS)
+	@$(MAKE) --no-print-directory test-python
 	@$(MAKE) --no-print-directory fuzz
+
+.PHONY: test-python
+PYVENV := $(BIN)/pyvenv
+test-python: build-avxrm ## test the Python package (clients/python) against an all-in-one from bin/avxrm
+	@/usr/bin/python3 -c 'import httpx, pytest, venv, setuptools' 2>/dev/null || { \
+	  echo "installing python3-httpx python3-pytest python3-venv python3-setuptools (Debian packages)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-httpx python3-pytest python3-venv python3-setuptools >/dev/null; }
+	@test -x $(PYVENV)/bin/python || /usr/bin/python3 -m venv --system-site-packages $(PYVENV)
+	$(PYVENV)/bin/pip install -q --no-build-isolation --no-index ./clients/python
+	@# pytest exits 5 when it collected no test: that fails too, as any status but 0 does.
+	cd clients/python && AVXRM_BIN=$(abspath $(BIN)/avxrm) $(abspath $(PYVENV))/bin/python -m pytest -q -p no:cacheprovider tests; \
+	  st=$$?; [ $$st -eq 5 ] && echo "pytest collected no tests"; exit $$st
 
 .PHONY: fuzz
 fuzz: ## run each fuzz target for FUZZTIME (default 10s)
