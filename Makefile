@@ -50,6 +50,7 @@ test-python: build-avxrm ## test the Python package (clients/python) against an 
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-httpx python3-pytest python3-venv python3-setuptools >/dev/null; }
 	@test -x $(PYVENV)/bin/python || /usr/bin/python3 -m venv --system-site-packages $(PYVENV)
 	$(PYVENV)/bin/pip install -q --no-build-isolation --no-index ./clients/python
+	@rm -rf clients/python/build clients/python/src/*.egg-info
 	@# pytest exits 5 when it collected no test: that fails too, as any status but 0 does.
 	cd clients/python && AVXRM_BIN=$(abspath $(BIN)/avxrm) $(abspath $(PYVENV))/bin/python -m pytest -q -p no:cacheprovider tests; \
 	  st=$$?; [ $$st -eq 5 ] && echo "pytest collected no tests"; exit $$st
