@@ -85,7 +85,8 @@ fix-go-workspace: ## make go.work use every module in the tree
 	@find . -name go.mod -not -path './.git/*' -printf '%h\n' | xargs $(GO) work use
 
 .PHONY: generate-sdk
-generate-sdk: ## regenerate the Go SDK's client from sdk/go/avxrm/api/openapi.json (copy the served /api/resources/v1/openapi-3.0.json there first)
+generate-sdk: ## copy the OpenAPI document the server serves into the Go SDK and regenerate its client
+	RM_UPDATE_SDK_SPEC=1 $(GO) test -count=1 -run '^TestSDKIsGeneratedFromTheServedDocument$$' ./cmd/avxrm/internal/sdktest/
 	cd sdk/go/avxrm/api && $(GO) generate ./...
 
 .PHONY: fmt

@@ -21,6 +21,7 @@ import (
 	"github.com/avxrm/rm/cmd/avxrm/internal/up"
 	"github.com/avxrm/rm/sdk/go/avxrm"
 	"github.com/avxrm/rm/sdk/go/avxrm/api"
+	"golang.org/x/sync/errgroup"
 )
 
 // start runs the all-in-one on dataDir, its API on httpAddr, and waits
@@ -103,14 +104,27 @@ func TestJobsIteratorPagesOver250Jobs(t *testing.T) {
 		}
 		want[*j.Id] = true // the blocker
 	}
+	began := time.Now()
+	var mu sync.Mutex
+	var g errgroup.Group
+	g.SetLimit(4)
 	for i := range 249 {
-		j, err := c.SubmitJob(ctx, api.JobBody{QueueId: "hold", WorkerInstances: 1, Name: ptr(fmt.Sprintf("j-%03d", i)),
-			Application: api.JobApplicationRef{Id: &app}})
-		if err != nil {
-			t.Fatalf("submit %d: %v", i, err)
-		}
-		want[*j.Id] = true
+		g.Go(func() error {
+			j, err := c.SubmitJob(ctx, api.JobBody{QueueId: "hold", WorkerInstances: 1, Name: ptr(fmt.Sprintf("j-%03d", i)),
+				Application: api.JobApplicationRef{Id: &app}})
+			if err != nil {
+				return fmt.Errorf("submit %d: %w", i, err)
+			}
+			mu.Lock()
+			want[*j.Id] = true
+			mu.Unlock()
+			return nil
+		})
 	}
+	if err := g.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("249 submissions took %s", time.Since(began))
 	var pages atomic.Int32
 	counting := &http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
 		if r.URL.Path == avxrm.BasePath+"/jobs" {
@@ -159,8 +173,9 @@ func TestJobsIteratorPagesOver250Jobs(t *testing.T) {
 }
 
 // holdQueue creates a queue of one worker instance taken by a long job, so
-// every other job submitted to it waits; at the end of the test it cancels
-// them all, the long job last, so no process outlives the test.
+// every other job submitted to it waits; at the end of the test it closes
+// the queue and cancels
+// the long job, so no process outlives the test.
 func holdQueue(t *testing.T, c *avxrm.Client, name, app string) {
 	t.Helper()
 	ctx := context.Background()
@@ -173,16 +188,9 @@ func holdQueue(t *testing.T, c *avxrm.Client, name, app string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		for j, err := range c.Jobs(ctx, avxrm.JobFilter{QueueID: name}) {
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			if *j.Id != *blocker.Id && !avxrm.JobFinal(&j) {
-				if _, err := c.CancelJob(ctx, *j.Id); err != nil && !errors.Is(err, avxrm.ErrConflict) {
-					t.Error(err)
-				}
-			}
+		// Limit 0 keeps the waiting jobs waiting; then the long job ends.
+		if _, err := c.Do(ctx, http.MethodPatch, "/queues/"+name, map[string]any{"maximum_allowed_worker_instances": 0}, nil); err != nil {
+			t.Error(err)
 		}
 		if _, err := c.CancelJob(ctx, *blocker.Id); err != nil && !errors.Is(err, avxrm.ErrConflict) {
 			t.Error(err)
