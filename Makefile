@@ -39,7 +39,21 @@ vet: ## go vet every module
 .PHONY: test
 test: test-deps vet verify-go-workspace ## install test needs, vet, then run every module's tests with -race and a short fuzz run
 	$(GO) test $(TESTFLAGS) $(PKGS)
+	@$(MAKE) --no-print-directory test-python
 	@$(MAKE) --no-print-directory fuzz
+
+.PHONY: test-python
+PYVENV := $(BIN)/pyvenv
+test-python: build-avxrm ## test the Python package (clients/python) against an all-in-one from bin/avxrm
+	@/usr/bin/python3 -c 'import httpx, pytest, venv, setuptools' 2>/dev/null || { \
+	  echo "installing python3-httpx python3-pytest python3-venv python3-setuptools (Debian packages)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-httpx python3-pytest python3-venv python3-setuptools >/dev/null; }
+	@test -x $(PYVENV)/bin/python || /usr/bin/python3 -m venv --system-site-packages $(PYVENV)
+	$(PYVENV)/bin/pip install -q --no-build-isolation --no-index ./clients/python
+	@rm -rf clients/python/build clients/python/src/*.egg-info
+	@# pytest exits 5 when it collected no test: that fails too, as any status but 0 does.
+	cd clients/python && AVXRM_BIN=$(abspath $(BIN)/avxrm) $(abspath $(PYVENV))/bin/python -m pytest -q -p no:cacheprovider tests; \
+	  st=$$?; [ $$st -eq 5 ] && echo "pytest collected no tests"; exit $$st
 
 .PHONY: fuzz
 fuzz: ## run each fuzz target for FUZZTIME (default 10s)
@@ -76,6 +90,11 @@ verify-go-workspace: ## fail if go.work does not list exactly the modules in the
 	 [ "$$want" = "$$have" ] || { echo "go.work lists: $$have"; echo "tree has: $$want"; echo "run make fix-go-workspace"; exit 1; }
 fix-go-workspace: ## make go.work use every module in the tree
 	@find . -name go.mod -not -path './.git/*' -printf '%h\n' | xargs $(GO) work use
+
+.PHONY: generate-sdk
+generate-sdk: ## copy the OpenAPI document the server serves into the Go SDK and regenerate its client
+	RM_UPDATE_SDK_SPEC=1 $(GO) test -count=1 -run '^TestSDKIsGeneratedFromTheServedDocument$$' ./cmd/avxrm/internal/sdktest/
+	cd sdk/go/avxrm/api && $(GO) generate ./...
 
 .PHONY: fmt
 fmt: ## gofmt every Go file

@@ -1,50 +1,60 @@
 // Command avxrm is the Resource Manager's user binary: `avxrm up` runs the
-// whole system locally on embedded NATS and FerretDB.
+// whole system locally on embedded NATS and FerretDB, and the other commands
+// (queues, submit, jobs, logs, watch, export, …) talk to a running one.
 package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
 
+	"github.com/avxrm/rm/cmd/avxrm/internal/cli"
 	"github.com/avxrm/rm/cmd/avxrm/internal/up"
+	"github.com/spf13/cobra"
 )
 
 func main() {
-	if err := run(os.Args[1:]); err != nil {
-		fmt.Fprintln(os.Stderr, "avxrm:", err)
-		os.Exit(1)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	root := cli.Root()
+	root.AddCommand(upCommand(), configTableCommand())
+	err := root.ExecuteContext(ctx)
+	stop()
+	os.Exit(cli.ExitCode(err, os.Stderr))
+}
+
+// upCommand runs the all-in-one; its flags are up.Load's (the standard
+// flag package's, which also reads the RM_* environment).
+func upCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "up [flags]",
+		Short: "Run the whole system locally (embedded NATS and FerretDB)",
+		Long: "Run the API, scheduler, launcher and scenario export in one process, on embedded NATS and FerretDB,\n" +
+			"all data under --data-dir. 'avxrm config-table' lists every setting.",
+		Example:            "  avxrm up\n  avxrm up --http-addr 127.0.0.1:9090 --data-dir /tmp/rm",
+		DisableFlagParsing: true,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := up.Load(args, os.Getenv)
+			if errors.Is(err, flag.ErrHelp) {
+				return nil // the flag package has printed the usage
+			}
+			if err != nil {
+				return err
+			}
+			log := up.NewLogger(cfg.LogFormat, cfg.LogLevel, os.Stderr)
+			return up.Run(cmd.Context(), cfg, log)
+		},
 	}
 }
 
-func run(args []string) error {
-	cmd := "help"
-	if len(args) > 0 {
-		cmd, args = args[0], args[1:]
+func configTableCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "config-table",
+		Short: "Print the configuration settings of 'avxrm up' as a Markdown table",
+		Args:  cobra.NoArgs,
+		Run:   func(cmd *cobra.Command, _ []string) { fmt.Fprint(cmd.OutOrStdout(), up.Usage()) },
 	}
-	switch cmd {
-	case "up":
-		cfg, err := up.Load(args, os.Getenv)
-		if err != nil {
-			return err
-		}
-		log := up.NewLogger(cfg.LogFormat, cfg.LogLevel, os.Stderr)
-		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-		defer stop()
-		return up.Run(ctx, cfg, log)
-	case "config-table":
-		fmt.Print(up.Usage())
-		return nil
-	case "help", "-h", "--help":
-		fmt.Print(`avxrm: the Resource Manager for simulation jobs
-
-usage:
-  avxrm up [flags]      run the whole system locally (embedded NATS and FerretDB); 'avxrm up -h' lists the flags
-  avxrm config-table    print the configuration settings as a Markdown table
-`)
-		return nil
-	}
-	return fmt.Errorf("unknown command %q (try 'avxrm help')", cmd)
 }

@@ -1,0 +1,536 @@
+"""Client and AsyncClient: the Resource Manager's REST API v1 over httpx.
+
+Both take the server's root URL (``http://127.0.0.1:8080``) and append the
+API's base path. Every POST carries an ``Idempotency-Key``, so a request that
+failed to reach the server (or whose answer was lost) is sent again safely;
+GET and PUT are retried likewise. Errors are the exceptions of
+:mod:`avxrm.errors`, by status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json as jsonlib
+import os
+import random
+import time
+import uuid
+import zipfile
+from typing import Any, AsyncIterator, Callable, Dict, Iterable, Iterator, List, Optional, Union
+
+import httpx
+
+from .auth import BearerAuth, TokenProvider
+from .errors import NotFoundError, Problem, ServerError, error_for
+from .models import (AppRuntimeConfig, Application, Artifact, Deployment, Event, Job, Plugin, Queue,
+                     ScenarioExport)
+
+BASE_PATH = "/api/resources/v1"
+DEFAULT_SERVER = "http://127.0.0.1:8080"
+PAGE_SIZE = 200
+
+Token = Union[None, str, TokenProvider]
+
+
+def _backoff(attempt: int, initial: float = 0.1, maximum: float = 5.0) -> float:
+    d = min(initial * (2 ** attempt), maximum)
+    return d - random.uniform(0, d / 4)
+
+
+def _drop_none(d: Dict[str, Any]) -> Dict[str, Any]:
+    return {k: v for k, v in d.items() if v is not None}
+
+
+class _SSEParser:
+    """Turns the lines of a text/event-stream into Events."""
+
+    def __init__(self) -> None:
+        self.id: Optional[int] = None
+        self.type = ""
+        self.data: List[str] = []
+
+    def feed(self, line: str) -> Optional[Event]:
+        line = line.rstrip("\r\n")
+        if line == "":
+            if not self.data:
+                return None
+            ce = jsonlib.loads("\n".join(self.data))
+            ev = Event(id=self.id or 0, type=self.type or ce.get("type", ""), subject=ce.get("subject", ""),
+                       source=ce.get("source", ""), time=ce.get("time", ""), data=ce.get("data") or {}, cloudevent=ce)
+            self.id, self.type, self.data = None, "", []
+            return ev
+        if line.startswith(":"):
+            return None
+        name, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if name == "id":
+            self.id = int(value)
+        elif name == "event":
+            self.type = value
+        elif name == "data":
+            self.data.append(value)
+        return None
+
+
+def _check(resp: httpx.Response) -> None:
+    if resp.status_code >= 400:
+        raise error_for(resp.status_code, resp.content)
+
+
+def _watch_request(job_id: Optional[str], queue_id: Optional[str], types: Optional[Iterable[str]],
+                   last: Optional[int]) -> Dict[str, Any]:
+    params = _drop_none({"job_id": job_id, "queue_id": queue_id, "type": ",".join(types) if types else None})
+    headers = {"Accept": "text/event-stream"}
+    if last is not None:
+        headers["Last-Event-ID"] = str(last)
+    return {"params": params, "headers": headers}
+
+
+class _Resources:
+    """The resource helpers; the same for Client and AsyncClient (whose
+    requests return coroutines and async iterators)."""
+
+    def _init_resources(self) -> None:
+        self.queues = Collection(self, "/queues", Queue)
+        self.plugins = Collection(self, "/plugins", Plugin)
+        self.applications = Collection(self, "/applications", Application)
+        self.apps = self.applications
+        self.deployments = Collection(self, "/deployments", Deployment)
+        self.runtime_configs = RuntimeConfigs(self)
+        self.jobs = Jobs(self)
+        self.exports = Exports(self)
+        self.events = Events(self)
+
+    def _request(self, method: str, path: str, **kw: Any) -> Any:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def _pages(self, path: str, params: Optional[Dict[str, Any]], parse: Callable[[Dict[str, Any]], Any]) -> Any:
+        raise NotImplementedError  # pragma: no cover
+
+
+class Collection:
+    """A collection of resources: ``list``, ``get``, ``create``, ``update`` (a
+    merge patch), ``replace``, ``delete``. Fields are the API's JSON names."""
+
+    def __init__(self, client: _Resources, path: str, model: Any):
+        self._c, self._path, self._model = client, path, model
+
+    def list(self, **filters: Any) -> Any:
+        """Iterate over every item (page by page); filters are query parameters."""
+        return self._c._pages(self._path, _drop_none(filters), self._model.from_dict)
+
+    def get(self, id_or_name: str) -> Any:
+        return self._c._request("GET", f"{self._path}/{id_or_name}", parse=self._model.from_dict)
+
+    def create(self, **fields: Any) -> Any:
+        return self._c._request("POST", self._path, json=fields, parse=self._model.from_dict)
+
+    def update(self, id_or_name: str, **fields: Any) -> Any:
+        """A JSON merge patch: given fields replace, None removes."""
+        return self._c._request("PATCH", f"{self._path}/{id_or_name}", json=fields, parse=self._model.from_dict,
+                                headers={"Content-Type": "application/merge-patch+json"})
+
+    def replace(self, id_or_name: str, **fields: Any) -> Any:
+        return self._c._request("PUT", f"{self._path}/{id_or_name}", json=fields, parse=self._model.from_dict)
+
+    def delete(self, id_or_name: str) -> Any:
+        return self._c._request("DELETE", f"{self._path}/{id_or_name}")
+
+
+class RuntimeConfigs:
+    """App-runtime-configs, one per (queue, application)."""
+
+    def __init__(self, client: _Resources):
+        self._c = client
+
+    @staticmethod
+    def _p(queue_id: str, application_id: str) -> str:
+        return f"/app-runtime-config/{queue_id}/application/{application_id}"
+
+    def list(self, queue_id: Optional[str] = None, application_id: Optional[str] = None) -> Any:
+        return self._c._pages("/app-runtime-config", _drop_none({"queue_id": queue_id, "application_id": application_id}),
+                              AppRuntimeConfig.from_dict)
+
+    def get(self, queue_id: str, application_id: str) -> Any:
+        return self._c._request("GET", self._p(queue_id, application_id), parse=AppRuntimeConfig.from_dict)
+
+    def create(self, queue_id: str, application_id: str, **fields: Any) -> Any:
+        return self._c._request("POST", self._p(queue_id, application_id), json=fields, parse=AppRuntimeConfig.from_dict)
+
+    def update(self, queue_id: str, application_id: str, **fields: Any) -> Any:
+        return self._c._request("PATCH", self._p(queue_id, application_id), json=fields, parse=AppRuntimeConfig.from_dict,
+                                headers={"Content-Type": "application/merge-patch+json"})
+
+    def delete(self, queue_id: str, application_id: str) -> Any:
+        return self._c._request("DELETE", self._p(queue_id, application_id))
+
+
+class Jobs(Collection):
+    """Jobs: ``submit``, ``get``, ``list``, ``wait``, ``cancel``, ``cleanup``,
+    ``delete``, ``logs``, ``artifacts``, the post-controller."""
+
+    def __init__(self, client: _Resources):
+        super().__init__(client, "/jobs", Job)
+
+    def submit(self, **fields: Any) -> Any:
+        """``submit(queue_id="Default", application={"id": "app-…"}, worker_instances=8)``"""
+        return self.create(**fields)
+
+    def wait(self, id: str, timeout: Optional[float] = None) -> Any:
+        """The job once its status is final, followed through the event stream."""
+        return self._c._wait_job(id, timeout)  # type: ignore[attr-defined]
+
+    def cancel(self, id: str) -> Any:
+        return self._c._request("POST", f"/jobs/{id}/cancel", parse=Job.from_dict)
+
+    def cleanup(self, id: str) -> Any:
+        return self._c._request("POST", f"/jobs/{id}/cleanup", parse=Job.from_dict)
+
+    def start_post_controller(self, id: str) -> Any:
+        return self._c._request("POST", f"/jobs/{id}/post-controller")
+
+    def stop_post_controller(self, id: str) -> Any:
+        return self._c._request("DELETE", f"/jobs/{id}/post-controller")
+
+    def logs(self, id: str, role: str = "worker", index: int = 0) -> Any:
+        """An instance's output so far, as text."""
+        return self._c._request("GET", f"/jobs/{id}/instances/{role}/{index}/logs", text=True)
+
+    def artifacts(self, id: str, **filters: Any) -> Any:
+        return self._c._pages(f"/jobs/{id}/artifacts", _drop_none(filters), Artifact.from_dict)
+
+
+class Exports:
+    """Scenario exports: ``create``, ``get``, ``wait``, ``download``."""
+
+    def __init__(self, client: _Resources):
+        self._c = client
+
+    def create(self, job_id: str, samples: Optional[List[str]] = None, include: Optional[List[str]] = None,
+               filter_by_asset_declaration: Optional[List[str]] = None) -> Any:
+        body = _drop_none({"samples": samples, "include": include, "filter_by_asset_declaration": filter_by_asset_declaration})
+        return self._c._request("POST", f"/jobs/{job_id}/scenario-exports", json=body, parse=ScenarioExport.from_dict)
+
+    def get(self, id: str) -> Any:
+        return self._c._request("GET", f"/scenario-exports/{id}", parse=ScenarioExport.from_dict)
+
+    def wait(self, id: str, timeout: Optional[float] = None) -> Any:
+        return self._c._wait_export(id, timeout)  # type: ignore[attr-defined]
+
+    def download(self, id: str, path: str) -> Any:
+        """Write the ready export's zip to path (resuming path + ".part") and
+        verify it against its sha256 and manifest.json; returns the manifest."""
+        return self._c._download(id, path)  # type: ignore[attr-defined]
+
+
+class Events:
+    """The event stream."""
+
+    def __init__(self, client: _Resources):
+        self._c = client
+
+    def watch(self, job_id: Optional[str] = None, queue_id: Optional[str] = None, types: Optional[Iterable[str]] = None,
+              after: Optional[int] = None, on_disconnect: Optional[Callable[[Exception, int], None]] = None) -> Any:
+        """Iterate over events as they come. ``after`` resumes after that event id
+        (0: every stored event; None: only new ones). A lost connection is
+        reopened with ``Last-Event-ID`` after a backoff: no event is lost or
+        repeated. ``on_disconnect(error, attempt)`` is told of each loss."""
+        return self._c._watch(job_id, queue_id, types, after, on_disconnect)  # type: ignore[attr-defined]
+
+
+def verify_zip(path: str, sha256: Optional[str]) -> Dict[str, Any]:
+    """Check the zip's sha256 and every file against its manifest.json."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    if sha256 and h.hexdigest() != sha256:
+        raise ValueError(f"{path}: sha256 {h.hexdigest()}, the server says {sha256}")
+    with zipfile.ZipFile(path) as z:
+        manifest = jsonlib.loads(z.read("manifest.json"))
+        for e in manifest.get("files", []):
+            data = z.read(e["path"])
+            if len(data) != e["size"] or hashlib.sha256(data).hexdigest() != e["sha256"]:
+                raise ValueError(f"{path}: {e['path']} does not match the manifest")
+        if len(z.namelist()) != len(manifest.get("files", [])) + 1:
+            raise ValueError(f"{path}: the zip and its manifest list different files")
+    return manifest
+
+
+_RETRYABLE = (httpx.ConnectError, httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError, httpx.ConnectTimeout)
+
+
+def _prepare(method: str, kw: Dict[str, Any]) -> Dict[str, Any]:
+    headers = dict(kw.pop("headers", None) or {})
+    if method == "POST":
+        headers.setdefault("Idempotency-Key", uuid.uuid4().hex)
+    body = kw.pop("json", None)
+    out: Dict[str, Any] = {"headers": headers, "params": kw.pop("params", None)}
+    if body is not None:
+        out["content"] = jsonlib.dumps(body).encode()
+        headers.setdefault("Content-Type", "application/json")
+    return out
+
+
+def _result(resp: httpx.Response, parse: Optional[Callable[[Any], Any]], text: bool) -> Any:
+    _check(resp)
+    if text:
+        return resp.text
+    if resp.status_code == 204 or not resp.content:
+        return None
+    data = resp.json()
+    return parse(data) if parse else data
+
+
+class Client(_Resources):
+    """A synchronous client. ``Client(server, token=None)``; a context manager.
+
+    >>> with avxrm.Client("http://127.0.0.1:8080") as c:
+    ...     job = c.jobs.submit(queue_id="Default", application={"id": app_id}, worker_instances=8)
+    ...     job = c.jobs.wait(job.id)
+    """
+
+    def __init__(self, server: Optional[str] = None, token: Token = None, *, timeout: float = 30.0, retries: int = 4,
+                 verify: Any = True):
+        self.server = (server or os.environ.get("RM_SERVER") or DEFAULT_SERVER).rstrip("/")
+        self.retries = retries
+        self._http = httpx.Client(base_url=self.server + BASE_PATH, timeout=timeout, verify=verify,
+                                  auth=BearerAuth(token) if token else None)
+        self._init_resources()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def _request(self, method: str, path: str, *, parse: Optional[Callable[[Any], Any]] = None, text: bool = False,
+                 **kw: Any) -> Any:
+        req = _prepare(method, kw)
+        for attempt in range(self.retries + 1):
+            try:
+                resp = self._http.request(method, path, **req)
+                break
+            except _RETRYABLE:
+                if method in ("PATCH", "DELETE") or attempt == self.retries:
+                    raise
+                time.sleep(_backoff(attempt))
+        return _result(resp, parse, text)
+
+    def _pages(self, path: str, params: Optional[Dict[str, Any]], parse: Callable[[Dict[str, Any]], Any]) -> Iterator[Any]:
+        params = dict(params or {}, limit=PAGE_SIZE)
+        while True:
+            page = self._request("GET", path, params=params)
+            for it in page.get("items") or []:
+                yield parse(it)
+            if not page.get("next_cursor"):
+                return
+            params["cursor"] = page["next_cursor"]
+
+    def _watch(self, job_id: Optional[str], queue_id: Optional[str], types: Optional[Iterable[str]], after: Optional[int],
+               on_disconnect: Optional[Callable[[Exception, int], None]] = None) -> Iterator[Event]:
+        last, attempt = after, 0
+        while True:
+            err: Exception
+            try:
+                with self._http.stream("GET", "/events", timeout=httpx.Timeout(30.0, read=45.0),
+                                       **_watch_request(job_id, queue_id, types, last)) as r:
+                    if r.status_code >= 400:
+                        r.read()
+                        e = error_for(r.status_code, r.content)
+                        if not isinstance(e, ServerError):
+                            raise e
+                        raise httpx.RemoteProtocolError(str(e))
+                    parser = _SSEParser()
+                    for line in r.iter_lines():
+                        ev = parser.feed(line)
+                        if ev is not None:
+                            last, attempt = ev.id, 0
+                            yield ev
+                err = EOFError("the server ended the stream")
+            except httpx.TransportError as e:
+                err = e
+            if on_disconnect:
+                on_disconnect(err, attempt)
+            time.sleep(_backoff(attempt))
+            attempt += 1
+
+    def _wait_job(self, id: str, timeout: Optional[float]) -> Job:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        job: Job = self.jobs.get(id)
+        if job.final:
+            return job
+        for ev in self._watch(id, None, None, 0):
+            if ev.type == "rm.job.deleted":
+                raise NotFoundError(Problem(status=404, title="Not Found", detail=f"job {id} was deleted"))
+            j = ev.job()
+            if j.version > job.version:
+                job = j
+                if job.final:
+                    return job
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"job {id} is still {job.status}")
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _wait_export(self, id: str, timeout: Optional[float]) -> ScenarioExport:
+        x: ScenarioExport = self.exports.get(id)
+        if x.status in ("ready", "failed"):
+            return x
+        for ev in self._watch(None, None, ["rm.export.ready", "rm.export.failed"], 0):
+            if ev.subject == id:
+                return ScenarioExport.from_dict(ev.data)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _download(self, id: str, path: str) -> Dict[str, Any]:
+        x: ScenarioExport = self.exports.get(id)
+        part = path + ".part"
+        have = os.path.getsize(part) if os.path.exists(part) else 0
+        headers = {"Range": f"bytes={have}-", "If-Range": f'"{x.sha256}"'} if have else {}
+        with self._http.stream("GET", f"/scenario-exports/{id}/download", headers=headers) as r:
+            if r.status_code != 416:
+                if r.status_code >= 400:
+                    r.read()
+                    _check(r)
+                with open(part, "ab" if r.status_code == 206 else "wb") as f:
+                    for chunk in r.iter_bytes():
+                        f.write(chunk)
+        manifest = verify_zip(part, x.sha256)
+        os.replace(part, path)
+        return manifest
+
+
+class AsyncClient(_Resources):
+    """The asynchronous client: the same helpers, awaited; an async context manager.
+
+    >>> async with avxrm.AsyncClient("http://127.0.0.1:8080") as c:
+    ...     job = await c.jobs.submit(queue_id="Default", application={"id": app_id}, worker_instances=8)
+    ...     job = await c.jobs.wait(job.id)
+    """
+
+    def __init__(self, server: Optional[str] = None, token: Token = None, *, timeout: float = 30.0, retries: int = 4,
+                 verify: Any = True):
+        self.server = (server or os.environ.get("RM_SERVER") or DEFAULT_SERVER).rstrip("/")
+        self.retries = retries
+        self._http = httpx.AsyncClient(base_url=self.server + BASE_PATH, timeout=timeout, verify=verify,
+                                       auth=BearerAuth(token) if token else None)
+        self._init_resources()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> "AsyncClient":
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.aclose()
+
+    async def _request(self, method: str, path: str, *, parse: Optional[Callable[[Any], Any]] = None,
+                       text: bool = False, **kw: Any) -> Any:
+        req = _prepare(method, kw)
+        for attempt in range(self.retries + 1):
+            try:
+                resp = await self._http.request(method, path, **req)
+                break
+            except _RETRYABLE:
+                if method in ("PATCH", "DELETE") or attempt == self.retries:
+                    raise
+                await asyncio.sleep(_backoff(attempt))
+        return _result(resp, parse, text)
+
+    async def _pages(self, path: str, params: Optional[Dict[str, Any]],
+                     parse: Callable[[Dict[str, Any]], Any]) -> AsyncIterator[Any]:
+        params = dict(params or {}, limit=PAGE_SIZE)
+        while True:
+            page = await self._request("GET", path, params=params)
+            for it in page.get("items") or []:
+                yield parse(it)
+            if not page.get("next_cursor"):
+                return
+            params["cursor"] = page["next_cursor"]
+
+    async def _watch(self, job_id: Optional[str], queue_id: Optional[str], types: Optional[Iterable[str]],
+                     after: Optional[int],
+                     on_disconnect: Optional[Callable[[Exception, int], None]] = None) -> AsyncIterator[Event]:
+        last, attempt = after, 0
+        while True:
+            err: Exception
+            try:
+                async with self._http.stream("GET", "/events", timeout=httpx.Timeout(30.0, read=45.0),
+                                             **_watch_request(job_id, queue_id, types, last)) as r:
+                    if r.status_code >= 400:
+                        await r.aread()
+                        e = error_for(r.status_code, r.content)
+                        if not isinstance(e, ServerError):
+                            raise e
+                        raise httpx.RemoteProtocolError(str(e))
+                    parser = _SSEParser()
+                    async for line in r.aiter_lines():
+                        ev = parser.feed(line)
+                        if ev is not None:
+                            last, attempt = ev.id, 0
+                            yield ev
+                err = EOFError("the server ended the stream")
+            except httpx.TransportError as e:
+                err = e
+            if on_disconnect:
+                on_disconnect(err, attempt)
+            await asyncio.sleep(_backoff(attempt))
+            attempt += 1
+
+    async def _wait_job(self, id: str, timeout: Optional[float]) -> Job:
+        return await asyncio.wait_for(self._wait_job_forever(id), timeout)
+
+    async def _wait_job_forever(self, id: str) -> Job:
+        job: Job = await self.jobs.get(id)
+        if job.final:
+            return job
+        stream = self._watch(id, None, None, 0)
+        try:
+            async for ev in stream:
+                if ev.type == "rm.job.deleted":
+                    raise NotFoundError(Problem(status=404, title="Not Found", detail=f"job {id} was deleted"))
+                j = ev.job()
+                if j.version > job.version:
+                    job = j
+                    if job.final:
+                        return job
+        finally:
+            await stream.aclose()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _wait_export(self, id: str, timeout: Optional[float]) -> ScenarioExport:
+        async def forever() -> ScenarioExport:
+            x: ScenarioExport = await self.exports.get(id)
+            if x.status in ("ready", "failed"):
+                return x
+            stream = self._watch(None, None, ["rm.export.ready", "rm.export.failed"], 0)
+            try:
+                async for ev in stream:
+                    if ev.subject == id:
+                        return ScenarioExport.from_dict(ev.data)
+            finally:
+                await stream.aclose()
+            raise AssertionError("unreachable")  # pragma: no cover
+
+        return await asyncio.wait_for(forever(), timeout)
+
+    async def _download(self, id: str, path: str) -> Dict[str, Any]:
+        x: ScenarioExport = await self.exports.get(id)
+        part = path + ".part"
+        have = os.path.getsize(part) if os.path.exists(part) else 0
+        headers = {"Range": f"bytes={have}-", "If-Range": f'"{x.sha256}"'} if have else {}
+        async with self._http.stream("GET", f"/scenario-exports/{id}/download", headers=headers) as r:
+            if r.status_code != 416:
+                if r.status_code >= 400:
+                    await r.aread()
+                    _check(r)
+                with open(part, "ab" if r.status_code == 206 else "wb") as f:
+                    async for chunk in r.aiter_bytes():
+                        f.write(chunk)
+        manifest = verify_zip(part, x.sha256)
+        os.replace(part, path)
+        return manifest

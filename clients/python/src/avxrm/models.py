@@ -1,0 +1,203 @@
+"""Typed models of the API's resources. Each keeps the fields this package
+knows as attributes and everything the server sent in ``raw``, so fields a
+newer server adds are not lost."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Type, TypeVar
+
+T = TypeVar("T", bound="Model")
+
+FINAL_JOB_STATUSES = ("succeeded", "failed", "cancelled")
+
+
+@dataclass
+class Model:
+    raw: Dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_dict(cls: Type[T], d: Dict[str, Any]) -> T:
+        kwargs: Dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            if f.name == "raw" or f.name not in d:
+                continue
+            kwargs[f.name] = _convert(cls, f.name, d[f.name])
+        return cls(raw=d, **kwargs)
+
+
+def _convert(cls: type, name: str, v: Any) -> Any:
+    sub = _NESTED.get((cls.__name__, name))
+    if sub is None or v is None:
+        return v
+    if isinstance(v, list):
+        return [sub.from_dict(x) for x in v]
+    return sub.from_dict(v)
+
+
+@dataclass
+class Resource(Model):
+    id: str = ""
+    created_at: Optional[str] = None
+    updated_at: Optional[str] = None
+    version: int = 0
+
+
+@dataclass
+class QueueUsage(Model):
+    allocated_worker_instances: int = 0
+    running_jobs: int = 0
+    pending_jobs: int = 0
+    pending_worker_instances: int = 0
+
+
+@dataclass
+class Queue(Resource):
+    name: str = ""
+    description: Optional[str] = None
+    plugin_id: Optional[str] = None
+    maximum_allowed_worker_instances: Optional[int] = None
+    resource_limits: Optional[Dict[str, Any]] = None
+    storages: Optional[List[Dict[str, Any]]] = None
+    environment_variables: Optional[Dict[str, str]] = None
+    attributes: Optional[Dict[str, Any]] = None
+    scheduling: Optional[Dict[str, Any]] = None
+    access: Optional[Dict[str, Any]] = None
+    built_in: bool = False
+    usage: Optional[QueueUsage] = None
+
+
+@dataclass
+class Plugin(Resource):
+    name: str = ""
+    type: str = ""
+    config: Dict[str, Any] = field(default_factory=dict)
+    is_default: bool = False
+
+
+@dataclass
+class Application(Resource):
+    name: str = ""
+    version: str = ""
+    description: Optional[str] = None
+    image: Optional[str] = None
+    command: Optional[List[str]] = None
+    args: Optional[List[str]] = None
+    environment_variables: Optional[Dict[str, str]] = None
+
+
+@dataclass
+class AppRuntimeConfig(Resource):
+    queue_id: str = ""
+    application_id: str = ""
+    image: str = ""
+    working_directory: str = ""
+    command: Optional[List[str]] = None
+    args: Optional[List[str]] = None
+    environment_variables: Optional[Dict[str, str]] = None
+    resource_limits: Optional[Dict[str, Any]] = None
+
+
+@dataclass
+class Deployment(Resource):
+    name: str = ""
+    application_id: str = ""
+    queue_id: str = ""
+    replicas: int = 0
+    environment_variables: Optional[Dict[str, str]] = None
+    status: Optional[Dict[str, Any]] = None
+
+
+@dataclass
+class Condition(Model):
+    type: str = ""
+    status: str = ""
+    reason: Optional[str] = None
+    message: Optional[str] = None
+    last_transition_time: Optional[str] = None
+
+
+@dataclass
+class Instance(Model):
+    role: str = ""
+    index: int = 0
+    status: str = ""
+    exit_code: Optional[int] = None
+    message: Optional[str] = None
+    started_at: Optional[str] = None
+    finished_at: Optional[str] = None
+
+
+@dataclass
+class Job(Resource):
+    name: str = ""
+    queue_id: str = ""
+    queue_name: Optional[str] = None
+    application: Dict[str, Any] = field(default_factory=dict)
+    worker_instances: int = 0
+    environment_variables: Optional[Dict[str, str]] = None
+    labels: Optional[Dict[str, str]] = None
+    priority: int = 0
+    status: str = ""
+    conditions: List[Condition] = field(default_factory=list)
+    warnings: List[str] = field(default_factory=list)
+    instances: List[Instance] = field(default_factory=list)
+    submitted_at: Optional[str] = None
+    admitted_at: Optional[str] = None
+    started_at: Optional[str] = None
+    finished_at: Optional[str] = None
+    cleaned_at: Optional[str] = None
+
+    @property
+    def final(self) -> bool:
+        return self.status in FINAL_JOB_STATUSES
+
+    def condition(self, type_: str) -> Optional[Condition]:
+        return next((c for c in self.conditions if c.type == type_), None)
+
+
+@dataclass
+class Artifact(Model):
+    kind: str = ""
+    path: str = ""
+    size: int = 0
+    sha256: str = ""
+    sample_id: Optional[str] = None
+    declaration: Optional[str] = None
+    created_at: Optional[str] = None
+
+
+@dataclass
+class ScenarioExport(Resource):
+    job_id: Optional[str] = None
+    status: str = ""
+    request: Dict[str, Any] = field(default_factory=dict)
+    size: Optional[int] = None
+    file_count: Optional[int] = None
+    sha256: Optional[str] = None
+    reason: Optional[str] = None
+
+
+@dataclass
+class Event:
+    """One message of the event stream: ``id`` resumes after it; ``data`` is the
+    resource as the API returns it."""
+
+    id: int
+    type: str
+    subject: str
+    source: str
+    time: str
+    data: Dict[str, Any]
+    cloudevent: Dict[str, Any] = field(repr=False, default_factory=dict)
+
+    def job(self) -> Job:
+        return Job.from_dict(self.data)
+
+
+_NESTED = {
+    ("Queue", "usage"): QueueUsage,
+    ("Job", "conditions"): Condition,
+    ("Job", "instances"): Instance,
+}

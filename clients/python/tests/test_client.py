@@ -1,0 +1,172 @@
+"""The Python package against the all-in-one (see conftest.py)."""
+
+import asyncio
+import socket
+import threading
+from urllib.parse import urlparse
+
+import pytest
+
+import avxrm
+
+
+def test_flow_through_client(seeded):
+    server, app_id = seeded
+    with avxrm.Client(server) as c:
+        q = c.queues.get("Default")
+        assert isinstance(q, avxrm.Queue) and q.maximum_allowed_worker_instances == 10
+        job = c.jobs.submit(queue_id="Default", application={"id": app_id}, worker_instances=3,
+                            labels={"via": "python"}, environment_variables={"SLEEP": "1"})
+        assert isinstance(job, avxrm.Job) and job.id.startswith("job-") and job.status == "submitted"
+        done = c.jobs.wait(job.id, timeout=120)
+        assert done.status == "succeeded" and done.final
+        assert [i.status for i in done.instances if i.role == "worker"] == ["succeeded"] * 3
+        assert done.condition("Admitted").status == "True"
+        assert job.id in [j.id for j in c.jobs.list(label="via=python")]
+        assert c.jobs.get(job.id).finished_at is not None
+        assert c.jobs.logs(job.id, "worker", 2) == "hello from worker 2\n"
+        # A failed job: wait returns it with the failing instance named.
+        bad = c.jobs.submit(queue_id="Default", application={"id": app_id}, worker_instances=2,
+                            environment_variables={"FAIL_INDEX": "1"})
+        failed = c.jobs.wait(bad.id, timeout=120)
+        assert failed.status == "failed"
+        assert "worker 1 exited with code 2" in failed.warnings
+
+
+def test_flow_through_async_client(seeded):
+    server, app_id = seeded
+
+    async def flow():
+        async with avxrm.AsyncClient(server) as c:
+            q = await c.queues.get("Default")
+            assert q.name == "Default"
+            job = await c.jobs.submit(queue_id="Default", application={"id": app_id}, worker_instances=2)
+            done = await c.jobs.wait(job.id, timeout=120)
+            assert done.status == "succeeded"
+            ids = [j.id async for j in c.jobs.list(queue_id="Default")]
+            assert job.id in ids
+            with pytest.raises(avxrm.NotFoundError):
+                await c.jobs.get("job-does-not-exist")
+            return done
+
+    done = asyncio.run(flow())
+    assert isinstance(done, avxrm.Job)
+
+
+def test_errors_are_typed(seeded):
+    server, app_id = seeded
+    with avxrm.Client(server) as c:
+        with pytest.raises(avxrm.NotFoundError) as e:
+            c.jobs.get("job-does-not-exist")
+        assert e.value.status == 404 and e.value.problem.status == 404
+        with pytest.raises(avxrm.ValidationError) as e:
+            c.jobs.submit(queue_id="Default", application={"id": app_id}, worker_instances=0)
+        assert any(f.field.endswith("worker_instances") for f in e.value.errors), e.value.errors
+        with pytest.raises(avxrm.ConflictError):
+            c.queues.create(name="Default")
+        with pytest.raises(avxrm.ValidationError) as e:
+            c.queues.create(name="bad", no_such_field=1)
+
+
+class CuttableProxy:
+    """A TCP proxy to the server whose open connections the test can cut."""
+
+    def __init__(self, target):
+        self.target = target
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = "http://127.0.0.1:%d" % self.listener.getsockname()[1]
+        self.conns = []
+        self.accepted = 0
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.listener.accept()
+            except OSError:
+                return
+            s = socket.create_connection(self.target)
+            with self.lock:
+                self.conns += [c, s]
+                self.accepted += 1
+            for a, b in ((c, s), (s, c)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(a, b):
+        try:
+            while True:
+                data = a.recv(65536)
+                if not data:
+                    break
+                b.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for x in (a, b):
+                try:
+                    x.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def cut(self):
+        with self.lock:
+            for x in self.conns:
+                try:
+                    x.shutdown(socket.SHUT_RDWR)
+                    x.close()
+                except OSError:
+                    pass
+            self.conns = []
+
+    def close(self):
+        self.cut()
+        self.listener.close()
+
+
+def test_events_watch_resumes_after_a_disconnect(seeded):
+    server, app_id = seeded
+    u = urlparse(server)
+    proxy = CuttableProxy((u.hostname, u.port))
+    disconnects = []
+    try:
+        with avxrm.Client(server) as direct, avxrm.Client(proxy.url) as c:
+            job = direct.jobs.submit(queue_id="Default", application={"id": app_id}, worker_instances=1,
+                                     environment_variables={"SLEEP": "2"})
+            got = []
+            for ev in c.events.watch(job_id=job.id, after=0, on_disconnect=lambda e, n: disconnects.append(e)):
+                got.append(ev)
+                if len(got) == 1:
+                    proxy.cut()  # the stream drops after the first event
+                if ev.type in ("rm.job.succeeded", "rm.job.failed"):
+                    break
+            # The same events, read in one go from the start, for comparison.
+            want = []
+            for ev in direct.events.watch(job_id=job.id, after=0):
+                want.append(ev)
+                if ev.type == got[-1].type:
+                    break
+    finally:
+        proxy.close()
+    assert disconnects, "the stream was never cut"
+    assert proxy.accepted >= 2
+    assert [e.id for e in got] == [e.id for e in want], "events lost or repeated across the reconnect"
+    assert got[0].type == "rm.job.submitted" and got[-1].type == "rm.job.succeeded"
+    assert all(e.subject == job.id for e in got) and got[-1].job().status == "succeeded"
+
+
+def test_token_is_sent_as_bearer(seeded):
+    server, _ = seeded
+    seen = {}
+    import httpx
+
+    def hook(request):
+        seen["auth"] = request.headers.get("Authorization")
+
+    with avxrm.Client(server, token="static-token") as c:
+        c._http.event_hooks["request"] = [hook]
+        c.queues.get("Default")  # auth is off on the all-in-one: the header is harmless
+    assert seen["auth"] == "Bearer static-token"
+    assert isinstance(avxrm.TokenProvider("http://127.0.0.1:1", "avxrm", username="u", password="p"), object)
+    del httpx

@@ -1,0 +1,449 @@
+package main_test
+
+// End-to-end tests of the avxrm command line: the binary is built once,
+// `avxrm up` runs from it on free ports with its data in a temp dir, and
+// every command runs as a separate process against it, as a user would.
+
+import (
+	"archive/zip"
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/creack/pty"
+)
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "avxrm-cli-test")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "avxrm")
+	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build avxrm: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// server is an all-in-one run from the built binary.
+type server struct {
+	url  string
+	home string // HOME and XDG_CONFIG_HOME of the commands, so no login cache leaks in
+}
+
+var apiLine = regexp.MustCompile(`"api":"(http://[^"]+)"`)
+
+func startServer(t *testing.T) *server {
+	t.Helper()
+	data := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, binary, "up", "--data-dir", data, "--http-addr", "127.0.0.1:0",
+		"--nats-addr", "127.0.0.1:0", "--mongo-addr", "127.0.0.1:0", "--log-format", "json", "--outbox-interval", "200ms")
+	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
+	cmd.WaitDelay = 30 * time.Second
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		_ = cmd.Wait()
+	})
+	found := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			if m := apiLine.FindStringSubmatch(sc.Text()); m != nil {
+				select {
+				case found <- m[1]:
+				default:
+				}
+			}
+			if os.Getenv("RM_TEST_LOG") != "" {
+				fmt.Fprintln(os.Stderr, sc.Text())
+			}
+		}
+	}()
+	var url string
+	select {
+	case url = <-found:
+	case <-time.After(90 * time.Second):
+		t.Fatal("avxrm up never said where it listens")
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := http.Get(url + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never became ready", url)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return &server{url: url, home: t.TempDir()}
+}
+
+func (s *server) command(ctx context.Context, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, binary, args...)
+	cmd.Env = append(os.Environ(), "RM_SERVER="+s.url, "HOME="+s.home, "XDG_CONFIG_HOME="+s.home, "RM_TOKEN=")
+	return cmd
+}
+
+// background starts avxrm; the returned buffer collects its stdout and
+// stderr while it runs. The command ends with ctx.
+func (s *server) background(t *testing.T, ctx context.Context, args ...string) (*exec.Cmd, *syncBuffer) {
+	t.Helper()
+	cmd := s.command(ctx, args...)
+	out := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd, out
+}
+
+// run runs avxrm and returns its stdout, stderr and exit code.
+func (s *server) run(t *testing.T, args ...string) (string, string, int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := s.command(ctx, args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("avxrm %v: %v", args, err)
+	}
+	return out.String(), errb.String(), code
+}
+
+// must runs avxrm and fails the test unless it exits 0.
+func (s *server) must(t *testing.T, args ...string) string {
+	t.Helper()
+	out, errs, code := s.run(t, args...)
+	if code != 0 {
+		t.Fatalf("avxrm %s: exit %d\n%s%s", strings.Join(args, " "), code, out, errs)
+	}
+	return out
+}
+
+// The local test application: it prints "tick 1..$TICKS" half a second
+// apart, fails with exit code 2 when it is worker $FAIL_INDEX, else sleeps
+// $SLEEP seconds (1 by default).
+const script = `echo "hello from $RM_ROLE $RM_INSTANCE_INDEX"
+i=0; while [ "$i" -lt "${TICKS:-0}" ]; do i=$((i+1)); echo "tick $i"; sleep 0.5; done
+if [ "$RM_ROLE" = worker ] && [ "$RM_INSTANCE_INDEX" = "${FAIL_INDEX:-none}" ]; then exit 2; fi
+exec sleep "${SLEEP:-1}"`
+
+// seed creates queue Default (limit 10) and the application sim:1.0 with
+// the CLI, the application from a YAML file.
+func seed(t *testing.T, s *server) {
+	t.Helper()
+	s.must(t, "queues", "create", "Default", "--limit", "5")
+	s.must(t, "queues", "set", "Default", "--limit", "10")
+	f := filepath.Join(t.TempDir(), "app.yaml")
+	cmdJSON, _ := json.Marshal([]string{"/bin/sh", "-c", script})
+	if err := os.WriteFile(f, []byte("name: sim\nversion: \"1.0\"\nimage: local\ncommand: "+string(cmdJSON)+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s.must(t, "apps", "create", "-f", f)
+	var q map[string]any
+	if err := json.Unmarshal([]byte(s.must(t, "queues", "get", "Default", "-o", "json")), &q); err != nil {
+		t.Fatal(err)
+	}
+	if q["maximum_allowed_worker_instances"] != float64(10) {
+		t.Fatalf("queue after set --limit 10: %v", q)
+	}
+}
+
+// The worked example: a job of 10 takes the queue, a job of 8 says why it
+// waits, then runs; both --wait commands exit 0.
+func TestCLIWorkedExample(t *testing.T) {
+	s := startServer(t)
+	seed(t, s)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	first, firstOut := s.background(t, ctx, "submit", "--queue", "Default", "--app", "sim:1.0", "--workers", "10", "--env", "SLEEP=4", "--wait")
+	waitFor(t, 60*time.Second, "the first job running", func() bool { return strings.Contains(firstOut.String(), " running ") })
+
+	out, errs, code := s.run(t, "submit", "--queue", "Default", "--app", "sim:1.0", "--workers", "8", "--wait")
+	if code != 0 {
+		t.Errorf("second submit --wait: exit %d\n%s%s", code, out, errs)
+	}
+	if !strings.Contains(out, "pending: queue Default allows 10 worker instances, 10 in use, job needs 8") {
+		t.Errorf("second submit did not print its pending reason:\n%s", out)
+	}
+	if !strings.Contains(out, "succeeded") {
+		t.Errorf("second submit did not print its end:\n%s", out)
+	}
+	if err := first.Wait(); err != nil {
+		t.Errorf("first submit --wait: %v\n%s", err, firstOut.String())
+	}
+	// Not a terminal: one line per change, each starting with the job's id.
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		if !strings.HasPrefix(l, "job-") || strings.Contains(l, "\r") {
+			t.Errorf("line %q of the non-terminal output", l)
+		}
+	}
+
+	var jobs []map[string]any
+	if err := json.Unmarshal([]byte(s.must(t, "jobs", "ls", "-A", "-o", "json")), &jobs); err != nil {
+		t.Fatalf("jobs ls -o json: %v", err)
+	}
+	if len(jobs) != 2 || jobs[0]["status"] != "succeeded" || jobs[1]["status"] != "succeeded" {
+		t.Errorf("jobs ls -A -o json: %v", jobs)
+	}
+	if table := s.must(t, "jobs", "ls", "-A"); !strings.HasPrefix(table, "ID ") || strings.Count(table, "succeeded") != 2 {
+		t.Errorf("jobs ls -A:\n%s", table)
+	}
+	if active := s.must(t, "jobs", "ls"); strings.Count(active, "\n") != 1 {
+		t.Errorf("jobs ls without -A lists ended jobs:\n%s", active)
+	}
+	desc := s.must(t, "jobs", "describe", jobs[1]["id"].(string))
+	for _, want := range []string{`Status:\s+succeeded`, `Admitted\s+True`, `worker\s+8 succeeded`, `rm.job.pending`, `rm.job.succeeded`} {
+		if !regexp.MustCompile(want).MatchString(desc) {
+			t.Errorf("describe lacks %q:\n%s", want, desc)
+		}
+	}
+}
+
+// A failing worker: --wait exits 1 and prints the failure condition.
+func TestCLIFailingJobExits1(t *testing.T) {
+	s := startServer(t)
+	seed(t, s)
+	out, errs, code := s.run(t, "submit", "--queue", "Default", "--app", "sim:1.0", "--workers", "2", "--env", "FAIL_INDEX=1", "--wait")
+	if code != 1 {
+		t.Errorf("exit %d, want 1", code)
+	}
+	if !strings.Contains(out+errs, "worker 1 exited with code 2") {
+		t.Errorf("the failure is not printed:\n%s%s", out, errs)
+	}
+	// Errors are one line from the problem body, exit 1.
+	out, errs, code = s.run(t, "jobs", "get", "job-does-not-exist")
+	if code != 1 || out != "" || strings.Count(errs, "\n") != 1 || !strings.Contains(errs, "404") {
+		t.Errorf("missing job: exit %d stdout %q stderr %q", code, out, errs)
+	}
+	_, errs, code = s.run(t, "submit", "--queue", "Default", "--app", "sim:1.0", "--workers", "11")
+	if code != 1 || !strings.Contains(errs, "worker_instances") || strings.Count(errs, "\n") != 1 {
+		t.Errorf("too many workers: exit %d stderr %q", code, errs)
+	}
+	// A cancelled job exits 3.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	follow, fout := s.background(t, ctx, "submit", "--queue", "Default", "--app", "sim:1.0", "--workers", "1", "--env", "SLEEP=60", "--wait")
+	waitFor(t, 30*time.Second, "the job running", func() bool { return strings.Contains(fout.String(), " running ") })
+	followed := strings.SplitN(fout.String(), "\n", 2)[0]
+	s.must(t, "jobs", "cancel", followed)
+	err := follow.Wait()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 3 {
+		t.Errorf("cancelled job: %v, want exit 3\n%s", err, fout.String())
+	}
+}
+
+// logs -f streams an instance's output until it ends.
+func TestCLILogsFollow(t *testing.T) {
+	s := startServer(t)
+	seed(t, s)
+	id := strings.TrimSpace(s.must(t, "submit", "--queue", "Default", "--app", "sim:1.0", "--workers", "1", "--env", "TICKS=4", "--env", "SLEEP=0"))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd, out := s.background(t, ctx, "logs", "-f", id, "--role", "worker", "--index", "0")
+	// The first tick shows before the instance has ended.
+	waitFor(t, 30*time.Second, "the first tick", func() bool { return strings.Contains(out.String(), "tick 1") })
+	if strings.Contains(out.String(), "tick 4") {
+		t.Error("logs -f printed the whole log at once, not as it came")
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("logs -f: %v\n%s", err, out.String())
+	}
+	if want := "hello from worker 0\ntick 1\ntick 2\ntick 3\ntick 4\n"; out.String() != want {
+		t.Errorf("logs -f printed %q, want %q", out.String(), want)
+	}
+}
+
+// export waits for the zip, downloads and verifies it; the test checks the
+// zip against its manifest again.
+func TestCLIExport(t *testing.T) {
+	s := startServer(t)
+	seed(t, s)
+	id := strings.TrimSpace(s.must(t, "submit", "--queue", "Default", "--app", "sim:1.0", "--workers", "1", "--env", "SLEEP=0"))
+	for path, body := range map[string]string{
+		"scenarios/s-001/scenario.xosc": "<OpenSCENARIO/>", "scenarios/s-007/scenario.xosc": "<OpenSCENARIO seven/>",
+		"scenarios/s-009/scenario.xosc": "nine", "assets/roads/a.xodr?declaration=road-network": "road",
+		"assets/common.txt": "common",
+	} {
+		req, _ := http.NewRequest(http.MethodPut, s.url+"/api/resources/v1/jobs/"+id+"/artifacts/"+path, strings.NewReader(body))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode >= 300 {
+			t.Fatalf("PUT %s: %d %s", path, resp.StatusCode, raw)
+		}
+	}
+	if ls := s.must(t, "artifacts", "ls", id); strings.Count(ls, "\n") != 6 || !strings.Contains(ls, "s-007") {
+		t.Errorf("artifacts ls:\n%s", ls)
+	}
+	zipPath := filepath.Join(t.TempDir(), "out.zip")
+	out := s.must(t, "export", id, "--samples", "s-001,s-007", "--include", "scenario,asset", "--declaration", "road-network", "-o", zipPath)
+	if !strings.Contains(out, "3 files verified") {
+		t.Errorf("export said %q", out)
+	}
+	zr, err := zip.OpenReader(zipPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer zr.Close()
+	var manifest struct {
+		Files []struct {
+			Path, SHA256 string
+			Size         int64
+		}
+	}
+	sums := map[string]string{}
+	for _, f := range zr.File {
+		rc, err := f.Open()
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := io.ReadAll(rc)
+		rc.Close()
+		if f.Name == "manifest.json" {
+			if err := json.Unmarshal(raw, &manifest); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		h := sha256.Sum256(raw)
+		sums[f.Name] = hex.EncodeToString(h[:])
+	}
+	if len(manifest.Files) != 3 || len(sums) != 3 {
+		t.Fatalf("manifest %+v, zip %v", manifest, sums)
+	}
+	for _, e := range manifest.Files {
+		if sums[e.Path] != e.SHA256 {
+			t.Errorf("%s: sha256 %s, manifest %s", e.Path, sums[e.Path], e.SHA256)
+		}
+	}
+	if _, err := os.Stat(zipPath + ".part"); !os.IsNotExist(err) {
+		t.Errorf("the partial download is left behind: %v", err)
+	}
+}
+
+// On a terminal the status line is redrawn in place; off a terminal each
+// change is a line of its own.
+func TestCLILiveStatusLineOnATerminal(t *testing.T) {
+	s := startServer(t)
+	seed(t, s)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := s.command(ctx, "submit", "--queue", "Default", "--app", "sim:1.0", "--workers", "3", "--env", "SLEEP=2", "--wait")
+	tty, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 24, Cols: 160})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tty.Close()
+	var raw bytes.Buffer
+	_, _ = io.Copy(&raw, tty) // until the command exits and the pty closes (EIO)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("submit --wait on a pty: %v\n%q", err, raw.String())
+	}
+	out := strings.ReplaceAll(raw.String(), "\r\n", "\n") // the pty's newline translation
+	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("want the id line and one live line, got %d lines: %q", len(lines), out)
+	}
+	live := lines[1]
+	redraws := strings.Count(live, "\r\x1b[K")
+	if redraws < 2 || !strings.HasPrefix(live, "\r\x1b[K") {
+		t.Errorf("live line redrawn %d times: %q", redraws, live)
+	}
+	for _, st := range []string{" running", " succeeded"} {
+		if !strings.Contains(live, st) {
+			t.Errorf("live line never showed%s: %q", st, live)
+		}
+	}
+	if !strings.HasSuffix(live, "[####################]") {
+		t.Errorf("the last state is not the full bar: %q", live)
+	}
+}
+
+func waitFor(t *testing.T, d time.Duration, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// syncBuffer is a bytes.Buffer a command writes while the test reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// `avxrm up --help` exits 0, and the client commands offer completion and
+// examples.
+func TestCLIHelpAndCompletion(t *testing.T) {
+	for _, args := range [][]string{{"up", "--help"}, {"--help"}, {"submit", "--help"}, {"completion", "bash"}, {"config-table"}} {
+		out, err := exec.Command(binary, args...).CombinedOutput()
+		if err != nil {
+			t.Errorf("avxrm %v: %v\n%s", args, err, out)
+		}
+		if args[0] == "submit" && !strings.Contains(string(out), "Examples:") {
+			t.Errorf("submit --help has no examples:\n%s", out)
+		}
+	}
+	out, err := exec.Command(binary, "nonsense").CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.HasPrefix(string(out), "avxrm: unknown command") {
+		t.Errorf("unknown command: %v %q", err, out)
+	}
+}

@@ -1,0 +1,491 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/avxrm/rm/sdk/go/avxrm"
+	"github.com/avxrm/rm/sdk/go/avxrm/api"
+	"github.com/spf13/cobra"
+)
+
+var jobCols = []column{{"ID", field("id")}, {"NAME", field("name")}, {"QUEUE", field("queue_name")}, {"STATUS", field("status")},
+	{"WORKERS", field("worker_instances")}, {"AGE", age("submitted_at")}, {"REASON", func(m map[string]any) string {
+		var j api.Job
+		raw, _ := json.Marshal(m)
+		_ = json.Unmarshal(raw, &j)
+		return reason(&j)
+	}}}
+
+// reason is why a job waits, or why it failed.
+func reason(j *api.Job) string {
+	if j.Conditions == nil || j.Status == nil {
+		return ""
+	}
+	for _, c := range *j.Conditions {
+		msg := ""
+		if c.Message != nil {
+			msg = *c.Message
+		}
+		switch {
+		case (*j.Status == "pending" || *j.Status == "submitted") && c.Type == "Admitted" && c.Status == "False":
+			return msg
+		case *j.Status == "failed" && (c.Type == "Failed" || c.Type == "Finished") && c.Status == "True":
+			return msg
+		}
+	}
+	if *j.Status == "failed" && j.Warnings != nil && len(*j.Warnings) > 0 {
+		return (*j.Warnings)[len(*j.Warnings)-1]
+	}
+	return ""
+}
+
+func submitCommand(g *globals) *cobra.Command {
+	var (
+		queue, app, name, image string
+		workers                 int
+		priority                int
+		env, labels             []string
+		wait                    bool
+	)
+	cmd := &cobra.Command{
+		Use:   "submit --queue <queue> --app <name:version|app-id> --workers N [flags]",
+		Short: "Submit a job; with --wait, follow it until it ends",
+		Long: "Submit a job and print its id. With --wait, follow it live until it ends: exit 0 when it\n" +
+			"succeeded, 1 when it failed (the failing instance and exit code are printed), 3 when it was cancelled.\n" +
+			"On a terminal one status line is redrawn in place; otherwise each change is one line.",
+		Example: "  avxrm submit --queue Default --app sim:1.0 --workers 8\n" +
+			"  avxrm submit --queue Default --app sim:1.0 --workers 10 --env SEED=42 --label team=adas --wait",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			body := api.JobBody{QueueId: queue, WorkerInstances: int64(workers), Application: appRef(app, image)}
+			if name != "" {
+				body.Name = &name
+			}
+			if cmd.Flags().Changed("priority") {
+				p := int64(priority)
+				body.Priority = &p
+			}
+			var err error
+			if body.EnvironmentVariables, err = pairs("--env", env); err != nil {
+				return err
+			}
+			if body.Labels, err = pairs("--label", labels); err != nil {
+				return err
+			}
+			c, err := g.client(cmd.Context())
+			if err != nil {
+				return err
+			}
+			j, err := c.SubmitJob(cmd.Context(), body)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if g.output != "table" {
+				if err := printItem(out, g.output, j); err != nil {
+					return err
+				}
+			} else {
+				fmt.Fprintln(out, *j.Id)
+			}
+			if !wait {
+				return nil
+			}
+			return follow(cmd.Context(), c, *j.Id, out)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&queue, "queue", "", "the queue's name or id (required)")
+	f.StringVar(&app, "app", "", "the application: name:version, name, or its id (required)")
+	f.StringVar(&image, "image", "", "run this image (an inline application named by --app)")
+	f.IntVar(&workers, "workers", 1, "worker instances, all admitted at once")
+	f.StringVar(&name, "name", "", "the job's name (default: its id)")
+	f.IntVar(&priority, "priority", 0, "higher first")
+	f.StringArrayVar(&env, "env", nil, "K=V environment variable of every instance (repeatable)")
+	f.StringArrayVar(&labels, "label", nil, "k=v label (repeatable)")
+	f.BoolVar(&wait, "wait", false, "follow the job until it ends; the exit code says how it ended")
+	_ = cmd.MarkFlagRequired("queue")
+	_ = cmd.MarkFlagRequired("app")
+	return cmd
+}
+
+// appRef turns --app into the job's application reference.
+func appRef(app, image string) api.JobApplicationRef {
+	var r api.JobApplicationRef
+	switch name, version, ok := strings.Cut(app, ":"); {
+	case strings.HasPrefix(app, "app-") && !ok:
+		r.Id = &app
+	case ok:
+		r.Name, r.Version = &name, &version
+	default:
+		r.Name = &app
+	}
+	if image != "" {
+		r.Image = &image
+	}
+	return r
+}
+
+func pairs(flag string, kvs []string) (*map[string]string, error) {
+	if len(kvs) == 0 {
+		return nil, nil
+	}
+	m := map[string]string{}
+	for _, kv := range kvs {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("%s %q: want key=value", flag, kv)
+		}
+		m[k] = v
+	}
+	return &m, nil
+}
+
+// follow shows the job live until it ends, and turns its end into the exit
+// code.
+func follow(ctx context.Context, c *avxrm.Client, id string, out io.Writer) error {
+	live := newLiveLine(out)
+	var last *api.Job
+	for j, err := range c.FollowJob(ctx, id, avxrm.WatchOptions{}) {
+		if err != nil {
+			live.done()
+			return err
+		}
+		last = j
+		live.show(statusLine(j))
+	}
+	live.done()
+	if last == nil || last.Status == nil {
+		return fmt.Errorf("job %s: no status", id)
+	}
+	switch *last.Status {
+	case "succeeded":
+		return nil
+	case "cancelled":
+		return &exitError{code: ExitCancelled, msg: "job " + id + " was cancelled"}
+	}
+	msg := "job " + id + " failed"
+	if r := reason(last); r != "" {
+		msg += ": " + r
+	}
+	return &exitError{code: ExitFailed, msg: msg}
+}
+
+// statusLine is one line about a job: its status, why it waits with the
+// numbers, or its workers running and done of N with a bar.
+func statusLine(j *api.Job) string {
+	status := "submitted"
+	if j.Status != nil {
+		status = string(*j.Status)
+	}
+	line := *j.Id + " " + status
+	if r := reason(j); r != "" {
+		line += ": " + r
+	}
+	if status == "admitted" || status == "running" || status == "succeeded" || status == "failed" || status == "cancelled" {
+		running, done := 0, 0
+		if j.Instances != nil {
+			for _, in := range *j.Instances {
+				if in.Role != "worker" {
+					continue
+				}
+				switch in.Status {
+				case "running":
+					running++
+				case "succeeded":
+					done++
+				}
+			}
+		}
+		n := int(j.WorkerInstances)
+		line += fmt.Sprintf("  workers %d running, %d succeeded of %d %s", running, done, n, bar(running, done, n, 20))
+	}
+	return line
+}
+
+// bar draws done as '#', running as '>' of n in width cells.
+func bar(running, done, n, width int) string {
+	if n <= 0 {
+		return ""
+	}
+	d := done * width / n
+	r := (done + running) * width / n
+	return "[" + strings.Repeat("#", d) + strings.Repeat(">", r-d) + strings.Repeat(".", width-r) + "]"
+}
+
+func jobsCommand(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "jobs", Aliases: []string{"job"}, Short: "List, show, cancel, clean up and delete jobs",
+		Example: "  avxrm jobs ls\n  avxrm jobs ls -A --queue Default --status failed -o json\n  avxrm jobs describe job-01J…\n  avxrm jobs cancel job-01J…"}
+	var queue, status string
+	var labels []string
+	var all bool
+	ls := &cobra.Command{
+		Use: "ls", Aliases: []string{"list"}, Short: "List jobs (by default those that have not ended)", Args: cobra.NoArgs,
+		Example: "  avxrm jobs ls\n  avxrm jobs ls -A --label team=adas",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := g.client(cmd.Context())
+			if err != nil {
+				return err
+			}
+			q := url.Values{}
+			if queue != "" {
+				q.Set("queue_id", queue)
+			}
+			if status != "" {
+				q.Set("status", status)
+			}
+			for _, l := range labels {
+				q.Add("label", l)
+			}
+			var items []json.RawMessage
+			for it, err := range c.List(cmd.Context(), "/jobs", q) {
+				if err != nil {
+					return err
+				}
+				var j api.Job
+				if err := json.Unmarshal(it, &j); err != nil {
+					return err
+				}
+				if all || status != "" || !avxrm.JobFinal(&j) {
+					items = append(items, it)
+				}
+			}
+			return printItems(cmd.OutOrStdout(), g.output, items, jobCols)
+		},
+	}
+	ls.Flags().StringVar(&queue, "queue", "", "only this queue's jobs")
+	ls.Flags().StringVar(&status, "status", "", "only jobs of this status")
+	ls.Flags().StringArrayVar(&labels, "label", nil, "k=v: only jobs with this label (repeatable)")
+	ls.Flags().BoolVarP(&all, "all", "A", false, "also the jobs that have ended")
+
+	get := &cobra.Command{
+		Use: "get <job>", Short: "Show a job", Args: cobra.ExactArgs(1), Example: "  avxrm jobs get job-01J… -o json",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client(cmd.Context())
+			if err != nil {
+				return err
+			}
+			var v json.RawMessage
+			if _, err := c.Do(cmd.Context(), http.MethodGet, "/jobs/"+url.PathEscape(args[0]), nil, &v); err != nil {
+				return err
+			}
+			return printItem(cmd.OutOrStdout(), g.output, v)
+		},
+	}
+	describe := &cobra.Command{
+		Use: "describe <job>", Short: "Show a job's spec, conditions, warnings, instances and event history", Args: cobra.ExactArgs(1),
+		Example: "  avxrm jobs describe job-01J…",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client(cmd.Context())
+			if err != nil {
+				return err
+			}
+			return describeJob(cmd.Context(), c, args[0], cmd.OutOrStdout())
+		},
+	}
+	action := func(use, short, method, suffix, done string) *cobra.Command {
+		return &cobra.Command{
+			Use: use + " <job>", Short: short, Args: cobra.ExactArgs(1), Example: "  avxrm jobs " + use + " job-01J…",
+			RunE: func(cmd *cobra.Command, args []string) error {
+				c, err := g.client(cmd.Context())
+				if err != nil {
+					return err
+				}
+				if _, err := c.Do(cmd.Context(), method, "/jobs/"+url.PathEscape(args[0])+suffix, nil, nil); err != nil {
+					return err
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), args[0], done)
+				return nil
+			},
+		}
+	}
+	post := &cobra.Command{Use: "post-controller", Short: "Start or stop a job's post-controller"}
+	post.AddCommand(action("start", "Start the job's post-controller", http.MethodPost, "/post-controller", "post-controller requested"),
+		action("stop", "Stop the job's post-controller", http.MethodDelete, "/post-controller", "post-controller stopping"))
+	for _, c := range post.Commands() {
+		c.Example = "  avxrm jobs post-controller " + c.Name() + " job-01J…"
+	}
+	cmd.AddCommand(ls, get, describe,
+		action("cancel", "Cancel a job", http.MethodPost, "/cancel", "cancel requested"),
+		action("cleanup", "Stop whatever still runs of a job and release its capacity; the record stays", http.MethodPost, "/cleanup", "cleanup requested"),
+		action("rm", "Cancel, clean up and delete a job with its artifacts", http.MethodDelete, "", "deleted"),
+		post)
+	return cmd
+}
+
+// describeJob prints a job for a human, with its event history so far.
+func describeJob(ctx context.Context, c *avxrm.Client, id string, w io.Writer) error {
+	j, err := c.GetJob(ctx, id)
+	if err != nil {
+		return err
+	}
+	status := ""
+	if j.Status != nil {
+		status = string(*j.Status)
+	}
+	fmt.Fprintf(w, "ID:        %s\nName:      %s\nQueue:     %s\nStatus:    %s\nWorkers:   %d\n", *j.Id, j.Name, j.QueueId, status, j.WorkerInstances)
+	app := j.Application
+	fmt.Fprintf(w, "App:       %s %s %s\n", deref(app.Id), deref(app.Name), deref(app.Version))
+	for _, t := range []struct {
+		n string
+		v *time.Time
+	}{{"Submitted", j.SubmittedAt}, {"Admitted", j.AdmittedAt}, {"Started", j.StartedAt}, {"Finished", j.FinishedAt}, {"Cleaned", j.CleanedAt}} {
+		if t.v != nil {
+			fmt.Fprintf(w, "%-10s %s\n", t.n+":", t.v.Format(time.RFC3339))
+		}
+	}
+	if j.Conditions != nil && len(*j.Conditions) > 0 {
+		fmt.Fprintln(w, "Conditions:")
+		for _, cd := range *j.Conditions {
+			fmt.Fprintf(w, "  %-9s %-5s %-28s %s\n", cd.Type, cd.Status, deref(cd.Reason), deref(cd.Message))
+		}
+	}
+	if j.Warnings != nil && len(*j.Warnings) > 0 {
+		fmt.Fprintln(w, "Warnings:")
+		for _, m := range *j.Warnings {
+			fmt.Fprintln(w, "  "+m)
+		}
+	}
+	if j.Instances != nil {
+		count := map[string]map[string]int{}
+		for _, in := range *j.Instances {
+			if count[string(in.Role)] == nil {
+				count[string(in.Role)] = map[string]int{}
+			}
+			count[string(in.Role)][in.Status]++
+		}
+		fmt.Fprintln(w, "Instances:")
+		for _, role := range []string{"controller", "worker", "post-controller"} {
+			if m := count[role]; m != nil {
+				var parts []string
+				for _, s := range []string{"pending", "running", "succeeded", "failed", "stopped", "lost"} {
+					if m[s] > 0 {
+						parts = append(parts, fmt.Sprintf("%d %s", m[s], s))
+					}
+				}
+				fmt.Fprintf(w, "  %-16s %s\n", role, strings.Join(parts, ", "))
+			}
+		}
+	}
+	fmt.Fprintln(w, "Events:")
+	for e := range jobHistory(ctx, c, id) {
+		fmt.Fprintf(w, "  %s  %-22s %s\n", e.CloudEvent.Time.Format(time.RFC3339), e.Type, e.CloudEvent.Source)
+	}
+	return nil
+}
+
+// jobHistory yields the job's events stored so far: the stream has no end,
+// so it stops once the stream has been quiet for a moment.
+func jobHistory(ctx context.Context, c *avxrm.Client, id string) func(func(avxrm.Event) bool) {
+	return func(yield func(avxrm.Event) bool) {
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		quiet := time.AfterFunc(2*time.Second, cancel)
+		defer quiet.Stop()
+		var zero uint64
+		for e, err := range c.Watch(ctx, avxrm.WatchOptions{JobID: id, After: &zero}) {
+			if err != nil || !yield(e) {
+				return
+			}
+			quiet.Reset(500 * time.Millisecond)
+		}
+	}
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+func logsCommand(g *globals) *cobra.Command {
+	var role string
+	var index int
+	var followLogs bool
+	cmd := &cobra.Command{
+		Use: "logs <job> [--role worker --index 3] [-f]", Short: "Print an instance's output; -f follows it until the instance ends",
+		Args:    cobra.ExactArgs(1),
+		Example: "  avxrm logs job-01J…\n  avxrm logs -f job-01J… --role worker --index 3\n  avxrm logs job-01J… --role controller",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client(cmd.Context())
+			if err != nil {
+				return err
+			}
+			return printLogs(cmd.Context(), c, args[0], role, index, followLogs, cmd.OutOrStdout())
+		},
+	}
+	cmd.Flags().StringVar(&role, "role", "worker", "controller, worker or post-controller")
+	cmd.Flags().IntVar(&index, "index", 0, "the instance's index within its role")
+	cmd.Flags().BoolVarP(&followLogs, "follow", "f", false, "keep printing new output until the instance ends")
+	_ = cmd.RegisterFlagCompletionFunc("role", cobra.FixedCompletions([]string{"controller", "worker", "post-controller"}, cobra.ShellCompDirectiveNoFileComp))
+	return cmd
+}
+
+// printLogs prints the instance's log; following, it asks again for what
+// came since until the instance has ended (the API serves a log whole, so
+// following reads it again every half second and prints the new part).
+func printLogs(ctx context.Context, c *avxrm.Client, id, role string, index int, follow bool, w io.Writer) error {
+	path := fmt.Sprintf("/jobs/%s/instances/%s/%d/logs", url.PathEscape(id), url.PathEscape(role), index)
+	printed := 0
+	for {
+		ended := false
+		if follow {
+			j, err := c.GetJob(ctx, id)
+			if err != nil {
+				return err
+			}
+			ended = instanceEnded(j, role, index)
+		}
+		var raw []byte
+		_, err := c.Do(ctx, http.MethodGet, path, nil, &raw)
+		switch {
+		case err == nil:
+			if len(raw) > printed && bytes.HasPrefix(raw, raw[:printed]) {
+				if _, err := w.Write(raw[printed:]); err != nil {
+					return err
+				}
+				printed = len(raw)
+			}
+		case follow && !ended && isNotFound(err):
+			// not started yet
+		default:
+			return err
+		}
+		if !follow || ended {
+			return nil
+		}
+		if err := avxrm.Sleep(ctx, 500*time.Millisecond); err != nil {
+			return err
+		}
+	}
+}
+
+// instanceEnded says whether the job is over for that instance.
+func instanceEnded(j *api.Job, role string, index int) bool {
+	if avxrm.JobFinal(j) {
+		return true
+	}
+	if j.Instances != nil {
+		for _, in := range *j.Instances {
+			if string(in.Role) == role && int(in.Index) == index {
+				return in.FinishedAt != nil
+			}
+		}
+	}
+	return false
+}
+
+func isNotFound(err error) bool {
+	var e *avxrm.Error
+	return errors.As(err, &e) && e.StatusCode == http.StatusNotFound
+}

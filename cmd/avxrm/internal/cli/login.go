@@ -1,0 +1,173 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/avxrm/rm/sdk/go/avxrm"
+	"github.com/spf13/cobra"
+	"golang.org/x/oauth2"
+)
+
+// tokenCache is what login stores under the user's config dir.
+type tokenCache struct {
+	Issuer       string        `json:"issuer"`
+	ClientID     string        `json:"client_id"`
+	ClientSecret string        `json:"client_secret,omitempty"`
+	Token        *oauth2.Token `json:"token"`
+}
+
+// cachePath is $XDG_CONFIG_HOME/avxrm/token.json (or the OS's config dir).
+func cachePath() (string, error) {
+	dir, err := os.UserConfigDir()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(dir, "avxrm", "token.json"), nil
+}
+
+func saveCache(tc tokenCache) error {
+	p, err := cachePath()
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		return err
+	}
+	raw, err := json.MarshalIndent(tc, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := p + ".tmp"
+	if err := os.WriteFile(tmp, raw, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, p)
+}
+
+// cachedTokenSource returns the stored login's token source, refreshing and
+// storing the token as needed, or nil when nobody has logged in.
+func cachedTokenSource(ctx context.Context) (avxrm.TokenSource, error) {
+	p, err := cachePath()
+	if err != nil {
+		return nil, nil
+	}
+	raw, err := os.ReadFile(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var tc tokenCache
+	if err := json.Unmarshal(raw, &tc); err != nil || tc.Token == nil {
+		return nil, fmt.Errorf("%s is damaged: run 'avxrm login' again", p)
+	}
+	return &lazyOIDC{tc: tc}, nil
+}
+
+// lazyOIDC serves the stored access token while it is valid and only then
+// asks the issuer for a new one, storing it.
+type lazyOIDC struct {
+	tc  tokenCache
+	src *avxrm.OAuth2Source
+}
+
+func (l *lazyOIDC) Token(ctx context.Context) (string, error) {
+	if l.src == nil && l.tc.Token.Valid() {
+		return l.tc.Token.AccessToken, nil
+	}
+	if l.src == nil {
+		o := avxrm.OIDC{Issuer: l.tc.Issuer, ClientID: l.tc.ClientID, ClientSecret: l.tc.ClientSecret}
+		src, err := o.Refresh(ctx, l.tc.Token)
+		if err != nil {
+			return "", err
+		}
+		src.OnRefresh = func(t *oauth2.Token) {
+			l.tc.Token = t
+			_ = saveCache(l.tc)
+		}
+		l.src = src
+	}
+	tok, err := l.src.Token(ctx)
+	if err != nil {
+		return "", fmt.Errorf("%w (run 'avxrm login' again)", err)
+	}
+	return tok, nil
+}
+
+func loginCommand(g *globals) *cobra.Command {
+	var o avxrm.OIDC
+	var username string
+	var passwordStdin bool
+	cmd := &cobra.Command{
+		Use:   "login --issuer <url> --client-id <id> [--username <user> --password-stdin]",
+		Short: "Log in to the OIDC issuer the server trusts and store the token",
+		Long: "Log in with the password grant (--username; the password is read from stdin), or else with\n" +
+			"the device code grant when the issuer offers it. The token is stored under the user's config dir\n" +
+			"(e.g. ~/.config/avxrm/token.json) and refreshed as needed; 'avxrm logout' removes it.",
+		Example: "  avxrm login --issuer https://keycloak.example/realms/rm --client-id avxrm --username alice --password-stdin < pw.txt\n" +
+			"  avxrm login --issuer https://keycloak.example/realms/rm --client-id avxrm",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			var src *avxrm.OAuth2Source
+			var err error
+			if username != "" {
+				if !passwordStdin {
+					return fmt.Errorf("give the password on stdin with --password-stdin")
+				}
+				pw, rerr := bufio.NewReader(cmd.InOrStdin()).ReadString('\n')
+				if rerr != nil && pw == "" {
+					return fmt.Errorf("read the password from stdin: %w", rerr)
+				}
+				src, err = o.Password(ctx, username, strings.TrimRight(pw, "\r\n"))
+			} else {
+				src, err = o.Device(ctx, func(uri, code string) {
+					fmt.Fprintf(cmd.ErrOrStderr(), "Open %s and enter the code %s\n", uri, code)
+				})
+			}
+			if err != nil {
+				return err
+			}
+			if err := saveCache(tokenCache{Issuer: o.Issuer, ClientID: o.ClientID, ClientSecret: o.ClientSecret, Token: src.Current()}); err != nil {
+				return err
+			}
+			p, _ := cachePath()
+			fmt.Fprintln(cmd.OutOrStdout(), "logged in; token stored in", p)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.Issuer, "issuer", os.Getenv("RM_OIDC_ISSUER"), "the OIDC issuer URL ($RM_OIDC_ISSUER)")
+	f.StringVar(&o.ClientID, "client-id", envOr("RM_OIDC_CLIENT_ID", "avxrm"), "the OIDC client ($RM_OIDC_CLIENT_ID)")
+	f.StringVar(&o.ClientSecret, "client-secret", os.Getenv("RM_OIDC_CLIENT_SECRET"), "the client's secret, for a confidential client")
+	f.StringVar(&username, "username", "", "log in with the password grant as this user")
+	f.BoolVar(&passwordStdin, "password-stdin", false, "read the password from stdin")
+	_ = cmd.MarkFlagRequired("issuer")
+	return cmd
+}
+
+func logoutCommand() *cobra.Command {
+	return &cobra.Command{
+		Use: "logout", Short: "Forget the stored token", Args: cobra.NoArgs, Example: "  avxrm logout",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			p, err := cachePath()
+			if err != nil {
+				return err
+			}
+			if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), "logged out")
+			return nil
+		},
+	}
+}

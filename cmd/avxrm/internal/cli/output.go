@@ -1,0 +1,136 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"sigs.k8s.io/yaml"
+)
+
+// column is one column of a table: its header and how to read it from an
+// item (the JSON the server sent, decoded into a map).
+type column struct {
+	header string
+	value  func(m map[string]any) string
+}
+
+// field reads a dotted path of m as text ("" when absent, "-" for null).
+func field(path string) func(map[string]any) string {
+	return func(m map[string]any) string { return text(lookup(m, path)) }
+}
+
+func lookup(m map[string]any, path string) any {
+	var v any = m
+	for _, p := range strings.Split(path, ".") {
+		mm, ok := v.(map[string]any)
+		if !ok {
+			return nil
+		}
+		v = mm[p]
+	}
+	return v
+}
+
+func text(v any) string {
+	switch x := v.(type) {
+	case nil:
+		return ""
+	case string:
+		return x
+	case float64:
+		return strconv.FormatFloat(x, 'f', -1, 64)
+	case bool:
+		return strconv.FormatBool(x)
+	default:
+		raw, _ := json.Marshal(x)
+		return string(raw)
+	}
+}
+
+// age is how long ago the RFC 3339 time at path was, kubectl-style.
+func age(path string) func(map[string]any) string {
+	return func(m map[string]any) string {
+		t, err := time.Parse(time.RFC3339, text(lookup(m, path)))
+		if err != nil {
+			return ""
+		}
+		return shortDuration(time.Since(t))
+	}
+}
+
+func shortDuration(d time.Duration) string {
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh", int(d.Hours()))
+	}
+	return fmt.Sprintf("%dd", int(d.Hours()/24))
+}
+
+// printItems writes items (raw JSON objects) in format: a table of cols, a
+// JSON array, or a YAML list.
+func printItems(w io.Writer, format string, items []json.RawMessage, cols []column) error {
+	switch format {
+	case "json":
+		if items == nil {
+			items = []json.RawMessage{}
+		}
+		return writeJSON(w, items)
+	case "yaml":
+		return writeYAML(w, items)
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	hs := make([]string, len(cols))
+	for i, c := range cols {
+		hs[i] = c.header
+	}
+	fmt.Fprintln(tw, strings.Join(hs, "\t"))
+	for _, raw := range items {
+		var m map[string]any
+		if err := json.Unmarshal(raw, &m); err != nil {
+			return err
+		}
+		vs := make([]string, len(cols))
+		for i, c := range cols {
+			vs[i] = strings.ReplaceAll(c.value(m), "\t", " ")
+		}
+		fmt.Fprintln(tw, strings.Join(vs, "\t"))
+	}
+	return tw.Flush()
+}
+
+// printItem writes one object: as JSON, YAML, or (table) YAML too, which
+// reads best for a single resource.
+func printItem(w io.Writer, format string, v any) error {
+	if format == "json" {
+		return writeJSON(w, v)
+	}
+	return writeYAML(w, v)
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func writeYAML(w io.Writer, v any) error {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	out, err := yaml.JSONToYAML(raw)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(out)
+	return err
+}

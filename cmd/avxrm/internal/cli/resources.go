@@ -1,0 +1,293 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"sigs.k8s.io/yaml"
+)
+
+// kind is a resource the generic commands (ls, get, create, set, rm) serve.
+type kind struct {
+	use, short string
+	aliases    []string
+	path       string // the collection, e.g. /queues
+	// keys is how many arguments name one resource: 1, or 2 for an
+	// app-runtime-config (queue and application).
+	keys int
+	cols []column
+	// example of create and set, for --help.
+	example string
+}
+
+var kinds = []kind{
+	{use: "queues", short: "Queues: where jobs wait, with a limit on concurrent worker instances", aliases: []string{"queue", "q"},
+		path: "/queues", keys: 1,
+		cols: []column{{"NAME", field("name")}, {"ID", field("id")}, {"LIMIT", limitCol}, {"ALLOCATED", field("usage.allocated_worker_instances")},
+			{"RUNNING", field("usage.running_jobs")}, {"PENDING", field("usage.pending_jobs")}, {"AGE", age("created_at")}},
+		example: "  avxrm queues create Default --limit 10 --description 'Test queue'\n" +
+			"  avxrm queues set Default --limit 10\n  avxrm queues set Default --set scheduling.backfill=false\n" +
+			"  avxrm queues create -f queue.yaml\n  avxrm queues ls -o json"},
+	{use: "plugins", short: "Plugins: the runtimes jobs run on (kubernetes, docker, local, simulated)", aliases: []string{"plugin"},
+		path: "/plugins", keys: 1,
+		cols:    []column{{"NAME", field("name")}, {"ID", field("id")}, {"TYPE", field("type")}, {"DEFAULT", field("is_default")}, {"AGE", age("created_at")}},
+		example: "  avxrm plugins create sim --set type=simulated --set config.run_seconds=5\n  avxrm plugins get sim -o json"},
+	{use: "apps", short: "Applications: what a job runs (image, command)", aliases: []string{"app", "applications"},
+		path: "/applications", keys: 1,
+		cols:    []column{{"NAME", field("name")}, {"VERSION", field("version")}, {"ID", field("id")}, {"IMAGE", field("image")}, {"AGE", age("created_at")}},
+		example: "  avxrm apps create sim --set version=1.0 --set image=registry/sim:1.0\n  avxrm apps create -f app.json"},
+	{use: "runtime-configs", short: "App-runtime-configs: the image and settings of an application on a queue", aliases: []string{"runtime-config", "rc"},
+		path: "/app-runtime-config", keys: 2,
+		cols: []column{{"QUEUE", field("queue_id")}, {"APPLICATION", field("application_id")}, {"IMAGE", field("image")}, {"WORKDIR", field("working_directory")}},
+		example: "  avxrm runtime-configs create Default app-01J… --set image=registry/sim:1.0 --set working_directory=/work\n" +
+			"  avxrm runtime-configs get Default app-01J…"},
+	{use: "deployments", short: "Deployments: long-running replicas of an application on a queue", aliases: []string{"deployment", "deploy"},
+		path: "/deployments", keys: 1,
+		cols: []column{{"NAME", field("name")}, {"ID", field("id")}, {"APPLICATION", field("application_id")}, {"QUEUE", field("queue_id")},
+			{"REPLICAS", field("replicas")}, {"READY", field("status.ready_replicas")}},
+		example: "  avxrm deployments create viz --set application_id=app-01J… --set queue_id=Default --set replicas=2"},
+}
+
+func limitCol(m map[string]any) string {
+	if v := lookup(m, "maximum_allowed_worker_instances"); v != nil {
+		return text(v)
+	}
+	return "none"
+}
+
+// itemPath is the path of one resource of k named by args.
+func (k kind) itemPath(args []string) string {
+	if k.keys == 2 {
+		return k.path + "/" + url.PathEscape(args[0]) + "/application/" + url.PathEscape(args[1])
+	}
+	return k.path + "/" + url.PathEscape(args[0])
+}
+
+func (k kind) keyUse() string {
+	if k.keys == 2 {
+		return "<queue> <application>"
+	}
+	return "<id|name>"
+}
+
+func resourceCommand(g *globals, k kind) *cobra.Command {
+	cmd := &cobra.Command{Use: k.use, Short: k.short, Aliases: k.aliases, Example: k.example}
+	singular := strings.TrimSuffix(k.use, "s")
+
+	ls := &cobra.Command{
+		Use: "ls", Aliases: []string{"list"}, Short: "List " + k.use, Args: cobra.NoArgs,
+		Example: "  avxrm " + k.use + " ls\n  avxrm " + k.use + " ls -o yaml",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := g.client(cmd.Context())
+			if err != nil {
+				return err
+			}
+			var items []json.RawMessage
+			for it, err := range c.List(cmd.Context(), k.path, nil) {
+				if err != nil {
+					return err
+				}
+				items = append(items, it)
+			}
+			return printItems(cmd.OutOrStdout(), g.output, items, k.cols)
+		},
+	}
+
+	get := &cobra.Command{
+		Use: "get " + k.keyUse(), Short: "Show one " + singular, Args: cobra.ExactArgs(k.keys),
+		Example: "  avxrm " + k.use + " get " + exampleKey(k) + " -o json",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client(cmd.Context())
+			if err != nil {
+				return err
+			}
+			var v json.RawMessage
+			if _, err := c.Do(cmd.Context(), http.MethodGet, k.itemPath(args), nil, &v); err != nil {
+				return err
+			}
+			return printItem(cmd.OutOrStdout(), g.output, v)
+		},
+	}
+
+	var file string
+	var sets []string
+	var limit string
+	var description string
+	create := &cobra.Command{
+		Use: "create " + createUse(k), Short: "Create a " + singular + " from flags or a JSON/YAML file",
+		Args: cobra.RangeArgs(0, k.keys), Example: k.example,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			body, err := buildBody(file, sets)
+			if err != nil {
+				return err
+			}
+			path := k.path
+			if k.keys == 2 {
+				if len(args) != 2 {
+					return fmt.Errorf("create needs the queue and the application")
+				}
+				path = k.itemPath(args)
+			} else if len(args) == 1 {
+				body["name"] = args[0]
+			}
+			if err := queueFlags(cmd, body, limit, description); err != nil {
+				return err
+			}
+			c, err := g.client(cmd.Context())
+			if err != nil {
+				return err
+			}
+			var v json.RawMessage
+			if _, err := c.Do(cmd.Context(), http.MethodPost, path, body, &v); err != nil {
+				return err
+			}
+			return printCreated(cmd, g, v)
+		},
+	}
+
+	set := &cobra.Command{
+		Use: "set " + k.keyUse() + " [--set key=value]…", Short: "Change a " + singular + " (a JSON merge patch)",
+		Args: cobra.ExactArgs(k.keys), Example: k.example,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			body, err := buildBody(file, sets)
+			if err != nil {
+				return err
+			}
+			if err := queueFlags(cmd, body, limit, description); err != nil {
+				return err
+			}
+			if len(body) == 0 {
+				return fmt.Errorf("nothing to change: give --set key=value or -f file")
+			}
+			c, err := g.client(cmd.Context())
+			if err != nil {
+				return err
+			}
+			var v json.RawMessage
+			if _, err := c.Do(cmd.Context(), http.MethodPatch, k.itemPath(args), body, &v); err != nil {
+				return err
+			}
+			return printCreated(cmd, g, v)
+		},
+	}
+	for _, c := range []*cobra.Command{create, set} {
+		c.Flags().StringVarP(&file, "file", "f", "", "a JSON or YAML file with the body")
+		c.Flags().StringArrayVar(&sets, "set", nil, "key=value, key a dotted path; the value is JSON if it parses, else a string (repeatable)")
+		if k.use == "queues" {
+			c.Flags().StringVar(&limit, "limit", "", "maximum_allowed_worker_instances: a number, or 'none' for unlimited")
+			c.Flags().StringVar(&description, "description", "", "the queue's description")
+		}
+	}
+
+	rm := &cobra.Command{
+		Use: "rm " + k.keyUse(), Aliases: []string{"delete"}, Short: "Delete a " + singular, Args: cobra.ExactArgs(k.keys),
+		Example: "  avxrm " + k.use + " rm " + exampleKey(k),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if _, err := c.Do(cmd.Context(), http.MethodDelete, k.itemPath(args), nil, nil); err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), "deleted", strings.Join(args, " "))
+			return nil
+		},
+	}
+	cmd.AddCommand(ls, get, create, set, rm)
+	return cmd
+}
+
+func createUse(k kind) string {
+	if k.keys == 2 {
+		return "<queue> <application> [--set key=value]… [-f file]"
+	}
+	return "[name] [--set key=value]… [-f file]"
+}
+
+func exampleKey(k kind) string {
+	if k.keys == 2 {
+		return "Default app-01J…"
+	}
+	return "Default"
+}
+
+// printCreated prints the id of a created or changed resource, or all of it
+// with -o json|yaml.
+func printCreated(cmd *cobra.Command, g *globals, v json.RawMessage) error {
+	if g.output != "table" {
+		return printItem(cmd.OutOrStdout(), g.output, v)
+	}
+	var m map[string]any
+	_ = json.Unmarshal(v, &m)
+	id := text(m["id"])
+	if id == "" {
+		id = text(m["queue_id"]) + " " + text(m["application_id"])
+	}
+	fmt.Fprintln(cmd.OutOrStdout(), id)
+	return nil
+}
+
+// queueFlags adds the queue's own flags to body.
+func queueFlags(cmd *cobra.Command, body map[string]any, limit, description string) error {
+	if f := cmd.Flags().Lookup("limit"); f != nil && f.Changed {
+		if limit == "none" || limit == "null" {
+			body["maximum_allowed_worker_instances"] = nil
+		} else if n, err := strconv.Atoi(limit); err != nil {
+			return fmt.Errorf("--limit %q: want a number or 'none'", limit)
+		} else {
+			body["maximum_allowed_worker_instances"] = n
+		}
+	}
+	if f := cmd.Flags().Lookup("description"); f != nil && f.Changed {
+		body["description"] = description
+	}
+	return nil
+}
+
+// buildBody reads file (JSON or YAML) and applies the key=value sets.
+func buildBody(file string, sets []string) (map[string]any, error) {
+	body := map[string]any{}
+	if file != "" {
+		raw, err := os.ReadFile(file)
+		if err != nil {
+			return nil, err
+		}
+		js, err := yaml.YAMLToJSON(raw)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", file, err)
+		}
+		if err := json.Unmarshal(js, &body); err != nil {
+			return nil, fmt.Errorf("%s: want an object: %w", file, err)
+		}
+	}
+	for _, s := range sets {
+		k, v, ok := strings.Cut(s, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("--set %q: want key=value", s)
+		}
+		var val any = v
+		var parsed any
+		if json.Unmarshal([]byte(v), &parsed) == nil {
+			val = parsed
+		}
+		m := body
+		parts := strings.Split(k, ".")
+		for _, p := range parts[:len(parts)-1] {
+			next, ok := m[p].(map[string]any)
+			if !ok {
+				next = map[string]any{}
+				m[p] = next
+			}
+			m = next
+		}
+		m[parts[len(parts)-1]] = val
+	}
+	return body, nil
+}

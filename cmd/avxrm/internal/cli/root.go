@@ -1,0 +1,128 @@
+// Package cli holds the client commands of avxrm (queues, submit, jobs,
+// logs, watch, events, artifacts, export, login): thin cobra commands over
+// the Go SDK (sdk/go/avxrm). It must not import the server's packages: the
+// commands talk to a Resource Manager only through its API.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/avxrm/rm/sdk/go/avxrm"
+	"github.com/spf13/cobra"
+)
+
+// Exit codes of the client commands.
+const (
+	ExitOK        = 0
+	ExitFailed    = 1 // an error, or the job failed
+	ExitCancelled = 3 // the job was cancelled
+)
+
+// exitError ends the program with code after printing msg (if any).
+type exitError struct {
+	code int
+	msg  string
+}
+
+func (e *exitError) Error() string { return e.msg }
+
+// ExitCode prints err as one line on w and returns the process's exit code.
+func ExitCode(err error, w io.Writer) int {
+	if err == nil {
+		return ExitOK
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		if ee.msg != "" {
+			fmt.Fprintln(w, "avxrm:", ee.msg)
+		}
+		return ee.code
+	}
+	if errors.Is(err, context.Canceled) {
+		fmt.Fprintln(w, "avxrm: interrupted")
+		return ExitFailed
+	}
+	fmt.Fprintln(w, "avxrm:", strings.ReplaceAll(err.Error(), "\n", " "))
+	return ExitFailed
+}
+
+// globals are the flags every client command takes.
+type globals struct {
+	server string
+	output string
+	token  string
+}
+
+// Root returns the avxrm command with every client command.
+func Root() *cobra.Command {
+	g := &globals{}
+	root := &cobra.Command{
+		Use:   "avxrm",
+		Short: "avxrm: the Resource Manager for simulation jobs",
+		Long: "avxrm runs the Resource Manager locally ('avxrm up') and talks to a running one:\n" +
+			"queues, applications, jobs, their logs, events and scenario exports.\n\n" +
+			"The server is --server, else $RM_SERVER, else " + avxrm.DefaultServer + ".",
+		Example: "  avxrm up &\n" +
+			"  avxrm queues create Default --limit 10\n" +
+			"  avxrm submit --queue Default --app sim:1.0 --workers 8 --wait\n" +
+			"  avxrm jobs ls\n" +
+			"  avxrm logs -f job-01J… --role worker --index 3",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	pf := root.PersistentFlags()
+	pf.StringVar(&g.server, "server", envOr("RM_SERVER", avxrm.DefaultServer), "the server's root URL ($RM_SERVER)")
+	pf.StringVarP(&g.output, "output", "o", "table", "output format: table, json or yaml")
+	pf.StringVar(&g.token, "token", "", "a bearer token to send ($RM_TOKEN; else the one 'avxrm login' stored)")
+	_ = root.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"table", "json", "yaml"}, cobra.ShellCompDirectiveNoFileComp))
+	root.AddGroup(&cobra.Group{ID: "resources", Title: "Resources:"}, &cobra.Group{ID: "jobs", Title: "Jobs:"},
+		&cobra.Group{ID: "other", Title: "Other:"})
+	for _, k := range kinds {
+		c := resourceCommand(g, k)
+		c.GroupID = "resources"
+		root.AddCommand(c)
+	}
+	for _, c := range []*cobra.Command{submitCommand(g), jobsCommand(g), logsCommand(g), watchCommand(g),
+		eventsCommand(g), artifactsCommand(g), exportCommand(g)} {
+		c.GroupID = "jobs"
+		root.AddCommand(c)
+	}
+	for _, c := range []*cobra.Command{loginCommand(g), logoutCommand()} {
+		c.GroupID = "other"
+		root.AddCommand(c)
+	}
+	return root
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+// client connects to the server with the token of --token, $RM_TOKEN or
+// the login cache.
+func (g *globals) client(ctx context.Context) (*avxrm.Client, error) {
+	if g.output != "table" && g.output != "json" && g.output != "yaml" {
+		return nil, fmt.Errorf("-o %q: want table, json or yaml", g.output)
+	}
+	var opts []avxrm.Option
+	tok := g.token
+	if tok == "" {
+		tok = os.Getenv("RM_TOKEN")
+	}
+	if tok != "" {
+		opts = append(opts, avxrm.WithTokenSource(avxrm.StaticToken(tok)))
+	} else if ts, err := cachedTokenSource(ctx); err != nil {
+		return nil, err
+	} else if ts != nil {
+		opts = append(opts, avxrm.WithTokenSource(ts))
+	}
+	return avxrm.New(g.server, opts...)
+}

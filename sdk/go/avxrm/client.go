@@ -1,0 +1,264 @@
+// Package avxrm is the Go SDK of the Resource Manager: a thin, hand-written
+// layer over the client generated from the API's OpenAPI document (package
+// api). It adds what every caller would otherwise write again: iterators over
+// paged lists, waiting for a job through the event stream, watching events
+// with resume and reconnect, an Idempotency-Key on every create with retries
+// on connection errors, errors that carry the RFC 9457 problem, and bearer
+// tokens from a TokenSource.
+//
+//	c, err := avxrm.New("http://127.0.0.1:8080")
+//	job, err := c.SubmitJob(ctx, api.JobBody{QueueId: "Default", WorkerInstances: 8,
+//		Application: api.JobApplicationRef{Id: &appID}})
+//	job, err = c.WaitJob(ctx, *job.Id)
+//
+// The package imports no part of the server.
+package avxrm
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/avxrm/rm/sdk/go/avxrm/api"
+)
+
+// BasePath is where the API lives below the server's root URL.
+const BasePath = "/api/resources/v1"
+
+// DefaultServer is the local all-in-one (`avxrm up`).
+const DefaultServer = "http://127.0.0.1:8080"
+
+// Client talks to one Resource Manager. It is safe for concurrent use.
+type Client struct {
+	// API is the generated client, for the operations this package does not
+	// wrap; it shares the retries, idempotency keys and tokens of Client.
+	API *api.ClientWithResponses
+
+	root         string // the server's root URL, without a trailing slash
+	hc           *http.Client
+	doer         *doer
+	backoff      Backoff
+	pageSize     int
+	onDisconnect func(err error, attempt int)
+}
+
+// Option configures a Client.
+type Option func(*Client)
+
+// WithHTTPClient sends the requests through hc (its Transport, Timeout,
+// cookies). If not set, a client without a timeout is used, since the event
+// stream and downloads are long requests; use contexts for deadlines.
+func WithHTTPClient(hc *http.Client) Option { return func(c *Client) { c.hc = hc } }
+
+// WithTokenSource sends `Authorization: Bearer <token>` with every request.
+func WithTokenSource(ts TokenSource) Option { return func(c *Client) { c.doer.tokens = ts } }
+
+// WithRetries sets how often a request that failed to reach the server is
+// tried again (GET, HEAD, PUT, and POST with an Idempotency-Key, which this
+// client adds to every POST). If not set, 4.
+func WithRetries(n int) Option { return func(c *Client) { c.doer.retries = n } }
+
+// WithBackoff sets the waits between retries and between reconnects of
+// the event stream.
+func WithBackoff(b Backoff) Option {
+	return func(c *Client) { c.backoff = b; c.doer.backoff = b }
+}
+
+// WithPageSize sets how many items the iterators ask for per page
+// (1..1000). If not set, 200.
+func WithPageSize(n int) Option { return func(c *Client) { c.pageSize = n } }
+
+// WithOnDisconnect tells fn of each lost connection of an event stream
+// (Watch, FollowJob, WaitJob) before it is opened again; WatchOptions'
+// OnDisconnect wins.
+func WithOnDisconnect(fn func(err error, attempt int)) Option {
+	return func(c *Client) { c.onDisconnect = fn }
+}
+
+// Backoff is an exponential backoff: Initial, doubled per attempt up to Max,
+// each wait shortened by a random part of up to a quarter.
+type Backoff struct {
+	Initial, Max time.Duration
+}
+
+// DefaultBackoff starts at 100ms and stays below 5s.
+var DefaultBackoff = Backoff{Initial: 100 * time.Millisecond, Max: 5 * time.Second}
+
+// Wait returns the wait before attempt n (0-based).
+func (b Backoff) Wait(n int) time.Duration {
+	d := b.Initial
+	for i := 0; i < n && d < b.Max; i++ {
+		d *= 2
+	}
+	d = min(d, b.Max)
+	var r [1]byte
+	_, _ = rand.Read(r[:])
+	return d - d/4*time.Duration(r[0])/255
+}
+
+// Sleep waits d or until ctx ends, whose error it then returns.
+func Sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// New returns a client of the server at root, the server's root URL such as
+// http://127.0.0.1:8080; the API's base path is appended.
+func New(root string, opts ...Option) (*Client, error) {
+	if root == "" {
+		root = DefaultServer
+	}
+	u, err := url.Parse(root)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("server %q: want a URL such as %s", root, DefaultServer)
+	}
+	c := &Client{root: strings.TrimSuffix(root, "/"), backoff: DefaultBackoff, pageSize: 200,
+		doer: &doer{retries: 4, backoff: DefaultBackoff}}
+	for _, o := range opts {
+		o(c)
+	}
+	if c.hc == nil {
+		c.hc = &http.Client{}
+	}
+	c.doer.hc = c.hc
+	// The generated paths carry the base path as long as the document has no
+	// servers entry; api.ServerPath follows the document on regeneration.
+	c.API, err = api.NewClientWithResponses(c.root+api.ServerPath, api.WithHTTPClient(c.doer))
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Server returns the server's root URL.
+func (c *Client) Server() string { return c.root }
+
+// URL returns the absolute URL of an API path such as "/jobs".
+func (c *Client) URL(path string) string { return c.root + BasePath + path }
+
+// Do sends a request to an API path such as "/queues/Default" with body (nil,
+// []byte/json.RawMessage sent as is, or a value encoded as JSON) and decodes a
+// 2xx answer into out (nil discards it; *[]byte keeps it raw). A 4xx or 5xx
+// answer is returned as *Error. PATCH bodies are sent as merge patches.
+func (c *Client) Do(ctx context.Context, method, path string, body, out any) (*http.Response, error) {
+	var rd io.Reader
+	if body != nil {
+		raw, ok := body.([]byte)
+		if m, isRaw := body.(json.RawMessage); isRaw {
+			raw, ok = m, true
+		}
+		if !ok {
+			var err error
+			if raw, err = json.Marshal(body); err != nil {
+				return nil, fmt.Errorf("encode %s %s: %w", method, path, err)
+			}
+		}
+		rd = bytes.NewReader(raw)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.URL(path), rd)
+	if err != nil {
+		return nil, err
+	}
+	if body != nil {
+		ct := "application/json"
+		if method == http.MethodPatch {
+			ct = "application/merge-patch+json"
+		}
+		req.Header.Set("Content-Type", ct)
+	}
+	req.Header.Set("Accept", "application/json, application/problem+json")
+	resp, err := c.doer.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return resp, fmt.Errorf("%s %s: read answer: %w", method, path, err)
+	}
+	if resp.StatusCode >= 400 {
+		return resp, problemError(resp, raw)
+	}
+	switch o := out.(type) {
+	case nil:
+	case *[]byte:
+		*o = raw
+	default:
+		if err := json.Unmarshal(raw, out); err != nil {
+			return resp, fmt.Errorf("%s %s: decode answer: %w", method, path, err)
+		}
+	}
+	return resp, nil
+}
+
+// doer sends the generated client's and Do's requests: it adds the bearer
+// token and an Idempotency-Key to every POST, and tries again a request
+// that did not reach the server when doing so cannot apply it twice.
+type doer struct {
+	hc      *http.Client
+	tokens  TokenSource
+	retries int
+	backoff Backoff
+}
+
+func (d *doer) Do(req *http.Request) (*http.Response, error) {
+	ctx := req.Context()
+	if d.tokens != nil {
+		tok, err := d.tokens.Token(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("get a token: %w", err)
+		}
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	if req.Method == http.MethodPost && req.Header.Get("Idempotency-Key") == "" {
+		req.Header.Set("Idempotency-Key", rand.Text())
+	}
+	retryable := req.Method == http.MethodGet || req.Method == http.MethodHead || req.Method == http.MethodPut ||
+		req.Method == http.MethodPost
+	for attempt := 0; ; attempt++ {
+		resp, err := d.hc.Do(req)
+		if err == nil || !retryable || attempt >= d.retries || ctx.Err() != nil || !isConnError(err) {
+			return resp, err
+		}
+		if err := Sleep(ctx, d.backoff.Wait(attempt)); err != nil {
+			return nil, err
+		}
+		if req.Body != nil && req.GetBody != nil {
+			body, gerr := req.GetBody()
+			if gerr != nil {
+				return nil, err
+			}
+			req = req.Clone(ctx)
+			req.Body = body
+		} else if req.Body != nil && req.Body != http.NoBody {
+			return nil, err // a body that cannot be sent again
+		}
+	}
+}
+
+// isConnError says whether err means the request may not have been
+// answered: the connection was refused, reset or closed.
+func isConnError(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		strings.Contains(err.Error(), "connection reset") || strings.Contains(err.Error(), "server closed")
+}
+
+// Send sends req with the client's token and retries, for requests Do does
+// not fit (a Range download); the caller reads and closes the answer.
+func (c *Client) Send(req *http.Request) (*http.Response, error) { return c.doer.Do(req) }

@@ -1,0 +1,295 @@
+package avxrm
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"iter"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/avxrm/rm/sdk/go/avxrm/api"
+)
+
+// Event is one message of the event stream.
+type Event struct {
+	// ID is the stream sequence; WatchOptions.After resumes after it.
+	ID uint64
+	// Type is the CloudEvent type, such as rm.job.running.
+	Type       string
+	CloudEvent CloudEvent
+}
+
+// CloudEvent is the structured-mode CloudEvent of a message.
+type CloudEvent struct {
+	ID      string    `json:"id"`
+	Source  string    `json:"source"`
+	Type    string    `json:"type"`
+	Subject string    `json:"subject"` // the resource's id
+	Time    time.Time `json:"time"`
+	QueueID string    `json:"queueid,omitempty"`
+	// Data is the resource as the API returns it.
+	Data json.RawMessage `json:"data"`
+}
+
+// Job decodes the data of a job event.
+func (e Event) Job() (*api.Job, error) {
+	var j api.Job
+	if err := json.Unmarshal(e.CloudEvent.Data, &j); err != nil {
+		return nil, fmt.Errorf("event %d (%s): %w", e.ID, e.Type, err)
+	}
+	return &j, nil
+}
+
+// WatchOptions selects the events of Watch; zero values select all new ones.
+type WatchOptions struct {
+	JobID   string
+	QueueID string
+	Types   []string // CloudEvent types, such as rm.job.failed
+	// After resumes after this event id: 0 replays every stored event. Nil:
+	// only the events from the first connection on (a reconnect before the
+	// first event then resumes from the reconnection).
+	After *uint64
+	// OnDisconnect, if set, is told of each lost connection before Watch
+	// waits attempt's backoff and connects again.
+	OnDisconnect func(err error, attempt int)
+}
+
+// deadStream is how long a stream may be silent before Watch takes it for
+// dead: the server sends a keep-alive comment every 15s.
+const deadStream = 45 * time.Second
+
+// Watch yields the events o selects, in stream order, until ctx ends or the
+// caller stops. A lost connection is reopened with Last-Event-ID, after a
+// backoff, so no event is lost or repeated; an answer of 400 or above other
+// than 5xx ends the iteration with an *Error (a 416 means After is beyond the
+// stream's end).
+func (c *Client) Watch(ctx context.Context, o WatchOptions) iter.Seq2[Event, error] {
+	return func(yield func(Event, error) bool) {
+		var last *uint64
+		if o.After != nil {
+			a := *o.After
+			last = &a
+		}
+		for attempt := 0; ; {
+			received, err := c.stream(ctx, o, last, func(e Event) bool {
+				id := e.ID
+				last = &id
+				return yield(e, nil)
+			})
+			if received {
+				attempt = 0
+			}
+			if errors.Is(err, errStop) || ctx.Err() != nil {
+				return
+			}
+			var pe *Error
+			if errors.As(err, &pe) && pe.StatusCode < 500 {
+				yield(Event{}, err)
+				return
+			}
+			if err == nil {
+				err = io.EOF // the server ended the stream
+			}
+			if o.OnDisconnect != nil {
+				o.OnDisconnect(err, attempt)
+			} else if c.onDisconnect != nil {
+				c.onDisconnect(err, attempt)
+			}
+			if Sleep(ctx, c.backoff.Wait(attempt)) != nil {
+				return
+			}
+			attempt++
+		}
+	}
+}
+
+var errStop = errors.New("stopped by the caller")
+
+// stream reads one connection of the event stream; it reports whether any
+// event came, and why it ended (errStop when yield said stop).
+func (c *Client) stream(ctx context.Context, o WatchOptions, after *uint64, yield func(Event) bool) (bool, error) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	p := &api.StreamEventsParams{}
+	if o.JobID != "" {
+		p.JobId = &o.JobID
+	}
+	if o.QueueID != "" {
+		p.QueueId = &o.QueueID
+	}
+	if len(o.Types) > 0 {
+		t := strings.Join(o.Types, ",")
+		p.Type = &t
+	}
+	if after != nil {
+		id := strconv.FormatUint(*after, 10)
+		p.LastEventID = &id
+	}
+	resp, err := c.API.StreamEvents(ctx, p, func(_ context.Context, req *http.Request) error {
+		req.Header.Set("Accept", "text/event-stream")
+		return nil
+	})
+	if err != nil {
+		return false, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 400 {
+		raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		return false, problemError(resp, raw)
+	}
+	watchdog := time.AfterFunc(deadStream, func() { cancel(fmt.Errorf("no keep-alive for %s", deadStream)) })
+	defer watchdog.Stop()
+
+	br := bufio.NewReaderSize(resp.Body, 64<<10)
+	var (
+		received bool
+		e        Event
+		data     strings.Builder
+	)
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			if cause := context.Cause(ctx); cause != nil && ctx.Err() != nil && !errors.Is(cause, context.Canceled) {
+				return received, cause
+			}
+			return received, err
+		}
+		watchdog.Reset(deadStream)
+		line = strings.TrimRight(line, "\r\n")
+		switch {
+		case line == "":
+			if data.Len() == 0 {
+				e = Event{}
+				continue
+			}
+			if err := json.Unmarshal([]byte(data.String()), &e.CloudEvent); err != nil {
+				return received, fmt.Errorf("event %d: %w", e.ID, err)
+			}
+			if e.Type == "" {
+				e.Type = e.CloudEvent.Type
+			}
+			received = true
+			if !yield(e) {
+				return received, errStop
+			}
+			e, data = Event{}, strings.Builder{}
+		case strings.HasPrefix(line, ":"):
+		case strings.HasPrefix(line, "id:"):
+			e.ID, _ = strconv.ParseUint(strings.TrimSpace(line[3:]), 10, 64)
+		case strings.HasPrefix(line, "event:"):
+			e.Type = strings.TrimSpace(line[6:])
+		case strings.HasPrefix(line, "data:"):
+			if data.Len() > 0 {
+				data.WriteByte('\n')
+			}
+			data.WriteString(strings.TrimPrefix(line[5:], " "))
+		}
+	}
+}
+
+// JobFinal says whether a job's status is final.
+func JobFinal(j *api.Job) bool {
+	if j == nil || j.Status == nil {
+		return false
+	}
+	switch *j.Status {
+	case "succeeded", "failed", "cancelled":
+		return true
+	}
+	return false
+}
+
+// FollowJob yields the job now, then each newer state of it as the event
+// stream reports it, and ends after a final one. It reads the job's own
+// events from the stream's start, so a reconnect (with Last-Event-ID) misses
+// nothing; it never polls.
+func (c *Client) FollowJob(ctx context.Context, id string, o WatchOptions) iter.Seq2[*api.Job, error] {
+	return func(yield func(*api.Job, error) bool) {
+		j, err := c.GetJob(ctx, id)
+		if err != nil {
+			yield(nil, err)
+			return
+		}
+		if !yield(j, nil) || JobFinal(j) {
+			return
+		}
+		version := int64(0)
+		if j.Version != nil {
+			version = *j.Version
+		}
+		var zero uint64
+		o.JobID, o.After = id, &zero
+		for e, err := range c.Watch(ctx, o) {
+			if err != nil {
+				yield(nil, err)
+				return
+			}
+			if e.Type == "rm.job.deleted" {
+				yield(nil, &Error{StatusCode: http.StatusNotFound, Problem: api.Problem{
+					Status: http.StatusNotFound, Title: "Not Found", Detail: ptr("job " + id + " was deleted")}})
+				return
+			}
+			nj, err := e.Job()
+			if err != nil || nj.Version == nil || *nj.Version <= version {
+				continue // a state the caller has seen already
+			}
+			version = *nj.Version
+			if !yield(nj, nil) || JobFinal(nj) {
+				return
+			}
+		}
+		if err := ctx.Err(); err != nil {
+			yield(nil, err)
+		}
+	}
+}
+
+// WaitJob returns the job once its status is final (succeeded, failed or
+// cancelled), driven by the event stream.
+func (c *Client) WaitJob(ctx context.Context, id string) (*api.Job, error) {
+	var last *api.Job
+	for j, err := range c.FollowJob(ctx, id, WatchOptions{}) {
+		if err != nil {
+			return last, err
+		}
+		last = j
+	}
+	if !JobFinal(last) {
+		return last, fmt.Errorf("wait for job %s: %w", id, context.Cause(ctx))
+	}
+	return last, nil
+}
+
+// WaitExport returns the export once it is ready or failed, driven by the
+// event stream.
+func (c *Client) WaitExport(ctx context.Context, id string) (*api.ScenarioExport, error) {
+	final := func(x *api.ScenarioExport) bool {
+		return x.Status != nil && (*x.Status == "ready" || *x.Status == "failed")
+	}
+	x, err := c.GetExport(ctx, id)
+	if err != nil || final(x) {
+		return x, err
+	}
+	var zero uint64
+	for e, err := range c.Watch(ctx, WatchOptions{Types: []string{"rm.export.ready", "rm.export.failed"}, After: &zero}) {
+		if err != nil {
+			return x, err
+		}
+		if e.CloudEvent.Subject != id {
+			continue
+		}
+		var nx api.ScenarioExport
+		if err := json.Unmarshal(e.CloudEvent.Data, &nx); err == nil && final(&nx) {
+			return &nx, nil
+		}
+	}
+	return x, fmt.Errorf("wait for export %s: %w", id, context.Cause(ctx))
+}
+
+func ptr[T any](v T) *T { return &v }

@@ -1,0 +1,171 @@
+package avxrm
+
+import (
+	"context"
+	"encoding/json"
+	"iter"
+	"net/http"
+	"net/url"
+	"strconv"
+
+	"github.com/avxrm/rm/sdk/go/avxrm/api"
+)
+
+// pages yields the items of fetch's pages, following next_cursor, until the
+// last page, an error (yielded once, then the iteration ends) or the caller
+// stops.
+func pages[T any](fetch func(cursor *string) ([]T, *string, error)) iter.Seq2[T, error] {
+	return func(yield func(T, error) bool) {
+		var cursor *string
+		for {
+			items, next, err := fetch(cursor)
+			if err != nil {
+				var zero T
+				yield(zero, err)
+				return
+			}
+			for _, it := range items {
+				if !yield(it, nil) {
+					return
+				}
+			}
+			if next == nil || *next == "" {
+				return
+			}
+			cursor = next
+		}
+	}
+}
+
+// JobFilter selects jobs; zero values select all.
+type JobFilter struct {
+	QueueID string
+	Status  api.JobStatus
+	Labels  []string // key=value, all must match
+}
+
+// Jobs iterates over the jobs f selects, page by page.
+func (c *Client) Jobs(ctx context.Context, f JobFilter) iter.Seq2[api.Job, error] {
+	return pages(func(cursor *string) ([]api.Job, *string, error) {
+		limit := int64(c.pageSize)
+		p := &api.ListJobsParams{Limit: &limit, Cursor: cursor}
+		if f.QueueID != "" {
+			p.QueueId = &f.QueueID
+		}
+		if f.Status != "" {
+			s := api.ListJobsParamsStatus(f.Status)
+			p.Status = &s
+		}
+		if len(f.Labels) > 0 {
+			p.Label = &f.Labels
+		}
+		r, err := c.API.ListJobsWithResponse(ctx, p)
+		l, err := result(err, func() (*http.Response, []byte, *api.JobList) { return r.HTTPResponse, r.Body, r.JSON200 })
+		if err != nil {
+			return nil, nil, err
+		}
+		if l.Items == nil {
+			return nil, l.NextCursor, nil
+		}
+		return *l.Items, l.NextCursor, nil
+	})
+}
+
+// Queues iterates over every queue.
+func (c *Client) Queues(ctx context.Context) iter.Seq2[api.Queue, error] {
+	return pages(func(cursor *string) ([]api.Queue, *string, error) {
+		limit := int64(c.pageSize)
+		r, err := c.API.ListQueuesWithResponse(ctx, &api.ListQueuesParams{Limit: &limit, Cursor: cursor})
+		l, err := result(err, func() (*http.Response, []byte, *api.QueueList) { return r.HTTPResponse, r.Body, r.JSON200 })
+		if err != nil {
+			return nil, nil, err
+		}
+		return l.Items, l.NextCursor, nil
+	})
+}
+
+// List iterates over the raw items of any list path, such as "/plugins" or
+// "/jobs?status=running", for callers that want the JSON as the server
+// sent it (the CLI's -o json).
+func (c *Client) List(ctx context.Context, path string, query url.Values) iter.Seq2[json.RawMessage, error] {
+	return pages(func(cursor *string) ([]json.RawMessage, *string, error) {
+		q := url.Values{}
+		for k, v := range query {
+			q[k] = v
+		}
+		q.Set("limit", strconv.Itoa(c.pageSize))
+		if cursor != nil {
+			q.Set("cursor", *cursor)
+		}
+		var page struct {
+			Items      []json.RawMessage `json:"items"`
+			NextCursor *string           `json:"next_cursor"`
+		}
+		if _, err := c.Do(ctx, http.MethodGet, path+"?"+q.Encode(), nil, &page); err != nil {
+			return nil, nil, err
+		}
+		return page.Items, page.NextCursor, nil
+	})
+}
+
+// CreateQueue creates a queue.
+func (c *Client) CreateQueue(ctx context.Context, q api.QueueBody) (*api.Queue, error) {
+	r, err := c.API.CreateQueueWithResponse(ctx, &api.CreateQueueParams{}, q)
+	return result(err, func() (*http.Response, []byte, *api.Queue) { return r.HTTPResponse, r.Body, r.JSON201 })
+}
+
+// GetQueue returns a queue by id or name.
+func (c *Client) GetQueue(ctx context.Context, idOrName string) (*api.Queue, error) {
+	r, err := c.API.GetQueueWithResponse(ctx, idOrName)
+	return result(err, func() (*http.Response, []byte, *api.Queue) { return r.HTTPResponse, r.Body, r.JSON200 })
+}
+
+// CreateApplication registers an application.
+func (c *Client) CreateApplication(ctx context.Context, a api.ApplicationBody) (*api.Application, error) {
+	r, err := c.API.CreateApplicationWithResponse(ctx, &api.CreateApplicationParams{}, a)
+	return result(err, func() (*http.Response, []byte, *api.Application) { return r.HTTPResponse, r.Body, r.JSON201 })
+}
+
+// SubmitJob submits a job. The request carries an Idempotency-Key, so a
+// retry after a lost connection does not submit it twice.
+func (c *Client) SubmitJob(ctx context.Context, j api.JobBody) (*api.Job, error) {
+	r, err := c.API.SubmitJobWithResponse(ctx, &api.SubmitJobParams{}, j)
+	return result(err, func() (*http.Response, []byte, *api.Job) { return r.HTTPResponse, r.Body, r.JSON201 })
+}
+
+// GetJob returns a job.
+func (c *Client) GetJob(ctx context.Context, id string) (*api.Job, error) {
+	r, err := c.API.GetJobWithResponse(ctx, id)
+	return result(err, func() (*http.Response, []byte, *api.Job) { return r.HTTPResponse, r.Body, r.JSON200 })
+}
+
+// CancelJob asks for a job to be cancelled; 409 (ErrConflict) when it has ended.
+func (c *Client) CancelJob(ctx context.Context, id string) (*api.Job, error) {
+	r, err := c.API.CancelJobWithResponse(ctx, id)
+	return result(err, func() (*http.Response, []byte, *api.Job) { return r.HTTPResponse, r.Body, r.JSON202 })
+}
+
+// Artifacts iterates over a job's artifacts.
+func (c *Client) Artifacts(ctx context.Context, jobID string) iter.Seq2[api.Artifact, error] {
+	return pages(func(cursor *string) ([]api.Artifact, *string, error) {
+		limit := int64(c.pageSize)
+		r, err := c.API.ListArtifactsWithResponse(ctx, jobID, &api.ListArtifactsParams{Limit: &limit, Cursor: cursor})
+		l, err := result(err, func() (*http.Response, []byte, *api.ArtifactList) { return r.HTTPResponse, r.Body, r.JSON200 })
+		if err != nil {
+			return nil, nil, err
+		}
+		return l.Items, l.NextCursor, nil
+	})
+}
+
+// CreateExport asks for a zip of a job's scenario files.
+func (c *Client) CreateExport(ctx context.Context, jobID string, req api.ExportRequest) (*api.ScenarioExport, error) {
+	r, err := c.API.CreateScenarioExportWithResponse(ctx, jobID, &api.CreateScenarioExportParams{}, req)
+	return result(err, func() (*http.Response, []byte, *api.ScenarioExport) { return r.HTTPResponse, r.Body, r.JSON202 })
+}
+
+// GetExport returns a scenario export.
+func (c *Client) GetExport(ctx context.Context, id string) (*api.ScenarioExport, error) {
+	r, err := c.API.GetScenarioExportWithResponse(ctx, id)
+	return result(err, func() (*http.Response, []byte, *api.ScenarioExport) { return r.HTTPResponse, r.Body, r.JSON200 })
+}

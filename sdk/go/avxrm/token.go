@@ -1,0 +1,169 @@
+package avxrm
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+
+	"golang.org/x/oauth2"
+)
+
+// TokenSource gives the access token sent as `Authorization: Bearer`.
+type TokenSource interface {
+	Token(ctx context.Context) (string, error)
+}
+
+// StaticToken is a token that never changes, such as RM_JOB_TOKEN.
+type StaticToken string
+
+// Token returns the token.
+func (t StaticToken) Token(context.Context) (string, error) { return string(t), nil }
+
+// OIDC gets tokens from an OpenID Connect issuer's token endpoint (found
+// through its discovery document) and refreshes them before they expire.
+type OIDC struct {
+	Issuer       string // e.g. https://keycloak.example/realms/rm
+	ClientID     string
+	ClientSecret string // empty for a public client
+	Scopes       []string
+	// HTTPClient, if set, is used to reach the issuer.
+	HTTPClient *http.Client
+}
+
+// Discovery is what the SDK reads of an issuer's discovery document.
+type Discovery struct {
+	TokenEndpoint               string `json:"token_endpoint"`
+	DeviceAuthorizationEndpoint string `json:"device_authorization_endpoint"`
+}
+
+// Discover reads the issuer's /.well-known/openid-configuration.
+func (o OIDC) Discover(ctx context.Context) (Discovery, error) {
+	var d Discovery
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet,
+		strings.TrimSuffix(o.Issuer, "/")+"/.well-known/openid-configuration", nil)
+	if err != nil {
+		return d, err
+	}
+	resp, err := o.client().Do(req)
+	if err != nil {
+		return d, fmt.Errorf("discover issuer %s: %w", o.Issuer, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return d, fmt.Errorf("discover issuer %s: %s", o.Issuer, resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&d); err != nil || d.TokenEndpoint == "" {
+		return d, fmt.Errorf("discover issuer %s: no token_endpoint (%v)", o.Issuer, err)
+	}
+	return d, nil
+}
+
+func (o OIDC) client() *http.Client {
+	if o.HTTPClient != nil {
+		return o.HTTPClient
+	}
+	return http.DefaultClient
+}
+
+func (o OIDC) config(d Discovery) *oauth2.Config {
+	return &oauth2.Config{ClientID: o.ClientID, ClientSecret: o.ClientSecret, Scopes: o.Scopes,
+		Endpoint: oauth2.Endpoint{TokenURL: d.TokenEndpoint, DeviceAuthURL: d.DeviceAuthorizationEndpoint}}
+}
+
+// Password logs in with the resource-owner password grant and returns a
+// source that refreshes the token with its refresh token.
+func (o OIDC) Password(ctx context.Context, username, password string) (*OAuth2Source, error) {
+	d, err := o.Discover(ctx)
+	if err != nil {
+		return nil, err
+	}
+	cfg := o.config(d)
+	tok, err := cfg.PasswordCredentialsToken(o.ctx(ctx), username, password)
+	if err != nil {
+		return nil, fmt.Errorf("log in to %s as %s: %w", o.Issuer, username, err)
+	}
+	return o.source(cfg, tok), nil
+}
+
+// Device logs in with the device authorization grant: show is told the URL
+// and code the user must enter; it returns once the user has done so.
+func (o OIDC) Device(ctx context.Context, show func(verificationURI, userCode string)) (*OAuth2Source, error) {
+	d, err := o.Discover(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if d.DeviceAuthorizationEndpoint == "" {
+		return nil, fmt.Errorf("issuer %s offers no device authorization", o.Issuer)
+	}
+	cfg := o.config(d)
+	da, err := cfg.DeviceAuth(o.ctx(ctx))
+	if err != nil {
+		return nil, fmt.Errorf("device authorization at %s: %w", o.Issuer, err)
+	}
+	uri := da.VerificationURIComplete
+	if uri == "" {
+		uri = da.VerificationURI
+	}
+	show(uri, da.UserCode)
+	tok, err := cfg.DeviceAccessToken(o.ctx(ctx), da)
+	if err != nil {
+		return nil, fmt.Errorf("device login at %s: %w", o.Issuer, err)
+	}
+	return o.source(cfg, tok), nil
+}
+
+// Refresh returns a source that starts from a stored token (at least its
+// refresh token) and refreshes it when needed.
+func (o OIDC) Refresh(ctx context.Context, tok *oauth2.Token) (*OAuth2Source, error) {
+	d, err := o.Discover(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return o.source(o.config(d), tok), nil
+}
+
+func (o OIDC) ctx(ctx context.Context) context.Context {
+	return context.WithValue(ctx, oauth2.HTTPClient, o.client())
+}
+
+func (o OIDC) source(cfg *oauth2.Config, tok *oauth2.Token) *OAuth2Source {
+	// The refreshing source outlives the login's context.
+	return &OAuth2Source{src: cfg.TokenSource(o.ctx(context.Background()), tok), last: tok}
+}
+
+// OAuth2Source is a TokenSource over an OAuth 2 token that refreshes itself.
+type OAuth2Source struct {
+	src oauth2.TokenSource
+
+	mu   sync.Mutex
+	last *oauth2.Token
+	// OnRefresh, if set, is called with each new token (to store it).
+	OnRefresh func(*oauth2.Token)
+}
+
+// Token returns a valid access token, refreshing it when it has expired.
+func (s *OAuth2Source) Token(context.Context) (string, error) {
+	tok, err := s.src.Token()
+	if err != nil {
+		return "", fmt.Errorf("refresh token: %w", err)
+	}
+	s.mu.Lock()
+	changed := s.last == nil || tok.AccessToken != s.last.AccessToken
+	s.last = tok
+	cb := s.OnRefresh
+	s.mu.Unlock()
+	if changed && cb != nil {
+		cb(tok)
+	}
+	return tok.AccessToken, nil
+}
+
+// Current returns the latest token (for storing it).
+func (s *OAuth2Source) Current() *oauth2.Token {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.last
+}
