@@ -34,6 +34,8 @@ func run(args []string) error {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		return up.Run(ctx, cfg, log)
+	case "store":
+		return storeMain(args)
 	case "config-table":
 		fmt.Print(up.Usage())
 		return nil
@@ -43,6 +45,7 @@ func run(args []string) error {
 usage:
   avxrm up [flags]      run the whole system locally (embedded NATS and FerretDB); 'avxrm up -h' lists the flags
   avxrm config-table    print the configuration settings as a Markdown table
+  avxrm store [probe]   serve the embedded MongoDB-wire store alone (FerretDB); probe pings it; -h lists the flags
 `)
 		return nil
 	}
