@@ -145,4 +145,3 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stderr
 	}
 	return Run(ctx, cfg, log)
 }
-
