@@ -20,7 +20,7 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	root := cli.Root()
-	root.AddCommand(upCommand(), configTableCommand())
+	root.AddCommand(upCommand(), configTableCommand(), storeCommand())
 	err := root.ExecuteContext(ctx)
 	stop()
 	os.Exit(cli.ExitCode(err, os.Stderr))

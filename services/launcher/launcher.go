@@ -11,9 +11,14 @@ package launcher
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"os"
+	"sync/atomic"
 	"time"
 
+	"github.com/avxrm/rm/pkg/events"
+	"github.com/avxrm/rm/pkg/events/elect"
 	"github.com/avxrm/rm/pkg/events/outbox"
 	"github.com/avxrm/rm/services/launcher/internal/driver"
 	"github.com/avxrm/rm/services/launcher/internal/driver/registry"
@@ -45,6 +50,22 @@ type Config struct {
 	// ResyncInterval is how often every active job and deployment is
 	// reconciled without a trigger. If zero, 30s.
 	ResyncInterval time.Duration
+
+	// Elect makes this launcher one of several replicas: it launches only
+	// while it leads the election in the NATS KV bucket ElectionBucket, so
+	// two replicas never act on the same job; the others stand by. Off, the
+	// launcher assumes it is the only one (the all-in-one).
+	Elect bool
+	// InstanceID names this replica in the election. If empty, host-pid-random.
+	InstanceID string
+	// ElectionBucket is the NATS KV bucket of the election. If empty, "rm_launcher".
+	ElectionBucket string
+	// LeaderTTL: a leader that has not renewed for this long is replaced. If
+	// zero, 5s.
+	LeaderTTL time.Duration
+	// RenewInterval is how often the leader renews and standbys try to take
+	// over. If zero, 1s.
+	RenewInterval time.Duration
 }
 
 // Factory builds a driver from a plugin's config.
@@ -68,7 +89,11 @@ type Deps struct {
 
 // Launcher is a prepared launcher.
 type Launcher struct {
-	svc *launch.Service
+	svc     *launch.Service
+	cfg     Config
+	js      jetstream.JetStream
+	log     *slog.Logger
+	leading atomic.Bool
 }
 
 // New prepares a launcher.
@@ -85,15 +110,60 @@ func New(cfg Config, deps Deps) (*Launcher, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Launcher{svc: svc}, nil
+	log := deps.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	if cfg.Elect {
+		if cfg.InstanceID == "" {
+			host, _ := os.Hostname()
+			cfg.InstanceID = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), events.NewID("")[20:])
+		}
+		if cfg.ElectionBucket == "" {
+			cfg.ElectionBucket = "rm_launcher"
+		}
+		log = log.With("launcher", cfg.InstanceID)
+	}
+	return &Launcher{svc: svc, cfg: cfg, js: deps.JS, log: log}, nil
 }
 
 // Run launches and watches until ctx ends. Instances keep running when it
 // returns; the next launcher on the same data re-adopts them.
-func (l *Launcher) Run(ctx context.Context) error { return l.svc.Run(ctx) }
+//
+// An elected launcher first waits to lead, then launches until ctx ends or
+// it loses the lead: then it stops launching at once and returns an error
+// wrapping elect.ErrLost, after which the process should exit (a launcher
+// runs once). The next leader re-adopts the instances, as after a restart.
+func (l *Launcher) Run(ctx context.Context) error {
+	if !l.cfg.Elect {
+		return l.svc.Run(ctx)
+	}
+	el, err := elect.New(ctx, l.js, elect.Config{
+		Bucket: l.cfg.ElectionBucket, TTL: l.cfg.LeaderTTL, Renew: l.cfg.RenewInterval, ID: l.cfg.InstanceID,
+	}, l.log)
+	if err != nil {
+		return err
+	}
+	return el.Lead(ctx, func(ctx context.Context, epoch uint64) error {
+		l.log.Info("elected leader: launching", "epoch", epoch)
+		l.leading.Store(true)
+		defer l.leading.Store(false)
+		return l.svc.Run(ctx)
+	})
+}
 
-// Ready reports whether the launcher's event consumer is attached.
-func (l *Launcher) Ready(ctx context.Context) error { return l.svc.Ready(ctx) }
+// Leading reports whether this launcher launches: always without an
+// election, else while it leads.
+func (l *Launcher) Leading() bool { return !l.cfg.Elect || l.leading.Load() }
+
+// Ready reports whether the launcher's event consumer is attached. A standby
+// replica is ready too: waiting is its job.
+func (l *Launcher) Ready(ctx context.Context) error {
+	if !l.Leading() {
+		return nil
+	}
+	return l.svc.Ready(ctx)
+}
 
 // Run prepares a launcher and runs it until ctx ends.
 func Run(ctx context.Context, cfg Config, deps Deps) error {

@@ -23,8 +23,8 @@ import (
 	"time"
 
 	"github.com/avxrm/rm/pkg/events"
+	"github.com/avxrm/rm/pkg/events/elect"
 	"github.com/avxrm/rm/pkg/events/outbox"
-	"github.com/avxrm/rm/services/scheduler/internal/elect"
 	"github.com/avxrm/rm/services/scheduler/internal/lease"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -125,6 +125,9 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Scheduler, error) {
 	}
 	if err := s.ledger.Ensure(ctx); err != nil {
 		return nil, err
+	}
+	if cfg.ElectionBucket == "" {
+		cfg.ElectionBucket = "rm_scheduler"
 	}
 	el, err := elect.New(ctx, deps.JS, elect.Config{
 		Bucket: cfg.ElectionBucket, TTL: cfg.LeaderTTL, Renew: cfg.RenewInterval, ID: cfg.InstanceID,

@@ -1,6 +1,7 @@
 // Package standalone is what each service's own binary (cmd/rm-<service>)
 // does around the service: JSON logs, a context cancelled by SIGINT/SIGTERM,
-// the MongoDB and NATS connections from RM_MONGO_URI and RM_NATS_URL, the
+// the settings (RM_* variables and flags, --help prints them), the MongoDB and
+// NATS connections from RM_MONGO_URI and RM_NATS_URL, the
 // event streams, an outbox relay, a metrics registry and the /metrics,
 // /healthz and /readyz endpoints. The local all-in-one (cmd/avxrm) does the
 // same for all services at once.
@@ -9,7 +10,9 @@ package standalone
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -34,47 +37,177 @@ type Env struct {
 	DB       *mongo.Database // RM_MONGO_DB of RM_MONGO_URI, default "rm"
 	NC       *nats.Conn
 	JS       jetstream.JetStream
-	Outbox   *outbox.Outbox       // its relay runs every 2s; register the collections the service writes
+	Outbox   *outbox.Outbox       // its relay runs every RM_OUTBOX_INTERVAL; register the collections the service writes
 	Registry *prometheus.Registry // Go and process collectors included
 	Log      *slog.Logger
+	HTTPAddr string // RM_HTTP_ADDR: the API, or /metrics, /healthz and /readyz of the others
 }
 
-// Getenv returns the environment variable k, or def when it is empty.
-func Getenv(k, def string) string {
-	if v := os.Getenv(k); v != "" {
-		return v
+// Service is one service's binary.
+type Service struct {
+	Name     string // the binary's name, e.g. rm-api; also its NATS connection name
+	Doc      string // one line for --help
+	HTTPAddr string // default of RM_HTTP_ADDR
+	// Settings declares the service's own settings into variables that Run
+	// reads; it is called once, before Run.
+	Settings func(s *Settings)
+	// Run runs the service until ctx ends.
+	Run func(ctx context.Context, e *Env) error
+}
+
+// common are the settings every service binary has.
+type common struct {
+	mongoURI, mongoDB                      string
+	natsURL, natsUser, natsPass, natsCreds string
+	httpAddr, logLevel, logFormat          string
+	outboxInterval, eventsMaxAge           time.Duration
+	eventsReplicas                         int
+}
+
+func (c *common) declare(s *Settings, httpAddr string) {
+	s.String(&c.mongoURI, "mongo-uri", "RM_MONGO_URI", "", "MongoDB URI (required); a replica set, for retryable and majority writes")
+	s.String(&c.mongoDB, "mongo-db", "RM_MONGO_DB", "rm", "database name")
+	s.String(&c.natsURL, "nats-url", "RM_NATS_URL", "", "NATS URL(s), comma-separated (required); JetStream must be enabled")
+	s.String(&c.natsUser, "nats-user", "RM_NATS_USER", "", "NATS user name, if the server requires one")
+	s.String(&c.natsPass, "nats-password", "RM_NATS_PASSWORD", "", "NATS password of that user (prefer the variable to the flag)")
+	s.String(&c.natsCreds, "nats-creds", "RM_NATS_CREDS", "", "NATS credentials file (JWT and nkey seed) instead of a user name and password")
+	s.String(&c.httpAddr, "http-addr", "RM_HTTP_ADDR", httpAddr, "listen address of the API, or of /metrics, /healthz and /readyz (default :8080 api, :8081 scheduler, :8082 launcher, :8083 scenario-export)")
+	s.String(&c.logLevel, "log-level", "RM_LOG_LEVEL", "info", "debug, info, warn or error")
+	s.String(&c.logFormat, "log-format", "RM_LOG_FORMAT", "json", "json or text")
+	s.Duration(&c.outboxInterval, "outbox-interval", "RM_OUTBOX_INTERVAL", "2s", "how often the relay publishes events left unsent by a crash")
+	s.Duration(&c.eventsMaxAge, "events-max-age", "RM_EVENTS_MAX_AGE", "0s", "drop events older than this from RM_EVENTS (0 keeps them)")
+	s.Int(&c.eventsReplicas, "events-replicas", "RM_EVENTS_REPLICAS", "1", "replicas of the event streams (3 on a NATS cluster)")
+}
+
+func (c *common) validate() error {
+	var errs []error
+	if c.mongoURI == "" {
+		errs = append(errs, errors.New("RM_MONGO_URI (--mongo-uri) is required"))
 	}
-	return def
+	if c.natsURL == "" {
+		errs = append(errs, errors.New("RM_NATS_URL (--nats-url) is required"))
+	}
+	if c.mongoDB == "" {
+		errs = append(errs, errors.New("RM_MONGO_DB (--mongo-db) must not be empty"))
+	}
+	if _, err := level(c.logLevel); err != nil {
+		errs = append(errs, err)
+	}
+	if c.logFormat != "json" && c.logFormat != "text" {
+		errs = append(errs, fmt.Errorf("RM_LOG_FORMAT=%q: want json or text", c.logFormat))
+	}
+	if c.outboxInterval <= 0 {
+		errs = append(errs, errors.New("RM_OUTBOX_INTERVAL must be positive"))
+	}
+	if c.eventsReplicas < 1 || c.eventsReplicas > 5 {
+		errs = append(errs, fmt.Errorf("RM_EVENTS_REPLICAS=%d: want 1 to 5", c.eventsReplicas))
+	}
+	return errors.Join(errs...)
 }
 
-// Main connects, runs body until SIGINT or SIGTERM, closes the connections,
-// and exits with status 1 if anything failed.
-func Main(name string, body func(ctx context.Context, e *Env) error) {
-	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+func level(v string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(v)); err != nil {
+		return l, fmt.Errorf("RM_LOG_LEVEL=%q: want debug, info, warn or error", v)
+	}
+	return l, nil
+}
+
+// declare returns the settings of svc with the common ones first.
+func (svc *Service) declare(getenv func(string) string) (*Settings, *common) {
+	s := newSettings(svc.Name, getenv)
+	c := &common{}
+	c.declare(s, svc.HTTPAddr)
+	if svc.Settings != nil {
+		svc.Settings(s)
+	}
+	return s, c
+}
+
+// CommonTable is the Markdown table of the settings every service binary
+// has, as the README shows it (with no default listen address: each binary
+// has its own).
+func CommonTable() string {
+	s := newSettings("", noEnv)
+	(&common{}).declare(s, "")
+	return table(s.list)
+}
+
+// Table is the Markdown table of svc's own settings, as --help prints it and
+// the README shows it.
+func (svc *Service) Table() string {
+	s, _ := svc.declare(noEnv)
+	return table(s.list[commonCount:])
+}
+
+// Help is what --help prints.
+func (svc *Service) Help() string {
+	s, _ := svc.declare(noEnv)
+	return fmt.Sprintf("%s: %s\n\nusage: %s [--flag=value ...]\n\nEach setting is an environment variable and a flag, which wins.\n\nCommon settings:\n\n%s\nSettings of %s:\n\n%s",
+		svc.Name, svc.Doc, svc.Name, table(s.list[:commonCount]), svc.Name, table(s.list[commonCount:]))
+}
+
+func noEnv(string) string { return "" }
+
+// commonCount is how many settings common declares.
+var commonCount = func() int {
+	s := newSettings("", noEnv)
+	(&common{}).declare(s, "")
+	return len(s.list)
+}()
+
+// Main runs svc with the process's arguments and environment until SIGINT or
+// SIGTERM, and exits: 0 after a clean stop or --help, 2 on bad settings, 1
+// if anything failed.
+func Main(svc *Service) {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, name, log, body)
+	code := Exec(ctx, svc, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
 	stop()
-	if err != nil {
-		log.Error(name+" stopped", "err", err)
-		os.Exit(1)
-	}
+	os.Exit(code)
 }
 
-func run(ctx context.Context, name string, log *slog.Logger, body func(context.Context, *Env) error) error {
-	mongoURI, natsURL := os.Getenv("RM_MONGO_URI"), os.Getenv("RM_NATS_URL")
-	if mongoURI == "" || natsURL == "" {
-		return errors.New("RM_MONGO_URI and RM_NATS_URL are required")
+// Exec is Main without the process: it returns the exit status.
+func Exec(ctx context.Context, svc *Service, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	s, c := svc.declare(getenv)
+	err := s.parse(args)
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprint(stdout, svc.Help())
+		return 0
 	}
-	mc, err := mongo.Connect(options.Client().ApplyURI(mongoURI).SetTimeout(30 * time.Second))
+	if err == nil {
+		err = c.validate()
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n(%s --help lists the settings)\n", svc.Name, err, svc.Name)
+		return 2
+	}
+	lvl, _ := level(c.logLevel)
+	var h slog.Handler = slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: lvl})
+	if c.logFormat == "text" {
+		h = slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl})
+	}
+	log := slog.New(h).With("service", svc.Name)
+	if err := run(ctx, svc, c, log); err != nil {
+		log.Error(svc.Name+" stopped", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func run(ctx context.Context, svc *Service, c *common, log *slog.Logger) error {
+	mc, err := mongo.Connect(options.Client().ApplyURI(c.mongoURI).SetTimeout(30 * time.Second))
 	if err != nil {
 		return fmt.Errorf("connect mongodb: %w", err)
 	}
 	defer func() { _ = mc.Disconnect(context.WithoutCancel(ctx)) }()
-	creds, err := events.Credentials(os.Getenv)
+	// The settings, not the process environment: a flag may have set them.
+	set := map[string]string{"RM_NATS_USER": c.natsUser, "RM_NATS_PASSWORD": c.natsPass, "RM_NATS_CREDS": c.natsCreds}
+	creds, err := events.Credentials(func(k string) string { return set[k] })
 	if err != nil {
 		return err
 	}
-	nc, err := nats.Connect(natsURL, append(creds, nats.Name(name), nats.MaxReconnects(-1))...)
+	opts := append(creds, nats.Name(svc.Name), nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true))
+	nc, err := nats.Connect(c.natsURL, opts...)
 	if err != nil {
 		return fmt.Errorf("connect nats: %w", err)
 	}
@@ -83,20 +216,32 @@ func run(ctx context.Context, name string, log *slog.Logger, body func(context.C
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
-	if err := events.EnsureStreams(ctx, js, 0, 1); err != nil {
+	// NATS may still be starting: retry until it answers or ctx ends.
+	for {
+		err = events.EnsureStreams(ctx, js, c.eventsMaxAge, c.eventsReplicas)
+		if err == nil || ctx.Err() != nil {
+			break
+		}
+		log.Warn("event streams not ready; retrying", "err", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+	if err != nil {
 		return err
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	e := &Env{
-		DB: mc.Database(Getenv("RM_MONGO_DB", "rm")), NC: nc, JS: js,
+		DB: mc.Database(c.mongoDB), NC: nc, JS: js,
 		Outbox:   outbox.New(events.NewPublisher(js), log.With("component", "outbox")),
-		Registry: reg, Log: log,
+		Registry: reg, Log: log, HTTPAddr: c.httpAddr,
 	}
 	// The service's writes carry their events; the relay publishes those a
 	// crash left unsent, in the collections the service registers.
-	go e.Outbox.Run(ctx, 2*time.Second)
-	return body(ctx, e)
+	go e.Outbox.Run(ctx, c.outboxInterval)
+	return svc.Run(ctx, e)
 }
 
 // ServeOps serves /metrics, /healthz and /readyz (ready answers it) on addr

@@ -1,29 +1,65 @@
 // Command rm-api runs the API service alone, against an external MongoDB
 // (RM_MONGO_URI) and NATS (RM_NATS_URL), as in deploy/compose and the Helm
-// chart. RM_HTTP_ADDR (default :8080) is where it listens; RM_OIDC_ISSUER
-// and the other RM_OIDC_* variables turn auth on (docs/auth.md).
+// chart. `rm-api --help` lists every setting; RM_OIDC_ISSUER and the other
+// RM_OIDC_* settings turn auth on (docs/auth.md).
 package main
 
 import (
 	"context"
 	"errors"
-	"os"
 
 	"github.com/avxrm/rm/pkg/events/standalone"
 	"github.com/avxrm/rm/services/api"
 )
 
-func main() {
-	standalone.Main("rm-api", func(ctx context.Context, e *standalone.Env) error {
-		return api.Run(ctx, api.Config{HTTPAddr: standalone.Getenv("RM_HTTP_ADDR", ":8080"), Auth: api.AuthConfigFromEnv(os.Getenv)}, api.Deps{
-			DB: e.DB, Outbox: e.Outbox, Logger: e.Log, JS: e.JS,
-			Gatherer: e.Registry, Registerer: e.Registry,
-			Ready: []api.ReadyCheck{{Name: "nats", Check: func(context.Context) error {
-				if !e.NC.IsConnected() {
-					return errors.New("not connected")
+func main() { standalone.Main(service()) }
+
+func service() *standalone.Service {
+	var cfg api.Config
+	oidc := map[string]*string{}
+	for _, o := range oidcSettings {
+		oidc[o.env] = new(string)
+	}
+	return &standalone.Service{
+		Name: "rm-api", Doc: "the Resource Manager's REST API, with /metrics, /healthz and /readyz", HTTPAddr: ":8080",
+		Settings: func(s *standalone.Settings) {
+			s.Int64(&cfg.BodyLimit, "body-limit", "RM_API_BODY_LIMIT", "1048576", "largest request body accepted (but artifact uploads), in bytes")
+			s.Int64(&cfg.ArtifactUploadLimit, "artifact-max-bytes", "RM_ARTIFACT_MAX_BYTES", "1073741824", "largest artifact upload accepted, in bytes")
+			s.Duration(&cfg.ExportTTL, "export-ttl", "RM_EXPORT_TTL", "168h", "how long a scenario export and its zip are kept")
+			s.Duration(&cfg.ShutdownTimeout, "shutdown-timeout", "RM_API_SHUTDOWN_TIMEOUT", "10s", "how long requests in flight may finish on stop")
+			for _, o := range oidcSettings {
+				s.String(oidc[o.env], o.flag, o.env, "", o.usage)
+			}
+		},
+		Run: func(ctx context.Context, e *standalone.Env) error {
+			cfg.HTTPAddr = e.HTTPAddr
+			cfg.Auth = api.AuthConfigFromEnv(func(k string) string {
+				if v, ok := oidc[k]; ok {
+					return *v
 				}
-				return nil
-			}}},
-		})
-	})
+				return ""
+			})
+			return api.Run(ctx, cfg, api.Deps{
+				DB: e.DB, Outbox: e.Outbox, Logger: e.Log, JS: e.JS,
+				Gatherer: e.Registry, Registerer: e.Registry,
+				Ready: []api.ReadyCheck{{Name: "nats", Check: func(context.Context) error {
+					if !e.NC.IsConnected() {
+						return errors.New("not connected")
+					}
+					return nil
+				}}},
+			})
+		},
+	}
+}
+
+// oidcSettings are the auth settings (docs/auth.md); without an issuer auth is off.
+var oidcSettings = []struct{ flag, env, usage string }{
+	{"oidc-issuer", "RM_OIDC_ISSUER", "OIDC issuer URL; empty: auth is off"},
+	{"oidc-audience", "RM_OIDC_AUDIENCE", "accepted token audience (aud, or azp) (default avxrm)"},
+	{"oidc-roles-claim", "RM_OIDC_ROLES_CLAIM", "comma-separated claim paths holding roles (default realm_access.roles and resource_access.<audience>.roles)"},
+	{"oidc-groups-claim", "RM_OIDC_GROUPS_CLAIM", "claim holding groups (default groups)"},
+	{"oidc-admin-role", "RM_OIDC_ADMIN_ROLE", "role name of administrators (default rm-admin)"},
+	{"oidc-user-role", "RM_OIDC_USER_ROLE", "role name of users (default rm-user)"},
+	{"oidc-viewer-role", "RM_OIDC_VIEWER_ROLE", "role name of viewers (default rm-viewer)"},
 }

@@ -1,8 +1,8 @@
 // Command rm-launcher runs the launcher alone, against an external MongoDB
-// (RM_MONGO_URI) and NATS (RM_NATS_URL). RM_DATA_DIR holds the local driver's
-// instances (default ./.rm-data/launcher), RM_DEFAULT_DRIVER is the driver of
-// queues without a plugin, RM_API_URL is given to instances for uploads, and
-// RM_HTTP_ADDR (default :8082) serves /metrics, /healthz and /readyz.
+// (RM_MONGO_URI) and NATS (RM_NATS_URL), as in deploy/compose and the Helm
+// chart. Run two for fail-over: replicas elect a leader, which alone
+// launches; a replica that loses the lead exits, to be restarted as a
+// standby. `rm-launcher --help` lists every setting.
 package main
 
 import (
@@ -14,22 +14,38 @@ import (
 	"github.com/avxrm/rm/services/launcher"
 )
 
-func main() {
-	standalone.Main("rm-launcher", func(ctx context.Context, e *standalone.Env) error {
-		dataDir := standalone.Getenv("RM_DATA_DIR", "./.rm-data/launcher")
-		if err := os.MkdirAll(dataDir, 0o750); err != nil {
-			return fmt.Errorf("data dir: %w", err)
-		}
-		// launcher.New registers the collections it writes with the outbox.
-		l, err := launcher.New(launcher.Config{
-			DataDir: dataDir, DefaultDriver: os.Getenv("RM_DEFAULT_DRIVER"), APIURL: os.Getenv("RM_API_URL"),
-		}, launcher.Deps{DB: e.DB, JS: e.JS, Outbox: e.Outbox, Registerer: e.Registry, Logger: e.Log})
-		if err != nil {
-			return err
-		}
-		if err := e.ServeOps(ctx, standalone.Getenv("RM_HTTP_ADDR", ":8082"), l.Ready); err != nil {
-			return err
-		}
-		return l.Run(ctx)
-	})
+func main() { standalone.Main(service()) }
+
+func service() *standalone.Service {
+	cfg := launcher.Config{Elect: true}
+	return &standalone.Service{
+		Name: "rm-launcher", Doc: "runs admitted jobs' instances through their queue's plugin; run two, one leads", HTTPAddr: ":8082",
+		Settings: func(s *standalone.Settings) {
+			s.String(&cfg.DataDir, "data-dir", "RM_DATA_DIR", "./.rm-data/launcher", "where the local driver keeps its instances' files and logs")
+			s.String(&cfg.DefaultDriver, "default-driver", "RM_DEFAULT_DRIVER", "local", "driver of queues without a plugin when no plugin is the default")
+			s.String(&cfg.APIURL, "api-url", "RM_API_URL", "", "the API's URL, given to every instance as RM_API_URL")
+			s.String(&cfg.Durable, "durable", "RM_LAUNCHER_DURABLE", "rm-launcher", "JetStream consumer of job and deployment events")
+			s.Int(&cfg.Workers, "workers", "RM_LAUNCHER_WORKERS", "8", "jobs and deployments reconciled at once")
+			s.Duration(&cfg.ResyncInterval, "resync-interval", "RM_LAUNCHER_RESYNC_INTERVAL", "30s", "how often every active job is reconciled without a trigger")
+			s.Bool(&cfg.Elect, "elect", "RM_LAUNCHER_ELECT", "true", "launch only while leading the election (false: this is the only launcher)")
+			s.String(&cfg.InstanceID, "instance-id", "RM_INSTANCE_ID", "", "this replica's name in the election (default: host-pid-random)")
+			s.String(&cfg.ElectionBucket, "election-bucket", "RM_LAUNCHER_ELECTION_BUCKET", "rm_launcher", "NATS KV bucket of the leader election")
+			s.Duration(&cfg.LeaderTTL, "leader-ttl", "RM_LAUNCHER_LEADER_TTL", "5s", "a leader that has not renewed for this long is replaced")
+			s.Duration(&cfg.RenewInterval, "renew-interval", "RM_LAUNCHER_RENEW_INTERVAL", "1s", "how often the leader renews and standbys try to take over")
+		},
+		Run: func(ctx context.Context, e *standalone.Env) error {
+			if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+				return fmt.Errorf("data dir: %w", err)
+			}
+			// launcher.New registers the collections it writes with the outbox.
+			l, err := launcher.New(cfg, launcher.Deps{DB: e.DB, JS: e.JS, Outbox: e.Outbox, Registerer: e.Registry, Logger: e.Log})
+			if err != nil {
+				return err
+			}
+			if err := e.ServeOps(ctx, e.HTTPAddr, l.Ready); err != nil {
+				return err
+			}
+			return l.Run(ctx)
+		},
+	}
 }

@@ -15,7 +15,7 @@ import (
 func TestTakeoverAfterLeaderDies(t *testing.T) {
 	js := eventstest.Run(t)
 	ctx := context.Background()
-	cfg := Config{TTL: time.Second, Renew: 100 * time.Millisecond}
+	cfg := Config{Bucket: "rm_test", TTL: time.Second, Renew: 100 * time.Millisecond}
 	cfg.ID = "a"
 	a, err := New(ctx, js, cfg, slog.Default())
 	if err != nil {

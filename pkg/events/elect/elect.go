@@ -1,4 +1,5 @@
-// Package elect chooses one active scheduler through a NATS KV bucket whose
+// Package elect chooses one active replica of a service (the scheduler, the
+// launcher) through a NATS KV bucket whose
 // entries expire (TTL): the leader holds a key it renews with
 // revision-conditioned updates; standbys try to create the key, which succeeds
 // only once it has expired or been deleted. The KV revision of the winning
@@ -20,7 +21,7 @@ import (
 
 // Config of an election. Zero values take the defaults.
 type Config struct {
-	Bucket string        // if empty, "rm_scheduler"
+	Bucket string        // required: one per service, e.g. "rm_scheduler"
 	Key    string        // if empty, "leader"
 	TTL    time.Duration // a leader that does not renew for this long is replaced; if zero, 5s
 	Renew  time.Duration // renewal and standby retry period; if zero, 1s
@@ -37,7 +38,7 @@ type Elector struct {
 // New creates (or reuses) the bucket.
 func New(ctx context.Context, js jetstream.JetStream, cfg Config, log *slog.Logger) (*Elector, error) {
 	if cfg.Bucket == "" {
-		cfg.Bucket = "rm_scheduler"
+		return nil, errors.New("elect: the bucket is required")
 	}
 	if cfg.Key == "" {
 		cfg.Key = "leader"
@@ -52,7 +53,7 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config, log *slog.Logg
 		return nil, fmt.Errorf("elect: renew period %v must be shorter than the TTL %v", cfg.Renew, cfg.TTL)
 	}
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: cfg.Bucket, Description: "scheduler leader election", TTL: cfg.TTL, History: 1,
+		Bucket: cfg.Bucket, Description: "leader election", TTL: cfg.TTL, History: 1,
 		Storage: jetstream.FileStorage,
 	})
 	if err != nil {
@@ -127,5 +128,38 @@ func (e *Elector) Hold(ctx context.Context, rev uint64) error {
 			return fmt.Errorf("%w: renew at revision %d: %v", ErrLost, rev, err)
 		}
 		rev, last = next, time.Now()
+	}
+}
+
+// Lead campaigns until this candidate leads, then runs body with a context
+// that ends as soon as leadership is lost (or ctx ends), and returns once body
+// has returned: nil when ctx ended, an error wrapping ErrLost when leadership
+// was lost, else body's error (the key is resigned). A replica whose Lead
+// returned ErrLost should exit and start afresh, as a restart policy does.
+func (e *Elector) Lead(ctx context.Context, body func(ctx context.Context, epoch uint64) error) error {
+	rev, err := e.Campaign(ctx)
+	if err != nil {
+		return nil // ctx ended before winning
+	}
+	lctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	held, led := make(chan error, 1), make(chan error, 1)
+	go func() { held <- e.Hold(lctx, rev) }()
+	go func() { led <- body(lctx, rev) }()
+	select {
+	case err = <-held:
+		cancel() // lost: stop acting at once
+		<-led
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	case err = <-led:
+		cancel()
+		<-held // resigns the key, so that a standby takes over at once
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
 	}
 }

@@ -1,0 +1,137 @@
+package standalone
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/avxrm/rm/pkg/embedded/mongotest"
+	"github.com/avxrm/rm/pkg/events/eventstest"
+)
+
+func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+// Variables set the values, flags win over them, and bad values of either
+// are refused with the variable's name, before anything connects.
+func TestSettingsFromVariablesAndFlags(t *testing.T) {
+	var d time.Duration
+	var n int
+	var b bool
+	var str string
+	declare := func(getenv func(string) string) *Settings {
+		s := newSettings("t", getenv)
+		s.Duration(&d, "lease", "RM_T_LEASE", "1m", "")
+		s.Int(&n, "workers", "RM_T_WORKERS", "8", "")
+		s.Bool(&b, "store", "RM_T_STORE", "false", "")
+		s.String(&str, "name", "RM_T_NAME", "x", "")
+		return s
+	}
+	if err := declare(noEnv).parse(nil); err != nil || d != time.Minute || n != 8 || b || str != "x" {
+		t.Fatalf("defaults: %v %v %v %v %q", err, d, n, b, str)
+	}
+	vars := env(map[string]string{"RM_T_LEASE": "5s", "RM_T_WORKERS": "3", "RM_T_STORE": "1", "RM_T_NAME": "y"})
+	if err := declare(vars).parse(nil); err != nil || d != 5*time.Second || n != 3 || !b || str != "y" {
+		t.Fatalf("variables: %v %v %v %v %q", err, d, n, b, str)
+	}
+	if err := declare(vars).parse([]string{"--lease=7s", "--workers", "4", "--store=false", "--name=z"}); err != nil || d != 7*time.Second || n != 4 || b || str != "z" {
+		t.Fatalf("flags: %v %v %v %v %q", err, d, n, b, str)
+	}
+	for _, bad := range []map[string]string{{"RM_T_LEASE": "-1s"}, {"RM_T_LEASE": "soon"}, {"RM_T_WORKERS": "-2"}, {"RM_T_STORE": "perhaps"}} {
+		err := declare(env(bad)).parse(nil)
+		for k := range bad {
+			if err == nil || !strings.Contains(err.Error(), k) {
+				t.Errorf("%v: %v, want an error naming %s", bad, err, k)
+			}
+		}
+	}
+	for _, bad := range []string{"--lease=-1s", "--workers=x", "--nope=1", "stray"} {
+		if err := declare(noEnv).parse([]string{bad}); err == nil {
+			t.Errorf("%s accepted", bad)
+		}
+	}
+}
+
+// A binary refuses to start without its servers, or with a bad common
+// setting, with status 2 and the variable named; --help exits 0.
+func TestExecStatus(t *testing.T) {
+	svc := &Service{Name: "rm-t", HTTPAddr: ":0", Run: func(context.Context, *Env) error { t.Error("ran"); return nil }}
+	for _, c := range []struct {
+		env  map[string]string
+		want string
+	}{
+		{nil, "RM_MONGO_URI"},
+		{map[string]string{"RM_MONGO_URI": "mongodb://x"}, "RM_NATS_URL"},
+		{map[string]string{"RM_MONGO_URI": "mongodb://x", "RM_NATS_URL": "nats://x", "RM_LOG_LEVEL": "loud"}, "RM_LOG_LEVEL"},
+		{map[string]string{"RM_MONGO_URI": "mongodb://x", "RM_NATS_URL": "nats://x", "RM_EVENTS_REPLICAS": "0"}, "RM_EVENTS_REPLICAS"},
+	} {
+		var stderr bytes.Buffer
+		if code := Exec(context.Background(), svc, nil, env(c.env), io.Discard, &stderr); code != 2 || !strings.Contains(stderr.String(), c.want) {
+			t.Errorf("%v: exit %d, %q; want 2 naming %s", c.env, code, stderr.String(), c.want)
+		}
+	}
+	var out bytes.Buffer
+	if code := Exec(context.Background(), svc, []string{"-h"}, noEnv, &out, io.Discard); code != 0 || !strings.Contains(out.String(), "RM_NATS_URL") {
+		t.Errorf("-h: exit %d, %q", code, out.String())
+	}
+}
+
+// Against real servers, a service gets its connections and ops endpoints,
+// and a stop by its context exits 0; a failing service exits 1.
+func TestExecRunsAgainstServers(t *testing.T) {
+	mongoURI, _ := mongotest.Start(t)
+	ns := eventstest.RunServer(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	vars := env(map[string]string{"RM_MONGO_URI": mongoURI, "RM_NATS_URL": ns.ClientURL(), "RM_MONGO_DB": "standalone_t"})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	svc := &Service{Name: "rm-t", HTTPAddr: ":0", Run: func(ctx context.Context, e *Env) error {
+		if e.DB.Name() != "standalone_t" || e.HTTPAddr != addr {
+			t.Errorf("env: db %s, addr %s", e.DB.Name(), e.HTTPAddr)
+		}
+		if _, err := e.JS.Stream(ctx, "RM_EVENTS"); err != nil {
+			t.Errorf("streams not ensured: %v", err)
+		}
+		if err := e.ServeOps(ctx, e.HTTPAddr, func(context.Context) error { return nil }); err != nil {
+			return err
+		}
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err != nil {
+			return err
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("/readyz: %s", resp.Status)
+		}
+		return nil
+	}}
+	if code := Exec(ctx, svc, []string{"--http-addr=" + addr}, vars, io.Discard, io.Discard); code != 0 {
+		t.Errorf("clean stop: exit %d", code)
+	}
+	svc.Run = func(context.Context, *Env) error { return errors.New("broken") }
+	var stderr bytes.Buffer
+	if code := Exec(ctx, svc, nil, vars, io.Discard, &stderr); code != 1 || !strings.Contains(stderr.String(), "broken") {
+		t.Errorf("failure: exit %d, %q", code, stderr.String())
+	}
+}
+
+// The README's table of the common settings is current.
+func TestREADMECommonTable(t *testing.T) {
+	got, err := READMETable("../../../README.md", "common")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != CommonTable() {
+		t.Errorf("README's common table is stale; replace it with:\n%s", CommonTable())
+	}
+}
