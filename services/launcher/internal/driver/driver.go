@@ -187,12 +187,24 @@ func (s State) Final() bool { return s == Succeeded || s == Failed }
 // the instance has ended with a known code; a stopped instance is Failed.
 type Status struct {
 	Ref
-	State      State
-	ExitCode   *int
-	Message    string
+	State    State
+	ExitCode *int
+	Message  string
+	// Reason, when set, is a machine-readable cause of the state, one of
+	// the Reason constants; Message says more.
+	Reason     string
 	StartedAt  time.Time
 	FinishedAt time.Time
 }
+
+// Reasons a driver may report in Status.Reason.
+const (
+	// ReasonImagePullFailed: the instance is Pending because its image
+	// cannot be pulled (kubernetes: ErrImagePull, ImagePullBackOff,
+	// InvalidImageName...). The launcher reports it as the job condition
+	// reason of the same name.
+	ReasonImagePullFailed = "ImagePullFailed"
+)
 
 // Driver runs instances on one container runtime. All methods are safe for
 // concurrent use.

@@ -21,6 +21,14 @@
 // the terminated container; a pod that is deleted, or starts terminating,
 // before it ended is Failed with a message. Stop and Cleanup delete pods
 // (background propagation); a terminating pod no longer counts in List.
+// Stopping a controller deletes its workers itself: the driver never
+// relies on the garbage collector (the owner references only make a
+// deletion of the controller by someone else cascade).
+//
+// New checks with SelfSubjectAccessReviews that its identity may do all
+// of the above (CheckAccess) and fails naming what is missing. A waiting
+// container whose image cannot be pulled is reported Pending with
+// Reason driver.ReasonImagePullFailed and the kubelet's message.
 //
 // Restart policy: pods outlive the launcher. A new driver's informer lists
 // the managed pods, so List and Watch report them like its own.
@@ -46,6 +54,8 @@ import (
 	"sync"
 	"time"
 
+	authnv1 "k8s.io/api/authentication/v1"
+	authzv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -90,12 +100,19 @@ func WithGracePeriod(d time.Duration) Option {
 	}
 }
 
+// WithSyncTimeout bounds how long NewWithClient waits for the first list
+// of pods (default 30s); after it, statuses follow once the list succeeds.
+func WithSyncTimeout(d time.Duration) Option {
+	return func(dr *Driver) { dr.syncTimeout = d }
+}
+
 // Driver is the kubernetes driver.
 type Driver struct {
-	cs    kubernetes.Interface
-	ns    string
-	log   *slog.Logger
-	grace *int64
+	cs          kubernetes.Interface
+	ns          string
+	log         *slog.Logger
+	grace       *int64
+	syncTimeout time.Duration
 
 	tracker   hub.Tracker
 	factory   informers.SharedInformerFactory
@@ -124,7 +141,82 @@ func New(config json.RawMessage, opts driver.Options) (driver.Driver, error) {
 			ns = strings.TrimSpace(string(b))
 		}
 	}
-	return NewWithClient(cs, ns, opts)
+	d, err := NewWithClient(cs, ns, opts)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := d.CheckAccess(ctx); err != nil {
+		d.Close()
+		return nil, err
+	}
+	return d, nil
+}
+
+// access is one permission the driver uses in its namespace.
+type access struct {
+	verb, resource, subresource string
+	// optional: only some clusters require it (admission plugins); a
+	// missing one is logged, not an error.
+	optional string
+}
+
+func (a access) String() string {
+	if a.subresource != "" {
+		return a.verb + " " + a.resource + "/" + a.subresource
+	}
+	return a.verb + " " + a.resource
+}
+
+// needed lists every API call the driver makes, as RBAC sees them.
+var needed = []access{
+	{verb: "create", resource: "pods"},
+	{verb: "get", resource: "pods"},
+	{verb: "list", resource: "pods"},
+	{verb: "watch", resource: "pods"},
+	{verb: "delete", resource: "pods"},
+	{verb: "get", resource: "pods", subresource: "log"},
+	{verb: "update", resource: "pods", subresource: "finalizers",
+		optional: "workers' owner references to their controller pod set blockOwnerDeletion, which the OwnerReferencesPermissionEnforcement admission plugin allows only with it"},
+}
+
+// CheckAccess asks the API server (SelfSubjectAccessReview) whether the
+// driver's identity may do everything the driver does in its namespace,
+// and returns an error naming each missing verb and resource, so that a
+// Role lacking a rule fails when the plugin is loaded rather than at the
+// first job (or, for list and watch, silently in the informer). When the
+// server does not answer the reviews, it logs that and returns nil: the
+// operations themselves still fail with the server's Forbidden error.
+func (d *Driver) CheckAccess(ctx context.Context) error {
+	var missing []string
+	for _, a := range needed {
+		r, err := d.cs.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authzv1.SelfSubjectAccessReview{
+			Spec: authzv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &authzv1.ResourceAttributes{
+				Namespace: d.ns, Verb: a.verb, Resource: a.resource, Subresource: a.subresource,
+			}},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			d.log.Warn("cannot check the driver's permissions; operations will tell", "err", err)
+			return nil
+		}
+		switch {
+		case r.Status.Allowed:
+		case a.optional != "":
+			d.log.Warn("the driver may not "+a.String()+"; "+a.optional, "namespace", d.ns)
+		default:
+			missing = append(missing, a.String())
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	who := "the driver's identity"
+	if r, err := d.cs.AuthenticationV1().SelfSubjectReviews().Create(ctx, &authnv1.SelfSubjectReview{}, metav1.CreateOptions{}); err == nil && r.Status.UserInfo.Username != "" {
+		who = r.Status.UserInfo.Username
+	}
+	return fmt.Errorf("kubernetes: %s may not %s in namespace %s (RBAC); grant them in the Role bound to it",
+		who, strings.Join(missing, ", "), d.ns)
 }
 
 func restConfig(cfg driver.KubernetesConfig) (*rest.Config, error) {
@@ -151,7 +243,8 @@ func restConfig(cfg driver.KubernetesConfig) (*rest.Config, error) {
 }
 
 // NewWithClient builds a driver on cs in namespace ("default" when empty)
-// and waits (up to 30s) for its informer to list the existing pods.
+// and waits (up to 30s, WithSyncTimeout) for its informer to list the
+// existing pods.
 func NewWithClient(cs kubernetes.Interface, namespace string, opts driver.Options, options ...Option) (*Driver, error) {
 	if namespace == "" {
 		namespace = "default"
@@ -159,7 +252,7 @@ func NewWithClient(cs kubernetes.Interface, namespace string, opts driver.Option
 	if errs := validation.IsDNS1123Label(namespace); len(errs) > 0 {
 		return nil, fmt.Errorf("kubernetes: %w", &driver.FieldError{Field: "namespace", Message: strings.Join(errs, "; ")})
 	}
-	d := &Driver{cs: cs, ns: namespace, log: opts.Log().With("driver", "kubernetes", "namespace", namespace), stopInf: make(chan struct{})}
+	d := &Driver{cs: cs, ns: namespace, log: opts.Log().With("driver", "kubernetes", "namespace", namespace), stopInf: make(chan struct{}), syncTimeout: 30 * time.Second}
 	for _, o := range options {
 		o(d)
 	}
@@ -176,7 +269,7 @@ func NewWithClient(cs kubernetes.Interface, namespace string, opts driver.Option
 	}
 	d.factory.Start(d.stopInf)
 	timeout := make(chan struct{})
-	timer := time.AfterFunc(30*time.Second, func() { close(timeout) })
+	timer := time.AfterFunc(d.syncTimeout, func() { close(timeout) })
 	defer timer.Stop()
 	if !cache.WaitForCacheSync(timeout, inf.HasSynced) {
 		d.log.Warn("pod informer not synced yet; statuses will follow")
@@ -434,6 +527,9 @@ func statusOf(ref driver.Ref, p *corev1.Pod) driver.Status {
 			st.StartedAt = s.Running.StartedAt.Time
 		case s.Waiting != nil:
 			st.Message = joinReason(s.Waiting.Reason, s.Waiting.Message)
+			if imagePullReasons[s.Waiting.Reason] {
+				st.Reason = driver.ReasonImagePullFailed
+			}
 		}
 	}
 	switch p.Status.Phase {
@@ -464,6 +560,17 @@ func statusOf(ref driver.Ref, p *corev1.Pod) driver.Status {
 		st.State, st.Message, st.FinishedAt = driver.Failed, "pod deleted", p.DeletionTimestamp.Time
 	}
 	return st
+}
+
+// imagePullReasons are the kubelet's waiting reasons for an image that
+// cannot be had (pkg/kubelet/images); ContainerCreating, PodInitializing
+// and the like are not among them.
+var imagePullReasons = map[string]bool{
+	"ErrImagePull":      true,
+	"ImagePullBackOff":  true,
+	"InvalidImageName":  true,
+	"ErrImageNeverPull": true,
+	"ErrImageInspect":   true,
 }
 
 func joinReason(reason, message string) string {
@@ -554,13 +661,47 @@ func (d *Driver) Stop(ctx context.Context, r driver.Ref) error {
 	if err := d.delete(ctx, p); err != nil {
 		return fmt.Errorf("kubernetes: stop %s: %w", r, err)
 	}
+	if err := d.deleteOwned(ctx, p); err != nil {
+		return fmt.Errorf("kubernetes: stop %s: %w", r, err)
+	}
 	return nil
+}
+
+// deleteOwned deletes the job's pods that owner owns (a controller's
+// workers). The garbage collector would too, through their owner
+// references, but the driver does not rely on one running.
+func (d *Driver) deleteOwned(ctx context.Context, owner *corev1.Pod) error {
+	ref, _ := refOf(owner)
+	if ref.Role != driver.RoleController {
+		return nil
+	}
+	pods, err := d.cs.CoreV1().Pods(d.ns).List(ctx, metav1.ListOptions{LabelSelector: jobSelector(ref.JobID)})
+	if err != nil {
+		return fmt.Errorf("list the workers: %w", err)
+	}
+	var errs []error
+	for i := range pods.Items {
+		p := &pods.Items[i]
+		for _, o := range p.OwnerReferences {
+			if o.UID == owner.UID && p.DeletionTimestamp == nil {
+				errs = append(errs, d.delete(ctx, p))
+				break
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func (d *Driver) delete(ctx context.Context, p *corev1.Pod) error {
 	bg := metav1.DeletePropagationBackground
 	uid := p.UID
 	opts := metav1.DeleteOptions{GracePeriodSeconds: d.grace, PropagationPolicy: &bg}
+	if p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+		// Nothing runs any more: remove the object at once instead of
+		// waiting for a kubelet to confirm (none may be left on the node).
+		zero := int64(0)
+		opts.GracePeriodSeconds = &zero
+	}
 	if uid != "" {
 		// Never delete a newer pod that took the name meanwhile.
 		opts.Preconditions = &metav1.Preconditions{UID: &uid}

@@ -234,7 +234,7 @@ func TestStatusOf(t *testing.T) {
 		},
 		"image pull": {
 			pod:  corev1.Pod{Status: corev1.PodStatus{Phase: corev1.PodPending, ContainerStatuses: cstatus(corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ErrImagePull", Message: "not found"}})}},
-			want: driver.Status{State: driver.Pending, Message: "ErrImagePull: not found"},
+			want: driver.Status{State: driver.Pending, Message: "ErrImagePull: not found", Reason: driver.ReasonImagePullFailed},
 		},
 		"running": {
 			pod:  corev1.Pod{Status: corev1.PodStatus{Phase: corev1.PodRunning, ContainerStatuses: cstatus(corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: t0}})}},

@@ -35,7 +35,7 @@ func (t *Tracker) updateLocked(st driver.Status) {
 		if prev.State.Final() {
 			return
 		}
-		if prev.State == st.State && codeEq(prev.ExitCode, st.ExitCode) && prev.Message == st.Message {
+		if prev.State == st.State && codeEq(prev.ExitCode, st.ExitCode) && prev.Message == st.Message && prev.Reason == st.Reason {
 			return
 		}
 	}
