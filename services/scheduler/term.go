@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/avxrm/rm/pkg/events"
+	"github.com/avxrm/rm/pkg/events/jobdoc"
 	"github.com/avxrm/rm/services/scheduler/internal/admit"
 	"github.com/avxrm/rm/services/scheduler/internal/lease"
 	"github.com/nats-io/nats.go/jetstream"
@@ -23,18 +24,18 @@ import (
 // postControllerSuffix makes the lease holder of a job's post controller.
 const postControllerSuffix = "/post-controller"
 
-// Post controller statuses, as the API and the launcher write them.
+// Post controller statuses (see docs/job-record.md for who writes which).
 const (
-	pcPending  = "pending"
-	pcAdmitted = "admitted"
-	pcRunning  = "running"
-	pcStopped  = "stopped"
+	pcPending  = events.PostControllerPending
+	pcAdmitted = events.PostControllerAdmitted
+	pcRunning  = events.PostControllerRunning
+	pcStopped  = events.PostControllerStopped
 )
 
 // Condition types and reasons the scheduler sets.
 const (
-	condAdmitted               = "Admitted"
-	condPostControllerAdmitted = "PostControllerAdmitted"
+	condAdmitted               = jobdoc.CondAdmitted
+	condPostControllerAdmitted = jobdoc.CondPostControllerAdmitted
 	reasonAdmitted             = "Admitted"
 	reasonCancelled            = "Cancelled"
 )
@@ -397,7 +398,7 @@ func (t *term) releasable(holder string) bool {
 	case j == nil || j.CleanedAt != nil:
 		return true
 	case isPostControllerHolder(holder):
-		return j.PostController == nil || j.PostController.Status == pcStopped
+		return j.PostController == nil || j.PostController.Status == pcStopped || j.PostController.StopRequested
 	default:
 		return events.JobFinal(j.Status)
 	}
@@ -462,7 +463,7 @@ func (t *term) pass(ctx context.Context) error {
 				pendingByQueue[j.QueueID]++
 			}
 		}
-		if pc := j.PostController; pc != nil && pc.Status == pcPending && j.CleanedAt == nil && !j.CleanupRequested &&
+		if pc := j.PostController; pc != nil && pc.Status == pcPending && !pc.StopRequested && j.CleanedAt == nil && !j.CleanupRequested &&
 			t.ledger.Leases[j.ID+postControllerSuffix] == nil {
 			reqs = append(reqs, admit.Request{
 				ID: j.ID + postControllerSuffix, Kind: admit.KindPostController, Priority: j.Priority,

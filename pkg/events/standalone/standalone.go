@@ -84,6 +84,7 @@ func run(ctx context.Context, name string, log *slog.Logger, body func(context.C
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(outbox.Collectors()...)
 	e := &Env{
 		DB: mc.Database(Getenv("RM_MONGO_DB", "rm")), NC: nc, JS: js,
 		Outbox:   outbox.New(events.NewPublisher(js), log.With("component", "outbox")),

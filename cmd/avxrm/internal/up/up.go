@@ -119,6 +119,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (sys *System, err 
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(outbox.Collectors()...)
 
 	ob := outbox.New(events.NewPublisher(s.JS), log.With("component", "outbox"))
 	// The scheduler is prepared before the API so that its collections get

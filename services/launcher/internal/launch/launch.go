@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/avxrm/rm/pkg/events"
+	"github.com/avxrm/rm/pkg/events/jobdoc"
 	"github.com/avxrm/rm/pkg/events/outbox"
 	"github.com/avxrm/rm/services/launcher/internal/driver"
 	"github.com/nats-io/nats.go/jetstream"
@@ -91,6 +92,7 @@ type Service struct {
 
 	jobs, queues, plugins, deployments, apps, arcs *mongo.Collection
 
+	record  *jobdoc.Store // the one loop that writes jobs
 	pool    *pool
 	wq      *workqueue
 	metrics *metrics
@@ -147,6 +149,9 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		apps: deps.DB.Collection(ApplicationsCollection), arcs: deps.DB.Collection(AppRuntimeConfigsCollection),
 		wq: newWorkqueue(), failures: map[string]int{}, qcache: map[string]cachedQ{}, dstate: map[string]*depSlot{},
 	}
+	// One attempt: a lost race is a requeue, so that the next round
+	// observes the drivers again before starting anything.
+	s.record = jobdoc.New(deps.DB, deps.Outbox, jobdoc.Launcher, Source, jobdoc.WithAttempts(1), jobdoc.WithClock(deps.Now))
 	s.pool = newPool(deps.Drivers, driver.Options{DataDir: cfg.DataDir, Logger: deps.Logger}, deps.Logger, s.changed)
 	var err error
 	if s.metrics, err = newMetrics(deps.Registerer, s.pool); err != nil {
