@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"golang.org/x/sync/errgroup"
 )
 
 // postControllerSuffix makes the lease holder of a job's post controller.
@@ -547,17 +548,12 @@ const parallelWrites = 8
 // runAll runs fs, at most n at a time, and returns their errors.
 func runAll(fs []func() error, n int) []error {
 	errs := make([]error, len(fs))
-	sem := make(chan struct{}, n)
-	var wg sync.WaitGroup
+	var g errgroup.Group
+	g.SetLimit(n)
 	for i, f := range fs {
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			errs[i] = f()
-		}()
+		g.Go(func() error { errs[i] = f(); return nil })
 	}
-	wg.Wait()
+	_ = g.Wait()
 	return errs
 }
 

@@ -182,6 +182,7 @@ func (s *Server) submitJob(ctx context.Context, in *createJobInput) (*jobOutput,
 		return nil, jobError(err)
 	}
 	normalizeJob(j)
+	j.Instances = []events.Instance{} // none yet
 	return &jobOutput{Status: http.StatusCreated, Location: BasePath + "/jobs/" + j.ID, ETag: etag(j.Version), Body: j}, nil
 }
 
