@@ -30,10 +30,10 @@ import (
 	"github.com/avxrm/rm/services/launcher/internal/driver"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
-	"k8s.io/client-go/util/workqueue"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"k8s.io/client-go/util/workqueue"
 )
 
 // Source is the CloudEvents source of the launcher's events.
@@ -93,8 +93,8 @@ type Service struct {
 
 	jobs, queues, plugins, deployments, apps, arcs *mongo.Collection
 
-	record  *jobdoc.Store // the one loop that writes jobs
-	pool    *pool
+	record *jobdoc.Store // the one loop that writes jobs
+	pool   *pool
 	// wq hands keys ("job/<id>", "dep/<id>") to workers, each key to one
 	// worker at a time, coalescing duplicates (reconciliation reads the
 	// state fresh, so coalescing loses nothing), with per-key backoff.
@@ -103,9 +103,9 @@ type Service struct {
 
 	consuming atomic.Bool
 
-	mu       sync.Mutex
-	qcache   map[string]cachedQ  // queues by id and name, briefly
-	dstate   map[string]*depSlot // deployment slots' restart state, by slot id
+	mu     sync.Mutex
+	qcache map[string]cachedQ  // queues by id and name, briefly
+	dstate map[string]*depSlot // deployment slots' restart state, by slot id
 }
 
 type cachedQ struct {
@@ -150,7 +150,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		jobs: deps.DB.Collection(JobsCollection), queues: deps.DB.Collection(QueuesCollection),
 		plugins: deps.DB.Collection(PluginsCollection), deployments: deps.DB.Collection(DeploymentsCollection),
 		apps: deps.DB.Collection(ApplicationsCollection), arcs: deps.DB.Collection(AppRuntimeConfigsCollection),
-		wq: workqueue.NewTypedRateLimitingQueue(workqueue.NewTypedItemExponentialFailureRateLimiter[string](100*time.Millisecond, 30*time.Second)),
+		wq:     workqueue.NewTypedRateLimitingQueue(workqueue.NewTypedItemExponentialFailureRateLimiter[string](100*time.Millisecond, 30*time.Second)),
 		qcache: map[string]cachedQ{}, dstate: map[string]*depSlot{},
 	}
 	// One attempt: a lost race is a requeue, so that the next round
