@@ -130,13 +130,14 @@ func checkBigJobEvents(t testing.TB, mu *sync.Mutex, seen map[string][]seenEvent
 // each is listed once, in order, and succeeded.
 func pageInstances(t testing.TB, c *client, id string) int {
 	t.Helper()
-	var page struct {
+	type instancePage struct {
 		Items      []events.Instance `json:"items"`
 		NextCursor string            `json:"next_cursor"`
 	}
 	n, last := 0, -1
 	cursor := ""
 	for {
+		var page instancePage
 		c.must(http.MethodGet, jobsPath+"/"+id+"/instances?limit=1000&cursor="+url.QueryEscape(cursor), nil, http.StatusOK, &page)
 		for _, in := range page.Items {
 			slot := in.Index + 1
