@@ -34,6 +34,19 @@ const (
 	InstanceStopped   = "stopped"
 )
 
+// Post controller statuses: the API writes pending (a start request), the
+// scheduler admitted, the launcher running and stopped (see docs/job-record.md).
+const (
+	PostControllerPending  = "pending"
+	PostControllerAdmitted = "admitted"
+	PostControllerRunning  = "running"
+	PostControllerStopped  = "stopped"
+)
+
+// InstanceCounts counts a job's instances per role, then per status:
+// {"worker": {"running": 5, "succeeded": 3}, "controller": {"running": 1}}.
+type InstanceCounts map[string]map[string]int
+
 // Condition is a Kubernetes-style condition.
 type Condition struct {
 	Type               string    `json:"type" bson:"type" doc:"e.g. Admitted, Running, Failed"`
@@ -92,6 +105,9 @@ type PostController struct {
 	RequestedAt time.Time  `json:"requested_at" bson:"requested_at"`
 	StartedAt   *time.Time `json:"started_at,omitempty" bson:"started_at,omitempty"`
 	StoppedAt   *time.Time `json:"stopped_at,omitempty" bson:"stopped_at,omitempty"`
+	// StopRequested is the user's request to stop it (the API's); the
+	// launcher carries it out and sets status stopped.
+	StopRequested bool `json:"stop_requested,omitempty" bson:"stop_requested,omitempty"`
 }
 
 // Job asks for WorkerInstances workers on its queue plus one controller on
@@ -108,10 +124,17 @@ type Job struct {
 	Labels               map[string]string `json:"labels,omitempty" bson:"labels,omitempty"`
 	Owner                *JobOwner         `json:"owner,omitempty" bson:"owner,omitempty" readOnly:"true"`
 
-	Status         string          `json:"status" bson:"status" readOnly:"true" enum:"submitted,pending,admitted,running,succeeded,failed,cancelled"`
-	Conditions     []Condition     `json:"conditions" bson:"conditions" readOnly:"true"`
-	Warnings       []string        `json:"warnings" bson:"warnings" readOnly:"true"`
-	Instances      []Instance      `json:"instances" bson:"instances" readOnly:"true"`
+	Status     string      `json:"status" bson:"status" readOnly:"true" enum:"submitted,pending,admitted,running,succeeded,failed,cancelled"`
+	Conditions []Condition `json:"conditions" bson:"conditions" readOnly:"true"`
+	Warnings   []string    `json:"warnings" bson:"warnings" readOnly:"true"`
+	// Instances are stored apart from the job (package jobdoc) and never
+	// travel in events: GET /jobs/{id} shows at most 1,000 of them,
+	// GET /jobs/{id}/instances pages through all.
+	Instances          []Instance     `json:"instances,omitzero" bson:"-" readOnly:"true"`
+	InstancesTruncated bool           `json:"instances_truncated,omitempty" bson:"-" readOnly:"true" doc:"true when instances shows only the first 1,000"`
+	InstanceCounts     InstanceCounts `json:"instance_counts" bson:"instance_counts,omitempty" readOnly:"true" doc:"per role, per status"`
+	// InstanceChunks is how many chunk documents hold the instances (jobdoc).
+	InstanceChunks int             `json:"-" bson:"instance_chunks,omitempty"`
 	PostController *PostController `json:"post_controller,omitempty" bson:"post_controller,omitempty" readOnly:"true"`
 
 	SubmittedAt time.Time  `json:"submitted_at" bson:"submitted_at" readOnly:"true"`

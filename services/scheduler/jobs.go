@@ -7,9 +7,7 @@ import (
 	"time"
 
 	"github.com/avxrm/rm/pkg/events"
-	"github.com/avxrm/rm/pkg/events/outbox"
-	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
+	"github.com/avxrm/rm/pkg/events/jobdoc"
 )
 
 // Every job transition is one write of the job document read just before,
@@ -22,65 +20,28 @@ import (
 // writeTimeout bounds one job transition, reads and retries included.
 const writeTimeout = 10 * time.Second
 
-// update applies change to job id and stores it with its events. The picture
-// takes the stored job. A job that no longer exists is dropped from it.
+// update applies change to job id through the job record's update loop
+// (jobdoc.Update) and puts the stored job into the picture. A job that no
+// longer exists is dropped from it.
 func (t *term) update(ctx context.Context, id string, change func(j *events.Job, now time.Time) []string) error {
 	// A write that hangs must not stop the scheduler: the pass fails and is
 	// retried, and a write that did land is seen by the retry's read.
 	ctx, cancel := context.WithTimeout(ctx, writeTimeout)
 	defer cancel()
-	for attempt := 0; ; attempt++ {
-		// {_id} alone: FerretDB v1 pushes down to SQLite (and its _id index)
-		// only a filter that is exactly {_id: <string>}; tombstones are
-		// skipped below.
-		raw, err := t.s.jobs.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Raw()
-		if err == nil {
-			if deleted, ok := raw.Lookup(outbox.DeletedField).BooleanOK(); ok && deleted {
-				err = mongo.ErrNoDocuments
-			}
-		}
-		if errors.Is(err, mongo.ErrNoDocuments) {
-			t.jmu.Lock()
-			delete(t.jobs, id)
-			t.jmu.Unlock()
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("read job %s: %w", id, err)
-		}
-		var j events.Job
-		var env outbox.Envelope
-		if err := bson.Unmarshal(raw, &j); err != nil {
-			return fmt.Errorf("decode job %s: %w", id, err)
-		}
-		if err := bson.Unmarshal(raw, &env); err != nil {
-			return fmt.Errorf("decode job %s: %w", id, err)
-		}
-		now := t.s.deps.Now().UTC().Truncate(time.Millisecond)
-		prev := j.Version
-		types := change(&j, now)
-		if len(types) == 0 {
-			t.keep(&j)
-			return nil
-		}
-		j.Version++
-		j.UpdatedAt = now
-		evs := make([]events.Event, len(types))
-		for i, typ := range types {
-			if evs[i], err = events.New(typ, Source, j.QueueID, j.ID, &j); err != nil {
-				return err
-			}
-		}
-		err = t.s.deps.Outbox.Replace(ctx, t.s.jobs, j.ID, prev, j.Version, env.Outbox, &j, evs...)
-		if errors.Is(err, outbox.ErrVersionConflict) && attempt < 10 {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("%s job %s: %w", types[0], id, err)
-		}
-		t.keep(&j)
+	j, err := t.s.record.Update(ctx, id, func(j *events.Job, now time.Time) ([]string, error) {
+		return change(j, now), nil
+	})
+	if errors.Is(err, jobdoc.ErrNotFound) {
+		t.jmu.Lock()
+		delete(t.jobs, id)
+		t.jmu.Unlock()
 		return nil
 	}
+	if err != nil {
+		return err
+	}
+	t.keep(j)
+	return nil
 }
 
 // keep puts the stored job j into the picture. Writes run concurrently.
@@ -93,38 +54,6 @@ func (t *term) keep(j *events.Job) {
 	delete(t.retired, j.ID)
 }
 
-// setCondition sets the condition of type typ, moving its transition time
-// only when its status changes (Kubernetes semantics). It reports whether
-// anything changed.
-func setCondition(j *events.Job, typ, status, reason, message string, now time.Time) bool {
-	for i := range j.Conditions {
-		c := &j.Conditions[i]
-		if c.Type != typ {
-			continue
-		}
-		if c.Status == status && c.Reason == reason && c.Message == message {
-			return false
-		}
-		if c.Status != status {
-			c.LastTransitionTime = now
-		}
-		c.Status, c.Reason, c.Message = status, reason, message
-		return true
-	}
-	j.Conditions = append(j.Conditions, events.Condition{Type: typ, Status: status, Reason: reason, Message: message, LastTransitionTime: now})
-	return true
-}
-
-// condition returns the condition of type typ, nil if none.
-func condition(j *events.Job, typ string) *events.Condition {
-	for i := range j.Conditions {
-		if j.Conditions[i].Type == typ {
-			return &j.Conditions[i]
-		}
-	}
-	return nil
-}
-
 // recordAdmission marks job id admitted; its lease is in the ledger already.
 func (t *term) recordAdmission(ctx context.Context, id string) error {
 	var admittedAfter time.Duration
@@ -134,10 +63,9 @@ func (t *term) recordAdmission(ctx context.Context, id string) error {
 		}
 		j.Status = events.JobAdmitted
 		j.AdmittedAt = &now
-		setCondition(j, condAdmitted, "True", reasonAdmitted, fmt.Sprintf(
+		jobdoc.SetCondition(j, condAdmitted, "True", reasonAdmitted, fmt.Sprintf(
 			"admitted: %d worker %s on queue %s and 1 controller on %s",
 			j.WorkerInstances, plural(j.WorkerInstances, "instance", "instances"), j.QueueName, events.ControllerQueue), now)
-		j.Warnings = []string{}
 		admittedAfter = now.Sub(j.SubmittedAt)
 		return []string{events.TypeJobAdmitted}
 	})
@@ -184,9 +112,9 @@ func (t *term) waitUnchanged(id string, postController bool, reason, message str
 	case j == nil:
 		return false
 	case postController:
-		return t.skipWait(condition(j, condPostControllerAdmitted), j.UpdatedAt, reason, message)
+		return t.skipWait(jobdoc.FindCondition(j, condPostControllerAdmitted), j.UpdatedAt, reason, message)
 	default:
-		return j.Status == events.JobPending && t.skipWait(condition(j, condAdmitted), j.UpdatedAt, reason, message)
+		return j.Status == events.JobPending && t.skipWait(jobdoc.FindCondition(j, condAdmitted), j.UpdatedAt, reason, message)
 	}
 }
 
@@ -198,12 +126,11 @@ func (t *term) recordWait(ctx context.Context, id, reason, message string) error
 		if !notAdmitted(j) || wantsOut(j) {
 			return nil
 		}
-		changed := setCondition(j, condAdmitted, "False", reason, message, now)
+		changed := jobdoc.SetCondition(j, condAdmitted, "False", reason, message, now)
 		if !changed && j.Status == events.JobPending {
 			return nil
 		}
 		j.Status = events.JobPending
-		j.Warnings = []string{message}
 		return []string{events.TypeJobPending}
 	})
 }
@@ -217,12 +144,10 @@ func (t *term) cancel(ctx context.Context, id string) error {
 		}
 		j.Status = events.JobCancelled
 		j.FinishedAt = &now
-		setCondition(j, condAdmitted, "False", reasonCancelled, "cancelled before admission", now)
-		j.Warnings = []string{}
+		jobdoc.SetCondition(j, condAdmitted, "False", reasonCancelled, "cancelled before admission", now)
 		types := []string{events.TypeJobCancelled}
 		if j.CleanupRequested && j.CleanedAt == nil && t.ledger.Leases[j.ID] == nil && t.ledger.Leases[j.ID+postControllerSuffix] == nil {
 			j.CleanedAt = &now
-			stopPostController(j, now)
 			types = append(types, events.TypeJobCleaned)
 		}
 		return types
@@ -235,33 +160,24 @@ func (t *term) clean(ctx context.Context, id string) error {
 		if !j.CleanupRequested || j.CleanedAt != nil || !events.JobFinal(j.Status) {
 			return nil
 		}
+		// The launcher marks the post controller stopped when it sees the
+		// job cleaned (it owns post_controller.stopped_at).
 		j.CleanedAt = &now
-		stopPostController(j, now)
 		return []string{events.TypeJobCleaned}
 	})
-}
-
-// stopPostController marks a cleaned job's post controller stopped; the
-// launcher stops the instance when it sees the job cleaned.
-func stopPostController(j *events.Job, now time.Time) {
-	if pc := j.PostController; pc != nil && pc.Status != pcStopped {
-		cp := *pc
-		cp.Status, cp.StoppedAt = pcStopped, &now
-		j.PostController = &cp
-	}
 }
 
 // recordPostControllerAdmission marks the post controller of job id admitted.
 func (t *term) recordPostControllerAdmission(ctx context.Context, id string) error {
 	return t.update(ctx, id, func(j *events.Job, now time.Time) []string {
 		pc := j.PostController
-		if pc == nil || pc.Status != pcPending || j.CleanedAt != nil {
+		if pc == nil || pc.Status != pcPending || pc.StopRequested || j.CleanedAt != nil {
 			return nil
 		}
 		cp := *pc
 		cp.Status = pcAdmitted
 		j.PostController = &cp
-		setCondition(j, condPostControllerAdmitted, "True", reasonAdmitted, "admitted: 1 instance on "+events.PostControllerQueue, now)
+		jobdoc.SetCondition(j, condPostControllerAdmitted, "True", reasonAdmitted, "admitted: 1 instance on "+events.PostControllerQueue, now)
 		return []string{events.TypeJobUpdated}
 	})
 }
@@ -273,7 +189,7 @@ func (t *term) recordPostControllerWait(ctx context.Context, id, reason, message
 		if pc := j.PostController; pc == nil || pc.Status != pcPending {
 			return nil
 		}
-		if !setCondition(j, condPostControllerAdmitted, "False", reason, message, now) {
+		if !jobdoc.SetCondition(j, condPostControllerAdmitted, "False", reason, message, now) {
 			return nil
 		}
 		return []string{events.TypeJobUpdated}

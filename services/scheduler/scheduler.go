@@ -24,6 +24,7 @@ import (
 
 	"github.com/avxrm/rm/pkg/events"
 	"github.com/avxrm/rm/pkg/events/elect"
+	"github.com/avxrm/rm/pkg/events/jobdoc"
 	"github.com/avxrm/rm/pkg/events/outbox"
 	"github.com/avxrm/rm/services/scheduler/internal/lease"
 	"github.com/nats-io/nats.go/jetstream"
@@ -83,6 +84,7 @@ type Scheduler struct {
 	deps    Deps
 	log     *slog.Logger
 	jobs    *mongo.Collection
+	record  *jobdoc.Store // the one loop that writes jobs
 	queues  *mongo.Collection
 	ledger  *lease.Store
 	elector *elect.Elector
@@ -123,6 +125,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Scheduler, error) {
 		jobs: deps.DB.Collection(JobsCollection), queues: deps.DB.Collection(QueuesCollection),
 		ledger: lease.New(deps.DB),
 	}
+	s.record = jobdoc.New(deps.DB, deps.Outbox, jobdoc.Scheduler, Source, jobdoc.WithAttempts(10), jobdoc.WithClock(deps.Now))
 	if err := s.ledger.Ensure(ctx); err != nil {
 		return nil, err
 	}

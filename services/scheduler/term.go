@@ -13,28 +13,29 @@ import (
 	"time"
 
 	"github.com/avxrm/rm/pkg/events"
-	"github.com/avxrm/rm/services/scheduler/internal/admit"
+	"github.com/avxrm/rm/pkg/events/jobdoc"
 	"github.com/avxrm/rm/services/scheduler/internal/lease"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"golang.org/x/sync/errgroup"
 )
 
 // postControllerSuffix makes the lease holder of a job's post controller.
 const postControllerSuffix = "/post-controller"
 
-// Post controller statuses, as the API and the launcher write them.
+// Post controller statuses (see docs/job-record.md for who writes which).
 const (
-	pcPending  = "pending"
-	pcAdmitted = "admitted"
-	pcRunning  = "running"
-	pcStopped  = "stopped"
+	pcPending  = events.PostControllerPending
+	pcAdmitted = events.PostControllerAdmitted
+	pcRunning  = events.PostControllerRunning
+	pcStopped  = events.PostControllerStopped
 )
 
 // Condition types and reasons the scheduler sets.
 const (
-	condAdmitted               = "Admitted"
-	condPostControllerAdmitted = "PostControllerAdmitted"
+	condAdmitted               = jobdoc.CondAdmitted
+	condPostControllerAdmitted = jobdoc.CondPostControllerAdmitted
 	reasonAdmitted             = "Admitted"
 	reasonCancelled            = "Cancelled"
 )
@@ -371,8 +372,10 @@ func (t *term) check() {
 }
 
 // queueID returns the id of the queue called name, or name if there is none.
-func (t *term) queueID(name string) string {
-	for id, q := range t.queues {
+func (t *term) queueID(name string) string { return queueIDIn(t.queues, name) }
+
+func queueIDIn(queues map[string]*events.Queue, name string) string {
+	for id, q := range queues {
 		if q.Name == name {
 			return id
 		}
@@ -391,13 +394,13 @@ func isPostControllerHolder(holder string) bool {
 
 // releasable reports whether the lease of holder must end: its job is gone,
 // cleaned or final (for the job's own lease), or its post controller stopped.
-func (t *term) releasable(holder string) bool {
-	j := t.jobs[jobOf(holder)]
+func releasable(jobs map[string]*events.Job, holder string) bool {
+	j := jobs[jobOf(holder)]
 	switch {
 	case j == nil || j.CleanedAt != nil:
 		return true
 	case isPostControllerHolder(holder):
-		return j.PostController == nil || j.PostController.Status == pcStopped
+		return j.PostController == nil || j.PostController.Status == pcStopped || j.PostController.StopRequested
 	default:
 		return events.JobFinal(j.Status)
 	}
@@ -409,91 +412,16 @@ func notAdmitted(j *events.Job) bool {
 
 func wantsOut(j *events.Job) bool { return j.CancelRequested || j.CleanupRequested }
 
-// pass is one round of the scheduler: release what must be released, admit
-// what fits, write the ledger once, then bring the jobs in line with it.
+// pass is one round of the scheduler: decide (planPass, pure), write the
+// ledger once (grants and releases, all or nothing), then bring the jobs in
+// line with it.
 func (t *term) pass(ctx context.Context) error {
 	t.s.metrics.passes.Inc()
 	t.refreshes = 0
-	now := t.s.deps.Now()
-	change := lease.Change{Grants: map[string][]lease.Claim{}}
-	var admitJobs, admitPCs, cancels []string
-	for _, h := range t.ledger.Holders() {
-		j := t.jobs[jobOf(h)]
-		switch {
-		case t.releasable(h):
-			change.Releases = append(change.Releases, h)
-		case isPostControllerHolder(h):
-			if j.PostController.Status == pcPending {
-				admitPCs = append(admitPCs, j.ID) // granted, not yet recorded on the job
-			}
-		case notAdmitted(j) && wantsOut(j):
-			cancels = append(cancels, j.ID) // cancelled first, released next pass
-		case notAdmitted(j):
-			admitJobs = append(admitJobs, j.ID) // granted, not yet recorded on the job
-		}
-	}
-
-	alloc := t.ledger.Allocated()
-	for _, h := range change.Releases {
-		for _, c := range t.ledger.Leases[h] {
-			alloc[c.Queue] -= c.Count
-		}
-	}
-	snap := admit.Snapshot{Now: now, Queues: make(map[string]admit.Queue, len(t.queues))}
-	for id, q := range t.queues {
-		backfill := q.Scheduling.Backfill == nil || *q.Scheduling.Backfill
-		snap.Queues[id] = admit.Queue{
-			Name: q.Name, Limit: q.MaximumAllowedWorkerInstances, Allocated: alloc[id],
-			Backfill: backfill, Starvation: time.Duration(q.Scheduling.StarvationSeconds) * time.Second,
-		}
-	}
-	ctlQueue, pcQueue := t.queueID(events.ControllerQueue), t.queueID(events.PostControllerQueue)
-	var reqs []admit.Request
-	pendingByQueue := map[string]int{}
-	for _, j := range t.jobs {
-		if notAdmitted(j) && t.ledger.Leases[j.ID] == nil {
-			if wantsOut(j) {
-				cancels = append(cancels, j.ID)
-			} else {
-				reqs = append(reqs, admit.Request{
-					ID: j.ID, Kind: admit.KindJob, Priority: j.Priority, SubmittedAt: j.SubmittedAt,
-					Claims: []admit.Claim{{Queue: j.QueueID, Count: j.WorkerInstances}, {Queue: ctlQueue, Count: 1}},
-				})
-				pendingByQueue[j.QueueID]++
-			}
-		}
-		if pc := j.PostController; pc != nil && pc.Status == pcPending && j.CleanedAt == nil && !j.CleanupRequested &&
-			t.ledger.Leases[j.ID+postControllerSuffix] == nil {
-			reqs = append(reqs, admit.Request{
-				ID: j.ID + postControllerSuffix, Kind: admit.KindPostController, Priority: j.Priority,
-				SubmittedAt: pc.RequestedAt, Claims: []admit.Claim{{Queue: pcQueue, Count: 1}},
-			})
-		}
-	}
-	type waiting struct{ id, reason, message string }
-	var waits []waiting
-	for _, d := range admit.Admit(snap, reqs) {
-		if d.Admit {
-			claims := make([]lease.Claim, len(d.Grants))
-			for i, g := range d.Grants {
-				claims[i] = lease.Claim{Queue: g.Queue, Count: g.Count}
-			}
-			change.Grants[d.ID] = claims
-			if isPostControllerHolder(d.ID) {
-				admitPCs = append(admitPCs, jobOf(d.ID))
-			} else {
-				admitJobs = append(admitJobs, d.ID)
-				pendingByQueue[t.jobs[d.ID].QueueID]--
-			}
-			continue
-		}
-		waits = append(waits, waiting{d.ID, d.Reason, d.Message})
-	}
-
-	t.log.Debug("admission pass", "jobs", len(t.jobs), "requests", len(reqs), "grants", len(change.Grants),
-		"releases", len(change.Releases), "waiting", len(waits), "cancels", len(cancels))
-	// The one write that grants and releases: all of it or none of it.
-	if err := t.s.ledger.Apply(ctx, &t.ledger, change); err != nil {
+	p := planPass(t.ledger, t.queues, t.jobs, t.s.deps.Now())
+	t.log.Debug("admission pass", "jobs", len(t.jobs), "grants", len(p.change.Grants),
+		"releases", len(p.change.Releases), "waiting", len(p.waits), "cancels", len(p.cancels))
+	if err := t.s.ledger.Apply(ctx, &t.ledger, p.change); err != nil {
 		if errors.Is(err, lease.ErrConflict) {
 			if l, lerr := t.s.ledger.Load(ctx); lerr == nil && l.Epoch == t.epoch {
 				t.ledger = l
@@ -501,21 +429,30 @@ func (t *term) pass(ctx context.Context) error {
 		}
 		return err
 	}
+	errs := runAll(t.writes(ctx, p), parallelWrites)
+	if len(p.cancels) > 0 {
+		t.poke() // their leases, if any, are released by the next pass
+	}
+	t.retire()
+	t.report(p.pendingByQueue)
+	return errors.Join(errs...)
+}
 
-	// The jobs follow the ledger. A failed write is retried by a later pass:
-	// the ledger says what each job is owed. Each write is to its own
-	// document, so they run side by side.
+// writes are the job writes that follow a plan's ledger write. A failed
+// write is retried by a later pass: the ledger says what each job is owed.
+// Each write is to its own document, so they run side by side.
+func (t *term) writes(ctx context.Context, p plan) []func() error {
 	var writes []func() error
-	for _, id := range admitJobs {
+	for _, id := range p.admitJobs {
 		writes = append(writes, func() error { return t.recordAdmission(ctx, id) })
 	}
-	for _, id := range admitPCs {
+	for _, id := range p.admitPCs {
 		writes = append(writes, func() error { return t.recordPostControllerAdmission(ctx, id) })
 	}
-	for _, id := range cancels {
+	for _, id := range p.cancels {
 		writes = append(writes, func() error { return t.cancel(ctx, id) })
 	}
-	for _, w := range waits {
+	for _, w := range p.waits {
 		pc := isPostControllerHolder(w.id)
 		if t.waitUnchanged(jobOf(w.id), pc, w.reason, w.message) {
 			continue
@@ -526,18 +463,10 @@ func (t *term) pass(ctx context.Context) error {
 			writes = append(writes, func() error { return t.recordWait(ctx, w.id, w.reason, w.message) })
 		}
 	}
-	for _, j := range t.jobs {
-		if j.CleanupRequested && j.CleanedAt == nil && events.JobFinal(j.Status) && t.ledger.Leases[j.ID] == nil {
-			writes = append(writes, func() error { return t.clean(ctx, j.ID) })
-		}
+	for _, id := range p.cleans {
+		writes = append(writes, func() error { return t.clean(ctx, id) })
 	}
-	errs := runAll(writes, parallelWrites)
-	if len(cancels) > 0 {
-		t.poke() // their leases, if any, are released by the next pass
-	}
-	t.retire()
-	t.report(pendingByQueue)
-	return errors.Join(errs...)
+	return writes
 }
 
 // parallelWrites bounds the job writes of a pass in flight at once.
@@ -546,17 +475,12 @@ const parallelWrites = 8
 // runAll runs fs, at most n at a time, and returns their errors.
 func runAll(fs []func() error, n int) []error {
 	errs := make([]error, len(fs))
-	sem := make(chan struct{}, n)
-	var wg sync.WaitGroup
+	var g errgroup.Group
+	g.SetLimit(n)
 	for i, f := range fs {
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			errs[i] = f()
-		}()
+		g.Go(func() error { errs[i] = f(); return nil })
 	}
-	wg.Wait()
+	_ = g.Wait()
 	return errs
 }
 

@@ -83,6 +83,10 @@ func Start(cfg Config) (*Server, error) {
 		// acknowledged to a publisher can be lost on power failure. Events are
 		// facts about committed changes; losing one breaks the outbox contract.
 		SyncAlways: true,
+		// Stated, not left to the default: events stay far below it (job
+		// events carry no instance list, < 64 KiB); the outbox drops for
+		// good, and counts, anything NATS refuses as larger.
+		MaxPayload: 1 << 20,
 		// The embedding process owns signal handling (signal.NotifyContext in main).
 		NoSigs: true,
 	}

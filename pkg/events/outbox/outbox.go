@@ -26,6 +26,9 @@ import (
 	"time"
 
 	"github.com/avxrm/rm/pkg/events"
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
@@ -68,6 +71,28 @@ func (en Entry) Event() events.Event {
 	return events.Event{ID: en.ID, Type: en.Type, Source: en.Source, ResourceID: en.ResourceID,
 		QueueID: en.QueueID, Time: en.Time.UTC(), Data: json.RawMessage(en.Data)}
 }
+
+// droppedEvents counts the events refused for good (larger than the
+// server's max payload): see Flush.
+var droppedEvents = prometheus.NewCounterVec(prometheus.CounterOpts{
+	Name: "rm_outbox_events_dropped_total",
+	Help: "Events the outbox gave up on because NATS refuses them for good (larger than its max payload).",
+}, []string{"type"})
+
+// Collectors are the outbox's metrics, for the process's registry.
+func Collectors() []prometheus.Collector { return []prometheus.Collector{droppedEvents} }
+
+// Dropped returns how many events of type typ the outbox gave up on.
+func Dropped(typ string) float64 {
+	var m dto.Metric
+	if err := droppedEvents.WithLabelValues(typ).Write(&m); err != nil {
+		return 0
+	}
+	return m.GetCounter().GetValue()
+}
+
+// tooLarge reports whether err says the event can never be published.
+func tooLarge(err error) bool { return errors.Is(err, nats.ErrMaxPayload) }
 
 // Publisher stores an event in the stream; nil means stored.
 type Publisher interface {
@@ -114,10 +139,20 @@ func (o *Outbox) Register(colls ...*mongo.Collection) {
 // writes a tombstone again, so its id alone identifies it. Both writes filter
 // on _id alone, which every store (FerretDB/SQLite included) answers from its
 // _id index. A publication failure leaves everything for the relay and is
-// returned; the change itself is committed either way.
+// returned; the change itself is committed either way. An event NATS refuses
+// for good (larger than its max payload) is a permanent error: logged,
+// counted (rm_outbox_events_dropped_total) and removed with the others,
+// never retried.
 func (o *Outbox) Flush(ctx context.Context, coll *mongo.Collection, id any, deleted bool, entries []Entry) error {
 	for _, en := range entries {
-		if err := o.pub.Publish(ctx, en.Event()); err != nil {
+		err := o.pub.Publish(ctx, en.Event())
+		if tooLarge(err) {
+			droppedEvents.WithLabelValues(en.Type).Inc()
+			o.log.Error("event dropped: NATS refuses it for good", "collection", coll.Name(), "id", id,
+				"type", en.Type, "event", en.ID, "bytes", len(en.Data), "err", err)
+			continue
+		}
+		if err != nil {
 			return fmt.Errorf("outbox flush %s/%v: %w", coll.Name(), id, err)
 		}
 	}

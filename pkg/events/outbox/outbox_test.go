@@ -3,6 +3,7 @@ package outbox_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/avxrm/rm/pkg/embedded/mongotest"
@@ -208,5 +209,35 @@ func TestPublishFailureLeavesEventsForTheRelay(t *testing.T) {
 	}
 	if got := stream(); len(got) != 1 || got[0].ID != e.ID {
 		t.Errorf("stream = %v, want the event once", ids(got))
+	}
+}
+
+// An event larger than NATS's max payload can never be published: the
+// relay drops it (logged, counted) and publishes the rest, instead of
+// retrying it forever and holding back every later event of the document.
+func TestTooLargeEventIsDroppedNotRetried(t *testing.T) {
+	coll, ob, stream := setup(t)
+	ctx := context.Background()
+	ob.WithoutInlineFlush(t)
+	big := thing{ID: "t-big", Version: 1, Name: strings.Repeat("x", 2<<20)} // eventstest: 1 MiB max payload
+	huge := ev(t, "rm.thing.huge", big)
+	small := ev(t, "rm.thing.small", thing{ID: "t-big", Version: 1, Name: "a"})
+	if err := ob.Insert(ctx, coll, big.ID, big.Version, thing{ID: big.ID, Version: 1}, huge, small); err != nil {
+		t.Fatal(err)
+	}
+	before := outbox.Dropped("rm.thing.huge")
+	for range 2 {
+		if _, err := ob.Sweep(ctx); err != nil {
+			t.Fatalf("Sweep() = %v, want the too-large event dropped without error", err)
+		}
+	}
+	if got := stream(); len(got) != 1 || got[0].ID != small.ID {
+		t.Errorf("stream = %v, want only the small event", ids(got))
+	}
+	if u := unsent(t, coll, big.ID); len(u) != 0 {
+		t.Errorf("outbox still holds %d entries", len(u))
+	}
+	if d := outbox.Dropped("rm.thing.huge") - before; d != 1 {
+		t.Errorf("dropped counter moved by %v, want 1", d)
 	}
 }

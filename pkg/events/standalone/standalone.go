@@ -233,6 +233,7 @@ func run(ctx context.Context, svc *Service, c *common, log *slog.Logger) error {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(outbox.Collectors()...)
 	e := &Env{
 		DB: mc.Database(c.mongoDB), NC: nc, JS: js,
 		Outbox:   outbox.New(events.NewPublisher(js), log.With("component", "outbox")),

@@ -15,10 +15,11 @@ import (
 type sseEvent struct {
 	ID, Event string
 	Data      map[string]any
+	Size      int // bytes of the data line
 }
 
 // openEvents connects to GET /events and returns the messages as they come.
-func openEvents(t *testing.T, ctx context.Context, url, lastID string) <-chan sseEvent {
+func openEvents(t testing.TB, ctx context.Context, url, lastID string) <-chan sseEvent {
 	t.Helper()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if lastID != "" {
@@ -52,6 +53,7 @@ func openEvents(t *testing.T, ctx context.Context, url, lastID string) <-chan ss
 				cur.Event = line[7:]
 			case strings.HasPrefix(line, "data: "):
 				_ = json.Unmarshal([]byte(line[6:]), &cur.Data)
+				cur.Size = len(line) - 6
 			}
 		}
 	}()

@@ -21,8 +21,14 @@ import (
 // also on the controller queue, whose instances run for an hour.
 func (c *client) simulated() {
 	c.t.Helper()
+	c.simulatedFor(3600)
+}
+
+// simulatedFor is simulated with instances that run for seconds.
+func (c *client) simulatedFor(seconds float64) {
+	c.t.Helper()
 	c.must(http.MethodPost, "/api/resources/v1/plugins", map[string]any{"name": "sim", "type": "simulated",
-		"config": map[string]any{"run_seconds": 3600}, "is_default": true}, http.StatusCreated, nil)
+		"config": map[string]any{"run_seconds": seconds}, "is_default": true}, http.StatusCreated, nil)
 	req, err := http.NewRequest(http.MethodPatch, c.base+"/api/resources/v1/queues/"+events.ControllerQueue,
 		strings.NewReader(`{"plugin_id":"sim"}`))
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/avxrm/rm/cmd/avxrm/internal/devidp"
 	"log/slog"
 	"net"
 	"os"
@@ -16,7 +17,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/avxrm/rm/cmd/avxrm/internal/devidp"
 	"github.com/avxrm/rm/pkg/embedded/ferretembed"
 	"github.com/avxrm/rm/pkg/embedded/natsembed"
 	"github.com/avxrm/rm/pkg/events"
@@ -74,34 +74,68 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (sys *System, err 
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
-
 	natsUsers, natsOpts, err := s.secure(ctx, &cfg)
 	if err != nil {
 		return nil, err
 	}
+	ferret, err := s.startStore(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.startNATS(cfg, natsUsers); err != nil {
+		return nil, err
+	}
+	nc, err := s.connect(ctx, cfg, natsOpts)
+	if err != nil {
+		return nil, err
+	}
+	svc, err := s.prepare(ctx, cfg, nc)
+	if err != nil {
+		return nil, err
+	}
+	if err := indexIDs(ctx, ferret, s.DB, cfg.MongoDB); err != nil {
+		return nil, err
+	}
+	s.run(ctx, cfg, svc)
+	log.Info("resource manager up", "api", "http://"+s.HTTPAddr, "data_dir", cfg.DataDir)
+	return s, nil
+}
 
-	var ferret *ferretembed.Server
+// startStore starts the embedded FerretDB unless a MongoDB URI is given;
+// nil then.
+func (s *System) startStore(ctx context.Context, cfg Config) (*ferretembed.Server, error) {
 	s.MongoURI = cfg.MongoURI
-	if s.MongoURI == "" {
-		ferret, err = ferretembed.Start(ctx, ferretembed.Config{Addr: cfg.MongoAddr, Dir: filepath.Join(cfg.DataDir, "ferretdb"), Logger: log.With("component", "ferretdb")})
-		if err != nil {
-			return nil, err
-		}
-		s.closers = append(s.closers, ferret.Close)
-		s.MongoURI = ferret.URI()
-		log.Info("embedded MongoDB-wire store (FerretDB/SQLite) up", "uri", s.MongoURI)
+	if s.MongoURI != "" {
+		return nil, nil
 	}
-	s.NATSURL = cfg.NATSURL
-	if s.NATSURL == "" {
-		ns, err := natsembed.Start(natsembed.Config{Addr: cfg.NATSAddr, StoreDir: filepath.Join(cfg.DataDir, "nats"), Logger: log.With("component", "nats"), Users: natsUsers})
-		if err != nil {
-			return nil, err
-		}
-		s.closers = append(s.closers, ns.Shutdown)
-		s.NATSURL = ns.ClientURL()
-		log.Info("embedded NATS JetStream up", "url", s.NATSURL)
+	ferret, err := ferretembed.Start(ctx, ferretembed.Config{Addr: cfg.MongoAddr, Dir: filepath.Join(cfg.DataDir, "ferretdb"), Logger: s.log.With("component", "ferretdb")})
+	if err != nil {
+		return nil, err
 	}
+	s.closers = append(s.closers, ferret.Close)
+	s.MongoURI = ferret.URI()
+	s.log.Info("embedded MongoDB-wire store (FerretDB/SQLite) up", "uri", s.MongoURI)
+	return ferret, nil
+}
 
+// startNATS starts the embedded NATS server unless a NATS URL is given.
+func (s *System) startNATS(cfg Config, users []natsembed.User) error {
+	s.NATSURL = cfg.NATSURL
+	if s.NATSURL != "" {
+		return nil
+	}
+	ns, err := natsembed.Start(natsembed.Config{Addr: cfg.NATSAddr, StoreDir: filepath.Join(cfg.DataDir, "nats"), Logger: s.log.With("component", "nats"), Users: users})
+	if err != nil {
+		return err
+	}
+	s.closers = append(s.closers, ns.Shutdown)
+	s.NATSURL = ns.ClientURL()
+	s.log.Info("embedded NATS JetStream up", "url", s.NATSURL)
+	return nil
+}
+
+// connect opens the MongoDB and NATS connections and makes the streams.
+func (s *System) connect(ctx context.Context, cfg Config, natsOpts []nats.Option) (*nats.Conn, error) {
 	mc, err := mongo.Connect(options.Client().ApplyURI(s.MongoURI).SetTimeout(30 * time.Second))
 	if err != nil {
 		return nil, fmt.Errorf("connect mongodb: %w", err)
@@ -121,34 +155,39 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (sys *System, err 
 	if s.JS, err = jetstream.New(nc); err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
-	if err := events.EnsureStreams(ctx, s.JS, cfg.EventsMaxAge, 1); err != nil {
-		return nil, err
-	}
+	return nc, events.EnsureStreams(ctx, s.JS, cfg.EventsMaxAge, 1)
+}
 
+// services are the prepared services, not yet running.
+type services struct {
+	ob        *outbox.Outbox
+	api       *api.Service
+	scheduler *scheduler.Scheduler
+	exporter  *export.Service
+}
+
+// prepare builds the services. The scheduler and the export service come
+// before the API, so that their collections exist when the _id indexes are
+// made and /readyz can ask them.
+func (s *System) prepare(ctx context.Context, cfg Config, nc *nats.Conn) (svc services, err error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-
-	ob := outbox.New(events.NewPublisher(s.JS), log.With("component", "outbox"))
-	// The scheduler is prepared before the API so that its collections get
-	// the _id index below, and so that /readyz can ask it.
-	sched, err := scheduler.New(ctx, scheduler.Config{}, scheduler.Deps{
-		DB: s.DB, JS: s.JS, Outbox: ob, Registerer: reg, Logger: log.With("service", "scheduler"),
-	})
-	if err != nil {
-		return nil, err
+	reg.MustRegister(outbox.Collectors()...)
+	svc.ob = outbox.New(events.NewPublisher(s.JS), s.log.With("component", "outbox"))
+	if svc.scheduler, err = scheduler.New(ctx, scheduler.Config{}, scheduler.Deps{
+		DB: s.DB, JS: s.JS, Outbox: svc.ob, Registerer: reg, Logger: s.log.With("service", "scheduler"),
+	}); err != nil {
+		return svc, err
 	}
-	s.Scheduler = sched
-	// Likewise the export service: its collections (artifacts, exports, their
-	// GridFS buckets) exist before the _id indexes are made below.
-	exporter, err := export.New(ctx, export.Config{}, export.Deps{
-		DB: s.DB, JS: s.JS, Outbox: ob, Registerer: reg, Logger: log.With("service", "scenario-export"),
-	})
-	if err != nil {
-		return nil, err
+	s.Scheduler = svc.scheduler
+	if svc.exporter, err = export.New(ctx, export.Config{}, export.Deps{
+		DB: s.DB, JS: s.JS, Outbox: svc.ob, Registerer: reg, Logger: s.log.With("service", "scenario-export"),
+	}); err != nil {
+		return svc, err
 	}
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
-		return nil, fmt.Errorf("api listen: %w", err)
+		return svc, fmt.Errorf("api listen: %w", err)
 	}
 	s.HTTPAddr = ln.Addr().String()
 	ready := []api.ReadyCheck{{Name: "nats", Check: func(context.Context) error {
@@ -156,46 +195,54 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (sys *System, err 
 			return errors.New("not connected")
 		}
 		return nil
-	}}, {Name: "scheduler", Check: sched.Ready}}
+	}}, {Name: "scheduler", Check: svc.scheduler.Ready}}
 	if !cfg.DisableLauncher {
 		// Instances run as local processes unless a plugin says otherwise;
 		// their files and logs are under <data dir>/launcher.
-		s.Launcher, err = launcher.New(launcher.Config{
+		if s.Launcher, err = launcher.New(launcher.Config{
 			DataDir: filepath.Join(cfg.DataDir, "launcher"), DefaultDriver: "local", APIURL: "http://" + s.HTTPAddr,
-		}, launcher.Deps{DB: s.DB, JS: s.JS, Outbox: ob, Registerer: reg, Logger: log.With("service", "launcher")})
-		if err != nil {
+		}, launcher.Deps{DB: s.DB, JS: s.JS, Outbox: svc.ob, Registerer: reg, Logger: s.log.With("service", "launcher")}); err != nil {
 			_ = ln.Close()
-			return nil, err
+			return svc, err
 		}
 		ready = append(ready, api.ReadyCheck{Name: "launcher", Check: s.Launcher.Ready})
 	}
-	ready = append(ready, api.ReadyCheck{Name: "scenario-export", Check: exporter.Ready})
-	apiSvc, err := api.New(ctx, api.Config{ArtifactUploadLimit: cfg.ArtifactMax, ExportTTL: cfg.ExportTTL, Auth: cfg.Auth}, api.Deps{
-		DB: s.DB, Outbox: ob, Gatherer: reg, Registerer: reg, Logger: log.With("service", "api"), Listener: ln, JS: s.JS,
+	ready = append(ready, api.ReadyCheck{Name: "scenario-export", Check: svc.exporter.Ready})
+	if svc.api, err = api.New(ctx, api.Config{ArtifactUploadLimit: cfg.ArtifactMax, ExportTTL: cfg.ExportTTL, Auth: cfg.Auth}, api.Deps{
+		DB: s.DB, Outbox: svc.ob, Gatherer: reg, Registerer: reg, Logger: s.log.With("service", "api"), Listener: ln, JS: s.JS,
 		Ready: ready,
-	})
-	if err != nil {
+	}); err != nil {
 		_ = ln.Close()
-		return nil, err
+		return svc, err
 	}
-	if ferret != nil {
-		// FerretDB/SQLite filters updates on an expression its own _id index
-		// does not match; without this every update scans its collection.
-		names, err := s.DB.ListCollectionNames(ctx, map[string]any{})
-		if err != nil {
-			return nil, fmt.Errorf("list collections: %w", err)
-		}
-		for _, c := range names {
-			if err := ferret.EnsureIDIndex(ctx, cfg.MongoDB, c); err != nil {
-				return nil, err
-			}
-		}
-	}
+	return svc, nil
+}
 
-	s.goRun("outbox relay", func(ctx context.Context) error { ob.Run(ctx, cfg.OutboxInterval); return nil }, ctx)
-	s.goRun("api", apiSvc.Serve, ctx)
-	s.goRun("scheduler", sched.Run, ctx)
-	s.goRun("scenario-export", exporter.Run, ctx)
+// indexIDs gives every collection an _id index on the embedded store:
+// FerretDB/SQLite filters updates on an expression its own _id index does
+// not match, so without it every update scans its collection.
+func indexIDs(ctx context.Context, ferret *ferretembed.Server, db *mongo.Database, dbName string) error {
+	if ferret == nil {
+		return nil
+	}
+	names, err := db.ListCollectionNames(ctx, map[string]any{})
+	if err != nil {
+		return fmt.Errorf("list collections: %w", err)
+	}
+	for _, c := range names {
+		if err := ferret.EnsureIDIndex(ctx, dbName, c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// run starts the outbox relay and the services.
+func (s *System) run(ctx context.Context, cfg Config, svc services) {
+	s.goRun("outbox relay", func(ctx context.Context) error { svc.ob.Run(ctx, cfg.OutboxInterval); return nil }, ctx)
+	s.goRun("api", svc.api.Serve, ctx)
+	s.goRun("scheduler", svc.scheduler.Run, ctx)
+	s.goRun("scenario-export", svc.exporter.Run, ctx)
 	if s.Launcher != nil {
 		s.goRun("launcher", s.Launcher.Run, ctx)
 		// Its consumer attaches within moments; waiting for it (bounded)
@@ -205,8 +252,6 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (sys *System, err 
 		}
 	}
 	go func() { s.wg.Wait(); s.closeAll(); close(s.done) }()
-	log.Info("resource manager up", "api", "http://"+s.HTTPAddr, "data_dir", cfg.DataDir)
-	return s, nil
 }
 
 // goRun runs a component; the first one to fail stops the whole system.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/avxrm/rm/pkg/events"
+	"github.com/avxrm/rm/pkg/events/exportdoc"
 	"github.com/avxrm/rm/pkg/events/outbox"
 	"github.com/avxrm/rm/services/api/internal/problem"
 	"github.com/avxrm/rm/services/api/internal/store"
@@ -27,44 +28,26 @@ import (
 // export_zips and marks it ready or failed. The document shape is shared with
 // that service (docs/scenario-export.md).
 
-// Export statuses.
+// Export statuses (package exportdoc holds the record both services share).
 const (
-	exportPending  = "pending"
-	exportBuilding = "building"
-	exportReady    = "ready"
-	exportFailed   = "failed"
+	exportPending  = exportdoc.StatusPending
+	exportBuilding = exportdoc.StatusBuilding
+	exportReady    = exportdoc.StatusReady
+	exportFailed   = exportdoc.StatusFailed
 )
 
 // typeExportDeleted announces the removal of an export (its job was deleted).
 var typeExportDeleted = events.Type(events.KindExport, "deleted")
 
 // ExportRequest says what a scenario export holds.
-type ExportRequest struct {
-	Samples []string `json:"samples,omitempty" bson:"samples,omitempty" maxItems:"10000" maxLength:"63" pattern:"^[A-Za-z0-9][A-Za-z0-9._-]*$" doc:"every concrete scenario file of these samples; empty or absent: no scenario file"`
-	Include []string `json:"include,omitempty" bson:"include,omitempty" maxItems:"2" enum:"scenario,asset" doc:"the kinds of document to include; empty or absent: both"`
-	// FilterByAssetDeclaration picks assets by declaration.
-	FilterByAssetDeclaration []string `json:"filter_by_asset_declaration,omitempty" bson:"filter_by_asset_declaration,omitempty" maxItems:"1000" maxLength:"63" pattern:"^[A-Za-z0-9][A-Za-z0-9._-]*$" doc:"the assets of these declarations; empty or absent: all common asset data (assets without declaration)"`
-}
+type ExportRequest = exportdoc.Request
 
 // ScenarioExport is a zip of chosen artifacts of a job.
-type ScenarioExport struct {
-	events.Meta `bson:",inline"`
-	JobID       string        `json:"job_id" bson:"job_id" readOnly:"true"`
-	QueueID     string        `json:"queue_id,omitempty" bson:"queue_id,omitempty" readOnly:"true" doc:"the job's queue"`
-	Status      string        `json:"status" bson:"status" enum:"pending,building,ready,failed" readOnly:"true"`
-	Request     ExportRequest `json:"request" bson:"request"`
-	Size        int64         `json:"size" bson:"size" readOnly:"true" doc:"bytes of the zip, once ready"`
-	FileCount   int           `json:"file_count" bson:"file_count" readOnly:"true" doc:"files in the zip besides manifest.json, once ready"`
-	SHA256      string        `json:"sha256,omitempty" bson:"sha256,omitempty" readOnly:"true" doc:"of the zip, once ready; also its ETag"`
-	Reason      string        `json:"reason,omitempty" bson:"reason,omitempty" readOnly:"true" doc:"why it failed"`
-	ExpiresAt   time.Time     `json:"expires_at" bson:"expires_at" readOnly:"true" doc:"when the export and its zip are deleted"`
-	ReadyAt     *time.Time    `json:"ready_at,omitempty" bson:"ready_at,omitempty" readOnly:"true"`
+type ScenarioExport = exportdoc.Export
 
-	// Kept by the export service, not shown.
-	ZipFileID string `json:"-" bson:"zip_file_id,omitempty"`
+func (s *Server) exportsColl() *mongo.Collection {
+	return s.opts.Store.DB.Collection(exportdoc.Collection)
 }
-
-func (s *Server) exportsColl() *mongo.Collection { return s.opts.Store.DB.Collection(store.Exports) }
 
 func (s *Server) registerExports() {
 	tags := []string{"Scenario exports"}

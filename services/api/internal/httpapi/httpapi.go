@@ -16,6 +16,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/avxrm/rm/pkg/events"
+	"github.com/avxrm/rm/pkg/events/jobdoc"
 	"github.com/avxrm/rm/services/api/internal/auth"
 	"github.com/avxrm/rm/services/api/internal/problem"
 	"github.com/avxrm/rm/services/api/internal/store"
@@ -61,6 +62,7 @@ type Server struct {
 	API  huma.API
 
 	queues store.Kind[*events.Queue]
+	jobs   *jobdoc.Store
 	// idempotentRoutes are the echo paths of the POSTs the idempotency
 	// middleware serves (see idempotentPost).
 	idempotentRoutes map[string]bool
@@ -89,6 +91,7 @@ func New(opts Options) *Server {
 	s := &Server{opts: opts, Echo: e, API: api, idempotentRoutes: map[string]bool{}}
 	s.queues = store.Kind[*events.Queue]{S: opts.Store, Coll: store.Queues, Name: "queue", IDPrefix: "q"}
 	e.Use(s.authorize, rejectNonUTF8(opts.BodyLimit))
+	s.jobs = jobdoc.New(opts.Store.DB, opts.Store.Outbox, jobdoc.API, opts.Source, jobdoc.WithClock(opts.Now))
 	api.OpenAPI().OnAddOperation = append(api.OpenAPI().OnAddOperation, s.documentConventions)
 	e.Use(s.idempotency)
 

@@ -7,10 +7,10 @@ import (
 	"maps"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/avxrm/rm/pkg/events"
+	"github.com/avxrm/rm/pkg/events/jobdoc"
 	"github.com/avxrm/rm/pkg/events/outbox"
 	"github.com/avxrm/rm/services/api/internal/problem"
 	"github.com/avxrm/rm/services/api/internal/store"
@@ -118,6 +118,9 @@ type jobListOutput struct {
 
 type deleteJobOutput struct{}
 
+// maxJobInstances is how many instances GET /jobs/{id} shows at most.
+const maxJobInstances = 1000
+
 func (s *Server) jobKind() store.Kind[*events.Job] {
 	return store.Kind[*events.Job]{S: s.opts.Store, Coll: store.Jobs, Name: "job", IDPrefix: "job"}
 }
@@ -130,7 +133,10 @@ func (s *Server) registerJobs() {
 	huma.Register(s.API, s.op("list-jobs", http.MethodGet, BasePath+"/jobs", "List jobs", tags, http.StatusOK, http.StatusUnprocessableEntity), s.listJobs)
 	huma.Register(s.API, s.op("list-queue-jobs", http.MethodGet, BasePath+"/queues/{queue_id}/jobs", "List the jobs of a queue",
 		append([]string{"Queues"}, tags...), http.StatusOK, http.StatusNotFound, http.StatusUnprocessableEntity), s.listQueueJobs)
-	huma.Register(s.API, s.op("get-job", http.MethodGet, BasePath+"/jobs/{id}", "Get a job", tags, http.StatusOK, http.StatusNotFound), s.getJob)
+	op = s.op("get-job", http.MethodGet, BasePath+"/jobs/{id}", "Get a job", tags, http.StatusOK, http.StatusNotFound)
+	op.Description = "instances holds the first 1,000 instances, with instances_truncated true when there are more: GET /jobs/{id}/instances pages through all of them."
+	huma.Register(s.API, op, s.getJob)
+	s.registerJobInstances(tags)
 	huma.Register(s.API, s.op("delete-job", http.MethodDelete, BasePath+"/jobs/{id}", "Cancel a job, clean it up and remove its record and artifacts",
 		tags, http.StatusNoContent, http.StatusNotFound, http.StatusPreconditionFailed), s.deleteJob)
 	op = s.op("cancel-job", http.MethodPost, BasePath+"/jobs/{id}/cancel", "Cancel a job", tags, http.StatusAccepted, http.StatusNotFound, http.StatusConflict)
@@ -171,9 +177,6 @@ type jobRuntimeConfigDoc struct {
 }
 
 func (s *Server) submitJob(ctx context.Context, in *createJobInput) (*jobOutput, error) {
-	if err := s.ensureJobIndexes(ctx); err != nil {
-		return nil, err
-	}
 	if errs := in.Body.validate(); len(errs) > 0 {
 		return nil, problem.Invalid(errs...)
 	}
@@ -184,13 +187,11 @@ func (s *Server) submitJob(ctx context.Context, in *createJobInput) (*jobOutput,
 	if err := s.beforeSubmit(ctx, j); err != nil {
 		return nil, err
 	}
-	ev, err := events.New(events.TypeJobSubmitted, s.opts.Source, j.QueueID, j.ID, j)
-	if err != nil {
-		return nil, err
+	if err := s.jobs.Create(ctx, j, events.TypeJobSubmitted); err != nil {
+		return nil, jobError(err)
 	}
-	if err := s.jobKind().Insert(ctx, j, ev); err != nil {
-		return nil, err
-	}
+	normalizeJob(j)
+	j.Instances = []events.Instance{} // none yet
 	return &jobOutput{Status: http.StatusCreated, Location: BasePath + "/jobs/" + j.ID, ETag: etag(j.Version), Body: j}, nil
 }
 
@@ -273,7 +274,6 @@ func (s *Server) newJob(ctx context.Context, b *JobBody) (*events.Job, error) {
 		Status:               events.JobSubmitted,
 		Conditions:           []events.Condition{},
 		Warnings:             []string{},
-		Instances:            []events.Instance{},
 		SubmittedAt:          now,
 		Runtime:              rt,
 	}
@@ -339,26 +339,42 @@ func (s *Server) findJobRuntimeConfig(ctx context.Context, q *events.Queue, appI
 }
 
 func (s *Server) getJob(ctx context.Context, in *jobRef) (*jobOutput, error) {
-	l, err := s.loadJob(ctx, in.ID)
+	j, err := s.loadJob(ctx, in.ID)
 	if err != nil {
 		return nil, err
 	}
-	return &jobOutput{Status: http.StatusOK, ETag: etag(l.Res.Version), Body: l.Res}, nil
+	items, next, err := s.jobs.Instances(ctx, j, jobdoc.InstanceQuery{Limit: maxJobInstances})
+	if err != nil {
+		return nil, err
+	}
+	j.Instances, j.InstancesTruncated = items, next != ""
+	normalizeJob(j)
+	return &jobOutput{Status: http.StatusOK, ETag: etag(j.Version), Body: j}, nil
 }
 
-// loadJob reads a job by id; jobs have no unique name, so only ids are looked up.
-func (s *Server) loadJob(ctx context.Context, id string) (store.Loaded[*events.Job], error) {
+// loadJob reads a job by id, without its instances; jobs have no unique
+// name, so only ids are looked up.
+func (s *Server) loadJob(ctx context.Context, id string) (*events.Job, error) {
 	if !strings.HasPrefix(id, "job-") {
-		return store.Loaded[*events.Job]{}, fmt.Errorf("job %q: %w", id, problem.ErrNotFound)
+		return nil, fmt.Errorf("job %q: %w", id, problem.ErrNotFound)
 	}
-	l, err := s.jobKind().FindOne(ctx, bson.D{{Key: "_id", Value: id}}, id)
-	if err == nil {
-		normalizeJob(l.Res)
-	}
-	return l, err
+	j, err := s.jobs.Get(ctx, id)
+	return j, jobError(err)
 }
 
-// normalizeJob makes the always-present lists [] rather than null.
+// jobError maps the job record's errors to the API's.
+func jobError(err error) error {
+	switch {
+	case errors.Is(err, jobdoc.ErrNotFound):
+		return fmt.Errorf("%w: %w", err, problem.ErrNotFound)
+	case errors.Is(err, jobdoc.ErrConflict):
+		return fmt.Errorf("%w; try again: %w", err, problem.ErrPreconditionFailed)
+	}
+	return err
+}
+
+// normalizeJob makes the always-present lists [] rather than null. A job
+// in a list carries instance_counts and no instances.
 func normalizeJob(j *events.Job) {
 	if j.Conditions == nil {
 		j.Conditions = []events.Condition{}
@@ -366,8 +382,8 @@ func normalizeJob(j *events.Job) {
 	if j.Warnings == nil {
 		j.Warnings = []string{}
 	}
-	if j.Instances == nil {
-		j.Instances = []events.Instance{}
+	if j.InstanceCounts == nil {
+		j.InstanceCounts = events.InstanceCounts{}
 	}
 }
 
@@ -442,45 +458,19 @@ func (s *Server) listJobsWhere(ctx context.Context, filter bson.D, status string
 	return &jobListOutput{Body: out}, nil
 }
 
-// changeJob applies change to the job read fresh, and stores it with the
-// events change returns, conditioned on the version read. The scheduler and
-// the launcher write the same documents, so a lost race is retried on the
-// new version rather than reported. change returns no events when there is
+// changeJob records a request on job id through the job record's one
+// update loop (jobdoc.Update): change returns no events when there is
 // nothing to do; an error from change is returned as it is.
-func (s *Server) changeJob(ctx context.Context, id string, change func(j *events.Job, now time.Time) ([]string, error)) (*events.Job, error) {
-	for attempt := 0; ; attempt++ {
-		l, err := s.loadJob(ctx, id)
-		if err != nil {
-			return nil, err
-		}
-		j := *l.Res
-		now := s.opts.Now().UTC().Truncate(timePrecision)
-		types, err := change(&j, now)
-		if err != nil {
-			return nil, err
-		}
-		if len(types) == 0 {
-			return l.Res, nil
-		}
-		j.Version++
-		j.UpdatedAt = now
-		evs := make([]events.Event, 0, len(types))
-		for _, t := range types {
-			ev, err := events.New(t, s.opts.Source, j.QueueID, j.ID, &j)
-			if err != nil {
-				return nil, err
-			}
-			evs = append(evs, ev)
-		}
-		err = s.jobKind().Replace(ctx, l, &j, evs...)
-		if errors.Is(err, problem.ErrPreconditionFailed) && attempt < 20 {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		return &j, nil
+func (s *Server) changeJob(ctx context.Context, id string, change jobdoc.Mutator) (*events.Job, error) {
+	if !strings.HasPrefix(id, "job-") {
+		return nil, fmt.Errorf("job %q: %w", id, problem.ErrNotFound)
 	}
+	j, err := s.jobs.Update(ctx, id, change)
+	if err != nil {
+		return nil, jobError(err)
+	}
+	normalizeJob(j)
+	return j, nil
 }
 
 func (s *Server) cancelJob(ctx context.Context, in *jobRef) (*jobAcceptedOutput, error) {
@@ -502,7 +492,7 @@ func (s *Server) cancelJob(ctx context.Context, in *jobRef) (*jobAcceptedOutput,
 
 func (s *Server) cleanupJob(ctx context.Context, in *jobRef) (*jobAcceptedOutput, error) {
 	j, err := s.changeJob(ctx, in.ID, func(j *events.Job, _ time.Time) ([]string, error) {
-		return requestCleanup(j), nil
+		return requestCleanup(j, false), nil
 	})
 	if err != nil {
 		return nil, err
@@ -515,7 +505,8 @@ func (s *Server) cleanupJob(ctx context.Context, in *jobRef) (*jobAcceptedOutput
 // The scheduler cleans a job that holds no instance (not admitted yet, or
 // final); the launcher stops the instances of one that does, and reports it
 // final, after which the scheduler releases its leases and sets cleaned_at.
-func requestCleanup(j *events.Job) []string {
+// Deleting (deleting) announces only the cancellation; rm.job.deleted follows.
+func requestCleanup(j *events.Job, deleting bool) []string {
 	var types []string
 	if !events.JobFinal(j.Status) && !j.CancelRequested {
 		j.CancelRequested = true
@@ -523,7 +514,9 @@ func requestCleanup(j *events.Job) []string {
 	}
 	if j.CleanedAt == nil && !j.CleanupRequested {
 		j.CleanupRequested = true
-		types = append(types, events.TypeJobUpdated)
+		if !deleting {
+			types = append(types, events.TypeJobUpdated)
+		}
 	}
 	return types
 }
@@ -534,65 +527,36 @@ func (s *Server) deleteJob(ctx context.Context, in *jobIfMatch) (*deleteJobOutpu
 	// leaving files no record points to.
 	if l, err := s.loadJob(ctx, in.ID); err != nil {
 		return nil, err
-	} else if err := checkIfMatch(in.IfMatch, l.Res.Version); err != nil {
+	} else if err := checkIfMatch(in.IfMatch, l.Version); err != nil {
 		return nil, err
 	}
 	if err := s.removeJobArtifacts(ctx, in.ID); err != nil {
 		return nil, fmt.Errorf("delete artifacts of job %s: %w", in.ID, err)
 	}
-	for attempt := 0; ; attempt++ {
-		l, err := s.loadJob(ctx, in.ID)
-		if err != nil {
+	// The deletion is announced with cancel-requested first (the launcher
+	// stops the instances) and deleted last (the scheduler releases the
+	// job's leases; consumers forget the job).
+	err := s.jobs.Delete(ctx, in.ID, func(j *events.Job, _ time.Time) ([]string, error) {
+		if err := checkIfMatch(in.IfMatch, j.Version); err != nil {
 			return nil, err
 		}
-		if err := checkIfMatch(in.IfMatch, l.Res.Version); err != nil {
-			return nil, err
-		}
-		j := *l.Res
-		now := s.opts.Now().UTC().Truncate(timePrecision)
-		types := requestCleanup(&j)
-		j.Version++
-		j.UpdatedAt = now
-		var evs []events.Event
-		// The deletion is announced with cancel-requested first (the launcher
-		// stops the instances) and deleted last (the scheduler releases the
-		// job's leases; consumers forget the job).
-		for _, t := range append(types, events.TypeJobDeleted) {
-			if t == events.TypeJobUpdated {
-				continue
-			}
-			ev, err := events.New(t, s.opts.Source, j.QueueID, j.ID, &j)
-			if err != nil {
-				return nil, err
-			}
-			evs = append(evs, ev)
-		}
-		err = s.jobKind().Delete(ctx, l, evs...)
-		if errors.Is(err, problem.ErrPreconditionFailed) && attempt < 20 {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		return &deleteJobOutput{}, nil
+		return requestCleanup(j, true), nil
+	})
+	if err != nil {
+		return nil, jobError(err)
 	}
+	return &deleteJobOutput{}, nil
 }
-
-// Post controller statuses.
-const (
-	postControllerPending = "pending"
-	postControllerStopped = "stopped"
-)
 
 func (s *Server) startPostController(ctx context.Context, in *jobRef) (*jobAcceptedOutput, error) {
 	j, err := s.changeJob(ctx, in.ID, func(j *events.Job, now time.Time) ([]string, error) {
 		if j.CleanedAt != nil || j.CleanupRequested {
 			return nil, problem.New(http.StatusConflict, fmt.Sprintf("job %s is cleaned up; it can have no post controller", j.ID))
 		}
-		if pc := j.PostController; pc != nil && pc.Status != postControllerStopped {
+		if pc := j.PostController; pc != nil && pc.Status != events.PostControllerStopped && !pc.StopRequested {
 			return nil, nil // one is running or on its way
 		}
-		j.PostController = &events.PostController{Status: postControllerPending, RequestedAt: now}
+		j.PostController = &events.PostController{Status: events.PostControllerPending, RequestedAt: now}
 		return []string{events.TypeJobUpdated}, nil
 	})
 	if err != nil {
@@ -601,50 +565,23 @@ func (s *Server) startPostController(ctx context.Context, in *jobRef) (*jobAccep
 	return &jobAcceptedOutput{ETag: etag(j.Version), Body: j}, nil
 }
 
-// stopPostController records the stop. The scheduler releases the post
-// controller's lease when it sees it; the launcher stops the instance.
+// stopPostController records the stop request. The launcher stops the
+// instance and marks the post controller stopped; the scheduler then
+// releases its lease.
 func (s *Server) stopPostController(ctx context.Context, in *jobIfMatch) (*jobAcceptedOutput, error) {
-	j, err := s.changeJob(ctx, in.ID, func(j *events.Job, now time.Time) ([]string, error) {
+	j, err := s.changeJob(ctx, in.ID, func(j *events.Job, _ time.Time) ([]string, error) {
 		if err := checkIfMatch(in.IfMatch, j.Version); err != nil {
 			return nil, err
 		}
 		pc := j.PostController
-		if pc == nil || pc.Status == postControllerStopped {
+		if pc == nil || pc.Status == events.PostControllerStopped || pc.StopRequested {
 			return nil, nil
 		}
-		cp := *pc
-		cp.Status, cp.StoppedAt = postControllerStopped, &now
-		j.PostController = &cp
+		pc.StopRequested = true
 		return []string{events.TypeJobUpdated}, nil
 	})
 	if err != nil {
 		return nil, err
 	}
 	return &jobAcceptedOutput{ETag: etag(j.Version), Body: j}, nil
-}
-
-// jobIndexes remembers, per server, that the jobs collection's indexes exist.
-var jobIndexes sync.Map // *Server → *jobIndexOnce
-
-type jobIndexOnce struct {
-	mu   sync.Mutex
-	done bool
-}
-
-// ensureJobIndexes creates, once per server, the index behind the status
-// filter of the lists and the scheduler's query for active jobs; the store
-// creates the (queue_id, status) one. A failure is returned and retried next time.
-func (s *Server) ensureJobIndexes(ctx context.Context) error {
-	v, _ := jobIndexes.LoadOrStore(s, &jobIndexOnce{})
-	o := v.(*jobIndexOnce)
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if o.done {
-		return nil
-	}
-	if _, err := s.opts.Store.DB.Collection(store.Jobs).Indexes().CreateOne(ctx, mongo.IndexModel{Keys: bson.D{{Key: "status", Value: 1}}}); err != nil {
-		return fmt.Errorf("create job indexes: %w", err)
-	}
-	o.done = true
-	return nil
 }

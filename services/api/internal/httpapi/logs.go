@@ -87,11 +87,10 @@ func (s *Server) instanceLogs(ctx context.Context, in *logsInput) (*huma.StreamR
 	if s.opts.JS == nil {
 		return nil, problem.New(http.StatusServiceUnavailable, "NATS is not connected")
 	}
-	l, err := s.loadJob(ctx, in.ID)
+	j, err := s.loadJob(ctx, in.ID)
 	if err != nil {
 		return nil, err
 	}
-	j := l.Res
 	if in.Role == "worker" && in.Index >= j.WorkerInstances || in.Role == "controller" && in.Index != 0 {
 		return nil, fmt.Errorf("job %s has no %s %d: %w", j.ID, in.Role, in.Index, problem.ErrNotFound)
 	}

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/avxrm/rm/pkg/events"
+	"github.com/avxrm/rm/pkg/events/exportdoc"
+	"github.com/avxrm/rm/pkg/events/jobdoc"
 	"github.com/avxrm/rm/pkg/events/outbox"
 	"github.com/avxrm/rm/services/api/internal/problem"
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -26,7 +28,7 @@ const (
 	AppRuntimeConfigs = "app_runtime_configs"
 	Deployments       = "deployments"
 	Jobs              = "jobs"
-	Exports           = "scenario_exports"
+	Exports           = exportdoc.Collection
 	// IdempotencyKeys remembers the responses of creating POSTs sent with an
 	// Idempotency-Key. It carries no events, so the outbox relay skips it.
 	IdempotencyKeys = "idempotency_keys"
@@ -198,9 +200,14 @@ func (s *Store) EnsureIndexes(ctx context.Context) error {
 			}
 		}
 	}
-	if !have[IdempotencyKeys] {
-		if err := s.DB.CreateCollection(ctx, IdempotencyKeys); err != nil && !isNamespaceExists(err) {
-			return fmt.Errorf("create collection %s: %w", IdempotencyKeys, err)
+	// Collections without events, which the relay need not sweep: the
+	// idempotency keys, and the jobs' instance records (package jobdoc),
+	// created now so that FerretDB indexes their _id at start.
+	for _, c := range []string{IdempotencyKeys, jobdoc.InstancesCollection} {
+		if !have[c] {
+			if err := s.DB.CreateCollection(ctx, c); err != nil && !isNamespaceExists(err) {
+				return fmt.Errorf("create collection %s: %w", c, err)
+			}
 		}
 	}
 	for _, ix := range indexes {
@@ -246,6 +253,8 @@ var indexes = []struct {
 	{coll: Deployments, keys: bson.D{{Key: "queue_id", Value: 1}}},
 	{coll: Deployments, keys: bson.D{{Key: "application_id", Value: 1}}},
 	{coll: Jobs, keys: bson.D{{Key: "queue_id", Value: 1}, {Key: "status", Value: 1}}},
+	// The status filter of the lists and the scheduler's query for active jobs.
+	{coll: Jobs, keys: bson.D{{Key: "status", Value: 1}}},
 	{coll: Jobs, keys: bson.D{{Key: "application.id", Value: 1}}},
 	{coll: IdempotencyKeys, keys: bson.D{{Key: "expires_at", Value: 1}}, ttl: true},
 }

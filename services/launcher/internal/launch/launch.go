@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/avxrm/rm/pkg/events"
+	"github.com/avxrm/rm/pkg/events/jobdoc"
 	"github.com/avxrm/rm/pkg/events/outbox"
 	"github.com/avxrm/rm/services/launcher/internal/driver"
 	"github.com/nats-io/nats.go/jetstream"
@@ -32,6 +33,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"k8s.io/client-go/util/workqueue"
 )
 
 // Source is the CloudEvents source of the launcher's events.
@@ -91,16 +93,19 @@ type Service struct {
 
 	jobs, queues, plugins, deployments, apps, arcs *mongo.Collection
 
-	pool    *pool
-	wq      *workqueue
+	record *jobdoc.Store // the one loop that writes jobs
+	pool   *pool
+	// wq hands keys ("job/<id>", "dep/<id>") to workers, each key to one
+	// worker at a time, coalescing duplicates (reconciliation reads the
+	// state fresh, so coalescing loses nothing), with per-key backoff.
+	wq      workqueue.TypedRateLimitingInterface[string]
 	metrics *metrics
 
 	consuming atomic.Bool
 
-	mu       sync.Mutex
-	failures map[string]int      // consecutive failed reconciliations, by key
-	qcache   map[string]cachedQ  // queues by id and name, briefly
-	dstate   map[string]*depSlot // deployment slots' restart state, by slot id
+	mu     sync.Mutex
+	qcache map[string]cachedQ  // queues by id and name, briefly
+	dstate map[string]*depSlot // deployment slots' restart state, by slot id
 }
 
 type cachedQ struct {
@@ -145,8 +150,12 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		jobs: deps.DB.Collection(JobsCollection), queues: deps.DB.Collection(QueuesCollection),
 		plugins: deps.DB.Collection(PluginsCollection), deployments: deps.DB.Collection(DeploymentsCollection),
 		apps: deps.DB.Collection(ApplicationsCollection), arcs: deps.DB.Collection(AppRuntimeConfigsCollection),
-		wq: newWorkqueue(), failures: map[string]int{}, qcache: map[string]cachedQ{}, dstate: map[string]*depSlot{},
+		wq:     workqueue.NewTypedRateLimitingQueue(workqueue.NewTypedItemExponentialFailureRateLimiter[string](100*time.Millisecond, 30*time.Second)),
+		qcache: map[string]cachedQ{}, dstate: map[string]*depSlot{},
 	}
+	// One attempt: a lost race is a requeue, so that the next round
+	// observes the drivers again before starting anything.
+	s.record = jobdoc.New(deps.DB, deps.Outbox, jobdoc.Launcher, Source, jobdoc.WithAttempts(1), jobdoc.WithClock(deps.Now))
 	s.pool = newPool(deps.Drivers, driver.Options{DataDir: cfg.DataDir, Logger: deps.Logger}, deps.Logger, s.changed)
 	var err error
 	if s.metrics, err = newMetrics(deps.Registerer, s.pool); err != nil {
@@ -185,7 +194,7 @@ func (s *Service) changed(ref driver.Ref) {
 // Run reconciles until ctx ends. Drivers are closed on return; the
 // instances they run keep running for the next launcher to re-adopt.
 func (s *Service) Run(ctx context.Context) error {
-	stopQueue := s.wq.CloseWhen(ctx)
+	stopQueue := context.AfterFunc(ctx, s.wq.ShutDown)
 	defer stopQueue()
 	defer s.pool.close()
 
@@ -274,8 +283,8 @@ func (s *Service) Ready(ctx context.Context) error {
 // work reconciles keys until the queue closes.
 func (s *Service) work(ctx context.Context) {
 	for {
-		key, ok := s.wq.Get()
-		if !ok {
+		key, shutdown := s.wq.Get()
+		if shutdown {
 			return
 		}
 		s.process(ctx, key)
@@ -298,19 +307,14 @@ func (s *Service) process(ctx context.Context, key string) {
 	if ctx.Err() != nil {
 		return
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	switch {
 	case errors.Is(err, errConflict):
 		s.wq.Add(key)
 	case err != nil:
-		n := s.failures[key] + 1
-		s.failures[key] = n
-		d := min(100*time.Millisecond<<min(n-1, 10), 30*time.Second)
-		s.log.Warn("reconcile failed; retrying", "key", key, "failures", n, "retry_in", d, "err", err)
-		s.wq.AddAfter(key, d)
+		s.log.Warn("reconcile failed; retrying", "key", key, "failures", s.wq.NumRequeues(key)+1, "err", err)
+		s.wq.AddRateLimited(key) // 100ms, doubling, at most 30s
 	default:
-		delete(s.failures, key)
+		s.wq.Forget(key)
 		if after > 0 {
 			s.wq.AddAfter(key, after)
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/avxrm/rm/pkg/embedded/mongotest"
 	"github.com/avxrm/rm/pkg/events"
 	"github.com/avxrm/rm/pkg/events/eventstest"
+	"github.com/avxrm/rm/pkg/events/jobdoc"
 	"github.com/avxrm/rm/pkg/events/outbox"
 	"github.com/avxrm/rm/services/launcher/internal/driver"
 	"github.com/avxrm/rm/services/launcher/internal/driver/registry"
@@ -138,13 +139,14 @@ func (e *env) change(id, typ string, f func(j *events.Job)) {
 	}
 }
 
+// job reads job id with its instances, as the API does.
 func (e *env) job(id string) events.Job {
 	e.t.Helper()
-	var j events.Job
-	if err := e.db.Collection(JobsCollection).FindOne(context.Background(), bson.D{{Key: "_id", Value: id}}).Decode(&j); err != nil {
+	j, err := jobdoc.New(e.db, e.ob, jobdoc.API, "/test").GetWithInstances(context.Background(), id)
+	if err != nil {
 		e.t.Fatal(err)
 	}
-	return j
+	return *j
 }
 
 func (e *env) wait(id, what string, ok func(events.Job) bool) events.Job {
@@ -286,7 +288,7 @@ func TestPostController(t *testing.T) {
 		j.Runtime.Command = []string{"/bin/sh", "-c", "sleep 60"}
 	})
 	e.wait("job-p", "post controller running", func(j events.Job) bool { return j.PostController.Status == pcRunning })
-	e.change("job-p", events.TypeJobUpdated, func(j *events.Job) { j.PostController.Status = pcStopped })
+	e.change("job-p", events.TypeJobUpdated, func(j *events.Job) { j.PostController.StopRequested = true })
 	j := e.wait("job-p", "post controller stopped", func(j events.Job) bool {
 		for _, in := range j.Instances {
 			if in.Role == events.RolePostController {

@@ -130,12 +130,9 @@ func (s *Service) readLogs(ctx context.Context, m *nats.Msg) (int, []byte, bool,
 // job's queues, for instances no driver lists any more (logs outlive a
 // cleanup in the local driver).
 func (s *Service) driverOfInstance(ctx context.Context, ref driver.Ref) (*pooled, error) {
-	j, _, err := s.readJob(ctx, ref.JobID)
+	j, err := s.record.Get(ctx, ref.JobID)
 	if err != nil {
 		return nil, err
-	}
-	if j == nil {
-		return nil, fmt.Errorf("job %s does not exist", ref.JobID)
 	}
 	q := j.QueueID
 	switch ref.Role {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/avxrm/rm/pkg/events"
+	"github.com/avxrm/rm/pkg/events/exportdoc"
 	"github.com/avxrm/rm/pkg/events/outbox"
 	"github.com/avxrm/rm/services/scenario-export/internal/zipper"
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -24,7 +25,7 @@ import (
 // Collection and bucket names.
 const (
 	ArtifactsColl  = "artifacts"
-	ExportsColl    = "scenario_exports"
+	ExportsColl    = exportdoc.Collection
 	ArtifactBucket = "artifacts"   // artifacts.files, artifacts.chunks
 	ZipBucket      = "export_zips" // export_zips.files, export_zips.chunks
 )
@@ -62,38 +63,18 @@ func (a Artifact) Entry() zipper.Entry {
 
 // Export statuses.
 const (
-	StatusPending  = "pending"
-	StatusBuilding = "building"
-	StatusReady    = "ready"
-	StatusFailed   = "failed"
+	StatusPending  = exportdoc.StatusPending
+	StatusBuilding = exportdoc.StatusBuilding
+	StatusReady    = exportdoc.StatusReady
+	StatusFailed   = exportdoc.StatusFailed
 )
 
-// Export is a document of collection scenario_exports, and (without the
-// json:"-" fields) the resource the API returns and events carry.
-type Export struct {
-	events.Meta `bson:",inline"`
-	JobID       string         `json:"job_id" bson:"job_id"`
-	QueueID     string         `json:"queue_id,omitempty" bson:"queue_id,omitempty"`
-	Status      string         `json:"status" bson:"status"`
-	Request     zipper.Request `json:"request" bson:"request"`
-	Size        int64          `json:"size" bson:"size"`
-	FileCount   int            `json:"file_count" bson:"file_count"`
-	SHA256      string         `json:"sha256,omitempty" bson:"sha256,omitempty"`
-	Reason      string         `json:"reason,omitempty" bson:"reason,omitempty"`
-	ExpiresAt   time.Time      `json:"expires_at" bson:"expires_at"`
-	ReadyAt     *time.Time     `json:"ready_at,omitempty" bson:"ready_at,omitempty"`
+// Export is a document of collection scenario_exports: the record the API
+// and this service share (package exportdoc).
+type Export = exportdoc.Export
 
-	ZipFileID string `json:"-" bson:"zip_file_id,omitempty"`
-	Claim     *Claim `json:"-" bson:"claim,omitempty"`
-	Attempts  int    `json:"-" bson:"attempts,omitempty"`
-}
-
-// Claim says which builder works on an export, until when. A builder renews
-// it while it works; once Until has passed, another builder may take it.
-type Claim struct {
-	Owner string    `bson:"owner"`
-	Until time.Time `bson:"until"`
-}
+// Claim says which builder works on an export, until when.
+type Claim = exportdoc.Claim
 
 // Loaded is an export with the unsent events stored beside it.
 type Loaded struct {

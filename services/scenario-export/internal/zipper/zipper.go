@@ -16,9 +16,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"slices"
 	"sort"
 	"time"
+
+	"github.com/avxrm/rm/pkg/events/exportdoc"
 )
 
 // Kinds of artifact (and of document a request can include).
@@ -59,18 +60,8 @@ func (e Entry) ZipPath() string {
 	}
 }
 
-// Request is what a client asks to export.
-type Request struct {
-	Samples                  []string `json:"samples,omitempty" bson:"samples,omitempty"`
-	Include                  []string `json:"include,omitempty" bson:"include,omitempty"`
-	FilterByAssetDeclaration []string `json:"filter_by_asset_declaration,omitempty" bson:"filter_by_asset_declaration,omitempty"`
-}
-
-// Includes reports whether the request includes documents of kind: include
-// empty or absent means both kinds.
-func (r Request) Includes(kind string) bool {
-	return len(r.Include) == 0 || slices.Contains(r.Include, kind)
-}
+// Request says what an export holds: the shared export record's request.
+type Request = exportdoc.Request
 
 // Select returns the entries of all that req picks, ordered by zip path:
 //   - scenario files: only if included; samples empty or absent picks none,

@@ -432,7 +432,7 @@ func TestAdmit(t *testing.T) {
 // Ledger: job 2 waits while job 1 holds the queue and is admitted once job 1's
 // lease is released.
 func TestAdmitWorkedExampleRelease(t *testing.T) {
-	var l Ledger
+	var l testLedger
 	limit := ptr(10)
 	snap := func() Snapshot {
 		return snapshot(t0, &queueBuilder{id: "Default", q: Queue{Name: "Default", Limit: limit, Allocated: l.Allocated("Default")}})

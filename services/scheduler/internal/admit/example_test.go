@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/avxrm/rm/services/scheduler/internal/admit"
+	"github.com/avxrm/rm/services/scheduler/internal/lease"
 )
 
 // The product documents' example: queue Default allows 10 worker instances; job 1
@@ -12,10 +13,10 @@ import (
 func ExampleAdmit() {
 	now := time.Date(2025, 3, 1, 9, 0, 0, 0, time.UTC)
 	limit := 10
-	var ledger admit.Ledger
+	var ledger lease.Ledger // what the scheduler keeps; lease.Store.Apply writes it
 	snapshot := func() admit.Snapshot {
 		return admit.Snapshot{Now: now, Queues: map[string]admit.Queue{
-			"Default":                     {Name: "Default", Limit: &limit, Allocated: ledger.Allocated("Default")},
+			"Default":                     {Name: "Default", Limit: &limit, Allocated: ledger.Allocated()["Default"]},
 			"simulation-controller-queue": {Name: "simulation-controller-queue", Backfill: true},
 		}}
 	}
@@ -30,9 +31,11 @@ func ExampleAdmit() {
 		var still []admit.Request
 		for i, d := range admit.Admit(snapshot(), pending) {
 			if d.Admit {
-				if err := ledger.Grant(d.ID, d.Grants); err != nil {
-					panic(err)
+				claims := make([]lease.Claim, len(d.Grants))
+				for i, g := range d.Grants {
+					claims[i] = lease.Claim{Queue: g.Queue, Count: g.Count}
 				}
+				ledger.Commit(lease.Change{Grants: map[string][]lease.Claim{d.ID: claims}})
 				fmt.Printf("round %d: %s admitted\n", round, d.ID)
 				continue
 			}
@@ -40,7 +43,7 @@ func ExampleAdmit() {
 			still = append(still, pending[i])
 		}
 		pending = still
-		ledger.Release("job-1") // job 1 finishes
+		ledger.Commit(lease.Change{Releases: []string{"job-1"}}) // job 1 finishes
 	}
 	// Output:
 	// round 1: job-1 admitted

@@ -2,6 +2,7 @@ package admit
 
 import (
 	"fmt"
+	"github.com/avxrm/rm/services/scheduler/internal/lease"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -68,7 +69,7 @@ type sim struct {
 	queues   map[string]Queue // Allocated is filled from the ledger at each Admit
 	requests []*simRequest    // in submission order, for reproducible picks
 	byID     map[string]*simRequest
-	ledger   Ledger
+	ledger   testLedger
 	next     int
 }
 
@@ -498,3 +499,33 @@ func sameDecision(a, b Decision) bool {
 	return a.ID == b.ID && a.Admit == b.Admit && a.Reason == b.Reason &&
 		a.Message == b.Message && slices.Equal(a.Grants, b.Grants)
 }
+
+// testLedger drives the ledger production uses (lease.Ledger, through
+// Commit, as lease.Store.Apply does after its write) with the checks the
+// scheduler's pass makes around it: no second grant to a holder, and a
+// release reports whether there was a lease.
+type testLedger struct{ l lease.Ledger }
+
+func (t *testLedger) Grant(id string, claims []Claim) error {
+	if _, held := t.l.Leases[id]; held {
+		return fmt.Errorf("grant %q: lease already held", id)
+	}
+	cs := make([]lease.Claim, len(claims))
+	for i, c := range claims {
+		cs[i] = lease.Claim{Queue: c.Queue, Count: c.Count}
+	}
+	t.l.Commit(lease.Change{Grants: map[string][]lease.Claim{id: cs}})
+	return nil
+}
+
+func (t *testLedger) Release(id string) bool {
+	_, held := t.l.Leases[id]
+	t.l.Commit(lease.Change{Releases: []string{id}})
+	return held
+}
+
+func (t *testLedger) Allocated(queue string) int { return t.l.Allocated()[queue] }
+
+func (t *testLedger) Holds(id string) bool { _, ok := t.l.Leases[id]; return ok }
+
+func (t *testLedger) Leases() []string { return t.l.Holders() }

@@ -168,11 +168,21 @@ func (s *Store) Apply(ctx context.Context, l *Ledger, c Change) error {
 		return fmt.Errorf("write ledger version %d: found version %d: %w", l.Version+1, cur.Version, ErrConflict)
 	}
 	l.Version++
+	l.Commit(c)
+	return nil
+}
+
+// Commit applies c to l in memory, as Apply does once its write succeeded:
+// releases first, then grants (a holder both released and granted keeps its
+// new lease). It is pure; the admission property test drives it.
+func (l *Ledger) Commit(c Change) {
+	if l.Leases == nil {
+		l.Leases = map[string][]Claim{}
+	}
 	for _, h := range c.Releases {
 		delete(l.Leases, h)
 	}
 	for h, cs := range c.Grants {
 		l.Leases[h] = slices.Clone(cs)
 	}
-	return nil
 }

@@ -1,0 +1,66 @@
+package jobdoc
+
+import (
+	"time"
+
+	"github.com/avxrm/rm/pkg/events"
+)
+
+// Condition types, each written by one service (see owners.go).
+const (
+	CondAdmitted               = "Admitted"
+	CondPostControllerAdmitted = "PostControllerAdmitted"
+	CondFailed                 = "Failed"
+	CondCancelled              = "Cancelled"
+)
+
+// SetCondition sets the condition of type typ, moving its transition time
+// only when its status changes (Kubernetes semantics). It reports whether
+// anything changed: setting a condition as it is already is a no-op.
+func SetCondition(j *events.Job, typ, status, reason, message string, now time.Time) bool {
+	for i := range j.Conditions {
+		c := &j.Conditions[i]
+		if c.Type != typ {
+			continue
+		}
+		if c.Status == status && c.Reason == reason && c.Message == message {
+			return false
+		}
+		if c.Status != status {
+			c.LastTransitionTime = now
+		}
+		c.Status, c.Reason, c.Message = status, reason, message
+		return true
+	}
+	j.Conditions = append(j.Conditions, events.Condition{Type: typ, Status: status, Reason: reason, Message: message, LastTransitionTime: now})
+	return true
+}
+
+// FindCondition returns j's condition of type typ, nil if none.
+func FindCondition(j *events.Job, typ string) *events.Condition {
+	return findCondition(j.Conditions, typ)
+}
+
+func findCondition(cs []events.Condition, typ string) *events.Condition {
+	for i := range cs {
+		if cs[i].Type == typ {
+			return &cs[i]
+		}
+	}
+	return nil
+}
+
+// Warnings returns what a user should see of j's conditions: why it waits
+// while it is pending, and why it failed. Update derives warnings with it,
+// so that no service writes them.
+func Warnings(j *events.Job) []string {
+	out := []string{}
+	for _, c := range j.Conditions {
+		switch {
+		case c.Type == CondAdmitted && c.Status == "False" && j.Status == events.JobPending,
+			c.Type == CondFailed && c.Status == "True":
+			out = append(out, c.Message)
+		}
+	}
+	return out
+}

@@ -1,0 +1,180 @@
+package jobdoc
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+	"strconv"
+
+	"github.com/avxrm/rm/pkg/events"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"golang.org/x/sync/errgroup"
+)
+
+// ChunkSize is how many consecutive instance slots one chunk document holds.
+const ChunkSize = 1000
+
+// chunkDoc is one document of the job_instances collection.
+type chunkDoc struct {
+	ID        string            `bson:"_id"`
+	JobID     string            `bson:"job_id"`
+	Instances []events.Instance `bson:"instances"`
+}
+
+func chunkID(jobID string, n int) string { return jobID + "/" + strconv.Itoa(n) }
+
+// Slot is the position of an instance among a job's instances: the
+// controller first, then the workers by index, then the post controllers
+// by index. Instances are listed, chunked and paged in slot order.
+func Slot(workers int, role string, index int) int {
+	switch role {
+	case events.RoleController:
+		return 0
+	case events.RoleWorker:
+		return 1 + index
+	}
+	return 1 + workers + index
+}
+
+// SortInstances puts instances in slot order.
+func SortInstances(workers int, in []events.Instance) {
+	slices.SortFunc(in, func(a, b events.Instance) int {
+		return cmp.Compare(Slot(workers, a.Role, a.Index), Slot(workers, b.Role, b.Index))
+	})
+}
+
+// Counts counts instances per role and status.
+func Counts(in []events.Instance) events.InstanceCounts {
+	out := events.InstanceCounts{}
+	for _, r := range in {
+		m := out[r.Role]
+		if m == nil {
+			m = map[string]int{}
+			out[r.Role] = m
+		}
+		m[r.Status]++
+	}
+	return out
+}
+
+// parallelChunks bounds the chunk reads and writes of one job in flight.
+const parallelChunks = 8
+
+// loadInstances reads every chunk of j, each by _id (the lookup every
+// store answers from its index), and returns the instances in slot order.
+func (s *Store) loadInstances(ctx context.Context, j *events.Job) ([]events.Instance, error) {
+	parts := make([][]events.Instance, j.InstanceChunks)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(parallelChunks)
+	for n := range j.InstanceChunks {
+		g.Go(func() error {
+			var c chunkDoc
+			err := s.chunks.FindOne(gctx, bson.D{{Key: "_id", Value: chunkID(j.ID, n)}}).Decode(&c)
+			if err != nil && !errors.Is(err, mongo.ErrNoDocuments) {
+				return fmt.Errorf("read instances of job %s: %w", j.ID, err)
+			}
+			parts[n] = c.Instances
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	return slices.Concat(parts...), nil
+}
+
+// byChunk groups instances (in slot order) by chunk number.
+func byChunk(workers int, in []events.Instance) map[int][]events.Instance {
+	out := map[int][]events.Instance{}
+	for _, r := range in {
+		n := Slot(workers, r.Role, r.Index) / ChunkSize
+		out[n] = append(out[n], r)
+	}
+	return out
+}
+
+// writeInstances stores the chunks whose instances differ between before
+// and after, and returns how many chunks the job has.
+func (s *Store) writeInstances(ctx context.Context, before, after *events.Job) (int, error) {
+	SortInstances(after.WorkerInstances, after.Instances)
+	old, cur := byChunk(before.WorkerInstances, before.Instances), byChunk(after.WorkerInstances, after.Instances)
+	n := before.InstanceChunks
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(parallelChunks)
+	for c, list := range cur {
+		n = max(n, c+1)
+		if reflect.DeepEqual(old[c], list) {
+			continue
+		}
+		g.Go(func() error {
+			doc := chunkDoc{ID: chunkID(after.ID, c), JobID: after.ID, Instances: list}
+			_, err := s.chunks.ReplaceOne(gctx, bson.D{{Key: "_id", Value: doc.ID}}, doc, options.Replace().SetUpsert(true))
+			if err != nil {
+				return fmt.Errorf("write instances of job %s: %w", after.ID, err)
+			}
+			return nil
+		})
+	}
+	return n, g.Wait()
+}
+
+// deleteInstances removes the chunks of a deleted job.
+func (s *Store) deleteInstances(ctx context.Context, j *events.Job) error {
+	for n := range j.InstanceChunks {
+		if _, err := s.chunks.DeleteOne(ctx, bson.D{{Key: "_id", Value: chunkID(j.ID, n)}}); err != nil {
+			return fmt.Errorf("delete instances of job %s: %w", j.ID, err)
+		}
+	}
+	return nil
+}
+
+// ErrBadCursor: a page cursor that this package did not make.
+var ErrBadCursor = errors.New("jobdoc: malformed cursor")
+
+// InstanceQuery selects a page of a job's instances.
+type InstanceQuery struct {
+	Role, Status string // empty: any
+	Limit        int    // at least 1
+	Cursor       string // from the previous page's next cursor; empty: from the start
+}
+
+// Instances returns a page of j's instances in slot order, and the cursor
+// of the next page ("" on the last). ErrBadCursor for a cursor that is not
+// one this function returned for a job of this size.
+func (s *Store) Instances(ctx context.Context, j *events.Job, q InstanceQuery) ([]events.Instance, string, error) {
+	from := 0
+	if q.Cursor != "" {
+		n, err := strconv.Atoi(q.Cursor)
+		if err != nil || n < 1 || n > Slot(j.WorkerInstances, events.RolePostController, 1<<20) || strconv.Itoa(n) != q.Cursor {
+			return nil, "", fmt.Errorf("%w: %q", ErrBadCursor, q.Cursor)
+		}
+		from = n
+	}
+	out := []events.Instance{}
+	for c := from / ChunkSize; c < j.InstanceChunks; c++ {
+		var doc chunkDoc
+		err := s.chunks.FindOne(ctx, bson.D{{Key: "_id", Value: chunkID(j.ID, c)}}).Decode(&doc)
+		if errors.Is(err, mongo.ErrNoDocuments) {
+			continue
+		}
+		if err != nil {
+			return nil, "", fmt.Errorf("read instances of job %s: %w", j.ID, err)
+		}
+		for _, r := range doc.Instances {
+			slot := Slot(j.WorkerInstances, r.Role, r.Index)
+			if slot < from || (q.Role != "" && r.Role != q.Role) || (q.Status != "" && r.Status != q.Status) {
+				continue
+			}
+			if len(out) == q.Limit {
+				return out, strconv.Itoa(slot), nil
+			}
+			out = append(out, r)
+		}
+	}
+	return out, "", nil
+}
