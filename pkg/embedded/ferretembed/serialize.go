@@ -167,17 +167,25 @@ type proxy struct {
 	fast        fastPathConn
 	fastPathOff atomic.Bool
 
-	// releaseEarly breaks the proxy on purpose, for the tests that prove
-	// the linearizability check can see a lost update: the lock is released
-	// as soon as a write is forwarded, as the proxy once did for moreToCome
-	// writes and for clients that went away. Only tests set it.
-	releaseEarly atomic.Bool
+	// broken breaks the proxy on purpose, for the tests that prove the
+	// linearizability check can see a lost update. Only tests set it.
+	broken atomic.Int32 // a brokenLock
 
 	mu     sync.Mutex
 	conns  map[*proxyConn]struct{}
 	closed bool
 	wg     sync.WaitGroup
 }
+
+// brokenLock is a deliberately wrong locking rule.
+type brokenLock int32
+
+const (
+	lockCorrect brokenLock = iota
+	// lockReleaseOnForward releases the lock as soon as any write is
+	// forwarded: what the proxy once did for moreToCome writes, for all.
+	lockReleaseOnForward
+)
 
 func newProxy(ln net.Listener, upstream string, lockTimeout time.Duration, log *slog.Logger) *proxy {
 	p := &proxy{
@@ -393,8 +401,8 @@ func (c *proxyConn) forwardRequests() error {
 		if _, err := c.upstream.Write(msg); err != nil {
 			return err
 		}
-		if write && c.p.releaseEarly.Load() {
-			c.unlock(id) // deliberately wrong; see proxy.releaseEarly
+		if write && brokenLock(c.p.broken.Load()) == lockReleaseOnForward {
+			c.unlock(id) // deliberately wrong; see proxy.broken
 		}
 	}
 }
