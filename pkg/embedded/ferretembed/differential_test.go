@@ -381,7 +381,7 @@ func generatedOIDs(s string) string {
 func TestFastPathDifferential(t *testing.T) {
 	ctx := loadContext(t)
 	s := startDiffStores(t)
-	const cases = 300
+	const cases = 200
 	for seed := range uint64(cases) {
 		s.check(ctx, t, seed)
 	}

@@ -52,6 +52,11 @@ func (s *Server) FastPathStats() (replied, rewritten, unchanged int64) {
 	return f.replied.Load(), f.rewritten.Load(), f.unchanged.Load()
 }
 
-// SetReleaseEarly breaks the proxy on purpose: the write lock is released as
-// soon as a write is forwarded instead of once FerretDB has replied.
-func (s *Server) SetReleaseEarly(on bool) { s.proxy.releaseEarly.Store(on) }
+// Deliberately wrong locking rules for SetBrokenLock.
+const (
+	LockCorrect          = int32(lockCorrect)
+	LockReleaseOnForward = int32(lockReleaseOnForward)
+)
+
+// SetBrokenLock breaks the proxy's locking on purpose.
+func (s *Server) SetBrokenLock(mode int32) { s.proxy.broken.Store(mode) }

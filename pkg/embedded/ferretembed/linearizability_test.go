@@ -29,7 +29,6 @@ import (
 
 const (
 	linClients = 8
-	linKeys    = 3
 	linDB      = "lin"
 	linColl    = "docs"
 )
@@ -160,17 +159,17 @@ var linModel = porcupine.Model{
 // linStore is an embedded store on a fixed address and directory that the
 // test restarts.
 type linStore struct {
-	t            *testing.T
-	addr, dir    string
-	releaseEarly bool
+	t         *testing.T
+	addr, dir string
+	broken    int32 // ferretembed.Lock*
 
 	mu  sync.Mutex
 	srv *ferretembed.Server
 }
 
-func startLinStore(t *testing.T, releaseEarly bool) *linStore {
+func startLinStore(t *testing.T, broken int32) *linStore {
 	t.Helper()
-	s := &linStore{t: t, addr: "127.0.0.1:0", dir: filepath.Join(t.TempDir(), "data"), releaseEarly: releaseEarly}
+	s := &linStore{t: t, addr: "127.0.0.1:0", dir: filepath.Join(t.TempDir(), "data"), broken: broken}
 	if err := s.start(); err != nil {
 		t.Fatal(err)
 	}
@@ -200,7 +199,7 @@ func (s *linStore) start() error {
 	for range 50 { // the port may linger for a moment after Close
 		var srv *ferretembed.Server
 		if srv, err = ferretembed.Start(ctx, ferretembed.Config{Addr: s.addr, Dir: s.dir}); err == nil {
-			srv.SetReleaseEarly(s.releaseEarly)
+			srv.SetBrokenLock(s.broken)
 			s.mu.Lock()
 			s.srv = srv
 			s.mu.Unlock()
@@ -229,7 +228,14 @@ func (s *linStore) restart() {
 type linRun struct {
 	duration time.Duration // of the workload
 	restarts int           // evenly spaced within it
+	// One write in unacked is unacknowledged (w:0), one operation in
+	// expire gets a deadline that may expire in flight.
+	unacked, expire int
+	keys            int // documents
 }
+
+// linDefault is the workload of TestProxyIsLinearizable.
+var linDefault = linRun{duration: 4 * time.Second, restarts: 2, unacked: 25, expire: 25, keys: 3}
 
 // runLinearizability runs the workload against store and returns the
 // history and how many operations had an unknown outcome.
@@ -266,7 +272,7 @@ func runLinearizability(t *testing.T, store *linStore, run linRun) (history []po
 			rnd := rand.New(rand.NewPCG(uint64(c), uint64(start.UnixNano())))
 			known := map[string]int{} // the version last read per key
 			for time.Now().Before(stop) {
-				in := linInput{key: fmt.Sprintf("k%d", rnd.IntN(linKeys)), val: int(seq.Add(1))}
+				in := linInput{key: fmt.Sprintf("k%d", rnd.IntN(run.keys)), val: int(seq.Add(1))}
 				in.ver = known[in.key]
 				if rnd.IntN(8) == 0 { // a stale or future version now and then
 					in.ver = max(1, in.ver+rnd.IntN(3)-1)
@@ -285,11 +291,11 @@ func runLinearizability(t *testing.T, store *linStore, run linRun) (history []po
 				default:
 					in.kind = linFindAndDelete
 				}
-				in.w0 = in.kind != linRead && in.kind != linFindAndUpdate && in.kind != linFindAndDelete && rnd.IntN(25) == 0
+				in.w0 = in.kind != linRead && in.kind != linFindAndUpdate && in.kind != linFindAndDelete && rnd.IntN(run.unacked) == 0
 				// A few operations get a deadline short enough to expire
 				// in flight: the driver then closes its connection.
 				timeout := 5 * time.Second
-				if rnd.IntN(25) == 0 {
+				if rnd.IntN(run.expire) == 0 {
 					timeout = time.Duration(1+rnd.IntN(3000)) * time.Microsecond
 				}
 				target := coll
@@ -402,8 +408,8 @@ func checkLinearizable(t *testing.T, history []porcupine.Operation) (porcupine.C
 // TestProxyIsLinearizable: 8 clients, 3 documents, the whole store restarted
 // twice while they run; every history must be linearizable.
 func TestProxyIsLinearizable(t *testing.T) {
-	store := startLinStore(t, false)
-	history, unknown := runLinearizability(t, store, linRun{duration: 4 * time.Second, restarts: 2})
+	store := startLinStore(t, ferretembed.LockCorrect)
+	history, unknown := runLinearizability(t, store, linDefault)
 	logHistory(t, history, unknown)
 	r, w, u := store.srv.FastPathStats()
 	t.Logf("since the last restart the fast path answered %d writes, rewrote %d, forwarded %d unchanged", r, w, u)
@@ -432,14 +438,21 @@ func logHistory(t *testing.T, history []porcupine.Operation, unknown int) {
 }
 
 // TestLinearizabilityCheckCatchesEarlyRelease proves the check above can
-// fail: with the proxy's lock released as soon as a write is forwarded (the
-// bug the proxy once had for moreToCome writes and for clients that went
-// away), porcupine must find a non-linearizable history.
+// fail: with the proxy's lock released as soon as a write is forwarded,
+// porcupine must find a non-linearizable history.
 func TestLinearizabilityCheckCatchesEarlyRelease(t *testing.T) {
-	const attempts = 3
+	run := linDefault
+	run.duration, run.restarts = 2*time.Second, 0
+	expectViolation(t, ferretembed.LockReleaseOnForward, run, 3)
+}
+
+// expectViolation runs the workload on a store broken as said up to
+// attempts times, until porcupine finds a violation.
+func expectViolation(t *testing.T, broken int32, run linRun, attempts int) {
+	t.Helper()
 	for attempt := 1; attempt <= attempts; attempt++ {
-		store := startLinStore(t, true)
-		history, unknown := runLinearizability(t, store, linRun{duration: 2 * time.Second})
+		store := startLinStore(t, broken)
+		history, unknown := runLinearizability(t, store, run)
 		logHistory(t, history, unknown)
 		if res, _ := checkLinearizable(t, history); res == porcupine.Illegal {
 			t.Logf("violation found in attempt %d", attempt)

@@ -167,17 +167,25 @@ type proxy struct {
 	fast        fastPathConn
 	fastPathOff atomic.Bool
 
-	// releaseEarly breaks the proxy on purpose, for the tests that prove
-	// the linearizability check can see a lost update: the lock is released
-	// as soon as a write is forwarded, as the proxy once did for moreToCome
-	// writes and for clients that went away. Only tests set it.
-	releaseEarly atomic.Bool
+	// broken breaks the proxy on purpose, for the tests that prove the
+	// linearizability check can see a lost update. Only tests set it.
+	broken atomic.Int32 // a brokenLock
 
 	mu     sync.Mutex
 	conns  map[*proxyConn]struct{}
 	closed bool
 	wg     sync.WaitGroup
 }
+
+// brokenLock is a deliberately wrong locking rule.
+type brokenLock int32
+
+const (
+	lockCorrect brokenLock = iota
+	// lockReleaseOnForward releases the lock as soon as any write is
+	// forwarded: what the proxy once did for moreToCome writes, for all.
+	lockReleaseOnForward
+)
 
 func newProxy(ln net.Listener, upstream string, lockTimeout time.Duration, log *slog.Logger) *proxy {
 	p := &proxy{
@@ -227,12 +235,19 @@ func (p *proxy) serve() {
 // their goroutines. A write in flight may or may not complete; the caller
 // (Server.Close) then stops FerretDB, which waits for its command handlers to
 // return, so no write of this proxy can land after a new Start.
+//
+// Every client side is closed before any upstream side: closing an upstream
+// side releases the lock while FerretDB may still be running that write, and
+// by then no connection may take the lock and forward another (see lock).
 func (p *proxy) close() {
 	p.mu.Lock()
 	p.closed = true
 	_ = p.ln.Close()
 	for c := range p.conns {
-		c.shutdown()
+		c.closeClient()
+	}
+	for c := range p.conns {
+		c.closeUpstream()
 	}
 	if p.fast.conn != nil { // guarded by p.mu as well as p.fast.mu
 		_ = p.fast.conn.Close()
@@ -285,12 +300,6 @@ func (c *proxyConn) closeUpstream() {
 	}
 }
 
-// shutdown closes both sides at once: only for proxy.close.
-func (c *proxyConn) shutdown() {
-	c.closeClient()
-	c.closeUpstream()
-}
-
 func (c *proxyConn) serve() {
 	defer c.p.wg.Done()
 	defer func() {
@@ -304,7 +313,7 @@ func (c *proxyConn) serve() {
 		c.closeClient()
 		return
 	}
-	c.mu.Lock() // pairs with a concurrent shutdown from proxy.close
+	c.mu.Lock() // pairs with a concurrent closeUpstream from proxy.close
 	c.upstream = upstream
 	c.mu.Unlock()
 	select {
@@ -393,8 +402,8 @@ func (c *proxyConn) forwardRequests() error {
 		if _, err := c.upstream.Write(msg); err != nil {
 			return err
 		}
-		if write && c.p.releaseEarly.Load() {
-			c.unlock(id) // deliberately wrong; see proxy.releaseEarly
+		if write && brokenLock(c.p.broken.Load()) == lockReleaseOnForward {
+			c.unlock(id) // deliberately wrong; see proxy.broken
 		}
 	}
 }
@@ -460,6 +469,12 @@ func (c *proxyConn) lock(id int32) error {
 	case c.p.writeLock <- struct{}{}:
 	case <-c.done:
 		return net.ErrClosed
+	}
+	select {
+	case <-c.done: // the proxy is closing: the lock may have been freed early
+		<-c.p.writeLock
+		return net.ErrClosed
+	default:
 	}
 	c.mu.Lock()
 	c.held = true

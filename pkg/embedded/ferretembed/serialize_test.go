@@ -15,6 +15,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/mongo/writeconcern"
 
 	"github.com/avxrm/rm/pkg/embedded/ferretembed"
 	"github.com/avxrm/rm/pkg/embedded/mongotest"
@@ -552,5 +553,39 @@ func TestProxyServesDriverTraffic(t *testing.T) {
 	var got []bson.Raw
 	if err := cur.All(ctx, &got); err != nil || len(got) != 3000 {
 		t.Fatalf("find = %d documents, %v; want 3000", len(got), err)
+	}
+}
+
+// TestUnacknowledgedWritesThroughProxy: the Go driver's w:0 writes
+// (moreToCome) are applied in order with the lock, and FerretDB's replies to
+// them, which the driver does not read, never reach it: on one pooled
+// connection every later command gets its own reply.
+func TestUnacknowledgedWritesThroughProxy(t *testing.T) {
+	ctx := testContext(t)
+	uri, _ := mongotest.Start(t)
+	client, err := mongo.Connect(options.Client().ApplyURI(uri).SetMaxPoolSize(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = client.Disconnect(context.Background()) })
+	coll := client.Database("app").Collection("w0")
+	unacked := client.Database("app").Collection("w0", options.Collection().SetWriteConcern(writeconcern.Unacknowledged()))
+	if _, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: "x"}, {Key: "n", Value: 0}}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 20; i++ {
+		if _, err := unacked.UpdateOne(ctx, bson.D{{Key: "_id", Value: "x"}, {Key: "n", Value: i - 1}},
+			bson.D{{Key: "$set", Value: bson.D{{Key: "n", Value: i}}}}); err != nil {
+			t.Fatalf("w:0 update %d: %v", i, err)
+		}
+		var doc struct{ N int }
+		if err := coll.FindOne(ctx, bson.D{{Key: "_id", Value: "x"}}).Decode(&doc); err != nil {
+			t.Fatalf("find after w:0 update %d: %v", i, err)
+		}
+		// FerretDB runs one connection's commands in order, so the find
+		// sees the update.
+		if doc.N != i {
+			t.Fatalf("after w:0 update %d: n = %d", i, doc.N)
+		}
 	}
 }
