@@ -13,9 +13,11 @@ import (
 	"github.com/avxrm/rm/pkg/events/eventstest"
 	"github.com/avxrm/rm/pkg/events/outbox"
 	"github.com/avxrm/rm/services/api"
+	export "github.com/avxrm/rm/services/scenario-export"
 )
 
-// startAPI serves the API over in-process FerretDB and NATS on loopback and
+// startAPI serves the API over in-process FerretDB and NATS on loopback,
+// with the scenario-export service beside it (so an export gets ready), and
 // returns the server's root URL (http://127.0.0.1:port).
 func startAPI(t *testing.T) string {
 	t.Helper()
@@ -32,5 +34,19 @@ func startAPI(t *testing.T) string {
 	}
 	srv := httptest.NewServer(svc.Handler())
 	t.Cleanup(srv.Close)
+
+	exp, err := export.New(ctx, export.Config{}, export.Deps{DB: db, JS: js, Outbox: ob, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- exp.Run(runCtx) }()
+	t.Cleanup(func() {
+		stop()
+		if err := <-done; err != nil && runCtx.Err() == nil {
+			t.Errorf("scenario-export: %v", err)
+		}
+	})
 	return srv.URL
 }
