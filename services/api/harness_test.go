@@ -48,7 +48,7 @@ func startEnv(t testing.TB) *env {
 	ob := outbox.New(events.NewPublisher(js), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	svc, err := api.New(ctx, api.Config{}, api.Deps{DB: db, Outbox: ob, Logger: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	svc, err := api.New(ctx, api.Config{}, api.Deps{DB: db, Outbox: ob, JS: js, Logger: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	if err != nil {
 		t.Fatal(err)
 	}

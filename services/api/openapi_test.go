@@ -84,7 +84,7 @@ func TestRoutesMatchOpenAPI(t *testing.T) {
 			if method == "parameters" {
 				continue
 			}
-			documented = append(documented, strings.ToUpper(method)+" "+path)
+			documented = append(documented, strings.ToUpper(method)+" "+v1+path) // paths are relative to the servers entry
 		}
 	}
 	// A route ending in echo's wildcard (a path of several segments) is
@@ -171,7 +171,7 @@ func TestOpenAPIDocument(t *testing.T) {
 			}) {
 				t.Errorf("%s: creating POST without the Idempotency-Key header", where)
 			}
-			if method == "patch" && strings.HasPrefix(path, "/api/resources/v1/") && op.RequestBody != nil {
+			if method == "patch" && op.RequestBody != nil {
 				if _, ok := op.RequestBody.Content["application/merge-patch+json"]; !ok {
 					t.Errorf("%s: PATCH body is not application/merge-patch+json", where)
 				}

@@ -76,12 +76,37 @@ func TestDocsPageListsQueueOperations(t *testing.T) {
 	if err != nil {
 		t.Fatalf("no Authorize button (bearer scheme): %v", err)
 	}
-	for _, want := range []string{"/api/resources/v1/queues", "/api/resources/v1/queues/{queue_id}", "create-queue", "Resource Manager API"} {
+	// Paths are relative to the document's servers entry (/api/resources/v1),
+	// which the page shows; placeholders in descriptions survive Markdown.
+	for _, want := range []string{"/queues", "/queues/{queue_id}", "/api/resources/v1", "create-queue", "Resource Manager API", `ETag: "<version>"`} {
 		if !strings.Contains(text, want) {
 			t.Errorf("the rendered page lacks %q", want)
 		}
 	}
 	if !strings.Contains(authorize, "Authorize") {
 		t.Errorf("no Authorize button (bearer scheme): %q", authorize)
+	}
+
+	// "Try it out" requests the server root + servers entry + path.
+	const op = `#operations-Queues-list-queues`
+	err = chromedp.Do(bctx,
+		chromedp.Click(chromedp.CSS(op+` .opblock-summary`)),
+		chromedp.WaitVisible(chromedp.CSS(op+` .execute`)),
+		chromedp.Click(chromedp.CSS(op+` .execute`)),
+		chromedp.WaitVisible(chromedp.CSS(op+` .live-responses-table tbody .response-col_status`)),
+	)
+	if err != nil {
+		t.Fatalf("Try it out on list-queues: %v", err)
+	}
+	status, err := chromedp.Run(bctx, chromedp.Text(chromedp.CSS(op+` .live-responses-table tbody .response-col_status`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	requestURL, err := chromedp.Run(bctx, chromedp.Text(chromedp.CSS(op+` .request-url`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(status, "200") || !strings.Contains(requestURL, srv.URL+"/api/resources/v1/queues") {
+		t.Errorf("Try it out: status %q, request URL %q; want 200 from %s/api/resources/v1/queues", status, requestURL, srv.URL)
 	}
 }
