@@ -97,6 +97,10 @@ func TestQueueAccessAndOwnership(t *testing.T) {
 		t.Errorf("admin's GET /jobs = %v, want all three", got)
 	}
 	e.must(http.StatusForbidden, user, http.MethodGet, v1+"/jobs/"+adminRestricted, nil)
+	e.must(http.StatusForbidden, user, http.MethodGet, v1+"/jobs/"+adminRestricted+"/artifacts", nil)
+	exp := e.must(http.StatusAccepted, admin, http.MethodPost, v1+"/jobs/"+adminRestricted+"/scenario-exports", map[string]any{}).obj(t)["id"].(string)
+	e.must(http.StatusForbidden, user, http.MethodGet, v1+"/scenario-exports/"+exp, nil)
+	e.must(http.StatusOK, admin, http.MethodGet, v1+"/scenario-exports/"+exp, nil)
 	e.must(http.StatusOK, viewer, http.MethodGet, v1+"/jobs/"+adminOpen, nil)
 
 	r = e.must(http.StatusForbidden, user, http.MethodPost, v1+"/jobs/"+adminOpen+"/cancel", nil)
