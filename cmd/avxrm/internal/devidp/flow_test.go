@@ -213,3 +213,35 @@ func TestJobToken(t *testing.T) {
 		t.Errorf("upload after the end: %s", r.Body)
 	}
 }
+
+// TestKeycloakShapedToken: a token as Keycloak issues it (aud "account",
+// azp the client, roles under resource_access.<client>.roles, groups with a
+// leading slash) is accepted with the roles it carries.
+func TestKeycloakShapedToken(t *testing.T) {
+	e := start(t, devidp.Config{})
+	now := time.Now()
+	sign := func(roles ...string) string {
+		tok, err := e.idp.Sign(map[string]any{
+			"iss": e.idp.Issuer, "sub": "kc-1", "aud": "account", "azp": "avxrm", "typ": "Bearer",
+			"exp": now.Add(time.Minute).Unix(), "iat": now.Unix(), "preferred_username": "carol",
+			"resource_access": map[string]any{"avxrm": map[string]any{"roles": roles}, "account": map[string]any{"roles": []string{"rm-admin"}}},
+			"groups":          []string{"/adas"},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return "Bearer " + tok
+	}
+	e.must(http.StatusCreated, sign("rm-admin"), http.MethodPost, v1+"/queues", map[string]any{"name": "kc",
+		"access": map[string]any{"submit": []string{"group:adas"}}})
+	// Roles of another client do not count.
+	r := e.must(http.StatusForbidden, sign(), http.MethodGet, v1+"/queues", nil)
+	if !strings.Contains(string(r.Body), "rm-viewer") {
+		t.Errorf("no role: %s", r.Body)
+	}
+	app := e.must(http.StatusCreated, sign("rm-admin"), http.MethodPost, v1+"/applications", map[string]any{"name": "sim", "version": "1", "image": "sim:1"}).obj(t)
+	job := e.must(http.StatusCreated, sign("rm-user"), http.MethodPost, v1+"/jobs", map[string]any{"queue_id": "kc", "application": map[string]any{"id": app["id"]}, "worker_instances": 1}).obj(t)
+	if o, _ := job["owner"].(map[string]any); o["subject"] != "kc-1" || o["username"] != "carol" {
+		t.Errorf("owner = %v, want kc-1/carol", job["owner"])
+	}
+}
