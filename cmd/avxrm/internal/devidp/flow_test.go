@@ -3,6 +3,7 @@ package devidp_test
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"strings"
@@ -244,4 +245,48 @@ func TestKeycloakShapedToken(t *testing.T) {
 	if o, _ := job["owner"].(map[string]any); o["subject"] != "kc-1" || o["username"] != "carol" {
 		t.Errorf("owner = %v, want kc-1/carol", job["owner"])
 	}
+}
+
+// TestIdempotencyKeysArePerCaller: the same Idempotency-Key and body from
+// another user creates that user's own job instead of replaying the first.
+func TestIdempotencyKeysArePerCaller(t *testing.T) {
+	e := start(t, devidp.Config{})
+	admin := bearer(e.login("admin"))
+	e.must(http.StatusCreated, admin, http.MethodPost, v1+"/queues", map[string]any{"name": "open"})
+	app := e.must(http.StatusCreated, admin, http.MethodPost, v1+"/applications", map[string]any{"name": "sim", "version": "1", "image": "sim:1"}).obj(t)
+	body := map[string]any{"queue_id": "open", "application": map[string]any{"id": app["id"]}, "worker_instances": 1}
+	submit := func(token string) map[string]any {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, e.base+v1+"/jobs", strings.NewReader(mustJSON(t, body)))
+		req.Header.Set("Authorization", token)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Idempotency-Key", "same-key")
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		var j map[string]any
+		_ = json.NewDecoder(res.Body).Decode(&j)
+		if res.StatusCode != http.StatusCreated {
+			t.Fatalf("submit = %d %v", res.StatusCode, j)
+		}
+		return j
+	}
+	a, again, u := submit(admin), submit(admin), submit(bearer(e.login("user")))
+	if a["id"] != again["id"] {
+		t.Errorf("the same caller's retry made a new job: %v, %v", a["id"], again["id"])
+	}
+	if u["id"] == a["id"] || u["owner"].(map[string]any)["username"] != "user" {
+		t.Errorf("another caller's request with the same key got %v (owner %v), want its own job", u["id"], u["owner"])
+	}
+}
+
+func mustJSON(t *testing.T, v any) string {
+	t.Helper()
+	raw, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(raw)
 }
