@@ -34,7 +34,7 @@ func TestDocsPageAuthorize(t *testing.T) {
 	defer cancelAlloc()
 	bctx, cancelBrowser := chromedp.NewContext(allocCtx)
 	defer cancelBrowser()
-	bctx, cancelTimeout := context.WithTimeout(bctx, 90*time.Second)
+	bctx, cancelTimeout := context.WithTimeout(bctx, 4*time.Minute)
 	defer cancelTimeout()
 
 	const op = `#operations-Queues-list-queues`
@@ -70,24 +70,30 @@ func TestDocsPageAuthorize(t *testing.T) {
 	}
 	status("401")
 
-	for _, step := range []struct {
-		what string
-		do   chromedp.Action[chromedp.Void]
-	}{
+	steps := func(phase string, list []step) {
+		t.Helper()
+		for _, st := range list {
+			ctx, cancel := context.WithTimeout(bctx, 45*time.Second)
+			err := chromedp.Do(ctx, st.do)
+			cancel()
+			if err != nil {
+				html, _ := chromedp.Run(bctx, chromedp.OuterHTML(chromedp.CSS(`.modal-ux .modal-ux-content`)))
+				t.Fatalf("%s: %s: %v\n%s", phase, st.what, err, html)
+			}
+		}
+	}
+	steps("Authorize with a token", []step{
 		{"open Authorize", chromedp.Click(chromedp.CSS(`.auth-wrapper .btn.authorize`))},
 		{"paste the token", chromedp.SendKeys(chromedp.ID(`auth-bearer-value`), token)},
 		{"apply it", chromedp.Click(chromedp.CSS(`.modal-ux .auth-btn-wrapper button.authorize`))},
 		{"see it applied", chromedp.WaitVisible(chromedp.CSS(`.modal-ux .auth-container h6`))},
 		{"close the dialog", chromedp.Click(chromedp.CSS(`.modal-ux .auth-btn-wrapper .btn-done`))},
 		{"see it closed", chromedp.WaitNotPresent(chromedp.CSS(`.modal-ux`))},
-	} {
-		ctx, cancel := context.WithTimeout(bctx, 15*time.Second)
-		err := chromedp.Do(ctx, step.do)
-		cancel()
-		if err != nil {
-			html, _ := chromedp.Run(bctx, chromedp.OuterHTML(chromedp.CSS(`.modal-ux .auth-container`)))
-			t.Fatalf("Authorize: %s: %v\n%s", step.what, err, html)
-		}
-	}
+	})
 	status("200")
+}
+
+type step struct {
+	what string
+	do   chromedp.Action[chromedp.Void]
 }
