@@ -36,6 +36,9 @@ test-deps: ## install what the tests need (headless chromium for the docs page t
 	@command -v chromium >/dev/null 2>&1 || { \
 	  echo "installing chromium (Debian package) for the browser test"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	@command -v curl >/dev/null 2>&1 || { \
+	  echo "installing curl (Debian package): the auth end-to-end test's worker uploads with it"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl >/dev/null; }
 	@docker info >/dev/null 2>&1 || { echo "the Docker Engine is not reachable; the docker driver tests need it"; exit 1; }
 
 .PHONY: vet

@@ -174,18 +174,18 @@ require github.com/avxrm/rm/services/scheduler v0.0.0-00010101000000-00000000000
 require (
 	github.com/avxrm/rm/services/launcher v0.0.0-00010101000000-000000000000
 	github.com/avxrm/rm/services/scenario-export v0.0.0-00010101000000-000000000000
+	github.com/chromedp/chromedp v0.23.0
+	github.com/go-jose/go-jose/v4 v4.1.9
+	github.com/rs/cors v1.11.1
+	github.com/zitadel/oidc/v3 v3.52.0
 )
 
 replace github.com/avxrm/rm/sdk/go/avxrm => ../../sdk/go/avxrm
 
 require (
 	github.com/avxrm/rm/sdk/go/avxrm v0.0.0-00010101000000-000000000000
-	github.com/chromedp/chromedp v0.23.0
 	github.com/creack/pty v1.1.24
-	github.com/go-jose/go-jose/v4 v4.1.9
-	github.com/rs/cors v1.11.1
 	github.com/spf13/cobra v1.10.2
-	github.com/zitadel/oidc/v3 v3.52.0
 	golang.org/x/oauth2 v0.38.0
 	golang.org/x/sync v0.24.0
 	golang.org/x/term v0.47.0

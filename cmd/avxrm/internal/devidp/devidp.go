@@ -164,7 +164,7 @@ func Start(ctx context.Context, cfg Config) (*IdP, error) {
 	// The docs page (another origin) calls the token endpoint from the browser.
 	h := cors.New(cors.Options{
 		AllowOriginFunc: func(string) bool { return true },
-		AllowedHeaders:  []string{"Authorization", "Content-Type", "Accept"},
+		AllowedHeaders:  []string{"Authorization", "Content-Type", "Accept", "X-Requested-With"},
 		AllowedMethods:  []string{http.MethodGet, http.MethodPost},
 	}).Handler(mux)
 	p.srv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}

@@ -3,6 +3,7 @@ package devidp_test
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"strings"
@@ -97,6 +98,10 @@ func TestQueueAccessAndOwnership(t *testing.T) {
 		t.Errorf("admin's GET /jobs = %v, want all three", got)
 	}
 	e.must(http.StatusForbidden, user, http.MethodGet, v1+"/jobs/"+adminRestricted, nil)
+	e.must(http.StatusForbidden, user, http.MethodGet, v1+"/jobs/"+adminRestricted+"/artifacts", nil)
+	exp := e.must(http.StatusAccepted, admin, http.MethodPost, v1+"/jobs/"+adminRestricted+"/scenario-exports", map[string]any{}).obj(t)["id"].(string)
+	e.must(http.StatusForbidden, user, http.MethodGet, v1+"/scenario-exports/"+exp, nil)
+	e.must(http.StatusOK, admin, http.MethodGet, v1+"/scenario-exports/"+exp, nil)
 	e.must(http.StatusOK, viewer, http.MethodGet, v1+"/jobs/"+adminOpen, nil)
 
 	r = e.must(http.StatusForbidden, user, http.MethodPost, v1+"/jobs/"+adminOpen+"/cancel", nil)
@@ -208,4 +213,80 @@ func TestJobToken(t *testing.T) {
 	if !strings.Contains(string(r.Body), "succeeded") {
 		t.Errorf("upload after the end: %s", r.Body)
 	}
+}
+
+// TestKeycloakShapedToken: a token as Keycloak issues it (aud "account",
+// azp the client, roles under resource_access.<client>.roles, groups with a
+// leading slash) is accepted with the roles it carries.
+func TestKeycloakShapedToken(t *testing.T) {
+	e := start(t, devidp.Config{})
+	now := time.Now()
+	sign := func(roles ...string) string {
+		tok, err := e.idp.Sign(map[string]any{
+			"iss": e.idp.Issuer, "sub": "kc-1", "aud": "account", "azp": "avxrm", "typ": "Bearer",
+			"exp": now.Add(time.Minute).Unix(), "iat": now.Unix(), "preferred_username": "carol",
+			"resource_access": map[string]any{"avxrm": map[string]any{"roles": roles}, "account": map[string]any{"roles": []string{"rm-admin"}}},
+			"groups":          []string{"/adas"},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return "Bearer " + tok
+	}
+	e.must(http.StatusCreated, sign("rm-admin"), http.MethodPost, v1+"/queues", map[string]any{"name": "kc",
+		"access": map[string]any{"submit": []string{"group:adas"}}})
+	// Roles of another client do not count.
+	r := e.must(http.StatusForbidden, sign(), http.MethodGet, v1+"/queues", nil)
+	if !strings.Contains(string(r.Body), "rm-viewer") {
+		t.Errorf("no role: %s", r.Body)
+	}
+	app := e.must(http.StatusCreated, sign("rm-admin"), http.MethodPost, v1+"/applications", map[string]any{"name": "sim", "version": "1", "image": "sim:1"}).obj(t)
+	job := e.must(http.StatusCreated, sign("rm-user"), http.MethodPost, v1+"/jobs", map[string]any{"queue_id": "kc", "application": map[string]any{"id": app["id"]}, "worker_instances": 1}).obj(t)
+	if o, _ := job["owner"].(map[string]any); o["subject"] != "kc-1" || o["username"] != "carol" {
+		t.Errorf("owner = %v, want kc-1/carol", job["owner"])
+	}
+}
+
+// TestIdempotencyKeysArePerCaller: the same Idempotency-Key and body from
+// another user creates that user's own job instead of replaying the first.
+func TestIdempotencyKeysArePerCaller(t *testing.T) {
+	e := start(t, devidp.Config{})
+	admin := bearer(e.login("admin"))
+	e.must(http.StatusCreated, admin, http.MethodPost, v1+"/queues", map[string]any{"name": "open"})
+	app := e.must(http.StatusCreated, admin, http.MethodPost, v1+"/applications", map[string]any{"name": "sim", "version": "1", "image": "sim:1"}).obj(t)
+	body := map[string]any{"queue_id": "open", "application": map[string]any{"id": app["id"]}, "worker_instances": 1}
+	submit := func(token string) map[string]any {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, e.base+v1+"/jobs", strings.NewReader(mustJSON(t, body)))
+		req.Header.Set("Authorization", token)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Idempotency-Key", "same-key")
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		var j map[string]any
+		_ = json.NewDecoder(res.Body).Decode(&j)
+		if res.StatusCode != http.StatusCreated {
+			t.Fatalf("submit = %d %v", res.StatusCode, j)
+		}
+		return j
+	}
+	a, again, u := submit(admin), submit(admin), submit(bearer(e.login("user")))
+	if a["id"] != again["id"] {
+		t.Errorf("the same caller's retry made a new job: %v, %v", a["id"], again["id"])
+	}
+	if u["id"] == a["id"] || u["owner"].(map[string]any)["username"] != "user" {
+		t.Errorf("another caller's request with the same key got %v (owner %v), want its own job", u["id"], u["owner"])
+	}
+}
+
+func mustJSON(t *testing.T, v any) string {
+	t.Helper()
+	raw, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(raw)
 }

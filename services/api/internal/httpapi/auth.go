@@ -42,6 +42,8 @@ type rule struct {
 	Job bool
 	// Owner: rm-user must own the job.
 	Owner bool
+	// Export: the path's :id is a scenario export, read as its job is.
+	Export bool
 	// JobToken: the job's RM_JOB_TOKEN is accepted (artifact uploads, log reads).
 	JobToken bool
 }
@@ -55,7 +57,8 @@ func ruleFor(method, path string) rule {
 	jobItem := strings.HasPrefix(rel, "/jobs/:id")
 	switch {
 	case method == http.MethodGet || method == http.MethodHead:
-		return rule{Level: auth.LevelViewer, Job: jobItem, JobToken: jobItem && strings.HasSuffix(rel, "/logs")}
+		return rule{Level: auth.LevelViewer, Job: jobItem, JobToken: jobItem && strings.HasSuffix(rel, "/logs"),
+			Export: strings.HasPrefix(rel, "/scenario-exports/:id")}
 	case method == http.MethodPut && jobItem && strings.Contains(rel, "/artifacts/"):
 		return rule{Level: auth.LevelAdmin, Job: true, JobToken: true}
 	case method == http.MethodPost && (rel == "/jobs" || rel == "/job-arrays"):
@@ -138,10 +141,16 @@ func (s *Server) permit(ctx context.Context, c echo.Context, ru rule, p *auth.Pr
 	if p.Level < ru.Level {
 		return auth.Forbidden("%s %s needs role %s; the token's roles are %q", c.Request().Method, c.Path(), p.RoleFor(ru.Level), p.Roles)
 	}
-	if !ru.Job || p.Level == auth.LevelAdmin {
+	if !(ru.Job || ru.Export) || p.Level == auth.LevelAdmin {
 		return nil
 	}
 	id := c.Param("id")
+	if ru.Export {
+		var err error
+		if id, err = s.exportJob(ctx, id); err != nil || id == "" {
+			return errorOrNil(err)
+		}
+	}
 	j, err := s.jobAuth(ctx, id)
 	if err != nil {
 		return &auth.Error{Status: http.StatusServiceUnavailable, Detail: err.Error()}
@@ -182,6 +191,30 @@ func (s *Server) jobAuth(ctx context.Context, id string) (*jobAuthDoc, error) {
 		return nil, fmt.Errorf("look up job %s: %w", id, err)
 	}
 	return &d, nil
+}
+
+// exportJob is the job of scenario export id; "" if there is no such export.
+func (s *Server) exportJob(ctx context.Context, id string) (string, error) {
+	var d struct {
+		JobID string `bson:"job_id"`
+	}
+	err := s.opts.Store.DB.Collection(store.Exports).FindOne(ctx, bson.D{{Key: "_id", Value: id}, outbox.NotDeleted()},
+		options.FindOne().SetProjection(bson.D{{Key: "job_id", Value: 1}})).Decode(&d)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("look up scenario export %s: %w", id, err)
+	}
+	return d.JobID, nil
+}
+
+// errorOrNil is a 503 for a storage error, nil for none.
+func errorOrNil(err error) *auth.Error {
+	if err == nil {
+		return nil
+	}
+	return &auth.Error{Status: http.StatusServiceUnavailable, Detail: err.Error()}
 }
 
 type queueAccessDoc struct {

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/avxrm/rm/services/api/internal/auth"
 	"github.com/avxrm/rm/services/api/internal/problem"
 	"github.com/avxrm/rm/services/api/internal/store"
 	"github.com/labstack/echo/v4"
@@ -81,6 +82,9 @@ func (s *Server) idempotency(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		ctx := r.Context()
 		id := r.Method + " " + r.URL.Path + " " + key
+		if s.opts.Auth != nil { // keys are per caller: another's key replays nothing of theirs
+			id += " " + auth.From(ctx).Subject
+		}
 		hash := bodyHash(body)
 		for attempt := 0; ; attempt++ {
 			var rec idempotencyRecord
