@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,6 +25,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/avxrm/rm/sdk/go/avxrm/oidctest"
 	"github.com/creack/pty"
 )
 
@@ -445,5 +447,52 @@ func TestCLIHelpAndCompletion(t *testing.T) {
 	out, err := exec.Command(binary, "nonsense").CombinedOutput()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.HasPrefix(string(out), "avxrm: unknown command") {
 		t.Errorf("unknown command: %v %q", err, out)
+	}
+}
+
+// login stores a token from the issuer's password grant; later commands send
+// it, refreshing it (and the cache) when it is about to expire; logout
+// forgets it.
+func TestCLILoginRefreshLogout(t *testing.T) {
+	is := oidctest.NewIssuer(t, 5) // within oauth2's early-expiry margin: every use refreshes
+	var mu sync.Mutex
+	var auth []string
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		auth = append(auth, r.Header.Get("Authorization"))
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"items":[]}`))
+	}))
+	defer api.Close()
+	s := &server{url: api.URL, home: t.TempDir()}
+
+	cmd := s.command(context.Background(), "login", "--issuer", is.URL, "--client-id", oidctest.ClientID,
+		"--username", oidctest.Username, "--password-stdin")
+	cmd.Stdin = strings.NewReader(oidctest.Password + "\n")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("login: %v\n%s", err, out)
+	}
+	cache := filepath.Join(s.home, "avxrm", "token.json")
+	if fi, err := os.Stat(cache); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("token cache: %v", err)
+	}
+	s.must(t, "queues", "ls")
+	raw, _ := os.ReadFile(cache)
+	if !strings.Contains(string(raw), `"refresh_token": "rt-2"`) {
+		t.Errorf("the refreshed token was not stored:\n%s", raw)
+	}
+	s.must(t, "logout")
+	s.must(t, "queues", "ls")
+	if fmt.Sprint(auth) != "[Bearer at-2 ]" {
+		t.Errorf("Authorization sent: %q, want the refreshed token, then none after logout", auth)
+	}
+	if got := fmt.Sprint(is.Grants()); got != "[password refresh_token]" {
+		t.Errorf("grants: %s", got)
+	}
+	cmd = s.command(context.Background(), "login", "--issuer", is.URL, "--username", "alice", "--password-stdin")
+	cmd.Stdin = strings.NewReader("wrong\n")
+	if out, err := cmd.CombinedOutput(); err == nil || strings.Count(string(out), "\n") != 1 {
+		t.Errorf("a wrong password: %v %q", err, out)
 	}
 }
