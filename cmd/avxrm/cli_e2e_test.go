@@ -6,7 +6,6 @@ package main_test
 
 import (
 	"archive/zip"
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -25,6 +24,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/avxrm/rm/cmd/avxrm/internal/allinone"
 	"github.com/avxrm/rm/sdk/go/avxrm/oidctest"
 	"github.com/creack/pty"
 )
@@ -36,9 +36,8 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		panic(err)
 	}
-	binary = filepath.Join(dir, "avxrm")
-	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build avxrm: %v\n%s", err, out)
+	if binary, err = allinone.Build(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	code := m.Run()
@@ -46,70 +45,15 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// server is an all-in-one run from the built binary.
+// server is where the commands go: an all-in-one run from the built binary.
 type server struct {
 	url  string
 	home string // HOME and XDG_CONFIG_HOME of the commands, so no login cache leaks in
 }
 
-var apiLine = regexp.MustCompile(`"api":"(http://[^"]+)"`)
-
 func startServer(t *testing.T) *server {
 	t.Helper()
-	data := t.TempDir()
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, binary, "up", "--data-dir", data, "--http-addr", "127.0.0.1:0",
-		"--nats-addr", "127.0.0.1:0", "--mongo-addr", "127.0.0.1:0", "--log-format", "json", "--outbox-interval", "200ms")
-	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
-	cmd.WaitDelay = 30 * time.Second
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		_ = cmd.Wait()
-	})
-	found := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			if m := apiLine.FindStringSubmatch(sc.Text()); m != nil {
-				select {
-				case found <- m[1]:
-				default:
-				}
-			}
-			if os.Getenv("RM_TEST_LOG") != "" {
-				fmt.Fprintln(os.Stderr, sc.Text())
-			}
-		}
-	}()
-	var url string
-	select {
-	case url = <-found:
-	case <-time.After(90 * time.Second):
-		t.Fatal("avxrm up never said where it listens")
-	}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		resp, err := http.Get(url + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s never became ready", url)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return &server{url: url, home: t.TempDir()}
+	return &server{url: allinone.Start(t, binary, t.TempDir(), "127.0.0.1:0").URL, home: t.TempDir()}
 }
 
 func (s *server) command(ctx context.Context, args ...string) *exec.Cmd {
