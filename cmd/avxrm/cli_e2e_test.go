@@ -31,19 +31,7 @@ import (
 
 var binary string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "avxrm-cli-test")
-	if err != nil {
-		panic(err)
-	}
-	if binary, err = allinone.Build(dir); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { allinone.RunTests(m, &binary) }
 
 // server is where the commands go: an all-in-one run from the built binary.
 type server struct {

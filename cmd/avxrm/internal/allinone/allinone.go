@@ -114,3 +114,20 @@ func (s *Server) Stop() {
 		<-s.stopped
 	}
 }
+
+// RunTests is a TestMain: it builds avxrm into a temp dir, sets *bin to its
+// path, runs the tests and exits with their status.
+func RunTests(m *testing.M, bin *string) {
+	dir, err := os.MkdirTemp("", "avxrm-test")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	if *bin, err = Build(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -24,19 +23,7 @@ import (
 
 var binary string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "avxrm-sdk-test")
-	if err != nil {
-		panic(err)
-	}
-	if binary, err = allinone.Build(dir); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { allinone.RunTests(m, &binary) }
 
 // start runs the all-in-one from the built binary on dataDir, its API on
 // httpAddr, and waits until it is ready.
