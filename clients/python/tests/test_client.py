@@ -31,6 +31,13 @@ def test_flow_through_client(seeded):
         failed = c.jobs.wait(bad.id, timeout=120)
         assert failed.status == "failed"
         assert "worker 1 exited with code 2" in failed.warnings
+        # A wait that outlasts its timeout says so, also while no event comes.
+        slow = c.jobs.submit(queue_id="Default", application={"id": app_id}, worker_instances=1,
+                             environment_variables={"SLEEP": "30"})
+        with pytest.raises(TimeoutError):
+            c.jobs.wait(slow.id, timeout=2)
+        c.jobs.cancel(slow.id)
+        assert c.jobs.wait(slow.id, timeout=60).status == "cancelled"
 
 
 def test_flow_through_async_client(seeded):
