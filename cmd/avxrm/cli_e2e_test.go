@@ -428,3 +428,48 @@ func TestCLILoginRefreshLogout(t *testing.T) {
 		t.Errorf("a wrong password: %v %q", err, out)
 	}
 }
+
+// watch redraws its table on a terminal on each job event, prints one line
+// per change elsewhere, and ends quietly on Ctrl-C.
+func TestCLIWatch(t *testing.T) {
+	s := startServer(t)
+	seed(t, s)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	onTTY := s.command(ctx, "watch", "--queue", "Default")
+	tty, err := pty.StartWithSize(onTTY, &pty.Winsize{Rows: 24, Cols: 160})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tty.Close()
+	var screen syncBuffer
+	go func() { _, _ = io.Copy(&screen, tty) }()
+	plain, lines := s.background(t, ctx, "watch")
+	waitFor(t, 30*time.Second, "the first drawing", func() bool { return strings.Contains(screen.String(), "ID ") })
+	time.Sleep(500 * time.Millisecond) // both are connected to the stream
+
+	id := strings.TrimSpace(s.must(t, "submit", "--queue", "Default", "--app", "sim:1.0", "--workers", "2", "--wait"))
+	id = strings.SplitN(id, "\n", 2)[0]
+	waitFor(t, 30*time.Second, "the end on both", func() bool {
+		return strings.Contains(screen.String(), "succeeded") && strings.Contains(lines.String(), id+" succeeded")
+	})
+	for _, c := range []*exec.Cmd{onTTY, plain} {
+		_ = c.Process.Signal(os.Interrupt)
+		if err := c.Wait(); err != nil {
+			t.Errorf("watch after Ctrl-C: %v", err)
+		}
+	}
+	if n := strings.Count(screen.String(), "\x1b[H\x1b[2J"); n < 3 {
+		t.Errorf("the table was drawn %d times on the terminal: %q", n, screen.String())
+	}
+	var changes []string
+	for _, l := range strings.Split(strings.TrimSpace(lines.String()), "\n") {
+		if !strings.HasPrefix(l, id+" ") || strings.ContainsAny(l, "\r\x1b") {
+			t.Errorf("line %q of the plain output", l)
+		}
+		changes = append(changes, strings.Fields(l)[1])
+	}
+	if len(changes) < 3 || changes[len(changes)-1] != "succeeded" {
+		t.Errorf("plain watch output, one line per change: %q", lines.String())
+	}
+}
