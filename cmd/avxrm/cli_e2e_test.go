@@ -6,7 +6,6 @@ package main_test
 
 import (
 	"archive/zip"
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -15,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,90 +24,24 @@ import (
 	"testing"
 	"time"
 
+	"github.com/avxrm/rm/cmd/avxrm/internal/allinone"
+	"github.com/avxrm/rm/sdk/go/avxrm/oidctest"
 	"github.com/creack/pty"
 )
 
 var binary string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "avxrm-cli-test")
-	if err != nil {
-		panic(err)
-	}
-	binary = filepath.Join(dir, "avxrm")
-	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build avxrm: %v\n%s", err, out)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { allinone.RunTests(m, &binary) }
 
-// server is an all-in-one run from the built binary.
+// server is where the commands go: an all-in-one run from the built binary.
 type server struct {
 	url  string
 	home string // HOME and XDG_CONFIG_HOME of the commands, so no login cache leaks in
 }
 
-var apiLine = regexp.MustCompile(`"api":"(http://[^"]+)"`)
-
 func startServer(t *testing.T) *server {
 	t.Helper()
-	data := t.TempDir()
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, binary, "up", "--data-dir", data, "--http-addr", "127.0.0.1:0",
-		"--nats-addr", "127.0.0.1:0", "--mongo-addr", "127.0.0.1:0", "--log-format", "json", "--outbox-interval", "200ms")
-	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
-	cmd.WaitDelay = 30 * time.Second
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		_ = cmd.Wait()
-	})
-	found := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			if m := apiLine.FindStringSubmatch(sc.Text()); m != nil {
-				select {
-				case found <- m[1]:
-				default:
-				}
-			}
-			if os.Getenv("RM_TEST_LOG") != "" {
-				fmt.Fprintln(os.Stderr, sc.Text())
-			}
-		}
-	}()
-	var url string
-	select {
-	case url = <-found:
-	case <-time.After(90 * time.Second):
-		t.Fatal("avxrm up never said where it listens")
-	}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		resp, err := http.Get(url + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s never became ready", url)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return &server{url: url, home: t.TempDir()}
+	return &server{url: allinone.Start(t, binary, t.TempDir(), "127.0.0.1:0").URL, home: t.TempDir()}
 }
 
 func (s *server) command(ctx context.Context, args ...string) *exec.Cmd {
@@ -445,5 +379,97 @@ func TestCLIHelpAndCompletion(t *testing.T) {
 	out, err := exec.Command(binary, "nonsense").CombinedOutput()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.HasPrefix(string(out), "avxrm: unknown command") {
 		t.Errorf("unknown command: %v %q", err, out)
+	}
+}
+
+// login stores a token from the issuer's password grant; later commands send
+// it, refreshing it (and the cache) when it is about to expire; logout
+// forgets it.
+func TestCLILoginRefreshLogout(t *testing.T) {
+	is := oidctest.NewIssuer(t, 5) // within oauth2's early-expiry margin: every use refreshes
+	var mu sync.Mutex
+	var auth []string
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		auth = append(auth, r.Header.Get("Authorization"))
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"items":[]}`))
+	}))
+	defer api.Close()
+	s := &server{url: api.URL, home: t.TempDir()}
+
+	cmd := s.command(context.Background(), "login", "--issuer", is.URL, "--client-id", oidctest.ClientID,
+		"--username", oidctest.Username, "--password-stdin")
+	cmd.Stdin = strings.NewReader(oidctest.Password + "\n")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("login: %v\n%s", err, out)
+	}
+	cache := filepath.Join(s.home, "avxrm", "token.json")
+	if fi, err := os.Stat(cache); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("token cache: %v", err)
+	}
+	s.must(t, "queues", "ls")
+	raw, _ := os.ReadFile(cache)
+	if !strings.Contains(string(raw), `"refresh_token": "rt-2"`) {
+		t.Errorf("the refreshed token was not stored:\n%s", raw)
+	}
+	s.must(t, "logout")
+	s.must(t, "queues", "ls")
+	if fmt.Sprint(auth) != "[Bearer at-2 ]" {
+		t.Errorf("Authorization sent: %q, want the refreshed token, then none after logout", auth)
+	}
+	if got := fmt.Sprint(is.Grants()); got != "[password refresh_token]" {
+		t.Errorf("grants: %s", got)
+	}
+	cmd = s.command(context.Background(), "login", "--issuer", is.URL, "--username", "alice", "--password-stdin")
+	cmd.Stdin = strings.NewReader("wrong\n")
+	if out, err := cmd.CombinedOutput(); err == nil || strings.Count(string(out), "\n") != 1 {
+		t.Errorf("a wrong password: %v %q", err, out)
+	}
+}
+
+// watch redraws its table on a terminal on each job event, prints one line
+// per change elsewhere, and ends quietly on Ctrl-C.
+func TestCLIWatch(t *testing.T) {
+	s := startServer(t)
+	seed(t, s)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	onTTY := s.command(ctx, "watch", "--queue", "Default")
+	tty, err := pty.StartWithSize(onTTY, &pty.Winsize{Rows: 24, Cols: 160})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tty.Close()
+	var screen syncBuffer
+	go func() { _, _ = io.Copy(&screen, tty) }()
+	plain, lines := s.background(t, ctx, "watch")
+	waitFor(t, 30*time.Second, "the first drawing", func() bool { return strings.Contains(screen.String(), "ID ") })
+	time.Sleep(500 * time.Millisecond) // both are connected to the stream
+
+	id := strings.TrimSpace(s.must(t, "submit", "--queue", "Default", "--app", "sim:1.0", "--workers", "2", "--wait"))
+	id = strings.SplitN(id, "\n", 2)[0]
+	waitFor(t, 30*time.Second, "the end on both", func() bool {
+		return strings.Contains(screen.String(), "succeeded") && strings.Contains(lines.String(), id+" succeeded")
+	})
+	for _, c := range []*exec.Cmd{onTTY, plain} {
+		_ = c.Process.Signal(os.Interrupt)
+		if err := c.Wait(); err != nil {
+			t.Errorf("watch after Ctrl-C: %v", err)
+		}
+	}
+	if n := strings.Count(screen.String(), "\x1b[H\x1b[2J"); n < 3 {
+		t.Errorf("the table was drawn %d times on the terminal: %q", n, screen.String())
+	}
+	var changes []string
+	for _, l := range strings.Split(strings.TrimSpace(lines.String()), "\n") {
+		if !strings.HasPrefix(l, id+" ") || strings.ContainsAny(l, "\r\x1b") {
+			t.Errorf("line %q of the plain output", l)
+		}
+		changes = append(changes, strings.Fields(l)[1])
+	}
+	if len(changes) < 3 || changes[len(changes)-1] != "succeeded" {
+		t.Errorf("plain watch output, one line per change: %q", lines.String())
 	}
 }

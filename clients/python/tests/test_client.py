@@ -31,6 +31,13 @@ def test_flow_through_client(seeded):
         failed = c.jobs.wait(bad.id, timeout=120)
         assert failed.status == "failed"
         assert "worker 1 exited with code 2" in failed.warnings
+        # A wait that outlasts its timeout says so, also while no event comes.
+        slow = c.jobs.submit(queue_id="Default", application={"id": app_id}, worker_instances=1,
+                             environment_variables={"SLEEP": "30"})
+        with pytest.raises(TimeoutError):
+            c.jobs.wait(slow.id, timeout=2)
+        c.jobs.cancel(slow.id)
+        assert c.jobs.wait(slow.id, timeout=60).status == "cancelled"
 
 
 def test_flow_through_async_client(seeded):
@@ -156,17 +163,83 @@ def test_events_watch_resumes_after_a_disconnect(seeded):
     assert all(e.subject == job.id for e in got) and got[-1].job().status == "succeeded"
 
 
-def test_token_is_sent_as_bearer(seeded):
+def test_static_token_is_sent_as_bearer(seeded):
     server, _ = seeded
-    seen = {}
-    import httpx
-
-    def hook(request):
-        seen["auth"] = request.headers.get("Authorization")
-
+    sent = []
     with avxrm.Client(server, token="static-token") as c:
-        c._http.event_hooks["request"] = [hook]
+        c._http.event_hooks["request"] = [lambda r: sent.append(r.headers.get("Authorization"))]
         c.queues.get("Default")  # auth is off on the all-in-one: the header is harmless
-    assert seen["auth"] == "Bearer static-token"
-    assert isinstance(avxrm.TokenProvider("http://127.0.0.1:1", "avxrm", username="u", password="p"), object)
-    del httpx
+    assert sent == ["Bearer static-token"]
+
+
+class Issuer:
+    """An OIDC issuer in-process: discovery and a token endpoint with the
+    password and refresh grants for alice/secret; tokens valid expires_in s."""
+
+    def __init__(self, expires_in):
+        import http.server
+        import json
+        from urllib.parse import parse_qs
+
+        issuer = self
+        self.n, self.grants, self.expires_in = 0, [], expires_in
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def _send(self, code, body):
+                raw = json.dumps(body).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
+
+            def do_GET(self):
+                self._send(200, {"issuer": issuer.url, "token_endpoint": issuer.url + "/token"})
+
+            def do_POST(self):
+                form = {k: v[0] for k, v in parse_qs(self.rfile.read(int(self.headers["Content-Length"])).decode()).items()}
+                g = form.get("grant_type")
+                issuer.grants.append(g)
+                ok = form.get("client_id") == "avxrm" and (
+                    (g == "password" and form.get("username") == "alice" and form.get("password") == "secret")
+                    or (g == "refresh_token" and form.get("refresh_token") == "rt-%d" % issuer.n))
+                if not ok:
+                    return self._send(400, {"error": "invalid_grant"})
+                issuer.n += 1
+                self._send(200, {"access_token": "at-%d" % issuer.n, "refresh_token": "rt-%d" % issuer.n,
+                                 "token_type": "Bearer", "expires_in": issuer.expires_in})
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = "http://127.0.0.1:%d" % self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+
+
+def test_token_provider_password_then_refresh(seeded):
+    server, _ = seeded
+    issuer = Issuer(expires_in=10)  # within the provider's 30s leeway: every use refreshes
+    try:
+        tp = avxrm.TokenProvider(issuer.url, "avxrm", username="alice", password="secret")
+        sent = []
+        with avxrm.Client(server, token=tp) as c:
+            c._http.event_hooks["request"] = [lambda r: sent.append(r.headers.get("Authorization"))]
+            c.queues.get("Default")  # auth is off on the all-in-one: the header is harmless
+            c.queues.get("Default")
+        assert sent == ["Bearer at-1", "Bearer at-2"]
+        assert issuer.grants == ["password", "refresh_token"]
+
+        async def via_async():
+            async with avxrm.AsyncClient(server, token=tp) as c:
+                await c.queues.get("Default")
+        asyncio.run(via_async())
+        assert issuer.grants[-1] == "refresh_token" and tp.access_token == "at-3"
+
+        with pytest.raises(avxrm.AuthError):
+            avxrm.TokenProvider(issuer.url, "avxrm", username="alice", password="wrong").token()
+    finally:
+        issuer.close()

@@ -69,8 +69,12 @@ func (o OIDC) client() *http.Client {
 }
 
 func (o OIDC) config(d Discovery) *oauth2.Config {
+	style := oauth2.AuthStyleAutoDetect
+	if o.ClientSecret == "" {
+		style = oauth2.AuthStyleInParams // a public client names itself in the form
+	}
 	return &oauth2.Config{ClientID: o.ClientID, ClientSecret: o.ClientSecret, Scopes: o.Scopes,
-		Endpoint: oauth2.Endpoint{TokenURL: d.TokenEndpoint, DeviceAuthURL: d.DeviceAuthorizationEndpoint}}
+		Endpoint: oauth2.Endpoint{TokenURL: d.TokenEndpoint, DeviceAuthURL: d.DeviceAuthorizationEndpoint, AuthStyle: style}}
 }
 
 // Password logs in with the resource-owner password grant and returns a

@@ -25,7 +25,8 @@ class TokenProvider:
 
     def __init__(self, issuer: str, client_id: str, *, client_secret: Optional[str] = None,
                  username: Optional[str] = None, password: Optional[str] = None,
-                 refresh_token: Optional[str] = None, scope: Optional[str] = None, verify: Any = True):
+                 refresh_token: Optional[str] = None, scope: Optional[str] = "openid offline_access",
+                 verify: Any = True):
         self.issuer = issuer.rstrip("/")
         self.client_id = client_id
         self.client_secret = client_secret

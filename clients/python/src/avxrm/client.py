@@ -332,12 +332,18 @@ class Client(_Resources):
             params["cursor"] = page["next_cursor"]
 
     def _watch(self, job_id: Optional[str], queue_id: Optional[str], types: Optional[Iterable[str]], after: Optional[int],
-               on_disconnect: Optional[Callable[[Exception, int], None]] = None) -> Iterator[Event]:
+               on_disconnect: Optional[Callable[[Exception, int], None]] = None,
+               deadline: Optional[float] = None) -> Iterator[Event]:
         last, attempt = after, 0
         while True:
             err: Exception
+            read = 45.0  # the server sends a keep-alive every 15s
+            if deadline is not None:
+                read = min(read, deadline - time.monotonic())
+                if read <= 0:
+                    raise TimeoutError("the wait timed out")
             try:
-                with self._http.stream("GET", "/events", timeout=httpx.Timeout(30.0, read=45.0),
+                with self._http.stream("GET", "/events", timeout=httpx.Timeout(30.0, read=read),
                                        **_watch_request(job_id, queue_id, types, last)) as r:
                     if r.status_code >= 400:
                         r.read()
@@ -354,6 +360,8 @@ class Client(_Resources):
                 err = EOFError("the server ended the stream")
             except httpx.TransportError as e:
                 err = e
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise TimeoutError("the wait timed out") from e
             if on_disconnect:
                 on_disconnect(err, attempt)
             time.sleep(_backoff(attempt))
@@ -364,16 +372,19 @@ class Client(_Resources):
         job: Job = self.jobs.get(id)
         if job.final:
             return job
-        for ev in self._watch(id, None, None, 0):
-            if ev.type == "rm.job.deleted":
-                raise NotFoundError(Problem(status=404, title="Not Found", detail=f"job {id} was deleted"))
-            j = ev.job()
-            if j.version > job.version:
-                job = j
-                if job.final:
-                    return job
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"job {id} is still {job.status}")
+        try:
+            for ev in self._watch(id, None, None, 0, deadline=deadline):
+                if ev.type == "rm.job.deleted":
+                    raise NotFoundError(Problem(status=404, title="Not Found", detail=f"job {id} was deleted"))
+                j = ev.job()
+                if j.version > job.version:
+                    job = j
+                    if job.final:
+                        return job
+                if deadline is not None and time.monotonic() > deadline:
+                    raise TimeoutError
+        except TimeoutError:
+            raise TimeoutError(f"job {id} is still {job.status}") from None
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _wait_export(self, id: str, timeout: Optional[float]) -> ScenarioExport:

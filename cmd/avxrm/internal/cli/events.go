@@ -54,7 +54,7 @@ func eventsCommand(g *globals) *cobra.Command {
 					fmt.Fprintf(w, "%d\t%s\t%s\t%s\n", e.ID, e.CloudEvent.Time.Format(time.RFC3339), e.Type, e.CloudEvent.Subject)
 				}
 			}
-			return cmd.Context().Err()
+			return nil // the user ended it
 		},
 	}
 	cmd.Flags().StringVar(&job, "job", "", "only this job's events")
@@ -129,7 +129,7 @@ func watchCommand(g *globals) *cobra.Command {
 					delete(jobs, *j.Id)
 				}
 			}
-			return ctx.Err()
+			return nil // the user ended it
 		},
 	}
 	cmd.Flags().StringVar(&queue, "queue", "", "only this queue's jobs")

@@ -133,6 +133,7 @@ func download(ctx context.Context, c *avxrm.Client, id, sum, out string) (int, e
 	}
 	n, err := verifyZip(part, sum)
 	if err != nil {
+		os.Remove(part) // resuming it would only append to what is wrong
 		return 0, err
 	}
 	return n, os.Rename(part, out)

@@ -332,7 +332,7 @@ func describeJob(ctx context.Context, c *avxrm.Client, id string, w io.Writer) e
 	if j.Status != nil {
 		status = string(*j.Status)
 	}
-	fmt.Fprintf(w, "ID:        %s\nName:      %s\nQueue:     %s\nStatus:    %s\nWorkers:   %d\n", *j.Id, j.Name, j.QueueId, status, j.WorkerInstances)
+	fmt.Fprintf(w, "ID:        %s\nName:      %s\nQueue:     %s (%s)\nStatus:    %s\nWorkers:   %d\n", *j.Id, j.Name, deref(j.QueueName), j.QueueId, status, j.WorkerInstances)
 	app := j.Application
 	fmt.Fprintf(w, "App:       %s %s %s\n", deref(app.Id), deref(app.Name), deref(app.Version))
 	for _, t := range []struct {

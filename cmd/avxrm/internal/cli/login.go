@@ -21,6 +21,7 @@ type tokenCache struct {
 	Issuer       string        `json:"issuer"`
 	ClientID     string        `json:"client_id"`
 	ClientSecret string        `json:"client_secret,omitempty"`
+	Scopes       []string      `json:"scopes,omitempty"`
 	Token        *oauth2.Token `json:"token"`
 }
 
@@ -85,7 +86,7 @@ func (l *lazyOIDC) Token(ctx context.Context) (string, error) {
 		return l.tc.Token.AccessToken, nil
 	}
 	if l.src == nil {
-		o := avxrm.OIDC{Issuer: l.tc.Issuer, ClientID: l.tc.ClientID, ClientSecret: l.tc.ClientSecret}
+		o := avxrm.OIDC{Issuer: l.tc.Issuer, ClientID: l.tc.ClientID, ClientSecret: l.tc.ClientSecret, Scopes: l.tc.Scopes}
 		src, err := o.Refresh(ctx, l.tc.Token)
 		if err != nil {
 			return "", err
@@ -137,7 +138,7 @@ func loginCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := saveCache(tokenCache{Issuer: o.Issuer, ClientID: o.ClientID, ClientSecret: o.ClientSecret, Token: src.Current()}); err != nil {
+			if err := saveCache(tokenCache{Issuer: o.Issuer, ClientID: o.ClientID, ClientSecret: o.ClientSecret, Scopes: o.Scopes, Token: src.Current()}); err != nil {
 				return err
 			}
 			p, _ := cachePath()
@@ -151,6 +152,7 @@ func loginCommand(g *globals) *cobra.Command {
 	f.StringVar(&o.ClientSecret, "client-secret", os.Getenv("RM_OIDC_CLIENT_SECRET"), "the client's secret, for a confidential client")
 	f.StringVar(&username, "username", "", "log in with the password grant as this user")
 	f.BoolVar(&passwordStdin, "password-stdin", false, "read the password from stdin")
+	f.StringSliceVar(&o.Scopes, "scope", []string{"openid", "offline_access"}, "the scopes to ask for (offline_access gets a refresh token)")
 	_ = cmd.MarkFlagRequired("issuer")
 	return cmd
 }

@@ -41,7 +41,7 @@ var kinds = []kind{
 	{use: "apps", short: "Applications: what a job runs (image, command)", aliases: []string{"app", "applications"},
 		path: "/applications", keys: 1,
 		cols:    []column{{"NAME", field("name")}, {"VERSION", field("version")}, {"ID", field("id")}, {"IMAGE", field("image")}, {"AGE", age("created_at")}},
-		example: "  avxrm apps create sim --set version=1.0 --set image=registry/sim:1.0\n  avxrm apps create -f app.json"},
+		example: "  avxrm apps create sim --set-string version=1.0 --set image=registry/sim:1.0\n  avxrm apps create -f app.json"},
 	{use: "runtime-configs", short: "App-runtime-configs: the image and settings of an application on a queue", aliases: []string{"runtime-config", "rc"},
 		path: "/app-runtime-config", keys: 2,
 		cols: []column{{"QUEUE", field("queue_id")}, {"APPLICATION", field("application_id")}, {"IMAGE", field("image")}, {"WORKDIR", field("working_directory")}},
@@ -116,14 +116,14 @@ func resourceCommand(g *globals, k kind) *cobra.Command {
 	}
 
 	var file string
-	var sets []string
+	var sets, setStrings []string
 	var limit string
 	var description string
 	create := &cobra.Command{
 		Use: "create " + createUse(k), Short: "Create a " + singular + " from flags or a JSON/YAML file",
 		Args: cobra.RangeArgs(0, k.keys), Example: k.example,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			body, err := buildBody(file, sets)
+			body, err := buildBody(file, sets, setStrings)
 			if err != nil {
 				return err
 			}
@@ -155,7 +155,7 @@ func resourceCommand(g *globals, k kind) *cobra.Command {
 		Use: "set " + k.keyUse() + " [--set key=value]…", Short: "Change a " + singular + " (a JSON merge patch)",
 		Args: cobra.ExactArgs(k.keys), Example: k.example,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			body, err := buildBody(file, sets)
+			body, err := buildBody(file, sets, setStrings)
 			if err != nil {
 				return err
 			}
@@ -179,6 +179,7 @@ func resourceCommand(g *globals, k kind) *cobra.Command {
 	for _, c := range []*cobra.Command{create, set} {
 		c.Flags().StringVarP(&file, "file", "f", "", "a JSON or YAML file with the body")
 		c.Flags().StringArrayVar(&sets, "set", nil, "key=value, key a dotted path; the value is JSON if it parses, else a string (repeatable)")
+		c.Flags().StringArrayVar(&setStrings, "set-string", nil, "key=value with the value always a string, e.g. version=1.0 (repeatable)")
 		if k.use == "queues" {
 			c.Flags().StringVar(&limit, "limit", "", "maximum_allowed_worker_instances: a number, or 'none' for unlimited")
 			c.Flags().StringVar(&description, "description", "", "the queue's description")
@@ -251,8 +252,9 @@ func queueFlags(cmd *cobra.Command, body map[string]any, limit, description stri
 	return nil
 }
 
-// buildBody reads file (JSON or YAML) and applies the key=value sets.
-func buildBody(file string, sets []string) (map[string]any, error) {
+// buildBody reads file (JSON or YAML) and applies the key=value sets (the
+// values of sets parsed as JSON where they parse, those of strs kept as text).
+func buildBody(file string, sets, strs []string) (map[string]any, error) {
 	body := map[string]any{}
 	if file != "" {
 		raw, err := os.ReadFile(file)
@@ -267,14 +269,14 @@ func buildBody(file string, sets []string) (map[string]any, error) {
 			return nil, fmt.Errorf("%s: want an object: %w", file, err)
 		}
 	}
-	for _, s := range sets {
+	for i, s := range append(sets, strs...) {
 		k, v, ok := strings.Cut(s, "=")
 		if !ok || k == "" {
 			return nil, fmt.Errorf("--set %q: want key=value", s)
 		}
 		var val any = v
 		var parsed any
-		if json.Unmarshal([]byte(v), &parsed) == nil {
+		if i < len(sets) && json.Unmarshal([]byte(v), &parsed) == nil {
 			val = parsed
 		}
 		m := body

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"strings"
 
@@ -45,6 +46,11 @@ func ExitCode(err error, w io.Writer) int {
 	}
 	if errors.Is(err, context.Canceled) {
 		fmt.Fprintln(w, "avxrm: interrupted")
+		return ExitFailed
+	}
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		fmt.Fprintf(w, "avxrm: cannot reach the server (%v); is 'avxrm up' running? --server or $RM_SERVER says where it is\n", op.Err)
 		return ExitFailed
 	}
 	fmt.Fprintln(w, "avxrm:", strings.ReplaceAll(err.Error(), "\n", " "))

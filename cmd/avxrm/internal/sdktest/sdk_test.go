@@ -1,67 +1,35 @@
 // Package sdktest tests the Go SDK (sdk/go/avxrm) against the all-in-one,
-// run in-process on free ports. It lives here because the SDK module must
-// not depend on the server.
+// run from the built avxrm binary on free ports. It lives here because the
+// SDK module must not depend on the server.
 package sdktest
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/avxrm/rm/cmd/avxrm/internal/up"
+	"github.com/avxrm/rm/cmd/avxrm/internal/allinone"
 	"github.com/avxrm/rm/sdk/go/avxrm"
 	"github.com/avxrm/rm/sdk/go/avxrm/api"
 	"golang.org/x/sync/errgroup"
 )
 
-// start runs the all-in-one on dataDir, its API on httpAddr, and waits
-// until it is ready.
-func start(t *testing.T, dataDir, httpAddr string) *up.System {
+var binary string
+
+func TestMain(m *testing.M) { allinone.RunTests(m, &binary) }
+
+// start runs the all-in-one from the built binary on dataDir, its API on
+// httpAddr, and waits until it is ready.
+func start(t *testing.T, dataDir, httpAddr string) *allinone.Server {
 	t.Helper()
-	cfg, err := up.Load([]string{"--data-dir", dataDir, "--http-addr", httpAddr, "--nats-addr", "127.0.0.1:0",
-		"--mongo-addr", "127.0.0.1:0", "--outbox-interval", "200ms"}, func(string) string { return "" })
-	if err != nil {
-		t.Fatal(err)
-	}
-	var w io.Writer = io.Discard
-	if os.Getenv("RM_TEST_LOG") != "" {
-		w = os.Stderr
-	}
-	sys, err := up.Start(context.Background(), cfg, slog.New(slog.NewTextHandler(w, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	stopped := false
-	t.Cleanup(func() {
-		if !stopped {
-			sys.Stop()
-			_ = sys.Wait()
-		}
-	})
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		resp, err := http.Get("http://" + sys.HTTPAddr + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return sys
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not ready: %v", err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	return allinone.Start(t, binary, dataDir, httpAddr)
 }
 
 func newClient(t *testing.T, addr string, opts ...avxrm.Option) *avxrm.Client {
@@ -94,7 +62,7 @@ exec sleep "${SLEEP:-1}"`}})
 func TestJobsIteratorPagesOver250Jobs(t *testing.T) {
 	sys := start(t, t.TempDir(), "127.0.0.1:0")
 	ctx := context.Background()
-	c := newClient(t, sys.HTTPAddr, avxrm.WithPageSize(100))
+	c := newClient(t, sys.Addr, avxrm.WithPageSize(100))
 	app := sleeperApp(t, c)
 	holdQueue(t, c, "hold", app)
 	want := map[string]bool{}
@@ -132,7 +100,7 @@ func TestJobsIteratorPagesOver250Jobs(t *testing.T) {
 		}
 		return http.DefaultTransport.RoundTrip(r)
 	})}
-	c = newClient(t, sys.HTTPAddr, avxrm.WithPageSize(100), avxrm.WithHTTPClient(counting))
+	c = newClient(t, sys.Addr, avxrm.WithPageSize(100), avxrm.WithHTTPClient(counting))
 	seen := map[string]bool{}
 	for j, err := range c.Jobs(ctx, avxrm.JobFilter{QueueID: "hold"}) {
 		if err != nil {
@@ -228,7 +196,7 @@ func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { retu
 func TestWaitJobAcrossServerRestart(t *testing.T) {
 	dataDir := t.TempDir()
 	sys := start(t, dataDir, "127.0.0.1:0")
-	addr := sys.HTTPAddr
+	addr := sys.Addr
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
@@ -282,9 +250,6 @@ func TestWaitJobAcrossServerRestart(t *testing.T) {
 	}
 
 	sys.Stop()
-	if err := sys.Wait(); err != nil {
-		t.Fatalf("stop: %v", err)
-	}
 	select {
 	case o := <-done:
 		t.Fatalf("WaitJob returned while the server was down: %+v %v", o.job, o.err)
@@ -315,7 +280,7 @@ func TestWaitJobAcrossServerRestart(t *testing.T) {
 func TestProblemErrorsAreTyped(t *testing.T) {
 	sys := start(t, t.TempDir(), "127.0.0.1:0")
 	ctx := context.Background()
-	c := newClient(t, sys.HTTPAddr)
+	c := newClient(t, sys.Addr)
 
 	_, err := c.GetJob(ctx, "job-does-not-exist")
 	var pe *avxrm.Error
@@ -366,7 +331,7 @@ func TestSubmitRetriesWithTheSameIdempotencyKey(t *testing.T) {
 		}
 		return resp, err
 	})}
-	c := newClient(t, sys.HTTPAddr, avxrm.WithHTTPClient(lossy))
+	c := newClient(t, sys.Addr, avxrm.WithHTTPClient(lossy))
 	app := sleeperApp(t, c)
 	holdQueue(t, c, "hold", app)
 	armed.Store(true)

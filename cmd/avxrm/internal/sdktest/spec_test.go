@@ -19,7 +19,7 @@ var sdkSpec = filepath.Join("..", "..", "..", "..", "sdk", "go", "avxrm", "api",
 // RM_UPDATE_SDK_SPEC=1 to write the copy).
 func TestSDKIsGeneratedFromTheServedDocument(t *testing.T) {
 	sys := start(t, t.TempDir(), "127.0.0.1:0")
-	resp, err := http.Get("http://" + sys.HTTPAddr + "/api/resources/v1/openapi-3.0.json")
+	resp, err := http.Get(sys.URL + "/api/resources/v1/openapi-3.0.json")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,116 @@
+package avxrm_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/avxrm/rm/sdk/go/avxrm"
+	"github.com/avxrm/rm/sdk/go/avxrm/oidctest"
+	"golang.org/x/oauth2"
+)
+
+// The password grant logs in; a token about to expire is refreshed with the
+// refresh grant, announced to OnRefresh, and sent as the bearer token.
+func TestOIDCPasswordThenRefresh(t *testing.T) {
+	ctx := context.Background()
+	// Tokens valid for 5s: within oauth2's 10s early-expiry margin, so each
+	// use refreshes.
+	is := oidctest.NewIssuer(t, 5)
+	o := avxrm.OIDC{Issuer: is.URL, ClientID: "avxrm"}
+	if _, err := o.Password(ctx, "alice", "wrong"); err == nil {
+		t.Fatal("a wrong password logged in")
+	}
+	src, err := o.Password(ctx, "alice", "secret")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := src.Current().AccessToken; got != "at-1" {
+		t.Fatalf("after login: %q", got)
+	}
+	var stored []*oauth2.Token
+	src.OnRefresh = func(tok *oauth2.Token) { stored = append(stored, tok) }
+
+	var auth []string
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		auth = append(auth, r.Header.Get("Authorization"))
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"id":"job-1","name":"j","queue_id":"q","application":{},"worker_instances":1,"priority":0}`))
+	}))
+	defer api.Close()
+	c, err := avxrm.New(api.URL, avxrm.WithTokenSource(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if _, err := c.GetJob(ctx, "job-1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(auth) != 2 || auth[0] != "Bearer at-2" || auth[1] != "Bearer at-3" {
+		t.Errorf("Authorization headers %q, want Bearer at-2 then at-3", auth)
+	}
+	if len(stored) != 2 || stored[1].RefreshToken != "rt-3" {
+		t.Errorf("OnRefresh got %d tokens", len(stored))
+	}
+	if want := []string{"password", "password", "refresh_token", "refresh_token"}; fmt.Sprint(is.Grants()) != fmt.Sprint(want) {
+		t.Errorf("grants %v, want %v", is.Grants(), want)
+	}
+
+	// A stored token is used until it expires, then refreshed.
+	is2 := oidctest.NewIssuer(t, 3600)
+	o2 := avxrm.OIDC{Issuer: is2.URL, ClientID: "avxrm"}
+	first, err := o2.Password(ctx, "alice", "secret")
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := o2.Refresh(ctx, first.Current())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok, err := again.Token(ctx); err != nil || tok != "at-1" {
+		t.Errorf("valid stored token: %q %v", tok, err)
+	}
+	expired := &oauth2.Token{RefreshToken: "rt-1"}
+	src3, err := o2.Refresh(ctx, expired)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok, err := src3.Token(ctx); err != nil || tok != "at-2" {
+		t.Errorf("refresh of a stored refresh token: %q %v", tok, err)
+	}
+	bad, _ := o2.Refresh(ctx, &oauth2.Token{RefreshToken: "rt-unknown"})
+	if _, err := bad.Token(ctx); err == nil {
+		t.Error("an unknown refresh token was accepted")
+	}
+}
+
+// A static token goes out as it is; the server's 401 comes back typed.
+func TestStaticTokenAndUnauthorized(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer s3cret" {
+			w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+			w.Header().Set("Content-Type", "application/problem+json")
+			w.WriteHeader(http.StatusUnauthorized)
+			_, _ = w.Write([]byte(`{"type":"about:blank","title":"Unauthorized","status":401,"detail":"no bearer token"}`))
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"items":[]}`))
+	}))
+	defer srv.Close()
+	ctx := context.Background()
+	c, _ := avxrm.New(srv.URL, avxrm.WithTokenSource(avxrm.StaticToken("s3cret")))
+	for _, err := range c.Queues(ctx) {
+		t.Fatalf("with the token: %v", err)
+	}
+	anon, _ := avxrm.New(srv.URL)
+	_, err := anon.GetQueue(ctx, "Default")
+	var pe *avxrm.Error
+	if !errors.Is(err, avxrm.ErrUnauthorized) || !errors.As(err, &pe) || pe.Error() != "401 no bearer token" {
+		t.Errorf("without a token: %v", err)
+	}
+}
