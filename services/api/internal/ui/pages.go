@@ -99,25 +99,31 @@ func (u *UI) queuePage(r *http.Request, ref string) (*page, error) {
 		}
 		return jobs, err
 	}
-	// One list per status, in the order a job goes through them: a job that
-	// moves on between two calls is then seen twice rather than missed, and
-	// its later sighting wins.
-	latest := map[string]*jobView{}
-	for _, st := range []string{"submitted", "pending", "admitted", "running"} {
-		jobs, err := list(st)
-		if err != nil {
-			return nil, err
-		}
-		for _, j := range jobs {
-			latest[j.ID] = j
-		}
-	}
 	var waiting []*jobView
-	for _, j := range latest {
-		if j.Waiting() {
-			waiting = append(waiting, j)
-		} else {
-			d.Running = append(d.Running, j)
+	source := "store"
+	if x := u.current(r.Context()); x != nil {
+		waiting, d.Running, d.Truncated = x.active(q.ID, maxListed)
+		source = "index"
+	} else {
+		// One list per status, in the order a job goes through them: a job
+		// that moves on between two calls is then seen twice rather than
+		// missed, and its later sighting wins.
+		latest := map[string]*jobView{}
+		for _, st := range []string{"submitted", "pending", "admitted", "running"} {
+			jobs, err := list(st)
+			if err != nil {
+				return nil, err
+			}
+			for _, j := range jobs {
+				latest[j.ID] = j
+			}
+		}
+		for _, j := range latest {
+			if j.Waiting() {
+				waiting = append(waiting, j)
+			} else {
+				d.Running = append(d.Running, j)
+			}
 		}
 	}
 	slices.SortFunc(d.Running, func(a, b *jobView) int { return strings.Compare(a.ID, b.ID) })
@@ -143,7 +149,7 @@ func (u *UI) queuePage(r *http.Request, ref string) (*page, error) {
 		}
 		d.Pending = append(d.Pending, row)
 	}
-	return &page{Name: "queue", Title: "Queue " + q.Name, Nav: "queues", Live: "queue_id=" + url.QueryEscape(q.ID), Data: d}, nil
+	return &page{Name: "queue", Title: "Queue " + q.Name, Nav: "queues", Live: "queue_id=" + url.QueryEscape(q.ID), Data: d, Source: source}, nil
 }
 
 // jobsQuery is the jobs table's filter, read from the page's query.
@@ -198,7 +204,7 @@ type jobsData struct {
 	Filter   jobsQuery
 	Statuses []string
 	Queues   []*queueView
-	Jobs     []jobRow
+	Jobs     []*jobView
 	Next     string // the next page's URL, "" on the last
 	First    string // the first page's URL, "" on the first
 }
@@ -223,8 +229,17 @@ func (u *UI) jobsPage(r *http.Request) (*page, error) {
 	if f.Queue != "" && len(ids) == 0 {
 		return nil, badQuery(fieldError{"queue", "no queue " + strconv.Quote(f.Queue)})
 	}
-	rows, more, err := u.jobRows(r.Context(), f, ids)
-	if err != nil {
+	var rows []*jobView
+	var more bool
+	source := "store"
+	if x := u.current(r.Context()); x != nil {
+		readable := map[string]bool{}
+		for _, id := range ids {
+			readable[id] = true
+		}
+		rows, more = x.page(f, readable)
+		source = "index"
+	} else if rows, more, err = u.jobRows(r.Context(), f, ids); err != nil {
 		return nil, err
 	}
 	d := jobsData{Filter: f, Statuses: jobStatuses, Queues: queues, Jobs: rows}
@@ -242,7 +257,7 @@ func (u *UI) jobsPage(r *http.Request) (*page, error) {
 	if f.Cursor != "" {
 		live = "-" // a later page would shift under the reader
 	}
-	return &page{Name: "jobs", Title: "Jobs", Nav: "jobs", Live: live, Data: d}, nil
+	return &page{Name: "jobs", Title: "Jobs", Nav: "jobs", Live: live, Data: d, Source: source}, nil
 }
 
 // step is one stage of a job's timeline.

@@ -19,23 +19,9 @@ import (
 // the REST contract names, so a change of the record's other fields does not
 // reach them.
 
-// jobRow is one line of the jobs table.
-type jobRow struct {
-	ID              string            `bson:"_id"`
-	Name            string            `bson:"name"`
-	QueueID         string            `bson:"queue_id"`
-	QueueName       string            `bson:"queue_name"`
-	Status          string            `bson:"status"`
-	WorkerInstances int               `bson:"worker_instances"`
-	Labels          map[string]string `bson:"labels"`
-	Owner           *owner            `bson:"owner"`
-	SubmittedAt     time.Time         `bson:"submitted_at"`
-	FinishedAt      *time.Time        `bson:"finished_at"`
-}
-
 // jobRows returns a page of jobs on the queues ids, newest first, and whether
 // more follow. f.Name matches anywhere in the name, ignoring case.
-func (u *UI) jobRows(ctx context.Context, f jobsQuery, queueIDs []string) ([]jobRow, bool, error) {
+func (u *UI) jobRows(ctx context.Context, f jobsQuery, queueIDs []string) ([]*jobView, bool, error) {
 	filter := bson.D{outbox.NotDeleted()}
 	if len(queueIDs) == 1 {
 		filter = append(filter, bson.E{Key: "queue_id", Value: queueIDs[0]})
@@ -62,16 +48,12 @@ func (u *UI) jobRows(ctx context.Context, f jobsQuery, queueIDs []string) ([]job
 	if f.Cursor != "" {
 		filter = append(filter, bson.E{Key: "_id", Value: bson.D{{Key: "$lt", Value: f.Cursor}}})
 	}
-	proj := bson.D{}
-	for _, k := range []string{"_id", "name", "queue_id", "queue_name", "status", "worker_instances", "labels", "owner", "submitted_at", "finished_at"} {
-		proj = append(proj, bson.E{Key: k, Value: 1})
-	}
 	cur, err := u.opts.DB.Collection("jobs").Find(ctx, filter, options.Find().
-		SetSort(bson.D{{Key: "_id", Value: -1}}).SetLimit(int64(f.Limit)+1).SetProjection(proj))
+		SetSort(bson.D{{Key: "_id", Value: -1}}).SetLimit(int64(f.Limit)+1).SetProjection(listed))
 	if err != nil {
 		return nil, false, fmt.Errorf("list jobs: %w", err)
 	}
-	var rows []jobRow
+	var rows []*jobView
 	if err := cur.All(ctx, &rows); err != nil {
 		return nil, false, fmt.Errorf("list jobs: %w", err)
 	}
