@@ -64,6 +64,28 @@ func (u *UI) jobRows(ctx context.Context, f jobsQuery, queueIDs []string) ([]*jo
 	return rows, more, nil
 }
 
+// queueNames reads the id and name of every queue.
+func (u *UI) queueNames(ctx context.Context) ([]*queueView, error) {
+	cur, err := u.opts.DB.Collection("queues").Find(ctx, bson.D{outbox.NotDeleted()},
+		options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}, {Key: "name", Value: 1}, {Key: "built_in", Value: 1}}))
+	if err != nil {
+		return nil, fmt.Errorf("list queues: %w", err)
+	}
+	var rows []struct {
+		ID      string `bson:"_id"`
+		Name    string `bson:"name"`
+		BuiltIn bool   `bson:"built_in"`
+	}
+	if err := cur.All(ctx, &rows); err != nil {
+		return nil, fmt.Errorf("list queues: %w", err)
+	}
+	out := make([]*queueView, 0, len(rows))
+	for _, q := range rows {
+		out = append(out, &queueView{ID: q.ID, Name: q.Name, BuiltIn: q.BuiltIn})
+	}
+	return out, nil
+}
+
 // exportRow is one scenario export of a job.
 type exportRow struct {
 	ID        string    `bson:"_id"`
