@@ -55,6 +55,7 @@ fuzz: ## run each fuzz target for FUZZTIME (default 10s)
 bench: ## run the benchmarks and print their figures
 	$(GO) test -run '^$$' -bench . -benchtime 5x ./services/scheduler/internal/admit/
 	$(GO) test -run '^$$' -bench BenchmarkUpdateByID -benchtime 200x ./pkg/embedded/ferretembed/
+	$(GO) test -run '^$$' -bench BenchmarkJobsPage -benchtime 20x -timeout 30m ./services/api/internal/ui/
 
 .PHONY: verify-mod-tidy fix-mod-tidy
 verify-mod-tidy: ## fail if any go.mod/go.sum is not tidy

@@ -39,7 +39,6 @@ require (
 	github.com/cenkalti/backoff/v5 v5.0.3 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/chromedp/cdproto v0.159.0 // indirect
-	github.com/chromedp/chromedp v0.23.0 // indirect
 	github.com/cloudevents/sdk-go/v2 v2.16.2 // indirect
 	github.com/containerd/errdefs v1.0.0 // indirect
 	github.com/containerd/errdefs/pkg v0.3.0 // indirect
@@ -169,4 +168,5 @@ require github.com/avxrm/rm/services/scheduler v0.0.0-00010101000000-00000000000
 require (
 	github.com/avxrm/rm/services/launcher v0.0.0-00010101000000-000000000000
 	github.com/avxrm/rm/services/scenario-export v0.0.0-00010101000000-000000000000
+	github.com/chromedp/chromedp v0.23.0
 )

@@ -20,9 +20,9 @@ import (
 // BenchmarkJobsPage measures the time to first byte of the jobs page with
 // 10,000 jobs stored (FerretDB/SQLite with the all-in-one's _id index
 // remedy, the API and the view over loopback HTTP): the first page, a deep
-// page, a status filter, a name search, a queue and label filter, and the
-// from the view's job index. It reports the median and the 99th percentile.
-// RM_BENCH_STORE=1 adds the slow paths (see below), best run a few times.
+// page, a status filter, a name search, a queue and label filter, the
+// queues page and a queue's page, from the view's job index. It reports
+// the median and the 99th percentile. RM_BENCH_STORE=1 adds the slow paths (see below), best run a few times.
 //
 //	go test -run '^$' -bench BenchmarkJobsPage -benchtime 20x -timeout 30m ./services/api/internal/ui/
 //	RM_BENCH_STORE=1 go test -run '^$' -bench 'BenchmarkJobsPage/(store|index/queue)' -benchtime 3x -timeout 30m ./services/api/internal/ui/
@@ -80,19 +80,21 @@ func BenchmarkJobsPage(b *testing.B) {
 		{"status failed", "/ui/jobs?status=failed"},
 		{"name search", "/ui/jobs?q=sweep-0999"},
 		{"queue and label", "/ui/jobs?queue=Default&label=campaign%3Dc3"},
+		{"queues page", "/ui/queues"},
+		{"queue page", "/ui/queues/Default"},
 	}
 	for _, p := range pages {
 		b.Run("index/"+p.name, func(b *testing.B) { measureTTFB(b, e.base+p.path, "index") })
 	}
-	// The slow paths: the first page and a name search read from the store
-	// alone (as before the index is loaded), and the queue page, whose usage
+	// The slow paths, as before the index is loaded: the first page and a
+	// name search read from the store, and the queue page with the usage
 	// the API counts from the store.
 	if os.Getenv("RM_BENCH_STORE") != "" {
 		store := httptest.NewServer(ui.New(ui.Options{API: e.svc.Handler(), DB: e.db}))
 		defer store.Close()
 		b.Run("store/first page", func(b *testing.B) { measureTTFB(b, store.URL+"/ui/jobs", "store") })
 		b.Run("store/name search", func(b *testing.B) { measureTTFB(b, store.URL+"/ui/jobs?q=sweep-0999", "store") })
-		b.Run("index/queue page", func(b *testing.B) { measureTTFB(b, e.base+"/ui/queues/Default", "index") })
+		b.Run("store/queue page", func(b *testing.B) { measureTTFB(b, store.URL+"/ui/queues/Default", "store") })
 	}
 }
 

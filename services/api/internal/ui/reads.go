@@ -3,6 +3,7 @@ package ui
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"regexp"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"github.com/avxrm/rm/pkg/events/outbox"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
@@ -62,6 +64,63 @@ func (u *UI) jobRows(ctx context.Context, f jobsQuery, queueIDs []string) ([]*jo
 		rows = rows[:f.Limit]
 	}
 	return rows, more, nil
+}
+
+// queuesWithUsage reads the queues (all, or the one ref names: id or name)
+// with their usage as GET /queues gives it, but counts the jobs from the job
+// index instead of the store: allocated workers from the scheduler's lease
+// ledger (docs/scheduling.md), running jobs (admitted or running), pending
+// jobs (submitted or pending, not being cancelled) and the workers they ask
+// for. The caller has checked that auth is off.
+func (u *UI) queuesWithUsage(ctx context.Context, x *jobIndex, ref string) ([]*queueView, error) {
+	filter := bson.D{outbox.NotDeleted()}
+	if ref != "" {
+		filter = append(filter, bson.E{Key: "$or", Value: bson.A{bson.D{{Key: "_id", Value: ref}}, bson.D{{Key: "name", Value: ref}}}})
+	}
+	cur, err := u.opts.DB.Collection("queues").Find(ctx, filter)
+	if err != nil {
+		return nil, fmt.Errorf("read queues: %w", err)
+	}
+	var queues []*queueView
+	if err := cur.All(ctx, &queues); err != nil {
+		return nil, fmt.Errorf("read queues: %w", err)
+	}
+	var ledger struct {
+		Leases map[string][]struct {
+			Queue string `bson:"queue"`
+			Count int    `bson:"count"`
+		} `bson:"leases"`
+	}
+	err = u.opts.DB.Collection("leases").FindOne(ctx, bson.D{{Key: "_id", Value: "ledger"}}).Decode(&ledger)
+	if err != nil && !errors.Is(err, mongo.ErrNoDocuments) {
+		return nil, fmt.Errorf("read leases: %w", err)
+	}
+	usage := map[string]*queueUsage{}
+	for _, q := range queues {
+		q.Usage = &queueUsage{}
+		usage[q.ID] = q.Usage
+	}
+	for _, claims := range ledger.Leases {
+		for _, c := range claims {
+			if qu := usage[c.Queue]; qu != nil {
+				qu.Allocated += c.Count
+			}
+		}
+	}
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	for _, j := range x.rows {
+		qu := usage[j.QueueID]
+		switch {
+		case qu == nil:
+		case j.Status == "admitted" || j.Status == "running":
+			qu.RunningJobs++
+		case j.Waiting() && !j.CancelRequested:
+			qu.PendingJobs++
+			qu.PendingWorkers += j.WorkerInstances
+		}
+	}
+	return queues, nil
 }
 
 // queueNames reads the id and name of every queue.

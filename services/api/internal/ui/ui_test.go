@@ -220,6 +220,11 @@ func TestPagesShowQueuesJobsAndReasons(t *testing.T) {
 			t.Errorf("queue page (%s) lists %s at %d and %s at %d (and %s: %v)", source, first, i, second, k, other, strings.Contains(q, other))
 		}
 	}
+	// The usage counted from the index is the API's.
+	fromIndex, fromAPI := tbody(e.page("/ui/queues")), tbody(e.pageAt(storeOnly.URL, "/ui/queues"))
+	if fromIndex != fromAPI || !strings.Contains(fromIndex, `<td class="num">2<span class="muted sub">18 workers</span></td>`) {
+		t.Errorf("queues page from the index:\n%s\nfrom the API:\n%s", fromIndex, fromAPI)
+	}
 	// A job submitted now is on the next page the index serves.
 	late := e.submit("late", "gpu", 1, nil)
 	if got := tbody(e.page("/ui/jobs?queue=gpu")); !strings.Contains(got, late) {

@@ -18,14 +18,14 @@ type queueUsage struct {
 }
 
 type queueView struct {
-	ID          string      `json:"id"`
-	Name        string      `json:"name"`
-	Description string      `json:"description"`
-	PluginID    string      `json:"plugin_id"`
-	Limit       *int        `json:"maximum_allowed_worker_instances"`
-	BuiltIn     bool        `json:"built_in"`
-	Version     int64       `json:"version"`
-	Usage       *queueUsage `json:"usage"`
+	ID          string      `json:"id" bson:"_id"`
+	Name        string      `json:"name" bson:"name"`
+	Description string      `json:"description" bson:"description"`
+	PluginID    string      `json:"plugin_id" bson:"plugin_id"`
+	Limit       *int        `json:"maximum_allowed_worker_instances" bson:"maximum_allowed_worker_instances"`
+	BuiltIn     bool        `json:"built_in" bson:"built_in"`
+	Version     int64       `json:"version" bson:"version"`
+	Usage       *queueUsage `json:"usage" bson:"-"`
 
 	Plugin string `json:"-"` // the plugin's name and type, filled in by the page
 }
