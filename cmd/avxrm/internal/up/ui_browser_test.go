@@ -157,6 +157,19 @@ func TestWebViewShowsTheWorkedExampleLive(t *testing.T) {
 	}
 	shoot(t, ctx, shots, "3-queue-job2-running.png")
 
+	// The limit editor PATCHes the queue; the page shows the new limit.
+	err = chromedp.Do(ctx,
+		chromedp.SetValue(chromedp.CSS(`#limit-input`), "12"),
+		chromedp.Click(chromedp.CSS(`#limit-form button[type="submit"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`.summary [data-usage="8/12"]`)),
+	)
+	if err != nil {
+		t.Fatalf("limit editor: %v", err)
+	}
+	if q := c.queue("Default"); q.MaximumAllowedWorkerInstances == nil || *q.MaximumAllowedWorkerInstances != 12 {
+		t.Errorf("after the limit editor the queue's limit is %v, want 12", q.MaximumAllowedWorkerInstances)
+	}
+
 	// The job: its timeline up to running, and worker 0's log.
 	err = chromedp.Do(ctx,
 		chromedp.Navigate(base+"/ui/jobs/"+j2.ID),

@@ -22,10 +22,11 @@ import (
 // remedy, the API and the view over loopback HTTP): the first page, a deep
 // page, a status filter, a name search, a queue and label filter, the
 // queues page and a queue's page, from the view's job index. It reports
-// the median and the 99th percentile. RM_BENCH_STORE=1 adds the slow paths (see below), best run a few times.
+// the median and the 99th percentile. RM_BENCH_STORE=1 adds the slow paths
+// (see below); run them a few times only.
 //
 //	go test -run '^$' -bench BenchmarkJobsPage -benchtime 20x -timeout 30m ./services/api/internal/ui/
-//	RM_BENCH_STORE=1 go test -run '^$' -bench 'BenchmarkJobsPage/(store|index/queue)' -benchtime 3x -timeout 30m ./services/api/internal/ui/
+//	RM_BENCH_STORE=1 go test -run '^$' -bench BenchmarkJobsPage -benchtime 3x -timeout 30m ./services/api/internal/ui/
 func BenchmarkJobsPage(b *testing.B) {
 	e := startEnv(b)
 	e.must(http.MethodPost, "/api/resources/v1/queues", map[string]any{"name": "Default", "maximum_allowed_worker_instances": 100}, http.StatusCreated)

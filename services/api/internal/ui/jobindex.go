@@ -264,8 +264,9 @@ func (x *jobIndex) page(f jobsQuery, queues map[string]bool) ([]*jobView, bool) 
 	return out, false
 }
 
-// active returns the jobs of a queue that wait or run, at most max of each.
-func (x *jobIndex) active(queueID string, max int) (waiting, running []*jobView, truncated bool) {
+// active returns the jobs of a queue that wait and that run (admitted or
+// running), at most max of each, and how many there are of each.
+func (x *jobIndex) active(queueID string, max int) (waiting, running []*jobView, nWaiting, nRunning int) {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
 	for _, id := range x.ids {
@@ -274,13 +275,15 @@ func (x *jobIndex) active(queueID string, max int) (waiting, running []*jobView,
 			continue
 		}
 		switch {
-		case j.Waiting() && len(waiting) < max:
+		case j.Waiting():
+			nWaiting++
 			waiting = append(waiting, j)
-		case (j.Status == "admitted" || j.Status == "running") && len(running) < max:
-			running = append(running, j)
-		case j.Waiting() || j.Status == "admitted" || j.Status == "running":
-			truncated = true
+		case j.Status == "admitted" || j.Status == "running":
+			nRunning++
+			if len(running) < max {
+				running = append(running, j)
+			}
 		}
 	}
-	return waiting, running, truncated
+	return waiting, running, nWaiting, nRunning
 }

@@ -114,12 +114,14 @@ type queueData struct {
 	Queue   *queueView
 	Running []*jobView
 	Pending []pendingRow
-	// Truncated says a list holds only its first maxListed jobs.
-	Truncated bool
+	// NRunning and NPending count them all; the lists hold the first
+	// maxListed (the pending ones in admission order).
+	NRunning, NPending int
 }
 
-// maxListed bounds the jobs a queue page lists in each section.
-const maxListed = 1000
+// maxListed bounds the jobs a queue page lists in each section; the jobs
+// page lists the rest.
+const maxListed = 100
 
 func (u *UI) queuePage(r *http.Request, ref string) (*page, error) {
 	ref, _ = url.PathUnescape(ref)
@@ -141,16 +143,12 @@ func (u *UI) queuePage(r *http.Request, ref string) (*page, error) {
 	q.Plugin = cmp.Or(plugins[q.PluginID], q.PluginID)
 	d := queueData{Queue: &q}
 	list := func(status string) ([]*jobView, error) {
-		jobs, err := listAll[*jobView](u, r, apiBase+"/queues/"+q.ID+"/jobs", url.Values{"status": {status}}, maxListed)
-		if len(jobs) >= maxListed {
-			d.Truncated = true
-		}
-		return jobs, err
+		return listAll[*jobView](u, r, apiBase+"/queues/"+q.ID+"/jobs", url.Values{"status": {status}}, 10*maxListed)
 	}
 	var waiting []*jobView
 	source := "store"
 	if x := u.current(r.Context()); x != nil {
-		waiting, d.Running, d.Truncated = x.active(q.ID, maxListed)
+		waiting, d.Running, d.NPending, d.NRunning = x.active(q.ID, maxListed)
 		source = "index"
 	} else {
 		// One list per status, in the order a job goes through them: a job
@@ -183,6 +181,11 @@ func (u *UI) queuePage(r *http.Request, ref string) (*page, error) {
 		}
 		return cmp.Or(cmp.Compare(b.Priority, a.Priority), a.SubmittedAt.Compare(b.SubmittedAt), strings.Compare(a.ID, b.ID))
 	})
+	if d.NPending == 0 && d.NRunning == 0 { // read from the routes
+		d.NPending, d.NRunning = len(waiting), len(d.Running)
+		d.Running = d.Running[:min(len(d.Running), maxListed)]
+	}
+	waiting = waiting[:min(len(waiting), maxListed)]
 	free := q.Free()
 	for i, j := range waiting {
 		row := pendingRow{jobView: j, Position: i + 1}
