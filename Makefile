@@ -86,6 +86,7 @@ fuzz: ## run each fuzz target for FUZZTIME (default 10s)
 bench: ## run the benchmarks and print their figures
 	$(GO) test -run '^$$' -bench . -benchtime 5x ./services/scheduler/internal/admit/
 	$(GO) test -run '^$$' -bench BenchmarkUpdateByID -benchtime 200x ./pkg/embedded/ferretembed/
+	$(GO) test -run '^$$' -bench BenchmarkJobsPage -benchtime 20x -timeout 30m ./services/api/internal/ui/
 
 .PHONY: bench-compare
 bench-compare: build-avxrm ## run the same workloads on Slurm (installed from Debian if missing) and on avxrm up, and print both

@@ -27,14 +27,58 @@ func (u *UI) pluginNames(r *http.Request) (map[string]string, error) {
 	return names, nil
 }
 
+// readableQueues are the queues (id and name, no usage) the caller may read.
+// With a token, the API says which (GET /queues). Without one, auth is off
+// if the API answers a read at all, and every queue is readable: their ids
+// and names are then read from the store, which spares the usage the API
+// computes for each queue (on the all-in-one's store that reads every job
+// document, seconds with 10,000 jobs).
+func (u *UI) readableQueues(r *http.Request) ([]*queueView, error) {
+	if r.Header.Get("Authorization") != "" {
+		return listAll[*queueView](u, r, apiBase+"/queues", nil, 10000)
+	}
+	if _, err := u.call(r, http.MethodGet, apiBase+"/plugins", url.Values{"limit": {"1"}}); err != nil {
+		return nil, err // 401 when auth is on
+	}
+	return u.queueNames(r.Context())
+}
+
 type queuesData struct {
 	Queues []*queueView
 }
 
+// fastQueues returns the queues (all, or the one ref names) with their
+// usage counted from the job index, when auth is off and the index is
+// current; ok is false otherwise, and the caller asks the API. The API
+// counts usage from the store, which on the all-in-one's FerretDB reads
+// every job document: seconds with 10,000 jobs.
+func (u *UI) fastQueues(r *http.Request, ref string) (queues []*queueView, ok bool, err error) {
+	if r.Header.Get("Authorization") != "" {
+		return nil, false, nil // the API decides what the caller may read
+	}
+	x := u.current(r.Context())
+	if x == nil {
+		return nil, false, nil
+	}
+	// Auth is off if the API answers a read without a token.
+	if _, err := u.call(r, http.MethodGet, apiBase+"/plugins", url.Values{"limit": {"1"}}); err != nil {
+		return nil, false, err
+	}
+	queues, err = u.queuesWithUsage(r.Context(), x, ref)
+	return queues, err == nil, err
+}
+
 func (u *UI) queuesPage(r *http.Request) (*page, error) {
-	queues, err := listAll[*queueView](u, r, apiBase+"/queues", nil, 10000)
+	queues, fast, err := u.fastQueues(r, "")
 	if err != nil {
 		return nil, err
+	}
+	source := "index"
+	if !fast {
+		source = "store"
+		if queues, err = listAll[*queueView](u, r, apiBase+"/queues", nil, 10000); err != nil {
+			return nil, err
+		}
 	}
 	plugins, err := u.pluginNames(r)
 	if err != nil {
@@ -53,7 +97,7 @@ func (u *UI) queuesPage(r *http.Request) (*page, error) {
 		}
 		return strings.Compare(a.Name, b.Name)
 	})
-	return &page{Name: "queues", Title: "Queues", Nav: "queues", Live: "type=" + liveTypes, Data: queuesData{Queues: queues}}, nil
+	return &page{Name: "queues", Title: "Queues", Nav: "queues", Live: "type=" + liveTypes, Data: queuesData{Queues: queues}, Source: source}, nil
 }
 
 // liveTypes are the events that change the queue pages.
@@ -70,12 +114,14 @@ type queueData struct {
 	Queue   *queueView
 	Running []*jobView
 	Pending []pendingRow
-	// Truncated says a list holds only its first maxListed jobs.
-	Truncated bool
+	// NRunning and NPending count them all; the lists hold the first
+	// maxListed (the pending ones in admission order).
+	NRunning, NPending int
 }
 
-// maxListed bounds the jobs a queue page lists in each section.
-const maxListed = 1000
+// maxListed bounds the jobs a queue page lists in each section; the jobs
+// page lists the rest.
+const maxListed = 100
 
 func (u *UI) queuePage(r *http.Request, ref string) (*page, error) {
 	ref, _ = url.PathUnescape(ref)
@@ -83,7 +129,11 @@ func (u *UI) queuePage(r *http.Request, ref string) (*page, error) {
 		return nil, &pageError{Status: http.StatusNotFound, Title: "No such queue", Detail: ref}
 	}
 	var q queueView
-	if err := u.get(r, apiBase+"/queues/"+url.PathEscape(ref), nil, &q); err != nil {
+	if qs, fast, err := u.fastQueues(r, ref); err != nil {
+		return nil, err
+	} else if fast && len(qs) == 1 {
+		q = *qs[0]
+	} else if err := u.get(r, apiBase+"/queues/"+url.PathEscape(ref), nil, &q); err != nil {
 		return nil, err
 	}
 	plugins, err := u.pluginNames(r)
@@ -93,31 +143,33 @@ func (u *UI) queuePage(r *http.Request, ref string) (*page, error) {
 	q.Plugin = cmp.Or(plugins[q.PluginID], q.PluginID)
 	d := queueData{Queue: &q}
 	list := func(status string) ([]*jobView, error) {
-		jobs, err := listAll[*jobView](u, r, apiBase+"/queues/"+q.ID+"/jobs", url.Values{"status": {status}}, maxListed)
-		if len(jobs) >= maxListed {
-			d.Truncated = true
-		}
-		return jobs, err
-	}
-	// One list per status, in the order a job goes through them: a job that
-	// moves on between two calls is then seen twice rather than missed, and
-	// its later sighting wins.
-	latest := map[string]*jobView{}
-	for _, st := range []string{"submitted", "pending", "admitted", "running"} {
-		jobs, err := list(st)
-		if err != nil {
-			return nil, err
-		}
-		for _, j := range jobs {
-			latest[j.ID] = j
-		}
+		return listAll[*jobView](u, r, apiBase+"/queues/"+q.ID+"/jobs", url.Values{"status": {status}}, 10*maxListed)
 	}
 	var waiting []*jobView
-	for _, j := range latest {
-		if j.Waiting() {
-			waiting = append(waiting, j)
-		} else {
-			d.Running = append(d.Running, j)
+	source := "store"
+	if x := u.current(r.Context()); x != nil {
+		waiting, d.Running, d.NPending, d.NRunning = x.active(q.ID, maxListed)
+		source = "index"
+	} else {
+		// One list per status, in the order a job goes through them: a job
+		// that moves on between two calls is then seen twice rather than
+		// missed, and its later sighting wins.
+		latest := map[string]*jobView{}
+		for _, st := range []string{"submitted", "pending", "admitted", "running"} {
+			jobs, err := list(st)
+			if err != nil {
+				return nil, err
+			}
+			for _, j := range jobs {
+				latest[j.ID] = j
+			}
+		}
+		for _, j := range latest {
+			if j.Waiting() {
+				waiting = append(waiting, j)
+			} else {
+				d.Running = append(d.Running, j)
+			}
 		}
 	}
 	slices.SortFunc(d.Running, func(a, b *jobView) int { return strings.Compare(a.ID, b.ID) })
@@ -129,6 +181,11 @@ func (u *UI) queuePage(r *http.Request, ref string) (*page, error) {
 		}
 		return cmp.Or(cmp.Compare(b.Priority, a.Priority), a.SubmittedAt.Compare(b.SubmittedAt), strings.Compare(a.ID, b.ID))
 	})
+	if d.NPending == 0 && d.NRunning == 0 { // read from the routes
+		d.NPending, d.NRunning = len(waiting), len(d.Running)
+		d.Running = d.Running[:min(len(d.Running), maxListed)]
+	}
+	waiting = waiting[:min(len(waiting), maxListed)]
 	free := q.Free()
 	for i, j := range waiting {
 		row := pendingRow{jobView: j, Position: i + 1}
@@ -143,7 +200,7 @@ func (u *UI) queuePage(r *http.Request, ref string) (*page, error) {
 		}
 		d.Pending = append(d.Pending, row)
 	}
-	return &page{Name: "queue", Title: "Queue " + q.Name, Nav: "queues", Live: "queue_id=" + url.QueryEscape(q.ID), Data: d}, nil
+	return &page{Name: "queue", Title: "Queue " + q.Name, Nav: "queues", Live: "queue_id=" + url.QueryEscape(q.ID), Data: d, Source: source}, nil
 }
 
 // jobsQuery is the jobs table's filter, read from the page's query.
@@ -198,7 +255,7 @@ type jobsData struct {
 	Filter   jobsQuery
 	Statuses []string
 	Queues   []*queueView
-	Jobs     []jobRow
+	Jobs     []*jobView
 	Next     string // the next page's URL, "" on the last
 	First    string // the first page's URL, "" on the first
 }
@@ -209,7 +266,7 @@ func (u *UI) jobsPage(r *http.Request) (*page, error) {
 		return nil, err
 	}
 	// The queues the caller may list bound what the table shows.
-	queues, err := listAll[*queueView](u, r, apiBase+"/queues", nil, 10000)
+	queues, err := u.readableQueues(r)
 	if err != nil {
 		return nil, err
 	}
@@ -223,8 +280,17 @@ func (u *UI) jobsPage(r *http.Request) (*page, error) {
 	if f.Queue != "" && len(ids) == 0 {
 		return nil, badQuery(fieldError{"queue", "no queue " + strconv.Quote(f.Queue)})
 	}
-	rows, more, err := u.jobRows(r.Context(), f, ids)
-	if err != nil {
+	var rows []*jobView
+	var more bool
+	source := "store"
+	if x := u.current(r.Context()); x != nil {
+		readable := map[string]bool{}
+		for _, id := range ids {
+			readable[id] = true
+		}
+		rows, more = x.page(f, readable)
+		source = "index"
+	} else if rows, more, err = u.jobRows(r.Context(), f, ids); err != nil {
 		return nil, err
 	}
 	d := jobsData{Filter: f, Statuses: jobStatuses, Queues: queues, Jobs: rows}
@@ -242,7 +308,7 @@ func (u *UI) jobsPage(r *http.Request) (*page, error) {
 	if f.Cursor != "" {
 		live = "-" // a later page would shift under the reader
 	}
-	return &page{Name: "jobs", Title: "Jobs", Nav: "jobs", Live: live, Data: d}, nil
+	return &page{Name: "jobs", Title: "Jobs", Nav: "jobs", Live: live, Data: d, Source: source}, nil
 }
 
 // step is one stage of a job's timeline.
@@ -480,8 +546,7 @@ type eventsData struct {
 }
 
 func (u *UI) eventsPage(r *http.Request) (*page, error) {
-	// Asking for the queues first makes the API check the caller may read.
-	queues, err := listAll[*queueView](u, r, apiBase+"/queues", nil, 10000)
+	queues, err := u.readableQueues(r)
 	if err != nil {
 		return nil, err
 	}

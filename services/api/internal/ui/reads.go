@@ -3,6 +3,7 @@ package ui
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"regexp"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"github.com/avxrm/rm/pkg/events/outbox"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
@@ -19,23 +21,9 @@ import (
 // the REST contract names, so a change of the record's other fields does not
 // reach them.
 
-// jobRow is one line of the jobs table.
-type jobRow struct {
-	ID              string            `bson:"_id"`
-	Name            string            `bson:"name"`
-	QueueID         string            `bson:"queue_id"`
-	QueueName       string            `bson:"queue_name"`
-	Status          string            `bson:"status"`
-	WorkerInstances int               `bson:"worker_instances"`
-	Labels          map[string]string `bson:"labels"`
-	Owner           *owner            `bson:"owner"`
-	SubmittedAt     time.Time         `bson:"submitted_at"`
-	FinishedAt      *time.Time        `bson:"finished_at"`
-}
-
 // jobRows returns a page of jobs on the queues ids, newest first, and whether
 // more follow. f.Name matches anywhere in the name, ignoring case.
-func (u *UI) jobRows(ctx context.Context, f jobsQuery, queueIDs []string) ([]jobRow, bool, error) {
+func (u *UI) jobRows(ctx context.Context, f jobsQuery, queueIDs []string) ([]*jobView, bool, error) {
 	filter := bson.D{outbox.NotDeleted()}
 	if len(queueIDs) == 1 {
 		filter = append(filter, bson.E{Key: "queue_id", Value: queueIDs[0]})
@@ -62,16 +50,12 @@ func (u *UI) jobRows(ctx context.Context, f jobsQuery, queueIDs []string) ([]job
 	if f.Cursor != "" {
 		filter = append(filter, bson.E{Key: "_id", Value: bson.D{{Key: "$lt", Value: f.Cursor}}})
 	}
-	proj := bson.D{}
-	for _, k := range []string{"_id", "name", "queue_id", "queue_name", "status", "worker_instances", "labels", "owner", "submitted_at", "finished_at"} {
-		proj = append(proj, bson.E{Key: k, Value: 1})
-	}
 	cur, err := u.opts.DB.Collection("jobs").Find(ctx, filter, options.Find().
-		SetSort(bson.D{{Key: "_id", Value: -1}}).SetLimit(int64(f.Limit)+1).SetProjection(proj))
+		SetSort(bson.D{{Key: "_id", Value: -1}}).SetLimit(int64(f.Limit)+1).SetProjection(listed))
 	if err != nil {
 		return nil, false, fmt.Errorf("list jobs: %w", err)
 	}
-	var rows []jobRow
+	var rows []*jobView
 	if err := cur.All(ctx, &rows); err != nil {
 		return nil, false, fmt.Errorf("list jobs: %w", err)
 	}
@@ -80,6 +64,85 @@ func (u *UI) jobRows(ctx context.Context, f jobsQuery, queueIDs []string) ([]job
 		rows = rows[:f.Limit]
 	}
 	return rows, more, nil
+}
+
+// queuesWithUsage reads the queues (all, or the one ref names: id or name)
+// with their usage as GET /queues gives it, but counts the jobs from the job
+// index instead of the store: allocated workers from the scheduler's lease
+// ledger (docs/scheduling.md), running jobs (admitted or running), pending
+// jobs (submitted or pending, not being cancelled) and the workers they ask
+// for. The caller has checked that auth is off.
+func (u *UI) queuesWithUsage(ctx context.Context, x *jobIndex, ref string) ([]*queueView, error) {
+	filter := bson.D{outbox.NotDeleted()}
+	if ref != "" {
+		filter = append(filter, bson.E{Key: "$or", Value: bson.A{bson.D{{Key: "_id", Value: ref}}, bson.D{{Key: "name", Value: ref}}}})
+	}
+	cur, err := u.opts.DB.Collection("queues").Find(ctx, filter)
+	if err != nil {
+		return nil, fmt.Errorf("read queues: %w", err)
+	}
+	var queues []*queueView
+	if err := cur.All(ctx, &queues); err != nil {
+		return nil, fmt.Errorf("read queues: %w", err)
+	}
+	var ledger struct {
+		Leases map[string][]struct {
+			Queue string `bson:"queue"`
+			Count int    `bson:"count"`
+		} `bson:"leases"`
+	}
+	err = u.opts.DB.Collection("leases").FindOne(ctx, bson.D{{Key: "_id", Value: "ledger"}}).Decode(&ledger)
+	if err != nil && !errors.Is(err, mongo.ErrNoDocuments) {
+		return nil, fmt.Errorf("read leases: %w", err)
+	}
+	usage := map[string]*queueUsage{}
+	for _, q := range queues {
+		q.Usage = &queueUsage{}
+		usage[q.ID] = q.Usage
+	}
+	for _, claims := range ledger.Leases {
+		for _, c := range claims {
+			if qu := usage[c.Queue]; qu != nil {
+				qu.Allocated += c.Count
+			}
+		}
+	}
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	for _, j := range x.rows {
+		qu := usage[j.QueueID]
+		switch {
+		case qu == nil:
+		case j.Status == "admitted" || j.Status == "running":
+			qu.RunningJobs++
+		case j.Waiting() && !j.CancelRequested:
+			qu.PendingJobs++
+			qu.PendingWorkers += j.WorkerInstances
+		}
+	}
+	return queues, nil
+}
+
+// queueNames reads the id and name of every queue.
+func (u *UI) queueNames(ctx context.Context) ([]*queueView, error) {
+	cur, err := u.opts.DB.Collection("queues").Find(ctx, bson.D{outbox.NotDeleted()},
+		options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}, {Key: "name", Value: 1}, {Key: "built_in", Value: 1}}))
+	if err != nil {
+		return nil, fmt.Errorf("list queues: %w", err)
+	}
+	var rows []struct {
+		ID      string `bson:"_id"`
+		Name    string `bson:"name"`
+		BuiltIn bool   `bson:"built_in"`
+	}
+	if err := cur.All(ctx, &rows); err != nil {
+		return nil, fmt.Errorf("list queues: %w", err)
+	}
+	out := make([]*queueView, 0, len(rows))
+	for _, q := range rows {
+		out = append(out, &queueView{ID: q.ID, Name: q.Name, BuiltIn: q.BuiltIn})
+	}
+	return out, nil
 }
 
 // exportRow is one scenario export of a job.

@@ -74,6 +74,7 @@ type Options struct {
 type UI struct {
 	opts  Options
 	pages map[string]*template.Template
+	jobs  jobIndex
 }
 
 // Register serves the view under /ui on e.
@@ -161,6 +162,9 @@ type page struct {
 	// Live is what the page listens to: the query of GET /events; "-" for nothing.
 	Live string
 	Data any
+	// Source says where the jobs listed came from, for tests and people
+	// who wonder (X-RM-Jobs-Source): "index" or "store".
+	Source string
 }
 
 // pageError is a page that could not be rendered, shown with its status.
@@ -225,6 +229,9 @@ func (u *UI) serve(w http.ResponseWriter, r *http.Request, build func(*http.Requ
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Content-Security-Policy", "default-src 'self'; connect-src *; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self'; frame-ancestors 'none'")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
+	if p != nil && p.Source != "" {
+		w.Header().Set("X-RM-Jobs-Source", p.Source)
+	}
 	w.WriteHeader(status)
 	_, _ = w.Write(buf.Bytes())
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/avxrm/rm/pkg/embedded/ferretembed"
 	"github.com/avxrm/rm/pkg/embedded/mongotest"
 	"github.com/avxrm/rm/pkg/events"
 	"github.com/avxrm/rm/pkg/events/eventstest"
@@ -27,16 +28,17 @@ import (
 // scheduler runs: submitted jobs stay submitted, which is what the waiting
 // list shows before the scheduler has seen them.
 type env struct {
-	t    testing.TB
-	base string
-	db   *mongo.Database
-	js   jetstream.JetStream
-	svc  *api.Service
+	t      testing.TB
+	base   string
+	db     *mongo.Database
+	js     jetstream.JetStream
+	svc    *api.Service
+	ferret *ferretembed.Server
 }
 
 func startEnv(t testing.TB) *env {
 	t.Helper()
-	uri, _ := mongotest.Start(t)
+	uri, ferret := mongotest.Start(t)
 	db := mongotest.Client(t, uri).Database("rm")
 	js := eventstest.Run(t)
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -49,18 +51,34 @@ func startEnv(t testing.TB) *env {
 	}
 	srv := httptest.NewServer(svc.Handler())
 	t.Cleanup(srv.Close)
-	return &env{t: t, base: srv.URL, db: db, js: js, svc: svc}
+	return &env{t: t, base: srv.URL, db: db, js: js, svc: svc, ferret: ferret}
 }
 
 // do sends a request and returns the status, body and Content-Type.
 func (e *env) do(method, path string, body any, hdr ...string) (int, string, string) {
+	e.t.Helper()
+	return e.doAt(e.base, method, path, body, hdr...)
+}
+
+// source says what a page of the server at base was read from.
+func (e *env) source(base, path string) string {
+	e.t.Helper()
+	resp, err := http.Get(base + path)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.Header.Get("X-RM-Jobs-Source")
+}
+
+func (e *env) doAt(base, method, path string, body any, hdr ...string) (int, string, string) {
 	e.t.Helper()
 	var r io.Reader
 	if body != nil {
 		raw, _ := json.Marshal(body)
 		r = bytes.NewReader(raw)
 	}
-	req, err := http.NewRequest(method, e.base+path, r)
+	req, err := http.NewRequest(method, base+path, r)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -101,7 +119,13 @@ func (e *env) submit(name, queue string, workers int, labels map[string]string) 
 
 func (e *env) page(path string) string {
 	e.t.Helper()
-	st, raw, ct := e.do(http.MethodGet, path, nil, "Accept", "text/html")
+	return e.pageAt(e.base, path)
+}
+
+// pageAt gets a page from the server at base.
+func (e *env) pageAt(base, path string) string {
+	e.t.Helper()
+	st, raw, ct := e.doAt(base, http.MethodGet, path, nil, "Accept", "text/html")
 	if st != http.StatusOK || !strings.HasPrefix(ct, "text/html") {
 		e.t.Fatalf("GET %s = %d %s: %s", path, st, ct, raw)
 	}
@@ -143,36 +167,72 @@ func TestPagesShowQueuesJobsAndReasons(t *testing.T) {
 		t.Errorf("queue page of Default lists job %s of queue gpu", other)
 	}
 
-	jobs := e.page("/ui/jobs")
-	wantIn(t, "jobs page", jobs, first, second, other, "team=adas")
-	if i, k := strings.Index(jobs, other), strings.Index(jobs, first); k < i {
-		t.Errorf("jobs page is not newest first")
-	}
-	for query, want := range map[string][]string{
-		"?q=SWEEP":           {first, second},
-		"?queue=gpu":         {other},
-		"?label=team%3Dadas": {first},
-		"?status=submitted":  {first, second, other},
-		"?status=running":    {},
-		"?owner=nobody":      {},
-	} {
-		got := tbody(e.page("/ui/jobs" + query))
-		for _, id := range []string{first, second, other} {
-			if strings.Contains(got, id) != contains(want, id) {
-				t.Errorf("jobs%s: shows %s = %v, want %v", query, id, strings.Contains(got, id), contains(want, id))
-			}
+	// The jobs table and the queue lists read the view's job index once it
+	// is loaded, the store before: both must say the same.
+	storeOnly := httptest.NewServer(ui.New(ui.Options{API: e.svc.Handler(), DB: e.db}))
+	t.Cleanup(storeOnly.Close)
+	for deadline := time.Now().Add(20 * time.Second); e.source(e.base, "/ui/jobs") != "index"; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the job index was not loaded within 20 s")
 		}
 	}
-	// Paging: one a page, newest first, the next link carrying the filter.
-	p1 := e.page("/ui/jobs?limit=1&q=sweep")
-	if b := tbody(p1); !strings.Contains(b, second) || strings.Contains(b, first) {
-		t.Fatalf("first page of one should hold %s only", second)
+	for base, source := range map[string]string{storeOnly.URL: "store", e.base: "index"} {
+		page := func(path string) string {
+			t.Helper()
+			if got := e.source(base, path); got != source {
+				t.Errorf("GET %s read from the %s, want the %s", path, got, source)
+			}
+			return e.pageAt(base, path)
+		}
+		jobs := page("/ui/jobs")
+		wantIn(t, "jobs page", jobs, first, second, other, "team=adas")
+		if i, k := strings.Index(jobs, other), strings.Index(jobs, first); k < i {
+			t.Errorf("jobs page (%s) is not newest first", source)
+		}
+		for query, want := range map[string][]string{
+			"?q=SWEEP":           {first, second},
+			"?queue=gpu":         {other},
+			"?label=team%3Dadas": {first},
+			"?status=submitted":  {first, second, other},
+			"?status=running":    {},
+			"?owner=nobody":      {},
+		} {
+			got := tbody(page("/ui/jobs" + query))
+			for _, id := range []string{first, second, other} {
+				if strings.Contains(got, id) != contains(want, id) {
+					t.Errorf("jobs%s (%s): shows %s = %v, want %v", query, source, id, strings.Contains(got, id), contains(want, id))
+				}
+			}
+		}
+		// Paging: one a page, newest first, the next link carrying the filter.
+		p1 := page("/ui/jobs?limit=1&q=sweep")
+		if b := tbody(p1); !strings.Contains(b, second) || strings.Contains(b, first) {
+			t.Fatalf("first page of one (%s) should hold %s only", source, second)
+		}
+		next := "/ui/jobs?cursor=" + second + "&amp;limit=1&amp;q=sweep"
+		wantIn(t, "first page", p1, next)
+		p2 := tbody(page(strings.ReplaceAll(next, "&amp;", "&")))
+		if !strings.Contains(p2, first) || strings.Contains(p2, second) || strings.Contains(p2, `rel="next"`) {
+			t.Errorf("second page (%s) should hold %s only and be the last", source, first)
+		}
+		q := page("/ui/queues/Default")
+		if i, k := strings.Index(q, first), strings.Index(q, second); i < 0 || k < i || strings.Contains(q, other) {
+			t.Errorf("queue page (%s) lists %s at %d and %s at %d (and %s: %v)", source, first, i, second, k, other, strings.Contains(q, other))
+		}
 	}
-	next := "/ui/jobs?cursor=" + second + "&amp;limit=1&amp;q=sweep"
-	wantIn(t, "first page", p1, next)
-	p2 := tbody(e.page(strings.ReplaceAll(next, "&amp;", "&")))
-	if !strings.Contains(p2, first) || strings.Contains(p2, second) || strings.Contains(p2, `rel="next"`) {
-		t.Errorf("second page should hold %s only and be the last", first)
+	// The usage counted from the index is the API's.
+	fromIndex, fromAPI := tbody(e.page("/ui/queues")), tbody(e.pageAt(storeOnly.URL, "/ui/queues"))
+	if fromIndex != fromAPI || !strings.Contains(fromIndex, `<td class="num">2<span class="muted sub">18 workers</span></td>`) {
+		t.Errorf("queues page from the index:\n%s\nfrom the API:\n%s", fromIndex, fromAPI)
+	}
+	// A job submitted now is on the next page the index serves.
+	late := e.submit("late", "gpu", 1, nil)
+	if got := tbody(e.page("/ui/jobs?queue=gpu")); !strings.Contains(got, late) {
+		t.Errorf("the jobs page does not show the job just submitted")
+	}
+	e.must(http.MethodDelete, "/api/resources/v1/jobs/"+late, nil, http.StatusNoContent)
+	if got := tbody(e.page("/ui/jobs?queue=gpu")); strings.Contains(got, late) {
+		t.Errorf("the jobs page still shows the job just deleted")
 	}
 
 	job := e.page("/ui/jobs/" + first)

@@ -18,14 +18,14 @@ type queueUsage struct {
 }
 
 type queueView struct {
-	ID          string      `json:"id"`
-	Name        string      `json:"name"`
-	Description string      `json:"description"`
-	PluginID    string      `json:"plugin_id"`
-	Limit       *int        `json:"maximum_allowed_worker_instances"`
-	BuiltIn     bool        `json:"built_in"`
-	Version     int64       `json:"version"`
-	Usage       *queueUsage `json:"usage"`
+	ID          string      `json:"id" bson:"_id"`
+	Name        string      `json:"name" bson:"name"`
+	Description string      `json:"description" bson:"description"`
+	PluginID    string      `json:"plugin_id" bson:"plugin_id"`
+	Limit       *int        `json:"maximum_allowed_worker_instances" bson:"maximum_allowed_worker_instances"`
+	BuiltIn     bool        `json:"built_in" bson:"built_in"`
+	Version     int64       `json:"version" bson:"version"`
+	Usage       *queueUsage `json:"usage" bson:"-"`
 
 	Plugin string `json:"-"` // the plugin's name and type, filled in by the page
 }
@@ -78,26 +78,26 @@ func (q *queueView) Level() string {
 }
 
 type condition struct {
-	Type               string    `json:"type"`
-	Status             string    `json:"status"`
-	Reason             string    `json:"reason"`
-	Message            string    `json:"message"`
-	LastTransitionTime time.Time `json:"last_transition_time"`
+	Type               string    `json:"type" bson:"type"`
+	Status             string    `json:"status" bson:"status"`
+	Reason             string    `json:"reason" bson:"reason"`
+	Message            string    `json:"message" bson:"message"`
+	LastTransitionTime time.Time `json:"last_transition_time" bson:"last_transition_time"`
 }
 
 type instance struct {
-	Role       string     `json:"role"`
-	Index      int        `json:"index"`
-	Status     string     `json:"status"`
-	ExitCode   *int       `json:"exit_code"`
-	Message    string     `json:"message"`
-	StartedAt  *time.Time `json:"started_at"`
-	FinishedAt *time.Time `json:"finished_at"`
+	Role       string     `json:"role" bson:"role"`
+	Index      int        `json:"index" bson:"index"`
+	Status     string     `json:"status" bson:"status"`
+	ExitCode   *int       `json:"exit_code" bson:"exit_code"`
+	Message    string     `json:"message" bson:"message"`
+	StartedAt  *time.Time `json:"started_at" bson:"started_at"`
+	FinishedAt *time.Time `json:"finished_at" bson:"finished_at"`
 }
 
 type owner struct {
-	Subject  string `json:"subject"`
-	Username string `json:"username"`
+	Subject  string `json:"subject" bson:"subject"`
+	Username string `json:"username" bson:"username"`
 }
 
 func (o *owner) String() string {
@@ -108,40 +108,40 @@ func (o *owner) String() string {
 }
 
 type postController struct {
-	Status      string     `json:"status"`
-	RequestedAt time.Time  `json:"requested_at"`
-	StartedAt   *time.Time `json:"started_at"`
-	StoppedAt   *time.Time `json:"stopped_at"`
+	Status      string     `json:"status" bson:"status"`
+	RequestedAt time.Time  `json:"requested_at" bson:"requested_at"`
+	StartedAt   *time.Time `json:"started_at" bson:"started_at"`
+	StoppedAt   *time.Time `json:"stopped_at" bson:"stopped_at"`
 }
 
 type jobView struct {
-	ID                 string                    `json:"id"`
-	Name               string                    `json:"name"`
-	QueueID            string                    `json:"queue_id"`
-	QueueName          string                    `json:"queue_name"`
-	Status             string                    `json:"status"`
-	WorkerInstances    int                       `json:"worker_instances"`
-	Priority           int                       `json:"priority"`
-	Labels             map[string]string         `json:"labels"`
-	Owner              *owner                    `json:"owner"`
-	Conditions         []condition               `json:"conditions"`
-	Warnings           []string                  `json:"warnings"`
-	Instances          []instance                `json:"instances"`
-	InstancesTruncated bool                      `json:"instances_truncated"`
-	InstanceCounts     map[string]map[string]int `json:"instance_counts"`
-	PostController     *postController           `json:"post_controller"`
-	SubmittedAt        time.Time                 `json:"submitted_at"`
-	AdmittedAt         *time.Time                `json:"admitted_at"`
-	StartedAt          *time.Time                `json:"started_at"`
-	FinishedAt         *time.Time                `json:"finished_at"`
-	CleanedAt          *time.Time                `json:"cleaned_at"`
-	CancelRequested    bool                      `json:"cancel_requested"`
-	CleanupRequested   bool                      `json:"cleanup_requested"`
-	QueuePosition      *int                      `json:"queue_position"`
-	EstimatedStartAt   *time.Time                `json:"estimated_start_at"`
-	EstimateBasis      string                    `json:"estimate_basis"`
-	Attempt            int                       `json:"attempt"`
-	Version            int64                     `json:"version"`
+	ID                 string                    `json:"id" bson:"_id"`
+	Name               string                    `json:"name" bson:"name"`
+	QueueID            string                    `json:"queue_id" bson:"queue_id"`
+	QueueName          string                    `json:"queue_name" bson:"queue_name"`
+	Status             string                    `json:"status" bson:"status"`
+	WorkerInstances    int                       `json:"worker_instances" bson:"worker_instances"`
+	Priority           int                       `json:"priority" bson:"priority"`
+	Labels             map[string]string         `json:"labels" bson:"labels"`
+	Owner              *owner                    `json:"owner" bson:"owner"`
+	Conditions         []condition               `json:"conditions" bson:"conditions"`
+	Warnings           []string                  `json:"warnings" bson:"warnings"`
+	Instances          []instance                `json:"instances" bson:"instances"`
+	InstancesTruncated bool                      `json:"instances_truncated" bson:"instances_truncated"`
+	InstanceCounts     map[string]map[string]int `json:"instance_counts" bson:"instance_counts"`
+	PostController     *postController           `json:"post_controller" bson:"post_controller"`
+	SubmittedAt        time.Time                 `json:"submitted_at" bson:"submitted_at"`
+	AdmittedAt         *time.Time                `json:"admitted_at" bson:"admitted_at"`
+	StartedAt          *time.Time                `json:"started_at" bson:"started_at"`
+	FinishedAt         *time.Time                `json:"finished_at" bson:"finished_at"`
+	CleanedAt          *time.Time                `json:"cleaned_at" bson:"cleaned_at"`
+	CancelRequested    bool                      `json:"cancel_requested" bson:"cancel_requested"`
+	CleanupRequested   bool                      `json:"cleanup_requested" bson:"cleanup_requested"`
+	QueuePosition      *int                      `json:"queue_position" bson:"queue_position"`
+	EstimatedStartAt   *time.Time                `json:"estimated_start_at" bson:"estimated_start_at"`
+	EstimateBasis      string                    `json:"estimate_basis" bson:"estimate_basis"`
+	Attempt            int                       `json:"attempt" bson:"attempt"`
+	Version            int64                     `json:"version" bson:"version"`
 }
 
 // Final says whether the job has ended.
