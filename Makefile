@@ -48,13 +48,6 @@ test: test-deps vet verify-go-workspace ## install test needs, vet, then run eve
 	$(GO) test $(TESTFLAGS) $(PKGS)
 	@$(MAKE) --no-print-directory fuzz
 
-.PHONY: kube-bins test-kube
-kube-bins: ## build kube-apiserver and etcd for test-kube (cached in ~/.cache/avxrm/kubeserver; ~7.5 min the first time)
-	@tools/kubeserver/build.sh >/dev/null
-
-test-kube: kube-bins ## run the kubernetes driver against a real kube-apiserver + etcd (conformance, RBAC, the seed example)
-	AVXRM_KUBE_BIN_DIR=$$(tools/kubeserver/build.sh) $(GO) test -tags kube $(TESTFLAGS) -v -run 'APIServer' ./services/launcher/internal/driver/kubernetes/
-
 .PHONY: fuzz
 fuzz: ## run each fuzz target for FUZZTIME (default 10s)
 	@for pkg in $$($(GO) list -f '{{if or .TestGoFiles .XTestGoFiles}}{{.ImportPath}}{{end}}' $(PKGS)); do \
@@ -69,6 +62,13 @@ fuzz: ## run each fuzz target for FUZZTIME (default 10s)
 bench: ## run the benchmarks and print their figures
 	$(GO) test -run '^$$' -bench . -benchtime 5x ./services/scheduler/internal/admit/
 	$(GO) test -run '^$$' -bench BenchmarkUpdateByID -benchtime 200x ./pkg/embedded/ferretembed/
+
+.PHONY: kube-bins test-kube
+kube-bins: ## build kube-apiserver and etcd for test-kube (cached in ~/.cache/avxrm/kubeserver; ~7.5 min the first time)
+	@tools/kubeserver/build.sh >/dev/null
+
+test-kube: kube-bins ## run the kubernetes driver against a real kube-apiserver + etcd (conformance, RBAC, the seed example)
+	AVXRM_KUBE_BIN_DIR=$$(tools/kubeserver/build.sh) $(GO) test -tags kube $(TESTFLAGS) -v -run 'APIServer' ./services/launcher/internal/driver/kubernetes/
 
 .PHONY: verify-mod-tidy fix-mod-tidy
 verify-mod-tidy: ## fail if any go.mod/go.sum is not tidy

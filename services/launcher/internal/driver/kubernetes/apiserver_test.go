@@ -16,9 +16,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"os"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -711,4 +715,217 @@ func TestAPIServerImagePullReason(t *testing.T) {
 	if st := wait(ref, "the end", final); st.State != driver.Failed {
 		t.Errorf("after Cleanup: %s", st.State)
 	}
+}
+
+// cuttable is a dialer whose connections can all be cut at once, and
+// refused until restored: a network partition between the driver and the
+// API server. It also notes what the server says on the driver's watches.
+type cuttable struct {
+	mu    sync.Mutex
+	cut   bool
+	conns []net.Conn
+	// gone counts watch responses carrying a 410 Gone status; lists counts
+	// the (re-)lists of pods: list requests, or watches that send the
+	// initial state (client-go's watch-list).
+	gone, lists atomic.Int32
+}
+
+func (c *cuttable) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cut {
+		return nil, errors.New("test: network cut")
+	}
+	conn, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+	if err == nil {
+		c.conns = append(c.conns, conn)
+	}
+	return conn, err
+}
+
+func (c *cuttable) setCut(cut bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.cut = cut
+	if cut {
+		for _, conn := range c.conns {
+			conn.Close()
+		}
+		c.conns = nil
+	}
+}
+
+func (c *cuttable) wrap(rt http.RoundTripper) http.RoundTripper {
+	return roundTripFunc(func(req *http.Request) (*http.Response, error) {
+		q := req.URL.Query()
+		isWatch := q.Get("watch") == "true"
+		if strings.HasSuffix(req.URL.Path, "/pods") && (!isWatch || q.Get("sendInitialEvents") == "true") {
+			c.lists.Add(1)
+		}
+		resp, err := rt.RoundTrip(req)
+		if err == nil && isWatch {
+			resp.Body = &goneSpotter{ReadCloser: resp.Body, gone: &c.gone}
+		}
+		return resp, err
+	})
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// goneSpotter counts watch events that are a Status with code 410.
+type goneSpotter struct {
+	io.ReadCloser
+	gone *atomic.Int32
+	tail []byte
+}
+
+func (g *goneSpotter) Read(p []byte) (int, error) {
+	n, err := g.ReadCloser.Read(p)
+	buf := append(g.tail, p[:n]...)
+	if i := bytes.Index(buf, []byte(`"code":410`)); i >= 0 {
+		g.gone.Add(1)
+		buf = buf[i+len(`"code":410`):]
+	}
+	g.tail = append([]byte(nil), buf[max(0, len(buf)-16):]...)
+	return n, err
+}
+
+// TestAPIServerWatchGone partitions the driver from the API server while
+// its pods change, compacts etcd past the driver's resource version, and
+// heals the partition: the resumed watch gets 410 Gone, the informer
+// re-lists, and the driver reports what happened meanwhile (an ended pod,
+// a deleted one, a new one). The server runs without its watch cache so
+// that the compaction, not a cache window, decides what is too old; and
+// ends watches after 4-8s, so the driver resumes them before the cut too.
+func TestAPIServerWatchGone(t *testing.T) {
+	ctx := context.Background()
+	s2, err := kubeserver.Start(kubeserver.Options{MinRequestTimeout: watchTimeout, ExtraArgs: []string{"--watch-cache=false"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s2.Stop)
+	cs2, err := s2.Clientset()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := "watch-gone"
+	if _, err := cs2.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	startKubeletOn(t, s2, cs2, ns, nodeShape{})
+
+	var link cuttable
+	cfg := s2.Config()
+	cfg.Dial = link.dial
+	cfg.WrapTransport = link.wrap
+	cs, err := k8s.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := kubernetes.NewWithClient(cs, ns, driver.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	other, err := kubernetes.NewWithClient(cs2, ns, driver.Options{}) // on the good side of the cut
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { other.Close() })
+	wait := watchStatuses(t, d)
+
+	job := drivertest.JobID(t)
+	spec := func(i int, secs string) driver.Spec {
+		r := driver.Ref{JobID: job, Role: driver.RoleWorker, Index: i}
+		return driver.Spec{Ref: r, Name: r.Name(), Image: "registry.example/sim:1", Env: map[string]string{"RM_TEST_SLEEP": secs, "RM_TEST_EXIT": "0"}}
+	}
+	ends, deleted, stays, added := spec(0, "12"), spec(1, "600"), spec(2, "600"), spec(3, "600")
+	for _, s := range []driver.Spec{ends, deleted, stays} {
+		if err := d.Start(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+		wait(s.Ref, "Running", func(st driver.Status) bool { return st.State == driver.Running })
+	}
+	time.Sleep(2 * watchTimeout * time.Second) // at least one watch ended and was resumed
+	listsBefore := link.lists.Load()
+
+	link.setCut(true)
+	zero := int64(0)
+	if err := cs2.CoreV1().Pods(ns).Delete(ctx, deleted.Name, metav1.DeleteOptions{GracePeriodSeconds: &zero}); err != nil {
+		t.Fatal(err)
+	}
+	if err := other.Start(ctx, added); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		p, err := cs2.CoreV1().Pods(ns).Get(ctx, ends.Name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Status.Phase == corev1.PodSucceeded {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	compactEtcd(t, s2.EtcdURL)
+	link.setCut(false)
+
+	if st := wait(ends.Ref, "the end", final); st.State != driver.Succeeded || st.ExitCode == nil || *st.ExitCode != 0 {
+		t.Errorf("pod that ended during the cut: %s %s", st.State, st.Message)
+	}
+	if st := wait(deleted.Ref, "the end", final); st.State != driver.Failed || st.Message != "pod deleted" {
+		t.Errorf("pod deleted during the cut: %s %q, want Failed, pod deleted", st.State, st.Message)
+	}
+	wait(added.Ref, "Running", func(st driver.Status) bool { return st.State == driver.Running })
+	if n := link.gone.Load(); n == 0 {
+		t.Error("no watch was answered 410 Gone: the test did not exercise the re-list")
+	}
+	if link.lists.Load() == listsBefore {
+		t.Error("the informer did not re-list after 410 Gone")
+	}
+	sts, err := d.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if countIn(sts, stays.Ref) != 1 || countIn(sts, deleted.Ref) != 0 {
+		t.Errorf("List() after the cut = %v", sts)
+	}
+	t.Logf("410 Gone seen %d times; pod lists %d before the cut, %d after", link.gone.Load(), listsBefore, link.lists.Load())
+	for _, c := range []driver.Driver{d, other} {
+		if err := c.Cleanup(ctx, job); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+func countIn(sts []driver.Status, ref driver.Ref) int {
+	n := 0
+	for _, st := range sts {
+		if st.Ref == ref {
+			n++
+		}
+	}
+	return n
+}
+
+// compactEtcd compacts etcd's history up to its current revision through
+// its JSON gateway, so that older resource versions are gone.
+func compactEtcd(t *testing.T, etcdURL string) {
+	t.Helper()
+	post := func(path, body string) map[string]any {
+		resp, err := http.Post(etcdURL+path, "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("etcd %s: %s %v %v", path, resp.Status, out, err)
+		}
+		return out
+	}
+	rev := post("/v3/kv/range", `{"key":"AA=="}`)["header"].(map[string]any)["revision"].(string)
+	post("/v3/kv/compaction", `{"revision":"`+rev+`","physical":true}`)
 }
