@@ -19,6 +19,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -889,7 +890,7 @@ func TestAPIServerWatchGone(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if countIn(sts, stays.Ref) != 1 || countIn(sts, deleted.Ref) != 0 {
+	if !has(sts, stays.Ref) || has(sts, deleted.Ref) {
 		t.Errorf("List() after the cut = %v", sts)
 	}
 	t.Logf("410 Gone seen %d times; pod lists %d before the cut, %d after", link.gone.Load(), listsBefore, link.lists.Load())
@@ -900,14 +901,8 @@ func TestAPIServerWatchGone(t *testing.T) {
 	}
 }
 
-func countIn(sts []driver.Status, ref driver.Ref) int {
-	n := 0
-	for _, st := range sts {
-		if st.Ref == ref {
-			n++
-		}
-	}
-	return n
+func has(sts []driver.Status, ref driver.Ref) bool {
+	return slices.ContainsFunc(sts, func(st driver.Status) bool { return st.Ref == ref })
 }
 
 // compactEtcd compacts etcd's history up to its current revision through
