@@ -69,10 +69,6 @@ type Server struct {
 
 // Options change how the API server runs.
 type Options struct {
-	// MinRequestTimeout is --min-request-timeout in seconds: watches end
-	// after a random time between it and twice it, so that clients must
-	// resume them. 0 keeps the server default (1800).
-	MinRequestTimeout int
 	// ExtraArgs are appended to the kube-apiserver flags.
 	ExtraArgs []string
 }
@@ -166,9 +162,6 @@ func (s *Server) start(bins string, opts Options) error {
 		"--disable-admission-plugins=ServiceAccount",
 		"--cert-dir=" + f("certs"),
 		"--v=0",
-	}
-	if opts.MinRequestTimeout > 0 {
-		args = append(args, "--min-request-timeout="+strconv.Itoa(opts.MinRequestTimeout))
 	}
 	args = append(args, opts.ExtraArgs...)
 	s.apisrv, err = s.launch(filepath.Join(bins, "kube-apiserver"), "kube-apiserver", args...)
