@@ -107,18 +107,25 @@ func Start(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "avxrm-kubeserver-")
-	if err != nil {
-		return nil, err
-	}
-	s := &Server{dir: dir, done: map[*exec.Cmd]chan struct{}{}}
-	began := time.Now()
-	if err := s.start(bins, opts); err != nil {
+	// A free port found here may be taken by another process before etcd
+	// or the API server binds it: try again with new ports.
+	for attempt := 1; ; attempt++ {
+		dir, err := os.MkdirTemp("", "avxrm-kubeserver-")
+		if err != nil {
+			return nil, err
+		}
+		s := &Server{dir: dir, done: map[*exec.Cmd]chan struct{}{}}
+		began := time.Now()
+		err = s.start(bins, opts)
+		if err == nil {
+			s.StartTime = time.Since(began)
+			return s, nil
+		}
 		s.Stop()
-		return nil, err
+		if attempt == 3 {
+			return nil, err
+		}
 	}
-	s.StartTime = time.Since(began)
-	return s, nil
 }
 
 func (s *Server) start(bins string, opts Options) error {
