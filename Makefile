@@ -65,13 +65,6 @@ test-python: build-avxrm ## test the Python package (clients/python) against an 
 	cd clients/python && AVXRM_BIN=$(abspath $(BIN)/avxrm) $(abspath $(PYVENV))/bin/python -m pytest -q -p no:cacheprovider tests; \
 	  st=$$?; [ $$st -eq 5 ] && echo "pytest collected no tests"; exit $$st
 
-.PHONY: kube-bins test-kube
-kube-bins: ## build kube-apiserver and etcd for test-kube (cached in ~/.cache/avxrm/kubeserver; ~7.5 min the first time)
-	@tools/kubeserver/build.sh >/dev/null
-
-test-kube: kube-bins ## run the kubernetes driver against a real kube-apiserver + etcd (conformance, RBAC, the seed example)
-	AVXRM_KUBE_BIN_DIR=$$(tools/kubeserver/build.sh) $(GO) test -tags kube $(TESTFLAGS) -v -run 'APIServer' ./services/launcher/internal/driver/kubernetes/
-
 .PHONY: fuzz
 fuzz: ## run each fuzz target for FUZZTIME (default 10s)
 	@for pkg in $$($(GO) list -f '{{if or .TestGoFiles .XTestGoFiles}}{{.ImportPath}}{{end}}' $(PKGS)); do \
@@ -94,6 +87,13 @@ bench-compare: build-avxrm ## run the same workloads on Slurm (installed from De
 	  echo "installing Slurm and munge (Debian packages) for the comparison"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurmctld slurmd slurm-client munge >/dev/null; }
 	$(GO) run ./tools/benchcompare -avxrm $(BIN)/avxrm $(BENCHFLAGS)
+
+.PHONY: kube-bins test-kube
+kube-bins: ## build kube-apiserver and etcd for test-kube (cached in ~/.cache/avxrm/kubeserver; ~7.5 min the first time)
+	@tools/kubeserver/build.sh >/dev/null
+
+test-kube: kube-bins ## run the kubernetes driver against a real kube-apiserver + etcd (conformance, RBAC, the seed example)
+	AVXRM_KUBE_BIN_DIR=$$(tools/kubeserver/build.sh) $(GO) test -tags kube $(TESTFLAGS) -v -run 'APIServer' ./services/launcher/internal/driver/kubernetes/
 
 .PHONY: verify-mod-tidy fix-mod-tidy
 verify-mod-tidy: ## fail if any go.mod/go.sum is not tidy

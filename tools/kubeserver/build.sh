@@ -27,10 +27,10 @@ vpkg=k8s.io/component-base/version
 start=$(date +%s)
 echo "building kube-apiserver $KUBE_VERSION and etcd $ETCD_VERSION into $dir (several minutes on a cold cache)" >&2
 cd "$here"
-GOWORK=off CGO_ENABLED=0 "$GO" build -trimpath -o "$tmp/kube-apiserver" \
+GOWORK=off CGO_ENABLED=0 "$GO" build -buildvcs=false -trimpath -o "$tmp/kube-apiserver" \
   -ldflags "-s -w -X $vpkg.gitVersion=$KUBE_VERSION -X $vpkg.gitMajor=$major -X $vpkg.gitMinor=$minor -X $vpkg.gitTreeState=clean" \
   k8s.io/kubernetes/cmd/kube-apiserver
-GOWORK=off CGO_ENABLED=0 "$GO" build -trimpath -o "$tmp/etcd" -ldflags "-s -w" go.etcd.io/etcd/server/v3
+GOWORK=off CGO_ENABLED=0 "$GO" build -buildvcs=false -trimpath -o "$tmp/etcd" -ldflags "-s -w" go.etcd.io/etcd/server/v3
 mv "$tmp/kube-apiserver" "$tmp/etcd" "$dir/"
 echo "built in $(( $(date +%s) - start ))s" >&2
 echo "$dir"

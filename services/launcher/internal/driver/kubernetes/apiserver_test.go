@@ -16,9 +16,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -45,15 +51,9 @@ var (
 	admin *k8s.Clientset
 )
 
-// watchTimeout is the server's --min-request-timeout: every watch ends
-// after 4 to 8 seconds, so the driver's informer must resume its watch
-// (from its resource version) many times during the suite.
-const watchTimeout = 4
-
 func TestMain(m *testing.M) {
 	var err error
 	srv, err = kubeserver.Start(kubeserver.Options{
-		MinRequestTimeout: watchTimeout,
 		// As on clusters that enforce it (OpenShift): an owner reference
 		// with blockOwnerDeletion needs update on the owner's finalizers.
 		ExtraArgs: []string{"--enable-admission-plugins=OwnerReferencesPermissionEnforcement"},
@@ -230,6 +230,19 @@ var (
 	}
 )
 
+// reservedPodToleration is reservedToleration as the pod has it.
+var reservedPodToleration = []corev1.Toleration{{Key: "node-group-reservation", Operator: corev1.TolerationOpEqual, Value: "my-special-group", Effect: corev1.TaintEffectNoSchedule}}
+
+// queueTolerations returns a pod's tolerations less the two that the
+// DefaultTolerationSeconds admission plugin adds to every pod (NoExecute
+// on node.kubernetes.io/not-ready and unreachable, for 300s).
+func queueTolerations(p *corev1.Pod) []corev1.Toleration {
+	return slices.DeleteFunc(slices.Clone(p.Spec.Tolerations), func(t corev1.Toleration) bool {
+		return (t.Key == "node.kubernetes.io/not-ready" || t.Key == "node.kubernetes.io/unreachable") &&
+			t.Effect == corev1.TaintEffectNoExecute && t.TolerationSeconds != nil && *t.TolerationSeconds == 300
+	})
+}
+
 // watchStatuses subscribes to d and returns a function that waits for the
 // first status of ref that satisfies ok.
 func watchStatuses(t *testing.T, d driver.Driver) func(ref driver.Ref, what string, ok func(driver.Status) bool) driver.Status {
@@ -334,8 +347,7 @@ func TestAPIServerPodFields(t *testing.T) {
 	if diff := cmp.Diff(reservedSelector, wp.Spec.NodeSelector); diff != "" {
 		t.Errorf("node selector (-want +got):\n%s", diff)
 	}
-	wantTol := []corev1.Toleration{{Key: "node-group-reservation", Operator: corev1.TolerationOpEqual, Value: "my-special-group", Effect: corev1.TaintEffectNoSchedule}}
-	if diff := cmp.Diff(wantTol, wp.Spec.Tolerations); diff != "" {
+	if diff := cmp.Diff(reservedPodToleration, queueTolerations(wp)); diff != "" {
 		t.Errorf("tolerations (-want +got):\n%s", diff)
 	}
 	if wp.Spec.NodeName != e.kubelet.node.Name {
@@ -450,8 +462,8 @@ func waitGone(t *testing.T, ns string, names ...string) {
 // queue limited to 10 workers, a job of 10 workers and a job of 8, on the
 // product documents' reserved node group. The admission rule is the
 // test's (the scheduler's part is not run here): a job's workers start
-// when the pods of the queue that still exist in the API server, plus the
-// job's, fit in the limit. The server's own watch then shows the order.
+// when they fit in the limit beside those of the jobs whose pods still
+// exist in the API server. The server's own watch then shows the order.
 func TestAPIServerSeedExample(t *testing.T) {
 	ctx := context.Background()
 	e, d, wait := onReservedNode(t)
@@ -475,18 +487,37 @@ func TestAPIServerSeedExample(t *testing.T) {
 		}
 		return out
 	}
+	// As the scheduler does, a job holds its workers' share of the limit
+	// from admission until it is cleaned up; here, until none of its pods
+	// exists in the API server any more.
+	var mu sync.Mutex
+	holding := map[string]int{}
 	inUse := func() int {
-		pods, err := admin.CoreV1().Pods(e.ns).List(ctx, metav1.ListOptions{LabelSelector: kubernetes.LabelQueue + "=" + queue})
-		if err != nil {
-			t.Fatal(err)
+		mu.Lock()
+		defer mu.Unlock()
+		n := 0
+		for job, workers := range holding {
+			pods, err := admin.CoreV1().Pods(e.ns).List(ctx, metav1.ListOptions{LabelSelector: kubernetes.LabelJobID + "=" + job})
+			if err != nil {
+				t.Error(err)
+				return limit
+			}
+			if len(pods.Items) == 0 {
+				delete(holding, job)
+				continue
+			}
+			n += workers
 		}
-		return len(pods.Items)
+		return n
 	}
 	admit := func(specs []driver.Spec) (waited int) {
 		for inUse()+len(specs) > limit {
 			waited++
 			time.Sleep(20 * time.Millisecond)
 		}
+		mu.Lock()
+		holding[specs[0].JobID] = len(specs)
+		mu.Unlock()
 		for _, s := range specs {
 			if err := d.Start(ctx, s); err != nil {
 				t.Errorf("Start(%s) error = %v", s.Ref, err) // not Fatal: may run in a goroutine
@@ -557,8 +588,7 @@ func TestAPIServerSeedExample(t *testing.T) {
 			if diff := cmp.Diff(reservedSelector, ev.pod.Spec.NodeSelector); diff != "" {
 				t.Errorf("%s node selector (-want +got):\n%s", ev.pod.Name, diff)
 			}
-			wantTol := []corev1.Toleration{{Key: "node-group-reservation", Operator: corev1.TolerationOpEqual, Value: "my-special-group", Effect: corev1.TaintEffectNoSchedule}}
-			if diff := cmp.Diff(wantTol, ev.pod.Spec.Tolerations); diff != "" {
+			if diff := cmp.Diff(reservedPodToleration, queueTolerations(ev.pod)); diff != "" {
 				t.Errorf("%s tolerations (-want +got):\n%s", ev.pod.Name, diff)
 			}
 		case ev.typ == "DELETED" && job == jobA:
@@ -680,6 +710,9 @@ func removeVerb(t *testing.T, r *rbacv1.Role, verb, resource string) {
 			for j, v := range rule.Verbs {
 				if v == verb {
 					r.Rules[i].Verbs = append(rule.Verbs[:j:j], rule.Verbs[j+1:]...)
+					if len(r.Rules[i].Verbs) == 0 { // a rule needs a verb
+						r.Rules = slices.Delete(r.Rules, i, i+1)
+					}
 					return
 				}
 			}
@@ -711,4 +744,230 @@ func TestAPIServerImagePullReason(t *testing.T) {
 	if st := wait(ref, "the end", final); st.State != driver.Failed {
 		t.Errorf("after Cleanup: %s", st.State)
 	}
+}
+
+// cuttable is a dialer whose connections can all be cut at once, and
+// refused until restored: a network partition between the driver and the
+// API server. It also notes what the server says on the driver's watches.
+type cuttable struct {
+	mu    sync.Mutex
+	cut   bool
+	conns []net.Conn
+	// gone counts 410 Gone answers (a response, or a watch event); lists counts
+	// the (re-)lists of pods: list requests, or watches that send the
+	// initial state (client-go's watch-list); resumes counts watches
+	// from a resource version without the initial state.
+	gone, lists, resumes atomic.Int32
+}
+
+func (c *cuttable) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cut {
+		// Refused, as by a server that is down: client-go's reflector then
+		// retries its watch from the same resource version rather than
+		// re-listing at once.
+		return nil, &net.OpError{Op: "dial", Net: network, Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
+	}
+	conn, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+	if err == nil {
+		c.conns = append(c.conns, conn)
+	}
+	return conn, err
+}
+
+func (c *cuttable) setCut(cut bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.cut = cut
+	if cut {
+		for _, conn := range c.conns {
+			conn.Close()
+		}
+		c.conns = nil
+	}
+}
+
+func (c *cuttable) wrap(rt http.RoundTripper) http.RoundTripper {
+	return roundTripFunc(func(req *http.Request) (*http.Response, error) {
+		q := req.URL.Query()
+		isWatch := q.Get("watch") == "true"
+		switch {
+		case !strings.HasSuffix(req.URL.Path, "/pods"):
+		case !isWatch || q.Get("sendInitialEvents") == "true":
+			c.lists.Add(1)
+		case q.Get("resourceVersion") != "":
+			c.resumes.Add(1)
+		}
+		resp, err := rt.RoundTrip(req)
+		if err == nil && resp.StatusCode == http.StatusGone {
+			c.gone.Add(1)
+		}
+		if err == nil && isWatch {
+			resp.Body = &goneSpotter{ReadCloser: resp.Body, gone: &c.gone}
+		}
+		return resp, err
+	})
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// goneSpotter counts watch events that are a Status 410 Gone (Expired).
+type goneSpotter struct {
+	io.ReadCloser
+	gone *atomic.Int32
+	tail []byte
+}
+
+func (g *goneSpotter) Read(p []byte) (int, error) {
+	n, err := g.ReadCloser.Read(p)
+	buf := append(g.tail, p[:n]...)
+	// In the Status's message, JSON and protobuf alike: "The
+	// resourceVersion for the provided watch is too old." from etcd's
+	// compaction, or "too old resource version: …" from the watch cache.
+	const marker = "too old"
+	if i := bytes.Index(buf, []byte(marker)); i >= 0 {
+		g.gone.Add(1)
+		buf = buf[i+len(marker):]
+	}
+	g.tail = append([]byte(nil), buf[max(0, len(buf)-len(marker)):]...)
+	return n, err
+}
+
+// TestAPIServerWatchGone partitions the driver from the API server while
+// its pods change (its watch connection closes; new connections are
+// refused), compacts etcd past the driver's resource version, and heals
+// the partition: the informer resumes its watch from its resource version,
+// gets 410 Gone, re-lists, and the driver reports what happened meanwhile
+// (an ended pod, a deleted one, a new one). The server runs without its
+// watch cache so that the compaction, not a cache window, decides what is
+// too old.
+func TestAPIServerWatchGone(t *testing.T) {
+	ctx := context.Background()
+	s2, err := kubeserver.Start(kubeserver.Options{ExtraArgs: []string{"--watch-cache=false"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s2.Stop)
+	cs2, err := s2.Clientset()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := "watch-gone"
+	if _, err := cs2.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	startKubeletOn(t, s2, cs2, ns, nodeShape{})
+
+	var link cuttable
+	cfg := s2.Config()
+	cfg.Dial = link.dial
+	cfg.WrapTransport = link.wrap
+	cs, err := k8s.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := kubernetes.NewWithClient(cs, ns, driver.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	other, err := kubernetes.NewWithClient(cs2, ns, driver.Options{}) // on the good side of the cut
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { other.Close() })
+	wait := watchStatuses(t, d)
+
+	job := drivertest.JobID(t)
+	spec := func(i int, secs string) driver.Spec {
+		r := driver.Ref{JobID: job, Role: driver.RoleWorker, Index: i}
+		return driver.Spec{Ref: r, Name: r.Name(), Image: "registry.example/sim:1", Env: map[string]string{"RM_TEST_SLEEP": secs, "RM_TEST_EXIT": "0"}}
+	}
+	ends, deleted, stays, added := spec(0, "4"), spec(1, "600"), spec(2, "600"), spec(3, "600")
+	for _, s := range []driver.Spec{ends, deleted, stays} {
+		if err := d.Start(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+		wait(s.Ref, "Running", func(st driver.Status) bool { return st.State == driver.Running })
+	}
+	listsBefore := link.lists.Load()
+
+	link.setCut(true)
+	zero := int64(0)
+	if err := cs2.CoreV1().Pods(ns).Delete(ctx, deleted.Name, metav1.DeleteOptions{GracePeriodSeconds: &zero}); err != nil {
+		t.Fatal(err)
+	}
+	if err := other.Start(ctx, added); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		p, err := cs2.CoreV1().Pods(ns).Get(ctx, ends.Name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Status.Phase == corev1.PodSucceeded {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	compactEtcd(t, s2.EtcdURL)
+	link.setCut(false)
+
+	if st := wait(ends.Ref, "the end", final); st.State != driver.Succeeded || st.ExitCode == nil || *st.ExitCode != 0 {
+		t.Errorf("pod that ended during the cut: %s %s", st.State, st.Message)
+	}
+	if st := wait(deleted.Ref, "the end", final); st.State != driver.Failed || st.Message != "pod deleted" {
+		t.Errorf("pod deleted during the cut: %s %q, want Failed, pod deleted", st.State, st.Message)
+	}
+	wait(added.Ref, "Running", func(st driver.Status) bool { return st.State == driver.Running })
+	if n := link.gone.Load(); n == 0 {
+		t.Error("no watch was answered 410 Gone: the test did not exercise the re-list")
+	}
+	if link.resumes.Load() == 0 {
+		t.Error("the informer never resumed its watch from a resource version")
+	}
+	if link.lists.Load() == listsBefore {
+		t.Error("the informer did not re-list after 410 Gone")
+	}
+	sts, err := d.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !has(sts, stays.Ref) || has(sts, deleted.Ref) {
+		t.Errorf("List() after the cut = %v", sts)
+	}
+	t.Logf("watch resumed from a resource version %d times, answered 410 Gone %d times; pod lists %d before the cut, %d after",
+		link.resumes.Load(), link.gone.Load(), listsBefore, link.lists.Load())
+	for _, c := range []driver.Driver{d, other} {
+		if err := c.Cleanup(ctx, job); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+func has(sts []driver.Status, ref driver.Ref) bool {
+	return slices.ContainsFunc(sts, func(st driver.Status) bool { return st.Ref == ref })
+}
+
+// compactEtcd compacts etcd's history up to its current revision through
+// its JSON gateway, so that older resource versions are gone.
+func compactEtcd(t *testing.T, etcdURL string) {
+	t.Helper()
+	post := func(path, body string) map[string]any {
+		resp, err := http.Post(etcdURL+path, "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("etcd %s: %s %v %v", path, resp.Status, out, err)
+		}
+		return out
+	}
+	rev := post("/v3/kv/range", `{"key":"AA=="}`)["header"].(map[string]any)["revision"].(string)
+	post("/v3/kv/compaction", `{"revision":"`+rev+`","physical":true}`)
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -101,8 +102,17 @@ func startKubeletOn(t *testing.T, srv *kubeserver.Server, cs k8s.Interface, ns s
 		Capacity:        corev1.ResourceList{corev1.ResourceCPU: resourceQ("64"), corev1.ResourceMemory: resourceQ("256Gi"), corev1.ResourcePods: resourceQ("500")},
 		Allocatable:     corev1.ResourceList{corev1.ResourceCPU: resourceQ("64"), corev1.ResourceMemory: resourceQ("256Gi"), corev1.ResourcePods: resourceQ("500")},
 	}
-	if k.node, err = cs.CoreV1().Nodes().UpdateStatus(ctx, node, metav1.UpdateOptions{}); err != nil {
+	if node, err = cs.CoreV1().Nodes().UpdateStatus(ctx, node, metav1.UpdateOptions{}); err != nil {
 		t.Fatalf("update node status: %v", err)
+	}
+	// The TaintNodesByCondition admission plugin tainted the new node
+	// not-ready; the node lifecycle controller would lift that once the
+	// node reports Ready, but none runs here.
+	node.Spec.Taints = slices.DeleteFunc(node.Spec.Taints, func(t corev1.Taint) bool {
+		return strings.HasPrefix(t.Key, "node.kubernetes.io/")
+	})
+	if k.node, err = cs.CoreV1().Nodes().Update(ctx, node, metav1.UpdateOptions{}); err != nil {
+		t.Fatalf("lift the not-ready taint: %v", err)
 	}
 
 	f := informers.NewSharedInformerFactoryWithOptions(cs, 0, informers.WithNamespace(ns))

@@ -203,7 +203,7 @@ func (d *Driver) CheckAccess(ctx context.Context) error {
 		switch {
 		case r.Status.Allowed:
 		case a.optional != "":
-			d.log.Warn("the driver may not "+a.String()+"; "+a.optional, "namespace", d.ns)
+			d.log.Warn("the driver may not " + a.String() + "; " + a.optional)
 		default:
 			missing = append(missing, a.String())
 		}

@@ -69,10 +69,6 @@ type Server struct {
 
 // Options change how the API server runs.
 type Options struct {
-	// MinRequestTimeout is --min-request-timeout in seconds: watches end
-	// after a random time between it and twice it, so that clients must
-	// resume them. 0 keeps the server default (1800).
-	MinRequestTimeout int
 	// ExtraArgs are appended to the kube-apiserver flags.
 	ExtraArgs []string
 }
@@ -111,18 +107,25 @@ func Start(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "avxrm-kubeserver-")
-	if err != nil {
-		return nil, err
-	}
-	s := &Server{dir: dir, done: map[*exec.Cmd]chan struct{}{}}
-	began := time.Now()
-	if err := s.start(bins, opts); err != nil {
+	// A free port found here may be taken by another process before etcd
+	// or the API server binds it: try again with new ports.
+	for attempt := 1; ; attempt++ {
+		dir, err := os.MkdirTemp("", "avxrm-kubeserver-")
+		if err != nil {
+			return nil, err
+		}
+		s := &Server{dir: dir, done: map[*exec.Cmd]chan struct{}{}}
+		began := time.Now()
+		err = s.start(bins, opts)
+		if err == nil {
+			s.StartTime = time.Since(began)
+			return s, nil
+		}
 		s.Stop()
-		return nil, err
+		if attempt == 3 {
+			return nil, err
+		}
 	}
-	s.StartTime = time.Since(began)
-	return s, nil
 }
 
 func (s *Server) start(bins string, opts Options) error {
@@ -166,9 +169,6 @@ func (s *Server) start(bins string, opts Options) error {
 		"--disable-admission-plugins=ServiceAccount",
 		"--cert-dir=" + f("certs"),
 		"--v=0",
-	}
-	if opts.MinRequestTimeout > 0 {
-		args = append(args, "--min-request-timeout="+strconv.Itoa(opts.MinRequestTimeout))
 	}
 	args = append(args, opts.ExtraArgs...)
 	s.apisrv, err = s.launch(filepath.Join(bins, "kube-apiserver"), "kube-apiserver", args...)
