@@ -77,3 +77,7 @@ fmt: ## gofmt every Go file
 .PHONY: clean
 clean: ## remove build output and the local data dir
 	rm -rf $(BIN) .rm-data
+
+.PHONY: images
+images: ## build the images avxrm/<service>:dev offline (static binaries FROM scratch, nats, store, busybox workers)
+	GO=$(GO) deploy/images/build.sh
