@@ -8,7 +8,7 @@ cd "$(dirname "$0")/../.."
 GO=${GO:-go}
 TAG=${TAG:-dev}
 ctx=bin/image-context
-rm -rf "$ctx" && mkdir -p "$ctx/bin" "$ctx/rootfs/etc/ssl/certs" "$ctx/rootfs/usr/share" "$ctx/rootfs/tmp" "$ctx/data"
+rm -rf "$ctx" && mkdir -p "$ctx/bin" "$ctx/rootfs/etc/ssl/certs" "$ctx/rootfs/usr/share" "$ctx/rootfs/tmp" "$ctx/data/db"
 cp -L /etc/ssl/certs/ca-certificates.crt "$ctx/rootfs/etc/ssl/certs/"
 cp -rL /usr/share/zoneinfo "$ctx/rootfs/usr/share/"
 printf 'root:x:0:0:root:/:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/:/sbin/nologin\n' >"$ctx/rootfs/etc/passwd"
