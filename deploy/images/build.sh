@@ -49,5 +49,5 @@ trap 'rm -rf "$bb"' EXIT
 mkdir -p "$bb/bin" "$bb/tmp"
 cp /bin/busybox "$bb/bin/busybox"
 for c in $("$bb/bin/busybox" --list); do [ "$c" = busybox ] || ln -s busybox "$bb/bin/$c"; done
-tar -C "$bb" -c . | docker import -q -c 'ENV PATH=/bin' -c 'CMD ["/bin/sh"]' - "avxrm/busybox:$TAG" >/dev/null
+tar -C "$bb" -c . | docker import -c 'ENV PATH=/bin' -c 'CMD ["/bin/sh"]' - "avxrm/busybox:$TAG" >/dev/null
 echo "avxrm/busybox:$TAG"
