@@ -42,7 +42,8 @@ func TestTwoLaunchersOneLeads(t *testing.T) {
 	type replica struct {
 		l    *launcher.Launcher
 		cut  func()
-		done chan error
+		done chan struct{} // closed when Run has returned err
+		err  error
 		ob   *outbox.Outbox
 	}
 	start := func(id string) *replica {
@@ -56,8 +57,8 @@ func TestTwoLaunchersOneLeads(t *testing.T) {
 			t.Fatal(err)
 		}
 		rctx, cancel := context.WithCancel(ctx)
-		r := &replica{l: l, cut: nc.Close, done: make(chan error, 1), ob: ob}
-		go func() { r.done <- l.Run(rctx) }()
+		r := &replica{l: l, cut: nc.Close, done: make(chan struct{}), ob: ob}
+		go func() { r.err = l.Run(rctx); close(r.done) }()
 		t.Cleanup(func() { cancel(); <-r.done })
 		return r
 	}
@@ -104,9 +105,9 @@ func TestTwoLaunchersOneLeads(t *testing.T) {
 	takeover := time.Since(cut)
 	t.Logf("take-over %v after the leader's connection was cut (TTL 2s)", takeover.Round(10*time.Millisecond))
 	select {
-	case err := <-leader.done:
-		if !errors.Is(err, elect.ErrLost) {
-			t.Errorf("dead leader's Run: %v, want ErrLost", err)
+	case <-leader.done:
+		if !errors.Is(leader.err, elect.ErrLost) {
+			t.Errorf("dead leader's Run: %v, want ErrLost", leader.err)
 		}
 	case <-time.After(5 * time.Second):
 		t.Error("the cut-off leader kept running")

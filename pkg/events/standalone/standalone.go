@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -143,8 +144,8 @@ func (svc *Service) Table() string {
 // Help is what --help prints.
 func (svc *Service) Help() string {
 	s, _ := svc.declare(noEnv)
-	return fmt.Sprintf("%s: %s\n\nusage: %s [--flag=value ...]\n\nEach setting is an environment variable and a flag, which wins.\n\nCommon settings:\n\n%s\nSettings of %s:\n\n%s",
-		svc.Name, svc.Doc, svc.Name, table(s.list[:commonCount]), svc.Name, table(s.list[commonCount:]))
+	return fmt.Sprintf("%s: %s\n\nusage: %s [--flag=value ...]\n       %s probe    exit 0 if /readyz at RM_HTTP_ADDR answers 200 (a container health check)\n\nEach setting is an environment variable and a flag, which wins.\n\nCommon settings:\n\n%s\nSettings of %s:\n\n%s",
+		svc.Name, svc.Doc, svc.Name, svc.Name, table(s.list[:commonCount]), svc.Name, table(s.list[commonCount:]))
 }
 
 func noEnv(string) string { return "" }
@@ -169,9 +170,20 @@ func Main(svc *Service) {
 // Exec is Main without the process: it returns the exit status.
 func Exec(ctx context.Context, svc *Service, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	s, c := svc.declare(getenv)
+	probe := len(args) > 0 && args[0] == "probe"
+	if probe {
+		args = args[1:]
+	}
 	err := s.parse(args)
 	if errors.Is(err, flag.ErrHelp) {
 		fmt.Fprint(stdout, svc.Help())
+		return 0
+	}
+	if probe && err == nil {
+		if err = Probe(ctx, c.httpAddr); err != nil {
+			fmt.Fprintf(stderr, "%s probe: %v\n", svc.Name, err)
+			return 1
+		}
 		return 0
 	}
 	if err == nil {
@@ -265,5 +277,33 @@ func (e *Env) ServeOps(ctx context.Context, addr string, ready func(context.Cont
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = hs.Serve(ln) }()
 	context.AfterFunc(ctx, func() { _ = hs.Close() })
+	return nil
+}
+
+// Probe asks /readyz on this host at the port of addr, and fails unless it
+// answers 200 within 5 seconds.
+func Probe(ctx context.Context, addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+net.JoinHostPort(host, port)+"/readyz", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return fmt.Errorf("/readyz: %s %s", resp.Status, strings.TrimSpace(string(body)))
+	}
 	return nil
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"net"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -105,16 +104,14 @@ func TestExecRunsAgainstServers(t *testing.T) {
 		if err := e.ServeOps(ctx, e.HTTPAddr, func(context.Context) error { return nil }); err != nil {
 			return err
 		}
-		resp, err := http.Get("http://" + addr + "/readyz")
-		if err != nil {
-			return err
-		}
-		_ = resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			t.Errorf("/readyz: %s", resp.Status)
+		if err := Probe(ctx, e.HTTPAddr); err != nil {
+			t.Errorf("probe of a ready service: %v", err)
 		}
 		return nil
 	}}
+	if code := Exec(ctx, svc, []string{"probe", "--http-addr=" + addr}, vars, io.Discard, io.Discard); code != 1 {
+		t.Errorf("probe of nothing: exit %d, want 1", code)
+	}
 	if code := Exec(ctx, svc, []string{"--http-addr=" + addr}, vars, io.Discard, io.Discard); code != 0 {
 		t.Errorf("clean stop: exit %d", code)
 	}
