@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -49,6 +50,7 @@ func (b *JobBody) validate() []*problem.FieldError {
 	errs := validateEnv("environment_variables", b.EnvironmentVariables)
 	errs = append(errs, validateEnv("application.environment_variables", b.Application.EnvironmentVariables)...)
 	errs = append(errs, validateLabels("labels", b.Labels, 63)...)
+	errs = append(errs, b.validateSize()...)
 	a := b.Application
 	switch {
 	case a.ID != "" && (a.Name != "" || a.Version != "" || a.Image != ""):
@@ -59,6 +61,35 @@ func (b *JobBody) validate() []*problem.FieldError {
 		errs = append(errs, problem.Field("application.version", "required to find a registered application by name"))
 	}
 	return errs
+}
+
+// maxJobSpecBytes bounds what a job carries in every event about it (its
+// environment variables, its application's and its labels, as JSON), so
+// that no event is larger than 64 KiB whatever the job (docs/API.md).
+const maxJobSpecBytes = 48 << 10
+
+// validateSize refuses a job whose maps would make its events too large,
+// naming the largest of them.
+func (b *JobBody) validateSize() []*problem.FieldError {
+	sizes := map[string]int{}
+	total := 0
+	for field, m := range map[string]map[string]string{
+		"environment_variables": b.EnvironmentVariables, "application.environment_variables": b.Application.EnvironmentVariables, "labels": b.Labels,
+	} {
+		raw, _ := json.Marshal(m)
+		sizes[field] = len(raw)
+		total += len(raw)
+	}
+	if total <= maxJobSpecBytes {
+		return nil
+	}
+	largest := "environment_variables"
+	for f, n := range sizes {
+		if n > sizes[largest] {
+			largest = f
+		}
+	}
+	return []*problem.FieldError{problem.Field(largest, "environment variables and labels total %d bytes as JSON; a job may carry at most %d (its events stay under 64 KiB)", total, maxJobSpecBytes)}
 }
 
 type createJobInput struct {
