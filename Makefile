@@ -56,6 +56,10 @@ bench: ## run the benchmarks and print their figures
 	$(GO) test -run '^$$' -bench . -benchtime 5x ./services/scheduler/internal/admit/
 	$(GO) test -run '^$$' -bench BenchmarkUpdateByID -benchtime 200x ./pkg/embedded/ferretembed/
 
+.PHONY: bench-bigjob
+bench-bigjob: ## a 100,000-worker job through the all-in-one (simulated driver): minutes
+	cd cmd/avxrm && $(GO) test -run '^$$' -bench BenchmarkBigJob -benchtime 1x -timeout 60m ./internal/up/
+
 .PHONY: verify-mod-tidy fix-mod-tidy
 verify-mod-tidy: ## fail if any go.mod/go.sum is not tidy
 	@for m in $(MODULES); do (cd $$m && $(GO) mod tidy -diff) || { echo "$$m: run make fix-mod-tidy"; exit 1; }; done
