@@ -95,6 +95,10 @@ kube-bins: ## build kube-apiserver and etcd for test-kube (cached in ~/.cache/av
 test-kube: kube-bins ## run the kubernetes driver against a real kube-apiserver + etcd (conformance, RBAC, the seed example)
 	AVXRM_KUBE_BIN_DIR=$$(tools/kubeserver/build.sh) $(GO) test -tags kube $(TESTFLAGS) -v -run 'APIServer' ./services/launcher/internal/driver/kubernetes/
 
+.PHONY: bench-bigjob
+bench-bigjob: ## a 100,000-worker job through the all-in-one (simulated driver): minutes
+	cd cmd/avxrm && $(GO) test -run '^$$' -bench BenchmarkBigJob -benchtime 1x -timeout 60m ./internal/up/
+
 .PHONY: verify-mod-tidy fix-mod-tidy
 verify-mod-tidy: ## fail if any go.mod/go.sum is not tidy
 	@for m in $(MODULES); do (cd $$m && $(GO) mod tidy -diff) || { echo "$$m: run make fix-mod-tidy"; exit 1; }; done

@@ -81,31 +81,11 @@ func (s *Scheduler) lead(ctx context.Context, epoch int64) error {
 	t.ledger = l
 	s.epoch.Store(epoch)
 
-	// Each leadership starts a fresh consumer at the end of the stream: the
-	// picture is loaded from MongoDB anyway, and a dead leader's consumer
-	// state (a pull request the server still serves, messages waiting for
-	// AckWait before redelivery) would otherwise hold events back from the
-	// new one. The consumer starts before the picture is loaded, so that no
-	// change is missed between the two: events that arrive meanwhile wait in
-	// the inbox and count only if newer than what was loaded.
-	if err := s.deps.JS.DeleteConsumer(ctx, events.StreamName, s.cfg.Durable); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return fmt.Errorf("reset consumer %s: %w", s.cfg.Durable, err)
+	consumed, consumeErr, stopConsumer, err := t.startConsumer(ctx)
+	if err != nil {
+		return err
 	}
-	cctx, stopConsumer := context.WithCancel(ctx)
-	consumed := make(chan struct{})
-	var consumeErr error
-	go func() {
-		s.consuming.Store(true)
-		defer s.consuming.Store(false)
-		defer close(consumed)
-		consumeErr = events.Consume(cctx, s.deps.JS, events.ConsumerSpec{
-			Durable:       s.cfg.Durable,
-			Filters:       []string{events.FilterSubject(events.KindJob, "", ""), events.FilterSubject(events.KindQueue, "", "")},
-			MaxAckPending: 256,
-			DeliverNew:    true,
-		}, t.receive, t.log)
-	}()
-	defer func() { stopConsumer(); <-consumed }()
+	defer stopConsumer()
 
 	if err := t.resync(ctx); err != nil {
 		return err
@@ -115,6 +95,44 @@ func (s *Scheduler) lead(ctx context.Context, epoch int64) error {
 	s.metrics.leader.Set(1)
 	t.log.Info("leading", "leases", len(t.ledger.Leases), "jobs", len(t.jobs), "queues", len(t.queues))
 
+	return t.loop(ctx, consumed, consumeErr)
+}
+
+// startConsumer starts this leadership's consumer of job and queue events.
+// Each leadership starts a fresh consumer at the end of the stream: the
+// picture is loaded from MongoDB anyway, and a dead leader's consumer state
+// (a pull request the server still serves, messages waiting for AckWait
+// before redelivery) would otherwise hold events back from the new one. The
+// consumer starts before the picture is loaded, so that no change is missed
+// between the two: events that arrive meanwhile wait in the inbox and count
+// only if newer than what was loaded. consumed closes when it stops, with
+// *consumeErr saying why.
+func (t *term) startConsumer(ctx context.Context) (consumed <-chan struct{}, consumeErr *error, stop func(), err error) {
+	s := t.s
+	if err := s.deps.JS.DeleteConsumer(ctx, events.StreamName, s.cfg.Durable); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return nil, nil, nil, fmt.Errorf("reset consumer %s: %w", s.cfg.Durable, err)
+	}
+	cctx, stopConsumer := context.WithCancel(ctx)
+	done := make(chan struct{})
+	consumeErr = new(error)
+	go func() {
+		s.consuming.Store(true)
+		defer s.consuming.Store(false)
+		defer close(done)
+		*consumeErr = events.Consume(cctx, s.deps.JS, events.ConsumerSpec{
+			Durable:       s.cfg.Durable,
+			Filters:       []string{events.FilterSubject(events.KindJob, "", ""), events.FilterSubject(events.KindQueue, "", "")},
+			MaxAckPending: 256,
+			DeliverNew:    true,
+		}, t.receive, t.log)
+	}()
+	return done, consumeErr, func() { stopConsumer(); <-done }, nil
+}
+
+// loop runs passes when the picture changes, ticks and resyncs until ctx
+// ends or the leadership must end.
+func (t *term) loop(ctx context.Context, consumed <-chan struct{}, consumeErr *error) error {
+	s := t.s
 	tick := time.NewTicker(s.cfg.TickInterval)
 	defer tick.Stop()
 	resync := time.NewTicker(s.cfg.ResyncInterval)
@@ -146,7 +164,7 @@ func (s *Scheduler) lead(ctx context.Context, epoch int64) error {
 			if ctx.Err() != nil {
 				return nil
 			}
-			return fmt.Errorf("event consumer stopped: %v", consumeErr)
+			return fmt.Errorf("event consumer stopped: %v", *consumeErr)
 		case <-t.kick:
 			dirty = t.drain()
 		case <-tick.C:

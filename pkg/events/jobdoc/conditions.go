@@ -2,6 +2,7 @@ package jobdoc
 
 import (
 	"time"
+	"unicode/utf8"
 
 	"github.com/avxrm/rm/pkg/events"
 )
@@ -17,7 +18,10 @@ const (
 // SetCondition sets the condition of type typ, moving its transition time
 // only when its status changes (Kubernetes semantics). It reports whether
 // anything changed: setting a condition as it is already is a no-op.
+// A message is cut to MaxMessageBytes, so that conditions (and warnings)
+// cannot make a job's events large.
 func SetCondition(j *events.Job, typ, status, reason, message string, now time.Time) bool {
+	message = truncate(message, MaxMessageBytes)
 	for i := range j.Conditions {
 		c := &j.Conditions[i]
 		if c.Type != typ {
@@ -34,6 +38,21 @@ func SetCondition(j *events.Job, typ, status, reason, message string, now time.T
 	}
 	j.Conditions = append(j.Conditions, events.Condition{Type: typ, Status: status, Reason: reason, Message: message, LastTransitionTime: now})
 	return true
+}
+
+// MaxMessageBytes bounds a condition's message.
+const MaxMessageBytes = 1024
+
+// truncate cuts s to at most n bytes, on a rune boundary, marking the cut.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	s = s[:n-len("…")]
+	for !utf8.ValidString(s) {
+		s = s[:len(s)-1]
+	}
+	return s + "…"
 }
 
 // FindCondition returns j's condition of type typ, nil if none.

@@ -256,6 +256,9 @@ func (s *Store) Delete(ctx context.Context, id string, change Mutator) error {
 func (s *Store) eventsOf(j *events.Job, types []string) ([]events.Event, error) {
 	view := *j
 	view.Instances, view.InstancesTruncated = nil, false
+	if view.InstanceCounts == nil {
+		view.InstanceCounts = events.InstanceCounts{} // stored omitted while empty
+	}
 	evs := make([]events.Event, len(types))
 	for i, t := range types {
 		e, err := events.New(t, s.source, j.QueueID, j.ID, &view)

@@ -2,21 +2,20 @@ package httpapi
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"net/http"
 	"strings"
 	"time"
 
 	"github.com/avxrm/rm/pkg/events"
 	"github.com/avxrm/rm/pkg/events/jobdoc"
-	"github.com/avxrm/rm/pkg/events/outbox"
+	"github.com/avxrm/rm/services/api/internal/jobspec"
 	"github.com/avxrm/rm/services/api/internal/problem"
 	"github.com/avxrm/rm/services/api/internal/store"
 	"github.com/danielgtaylor/huma/v2"
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
 )
 
 // The jobs API stores a job with status submitted and announces it; the
@@ -51,6 +50,7 @@ func (b *JobBody) validate() []*problem.FieldError {
 	errs := validateEnv("environment_variables", b.EnvironmentVariables)
 	errs = append(errs, validateEnv("application.environment_variables", b.Application.EnvironmentVariables)...)
 	errs = append(errs, validateLabels("labels", b.Labels, 63)...)
+	errs = append(errs, b.validateSize()...)
 	a := b.Application
 	switch {
 	case a.ID != "" && (a.Name != "" || a.Version != "" || a.Image != ""):
@@ -61,6 +61,35 @@ func (b *JobBody) validate() []*problem.FieldError {
 		errs = append(errs, problem.Field("application.version", "required to find a registered application by name"))
 	}
 	return errs
+}
+
+// maxJobSpecBytes bounds what a job carries in every event about it (its
+// environment variables, its application's and its labels, as JSON), so
+// that no event is larger than 64 KiB whatever the job (docs/API.md).
+const maxJobSpecBytes = 48 << 10
+
+// validateSize refuses a job whose maps would make its events too large,
+// naming the largest of them.
+func (b *JobBody) validateSize() []*problem.FieldError {
+	sizes := map[string]int{}
+	total := 0
+	for field, m := range map[string]map[string]string{
+		"environment_variables": b.EnvironmentVariables, "application.environment_variables": b.Application.EnvironmentVariables, "labels": b.Labels,
+	} {
+		raw, _ := json.Marshal(m)
+		sizes[field] = len(raw)
+		total += len(raw)
+	}
+	if total <= maxJobSpecBytes {
+		return nil
+	}
+	largest := "environment_variables"
+	for f, n := range sizes {
+		if n > sizes[largest] {
+			largest = f
+		}
+	}
+	return []*problem.FieldError{problem.Field(largest, "environment variables and labels total %d bytes as JSON; a job may carry at most %d (its events stay under 64 KiB)", total, maxJobSpecBytes)}
 }
 
 type createJobInput struct {
@@ -154,28 +183,6 @@ func (s *Server) registerJobs() {
 		tags, http.StatusAccepted, http.StatusNotFound, http.StatusPreconditionFailed), s.stopPostController)
 }
 
-// jobAppDoc is what a job needs of a registered application.
-type jobAppDoc struct {
-	ID                   string            `bson:"_id"`
-	Name                 string            `bson:"name"`
-	Version              string            `bson:"app_version"` // "version" is the outbox's revision
-	Image                string            `bson:"image"`
-	Command              []string          `bson:"command"`
-	Args                 []string          `bson:"args"`
-	EnvironmentVariables map[string]string `bson:"environment_variables"`
-}
-
-// jobRuntimeConfigDoc is what a job needs of the app-runtime-config of its
-// queue and application.
-type jobRuntimeConfigDoc struct {
-	Image                string                 `bson:"image"`
-	WorkingDirectory     string                 `bson:"working_directory"`
-	Command              []string               `bson:"command"`
-	Args                 []string               `bson:"args"`
-	EnvironmentVariables map[string]string      `bson:"environment_variables"`
-	ResourceLimits       *events.ResourceLimits `bson:"resource_limits"`
-}
-
 func (s *Server) submitJob(ctx context.Context, in *createJobInput) (*jobOutput, error) {
 	if errs := in.Body.validate(); len(errs) > 0 {
 		return nil, problem.Invalid(errs...)
@@ -215,50 +222,21 @@ func (s *Server) newJob(ctx context.Context, b *JobBody) (*events.Job, error) {
 	if err != nil {
 		return nil, err
 	}
-	var arc *jobRuntimeConfigDoc
+	var arc *jobspec.RuntimeConfig
 	if app != nil {
 		if arc, err = s.findJobRuntimeConfig(ctx, q, app.ID); err != nil {
 			return nil, err
 		}
 	}
-	rt := events.RuntimeSpec{ResourceLimits: q.ResourceLimits}
-	switch {
-	case arc != nil && arc.Image != "":
-		rt.Image = arc.Image
-	case b.Application.Image != "":
-		rt.Image = b.Application.Image
-	case app != nil:
-		rt.Image = app.Image
-	}
-	if rt.Image == "" {
+	rt, err := jobspec.Resolve(q, app, arc, jobspec.Submission{
+		InlineImage: b.Application.Image, AppEnv: b.Application.EnvironmentVariables, Env: b.EnvironmentVariables,
+	})
+	if errors.Is(err, jobspec.ErrNoImage) {
 		return nil, problem.Invalid(problem.Field("application.image",
 			"no image: the application has none, the job gives none inline and queue %s has no app-runtime-config for it", q.Name))
 	}
-	if app != nil {
-		rt.Command, rt.Args = app.Command, app.Args
-	}
-	env := map[string]string{}
-	maps.Copy(env, q.EnvironmentVariables)
-	if app != nil {
-		maps.Copy(env, app.EnvironmentVariables)
-	}
-	maps.Copy(env, b.Application.EnvironmentVariables)
-	if arc != nil {
-		maps.Copy(env, arc.EnvironmentVariables)
-		rt.WorkingDirectory = arc.WorkingDirectory
-		if len(arc.Command) > 0 {
-			rt.Command = arc.Command
-		}
-		if len(arc.Args) > 0 {
-			rt.Args = arc.Args
-		}
-		if arc.ResourceLimits != nil {
-			rt.ResourceLimits = arc.ResourceLimits
-		}
-	}
-	maps.Copy(env, b.EnvironmentVariables)
-	if len(env) > 0 {
-		rt.EnvironmentVariables = env
+	if err != nil {
+		return nil, err
 	}
 
 	now := s.opts.Now().UTC().Truncate(timePrecision)
@@ -292,50 +270,25 @@ func (s *Server) newJob(ctx context.Context, b *JobBody) (*events.Job, error) {
 
 // resolveJobApplication returns the registered application a submission names,
 // or nil for an inline one that names none.
-func (s *Server) resolveJobApplication(ctx context.Context, a JobApplicationRef) (*jobAppDoc, error) {
-	var filter bson.D
-	field := "application.id"
-	switch {
-	case a.ID != "":
-		filter = bson.D{{Key: "_id", Value: a.ID}}
-	case a.Name != "" && a.Version != "":
-		filter = bson.D{{Key: "name", Value: a.Name}, {Key: "app_version", Value: a.Version}}
-		field = "application.name"
-	default:
+func (s *Server) resolveJobApplication(ctx context.Context, a JobApplicationRef) (*jobspec.Application, error) {
+	if a.ID == "" && (a.Name == "" || a.Version == "") {
 		return nil, nil // inline, by image only
 	}
-	var app jobAppDoc
-	err := s.opts.Store.DB.Collection(store.Applications).FindOne(ctx, append(filter, outbox.NotDeleted())).Decode(&app)
+	app, err := s.opts.Store.JobApplication(ctx, a.ID, a.Name, a.Version)
 	switch {
-	case errors.Is(err, mongo.ErrNoDocuments) && a.ID == "" && a.Image != "":
+	case errors.Is(err, problem.ErrNotFound) && a.ID == "" && a.Image != "":
 		return nil, nil // an inline application that is not registered
-	case errors.Is(err, mongo.ErrNoDocuments):
-		ref := a.ID
-		if ref == "" {
-			ref = a.Name + " " + a.Version
-		}
-		return nil, problem.Invalid(problem.Field(field, "no application %q", ref))
-	case err != nil:
-		return nil, fmt.Errorf("look up application: %w", err)
+	case errors.Is(err, problem.ErrNotFound) && a.ID != "":
+		return nil, problem.Invalid(problem.Field("application.id", "no application %q", a.ID))
+	case errors.Is(err, problem.ErrNotFound):
+		return nil, problem.Invalid(problem.Field("application.name", "no application %q", a.Name+" "+a.Version))
 	}
-	return &app, nil
+	return app, err
 }
 
 // findJobRuntimeConfig returns the app-runtime-config of (q, appID), nil if none.
-func (s *Server) findJobRuntimeConfig(ctx context.Context, q *events.Queue, appID string) (*jobRuntimeConfigDoc, error) {
-	var arc jobRuntimeConfigDoc
-	err := s.opts.Store.DB.Collection(store.AppRuntimeConfigs).FindOne(ctx, bson.D{
-		{Key: "queue_id", Value: bson.D{{Key: "$in", Value: bson.A{q.ID, q.Name}}}},
-		{Key: "application_id", Value: appID},
-		outbox.NotDeleted(),
-	}).Decode(&arc)
-	if errors.Is(err, mongo.ErrNoDocuments) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("look up app-runtime-config: %w", err)
-	}
-	return &arc, nil
+func (s *Server) findJobRuntimeConfig(ctx context.Context, q *events.Queue, appID string) (*jobspec.RuntimeConfig, error) {
+	return s.opts.Store.JobRuntimeConfig(ctx, q, appID)
 }
 
 func (s *Server) getJob(ctx context.Context, in *jobRef) (*jobOutput, error) {

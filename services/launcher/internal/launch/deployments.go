@@ -112,12 +112,36 @@ func (s *Service) syncDeployment(ctx context.Context, id string) (time.Duration,
 		}
 	}
 	gone := err != nil || env.Deleted
+	errs := s.removeSlots(ctx, id, gone, d.Replicas)
+	if gone {
+		return 0, errors.Join(errs...)
+	}
+	r := s.syncSlots(ctx, id, &d)
+	errs = append(errs, r.errs...)
+
+	status := deploymentStatus{ReadyReplicas: r.ready, Conditions: slices.Clone(d.Status.Conditions)}
+	nowT := s.now()
+	switch {
+	case r.startErr != nil && permanent(r.startErr):
+		setDepCondition(&status, "Available", "False", "StartFailed", r.startErr.Error(), nowT)
+	case r.ready >= d.Replicas:
+		setDepCondition(&status, "Available", "True", "ReplicasReady", fmt.Sprintf("%d of %d replicas running", r.ready, d.Replicas), nowT)
+	default:
+		setDepCondition(&status, "Available", "False", "ReplicasNotReady", fmt.Sprintf("%d of %d replicas running", r.ready, d.Replicas), nowT)
+	}
+	if err := s.writeDeploymentStatus(ctx, raw, &d, env.Outbox, status); err != nil {
+		return 0, errors.Join(append(errs, err)...)
+	}
+	return r.after, errors.Join(errs...)
+}
+
+// removeSlots stops and removes the slots of deployment id beyond its
+// replica count (all of them when the deployment is gone).
+func (s *Service) removeSlots(ctx context.Context, id string, gone bool, replicas int) []error {
 	var errs []error
-	// Slots beyond the replica count (all of them when the deployment is
-	// gone) are stopped and removed.
 	for _, sid := range s.pool.jobIDs() {
 		dep, slot, ok := splitSlot(sid)
-		if !ok || dep != id || (!gone && slot < d.Replicas) {
+		if !ok || dep != id || (!gone && slot < replicas) {
 			continue
 		}
 		obs := s.pool.refsOf(sid)
@@ -132,40 +156,36 @@ func (s *Service) syncDeployment(ctx context.Context, id string) (time.Duration,
 		delete(s.dstate, sid)
 		s.mu.Unlock()
 	}
-	if gone {
-		return 0, errors.Join(errs...)
-	}
+	return errs
+}
 
+// slotsResult is what syncSlots saw and did.
+type slotsResult struct {
+	ready    int
+	after    time.Duration // when to look again; 0: no need
+	startErr error         // the last failed start
+	errs     []error
+}
+
+// syncSlots keeps every slot of d running: it counts the ready replicas
+// and restarts ended ones, after a backoff, as their next generation.
+func (s *Service) syncSlots(ctx context.Context, id string, d *deployment) slotsResult {
+	var r slotsResult
 	now := s.deps.Now()
-	ready := 0
-	var after time.Duration
-	var startErr error
 	for slot := range d.Replicas {
 		sid := slotID(id, slot)
 		obs := s.pool.refsOf(sid)
-		var latest *observed
-		for _, o := range obs {
-			if latest == nil || o.st.Index > latest.st.Index {
-				latest = &o
-			}
-		}
-		s.mu.Lock()
-		st := s.dstate[sid]
-		if st == nil {
-			st = &depSlot{}
-			s.dstate[sid] = st
-		}
-		s.mu.Unlock()
+		st := s.slotState(sid)
 		gen := 0
-		if latest != nil {
+		if latest := latestReplica(obs); latest != nil {
 			gen = latest.st.Index
 			if !latest.st.State.Final() {
 				if latest.st.State == driver.Running {
-					ready++
+					r.ready++
 					if !latest.st.StartedAt.IsZero() && now.Sub(latest.st.StartedAt) >= restartReset {
 						st.failures = 0
 					} else if st.failures > 0 {
-						after = minPositive(after, restartReset)
+						r.after = minPositive(r.after, restartReset)
 					}
 				}
 				continue
@@ -179,41 +199,50 @@ func (s *Service) syncDeployment(ctx context.Context, id string) (time.Duration,
 					"exit_code", latest.st.ExitCode, "message", latest.st.Message, "in", st.next.Sub(now))
 			}
 			if now.Before(st.next) {
-				after = minPositive(after, st.next.Sub(now))
+				r.after = minPositive(r.after, st.next.Sub(now))
 				continue
 			}
 			if err := s.cleanupDrivers(ctx, sid, obs, nil); err != nil {
-				errs = append(errs, err)
+				r.errs = append(r.errs, err)
 				continue
 			}
 			gen++
 		}
 		st.next = time.Time{}
-		if err := s.startReplica(ctx, &d, slot, gen); err != nil {
-			startErr = err
+		if err := s.startReplica(ctx, d, slot, gen); err != nil {
+			r.startErr = err
 			if !permanent(err) {
-				errs = append(errs, err)
+				r.errs = append(r.errs, err)
 			}
 			st.failures++
 			st.next = now.Add(min(restartBase<<min(st.failures-1, 20), restartMax))
-			after = minPositive(after, st.next.Sub(now))
+			r.after = minPositive(r.after, st.next.Sub(now))
 		}
 	}
+	return r
+}
 
-	status := deploymentStatus{ReadyReplicas: ready, Conditions: slices.Clone(d.Status.Conditions)}
-	nowT := s.now()
-	switch {
-	case startErr != nil && permanent(startErr):
-		setDepCondition(&status, "Available", "False", "StartFailed", startErr.Error(), nowT)
-	case ready >= d.Replicas:
-		setDepCondition(&status, "Available", "True", "ReplicasReady", fmt.Sprintf("%d of %d replicas running", ready, d.Replicas), nowT)
-	default:
-		setDepCondition(&status, "Available", "False", "ReplicasNotReady", fmt.Sprintf("%d of %d replicas running", ready, d.Replicas), nowT)
+// slotState returns the restart state of slot sid.
+func (s *Service) slotState(sid string) *depSlot {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.dstate[sid]
+	if st == nil {
+		st = &depSlot{}
+		s.dstate[sid] = st
 	}
-	if err := s.writeDeploymentStatus(ctx, raw, &d, env.Outbox, status); err != nil {
-		return 0, errors.Join(append(errs, err)...)
+	return st
+}
+
+// latestReplica returns the replica of the highest generation, nil if none.
+func latestReplica(obs map[driver.Ref]observed) *observed {
+	var latest *observed
+	for _, o := range obs {
+		if latest == nil || o.st.Index > latest.st.Index {
+			latest = &o
+		}
 	}
-	return after, errors.Join(errs...)
+	return latest
 }
 
 func minPositive(a, b time.Duration) time.Duration {
