@@ -406,7 +406,11 @@ func checkLinearizable(t *testing.T, history []porcupine.Operation) (porcupine.C
 }
 
 // TestProxyIsLinearizable: 8 clients, 3 documents, the whole store restarted
-// twice while they run; every history must be linearizable.
+// twice while they run; every history must be linearizable. Run against the
+// proxy as it was before the lock was held until FerretDB's reply (commit
+// 2673d5d: moreToCome writes released once forwarded, their replies passed on
+// to the client, the writes of a client that went away released at once),
+// it failed in 4 of 5 runs.
 func TestProxyIsLinearizable(t *testing.T) {
 	store := startLinStore(t, ferretembed.LockCorrect)
 	history, unknown := runLinearizability(t, store, linDefault)
