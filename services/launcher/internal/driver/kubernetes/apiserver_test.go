@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -656,18 +657,23 @@ func TestAPIServerRBACMissingVerb(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), want) {
 				t.Fatalf("New() error = %v, want one containing %q", err, want)
 			}
-			if tc.op == nil {
-				return // the informer's watch is refused; only the check can say so
-			}
 			cs, err := k8s.NewForConfig(srv.ConfigWithToken(saToken(t, e.ns)))
 			if err != nil {
 				t.Fatal(err)
 			}
-			d, err := kubernetes.NewWithClient(cs, e.ns, driver.Options{}, kubernetes.WithSyncTimeout(time.Second))
+			var logs lockedBuffer
+			d, err := kubernetes.NewWithClient(cs, e.ns, driver.Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))}, kubernetes.WithSyncTimeout(time.Second))
 			if err != nil {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { d.Close() })
+			if tc.op == nil {
+				// The informer's watch is refused: no call fails, the log says so.
+				if !strings.Contains(logs.String(), `pod list/watch failed`) || !strings.Contains(logs.String(), `cannot watch resource`) {
+					t.Errorf("driver log without the access check = %q, want the refused watch", logs.String())
+				}
+				return
+			}
 			err = tc.op(d)
 			if err == nil || !strings.Contains(err.Error(), tc.opErr) {
 				t.Errorf("%s without it: error = %v, want one containing %q", name, err, tc.opErr)
@@ -970,4 +976,22 @@ func compactEtcd(t *testing.T, etcdURL string) {
 	}
 	rev := post("/v3/kv/range", `{"key":"AA=="}`)["header"].(map[string]any)["revision"].(string)
 	post("/v3/kv/compaction", `{"revision":"`+rev+`","physical":true}`)
+}
+
+// lockedBuffer is a bytes.Buffer safe for a logger and a test to share.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

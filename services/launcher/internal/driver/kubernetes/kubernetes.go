@@ -260,6 +260,16 @@ func NewWithClient(cs kubernetes.Interface, namespace string, opts driver.Option
 		informers.WithNamespace(namespace),
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = LabelManaged + "=true" }))
 	inf := d.factory.Core().V1().Pods().Informer()
+	// The reflector recovers by itself (it resumes a closed watch from its
+	// resource version and re-lists after 410 Gone, logging nothing); it
+	// calls this when a list or watch fails, e.g. Forbidden after a Role
+	// changed under a running launcher, which would otherwise reach klog
+	// only.
+	if err := inf.SetWatchErrorHandler(func(_ *cache.Reflector, err error) {
+		d.log.Warn("pod list/watch failed; statuses are stale until it recovers", "err", err)
+	}); err != nil {
+		return nil, fmt.Errorf("kubernetes: watch pods: %w", err)
+	}
 	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    d.observe,
 		UpdateFunc: func(_, obj any) { d.observe(obj) },
