@@ -10,11 +10,13 @@
 // queue} select pods; label values are sanitized to the 63-character label
 // syntax, so the exact job id and queue are kept in annotations of the same
 // names, and those are what the driver reads back. A worker (Spec.Owner
-// set) carries an owner reference to its controller's pod, with
-// blockOwnerDeletion, so that deleting the controller deletes the workers.
-// With the OwnerReferencesPermissionEnforcement admission plugin the
-// launcher needs update on pods/finalizers besides create, get, list,
-// watch and delete on pods and get on pods/log.
+// set) carries an owner reference to its controller's pod, so that the
+// garbage collector deletes the workers when someone else deletes the
+// controller. Without blockOwnerDeletion: the driver never deletes in the
+// foreground, and setting it would need update on pods/finalizers where the
+// OwnerReferencesPermissionEnforcement admission plugin runs (OpenShift).
+// The launcher needs create, get, list, watch and delete on pods and get
+// on pods/log, nothing more.
 //
 // Status comes from a shared informer on the managed pods: Pending →
 // Running (the container runs) → Succeeded or Failed with the exit code of
@@ -157,9 +159,6 @@ func New(config json.RawMessage, opts driver.Options) (driver.Driver, error) {
 // access is one permission the driver uses in its namespace.
 type access struct {
 	verb, resource, subresource string
-	// optional: only some clusters require it (admission plugins); a
-	// missing one is logged, not an error.
-	optional string
 }
 
 func (a access) String() string {
@@ -177,8 +176,6 @@ var needed = []access{
 	{verb: "watch", resource: "pods"},
 	{verb: "delete", resource: "pods"},
 	{verb: "get", resource: "pods", subresource: "log"},
-	{verb: "update", resource: "pods", subresource: "finalizers",
-		optional: "workers' owner references to their controller pod set blockOwnerDeletion, which the OwnerReferencesPermissionEnforcement admission plugin allows only with it"},
 }
 
 // CheckAccess asks the API server (SelfSubjectAccessReview) whether the
@@ -200,11 +197,7 @@ func (d *Driver) CheckAccess(ctx context.Context) error {
 			d.log.Warn("cannot check the driver's permissions; operations will tell", "err", err)
 			return nil
 		}
-		switch {
-		case r.Status.Allowed:
-		case a.optional != "":
-			d.log.Warn("the driver may not " + a.String() + "; " + a.optional)
-		default:
+		if !r.Status.Allowed {
 			missing = append(missing, a.String())
 		}
 	}
@@ -260,6 +253,16 @@ func NewWithClient(cs kubernetes.Interface, namespace string, opts driver.Option
 		informers.WithNamespace(namespace),
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = LabelManaged + "=true" }))
 	inf := d.factory.Core().V1().Pods().Informer()
+	// The reflector recovers by itself (it resumes a closed watch from its
+	// resource version and re-lists after 410 Gone, logging nothing); it
+	// calls this when a list or watch fails, e.g. Forbidden after a Role
+	// changed under a running launcher, which would otherwise reach klog
+	// only.
+	if err := inf.SetWatchErrorHandler(func(_ *cache.Reflector, err error) {
+		d.log.Warn("pod list/watch failed; statuses are stale until it recovers", "err", err)
+	}); err != nil {
+		return nil, fmt.Errorf("kubernetes: watch pods: %w", err)
+	}
 	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    d.observe,
 		UpdateFunc: func(_, obj any) { d.observe(obj) },
@@ -394,10 +397,7 @@ func podFor(s driver.Spec, namespace string, owner *corev1.Pod) (*corev1.Pod, er
 		if owner.UID == "" {
 			return nil, fmt.Errorf("owner pod %s has no uid", owner.Name)
 		}
-		block := true
-		p.OwnerReferences = []metav1.OwnerReference{{
-			APIVersion: "v1", Kind: "Pod", Name: owner.Name, UID: owner.UID, BlockOwnerDeletion: &block,
-		}}
+		p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "v1", Kind: "Pod", Name: owner.Name, UID: owner.UID}}
 	}
 	return p, nil
 }

@@ -183,8 +183,7 @@ func TestWorkersOwnedByController(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	block := true
-	want := []metav1.OwnerReference{{APIVersion: "v1", Kind: "Pod", Name: ctrl.Name(), UID: cp.UID, BlockOwnerDeletion: &block}}
+	want := []metav1.OwnerReference{{APIVersion: "v1", Kind: "Pod", Name: ctrl.Name(), UID: cp.UID}}
 	if diff := cmp.Diff(want, wp.OwnerReferences); diff != "" {
 		t.Errorf("worker owner references mismatch (-want +got):\n%s", diff)
 	}
