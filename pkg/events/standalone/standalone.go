@@ -60,6 +60,7 @@ type Service struct {
 type common struct {
 	mongoURI, mongoDB             string
 	natsURL, natsUser, natsPass   string
+	natsCreds                     string
 	httpAddr, logLevel, logFormat string
 	outboxInterval, eventsMaxAge  time.Duration
 	eventsReplicas                int
@@ -71,6 +72,7 @@ func (c *common) declare(s *Settings, httpAddr string) {
 	s.String(&c.natsURL, "nats-url", "RM_NATS_URL", "", "NATS URL(s), comma-separated (required); JetStream must be enabled")
 	s.String(&c.natsUser, "nats-user", "RM_NATS_USER", "", "NATS user name, if the server requires one")
 	s.String(&c.natsPass, "nats-password", "RM_NATS_PASSWORD", "", "NATS password of that user (prefer the variable to the flag)")
+	s.String(&c.natsCreds, "nats-creds", "RM_NATS_CREDS", "", "NATS .creds file (JWT and nkey seed), instead of a user and password")
 	s.String(&c.httpAddr, "http-addr", "RM_HTTP_ADDR", httpAddr, "listen address of the API, or of /metrics, /healthz and /readyz (default :8080 api, :8081 scheduler, :8082 launcher, :8083 scenario-export)")
 	s.String(&c.logLevel, "log-level", "RM_LOG_LEVEL", "info", "debug, info, warn or error")
 	s.String(&c.logFormat, "log-format", "RM_LOG_FORMAT", "json", "json or text")
@@ -86,6 +88,12 @@ func (c *common) validate() error {
 	}
 	if c.natsURL == "" {
 		errs = append(errs, errors.New("RM_NATS_URL (--nats-url) is required"))
+	}
+	if c.natsCreds != "" && c.natsUser != "" {
+		errs = append(errs, errors.New("set RM_NATS_CREDS or RM_NATS_USER, not both"))
+	}
+	if c.natsPass != "" && c.natsUser == "" {
+		errs = append(errs, errors.New("RM_NATS_PASSWORD is set without RM_NATS_USER"))
 	}
 	if c.mongoDB == "" {
 		errs = append(errs, errors.New("RM_MONGO_DB (--mongo-db) must not be empty"))
@@ -214,6 +222,9 @@ func run(ctx context.Context, svc *Service, c *common, log *slog.Logger) error {
 	opts := []nats.Option{nats.Name(svc.Name), nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true)}
 	if c.natsUser != "" {
 		opts = append(opts, nats.UserInfo(c.natsUser, c.natsPass))
+	}
+	if c.natsCreds != "" {
+		opts = append(opts, nats.UserCredentials(c.natsCreds))
 	}
 	nc, err := nats.Connect(c.natsURL, opts...)
 	if err != nil {
