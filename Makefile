@@ -151,3 +151,8 @@ compose-down: compose-deps ## stop the compose stack and remove its workers, con
 
 compose-test: compose-deps images ## the offline compose stack end to end: seed jobs, leaders killed, no duplicate, nothing left
 	cd deploy && $(GO) test -tags composetest -count=1 -v -timeout 20m -run TestComposeStack .
+
+.PHONY: helm-test
+helm-test: ## lint and render the Helm chart with Helm's library, decode it strictly, check its Role against the kubernetes driver
+	cd deploy && $(GO) test -count=1 -run 'Helm' .
+	$(GO) test -count=1 -run 'HelmRole' ./services/launcher/

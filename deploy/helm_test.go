@@ -3,6 +3,7 @@ package deploy
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"io"
 	"os"
 	"reflect"
@@ -15,11 +16,11 @@ import (
 	"helm.sh/helm/v3/pkg/lint/support"
 	appsv1 "k8s.io/api/apps/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
-	"sigs.k8s.io/yaml"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer/json"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/yaml"
 )
 
 const chartDir = "helm/avxrm"
@@ -64,27 +65,42 @@ func render(t *testing.T, vals map[string]any) string {
 // fields fail, as does a kind the client-go scheme does not know.
 func decode(t *testing.T, manifest string) []runtime.Object {
 	t.Helper()
+	objs, err := decodeStrict(manifest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return objs
+}
+
+func decodeStrict(manifest string) ([]runtime.Object, error) {
 	s := json.NewSerializerWithOptions(json.DefaultMetaFactory, scheme.Scheme, scheme.Scheme, json.SerializerOptions{Yaml: true, Strict: true})
 	r := utilyaml.NewYAMLReader(bufio.NewReader(strings.NewReader(manifest)))
 	var objs []runtime.Object
 	for {
 		doc, err := r.Read()
 		if err == io.EOF {
-			break
+			return objs, nil
 		}
 		if err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 		if !bytes.Contains(doc, []byte("kind:")) {
 			continue // comments only
 		}
 		obj, _, err := s.Decode(doc, nil, nil)
 		if err != nil {
-			t.Fatalf("strict decode: %v\n%s", err, doc)
+			return nil, fmt.Errorf("strict decode: %w\n%s", err, doc)
 		}
 		objs = append(objs, obj)
 	}
-	return objs
+}
+
+// The decoding is strict: a misspelt field fails.
+func TestHelmStrictDecodeRefusesUnknownFields(t *testing.T) {
+	bad := "apiVersion: v1\nkind: Service\nmetadata: {name: x}\nspec: {ports: [{port: 80, targetPort: 80}], selectr: {a: b}}\n"
+	if _, err := decodeStrict(bad); err == nil || !strings.Contains(err.Error(), "selectr") {
+		t.Errorf("unknown field accepted: %v", err)
+	}
 }
 
 func TestHelmTemplateDecodesStrictly(t *testing.T) {
@@ -99,7 +115,7 @@ func TestHelmTemplateDecodesStrictly(t *testing.T) {
 			checkPodSpec(t, dep)
 		}
 	}
-	for kind, n := range map[string]int{"Deployment": 4, "PodDisruptionBudget": 4, "Service": 1, "Ingress": 1, "ConfigMap": 1,
+	for kind, n := range map[string]int{"Deployment": 4, "PodDisruptionBudget": 3, "Service": 1, "Ingress": 1, "ConfigMap": 1,
 		"Secret": 1, "ServiceAccount": 1, "Role": 1, "RoleBinding": 1} {
 		if kinds[kind] != n {
 			t.Errorf("%d %s, want %d (all: %v)", kinds[kind], kind, n, kinds)

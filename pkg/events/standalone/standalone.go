@@ -88,6 +88,12 @@ func (c *common) validate() error {
 	if c.natsURL == "" {
 		errs = append(errs, errors.New("RM_NATS_URL (--nats-url) is required"))
 	}
+	if c.natsCreds != "" && c.natsUser != "" {
+		errs = append(errs, errors.New("set RM_NATS_CREDS or RM_NATS_USER, not both"))
+	}
+	if c.natsPass != "" && c.natsUser == "" {
+		errs = append(errs, errors.New("RM_NATS_PASSWORD is set without RM_NATS_USER"))
+	}
 	if c.mongoDB == "" {
 		errs = append(errs, errors.New("RM_MONGO_DB (--mongo-db) must not be empty"))
 	}

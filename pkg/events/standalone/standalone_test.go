@@ -68,6 +68,8 @@ func TestExecStatus(t *testing.T) {
 		{map[string]string{"RM_MONGO_URI": "mongodb://x"}, "RM_NATS_URL"},
 		{map[string]string{"RM_MONGO_URI": "mongodb://x", "RM_NATS_URL": "nats://x", "RM_LOG_LEVEL": "loud"}, "RM_LOG_LEVEL"},
 		{map[string]string{"RM_MONGO_URI": "mongodb://x", "RM_NATS_URL": "nats://x", "RM_EVENTS_REPLICAS": "0"}, "RM_EVENTS_REPLICAS"},
+		{map[string]string{"RM_MONGO_URI": "mongodb://x", "RM_NATS_URL": "nats://x", "RM_NATS_PASSWORD": "pw"}, "RM_NATS_USER"},
+		{map[string]string{"RM_MONGO_URI": "mongodb://x", "RM_NATS_URL": "nats://x", "RM_NATS_USER": "u", "RM_NATS_CREDS": "/c"}, "RM_NATS_CREDS"},
 	} {
 		var stderr bytes.Buffer
 		if code := Exec(context.Background(), svc, nil, env(c.env), io.Discard, &stderr); code != 2 || !strings.Contains(stderr.String(), c.want) {
