@@ -86,9 +86,12 @@ func runBigJob(t testing.TB, workers int) {
 		t.Errorf("GET job: %d workers succeeded, %d instances shown, truncated %v", got, len(done.Instances), done.InstancesTruncated)
 	}
 	checkBigJobEvents(t, &mu, seen)
+	start = time.Now()
 	if n := pageInstances(t, c, j.ID); n != workers+1 {
 		t.Errorf("paged through %d instances, want %d", n, workers+1)
 	}
+	t.Logf("paged through %d instances in %s; job version %d at the end, %d after paging",
+		workers+1, time.Since(start).Round(time.Millisecond), done.Version, c.job(j.ID).Version)
 }
 
 // checkBigJobEvents waits until both clients have seen admitted, running
