@@ -25,7 +25,7 @@ const (
 )
 
 // Request says what a scenario export holds.
-type Request struct {
+type ExportRequest struct {
 	Samples []string `json:"samples,omitempty" bson:"samples,omitempty" maxItems:"10000" maxLength:"63" pattern:"^[A-Za-z0-9][A-Za-z0-9._-]*$" doc:"every concrete scenario file of these samples; empty or absent: no scenario file"`
 	Include []string `json:"include,omitempty" bson:"include,omitempty" maxItems:"2" enum:"scenario,asset" doc:"the kinds of document to include; empty or absent: both"`
 	// FilterByAssetDeclaration picks assets by declaration.
@@ -34,25 +34,25 @@ type Request struct {
 
 // Includes reports whether the request includes documents of kind: include
 // empty or absent means both kinds.
-func (r Request) Includes(kind string) bool {
+func (r ExportRequest) Includes(kind string) bool {
 	return len(r.Include) == 0 || slices.Contains(r.Include, kind)
 }
 
-// Export is a document of the exports collection and (without its json:"-"
+// ScenarioExport is a document of the exports collection and (without its json:"-"
 // fields) the resource the API returns and events carry: a zip of chosen
 // artifacts of a job.
-type Export struct {
+type ScenarioExport struct {
 	events.Meta `bson:",inline"`
-	JobID       string     `json:"job_id" bson:"job_id" readOnly:"true"`
-	QueueID     string     `json:"queue_id,omitempty" bson:"queue_id,omitempty" readOnly:"true" doc:"the job's queue"`
-	Status      string     `json:"status" bson:"status" enum:"pending,building,ready,failed" readOnly:"true"`
-	Request     Request    `json:"request" bson:"request"`
-	Size        int64      `json:"size" bson:"size" readOnly:"true" doc:"bytes of the zip, once ready"`
-	FileCount   int        `json:"file_count" bson:"file_count" readOnly:"true" doc:"files in the zip besides manifest.json, once ready"`
-	SHA256      string     `json:"sha256,omitempty" bson:"sha256,omitempty" readOnly:"true" doc:"of the zip, once ready; also its ETag"`
-	Reason      string     `json:"reason,omitempty" bson:"reason,omitempty" readOnly:"true" doc:"why it failed"`
-	ExpiresAt   time.Time  `json:"expires_at" bson:"expires_at" readOnly:"true" doc:"when the export and its zip are deleted"`
-	ReadyAt     *time.Time `json:"ready_at,omitempty" bson:"ready_at,omitempty" readOnly:"true"`
+	JobID       string        `json:"job_id" bson:"job_id" readOnly:"true"`
+	QueueID     string        `json:"queue_id,omitempty" bson:"queue_id,omitempty" readOnly:"true" doc:"the job's queue"`
+	Status      string        `json:"status" bson:"status" enum:"pending,building,ready,failed" readOnly:"true"`
+	Request     ExportRequest `json:"request" bson:"request"`
+	Size        int64         `json:"size" bson:"size" readOnly:"true" doc:"bytes of the zip, once ready"`
+	FileCount   int           `json:"file_count" bson:"file_count" readOnly:"true" doc:"files in the zip besides manifest.json, once ready"`
+	SHA256      string        `json:"sha256,omitempty" bson:"sha256,omitempty" readOnly:"true" doc:"of the zip, once ready; also its ETag"`
+	Reason      string        `json:"reason,omitempty" bson:"reason,omitempty" readOnly:"true" doc:"why it failed"`
+	ExpiresAt   time.Time     `json:"expires_at" bson:"expires_at" readOnly:"true" doc:"when the export and its zip are deleted"`
+	ReadyAt     *time.Time    `json:"ready_at,omitempty" bson:"ready_at,omitempty" readOnly:"true"`
 
 	// Kept by the export service, not shown.
 	ZipFileID string `json:"-" bson:"zip_file_id,omitempty"`

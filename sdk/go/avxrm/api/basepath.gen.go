@@ -4,4 +4,4 @@ package api
 
 // ServerPath is the url of the document's first servers entry: what a
 // client appends to the server's root URL before the operations' paths.
-const ServerPath = ""
+const ServerPath = "/api/resources/v1"

@@ -74,6 +74,24 @@ func (e ExportRequestInclude) Valid() bool {
 	}
 }
 
+// Defines values for ExportRequestOutInclude.
+const (
+	ExportRequestOutIncludeAsset    ExportRequestOutInclude = "asset"
+	ExportRequestOutIncludeScenario ExportRequestOutInclude = "scenario"
+)
+
+// Valid indicates whether the value is a known member of the ExportRequestOutInclude enum.
+func (e ExportRequestOutInclude) Valid() bool {
+	switch e {
+	case ExportRequestOutIncludeAsset:
+		return true
+	case ExportRequestOutIncludeScenario:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for InstanceRole.
 const (
 	InstanceRoleController     InstanceRole = "controller"
@@ -226,22 +244,46 @@ func (e ScenarioExportStatus) Valid() bool {
 
 // Defines values for StorageType.
 const (
-	EmptyDir StorageType = "empty_dir"
-	HostPath StorageType = "host_path"
-	Nfs      StorageType = "nfs"
-	Pvc      StorageType = "pvc"
+	StorageTypeEmptyDir StorageType = "empty_dir"
+	StorageTypeHostPath StorageType = "host_path"
+	StorageTypeNfs      StorageType = "nfs"
+	StorageTypePvc      StorageType = "pvc"
 )
 
 // Valid indicates whether the value is a known member of the StorageType enum.
 func (e StorageType) Valid() bool {
 	switch e {
-	case EmptyDir:
+	case StorageTypeEmptyDir:
 		return true
-	case HostPath:
+	case StorageTypeHostPath:
 		return true
-	case Nfs:
+	case StorageTypeNfs:
 		return true
-	case Pvc:
+	case StorageTypePvc:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for StorageOutType.
+const (
+	StorageOutTypeEmptyDir StorageOutType = "empty_dir"
+	StorageOutTypeHostPath StorageOutType = "host_path"
+	StorageOutTypeNfs      StorageOutType = "nfs"
+	StorageOutTypePvc      StorageOutType = "pvc"
+)
+
+// Valid indicates whether the value is a known member of the StorageOutType enum.
+func (e StorageOutType) Valid() bool {
+	switch e {
+	case StorageOutTypeEmptyDir:
+		return true
+	case StorageOutTypeHostPath:
+		return true
+	case StorageOutTypeNfs:
+		return true
+	case StorageOutTypePvc:
 		return true
 	default:
 		return false
@@ -250,19 +292,19 @@ func (e StorageType) Valid() bool {
 
 // Defines values for TolerationEffect.
 const (
-	NoExecute        TolerationEffect = "NoExecute"
-	NoSchedule       TolerationEffect = "NoSchedule"
-	PreferNoSchedule TolerationEffect = "PreferNoSchedule"
+	TolerationEffectNoExecute        TolerationEffect = "NoExecute"
+	TolerationEffectNoSchedule       TolerationEffect = "NoSchedule"
+	TolerationEffectPreferNoSchedule TolerationEffect = "PreferNoSchedule"
 )
 
 // Valid indicates whether the value is a known member of the TolerationEffect enum.
 func (e TolerationEffect) Valid() bool {
 	switch e {
-	case NoExecute:
+	case TolerationEffectNoExecute:
 		return true
-	case NoSchedule:
+	case TolerationEffectNoSchedule:
 		return true
-	case PreferNoSchedule:
+	case TolerationEffectPreferNoSchedule:
 		return true
 	default:
 		return false
@@ -271,16 +313,55 @@ func (e TolerationEffect) Valid() bool {
 
 // Defines values for TolerationOperator.
 const (
-	Equal  TolerationOperator = "Equal"
-	Exists TolerationOperator = "Exists"
+	TolerationOperatorEqual  TolerationOperator = "Equal"
+	TolerationOperatorExists TolerationOperator = "Exists"
 )
 
 // Valid indicates whether the value is a known member of the TolerationOperator enum.
 func (e TolerationOperator) Valid() bool {
 	switch e {
-	case Equal:
+	case TolerationOperatorEqual:
 		return true
-	case Exists:
+	case TolerationOperatorExists:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for TolerationOutEffect.
+const (
+	TolerationOutEffectNoExecute        TolerationOutEffect = "NoExecute"
+	TolerationOutEffectNoSchedule       TolerationOutEffect = "NoSchedule"
+	TolerationOutEffectPreferNoSchedule TolerationOutEffect = "PreferNoSchedule"
+)
+
+// Valid indicates whether the value is a known member of the TolerationOutEffect enum.
+func (e TolerationOutEffect) Valid() bool {
+	switch e {
+	case TolerationOutEffectNoExecute:
+		return true
+	case TolerationOutEffectNoSchedule:
+		return true
+	case TolerationOutEffectPreferNoSchedule:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for TolerationOutOperator.
+const (
+	TolerationOutOperatorEqual  TolerationOutOperator = "Equal"
+	TolerationOutOperatorExists TolerationOutOperator = "Exists"
+)
+
+// Valid indicates whether the value is a known member of the TolerationOutOperator enum.
+func (e TolerationOutOperator) Valid() bool {
+	switch e {
+	case TolerationOutOperatorEqual:
+		return true
+	case TolerationOutOperatorExists:
 		return true
 	default:
 		return false
@@ -332,6 +413,54 @@ func (e ListArtifactsParamsKind) Valid() bool {
 	case ListArtifactsParamsKindAsset:
 		return true
 	case ListArtifactsParamsKindScenario:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ListJobInstancesParamsRole.
+const (
+	ListJobInstancesParamsRoleController     ListJobInstancesParamsRole = "controller"
+	ListJobInstancesParamsRolePostController ListJobInstancesParamsRole = "post-controller"
+	ListJobInstancesParamsRoleWorker         ListJobInstancesParamsRole = "worker"
+)
+
+// Valid indicates whether the value is a known member of the ListJobInstancesParamsRole enum.
+func (e ListJobInstancesParamsRole) Valid() bool {
+	switch e {
+	case ListJobInstancesParamsRoleController:
+		return true
+	case ListJobInstancesParamsRolePostController:
+		return true
+	case ListJobInstancesParamsRoleWorker:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ListJobInstancesParamsStatus.
+const (
+	ListJobInstancesParamsStatusFailed    ListJobInstancesParamsStatus = "failed"
+	ListJobInstancesParamsStatusPending   ListJobInstancesParamsStatus = "pending"
+	ListJobInstancesParamsStatusRunning   ListJobInstancesParamsStatus = "running"
+	ListJobInstancesParamsStatusStopped   ListJobInstancesParamsStatus = "stopped"
+	ListJobInstancesParamsStatusSucceeded ListJobInstancesParamsStatus = "succeeded"
+)
+
+// Valid indicates whether the value is a known member of the ListJobInstancesParamsStatus enum.
+func (e ListJobInstancesParamsStatus) Valid() bool {
+	switch e {
+	case ListJobInstancesParamsStatusFailed:
+		return true
+	case ListJobInstancesParamsStatusPending:
+		return true
+	case ListJobInstancesParamsStatusRunning:
+		return true
+	case ListJobInstancesParamsStatusStopped:
+		return true
+	case ListJobInstancesParamsStatusSucceeded:
 		return true
 	default:
 		return false
@@ -446,9 +575,9 @@ type AppRuntimeConfig struct {
 	Image                string             `json:"image"`
 
 	// QueueId from the path, resolved to the queue's id
-	QueueId        *string         `json:"queue_id,omitempty"`
-	ResourceLimits *ResourceLimits `json:"resource_limits,omitempty"`
-	UpdatedAt      *time.Time      `json:"updated_at,omitempty"`
+	QueueId        *string            `json:"queue_id,omitempty"`
+	ResourceLimits *ResourceLimitsOut `json:"resource_limits,omitempty"`
+	UpdatedAt      *time.Time         `json:"updated_at,omitempty"`
 
 	// Version +1 on every change; sent as the ETag
 	Version          *int64 `json:"version,omitempty"`
@@ -461,7 +590,7 @@ type AppRuntimeConfigBody struct {
 	Command              *[]string          `json:"command,omitempty"`
 	EnvironmentVariables *map[string]string `json:"environment_variables,omitempty"`
 
-	// Image container image reference, e.g. registry/path:tag
+	// Image container image reference, e.g. registry/path:tag. The docker and kubernetes drivers run it; the local driver ignores it and runs command + args in working_directory as a process on the host (a program such as /bin/sh goes in command). Required even for the local driver.
 	Image          string          `json:"image"`
 	ResourceLimits *ResourceLimits `json:"resource_limits,omitempty"`
 
@@ -477,15 +606,22 @@ type AppRuntimeConfigList struct {
 	NextCursor *string `json:"next_cursor,omitempty"`
 }
 
-// AppRuntimeConfigMergePatch A JSON merge patch (RFC 7396) of AppRuntimeConfigBody: members given replace, null deletes a member, objects merge. The result is validated like a PUT.
+// AppRuntimeConfigMergePatch A JSON merge patch (RFC 7396) of AppRuntimeConfigBody: members given replace, null removes a member (the default applies: see each field), objects merge. The result is validated like a PUT.
 type AppRuntimeConfigMergePatch struct {
-	Args                 *[]string          `json:"args,omitempty"`
-	Command              *[]string          `json:"command,omitempty"`
-	EnvironmentVariables *map[string]string `json:"environment_variables,omitempty"`
+	// Args null: removes the value.
+	Args *[]string `json:"args,omitempty"`
 
-	// Image container image reference, e.g. registry/path:tag
-	Image          *string         `json:"image,omitempty"`
-	ResourceLimits *ResourceLimits `json:"resource_limits,omitempty"`
+	// Command null: removes the value.
+	Command *[]string `json:"command,omitempty"`
+
+	// EnvironmentVariables null: removes the value.
+	EnvironmentVariables *map[string]*string `json:"environment_variables,omitempty"`
+
+	// Image container image reference, e.g. registry/path:tag. The docker and kubernetes drivers run it; the local driver ignores it and runs command + args in working_directory as a process on the host (a program such as /bin/sh goes in command). Required even for the local driver.
+	Image *string `json:"image,omitempty"`
+
+	// ResourceLimits null: no limits from here.
+	ResourceLimits *ResourceLimitsPatch `json:"resource_limits,omitempty"`
 
 	// WorkingDirectory absolute path
 	WorkingDirectory *string `json:"working_directory,omitempty"`
@@ -517,7 +653,7 @@ type ApplicationBody struct {
 	Description          *string            `json:"description,omitempty"`
 	EnvironmentVariables *map[string]string `json:"environment_variables,omitempty"`
 
-	// Image container image reference, e.g. registry/path:tag
+	// Image container image reference, e.g. registry/path:tag. The docker and kubernetes drivers run it; the local driver ignores it and runs command + args (in the app-runtime-config's working_directory) as a process on the host, so a program such as /bin/sh goes in command, not here.
 	Image *string `json:"image,omitempty"`
 
 	// Name letters, digits, -, _, ., starting with a letter or digit
@@ -535,14 +671,21 @@ type ApplicationList struct {
 	NextCursor *string `json:"next_cursor,omitempty"`
 }
 
-// ApplicationMergePatch A JSON merge patch (RFC 7396) of ApplicationBody: members given replace, null deletes a member, objects merge. The result is validated like a PUT.
+// ApplicationMergePatch A JSON merge patch (RFC 7396) of ApplicationBody: members given replace, null removes a member (the default applies: see each field), objects merge. The result is validated like a PUT.
 type ApplicationMergePatch struct {
-	Args                 *[]string          `json:"args,omitempty"`
-	Command              *[]string          `json:"command,omitempty"`
-	Description          *string            `json:"description,omitempty"`
-	EnvironmentVariables *map[string]string `json:"environment_variables,omitempty"`
+	// Args null: removes the value.
+	Args *[]string `json:"args,omitempty"`
 
-	// Image container image reference, e.g. registry/path:tag
+	// Command null: removes the value.
+	Command *[]string `json:"command,omitempty"`
+
+	// Description null: removes the value.
+	Description *string `json:"description,omitempty"`
+
+	// EnvironmentVariables null: removes the value.
+	EnvironmentVariables *map[string]*string `json:"environment_variables,omitempty"`
+
+	// Image container image reference, e.g. registry/path:tag. The docker and kubernetes drivers run it; the local driver ignores it and runs command + args (in the app-runtime-config's working_directory) as a process on the host, so a program such as /bin/sh goes in command, not here. null: removes the value.
 	Image *string `json:"image,omitempty"`
 
 	// Name letters, digits, -, _, ., starting with a letter or digit
@@ -640,11 +783,13 @@ type DeploymentList struct {
 	NextCursor *string `json:"next_cursor,omitempty"`
 }
 
-// DeploymentMergePatch A JSON merge patch (RFC 7396) of DeploymentBody: members given replace, null deletes a member, objects merge. The result is validated like a PUT.
+// DeploymentMergePatch A JSON merge patch (RFC 7396) of DeploymentBody: members given replace, null removes a member (the default applies: see each field), objects merge. The result is validated like a PUT.
 type DeploymentMergePatch struct {
 	// ApplicationId the application's id (or its name, when only one version exists)
-	ApplicationId        *string            `json:"application_id,omitempty"`
-	EnvironmentVariables *map[string]string `json:"environment_variables,omitempty"`
+	ApplicationId *string `json:"application_id,omitempty"`
+
+	// EnvironmentVariables null: removes the value.
+	EnvironmentVariables *map[string]*string `json:"environment_variables,omitempty"`
 
 	// Name unique; letters, digits, -, _, ., starting with a letter or digit
 	Name *string `json:"name,omitempty"`
@@ -658,6 +803,15 @@ type DeploymentMergePatch struct {
 type DeploymentStatus struct {
 	Conditions    []Condition `json:"conditions"`
 	ReadyReplicas int64       `json:"ready_replicas"`
+}
+
+// DockerPluginConfig Runs instances as containers of a Docker Engine.
+type DockerPluginConfig struct {
+	// Host the engine: a unix:// or tcp:// URL, e.g. unix:///var/run/docker.sock; default: the launcher's DOCKER_HOST
+	Host *string `json:"host,omitempty"`
+
+	// Network the network the containers join
+	Network *string `json:"network,omitempty"`
 }
 
 // ExportRequest defines model for ExportRequest.
@@ -674,6 +828,21 @@ type ExportRequest struct {
 
 // ExportRequestInclude defines model for ExportRequest.Include.
 type ExportRequestInclude string
+
+// ExportRequestOut defines model for ExportRequestOut.
+type ExportRequestOut struct {
+	// FilterByAssetDeclaration the assets of these declarations; empty or absent: all common asset data (assets without declaration)
+	FilterByAssetDeclaration *[]string `json:"filter_by_asset_declaration,omitempty"`
+
+	// Include the kinds of document to include; empty or absent: both
+	Include *[]ExportRequestOutInclude `json:"include,omitempty"`
+
+	// Samples every concrete scenario file of these samples; empty or absent: no scenario file
+	Samples *[]string `json:"samples,omitempty"`
+}
+
+// ExportRequestOutInclude defines model for ExportRequestOut.Include.
+type ExportRequestOutInclude string
 
 // FieldError defines model for FieldError.
 type FieldError struct {
@@ -696,6 +865,12 @@ type Instance struct {
 // InstanceRole defines model for Instance.Role.
 type InstanceRole string
 
+// InstanceList defines model for InstanceList.
+type InstanceList struct {
+	Items      *[]Instance `json:"items"`
+	NextCursor *string     `json:"next_cursor,omitempty"`
+}
+
 // Job defines model for Job.
 type Job struct {
 	AdmittedAt           *time.Time         `json:"admitted_at,omitempty"`
@@ -708,17 +883,24 @@ type Job struct {
 	EnvironmentVariables *map[string]string `json:"environment_variables,omitempty"`
 	FinishedAt           *time.Time         `json:"finished_at,omitempty"`
 	Id                   *string            `json:"id,omitempty"`
-	Instances            *[]Instance        `json:"instances,omitempty"`
-	Labels               *map[string]string `json:"labels,omitempty"`
-	Name                 string             `json:"name"`
-	PostController       *PostController    `json:"post_controller,omitempty"`
-	Priority             int64              `json:"priority"`
-	QueueId              string             `json:"queue_id"`
-	QueueName            *string            `json:"queue_name,omitempty"`
-	StartedAt            *time.Time         `json:"started_at,omitempty"`
-	Status               *JobStatus         `json:"status,omitempty"`
-	SubmittedAt          *time.Time         `json:"submitted_at,omitempty"`
-	UpdatedAt            *time.Time         `json:"updated_at,omitempty"`
+
+	// InstanceCounts per role, per status
+	InstanceCounts *map[string]map[string]int64 `json:"instance_counts,omitempty"`
+	Instances      *[]Instance                  `json:"instances,omitempty"`
+
+	// InstancesTruncated true when instances shows only the first 1,000
+	InstancesTruncated *bool              `json:"instances_truncated,omitempty"`
+	Labels             *map[string]string `json:"labels,omitempty"`
+	Name               string             `json:"name"`
+	Owner              *JobOwner          `json:"owner,omitempty"`
+	PostController     *PostController    `json:"post_controller,omitempty"`
+	Priority           int64              `json:"priority"`
+	QueueId            string             `json:"queue_id"`
+	QueueName          *string            `json:"queue_name,omitempty"`
+	StartedAt          *time.Time         `json:"started_at,omitempty"`
+	Status             *JobStatus         `json:"status,omitempty"`
+	SubmittedAt        *time.Time         `json:"submitted_at,omitempty"`
+	UpdatedAt          *time.Time         `json:"updated_at,omitempty"`
 
 	// Version +1 on every change; sent as the ETag
 	Version         *int64    `json:"version,omitempty"`
@@ -778,9 +960,35 @@ type JobList struct {
 	NextCursor *string `json:"next_cursor,omitempty"`
 }
 
+// JobOwner defines model for JobOwner.
+type JobOwner struct {
+	Subject string `json:"subject"`
+
+	// Username the token's preferred_username
+	Username string `json:"username"`
+}
+
+// KubernetesPluginConfig Runs instances as pods. Exactly one of in_cluster: true and kubeconfig.
+type KubernetesPluginConfig struct {
+	// InCluster use the service account the launcher runs with
+	InCluster *bool `json:"in_cluster,omitempty"`
+
+	// Kubeconfig a kubeconfig (a secret: shown as "***"; send "***" to keep the stored one)
+	Kubeconfig *string `json:"kubeconfig,omitempty"`
+
+	// Namespace the namespace of the pods: a DNS-1123 label (lower-case letters, digits and -)
+	Namespace string `json:"namespace"`
+}
+
+// LocalPluginConfig Runs instances as processes on the launcher's host: the image is ignored; command + args run in the app-runtime-config's working_directory, with the instance's environment.
+type LocalPluginConfig struct {
+	// WorkDir an absolute, clean path under which each instance gets its own directory (logs, pid and exit files)
+	WorkDir *string `json:"work_dir,omitempty"`
+}
+
 // Plugin defines model for Plugin.
 type Plugin struct {
-	// Config per type; secrets (kubeconfig, tokens, passwords) are shown as "***"
+	// Config by type: see KubernetesPluginConfig, DockerPluginConfig, LocalPluginConfig, SimulatedPluginConfig. per type; secrets (kubeconfig, tokens, passwords) are shown as "***"
 	Config    map[string]interface{} `json:"config"`
 	CreatedAt *time.Time             `json:"created_at,omitempty"`
 	Id        *string                `json:"id,omitempty"`
@@ -793,26 +1001,84 @@ type Plugin struct {
 
 	// Version +1 on every change; sent as the ETag
 	Version *int64 `json:"version,omitempty"`
+	union   json.RawMessage
 }
 
 // PluginType defines model for Plugin.Type.
 type PluginType string
 
+// Plugin0 defines model for Plugin.0.
+type Plugin0 struct {
+	// Config Runs instances as pods. Exactly one of in_cluster: true and kubeconfig.
+	Config *KubernetesPluginConfig `json:"config,omitempty"`
+	Type   interface{}             `json:"type,omitempty"`
+}
+
+// Plugin1 defines model for Plugin.1.
+type Plugin1 struct {
+	// Config Runs instances as containers of a Docker Engine.
+	Config *DockerPluginConfig `json:"config,omitempty"`
+	Type   interface{}         `json:"type,omitempty"`
+}
+
+// Plugin2 defines model for Plugin.2.
+type Plugin2 struct {
+	// Config Runs instances as processes on the launcher's host: the image is ignored; command + args run in the app-runtime-config's working_directory, with the instance's environment.
+	Config *LocalPluginConfig `json:"config,omitempty"`
+	Type   interface{}        `json:"type,omitempty"`
+}
+
+// Plugin3 defines model for Plugin.3.
+type Plugin3 struct {
+	// Config Starts nothing: each instance succeeds (or fails, at failure_rate) after run_seconds.
+	Config *SimulatedPluginConfig `json:"config,omitempty"`
+	Type   interface{}            `json:"type,omitempty"`
+}
+
 // PluginBody defines model for PluginBody.
 type PluginBody struct {
-	// Config by type — kubernetes: {namespace (required, DNS-1123 label), in_cluster (bool), kubeconfig (secret)}, exactly one of in_cluster and kubeconfig; docker: {host (unix:// or tcp:// URL), network}; local: {work_dir (absolute path)}; simulated: {run_seconds (0..86400), failure_rate (0..1)}. Unknown fields are rejected. Send "***" for a secret to keep the stored one.
+	// Config by type: see KubernetesPluginConfig, DockerPluginConfig, LocalPluginConfig, SimulatedPluginConfig. by type — kubernetes: {namespace (required, DNS-1123 label), in_cluster (bool), kubeconfig (secret)}, exactly one of in_cluster and kubeconfig; docker: {host (unix:// or tcp:// URL), network}; local: {work_dir (absolute path)}; simulated: {run_seconds (0..86400), failure_rate (0..1)}. Unknown fields are rejected. Send "***" for a secret to keep the stored one.
 	Config *map[string]interface{} `json:"config,omitempty"`
 
 	// IsDefault true makes this the default plugin (the previous default loses the flag)
 	IsDefault *bool `json:"is_default,omitempty"`
 
 	// Name unique; letters, digits, -, _, ., starting with a letter or digit
-	Name string         `json:"name"`
-	Type PluginBodyType `json:"type"`
+	Name  string         `json:"name"`
+	Type  PluginBodyType `json:"type"`
+	union json.RawMessage
 }
 
 // PluginBodyType defines model for PluginBody.Type.
 type PluginBodyType string
+
+// PluginBody0 defines model for PluginBody.0.
+type PluginBody0 struct {
+	// Config Runs instances as pods. Exactly one of in_cluster: true and kubeconfig.
+	Config *KubernetesPluginConfig `json:"config,omitempty"`
+	Type   interface{}             `json:"type,omitempty"`
+}
+
+// PluginBody1 defines model for PluginBody.1.
+type PluginBody1 struct {
+	// Config Runs instances as containers of a Docker Engine.
+	Config *DockerPluginConfig `json:"config,omitempty"`
+	Type   interface{}         `json:"type,omitempty"`
+}
+
+// PluginBody2 defines model for PluginBody.2.
+type PluginBody2 struct {
+	// Config Runs instances as processes on the launcher's host: the image is ignored; command + args run in the app-runtime-config's working_directory, with the instance's environment.
+	Config *LocalPluginConfig `json:"config,omitempty"`
+	Type   interface{}        `json:"type,omitempty"`
+}
+
+// PluginBody3 defines model for PluginBody.3.
+type PluginBody3 struct {
+	// Config Starts nothing: each instance succeeds (or fails, at failure_rate) after run_seconds.
+	Config *SimulatedPluginConfig `json:"config,omitempty"`
+	Type   interface{}            `json:"type,omitempty"`
+}
 
 // PluginList defines model for PluginList.
 type PluginList struct {
@@ -822,12 +1088,12 @@ type PluginList struct {
 	NextCursor *string `json:"next_cursor,omitempty"`
 }
 
-// PluginMergePatch A JSON merge patch (RFC 7396) of PluginBody: members given replace, null deletes a member, objects merge. The result is validated like a PUT.
+// PluginMergePatch A JSON merge patch (RFC 7396) of PluginBody: members given replace, null removes a member (the default applies: see each field), objects merge. The result is validated like a PUT.
 type PluginMergePatch struct {
-	// Config by type — kubernetes: {namespace (required, DNS-1123 label), in_cluster (bool), kubeconfig (secret)}, exactly one of in_cluster and kubeconfig; docker: {host (unix:// or tcp:// URL), network}; local: {work_dir (absolute path)}; simulated: {run_seconds (0..86400), failure_rate (0..1)}. Unknown fields are rejected. Send "***" for a secret to keep the stored one.
+	// Config by type — kubernetes: {namespace (required, DNS-1123 label), in_cluster (bool), kubeconfig (secret)}, exactly one of in_cluster and kubeconfig; docker: {host (unix:// or tcp:// URL), network}; local: {work_dir (absolute path)}; simulated: {run_seconds (0..86400), failure_rate (0..1)}. Unknown fields are rejected. Send "***" for a secret to keep the stored one. null: removes the value.
 	Config *map[string]interface{} `json:"config,omitempty"`
 
-	// IsDefault true makes this the default plugin (the previous default loses the flag)
+	// IsDefault true makes this the default plugin (the previous default loses the flag). null: false.
 	IsDefault *bool `json:"is_default,omitempty"`
 
 	// Name unique; letters, digits, -, _, ., starting with a letter or digit
@@ -844,8 +1110,9 @@ type PostController struct {
 	StartedAt   *time.Time `json:"started_at,omitempty"`
 
 	// Status pending, admitted, running, stopped
-	Status    string     `json:"status"`
-	StoppedAt *time.Time `json:"stopped_at,omitempty"`
+	Status        string     `json:"status"`
+	StopRequested *bool      `json:"stop_requested,omitempty"`
+	StoppedAt     *time.Time `json:"stopped_at,omitempty"`
 }
 
 // Problem defines model for Problem.
@@ -862,7 +1129,8 @@ type Problem struct {
 
 // Queue defines model for Queue.
 type Queue struct {
-	Attributes *QueueAttributes `json:"attributes,omitempty"`
+	Access     *QueueAccessOut     `json:"access,omitempty"`
+	Attributes *QueueAttributesOut `json:"attributes,omitempty"`
 
 	// BuiltIn simulation-controller-queue and post-controller-queue: can be updated, not deleted
 	BuiltIn              *bool              `json:"built_in,omitempty"`
@@ -872,17 +1140,44 @@ type Queue struct {
 	Id                   *string            `json:"id,omitempty"`
 
 	// MaximumAllowedWorkerInstances null: unlimited; 0: admits nothing
-	MaximumAllowedWorkerInstances *int64          `json:"maximum_allowed_worker_instances"`
-	Name                          string          `json:"name"`
-	PluginId                      *string         `json:"plugin_id,omitempty"`
-	ResourceLimits                *ResourceLimits `json:"resource_limits,omitempty"`
-	Scheduling                    QueueScheduling `json:"scheduling"`
-	Storages                      *[]Storage      `json:"storages,omitempty"`
-	UpdatedAt                     *time.Time      `json:"updated_at,omitempty"`
-	Usage                         *QueueUsage     `json:"usage,omitempty"`
+	MaximumAllowedWorkerInstances *int64             `json:"maximum_allowed_worker_instances"`
+	Name                          string             `json:"name"`
+	PluginId                      *string            `json:"plugin_id,omitempty"`
+	ResourceLimits                *ResourceLimitsOut `json:"resource_limits,omitempty"`
+	Scheduling                    QueueSchedulingOut `json:"scheduling"`
+	Storages                      *[]StorageOut      `json:"storages,omitempty"`
+	UpdatedAt                     *time.Time         `json:"updated_at,omitempty"`
+	Usage                         *QueueUsage        `json:"usage,omitempty"`
 
 	// Version +1 on every change; sent as the ETag
 	Version *int64 `json:"version,omitempty"`
+}
+
+// QueueAccess defines model for QueueAccess.
+type QueueAccess struct {
+	// Read absent: every role may read the queue's jobs
+	Read *[]string `json:"read,omitempty"`
+
+	// Submit absent: every rm-user may submit
+	Submit *[]string `json:"submit,omitempty"`
+}
+
+// QueueAccessOut defines model for QueueAccessOut.
+type QueueAccessOut struct {
+	// Read absent: every role may read the queue's jobs
+	Read *[]string `json:"read,omitempty"`
+
+	// Submit absent: every rm-user may submit
+	Submit *[]string `json:"submit,omitempty"`
+}
+
+// QueueAccessPatch A merge patch of QueueAccess.
+type QueueAccessPatch struct {
+	// Read absent: every role may read the queue's jobs. null: removes the value.
+	Read *[]string `json:"read,omitempty"`
+
+	// Submit absent: every rm-user may submit. null: removes the value.
+	Submit *[]string `json:"submit,omitempty"`
 }
 
 // QueueAttributes defines model for QueueAttributes.
@@ -894,8 +1189,36 @@ type QueueAttributes struct {
 	Tolerations    *[]Toleration      `json:"tolerations,omitempty"`
 }
 
+// QueueAttributesOut defines model for QueueAttributesOut.
+type QueueAttributesOut struct {
+	Annotations    *map[string]string `json:"annotations,omitempty"`
+	Labels         *map[string]string `json:"labels,omitempty"`
+	NodeSelector   *map[string]string `json:"node_selector,omitempty"`
+	ServiceAccount *string            `json:"service_account,omitempty"`
+	Tolerations    *[]TolerationOut   `json:"tolerations,omitempty"`
+}
+
+// QueueAttributesPatch A merge patch of QueueAttributes.
+type QueueAttributesPatch struct {
+	// Annotations null: removes the value.
+	Annotations *map[string]*string `json:"annotations,omitempty"`
+
+	// Labels null: removes the value.
+	Labels *map[string]*string `json:"labels,omitempty"`
+
+	// NodeSelector null: removes the value.
+	NodeSelector *map[string]*string `json:"node_selector,omitempty"`
+
+	// ServiceAccount null: removes the value.
+	ServiceAccount *string `json:"service_account,omitempty"`
+
+	// Tolerations null: removes the value.
+	Tolerations *[]Toleration `json:"tolerations,omitempty"`
+}
+
 // QueueBody defines model for QueueBody.
 type QueueBody struct {
+	Access               *QueueAccess       `json:"access,omitempty"`
 	Attributes           *QueueAttributes   `json:"attributes,omitempty"`
 	Description          *string            `json:"description,omitempty"`
 	EnvironmentVariables *map[string]string `json:"environment_variables,omitempty"`
@@ -921,11 +1244,19 @@ type QueueList struct {
 	NextCursor *string `json:"next_cursor,omitempty"`
 }
 
-// QueueMergePatch A JSON merge patch (RFC 7396) of QueueBody: members given replace, null deletes a member, objects merge. The result is validated like a PUT.
+// QueueMergePatch A JSON merge patch (RFC 7396) of QueueBody: members given replace, null removes a member (the default applies: see each field), objects merge. The result is validated like a PUT.
 type QueueMergePatch struct {
-	Attributes           *QueueAttributes   `json:"attributes,omitempty"`
-	Description          *string            `json:"description,omitempty"`
-	EnvironmentVariables *map[string]string `json:"environment_variables,omitempty"`
+	// Access null: everyone with the role may.
+	Access *QueueAccessPatch `json:"access,omitempty"`
+
+	// Attributes null: removes the value.
+	Attributes *QueueAttributesPatch `json:"attributes,omitempty"`
+
+	// Description null: removes the value.
+	Description *string `json:"description,omitempty"`
+
+	// EnvironmentVariables null: removes the value.
+	EnvironmentVariables *map[string]*string `json:"environment_variables,omitempty"`
 
 	// MaximumAllowedWorkerInstances null or absent: unlimited; 0 admits nothing
 	MaximumAllowedWorkerInstances *int64 `json:"maximum_allowed_worker_instances,omitempty"`
@@ -933,11 +1264,17 @@ type QueueMergePatch struct {
 	// Name unique; letters, digits, -, _, ., starting with a letter or digit
 	Name *string `json:"name,omitempty"`
 
-	// PluginId id or name of a plugin (stored as its id); the default plugin otherwise
-	PluginId       *string          `json:"plugin_id,omitempty"`
-	ResourceLimits *ResourceLimits  `json:"resource_limits,omitempty"`
-	Scheduling     *QueueScheduling `json:"scheduling,omitempty"`
-	Storages       *[]Storage       `json:"storages,omitempty"`
+	// PluginId id or name of a plugin (stored as its id); the default plugin otherwise. null: the default plugin.
+	PluginId *string `json:"plugin_id,omitempty"`
+
+	// ResourceLimits null: no limits from here.
+	ResourceLimits *ResourceLimitsPatch `json:"resource_limits,omitempty"`
+
+	// Scheduling null: removes the value.
+	Scheduling *QueueSchedulingPatch `json:"scheduling,omitempty"`
+
+	// Storages null: removes the value.
+	Storages *[]Storage `json:"storages,omitempty"`
 }
 
 // QueueScheduling defines model for QueueScheduling.
@@ -946,6 +1283,24 @@ type QueueScheduling struct {
 	Backfill *bool `json:"backfill,omitempty"`
 
 	// StarvationSeconds a job pending longer stops backfill on the queue until it is admitted; 0 = never
+	StarvationSeconds *int64 `json:"starvation_seconds,omitempty"`
+}
+
+// QueueSchedulingOut defines model for QueueSchedulingOut.
+type QueueSchedulingOut struct {
+	// Backfill a job that fits may go before a larger one that does not; default true
+	Backfill *bool `json:"backfill,omitempty"`
+
+	// StarvationSeconds a job pending longer stops backfill on the queue until it is admitted; 0 = never
+	StarvationSeconds *int64 `json:"starvation_seconds,omitempty"`
+}
+
+// QueueSchedulingPatch A merge patch of QueueScheduling.
+type QueueSchedulingPatch struct {
+	// Backfill a job that fits may go before a larger one that does not; default true. null: true.
+	Backfill *bool `json:"backfill,omitempty"`
+
+	// StarvationSeconds a job pending longer stops backfill on the queue until it is admitted; 0 = never. null: removes the value.
 	StarvationSeconds *int64 `json:"starvation_seconds,omitempty"`
 }
 
@@ -967,6 +1322,28 @@ type ResourceLimits struct {
 	Memory *string `json:"memory,omitempty"`
 }
 
+// ResourceLimitsOut defines model for ResourceLimitsOut.
+type ResourceLimitsOut struct {
+	// Cpu Kubernetes quantity, e.g. 500m or 2
+	Cpu *string `json:"cpu,omitempty"`
+	Gpu *int64  `json:"gpu,omitempty"`
+
+	// Memory Kubernetes quantity, e.g. 4Gi
+	Memory *string `json:"memory,omitempty"`
+}
+
+// ResourceLimitsPatch A merge patch of ResourceLimits.
+type ResourceLimitsPatch struct {
+	// Cpu Kubernetes quantity, e.g. 500m or 2. null: removes the value.
+	Cpu *string `json:"cpu,omitempty"`
+
+	// Gpu null: removes the value.
+	Gpu *int64 `json:"gpu,omitempty"`
+
+	// Memory Kubernetes quantity, e.g. 4Gi. null: removes the value.
+	Memory *string `json:"memory,omitempty"`
+}
+
 // ScenarioExport defines model for ScenarioExport.
 type ScenarioExport struct {
 	CreatedAt *time.Time `json:"created_at,omitempty"`
@@ -984,8 +1361,8 @@ type ScenarioExport struct {
 	ReadyAt *time.Time `json:"ready_at,omitempty"`
 
 	// Reason why it failed
-	Reason  *string       `json:"reason,omitempty"`
-	Request ExportRequest `json:"request"`
+	Reason  *string          `json:"reason,omitempty"`
+	Request ExportRequestOut `json:"request"`
 
 	// Sha256 of the zip, once ready; also its ETag
 	Sha256 *string `json:"sha256,omitempty"`
@@ -1002,6 +1379,15 @@ type ScenarioExport struct {
 // ScenarioExportStatus defines model for ScenarioExport.Status.
 type ScenarioExportStatus string
 
+// SimulatedPluginConfig Starts nothing: each instance succeeds (or fails, at failure_rate) after run_seconds.
+type SimulatedPluginConfig struct {
+	// FailureRate the share of instances that fail
+	FailureRate *float32 `json:"failure_rate,omitempty"`
+
+	// RunSeconds how long an instance runs
+	RunSeconds *float32 `json:"run_seconds,omitempty"`
+}
+
 // Storage defines model for Storage.
 type Storage struct {
 	MountPath string `json:"mount_path"`
@@ -1016,6 +1402,20 @@ type Storage struct {
 // StorageType defines model for Storage.Type.
 type StorageType string
 
+// StorageOut defines model for StorageOut.
+type StorageOut struct {
+	MountPath string `json:"mount_path"`
+	Name      string `json:"name"`
+	ReadOnly  *bool  `json:"read_only,omitempty"`
+
+	// Source claim name, host path or server:/path
+	Source *string        `json:"source,omitempty"`
+	Type   StorageOutType `json:"type"`
+}
+
+// StorageOutType defines model for StorageOut.Type.
+type StorageOutType string
+
 // Toleration defines model for Toleration.
 type Toleration struct {
 	Effect   *TolerationEffect   `json:"effect,omitempty"`
@@ -1029,6 +1429,20 @@ type TolerationEffect string
 
 // TolerationOperator defines model for Toleration.Operator.
 type TolerationOperator string
+
+// TolerationOut defines model for TolerationOut.
+type TolerationOut struct {
+	Effect   *TolerationOutEffect   `json:"effect,omitempty"`
+	Key      *string                `json:"key,omitempty"`
+	Operator *TolerationOutOperator `json:"operator,omitempty"`
+	Value    *string                `json:"value,omitempty"`
+}
+
+// TolerationOutEffect defines model for TolerationOut.Effect.
+type TolerationOutEffect string
+
+// TolerationOutOperator defines model for TolerationOut.Operator.
+type TolerationOutOperator string
 
 // ListAppRuntimeConfigsParams defines parameters for ListAppRuntimeConfigs.
 type ListAppRuntimeConfigsParams struct {
@@ -1047,13 +1461,13 @@ type ListAppRuntimeConfigsParams struct {
 
 // DeleteAppRuntimeConfigParams defines parameters for DeleteAppRuntimeConfig.
 type DeleteAppRuntimeConfigParams struct {
-	// IfMatch the ETag ("<version>") the change applies to; a different current version answers 412
+	// IfMatch the ETag ("`<version>`") the change applies to; a different current version answers 412
 	IfMatch *string `json:"If-Match,omitempty"`
 }
 
 // PatchAppRuntimeConfigParams defines parameters for PatchAppRuntimeConfig.
 type PatchAppRuntimeConfigParams struct {
-	// IfMatch the ETag ("<version>") the change applies to; a different current version answers 412
+	// IfMatch the ETag ("`<version>`") the change applies to; a different current version answers 412
 	IfMatch *string `json:"If-Match,omitempty"`
 }
 
@@ -1065,7 +1479,7 @@ type CreateAppRuntimeConfigParams struct {
 
 // ReplaceAppRuntimeConfigParams defines parameters for ReplaceAppRuntimeConfig.
 type ReplaceAppRuntimeConfigParams struct {
-	// IfMatch the ETag ("<version>") the change applies to; a different current version answers 412
+	// IfMatch the ETag ("`<version>`") the change applies to; a different current version answers 412
 	IfMatch *string `json:"If-Match,omitempty"`
 }
 
@@ -1092,19 +1506,19 @@ type CreateApplicationParams struct {
 
 // DeleteApplicationParams defines parameters for DeleteApplication.
 type DeleteApplicationParams struct {
-	// IfMatch the ETag ("<version>") the change applies to; a different current version answers 412
+	// IfMatch the ETag ("`<version>`") the change applies to; a different current version answers 412
 	IfMatch *string `json:"If-Match,omitempty"`
 }
 
 // PatchApplicationParams defines parameters for PatchApplication.
 type PatchApplicationParams struct {
-	// IfMatch the ETag ("<version>") the change applies to; a different current version answers 412
+	// IfMatch the ETag ("`<version>`") the change applies to; a different current version answers 412
 	IfMatch *string `json:"If-Match,omitempty"`
 }
 
 // ReplaceApplicationParams defines parameters for ReplaceApplication.
 type ReplaceApplicationParams struct {
-	// IfMatch the ETag ("<version>") the change applies to; a different current version answers 412
+	// IfMatch the ETag ("`<version>`") the change applies to; a different current version answers 412
 	IfMatch *string `json:"If-Match,omitempty"`
 }
 
@@ -1134,19 +1548,19 @@ type CreateDeploymentParams struct {
 
 // DeleteDeploymentParams defines parameters for DeleteDeployment.
 type DeleteDeploymentParams struct {
-	// IfMatch the ETag ("<version>") the change applies to; a different current version answers 412
+	// IfMatch the ETag ("`<version>`") the change applies to; a different current version answers 412
 	IfMatch *string `json:"If-Match,omitempty"`
 }
 
 // PatchDeploymentParams defines parameters for PatchDeployment.
 type PatchDeploymentParams struct {
-	// IfMatch the ETag ("<version>") the change applies to; a different current version answers 412
+	// IfMatch the ETag ("`<version>`") the change applies to; a different current version answers 412
 	IfMatch *string `json:"If-Match,omitempty"`
 }
 
 // ReplaceDeploymentParams defines parameters for ReplaceDeployment.
 type ReplaceDeploymentParams struct {
-	// IfMatch the ETag ("<version>") the change applies to; a different current version answers 412
+	// IfMatch the ETag ("`<version>`") the change applies to; a different current version answers 412
 	IfMatch *string `json:"If-Match,omitempty"`
 }
 
@@ -1186,6 +1600,12 @@ type SubmitJobParams struct {
 	IdempotencyKey *string `json:"Idempotency-Key,omitempty"`
 }
 
+// DeleteJobParams defines parameters for DeleteJob.
+type DeleteJobParams struct {
+	// IfMatch the ETag ("`<version>`") the change applies to; a different current version answers 412
+	IfMatch *string `json:"If-Match,omitempty"`
+}
+
 // ListArtifactsParams defines parameters for ListArtifacts.
 type ListArtifactsParams struct {
 	// Kind only artifacts of this kind
@@ -1213,8 +1633,30 @@ type PutAssetArtifactParams struct {
 	Declaration *string `form:"declaration,omitempty" json:"declaration,omitempty"`
 }
 
+// ListJobInstancesParams defines parameters for ListJobInstances.
+type ListJobInstancesParams struct {
+	Role   *ListJobInstancesParamsRole   `form:"role,omitempty" json:"role,omitempty"`
+	Status *ListJobInstancesParamsStatus `form:"status,omitempty" json:"status,omitempty"`
+	Limit  *int64                        `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// Cursor next_cursor of the previous page
+	Cursor *string `form:"cursor,omitempty" json:"cursor,omitempty"`
+}
+
+// ListJobInstancesParamsRole defines parameters for ListJobInstances.
+type ListJobInstancesParamsRole string
+
+// ListJobInstancesParamsStatus defines parameters for ListJobInstances.
+type ListJobInstancesParamsStatus string
+
 // GetInstanceLogsParamsRole defines parameters for GetInstanceLogs.
 type GetInstanceLogsParamsRole string
+
+// StopPostControllerParams defines parameters for StopPostController.
+type StopPostControllerParams struct {
+	// IfMatch the ETag ("`<version>`") the change applies to; a different current version answers 412
+	IfMatch *string `json:"If-Match,omitempty"`
+}
 
 // CreateScenarioExportParams defines parameters for CreateScenarioExport.
 type CreateScenarioExportParams struct {
@@ -1254,19 +1696,19 @@ type CreatePluginParams struct {
 
 // DeletePluginParams defines parameters for DeletePlugin.
 type DeletePluginParams struct {
-	// IfMatch the ETag ("<version>") the change applies to; a different current version answers 412
+	// IfMatch the ETag ("`<version>`") the change applies to; a different current version answers 412
 	IfMatch *string `json:"If-Match,omitempty"`
 }
 
 // PatchPluginParams defines parameters for PatchPlugin.
 type PatchPluginParams struct {
-	// IfMatch the ETag ("<version>") the change applies to; a different current version answers 412
+	// IfMatch the ETag ("`<version>`") the change applies to; a different current version answers 412
 	IfMatch *string `json:"If-Match,omitempty"`
 }
 
 // ReplacePluginParams defines parameters for ReplacePlugin.
 type ReplacePluginParams struct {
-	// IfMatch the ETag ("<version>") the change applies to; a different current version answers 412
+	// IfMatch the ETag ("`<version>`") the change applies to; a different current version answers 412
 	IfMatch *string `json:"If-Match,omitempty"`
 }
 
@@ -1293,19 +1735,19 @@ type CreateQueueParams struct {
 
 // DeleteQueueParams defines parameters for DeleteQueue.
 type DeleteQueueParams struct {
-	// IfMatch the ETag ("<version>") the change applies to; a different current version answers 412
+	// IfMatch the ETag ("`<version>`") the change applies to; a different current version answers 412
 	IfMatch *string `json:"If-Match,omitempty"`
 }
 
 // PatchQueueParams defines parameters for PatchQueue.
 type PatchQueueParams struct {
-	// IfMatch the ETag ("<version>") the change applies to; a different current version answers 412
+	// IfMatch the ETag ("`<version>`") the change applies to; a different current version answers 412
 	IfMatch *string `json:"If-Match,omitempty"`
 }
 
 // ReplaceQueueParams defines parameters for ReplaceQueue.
 type ReplaceQueueParams struct {
-	// IfMatch the ETag ("<version>") the change applies to; a different current version answers 412
+	// IfMatch the ETag ("`<version>`") the change applies to; a different current version answers 412
 	IfMatch *string `json:"If-Match,omitempty"`
 }
 
@@ -1322,6 +1764,9 @@ type ListQueueJobsParams struct {
 // ListQueueJobsParamsStatus defines parameters for ListQueueJobs.
 type ListQueueJobsParamsStatus string
 
+// PatchAppRuntimeConfigJSONRequestBody defines body for PatchAppRuntimeConfig for application/json ContentType.
+type PatchAppRuntimeConfigJSONRequestBody = AppRuntimeConfigMergePatch
+
 // PatchAppRuntimeConfigApplicationMergePatchPlusJSONRequestBody defines body for PatchAppRuntimeConfig for application/merge-patch+json ContentType.
 type PatchAppRuntimeConfigApplicationMergePatchPlusJSONRequestBody = AppRuntimeConfigMergePatch
 
@@ -1334,6 +1779,9 @@ type ReplaceAppRuntimeConfigJSONRequestBody = AppRuntimeConfigBody
 // CreateApplicationJSONRequestBody defines body for CreateApplication for application/json ContentType.
 type CreateApplicationJSONRequestBody = ApplicationBody
 
+// PatchApplicationJSONRequestBody defines body for PatchApplication for application/json ContentType.
+type PatchApplicationJSONRequestBody = ApplicationMergePatch
+
 // PatchApplicationApplicationMergePatchPlusJSONRequestBody defines body for PatchApplication for application/merge-patch+json ContentType.
 type PatchApplicationApplicationMergePatchPlusJSONRequestBody = ApplicationMergePatch
 
@@ -1342,6 +1790,9 @@ type ReplaceApplicationJSONRequestBody = ApplicationBody
 
 // CreateDeploymentJSONRequestBody defines body for CreateDeployment for application/json ContentType.
 type CreateDeploymentJSONRequestBody = DeploymentBody
+
+// PatchDeploymentJSONRequestBody defines body for PatchDeployment for application/json ContentType.
+type PatchDeploymentJSONRequestBody = DeploymentMergePatch
 
 // PatchDeploymentApplicationMergePatchPlusJSONRequestBody defines body for PatchDeployment for application/merge-patch+json ContentType.
 type PatchDeploymentApplicationMergePatchPlusJSONRequestBody = DeploymentMergePatch
@@ -1358,6 +1809,9 @@ type CreateScenarioExportJSONRequestBody = ExportRequest
 // CreatePluginJSONRequestBody defines body for CreatePlugin for application/json ContentType.
 type CreatePluginJSONRequestBody = PluginBody
 
+// PatchPluginJSONRequestBody defines body for PatchPlugin for application/json ContentType.
+type PatchPluginJSONRequestBody = PluginMergePatch
+
 // PatchPluginApplicationMergePatchPlusJSONRequestBody defines body for PatchPlugin for application/merge-patch+json ContentType.
 type PatchPluginApplicationMergePatchPlusJSONRequestBody = PluginMergePatch
 
@@ -1367,11 +1821,434 @@ type ReplacePluginJSONRequestBody = PluginBody
 // CreateQueueJSONRequestBody defines body for CreateQueue for application/json ContentType.
 type CreateQueueJSONRequestBody = QueueBody
 
+// PatchQueueJSONRequestBody defines body for PatchQueue for application/json ContentType.
+type PatchQueueJSONRequestBody = QueueMergePatch
+
 // PatchQueueApplicationMergePatchPlusJSONRequestBody defines body for PatchQueue for application/merge-patch+json ContentType.
 type PatchQueueApplicationMergePatchPlusJSONRequestBody = QueueMergePatch
 
 // ReplaceQueueJSONRequestBody defines body for ReplaceQueue for application/json ContentType.
 type ReplaceQueueJSONRequestBody = QueueBody
+
+// AsPlugin0 returns the union data inside the Plugin as a Plugin0
+func (t Plugin) AsPlugin0() (Plugin0, error) {
+	var body Plugin0
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromPlugin0 overwrites any union data inside the Plugin as the provided Plugin0
+func (t *Plugin) FromPlugin0(v Plugin0) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergePlugin0 performs a merge with any union data inside the Plugin, using the provided Plugin0
+func (t *Plugin) MergePlugin0(v Plugin0) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsPlugin1 returns the union data inside the Plugin as a Plugin1
+func (t Plugin) AsPlugin1() (Plugin1, error) {
+	var body Plugin1
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromPlugin1 overwrites any union data inside the Plugin as the provided Plugin1
+func (t *Plugin) FromPlugin1(v Plugin1) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergePlugin1 performs a merge with any union data inside the Plugin, using the provided Plugin1
+func (t *Plugin) MergePlugin1(v Plugin1) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsPlugin2 returns the union data inside the Plugin as a Plugin2
+func (t Plugin) AsPlugin2() (Plugin2, error) {
+	var body Plugin2
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromPlugin2 overwrites any union data inside the Plugin as the provided Plugin2
+func (t *Plugin) FromPlugin2(v Plugin2) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergePlugin2 performs a merge with any union data inside the Plugin, using the provided Plugin2
+func (t *Plugin) MergePlugin2(v Plugin2) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsPlugin3 returns the union data inside the Plugin as a Plugin3
+func (t Plugin) AsPlugin3() (Plugin3, error) {
+	var body Plugin3
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromPlugin3 overwrites any union data inside the Plugin as the provided Plugin3
+func (t *Plugin) FromPlugin3(v Plugin3) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergePlugin3 performs a merge with any union data inside the Plugin, using the provided Plugin3
+func (t *Plugin) MergePlugin3(v Plugin3) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+func (t Plugin) MarshalJSON() ([]byte, error) {
+	b, err := t.union.MarshalJSON()
+	if err != nil {
+		return nil, err
+	}
+	object := make(map[string]json.RawMessage)
+	if t.union != nil {
+		err = json.Unmarshal(b, &object)
+		if err != nil {
+			return nil, err
+		}
+	}
+
+	if t.Config != nil {
+		object["config"], err = json.Marshal(t.Config)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'config': %w", err)
+		}
+	}
+
+	object["created_at"], err = json.Marshal(t.CreatedAt)
+	if err != nil {
+		return nil, fmt.Errorf("error marshaling 'created_at': %w", err)
+	}
+
+	object["id"], err = json.Marshal(t.Id)
+	if err != nil {
+		return nil, fmt.Errorf("error marshaling 'id': %w", err)
+	}
+
+	object["is_default"], err = json.Marshal(t.IsDefault)
+	if err != nil {
+		return nil, fmt.Errorf("error marshaling 'is_default': %w", err)
+	}
+
+	object["name"], err = json.Marshal(t.Name)
+	if err != nil {
+		return nil, fmt.Errorf("error marshaling 'name': %w", err)
+	}
+
+	object["type"], err = json.Marshal(t.Type)
+	if err != nil {
+		return nil, fmt.Errorf("error marshaling 'type': %w", err)
+	}
+
+	object["updated_at"], err = json.Marshal(t.UpdatedAt)
+	if err != nil {
+		return nil, fmt.Errorf("error marshaling 'updated_at': %w", err)
+	}
+
+	object["version"], err = json.Marshal(t.Version)
+	if err != nil {
+		return nil, fmt.Errorf("error marshaling 'version': %w", err)
+	}
+
+	b, err = json.Marshal(object)
+	return b, err
+}
+
+func (t *Plugin) UnmarshalJSON(b []byte) error {
+	err := t.union.UnmarshalJSON(b)
+	if err != nil {
+		return err
+	}
+	object := make(map[string]json.RawMessage)
+	err = json.Unmarshal(b, &object)
+	if err != nil {
+		return err
+	}
+
+	if raw, found := object["config"]; found {
+		err = json.Unmarshal(raw, &t.Config)
+		if err != nil {
+			return fmt.Errorf("error reading 'config': %w", err)
+		}
+	}
+
+	if raw, found := object["created_at"]; found {
+		err = json.Unmarshal(raw, &t.CreatedAt)
+		if err != nil {
+			return fmt.Errorf("error reading 'created_at': %w", err)
+		}
+	}
+
+	if raw, found := object["id"]; found {
+		err = json.Unmarshal(raw, &t.Id)
+		if err != nil {
+			return fmt.Errorf("error reading 'id': %w", err)
+		}
+	}
+
+	if raw, found := object["is_default"]; found {
+		err = json.Unmarshal(raw, &t.IsDefault)
+		if err != nil {
+			return fmt.Errorf("error reading 'is_default': %w", err)
+		}
+	}
+
+	if raw, found := object["name"]; found {
+		err = json.Unmarshal(raw, &t.Name)
+		if err != nil {
+			return fmt.Errorf("error reading 'name': %w", err)
+		}
+	}
+
+	if raw, found := object["type"]; found {
+		err = json.Unmarshal(raw, &t.Type)
+		if err != nil {
+			return fmt.Errorf("error reading 'type': %w", err)
+		}
+	}
+
+	if raw, found := object["updated_at"]; found {
+		err = json.Unmarshal(raw, &t.UpdatedAt)
+		if err != nil {
+			return fmt.Errorf("error reading 'updated_at': %w", err)
+		}
+	}
+
+	if raw, found := object["version"]; found {
+		err = json.Unmarshal(raw, &t.Version)
+		if err != nil {
+			return fmt.Errorf("error reading 'version': %w", err)
+		}
+	}
+
+	return err
+}
+
+// AsPluginBody0 returns the union data inside the PluginBody as a PluginBody0
+func (t PluginBody) AsPluginBody0() (PluginBody0, error) {
+	var body PluginBody0
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromPluginBody0 overwrites any union data inside the PluginBody as the provided PluginBody0
+func (t *PluginBody) FromPluginBody0(v PluginBody0) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergePluginBody0 performs a merge with any union data inside the PluginBody, using the provided PluginBody0
+func (t *PluginBody) MergePluginBody0(v PluginBody0) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsPluginBody1 returns the union data inside the PluginBody as a PluginBody1
+func (t PluginBody) AsPluginBody1() (PluginBody1, error) {
+	var body PluginBody1
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromPluginBody1 overwrites any union data inside the PluginBody as the provided PluginBody1
+func (t *PluginBody) FromPluginBody1(v PluginBody1) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergePluginBody1 performs a merge with any union data inside the PluginBody, using the provided PluginBody1
+func (t *PluginBody) MergePluginBody1(v PluginBody1) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsPluginBody2 returns the union data inside the PluginBody as a PluginBody2
+func (t PluginBody) AsPluginBody2() (PluginBody2, error) {
+	var body PluginBody2
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromPluginBody2 overwrites any union data inside the PluginBody as the provided PluginBody2
+func (t *PluginBody) FromPluginBody2(v PluginBody2) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergePluginBody2 performs a merge with any union data inside the PluginBody, using the provided PluginBody2
+func (t *PluginBody) MergePluginBody2(v PluginBody2) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsPluginBody3 returns the union data inside the PluginBody as a PluginBody3
+func (t PluginBody) AsPluginBody3() (PluginBody3, error) {
+	var body PluginBody3
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromPluginBody3 overwrites any union data inside the PluginBody as the provided PluginBody3
+func (t *PluginBody) FromPluginBody3(v PluginBody3) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergePluginBody3 performs a merge with any union data inside the PluginBody, using the provided PluginBody3
+func (t *PluginBody) MergePluginBody3(v PluginBody3) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+func (t PluginBody) MarshalJSON() ([]byte, error) {
+	b, err := t.union.MarshalJSON()
+	if err != nil {
+		return nil, err
+	}
+	object := make(map[string]json.RawMessage)
+	if t.union != nil {
+		err = json.Unmarshal(b, &object)
+		if err != nil {
+			return nil, err
+		}
+	}
+
+	if t.Config != nil {
+		object["config"], err = json.Marshal(t.Config)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'config': %w", err)
+		}
+	}
+
+	if t.IsDefault != nil {
+		object["is_default"], err = json.Marshal(t.IsDefault)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'is_default': %w", err)
+		}
+	}
+
+	object["name"], err = json.Marshal(t.Name)
+	if err != nil {
+		return nil, fmt.Errorf("error marshaling 'name': %w", err)
+	}
+
+	object["type"], err = json.Marshal(t.Type)
+	if err != nil {
+		return nil, fmt.Errorf("error marshaling 'type': %w", err)
+	}
+
+	b, err = json.Marshal(object)
+	return b, err
+}
+
+func (t *PluginBody) UnmarshalJSON(b []byte) error {
+	err := t.union.UnmarshalJSON(b)
+	if err != nil {
+		return err
+	}
+	object := make(map[string]json.RawMessage)
+	err = json.Unmarshal(b, &object)
+	if err != nil {
+		return err
+	}
+
+	if raw, found := object["config"]; found {
+		err = json.Unmarshal(raw, &t.Config)
+		if err != nil {
+			return fmt.Errorf("error reading 'config': %w", err)
+		}
+	}
+
+	if raw, found := object["is_default"]; found {
+		err = json.Unmarshal(raw, &t.IsDefault)
+		if err != nil {
+			return fmt.Errorf("error reading 'is_default': %w", err)
+		}
+	}
+
+	if raw, found := object["name"]; found {
+		err = json.Unmarshal(raw, &t.Name)
+		if err != nil {
+			return fmt.Errorf("error reading 'name': %w", err)
+		}
+	}
+
+	if raw, found := object["type"]; found {
+		err = json.Unmarshal(raw, &t.Type)
+		if err != nil {
+			return fmt.Errorf("error reading 'type': %w", err)
+		}
+	}
+
+	return err
+}
 
 // RequestEditorFn is the function signature for the RequestEditor callback function
 type RequestEditorFn func(ctx context.Context, req *http.Request) error
@@ -1449,185 +2326,206 @@ type ClientInterface interface {
 
 	// ListAppRuntimeConfigs List app-runtime-configs
 	//
-	// Corresponds with GET /api/resources/v1/app-runtime-config (the `ListAppRuntimeConfigs` operationId).
+	// Corresponds with GET /app-runtime-config (the `ListAppRuntimeConfigs` operationId).
 	ListAppRuntimeConfigs(ctx context.Context, params *ListAppRuntimeConfigsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// DeleteAppRuntimeConfig Delete an app-runtime-config
 	//
-	// Corresponds with DELETE /api/resources/v1/app-runtime-config/{queue_id}/application/{app_id} (the `DeleteAppRuntimeConfig` operationId).
+	// Corresponds with DELETE /app-runtime-config/{queue_id}/application/{app_id} (the `DeleteAppRuntimeConfig` operationId).
 	DeleteAppRuntimeConfig(ctx context.Context, queueId string, appId string, params *DeleteAppRuntimeConfigParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// GetAppRuntimeConfig Get the app-runtime-config of an application on a queue
 	//
-	// Corresponds with GET /api/resources/v1/app-runtime-config/{queue_id}/application/{app_id} (the `GetAppRuntimeConfig` operationId).
+	// Corresponds with GET /app-runtime-config/{queue_id}/application/{app_id} (the `GetAppRuntimeConfig` operationId).
 	GetAppRuntimeConfig(ctx context.Context, queueId string, appId string, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// PatchAppRuntimeConfigWithBody Update an app-runtime-config with a JSON merge patch
 	//
 	// Takes any type of body and a specified content type.
 	//
-	// Corresponds with PATCH /api/resources/v1/app-runtime-config/{queue_id}/application/{app_id} (the `PatchAppRuntimeConfig` operationId).
+	// Corresponds with PATCH /app-runtime-config/{queue_id}/application/{app_id} (the `PatchAppRuntimeConfig` operationId).
 	PatchAppRuntimeConfigWithBody(ctx context.Context, queueId string, appId string, params *PatchAppRuntimeConfigParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// PatchAppRuntimeConfig Update an app-runtime-config with a JSON merge patch
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with PATCH /app-runtime-config/{queue_id}/application/{app_id} (the `PatchAppRuntimeConfig` operationId).
+	PatchAppRuntimeConfig(ctx context.Context, queueId string, appId string, params *PatchAppRuntimeConfigParams, body PatchAppRuntimeConfigJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// PatchAppRuntimeConfigWithApplicationMergePatchPlusJSONBody Update an app-runtime-config with a JSON merge patch
 	//
 	// Takes a body of the `application/merge-patch+json` content type.
 	//
-	// Corresponds with PATCH /api/resources/v1/app-runtime-config/{queue_id}/application/{app_id} (the `PatchAppRuntimeConfig` operationId).
+	// Corresponds with PATCH /app-runtime-config/{queue_id}/application/{app_id} (the `PatchAppRuntimeConfig` operationId).
 	PatchAppRuntimeConfigWithApplicationMergePatchPlusJSONBody(ctx context.Context, queueId string, appId string, params *PatchAppRuntimeConfigParams, body PatchAppRuntimeConfigApplicationMergePatchPlusJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// CreateAppRuntimeConfigWithBody Create the app-runtime-config of an application on a queue
 	//
 	// Takes any type of body and a specified content type.
 	//
-	// Corresponds with POST /api/resources/v1/app-runtime-config/{queue_id}/application/{app_id} (the `CreateAppRuntimeConfig` operationId).
+	// Corresponds with POST /app-runtime-config/{queue_id}/application/{app_id} (the `CreateAppRuntimeConfig` operationId).
 	CreateAppRuntimeConfigWithBody(ctx context.Context, queueId string, appId string, params *CreateAppRuntimeConfigParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// CreateAppRuntimeConfig Create the app-runtime-config of an application on a queue
 	//
 	// Takes a body of the `application/json` content type.
 	//
-	// Corresponds with POST /api/resources/v1/app-runtime-config/{queue_id}/application/{app_id} (the `CreateAppRuntimeConfig` operationId).
+	// Corresponds with POST /app-runtime-config/{queue_id}/application/{app_id} (the `CreateAppRuntimeConfig` operationId).
 	CreateAppRuntimeConfig(ctx context.Context, queueId string, appId string, params *CreateAppRuntimeConfigParams, body CreateAppRuntimeConfigJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ReplaceAppRuntimeConfigWithBody Replace an app-runtime-config
 	//
 	// Takes any type of body and a specified content type.
 	//
-	// Corresponds with PUT /api/resources/v1/app-runtime-config/{queue_id}/application/{app_id} (the `ReplaceAppRuntimeConfig` operationId).
+	// Corresponds with PUT /app-runtime-config/{queue_id}/application/{app_id} (the `ReplaceAppRuntimeConfig` operationId).
 	ReplaceAppRuntimeConfigWithBody(ctx context.Context, queueId string, appId string, params *ReplaceAppRuntimeConfigParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ReplaceAppRuntimeConfig Replace an app-runtime-config
 	//
 	// Takes a body of the `application/json` content type.
 	//
-	// Corresponds with PUT /api/resources/v1/app-runtime-config/{queue_id}/application/{app_id} (the `ReplaceAppRuntimeConfig` operationId).
+	// Corresponds with PUT /app-runtime-config/{queue_id}/application/{app_id} (the `ReplaceAppRuntimeConfig` operationId).
 	ReplaceAppRuntimeConfig(ctx context.Context, queueId string, appId string, params *ReplaceAppRuntimeConfigParams, body ReplaceAppRuntimeConfigJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ListApplications List applications
 	//
-	// Corresponds with GET /api/resources/v1/applications (the `ListApplications` operationId).
+	// Corresponds with GET /applications (the `ListApplications` operationId).
 	ListApplications(ctx context.Context, params *ListApplicationsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// CreateApplicationWithBody Register an application
 	//
 	// Takes any type of body and a specified content type.
 	//
-	// Corresponds with POST /api/resources/v1/applications (the `CreateApplication` operationId).
+	// Corresponds with POST /applications (the `CreateApplication` operationId).
 	CreateApplicationWithBody(ctx context.Context, params *CreateApplicationParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// CreateApplication Register an application
 	//
 	// Takes a body of the `application/json` content type.
 	//
-	// Corresponds with POST /api/resources/v1/applications (the `CreateApplication` operationId).
+	// Corresponds with POST /applications (the `CreateApplication` operationId).
 	CreateApplication(ctx context.Context, params *CreateApplicationParams, body CreateApplicationJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// DeleteApplication Delete an application no app-runtime-config, deployment or active job uses
 	//
-	// Corresponds with DELETE /api/resources/v1/applications/{app_id} (the `DeleteApplication` operationId).
+	// Corresponds with DELETE /applications/{app_id} (the `DeleteApplication` operationId).
 	DeleteApplication(ctx context.Context, appId string, params *DeleteApplicationParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// GetApplication Get an application
 	//
-	// Corresponds with GET /api/resources/v1/applications/{app_id} (the `GetApplication` operationId).
+	// Corresponds with GET /applications/{app_id} (the `GetApplication` operationId).
 	GetApplication(ctx context.Context, appId string, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// PatchApplicationWithBody Update an application with a JSON merge patch
 	//
 	// Takes any type of body and a specified content type.
 	//
-	// Corresponds with PATCH /api/resources/v1/applications/{app_id} (the `PatchApplication` operationId).
+	// Corresponds with PATCH /applications/{app_id} (the `PatchApplication` operationId).
 	PatchApplicationWithBody(ctx context.Context, appId string, params *PatchApplicationParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// PatchApplication Update an application with a JSON merge patch
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with PATCH /applications/{app_id} (the `PatchApplication` operationId).
+	PatchApplication(ctx context.Context, appId string, params *PatchApplicationParams, body PatchApplicationJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// PatchApplicationWithApplicationMergePatchPlusJSONBody Update an application with a JSON merge patch
 	//
 	// Takes a body of the `application/merge-patch+json` content type.
 	//
-	// Corresponds with PATCH /api/resources/v1/applications/{app_id} (the `PatchApplication` operationId).
+	// Corresponds with PATCH /applications/{app_id} (the `PatchApplication` operationId).
 	PatchApplicationWithApplicationMergePatchPlusJSONBody(ctx context.Context, appId string, params *PatchApplicationParams, body PatchApplicationApplicationMergePatchPlusJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ReplaceApplicationWithBody Replace an application
 	//
 	// Takes any type of body and a specified content type.
 	//
-	// Corresponds with PUT /api/resources/v1/applications/{app_id} (the `ReplaceApplication` operationId).
+	// Corresponds with PUT /applications/{app_id} (the `ReplaceApplication` operationId).
 	ReplaceApplicationWithBody(ctx context.Context, appId string, params *ReplaceApplicationParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ReplaceApplication Replace an application
 	//
 	// Takes a body of the `application/json` content type.
 	//
-	// Corresponds with PUT /api/resources/v1/applications/{app_id} (the `ReplaceApplication` operationId).
+	// Corresponds with PUT /applications/{app_id} (the `ReplaceApplication` operationId).
 	ReplaceApplication(ctx context.Context, appId string, params *ReplaceApplicationParams, body ReplaceApplicationJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ListDeployments List deployments
 	//
-	// Corresponds with GET /api/resources/v1/deployments (the `ListDeployments` operationId).
+	// Corresponds with GET /deployments (the `ListDeployments` operationId).
 	ListDeployments(ctx context.Context, params *ListDeploymentsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// CreateDeploymentWithBody Create a deployment
 	//
 	// Takes any type of body and a specified content type.
 	//
-	// Corresponds with POST /api/resources/v1/deployments (the `CreateDeployment` operationId).
+	// Corresponds with POST /deployments (the `CreateDeployment` operationId).
 	CreateDeploymentWithBody(ctx context.Context, params *CreateDeploymentParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// CreateDeployment Create a deployment
 	//
 	// Takes a body of the `application/json` content type.
 	//
-	// Corresponds with POST /api/resources/v1/deployments (the `CreateDeployment` operationId).
+	// Corresponds with POST /deployments (the `CreateDeployment` operationId).
 	CreateDeployment(ctx context.Context, params *CreateDeploymentParams, body CreateDeploymentJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// DeleteDeployment Delete a deployment
 	//
-	// Corresponds with DELETE /api/resources/v1/deployments/{deployment_id} (the `DeleteDeployment` operationId).
+	// Corresponds with DELETE /deployments/{deployment_id} (the `DeleteDeployment` operationId).
 	DeleteDeployment(ctx context.Context, deploymentId string, params *DeleteDeploymentParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// GetDeployment Get a deployment by id or name
 	//
-	// Corresponds with GET /api/resources/v1/deployments/{deployment_id} (the `GetDeployment` operationId).
+	// Corresponds with GET /deployments/{deployment_id} (the `GetDeployment` operationId).
 	GetDeployment(ctx context.Context, deploymentId string, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// PatchDeploymentWithBody Update a deployment with a JSON merge patch
 	//
 	// Takes any type of body and a specified content type.
 	//
-	// Corresponds with PATCH /api/resources/v1/deployments/{deployment_id} (the `PatchDeployment` operationId).
+	// Corresponds with PATCH /deployments/{deployment_id} (the `PatchDeployment` operationId).
 	PatchDeploymentWithBody(ctx context.Context, deploymentId string, params *PatchDeploymentParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// PatchDeployment Update a deployment with a JSON merge patch
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with PATCH /deployments/{deployment_id} (the `PatchDeployment` operationId).
+	PatchDeployment(ctx context.Context, deploymentId string, params *PatchDeploymentParams, body PatchDeploymentJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// PatchDeploymentWithApplicationMergePatchPlusJSONBody Update a deployment with a JSON merge patch
 	//
 	// Takes a body of the `application/merge-patch+json` content type.
 	//
-	// Corresponds with PATCH /api/resources/v1/deployments/{deployment_id} (the `PatchDeployment` operationId).
+	// Corresponds with PATCH /deployments/{deployment_id} (the `PatchDeployment` operationId).
 	PatchDeploymentWithApplicationMergePatchPlusJSONBody(ctx context.Context, deploymentId string, params *PatchDeploymentParams, body PatchDeploymentApplicationMergePatchPlusJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ReplaceDeploymentWithBody Replace a deployment
 	//
 	// Takes any type of body and a specified content type.
 	//
-	// Corresponds with PUT /api/resources/v1/deployments/{deployment_id} (the `ReplaceDeployment` operationId).
+	// Corresponds with PUT /deployments/{deployment_id} (the `ReplaceDeployment` operationId).
 	ReplaceDeploymentWithBody(ctx context.Context, deploymentId string, params *ReplaceDeploymentParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ReplaceDeployment Replace a deployment
 	//
 	// Takes a body of the `application/json` content type.
 	//
-	// Corresponds with PUT /api/resources/v1/deployments/{deployment_id} (the `ReplaceDeployment` operationId).
+	// Corresponds with PUT /deployments/{deployment_id} (the `ReplaceDeployment` operationId).
 	ReplaceDeployment(ctx context.Context, deploymentId string, params *ReplaceDeploymentParams, body ReplaceDeploymentJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// StreamEvents Stream events (Server-Sent Events)
 	//
-	// Each message has `id` (the stream sequence), `event` (the CloudEvent type) and `data` (the CloudEvent in structured-mode JSON, its data the resource as the API returns it). Reconnecting with `Last-Event-ID` resumes without losing or repeating events.
+	// Each message has `id` (the stream sequence), `event` (the CloudEvent type) and `data` (the CloudEvent in structured-mode JSON, its data the resource as the API returns it). Reconnecting with `Last-Event-ID` resumes without losing or repeating events; a `Last-Event-ID` beyond the last event of the stream answers 416 (the id did not come from this stream).
 	//
-	// Corresponds with GET /api/resources/v1/events (the `StreamEvents` operationId).
+	// Corresponds with GET /events (the `StreamEvents` operationId).
 	StreamEvents(ctx context.Context, params *StreamEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ListJobs List jobs
 	//
-	// Corresponds with GET /api/resources/v1/jobs (the `ListJobs` operationId).
+	// Corresponds with GET /jobs (the `ListJobs` operationId).
 	ListJobs(ctx context.Context, params *ListJobsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// SubmitJobWithBody Submit a job
@@ -1636,7 +2534,7 @@ type ClientInterface interface {
 	//
 	// Takes any type of body and a specified content type.
 	//
-	// Corresponds with POST /api/resources/v1/jobs (the `SubmitJob` operationId).
+	// Corresponds with POST /jobs (the `SubmitJob` operationId).
 	SubmitJobWithBody(ctx context.Context, params *SubmitJobParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// SubmitJob Submit a job
@@ -1645,22 +2543,24 @@ type ClientInterface interface {
 	//
 	// Takes a body of the `application/json` content type.
 	//
-	// Corresponds with POST /api/resources/v1/jobs (the `SubmitJob` operationId).
+	// Corresponds with POST /jobs (the `SubmitJob` operationId).
 	SubmitJob(ctx context.Context, params *SubmitJobParams, body SubmitJobJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// DeleteJob Cancel a job, clean it up and remove its record and artifacts
 	//
-	// Corresponds with DELETE /api/resources/v1/jobs/{id} (the `DeleteJob` operationId).
-	DeleteJob(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*http.Response, error)
+	// Corresponds with DELETE /jobs/{id} (the `DeleteJob` operationId).
+	DeleteJob(ctx context.Context, id string, params *DeleteJobParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// GetJob Get a job
 	//
-	// Corresponds with GET /api/resources/v1/jobs/{id} (the `GetJob` operationId).
+	// instances holds the first 1,000 instances, with instances_truncated true when there are more: GET /jobs/{id}/instances pages through all of them.
+	//
+	// Corresponds with GET /jobs/{id} (the `GetJob` operationId).
 	GetJob(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ListArtifacts List a job's artifacts
 	//
-	// Corresponds with GET /api/resources/v1/jobs/{id}/artifacts (the `ListArtifacts` operationId).
+	// Corresponds with GET /jobs/{id}/artifacts (the `ListArtifacts` operationId).
 	ListArtifacts(ctx context.Context, id string, params *ListArtifactsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// PutAssetArtifactWithBody Upload an asset file
@@ -1669,7 +2569,7 @@ type ClientInterface interface {
 	//
 	// Takes any type of body and a specified content type.
 	//
-	// Corresponds with PUT /api/resources/v1/jobs/{id}/artifacts/assets/{path} (the `PutAssetArtifact` operationId).
+	// Corresponds with PUT /jobs/{id}/artifacts/assets/{path} (the `PutAssetArtifact` operationId).
 	PutAssetArtifactWithBody(ctx context.Context, id string, path string, params *PutAssetArtifactParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// PutScenarioArtifactWithBody Upload a concrete scenario file of one sample
@@ -1678,195 +2578,216 @@ type ClientInterface interface {
 	//
 	// Takes any type of body and a specified content type.
 	//
-	// Corresponds with PUT /api/resources/v1/jobs/{id}/artifacts/scenarios/{sample_id}/{path} (the `PutScenarioArtifact` operationId).
+	// Corresponds with PUT /jobs/{id}/artifacts/scenarios/{sample_id}/{path} (the `PutScenarioArtifact` operationId).
 	PutScenarioArtifactWithBody(ctx context.Context, id string, sampleId string, path string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// CancelJob Cancel a job
 	//
 	// A job not admitted yet is cancelled by the scheduler; an admitted or running one by the launcher once its instances are stopped (status cancelled when it confirms). Cancelling a job in a final status is a conflict.
 	//
-	// Corresponds with POST /api/resources/v1/jobs/{id}/cancel (the `CancelJob` operationId).
+	// Corresponds with POST /jobs/{id}/cancel (the `CancelJob` operationId).
 	CancelJob(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// CleanupJob Stop whatever still runs and release every lease and instance of a job
 	//
 	// The job keeps its record; cleaned_at is set once everything is released.
 	//
-	// Corresponds with POST /api/resources/v1/jobs/{id}/cleanup (the `CleanupJob` operationId).
+	// Corresponds with POST /jobs/{id}/cleanup (the `CleanupJob` operationId).
 	CleanupJob(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ListJobInstances List the instances of a job
+	//
+	// Every instance of the job, paged, optionally of one role and status; a malformed cursor is a 400 naming cursor.
+	//
+	// Corresponds with GET /jobs/{id}/instances (the `ListJobInstances` operationId).
+	ListJobInstances(ctx context.Context, id string, params *ListJobInstancesParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// GetInstanceLogs Get the logs of one instance of a job
 	//
 	// The instance's combined stdout and stderr so far, as the launcher's driver keeps them (local processes and Docker containers do; a simulated instance has a synthetic log). The local driver keeps logs after a cleanup; Docker and Kubernetes remove them with the instance.
 	//
-	// Corresponds with GET /api/resources/v1/jobs/{id}/instances/{role}/{index}/logs (the `GetInstanceLogs` operationId).
+	// Corresponds with GET /jobs/{id}/instances/{role}/{index}/logs (the `GetInstanceLogs` operationId).
 	GetInstanceLogs(ctx context.Context, id string, role GetInstanceLogsParamsRole, index int64, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// StopPostController Stop the job's post controller
 	//
-	// Corresponds with DELETE /api/resources/v1/jobs/{id}/post-controller (the `StopPostController` operationId).
-	StopPostController(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*http.Response, error)
+	// Corresponds with DELETE /jobs/{id}/post-controller (the `StopPostController` operationId).
+	StopPostController(ctx context.Context, id string, params *StopPostControllerParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// StartPostController Start the job's post controller
 	//
 	// It waits, with a PostControllerAdmitted condition saying why, while post-controller-queue is full.
 	//
-	// Corresponds with POST /api/resources/v1/jobs/{id}/post-controller (the `StartPostController` operationId).
+	// Corresponds with POST /jobs/{id}/post-controller (the `StartPostController` operationId).
 	StartPostController(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// CreateScenarioExportWithBody Request a zip of chosen samples and kinds of document
 	//
-	// The zip holds scenarios/<sample_id>/<path> for each concrete scenario file, assets/<path> for common asset data, assets/<declaration>/<path> for the assets of a declaration, and manifest.json (path, size and sha256 of each file). Poll GET /scenario-exports/{id} until ready, then download it.
+	// The zip holds scenarios/`<sample_id>`/`<path>` for each concrete scenario file, assets/`<path>` for common asset data, assets/`<declaration>`/`<path>` for the assets of a declaration, and manifest.json (path, size and sha256 of each file). Poll GET /scenario-exports/{id} until ready, then download it.
 	//
 	// Takes any type of body and a specified content type.
 	//
-	// Corresponds with POST /api/resources/v1/jobs/{id}/scenario-exports (the `CreateScenarioExport` operationId).
+	// Corresponds with POST /jobs/{id}/scenario-exports (the `CreateScenarioExport` operationId).
 	CreateScenarioExportWithBody(ctx context.Context, id string, params *CreateScenarioExportParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// CreateScenarioExport Request a zip of chosen samples and kinds of document
 	//
-	// The zip holds scenarios/<sample_id>/<path> for each concrete scenario file, assets/<path> for common asset data, assets/<declaration>/<path> for the assets of a declaration, and manifest.json (path, size and sha256 of each file). Poll GET /scenario-exports/{id} until ready, then download it.
+	// The zip holds scenarios/`<sample_id>`/`<path>` for each concrete scenario file, assets/`<path>` for common asset data, assets/`<declaration>`/`<path>` for the assets of a declaration, and manifest.json (path, size and sha256 of each file). Poll GET /scenario-exports/{id} until ready, then download it.
 	//
 	// Takes a body of the `application/json` content type.
 	//
-	// Corresponds with POST /api/resources/v1/jobs/{id}/scenario-exports (the `CreateScenarioExport` operationId).
+	// Corresponds with POST /jobs/{id}/scenario-exports (the `CreateScenarioExport` operationId).
 	CreateScenarioExport(ctx context.Context, id string, params *CreateScenarioExportParams, body CreateScenarioExportJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ListPlugins List plugins
 	//
-	// Corresponds with GET /api/resources/v1/plugins (the `ListPlugins` operationId).
+	// Corresponds with GET /plugins (the `ListPlugins` operationId).
 	ListPlugins(ctx context.Context, params *ListPluginsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// CreatePluginWithBody Register a container-runtime plugin
 	//
 	// Takes any type of body and a specified content type.
 	//
-	// Corresponds with POST /api/resources/v1/plugins (the `CreatePlugin` operationId).
+	// Corresponds with POST /plugins (the `CreatePlugin` operationId).
 	CreatePluginWithBody(ctx context.Context, params *CreatePluginParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// CreatePlugin Register a container-runtime plugin
 	//
 	// Takes a body of the `application/json` content type.
 	//
-	// Corresponds with POST /api/resources/v1/plugins (the `CreatePlugin` operationId).
+	// Corresponds with POST /plugins (the `CreatePlugin` operationId).
 	CreatePlugin(ctx context.Context, params *CreatePluginParams, body CreatePluginJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// DeletePlugin Delete a plugin no queue uses
 	//
-	// Corresponds with DELETE /api/resources/v1/plugins/{plugin_id} (the `DeletePlugin` operationId).
+	// Corresponds with DELETE /plugins/{plugin_id} (the `DeletePlugin` operationId).
 	DeletePlugin(ctx context.Context, pluginId string, params *DeletePluginParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// GetPlugin Get a plugin by id or name
 	//
-	// Corresponds with GET /api/resources/v1/plugins/{plugin_id} (the `GetPlugin` operationId).
+	// Corresponds with GET /plugins/{plugin_id} (the `GetPlugin` operationId).
 	GetPlugin(ctx context.Context, pluginId string, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// PatchPluginWithBody Update a plugin with a JSON merge patch
 	//
 	// Takes any type of body and a specified content type.
 	//
-	// Corresponds with PATCH /api/resources/v1/plugins/{plugin_id} (the `PatchPlugin` operationId).
+	// Corresponds with PATCH /plugins/{plugin_id} (the `PatchPlugin` operationId).
 	PatchPluginWithBody(ctx context.Context, pluginId string, params *PatchPluginParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// PatchPlugin Update a plugin with a JSON merge patch
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with PATCH /plugins/{plugin_id} (the `PatchPlugin` operationId).
+	PatchPlugin(ctx context.Context, pluginId string, params *PatchPluginParams, body PatchPluginJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// PatchPluginWithApplicationMergePatchPlusJSONBody Update a plugin with a JSON merge patch
 	//
 	// Takes a body of the `application/merge-patch+json` content type.
 	//
-	// Corresponds with PATCH /api/resources/v1/plugins/{plugin_id} (the `PatchPlugin` operationId).
+	// Corresponds with PATCH /plugins/{plugin_id} (the `PatchPlugin` operationId).
 	PatchPluginWithApplicationMergePatchPlusJSONBody(ctx context.Context, pluginId string, params *PatchPluginParams, body PatchPluginApplicationMergePatchPlusJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ReplacePluginWithBody Replace a plugin
 	//
 	// Takes any type of body and a specified content type.
 	//
-	// Corresponds with PUT /api/resources/v1/plugins/{plugin_id} (the `ReplacePlugin` operationId).
+	// Corresponds with PUT /plugins/{plugin_id} (the `ReplacePlugin` operationId).
 	ReplacePluginWithBody(ctx context.Context, pluginId string, params *ReplacePluginParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ReplacePlugin Replace a plugin
 	//
 	// Takes a body of the `application/json` content type.
 	//
-	// Corresponds with PUT /api/resources/v1/plugins/{plugin_id} (the `ReplacePlugin` operationId).
+	// Corresponds with PUT /plugins/{plugin_id} (the `ReplacePlugin` operationId).
 	ReplacePlugin(ctx context.Context, pluginId string, params *ReplacePluginParams, body ReplacePluginJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ListQueues List queues
 	//
-	// Corresponds with GET /api/resources/v1/queues (the `ListQueues` operationId).
+	// Corresponds with GET /queues (the `ListQueues` operationId).
 	ListQueues(ctx context.Context, params *ListQueuesParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// CreateQueueWithBody Create a queue
 	//
 	// Takes any type of body and a specified content type.
 	//
-	// Corresponds with POST /api/resources/v1/queues (the `CreateQueue` operationId).
+	// Corresponds with POST /queues (the `CreateQueue` operationId).
 	CreateQueueWithBody(ctx context.Context, params *CreateQueueParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// CreateQueue Create a queue
 	//
 	// Takes a body of the `application/json` content type.
 	//
-	// Corresponds with POST /api/resources/v1/queues (the `CreateQueue` operationId).
+	// Corresponds with POST /queues (the `CreateQueue` operationId).
 	CreateQueue(ctx context.Context, params *CreateQueueParams, body CreateQueueJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// DeleteQueue Delete a queue (not a built-in one, nor one in use by active jobs, app-runtime-configs or deployments)
 	//
-	// Corresponds with DELETE /api/resources/v1/queues/{queue_id} (the `DeleteQueue` operationId).
+	// Corresponds with DELETE /queues/{queue_id} (the `DeleteQueue` operationId).
 	DeleteQueue(ctx context.Context, queueId string, params *DeleteQueueParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// GetQueue Get a queue by id or name
 	//
-	// Corresponds with GET /api/resources/v1/queues/{queue_id} (the `GetQueue` operationId).
+	// Corresponds with GET /queues/{queue_id} (the `GetQueue` operationId).
 	GetQueue(ctx context.Context, queueId string, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// PatchQueueWithBody Update a queue with a JSON merge patch
 	//
 	// Takes any type of body and a specified content type.
 	//
-	// Corresponds with PATCH /api/resources/v1/queues/{queue_id} (the `PatchQueue` operationId).
+	// Corresponds with PATCH /queues/{queue_id} (the `PatchQueue` operationId).
 	PatchQueueWithBody(ctx context.Context, queueId string, params *PatchQueueParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// PatchQueue Update a queue with a JSON merge patch
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with PATCH /queues/{queue_id} (the `PatchQueue` operationId).
+	PatchQueue(ctx context.Context, queueId string, params *PatchQueueParams, body PatchQueueJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// PatchQueueWithApplicationMergePatchPlusJSONBody Update a queue with a JSON merge patch
 	//
 	// Takes a body of the `application/merge-patch+json` content type.
 	//
-	// Corresponds with PATCH /api/resources/v1/queues/{queue_id} (the `PatchQueue` operationId).
+	// Corresponds with PATCH /queues/{queue_id} (the `PatchQueue` operationId).
 	PatchQueueWithApplicationMergePatchPlusJSONBody(ctx context.Context, queueId string, params *PatchQueueParams, body PatchQueueApplicationMergePatchPlusJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ReplaceQueueWithBody Replace a queue
 	//
 	// Takes any type of body and a specified content type.
 	//
-	// Corresponds with PUT /api/resources/v1/queues/{queue_id} (the `ReplaceQueue` operationId).
+	// Corresponds with PUT /queues/{queue_id} (the `ReplaceQueue` operationId).
 	ReplaceQueueWithBody(ctx context.Context, queueId string, params *ReplaceQueueParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ReplaceQueue Replace a queue
 	//
 	// Takes a body of the `application/json` content type.
 	//
-	// Corresponds with PUT /api/resources/v1/queues/{queue_id} (the `ReplaceQueue` operationId).
+	// Corresponds with PUT /queues/{queue_id} (the `ReplaceQueue` operationId).
 	ReplaceQueue(ctx context.Context, queueId string, params *ReplaceQueueParams, body ReplaceQueueJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ListQueueJobs List the jobs of a queue
 	//
-	// Corresponds with GET /api/resources/v1/queues/{queue_id}/jobs (the `ListQueueJobs` operationId).
+	// Corresponds with GET /queues/{queue_id}/jobs (the `ListQueueJobs` operationId).
 	ListQueueJobs(ctx context.Context, queueId string, params *ListQueueJobsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// GetScenarioExport Get a scenario export
 	//
-	// Corresponds with GET /api/resources/v1/scenario-exports/{id} (the `GetScenarioExport` operationId).
+	// Corresponds with GET /scenario-exports/{id} (the `GetScenarioExport` operationId).
 	GetScenarioExport(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// DownloadScenarioExport Download a scenario export's zip
 	//
 	// 409 until the export is ready. Supports Range and If-None-Match (the ETag is the zip's sha256).
 	//
-	// Corresponds with GET /api/resources/v1/scenario-exports/{id}/download (the `DownloadScenarioExport` operationId).
+	// Corresponds with GET /scenario-exports/{id}/download (the `DownloadScenarioExport` operationId).
 	DownloadScenarioExport(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*http.Response, error)
 }
 
 // ListAppRuntimeConfigs List app-runtime-configs
 //
-// Corresponds with GET /api/resources/v1/app-runtime-config (the `ListAppRuntimeConfigs` operationId).
+// Corresponds with GET /app-runtime-config (the `ListAppRuntimeConfigs` operationId).
 func (c *Client) ListAppRuntimeConfigs(ctx context.Context, params *ListAppRuntimeConfigsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewListAppRuntimeConfigsRequest(c.Server, params)
 	if err != nil {
@@ -1881,7 +2802,7 @@ func (c *Client) ListAppRuntimeConfigs(ctx context.Context, params *ListAppRunti
 
 // DeleteAppRuntimeConfig Delete an app-runtime-config
 //
-// Corresponds with DELETE /api/resources/v1/app-runtime-config/{queue_id}/application/{app_id} (the `DeleteAppRuntimeConfig` operationId).
+// Corresponds with DELETE /app-runtime-config/{queue_id}/application/{app_id} (the `DeleteAppRuntimeConfig` operationId).
 func (c *Client) DeleteAppRuntimeConfig(ctx context.Context, queueId string, appId string, params *DeleteAppRuntimeConfigParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewDeleteAppRuntimeConfigRequest(c.Server, queueId, appId, params)
 	if err != nil {
@@ -1896,7 +2817,7 @@ func (c *Client) DeleteAppRuntimeConfig(ctx context.Context, queueId string, app
 
 // GetAppRuntimeConfig Get the app-runtime-config of an application on a queue
 //
-// Corresponds with GET /api/resources/v1/app-runtime-config/{queue_id}/application/{app_id} (the `GetAppRuntimeConfig` operationId).
+// Corresponds with GET /app-runtime-config/{queue_id}/application/{app_id} (the `GetAppRuntimeConfig` operationId).
 func (c *Client) GetAppRuntimeConfig(ctx context.Context, queueId string, appId string, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewGetAppRuntimeConfigRequest(c.Server, queueId, appId)
 	if err != nil {
@@ -1913,9 +2834,26 @@ func (c *Client) GetAppRuntimeConfig(ctx context.Context, queueId string, appId 
 //
 // Takes any type of body and a specified content type.
 //
-// Corresponds with PATCH /api/resources/v1/app-runtime-config/{queue_id}/application/{app_id} (the `PatchAppRuntimeConfig` operationId).
+// Corresponds with PATCH /app-runtime-config/{queue_id}/application/{app_id} (the `PatchAppRuntimeConfig` operationId).
 func (c *Client) PatchAppRuntimeConfigWithBody(ctx context.Context, queueId string, appId string, params *PatchAppRuntimeConfigParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewPatchAppRuntimeConfigRequestWithBody(c.Server, queueId, appId, params, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// PatchAppRuntimeConfig Update an app-runtime-config with a JSON merge patch
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with PATCH /app-runtime-config/{queue_id}/application/{app_id} (the `PatchAppRuntimeConfig` operationId).
+func (c *Client) PatchAppRuntimeConfig(ctx context.Context, queueId string, appId string, params *PatchAppRuntimeConfigParams, body PatchAppRuntimeConfigJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewPatchAppRuntimeConfigRequest(c.Server, queueId, appId, params, body)
 	if err != nil {
 		return nil, err
 	}
@@ -1930,7 +2868,7 @@ func (c *Client) PatchAppRuntimeConfigWithBody(ctx context.Context, queueId stri
 //
 // Takes a body of the `application/merge-patch+json` content type.
 //
-// Corresponds with PATCH /api/resources/v1/app-runtime-config/{queue_id}/application/{app_id} (the `PatchAppRuntimeConfig` operationId).
+// Corresponds with PATCH /app-runtime-config/{queue_id}/application/{app_id} (the `PatchAppRuntimeConfig` operationId).
 func (c *Client) PatchAppRuntimeConfigWithApplicationMergePatchPlusJSONBody(ctx context.Context, queueId string, appId string, params *PatchAppRuntimeConfigParams, body PatchAppRuntimeConfigApplicationMergePatchPlusJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewPatchAppRuntimeConfigRequestWithApplicationMergePatchPlusJSONBody(c.Server, queueId, appId, params, body)
 	if err != nil {
@@ -1947,7 +2885,7 @@ func (c *Client) PatchAppRuntimeConfigWithApplicationMergePatchPlusJSONBody(ctx 
 //
 // Takes any type of body and a specified content type.
 //
-// Corresponds with POST /api/resources/v1/app-runtime-config/{queue_id}/application/{app_id} (the `CreateAppRuntimeConfig` operationId).
+// Corresponds with POST /app-runtime-config/{queue_id}/application/{app_id} (the `CreateAppRuntimeConfig` operationId).
 func (c *Client) CreateAppRuntimeConfigWithBody(ctx context.Context, queueId string, appId string, params *CreateAppRuntimeConfigParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewCreateAppRuntimeConfigRequestWithBody(c.Server, queueId, appId, params, contentType, body)
 	if err != nil {
@@ -1964,7 +2902,7 @@ func (c *Client) CreateAppRuntimeConfigWithBody(ctx context.Context, queueId str
 //
 // Takes a body of the `application/json` content type.
 //
-// Corresponds with POST /api/resources/v1/app-runtime-config/{queue_id}/application/{app_id} (the `CreateAppRuntimeConfig` operationId).
+// Corresponds with POST /app-runtime-config/{queue_id}/application/{app_id} (the `CreateAppRuntimeConfig` operationId).
 func (c *Client) CreateAppRuntimeConfig(ctx context.Context, queueId string, appId string, params *CreateAppRuntimeConfigParams, body CreateAppRuntimeConfigJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewCreateAppRuntimeConfigRequest(c.Server, queueId, appId, params, body)
 	if err != nil {
@@ -1981,7 +2919,7 @@ func (c *Client) CreateAppRuntimeConfig(ctx context.Context, queueId string, app
 //
 // Takes any type of body and a specified content type.
 //
-// Corresponds with PUT /api/resources/v1/app-runtime-config/{queue_id}/application/{app_id} (the `ReplaceAppRuntimeConfig` operationId).
+// Corresponds with PUT /app-runtime-config/{queue_id}/application/{app_id} (the `ReplaceAppRuntimeConfig` operationId).
 func (c *Client) ReplaceAppRuntimeConfigWithBody(ctx context.Context, queueId string, appId string, params *ReplaceAppRuntimeConfigParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewReplaceAppRuntimeConfigRequestWithBody(c.Server, queueId, appId, params, contentType, body)
 	if err != nil {
@@ -1998,7 +2936,7 @@ func (c *Client) ReplaceAppRuntimeConfigWithBody(ctx context.Context, queueId st
 //
 // Takes a body of the `application/json` content type.
 //
-// Corresponds with PUT /api/resources/v1/app-runtime-config/{queue_id}/application/{app_id} (the `ReplaceAppRuntimeConfig` operationId).
+// Corresponds with PUT /app-runtime-config/{queue_id}/application/{app_id} (the `ReplaceAppRuntimeConfig` operationId).
 func (c *Client) ReplaceAppRuntimeConfig(ctx context.Context, queueId string, appId string, params *ReplaceAppRuntimeConfigParams, body ReplaceAppRuntimeConfigJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewReplaceAppRuntimeConfigRequest(c.Server, queueId, appId, params, body)
 	if err != nil {
@@ -2013,7 +2951,7 @@ func (c *Client) ReplaceAppRuntimeConfig(ctx context.Context, queueId string, ap
 
 // ListApplications List applications
 //
-// Corresponds with GET /api/resources/v1/applications (the `ListApplications` operationId).
+// Corresponds with GET /applications (the `ListApplications` operationId).
 func (c *Client) ListApplications(ctx context.Context, params *ListApplicationsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewListApplicationsRequest(c.Server, params)
 	if err != nil {
@@ -2030,7 +2968,7 @@ func (c *Client) ListApplications(ctx context.Context, params *ListApplicationsP
 //
 // Takes any type of body and a specified content type.
 //
-// Corresponds with POST /api/resources/v1/applications (the `CreateApplication` operationId).
+// Corresponds with POST /applications (the `CreateApplication` operationId).
 func (c *Client) CreateApplicationWithBody(ctx context.Context, params *CreateApplicationParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewCreateApplicationRequestWithBody(c.Server, params, contentType, body)
 	if err != nil {
@@ -2047,7 +2985,7 @@ func (c *Client) CreateApplicationWithBody(ctx context.Context, params *CreateAp
 //
 // Takes a body of the `application/json` content type.
 //
-// Corresponds with POST /api/resources/v1/applications (the `CreateApplication` operationId).
+// Corresponds with POST /applications (the `CreateApplication` operationId).
 func (c *Client) CreateApplication(ctx context.Context, params *CreateApplicationParams, body CreateApplicationJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewCreateApplicationRequest(c.Server, params, body)
 	if err != nil {
@@ -2062,7 +3000,7 @@ func (c *Client) CreateApplication(ctx context.Context, params *CreateApplicatio
 
 // DeleteApplication Delete an application no app-runtime-config, deployment or active job uses
 //
-// Corresponds with DELETE /api/resources/v1/applications/{app_id} (the `DeleteApplication` operationId).
+// Corresponds with DELETE /applications/{app_id} (the `DeleteApplication` operationId).
 func (c *Client) DeleteApplication(ctx context.Context, appId string, params *DeleteApplicationParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewDeleteApplicationRequest(c.Server, appId, params)
 	if err != nil {
@@ -2077,7 +3015,7 @@ func (c *Client) DeleteApplication(ctx context.Context, appId string, params *De
 
 // GetApplication Get an application
 //
-// Corresponds with GET /api/resources/v1/applications/{app_id} (the `GetApplication` operationId).
+// Corresponds with GET /applications/{app_id} (the `GetApplication` operationId).
 func (c *Client) GetApplication(ctx context.Context, appId string, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewGetApplicationRequest(c.Server, appId)
 	if err != nil {
@@ -2094,9 +3032,26 @@ func (c *Client) GetApplication(ctx context.Context, appId string, reqEditors ..
 //
 // Takes any type of body and a specified content type.
 //
-// Corresponds with PATCH /api/resources/v1/applications/{app_id} (the `PatchApplication` operationId).
+// Corresponds with PATCH /applications/{app_id} (the `PatchApplication` operationId).
 func (c *Client) PatchApplicationWithBody(ctx context.Context, appId string, params *PatchApplicationParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewPatchApplicationRequestWithBody(c.Server, appId, params, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// PatchApplication Update an application with a JSON merge patch
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with PATCH /applications/{app_id} (the `PatchApplication` operationId).
+func (c *Client) PatchApplication(ctx context.Context, appId string, params *PatchApplicationParams, body PatchApplicationJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewPatchApplicationRequest(c.Server, appId, params, body)
 	if err != nil {
 		return nil, err
 	}
@@ -2111,7 +3066,7 @@ func (c *Client) PatchApplicationWithBody(ctx context.Context, appId string, par
 //
 // Takes a body of the `application/merge-patch+json` content type.
 //
-// Corresponds with PATCH /api/resources/v1/applications/{app_id} (the `PatchApplication` operationId).
+// Corresponds with PATCH /applications/{app_id} (the `PatchApplication` operationId).
 func (c *Client) PatchApplicationWithApplicationMergePatchPlusJSONBody(ctx context.Context, appId string, params *PatchApplicationParams, body PatchApplicationApplicationMergePatchPlusJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewPatchApplicationRequestWithApplicationMergePatchPlusJSONBody(c.Server, appId, params, body)
 	if err != nil {
@@ -2128,7 +3083,7 @@ func (c *Client) PatchApplicationWithApplicationMergePatchPlusJSONBody(ctx conte
 //
 // Takes any type of body and a specified content type.
 //
-// Corresponds with PUT /api/resources/v1/applications/{app_id} (the `ReplaceApplication` operationId).
+// Corresponds with PUT /applications/{app_id} (the `ReplaceApplication` operationId).
 func (c *Client) ReplaceApplicationWithBody(ctx context.Context, appId string, params *ReplaceApplicationParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewReplaceApplicationRequestWithBody(c.Server, appId, params, contentType, body)
 	if err != nil {
@@ -2145,7 +3100,7 @@ func (c *Client) ReplaceApplicationWithBody(ctx context.Context, appId string, p
 //
 // Takes a body of the `application/json` content type.
 //
-// Corresponds with PUT /api/resources/v1/applications/{app_id} (the `ReplaceApplication` operationId).
+// Corresponds with PUT /applications/{app_id} (the `ReplaceApplication` operationId).
 func (c *Client) ReplaceApplication(ctx context.Context, appId string, params *ReplaceApplicationParams, body ReplaceApplicationJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewReplaceApplicationRequest(c.Server, appId, params, body)
 	if err != nil {
@@ -2160,7 +3115,7 @@ func (c *Client) ReplaceApplication(ctx context.Context, appId string, params *R
 
 // ListDeployments List deployments
 //
-// Corresponds with GET /api/resources/v1/deployments (the `ListDeployments` operationId).
+// Corresponds with GET /deployments (the `ListDeployments` operationId).
 func (c *Client) ListDeployments(ctx context.Context, params *ListDeploymentsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewListDeploymentsRequest(c.Server, params)
 	if err != nil {
@@ -2177,7 +3132,7 @@ func (c *Client) ListDeployments(ctx context.Context, params *ListDeploymentsPar
 //
 // Takes any type of body and a specified content type.
 //
-// Corresponds with POST /api/resources/v1/deployments (the `CreateDeployment` operationId).
+// Corresponds with POST /deployments (the `CreateDeployment` operationId).
 func (c *Client) CreateDeploymentWithBody(ctx context.Context, params *CreateDeploymentParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewCreateDeploymentRequestWithBody(c.Server, params, contentType, body)
 	if err != nil {
@@ -2194,7 +3149,7 @@ func (c *Client) CreateDeploymentWithBody(ctx context.Context, params *CreateDep
 //
 // Takes a body of the `application/json` content type.
 //
-// Corresponds with POST /api/resources/v1/deployments (the `CreateDeployment` operationId).
+// Corresponds with POST /deployments (the `CreateDeployment` operationId).
 func (c *Client) CreateDeployment(ctx context.Context, params *CreateDeploymentParams, body CreateDeploymentJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewCreateDeploymentRequest(c.Server, params, body)
 	if err != nil {
@@ -2209,7 +3164,7 @@ func (c *Client) CreateDeployment(ctx context.Context, params *CreateDeploymentP
 
 // DeleteDeployment Delete a deployment
 //
-// Corresponds with DELETE /api/resources/v1/deployments/{deployment_id} (the `DeleteDeployment` operationId).
+// Corresponds with DELETE /deployments/{deployment_id} (the `DeleteDeployment` operationId).
 func (c *Client) DeleteDeployment(ctx context.Context, deploymentId string, params *DeleteDeploymentParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewDeleteDeploymentRequest(c.Server, deploymentId, params)
 	if err != nil {
@@ -2224,7 +3179,7 @@ func (c *Client) DeleteDeployment(ctx context.Context, deploymentId string, para
 
 // GetDeployment Get a deployment by id or name
 //
-// Corresponds with GET /api/resources/v1/deployments/{deployment_id} (the `GetDeployment` operationId).
+// Corresponds with GET /deployments/{deployment_id} (the `GetDeployment` operationId).
 func (c *Client) GetDeployment(ctx context.Context, deploymentId string, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewGetDeploymentRequest(c.Server, deploymentId)
 	if err != nil {
@@ -2241,9 +3196,26 @@ func (c *Client) GetDeployment(ctx context.Context, deploymentId string, reqEdit
 //
 // Takes any type of body and a specified content type.
 //
-// Corresponds with PATCH /api/resources/v1/deployments/{deployment_id} (the `PatchDeployment` operationId).
+// Corresponds with PATCH /deployments/{deployment_id} (the `PatchDeployment` operationId).
 func (c *Client) PatchDeploymentWithBody(ctx context.Context, deploymentId string, params *PatchDeploymentParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewPatchDeploymentRequestWithBody(c.Server, deploymentId, params, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// PatchDeployment Update a deployment with a JSON merge patch
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with PATCH /deployments/{deployment_id} (the `PatchDeployment` operationId).
+func (c *Client) PatchDeployment(ctx context.Context, deploymentId string, params *PatchDeploymentParams, body PatchDeploymentJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewPatchDeploymentRequest(c.Server, deploymentId, params, body)
 	if err != nil {
 		return nil, err
 	}
@@ -2258,7 +3230,7 @@ func (c *Client) PatchDeploymentWithBody(ctx context.Context, deploymentId strin
 //
 // Takes a body of the `application/merge-patch+json` content type.
 //
-// Corresponds with PATCH /api/resources/v1/deployments/{deployment_id} (the `PatchDeployment` operationId).
+// Corresponds with PATCH /deployments/{deployment_id} (the `PatchDeployment` operationId).
 func (c *Client) PatchDeploymentWithApplicationMergePatchPlusJSONBody(ctx context.Context, deploymentId string, params *PatchDeploymentParams, body PatchDeploymentApplicationMergePatchPlusJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewPatchDeploymentRequestWithApplicationMergePatchPlusJSONBody(c.Server, deploymentId, params, body)
 	if err != nil {
@@ -2275,7 +3247,7 @@ func (c *Client) PatchDeploymentWithApplicationMergePatchPlusJSONBody(ctx contex
 //
 // Takes any type of body and a specified content type.
 //
-// Corresponds with PUT /api/resources/v1/deployments/{deployment_id} (the `ReplaceDeployment` operationId).
+// Corresponds with PUT /deployments/{deployment_id} (the `ReplaceDeployment` operationId).
 func (c *Client) ReplaceDeploymentWithBody(ctx context.Context, deploymentId string, params *ReplaceDeploymentParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewReplaceDeploymentRequestWithBody(c.Server, deploymentId, params, contentType, body)
 	if err != nil {
@@ -2292,7 +3264,7 @@ func (c *Client) ReplaceDeploymentWithBody(ctx context.Context, deploymentId str
 //
 // Takes a body of the `application/json` content type.
 //
-// Corresponds with PUT /api/resources/v1/deployments/{deployment_id} (the `ReplaceDeployment` operationId).
+// Corresponds with PUT /deployments/{deployment_id} (the `ReplaceDeployment` operationId).
 func (c *Client) ReplaceDeployment(ctx context.Context, deploymentId string, params *ReplaceDeploymentParams, body ReplaceDeploymentJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewReplaceDeploymentRequest(c.Server, deploymentId, params, body)
 	if err != nil {
@@ -2307,9 +3279,9 @@ func (c *Client) ReplaceDeployment(ctx context.Context, deploymentId string, par
 
 // StreamEvents Stream events (Server-Sent Events)
 //
-// Each message has `id` (the stream sequence), `event` (the CloudEvent type) and `data` (the CloudEvent in structured-mode JSON, its data the resource as the API returns it). Reconnecting with `Last-Event-ID` resumes without losing or repeating events.
+// Each message has `id` (the stream sequence), `event` (the CloudEvent type) and `data` (the CloudEvent in structured-mode JSON, its data the resource as the API returns it). Reconnecting with `Last-Event-ID` resumes without losing or repeating events; a `Last-Event-ID` beyond the last event of the stream answers 416 (the id did not come from this stream).
 //
-// Corresponds with GET /api/resources/v1/events (the `StreamEvents` operationId).
+// Corresponds with GET /events (the `StreamEvents` operationId).
 func (c *Client) StreamEvents(ctx context.Context, params *StreamEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewStreamEventsRequest(c.Server, params)
 	if err != nil {
@@ -2324,7 +3296,7 @@ func (c *Client) StreamEvents(ctx context.Context, params *StreamEventsParams, r
 
 // ListJobs List jobs
 //
-// Corresponds with GET /api/resources/v1/jobs (the `ListJobs` operationId).
+// Corresponds with GET /jobs (the `ListJobs` operationId).
 func (c *Client) ListJobs(ctx context.Context, params *ListJobsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewListJobsRequest(c.Server, params)
 	if err != nil {
@@ -2343,7 +3315,7 @@ func (c *Client) ListJobs(ctx context.Context, params *ListJobsParams, reqEditor
 //
 // Takes any type of body and a specified content type.
 //
-// Corresponds with POST /api/resources/v1/jobs (the `SubmitJob` operationId).
+// Corresponds with POST /jobs (the `SubmitJob` operationId).
 func (c *Client) SubmitJobWithBody(ctx context.Context, params *SubmitJobParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewSubmitJobRequestWithBody(c.Server, params, contentType, body)
 	if err != nil {
@@ -2362,7 +3334,7 @@ func (c *Client) SubmitJobWithBody(ctx context.Context, params *SubmitJobParams,
 //
 // Takes a body of the `application/json` content type.
 //
-// Corresponds with POST /api/resources/v1/jobs (the `SubmitJob` operationId).
+// Corresponds with POST /jobs (the `SubmitJob` operationId).
 func (c *Client) SubmitJob(ctx context.Context, params *SubmitJobParams, body SubmitJobJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewSubmitJobRequest(c.Server, params, body)
 	if err != nil {
@@ -2377,9 +3349,9 @@ func (c *Client) SubmitJob(ctx context.Context, params *SubmitJobParams, body Su
 
 // DeleteJob Cancel a job, clean it up and remove its record and artifacts
 //
-// Corresponds with DELETE /api/resources/v1/jobs/{id} (the `DeleteJob` operationId).
-func (c *Client) DeleteJob(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewDeleteJobRequest(c.Server, id)
+// Corresponds with DELETE /jobs/{id} (the `DeleteJob` operationId).
+func (c *Client) DeleteJob(ctx context.Context, id string, params *DeleteJobParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewDeleteJobRequest(c.Server, id, params)
 	if err != nil {
 		return nil, err
 	}
@@ -2392,7 +3364,9 @@ func (c *Client) DeleteJob(ctx context.Context, id string, reqEditors ...Request
 
 // GetJob Get a job
 //
-// Corresponds with GET /api/resources/v1/jobs/{id} (the `GetJob` operationId).
+// instances holds the first 1,000 instances, with instances_truncated true when there are more: GET /jobs/{id}/instances pages through all of them.
+//
+// Corresponds with GET /jobs/{id} (the `GetJob` operationId).
 func (c *Client) GetJob(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewGetJobRequest(c.Server, id)
 	if err != nil {
@@ -2407,7 +3381,7 @@ func (c *Client) GetJob(ctx context.Context, id string, reqEditors ...RequestEdi
 
 // ListArtifacts List a job's artifacts
 //
-// Corresponds with GET /api/resources/v1/jobs/{id}/artifacts (the `ListArtifacts` operationId).
+// Corresponds with GET /jobs/{id}/artifacts (the `ListArtifacts` operationId).
 func (c *Client) ListArtifacts(ctx context.Context, id string, params *ListArtifactsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewListArtifactsRequest(c.Server, id, params)
 	if err != nil {
@@ -2426,7 +3400,7 @@ func (c *Client) ListArtifacts(ctx context.Context, id string, params *ListArtif
 //
 // Takes any type of body and a specified content type.
 //
-// Corresponds with PUT /api/resources/v1/jobs/{id}/artifacts/assets/{path} (the `PutAssetArtifact` operationId).
+// Corresponds with PUT /jobs/{id}/artifacts/assets/{path} (the `PutAssetArtifact` operationId).
 func (c *Client) PutAssetArtifactWithBody(ctx context.Context, id string, path string, params *PutAssetArtifactParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewPutAssetArtifactRequestWithBody(c.Server, id, path, params, contentType, body)
 	if err != nil {
@@ -2445,7 +3419,7 @@ func (c *Client) PutAssetArtifactWithBody(ctx context.Context, id string, path s
 //
 // Takes any type of body and a specified content type.
 //
-// Corresponds with PUT /api/resources/v1/jobs/{id}/artifacts/scenarios/{sample_id}/{path} (the `PutScenarioArtifact` operationId).
+// Corresponds with PUT /jobs/{id}/artifacts/scenarios/{sample_id}/{path} (the `PutScenarioArtifact` operationId).
 func (c *Client) PutScenarioArtifactWithBody(ctx context.Context, id string, sampleId string, path string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewPutScenarioArtifactRequestWithBody(c.Server, id, sampleId, path, contentType, body)
 	if err != nil {
@@ -2462,7 +3436,7 @@ func (c *Client) PutScenarioArtifactWithBody(ctx context.Context, id string, sam
 //
 // A job not admitted yet is cancelled by the scheduler; an admitted or running one by the launcher once its instances are stopped (status cancelled when it confirms). Cancelling a job in a final status is a conflict.
 //
-// Corresponds with POST /api/resources/v1/jobs/{id}/cancel (the `CancelJob` operationId).
+// Corresponds with POST /jobs/{id}/cancel (the `CancelJob` operationId).
 func (c *Client) CancelJob(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewCancelJobRequest(c.Server, id)
 	if err != nil {
@@ -2479,9 +3453,26 @@ func (c *Client) CancelJob(ctx context.Context, id string, reqEditors ...Request
 //
 // The job keeps its record; cleaned_at is set once everything is released.
 //
-// Corresponds with POST /api/resources/v1/jobs/{id}/cleanup (the `CleanupJob` operationId).
+// Corresponds with POST /jobs/{id}/cleanup (the `CleanupJob` operationId).
 func (c *Client) CleanupJob(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewCleanupJobRequest(c.Server, id)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ListJobInstances List the instances of a job
+//
+// Every instance of the job, paged, optionally of one role and status; a malformed cursor is a 400 naming cursor.
+//
+// Corresponds with GET /jobs/{id}/instances (the `ListJobInstances` operationId).
+func (c *Client) ListJobInstances(ctx context.Context, id string, params *ListJobInstancesParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListJobInstancesRequest(c.Server, id, params)
 	if err != nil {
 		return nil, err
 	}
@@ -2496,7 +3487,7 @@ func (c *Client) CleanupJob(ctx context.Context, id string, reqEditors ...Reques
 //
 // The instance's combined stdout and stderr so far, as the launcher's driver keeps them (local processes and Docker containers do; a simulated instance has a synthetic log). The local driver keeps logs after a cleanup; Docker and Kubernetes remove them with the instance.
 //
-// Corresponds with GET /api/resources/v1/jobs/{id}/instances/{role}/{index}/logs (the `GetInstanceLogs` operationId).
+// Corresponds with GET /jobs/{id}/instances/{role}/{index}/logs (the `GetInstanceLogs` operationId).
 func (c *Client) GetInstanceLogs(ctx context.Context, id string, role GetInstanceLogsParamsRole, index int64, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewGetInstanceLogsRequest(c.Server, id, role, index)
 	if err != nil {
@@ -2511,9 +3502,9 @@ func (c *Client) GetInstanceLogs(ctx context.Context, id string, role GetInstanc
 
 // StopPostController Stop the job's post controller
 //
-// Corresponds with DELETE /api/resources/v1/jobs/{id}/post-controller (the `StopPostController` operationId).
-func (c *Client) StopPostController(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewStopPostControllerRequest(c.Server, id)
+// Corresponds with DELETE /jobs/{id}/post-controller (the `StopPostController` operationId).
+func (c *Client) StopPostController(ctx context.Context, id string, params *StopPostControllerParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewStopPostControllerRequest(c.Server, id, params)
 	if err != nil {
 		return nil, err
 	}
@@ -2528,7 +3519,7 @@ func (c *Client) StopPostController(ctx context.Context, id string, reqEditors .
 //
 // It waits, with a PostControllerAdmitted condition saying why, while post-controller-queue is full.
 //
-// Corresponds with POST /api/resources/v1/jobs/{id}/post-controller (the `StartPostController` operationId).
+// Corresponds with POST /jobs/{id}/post-controller (the `StartPostController` operationId).
 func (c *Client) StartPostController(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewStartPostControllerRequest(c.Server, id)
 	if err != nil {
@@ -2543,11 +3534,11 @@ func (c *Client) StartPostController(ctx context.Context, id string, reqEditors 
 
 // CreateScenarioExportWithBody Request a zip of chosen samples and kinds of document
 //
-// The zip holds scenarios/<sample_id>/<path> for each concrete scenario file, assets/<path> for common asset data, assets/<declaration>/<path> for the assets of a declaration, and manifest.json (path, size and sha256 of each file). Poll GET /scenario-exports/{id} until ready, then download it.
+// The zip holds scenarios/`<sample_id>`/`<path>` for each concrete scenario file, assets/`<path>` for common asset data, assets/`<declaration>`/`<path>` for the assets of a declaration, and manifest.json (path, size and sha256 of each file). Poll GET /scenario-exports/{id} until ready, then download it.
 //
 // Takes any type of body and a specified content type.
 //
-// Corresponds with POST /api/resources/v1/jobs/{id}/scenario-exports (the `CreateScenarioExport` operationId).
+// Corresponds with POST /jobs/{id}/scenario-exports (the `CreateScenarioExport` operationId).
 func (c *Client) CreateScenarioExportWithBody(ctx context.Context, id string, params *CreateScenarioExportParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewCreateScenarioExportRequestWithBody(c.Server, id, params, contentType, body)
 	if err != nil {
@@ -2562,11 +3553,11 @@ func (c *Client) CreateScenarioExportWithBody(ctx context.Context, id string, pa
 
 // CreateScenarioExport Request a zip of chosen samples and kinds of document
 //
-// The zip holds scenarios/<sample_id>/<path> for each concrete scenario file, assets/<path> for common asset data, assets/<declaration>/<path> for the assets of a declaration, and manifest.json (path, size and sha256 of each file). Poll GET /scenario-exports/{id} until ready, then download it.
+// The zip holds scenarios/`<sample_id>`/`<path>` for each concrete scenario file, assets/`<path>` for common asset data, assets/`<declaration>`/`<path>` for the assets of a declaration, and manifest.json (path, size and sha256 of each file). Poll GET /scenario-exports/{id} until ready, then download it.
 //
 // Takes a body of the `application/json` content type.
 //
-// Corresponds with POST /api/resources/v1/jobs/{id}/scenario-exports (the `CreateScenarioExport` operationId).
+// Corresponds with POST /jobs/{id}/scenario-exports (the `CreateScenarioExport` operationId).
 func (c *Client) CreateScenarioExport(ctx context.Context, id string, params *CreateScenarioExportParams, body CreateScenarioExportJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewCreateScenarioExportRequest(c.Server, id, params, body)
 	if err != nil {
@@ -2581,7 +3572,7 @@ func (c *Client) CreateScenarioExport(ctx context.Context, id string, params *Cr
 
 // ListPlugins List plugins
 //
-// Corresponds with GET /api/resources/v1/plugins (the `ListPlugins` operationId).
+// Corresponds with GET /plugins (the `ListPlugins` operationId).
 func (c *Client) ListPlugins(ctx context.Context, params *ListPluginsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewListPluginsRequest(c.Server, params)
 	if err != nil {
@@ -2598,7 +3589,7 @@ func (c *Client) ListPlugins(ctx context.Context, params *ListPluginsParams, req
 //
 // Takes any type of body and a specified content type.
 //
-// Corresponds with POST /api/resources/v1/plugins (the `CreatePlugin` operationId).
+// Corresponds with POST /plugins (the `CreatePlugin` operationId).
 func (c *Client) CreatePluginWithBody(ctx context.Context, params *CreatePluginParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewCreatePluginRequestWithBody(c.Server, params, contentType, body)
 	if err != nil {
@@ -2615,7 +3606,7 @@ func (c *Client) CreatePluginWithBody(ctx context.Context, params *CreatePluginP
 //
 // Takes a body of the `application/json` content type.
 //
-// Corresponds with POST /api/resources/v1/plugins (the `CreatePlugin` operationId).
+// Corresponds with POST /plugins (the `CreatePlugin` operationId).
 func (c *Client) CreatePlugin(ctx context.Context, params *CreatePluginParams, body CreatePluginJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewCreatePluginRequest(c.Server, params, body)
 	if err != nil {
@@ -2630,7 +3621,7 @@ func (c *Client) CreatePlugin(ctx context.Context, params *CreatePluginParams, b
 
 // DeletePlugin Delete a plugin no queue uses
 //
-// Corresponds with DELETE /api/resources/v1/plugins/{plugin_id} (the `DeletePlugin` operationId).
+// Corresponds with DELETE /plugins/{plugin_id} (the `DeletePlugin` operationId).
 func (c *Client) DeletePlugin(ctx context.Context, pluginId string, params *DeletePluginParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewDeletePluginRequest(c.Server, pluginId, params)
 	if err != nil {
@@ -2645,7 +3636,7 @@ func (c *Client) DeletePlugin(ctx context.Context, pluginId string, params *Dele
 
 // GetPlugin Get a plugin by id or name
 //
-// Corresponds with GET /api/resources/v1/plugins/{plugin_id} (the `GetPlugin` operationId).
+// Corresponds with GET /plugins/{plugin_id} (the `GetPlugin` operationId).
 func (c *Client) GetPlugin(ctx context.Context, pluginId string, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewGetPluginRequest(c.Server, pluginId)
 	if err != nil {
@@ -2662,9 +3653,26 @@ func (c *Client) GetPlugin(ctx context.Context, pluginId string, reqEditors ...R
 //
 // Takes any type of body and a specified content type.
 //
-// Corresponds with PATCH /api/resources/v1/plugins/{plugin_id} (the `PatchPlugin` operationId).
+// Corresponds with PATCH /plugins/{plugin_id} (the `PatchPlugin` operationId).
 func (c *Client) PatchPluginWithBody(ctx context.Context, pluginId string, params *PatchPluginParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewPatchPluginRequestWithBody(c.Server, pluginId, params, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// PatchPlugin Update a plugin with a JSON merge patch
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with PATCH /plugins/{plugin_id} (the `PatchPlugin` operationId).
+func (c *Client) PatchPlugin(ctx context.Context, pluginId string, params *PatchPluginParams, body PatchPluginJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewPatchPluginRequest(c.Server, pluginId, params, body)
 	if err != nil {
 		return nil, err
 	}
@@ -2679,7 +3687,7 @@ func (c *Client) PatchPluginWithBody(ctx context.Context, pluginId string, param
 //
 // Takes a body of the `application/merge-patch+json` content type.
 //
-// Corresponds with PATCH /api/resources/v1/plugins/{plugin_id} (the `PatchPlugin` operationId).
+// Corresponds with PATCH /plugins/{plugin_id} (the `PatchPlugin` operationId).
 func (c *Client) PatchPluginWithApplicationMergePatchPlusJSONBody(ctx context.Context, pluginId string, params *PatchPluginParams, body PatchPluginApplicationMergePatchPlusJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewPatchPluginRequestWithApplicationMergePatchPlusJSONBody(c.Server, pluginId, params, body)
 	if err != nil {
@@ -2696,7 +3704,7 @@ func (c *Client) PatchPluginWithApplicationMergePatchPlusJSONBody(ctx context.Co
 //
 // Takes any type of body and a specified content type.
 //
-// Corresponds with PUT /api/resources/v1/plugins/{plugin_id} (the `ReplacePlugin` operationId).
+// Corresponds with PUT /plugins/{plugin_id} (the `ReplacePlugin` operationId).
 func (c *Client) ReplacePluginWithBody(ctx context.Context, pluginId string, params *ReplacePluginParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewReplacePluginRequestWithBody(c.Server, pluginId, params, contentType, body)
 	if err != nil {
@@ -2713,7 +3721,7 @@ func (c *Client) ReplacePluginWithBody(ctx context.Context, pluginId string, par
 //
 // Takes a body of the `application/json` content type.
 //
-// Corresponds with PUT /api/resources/v1/plugins/{plugin_id} (the `ReplacePlugin` operationId).
+// Corresponds with PUT /plugins/{plugin_id} (the `ReplacePlugin` operationId).
 func (c *Client) ReplacePlugin(ctx context.Context, pluginId string, params *ReplacePluginParams, body ReplacePluginJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewReplacePluginRequest(c.Server, pluginId, params, body)
 	if err != nil {
@@ -2728,7 +3736,7 @@ func (c *Client) ReplacePlugin(ctx context.Context, pluginId string, params *Rep
 
 // ListQueues List queues
 //
-// Corresponds with GET /api/resources/v1/queues (the `ListQueues` operationId).
+// Corresponds with GET /queues (the `ListQueues` operationId).
 func (c *Client) ListQueues(ctx context.Context, params *ListQueuesParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewListQueuesRequest(c.Server, params)
 	if err != nil {
@@ -2745,7 +3753,7 @@ func (c *Client) ListQueues(ctx context.Context, params *ListQueuesParams, reqEd
 //
 // Takes any type of body and a specified content type.
 //
-// Corresponds with POST /api/resources/v1/queues (the `CreateQueue` operationId).
+// Corresponds with POST /queues (the `CreateQueue` operationId).
 func (c *Client) CreateQueueWithBody(ctx context.Context, params *CreateQueueParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewCreateQueueRequestWithBody(c.Server, params, contentType, body)
 	if err != nil {
@@ -2762,7 +3770,7 @@ func (c *Client) CreateQueueWithBody(ctx context.Context, params *CreateQueuePar
 //
 // Takes a body of the `application/json` content type.
 //
-// Corresponds with POST /api/resources/v1/queues (the `CreateQueue` operationId).
+// Corresponds with POST /queues (the `CreateQueue` operationId).
 func (c *Client) CreateQueue(ctx context.Context, params *CreateQueueParams, body CreateQueueJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewCreateQueueRequest(c.Server, params, body)
 	if err != nil {
@@ -2777,7 +3785,7 @@ func (c *Client) CreateQueue(ctx context.Context, params *CreateQueueParams, bod
 
 // DeleteQueue Delete a queue (not a built-in one, nor one in use by active jobs, app-runtime-configs or deployments)
 //
-// Corresponds with DELETE /api/resources/v1/queues/{queue_id} (the `DeleteQueue` operationId).
+// Corresponds with DELETE /queues/{queue_id} (the `DeleteQueue` operationId).
 func (c *Client) DeleteQueue(ctx context.Context, queueId string, params *DeleteQueueParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewDeleteQueueRequest(c.Server, queueId, params)
 	if err != nil {
@@ -2792,7 +3800,7 @@ func (c *Client) DeleteQueue(ctx context.Context, queueId string, params *Delete
 
 // GetQueue Get a queue by id or name
 //
-// Corresponds with GET /api/resources/v1/queues/{queue_id} (the `GetQueue` operationId).
+// Corresponds with GET /queues/{queue_id} (the `GetQueue` operationId).
 func (c *Client) GetQueue(ctx context.Context, queueId string, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewGetQueueRequest(c.Server, queueId)
 	if err != nil {
@@ -2809,9 +3817,26 @@ func (c *Client) GetQueue(ctx context.Context, queueId string, reqEditors ...Req
 //
 // Takes any type of body and a specified content type.
 //
-// Corresponds with PATCH /api/resources/v1/queues/{queue_id} (the `PatchQueue` operationId).
+// Corresponds with PATCH /queues/{queue_id} (the `PatchQueue` operationId).
 func (c *Client) PatchQueueWithBody(ctx context.Context, queueId string, params *PatchQueueParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewPatchQueueRequestWithBody(c.Server, queueId, params, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// PatchQueue Update a queue with a JSON merge patch
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with PATCH /queues/{queue_id} (the `PatchQueue` operationId).
+func (c *Client) PatchQueue(ctx context.Context, queueId string, params *PatchQueueParams, body PatchQueueJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewPatchQueueRequest(c.Server, queueId, params, body)
 	if err != nil {
 		return nil, err
 	}
@@ -2826,7 +3851,7 @@ func (c *Client) PatchQueueWithBody(ctx context.Context, queueId string, params 
 //
 // Takes a body of the `application/merge-patch+json` content type.
 //
-// Corresponds with PATCH /api/resources/v1/queues/{queue_id} (the `PatchQueue` operationId).
+// Corresponds with PATCH /queues/{queue_id} (the `PatchQueue` operationId).
 func (c *Client) PatchQueueWithApplicationMergePatchPlusJSONBody(ctx context.Context, queueId string, params *PatchQueueParams, body PatchQueueApplicationMergePatchPlusJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewPatchQueueRequestWithApplicationMergePatchPlusJSONBody(c.Server, queueId, params, body)
 	if err != nil {
@@ -2843,7 +3868,7 @@ func (c *Client) PatchQueueWithApplicationMergePatchPlusJSONBody(ctx context.Con
 //
 // Takes any type of body and a specified content type.
 //
-// Corresponds with PUT /api/resources/v1/queues/{queue_id} (the `ReplaceQueue` operationId).
+// Corresponds with PUT /queues/{queue_id} (the `ReplaceQueue` operationId).
 func (c *Client) ReplaceQueueWithBody(ctx context.Context, queueId string, params *ReplaceQueueParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewReplaceQueueRequestWithBody(c.Server, queueId, params, contentType, body)
 	if err != nil {
@@ -2860,7 +3885,7 @@ func (c *Client) ReplaceQueueWithBody(ctx context.Context, queueId string, param
 //
 // Takes a body of the `application/json` content type.
 //
-// Corresponds with PUT /api/resources/v1/queues/{queue_id} (the `ReplaceQueue` operationId).
+// Corresponds with PUT /queues/{queue_id} (the `ReplaceQueue` operationId).
 func (c *Client) ReplaceQueue(ctx context.Context, queueId string, params *ReplaceQueueParams, body ReplaceQueueJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewReplaceQueueRequest(c.Server, queueId, params, body)
 	if err != nil {
@@ -2875,7 +3900,7 @@ func (c *Client) ReplaceQueue(ctx context.Context, queueId string, params *Repla
 
 // ListQueueJobs List the jobs of a queue
 //
-// Corresponds with GET /api/resources/v1/queues/{queue_id}/jobs (the `ListQueueJobs` operationId).
+// Corresponds with GET /queues/{queue_id}/jobs (the `ListQueueJobs` operationId).
 func (c *Client) ListQueueJobs(ctx context.Context, queueId string, params *ListQueueJobsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewListQueueJobsRequest(c.Server, queueId, params)
 	if err != nil {
@@ -2890,7 +3915,7 @@ func (c *Client) ListQueueJobs(ctx context.Context, queueId string, params *List
 
 // GetScenarioExport Get a scenario export
 //
-// Corresponds with GET /api/resources/v1/scenario-exports/{id} (the `GetScenarioExport` operationId).
+// Corresponds with GET /scenario-exports/{id} (the `GetScenarioExport` operationId).
 func (c *Client) GetScenarioExport(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewGetScenarioExportRequest(c.Server, id)
 	if err != nil {
@@ -2907,7 +3932,7 @@ func (c *Client) GetScenarioExport(ctx context.Context, id string, reqEditors ..
 //
 // 409 until the export is ready. Supports Range and If-None-Match (the ETag is the zip's sha256).
 //
-// Corresponds with GET /api/resources/v1/scenario-exports/{id}/download (the `DownloadScenarioExport` operationId).
+// Corresponds with GET /scenario-exports/{id}/download (the `DownloadScenarioExport` operationId).
 func (c *Client) DownloadScenarioExport(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewDownloadScenarioExportRequest(c.Server, id)
 	if err != nil {
@@ -2929,7 +3954,7 @@ func NewListAppRuntimeConfigsRequest(server string, params *ListAppRuntimeConfig
 		return nil, err
 	}
 
-	operationPath := fmt.Sprintf("/api/resources/v1/app-runtime-config")
+	operationPath := fmt.Sprintf("/app-runtime-config")
 	if operationPath[0] == '/' {
 		operationPath = "." + operationPath
 	}
@@ -3033,7 +4058,7 @@ func NewDeleteAppRuntimeConfigRequest(server string, queueId string, appId strin
 		return nil, err
 	}
 
-	operationPath := fmt.Sprintf("/api/resources/v1/app-runtime-config/%s/application/%s", pathParam0, pathParam1)
+	operationPath := fmt.Sprintf("/app-runtime-config/%s/application/%s", pathParam0, pathParam1)
 	if operationPath[0] == '/' {
 		operationPath = "." + operationPath
 	}
@@ -3089,7 +4114,7 @@ func NewGetAppRuntimeConfigRequest(server string, queueId string, appId string) 
 		return nil, err
 	}
 
-	operationPath := fmt.Sprintf("/api/resources/v1/app-runtime-config/%s/application/%s", pathParam0, pathParam1)
+	operationPath := fmt.Sprintf("/app-runtime-config/%s/application/%s", pathParam0, pathParam1)
 	if operationPath[0] == '/' {
 		operationPath = "." + operationPath
 	}
@@ -3105,6 +4130,17 @@ func NewGetAppRuntimeConfigRequest(server string, queueId string, appId string) 
 	}
 
 	return req, nil
+}
+
+// NewPatchAppRuntimeConfigRequest calls the generic PatchAppRuntimeConfig builder with application/json body
+func NewPatchAppRuntimeConfigRequest(server string, queueId string, appId string, params *PatchAppRuntimeConfigParams, body PatchAppRuntimeConfigJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewPatchAppRuntimeConfigRequestWithBody(server, queueId, appId, params, "application/json", bodyReader)
 }
 
 // NewPatchAppRuntimeConfigRequestWithApplicationMergePatchPlusJSONBody calls the generic PatchAppRuntimeConfig builder with application/merge-patch+json body
@@ -3141,7 +4177,7 @@ func NewPatchAppRuntimeConfigRequestWithBody(server string, queueId string, appI
 		return nil, err
 	}
 
-	operationPath := fmt.Sprintf("/api/resources/v1/app-runtime-config/%s/application/%s", pathParam0, pathParam1)
+	operationPath := fmt.Sprintf("/app-runtime-config/%s/application/%s", pathParam0, pathParam1)
 	if operationPath[0] == '/' {
 		operationPath = "." + operationPath
 	}
@@ -3210,7 +4246,7 @@ func NewCreateAppRuntimeConfigRequestWithBody(server string, queueId string, app
 		return nil, err
 	}
 
-	operationPath := fmt.Sprintf("/api/resources/v1/app-runtime-config/%s/application/%s", pathParam0, pathParam1)
+	operationPath := fmt.Sprintf("/app-runtime-config/%s/application/%s", pathParam0, pathParam1)
 	if operationPath[0] == '/' {
 		operationPath = "." + operationPath
 	}
@@ -3279,7 +4315,7 @@ func NewReplaceAppRuntimeConfigRequestWithBody(server string, queueId string, ap
 		return nil, err
 	}
 
-	operationPath := fmt.Sprintf("/api/resources/v1/app-runtime-config/%s/application/%s", pathParam0, pathParam1)
+	operationPath := fmt.Sprintf("/app-runtime-config/%s/application/%s", pathParam0, pathParam1)
 	if operationPath[0] == '/' {
 		operationPath = "." + operationPath
 	}
@@ -3323,7 +4359,7 @@ func NewListApplicationsRequest(server string, params *ListApplicationsParams) (
 		return nil, err
 	}
 
-	operationPath := fmt.Sprintf("/api/resources/v1/applications")
+	operationPath := fmt.Sprintf("/applications")
 	if operationPath[0] == '/' {
 		operationPath = "." + operationPath
 	}
@@ -3424,7 +4460,7 @@ func NewCreateApplicationRequestWithBody(server string, params *CreateApplicatio
 		return nil, err
 	}
 
-	operationPath := fmt.Sprintf("/api/resources/v1/applications")
+	operationPath := fmt.Sprintf("/applications")
 	if operationPath[0] == '/' {
 		operationPath = "." + operationPath
 	}
@@ -3475,7 +4511,7 @@ func NewDeleteApplicationRequest(server string, appId string, params *DeleteAppl
 		return nil, err
 	}
 
-	operationPath := fmt.Sprintf("/api/resources/v1/applications/%s", pathParam0)
+	operationPath := fmt.Sprintf("/applications/%s", pathParam0)
 	if operationPath[0] == '/' {
 		operationPath = "." + operationPath
 	}
@@ -3524,7 +4560,7 @@ func NewGetApplicationRequest(server string, appId string) (*http.Request, error
 		return nil, err
 	}
 
-	operationPath := fmt.Sprintf("/api/resources/v1/applications/%s", pathParam0)
+	operationPath := fmt.Sprintf("/applications/%s", pathParam0)
 	if operationPath[0] == '/' {
 		operationPath = "." + operationPath
 	}
@@ -3540,6 +4576,17 @@ func NewGetApplicationRequest(server string, appId string) (*http.Request, error
 	}
 
 	return req, nil
+}
+
+// NewPatchApplicationRequest calls the generic PatchApplication builder with application/json body
+func NewPatchApplicationRequest(server string, appId string, params *PatchApplicationParams, body PatchApplicationJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewPatchApplicationRequestWithBody(server, appId, params, "application/json", bodyReader)
 }
 
 // NewPatchApplicationRequestWithApplicationMergePatchPlusJSONBody calls the generic PatchApplication builder with application/merge-patch+json body
@@ -3569,7 +4616,7 @@ func NewPatchApplicationRequestWithBody(server string, appId string, params *Pat
 		return nil, err
 	}
 
-	operationPath := fmt.Sprintf("/api/resources/v1/applications/%s", pathParam0)
+	operationPath := fmt.Sprintf("/applications/%s", pathParam0)
 	if operationPath[0] == '/' {
 		operationPath = "." + operationPath
 	}
@@ -3631,7 +4678,7 @@ func NewReplaceApplicationRequestWithBody(server string, appId string, params *R
 		return nil, err
 	}
 
-	operationPath := fmt.Sprintf("/api/resources/v1/applications/%s", pathParam0)
+	operationPath := fmt.Sprintf("/applications/%s", pathParam0)
 	if operationPath[0] == '/' {
 		operationPath = "." + operationPath
 	}
@@ -3675,7 +4722,7 @@ func NewListDeploymentsRequest(server string, params *ListDeploymentsParams) (*h
 		return nil, err
 	}
 
-	operationPath := fmt.Sprintf("/api/resources/v1/deployments")
+	operationPath := fmt.Sprintf("/deployments")
 	if operationPath[0] == '/' {
 		operationPath = "." + operationPath
 	}
@@ -3788,7 +4835,7 @@ func NewCreateDeploymentRequestWithBody(server string, params *CreateDeploymentP
 		return nil, err
 	}
 
-	operationPath := fmt.Sprintf("/api/resources/v1/deployments")
+	operationPath := fmt.Sprintf("/deployments")
 	if operationPath[0] == '/' {
 		operationPath = "." + operationPath
 	}
@@ -3839,7 +4886,7 @@ func NewDeleteDeploymentRequest(server string, deploymentId string, params *Dele
 		return nil, err
 	}
 
-	operationPath := fmt.Sprintf("/api/resources/v1/deployments/%s", pathParam0)
+	operationPath := fmt.Sprintf("/deployments/%s", pathParam0)
 	if operationPath[0] == '/' {
 		operationPath = "." + operationPath
 	}
@@ -3888,7 +4935,7 @@ func NewGetDeploymentRequest(server string, deploymentId string) (*http.Request,
 		return nil, err
 	}
 
-	operationPath := fmt.Sprintf("/api/resources/v1/deployments/%s", pathParam0)
+	operationPath := fmt.Sprintf("/deployments/%s", pathParam0)
 	if operationPath[0] == '/' {
 		operationPath = "." + operationPath
 	}
@@ -3904,6 +4951,17 @@ func NewGetDeploymentRequest(server string, deploymentId string) (*http.Request,
 	}
 
 	return req, nil
+}
+
+// NewPatchDeploymentRequest calls the generic PatchDeployment builder with application/json body
+func NewPatchDeploymentRequest(server string, deploymentId string, params *PatchDeploymentParams, body PatchDeploymentJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewPatchDeploymentRequestWithBody(server, deploymentId, params, "application/json", bodyReader)
 }
 
 // NewPatchDeploymentRequestWithApplicationMergePatchPlusJSONBody calls the generic PatchDeployment builder with application/merge-patch+json body
@@ -3933,7 +4991,7 @@ func NewPatchDeploymentRequestWithBody(server string, deploymentId string, param
 		return nil, err
 	}
 
-	operationPath := fmt.Sprintf("/api/resources/v1/deployments/%s", pathParam0)
+	operationPath := fmt.Sprintf("/deployments/%s", pathParam0)
 	if operationPath[0] == '/' {
 		operationPath = "." + operationPath
 	}
@@ -3995,7 +5053,7 @@ func NewReplaceDeploymentRequestWithBody(server string, deploymentId string, par
 		return nil, err
 	}
 
-	operationPath := fmt.Sprintf("/api/resources/v1/deployments/%s", pathParam0)
+	operationPath := fmt.Sprintf("/deployments/%s", pathParam0)
 	if operationPath[0] == '/' {
 		operationPath = "." + operationPath
 	}
@@ -4039,7 +5097,7 @@ func NewStreamEventsRequest(server string, params *StreamEventsParams) (*http.Re
 		return nil, err
 	}
 
-	operationPath := fmt.Sprintf("/api/resources/v1/events")
+	operationPath := fmt.Sprintf("/events")
 	if operationPath[0] == '/' {
 		operationPath = "." + operationPath
 	}
@@ -4132,7 +5190,7 @@ func NewListJobsRequest(server string, params *ListJobsParams) (*http.Request, e
 		return nil, err
 	}
 
-	operationPath := fmt.Sprintf("/api/resources/v1/jobs")
+	operationPath := fmt.Sprintf("/jobs")
 	if operationPath[0] == '/' {
 		operationPath = "." + operationPath
 	}
@@ -4245,7 +5303,7 @@ func NewSubmitJobRequestWithBody(server string, params *SubmitJobParams, content
 		return nil, err
 	}
 
-	operationPath := fmt.Sprintf("/api/resources/v1/jobs")
+	operationPath := fmt.Sprintf("/jobs")
 	if operationPath[0] == '/' {
 		operationPath = "." + operationPath
 	}
@@ -4281,7 +5339,7 @@ func NewSubmitJobRequestWithBody(server string, params *SubmitJobParams, content
 }
 
 // NewDeleteJobRequest constructs an http.Request for the DeleteJob method
-func NewDeleteJobRequest(server string, id string) (*http.Request, error) {
+func NewDeleteJobRequest(server string, id string, params *DeleteJobParams) (*http.Request, error) {
 	var err error
 
 	var pathParam0 string
@@ -4296,7 +5354,7 @@ func NewDeleteJobRequest(server string, id string) (*http.Request, error) {
 		return nil, err
 	}
 
-	operationPath := fmt.Sprintf("/api/resources/v1/jobs/%s", pathParam0)
+	operationPath := fmt.Sprintf("/jobs/%s", pathParam0)
 	if operationPath[0] == '/' {
 		operationPath = "." + operationPath
 	}
@@ -4309,6 +5367,21 @@ func NewDeleteJobRequest(server string, id string) (*http.Request, error) {
 	req, err := http.NewRequest(http.MethodDelete, queryURL.String(), nil)
 	if err != nil {
 		return nil, err
+	}
+
+	if params != nil {
+
+		if params.IfMatch != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "If-Match", *params.IfMatch, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("If-Match", headerParam0)
+		}
+
 	}
 
 	return req, nil
@@ -4330,7 +5403,7 @@ func NewGetJobRequest(server string, id string) (*http.Request, error) {
 		return nil, err
 	}
 
-	operationPath := fmt.Sprintf("/api/resources/v1/jobs/%s", pathParam0)
+	operationPath := fmt.Sprintf("/jobs/%s", pathParam0)
 	if operationPath[0] == '/' {
 		operationPath = "." + operationPath
 	}
@@ -4364,7 +5437,7 @@ func NewListArtifactsRequest(server string, id string, params *ListArtifactsPara
 		return nil, err
 	}
 
-	operationPath := fmt.Sprintf("/api/resources/v1/jobs/%s/artifacts", pathParam0)
+	operationPath := fmt.Sprintf("/jobs/%s/artifacts", pathParam0)
 	if operationPath[0] == '/' {
 		operationPath = "." + operationPath
 	}
@@ -4480,7 +5553,7 @@ func NewPutAssetArtifactRequestWithBody(server string, id string, path string, p
 		return nil, err
 	}
 
-	operationPath := fmt.Sprintf("/api/resources/v1/jobs/%s/artifacts/assets/%s", pathParam0, pathParam1)
+	operationPath := fmt.Sprintf("/jobs/%s/artifacts/assets/%s", pathParam0, pathParam1)
 	if operationPath[0] == '/' {
 		operationPath = "." + operationPath
 	}
@@ -4557,7 +5630,7 @@ func NewPutScenarioArtifactRequestWithBody(server string, id string, sampleId st
 		return nil, err
 	}
 
-	operationPath := fmt.Sprintf("/api/resources/v1/jobs/%s/artifacts/scenarios/%s/%s", pathParam0, pathParam1, pathParam2)
+	operationPath := fmt.Sprintf("/jobs/%s/artifacts/scenarios/%s/%s", pathParam0, pathParam1, pathParam2)
 	if operationPath[0] == '/' {
 		operationPath = "." + operationPath
 	}
@@ -4593,7 +5666,7 @@ func NewCancelJobRequest(server string, id string) (*http.Request, error) {
 		return nil, err
 	}
 
-	operationPath := fmt.Sprintf("/api/resources/v1/jobs/%s/cancel", pathParam0)
+	operationPath := fmt.Sprintf("/jobs/%s/cancel", pathParam0)
 	if operationPath[0] == '/' {
 		operationPath = "." + operationPath
 	}
@@ -4627,7 +5700,7 @@ func NewCleanupJobRequest(server string, id string) (*http.Request, error) {
 		return nil, err
 	}
 
-	operationPath := fmt.Sprintf("/api/resources/v1/jobs/%s/cleanup", pathParam0)
+	operationPath := fmt.Sprintf("/jobs/%s/cleanup", pathParam0)
 	if operationPath[0] == '/' {
 		operationPath = "." + operationPath
 	}
@@ -4638,6 +5711,103 @@ func NewCleanupJobRequest(server string, id string) (*http.Request, error) {
 	}
 
 	req, err := http.NewRequest(http.MethodPost, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewListJobInstancesRequest constructs an http.Request for the ListJobInstances method
+func NewListJobInstancesRequest(server string, id string, params *ListJobInstancesParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/jobs/%s/instances", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Role != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", false, "role", *params.Role, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Status != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", false, "status", *params.Status, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Limit != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", false, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Cursor != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", false, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -4675,7 +5845,7 @@ func NewGetInstanceLogsRequest(server string, id string, role GetInstanceLogsPar
 		return nil, err
 	}
 
-	operationPath := fmt.Sprintf("/api/resources/v1/jobs/%s/instances/%s/%s/logs", pathParam0, pathParam1, pathParam2)
+	operationPath := fmt.Sprintf("/jobs/%s/instances/%s/%s/logs", pathParam0, pathParam1, pathParam2)
 	if operationPath[0] == '/' {
 		operationPath = "." + operationPath
 	}
@@ -4694,7 +5864,7 @@ func NewGetInstanceLogsRequest(server string, id string, role GetInstanceLogsPar
 }
 
 // NewStopPostControllerRequest constructs an http.Request for the StopPostController method
-func NewStopPostControllerRequest(server string, id string) (*http.Request, error) {
+func NewStopPostControllerRequest(server string, id string, params *StopPostControllerParams) (*http.Request, error) {
 	var err error
 
 	var pathParam0 string
@@ -4709,7 +5879,7 @@ func NewStopPostControllerRequest(server string, id string) (*http.Request, erro
 		return nil, err
 	}
 
-	operationPath := fmt.Sprintf("/api/resources/v1/jobs/%s/post-controller", pathParam0)
+	operationPath := fmt.Sprintf("/jobs/%s/post-controller", pathParam0)
 	if operationPath[0] == '/' {
 		operationPath = "." + operationPath
 	}
@@ -4722,6 +5892,21 @@ func NewStopPostControllerRequest(server string, id string) (*http.Request, erro
 	req, err := http.NewRequest(http.MethodDelete, queryURL.String(), nil)
 	if err != nil {
 		return nil, err
+	}
+
+	if params != nil {
+
+		if params.IfMatch != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "If-Match", *params.IfMatch, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("If-Match", headerParam0)
+		}
+
 	}
 
 	return req, nil
@@ -4743,7 +5928,7 @@ func NewStartPostControllerRequest(server string, id string) (*http.Request, err
 		return nil, err
 	}
 
-	operationPath := fmt.Sprintf("/api/resources/v1/jobs/%s/post-controller", pathParam0)
+	operationPath := fmt.Sprintf("/jobs/%s/post-controller", pathParam0)
 	if operationPath[0] == '/' {
 		operationPath = "." + operationPath
 	}
@@ -4788,7 +5973,7 @@ func NewCreateScenarioExportRequestWithBody(server string, id string, params *Cr
 		return nil, err
 	}
 
-	operationPath := fmt.Sprintf("/api/resources/v1/jobs/%s/scenario-exports", pathParam0)
+	operationPath := fmt.Sprintf("/jobs/%s/scenario-exports", pathParam0)
 	if operationPath[0] == '/' {
 		operationPath = "." + operationPath
 	}
@@ -4832,7 +6017,7 @@ func NewListPluginsRequest(server string, params *ListPluginsParams) (*http.Requ
 		return nil, err
 	}
 
-	operationPath := fmt.Sprintf("/api/resources/v1/plugins")
+	operationPath := fmt.Sprintf("/plugins")
 	if operationPath[0] == '/' {
 		operationPath = "." + operationPath
 	}
@@ -4945,7 +6130,7 @@ func NewCreatePluginRequestWithBody(server string, params *CreatePluginParams, c
 		return nil, err
 	}
 
-	operationPath := fmt.Sprintf("/api/resources/v1/plugins")
+	operationPath := fmt.Sprintf("/plugins")
 	if operationPath[0] == '/' {
 		operationPath = "." + operationPath
 	}
@@ -4996,7 +6181,7 @@ func NewDeletePluginRequest(server string, pluginId string, params *DeletePlugin
 		return nil, err
 	}
 
-	operationPath := fmt.Sprintf("/api/resources/v1/plugins/%s", pathParam0)
+	operationPath := fmt.Sprintf("/plugins/%s", pathParam0)
 	if operationPath[0] == '/' {
 		operationPath = "." + operationPath
 	}
@@ -5045,7 +6230,7 @@ func NewGetPluginRequest(server string, pluginId string) (*http.Request, error) 
 		return nil, err
 	}
 
-	operationPath := fmt.Sprintf("/api/resources/v1/plugins/%s", pathParam0)
+	operationPath := fmt.Sprintf("/plugins/%s", pathParam0)
 	if operationPath[0] == '/' {
 		operationPath = "." + operationPath
 	}
@@ -5061,6 +6246,17 @@ func NewGetPluginRequest(server string, pluginId string) (*http.Request, error) 
 	}
 
 	return req, nil
+}
+
+// NewPatchPluginRequest calls the generic PatchPlugin builder with application/json body
+func NewPatchPluginRequest(server string, pluginId string, params *PatchPluginParams, body PatchPluginJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewPatchPluginRequestWithBody(server, pluginId, params, "application/json", bodyReader)
 }
 
 // NewPatchPluginRequestWithApplicationMergePatchPlusJSONBody calls the generic PatchPlugin builder with application/merge-patch+json body
@@ -5090,7 +6286,7 @@ func NewPatchPluginRequestWithBody(server string, pluginId string, params *Patch
 		return nil, err
 	}
 
-	operationPath := fmt.Sprintf("/api/resources/v1/plugins/%s", pathParam0)
+	operationPath := fmt.Sprintf("/plugins/%s", pathParam0)
 	if operationPath[0] == '/' {
 		operationPath = "." + operationPath
 	}
@@ -5152,7 +6348,7 @@ func NewReplacePluginRequestWithBody(server string, pluginId string, params *Rep
 		return nil, err
 	}
 
-	operationPath := fmt.Sprintf("/api/resources/v1/plugins/%s", pathParam0)
+	operationPath := fmt.Sprintf("/plugins/%s", pathParam0)
 	if operationPath[0] == '/' {
 		operationPath = "." + operationPath
 	}
@@ -5196,7 +6392,7 @@ func NewListQueuesRequest(server string, params *ListQueuesParams) (*http.Reques
 		return nil, err
 	}
 
-	operationPath := fmt.Sprintf("/api/resources/v1/queues")
+	operationPath := fmt.Sprintf("/queues")
 	if operationPath[0] == '/' {
 		operationPath = "." + operationPath
 	}
@@ -5297,7 +6493,7 @@ func NewCreateQueueRequestWithBody(server string, params *CreateQueueParams, con
 		return nil, err
 	}
 
-	operationPath := fmt.Sprintf("/api/resources/v1/queues")
+	operationPath := fmt.Sprintf("/queues")
 	if operationPath[0] == '/' {
 		operationPath = "." + operationPath
 	}
@@ -5348,7 +6544,7 @@ func NewDeleteQueueRequest(server string, queueId string, params *DeleteQueuePar
 		return nil, err
 	}
 
-	operationPath := fmt.Sprintf("/api/resources/v1/queues/%s", pathParam0)
+	operationPath := fmt.Sprintf("/queues/%s", pathParam0)
 	if operationPath[0] == '/' {
 		operationPath = "." + operationPath
 	}
@@ -5397,7 +6593,7 @@ func NewGetQueueRequest(server string, queueId string) (*http.Request, error) {
 		return nil, err
 	}
 
-	operationPath := fmt.Sprintf("/api/resources/v1/queues/%s", pathParam0)
+	operationPath := fmt.Sprintf("/queues/%s", pathParam0)
 	if operationPath[0] == '/' {
 		operationPath = "." + operationPath
 	}
@@ -5413,6 +6609,17 @@ func NewGetQueueRequest(server string, queueId string) (*http.Request, error) {
 	}
 
 	return req, nil
+}
+
+// NewPatchQueueRequest calls the generic PatchQueue builder with application/json body
+func NewPatchQueueRequest(server string, queueId string, params *PatchQueueParams, body PatchQueueJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewPatchQueueRequestWithBody(server, queueId, params, "application/json", bodyReader)
 }
 
 // NewPatchQueueRequestWithApplicationMergePatchPlusJSONBody calls the generic PatchQueue builder with application/merge-patch+json body
@@ -5442,7 +6649,7 @@ func NewPatchQueueRequestWithBody(server string, queueId string, params *PatchQu
 		return nil, err
 	}
 
-	operationPath := fmt.Sprintf("/api/resources/v1/queues/%s", pathParam0)
+	operationPath := fmt.Sprintf("/queues/%s", pathParam0)
 	if operationPath[0] == '/' {
 		operationPath = "." + operationPath
 	}
@@ -5504,7 +6711,7 @@ func NewReplaceQueueRequestWithBody(server string, queueId string, params *Repla
 		return nil, err
 	}
 
-	operationPath := fmt.Sprintf("/api/resources/v1/queues/%s", pathParam0)
+	operationPath := fmt.Sprintf("/queues/%s", pathParam0)
 	if operationPath[0] == '/' {
 		operationPath = "." + operationPath
 	}
@@ -5555,7 +6762,7 @@ func NewListQueueJobsRequest(server string, queueId string, params *ListQueueJob
 		return nil, err
 	}
 
-	operationPath := fmt.Sprintf("/api/resources/v1/queues/%s/jobs", pathParam0)
+	operationPath := fmt.Sprintf("/queues/%s/jobs", pathParam0)
 	if operationPath[0] == '/' {
 		operationPath = "." + operationPath
 	}
@@ -5652,7 +6859,7 @@ func NewGetScenarioExportRequest(server string, id string) (*http.Request, error
 		return nil, err
 	}
 
-	operationPath := fmt.Sprintf("/api/resources/v1/scenario-exports/%s", pathParam0)
+	operationPath := fmt.Sprintf("/scenario-exports/%s", pathParam0)
 	if operationPath[0] == '/' {
 		operationPath = "." + operationPath
 	}
@@ -5686,7 +6893,7 @@ func NewDownloadScenarioExportRequest(server string, id string) (*http.Request, 
 		return nil, err
 	}
 
-	operationPath := fmt.Sprintf("/api/resources/v1/scenario-exports/%s/download", pathParam0)
+	operationPath := fmt.Sprintf("/scenario-exports/%s/download", pathParam0)
 	if operationPath[0] == '/' {
 		operationPath = "." + operationPath
 	}
@@ -5752,205 +6959,226 @@ type ClientWithResponsesInterface interface {
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
-	// Corresponds with GET /api/resources/v1/app-runtime-config (the `ListAppRuntimeConfigs` operationId).
+	// Corresponds with GET /app-runtime-config (the `ListAppRuntimeConfigs` operationId).
 	ListAppRuntimeConfigsWithResponse(ctx context.Context, params *ListAppRuntimeConfigsParams, reqEditors ...RequestEditorFn) (*ListAppRuntimeConfigsResponse, error)
 
 	// DeleteAppRuntimeConfigWithResponse Delete an app-runtime-config
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
-	// Corresponds with DELETE /api/resources/v1/app-runtime-config/{queue_id}/application/{app_id} (the `DeleteAppRuntimeConfig` operationId).
+	// Corresponds with DELETE /app-runtime-config/{queue_id}/application/{app_id} (the `DeleteAppRuntimeConfig` operationId).
 	DeleteAppRuntimeConfigWithResponse(ctx context.Context, queueId string, appId string, params *DeleteAppRuntimeConfigParams, reqEditors ...RequestEditorFn) (*DeleteAppRuntimeConfigResponse, error)
 
 	// GetAppRuntimeConfigWithResponse Get the app-runtime-config of an application on a queue
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
-	// Corresponds with GET /api/resources/v1/app-runtime-config/{queue_id}/application/{app_id} (the `GetAppRuntimeConfig` operationId).
+	// Corresponds with GET /app-runtime-config/{queue_id}/application/{app_id} (the `GetAppRuntimeConfig` operationId).
 	GetAppRuntimeConfigWithResponse(ctx context.Context, queueId string, appId string, reqEditors ...RequestEditorFn) (*GetAppRuntimeConfigResponse, error)
 
 	// PatchAppRuntimeConfigWithBodyWithResponse Update an app-runtime-config with a JSON merge patch
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
-	// Corresponds with PATCH /api/resources/v1/app-runtime-config/{queue_id}/application/{app_id} (the `PatchAppRuntimeConfig` operationId).
+	// Corresponds with PATCH /app-runtime-config/{queue_id}/application/{app_id} (the `PatchAppRuntimeConfig` operationId).
 	PatchAppRuntimeConfigWithBodyWithResponse(ctx context.Context, queueId string, appId string, params *PatchAppRuntimeConfigParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*PatchAppRuntimeConfigResponse, error)
+
+	// PatchAppRuntimeConfigWithResponse Update an app-runtime-config with a JSON merge patch
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PATCH /app-runtime-config/{queue_id}/application/{app_id} (the `PatchAppRuntimeConfig` operationId).
+	PatchAppRuntimeConfigWithResponse(ctx context.Context, queueId string, appId string, params *PatchAppRuntimeConfigParams, body PatchAppRuntimeConfigJSONRequestBody, reqEditors ...RequestEditorFn) (*PatchAppRuntimeConfigResponse, error)
 
 	// PatchAppRuntimeConfigWithApplicationMergePatchPlusJSONBodyWithResponse Update an app-runtime-config with a JSON merge patch
 	//
 	// Takes a body of the `application/merge-patch+json` content type, and returns a wrapper object for the known response body format(s).
 	//
-	// Corresponds with PATCH /api/resources/v1/app-runtime-config/{queue_id}/application/{app_id} (the `PatchAppRuntimeConfig` operationId).
+	// Corresponds with PATCH /app-runtime-config/{queue_id}/application/{app_id} (the `PatchAppRuntimeConfig` operationId).
 	PatchAppRuntimeConfigWithApplicationMergePatchPlusJSONBodyWithResponse(ctx context.Context, queueId string, appId string, params *PatchAppRuntimeConfigParams, body PatchAppRuntimeConfigApplicationMergePatchPlusJSONRequestBody, reqEditors ...RequestEditorFn) (*PatchAppRuntimeConfigResponse, error)
 
 	// CreateAppRuntimeConfigWithBodyWithResponse Create the app-runtime-config of an application on a queue
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
-	// Corresponds with POST /api/resources/v1/app-runtime-config/{queue_id}/application/{app_id} (the `CreateAppRuntimeConfig` operationId).
+	// Corresponds with POST /app-runtime-config/{queue_id}/application/{app_id} (the `CreateAppRuntimeConfig` operationId).
 	CreateAppRuntimeConfigWithBodyWithResponse(ctx context.Context, queueId string, appId string, params *CreateAppRuntimeConfigParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateAppRuntimeConfigResponse, error)
 
 	// CreateAppRuntimeConfigWithResponse Create the app-runtime-config of an application on a queue
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
-	// Corresponds with POST /api/resources/v1/app-runtime-config/{queue_id}/application/{app_id} (the `CreateAppRuntimeConfig` operationId).
+	// Corresponds with POST /app-runtime-config/{queue_id}/application/{app_id} (the `CreateAppRuntimeConfig` operationId).
 	CreateAppRuntimeConfigWithResponse(ctx context.Context, queueId string, appId string, params *CreateAppRuntimeConfigParams, body CreateAppRuntimeConfigJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateAppRuntimeConfigResponse, error)
 
 	// ReplaceAppRuntimeConfigWithBodyWithResponse Replace an app-runtime-config
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
-	// Corresponds with PUT /api/resources/v1/app-runtime-config/{queue_id}/application/{app_id} (the `ReplaceAppRuntimeConfig` operationId).
+	// Corresponds with PUT /app-runtime-config/{queue_id}/application/{app_id} (the `ReplaceAppRuntimeConfig` operationId).
 	ReplaceAppRuntimeConfigWithBodyWithResponse(ctx context.Context, queueId string, appId string, params *ReplaceAppRuntimeConfigParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*ReplaceAppRuntimeConfigResponse, error)
 
 	// ReplaceAppRuntimeConfigWithResponse Replace an app-runtime-config
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
-	// Corresponds with PUT /api/resources/v1/app-runtime-config/{queue_id}/application/{app_id} (the `ReplaceAppRuntimeConfig` operationId).
+	// Corresponds with PUT /app-runtime-config/{queue_id}/application/{app_id} (the `ReplaceAppRuntimeConfig` operationId).
 	ReplaceAppRuntimeConfigWithResponse(ctx context.Context, queueId string, appId string, params *ReplaceAppRuntimeConfigParams, body ReplaceAppRuntimeConfigJSONRequestBody, reqEditors ...RequestEditorFn) (*ReplaceAppRuntimeConfigResponse, error)
 
 	// ListApplicationsWithResponse List applications
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
-	// Corresponds with GET /api/resources/v1/applications (the `ListApplications` operationId).
+	// Corresponds with GET /applications (the `ListApplications` operationId).
 	ListApplicationsWithResponse(ctx context.Context, params *ListApplicationsParams, reqEditors ...RequestEditorFn) (*ListApplicationsResponse, error)
 
 	// CreateApplicationWithBodyWithResponse Register an application
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
-	// Corresponds with POST /api/resources/v1/applications (the `CreateApplication` operationId).
+	// Corresponds with POST /applications (the `CreateApplication` operationId).
 	CreateApplicationWithBodyWithResponse(ctx context.Context, params *CreateApplicationParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateApplicationResponse, error)
 
 	// CreateApplicationWithResponse Register an application
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
-	// Corresponds with POST /api/resources/v1/applications (the `CreateApplication` operationId).
+	// Corresponds with POST /applications (the `CreateApplication` operationId).
 	CreateApplicationWithResponse(ctx context.Context, params *CreateApplicationParams, body CreateApplicationJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateApplicationResponse, error)
 
 	// DeleteApplicationWithResponse Delete an application no app-runtime-config, deployment or active job uses
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
-	// Corresponds with DELETE /api/resources/v1/applications/{app_id} (the `DeleteApplication` operationId).
+	// Corresponds with DELETE /applications/{app_id} (the `DeleteApplication` operationId).
 	DeleteApplicationWithResponse(ctx context.Context, appId string, params *DeleteApplicationParams, reqEditors ...RequestEditorFn) (*DeleteApplicationResponse, error)
 
 	// GetApplicationWithResponse Get an application
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
-	// Corresponds with GET /api/resources/v1/applications/{app_id} (the `GetApplication` operationId).
+	// Corresponds with GET /applications/{app_id} (the `GetApplication` operationId).
 	GetApplicationWithResponse(ctx context.Context, appId string, reqEditors ...RequestEditorFn) (*GetApplicationResponse, error)
 
 	// PatchApplicationWithBodyWithResponse Update an application with a JSON merge patch
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
-	// Corresponds with PATCH /api/resources/v1/applications/{app_id} (the `PatchApplication` operationId).
+	// Corresponds with PATCH /applications/{app_id} (the `PatchApplication` operationId).
 	PatchApplicationWithBodyWithResponse(ctx context.Context, appId string, params *PatchApplicationParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*PatchApplicationResponse, error)
+
+	// PatchApplicationWithResponse Update an application with a JSON merge patch
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PATCH /applications/{app_id} (the `PatchApplication` operationId).
+	PatchApplicationWithResponse(ctx context.Context, appId string, params *PatchApplicationParams, body PatchApplicationJSONRequestBody, reqEditors ...RequestEditorFn) (*PatchApplicationResponse, error)
 
 	// PatchApplicationWithApplicationMergePatchPlusJSONBodyWithResponse Update an application with a JSON merge patch
 	//
 	// Takes a body of the `application/merge-patch+json` content type, and returns a wrapper object for the known response body format(s).
 	//
-	// Corresponds with PATCH /api/resources/v1/applications/{app_id} (the `PatchApplication` operationId).
+	// Corresponds with PATCH /applications/{app_id} (the `PatchApplication` operationId).
 	PatchApplicationWithApplicationMergePatchPlusJSONBodyWithResponse(ctx context.Context, appId string, params *PatchApplicationParams, body PatchApplicationApplicationMergePatchPlusJSONRequestBody, reqEditors ...RequestEditorFn) (*PatchApplicationResponse, error)
 
 	// ReplaceApplicationWithBodyWithResponse Replace an application
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
-	// Corresponds with PUT /api/resources/v1/applications/{app_id} (the `ReplaceApplication` operationId).
+	// Corresponds with PUT /applications/{app_id} (the `ReplaceApplication` operationId).
 	ReplaceApplicationWithBodyWithResponse(ctx context.Context, appId string, params *ReplaceApplicationParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*ReplaceApplicationResponse, error)
 
 	// ReplaceApplicationWithResponse Replace an application
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
-	// Corresponds with PUT /api/resources/v1/applications/{app_id} (the `ReplaceApplication` operationId).
+	// Corresponds with PUT /applications/{app_id} (the `ReplaceApplication` operationId).
 	ReplaceApplicationWithResponse(ctx context.Context, appId string, params *ReplaceApplicationParams, body ReplaceApplicationJSONRequestBody, reqEditors ...RequestEditorFn) (*ReplaceApplicationResponse, error)
 
 	// ListDeploymentsWithResponse List deployments
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
-	// Corresponds with GET /api/resources/v1/deployments (the `ListDeployments` operationId).
+	// Corresponds with GET /deployments (the `ListDeployments` operationId).
 	ListDeploymentsWithResponse(ctx context.Context, params *ListDeploymentsParams, reqEditors ...RequestEditorFn) (*ListDeploymentsResponse, error)
 
 	// CreateDeploymentWithBodyWithResponse Create a deployment
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
-	// Corresponds with POST /api/resources/v1/deployments (the `CreateDeployment` operationId).
+	// Corresponds with POST /deployments (the `CreateDeployment` operationId).
 	CreateDeploymentWithBodyWithResponse(ctx context.Context, params *CreateDeploymentParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateDeploymentResponse, error)
 
 	// CreateDeploymentWithResponse Create a deployment
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
-	// Corresponds with POST /api/resources/v1/deployments (the `CreateDeployment` operationId).
+	// Corresponds with POST /deployments (the `CreateDeployment` operationId).
 	CreateDeploymentWithResponse(ctx context.Context, params *CreateDeploymentParams, body CreateDeploymentJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateDeploymentResponse, error)
 
 	// DeleteDeploymentWithResponse Delete a deployment
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
-	// Corresponds with DELETE /api/resources/v1/deployments/{deployment_id} (the `DeleteDeployment` operationId).
+	// Corresponds with DELETE /deployments/{deployment_id} (the `DeleteDeployment` operationId).
 	DeleteDeploymentWithResponse(ctx context.Context, deploymentId string, params *DeleteDeploymentParams, reqEditors ...RequestEditorFn) (*DeleteDeploymentResponse, error)
 
 	// GetDeploymentWithResponse Get a deployment by id or name
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
-	// Corresponds with GET /api/resources/v1/deployments/{deployment_id} (the `GetDeployment` operationId).
+	// Corresponds with GET /deployments/{deployment_id} (the `GetDeployment` operationId).
 	GetDeploymentWithResponse(ctx context.Context, deploymentId string, reqEditors ...RequestEditorFn) (*GetDeploymentResponse, error)
 
 	// PatchDeploymentWithBodyWithResponse Update a deployment with a JSON merge patch
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
-	// Corresponds with PATCH /api/resources/v1/deployments/{deployment_id} (the `PatchDeployment` operationId).
+	// Corresponds with PATCH /deployments/{deployment_id} (the `PatchDeployment` operationId).
 	PatchDeploymentWithBodyWithResponse(ctx context.Context, deploymentId string, params *PatchDeploymentParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*PatchDeploymentResponse, error)
+
+	// PatchDeploymentWithResponse Update a deployment with a JSON merge patch
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PATCH /deployments/{deployment_id} (the `PatchDeployment` operationId).
+	PatchDeploymentWithResponse(ctx context.Context, deploymentId string, params *PatchDeploymentParams, body PatchDeploymentJSONRequestBody, reqEditors ...RequestEditorFn) (*PatchDeploymentResponse, error)
 
 	// PatchDeploymentWithApplicationMergePatchPlusJSONBodyWithResponse Update a deployment with a JSON merge patch
 	//
 	// Takes a body of the `application/merge-patch+json` content type, and returns a wrapper object for the known response body format(s).
 	//
-	// Corresponds with PATCH /api/resources/v1/deployments/{deployment_id} (the `PatchDeployment` operationId).
+	// Corresponds with PATCH /deployments/{deployment_id} (the `PatchDeployment` operationId).
 	PatchDeploymentWithApplicationMergePatchPlusJSONBodyWithResponse(ctx context.Context, deploymentId string, params *PatchDeploymentParams, body PatchDeploymentApplicationMergePatchPlusJSONRequestBody, reqEditors ...RequestEditorFn) (*PatchDeploymentResponse, error)
 
 	// ReplaceDeploymentWithBodyWithResponse Replace a deployment
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
-	// Corresponds with PUT /api/resources/v1/deployments/{deployment_id} (the `ReplaceDeployment` operationId).
+	// Corresponds with PUT /deployments/{deployment_id} (the `ReplaceDeployment` operationId).
 	ReplaceDeploymentWithBodyWithResponse(ctx context.Context, deploymentId string, params *ReplaceDeploymentParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*ReplaceDeploymentResponse, error)
 
 	// ReplaceDeploymentWithResponse Replace a deployment
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
-	// Corresponds with PUT /api/resources/v1/deployments/{deployment_id} (the `ReplaceDeployment` operationId).
+	// Corresponds with PUT /deployments/{deployment_id} (the `ReplaceDeployment` operationId).
 	ReplaceDeploymentWithResponse(ctx context.Context, deploymentId string, params *ReplaceDeploymentParams, body ReplaceDeploymentJSONRequestBody, reqEditors ...RequestEditorFn) (*ReplaceDeploymentResponse, error)
 
 	// StreamEventsWithResponse Stream events (Server-Sent Events)
 	//
-	// Each message has `id` (the stream sequence), `event` (the CloudEvent type) and `data` (the CloudEvent in structured-mode JSON, its data the resource as the API returns it). Reconnecting with `Last-Event-ID` resumes without losing or repeating events.
+	// Each message has `id` (the stream sequence), `event` (the CloudEvent type) and `data` (the CloudEvent in structured-mode JSON, its data the resource as the API returns it). Reconnecting with `Last-Event-ID` resumes without losing or repeating events; a `Last-Event-ID` beyond the last event of the stream answers 416 (the id did not come from this stream).
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
-	// Corresponds with GET /api/resources/v1/events (the `StreamEvents` operationId).
+	// Corresponds with GET /events (the `StreamEvents` operationId).
 	StreamEventsWithResponse(ctx context.Context, params *StreamEventsParams, reqEditors ...RequestEditorFn) (*StreamEventsResponse, error)
 
 	// ListJobsWithResponse List jobs
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
-	// Corresponds with GET /api/resources/v1/jobs (the `ListJobs` operationId).
+	// Corresponds with GET /jobs (the `ListJobs` operationId).
 	ListJobsWithResponse(ctx context.Context, params *ListJobsParams, reqEditors ...RequestEditorFn) (*ListJobsResponse, error)
 
 	// SubmitJobWithBodyWithResponse Submit a job
@@ -5959,7 +7187,7 @@ type ClientWithResponsesInterface interface {
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
-	// Corresponds with POST /api/resources/v1/jobs (the `SubmitJob` operationId).
+	// Corresponds with POST /jobs (the `SubmitJob` operationId).
 	SubmitJobWithBodyWithResponse(ctx context.Context, params *SubmitJobParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*SubmitJobResponse, error)
 
 	// SubmitJobWithResponse Submit a job
@@ -5968,28 +7196,30 @@ type ClientWithResponsesInterface interface {
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
-	// Corresponds with POST /api/resources/v1/jobs (the `SubmitJob` operationId).
+	// Corresponds with POST /jobs (the `SubmitJob` operationId).
 	SubmitJobWithResponse(ctx context.Context, params *SubmitJobParams, body SubmitJobJSONRequestBody, reqEditors ...RequestEditorFn) (*SubmitJobResponse, error)
 
 	// DeleteJobWithResponse Cancel a job, clean it up and remove its record and artifacts
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
-	// Corresponds with DELETE /api/resources/v1/jobs/{id} (the `DeleteJob` operationId).
-	DeleteJobWithResponse(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*DeleteJobResponse, error)
+	// Corresponds with DELETE /jobs/{id} (the `DeleteJob` operationId).
+	DeleteJobWithResponse(ctx context.Context, id string, params *DeleteJobParams, reqEditors ...RequestEditorFn) (*DeleteJobResponse, error)
 
 	// GetJobWithResponse Get a job
 	//
+	// instances holds the first 1,000 instances, with instances_truncated true when there are more: GET /jobs/{id}/instances pages through all of them.
+	//
 	// Returns a wrapper object for the known response body format(s).
 	//
-	// Corresponds with GET /api/resources/v1/jobs/{id} (the `GetJob` operationId).
+	// Corresponds with GET /jobs/{id} (the `GetJob` operationId).
 	GetJobWithResponse(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*GetJobResponse, error)
 
 	// ListArtifactsWithResponse List a job's artifacts
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
-	// Corresponds with GET /api/resources/v1/jobs/{id}/artifacts (the `ListArtifacts` operationId).
+	// Corresponds with GET /jobs/{id}/artifacts (the `ListArtifacts` operationId).
 	ListArtifactsWithResponse(ctx context.Context, id string, params *ListArtifactsParams, reqEditors ...RequestEditorFn) (*ListArtifactsResponse, error)
 
 	// PutAssetArtifactWithBodyWithResponse Upload an asset file
@@ -5998,7 +7228,7 @@ type ClientWithResponsesInterface interface {
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
-	// Corresponds with PUT /api/resources/v1/jobs/{id}/artifacts/assets/{path} (the `PutAssetArtifact` operationId).
+	// Corresponds with PUT /jobs/{id}/artifacts/assets/{path} (the `PutAssetArtifact` operationId).
 	PutAssetArtifactWithBodyWithResponse(ctx context.Context, id string, path string, params *PutAssetArtifactParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*PutAssetArtifactResponse, error)
 
 	// PutScenarioArtifactWithBodyWithResponse Upload a concrete scenario file of one sample
@@ -6007,7 +7237,7 @@ type ClientWithResponsesInterface interface {
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
-	// Corresponds with PUT /api/resources/v1/jobs/{id}/artifacts/scenarios/{sample_id}/{path} (the `PutScenarioArtifact` operationId).
+	// Corresponds with PUT /jobs/{id}/artifacts/scenarios/{sample_id}/{path} (the `PutScenarioArtifact` operationId).
 	PutScenarioArtifactWithBodyWithResponse(ctx context.Context, id string, sampleId string, path string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*PutScenarioArtifactResponse, error)
 
 	// CancelJobWithResponse Cancel a job
@@ -6016,7 +7246,7 @@ type ClientWithResponsesInterface interface {
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
-	// Corresponds with POST /api/resources/v1/jobs/{id}/cancel (the `CancelJob` operationId).
+	// Corresponds with POST /jobs/{id}/cancel (the `CancelJob` operationId).
 	CancelJobWithResponse(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*CancelJobResponse, error)
 
 	// CleanupJobWithResponse Stop whatever still runs and release every lease and instance of a job
@@ -6025,8 +7255,17 @@ type ClientWithResponsesInterface interface {
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
-	// Corresponds with POST /api/resources/v1/jobs/{id}/cleanup (the `CleanupJob` operationId).
+	// Corresponds with POST /jobs/{id}/cleanup (the `CleanupJob` operationId).
 	CleanupJobWithResponse(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*CleanupJobResponse, error)
+
+	// ListJobInstancesWithResponse List the instances of a job
+	//
+	// Every instance of the job, paged, optionally of one role and status; a malformed cursor is a 400 naming cursor.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /jobs/{id}/instances (the `ListJobInstances` operationId).
+	ListJobInstancesWithResponse(ctx context.Context, id string, params *ListJobInstancesParams, reqEditors ...RequestEditorFn) (*ListJobInstancesResponse, error)
 
 	// GetInstanceLogsWithResponse Get the logs of one instance of a job
 	//
@@ -6034,15 +7273,15 @@ type ClientWithResponsesInterface interface {
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
-	// Corresponds with GET /api/resources/v1/jobs/{id}/instances/{role}/{index}/logs (the `GetInstanceLogs` operationId).
+	// Corresponds with GET /jobs/{id}/instances/{role}/{index}/logs (the `GetInstanceLogs` operationId).
 	GetInstanceLogsWithResponse(ctx context.Context, id string, role GetInstanceLogsParamsRole, index int64, reqEditors ...RequestEditorFn) (*GetInstanceLogsResponse, error)
 
 	// StopPostControllerWithResponse Stop the job's post controller
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
-	// Corresponds with DELETE /api/resources/v1/jobs/{id}/post-controller (the `StopPostController` operationId).
-	StopPostControllerWithResponse(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*StopPostControllerResponse, error)
+	// Corresponds with DELETE /jobs/{id}/post-controller (the `StopPostController` operationId).
+	StopPostControllerWithResponse(ctx context.Context, id string, params *StopPostControllerParams, reqEditors ...RequestEditorFn) (*StopPostControllerResponse, error)
 
 	// StartPostControllerWithResponse Start the job's post controller
 	//
@@ -6050,165 +7289,179 @@ type ClientWithResponsesInterface interface {
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
-	// Corresponds with POST /api/resources/v1/jobs/{id}/post-controller (the `StartPostController` operationId).
+	// Corresponds with POST /jobs/{id}/post-controller (the `StartPostController` operationId).
 	StartPostControllerWithResponse(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*StartPostControllerResponse, error)
 
 	// CreateScenarioExportWithBodyWithResponse Request a zip of chosen samples and kinds of document
 	//
-	// The zip holds scenarios/<sample_id>/<path> for each concrete scenario file, assets/<path> for common asset data, assets/<declaration>/<path> for the assets of a declaration, and manifest.json (path, size and sha256 of each file). Poll GET /scenario-exports/{id} until ready, then download it.
+	// The zip holds scenarios/`<sample_id>`/`<path>` for each concrete scenario file, assets/`<path>` for common asset data, assets/`<declaration>`/`<path>` for the assets of a declaration, and manifest.json (path, size and sha256 of each file). Poll GET /scenario-exports/{id} until ready, then download it.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
-	// Corresponds with POST /api/resources/v1/jobs/{id}/scenario-exports (the `CreateScenarioExport` operationId).
+	// Corresponds with POST /jobs/{id}/scenario-exports (the `CreateScenarioExport` operationId).
 	CreateScenarioExportWithBodyWithResponse(ctx context.Context, id string, params *CreateScenarioExportParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateScenarioExportResponse, error)
 
 	// CreateScenarioExportWithResponse Request a zip of chosen samples and kinds of document
 	//
-	// The zip holds scenarios/<sample_id>/<path> for each concrete scenario file, assets/<path> for common asset data, assets/<declaration>/<path> for the assets of a declaration, and manifest.json (path, size and sha256 of each file). Poll GET /scenario-exports/{id} until ready, then download it.
+	// The zip holds scenarios/`<sample_id>`/`<path>` for each concrete scenario file, assets/`<path>` for common asset data, assets/`<declaration>`/`<path>` for the assets of a declaration, and manifest.json (path, size and sha256 of each file). Poll GET /scenario-exports/{id} until ready, then download it.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
-	// Corresponds with POST /api/resources/v1/jobs/{id}/scenario-exports (the `CreateScenarioExport` operationId).
+	// Corresponds with POST /jobs/{id}/scenario-exports (the `CreateScenarioExport` operationId).
 	CreateScenarioExportWithResponse(ctx context.Context, id string, params *CreateScenarioExportParams, body CreateScenarioExportJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateScenarioExportResponse, error)
 
 	// ListPluginsWithResponse List plugins
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
-	// Corresponds with GET /api/resources/v1/plugins (the `ListPlugins` operationId).
+	// Corresponds with GET /plugins (the `ListPlugins` operationId).
 	ListPluginsWithResponse(ctx context.Context, params *ListPluginsParams, reqEditors ...RequestEditorFn) (*ListPluginsResponse, error)
 
 	// CreatePluginWithBodyWithResponse Register a container-runtime plugin
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
-	// Corresponds with POST /api/resources/v1/plugins (the `CreatePlugin` operationId).
+	// Corresponds with POST /plugins (the `CreatePlugin` operationId).
 	CreatePluginWithBodyWithResponse(ctx context.Context, params *CreatePluginParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreatePluginResponse, error)
 
 	// CreatePluginWithResponse Register a container-runtime plugin
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
-	// Corresponds with POST /api/resources/v1/plugins (the `CreatePlugin` operationId).
+	// Corresponds with POST /plugins (the `CreatePlugin` operationId).
 	CreatePluginWithResponse(ctx context.Context, params *CreatePluginParams, body CreatePluginJSONRequestBody, reqEditors ...RequestEditorFn) (*CreatePluginResponse, error)
 
 	// DeletePluginWithResponse Delete a plugin no queue uses
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
-	// Corresponds with DELETE /api/resources/v1/plugins/{plugin_id} (the `DeletePlugin` operationId).
+	// Corresponds with DELETE /plugins/{plugin_id} (the `DeletePlugin` operationId).
 	DeletePluginWithResponse(ctx context.Context, pluginId string, params *DeletePluginParams, reqEditors ...RequestEditorFn) (*DeletePluginResponse, error)
 
 	// GetPluginWithResponse Get a plugin by id or name
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
-	// Corresponds with GET /api/resources/v1/plugins/{plugin_id} (the `GetPlugin` operationId).
+	// Corresponds with GET /plugins/{plugin_id} (the `GetPlugin` operationId).
 	GetPluginWithResponse(ctx context.Context, pluginId string, reqEditors ...RequestEditorFn) (*GetPluginResponse, error)
 
 	// PatchPluginWithBodyWithResponse Update a plugin with a JSON merge patch
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
-	// Corresponds with PATCH /api/resources/v1/plugins/{plugin_id} (the `PatchPlugin` operationId).
+	// Corresponds with PATCH /plugins/{plugin_id} (the `PatchPlugin` operationId).
 	PatchPluginWithBodyWithResponse(ctx context.Context, pluginId string, params *PatchPluginParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*PatchPluginResponse, error)
+
+	// PatchPluginWithResponse Update a plugin with a JSON merge patch
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PATCH /plugins/{plugin_id} (the `PatchPlugin` operationId).
+	PatchPluginWithResponse(ctx context.Context, pluginId string, params *PatchPluginParams, body PatchPluginJSONRequestBody, reqEditors ...RequestEditorFn) (*PatchPluginResponse, error)
 
 	// PatchPluginWithApplicationMergePatchPlusJSONBodyWithResponse Update a plugin with a JSON merge patch
 	//
 	// Takes a body of the `application/merge-patch+json` content type, and returns a wrapper object for the known response body format(s).
 	//
-	// Corresponds with PATCH /api/resources/v1/plugins/{plugin_id} (the `PatchPlugin` operationId).
+	// Corresponds with PATCH /plugins/{plugin_id} (the `PatchPlugin` operationId).
 	PatchPluginWithApplicationMergePatchPlusJSONBodyWithResponse(ctx context.Context, pluginId string, params *PatchPluginParams, body PatchPluginApplicationMergePatchPlusJSONRequestBody, reqEditors ...RequestEditorFn) (*PatchPluginResponse, error)
 
 	// ReplacePluginWithBodyWithResponse Replace a plugin
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
-	// Corresponds with PUT /api/resources/v1/plugins/{plugin_id} (the `ReplacePlugin` operationId).
+	// Corresponds with PUT /plugins/{plugin_id} (the `ReplacePlugin` operationId).
 	ReplacePluginWithBodyWithResponse(ctx context.Context, pluginId string, params *ReplacePluginParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*ReplacePluginResponse, error)
 
 	// ReplacePluginWithResponse Replace a plugin
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
-	// Corresponds with PUT /api/resources/v1/plugins/{plugin_id} (the `ReplacePlugin` operationId).
+	// Corresponds with PUT /plugins/{plugin_id} (the `ReplacePlugin` operationId).
 	ReplacePluginWithResponse(ctx context.Context, pluginId string, params *ReplacePluginParams, body ReplacePluginJSONRequestBody, reqEditors ...RequestEditorFn) (*ReplacePluginResponse, error)
 
 	// ListQueuesWithResponse List queues
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
-	// Corresponds with GET /api/resources/v1/queues (the `ListQueues` operationId).
+	// Corresponds with GET /queues (the `ListQueues` operationId).
 	ListQueuesWithResponse(ctx context.Context, params *ListQueuesParams, reqEditors ...RequestEditorFn) (*ListQueuesResponse, error)
 
 	// CreateQueueWithBodyWithResponse Create a queue
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
-	// Corresponds with POST /api/resources/v1/queues (the `CreateQueue` operationId).
+	// Corresponds with POST /queues (the `CreateQueue` operationId).
 	CreateQueueWithBodyWithResponse(ctx context.Context, params *CreateQueueParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateQueueResponse, error)
 
 	// CreateQueueWithResponse Create a queue
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
-	// Corresponds with POST /api/resources/v1/queues (the `CreateQueue` operationId).
+	// Corresponds with POST /queues (the `CreateQueue` operationId).
 	CreateQueueWithResponse(ctx context.Context, params *CreateQueueParams, body CreateQueueJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateQueueResponse, error)
 
 	// DeleteQueueWithResponse Delete a queue (not a built-in one, nor one in use by active jobs, app-runtime-configs or deployments)
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
-	// Corresponds with DELETE /api/resources/v1/queues/{queue_id} (the `DeleteQueue` operationId).
+	// Corresponds with DELETE /queues/{queue_id} (the `DeleteQueue` operationId).
 	DeleteQueueWithResponse(ctx context.Context, queueId string, params *DeleteQueueParams, reqEditors ...RequestEditorFn) (*DeleteQueueResponse, error)
 
 	// GetQueueWithResponse Get a queue by id or name
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
-	// Corresponds with GET /api/resources/v1/queues/{queue_id} (the `GetQueue` operationId).
+	// Corresponds with GET /queues/{queue_id} (the `GetQueue` operationId).
 	GetQueueWithResponse(ctx context.Context, queueId string, reqEditors ...RequestEditorFn) (*GetQueueResponse, error)
 
 	// PatchQueueWithBodyWithResponse Update a queue with a JSON merge patch
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
-	// Corresponds with PATCH /api/resources/v1/queues/{queue_id} (the `PatchQueue` operationId).
+	// Corresponds with PATCH /queues/{queue_id} (the `PatchQueue` operationId).
 	PatchQueueWithBodyWithResponse(ctx context.Context, queueId string, params *PatchQueueParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*PatchQueueResponse, error)
+
+	// PatchQueueWithResponse Update a queue with a JSON merge patch
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PATCH /queues/{queue_id} (the `PatchQueue` operationId).
+	PatchQueueWithResponse(ctx context.Context, queueId string, params *PatchQueueParams, body PatchQueueJSONRequestBody, reqEditors ...RequestEditorFn) (*PatchQueueResponse, error)
 
 	// PatchQueueWithApplicationMergePatchPlusJSONBodyWithResponse Update a queue with a JSON merge patch
 	//
 	// Takes a body of the `application/merge-patch+json` content type, and returns a wrapper object for the known response body format(s).
 	//
-	// Corresponds with PATCH /api/resources/v1/queues/{queue_id} (the `PatchQueue` operationId).
+	// Corresponds with PATCH /queues/{queue_id} (the `PatchQueue` operationId).
 	PatchQueueWithApplicationMergePatchPlusJSONBodyWithResponse(ctx context.Context, queueId string, params *PatchQueueParams, body PatchQueueApplicationMergePatchPlusJSONRequestBody, reqEditors ...RequestEditorFn) (*PatchQueueResponse, error)
 
 	// ReplaceQueueWithBodyWithResponse Replace a queue
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
-	// Corresponds with PUT /api/resources/v1/queues/{queue_id} (the `ReplaceQueue` operationId).
+	// Corresponds with PUT /queues/{queue_id} (the `ReplaceQueue` operationId).
 	ReplaceQueueWithBodyWithResponse(ctx context.Context, queueId string, params *ReplaceQueueParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*ReplaceQueueResponse, error)
 
 	// ReplaceQueueWithResponse Replace a queue
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
-	// Corresponds with PUT /api/resources/v1/queues/{queue_id} (the `ReplaceQueue` operationId).
+	// Corresponds with PUT /queues/{queue_id} (the `ReplaceQueue` operationId).
 	ReplaceQueueWithResponse(ctx context.Context, queueId string, params *ReplaceQueueParams, body ReplaceQueueJSONRequestBody, reqEditors ...RequestEditorFn) (*ReplaceQueueResponse, error)
 
 	// ListQueueJobsWithResponse List the jobs of a queue
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
-	// Corresponds with GET /api/resources/v1/queues/{queue_id}/jobs (the `ListQueueJobs` operationId).
+	// Corresponds with GET /queues/{queue_id}/jobs (the `ListQueueJobs` operationId).
 	ListQueueJobsWithResponse(ctx context.Context, queueId string, params *ListQueueJobsParams, reqEditors ...RequestEditorFn) (*ListQueueJobsResponse, error)
 
 	// GetScenarioExportWithResponse Get a scenario export
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
-	// Corresponds with GET /api/resources/v1/scenario-exports/{id} (the `GetScenarioExport` operationId).
+	// Corresponds with GET /scenario-exports/{id} (the `GetScenarioExport` operationId).
 	GetScenarioExportWithResponse(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*GetScenarioExportResponse, error)
 
 	// DownloadScenarioExportWithResponse Download a scenario export's zip
@@ -6217,7 +7470,7 @@ type ClientWithResponsesInterface interface {
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
-	// Corresponds with GET /api/resources/v1/scenario-exports/{id}/download (the `DownloadScenarioExport` operationId).
+	// Corresponds with GET /scenario-exports/{id}/download (the `DownloadScenarioExport` operationId).
 	DownloadScenarioExportWithResponse(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*DownloadScenarioExportResponse, error)
 }
 
@@ -6228,6 +7481,10 @@ type ListAppRuntimeConfigsResponse struct {
 	JSON200 *AppRuntimeConfigList
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *Problem
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
@@ -6244,6 +7501,16 @@ func (r ListAppRuntimeConfigsResponse) GetJSON200() *AppRuntimeConfigList {
 // GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
 func (r ListAppRuntimeConfigsResponse) GetApplicationproblemJSON400() *Problem {
 	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ListAppRuntimeConfigsResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ListAppRuntimeConfigsResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
@@ -6295,6 +7562,10 @@ type DeleteAppRuntimeConfigResponse struct {
 	HTTPResponse *http.Response
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *Problem
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON412 the response for an HTTP 412 `application/problem+json` response
@@ -6310,6 +7581,16 @@ type DeleteAppRuntimeConfigResponse struct {
 // GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
 func (r DeleteAppRuntimeConfigResponse) GetApplicationproblemJSON400() *Problem {
 	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r DeleteAppRuntimeConfigResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r DeleteAppRuntimeConfigResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
@@ -6379,6 +7660,10 @@ type GetAppRuntimeConfigResponse struct {
 	JSON200 *AppRuntimeConfig
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *Problem
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
@@ -6399,6 +7684,16 @@ func (r GetAppRuntimeConfigResponse) GetJSON200() *AppRuntimeConfig {
 // GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
 func (r GetAppRuntimeConfigResponse) GetApplicationproblemJSON400() *Problem {
 	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetAppRuntimeConfigResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r GetAppRuntimeConfigResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
@@ -6463,12 +7758,18 @@ type PatchAppRuntimeConfigResponse struct {
 	JSON200 *AppRuntimeConfig
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *Problem
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON412 the response for an HTTP 412 `application/problem+json` response
 	ApplicationproblemJSON412 *Problem
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
 	ApplicationproblemJSON413 *Problem
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
@@ -6489,6 +7790,16 @@ func (r PatchAppRuntimeConfigResponse) GetApplicationproblemJSON400() *Problem {
 	return r.ApplicationproblemJSON400
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r PatchAppRuntimeConfigResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r PatchAppRuntimeConfigResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
+}
+
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
 func (r PatchAppRuntimeConfigResponse) GetApplicationproblemJSON404() *Problem {
 	return r.ApplicationproblemJSON404
@@ -6502,6 +7813,11 @@ func (r PatchAppRuntimeConfigResponse) GetApplicationproblemJSON412() *Problem {
 // GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
 func (r PatchAppRuntimeConfigResponse) GetApplicationproblemJSON413() *Problem {
 	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r PatchAppRuntimeConfigResponse) GetApplicationproblemJSON415() *Problem {
+	return r.ApplicationproblemJSON415
 }
 
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
@@ -6561,12 +7877,18 @@ type CreateAppRuntimeConfigResponse struct {
 	JSON201 *AppRuntimeConfig
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *Problem
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
 	ApplicationproblemJSON409 *Problem
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
 	ApplicationproblemJSON413 *Problem
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
@@ -6587,6 +7909,16 @@ func (r CreateAppRuntimeConfigResponse) GetApplicationproblemJSON400() *Problem 
 	return r.ApplicationproblemJSON400
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r CreateAppRuntimeConfigResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r CreateAppRuntimeConfigResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
+}
+
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
 func (r CreateAppRuntimeConfigResponse) GetApplicationproblemJSON404() *Problem {
 	return r.ApplicationproblemJSON404
@@ -6600,6 +7932,11 @@ func (r CreateAppRuntimeConfigResponse) GetApplicationproblemJSON409() *Problem 
 // GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
 func (r CreateAppRuntimeConfigResponse) GetApplicationproblemJSON413() *Problem {
 	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r CreateAppRuntimeConfigResponse) GetApplicationproblemJSON415() *Problem {
+	return r.ApplicationproblemJSON415
 }
 
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
@@ -6659,12 +7996,18 @@ type ReplaceAppRuntimeConfigResponse struct {
 	JSON200 *AppRuntimeConfig
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *Problem
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON412 the response for an HTTP 412 `application/problem+json` response
 	ApplicationproblemJSON412 *Problem
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
 	ApplicationproblemJSON413 *Problem
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
@@ -6685,6 +8028,16 @@ func (r ReplaceAppRuntimeConfigResponse) GetApplicationproblemJSON400() *Problem
 	return r.ApplicationproblemJSON400
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ReplaceAppRuntimeConfigResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ReplaceAppRuntimeConfigResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
+}
+
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
 func (r ReplaceAppRuntimeConfigResponse) GetApplicationproblemJSON404() *Problem {
 	return r.ApplicationproblemJSON404
@@ -6698,6 +8051,11 @@ func (r ReplaceAppRuntimeConfigResponse) GetApplicationproblemJSON412() *Problem
 // GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
 func (r ReplaceAppRuntimeConfigResponse) GetApplicationproblemJSON413() *Problem {
 	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r ReplaceAppRuntimeConfigResponse) GetApplicationproblemJSON415() *Problem {
+	return r.ApplicationproblemJSON415
 }
 
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
@@ -6751,6 +8109,10 @@ type ListApplicationsResponse struct {
 	JSON200 *ApplicationList
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *Problem
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
@@ -6767,6 +8129,16 @@ func (r ListApplicationsResponse) GetJSON200() *ApplicationList {
 // GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
 func (r ListApplicationsResponse) GetApplicationproblemJSON400() *Problem {
 	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ListApplicationsResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ListApplicationsResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
@@ -6826,10 +8198,16 @@ type CreateApplicationResponse struct {
 	JSON201 *Application
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *Problem
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
 	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
 	ApplicationproblemJSON409 *Problem
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
 	ApplicationproblemJSON413 *Problem
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
@@ -6850,6 +8228,16 @@ func (r CreateApplicationResponse) GetApplicationproblemJSON400() *Problem {
 	return r.ApplicationproblemJSON400
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r CreateApplicationResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r CreateApplicationResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
+}
+
 // GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
 func (r CreateApplicationResponse) GetApplicationproblemJSON409() *Problem {
 	return r.ApplicationproblemJSON409
@@ -6858,6 +8246,11 @@ func (r CreateApplicationResponse) GetApplicationproblemJSON409() *Problem {
 // GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
 func (r CreateApplicationResponse) GetApplicationproblemJSON413() *Problem {
 	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r CreateApplicationResponse) GetApplicationproblemJSON415() *Problem {
+	return r.ApplicationproblemJSON415
 }
 
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
@@ -6909,6 +8302,10 @@ type DeleteApplicationResponse struct {
 	HTTPResponse *http.Response
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *Problem
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
@@ -6926,6 +8323,16 @@ type DeleteApplicationResponse struct {
 // GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
 func (r DeleteApplicationResponse) GetApplicationproblemJSON400() *Problem {
 	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r DeleteApplicationResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r DeleteApplicationResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
@@ -7000,6 +8407,10 @@ type GetApplicationResponse struct {
 	JSON200 *Application
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *Problem
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
@@ -7020,6 +8431,16 @@ func (r GetApplicationResponse) GetJSON200() *Application {
 // GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
 func (r GetApplicationResponse) GetApplicationproblemJSON400() *Problem {
 	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetApplicationResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r GetApplicationResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
@@ -7084,6 +8505,10 @@ type PatchApplicationResponse struct {
 	JSON200 *Application
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *Problem
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
@@ -7092,6 +8517,8 @@ type PatchApplicationResponse struct {
 	ApplicationproblemJSON412 *Problem
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
 	ApplicationproblemJSON413 *Problem
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
@@ -7112,6 +8539,16 @@ func (r PatchApplicationResponse) GetApplicationproblemJSON400() *Problem {
 	return r.ApplicationproblemJSON400
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r PatchApplicationResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r PatchApplicationResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
+}
+
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
 func (r PatchApplicationResponse) GetApplicationproblemJSON404() *Problem {
 	return r.ApplicationproblemJSON404
@@ -7130,6 +8567,11 @@ func (r PatchApplicationResponse) GetApplicationproblemJSON412() *Problem {
 // GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
 func (r PatchApplicationResponse) GetApplicationproblemJSON413() *Problem {
 	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r PatchApplicationResponse) GetApplicationproblemJSON415() *Problem {
+	return r.ApplicationproblemJSON415
 }
 
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
@@ -7189,6 +8631,10 @@ type ReplaceApplicationResponse struct {
 	JSON200 *Application
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *Problem
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
@@ -7197,6 +8643,8 @@ type ReplaceApplicationResponse struct {
 	ApplicationproblemJSON412 *Problem
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
 	ApplicationproblemJSON413 *Problem
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
@@ -7217,6 +8665,16 @@ func (r ReplaceApplicationResponse) GetApplicationproblemJSON400() *Problem {
 	return r.ApplicationproblemJSON400
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ReplaceApplicationResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ReplaceApplicationResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
+}
+
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
 func (r ReplaceApplicationResponse) GetApplicationproblemJSON404() *Problem {
 	return r.ApplicationproblemJSON404
@@ -7235,6 +8693,11 @@ func (r ReplaceApplicationResponse) GetApplicationproblemJSON412() *Problem {
 // GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
 func (r ReplaceApplicationResponse) GetApplicationproblemJSON413() *Problem {
 	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r ReplaceApplicationResponse) GetApplicationproblemJSON415() *Problem {
+	return r.ApplicationproblemJSON415
 }
 
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
@@ -7288,6 +8751,10 @@ type ListDeploymentsResponse struct {
 	JSON200 *DeploymentList
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *Problem
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
@@ -7304,6 +8771,16 @@ func (r ListDeploymentsResponse) GetJSON200() *DeploymentList {
 // GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
 func (r ListDeploymentsResponse) GetApplicationproblemJSON400() *Problem {
 	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ListDeploymentsResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ListDeploymentsResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
@@ -7363,10 +8840,16 @@ type CreateDeploymentResponse struct {
 	JSON201 *Deployment
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *Problem
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
 	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
 	ApplicationproblemJSON409 *Problem
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
 	ApplicationproblemJSON413 *Problem
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
@@ -7387,6 +8870,16 @@ func (r CreateDeploymentResponse) GetApplicationproblemJSON400() *Problem {
 	return r.ApplicationproblemJSON400
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r CreateDeploymentResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r CreateDeploymentResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
+}
+
 // GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
 func (r CreateDeploymentResponse) GetApplicationproblemJSON409() *Problem {
 	return r.ApplicationproblemJSON409
@@ -7395,6 +8888,11 @@ func (r CreateDeploymentResponse) GetApplicationproblemJSON409() *Problem {
 // GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
 func (r CreateDeploymentResponse) GetApplicationproblemJSON413() *Problem {
 	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r CreateDeploymentResponse) GetApplicationproblemJSON415() *Problem {
+	return r.ApplicationproblemJSON415
 }
 
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
@@ -7446,6 +8944,10 @@ type DeleteDeploymentResponse struct {
 	HTTPResponse *http.Response
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *Problem
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON412 the response for an HTTP 412 `application/problem+json` response
@@ -7461,6 +8963,16 @@ type DeleteDeploymentResponse struct {
 // GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
 func (r DeleteDeploymentResponse) GetApplicationproblemJSON400() *Problem {
 	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r DeleteDeploymentResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r DeleteDeploymentResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
@@ -7530,6 +9042,10 @@ type GetDeploymentResponse struct {
 	JSON200 *Deployment
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *Problem
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
@@ -7550,6 +9066,16 @@ func (r GetDeploymentResponse) GetJSON200() *Deployment {
 // GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
 func (r GetDeploymentResponse) GetApplicationproblemJSON400() *Problem {
 	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetDeploymentResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r GetDeploymentResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
@@ -7614,6 +9140,10 @@ type PatchDeploymentResponse struct {
 	JSON200 *Deployment
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *Problem
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
@@ -7622,6 +9152,8 @@ type PatchDeploymentResponse struct {
 	ApplicationproblemJSON412 *Problem
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
 	ApplicationproblemJSON413 *Problem
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
@@ -7642,6 +9174,16 @@ func (r PatchDeploymentResponse) GetApplicationproblemJSON400() *Problem {
 	return r.ApplicationproblemJSON400
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r PatchDeploymentResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r PatchDeploymentResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
+}
+
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
 func (r PatchDeploymentResponse) GetApplicationproblemJSON404() *Problem {
 	return r.ApplicationproblemJSON404
@@ -7660,6 +9202,11 @@ func (r PatchDeploymentResponse) GetApplicationproblemJSON412() *Problem {
 // GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
 func (r PatchDeploymentResponse) GetApplicationproblemJSON413() *Problem {
 	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r PatchDeploymentResponse) GetApplicationproblemJSON415() *Problem {
+	return r.ApplicationproblemJSON415
 }
 
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
@@ -7719,6 +9266,10 @@ type ReplaceDeploymentResponse struct {
 	JSON200 *Deployment
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *Problem
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
@@ -7727,6 +9278,8 @@ type ReplaceDeploymentResponse struct {
 	ApplicationproblemJSON412 *Problem
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
 	ApplicationproblemJSON413 *Problem
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
@@ -7747,6 +9300,16 @@ func (r ReplaceDeploymentResponse) GetApplicationproblemJSON400() *Problem {
 	return r.ApplicationproblemJSON400
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ReplaceDeploymentResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ReplaceDeploymentResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
+}
+
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
 func (r ReplaceDeploymentResponse) GetApplicationproblemJSON404() *Problem {
 	return r.ApplicationproblemJSON404
@@ -7765,6 +9328,11 @@ func (r ReplaceDeploymentResponse) GetApplicationproblemJSON412() *Problem {
 // GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
 func (r ReplaceDeploymentResponse) GetApplicationproblemJSON413() *Problem {
 	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r ReplaceDeploymentResponse) GetApplicationproblemJSON415() *Problem {
+	return r.ApplicationproblemJSON415
 }
 
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
@@ -7814,6 +9382,12 @@ func (r ReplaceDeploymentResponse) ContentType() string {
 type StreamEventsResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
+	// ApplicationproblemJSON416 the response for an HTTP 416 `application/problem+json` response
+	ApplicationproblemJSON416 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
@@ -7822,6 +9396,21 @@ type StreamEventsResponse struct {
 	ApplicationproblemJSON503 *Problem
 	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
 	ApplicationproblemJSONDefault *Problem
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r StreamEventsResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r StreamEventsResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON416 returns the response for an HTTP 416 `application/problem+json` response
+func (r StreamEventsResponse) GetApplicationproblemJSON416() *Problem {
+	return r.ApplicationproblemJSON416
 }
 
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
@@ -7880,6 +9469,10 @@ type ListJobsResponse struct {
 	JSON200 *JobList
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *Problem
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
@@ -7896,6 +9489,16 @@ func (r ListJobsResponse) GetJSON200() *JobList {
 // GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
 func (r ListJobsResponse) GetApplicationproblemJSON400() *Problem {
 	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ListJobsResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ListJobsResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
@@ -7955,8 +9558,14 @@ type SubmitJobResponse struct {
 	JSON201 *Job
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *Problem
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
 	ApplicationproblemJSON413 *Problem
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
@@ -7977,9 +9586,24 @@ func (r SubmitJobResponse) GetApplicationproblemJSON400() *Problem {
 	return r.ApplicationproblemJSON400
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r SubmitJobResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r SubmitJobResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
+}
+
 // GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
 func (r SubmitJobResponse) GetApplicationproblemJSON413() *Problem {
 	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r SubmitJobResponse) GetApplicationproblemJSON415() *Problem {
+	return r.ApplicationproblemJSON415
 }
 
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
@@ -8031,8 +9655,14 @@ type DeleteJobResponse struct {
 	HTTPResponse *http.Response
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *Problem
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *Problem
+	// ApplicationproblemJSON412 the response for an HTTP 412 `application/problem+json` response
+	ApplicationproblemJSON412 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
@@ -8046,9 +9676,24 @@ func (r DeleteJobResponse) GetApplicationproblemJSON400() *Problem {
 	return r.ApplicationproblemJSON400
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r DeleteJobResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r DeleteJobResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
+}
+
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
 func (r DeleteJobResponse) GetApplicationproblemJSON404() *Problem {
 	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON412 returns the response for an HTTP 412 `application/problem+json` response
+func (r DeleteJobResponse) GetApplicationproblemJSON412() *Problem {
+	return r.ApplicationproblemJSON412
 }
 
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
@@ -8108,6 +9753,10 @@ type GetJobResponse struct {
 	JSON200 *Job
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *Problem
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
@@ -8128,6 +9777,16 @@ func (r GetJobResponse) GetJSON200() *Job {
 // GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
 func (r GetJobResponse) GetApplicationproblemJSON400() *Problem {
 	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetJobResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r GetJobResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
@@ -8186,6 +9845,10 @@ type ListArtifactsResponse struct {
 	JSON200 *ArtifactList
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *Problem
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
@@ -8204,6 +9867,16 @@ func (r ListArtifactsResponse) GetJSON200() *ArtifactList {
 // GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
 func (r ListArtifactsResponse) GetApplicationproblemJSON400() *Problem {
 	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ListArtifactsResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ListArtifactsResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
@@ -8274,10 +9947,16 @@ type PutAssetArtifactResponse struct {
 	JSON201 *Artifact
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *Problem
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
 	ApplicationproblemJSON413 *Problem
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
 	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
@@ -8303,6 +9982,16 @@ func (r PutAssetArtifactResponse) GetApplicationproblemJSON400() *Problem {
 	return r.ApplicationproblemJSON400
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r PutAssetArtifactResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r PutAssetArtifactResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
+}
+
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
 func (r PutAssetArtifactResponse) GetApplicationproblemJSON404() *Problem {
 	return r.ApplicationproblemJSON404
@@ -8311,6 +10000,11 @@ func (r PutAssetArtifactResponse) GetApplicationproblemJSON404() *Problem {
 // GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
 func (r PutAssetArtifactResponse) GetApplicationproblemJSON413() *Problem {
 	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r PutAssetArtifactResponse) GetApplicationproblemJSON415() *Problem {
+	return r.ApplicationproblemJSON415
 }
 
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
@@ -8371,10 +10065,16 @@ type PutScenarioArtifactResponse struct {
 	JSON201 *Artifact
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *Problem
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
 	ApplicationproblemJSON413 *Problem
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
 	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
@@ -8400,6 +10100,16 @@ func (r PutScenarioArtifactResponse) GetApplicationproblemJSON400() *Problem {
 	return r.ApplicationproblemJSON400
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r PutScenarioArtifactResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r PutScenarioArtifactResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
+}
+
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
 func (r PutScenarioArtifactResponse) GetApplicationproblemJSON404() *Problem {
 	return r.ApplicationproblemJSON404
@@ -8408,6 +10118,11 @@ func (r PutScenarioArtifactResponse) GetApplicationproblemJSON404() *Problem {
 // GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
 func (r PutScenarioArtifactResponse) GetApplicationproblemJSON413() *Problem {
 	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r PutScenarioArtifactResponse) GetApplicationproblemJSON415() *Problem {
+	return r.ApplicationproblemJSON415
 }
 
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
@@ -8461,6 +10176,10 @@ type CancelJobResponse struct {
 	JSON202 *Job
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *Problem
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
@@ -8483,6 +10202,16 @@ func (r CancelJobResponse) GetJSON202() *Job {
 // GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
 func (r CancelJobResponse) GetApplicationproblemJSON400() *Problem {
 	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r CancelJobResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r CancelJobResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
@@ -8551,6 +10280,10 @@ type CleanupJobResponse struct {
 	JSON202 *Job
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *Problem
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
@@ -8571,6 +10304,16 @@ func (r CleanupJobResponse) GetJSON202() *Job {
 // GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
 func (r CleanupJobResponse) GetApplicationproblemJSON400() *Problem {
 	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r CleanupJobResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r CleanupJobResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
@@ -8622,9 +10365,103 @@ func (r CleanupJobResponse) ContentType() string {
 	return ""
 }
 
+type ListJobInstancesResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *InstanceList
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *Problem
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *Problem
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *Problem
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListJobInstancesResponse) GetJSON200() *InstanceList {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r ListJobInstancesResponse) GetApplicationproblemJSON400() *Problem {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ListJobInstancesResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ListJobInstancesResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r ListJobInstancesResponse) GetApplicationproblemJSON404() *Problem {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r ListJobInstancesResponse) GetApplicationproblemJSON422() *Problem {
+	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r ListJobInstancesResponse) GetApplicationproblemJSON500() *Problem {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r ListJobInstancesResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r ListJobInstancesResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListJobInstancesResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListJobInstancesResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListJobInstancesResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 type GetInstanceLogsResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
@@ -8637,6 +10474,16 @@ type GetInstanceLogsResponse struct {
 	ApplicationproblemJSON503 *Problem
 	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
 	ApplicationproblemJSONDefault *Problem
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetInstanceLogsResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r GetInstanceLogsResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
@@ -8710,8 +10557,14 @@ type StopPostControllerResponse struct {
 	JSON202 *Job
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *Problem
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *Problem
+	// ApplicationproblemJSON412 the response for an HTTP 412 `application/problem+json` response
+	ApplicationproblemJSON412 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
@@ -8732,9 +10585,24 @@ func (r StopPostControllerResponse) GetApplicationproblemJSON400() *Problem {
 	return r.ApplicationproblemJSON400
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r StopPostControllerResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r StopPostControllerResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
+}
+
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
 func (r StopPostControllerResponse) GetApplicationproblemJSON404() *Problem {
 	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON412 returns the response for an HTTP 412 `application/problem+json` response
+func (r StopPostControllerResponse) GetApplicationproblemJSON412() *Problem {
+	return r.ApplicationproblemJSON412
 }
 
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
@@ -8793,6 +10661,10 @@ type StartPostControllerResponse struct {
 	JSON202 *Job
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *Problem
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
@@ -8815,6 +10687,16 @@ func (r StartPostControllerResponse) GetJSON202() *Job {
 // GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
 func (r StartPostControllerResponse) GetApplicationproblemJSON400() *Problem {
 	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r StartPostControllerResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r StartPostControllerResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
@@ -8884,10 +10766,16 @@ type CreateScenarioExportResponse struct {
 	JSON202 *ScenarioExport
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *Problem
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
 	ApplicationproblemJSON413 *Problem
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
@@ -8908,6 +10796,16 @@ func (r CreateScenarioExportResponse) GetApplicationproblemJSON400() *Problem {
 	return r.ApplicationproblemJSON400
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r CreateScenarioExportResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r CreateScenarioExportResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
+}
+
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
 func (r CreateScenarioExportResponse) GetApplicationproblemJSON404() *Problem {
 	return r.ApplicationproblemJSON404
@@ -8916,6 +10814,11 @@ func (r CreateScenarioExportResponse) GetApplicationproblemJSON404() *Problem {
 // GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
 func (r CreateScenarioExportResponse) GetApplicationproblemJSON413() *Problem {
 	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r CreateScenarioExportResponse) GetApplicationproblemJSON415() *Problem {
+	return r.ApplicationproblemJSON415
 }
 
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
@@ -8969,6 +10872,10 @@ type ListPluginsResponse struct {
 	JSON200 *PluginList
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *Problem
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
@@ -8985,6 +10892,16 @@ func (r ListPluginsResponse) GetJSON200() *PluginList {
 // GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
 func (r ListPluginsResponse) GetApplicationproblemJSON400() *Problem {
 	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ListPluginsResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ListPluginsResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
@@ -9044,10 +10961,16 @@ type CreatePluginResponse struct {
 	JSON201 *Plugin
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *Problem
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
 	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
 	ApplicationproblemJSON409 *Problem
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
 	ApplicationproblemJSON413 *Problem
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
@@ -9068,6 +10991,16 @@ func (r CreatePluginResponse) GetApplicationproblemJSON400() *Problem {
 	return r.ApplicationproblemJSON400
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r CreatePluginResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r CreatePluginResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
+}
+
 // GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
 func (r CreatePluginResponse) GetApplicationproblemJSON409() *Problem {
 	return r.ApplicationproblemJSON409
@@ -9076,6 +11009,11 @@ func (r CreatePluginResponse) GetApplicationproblemJSON409() *Problem {
 // GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
 func (r CreatePluginResponse) GetApplicationproblemJSON413() *Problem {
 	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r CreatePluginResponse) GetApplicationproblemJSON415() *Problem {
+	return r.ApplicationproblemJSON415
 }
 
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
@@ -9127,6 +11065,10 @@ type DeletePluginResponse struct {
 	HTTPResponse *http.Response
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *Problem
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
@@ -9144,6 +11086,16 @@ type DeletePluginResponse struct {
 // GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
 func (r DeletePluginResponse) GetApplicationproblemJSON400() *Problem {
 	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r DeletePluginResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r DeletePluginResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
@@ -9218,6 +11170,10 @@ type GetPluginResponse struct {
 	JSON200 *Plugin
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *Problem
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
@@ -9238,6 +11194,16 @@ func (r GetPluginResponse) GetJSON200() *Plugin {
 // GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
 func (r GetPluginResponse) GetApplicationproblemJSON400() *Problem {
 	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetPluginResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r GetPluginResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
@@ -9302,6 +11268,10 @@ type PatchPluginResponse struct {
 	JSON200 *Plugin
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *Problem
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
@@ -9310,6 +11280,8 @@ type PatchPluginResponse struct {
 	ApplicationproblemJSON412 *Problem
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
 	ApplicationproblemJSON413 *Problem
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
@@ -9330,6 +11302,16 @@ func (r PatchPluginResponse) GetApplicationproblemJSON400() *Problem {
 	return r.ApplicationproblemJSON400
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r PatchPluginResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r PatchPluginResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
+}
+
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
 func (r PatchPluginResponse) GetApplicationproblemJSON404() *Problem {
 	return r.ApplicationproblemJSON404
@@ -9348,6 +11330,11 @@ func (r PatchPluginResponse) GetApplicationproblemJSON412() *Problem {
 // GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
 func (r PatchPluginResponse) GetApplicationproblemJSON413() *Problem {
 	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r PatchPluginResponse) GetApplicationproblemJSON415() *Problem {
+	return r.ApplicationproblemJSON415
 }
 
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
@@ -9407,6 +11394,10 @@ type ReplacePluginResponse struct {
 	JSON200 *Plugin
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *Problem
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
@@ -9415,6 +11406,8 @@ type ReplacePluginResponse struct {
 	ApplicationproblemJSON412 *Problem
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
 	ApplicationproblemJSON413 *Problem
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
@@ -9435,6 +11428,16 @@ func (r ReplacePluginResponse) GetApplicationproblemJSON400() *Problem {
 	return r.ApplicationproblemJSON400
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ReplacePluginResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ReplacePluginResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
+}
+
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
 func (r ReplacePluginResponse) GetApplicationproblemJSON404() *Problem {
 	return r.ApplicationproblemJSON404
@@ -9453,6 +11456,11 @@ func (r ReplacePluginResponse) GetApplicationproblemJSON412() *Problem {
 // GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
 func (r ReplacePluginResponse) GetApplicationproblemJSON413() *Problem {
 	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r ReplacePluginResponse) GetApplicationproblemJSON415() *Problem {
+	return r.ApplicationproblemJSON415
 }
 
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
@@ -9506,6 +11514,10 @@ type ListQueuesResponse struct {
 	JSON200 *QueueList
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *Problem
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
@@ -9522,6 +11534,16 @@ func (r ListQueuesResponse) GetJSON200() *QueueList {
 // GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
 func (r ListQueuesResponse) GetApplicationproblemJSON400() *Problem {
 	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ListQueuesResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ListQueuesResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
@@ -9581,10 +11603,16 @@ type CreateQueueResponse struct {
 	JSON201 *Queue
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *Problem
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
 	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
 	ApplicationproblemJSON409 *Problem
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
 	ApplicationproblemJSON413 *Problem
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
@@ -9605,6 +11633,16 @@ func (r CreateQueueResponse) GetApplicationproblemJSON400() *Problem {
 	return r.ApplicationproblemJSON400
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r CreateQueueResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r CreateQueueResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
+}
+
 // GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
 func (r CreateQueueResponse) GetApplicationproblemJSON409() *Problem {
 	return r.ApplicationproblemJSON409
@@ -9613,6 +11651,11 @@ func (r CreateQueueResponse) GetApplicationproblemJSON409() *Problem {
 // GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
 func (r CreateQueueResponse) GetApplicationproblemJSON413() *Problem {
 	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r CreateQueueResponse) GetApplicationproblemJSON415() *Problem {
+	return r.ApplicationproblemJSON415
 }
 
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
@@ -9664,6 +11707,10 @@ type DeleteQueueResponse struct {
 	HTTPResponse *http.Response
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *Problem
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
@@ -9681,6 +11728,16 @@ type DeleteQueueResponse struct {
 // GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
 func (r DeleteQueueResponse) GetApplicationproblemJSON400() *Problem {
 	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r DeleteQueueResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r DeleteQueueResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
@@ -9755,6 +11812,10 @@ type GetQueueResponse struct {
 	JSON200 *Queue
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *Problem
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
@@ -9775,6 +11836,16 @@ func (r GetQueueResponse) GetJSON200() *Queue {
 // GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
 func (r GetQueueResponse) GetApplicationproblemJSON400() *Problem {
 	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetQueueResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r GetQueueResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
@@ -9839,6 +11910,10 @@ type PatchQueueResponse struct {
 	JSON200 *Queue
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *Problem
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
@@ -9847,6 +11922,8 @@ type PatchQueueResponse struct {
 	ApplicationproblemJSON412 *Problem
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
 	ApplicationproblemJSON413 *Problem
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
@@ -9867,6 +11944,16 @@ func (r PatchQueueResponse) GetApplicationproblemJSON400() *Problem {
 	return r.ApplicationproblemJSON400
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r PatchQueueResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r PatchQueueResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
+}
+
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
 func (r PatchQueueResponse) GetApplicationproblemJSON404() *Problem {
 	return r.ApplicationproblemJSON404
@@ -9885,6 +11972,11 @@ func (r PatchQueueResponse) GetApplicationproblemJSON412() *Problem {
 // GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
 func (r PatchQueueResponse) GetApplicationproblemJSON413() *Problem {
 	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r PatchQueueResponse) GetApplicationproblemJSON415() *Problem {
+	return r.ApplicationproblemJSON415
 }
 
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
@@ -9944,6 +12036,10 @@ type ReplaceQueueResponse struct {
 	JSON200 *Queue
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *Problem
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
@@ -9952,6 +12048,8 @@ type ReplaceQueueResponse struct {
 	ApplicationproblemJSON412 *Problem
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
 	ApplicationproblemJSON413 *Problem
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
@@ -9972,6 +12070,16 @@ func (r ReplaceQueueResponse) GetApplicationproblemJSON400() *Problem {
 	return r.ApplicationproblemJSON400
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ReplaceQueueResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ReplaceQueueResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
+}
+
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
 func (r ReplaceQueueResponse) GetApplicationproblemJSON404() *Problem {
 	return r.ApplicationproblemJSON404
@@ -9990,6 +12098,11 @@ func (r ReplaceQueueResponse) GetApplicationproblemJSON412() *Problem {
 // GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
 func (r ReplaceQueueResponse) GetApplicationproblemJSON413() *Problem {
 	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r ReplaceQueueResponse) GetApplicationproblemJSON415() *Problem {
+	return r.ApplicationproblemJSON415
 }
 
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
@@ -10043,6 +12156,10 @@ type ListQueueJobsResponse struct {
 	JSON200 *JobList
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *Problem
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
@@ -10061,6 +12178,16 @@ func (r ListQueueJobsResponse) GetJSON200() *JobList {
 // GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
 func (r ListQueueJobsResponse) GetApplicationproblemJSON400() *Problem {
 	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ListQueueJobsResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ListQueueJobsResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
@@ -10125,6 +12252,10 @@ type GetScenarioExportResponse struct {
 	JSON200 *ScenarioExport
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *Problem
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
@@ -10145,6 +12276,16 @@ func (r GetScenarioExportResponse) GetJSON200() *ScenarioExport {
 // GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
 func (r GetScenarioExportResponse) GetApplicationproblemJSON400() *Problem {
 	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetScenarioExportResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r GetScenarioExportResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
@@ -10215,6 +12356,10 @@ type DownloadScenarioExportResponse struct {
 	HTTPResponse *http.Response
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *Problem
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
@@ -10236,6 +12381,16 @@ type DownloadScenarioExportResponse struct {
 // GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
 func (r DownloadScenarioExportResponse) GetApplicationproblemJSON400() *Problem {
 	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r DownloadScenarioExportResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r DownloadScenarioExportResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
@@ -10301,7 +12456,7 @@ func (r DownloadScenarioExportResponse) ContentType() string {
 //
 // Returns a wrapper object for the known response body format(s).
 //
-// Corresponds with GET /api/resources/v1/app-runtime-config (the `ListAppRuntimeConfigs` operationId).
+// Corresponds with GET /app-runtime-config (the `ListAppRuntimeConfigs` operationId).
 func (c *ClientWithResponses) ListAppRuntimeConfigsWithResponse(ctx context.Context, params *ListAppRuntimeConfigsParams, reqEditors ...RequestEditorFn) (*ListAppRuntimeConfigsResponse, error) {
 	rsp, err := c.ListAppRuntimeConfigs(ctx, params, reqEditors...)
 	if err != nil {
@@ -10314,7 +12469,7 @@ func (c *ClientWithResponses) ListAppRuntimeConfigsWithResponse(ctx context.Cont
 //
 // Returns a wrapper object for the known response body format(s).
 //
-// Corresponds with DELETE /api/resources/v1/app-runtime-config/{queue_id}/application/{app_id} (the `DeleteAppRuntimeConfig` operationId).
+// Corresponds with DELETE /app-runtime-config/{queue_id}/application/{app_id} (the `DeleteAppRuntimeConfig` operationId).
 func (c *ClientWithResponses) DeleteAppRuntimeConfigWithResponse(ctx context.Context, queueId string, appId string, params *DeleteAppRuntimeConfigParams, reqEditors ...RequestEditorFn) (*DeleteAppRuntimeConfigResponse, error) {
 	rsp, err := c.DeleteAppRuntimeConfig(ctx, queueId, appId, params, reqEditors...)
 	if err != nil {
@@ -10327,7 +12482,7 @@ func (c *ClientWithResponses) DeleteAppRuntimeConfigWithResponse(ctx context.Con
 //
 // Returns a wrapper object for the known response body format(s).
 //
-// Corresponds with GET /api/resources/v1/app-runtime-config/{queue_id}/application/{app_id} (the `GetAppRuntimeConfig` operationId).
+// Corresponds with GET /app-runtime-config/{queue_id}/application/{app_id} (the `GetAppRuntimeConfig` operationId).
 func (c *ClientWithResponses) GetAppRuntimeConfigWithResponse(ctx context.Context, queueId string, appId string, reqEditors ...RequestEditorFn) (*GetAppRuntimeConfigResponse, error) {
 	rsp, err := c.GetAppRuntimeConfig(ctx, queueId, appId, reqEditors...)
 	if err != nil {
@@ -10340,9 +12495,22 @@ func (c *ClientWithResponses) GetAppRuntimeConfigWithResponse(ctx context.Contex
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
-// Corresponds with PATCH /api/resources/v1/app-runtime-config/{queue_id}/application/{app_id} (the `PatchAppRuntimeConfig` operationId).
+// Corresponds with PATCH /app-runtime-config/{queue_id}/application/{app_id} (the `PatchAppRuntimeConfig` operationId).
 func (c *ClientWithResponses) PatchAppRuntimeConfigWithBodyWithResponse(ctx context.Context, queueId string, appId string, params *PatchAppRuntimeConfigParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*PatchAppRuntimeConfigResponse, error) {
 	rsp, err := c.PatchAppRuntimeConfigWithBody(ctx, queueId, appId, params, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParsePatchAppRuntimeConfigResponse(rsp)
+}
+
+// PatchAppRuntimeConfigWithResponse Update an app-runtime-config with a JSON merge patch
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PATCH /app-runtime-config/{queue_id}/application/{app_id} (the `PatchAppRuntimeConfig` operationId).
+func (c *ClientWithResponses) PatchAppRuntimeConfigWithResponse(ctx context.Context, queueId string, appId string, params *PatchAppRuntimeConfigParams, body PatchAppRuntimeConfigJSONRequestBody, reqEditors ...RequestEditorFn) (*PatchAppRuntimeConfigResponse, error) {
+	rsp, err := c.PatchAppRuntimeConfig(ctx, queueId, appId, params, body, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -10353,7 +12521,7 @@ func (c *ClientWithResponses) PatchAppRuntimeConfigWithBodyWithResponse(ctx cont
 //
 // Takes a body of the `application/merge-patch+json` content type, and returns a wrapper object for the known response body format(s).
 //
-// Corresponds with PATCH /api/resources/v1/app-runtime-config/{queue_id}/application/{app_id} (the `PatchAppRuntimeConfig` operationId).
+// Corresponds with PATCH /app-runtime-config/{queue_id}/application/{app_id} (the `PatchAppRuntimeConfig` operationId).
 func (c *ClientWithResponses) PatchAppRuntimeConfigWithApplicationMergePatchPlusJSONBodyWithResponse(ctx context.Context, queueId string, appId string, params *PatchAppRuntimeConfigParams, body PatchAppRuntimeConfigApplicationMergePatchPlusJSONRequestBody, reqEditors ...RequestEditorFn) (*PatchAppRuntimeConfigResponse, error) {
 	rsp, err := c.PatchAppRuntimeConfigWithApplicationMergePatchPlusJSONBody(ctx, queueId, appId, params, body, reqEditors...)
 	if err != nil {
@@ -10366,7 +12534,7 @@ func (c *ClientWithResponses) PatchAppRuntimeConfigWithApplicationMergePatchPlus
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
-// Corresponds with POST /api/resources/v1/app-runtime-config/{queue_id}/application/{app_id} (the `CreateAppRuntimeConfig` operationId).
+// Corresponds with POST /app-runtime-config/{queue_id}/application/{app_id} (the `CreateAppRuntimeConfig` operationId).
 func (c *ClientWithResponses) CreateAppRuntimeConfigWithBodyWithResponse(ctx context.Context, queueId string, appId string, params *CreateAppRuntimeConfigParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateAppRuntimeConfigResponse, error) {
 	rsp, err := c.CreateAppRuntimeConfigWithBody(ctx, queueId, appId, params, contentType, body, reqEditors...)
 	if err != nil {
@@ -10379,7 +12547,7 @@ func (c *ClientWithResponses) CreateAppRuntimeConfigWithBodyWithResponse(ctx con
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
-// Corresponds with POST /api/resources/v1/app-runtime-config/{queue_id}/application/{app_id} (the `CreateAppRuntimeConfig` operationId).
+// Corresponds with POST /app-runtime-config/{queue_id}/application/{app_id} (the `CreateAppRuntimeConfig` operationId).
 func (c *ClientWithResponses) CreateAppRuntimeConfigWithResponse(ctx context.Context, queueId string, appId string, params *CreateAppRuntimeConfigParams, body CreateAppRuntimeConfigJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateAppRuntimeConfigResponse, error) {
 	rsp, err := c.CreateAppRuntimeConfig(ctx, queueId, appId, params, body, reqEditors...)
 	if err != nil {
@@ -10392,7 +12560,7 @@ func (c *ClientWithResponses) CreateAppRuntimeConfigWithResponse(ctx context.Con
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
-// Corresponds with PUT /api/resources/v1/app-runtime-config/{queue_id}/application/{app_id} (the `ReplaceAppRuntimeConfig` operationId).
+// Corresponds with PUT /app-runtime-config/{queue_id}/application/{app_id} (the `ReplaceAppRuntimeConfig` operationId).
 func (c *ClientWithResponses) ReplaceAppRuntimeConfigWithBodyWithResponse(ctx context.Context, queueId string, appId string, params *ReplaceAppRuntimeConfigParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*ReplaceAppRuntimeConfigResponse, error) {
 	rsp, err := c.ReplaceAppRuntimeConfigWithBody(ctx, queueId, appId, params, contentType, body, reqEditors...)
 	if err != nil {
@@ -10405,7 +12573,7 @@ func (c *ClientWithResponses) ReplaceAppRuntimeConfigWithBodyWithResponse(ctx co
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
-// Corresponds with PUT /api/resources/v1/app-runtime-config/{queue_id}/application/{app_id} (the `ReplaceAppRuntimeConfig` operationId).
+// Corresponds with PUT /app-runtime-config/{queue_id}/application/{app_id} (the `ReplaceAppRuntimeConfig` operationId).
 func (c *ClientWithResponses) ReplaceAppRuntimeConfigWithResponse(ctx context.Context, queueId string, appId string, params *ReplaceAppRuntimeConfigParams, body ReplaceAppRuntimeConfigJSONRequestBody, reqEditors ...RequestEditorFn) (*ReplaceAppRuntimeConfigResponse, error) {
 	rsp, err := c.ReplaceAppRuntimeConfig(ctx, queueId, appId, params, body, reqEditors...)
 	if err != nil {
@@ -10418,7 +12586,7 @@ func (c *ClientWithResponses) ReplaceAppRuntimeConfigWithResponse(ctx context.Co
 //
 // Returns a wrapper object for the known response body format(s).
 //
-// Corresponds with GET /api/resources/v1/applications (the `ListApplications` operationId).
+// Corresponds with GET /applications (the `ListApplications` operationId).
 func (c *ClientWithResponses) ListApplicationsWithResponse(ctx context.Context, params *ListApplicationsParams, reqEditors ...RequestEditorFn) (*ListApplicationsResponse, error) {
 	rsp, err := c.ListApplications(ctx, params, reqEditors...)
 	if err != nil {
@@ -10431,7 +12599,7 @@ func (c *ClientWithResponses) ListApplicationsWithResponse(ctx context.Context, 
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
-// Corresponds with POST /api/resources/v1/applications (the `CreateApplication` operationId).
+// Corresponds with POST /applications (the `CreateApplication` operationId).
 func (c *ClientWithResponses) CreateApplicationWithBodyWithResponse(ctx context.Context, params *CreateApplicationParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateApplicationResponse, error) {
 	rsp, err := c.CreateApplicationWithBody(ctx, params, contentType, body, reqEditors...)
 	if err != nil {
@@ -10444,7 +12612,7 @@ func (c *ClientWithResponses) CreateApplicationWithBodyWithResponse(ctx context.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
-// Corresponds with POST /api/resources/v1/applications (the `CreateApplication` operationId).
+// Corresponds with POST /applications (the `CreateApplication` operationId).
 func (c *ClientWithResponses) CreateApplicationWithResponse(ctx context.Context, params *CreateApplicationParams, body CreateApplicationJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateApplicationResponse, error) {
 	rsp, err := c.CreateApplication(ctx, params, body, reqEditors...)
 	if err != nil {
@@ -10457,7 +12625,7 @@ func (c *ClientWithResponses) CreateApplicationWithResponse(ctx context.Context,
 //
 // Returns a wrapper object for the known response body format(s).
 //
-// Corresponds with DELETE /api/resources/v1/applications/{app_id} (the `DeleteApplication` operationId).
+// Corresponds with DELETE /applications/{app_id} (the `DeleteApplication` operationId).
 func (c *ClientWithResponses) DeleteApplicationWithResponse(ctx context.Context, appId string, params *DeleteApplicationParams, reqEditors ...RequestEditorFn) (*DeleteApplicationResponse, error) {
 	rsp, err := c.DeleteApplication(ctx, appId, params, reqEditors...)
 	if err != nil {
@@ -10470,7 +12638,7 @@ func (c *ClientWithResponses) DeleteApplicationWithResponse(ctx context.Context,
 //
 // Returns a wrapper object for the known response body format(s).
 //
-// Corresponds with GET /api/resources/v1/applications/{app_id} (the `GetApplication` operationId).
+// Corresponds with GET /applications/{app_id} (the `GetApplication` operationId).
 func (c *ClientWithResponses) GetApplicationWithResponse(ctx context.Context, appId string, reqEditors ...RequestEditorFn) (*GetApplicationResponse, error) {
 	rsp, err := c.GetApplication(ctx, appId, reqEditors...)
 	if err != nil {
@@ -10483,9 +12651,22 @@ func (c *ClientWithResponses) GetApplicationWithResponse(ctx context.Context, ap
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
-// Corresponds with PATCH /api/resources/v1/applications/{app_id} (the `PatchApplication` operationId).
+// Corresponds with PATCH /applications/{app_id} (the `PatchApplication` operationId).
 func (c *ClientWithResponses) PatchApplicationWithBodyWithResponse(ctx context.Context, appId string, params *PatchApplicationParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*PatchApplicationResponse, error) {
 	rsp, err := c.PatchApplicationWithBody(ctx, appId, params, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParsePatchApplicationResponse(rsp)
+}
+
+// PatchApplicationWithResponse Update an application with a JSON merge patch
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PATCH /applications/{app_id} (the `PatchApplication` operationId).
+func (c *ClientWithResponses) PatchApplicationWithResponse(ctx context.Context, appId string, params *PatchApplicationParams, body PatchApplicationJSONRequestBody, reqEditors ...RequestEditorFn) (*PatchApplicationResponse, error) {
+	rsp, err := c.PatchApplication(ctx, appId, params, body, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -10496,7 +12677,7 @@ func (c *ClientWithResponses) PatchApplicationWithBodyWithResponse(ctx context.C
 //
 // Takes a body of the `application/merge-patch+json` content type, and returns a wrapper object for the known response body format(s).
 //
-// Corresponds with PATCH /api/resources/v1/applications/{app_id} (the `PatchApplication` operationId).
+// Corresponds with PATCH /applications/{app_id} (the `PatchApplication` operationId).
 func (c *ClientWithResponses) PatchApplicationWithApplicationMergePatchPlusJSONBodyWithResponse(ctx context.Context, appId string, params *PatchApplicationParams, body PatchApplicationApplicationMergePatchPlusJSONRequestBody, reqEditors ...RequestEditorFn) (*PatchApplicationResponse, error) {
 	rsp, err := c.PatchApplicationWithApplicationMergePatchPlusJSONBody(ctx, appId, params, body, reqEditors...)
 	if err != nil {
@@ -10509,7 +12690,7 @@ func (c *ClientWithResponses) PatchApplicationWithApplicationMergePatchPlusJSONB
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
-// Corresponds with PUT /api/resources/v1/applications/{app_id} (the `ReplaceApplication` operationId).
+// Corresponds with PUT /applications/{app_id} (the `ReplaceApplication` operationId).
 func (c *ClientWithResponses) ReplaceApplicationWithBodyWithResponse(ctx context.Context, appId string, params *ReplaceApplicationParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*ReplaceApplicationResponse, error) {
 	rsp, err := c.ReplaceApplicationWithBody(ctx, appId, params, contentType, body, reqEditors...)
 	if err != nil {
@@ -10522,7 +12703,7 @@ func (c *ClientWithResponses) ReplaceApplicationWithBodyWithResponse(ctx context
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
-// Corresponds with PUT /api/resources/v1/applications/{app_id} (the `ReplaceApplication` operationId).
+// Corresponds with PUT /applications/{app_id} (the `ReplaceApplication` operationId).
 func (c *ClientWithResponses) ReplaceApplicationWithResponse(ctx context.Context, appId string, params *ReplaceApplicationParams, body ReplaceApplicationJSONRequestBody, reqEditors ...RequestEditorFn) (*ReplaceApplicationResponse, error) {
 	rsp, err := c.ReplaceApplication(ctx, appId, params, body, reqEditors...)
 	if err != nil {
@@ -10535,7 +12716,7 @@ func (c *ClientWithResponses) ReplaceApplicationWithResponse(ctx context.Context
 //
 // Returns a wrapper object for the known response body format(s).
 //
-// Corresponds with GET /api/resources/v1/deployments (the `ListDeployments` operationId).
+// Corresponds with GET /deployments (the `ListDeployments` operationId).
 func (c *ClientWithResponses) ListDeploymentsWithResponse(ctx context.Context, params *ListDeploymentsParams, reqEditors ...RequestEditorFn) (*ListDeploymentsResponse, error) {
 	rsp, err := c.ListDeployments(ctx, params, reqEditors...)
 	if err != nil {
@@ -10548,7 +12729,7 @@ func (c *ClientWithResponses) ListDeploymentsWithResponse(ctx context.Context, p
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
-// Corresponds with POST /api/resources/v1/deployments (the `CreateDeployment` operationId).
+// Corresponds with POST /deployments (the `CreateDeployment` operationId).
 func (c *ClientWithResponses) CreateDeploymentWithBodyWithResponse(ctx context.Context, params *CreateDeploymentParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateDeploymentResponse, error) {
 	rsp, err := c.CreateDeploymentWithBody(ctx, params, contentType, body, reqEditors...)
 	if err != nil {
@@ -10561,7 +12742,7 @@ func (c *ClientWithResponses) CreateDeploymentWithBodyWithResponse(ctx context.C
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
-// Corresponds with POST /api/resources/v1/deployments (the `CreateDeployment` operationId).
+// Corresponds with POST /deployments (the `CreateDeployment` operationId).
 func (c *ClientWithResponses) CreateDeploymentWithResponse(ctx context.Context, params *CreateDeploymentParams, body CreateDeploymentJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateDeploymentResponse, error) {
 	rsp, err := c.CreateDeployment(ctx, params, body, reqEditors...)
 	if err != nil {
@@ -10574,7 +12755,7 @@ func (c *ClientWithResponses) CreateDeploymentWithResponse(ctx context.Context, 
 //
 // Returns a wrapper object for the known response body format(s).
 //
-// Corresponds with DELETE /api/resources/v1/deployments/{deployment_id} (the `DeleteDeployment` operationId).
+// Corresponds with DELETE /deployments/{deployment_id} (the `DeleteDeployment` operationId).
 func (c *ClientWithResponses) DeleteDeploymentWithResponse(ctx context.Context, deploymentId string, params *DeleteDeploymentParams, reqEditors ...RequestEditorFn) (*DeleteDeploymentResponse, error) {
 	rsp, err := c.DeleteDeployment(ctx, deploymentId, params, reqEditors...)
 	if err != nil {
@@ -10587,7 +12768,7 @@ func (c *ClientWithResponses) DeleteDeploymentWithResponse(ctx context.Context, 
 //
 // Returns a wrapper object for the known response body format(s).
 //
-// Corresponds with GET /api/resources/v1/deployments/{deployment_id} (the `GetDeployment` operationId).
+// Corresponds with GET /deployments/{deployment_id} (the `GetDeployment` operationId).
 func (c *ClientWithResponses) GetDeploymentWithResponse(ctx context.Context, deploymentId string, reqEditors ...RequestEditorFn) (*GetDeploymentResponse, error) {
 	rsp, err := c.GetDeployment(ctx, deploymentId, reqEditors...)
 	if err != nil {
@@ -10600,9 +12781,22 @@ func (c *ClientWithResponses) GetDeploymentWithResponse(ctx context.Context, dep
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
-// Corresponds with PATCH /api/resources/v1/deployments/{deployment_id} (the `PatchDeployment` operationId).
+// Corresponds with PATCH /deployments/{deployment_id} (the `PatchDeployment` operationId).
 func (c *ClientWithResponses) PatchDeploymentWithBodyWithResponse(ctx context.Context, deploymentId string, params *PatchDeploymentParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*PatchDeploymentResponse, error) {
 	rsp, err := c.PatchDeploymentWithBody(ctx, deploymentId, params, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParsePatchDeploymentResponse(rsp)
+}
+
+// PatchDeploymentWithResponse Update a deployment with a JSON merge patch
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PATCH /deployments/{deployment_id} (the `PatchDeployment` operationId).
+func (c *ClientWithResponses) PatchDeploymentWithResponse(ctx context.Context, deploymentId string, params *PatchDeploymentParams, body PatchDeploymentJSONRequestBody, reqEditors ...RequestEditorFn) (*PatchDeploymentResponse, error) {
+	rsp, err := c.PatchDeployment(ctx, deploymentId, params, body, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -10613,7 +12807,7 @@ func (c *ClientWithResponses) PatchDeploymentWithBodyWithResponse(ctx context.Co
 //
 // Takes a body of the `application/merge-patch+json` content type, and returns a wrapper object for the known response body format(s).
 //
-// Corresponds with PATCH /api/resources/v1/deployments/{deployment_id} (the `PatchDeployment` operationId).
+// Corresponds with PATCH /deployments/{deployment_id} (the `PatchDeployment` operationId).
 func (c *ClientWithResponses) PatchDeploymentWithApplicationMergePatchPlusJSONBodyWithResponse(ctx context.Context, deploymentId string, params *PatchDeploymentParams, body PatchDeploymentApplicationMergePatchPlusJSONRequestBody, reqEditors ...RequestEditorFn) (*PatchDeploymentResponse, error) {
 	rsp, err := c.PatchDeploymentWithApplicationMergePatchPlusJSONBody(ctx, deploymentId, params, body, reqEditors...)
 	if err != nil {
@@ -10626,7 +12820,7 @@ func (c *ClientWithResponses) PatchDeploymentWithApplicationMergePatchPlusJSONBo
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
-// Corresponds with PUT /api/resources/v1/deployments/{deployment_id} (the `ReplaceDeployment` operationId).
+// Corresponds with PUT /deployments/{deployment_id} (the `ReplaceDeployment` operationId).
 func (c *ClientWithResponses) ReplaceDeploymentWithBodyWithResponse(ctx context.Context, deploymentId string, params *ReplaceDeploymentParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*ReplaceDeploymentResponse, error) {
 	rsp, err := c.ReplaceDeploymentWithBody(ctx, deploymentId, params, contentType, body, reqEditors...)
 	if err != nil {
@@ -10639,7 +12833,7 @@ func (c *ClientWithResponses) ReplaceDeploymentWithBodyWithResponse(ctx context.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
-// Corresponds with PUT /api/resources/v1/deployments/{deployment_id} (the `ReplaceDeployment` operationId).
+// Corresponds with PUT /deployments/{deployment_id} (the `ReplaceDeployment` operationId).
 func (c *ClientWithResponses) ReplaceDeploymentWithResponse(ctx context.Context, deploymentId string, params *ReplaceDeploymentParams, body ReplaceDeploymentJSONRequestBody, reqEditors ...RequestEditorFn) (*ReplaceDeploymentResponse, error) {
 	rsp, err := c.ReplaceDeployment(ctx, deploymentId, params, body, reqEditors...)
 	if err != nil {
@@ -10650,11 +12844,11 @@ func (c *ClientWithResponses) ReplaceDeploymentWithResponse(ctx context.Context,
 
 // StreamEventsWithResponse Stream events (Server-Sent Events)
 //
-// Each message has `id` (the stream sequence), `event` (the CloudEvent type) and `data` (the CloudEvent in structured-mode JSON, its data the resource as the API returns it). Reconnecting with `Last-Event-ID` resumes without losing or repeating events.
+// Each message has `id` (the stream sequence), `event` (the CloudEvent type) and `data` (the CloudEvent in structured-mode JSON, its data the resource as the API returns it). Reconnecting with `Last-Event-ID` resumes without losing or repeating events; a `Last-Event-ID` beyond the last event of the stream answers 416 (the id did not come from this stream).
 //
 // Returns a wrapper object for the known response body format(s).
 //
-// Corresponds with GET /api/resources/v1/events (the `StreamEvents` operationId).
+// Corresponds with GET /events (the `StreamEvents` operationId).
 func (c *ClientWithResponses) StreamEventsWithResponse(ctx context.Context, params *StreamEventsParams, reqEditors ...RequestEditorFn) (*StreamEventsResponse, error) {
 	rsp, err := c.StreamEvents(ctx, params, reqEditors...)
 	if err != nil {
@@ -10667,7 +12861,7 @@ func (c *ClientWithResponses) StreamEventsWithResponse(ctx context.Context, para
 //
 // Returns a wrapper object for the known response body format(s).
 //
-// Corresponds with GET /api/resources/v1/jobs (the `ListJobs` operationId).
+// Corresponds with GET /jobs (the `ListJobs` operationId).
 func (c *ClientWithResponses) ListJobsWithResponse(ctx context.Context, params *ListJobsParams, reqEditors ...RequestEditorFn) (*ListJobsResponse, error) {
 	rsp, err := c.ListJobs(ctx, params, reqEditors...)
 	if err != nil {
@@ -10682,7 +12876,7 @@ func (c *ClientWithResponses) ListJobsWithResponse(ctx context.Context, params *
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
-// Corresponds with POST /api/resources/v1/jobs (the `SubmitJob` operationId).
+// Corresponds with POST /jobs (the `SubmitJob` operationId).
 func (c *ClientWithResponses) SubmitJobWithBodyWithResponse(ctx context.Context, params *SubmitJobParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*SubmitJobResponse, error) {
 	rsp, err := c.SubmitJobWithBody(ctx, params, contentType, body, reqEditors...)
 	if err != nil {
@@ -10697,7 +12891,7 @@ func (c *ClientWithResponses) SubmitJobWithBodyWithResponse(ctx context.Context,
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
-// Corresponds with POST /api/resources/v1/jobs (the `SubmitJob` operationId).
+// Corresponds with POST /jobs (the `SubmitJob` operationId).
 func (c *ClientWithResponses) SubmitJobWithResponse(ctx context.Context, params *SubmitJobParams, body SubmitJobJSONRequestBody, reqEditors ...RequestEditorFn) (*SubmitJobResponse, error) {
 	rsp, err := c.SubmitJob(ctx, params, body, reqEditors...)
 	if err != nil {
@@ -10710,9 +12904,9 @@ func (c *ClientWithResponses) SubmitJobWithResponse(ctx context.Context, params 
 //
 // Returns a wrapper object for the known response body format(s).
 //
-// Corresponds with DELETE /api/resources/v1/jobs/{id} (the `DeleteJob` operationId).
-func (c *ClientWithResponses) DeleteJobWithResponse(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*DeleteJobResponse, error) {
-	rsp, err := c.DeleteJob(ctx, id, reqEditors...)
+// Corresponds with DELETE /jobs/{id} (the `DeleteJob` operationId).
+func (c *ClientWithResponses) DeleteJobWithResponse(ctx context.Context, id string, params *DeleteJobParams, reqEditors ...RequestEditorFn) (*DeleteJobResponse, error) {
+	rsp, err := c.DeleteJob(ctx, id, params, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -10721,9 +12915,11 @@ func (c *ClientWithResponses) DeleteJobWithResponse(ctx context.Context, id stri
 
 // GetJobWithResponse Get a job
 //
+// instances holds the first 1,000 instances, with instances_truncated true when there are more: GET /jobs/{id}/instances pages through all of them.
+//
 // Returns a wrapper object for the known response body format(s).
 //
-// Corresponds with GET /api/resources/v1/jobs/{id} (the `GetJob` operationId).
+// Corresponds with GET /jobs/{id} (the `GetJob` operationId).
 func (c *ClientWithResponses) GetJobWithResponse(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*GetJobResponse, error) {
 	rsp, err := c.GetJob(ctx, id, reqEditors...)
 	if err != nil {
@@ -10736,7 +12932,7 @@ func (c *ClientWithResponses) GetJobWithResponse(ctx context.Context, id string,
 //
 // Returns a wrapper object for the known response body format(s).
 //
-// Corresponds with GET /api/resources/v1/jobs/{id}/artifacts (the `ListArtifacts` operationId).
+// Corresponds with GET /jobs/{id}/artifacts (the `ListArtifacts` operationId).
 func (c *ClientWithResponses) ListArtifactsWithResponse(ctx context.Context, id string, params *ListArtifactsParams, reqEditors ...RequestEditorFn) (*ListArtifactsResponse, error) {
 	rsp, err := c.ListArtifacts(ctx, id, params, reqEditors...)
 	if err != nil {
@@ -10751,7 +12947,7 @@ func (c *ClientWithResponses) ListArtifactsWithResponse(ctx context.Context, id 
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
-// Corresponds with PUT /api/resources/v1/jobs/{id}/artifacts/assets/{path} (the `PutAssetArtifact` operationId).
+// Corresponds with PUT /jobs/{id}/artifacts/assets/{path} (the `PutAssetArtifact` operationId).
 func (c *ClientWithResponses) PutAssetArtifactWithBodyWithResponse(ctx context.Context, id string, path string, params *PutAssetArtifactParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*PutAssetArtifactResponse, error) {
 	rsp, err := c.PutAssetArtifactWithBody(ctx, id, path, params, contentType, body, reqEditors...)
 	if err != nil {
@@ -10766,7 +12962,7 @@ func (c *ClientWithResponses) PutAssetArtifactWithBodyWithResponse(ctx context.C
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
-// Corresponds with PUT /api/resources/v1/jobs/{id}/artifacts/scenarios/{sample_id}/{path} (the `PutScenarioArtifact` operationId).
+// Corresponds with PUT /jobs/{id}/artifacts/scenarios/{sample_id}/{path} (the `PutScenarioArtifact` operationId).
 func (c *ClientWithResponses) PutScenarioArtifactWithBodyWithResponse(ctx context.Context, id string, sampleId string, path string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*PutScenarioArtifactResponse, error) {
 	rsp, err := c.PutScenarioArtifactWithBody(ctx, id, sampleId, path, contentType, body, reqEditors...)
 	if err != nil {
@@ -10781,7 +12977,7 @@ func (c *ClientWithResponses) PutScenarioArtifactWithBodyWithResponse(ctx contex
 //
 // Returns a wrapper object for the known response body format(s).
 //
-// Corresponds with POST /api/resources/v1/jobs/{id}/cancel (the `CancelJob` operationId).
+// Corresponds with POST /jobs/{id}/cancel (the `CancelJob` operationId).
 func (c *ClientWithResponses) CancelJobWithResponse(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*CancelJobResponse, error) {
 	rsp, err := c.CancelJob(ctx, id, reqEditors...)
 	if err != nil {
@@ -10796,7 +12992,7 @@ func (c *ClientWithResponses) CancelJobWithResponse(ctx context.Context, id stri
 //
 // Returns a wrapper object for the known response body format(s).
 //
-// Corresponds with POST /api/resources/v1/jobs/{id}/cleanup (the `CleanupJob` operationId).
+// Corresponds with POST /jobs/{id}/cleanup (the `CleanupJob` operationId).
 func (c *ClientWithResponses) CleanupJobWithResponse(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*CleanupJobResponse, error) {
 	rsp, err := c.CleanupJob(ctx, id, reqEditors...)
 	if err != nil {
@@ -10805,13 +13001,28 @@ func (c *ClientWithResponses) CleanupJobWithResponse(ctx context.Context, id str
 	return ParseCleanupJobResponse(rsp)
 }
 
+// ListJobInstancesWithResponse List the instances of a job
+//
+// Every instance of the job, paged, optionally of one role and status; a malformed cursor is a 400 naming cursor.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /jobs/{id}/instances (the `ListJobInstances` operationId).
+func (c *ClientWithResponses) ListJobInstancesWithResponse(ctx context.Context, id string, params *ListJobInstancesParams, reqEditors ...RequestEditorFn) (*ListJobInstancesResponse, error) {
+	rsp, err := c.ListJobInstances(ctx, id, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListJobInstancesResponse(rsp)
+}
+
 // GetInstanceLogsWithResponse Get the logs of one instance of a job
 //
 // The instance's combined stdout and stderr so far, as the launcher's driver keeps them (local processes and Docker containers do; a simulated instance has a synthetic log). The local driver keeps logs after a cleanup; Docker and Kubernetes remove them with the instance.
 //
 // Returns a wrapper object for the known response body format(s).
 //
-// Corresponds with GET /api/resources/v1/jobs/{id}/instances/{role}/{index}/logs (the `GetInstanceLogs` operationId).
+// Corresponds with GET /jobs/{id}/instances/{role}/{index}/logs (the `GetInstanceLogs` operationId).
 func (c *ClientWithResponses) GetInstanceLogsWithResponse(ctx context.Context, id string, role GetInstanceLogsParamsRole, index int64, reqEditors ...RequestEditorFn) (*GetInstanceLogsResponse, error) {
 	rsp, err := c.GetInstanceLogs(ctx, id, role, index, reqEditors...)
 	if err != nil {
@@ -10824,9 +13035,9 @@ func (c *ClientWithResponses) GetInstanceLogsWithResponse(ctx context.Context, i
 //
 // Returns a wrapper object for the known response body format(s).
 //
-// Corresponds with DELETE /api/resources/v1/jobs/{id}/post-controller (the `StopPostController` operationId).
-func (c *ClientWithResponses) StopPostControllerWithResponse(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*StopPostControllerResponse, error) {
-	rsp, err := c.StopPostController(ctx, id, reqEditors...)
+// Corresponds with DELETE /jobs/{id}/post-controller (the `StopPostController` operationId).
+func (c *ClientWithResponses) StopPostControllerWithResponse(ctx context.Context, id string, params *StopPostControllerParams, reqEditors ...RequestEditorFn) (*StopPostControllerResponse, error) {
+	rsp, err := c.StopPostController(ctx, id, params, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -10839,7 +13050,7 @@ func (c *ClientWithResponses) StopPostControllerWithResponse(ctx context.Context
 //
 // Returns a wrapper object for the known response body format(s).
 //
-// Corresponds with POST /api/resources/v1/jobs/{id}/post-controller (the `StartPostController` operationId).
+// Corresponds with POST /jobs/{id}/post-controller (the `StartPostController` operationId).
 func (c *ClientWithResponses) StartPostControllerWithResponse(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*StartPostControllerResponse, error) {
 	rsp, err := c.StartPostController(ctx, id, reqEditors...)
 	if err != nil {
@@ -10850,11 +13061,11 @@ func (c *ClientWithResponses) StartPostControllerWithResponse(ctx context.Contex
 
 // CreateScenarioExportWithBodyWithResponse Request a zip of chosen samples and kinds of document
 //
-// The zip holds scenarios/<sample_id>/<path> for each concrete scenario file, assets/<path> for common asset data, assets/<declaration>/<path> for the assets of a declaration, and manifest.json (path, size and sha256 of each file). Poll GET /scenario-exports/{id} until ready, then download it.
+// The zip holds scenarios/`<sample_id>`/`<path>` for each concrete scenario file, assets/`<path>` for common asset data, assets/`<declaration>`/`<path>` for the assets of a declaration, and manifest.json (path, size and sha256 of each file). Poll GET /scenario-exports/{id} until ready, then download it.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
-// Corresponds with POST /api/resources/v1/jobs/{id}/scenario-exports (the `CreateScenarioExport` operationId).
+// Corresponds with POST /jobs/{id}/scenario-exports (the `CreateScenarioExport` operationId).
 func (c *ClientWithResponses) CreateScenarioExportWithBodyWithResponse(ctx context.Context, id string, params *CreateScenarioExportParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateScenarioExportResponse, error) {
 	rsp, err := c.CreateScenarioExportWithBody(ctx, id, params, contentType, body, reqEditors...)
 	if err != nil {
@@ -10865,11 +13076,11 @@ func (c *ClientWithResponses) CreateScenarioExportWithBodyWithResponse(ctx conte
 
 // CreateScenarioExportWithResponse Request a zip of chosen samples and kinds of document
 //
-// The zip holds scenarios/<sample_id>/<path> for each concrete scenario file, assets/<path> for common asset data, assets/<declaration>/<path> for the assets of a declaration, and manifest.json (path, size and sha256 of each file). Poll GET /scenario-exports/{id} until ready, then download it.
+// The zip holds scenarios/`<sample_id>`/`<path>` for each concrete scenario file, assets/`<path>` for common asset data, assets/`<declaration>`/`<path>` for the assets of a declaration, and manifest.json (path, size and sha256 of each file). Poll GET /scenario-exports/{id} until ready, then download it.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
-// Corresponds with POST /api/resources/v1/jobs/{id}/scenario-exports (the `CreateScenarioExport` operationId).
+// Corresponds with POST /jobs/{id}/scenario-exports (the `CreateScenarioExport` operationId).
 func (c *ClientWithResponses) CreateScenarioExportWithResponse(ctx context.Context, id string, params *CreateScenarioExportParams, body CreateScenarioExportJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateScenarioExportResponse, error) {
 	rsp, err := c.CreateScenarioExport(ctx, id, params, body, reqEditors...)
 	if err != nil {
@@ -10882,7 +13093,7 @@ func (c *ClientWithResponses) CreateScenarioExportWithResponse(ctx context.Conte
 //
 // Returns a wrapper object for the known response body format(s).
 //
-// Corresponds with GET /api/resources/v1/plugins (the `ListPlugins` operationId).
+// Corresponds with GET /plugins (the `ListPlugins` operationId).
 func (c *ClientWithResponses) ListPluginsWithResponse(ctx context.Context, params *ListPluginsParams, reqEditors ...RequestEditorFn) (*ListPluginsResponse, error) {
 	rsp, err := c.ListPlugins(ctx, params, reqEditors...)
 	if err != nil {
@@ -10895,7 +13106,7 @@ func (c *ClientWithResponses) ListPluginsWithResponse(ctx context.Context, param
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
-// Corresponds with POST /api/resources/v1/plugins (the `CreatePlugin` operationId).
+// Corresponds with POST /plugins (the `CreatePlugin` operationId).
 func (c *ClientWithResponses) CreatePluginWithBodyWithResponse(ctx context.Context, params *CreatePluginParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreatePluginResponse, error) {
 	rsp, err := c.CreatePluginWithBody(ctx, params, contentType, body, reqEditors...)
 	if err != nil {
@@ -10908,7 +13119,7 @@ func (c *ClientWithResponses) CreatePluginWithBodyWithResponse(ctx context.Conte
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
-// Corresponds with POST /api/resources/v1/plugins (the `CreatePlugin` operationId).
+// Corresponds with POST /plugins (the `CreatePlugin` operationId).
 func (c *ClientWithResponses) CreatePluginWithResponse(ctx context.Context, params *CreatePluginParams, body CreatePluginJSONRequestBody, reqEditors ...RequestEditorFn) (*CreatePluginResponse, error) {
 	rsp, err := c.CreatePlugin(ctx, params, body, reqEditors...)
 	if err != nil {
@@ -10921,7 +13132,7 @@ func (c *ClientWithResponses) CreatePluginWithResponse(ctx context.Context, para
 //
 // Returns a wrapper object for the known response body format(s).
 //
-// Corresponds with DELETE /api/resources/v1/plugins/{plugin_id} (the `DeletePlugin` operationId).
+// Corresponds with DELETE /plugins/{plugin_id} (the `DeletePlugin` operationId).
 func (c *ClientWithResponses) DeletePluginWithResponse(ctx context.Context, pluginId string, params *DeletePluginParams, reqEditors ...RequestEditorFn) (*DeletePluginResponse, error) {
 	rsp, err := c.DeletePlugin(ctx, pluginId, params, reqEditors...)
 	if err != nil {
@@ -10934,7 +13145,7 @@ func (c *ClientWithResponses) DeletePluginWithResponse(ctx context.Context, plug
 //
 // Returns a wrapper object for the known response body format(s).
 //
-// Corresponds with GET /api/resources/v1/plugins/{plugin_id} (the `GetPlugin` operationId).
+// Corresponds with GET /plugins/{plugin_id} (the `GetPlugin` operationId).
 func (c *ClientWithResponses) GetPluginWithResponse(ctx context.Context, pluginId string, reqEditors ...RequestEditorFn) (*GetPluginResponse, error) {
 	rsp, err := c.GetPlugin(ctx, pluginId, reqEditors...)
 	if err != nil {
@@ -10947,9 +13158,22 @@ func (c *ClientWithResponses) GetPluginWithResponse(ctx context.Context, pluginI
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
-// Corresponds with PATCH /api/resources/v1/plugins/{plugin_id} (the `PatchPlugin` operationId).
+// Corresponds with PATCH /plugins/{plugin_id} (the `PatchPlugin` operationId).
 func (c *ClientWithResponses) PatchPluginWithBodyWithResponse(ctx context.Context, pluginId string, params *PatchPluginParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*PatchPluginResponse, error) {
 	rsp, err := c.PatchPluginWithBody(ctx, pluginId, params, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParsePatchPluginResponse(rsp)
+}
+
+// PatchPluginWithResponse Update a plugin with a JSON merge patch
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PATCH /plugins/{plugin_id} (the `PatchPlugin` operationId).
+func (c *ClientWithResponses) PatchPluginWithResponse(ctx context.Context, pluginId string, params *PatchPluginParams, body PatchPluginJSONRequestBody, reqEditors ...RequestEditorFn) (*PatchPluginResponse, error) {
+	rsp, err := c.PatchPlugin(ctx, pluginId, params, body, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -10960,7 +13184,7 @@ func (c *ClientWithResponses) PatchPluginWithBodyWithResponse(ctx context.Contex
 //
 // Takes a body of the `application/merge-patch+json` content type, and returns a wrapper object for the known response body format(s).
 //
-// Corresponds with PATCH /api/resources/v1/plugins/{plugin_id} (the `PatchPlugin` operationId).
+// Corresponds with PATCH /plugins/{plugin_id} (the `PatchPlugin` operationId).
 func (c *ClientWithResponses) PatchPluginWithApplicationMergePatchPlusJSONBodyWithResponse(ctx context.Context, pluginId string, params *PatchPluginParams, body PatchPluginApplicationMergePatchPlusJSONRequestBody, reqEditors ...RequestEditorFn) (*PatchPluginResponse, error) {
 	rsp, err := c.PatchPluginWithApplicationMergePatchPlusJSONBody(ctx, pluginId, params, body, reqEditors...)
 	if err != nil {
@@ -10973,7 +13197,7 @@ func (c *ClientWithResponses) PatchPluginWithApplicationMergePatchPlusJSONBodyWi
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
-// Corresponds with PUT /api/resources/v1/plugins/{plugin_id} (the `ReplacePlugin` operationId).
+// Corresponds with PUT /plugins/{plugin_id} (the `ReplacePlugin` operationId).
 func (c *ClientWithResponses) ReplacePluginWithBodyWithResponse(ctx context.Context, pluginId string, params *ReplacePluginParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*ReplacePluginResponse, error) {
 	rsp, err := c.ReplacePluginWithBody(ctx, pluginId, params, contentType, body, reqEditors...)
 	if err != nil {
@@ -10986,7 +13210,7 @@ func (c *ClientWithResponses) ReplacePluginWithBodyWithResponse(ctx context.Cont
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
-// Corresponds with PUT /api/resources/v1/plugins/{plugin_id} (the `ReplacePlugin` operationId).
+// Corresponds with PUT /plugins/{plugin_id} (the `ReplacePlugin` operationId).
 func (c *ClientWithResponses) ReplacePluginWithResponse(ctx context.Context, pluginId string, params *ReplacePluginParams, body ReplacePluginJSONRequestBody, reqEditors ...RequestEditorFn) (*ReplacePluginResponse, error) {
 	rsp, err := c.ReplacePlugin(ctx, pluginId, params, body, reqEditors...)
 	if err != nil {
@@ -10999,7 +13223,7 @@ func (c *ClientWithResponses) ReplacePluginWithResponse(ctx context.Context, plu
 //
 // Returns a wrapper object for the known response body format(s).
 //
-// Corresponds with GET /api/resources/v1/queues (the `ListQueues` operationId).
+// Corresponds with GET /queues (the `ListQueues` operationId).
 func (c *ClientWithResponses) ListQueuesWithResponse(ctx context.Context, params *ListQueuesParams, reqEditors ...RequestEditorFn) (*ListQueuesResponse, error) {
 	rsp, err := c.ListQueues(ctx, params, reqEditors...)
 	if err != nil {
@@ -11012,7 +13236,7 @@ func (c *ClientWithResponses) ListQueuesWithResponse(ctx context.Context, params
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
-// Corresponds with POST /api/resources/v1/queues (the `CreateQueue` operationId).
+// Corresponds with POST /queues (the `CreateQueue` operationId).
 func (c *ClientWithResponses) CreateQueueWithBodyWithResponse(ctx context.Context, params *CreateQueueParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateQueueResponse, error) {
 	rsp, err := c.CreateQueueWithBody(ctx, params, contentType, body, reqEditors...)
 	if err != nil {
@@ -11025,7 +13249,7 @@ func (c *ClientWithResponses) CreateQueueWithBodyWithResponse(ctx context.Contex
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
-// Corresponds with POST /api/resources/v1/queues (the `CreateQueue` operationId).
+// Corresponds with POST /queues (the `CreateQueue` operationId).
 func (c *ClientWithResponses) CreateQueueWithResponse(ctx context.Context, params *CreateQueueParams, body CreateQueueJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateQueueResponse, error) {
 	rsp, err := c.CreateQueue(ctx, params, body, reqEditors...)
 	if err != nil {
@@ -11038,7 +13262,7 @@ func (c *ClientWithResponses) CreateQueueWithResponse(ctx context.Context, param
 //
 // Returns a wrapper object for the known response body format(s).
 //
-// Corresponds with DELETE /api/resources/v1/queues/{queue_id} (the `DeleteQueue` operationId).
+// Corresponds with DELETE /queues/{queue_id} (the `DeleteQueue` operationId).
 func (c *ClientWithResponses) DeleteQueueWithResponse(ctx context.Context, queueId string, params *DeleteQueueParams, reqEditors ...RequestEditorFn) (*DeleteQueueResponse, error) {
 	rsp, err := c.DeleteQueue(ctx, queueId, params, reqEditors...)
 	if err != nil {
@@ -11051,7 +13275,7 @@ func (c *ClientWithResponses) DeleteQueueWithResponse(ctx context.Context, queue
 //
 // Returns a wrapper object for the known response body format(s).
 //
-// Corresponds with GET /api/resources/v1/queues/{queue_id} (the `GetQueue` operationId).
+// Corresponds with GET /queues/{queue_id} (the `GetQueue` operationId).
 func (c *ClientWithResponses) GetQueueWithResponse(ctx context.Context, queueId string, reqEditors ...RequestEditorFn) (*GetQueueResponse, error) {
 	rsp, err := c.GetQueue(ctx, queueId, reqEditors...)
 	if err != nil {
@@ -11064,9 +13288,22 @@ func (c *ClientWithResponses) GetQueueWithResponse(ctx context.Context, queueId 
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
-// Corresponds with PATCH /api/resources/v1/queues/{queue_id} (the `PatchQueue` operationId).
+// Corresponds with PATCH /queues/{queue_id} (the `PatchQueue` operationId).
 func (c *ClientWithResponses) PatchQueueWithBodyWithResponse(ctx context.Context, queueId string, params *PatchQueueParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*PatchQueueResponse, error) {
 	rsp, err := c.PatchQueueWithBody(ctx, queueId, params, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParsePatchQueueResponse(rsp)
+}
+
+// PatchQueueWithResponse Update a queue with a JSON merge patch
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PATCH /queues/{queue_id} (the `PatchQueue` operationId).
+func (c *ClientWithResponses) PatchQueueWithResponse(ctx context.Context, queueId string, params *PatchQueueParams, body PatchQueueJSONRequestBody, reqEditors ...RequestEditorFn) (*PatchQueueResponse, error) {
+	rsp, err := c.PatchQueue(ctx, queueId, params, body, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -11077,7 +13314,7 @@ func (c *ClientWithResponses) PatchQueueWithBodyWithResponse(ctx context.Context
 //
 // Takes a body of the `application/merge-patch+json` content type, and returns a wrapper object for the known response body format(s).
 //
-// Corresponds with PATCH /api/resources/v1/queues/{queue_id} (the `PatchQueue` operationId).
+// Corresponds with PATCH /queues/{queue_id} (the `PatchQueue` operationId).
 func (c *ClientWithResponses) PatchQueueWithApplicationMergePatchPlusJSONBodyWithResponse(ctx context.Context, queueId string, params *PatchQueueParams, body PatchQueueApplicationMergePatchPlusJSONRequestBody, reqEditors ...RequestEditorFn) (*PatchQueueResponse, error) {
 	rsp, err := c.PatchQueueWithApplicationMergePatchPlusJSONBody(ctx, queueId, params, body, reqEditors...)
 	if err != nil {
@@ -11090,7 +13327,7 @@ func (c *ClientWithResponses) PatchQueueWithApplicationMergePatchPlusJSONBodyWit
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
-// Corresponds with PUT /api/resources/v1/queues/{queue_id} (the `ReplaceQueue` operationId).
+// Corresponds with PUT /queues/{queue_id} (the `ReplaceQueue` operationId).
 func (c *ClientWithResponses) ReplaceQueueWithBodyWithResponse(ctx context.Context, queueId string, params *ReplaceQueueParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*ReplaceQueueResponse, error) {
 	rsp, err := c.ReplaceQueueWithBody(ctx, queueId, params, contentType, body, reqEditors...)
 	if err != nil {
@@ -11103,7 +13340,7 @@ func (c *ClientWithResponses) ReplaceQueueWithBodyWithResponse(ctx context.Conte
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
-// Corresponds with PUT /api/resources/v1/queues/{queue_id} (the `ReplaceQueue` operationId).
+// Corresponds with PUT /queues/{queue_id} (the `ReplaceQueue` operationId).
 func (c *ClientWithResponses) ReplaceQueueWithResponse(ctx context.Context, queueId string, params *ReplaceQueueParams, body ReplaceQueueJSONRequestBody, reqEditors ...RequestEditorFn) (*ReplaceQueueResponse, error) {
 	rsp, err := c.ReplaceQueue(ctx, queueId, params, body, reqEditors...)
 	if err != nil {
@@ -11116,7 +13353,7 @@ func (c *ClientWithResponses) ReplaceQueueWithResponse(ctx context.Context, queu
 //
 // Returns a wrapper object for the known response body format(s).
 //
-// Corresponds with GET /api/resources/v1/queues/{queue_id}/jobs (the `ListQueueJobs` operationId).
+// Corresponds with GET /queues/{queue_id}/jobs (the `ListQueueJobs` operationId).
 func (c *ClientWithResponses) ListQueueJobsWithResponse(ctx context.Context, queueId string, params *ListQueueJobsParams, reqEditors ...RequestEditorFn) (*ListQueueJobsResponse, error) {
 	rsp, err := c.ListQueueJobs(ctx, queueId, params, reqEditors...)
 	if err != nil {
@@ -11129,7 +13366,7 @@ func (c *ClientWithResponses) ListQueueJobsWithResponse(ctx context.Context, que
 //
 // Returns a wrapper object for the known response body format(s).
 //
-// Corresponds with GET /api/resources/v1/scenario-exports/{id} (the `GetScenarioExport` operationId).
+// Corresponds with GET /scenario-exports/{id} (the `GetScenarioExport` operationId).
 func (c *ClientWithResponses) GetScenarioExportWithResponse(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*GetScenarioExportResponse, error) {
 	rsp, err := c.GetScenarioExport(ctx, id, reqEditors...)
 	if err != nil {
@@ -11144,7 +13381,7 @@ func (c *ClientWithResponses) GetScenarioExportWithResponse(ctx context.Context,
 //
 // Returns a wrapper object for the known response body format(s).
 //
-// Corresponds with GET /api/resources/v1/scenario-exports/{id}/download (the `DownloadScenarioExport` operationId).
+// Corresponds with GET /scenario-exports/{id}/download (the `DownloadScenarioExport` operationId).
 func (c *ClientWithResponses) DownloadScenarioExportWithResponse(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*DownloadScenarioExportResponse, error) {
 	rsp, err := c.DownloadScenarioExport(ctx, id, reqEditors...)
 	if err != nil {
@@ -11180,6 +13417,20 @@ func ParseListAppRuntimeConfigsResponse(rsp *http.Response) (*ListAppRuntimeConf
 			return nil, err
 		}
 		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
 		var dest Problem
@@ -11230,6 +13481,20 @@ func ParseDeleteAppRuntimeConfigResponse(rsp *http.Response) (*DeleteAppRuntimeC
 			return nil, err
 		}
 		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest Problem
@@ -11298,6 +13563,20 @@ func ParseGetAppRuntimeConfigResponse(rsp *http.Response) (*GetAppRuntimeConfigR
 			return nil, err
 		}
 		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest Problem
@@ -11380,6 +13659,20 @@ func ParsePatchAppRuntimeConfigResponse(rsp *http.Response) (*PatchAppRuntimeCon
 		}
 		response.ApplicationproblemJSON400 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -11400,6 +13693,13 @@ func ParsePatchAppRuntimeConfigResponse(rsp *http.Response) (*PatchAppRuntimeCon
 			return nil, err
 		}
 		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
 		var dest Problem
@@ -11475,6 +13775,20 @@ func ParseCreateAppRuntimeConfigResponse(rsp *http.Response) (*CreateAppRuntimeC
 		}
 		response.ApplicationproblemJSON400 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -11495,6 +13809,13 @@ func ParseCreateAppRuntimeConfigResponse(rsp *http.Response) (*CreateAppRuntimeC
 			return nil, err
 		}
 		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
 		var dest Problem
@@ -11570,6 +13891,20 @@ func ParseReplaceAppRuntimeConfigResponse(rsp *http.Response) (*ReplaceAppRuntim
 		}
 		response.ApplicationproblemJSON400 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -11590,6 +13925,13 @@ func ParseReplaceAppRuntimeConfigResponse(rsp *http.Response) (*ReplaceAppRuntim
 			return nil, err
 		}
 		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
 		var dest Problem
@@ -11665,6 +14007,20 @@ func ParseListApplicationsResponse(rsp *http.Response) (*ListApplicationsRespons
 		}
 		response.ApplicationproblemJSON400 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -11719,6 +14075,20 @@ func ParseCreateApplicationResponse(rsp *http.Response) (*CreateApplicationRespo
 		}
 		response.ApplicationproblemJSON400 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -11732,6 +14102,13 @@ func ParseCreateApplicationResponse(rsp *http.Response) (*CreateApplicationRespo
 			return nil, err
 		}
 		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
 		var dest Problem
@@ -11802,6 +14179,20 @@ func ParseDeleteApplicationResponse(rsp *http.Response) (*DeleteApplicationRespo
 			return nil, err
 		}
 		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest Problem
@@ -11877,6 +14268,20 @@ func ParseGetApplicationResponse(rsp *http.Response) (*GetApplicationResponse, e
 			return nil, err
 		}
 		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest Problem
@@ -11959,6 +14364,20 @@ func ParsePatchApplicationResponse(rsp *http.Response) (*PatchApplicationRespons
 		}
 		response.ApplicationproblemJSON400 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -11986,6 +14405,13 @@ func ParsePatchApplicationResponse(rsp *http.Response) (*PatchApplicationRespons
 			return nil, err
 		}
 		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
 		var dest Problem
@@ -12061,6 +14487,20 @@ func ParseReplaceApplicationResponse(rsp *http.Response) (*ReplaceApplicationRes
 		}
 		response.ApplicationproblemJSON400 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -12088,6 +14528,13 @@ func ParseReplaceApplicationResponse(rsp *http.Response) (*ReplaceApplicationRes
 			return nil, err
 		}
 		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
 		var dest Problem
@@ -12163,6 +14610,20 @@ func ParseListDeploymentsResponse(rsp *http.Response) (*ListDeploymentsResponse,
 		}
 		response.ApplicationproblemJSON400 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -12217,6 +14678,20 @@ func ParseCreateDeploymentResponse(rsp *http.Response) (*CreateDeploymentRespons
 		}
 		response.ApplicationproblemJSON400 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -12230,6 +14705,13 @@ func ParseCreateDeploymentResponse(rsp *http.Response) (*CreateDeploymentRespons
 			return nil, err
 		}
 		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
 		var dest Problem
@@ -12301,6 +14783,20 @@ func ParseDeleteDeploymentResponse(rsp *http.Response) (*DeleteDeploymentRespons
 		}
 		response.ApplicationproblemJSON400 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -12368,6 +14864,20 @@ func ParseGetDeploymentResponse(rsp *http.Response) (*GetDeploymentResponse, err
 			return nil, err
 		}
 		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest Problem
@@ -12450,6 +14960,20 @@ func ParsePatchDeploymentResponse(rsp *http.Response) (*PatchDeploymentResponse,
 		}
 		response.ApplicationproblemJSON400 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -12477,6 +15001,13 @@ func ParsePatchDeploymentResponse(rsp *http.Response) (*PatchDeploymentResponse,
 			return nil, err
 		}
 		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
 		var dest Problem
@@ -12552,6 +15083,20 @@ func ParseReplaceDeploymentResponse(rsp *http.Response) (*ReplaceDeploymentRespo
 		}
 		response.ApplicationproblemJSON400 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -12579,6 +15124,13 @@ func ParseReplaceDeploymentResponse(rsp *http.Response) (*ReplaceDeploymentRespo
 			return nil, err
 		}
 		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
 		var dest Problem
@@ -12640,6 +15192,27 @@ func ParseStreamEventsResponse(rsp *http.Response) (*StreamEventsResponse, error
 	}
 
 	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 416:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON416 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -12701,6 +15274,20 @@ func ParseListJobsResponse(rsp *http.Response) (*ListJobsResponse, error) {
 		}
 		response.ApplicationproblemJSON400 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -12755,12 +15342,33 @@ func ParseSubmitJobResponse(rsp *http.Response) (*SubmitJobResponse, error) {
 		}
 		response.ApplicationproblemJSON400 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
 		var dest Problem
@@ -12832,12 +15440,33 @@ func ParseDeleteJobResponse(rsp *http.Response) (*DeleteJobResponse, error) {
 		}
 		response.ApplicationproblemJSON400 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 412:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON412 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
 		var dest Problem
@@ -12892,6 +15521,20 @@ func ParseGetJobResponse(rsp *http.Response) (*GetJobResponse, error) {
 			return nil, err
 		}
 		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest Problem
@@ -12974,6 +15617,20 @@ func ParseListArtifactsResponse(rsp *http.Response) (*ListArtifactsResponse, err
 		}
 		response.ApplicationproblemJSON400 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -13042,6 +15699,20 @@ func ParsePutAssetArtifactResponse(rsp *http.Response) (*PutAssetArtifactRespons
 		}
 		response.ApplicationproblemJSON400 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -13055,6 +15726,13 @@ func ParsePutAssetArtifactResponse(rsp *http.Response) (*PutAssetArtifactRespons
 			return nil, err
 		}
 		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
 		var dest Problem
@@ -13133,6 +15811,20 @@ func ParsePutScenarioArtifactResponse(rsp *http.Response) (*PutScenarioArtifactR
 		}
 		response.ApplicationproblemJSON400 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -13146,6 +15838,13 @@ func ParsePutScenarioArtifactResponse(rsp *http.Response) (*PutScenarioArtifactR
 			return nil, err
 		}
 		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
 		var dest Problem
@@ -13216,6 +15915,20 @@ func ParseCancelJobResponse(rsp *http.Response) (*CancelJobResponse, error) {
 			return nil, err
 		}
 		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest Problem
@@ -13298,6 +16011,20 @@ func ParseCleanupJobResponse(rsp *http.Response) (*CleanupJobResponse, error) {
 		}
 		response.ApplicationproblemJSON400 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -13344,6 +16071,81 @@ func ParseCleanupJobResponse(rsp *http.Response) (*CleanupJobResponse, error) {
 	return response, nil
 }
 
+// ParseListJobInstancesResponse parses an HTTP response from a ListJobInstancesWithResponse call
+func ParseListJobInstancesResponse(rsp *http.Response) (*ListJobInstancesResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListJobInstancesResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest InstanceList
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	return response, nil
+}
+
 // ParseGetInstanceLogsResponse parses an HTTP response from a GetInstanceLogsWithResponse call
 func ParseGetInstanceLogsResponse(rsp *http.Response) (*GetInstanceLogsResponse, error) {
 	bodyBytes, err := io.ReadAll(rsp.Body)
@@ -13358,6 +16160,20 @@ func ParseGetInstanceLogsResponse(rsp *http.Response) (*GetInstanceLogsResponse,
 	}
 
 	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -13433,12 +16249,33 @@ func ParseStopPostControllerResponse(rsp *http.Response) (*StopPostControllerRes
 		}
 		response.ApplicationproblemJSON400 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 412:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON412 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
 		var dest Problem
@@ -13506,6 +16343,20 @@ func ParseStartPostControllerResponse(rsp *http.Response) (*StartPostControllerR
 			return nil, err
 		}
 		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest Problem
@@ -13588,6 +16439,20 @@ func ParseCreateScenarioExportResponse(rsp *http.Response) (*CreateScenarioExpor
 		}
 		response.ApplicationproblemJSON400 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -13601,6 +16466,13 @@ func ParseCreateScenarioExportResponse(rsp *http.Response) (*CreateScenarioExpor
 			return nil, err
 		}
 		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
 		var dest Problem
@@ -13676,6 +16548,20 @@ func ParseListPluginsResponse(rsp *http.Response) (*ListPluginsResponse, error) 
 		}
 		response.ApplicationproblemJSON400 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -13730,6 +16616,20 @@ func ParseCreatePluginResponse(rsp *http.Response) (*CreatePluginResponse, error
 		}
 		response.ApplicationproblemJSON400 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -13743,6 +16643,13 @@ func ParseCreatePluginResponse(rsp *http.Response) (*CreatePluginResponse, error
 			return nil, err
 		}
 		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
 		var dest Problem
@@ -13813,6 +16720,20 @@ func ParseDeletePluginResponse(rsp *http.Response) (*DeletePluginResponse, error
 			return nil, err
 		}
 		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest Problem
@@ -13888,6 +16809,20 @@ func ParseGetPluginResponse(rsp *http.Response) (*GetPluginResponse, error) {
 			return nil, err
 		}
 		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest Problem
@@ -13970,6 +16905,20 @@ func ParsePatchPluginResponse(rsp *http.Response) (*PatchPluginResponse, error) 
 		}
 		response.ApplicationproblemJSON400 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -13997,6 +16946,13 @@ func ParsePatchPluginResponse(rsp *http.Response) (*PatchPluginResponse, error) 
 			return nil, err
 		}
 		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
 		var dest Problem
@@ -14072,6 +17028,20 @@ func ParseReplacePluginResponse(rsp *http.Response) (*ReplacePluginResponse, err
 		}
 		response.ApplicationproblemJSON400 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -14099,6 +17069,13 @@ func ParseReplacePluginResponse(rsp *http.Response) (*ReplacePluginResponse, err
 			return nil, err
 		}
 		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
 		var dest Problem
@@ -14174,6 +17151,20 @@ func ParseListQueuesResponse(rsp *http.Response) (*ListQueuesResponse, error) {
 		}
 		response.ApplicationproblemJSON400 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -14228,6 +17219,20 @@ func ParseCreateQueueResponse(rsp *http.Response) (*CreateQueueResponse, error) 
 		}
 		response.ApplicationproblemJSON400 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -14241,6 +17246,13 @@ func ParseCreateQueueResponse(rsp *http.Response) (*CreateQueueResponse, error) 
 			return nil, err
 		}
 		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
 		var dest Problem
@@ -14311,6 +17323,20 @@ func ParseDeleteQueueResponse(rsp *http.Response) (*DeleteQueueResponse, error) 
 			return nil, err
 		}
 		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest Problem
@@ -14386,6 +17412,20 @@ func ParseGetQueueResponse(rsp *http.Response) (*GetQueueResponse, error) {
 			return nil, err
 		}
 		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest Problem
@@ -14468,6 +17508,20 @@ func ParsePatchQueueResponse(rsp *http.Response) (*PatchQueueResponse, error) {
 		}
 		response.ApplicationproblemJSON400 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -14495,6 +17549,13 @@ func ParsePatchQueueResponse(rsp *http.Response) (*PatchQueueResponse, error) {
 			return nil, err
 		}
 		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
 		var dest Problem
@@ -14570,6 +17631,20 @@ func ParseReplaceQueueResponse(rsp *http.Response) (*ReplaceQueueResponse, error
 		}
 		response.ApplicationproblemJSON400 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -14597,6 +17672,13 @@ func ParseReplaceQueueResponse(rsp *http.Response) (*ReplaceQueueResponse, error
 			return nil, err
 		}
 		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
 		var dest Problem
@@ -14672,6 +17754,20 @@ func ParseListQueueJobsResponse(rsp *http.Response) (*ListQueueJobsResponse, err
 		}
 		response.ApplicationproblemJSON400 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -14732,6 +17828,20 @@ func ParseGetScenarioExportResponse(rsp *http.Response) (*GetScenarioExportRespo
 			return nil, err
 		}
 		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest Problem
@@ -14806,6 +17916,20 @@ func ParseDownloadScenarioExportResponse(rsp *http.Response) (*DownloadScenarioE
 			return nil, err
 		}
 		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest Problem

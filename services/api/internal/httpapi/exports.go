@@ -40,10 +40,10 @@ const (
 var typeExportDeleted = events.Type(events.KindExport, "deleted")
 
 // ExportRequest says what a scenario export holds.
-type ExportRequest = exportdoc.Request
+type ExportRequest = exportdoc.ExportRequest
 
 // ScenarioExport is a zip of chosen artifacts of a job.
-type ScenarioExport = exportdoc.Export
+type ScenarioExport = exportdoc.ScenarioExport
 
 func (s *Server) exportsColl() *mongo.Collection {
 	return s.opts.Store.DB.Collection(exportdoc.Collection)

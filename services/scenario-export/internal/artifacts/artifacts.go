@@ -71,7 +71,7 @@ const (
 
 // Export is a document of collection scenario_exports: the record the API
 // and this service share (package exportdoc).
-type Export = exportdoc.Export
+type Export = exportdoc.ScenarioExport
 
 // Claim says which builder works on an export, until when.
 type Claim = exportdoc.Claim

@@ -61,7 +61,7 @@ func (e Entry) ZipPath() string {
 }
 
 // Request says what an export holds: the shared export record's request.
-type Request = exportdoc.Request
+type Request = exportdoc.ExportRequest
 
 // Select returns the entries of all that req picks, ordered by zip path:
 //   - scenario files: only if included; samples empty or absent picks none,
