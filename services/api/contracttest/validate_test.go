@@ -267,6 +267,8 @@ func script(s *session) {
 	s.do("GET", "/queues/Default/jobs?status=submitted", nil, 200)
 	s.do("GET", "/queues/nothing/jobs", nil, 404)
 	s.do("GET", "/jobs/"+job, nil, 200)
+	s.do("GET", "/jobs/"+job+"/instances?role=worker&limit=1", nil, 200)
+	s.do("GET", "/jobs/"+job+"/instances?cursor=garbage", nil, 400)
 	s.do("GET", "/jobs/job-nothing", nil, 404)
 	s.do("PUT", "/jobs/"+job+"/artifacts/scenarios/s-001/scenario.xosc", "<xosc/>", 201, header("Content-Type", "application/octet-stream"))
 	s.do("PUT", "/jobs/"+job+"/artifacts/assets/road.xodr?declaration=road-network", "<xodr/>", 201, header("Content-Type", "application/octet-stream"))
