@@ -192,24 +192,34 @@ func statusLine(j *api.Job) string {
 		line += ": " + r
 	}
 	if status == "admitted" || status == "running" || status == "succeeded" || status == "failed" || status == "cancelled" {
-		running, done := 0, 0
-		if j.Instances != nil {
-			for _, in := range *j.Instances {
-				if in.Role != "worker" {
-					continue
-				}
-				switch in.Status {
-				case "running":
-					running++
-				case "succeeded":
-					done++
-				}
-			}
-		}
+		running, done := workerCounts(j)
 		n := int(j.WorkerInstances)
 		line += fmt.Sprintf("  workers %d running, %d succeeded of %d %s", running, done, n, bar(running, done, n, 20))
 	}
 	return line
+}
+
+// workerCounts are the job's running and succeeded workers: from
+// instance_counts (events carry no instance list), else from its instances.
+func workerCounts(j *api.Job) (running, done int) {
+	if j.InstanceCounts != nil {
+		w := (*j.InstanceCounts)["worker"]
+		return int(w["running"]), int(w["succeeded"])
+	}
+	if j.Instances != nil {
+		for _, in := range *j.Instances {
+			if in.Role != "worker" {
+				continue
+			}
+			switch in.Status {
+			case "running":
+				running++
+			case "succeeded":
+				done++
+			}
+		}
+	}
+	return running, done
 }
 
 // bar draws done as '#', running as '>' of n in width cells.
