@@ -250,7 +250,7 @@ func (c *Client) FollowJob(ctx context.Context, id string, o WatchOptions) iter.
 	}
 }
 
-// WaitJob returns the job once its status is final (succeeded, failed or
+// WaitJob returns the job, as GetJob does, once its status is final (succeeded, failed or
 // cancelled), driven by the event stream.
 func (c *Client) WaitJob(ctx context.Context, id string) (*api.Job, error) {
 	var last *api.Job
@@ -262,6 +262,11 @@ func (c *Client) WaitJob(ctx context.Context, id string) (*api.Job, error) {
 	}
 	if !JobFinal(last) {
 		return last, fmt.Errorf("wait for job %s: %w", id, context.Cause(ctx))
+	}
+	// Events carry instance_counts, not instances: return the record as
+	// GetJob does (the event's copy if the job is gone meanwhile).
+	if j, err := c.GetJob(ctx, id); err == nil {
+		return j, nil
 	}
 	return last, nil
 }

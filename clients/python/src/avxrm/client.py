@@ -380,7 +380,9 @@ class Client(_Resources):
                 if j.version > job.version:
                     job = j
                     if job.final:
-                        return job
+                        # Events carry instance_counts, not instances: return
+                        # the record as get() does.
+                        return self.jobs.get(id)
                 if deadline is not None and time.monotonic() > deadline:
                     raise TimeoutError
         except TimeoutError:
@@ -508,7 +510,9 @@ class AsyncClient(_Resources):
                 if j.version > job.version:
                     job = j
                     if job.final:
-                        return job
+                        # Events carry instance_counts, not instances: return
+                        # the record as get() does.
+                        return await self.jobs.get(id)
         finally:
             await stream.aclose()
         raise AssertionError("unreachable")  # pragma: no cover
