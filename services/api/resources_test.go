@@ -491,6 +491,48 @@ func TestDeployments(t *testing.T) {
 	}
 }
 
+// TestDeploymentRuntime: the API resolves a deployment's runtime when it is
+// written (the rules of a job) and stores it, out of responses; a later
+// app-runtime-config applies at the next write; no image is a 422.
+func TestDeploymentRuntime(t *testing.T) {
+	e := startEnv(t)
+	e.create("/queues", queueBody("svc").with("environment_variables", obj{"Q": "q", "PORT": "1"}))
+	a := e.create("/applications", appBody("viewer", "2.0").with("command", []string{"/srv"}).with("environment_variables", obj{"A": "a"}))
+	d := e.create("/deployments", deploymentBody("viewer", a.str("id"), "svc").with("environment_variables", obj{"PORT": "80"}))
+	if _, ok := d["runtime"]; ok {
+		t.Errorf("runtime in a response: %v", d)
+	}
+	stored := func() events.RuntimeSpec {
+		t.Helper()
+		var doc struct {
+			Runtime events.RuntimeSpec `bson:"runtime"`
+		}
+		if err := e.db.Collection("deployments").FindOne(context.Background(), bson.D{{Key: "_id", Value: d.str("id")}}).Decode(&doc); err != nil {
+			t.Fatal(err)
+		}
+		return doc.Runtime
+	}
+	want := events.RuntimeSpec{Image: "registry.example/sim:2.0", Command: []string{"/srv"},
+		EnvironmentVariables: map[string]string{"Q": "q", "A": "a", "PORT": "80"}}
+	if diff := cmp.Diff(want, stored()); diff != "" {
+		t.Errorf("runtime on create (-want +got):\n%s", diff)
+	}
+	// An app-runtime-config written later applies at the next write of the deployment.
+	e.create("/app-runtime-config/svc/application/"+a.str("id"), arcBody())
+	if diff := cmp.Diff(want, stored()); diff != "" {
+		t.Errorf("runtime changed without a write (-want +got):\n%s", diff)
+	}
+	e.must(http.StatusOK, http.MethodPatch, v1+"/deployments/viewer", obj{"replicas": 1})
+	want.Image, want.WorkingDirectory = "registry.example/sim:gpu", "/work"
+	if diff := cmp.Diff(want, stored()); diff != "" {
+		t.Errorf("runtime after patch (-want +got):\n%s", diff)
+	}
+	// No image anywhere: 422 naming application_id, nothing written.
+	bare := e.create("/applications", obj{"name": "bare", "version": "1"})
+	assertProblem(t, e.must(http.StatusUnprocessableEntity, http.MethodPost, v1+"/deployments", deploymentBody("bare", bare.str("id"), "svc")), "application_id")
+	e.must(http.StatusNotFound, http.MethodGet, v1+"/deployments/bare", nil)
+}
+
 // TestPagination pages through every kind with limit 5: every item once, in
 // creation order, and no next_cursor on the last page.
 func TestPagination(t *testing.T) {

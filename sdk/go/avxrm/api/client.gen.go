@@ -742,7 +742,7 @@ type Condition struct {
 // ConditionStatus defines model for Condition.Status.
 type ConditionStatus string
 
-// Deployment defines model for Deployment.
+// Deployment A deployment: replicas of an application on a queue. On every create, replace and patch the API resolves its runtime (image, command, args, working directory, environment, resource limits) with the rules of a job and stores it, read-only and not returned; the launcher starts every replica from it, so a later change to the application or its app-runtime-config applies at the deployment's next write. No image: 422 naming application_id.
 type Deployment struct {
 	// ApplicationId resolved to the application's id
 	ApplicationId        string             `json:"application_id"`

@@ -2,9 +2,12 @@ package httpapi
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net/http"
 
 	"github.com/avxrm/rm/pkg/events"
+	"github.com/avxrm/rm/services/api/internal/jobspec"
 	"github.com/avxrm/rm/services/api/internal/problem"
 	"github.com/avxrm/rm/services/api/internal/store"
 	"github.com/danielgtaylor/huma/v2"
@@ -13,7 +16,8 @@ import (
 
 // Deployment is a long-running set of replicas of an application on a
 // queue; each replica holds one lease on that queue. The launcher writes
-// its status.
+// its status and starts every replica from its runtime, which the API
+// resolves when the deployment is written.
 type Deployment struct {
 	events.Meta          `bson:",inline"`
 	Name                 string            `json:"name" bson:"name"`
@@ -22,6 +26,19 @@ type Deployment struct {
 	Replicas             int               `json:"replicas" bson:"replicas"`
 	EnvironmentVariables map[string]string `json:"environment_variables,omitempty" bson:"environment_variables,omitempty"`
 	Status               DeploymentStatus  `json:"status" bson:"status" readOnly:"true"`
+	// Runtime is resolved by the API, with the rules of a job (jobspec),
+	// on every create, replace and patch; like a job's, it is stored and
+	// never in responses or events.
+	Runtime events.RuntimeSpec `json:"-" bson:"runtime"`
+}
+
+// TransformSchema documents the stored runtime in the OpenAPI document.
+func (Deployment) TransformSchema(_ huma.Registry, s *huma.Schema) *huma.Schema {
+	s.Description = "A deployment: replicas of an application on a queue. On every create, replace and patch the API " +
+		"resolves its runtime (image, command, args, working directory, environment, resource limits) with the rules of a job " +
+		"and stores it, read-only and not returned; the launcher starts every replica from it, so a later change to the " +
+		"application or its app-runtime-config applies at the deployment's next write. No image: 422 naming application_id."
+	return s
 }
 
 // DeploymentStatus is what the launcher reports of a deployment.
@@ -114,12 +131,41 @@ func (s *Server) buildDeployment(ctx context.Context, b *DeploymentBody, prev *D
 	if len(errs) > 0 {
 		return nil, problem.Invalid(errs...)
 	}
+	rt, err := s.deploymentRuntime(ctx, queueID, appID, b.EnvironmentVariables)
+	if err != nil {
+		return nil, err
+	}
 	d := &Deployment{Name: b.Name, ApplicationID: appID, QueueID: queueID, Replicas: b.Replicas,
-		EnvironmentVariables: b.EnvironmentVariables, Status: DeploymentStatus{Conditions: []events.Condition{}}}
+		EnvironmentVariables: b.EnvironmentVariables, Status: DeploymentStatus{Conditions: []events.Condition{}}, Runtime: rt}
 	if prev != nil {
 		d.Status = prev.Status
 	}
 	return d, nil
+}
+
+// deploymentRuntime resolves the runtime every replica of a deployment on
+// queue queueID of application appID starts from: the rules of a job
+// (jobspec.Resolve), the deployment's variables in the job's place. No
+// image is a 422 naming application_id.
+func (s *Server) deploymentRuntime(ctx context.Context, queueID, appID string, env map[string]string) (events.RuntimeSpec, error) {
+	ql, err := s.queues.Get(ctx, queueID)
+	if err != nil {
+		return events.RuntimeSpec{}, fmt.Errorf("look up queue %s: %w", queueID, err)
+	}
+	app, err := s.opts.Store.JobApplication(ctx, appID, "", "")
+	if err != nil {
+		return events.RuntimeSpec{}, fmt.Errorf("look up application %s: %w", appID, err)
+	}
+	arc, err := s.findJobRuntimeConfig(ctx, ql.Res, appID)
+	if err != nil {
+		return events.RuntimeSpec{}, err
+	}
+	rt, err := jobspec.Resolve(ql.Res, app, arc, jobspec.Submission{Env: env})
+	if errors.Is(err, jobspec.ErrNoImage) {
+		return rt, problem.Invalid(problem.Field("application_id",
+			"no image: application %s has none and queue %s has no app-runtime-config that gives one", appID, ql.Res.Name))
+	}
+	return rt, err
 }
 
 func (s *Server) registerDeployments() {

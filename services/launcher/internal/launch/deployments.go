@@ -36,29 +36,14 @@ type deployment struct {
 	Replicas             int               `json:"replicas" bson:"replicas"`
 	EnvironmentVariables map[string]string `json:"environment_variables,omitempty" bson:"environment_variables,omitempty"`
 	Status               deploymentStatus  `json:"status" bson:"status"`
+	// Runtime is what every replica starts from, resolved by the API when
+	// the deployment was written; never in events.
+	Runtime events.RuntimeSpec `json:"-" bson:"runtime"`
 }
 
 type deploymentStatus struct {
 	ReadyReplicas int                `json:"ready_replicas" bson:"ready_replicas"`
 	Conditions    []events.Condition `json:"conditions" bson:"conditions"`
-}
-
-// application and appRuntimeConfig are what a replica is started from.
-type application struct {
-	ID                   string            `bson:"_id"`
-	Image                string            `bson:"image"`
-	Command              []string          `bson:"command"`
-	Args                 []string          `bson:"args"`
-	EnvironmentVariables map[string]string `bson:"environment_variables"`
-}
-
-type appRuntimeConfig struct {
-	Image                string                 `bson:"image"`
-	WorkingDirectory     string                 `bson:"working_directory"`
-	Command              []string               `bson:"command"`
-	Args                 []string               `bson:"args"`
-	EnvironmentVariables map[string]string      `bson:"environment_variables"`
-	ResourceLimits       *events.ResourceLimits `bson:"resource_limits"`
 }
 
 // depSlot is the restart state of one replica slot, in memory: after a
@@ -252,34 +237,22 @@ func minPositive(a, b time.Duration) time.Duration {
 	return a
 }
 
-// startReplica starts generation gen of replica slot of d.
+// startReplica starts generation gen of replica slot of d. The queue gives
+// the driver, storages and attributes, as for a job; the rest comes from
+// the runtime stored on d.
 func (s *Service) startReplica(ctx context.Context, d *deployment, slot, gen int) error {
+	if d.Runtime.Image == "" {
+		return errPermanent{fmt.Errorf("deployment %s has no resolved runtime (it was written before the API resolved runtimes): replace or patch it", d.ID)}
+	}
 	q, err := s.queue(ctx, d.QueueID)
 	if err != nil {
 		return err
-	}
-	var app application
-	if err := s.apps.FindOne(ctx, bson.D{{Key: "_id", Value: d.ApplicationID}, outbox.NotDeleted()}).Decode(&app); err != nil {
-		if errors.Is(err, mongo.ErrNoDocuments) {
-			return errPermanent{fmt.Errorf("application %s does not exist", d.ApplicationID)}
-		}
-		return fmt.Errorf("read application %s: %w", d.ApplicationID, err)
-	}
-	var arc *appRuntimeConfig
-	var a appRuntimeConfig
-	err = s.arcs.FindOne(ctx, bson.D{{Key: "queue_id", Value: bson.D{{Key: "$in", Value: bson.A{q.ID, q.Name}}}},
-		{Key: "application_id", Value: app.ID}, outbox.NotDeleted()}).Decode(&a)
-	switch {
-	case err == nil:
-		arc = &a
-	case !errors.Is(err, mongo.ErrNoDocuments):
-		return fmt.Errorf("read app-runtime-config: %w", err)
 	}
 	pd, err := s.driverFor(ctx, q)
 	if err != nil {
 		return err
 	}
-	spec := replicaSpec(d, slot, gen, q, &app, arc, s.cfg.APIURL)
+	spec := replicaSpec(d, slot, gen, q, s.cfg.APIURL)
 	if err := pd.d.Start(ctx, spec); err != nil {
 		return fmt.Errorf("start %s: %w", spec.Ref, err)
 	}
@@ -287,34 +260,18 @@ func (s *Service) startReplica(ctx context.Context, d *deployment, slot, gen int
 	return nil
 }
 
-// replicaSpec builds the spec of a replica: the application as the
-// app-runtime-config of its queue overrides it; environment queue, then
-// application, then app-runtime-config, then deployment, then RM_*.
-func replicaSpec(d *deployment, slot, gen int, q *events.Queue, app *application, arc *appRuntimeConfig, apiURL string) driver.Spec {
+// replicaSpec builds the spec of a replica from the runtime the API
+// resolved for d (queue, application, app-runtime-config, deployment
+// variables) plus the RM_* variables; storages and attributes from q.
+func replicaSpec(d *deployment, slot, gen int, q *events.Queue, apiURL string) driver.Spec {
 	s := queueSpec(q)
 	s.Ref = driver.Ref{JobID: slotID(d.ID, slot), Role: driver.RoleReplica, Index: gen}
-	s.Image, s.Command, s.Args = app.Image, app.Command, app.Args
-	env := map[string]string{}
-	maps.Copy(env, q.EnvironmentVariables)
-	maps.Copy(env, app.EnvironmentVariables)
-	limits := q.ResourceLimits
-	if arc != nil {
-		if arc.Image != "" {
-			s.Image = arc.Image
-		}
-		if len(arc.Command) > 0 {
-			s.Command = arc.Command
-		}
-		if len(arc.Args) > 0 {
-			s.Args = arc.Args
-		}
-		s.WorkingDir = arc.WorkingDirectory
-		maps.Copy(env, arc.EnvironmentVariables)
-		if arc.ResourceLimits != nil {
-			limits = arc.ResourceLimits
-		}
+	rt := d.Runtime
+	s.Image, s.Command, s.Args, s.WorkingDir = rt.Image, rt.Command, rt.Args, rt.WorkingDirectory
+	env := maps.Clone(rt.EnvironmentVariables)
+	if env == nil {
+		env = map[string]string{}
 	}
-	maps.Copy(env, d.EnvironmentVariables)
 	env[EnvDeploymentID] = d.ID
 	env[EnvRole] = string(driver.RoleReplica)
 	env[EnvInstanceIndex] = strconv.Itoa(slot)
@@ -322,7 +279,7 @@ func replicaSpec(d *deployment, slot, gen int, q *events.Queue, app *application
 		env[EnvAPIURL] = apiURL
 	}
 	s.Env = env
-	s.Resources = resources(limits)
+	s.Resources = resources(rt.ResourceLimits)
 	return s
 }
 

@@ -41,12 +41,10 @@ const Source = "/rm/launcher"
 
 // Collections the launcher reads; it writes jobs and deployments.
 const (
-	JobsCollection              = "jobs"
-	QueuesCollection            = "queues"
-	PluginsCollection           = "plugins"
-	DeploymentsCollection       = "deployments"
-	ApplicationsCollection      = "applications"
-	AppRuntimeConfigsCollection = "app_runtime_configs"
+	JobsCollection        = "jobs"
+	QueuesCollection      = "queues"
+	PluginsCollection     = "plugins"
+	DeploymentsCollection = "deployments"
 )
 
 // Config of the service. The zero value works but for DataDir, which the
@@ -91,7 +89,7 @@ type Service struct {
 	deps Deps
 	log  *slog.Logger
 
-	jobs, queues, plugins, deployments, apps, arcs *mongo.Collection
+	jobs, queues, plugins, deployments *mongo.Collection
 
 	record *jobdoc.Store // the one loop that writes jobs
 	pool   *pool
@@ -149,7 +147,6 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		cfg: cfg, deps: deps, log: deps.Logger,
 		jobs: deps.DB.Collection(JobsCollection), queues: deps.DB.Collection(QueuesCollection),
 		plugins: deps.DB.Collection(PluginsCollection), deployments: deps.DB.Collection(DeploymentsCollection),
-		apps: deps.DB.Collection(ApplicationsCollection), arcs: deps.DB.Collection(AppRuntimeConfigsCollection),
 		wq:     workqueue.NewTypedRateLimitingQueue(workqueue.NewTypedItemExponentialFailureRateLimiter[string](100*time.Millisecond, 30*time.Second)),
 		qcache: map[string]cachedQ{}, dstate: map[string]*depSlot{},
 	}

@@ -305,14 +305,37 @@ func TestPostController(t *testing.T) {
 var _ = driver.RoleWorker
 
 // A deployment is kept at its replica count: scaled up and down, a failed
-// replica restarted, its ready replicas written back.
+// replica restarted, its ready replicas written back. Replicas start from
+// the runtime the API stored on the deployment: no application or
+// app-runtime-config exists here. A deployment stored without a runtime
+// (written before the API resolved them) gets Available=False, StartFailed.
 func TestDeploymentReplicas(t *testing.T) {
 	e := newEnv(t)
-	e.insert(ApplicationsCollection, bson.D{{Key: "_id", Value: "app-1"}, {Key: "image", Value: "local"},
-		{Key: "command", Value: bson.A{"/bin/sh", "-c", `echo "$RM_DEPLOYMENT_ID $RM_INSTANCE_INDEX"; exec sleep 60`}}})
 	e.insert(DeploymentsCollection, deployment{Meta: events.Meta{ID: "dep-01X", Version: 1}, Name: "viz",
-		ApplicationID: "app-1", QueueID: "q-Default", Replicas: 2, Status: deploymentStatus{Conditions: []events.Condition{}}})
+		ApplicationID: "app-1", QueueID: "q-Default", Replicas: 2, Status: deploymentStatus{Conditions: []events.Condition{}},
+		Runtime: events.RuntimeSpec{Image: "local", Command: []string{"/bin/sh", "-c"},
+			Args:                 []string{`echo "$RM_DEPLOYMENT_ID $RM_INSTANCE_INDEX $FROM"; exec sleep 60`},
+			EnvironmentVariables: map[string]string{"FROM": "runtime"}}})
+	e.insert(DeploymentsCollection, deployment{Meta: events.Meta{ID: "dep-01OLD", Version: 1}, Name: "old",
+		ApplicationID: "app-1", QueueID: "q-Default", Replicas: 1, Status: deploymentStatus{Conditions: []events.Condition{}}})
 	e.start()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var old deployment
+		if err := e.db.Collection(DeploymentsCollection).FindOne(context.Background(), bson.D{{Key: "_id", Value: "dep-01OLD"}}).Decode(&old); err != nil {
+			t.Fatal(err)
+		}
+		if c := old.Status.Conditions; len(c) == 1 {
+			if c[0].Status != "False" || c[0].Reason != "StartFailed" || !strings.Contains(c[0].Message, "no resolved runtime") {
+				t.Errorf("deployment without runtime: %+v", c)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("deployment without runtime: no condition")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	read := func() deployment {
 		var d deployment
 		if err := e.db.Collection(DeploymentsCollection).FindOne(context.Background(), bson.D{{Key: "_id", Value: "dep-01X"}}).Decode(&d); err != nil {
@@ -339,7 +362,7 @@ func TestDeploymentReplicas(t *testing.T) {
 		t.Errorf("conditions %+v", c)
 	}
 	out, err := os.ReadFile(e.dataDir + "/local/dep-01X-r1/replica-0/output.log")
-	if err != nil || string(out) != "dep-01X 1\n" {
+	if err != nil || string(out) != "dep-01X 1 runtime\n" {
 		t.Errorf("replica 1 printed %q (%v)", out, err)
 	}
 
@@ -350,7 +373,7 @@ func TestDeploymentReplicas(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitReady(1)
-	deadline := time.Now().Add(10 * time.Second)
+	deadline = time.Now().Add(10 * time.Second)
 	for {
 		if _, err := os.Stat(e.dataDir + "/local/dep-01X-r1/replica-0/spec.json"); os.IsNotExist(err) {
 			break
@@ -376,7 +399,7 @@ func TestDeploymentReplicas(t *testing.T) {
 	deadline = time.Now().Add(30 * time.Second)
 	for {
 		out, err := os.ReadFile(e.dataDir + "/local/dep-01X-r0/replica-1/output.log")
-		if err == nil && string(out) == "dep-01X 0\n" {
+		if err == nil && string(out) == "dep-01X 0 runtime\n" {
 			break
 		}
 		if time.Now().After(deadline) {
