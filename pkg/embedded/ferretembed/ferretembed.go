@@ -90,7 +90,9 @@
 // The tests hold it to this: TestProxyIsLinearizable checks histories of
 // concurrent conditional writes across store restarts with porcupine, and
 // TestFastPathDifferential compares random writes with FerretDB's own
-// answers.
+// answers. TestProxyIsLinearizable found one Illegal history in about 15
+// runs that is not explained yet (docs/scheduling.md); it runs in
+// `make test-linearizability`.
 package ferretembed
 
 import (
