@@ -65,6 +65,13 @@ type common struct {
 	eventsReplicas                         int
 }
 
+// natsCredentials applies events.Credentials' rules to the settings rather
+// than to the process environment, since a flag may have set them.
+func (c *common) natsCredentials() ([]nats.Option, error) {
+	set := map[string]string{"RM_NATS_USER": c.natsUser, "RM_NATS_PASSWORD": c.natsPass, "RM_NATS_CREDS": c.natsCreds}
+	return events.Credentials(func(k string) string { return set[k] })
+}
+
 func (c *common) declare(s *Settings, httpAddr string) {
 	s.String(&c.mongoURI, "mongo-uri", "RM_MONGO_URI", "", "MongoDB URI (required); a replica set, for retryable and majority writes")
 	s.String(&c.mongoDB, "mongo-db", "RM_MONGO_DB", "rm", "database name")
@@ -88,11 +95,8 @@ func (c *common) validate() error {
 	if c.natsURL == "" {
 		errs = append(errs, errors.New("RM_NATS_URL (--nats-url) is required"))
 	}
-	if c.natsCreds != "" && c.natsUser != "" {
-		errs = append(errs, errors.New("set RM_NATS_CREDS or RM_NATS_USER, not both"))
-	}
-	if c.natsPass != "" && c.natsUser == "" {
-		errs = append(errs, errors.New("RM_NATS_PASSWORD is set without RM_NATS_USER"))
+	if _, err := c.natsCredentials(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.mongoDB == "" {
 		errs = append(errs, errors.New("RM_MONGO_DB (--mongo-db) must not be empty"))
@@ -218,9 +222,7 @@ func run(ctx context.Context, svc *Service, c *common, log *slog.Logger) error {
 		return fmt.Errorf("connect mongodb: %w", err)
 	}
 	defer func() { _ = mc.Disconnect(context.WithoutCancel(ctx)) }()
-	// The settings, not the process environment: a flag may have set them.
-	set := map[string]string{"RM_NATS_USER": c.natsUser, "RM_NATS_PASSWORD": c.natsPass, "RM_NATS_CREDS": c.natsCreds}
-	creds, err := events.Credentials(func(k string) string { return set[k] })
+	creds, err := c.natsCredentials()
 	if err != nil {
 		return err
 	}
