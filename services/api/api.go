@@ -44,7 +44,8 @@ type Config struct {
 type AuthConfig = auth.Config
 
 // AuthConfigFromEnv reads RM_OIDC_ISSUER, RM_OIDC_AUDIENCE, RM_OIDC_ROLES_CLAIM,
-// RM_OIDC_GROUPS_CLAIM and RM_OIDC_{ADMIN,USER,VIEWER}_ROLE through getenv.
+// RM_OIDC_GROUPS_CLAIM, RM_OIDC_{ADMIN,USER,VIEWER}_ROLE and
+// RM_OIDC_UI_CLIENT_ID through getenv.
 func AuthConfigFromEnv(getenv func(string) string) AuthConfig { return auth.ConfigFromEnv(getenv) }
 
 // ReadyCheck is one condition of /readyz.
@@ -129,7 +130,12 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 		return nil, err
 	}
 	// The web view at /ui/ reads through the routes above, in process.
-	ui.Register(srv.Echo, ui.Options{API: srv.Echo, DB: deps.DB, JS: deps.JS, Logger: deps.Logger.With("component", "ui")})
+	// With auth on it signs users in against the same issuer.
+	var signIn *ui.OIDC
+	if cfg.Auth.Enabled() {
+		signIn = &ui.OIDC{Issuer: cfg.Auth.Issuer, ClientID: cfg.Auth.UIClient()}
+	}
+	ui.Register(srv.Echo, ui.Options{API: srv.Echo, DB: deps.DB, JS: deps.JS, OIDC: signIn, Logger: deps.Logger.With("component", "ui")})
 	return &Service{cfg: cfg, deps: deps, server: srv}, nil
 }
 

@@ -8,6 +8,8 @@
 //
 // It has three users, admin, user and viewer (roles rm-admin, rm-user,
 // rm-viewer), whose passwords are random unless given and printed at start.
+// It also serves the authorization code flow with PKCE, with a login page,
+// for the web view's sign-in (redirect URI <loopback origin>/ui/callback).
 // It keeps everything in memory and is meant for nothing but development.
 package devidp
 
@@ -122,8 +124,9 @@ func Start(ctx context.Context, cfg Config) (*IdP, error) {
 	p.Issuer = "http://" + ln.Addr().String() + RealmPath
 	p.TokenURL = p.Issuer + "/protocol/openid-connect/token"
 	p.st = &storage{
-		users: map[string]*User{}, client: &client{id: cfg.ClientID, accessTTL: cfg.AccessTTL},
-		key: key, refresh: map[string]*tokenRequest{}, accessTTL: cfg.AccessTTL, refreshTTL: cfg.RefreshTTL,
+		users: map[string]*User{}, client: &client{id: cfg.ClientID, accessTTL: cfg.AccessTTL, loginURL: p.Issuer + "/login"},
+		key: key, refresh: map[string]*tokenRequest{}, authReqs: map[string]*authRequest{}, codes: map[string]string{},
+		accessTTL: cfg.AccessTTL, refreshTTL: cfg.RefreshTTL,
 	}
 	for _, u := range cfg.Users {
 		if u.Subject == "" {
@@ -154,6 +157,7 @@ func Start(ctx context.Context, cfg Config) (*IdP, error) {
 	mux := http.NewServeMux()
 	opHandler := http.StripPrefix(RealmPath, provider)
 	mux.Handle(RealmPath+"/", opHandler)
+	mux.HandleFunc(RealmPath+"/login", p.login(provider))
 	mux.HandleFunc("POST "+TokenPath, func(w http.ResponseWriter, r *http.Request) {
 		if r.FormValue("grant_type") == string(grantPassword) {
 			p.passwordGrant(w, r, provider)
@@ -205,14 +209,7 @@ func (p *IdP) passwordGrant(w http.ResponseWriter, r *http.Request, provider *op
 		oauthError(w, http.StatusUnauthorized, "invalid_client", fmt.Sprintf("unknown client_id %q (the dev IdP's client is %q)", clientID, p.ClientID))
 		return
 	}
-	username, pw := r.FormValue("username"), r.FormValue("password")
-	var user *User
-	for _, u := range p.Users {
-		if u.Username == username && u.Password == pw && pw != "" {
-			user = &u
-			break
-		}
-	}
+	user := p.check(r.FormValue("username"), r.FormValue("password"))
 	if user == nil {
 		oauthError(w, http.StatusUnauthorized, "invalid_grant", "Invalid user credentials")
 		return
@@ -231,6 +228,16 @@ func (p *IdP) passwordGrant(w http.ResponseWriter, r *http.Request, provider *op
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	_ = json.NewEncoder(w).Encode(resp)
+}
+
+// check returns the user whose name and password these are, or nil.
+func (p *IdP) check(username, password string) *User {
+	for _, u := range p.Users {
+		if u.Username == username && u.Password == password && password != "" {
+			return &u
+		}
+	}
+	return nil
 }
 
 func oauthError(w http.ResponseWriter, status int, code, desc string) {

@@ -6,6 +6,7 @@ import (
 	"crypto/rsa"
 	"encoding/base64"
 	"errors"
+	"net/url"
 	"sync"
 	"time"
 
@@ -15,22 +16,22 @@ import (
 )
 
 // storage is the OP's state, in memory: users, the one client, refresh
-// tokens and the signing key. Authorization-code flows are not offered (the
-// dev IdP has no login page); the password grant is served by passwordGrant
-// in front of the OP, and every other grant by the OP itself.
+// tokens, sign-ins under way (authorization code flow, login.go) and the
+// signing key. The password grant is served by passwordGrant in front of the
+// OP, and every other grant by the OP itself.
 type storage struct {
 	mu         sync.Mutex
 	users      map[string]*User // by subject
 	client     *client
 	key        *signingKey
 	refresh    map[string]*tokenRequest // by refresh token
+	authReqs   map[string]*authRequest  // by id
+	codes      map[string]string        // authorization code → auth request id
 	accessTTL  time.Duration
 	refreshTTL time.Duration
 }
 
 var _ op.Storage = (*storage)(nil)
-
-var errNoCodeFlow = errors.New("the dev IdP serves the password and refresh_token grants only")
 
 // tokenRequest is one grant: a password login or the refresh token it
 // produced. It is an op.RefreshTokenRequest so that the OP's own refresh
@@ -87,18 +88,6 @@ func (s *storage) user(subject string) *User {
 	return s.users[subject]
 }
 
-func (s *storage) CreateAuthRequest(context.Context, *oidc.AuthRequest, string) (op.AuthRequest, error) {
-	return nil, errNoCodeFlow
-}
-func (s *storage) AuthRequestByID(context.Context, string) (op.AuthRequest, error) {
-	return nil, errNoCodeFlow
-}
-func (s *storage) AuthRequestByCode(context.Context, string) (op.AuthRequest, error) {
-	return nil, errNoCodeFlow
-}
-func (s *storage) SaveAuthCode(context.Context, string, string) error { return errNoCodeFlow }
-func (s *storage) DeleteAuthRequest(context.Context, string) error    { return nil }
-
 func (s *storage) CreateAccessToken(context.Context, op.TokenRequest) (string, time.Time, error) {
 	return randomID(), time.Now().Add(s.accessTTL), nil
 }
@@ -106,8 +95,13 @@ func (s *storage) CreateAccessToken(context.Context, op.TokenRequest) (string, t
 // CreateAccessAndRefreshTokens issues a new refresh token for request and
 // retires current (refresh tokens rotate, as Keycloak's do by default).
 func (s *storage) CreateAccessAndRefreshTokens(_ context.Context, request op.TokenRequest, current string) (string, string, time.Time, error) {
-	r, ok := request.(*tokenRequest)
-	if !ok {
+	var r *tokenRequest
+	switch req := request.(type) {
+	case *tokenRequest:
+		r = req
+	case *authRequest: // the code of an authorization code flow
+		r = req.tokenRequest()
+	default:
 		return "", "", time.Time{}, errors.New("unexpected token request")
 	}
 	s.mu.Lock()
@@ -245,12 +239,18 @@ func (s *storage) Health(context.Context) error { return nil }
 type client struct {
 	id        string
 	accessTTL time.Duration
+	loginURL  string // the login page; ?id=<auth request> is appended
 }
 
 var _ op.Client = (*client)(nil)
 
-func (c *client) GetID() string                       { return c.id }
-func (c *client) RedirectURIs() []string              { return nil }
+func (c *client) GetID() string { return c.id }
+
+// RedirectURIs are the web view's sign-in callback on loopback; for a
+// native client the OP ignores the port of a loopback redirect (RFC 8252).
+func (c *client) RedirectURIs() []string {
+	return []string{"http://127.0.0.1/ui/callback", "http://localhost/ui/callback", "http://[::1]/ui/callback"}
+}
 func (c *client) PostLogoutRedirectURIs() []string    { return nil }
 func (c *client) ApplicationType() op.ApplicationType { return op.ApplicationTypeNative }
 func (c *client) AuthMethod() oidc.AuthMethod         { return oidc.AuthMethodNone }
@@ -258,9 +258,9 @@ func (c *client) ResponseTypes() []oidc.ResponseType {
 	return []oidc.ResponseType{oidc.ResponseTypeCode}
 }
 func (c *client) GrantTypes() []oidc.GrantType {
-	return []oidc.GrantType{oidc.GrantTypeRefreshToken, grantPassword}
+	return []oidc.GrantType{oidc.GrantTypeCode, oidc.GrantTypeRefreshToken, grantPassword}
 }
-func (c *client) LoginURL(string) string               { return "" }
+func (c *client) LoginURL(id string) string            { return c.loginURL + "?id=" + url.QueryEscape(id) }
 func (c *client) AccessTokenType() op.AccessTokenType  { return op.AccessTokenTypeJWT }
 func (c *client) IDTokenLifetime() time.Duration       { return c.accessTTL }
 func (c *client) DevMode() bool                        { return true }

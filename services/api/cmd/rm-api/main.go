@@ -62,4 +62,5 @@ var oidcSettings = []struct{ flag, env, usage string }{
 	{"oidc-admin-role", "RM_OIDC_ADMIN_ROLE", "role name of administrators (default rm-admin)"},
 	{"oidc-user-role", "RM_OIDC_USER_ROLE", "role name of users (default rm-user)"},
 	{"oidc-viewer-role", "RM_OIDC_VIEWER_ROLE", "role name of viewers (default rm-viewer)"},
+	{"oidc-ui-client-id", "RM_OIDC_UI_CLIENT_ID", "public client the web view signs in with, code flow with PKCE (default the audience)"},
 }

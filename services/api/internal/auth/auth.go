@@ -34,6 +34,10 @@ type Config struct {
 	// (RM_OIDC_ADMIN_ROLE, RM_OIDC_USER_ROLE, RM_OIDC_VIEWER_ROLE). If empty,
 	// rm-admin, rm-user and rm-viewer.
 	AdminRole, UserRole, ViewerRole string
+	// UIClientID is the public client the web view signs users in with
+	// (authorization code with PKCE) (RM_OIDC_UI_CLIENT_ID). If empty,
+	// Audience: its tokens then carry it as aud or azp.
+	UIClientID string
 	// ClockSkew is how far past "exp" a token is still accepted. If zero, 30s.
 	ClockSkew time.Duration
 	// JobTokenTTL bounds a job token's life; it also ends when the job is
@@ -57,6 +61,7 @@ func ConfigFromEnv(getenv func(string) string) Config {
 		AdminRole:   getenv("RM_OIDC_ADMIN_ROLE"),
 		UserRole:    getenv("RM_OIDC_USER_ROLE"),
 		ViewerRole:  getenv("RM_OIDC_VIEWER_ROLE"),
+		UIClientID:  getenv("RM_OIDC_UI_CLIENT_ID"),
 	}
 	for _, p := range strings.Split(getenv("RM_OIDC_ROLES_CLAIM"), ",") {
 		if p = strings.TrimSpace(p); p != "" {
@@ -75,6 +80,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.GroupsClaim == "" {
 		c.GroupsClaim = "groups"
+	}
+	if c.UIClientID == "" {
+		c.UIClientID = c.Audience
 	}
 	if c.AdminRole == "" {
 		c.AdminRole = "rm-admin"
@@ -219,3 +227,6 @@ func unauthorized(format string, args ...any) *Error {
 func Forbidden(format string, args ...any) *Error {
 	return &Error{Status: http.StatusForbidden, Detail: fmt.Sprintf(format, args...)}
 }
+
+// UIClient is the web view's client id, defaults applied.
+func (c Config) UIClient() string { return c.withDefaults().UIClientID }
