@@ -1627,6 +1627,12 @@ type ListArtifactsParams struct {
 // ListArtifactsParamsKind defines parameters for ListArtifacts.
 type ListArtifactsParamsKind string
 
+// GetAssetArtifactParams defines parameters for GetAssetArtifact.
+type GetAssetArtifactParams struct {
+	// Declaration the asset declaration (a name); absent for common asset data
+	Declaration *string `form:"declaration,omitempty" json:"declaration,omitempty"`
+}
+
 // PutAssetArtifactParams defines parameters for PutAssetArtifact.
 type PutAssetArtifactParams struct {
 	// Declaration the asset declaration (a name); absent for common asset data
@@ -2563,6 +2569,13 @@ type ClientInterface interface {
 	// Corresponds with GET /jobs/{id}/artifacts (the `ListArtifacts` operationId).
 	ListArtifacts(ctx context.Context, id string, params *ListArtifactsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// GetAssetArtifact Download an asset file
+	//
+	// The stored bytes of an uploaded artifact, named as its upload was.
+	//
+	// Corresponds with GET /jobs/{id}/artifacts/assets/{path} (the `GetAssetArtifact` operationId).
+	GetAssetArtifact(ctx context.Context, id string, path string, params *GetAssetArtifactParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// PutAssetArtifactWithBody Upload an asset file
 	//
 	// With declaration, an asset of that declaration; without, common asset data. A re-upload of the same declaration and path replaces the file.
@@ -2571,6 +2584,13 @@ type ClientInterface interface {
 	//
 	// Corresponds with PUT /jobs/{id}/artifacts/assets/{path} (the `PutAssetArtifact` operationId).
 	PutAssetArtifactWithBody(ctx context.Context, id string, path string, params *PutAssetArtifactParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetScenarioArtifact Download a concrete scenario file of one sample
+	//
+	// The stored bytes of an uploaded artifact, named as its upload was.
+	//
+	// Corresponds with GET /jobs/{id}/artifacts/scenarios/{sample_id}/{path} (the `GetScenarioArtifact` operationId).
+	GetScenarioArtifact(ctx context.Context, id string, sampleId string, path string, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// PutScenarioArtifactWithBody Upload a concrete scenario file of one sample
 	//
@@ -3394,6 +3414,23 @@ func (c *Client) ListArtifacts(ctx context.Context, id string, params *ListArtif
 	return c.Client.Do(req)
 }
 
+// GetAssetArtifact Download an asset file
+//
+// The stored bytes of an uploaded artifact, named as its upload was.
+//
+// Corresponds with GET /jobs/{id}/artifacts/assets/{path} (the `GetAssetArtifact` operationId).
+func (c *Client) GetAssetArtifact(ctx context.Context, id string, path string, params *GetAssetArtifactParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetAssetArtifactRequest(c.Server, id, path, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
 // PutAssetArtifactWithBody Upload an asset file
 //
 // With declaration, an asset of that declaration; without, common asset data. A re-upload of the same declaration and path replaces the file.
@@ -3403,6 +3440,23 @@ func (c *Client) ListArtifacts(ctx context.Context, id string, params *ListArtif
 // Corresponds with PUT /jobs/{id}/artifacts/assets/{path} (the `PutAssetArtifact` operationId).
 func (c *Client) PutAssetArtifactWithBody(ctx context.Context, id string, path string, params *PutAssetArtifactParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewPutAssetArtifactRequestWithBody(c.Server, id, path, params, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetScenarioArtifact Download a concrete scenario file of one sample
+//
+// The stored bytes of an uploaded artifact, named as its upload was.
+//
+// Corresponds with GET /jobs/{id}/artifacts/scenarios/{sample_id}/{path} (the `GetScenarioArtifact` operationId).
+func (c *Client) GetScenarioArtifact(ctx context.Context, id string, sampleId string, path string, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetScenarioArtifactRequest(c.Server, id, sampleId, path)
 	if err != nil {
 		return nil, err
 	}
@@ -5530,6 +5584,74 @@ func NewListArtifactsRequest(server string, id string, params *ListArtifactsPara
 	return req, nil
 }
 
+// NewGetAssetArtifactRequest constructs an http.Request for the GetAssetArtifact method
+func NewGetAssetArtifactRequest(server string, id string, path string, params *GetAssetArtifactParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "path", path, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/jobs/%s/artifacts/assets/%s", pathParam0, pathParam1)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Declaration != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "declaration", *params.Declaration, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
 // NewPutAssetArtifactRequestWithBody constructs an http.Request for the PutAssetArtifact method, with any body, and a specified content type
 func NewPutAssetArtifactRequestWithBody(server string, id string, path string, params *PutAssetArtifactParams, contentType string, body io.Reader) (*http.Request, error) {
 	var err error
@@ -5596,6 +5718,54 @@ func NewPutAssetArtifactRequestWithBody(server string, id string, path string, p
 	}
 
 	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewGetScenarioArtifactRequest constructs an http.Request for the GetScenarioArtifact method
+func NewGetScenarioArtifactRequest(server string, id string, sampleId string, path string) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "sample_id", sampleId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam2 string
+
+	pathParam2, err = runtime.StyleParamWithOptions("simple", false, "path", path, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/jobs/%s/artifacts/scenarios/%s/%s", pathParam0, pathParam1, pathParam2)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
 
 	return req, nil
 }
@@ -7222,6 +7392,15 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /jobs/{id}/artifacts (the `ListArtifacts` operationId).
 	ListArtifactsWithResponse(ctx context.Context, id string, params *ListArtifactsParams, reqEditors ...RequestEditorFn) (*ListArtifactsResponse, error)
 
+	// GetAssetArtifactWithResponse Download an asset file
+	//
+	// The stored bytes of an uploaded artifact, named as its upload was.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /jobs/{id}/artifacts/assets/{path} (the `GetAssetArtifact` operationId).
+	GetAssetArtifactWithResponse(ctx context.Context, id string, path string, params *GetAssetArtifactParams, reqEditors ...RequestEditorFn) (*GetAssetArtifactResponse, error)
+
 	// PutAssetArtifactWithBodyWithResponse Upload an asset file
 	//
 	// With declaration, an asset of that declaration; without, common asset data. A re-upload of the same declaration and path replaces the file.
@@ -7230,6 +7409,15 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with PUT /jobs/{id}/artifacts/assets/{path} (the `PutAssetArtifact` operationId).
 	PutAssetArtifactWithBodyWithResponse(ctx context.Context, id string, path string, params *PutAssetArtifactParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*PutAssetArtifactResponse, error)
+
+	// GetScenarioArtifactWithResponse Download a concrete scenario file of one sample
+	//
+	// The stored bytes of an uploaded artifact, named as its upload was.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /jobs/{id}/artifacts/scenarios/{sample_id}/{path} (the `GetScenarioArtifact` operationId).
+	GetScenarioArtifactWithResponse(ctx context.Context, id string, sampleId string, path string, reqEditors ...RequestEditorFn) (*GetScenarioArtifactResponse, error)
 
 	// PutScenarioArtifactWithBodyWithResponse Upload a concrete scenario file of one sample
 	//
@@ -9928,6 +10116,89 @@ func (r ListArtifactsResponse) ContentType() string {
 	return ""
 }
 
+// GetAssetArtifactResponse200Headers the declared response headers of an HTTP 200 response for GetAssetArtifact
+type GetAssetArtifactResponse200Headers struct {
+	ETag *string
+}
+
+type GetAssetArtifactResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *Problem
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *Problem
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *GetAssetArtifactResponse200Headers
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r GetAssetArtifactResponse) GetApplicationproblemJSON400() *Problem {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetAssetArtifactResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r GetAssetArtifactResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetAssetArtifactResponse) GetApplicationproblemJSON404() *Problem {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r GetAssetArtifactResponse) GetApplicationproblemJSON422() *Problem {
+	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r GetAssetArtifactResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r GetAssetArtifactResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetAssetArtifactResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetAssetArtifactResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetAssetArtifactResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 // PutAssetArtifactResponse200Headers the declared response headers of an HTTP 200 response for PutAssetArtifact
 type PutAssetArtifactResponse200Headers struct {
 	ETag *string
@@ -10040,6 +10311,89 @@ func (r PutAssetArtifactResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r PutAssetArtifactResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// GetScenarioArtifactResponse200Headers the declared response headers of an HTTP 200 response for GetScenarioArtifact
+type GetScenarioArtifactResponse200Headers struct {
+	ETag *string
+}
+
+type GetScenarioArtifactResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *Problem
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *Problem
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *GetScenarioArtifactResponse200Headers
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r GetScenarioArtifactResponse) GetApplicationproblemJSON400() *Problem {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetScenarioArtifactResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r GetScenarioArtifactResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetScenarioArtifactResponse) GetApplicationproblemJSON404() *Problem {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r GetScenarioArtifactResponse) GetApplicationproblemJSON422() *Problem {
+	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r GetScenarioArtifactResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r GetScenarioArtifactResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetScenarioArtifactResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetScenarioArtifactResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetScenarioArtifactResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -12941,6 +13295,21 @@ func (c *ClientWithResponses) ListArtifactsWithResponse(ctx context.Context, id 
 	return ParseListArtifactsResponse(rsp)
 }
 
+// GetAssetArtifactWithResponse Download an asset file
+//
+// The stored bytes of an uploaded artifact, named as its upload was.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /jobs/{id}/artifacts/assets/{path} (the `GetAssetArtifact` operationId).
+func (c *ClientWithResponses) GetAssetArtifactWithResponse(ctx context.Context, id string, path string, params *GetAssetArtifactParams, reqEditors ...RequestEditorFn) (*GetAssetArtifactResponse, error) {
+	rsp, err := c.GetAssetArtifact(ctx, id, path, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetAssetArtifactResponse(rsp)
+}
+
 // PutAssetArtifactWithBodyWithResponse Upload an asset file
 //
 // With declaration, an asset of that declaration; without, common asset data. A re-upload of the same declaration and path replaces the file.
@@ -12954,6 +13323,21 @@ func (c *ClientWithResponses) PutAssetArtifactWithBodyWithResponse(ctx context.C
 		return nil, err
 	}
 	return ParsePutAssetArtifactResponse(rsp)
+}
+
+// GetScenarioArtifactWithResponse Download a concrete scenario file of one sample
+//
+// The stored bytes of an uploaded artifact, named as its upload was.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /jobs/{id}/artifacts/scenarios/{sample_id}/{path} (the `GetScenarioArtifact` operationId).
+func (c *ClientWithResponses) GetScenarioArtifactWithResponse(ctx context.Context, id string, sampleId string, path string, reqEditors ...RequestEditorFn) (*GetScenarioArtifactResponse, error) {
+	rsp, err := c.GetScenarioArtifact(ctx, id, sampleId, path, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetScenarioArtifactResponse(rsp)
 }
 
 // PutScenarioArtifactWithBodyWithResponse Upload a concrete scenario file of one sample
@@ -15664,6 +16048,80 @@ func ParseListArtifactsResponse(rsp *http.Response) (*ListArtifactsResponse, err
 	return response, nil
 }
 
+// ParseGetAssetArtifactResponse parses an HTTP response from a GetAssetArtifactWithResponse call
+func ParseGetAssetArtifactResponse(rsp *http.Response) (*GetAssetArtifactResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetAssetArtifactResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers GetAssetArtifactResponse200Headers
+		if values := rsp.Header.Values("ETag"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "ETag", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.ETag = &value
+		}
+		response.Headers200 = &headers
+	}
+
+	return response, nil
+}
+
 // ParsePutAssetArtifactResponse parses an HTTP response from a PutAssetArtifactWithResponse call
 func ParsePutAssetArtifactResponse(rsp *http.Response) (*PutAssetArtifactResponse, error) {
 	bodyBytes, err := io.ReadAll(rsp.Body)
@@ -15771,6 +16229,80 @@ func ParsePutAssetArtifactResponse(rsp *http.Response) (*PutAssetArtifactRespons
 			headers.ETag = &value
 		}
 		response.Headers201 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseGetScenarioArtifactResponse parses an HTTP response from a GetScenarioArtifactWithResponse call
+func ParseGetScenarioArtifactResponse(rsp *http.Response) (*GetScenarioArtifactResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetScenarioArtifactResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers GetScenarioArtifactResponse200Headers
+		if values := rsp.Header.Values("ETag"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "ETag", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.ETag = &value
+		}
+		response.Headers200 = &headers
 	}
 
 	return response, nil

@@ -144,6 +144,7 @@ func (s *Server) registerArtifacts() {
 	s.Echo.PUT(scenarioUploadRoute, s.putArtifact(kindScenario))
 	s.Echo.PUT(assetUploadRoute, s.putArtifact(kindAsset))
 	s.documentUploads()
+	s.registerArtifactDownloads()
 }
 
 // uploadsAreNotJSON marks artifact uploads as octet streams before the
@@ -294,18 +295,16 @@ func (s *Server) putArtifact(kind string) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		r := c.Request()
 		ctx := r.Context()
-		ref, errs := parseArtifactRef(kind, r.URL)
-		if len(errs) > 0 {
-			return problem.Invalid(errs...)
-		}
 		limit := s.artifactConfig().UploadLimit
 		if r.ContentLength > limit {
+			if _, errs := parseArtifactRef(kind, r.URL); len(errs) > 0 {
+				return problem.Invalid(errs...)
+			}
 			return problem.New(http.StatusRequestEntityTooLarge, fmt.Sprintf("artifact larger than the upload limit of %d bytes", limit), problem.Field("body", "%d bytes, limit %d", r.ContentLength, limit))
 		}
-		if ok, err := s.jobExists(ctx, ref.JobID); err != nil {
+		ref, err := s.artifactOfJob(ctx, kind, r.URL)
+		if err != nil {
 			return err
-		} else if !ok {
-			return jobNotFound(ref.JobID)
 		}
 		blobs := s.artifactBlobs()
 		w, err := blobs.Create(ctx, ref.key(), s.opts.Now())

@@ -2,6 +2,7 @@ package ui
 
 import (
 	"cmp"
+	"errors"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -338,9 +339,10 @@ type jobData struct {
 	Timeline  []step
 	Groups    []instanceGroup
 	Instances []instance // the page of instances shown
-	IPage     int
+	IPage     int        // its number, for reading only: pages follow cursors
 	IPages    int
 	IStatus   string
+	INext     string // the cursor of the next page, "" on the last
 	LogRef    string // role/index of the instance whose log is shown
 	LogChoice []string
 	Log       string
@@ -389,15 +391,9 @@ func (u *UI) jobPage(r *http.Request, id string) (*page, error) {
 
 	d.Timeline = u.timeline(r, &j)
 	d.Groups = groupInstances(&j)
-	var shown []instance
-	for _, in := range j.Instances {
-		if d.IStatus == "" || in.Status == d.IStatus {
-			shown = append(shown, in)
-		}
+	if err := u.instancePage(r, &j, &d, q.Get("icursor")); err != nil {
+		return nil, err
 	}
-	d.IPages = max(1, (len(shown)+instancesPerPage-1)/instancesPerPage)
-	d.IPage = min(d.IPage, d.IPages)
-	d.Instances = shown[min(len(shown), (d.IPage-1)*instancesPerPage):min(len(shown), d.IPage*instancesPerPage)]
 
 	// The log tail: the chosen instance, else the first worker.
 	for _, in := range j.Instances {
@@ -434,6 +430,48 @@ func (u *UI) jobPage(r *http.Request, id string) (*page, error) {
 	}
 	d.Exports = exports
 	return &page{Name: "job", Title: "Job " + cmp.Or(j.Name, j.ID), Nav: "jobs", Live: "job_id=" + url.QueryEscape(j.ID), Data: d}, nil
+}
+
+// instancePage reads the page of the job's instances after cursor through
+// GET /jobs/{id}/instances, so that every instance of a job is listed, also
+// beyond the 1,000 the job itself carries; the number of pages comes from
+// the counts.
+func (u *UI) instancePage(r *http.Request, j *jobView, d *jobData, cursor string) error {
+	q := url.Values{"limit": {strconv.Itoa(instancesPerPage)}}
+	if d.IStatus != "" {
+		q.Set("status", d.IStatus)
+	}
+	if cursor != "" {
+		q.Set("cursor", cursor)
+	}
+	var page struct {
+		Items      []instance `json:"items"`
+		NextCursor string     `json:"next_cursor"`
+	}
+	if err := u.get(r, apiBase+"/jobs/"+url.PathEscape(j.ID)+"/instances", q, &page); err != nil {
+		var pe *pageError
+		if cursor != "" && errors.As(err, &pe) && (pe.Status == http.StatusBadRequest || pe.Status == http.StatusUnprocessableEntity) {
+			return badQuery(fieldError{"icursor", "not a cursor of this job's instances"})
+		}
+		return err
+	}
+	if cursor == "" {
+		d.IPage = 1
+	}
+	total := 0
+	for _, g := range d.Groups {
+		for _, c := range g.Counts {
+			if d.IStatus == "" || c.Status == d.IStatus {
+				total += c.N
+			}
+		}
+	}
+	d.Instances, d.INext = page.Items, page.NextCursor
+	d.IPages = max(d.IPage, (total+instancesPerPage-1)/instancesPerPage)
+	if d.INext != "" {
+		d.IPages = max(d.IPages, d.IPage+1)
+	}
+	return nil
 }
 
 // groupInstances counts instances per role and status: from instance_counts

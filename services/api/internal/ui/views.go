@@ -3,6 +3,8 @@ package ui
 import (
 	"cmp"
 	"fmt"
+	"net/url"
+	"strings"
 	"time"
 )
 
@@ -178,6 +180,26 @@ type artifactView struct {
 	Size        int64     `json:"size"`
 	SHA256      string    `json:"sha256"`
 	CreatedAt   time.Time `json:"created_at"`
+}
+
+// Base is the file's name without its directories.
+func (a artifactView) Base() string { return a.Path[strings.LastIndex(a.Path, "/")+1:] }
+
+// Href is where the API serves the artifact's bytes (its upload's URL).
+func (a artifactView) Href(jobID string) string {
+	segs := strings.Split(a.Path, "/")
+	for i, seg := range segs {
+		segs[i] = url.PathEscape(seg)
+	}
+	p := apiBase + "/jobs/" + url.PathEscape(jobID) + "/artifacts/"
+	if a.Kind == "scenario" {
+		return p + "scenarios/" + url.PathEscape(a.SampleID) + "/" + strings.Join(segs, "/")
+	}
+	p += "assets/" + strings.Join(segs, "/")
+	if a.Declaration != "" {
+		p += "?declaration=" + url.QueryEscape(a.Declaration)
+	}
+	return p
 }
 
 type pluginView struct {
