@@ -123,6 +123,7 @@ type Job struct {
 	Priority             int               `json:"priority" bson:"priority"`
 	Labels               map[string]string `json:"labels,omitempty" bson:"labels,omitempty"`
 	Owner                *JobOwner         `json:"owner,omitempty" bson:"owner,omitempty" readOnly:"true"`
+	MaxRunSeconds        *int              `json:"max_run_seconds,omitempty" bson:"max_run_seconds,omitempty" minimum:"1" maximum:"31536000" doc:"wall-clock limit once running"`
 
 	Status     string      `json:"status" bson:"status" readOnly:"true" enum:"submitted,pending,admitted,running,succeeded,failed,cancelled"`
 	Conditions []Condition `json:"conditions" bson:"conditions" readOnly:"true"`

@@ -117,7 +117,7 @@ func snapshot(ledger lease.Ledger, releases []string, queues map[string]*events.
 		backfill := q.Scheduling.Backfill == nil || *q.Scheduling.Backfill
 		snap.Queues[id] = admit.Queue{
 			Name: q.Name, Limit: q.MaximumAllowedWorkerInstances, Allocated: alloc[id],
-			Backfill: backfill, Starvation: time.Duration(q.Scheduling.StarvationSeconds) * time.Second,
+			Backfill: backfill, Starvation: starvationOf(q),
 		}
 	}
 	return snap
