@@ -56,6 +56,8 @@ type term struct {
 
 	refreshes int // message-only rewrites of waiting jobs in this pass; see messageRefresh
 
+	est *estimator // the start estimates' state (pending.go)
+
 	jmu sync.Mutex // guards jobs and retired while a pass's writes run concurrently
 
 	mu    sync.Mutex
@@ -70,7 +72,7 @@ func (s *Scheduler) lead(ctx context.Context, epoch int64) error {
 		s: s, epoch: epoch, log: s.log.With("epoch", epoch),
 		queues: map[string]*events.Queue{}, jobs: map[string]*events.Job{},
 		retired: map[string]int64{}, gone: map[string]bool{},
-		kick: make(chan struct{}, 1),
+		kick: make(chan struct{}, 1), est: newEstimator(),
 	}
 	// The epoch goes on the ledger first, so that whatever the previous
 	// leader still writes from now on is refused.
@@ -237,6 +239,7 @@ func (t *term) drain() bool {
 		case events.KindJob:
 			var j events.Job
 			if err := e.DecodeData(&j); err == nil {
+				t.est.observe(&j, t.s.deps.Now())
 				dirty = t.applyJob(&j, e.Type == events.TypeJobDeleted) || dirty
 			}
 		case events.KindQueue:
@@ -453,6 +456,7 @@ func (t *term) pass(ctx context.Context) error {
 	}
 	t.retire()
 	t.report(p.pendingByQueue)
+	t.publishEstimates(ctx)
 	return errors.Join(errs...)
 }
 

@@ -304,6 +304,7 @@ func (s *Server) getJob(ctx context.Context, in *jobRef) (*jobOutput, error) {
 	}
 	j.Instances, j.InstancesTruncated = items, next != ""
 	normalizeJob(j)
+	s.joinEstimates(ctx, j)
 	return &jobOutput{Status: http.StatusOK, ETag: etag(j.Version), Body: j}, nil
 }
 
@@ -407,6 +408,7 @@ func (s *Server) listJobsWhere(ctx context.Context, filter bson.D, status string
 	for _, j := range out.Items {
 		normalizeJob(j)
 	}
+	s.joinEstimates(ctx, out.Items...)
 	if more {
 		out.NextCursor = items[len(items)-1].ID
 	}
