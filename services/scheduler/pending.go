@@ -2,11 +2,14 @@ package scheduler
 
 import (
 	"context"
-	"fmt"
+	"maps"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/avxrm/rm/pkg/events"
+	"github.com/avxrm/rm/services/scheduler/internal/lease"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
@@ -18,7 +21,8 @@ import (
 // never written for its estimate.
 
 const (
-	// estimateEvery bounds how often the estimates are computed; the tick
+	// estimateEvery bounds how often the estimates are computed (and more
+	// when one takes long: see publishEstimates); the tick
 	// (TickInterval) runs a pass while jobs wait, so a snapshot lags the
 	// picture by at most about that.
 	estimateEvery = 500 * time.Millisecond
@@ -31,8 +35,10 @@ const (
 
 // estimator is a leadership's state for the snapshots.
 type estimator struct {
-	at      time.Time                    // of the last computation
-	written map[string][]pendingEstimate // the snapshot last written, by queue id
+	busy    atomic.Bool                  // a computation runs
+	mu      sync.Mutex                   // guards next
+	next    time.Time                    // no computation starts before
+	written map[string][]pendingEstimate // the snapshot last written, by queue id; the computation's
 	runs    map[string]*runHistory       // by historyKey
 	lags    map[string]*queueLags        // by queue id
 }
@@ -244,16 +250,56 @@ func (t *term) runTime(ctx context.Context) runTimeFunc {
 	}
 }
 
-// publishEstimates recomputes the estimates (at most every estimateEvery)
-// and writes the snapshots that changed. A failure is logged: the next
-// computation writes again what differs from what was written.
+// publishEstimates starts a computation of the estimates unless one runs
+// or the last ended too recently, and writes the snapshots that changed. The
+// run times and lags are taken here, in the loop (they may read the store
+// once); the simulation and the writes run apart on copies, so that a long
+// queue never holds up admission. The next computation waits at least
+// estimateEvery and ten times what the last one took, so that estimates
+// cost the scheduler at most about a tenth of its time. A failed write is
+// logged: the next computation writes again what differs.
 func (t *term) publishEstimates(ctx context.Context) {
 	now := t.s.deps.Now()
-	if now.Sub(t.est.at) < estimateEvery {
+	t.est.mu.Lock()
+	wait := now.Before(t.est.next)
+	t.est.mu.Unlock()
+	if wait || !t.est.busy.CompareAndSwap(false, true) {
 		return
 	}
-	t.est.at = now
-	ests := estimateStarts(t.ledger, t.queues, t.jobs, now, t.runTime(ctx), t.lags(ctx))
+	runTime, lags := t.runTime(ctx), t.lags(ctx)
+	type known struct {
+		d     time.Duration
+		basis string
+		ok    bool
+	}
+	runs := make(map[string]known, len(t.jobs))
+	queueLag := map[string][2]time.Duration{}
+	for id, j := range t.jobs {
+		d, b, ok := runTime(j)
+		runs[id] = known{d, b, ok}
+		if _, done := queueLag[j.QueueID]; !done {
+			s, e := lags(j.QueueID)
+			queueLag[j.QueueID] = [2]time.Duration{s, e}
+		}
+	}
+	ledger := lease.Ledger{Leases: maps.Clone(t.ledger.Leases)}
+	queues, jobs := maps.Clone(t.queues), maps.Clone(t.jobs)
+	go func() {
+		defer t.est.busy.Store(false)
+		began := time.Now()
+		ests := estimateStarts(ledger, queues, jobs, now,
+			func(j *events.Job) (time.Duration, string, bool) { k := runs[j.ID]; return k.d, k.basis, k.ok },
+			func(q string) (time.Duration, time.Duration) { l := queueLag[q]; return l[0], l[1] })
+		t.writeEstimates(ctx, ests, now)
+		t.est.mu.Lock()
+		t.est.next = now.Add(max(estimateEvery, 10*time.Since(began)))
+		t.est.mu.Unlock()
+	}()
+}
+
+// writeEstimates writes the snapshots of ests that differ from what was
+// written last. Only one runs at a time (estimator.busy).
+func (t *term) writeEstimates(ctx context.Context, ests map[string][]pendingEstimate, now time.Time) {
 	coll := t.s.deps.DB.Collection(events.EstimatesCollection)
 	for _, qid := range queueIDsOf(ests, t.est.written) {
 		cur := ests[qid]
@@ -268,7 +314,9 @@ func (t *term) publishEstimates(ctx context.Context) {
 		_, err := coll.ReplaceOne(wctx, bson.D{{Key: "_id", Value: qid}}, doc, options.Replace().SetUpsert(true))
 		cancel()
 		if err != nil {
-			t.log.Warn("write start estimates", "queue", qid, "err", fmt.Errorf("%w", err))
+			if ctx.Err() == nil {
+				t.log.Warn("write start estimates", "queue", qid, "err", err)
+			}
 			continue
 		}
 		if len(cur) == 0 {
