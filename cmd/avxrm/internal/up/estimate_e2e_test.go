@@ -138,6 +138,19 @@ func TestQueuePendingList(t *testing.T) {
 		t.Errorf("GET /jobs/{id} of the second in line: position %v, estimate %+v", got.QueuePosition, got.EstimatedStartAt)
 	}
 
+	var list struct {
+		Items []events.Job `json:"items"`
+	}
+	c.must(http.MethodGet, jobsPath+"?queue_id=Busy&status=pending", nil, http.StatusOK, &list)
+	for _, j := range list.Items {
+		if j.QueuePosition == nil || !j.EstimatedStartAt.Present || j.EstimateBasis == "" {
+			t.Errorf("GET /jobs lists %s without its estimate: %v %+v %q", j.ID, j.QueuePosition, j.EstimatedStartAt, j.EstimateBasis)
+		}
+	}
+	if len(list.Items) != 4 {
+		t.Errorf("GET /jobs?status=pending: %d jobs, want 4", len(list.Items))
+	}
+
 	// Pages of 2: the second starts at position 3.
 	var p1, p2 pendingPage
 	c.must(http.MethodGet, "/api/resources/v1/queues/"+q.ID+"/pending?limit=2", nil, http.StatusOK, &p1)
