@@ -1,6 +1,7 @@
 package up_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/avxrm/rm/pkg/events"
+	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
 // pendingEntry is an item of GET /queues/{queue_id}/pending.
@@ -100,12 +102,16 @@ func TestQueuePendingList(t *testing.T) {
 	cj := c.submitTimed("Busy", 3, 10, 0)
 	big := c.submit("Busy", 10) // no max_run_seconds, no history: ends unknown
 	want := []string{b.ID, a.ID, cj.ID, big.ID}
+	// At once, whether or not the scheduler has placed it yet: fourth.
+	if j := c.job(big.ID); j.QueuePosition == nil || *j.QueuePosition != 4 {
+		t.Errorf("just submitted: queue_position %v, want 4", j.QueuePosition)
+	}
 
 	var page pendingPage
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		c.must(http.MethodGet, "/api/resources/v1/queues/Busy/pending", nil, http.StatusOK, &page)
-		if len(page.Items) == 4 && page.Items[0].EstimatedStartAt != nil && page.Items[3].Reason != "" {
+		if len(page.Items) == 4 && !slices.ContainsFunc(page.Items, func(e pendingEntry) bool { return e.EstimatedStartAt == nil || e.Reason == "" }) {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -167,7 +173,24 @@ func TestQueuePendingList(t *testing.T) {
 	u1 := c.submit("Unknown", 2)
 	c.waitJobFor(u1.ID, "admitted", 30*time.Second, isAdmitted)
 	u2 := c.submit("Unknown", 1)
-	j := c.waitJobFor(u2.ID, "placed", 15*time.Second, func(j events.Job) bool { return j.QueuePosition != nil })
+	// Wait for the scheduler's snapshot to have it: before, the API gives
+	// the same answer for a job not yet placed.
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		n, err := sys.DB.Collection(events.EstimatesCollection).CountDocuments(context.Background(), bson.D{{Key: "jobs.job_id", Value: u2.ID}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the scheduler's snapshot never had the job")
+		}
+	}
+	j := c.job(u2.ID)
+	if j.QueuePosition == nil || *j.QueuePosition != 1 {
+		t.Errorf("queue_position %v, want 1", j.QueuePosition)
+	}
 	if j.EstimatedStartAt.Known || !j.EstimatedStartAt.Present || j.EstimateBasis != events.BasisUnknown {
 		t.Errorf("a job behind one of unknown run time: estimate %+v basis %q; want null, unknown", j.EstimatedStartAt, j.EstimateBasis)
 	}

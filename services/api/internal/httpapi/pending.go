@@ -47,7 +47,8 @@ func (s *Server) queueEstimates(ctx context.Context, id string) (map[string]even
 // joinEstimates gives every waiting job of jobs its queue_position,
 // estimated_start_at and estimate_basis from its queue's snapshot. A job the
 // scheduler has not placed yet (just submitted), or whose snapshot cannot
-// be read, gets no position, a null estimate and basis unknown.
+// be read, gets a null estimate, basis unknown and the position counted
+// from the jobs themselves.
 func (s *Server) joinEstimates(ctx context.Context, jobs ...*events.Job) {
 	byQueue := map[string]map[string]events.JobEstimate{}
 	for _, j := range jobs {
@@ -63,7 +64,32 @@ func (s *Server) joinEstimates(ctx context.Context, jobs ...*events.Job) {
 			byQueue[j.QueueID] = ests
 		}
 		setEstimate(j, ests[j.ID])
+		if j.QueuePosition == nil {
+			s.countPosition(ctx, j)
+		}
 	}
+}
+
+// countPosition gives job j, not in its queue's snapshot yet, its place
+// among the queue's waiting jobs in the scheduler's order; on failure it
+// stays without one.
+func (s *Server) countPosition(ctx context.Context, j *events.Job) {
+	n, err := s.opts.Store.DB.Collection(store.Jobs).CountDocuments(ctx, bson.D{
+		{Key: "queue_id", Value: j.QueueID},
+		{Key: "status", Value: bson.D{{Key: "$in", Value: bson.A{events.JobSubmitted, events.JobPending}}}},
+		{Key: "_deleted", Value: bson.D{{Key: "$exists", Value: false}}},
+		{Key: "$or", Value: bson.A{
+			bson.D{{Key: "priority", Value: bson.D{{Key: "$gt", Value: j.Priority}}}},
+			bson.D{{Key: "priority", Value: j.Priority}, {Key: "submitted_at", Value: bson.D{{Key: "$lt", Value: j.SubmittedAt}}}},
+			bson.D{{Key: "priority", Value: j.Priority}, {Key: "submitted_at", Value: j.SubmittedAt}, {Key: "_id", Value: bson.D{{Key: "$lt", Value: j.ID}}}},
+		}},
+	})
+	if err != nil {
+		s.opts.Logger.Warn("count the jobs ahead", "job", j.ID, "err", err)
+		return
+	}
+	pos := int(n) + 1
+	j.QueuePosition = &pos
 }
 
 // setEstimate puts e (zero: not placed) on job j.
