@@ -55,8 +55,24 @@ type QueueAttributes struct {
 
 // QueueScheduling tunes admission on the queue.
 type QueueScheduling struct {
-	Backfill          *bool `json:"backfill,omitempty" bson:"backfill,omitempty" doc:"a job that fits may go before a larger one that does not; default true"`
-	StarvationSeconds int   `json:"starvation_seconds,omitempty" bson:"starvation_seconds,omitempty" minimum:"0" maximum:"31536000" doc:"a job pending longer stops backfill on the queue until it is admitted; 0 = never"`
+	Backfill             *bool `json:"backfill,omitempty" bson:"backfill,omitempty" doc:"a job that fits may go before a larger one that does not; default true"`
+	StarvationSeconds    *int  `json:"starvation_seconds,omitempty" bson:"starvation_seconds,omitempty" minimum:"0" maximum:"31536000" doc:"a job pending longer stops backfill on the queue until it is admitted; null or absent: 300 on a worker queue, none on the built-in controller queues; 0 = never (the guard off)"`
+	DefaultMaxRunSeconds *int  `json:"default_max_run_seconds,omitempty" bson:"default_max_run_seconds,omitempty" minimum:"1" maximum:"31536000" doc:"wall-clock limit of the jobs on the queue that set no max_run_seconds; null: none"`
+}
+
+// DefaultStarvationSeconds is the starvation guard of a queue that sets
+// none: a job pending longer pauses backfill until it is admitted, so that a
+// big gang is not starved by a stream of smaller jobs. 0 turns it off.
+const DefaultStarvationSeconds = 300
+
+// Starvation is the queue's starvation limit: its starvation_seconds, else
+// DefaultStarvationSeconds; 0 means no guard.
+func (s QueueScheduling) Starvation() time.Duration {
+	secs := DefaultStarvationSeconds
+	if s.StarvationSeconds != nil {
+		secs = *s.StarvationSeconds
+	}
+	return time.Duration(secs) * time.Second
 }
 
 // QueueUsage is computed when a queue is read.

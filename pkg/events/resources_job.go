@@ -123,6 +123,7 @@ type Job struct {
 	Priority             int               `json:"priority" bson:"priority"`
 	Labels               map[string]string `json:"labels,omitempty" bson:"labels,omitempty"`
 	Owner                *JobOwner         `json:"owner,omitempty" bson:"owner,omitempty" readOnly:"true"`
+	MaxRunSeconds        *int              `json:"max_run_seconds,omitempty" bson:"max_run_seconds,omitempty" minimum:"1" maximum:"31536000" doc:"wall-clock limit once running"`
 
 	Status     string      `json:"status" bson:"status" readOnly:"true" enum:"submitted,pending,admitted,running,succeeded,failed,cancelled"`
 	Conditions []Condition `json:"conditions" bson:"conditions" readOnly:"true"`
@@ -142,6 +143,12 @@ type Job struct {
 	StartedAt   *time.Time `json:"started_at,omitempty" bson:"started_at,omitempty" readOnly:"true"`
 	FinishedAt  *time.Time `json:"finished_at,omitempty" bson:"finished_at,omitempty" readOnly:"true"`
 	CleanedAt   *time.Time `json:"cleaned_at,omitempty" bson:"cleaned_at,omitempty" readOnly:"true"`
+
+	// The start estimate of a pending job: not stored on the job but joined
+	// on read from its queue's snapshot (QueueEstimates, the scheduler's).
+	QueuePosition    *int          `json:"queue_position,omitempty" bson:"-" readOnly:"true" doc:"while pending: 1-based place in the order the scheduler considers the queue's pending jobs"`
+	EstimatedStartAt EstimatedTime `json:"estimated_start_at,omitzero" bson:"-" readOnly:"true" nullable:"true" format:"date-time" doc:"while pending: when the job is expected to be admitted; null when unknown"`
+	EstimateBasis    string        `json:"estimate_basis,omitempty" bson:"-" readOnly:"true" enum:"free_capacity,max_run_seconds,default_max_run_seconds,median_run_time,unknown" doc:"while pending: the least certain run time the estimate rests on"`
 
 	// CancelRequested is set by the API; the launcher (or the scheduler, for a
 	// job not admitted yet) carries it out.

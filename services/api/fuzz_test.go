@@ -21,6 +21,8 @@ func FuzzQueueDecode(f *testing.F) {
 		`{"name":"q","attributes":{"tolerations":[{"key":"k","operator":"Equal","value":"v","effect":"NoSchedule"}],"node_selector":{"a/b":"c"}}}`,
 		`{"name":{"$gt":""}}`,
 		`{"name":"q","maximum_allowed_worker_instances":1e400}`,
+		`{"name":"q","scheduling":{"starvation_seconds":0,"default_max_run_seconds":60}}`,
+		`{"name":"q","scheduling":{"starvation_seconds":null,"default_max_run_seconds":-1}}`,
 		`{"name":"q","environment_variables":{"A":"\u0000"}}`,
 		`[]`, `null`, ``,
 	} {

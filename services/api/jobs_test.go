@@ -90,6 +90,8 @@ func TestSubmitJobRefusals(t *testing.T) {
 		"nothing to run":         {jobBody("Default", 1).with("application", obj{}), "application"},
 		"bad env name":           {jobBody("Default", 1).with("environment_variables", obj{"1X": "y"}), "environment_variables.1X"},
 		"unknown field":          {jobBody("Default", 1).with("gpus", 1), "gpus"},
+		"max_run_seconds zero":   {jobBody("Default", 1).with("max_run_seconds", 0), "max_run_seconds"},
+		"max_run_seconds float":  {jobBody("Default", 1).with("max_run_seconds", 1.5), "max_run_seconds"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			r := e.do(http.MethodPost, v1+"/jobs", tc.body)

@@ -96,6 +96,9 @@ func (t *term) skipWait(c *events.Condition, updated time.Time, reason, message 
 	if c.Message == message {
 		return true
 	}
+	if guardChanged(c.Message, message) {
+		return false // the starvation guard began or ended for it: say so at once
+	}
 	if t.s.deps.Now().Sub(updated) < messageRefresh || t.refreshes >= refreshBudget {
 		return true
 	}

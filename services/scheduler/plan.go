@@ -19,6 +19,8 @@ type plan struct {
 	cleans    []string  // final jobs asked to be cleaned that will hold nothing
 
 	pendingByQueue map[string]int // for the gauges
+
+	replicas replicaPlan // deployments' replicas (deployments.go)
 }
 
 type waiting struct{ id, reason, message string }
@@ -27,10 +29,18 @@ type waiting struct{ id, reason, message string }
 // released, admit what fits (admit.Admit), and say which jobs to write. It
 // is pure: no I/O, nothing of the picture changed.
 func planPass(ledger lease.Ledger, queues map[string]*events.Queue, jobs map[string]*events.Job, now time.Time) plan {
-	p := plan{change: lease.Change{Grants: map[string][]lease.Claim{}}, pendingByQueue: map[string]int{}}
+	return planPassWith(ledger, queues, jobs, nil, now)
+}
+
+// planPassWith is planPass with the deployments, whose replicas hold leases too.
+func planPassWith(ledger lease.Ledger, queues map[string]*events.Queue, jobs map[string]*events.Job, deployments map[string]*deployment, now time.Time) plan {
+	p := plan{change: lease.Change{Grants: map[string][]lease.Claim{}}, pendingByQueue: map[string]int{}, replicas: replicaPlan{deployments: deployments}}
 	p.followLedger(ledger, jobs)
-	reqs := p.requests(ledger, queues, jobs)
+	reqs := append(p.requests(ledger, queues, jobs), p.replicaRequests(ledger.Leases)...)
 	for _, d := range admit.Admit(snapshot(ledger, p.change.Releases, queues, now), reqs) {
+		if p.replicaDecision(d) {
+			continue
+		}
 		if !d.Admit {
 			p.waits = append(p.waits, waiting{d.ID, d.Reason, d.Message})
 			continue
@@ -59,6 +69,10 @@ func planPass(ledger lease.Ledger, queues map[string]*events.Queue, jobs map[str
 // yet recorded on their jobs.
 func (p *plan) followLedger(ledger lease.Ledger, jobs map[string]*events.Job) {
 	for _, h := range ledger.Holders() {
+		if isReplicaHolder(h) {
+			p.followReplica(h)
+			continue
+		}
 		j := jobs[jobOf(h)]
 		switch {
 		case releasable(jobs, h):
@@ -117,7 +131,7 @@ func snapshot(ledger lease.Ledger, releases []string, queues map[string]*events.
 		backfill := q.Scheduling.Backfill == nil || *q.Scheduling.Backfill
 		snap.Queues[id] = admit.Queue{
 			Name: q.Name, Limit: q.MaximumAllowedWorkerInstances, Allocated: alloc[id],
-			Backfill: backfill, Starvation: time.Duration(q.Scheduling.StarvationSeconds) * time.Second,
+			Backfill: backfill, Starvation: starvationOf(q),
 		}
 	}
 	return snap

@@ -100,7 +100,7 @@ func TestPriorityThenSubmissionOrder(t *testing.T) {
 
 func TestBackfillAndStarvationGuard(t *testing.T) {
 	e := newEnv(t)
-	q := e.queue("Default", ptr(10), func(q *events.Queue) { q.Scheduling.StarvationSeconds = 60 })
+	q := e.queue("Default", ptr(10), func(q *events.Queue) { q.Scheduling.StarvationSeconds = ptr(60) })
 	e.start(testConfig())
 	big := e.submit(q, 7)
 	e.waitStatus(big, events.JobAdmitted)

@@ -56,6 +56,11 @@ type term struct {
 
 	refreshes int // message-only rewrites of waiting jobs in this pass; see messageRefresh
 
+	est *estimator // the start estimates' state (pending.go)
+
+	deployments     map[string]*deployment // live deployments, by id (deployments.go)
+	goneDeployments map[string]bool        // deleted deployments
+
 	jmu sync.Mutex // guards jobs and retired while a pass's writes run concurrently
 
 	mu    sync.Mutex
@@ -70,7 +75,8 @@ func (s *Scheduler) lead(ctx context.Context, epoch int64) error {
 		s: s, epoch: epoch, log: s.log.With("epoch", epoch),
 		queues: map[string]*events.Queue{}, jobs: map[string]*events.Job{},
 		retired: map[string]int64{}, gone: map[string]bool{},
-		kick: make(chan struct{}, 1),
+		kick: make(chan struct{}, 1), est: newEstimator(),
+		deployments: map[string]*deployment{}, goneDeployments: map[string]bool{},
 	}
 	// The epoch goes on the ledger first, so that whatever the previous
 	// leader still writes from now on is refused.
@@ -120,8 +126,9 @@ func (t *term) startConsumer(ctx context.Context) (consumed <-chan struct{}, con
 		defer s.consuming.Store(false)
 		defer close(done)
 		*consumeErr = events.Consume(cctx, s.deps.JS, events.ConsumerSpec{
-			Durable:       s.cfg.Durable,
-			Filters:       []string{events.FilterSubject(events.KindJob, "", ""), events.FilterSubject(events.KindQueue, "", "")},
+			Durable: s.cfg.Durable,
+			Filters: []string{events.FilterSubject(events.KindJob, "", ""), events.FilterSubject(events.KindQueue, "", ""),
+				events.FilterSubject(events.KindDeployment, "", "")},
 			MaxAckPending: 256,
 			DeliverNew:    true,
 		}, t.receive, t.log)
@@ -208,6 +215,7 @@ func (t *term) receive(_ context.Context, e events.Event) error {
 		if err := e.DecodeData(&q); err != nil {
 			return events.Permanent(err)
 		}
+	case events.KindDeployment:
 	default:
 		return nil
 	}
@@ -237,6 +245,7 @@ func (t *term) drain() bool {
 		case events.KindJob:
 			var j events.Job
 			if err := e.DecodeData(&j); err == nil {
+				t.est.observe(&j, t.s.deps.Now())
 				dirty = t.applyJob(&j, e.Type == events.TypeJobDeleted) || dirty
 			}
 		case events.KindQueue:
@@ -244,6 +253,8 @@ func (t *term) drain() bool {
 			if err := e.DecodeData(&q); err == nil {
 				dirty = t.applyQueue(&q, e.Type == events.TypeQueueDeleted) || dirty
 			}
+		case events.KindDeployment:
+			dirty = t.applyDeployment(e) || dirty
 		}
 	}
 	return dirty
@@ -344,6 +355,9 @@ func (t *term) resync(ctx context.Context) error {
 		return fmt.Errorf("resync jobs: %w", err)
 	}
 
+	if err := t.loadDeployments(ctx); err != nil {
+		return err
+	}
 	t.ledger = l
 	qs := make(map[string]*events.Queue, len(queues))
 	for _, q := range queues {
@@ -436,7 +450,7 @@ func wantsOut(j *events.Job) bool { return j.CancelRequested || j.CleanupRequest
 func (t *term) pass(ctx context.Context) error {
 	t.s.metrics.passes.Inc()
 	t.refreshes = 0
-	p := planPass(t.ledger, t.queues, t.jobs, t.s.deps.Now())
+	p := planPassWith(t.ledger, t.queues, t.jobs, t.deployments, t.s.deps.Now())
 	t.log.Debug("admission pass", "jobs", len(t.jobs), "grants", len(p.change.Grants),
 		"releases", len(p.change.Releases), "waiting", len(p.waits), "cancels", len(p.cancels))
 	if err := t.s.ledger.Apply(ctx, &t.ledger, p.change); err != nil {
@@ -453,6 +467,7 @@ func (t *term) pass(ctx context.Context) error {
 	}
 	t.retire()
 	t.report(p.pendingByQueue)
+	t.publishEstimates(ctx)
 	return errors.Join(errs...)
 }
 

@@ -113,6 +113,33 @@ func (e InstanceRole) Valid() bool {
 	}
 }
 
+// Defines values for JobEstimateBasis.
+const (
+	JobEstimateBasisDefaultMaxRunSeconds JobEstimateBasis = "default_max_run_seconds"
+	JobEstimateBasisFreeCapacity         JobEstimateBasis = "free_capacity"
+	JobEstimateBasisMaxRunSeconds        JobEstimateBasis = "max_run_seconds"
+	JobEstimateBasisMedianRunTime        JobEstimateBasis = "median_run_time"
+	JobEstimateBasisUnknown              JobEstimateBasis = "unknown"
+)
+
+// Valid indicates whether the value is a known member of the JobEstimateBasis enum.
+func (e JobEstimateBasis) Valid() bool {
+	switch e {
+	case JobEstimateBasisDefaultMaxRunSeconds:
+		return true
+	case JobEstimateBasisFreeCapacity:
+		return true
+	case JobEstimateBasisMaxRunSeconds:
+		return true
+	case JobEstimateBasisMedianRunTime:
+		return true
+	case JobEstimateBasisUnknown:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for JobStatus.
 const (
 	JobStatusAdmitted  JobStatus = "admitted"
@@ -140,6 +167,51 @@ func (e JobStatus) Valid() bool {
 	case JobStatusSubmitted:
 		return true
 	case JobStatusSucceeded:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for PendingJobEstimateBasis.
+const (
+	PendingJobEstimateBasisDefaultMaxRunSeconds PendingJobEstimateBasis = "default_max_run_seconds"
+	PendingJobEstimateBasisFreeCapacity         PendingJobEstimateBasis = "free_capacity"
+	PendingJobEstimateBasisMaxRunSeconds        PendingJobEstimateBasis = "max_run_seconds"
+	PendingJobEstimateBasisMedianRunTime        PendingJobEstimateBasis = "median_run_time"
+	PendingJobEstimateBasisUnknown              PendingJobEstimateBasis = "unknown"
+)
+
+// Valid indicates whether the value is a known member of the PendingJobEstimateBasis enum.
+func (e PendingJobEstimateBasis) Valid() bool {
+	switch e {
+	case PendingJobEstimateBasisDefaultMaxRunSeconds:
+		return true
+	case PendingJobEstimateBasisFreeCapacity:
+		return true
+	case PendingJobEstimateBasisMaxRunSeconds:
+		return true
+	case PendingJobEstimateBasisMedianRunTime:
+		return true
+	case PendingJobEstimateBasisUnknown:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for PendingJobStatus.
+const (
+	PendingJobStatusPending   PendingJobStatus = "pending"
+	PendingJobStatusSubmitted PendingJobStatus = "submitted"
+)
+
+// Valid indicates whether the value is a known member of the PendingJobStatus enum.
+func (e PendingJobStatus) Valid() bool {
+	switch e {
+	case PendingJobStatusPending:
+		return true
+	case PendingJobStatusSubmitted:
 		return true
 	default:
 		return false
@@ -881,8 +953,14 @@ type Job struct {
 	Conditions           *[]Condition       `json:"conditions,omitempty"`
 	CreatedAt            *time.Time         `json:"created_at,omitempty"`
 	EnvironmentVariables *map[string]string `json:"environment_variables,omitempty"`
-	FinishedAt           *time.Time         `json:"finished_at,omitempty"`
-	Id                   *string            `json:"id,omitempty"`
+
+	// EstimateBasis while pending: the least certain run time the estimate rests on
+	EstimateBasis *JobEstimateBasis `json:"estimate_basis,omitempty"`
+
+	// EstimatedStartAt while pending: when the job is expected to be admitted; null when unknown
+	EstimatedStartAt *time.Time `json:"estimated_start_at,omitempty"`
+	FinishedAt       *time.Time `json:"finished_at,omitempty"`
+	Id               *string    `json:"id,omitempty"`
 
 	// InstanceCounts per role, per status
 	InstanceCounts *map[string]map[string]int64 `json:"instance_counts,omitempty"`
@@ -891,22 +969,31 @@ type Job struct {
 	// InstancesTruncated true when instances shows only the first 1,000
 	InstancesTruncated *bool              `json:"instances_truncated,omitempty"`
 	Labels             *map[string]string `json:"labels,omitempty"`
-	Name               string             `json:"name"`
-	Owner              *JobOwner          `json:"owner,omitempty"`
-	PostController     *PostController    `json:"post_controller,omitempty"`
-	Priority           int64              `json:"priority"`
-	QueueId            string             `json:"queue_id"`
-	QueueName          *string            `json:"queue_name,omitempty"`
-	StartedAt          *time.Time         `json:"started_at,omitempty"`
-	Status             *JobStatus         `json:"status,omitempty"`
-	SubmittedAt        *time.Time         `json:"submitted_at,omitempty"`
-	UpdatedAt          *time.Time         `json:"updated_at,omitempty"`
+
+	// MaxRunSeconds wall-clock limit once running
+	MaxRunSeconds  *int64          `json:"max_run_seconds,omitempty"`
+	Name           string          `json:"name"`
+	Owner          *JobOwner       `json:"owner,omitempty"`
+	PostController *PostController `json:"post_controller,omitempty"`
+	Priority       int64           `json:"priority"`
+	QueueId        string          `json:"queue_id"`
+	QueueName      *string         `json:"queue_name,omitempty"`
+
+	// QueuePosition while pending: 1-based place in the order the scheduler considers the queue's pending jobs
+	QueuePosition *int64     `json:"queue_position,omitempty"`
+	StartedAt     *time.Time `json:"started_at,omitempty"`
+	Status        *JobStatus `json:"status,omitempty"`
+	SubmittedAt   *time.Time `json:"submitted_at,omitempty"`
+	UpdatedAt     *time.Time `json:"updated_at,omitempty"`
 
 	// Version +1 on every change; sent as the ETag
 	Version         *int64    `json:"version,omitempty"`
 	Warnings        *[]string `json:"warnings,omitempty"`
 	WorkerInstances int64     `json:"worker_instances"`
 }
+
+// JobEstimateBasis while pending: the least certain run time the estimate rests on
+type JobEstimateBasis string
 
 // JobStatus defines model for Job.Status.
 type JobStatus string
@@ -940,6 +1027,9 @@ type JobBody struct {
 	Application          JobApplicationRef  `json:"application"`
 	EnvironmentVariables *map[string]string `json:"environment_variables,omitempty"`
 	Labels               *map[string]string `json:"labels,omitempty"`
+
+	// MaxRunSeconds wall-clock limit once running; also what the start estimates of the jobs behind it count on
+	MaxRunSeconds *int64 `json:"max_run_seconds,omitempty"`
 
 	// Name defaults to the job's id
 	Name *string `json:"name,omitempty"`
@@ -984,6 +1074,42 @@ type KubernetesPluginConfig struct {
 type LocalPluginConfig struct {
 	// WorkDir an absolute, clean path under which each instance gets its own directory (logs, pid and exit files)
 	WorkDir *string `json:"work_dir,omitempty"`
+}
+
+// PendingJob defines model for PendingJob.
+type PendingJob struct {
+	// EstimateBasis the least certain run time the estimate rests on
+	EstimateBasis PendingJobEstimateBasis `json:"estimate_basis"`
+
+	// EstimatedStartAt when the job is expected to be admitted; null when unknown
+	EstimatedStartAt *time.Time `json:"estimated_start_at"`
+	Id               string     `json:"id"`
+	Message          *string    `json:"message,omitempty"`
+	Name             string     `json:"name"`
+	Priority         int64      `json:"priority"`
+
+	// QueuePosition 1-based, in the order the scheduler considers the queue's pending jobs: priority (higher first), then submission
+	QueuePosition int64 `json:"queue_position"`
+
+	// Reason of the Admitted condition, e.g. InsufficientWorkerCapacity; absent until the scheduler has looked at the job
+	Reason      *string          `json:"reason,omitempty"`
+	Status      PendingJobStatus `json:"status"`
+	SubmittedAt time.Time        `json:"submitted_at"`
+
+	// WorkerInstances the workers the job needs on this queue, admitted all at once (plus one controller)
+	WorkerInstances int64 `json:"worker_instances"`
+}
+
+// PendingJobEstimateBasis the least certain run time the estimate rests on
+type PendingJobEstimateBasis string
+
+// PendingJobStatus defines model for PendingJob.Status.
+type PendingJobStatus string
+
+// PendingList defines model for PendingList.
+type PendingList struct {
+	Items      *[]PendingJob `json:"items"`
+	NextCursor *string       `json:"next_cursor,omitempty"`
 }
 
 // Plugin defines model for Plugin.
@@ -1282,7 +1408,10 @@ type QueueScheduling struct {
 	// Backfill a job that fits may go before a larger one that does not; default true
 	Backfill *bool `json:"backfill,omitempty"`
 
-	// StarvationSeconds a job pending longer stops backfill on the queue until it is admitted; 0 = never
+	// DefaultMaxRunSeconds wall-clock limit of the jobs on the queue that set no max_run_seconds; null: none
+	DefaultMaxRunSeconds *int64 `json:"default_max_run_seconds,omitempty"`
+
+	// StarvationSeconds a job pending longer stops backfill on the queue until it is admitted; null or absent: 300 on a worker queue, none on the built-in controller queues; 0 = never (the guard off)
 	StarvationSeconds *int64 `json:"starvation_seconds,omitempty"`
 }
 
@@ -1291,7 +1420,10 @@ type QueueSchedulingOut struct {
 	// Backfill a job that fits may go before a larger one that does not; default true
 	Backfill *bool `json:"backfill,omitempty"`
 
-	// StarvationSeconds a job pending longer stops backfill on the queue until it is admitted; 0 = never
+	// DefaultMaxRunSeconds wall-clock limit of the jobs on the queue that set no max_run_seconds; null: none
+	DefaultMaxRunSeconds *int64 `json:"default_max_run_seconds,omitempty"`
+
+	// StarvationSeconds a job pending longer stops backfill on the queue until it is admitted; null or absent: 300 on a worker queue, none on the built-in controller queues; 0 = never (the guard off)
 	StarvationSeconds *int64 `json:"starvation_seconds,omitempty"`
 }
 
@@ -1300,7 +1432,10 @@ type QueueSchedulingPatch struct {
 	// Backfill a job that fits may go before a larger one that does not; default true. null: true.
 	Backfill *bool `json:"backfill,omitempty"`
 
-	// StarvationSeconds a job pending longer stops backfill on the queue until it is admitted; 0 = never. null: removes the value.
+	// DefaultMaxRunSeconds wall-clock limit of the jobs on the queue that set no max_run_seconds; null: none
+	DefaultMaxRunSeconds *int64 `json:"default_max_run_seconds,omitempty"`
+
+	// StarvationSeconds a job pending longer stops backfill on the queue until it is admitted; null or absent: 300 on a worker queue, none on the built-in controller queues; 0 = never (the guard off)
 	StarvationSeconds *int64 `json:"starvation_seconds,omitempty"`
 }
 
@@ -1769,6 +1904,12 @@ type ListQueueJobsParams struct {
 
 // ListQueueJobsParamsStatus defines parameters for ListQueueJobs.
 type ListQueueJobsParamsStatus string
+
+// ListQueuePendingParams defines parameters for ListQueuePending.
+type ListQueuePendingParams struct {
+	Limit  *int64  `form:"limit,omitempty" json:"limit,omitempty"`
+	Cursor *string `form:"cursor,omitempty" json:"cursor,omitempty"`
+}
 
 // PatchAppRuntimeConfigJSONRequestBody defines body for PatchAppRuntimeConfig for application/json ContentType.
 type PatchAppRuntimeConfigJSONRequestBody = AppRuntimeConfigMergePatch
@@ -2791,6 +2932,13 @@ type ClientInterface interface {
 	//
 	// Corresponds with GET /queues/{queue_id}/jobs (the `ListQueueJobs` operationId).
 	ListQueueJobs(ctx context.Context, queueId string, params *ListQueueJobsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ListQueuePending List the pending jobs of a queue in order
+	//
+	// The jobs not admitted yet, in the order the scheduler considers them (priority, then submission), each with its queue_position, estimated_start_at (null when unknown) and estimate_basis, the reason it waits and the workers it needs.
+	//
+	// Corresponds with GET /queues/{queue_id}/pending (the `ListQueuePending` operationId).
+	ListQueuePending(ctx context.Context, queueId string, params *ListQueuePendingParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// GetScenarioExport Get a scenario export
 	//
@@ -3957,6 +4105,23 @@ func (c *Client) ReplaceQueue(ctx context.Context, queueId string, params *Repla
 // Corresponds with GET /queues/{queue_id}/jobs (the `ListQueueJobs` operationId).
 func (c *Client) ListQueueJobs(ctx context.Context, queueId string, params *ListQueueJobsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewListQueueJobsRequest(c.Server, queueId, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ListQueuePending List the pending jobs of a queue in order
+//
+// The jobs not admitted yet, in the order the scheduler considers them (priority, then submission), each with its queue_position, estimated_start_at (null when unknown) and estimate_basis, the reason it waits and the workers it needs.
+//
+// Corresponds with GET /queues/{queue_id}/pending (the `ListQueuePending` operationId).
+func (c *Client) ListQueuePending(ctx context.Context, queueId string, params *ListQueuePendingParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListQueuePendingRequest(c.Server, queueId, params)
 	if err != nil {
 		return nil, err
 	}
@@ -7013,6 +7178,79 @@ func NewListQueueJobsRequest(server string, queueId string, params *ListQueueJob
 	return req, nil
 }
 
+// NewListQueuePendingRequest constructs an http.Request for the ListQueuePending method
+func NewListQueuePendingRequest(server string, queueId string, params *ListQueuePendingParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "queue_id", queueId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/queues/%s/pending", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Limit != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", false, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Cursor != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", false, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
 // NewGetScenarioExportRequest constructs an http.Request for the GetScenarioExport method
 func NewGetScenarioExportRequest(server string, id string) (*http.Request, error) {
 	var err error
@@ -7644,6 +7882,15 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with GET /queues/{queue_id}/jobs (the `ListQueueJobs` operationId).
 	ListQueueJobsWithResponse(ctx context.Context, queueId string, params *ListQueueJobsParams, reqEditors ...RequestEditorFn) (*ListQueueJobsResponse, error)
+
+	// ListQueuePendingWithResponse List the pending jobs of a queue in order
+	//
+	// The jobs not admitted yet, in the order the scheduler considers them (priority, then submission), each with its queue_position, estimated_start_at (null when unknown) and estimate_basis, the reason it waits and the workers it needs.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /queues/{queue_id}/pending (the `ListQueuePending` operationId).
+	ListQueuePendingWithResponse(ctx context.Context, queueId string, params *ListQueuePendingParams, reqEditors ...RequestEditorFn) (*ListQueuePendingResponse, error)
 
 	// GetScenarioExportWithResponse Get a scenario export
 	//
@@ -12593,6 +12840,96 @@ func (r ListQueueJobsResponse) ContentType() string {
 	return ""
 }
 
+type ListQueuePendingResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *PendingList
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *Problem
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *Problem
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *Problem
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListQueuePendingResponse) GetJSON200() *PendingList {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r ListQueuePendingResponse) GetApplicationproblemJSON400() *Problem {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ListQueuePendingResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ListQueuePendingResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r ListQueuePendingResponse) GetApplicationproblemJSON404() *Problem {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r ListQueuePendingResponse) GetApplicationproblemJSON422() *Problem {
+	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r ListQueuePendingResponse) GetApplicationproblemJSON500() *Problem {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r ListQueuePendingResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r ListQueuePendingResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListQueuePendingResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListQueuePendingResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListQueuePendingResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 // GetScenarioExportResponse200Headers the declared response headers of an HTTP 200 response for GetScenarioExport
 type GetScenarioExportResponse200Headers struct {
 	ETag     *string
@@ -13744,6 +14081,21 @@ func (c *ClientWithResponses) ListQueueJobsWithResponse(ctx context.Context, que
 		return nil, err
 	}
 	return ParseListQueueJobsResponse(rsp)
+}
+
+// ListQueuePendingWithResponse List the pending jobs of a queue in order
+//
+// The jobs not admitted yet, in the order the scheduler considers them (priority, then submission), each with its queue_position, estimated_start_at (null when unknown) and estimate_basis, the reason it waits and the workers it needs.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /queues/{queue_id}/pending (the `ListQueuePending` operationId).
+func (c *ClientWithResponses) ListQueuePendingWithResponse(ctx context.Context, queueId string, params *ListQueuePendingParams, reqEditors ...RequestEditorFn) (*ListQueuePendingResponse, error) {
+	rsp, err := c.ListQueuePending(ctx, queueId, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListQueuePendingResponse(rsp)
 }
 
 // GetScenarioExportWithResponse Get a scenario export
@@ -18274,6 +18626,81 @@ func ParseListQueueJobsResponse(rsp *http.Response) (*ListQueueJobsResponse, err
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
 		var dest JobList
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseListQueuePendingResponse parses an HTTP response from a ListQueuePendingWithResponse call
+func ParseListQueuePendingResponse(rsp *http.Response) (*ListQueuePendingResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListQueuePendingResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest PendingList
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}

@@ -108,6 +108,7 @@ func New(opts Options) *Server {
 	s.registerAppRuntimeConfigs()
 	s.registerDeployments()
 	s.registerJobs()
+	s.registerPending()
 	s.registerArtifacts()
 	s.registerExports()
 	s.registerEvents()

@@ -44,6 +44,7 @@ type JobBody struct {
 	EnvironmentVariables map[string]string `json:"environment_variables,omitempty"`
 	Priority             int               `json:"priority,omitempty" minimum:"-1000000" maximum:"1000000" doc:"higher first; then submission order"`
 	Labels               map[string]string `json:"labels,omitempty"`
+	MaxRunSeconds        *int              `json:"max_run_seconds,omitempty" minimum:"1" maximum:"31536000" doc:"wall-clock limit once running; also what the start estimates of the jobs behind it count on"`
 }
 
 func (b *JobBody) validate() []*problem.FieldError {
@@ -249,6 +250,7 @@ func (s *Server) newJob(ctx context.Context, b *JobBody) (*events.Job, error) {
 		EnvironmentVariables: b.EnvironmentVariables,
 		Priority:             b.Priority,
 		Labels:               b.Labels,
+		MaxRunSeconds:        b.MaxRunSeconds,
 		Status:               events.JobSubmitted,
 		Conditions:           []events.Condition{},
 		Warnings:             []string{},
@@ -302,6 +304,7 @@ func (s *Server) getJob(ctx context.Context, in *jobRef) (*jobOutput, error) {
 	}
 	j.Instances, j.InstancesTruncated = items, next != ""
 	normalizeJob(j)
+	s.joinEstimates(ctx, j)
 	return &jobOutput{Status: http.StatusOK, ETag: etag(j.Version), Body: j}, nil
 }
 
@@ -405,6 +408,7 @@ func (s *Server) listJobsWhere(ctx context.Context, filter bson.D, status string
 	for _, j := range out.Items {
 		normalizeJob(j)
 	}
+	s.joinEstimates(ctx, out.Items...)
 	if more {
 		out.NextCursor = items[len(items)-1].ID
 	}

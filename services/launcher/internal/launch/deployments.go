@@ -23,8 +23,8 @@ import (
 // with Cleanup of its slot alone and restarted as the next generation, and
 // scaling down removes whole slots.
 //
-// Replicas hold no lease: the scheduler does not admit deployments yet, so
-// their instances are not counted against their queue's limit.
+// Each replica slot holds a lease on the deployment's queue, granted by the
+// scheduler; a slot is started only once it holds one (replicas.go).
 
 // deployment is what the launcher reads of a deployment document; json
 // tags give the API's shape for the events.
@@ -101,7 +101,11 @@ func (s *Service) syncDeployment(ctx context.Context, id string) (time.Duration,
 	if gone {
 		return 0, errors.Join(errs...)
 	}
-	r := s.syncSlots(ctx, id, &d)
+	leases, err := s.readReplicaLeases(ctx, id, d.QueueID)
+	if err != nil {
+		return 0, errors.Join(append(errs, err)...)
+	}
+	r := s.syncSlots(ctx, id, &d, leases.admitted)
 	errs = append(errs, r.errs...)
 
 	status := deploymentStatus{ReadyReplicas: r.ready, Conditions: slices.Clone(d.Status.Conditions)}
@@ -114,6 +118,7 @@ func (s *Service) syncDeployment(ctx context.Context, id string) (time.Duration,
 	default:
 		setDepCondition(&status, "Available", "False", "ReplicasNotReady", fmt.Sprintf("%d of %d replicas running", r.ready, d.Replicas), nowT)
 	}
+	s.admissionCondition(ctx, &d, leases, &status, nowT)
 	if err := s.writeDeploymentStatus(ctx, raw, &d, env.Outbox, status); err != nil {
 		return 0, errors.Join(append(errs, err)...)
 	}
@@ -154,10 +159,14 @@ type slotsResult struct {
 
 // syncSlots keeps every slot of d running: it counts the ready replicas
 // and restarts ended ones, after a backoff, as their next generation.
-func (s *Service) syncSlots(ctx context.Context, id string, d *deployment) slotsResult {
+func (s *Service) syncSlots(ctx context.Context, id string, d *deployment, admitted map[int]bool) slotsResult {
 	var r slotsResult
 	now := s.deps.Now()
 	for slot := range d.Replicas {
+		if !admitted[slot] {
+			r.after = minPositive(r.after, replicaWait) // not admitted yet: look again soon
+			continue
+		}
 		sid := slotID(id, slot)
 		obs := s.pool.refsOf(sid)
 		st := s.slotState(sid)

@@ -318,6 +318,10 @@ func TestDeploymentReplicas(t *testing.T) {
 			EnvironmentVariables: map[string]string{"FROM": "runtime"}}})
 	e.insert(DeploymentsCollection, deployment{Meta: events.Meta{ID: "dep-01OLD", Version: 1}, Name: "old",
 		ApplicationID: "app-1", QueueID: "q-Default", Replicas: 1, Status: deploymentStatus{Conditions: []events.Condition{}}})
+	// The scheduler's grants: a replica starts only with its lease.
+	claim := bson.A{bson.D{{Key: "queue", Value: "q-Default"}, {Key: "count", Value: 1}}}
+	e.insert(leasesCollection, bson.D{{Key: "_id", Value: ledgerID}, {Key: "epoch", Value: 1}, {Key: "version", Value: 1},
+		{Key: "leases", Value: bson.D{{Key: "dep-01X/replica/0", Value: claim}, {Key: "dep-01X/replica/1", Value: claim}, {Key: "dep-01OLD/replica/0", Value: claim}}}})
 	e.start()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -325,8 +329,8 @@ func TestDeploymentReplicas(t *testing.T) {
 		if err := e.db.Collection(DeploymentsCollection).FindOne(context.Background(), bson.D{{Key: "_id", Value: "dep-01OLD"}}).Decode(&old); err != nil {
 			t.Fatal(err)
 		}
-		if c := old.Status.Conditions; len(c) == 1 {
-			if c[0].Status != "False" || c[0].Reason != "StartFailed" || !strings.Contains(c[0].Message, "no resolved runtime") {
+		if c := findDepCondition(old.Status, "Available"); c != nil {
+			if c.Status != "False" || c.Reason != "StartFailed" || !strings.Contains(c.Message, "no resolved runtime") {
 				t.Errorf("deployment without runtime: %+v", c)
 			}
 			break
@@ -358,15 +362,48 @@ func TestDeploymentReplicas(t *testing.T) {
 		}
 	}
 	d := waitReady(2)
-	if c := d.Status.Conditions; len(c) != 1 || c[0].Type != "Available" || c[0].Status != "True" {
-		t.Errorf("conditions %+v", c)
+	if c := findDepCondition(d.Status, "Available"); c == nil || c.Status != "True" {
+		t.Errorf("conditions %+v", d.Status.Conditions)
+	}
+	if c := findDepCondition(d.Status, "Admitted"); c == nil || c.Status != "True" {
+		t.Errorf("conditions %+v", d.Status.Conditions)
 	}
 	out, err := os.ReadFile(e.dataDir + "/local/dep-01X-r1/replica-0/output.log")
 	if err != nil || string(out) != "dep-01X 1 runtime\n" {
 		t.Errorf("replica 1 printed %q (%v)", out, err)
 	}
 
-	// Scale down: slot 1 goes.
+	// Scale up to 3 without a lease for slot 2: it waits, and says so.
+	_, err = e.db.Collection(DeploymentsCollection).UpdateOne(context.Background(), bson.D{{Key: "_id", Value: "dep-01X"}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "replicas", Value: 3}}}, {Key: "$inc", Value: bson.D{{Key: "version", Value: 1}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		c := findDepCondition(read().Status, "Admitted")
+		if c != nil && c.Status == "False" {
+			if c.Reason != "InsufficientWorkerCapacity" || !strings.Contains(c.Message, "2 of 3 replicas admitted, 1 pending: queue Default has no limit") {
+				t.Errorf("slot 2 without a lease: %+v", c)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no Admitted=False condition with slot 2 waiting: %+v", read().Status)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if _, err := os.Stat(e.dataDir + "/local/dep-01X-r2"); !os.IsNotExist(err) {
+		t.Errorf("slot 2 started without a lease (%v)", err)
+	}
+	_, err = e.db.Collection(leasesCollection).UpdateOne(context.Background(), bson.D{{Key: "_id", Value: ledgerID}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "leases.dep-01X/replica/2", Value: claim}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitReady(3)
+
+	// Scale down: slots 1 and 2 go.
 	_, err = e.db.Collection(DeploymentsCollection).UpdateOne(context.Background(), bson.D{{Key: "_id", Value: "dep-01X"}},
 		bson.D{{Key: "$set", Value: bson.D{{Key: "replicas", Value: 1}}}, {Key: "$inc", Value: bson.D{{Key: "version", Value: 1}}}})
 	if err != nil {
@@ -408,4 +445,13 @@ func TestDeploymentReplicas(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	waitReady(1)
+}
+
+func findDepCondition(st deploymentStatus, typ string) *events.Condition {
+	for i := range st.Conditions {
+		if st.Conditions[i].Type == typ {
+			return &st.Conditions[i]
+		}
+	}
+	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"cmp"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -313,7 +314,9 @@ func (a *admission) decide(r *Request, needs []need) Decision {
 		}
 	}
 	if d.Reason != "" {
-		a.holdBack(r, needs)
+		if guard := a.holdBack(r, needs); guard != "" && d.Reason != ReasonBlockedByEarlierJob && d.Reason != ReasonBlockedByStarvingJob {
+			d.Message += "; " + guard
+		}
 		return d
 	}
 	for _, n := range needs {
@@ -332,13 +335,18 @@ func (a *admission) decide(r *Request, needs []need) Decision {
 // limit of any queue it claims, every limited queue it claims. The first request
 // to block a queue is the one named in the messages: the earliest in order, which
 // the queue waits for first.
-func (a *admission) holdBack(r *Request, needs []need) {
+//
+// If the starvation guard now pauses backfill on some queue for r, holdBack
+// returns the sentence that says so, for r's own message (it begins with
+// StarvationGuardNote); else "".
+func (a *admission) holdBack(r *Request, needs []need) (guard string) {
 	since := r.PendingSince
 	if since.IsZero() {
 		since = r.SubmittedAt
 	}
 	waited := a.snap.Now.Sub(since)
 	var starvedOn *queueState // the first claimed queue whose limit r has passed
+	var paused []string       // queues whose backfill r now pauses
 	for _, n := range needs {
 		if n.q.starvation > 0 && waited > n.q.starvation {
 			starvedOn = n.q
@@ -359,9 +367,20 @@ func (a *admission) holdBack(r *Request, needs []need) {
 			q.blockReason = ReasonBlockedByStarvingJob
 			q.blockMessage = fmt.Sprintf("queue %s: %s %s has waited %s (limit %s); backfill paused until it is admitted",
 				q.name, noun(r.Kind), r.ID, waited, starvedOn.starvation)
+			paused = append(paused, q.name)
 		}
 	}
+	if len(paused) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%s on queue %s: waited %s, past the starvation limit of %s; later requests wait until this one is admitted",
+		StarvationGuardNote, strings.Join(paused, ", "), waited.Round(time.Second), starvedOn.starvation)
 }
+
+// StarvationGuardNote begins the sentence added to the message of a request
+// for which the starvation guard pauses backfill. The service looks for it
+// to write such a message at once rather than at its next refresh.
+const StarvationGuardNote = "starvation guard: backfill paused for it"
 
 // role is the kind of capacity a claim stands for; it picks the reason and wording
 // of a capacity message.

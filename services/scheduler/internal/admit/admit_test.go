@@ -234,7 +234,7 @@ func TestAdmit(t *testing.T) {
 				replica("r1").submitted(t0.Add(2 * time.Minute)).obj(),
 			},
 			want: []Decision{
-				pending("job-123", ReasonInsufficientWorkerCapacity, "queue Default allows 10 worker instances, 7 in use, job needs 4"),
+				pending("job-123", ReasonInsufficientWorkerCapacity, "queue Default allows 10 worker instances, 7 in use, job needs 4; starvation guard: backfill paused for it on queue Default: waited 12m0s, past the starvation limit of 10m0s; later requests wait until this one is admitted"),
 				pending("j2", ReasonBlockedByStarvingJob, "queue Default: job job-123 has waited 12m0s (limit 10m0s); backfill paused until it is admitted"),
 				pending("r1", ReasonBlockedByStarvingJob, "queue Default: job job-123 has waited 12m0s (limit 10m0s); backfill paused until it is admitted"),
 			},
@@ -249,7 +249,7 @@ func TestAdmit(t *testing.T) {
 			},
 			want: []Decision{
 				admitted("j0", on("Default", 3), ctl),
-				pending("job-123", ReasonInsufficientWorkerCapacity, "queue Default allows 10 worker instances, 7 in use, job needs 4"),
+				pending("job-123", ReasonInsufficientWorkerCapacity, "queue Default allows 10 worker instances, 7 in use, job needs 4; starvation guard: backfill paused for it on queue Default: waited 12m0s, past the starvation limit of 10m0s; later requests wait until this one is admitted"),
 				pending("j2", ReasonBlockedByStarvingJob, "queue Default: job job-123 has waited 12m0s (limit 10m0s); backfill paused until it is admitted"),
 			},
 		},
@@ -290,7 +290,7 @@ func TestAdmit(t *testing.T) {
 				replica("r1").queue("Other").submitted(t0.Add(time.Minute)).obj(),
 			},
 			want: []Decision{
-				pending("j1", ReasonInsufficientWorkerCapacity, "queue Default allows 10 worker instances, 10 in use, job needs 4"),
+				pending("j1", ReasonInsufficientWorkerCapacity, "queue Default allows 10 worker instances, 10 in use, job needs 4; starvation guard: backfill paused for it on queue Default, simulation-controller-queue: waited 12m0s, past the starvation limit of 10m0s; later requests wait until this one is admitted"),
 				pending("j2", ReasonBlockedByStarvingJob, "queue simulation-controller-queue: job j1 has waited 12m0s (limit 10m0s); backfill paused until it is admitted"),
 				admitted("r1", on("Other", 1)),
 			},
@@ -306,7 +306,7 @@ func TestAdmit(t *testing.T) {
 				job("j2").queue("Other").workers(3).submitted(t0.Add(time.Minute)).obj(),
 			},
 			want: []Decision{
-				pending("j1", ReasonInsufficientWorkerCapacity, "queue Default allows 10 worker instances, 10 in use, job needs 4"),
+				pending("j1", ReasonInsufficientWorkerCapacity, "queue Default allows 10 worker instances, 10 in use, job needs 4; starvation guard: backfill paused for it on queue Default: waited 12m0s, past the starvation limit of 10m0s; later requests wait until this one is admitted"),
 				admitted("j2", on("Other", 3), ctl),
 			},
 		},

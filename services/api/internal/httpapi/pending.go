@@ -1,0 +1,236 @@
+package httpapi
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/avxrm/rm/pkg/events"
+	"github.com/avxrm/rm/pkg/events/jobdoc"
+	"github.com/avxrm/rm/services/api/internal/store"
+	"github.com/danielgtaylor/huma/v2"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+)
+
+// Position and start estimate of pending jobs. The scheduler keeps one
+// snapshot per queue (events.QueueEstimates, collection
+// events.EstimatesCollection); the API joins it into the pending jobs it
+// returns, so no job is written for its estimate (docs/scheduling.md).
+
+// waitingStatus: the statuses of a job not admitted yet.
+func waitingStatus(status string) bool {
+	return status == events.JobSubmitted || status == events.JobPending
+}
+
+// queueEstimates reads the snapshot of queue id; none yet is an empty one.
+func (s *Server) queueEstimates(ctx context.Context, id string) (map[string]events.JobEstimate, error) {
+	var doc events.QueueEstimates
+	err := s.opts.Store.DB.Collection(events.EstimatesCollection).FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&doc)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return map[string]events.JobEstimate{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]events.JobEstimate, len(doc.Jobs))
+	for _, e := range doc.Jobs {
+		out[e.JobID] = e
+	}
+	return out, nil
+}
+
+// joinEstimates gives every waiting job of jobs its queue_position,
+// estimated_start_at and estimate_basis from its queue's snapshot. A job the
+// scheduler has not placed yet (just submitted), or whose snapshot cannot
+// be read, gets a null estimate, basis unknown and the position counted
+// from the jobs themselves.
+func (s *Server) joinEstimates(ctx context.Context, jobs ...*events.Job) {
+	byQueue := map[string]map[string]events.JobEstimate{}
+	for _, j := range jobs {
+		if !waitingStatus(j.Status) {
+			continue
+		}
+		ests, ok := byQueue[j.QueueID]
+		if !ok {
+			var err error
+			if ests, err = s.queueEstimates(ctx, j.QueueID); err != nil {
+				s.opts.Logger.Warn("read start estimates", "queue", j.QueueID, "err", err)
+			}
+			byQueue[j.QueueID] = ests
+		}
+		setEstimate(j, ests[j.ID])
+		if j.QueuePosition == nil {
+			s.countPosition(ctx, j)
+		}
+	}
+}
+
+// countPosition gives job j, not in its queue's snapshot yet, its place
+// among the queue's waiting jobs in the scheduler's order; on failure it
+// stays without one.
+func (s *Server) countPosition(ctx context.Context, j *events.Job) {
+	n, err := s.opts.Store.DB.Collection(store.Jobs).CountDocuments(ctx, bson.D{
+		{Key: "queue_id", Value: j.QueueID},
+		{Key: "status", Value: bson.D{{Key: "$in", Value: bson.A{events.JobSubmitted, events.JobPending}}}},
+		{Key: "_deleted", Value: bson.D{{Key: "$exists", Value: false}}},
+		{Key: "$or", Value: bson.A{
+			bson.D{{Key: "priority", Value: bson.D{{Key: "$gt", Value: j.Priority}}}},
+			bson.D{{Key: "priority", Value: j.Priority}, {Key: "submitted_at", Value: bson.D{{Key: "$lt", Value: j.SubmittedAt}}}},
+			bson.D{{Key: "priority", Value: j.Priority}, {Key: "submitted_at", Value: j.SubmittedAt}, {Key: "_id", Value: bson.D{{Key: "$lt", Value: j.ID}}}},
+		}},
+	})
+	if err != nil {
+		s.opts.Logger.Warn("count the jobs ahead", "job", j.ID, "err", err)
+		return
+	}
+	pos := int(n) + 1
+	j.QueuePosition = &pos
+}
+
+// setEstimate puts e (zero: not placed) on job j.
+func setEstimate(j *events.Job, e events.JobEstimate) {
+	if e.JobID == "" {
+		j.EstimatedStartAt.Set(nil)
+		j.EstimateBasis = events.BasisUnknown
+		return
+	}
+	pos := e.Position
+	j.QueuePosition = &pos
+	j.EstimatedStartAt.Set(e.StartAt)
+	j.EstimateBasis = e.Basis
+}
+
+// PendingJob is one entry of GET /queues/{queue_id}/pending.
+type PendingJob struct {
+	ID               string               `json:"id"`
+	Name             string               `json:"name"`
+	QueuePosition    int                  `json:"queue_position" doc:"1-based, in the order the scheduler considers the queue's pending jobs: priority (higher first), then submission"`
+	EstimatedStartAt events.EstimatedTime `json:"estimated_start_at" nullable:"true" format:"date-time" doc:"when the job is expected to be admitted; null when unknown"`
+	EstimateBasis    string               `json:"estimate_basis" enum:"free_capacity,max_run_seconds,default_max_run_seconds,median_run_time,unknown" doc:"the least certain run time the estimate rests on"`
+	Status           string               `json:"status" enum:"submitted,pending"`
+	Reason           string               `json:"reason,omitempty" doc:"of the Admitted condition, e.g. InsufficientWorkerCapacity; absent until the scheduler has looked at the job"`
+	Message          string               `json:"message,omitempty"`
+	WorkerInstances  int                  `json:"worker_instances" doc:"the workers the job needs on this queue, admitted all at once (plus one controller)"`
+	Priority         int                  `json:"priority"`
+	SubmittedAt      time.Time            `json:"submitted_at"`
+}
+
+// PendingList is a page of a queue's pending jobs, in order.
+type PendingList struct {
+	Items      []PendingJob `json:"items"`
+	NextCursor string       `json:"next_cursor,omitempty"`
+}
+
+type listPendingInput struct {
+	QueueID string `path:"queue_id" maxLength:"63" doc:"the queue's id or name"`
+	Limit   int    `query:"limit" minimum:"1" maximum:"1000" default:"50"`
+	Cursor  string `query:"cursor" maxLength:"128"`
+}
+
+type pendingOutput struct{ Body PendingList }
+
+func (s *Server) registerPending() {
+	op := s.op("list-queue-pending", http.MethodGet, BasePath+"/queues/{queue_id}/pending", "List the pending jobs of a queue in order",
+		[]string{"Queues", "Jobs"}, http.StatusOK, http.StatusNotFound, http.StatusUnprocessableEntity)
+	op.Description = "The jobs not admitted yet, in the order the scheduler considers them (priority, then submission), each with its " +
+		"queue_position, estimated_start_at (null when unknown) and estimate_basis, the reason it waits and the workers it needs."
+	huma.Register(s.API, op, s.listPending)
+}
+
+func (s *Server) listPending(ctx context.Context, in *listPendingInput) (*pendingOutput, error) {
+	if err := checkCursor(in.Cursor, "job"); err != nil {
+		return nil, err
+	}
+	q, err := s.queues.Get(ctx, in.QueueID)
+	if err != nil {
+		return nil, err
+	}
+	filter := bson.D{{Key: "queue_id", Value: q.Res.ID},
+		{Key: "status", Value: bson.D{{Key: "$in", Value: bson.A{events.JobSubmitted, events.JobPending}}}}}
+	readable, err := s.readableJobsFilter(ctx)
+	if err != nil {
+		return nil, err
+	}
+	filter = append(filter, readable...)
+	cur, err := s.opts.Store.DB.Collection(store.Jobs).Find(ctx, filter, options.Find().SetProjection(bson.D{
+		{Key: "name", Value: 1}, {Key: "status", Value: 1}, {Key: "conditions", Value: 1}, {Key: "worker_instances", Value: 1},
+		{Key: "priority", Value: 1}, {Key: "submitted_at", Value: 1}, {Key: "queue_id", Value: 1}, {Key: "_deleted", Value: 1}}))
+	if err != nil {
+		return nil, err
+	}
+	var jobs []pendingDoc
+	if err := cur.All(ctx, &jobs); err != nil {
+		return nil, err
+	}
+	ests, err := s.queueEstimates(ctx, q.Res.ID)
+	if err != nil {
+		return nil, err
+	}
+	// The scheduler's order (package admit): priority, submission, id.
+	slices.SortFunc(jobs, func(a, b pendingDoc) int { return compareOrder(&a.Job, &b.Job) })
+	var after *events.Job // the cursor's job: the page starts after it in the order
+	if in.Cursor != "" {
+		var c events.Job
+		err := s.opts.Store.DB.Collection(store.Jobs).FindOne(ctx, bson.D{{Key: "_id", Value: in.Cursor}},
+			options.FindOne().SetProjection(bson.D{{Key: "priority", Value: 1}, {Key: "submitted_at", Value: 1}})).Decode(&c)
+		if errors.Is(err, mongo.ErrNoDocuments) {
+			return nil, checkCursor("foreign", "job")
+		}
+		if err != nil {
+			return nil, err
+		}
+		after = &c
+	}
+	limit := cmp.Or(in.Limit, 50)
+	out := PendingList{Items: []PendingJob{}}
+	pos := 0
+	for i := range jobs {
+		j := &jobs[i]
+		if j.Deleted {
+			continue
+		}
+		pos++
+		if after != nil && compareOrder(&j.Job, after) <= 0 {
+			continue
+		}
+		if len(out.Items) == limit {
+			out.NextCursor = out.Items[len(out.Items)-1].ID
+			break
+		}
+		p := PendingJob{ID: j.ID, Name: j.Name, QueuePosition: pos, Status: j.Status, WorkerInstances: j.WorkerInstances,
+			Priority: j.Priority, SubmittedAt: j.SubmittedAt, EstimateBasis: events.BasisUnknown}
+		p.EstimatedStartAt.Set(nil)
+		if e, ok := ests[j.ID]; ok {
+			p.EstimatedStartAt.Set(e.StartAt)
+			p.EstimateBasis = e.Basis
+		}
+		if c := jobdoc.FindCondition(&j.Job, jobdoc.CondAdmitted); c != nil {
+			p.Reason, p.Message = c.Reason, c.Message
+		}
+		out.Items = append(out.Items, p)
+	}
+	return &pendingOutput{Body: out}, nil
+}
+
+// pendingDoc is what GET /queues/{queue_id}/pending reads of a job.
+type pendingDoc struct {
+	events.Job `bson:",inline"`
+	Deleted    bool `bson:"_deleted"`
+}
+
+// compareOrder is the scheduler's order of pending jobs (package admit):
+// priority (higher first), submission (older first), id.
+func compareOrder(a, b *events.Job) int {
+	if c := cmp.Compare(b.Priority, a.Priority); c != 0 {
+		return c
+	}
+	if c := a.SubmittedAt.Compare(b.SubmittedAt); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.ID, b.ID)
+}

@@ -1,0 +1,79 @@
+package scheduler
+
+import (
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/avxrm/rm/pkg/events"
+	"github.com/avxrm/rm/services/scheduler/internal/admit"
+	"github.com/avxrm/rm/services/scheduler/internal/lease"
+)
+
+// TestPlanDeploymentReplicas: a deployment of 3 replicas on a queue limited
+// to 4 leaves room for exactly one 1-worker job; scaled to 5 its two new
+// replicas wait with the numbers; scaled down and deleted it gives its
+// capacity back.
+func TestPlanDeploymentReplicas(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	limit := 4
+	queues := map[string]*events.Queue{
+		"q-d":   {Meta: events.Meta{ID: "q-d"}, Name: "Default", MaximumAllowedWorkerInstances: &limit},
+		"q-ctl": {Meta: events.Meta{ID: "q-ctl"}, Name: events.ControllerQueue},
+	}
+	dep := &deployment{ID: "dep-1", CreatedAt: t0, QueueID: "q-d", Replicas: 3}
+	deps := map[string]*deployment{dep.ID: dep}
+	ledger := lease.Ledger{Leases: map[string][]lease.Claim{}}
+	jobs := map[string]*events.Job{}
+	pass := func() plan {
+		p := planPassWith(ledger, queues, jobs, deps, t0.Add(time.Minute))
+		ledger.Commit(p.change)
+		return p
+	}
+
+	p := pass()
+	if got := slices.Sorted(func(yield func(string) bool) {
+		for h := range p.change.Grants {
+			if !yield(h) {
+				return
+			}
+		}
+	}); !slices.Equal(got, []string{"dep-1/replica/0", "dep-1/replica/1", "dep-1/replica/2"}) {
+		t.Fatalf("grants %v, want the 3 replicas", got)
+	}
+	if a := ledger.Allocated()["q-d"]; a != 3 {
+		t.Fatalf("allocated on the queue %d, want 3", a)
+	}
+
+	for _, id := range []string{"j1", "j2"} {
+		jobs[id] = &events.Job{Meta: events.Meta{ID: id}, QueueID: "q-d", Status: events.JobSubmitted, WorkerInstances: 1, SubmittedAt: t0.Add(time.Duration(len(jobs)) * time.Second)}
+	}
+	p = pass()
+	if !slices.Equal(p.admitJobs, []string{"j1"}) || len(p.waits) != 1 || p.waits[0].id != "j2" {
+		t.Fatalf("with 3 replicas on a limit of 4: admitted %v, waiting %+v; want j1 admitted, j2 waiting", p.admitJobs, p.waits)
+	}
+	jobs["j1"].Status = events.JobRunning
+
+	dep.Replicas = 5
+	p = pass()
+	if len(p.change.Grants) != 0 || p.replicas.waiting != 2 {
+		t.Errorf("scaled to 5 on a full queue: grants %v, %d replicas waiting; want none granted, 2 waiting", p.change.Grants, p.replicas.waiting)
+	}
+	d := admit.Admit(snapshot(ledger, nil, queues, t0), p.replicaRequests(ledger.Leases))
+	if d[0].Reason != admit.ReasonInsufficientWorkerCapacity || !strings.Contains(d[0].Message, "queue Default allows 4 worker instances, 4 in use, replica needs 1") {
+		t.Errorf("a waiting replica's reason: %s %q", d[0].Reason, d[0].Message)
+	}
+
+	dep.Replicas = 1
+	p = pass()
+	if !slices.Equal(slices.Sorted(slices.Values(p.change.Releases)), []string{"dep-1/replica/1", "dep-1/replica/2"}) || !slices.Equal(p.admitJobs, []string{"j2"}) {
+		t.Errorf("scaled down to 1: releases %v, admitted %v; want slots 1 and 2 released and j2 admitted in the same pass", p.change.Releases, p.admitJobs)
+	}
+
+	delete(deps, dep.ID)
+	p = pass()
+	if !slices.Equal(p.change.Releases, []string{"dep-1/replica/0"}) {
+		t.Errorf("deleted: releases %v, want its last replica", p.change.Releases)
+	}
+}
