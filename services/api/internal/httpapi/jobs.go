@@ -42,6 +42,8 @@ type JobBody struct {
 	Application          JobApplicationRef `json:"application"`
 	WorkerInstances      int               `json:"worker_instances" minimum:"1" maximum:"100000" doc:"admitted all at once with one controller on simulation-controller-queue"`
 	EnvironmentVariables map[string]string `json:"environment_variables,omitempty"`
+	Command              []string          `json:"command,omitempty" maxItems:"256" doc:"overrides the runtime's command and args, like a Kubernetes container's command"`
+	Args                 []string          `json:"args,omitempty" maxItems:"1024" doc:"overrides the runtime's args (with command: the args of that command)"`
 	Priority             int               `json:"priority,omitempty" minimum:"-1000000" maximum:"1000000" doc:"higher first; then submission order"`
 	Labels               map[string]string `json:"labels,omitempty"`
 }
@@ -50,6 +52,8 @@ func (b *JobBody) validate() []*problem.FieldError {
 	errs := validateEnv("environment_variables", b.EnvironmentVariables)
 	errs = append(errs, validateEnv("application.environment_variables", b.Application.EnvironmentVariables)...)
 	errs = append(errs, validateLabels("labels", b.Labels, 63)...)
+	errs = append(errs, validateArgs("command", b.Command)...)
+	errs = append(errs, validateArgs("args", b.Args)...)
 	errs = append(errs, b.validateSize()...)
 	a := b.Application
 	switch {
@@ -64,7 +68,8 @@ func (b *JobBody) validate() []*problem.FieldError {
 }
 
 // maxJobSpecBytes bounds what a job carries in every event about it (its
-// environment variables, its application's and its labels, as JSON), so
+// environment variables, its application's, its labels, command and args,
+// as JSON), so
 // that no event is larger than 64 KiB whatever the job (docs/API.md).
 const maxJobSpecBytes = 48 << 10
 
@@ -73,8 +78,9 @@ const maxJobSpecBytes = 48 << 10
 func (b *JobBody) validateSize() []*problem.FieldError {
 	sizes := map[string]int{}
 	total := 0
-	for field, m := range map[string]map[string]string{
+	for field, m := range map[string]any{
 		"environment_variables": b.EnvironmentVariables, "application.environment_variables": b.Application.EnvironmentVariables, "labels": b.Labels,
+		"command": b.Command, "args": b.Args,
 	} {
 		raw, _ := json.Marshal(m)
 		sizes[field] = len(raw)
@@ -89,7 +95,7 @@ func (b *JobBody) validateSize() []*problem.FieldError {
 			largest = f
 		}
 	}
-	return []*problem.FieldError{problem.Field(largest, "environment variables and labels total %d bytes as JSON; a job may carry at most %d (its events stay under 64 KiB)", total, maxJobSpecBytes)}
+	return []*problem.FieldError{problem.Field(largest, "environment variables, labels, command and args total %d bytes as JSON; a job may carry at most %d (its events stay under 64 KiB)", total, maxJobSpecBytes)}
 }
 
 type createJobInput struct {
@@ -230,6 +236,7 @@ func (s *Server) newJob(ctx context.Context, b *JobBody) (*events.Job, error) {
 	}
 	rt, err := jobspec.Resolve(q, app, arc, jobspec.Submission{
 		InlineImage: b.Application.Image, AppEnv: b.Application.EnvironmentVariables, Env: b.EnvironmentVariables,
+		Command: b.Command, Args: b.Args,
 	})
 	if errors.Is(err, jobspec.ErrNoImage) {
 		return nil, problem.Invalid(problem.Field("application.image",
@@ -247,6 +254,8 @@ func (s *Server) newJob(ctx context.Context, b *JobBody) (*events.Job, error) {
 		QueueName:            q.Name,
 		WorkerInstances:      b.WorkerInstances,
 		EnvironmentVariables: b.EnvironmentVariables,
+		Command:              b.Command,
+		Args:                 b.Args,
 		Priority:             b.Priority,
 		Labels:               b.Labels,
 		Status:               events.JobSubmitted,
@@ -383,7 +392,7 @@ func (s *Server) listJobsWhere(ctx context.Context, filter bson.D, status string
 			errs = append(errs, problem.Field("label", "%q is not key=value with a label key", l))
 			continue
 		}
-		all = append(all, bson.D{{Key: "labels." + k, Value: v}})
+		all = append(all, bson.D{{Key: events.LabelField(k), Value: v}})
 	}
 	if len(errs) > 0 {
 		return nil, problem.Invalid(errs...)
