@@ -129,6 +129,7 @@ type listJobsInput struct {
 	QueueID string   `query:"queue_id" maxLength:"63" doc:"the queue's id or name"`
 	Status  string   `query:"status" enum:"submitted,pending,admitted,running,succeeded,failed,cancelled"`
 	Label   []string `query:"label,explode" doc:"key=value; repeat for several (all must match)"`
+	Owner   string   `query:"owner" maxLength:"256" doc:"the owner's subject or username (owner.subject or owner.username)"`
 	Limit   int      `query:"limit" minimum:"1" maximum:"1000" default:"50"`
 	Cursor  string   `query:"cursor" maxLength:"128"`
 }
@@ -137,6 +138,7 @@ type listQueueJobsInput struct {
 	QueueID string   `path:"queue_id" maxLength:"63" doc:"the queue's id or name"`
 	Status  string   `query:"status" enum:"submitted,pending,admitted,running,succeeded,failed,cancelled"`
 	Label   []string `query:"label,explode" doc:"key=value; repeat for several (all must match)"`
+	Owner   string   `query:"owner" maxLength:"256" doc:"the owner's subject or username (owner.subject or owner.username)"`
 	Limit   int      `query:"limit" minimum:"1" maximum:"1000" default:"50"`
 	Cursor  string   `query:"cursor" maxLength:"128"`
 }
@@ -361,7 +363,7 @@ func (s *Server) listJobs(ctx context.Context, in *listJobsInput) (*jobListOutpu
 		}
 		filter = append(filter, bson.E{Key: "queue_id", Value: q.Res.ID})
 	}
-	return s.listJobsWhere(ctx, filter, in.Status, in.Label, in.Limit, in.Cursor)
+	return s.listJobsWhere(ctx, filter, in.Status, in.Label, in.Owner, in.Limit, in.Cursor)
 }
 
 func (s *Server) listQueueJobs(ctx context.Context, in *listQueueJobsInput) (*jobListOutput, error) {
@@ -369,10 +371,10 @@ func (s *Server) listQueueJobs(ctx context.Context, in *listQueueJobsInput) (*jo
 	if err != nil {
 		return nil, err
 	}
-	return s.listJobsWhere(ctx, bson.D{{Key: "queue_id", Value: q.Res.ID}}, in.Status, in.Label, in.Limit, in.Cursor)
+	return s.listJobsWhere(ctx, bson.D{{Key: "queue_id", Value: q.Res.ID}}, in.Status, in.Label, in.Owner, in.Limit, in.Cursor)
 }
 
-func (s *Server) listJobsWhere(ctx context.Context, filter bson.D, status string, labels []string, limit int, cursor string) (*jobListOutput, error) {
+func (s *Server) listJobsWhere(ctx context.Context, filter bson.D, status string, labels []string, owner string, limit int, cursor string) (*jobListOutput, error) {
 	if err := checkCursor(cursor, "job"); err != nil {
 		return nil, err
 	}
@@ -396,6 +398,9 @@ func (s *Server) listJobsWhere(ctx context.Context, filter bson.D, status string
 	}
 	if len(errs) > 0 {
 		return nil, problem.Invalid(errs...)
+	}
+	if owner != "" {
+		all = append(all, ownerCondition(owner))
 	}
 	if len(all) > 0 {
 		filter = append(filter, bson.E{Key: "$and", Value: all})
