@@ -87,3 +87,47 @@ func TestLabelKeysWithDots(t *testing.T) {
 		}
 	}
 }
+
+// GET /jobs/{id}/scenario-exports lists the job's exports, oldest first,
+// paged; an unknown job is a 404.
+func TestListJobScenarioExports(t *testing.T) {
+	e := startEnv(t)
+	e.create("/queues", queueBody("Default"))
+	job := e.must(http.StatusCreated, http.MethodPost, v1+"/jobs", jobBody("Default", 1)).obj(t).str("id")
+	other := e.must(http.StatusCreated, http.MethodPost, v1+"/jobs", jobBody("Default", 1)).obj(t).str("id")
+	var want []string
+	for range 3 {
+		want = append(want, e.must(http.StatusAccepted, http.MethodPost, v1+"/jobs/"+job+"/scenario-exports", obj{}).obj(t).str("id"))
+	}
+	e.must(http.StatusAccepted, http.MethodPost, v1+"/jobs/"+other+"/scenario-exports", obj{})
+
+	page := func(query string) ([]string, string) {
+		t.Helper()
+		o := e.must(http.StatusOK, http.MethodGet, v1+"/jobs/"+job+"/scenario-exports"+query, nil).obj(t)
+		var ids []string
+		for _, it := range o["items"].([]any) {
+			ex := it.(map[string]any)
+			if ex["job_id"] != job || ex["status"] == nil {
+				t.Errorf("item %v", ex)
+			}
+			ids = append(ids, ex["id"].(string))
+		}
+		next, _ := o["next_cursor"].(string)
+		return ids, next
+	}
+	if got, next := page(""); !cmp.Equal(want, got) || next != "" {
+		t.Errorf("all: %v (next %q), want %v", got, next, want)
+	}
+	first, next := page("?limit=2")
+	rest, last := page("?limit=2&cursor=" + next)
+	if !cmp.Equal(want, append(first, rest...)) || last != "" {
+		t.Errorf("pages %v %v (next %q), want %v", first, rest, last, want)
+	}
+	e.must(http.StatusNotFound, http.MethodGet, v1+"/jobs/job-nope/scenario-exports", nil)
+	r := e.must(http.StatusBadRequest, http.MethodGet, v1+"/jobs/"+job+"/scenario-exports?cursor="+job, nil)
+	assertProblem(t, r, "cursor")
+	none := e.must(http.StatusCreated, http.MethodPost, v1+"/jobs", jobBody("Default", 1)).obj(t).str("id")
+	if items := e.must(http.StatusOK, http.MethodGet, v1+"/jobs/"+none+"/scenario-exports", nil).obj(t)["items"].([]any); len(items) != 0 {
+		t.Errorf("a job without exports lists %v", items)
+	}
+}
