@@ -4,8 +4,10 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"slices"
 	"testing"
 
+	"github.com/avxrm/rm/pkg/events"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -130,4 +132,58 @@ func TestListJobScenarioExports(t *testing.T) {
 	if items := e.must(http.StatusOK, http.MethodGet, v1+"/jobs/"+none+"/scenario-exports", nil).obj(t)["items"].([]any); len(items) != 0 {
 		t.Errorf("a job without exports lists %v", items)
 	}
+}
+
+// GET /jobs/{id}/events lists the job's own events from the stream, in
+// order and paged, each with the job as it was; other jobs' events and
+// other kinds are not in it.
+func TestListJobEvents(t *testing.T) {
+	e := startEnv(t)
+	e.create("/queues", queueBody("Default"))
+	id := e.must(http.StatusCreated, http.MethodPost, v1+"/jobs", jobBody("Default", 1)).obj(t).str("id")
+	other := e.must(http.StatusCreated, http.MethodPost, v1+"/jobs", jobBody("Default", 1)).obj(t).str("id")
+	e.create("/queues", queueBody("between"))
+	e.must(http.StatusAccepted, http.MethodPost, v1+"/jobs/"+other+"/cancel", nil)
+	e.must(http.StatusAccepted, http.MethodPost, v1+"/jobs/"+id+"/post-controller", nil)
+	e.must(http.StatusAccepted, http.MethodPost, v1+"/jobs/"+id+"/cancel", nil)
+	var want []string
+	for _, ev := range e.events(events.FilterSubject(events.KindJob, "", id)) {
+		want = append(want, ev.Type)
+	}
+	if len(want) != 3 {
+		t.Fatalf("stream holds %v for the job, want 3 events", want)
+	}
+
+	page := func(query string) (types []string, seqs []float64, next string) {
+		t.Helper()
+		o := e.must(http.StatusOK, http.MethodGet, v1+"/jobs/"+id+"/events"+query, nil).obj(t)
+		for _, it := range o["items"].([]any) {
+			m := it.(map[string]any)
+			data := m["data"].(map[string]any)
+			if data["id"] != id || m["id"] == "" || m["time"] == nil || m["source"] == "" {
+				t.Errorf("item %v", m)
+			}
+			types = append(types, m["type"].(string))
+			seqs = append(seqs, m["sequence"].(float64))
+		}
+		next, _ = o["next_cursor"].(string)
+		return types, seqs, next
+	}
+	all, seqs, next := page("")
+	if !cmp.Equal(want, all) || next != "" || !slices.IsSorted(seqs) {
+		t.Errorf("all: %v at %v (next %q), want %v", all, seqs, next, want)
+	}
+	first, _, next := page("?limit=2")
+	rest, _, last := page("?limit=2&cursor=" + next)
+	if !cmp.Equal(want, append(first, rest...)) || len(first) != 2 || last != "" {
+		t.Errorf("pages %v %v (next %q), want %v", first, rest, last, want)
+	}
+	// The data is the job as it was: cancel_requested only in the last.
+	o := e.must(http.StatusOK, http.MethodGet, v1+"/jobs/"+id+"/events", nil).obj(t)["items"].([]any)
+	if o[0].(map[string]any)["data"].(map[string]any)["cancel_requested"] != nil ||
+		o[2].(map[string]any)["data"].(map[string]any)["cancel_requested"] != true {
+		t.Errorf("the events' data is not the job as it was: %v", o)
+	}
+	e.must(http.StatusNotFound, http.MethodGet, v1+"/jobs/job-nope/events", nil)
+	assertProblem(t, e.must(http.StatusBadRequest, http.MethodGet, v1+"/jobs/"+id+"/events?cursor="+other, nil), "cursor")
 }

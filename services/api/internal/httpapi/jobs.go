@@ -174,6 +174,7 @@ func (s *Server) registerJobs() {
 	op.Description = "instances holds the first 1,000 instances, with instances_truncated true when there are more: GET /jobs/{id}/instances pages through all of them."
 	huma.Register(s.API, op, s.getJob)
 	s.registerJobInstances(tags)
+	s.registerJobEvents(tags)
 	huma.Register(s.API, s.op("delete-job", http.MethodDelete, BasePath+"/jobs/{id}", "Cancel a job, clean it up and remove its record and artifacts",
 		tags, http.StatusNoContent, http.StatusNotFound, http.StatusPreconditionFailed), s.deleteJob)
 	op = s.op("cancel-job", http.MethodPost, BasePath+"/jobs/{id}/cancel", "Cancel a job", tags, http.StatusAccepted, http.StatusNotFound, http.StatusConflict)
