@@ -27,10 +27,10 @@ var jobCols = []column{{"ID", field("id")}, {"NAME", field("name")}, {"QUEUE", f
 
 // reason is why a job waits, or why it failed.
 func reason(j *api.Job) string {
-	if j.Conditions == nil || j.Status == nil {
+	if j.Status == nil {
 		return ""
 	}
-	for _, c := range *j.Conditions {
+	for _, c := range avxrm.Values(j.Conditions) {
 		msg := ""
 		if c.Message != nil {
 			msg = *c.Message
@@ -42,8 +42,8 @@ func reason(j *api.Job) string {
 			return msg
 		}
 	}
-	if *j.Status == "failed" && j.Warnings != nil && len(*j.Warnings) > 0 {
-		return (*j.Warnings)[len(*j.Warnings)-1]
+	if ws := avxrm.Values(j.Warnings); *j.Status == "failed" && len(ws) > 0 {
+		return ws[len(ws)-1]
 	}
 	return ""
 }
@@ -206,8 +206,8 @@ func workerCounts(j *api.Job) (running, done int) {
 		w := (*j.InstanceCounts)["worker"]
 		return int(w["running"]), int(w["succeeded"])
 	}
-	if j.Instances != nil {
-		for _, in := range *j.Instances {
+	if ins := avxrm.Values(j.Instances); ins != nil {
+		for _, in := range ins {
 			if in.Role != "worker" {
 				continue
 			}
@@ -353,21 +353,21 @@ func describeJob(ctx context.Context, c *avxrm.Client, id string, w io.Writer) e
 			fmt.Fprintf(w, "%-10s %s\n", t.n+":", t.v.Format(time.RFC3339))
 		}
 	}
-	if j.Conditions != nil && len(*j.Conditions) > 0 {
+	if conds := avxrm.Values(j.Conditions); len(conds) > 0 {
 		fmt.Fprintln(w, "Conditions:")
-		for _, cd := range *j.Conditions {
+		for _, cd := range conds {
 			fmt.Fprintf(w, "  %-9s %-5s %-28s %s\n", cd.Type, cd.Status, deref(cd.Reason), deref(cd.Message))
 		}
 	}
-	if j.Warnings != nil && len(*j.Warnings) > 0 {
+	if ws := avxrm.Values(j.Warnings); len(ws) > 0 {
 		fmt.Fprintln(w, "Warnings:")
-		for _, m := range *j.Warnings {
+		for _, m := range ws {
 			fmt.Fprintln(w, "  "+m)
 		}
 	}
-	if j.Instances != nil {
+	if ins := avxrm.Values(j.Instances); ins != nil {
 		count := map[string]map[string]int{}
-		for _, in := range *j.Instances {
+		for _, in := range ins {
 			if count[string(in.Role)] == nil {
 				count[string(in.Role)] = map[string]int{}
 			}
@@ -485,8 +485,8 @@ func instanceEnded(j *api.Job, role string, index int) bool {
 	if avxrm.JobFinal(j) {
 		return true
 	}
-	if j.Instances != nil {
-		for _, in := range *j.Instances {
+	if ins := avxrm.Values(j.Instances); ins != nil {
+		for _, in := range ins {
 			if string(in.Role) == role && int(in.Index) == index {
 				return in.FinishedAt != nil
 			}
