@@ -7,7 +7,8 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
-// Labels are a job's labels. In JSON they are an object of key → value;
+// Labels are a map with Kubernetes-style keys: a job's labels, a queue's
+// node selector, labels and annotations. In JSON they are an object of key → value;
 // in MongoDB their keys are stored escaped, because Kubernetes-style keys
 // hold dots (example.com/team) and FerretDB refuses dots in field names
 // (MongoDB reads them as paths): "%" is stored as "%25", "." as "%2E" and

@@ -22,6 +22,7 @@ func FuzzQueueDecode(f *testing.F) {
 		`{"name":{"$gt":""}}`,
 		`{"name":"q","maximum_allowed_worker_instances":1e400}`,
 		`{"name":"q","environment_variables":{"A":"\u0000"}}`,
+		`{"name":"q","attributes":{"node_selector":{"kubernetes.io/hostname":"n1"},"annotations":{"a.b%2E$":"x"}}}`,
 		`[]`, `null`, ``,
 	} {
 		f.Add([]byte(seed))

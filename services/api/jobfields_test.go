@@ -49,7 +49,7 @@ func TestSubmitJobCommandAndArgs(t *testing.T) {
 	}
 }
 
-// anyList is v as it reads back from JSON into any; nil stays nil.
+// anyList is v as it reads back from JSON into any (a list, an object); nil stays nil.
 func anyList(v any) any {
 	raw, _ := json.Marshal(v)
 	var out any
@@ -87,6 +87,18 @@ func TestLabelKeysWithDots(t *testing.T) {
 		if !cmp.Equal(want, ids) {
 			t.Errorf("label=%s: %v, want %v", q, ids, want)
 		}
+	}
+
+	// A queue's node selector, labels and annotations likewise.
+	attrs := obj{"node_selector": obj{"kubernetes.io/hostname": "n1"}, "labels": obj{"example.com/team": "adas"},
+		"annotations": obj{"example.com/note.v1": "x"}}
+	e.create("/queues", obj{"name": "dotted", "attributes": attrs})
+	if got := e.must(http.StatusOK, http.MethodGet, v1+"/queues/dotted", nil).obj(t)["attributes"]; !cmp.Equal(anyList(attrs), got) {
+		t.Errorf("queue attributes read back %v, want %v", got, attrs)
+	}
+	patched := e.must(http.StatusOK, http.MethodPatch, v1+"/queues/dotted", obj{"attributes": obj{"node_selector": obj{"kubernetes.io/hostname": nil, "a.b": "c"}}}).obj(t)
+	if got := patched["attributes"].(map[string]any)["node_selector"]; !cmp.Equal(any(map[string]any{"a.b": "c"}), got) {
+		t.Errorf("patched node selector %v", got)
 	}
 }
 
