@@ -43,6 +43,7 @@ type JobFilter struct {
 	QueueID string
 	Status  api.JobStatus
 	Labels  []string // key=value, all must match
+	Owner   string   // the owner's subject or username
 }
 
 // Jobs iterates over the jobs f selects, page by page.
@@ -59,6 +60,9 @@ func (c *Client) Jobs(ctx context.Context, f JobFilter) iter.Seq2[api.Job, error
 		}
 		if len(f.Labels) > 0 {
 			p.Label = &f.Labels
+		}
+		if f.Owner != "" {
+			p.Owner = &f.Owner
 		}
 		r, err := c.API.ListJobsWithResponse(ctx, p)
 		l, err := result(err, func() (*http.Response, []byte, *api.JobList) { return r.HTTPResponse, r.Body, r.JSON200 })
