@@ -10,7 +10,8 @@ import (
 )
 
 // GET /jobs?owner= selects the jobs whose owner has that subject or that
-// username, within what the caller may read anyway.
+// username, within what the caller may read anyway; a job's events and
+// exports are readable by who may read the job.
 func TestListJobsByOwner(t *testing.T) {
 	e := start(t, devidp.Config{})
 	admin, user, viewer := bearer(e.login("admin")), bearer(e.login("user")), bearer(e.login("viewer"))
@@ -50,5 +51,12 @@ func TestListJobsByOwner(t *testing.T) {
 		if got := list(tc.token, tc.path); !reflect.DeepEqual(tc.want, got) {
 			t.Errorf("%s: GET %s = %v, want %v", tc.who, tc.path, got, tc.want)
 		}
+	}
+
+	// A job's events and exports are read as the job is.
+	for _, sub := range []string{"/events", "/scenario-exports"} {
+		e.must(http.StatusForbidden, user, http.MethodGet, v1+"/jobs/"+adminRestricted.(string)+sub, nil)
+		e.must(http.StatusOK, admin, http.MethodGet, v1+"/jobs/"+adminRestricted.(string)+sub, nil)
+		e.must(http.StatusOK, viewer, http.MethodGet, v1+"/jobs/"+userJob["id"].(string)+sub, nil)
 	}
 }
