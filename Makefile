@@ -127,7 +127,7 @@ fix-go-workspace: ## make go.work use every module in the tree
 
 .PHONY: generate-sdk
 generate-sdk: ## copy the OpenAPI document the server serves into the Go SDK and regenerate its client
-	RM_UPDATE_SDK_SPEC=1 $(GO) test -count=1 -run '^TestSDKIsGeneratedFromTheServedDocument$$' ./cmd/avxrm/internal/sdktest/
+	cd services/api/contracttest && $(GO) test -count=1 -run '^TestGeneratedClientIsCurrent$$' . -update
 	cd sdk/go/avxrm/api && $(GO) generate ./...
 
 .PHONY: fmt

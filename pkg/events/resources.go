@@ -46,11 +46,11 @@ type Toleration struct {
 
 // QueueAttributes are passed to the runtime for every instance of the queue.
 type QueueAttributes struct {
-	NodeSelector   map[string]string `json:"node_selector,omitempty" bson:"node_selector,omitempty"`
-	Tolerations    []Toleration      `json:"tolerations,omitempty" bson:"tolerations,omitempty" maxItems:"64"`
-	Labels         map[string]string `json:"labels,omitempty" bson:"labels,omitempty"`
-	Annotations    map[string]string `json:"annotations,omitempty" bson:"annotations,omitempty"`
-	ServiceAccount string            `json:"service_account,omitempty" bson:"service_account,omitempty" maxLength:"253"`
+	NodeSelector   Labels       `json:"node_selector,omitempty" bson:"node_selector,omitempty"`
+	Tolerations    []Toleration `json:"tolerations,omitempty" bson:"tolerations,omitempty" maxItems:"64"`
+	Labels         Labels       `json:"labels,omitempty" bson:"labels,omitempty"`
+	Annotations    Labels       `json:"annotations,omitempty" bson:"annotations,omitempty"`
+	ServiceAccount string       `json:"service_account,omitempty" bson:"service_account,omitempty" maxLength:"253"`
 }
 
 // QueueScheduling tunes admission on the queue.

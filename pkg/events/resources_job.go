@@ -120,8 +120,10 @@ type Job struct {
 	Application          JobApplication    `json:"application" bson:"application"`
 	WorkerInstances      int               `json:"worker_instances" bson:"worker_instances"`
 	EnvironmentVariables map[string]string `json:"environment_variables,omitempty" bson:"environment_variables,omitempty"`
+	Command              []string          `json:"command,omitempty" bson:"command,omitempty" doc:"overrides the runtime's command (and its args)"`
+	Args                 []string          `json:"args,omitempty" bson:"args,omitempty" doc:"overrides the runtime's args"`
 	Priority             int               `json:"priority" bson:"priority"`
-	Labels               map[string]string `json:"labels,omitempty" bson:"labels,omitempty"`
+	Labels               Labels            `json:"labels,omitempty" bson:"labels,omitempty" doc:"Kubernetes-style keys"`
 	Owner                *JobOwner         `json:"owner,omitempty" bson:"owner,omitempty" readOnly:"true"`
 	MaxRunSeconds        *int              `json:"max_run_seconds,omitempty" bson:"max_run_seconds,omitempty" minimum:"1" maximum:"31536000" doc:"wall-clock limit once running"`
 

@@ -215,3 +215,47 @@ func truncate(r resp) string {
 	}
 	return s
 }
+
+// TestBadJobInputWritesNothing is the table of bad submissions: jobs are
+// only created (no PUT or PATCH), so each case is one POST.
+func TestBadJobInputWritesNothing(t *testing.T) {
+	e := startEnv(t)
+	e.create("/queues", queueBody("Default"))
+	big := strings.Repeat("a", 4000)
+	manyArgs := make([]string, 13) // 13 × 4000 bytes: over the 48 KiB a job may carry
+	for i := range manyArgs {
+		manyArgs[i] = big
+	}
+	cases := map[string]badCase{
+		"command not array":      {set: obj{"command": "/bin/sh -c x"}, field: "command"},
+		"command not strings":    {set: obj{"command": []any{1}}, field: "command[0]"},
+		"command item too long":  {set: obj{"command": []string{strings.Repeat("c", 4097)}}, field: "command[0]"},
+		"command with NUL":       {set: obj{"command": []string{"/bin/sh", "a\x00b"}}, field: "command[1]"},
+		"command too many items": {set: obj{"command": make([]string, 257)}, field: "command"},
+		"args null item":         {set: obj{"args": []any{nil}}, field: "args[0]"},
+		"args with NUL":          {set: obj{"args": []string{"\x00"}}, field: "args[0]"},
+		"args too many items":    {set: obj{"args": make([]string, 1025)}, field: "args"},
+		"args over the budget":   {set: obj{"args": manyArgs}, field: "args"},
+		"args operator object":   {set: obj{"args": obj{"$gt": ""}}, field: "args"},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			b := jobBody("Default", 1)
+			for f, v := range tc.set {
+				b = b.with(f, v)
+			}
+			beforeEvents := len(e.events(""))
+			r := e.do(http.MethodPost, v1+"/jobs", b)
+			if r.Status < 400 || r.Status > 499 {
+				t.Fatalf("POST /jobs = %s, want 4xx", truncate(r))
+			}
+			assertProblem(t, r, tc.field)
+			if n := e.count("jobs"); n != 0 {
+				t.Errorf("%d jobs stored", n)
+			}
+			if n := len(e.events("")); n != beforeEvents {
+				t.Errorf("%d events published, was %d", n, beforeEvents)
+			}
+		})
+	}
+}

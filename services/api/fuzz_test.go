@@ -24,6 +24,7 @@ func FuzzQueueDecode(f *testing.F) {
 		`{"name":"q","scheduling":{"starvation_seconds":0,"default_max_run_seconds":60}}`,
 		`{"name":"q","scheduling":{"starvation_seconds":null,"default_max_run_seconds":-1}}`,
 		`{"name":"q","environment_variables":{"A":"\u0000"}}`,
+		`{"name":"q","attributes":{"node_selector":{"kubernetes.io/hostname":"n1"},"annotations":{"a.b%2E$":"x"}}}`,
 		`[]`, `null`, ``,
 	} {
 		f.Add([]byte(seed))
@@ -38,6 +39,7 @@ func FuzzApplicationDecode(f *testing.F) {
 		`{"name":"sim","version":{"$ne":null}}`,
 		`{"name":"sim","version":"1","resource_version":7}`,
 		`{"name":"sim","version":"1","command":"not a list"}`,
+		`{"name":"sim","version":"1","command":["/bin/sh","-c"],"args":["a\u0000b"]}`,
 	} {
 		f.Add([]byte(seed))
 	}
@@ -60,21 +62,50 @@ func fuzzDecode(f *testing.F, create, target string) {
 			r.Header.Set("Content-Type", req.ct)
 			w := httptest.NewRecorder()
 			h.ServeHTTP(w, r)
-			if w.Code >= 500 {
-				t.Fatalf("%s %s %q = %d %s", req.method, req.path, body, w.Code, w.Body)
-			}
-			if w.Code >= 400 {
-				var p struct {
-					Status int    `json:"status"`
-					Title  string `json:"title"`
-				}
-				if ct := w.Header().Get("Content-Type"); !strings.HasPrefix(ct, "application/problem+json") {
-					t.Fatalf("%s %s %q = %d with Content-Type %q", req.method, req.path, body, w.Code, ct)
-				}
-				if err := json.Unmarshal(w.Body.Bytes(), &p); err != nil || p.Status != w.Code || p.Title == "" {
-					t.Fatalf("%s %s %q = %d, not a problem: %s", req.method, req.path, body, w.Code, w.Body)
-				}
-			}
+			checkFuzzAnswer(t, req.method+" "+req.path, body, w)
 		}
+	})
+}
+
+// checkFuzzAnswer fails t on a 5xx, or a 4xx that is not a problem.
+func checkFuzzAnswer(t *testing.T, req string, body []byte, w *httptest.ResponseRecorder) {
+	t.Helper()
+	if w.Code >= 500 {
+		t.Fatalf("%s %q = %d %s", req, body, w.Code, w.Body)
+	}
+	if w.Code >= 400 {
+		var p struct {
+			Status int    `json:"status"`
+			Title  string `json:"title"`
+		}
+		if ct := w.Header().Get("Content-Type"); !strings.HasPrefix(ct, "application/problem+json") {
+			t.Fatalf("%s %q = %d with Content-Type %q", req, body, w.Code, ct)
+		}
+		if err := json.Unmarshal(w.Body.Bytes(), &p); err != nil || p.Status != w.Code || p.Title == "" {
+			t.Fatalf("%s %q = %d, not a problem: %s", req, body, w.Code, w.Body)
+		}
+	}
+}
+
+// FuzzJobSubmit sends any body to POST /jobs: below 500, every 4xx a problem.
+func FuzzJobSubmit(f *testing.F) {
+	for _, seed := range []string{
+		`{"queue_id":"Default","worker_instances":1,"application":{"image":"busybox"},"command":["sleep"],"args":["1"]}`,
+		`{"queue_id":"Default","worker_instances":1,"application":{"image":"busybox"},"args":["a\u0000b"]}`,
+		`{"queue_id":"Default","worker_instances":1,"application":{"image":"busybox"},"command":[null]}`,
+		`{"queue_id":"Default","worker_instances":1,"application":{"image":"busybox"},"args":{"$gt":""}}`,
+		`{"queue_id":"Default","worker_instances":1,"application":{"image":"busybox"},"labels":{"example.com/key":"v"}}`,
+	} {
+		f.Add([]byte(seed))
+	}
+	e := startEnv(f)
+	e.must(http.StatusCreated, http.MethodPost, v1+"/queues", `{"name":"Default"}`)
+	h := e.svc.Handler()
+	f.Fuzz(func(t *testing.T, body []byte) {
+		r := httptest.NewRequest(http.MethodPost, v1+"/jobs", bytes.NewReader(body))
+		r.Header.Set("Content-Type", "application/json")
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		checkFuzzAnswer(t, "POST /jobs", body, w)
 	})
 }

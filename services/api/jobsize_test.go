@@ -28,6 +28,8 @@ func TestJobEventSizeIsBounded(t *testing.T) {
 	}
 	ok := jobBody("Default", 100000).with("environment_variables", env(4, 1200)).with("labels", labels)
 	ok["application"].(obj)["environment_variables"] = env(2, 900)
+	ok["command"] = []string{strings.Repeat("<", 400)}
+	ok["args"] = []string{strings.Repeat("<", 250), strings.Repeat("<", 250)}
 	id := e.must(http.StatusCreated, http.MethodPost, v1+"/jobs", ok).obj(t).str("id")
 	for _, ev := range e.events(events.FilterSubject(events.KindJob, "", id)) {
 		if n := len(ev.Data); n > 64<<10 {

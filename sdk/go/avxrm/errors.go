@@ -38,9 +38,9 @@ func (e *Error) Error() string {
 	if msg == "" {
 		msg = http.StatusText(e.StatusCode)
 	}
-	if e.Problem.Errors != nil {
+	if errs, _ := e.Problem.Errors.Get(); len(errs) > 0 {
 		var fields []string
-		for _, f := range *e.Problem.Errors {
+		for _, f := range errs {
 			if f.Field != "" && !strings.Contains(msg, f.Message) {
 				fields = append(fields, f.Field+": "+f.Message)
 			} else if !strings.Contains(msg, f.Message) {
@@ -56,10 +56,8 @@ func (e *Error) Error() string {
 
 // FieldErrors returns the problem's errors by field.
 func (e *Error) FieldErrors() []api.FieldError {
-	if e.Problem.Errors == nil {
-		return nil
-	}
-	return *e.Problem.Errors
+	errs, _ := e.Problem.Errors.Get() // absent or null: none
+	return errs
 }
 
 // statuses are the statuses each sentinel stands for.

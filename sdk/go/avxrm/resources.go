@@ -9,6 +9,7 @@ import (
 	"strconv"
 
 	"github.com/avxrm/rm/sdk/go/avxrm/api"
+	"github.com/oapi-codegen/nullable"
 )
 
 // pages yields the items of fetch's pages, following next_cursor, until the
@@ -42,6 +43,7 @@ type JobFilter struct {
 	QueueID string
 	Status  api.JobStatus
 	Labels  []string // key=value, all must match
+	Owner   string   // the owner's subject or username
 }
 
 // Jobs iterates over the jobs f selects, page by page.
@@ -59,15 +61,16 @@ func (c *Client) Jobs(ctx context.Context, f JobFilter) iter.Seq2[api.Job, error
 		if len(f.Labels) > 0 {
 			p.Label = &f.Labels
 		}
+		if f.Owner != "" {
+			p.Owner = &f.Owner
+		}
 		r, err := c.API.ListJobsWithResponse(ctx, p)
 		l, err := result(err, func() (*http.Response, []byte, *api.JobList) { return r.HTTPResponse, r.Body, r.JSON200 })
 		if err != nil {
 			return nil, nil, err
 		}
-		if l.Items == nil {
-			return nil, l.NextCursor, nil
-		}
-		return *l.Items, l.NextCursor, nil
+		items, _ := l.Items.Get() // absent or null: none
+		return items, l.NextCursor, nil
 	})
 }
 
@@ -168,4 +171,12 @@ func (c *Client) CreateExport(ctx context.Context, jobID string, req api.ExportR
 func (c *Client) GetExport(ctx context.Context, id string) (*api.ScenarioExport, error) {
 	r, err := c.API.GetScenarioExportWithResponse(ctx, id)
 	return result(err, func() (*http.Response, []byte, *api.ScenarioExport) { return r.HTTPResponse, r.Body, r.JSON200 })
+}
+
+// Values is the list a nullable field of the API's types holds (the
+// generated types say nullable.Nullable so that a merge patch can send
+// null): nil when it is absent or null.
+func Values[T any](n nullable.Nullable[[]T]) []T {
+	v, _ := n.Get()
+	return v
 }

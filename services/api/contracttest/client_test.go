@@ -6,7 +6,7 @@ import (
 	"net/http"
 	"testing"
 
-	"github.com/avxrm/rm/services/api/contracttest/client"
+	client "github.com/avxrm/rm/sdk/go/avxrm/api"
 	"github.com/oapi-codegen/nullable"
 )
 

@@ -262,6 +262,14 @@ func script(s *session) {
 	s.do("POST", "/jobs", map[string]any{"queue_id": "Default", "application": map[string]any{"id": app}, "worker_instances": 11}, 422)
 	s.do("POST", "/jobs", map[string]any{"application": map[string]any{"id": app}, "worker_instances": 1}, 422, offSchema())
 	s.do("GET", "/jobs?label=team=adas&label=site=x", nil, 200)
+	s.do("POST", "/jobs", map[string]any{"queue_id": "Default", "application": map[string]any{"id": app}, "worker_instances": 1,
+		"command": []string{"/opt/sim/run"}, "args": []string{"--seed", "42"}, "labels": map[string]any{"example.com/team": "adas"}}, 201)
+	s.do("POST", "/jobs", map[string]any{"queue_id": "Default", "application": map[string]any{"id": app}, "worker_instances": 1,
+		"args": []string{"a\x00b"}}, 422)
+	s.do("GET", "/jobs?owner=nobody&label=example.com/team=adas", nil, 200)
+	s.do("GET", "/jobs/"+job+"/events?limit=2", nil, 200)
+	s.do("GET", "/jobs/"+job+"/events?cursor=garbage", nil, 400)
+	s.do("GET", "/jobs/job-nothing/events", nil, 404)
 	s.do("GET", "/jobs?cursor=garbage", nil, 400)
 	s.do("GET", "/jobs?status=lost", nil, 422, offSchema())
 	s.do("GET", "/queues/Default/jobs?status=submitted", nil, 200)
@@ -284,6 +292,8 @@ func script(s *session) {
 	s.do("POST", "/jobs/"+job+"/scenario-exports", map[string]any{"samples": []string{"s-999"}}, 422)
 	s.do("GET", "/scenario-exports/"+exp, nil, 200)
 	s.do("GET", "/scenario-exports/exp-nothing", nil, 404)
+	s.do("GET", "/jobs/"+job+"/scenario-exports", nil, 200)
+	s.do("GET", "/jobs/job-nothing/scenario-exports", nil, 404)
 	s.do("GET", "/scenario-exports/"+exp+"/download", nil, 409) // not ready yet
 	s.waitFor("/scenario-exports/"+exp, "ready")
 	s.do("GET", "/scenario-exports/"+exp+"/download", nil, 200)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/avxrm/rm/sdk/go/avxrm"
 	"github.com/avxrm/rm/sdk/go/avxrm/api"
+	"github.com/oapi-codegen/nullable"
 	"github.com/spf13/cobra"
 )
 
@@ -60,17 +61,17 @@ func exportCommand(g *globals) *cobra.Command {
 			}
 			req := api.ExportRequest{}
 			if len(samples) > 0 {
-				req.Samples = &samples
+				req.Samples = nullable.NewNullableWithValue(samples)
 			}
 			if len(include) > 0 {
 				inc := make([]api.ExportRequestInclude, len(include))
 				for i, s := range include {
 					inc[i] = api.ExportRequestInclude(s)
 				}
-				req.Include = &inc
+				req.Include = nullable.NewNullableWithValue(inc)
 			}
 			if len(declarations) > 0 {
-				req.FilterByAssetDeclaration = &declarations
+				req.FilterByAssetDeclaration = nullable.NewNullableWithValue(declarations)
 			}
 			ctx := cmd.Context()
 			x, err := c.CreateExport(ctx, args[0], req)

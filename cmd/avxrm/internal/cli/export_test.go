@@ -13,6 +13,7 @@ import (
 	"github.com/avxrm/rm/cmd/avxrm/internal/allinone"
 	"github.com/avxrm/rm/sdk/go/avxrm"
 	"github.com/avxrm/rm/sdk/go/avxrm/api"
+	"github.com/oapi-codegen/nullable"
 )
 
 var binary string
@@ -48,7 +49,7 @@ func TestExportDownloadResumes(t *testing.T) {
 		t.Fatal(err)
 	}
 	img := "local"
-	app, err := c.CreateApplication(ctx, api.ApplicationBody{Name: "true", Version: "1", Image: &img, Command: &[]string{"/bin/true"}})
+	app, err := c.CreateApplication(ctx, api.ApplicationBody{Name: "true", Version: "1", Image: &img, Command: nullable.NewNullableWithValue([]string{"/bin/true"})})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +63,7 @@ func TestExportDownloadResumes(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	x, err := c.CreateExport(ctx, *job.Id, api.ExportRequest{Samples: &[]string{"s-001"}})
+	x, err := c.CreateExport(ctx, *job.Id, api.ExportRequest{Samples: nullable.NewNullableWithValue([]string{"s-001"})})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/avxrm/rm/sdk/go/avxrm"
 	"github.com/avxrm/rm/sdk/go/avxrm/api"
+	"github.com/oapi-codegen/nullable"
 	"github.com/spf13/cobra"
 )
 
@@ -27,10 +28,10 @@ var jobCols = []column{{"ID", field("id")}, {"NAME", field("name")}, {"QUEUE", f
 
 // reason is why a job waits, or why it failed.
 func reason(j *api.Job) string {
-	if j.Conditions == nil || j.Status == nil {
+	if j.Status == nil {
 		return ""
 	}
-	for _, c := range *j.Conditions {
+	for _, c := range avxrm.Values(j.Conditions) {
 		msg := ""
 		if c.Message != nil {
 			msg = *c.Message
@@ -42,8 +43,8 @@ func reason(j *api.Job) string {
 			return msg
 		}
 	}
-	if *j.Status == "failed" && j.Warnings != nil && len(*j.Warnings) > 0 {
-		return (*j.Warnings)[len(*j.Warnings)-1]
+	if ws := avxrm.Values(j.Warnings); *j.Status == "failed" && len(ws) > 0 {
+		return ws[len(ws)-1]
 	}
 	return ""
 }
@@ -53,20 +54,31 @@ func submitCommand(g *globals) *cobra.Command {
 		queue, app, name, image string
 		workers                 int
 		priority                int
-		env, labels             []string
+		env, labels, command    []string
 		wait                    bool
 	)
 	cmd := &cobra.Command{
-		Use:   "submit --queue <queue> --app <name:version|app-id> --workers N [flags]",
+		Use:   "submit --queue <queue> --app <name:version|app-id> --workers N [flags] [-- args...]",
 		Short: "Submit a job; with --wait, follow it until it ends",
 		Long: "Submit a job and print its id. With --wait, follow it live until it ends: exit 0 when it\n" +
 			"succeeded, 1 when it failed (the failing instance and exit code are printed), 3 when it was cancelled.\n" +
-			"On a terminal one status line is redrawn in place; otherwise each change is one line.",
+			"On a terminal one status line is redrawn in place; otherwise each change is one line.\n" +
+			"Arguments after -- are the job's args: they replace the application's (--command replaces both).",
 		Example: "  avxrm submit --queue Default --app sim:1.0 --workers 8\n" +
-			"  avxrm submit --queue Default --app sim:1.0 --workers 10 --env SEED=42 --label team=adas --wait",
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+			"  avxrm submit --queue Default --app sim:1.0 --workers 10 --env SEED=42 --label team=adas --wait\n" +
+			"  avxrm submit --queue Default --app sim:1.0 -- --seed 42",
+		Args: cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 && cmd.ArgsLenAtDash() != 0 {
+				return fmt.Errorf("unexpected argument %q: put the job's args after --", args[0])
+			}
 			body := api.JobBody{QueueId: queue, WorkerInstances: int64(workers), Application: appRef(app, image)}
+			if len(args) > 0 {
+				body.Args = nullable.NewNullableWithValue(args)
+			}
+			if len(command) > 0 {
+				body.Command = nullable.NewNullableWithValue(command)
+			}
 			if name != "" {
 				body.Name = &name
 			}
@@ -112,6 +124,7 @@ func submitCommand(g *globals) *cobra.Command {
 	f.IntVar(&priority, "priority", 0, "higher first")
 	f.StringArrayVar(&env, "env", nil, "K=V environment variable of every instance (repeatable)")
 	f.StringArrayVar(&labels, "label", nil, "k=v label (repeatable)")
+	f.StringArrayVar(&command, "command", nil, "the job's command, one word per flag (repeatable); replaces the application's command and args")
 	f.BoolVar(&wait, "wait", false, "follow the job until it ends; the exit code says how it ended")
 	_ = cmd.MarkFlagRequired("queue")
 	_ = cmd.MarkFlagRequired("app")
@@ -206,8 +219,8 @@ func workerCounts(j *api.Job) (running, done int) {
 		w := (*j.InstanceCounts)["worker"]
 		return int(w["running"]), int(w["succeeded"])
 	}
-	if j.Instances != nil {
-		for _, in := range *j.Instances {
+	if ins := avxrm.Values(j.Instances); ins != nil {
+		for _, in := range ins {
 			if in.Role != "worker" {
 				continue
 			}
@@ -235,7 +248,7 @@ func bar(running, done, n, width int) string {
 func jobsCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "jobs", Aliases: []string{"job"}, Short: "List, show, cancel, clean up and delete jobs",
 		Example: "  avxrm jobs ls\n  avxrm jobs ls -A --queue Default --status failed -o json\n  avxrm jobs describe job-01J…\n  avxrm jobs cancel job-01J…"}
-	var queue, status string
+	var queue, status, owner string
 	var labels []string
 	var all bool
 	ls := &cobra.Command{
@@ -256,6 +269,9 @@ func jobsCommand(g *globals) *cobra.Command {
 			for _, l := range labels {
 				q.Add("label", l)
 			}
+			if owner != "" {
+				q.Set("owner", owner)
+			}
 			var items []json.RawMessage
 			for it, err := range c.List(cmd.Context(), "/jobs", q) {
 				if err != nil {
@@ -275,6 +291,7 @@ func jobsCommand(g *globals) *cobra.Command {
 	ls.Flags().StringVar(&queue, "queue", "", "only this queue's jobs")
 	ls.Flags().StringVar(&status, "status", "", "only jobs of this status")
 	ls.Flags().StringArrayVar(&labels, "label", nil, "k=v: only jobs with this label (repeatable)")
+	ls.Flags().StringVar(&owner, "owner", "", "only the jobs of this owner (subject or username)")
 	ls.Flags().BoolVarP(&all, "all", "A", false, "also the jobs that have ended")
 
 	get := &cobra.Command{
@@ -353,21 +370,21 @@ func describeJob(ctx context.Context, c *avxrm.Client, id string, w io.Writer) e
 			fmt.Fprintf(w, "%-10s %s\n", t.n+":", t.v.Format(time.RFC3339))
 		}
 	}
-	if j.Conditions != nil && len(*j.Conditions) > 0 {
+	if conds := avxrm.Values(j.Conditions); len(conds) > 0 {
 		fmt.Fprintln(w, "Conditions:")
-		for _, cd := range *j.Conditions {
+		for _, cd := range conds {
 			fmt.Fprintf(w, "  %-9s %-5s %-28s %s\n", cd.Type, cd.Status, deref(cd.Reason), deref(cd.Message))
 		}
 	}
-	if j.Warnings != nil && len(*j.Warnings) > 0 {
+	if ws := avxrm.Values(j.Warnings); len(ws) > 0 {
 		fmt.Fprintln(w, "Warnings:")
-		for _, m := range *j.Warnings {
+		for _, m := range ws {
 			fmt.Fprintln(w, "  "+m)
 		}
 	}
-	if j.Instances != nil {
+	if ins := avxrm.Values(j.Instances); ins != nil {
 		count := map[string]map[string]int{}
-		for _, in := range *j.Instances {
+		for _, in := range ins {
 			if count[string(in.Role)] == nil {
 				count[string(in.Role)] = map[string]int{}
 			}
@@ -485,8 +502,8 @@ func instanceEnded(j *api.Job, role string, index int) bool {
 	if avxrm.JobFinal(j) {
 		return true
 	}
-	if j.Instances != nil {
-		for _, in := range *j.Instances {
+	if ins := avxrm.Values(j.Instances); ins != nil {
+		for _, in := range ins {
 			if string(in.Role) == role && int(in.Index) == index {
 				return in.FinishedAt != nil
 			}

@@ -18,6 +18,7 @@ import (
 	"github.com/avxrm/rm/cmd/avxrm/internal/allinone"
 	"github.com/avxrm/rm/sdk/go/avxrm"
 	"github.com/avxrm/rm/sdk/go/avxrm/api"
+	"github.com/oapi-codegen/nullable"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -49,9 +50,9 @@ func ptr[T any](v T) *T { return &v }
 func sleeperApp(t *testing.T, c *avxrm.Client) string {
 	t.Helper()
 	a, err := c.CreateApplication(context.Background(), api.ApplicationBody{Name: "sleeper", Version: "1", Image: ptr("local"),
-		Command: &[]string{"/bin/sh", "-c", `echo "hello from $RM_ROLE $RM_INSTANCE_INDEX"
+		Command: nullable.NewNullableWithValue([]string{"/bin/sh", "-c", `echo "hello from $RM_ROLE $RM_INSTANCE_INDEX"
 if [ "$RM_ROLE" = worker ] && [ "$RM_INSTANCE_INDEX" = "${FAIL_INDEX:-none}" ]; then exit 2; fi
-exec sleep "${SLEEP:-1}"`}})
+exec sleep "${SLEEP:-1}"`})})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +148,7 @@ func TestJobsIteratorPagesOver250Jobs(t *testing.T) {
 func holdQueue(t *testing.T, c *avxrm.Client, name, app string) {
 	t.Helper()
 	ctx := context.Background()
-	if _, err := c.CreateQueue(ctx, api.QueueBody{Name: name, MaximumAllowedWorkerInstances: ptr(int64(1))}); err != nil {
+	if _, err := c.CreateQueue(ctx, api.QueueBody{Name: name, MaximumAllowedWorkerInstances: nullable.NewNullableWithValue(int64(1))}); err != nil {
 		t.Fatal(err)
 	}
 	blocker, err := c.SubmitJob(ctx, api.JobBody{QueueId: name, WorkerInstances: 1, Name: ptr("blocker"),
@@ -213,7 +214,7 @@ func TestWaitJobAcrossServerRestart(t *testing.T) {
 	c := newClient(t, addr, avxrm.WithHTTPClient(watching), avxrm.WithRetries(50),
 		avxrm.WithOnDisconnect(func(error, int) { disconnects.Add(1) }))
 	app := sleeperApp(t, c)
-	if _, err := c.CreateQueue(ctx, api.QueueBody{Name: "gate", MaximumAllowedWorkerInstances: ptr(int64(2))}); err != nil {
+	if _, err := c.CreateQueue(ctx, api.QueueBody{Name: "gate", MaximumAllowedWorkerInstances: nullable.NewNullableWithValue(int64(2))}); err != nil {
 		t.Fatal(err)
 	}
 	// The queue is full until the test raises its limit.

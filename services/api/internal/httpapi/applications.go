@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/avxrm/rm/pkg/events"
@@ -248,12 +249,16 @@ func (s *Server) applicationInUse(ctx context.Context, a *ApplicationDoc) error 
 	return s.inUseBy(ctx, what, store.Jobs, activeJobs(bson.E{Key: "application.id", Value: a.ID}), "active job")
 }
 
-// validateArgs bounds the strings of a command or argument list.
+// validateArgs bounds the strings of a command or argument list and
+// refuses NUL bytes, which no process can receive in an argument.
 func validateArgs(field string, args []string) []*problem.FieldError {
 	var errs []*problem.FieldError
 	for i, a := range args {
 		if len(a) > 4096 {
 			errs = append(errs, problem.Field(field+"["+itoa(i)+"]", "longer than 4096 characters"))
+		}
+		if strings.ContainsRune(a, 0) {
+			errs = append(errs, problem.Field(field+"["+itoa(i)+"]", "contains a NUL byte"))
 		}
 	}
 	return errs

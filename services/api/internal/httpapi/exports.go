@@ -59,6 +59,7 @@ func (s *Server) registerExports() {
 		"Poll GET /scenario-exports/{id} until ready, then download it."
 	s.idempotentPost(path)
 	huma.Register(s.API, op, s.createExport)
+	s.registerJobExportList(tags)
 	huma.Register(s.API, s.op("get-scenario-export", http.MethodGet, BasePath+"/scenario-exports/{id}", "Get a scenario export",
 		tags, http.StatusOK, http.StatusNotFound), s.getExport)
 	op = s.op("download-scenario-export", http.MethodGet, BasePath+"/scenario-exports/{id}/download", "Download a scenario export's zip",

@@ -42,6 +42,8 @@ type JobBody struct {
 	Application          JobApplicationRef `json:"application"`
 	WorkerInstances      int               `json:"worker_instances" minimum:"1" maximum:"100000" doc:"admitted all at once with one controller on simulation-controller-queue"`
 	EnvironmentVariables map[string]string `json:"environment_variables,omitempty"`
+	Command              []string          `json:"command,omitempty" maxItems:"256" doc:"overrides the runtime's command and args, like a Kubernetes container's command"`
+	Args                 []string          `json:"args,omitempty" maxItems:"1024" doc:"overrides the runtime's args (with command: the args of that command)"`
 	Priority             int               `json:"priority,omitempty" minimum:"-1000000" maximum:"1000000" doc:"higher first; then submission order"`
 	Labels               map[string]string `json:"labels,omitempty"`
 	MaxRunSeconds        *int              `json:"max_run_seconds,omitempty" minimum:"1" maximum:"31536000" doc:"wall-clock limit once running; also what the start estimates of the jobs behind it count on"`
@@ -51,6 +53,8 @@ func (b *JobBody) validate() []*problem.FieldError {
 	errs := validateEnv("environment_variables", b.EnvironmentVariables)
 	errs = append(errs, validateEnv("application.environment_variables", b.Application.EnvironmentVariables)...)
 	errs = append(errs, validateLabels("labels", b.Labels, 63)...)
+	errs = append(errs, validateArgs("command", b.Command)...)
+	errs = append(errs, validateArgs("args", b.Args)...)
 	errs = append(errs, b.validateSize()...)
 	a := b.Application
 	switch {
@@ -65,7 +69,8 @@ func (b *JobBody) validate() []*problem.FieldError {
 }
 
 // maxJobSpecBytes bounds what a job carries in every event about it (its
-// environment variables, its application's and its labels, as JSON), so
+// environment variables, its application's, its labels, command and args,
+// as JSON), so
 // that no event is larger than 64 KiB whatever the job (docs/API.md).
 const maxJobSpecBytes = 48 << 10
 
@@ -74,8 +79,9 @@ const maxJobSpecBytes = 48 << 10
 func (b *JobBody) validateSize() []*problem.FieldError {
 	sizes := map[string]int{}
 	total := 0
-	for field, m := range map[string]map[string]string{
+	for field, m := range map[string]any{
 		"environment_variables": b.EnvironmentVariables, "application.environment_variables": b.Application.EnvironmentVariables, "labels": b.Labels,
+		"command": b.Command, "args": b.Args,
 	} {
 		raw, _ := json.Marshal(m)
 		sizes[field] = len(raw)
@@ -90,7 +96,7 @@ func (b *JobBody) validateSize() []*problem.FieldError {
 			largest = f
 		}
 	}
-	return []*problem.FieldError{problem.Field(largest, "environment variables and labels total %d bytes as JSON; a job may carry at most %d (its events stay under 64 KiB)", total, maxJobSpecBytes)}
+	return []*problem.FieldError{problem.Field(largest, "environment variables, labels, command and args total %d bytes as JSON; a job may carry at most %d (its events stay under 64 KiB)", total, maxJobSpecBytes)}
 }
 
 type createJobInput struct {
@@ -124,6 +130,7 @@ type listJobsInput struct {
 	QueueID string   `query:"queue_id" maxLength:"63" doc:"the queue's id or name"`
 	Status  string   `query:"status" enum:"submitted,pending,admitted,running,succeeded,failed,cancelled"`
 	Label   []string `query:"label,explode" doc:"key=value; repeat for several (all must match)"`
+	Owner   string   `query:"owner" maxLength:"256" doc:"the owner's subject or username (owner.subject or owner.username)"`
 	Limit   int      `query:"limit" minimum:"1" maximum:"1000" default:"50"`
 	Cursor  string   `query:"cursor" maxLength:"128"`
 }
@@ -132,6 +139,7 @@ type listQueueJobsInput struct {
 	QueueID string   `path:"queue_id" maxLength:"63" doc:"the queue's id or name"`
 	Status  string   `query:"status" enum:"submitted,pending,admitted,running,succeeded,failed,cancelled"`
 	Label   []string `query:"label,explode" doc:"key=value; repeat for several (all must match)"`
+	Owner   string   `query:"owner" maxLength:"256" doc:"the owner's subject or username (owner.subject or owner.username)"`
 	Limit   int      `query:"limit" minimum:"1" maximum:"1000" default:"50"`
 	Cursor  string   `query:"cursor" maxLength:"128"`
 }
@@ -167,6 +175,7 @@ func (s *Server) registerJobs() {
 	op.Description = "instances holds the first 1,000 instances, with instances_truncated true when there are more: GET /jobs/{id}/instances pages through all of them."
 	huma.Register(s.API, op, s.getJob)
 	s.registerJobInstances(tags)
+	s.registerJobEvents(tags)
 	huma.Register(s.API, s.op("delete-job", http.MethodDelete, BasePath+"/jobs/{id}", "Cancel a job, clean it up and remove its record and artifacts",
 		tags, http.StatusNoContent, http.StatusNotFound, http.StatusPreconditionFailed), s.deleteJob)
 	op = s.op("cancel-job", http.MethodPost, BasePath+"/jobs/{id}/cancel", "Cancel a job", tags, http.StatusAccepted, http.StatusNotFound, http.StatusConflict)
@@ -231,6 +240,7 @@ func (s *Server) newJob(ctx context.Context, b *JobBody) (*events.Job, error) {
 	}
 	rt, err := jobspec.Resolve(q, app, arc, jobspec.Submission{
 		InlineImage: b.Application.Image, AppEnv: b.Application.EnvironmentVariables, Env: b.EnvironmentVariables,
+		Command: b.Command, Args: b.Args,
 	})
 	if errors.Is(err, jobspec.ErrNoImage) {
 		return nil, problem.Invalid(problem.Field("application.image",
@@ -248,6 +258,8 @@ func (s *Server) newJob(ctx context.Context, b *JobBody) (*events.Job, error) {
 		QueueName:            q.Name,
 		WorkerInstances:      b.WorkerInstances,
 		EnvironmentVariables: b.EnvironmentVariables,
+		Command:              b.Command,
+		Args:                 b.Args,
 		Priority:             b.Priority,
 		Labels:               b.Labels,
 		MaxRunSeconds:        b.MaxRunSeconds,
@@ -355,7 +367,7 @@ func (s *Server) listJobs(ctx context.Context, in *listJobsInput) (*jobListOutpu
 		}
 		filter = append(filter, bson.E{Key: "queue_id", Value: q.Res.ID})
 	}
-	return s.listJobsWhere(ctx, filter, in.Status, in.Label, in.Limit, in.Cursor)
+	return s.listJobsWhere(ctx, filter, in.Status, in.Label, in.Owner, in.Limit, in.Cursor)
 }
 
 func (s *Server) listQueueJobs(ctx context.Context, in *listQueueJobsInput) (*jobListOutput, error) {
@@ -363,10 +375,10 @@ func (s *Server) listQueueJobs(ctx context.Context, in *listQueueJobsInput) (*jo
 	if err != nil {
 		return nil, err
 	}
-	return s.listJobsWhere(ctx, bson.D{{Key: "queue_id", Value: q.Res.ID}}, in.Status, in.Label, in.Limit, in.Cursor)
+	return s.listJobsWhere(ctx, bson.D{{Key: "queue_id", Value: q.Res.ID}}, in.Status, in.Label, in.Owner, in.Limit, in.Cursor)
 }
 
-func (s *Server) listJobsWhere(ctx context.Context, filter bson.D, status string, labels []string, limit int, cursor string) (*jobListOutput, error) {
+func (s *Server) listJobsWhere(ctx context.Context, filter bson.D, status string, labels []string, owner string, limit int, cursor string) (*jobListOutput, error) {
 	if err := checkCursor(cursor, "job"); err != nil {
 		return nil, err
 	}
@@ -386,10 +398,13 @@ func (s *Server) listJobsWhere(ctx context.Context, filter bson.D, status string
 			errs = append(errs, problem.Field("label", "%q is not key=value with a label key", l))
 			continue
 		}
-		all = append(all, bson.D{{Key: "labels." + k, Value: v}})
+		all = append(all, bson.D{{Key: events.LabelField(k), Value: v}})
 	}
 	if len(errs) > 0 {
 		return nil, problem.Invalid(errs...)
+	}
+	if owner != "" {
+		all = append(all, ownerCondition(owner))
 	}
 	if len(all) > 0 {
 		filter = append(filter, bson.E{Key: "$and", Value: all})

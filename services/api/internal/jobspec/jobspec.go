@@ -39,6 +39,8 @@ type Submission struct {
 	InlineImage string            // application.image
 	AppEnv      map[string]string // application.environment_variables
 	Env         map[string]string // environment_variables
+	Command     []string          // command: replaces the runtime's command and args
+	Args        []string          // args: replaces the runtime's args
 }
 
 // ErrNoImage: nothing gives the job an image.
@@ -50,7 +52,10 @@ var ErrNoImage = errors.New("jobspec: no image")
 // the inline one, else the application's; command and args the
 // application's unless arc gives them; environment variables queue, then
 // application, then inline application, then arc, then job (later wins);
-// resource limits arc's, else the queue's. ErrNoImage when none has an image.
+// resource limits arc's, else the queue's. The job's own command and args
+// override all of that, as a Kubernetes container's do an image's: a
+// command replaces the command and the args (the job's args, if any, go
+// with it), args alone replace the args. ErrNoImage when none has an image.
 func Resolve(q *events.Queue, app *Application, arc *RuntimeConfig, sub Submission) (events.RuntimeSpec, error) {
 	rt := events.RuntimeSpec{ResourceLimits: q.ResourceLimits}
 	switch {
@@ -85,8 +90,18 @@ func Resolve(q *events.Queue, app *Application, arc *RuntimeConfig, sub Submissi
 		}
 	}
 	maps.Copy(env, sub.Env)
+	overrideCommand(&rt, sub)
 	if len(env) > 0 {
 		rt.EnvironmentVariables = env
 	}
 	return rt, nil
+}
+
+// overrideCommand applies the job's command and args to rt.
+func overrideCommand(rt *events.RuntimeSpec, sub Submission) {
+	if len(sub.Command) > 0 {
+		rt.Command, rt.Args = sub.Command, sub.Args
+	} else if len(sub.Args) > 0 {
+		rt.Args = sub.Args
+	}
 }

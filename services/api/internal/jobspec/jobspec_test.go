@@ -34,6 +34,15 @@ func TestResolve(t *testing.T) {
 				ResourceLimits: small, EnvironmentVariables: map[string]string{"A": "queue", "B": "app", "C": "inline"}}},
 		"inline application, nothing registered": {sub: Submission{InlineImage: "inline:1"},
 			want: events.RuntimeSpec{Image: "inline:1", ResourceLimits: small, EnvironmentVariables: map[string]string{"A": "queue", "B": "queue"}}},
+		"the job's args replace the runtime's": {app: app, arc: arc, sub: Submission{Args: []string{"--seed", "42"}},
+			want: events.RuntimeSpec{Image: "arc:1", Command: []string{"run"}, Args: []string{"--seed", "42"}, WorkingDirectory: "/w",
+				ResourceLimits: big, EnvironmentVariables: map[string]string{"A": "queue", "B": "app", "C": "arc", "D": "arc"}}},
+		"the job's command replaces the runtime's command and args": {app: app, arc: arc, sub: Submission{Command: []string{"/opt/sim/run"}},
+			want: events.RuntimeSpec{Image: "arc:1", Command: []string{"/opt/sim/run"}, WorkingDirectory: "/w",
+				ResourceLimits: big, EnvironmentVariables: map[string]string{"A": "queue", "B": "app", "C": "arc", "D": "arc"}}},
+		"the job's command and args": {sub: Submission{InlineImage: "inline:1", Command: []string{"sleep"}, Args: []string{"1"}},
+			want: events.RuntimeSpec{Image: "inline:1", Command: []string{"sleep"}, Args: []string{"1"}, ResourceLimits: small,
+				EnvironmentVariables: map[string]string{"A": "queue", "B": "queue"}}},
 		"no image anywhere": {app: &Application{ID: "app-2"}, err: ErrNoImage},
 	}
 	for name, tc := range cases {

@@ -35,7 +35,7 @@ func (u *UI) jobRows(ctx context.Context, f jobsQuery, queueIDs []string) ([]*jo
 	}
 	if f.Label != "" {
 		k, v, _ := strings.Cut(f.Label, "=")
-		filter = append(filter, bson.E{Key: "labels." + k, Value: v})
+		filter = append(filter, bson.E{Key: events.LabelField(k), Value: v})
 	}
 	if f.Owner != "" {
 		filter = append(filter, bson.E{Key: "$or", Value: bson.A{

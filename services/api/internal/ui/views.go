@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/avxrm/rm/pkg/events"
 )
 
 // The view decodes the API's JSON into types of its own that hold only what
@@ -124,7 +126,7 @@ type jobView struct {
 	Status             string                    `json:"status" bson:"status"`
 	WorkerInstances    int                       `json:"worker_instances" bson:"worker_instances"`
 	Priority           int                       `json:"priority" bson:"priority"`
-	Labels             map[string]string         `json:"labels" bson:"labels"`
+	Labels             events.Labels             `json:"labels" bson:"labels"`
 	Owner              *owner                    `json:"owner" bson:"owner"`
 	Conditions         []condition               `json:"conditions" bson:"conditions"`
 	Warnings           []string                  `json:"warnings" bson:"warnings"`

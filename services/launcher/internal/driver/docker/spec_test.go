@@ -104,3 +104,16 @@ func TestMountFor(t *testing.T) {
 		})
 	}
 }
+
+// A job's command and args (resolved into the spec) become the container's
+// entrypoint and command, replacing the image's.
+func TestContainerSpecCommandAndArgs(t *testing.T) {
+	s := driver.Spec{Name: "n", Image: "img", Command: []string{"/opt/sim/run"}, Args: []string{"--seed", "42"}}
+	cfg, _, err := containerSpec(s, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cmp.Equal([]string(cfg.Entrypoint), s.Command) || !cmp.Equal([]string(cfg.Cmd), s.Args) {
+		t.Errorf("entrypoint %q cmd %q, want %q %q", cfg.Entrypoint, cfg.Cmd, s.Command, s.Args)
+	}
+}

@@ -25,10 +25,10 @@ func TestConformance(t *testing.T) {
 		Behave: func(_ *testing.T, s *driver.Spec, b drivertest.Behaviour) {
 			secs := b.RunFor.Seconds()
 			s.RunSeconds = &secs
-			s.Command = []string{"echo", b.Print}
+			s.Command, s.Args = []string{"echo"}, []string{b.Print} // the log records both
 			s.Env[simulated.EnvExitCode] = strconv.Itoa(b.Exit)
 		},
-		Logs:      true, // the synthetic log shows the command
+		Logs:      true, // the synthetic log shows the command and its args
 		ExitCodes: true,
 		Timeout:   10 * time.Second,
 	})

@@ -1,0 +1,62 @@
+package devidp_test
+
+import (
+	"net/http"
+	"net/url"
+	"reflect"
+	"testing"
+
+	"github.com/avxrm/rm/cmd/avxrm/internal/devidp"
+)
+
+// GET /jobs?owner= selects the jobs whose owner has that subject or that
+// username, within what the caller may read anyway; a job's events and
+// exports are readable by who may read the job.
+func TestListJobsByOwner(t *testing.T) {
+	e := start(t, devidp.Config{})
+	admin, user, viewer := bearer(e.login("admin")), bearer(e.login("user")), bearer(e.login("viewer"))
+	e.must(http.StatusCreated, admin, http.MethodPost, v1+"/queues", map[string]any{"name": "open"})
+	e.must(http.StatusCreated, admin, http.MethodPost, v1+"/queues", map[string]any{"name": "restricted",
+		"access": map[string]any{"read": []string{"role:rm-admin"}}})
+	app := e.must(http.StatusCreated, admin, http.MethodPost, v1+"/applications", map[string]any{"name": "sim", "version": "1", "image": "sim:1"}).obj(t)
+	submit := func(token, queue string) map[string]any {
+		t.Helper()
+		return e.must(http.StatusCreated, token, http.MethodPost, v1+"/jobs", map[string]any{
+			"queue_id": queue, "application": map[string]any{"id": app["id"]}, "worker_instances": 1}).obj(t)
+	}
+	userJob := submit(user, "open")
+	adminOpen, adminRestricted := submit(admin, "open")["id"], submit(admin, "restricted")["id"]
+	userSubject := userJob["owner"].(map[string]any)["subject"].(string)
+
+	list := func(token, path string) []any {
+		t.Helper()
+		var ids []any
+		for _, it := range e.must(http.StatusOK, token, http.MethodGet, v1+path, nil).obj(t)["items"].([]any) {
+			ids = append(ids, it.(map[string]any)["id"])
+		}
+		return ids
+	}
+	for _, tc := range []struct {
+		who, token, path string
+		want             []any
+	}{
+		{"viewer", viewer, "/jobs?owner=user", []any{userJob["id"]}},
+		{"viewer", viewer, "/jobs?owner=" + url.QueryEscape(userSubject), []any{userJob["id"]}},
+		{"admin", admin, "/jobs?owner=admin", []any{adminOpen, adminRestricted}},
+		{"user", user, "/jobs?owner=admin", []any{adminOpen}}, // not the restricted queue's
+		{"admin", admin, "/queues/open/jobs?owner=admin", []any{adminOpen}},
+		{"admin", admin, "/jobs?owner=admin&status=submitted&queue_id=restricted", []any{adminRestricted}},
+		{"admin", admin, "/jobs?owner=nobody", nil},
+	} {
+		if got := list(tc.token, tc.path); !reflect.DeepEqual(tc.want, got) {
+			t.Errorf("%s: GET %s = %v, want %v", tc.who, tc.path, got, tc.want)
+		}
+	}
+
+	// A job's events and exports are read as the job is.
+	for _, sub := range []string{"/events", "/scenario-exports"} {
+		e.must(http.StatusForbidden, user, http.MethodGet, v1+"/jobs/"+adminRestricted.(string)+sub, nil)
+		e.must(http.StatusOK, admin, http.MethodGet, v1+"/jobs/"+adminRestricted.(string)+sub, nil)
+		e.must(http.StatusOK, viewer, http.MethodGet, v1+"/jobs/"+userJob["id"].(string)+sub, nil)
+	}
+}
