@@ -57,7 +57,16 @@ type QueueAttributes struct {
 type QueueScheduling struct {
 	Backfill          *bool `json:"backfill,omitempty" bson:"backfill,omitempty" doc:"a job that fits may go before a larger one that does not; default true"`
 	StarvationSeconds int   `json:"starvation_seconds,omitempty" bson:"starvation_seconds,omitempty" minimum:"0" maximum:"31536000" doc:"a job pending longer stops backfill on the queue until it is admitted; 0 = never"`
+	// StartTimeoutSeconds: an admitted job whose instances have not all
+	// started after this long fails; nil: DefaultStartTimeoutSeconds.
+	StartTimeoutSeconds *int `json:"start_timeout_seconds,omitempty" bson:"start_timeout_seconds,omitempty" minimum:"1" maximum:"31536000" doc:"an admitted job whose instances cannot all start fails after this long; default 600"`
+	// DefaultMaxRunSeconds is the wall-clock limit of the queue's jobs that
+	// set no max_run_seconds; nil: none.
+	DefaultMaxRunSeconds *int `json:"default_max_run_seconds,omitempty" bson:"default_max_run_seconds,omitempty" minimum:"1" maximum:"31536000" doc:"wall-clock limit of the jobs that set no max_run_seconds; absent: none"`
 }
+
+// DefaultStartTimeoutSeconds is a queue's start timeout when it sets none.
+const DefaultStartTimeoutSeconds = 600
 
 // QueueUsage is computed when a queue is read.
 type QueueUsage struct {

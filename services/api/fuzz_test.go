@@ -22,6 +22,8 @@ func FuzzQueueDecode(f *testing.F) {
 		`{"name":{"$gt":""}}`,
 		`{"name":"q","maximum_allowed_worker_instances":1e400}`,
 		`{"name":"q","environment_variables":{"A":"\u0000"}}`,
+		`{"name":"q","scheduling":{"start_timeout_seconds":20,"default_max_run_seconds":3600}}`,
+		`{"name":"q","scheduling":{"start_timeout_seconds":0,"default_max_run_seconds":-1e400}}`,
 		`[]`, `null`, ``,
 	} {
 		f.Add([]byte(seed))

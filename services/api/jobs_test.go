@@ -90,6 +90,16 @@ func TestSubmitJobRefusals(t *testing.T) {
 		"nothing to run":         {jobBody("Default", 1).with("application", obj{}), "application"},
 		"bad env name":           {jobBody("Default", 1).with("environment_variables", obj{"1X": "y"}), "environment_variables.1X"},
 		"unknown field":          {jobBody("Default", 1).with("gpus", 1), "gpus"},
+		"max_run_seconds zero":   {jobBody("Default", 1).with("max_run_seconds", 0), "max_run_seconds"},
+		"max_run_seconds string": {jobBody("Default", 1).with("max_run_seconds", "60"), "max_run_seconds"},
+		"max_run_seconds huge":   {jobBody("Default", 1).with("max_run_seconds", 1e12), "max_run_seconds"},
+		"max_retries negative":   {jobBody("Default", 1).with("max_retries", -1), "max_retries"},
+		"max_retries too many":   {jobBody("Default", 1).with("max_retries", 101), "max_retries"},
+		"max_retries float":      {jobBody("Default", 1).with("max_retries", 1.5), "max_retries"},
+		"retry_on unknown kind":  {jobBody("Default", 1).with("retry_on", []string{"sometimes"}), "retry_on[0]"},
+		"retry_on not a list":    {jobBody("Default", 1).with("retry_on", "failed"), "retry_on"},
+		"retry_on repeated":      {jobBody("Default", 1).with("retry_on", []string{"failed", "failed"}), "retry_on"},
+		"retry_on operator":      {jobBody("Default", 1).with("retry_on", obj{"$ne": nil}), "retry_on"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			r := e.do(http.MethodPost, v1+"/jobs", tc.body)

@@ -215,7 +215,7 @@ func TestFailingWorkerFailsJobAndStopsOthers(t *testing.T) {
 	if j.Status != events.JobFailed {
 		t.Fatalf("status %s", j.Status)
 	}
-	c := j.Conditions[len(j.Conditions)-1]
+	c := *jobdoc.FindCondition(&j, condFailed)
 	if c.Type != condFailed || c.Reason != reasonInstanceFailed || c.Message != "worker 2 exited with code 3" {
 		t.Errorf("condition %+v", c)
 	}
