@@ -113,6 +113,24 @@ func (e InstanceRole) Valid() bool {
 	}
 }
 
+// Defines values for JobRetryOn.
+const (
+	JobRetryOnFailed JobRetryOn = "failed"
+	JobRetryOnLost   JobRetryOn = "lost"
+)
+
+// Valid indicates whether the value is a known member of the JobRetryOn enum.
+func (e JobRetryOn) Valid() bool {
+	switch e {
+	case JobRetryOnFailed:
+		return true
+	case JobRetryOnLost:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for JobStatus.
 const (
 	JobStatusAdmitted  JobStatus = "admitted"
@@ -140,6 +158,42 @@ func (e JobStatus) Valid() bool {
 	case JobStatusSubmitted:
 		return true
 	case JobStatusSucceeded:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for JobAttemptOutcome.
+const (
+	JobAttemptOutcomeFailed JobAttemptOutcome = "failed"
+	JobAttemptOutcomeLost   JobAttemptOutcome = "lost"
+)
+
+// Valid indicates whether the value is a known member of the JobAttemptOutcome enum.
+func (e JobAttemptOutcome) Valid() bool {
+	switch e {
+	case JobAttemptOutcomeFailed:
+		return true
+	case JobAttemptOutcomeLost:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for JobBodyRetryOn.
+const (
+	JobBodyRetryOnFailed JobBodyRetryOn = "failed"
+	JobBodyRetryOnLost   JobBodyRetryOn = "lost"
+)
+
+// Valid indicates whether the value is a known member of the JobBodyRetryOn enum.
+func (e JobBodyRetryOn) Valid() bool {
+	switch e {
+	case JobBodyRetryOnFailed:
+		return true
+	case JobBodyRetryOnLost:
 		return true
 	default:
 		return false
@@ -873,8 +927,14 @@ type InstanceList struct {
 
 // Job defines model for Job.
 type Job struct {
-	AdmittedAt           *time.Time         `json:"admitted_at,omitempty"`
-	Application          JobApplication     `json:"application"`
+	AdmittedAt  *time.Time     `json:"admitted_at,omitempty"`
+	Application JobApplication `json:"application"`
+
+	// Attempt the current attempt, 1-based
+	Attempt *int64 `json:"attempt,omitempty"`
+
+	// Attempts the outcome of each earlier attempt
+	Attempts             *[]JobAttempt      `json:"attempts,omitempty"`
 	CancelRequested      *bool              `json:"cancel_requested,omitempty"`
 	CleanedAt            *time.Time         `json:"cleaned_at,omitempty"`
 	CleanupRequested     *bool              `json:"cleanup_requested,omitempty"`
@@ -891,22 +951,34 @@ type Job struct {
 	// InstancesTruncated true when instances shows only the first 1,000
 	InstancesTruncated *bool              `json:"instances_truncated,omitempty"`
 	Labels             *map[string]string `json:"labels,omitempty"`
-	Name               string             `json:"name"`
-	Owner              *JobOwner          `json:"owner,omitempty"`
-	PostController     *PostController    `json:"post_controller,omitempty"`
-	Priority           int64              `json:"priority"`
-	QueueId            string             `json:"queue_id"`
-	QueueName          *string            `json:"queue_name,omitempty"`
-	StartedAt          *time.Time         `json:"started_at,omitempty"`
-	Status             *JobStatus         `json:"status,omitempty"`
-	SubmittedAt        *time.Time         `json:"submitted_at,omitempty"`
-	UpdatedAt          *time.Time         `json:"updated_at,omitempty"`
+
+	// MaxRetries retries after a failed attempt; default 0
+	MaxRetries *int64 `json:"max_retries,omitempty"`
+
+	// MaxRunSeconds fails with reason DeadlineExceeded when running longer; absent: the queue's scheduling.default_max_run_seconds
+	MaxRunSeconds  *int64          `json:"max_run_seconds,omitempty"`
+	Name           string          `json:"name"`
+	Owner          *JobOwner       `json:"owner,omitempty"`
+	PostController *PostController `json:"post_controller,omitempty"`
+	Priority       int64           `json:"priority"`
+	QueueId        string          `json:"queue_id"`
+	QueueName      *string         `json:"queue_name,omitempty"`
+
+	// RetryOn failures that are retried; absent: failed and lost
+	RetryOn     *[]JobRetryOn `json:"retry_on,omitempty"`
+	StartedAt   *time.Time    `json:"started_at,omitempty"`
+	Status      *JobStatus    `json:"status,omitempty"`
+	SubmittedAt *time.Time    `json:"submitted_at,omitempty"`
+	UpdatedAt   *time.Time    `json:"updated_at,omitempty"`
 
 	// Version +1 on every change; sent as the ETag
 	Version         *int64    `json:"version,omitempty"`
 	Warnings        *[]string `json:"warnings,omitempty"`
 	WorkerInstances int64     `json:"worker_instances"`
 }
+
+// JobRetryOn defines model for Job.RetryOn.
+type JobRetryOn string
 
 // JobStatus defines model for Job.Status.
 type JobStatus string
@@ -935,11 +1007,37 @@ type JobApplicationRef struct {
 	Version *string `json:"version,omitempty"`
 }
 
+// JobAttempt defines model for JobAttempt.
+type JobAttempt struct {
+	AdmittedAt *time.Time `json:"admitted_at,omitempty"`
+	Attempt    int64      `json:"attempt"`
+	FinishedAt time.Time  `json:"finished_at"`
+
+	// Message e.g. worker 3 exited with code 2
+	Message *string `json:"message,omitempty"`
+
+	// Outcome why the attempt ended
+	Outcome JobAttemptOutcome `json:"outcome"`
+
+	// Reason e.g. InstanceFailed, InstanceLost
+	Reason    *string    `json:"reason,omitempty"`
+	StartedAt *time.Time `json:"started_at,omitempty"`
+}
+
+// JobAttemptOutcome why the attempt ended
+type JobAttemptOutcome string
+
 // JobBody defines model for JobBody.
 type JobBody struct {
 	Application          JobApplicationRef  `json:"application"`
 	EnvironmentVariables *map[string]string `json:"environment_variables,omitempty"`
 	Labels               *map[string]string `json:"labels,omitempty"`
+
+	// MaxRetries how many times a failed attempt is retried (same id, attempt+1); default 0
+	MaxRetries *int64 `json:"max_retries,omitempty"`
+
+	// MaxRunSeconds wall-clock limit once running: the job fails with reason DeadlineExceeded and its instances are stopped; absent: the queue's scheduling.default_max_run_seconds, else none
+	MaxRunSeconds *int64 `json:"max_run_seconds,omitempty"`
 
 	// Name defaults to the job's id
 	Name *string `json:"name,omitempty"`
@@ -950,9 +1048,15 @@ type JobBody struct {
 	// QueueId the queue's id or name
 	QueueId string `json:"queue_id"`
 
+	// RetryOn which failures are retried: failed (an instance exited non-zero), lost (the runtime lost an instance); absent: both
+	RetryOn *[]JobBodyRetryOn `json:"retry_on,omitempty"`
+
 	// WorkerInstances admitted all at once with one controller on simulation-controller-queue
 	WorkerInstances int64 `json:"worker_instances"`
 }
+
+// JobBodyRetryOn defines model for JobBody.RetryOn.
+type JobBodyRetryOn string
 
 // JobList defines model for JobList.
 type JobList struct {
@@ -1282,6 +1386,12 @@ type QueueScheduling struct {
 	// Backfill a job that fits may go before a larger one that does not; default true
 	Backfill *bool `json:"backfill,omitempty"`
 
+	// DefaultMaxRunSeconds wall-clock limit of the jobs that set no max_run_seconds; absent: none
+	DefaultMaxRunSeconds *int64 `json:"default_max_run_seconds,omitempty"`
+
+	// StartTimeoutSeconds an admitted job whose instances cannot all start fails after this long; default 600
+	StartTimeoutSeconds *int64 `json:"start_timeout_seconds,omitempty"`
+
 	// StarvationSeconds a job pending longer stops backfill on the queue until it is admitted; 0 = never
 	StarvationSeconds *int64 `json:"starvation_seconds,omitempty"`
 }
@@ -1291,6 +1401,12 @@ type QueueSchedulingOut struct {
 	// Backfill a job that fits may go before a larger one that does not; default true
 	Backfill *bool `json:"backfill,omitempty"`
 
+	// DefaultMaxRunSeconds wall-clock limit of the jobs that set no max_run_seconds; absent: none
+	DefaultMaxRunSeconds *int64 `json:"default_max_run_seconds,omitempty"`
+
+	// StartTimeoutSeconds an admitted job whose instances cannot all start fails after this long; default 600
+	StartTimeoutSeconds *int64 `json:"start_timeout_seconds,omitempty"`
+
 	// StarvationSeconds a job pending longer stops backfill on the queue until it is admitted; 0 = never
 	StarvationSeconds *int64 `json:"starvation_seconds,omitempty"`
 }
@@ -1299,6 +1415,12 @@ type QueueSchedulingOut struct {
 type QueueSchedulingPatch struct {
 	// Backfill a job that fits may go before a larger one that does not; default true. null: true.
 	Backfill *bool `json:"backfill,omitempty"`
+
+	// DefaultMaxRunSeconds wall-clock limit of the jobs that set no max_run_seconds; absent: none. null: no limit.
+	DefaultMaxRunSeconds *int64 `json:"default_max_run_seconds,omitempty"`
+
+	// StartTimeoutSeconds an admitted job whose instances cannot all start fails after this long; default 600. null: removes the value.
+	StartTimeoutSeconds *int64 `json:"start_timeout_seconds,omitempty"`
 
 	// StarvationSeconds a job pending longer stops backfill on the queue until it is admitted; 0 = never. null: removes the value.
 	StarvationSeconds *int64 `json:"starvation_seconds,omitempty"`
