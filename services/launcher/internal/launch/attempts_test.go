@@ -1,0 +1,51 @@
+package launch
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/avxrm/rm/pkg/events"
+	"github.com/avxrm/rm/pkg/events/jobdoc"
+)
+
+// The launcher's timers are derived from stored times: a deadline or a
+// start timeout that passes while no launcher runs is acted on by the
+// next one as soon as it starts.
+func TestTimersSurviveARestart(t *testing.T) {
+	e := newEnv(t)
+	limit := 2
+	e.insert(PluginsCollection, map[string]any{"_id": "plg-docker", "name": "engine", "type": "docker", "config": map[string]any{}})
+	e.insert(QueuesCollection, &events.Queue{Meta: events.Meta{ID: "q-dock", Version: 1}, Name: "dock", PluginID: "plg-docker",
+		Scheduling: events.QueueScheduling{StartTimeoutSeconds: &limit}})
+	stop := e.start()
+	e.admit("job-deadline", 1, "sleep 60", nil, func(j *events.Job) { j.MaxRunSeconds = &limit })
+	e.admit("job-nostart", 1, "sleep 60", nil, func(j *events.Job) {
+		j.QueueID, j.QueueName, j.Runtime.Image = "q-dock", "dock", "rm-missing-"+strings.ToLower(t.Name())+":1"
+	})
+	running := e.wait("job-deadline", "running", func(j events.Job) bool { return j.Status == events.JobRunning })
+	stuck := e.wait("job-nostart", "showing the pull error", func(j events.Job) bool {
+		c := jobdoc.FindCondition(&j, jobdoc.CondStarted)
+		return c != nil && c.Reason == jobdoc.ReasonImagePullFailed
+	})
+	stop()
+	// Both come due while no launcher runs.
+	due := running.StartedAt.Add(time.Duration(limit) * time.Second)
+	if d := stuck.AdmittedAt.Add(time.Duration(limit) * time.Second); d.After(due) {
+		due = d
+	}
+	time.Sleep(time.Until(due) + 500*time.Millisecond)
+	if j := e.job("job-deadline"); j.Status != events.JobRunning {
+		t.Fatalf("job-deadline %s with no launcher running", j.Status)
+	}
+	restarted := time.Now()
+	e.start()
+	for id, reason := range map[string]string{"job-deadline": jobdoc.ReasonDeadlineExceeded, "job-nostart": jobdoc.ReasonImagePullFailed} {
+		j := e.wait(id, "failed", final)
+		c := jobdoc.FindCondition(&j, condFailed)
+		if j.Status != events.JobFailed || c == nil || c.Reason != reason {
+			t.Errorf("%s: %s %+v, want failed with %s", id, j.Status, j.Conditions, reason)
+		}
+		t.Logf("%s failed %s after the launcher restarted", id, j.FinishedAt.Sub(restarted).Round(time.Millisecond))
+	}
+}
