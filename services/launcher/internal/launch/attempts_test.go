@@ -49,3 +49,33 @@ func TestTimersSurviveARestart(t *testing.T) {
 		t.Logf("%s failed %s after the launcher restarted", id, j.FinishedAt.Sub(restarted).Round(time.Millisecond))
 	}
 }
+
+// TestRetryRules: which failures a job retries, by max_retries, retry_on
+// and the kind of failure; a start that failed and the last allowed
+// attempt are not retried.
+func TestRetryRules(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	exited := &events.Instance{Role: "worker", Status: events.InstanceFailed, ExitCode: intPtr(2), StartedAt: &t0}
+	lost := &events.Instance{Role: "worker", Status: events.InstanceFailed, Message: lostMessage, StartedAt: &t0}
+	neverStarted := &events.Instance{Role: "worker", Status: events.InstanceFailed, Message: "start failed: invalid spec"}
+	for name, tc := range map[string]struct {
+		job  events.Job
+		f    *events.Instance
+		want bool
+	}{
+		"no retries by default":                {events.Job{}, exited, false},
+		"failed, retries left, retry_on any":   {events.Job{MaxRetries: 1}, exited, true},
+		"lost, retries left, retry_on any":     {events.Job{MaxRetries: 1}, lost, true},
+		"lost, retry_on failed only":           {events.Job{MaxRetries: 1, RetryOn: []string{"failed"}}, lost, false},
+		"failed, retry_on lost only":           {events.Job{MaxRetries: 1, RetryOn: []string{"lost"}}, exited, false},
+		"last attempt":                         {events.Job{MaxRetries: 2, Attempt: 3}, exited, false},
+		"second of three attempts":             {events.Job{MaxRetries: 2, Attempt: 2}, exited, true},
+		"a start that failed is not retried":   {events.Job{MaxRetries: 5}, neverStarted, false},
+		"attempt 0 (stored before) reads as 1": {events.Job{MaxRetries: 1, Attempt: 0}, exited, true},
+	} {
+		kind, _ := retryKind(tc.f)
+		if got := retriesLeft(&tc.job, kind); got != tc.want {
+			t.Errorf("%s: retriesLeft = %v, want %v", name, got, tc.want)
+		}
+	}
+}
