@@ -165,6 +165,7 @@ func (s *Service) noteStart(rs *records, tried bool, failed, pending []startTrou
 	if len(failed) > 0 {
 		n := s.retries.add(j.ID, now)
 		msg += fmt.Sprintf("; retry %d in %s", n, backoff(n))
+		s.log.Warn("instance cannot start; retrying", "job", j.ID, "reason", t.reason, "err", msg)
 	}
 	return jobdoc.SetCondition(j, jobdoc.CondStarted, "False", t.reason, msg, now)
 }

@@ -79,3 +79,23 @@ func TestRetryRules(t *testing.T) {
 		}
 	}
 }
+
+// A queue whose Docker engine cannot be reached: the job says
+// RuntimeUnavailable (and keeps trying) instead of waiting in silence.
+func TestUnreachableRuntimeIsReported(t *testing.T) {
+	e := newEnv(t)
+	e.insert(PluginsCollection, map[string]any{"_id": "plg-down", "name": "down", "type": "docker",
+		"config": map[string]any{"host": "unix://" + t.TempDir() + "/no.sock"}})
+	e.insert(QueuesCollection, &events.Queue{Meta: events.Meta{ID: "q-down", Version: 1}, Name: "down", PluginID: "plg-down"})
+	e.start()
+	e.admit("job-down", 1, "sleep 60", nil, func(j *events.Job) { j.QueueID, j.QueueName = "q-down", "down" })
+	j := e.wait("job-down", "showing the runtime trouble", func(j events.Job) bool {
+		c := jobdoc.FindCondition(&j, jobdoc.CondStarted)
+		return c != nil && c.Reason == jobdoc.ReasonRuntimeUnavailable
+	})
+	c := jobdoc.FindCondition(&j, jobdoc.CondStarted)
+	if j.Status != events.JobAdmitted || c.Status != "False" || !strings.Contains(c.Message, "retry ") || len(j.Warnings) != 1 || j.Warnings[0] != c.Message {
+		t.Errorf("job %s, Started %+v, warnings %q", j.Status, c, j.Warnings)
+	}
+	t.Logf("Started: %s", c.Message)
+}

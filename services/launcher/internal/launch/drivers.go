@@ -90,7 +90,8 @@ func (pl *pool) get(ctx context.Context, p plugin) (*pooled, error) {
 	list, err := d.List(ctx)
 	if err != nil {
 		_ = d.Close()
-		return nil, fmt.Errorf("list instances of plugin %s: %w", p.ID, err)
+		// The runtime cannot be reached: a job shows RuntimeUnavailable.
+		return nil, driver.Mark(driver.ErrUnavailable, fmt.Errorf("list instances of plugin %s: %w", p.ID, err))
 	}
 	for _, st := range list {
 		pd.put(st)
