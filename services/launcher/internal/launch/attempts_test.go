@@ -99,3 +99,25 @@ func TestUnreachableRuntimeIsReported(t *testing.T) {
 	}
 	t.Logf("Started: %s", c.Message)
 }
+
+// A permanent start error (a spec the runtime refuses: here a host path
+// that is not absolute, stored behind the API's back) fails the job at
+// once, with the Started condition saying why.
+func TestPermanentStartErrorFailsAtOnce(t *testing.T) {
+	e := newEnv(t)
+	e.insert(PluginsCollection, map[string]any{"_id": "plg-docker", "name": "engine", "type": "docker", "config": map[string]any{}})
+	e.insert(QueuesCollection, &events.Queue{Meta: events.Meta{ID: "q-bad", Version: 1}, Name: "bad", PluginID: "plg-docker",
+		Storages: []events.Storage{{Name: "s", Type: "host_path", Source: "relative/path", MountPath: "/data"}}})
+	e.start()
+	e.admit("job-bad", 1, "sleep 60", nil, func(j *events.Job) { j.QueueID, j.QueueName, j.MaxRetries = "q-bad", "bad", 3 })
+	j := e.wait("job-bad", "failed", final)
+	failed, started := jobdoc.FindCondition(&j, condFailed), jobdoc.FindCondition(&j, jobdoc.CondStarted)
+	if j.Status != events.JobFailed || failed == nil || failed.Reason != reasonStartFailed || started == nil ||
+		started.Status != "False" || started.Reason != reasonStartFailed || !strings.Contains(started.Message, "not absolute") {
+		t.Fatalf("job %s, conditions %+v: want failed with StartFailed", j.Status, j.Conditions)
+	}
+	if j.Attempt > 1 || len(j.Attempts) > 0 {
+		t.Errorf("a permanent start error was retried: attempt %d %+v", j.Attempt, j.Attempts)
+	}
+	t.Logf("failed %s after admission: %s", j.FinishedAt.Sub(*j.AdmittedAt).Round(time.Millisecond), started.Message)
+}
