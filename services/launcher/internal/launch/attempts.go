@@ -105,6 +105,20 @@ type startTrouble struct {
 	msg    string
 }
 
+// blamed is the instance a failure to get the job's drivers d is reported
+// on: a worker when the controller's driver was had (the workers' queue
+// or plugin failed), else the first missing instance.
+func blamed(missing []driver.Ref, d jobDrivers) driver.Ref {
+	if d.ctlD != nil {
+		for _, r := range missing {
+			if r.Role == driver.RoleWorker {
+				return r
+			}
+		}
+	}
+	return missing[0]
+}
+
 // troubleOf classifies a failed start.
 func troubleOf(ref driver.Ref, err error) startTrouble {
 	reason := jobdoc.ReasonStartFailed

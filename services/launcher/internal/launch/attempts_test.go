@@ -103,7 +103,7 @@ func TestUnreachableRuntimeIsReported(t *testing.T) {
 		return c != nil && c.Reason == jobdoc.ReasonRuntimeUnavailable
 	})
 	c := jobdoc.FindCondition(&j, jobdoc.CondStarted)
-	if j.Status != events.JobAdmitted || c.Status != "False" || !strings.Contains(c.Message, "retry ") || len(j.Warnings) != 1 || j.Warnings[0] != c.Message {
+	if j.Status != events.JobAdmitted || c.Status != "False" || !strings.HasPrefix(c.Message, "worker 0: ") || !strings.Contains(c.Message, "retry ") || len(j.Warnings) != 1 || j.Warnings[0] != c.Message {
 		t.Errorf("job %s, Started %+v, warnings %q", j.Status, c, j.Warnings)
 	}
 	t.Logf("Started: %s", c.Message)

@@ -203,7 +203,7 @@ func (s *Service) startJobInstances(ctx context.Context, rs *records, missing []
 	j := rs.j
 	d, err := s.jobDrivers(ctx, j)
 	if err != nil {
-		return startFailed(rs, missing[0], err, now)
+		return startFailed(rs, blamed(missing, d), err, now)
 	}
 	ctlRef := driver.Ref{JobID: j.ID, Role: driver.RoleController}
 	var owner *driver.Ref
