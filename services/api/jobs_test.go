@@ -271,3 +271,26 @@ func TestQueueUsage(t *testing.T) {
 		t.Errorf("other queue usage %v", u)
 	}
 }
+
+// A job's time limit and retries are stored as submitted and shown with
+// attempt 1; absent, max_retries is 0 and attempt still 1.
+func TestSubmitJobLimitAndRetries(t *testing.T) {
+	e := startEnv(t)
+	e.create("/queues", obj{"name": "Default", "maximum_allowed_worker_instances": 10})
+	j := e.must(http.StatusCreated, http.MethodPost, v1+"/jobs", jobBody("Default", 1).
+		with("max_run_seconds", 60).with("max_retries", 2).with("retry_on", []string{"lost"})).obj(t)
+	got := e.must(http.StatusOK, http.MethodGet, v1+"/jobs/"+j.str("id"), nil).obj(t)
+	for _, m := range []obj{j, got} {
+		if m["max_run_seconds"] != 60.0 || m["max_retries"] != 2.0 || m["attempt"] != 1.0 || len(m["retry_on"].([]any)) != 1 || m["retry_on"].([]any)[0] != "lost" {
+			t.Errorf("job %v", m)
+		}
+	}
+	s := e.storedJob(j.str("id"))
+	if s.MaxRunSeconds == nil || *s.MaxRunSeconds != 60 || s.MaxRetries != 2 || s.Attempt != 1 {
+		t.Errorf("stored %+v", s)
+	}
+	plain := e.must(http.StatusCreated, http.MethodPost, v1+"/jobs", jobBody("Default", 1)).obj(t)
+	if _, set := plain["max_retries"]; set || plain["attempt"] != 1.0 {
+		t.Errorf("job without retries: %v", plain)
+	}
+}
