@@ -10,6 +10,9 @@
 // volume (removed with the container), pvc a named volume, nfs a named
 // volume of the local driver with NFS options. Containers are never removed
 // automatically, so exit codes and logs stay readable until Cleanup.
+// An image the engine has not and cannot pull makes Start fail with
+// driver.ErrImagePull, an engine that cannot be reached with
+// driver.ErrUnavailable; the launcher reports them on the job.
 //
 // Status comes from the Engine's event stream (start, die, destroy),
 // confirmed by inspecting the container for its exit code. The stream is
