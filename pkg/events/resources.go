@@ -58,6 +58,9 @@ type QueueScheduling struct {
 	Backfill             *bool `json:"backfill,omitempty" bson:"backfill,omitempty" doc:"a job that fits may go before a larger one that does not; default true"`
 	StarvationSeconds    *int  `json:"starvation_seconds,omitempty" bson:"starvation_seconds,omitempty" minimum:"0" maximum:"31536000" doc:"a job pending longer stops backfill on the queue until it is admitted; null or absent: 300 on a worker queue, none on the built-in controller queues; 0 = never (the guard off)"`
 	DefaultMaxRunSeconds *int  `json:"default_max_run_seconds,omitempty" bson:"default_max_run_seconds,omitempty" minimum:"1" maximum:"31536000" doc:"wall-clock limit of the jobs on the queue that set no max_run_seconds; null: none"`
+	// StartTimeoutSeconds: an admitted job whose instances have not all
+	// started after this long fails; nil: DefaultStartTimeoutSeconds.
+	StartTimeoutSeconds *int `json:"start_timeout_seconds,omitempty" bson:"start_timeout_seconds,omitempty" minimum:"1" maximum:"31536000" doc:"an admitted job whose instances cannot all start fails after this long; default 600"`
 }
 
 // DefaultStarvationSeconds is the starvation guard of a queue that sets
@@ -74,6 +77,9 @@ func (s QueueScheduling) Starvation() time.Duration {
 	}
 	return time.Duration(secs) * time.Second
 }
+
+// DefaultStartTimeoutSeconds is a queue's start timeout when it sets none.
+const DefaultStartTimeoutSeconds = 600
 
 // QueueUsage is computed when a queue is read.
 type QueueUsage struct {

@@ -110,6 +110,26 @@ type PostController struct {
 	StopRequested bool `json:"stop_requested,omitempty" bson:"stop_requested,omitempty"`
 }
 
+// Retry kinds of Job.RetryOn.
+const (
+	RetryOnFailed = "failed"
+	RetryOnLost   = "lost"
+)
+
+// JobAttempt is the outcome of one attempt of a job that was retried.
+type JobAttempt struct {
+	Attempt    int        `json:"attempt" bson:"attempt"`
+	Outcome    string     `json:"outcome" bson:"outcome" enum:"failed,lost" doc:"why the attempt ended"`
+	Reason     string     `json:"reason,omitempty" bson:"reason,omitempty" doc:"e.g. InstanceFailed, InstanceLost"`
+	Message    string     `json:"message,omitempty" bson:"message,omitempty" doc:"e.g. worker 3 exited with code 2"`
+	AdmittedAt *time.Time `json:"admitted_at,omitempty" bson:"admitted_at,omitempty"`
+	StartedAt  *time.Time `json:"started_at,omitempty" bson:"started_at,omitempty"`
+	FinishedAt time.Time  `json:"finished_at" bson:"finished_at"`
+}
+
+// CurrentAttempt is j's attempt, 1-based (a stored 0 is 1).
+func (j *Job) CurrentAttempt() int { return max(j.Attempt, 1) }
+
 // Job asks for WorkerInstances workers on its queue plus one controller on
 // simulation-controller-queue, admitted all at once or not at all.
 type Job struct {
@@ -125,11 +145,23 @@ type Job struct {
 	Priority             int               `json:"priority" bson:"priority"`
 	Labels               Labels            `json:"labels,omitempty" bson:"labels,omitempty" doc:"Kubernetes-style keys"`
 	Owner                *JobOwner         `json:"owner,omitempty" bson:"owner,omitempty" readOnly:"true"`
-	MaxRunSeconds        *int              `json:"max_run_seconds,omitempty" bson:"max_run_seconds,omitempty" minimum:"1" maximum:"31536000" doc:"wall-clock limit once running"`
+	// MaxRunSeconds is the job's wall-clock limit once running; nil: the
+	// queue's scheduling.default_max_run_seconds, else none.
+	MaxRunSeconds *int `json:"max_run_seconds,omitempty" bson:"max_run_seconds,omitempty" minimum:"1" maximum:"31536000" doc:"fails with reason DeadlineExceeded when running longer; absent: the queue's scheduling.default_max_run_seconds"`
+	// MaxRetries is how many times a failed attempt is retried (RetryOn).
+	MaxRetries int `json:"max_retries,omitempty" bson:"max_retries,omitempty" minimum:"0" maximum:"100" doc:"retries after a failed attempt; default 0"`
+	// RetryOn says which failures are retried: failed (an instance exited
+	// non-zero), lost (the runtime lost an instance). Empty: both.
+	RetryOn []string `json:"retry_on,omitempty" bson:"retry_on,omitempty" maxItems:"2" uniqueItems:"true" enum:"failed,lost" doc:"failures that are retried; absent: failed and lost"`
 
 	Status     string      `json:"status" bson:"status" readOnly:"true" enum:"submitted,pending,admitted,running,succeeded,failed,cancelled"`
 	Conditions []Condition `json:"conditions" bson:"conditions" readOnly:"true"`
 	Warnings   []string    `json:"warnings" bson:"warnings" readOnly:"true"`
+	// Attempt is the current attempt, 1-based; 0 (stored before retries
+	// existed, or never retried) reads as 1: see CurrentAttempt.
+	Attempt int `json:"attempt" bson:"attempt,omitempty" readOnly:"true" doc:"the current attempt, 1-based"`
+	// Attempts are the outcomes of the earlier attempts, oldest first.
+	Attempts []JobAttempt `json:"attempts,omitempty" bson:"attempts,omitempty" readOnly:"true" doc:"the outcome of each earlier attempt"`
 	// Instances are stored apart from the job (package jobdoc) and never
 	// travel in events: GET /jobs/{id} shows at most 1,000 of them,
 	// GET /jobs/{id}/instances pages through all.

@@ -45,6 +45,7 @@ const (
 	TypeJobCancelled       = "rm.job.cancelled"
 	TypeJobCleaned         = "rm.job.cleaned"
 	TypeJobUpdated         = "rm.job.updated"
+	TypeJobRetrying        = "rm.job.retrying"
 	TypeJobDeleted         = "rm.job.deleted"
 
 	TypeExportRequested = "rm.export.requested"

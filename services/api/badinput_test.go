@@ -94,6 +94,10 @@ func TestBadInputWritesNothing(t *testing.T) {
 			"node selector key with $": {set: obj{"attributes": obj{"node_selector": obj{"$gt": "x"}}}, field: "attributes.node_selector"},
 			"starvation negative":      {set: obj{"scheduling": obj{"starvation_seconds": -1}}, field: "scheduling.starvation_seconds"},
 			"default max run zero":     {set: obj{"scheduling": obj{"default_max_run_seconds": 0}}, field: "scheduling.default_max_run_seconds"},
+			"start timeout zero":       {set: obj{"scheduling": obj{"start_timeout_seconds": 0}}, field: "scheduling.start_timeout_seconds"},
+			"start timeout string":     {set: obj{"scheduling": obj{"start_timeout_seconds": "20"}}, field: "scheduling.start_timeout_seconds"},
+			"default max run negative": {set: obj{"scheduling": obj{"default_max_run_seconds": -5}}, field: "scheduling.default_max_run_seconds"},
+			"default max run too long": {set: obj{"scheduling": obj{"default_max_run_seconds": 31536001}}, field: "scheduling.default_max_run_seconds"},
 			"dangling plugin":          {set: obj{"plugin_id": "plg-NOPE"}, field: "plugin_id"},
 		})},
 		"plugin": {create: "/plugins", item: "/plugins/" + existing["plugins"], coll: "plugins", base: pluginBody("new"), cases: withCommon(map[string]badCase{

@@ -25,6 +25,8 @@ func FuzzQueueDecode(f *testing.F) {
 		`{"name":"q","scheduling":{"starvation_seconds":null,"default_max_run_seconds":-1}}`,
 		`{"name":"q","environment_variables":{"A":"\u0000"}}`,
 		`{"name":"q","attributes":{"node_selector":{"kubernetes.io/hostname":"n1"},"annotations":{"a.b%2E$":"x"}}}`,
+		`{"name":"q","scheduling":{"start_timeout_seconds":20,"default_max_run_seconds":3600}}`,
+		`{"name":"q","scheduling":{"start_timeout_seconds":0,"default_max_run_seconds":-1e400}}`,
 		`[]`, `null`, ``,
 	} {
 		f.Add([]byte(seed))

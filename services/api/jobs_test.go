@@ -92,6 +92,15 @@ func TestSubmitJobRefusals(t *testing.T) {
 		"unknown field":          {jobBody("Default", 1).with("gpus", 1), "gpus"},
 		"max_run_seconds zero":   {jobBody("Default", 1).with("max_run_seconds", 0), "max_run_seconds"},
 		"max_run_seconds float":  {jobBody("Default", 1).with("max_run_seconds", 1.5), "max_run_seconds"},
+		"max_run_seconds string": {jobBody("Default", 1).with("max_run_seconds", "60"), "max_run_seconds"},
+		"max_run_seconds huge":   {jobBody("Default", 1).with("max_run_seconds", 1e12), "max_run_seconds"},
+		"max_retries negative":   {jobBody("Default", 1).with("max_retries", -1), "max_retries"},
+		"max_retries too many":   {jobBody("Default", 1).with("max_retries", 101), "max_retries"},
+		"max_retries float":      {jobBody("Default", 1).with("max_retries", 1.5), "max_retries"},
+		"retry_on unknown kind":  {jobBody("Default", 1).with("retry_on", []string{"sometimes"}), "retry_on[0]"},
+		"retry_on not a list":    {jobBody("Default", 1).with("retry_on", "failed"), "retry_on"},
+		"retry_on repeated":      {jobBody("Default", 1).with("retry_on", []string{"failed", "failed"}), "retry_on"},
+		"retry_on operator":      {jobBody("Default", 1).with("retry_on", obj{"$ne": nil}), "retry_on"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			r := e.do(http.MethodPost, v1+"/jobs", tc.body)
@@ -261,5 +270,28 @@ func TestQueueUsage(t *testing.T) {
 	got = e.must(http.StatusOK, http.MethodGet, v1+"/queues/"+other.str("id"), nil).obj(t)["usage"]
 	if u := got.(map[string]any); u["allocated_worker_instances"] != 0.0 || u["pending_jobs"] != 0.0 {
 		t.Errorf("other queue usage %v", u)
+	}
+}
+
+// A job's time limit and retries are stored as submitted and shown with
+// attempt 1; absent, max_retries is 0 and attempt still 1.
+func TestSubmitJobLimitAndRetries(t *testing.T) {
+	e := startEnv(t)
+	e.create("/queues", obj{"name": "Default", "maximum_allowed_worker_instances": 10})
+	j := e.must(http.StatusCreated, http.MethodPost, v1+"/jobs", jobBody("Default", 1).
+		with("max_run_seconds", 60).with("max_retries", 2).with("retry_on", []string{"lost"})).obj(t)
+	got := e.must(http.StatusOK, http.MethodGet, v1+"/jobs/"+j.str("id"), nil).obj(t)
+	for _, m := range []obj{j, got} {
+		if m["max_run_seconds"] != 60.0 || m["max_retries"] != 2.0 || m["attempt"] != 1.0 || len(m["retry_on"].([]any)) != 1 || m["retry_on"].([]any)[0] != "lost" {
+			t.Errorf("job %v", m)
+		}
+	}
+	s := e.storedJob(j.str("id"))
+	if s.MaxRunSeconds == nil || *s.MaxRunSeconds != 60 || s.MaxRetries != 2 || s.Attempt != 1 {
+		t.Errorf("stored %+v", s)
+	}
+	plain := e.must(http.StatusCreated, http.MethodPost, v1+"/jobs", jobBody("Default", 1)).obj(t)
+	if _, set := plain["max_retries"]; set || plain["attempt"] != 1.0 {
+		t.Errorf("job without retries: %v", plain)
 	}
 }

@@ -65,7 +65,7 @@ func (t *term) recordAdmission(ctx context.Context, id string) error {
 		j.AdmittedAt = &now
 		jobdoc.SetCondition(j, condAdmitted, "True", reasonAdmitted, fmt.Sprintf(
 			"admitted: %d worker %s on queue %s and 1 controller on %s",
-			j.WorkerInstances, plural(j.WorkerInstances, "instance", "instances"), j.QueueName, events.ControllerQueue), now)
+			j.WorkerInstances, plural(j.WorkerInstances, "instance", "instances"), j.QueueName, events.ControllerQueue)+waitedFor(j, now), now)
 		admittedAfter = now.Sub(j.SubmittedAt)
 		return []string{events.TypeJobAdmitted}
 	})

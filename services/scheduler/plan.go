@@ -17,6 +17,7 @@ type plan struct {
 	cancels   []string  // jobs cancelled before admission
 	waits     []waiting // jobs (or post controllers) that wait, and why
 	cleans    []string  // final jobs asked to be cleaned that will hold nothing
+	requeues  []string  // retried jobs whose old attempt's lease is released (retry.go)
 
 	pendingByQueue map[string]int // for the gauges
 
@@ -83,6 +84,9 @@ func (p *plan) followLedger(ledger lease.Ledger, jobs map[string]*events.Job) {
 			}
 		case notAdmitted(j) && wantsOut(j):
 			p.cancels = append(p.cancels, j.ID) // cancelled first, released next pass
+		case notAdmitted(j) && staleAdmission(j):
+			p.change.Releases = append(p.change.Releases, h)
+			p.requeues = append(p.requeues, j.ID)
 		case notAdmitted(j):
 			p.admitJobs = append(p.admitJobs, j.ID)
 		}

@@ -12,7 +12,7 @@ import (
 
 // planSummary is what a test compares of a plan.
 type planSummary struct {
-	Grants, Releases, AdmitJobs, AdmitPCs, Cancels, Waits, Cleans []string
+	Grants, Releases, AdmitJobs, AdmitPCs, Cancels, Waits, Cleans, Requeues []string
 }
 
 func summarize(p plan) planSummary {
@@ -22,6 +22,7 @@ func summarize(p plan) planSummary {
 	}
 	s.Releases = p.change.Releases
 	s.AdmitJobs, s.AdmitPCs, s.Cancels, s.Cleans = p.admitJobs, p.admitPCs, p.cancels, p.cleans
+	s.Requeues = p.requeues
 	for _, w := range p.waits {
 		s.Waits = append(s.Waits, w.id+" "+w.reason)
 	}
@@ -76,6 +77,20 @@ func TestPlanPass(t *testing.T) {
 		},
 		"a granted job not yet recorded is recorded": {
 			ledger: held("j1"), jobs: []*events.Job{job("j1", events.JobSubmitted, 8)},
+			want: planSummary{AdmitJobs: []string{"j1"}},
+		},
+		"a retried job's old lease is released, not recorded again, and the job asks anew next pass": {
+			ledger: held("j1"), jobs: []*events.Job{job("j1", events.JobSubmitted, 8, func(j *events.Job) {
+				j.AdmittedAt, j.Attempt = &t0, 2
+				j.Attempts = []events.JobAttempt{{Attempt: 1, Outcome: events.RetryOnFailed, AdmittedAt: &t0, FinishedAt: t0}}
+			})},
+			want: planSummary{Releases: []string{"j1"}, Requeues: []string{"j1"}},
+		},
+		"a retried job granted anew but not yet recorded is recorded": {
+			ledger: held("j1"), jobs: []*events.Job{job("j1", events.JobPending, 8, func(j *events.Job) {
+				j.Attempt = 2
+				j.Attempts = []events.JobAttempt{{Attempt: 1, Outcome: events.RetryOnFailed, AdmittedAt: &t0, FinishedAt: t0}}
+			})},
 			want: planSummary{AdmitJobs: []string{"j1"}},
 		},
 		"a final job asked to be cleaned is cleaned once its lease goes": {

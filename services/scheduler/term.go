@@ -462,8 +462,8 @@ func (t *term) pass(ctx context.Context) error {
 		return err
 	}
 	errs := runAll(t.writes(ctx, p), parallelWrites)
-	if len(p.cancels) > 0 {
-		t.poke() // their leases, if any, are released by the next pass
+	if len(p.cancels) > 0 || len(p.requeues) > 0 {
+		t.poke() // their leases, if any, are released by the next pass; requeued jobs ask again
 	}
 	t.retire()
 	t.report(p.pendingByQueue)
@@ -498,6 +498,9 @@ func (t *term) writes(ctx context.Context, p plan) []func() error {
 	}
 	for _, id := range p.cleans {
 		writes = append(writes, func() error { return t.clean(ctx, id) })
+	}
+	for _, id := range p.requeues {
+		writes = append(writes, func() error { return t.requeue(ctx, id) })
 	}
 	return writes
 }

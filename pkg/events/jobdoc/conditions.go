@@ -13,6 +13,23 @@ const (
 	CondPostControllerAdmitted = "PostControllerAdmitted"
 	CondFailed                 = "Failed"
 	CondCancelled              = "Cancelled"
+	// CondStarted: True once every instance of the current attempt has
+	// started; False with ReasonImagePullFailed, ReasonStartFailed or
+	// ReasonRuntimeUnavailable while one cannot start (the launcher's).
+	CondStarted = "Started"
+	// CondFinished: True once the job is final, its reason the outcome
+	// (Succeeded, Cancelled, or the Failed condition's reason). Derived by
+	// Update from the status, so that whoever ends a job records it.
+	CondFinished = "Finished"
+)
+
+// Reasons of the Started and Failed conditions that more than one service
+// reads (the launcher sets them; the scheduler and the API show them).
+const (
+	ReasonImagePullFailed    = "ImagePullFailed"
+	ReasonStartFailed        = "StartFailed"
+	ReasonRuntimeUnavailable = "RuntimeUnavailable"
+	ReasonDeadlineExceeded   = "DeadlineExceeded"
 )
 
 // SetCondition sets the condition of type typ, moving its transition time
@@ -77,9 +94,42 @@ func Warnings(j *events.Job) []string {
 	for _, c := range j.Conditions {
 		switch {
 		case c.Type == CondAdmitted && c.Status == "False" && j.Status == events.JobPending,
+			c.Type == CondStarted && c.Status == "False" && (j.Status == events.JobAdmitted || j.Status == events.JobRunning),
 			c.Type == CondFailed && c.Status == "True":
 			out = append(out, c.Message)
 		}
 	}
 	return out
+}
+
+// deriveFinished sets j's Finished condition from its status: True with
+// the outcome once final, at finished_at. Update calls it on every write.
+func deriveFinished(j *events.Job, now time.Time) {
+	if !events.JobFinal(j.Status) {
+		return
+	}
+	reason, message := "Succeeded", "every instance exited with code 0"
+	switch j.Status {
+	case events.JobFailed:
+		reason, message = "Failed", "failed"
+		if c := FindCondition(j, CondFailed); c != nil && c.Status == "True" {
+			reason, message = c.Reason, c.Message
+		}
+	case events.JobCancelled:
+		reason, message = "Cancelled", "cancelled"
+		if j.AdmittedAt == nil {
+			message = "cancelled before admission"
+		}
+		if c := FindCondition(j, CondCancelled); c != nil && c.Status == "True" {
+			message = c.Message
+		}
+	}
+	at := now
+	if j.FinishedAt != nil {
+		at = *j.FinishedAt
+	}
+	if c := FindCondition(j, CondFinished); c != nil && c.Status == "True" {
+		return // a final job's outcome does not change
+	}
+	SetCondition(j, CondFinished, "True", reason, message, at)
 }

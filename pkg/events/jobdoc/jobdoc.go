@@ -196,6 +196,7 @@ func (s *Store) Update(ctx context.Context, id string, change Mutator) (*events.
 }
 
 func (s *Store) write(ctx context.Context, r read, j *events.Job, now time.Time, types []string) error {
+	deriveFinished(j, now)
 	j.Warnings = Warnings(j)
 	if s.writer == Launcher {
 		j.InstanceCounts = Counts(j.Instances)

@@ -39,11 +39,13 @@ var owners = map[string]Writer{
 	"labels": API, "runtime": API, "command": API, "args": API, "submitted_at": API, "max_run_seconds": API,
 	"cancel_requested": API, "cleanup_requested": API,
 	"post_controller.requested_at": API, "post_controller.stop_requested": API,
+	"max_run_seconds": API, "max_retries": API, "retry_on": API,
 
 	"admitted_at": Scheduler, "cleaned_at": Scheduler,
 
 	"started_at": Launcher, "instances": Launcher, "instance_counts": Launcher,
 	"post_controller.started_at": Launcher, "post_controller.stopped_at": Launcher,
+	"attempt": Launcher, "attempts": Launcher,
 }
 
 // conditionOwners gives the writer of each condition type.
@@ -52,6 +54,8 @@ var conditionOwners = map[string]Writer{
 	CondPostControllerAdmitted: Scheduler,
 	CondFailed:                 Launcher,
 	CondCancelled:              Launcher,
+	CondStarted:                Launcher,
+	// CondFinished: nobody; Update derives it from the final status.
 }
 
 // statusWriter returns who may move a job from status from to status to:
@@ -68,6 +72,12 @@ func statusWriter(from, to string) Writer {
 		return Launcher
 	case events.JobRunning, events.JobSucceeded, events.JobFailed:
 		return Launcher
+	case events.JobSubmitted:
+		// A retry: the launcher, having stopped the attempt's instances,
+		// puts the job back to wait (docs/job-record.md).
+		if from == events.JobAdmitted || from == events.JobRunning {
+			return Launcher
+		}
 	}
 	return ""
 }

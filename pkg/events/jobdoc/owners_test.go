@@ -57,6 +57,24 @@ func TestOwnership(t *testing.T) {
 		"failed condition": {owner: jobdoc.Launcher, f: func(j *events.Job) {
 			jobdoc.SetCondition(j, jobdoc.CondFailed, "True", "InstanceFailed", "worker 1 exited with code 2", now)
 		}},
+		"max_run_seconds": {owner: jobdoc.API, f: func(j *events.Job) { n := 5; j.MaxRunSeconds = &n }},
+		"max_retries":     {owner: jobdoc.API, f: func(j *events.Job) { j.MaxRetries = 2 }},
+		"retry_on":        {owner: jobdoc.API, f: func(j *events.Job) { j.RetryOn = []string{events.RetryOnLost} }},
+		"started condition": {owner: jobdoc.Launcher, f: func(j *events.Job) {
+			jobdoc.SetCondition(j, jobdoc.CondStarted, "False", jobdoc.ReasonImagePullFailed, "worker 0: pull image x", now)
+		}},
+		"retry": {from: events.JobRunning, owner: jobdoc.Launcher, f: func(j *events.Job) {
+			j.Status, j.Attempt, j.StartedAt = events.JobSubmitted, 2, nil
+			j.Attempts = append(j.Attempts, events.JobAttempt{Attempt: 1, Outcome: events.RetryOnFailed, FinishedAt: now})
+		}},
+		"retry of an admitted job": {owner: jobdoc.Launcher, f: func(j *events.Job) { j.Status = events.JobSubmitted }},
+		"old attempt's admission released": {from: events.JobSubmitted, owner: jobdoc.Scheduler, f: func(j *events.Job) {
+			j.Status, j.AdmittedAt = events.JobPending, nil
+			jobdoc.SetCondition(j, jobdoc.CondAdmitted, "False", "Retrying", "attempt 2 waits", now)
+		}},
+		"finished condition": {owner: "", f: func(j *events.Job) {
+			jobdoc.SetCondition(j, jobdoc.CondFinished, "True", "Succeeded", "", now)
+		}},
 		"version":           {owner: "", f: func(j *events.Job) { j.Version++ }},
 		"warnings":          {owner: "", f: func(j *events.Job) { j.Warnings = []string{"x"} }},
 		"finished_at alone": {owner: "", f: func(j *events.Job) { j.FinishedAt = &now }},

@@ -139,6 +139,11 @@ class Job(Resource):
     environment_variables: Optional[Dict[str, str]] = None
     labels: Optional[Dict[str, str]] = None
     priority: int = 0
+    max_run_seconds: Optional[int] = None
+    max_retries: int = 0
+    retry_on: Optional[List[str]] = None
+    attempt: int = 1
+    attempts: List[Dict[str, Any]] = field(default_factory=list)
     status: str = ""
     conditions: List[Condition] = field(default_factory=list)
     warnings: List[str] = field(default_factory=list)

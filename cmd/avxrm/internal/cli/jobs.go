@@ -26,7 +26,8 @@ var jobCols = []column{{"ID", field("id")}, {"NAME", field("name")}, {"QUEUE", f
 		return reason(&j)
 	}}}
 
-// reason is why a job waits, or why it failed.
+// reason is why a job waits (for admission, or for an instance that
+// cannot start), or why it failed.
 func reason(j *api.Job) string {
 	if j.Status == nil {
 		return ""
@@ -39,6 +40,8 @@ func reason(j *api.Job) string {
 		switch {
 		case (*j.Status == "pending" || *j.Status == "submitted") && c.Type == "Admitted" && c.Status == "False":
 			return msg
+		case *j.Status == "admitted" && c.Type == "Started" && c.Status == "False":
+			return msg // an instance cannot start: an image that cannot be pulled...
 		case *j.Status == "failed" && (c.Type == "Failed" || c.Type == "Finished") && c.Status == "True":
 			return msg
 		}

@@ -14,7 +14,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/oapi-codegen/nullable"
 	"github.com/oapi-codegen/runtime"
 )
 
@@ -114,6 +113,24 @@ func (e InstanceRole) Valid() bool {
 	}
 }
 
+// Defines values for JobRetryOn.
+const (
+	JobRetryOnFailed JobRetryOn = "failed"
+	JobRetryOnLost   JobRetryOn = "lost"
+)
+
+// Valid indicates whether the value is a known member of the JobRetryOn enum.
+func (e JobRetryOn) Valid() bool {
+	switch e {
+	case JobRetryOnFailed:
+		return true
+	case JobRetryOnLost:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for JobStatus.
 const (
 	JobStatusAdmitted  JobStatus = "admitted"
@@ -141,6 +158,42 @@ func (e JobStatus) Valid() bool {
 	case JobStatusSubmitted:
 		return true
 	case JobStatusSucceeded:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for JobAttemptOutcome.
+const (
+	JobAttemptOutcomeFailed JobAttemptOutcome = "failed"
+	JobAttemptOutcomeLost   JobAttemptOutcome = "lost"
+)
+
+// Valid indicates whether the value is a known member of the JobAttemptOutcome enum.
+func (e JobAttemptOutcome) Valid() bool {
+	switch e {
+	case JobAttemptOutcomeFailed:
+		return true
+	case JobAttemptOutcomeLost:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for JobBodyRetryOn.
+const (
+	JobBodyRetryOnFailed JobBodyRetryOn = "failed"
+	JobBodyRetryOnLost   JobBodyRetryOn = "lost"
+)
+
+// Valid indicates whether the value is a known member of the JobBodyRetryOn enum.
+func (e JobBodyRetryOn) Valid() bool {
+	switch e {
+	case JobBodyRetryOnFailed:
+		return true
+	case JobBodyRetryOnLost:
 		return true
 	default:
 		return false
@@ -567,13 +620,13 @@ func (e ListQueueJobsParamsStatus) Valid() bool {
 // AppRuntimeConfig defines model for AppRuntimeConfig.
 type AppRuntimeConfig struct {
 	// ApplicationId from the path, resolved to the application's id
-	ApplicationId        *string                     `json:"application_id,omitempty"`
-	Args                 nullable.Nullable[[]string] `json:"args,omitempty"`
-	Command              nullable.Nullable[[]string] `json:"command,omitempty"`
-	CreatedAt            *time.Time                  `json:"created_at,omitempty"`
-	EnvironmentVariables *map[string]string          `json:"environment_variables,omitempty"`
-	Id                   *string                     `json:"id,omitempty"`
-	Image                string                      `json:"image"`
+	ApplicationId        *string            `json:"application_id,omitempty"`
+	Args                 *[]string          `json:"args,omitempty"`
+	Command              *[]string          `json:"command,omitempty"`
+	CreatedAt            *time.Time         `json:"created_at,omitempty"`
+	EnvironmentVariables *map[string]string `json:"environment_variables,omitempty"`
+	Id                   *string            `json:"id,omitempty"`
+	Image                string             `json:"image"`
 
 	// QueueId from the path, resolved to the queue's id
 	QueueId        *string            `json:"queue_id,omitempty"`
@@ -587,9 +640,9 @@ type AppRuntimeConfig struct {
 
 // AppRuntimeConfigBody defines model for AppRuntimeConfigBody.
 type AppRuntimeConfigBody struct {
-	Args                 nullable.Nullable[[]string] `json:"args,omitempty"`
-	Command              nullable.Nullable[[]string] `json:"command,omitempty"`
-	EnvironmentVariables *map[string]string          `json:"environment_variables,omitempty"`
+	Args                 *[]string          `json:"args,omitempty"`
+	Command              *[]string          `json:"command,omitempty"`
+	EnvironmentVariables *map[string]string `json:"environment_variables,omitempty"`
 
 	// Image container image reference, e.g. registry/path:tag. The docker and kubernetes drivers run it; the local driver ignores it and runs command + args in working_directory as a process on the host (a program such as /bin/sh goes in command). Required even for the local driver.
 	Image          string          `json:"image"`
@@ -610,13 +663,13 @@ type AppRuntimeConfigList struct {
 // AppRuntimeConfigMergePatch A JSON merge patch (RFC 7396) of AppRuntimeConfigBody: members given replace, null removes a member (the default applies: see each field), objects merge. The result is validated like a PUT.
 type AppRuntimeConfigMergePatch struct {
 	// Args null: removes the value.
-	Args nullable.Nullable[[]string] `json:"args,omitempty"`
+	Args *[]string `json:"args,omitempty"`
 
 	// Command null: removes the value.
-	Command nullable.Nullable[[]string] `json:"command,omitempty"`
+	Command *[]string `json:"command,omitempty"`
 
 	// EnvironmentVariables null: removes the value.
-	EnvironmentVariables nullable.Nullable[map[string]*string] `json:"environment_variables,omitempty"`
+	EnvironmentVariables *map[string]*string `json:"environment_variables,omitempty"`
 
 	// Image container image reference, e.g. registry/path:tag. The docker and kubernetes drivers run it; the local driver ignores it and runs command + args in working_directory as a process on the host (a program such as /bin/sh goes in command). Required even for the local driver.
 	Image *string `json:"image,omitempty"`
@@ -630,14 +683,14 @@ type AppRuntimeConfigMergePatch struct {
 
 // Application An application: what jobs and deployments run; unique by name and version. Note: "version" is the application's own version string (e.g. 1.2.0, what jobs reference as {name, version}); the resource revision, sent as the ETag and compared with If-Match, is "resource_version".
 type Application struct {
-	Args                 nullable.Nullable[[]string] `json:"args,omitempty"`
-	Command              nullable.Nullable[[]string] `json:"command,omitempty"`
-	CreatedAt            *time.Time                  `json:"created_at,omitempty"`
-	Description          *string                     `json:"description,omitempty"`
-	EnvironmentVariables *map[string]string          `json:"environment_variables,omitempty"`
-	Id                   *string                     `json:"id,omitempty"`
-	Image                *string                     `json:"image,omitempty"`
-	Name                 string                      `json:"name"`
+	Args                 *[]string          `json:"args,omitempty"`
+	Command              *[]string          `json:"command,omitempty"`
+	CreatedAt            *time.Time         `json:"created_at,omitempty"`
+	Description          *string            `json:"description,omitempty"`
+	EnvironmentVariables *map[string]string `json:"environment_variables,omitempty"`
+	Id                   *string            `json:"id,omitempty"`
+	Image                *string            `json:"image,omitempty"`
+	Name                 string             `json:"name"`
 
 	// ResourceVersion the revision: +1 on every change; sent as the ETag
 	ResourceVersion *int64     `json:"resource_version,omitempty"`
@@ -649,10 +702,10 @@ type Application struct {
 
 // ApplicationBody An application: what jobs and deployments run; unique by name and version. Note: "version" is the application's own version string (e.g. 1.2.0, what jobs reference as {name, version}); the resource revision, sent as the ETag and compared with If-Match, is "resource_version".
 type ApplicationBody struct {
-	Args                 nullable.Nullable[[]string] `json:"args,omitempty"`
-	Command              nullable.Nullable[[]string] `json:"command,omitempty"`
-	Description          *string                     `json:"description,omitempty"`
-	EnvironmentVariables *map[string]string          `json:"environment_variables,omitempty"`
+	Args                 *[]string          `json:"args,omitempty"`
+	Command              *[]string          `json:"command,omitempty"`
+	Description          *string            `json:"description,omitempty"`
+	EnvironmentVariables *map[string]string `json:"environment_variables,omitempty"`
 
 	// Image container image reference, e.g. registry/path:tag. The docker and kubernetes drivers run it; the local driver ignores it and runs command + args (in the app-runtime-config's working_directory) as a process on the host, so a program such as /bin/sh goes in command, not here.
 	Image *string `json:"image,omitempty"`
@@ -675,19 +728,19 @@ type ApplicationList struct {
 // ApplicationMergePatch A JSON merge patch (RFC 7396) of ApplicationBody: members given replace, null removes a member (the default applies: see each field), objects merge. The result is validated like a PUT.
 type ApplicationMergePatch struct {
 	// Args null: removes the value.
-	Args nullable.Nullable[[]string] `json:"args,omitempty"`
+	Args *[]string `json:"args,omitempty"`
 
 	// Command null: removes the value.
-	Command nullable.Nullable[[]string] `json:"command,omitempty"`
+	Command *[]string `json:"command,omitempty"`
 
 	// Description null: removes the value.
-	Description nullable.Nullable[string] `json:"description,omitempty"`
+	Description *string `json:"description,omitempty"`
 
 	// EnvironmentVariables null: removes the value.
-	EnvironmentVariables nullable.Nullable[map[string]*string] `json:"environment_variables,omitempty"`
+	EnvironmentVariables *map[string]*string `json:"environment_variables,omitempty"`
 
 	// Image container image reference, e.g. registry/path:tag. The docker and kubernetes drivers run it; the local driver ignores it and runs command + args (in the app-runtime-config's working_directory) as a process on the host, so a program such as /bin/sh goes in command, not here. null: removes the value.
-	Image nullable.Nullable[string] `json:"image,omitempty"`
+	Image *string `json:"image,omitempty"`
 
 	// Name letters, digits, -, _, ., starting with a letter or digit
 	Name *string `json:"name,omitempty"`
@@ -790,7 +843,7 @@ type DeploymentMergePatch struct {
 	ApplicationId *string `json:"application_id,omitempty"`
 
 	// EnvironmentVariables null: removes the value.
-	EnvironmentVariables nullable.Nullable[map[string]*string] `json:"environment_variables,omitempty"`
+	EnvironmentVariables *map[string]*string `json:"environment_variables,omitempty"`
 
 	// Name unique; letters, digits, -, _, ., starting with a letter or digit
 	Name *string `json:"name,omitempty"`
@@ -818,13 +871,13 @@ type DockerPluginConfig struct {
 // ExportRequest defines model for ExportRequest.
 type ExportRequest struct {
 	// FilterByAssetDeclaration the assets of these declarations; empty or absent: all common asset data (assets without declaration)
-	FilterByAssetDeclaration nullable.Nullable[[]string] `json:"filter_by_asset_declaration,omitempty"`
+	FilterByAssetDeclaration *[]string `json:"filter_by_asset_declaration,omitempty"`
 
 	// Include the kinds of document to include; empty or absent: both
-	Include nullable.Nullable[[]ExportRequestInclude] `json:"include,omitempty"`
+	Include *[]ExportRequestInclude `json:"include,omitempty"`
 
 	// Samples every concrete scenario file of these samples; empty or absent: no scenario file
-	Samples nullable.Nullable[[]string] `json:"samples,omitempty"`
+	Samples *[]string `json:"samples,omitempty"`
 }
 
 // ExportRequestInclude defines model for ExportRequest.Include.
@@ -833,13 +886,13 @@ type ExportRequestInclude string
 // ExportRequestOut defines model for ExportRequestOut.
 type ExportRequestOut struct {
 	// FilterByAssetDeclaration the assets of these declarations; empty or absent: all common asset data (assets without declaration)
-	FilterByAssetDeclaration nullable.Nullable[[]string] `json:"filter_by_asset_declaration,omitempty"`
+	FilterByAssetDeclaration *[]string `json:"filter_by_asset_declaration,omitempty"`
 
 	// Include the kinds of document to include; empty or absent: both
-	Include nullable.Nullable[[]ExportRequestOutInclude] `json:"include,omitempty"`
+	Include *[]ExportRequestOutInclude `json:"include,omitempty"`
 
 	// Samples every concrete scenario file of these samples; empty or absent: no scenario file
-	Samples nullable.Nullable[[]string] `json:"samples,omitempty"`
+	Samples *[]string `json:"samples,omitempty"`
 }
 
 // ExportRequestOutInclude defines model for ExportRequestOut.Include.
@@ -868,8 +921,8 @@ type InstanceRole string
 
 // InstanceList defines model for InstanceList.
 type InstanceList struct {
-	Items      nullable.Nullable[[]Instance] `json:"items"`
-	NextCursor *string                       `json:"next_cursor,omitempty"`
+	Items      *[]Instance `json:"items"`
+	NextCursor *string     `json:"next_cursor,omitempty"`
 }
 
 // Job defines model for Job.
@@ -877,45 +930,55 @@ type Job struct {
 	AdmittedAt  *time.Time     `json:"admitted_at,omitempty"`
 	Application JobApplication `json:"application"`
 
-	// Args overrides the runtime's args
-	Args             nullable.Nullable[[]string] `json:"args,omitempty"`
-	CancelRequested  *bool                       `json:"cancel_requested,omitempty"`
-	CleanedAt        *time.Time                  `json:"cleaned_at,omitempty"`
-	CleanupRequested *bool                       `json:"cleanup_requested,omitempty"`
+	// Attempt the current attempt, 1-based
+	Attempt *int64 `json:"attempt,omitempty"`
 
-	// Command overrides the runtime's command (and its args)
-	Command              nullable.Nullable[[]string]    `json:"command,omitempty"`
-	Conditions           nullable.Nullable[[]Condition] `json:"conditions,omitempty"`
-	CreatedAt            *time.Time                     `json:"created_at,omitempty"`
-	EnvironmentVariables *map[string]string             `json:"environment_variables,omitempty"`
-	FinishedAt           *time.Time                     `json:"finished_at,omitempty"`
-	Id                   *string                        `json:"id,omitempty"`
+	// Attempts the outcome of each earlier attempt
+	Attempts             *[]JobAttempt      `json:"attempts,omitempty"`
+	CancelRequested      *bool              `json:"cancel_requested,omitempty"`
+	CleanedAt            *time.Time         `json:"cleaned_at,omitempty"`
+	CleanupRequested     *bool              `json:"cleanup_requested,omitempty"`
+	Conditions           *[]Condition       `json:"conditions,omitempty"`
+	CreatedAt            *time.Time         `json:"created_at,omitempty"`
+	EnvironmentVariables *map[string]string `json:"environment_variables,omitempty"`
+	FinishedAt           *time.Time         `json:"finished_at,omitempty"`
+	Id                   *string            `json:"id,omitempty"`
 
 	// InstanceCounts per role, per status
-	InstanceCounts *map[string]map[string]int64  `json:"instance_counts,omitempty"`
-	Instances      nullable.Nullable[[]Instance] `json:"instances,omitempty"`
+	InstanceCounts *map[string]map[string]int64 `json:"instance_counts,omitempty"`
+	Instances      *[]Instance                  `json:"instances,omitempty"`
 
 	// InstancesTruncated true when instances shows only the first 1,000
-	InstancesTruncated *bool `json:"instances_truncated,omitempty"`
+	InstancesTruncated *bool              `json:"instances_truncated,omitempty"`
+	Labels             *map[string]string `json:"labels,omitempty"`
 
-	// Labels Kubernetes-style keys
-	Labels         *map[string]string `json:"labels,omitempty"`
-	Name           string             `json:"name"`
-	Owner          *JobOwner          `json:"owner,omitempty"`
-	PostController *PostController    `json:"post_controller,omitempty"`
-	Priority       int64              `json:"priority"`
-	QueueId        string             `json:"queue_id"`
-	QueueName      *string            `json:"queue_name,omitempty"`
-	StartedAt      *time.Time         `json:"started_at,omitempty"`
-	Status         *JobStatus         `json:"status,omitempty"`
-	SubmittedAt    *time.Time         `json:"submitted_at,omitempty"`
-	UpdatedAt      *time.Time         `json:"updated_at,omitempty"`
+	// MaxRetries retries after a failed attempt; default 0
+	MaxRetries *int64 `json:"max_retries,omitempty"`
+
+	// MaxRunSeconds fails with reason DeadlineExceeded when running longer; absent: the queue's scheduling.default_max_run_seconds
+	MaxRunSeconds  *int64          `json:"max_run_seconds,omitempty"`
+	Name           string          `json:"name"`
+	Owner          *JobOwner       `json:"owner,omitempty"`
+	PostController *PostController `json:"post_controller,omitempty"`
+	Priority       int64           `json:"priority"`
+	QueueId        string          `json:"queue_id"`
+	QueueName      *string         `json:"queue_name,omitempty"`
+
+	// RetryOn failures that are retried; absent: failed and lost
+	RetryOn     *[]JobRetryOn `json:"retry_on,omitempty"`
+	StartedAt   *time.Time    `json:"started_at,omitempty"`
+	Status      *JobStatus    `json:"status,omitempty"`
+	SubmittedAt *time.Time    `json:"submitted_at,omitempty"`
+	UpdatedAt   *time.Time    `json:"updated_at,omitempty"`
 
 	// Version +1 on every change; sent as the ETag
-	Version         *int64                      `json:"version,omitempty"`
-	Warnings        nullable.Nullable[[]string] `json:"warnings,omitempty"`
-	WorkerInstances int64                       `json:"worker_instances"`
+	Version         *int64    `json:"version,omitempty"`
+	Warnings        *[]string `json:"warnings,omitempty"`
+	WorkerInstances int64     `json:"worker_instances"`
 }
+
+// JobRetryOn defines model for Job.RetryOn.
+type JobRetryOn string
 
 // JobStatus defines model for Job.Status.
 type JobStatus string
@@ -944,17 +1007,37 @@ type JobApplicationRef struct {
 	Version *string `json:"version,omitempty"`
 }
 
+// JobAttempt defines model for JobAttempt.
+type JobAttempt struct {
+	AdmittedAt *time.Time `json:"admitted_at,omitempty"`
+	Attempt    int64      `json:"attempt"`
+	FinishedAt time.Time  `json:"finished_at"`
+
+	// Message e.g. worker 3 exited with code 2
+	Message *string `json:"message,omitempty"`
+
+	// Outcome why the attempt ended
+	Outcome JobAttemptOutcome `json:"outcome"`
+
+	// Reason e.g. InstanceFailed, InstanceLost
+	Reason    *string    `json:"reason,omitempty"`
+	StartedAt *time.Time `json:"started_at,omitempty"`
+}
+
+// JobAttemptOutcome why the attempt ended
+type JobAttemptOutcome string
+
 // JobBody defines model for JobBody.
 type JobBody struct {
-	Application JobApplicationRef `json:"application"`
+	Application          JobApplicationRef  `json:"application"`
+	EnvironmentVariables *map[string]string `json:"environment_variables,omitempty"`
+	Labels               *map[string]string `json:"labels,omitempty"`
 
-	// Args overrides the runtime's args (with command: the args of that command)
-	Args nullable.Nullable[[]string] `json:"args,omitempty"`
+	// MaxRetries how many times a failed attempt is retried (same id, attempt+1); default 0
+	MaxRetries *int64 `json:"max_retries,omitempty"`
 
-	// Command overrides the runtime's command and args, like a Kubernetes container's command
-	Command              nullable.Nullable[[]string] `json:"command,omitempty"`
-	EnvironmentVariables *map[string]string          `json:"environment_variables,omitempty"`
-	Labels               *map[string]string          `json:"labels,omitempty"`
+	// MaxRunSeconds wall-clock limit once running: the job fails with reason DeadlineExceeded and its instances are stopped; absent: the queue's scheduling.default_max_run_seconds, else none
+	MaxRunSeconds *int64 `json:"max_run_seconds,omitempty"`
 
 	// Name defaults to the job's id
 	Name *string `json:"name,omitempty"`
@@ -965,38 +1048,20 @@ type JobBody struct {
 	// QueueId the queue's id or name
 	QueueId string `json:"queue_id"`
 
+	// RetryOn which failures are retried: failed (an instance exited non-zero), lost (the runtime lost an instance); absent: both
+	RetryOn *[]JobBodyRetryOn `json:"retry_on,omitempty"`
+
 	// WorkerInstances admitted all at once with one controller on simulation-controller-queue
 	WorkerInstances int64 `json:"worker_instances"`
 }
 
-// JobEvent defines model for JobEvent.
-type JobEvent struct {
-	Data Job `json:"data"`
-
-	// Id the CloudEvent id
-	Id string `json:"id"`
-
-	// Sequence the stream sequence, as the id of the same event on GET /events
-	Sequence int64 `json:"sequence"`
-
-	// Source the service that made the change, e.g. /rm/scheduler
-	Source string    `json:"source"`
-	Time   time.Time `json:"time"`
-
-	// Type the CloudEvent type, e.g. rm.job.admitted
-	Type string `json:"type"`
-}
-
-// JobEventList defines model for JobEventList.
-type JobEventList struct {
-	Items      nullable.Nullable[[]JobEvent] `json:"items"`
-	NextCursor *string                       `json:"next_cursor,omitempty"`
-}
+// JobBodyRetryOn defines model for JobBody.RetryOn.
+type JobBodyRetryOn string
 
 // JobList defines model for JobList.
 type JobList struct {
-	Items      nullable.Nullable[[]Job] `json:"items"`
-	NextCursor *string                  `json:"next_cursor,omitempty"`
+	Items      *[]Job  `json:"items"`
+	NextCursor *string `json:"next_cursor,omitempty"`
 }
 
 // JobOwner defines model for JobOwner.
@@ -1130,10 +1195,10 @@ type PluginList struct {
 // PluginMergePatch A JSON merge patch (RFC 7396) of PluginBody: members given replace, null removes a member (the default applies: see each field), objects merge. The result is validated like a PUT.
 type PluginMergePatch struct {
 	// Config by type — kubernetes: {namespace (required, DNS-1123 label), in_cluster (bool), kubeconfig (secret)}, exactly one of in_cluster and kubeconfig; docker: {host (unix:// or tcp:// URL), network}; local: {work_dir (absolute path)}; simulated: {run_seconds (0..86400), failure_rate (0..1)}. Unknown fields are rejected. Send "***" for a secret to keep the stored one. null: removes the value.
-	Config nullable.Nullable[map[string]interface{}] `json:"config,omitempty"`
+	Config *map[string]interface{} `json:"config,omitempty"`
 
 	// IsDefault true makes this the default plugin (the previous default loses the flag). null: false.
-	IsDefault nullable.Nullable[bool] `json:"is_default,omitempty"`
+	IsDefault *bool `json:"is_default,omitempty"`
 
 	// Name unique; letters, digits, -, _, ., starting with a letter or digit
 	Name *string               `json:"name,omitempty"`
@@ -1156,11 +1221,11 @@ type PostController struct {
 
 // Problem defines model for Problem.
 type Problem struct {
-	Detail   *string                         `json:"detail,omitempty"`
-	Errors   nullable.Nullable[[]FieldError] `json:"errors,omitempty"`
-	Instance *string                         `json:"instance,omitempty"`
-	Status   int64                           `json:"status"`
-	Title    string                          `json:"title"`
+	Detail   *string       `json:"detail,omitempty"`
+	Errors   *[]FieldError `json:"errors,omitempty"`
+	Instance *string       `json:"instance,omitempty"`
+	Status   int64         `json:"status"`
+	Title    string        `json:"title"`
 
 	// Type a URI naming the kind of problem
 	Type string `json:"type"`
@@ -1179,14 +1244,14 @@ type Queue struct {
 	Id                   *string            `json:"id,omitempty"`
 
 	// MaximumAllowedWorkerInstances null: unlimited; 0: admits nothing
-	MaximumAllowedWorkerInstances nullable.Nullable[int64]        `json:"maximum_allowed_worker_instances"`
-	Name                          string                          `json:"name"`
-	PluginId                      *string                         `json:"plugin_id,omitempty"`
-	ResourceLimits                *ResourceLimitsOut              `json:"resource_limits,omitempty"`
-	Scheduling                    QueueSchedulingOut              `json:"scheduling"`
-	Storages                      nullable.Nullable[[]StorageOut] `json:"storages,omitempty"`
-	UpdatedAt                     *time.Time                      `json:"updated_at,omitempty"`
-	Usage                         *QueueUsage                     `json:"usage,omitempty"`
+	MaximumAllowedWorkerInstances *int64             `json:"maximum_allowed_worker_instances"`
+	Name                          string             `json:"name"`
+	PluginId                      *string            `json:"plugin_id,omitempty"`
+	ResourceLimits                *ResourceLimitsOut `json:"resource_limits,omitempty"`
+	Scheduling                    QueueSchedulingOut `json:"scheduling"`
+	Storages                      *[]StorageOut      `json:"storages,omitempty"`
+	UpdatedAt                     *time.Time         `json:"updated_at,omitempty"`
+	Usage                         *QueueUsage        `json:"usage,omitempty"`
 
 	// Version +1 on every change; sent as the ETag
 	Version *int64 `json:"version,omitempty"`
@@ -1195,64 +1260,64 @@ type Queue struct {
 // QueueAccess defines model for QueueAccess.
 type QueueAccess struct {
 	// Read absent: every role may read the queue's jobs
-	Read nullable.Nullable[[]string] `json:"read,omitempty"`
+	Read *[]string `json:"read,omitempty"`
 
 	// Submit absent: every rm-user may submit
-	Submit nullable.Nullable[[]string] `json:"submit,omitempty"`
+	Submit *[]string `json:"submit,omitempty"`
 }
 
 // QueueAccessOut defines model for QueueAccessOut.
 type QueueAccessOut struct {
 	// Read absent: every role may read the queue's jobs
-	Read nullable.Nullable[[]string] `json:"read,omitempty"`
+	Read *[]string `json:"read,omitempty"`
 
 	// Submit absent: every rm-user may submit
-	Submit nullable.Nullable[[]string] `json:"submit,omitempty"`
+	Submit *[]string `json:"submit,omitempty"`
 }
 
 // QueueAccessPatch A merge patch of QueueAccess.
 type QueueAccessPatch struct {
 	// Read absent: every role may read the queue's jobs. null: removes the value.
-	Read nullable.Nullable[[]string] `json:"read,omitempty"`
+	Read *[]string `json:"read,omitempty"`
 
 	// Submit absent: every rm-user may submit. null: removes the value.
-	Submit nullable.Nullable[[]string] `json:"submit,omitempty"`
+	Submit *[]string `json:"submit,omitempty"`
 }
 
 // QueueAttributes defines model for QueueAttributes.
 type QueueAttributes struct {
-	Annotations    *map[string]string              `json:"annotations,omitempty"`
-	Labels         *map[string]string              `json:"labels,omitempty"`
-	NodeSelector   *map[string]string              `json:"node_selector,omitempty"`
-	ServiceAccount *string                         `json:"service_account,omitempty"`
-	Tolerations    nullable.Nullable[[]Toleration] `json:"tolerations,omitempty"`
+	Annotations    *map[string]string `json:"annotations,omitempty"`
+	Labels         *map[string]string `json:"labels,omitempty"`
+	NodeSelector   *map[string]string `json:"node_selector,omitempty"`
+	ServiceAccount *string            `json:"service_account,omitempty"`
+	Tolerations    *[]Toleration      `json:"tolerations,omitempty"`
 }
 
 // QueueAttributesOut defines model for QueueAttributesOut.
 type QueueAttributesOut struct {
-	Annotations    *map[string]string                 `json:"annotations,omitempty"`
-	Labels         *map[string]string                 `json:"labels,omitempty"`
-	NodeSelector   *map[string]string                 `json:"node_selector,omitempty"`
-	ServiceAccount *string                            `json:"service_account,omitempty"`
-	Tolerations    nullable.Nullable[[]TolerationOut] `json:"tolerations,omitempty"`
+	Annotations    *map[string]string `json:"annotations,omitempty"`
+	Labels         *map[string]string `json:"labels,omitempty"`
+	NodeSelector   *map[string]string `json:"node_selector,omitempty"`
+	ServiceAccount *string            `json:"service_account,omitempty"`
+	Tolerations    *[]TolerationOut   `json:"tolerations,omitempty"`
 }
 
 // QueueAttributesPatch A merge patch of QueueAttributes.
 type QueueAttributesPatch struct {
 	// Annotations null: removes the value.
-	Annotations nullable.Nullable[map[string]*string] `json:"annotations,omitempty"`
+	Annotations *map[string]*string `json:"annotations,omitempty"`
 
 	// Labels null: removes the value.
-	Labels nullable.Nullable[map[string]*string] `json:"labels,omitempty"`
+	Labels *map[string]*string `json:"labels,omitempty"`
 
 	// NodeSelector null: removes the value.
-	NodeSelector nullable.Nullable[map[string]*string] `json:"node_selector,omitempty"`
+	NodeSelector *map[string]*string `json:"node_selector,omitempty"`
 
 	// ServiceAccount null: removes the value.
-	ServiceAccount nullable.Nullable[string] `json:"service_account,omitempty"`
+	ServiceAccount *string `json:"service_account,omitempty"`
 
 	// Tolerations null: removes the value.
-	Tolerations nullable.Nullable[[]Toleration] `json:"tolerations,omitempty"`
+	Tolerations *[]Toleration `json:"tolerations,omitempty"`
 }
 
 // QueueBody defines model for QueueBody.
@@ -1263,16 +1328,16 @@ type QueueBody struct {
 	EnvironmentVariables *map[string]string `json:"environment_variables,omitempty"`
 
 	// MaximumAllowedWorkerInstances null or absent: unlimited; 0 admits nothing
-	MaximumAllowedWorkerInstances nullable.Nullable[int64] `json:"maximum_allowed_worker_instances,omitempty"`
+	MaximumAllowedWorkerInstances *int64 `json:"maximum_allowed_worker_instances,omitempty"`
 
 	// Name unique; letters, digits, -, _, ., starting with a letter or digit
 	Name string `json:"name"`
 
 	// PluginId id or name of a plugin (stored as its id); the default plugin otherwise
-	PluginId       *string                      `json:"plugin_id,omitempty"`
-	ResourceLimits *ResourceLimits              `json:"resource_limits,omitempty"`
-	Scheduling     *QueueScheduling             `json:"scheduling,omitempty"`
-	Storages       nullable.Nullable[[]Storage] `json:"storages,omitempty"`
+	PluginId       *string          `json:"plugin_id,omitempty"`
+	ResourceLimits *ResourceLimits  `json:"resource_limits,omitempty"`
+	Scheduling     *QueueScheduling `json:"scheduling,omitempty"`
+	Storages       *[]Storage       `json:"storages,omitempty"`
 }
 
 // QueueList defines model for QueueList.
@@ -1292,19 +1357,19 @@ type QueueMergePatch struct {
 	Attributes *QueueAttributesPatch `json:"attributes,omitempty"`
 
 	// Description null: removes the value.
-	Description nullable.Nullable[string] `json:"description,omitempty"`
+	Description *string `json:"description,omitempty"`
 
 	// EnvironmentVariables null: removes the value.
-	EnvironmentVariables nullable.Nullable[map[string]*string] `json:"environment_variables,omitempty"`
+	EnvironmentVariables *map[string]*string `json:"environment_variables,omitempty"`
 
 	// MaximumAllowedWorkerInstances null or absent: unlimited; 0 admits nothing
-	MaximumAllowedWorkerInstances nullable.Nullable[int64] `json:"maximum_allowed_worker_instances,omitempty"`
+	MaximumAllowedWorkerInstances *int64 `json:"maximum_allowed_worker_instances,omitempty"`
 
 	// Name unique; letters, digits, -, _, ., starting with a letter or digit
 	Name *string `json:"name,omitempty"`
 
 	// PluginId id or name of a plugin (stored as its id); the default plugin otherwise. null: the default plugin.
-	PluginId nullable.Nullable[string] `json:"plugin_id,omitempty"`
+	PluginId *string `json:"plugin_id,omitempty"`
 
 	// ResourceLimits null: no limits from here.
 	ResourceLimits *ResourceLimitsPatch `json:"resource_limits,omitempty"`
@@ -1313,13 +1378,19 @@ type QueueMergePatch struct {
 	Scheduling *QueueSchedulingPatch `json:"scheduling,omitempty"`
 
 	// Storages null: removes the value.
-	Storages nullable.Nullable[[]Storage] `json:"storages,omitempty"`
+	Storages *[]Storage `json:"storages,omitempty"`
 }
 
 // QueueScheduling defines model for QueueScheduling.
 type QueueScheduling struct {
 	// Backfill a job that fits may go before a larger one that does not; default true
 	Backfill *bool `json:"backfill,omitempty"`
+
+	// DefaultMaxRunSeconds wall-clock limit of the jobs that set no max_run_seconds; absent: none
+	DefaultMaxRunSeconds *int64 `json:"default_max_run_seconds,omitempty"`
+
+	// StartTimeoutSeconds an admitted job whose instances cannot all start fails after this long; default 600
+	StartTimeoutSeconds *int64 `json:"start_timeout_seconds,omitempty"`
 
 	// StarvationSeconds a job pending longer stops backfill on the queue until it is admitted; 0 = never
 	StarvationSeconds *int64 `json:"starvation_seconds,omitempty"`
@@ -1330,6 +1401,12 @@ type QueueSchedulingOut struct {
 	// Backfill a job that fits may go before a larger one that does not; default true
 	Backfill *bool `json:"backfill,omitempty"`
 
+	// DefaultMaxRunSeconds wall-clock limit of the jobs that set no max_run_seconds; absent: none
+	DefaultMaxRunSeconds *int64 `json:"default_max_run_seconds,omitempty"`
+
+	// StartTimeoutSeconds an admitted job whose instances cannot all start fails after this long; default 600
+	StartTimeoutSeconds *int64 `json:"start_timeout_seconds,omitempty"`
+
 	// StarvationSeconds a job pending longer stops backfill on the queue until it is admitted; 0 = never
 	StarvationSeconds *int64 `json:"starvation_seconds,omitempty"`
 }
@@ -1337,10 +1414,16 @@ type QueueSchedulingOut struct {
 // QueueSchedulingPatch A merge patch of QueueScheduling.
 type QueueSchedulingPatch struct {
 	// Backfill a job that fits may go before a larger one that does not; default true. null: true.
-	Backfill nullable.Nullable[bool] `json:"backfill,omitempty"`
+	Backfill *bool `json:"backfill,omitempty"`
+
+	// DefaultMaxRunSeconds wall-clock limit of the jobs that set no max_run_seconds; absent: none. null: no limit.
+	DefaultMaxRunSeconds *int64 `json:"default_max_run_seconds,omitempty"`
+
+	// StartTimeoutSeconds an admitted job whose instances cannot all start fails after this long; default 600. null: removes the value.
+	StartTimeoutSeconds *int64 `json:"start_timeout_seconds,omitempty"`
 
 	// StarvationSeconds a job pending longer stops backfill on the queue until it is admitted; 0 = never. null: removes the value.
-	StarvationSeconds nullable.Nullable[int64] `json:"starvation_seconds,omitempty"`
+	StarvationSeconds *int64 `json:"starvation_seconds,omitempty"`
 }
 
 // QueueUsage defines model for QueueUsage.
@@ -1374,13 +1457,13 @@ type ResourceLimitsOut struct {
 // ResourceLimitsPatch A merge patch of ResourceLimits.
 type ResourceLimitsPatch struct {
 	// Cpu Kubernetes quantity, e.g. 500m or 2. null: removes the value.
-	Cpu nullable.Nullable[string] `json:"cpu,omitempty"`
+	Cpu *string `json:"cpu,omitempty"`
 
 	// Gpu null: removes the value.
-	Gpu nullable.Nullable[int64] `json:"gpu,omitempty"`
+	Gpu *int64 `json:"gpu,omitempty"`
 
 	// Memory Kubernetes quantity, e.g. 4Gi. null: removes the value.
-	Memory nullable.Nullable[string] `json:"memory,omitempty"`
+	Memory *string `json:"memory,omitempty"`
 }
 
 // ScenarioExport defines model for ScenarioExport.
@@ -1417,12 +1500,6 @@ type ScenarioExport struct {
 
 // ScenarioExportStatus defines model for ScenarioExport.Status.
 type ScenarioExportStatus string
-
-// ScenarioExportList defines model for ScenarioExportList.
-type ScenarioExportList struct {
-	Items      nullable.Nullable[[]ScenarioExport] `json:"items"`
-	NextCursor *string                             `json:"next_cursor,omitempty"`
-}
 
 // SimulatedPluginConfig Starts nothing: each instance succeeds (or fails, at failure_rate) after run_seconds.
 type SimulatedPluginConfig struct {
@@ -1631,12 +1708,9 @@ type ListJobsParams struct {
 	Status  *ListJobsParamsStatus `form:"status,omitempty" json:"status,omitempty"`
 
 	// Label key=value; repeat for several (all must match)
-	Label *[]string `form:"label,omitempty" json:"label,omitempty"`
-
-	// Owner the owner's subject or username (owner.subject or owner.username)
-	Owner  *string `form:"owner,omitempty" json:"owner,omitempty"`
-	Limit  *int64  `form:"limit,omitempty" json:"limit,omitempty"`
-	Cursor *string `form:"cursor,omitempty" json:"cursor,omitempty"`
+	Label  *[]string `form:"label,omitempty" json:"label,omitempty"`
+	Limit  *int64    `form:"limit,omitempty" json:"limit,omitempty"`
+	Cursor *string   `form:"cursor,omitempty" json:"cursor,omitempty"`
 }
 
 // ListJobsParamsStatus defines parameters for ListJobs.
@@ -1681,14 +1755,6 @@ type PutAssetArtifactParams struct {
 	Declaration *string `form:"declaration,omitempty" json:"declaration,omitempty"`
 }
 
-// ListJobEventsParams defines parameters for ListJobEvents.
-type ListJobEventsParams struct {
-	Limit *int64 `form:"limit,omitempty" json:"limit,omitempty"`
-
-	// Cursor next_cursor of the previous page
-	Cursor *string `form:"cursor,omitempty" json:"cursor,omitempty"`
-}
-
 // ListJobInstancesParams defines parameters for ListJobInstances.
 type ListJobInstancesParams struct {
 	Role   *ListJobInstancesParamsRole   `form:"role,omitempty" json:"role,omitempty"`
@@ -1712,12 +1778,6 @@ type GetInstanceLogsParamsRole string
 type StopPostControllerParams struct {
 	// IfMatch the ETag ("`<version>`") the change applies to; a different current version answers 412
 	IfMatch *string `json:"If-Match,omitempty"`
-}
-
-// ListJobScenarioExportsParams defines parameters for ListJobScenarioExports.
-type ListJobScenarioExportsParams struct {
-	Limit  *int64  `form:"limit,omitempty" json:"limit,omitempty"`
-	Cursor *string `form:"cursor,omitempty" json:"cursor,omitempty"`
 }
 
 // CreateScenarioExportParams defines parameters for CreateScenarioExport.
@@ -1818,12 +1878,9 @@ type ListQueueJobsParams struct {
 	Status *ListQueueJobsParamsStatus `form:"status,omitempty" json:"status,omitempty"`
 
 	// Label key=value; repeat for several (all must match)
-	Label *[]string `form:"label,omitempty" json:"label,omitempty"`
-
-	// Owner the owner's subject or username (owner.subject or owner.username)
-	Owner  *string `form:"owner,omitempty" json:"owner,omitempty"`
-	Limit  *int64  `form:"limit,omitempty" json:"limit,omitempty"`
-	Cursor *string `form:"cursor,omitempty" json:"cursor,omitempty"`
+	Label  *[]string `form:"label,omitempty" json:"label,omitempty"`
+	Limit  *int64    `form:"limit,omitempty" json:"limit,omitempty"`
+	Cursor *string   `form:"cursor,omitempty" json:"cursor,omitempty"`
 }
 
 // ListQueueJobsParamsStatus defines parameters for ListQueueJobs.
@@ -2660,13 +2717,6 @@ type ClientInterface interface {
 	// Corresponds with POST /jobs/{id}/cleanup (the `CleanupJob` operationId).
 	CleanupJob(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*http.Response, error)
 
-	// ListJobEvents List a job's events in order
-	//
-	// The events about the job that the stream RM_EVENTS still holds (it keeps them for its max age), oldest first, paged: next_cursor is the stream sequence of the last item. Each item is the event as GET /events sends it, its data the job as it was after the event (with instance_counts, without instances).
-	//
-	// Corresponds with GET /jobs/{id}/events (the `ListJobEvents` operationId).
-	ListJobEvents(ctx context.Context, id string, params *ListJobEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
-
 	// ListJobInstances List the instances of a job
 	//
 	// Every instance of the job, paged, optionally of one role and status; a malformed cursor is a 400 naming cursor.
@@ -2692,13 +2742,6 @@ type ClientInterface interface {
 	//
 	// Corresponds with POST /jobs/{id}/post-controller (the `StartPostController` operationId).
 	StartPostController(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*http.Response, error)
-
-	// ListJobScenarioExports List a job's scenario exports
-	//
-	// Oldest first, every status; an expired export is gone from the list once the export service removes it.
-	//
-	// Corresponds with GET /jobs/{id}/scenario-exports (the `ListJobScenarioExports` operationId).
-	ListJobScenarioExports(ctx context.Context, id string, params *ListJobScenarioExportsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// CreateScenarioExportWithBody Request a zip of chosen samples and kinds of document
 	//
@@ -3545,23 +3588,6 @@ func (c *Client) CleanupJob(ctx context.Context, id string, reqEditors ...Reques
 	return c.Client.Do(req)
 }
 
-// ListJobEvents List a job's events in order
-//
-// The events about the job that the stream RM_EVENTS still holds (it keeps them for its max age), oldest first, paged: next_cursor is the stream sequence of the last item. Each item is the event as GET /events sends it, its data the job as it was after the event (with instance_counts, without instances).
-//
-// Corresponds with GET /jobs/{id}/events (the `ListJobEvents` operationId).
-func (c *Client) ListJobEvents(ctx context.Context, id string, params *ListJobEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewListJobEventsRequest(c.Server, id, params)
-	if err != nil {
-		return nil, err
-	}
-	req = req.WithContext(ctx)
-	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
-		return nil, err
-	}
-	return c.Client.Do(req)
-}
-
 // ListJobInstances List the instances of a job
 //
 // Every instance of the job, paged, optionally of one role and status; a malformed cursor is a 400 naming cursor.
@@ -3618,23 +3644,6 @@ func (c *Client) StopPostController(ctx context.Context, id string, params *Stop
 // Corresponds with POST /jobs/{id}/post-controller (the `StartPostController` operationId).
 func (c *Client) StartPostController(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewStartPostControllerRequest(c.Server, id)
-	if err != nil {
-		return nil, err
-	}
-	req = req.WithContext(ctx)
-	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
-		return nil, err
-	}
-	return c.Client.Do(req)
-}
-
-// ListJobScenarioExports List a job's scenario exports
-//
-// Oldest first, every status; an expired export is gone from the list once the export service removes it.
-//
-// Corresponds with GET /jobs/{id}/scenario-exports (the `ListJobScenarioExports` operationId).
-func (c *Client) ListJobScenarioExports(ctx context.Context, id string, params *ListJobScenarioExportsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewListJobScenarioExportsRequest(c.Server, id, params)
 	if err != nil {
 		return nil, err
 	}
@@ -5358,18 +5367,6 @@ func NewListJobsRequest(server string, params *ListJobsParams) (*http.Request, e
 
 		}
 
-		if params.Owner != nil {
-
-			if queryFrag, err := runtime.StyleParamWithOptions("form", false, "owner", *params.Owner, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
-				return nil, err
-			} else {
-				for _, qp := range strings.Split(queryFrag, "&") {
-					rawQueryFragments = append(rawQueryFragments, qp)
-				}
-			}
-
-		}
-
 		if params.Limit != nil {
 
 			if queryFrag, err := runtime.StyleParamWithOptions("form", false, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: "int64"}); err != nil {
@@ -5843,79 +5840,6 @@ func NewCleanupJobRequest(server string, id string) (*http.Request, error) {
 	return req, nil
 }
 
-// NewListJobEventsRequest constructs an http.Request for the ListJobEvents method
-func NewListJobEventsRequest(server string, id string, params *ListJobEventsParams) (*http.Request, error) {
-	var err error
-
-	var pathParam0 string
-
-	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
-	if err != nil {
-		return nil, err
-	}
-
-	serverURL, err := url.Parse(server)
-	if err != nil {
-		return nil, err
-	}
-
-	operationPath := fmt.Sprintf("/jobs/%s/events", pathParam0)
-	if operationPath[0] == '/' {
-		operationPath = "." + operationPath
-	}
-
-	queryURL, err := serverURL.Parse(operationPath)
-	if err != nil {
-		return nil, err
-	}
-
-	if params != nil {
-		// queryValues collects non-styled parameters (passthrough, JSON)
-		// that are safe to round-trip through url.Values.Encode().
-		queryValues := queryURL.Query()
-		// rawQueryFragments collects pre-encoded query fragments from
-		// styled parameters, preserving literal commas as delimiters
-		// per the OpenAPI spec (e.g. "color=blue,black,brown").
-		var rawQueryFragments []string
-
-		if params.Limit != nil {
-
-			if queryFrag, err := runtime.StyleParamWithOptions("form", false, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: "int64"}); err != nil {
-				return nil, err
-			} else {
-				for _, qp := range strings.Split(queryFrag, "&") {
-					rawQueryFragments = append(rawQueryFragments, qp)
-				}
-			}
-
-		}
-
-		if params.Cursor != nil {
-
-			if queryFrag, err := runtime.StyleParamWithOptions("form", false, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
-				return nil, err
-			} else {
-				for _, qp := range strings.Split(queryFrag, "&") {
-					rawQueryFragments = append(rawQueryFragments, qp)
-				}
-			}
-
-		}
-
-		if encoded := queryValues.Encode(); encoded != "" {
-			rawQueryFragments = append(rawQueryFragments, encoded)
-		}
-		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
-	}
-
-	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
-	if err != nil {
-		return nil, err
-	}
-
-	return req, nil
-}
-
 // NewListJobInstancesRequest constructs an http.Request for the ListJobInstances method
 func NewListJobInstancesRequest(server string, id string, params *ListJobInstancesParams) (*http.Request, error) {
 	var err error
@@ -6137,79 +6061,6 @@ func NewStartPostControllerRequest(server string, id string) (*http.Request, err
 	}
 
 	req, err := http.NewRequest(http.MethodPost, queryURL.String(), nil)
-	if err != nil {
-		return nil, err
-	}
-
-	return req, nil
-}
-
-// NewListJobScenarioExportsRequest constructs an http.Request for the ListJobScenarioExports method
-func NewListJobScenarioExportsRequest(server string, id string, params *ListJobScenarioExportsParams) (*http.Request, error) {
-	var err error
-
-	var pathParam0 string
-
-	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
-	if err != nil {
-		return nil, err
-	}
-
-	serverURL, err := url.Parse(server)
-	if err != nil {
-		return nil, err
-	}
-
-	operationPath := fmt.Sprintf("/jobs/%s/scenario-exports", pathParam0)
-	if operationPath[0] == '/' {
-		operationPath = "." + operationPath
-	}
-
-	queryURL, err := serverURL.Parse(operationPath)
-	if err != nil {
-		return nil, err
-	}
-
-	if params != nil {
-		// queryValues collects non-styled parameters (passthrough, JSON)
-		// that are safe to round-trip through url.Values.Encode().
-		queryValues := queryURL.Query()
-		// rawQueryFragments collects pre-encoded query fragments from
-		// styled parameters, preserving literal commas as delimiters
-		// per the OpenAPI spec (e.g. "color=blue,black,brown").
-		var rawQueryFragments []string
-
-		if params.Limit != nil {
-
-			if queryFrag, err := runtime.StyleParamWithOptions("form", false, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: "int64"}); err != nil {
-				return nil, err
-			} else {
-				for _, qp := range strings.Split(queryFrag, "&") {
-					rawQueryFragments = append(rawQueryFragments, qp)
-				}
-			}
-
-		}
-
-		if params.Cursor != nil {
-
-			if queryFrag, err := runtime.StyleParamWithOptions("form", false, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
-				return nil, err
-			} else {
-				for _, qp := range strings.Split(queryFrag, "&") {
-					rawQueryFragments = append(rawQueryFragments, qp)
-				}
-			}
-
-		}
-
-		if encoded := queryValues.Encode(); encoded != "" {
-			rawQueryFragments = append(rawQueryFragments, encoded)
-		}
-		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
-	}
-
-	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -7076,18 +6927,6 @@ func NewListQueueJobsRequest(server string, queueId string, params *ListQueueJob
 
 		}
 
-		if params.Owner != nil {
-
-			if queryFrag, err := runtime.StyleParamWithOptions("form", false, "owner", *params.Owner, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
-				return nil, err
-			} else {
-				for _, qp := range strings.Split(queryFrag, "&") {
-					rawQueryFragments = append(rawQueryFragments, qp)
-				}
-			}
-
-		}
-
 		if params.Limit != nil {
 
 			if queryFrag, err := runtime.StyleParamWithOptions("form", false, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: "int64"}); err != nil {
@@ -7541,15 +7380,6 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with POST /jobs/{id}/cleanup (the `CleanupJob` operationId).
 	CleanupJobWithResponse(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*CleanupJobResponse, error)
 
-	// ListJobEventsWithResponse List a job's events in order
-	//
-	// The events about the job that the stream RM_EVENTS still holds (it keeps them for its max age), oldest first, paged: next_cursor is the stream sequence of the last item. Each item is the event as GET /events sends it, its data the job as it was after the event (with instance_counts, without instances).
-	//
-	// Returns a wrapper object for the known response body format(s).
-	//
-	// Corresponds with GET /jobs/{id}/events (the `ListJobEvents` operationId).
-	ListJobEventsWithResponse(ctx context.Context, id string, params *ListJobEventsParams, reqEditors ...RequestEditorFn) (*ListJobEventsResponse, error)
-
 	// ListJobInstancesWithResponse List the instances of a job
 	//
 	// Every instance of the job, paged, optionally of one role and status; a malformed cursor is a 400 naming cursor.
@@ -7583,15 +7413,6 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with POST /jobs/{id}/post-controller (the `StartPostController` operationId).
 	StartPostControllerWithResponse(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*StartPostControllerResponse, error)
-
-	// ListJobScenarioExportsWithResponse List a job's scenario exports
-	//
-	// Oldest first, every status; an expired export is gone from the list once the export service removes it.
-	//
-	// Returns a wrapper object for the known response body format(s).
-	//
-	// Corresponds with GET /jobs/{id}/scenario-exports (the `ListJobScenarioExports` operationId).
-	ListJobScenarioExportsWithResponse(ctx context.Context, id string, params *ListJobScenarioExportsParams, reqEditors ...RequestEditorFn) (*ListJobScenarioExportsResponse, error)
 
 	// CreateScenarioExportWithBodyWithResponse Request a zip of chosen samples and kinds of document
 	//
@@ -10666,103 +10487,6 @@ func (r CleanupJobResponse) ContentType() string {
 	return ""
 }
 
-type ListJobEventsResponse struct {
-	Body         []byte
-	HTTPResponse *http.Response
-	// JSON200 the response for an HTTP 200 `application/json` response
-	JSON200 *JobEventList
-	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
-	ApplicationproblemJSON400 *Problem
-	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
-	ApplicationproblemJSON401 *Problem
-	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
-	ApplicationproblemJSON403 *Problem
-	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
-	ApplicationproblemJSON404 *Problem
-	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
-	ApplicationproblemJSON422 *Problem
-	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
-	ApplicationproblemJSON500 *Problem
-	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
-	ApplicationproblemJSON503 *Problem
-	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
-	ApplicationproblemJSONDefault *Problem
-}
-
-// GetJSON200 returns the response for an HTTP 200 `application/json` response
-func (r ListJobEventsResponse) GetJSON200() *JobEventList {
-	return r.JSON200
-}
-
-// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
-func (r ListJobEventsResponse) GetApplicationproblemJSON400() *Problem {
-	return r.ApplicationproblemJSON400
-}
-
-// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
-func (r ListJobEventsResponse) GetApplicationproblemJSON401() *Problem {
-	return r.ApplicationproblemJSON401
-}
-
-// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
-func (r ListJobEventsResponse) GetApplicationproblemJSON403() *Problem {
-	return r.ApplicationproblemJSON403
-}
-
-// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
-func (r ListJobEventsResponse) GetApplicationproblemJSON404() *Problem {
-	return r.ApplicationproblemJSON404
-}
-
-// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
-func (r ListJobEventsResponse) GetApplicationproblemJSON422() *Problem {
-	return r.ApplicationproblemJSON422
-}
-
-// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
-func (r ListJobEventsResponse) GetApplicationproblemJSON500() *Problem {
-	return r.ApplicationproblemJSON500
-}
-
-// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
-func (r ListJobEventsResponse) GetApplicationproblemJSON503() *Problem {
-	return r.ApplicationproblemJSON503
-}
-
-// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
-func (r ListJobEventsResponse) GetApplicationproblemJSONDefault() *Problem {
-	return r.ApplicationproblemJSONDefault
-}
-
-// GetBody returns the raw response body bytes
-func (r ListJobEventsResponse) GetBody() []byte {
-	return r.Body
-}
-
-// Status returns HTTPResponse.Status
-func (r ListJobEventsResponse) Status() string {
-	if r.HTTPResponse != nil {
-		return r.HTTPResponse.Status
-	}
-	return http.StatusText(0)
-}
-
-// StatusCode returns HTTPResponse.StatusCode
-func (r ListJobEventsResponse) StatusCode() int {
-	if r.HTTPResponse != nil {
-		return r.HTTPResponse.StatusCode
-	}
-	return 0
-}
-
-// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
-func (r ListJobEventsResponse) ContentType() string {
-	if r.HTTPResponse != nil {
-		return r.HTTPResponse.Header.Get("Content-Type")
-	}
-	return ""
-}
-
 type ListJobInstancesResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -11145,96 +10869,6 @@ func (r StartPostControllerResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r StartPostControllerResponse) ContentType() string {
-	if r.HTTPResponse != nil {
-		return r.HTTPResponse.Header.Get("Content-Type")
-	}
-	return ""
-}
-
-type ListJobScenarioExportsResponse struct {
-	Body         []byte
-	HTTPResponse *http.Response
-	// JSON200 the response for an HTTP 200 `application/json` response
-	JSON200 *ScenarioExportList
-	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
-	ApplicationproblemJSON400 *Problem
-	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
-	ApplicationproblemJSON401 *Problem
-	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
-	ApplicationproblemJSON403 *Problem
-	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
-	ApplicationproblemJSON404 *Problem
-	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
-	ApplicationproblemJSON422 *Problem
-	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
-	ApplicationproblemJSON500 *Problem
-	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
-	ApplicationproblemJSONDefault *Problem
-}
-
-// GetJSON200 returns the response for an HTTP 200 `application/json` response
-func (r ListJobScenarioExportsResponse) GetJSON200() *ScenarioExportList {
-	return r.JSON200
-}
-
-// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
-func (r ListJobScenarioExportsResponse) GetApplicationproblemJSON400() *Problem {
-	return r.ApplicationproblemJSON400
-}
-
-// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
-func (r ListJobScenarioExportsResponse) GetApplicationproblemJSON401() *Problem {
-	return r.ApplicationproblemJSON401
-}
-
-// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
-func (r ListJobScenarioExportsResponse) GetApplicationproblemJSON403() *Problem {
-	return r.ApplicationproblemJSON403
-}
-
-// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
-func (r ListJobScenarioExportsResponse) GetApplicationproblemJSON404() *Problem {
-	return r.ApplicationproblemJSON404
-}
-
-// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
-func (r ListJobScenarioExportsResponse) GetApplicationproblemJSON422() *Problem {
-	return r.ApplicationproblemJSON422
-}
-
-// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
-func (r ListJobScenarioExportsResponse) GetApplicationproblemJSON500() *Problem {
-	return r.ApplicationproblemJSON500
-}
-
-// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
-func (r ListJobScenarioExportsResponse) GetApplicationproblemJSONDefault() *Problem {
-	return r.ApplicationproblemJSONDefault
-}
-
-// GetBody returns the raw response body bytes
-func (r ListJobScenarioExportsResponse) GetBody() []byte {
-	return r.Body
-}
-
-// Status returns HTTPResponse.Status
-func (r ListJobScenarioExportsResponse) Status() string {
-	if r.HTTPResponse != nil {
-		return r.HTTPResponse.Status
-	}
-	return http.StatusText(0)
-}
-
-// StatusCode returns HTTPResponse.StatusCode
-func (r ListJobScenarioExportsResponse) StatusCode() int {
-	if r.HTTPResponse != nil {
-		return r.HTTPResponse.StatusCode
-	}
-	return 0
-}
-
-// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
-func (r ListJobScenarioExportsResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -13489,21 +13123,6 @@ func (c *ClientWithResponses) CleanupJobWithResponse(ctx context.Context, id str
 	return ParseCleanupJobResponse(rsp)
 }
 
-// ListJobEventsWithResponse List a job's events in order
-//
-// The events about the job that the stream RM_EVENTS still holds (it keeps them for its max age), oldest first, paged: next_cursor is the stream sequence of the last item. Each item is the event as GET /events sends it, its data the job as it was after the event (with instance_counts, without instances).
-//
-// Returns a wrapper object for the known response body format(s).
-//
-// Corresponds with GET /jobs/{id}/events (the `ListJobEvents` operationId).
-func (c *ClientWithResponses) ListJobEventsWithResponse(ctx context.Context, id string, params *ListJobEventsParams, reqEditors ...RequestEditorFn) (*ListJobEventsResponse, error) {
-	rsp, err := c.ListJobEvents(ctx, id, params, reqEditors...)
-	if err != nil {
-		return nil, err
-	}
-	return ParseListJobEventsResponse(rsp)
-}
-
 // ListJobInstancesWithResponse List the instances of a job
 //
 // Every instance of the job, paged, optionally of one role and status; a malformed cursor is a 400 naming cursor.
@@ -13560,21 +13179,6 @@ func (c *ClientWithResponses) StartPostControllerWithResponse(ctx context.Contex
 		return nil, err
 	}
 	return ParseStartPostControllerResponse(rsp)
-}
-
-// ListJobScenarioExportsWithResponse List a job's scenario exports
-//
-// Oldest first, every status; an expired export is gone from the list once the export service removes it.
-//
-// Returns a wrapper object for the known response body format(s).
-//
-// Corresponds with GET /jobs/{id}/scenario-exports (the `ListJobScenarioExports` operationId).
-func (c *ClientWithResponses) ListJobScenarioExportsWithResponse(ctx context.Context, id string, params *ListJobScenarioExportsParams, reqEditors ...RequestEditorFn) (*ListJobScenarioExportsResponse, error) {
-	rsp, err := c.ListJobScenarioExports(ctx, id, params, reqEditors...)
-	if err != nil {
-		return nil, err
-	}
-	return ParseListJobScenarioExportsResponse(rsp)
 }
 
 // CreateScenarioExportWithBodyWithResponse Request a zip of chosen samples and kinds of document
@@ -16589,88 +16193,6 @@ func ParseCleanupJobResponse(rsp *http.Response) (*CleanupJobResponse, error) {
 	return response, nil
 }
 
-// ParseListJobEventsResponse parses an HTTP response from a ListJobEventsWithResponse call
-func ParseListJobEventsResponse(rsp *http.Response) (*ListJobEventsResponse, error) {
-	bodyBytes, err := io.ReadAll(rsp.Body)
-	defer func() { _ = rsp.Body.Close() }()
-	if err != nil {
-		return nil, err
-	}
-
-	response := &ListJobEventsResponse{
-		Body:         bodyBytes,
-		HTTPResponse: rsp,
-	}
-
-	switch {
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
-		var dest JobEventList
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON200 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
-		var dest Problem
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.ApplicationproblemJSON400 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Problem
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.ApplicationproblemJSON401 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
-		var dest Problem
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.ApplicationproblemJSON403 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest Problem
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.ApplicationproblemJSON404 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest Problem
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.ApplicationproblemJSON422 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
-		var dest Problem
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.ApplicationproblemJSON500 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Problem
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.ApplicationproblemJSON503 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
-		var dest Problem
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.ApplicationproblemJSONDefault = &dest
-
-	}
-
-	return response, nil
-}
-
 // ParseListJobInstancesResponse parses an HTTP response from a ListJobInstancesWithResponse call
 func ParseListJobInstancesResponse(rsp *http.Response) (*ListJobInstancesResponse, error) {
 	bodyBytes, err := io.ReadAll(rsp.Body)
@@ -17006,81 +16528,6 @@ func ParseStartPostControllerResponse(rsp *http.Response) (*StartPostControllerR
 			headers.ETag = &value
 		}
 		response.Headers202 = &headers
-	}
-
-	return response, nil
-}
-
-// ParseListJobScenarioExportsResponse parses an HTTP response from a ListJobScenarioExportsWithResponse call
-func ParseListJobScenarioExportsResponse(rsp *http.Response) (*ListJobScenarioExportsResponse, error) {
-	bodyBytes, err := io.ReadAll(rsp.Body)
-	defer func() { _ = rsp.Body.Close() }()
-	if err != nil {
-		return nil, err
-	}
-
-	response := &ListJobScenarioExportsResponse{
-		Body:         bodyBytes,
-		HTTPResponse: rsp,
-	}
-
-	switch {
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
-		var dest ScenarioExportList
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON200 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
-		var dest Problem
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.ApplicationproblemJSON400 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Problem
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.ApplicationproblemJSON401 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
-		var dest Problem
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.ApplicationproblemJSON403 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest Problem
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.ApplicationproblemJSON404 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest Problem
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.ApplicationproblemJSON422 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
-		var dest Problem
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.ApplicationproblemJSON500 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
-		var dest Problem
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.ApplicationproblemJSONDefault = &dest
-
 	}
 
 	return response, nil

@@ -46,7 +46,9 @@ type JobBody struct {
 	Args                 []string          `json:"args,omitempty" maxItems:"1024" doc:"overrides the runtime's args (with command: the args of that command)"`
 	Priority             int               `json:"priority,omitempty" minimum:"-1000000" maximum:"1000000" doc:"higher first; then submission order"`
 	Labels               map[string]string `json:"labels,omitempty"`
-	MaxRunSeconds        *int              `json:"max_run_seconds,omitempty" minimum:"1" maximum:"31536000" doc:"wall-clock limit once running; also what the start estimates of the jobs behind it count on"`
+	MaxRunSeconds        *int              `json:"max_run_seconds,omitempty" minimum:"1" maximum:"31536000" doc:"wall-clock limit once running: the job fails with reason DeadlineExceeded and its instances are stopped; absent: the queue's scheduling.default_max_run_seconds, else none"`
+	MaxRetries           int               `json:"max_retries,omitempty" minimum:"0" maximum:"100" doc:"how many times a failed attempt is retried (same id, attempt+1); default 0"`
+	RetryOn              []string          `json:"retry_on,omitempty" maxItems:"2" uniqueItems:"true" enum:"failed,lost" doc:"which failures are retried: failed (an instance exited non-zero), lost (the runtime lost an instance); absent: both"`
 }
 
 func (b *JobBody) validate() []*problem.FieldError {
@@ -263,6 +265,9 @@ func (s *Server) newJob(ctx context.Context, b *JobBody) (*events.Job, error) {
 		Priority:             b.Priority,
 		Labels:               b.Labels,
 		MaxRunSeconds:        b.MaxRunSeconds,
+		MaxRetries:           b.MaxRetries,
+		RetryOn:              b.RetryOn,
+		Attempt:              1,
 		Status:               events.JobSubmitted,
 		Conditions:           []events.Condition{},
 		Warnings:             []string{},
@@ -353,6 +358,7 @@ func normalizeJob(j *events.Job) {
 	if j.InstanceCounts == nil {
 		j.InstanceCounts = events.InstanceCounts{}
 	}
+	j.Attempt = j.CurrentAttempt()
 }
 
 func (s *Server) listJobs(ctx context.Context, in *listJobsInput) (*jobListOutput, error) {

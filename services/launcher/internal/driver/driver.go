@@ -261,4 +261,27 @@ var (
 	ErrInvalidConfig = errors.New("driver: invalid config")
 	ErrInvalidSpec   = errors.New("driver: invalid spec")
 	ErrNotFound      = errors.New("driver: instance not found")
+	// ErrImagePull: Start failed because the image cannot be pulled (no
+	// such image, registry unreachable). The launcher retries it with
+	// back-off and reports it as the job's Started condition, reason
+	// ImagePullFailed, until the queue's start timeout.
+	ErrImagePull = errors.New("driver: image cannot be pulled")
+	// ErrUnavailable: Start failed because the runtime cannot be reached;
+	// reported as reason RuntimeUnavailable, retried likewise.
+	ErrUnavailable = errors.New("driver: runtime unavailable")
 )
+
+// Mark returns err marked as kind (ErrImagePull, ErrUnavailable...):
+// errors.Is(Mark(kind, err), kind) holds, and its text is err's alone,
+// so that what the runtime said reaches the job as it is.
+func Mark(kind, err error) error {
+	if err == nil {
+		return nil
+	}
+	return marked{kind: kind, err: err}
+}
+
+type marked struct{ kind, err error }
+
+func (m marked) Error() string   { return m.err.Error() }
+func (m marked) Unwrap() []error { return []error{m.kind, m.err} }

@@ -42,6 +42,10 @@ type pool struct {
 	drivers map[string]*pooled // by plugin id
 	closed  bool
 	wg      sync.WaitGroup
+	// creating serializes the creation of each plugin's driver without
+	// holding mu: a runtime that does not answer (a driver's constructor
+	// may wait for it) delays only the jobs on that plugin.
+	creating map[string]*sync.Mutex
 }
 
 // pooled is one driver and its cache.
@@ -54,7 +58,7 @@ type pooled struct {
 }
 
 func newPool(factories map[string]driver.Factory, opts driver.Options, log *slog.Logger, onChange func(driver.Ref)) *pool {
-	return &pool{factories: factories, opts: opts, log: log, onChange: onChange, drivers: map[string]*pooled{}}
+	return &pool{factories: factories, opts: opts, log: log, onChange: onChange, drivers: map[string]*pooled{}, creating: map[string]*sync.Mutex{}}
 }
 
 // get returns the driver of p, creating it on first use: the driver is
@@ -63,11 +67,25 @@ func newPool(factories map[string]driver.Factory, opts driver.Options, log *slog
 // Config changes of a plugin take effect at the launcher's next start.
 func (pl *pool) get(ctx context.Context, p plugin) (*pooled, error) {
 	pl.mu.Lock()
-	defer pl.mu.Unlock()
 	if pd := pl.drivers[p.ID]; pd != nil {
+		pl.mu.Unlock()
 		return pd, nil
 	}
-	if pl.closed {
+	c := pl.creating[p.ID]
+	if c == nil {
+		c = &sync.Mutex{}
+		pl.creating[p.ID] = c
+	}
+	pl.mu.Unlock()
+	c.Lock()
+	defer c.Unlock()
+	pl.mu.Lock()
+	pd, closed := pl.drivers[p.ID], pl.closed
+	pl.mu.Unlock()
+	switch {
+	case pd != nil:
+		return pd, nil // made while this call waited
+	case closed:
 		return nil, errors.New("launch: driver pool closed")
 	}
 	f := pl.factories[p.Type]
@@ -86,11 +104,12 @@ func (pl *pool) get(ctx context.Context, p plugin) (*pooled, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create %s driver of plugin %s: %w", p.Type, p.ID, err)
 	}
-	pd := &pooled{plugin: p, d: d, jobs: map[string]map[driver.Ref]driver.Status{}}
+	pd = &pooled{plugin: p, d: d, jobs: map[string]map[driver.Ref]driver.Status{}}
 	list, err := d.List(ctx)
 	if err != nil {
 		_ = d.Close()
-		return nil, fmt.Errorf("list instances of plugin %s: %w", p.ID, err)
+		// The runtime cannot be reached: a job shows RuntimeUnavailable.
+		return nil, driver.Mark(driver.ErrUnavailable, fmt.Errorf("list instances of plugin %s: %w", p.ID, err))
 	}
 	for _, st := range list {
 		pd.put(st)
@@ -101,6 +120,12 @@ func (pl *pool) get(ctx context.Context, p plugin) (*pooled, error) {
 	if err != nil {
 		_ = d.Close()
 		return nil, fmt.Errorf("watch plugin %s: %w", p.ID, err)
+	}
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	if pl.closed { // closed while this driver was made
+		_ = d.Close()
+		return nil, errors.New("launch: driver pool closed")
 	}
 	pl.drivers[p.ID] = pd
 	pl.wg.Add(1)

@@ -43,12 +43,16 @@ const lostMessage = "lost: the runtime no longer knows this instance"
 
 // syncJob brings job id and its instances in line with each other, in one
 // write through the job record's update loop.
-func (s *Service) syncJob(ctx context.Context, id string) (time.Duration, error) {
+func (s *Service) syncJob(ctx context.Context, id string) (after time.Duration, err error) {
 	var before string
 	j, err := s.record.Update(ctx, id, func(j *events.Job, now time.Time) ([]string, error) {
 		before = j.Status
 		return s.reconcileJob(ctx, j, now)
 	})
+	if err == nil {
+		// A start retry, start timeout or deadline comes due (attempts.go).
+		defer func() { after = s.wakeAfter(ctx, j) }()
+	}
 	switch {
 	case errors.Is(err, jobdoc.ErrNotFound):
 		// Deleted (or never was): nothing of it may keep running.
@@ -120,7 +124,13 @@ func (s *Service) runJob(ctx context.Context, rs *records, obs map[driver.Ref]ob
 		}
 	}
 	missing, changed := observeMain(rs, obs, now)
-	if len(missing) > 0 && failedRecord(j) == nil {
+	if failedRecord(j) == nil {
+		if types := s.overdue(ctx, rs, now); len(types) > 0 {
+			return types, nil // its instances are stopped by the next round
+		}
+	}
+	tried := len(missing) > 0 && failedRecord(j) == nil && s.startDue(j.ID, now)
+	if tried {
 		startChanged, err := s.startJobInstances(ctx, rs, missing, now)
 		if err != nil {
 			return nil, err
@@ -128,10 +138,17 @@ func (s *Service) runJob(ctx context.Context, rs *records, obs map[driver.Ref]ob
 		changed = startChanged || changed
 	}
 	if f := failedRecord(j); f != nil {
+		if types, ok, err := s.retryJob(ctx, rs, obs, f, now); ok {
+			return types, err
+		}
 		s.metrics.failures.WithLabelValues(f.Role).Inc()
+		if f.StartedAt == nil && f.Message != lostMessage {
+			jobdoc.SetCondition(j, jobdoc.CondStarted, "False", reasonStartFailed, failureMessage(f), now)
+		}
 		return failJob(j, f, now), nil
 	}
 	types := progress(rs, now)
+	changed = s.noteStart(rs, tried, rs.troubles, pendingTroubles(rs, obs), now) || changed
 	if len(types) == 0 && changed {
 		types = append(types, events.TypeJobUpdated)
 	}
@@ -186,7 +203,7 @@ func (s *Service) startJobInstances(ctx context.Context, rs *records, missing []
 	j := rs.j
 	d, err := s.jobDrivers(ctx, j)
 	if err != nil {
-		return startFailed(rs, missing[0], err, now)
+		return startFailed(rs, blamed(missing, d), err, now)
 	}
 	ctlRef := driver.Ref{JobID: j.ID, Role: driver.RoleController}
 	var owner *driver.Ref
@@ -218,31 +235,27 @@ func (s *Service) startJobInstances(ctx context.Context, rs *records, missing []
 	}
 	errs := make([]error, len(workers))
 	parallel(s.cfg.StartParallelism, len(workers), func(i int) { errs[i] = start(workers[i]) })
-	var transient []error
 	changed := false
 	for i, err := range errs {
 		rs.get(workers[i])
-		if err == nil {
-			continue
-		}
-		if permanent(err) {
+		if err != nil {
 			c, _ := startFailed(rs, workers[i], err, now)
 			changed = c || changed
-			continue
 		}
-		transient = append(transient, err)
 	}
 	if failedRecord(j) != nil {
 		return true, nil
 	}
-	return changed, errors.Join(transient...)
+	return changed, nil
 }
 
 // startFailed records a start of ref that failed with err: as a failed
-// instance if retrying cannot help, else as an error to retry.
+// instance if retrying cannot help, else as trouble to report and retry
+// after a back-off (attempts.go).
 func startFailed(rs *records, ref driver.Ref, err error, now time.Time) (bool, error) {
 	if !permanent(err) {
-		return false, fmt.Errorf("start %s: %w", ref, err)
+		rs.troubles = append(rs.troubles, troubleOf(ref, err))
+		return true, nil
 	}
 	rec := rs.get(ref)
 	rec.Status, rec.Message, rec.FinishedAt = events.InstanceFailed, "start failed: "+err.Error(), &now

@@ -104,6 +104,8 @@ type Service struct {
 	mu     sync.Mutex
 	qcache map[string]cachedQ  // queues by id and name, briefly
 	dstate map[string]*depSlot // deployment slots' restart state, by slot id
+
+	retries startRetries // start retry back-off per job (attempts.go)
 }
 
 type cachedQ struct {

@@ -85,8 +85,9 @@ func (e *env) start() (stop func()) {
 	return stop
 }
 
-// admit inserts an admitted job running sh -c script, and announces it.
-func (e *env) admit(id string, workers int, script string, jobEnv map[string]string) {
+// admit inserts an admitted job running sh -c script, changed by opts,
+// and announces it.
+func (e *env) admit(id string, workers int, script string, jobEnv map[string]string, opts ...func(*events.Job)) {
 	e.t.Helper()
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	envVars := map[string]string{"QUEUE": "Default"}
@@ -98,6 +99,9 @@ func (e *env) admit(id string, workers int, script string, jobEnv map[string]str
 		WorkerInstances: workers, Status: events.JobAdmitted, SubmittedAt: now, AdmittedAt: &now,
 		Conditions: []events.Condition{}, Warnings: []string{}, Instances: []events.Instance{},
 		Runtime: events.RuntimeSpec{Image: "local", Command: []string{"/bin/sh", "-c", script}, EnvironmentVariables: envVars},
+	}
+	for _, o := range opts {
+		o(j)
 	}
 	ev, err := events.New(events.TypeJobAdmitted, "/test", j.QueueID, j.ID, j)
 	if err != nil {
@@ -215,7 +219,7 @@ func TestFailingWorkerFailsJobAndStopsOthers(t *testing.T) {
 	if j.Status != events.JobFailed {
 		t.Fatalf("status %s", j.Status)
 	}
-	c := j.Conditions[len(j.Conditions)-1]
+	c := *jobdoc.FindCondition(&j, condFailed)
 	if c.Type != condFailed || c.Reason != reasonInstanceFailed || c.Message != "worker 2 exited with code 3" {
 		t.Errorf("condition %+v", c)
 	}

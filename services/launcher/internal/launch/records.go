@@ -19,6 +19,9 @@ import (
 type records struct {
 	j   *events.Job
 	pos map[driver.Ref]int
+	// troubles are the starts of this round that failed for a reason
+	// retrying may cure (attempts.go).
+	troubles []startTrouble
 }
 
 func newRecords(j *events.Job) *records {

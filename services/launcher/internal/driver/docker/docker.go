@@ -10,6 +10,9 @@
 // volume (removed with the container), pvc a named volume, nfs a named
 // volume of the local driver with NFS options. Containers are never removed
 // automatically, so exit codes and logs stay readable until Cleanup.
+// An image the engine has not and cannot pull makes Start fail with
+// driver.ErrImagePull, an engine that cannot be reached with
+// driver.ErrUnavailable; the launcher reports them on the job.
 //
 // Status comes from the Engine's event stream (start, die, destroy),
 // confirmed by inspecting the container for its exit code. The stream is
@@ -144,12 +147,15 @@ func (d *Driver) Start(ctx context.Context, s driver.Spec) error {
 	resp, err := d.cli.ContainerCreate(ctx, cfg, hc, nil, nil, s.Name)
 	if cerrdefs.IsNotFound(err) {
 		if perr := d.pull(ctx, s.Image); perr != nil {
-			return fmt.Errorf("docker: start %s: %w", s.Ref, perr)
+			return perr // "pull image x: …", marked for the launcher
 		}
 		resp, err = d.cli.ContainerCreate(ctx, cfg, hc, nil, nil, s.Name)
 	}
 	if cerrdefs.IsConflict(err) {
 		return d.startExisting(ctx, s)
+	}
+	if client.IsErrConnectionFailed(err) {
+		return driver.Mark(driver.ErrUnavailable, fmt.Errorf("docker: create container for %s: %w", s.Ref, err))
 	}
 	if err != nil {
 		return fmt.Errorf("docker: create container for %s: %w", s.Ref, err)
@@ -191,15 +197,20 @@ func (d *Driver) startExisting(ctx context.Context, s driver.Spec) error {
 	return nil
 }
 
-// pull fetches an image that is not on the engine.
+// pull fetches an image that is not on the engine. An image the engine
+// cannot get is driver.ErrImagePull (an unreachable engine ErrUnavailable),
+// so that the launcher reports it as such.
 func (d *Driver) pull(ctx context.Context, ref string) error {
 	rc, err := d.cli.ImagePull(ctx, ref, image.PullOptions{})
+	if client.IsErrConnectionFailed(err) {
+		return driver.Mark(driver.ErrUnavailable, fmt.Errorf("pull image %s: %w", ref, err))
+	}
 	if err != nil {
-		return fmt.Errorf("pull image %s: %w", ref, err)
+		return driver.Mark(driver.ErrImagePull, fmt.Errorf("pull image %s: %w", ref, err))
 	}
 	defer rc.Close()
 	if err := jsonStreamError(rc); err != nil {
-		return fmt.Errorf("pull image %s: %w", ref, err)
+		return driver.Mark(driver.ErrImagePull, fmt.Errorf("pull image %s: %w", ref, err))
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -223,5 +224,34 @@ func TestStartFailureIsReported(t *testing.T) {
 	}
 	if err := d.Start(ctx, driver.Spec{Ref: ref, Name: ref.Name(), Queue: "q"}); err == nil {
 		t.Error("Start() without an image succeeded")
+	}
+}
+
+// TestMissingImageIsImagePull: an image on no reachable registry makes
+// Start fail with driver.ErrImagePull, its message the engine's ("pull
+// image x: …"), so that the launcher reports ImagePullFailed; an engine
+// that cannot be reached is driver.ErrUnavailable.
+func TestMissingImageIsImagePull(t *testing.T) {
+	ctx := context.Background()
+	d := newDriver(t)
+	ref := driver.Ref{JobID: drivertest.JobID(t), Role: driver.RoleWorker}
+	t.Cleanup(func() { d.Cleanup(context.Background(), ref.JobID) })
+	image := "rm-missing-" + strings.ToLower(drivertest.JobID(t)) + ":1"
+	err := d.Start(ctx, driver.Spec{Ref: ref, Name: ref.Name(), Image: image})
+	if !errors.Is(err, driver.ErrImagePull) || errors.Is(err, driver.ErrInvalidSpec) {
+		t.Fatalf("Start() with a missing image = %v, want driver.ErrImagePull", err)
+	}
+	if want := "pull image " + image + ": "; !strings.HasPrefix(err.Error(), want) {
+		t.Errorf("error %q does not start with %q", err, want)
+	}
+
+	down, err := docker.NewDriver(driver.DockerConfig{Host: "unix://" + t.TempDir() + "/no.sock"}, driver.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer down.Close()
+	err = down.Start(ctx, driver.Spec{Ref: ref, Name: ref.Name(), Image: image})
+	if !errors.Is(err, driver.ErrUnavailable) {
+		t.Errorf("Start() on an engine that is down = %v, want driver.ErrUnavailable", err)
 	}
 }
