@@ -36,7 +36,7 @@ var ErrNotOwner = errors.New("jobdoc: field written by a service that does not o
 var owners = map[string]Writer{
 	"name": API, "queue_id": API, "queue_name": API, "application": API,
 	"worker_instances": API, "environment_variables": API, "priority": API,
-	"labels": API, "runtime": API, "command": API, "args": API, "submitted_at": API, "max_run_seconds": API,
+	"labels": API, "runtime": API, "command": API, "args": API, "submitted_at": API,
 	"cancel_requested": API, "cleanup_requested": API,
 	"post_controller.requested_at": API, "post_controller.stop_requested": API,
 	"max_run_seconds": API, "max_retries": API, "retry_on": API,

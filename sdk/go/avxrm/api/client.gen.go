@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/oapi-codegen/nullable"
 	"github.com/oapi-codegen/runtime"
 )
 
@@ -113,6 +114,33 @@ func (e InstanceRole) Valid() bool {
 	}
 }
 
+// Defines values for JobEstimateBasis.
+const (
+	JobEstimateBasisDefaultMaxRunSeconds JobEstimateBasis = "default_max_run_seconds"
+	JobEstimateBasisFreeCapacity         JobEstimateBasis = "free_capacity"
+	JobEstimateBasisMaxRunSeconds        JobEstimateBasis = "max_run_seconds"
+	JobEstimateBasisMedianRunTime        JobEstimateBasis = "median_run_time"
+	JobEstimateBasisUnknown              JobEstimateBasis = "unknown"
+)
+
+// Valid indicates whether the value is a known member of the JobEstimateBasis enum.
+func (e JobEstimateBasis) Valid() bool {
+	switch e {
+	case JobEstimateBasisDefaultMaxRunSeconds:
+		return true
+	case JobEstimateBasisFreeCapacity:
+		return true
+	case JobEstimateBasisMaxRunSeconds:
+		return true
+	case JobEstimateBasisMedianRunTime:
+		return true
+	case JobEstimateBasisUnknown:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for JobRetryOn.
 const (
 	JobRetryOnFailed JobRetryOn = "failed"
@@ -194,6 +222,51 @@ func (e JobBodyRetryOn) Valid() bool {
 	case JobBodyRetryOnFailed:
 		return true
 	case JobBodyRetryOnLost:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for PendingJobEstimateBasis.
+const (
+	PendingJobEstimateBasisDefaultMaxRunSeconds PendingJobEstimateBasis = "default_max_run_seconds"
+	PendingJobEstimateBasisFreeCapacity         PendingJobEstimateBasis = "free_capacity"
+	PendingJobEstimateBasisMaxRunSeconds        PendingJobEstimateBasis = "max_run_seconds"
+	PendingJobEstimateBasisMedianRunTime        PendingJobEstimateBasis = "median_run_time"
+	PendingJobEstimateBasisUnknown              PendingJobEstimateBasis = "unknown"
+)
+
+// Valid indicates whether the value is a known member of the PendingJobEstimateBasis enum.
+func (e PendingJobEstimateBasis) Valid() bool {
+	switch e {
+	case PendingJobEstimateBasisDefaultMaxRunSeconds:
+		return true
+	case PendingJobEstimateBasisFreeCapacity:
+		return true
+	case PendingJobEstimateBasisMaxRunSeconds:
+		return true
+	case PendingJobEstimateBasisMedianRunTime:
+		return true
+	case PendingJobEstimateBasisUnknown:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for PendingJobStatus.
+const (
+	PendingJobStatusPending   PendingJobStatus = "pending"
+	PendingJobStatusSubmitted PendingJobStatus = "submitted"
+)
+
+// Valid indicates whether the value is a known member of the PendingJobStatus enum.
+func (e PendingJobStatus) Valid() bool {
+	switch e {
+	case PendingJobStatusPending:
+		return true
+	case PendingJobStatusSubmitted:
 		return true
 	default:
 		return false
@@ -620,13 +693,13 @@ func (e ListQueueJobsParamsStatus) Valid() bool {
 // AppRuntimeConfig defines model for AppRuntimeConfig.
 type AppRuntimeConfig struct {
 	// ApplicationId from the path, resolved to the application's id
-	ApplicationId        *string            `json:"application_id,omitempty"`
-	Args                 *[]string          `json:"args,omitempty"`
-	Command              *[]string          `json:"command,omitempty"`
-	CreatedAt            *time.Time         `json:"created_at,omitempty"`
-	EnvironmentVariables *map[string]string `json:"environment_variables,omitempty"`
-	Id                   *string            `json:"id,omitempty"`
-	Image                string             `json:"image"`
+	ApplicationId        *string                     `json:"application_id,omitempty"`
+	Args                 nullable.Nullable[[]string] `json:"args,omitempty"`
+	Command              nullable.Nullable[[]string] `json:"command,omitempty"`
+	CreatedAt            *time.Time                  `json:"created_at,omitempty"`
+	EnvironmentVariables *map[string]string          `json:"environment_variables,omitempty"`
+	Id                   *string                     `json:"id,omitempty"`
+	Image                string                      `json:"image"`
 
 	// QueueId from the path, resolved to the queue's id
 	QueueId        *string            `json:"queue_id,omitempty"`
@@ -640,9 +713,9 @@ type AppRuntimeConfig struct {
 
 // AppRuntimeConfigBody defines model for AppRuntimeConfigBody.
 type AppRuntimeConfigBody struct {
-	Args                 *[]string          `json:"args,omitempty"`
-	Command              *[]string          `json:"command,omitempty"`
-	EnvironmentVariables *map[string]string `json:"environment_variables,omitempty"`
+	Args                 nullable.Nullable[[]string] `json:"args,omitempty"`
+	Command              nullable.Nullable[[]string] `json:"command,omitempty"`
+	EnvironmentVariables *map[string]string          `json:"environment_variables,omitempty"`
 
 	// Image container image reference, e.g. registry/path:tag. The docker and kubernetes drivers run it; the local driver ignores it and runs command + args in working_directory as a process on the host (a program such as /bin/sh goes in command). Required even for the local driver.
 	Image          string          `json:"image"`
@@ -663,13 +736,13 @@ type AppRuntimeConfigList struct {
 // AppRuntimeConfigMergePatch A JSON merge patch (RFC 7396) of AppRuntimeConfigBody: members given replace, null removes a member (the default applies: see each field), objects merge. The result is validated like a PUT.
 type AppRuntimeConfigMergePatch struct {
 	// Args null: removes the value.
-	Args *[]string `json:"args,omitempty"`
+	Args nullable.Nullable[[]string] `json:"args,omitempty"`
 
 	// Command null: removes the value.
-	Command *[]string `json:"command,omitempty"`
+	Command nullable.Nullable[[]string] `json:"command,omitempty"`
 
 	// EnvironmentVariables null: removes the value.
-	EnvironmentVariables *map[string]*string `json:"environment_variables,omitempty"`
+	EnvironmentVariables nullable.Nullable[map[string]*string] `json:"environment_variables,omitempty"`
 
 	// Image container image reference, e.g. registry/path:tag. The docker and kubernetes drivers run it; the local driver ignores it and runs command + args in working_directory as a process on the host (a program such as /bin/sh goes in command). Required even for the local driver.
 	Image *string `json:"image,omitempty"`
@@ -683,14 +756,14 @@ type AppRuntimeConfigMergePatch struct {
 
 // Application An application: what jobs and deployments run; unique by name and version. Note: "version" is the application's own version string (e.g. 1.2.0, what jobs reference as {name, version}); the resource revision, sent as the ETag and compared with If-Match, is "resource_version".
 type Application struct {
-	Args                 *[]string          `json:"args,omitempty"`
-	Command              *[]string          `json:"command,omitempty"`
-	CreatedAt            *time.Time         `json:"created_at,omitempty"`
-	Description          *string            `json:"description,omitempty"`
-	EnvironmentVariables *map[string]string `json:"environment_variables,omitempty"`
-	Id                   *string            `json:"id,omitempty"`
-	Image                *string            `json:"image,omitempty"`
-	Name                 string             `json:"name"`
+	Args                 nullable.Nullable[[]string] `json:"args,omitempty"`
+	Command              nullable.Nullable[[]string] `json:"command,omitempty"`
+	CreatedAt            *time.Time                  `json:"created_at,omitempty"`
+	Description          *string                     `json:"description,omitempty"`
+	EnvironmentVariables *map[string]string          `json:"environment_variables,omitempty"`
+	Id                   *string                     `json:"id,omitempty"`
+	Image                *string                     `json:"image,omitempty"`
+	Name                 string                      `json:"name"`
 
 	// ResourceVersion the revision: +1 on every change; sent as the ETag
 	ResourceVersion *int64     `json:"resource_version,omitempty"`
@@ -702,10 +775,10 @@ type Application struct {
 
 // ApplicationBody An application: what jobs and deployments run; unique by name and version. Note: "version" is the application's own version string (e.g. 1.2.0, what jobs reference as {name, version}); the resource revision, sent as the ETag and compared with If-Match, is "resource_version".
 type ApplicationBody struct {
-	Args                 *[]string          `json:"args,omitempty"`
-	Command              *[]string          `json:"command,omitempty"`
-	Description          *string            `json:"description,omitempty"`
-	EnvironmentVariables *map[string]string `json:"environment_variables,omitempty"`
+	Args                 nullable.Nullable[[]string] `json:"args,omitempty"`
+	Command              nullable.Nullable[[]string] `json:"command,omitempty"`
+	Description          *string                     `json:"description,omitempty"`
+	EnvironmentVariables *map[string]string          `json:"environment_variables,omitempty"`
 
 	// Image container image reference, e.g. registry/path:tag. The docker and kubernetes drivers run it; the local driver ignores it and runs command + args (in the app-runtime-config's working_directory) as a process on the host, so a program such as /bin/sh goes in command, not here.
 	Image *string `json:"image,omitempty"`
@@ -728,19 +801,19 @@ type ApplicationList struct {
 // ApplicationMergePatch A JSON merge patch (RFC 7396) of ApplicationBody: members given replace, null removes a member (the default applies: see each field), objects merge. The result is validated like a PUT.
 type ApplicationMergePatch struct {
 	// Args null: removes the value.
-	Args *[]string `json:"args,omitempty"`
+	Args nullable.Nullable[[]string] `json:"args,omitempty"`
 
 	// Command null: removes the value.
-	Command *[]string `json:"command,omitempty"`
+	Command nullable.Nullable[[]string] `json:"command,omitempty"`
 
 	// Description null: removes the value.
-	Description *string `json:"description,omitempty"`
+	Description nullable.Nullable[string] `json:"description,omitempty"`
 
 	// EnvironmentVariables null: removes the value.
-	EnvironmentVariables *map[string]*string `json:"environment_variables,omitempty"`
+	EnvironmentVariables nullable.Nullable[map[string]*string] `json:"environment_variables,omitempty"`
 
 	// Image container image reference, e.g. registry/path:tag. The docker and kubernetes drivers run it; the local driver ignores it and runs command + args (in the app-runtime-config's working_directory) as a process on the host, so a program such as /bin/sh goes in command, not here. null: removes the value.
-	Image *string `json:"image,omitempty"`
+	Image nullable.Nullable[string] `json:"image,omitempty"`
 
 	// Name letters, digits, -, _, ., starting with a letter or digit
 	Name *string `json:"name,omitempty"`
@@ -843,7 +916,7 @@ type DeploymentMergePatch struct {
 	ApplicationId *string `json:"application_id,omitempty"`
 
 	// EnvironmentVariables null: removes the value.
-	EnvironmentVariables *map[string]*string `json:"environment_variables,omitempty"`
+	EnvironmentVariables nullable.Nullable[map[string]*string] `json:"environment_variables,omitempty"`
 
 	// Name unique; letters, digits, -, _, ., starting with a letter or digit
 	Name *string `json:"name,omitempty"`
@@ -871,13 +944,13 @@ type DockerPluginConfig struct {
 // ExportRequest defines model for ExportRequest.
 type ExportRequest struct {
 	// FilterByAssetDeclaration the assets of these declarations; empty or absent: all common asset data (assets without declaration)
-	FilterByAssetDeclaration *[]string `json:"filter_by_asset_declaration,omitempty"`
+	FilterByAssetDeclaration nullable.Nullable[[]string] `json:"filter_by_asset_declaration,omitempty"`
 
 	// Include the kinds of document to include; empty or absent: both
-	Include *[]ExportRequestInclude `json:"include,omitempty"`
+	Include nullable.Nullable[[]ExportRequestInclude] `json:"include,omitempty"`
 
 	// Samples every concrete scenario file of these samples; empty or absent: no scenario file
-	Samples *[]string `json:"samples,omitempty"`
+	Samples nullable.Nullable[[]string] `json:"samples,omitempty"`
 }
 
 // ExportRequestInclude defines model for ExportRequest.Include.
@@ -886,13 +959,13 @@ type ExportRequestInclude string
 // ExportRequestOut defines model for ExportRequestOut.
 type ExportRequestOut struct {
 	// FilterByAssetDeclaration the assets of these declarations; empty or absent: all common asset data (assets without declaration)
-	FilterByAssetDeclaration *[]string `json:"filter_by_asset_declaration,omitempty"`
+	FilterByAssetDeclaration nullable.Nullable[[]string] `json:"filter_by_asset_declaration,omitempty"`
 
 	// Include the kinds of document to include; empty or absent: both
-	Include *[]ExportRequestOutInclude `json:"include,omitempty"`
+	Include nullable.Nullable[[]ExportRequestOutInclude] `json:"include,omitempty"`
 
 	// Samples every concrete scenario file of these samples; empty or absent: no scenario file
-	Samples *[]string `json:"samples,omitempty"`
+	Samples nullable.Nullable[[]string] `json:"samples,omitempty"`
 }
 
 // ExportRequestOutInclude defines model for ExportRequestOut.Include.
@@ -921,8 +994,8 @@ type InstanceRole string
 
 // InstanceList defines model for InstanceList.
 type InstanceList struct {
-	Items      *[]Instance `json:"items"`
-	NextCursor *string     `json:"next_cursor,omitempty"`
+	Items      nullable.Nullable[[]Instance] `json:"items"`
+	NextCursor *string                       `json:"next_cursor,omitempty"`
 }
 
 // Job defines model for Job.
@@ -930,27 +1003,41 @@ type Job struct {
 	AdmittedAt  *time.Time     `json:"admitted_at,omitempty"`
 	Application JobApplication `json:"application"`
 
+	// Args overrides the runtime's args
+	Args nullable.Nullable[[]string] `json:"args,omitempty"`
+
 	// Attempt the current attempt, 1-based
 	Attempt *int64 `json:"attempt,omitempty"`
 
 	// Attempts the outcome of each earlier attempt
-	Attempts             *[]JobAttempt      `json:"attempts,omitempty"`
-	CancelRequested      *bool              `json:"cancel_requested,omitempty"`
-	CleanedAt            *time.Time         `json:"cleaned_at,omitempty"`
-	CleanupRequested     *bool              `json:"cleanup_requested,omitempty"`
-	Conditions           *[]Condition       `json:"conditions,omitempty"`
-	CreatedAt            *time.Time         `json:"created_at,omitempty"`
-	EnvironmentVariables *map[string]string `json:"environment_variables,omitempty"`
-	FinishedAt           *time.Time         `json:"finished_at,omitempty"`
-	Id                   *string            `json:"id,omitempty"`
+	Attempts         nullable.Nullable[[]JobAttempt] `json:"attempts,omitempty"`
+	CancelRequested  *bool                           `json:"cancel_requested,omitempty"`
+	CleanedAt        *time.Time                      `json:"cleaned_at,omitempty"`
+	CleanupRequested *bool                           `json:"cleanup_requested,omitempty"`
+
+	// Command overrides the runtime's command (and its args)
+	Command              nullable.Nullable[[]string]    `json:"command,omitempty"`
+	Conditions           nullable.Nullable[[]Condition] `json:"conditions,omitempty"`
+	CreatedAt            *time.Time                     `json:"created_at,omitempty"`
+	EnvironmentVariables *map[string]string             `json:"environment_variables,omitempty"`
+
+	// EstimateBasis while pending: the least certain run time the estimate rests on
+	EstimateBasis *JobEstimateBasis `json:"estimate_basis,omitempty"`
+
+	// EstimatedStartAt while pending: when the job is expected to be admitted; null when unknown
+	EstimatedStartAt nullable.Nullable[time.Time] `json:"estimated_start_at,omitempty"`
+	FinishedAt       *time.Time                   `json:"finished_at,omitempty"`
+	Id               *string                      `json:"id,omitempty"`
 
 	// InstanceCounts per role, per status
-	InstanceCounts *map[string]map[string]int64 `json:"instance_counts,omitempty"`
-	Instances      *[]Instance                  `json:"instances,omitempty"`
+	InstanceCounts *map[string]map[string]int64  `json:"instance_counts,omitempty"`
+	Instances      nullable.Nullable[[]Instance] `json:"instances,omitempty"`
 
 	// InstancesTruncated true when instances shows only the first 1,000
-	InstancesTruncated *bool              `json:"instances_truncated,omitempty"`
-	Labels             *map[string]string `json:"labels,omitempty"`
+	InstancesTruncated *bool `json:"instances_truncated,omitempty"`
+
+	// Labels Kubernetes-style keys
+	Labels *map[string]string `json:"labels,omitempty"`
 
 	// MaxRetries retries after a failed attempt; default 0
 	MaxRetries *int64 `json:"max_retries,omitempty"`
@@ -964,18 +1051,24 @@ type Job struct {
 	QueueId        string          `json:"queue_id"`
 	QueueName      *string         `json:"queue_name,omitempty"`
 
+	// QueuePosition while pending: 1-based place in the order the scheduler considers the queue's pending jobs
+	QueuePosition *int64 `json:"queue_position,omitempty"`
+
 	// RetryOn failures that are retried; absent: failed and lost
-	RetryOn     *[]JobRetryOn `json:"retry_on,omitempty"`
-	StartedAt   *time.Time    `json:"started_at,omitempty"`
-	Status      *JobStatus    `json:"status,omitempty"`
-	SubmittedAt *time.Time    `json:"submitted_at,omitempty"`
-	UpdatedAt   *time.Time    `json:"updated_at,omitempty"`
+	RetryOn     nullable.Nullable[[]JobRetryOn] `json:"retry_on,omitempty"`
+	StartedAt   *time.Time                      `json:"started_at,omitempty"`
+	Status      *JobStatus                      `json:"status,omitempty"`
+	SubmittedAt *time.Time                      `json:"submitted_at,omitempty"`
+	UpdatedAt   *time.Time                      `json:"updated_at,omitempty"`
 
 	// Version +1 on every change; sent as the ETag
-	Version         *int64    `json:"version,omitempty"`
-	Warnings        *[]string `json:"warnings,omitempty"`
-	WorkerInstances int64     `json:"worker_instances"`
+	Version         *int64                      `json:"version,omitempty"`
+	Warnings        nullable.Nullable[[]string] `json:"warnings,omitempty"`
+	WorkerInstances int64                       `json:"worker_instances"`
 }
+
+// JobEstimateBasis while pending: the least certain run time the estimate rests on
+type JobEstimateBasis string
 
 // JobRetryOn defines model for Job.RetryOn.
 type JobRetryOn string
@@ -1029,9 +1122,15 @@ type JobAttemptOutcome string
 
 // JobBody defines model for JobBody.
 type JobBody struct {
-	Application          JobApplicationRef  `json:"application"`
-	EnvironmentVariables *map[string]string `json:"environment_variables,omitempty"`
-	Labels               *map[string]string `json:"labels,omitempty"`
+	Application JobApplicationRef `json:"application"`
+
+	// Args overrides the runtime's args (with command: the args of that command)
+	Args nullable.Nullable[[]string] `json:"args,omitempty"`
+
+	// Command overrides the runtime's command and args, like a Kubernetes container's command
+	Command              nullable.Nullable[[]string] `json:"command,omitempty"`
+	EnvironmentVariables *map[string]string          `json:"environment_variables,omitempty"`
+	Labels               *map[string]string          `json:"labels,omitempty"`
 
 	// MaxRetries how many times a failed attempt is retried (same id, attempt+1); default 0
 	MaxRetries *int64 `json:"max_retries,omitempty"`
@@ -1049,7 +1148,7 @@ type JobBody struct {
 	QueueId string `json:"queue_id"`
 
 	// RetryOn which failures are retried: failed (an instance exited non-zero), lost (the runtime lost an instance); absent: both
-	RetryOn *[]JobBodyRetryOn `json:"retry_on,omitempty"`
+	RetryOn nullable.Nullable[[]JobBodyRetryOn] `json:"retry_on,omitempty"`
 
 	// WorkerInstances admitted all at once with one controller on simulation-controller-queue
 	WorkerInstances int64 `json:"worker_instances"`
@@ -1058,10 +1157,34 @@ type JobBody struct {
 // JobBodyRetryOn defines model for JobBody.RetryOn.
 type JobBodyRetryOn string
 
+// JobEvent defines model for JobEvent.
+type JobEvent struct {
+	Data Job `json:"data"`
+
+	// Id the CloudEvent id
+	Id string `json:"id"`
+
+	// Sequence the stream sequence, as the id of the same event on GET /events
+	Sequence int64 `json:"sequence"`
+
+	// Source the service that made the change, e.g. /rm/scheduler
+	Source string    `json:"source"`
+	Time   time.Time `json:"time"`
+
+	// Type the CloudEvent type, e.g. rm.job.admitted
+	Type string `json:"type"`
+}
+
+// JobEventList defines model for JobEventList.
+type JobEventList struct {
+	Items      nullable.Nullable[[]JobEvent] `json:"items"`
+	NextCursor *string                       `json:"next_cursor,omitempty"`
+}
+
 // JobList defines model for JobList.
 type JobList struct {
-	Items      *[]Job  `json:"items"`
-	NextCursor *string `json:"next_cursor,omitempty"`
+	Items      nullable.Nullable[[]Job] `json:"items"`
+	NextCursor *string                  `json:"next_cursor,omitempty"`
 }
 
 // JobOwner defines model for JobOwner.
@@ -1088,6 +1211,42 @@ type KubernetesPluginConfig struct {
 type LocalPluginConfig struct {
 	// WorkDir an absolute, clean path under which each instance gets its own directory (logs, pid and exit files)
 	WorkDir *string `json:"work_dir,omitempty"`
+}
+
+// PendingJob defines model for PendingJob.
+type PendingJob struct {
+	// EstimateBasis the least certain run time the estimate rests on
+	EstimateBasis PendingJobEstimateBasis `json:"estimate_basis"`
+
+	// EstimatedStartAt when the job is expected to be admitted; null when unknown
+	EstimatedStartAt nullable.Nullable[time.Time] `json:"estimated_start_at"`
+	Id               string                       `json:"id"`
+	Message          *string                      `json:"message,omitempty"`
+	Name             string                       `json:"name"`
+	Priority         int64                        `json:"priority"`
+
+	// QueuePosition 1-based, in the order the scheduler considers the queue's pending jobs: priority (higher first), then submission
+	QueuePosition int64 `json:"queue_position"`
+
+	// Reason of the Admitted condition, e.g. InsufficientWorkerCapacity; absent until the scheduler has looked at the job
+	Reason      *string          `json:"reason,omitempty"`
+	Status      PendingJobStatus `json:"status"`
+	SubmittedAt time.Time        `json:"submitted_at"`
+
+	// WorkerInstances the workers the job needs on this queue, admitted all at once (plus one controller)
+	WorkerInstances int64 `json:"worker_instances"`
+}
+
+// PendingJobEstimateBasis the least certain run time the estimate rests on
+type PendingJobEstimateBasis string
+
+// PendingJobStatus defines model for PendingJob.Status.
+type PendingJobStatus string
+
+// PendingList defines model for PendingList.
+type PendingList struct {
+	Items      nullable.Nullable[[]PendingJob] `json:"items"`
+	NextCursor *string                         `json:"next_cursor,omitempty"`
 }
 
 // Plugin defines model for Plugin.
@@ -1195,10 +1354,10 @@ type PluginList struct {
 // PluginMergePatch A JSON merge patch (RFC 7396) of PluginBody: members given replace, null removes a member (the default applies: see each field), objects merge. The result is validated like a PUT.
 type PluginMergePatch struct {
 	// Config by type — kubernetes: {namespace (required, DNS-1123 label), in_cluster (bool), kubeconfig (secret)}, exactly one of in_cluster and kubeconfig; docker: {host (unix:// or tcp:// URL), network}; local: {work_dir (absolute path)}; simulated: {run_seconds (0..86400), failure_rate (0..1)}. Unknown fields are rejected. Send "***" for a secret to keep the stored one. null: removes the value.
-	Config *map[string]interface{} `json:"config,omitempty"`
+	Config nullable.Nullable[map[string]interface{}] `json:"config,omitempty"`
 
 	// IsDefault true makes this the default plugin (the previous default loses the flag). null: false.
-	IsDefault *bool `json:"is_default,omitempty"`
+	IsDefault nullable.Nullable[bool] `json:"is_default,omitempty"`
 
 	// Name unique; letters, digits, -, _, ., starting with a letter or digit
 	Name *string               `json:"name,omitempty"`
@@ -1221,11 +1380,11 @@ type PostController struct {
 
 // Problem defines model for Problem.
 type Problem struct {
-	Detail   *string       `json:"detail,omitempty"`
-	Errors   *[]FieldError `json:"errors,omitempty"`
-	Instance *string       `json:"instance,omitempty"`
-	Status   int64         `json:"status"`
-	Title    string        `json:"title"`
+	Detail   *string                         `json:"detail,omitempty"`
+	Errors   nullable.Nullable[[]FieldError] `json:"errors,omitempty"`
+	Instance *string                         `json:"instance,omitempty"`
+	Status   int64                           `json:"status"`
+	Title    string                          `json:"title"`
 
 	// Type a URI naming the kind of problem
 	Type string `json:"type"`
@@ -1244,14 +1403,14 @@ type Queue struct {
 	Id                   *string            `json:"id,omitempty"`
 
 	// MaximumAllowedWorkerInstances null: unlimited; 0: admits nothing
-	MaximumAllowedWorkerInstances *int64             `json:"maximum_allowed_worker_instances"`
-	Name                          string             `json:"name"`
-	PluginId                      *string            `json:"plugin_id,omitempty"`
-	ResourceLimits                *ResourceLimitsOut `json:"resource_limits,omitempty"`
-	Scheduling                    QueueSchedulingOut `json:"scheduling"`
-	Storages                      *[]StorageOut      `json:"storages,omitempty"`
-	UpdatedAt                     *time.Time         `json:"updated_at,omitempty"`
-	Usage                         *QueueUsage        `json:"usage,omitempty"`
+	MaximumAllowedWorkerInstances nullable.Nullable[int64]        `json:"maximum_allowed_worker_instances"`
+	Name                          string                          `json:"name"`
+	PluginId                      *string                         `json:"plugin_id,omitempty"`
+	ResourceLimits                *ResourceLimitsOut              `json:"resource_limits,omitempty"`
+	Scheduling                    QueueSchedulingOut              `json:"scheduling"`
+	Storages                      nullable.Nullable[[]StorageOut] `json:"storages,omitempty"`
+	UpdatedAt                     *time.Time                      `json:"updated_at,omitempty"`
+	Usage                         *QueueUsage                     `json:"usage,omitempty"`
 
 	// Version +1 on every change; sent as the ETag
 	Version *int64 `json:"version,omitempty"`
@@ -1260,64 +1419,64 @@ type Queue struct {
 // QueueAccess defines model for QueueAccess.
 type QueueAccess struct {
 	// Read absent: every role may read the queue's jobs
-	Read *[]string `json:"read,omitempty"`
+	Read nullable.Nullable[[]string] `json:"read,omitempty"`
 
 	// Submit absent: every rm-user may submit
-	Submit *[]string `json:"submit,omitempty"`
+	Submit nullable.Nullable[[]string] `json:"submit,omitempty"`
 }
 
 // QueueAccessOut defines model for QueueAccessOut.
 type QueueAccessOut struct {
 	// Read absent: every role may read the queue's jobs
-	Read *[]string `json:"read,omitempty"`
+	Read nullable.Nullable[[]string] `json:"read,omitempty"`
 
 	// Submit absent: every rm-user may submit
-	Submit *[]string `json:"submit,omitempty"`
+	Submit nullable.Nullable[[]string] `json:"submit,omitempty"`
 }
 
 // QueueAccessPatch A merge patch of QueueAccess.
 type QueueAccessPatch struct {
 	// Read absent: every role may read the queue's jobs. null: removes the value.
-	Read *[]string `json:"read,omitempty"`
+	Read nullable.Nullable[[]string] `json:"read,omitempty"`
 
 	// Submit absent: every rm-user may submit. null: removes the value.
-	Submit *[]string `json:"submit,omitempty"`
+	Submit nullable.Nullable[[]string] `json:"submit,omitempty"`
 }
 
 // QueueAttributes defines model for QueueAttributes.
 type QueueAttributes struct {
-	Annotations    *map[string]string `json:"annotations,omitempty"`
-	Labels         *map[string]string `json:"labels,omitempty"`
-	NodeSelector   *map[string]string `json:"node_selector,omitempty"`
-	ServiceAccount *string            `json:"service_account,omitempty"`
-	Tolerations    *[]Toleration      `json:"tolerations,omitempty"`
+	Annotations    *map[string]string              `json:"annotations,omitempty"`
+	Labels         *map[string]string              `json:"labels,omitempty"`
+	NodeSelector   *map[string]string              `json:"node_selector,omitempty"`
+	ServiceAccount *string                         `json:"service_account,omitempty"`
+	Tolerations    nullable.Nullable[[]Toleration] `json:"tolerations,omitempty"`
 }
 
 // QueueAttributesOut defines model for QueueAttributesOut.
 type QueueAttributesOut struct {
-	Annotations    *map[string]string `json:"annotations,omitempty"`
-	Labels         *map[string]string `json:"labels,omitempty"`
-	NodeSelector   *map[string]string `json:"node_selector,omitempty"`
-	ServiceAccount *string            `json:"service_account,omitempty"`
-	Tolerations    *[]TolerationOut   `json:"tolerations,omitempty"`
+	Annotations    *map[string]string                 `json:"annotations,omitempty"`
+	Labels         *map[string]string                 `json:"labels,omitempty"`
+	NodeSelector   *map[string]string                 `json:"node_selector,omitempty"`
+	ServiceAccount *string                            `json:"service_account,omitempty"`
+	Tolerations    nullable.Nullable[[]TolerationOut] `json:"tolerations,omitempty"`
 }
 
 // QueueAttributesPatch A merge patch of QueueAttributes.
 type QueueAttributesPatch struct {
 	// Annotations null: removes the value.
-	Annotations *map[string]*string `json:"annotations,omitempty"`
+	Annotations nullable.Nullable[map[string]*string] `json:"annotations,omitempty"`
 
 	// Labels null: removes the value.
-	Labels *map[string]*string `json:"labels,omitempty"`
+	Labels nullable.Nullable[map[string]*string] `json:"labels,omitempty"`
 
 	// NodeSelector null: removes the value.
-	NodeSelector *map[string]*string `json:"node_selector,omitempty"`
+	NodeSelector nullable.Nullable[map[string]*string] `json:"node_selector,omitempty"`
 
 	// ServiceAccount null: removes the value.
-	ServiceAccount *string `json:"service_account,omitempty"`
+	ServiceAccount nullable.Nullable[string] `json:"service_account,omitempty"`
 
 	// Tolerations null: removes the value.
-	Tolerations *[]Toleration `json:"tolerations,omitempty"`
+	Tolerations nullable.Nullable[[]Toleration] `json:"tolerations,omitempty"`
 }
 
 // QueueBody defines model for QueueBody.
@@ -1328,16 +1487,16 @@ type QueueBody struct {
 	EnvironmentVariables *map[string]string `json:"environment_variables,omitempty"`
 
 	// MaximumAllowedWorkerInstances null or absent: unlimited; 0 admits nothing
-	MaximumAllowedWorkerInstances *int64 `json:"maximum_allowed_worker_instances,omitempty"`
+	MaximumAllowedWorkerInstances nullable.Nullable[int64] `json:"maximum_allowed_worker_instances,omitempty"`
 
 	// Name unique; letters, digits, -, _, ., starting with a letter or digit
 	Name string `json:"name"`
 
 	// PluginId id or name of a plugin (stored as its id); the default plugin otherwise
-	PluginId       *string          `json:"plugin_id,omitempty"`
-	ResourceLimits *ResourceLimits  `json:"resource_limits,omitempty"`
-	Scheduling     *QueueScheduling `json:"scheduling,omitempty"`
-	Storages       *[]Storage       `json:"storages,omitempty"`
+	PluginId       *string                      `json:"plugin_id,omitempty"`
+	ResourceLimits *ResourceLimits              `json:"resource_limits,omitempty"`
+	Scheduling     *QueueScheduling             `json:"scheduling,omitempty"`
+	Storages       nullable.Nullable[[]Storage] `json:"storages,omitempty"`
 }
 
 // QueueList defines model for QueueList.
@@ -1357,19 +1516,19 @@ type QueueMergePatch struct {
 	Attributes *QueueAttributesPatch `json:"attributes,omitempty"`
 
 	// Description null: removes the value.
-	Description *string `json:"description,omitempty"`
+	Description nullable.Nullable[string] `json:"description,omitempty"`
 
 	// EnvironmentVariables null: removes the value.
-	EnvironmentVariables *map[string]*string `json:"environment_variables,omitempty"`
+	EnvironmentVariables nullable.Nullable[map[string]*string] `json:"environment_variables,omitempty"`
 
 	// MaximumAllowedWorkerInstances null or absent: unlimited; 0 admits nothing
-	MaximumAllowedWorkerInstances *int64 `json:"maximum_allowed_worker_instances,omitempty"`
+	MaximumAllowedWorkerInstances nullable.Nullable[int64] `json:"maximum_allowed_worker_instances,omitempty"`
 
 	// Name unique; letters, digits, -, _, ., starting with a letter or digit
 	Name *string `json:"name,omitempty"`
 
 	// PluginId id or name of a plugin (stored as its id); the default plugin otherwise. null: the default plugin.
-	PluginId *string `json:"plugin_id,omitempty"`
+	PluginId nullable.Nullable[string] `json:"plugin_id,omitempty"`
 
 	// ResourceLimits null: no limits from here.
 	ResourceLimits *ResourceLimitsPatch `json:"resource_limits,omitempty"`
@@ -1378,7 +1537,7 @@ type QueueMergePatch struct {
 	Scheduling *QueueSchedulingPatch `json:"scheduling,omitempty"`
 
 	// Storages null: removes the value.
-	Storages *[]Storage `json:"storages,omitempty"`
+	Storages nullable.Nullable[[]Storage] `json:"storages,omitempty"`
 }
 
 // QueueScheduling defines model for QueueScheduling.
@@ -1386,13 +1545,13 @@ type QueueScheduling struct {
 	// Backfill a job that fits may go before a larger one that does not; default true
 	Backfill *bool `json:"backfill,omitempty"`
 
-	// DefaultMaxRunSeconds wall-clock limit of the jobs that set no max_run_seconds; absent: none
+	// DefaultMaxRunSeconds wall-clock limit of the jobs on the queue that set no max_run_seconds; null: none
 	DefaultMaxRunSeconds *int64 `json:"default_max_run_seconds,omitempty"`
 
 	// StartTimeoutSeconds an admitted job whose instances cannot all start fails after this long; default 600
 	StartTimeoutSeconds *int64 `json:"start_timeout_seconds,omitempty"`
 
-	// StarvationSeconds a job pending longer stops backfill on the queue until it is admitted; 0 = never
+	// StarvationSeconds a job pending longer stops backfill on the queue until it is admitted; null or absent: 300 on a worker queue, none on the built-in controller queues; 0 = never (the guard off)
 	StarvationSeconds *int64 `json:"starvation_seconds,omitempty"`
 }
 
@@ -1401,29 +1560,29 @@ type QueueSchedulingOut struct {
 	// Backfill a job that fits may go before a larger one that does not; default true
 	Backfill *bool `json:"backfill,omitempty"`
 
-	// DefaultMaxRunSeconds wall-clock limit of the jobs that set no max_run_seconds; absent: none
+	// DefaultMaxRunSeconds wall-clock limit of the jobs on the queue that set no max_run_seconds; null: none
 	DefaultMaxRunSeconds *int64 `json:"default_max_run_seconds,omitempty"`
 
 	// StartTimeoutSeconds an admitted job whose instances cannot all start fails after this long; default 600
 	StartTimeoutSeconds *int64 `json:"start_timeout_seconds,omitempty"`
 
-	// StarvationSeconds a job pending longer stops backfill on the queue until it is admitted; 0 = never
+	// StarvationSeconds a job pending longer stops backfill on the queue until it is admitted; null or absent: 300 on a worker queue, none on the built-in controller queues; 0 = never (the guard off)
 	StarvationSeconds *int64 `json:"starvation_seconds,omitempty"`
 }
 
 // QueueSchedulingPatch A merge patch of QueueScheduling.
 type QueueSchedulingPatch struct {
 	// Backfill a job that fits may go before a larger one that does not; default true. null: true.
-	Backfill *bool `json:"backfill,omitempty"`
+	Backfill nullable.Nullable[bool] `json:"backfill,omitempty"`
 
-	// DefaultMaxRunSeconds wall-clock limit of the jobs that set no max_run_seconds; absent: none. null: no limit.
-	DefaultMaxRunSeconds *int64 `json:"default_max_run_seconds,omitempty"`
+	// DefaultMaxRunSeconds wall-clock limit of the jobs on the queue that set no max_run_seconds; null: none
+	DefaultMaxRunSeconds nullable.Nullable[int64] `json:"default_max_run_seconds,omitempty"`
 
 	// StartTimeoutSeconds an admitted job whose instances cannot all start fails after this long; default 600. null: removes the value.
-	StartTimeoutSeconds *int64 `json:"start_timeout_seconds,omitempty"`
+	StartTimeoutSeconds nullable.Nullable[int64] `json:"start_timeout_seconds,omitempty"`
 
-	// StarvationSeconds a job pending longer stops backfill on the queue until it is admitted; 0 = never. null: removes the value.
-	StarvationSeconds *int64 `json:"starvation_seconds,omitempty"`
+	// StarvationSeconds a job pending longer stops backfill on the queue until it is admitted; null or absent: 300 on a worker queue, none on the built-in controller queues; 0 = never (the guard off)
+	StarvationSeconds nullable.Nullable[int64] `json:"starvation_seconds,omitempty"`
 }
 
 // QueueUsage defines model for QueueUsage.
@@ -1457,13 +1616,13 @@ type ResourceLimitsOut struct {
 // ResourceLimitsPatch A merge patch of ResourceLimits.
 type ResourceLimitsPatch struct {
 	// Cpu Kubernetes quantity, e.g. 500m or 2. null: removes the value.
-	Cpu *string `json:"cpu,omitempty"`
+	Cpu nullable.Nullable[string] `json:"cpu,omitempty"`
 
 	// Gpu null: removes the value.
-	Gpu *int64 `json:"gpu,omitempty"`
+	Gpu nullable.Nullable[int64] `json:"gpu,omitempty"`
 
 	// Memory Kubernetes quantity, e.g. 4Gi. null: removes the value.
-	Memory *string `json:"memory,omitempty"`
+	Memory nullable.Nullable[string] `json:"memory,omitempty"`
 }
 
 // ScenarioExport defines model for ScenarioExport.
@@ -1500,6 +1659,12 @@ type ScenarioExport struct {
 
 // ScenarioExportStatus defines model for ScenarioExport.Status.
 type ScenarioExportStatus string
+
+// ScenarioExportList defines model for ScenarioExportList.
+type ScenarioExportList struct {
+	Items      nullable.Nullable[[]ScenarioExport] `json:"items"`
+	NextCursor *string                             `json:"next_cursor,omitempty"`
+}
 
 // SimulatedPluginConfig Starts nothing: each instance succeeds (or fails, at failure_rate) after run_seconds.
 type SimulatedPluginConfig struct {
@@ -1708,9 +1873,12 @@ type ListJobsParams struct {
 	Status  *ListJobsParamsStatus `form:"status,omitempty" json:"status,omitempty"`
 
 	// Label key=value; repeat for several (all must match)
-	Label  *[]string `form:"label,omitempty" json:"label,omitempty"`
-	Limit  *int64    `form:"limit,omitempty" json:"limit,omitempty"`
-	Cursor *string   `form:"cursor,omitempty" json:"cursor,omitempty"`
+	Label *[]string `form:"label,omitempty" json:"label,omitempty"`
+
+	// Owner the owner's subject or username (owner.subject or owner.username)
+	Owner  *string `form:"owner,omitempty" json:"owner,omitempty"`
+	Limit  *int64  `form:"limit,omitempty" json:"limit,omitempty"`
+	Cursor *string `form:"cursor,omitempty" json:"cursor,omitempty"`
 }
 
 // ListJobsParamsStatus defines parameters for ListJobs.
@@ -1749,10 +1917,24 @@ type ListArtifactsParams struct {
 // ListArtifactsParamsKind defines parameters for ListArtifacts.
 type ListArtifactsParamsKind string
 
+// GetAssetArtifactParams defines parameters for GetAssetArtifact.
+type GetAssetArtifactParams struct {
+	// Declaration the asset declaration (a name); absent for common asset data
+	Declaration *string `form:"declaration,omitempty" json:"declaration,omitempty"`
+}
+
 // PutAssetArtifactParams defines parameters for PutAssetArtifact.
 type PutAssetArtifactParams struct {
 	// Declaration the asset declaration (a name); absent for common asset data
 	Declaration *string `form:"declaration,omitempty" json:"declaration,omitempty"`
+}
+
+// ListJobEventsParams defines parameters for ListJobEvents.
+type ListJobEventsParams struct {
+	Limit *int64 `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// Cursor next_cursor of the previous page
+	Cursor *string `form:"cursor,omitempty" json:"cursor,omitempty"`
 }
 
 // ListJobInstancesParams defines parameters for ListJobInstances.
@@ -1778,6 +1960,12 @@ type GetInstanceLogsParamsRole string
 type StopPostControllerParams struct {
 	// IfMatch the ETag ("`<version>`") the change applies to; a different current version answers 412
 	IfMatch *string `json:"If-Match,omitempty"`
+}
+
+// ListJobScenarioExportsParams defines parameters for ListJobScenarioExports.
+type ListJobScenarioExportsParams struct {
+	Limit  *int64  `form:"limit,omitempty" json:"limit,omitempty"`
+	Cursor *string `form:"cursor,omitempty" json:"cursor,omitempty"`
 }
 
 // CreateScenarioExportParams defines parameters for CreateScenarioExport.
@@ -1878,13 +2066,22 @@ type ListQueueJobsParams struct {
 	Status *ListQueueJobsParamsStatus `form:"status,omitempty" json:"status,omitempty"`
 
 	// Label key=value; repeat for several (all must match)
-	Label  *[]string `form:"label,omitempty" json:"label,omitempty"`
-	Limit  *int64    `form:"limit,omitempty" json:"limit,omitempty"`
-	Cursor *string   `form:"cursor,omitempty" json:"cursor,omitempty"`
+	Label *[]string `form:"label,omitempty" json:"label,omitempty"`
+
+	// Owner the owner's subject or username (owner.subject or owner.username)
+	Owner  *string `form:"owner,omitempty" json:"owner,omitempty"`
+	Limit  *int64  `form:"limit,omitempty" json:"limit,omitempty"`
+	Cursor *string `form:"cursor,omitempty" json:"cursor,omitempty"`
 }
 
 // ListQueueJobsParamsStatus defines parameters for ListQueueJobs.
 type ListQueueJobsParamsStatus string
+
+// ListQueuePendingParams defines parameters for ListQueuePending.
+type ListQueuePendingParams struct {
+	Limit  *int64  `form:"limit,omitempty" json:"limit,omitempty"`
+	Cursor *string `form:"cursor,omitempty" json:"cursor,omitempty"`
+}
 
 // PatchAppRuntimeConfigJSONRequestBody defines body for PatchAppRuntimeConfig for application/json ContentType.
 type PatchAppRuntimeConfigJSONRequestBody = AppRuntimeConfigMergePatch
@@ -2685,6 +2882,13 @@ type ClientInterface interface {
 	// Corresponds with GET /jobs/{id}/artifacts (the `ListArtifacts` operationId).
 	ListArtifacts(ctx context.Context, id string, params *ListArtifactsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// GetAssetArtifact Download an asset file
+	//
+	// The stored bytes of an uploaded artifact, named as its upload was.
+	//
+	// Corresponds with GET /jobs/{id}/artifacts/assets/{path} (the `GetAssetArtifact` operationId).
+	GetAssetArtifact(ctx context.Context, id string, path string, params *GetAssetArtifactParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// PutAssetArtifactWithBody Upload an asset file
 	//
 	// With declaration, an asset of that declaration; without, common asset data. A re-upload of the same declaration and path replaces the file.
@@ -2693,6 +2897,13 @@ type ClientInterface interface {
 	//
 	// Corresponds with PUT /jobs/{id}/artifacts/assets/{path} (the `PutAssetArtifact` operationId).
 	PutAssetArtifactWithBody(ctx context.Context, id string, path string, params *PutAssetArtifactParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetScenarioArtifact Download a concrete scenario file of one sample
+	//
+	// The stored bytes of an uploaded artifact, named as its upload was.
+	//
+	// Corresponds with GET /jobs/{id}/artifacts/scenarios/{sample_id}/{path} (the `GetScenarioArtifact` operationId).
+	GetScenarioArtifact(ctx context.Context, id string, sampleId string, path string, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// PutScenarioArtifactWithBody Upload a concrete scenario file of one sample
 	//
@@ -2716,6 +2927,13 @@ type ClientInterface interface {
 	//
 	// Corresponds with POST /jobs/{id}/cleanup (the `CleanupJob` operationId).
 	CleanupJob(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ListJobEvents List a job's events in order
+	//
+	// The events about the job that the stream RM_EVENTS still holds (it keeps them for its max age), oldest first, paged: next_cursor is the stream sequence of the last item. Each item is the event as GET /events sends it, its data the job as it was after the event (with instance_counts, without instances).
+	//
+	// Corresponds with GET /jobs/{id}/events (the `ListJobEvents` operationId).
+	ListJobEvents(ctx context.Context, id string, params *ListJobEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ListJobInstances List the instances of a job
 	//
@@ -2742,6 +2960,13 @@ type ClientInterface interface {
 	//
 	// Corresponds with POST /jobs/{id}/post-controller (the `StartPostController` operationId).
 	StartPostController(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ListJobScenarioExports List a job's scenario exports
+	//
+	// Oldest first, every status; an expired export is gone from the list once the export service removes it.
+	//
+	// Corresponds with GET /jobs/{id}/scenario-exports (the `ListJobScenarioExports` operationId).
+	ListJobScenarioExports(ctx context.Context, id string, params *ListJobScenarioExportsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// CreateScenarioExportWithBody Request a zip of chosen samples and kinds of document
 	//
@@ -2893,6 +3118,13 @@ type ClientInterface interface {
 	//
 	// Corresponds with GET /queues/{queue_id}/jobs (the `ListQueueJobs` operationId).
 	ListQueueJobs(ctx context.Context, queueId string, params *ListQueueJobsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ListQueuePending List the pending jobs of a queue in order
+	//
+	// The jobs not admitted yet, in the order the scheduler considers them (priority, then submission), each with its queue_position, estimated_start_at (null when unknown) and estimate_basis, the reason it waits and the workers it needs.
+	//
+	// Corresponds with GET /queues/{queue_id}/pending (the `ListQueuePending` operationId).
+	ListQueuePending(ctx context.Context, queueId string, params *ListQueuePendingParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// GetScenarioExport Get a scenario export
 	//
@@ -3516,6 +3748,23 @@ func (c *Client) ListArtifacts(ctx context.Context, id string, params *ListArtif
 	return c.Client.Do(req)
 }
 
+// GetAssetArtifact Download an asset file
+//
+// The stored bytes of an uploaded artifact, named as its upload was.
+//
+// Corresponds with GET /jobs/{id}/artifacts/assets/{path} (the `GetAssetArtifact` operationId).
+func (c *Client) GetAssetArtifact(ctx context.Context, id string, path string, params *GetAssetArtifactParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetAssetArtifactRequest(c.Server, id, path, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
 // PutAssetArtifactWithBody Upload an asset file
 //
 // With declaration, an asset of that declaration; without, common asset data. A re-upload of the same declaration and path replaces the file.
@@ -3525,6 +3774,23 @@ func (c *Client) ListArtifacts(ctx context.Context, id string, params *ListArtif
 // Corresponds with PUT /jobs/{id}/artifacts/assets/{path} (the `PutAssetArtifact` operationId).
 func (c *Client) PutAssetArtifactWithBody(ctx context.Context, id string, path string, params *PutAssetArtifactParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewPutAssetArtifactRequestWithBody(c.Server, id, path, params, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetScenarioArtifact Download a concrete scenario file of one sample
+//
+// The stored bytes of an uploaded artifact, named as its upload was.
+//
+// Corresponds with GET /jobs/{id}/artifacts/scenarios/{sample_id}/{path} (the `GetScenarioArtifact` operationId).
+func (c *Client) GetScenarioArtifact(ctx context.Context, id string, sampleId string, path string, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetScenarioArtifactRequest(c.Server, id, sampleId, path)
 	if err != nil {
 		return nil, err
 	}
@@ -3578,6 +3844,23 @@ func (c *Client) CancelJob(ctx context.Context, id string, reqEditors ...Request
 // Corresponds with POST /jobs/{id}/cleanup (the `CleanupJob` operationId).
 func (c *Client) CleanupJob(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewCleanupJobRequest(c.Server, id)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ListJobEvents List a job's events in order
+//
+// The events about the job that the stream RM_EVENTS still holds (it keeps them for its max age), oldest first, paged: next_cursor is the stream sequence of the last item. Each item is the event as GET /events sends it, its data the job as it was after the event (with instance_counts, without instances).
+//
+// Corresponds with GET /jobs/{id}/events (the `ListJobEvents` operationId).
+func (c *Client) ListJobEvents(ctx context.Context, id string, params *ListJobEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListJobEventsRequest(c.Server, id, params)
 	if err != nil {
 		return nil, err
 	}
@@ -3644,6 +3927,23 @@ func (c *Client) StopPostController(ctx context.Context, id string, params *Stop
 // Corresponds with POST /jobs/{id}/post-controller (the `StartPostController` operationId).
 func (c *Client) StartPostController(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewStartPostControllerRequest(c.Server, id)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ListJobScenarioExports List a job's scenario exports
+//
+// Oldest first, every status; an expired export is gone from the list once the export service removes it.
+//
+// Corresponds with GET /jobs/{id}/scenario-exports (the `ListJobScenarioExports` operationId).
+func (c *Client) ListJobScenarioExports(ctx context.Context, id string, params *ListJobScenarioExportsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListJobScenarioExportsRequest(c.Server, id, params)
 	if err != nil {
 		return nil, err
 	}
@@ -4025,6 +4325,23 @@ func (c *Client) ReplaceQueue(ctx context.Context, queueId string, params *Repla
 // Corresponds with GET /queues/{queue_id}/jobs (the `ListQueueJobs` operationId).
 func (c *Client) ListQueueJobs(ctx context.Context, queueId string, params *ListQueueJobsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewListQueueJobsRequest(c.Server, queueId, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ListQueuePending List the pending jobs of a queue in order
+//
+// The jobs not admitted yet, in the order the scheduler considers them (priority, then submission), each with its queue_position, estimated_start_at (null when unknown) and estimate_basis, the reason it waits and the workers it needs.
+//
+// Corresponds with GET /queues/{queue_id}/pending (the `ListQueuePending` operationId).
+func (c *Client) ListQueuePending(ctx context.Context, queueId string, params *ListQueuePendingParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListQueuePendingRequest(c.Server, queueId, params)
 	if err != nil {
 		return nil, err
 	}
@@ -5367,6 +5684,18 @@ func NewListJobsRequest(server string, params *ListJobsParams) (*http.Request, e
 
 		}
 
+		if params.Owner != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", false, "owner", *params.Owner, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
 		if params.Limit != nil {
 
 			if queryFrag, err := runtime.StyleParamWithOptions("form", false, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: "int64"}); err != nil {
@@ -5652,6 +5981,74 @@ func NewListArtifactsRequest(server string, id string, params *ListArtifactsPara
 	return req, nil
 }
 
+// NewGetAssetArtifactRequest constructs an http.Request for the GetAssetArtifact method
+func NewGetAssetArtifactRequest(server string, id string, path string, params *GetAssetArtifactParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "path", path, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/jobs/%s/artifacts/assets/%s", pathParam0, pathParam1)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Declaration != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "declaration", *params.Declaration, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
 // NewPutAssetArtifactRequestWithBody constructs an http.Request for the PutAssetArtifact method, with any body, and a specified content type
 func NewPutAssetArtifactRequestWithBody(server string, id string, path string, params *PutAssetArtifactParams, contentType string, body io.Reader) (*http.Request, error) {
 	var err error
@@ -5718,6 +6115,54 @@ func NewPutAssetArtifactRequestWithBody(server string, id string, path string, p
 	}
 
 	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewGetScenarioArtifactRequest constructs an http.Request for the GetScenarioArtifact method
+func NewGetScenarioArtifactRequest(server string, id string, sampleId string, path string) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "sample_id", sampleId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam2 string
+
+	pathParam2, err = runtime.StyleParamWithOptions("simple", false, "path", path, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/jobs/%s/artifacts/scenarios/%s/%s", pathParam0, pathParam1, pathParam2)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
 
 	return req, nil
 }
@@ -5833,6 +6278,79 @@ func NewCleanupJobRequest(server string, id string) (*http.Request, error) {
 	}
 
 	req, err := http.NewRequest(http.MethodPost, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewListJobEventsRequest constructs an http.Request for the ListJobEvents method
+func NewListJobEventsRequest(server string, id string, params *ListJobEventsParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/jobs/%s/events", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Limit != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", false, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Cursor != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", false, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -6061,6 +6579,79 @@ func NewStartPostControllerRequest(server string, id string) (*http.Request, err
 	}
 
 	req, err := http.NewRequest(http.MethodPost, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewListJobScenarioExportsRequest constructs an http.Request for the ListJobScenarioExports method
+func NewListJobScenarioExportsRequest(server string, id string, params *ListJobScenarioExportsParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/jobs/%s/scenario-exports", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Limit != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", false, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Cursor != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", false, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -6927,6 +7518,91 @@ func NewListQueueJobsRequest(server string, queueId string, params *ListQueueJob
 
 		}
 
+		if params.Owner != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", false, "owner", *params.Owner, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Limit != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", false, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Cursor != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", false, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewListQueuePendingRequest constructs an http.Request for the ListQueuePending method
+func NewListQueuePendingRequest(server string, queueId string, params *ListQueuePendingParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "queue_id", queueId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/queues/%s/pending", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
 		if params.Limit != nil {
 
 			if queryFrag, err := runtime.StyleParamWithOptions("form", false, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: "int64"}); err != nil {
@@ -7344,6 +8020,15 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /jobs/{id}/artifacts (the `ListArtifacts` operationId).
 	ListArtifactsWithResponse(ctx context.Context, id string, params *ListArtifactsParams, reqEditors ...RequestEditorFn) (*ListArtifactsResponse, error)
 
+	// GetAssetArtifactWithResponse Download an asset file
+	//
+	// The stored bytes of an uploaded artifact, named as its upload was.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /jobs/{id}/artifacts/assets/{path} (the `GetAssetArtifact` operationId).
+	GetAssetArtifactWithResponse(ctx context.Context, id string, path string, params *GetAssetArtifactParams, reqEditors ...RequestEditorFn) (*GetAssetArtifactResponse, error)
+
 	// PutAssetArtifactWithBodyWithResponse Upload an asset file
 	//
 	// With declaration, an asset of that declaration; without, common asset data. A re-upload of the same declaration and path replaces the file.
@@ -7352,6 +8037,15 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with PUT /jobs/{id}/artifacts/assets/{path} (the `PutAssetArtifact` operationId).
 	PutAssetArtifactWithBodyWithResponse(ctx context.Context, id string, path string, params *PutAssetArtifactParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*PutAssetArtifactResponse, error)
+
+	// GetScenarioArtifactWithResponse Download a concrete scenario file of one sample
+	//
+	// The stored bytes of an uploaded artifact, named as its upload was.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /jobs/{id}/artifacts/scenarios/{sample_id}/{path} (the `GetScenarioArtifact` operationId).
+	GetScenarioArtifactWithResponse(ctx context.Context, id string, sampleId string, path string, reqEditors ...RequestEditorFn) (*GetScenarioArtifactResponse, error)
 
 	// PutScenarioArtifactWithBodyWithResponse Upload a concrete scenario file of one sample
 	//
@@ -7379,6 +8073,15 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with POST /jobs/{id}/cleanup (the `CleanupJob` operationId).
 	CleanupJobWithResponse(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*CleanupJobResponse, error)
+
+	// ListJobEventsWithResponse List a job's events in order
+	//
+	// The events about the job that the stream RM_EVENTS still holds (it keeps them for its max age), oldest first, paged: next_cursor is the stream sequence of the last item. Each item is the event as GET /events sends it, its data the job as it was after the event (with instance_counts, without instances).
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /jobs/{id}/events (the `ListJobEvents` operationId).
+	ListJobEventsWithResponse(ctx context.Context, id string, params *ListJobEventsParams, reqEditors ...RequestEditorFn) (*ListJobEventsResponse, error)
 
 	// ListJobInstancesWithResponse List the instances of a job
 	//
@@ -7413,6 +8116,15 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with POST /jobs/{id}/post-controller (the `StartPostController` operationId).
 	StartPostControllerWithResponse(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*StartPostControllerResponse, error)
+
+	// ListJobScenarioExportsWithResponse List a job's scenario exports
+	//
+	// Oldest first, every status; an expired export is gone from the list once the export service removes it.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /jobs/{id}/scenario-exports (the `ListJobScenarioExports` operationId).
+	ListJobScenarioExportsWithResponse(ctx context.Context, id string, params *ListJobScenarioExportsParams, reqEditors ...RequestEditorFn) (*ListJobScenarioExportsResponse, error)
 
 	// CreateScenarioExportWithBodyWithResponse Request a zip of chosen samples and kinds of document
 	//
@@ -7578,6 +8290,15 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with GET /queues/{queue_id}/jobs (the `ListQueueJobs` operationId).
 	ListQueueJobsWithResponse(ctx context.Context, queueId string, params *ListQueueJobsParams, reqEditors ...RequestEditorFn) (*ListQueueJobsResponse, error)
+
+	// ListQueuePendingWithResponse List the pending jobs of a queue in order
+	//
+	// The jobs not admitted yet, in the order the scheduler considers them (priority, then submission), each with its queue_position, estimated_start_at (null when unknown) and estimate_basis, the reason it waits and the workers it needs.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /queues/{queue_id}/pending (the `ListQueuePending` operationId).
+	ListQueuePendingWithResponse(ctx context.Context, queueId string, params *ListQueuePendingParams, reqEditors ...RequestEditorFn) (*ListQueuePendingResponse, error)
 
 	// GetScenarioExportWithResponse Get a scenario export
 	//
@@ -10050,6 +10771,89 @@ func (r ListArtifactsResponse) ContentType() string {
 	return ""
 }
 
+// GetAssetArtifactResponse200Headers the declared response headers of an HTTP 200 response for GetAssetArtifact
+type GetAssetArtifactResponse200Headers struct {
+	ETag *string
+}
+
+type GetAssetArtifactResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *Problem
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *Problem
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *GetAssetArtifactResponse200Headers
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r GetAssetArtifactResponse) GetApplicationproblemJSON400() *Problem {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetAssetArtifactResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r GetAssetArtifactResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetAssetArtifactResponse) GetApplicationproblemJSON404() *Problem {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r GetAssetArtifactResponse) GetApplicationproblemJSON422() *Problem {
+	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r GetAssetArtifactResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r GetAssetArtifactResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetAssetArtifactResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetAssetArtifactResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetAssetArtifactResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 // PutAssetArtifactResponse200Headers the declared response headers of an HTTP 200 response for PutAssetArtifact
 type PutAssetArtifactResponse200Headers struct {
 	ETag *string
@@ -10162,6 +10966,89 @@ func (r PutAssetArtifactResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r PutAssetArtifactResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// GetScenarioArtifactResponse200Headers the declared response headers of an HTTP 200 response for GetScenarioArtifact
+type GetScenarioArtifactResponse200Headers struct {
+	ETag *string
+}
+
+type GetScenarioArtifactResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *Problem
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *Problem
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *GetScenarioArtifactResponse200Headers
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r GetScenarioArtifactResponse) GetApplicationproblemJSON400() *Problem {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetScenarioArtifactResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r GetScenarioArtifactResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetScenarioArtifactResponse) GetApplicationproblemJSON404() *Problem {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r GetScenarioArtifactResponse) GetApplicationproblemJSON422() *Problem {
+	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r GetScenarioArtifactResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r GetScenarioArtifactResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetScenarioArtifactResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetScenarioArtifactResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetScenarioArtifactResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -10481,6 +11368,103 @@ func (r CleanupJobResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r CleanupJobResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type ListJobEventsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *JobEventList
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *Problem
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *Problem
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *Problem
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Problem
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListJobEventsResponse) GetJSON200() *JobEventList {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r ListJobEventsResponse) GetApplicationproblemJSON400() *Problem {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ListJobEventsResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ListJobEventsResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r ListJobEventsResponse) GetApplicationproblemJSON404() *Problem {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r ListJobEventsResponse) GetApplicationproblemJSON422() *Problem {
+	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r ListJobEventsResponse) GetApplicationproblemJSON500() *Problem {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r ListJobEventsResponse) GetApplicationproblemJSON503() *Problem {
+	return r.ApplicationproblemJSON503
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r ListJobEventsResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r ListJobEventsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListJobEventsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListJobEventsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListJobEventsResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -10869,6 +11853,96 @@ func (r StartPostControllerResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r StartPostControllerResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type ListJobScenarioExportsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *ScenarioExportList
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *Problem
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *Problem
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *Problem
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListJobScenarioExportsResponse) GetJSON200() *ScenarioExportList {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r ListJobScenarioExportsResponse) GetApplicationproblemJSON400() *Problem {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ListJobScenarioExportsResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ListJobScenarioExportsResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r ListJobScenarioExportsResponse) GetApplicationproblemJSON404() *Problem {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r ListJobScenarioExportsResponse) GetApplicationproblemJSON422() *Problem {
+	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r ListJobScenarioExportsResponse) GetApplicationproblemJSON500() *Problem {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r ListJobScenarioExportsResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r ListJobScenarioExportsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListJobScenarioExportsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListJobScenarioExportsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListJobScenarioExportsResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -12361,6 +13435,96 @@ func (r ListQueueJobsResponse) ContentType() string {
 	return ""
 }
 
+type ListQueuePendingResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *PendingList
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *Problem
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *Problem
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *Problem
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListQueuePendingResponse) GetJSON200() *PendingList {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r ListQueuePendingResponse) GetApplicationproblemJSON400() *Problem {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ListQueuePendingResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ListQueuePendingResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r ListQueuePendingResponse) GetApplicationproblemJSON404() *Problem {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r ListQueuePendingResponse) GetApplicationproblemJSON422() *Problem {
+	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r ListQueuePendingResponse) GetApplicationproblemJSON500() *Problem {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r ListQueuePendingResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r ListQueuePendingResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListQueuePendingResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListQueuePendingResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListQueuePendingResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 // GetScenarioExportResponse200Headers the declared response headers of an HTTP 200 response for GetScenarioExport
 type GetScenarioExportResponse200Headers struct {
 	ETag     *string
@@ -13063,6 +14227,21 @@ func (c *ClientWithResponses) ListArtifactsWithResponse(ctx context.Context, id 
 	return ParseListArtifactsResponse(rsp)
 }
 
+// GetAssetArtifactWithResponse Download an asset file
+//
+// The stored bytes of an uploaded artifact, named as its upload was.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /jobs/{id}/artifacts/assets/{path} (the `GetAssetArtifact` operationId).
+func (c *ClientWithResponses) GetAssetArtifactWithResponse(ctx context.Context, id string, path string, params *GetAssetArtifactParams, reqEditors ...RequestEditorFn) (*GetAssetArtifactResponse, error) {
+	rsp, err := c.GetAssetArtifact(ctx, id, path, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetAssetArtifactResponse(rsp)
+}
+
 // PutAssetArtifactWithBodyWithResponse Upload an asset file
 //
 // With declaration, an asset of that declaration; without, common asset data. A re-upload of the same declaration and path replaces the file.
@@ -13076,6 +14255,21 @@ func (c *ClientWithResponses) PutAssetArtifactWithBodyWithResponse(ctx context.C
 		return nil, err
 	}
 	return ParsePutAssetArtifactResponse(rsp)
+}
+
+// GetScenarioArtifactWithResponse Download a concrete scenario file of one sample
+//
+// The stored bytes of an uploaded artifact, named as its upload was.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /jobs/{id}/artifacts/scenarios/{sample_id}/{path} (the `GetScenarioArtifact` operationId).
+func (c *ClientWithResponses) GetScenarioArtifactWithResponse(ctx context.Context, id string, sampleId string, path string, reqEditors ...RequestEditorFn) (*GetScenarioArtifactResponse, error) {
+	rsp, err := c.GetScenarioArtifact(ctx, id, sampleId, path, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetScenarioArtifactResponse(rsp)
 }
 
 // PutScenarioArtifactWithBodyWithResponse Upload a concrete scenario file of one sample
@@ -13121,6 +14315,21 @@ func (c *ClientWithResponses) CleanupJobWithResponse(ctx context.Context, id str
 		return nil, err
 	}
 	return ParseCleanupJobResponse(rsp)
+}
+
+// ListJobEventsWithResponse List a job's events in order
+//
+// The events about the job that the stream RM_EVENTS still holds (it keeps them for its max age), oldest first, paged: next_cursor is the stream sequence of the last item. Each item is the event as GET /events sends it, its data the job as it was after the event (with instance_counts, without instances).
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /jobs/{id}/events (the `ListJobEvents` operationId).
+func (c *ClientWithResponses) ListJobEventsWithResponse(ctx context.Context, id string, params *ListJobEventsParams, reqEditors ...RequestEditorFn) (*ListJobEventsResponse, error) {
+	rsp, err := c.ListJobEvents(ctx, id, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListJobEventsResponse(rsp)
 }
 
 // ListJobInstancesWithResponse List the instances of a job
@@ -13179,6 +14388,21 @@ func (c *ClientWithResponses) StartPostControllerWithResponse(ctx context.Contex
 		return nil, err
 	}
 	return ParseStartPostControllerResponse(rsp)
+}
+
+// ListJobScenarioExportsWithResponse List a job's scenario exports
+//
+// Oldest first, every status; an expired export is gone from the list once the export service removes it.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /jobs/{id}/scenario-exports (the `ListJobScenarioExports` operationId).
+func (c *ClientWithResponses) ListJobScenarioExportsWithResponse(ctx context.Context, id string, params *ListJobScenarioExportsParams, reqEditors ...RequestEditorFn) (*ListJobScenarioExportsResponse, error) {
+	rsp, err := c.ListJobScenarioExports(ctx, id, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListJobScenarioExportsResponse(rsp)
 }
 
 // CreateScenarioExportWithBodyWithResponse Request a zip of chosen samples and kinds of document
@@ -13482,6 +14706,21 @@ func (c *ClientWithResponses) ListQueueJobsWithResponse(ctx context.Context, que
 		return nil, err
 	}
 	return ParseListQueueJobsResponse(rsp)
+}
+
+// ListQueuePendingWithResponse List the pending jobs of a queue in order
+//
+// The jobs not admitted yet, in the order the scheduler considers them (priority, then submission), each with its queue_position, estimated_start_at (null when unknown) and estimate_basis, the reason it waits and the workers it needs.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /queues/{queue_id}/pending (the `ListQueuePending` operationId).
+func (c *ClientWithResponses) ListQueuePendingWithResponse(ctx context.Context, queueId string, params *ListQueuePendingParams, reqEditors ...RequestEditorFn) (*ListQueuePendingResponse, error) {
+	rsp, err := c.ListQueuePending(ctx, queueId, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListQueuePendingResponse(rsp)
 }
 
 // GetScenarioExportWithResponse Get a scenario export
@@ -15786,6 +17025,80 @@ func ParseListArtifactsResponse(rsp *http.Response) (*ListArtifactsResponse, err
 	return response, nil
 }
 
+// ParseGetAssetArtifactResponse parses an HTTP response from a GetAssetArtifactWithResponse call
+func ParseGetAssetArtifactResponse(rsp *http.Response) (*GetAssetArtifactResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetAssetArtifactResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers GetAssetArtifactResponse200Headers
+		if values := rsp.Header.Values("ETag"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "ETag", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.ETag = &value
+		}
+		response.Headers200 = &headers
+	}
+
+	return response, nil
+}
+
 // ParsePutAssetArtifactResponse parses an HTTP response from a PutAssetArtifactWithResponse call
 func ParsePutAssetArtifactResponse(rsp *http.Response) (*PutAssetArtifactResponse, error) {
 	bodyBytes, err := io.ReadAll(rsp.Body)
@@ -15893,6 +17206,80 @@ func ParsePutAssetArtifactResponse(rsp *http.Response) (*PutAssetArtifactRespons
 			headers.ETag = &value
 		}
 		response.Headers201 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseGetScenarioArtifactResponse parses an HTTP response from a GetScenarioArtifactWithResponse call
+func ParseGetScenarioArtifactResponse(rsp *http.Response) (*GetScenarioArtifactResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetScenarioArtifactResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers GetScenarioArtifactResponse200Headers
+		if values := rsp.Header.Values("ETag"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "ETag", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.ETag = &value
+		}
+		response.Headers200 = &headers
 	}
 
 	return response, nil
@@ -16188,6 +17575,88 @@ func ParseCleanupJobResponse(rsp *http.Response) (*CleanupJobResponse, error) {
 			headers.ETag = &value
 		}
 		response.Headers202 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseListJobEventsResponse parses an HTTP response from a ListJobEventsWithResponse call
+func ParseListJobEventsResponse(rsp *http.Response) (*ListJobEventsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListJobEventsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest JobEventList
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
 	}
 
 	return response, nil
@@ -16528,6 +17997,81 @@ func ParseStartPostControllerResponse(rsp *http.Response) (*StartPostControllerR
 			headers.ETag = &value
 		}
 		response.Headers202 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseListJobScenarioExportsResponse parses an HTTP response from a ListJobScenarioExportsWithResponse call
+func ParseListJobScenarioExportsResponse(rsp *http.Response) (*ListJobScenarioExportsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListJobScenarioExportsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest ScenarioExportList
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
 	}
 
 	return response, nil
@@ -17864,6 +19408,81 @@ func ParseListQueueJobsResponse(rsp *http.Response) (*ListQueueJobsResponse, err
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
 		var dest JobList
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseListQueuePendingResponse parses an HTTP response from a ListQueuePendingWithResponse call
+func ParseListQueuePendingResponse(rsp *http.Response) (*ListQueuePendingResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListQueuePendingResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest PendingList
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
