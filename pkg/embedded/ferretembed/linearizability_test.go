@@ -7,6 +7,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/url"
+	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -419,9 +420,12 @@ func TestProxyIsLinearizable(t *testing.T) {
 	t.Logf("since the last restart the fast path answered %d writes, rewrote %d, forwarded %d unchanged", r, w, u)
 	res, info := checkLinearizable(t, history)
 	if res != porcupine.Ok {
-		path := filepath.Join(t.TempDir(), "linearizability.html")
-		if err := porcupine.VisualizePath(linModel, info, path); err == nil {
-			t.Logf("visualization: %s", path)
+		// Not in t.TempDir, which is removed when the test ends.
+		if f, err := os.CreateTemp("", "linearizability-*.html"); err == nil {
+			if err := porcupine.Visualize(linModel, info, f); err == nil {
+				t.Logf("visualization: %s", f.Name())
+			}
+			f.Close()
 		}
 		t.Fatalf("history of %d operations is %s; want Ok", len(history), res)
 	}
