@@ -44,7 +44,7 @@ test-deps: ## install what the tests need (headless chromium for the docs page t
 .PHONY: vet
 vet: ## go vet every module
 	$(GO) vet $(PKGS)
-	$(GO) vet -tags kube ./services/launcher/internal/driver/kubernetes/...
+	$(GO) vet -tags kube ./services/launcher/internal/driver/kubernetes/... ./cmd/avxrm/internal/up/
 	$(GO) vet -tags storefault ./pkg/embedded/ferretembed/
 
 .PHONY: test
@@ -97,8 +97,8 @@ bench-compare: build-avxrm ## run the same workloads on Slurm (installed from De
 kube-bins: ## build kube-apiserver and etcd for test-kube (cached in ~/.cache/avxrm/kubeserver; ~7.5 min the first time)
 	@tools/kubeserver/build.sh >/dev/null
 
-test-kube: kube-bins ## run the kubernetes driver against a real kube-apiserver + etcd (conformance, RBAC, the seed example)
-	AVXRM_KUBE_BIN_DIR=$$(tools/kubeserver/build.sh) $(GO) test -tags kube $(TESTFLAGS) -v -run 'APIServer' ./services/launcher/internal/driver/kubernetes/
+test-kube: kube-bins ## run the kubernetes driver against a real kube-apiserver + etcd (conformance, RBAC from the chart, the seed example through the all-in-one)
+	AVXRM_KUBE_BIN_DIR=$$(tools/kubeserver/build.sh) $(GO) test -tags kube $(TESTFLAGS) -v -run 'APIServer' ./services/launcher/internal/driver/kubernetes/ ./cmd/avxrm/internal/up/
 
 .PHONY: bench-bigjob
 bench-bigjob: ## a 100,000-worker job through the all-in-one (simulated driver): minutes
