@@ -28,4 +28,3 @@ func TestFerretDBReadsGoStaleWhenQueriesTimeOut(t *testing.T) {
 	}
 	t.Fatal("no stale or interrupted read on FerretDB's own port in 5 attempts")
 }
-
