@@ -60,3 +60,6 @@ const (
 
 // SetBrokenLock breaks the proxy's locking on purpose.
 func (s *Server) SetBrokenLock(mode int32) { s.proxy.broken.Store(mode) }
+
+// StripMaxTimeMS is stripMaxTimeMS.
+func StripMaxTimeMS(msg []byte) []byte { return stripMaxTimeMS(msg) }

@@ -90,9 +90,15 @@
 // The tests hold it to this: TestProxyIsLinearizable checks histories of
 // concurrent conditional writes across store restarts with porcupine, and
 // TestFastPathDifferential compares random writes with FerretDB's own
-// answers. TestProxyIsLinearizable found one Illegal history in about 15
-// runs that is not explained yet (docs/scheduling.md); it runs in
-// `make test-linearizability`.
+// answers.
+//
+// # What the proxy changes
+//
+// It removes a top-level maxTimeMS from every OP_MSG command before
+// forwarding it (maxtime.go): FerretDB v1.24 with modernc.org/sqlite v1.32
+// can leave a pooled SQLite connection with a stale read snapshot when it
+// cancels a query on maxTimeMS, which made reads, and the fast path's
+// lookups, see old documents. Clients keep their own deadlines.
 package ferretembed
 
 import (

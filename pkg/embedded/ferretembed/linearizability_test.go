@@ -7,6 +7,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/url"
+	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -18,6 +19,8 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"go.mongodb.org/mongo-driver/v2/mongo/writeconcern"
+	"go.mongodb.org/mongo-driver/v2/x/mongo/driver"
+	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/topology"
 
 	"github.com/avxrm/rm/pkg/embedded/ferretembed"
 )
@@ -62,6 +65,7 @@ type linInput struct {
 // visible effect.
 type linOutput struct {
 	unknown bool
+	unsent  bool // the driver says it never sent the write: it is left out
 	ok      bool // insert: inserted; update, delete: matched
 	found   bool // read, findAnd*: a document came back
 	ver     int  // of that document
@@ -305,6 +309,9 @@ func runLinearizability(t *testing.T, store *linStore, run linRun) (history []po
 				call := now()
 				out := linDo(target, in, timeout)
 				ret := now()
+				if out.unsent {
+					continue // no effect, and no constraint on the others
+				}
 				if out.unknown {
 					if in.kind == linRead {
 						continue // an unanswered read tells nothing
@@ -390,10 +397,26 @@ func linDo(coll *mongo.Collection, in linInput, timeout time.Duration) linOutput
 		}
 		out = linOutput{ok: true, found: true, ver: doc.Version, val: doc.Val}
 	}
+	if err != nil && notSent(err) {
+		return linOutput{unsent: true}
+	}
 	if err != nil || in.w0 {
 		return linOutput{unknown: true}
 	}
 	return out
+}
+
+// notSent reports whether the driver failed an operation before writing it
+// to a connection: no server was selected, or the deadline left too little
+// time for a round trip ("operation not sent to server"). The driver
+// retries no write here (FerretDB is a standalone server, where retryable
+// writes are off), so such a write had no effect. Leaving these out of the
+// history, rather than keeping them pending forever, keeps porcupine's
+// search small: every pending operation may be placed anywhere after its
+// call.
+func notSent(err error) bool {
+	var sel topology.ServerSelectionError
+	return errors.Is(err, driver.ErrDeadlineWouldBeExceeded) || errors.As(err, &sel)
 }
 
 // checkLinearizable runs porcupine on history.
@@ -419,9 +442,12 @@ func TestProxyIsLinearizable(t *testing.T) {
 	t.Logf("since the last restart the fast path answered %d writes, rewrote %d, forwarded %d unchanged", r, w, u)
 	res, info := checkLinearizable(t, history)
 	if res != porcupine.Ok {
-		path := filepath.Join(t.TempDir(), "linearizability.html")
-		if err := porcupine.VisualizePath(linModel, info, path); err == nil {
-			t.Logf("visualization: %s", path)
+		// Not in t.TempDir, which is removed when the test ends.
+		if f, err := os.CreateTemp("", "linearizability-*.html"); err == nil {
+			if err := porcupine.Visualize(linModel, info, f); err == nil {
+				t.Logf("visualization: %s", f.Name())
+			}
+			f.Close()
 		}
 		t.Fatalf("history of %d operations is %s; want Ok", len(history), res)
 	}

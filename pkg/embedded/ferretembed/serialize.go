@@ -368,6 +368,7 @@ func (c *proxyConn) forwardRequests() error {
 		if err != nil {
 			return err
 		}
+		msg = stripMaxTimeMS(msg) // see maxtime.go
 		cmd, write, moreToCome := classify(msg)
 		id := requestID(msg)
 		if moreToCome {

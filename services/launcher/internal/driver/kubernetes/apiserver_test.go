@@ -30,6 +30,9 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"helm.sh/helm/v3/pkg/action"
+	"helm.sh/helm/v3/pkg/chart/loader"
+	"helm.sh/helm/v3/pkg/chartutil"
 	authnv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -43,7 +46,8 @@ import (
 	"github.com/avxrm/rm/services/launcher/internal/driver"
 	"github.com/avxrm/rm/services/launcher/internal/driver/drivertest"
 	"github.com/avxrm/rm/services/launcher/internal/driver/kubernetes"
-	"github.com/avxrm/rm/services/launcher/internal/driver/kubernetes/internal/kubeserver"
+	"github.com/avxrm/rm/services/launcher/kubetest"
+	"github.com/avxrm/rm/services/launcher/kubetest/kubeserver"
 )
 
 // srv is the package's API server, started by TestMain.
@@ -80,14 +84,16 @@ func TestMain(m *testing.M) {
 
 // realEnv is one test's share of the server: a fresh namespace (deleted
 // namespaces stay Terminating without a controller-manager, so names are
-// never reused), the RBAC objects of testdata/rbac.yaml in it, a fake
+// never reused), the chart's RBAC objects in it (applyRBAC), a fake
 // kubelet, and the kubeconfig of the launcher's ServiceAccount.
 type realEnv struct {
 	ns         string
-	kubelet    *kubelet
+	kubelet    *kubetest.Kubelet
 	kubeconfig string
 }
 
+// launcherSA is the chart's release name in the tests, and so the name of
+// its ServiceAccount; its Role is launcherSA + "-launcher".
 const launcherSA = "avxrm-launcher"
 
 func newNamespace(t *testing.T) string {
@@ -110,28 +116,27 @@ func newNamespace(t *testing.T) string {
 }
 
 var envFor = drivertest.PerTest(func(t *testing.T) *realEnv {
-	return newRealEnv(t, nodeShape{}, nil)
+	return newRealEnv(t, kubetest.NodeShape{}, nil)
 })
 
 // newRealEnv makes a namespace with the launcher's RBAC objects (edit may
 // change them first), a kubelet with the node shape, and a token for the
 // ServiceAccount.
-func newRealEnv(t *testing.T, shape nodeShape, edit func(*rbacv1.Role)) *realEnv {
+func newRealEnv(t *testing.T, shape kubetest.NodeShape, edit func(*rbacv1.Role)) *realEnv {
 	t.Helper()
 	ns := newNamespace(t)
 	applyRBAC(t, ns, edit)
-	return &realEnv{ns: ns, kubelet: startKubeletOn(t, srv, admin, ns, shape), kubeconfig: srv.Kubeconfig(saToken(t, ns), ns)}
+	return &realEnv{ns: ns, kubelet: kubetest.StartKubelet(t, srv, admin, ns, shape), kubeconfig: srv.Kubeconfig(saToken(t, ns), ns)}
 }
 
-// applyRBAC creates testdata/rbac.yaml's objects in ns.
+// applyRBAC creates in ns the ServiceAccount, Role and RoleBinding that
+// `helm template` of the chart renders for a release named launcherSA in
+// ns (the jobs' namespace too); edit may change the Role first.
 func applyRBAC(t *testing.T, ns string, edit func(*rbacv1.Role)) {
 	t.Helper()
 	ctx := context.Background()
-	b, err := os.ReadFile("testdata/rbac.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dec := yaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(b)))
+	dec := yaml.NewYAMLReader(bufio.NewReader(strings.NewReader(renderChart(t, ns))))
+	applied := map[string]bool{}
 	for {
 		doc, err := dec.Read()
 		if errors.Is(err, io.EOF) {
@@ -145,62 +150,56 @@ func applyRBAC(t *testing.T, ns string, edit func(*rbacv1.Role)) {
 		}
 		obj, _, err := scheme.Codecs.UniversalDeserializer().Decode(doc, nil, nil)
 		if err != nil {
-			t.Fatalf("testdata/rbac.yaml: %v", err)
+			t.Fatalf("rendered chart: %v", err)
 		}
 		switch o := obj.(type) {
 		case *corev1.ServiceAccount:
 			_, err = admin.CoreV1().ServiceAccounts(ns).Create(ctx, o, metav1.CreateOptions{})
 		case *rbacv1.Role:
-			if rules := chartRules(t); rules != nil {
-				o.Rules = rules
-			}
 			if edit != nil {
 				edit(o)
 			}
 			_, err = admin.RbacV1().Roles(ns).Create(ctx, o, metav1.CreateOptions{})
 		case *rbacv1.RoleBinding:
-			for i := range o.Subjects {
-				o.Subjects[i].Namespace = ns
-			}
 			_, err = admin.RbacV1().RoleBindings(ns).Create(ctx, o, metav1.CreateOptions{})
 		default:
-			t.Fatalf("testdata/rbac.yaml: unexpected %T", obj)
+			continue // the services' Deployments, Service, ConfigMap, Secret
 		}
 		if err != nil {
-			t.Fatalf("apply %T: %v", obj, err)
+			t.Fatalf("apply the chart's %T: %v", obj, err)
 		}
+		applied[fmt.Sprintf("%T", obj)] = true
+	}
+	if len(applied) != 3 {
+		t.Fatalf("the chart rendered %v; want a ServiceAccount, a Role and a RoleBinding", applied)
 	}
 }
 
-// chartRole is the Helm chart's Role template (on the deploy branch until
-// the branches are merged).
-const chartRole = "../../../../../deploy/helm/avxrm/templates/role.yaml"
+// chartDir is the Helm chart of deploy/.
+const chartDir = "../../../../../deploy/helm/avxrm"
 
-// chartRules returns the rules of the Helm chart's Role, or nil when the
-// chart is not in the tree (then testdata/rbac.yaml's rules apply). The
-// chart keeps that rules block free of templating, so it is read as is
-// rather than rendered by helm, which is not installed here.
-func chartRules(t *testing.T) []rbacv1.PolicyRule {
+// renderChart is `helm template` of the chart (helm's library, as the
+// deploy module's tests use it): release launcherSA in namespace ns, the
+// jobs in ns as well, and the values the chart requires.
+func renderChart(t *testing.T, ns string) string {
 	t.Helper()
-	raw, err := os.ReadFile(chartRole)
-	if errors.Is(err, os.ErrNotExist) {
-		t.Logf("RBAC: %s absent; using testdata/rbac.yaml's Role", chartRole)
-		return nil
-	}
+	ch, err := loader.Load(chartDir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, rest, ok := strings.Cut(string(raw), "\nrules:\n")
-	if !ok {
-		t.Fatalf("%s has no rules block", chartRole)
+	inst := action.NewInstall(&action.Configuration{})
+	inst.DryRun, inst.ClientOnly, inst.Replace = true, true, true
+	inst.ReleaseName, inst.Namespace = launcherSA, ns
+	inst.KubeVersion = &chartutil.KubeVersion{Version: "v1.37.2", Major: "1", Minor: "37"}
+	rel, err := inst.Run(ch, map[string]any{
+		"mongo":         map[string]any{"uri": "mongodb://mongo:27017/"},
+		"nats":          map[string]any{"url": "nats://nats:4222"},
+		"jobsNamespace": ns,
+	})
+	if err != nil {
+		t.Fatalf("helm template %s: %v", chartDir, err)
 	}
-	block, _, _ := strings.Cut(rest, "---")
-	var role rbacv1.Role
-	if err := yaml.NewYAMLOrJSONDecoder(strings.NewReader("rules:\n"+block), 4096).Decode(&role); err != nil || len(role.Rules) == 0 {
-		t.Fatalf("%s rules: %v", chartRole, err)
-	}
-	t.Logf("RBAC: the Helm chart's Role rules (%s)", chartRole)
-	return role.Rules
+	return rel.Manifest
 }
 
 // saToken asks the TokenRequest API for a token of the launcher's
@@ -244,7 +243,7 @@ func realBehave(_ *testing.T, s *driver.Spec, b drivertest.Behaviour) {
 
 // TestConformanceAPIServer runs the whole conformance suite against the
 // real API server, the driver authenticated as the launcher's
-// ServiceAccount with only testdata/rbac.yaml's Role.
+// ServiceAccount with only the chart's Role.
 func TestConformanceAPIServer(t *testing.T) {
 	began := time.Now()
 	t.Cleanup(func() {
@@ -260,7 +259,7 @@ func TestConformanceAPIServer(t *testing.T) {
 var (
 	reservedSelector   = map[string]string{"node-group-reservation": "my-special-group"}
 	reservedToleration = driver.Toleration{Key: "node-group-reservation", Operator: "Equal", Value: "my-special-group", Effect: "NoSchedule"}
-	reservedNode       = nodeShape{
+	reservedNode       = kubetest.NodeShape{
 		Labels: reservedSelector,
 		Taints: []corev1.Taint{{Key: "node-group-reservation", Value: "my-special-group", Effect: corev1.TaintEffectNoSchedule}},
 	}
@@ -268,16 +267,6 @@ var (
 
 // reservedPodToleration is reservedToleration as the pod has it.
 var reservedPodToleration = []corev1.Toleration{{Key: "node-group-reservation", Operator: corev1.TolerationOpEqual, Value: "my-special-group", Effect: corev1.TaintEffectNoSchedule}}
-
-// queueTolerations returns a pod's tolerations less the two that the
-// DefaultTolerationSeconds admission plugin adds to every pod (NoExecute
-// on node.kubernetes.io/not-ready and unreachable, for 300s).
-func queueTolerations(p *corev1.Pod) []corev1.Toleration {
-	return slices.DeleteFunc(slices.Clone(p.Spec.Tolerations), func(t corev1.Toleration) bool {
-		return (t.Key == "node.kubernetes.io/not-ready" || t.Key == "node.kubernetes.io/unreachable") &&
-			t.Effect == corev1.TaintEffectNoExecute && t.TolerationSeconds != nil && *t.TolerationSeconds == 300
-	})
-}
 
 // watchStatuses subscribes to d and returns a function that waits for the
 // first status of ref that satisfies ok.
@@ -383,11 +372,11 @@ func TestAPIServerPodFields(t *testing.T) {
 	if diff := cmp.Diff(reservedSelector, wp.Spec.NodeSelector); diff != "" {
 		t.Errorf("node selector (-want +got):\n%s", diff)
 	}
-	if diff := cmp.Diff(reservedPodToleration, queueTolerations(wp)); diff != "" {
+	if diff := cmp.Diff(reservedPodToleration, kubetest.QueueTolerations(wp)); diff != "" {
 		t.Errorf("tolerations (-want +got):\n%s", diff)
 	}
-	if wp.Spec.NodeName != e.kubelet.node.Name {
-		t.Errorf("worker bound to %q, want the reserved node %q", wp.Spec.NodeName, e.kubelet.node.Name)
+	if wp.Spec.NodeName != e.kubelet.Node().Name {
+		t.Errorf("worker bound to %q, want the reserved node %q", wp.Spec.NodeName, e.kubelet.Node().Name)
 	}
 	if wp.Spec.ServiceAccountName != "sim-runner" {
 		t.Errorf("service account = %q", wp.Spec.ServiceAccountName)
@@ -599,36 +588,26 @@ func TestAPIServerSeedExample(t *testing.T) {
 	lastDeletedA, firstAddedB, added, deletedB := -1, -1, map[string]int{}, 0
 	timeout := time.After(30 * time.Second)
 	for i := 0; deletedB < len(b); i++ {
-		var ev watchEvent
-		select {
-		case raw, ok := <-w.ResultChan():
-			if !ok {
-				t.Fatal("admin watch ended")
-			}
-			p, isPod := raw.Object.(*corev1.Pod)
-			if !isPod {
-				t.Fatalf("watch event %s %T", raw.Type, raw.Object)
-			}
-			ev = watchEvent{typ: string(raw.Type), pod: p}
-		case <-timeout:
+		ev, ok := kubetest.NextPodEvent(t, w, timeout)
+		if !ok {
 			t.Fatalf("B's pods not all deleted: %d of %d", deletedB, len(b))
 		}
-		job := ev.pod.Annotations[kubernetes.LabelJobID]
+		job := ev.Pod.Annotations[kubernetes.LabelJobID]
 		switch {
-		case ev.typ == "ADDED":
+		case ev.Type == "ADDED":
 			added[job]++
 			if job == jobB && firstAddedB < 0 {
 				firstAddedB = i
 			}
-			if diff := cmp.Diff(reservedSelector, ev.pod.Spec.NodeSelector); diff != "" {
-				t.Errorf("%s node selector (-want +got):\n%s", ev.pod.Name, diff)
+			if diff := cmp.Diff(reservedSelector, ev.Pod.Spec.NodeSelector); diff != "" {
+				t.Errorf("%s node selector (-want +got):\n%s", ev.Pod.Name, diff)
 			}
-			if diff := cmp.Diff(reservedPodToleration, queueTolerations(ev.pod)); diff != "" {
-				t.Errorf("%s tolerations (-want +got):\n%s", ev.pod.Name, diff)
+			if diff := cmp.Diff(reservedPodToleration, kubetest.QueueTolerations(ev.Pod)); diff != "" {
+				t.Errorf("%s tolerations (-want +got):\n%s", ev.Pod.Name, diff)
 			}
-		case ev.typ == "DELETED" && job == jobA:
+		case ev.Type == "DELETED" && job == jobA:
 			lastDeletedA = i
-		case ev.typ == "DELETED" && job == jobB:
+		case ev.Type == "DELETED" && job == jobB:
 			deletedB++
 		}
 	}
@@ -639,11 +618,6 @@ func TestAPIServerSeedExample(t *testing.T) {
 		t.Errorf("job B's first pod was created (event %d) before job A's last pod was deleted (event %d)", firstAddedB, lastDeletedA)
 	}
 	t.Logf("server events: A's last pod deleted at #%d, B's first pod created at #%d; B's admission checked the queue %d times while A held it", lastDeletedA, firstAddedB, waited)
-}
-
-type watchEvent struct {
-	typ string
-	pod *corev1.Pod
 }
 
 // TestAPIServerRBACMissingVerb removes one rule's verb at a time from the
@@ -684,7 +658,7 @@ func TestAPIServerRBACMissingVerb(t *testing.T) {
 		name := tc.verb + " " + tc.resource
 		t.Run(strings.ReplaceAll(name, " ", "_"), func(t *testing.T) {
 			t.Parallel()
-			e := newRealEnv(t, nodeShape{}, func(r *rbacv1.Role) { removeVerb(t, r, tc.verb, tc.resource) })
+			e := newRealEnv(t, kubetest.NodeShape{}, func(r *rbacv1.Role) { removeVerb(t, r, tc.verb, tc.resource) })
 			_, err := newLauncherDriver(t, e)
 			want := fmt.Sprintf("system:serviceaccount:%s:%s may not %s in namespace %s", e.ns, launcherSA, name, e.ns)
 			if err == nil || !strings.Contains(err.Error(), want) {
@@ -735,7 +709,7 @@ func removeVerb(t *testing.T, r *rbacv1.Role, verb, resource string) {
 			}
 		}
 	}
-	t.Fatalf("testdata/rbac.yaml's Role has no %s %s", verb, resource)
+	t.Fatalf("the chart's Role has no %s %s", verb, resource)
 }
 
 // TestAPIServerImagePullReason: a container waiting on an image that
@@ -746,12 +720,12 @@ func TestAPIServerImagePullReason(t *testing.T) {
 	d := newRealDriver(t)
 	wait := watchStatuses(t, d)
 	ref := driver.Ref{JobID: drivertest.JobID(t), Role: driver.RoleWorker}
-	if err := d.Start(ctx, driver.Spec{Ref: ref, Name: ref.Name(), Image: pullFailsImage}); err != nil {
+	if err := d.Start(ctx, driver.Spec{Ref: ref, Name: ref.Name(), Image: kubetest.PullFailsImage}); err != nil {
 		t.Fatal(err)
 	}
 	for _, reason := range []string{"ErrImagePull", "ImagePullBackOff"} {
 		st := wait(ref, reason, func(st driver.Status) bool { return strings.HasPrefix(st.Message, reason+":") })
-		if st.State != driver.Pending || st.Reason != driver.ReasonImagePullFailed || !strings.Contains(st.Message, pullFailsImage) {
+		if st.State != driver.Pending || st.Reason != driver.ReasonImagePullFailed || !strings.Contains(st.Message, kubetest.PullFailsImage) {
 			t.Errorf("status = %s reason %q message %q, want Pending, %s, naming the image", st.State, st.Reason, st.Message, driver.ReasonImagePullFailed)
 		}
 	}
@@ -876,7 +850,7 @@ func TestAPIServerWatchGone(t *testing.T) {
 	if _, err := cs2.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	startKubeletOn(t, s2, cs2, ns, nodeShape{})
+	kubetest.StartKubelet(t, s2, cs2, ns, kubetest.NodeShape{})
 
 	var link cuttable
 	cfg := s2.Config()

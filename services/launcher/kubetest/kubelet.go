@@ -1,6 +1,8 @@
-//go:build kube
-
-package kubernetes_test
+// Package kubetest runs the kubernetes driver's world in tests: a real
+// kube-apiserver with etcd (kubeserver) and a fake kubelet for one
+// namespace (Kubelet). The driver's own tests and the all-in-one's use it
+// (make test-kube, docs/testing.md).
+package kubetest
 
 import (
 	"context"
@@ -25,17 +27,17 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/avxrm/rm/services/launcher/internal/driver/kubernetes"
-	"github.com/avxrm/rm/services/launcher/internal/driver/kubernetes/internal/kubeserver"
+	"github.com/avxrm/rm/services/launcher/kubetest/kubeserver"
 )
 
 // Images the fake kubelet treats specially.
 const (
-	// pullFailsImage never pulls: the container waits with ErrImagePull,
+	// PullFailsImage never pulls: the container waits with ErrImagePull,
 	// then ImagePullBackOff, as a kubelet reports an image it cannot get.
-	pullFailsImage = "registry.invalid/missing:1"
+	PullFailsImage = "registry.invalid/missing:1"
 )
 
-// kubelet is a fake kubelet for one namespace of the real API server. It
+// Kubelet is a fake kubelet for one namespace of the real API server. It
 // registers a Node whose kubelet endpoint is its own HTTPS server on
 // loopback (so that pods/log goes through the API server to it), binds
 // each new pod that fits the node (node selector, NoSchedule/NoExecute
@@ -46,7 +48,7 @@ const (
 // deleted with a grace period is finished as a kubelet does: its container
 // ends (exit code 137 when it was running) and the pod is deleted with
 // grace 0, which nothing else would do in a server without kubelets.
-type kubelet struct {
+type Kubelet struct {
 	cs   k8s.Interface
 	ns   string
 	node *corev1.Node
@@ -61,17 +63,17 @@ type kubelet struct {
 	wg     sync.WaitGroup
 }
 
-// nodeShape is what the node offers: labels for node selectors and taints
+// NodeShape is what the node offers: labels for node selectors and taints
 // that pods must tolerate.
-type nodeShape struct {
+type NodeShape struct {
 	Labels map[string]string
 	Taints []corev1.Taint
 }
 
-func startKubeletOn(t *testing.T, srv *kubeserver.Server, cs k8s.Interface, ns string, shape nodeShape) *kubelet {
+func StartKubelet(t *testing.T, srv *kubeserver.Server, cs k8s.Interface, ns string, shape NodeShape) *Kubelet {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	k := &kubelet{cs: cs, ns: ns, running: map[types.UID]context.CancelFunc{}, logs: map[string]string{}, ctx: ctx, cancel: cancel}
+	k := &Kubelet{cs: cs, ns: ns, running: map[types.UID]context.CancelFunc{}, logs: map[string]string{}, ctx: ctx, cancel: cancel}
 
 	cert, err := srv.KubeletCert()
 	if err != nil {
@@ -140,7 +142,10 @@ func startKubeletOn(t *testing.T, srv *kubeserver.Server, cs k8s.Interface, ns s
 	return k
 }
 
-func (k *kubelet) fail(err error) {
+// Node is the node the kubelet registered.
+func (k *Kubelet) Node() *corev1.Node { return k.node }
+
+func (k *Kubelet) fail(err error) {
 	if err == nil || k.ctx.Err() != nil || errors.Is(err, context.Canceled) || apierrors.IsNotFound(err) {
 		return
 	}
@@ -150,7 +155,7 @@ func (k *kubelet) fail(err error) {
 }
 
 // handle starts running a new pod, or finishes a pod being deleted.
-func (k *kubelet) handle(p *corev1.Pod) {
+func (k *Kubelet) handle(p *corev1.Pod) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.ctx.Err() != nil {
@@ -184,7 +189,7 @@ func (k *kubelet) handle(p *corev1.Pod) {
 }
 
 // fits reports whether the scheduler would place p on the node, and why not.
-func (k *kubelet) fits(p *corev1.Pod) (bool, string) {
+func (k *Kubelet) fits(p *corev1.Pod) (bool, string) {
 	for key, v := range p.Spec.NodeSelector {
 		if k.node.Labels[key] != v {
 			return false, "node(s) didn't match Pod's node affinity/selector"
@@ -215,7 +220,7 @@ func env(p *corev1.Pod) map[string]string {
 	return m
 }
 
-func (k *kubelet) run(ctx context.Context, p *corev1.Pod) {
+func (k *Kubelet) run(ctx context.Context, p *corev1.Pod) {
 	if ok, why := k.fits(p); !ok {
 		k.fail(k.setStatus(ctx, p.Name, func(s *corev1.PodStatus) {
 			s.Phase = corev1.PodPending
@@ -239,7 +244,7 @@ func (k *kubelet) run(ctx context.Context, p *corev1.Pod) {
 	k.logs[p.Name] = e["RM_TEST_PRINT"]
 	k.mu.Unlock()
 	image := p.Spec.Containers[0].Image
-	if image == pullFailsImage {
+	if image == PullFailsImage {
 		for i, reason := range []string{"ErrImagePull", "ImagePullBackOff"} {
 			if i > 0 && !sleep(ctx, 200*time.Millisecond) {
 				return
@@ -276,7 +281,7 @@ func (k *kubelet) run(ctx context.Context, p *corev1.Pod) {
 }
 
 // terminate records the container's end with code.
-func (k *kubelet) terminate(ctx context.Context, name string, code int32, started metav1.Time) error {
+func (k *Kubelet) terminate(ctx context.Context, name string, code int32, started metav1.Time) error {
 	return k.setStatus(ctx, name, func(s *corev1.PodStatus) {
 		s.Phase = corev1.PodSucceeded
 		reason := "Completed"
@@ -295,7 +300,7 @@ func (k *kubelet) terminate(ctx context.Context, name string, code int32, starte
 
 // finishDeleted ends a pod being deleted: a running container is killed
 // (137), then the pod object is removed with grace 0.
-func (k *kubelet) finishDeleted(p *corev1.Pod) {
+func (k *Kubelet) finishDeleted(p *corev1.Pod) {
 	ctx := k.ctx
 	cur, err := k.cs.CoreV1().Pods(k.ns).Get(ctx, p.Name, metav1.GetOptions{})
 	if err != nil {
@@ -322,7 +327,7 @@ func (k *kubelet) finishDeleted(p *corev1.Pod) {
 
 // setStatus writes a pod's status through the status subresource,
 // retrying on conflicts.
-func (k *kubelet) setStatus(ctx context.Context, name string, f func(*corev1.PodStatus)) error {
+func (k *Kubelet) setStatus(ctx context.Context, name string, f func(*corev1.PodStatus)) error {
 	for {
 		p, err := k.cs.CoreV1().Pods(k.ns).Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
@@ -338,7 +343,7 @@ func (k *kubelet) setStatus(ctx context.Context, name string, f func(*corev1.Pod
 
 // serveHTTP answers the API server's pods/log requests:
 // GET /containerLogs/<namespace>/<pod>/<container>.
-func (k *kubelet) serveHTTP(w http.ResponseWriter, r *http.Request) {
+func (k *Kubelet) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	parts := strings.Split(strings.TrimPrefix(r.URL.Path, "/containerLogs/"), "/")
 	if len(parts) != 3 || parts[0] != k.ns || parts[2] != kubernetes.ContainerName {
 		http.NotFound(w, r)

@@ -1,0 +1,147 @@
+//go:build kube
+
+package up_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"maps"
+	"net/http"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	k8s "k8s.io/client-go/kubernetes"
+
+	"github.com/avxrm/rm/pkg/events"
+	"github.com/avxrm/rm/services/launcher/kubetest"
+	"github.com/avxrm/rm/services/launcher/kubetest/kubeserver"
+)
+
+// The seed's example through the whole all-in-one (API, scheduler,
+// launcher) on a real kube-apiserver with fake kubelets (make test-kube):
+// the product documents' queue (limit 10, node selector and toleration of
+// the reserved node group) on a kubernetes plugin, a job of 10 workers and
+// one of 8. The workers run on a node labelled and tainted as the reserved
+// group; the controllers, on the default plugin, in a namespace of their
+// own whose node is plain.
+
+// jobAnnotation is the kubernetes driver's annotation of a pod's job
+// (kubernetes.LabelJobID, internal to the launcher).
+const jobAnnotation = "rm.avxrm.io/job-id"
+
+func newKubeNamespace(t *testing.T, admin *k8s.Clientset) string {
+	t.Helper()
+	b := make([]byte, 4)
+	rand.Read(b)
+	ns := "seed-" + hex.EncodeToString(b)
+	if _, err := admin.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("create namespace: %v", err)
+	}
+	return ns
+}
+
+func TestAPIServerSeedExampleThroughTheServices(t *testing.T) {
+	srv, err := kubeserver.Start(kubeserver.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Stop)
+	admin, err := srv.Clientset()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	reserved := map[string]string{"node-group-reservation": "my-special-group"}
+	nsWork, nsCtrl := newKubeNamespace(t, admin), newKubeNamespace(t, admin)
+	kubetest.StartKubelet(t, srv, admin, nsWork, kubetest.NodeShape{Labels: reserved,
+		Taints: []corev1.Taint{{Key: "node-group-reservation", Value: "my-special-group", Effect: corev1.TaintEffectNoSchedule}}})
+	kubetest.StartKubelet(t, srv, admin, nsCtrl, kubetest.NodeShape{})
+	// Everything the server does to the workers' pods, in its order.
+	w, err := admin.CoreV1().Pods(nsWork).Watch(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+
+	sys := startSystemIn(t, t.TempDir())
+	c := newClient(t, sys.HTTPAddr)
+	var ctrl, work, app struct {
+		ID string `json:"id"`
+	}
+	c.must(http.MethodPost, "/api/resources/v1/plugins", map[string]any{"name": "k8s-controllers", "type": "kubernetes", "is_default": true,
+		"config": map[string]any{"namespace": nsCtrl, "kubeconfig": srv.Kubeconfig(srv.AdminToken, nsCtrl)}}, http.StatusCreated, &ctrl)
+	c.must(http.MethodPost, "/api/resources/v1/plugins", map[string]any{"name": "k8s-reserved", "type": "kubernetes",
+		"config": map[string]any{"namespace": nsWork, "kubeconfig": srv.Kubeconfig(srv.AdminToken, nsWork)}}, http.StatusCreated, &work)
+	c.must(http.MethodPost, "/api/resources/v1/applications", map[string]any{"name": "sim", "version": "1", "image": "registry.example/sim:1"},
+		http.StatusCreated, &app)
+	c.must(http.MethodPost, "/api/resources/v1/queues", map[string]any{"name": "special", "plugin_id": work.ID, "maximum_allowed_worker_instances": 10,
+		"attributes": map[string]any{"node_selector": reserved, "tolerations": []map[string]any{
+			{"key": "node-group-reservation", "operator": "Equal", "value": "my-special-group", "effect": "NoSchedule"}}}},
+		http.StatusCreated, nil)
+
+	j1 := c.submitApp("special", app.ID, 10, map[string]string{"RM_TEST_SLEEP": "2", "RM_TEST_EXIT": "0"})
+	c.waitJobFor(j1.ID, "running", 120*time.Second, hasStatus(events.JobRunning))
+	j2 := c.submitApp("special", app.ID, 8, map[string]string{"RM_TEST_SLEEP": "1", "RM_TEST_EXIT": "0"})
+	c.waitJobFor(j2.ID, "pending", 30*time.Second, hasStatus(events.JobPending))
+	got1 := c.waitJobFor(j1.ID, "final", 120*time.Second, isFinal)
+	got2 := c.waitJobFor(j2.ID, "final", 120*time.Second, isFinal)
+	for _, j := range []events.Job{got1, got2} {
+		if j.Status != events.JobSucceeded {
+			t.Fatalf("job %s: %s, conditions %+v", j.ID, j.Status, j.Conditions)
+		}
+		checkInstances(t, j, events.InstanceSucceeded, 0)
+	}
+	if got2.AdmittedAt == nil || got2.AdmittedAt.Before(*got1.FinishedAt) {
+		t.Errorf("job 2 admitted at %v, before job 1 finished at %v", got2.AdmittedAt, got1.FinishedAt)
+	}
+
+	// The server's events: no pod of job 2 exists before every pod of job
+	// 1 has ended (terminated, or deleted); each carries the queue's node
+	// selector and toleration exactly.
+	wantTol := []corev1.Toleration{{Key: "node-group-reservation", Operator: corev1.TolerationOpEqual, Value: "my-special-group", Effect: corev1.TaintEffectNoSchedule}}
+	ended := map[string]int{} // job 1's pods: the event at which each ended
+	added := map[string]int{}
+	firstAdded2, deleted1 := -1, 0
+	timeout := time.After(60 * time.Second)
+	for i := 0; len(ended) < 10 || added[j2.ID] < 8; i++ {
+		ev, ok := kubetest.NextPodEvent(t, w, timeout)
+		if !ok {
+			t.Fatalf("events: job 1's pods ended %d of 10, job 2's created %d of 8", len(ended), added[j2.ID])
+		}
+		job := ev.Pod.Annotations[jobAnnotation]
+		switch {
+		case ev.Type == "ADDED":
+			added[job]++
+			if job == j2.ID && firstAdded2 < 0 {
+				firstAdded2 = i
+			}
+			if diff := cmp.Diff(reserved, ev.Pod.Spec.NodeSelector); diff != "" {
+				t.Errorf("%s node selector (-want +got):\n%s", ev.Pod.Name, diff)
+			}
+			if diff := cmp.Diff(wantTol, kubetest.QueueTolerations(ev.Pod)); diff != "" {
+				t.Errorf("%s tolerations (-want +got):\n%s", ev.Pod.Name, diff)
+			}
+		case job == j1.ID && (ev.Type == "DELETED" || ev.Pod.Status.Phase == corev1.PodSucceeded || ev.Pod.Status.Phase == corev1.PodFailed):
+			if _, seen := ended[ev.Pod.Name]; !seen {
+				ended[ev.Pod.Name] = i
+			}
+			if ev.Type == "DELETED" {
+				deleted1++
+			}
+		}
+	}
+	lastEnded1 := slices.Max(slices.Collect(maps.Values(ended)))
+	if added[j1.ID] != 10 || added[j2.ID] != 8 {
+		t.Errorf("worker pods created: %v, want 10 of job 1 and 8 of job 2", added)
+	}
+	if firstAdded2 <= lastEnded1 {
+		t.Errorf("job 2's first pod was created (event %d) before job 1's last pod ended (event %d)", firstAdded2, lastEnded1)
+	}
+	t.Logf("server events: job 1's last pod ended at #%d (%d of its pods deleted by then or later), job 2's first pod created at #%d",
+		lastEnded1, deleted1, firstAdded2)
+}
