@@ -71,7 +71,7 @@ func (o *Outbox) Insert(ctx context.Context, coll *mongo.Collection, id any, ver
 
 // Replace stores doc in place of the document id if it still has prevVersion,
 // keeping those of the entries read with it (pending) that may be unsent and
-// adding evs, then publishes evs. ErrVersionConflict when the document
+// adding evs, then publishes them all. ErrVersionConflict when the document
 // changed meanwhile.
 func (o *Outbox) Replace(ctx context.Context, coll *mongo.Collection, id any, prevVersion, version int64, pending []Entry, doc any, evs ...events.Event) error {
 	entries, w, err := o.begin(ctx, coll, id, false, pending, evs)
@@ -139,10 +139,11 @@ func (o *Outbox) begin(ctx context.Context, coll *mongo.Collection, id any, dele
 	carried := o.carry(pending)
 	fresh := entriesOf(evs)
 	w := o.stamp(coll, id, deleted, fresh)
-	if deleted { // the tombstone goes, and its entries with it
-		w.entries = append(append([]Entry(nil), carried...), fresh...)
-	}
-	return append(carried, fresh...), w, nil
+	// The carried entries are published again too (the stream drops the
+	// repeats): their writer may have died without a relay to follow.
+	all := append(carried, fresh...)
+	w.entries = all
+	return all, w, nil
 }
 
 // flushAfterWrite publishes right after a committed write. A failure is only
