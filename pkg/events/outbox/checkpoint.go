@@ -63,8 +63,9 @@ type inflight struct {
 	id      any
 	deleted bool
 	at      time.Time
-	entries []Entry // to publish (a tombstone's carried entries included)
-	stored  bool    // the write committed; until then it may still fail
+	entries []Entry  // to publish, carried entries included
+	own     []string // the ids of the entries this write stamped
+	stored  bool     // the write committed; until then it may still fail
 }
 
 // stamp gives the new entries of a write this instance's id and the write's
@@ -83,6 +84,10 @@ func (o *Outbox) stamp(coll *mongo.Collection, id any, deleted bool, entries []E
 		entries[i].By, entries[i].At = o.id, at
 	}
 	w := &inflight{coll: coll, id: id, deleted: deleted, at: at, entries: entries}
+	for _, en := range entries {
+		w.own = append(w.own, en.ID)
+		o.unpublished[en.ID]++
+	}
 	o.pending[w] = struct{}{}
 	return w
 }
@@ -90,8 +95,16 @@ func (o *Outbox) stamp(coll *mongo.Collection, id any, deleted bool, entries []E
 // done forgets a write: its events are published, or it never committed.
 func (o *Outbox) done(w *inflight) {
 	o.mu.Lock()
+	defer o.mu.Unlock()
+	if _, ok := o.pending[w]; !ok {
+		return
+	}
 	delete(o.pending, w)
-	o.mu.Unlock()
+	for _, id := range w.own {
+		if o.unpublished[id]--; o.unpublished[id] <= 0 {
+			delete(o.unpublished, id)
+		}
+	}
 }
 
 // upTo is this instance's checkpoint: before the oldest write in flight.
@@ -220,8 +233,10 @@ func (o *Outbox) unsent(en Entry, marks map[string]checkpointDoc) bool {
 	if en.By == "" {
 		return true // written before checkpoints: cleared once published
 	}
-	if en.By == o.id {
-		return !en.At.Before(o.upTo())
+	if en.By == o.id { // exactly those of writes not yet done
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		return o.unpublished[en.ID] > 0
 	}
 	m, ok := marks[en.By]
 	if !ok {

@@ -113,13 +113,14 @@ type Outbox struct {
 
 	id string // this instance, in entries and its checkpoint
 
-	mu         sync.Mutex
-	colls      []*mongo.Collection
-	ckpt       *mongo.Collection // CheckpointCollection, in the first registered collection's database
-	registered bool              // this instance's checkpoint is stored
-	lastAt     time.Time         // the last write's stamp
-	pending    map[*inflight]struct{}
-	marks      map[string]checkpointDoc // every instance's checkpoint, as last read
+	mu          sync.Mutex
+	colls       []*mongo.Collection
+	ckpt        *mongo.Collection // CheckpointCollection, in the first registered collection's database
+	registered  bool              // this instance's checkpoint is stored
+	lastAt      time.Time         // the last write's stamp
+	pending     map[*inflight]struct{}
+	unpublished map[string]int           // ids of the entries of pending writes
+	marks       map[string]checkpointDoc // every instance's checkpoint, as last read
 
 	// MinAge: the relay leaves events younger than this to their writer's own Flush.
 	MinAge time.Duration
@@ -137,7 +138,8 @@ func New(pub Publisher, log *slog.Logger) *Outbox {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Outbox{pub: pub, log: log, MinAge: 2 * time.Second, id: newInstanceID(), pending: map[*inflight]struct{}{}}
+	return &Outbox{pub: pub, log: log, MinAge: 2 * time.Second, id: newInstanceID(),
+		pending: map[*inflight]struct{}{}, unpublished: map[string]int{}}
 }
 
 // Register adds collections for the relay to sweep.
