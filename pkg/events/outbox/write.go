@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/avxrm/rm/pkg/events"
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -71,7 +72,7 @@ func (o *Outbox) Insert(ctx context.Context, coll *mongo.Collection, id any, ver
 
 // Replace stores doc in place of the document id if it still has prevVersion,
 // keeping those of the entries read with it (pending) that may be unsent and
-// adding evs, then publishes them all. ErrVersionConflict when the document
+// adding evs, then publishes evs (and the carried entries older than MinAge). ErrVersionConflict when the document
 // changed meanwhile.
 func (o *Outbox) Replace(ctx context.Context, coll *mongo.Collection, id any, prevVersion, version int64, pending []Entry, doc any, evs ...events.Event) error {
 	entries, w, err := o.begin(ctx, coll, id, false, pending, evs)
@@ -139,11 +140,19 @@ func (o *Outbox) begin(ctx context.Context, coll *mongo.Collection, id any, dele
 	carried := o.carry(pending)
 	fresh := entriesOf(evs)
 	w := o.stamp(coll, id, deleted, fresh)
-	// The carried entries are published again too (the stream drops the
-	// repeats): their writer may have died without a relay to follow.
-	all := append(carried, fresh...)
-	w.entries = all
-	return all, w, nil
+	// Carried entries older than MinAge are published again too (the stream
+	// drops the repeats; core NATS subscribers see them): their writer may
+	// have died without a relay to follow. Younger ones are left to their
+	// writer, as the relay leaves them, unless the document goes.
+	cutoff := time.Now().Add(-o.MinAge)
+	w.entries = w.entries[:0:0]
+	for _, en := range carried {
+		if deleted || en.At.Before(cutoff) || (en.At.IsZero() && en.Time.Before(cutoff)) {
+			w.entries = append(w.entries, en)
+		}
+	}
+	w.entries = append(w.entries, fresh...)
+	return append(carried, fresh...), w, nil
 }
 
 // flushAfterWrite publishes right after a committed write. A failure is only
