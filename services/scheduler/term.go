@@ -17,7 +17,6 @@ import (
 	"github.com/avxrm/rm/services/scheduler/internal/lease"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -144,6 +143,7 @@ func (t *term) loop(ctx context.Context, consumed <-chan struct{}, consumeErr *e
 	defer tick.Stop()
 	resync := time.NewTicker(s.cfg.ResyncInterval)
 	defer resync.Stop()
+	var reading <-chan backgroundResync
 	dirty := true
 	failures := 0
 	for {
@@ -177,13 +177,20 @@ func (t *term) loop(ctx context.Context, consumed <-chan struct{}, consumeErr *e
 		case <-tick.C:
 			dirty = t.drain() || t.waiting()
 		case <-resync.C:
-			if err := t.resync(ctx); err != nil {
+			if reading == nil {
+				reading = t.startResync(ctx) // resync_background.go
+			}
+		case r := <-reading:
+			reading = nil
+			if err := t.applyResync(r.snapshot, r.base); err != nil {
 				if errors.Is(err, lease.ErrFenced) {
 					return err
 				}
 				if ctx.Err() != nil {
 					return nil
 				}
+				t.log.Warn("resync failed", "err", err)
+			} else if err := t.loadDeployments(ctx); err != nil {
 				t.log.Warn("resync failed", "err", err)
 			}
 			t.drain()
@@ -327,65 +334,10 @@ func activeFilter(holders []string) bson.D {
 // resync reloads the ledger, the queues and the jobs that need the scheduler
 // from MongoDB. Events applied meanwhile with a newer version win.
 func (t *term) resync(ctx context.Context) error {
-	l, err := t.s.ledger.Load(ctx)
-	if err != nil {
+	if err := t.loadDeployments(ctx); err != nil { // deployments are few: read in the loop
 		return err
 	}
-	if l.Epoch != t.epoch {
-		return fmt.Errorf("resync: ledger at epoch %d, mine is %d: %w", l.Epoch, t.epoch, lease.ErrFenced)
-	}
-	if t.ledger.Version != 0 && l.Version != t.ledger.Version {
-		t.log.Warn("ledger changed behind this scheduler's back; taking the stored one", "mine", t.ledger.Version, "stored", l.Version)
-	}
-	var queues []*events.Queue
-	cur, err := t.s.queues.Find(ctx, bson.D{{Key: "_deleted", Value: bson.D{{Key: "$exists", Value: false}}}})
-	if err != nil {
-		return fmt.Errorf("resync queues: %w", err)
-	}
-	if err := cur.All(ctx, &queues); err != nil {
-		return fmt.Errorf("resync queues: %w", err)
-	}
-	var jobs []*events.Job
-	cur, err = t.s.jobs.Find(ctx, activeFilter(l.Holders()),
-		options.Find().SetProjection(bson.D{{Key: "runtime", Value: 0}, {Key: "_outbox", Value: 0}}))
-	if err != nil {
-		return fmt.Errorf("resync jobs: %w", err)
-	}
-	if err := cur.All(ctx, &jobs); err != nil {
-		return fmt.Errorf("resync jobs: %w", err)
-	}
-
-	if err := t.loadDeployments(ctx); err != nil {
-		return err
-	}
-	t.ledger = l
-	qs := make(map[string]*events.Queue, len(queues))
-	for _, q := range queues {
-		if cur := t.queues[q.ID]; cur != nil && cur.Version > q.Version {
-			q = cur
-		}
-		qs[q.ID] = q
-	}
-	t.queues = qs
-	js := make(map[string]*events.Job, len(jobs))
-	for _, j := range jobs {
-		if cur := t.jobs[j.ID]; cur != nil && cur.Version > j.Version {
-			// MongoDB is the truth. A stored job older than the picture means
-			// a write of ours was lost (a store without atomic conditional
-			// updates); the next pass makes it again.
-			t.log.Warn("job older in MongoDB than in memory; taking the stored one", "job", j.ID, "memory", cur.Version, "stored", j.Version)
-		}
-		js[j.ID] = j
-		delete(t.retired, j.ID)
-	}
-	for id, j := range t.jobs {
-		if _, ok := js[id]; !ok {
-			// No longer active in MongoDB (final, or deleted): keep out stale events.
-			t.retired[id] = max(t.retired[id], j.Version)
-		}
-	}
-	t.jobs = js
-	return nil
+	return t.applyResync(t.s.readResync(ctx), nil)
 }
 
 // check reports states that cannot happen if every write went as designed:

@@ -171,6 +171,8 @@ type proxy struct {
 	// linearizability check can see a lost update. Only tests set it.
 	broken atomic.Int32 // a brokenLock
 
+	stats writeStats
+
 	mu     sync.Mutex
 	conns  map[*proxyConn]struct{}
 	closed bool
@@ -280,6 +282,7 @@ type proxyConn struct {
 	swallow      map[int32]bool // request IDs sent with moreToCome: their replies are dropped
 	upstreamDone bool           // no further reply can come
 	timer        *time.Timer    // warns when the lock is held too long
+	heldSince    time.Time      // when this connection took p.writeLock
 }
 
 // closeClient closes the client side; forwardRequests then ends. The write
@@ -385,6 +388,7 @@ func (c *proxyConn) forwardRequests() error {
 			if err := c.lock(id); err != nil {
 				return err
 			}
+			c.p.stats.commands.Add(1)
 			// The fast path reads the document on another connection, so
 			// only when no earlier pipelined write of this connection may
 			// still be running.
@@ -479,6 +483,7 @@ func (c *proxyConn) lock(id int32) error {
 	}
 	c.mu.Lock()
 	c.held = true
+	c.heldSince = time.Now()
 	c.pending[id] = true
 	c.timer = time.AfterFunc(c.p.lockTimeout, func() {
 		c.mu.Lock()
@@ -528,6 +533,7 @@ func (c *proxyConn) releaseLocked() {
 		return
 	}
 	c.held = false
+	c.p.stats.held.Add(int64(time.Since(c.heldSince)))
 	c.timer.Stop()
 	<-c.p.writeLock
 	c.idle.Broadcast()

@@ -3,14 +3,17 @@
 // and no stored change loses its event, without multi-document transactions.
 //
 // A writer stores the changed document with its new events in the document's
-// _outbox field, in one single-document write, then calls Flush: the events
-// are published (Nats-Msg-Id = event id) and the field is cleared if the
-// document still has the version written. If a later write got there first it
-// carried the unsent events along, and its own Flush publishes them again; the
-// stream's duplicate window drops the repeats. A document deleted through the
-// outbox is first marked _deleted (a tombstone), and removed once its events
-// are published. Relay sweeps every registered collection for documents with
-// unsent events, at start and periodically, for writers that died in between.
+// _outbox field, in one single-document write, then publishes them
+// (Nats-Msg-Id = event id). It does not write the document again to clear
+// them: a published-up-to checkpoint per outbox instance says which entries
+// are sent (checkpoint.go), and the next write of the document drops them.
+// A later write carries the entries that may be unsent along. A document
+// deleted through the outbox is first marked _deleted (a tombstone), and
+// removed once its events are published. The relay retries this instance's
+// failed publications from memory every interval, and sweeps every
+// registered collection for unsent entries at start and whenever another
+// instance looks dead (its checkpoint not renewed), for writers that died
+// in between; the stream's duplicate window drops the repeats.
 //
 // The package imports events and the MongoDB driver, nothing of the services.
 package outbox
@@ -50,6 +53,10 @@ type Entry struct {
 	QueueID    string    `bson:"queue_id,omitempty"`
 	Time       time.Time `bson:"time"`
 	Data       string    `bson:"data"` // the event data as JSON text, kept byte for byte
+	// By and At: the outbox instance that stored the entry and when it
+	// began that write, compared with its checkpoint (checkpoint.go).
+	By string    `bson:"by,omitempty"`
+	At time.Time `bson:"at,omitempty"`
 }
 
 // Meta is embedded inline in every document that carries events:
@@ -104,8 +111,16 @@ type Outbox struct {
 	pub Publisher
 	log *slog.Logger
 
-	mu    sync.Mutex
-	colls []*mongo.Collection
+	id string // this instance, in entries and its checkpoint
+
+	mu          sync.Mutex
+	colls       []*mongo.Collection
+	ckpt        *mongo.Collection // CheckpointCollection, in the first registered collection's database
+	registered  bool              // this instance's checkpoint is stored
+	lastAt      time.Time         // the last write's stamp
+	pending     map[*inflight]struct{}
+	unpublished map[string]int           // ids of the entries of pending writes
+	marks       map[string]checkpointDoc // every instance's checkpoint, as last read
 
 	// MinAge: the relay leaves events younger than this to their writer's own Flush.
 	MinAge time.Duration
@@ -123,7 +138,8 @@ func New(pub Publisher, log *slog.Logger) *Outbox {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Outbox{pub: pub, log: log, MinAge: 2 * time.Second}
+	return &Outbox{pub: pub, log: log, MinAge: 2 * time.Second, id: newInstanceID(),
+		pending: map[*inflight]struct{}{}, unpublished: map[string]int{}}
 }
 
 // Register adds collections for the relay to sweep.
@@ -131,9 +147,12 @@ func (o *Outbox) Register(colls ...*mongo.Collection) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.colls = append(o.colls, colls...)
+	if o.ckpt == nil && len(colls) > 0 {
+		o.ckpt = colls[0].Database().Collection(CheckpointCollection)
+	}
 }
 
-// Flush publishes entries in order and then removes exactly those entries
+// Flush, the relay's way, publishes entries in order and then removes exactly those entries
 // from document id ($pullAll by value), so entries a later write added stay
 // for their own publication. A tombstone (deleted) is removed instead: nothing
 // writes a tombstone again, so its id alone identifies it. Both writes filter
@@ -144,17 +163,8 @@ func (o *Outbox) Register(colls ...*mongo.Collection) {
 // counted (rm_outbox_events_dropped_total) and removed with the others,
 // never retried.
 func (o *Outbox) Flush(ctx context.Context, coll *mongo.Collection, id any, deleted bool, entries []Entry) error {
-	for _, en := range entries {
-		err := o.pub.Publish(ctx, en.Event())
-		if tooLarge(err) {
-			droppedEvents.WithLabelValues(en.Type).Inc()
-			o.log.Error("event dropped: NATS refuses it for good", "collection", coll.Name(), "id", id,
-				"type", en.Type, "event", en.ID, "bytes", len(en.Data), "err", err)
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("outbox flush %s/%v: %w", coll.Name(), id, err)
-		}
+	if err := o.publishEntries(ctx, coll, id, entries); err != nil {
+		return err
 	}
 	filter := bson.D{{Key: "_id", Value: id}}
 	var err error
@@ -177,9 +187,27 @@ type pendingDoc struct {
 	Outbox  []Entry       `bson:"_outbox"`
 }
 
-// Sweep publishes the events of every document with entries older than MinAge
-// in the registered collections, and returns how many events it published.
+// Sweep publishes the unsent entries older than MinAge of every document in
+// the registered collections (removing tombstones), then retires the
+// instances whose checkpoint had gone stale, and returns how many events it
+// published. It reads every document (FerretDB scans whatever the filter),
+// so the relay runs it only at start and when an instance looks dead.
 func (o *Outbox) Sweep(ctx context.Context) (int, error) {
+	return o.sweep(ctx, o.staleAfter(0))
+}
+
+func (o *Outbox) sweep(ctx context.Context, staleAfter time.Duration) (int, error) {
+	marks, err := o.readMarks(ctx)
+	if err != nil {
+		return 0, err
+	}
+	now := time.Now().UTC()
+	var stale []string
+	for _, m := range marks {
+		if m.ID != o.id && !m.Retired && now.Sub(m.RenewedAt) > staleAfter {
+			stale = append(stale, m.ID)
+		}
+	}
 	o.mu.Lock()
 	colls := append([]*mongo.Collection(nil), o.colls...)
 	o.mu.Unlock()
@@ -199,25 +227,56 @@ func (o *Outbox) Sweep(ctx context.Context) (int, error) {
 			continue
 		}
 		for _, d := range docs {
-			if len(d.Outbox) == 0 || d.Outbox[len(d.Outbox)-1].Time.After(cutoff) {
+			var todo []Entry
+			for _, en := range d.Outbox {
+				if o.unsent(en, marks) {
+					todo = append(todo, en)
+				}
+			}
+			if (len(todo) == 0 && !d.Deleted) || len(d.Outbox) == 0 || d.Outbox[len(d.Outbox)-1].Time.After(cutoff) {
 				continue
 			}
-			if err := o.Flush(ctx, c, d.ID, d.Deleted, d.Outbox); err != nil {
+			if err := o.Flush(ctx, c, d.ID, d.Deleted, todo); err != nil {
 				errs = append(errs, err)
 				continue
 			}
-			n += len(d.Outbox)
+			n += len(todo)
 		}
+	}
+	if len(errs) == 0 && len(stale) > 0 {
+		errs = append(errs, o.retire(ctx, stale))
 	}
 	return n, errors.Join(errs...)
 }
 
-// Run sweeps at once and then every interval until ctx ends.
+// staleAfter is how old another instance's checkpoint may be before it is
+// taken for dead, for a relay running every interval.
+func (o *Outbox) staleAfter(interval time.Duration) time.Duration {
+	return max(minStaleAfter, staleAfterIntervals*interval)
+}
+
+// Run, the relay, sweeps at once; then every interval it publishes again
+// what this instance failed to publish, stores its checkpoint, and sweeps
+// when another instance's checkpoint has gone stale or a sweep failed,
+// until ctx ends.
 func (o *Outbox) Run(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	staleAfter := o.staleAfter(interval)
+	sweep := true
 	for {
-		n, err := o.Sweep(ctx)
+		n, err := o.retryFailed(ctx)
+		if err == nil {
+			var stale bool
+			stale, err = o.renew(ctx, staleAfter)
+			sweep = sweep || stale
+		}
+		if err == nil && sweep {
+			var m int
+			m, err = o.sweep(ctx, staleAfter)
+			n += m
+			sweep = err != nil
+		}
 		if n > 0 {
 			o.log.Info("outbox relay published unsent events", "events", n)
 		}

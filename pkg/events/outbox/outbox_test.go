@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/avxrm/rm/pkg/embedded/mongotest"
 	"github.com/avxrm/rm/pkg/events"
@@ -62,6 +63,9 @@ func ids(evs []events.Event) []string {
 	return out
 }
 
+// A write is published once, with no second write to clear its entry: the
+// instance's checkpoint says it is sent, so no sweep publishes it again, and
+// the next write of the document drops it.
 func TestInsertPublishesAndClears(t *testing.T) {
 	coll, ob, stream := setup(t)
 	ctx := context.Background()
@@ -73,13 +77,21 @@ func TestInsertPublishesAndClears(t *testing.T) {
 	if got := stream(); len(got) != 1 || got[0].ID != e.ID {
 		t.Fatalf("stream = %v, want the one created event", ids(got))
 	}
-	if u := unsent(t, coll, th.ID); len(u) != 0 {
-		t.Errorf("outbox still holds %d entries after publishing", len(u))
+	if n, err := ob.Sweep(ctx); err != nil || n != 0 {
+		t.Errorf("Sweep() after publishing = %d, %v; want nothing to publish", n, err)
+	}
+	th2 := thing{ID: "t-1", Version: 2, Name: "b"}
+	e2 := ev(t, "rm.thing.updated", th2)
+	if err := ob.Replace(ctx, coll, th.ID, 1, 2, unsent(t, coll, th.ID), th2, e2); err != nil {
+		t.Fatal(err)
+	}
+	if u := unsent(t, coll, th.ID); len(u) != 1 || u[0].ID != e2.ID {
+		t.Errorf("outbox holds %v after the next write, want only its own entry", u)
 	}
 	if err := ob.Insert(ctx, coll, th.ID, th.Version, th, e); !errors.Is(err, outbox.ErrDuplicate) {
 		t.Errorf("second insert: %v, want ErrDuplicate", err)
 	}
-	if got := stream(); len(got) != 1 {
+	if got := stream(); len(got) != 2 {
 		t.Errorf("a refused insert published: %v", ids(got))
 	}
 }
@@ -143,7 +155,11 @@ func TestFlushOfAnOlderVersionKeepsNewerEvents(t *testing.T) {
 	if err := ob.Replace(ctx, coll, th.ID, 1, 2, unsent(t, coll, th.ID), th, e2); err != nil {
 		t.Fatal(err)
 	}
-	if err := ob.Flush(ctx, coll, th.ID, false, []outbox.Entry{outbox.FromEvent(e1)}); err != nil {
+	stored := unsent(t, coll, th.ID) // entries as stored: stamped with their writer
+	if len(stored) != 2 || stored[0].ID != e1.ID {
+		t.Fatalf("stored entries %v, want [created updated]", stored)
+	}
+	if err := ob.Flush(ctx, coll, th.ID, false, stored[:1]); err != nil {
 		t.Fatal(err)
 	}
 	if u := unsent(t, coll, th.ID); len(u) != 1 || u[0].ID != e2.ID {
@@ -239,5 +255,41 @@ func TestTooLargeEventIsDroppedNotRetried(t *testing.T) {
 	}
 	if d := outbox.Dropped("rm.thing.huge") - before; d != 1 {
 		t.Errorf("dropped counter moved by %v, want 1", d)
+	}
+}
+
+// A dead instance's published events stay published: another instance's
+// sweep publishes only what the dead one stored after its last checkpoint
+// and never published.
+func TestSweepPublishesOnlyWhatADeadInstanceLeft(t *testing.T) {
+	coll, relay, stream := setup(t)
+	ctx := context.Background()
+	js := eventstest.Run(t)
+	dead := outbox.New(events.NewPublisher(js), nil)
+	dead.Register(coll)
+	sent := thing{ID: "t-sent", Version: 1}
+	if err := dead.Insert(ctx, coll, sent.ID, 1, sent, ev(t, "rm.thing.created", sent)); err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { dead.Run(runCtx, 20*time.Millisecond); close(done) }()
+	time.Sleep(200 * time.Millisecond) // a few checkpoints
+	stop()
+	<-done
+	dead.WithoutInlineFlush(t) // killed between the write and its publication
+	left := thing{ID: "t-left", Version: 1}
+	e := ev(t, "rm.thing.created", left)
+	if err := dead.Insert(ctx, coll, left.ID, 1, left, e); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := relay.Sweep(ctx); err != nil || n != 1 {
+		t.Fatalf("Sweep() = %d, %v; want the one event the dead instance left", n, err)
+	}
+	if got := stream(); len(got) != 1 || got[0].ID != e.ID {
+		t.Errorf("relay's stream = %v, want only the unsent event", ids(got))
+	}
+	if n, err := relay.Sweep(ctx); err != nil || n != 0 {
+		t.Errorf("second Sweep() = %d, %v; want nothing", n, err)
 	}
 }

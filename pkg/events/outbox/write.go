@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/avxrm/rm/pkg/events"
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -50,70 +51,125 @@ func entriesOf(evs []events.Event) []Entry {
 // then publishes them. ErrDuplicate when a unique index refuses it, and then
 // nothing is stored or published.
 func (o *Outbox) Insert(ctx context.Context, coll *mongo.Collection, id any, version int64, doc any, evs ...events.Event) error {
-	entries := entriesOf(evs)
-	d, err := withEntries(doc, entries)
+	entries, w, err := o.begin(ctx, coll, id, false, nil, evs)
 	if err != nil {
 		return err
 	}
-	if _, err := coll.InsertOne(ctx, d); err != nil {
+	d, err := withEntries(doc, entries)
+	if err == nil {
+		_, err = coll.InsertOne(ctx, d)
+	}
+	if err != nil {
+		o.done(w)
 		if mongo.IsDuplicateKeyError(err) {
 			return fmt.Errorf("insert into %s: %w", coll.Name(), ErrDuplicate)
 		}
 		return fmt.Errorf("insert into %s: %w", coll.Name(), err)
 	}
-	o.flushAfterWrite(ctx, coll, id, false, entries)
+	o.flushAfterWrite(ctx, w)
 	return nil
 }
 
 // Replace stores doc in place of the document id if it still has prevVersion,
-// keeping the unsent entries read with it (pending) and adding evs, then
-// publishes them all. ErrVersionConflict when the document changed meanwhile.
+// keeping those of the entries read with it (pending) that may be unsent and
+// adding evs, then publishes evs (and the carried entries older than MinAge). ErrVersionConflict when the document
+// changed meanwhile.
 func (o *Outbox) Replace(ctx context.Context, coll *mongo.Collection, id any, prevVersion, version int64, pending []Entry, doc any, evs ...events.Event) error {
-	entries := append(append([]Entry(nil), pending...), entriesOf(evs)...)
+	entries, w, err := o.begin(ctx, coll, id, false, pending, evs)
+	if err != nil {
+		return err
+	}
 	d, err := withEntries(doc, entries)
 	if err != nil {
+		o.done(w)
 		return err
 	}
 	res, err := coll.ReplaceOne(ctx, bson.D{{Key: "_id", Value: id}, {Key: VersionField, Value: prevVersion}, {Key: DeletedField, Value: bson.D{{Key: "$exists", Value: false}}}}, d)
 	if err != nil {
+		o.done(w)
 		if mongo.IsDuplicateKeyError(err) {
 			return fmt.Errorf("replace in %s: %w", coll.Name(), ErrDuplicate)
 		}
 		return fmt.Errorf("replace in %s: %w", coll.Name(), err)
 	}
 	if res.MatchedCount == 0 {
+		o.done(w)
 		return ErrVersionConflict
 	}
-	o.flushAfterWrite(ctx, coll, id, false, entries)
+	o.flushAfterWrite(ctx, w)
 	return nil
 }
 
 // Delete marks document id (if it still has prevVersion) deleted with evs,
-// then publishes them and removes it.
+// then publishes them, with the carried entries that may be unsent, and
+// removes it.
 func (o *Outbox) Delete(ctx context.Context, coll *mongo.Collection, id any, prevVersion int64, pending []Entry, evs ...events.Event) error {
-	entries := append(append([]Entry(nil), pending...), entriesOf(evs)...)
+	entries, w, err := o.begin(ctx, coll, id, true, pending, evs)
+	if err != nil {
+		return err
+	}
 	version := prevVersion + 1
 	res, err := coll.UpdateOne(ctx,
 		bson.D{{Key: "_id", Value: id}, {Key: VersionField, Value: prevVersion}, {Key: DeletedField, Value: bson.D{{Key: "$exists", Value: false}}}},
 		bson.D{{Key: "$set", Value: bson.D{{Key: DeletedField, Value: true}, {Key: VersionField, Value: version}, {Key: Field, Value: entries}}}})
 	if err != nil {
+		o.done(w)
 		return fmt.Errorf("delete from %s: %w", coll.Name(), err)
 	}
 	if res.MatchedCount == 0 {
+		o.done(w)
 		return ErrVersionConflict
 	}
-	o.flushAfterWrite(ctx, coll, id, true, entries)
+	o.flushAfterWrite(ctx, w)
 	return nil
+}
+
+// begin prepares a write: it registers this instance's checkpoint if
+// needed, stamps the new entries and records the write as in flight (done
+// or flushAfterWrite must follow), and returns what the document is to
+// hold: the carried entries that may be unsent, then the new ones.
+func (o *Outbox) begin(ctx context.Context, coll *mongo.Collection, id any, deleted bool, pending []Entry, evs []events.Event) ([]Entry, *inflight, error) {
+	o.mu.Lock()
+	if o.ckpt == nil {
+		o.ckpt = coll.Database().Collection(CheckpointCollection)
+	}
+	o.mu.Unlock()
+	if err := o.register(ctx); err != nil {
+		return nil, nil, err
+	}
+	carried := o.carry(pending)
+	fresh := entriesOf(evs)
+	w := o.stamp(coll, id, deleted, fresh)
+	// Carried entries older than MinAge are published again too (the stream
+	// drops the repeats; core NATS subscribers see them): their writer may
+	// have died without a relay to follow. Younger ones are left to their
+	// writer, as the relay leaves them, unless the document goes.
+	cutoff := time.Now().Add(-o.MinAge)
+	w.entries = w.entries[:0:0]
+	for _, en := range carried {
+		if deleted || en.At.Before(cutoff) || (en.At.IsZero() && en.Time.Before(cutoff)) {
+			w.entries = append(w.entries, en)
+		}
+	}
+	w.entries = append(w.entries, fresh...)
+	return append(carried, fresh...), w, nil
 }
 
 // flushAfterWrite publishes right after a committed write. A failure is only
 // logged: the write stands, and the relay publishes the events later.
-func (o *Outbox) flushAfterWrite(ctx context.Context, coll *mongo.Collection, id any, deleted bool, entries []Entry) {
-	if len(entries) == 0 || o.skipInlineFlush {
+func (o *Outbox) flushAfterWrite(ctx context.Context, w *inflight) {
+	o.mu.Lock()
+	w.stored = !o.skipInlineFlush
+	o.mu.Unlock()
+	if len(w.entries) == 0 && !w.deleted {
+		o.done(w)
 		return
 	}
-	if err := o.Flush(context.WithoutCancel(ctx), coll, id, deleted, entries); err != nil {
-		o.log.Warn("publishing after write failed; the relay will retry", "collection", coll.Name(), "id", id, "err", err)
+	if o.skipInlineFlush {
+		return // as a process killed now: never retried, only a sweep publishes them
+	}
+	if err := o.complete(context.WithoutCancel(ctx), w); err != nil {
+		o.log.Warn("publishing after write failed; the relay will retry", "collection", w.coll.Name(), "id", w.id, "err", err)
 	}
 }
 

@@ -2,6 +2,7 @@ package up_test
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"net/http"
 	"slices"
@@ -9,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/avxrm/rm/cmd/avxrm/internal/up"
+	"github.com/avxrm/rm/pkg/embedded/ferretembed"
 	"github.com/avxrm/rm/pkg/events"
 	"github.com/nats-io/nats.go"
 )
@@ -21,15 +24,65 @@ func submitBody(queue string, workers int) []byte {
 	return fmt.Appendf(nil, `{"queue_id":%q,"worker_instances":%d,"application":{"image":"registry.example/sim:1"}}`, queue, workers)
 }
 
+// costMeter reports what the benchmarked jobs cost the embedded store and
+// the event stream: write commands and events per job, and how long each
+// write held the store's write lock.
+type costMeter struct {
+	sys    *up.System
+	writes ferretembed.WriteStats
+	events uint64
+}
+
+func meterCosts(b *testing.B, sys *up.System) *costMeter {
+	b.Helper()
+	m := &costMeter{sys: sys}
+	m.writes, _ = sys.StoreWriteStats()
+	m.events = streamMsgs(b, sys)
+	return m
+}
+
+func streamMsgs(b *testing.B, sys *up.System) uint64 {
+	b.Helper()
+	st, err := sys.JS.Stream(context.Background(), events.StreamName)
+	if err != nil {
+		b.Fatal(err)
+	}
+	info, err := st.Info(context.Background())
+	if err != nil {
+		b.Fatal(err)
+	}
+	return info.State.Msgs
+}
+
+// report adds writes/job, events/job and ms-lock/write for jobs jobs.
+func (m *costMeter) report(b *testing.B, jobs int) {
+	b.Helper()
+	w, ok := m.sys.StoreWriteStats()
+	if !ok || jobs == 0 {
+		return
+	}
+	n := w.Commands - m.writes.Commands
+	b.ReportMetric(float64(n)/float64(jobs), "writes/job")
+	if n > 0 {
+		b.ReportMetric(float64((w.Held-m.writes.Held).Microseconds())/1000/float64(n), "ms-lock/write")
+	}
+	b.ReportMetric(float64(streamMsgs(b, m.sys)-m.events)/float64(jobs), "events/job")
+}
+
 // BenchmarkSubmit measures accepted submissions per second through the REST
 // API, from 8 clients at once, while the scheduler admits them.
 func BenchmarkSubmit(b *testing.B) {
 	sys := startScheduling(b)
+	newClient(b, sys.HTTPAddr).createQueue("bench", 100000)
+	benchSubmit(b, sys)
+}
+
+func benchSubmit(b *testing.B, sys *up.System) {
 	c := newClient(b, sys.HTTPAddr)
-	c.createQueue("bench", 100000)
 	body := submitBody("bench", 1)
 	var failed atomic.Int64
 	b.SetParallelism(4) // 4 × GOMAXPROCS clients
+	costs := meterCosts(b, sys)
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		hc := &http.Client{Timeout: 30 * time.Second}
@@ -46,6 +99,7 @@ func BenchmarkSubmit(b *testing.B) {
 		}
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "submissions/s")
+	costs.report(b, b.N)
 	if n := failed.Load(); n > 0 {
 		b.Errorf("%d submissions failed", n)
 	}
@@ -59,13 +113,19 @@ type admittedWatcher struct {
 
 func watchAdmitted(b *testing.B, natsURL string) *admittedWatcher {
 	b.Helper()
+	return watchAdmittedOn(b, natsURL, "")
+}
+
+// watchAdmittedOn counts the rm.job.admitted events of queue queueID ("": any).
+func watchAdmittedOn(b *testing.B, natsURL, queueID string) *admittedWatcher {
+	b.Helper()
 	nc, err := nats.Connect(natsURL)
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(nc.Close)
 	w := &admittedWatcher{ch: make(chan time.Time, 1<<20)}
-	w.sub, err = nc.Subscribe(events.FilterSubject(events.KindJob, "", "")+"", func(m *nats.Msg) {
+	w.sub, err = nc.Subscribe(events.FilterSubject(events.KindJob, queueID, ""), func(m *nats.Msg) {
 		if m.Header.Get("ce-type") == events.TypeJobAdmitted {
 			w.ch <- time.Now()
 		}
@@ -84,11 +144,16 @@ func watchAdmitted(b *testing.B, natsURL string) *admittedWatcher {
 // of them, and the clock stops when the last one is admitted.
 func BenchmarkSubmitToAdmitted(b *testing.B) {
 	sys := startScheduling(b)
+	newClient(b, sys.HTTPAddr).createQueue("bench", 100000)
+	benchSubmitToAdmitted(b, sys)
+}
+
+func benchSubmitToAdmitted(b *testing.B, sys *up.System) {
 	c := newClient(b, sys.HTTPAddr)
-	c.createQueue("bench", 100000)
 	w := watchAdmitted(b, sys.NATSURL)
 	body := submitBody("bench", 1)
 	b.SetParallelism(4)
+	costs := meterCosts(b, sys)
 	b.ResetTimer()
 	start := time.Now()
 	b.RunParallel(func(pb *testing.PB) {
@@ -115,6 +180,7 @@ func BenchmarkSubmitToAdmitted(b *testing.B) {
 	b.ReportMetric(float64(b.N)/total.Seconds(), "admitted/s")
 	b.ReportMetric(float64(b.N)/submitted.Seconds(), "submitted/s")
 	b.ReportMetric(float64((total - submitted).Milliseconds()), "ms-drain-after-last-submit")
+	costs.report(b, b.N)
 }
 
 // BenchmarkHandOver measures the hand-over latency: a queue allows 1 worker;
@@ -122,15 +188,24 @@ func BenchmarkSubmitToAdmitted(b *testing.B) {
 // (as the launcher does) and times until the waiting job's admitted event.
 func BenchmarkHandOver(b *testing.B) {
 	sys := startScheduling(b)
+	newClient(b, sys.HTTPAddr).createQueue("one", 1)
+	benchHandOver(b, sys, "one")
+}
+
+// benchHandOver runs the hand-over benchmark on queue (limit 1, no jobs).
+func benchHandOver(b *testing.B, sys *up.System, queue string) {
 	c := newClient(b, sys.HTTPAddr)
 	l := newLauncher(b, sys.DB, sys.JS)
-	c.createQueue("one", 1)
-	w := watchAdmitted(b, sys.NATSURL)
-	holder := c.submit("one", 1)
-	<-w.ch
+	holder := c.submit(queue, 1)
+	// Only this queue's admissions: other benchmarks' jobs may still be
+	// being admitted on the same system.
+	w := watchAdmittedOn(b, sys.NATSURL, holder.QueueID)
 	c.waitJob(holder.ID, "admitted", hasStatus(events.JobAdmitted))
-	waiting := c.submit("one", 1)
+	waiting := c.submit(queue, 1)
 	c.waitJob(waiting.ID, "pending", hasStatus(events.JobPending))
+	for len(w.ch) > 0 { // the holder's own admission, if it came after the subscription
+		<-w.ch
+	}
 	lat := make([]time.Duration, 0, b.N)
 	b.ResetTimer()
 	for range b.N {
@@ -145,7 +220,7 @@ func BenchmarkHandOver(b *testing.B) {
 		b.StopTimer()
 		holder = waiting
 		c.waitJob(holder.ID, "admitted", hasStatus(events.JobAdmitted))
-		waiting = c.submit("one", 1)
+		waiting = c.submit(queue, 1)
 		c.waitJob(waiting.ID, "pending", hasStatus(events.JobPending))
 		b.StartTimer()
 	}

@@ -48,6 +48,7 @@ type System struct {
 	// DevIdP is the development identity provider (nil unless Config.DevIdP).
 	DevIdP *devidp.IdP
 
+	store   *ferretembed.Server // nil with an external MongoDB
 	log     *slog.Logger
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
@@ -113,6 +114,7 @@ func (s *System) startStore(ctx context.Context, cfg Config) (*ferretembed.Serve
 		return nil, err
 	}
 	s.closers = append(s.closers, ferret.Close)
+	s.store = ferret
 	s.MongoURI = ferret.URI()
 	s.log.Info("embedded MongoDB-wire store (FerretDB/SQLite) up", "uri", s.MongoURI)
 	return ferret, nil
@@ -273,6 +275,15 @@ func (s *System) closeAll() {
 		s.closers[i]()
 	}
 	s.closers = nil
+}
+
+// StoreWriteStats returns the embedded store's write counters (false with
+// an external MongoDB), for benchmarks.
+func (s *System) StoreWriteStats() (ferretembed.WriteStats, bool) {
+	if s.store == nil {
+		return ferretembed.WriteStats{}, false
+	}
+	return s.store.WriteStats(), true
 }
 
 // Stop begins a clean stop.

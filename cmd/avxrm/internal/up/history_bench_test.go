@@ -1,0 +1,96 @@
+package up_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/avxrm/rm/cmd/avxrm/internal/up"
+	"github.com/avxrm/rm/pkg/events"
+	"go.mongodb.org/mongo-driver/v2/bson"
+)
+
+// BenchmarkHistory runs the submission, admission and hand-over benchmarks
+// on an empty store and on one already holding RM_BENCH_HISTORY (default
+// 20,000) finished jobs, inserted straight into the jobs collection: what
+// grows with history shows as the difference between the two.
+//
+//	go test -run '^$' -bench BenchmarkHistory -benchtime 300x -timeout 60m ./internal/up/
+func BenchmarkHistory(b *testing.B) {
+	n := 20000
+	if v := os.Getenv("RM_BENCH_HISTORY"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil {
+			b.Fatalf("RM_BENCH_HISTORY=%q: %v", v, err)
+		}
+	}
+	for _, history := range []int{0, n} {
+		b.Run(fmt.Sprintf("history=%d", history), func(b *testing.B) {
+			// Run once (it has sub-benchmarks), so the system lives for all three.
+			sys := startScheduling(b)
+			c := newClient(b, sys.HTTPAddr)
+			// Queues first: a queue's response carries its usage, which
+			// reads the jobs collection (see docs/benchmarks.md).
+			for i := 1; i <= 3; i++ {
+				c.createQueue(fmt.Sprintf("one-%d", i), 1)
+			}
+			insertHistory(b, sys, history)
+			b.Run("Submit", func(b *testing.B) { benchSubmit(b, sys) })
+			b.Run("SubmitToAdmitted", func(b *testing.B) { benchSubmitToAdmitted(b, sys) })
+			round := 0
+			b.Run("HandOver", func(b *testing.B) {
+				round++ // a fresh queue for each of the (at most 3) runs
+				benchHandOver(b, sys, fmt.Sprintf("one-%d", round))
+			})
+		})
+	}
+}
+
+// insertHistory creates the queue "bench" and stores n succeeded jobs on it,
+// copies of a job submitted through the API, in batches.
+func insertHistory(b *testing.B, sys *up.System, n int) {
+	b.Helper()
+	c := newClient(b, sys.HTTPAddr)
+	c.createQueue("bench", 100000)
+	if n == 0 {
+		return
+	}
+	ctx := context.Background()
+	tmpl := c.submit("bench", 1)
+	c.waitJob(tmpl.ID, "admitted", hasStatus(events.JobAdmitted))
+	var doc bson.M
+	if err := sys.DB.Collection("jobs").FindOne(ctx, bson.D{{Key: "_id", Value: tmpl.ID}}).Decode(&doc); err != nil {
+		b.Fatal(err)
+	}
+	delete(doc, "_outbox")
+	start := time.Now()
+	const batch = 500
+	for done := 0; done < n; {
+		docs := make([]any, 0, batch)
+		for ; len(docs) < batch && done < n; done++ {
+			d := make(bson.M, len(doc))
+			for k, v := range doc {
+				d[k] = v
+			}
+			now := time.Now().UTC().Truncate(time.Millisecond)
+			d["_id"], d["name"], d["status"], d["finished_at"], d["version"] = events.NewID("job"), fmt.Sprintf("history-%d", done), events.JobSucceeded, now, 4
+			docs = append(docs, d)
+		}
+		if _, err := sys.DB.Collection("jobs").InsertMany(ctx, docs); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Logf("%d finished jobs inserted in %v", n, time.Since(start).Round(time.Millisecond))
+	// What a resync's read of the active jobs costs now (the scheduler's and
+	// the launcher's filters are of this kind: no index serves them here).
+	start = time.Now()
+	n64, err := sys.DB.Collection("jobs").CountDocuments(ctx, bson.D{{Key: "status", Value: bson.D{{Key: "$in", Value: bson.A{
+		events.JobSubmitted, events.JobPending, events.JobAdmitted, events.JobRunning}}}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("reading the %d active jobs among %d took %v", n64, n+1, time.Since(start).Round(time.Millisecond))
+}

@@ -1,0 +1,148 @@
+package scheduler
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/avxrm/rm/pkg/events"
+	"github.com/avxrm/rm/services/scheduler/internal/lease"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+)
+
+// The periodic resync reads MongoDB in the background and the loop applies
+// what it read. Finding the active jobs reads every job on a store that
+// cannot use an index for the filter (FerretDB/SQLite decodes each
+// document), so the read grows with the jobs ever stored: with 20,000
+// finished jobs it took seconds, and a resync read by the loop itself held
+// every admission back for that long every ResyncInterval. The first resync
+// of a leadership still reads before the loop starts.
+
+// resyncSnapshot is what a resync read.
+type resyncSnapshot struct {
+	ledger lease.Ledger
+	queues []*events.Queue
+	jobs   []*events.Job
+	err    error
+}
+
+// backgroundResync is a snapshot read while the loop went on, with the
+// versions of the jobs the picture held when the read began.
+type backgroundResync struct {
+	snapshot resyncSnapshot
+	base     *resyncBase
+}
+
+// resyncBase is the picture's versions when a background read began.
+type resyncBase struct {
+	ledger int64
+	jobs   map[string]int64
+}
+
+// readResync reads the ledger, the queues and the jobs that need the
+// scheduler. It touches nothing of the picture, so it may run beside the loop.
+func (s *Scheduler) readResync(ctx context.Context) resyncSnapshot {
+	var r resyncSnapshot
+	if r.ledger, r.err = s.ledger.Load(ctx); r.err != nil {
+		return r
+	}
+	cur, err := s.queues.Find(ctx, bson.D{{Key: "_deleted", Value: bson.D{{Key: "$exists", Value: false}}}})
+	if err == nil {
+		err = cur.All(ctx, &r.queues)
+	}
+	if err != nil {
+		r.err = fmt.Errorf("resync queues: %w", err)
+		return r
+	}
+	cur, err = s.jobs.Find(ctx, activeFilter(r.ledger.Holders()),
+		options.Find().SetProjection(bson.D{{Key: "runtime", Value: 0}, {Key: "_outbox", Value: 0}}))
+	if err == nil {
+		err = cur.All(ctx, &r.jobs)
+	}
+	if err != nil {
+		r.err = fmt.Errorf("resync jobs: %w", err)
+	}
+	return r
+}
+
+// startResync reads a snapshot in the background; the channel delivers it.
+func (t *term) startResync(ctx context.Context) <-chan backgroundResync {
+	base := &resyncBase{ledger: t.ledger.Version, jobs: make(map[string]int64, len(t.jobs))}
+	for id, j := range t.jobs {
+		base.jobs[id] = j.Version
+	}
+	ch := make(chan backgroundResync, 1)
+	go func() { ch <- backgroundResync{snapshot: t.s.readResync(ctx), base: base} }()
+	return ch
+}
+
+// applyResync makes a snapshot the picture: MongoDB is the truth, except
+// for queues, where the newer version wins. base nil: nothing changed since
+// the read began (the loop waited for it). Otherwise base holds the versions
+// the picture had then, and what changed since is newer than the snapshot:
+// a job that left the picture meanwhile (retired with a version at least
+// the snapshot's) stays out, one that entered or changed meanwhile stays as
+// it is, and so does the ledger if this loop wrote it meanwhile.
+func (t *term) applyResync(r resyncSnapshot, base *resyncBase) error {
+	if r.err != nil {
+		return r.err
+	}
+	l := r.ledger
+	if l.Epoch != t.epoch {
+		return fmt.Errorf("resync: ledger at epoch %d, mine is %d: %w", l.Epoch, t.epoch, lease.ErrFenced)
+	}
+	switch {
+	case base != nil && t.ledger.Version != base.ledger && t.ledger.Version > l.Version:
+		l = t.ledger // written by this loop after the read
+	case t.ledger.Version != 0 && l.Version != t.ledger.Version:
+		t.log.Warn("ledger changed behind this scheduler's back; taking the stored one", "mine", t.ledger.Version, "stored", l.Version)
+	}
+	t.ledger = l
+	qs := make(map[string]*events.Queue, len(r.queues))
+	for _, q := range r.queues {
+		if cur := t.queues[q.ID]; cur != nil && cur.Version > q.Version {
+			q = cur
+		}
+		qs[q.ID] = q
+	}
+	t.queues = qs
+	js := make(map[string]*events.Job, len(r.jobs))
+	for _, j := range r.jobs {
+		if v, gone := t.retired[j.ID]; base != nil && gone && v >= j.Version {
+			continue // final or deleted since the read began
+		}
+		if cur := t.jobs[j.ID]; cur != nil && cur.Version > j.Version {
+			if base != nil && base.jobs[j.ID] != cur.Version {
+				js[j.ID] = cur // changed since the read began
+				continue
+			}
+			// MongoDB is the truth. A stored job older than the picture means
+			// a write of ours was lost (a store without atomic conditional
+			// updates); the next pass makes it again.
+			t.log.Warn("job older in MongoDB than in memory; taking the stored one", "job", j.ID, "memory", cur.Version, "stored", j.Version)
+		}
+		js[j.ID] = j
+		delete(t.retired, j.ID)
+	}
+	for id, j := range t.jobs {
+		if _, ok := js[id]; ok {
+			continue
+		}
+		if v, known := base.jobsVersion(id); base != nil && (!known || v != j.Version) {
+			js[id] = j // entered or changed after the read began
+			continue
+		}
+		// No longer active in MongoDB (final, or deleted): keep out stale events.
+		t.retired[id] = max(t.retired[id], j.Version)
+	}
+	t.jobs = js
+	return nil
+}
+
+func (b *resyncBase) jobsVersion(id string) (int64, bool) {
+	if b == nil {
+		return 0, false
+	}
+	v, ok := b.jobs[id]
+	return v, ok
+}
