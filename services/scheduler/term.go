@@ -55,6 +55,7 @@ type term struct {
 	gone    map[string]bool          // deleted queues
 
 	refreshes int // message-only rewrites of waiting jobs in this pass; see messageRefresh
+	g         *gates // dependencies' outcomes and arrays' limits (deps.go)
 
 	jmu sync.Mutex // guards jobs and retired while a pass's writes run concurrently
 
@@ -238,6 +239,7 @@ func (t *term) drain() bool {
 			var j events.Job
 			if err := e.DecodeData(&j); err == nil {
 				dirty = t.applyJob(&j, e.Type == events.TypeJobDeleted) || dirty
+				t.noteFinal(&j, e.Type == events.TypeJobDeleted)
 			}
 		case events.KindQueue:
 			var q events.Queue
@@ -436,7 +438,10 @@ func wantsOut(j *events.Job) bool { return j.CancelRequested || j.CleanupRequest
 func (t *term) pass(ctx context.Context) error {
 	t.s.metrics.passes.Inc()
 	t.refreshes = 0
-	p := planPass(t.ledger, t.queues, t.jobs, t.s.deps.Now())
+	if err := t.loadGates(ctx); err != nil {
+		return err
+	}
+	p := planPass(t.ledger, t.queues, t.jobs, t.s.deps.Now(), t.gate())
 	t.log.Debug("admission pass", "jobs", len(t.jobs), "grants", len(p.change.Grants),
 		"releases", len(p.change.Releases), "waiting", len(p.waits), "cancels", len(p.cancels))
 	if err := t.s.ledger.Apply(ctx, &t.ledger, p.change); err != nil {
@@ -448,7 +453,7 @@ func (t *term) pass(ctx context.Context) error {
 		return err
 	}
 	errs := runAll(t.writes(ctx, p), parallelWrites)
-	if len(p.cancels) > 0 {
+	if len(p.cancels)+len(p.depCancels) > 0 {
 		t.poke() // their leases, if any, are released by the next pass
 	}
 	t.retire()
@@ -484,7 +489,7 @@ func (t *term) writes(ctx context.Context, p plan) []func() error {
 	for _, id := range p.cleans {
 		writes = append(writes, func() error { return t.clean(ctx, id) })
 	}
-	return writes
+	return append(writes, t.gateWrites(ctx, p)...)
 }
 
 // parallelWrites bounds the job writes of a pass in flight at once.

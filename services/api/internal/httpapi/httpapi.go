@@ -108,6 +108,7 @@ func New(opts Options) *Server {
 	s.registerAppRuntimeConfigs()
 	s.registerDeployments()
 	s.registerJobs()
+	s.registerJobArrays()
 	s.registerArtifacts()
 	s.registerExports()
 	s.registerEvents()

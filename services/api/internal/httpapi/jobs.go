@@ -44,6 +44,9 @@ type JobBody struct {
 	EnvironmentVariables map[string]string `json:"environment_variables,omitempty"`
 	Priority             int               `json:"priority,omitempty" minimum:"-1000000" maximum:"1000000" doc:"higher first; then submission order"`
 	Labels               map[string]string `json:"labels,omitempty"`
+
+	// DependsOn: see deps.go.
+	DependsOn []events.JobDependency `json:"depends_on,omitempty" maxItems:"100" doc:"jobs that must meet their condition before this one is admitted; one that no longer can cancels it (DependencyFailed)"`
 }
 
 func (b *JobBody) validate() []*problem.FieldError {
@@ -51,6 +54,7 @@ func (b *JobBody) validate() []*problem.FieldError {
 	errs = append(errs, validateEnv("application.environment_variables", b.Application.EnvironmentVariables)...)
 	errs = append(errs, validateLabels("labels", b.Labels, 63)...)
 	errs = append(errs, b.validateSize()...)
+	errs = append(errs, validateDependencies("depends_on", b.DependsOn)...)
 	a := b.Application
 	switch {
 	case a.ID != "" && (a.Name != "" || a.Version != "" || a.Image != ""):
@@ -121,6 +125,7 @@ type jobAcceptedOutput struct {
 
 type listJobsInput struct {
 	QueueID string   `query:"queue_id" maxLength:"63" doc:"the queue's id or name"`
+	ArrayID string   `query:"array_id" maxLength:"63" doc:"only the jobs of this job array"`
 	Status  string   `query:"status" enum:"submitted,pending,admitted,running,succeeded,failed,cancelled"`
 	Label   []string `query:"label,explode" doc:"key=value; repeat for several (all must match)"`
 	Limit   int      `query:"limit" minimum:"1" maximum:"1000" default:"50"`
@@ -222,6 +227,9 @@ func (s *Server) newJob(ctx context.Context, b *JobBody) (*events.Job, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := s.checkDependencies(ctx, "depends_on", b.DependsOn); err != nil {
+		return nil, err
+	}
 	var arc *jobspec.RuntimeConfig
 	if app != nil {
 		if arc, err = s.findJobRuntimeConfig(ctx, q, app.ID); err != nil {
@@ -249,6 +257,7 @@ func (s *Server) newJob(ctx context.Context, b *JobBody) (*events.Job, error) {
 		EnvironmentVariables: b.EnvironmentVariables,
 		Priority:             b.Priority,
 		Labels:               b.Labels,
+		DependsOn:            b.DependsOn,
 		Status:               events.JobSubmitted,
 		Conditions:           []events.Condition{},
 		Warnings:             []string{},
@@ -351,6 +360,9 @@ func (s *Server) listJobs(ctx context.Context, in *listJobsInput) (*jobListOutpu
 			return nil, err
 		}
 		filter = append(filter, bson.E{Key: "queue_id", Value: q.Res.ID})
+	}
+	if in.ArrayID != "" {
+		filter = append(filter, bson.E{Key: "array_id", Value: in.ArrayID})
 	}
 	return s.listJobsWhere(ctx, filter, in.Status, in.Label, in.Limit, in.Cursor)
 }
