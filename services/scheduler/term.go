@@ -55,7 +55,8 @@ type term struct {
 	gone    map[string]bool          // deleted queues
 
 	refreshes int // message-only rewrites of waiting jobs in this pass; see messageRefresh
-	g         *gates // dependencies' outcomes and arrays' limits (deps.go)
+
+	g *gates // dependencies' outcomes and arrays' limits (deps.go)
 
 	jmu sync.Mutex // guards jobs and retired while a pass's writes run concurrently
 
