@@ -9,8 +9,7 @@ import (
 
 // CreateMany stores new jobs, each with the events of types, many per
 // write (outbox.InsertMany): what Create does for each, without a round
-// trip per job. Every job must be at version 1. An error may leave the
-// first jobs stored; it says how many.
+// trip per job. An error may leave the first jobs stored; it says how many.
 func (s *Store) CreateMany(ctx context.Context, jobs []*events.Job, types ...string) error {
 	docs := make([]outbox.NewDoc, len(jobs))
 	for i, j := range jobs {
@@ -20,7 +19,7 @@ func (s *Store) CreateMany(ctx context.Context, jobs []*events.Job, types ...str
 		}
 		docs[i] = d
 	}
-	return s.ob.InsertMany(ctx, s.jobs, 1, docs)
+	return s.ob.InsertMany(ctx, s.jobs, docs)
 }
 
 // newDoc prepares new job j as stored, with the events of types.

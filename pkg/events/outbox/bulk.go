@@ -25,33 +25,47 @@ type NewDoc struct {
 	Events []events.Event
 }
 
-// flushManyTimeout bounds the publication of one batch's events; what is
-// not published by then is left to the relay.
-const flushManyTimeout = 30 * time.Second
+const (
+	// bulkBatch is how many documents one InsertMany write carries.
+	bulkBatch = 1000
+	// publishTimeout bounds the publication of one batch's events; what is
+	// not published by then is left to the relay.
+	publishTimeout = 30 * time.Second
+	// clearTimeout bounds the clearing of one document's events.
+	clearTimeout = 10 * time.Second
+)
 
-// bulkBatch is how many documents one InsertMany write carries.
-const bulkBatch = 1000
-
-// InsertMany stores docs, each with its events in its _outbox, many
+// InsertMany stores new docs, each with its events in its _outbox, many
 // documents per write (ordered: a failure stops at the first document
-// refused, and the error says how many were stored), then publishes the
-// events and clears them in bulk. Every document must be new and carry
-// version: the clear matches {_id in the batch, version}, so a document
-// another writer has changed meanwhile (which carried the events along and
-// publishes them itself) is left alone. A publication failure leaves the
-// events to the relay, as Insert does.
-func (o *Outbox) InsertMany(ctx context.Context, coll *mongo.Collection, version int64, docs []NewDoc) error {
+// refused, and the error says how many were stored before), and publishes
+// each write's events with one wait for their acknowledgements. It returns
+// once every document is stored and its events published (or left to the
+// relay, as Insert does on a publication failure).
+//
+// The published events are then cleared from their documents in the
+// background, one document at a time by _id (as Flush does): a store
+// updates documents one by one, FerretDB/SQLite at a few milliseconds
+// each, so clearing 10,000 documents would hold the caller for tens of
+// seconds. Until a document is cleared its events stay in it: a later
+// write carries them along and publishes them again, and so may the relay
+// (after MinAge); the stream drops the repeats (DuplicateWindow).
+func (o *Outbox) InsertMany(ctx context.Context, coll *mongo.Collection, docs []NewDoc) error {
+	var sent []NewDoc
+	defer func() {
+		if len(sent) > 0 {
+			go o.clearAll(coll, sent)
+		}
+	}()
 	for start := 0; start < len(docs); start += bulkBatch {
 		batch := docs[start:min(start+bulkBatch, len(docs))]
 		ds := make([]any, len(batch))
-		ids := make(bson.A, len(batch))
 		var evs []events.Event
 		for i, nd := range batch {
 			d, err := withEntries(nd.Doc, entriesOf(nd.Events))
 			if err != nil {
 				return err
 			}
-			ds[i], ids[i] = d, nd.ID
+			ds[i] = d
 			evs = append(evs, nd.Events...)
 		}
 		if _, err := coll.InsertMany(ctx, ds, options.InsertMany().SetOrdered(true)); err != nil {
@@ -63,35 +77,43 @@ func (o *Outbox) InsertMany(ctx context.Context, coll *mongo.Collection, version
 		if o.skipInlineFlush || len(evs) == 0 {
 			continue
 		}
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), flushManyTimeout)
-		err := o.flushMany(fctx, coll, version, ids, evs)
+		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), publishTimeout)
+		err := o.publishAll(pctx, evs)
 		cancel()
 		if err != nil {
 			o.log.Warn("publishing after a bulk write failed; the relay will retry", "collection", coll.Name(), "documents", len(batch), "err", err)
+			continue
+		}
+		sent = append(sent, batch...)
+	}
+	return nil
+}
+
+// publishAll publishes evs in order, in one batch if the publisher can.
+func (o *Outbox) publishAll(ctx context.Context, evs []events.Event) error {
+	if bp, ok := o.pub.(BatchPublisher); ok {
+		return bp.PublishBatch(ctx, evs)
+	}
+	for _, e := range evs {
+		if err := o.pub.Publish(ctx, e); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-// flushMany publishes evs, then clears the outbox of the documents ids
-// still at version.
-func (o *Outbox) flushMany(ctx context.Context, coll *mongo.Collection, version int64, ids bson.A, evs []events.Event) error {
-	if bp, ok := o.pub.(BatchPublisher); ok {
-		if err := bp.PublishBatch(ctx, evs); err != nil {
-			return err
-		}
-	} else {
-		for _, e := range evs {
-			if err := o.pub.Publish(ctx, e); err != nil {
-				return err
-			}
+// clearAll removes the published events of docs from their documents
+// ($pullAll by value and _id alone, as Flush does, so entries a later
+// write added stay). A failure leaves them to the relay.
+func (o *Outbox) clearAll(coll *mongo.Collection, docs []NewDoc) {
+	for _, d := range docs {
+		ctx, cancel := context.WithTimeout(context.Background(), clearTimeout)
+		_, err := coll.UpdateOne(ctx, bson.D{{Key: "_id", Value: d.ID}},
+			bson.D{{Key: "$pullAll", Value: bson.D{{Key: Field, Value: entriesOf(d.Events)}}}})
+		cancel()
+		if err != nil {
+			o.log.Warn("clearing published events failed; the relay will", "collection", coll.Name(), "id", d.ID, "err", err)
+			return
 		}
 	}
-	_, err := coll.UpdateMany(ctx,
-		bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}, {Key: VersionField, Value: version}},
-		bson.D{{Key: "$unset", Value: bson.D{{Key: Field, Value: ""}}}})
-	if err != nil {
-		return fmt.Errorf("outbox clear %d documents of %s: %w", len(ids), coll.Name(), err)
-	}
-	return nil
 }
