@@ -217,7 +217,11 @@ func TestJobArrayMaxParallelEndToEnd(t *testing.T) {
 		}
 	}
 
-	done := c.waitArray(a.ID, "succeeded: 200", 5*time.Minute, func(a jobArray) bool { return a.Counts[events.JobSucceeded] == 200 })
+	// Generous: under -race on a loaded machine a job's round of writes
+	// (admitted, running, succeeded) takes seconds.
+	start := time.Now()
+	done := c.waitArray(a.ID, "succeeded: 200", 20*time.Minute, func(a jobArray) bool { return a.Counts[events.JobSucceeded] == 200 })
+	t.Logf("200 jobs succeeded %v after the array was created", time.Since(start).Round(time.Second))
 	if len(done.Counts) != 1 || len(done.FailedIndexes) != 0 {
 		t.Errorf("finished array: %+v", done)
 	}
