@@ -42,17 +42,13 @@ type gate struct {
 	maxParallel map[string]int    // by array id; absent or 0: no limit
 }
 
-// gates is what a leadership remembers for gate.
-type gates struct {
-	finals      map[string]string
-	maxParallel map[string]int
-}
-
+// gate returns what this leadership knows for the gate; it keeps it from
+// pass to pass, filled in by noteFinal and loadGates.
 func (t *term) gate() gate {
 	if t.g == nil {
-		t.g = &gates{finals: map[string]string{}, maxParallel: map[string]int{}}
+		t.g = &gate{finals: map[string]string{}, maxParallel: map[string]int{}}
 	}
-	return gate{finals: t.g.finals, maxParallel: t.g.maxParallel}
+	return *t.g
 }
 
 // noteFinal remembers the outcome of a job that ended or was deleted, for

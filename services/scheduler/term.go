@@ -56,7 +56,7 @@ type term struct {
 
 	refreshes int // message-only rewrites of waiting jobs in this pass; see messageRefresh
 
-	g *gates // dependencies' outcomes and arrays' limits (deps.go)
+	g *gate // dependencies' outcomes and arrays' limits (deps.go)
 
 	jmu sync.Mutex // guards jobs and retired while a pass's writes run concurrently
 
