@@ -130,6 +130,19 @@ type JobAttempt struct {
 // CurrentAttempt is j's attempt, 1-based (a stored 0 is 1).
 func (j *Job) CurrentAttempt() int { return max(j.Attempt, 1) }
 
+// Dependency conditions: succeeded waits for the job to succeed; finished
+// for it to end whatever its outcome.
+const (
+	DependencySucceeded = "succeeded"
+	DependencyFinished  = "finished"
+)
+
+// JobDependency is one job a job waits for, and what it waits for.
+type JobDependency struct {
+	JobID     string `json:"job_id" bson:"job_id" minLength:"1" maxLength:"63" doc:"the id of an existing job"`
+	Condition string `json:"condition" bson:"condition" enum:"succeeded,finished" doc:"succeeded: the job must succeed (else this one is cancelled with DependencyFailed); finished: it must end, whatever its outcome"`
+}
+
 // Job asks for WorkerInstances workers on its queue plus one controller on
 // simulation-controller-queue, admitted all at once or not at all.
 type Job struct {
@@ -153,6 +166,12 @@ type Job struct {
 	// RetryOn says which failures are retried: failed (an instance exited
 	// non-zero), lost (the runtime lost an instance). Empty: both.
 	RetryOn []string `json:"retry_on,omitempty" bson:"retry_on,omitempty" maxItems:"2" uniqueItems:"true" enum:"failed,lost" doc:"failures that are retried; absent: failed and lost"`
+	// DependsOn: the job is not admitted before each of these jobs has met
+	// its condition, and is cancelled (DependencyFailed) when one no longer can.
+	DependsOn []JobDependency `json:"depends_on,omitempty" bson:"depends_on,omitempty" maxItems:"100"`
+	// ArrayID and ArrayIndex place a job in its job array (POST /job-arrays).
+	ArrayID    string `json:"array_id,omitempty" bson:"array_id,omitempty" readOnly:"true"`
+	ArrayIndex *int   `json:"array_index,omitempty" bson:"array_index,omitempty" readOnly:"true" doc:"0-based; also RM_ARRAY_INDEX in the environment"`
 
 	Status     string      `json:"status" bson:"status" readOnly:"true" enum:"submitted,pending,admitted,running,succeeded,failed,cancelled"`
 	Conditions []Condition `json:"conditions" bson:"conditions" readOnly:"true"`

@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -262,4 +263,96 @@ func TestBadJobInputWritesNothing(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Job submissions and job arrays have no PUT or PATCH: their bad input is
+// sent to POST only, and must leave the jobs, the arrays and the stream
+// as they were. Two stored jobs that depend on each other (which the API
+// cannot make: a record written behind its back) give the cycle.
+func TestBadJobAndArrayInputWritesNothing(t *testing.T) {
+	e := startEnv(t)
+	e.create("/queues", obj{"name": "Default", "maximum_allowed_worker_instances": 10})
+	existing := e.create("/jobs", jobBody("Default", 1)).str("id")
+	for _, c := range [][2]string{{"job-CYCLEA000000000000000000", "job-CYCLEB000000000000000000"}, {"job-CYCLEB000000000000000000", "job-CYCLEA000000000000000000"}} {
+		if _, err := e.db.Collection("jobs").InsertOne(context.Background(), bson.D{{Key: "_id", Value: c[0]}, {Key: "version", Value: 1},
+			{Key: "status", Value: "pending"}, {Key: "queue_id", Value: "q-x"},
+			{Key: "depends_on", Value: bson.A{bson.D{{Key: "job_id", Value: c[1]}, {Key: "condition", Value: "succeeded"}}}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dep := func(id, cond string) []obj { return []obj{{"job_id": id, "condition": cond}} }
+	array := func(count, maxParallel any) obj {
+		return obj{"job": jobBody("Default", 1), "count": count, "max_parallel": maxParallel}
+	}
+	arrayWith := func(f string, v any) obj { return array(10, 2).with("job", jobBody("Default", 1).with(f, v)) }
+	cases := map[string]struct {
+		path  string
+		body  any
+		field string
+	}{
+		"depends_on unknown job":      {"/jobs", jobBody("Default", 1).with("depends_on", dep("job-NOPE", "succeeded")), "depends_on[0].job_id"},
+		"depends_on not an id":        {"/jobs", jobBody("Default", 1).with("depends_on", dep("Default", "succeeded")), "depends_on[0].job_id"},
+		"depends_on empty id":         {"/jobs", jobBody("Default", 1).with("depends_on", dep("", "succeeded")), "depends_on[0].job_id"},
+		"depends_on bad condition":    {"/jobs", jobBody("Default", 1).with("depends_on", dep(existing, "started")), "depends_on[0].condition"},
+		"depends_on no condition":     {"/jobs", jobBody("Default", 1).with("depends_on", []obj{{"job_id": existing}}), "depends_on[0].condition"},
+		"depends_on unknown field":    {"/jobs", jobBody("Default", 1).with("depends_on", []obj{{"job_id": existing, "condition": "finished", "after": 1}}), "depends_on[0].after"},
+		"depends_on operator":         {"/jobs", jobBody("Default", 1).with("depends_on", []obj{{"job_id": obj{"$ne": ""}, "condition": "finished"}}), "depends_on[0].job_id"},
+		"depends_on not a list":       {"/jobs", jobBody("Default", 1).with("depends_on", existing), "depends_on"},
+		"depends_on twice":            {"/jobs", jobBody("Default", 1).with("depends_on", append(dep(existing, "succeeded"), dep(existing, "finished")...)), "depends_on[1].job_id"},
+		"depends_on cycle":            {"/jobs", jobBody("Default", 1).with("depends_on", dep("job-CYCLEA000000000000000000", "succeeded")), "depends_on"},
+		"depends_on 101 entries":      {"/jobs", jobBody("Default", 1).with("depends_on", manyDeps(101)), "depends_on"},
+		"array_id is read-only":       {"/jobs", jobBody("Default", 1).with("array_id", "arr-x"), "array_id"},
+		"array count zero":            {"/job-arrays", array(0, 1), "count"},
+		"array count too large":       {"/job-arrays", array(100001, 1), "count"},
+		"array count float":           {"/job-arrays", array(2.5, 1), "count"},
+		"array count string":          {"/job-arrays", array("10", 1), "count"},
+		"array count missing":         {"/job-arrays", obj{"job": jobBody("Default", 1), "max_parallel": 1}, "count"},
+		"array max_parallel zero":     {"/job-arrays", array(10, 0), "max_parallel"},
+		"array max_parallel > count":  {"/job-arrays", array(10, 11), "max_parallel"},
+		"array job missing":           {"/job-arrays", obj{"count": 10}, "job"},
+		"array unknown field":         {"/job-arrays", array(10, 2).with("parallelism", 3), "parallelism"},
+		"array job unknown field":     {"/job-arrays", arrayWith("gpus", 1), "job.gpus"},
+		"array job unknown queue":     {"/job-arrays", arrayWith("queue_id", "nope"), "job.queue_id"},
+		"array job over the limit":    {"/job-arrays", arrayWith("worker_instances", 11), "job.worker_instances"},
+		"array job zero workers":      {"/job-arrays", arrayWith("worker_instances", 0), "job.worker_instances"},
+		"array job bad env name":      {"/job-arrays", arrayWith("environment_variables", obj{"1X": "y"}), "job.environment_variables"},
+		"array job sets the index":    {"/job-arrays", arrayWith("environment_variables", obj{"RM_ARRAY_INDEX": "7"}), "job.environment_variables.RM_ARRAY_INDEX"},
+		"array job name too long":     {"/job-arrays", array(1000, 2).with("job", jobBody("Default", 1).with("name", strings.Repeat("n", 60))), "job.name"},
+		"array job bad name":          {"/job-arrays", arrayWith("name", ".x"), "job.name"},
+		"array job unknown dep":       {"/job-arrays", arrayWith("depends_on", dep("job-NOPE", "finished")), "job.depends_on[0].job_id"},
+		"array job dep cycle":         {"/job-arrays", arrayWith("depends_on", dep("job-CYCLEB000000000000000000", "finished")), "job.depends_on"},
+		"array job env too large":     {"/job-arrays", arrayWith("environment_variables", obj{"BIG": strings.Repeat("x", 48<<10)}), "job.environment_variables"},
+		"array job nothing to run":    {"/job-arrays", arrayWith("application", obj{}), "job.application"},
+		"array malformed JSON":        {"/job-arrays", `{"count": 1,`, ""},
+		"array not an object":         {"/job-arrays", `[1]`, ""},
+		"array count operator":        {"/job-arrays", array(obj{"$gt": 0}, 1), "count"},
+		"array job application wrong": {"/job-arrays", arrayWith("application", "sim"), "job.application"},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			jobs, arrays, evs := e.count("jobs"), e.count("job_arrays"), len(e.events(""))
+			r := e.do(http.MethodPost, v1+tc.path, tc.body)
+			if r.Status < 400 || r.Status > 499 {
+				t.Fatalf("POST %s = %s, want 4xx", tc.path, truncate(r))
+			}
+			assertProblem(t, r, tc.field)
+			if n := e.count("jobs"); n != jobs {
+				t.Errorf("jobs: %d documents, was %d", n, jobs)
+			}
+			if n := e.count("job_arrays"); n != arrays {
+				t.Errorf("job_arrays: %d documents, was %d", n, arrays)
+			}
+			if n := len(e.events("")); n != evs {
+				t.Errorf("%d events published, was %d", n, evs)
+			}
+		})
+	}
+}
+
+func manyDeps(n int) []obj {
+	out := make([]obj, n)
+	for i := range out {
+		out[i] = obj{"job_id": fmt.Sprintf("job-%026d", i), "condition": "finished"}
+	}
+	return out
 }

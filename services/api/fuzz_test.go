@@ -111,3 +111,40 @@ func FuzzJobSubmit(f *testing.F) {
 		checkFuzzAnswer(t, "POST /jobs", body, w)
 	})
 }
+
+// FuzzJobArrayDecode sends each input as a job array (POST /job-arrays)
+// and as a job (POST /jobs), whose depends_on it exercises too: any body
+// answers below 500, and every 4xx is a problem.
+func FuzzJobArrayDecode(f *testing.F) {
+	for _, seed := range []string{
+		`{"job":{"queue_id":"Default","worker_instances":1,"application":{"name":"s","version":"1","image":"r/s:1"}},"count":3,"max_parallel":1}`,
+		`{"job":{"name":"sweep","queue_id":"Default","worker_instances":1,"application":{"name":"s","version":"1","image":"r/s:1"}},"count":100001}`,
+		`{"job":{"queue_id":"Default","worker_instances":1,"application":{"image":"r/s:1"},"environment_variables":{"RM_ARRAY_INDEX":"1"}},"count":2}`,
+		`{"job":{"queue_id":"Default","worker_instances":1,"application":{"image":"r/s:1"},"depends_on":[{"job_id":"job-X","condition":"succeeded"}]},"count":2}`,
+		`{"job":{"name":"nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn","queue_id":"Default","worker_instances":1,"application":{"image":"r/s:1"}},"count":10}`,
+		`{"job":null,"count":{"$gt":0},"max_parallel":-1}`,
+		`{"queue_id":"Default","worker_instances":1,"application":{"image":"r/s:1"},"depends_on":[{"job_id":"job-X","condition":"finished"},{"job_id":"job-X","condition":"succeeded"}]}`,
+		`{"queue_id":"Default","worker_instances":1,"application":{"image":"r/s:1"},"depends_on":[{"job_id":{"$ne":""},"condition":"later"}]}`,
+		`{"queue_id":"Default","worker_instances":1,"application":{"image":"r/s:1"},"depends_on":"job-X","array_index":3}`,
+		`[]`, `null`, ``,
+	} {
+		f.Add([]byte(seed))
+	}
+	e := startEnv(f)
+	e.create("/queues", obj{"name": "Default", "maximum_allowed_worker_instances": 10})
+	h := e.svc.Handler()
+	f.Fuzz(func(t *testing.T, body []byte) {
+		for _, path := range []string{"/job-arrays", "/jobs"} {
+			r := httptest.NewRequest(http.MethodPost, v1+path, bytes.NewReader(body))
+			r.Header.Set("Content-Type", "application/json")
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, r)
+			if w.Code >= 500 {
+				t.Fatalf("POST %s %q = %d %s", path, body, w.Code, w.Body)
+			}
+			if w.Code >= 400 && !strings.HasPrefix(w.Header().Get("Content-Type"), "application/problem+json") {
+				t.Fatalf("POST %s %q = %d with Content-Type %q", path, body, w.Code, w.Header().Get("Content-Type"))
+			}
+		}
+	})
+}

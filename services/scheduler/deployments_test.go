@@ -27,7 +27,7 @@ func TestPlanDeploymentReplicas(t *testing.T) {
 	ledger := lease.Ledger{Leases: map[string][]lease.Claim{}}
 	jobs := map[string]*events.Job{}
 	pass := func() plan {
-		p := planPassWith(ledger, queues, jobs, deps, t0.Add(time.Minute))
+		p := planPassWith(ledger, queues, jobs, deps, t0.Add(time.Minute), gate{})
 		ledger.Commit(p.change)
 		return p
 	}

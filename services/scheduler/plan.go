@@ -19,6 +19,10 @@ type plan struct {
 	cleans    []string  // final jobs asked to be cleaned that will hold nothing
 	requeues  []string  // retried jobs whose old attempt's lease is released (retry.go)
 
+	gate       gate                     // holds jobs back for dependencies and arrays (deps.go)
+	depCancels []waiting                // jobs cancelled because a dependency failed
+	arrayJobs  map[string][]*events.Job // array jobs held back until admitArrays
+
 	pendingByQueue map[string]int // for the gauges
 
 	replicas replicaPlan // deployments' replicas (deployments.go)
@@ -29,13 +33,13 @@ type waiting struct{ id, reason, message string }
 // planPass decides one pass from the picture: release what must be
 // released, admit what fits (admit.Admit), and say which jobs to write. It
 // is pure: no I/O, nothing of the picture changed.
-func planPass(ledger lease.Ledger, queues map[string]*events.Queue, jobs map[string]*events.Job, now time.Time) plan {
-	return planPassWith(ledger, queues, jobs, nil, now)
+func planPass(ledger lease.Ledger, queues map[string]*events.Queue, jobs map[string]*events.Job, now time.Time, g gate) plan {
+	return planPassWith(ledger, queues, jobs, nil, now, g)
 }
 
 // planPassWith is planPass with the deployments, whose replicas hold leases too.
-func planPassWith(ledger lease.Ledger, queues map[string]*events.Queue, jobs map[string]*events.Job, deployments map[string]*deployment, now time.Time) plan {
-	p := plan{change: lease.Change{Grants: map[string][]lease.Claim{}}, pendingByQueue: map[string]int{}, replicas: replicaPlan{deployments: deployments}}
+func planPassWith(ledger lease.Ledger, queues map[string]*events.Queue, jobs map[string]*events.Job, deployments map[string]*deployment, now time.Time, g gate) plan {
+	p := plan{change: lease.Change{Grants: map[string][]lease.Claim{}}, pendingByQueue: map[string]int{}, replicas: replicaPlan{deployments: deployments}, gate: g}
 	p.followLedger(ledger, jobs)
 	reqs := append(p.requests(ledger, queues, jobs), p.replicaRequests(ledger.Leases)...)
 	for _, d := range admit.Admit(snapshot(ledger, p.change.Releases, queues, now), reqs) {
@@ -102,11 +106,8 @@ func (p *plan) requests(ledger lease.Ledger, queues map[string]*events.Queue, jo
 		if notAdmitted(j) && ledger.Leases[j.ID] == nil {
 			if wantsOut(j) {
 				p.cancels = append(p.cancels, j.ID)
-			} else {
-				reqs = append(reqs, admit.Request{
-					ID: j.ID, Kind: admit.KindJob, Priority: j.Priority, SubmittedAt: j.SubmittedAt,
-					Claims: []admit.Claim{{Queue: j.QueueID, Count: j.WorkerInstances}, {Queue: ctlQueue, Count: 1}},
-				})
+			} else if !p.gated(j, jobs) {
+				reqs = append(reqs, jobRequest(j, ctlQueue))
 				p.pendingByQueue[j.QueueID]++
 			}
 		}
@@ -118,7 +119,7 @@ func (p *plan) requests(ledger lease.Ledger, queues map[string]*events.Queue, jo
 			})
 		}
 	}
-	return reqs
+	return append(reqs, p.admitArrays(ledger, jobs, ctlQueue)...)
 }
 
 // snapshot is what admit needs of the queues, with the releases of this

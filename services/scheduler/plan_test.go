@@ -116,7 +116,7 @@ func TestPlanPass(t *testing.T) {
 			for _, j := range tc.jobs {
 				jobs[j.ID] = j
 			}
-			got := summarize(planPass(tc.ledger, queues, jobs, t0))
+			got := summarize(planPass(tc.ledger, queues, jobs, t0, gate{}))
 			if diff := cmp.Diff(tc.want, got); diff != "" {
 				t.Errorf("planPass() mismatch (-want +got):\n%s", diff)
 			}

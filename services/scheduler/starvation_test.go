@@ -29,7 +29,7 @@ func TestPlanStarvationGuardByDefault(t *testing.T) {
 			"small":   {Meta: events.Meta{ID: "small"}, QueueID: "q-d", Status: events.JobPending, WorkerInstances: 3, SubmittedAt: now.Add(-time.Second)},
 		}
 		ledger := lease.Ledger{Leases: map[string][]lease.Claim{"running": {{Queue: "q-d", Count: 3}, {Queue: "q-ctl", Count: 1}}}}
-		p := planPass(ledger, queues, jobs, now)
+		p := planPass(ledger, queues, jobs, now, gate{})
 		out := map[string]waiting{}
 		for _, w := range p.waits {
 			out[w.id] = w

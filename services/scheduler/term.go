@@ -59,6 +59,7 @@ type term struct {
 
 	deployments     map[string]*deployment // live deployments, by id (deployments.go)
 	goneDeployments map[string]bool        // deleted deployments
+	g               *gate                  // dependencies' outcomes and arrays' limits (deps.go)
 
 	jmu sync.Mutex // guards jobs and retired while a pass's writes run concurrently
 
@@ -254,6 +255,7 @@ func (t *term) drain() bool {
 			if err := e.DecodeData(&j); err == nil {
 				t.est.observe(&j, t.s.deps.Now())
 				dirty = t.applyJob(&j, e.Type == events.TypeJobDeleted) || dirty
+				t.noteFinal(&j, e.Type == events.TypeJobDeleted)
 			}
 		case events.KindQueue:
 			var q events.Queue
@@ -402,7 +404,10 @@ func wantsOut(j *events.Job) bool { return j.CancelRequested || j.CleanupRequest
 func (t *term) pass(ctx context.Context) error {
 	t.s.metrics.passes.Inc()
 	t.refreshes = 0
-	p := planPassWith(t.ledger, t.queues, t.jobs, t.deployments, t.s.deps.Now())
+	if err := t.loadGates(ctx); err != nil {
+		return err
+	}
+	p := planPassWith(t.ledger, t.queues, t.jobs, t.deployments, t.s.deps.Now(), t.gate())
 	t.log.Debug("admission pass", "jobs", len(t.jobs), "grants", len(p.change.Grants),
 		"releases", len(p.change.Releases), "waiting", len(p.waits), "cancels", len(p.cancels))
 	if err := t.s.ledger.Apply(ctx, &t.ledger, p.change); err != nil {
@@ -414,7 +419,7 @@ func (t *term) pass(ctx context.Context) error {
 		return err
 	}
 	errs := runAll(t.writes(ctx, p), parallelWrites)
-	if len(p.cancels) > 0 || len(p.requeues) > 0 {
+	if len(p.cancels)+len(p.depCancels)+len(p.requeues) > 0 {
 		t.poke() // their leases, if any, are released by the next pass; requeued jobs ask again
 	}
 	t.retire()
@@ -454,7 +459,7 @@ func (t *term) writes(ctx context.Context, p plan) []func() error {
 	for _, id := range p.requeues {
 		writes = append(writes, func() error { return t.requeue(ctx, id) })
 	}
-	return writes
+	return append(writes, t.gateWrites(ctx, p)...)
 }
 
 // parallelWrites bounds the job writes of a pass in flight at once.

@@ -146,15 +146,11 @@ func (s *Store) read(ctx context.Context, id string, withInstances bool) (read, 
 
 // Create stores a new job with the events of types.
 func (s *Store) Create(ctx context.Context, j *events.Job, types ...string) error {
-	if j.InstanceCounts == nil {
-		j.InstanceCounts = events.InstanceCounts{}
-	}
-	j.Warnings = Warnings(j)
-	evs, err := s.eventsOf(j, types)
+	d, err := s.newDoc(j, types)
 	if err != nil {
 		return err
 	}
-	return s.ob.Insert(ctx, s.jobs, j.ID, j.Version, j, evs...)
+	return s.ob.Insert(ctx, s.jobs, j.ID, j.Version, j, d.Events...)
 }
 
 // Update is the one loop that changes a job: it reads job id fresh, applies

@@ -37,6 +37,7 @@ var owners = map[string]Writer{
 	"name": API, "queue_id": API, "queue_name": API, "application": API,
 	"worker_instances": API, "environment_variables": API, "priority": API,
 	"labels": API, "runtime": API, "command": API, "args": API, "submitted_at": API,
+	"depends_on": API, "array_id": API, "array_index": API,
 	"cancel_requested": API, "cleanup_requested": API,
 	"post_controller.requested_at": API, "post_controller.stop_requested": API,
 	"max_run_seconds": API, "max_retries": API, "retry_on": API,

@@ -32,6 +32,14 @@ func TestOwnership(t *testing.T) {
 		"cleanup request":      {owner: jobdoc.API, f: func(j *events.Job) { j.CleanupRequested = true }},
 		"post controller stop": {owner: jobdoc.API, f: func(j *events.Job) { j.PostController.StopRequested = true }},
 		"priority":             {owner: jobdoc.API, f: func(j *events.Job) { j.Priority = 7 }},
+		"depends_on": {owner: jobdoc.API, f: func(j *events.Job) {
+			j.DependsOn = []events.JobDependency{{JobID: "job-0", Condition: events.DependencySucceeded}}
+		}},
+		"array": {owner: jobdoc.API, f: func(j *events.Job) { j.ArrayID, j.ArrayIndex = "arr-1", new(int) }},
+		"dependency failed": {from: events.JobPending, owner: jobdoc.Scheduler, f: func(j *events.Job) {
+			j.Status, j.FinishedAt = events.JobCancelled, &now
+			jobdoc.SetCondition(j, jobdoc.CondAdmitted, "False", "DependencyFailed", "job-0 failed", now)
+		}},
 		"admission": {from: events.JobPending, owner: jobdoc.Scheduler, f: func(j *events.Job) {
 			j.Status, j.AdmittedAt = events.JobAdmitted, &now
 		}},

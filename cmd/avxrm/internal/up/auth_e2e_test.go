@@ -125,6 +125,25 @@ func TestAuthEndToEnd(t *testing.T) {
 	if !strings.Contains(out["detail"].(string), "succeeded") {
 		t.Errorf("upload after the end: %v", out)
 	}
+
+	// Job arrays: submitting one needs what submitting its job to the queue
+	// needs; only its owner (or rm-admin) may cancel it.
+	call(admin, http.MethodPost, "/queues", map[string]any{"name": "closed", "access": map[string]any{"submit": []string{"user:admin"}}}, http.StatusCreated)
+	array := func(queue string) map[string]any {
+		return map[string]any{"job": map[string]any{"queue_id": queue, "application": map[string]any{"id": app["id"]}, "worker_instances": 1,
+			"environment_variables": map[string]string{"TOKEN_DIR": t.TempDir()}}, "count": 3, "max_parallel": 1}
+	}
+	viewer := token("viewer")
+	call(viewer, http.MethodPost, "/job-arrays", array("work"), http.StatusForbidden)
+	call(user, http.MethodPost, "/job-arrays", array("closed"), http.StatusForbidden)
+	created := call(user, http.MethodPost, "/job-arrays", array("work"), http.StatusCreated)
+	if owner, _ := created["owner"].(map[string]any); owner["username"] != "user" {
+		t.Errorf("array owner %v, want user", created["owner"])
+	}
+	arrID := created["id"].(string)
+	call(viewer, http.MethodPost, "/job-arrays/"+arrID+"/cancel", nil, http.StatusForbidden)
+	call(viewer, http.MethodGet, "/job-arrays/"+arrID, nil, http.StatusOK)
+	call(user, http.MethodPost, "/job-arrays/"+arrID+"/cancel", nil, http.StatusAccepted)
 }
 
 // TestRefusesOpenAPIWithoutAuth: without an issuer, the API listens on

@@ -63,6 +63,8 @@ func ruleFor(method, path string) rule {
 		return rule{Level: auth.LevelAdmin, Job: true, JobToken: true}
 	case method == http.MethodPost && (rel == "/jobs" || rel == "/job-arrays"):
 		return rule{Level: auth.LevelUser} // the queue's access.submit: beforeSubmit
+	case method == http.MethodPost && rel == "/job-arrays/:id/cancel":
+		return rule{Level: auth.LevelUser} // its owner: cancelJobArray
 	case jobItem:
 		return rule{Level: auth.LevelUser, Job: true, Owner: true}
 	}

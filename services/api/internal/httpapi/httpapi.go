@@ -109,6 +109,7 @@ func New(opts Options) *Server {
 	s.registerDeployments()
 	s.registerJobs()
 	s.registerPending()
+	s.registerJobArrays()
 	s.registerArtifacts()
 	s.registerExports()
 	s.registerEvents()

@@ -49,6 +49,9 @@ type JobBody struct {
 	MaxRunSeconds        *int              `json:"max_run_seconds,omitempty" minimum:"1" maximum:"31536000" doc:"wall-clock limit once running: the job fails with reason DeadlineExceeded and its instances are stopped; absent: the queue's scheduling.default_max_run_seconds, else none"`
 	MaxRetries           int               `json:"max_retries,omitempty" minimum:"0" maximum:"100" doc:"how many times a failed attempt is retried (same id, attempt+1); default 0"`
 	RetryOn              []string          `json:"retry_on,omitempty" maxItems:"2" uniqueItems:"true" enum:"failed,lost" doc:"which failures are retried: failed (an instance exited non-zero), lost (the runtime lost an instance); absent: both"`
+
+	// DependsOn: see deps.go.
+	DependsOn []events.JobDependency `json:"depends_on,omitempty" maxItems:"100" doc:"jobs that must meet their condition before this one is admitted; one that no longer can cancels it (DependencyFailed)"`
 }
 
 func (b *JobBody) validate() []*problem.FieldError {
@@ -58,6 +61,7 @@ func (b *JobBody) validate() []*problem.FieldError {
 	errs = append(errs, validateArgs("command", b.Command)...)
 	errs = append(errs, validateArgs("args", b.Args)...)
 	errs = append(errs, b.validateSize()...)
+	errs = append(errs, validateDependencies("depends_on", b.DependsOn)...)
 	a := b.Application
 	switch {
 	case a.ID != "" && (a.Name != "" || a.Version != "" || a.Image != ""):
@@ -130,6 +134,7 @@ type jobAcceptedOutput struct {
 
 type listJobsInput struct {
 	QueueID string   `query:"queue_id" maxLength:"63" doc:"the queue's id or name"`
+	ArrayID string   `query:"array_id" maxLength:"63" doc:"only the jobs of this job array"`
 	Status  string   `query:"status" enum:"submitted,pending,admitted,running,succeeded,failed,cancelled"`
 	Label   []string `query:"label,explode" doc:"key=value; repeat for several (all must match)"`
 	Owner   string   `query:"owner" maxLength:"256" doc:"the owner's subject or username (owner.subject or owner.username)"`
@@ -234,6 +239,9 @@ func (s *Server) newJob(ctx context.Context, b *JobBody) (*events.Job, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := s.checkDependencies(ctx, "depends_on", b.DependsOn); err != nil {
+		return nil, err
+	}
 	var arc *jobspec.RuntimeConfig
 	if app != nil {
 		if arc, err = s.findJobRuntimeConfig(ctx, q, app.ID); err != nil {
@@ -268,6 +276,7 @@ func (s *Server) newJob(ctx context.Context, b *JobBody) (*events.Job, error) {
 		MaxRetries:           b.MaxRetries,
 		RetryOn:              b.RetryOn,
 		Attempt:              1,
+		DependsOn:            b.DependsOn,
 		Status:               events.JobSubmitted,
 		Conditions:           []events.Condition{},
 		Warnings:             []string{},
@@ -372,6 +381,9 @@ func (s *Server) listJobs(ctx context.Context, in *listJobsInput) (*jobListOutpu
 			return nil, err
 		}
 		filter = append(filter, bson.E{Key: "queue_id", Value: q.Res.ID})
+	}
+	if in.ArrayID != "" {
+		filter = append(filter, bson.E{Key: "array_id", Value: in.ArrayID})
 	}
 	return s.listJobsWhere(ctx, filter, in.Status, in.Label, in.Owner, in.Limit, in.Cursor)
 }

@@ -48,6 +48,7 @@ var tags = []*huma.Tag{
 	{Name: "App-runtime-configs", Description: "How an application runs on one queue: image, working directory, command, environment and limits that override the application's."},
 	{Name: "Deployments", Description: "Long-running replicas of an application on a queue; each replica holds one lease on that queue."},
 	{Name: "Jobs", Description: "Jobs ask for N worker instances on a queue plus one controller; they are admitted all-or-nothing. The controller runs the same command as the workers, with RM_ROLE=controller (workers: RM_ROLE=worker), so the program branches on RM_ROLE."},
+	{Name: "Job arrays", Description: "count jobs from one job body, named <name>-<index> with RM_ARRAY_INDEX in their environment, of which at most max_parallel are admitted at once."},
 	{Name: "Artifacts", Description: "Scenario and asset files uploaded by workers."},
 	{Name: "Scenario exports", Description: "Zips of a job's concrete scenario files and assets."},
 	{Name: "Events", Description: "Server-Sent Events of every change (CloudEvents), resumable with Last-Event-ID."},

@@ -201,9 +201,9 @@ func (s *Store) EnsureIndexes(ctx context.Context) error {
 		}
 	}
 	// Collections without events, which the relay need not sweep: the
-	// idempotency keys, and the jobs' instance records (package jobdoc),
+	// idempotency keys, the job arrays, and the jobs' instance records (package jobdoc),
 	// created now so that FerretDB indexes their _id at start.
-	for _, c := range []string{IdempotencyKeys, jobdoc.InstancesCollection} {
+	for _, c := range []string{IdempotencyKeys, jobdoc.InstancesCollection, events.JobArraysCollection} {
 		if !have[c] {
 			if err := s.DB.CreateCollection(ctx, c); err != nil && !isNamespaceExists(err) {
 				return fmt.Errorf("create collection %s: %w", c, err)
@@ -256,6 +256,8 @@ var indexes = []struct {
 	// The status filter of the lists and the scheduler's query for active jobs.
 	{coll: Jobs, keys: bson.D{{Key: "status", Value: 1}}},
 	{coll: Jobs, keys: bson.D{{Key: "application.id", Value: 1}}},
+	// The jobs of an array: GET /jobs?array_id=, an array's counts.
+	{coll: Jobs, keys: bson.D{{Key: "array_id", Value: 1}, {Key: "status", Value: 1}}},
 	{coll: IdempotencyKeys, keys: bson.D{{Key: "expires_at", Value: 1}}, ttl: true},
 }
 

@@ -1,0 +1,73 @@
+package api_test
+
+import (
+	"net/http"
+	"slices"
+	"testing"
+
+	"github.com/avxrm/rm/pkg/events"
+)
+
+// The job arrays API without a scheduler: what is stored, announced and
+// answered; an Idempotency-Key replays the array instead of making another.
+func TestJobArrayAPI(t *testing.T) {
+	e := startEnv(t)
+	e.create("/queues", obj{"name": "Default", "maximum_allowed_worker_instances": 10})
+	body := obj{"job": jobBody("Default", 2).with("environment_variables", obj{"SEED": "1"}), "count": 3, "max_parallel": 2}
+	r := e.must(http.StatusCreated, http.MethodPost, v1+"/job-arrays", body, "Idempotency-Key", "arr-1")
+	a := r.obj(t)
+	id := a.str("id")
+	if r.Header.Get("Location") != v1+"/job-arrays/"+id || a.str("name") != "sweep-42" || a["count"] != float64(3) || a["max_parallel"] != float64(2) {
+		t.Errorf("created: %s %v", r.Body, r.Header)
+	}
+	if again := e.must(http.StatusCreated, http.MethodPost, v1+"/job-arrays", body, "Idempotency-Key", "arr-1"); string(again.Body) != string(r.Body) {
+		t.Errorf("replay differs:\n%s\n%s", r.Body, again.Body)
+	}
+	if n := e.count("job_arrays"); n != 1 {
+		t.Errorf("%d arrays stored, want 1", n)
+	}
+
+	var names []string
+	for _, it := range e.must(http.StatusOK, http.MethodGet, v1+"/jobs?array_id="+id, nil).obj(t)["items"].([]any) {
+		j := obj(it.(map[string]any))
+		names = append(names, j.str("name"))
+		env := j["environment_variables"].(map[string]any)
+		if j.str("array_id") != id || env["SEED"] != "1" || env["RM_ARRAY_INDEX"] != j.str("name")[len("sweep-42-"):] {
+			t.Errorf("job %s: %v", j.str("id"), j)
+		}
+		if got := e.storedJob(j.str("id")).Runtime.EnvironmentVariables["RM_ARRAY_INDEX"]; got != env["RM_ARRAY_INDEX"] {
+			t.Errorf("job %s: runtime RM_ARRAY_INDEX %q", j.str("id"), got)
+		}
+	}
+	slices.Sort(names)
+	if !slices.Equal(names, []string{"sweep-42-0", "sweep-42-1", "sweep-42-2"}) {
+		t.Errorf("jobs %v", names)
+	}
+	evs := e.events(events.FilterSubject(events.KindJob, "", ""))
+	if len(evs) != 3 || evs[0].Type != events.TypeJobSubmitted {
+		t.Errorf("%d events, first %+v", len(evs), evs)
+	}
+
+	got := e.must(http.StatusOK, http.MethodGet, v1+"/job-arrays/"+id, nil).obj(t)
+	if c := got["counts"].(map[string]any); c["submitted"] != float64(3) || len(got["failed_indexes"].([]any)) != 0 {
+		t.Errorf("GET: %v", got)
+	}
+	if items := e.must(http.StatusOK, http.MethodGet, v1+"/job-arrays?limit=5", nil).obj(t)["items"].([]any); len(items) != 1 {
+		t.Errorf("list: %v", items)
+	}
+	e.must(http.StatusNotFound, http.MethodGet, v1+"/job-arrays/arr-NOPE", nil)
+	e.must(http.StatusNotFound, http.MethodGet, v1+"/job-arrays/nope", nil)
+
+	c := e.must(http.StatusAccepted, http.MethodPost, v1+"/job-arrays/"+id+"/cancel", nil).obj(t)
+	if c["cancel_requested"] != true {
+		t.Errorf("cancel: %v", c)
+	}
+	for _, it := range e.must(http.StatusOK, http.MethodGet, v1+"/jobs?array_id="+id, nil).obj(t)["items"].([]any) {
+		if it.(map[string]any)["cancel_requested"] != true {
+			t.Errorf("job not asked to cancel: %v", it)
+		}
+	}
+	if n := len(e.events(events.FilterSubject(events.KindJob, "", ""))); n != 6 {
+		t.Errorf("%d job events after the cancel, want 3 submitted + 3 cancel-requested", n)
+	}
+}

@@ -1,0 +1,169 @@
+package httpapi
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/avxrm/rm/pkg/events"
+	"github.com/avxrm/rm/pkg/events/outbox"
+	"github.com/avxrm/rm/services/api/internal/problem"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+)
+
+// Dependencies (depends_on) are checked at submission: each names a job
+// that exists and that the caller may read, at most once, and following
+// depends_on from them through the stored jobs never comes back to a job
+// on the way (a cycle). A new job's id is new, so it cannot close a cycle
+// itself; the walk refuses to build on one that stored records already
+// hold. The scheduler does the rest (services/scheduler/deps.go).
+
+// maxDependencyWalk bounds the jobs the cycle check reads for one
+// submission; past it the check stops looking.
+const maxDependencyWalk = 10000
+
+// depNode is what the check reads of a job.
+type depNode struct {
+	ID        string                 `bson:"_id"`
+	Status    string                 `bson:"status"`
+	DependsOn []events.JobDependency `bson:"depends_on"`
+}
+
+// validateDependencies returns the field errors of deps that need no
+// lookup; field prefixes the field names ("depends_on" or
+// "job.depends_on").
+func validateDependencies(field string, deps []events.JobDependency) []*problem.FieldError {
+	var errs []*problem.FieldError
+	seen := map[string]int{}
+	for i, d := range deps {
+		if j, dup := seen[d.JobID]; dup {
+			errs = append(errs, problem.Field(fmt.Sprintf("%s[%d].job_id", field, i), "%s is named already by %s[%d]", d.JobID, field, j))
+		}
+		seen[d.JobID] = i
+	}
+	return errs
+}
+
+// checkDependencies looks deps up: an unknown (or unreadable) job, or a
+// cycle among the jobs they lead to, is a 422 naming field.
+func (s *Server) checkDependencies(ctx context.Context, field string, deps []events.JobDependency) error {
+	if len(deps) == 0 {
+		return nil
+	}
+	ids := make([]string, len(deps))
+	for i, d := range deps {
+		ids[i] = d.JobID
+	}
+	readable, err := s.readableJobsFilter(ctx)
+	if err != nil {
+		return err
+	}
+	first, err := s.readDepNodes(ctx, ids, readable)
+	if err != nil {
+		return err
+	}
+	var errs []*problem.FieldError
+	for i, id := range ids {
+		if first[id] == nil {
+			errs = append(errs, problem.Field(fmt.Sprintf("%s[%d].job_id", field, i), "no job %q", id))
+		}
+	}
+	if len(errs) > 0 {
+		return problem.Invalid(errs...)
+	}
+	// Read the graph behind them, a level per query. A final job's own
+	// dependencies no longer matter.
+	graph := first
+	level := ids
+	for len(level) > 0 && len(graph) < maxDependencyWalk {
+		var next []string
+		for _, id := range level {
+			n := graph[id]
+			if n == nil || events.JobFinal(n.Status) {
+				continue
+			}
+			for _, d := range n.DependsOn {
+				if _, ok := graph[d.JobID]; !ok && !slices.Contains(next, d.JobID) {
+					next = append(next, d.JobID)
+				}
+			}
+		}
+		if len(next) == 0 {
+			break
+		}
+		more, err := s.readDepNodes(ctx, next, nil)
+		if err != nil {
+			return err
+		}
+		for _, id := range next {
+			graph[id] = more[id] // nil: gone, a dead end
+		}
+		level = next
+	}
+	if cycle := findCycle(graph, ids); cycle != nil {
+		return problem.Invalid(problem.Field(field, "the jobs it names depend on each other in a cycle: %s", strings.Join(cycle, " → ")))
+	}
+	return nil
+}
+
+func (s *Server) readDepNodes(ctx context.Context, ids []string, filter bson.D) (map[string]*depNode, error) {
+	f := append(bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}, outbox.NotDeleted()}, filter...)
+	cur, err := s.jobs.Jobs().Find(ctx, f, options.Find().SetProjection(bson.D{{Key: "status", Value: 1}, {Key: "depends_on", Value: 1}}))
+	if err != nil {
+		return nil, fmt.Errorf("look up dependencies: %w", err)
+	}
+	var nodes []*depNode
+	if err := cur.All(ctx, &nodes); err != nil {
+		return nil, fmt.Errorf("look up dependencies: %w", err)
+	}
+	out := make(map[string]*depNode, len(nodes))
+	for _, n := range nodes {
+		out[n.ID] = n
+	}
+	return out, nil
+}
+
+// findCycle returns a cycle of graph reachable from roots (first job
+// repeated at the end), nil if there is none.
+func findCycle(graph map[string]*depNode, roots []string) []string {
+	const (
+		unseen = iota
+		onPath
+		done
+	)
+	state := map[string]int{}
+	var path []string
+	var visit func(id string) []string
+	visit = func(id string) []string {
+		switch state[id] {
+		case onPath:
+			i := slices.Index(path, id)
+			return append(slices.Clone(path[i:]), id)
+		case done:
+			return nil
+		}
+		state[id] = onPath
+		path = append(path, id)
+		if n := graph[id]; n != nil && !events.JobFinal(n.Status) {
+			for _, d := range n.DependsOn {
+				if _, known := graph[d.JobID]; !known {
+					continue
+				}
+				if c := visit(d.JobID); c != nil {
+					return c
+				}
+			}
+		}
+		path = path[:len(path)-1]
+		state[id] = done
+		return nil
+	}
+	for _, r := range roots {
+		if c := visit(r); c != nil {
+			return c
+		}
+	}
+	return nil
+}
