@@ -2,11 +2,11 @@ package outbox
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/avxrm/rm/pkg/events"
-	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
@@ -29,10 +29,8 @@ const (
 	// bulkBatch is how many documents one InsertMany write carries.
 	bulkBatch = 1000
 	// publishTimeout bounds the publication of one batch's events; what is
-	// not published by then is left to the relay.
+	// not published by then is left to the relay (retryFailed).
 	publishTimeout = 30 * time.Second
-	// clearTimeout bounds the clearing of one document's events.
-	clearTimeout = 10 * time.Second
 )
 
 // InsertMany stores new docs, each with its events in its _outbox, many
@@ -42,51 +40,93 @@ const (
 // once every document is stored and its events published (or left to the
 // relay, as Insert does on a publication failure).
 //
-// The published events are then cleared from their documents in the
-// background, one document at a time by _id (as Flush does): a store
-// updates documents one by one, FerretDB/SQLite at a few milliseconds
-// each, so clearing 10,000 documents would hold the caller for tens of
-// seconds. Until a document is cleared its events stay in it: a later
-// write carries them along and publishes them again, and so may the relay
-// (after MinAge); the stream drops the repeats (DuplicateWindow).
+// Like every write of the outbox it stamps the entries with this
+// instance's id and time and clears nothing afterwards: the checkpoint
+// (checkpoint.go) says they are sent once published, and the document's
+// next write drops them.
 func (o *Outbox) InsertMany(ctx context.Context, coll *mongo.Collection, docs []NewDoc) error {
-	var sent []NewDoc
-	defer func() {
-		if len(sent) > 0 {
-			go o.clearAll(coll, sent)
-		}
-	}()
 	for start := 0; start < len(docs); start += bulkBatch {
 		batch := docs[start:min(start+bulkBatch, len(docs))]
-		ds := make([]any, len(batch))
-		var evs []events.Event
-		for i, nd := range batch {
-			d, err := withEntries(nd.Doc, entriesOf(nd.Events))
+		ds := make([]any, 0, len(batch))
+		ws := make([]*inflight, 0, len(batch))
+		for _, nd := range batch {
+			entries, w, err := o.begin(ctx, coll, nd.ID, false, nil, nd.Events)
 			if err != nil {
+				o.doneAll(ws)
 				return err
 			}
-			ds[i] = d
-			evs = append(evs, nd.Events...)
+			ws = append(ws, w)
+			d, err := withEntries(nd.Doc, entries)
+			if err != nil {
+				o.doneAll(ws)
+				return err
+			}
+			ds = append(ds, d)
 		}
 		if _, err := coll.InsertMany(ctx, ds, options.InsertMany().SetOrdered(true)); err != nil {
+			stored := o.settleBulk(ctx, ws, err)
 			if mongo.IsDuplicateKeyError(err) {
 				err = fmt.Errorf("%w: %w", ErrDuplicate, err)
 			}
-			return fmt.Errorf("insert %d documents into %s after %d stored: %w", len(batch), coll.Name(), start, err)
+			return fmt.Errorf("insert %d documents into %s after %d stored: %w", len(batch), coll.Name(), start+stored, err)
 		}
-		if o.skipInlineFlush || len(evs) == 0 {
-			continue
-		}
-		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), publishTimeout)
-		err := o.publishAll(pctx, evs)
-		cancel()
-		if err != nil {
-			o.log.Warn("publishing after a bulk write failed; the relay will retry", "collection", coll.Name(), "documents", len(batch), "err", err)
-			continue
-		}
-		sent = append(sent, batch...)
+		o.publishBatch(ctx, coll, ws)
 	}
 	return nil
+}
+
+// doneAll forgets writes that never reached the store.
+func (o *Outbox) doneAll(ws []*inflight) {
+	for _, w := range ws {
+		o.done(w)
+	}
+}
+
+// settleBulk sorts the writes of a refused ordered bulk insert: those
+// before the first refused document are stored (their events published
+// now), the rest are not; when the store's answer does not say (a lost
+// connection), every one is left for retryFailed to read back. It returns
+// how many are known stored.
+func (o *Outbox) settleBulk(ctx context.Context, ws []*inflight, err error) int {
+	var bwe mongo.BulkWriteException
+	if !errors.As(err, &bwe) || len(bwe.WriteErrors) == 0 || bwe.WriteConcernError != nil {
+		for _, w := range ws {
+			o.failed(w, err)
+		}
+		return 0
+	}
+	first := len(ws)
+	for _, we := range bwe.WriteErrors {
+		first = min(first, we.Index)
+	}
+	o.doneAll(ws[first:])
+	o.publishBatch(ctx, ws[0].coll, ws[:first])
+	return first
+}
+
+// publishBatch publishes the events of stored writes with one wait for all
+// their acknowledgements; on failure they stay for retryFailed.
+func (o *Outbox) publishBatch(ctx context.Context, coll *mongo.Collection, ws []*inflight) {
+	var evs []events.Event
+	o.mu.Lock()
+	for _, w := range ws {
+		w.stored = !o.skipInlineFlush
+		for _, en := range w.entries {
+			evs = append(evs, en.Event())
+		}
+	}
+	o.mu.Unlock()
+	if o.skipInlineFlush || len(ws) == 0 {
+		return
+	}
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), publishTimeout)
+	err := o.publishAll(pctx, evs)
+	cancel()
+	if err != nil {
+		o.log.Warn("publishing after a bulk write failed; the relay will retry", "collection", coll.Name(), "documents", len(ws), "err", err)
+		return
+	}
+	o.doneAll(ws)
 }
 
 // publishAll publishes evs in order, in one batch if the publisher can.
@@ -100,20 +140,4 @@ func (o *Outbox) publishAll(ctx context.Context, evs []events.Event) error {
 		}
 	}
 	return nil
-}
-
-// clearAll removes the published events of docs from their documents
-// ($pullAll by value and _id alone, as Flush does, so entries a later
-// write added stay). A failure leaves them to the relay.
-func (o *Outbox) clearAll(coll *mongo.Collection, docs []NewDoc) {
-	for _, d := range docs {
-		ctx, cancel := context.WithTimeout(context.Background(), clearTimeout)
-		_, err := coll.UpdateOne(ctx, bson.D{{Key: "_id", Value: d.ID}},
-			bson.D{{Key: "$pullAll", Value: bson.D{{Key: Field, Value: entriesOf(d.Events)}}}})
-		cancel()
-		if err != nil {
-			o.log.Warn("clearing published events failed; the relay will", "collection", coll.Name(), "id", d.ID, "err", err)
-			return
-		}
-	}
 }

@@ -2,6 +2,7 @@ package outbox
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -66,6 +67,7 @@ type inflight struct {
 	entries []Entry  // to publish, carried entries included
 	own     []string // the ids of the entries this write stamped
 	stored  bool     // the write committed; until then it may still fail
+	unsure  bool     // the store's answer was lost: retryFailed reads the document back
 }
 
 // stamp gives the new entries of a write this instance's id and the write's
@@ -304,25 +306,85 @@ func (o *Outbox) complete(ctx context.Context, w *inflight) error {
 }
 
 // retryFailed publishes again the committed writes of this instance whose
-// publication failed, and returns how many events it published.
+// publication failed, settles the writes whose outcome is unknown by
+// reading their documents back, and returns how many events it published.
 func (o *Outbox) retryFailed(ctx context.Context) (int, error) {
 	o.mu.Lock()
 	var ws []*inflight
 	cutoff := time.Now().Add(-o.MinAge)
 	for w := range o.pending {
-		if w.stored && w.at.Before(cutoff) {
+		if (w.stored || w.unsure) && w.at.Before(cutoff) {
 			ws = append(ws, w)
 		}
 	}
 	o.mu.Unlock()
 	n := 0
 	for _, w := range ws {
+		if w.unsure {
+			stored, err := o.readBack(ctx, w)
+			if err != nil {
+				return n, err
+			}
+			if !stored {
+				o.done(w)
+				continue
+			}
+			o.mu.Lock()
+			w.unsure, w.stored = false, true
+			o.mu.Unlock()
+		}
 		if err := o.complete(ctx, w); err != nil {
 			return n, err
 		}
 		n += len(w.entries)
 	}
 	return n, nil
+}
+
+// failed settles a write the store answered with err. A refusal (a
+// duplicate key, a version conflict, any answer of the server) stored
+// nothing. A lost connection or a timeout may have stored it, and then its
+// events must still go out: the write stays in flight, holding this
+// instance's checkpoint back so that no other writer drops its entries,
+// until retryFailed has read the document back.
+func (o *Outbox) failed(w *inflight, err error) {
+	if !ambiguous(err) {
+		o.done(w)
+		return
+	}
+	o.mu.Lock()
+	w.unsure = true
+	o.mu.Unlock()
+}
+
+// ambiguous reports whether a write that returned err may have been applied.
+func ambiguous(err error) bool {
+	return mongo.IsNetworkError(err) || mongo.IsTimeout(err) ||
+		errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+}
+
+// readBack reports whether w's document holds one of w's own entries: the
+// write was stored. A document that is gone was never stored, or was
+// deleted by a write that carried (and published) those entries.
+func (o *Outbox) readBack(ctx context.Context, w *inflight) (bool, error) {
+	var env Envelope
+	err := w.coll.FindOne(ctx, bson.D{{Key: "_id", Value: w.id}}, options.FindOne().SetProjection(bson.D{{Key: Field, Value: 1}})).Decode(&env)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("outbox: read back %s/%v: %w", w.coll.Name(), w.id, err)
+	}
+	own := make(map[string]bool, len(w.own))
+	for _, id := range w.own {
+		own[id] = true
+	}
+	for _, en := range env.Outbox {
+		if own[en.ID] {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 func newInstanceID() string { return events.NewID("ob") }

@@ -60,7 +60,7 @@ func (o *Outbox) Insert(ctx context.Context, coll *mongo.Collection, id any, ver
 		_, err = coll.InsertOne(ctx, d)
 	}
 	if err != nil {
-		o.done(w)
+		o.failed(w, err)
 		if mongo.IsDuplicateKeyError(err) {
 			return fmt.Errorf("insert into %s: %w", coll.Name(), ErrDuplicate)
 		}
@@ -86,7 +86,7 @@ func (o *Outbox) Replace(ctx context.Context, coll *mongo.Collection, id any, pr
 	}
 	res, err := coll.ReplaceOne(ctx, bson.D{{Key: "_id", Value: id}, {Key: VersionField, Value: prevVersion}, {Key: DeletedField, Value: bson.D{{Key: "$exists", Value: false}}}}, d)
 	if err != nil {
-		o.done(w)
+		o.failed(w, err)
 		if mongo.IsDuplicateKeyError(err) {
 			return fmt.Errorf("replace in %s: %w", coll.Name(), ErrDuplicate)
 		}
@@ -113,7 +113,7 @@ func (o *Outbox) Delete(ctx context.Context, coll *mongo.Collection, id any, pre
 		bson.D{{Key: "_id", Value: id}, {Key: VersionField, Value: prevVersion}, {Key: DeletedField, Value: bson.D{{Key: "$exists", Value: false}}}},
 		bson.D{{Key: "$set", Value: bson.D{{Key: DeletedField, Value: true}, {Key: VersionField, Value: version}, {Key: Field, Value: entries}}}})
 	if err != nil {
-		o.done(w)
+		o.failed(w, err)
 		return fmt.Errorf("delete from %s: %w", coll.Name(), err)
 	}
 	if res.MatchedCount == 0 {
