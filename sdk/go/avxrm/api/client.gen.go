@@ -228,6 +228,42 @@ func (e JobBodyRetryOn) Valid() bool {
 	}
 }
 
+// Defines values for JobDependencyCondition.
+const (
+	JobDependencyConditionFinished  JobDependencyCondition = "finished"
+	JobDependencyConditionSucceeded JobDependencyCondition = "succeeded"
+)
+
+// Valid indicates whether the value is a known member of the JobDependencyCondition enum.
+func (e JobDependencyCondition) Valid() bool {
+	switch e {
+	case JobDependencyConditionFinished:
+		return true
+	case JobDependencyConditionSucceeded:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for JobDependencyOutCondition.
+const (
+	JobDependencyOutConditionFinished  JobDependencyOutCondition = "finished"
+	JobDependencyOutConditionSucceeded JobDependencyOutCondition = "succeeded"
+)
+
+// Valid indicates whether the value is a known member of the JobDependencyOutCondition enum.
+func (e JobDependencyOutCondition) Valid() bool {
+	switch e {
+	case JobDependencyOutConditionFinished:
+		return true
+	case JobDependencyOutConditionSucceeded:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for PendingJobEstimateBasis.
 const (
 	PendingJobEstimateBasisDefaultMaxRunSeconds PendingJobEstimateBasis = "default_max_run_seconds"
@@ -1004,7 +1040,11 @@ type Job struct {
 	Application JobApplication `json:"application"`
 
 	// Args overrides the runtime's args
-	Args nullable.Nullable[[]string] `json:"args,omitempty"`
+	Args    nullable.Nullable[[]string] `json:"args,omitempty"`
+	ArrayId *string                     `json:"array_id,omitempty"`
+
+	// ArrayIndex 0-based; also RM_ARRAY_INDEX in the environment
+	ArrayIndex *int64 `json:"array_index,omitempty"`
 
 	// Attempt the current attempt, 1-based
 	Attempt *int64 `json:"attempt,omitempty"`
@@ -1016,10 +1056,11 @@ type Job struct {
 	CleanupRequested *bool                           `json:"cleanup_requested,omitempty"`
 
 	// Command overrides the runtime's command (and its args)
-	Command              nullable.Nullable[[]string]    `json:"command,omitempty"`
-	Conditions           nullable.Nullable[[]Condition] `json:"conditions,omitempty"`
-	CreatedAt            *time.Time                     `json:"created_at,omitempty"`
-	EnvironmentVariables *map[string]string             `json:"environment_variables,omitempty"`
+	Command              nullable.Nullable[[]string]           `json:"command,omitempty"`
+	Conditions           nullable.Nullable[[]Condition]        `json:"conditions,omitempty"`
+	CreatedAt            *time.Time                            `json:"created_at,omitempty"`
+	DependsOn            nullable.Nullable[[]JobDependencyOut] `json:"depends_on,omitempty"`
+	EnvironmentVariables *map[string]string                    `json:"environment_variables,omitempty"`
 
 	// EstimateBasis while pending: the least certain run time the estimate rests on
 	EstimateBasis *JobEstimateBasis `json:"estimate_basis,omitempty"`
@@ -1100,6 +1141,48 @@ type JobApplicationRef struct {
 	Version *string `json:"version,omitempty"`
 }
 
+// JobArray defines model for JobArray.
+type JobArray struct {
+	CancelRequested *bool  `json:"cancel_requested,omitempty"`
+	Count           *int64 `json:"count,omitempty"`
+
+	// Counts how many of its jobs have each status
+	Counts    *map[string]int64 `json:"counts,omitempty"`
+	CreatedAt *time.Time        `json:"created_at,omitempty"`
+
+	// FailedIndexes array_index of each failed job, ascending
+	FailedIndexes nullable.Nullable[[]int64] `json:"failed_indexes,omitempty"`
+	Id            *string                    `json:"id,omitempty"`
+	MaxParallel   *int64                     `json:"max_parallel,omitempty"`
+
+	// Name the jobs are named `<name>`-`<index>`
+	Name      *string    `json:"name,omitempty"`
+	Owner     *JobOwner  `json:"owner,omitempty"`
+	QueueId   *string    `json:"queue_id,omitempty"`
+	UpdatedAt *time.Time `json:"updated_at,omitempty"`
+
+	// Version +1 on every change; sent as the ETag
+	Version *int64 `json:"version,omitempty"`
+}
+
+// JobArrayBody defines model for JobArrayBody.
+type JobArrayBody struct {
+	// Count how many jobs
+	Count int64   `json:"count"`
+	Job   JobBody `json:"job"`
+
+	// MaxParallel at most this many of them admitted at once; at most count; default count
+	MaxParallel *int64 `json:"max_parallel,omitempty"`
+}
+
+// JobArrayList defines model for JobArrayList.
+type JobArrayList struct {
+	Items []JobArray `json:"items"`
+
+	// NextCursor absent on the last page
+	NextCursor *string `json:"next_cursor,omitempty"`
+}
+
 // JobAttempt defines model for JobAttempt.
 type JobAttempt struct {
 	AdmittedAt *time.Time `json:"admitted_at,omitempty"`
@@ -1128,9 +1211,12 @@ type JobBody struct {
 	Args nullable.Nullable[[]string] `json:"args,omitempty"`
 
 	// Command overrides the runtime's command and args, like a Kubernetes container's command
-	Command              nullable.Nullable[[]string] `json:"command,omitempty"`
-	EnvironmentVariables *map[string]string          `json:"environment_variables,omitempty"`
-	Labels               *map[string]string          `json:"labels,omitempty"`
+	Command nullable.Nullable[[]string] `json:"command,omitempty"`
+
+	// DependsOn jobs that must meet their condition before this one is admitted; one that no longer can cancels it (DependencyFailed)
+	DependsOn            nullable.Nullable[[]JobDependency] `json:"depends_on,omitempty"`
+	EnvironmentVariables *map[string]string                 `json:"environment_variables,omitempty"`
+	Labels               *map[string]string                 `json:"labels,omitempty"`
 
 	// MaxRetries how many times a failed attempt is retried (same id, attempt+1); default 0
 	MaxRetries *int64 `json:"max_retries,omitempty"`
@@ -1156,6 +1242,30 @@ type JobBody struct {
 
 // JobBodyRetryOn defines model for JobBody.RetryOn.
 type JobBodyRetryOn string
+
+// JobDependency defines model for JobDependency.
+type JobDependency struct {
+	// Condition succeeded: the job must succeed (else this one is cancelled with DependencyFailed); finished: it must end, whatever its outcome
+	Condition JobDependencyCondition `json:"condition"`
+
+	// JobId the id of an existing job
+	JobId string `json:"job_id"`
+}
+
+// JobDependencyCondition succeeded: the job must succeed (else this one is cancelled with DependencyFailed); finished: it must end, whatever its outcome
+type JobDependencyCondition string
+
+// JobDependencyOut defines model for JobDependencyOut.
+type JobDependencyOut struct {
+	// Condition succeeded: the job must succeed (else this one is cancelled with DependencyFailed); finished: it must end, whatever its outcome
+	Condition JobDependencyOutCondition `json:"condition"`
+
+	// JobId the id of an existing job
+	JobId string `json:"job_id"`
+}
+
+// JobDependencyOutCondition succeeded: the job must succeed (else this one is cancelled with DependencyFailed); finished: it must end, whatever its outcome
+type JobDependencyOutCondition string
 
 // JobEvent defines model for JobEvent.
 type JobEvent struct {
@@ -1866,10 +1976,28 @@ type StreamEventsParams struct {
 	LastEventID *string `json:"Last-Event-ID,omitempty"`
 }
 
+// ListJobArraysParams defines parameters for ListJobArrays.
+type ListJobArraysParams struct {
+	// Limit page size
+	Limit *int64 `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// Cursor next_cursor of the previous page
+	Cursor *string `form:"cursor,omitempty" json:"cursor,omitempty"`
+}
+
+// CreateJobArrayParams defines parameters for CreateJobArray.
+type CreateJobArrayParams struct {
+	// IdempotencyKey The same key with the same body replays the original response (same status, headers and body); with a different body the answer is 422. Keys are kept for 24 hours, per route; a request that fails frees its key.
+	IdempotencyKey *string `json:"Idempotency-Key,omitempty"`
+}
+
 // ListJobsParams defines parameters for ListJobs.
 type ListJobsParams struct {
 	// QueueId the queue's id or name
-	QueueId *string               `form:"queue_id,omitempty" json:"queue_id,omitempty"`
+	QueueId *string `form:"queue_id,omitempty" json:"queue_id,omitempty"`
+
+	// ArrayId only the jobs of this job array
+	ArrayId *string               `form:"array_id,omitempty" json:"array_id,omitempty"`
 	Status  *ListJobsParamsStatus `form:"status,omitempty" json:"status,omitempty"`
 
 	// Label key=value; repeat for several (all must match)
@@ -2118,6 +2246,9 @@ type PatchDeploymentApplicationMergePatchPlusJSONRequestBody = DeploymentMergePa
 
 // ReplaceDeploymentJSONRequestBody defines body for ReplaceDeployment for application/json ContentType.
 type ReplaceDeploymentJSONRequestBody = DeploymentBody
+
+// CreateJobArrayJSONRequestBody defines body for CreateJobArray for application/json ContentType.
+type CreateJobArrayJSONRequestBody = JobArrayBody
 
 // SubmitJobJSONRequestBody defines body for SubmitJob for application/json ContentType.
 type SubmitJobJSONRequestBody = JobBody
@@ -2841,6 +2972,43 @@ type ClientInterface interface {
 	//
 	// Corresponds with GET /events (the `StreamEvents` operationId).
 	StreamEvents(ctx context.Context, params *StreamEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ListJobArrays List job arrays
+	//
+	// Corresponds with GET /job-arrays (the `ListJobArrays` operationId).
+	ListJobArrays(ctx context.Context, params *ListJobArraysParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CreateJobArrayWithBody Submit an array of jobs
+	//
+	// Creates count jobs from one job body, named `<name>`-`<index>`, each with RM_ARRAY_INDEX (0-based) in its environment and array_id, array_index on the job; at most max_parallel of them are admitted at once.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /job-arrays (the `CreateJobArray` operationId).
+	CreateJobArrayWithBody(ctx context.Context, params *CreateJobArrayParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CreateJobArray Submit an array of jobs
+	//
+	// Creates count jobs from one job body, named `<name>`-`<index>`, each with RM_ARRAY_INDEX (0-based) in its environment and array_id, array_index on the job; at most max_parallel of them are admitted at once.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /job-arrays (the `CreateJobArray` operationId).
+	CreateJobArray(ctx context.Context, params *CreateJobArrayParams, body CreateJobArrayJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetJobArray Get a job array
+	//
+	// counts says how many of its jobs have each status; failed_indexes lists the array_index of each failed job. GET /jobs?array_id= lists the jobs.
+	//
+	// Corresponds with GET /job-arrays/{id} (the `GetJobArray` operationId).
+	GetJobArray(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CancelJobArray Cancel the jobs of an array that have not ended
+	//
+	// Asks every job of the array that is not final to cancel, as POST /jobs/{id}/cancel does; the answer shows the counts at that moment.
+	//
+	// Corresponds with POST /job-arrays/{id}/cancel (the `CancelJobArray` operationId).
+	CancelJobArray(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ListJobs List jobs
 	//
@@ -3638,6 +3806,93 @@ func (c *Client) ReplaceDeployment(ctx context.Context, deploymentId string, par
 // Corresponds with GET /events (the `StreamEvents` operationId).
 func (c *Client) StreamEvents(ctx context.Context, params *StreamEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewStreamEventsRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ListJobArrays List job arrays
+//
+// Corresponds with GET /job-arrays (the `ListJobArrays` operationId).
+func (c *Client) ListJobArrays(ctx context.Context, params *ListJobArraysParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListJobArraysRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CreateJobArrayWithBody Submit an array of jobs
+//
+// Creates count jobs from one job body, named `<name>`-`<index>`, each with RM_ARRAY_INDEX (0-based) in its environment and array_id, array_index on the job; at most max_parallel of them are admitted at once.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /job-arrays (the `CreateJobArray` operationId).
+func (c *Client) CreateJobArrayWithBody(ctx context.Context, params *CreateJobArrayParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreateJobArrayRequestWithBody(c.Server, params, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CreateJobArray Submit an array of jobs
+//
+// Creates count jobs from one job body, named `<name>`-`<index>`, each with RM_ARRAY_INDEX (0-based) in its environment and array_id, array_index on the job; at most max_parallel of them are admitted at once.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /job-arrays (the `CreateJobArray` operationId).
+func (c *Client) CreateJobArray(ctx context.Context, params *CreateJobArrayParams, body CreateJobArrayJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreateJobArrayRequest(c.Server, params, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetJobArray Get a job array
+//
+// counts says how many of its jobs have each status; failed_indexes lists the array_index of each failed job. GET /jobs?array_id= lists the jobs.
+//
+// Corresponds with GET /job-arrays/{id} (the `GetJobArray` operationId).
+func (c *Client) GetJobArray(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetJobArrayRequest(c.Server, id)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CancelJobArray Cancel the jobs of an array that have not ended
+//
+// Asks every job of the array that is not final to cancel, as POST /jobs/{id}/cancel does; the answer shows the counts at that moment.
+//
+// Corresponds with POST /job-arrays/{id}/cancel (the `CancelJobArray` operationId).
+func (c *Client) CancelJobArray(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCancelJobArrayRequest(c.Server, id)
 	if err != nil {
 		return nil, err
 	}
@@ -5620,6 +5875,195 @@ func NewStreamEventsRequest(server string, params *StreamEventsParams) (*http.Re
 	return req, nil
 }
 
+// NewListJobArraysRequest constructs an http.Request for the ListJobArrays method
+func NewListJobArraysRequest(server string, params *ListJobArraysParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/job-arrays")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Limit != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", false, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Cursor != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", false, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewCreateJobArrayRequest calls the generic CreateJobArray builder with application/json body
+func NewCreateJobArrayRequest(server string, params *CreateJobArrayParams, body CreateJobArrayJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewCreateJobArrayRequestWithBody(server, params, "application/json", bodyReader)
+}
+
+// NewCreateJobArrayRequestWithBody constructs an http.Request for the CreateJobArray method, with any body, and a specified content type
+func NewCreateJobArrayRequestWithBody(server string, params *CreateJobArrayParams, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/job-arrays")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	if params != nil {
+
+		if params.IdempotencyKey != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Idempotency-Key", *params.IdempotencyKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Idempotency-Key", headerParam0)
+		}
+
+	}
+
+	return req, nil
+}
+
+// NewGetJobArrayRequest constructs an http.Request for the GetJobArray method
+func NewGetJobArrayRequest(server string, id string) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/job-arrays/%s", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewCancelJobArrayRequest constructs an http.Request for the CancelJobArray method
+func NewCancelJobArrayRequest(server string, id string) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/job-arrays/%s/cancel", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
 // NewListJobsRequest constructs an http.Request for the ListJobs method
 func NewListJobsRequest(server string, params *ListJobsParams) (*http.Request, error) {
 	var err error
@@ -5651,6 +6095,18 @@ func NewListJobsRequest(server string, params *ListJobsParams) (*http.Request, e
 		if params.QueueId != nil {
 
 			if queryFrag, err := runtime.StyleParamWithOptions("form", false, "queue_id", *params.QueueId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.ArrayId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", false, "array_id", *params.ArrayId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
 				return nil, err
 			} else {
 				for _, qp := range strings.Split(queryFrag, "&") {
@@ -7971,6 +8427,49 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with GET /events (the `StreamEvents` operationId).
 	StreamEventsWithResponse(ctx context.Context, params *StreamEventsParams, reqEditors ...RequestEditorFn) (*StreamEventsResponse, error)
+
+	// ListJobArraysWithResponse List job arrays
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /job-arrays (the `ListJobArrays` operationId).
+	ListJobArraysWithResponse(ctx context.Context, params *ListJobArraysParams, reqEditors ...RequestEditorFn) (*ListJobArraysResponse, error)
+
+	// CreateJobArrayWithBodyWithResponse Submit an array of jobs
+	//
+	// Creates count jobs from one job body, named `<name>`-`<index>`, each with RM_ARRAY_INDEX (0-based) in its environment and array_id, array_index on the job; at most max_parallel of them are admitted at once.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /job-arrays (the `CreateJobArray` operationId).
+	CreateJobArrayWithBodyWithResponse(ctx context.Context, params *CreateJobArrayParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateJobArrayResponse, error)
+
+	// CreateJobArrayWithResponse Submit an array of jobs
+	//
+	// Creates count jobs from one job body, named `<name>`-`<index>`, each with RM_ARRAY_INDEX (0-based) in its environment and array_id, array_index on the job; at most max_parallel of them are admitted at once.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /job-arrays (the `CreateJobArray` operationId).
+	CreateJobArrayWithResponse(ctx context.Context, params *CreateJobArrayParams, body CreateJobArrayJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateJobArrayResponse, error)
+
+	// GetJobArrayWithResponse Get a job array
+	//
+	// counts says how many of its jobs have each status; failed_indexes lists the array_index of each failed job. GET /jobs?array_id= lists the jobs.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /job-arrays/{id} (the `GetJobArray` operationId).
+	GetJobArrayWithResponse(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*GetJobArrayResponse, error)
+
+	// CancelJobArrayWithResponse Cancel the jobs of an array that have not ended
+	//
+	// Asks every job of the array that is not final to cancel, as POST /jobs/{id}/cancel does; the answer shows the counts at that moment.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /job-arrays/{id}/cancel (the `CancelJobArray` operationId).
+	CancelJobArrayWithResponse(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*CancelJobArrayResponse, error)
 
 	// ListJobsWithResponse List jobs
 	//
@@ -10299,6 +10798,387 @@ func (r StreamEventsResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r StreamEventsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type ListJobArraysResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *JobArrayList
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *Problem
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *Problem
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListJobArraysResponse) GetJSON200() *JobArrayList {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r ListJobArraysResponse) GetApplicationproblemJSON400() *Problem {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ListJobArraysResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ListJobArraysResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r ListJobArraysResponse) GetApplicationproblemJSON422() *Problem {
+	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r ListJobArraysResponse) GetApplicationproblemJSON500() *Problem {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r ListJobArraysResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r ListJobArraysResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListJobArraysResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListJobArraysResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListJobArraysResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// CreateJobArrayResponse201Headers the declared response headers of an HTTP 201 response for CreateJobArray
+type CreateJobArrayResponse201Headers struct {
+	Location *string
+}
+
+type CreateJobArrayResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON201 the response for an HTTP 201 `application/json` response
+	JSON201 *JobArray
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *Problem
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *Problem
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *Problem
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *Problem
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+	// Headers201 the parsed response headers for an HTTP 201 response
+	Headers201 *CreateJobArrayResponse201Headers
+}
+
+// GetJSON201 returns the response for an HTTP 201 `application/json` response
+func (r CreateJobArrayResponse) GetJSON201() *JobArray {
+	return r.JSON201
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r CreateJobArrayResponse) GetApplicationproblemJSON400() *Problem {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r CreateJobArrayResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r CreateJobArrayResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r CreateJobArrayResponse) GetApplicationproblemJSON413() *Problem {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r CreateJobArrayResponse) GetApplicationproblemJSON415() *Problem {
+	return r.ApplicationproblemJSON415
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r CreateJobArrayResponse) GetApplicationproblemJSON422() *Problem {
+	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r CreateJobArrayResponse) GetApplicationproblemJSON500() *Problem {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r CreateJobArrayResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r CreateJobArrayResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r CreateJobArrayResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r CreateJobArrayResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r CreateJobArrayResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// GetJobArrayResponse200Headers the declared response headers of an HTTP 200 response for GetJobArray
+type GetJobArrayResponse200Headers struct {
+	Location *string
+}
+
+type GetJobArrayResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *JobArray
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *Problem
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *Problem
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *Problem
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *GetJobArrayResponse200Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetJobArrayResponse) GetJSON200() *JobArray {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r GetJobArrayResponse) GetApplicationproblemJSON400() *Problem {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetJobArrayResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r GetJobArrayResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetJobArrayResponse) GetApplicationproblemJSON404() *Problem {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r GetJobArrayResponse) GetApplicationproblemJSON422() *Problem {
+	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r GetJobArrayResponse) GetApplicationproblemJSON500() *Problem {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r GetJobArrayResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r GetJobArrayResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetJobArrayResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetJobArrayResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetJobArrayResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// CancelJobArrayResponse202Headers the declared response headers of an HTTP 202 response for CancelJobArray
+type CancelJobArrayResponse202Headers struct {
+	Location *string
+}
+
+type CancelJobArrayResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON202 the response for an HTTP 202 `application/json` response
+	JSON202 *JobArray
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *Problem
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *Problem
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *Problem
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+	// Headers202 the parsed response headers for an HTTP 202 response
+	Headers202 *CancelJobArrayResponse202Headers
+}
+
+// GetJSON202 returns the response for an HTTP 202 `application/json` response
+func (r CancelJobArrayResponse) GetJSON202() *JobArray {
+	return r.JSON202
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r CancelJobArrayResponse) GetApplicationproblemJSON400() *Problem {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r CancelJobArrayResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r CancelJobArrayResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r CancelJobArrayResponse) GetApplicationproblemJSON404() *Problem {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r CancelJobArrayResponse) GetApplicationproblemJSON422() *Problem {
+	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r CancelJobArrayResponse) GetApplicationproblemJSON500() *Problem {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r CancelJobArrayResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r CancelJobArrayResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r CancelJobArrayResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r CancelJobArrayResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r CancelJobArrayResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -14143,6 +15023,79 @@ func (c *ClientWithResponses) StreamEventsWithResponse(ctx context.Context, para
 	return ParseStreamEventsResponse(rsp)
 }
 
+// ListJobArraysWithResponse List job arrays
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /job-arrays (the `ListJobArrays` operationId).
+func (c *ClientWithResponses) ListJobArraysWithResponse(ctx context.Context, params *ListJobArraysParams, reqEditors ...RequestEditorFn) (*ListJobArraysResponse, error) {
+	rsp, err := c.ListJobArrays(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListJobArraysResponse(rsp)
+}
+
+// CreateJobArrayWithBodyWithResponse Submit an array of jobs
+//
+// Creates count jobs from one job body, named `<name>`-`<index>`, each with RM_ARRAY_INDEX (0-based) in its environment and array_id, array_index on the job; at most max_parallel of them are admitted at once.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /job-arrays (the `CreateJobArray` operationId).
+func (c *ClientWithResponses) CreateJobArrayWithBodyWithResponse(ctx context.Context, params *CreateJobArrayParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateJobArrayResponse, error) {
+	rsp, err := c.CreateJobArrayWithBody(ctx, params, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCreateJobArrayResponse(rsp)
+}
+
+// CreateJobArrayWithResponse Submit an array of jobs
+//
+// Creates count jobs from one job body, named `<name>`-`<index>`, each with RM_ARRAY_INDEX (0-based) in its environment and array_id, array_index on the job; at most max_parallel of them are admitted at once.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /job-arrays (the `CreateJobArray` operationId).
+func (c *ClientWithResponses) CreateJobArrayWithResponse(ctx context.Context, params *CreateJobArrayParams, body CreateJobArrayJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateJobArrayResponse, error) {
+	rsp, err := c.CreateJobArray(ctx, params, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCreateJobArrayResponse(rsp)
+}
+
+// GetJobArrayWithResponse Get a job array
+//
+// counts says how many of its jobs have each status; failed_indexes lists the array_index of each failed job. GET /jobs?array_id= lists the jobs.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /job-arrays/{id} (the `GetJobArray` operationId).
+func (c *ClientWithResponses) GetJobArrayWithResponse(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*GetJobArrayResponse, error) {
+	rsp, err := c.GetJobArray(ctx, id, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetJobArrayResponse(rsp)
+}
+
+// CancelJobArrayWithResponse Cancel the jobs of an array that have not ended
+//
+// Asks every job of the array that is not final to cancel, as POST /jobs/{id}/cancel does; the answer shows the counts at that moment.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /job-arrays/{id}/cancel (the `CancelJobArray` operationId).
+func (c *ClientWithResponses) CancelJobArrayWithResponse(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*CancelJobArrayResponse, error) {
+	rsp, err := c.CancelJobArray(ctx, id, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCancelJobArrayResponse(rsp)
+}
+
 // ListJobsWithResponse List jobs
 //
 // Returns a wrapper object for the known response body format(s).
@@ -16602,6 +17555,345 @@ func ParseStreamEventsResponse(rsp *http.Response) (*StreamEventsResponse, error
 		}
 		response.ApplicationproblemJSONDefault = &dest
 
+	}
+
+	return response, nil
+}
+
+// ParseListJobArraysResponse parses an HTTP response from a ListJobArraysWithResponse call
+func ParseListJobArraysResponse(rsp *http.Response) (*ListJobArraysResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListJobArraysResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest JobArrayList
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseCreateJobArrayResponse parses an HTTP response from a CreateJobArrayWithResponse call
+func ParseCreateJobArrayResponse(rsp *http.Response) (*CreateJobArrayResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &CreateJobArrayResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 201:
+		var dest JobArray
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON201 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 201:
+		var headers CreateJobArrayResponse201Headers
+		if values := rsp.Header.Values("Location"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Location = &value
+		}
+		response.Headers201 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseGetJobArrayResponse parses an HTTP response from a GetJobArrayWithResponse call
+func ParseGetJobArrayResponse(rsp *http.Response) (*GetJobArrayResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetJobArrayResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest JobArray
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers GetJobArrayResponse200Headers
+		if values := rsp.Header.Values("Location"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Location = &value
+		}
+		response.Headers200 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseCancelJobArrayResponse parses an HTTP response from a CancelJobArrayWithResponse call
+func ParseCancelJobArrayResponse(rsp *http.Response) (*CancelJobArrayResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &CancelJobArrayResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 202:
+		var dest JobArray
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON202 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 202:
+		var headers CancelJobArrayResponse202Headers
+		if values := rsp.Header.Values("Location"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Location = &value
+		}
+		response.Headers202 = &headers
 	}
 
 	return response, nil
