@@ -46,6 +46,7 @@ vet: ## go vet every module
 	$(GO) vet $(PKGS)
 	$(GO) vet -tags kube ./services/launcher/internal/driver/kubernetes/... ./cmd/avxrm/internal/up/
 	$(GO) vet -tags storefault ./pkg/embedded/ferretembed/
+	$(GO) vet -tags estimate ./cmd/avxrm/internal/up/
 
 .PHONY: test
 test: test-deps vet verify-go-workspace ## install test needs, vet, then run every module's tests with -race and a short fuzz run
@@ -69,6 +70,10 @@ test-python: build-avxrm ## test the Python package (clients/python) against an 
 .PHONY: test-linearizability
 test-linearizability: ## the embedded store's linearizability check (porcupine) 5 more times, and the FerretDB fault the proxy works around (docs/scheduling.md)
 	$(GO) test -race -count=5 -timeout 20m -tags storefault -run '^(TestProxyIsLinearizable|TestFerretDBReadsGoStaleWhenQueriesTimeOut)$$' -v ./pkg/embedded/ferretembed/
+
+.PHONY: bench-estimate
+bench-estimate: ## the start estimate's accuracy over 100 random jobs on the simulated driver (minutes; prints the median absolute error)
+	cd cmd/avxrm && $(GO) test -count=1 -timeout 20m -tags estimate -run '^TestStartEstimateAccuracy$$' -v ./internal/up/
 
 .PHONY: fuzz
 fuzz: ## run each fuzz target for FUZZTIME (default 10s)
