@@ -57,6 +57,7 @@ type options struct {
 	composeDir  string
 	keepLogs    string
 	drain       time.Duration
+	submitFor   time.Duration
 }
 
 func main() {
@@ -70,6 +71,7 @@ func main() {
 	flag.StringVar(&o.composeDir, "compose-dir", "compose", "the folder of compose.yaml and compose.offline.yaml")
 	flag.StringVar(&o.keepLogs, "logs", "", "write the services' logs here (always written to a temporary file when an invariant fails)")
 	flag.DurationVar(&o.drain, "drain", 20*time.Minute, "how long to wait for every accepted job to end after the last submission")
+	flag.DurationVar(&o.submitFor, "submit-for", 0, "stop submitting after this long even if fewer than -submissions were sent (0: no limit); the faults are spread over it")
 	flag.Parse()
 	log.SetFlags(log.Ltime | log.Lmicroseconds)
 
@@ -167,6 +169,9 @@ func run(ctx context.Context, o options) (code int, err error) {
 
 	// Submit, and meanwhile inject the faults one after the other.
 	subs := &submitter{api: a, run: runID, app: setup.app, queues: setup.queues, n: o.submissions}
+	if o.submitFor > 0 {
+		subs.until = time.Now().Add(o.submitFor)
+	}
 	var wg sync.WaitGroup
 	for range o.clients {
 		wg.Add(1)
@@ -345,7 +350,15 @@ func (s *stack) inject(ctx context.Context, js jetstream.JetStream, w *watcher, 
 			func(svc string) (time.Time, time.Time, error) { return s.disconnect(svc, o.disconnect) }},
 	}
 	var faults []fault
-	for _, st := range steps {
+	// Fault k waits until k+1 of len(steps)+1 parts of the submissions (or
+	// of -submit-for) are behind, so that the faults are spread over the run.
+	begin := time.Now()
+	for k, st := range steps {
+		part := func(total int) int { return (k + 1) * total / (len(steps) + 1) }
+		for subs.count() < part(o.submissions) && ctx.Err() == nil &&
+			(o.submitFor == 0 || time.Since(begin) < time.Duration(part(int(o.submitFor)))) {
+			time.Sleep(200 * time.Millisecond)
+		}
 		if ctx.Err() != nil {
 			break
 		}
@@ -668,6 +681,7 @@ type submitter struct {
 	queues []queueSpec
 	n      int
 
+	until    time.Time // zero: no time limit
 	next     atomic.Int64
 	retries  atomic.Int64
 	refused  atomic.Int64
@@ -688,7 +702,7 @@ func (s *submitter) count() int {
 func (s *submitter) client(ctx context.Context) {
 	for ctx.Err() == nil {
 		i := int(s.next.Add(1)) - 1
-		if i >= s.n {
+		if i >= s.n || !s.until.IsZero() && time.Now().After(s.until) {
 			return
 		}
 		q := s.queues[i%len(s.queues)]
@@ -729,7 +743,7 @@ func (s *submitter) client(ctx context.Context) {
 // ---- the table ----
 
 func printReport(w io.Writer, o options, rep report, faults []fault, start time.Time, accepted int) {
-	fmt.Fprintf(w, "\nfault suite, %s: %d submissions from %d clients (%d accepted), simulated driver run_seconds %g, queues limited to 30 and 50 workers (jobs of 1–5); %v in all\n",
+	fmt.Fprintf(w, "\nfault suite, %s: %d submissions planned from %d clients, %d accepted, simulated driver run_seconds %g, queues limited to 30 and 50 workers (jobs of 1–5); %v in all\n",
 		start.UTC().Format("2006-01-02 15:04 MST"), o.submissions, o.clients, accepted, o.runSeconds, time.Since(start).Round(time.Second))
 	fmt.Fprintf(w, "jobs in the store: %d %v; job events: %d distinct, %d delivered twice\n\n", rep.Jobs, rep.Statuses, rep.Events, rep.Duplicates)
 	per := make([]map[string]int, len(faults)+1) // index 0: before the first fault
