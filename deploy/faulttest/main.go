@@ -188,7 +188,11 @@ func run(ctx context.Context, o options) (code int, err error) {
 	}
 
 	// Wait for every accepted job to end, then for the outboxes to go quiet.
-	if err := a.waitFinal(ctx, runID, o.drain); err != nil {
+	// The live stream says when every accepted job has ended (listing
+	// jobs by status scans the store, which would slow the run down);
+	// then the store confirms it.
+	w.waitFinal(ctx, subs.ids(), o.drain)
+	if err := a.waitFinal(ctx, runID, time.Minute); err != nil {
 		log.Print(err)
 	}
 	w.waitQuiet(ctx, 5*time.Second, time.Minute)
@@ -435,12 +439,39 @@ type watcher struct {
 	nAdmitted int
 	lastAdmit time.Time // commit time of the latest admission seen
 	lastEvent time.Time // when the latest event arrived
+	ended     map[string]bool
+}
+
+// waitFinal waits until every job of ids has had a final event, at most d.
+func (w *watcher) waitFinal(ctx context.Context, ids []string, d time.Duration) {
+	end := time.Now().Add(d)
+	for time.Now().Before(end) && ctx.Err() == nil {
+		w.mu.Lock()
+		left := 0
+		for _, id := range ids {
+			if !w.ended[id] {
+				left++
+			}
+		}
+		w.mu.Unlock()
+		if left == 0 {
+			return
+		}
+		time.Sleep(time.Second)
+	}
 }
 
 func (w *watcher) handle(m jetstream.Msg) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.lastEvent = time.Now()
+	switch m.Headers().Get("ce-type") {
+	case "rm.job.succeeded", "rm.job.failed", "rm.job.cancelled":
+		if w.ended == nil {
+			w.ended = map[string]bool{}
+		}
+		w.ended[m.Headers().Get("ce-subject")] = true
+	}
 	if m.Headers().Get("ce-type") == "rm.job.admitted" {
 		w.nAdmitted++
 		if t, err := time.Parse(time.RFC3339Nano, m.Headers().Get("ce-time")); err == nil && t.After(w.lastAdmit) {
@@ -689,6 +720,16 @@ type submitter struct {
 	accepted []submission
 }
 
+func (s *submitter) ids() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]string, len(s.accepted))
+	for i, a := range s.accepted {
+		out[i] = a.JobID
+	}
+	return out
+}
+
 func (s *submitter) count() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -794,16 +835,28 @@ func printReport(w io.Writer, o options, rep report, faults []fault, start time.
 		fmt.Fprintln(w, "\nevery invariant held for every fault")
 		return
 	}
-	fmt.Fprintf(w, "\n%d findings:\n", len(rep.Findings))
-	for i, f := range rep.Findings {
-		if i == 50 {
-			fmt.Fprintf(w, "… and %d more\n", len(rep.Findings)-50)
-			break
+	fmt.Fprintf(w, "\n%d findings (at most 10 per invariant shown):\n", len(rep.Findings))
+	shown := map[string]int{}
+	for _, inv := range invariants {
+		for _, f := range rep.Findings {
+			if f.Invariant != inv {
+				continue
+			}
+			if shown[inv]++; shown[inv] > 10 {
+				continue
+			}
+			printFinding(w, f, faults)
 		}
-		at := "before the first fault"
-		if n := blame(faults, f.At); n >= 0 {
-			at = "after " + faults[n].Name
+		if shown[inv] > 10 {
+			fmt.Fprintf(w, "- %s: %d more\n", inv, shown[inv]-10)
 		}
-		fmt.Fprintf(w, "- %s, %s, job %s: %s\n", f.Invariant, at, f.Job, f.Detail)
 	}
+}
+
+func printFinding(w io.Writer, f finding, faults []fault) {
+	at := "before the first fault"
+	if n := blame(faults, f.At); n >= 0 {
+		at = "after " + faults[n].Name
+	}
+	fmt.Fprintf(w, "- %s, %s, job %s: %s\n", f.Invariant, at, f.Job, f.Detail)
 }
