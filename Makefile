@@ -162,6 +162,11 @@ compose-down: compose-deps ## stop the compose stack and remove its workers, con
 compose-test: compose-deps images ## the offline compose stack end to end: seed jobs, leaders killed, no duplicate, nothing left
 	cd deploy && $(GO) test -tags composetest -count=1 -v -timeout 20m -run TestComposeStack .
 
+FAULT_FLAGS ?=
+.PHONY: fault-test
+fault-test: compose-deps images ## fault suite on the offline compose stack: 10,000 jobs while each service is killed, NATS and the store restarted, a launcher cut off (docs/faults.md; FAULT_FLAGS=-submissions=N)
+	cd deploy && $(GO) run ./faulttest $(FAULT_FLAGS)
+
 .PHONY: helm-test
 helm-test: ## lint and render the Helm chart with Helm's library, decode it strictly, check its Role against the kubernetes driver
 	cd deploy && $(GO) test -count=1 -run 'Helm' .

@@ -18,12 +18,12 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/avxrm/rm/deploy/internal/composestack"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -35,17 +35,10 @@ type stack struct {
 }
 
 func (s *stack) compose(args ...string) (string, error) {
-	cmd := exec.Command("docker-compose", append([]string{"-p", s.project, "-f", "compose.yaml", "-f", "compose.offline.yaml"}, args...)...)
-	cmd.Dir = "compose"
-	cmd.Env = append(os.Environ(), s.env...)
-	out, err := cmd.CombinedOutput()
-	return string(out), err
+	return composestack.Compose(s.project, "compose", s.env, args...)
 }
 
-func docker(args ...string) (string, error) {
-	out, err := exec.Command("docker", args...).CombinedOutput()
-	return strings.TrimSpace(string(out)), err
-}
+var docker, leader = composestack.Docker, composestack.Leader
 
 // hostPort is the 127.0.0.1 port that service's container port is published on.
 func (s *stack) hostPort(service, port string) string {
@@ -131,25 +124,6 @@ func waitFor(t *testing.T, what string, d time.Duration, ok func() bool) time.Du
 		time.Sleep(200 * time.Millisecond)
 	}
 	return time.Since(start)
-}
-
-// leader is the service (its hostname) of the holder of bucket's leader key,
-// whose value is host-pid-random.
-func leader(ctx context.Context, js jetstream.JetStream, bucket string, services ...string) string {
-	kv, err := js.KeyValue(ctx, bucket)
-	if err != nil {
-		return ""
-	}
-	e, err := kv.Get(ctx, "leader")
-	if err != nil {
-		return ""
-	}
-	for _, svc := range services {
-		if strings.HasPrefix(string(e.Value()), svc+"-") {
-			return svc
-		}
-	}
-	return "?" + string(e.Value())
 }
 
 func managed(project string, jobID string) []string {
