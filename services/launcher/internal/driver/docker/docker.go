@@ -2,9 +2,9 @@
 // Docker Engine, through the official client (API version negotiated, so
 // older engines work).
 //
-// A container is named Spec.Name and labelled rm.managed=true, rm.job-id,
-// rm.role, rm.index and rm.queue (plus Spec.Labels, which cannot override
-// these). Command becomes the entrypoint and Args the cmd; CPU and memory
+// A container is named Spec.Name and labelled rm.managed=true,
+// rm.installation (driver.Options.Installation), rm.job-id, rm.role,
+// rm.index and rm.queue (plus Spec.Labels, which cannot override these). Command becomes the entrypoint and Args the cmd; CPU and memory
 // quantities become NanoCPUs and a memory limit; GPUs a device request;
 // storages become mounts: host_path a bind mount, empty_dir an anonymous
 // volume (removed with the container), pvc a named volume, nfs a named
@@ -20,8 +20,14 @@
 // (re)connection is followed by a full resync of the labelled containers.
 //
 // Restart policy: containers outlive the launcher. A new driver finds them
-// by the rm.managed label: List reports them and Watch follows them like
-// its own.
+// by the rm.managed and rm.installation labels: List reports them and Watch
+// follows them like its own.
+//
+// Installations: several installations (or test processes) may share one
+// engine. A driver sees, stops, removes and reports only the containers
+// labelled with its own installation id; those of other installations, and
+// containers made before installation ids existed (no rm.installation
+// label), do not exist for it.
 //
 // It imports the driver contract and the Docker client only.
 package docker
@@ -61,10 +67,12 @@ var _ driver.Driver = (*Driver)(nil)
 // Labels every managed container carries.
 const (
 	LabelManaged = "rm.managed"
-	LabelJobID   = "rm.job-id"
-	LabelRole    = "rm.role"
-	LabelIndex   = "rm.index"
-	LabelQueue   = "rm.queue"
+	// LabelInstallation carries driver.Options.Installation.
+	LabelInstallation = "rm.installation"
+	LabelJobID        = "rm.job-id"
+	LabelRole         = "rm.role"
+	LabelIndex        = "rm.index"
+	LabelQueue        = "rm.queue"
 )
 
 // Option customizes a Driver.
@@ -78,8 +86,11 @@ func WithStopTimeout(d time.Duration) Option { return func(dr *Driver) { dr.grac
 type Driver struct {
 	cli     *client.Client
 	network string
-	log     *slog.Logger
-	grace   time.Duration
+	// installation is the value of LabelInstallation on every container
+	// this driver makes and the only one it looks at.
+	installation string
+	log          *slog.Logger
+	grace        time.Duration
 
 	tracker hub.Tracker // last status of every container seen
 
@@ -102,6 +113,11 @@ func New(config json.RawMessage, opts driver.Options) (driver.Driver, error) {
 // DOCKER_HOST etc. when empty) and starts following its events. It does
 // not fail when the engine is down: the event loop retries.
 func NewDriver(cfg driver.DockerConfig, opts driver.Options, options ...Option) (*Driver, error) {
+	if opts.Installation == "" {
+		// Without it the driver would take every installation's containers
+		// on the engine for its own, and the launcher would remove them.
+		return nil, errors.New("docker: no installation id (driver.Options.Installation)")
+	}
 	copts := []client.Opt{client.FromEnv, client.WithAPIVersionNegotiation()}
 	if cfg.Host != "" {
 		copts = append(copts, client.WithHost(cfg.Host))
@@ -111,11 +127,12 @@ func NewDriver(cfg driver.DockerConfig, opts driver.Options, options ...Option) 
 		return nil, fmt.Errorf("docker: create client: %w", err)
 	}
 	d := &Driver{
-		cli:      cli,
-		network:  cfg.Network,
-		log:      opts.Log().With("driver", "docker"),
-		grace:    10 * time.Second,
-		loopDone: make(chan struct{}),
+		cli:          cli,
+		network:      cfg.Network,
+		installation: opts.Installation,
+		log:          opts.Log().With("driver", "docker"),
+		grace:        10 * time.Second,
+		loopDone:     make(chan struct{}),
 	}
 	for _, o := range options {
 		o(d)
@@ -144,6 +161,7 @@ func (d *Driver) Start(ctx context.Context, s driver.Spec) error {
 	if err != nil {
 		return fmt.Errorf("docker: start %s: %w", s.Ref, err)
 	}
+	cfg.Labels[LabelInstallation] = d.installation
 	resp, err := d.cli.ContainerCreate(ctx, cfg, hc, nil, nil, s.Name)
 	if cerrdefs.IsNotFound(err) {
 		if perr := d.pull(ctx, s.Image); perr != nil {
@@ -186,7 +204,7 @@ func (d *Driver) startExisting(ctx context.Context, s driver.Spec) error {
 	if err != nil {
 		return fmt.Errorf("docker: inspect existing container %s: %w", s.Name, err)
 	}
-	if ref, ok := refFromLabels(info.Config.Labels); !ok || ref != s.Ref {
+	if ref, ok := d.refFromLabels(info.Config.Labels); !ok || ref != s.Ref {
 		return fmt.Errorf("docker: start %s: container name %s is taken by another container", s.Ref, s.Name)
 	}
 	if info.State != nil && info.State.Status == container.StateCreated {
@@ -340,9 +358,10 @@ func nfsHash(s string) string {
 	return hex.EncodeToString(sum[:])[:12]
 }
 
-// refFromLabels recovers a Ref from a managed container's labels.
-func refFromLabels(l map[string]string) (driver.Ref, bool) {
-	if l[LabelManaged] != "true" || l[LabelJobID] == "" {
+// refFromLabels recovers a Ref from the labels of a container of this
+// driver's installation; another's is not ok.
+func (d *Driver) refFromLabels(l map[string]string) (driver.Ref, bool) {
+	if l[LabelManaged] != "true" || l[LabelInstallation] != d.installation || l[LabelJobID] == "" {
 		return driver.Ref{}, false
 	}
 	idx, err := strconv.Atoi(l[LabelIndex])
@@ -396,8 +415,12 @@ func parseTime(s string) time.Time {
 	return t
 }
 
-func managedFilter(extra ...filters.KeyValuePair) filters.Args {
-	return filters.NewArgs(append([]filters.KeyValuePair{filters.Arg("label", LabelManaged+"=true")}, extra...)...)
+// managedFilter selects the containers of this driver's installation.
+func (d *Driver) managedFilter(extra ...filters.KeyValuePair) filters.Args {
+	return filters.NewArgs(append([]filters.KeyValuePair{
+		filters.Arg("label", LabelManaged+"=true"),
+		filters.Arg("label", LabelInstallation+"="+d.installation),
+	}, extra...)...)
 }
 
 // eventLoop follows the engine's events until ctx ends, reconnecting and
@@ -407,7 +430,7 @@ func (d *Driver) eventLoop(ctx context.Context, synced chan<- struct{}) {
 	since := time.Now()
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
-		f := managedFilter(filters.Arg("type", string(events.ContainerEventType)))
+		f := d.managedFilter(filters.Arg("type", string(events.ContainerEventType)))
 		// Replaying from a little before now closes the gap between the
 		// resync below and the stream being established.
 		evs, errs := d.cli.Events(ctx, events.ListOptions{
@@ -445,7 +468,7 @@ func (d *Driver) eventLoop(ctx context.Context, synced chan<- struct{}) {
 
 // handle turns one container event into status updates.
 func (d *Driver) handle(ctx context.Context, ev events.Message) {
-	ref, ok := refFromLabels(ev.Actor.Attributes)
+	ref, ok := d.refFromLabels(ev.Actor.Attributes)
 	if !ok {
 		return
 	}
@@ -481,7 +504,7 @@ func (d *Driver) handle(ctx context.Context, ev events.Message) {
 
 // resync brings known in line with the engine's containers.
 func (d *Driver) resync(ctx context.Context) error {
-	sts, err := d.list(ctx, managedFilter())
+	sts, err := d.list(ctx, d.managedFilter())
 	if err != nil {
 		return err
 	}
@@ -506,7 +529,7 @@ func (d *Driver) list(ctx context.Context, f filters.Args) ([]driver.Status, err
 	}
 	out := make([]driver.Status, 0, len(cs))
 	for _, c := range cs {
-		ref, ok := refFromLabels(c.Labels)
+		ref, ok := d.refFromLabels(c.Labels)
 		if !ok {
 			continue
 		}
@@ -531,7 +554,7 @@ func (d *Driver) ownContainer(ctx context.Context, r driver.Ref) (string, error)
 	if err != nil {
 		return "", err
 	}
-	if got, ok := refFromLabels(info.Config.Labels); !ok || got != r {
+	if got, ok := d.refFromLabels(info.Config.Labels); !ok || got != r {
 		return "", nil // a container of someone else with that name
 	}
 	return info.ID, nil
@@ -556,13 +579,13 @@ func (d *Driver) Stop(ctx context.Context, r driver.Ref) error {
 
 // Cleanup force-removes the job's containers and their anonymous volumes.
 func (d *Driver) Cleanup(ctx context.Context, jobID string) error {
-	cs, err := d.cli.ContainerList(ctx, container.ListOptions{All: true, Filters: managedFilter(filters.Arg("label", LabelJobID+"="+jobID))})
+	cs, err := d.cli.ContainerList(ctx, container.ListOptions{All: true, Filters: d.managedFilter(filters.Arg("label", LabelJobID+"="+jobID))})
 	if err != nil {
 		return fmt.Errorf("docker: cleanup %s: list containers: %w", jobID, err)
 	}
 	var errs []error
 	for _, c := range cs {
-		ref, ok := refFromLabels(c.Labels)
+		ref, ok := d.refFromLabels(c.Labels)
 		if !ok || ref.JobID != jobID {
 			continue
 		}
@@ -579,9 +602,9 @@ func (d *Driver) Cleanup(ctx context.Context, jobID string) error {
 	return nil
 }
 
-// List asks the engine for every managed container.
+// List asks the engine for every container of this installation.
 func (d *Driver) List(ctx context.Context) ([]driver.Status, error) {
-	sts, err := d.list(ctx, managedFilter())
+	sts, err := d.list(ctx, d.managedFilter())
 	if err != nil {
 		return nil, fmt.Errorf("docker: %w", err)
 	}
