@@ -153,7 +153,7 @@ func leader(ctx context.Context, js jetstream.JetStream, bucket string, services
 }
 
 func managed(project string, jobID string) []string {
-	args := []string{"ps", "-aq", "--filter", "label=rm.managed=true", "--filter", "network=" + project + "_workers"}
+	args := []string{"ps", "-aq", "--filter", "label=rm.managed", "--filter", "network=" + project + "_workers"}
 	if jobID != "" {
 		args = append(args, "--filter", "label=rm.job-id="+jobID)
 	}

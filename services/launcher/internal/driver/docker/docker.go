@@ -2,9 +2,9 @@
 // Docker Engine, through the official client (API version negotiated, so
 // older engines work).
 //
-// A container is named Spec.Name and labelled rm.managed=true,
-// rm.installation (driver.Options.Installation), rm.job-id, rm.role,
-// rm.index and rm.queue (plus Spec.Labels, which cannot override these). Command becomes the entrypoint and Args the cmd; CPU and memory
+// A container is named Spec.Name and labelled rm.managed=<installation id>
+// (driver.Options.Installation), rm.job-id, rm.role, rm.index and rm.queue
+// (plus Spec.Labels, which cannot override these). Command becomes the entrypoint and Args the cmd; CPU and memory
 // quantities become NanoCPUs and a memory limit; GPUs a device request;
 // storages become mounts: host_path a bind mount, empty_dir an anonymous
 // volume (removed with the container), pvc a named volume, nfs a named
@@ -20,14 +20,15 @@
 // (re)connection is followed by a full resync of the labelled containers.
 //
 // Restart policy: containers outlive the launcher. A new driver finds them
-// by the rm.managed and rm.installation labels: List reports them and Watch
-// follows them like its own.
+// by the rm.managed label: List reports them and Watch follows them like
+// its own.
 //
 // Installations: several installations (or test processes) may share one
 // engine. A driver sees, stops, removes and reports only the containers
-// labelled with its own installation id; those of other installations, and
-// containers made before installation ids existed (no rm.installation
-// label), do not exist for it.
+// whose rm.managed label is its own installation id; those of other
+// installations, and containers made before installation ids existed
+// (rm.managed=true), do not exist for it, and launchers of those older
+// versions (which look for rm.managed=true) do not see its containers.
 //
 // It imports the driver contract and the Docker client only.
 package docker
@@ -66,14 +67,17 @@ var _ driver.Driver = (*Driver)(nil)
 
 // Labels every managed container carries.
 const (
+	// LabelManaged carries the installation id (driver.Options.Installation).
 	LabelManaged = "rm.managed"
-	// LabelInstallation carries driver.Options.Installation.
-	LabelInstallation = "rm.installation"
-	LabelJobID        = "rm.job-id"
-	LabelRole         = "rm.role"
-	LabelIndex        = "rm.index"
-	LabelQueue        = "rm.queue"
+	LabelJobID   = "rm.job-id"
+	LabelRole    = "rm.role"
+	LabelIndex   = "rm.index"
+	LabelQueue   = "rm.queue"
 )
+
+// legacyManaged is the rm.managed value of containers made before
+// installation ids existed; no installation has it as its id.
+const legacyManaged = "true"
 
 // Option customizes a Driver.
 type Option func(*Driver)
@@ -86,8 +90,8 @@ func WithStopTimeout(d time.Duration) Option { return func(dr *Driver) { dr.grac
 type Driver struct {
 	cli     *client.Client
 	network string
-	// installation is the value of LabelInstallation on every container
-	// this driver makes and the only one it looks at.
+	// installation is the value of LabelManaged on every container this
+	// driver makes and the only one it looks at.
 	installation string
 	log          *slog.Logger
 	grace        time.Duration
@@ -113,7 +117,7 @@ func New(config json.RawMessage, opts driver.Options) (driver.Driver, error) {
 // DOCKER_HOST etc. when empty) and starts following its events. It does
 // not fail when the engine is down: the event loop retries.
 func NewDriver(cfg driver.DockerConfig, opts driver.Options, options ...Option) (*Driver, error) {
-	if opts.Installation == "" {
+	if opts.Installation == "" || opts.Installation == legacyManaged {
 		// Without it the driver would take every installation's containers
 		// on the engine for its own, and the launcher would remove them.
 		return nil, errors.New("docker: no installation id (driver.Options.Installation)")
@@ -157,11 +161,10 @@ func (d *Driver) Start(ctx context.Context, s driver.Spec) error {
 	if s.Name == "" {
 		s.Name = s.Ref.Name()
 	}
-	cfg, hc, err := containerSpec(s, d.network)
+	cfg, hc, err := containerSpec(s, d.network, d.installation)
 	if err != nil {
 		return fmt.Errorf("docker: start %s: %w", s.Ref, err)
 	}
-	cfg.Labels[LabelInstallation] = d.installation
 	resp, err := d.cli.ContainerCreate(ctx, cfg, hc, nil, nil, s.Name)
 	if cerrdefs.IsNotFound(err) {
 		if perr := d.pull(ctx, s.Image); perr != nil {
@@ -256,7 +259,7 @@ func jsonStreamError(r io.Reader) error {
 }
 
 // containerSpec maps a Spec to the engine's container and host configs.
-func containerSpec(s driver.Spec, network string) (*container.Config, *container.HostConfig, error) {
+func containerSpec(s driver.Spec, network, installation string) (*container.Config, *container.HostConfig, error) {
 	if s.Image == "" {
 		return nil, nil, fmt.Errorf("%w: no image", driver.ErrInvalidSpec)
 	}
@@ -267,7 +270,7 @@ func containerSpec(s driver.Spec, network string) (*container.Config, *container
 	if labels == nil {
 		labels = map[string]string{}
 	}
-	labels[LabelManaged] = "true"
+	labels[LabelManaged] = installation
 	labels[LabelJobID] = s.JobID
 	labels[LabelRole] = string(s.Role)
 	labels[LabelIndex] = strconv.Itoa(s.Index)
@@ -361,7 +364,7 @@ func nfsHash(s string) string {
 // refFromLabels recovers a Ref from the labels of a container of this
 // driver's installation; another's is not ok.
 func (d *Driver) refFromLabels(l map[string]string) (driver.Ref, bool) {
-	if l[LabelManaged] != "true" || l[LabelInstallation] != d.installation || l[LabelJobID] == "" {
+	if l[LabelManaged] != d.installation || l[LabelJobID] == "" {
 		return driver.Ref{}, false
 	}
 	idx, err := strconv.Atoi(l[LabelIndex])
@@ -417,10 +420,7 @@ func parseTime(s string) time.Time {
 
 // managedFilter selects the containers of this driver's installation.
 func (d *Driver) managedFilter(extra ...filters.KeyValuePair) filters.Args {
-	return filters.NewArgs(append([]filters.KeyValuePair{
-		filters.Arg("label", LabelManaged+"=true"),
-		filters.Arg("label", LabelInstallation+"="+d.installation),
-	}, extra...)...)
+	return filters.NewArgs(append([]filters.KeyValuePair{filters.Arg("label", LabelManaged+"="+d.installation)}, extra...)...)
 }
 
 // eventLoop follows the engine's events until ctx ends, reconnecting and

@@ -203,7 +203,7 @@ func TestContainerSettings(t *testing.T) {
 	if got := info.HostConfig.Memory; got != 64<<20 {
 		t.Errorf("Memory = %d, want %d", got, 64<<20)
 	}
-	wantLabels := map[string]string{"rm.managed": "true", "rm.installation": installation, "rm.job-id": ref.JobID, "rm.role": "worker", "rm.index": "4", "rm.queue": "q-gpu", "team": "adas"}
+	wantLabels := map[string]string{"rm.managed": installation, "rm.job-id": ref.JobID, "rm.role": "worker", "rm.index": "4", "rm.queue": "q-gpu", "team": "adas"}
 	for k, v := range wantLabels {
 		if info.Config.Labels[k] != v {
 			t.Errorf("label %s = %q, want %q", k, info.Config.Labels[k], v)

@@ -17,8 +17,8 @@ import (
 
 // TestInstallationsDoNotSeeEachOther: two drivers of different
 // installations on one engine neither report, stop, remove nor take over
-// each other's containers, and neither sees a container without an
-// installation label (made before installation ids existed).
+// each other's containers, and neither sees a container labelled
+// rm.managed=true (made before installation ids existed).
 func TestInstallationsDoNotSeeEachOther(t *testing.T) {
 	ctx := context.Background()
 	a := newDriverOf(t, "test-a-"+randomHex(6))
@@ -40,7 +40,7 @@ func TestInstallationsDoNotSeeEachOther(t *testing.T) {
 			Env: map[string]string{"RM_TEST_SLEEP": sleep}}
 	}
 
-	// A container without an installation label, as made before them.
+	// A container as made before installation ids existed.
 	legacyRef := driver.Ref{JobID: drivertest.JobID(t), Role: driver.RoleWorker}
 	legacy, err := cli.ContainerCreate(ctx, &container.Config{Image: testImage, Entrypoint: []string{"/sleeper"},
 		Env: []string{"RM_TEST_SLEEP=60"}, Labels: map[string]string{
@@ -101,7 +101,7 @@ func TestInstallationsDoNotSeeEachOther(t *testing.T) {
 		t.Errorf("B: Cleanup(A's job) = %v", err)
 	}
 	if err := a.Cleanup(ctx, legacyRef.JobID); err != nil {
-		t.Errorf("A: Cleanup(unlabelled job) = %v", err)
+		t.Errorf("A: Cleanup(the old container's job) = %v", err)
 	}
 	if _, err := b.Logs(ctx, refA); !errors.Is(err, driver.ErrNotFound) {
 		t.Errorf("B: Logs(A's) error = %v, want ErrNotFound", err)
@@ -109,15 +109,15 @@ func TestInstallationsDoNotSeeEachOther(t *testing.T) {
 	if err := b.Start(ctx, spec(refA, "0")); err == nil || !strings.Contains(err.Error(), "taken by another container") {
 		t.Errorf("B: Start() with the name of A's container = %v, want the name taken", err)
 	}
-	for _, id := range []string{refA.Name(), legacy.ID} {
-		info, err := cli.ContainerInspect(ctx, id)
-		if err != nil {
-			t.Fatalf("container %s gone: %v", id, err)
-		}
-		if !info.State.Running {
-			t.Errorf("container %s is %s, want running", id, info.State.Status)
-		}
+	info, err := cli.ContainerInspect(ctx, refA.Name())
+	if err != nil {
+		t.Fatalf("A's container gone: %v", err)
 	}
+	if !info.State.Running {
+		t.Errorf("A's container is %s, want running", info.State.Status)
+	}
+	// The old container is not checked for being there: launchers of older
+	// versions, which other processes on this engine may run, remove it.
 	sts, err := a.List(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -127,12 +127,14 @@ func TestInstallationsDoNotSeeEachOther(t *testing.T) {
 	}
 }
 
-// TestNoInstallationIsRefused: a driver without an installation id would
-// take every installation's containers for its own.
+// TestNoInstallationIsRefused: a driver needs an installation id, and not
+// "true", the label value of containers made before installation ids.
 func TestNoInstallationIsRefused(t *testing.T) {
-	if d, err := docker.NewDriver(driver.DockerConfig{}, driver.Options{}); err == nil {
-		d.Close()
-		t.Fatal("NewDriver() without an installation id succeeded")
+	for _, id := range []string{"", "true"} {
+		if d, err := docker.NewDriver(driver.DockerConfig{}, driver.Options{Installation: id}); err == nil {
+			d.Close()
+			t.Errorf("NewDriver() with installation id %q succeeded", id)
+		}
 	}
 }
 
