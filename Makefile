@@ -155,7 +155,7 @@ compose-up: compose-deps images ## run the offline compose stack (deploy/compose
 	cd deploy/compose && docker-compose -p $(COMPOSE_PROJECT) $(COMPOSE_FILES) up -d
 
 compose-down: compose-deps ## stop the compose stack and remove its workers, containers, networks and volumes
-	@ids=$$(docker ps -aq --filter label=rm.managed=true --filter network=$(COMPOSE_PROJECT)_workers); \
+	@ids=$$(docker ps -aq --filter label=rm.managed --filter network=$(COMPOSE_PROJECT)_workers); \
 	 [ -z "$$ids" ] || docker rm -f -v $$ids >/dev/null
 	cd deploy/compose && docker-compose -p $(COMPOSE_PROJECT) $(COMPOSE_FILES) down -v --remove-orphans -t 5
 

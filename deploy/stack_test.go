@@ -127,7 +127,7 @@ func waitFor(t *testing.T, what string, d time.Duration, ok func() bool) time.Du
 }
 
 func managed(project string, jobID string) []string {
-	args := []string{"ps", "-aq", "--filter", "label=rm.managed=true", "--filter", "network=" + project + "_workers"}
+	args := []string{"ps", "-aq", "--filter", "label=rm.managed", "--filter", "network=" + project + "_workers"}
 	if jobID != "" {
 		args = append(args, "--filter", "label=rm.job-id="+jobID)
 	}

@@ -128,17 +128,7 @@ func TestLauncherDockerJobs(t *testing.T) {
 	c.must(http.MethodPost, "/api/resources/v1/queues", map[string]any{"name": "dock", "plugin_id": plg.ID, "maximum_allowed_worker_instances": 10},
 		http.StatusCreated, nil)
 	var jobs []string
-	t.Cleanup(func() {
-		// Whatever a failed assertion left behind.
-		for _, id := range jobs {
-			for _, ct := range containersOf(t, id) {
-				req, _ := http.NewRequest(http.MethodDelete, "http://docker/containers/"+ct.ID+"?force=1&v=1", nil)
-				if resp, err := dockerAPI.Do(req); err == nil {
-					resp.Body.Close()
-				}
-			}
-		}
-	})
+	t.Cleanup(func() { removeContainersOf(t, jobs) })
 
 	ok := c.submitApp("dock", app.ID, 3, map[string]string{"SLEEP": "1"})
 	jobs = append(jobs, ok.ID)
@@ -179,6 +169,19 @@ func TestLauncherDockerJobs(t *testing.T) {
 	}
 	c.must(http.MethodDelete, jobsPath+"/"+long.ID, nil, http.StatusNoContent, nil)
 	waitNoContainers(t, long.ID)
+}
+
+// removeContainersOf force-removes the containers of jobs: whatever a
+// failed assertion left behind.
+func removeContainersOf(t *testing.T, jobs []string) {
+	for _, id := range jobs {
+		for _, ct := range containersOf(t, id) {
+			req, _ := http.NewRequest(http.MethodDelete, "http://docker/containers/"+ct.ID+"?force=1&v=1", nil)
+			if resp, err := dockerAPI.Do(req); err == nil {
+				resp.Body.Close()
+			}
+		}
+	}
 }
 
 func waitNoContainers(t *testing.T, id string) {

@@ -242,6 +242,11 @@ type Options struct {
 	DataDir string
 	// Logger defaults to slog.Default() when nil.
 	Logger *slog.Logger
+	// Installation identifies the installation (the store) the launcher
+	// belongs to. Drivers whose runtime several installations may share
+	// (docker) label what they make with it and see nothing else; the
+	// docker driver requires it.
+	Installation string
 }
 
 // Log returns o.Logger, or slog.Default() when it is nil.

@@ -37,6 +37,9 @@ type pool struct {
 	opts      driver.Options
 	log       *slog.Logger
 	onChange  func(driver.Ref)
+	// installation, when set, gives opts.Installation (read from the store
+	// before the first driver is made).
+	installation func(context.Context) (string, error)
 
 	mu      sync.Mutex
 	drivers map[string]*pooled // by plugin id
@@ -100,7 +103,15 @@ func (pl *pool) get(ctx context.Context, p plugin) (*pooled, error) {
 		}
 		raw = b
 	}
-	d, err := f(raw, pl.opts)
+	opts := pl.opts
+	if pl.installation != nil {
+		id, err := pl.installation(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("create %s driver of plugin %s: %w", p.Type, p.ID, err)
+		}
+		opts.Installation = id
+	}
+	d, err := f(raw, opts)
 	if err != nil {
 		return nil, fmt.Errorf("create %s driver of plugin %s: %w", p.Type, p.ID, err)
 	}

@@ -156,6 +156,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	// observes the drivers again before starting anything.
 	s.record = jobdoc.New(deps.DB, deps.Outbox, jobdoc.Launcher, Source, jobdoc.WithAttempts(1), jobdoc.WithClock(deps.Now))
 	s.pool = newPool(deps.Drivers, driver.Options{DataDir: cfg.DataDir, Logger: deps.Logger}, deps.Logger, s.changed)
+	s.pool.installation = (&installation{coll: deps.DB.Collection(InstallationCollection)}).get
 	var err error
 	if s.metrics, err = newMetrics(deps.Registerer, s.pool); err != nil {
 		return nil, err

@@ -2,9 +2,9 @@
 // Docker Engine, through the official client (API version negotiated, so
 // older engines work).
 //
-// A container is named Spec.Name and labelled rm.managed=true, rm.job-id,
-// rm.role, rm.index and rm.queue (plus Spec.Labels, which cannot override
-// these). Command becomes the entrypoint and Args the cmd; CPU and memory
+// A container is named Spec.Name and labelled rm.managed=<installation id>
+// (driver.Options.Installation), rm.job-id, rm.role, rm.index and rm.queue
+// (plus Spec.Labels, which cannot override these). Command becomes the entrypoint and Args the cmd; CPU and memory
 // quantities become NanoCPUs and a memory limit; GPUs a device request;
 // storages become mounts: host_path a bind mount, empty_dir an anonymous
 // volume (removed with the container), pvc a named volume, nfs a named
@@ -22,6 +22,13 @@
 // Restart policy: containers outlive the launcher. A new driver finds them
 // by the rm.managed label: List reports them and Watch follows them like
 // its own.
+//
+// Installations: several installations (or test processes) may share one
+// engine. A driver sees, stops, removes and reports only the containers
+// whose rm.managed label is its own installation id; those of other
+// installations, and containers made before installation ids existed
+// (rm.managed=true), do not exist for it, and launchers of those older
+// versions (which look for rm.managed=true) do not see its containers.
 //
 // It imports the driver contract and the Docker client only.
 package docker
@@ -60,12 +67,17 @@ var _ driver.Driver = (*Driver)(nil)
 
 // Labels every managed container carries.
 const (
+	// LabelManaged carries the installation id (driver.Options.Installation).
 	LabelManaged = "rm.managed"
 	LabelJobID   = "rm.job-id"
 	LabelRole    = "rm.role"
 	LabelIndex   = "rm.index"
 	LabelQueue   = "rm.queue"
 )
+
+// legacyManaged is the rm.managed value of containers made before
+// installation ids existed; no installation has it as its id.
+const legacyManaged = "true"
 
 // Option customizes a Driver.
 type Option func(*Driver)
@@ -78,8 +90,11 @@ func WithStopTimeout(d time.Duration) Option { return func(dr *Driver) { dr.grac
 type Driver struct {
 	cli     *client.Client
 	network string
-	log     *slog.Logger
-	grace   time.Duration
+	// installation is the value of LabelManaged on every container this
+	// driver makes and the only one it looks at.
+	installation string
+	log          *slog.Logger
+	grace        time.Duration
 
 	tracker hub.Tracker // last status of every container seen
 
@@ -102,6 +117,11 @@ func New(config json.RawMessage, opts driver.Options) (driver.Driver, error) {
 // DOCKER_HOST etc. when empty) and starts following its events. It does
 // not fail when the engine is down: the event loop retries.
 func NewDriver(cfg driver.DockerConfig, opts driver.Options, options ...Option) (*Driver, error) {
+	if opts.Installation == "" || opts.Installation == legacyManaged {
+		// Without it the driver would take every installation's containers
+		// on the engine for its own, and the launcher would remove them.
+		return nil, errors.New("docker: no installation id (driver.Options.Installation)")
+	}
 	copts := []client.Opt{client.FromEnv, client.WithAPIVersionNegotiation()}
 	if cfg.Host != "" {
 		copts = append(copts, client.WithHost(cfg.Host))
@@ -111,11 +131,12 @@ func NewDriver(cfg driver.DockerConfig, opts driver.Options, options ...Option) 
 		return nil, fmt.Errorf("docker: create client: %w", err)
 	}
 	d := &Driver{
-		cli:      cli,
-		network:  cfg.Network,
-		log:      opts.Log().With("driver", "docker"),
-		grace:    10 * time.Second,
-		loopDone: make(chan struct{}),
+		cli:          cli,
+		network:      cfg.Network,
+		installation: opts.Installation,
+		log:          opts.Log().With("driver", "docker"),
+		grace:        10 * time.Second,
+		loopDone:     make(chan struct{}),
 	}
 	for _, o := range options {
 		o(d)
@@ -140,7 +161,7 @@ func (d *Driver) Start(ctx context.Context, s driver.Spec) error {
 	if s.Name == "" {
 		s.Name = s.Ref.Name()
 	}
-	cfg, hc, err := containerSpec(s, d.network)
+	cfg, hc, err := containerSpec(s, d.network, d.installation)
 	if err != nil {
 		return fmt.Errorf("docker: start %s: %w", s.Ref, err)
 	}
@@ -186,7 +207,7 @@ func (d *Driver) startExisting(ctx context.Context, s driver.Spec) error {
 	if err != nil {
 		return fmt.Errorf("docker: inspect existing container %s: %w", s.Name, err)
 	}
-	if ref, ok := refFromLabels(info.Config.Labels); !ok || ref != s.Ref {
+	if ref, ok := d.refFromLabels(info.Config.Labels); !ok || ref != s.Ref {
 		return fmt.Errorf("docker: start %s: container name %s is taken by another container", s.Ref, s.Name)
 	}
 	if info.State != nil && info.State.Status == container.StateCreated {
@@ -238,7 +259,7 @@ func jsonStreamError(r io.Reader) error {
 }
 
 // containerSpec maps a Spec to the engine's container and host configs.
-func containerSpec(s driver.Spec, network string) (*container.Config, *container.HostConfig, error) {
+func containerSpec(s driver.Spec, network, installation string) (*container.Config, *container.HostConfig, error) {
 	if s.Image == "" {
 		return nil, nil, fmt.Errorf("%w: no image", driver.ErrInvalidSpec)
 	}
@@ -249,7 +270,7 @@ func containerSpec(s driver.Spec, network string) (*container.Config, *container
 	if labels == nil {
 		labels = map[string]string{}
 	}
-	labels[LabelManaged] = "true"
+	labels[LabelManaged] = installation
 	labels[LabelJobID] = s.JobID
 	labels[LabelRole] = string(s.Role)
 	labels[LabelIndex] = strconv.Itoa(s.Index)
@@ -340,9 +361,10 @@ func nfsHash(s string) string {
 	return hex.EncodeToString(sum[:])[:12]
 }
 
-// refFromLabels recovers a Ref from a managed container's labels.
-func refFromLabels(l map[string]string) (driver.Ref, bool) {
-	if l[LabelManaged] != "true" || l[LabelJobID] == "" {
+// refFromLabels recovers a Ref from the labels of a container of this
+// driver's installation; another's is not ok.
+func (d *Driver) refFromLabels(l map[string]string) (driver.Ref, bool) {
+	if l[LabelManaged] != d.installation || l[LabelJobID] == "" {
 		return driver.Ref{}, false
 	}
 	idx, err := strconv.Atoi(l[LabelIndex])
@@ -396,8 +418,9 @@ func parseTime(s string) time.Time {
 	return t
 }
 
-func managedFilter(extra ...filters.KeyValuePair) filters.Args {
-	return filters.NewArgs(append([]filters.KeyValuePair{filters.Arg("label", LabelManaged+"=true")}, extra...)...)
+// managedFilter selects the containers of this driver's installation.
+func (d *Driver) managedFilter(extra ...filters.KeyValuePair) filters.Args {
+	return filters.NewArgs(append([]filters.KeyValuePair{filters.Arg("label", LabelManaged+"="+d.installation)}, extra...)...)
 }
 
 // eventLoop follows the engine's events until ctx ends, reconnecting and
@@ -407,7 +430,7 @@ func (d *Driver) eventLoop(ctx context.Context, synced chan<- struct{}) {
 	since := time.Now()
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
-		f := managedFilter(filters.Arg("type", string(events.ContainerEventType)))
+		f := d.managedFilter(filters.Arg("type", string(events.ContainerEventType)))
 		// Replaying from a little before now closes the gap between the
 		// resync below and the stream being established.
 		evs, errs := d.cli.Events(ctx, events.ListOptions{
@@ -445,7 +468,7 @@ func (d *Driver) eventLoop(ctx context.Context, synced chan<- struct{}) {
 
 // handle turns one container event into status updates.
 func (d *Driver) handle(ctx context.Context, ev events.Message) {
-	ref, ok := refFromLabels(ev.Actor.Attributes)
+	ref, ok := d.refFromLabels(ev.Actor.Attributes)
 	if !ok {
 		return
 	}
@@ -481,7 +504,7 @@ func (d *Driver) handle(ctx context.Context, ev events.Message) {
 
 // resync brings known in line with the engine's containers.
 func (d *Driver) resync(ctx context.Context) error {
-	sts, err := d.list(ctx, managedFilter())
+	sts, err := d.list(ctx, d.managedFilter())
 	if err != nil {
 		return err
 	}
@@ -506,7 +529,7 @@ func (d *Driver) list(ctx context.Context, f filters.Args) ([]driver.Status, err
 	}
 	out := make([]driver.Status, 0, len(cs))
 	for _, c := range cs {
-		ref, ok := refFromLabels(c.Labels)
+		ref, ok := d.refFromLabels(c.Labels)
 		if !ok {
 			continue
 		}
@@ -531,7 +554,7 @@ func (d *Driver) ownContainer(ctx context.Context, r driver.Ref) (string, error)
 	if err != nil {
 		return "", err
 	}
-	if got, ok := refFromLabels(info.Config.Labels); !ok || got != r {
+	if got, ok := d.refFromLabels(info.Config.Labels); !ok || got != r {
 		return "", nil // a container of someone else with that name
 	}
 	return info.ID, nil
@@ -556,13 +579,13 @@ func (d *Driver) Stop(ctx context.Context, r driver.Ref) error {
 
 // Cleanup force-removes the job's containers and their anonymous volumes.
 func (d *Driver) Cleanup(ctx context.Context, jobID string) error {
-	cs, err := d.cli.ContainerList(ctx, container.ListOptions{All: true, Filters: managedFilter(filters.Arg("label", LabelJobID+"="+jobID))})
+	cs, err := d.cli.ContainerList(ctx, container.ListOptions{All: true, Filters: d.managedFilter(filters.Arg("label", LabelJobID+"="+jobID))})
 	if err != nil {
 		return fmt.Errorf("docker: cleanup %s: list containers: %w", jobID, err)
 	}
 	var errs []error
 	for _, c := range cs {
-		ref, ok := refFromLabels(c.Labels)
+		ref, ok := d.refFromLabels(c.Labels)
 		if !ok || ref.JobID != jobID {
 			continue
 		}
@@ -579,9 +602,9 @@ func (d *Driver) Cleanup(ctx context.Context, jobID string) error {
 	return nil
 }
 
-// List asks the engine for every managed container.
+// List asks the engine for every container of this installation.
 func (d *Driver) List(ctx context.Context) ([]driver.Status, error) {
-	sts, err := d.list(ctx, managedFilter())
+	sts, err := d.list(ctx, d.managedFilter())
 	if err != nil {
 		return nil, fmt.Errorf("docker: %w", err)
 	}

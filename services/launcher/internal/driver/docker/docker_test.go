@@ -29,6 +29,17 @@ import (
 // testImage is built by TestMain: FROM scratch plus the static sleeper.
 var testImage string
 
+// installation is this test process's installation id: other processes
+// using the engine at the same time (the launcher's tests) have their own,
+// so that neither sees nor removes the other's containers.
+var installation = "test-" + randomHex(6)
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
 func TestMain(m *testing.M) {
 	os.Exit(runMain(m))
 }
@@ -92,9 +103,7 @@ func buildImage(cli *client.Client) (string, error) {
 	if err := tw.Close(); err != nil {
 		return "", err
 	}
-	b := make([]byte, 4)
-	rand.Read(b)
-	tag := "rm-driver-test-sleeper:" + hex.EncodeToString(b)
+	tag := "rm-driver-test-sleeper:" + randomHex(4)
 	resp, err := cli.ImageBuild(context.Background(), &ctxTar, build.ImageBuildOptions{
 		Tags: []string{tag}, Remove: true, ForceRemove: true, Dockerfile: "Dockerfile",
 	})
@@ -110,7 +119,11 @@ func buildImage(cli *client.Client) (string, error) {
 }
 
 func newDriver(t *testing.T) driver.Driver {
-	d, err := docker.NewDriver(driver.DockerConfig{}, driver.Options{}, docker.WithStopTimeout(time.Second))
+	return newDriverOf(t, installation)
+}
+
+func newDriverOf(t *testing.T, installation string) *docker.Driver {
+	d, err := docker.NewDriver(driver.DockerConfig{}, driver.Options{Installation: installation}, docker.WithStopTimeout(time.Second))
 	if err != nil {
 		t.Fatalf("NewDriver() error = %v", err)
 	}
@@ -190,7 +203,7 @@ func TestContainerSettings(t *testing.T) {
 	if got := info.HostConfig.Memory; got != 64<<20 {
 		t.Errorf("Memory = %d, want %d", got, 64<<20)
 	}
-	wantLabels := map[string]string{"rm.managed": "true", "rm.job-id": ref.JobID, "rm.role": "worker", "rm.index": "4", "rm.queue": "q-gpu", "team": "adas"}
+	wantLabels := map[string]string{"rm.managed": installation, "rm.job-id": ref.JobID, "rm.role": "worker", "rm.index": "4", "rm.queue": "q-gpu", "team": "adas"}
 	for k, v := range wantLabels {
 		if info.Config.Labels[k] != v {
 			t.Errorf("label %s = %q, want %q", k, info.Config.Labels[k], v)
@@ -245,7 +258,7 @@ func TestMissingImageIsImagePull(t *testing.T) {
 		t.Errorf("error %q does not start with %q", err, want)
 	}
 
-	down, err := docker.NewDriver(driver.DockerConfig{Host: "unix://" + t.TempDir() + "/no.sock"}, driver.Options{})
+	down, err := docker.NewDriver(driver.DockerConfig{Host: "unix://" + t.TempDir() + "/no.sock"}, driver.Options{Installation: installation})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -31,7 +31,7 @@ func TestContainerSpecResources(t *testing.T) {
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
-			_, hc, err := containerSpec(driver.Spec{Name: "n", Image: "img", Resources: tc.res}, "")
+			_, hc, err := containerSpec(driver.Spec{Name: "n", Image: "img", Resources: tc.res}, "", "inst")
 			if tc.wantErr {
 				if !errors.Is(err, driver.ErrInvalidSpec) {
 					t.Fatalf("error = %v, want ErrInvalidSpec", err)
@@ -109,11 +109,31 @@ func TestMountFor(t *testing.T) {
 // entrypoint and command, replacing the image's.
 func TestContainerSpecCommandAndArgs(t *testing.T) {
 	s := driver.Spec{Name: "n", Image: "img", Command: []string{"/opt/sim/run"}, Args: []string{"--seed", "42"}}
-	cfg, _, err := containerSpec(s, "")
+	cfg, _, err := containerSpec(s, "", "inst")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !cmp.Equal([]string(cfg.Entrypoint), s.Command) || !cmp.Equal([]string(cfg.Cmd), s.Args) {
 		t.Errorf("entrypoint %q cmd %q, want %q %q", cfg.Entrypoint, cfg.Cmd, s.Command, s.Args)
+	}
+}
+
+// A driver takes only containers labelled with its installation id for its
+// own: not another installation's, nor those made before installation ids
+// (rm.managed=true).
+func TestRefFromLabelsIsPerInstallation(t *testing.T) {
+	d := &Driver{installation: "inst"}
+	l := map[string]string{LabelManaged: "inst", LabelJobID: "job-1", LabelRole: "worker", LabelIndex: "2"}
+	if ref, ok := d.refFromLabels(l); !ok || ref != (driver.Ref{JobID: "job-1", Role: driver.RoleWorker, Index: 2}) {
+		t.Errorf("own container: %v, %v", ref, ok)
+	}
+	for _, other := range []string{"other", legacyManaged, ""} {
+		l[LabelManaged] = other
+		if ref, ok := d.refFromLabels(l); ok {
+			t.Errorf("container with %s=%q taken as %v", LabelManaged, other, ref)
+		}
+	}
+	if got := d.managedFilter().Get("label"); !cmp.Equal(got, []string{LabelManaged + "=inst"}) {
+		t.Errorf("filter labels %q, want only %s=inst", got, LabelManaged)
 	}
 }
