@@ -56,24 +56,7 @@ func (c *client) waitArray(id, what string, d time.Duration, ok func(jobArray) b
 // arrayJobs lists the jobs of array id through GET /jobs?array_id=.
 func (c *client) arrayJobs(id string) []events.Job {
 	c.t.Helper()
-	var out []events.Job
-	cursor := ""
-	for {
-		path := jobsPath + "?limit=1000&array_id=" + id
-		if cursor != "" {
-			path += "&cursor=" + cursor
-		}
-		var page struct {
-			Items      []events.Job `json:"items"`
-			NextCursor string       `json:"next_cursor"`
-		}
-		c.must(http.MethodGet, path, nil, http.StatusOK, &page)
-		out = append(out, page.Items...)
-		if page.NextCursor == "" {
-			return out
-		}
-		cursor = page.NextCursor
-	}
+	return c.allJobs(jobsPath + "?limit=1000&array_id=" + id)
 }
 
 func (c *client) submitAfter(queue, appID string, env map[string]string, deps ...events.JobDependency) events.Job {

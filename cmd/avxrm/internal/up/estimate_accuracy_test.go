@@ -94,7 +94,7 @@ func TestStartEstimateAccuracy(t *testing.T) {
 			mu.Unlock()
 		}
 	}()
-	var errs, rel []time.Duration // rel: error per second waited, in ms
+	var errs, rel []time.Duration             // rel: error per second waited, in ms
 	var late, startLag, overrun time.Duration // sums, to say where the error comes from
 	for _, id := range ids {
 		j := c.waitJobFor(id, "finished", 3*time.Minute, isFinal)

@@ -348,24 +348,31 @@ func TestCancelFreesCapacity(t *testing.T) {
 	}
 }
 
-// jobsInState lists the jobs of a queue with the given status.
+// jobsOf lists the jobs of a queue with the given status ("": all).
 func (c *client) jobsOf(queue, status string) []events.Job {
+	c.t.Helper()
+	path := "/api/resources/v1/queues/" + queue + "/jobs?limit=1000"
+	if status != "" {
+		path += "&status=" + status
+	}
+	return c.allJobs(path)
+}
+
+// allJobs reads every page of a job list from path (which has a query).
+func (c *client) allJobs(path string) []events.Job {
 	c.t.Helper()
 	var out []events.Job
 	cursor := ""
 	for {
-		path := "/api/resources/v1/queues/" + queue + "/jobs?limit=1000"
-		if status != "" {
-			path += "&status=" + status
-		}
+		p := path
 		if cursor != "" {
-			path += "&cursor=" + cursor
+			p += "&cursor=" + cursor
 		}
 		var page struct {
 			Items      []events.Job `json:"items"`
 			NextCursor string       `json:"next_cursor"`
 		}
-		c.must(http.MethodGet, path, nil, http.StatusOK, &page)
+		c.must(http.MethodGet, p, nil, http.StatusOK, &page)
 		out = append(out, page.Items...)
 		if page.NextCursor == "" {
 			return out
