@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"slices"
+	"sort"
 	"time"
 
 	"github.com/avxrm/rm/pkg/events"
@@ -51,6 +52,7 @@ func (s *Server) queueEstimates(ctx context.Context, id string) (map[string]even
 // from the jobs themselves.
 func (s *Server) joinEstimates(ctx context.Context, jobs ...*events.Job) {
 	byQueue := map[string]map[string]events.JobEstimate{}
+	unplaced := map[string][]*events.Job{}
 	for _, j := range jobs {
 		if !waitingStatus(j.Status) {
 			continue
@@ -65,31 +67,39 @@ func (s *Server) joinEstimates(ctx context.Context, jobs ...*events.Job) {
 		}
 		setEstimate(j, ests[j.ID])
 		if j.QueuePosition == nil {
-			s.countPosition(ctx, j)
+			unplaced[j.QueueID] = append(unplaced[j.QueueID], j)
 		}
+	}
+	for queueID, js := range unplaced {
+		s.countPositions(ctx, queueID, js)
 	}
 }
 
-// countPosition gives job j, not in its queue's snapshot yet, its place
-// among the queue's waiting jobs in the scheduler's order; on failure it
-// stays without one.
-func (s *Server) countPosition(ctx context.Context, j *events.Job) {
-	n, err := s.opts.Store.DB.Collection(store.Jobs).CountDocuments(ctx, bson.D{
-		{Key: "queue_id", Value: j.QueueID},
+// countPositions gives the jobs js of queue queueID, not in its snapshot
+// yet, their places among the queue's waiting jobs in the scheduler's
+// order, from one read of those jobs (a count per job would read the
+// queue's jobs once per job: a page of a fresh 10,000-job array would take
+// minutes on the embedded store); on failure they stay without one.
+func (s *Server) countPositions(ctx context.Context, queueID string, js []*events.Job) {
+	cur, err := s.opts.Store.DB.Collection(store.Jobs).Find(ctx, bson.D{
+		{Key: "queue_id", Value: queueID},
 		{Key: "status", Value: bson.D{{Key: "$in", Value: bson.A{events.JobSubmitted, events.JobPending}}}},
 		{Key: "_deleted", Value: bson.D{{Key: "$exists", Value: false}}},
-		{Key: "$or", Value: bson.A{
-			bson.D{{Key: "priority", Value: bson.D{{Key: "$gt", Value: j.Priority}}}},
-			bson.D{{Key: "priority", Value: j.Priority}, {Key: "submitted_at", Value: bson.D{{Key: "$lt", Value: j.SubmittedAt}}}},
-			bson.D{{Key: "priority", Value: j.Priority}, {Key: "submitted_at", Value: j.SubmittedAt}, {Key: "_id", Value: bson.D{{Key: "$lt", Value: j.ID}}}},
-		}},
-	})
+	}, options.Find().SetProjection(bson.D{{Key: "priority", Value: 1}, {Key: "submitted_at", Value: 1}}))
+	var waiting []*events.Job
+	if err == nil {
+		err = cur.All(ctx, &waiting)
+	}
 	if err != nil {
-		s.opts.Logger.Warn("count the jobs ahead", "job", j.ID, "err", err)
+		s.opts.Logger.Warn("count the jobs ahead", "queue", queueID, "err", err)
 		return
 	}
-	pos := int(n) + 1
-	j.QueuePosition = &pos
+	slices.SortFunc(waiting, compareOrder)
+	for _, j := range js {
+		// The jobs strictly ahead of j: j itself may have moved on since.
+		pos := sort.Search(len(waiting), func(i int) bool { return compareOrder(waiting[i], j) >= 0 }) + 1
+		j.QueuePosition = &pos
+	}
 }
 
 // setEstimate puts e (zero: not placed) on job j.
