@@ -274,6 +274,20 @@ func script(s *session) {
 	s.do("GET", "/jobs?status=lost", nil, 422, offSchema())
 	s.do("GET", "/queues/Default/jobs?status=submitted", nil, 200)
 	s.do("GET", "/queues/nothing/jobs", nil, 404)
+	// Job arrays (they wait behind nothing: one at a time, cancelled below) and the pending list
+	arrayJob := map[string]any{"queue_id": "Default", "application": map[string]any{"id": app}, "worker_instances": 1,
+		"environment_variables": map[string]any{"RM_SIM_RUN_SECONDS": "600"}}
+	arr := s.id(s.do("POST", "/job-arrays", map[string]any{"job": arrayJob, "count": 3, "max_parallel": 1}, 201))
+	s.do("POST", "/job-arrays", map[string]any{"job": arrayJob, "count": 0}, 422, offSchema())
+	s.do("GET", "/job-arrays/"+arr, nil, 200)
+	s.do("GET", "/job-arrays/arr-nothing", nil, 404)
+	s.do("GET", "/job-arrays?limit=1", nil, 200)
+	s.do("GET", "/job-arrays?cursor=garbage", nil, 400)
+	s.do("GET", "/jobs?array_id="+arr, nil, 200)
+	s.do("GET", "/queues/Default/pending", nil, 200)
+	s.do("GET", "/queues/nothing/pending", nil, 404)
+	s.do("POST", "/job-arrays/"+arr+"/cancel", nil, 202)
+	s.do("POST", "/job-arrays/arr-nothing/cancel", nil, 404)
 	s.do("GET", "/jobs/"+job, nil, 200)
 	s.do("GET", "/jobs/"+job+"/instances?role=worker&limit=1", nil, 200)
 	s.do("GET", "/jobs/"+job+"/instances?cursor=garbage", nil, 400)
