@@ -35,6 +35,12 @@ const (
 	// PullFailsImage never pulls: the container waits with ErrImagePull,
 	// then ImagePullBackOff, as a kubelet reports an image it cannot get.
 	PullFailsImage = "registry.invalid/missing:1"
+	// PullFailsThenRunsImage fails its first LatePulls pulls of each pod
+	// (ErrImagePull, then ImagePullBackOff until the next try), then
+	// pulls: the container runs as any other, as when a registry comes
+	// back.
+	PullFailsThenRunsImage = "registry.invalid/late:1"
+	LatePulls              = 3
 )
 
 // Kubelet is a fake kubelet for one namespace of the real API server. It
@@ -244,19 +250,14 @@ func (k *Kubelet) run(ctx context.Context, p *corev1.Pod) {
 	k.logs[p.Name] = e["RM_TEST_PRINT"]
 	k.mu.Unlock()
 	image := p.Spec.Containers[0].Image
-	if image == PullFailsImage {
-		for i, reason := range []string{"ErrImagePull", "ImagePullBackOff"} {
-			if i > 0 && !sleep(ctx, 200*time.Millisecond) {
-				return
-			}
-			k.fail(k.setStatus(ctx, p.Name, func(s *corev1.PodStatus) {
-				s.Phase = corev1.PodPending
-				s.ContainerStatuses = []corev1.ContainerStatus{{Name: kubernetes.ContainerName, Image: image,
-					State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: reason,
-						Message: `failed to pull and unpack image "` + image + `": not found`}}}}
-			}))
-		}
+	switch image {
+	case PullFailsImage:
+		k.failPulls(ctx, p.Name, image, 1, 200*time.Millisecond)
 		return
+	case PullFailsThenRunsImage:
+		if !k.failPulls(ctx, p.Name, image, LatePulls, 500*time.Millisecond) || !sleep(ctx, 500*time.Millisecond) {
+			return
+		}
 	}
 	if !sleep(ctx, 30*time.Millisecond) {
 		return
@@ -278,6 +279,28 @@ func (k *Kubelet) run(ctx context.Context, p *corev1.Pod) {
 		return
 	}
 	k.fail(k.terminate(ctx, p.Name, int32(code), started))
+}
+
+// failPulls reports n failed pulls of image for pod name: each the
+// waiting reason ErrImagePull, then after wait ImagePullBackOff. It
+// reports whether ctx is still live.
+func (k *Kubelet) failPulls(ctx context.Context, name, image string, n int, wait time.Duration) bool {
+	for i := range 2 * n {
+		reason := "ErrImagePull"
+		if i%2 == 1 {
+			reason = "ImagePullBackOff"
+		}
+		if i > 0 && !sleep(ctx, wait) {
+			return false
+		}
+		k.fail(k.setStatus(ctx, name, func(s *corev1.PodStatus) {
+			s.Phase = corev1.PodPending
+			s.ContainerStatuses = []corev1.ContainerStatus{{Name: kubernetes.ContainerName, Image: image,
+				State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: reason,
+					Message: `failed to pull and unpack image "` + image + `": not found`}}}}
+		}))
+	}
+	return ctx.Err() == nil
 }
 
 // terminate records the container's end with code.

@@ -17,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	k8s "k8s.io/client-go/kubernetes"
 
+	"github.com/avxrm/rm/cmd/avxrm/internal/up"
 	"github.com/avxrm/rm/pkg/events"
 	"github.com/avxrm/rm/services/launcher/kubetest"
 	"github.com/avxrm/rm/services/launcher/kubetest/kubeserver"
@@ -45,7 +46,21 @@ func newKubeNamespace(t *testing.T, admin *k8s.Clientset) string {
 	return ns
 }
 
-func TestAPIServerSeedExampleThroughTheServices(t *testing.T) {
+// kubeSystem is the all-in-one on a real API server: the controllers'
+// namespace with a fake kubelet of a plain node, the workers' namespace
+// with one of a node of the given shape, and a kubernetes plugin for each
+// made through the REST API (the controllers' is the default plugin).
+type kubeSystem struct {
+	srv            *kubeserver.Server
+	admin          *k8s.Clientset
+	nsWork, nsCtrl string
+	sys            *up.System
+	c              *client
+	workPlugin     string // the plugin ID of the workers' namespace
+}
+
+func startKubeSystem(t *testing.T, workNode kubetest.NodeShape) *kubeSystem {
+	t.Helper()
 	srv, err := kubeserver.Start(kubeserver.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -55,31 +70,42 @@ func TestAPIServerSeedExampleThroughTheServices(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	k := &kubeSystem{srv: srv, admin: admin, nsWork: newKubeNamespace(t, admin), nsCtrl: newKubeNamespace(t, admin)}
+	kubetest.StartKubelet(t, srv, admin, k.nsWork, workNode)
+	kubetest.StartKubelet(t, srv, admin, k.nsCtrl, kubetest.NodeShape{})
+
+	k.sys = startSystemIn(t, t.TempDir())
+	k.c = newClient(t, k.sys.HTTPAddr)
+	var ctrl, work struct {
+		ID string `json:"id"`
+	}
+	k.c.must(http.MethodPost, "/api/resources/v1/plugins", map[string]any{"name": "k8s-controllers", "type": "kubernetes", "is_default": true,
+		"config": map[string]any{"namespace": k.nsCtrl, "kubeconfig": srv.Kubeconfig(srv.AdminToken, k.nsCtrl)}}, http.StatusCreated, &ctrl)
+	k.c.must(http.MethodPost, "/api/resources/v1/plugins", map[string]any{"name": "k8s-reserved", "type": "kubernetes",
+		"config": map[string]any{"namespace": k.nsWork, "kubeconfig": srv.Kubeconfig(srv.AdminToken, k.nsWork)}}, http.StatusCreated, &work)
+	k.workPlugin = work.ID
+	return k
+}
+
+func TestAPIServerSeedExampleThroughTheServices(t *testing.T) {
 	ctx := context.Background()
 	reserved := map[string]string{"node-group-reservation": "my-special-group"}
-	nsWork, nsCtrl := newKubeNamespace(t, admin), newKubeNamespace(t, admin)
-	kubetest.StartKubelet(t, srv, admin, nsWork, kubetest.NodeShape{Labels: reserved,
+	k := startKubeSystem(t, kubetest.NodeShape{Labels: reserved,
 		Taints: []corev1.Taint{{Key: "node-group-reservation", Value: "my-special-group", Effect: corev1.TaintEffectNoSchedule}}})
-	kubetest.StartKubelet(t, srv, admin, nsCtrl, kubetest.NodeShape{})
 	// Everything the server does to the workers' pods, in its order.
-	w, err := admin.CoreV1().Pods(nsWork).Watch(ctx, metav1.ListOptions{})
+	w, err := k.admin.CoreV1().Pods(k.nsWork).Watch(ctx, metav1.ListOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer w.Stop()
 
-	sys := startSystemIn(t, t.TempDir())
-	c := newClient(t, sys.HTTPAddr)
-	var ctrl, work, app struct {
+	c := k.c
+	var app struct {
 		ID string `json:"id"`
 	}
-	c.must(http.MethodPost, "/api/resources/v1/plugins", map[string]any{"name": "k8s-controllers", "type": "kubernetes", "is_default": true,
-		"config": map[string]any{"namespace": nsCtrl, "kubeconfig": srv.Kubeconfig(srv.AdminToken, nsCtrl)}}, http.StatusCreated, &ctrl)
-	c.must(http.MethodPost, "/api/resources/v1/plugins", map[string]any{"name": "k8s-reserved", "type": "kubernetes",
-		"config": map[string]any{"namespace": nsWork, "kubeconfig": srv.Kubeconfig(srv.AdminToken, nsWork)}}, http.StatusCreated, &work)
 	c.must(http.MethodPost, "/api/resources/v1/applications", map[string]any{"name": "sim", "version": "1", "image": "registry.example/sim:1"},
 		http.StatusCreated, &app)
-	c.must(http.MethodPost, "/api/resources/v1/queues", map[string]any{"name": "special", "plugin_id": work.ID, "maximum_allowed_worker_instances": 10,
+	c.must(http.MethodPost, "/api/resources/v1/queues", map[string]any{"name": "special", "plugin_id": k.workPlugin, "maximum_allowed_worker_instances": 10,
 		"attributes": map[string]any{"node_selector": reserved, "tolerations": []map[string]any{
 			{"key": "node-group-reservation", "operator": "Equal", "value": "my-special-group", "effect": "NoSchedule"}}}},
 		http.StatusCreated, nil)
