@@ -1,8 +1,13 @@
 package events
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
 )
 
 // Start estimates. The scheduler, which knows the order in which it will
@@ -43,6 +48,25 @@ type JobEstimate struct {
 	Position int        `bson:"position"` // 1-based
 	StartAt  *time.Time `bson:"start_at,omitempty"`
 	Basis    string     `bson:"basis"`
+}
+
+// ReadQueueEstimates reads the snapshot of queue queueID from db (one read
+// by _id) as its jobs by id; no snapshot yet is an empty one. The API's
+// pending jobs and the web view's queue page both read it here.
+func ReadQueueEstimates(ctx context.Context, db *mongo.Database, queueID string) (map[string]JobEstimate, error) {
+	var doc QueueEstimates
+	err := db.Collection(EstimatesCollection).FindOne(ctx, bson.D{{Key: "_id", Value: queueID}}).Decode(&doc)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return map[string]JobEstimate{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]JobEstimate, len(doc.Jobs))
+	for _, e := range doc.Jobs {
+		out[e.JobID] = e
+	}
+	return out, nil
 }
 
 // EstimatedTime is a job's estimated_start_at: left out of the JSON unless

@@ -94,10 +94,17 @@ func TestWebViewShowsTheWorkedExampleLive(t *testing.T) {
 		_ = os.WriteFile(end2, nil, 0o644)
 	})
 
-	j1 := c.submitApp("Default", app.ID, 10, map[string]string{"UNTIL": end1})
+	// Job 1 says how long it may run, so job 2 gets a start estimate.
+	var j1 events.Job
+	c.must(http.MethodPost, jobsPath, map[string]any{
+		"queue_id": "Default", "worker_instances": 10, "application": map[string]any{"id": app.ID},
+		"environment_variables": map[string]string{"UNTIL": end1}, "max_run_seconds": 3600,
+	}, http.StatusCreated, &j1)
 	c.waitJobFor(j1.ID, "running", 30*time.Second, hasStatus(events.JobRunning))
 	j2 := c.submitApp("Default", app.ID, 8, map[string]string{"UNTIL": end2})
 	c.waitJobFor(j2.ID, "pending", 10*time.Second, hasStatus(events.JobPending))
+	// The scheduler writes its estimates apart from the job's events.
+	c.waitJobFor(j2.ID, "estimated", 10*time.Second, func(j events.Job) bool { return j.EstimatedStartAt.Known })
 
 	// Queues: Default's bar is full, the built-in queues are there.
 	err := chromedp.Do(ctx,
@@ -131,6 +138,14 @@ func TestWebViewShowsTheWorkedExampleLive(t *testing.T) {
 		if !strings.Contains(reason, want) {
 			t.Errorf("job 2's reason reads %q, want it to say %q", reason, want)
 		}
+	}
+	// Its place and estimated start, from the scheduler's snapshot.
+	place, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll('`+pendingRow+` td.position, `+pendingRow+` td.estimate')].map(td => td.innerText.trim())`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(place) != 2 || place[0] != "1" || !strings.HasSuffix(place[1], "(max_run_seconds)") || strings.HasPrefix(place[1], "unknown") {
+		t.Errorf("job 2's position and estimate read %q, want 1 and a time (max_run_seconds)", place)
 	}
 	// A mark that a reload would wipe.
 	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`window.rmTestMark = true`)); err != nil {

@@ -30,19 +30,7 @@ func waitingStatus(status string) bool {
 
 // queueEstimates reads the snapshot of queue id; none yet is an empty one.
 func (s *Server) queueEstimates(ctx context.Context, id string) (map[string]events.JobEstimate, error) {
-	var doc events.QueueEstimates
-	err := s.opts.Store.DB.Collection(events.EstimatesCollection).FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&doc)
-	if errors.Is(err, mongo.ErrNoDocuments) {
-		return map[string]events.JobEstimate{}, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	out := make(map[string]events.JobEstimate, len(doc.Jobs))
-	for _, e := range doc.Jobs {
-		out[e.JobID] = e
-	}
-	return out, nil
+	return events.ReadQueueEstimates(ctx, s.opts.Store.DB, id)
 }
 
 // joinEstimates gives every waiting job of jobs its queue_position,

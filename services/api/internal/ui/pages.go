@@ -107,7 +107,7 @@ const liveTypes = "rm.queue.created,rm.queue.updated,rm.queue.deleted,rm.job.sub
 // pendingRow is a waiting job with what the page says about it.
 type pendingRow struct {
 	*jobView
-	Position int    // 1-based: the API's queue_position, else the order the scheduler considers
+	Position int    // 1-based queue_position, as the API gives it
 	Needs    string // "needs 8 workers, 0 free of 10"
 }
 
@@ -174,25 +174,16 @@ func (u *UI) queuePage(r *http.Request, ref string) (*page, error) {
 		}
 	}
 	slices.SortFunc(d.Running, func(a, b *jobView) int { return strings.Compare(a.ID, b.ID) })
-	// The order the scheduler considers them in: the API's position when it
-	// gives one, else priority, then submission.
-	slices.SortStableFunc(waiting, func(a, b *jobView) int {
-		if a.QueuePosition != nil && b.QueuePosition != nil {
-			return cmp.Compare(*a.QueuePosition, *b.QueuePosition)
-		}
-		return cmp.Or(cmp.Compare(b.Priority, a.Priority), a.SubmittedAt.Compare(b.SubmittedAt), strings.Compare(a.ID, b.ID))
-	})
+	// The scheduler's order, positions and estimates, from its snapshot.
+	waiting = u.placeWaiting(r.Context(), q.ID, waiting)
 	if d.NPending == 0 && d.NRunning == 0 { // read from the routes
 		d.NPending, d.NRunning = len(waiting), len(d.Running)
 		d.Running = d.Running[:min(len(d.Running), maxListed)]
 	}
 	waiting = waiting[:min(len(waiting), maxListed)]
 	free := q.Free()
-	for i, j := range waiting {
-		row := pendingRow{jobView: j, Position: i + 1}
-		if j.QueuePosition != nil {
-			row.Position = *j.QueuePosition
-		}
+	for _, j := range waiting {
+		row := pendingRow{jobView: j, Position: *j.QueuePosition}
 		switch {
 		case q.Limit == nil:
 			row.Needs = "needs " + plural(j.WorkerInstances, "worker", "workers") + ", no limit on this queue"
