@@ -2,8 +2,8 @@ package api_test
 
 import (
 	"context"
-	"net/http"
 	"maps"
+	"net/http"
 	"slices"
 	"strconv"
 	"testing"

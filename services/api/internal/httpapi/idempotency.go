@@ -40,10 +40,12 @@ import (
 // claim, and a retry with another body is a 422.
 
 const (
-	// idempotencyTTL is how long a recorded response is replayed.
+	// idempotencyTTL is how long a recorded response is replayed, and a
+	// claim's seed kept.
 	idempotencyTTL = 24 * time.Hour
 	// idempotencyClaimTTL bounds a claim whose request never finished (the
-	// process died); after it the key is free again.
+	// process died); after it a retry takes the claim over, with its seed
+	// (before, a retry answers from the store if the resource is there).
 	idempotencyClaimTTL = time.Minute
 	maxIdempotencyKey   = 255
 )
@@ -52,18 +54,19 @@ const (
 var replayedHeaders = []string{echo.HeaderContentType, echo.HeaderLocation, "ETag"}
 
 type idempotencyRecord struct {
-	ID       string `bson:"_id"` // method, path and key
-	BodyHash string `bson:"body_hash"`
-	// Seed makes the id of what the request creates (newID).
-	Seed string `bson:"seed,omitempty"`
-	// ClaimedUntil: an attempt runs the request until then (it may have
-	// died); zero when none does.
-	ClaimedUntil time.Time         `bson:"claimed_until,omitempty"`
-	Done         bool              `bson:"done"`
+	ID        string            `bson:"_id"` // method, path and key
+	BodyHash  string            `bson:"body_hash"`
+	Done      bool              `bson:"done"`
 	Status    int               `bson:"status,omitempty"`
 	Header    map[string]string `bson:"header,omitempty"`
 	Body      string            `bson:"body,omitempty"`
 	ExpiresAt time.Time         `bson:"expires_at"`
+
+	// Seed makes the id of what the request creates (newID).
+	Seed string `bson:"seed,omitempty"`
+	// ClaimedUntil: an attempt runs the request until then (it may have
+	// died); zero when none does.
+	ClaimedUntil time.Time `bson:"claimed_until"`
 }
 
 // idempotentPost makes the idempotency middleware serve the POST route at
