@@ -2,6 +2,8 @@ package httpapi
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/http"
@@ -119,26 +121,30 @@ func (s *Server) releaseIdempotencyKey(ctx context.Context, coll *mongo.Collecti
 }
 
 // arrayJobID is the id of the job of index i of array arrID: the array's
-// timestamp and its random part plus i, so that the jobs sort by index and
-// every attempt of a submission makes the same ids (a retry completes a
-// partial bulk insert).
+// time, 12 digits (60 bits) of a hash of the array's id, and i in 4 digits,
+// so that every attempt of a submission makes the same ids (a retry
+// completes a partial bulk insert), the jobs of an array sort by index, and
+// they meet no id of another array nor one of events.NewID (whose random
+// part is not a hash of an array id), short of a 60-bit collision within
+// one millisecond.
 func arrayJobID(arrID string, i int) (string, error) {
 	body, ok := strings.CutPrefix(arrID, "arr-")
-	if !ok || len(body) != 26 {
+	if !ok || len(body) != 26 || strings.Trim(body, crockford) != "" {
 		return "", fmt.Errorf("array id %q is not an id", arrID)
 	}
-	// 26 base-32 digits: 10 of time, 16 (80 bits) of random. Add i to the
-	// random digits, carrying within them.
-	digits := []byte(body)
-	carry := i
-	for k := len(digits) - 1; k >= 10 && carry > 0; k-- {
-		v := strings.IndexByte(crockford, digits[k])
-		if v < 0 {
-			return "", fmt.Errorf("array id %q is not an id", arrID)
-		}
-		v += carry % 32
-		carry = carry/32 + v/32
-		digits[k] = crockford[v%32]
+	if i < 0 || i >= 32*32*32*32 {
+		return "", fmt.Errorf("array index %d out of range", i)
+	}
+	sum := sha256.Sum256([]byte(arrID))
+	h := binary.BigEndian.Uint64(sum[:8])
+	digits := []byte(body[:10] + "000000000000" + "0000")
+	for k := 21; k >= 10; k-- {
+		digits[k] = crockford[h&31]
+		h >>= 5
+	}
+	for k, n := 25, i; k >= 22; k-- {
+		digits[k] = crockford[n&31]
+		n >>= 5
 	}
 	return "job-" + string(digits), nil
 }
