@@ -35,16 +35,20 @@ func (e *env) dieAfterInsert(path, key string, until time.Time) {
 // A resource stored, its key's record never completed: the retry after the
 // claim expired, after a failed attempt released it, and during the claim
 // gets 201 with the same resource, and the collection holds one. Jobs and
-// a crud kind (queues).
+// the kinds of the shared create (crud.create).
 func TestIdempotentRetryAfterDeathFindsTheStoredResource(t *testing.T) {
 	e := startEnv(t)
 	e.create("/queues", obj{"name": "Default"})
+	app := e.create("/applications", appBody("viewer", "1"))
 	for _, c := range []struct {
 		path, coll string
 		body       obj
 	}{
 		{"/jobs", "jobs", jobBody("Default", 1)},
 		{"/queues", "queues", queueBody("Second")},
+		{"/plugins", "plugins", pluginBody("sim2")},
+		{"/applications", "applications", appBody("solver", "2")},
+		{"/deployments", "deployments", deploymentBody("dep", app.str("id"), "Default")},
 	} {
 		before := e.count(c.coll)
 		first := e.must(http.StatusCreated, http.MethodPost, v1+c.path, c.body, "Idempotency-Key", "k-"+c.coll).obj(t)
@@ -138,5 +142,34 @@ func TestIdempotentRetryCompletesPartialJobArray(t *testing.T) {
 	}
 	if n := e.count("job_arrays"); n != 1 {
 		t.Errorf("%d arrays stored, want 1", n)
+	}
+}
+
+// Retries racing the first attempt (a client that times out fast): however
+// they interleave, one job is stored and every 201 names it.
+func TestIdempotentConcurrentRetriesCreateOneJob(t *testing.T) {
+	e := startEnv(t)
+	e.create("/queues", obj{"name": "Default"})
+	const n = 8
+	answers := make(chan resp, n)
+	for range n {
+		go func() { answers <- e.do(http.MethodPost, v1+"/jobs", jobBody("Default", 1), "Idempotency-Key", "race") }()
+	}
+	ids := map[string]bool{}
+	for range n {
+		r := <-answers
+		switch r.Status {
+		case http.StatusCreated:
+			ids[r.obj(t).str("id")] = true
+		case http.StatusConflict: // in progress: the client retries
+		default:
+			t.Errorf("answer %s", r)
+		}
+	}
+	if len(ids) != 1 {
+		t.Errorf("201s named %v, want one job", ids)
+	}
+	if c := e.count("jobs"); c != 1 {
+		t.Errorf("%d jobs stored, want 1", c)
 	}
 }
