@@ -108,7 +108,7 @@ func (s *Server) createJobArray(ctx context.Context, in *createJobArrayInput) (*
 	if _, set := b.Job.EnvironmentVariables[EnvArrayIndex]; set {
 		errs = append(errs, problem.Field("job.environment_variables."+EnvArrayIndex, "set by the array for each job"))
 	}
-	arrID := events.NewID("arr")
+	arrID := newID(ctx, "arr")
 	name := b.Job.Name
 	if name == "" {
 		name = arrID
@@ -148,24 +148,29 @@ func (s *Server) createJobArray(ctx context.Context, in *createJobArrayInput) (*
 	if err != nil {
 		return nil, err
 	}
-	// The array first: the scheduler reads its max_parallel when it sees
-	// its jobs.
-	if err := s.jobArrayKind().Insert(ctx, arr); err != nil {
-		return nil, err
-	}
-	if err := s.jobs.CreateMany(ctx, jobs, events.TypeJobSubmitted); err != nil {
-		return nil, fmt.Errorf("create the jobs of array %s: %w", arrID, err)
-	}
-	arr.Counts, arr.FailedIndexes = map[string]int{events.JobSubmitted: b.Count}, []int{}
-	return &jobArrayOutput{Status: http.StatusCreated, Location: BasePath + "/job-arrays/" + arrID, Body: arr}, nil
+	return createOnce(ctx, func() (*jobArrayOutput, error) {
+		// The array first: the scheduler reads its max_parallel when it sees
+		// its jobs.
+		if err := s.jobArrayKind().Insert(ctx, arr); err != nil {
+			return nil, err
+		}
+		if err := s.jobs.CreateMany(ctx, jobs, events.TypeJobSubmitted); err != nil {
+			return nil, fmt.Errorf("create the jobs of array %s: %w", arrID, err)
+		}
+		arr.Counts, arr.FailedIndexes = map[string]int{events.JobSubmitted: b.Count}, []int{}
+		return &jobArrayOutput{Status: http.StatusCreated, Location: BasePath + "/job-arrays/" + arrID, Body: arr}, nil
+	}, func() (*jobArrayOutput, error) { return s.completeJobArray(ctx, arrID, jobs) })
 }
 
 // arrayJobs makes the jobs of arr from the resolved job tmpl.
 func (s *Server) arrayJobs(tmpl *events.Job, arr *events.JobArray) ([]*events.Job, error) {
 	jobs := make([]*events.Job, arr.Count)
+	var err error
 	for i := range jobs {
 		j := *tmpl
-		j.ID = events.NewID("job")
+		if j.ID, err = arrayJobID(arr.ID, i); err != nil {
+			return nil, err
+		}
 		j.Name = arr.Name + "-" + strconv.Itoa(i)
 		j.ArrayID, j.ArrayIndex = arr.ID, &i
 		idx := strconv.Itoa(i)

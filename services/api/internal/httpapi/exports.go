@@ -114,18 +114,26 @@ func (s *Server) createExport(ctx context.Context, in *createExportInput) (*expo
 	}
 	now := s.now()
 	e := &ScenarioExport{
-		Meta:  events.Meta{ID: events.NewID("exp"), CreatedAt: now, UpdatedAt: now, Version: 1},
+		Meta:  events.Meta{ID: newID(ctx, "exp"), CreatedAt: now, UpdatedAt: now, Version: 1},
 		JobID: in.ID, QueueID: job.QueueID, Status: exportPending, Request: in.Body,
 		ExpiresAt: now.Add(s.artifactConfig().ExportTTL),
 	}
-	ev, err := events.New(events.TypeExportRequested, s.opts.Source, e.QueueID, e.ID, e)
-	if err != nil {
-		return nil, err
-	}
-	if err := s.opts.Store.Outbox.Insert(ctx, s.exportsColl(), e.ID, e.Version, e, ev); err != nil {
-		return nil, fmt.Errorf("store export: %w", err)
-	}
-	return &exportOutput{Location: BasePath + "/scenario-exports/" + e.ID, ETag: etag(e.Version), Body: e}, nil
+	return createOnce(ctx, func() (*exportOutput, error) {
+		ev, err := events.New(events.TypeExportRequested, s.opts.Source, e.QueueID, e.ID, e)
+		if err != nil {
+			return nil, err
+		}
+		if err := s.opts.Store.Outbox.Insert(ctx, s.exportsColl(), e.ID, e.Version, e, ev); err != nil {
+			return nil, fmt.Errorf("store export: %w", err)
+		}
+		return &exportOutput{Location: BasePath + "/scenario-exports/" + e.ID, ETag: etag(e.Version), Body: e}, nil
+	}, func() (*exportOutput, error) {
+		l, err := s.loadExport(ctx, e.ID)
+		if err != nil {
+			return nil, err
+		}
+		return &exportOutput{Location: BasePath + "/scenario-exports/" + e.ID, ETag: etag(l.Res.Version), Body: l.Res}, nil
+	})
 }
 
 // checkExportRequest names every sample without a scenario file in the job and

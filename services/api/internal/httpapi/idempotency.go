@@ -26,15 +26,26 @@ import (
 // first request with a key claims it in the idempotency_keys collection,
 // runs, and records its response if it succeeded (2xx); a repeat with the
 // same body gets that response again, byte for byte, and one with another
-// body a 422. A request that failed releases the key, as nothing was created
-// and the client may correct it and retry. Keys are scoped by method and
-// path, so one key on two routes is two keys.
+// body a 422. Keys are scoped by method and path, so one key on two routes
+// is two keys.
+//
+// The record also holds a seed, made when the key is first claimed, from
+// which the handler makes the id of what it creates (newID, idemseed.go).
+// A request whose outcome is lost (the API died after the insert, or the
+// insert's reply was lost) keeps the record and its seed for the whole
+// idempotencyTTL, so its retry makes the same id: its insert hits the
+// stored resource, which is the answer (createOnce). A request refused
+// with a 4xx (nothing was created) releases the key, so the client may
+// correct the body and retry; one that failed otherwise only releases its
+// claim, and a retry with another body is a 422.
 
 const (
-	// idempotencyTTL is how long a recorded response is replayed.
+	// idempotencyTTL is how long a recorded response is replayed, and a
+	// claim's seed kept.
 	idempotencyTTL = 24 * time.Hour
 	// idempotencyClaimTTL bounds a claim whose request never finished (the
-	// process died); after it the key is free again.
+	// process died); after it a retry takes the claim over, with its seed
+	// (before, a retry answers from the store if the resource is there).
 	idempotencyClaimTTL = time.Minute
 	maxIdempotencyKey   = 255
 )
@@ -50,6 +61,12 @@ type idempotencyRecord struct {
 	Header    map[string]string `bson:"header,omitempty"`
 	Body      string            `bson:"body,omitempty"`
 	ExpiresAt time.Time         `bson:"expires_at"`
+
+	// Seed makes the id of what the request creates (newID).
+	Seed string `bson:"seed,omitempty"`
+	// ClaimedUntil: an attempt runs the request until then (it may have
+	// died); zero when none does.
+	ClaimedUntil time.Time `bson:"claimed_until"`
 }
 
 // idempotentPost makes the idempotency middleware serve the POST route at
@@ -86,18 +103,45 @@ func (s *Server) idempotency(next echo.HandlerFunc) echo.HandlerFunc {
 			id += " " + auth.From(ctx).Subject
 		}
 		hash := bodyHash(body)
+		var seed string
+		var claimedUntil time.Time // of our claim; zero: another attempt holds it
+		fresh := false             // the seed is new
+	claim:
 		for attempt := 0; ; attempt++ {
 			var rec idempotencyRecord
 			err := coll().FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&rec)
+			now := time.Now()
 			switch {
-			case err == nil && rec.ExpiresAt.After(time.Now()):
+			case err == nil && rec.ExpiresAt.After(now):
 				if rec.BodyHash != hash {
 					return problem.New(http.StatusUnprocessableEntity, "this Idempotency-Key was used with a different request body",
 						problem.Field("Idempotency-Key", "already used with a different request body"))
 				}
-				if !rec.Done {
-					return problem.New(http.StatusConflict, "a request with this Idempotency-Key is still in progress; retry later",
-						problem.Field("Idempotency-Key", "request in progress"))
+				if !rec.Done && rec.Seed == "" { // a record from before seeds
+					return errKeyInProgress()
+				}
+				if !rec.Done && rec.ClaimedUntil.After(now) {
+					// Another attempt runs (or died running): answer
+					// from the store if it created the resource
+					// already, else 409 (createOnce).
+					seed = rec.Seed
+					break claim
+				}
+				if !rec.Done { // its attempt died or failed: take over its claim and seed
+					until := now.Add(idempotencyClaimTTL)
+					res, err := coll().UpdateOne(ctx, bson.D{{Key: "_id", Value: id}, {Key: "done", Value: false}, {Key: "claimed_until", Value: rec.ClaimedUntil}},
+						bson.D{{Key: "$set", Value: bson.D{{Key: "claimed_until", Value: until}}}})
+					if err != nil {
+						return fmt.Errorf("claim idempotency key: %w", err)
+					}
+					if res.MatchedCount == 1 {
+						seed, claimedUntil = rec.Seed, until
+						break claim
+					}
+					if attempt > 2 {
+						return errKeyInProgress()
+					}
+					continue // another retry took it first: read it again
 				}
 				for k, v := range rec.Header {
 					c.Response().Header().Set(k, v)
@@ -113,9 +157,11 @@ func (s *Server) idempotency(next echo.HandlerFunc) echo.HandlerFunc {
 			case !errors.Is(err, mongo.ErrNoDocuments):
 				return fmt.Errorf("look up idempotency key: %w", err)
 			}
-			claim := idempotencyRecord{ID: id, BodyHash: hash, ExpiresAt: time.Now().Add(idempotencyClaimTTL)}
+			claim := idempotencyRecord{ID: id, BodyHash: hash, Seed: newSeed(),
+				ClaimedUntil: now.Add(idempotencyClaimTTL), ExpiresAt: now.Add(idempotencyTTL)}
 			_, err = coll().InsertOne(ctx, claim)
 			if err == nil {
+				seed, claimedUntil, fresh = claim.Seed, claim.ClaimedUntil, true
 				break
 			}
 			if !mongo.IsDuplicateKeyError(err) || attempt > 2 {
@@ -124,6 +170,8 @@ func (s *Server) idempotency(next echo.HandlerFunc) echo.HandlerFunc {
 			// Another request claimed the key between our read and insert: read it again.
 		}
 
+		held := claimedUntil.IsZero()
+		c.SetRequest(r.WithContext(withIdemSeed(ctx, seed, held, fresh)))
 		rec := &recorder{ResponseWriter: c.Response().Writer}
 		c.Response().Writer = rec
 		err = next(c)
@@ -133,9 +181,7 @@ func (s *Server) idempotency(next echo.HandlerFunc) echo.HandlerFunc {
 		defer cancel()
 		status := c.Response().Status
 		if err != nil || status < 200 || status > 299 {
-			if _, derr := coll().DeleteOne(sctx, bson.D{{Key: "_id", Value: id}, {Key: "done", Value: false}}); derr != nil {
-				s.opts.Logger.Warn("releasing an idempotency key failed; it frees itself", "key", id, "err", derr)
-			}
+			s.releaseIdempotencyKey(sctx, coll(), id, claimedUntil, err == nil && status >= 400 && status < 500)
 			return err
 		}
 		hdr := map[string]string{}

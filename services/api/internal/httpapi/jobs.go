@@ -211,12 +211,21 @@ func (s *Server) submitJob(ctx context.Context, in *createJobInput) (*jobOutput,
 	if err := s.beforeSubmit(ctx, j); err != nil {
 		return nil, err
 	}
-	if err := s.jobs.Create(ctx, j, events.TypeJobSubmitted); err != nil {
-		return nil, jobError(err)
-	}
-	normalizeJob(j)
-	j.Instances = []events.Instance{} // none yet
-	return &jobOutput{Status: http.StatusCreated, Location: BasePath + "/jobs/" + j.ID, ETag: etag(j.Version), Body: j}, nil
+	return createOnce(ctx, func() (*jobOutput, error) {
+		if err := s.jobs.Create(ctx, j, events.TypeJobSubmitted); err != nil {
+			return nil, jobError(err)
+		}
+		normalizeJob(j)
+		j.Instances = []events.Instance{} // none yet
+		return &jobOutput{Status: http.StatusCreated, Location: BasePath + "/jobs/" + j.ID, ETag: etag(j.Version), Body: j}, nil
+	}, func() (*jobOutput, error) {
+		out, err := s.getJob(ctx, &jobRef{ID: j.ID})
+		if err != nil {
+			return nil, err
+		}
+		out.Status, out.Location = http.StatusCreated, BasePath+"/jobs/"+j.ID
+		return out, nil
+	})
 }
 
 // newJob resolves the queue, the application and the runtime spec of a
@@ -262,7 +271,7 @@ func (s *Server) newJob(ctx context.Context, b *JobBody) (*events.Job, error) {
 
 	now := s.opts.Now().UTC().Truncate(timePrecision)
 	j := &events.Job{
-		Meta:                 events.Meta{ID: events.NewID("job"), CreatedAt: now, UpdatedAt: now, Version: 1},
+		Meta:                 events.Meta{ID: newID(ctx, "job"), CreatedAt: now, UpdatedAt: now, Version: 1},
 		Name:                 b.Name,
 		QueueID:              q.ID,
 		QueueName:            q.Name,

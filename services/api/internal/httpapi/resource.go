@@ -140,20 +140,35 @@ func (c *crud[T, B, O]) create(ctx context.Context, b *B, init func(T)) (*resour
 	}
 	now := c.s.now()
 	m := r.GetMeta()
-	m.ID, m.CreatedAt, m.UpdatedAt, m.Version = events.NewID(c.store.IDPrefix), now, now, 1
-	ev, out, err := c.event(ctx, "created", r)
+	m.ID, m.CreatedAt, m.UpdatedAt, m.Version = newID(ctx, c.store.IDPrefix), now, now, 1
+	return createOnce(ctx, func() (*resourceOutput[O], error) {
+		ev, out, err := c.event(ctx, "created", r)
+		if err != nil {
+			return nil, err
+		}
+		if err := c.store.Insert(ctx, r, ev); err != nil {
+			return nil, c.duplicate(r, err)
+		}
+		if c.afterWrite != nil {
+			if err := c.afterWrite(ctx, r); err != nil {
+				return nil, err
+			}
+		}
+		return c.output(r, out, true), nil
+	}, func() (*resourceOutput[O], error) { return c.created(ctx, m.ID) })
+}
+
+// created answers a retried create with resource id as stored.
+func (c *crud[T, B, O]) created(ctx context.Context, id string) (*resourceOutput[O], error) {
+	l, err := c.store.FindOne(ctx, bson.D{{Key: "_id", Value: id}}, id)
 	if err != nil {
 		return nil, err
 	}
-	if err := c.store.Insert(ctx, r, ev); err != nil {
-		return nil, c.duplicate(r, err)
+	out, err := c.present(ctx, l.Res)
+	if err != nil {
+		return nil, err
 	}
-	if c.afterWrite != nil {
-		if err := c.afterWrite(ctx, r); err != nil {
-			return nil, err
-		}
-	}
-	return c.output(r, out, true), nil
+	return c.output(l.Res, out, true), nil
 }
 
 // duplicate words a unique index refusing r as a 409 saying what exists
