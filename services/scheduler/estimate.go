@@ -109,35 +109,7 @@ func estimateStarts(ledger lease.Ledger, queues map[string]*events.Queue, jobs m
 		return cmp.Compare(a.ID, b.ID)
 	})
 
-	// What holds capacity now, and when it ends.
-	var ends releases
-	for holder, claims := range ledger.Leases {
-		j := jobs[jobOf(holder)]
-		if j == nil || isPostControllerHolder(holder) {
-			continue // ends when nobody knows: holds for ever
-		}
-		d, basis, ok := runTime(j)
-		if !ok {
-			continue
-		}
-		startLag, endLag := lags(j.QueueID)
-		start := now.Add(startLag)
-		if j.StartedAt != nil {
-			start = *j.StartedAt
-		} else if j.AdmittedAt != nil {
-			start = j.AdmittedAt.Add(startLag)
-		}
-		end := start.Add(d + endLagFor(basis, endLag))
-		if end.Before(now) {
-			end = now // overdue: it may end at any moment
-		}
-		cs := make([]admit.Claim, len(claims))
-		for i, c := range claims {
-			cs[i] = admit.Claim{Queue: c.Queue, Count: c.Count}
-		}
-		ends = append(ends, release{at: end, claims: cs, basis: basis})
-	}
-	heap.Init(&ends)
+	ends := heldNow(ledger, jobs, now, runTime, lags)
 
 	snap := snapshot(ledger, nil, queues, now)
 	starts := map[string]jobEstimate{}
@@ -183,6 +155,48 @@ func estimateStarts(ledger lease.Ledger, queues map[string]*events.Queue, jobs m
 		}
 	}
 
+	return placed(ordered, jobs, starts)
+}
+
+// heldNow is what holds capacity now and when it ends, as a heap by end: a
+// lease of a job whose run time is known (a post controller's, or one of a
+// job without one, holds for ever and is left out).
+func heldNow(ledger lease.Ledger, jobs map[string]*events.Job, now time.Time, runTime runTimeFunc, lags lagFunc) releases {
+	var ends releases
+	for holder, claims := range ledger.Leases {
+		j := jobs[jobOf(holder)]
+		if j == nil || isPostControllerHolder(holder) {
+			continue // ends when nobody knows: holds for ever
+		}
+		d, basis, ok := runTime(j)
+		if !ok {
+			continue
+		}
+		startLag, endLag := lags(j.QueueID)
+		start := now.Add(startLag)
+		if j.StartedAt != nil {
+			start = *j.StartedAt
+		} else if j.AdmittedAt != nil {
+			start = j.AdmittedAt.Add(startLag)
+		}
+		end := start.Add(d + endLagFor(basis, endLag))
+		if end.Before(now) {
+			end = now // overdue: it may end at any moment
+		}
+		cs := make([]admit.Claim, len(claims))
+		for i, c := range claims {
+			cs[i] = admit.Claim{Queue: c.Queue, Count: c.Count}
+		}
+		ends = append(ends, release{at: end, claims: cs, basis: basis})
+	}
+	heap.Init(&ends)
+	return ends
+}
+
+// placed gives each request of ordered its position in its queue and its
+// estimate (unknown when the simulation never admitted it), per queue.
+func placed(ordered []admit.Request, jobs map[string]*events.Job, starts map[string]jobEstimate) map[string][]pendingEstimate {
+	out := map[string][]pendingEstimate{}
 	positions := map[string]int{}
 	for _, r := range ordered {
 		j := jobs[r.ID]

@@ -103,72 +103,11 @@ func (s *Server) idempotency(next echo.HandlerFunc) echo.HandlerFunc {
 			id += " " + auth.From(ctx).Subject
 		}
 		hash := bodyHash(body)
-		var seed string
-		var claimedUntil time.Time // of our claim; zero: another attempt holds it
-		fresh := false             // the seed is new
-	claim:
-		for attempt := 0; ; attempt++ {
-			var rec idempotencyRecord
-			err := coll().FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&rec)
-			now := time.Now()
-			switch {
-			case err == nil && rec.ExpiresAt.After(now):
-				if rec.BodyHash != hash {
-					return problem.New(http.StatusUnprocessableEntity, "this Idempotency-Key was used with a different request body",
-						problem.Field("Idempotency-Key", "already used with a different request body"))
-				}
-				if !rec.Done && rec.Seed == "" { // a record from before seeds
-					return errKeyInProgress()
-				}
-				if !rec.Done && rec.ClaimedUntil.After(now) {
-					// Another attempt runs (or died running): answer
-					// from the store if it created the resource
-					// already, else 409 (createOnce).
-					seed = rec.Seed
-					break claim
-				}
-				if !rec.Done { // its attempt died or failed: take over its claim and seed
-					until := now.Add(idempotencyClaimTTL)
-					res, err := coll().UpdateOne(ctx, bson.D{{Key: "_id", Value: id}, {Key: "done", Value: false}, {Key: "claimed_until", Value: rec.ClaimedUntil}},
-						bson.D{{Key: "$set", Value: bson.D{{Key: "claimed_until", Value: until}}}})
-					if err != nil {
-						return fmt.Errorf("claim idempotency key: %w", err)
-					}
-					if res.MatchedCount == 1 {
-						seed, claimedUntil = rec.Seed, until
-						break claim
-					}
-					if attempt > 2 {
-						return errKeyInProgress()
-					}
-					continue // another retry took it first: read it again
-				}
-				for k, v := range rec.Header {
-					c.Response().Header().Set(k, v)
-				}
-				c.Response().Header().Set("Idempotent-Replayed", "true")
-				c.Response().WriteHeader(rec.Status)
-				_, err := c.Response().Write([]byte(rec.Body))
-				return err
-			case err == nil: // expired: free it, unless someone else renewed it meanwhile
-				if _, err := coll().DeleteOne(ctx, bson.D{{Key: "_id", Value: id}, {Key: "expires_at", Value: rec.ExpiresAt}}); err != nil {
-					return fmt.Errorf("release expired idempotency key: %w", err)
-				}
-			case !errors.Is(err, mongo.ErrNoDocuments):
-				return fmt.Errorf("look up idempotency key: %w", err)
-			}
-			claim := idempotencyRecord{ID: id, BodyHash: hash, Seed: newSeed(),
-				ClaimedUntil: now.Add(idempotencyClaimTTL), ExpiresAt: now.Add(idempotencyTTL)}
-			_, err = coll().InsertOne(ctx, claim)
-			if err == nil {
-				seed, claimedUntil, fresh = claim.Seed, claim.ClaimedUntil, true
-				break
-			}
-			if !mongo.IsDuplicateKeyError(err) || attempt > 2 {
-				return fmt.Errorf("claim idempotency key: %w", err)
-			}
-			// Another request claimed the key between our read and insert: read it again.
+		k, replayed, err := s.claimKey(c, coll, id, hash)
+		if err != nil || replayed {
+			return err
 		}
+		seed, claimedUntil, fresh := k.seed, k.claimedUntil, k.fresh
 
 		held := claimedUntil.IsZero()
 		c.SetRequest(r.WithContext(withIdemSeed(ctx, seed, held, fresh)))
@@ -199,6 +138,81 @@ func (s *Server) idempotency(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		s.sweepIdempotencyKeys()
 		return nil
+	}
+}
+
+// keyClaim is what claiming an idempotency key gave the request: the seed its
+// resource's id comes from, the end of its claim (zero: another attempt
+// holds the key), and whether the seed is new.
+type keyClaim struct {
+	seed         string
+	claimedUntil time.Time
+	fresh        bool
+}
+
+// claimKey claims the idempotency record id for a request whose body hashes
+// to hash. replayed: the key's request had finished, and its response was
+// written again.
+func (s *Server) claimKey(c echo.Context, coll func() *mongo.Collection, id, hash string) (k keyClaim, replayed bool, err error) {
+	ctx := c.Request().Context()
+	for attempt := 0; ; attempt++ {
+		var rec idempotencyRecord
+		err := coll().FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&rec)
+		now := time.Now()
+		switch {
+		case err == nil && rec.ExpiresAt.After(now):
+			if rec.BodyHash != hash {
+				return keyClaim{}, false, problem.New(http.StatusUnprocessableEntity, "this Idempotency-Key was used with a different request body",
+					problem.Field("Idempotency-Key", "already used with a different request body"))
+			}
+			if !rec.Done && rec.Seed == "" { // a record from before seeds
+				return keyClaim{}, false, errKeyInProgress()
+			}
+			if !rec.Done && rec.ClaimedUntil.After(now) {
+				// Another attempt runs (or died running): answer
+				// from the store if it created the resource
+				// already, else 409 (createOnce).
+				return keyClaim{seed: rec.Seed}, false, nil
+			}
+			if !rec.Done { // its attempt died or failed: take over its claim and seed
+				until := now.Add(idempotencyClaimTTL)
+				res, err := coll().UpdateOne(ctx, bson.D{{Key: "_id", Value: id}, {Key: "done", Value: false}, {Key: "claimed_until", Value: rec.ClaimedUntil}},
+					bson.D{{Key: "$set", Value: bson.D{{Key: "claimed_until", Value: until}}}})
+				if err != nil {
+					return keyClaim{}, false, fmt.Errorf("claim idempotency key: %w", err)
+				}
+				if res.MatchedCount == 1 {
+					return keyClaim{seed: rec.Seed, claimedUntil: until}, false, nil
+				}
+				if attempt > 2 {
+					return keyClaim{}, false, errKeyInProgress()
+				}
+				continue // another retry took it first: read it again
+			}
+			for k, v := range rec.Header {
+				c.Response().Header().Set(k, v)
+			}
+			c.Response().Header().Set("Idempotent-Replayed", "true")
+			c.Response().WriteHeader(rec.Status)
+			_, err := c.Response().Write([]byte(rec.Body))
+			return keyClaim{}, true, err
+		case err == nil: // expired: free it, unless someone else renewed it meanwhile
+			if _, err := coll().DeleteOne(ctx, bson.D{{Key: "_id", Value: id}, {Key: "expires_at", Value: rec.ExpiresAt}}); err != nil {
+				return keyClaim{}, false, fmt.Errorf("release expired idempotency key: %w", err)
+			}
+		case !errors.Is(err, mongo.ErrNoDocuments):
+			return keyClaim{}, false, fmt.Errorf("look up idempotency key: %w", err)
+		}
+		claim := idempotencyRecord{ID: id, BodyHash: hash, Seed: newSeed(),
+			ClaimedUntil: now.Add(idempotencyClaimTTL), ExpiresAt: now.Add(idempotencyTTL)}
+		_, err = coll().InsertOne(ctx, claim)
+		if err == nil {
+			return keyClaim{seed: claim.Seed, claimedUntil: claim.ClaimedUntil, fresh: true}, false, nil
+		}
+		if !mongo.IsDuplicateKeyError(err) || attempt > 2 {
+			return keyClaim{}, false, fmt.Errorf("claim idempotency key: %w", err)
+		}
+		// Another request claimed the key between our read and insert: read it again.
 	}
 }
 
