@@ -126,22 +126,23 @@ func TestAPIServerSeedExampleThroughTheServices(t *testing.T) {
 		t.Errorf("job 2 admitted at %v, before job 1 finished at %v", got2.AdmittedAt, got1.FinishedAt)
 	}
 
-	// The server's events: no pod of job 2 exists before every pod of job
-	// 1 has ended (terminated, or deleted); each carries the queue's node
-	// selector and toleration exactly.
+	// The server's events: no pod of job 2 is created before every pod of
+	// job 1 is deleted (the driver removes a pod once the job record holds
+	// how it ended, and the job is final only then); each carries the
+	// queue's node selector and toleration exactly.
 	wantTol := []corev1.Toleration{{Key: "node-group-reservation", Operator: corev1.TolerationOpEqual, Value: "my-special-group", Effect: corev1.TaintEffectNoSchedule}}
-	ended := map[string]int{} // job 1's pods: the event at which each ended
 	added := map[string]int{}
-	firstAdded2, deleted1 := -1, 0
+	deleted := map[string]map[string]int{j1.ID: {}, j2.ID: {}} // job → pod → the event deleting it
+	firstAdded2 := -1
 	timeout := time.After(60 * time.Second)
-	for i := 0; len(ended) < 10 || added[j2.ID] < 8; i++ {
+	for i := 0; len(deleted[j1.ID]) < 10 || len(deleted[j2.ID]) < 8; i++ {
 		ev, ok := kubetest.NextPodEvent(t, w, timeout)
 		if !ok {
-			t.Fatalf("events: job 1's pods ended %d of 10, job 2's created %d of 8", len(ended), added[j2.ID])
+			t.Fatalf("events: pods deleted of job 1 %d of 10, of job 2 %d of 8; created %v", len(deleted[j1.ID]), len(deleted[j2.ID]), added)
 		}
 		job := ev.Pod.Annotations[jobAnnotation]
-		switch {
-		case ev.Type == "ADDED":
+		switch ev.Type {
+		case "ADDED":
 			added[job]++
 			if job == j2.ID && firstAdded2 < 0 {
 				firstAdded2 = i
@@ -152,22 +153,31 @@ func TestAPIServerSeedExampleThroughTheServices(t *testing.T) {
 			if diff := cmp.Diff(wantTol, kubetest.QueueTolerations(ev.Pod)); diff != "" {
 				t.Errorf("%s tolerations (-want +got):\n%s", ev.Pod.Name, diff)
 			}
-		case job == j1.ID && (ev.Type == "DELETED" || ev.Pod.Status.Phase == corev1.PodSucceeded || ev.Pod.Status.Phase == corev1.PodFailed):
-			if _, seen := ended[ev.Pod.Name]; !seen {
-				ended[ev.Pod.Name] = i
+		case "DELETED":
+			if deleted[job] != nil {
+				deleted[job][ev.Pod.Name] = i
 			}
-			if ev.Type == "DELETED" {
-				deleted1++
+			if ev.Pod.Status.Phase != corev1.PodSucceeded {
+				t.Errorf("%s deleted in phase %s, want Succeeded (deleted after it ended)", ev.Pod.Name, ev.Pod.Status.Phase)
 			}
 		}
 	}
-	lastEnded1 := slices.Max(slices.Collect(maps.Values(ended)))
+	lastDeleted1 := slices.Max(slices.Collect(maps.Values(deleted[j1.ID])))
 	if added[j1.ID] != 10 || added[j2.ID] != 8 {
 		t.Errorf("worker pods created: %v, want 10 of job 1 and 8 of job 2", added)
 	}
-	if firstAdded2 <= lastEnded1 {
-		t.Errorf("job 2's first pod was created (event %d) before job 1's last pod ended (event %d)", firstAdded2, lastEnded1)
+	if firstAdded2 <= lastDeleted1 {
+		t.Errorf("job 2's first pod was created (event %d) before job 1's last pod was deleted (event %d)", firstAdded2, lastDeleted1)
 	}
-	t.Logf("server events: job 1's last pod ended at #%d (%d of its pods deleted by then or later), job 2's first pod created at #%d",
-		lastEnded1, deleted1, firstAdded2)
+	// Nothing of either job is left, controllers included.
+	for _, n := range []string{k.nsWork, k.nsCtrl} {
+		pods, err := k.admin.CoreV1().Pods(n).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range pods.Items {
+			t.Errorf("pod %s/%s of job %s left after the jobs ended", n, p.Name, p.Annotations[jobAnnotation])
+		}
+	}
+	t.Logf("server events: job 1's last pod deleted at #%d, job 2's first pod created at #%d", lastDeleted1, firstAdded2)
 }

@@ -195,6 +195,10 @@ type Status struct {
 	Reason     string
 	StartedAt  time.Time
 	FinishedAt time.Time
+	// Removed: the ended instance no longer exists in the runtime (a
+	// Reaper removed it); the rest is its final status, repeated. Only a
+	// Reaper reports it.
+	Removed bool
 }
 
 // Reasons a driver may report in Status.Reason.
@@ -233,6 +237,21 @@ type Driver interface {
 	// Close releases the driver's resources. Instances keep running: a new
 	// driver on the same backend re-attaches to them.
 	Close() error
+}
+
+// Reaper is implemented by drivers whose runtime should not keep an
+// instance once it has ended (kubernetes: a finished pod still shows in the
+// namespace, so a queue's limit would not bound the pods users see). The
+// launcher calls Reap for an ended instance once the job record holds how
+// it ended (exit code, message), and writes the job's final status only
+// after the driver reported every such instance Removed; so the leases of
+// a job, and the next job's start, wait until its instances are gone.
+type Reaper interface {
+	// Reap removes the instance r if it has ended; when it is gone, Watch
+	// reports its final status once more with Removed set, and List no
+	// longer returns it. Reaping an instance that runs (or is already
+	// removed, or unknown) does nothing and returns nil.
+	Reap(ctx context.Context, r Ref) error
 }
 
 // Options are what every driver gets from the launcher besides its config.

@@ -154,11 +154,19 @@ func (pl *pool) get(ctx context.Context, p plugin) (*pooled, error) {
 	return pd, nil
 }
 
-// put records st unless it would take a final instance back.
+// put records st unless it would take a final instance back; a removed
+// instance is forgotten.
 func (pd *pooled) put(st driver.Status) {
 	pd.mu.Lock()
 	defer pd.mu.Unlock()
 	m := pd.jobs[st.JobID]
+	if st.Removed {
+		delete(m, st.Ref)
+		if len(m) == 0 {
+			delete(pd.jobs, st.JobID)
+		}
+		return
+	}
 	if m == nil {
 		m = map[driver.Ref]driver.Status{}
 		pd.jobs[st.JobID] = m

@@ -117,6 +117,7 @@ func (s *Service) observeWrite(j *events.Job, before string) {
 // the drivers report and moves the job to running, succeeded or failed.
 func (s *Service) runJob(ctx context.Context, rs *records, obs map[driver.Ref]observed, now time.Time) ([]string, error) {
 	j := rs.j
+	recorded := recordedEnds(j)
 	if unseenStarted(rs, obs) {
 		var err error
 		if obs, err = s.refreshObserved(ctx, j); err != nil {
@@ -124,6 +125,10 @@ func (s *Service) runJob(ctx context.Context, rs *records, obs map[driver.Ref]ob
 		}
 	}
 	missing, changed := observeMain(rs, obs, now)
+	remain, err := s.reapEnded(ctx, obs, recorded)
+	if err != nil {
+		return nil, err
+	}
 	if failedRecord(j) == nil {
 		if types := s.overdue(ctx, rs, now); len(types) > 0 {
 			return types, nil // its instances are stopped by the next round
@@ -147,7 +152,7 @@ func (s *Service) runJob(ctx context.Context, rs *records, obs map[driver.Ref]ob
 		}
 		return failJob(j, f, now), nil
 	}
-	types := progress(rs, now)
+	types := progress(rs, now, !remain)
 	changed = s.noteStart(rs, tried, rs.troubles, pendingTroubles(rs, obs), now) || changed
 	if len(types) == 0 && changed {
 		types = append(types, events.TypeJobUpdated)
@@ -299,6 +304,7 @@ func (s *Service) cancelJob(ctx context.Context, rs *records, obs map[driver.Ref
 // they ended, and removes everything once a cleanup was asked.
 func (s *Service) finishedJob(ctx context.Context, rs *records, obs map[driver.Ref]observed, now time.Time) ([]string, error) {
 	j := rs.j
+	recorded := recordedEnds(j)
 	if err := s.stopAll(ctx, obs, isMain); err != nil {
 		return nil, err
 	}
@@ -320,6 +326,9 @@ func (s *Service) finishedJob(ctx context.Context, rs *records, obs map[driver.R
 		changed = stopRecords(j, now, true) || changed
 		changed = stopPostController(j, now) || changed
 	} else {
+		if _, err := s.reapEnded(ctx, obs, recorded); err != nil {
+			return nil, err
+		}
 		// Instances no driver reports any more cannot be running.
 		for i := range j.Instances {
 			rec := &j.Instances[i]

@@ -109,9 +109,10 @@ func unseenStarted(rs *records, obs map[driver.Ref]observed) bool {
 }
 
 // progress moves an admitted or running job whose records say so to
-// running, then succeeded, and returns the event types; failures are
-// failJob's.
-func progress(rs *records, now time.Time) []string {
+// running, then succeeded (once gone: no instance of it remains in a
+// runtime that removes ended ones, reap.go), and returns the event types;
+// failures are failJob's.
+func progress(rs *records, now time.Time, gone bool) []string {
 	j := rs.j
 	allStarted, allSucceeded := true, true
 	var lastStart time.Time
@@ -131,7 +132,7 @@ func progress(rs *records, now time.Time) []string {
 		j.Status, j.StartedAt = events.JobRunning, &lastStart
 		types = append(types, events.TypeJobRunning)
 	}
-	if allSucceeded {
+	if allSucceeded && gone {
 		j.Status, j.FinishedAt = events.JobSucceeded, &now
 		types = append(types, events.TypeJobSucceeded)
 	}

@@ -67,6 +67,7 @@ func Run(t *testing.T, newDriver func(t *testing.T) driver.Driver, f Features) {
 		"WatchFansOutAndEnds":  s.testWatchFanOut,
 		"LogsHaveOutput":       s.testLogs,
 		"ReattachAfterRestart": s.testReattach,
+		"ReapRemovesEnded":     s.testReap,
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {

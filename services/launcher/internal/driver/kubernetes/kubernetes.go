@@ -66,6 +66,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	listersv1 "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
@@ -74,7 +75,10 @@ import (
 	"github.com/avxrm/rm/services/launcher/internal/driver/internal/hub"
 )
 
-var _ driver.Driver = (*Driver)(nil)
+var (
+	_ driver.Driver = (*Driver)(nil)
+	_ driver.Reaper = (*Driver)(nil)
+)
 
 // Labels (and, for job id and queue, annotations) of managed pods.
 const (
@@ -118,6 +122,7 @@ type Driver struct {
 
 	tracker   hub.Tracker
 	factory   informers.SharedInformerFactory
+	pods      listersv1.PodNamespaceLister // the informer's cache
 	stopInf   chan struct{}
 	closeOnce sync.Once
 }
@@ -253,6 +258,7 @@ func NewWithClient(cs kubernetes.Interface, namespace string, opts driver.Option
 		informers.WithNamespace(namespace),
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = LabelManaged + "=true" }))
 	inf := d.factory.Core().V1().Pods().Informer()
+	d.pods = d.factory.Core().V1().Pods().Lister().Pods(namespace)
 	// The reflector recovers by itself (it resumes a closed watch from its
 	// resource version and re-lists after 410 Gone, logging nothing); it
 	// calls this when a list or watch fails, e.g. Forbidden after a Role
@@ -604,7 +610,7 @@ func (d *Driver) deleted(obj any) {
 		return
 	}
 	if ref, ok := refOf(p); ok {
-		d.tracker.Gone(ref, "pod deleted")
+		d.tracker.Remove(ref, "pod deleted")
 	}
 }
 
@@ -696,7 +702,7 @@ func (d *Driver) delete(ctx context.Context, p *corev1.Pod) error {
 	bg := metav1.DeletePropagationBackground
 	uid := p.UID
 	opts := metav1.DeleteOptions{GracePeriodSeconds: d.grace, PropagationPolicy: &bg}
-	if p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+	if ended(p) {
 		// Nothing runs any more: remove the object at once instead of
 		// waiting for a kubelet to confirm (none may be left on the node).
 		zero := int64(0)

@@ -287,12 +287,16 @@ func TestPodStatusesThroughWatch(t *testing.T) {
 		if st.State != tc.want || st.ExitCode == nil || *st.ExitCode != int(tc.exit) {
 			t.Errorf("final status %+v, want %s with exit code %d", st, tc.want, tc.exit)
 		}
-		// The final status stands: deleting the pod afterwards reports nothing.
+		// The final status stands: deleting the pod afterwards reports it
+		// again, Removed.
 		if err := cs.CoreV1().Pods(ns).Delete(ctx, ref.Name(), metav1.DeleteOptions{}); err != nil {
 			t.Fatal(err)
 		}
+		if gone := next(ref); !gone.Removed || gone.State != st.State || gone.ExitCode == nil || *gone.ExitCode != int(tc.exit) {
+			t.Errorf("status after deletion %+v, want the final one, Removed", gone)
+		}
 	}
-	// After a deletion of an ended pod, nothing more is reported for it.
+	// After that, nothing more is reported.
 	select {
 	case st := <-ch:
 		t.Errorf("unexpected status %+v", st)

@@ -66,3 +66,36 @@ func TestTrackerFinalStands(t *testing.T) {
 	}
 	tr.Close()
 }
+
+func TestTrackerRemove(t *testing.T) {
+	var tr Tracker
+	ch := tr.Subscribe(context.Background())
+	ended, running := driver.Ref{JobID: "j"}, driver.Ref{JobID: "k"}
+	two := 2
+	tr.Update(driver.Status{Ref: ended, State: driver.Failed, ExitCode: &two})
+	tr.Update(driver.Status{Ref: running, State: driver.Running})
+	tr.Remove(ended, "pod deleted")   // ended: its final status again, Removed
+	tr.Remove(running, "pod deleted") // had not ended: Failed, as Gone
+	tr.Remove(ended, "pod deleted")   // forgotten: nothing
+	want := []driver.Status{
+		{Ref: ended, State: driver.Failed, ExitCode: &two},
+		{Ref: running, State: driver.Running},
+		{Ref: ended, State: driver.Failed, ExitCode: &two, Removed: true},
+		{Ref: running, State: driver.Failed, Message: "pod deleted"},
+	}
+	for i, w := range want {
+		st := <-ch
+		if st.Ref != w.Ref || st.State != w.State || st.Removed != w.Removed || st.Message != w.Message || !codeEq(st.ExitCode, w.ExitCode) {
+			t.Fatalf("status #%d = %+v, want %+v", i, st, w)
+		}
+	}
+	select {
+	case st := <-ch:
+		t.Errorf("unexpected status %+v", st)
+	case <-time.After(50 * time.Millisecond):
+	}
+	if len(tr.Known()) != 0 {
+		t.Errorf("Known() = %v, want nothing", tr.Known())
+	}
+	tr.Close()
+}

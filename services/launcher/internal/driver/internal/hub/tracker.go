@@ -50,11 +50,33 @@ func (t *Tracker) updateLocked(st driver.Status) {
 func (t *Tracker) Gone(ref driver.Ref, why string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.goneLocked(ref, why)
+}
+
+func (t *Tracker) goneLocked(ref driver.Ref, why string) {
 	if prev, ok := t.known[ref]; ok && !prev.State.Final() {
 		prev.State, prev.ExitCode, prev.Message, prev.FinishedAt = driver.Failed, nil, why, time.Now()
 		t.updateLocked(prev)
 	}
 	delete(t.known, ref)
+}
+
+// Remove is Gone for a runtime whose instances a driver.Reaper removes:
+// an instance that had ended is reported once more, with Removed set, so
+// that the launcher knows it is gone.
+func (t *Tracker) Remove(ref driver.Ref, why string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	prev, ok := t.known[ref]
+	if ok && prev.State.Final() {
+		delete(t.known, ref)
+		prev.Removed = true
+		if !t.closed {
+			t.hub.Publish(prev)
+		}
+		return
+	}
+	t.goneLocked(ref, why)
 }
 
 // Known returns the refs currently tracked.
