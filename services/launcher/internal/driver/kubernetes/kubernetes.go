@@ -23,6 +23,10 @@
 // the terminated container; a pod that is deleted, or starts terminating,
 // before it ended is Failed with a message. Stop and Cleanup delete pods
 // (background propagation); a terminating pod no longer counts in List.
+// The driver is a driver.Reaper: Reap deletes a pod that has ended (the
+// launcher asks once the job record holds how it ended), and when the pod
+// is gone Watch repeats its final status with Removed set; so a finished
+// job leaves no pod behind, and its logs go with its pods.
 // Stopping a controller deletes its workers itself: the driver never
 // relies on the garbage collector (the owner references only make a
 // deletion of the controller by someone else cascade).
