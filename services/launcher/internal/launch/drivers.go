@@ -91,29 +91,9 @@ func (pl *pool) get(ctx context.Context, p plugin) (*pooled, error) {
 	case closed:
 		return nil, errors.New("launch: driver pool closed")
 	}
-	f := pl.factories[p.Type]
-	if f == nil {
-		return nil, fmt.Errorf("plugin %s: %w %q", p.ID, errNoFactory, p.Type)
-	}
-	var raw json.RawMessage
-	if p.Config != nil {
-		b, err := json.Marshal(p.Config)
-		if err != nil {
-			return nil, fmt.Errorf("plugin %s config: %w", p.ID, err)
-		}
-		raw = b
-	}
-	opts := pl.opts
-	if pl.installation != nil {
-		id, err := pl.installation(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("create %s driver of plugin %s: %w", p.Type, p.ID, err)
-		}
-		opts.Installation = id
-	}
-	d, err := f(raw, opts)
+	d, err := pl.create(ctx, p)
 	if err != nil {
-		return nil, fmt.Errorf("create %s driver of plugin %s: %w", p.Type, p.ID, err)
+		return nil, err
 	}
 	pd = &pooled{plugin: p, d: d, jobs: map[string]map[driver.Ref]driver.Status{}}
 	list, err := d.List(ctx)
@@ -152,6 +132,35 @@ func (pl *pool) get(ctx context.Context, p plugin) (*pooled, error) {
 		pl.onChange(st.Ref)
 	}
 	return pd, nil
+}
+
+// create builds the driver of p with the factory of its type.
+func (pl *pool) create(ctx context.Context, p plugin) (driver.Driver, error) {
+	f := pl.factories[p.Type]
+	if f == nil {
+		return nil, fmt.Errorf("plugin %s: %w %q", p.ID, errNoFactory, p.Type)
+	}
+	var raw json.RawMessage
+	if p.Config != nil {
+		b, err := json.Marshal(p.Config)
+		if err != nil {
+			return nil, fmt.Errorf("plugin %s config: %w", p.ID, err)
+		}
+		raw = b
+	}
+	opts := pl.opts
+	if pl.installation != nil {
+		id, err := pl.installation(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("create %s driver of plugin %s: %w", p.Type, p.ID, err)
+		}
+		opts.Installation = id
+	}
+	d, err := f(raw, opts)
+	if err != nil {
+		return nil, fmt.Errorf("create %s driver of plugin %s: %w", p.Type, p.ID, err)
+	}
+	return d, nil
 }
 
 // put records st unless it would take a final instance back; a removed
