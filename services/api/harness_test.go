@@ -1,25 +1,19 @@
 package api_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
 	"maps"
 	"net/http"
-	"net/http/httptest"
-	"strings"
 	"testing"
-	"time"
 
 	"github.com/avxrm/rm/pkg/embedded/ferretembed"
-	"github.com/avxrm/rm/pkg/embedded/mongotest"
 	"github.com/avxrm/rm/pkg/events"
 	"github.com/avxrm/rm/pkg/events/eventstest"
 	"github.com/avxrm/rm/pkg/events/outbox"
 	"github.com/avxrm/rm/services/api"
+	"github.com/avxrm/rm/services/api/internal/apitest"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -42,27 +36,12 @@ const v1 = "/api/resources/v1"
 // startEnv starts FerretDB, NATS and the API for one test.
 func startEnv(t testing.TB) *env {
 	t.Helper()
-	uri, ferret := mongotest.Start(t)
-	db := mongotest.Client(t, uri).Database("rm")
-	js := eventstest.Run(t)
-	ob := outbox.New(events.NewPublisher(js), slog.New(slog.NewTextHandler(io.Discard, nil)))
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	svc, err := api.New(ctx, api.Config{}, api.Deps{DB: db, Outbox: ob, JS: js, Logger: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(svc.Handler())
-	t.Cleanup(srv.Close)
-	return &env{t: t, base: srv.URL, db: db, js: js, ob: ob, svc: svc, ferret: ferret}
+	a := apitest.Start(t, apitest.TestLogger(t))
+	return &env{t: t, base: a.URL, db: a.DB, js: a.JS, ob: a.Outbox, svc: a.Svc, ferret: a.Ferret}
 }
 
 // resp is an answer of the API.
-type resp struct {
-	Status int
-	Header http.Header
-	Body   []byte
-}
+type resp apitest.Response
 
 // obj decodes the body as a JSON object.
 func (r resp) obj(t testing.TB) obj {
@@ -80,44 +59,7 @@ func (r resp) String() string { return fmt.Sprintf("%d %s", r.Status, r.Body) }
 // headers are name, value pairs.
 func (e *env) do(method, path string, body any, headers ...string) resp {
 	e.t.Helper()
-	var rd io.Reader
-	switch b := body.(type) {
-	case nil:
-	case []byte:
-		rd = bytes.NewReader(b)
-	case string:
-		rd = strings.NewReader(b)
-	default:
-		raw, err := json.Marshal(b)
-		if err != nil {
-			e.t.Fatal(err)
-		}
-		rd = bytes.NewReader(raw)
-	}
-	req, err := http.NewRequest(method, e.base+path, rd)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	if rd != nil {
-		ct := "application/json"
-		if method == http.MethodPatch {
-			ct = "application/merge-patch+json"
-		}
-		req.Header.Set("Content-Type", ct)
-	}
-	for i := 0; i+1 < len(headers); i += 2 {
-		req.Header.Set(headers[i], headers[i+1])
-	}
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer res.Body.Close()
-	raw, err := io.ReadAll(res.Body)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return resp{Status: res.StatusCode, Header: res.Header, Body: raw}
+	return resp(apitest.Do(e.t, method, e.base+path, body, headers...))
 }
 
 // must sends a request and fails the test unless the status is want.
@@ -189,13 +131,4 @@ func arcBody() obj { return obj{"image": "registry.example/sim:gpu", "working_di
 
 func deploymentBody(name, appID, queueID string) obj {
 	return obj{"name": name, "application_id": appID, "queue_id": queueID, "replicas": 2}
-}
-
-// testWriter sends the API's warnings and errors to the test log.
-type testWriter struct{ t testing.TB }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Helper()
-	w.t.Logf("%s", bytes.TrimSpace(p))
-	return len(p), nil
 }

@@ -2,17 +2,10 @@ package contracttest
 
 import (
 	"context"
-	"io"
-	"log/slog"
-	"net/http/httptest"
 	"testing"
 	"time"
 
-	"github.com/avxrm/rm/pkg/embedded/mongotest"
-	"github.com/avxrm/rm/pkg/events"
-	"github.com/avxrm/rm/pkg/events/eventstest"
-	"github.com/avxrm/rm/pkg/events/outbox"
-	"github.com/avxrm/rm/services/api"
+	"github.com/avxrm/rm/services/api/internal/apitest"
 	"github.com/avxrm/rm/services/launcher"
 	export "github.com/avxrm/rm/services/scenario-export"
 	"github.com/avxrm/rm/services/scheduler"
@@ -24,19 +17,10 @@ import (
 // and exports get ready; it returns the server's root URL (http://127.0.0.1:port).
 func startAPI(t *testing.T) string {
 	t.Helper()
-	uri, _ := mongotest.Start(t)
-	db := mongotest.Client(t, uri).Database("rm")
-	js := eventstest.Run(t)
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	ob := outbox.New(events.NewPublisher(js), quiet)
+	a := apitest.Start(t, nil)
+	db, js, ob, quiet := a.DB, a.JS, a.Outbox, apitest.Discard()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	svc, err := api.New(ctx, api.Config{}, api.Deps{DB: db, Outbox: ob, JS: js, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(svc.Handler())
-	t.Cleanup(srv.Close)
 
 	exp, err := export.New(ctx, export.Config{}, export.Deps{DB: db, JS: js, Outbox: ob, Logger: quiet})
 	if err != nil {
@@ -46,7 +30,7 @@ func startAPI(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	launch, err := launcher.New(launcher.Config{DataDir: t.TempDir(), DefaultDriver: "local", APIURL: srv.URL},
+	launch, err := launcher.New(launcher.Config{DataDir: t.TempDir(), DefaultDriver: "local", APIURL: a.URL},
 		launcher.Deps{DB: db, JS: js, Outbox: ob, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
@@ -65,5 +49,5 @@ func startAPI(t *testing.T) string {
 			}
 		}
 	})
-	return srv.URL
+	return a.URL
 }

@@ -1,12 +1,9 @@
 package ui_test
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -14,11 +11,8 @@ import (
 	"time"
 
 	"github.com/avxrm/rm/pkg/embedded/ferretembed"
-	"github.com/avxrm/rm/pkg/embedded/mongotest"
-	"github.com/avxrm/rm/pkg/events"
-	"github.com/avxrm/rm/pkg/events/eventstest"
-	"github.com/avxrm/rm/pkg/events/outbox"
 	"github.com/avxrm/rm/services/api"
+	"github.com/avxrm/rm/services/api/internal/apitest"
 	"github.com/avxrm/rm/services/api/internal/ui"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -38,20 +32,8 @@ type env struct {
 
 func startEnv(t testing.TB) *env {
 	t.Helper()
-	uri, ferret := mongotest.Start(t)
-	db := mongotest.Client(t, uri).Database("rm")
-	js := eventstest.Run(t)
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	ob := outbox.New(events.NewPublisher(js), quiet)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	svc, err := api.New(ctx, api.Config{}, api.Deps{DB: db, Outbox: ob, Logger: quiet, JS: js})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(svc.Handler())
-	t.Cleanup(srv.Close)
-	return &env{t: t, base: srv.URL, db: db, js: js, svc: svc, ferret: ferret}
+	a := apitest.Start(t, nil)
+	return &env{t: t, base: a.URL, db: a.DB, js: a.JS, svc: a.Svc, ferret: a.Ferret}
 }
 
 // do sends a request and returns the status, body and Content-Type.
@@ -73,28 +55,8 @@ func (e *env) source(base, path string) string {
 
 func (e *env) doAt(base, method, path string, body any, hdr ...string) (int, string, string) {
 	e.t.Helper()
-	var r io.Reader
-	if body != nil {
-		raw, _ := json.Marshal(body)
-		r = bytes.NewReader(raw)
-	}
-	req, err := http.NewRequest(method, base+path, r)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(raw), resp.Header.Get("Content-Type")
+	r := apitest.Do(e.t, method, base+path, body, hdr...)
+	return r.Status, string(r.Body), r.Header.Get("Content-Type")
 }
 
 func (e *env) must(method, path string, body any, want int) map[string]any {

@@ -1,0 +1,130 @@
+// Package apitest serves the real API over in-process FerretDB and NATS on
+// loopback, for the API's tests (the api package's, the web view's, the
+// contract tests'), and sends requests to it. It is imported by tests
+// only.
+package apitest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+
+	"github.com/avxrm/rm/pkg/embedded/ferretembed"
+	"github.com/avxrm/rm/pkg/embedded/mongotest"
+	"github.com/avxrm/rm/pkg/events"
+	"github.com/avxrm/rm/pkg/events/eventstest"
+	"github.com/avxrm/rm/pkg/events/outbox"
+	"github.com/avxrm/rm/services/api"
+)
+
+// Env is a running API and what it runs on.
+type Env struct {
+	URL    string // http://127.0.0.1:port
+	DB     *mongo.Database
+	JS     jetstream.JetStream
+	Outbox *outbox.Outbox
+	Svc    *api.Service
+	// Ferret is the embedded FerretDB (for EnsureIDIndex).
+	Ferret *ferretembed.Server
+}
+
+// Start starts FerretDB, NATS and the API (zero Config) for one test,
+// stopped by t.Cleanup. The API logs to log; nil discards.
+func Start(t testing.TB, log *slog.Logger) *Env {
+	t.Helper()
+	if log == nil {
+		log = Discard()
+	}
+	uri, ferret := mongotest.Start(t)
+	db := mongotest.Client(t, uri).Database("rm")
+	js := eventstest.Run(t)
+	ob := outbox.New(events.NewPublisher(js), Discard())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	svc, err := api.New(ctx, api.Config{}, api.Deps{DB: db, Outbox: ob, JS: js, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(svc.Handler())
+	t.Cleanup(srv.Close)
+	return &Env{URL: srv.URL, DB: db, JS: js, Outbox: ob, Svc: svc, Ferret: ferret}
+}
+
+// Discard is a logger that writes nothing.
+func Discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// TestLogger sends warnings and errors to t's log.
+func TestLogger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Helper()
+	w.t.Logf("%s", bytes.TrimSpace(p))
+	return len(p), nil
+}
+
+// Response is an answer of the API.
+type Response struct {
+	Status int
+	Header http.Header
+	Body   []byte
+}
+
+// Do sends a request to url; body is JSON-encoded unless it is []byte or
+// string (application/merge-patch+json for PATCH, application/json
+// otherwise); headers are name, value pairs. Any failure to send or read
+// fails the test.
+func Do(t testing.TB, method, url string, body any, headers ...string) Response {
+	t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case []byte:
+		rd = bytes.NewReader(b)
+	case string:
+		rd = strings.NewReader(b)
+	default:
+		raw, err := json.Marshal(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rd = bytes.NewReader(raw)
+	}
+	req, err := http.NewRequest(method, url, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rd != nil {
+		ct := "application/json"
+		if method == http.MethodPatch {
+			ct = "application/merge-patch+json"
+		}
+		req.Header.Set("Content-Type", ct)
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	raw, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Response{Status: res.StatusCode, Header: res.Header, Body: raw}
+}
