@@ -117,6 +117,7 @@ type Driver struct {
 	syncTimeout time.Duration
 
 	tracker   hub.Tracker
+	pulls     pullFailures // failed image pulls per pod, for the messages
 	factory   informers.SharedInformerFactory
 	stopInf   chan struct{}
 	closeOnce sync.Once
@@ -590,7 +591,9 @@ func (d *Driver) observe(obj any) {
 		return
 	}
 	if ref, ok := refOf(p); ok {
-		d.tracker.Update(statusOf(ref, p))
+		st := statusOf(ref, p)
+		d.pulls.note(p, &st, true)
+		d.tracker.Update(st)
 	}
 }
 
@@ -603,6 +606,7 @@ func (d *Driver) deleted(obj any) {
 	if !ok {
 		return
 	}
+	d.pulls.forget(p)
 	if ref, ok := refOf(p); ok {
 		d.tracker.Gone(ref, "pod deleted")
 	}
@@ -751,7 +755,9 @@ func (d *Driver) List(ctx context.Context) ([]driver.Status, error) {
 		if !ok || p.DeletionTimestamp != nil {
 			continue
 		}
-		out = append(out, statusOf(ref, p))
+		st := statusOf(ref, p)
+		d.pulls.note(p, &st, false)
+		out = append(out, st)
 	}
 	return out, nil
 }
