@@ -6,27 +6,27 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/avxrm/rm/pkg/events"
-	"github.com/avxrm/rm/pkg/events/outbox"
 	"github.com/avxrm/rm/services/api/internal/auth"
 	"github.com/avxrm/rm/services/api/internal/problem"
 	"github.com/avxrm/rm/services/api/internal/store"
 	"github.com/danielgtaylor/huma/v2"
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
-	"golang.org/x/sync/errgroup"
 )
 
 // Job arrays (POST /job-arrays): count jobs from one job body, validated and
 // resolved once, stored many per write with their rm.job.submitted events
 // (jobdoc.CreateMany). The array record says what was asked (count,
-// max_parallel); what its jobs are doing is counted from them when it is
-// read (an aggregation on the indexed array_id). The scheduler admits at
+// max_parallel) and how many of its jobs have each status: stored with all
+// of them submitted, then kept by the writers of its jobs (jobdoc's
+// arrays.go), so reading it is one lookup by _id. The scheduler admits at
 // most max_parallel of them at once (services/scheduler/arrays.go).
+// Cancelling an array asks all its jobs at once (jobdoc.UpdateMatching).
 
 // EnvArrayIndex is the environment variable that tells a job of an array
 // its index.
@@ -143,6 +143,7 @@ func (s *Server) createJobArray(ctx context.Context, in *createJobArrayInput) (*
 	arr := &events.JobArray{
 		Meta: events.Meta{ID: arrID, CreatedAt: now, UpdatedAt: now, Version: 1},
 		Name: name, QueueID: j.QueueID, Count: b.Count, MaxParallel: b.MaxParallel, Owner: j.Owner,
+		Counts: map[string]int{events.JobSubmitted: b.Count}, FailedIndexes: []int{},
 	}
 	jobs, err := s.arrayJobs(j, arr)
 	if err != nil {
@@ -157,7 +158,6 @@ func (s *Server) createJobArray(ctx context.Context, in *createJobArrayInput) (*
 		if err := s.jobs.CreateMany(ctx, jobs, events.TypeJobSubmitted); err != nil {
 			return nil, fmt.Errorf("create the jobs of array %s: %w", arrID, err)
 		}
-		arr.Counts, arr.FailedIndexes = map[string]int{events.JobSubmitted: b.Count}, []int{}
 		return &jobArrayOutput{Status: http.StatusCreated, Location: BasePath + "/job-arrays/" + arrID, Body: arr}, nil
 	}, func() (*jobArrayOutput, error) { return s.completeJobArray(ctx, arrID, jobs) })
 }
@@ -228,46 +228,23 @@ func (s *Server) loadJobArray(ctx context.Context, id string) (*events.JobArray,
 	return arr, nil
 }
 
-// countArray fills in the counts per status and the failed indexes of arr.
+// countArray fills in the counts per status and the failed indexes of arr
+// as its record keeps them; an array stored without them (before they were
+// kept) is counted from its jobs.
 func (s *Server) countArray(ctx context.Context, arr *events.JobArray) error {
-	jobs := s.jobs.Jobs()
-	match := bson.D{{Key: "array_id", Value: arr.ID}, outbox.NotDeleted()}
-	cur, err := jobs.Aggregate(ctx, bson.A{
-		bson.D{{Key: "$match", Value: match}},
-		bson.D{{Key: "$group", Value: bson.D{{Key: "_id", Value: "$status"}, {Key: "n", Value: bson.D{{Key: "$sum", Value: 1}}}}}},
-	})
-	if err != nil {
-		return fmt.Errorf("count the jobs of array %s: %w", arr.ID, err)
-	}
-	var groups []struct {
-		Status string `bson:"_id"`
-		N      int    `bson:"n"`
-	}
-	if err := cur.All(ctx, &groups); err != nil {
-		return fmt.Errorf("count the jobs of array %s: %w", arr.ID, err)
-	}
-	arr.Counts = map[string]int{}
-	for _, g := range groups {
-		arr.Counts[g.Status] = g.N
-	}
-	arr.FailedIndexes = []int{}
-	if arr.Counts[events.JobFailed] == 0 {
+	if arr.Counts == nil {
+		counts, failed, err := s.jobs.CountArray(ctx, arr.ID)
+		if err != nil {
+			return err
+		}
+		arr.Counts, arr.FailedIndexes = counts, failed
 		return nil
 	}
-	cur, err = jobs.Find(ctx, append(match, bson.E{Key: "status", Value: events.JobFailed}),
-		options.Find().SetProjection(bson.D{{Key: "array_index", Value: 1}}).SetSort(bson.D{{Key: "array_index", Value: 1}}))
-	if err != nil {
-		return fmt.Errorf("find the failed jobs of array %s: %w", arr.ID, err)
+	maps.DeleteFunc(arr.Counts, func(_ string, n int) bool { return n == 0 })
+	if arr.FailedIndexes == nil {
+		arr.FailedIndexes = []int{}
 	}
-	var failed []struct {
-		Index int `bson:"array_index"`
-	}
-	if err := cur.All(ctx, &failed); err != nil {
-		return fmt.Errorf("find the failed jobs of array %s: %w", arr.ID, err)
-	}
-	for _, f := range failed {
-		arr.FailedIndexes = append(arr.FailedIndexes, f.Index)
-	}
+	slices.Sort(arr.FailedIndexes)
 	return nil
 }
 
@@ -302,11 +279,10 @@ func (s *Server) listJobArrays(ctx context.Context, in *listJobArraysInput) (*jo
 	return &jobArrayListOutput{Body: out}, nil
 }
 
-// parallelCancels bounds the cancel requests of an array in flight at once.
-const parallelCancels = 8
-
 // cancelJobArray records the cancel request on the array and on each of
-// its jobs that is not final, as POST /jobs/{id}/cancel does.
+// its jobs that is not final, as POST /jobs/{id}/cancel does, all at once
+// (one query, one conditional write per job, one wait for their events per
+// thousand).
 func (s *Server) cancelJobArray(ctx context.Context, in *jobArrayRef) (*jobArrayOutput, error) {
 	arr, err := s.loadJobArray(ctx, in.ID)
 	if err != nil {
@@ -320,41 +296,21 @@ func (s *Server) cancelJobArray(ctx context.Context, in *jobArrayRef) (*jobArray
 			{Key: "$inc", Value: bson.D{{Key: "version", Value: 1}}}}); err != nil {
 		return nil, fmt.Errorf("cancel job array %s: %w", arr.ID, err)
 	}
-	cur, err := s.jobs.Jobs().Find(ctx, bson.D{{Key: "array_id", Value: arr.ID}, outbox.NotDeleted(),
+	_, err = s.jobs.UpdateMatching(ctx, bson.D{{Key: "array_id", Value: arr.ID},
 		{Key: "status", Value: bson.D{{Key: "$nin", Value: bson.A{events.JobSucceeded, events.JobFailed, events.JobCancelled}}}},
 		{Key: "cancel_requested", Value: bson.D{{Key: "$ne", Value: true}}}},
-		options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}}))
-	if err != nil {
-		return nil, fmt.Errorf("find the jobs of array %s: %w", arr.ID, err)
-	}
-	var ids []struct {
-		ID string `bson:"_id"`
-	}
-	if err := cur.All(ctx, &ids); err != nil {
-		return nil, fmt.Errorf("find the jobs of array %s: %w", arr.ID, err)
-	}
-	var g errgroup.Group
-	g.SetLimit(parallelCancels)
-	for _, d := range ids {
-		g.Go(func() error {
-			_, err := s.changeJob(ctx, d.ID, func(j *events.Job, _ time.Time) ([]string, error) {
-				if events.JobFinal(j.Status) || j.CancelRequested {
-					return nil, nil
-				}
-				j.CancelRequested = true
-				return []string{events.TypeJobCancelRequested}, nil
-			})
-			if errors.Is(err, problem.ErrNotFound) {
-				return nil // deleted meanwhile
+		func(j *events.Job, _ time.Time) ([]string, error) {
+			if events.JobFinal(j.Status) || j.CancelRequested {
+				return nil, nil
 			}
-			return err
+			j.CancelRequested = true
+			return []string{events.TypeJobCancelRequested}, nil
 		})
+	if err != nil {
+		return nil, jobError(err)
 	}
-	if err := g.Wait(); err != nil {
-		return nil, err
-	}
-	arr.CancelRequested = true
-	if err := s.countArray(ctx, arr); err != nil {
+	arr, err = s.loadJobArray(ctx, in.ID) // the counts as they are now
+	if err != nil {
 		return nil, err
 	}
 	return &jobArrayOutput{Status: http.StatusAccepted, Body: arr}, nil

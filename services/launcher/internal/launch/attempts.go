@@ -251,6 +251,7 @@ func (s *Service) wakeAfter(ctx context.Context, j *events.Job) time.Duration {
 	case j.Status == events.JobRunning && j.StartedAt != nil && run > 0:
 		due = append(due, j.StartedAt.Add(run).Sub(now))
 	}
+	due = append(due, s.retryStopDue(j, now)...)
 	if len(due) == 0 {
 		return 0
 	}
@@ -280,8 +281,9 @@ func retriesLeft(j *events.Job, kind string) bool {
 // retryJob handles the failure f of rs's job when it has a retry left
 // for it: first it stops the attempt's instances; once every driver
 // reports them ended, it removes them and puts the job back to submitted
-// with attempt+1 (rm.job.retrying). ok is false when the job is not to be
-// retried (it fails).
+// with attempt+1 (rm.job.retrying); instances that do not report their
+// end within the stop timeout are left as lost (retrystop.go). ok is false
+// when the job is not to be retried (it fails).
 func (s *Service) retryJob(ctx context.Context, rs *records, obs map[driver.Ref]observed, f *events.Instance, now time.Time) (types []string, ok bool, err error) {
 	j := rs.j
 	kind, reason := retryKind(f)
@@ -290,11 +292,11 @@ func (s *Service) retryJob(ctx context.Context, rs *records, obs map[driver.Ref]
 	}
 	cur := j.CurrentAttempt()
 	failure := failureMessage(f)
-	live := false
-	for ref, o := range obs {
-		live = live || (isMain(ref) && !o.st.State.Final())
+	live := liveMain(obs)
+	if note := s.stopGivenUp(j, f, live, now); note != "" {
+		failure, live = failure+note, nil // retrystop.go
 	}
-	if live {
+	if len(live) > 0 {
 		// Stop first; the drivers' reports of the ends trigger the next round.
 		if err := s.stopAll(ctx, obs, isMain); err != nil {
 			return nil, true, err

@@ -69,6 +69,10 @@ type Config struct {
 	// StartParallelism bounds the concurrent driver calls of one job. If
 	// zero, 16.
 	StartParallelism int
+	// RetryStopTimeout is how long a retry waits, from the failure, for the
+	// drivers to report the failed attempt's instances ended; those still
+	// live then are treated as lost and the retry goes on. If zero, 2m.
+	RetryStopTimeout time.Duration
 }
 
 // Deps are the service's connections.

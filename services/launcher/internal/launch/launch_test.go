@@ -32,6 +32,9 @@ type env struct {
 	js      jetstream.JetStream
 	ob      *outbox.Outbox
 	dataDir string
+	// configure, if set, changes the launcher's config and drivers before
+	// start.
+	configure func(*Config, map[string]driver.Factory)
 }
 
 func newEnv(t *testing.T) *env {
@@ -61,8 +64,12 @@ func (e *env) start() (stop func()) {
 	if os.Getenv("RM_TEST_LOG") != "" {
 		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
-	s, err := New(Config{DataDir: e.dataDir, ResyncInterval: time.Second}, Deps{
-		DB: e.db, JS: e.js, Outbox: e.ob, Logger: log, Drivers: registry.Factories(),
+	cfg, drivers := Config{DataDir: e.dataDir, ResyncInterval: time.Second}, registry.Factories()
+	if e.configure != nil {
+		e.configure(&cfg, drivers)
+	}
+	s, err := New(cfg, Deps{
+		DB: e.db, JS: e.js, Outbox: e.ob, Logger: log, Drivers: drivers,
 	})
 	if err != nil {
 		e.t.Fatal(err)

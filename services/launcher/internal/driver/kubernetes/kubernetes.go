@@ -125,6 +125,7 @@ type Driver struct {
 	syncTimeout time.Duration
 
 	tracker   hub.Tracker
+	pulls     pullFailures // failed image pulls per pod, for the messages
 	factory   informers.SharedInformerFactory
 	pods      listersv1.PodNamespaceLister // the informer's cache
 	stopInf   chan struct{}
@@ -600,7 +601,9 @@ func (d *Driver) observe(obj any) {
 		return
 	}
 	if ref, ok := refOf(p); ok {
-		d.tracker.Update(statusOf(ref, p))
+		st := statusOf(ref, p)
+		d.pulls.note(p, &st, true)
+		d.tracker.Update(st)
 	}
 }
 
@@ -613,6 +616,7 @@ func (d *Driver) deleted(obj any) {
 	if !ok {
 		return
 	}
+	d.pulls.forget(p)
 	if ref, ok := refOf(p); ok {
 		d.tracker.Remove(ref, "pod deleted")
 	}
@@ -761,7 +765,9 @@ func (d *Driver) List(ctx context.Context) ([]driver.Status, error) {
 		if !ok || p.DeletionTimestamp != nil {
 			continue
 		}
-		out = append(out, statusOf(ref, p))
+		st := statusOf(ref, p)
+		d.pulls.note(p, &st, false)
+		out = append(out, st)
 	}
 	return out, nil
 }

@@ -1,0 +1,116 @@
+package jobdoc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/avxrm/rm/pkg/events"
+	"github.com/avxrm/rm/pkg/events/outbox"
+	"go.mongodb.org/mongo-driver/v2/bson"
+)
+
+// UpdateMatching applies change to every job that filter matches, as
+// Update does to one, but in bulk: one query reads them all, each is
+// stored by one conditional write and their events are published with one
+// wait per outbox batch (outbox.ReplaceMany), instead of a read, a write
+// and a wait per job. A job that changed between the query and its write
+// goes through Update. It returns how many jobs changed. Not for the
+// launcher, whose writes carry instances.
+func (s *Store) UpdateMatching(ctx context.Context, filter bson.D, change Mutator) (int, error) {
+	if s.writer == Launcher {
+		return 0, errors.New("jobdoc: UpdateMatching does not write instances")
+	}
+	cur, err := s.jobs.Find(ctx, append(filter, outbox.NotDeleted()))
+	if err != nil {
+		return 0, fmt.Errorf("find jobs to update: %w", err)
+	}
+	var reads []read
+	for cur.Next(ctx) {
+		var env outbox.Envelope
+		var j events.Job
+		if err := bson.Unmarshal(cur.Current, &env); err != nil {
+			return 0, fmt.Errorf("decode job: %w", err)
+		}
+		if err := bson.Unmarshal(cur.Current, &j); err != nil {
+			return 0, fmt.Errorf("decode job: %w", err)
+		}
+		reads = append(reads, read{job: &j, pending: env.Outbox})
+	}
+	if err := cur.Err(); err != nil {
+		return 0, fmt.Errorf("find jobs to update: %w", err)
+	}
+	now := s.now().UTC().Truncate(time.Millisecond)
+	var (
+		rs      []outbox.Replacement
+		changed []*events.Job
+		prev    []string // the status each changed job was read with
+	)
+	for _, r := range reads {
+		j := clone(r.job)
+		types, err := change(j, now)
+		if err != nil {
+			return 0, err
+		}
+		if len(types) == 0 {
+			continue
+		}
+		if err := Check(s.writer, r.job, j); err != nil {
+			return 0, err
+		}
+		deriveFinished(j, now)
+		j.Warnings = Warnings(j)
+		j.Version, j.UpdatedAt = r.job.Version+1, now
+		evs, err := s.eventsOf(j, types)
+		if err != nil {
+			return 0, err
+		}
+		rs = append(rs, outbox.Replacement{ID: j.ID, PrevVersion: r.job.Version, Pending: r.pending, Doc: j, Events: evs})
+		changed, prev = append(changed, j), append(prev, r.job.Status)
+	}
+	conflicts, err := s.ob.ReplaceMany(ctx, s.jobs, rs)
+	if err != nil {
+		return 0, err
+	}
+	return s.settleMatching(ctx, changed, prev, conflicts, change)
+}
+
+// settleMatching moves the jobs UpdateMatching stored in their arrays'
+// counts and runs change through Update on those that conflicted.
+func (s *Store) settleMatching(ctx context.Context, changed []*events.Job, prev []string, conflicts []int, change Mutator) (int, error) {
+	retry := make(map[int]bool, len(conflicts))
+	for _, i := range conflicts {
+		retry[i] = true
+	}
+	n := 0
+	for i, j := range changed {
+		if retry[i] {
+			continue
+		}
+		n++
+		if err := s.moveInArray(ctx, j, prev[i], j.Status); err != nil {
+			return n, err
+		}
+	}
+	for i := range retry {
+		before, err := s.Get(ctx, changed[i].ID)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return n, err
+		}
+		after, err := s.Update(ctx, changed[i].ID, change)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return n, err
+		}
+		if after.Version != before.Version {
+			n++
+		}
+	}
+	return n, nil
+}

@@ -1,0 +1,79 @@
+package kubernetes_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/avxrm/rm/services/launcher/internal/driver"
+	"github.com/avxrm/rm/services/launcher/internal/driver/drivertest"
+	"github.com/avxrm/rm/services/launcher/internal/driver/kubernetes"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/kubernetes/fake"
+)
+
+// TestImagePullRetryCount: while the kubelet cannot pull a pod's image it
+// alternates ErrImagePull (a failed pull) and ImagePullBackOff (waiting to
+// pull again); the driver's message carries how many pulls failed, as the
+// launcher's does for a driver whose Start fails, so the job's Started
+// condition and warning carry the retry count on kubernetes too.
+func TestImagePullRetryCount(t *testing.T) {
+	ctx := context.Background()
+	cs := fake.NewClientset()
+	d, err := kubernetes.NewWithClient(cs, ns, driver.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	ch, _ := d.Watch(ctx)
+	ref := driver.Ref{JobID: drivertest.JobID(t), Role: driver.RoleWorker, Index: 0}
+	if err := d.Start(ctx, driver.Spec{Ref: ref, Name: ref.Name(), Image: "busybox:nope"}); err != nil {
+		t.Fatal(err)
+	}
+	wait := func(want string) {
+		t.Helper()
+		timeout := time.After(10 * time.Second)
+		for {
+			select {
+			case st := <-ch:
+				if st.Ref == ref && st.Message == want {
+					if st.State != driver.Pending || st.Reason != driver.ReasonImagePullFailed {
+						t.Errorf("status %+v, want Pending, %s", st, driver.ReasonImagePullFailed)
+					}
+					return
+				}
+			case <-timeout:
+				t.Fatalf("no status with message %q", want)
+			}
+		}
+	}
+	waiting := func(reason, msg string) {
+		t.Helper()
+		if !setStatus(ctx, cs, ref.Name(), func(s *corev1.PodStatus) {
+			s.Phase = corev1.PodPending
+			s.ContainerStatuses = []corev1.ContainerStatus{{Name: kubernetes.ContainerName,
+				State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: reason, Message: msg}}}}
+		}) {
+			t.Fatal("update status failed")
+		}
+	}
+	const pullErr = `failed to pull image "busybox:nope": not found`
+	const backOff = `Back-off pulling image "busybox:nope"`
+	waiting("ErrImagePull", pullErr)
+	wait("ErrImagePull: " + pullErr + "; retry 1 (the kubelet's back-off)")
+	waiting("ImagePullBackOff", backOff)
+	wait("ImagePullBackOff: " + backOff + "; retry 1 (the kubelet's back-off)")
+	waiting("ErrImagePull", pullErr)
+	wait("ErrImagePull: " + pullErr + "; retry 2 (the kubelet's back-off)")
+	waiting("ImagePullBackOff", backOff)
+	wait("ImagePullBackOff: " + backOff + "; retry 2 (the kubelet's back-off)")
+
+	list, err := d.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 1 || !strings.HasSuffix(list[0].Message, "; retry 2 (the kubelet's back-off)") {
+		t.Errorf("List() = %+v, want the count of 2", list)
+	}
+}
