@@ -5,9 +5,9 @@ import (
 	"fmt"
 
 	"github.com/avxrm/rm/pkg/events"
+	"github.com/avxrm/rm/pkg/events/indexed"
 	"github.com/avxrm/rm/services/scheduler/internal/lease"
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 // The periodic resync reads MongoDB in the background and the loop applies
@@ -54,12 +54,7 @@ func (s *Scheduler) readResync(ctx context.Context) resyncSnapshot {
 		r.err = fmt.Errorf("resync queues: %w", err)
 		return r
 	}
-	cur, err = s.jobs.Find(ctx, activeFilter(r.ledger.Holders()),
-		options.Find().SetProjection(bson.D{{Key: "runtime", Value: 0}, {Key: "_outbox", Value: 0}}))
-	if err == nil {
-		err = cur.All(ctx, &r.jobs)
-	}
-	if err != nil {
+	if r.jobs, err = indexed.FindAll[*events.Job](ctx, s.active, activeJobs(r.ledger.Holders())); err != nil {
 		r.err = fmt.Errorf("resync jobs: %w", err)
 	}
 	return r
