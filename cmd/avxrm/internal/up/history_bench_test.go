@@ -3,8 +3,6 @@ package up_test
 import (
 	"context"
 	"fmt"
-	"os"
-	"strconv"
 	"testing"
 	"time"
 
@@ -15,18 +13,13 @@ import (
 
 // BenchmarkHistory runs the submission, admission and hand-over benchmarks
 // on an empty store and on one already holding RM_BENCH_HISTORY (default
-// 20,000) finished jobs, inserted straight into the jobs collection: what
-// grows with history shows as the difference between the two.
+// 100,000) finished jobs, inserted straight into the jobs collection: what
+// grows with history shows as the difference between the two (`make
+// bench-history` prints the ratios).
 //
-//	go test -run '^$' -bench BenchmarkHistory -benchtime 300x -timeout 60m ./internal/up/
+//	go test -run '^$' -bench 'BenchmarkHistory$' -benchtime 300x -timeout 60m ./internal/up/
 func BenchmarkHistory(b *testing.B) {
-	n := 20000
-	if v := os.Getenv("RM_BENCH_HISTORY"); v != "" {
-		var err error
-		if n, err = strconv.Atoi(v); err != nil {
-			b.Fatalf("RM_BENCH_HISTORY=%q: %v", v, err)
-		}
-	}
+	n := historySize(b)
 	for _, history := range []int{0, n} {
 		b.Run(fmt.Sprintf("history=%d", history), func(b *testing.B) {
 			// Run once (it has sub-benchmarks), so the system lives for all three.
