@@ -85,16 +85,18 @@ type Deps struct {
 
 // Scheduler is a prepared scheduler.
 type Scheduler struct {
-	cfg     Config
-	deps    Deps
-	log     *slog.Logger
-	jobs    *mongo.Collection
-	active  *indexed.Reader // the active jobs, by index: the resync's read
-	record  *jobdoc.Store   // the one loop that writes jobs
-	queues  *mongo.Collection
-	ledger  *lease.Store
-	elector *elect.Elector
-	metrics *metrics
+	cfg    Config
+	deps   Deps
+	log    *slog.Logger
+	jobs   *mongo.Collection
+	active *indexed.Reader // the active jobs, by index: the resync's read
+	// finished reads the last finished jobs of a queue, by index (estimates).
+	finished *indexed.Reader
+	record   *jobdoc.Store // the one loop that writes jobs
+	queues   *mongo.Collection
+	ledger   *lease.Store
+	elector  *elect.Elector
+	metrics  *metrics
 
 	leading   atomic.Bool
 	consuming atomic.Bool
@@ -132,6 +134,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Scheduler, error) {
 		ledger: lease.New(deps.DB),
 	}
 	s.active = &indexed.Reader{Coll: s.jobs, Lookup: deps.Lookup, Exclude: []string{"runtime", "_outbox"}}
+	s.finished = &indexed.Reader{Coll: s.jobs, Lookup: deps.Lookup, Exclude: []string{"runtime", "_outbox", "conditions"}}
 	s.record = jobdoc.New(deps.DB, deps.Outbox, jobdoc.Scheduler, Source, jobdoc.WithAttempts(10), jobdoc.WithClock(deps.Now))
 	if err := s.ledger.Ensure(ctx); err != nil {
 		return nil, err

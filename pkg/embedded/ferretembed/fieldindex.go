@@ -1,6 +1,7 @@
 package ferretembed
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 )
@@ -45,6 +47,71 @@ type FieldCond struct {
 // callers check the documents they read against their filter anyway (a
 // document may change between this read and theirs).
 func (s *Server) MatchingIDs(ctx context.Context, db, coll string, where, residual []FieldCond) ([]string, error) {
+	got, err := s.matchingIDs(ctx, db, coll, where, residual, "", 0)
+	ids := make([]string, len(got))
+	for i, o := range got {
+		ids[i] = o.id
+	}
+	return ids, err
+}
+
+// LatestIDs is MatchingIDs for at most limit documents, those with the
+// greatest values of the field orderPath (a date or a number): the index is
+// on where's paths then orderPath, so SQLite reads only the matching entries.
+func (s *Server) LatestIDs(ctx context.Context, db, coll string, where []FieldCond, orderPath string, limit int) ([]string, error) {
+	if !fieldPath.MatchString(orderPath) || limit <= 0 {
+		return nil, fmt.Errorf("latest ids in %s.%s: order by %q, limit %d", db, coll, orderPath, limit)
+	}
+	// One query per combination of values: with equalities only, SQLite
+	// reads the index in orderPath's order and stops after limit entries;
+	// with a list of values it would read and sort every match.
+	var all []ordered
+	for _, w := range combinations(where) {
+		got, err := s.matchingIDs(ctx, db, coll, w, nil, orderPath, limit)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, got...)
+	}
+	slices.SortFunc(all, func(a, b ordered) int { return cmp.Compare(b.key, a.key) })
+	ids := make([]string, 0, min(limit, len(all)))
+	for _, o := range all[:min(limit, len(all))] {
+		ids = append(ids, o.id)
+	}
+	return ids, nil
+}
+
+// ordered is an _id with the value it is ordered by.
+type ordered struct {
+	id  string
+	key float64
+}
+
+// combinations expands the In conditions of where with several values into
+// one where per combination of single values.
+func combinations(where []FieldCond) [][]FieldCond {
+	out := [][]FieldCond{nil}
+	for _, c := range where {
+		vals := c.In
+		if len(vals) == 0 {
+			vals = []any{nil}
+		}
+		var next [][]FieldCond
+		for _, w := range out {
+			for _, v := range vals {
+				d := c
+				if v != nil {
+					d.In = []any{v}
+				}
+				next = append(next, append(append([]FieldCond(nil), w...), d))
+			}
+		}
+		out = next
+	}
+	return out
+}
+
+func (s *Server) matchingIDs(ctx context.Context, db, coll string, where, residual []FieldCond, order string, limit int) ([]ordered, error) {
 	if len(where) == 0 || len(where[0].In) == 0 {
 		return nil, fmt.Errorf("matching ids in %s.%s: the first condition must list values", db, coll)
 	}
@@ -67,23 +134,34 @@ func (s *Server) MatchingIDs(ctx context.Context, db, coll string, where, residu
 	if err != nil {
 		return nil, err
 	}
-	if err := s.ensureFieldIndex(ctx, sdb, table, where); err != nil {
+	key := where
+	if order != "" {
+		key = append(append([]FieldCond(nil), where...), FieldCond{Path: order})
+	}
+	if err := s.ensureFieldIndex(ctx, sdb, table, key); err != nil {
 		return nil, err
 	}
 	q, args := matchSQL(table, where, residual)
+	if order != "" {
+		q = strings.Replace(q, " FROM ", ", "+fieldExpr(order)+" FROM ", 1)
+		q += fmt.Sprintf(" ORDER BY %s DESC LIMIT %d", fieldExpr(order), limit)
+	} else {
+		q = strings.Replace(q, " FROM ", ", 0 FROM ", 1)
+	}
 	rows, err := sdb.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("matching ids in %s.%s: %w", db, coll, err)
 	}
 	defer rows.Close()
-	var ids []string
+	var ids []ordered
 	for rows.Next() {
 		var id sql.NullString
-		if err := rows.Scan(&id); err != nil {
+		var key sql.NullFloat64
+		if err := rows.Scan(&id, &key); err != nil {
 			return nil, fmt.Errorf("matching ids in %s.%s: %w", db, coll, err)
 		}
 		if id.Valid {
-			ids = append(ids, id.String)
+			ids = append(ids, ordered{id.String, key.Float64})
 		}
 	}
 	return ids, rows.Err()

@@ -15,9 +15,12 @@
 package indexed
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"math"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -53,6 +56,9 @@ type Filter struct {
 // conditions. The embedded store's MatchingIDs.
 type Lookup interface {
 	MatchingIDs(ctx context.Context, coll string, where, residual []Cond) ([]string, error)
+	// LatestIDs returns the _ids of at most limit documents meeting where,
+	// those with the greatest values of orderPath.
+	LatestIDs(ctx context.Context, coll string, where []Cond, orderPath string, limit int) ([]string, error)
 }
 
 // Reader reads one collection by Filters.
@@ -75,16 +81,7 @@ func (r *Reader) DocsRead() int64 { return r.read.Load() }
 // Find returns the documents matching f, in no particular order.
 func (r *Reader) Find(ctx context.Context, f Filter) ([]bson.Raw, error) {
 	if r.Lookup == nil {
-		cur, err := r.Coll.Find(ctx, f.BSON(), options.Find().SetProjection(r.projection()))
-		if err != nil {
-			return nil, fmt.Errorf("find in %s: %w", r.Coll.Name(), err)
-		}
-		var docs []bson.Raw
-		if err := cur.All(ctx, &docs); err != nil {
-			return nil, fmt.Errorf("find in %s: %w", r.Coll.Name(), err)
-		}
-		r.read.Add(int64(len(docs)))
-		return docs, nil
+		return r.storeFind(ctx, f.BSON(), options.Find())
 	}
 	ids, err := r.lookup(ctx, f)
 	if err != nil {
@@ -139,12 +136,66 @@ func (r *Reader) lookup(ctx context.Context, f Filter) (map[string]bool, error) 
 	return ids, nil
 }
 
+// storeFind sends filter to the store as it is.
+func (r *Reader) storeFind(ctx context.Context, filter bson.D, opts *options.FindOptionsBuilder) ([]bson.Raw, error) {
+	cur, err := r.Coll.Find(ctx, filter, opts.SetProjection(r.projection()))
+	if err != nil {
+		return nil, fmt.Errorf("find in %s: %w", r.Coll.Name(), err)
+	}
+	var docs []bson.Raw
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, fmt.Errorf("find in %s: %w", r.Coll.Name(), err)
+	}
+	r.read.Add(int64(len(docs)))
+	return docs, nil
+}
+
 func (r *Reader) projection() bson.D {
 	p := bson.D{}
 	for _, f := range r.Exclude {
 		p = append(p, bson.E{Key: f, Value: 0})
 	}
 	return p
+}
+
+// Latest returns at most limit documents meeting where (an index-led
+// Clause), those with the greatest values of orderPath (a date or a
+// number), greatest first.
+func (r *Reader) Latest(ctx context.Context, where Clause, orderPath string, limit int) ([]bson.Raw, error) {
+	if r.Lookup == nil {
+		return r.storeFind(ctx, conds(where), options.Find().SetSort(bson.D{{Key: orderPath, Value: -1}}).SetLimit(int64(limit)))
+	}
+	found, err := r.Lookup.LatestIDs(ctx, r.Coll.Name(), where, orderPath, limit)
+	if err != nil {
+		return nil, fmt.Errorf("find in %s: %w", r.Coll.Name(), err)
+	}
+	ids := make(map[string]bool, len(found))
+	for _, id := range found {
+		ids[id] = true
+	}
+	docs, err := r.fetch(ctx, ids, Filter{Any: []Clause{where}})
+	if err != nil {
+		return nil, err
+	}
+	path := strings.Split(orderPath, ".")
+	slices.SortFunc(docs, func(a, b bson.Raw) int { // greatest first
+		return compareValues(b.Lookup(path...), a.Lookup(path...))
+	})
+	return docs, nil
+}
+
+// compareValues orders dates and numbers; anything else sorts first.
+func compareValues(a, b bson.RawValue) int {
+	num := func(v bson.RawValue) float64 {
+		if t, ok := v.DateTimeOK(); ok {
+			return float64(t)
+		}
+		if f, ok := v.AsFloat64OK(); ok {
+			return f
+		}
+		return math.Inf(-1)
+	}
+	return cmp.Compare(num(a), num(b))
 }
 
 // fetchers is how many reads by _id Find has in flight.

@@ -21,6 +21,10 @@ func (l storeLookup) MatchingIDs(ctx context.Context, coll string, where, residu
 	return l.srv.MatchingIDs(ctx, l.db, coll, fieldConds(where), fieldConds(residual))
 }
 
+func (l storeLookup) LatestIDs(ctx context.Context, coll string, where []indexed.Cond, orderPath string, limit int) ([]string, error) {
+	return l.srv.LatestIDs(ctx, l.db, coll, fieldConds(where), orderPath, limit)
+}
+
 func fieldConds(cs []indexed.Cond) []ferretembed.FieldCond {
 	out := make([]ferretembed.FieldCond, len(cs))
 	for i, c := range cs {
