@@ -37,7 +37,7 @@ func conv(cs []indexed.Cond) []ferretembed.FieldCond {
 
 // startJobs starts the embedded store with the _id index on rm.jobs, as the
 // all-in-one has it.
-func startJobs(t *testing.T) (context.Context, *mongo.Collection, *ferretembed.Server) {
+func startJobs(t testing.TB) (context.Context, *mongo.Collection, *ferretembed.Server) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	t.Cleanup(cancel)
