@@ -11,12 +11,13 @@ import (
 )
 
 // The periodic resync reads MongoDB in the background and the loop applies
-// what it read. Finding the active jobs reads every job on a store that
-// cannot use an index for the filter (FerretDB/SQLite decodes each
-// document), so the read grows with the jobs ever stored: with 20,000
-// finished jobs it took seconds, and a resync read by the loop itself held
-// every admission back for that long every ResyncInterval. The first resync
-// of a leadership still reads before the loop starts.
+// what it read. Finding the active jobs used to read every job on a store
+// that cannot use an index for the filter (FerretDB/SQLite decodes each
+// document): with 20,000 finished jobs it took seconds, and a resync read by
+// the loop itself held every admission back for that long every
+// ResyncInterval. It reads by index now (activeJobs, package indexed), so
+// it costs what the active jobs cost; it still runs beside the loop. The
+// first resync of a leadership reads before the loop starts.
 
 // resyncSnapshot is what a resync read.
 type resyncSnapshot struct {

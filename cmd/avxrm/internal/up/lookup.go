@@ -33,6 +33,10 @@ func fieldConds(cs []indexed.Cond) []ferretembed.FieldCond {
 	return out
 }
 
+// Lookup is what the services read active jobs of database db through:
+// nil on an external MongoDB (for benchmarks that compare the reads).
+func (s *System) Lookup(db string) indexed.Lookup { return s.lookup(db) }
+
 // lookup is the services' Lookup: nil on an external MongoDB, whose own
 // indexes serve the filters.
 func (s *System) lookup(db string) indexed.Lookup {
