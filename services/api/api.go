@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/avxrm/rm/pkg/events/indexed"
 	"github.com/avxrm/rm/pkg/events/outbox"
 	"github.com/avxrm/rm/services/api/internal/auth"
 	"github.com/avxrm/rm/services/api/internal/httpapi"
@@ -63,6 +64,9 @@ type Deps struct {
 	Logger     *slog.Logger
 	Listener   net.Listener        // if set, served instead of listening on HTTPAddr
 	JS         jetstream.JetStream // for GET /events; nil: that route answers 503
+	// Lookup finds active jobs by index on a store that cannot use one for
+	// the filter (the embedded FerretDB); nil: the filter goes to the store.
+	Lookup indexed.Lookup
 }
 
 // Source is the CloudEvents source of the API's events.
@@ -124,7 +128,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 		Store: st, Source: Source, BodyLimit: cfg.BodyLimit, Ready: ready,
 		Gatherer: deps.Gatherer, Registry: deps.Registerer, Logger: deps.Logger, JS: deps.JS,
 		Artifacts: httpapi.ArtifactConfig{UploadLimit: cfg.ArtifactUploadLimit, ExportTTL: cfg.ExportTTL},
-		Auth:      authn, JobTokens: jobTokens,
+		Auth:      authn, JobTokens: jobTokens, Lookup: deps.Lookup,
 	})
 	if err := srv.EnsureBuiltinQueues(ctx); err != nil {
 		return nil, err

@@ -19,6 +19,7 @@ import (
 
 	"github.com/avxrm/rm/pkg/events"
 	"github.com/avxrm/rm/pkg/events/elect"
+	"github.com/avxrm/rm/pkg/events/indexed"
 	"github.com/avxrm/rm/pkg/events/outbox"
 	"github.com/avxrm/rm/services/launcher/internal/driver"
 	"github.com/avxrm/rm/services/launcher/internal/driver/registry"
@@ -85,6 +86,10 @@ type Deps struct {
 	Logger     *slog.Logger
 	// Drivers by plugin type. If nil, Drivers().
 	Drivers map[string]Factory
+	// Lookup finds the active jobs by index on a store that cannot use one
+	// for the filter (the embedded FerretDB); nil: the filter goes to the
+	// store (MongoDB).
+	Lookup indexed.Lookup
 }
 
 // Launcher is a prepared launcher.
@@ -106,6 +111,7 @@ func New(cfg Config, deps Deps) (*Launcher, error) {
 		Workers: cfg.Workers, ResyncInterval: cfg.ResyncInterval,
 	}, launch.Deps{
 		DB: deps.DB, JS: deps.JS, Outbox: deps.Outbox, Registerer: deps.Registerer, Logger: deps.Logger, Drivers: deps.Drivers,
+		Lookup: deps.Lookup,
 	})
 	if err != nil {
 		return nil, err

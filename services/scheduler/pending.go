@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/avxrm/rm/pkg/events"
+	"github.com/avxrm/rm/pkg/events/indexed"
 	"github.com/avxrm/rm/services/scheduler/internal/lease"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
@@ -156,13 +157,11 @@ func (t *term) loadHistory(ctx context.Context, j *events.Job) *runHistory {
 	if h.loaded {
 		return h
 	}
-	f := bson.D{}
-	if j.Application.ID != "" {
-		f = append(f, bson.E{Key: "application.id", Value: j.Application.ID})
-	} else {
-		f = append(f, bson.E{Key: "application.name", Value: j.Application.Name}, bson.E{Key: "application.version", Value: j.Application.Version})
+	app := []indexed.Cond{{Path: "application.id", In: []any{j.Application.ID}}}
+	if j.Application.ID == "" {
+		app = []indexed.Cond{{Path: "application.name", In: []any{j.Application.Name}}, {Path: "application.version", In: []any{j.Application.Version}}}
 	}
-	done, err := t.lastFinished(ctx, j.QueueID, f)
+	done, err := t.lastFinished(ctx, j.QueueID, app...)
 	if err != nil {
 		t.log.Warn("read run history for start estimates; trying again later", "queue", j.QueueID, "err", err)
 		return h
@@ -180,22 +179,31 @@ func (t *term) loadHistory(ctx context.Context, j *events.Job) *runHistory {
 	return loaded
 }
 
-// lastFinished reads the last historyRuns jobs that ran and finished on
-// queue queueID and also match filter.
-func (t *term) lastFinished(ctx context.Context, queueID string, filter bson.D) ([]*events.Job, error) {
-	f := append(bson.D{{Key: "queue_id", Value: queueID}, {Key: "status", Value: bson.D{{Key: "$in", Value: bson.A{events.JobSucceeded, events.JobFailed}}}},
-		{Key: "started_at", Value: bson.D{{Key: "$exists", Value: true}}}, {Key: "finished_at", Value: bson.D{{Key: "$exists", Value: true}}}}, filter...)
+// lastFinished reads the last historyRuns jobs that finished on queue
+// queueID and also meet app (conditions on the application), of which it
+// returns those that ran (started and finished), oldest first. It reads
+// through the index on (queue_id, application, status, finished_at): on
+// the embedded store a filter would decode every job ever stored, which
+// took longer than the timeout with 100,000 finished jobs, every time the
+// estimates were computed.
+func (t *term) lastFinished(ctx context.Context, queueID string, app ...indexed.Cond) ([]*events.Job, error) {
+	where := append(append(indexed.Clause{{Path: "queue_id", In: []any{queueID}}}, app...),
+		indexed.Cond{Path: "status", In: []any{events.JobSucceeded, events.JobFailed}})
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	cur, err := t.s.jobs.Find(ctx, f, options.Find().SetSort(bson.D{{Key: "finished_at", Value: -1}}).SetLimit(historyRuns).
-		SetProjection(bson.D{{Key: "status", Value: 1}, {Key: "admitted_at", Value: 1}, {Key: "started_at", Value: 1},
-			{Key: "finished_at", Value: 1}, {Key: "max_run_seconds", Value: 1}}))
+	docs, err := t.s.finished.Latest(ctx, where, "finished_at", historyRuns)
 	if err != nil {
 		return nil, err
 	}
 	var done []*events.Job
-	if err := cur.All(ctx, &done); err != nil {
-		return nil, err
+	for _, d := range docs {
+		var j events.Job
+		if err := bson.Unmarshal(d, &j); err != nil {
+			return nil, err
+		}
+		if j.StartedAt != nil && j.FinishedAt != nil {
+			done = append(done, &j)
+		}
 	}
 	slices.Reverse(done) // oldest first
 	return done, nil
@@ -207,7 +215,7 @@ func (t *term) lags(ctx context.Context) lagFunc {
 	return func(queueID string) (time.Duration, time.Duration) {
 		l := t.est.lagsOf(queueID)
 		if !l.loaded {
-			done, err := t.lastFinished(ctx, queueID, nil)
+			done, err := t.lastFinished(ctx, queueID)
 			if err != nil {
 				t.log.Warn("read lags for start estimates; trying again later", "queue", queueID, "err", err)
 			} else {

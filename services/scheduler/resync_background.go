@@ -5,18 +5,19 @@ import (
 	"fmt"
 
 	"github.com/avxrm/rm/pkg/events"
+	"github.com/avxrm/rm/pkg/events/indexed"
 	"github.com/avxrm/rm/services/scheduler/internal/lease"
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 // The periodic resync reads MongoDB in the background and the loop applies
-// what it read. Finding the active jobs reads every job on a store that
-// cannot use an index for the filter (FerretDB/SQLite decodes each
-// document), so the read grows with the jobs ever stored: with 20,000
-// finished jobs it took seconds, and a resync read by the loop itself held
-// every admission back for that long every ResyncInterval. The first resync
-// of a leadership still reads before the loop starts.
+// what it read. Finding the active jobs used to read every job on a store
+// that cannot use an index for the filter (FerretDB/SQLite decodes each
+// document): with 20,000 finished jobs it took seconds, and a resync read by
+// the loop itself held every admission back for that long every
+// ResyncInterval. It reads by index now (activeJobs, package indexed), so
+// it costs what the active jobs cost; it still runs beside the loop. The
+// first resync of a leadership reads before the loop starts.
 
 // resyncSnapshot is what a resync read.
 type resyncSnapshot struct {
@@ -54,12 +55,7 @@ func (s *Scheduler) readResync(ctx context.Context) resyncSnapshot {
 		r.err = fmt.Errorf("resync queues: %w", err)
 		return r
 	}
-	cur, err = s.jobs.Find(ctx, activeFilter(r.ledger.Holders()),
-		options.Find().SetProjection(bson.D{{Key: "runtime", Value: 0}, {Key: "_outbox", Value: 0}}))
-	if err == nil {
-		err = cur.All(ctx, &r.jobs)
-	}
-	if err != nil {
+	if r.jobs, err = indexed.FindAll[*events.Job](ctx, s.active, activeJobs(r.ledger.Holders())); err != nil {
 		r.err = fmt.Errorf("resync jobs: %w", err)
 	}
 	return r

@@ -24,6 +24,7 @@ import (
 
 	"github.com/avxrm/rm/pkg/events"
 	"github.com/avxrm/rm/pkg/events/elect"
+	"github.com/avxrm/rm/pkg/events/indexed"
 	"github.com/avxrm/rm/pkg/events/jobdoc"
 	"github.com/avxrm/rm/pkg/events/outbox"
 	"github.com/avxrm/rm/services/scheduler/internal/lease"
@@ -76,19 +77,26 @@ type Deps struct {
 	Logger     *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Lookup finds the active jobs by index on a store that cannot use one
+	// for the filter (the embedded FerretDB); nil: the filter goes to the
+	// store (MongoDB).
+	Lookup indexed.Lookup
 }
 
 // Scheduler is a prepared scheduler.
 type Scheduler struct {
-	cfg     Config
-	deps    Deps
-	log     *slog.Logger
-	jobs    *mongo.Collection
-	record  *jobdoc.Store // the one loop that writes jobs
-	queues  *mongo.Collection
-	ledger  *lease.Store
-	elector *elect.Elector
-	metrics *metrics
+	cfg    Config
+	deps   Deps
+	log    *slog.Logger
+	jobs   *mongo.Collection
+	active *indexed.Reader // the active jobs, by index: the resync's read
+	// finished reads the last finished jobs of a queue, by index (estimates).
+	finished *indexed.Reader
+	record   *jobdoc.Store // the one loop that writes jobs
+	queues   *mongo.Collection
+	ledger   *lease.Store
+	elector  *elect.Elector
+	metrics  *metrics
 
 	leading   atomic.Bool
 	consuming atomic.Bool
@@ -125,6 +133,8 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Scheduler, error) {
 		jobs: deps.DB.Collection(JobsCollection), queues: deps.DB.Collection(QueuesCollection),
 		ledger: lease.New(deps.DB),
 	}
+	s.active = &indexed.Reader{Coll: s.jobs, Lookup: deps.Lookup, Exclude: []string{"runtime", "_outbox"}}
+	s.finished = &indexed.Reader{Coll: s.jobs, Lookup: deps.Lookup, Exclude: []string{"runtime", "_outbox", "conditions"}}
 	s.record = jobdoc.New(deps.DB, deps.Outbox, jobdoc.Scheduler, Source, jobdoc.WithAttempts(10), jobdoc.WithClock(deps.Now))
 	if err := s.ledger.Ensure(ctx); err != nil {
 		return nil, err

@@ -13,10 +13,10 @@ import (
 	"time"
 
 	"github.com/avxrm/rm/pkg/events"
+	"github.com/avxrm/rm/pkg/events/indexed"
 	"github.com/avxrm/rm/pkg/events/jobdoc"
 	"github.com/avxrm/rm/services/scheduler/internal/lease"
 	"github.com/nats-io/nats.go/jetstream"
-	"go.mongodb.org/mongo-driver/v2/bson"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -316,20 +316,22 @@ func (t *term) waiting() bool {
 	return false
 }
 
-// activeFilter selects the jobs the scheduler has something to do with.
-func activeFilter(holders []string) bson.D {
-	ids := make(bson.A, 0, len(holders))
+// activeJobs selects the jobs the scheduler has something to do with:
+// each clause is served by an index (see package indexed), so finished jobs
+// are not read.
+func activeJobs(holders []string) indexed.Filter {
+	ids := make([]string, 0, len(holders))
 	for _, h := range holders {
 		ids = append(ids, jobOf(h))
 	}
-	return bson.D{
-		{Key: "_deleted", Value: bson.D{{Key: "$exists", Value: false}}},
-		{Key: "$or", Value: bson.A{
-			bson.D{{Key: "status", Value: bson.D{{Key: "$in", Value: bson.A{events.JobSubmitted, events.JobPending, events.JobAdmitted, events.JobRunning}}}}},
-			bson.D{{Key: "cleanup_requested", Value: true}, {Key: "cleaned_at", Value: bson.D{{Key: "$exists", Value: false}}}},
-			bson.D{{Key: "post_controller.status", Value: bson.D{{Key: "$in", Value: bson.A{pcPending, pcAdmitted, pcRunning}}}}},
-			bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}},
-		}},
+	return indexed.Filter{
+		All: []indexed.Cond{{Path: "_deleted", Missing: true}},
+		Any: []indexed.Clause{
+			{{Path: "status", In: []any{events.JobSubmitted, events.JobPending, events.JobAdmitted, events.JobRunning}}},
+			{{Path: "cleanup_requested", In: []any{true}}, {Path: "cleaned_at", Missing: true}},
+			{{Path: "post_controller.status", In: []any{pcPending, pcAdmitted, pcRunning}}},
+		},
+		IDs: ids,
 	}
 }
 

@@ -145,6 +145,7 @@ type Server struct {
 	internalURI string        // FerretDB's own; nothing but the proxy may use it
 	client      *mongo.Client // used by EnsureIDIndex to create collections through FerretDB
 	proxy       *proxy
+	fieldState  // MatchingIDs' SQLite pools and indexes
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -262,6 +263,7 @@ func (s *Server) Close() {
 		cancel()
 	}
 	s.proxy.close()
+	s.closeFieldDBs()
 	s.cancel()
 	<-s.done
 }

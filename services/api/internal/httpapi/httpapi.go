@@ -16,6 +16,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/avxrm/rm/pkg/events"
+	"github.com/avxrm/rm/pkg/events/indexed"
 	"github.com/avxrm/rm/pkg/events/jobdoc"
 	"github.com/avxrm/rm/services/api/internal/auth"
 	"github.com/avxrm/rm/services/api/internal/problem"
@@ -53,6 +54,9 @@ type Options struct {
 	Auth *auth.Authenticator
 	// JobTokens mints the RM_JOB_TOKEN of each job; nil: jobs get none.
 	JobTokens *auth.JobTokens
+	// Lookup finds active jobs by index on a store that cannot use one for
+	// the filter (the embedded FerretDB); nil: the filter goes to the store.
+	Lookup indexed.Lookup
 }
 
 // Server holds the routes.
@@ -63,6 +67,7 @@ type Server struct {
 
 	queues store.Kind[*events.Queue]
 	jobs   *jobdoc.Store
+	active *indexed.Reader // a queue's active jobs, by index (usage, positions)
 	// idempotentRoutes are the echo paths of the POSTs the idempotency
 	// middleware serves (see idempotentPost).
 	idempotentRoutes map[string]bool
@@ -92,6 +97,7 @@ func New(opts Options) *Server {
 	s.queues = store.Kind[*events.Queue]{S: opts.Store, Coll: store.Queues, Name: "queue", IDPrefix: "q"}
 	e.Use(s.authorize, rejectNonUTF8(opts.BodyLimit))
 	s.jobs = jobdoc.New(opts.Store.DB, opts.Store.Outbox, jobdoc.API, opts.Source, jobdoc.WithClock(opts.Now))
+	s.active = &indexed.Reader{Coll: opts.Store.DB.Collection(store.Jobs), Lookup: opts.Lookup, Exclude: []string{"runtime", "_outbox"}}
 	api.OpenAPI().OnAddOperation = append(api.OpenAPI().OnAddOperation, s.documentConventions)
 	e.Use(s.idempotency)
 

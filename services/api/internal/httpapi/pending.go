@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/avxrm/rm/pkg/events"
+	"github.com/avxrm/rm/pkg/events/indexed"
 	"github.com/avxrm/rm/pkg/events/jobdoc"
 	"github.com/avxrm/rm/services/api/internal/store"
 	"github.com/danielgtaylor/huma/v2"
@@ -69,15 +70,7 @@ func (s *Server) joinEstimates(ctx context.Context, jobs ...*events.Job) {
 // queue's jobs once per job: a page of a fresh 10,000-job array would take
 // minutes on the embedded store); on failure they stay without one.
 func (s *Server) countPositions(ctx context.Context, queueID string, js []*events.Job) {
-	cur, err := s.opts.Store.DB.Collection(store.Jobs).Find(ctx, bson.D{
-		{Key: "queue_id", Value: queueID},
-		{Key: "status", Value: bson.D{{Key: "$in", Value: bson.A{events.JobSubmitted, events.JobPending}}}},
-		{Key: "_deleted", Value: bson.D{{Key: "$exists", Value: false}}},
-	}, options.Find().SetProjection(bson.D{{Key: "priority", Value: 1}, {Key: "submitted_at", Value: 1}}))
-	var waiting []*events.Job
-	if err == nil {
-		err = cur.All(ctx, &waiting)
-	}
+	waiting, err := indexed.FindAll[*events.Job](ctx, s.active, queueJobs(queueID, events.JobSubmitted, events.JobPending))
 	if err != nil {
 		s.opts.Logger.Warn("count the jobs ahead", "queue", queueID, "err", err)
 		return

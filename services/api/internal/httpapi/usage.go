@@ -6,11 +6,10 @@ import (
 	"fmt"
 
 	"github.com/avxrm/rm/pkg/events"
+	"github.com/avxrm/rm/pkg/events/indexed"
 	"github.com/avxrm/rm/pkg/events/outbox"
-	"github.com/avxrm/rm/services/api/internal/store"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 // The scheduler's lease ledger, as docs/scheduling.md describes it: one
@@ -49,23 +48,14 @@ func (s *Server) fillUsage(ctx context.Context, q *events.Queue) error {
 			}
 		}
 	}
-	// One read of the queue's active jobs, counted here: on FerretDB/SQLite
-	// every such query decodes the whole jobs collection, so one is half
-	// the cost of a count and a find.
-	cur, err := db.Collection(store.Jobs).Find(ctx, bson.D{
-		{Key: "queue_id", Value: q.ID},
-		{Key: "status", Value: bson.D{{Key: "$in", Value: bson.A{events.JobAdmitted, events.JobRunning, events.JobSubmitted, events.JobPending}}}},
-		outbox.NotDeleted(),
-	}, options.Find().SetProjection(bson.D{{Key: "status", Value: 1}, {Key: "worker_instances", Value: 1}, {Key: "cancel_requested", Value: 1}}))
-	if err != nil {
-		return fmt.Errorf("usage of queue %s: active jobs: %w", q.ID, err)
-	}
-	var active []struct {
+	// One read of the queue's active jobs, by an index (package indexed):
+	// the jobs that finished are not read, however many there are.
+	active, err := indexed.FindAll[struct {
 		Status          string `bson:"status"`
 		WorkerInstances int    `bson:"worker_instances"`
 		CancelRequested bool   `bson:"cancel_requested"`
-	}
-	if err := cur.All(ctx, &active); err != nil {
+	}](ctx, s.active, queueJobs(q.ID, events.JobAdmitted, events.JobRunning, events.JobSubmitted, events.JobPending))
+	if err != nil {
 		return fmt.Errorf("usage of queue %s: active jobs: %w", q.ID, err)
 	}
 	for _, j := range active {
@@ -79,4 +69,17 @@ func (s *Server) fillUsage(ctx context.Context, q *events.Queue) error {
 	}
 	q.Usage = u
 	return nil
+}
+
+// queueJobs selects queue queueID's jobs in one of statuses, not deleted,
+// by the index on (queue_id, status).
+func queueJobs(queueID string, statuses ...string) indexed.Filter {
+	in := make([]any, len(statuses))
+	for i, st := range statuses {
+		in[i] = st
+	}
+	return indexed.Filter{
+		All: []indexed.Cond{{Path: outbox.DeletedField, Missing: true}},
+		Any: []indexed.Clause{{{Path: "queue_id", In: []any{queueID}}, {Path: "status", In: in}}},
+	}
 }

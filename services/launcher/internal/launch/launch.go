@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/avxrm/rm/pkg/events"
+	"github.com/avxrm/rm/pkg/events/indexed"
 	"github.com/avxrm/rm/pkg/events/jobdoc"
 	"github.com/avxrm/rm/pkg/events/outbox"
 	"github.com/avxrm/rm/services/launcher/internal/driver"
@@ -85,6 +86,10 @@ type Deps struct {
 	Drivers    map[string]driver.Factory
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Lookup finds the active jobs by index on a store that cannot use one
+	// for the filter (the embedded FerretDB); nil: the filter goes to the
+	// store (MongoDB).
+	Lookup indexed.Lookup
 }
 
 // Service is a prepared launcher.
@@ -94,6 +99,7 @@ type Service struct {
 	log  *slog.Logger
 
 	jobs, queues, plugins, deployments *mongo.Collection
+	active                             *indexed.Reader // the jobs the resync queues, by index
 
 	record *jobdoc.Store // the one loop that writes jobs
 	pool   *pool
@@ -153,6 +159,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		cfg: cfg, deps: deps, log: deps.Logger,
 		jobs: deps.DB.Collection(JobsCollection), queues: deps.DB.Collection(QueuesCollection),
 		plugins: deps.DB.Collection(PluginsCollection), deployments: deps.DB.Collection(DeploymentsCollection),
+		active: &indexed.Reader{Coll: deps.DB.Collection(JobsCollection), Lookup: deps.Lookup},
 		wq:     workqueue.NewTypedRateLimitingQueue(workqueue.NewTypedItemExponentialFailureRateLimiter[string](100*time.Millisecond, 30*time.Second)),
 		qcache: map[string]cachedQ{}, dstate: map[string]*depSlot{},
 	}
@@ -340,23 +347,19 @@ func (s *Service) resync(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
-	cur, err := s.jobs.Find(ctx, bson.D{outbox.NotDeleted(), {Key: "$or", Value: bson.A{
-		bson.D{{Key: "status", Value: bson.D{{Key: "$in", Value: bson.A{events.JobAdmitted, events.JobRunning}}}}},
-		bson.D{{Key: "cleanup_requested", Value: true}, {Key: "cleaned_at", Value: bson.D{{Key: "$exists", Value: false}}}},
-		bson.D{{Key: "post_controller.status", Value: bson.D{{Key: "$in", Value: bson.A{pcAdmitted, pcRunning}}}}},
-	}}}, options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}}))
+	ids, err := s.active.IDs(ctx, indexed.Filter{
+		All: []indexed.Cond{{Path: outbox.DeletedField, Missing: true}},
+		Any: []indexed.Clause{
+			{{Path: "status", In: []any{events.JobAdmitted, events.JobRunning}}},
+			{{Path: "cleanup_requested", In: []any{true}}, {Path: "cleaned_at", Missing: true}},
+			{{Path: "post_controller.status", In: []any{pcAdmitted, pcRunning}}},
+		},
+	})
 	if err != nil {
 		errs = append(errs, fmt.Errorf("list active jobs: %w", err))
-	} else {
-		var ids []struct {
-			ID string `bson:"_id"`
-		}
-		if err := cur.All(ctx, &ids); err != nil {
-			errs = append(errs, fmt.Errorf("list active jobs: %w", err))
-		}
-		for _, d := range ids {
-			s.wq.Add(jobKey + d.ID)
-		}
+	}
+	for _, id := range ids {
+		s.wq.Add(jobKey + id)
 	}
 	for _, id := range s.pool.jobIDs() {
 		if dep, _, ok := splitSlot(id); ok {
@@ -365,7 +368,7 @@ func (s *Service) resync(ctx context.Context) error {
 			s.wq.Add(jobKey + id)
 		}
 	}
-	cur, err = s.deployments.Find(ctx, bson.D{outbox.NotDeleted()}, options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}}))
+	cur, err := s.deployments.Find(ctx, bson.D{outbox.NotDeleted()}, options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}}))
 	if err != nil {
 		errs = append(errs, fmt.Errorf("list deployments: %w", err))
 	} else {

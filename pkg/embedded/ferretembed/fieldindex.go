@@ -1,0 +1,266 @@
+package ferretembed
+
+import (
+	"cmp"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+)
+
+// Reads by a field that FerretDB cannot index.
+//
+// FerretDB v1.24's SQLite backend puts a WHERE clause in its SQL only for a
+// filter that is exactly {_id: <string|ObjectId>} (backends/sqlite
+// collection.go, Query and Explain); for any other filter it reads and
+// decodes every document of the collection and filters in Go, whatever
+// indexes exist. A query for the few active jobs among 100,000 finished ones
+// decodes all 100,000. MatchingIDs answers such a filter from SQLite
+// expression indexes of its own on the same file, and returns only the
+// _ids: the caller reads each document by _id, which FerretDB does look up
+// by index (EnsureIDIndex).
+
+// FieldCond is one condition on a top-level or dotted field of scalars.
+type FieldCond struct {
+	Path string
+	// In lists the values (strings or bools) the field may have; empty:
+	// the condition is Missing.
+	In      []any
+	Missing bool // the field is absent (or null)
+}
+
+// MatchingIDs returns the _ids of the documents of db.coll that meet every
+// condition of where. where[0] must be an In condition: with the In and
+// Missing conditions after it, it is the key of an SQLite expression index
+// made on first use, so SQLite reads only the index entries that match and
+// never the other documents. residual conditions are checked on those rows
+// only (they are not part of the index).
+//
+// Null and absent are the same here, and a bool matches true/false only;
+// callers check the documents they read against their filter anyway (a
+// document may change between this read and theirs).
+func (s *Server) MatchingIDs(ctx context.Context, db, coll string, where, residual []FieldCond) ([]string, error) {
+	got, err := s.matchingIDs(ctx, db, coll, where, residual, "", 0)
+	ids := make([]string, len(got))
+	for i, o := range got {
+		ids[i] = o.id
+	}
+	return ids, err
+}
+
+// LatestIDs is MatchingIDs for at most limit documents, those with the
+// greatest values of the field orderPath (a date or a number): the index is
+// on where's paths then orderPath, so SQLite reads only the matching entries.
+func (s *Server) LatestIDs(ctx context.Context, db, coll string, where []FieldCond, orderPath string, limit int) ([]string, error) {
+	if !fieldPath.MatchString(orderPath) || limit <= 0 {
+		return nil, fmt.Errorf("latest ids in %s.%s: order by %q, limit %d", db, coll, orderPath, limit)
+	}
+	// One query per combination of values: with equalities only, SQLite
+	// reads the index in orderPath's order and stops after limit entries;
+	// with a list of values it would read and sort every match.
+	var all []ordered
+	for _, w := range combinations(where) {
+		got, err := s.matchingIDs(ctx, db, coll, w, nil, orderPath, limit)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, got...)
+	}
+	slices.SortFunc(all, func(a, b ordered) int { return cmp.Compare(b.key, a.key) })
+	ids := make([]string, 0, min(limit, len(all)))
+	for _, o := range all[:min(limit, len(all))] {
+		ids = append(ids, o.id)
+	}
+	return ids, nil
+}
+
+// ordered is an _id with the value it is ordered by.
+type ordered struct {
+	id  string
+	key float64
+}
+
+// combinations expands the In conditions of where with several values into
+// one where per combination of single values.
+func combinations(where []FieldCond) [][]FieldCond {
+	out := [][]FieldCond{nil}
+	for _, c := range where {
+		vals := c.In
+		if len(vals) == 0 {
+			vals = []any{nil}
+		}
+		var next [][]FieldCond
+		for _, w := range out {
+			for _, v := range vals {
+				d := c
+				if v != nil {
+					d.In = []any{v}
+				}
+				next = append(next, append(append([]FieldCond(nil), w...), d))
+			}
+		}
+		out = next
+	}
+	return out
+}
+
+func (s *Server) matchingIDs(ctx context.Context, db, coll string, where, residual []FieldCond, order string, limit int) ([]ordered, error) {
+	if len(where) == 0 || len(where[0].In) == 0 {
+		return nil, fmt.Errorf("matching ids in %s.%s: the first condition must list values", db, coll)
+	}
+	for _, c := range append(append([]FieldCond(nil), where...), residual...) {
+		if !fieldPath.MatchString(c.Path) {
+			return nil, fmt.Errorf("matching ids in %s.%s: unsupported path %q", db, coll, c.Path)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(s.dir, db+sqliteFileExt)); errors.Is(err, fs.ErrNotExist) {
+		return nil, nil // no such database yet: nothing matches
+	}
+	sdb, err := s.fieldDB(db)
+	if err != nil {
+		return nil, err
+	}
+	table, err := tableName(ctx, sdb, coll)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil // no such collection: nothing matches
+	}
+	if err != nil {
+		return nil, err
+	}
+	key := where
+	if order != "" {
+		key = append(append([]FieldCond(nil), where...), FieldCond{Path: order})
+	}
+	if err := s.ensureFieldIndex(ctx, sdb, table, key); err != nil {
+		return nil, err
+	}
+	q, args := matchSQL(table, where, residual)
+	if order != "" {
+		q = strings.Replace(q, " FROM ", ", "+fieldExpr(order)+" FROM ", 1)
+		q += fmt.Sprintf(" ORDER BY %s DESC LIMIT %d", fieldExpr(order), limit)
+	} else {
+		q = strings.Replace(q, " FROM ", ", 0 FROM ", 1)
+	}
+	rows, err := sdb.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("matching ids in %s.%s: %w", db, coll, err)
+	}
+	defer rows.Close()
+	var ids []ordered
+	for rows.Next() {
+		var id sql.NullString
+		var key sql.NullFloat64
+		if err := rows.Scan(&id, &key); err != nil {
+			return nil, fmt.Errorf("matching ids in %s.%s: %w", db, coll, err)
+		}
+		if id.Valid {
+			ids = append(ids, ordered{id.String, key.Float64})
+		}
+	}
+	return ids, rows.Err()
+}
+
+// fieldPath: the paths MatchingIDs puts into SQL (no quoting needed).
+var fieldPath = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$`)
+
+// fieldExpr is the SQL of a field's value in FerretDB's sjson column: a
+// string as text, a bool as 1 or 0, absent or null as NULL. The index and
+// the query use the same text, as SQLite requires.
+func fieldExpr(path string) string { return `_ferretdb_sjson->>'$.` + path + `'` }
+
+// matchSQL is the query of MatchingIDs: the In conditions as IN lists, the
+// Missing ones as IS NULL.
+func matchSQL(table string, where, residual []FieldCond) (string, []any) {
+	var terms []string
+	var args []any
+	for _, c := range append(append([]FieldCond(nil), where...), residual...) {
+		if len(c.In) == 0 {
+			terms = append(terms, fieldExpr(c.Path)+" IS NULL")
+			continue
+		}
+		terms = append(terms, fieldExpr(c.Path)+" IN ("+strings.TrimSuffix(strings.Repeat("?,", len(c.In)), ",")+")")
+		for _, v := range c.In {
+			if b, ok := v.(bool); ok {
+				v = 0
+				if b {
+					v = 1
+				}
+			}
+			args = append(args, v)
+		}
+	}
+	return fmt.Sprintf("SELECT %s FROM %s WHERE %s", fieldExpr("_id"), quoteIdent(table), strings.Join(terms, " AND ")), args
+}
+
+// ensureFieldIndex makes the index on where's paths, once per table and
+// key. A new index on a big table is built once (seconds for 100,000 jobs);
+// afterwards SQLite keeps it up to date with every write FerretDB makes.
+func (s *Server) ensureFieldIndex(ctx context.Context, sdb *sql.DB, table string, where []FieldCond) error {
+	var exprs, names []string
+	for _, c := range where {
+		exprs = append(exprs, fieldExpr(c.Path))
+		names = append(names, strings.ReplaceAll(c.Path, ".", "_"))
+	}
+	name := fieldIndexPrefix + table + "_" + strings.Join(names, "_")
+	s.fieldMu.Lock()
+	defer s.fieldMu.Unlock()
+	if s.fieldIndexes[name] {
+		return nil
+	}
+	q := fmt.Sprintf("CREATE INDEX IF NOT EXISTS %s ON %s (%s)", quoteIdent(name), quoteIdent(table), strings.Join(exprs, ", "))
+	if _, err := sdb.ExecContext(ctx, q); err != nil {
+		return fmt.Errorf("create index %s: %w", name, err)
+	}
+	if s.fieldIndexes == nil {
+		s.fieldIndexes = map[string]bool{}
+	}
+	s.fieldIndexes[name] = true
+	return nil
+}
+
+// fieldIndexPrefix starts the names of MatchingIDs' indexes.
+const fieldIndexPrefix = "avxrm_field_"
+
+// fieldDB is the SQLite connection pool of MatchingIDs for db, opened once
+// and closed with the server. Reads run beside FerretDB's (WAL).
+func (s *Server) fieldDB(db string) (*sql.DB, error) {
+	s.fieldMu.Lock()
+	defer s.fieldMu.Unlock()
+	if sdb := s.fieldDBs[db]; sdb != nil {
+		return sdb, nil
+	}
+	sdb, err := s.openSQLite(db)
+	if err != nil {
+		return nil, err
+	}
+	sdb.SetMaxOpenConns(4)
+	if s.fieldDBs == nil {
+		s.fieldDBs = map[string]*sql.DB{}
+	}
+	s.fieldDBs[db] = sdb
+	return sdb, nil
+}
+
+// closeFieldDBs closes what fieldDB opened.
+func (s *Server) closeFieldDBs() {
+	s.fieldMu.Lock()
+	defer s.fieldMu.Unlock()
+	for _, sdb := range s.fieldDBs {
+		_ = sdb.Close()
+	}
+	s.fieldDBs = nil
+}
+
+// fieldState is the Server's part for MatchingIDs.
+type fieldState struct {
+	fieldMu      sync.Mutex
+	fieldDBs     map[string]*sql.DB
+	fieldIndexes map[string]bool
+}

@@ -1,0 +1,4 @@
+package ferretembed
+
+// MatchSQL is the query MatchingIDs runs, for the plan test.
+var MatchSQL = matchSQL

@@ -1,0 +1,340 @@
+// Package indexed reads the documents a hot path needs (the active jobs, a
+// queue's waiting jobs) by filters a store can answer from an index, so a
+// read costs what the matching documents cost and not what the collection
+// has ever held.
+//
+// On MongoDB the filter goes to the server as it is; its indexes serve it.
+// The embedded FerretDB/SQLite store pushes down to SQLite only a filter
+// that is exactly {_id: X} and decodes every document for any other, so
+// there a Lookup (the store's MatchingIDs) finds the matching _ids from
+// SQLite expression indexes, each document is then read by _id (indexed),
+// and checked against the filter again, since it may have changed between
+// the two reads. Finished jobs are never read either way.
+//
+// It imports no service; the services and the all-in-one use it.
+package indexed
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+)
+
+// Cond is one condition on a top-level or dotted field holding a scalar.
+type Cond struct {
+	Path string
+	// In lists the values (strings or bools) the field may have; empty:
+	// the condition is Missing.
+	In      []any
+	Missing bool // the field is absent
+}
+
+// Clause holds when all of its conditions hold. Its first condition must
+// have In values: it leads the index that serves the clause.
+type Clause []Cond
+
+// Filter matches a document that meets every condition of All and one
+// clause of Any, or whose _id is one of IDs (and meets All).
+type Filter struct {
+	All []Cond
+	Any []Clause
+	IDs []string
+}
+
+// Lookup returns the _ids of the documents of coll that meet where and
+// residual (a superset is fine), reading an index led by where's
+// conditions. The embedded store's MatchingIDs.
+type Lookup interface {
+	MatchingIDs(ctx context.Context, coll string, where, residual []Cond) ([]string, error)
+	// LatestIDs returns the _ids of at most limit documents meeting where,
+	// those with the greatest values of orderPath.
+	LatestIDs(ctx context.Context, coll string, where []Cond, orderPath string, limit int) ([]string, error)
+}
+
+// Reader reads one collection by Filters.
+type Reader struct {
+	Coll *mongo.Collection
+	// Lookup, if set, finds the matching _ids; nil: the filter is sent to
+	// the store as it is (MongoDB, whose indexes serve it).
+	Lookup Lookup
+	// Exclude names fields not to read (big ones the caller does not use);
+	// never a field of a Filter.
+	Exclude []string
+
+	read atomic.Int64 // documents read from the store, matching or not
+}
+
+// DocsRead is how many documents Find has read from the store, matched or
+// not: the count a test compares with the matches, whatever the store holds.
+func (r *Reader) DocsRead() int64 { return r.read.Load() }
+
+// Find returns the documents matching f, in no particular order.
+func (r *Reader) Find(ctx context.Context, f Filter) ([]bson.Raw, error) {
+	if r.Lookup == nil {
+		return r.storeFind(ctx, f.BSON(), options.Find())
+	}
+	ids, err := r.lookup(ctx, f)
+	if err != nil {
+		return nil, err
+	}
+	return r.fetch(ctx, ids, f)
+}
+
+// IDs returns the _ids of the documents matching f, and with a Lookup
+// perhaps of some that no longer do (for a caller that reads each document
+// afresh anyway); it reads no document then.
+func (r *Reader) IDs(ctx context.Context, f Filter) ([]string, error) {
+	if r.Lookup == nil {
+		docs, err := r.Find(ctx, f)
+		if err != nil {
+			return nil, err
+		}
+		ids := make([]string, 0, len(docs))
+		for _, d := range docs {
+			if id, ok := d.Lookup("_id").StringValueOK(); ok {
+				ids = append(ids, id)
+			}
+		}
+		return ids, nil
+	}
+	set, err := r.lookup(ctx, f)
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]string, 0, len(set))
+	for id := range set {
+		ids = append(ids, id)
+	}
+	return ids, nil
+}
+
+// lookup is the set of _ids the Lookup finds for f, with f.IDs.
+func (r *Reader) lookup(ctx context.Context, f Filter) (map[string]bool, error) {
+	ids := map[string]bool{}
+	for _, id := range f.IDs {
+		ids[id] = true
+	}
+	for _, c := range f.Any {
+		found, err := r.Lookup.MatchingIDs(ctx, r.Coll.Name(), c, f.All)
+		if err != nil {
+			return nil, fmt.Errorf("find in %s: %w", r.Coll.Name(), err)
+		}
+		for _, id := range found {
+			ids[id] = true
+		}
+	}
+	return ids, nil
+}
+
+// storeFind sends filter to the store as it is.
+func (r *Reader) storeFind(ctx context.Context, filter bson.D, opts *options.FindOptionsBuilder) ([]bson.Raw, error) {
+	cur, err := r.Coll.Find(ctx, filter, opts.SetProjection(r.projection()))
+	if err != nil {
+		return nil, fmt.Errorf("find in %s: %w", r.Coll.Name(), err)
+	}
+	var docs []bson.Raw
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, fmt.Errorf("find in %s: %w", r.Coll.Name(), err)
+	}
+	r.read.Add(int64(len(docs)))
+	return docs, nil
+}
+
+func (r *Reader) projection() bson.D {
+	p := bson.D{}
+	for _, f := range r.Exclude {
+		p = append(p, bson.E{Key: f, Value: 0})
+	}
+	return p
+}
+
+// Latest returns at most limit documents meeting where (an index-led
+// Clause), those with the greatest values of orderPath (a date or a
+// number), greatest first.
+func (r *Reader) Latest(ctx context.Context, where Clause, orderPath string, limit int) ([]bson.Raw, error) {
+	if r.Lookup == nil {
+		return r.storeFind(ctx, conds(where), options.Find().SetSort(bson.D{{Key: orderPath, Value: -1}}).SetLimit(int64(limit)))
+	}
+	found, err := r.Lookup.LatestIDs(ctx, r.Coll.Name(), where, orderPath, limit)
+	if err != nil {
+		return nil, fmt.Errorf("find in %s: %w", r.Coll.Name(), err)
+	}
+	ids := make(map[string]bool, len(found))
+	for _, id := range found {
+		ids[id] = true
+	}
+	docs, err := r.fetch(ctx, ids, Filter{Any: []Clause{where}})
+	if err != nil {
+		return nil, err
+	}
+	path := strings.Split(orderPath, ".")
+	slices.SortFunc(docs, func(a, b bson.Raw) int { // greatest first
+		return compareValues(b.Lookup(path...), a.Lookup(path...))
+	})
+	return docs, nil
+}
+
+// compareValues orders dates and numbers; anything else sorts first.
+func compareValues(a, b bson.RawValue) int {
+	num := func(v bson.RawValue) float64 {
+		if t, ok := v.DateTimeOK(); ok {
+			return float64(t)
+		}
+		if f, ok := v.AsFloat64OK(); ok {
+			return f
+		}
+		return math.Inf(-1)
+	}
+	return cmp.Compare(num(a), num(b))
+}
+
+// fetchers is how many reads by _id Find has in flight.
+const fetchers = 4
+
+// fetch reads each document by _id and keeps those that still match f.
+func (r *Reader) fetch(ctx context.Context, ids map[string]bool, f Filter) ([]bson.Raw, error) {
+	work := make(chan string)
+	var (
+		mu   sync.Mutex
+		docs []bson.Raw
+		errs []error
+		wg   sync.WaitGroup
+	)
+	for range fetchers {
+		wg.Go(func() {
+			for id := range work {
+				raw, err := r.Coll.FindOne(ctx, bson.D{{Key: "_id", Value: id}}, options.FindOne().SetProjection(r.projection())).Raw()
+				if errors.Is(err, mongo.ErrNoDocuments) {
+					continue
+				}
+				mu.Lock()
+				if err != nil {
+					errs = append(errs, err)
+				} else if r.read.Add(1); f.Matches(raw) {
+					docs = append(docs, raw)
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	for id := range ids {
+		if ctx.Err() != nil {
+			break
+		}
+		work <- id
+	}
+	close(work)
+	wg.Wait()
+	if err := errors.Join(append(errs, ctx.Err())...); err != nil {
+		return nil, fmt.Errorf("find in %s: %w", r.Coll.Name(), err)
+	}
+	return docs, nil
+}
+
+// FindAll is Find decoding each document into a T.
+func FindAll[T any](ctx context.Context, r *Reader, f Filter) ([]T, error) {
+	docs, err := r.Find(ctx, f)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]T, len(docs))
+	for i, d := range docs {
+		if err := bson.Unmarshal(d, &out[i]); err != nil {
+			return nil, fmt.Errorf("decode from %s: %w", r.Coll.Name(), err)
+		}
+	}
+	return out, nil
+}
+
+// BSON is f as a MongoDB filter.
+func (f Filter) BSON() bson.D {
+	var or bson.A
+	for _, c := range f.Any {
+		or = append(or, conds(c))
+	}
+	if len(f.IDs) > 0 {
+		ids := make(bson.A, len(f.IDs))
+		for i, id := range f.IDs {
+			ids[i] = id
+		}
+		or = append(or, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}})
+	}
+	d := conds(f.All)
+	if len(or) == 0 { // matches nothing, as Find with a Lookup
+		return append(d, bson.E{Key: "_id", Value: bson.D{{Key: "$in", Value: bson.A{}}}})
+	}
+	return append(d, bson.E{Key: "$or", Value: or})
+}
+
+func conds(cs []Cond) bson.D {
+	d := bson.D{}
+	for _, c := range cs {
+		if len(c.In) == 0 {
+			d = append(d, bson.E{Key: c.Path, Value: bson.D{{Key: "$exists", Value: false}}})
+			continue
+		}
+		d = append(d, bson.E{Key: c.Path, Value: bson.D{{Key: "$in", Value: bson.A(c.In)}}})
+	}
+	return d
+}
+
+// Matches reports whether doc meets f.
+func (f Filter) Matches(doc bson.Raw) bool {
+	if !all(doc, f.All) {
+		return false
+	}
+	for _, c := range f.Any {
+		if all(doc, c) {
+			return true
+		}
+	}
+	id, ok := doc.Lookup("_id").StringValueOK()
+	for _, want := range f.IDs {
+		if ok && id == want {
+			return true
+		}
+	}
+	return false
+}
+
+func all(doc bson.Raw, cs []Cond) bool {
+	for _, c := range cs {
+		v, err := doc.LookupErr(strings.Split(c.Path, ".")...)
+		if len(c.In) == 0 {
+			if err == nil {
+				return false
+			}
+			continue
+		}
+		if err != nil || !in(v, c.In) {
+			return false
+		}
+	}
+	return true
+}
+
+func in(v bson.RawValue, vals []any) bool {
+	for _, want := range vals {
+		switch w := want.(type) {
+		case string:
+			if s, ok := v.StringValueOK(); ok && s == w {
+				return true
+			}
+		case bool:
+			if b, ok := v.BooleanOK(); ok && b == w {
+				return true
+			}
+		}
+	}
+	return false
+}

@@ -1,0 +1,146 @@
+package indexed_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+
+	"github.com/avxrm/rm/pkg/embedded/ferretembed"
+	"github.com/avxrm/rm/pkg/embedded/mongotest"
+	"github.com/avxrm/rm/pkg/events/indexed"
+)
+
+// lookup is what the all-in-one gives the services: the embedded store's
+// MatchingIDs on database "rm".
+type lookup struct{ srv *ferretembed.Server }
+
+func (l lookup) MatchingIDs(ctx context.Context, coll string, where, residual []indexed.Cond) ([]string, error) {
+	return l.srv.MatchingIDs(ctx, "rm", coll, conv(where), conv(residual))
+}
+
+func (l lookup) LatestIDs(ctx context.Context, coll string, where []indexed.Cond, orderPath string, limit int) ([]string, error) {
+	return l.srv.LatestIDs(ctx, "rm", coll, conv(where), orderPath, limit)
+}
+
+func conv(cs []indexed.Cond) []ferretembed.FieldCond {
+	out := make([]ferretembed.FieldCond, len(cs))
+	for i, c := range cs {
+		out[i] = ferretembed.FieldCond(c)
+	}
+	return out
+}
+
+// startJobs starts the embedded store with the _id index on rm.jobs, as the
+// all-in-one has it.
+func startJobs(t testing.TB) (context.Context, *mongo.Collection, *ferretembed.Server) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	uri, srv := mongotest.Start(t)
+	coll := mongotest.Client(t, uri).Database("rm").Collection("jobs")
+	if err := srv.EnsureIDIndex(ctx, "rm", "jobs"); err != nil {
+		t.Fatal(err)
+	}
+	return ctx, coll, srv
+}
+
+var active = indexed.Filter{
+	All: []indexed.Cond{{Path: "_deleted", Missing: true}},
+	Any: []indexed.Clause{
+		{{Path: "status", In: []any{"pending", "running"}}},
+		{{Path: "cleanup_requested", In: []any{true}}, {Path: "cleaned_at", Missing: true}},
+	},
+	IDs: []string{"held"},
+}
+
+// TestHotReadSkipsFinishedJobs: with 3,000 finished jobs stored, reading
+// the active ones through a Lookup reads exactly the documents that match
+// (counted), and the same filter sent to the store as it is finds the same.
+func TestHotReadSkipsFinishedJobs(t *testing.T) {
+	ctx, coll, srv := startJobs(t)
+	docs := []any{
+		bson.D{{Key: "_id", Value: "p"}, {Key: "status", Value: "pending"}},
+		bson.D{{Key: "_id", Value: "r"}, {Key: "status", Value: "running"}},
+		bson.D{{Key: "_id", Value: "c"}, {Key: "status", Value: "succeeded"}, {Key: "cleanup_requested", Value: true}},
+		bson.D{{Key: "_id", Value: "held"}, {Key: "status", Value: "failed"}},
+		bson.D{{Key: "_id", Value: "cleaned"}, {Key: "status", Value: "failed"}, {Key: "cleanup_requested", Value: true}, {Key: "cleaned_at", Value: time.Now()}},
+		bson.D{{Key: "_id", Value: "deleted"}, {Key: "status", Value: "pending"}, {Key: "_deleted", Value: true}},
+	}
+	for i := range 3000 {
+		docs = append(docs, bson.D{{Key: "_id", Value: fmt.Sprintf("done-%d", i)}, {Key: "status", Value: "succeeded"}})
+	}
+	if _, err := coll.InsertMany(ctx, docs); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"c", "held", "p", "r"}
+	for name, r := range map[string]*indexed.Reader{
+		"lookup": {Coll: coll, Lookup: lookup{srv}},
+		"store":  {Coll: coll},
+	} {
+		got, err := indexed.FindAll[struct {
+			ID string `bson:"_id"`
+		}](ctx, r, active)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		var ids []string
+		for _, d := range got {
+			ids = append(ids, d.ID)
+		}
+		slices.Sort(ids)
+		if !slices.Equal(ids, want) {
+			t.Errorf("%s: found %v, want %v", name, ids, want)
+		}
+		if n := r.DocsRead(); n != int64(len(want)) {
+			t.Errorf("%s: read %d documents for %d matches", name, n, len(want))
+		}
+	}
+	r := &indexed.Reader{Coll: coll, Lookup: lookup{srv}}
+	ids, err := r.IDs(ctx, active)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(ids)
+	if !slices.Equal(ids, want) || r.DocsRead() != 0 {
+		t.Errorf("IDs = %v after reading %d documents, want %v after none", ids, r.DocsRead(), want)
+	}
+}
+
+// TestLatestReadsOnlyTheLatest: the last 3 finished jobs of queue q by
+// finished_at, among 2,000 of q and others, read 3 documents through a
+// Lookup, and the same as the filter sent to the store as it is.
+func TestLatestReadsOnlyTheLatest(t *testing.T) {
+	ctx, coll, srv := startJobs(t)
+	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	var docs []any
+	for i := range 2000 {
+		status := []string{"succeeded", "failed", "running"}[i%3]
+		queue := []string{"q", "other"}[i%2]
+		docs = append(docs, bson.D{{Key: "_id", Value: fmt.Sprintf("j%04d", i)}, {Key: "queue_id", Value: queue},
+			{Key: "status", Value: status}, {Key: "finished_at", Value: base.Add(time.Duration(i) * time.Minute)}})
+	}
+	if _, err := coll.InsertMany(ctx, docs); err != nil {
+		t.Fatal(err)
+	}
+	where := indexed.Clause{{Path: "queue_id", In: []any{"q"}}, {Path: "status", In: []any{"succeeded", "failed"}}}
+	// Even i on q; i%3 != 2 finished: 1998 (i%3=0), 1996 (1), 1994 (2, running: no), 1992 (0).
+	want := []string{"j1998", "j1996", "j1992"}
+	for name, r := range map[string]*indexed.Reader{"lookup": {Coll: coll, Lookup: lookup{srv}}, "store": {Coll: coll}} {
+		got, err := r.Latest(ctx, where, "finished_at", 3)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		var ids []string
+		for _, d := range got {
+			ids = append(ids, d.Lookup("_id").StringValue())
+		}
+		if !slices.Equal(ids, want) || r.DocsRead() != 3 {
+			t.Errorf("%s: Latest = %v after reading %d documents, want %v after 3", name, ids, r.DocsRead(), want)
+		}
+	}
+}
