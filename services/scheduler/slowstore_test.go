@@ -1,16 +1,13 @@
 package scheduler
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
-	"net"
 	"os"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/avxrm/rm/pkg/embedded/mongotest"
 	"github.com/avxrm/rm/pkg/events"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -33,7 +30,7 @@ func TestSlowHistoryReadDoesNotHoldAdmissionBack(t *testing.T) {
 	for range 40 {
 		ids = append(ids, e.submit(q, 1))
 	}
-	slow := &slowDialer{match: [][]byte{[]byte("\x02find\x00"), []byte("finished_at")}, delay: 3 * time.Second}
+	slow := &mongotest.SlowReplies{Match: [][]byte{[]byte("\x02find\x00"), []byte("finished_at")}, Delay: 3 * time.Second}
 	client, err := mongo.Connect(options.Client().ApplyURI(e.uri).SetDialer(slow))
 	if err != nil {
 		t.Fatal(err)
@@ -53,82 +50,12 @@ func TestSlowHistoryReadDoesNotHoldAdmissionBack(t *testing.T) {
 	// The jobs are admitted one at a time, in submission order.
 	for i, id := range ids[:3] {
 		e.waitStatus(id, events.JobAdmitted)
-		if i > 0 && slow.matched.Load() == 0 {
+		if i > 0 && slow.Matched.Load() == 0 {
 			t.Fatal("no history read reached the store: the test does not slow what it means to")
 		}
 		e.finish(id, events.JobSucceeded)
 	}
-	if n := slow.matched.Load(); n > 2 {
+	if n := slow.Matched.Load(); n > 2 {
 		t.Errorf("history reads sent to the store: %d, want at most 2 (one per back-off, not one per pending job)", n)
 	}
-}
-
-// slowDialer makes connections whose reply to a request holding every byte
-// string of match comes delay late, honouring the driver's read deadline:
-// a store slow to answer some queries and no others.
-type slowDialer struct {
-	match   [][]byte
-	delay   time.Duration
-	matched atomic.Int64
-}
-
-func (d *slowDialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
-	c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
-	if err != nil {
-		return nil, err
-	}
-	return &slowConn{Conn: c, d: d}, nil
-}
-
-type slowConn struct {
-	net.Conn
-	d *slowDialer
-
-	mu       sync.Mutex
-	until    time.Time // the reply is held back until then
-	deadline time.Time // the read deadline
-}
-
-func (c *slowConn) Write(b []byte) (int, error) {
-	all := true
-	for _, m := range c.d.match {
-		all = all && bytes.Contains(b, m)
-	}
-	if all {
-		c.d.matched.Add(1)
-		c.mu.Lock()
-		c.until = time.Now().Add(c.d.delay)
-		c.mu.Unlock()
-	}
-	return c.Conn.Write(b)
-}
-
-func (c *slowConn) Read(b []byte) (int, error) {
-	c.mu.Lock()
-	until, deadline := c.until, c.deadline
-	c.mu.Unlock()
-	if time.Now().Before(until) {
-		if !deadline.IsZero() && deadline.Before(until) {
-			time.Sleep(time.Until(deadline))
-			return 0, os.ErrDeadlineExceeded
-		}
-		time.Sleep(time.Until(until))
-	}
-	return c.Conn.Read(b)
-}
-
-func (c *slowConn) SetDeadline(t time.Time) error {
-	c.setReadDeadline(t)
-	return c.Conn.SetDeadline(t)
-}
-
-func (c *slowConn) SetReadDeadline(t time.Time) error {
-	c.setReadDeadline(t)
-	return c.Conn.SetReadDeadline(t)
-}
-
-func (c *slowConn) setReadDeadline(t time.Time) {
-	c.mu.Lock()
-	c.deadline = t
-	c.mu.Unlock()
 }
