@@ -58,6 +58,8 @@ type options struct {
 	keepLogs    string
 	drain       time.Duration
 	submitFor   time.Duration
+	only        string
+	logLevel    string
 }
 
 func main() {
@@ -72,6 +74,8 @@ func main() {
 	flag.StringVar(&o.keepLogs, "logs", "", "write the services' logs here (always written to a temporary file when an invariant fails)")
 	flag.DurationVar(&o.drain, "drain", 20*time.Minute, "how long to wait for every accepted job to end after the last submission")
 	flag.DurationVar(&o.submitFor, "submit-for", 0, "stop submitting after this long even if fewer than -submissions were sent (0: no limit); the faults are spread over it")
+	flag.StringVar(&o.only, "faults", "", "run only these faults, comma-separated short names (api, scheduler-leader, scheduler-standby, launcher-leader, launcher-standby, export, nats, store, disconnect), each at its usual point of the run; empty: all")
+	flag.StringVar(&o.logLevel, "log-level", "warn", "the services' RM_LOG_LEVEL")
 	flag.Parse()
 	log.SetFlags(log.Ltime | log.Lmicroseconds)
 
@@ -99,7 +103,7 @@ func run(ctx context.Context, o options) (code int, err error) {
 	runID := hex.EncodeToString(b)
 	apiPort, natsPort := freePort(), freePort()
 	s := &stack{project: "avxrm-fault-" + runID, dir: o.composeDir, env: []string{
-		"RM_TAG=" + o.tag, "RM_LOG_LEVEL=warn",
+		"RM_TAG=" + o.tag, "RM_LOG_LEVEL=" + o.logLevel,
 		"RM_API_PUBLISH=127.0.0.1:" + apiPort, "RM_NATS_PUBLISH=127.0.0.1:" + natsPort,
 	}}
 	defer func() {
@@ -338,20 +342,24 @@ func (s *stack) inject(ctx context.Context, js jetstream.JetStream, w *watcher, 
 	scheds := []string{"rm-scheduler-1", "rm-scheduler-2"}
 	launchers := []string{"rm-launcher-1", "rm-launcher-2"}
 	steps := []struct {
-		name   string
-		target func() string
-		do     func(svc string) (time.Time, time.Time, error)
+		short, name string
+		target      func() string
+		do          func(svc string) (time.Time, time.Time, error)
 	}{
-		{"kill -9 API", fixed("rm-api"), s.kill},
-		{"kill -9 scheduler leader", func() string { return leader(ctx, js, "rm_scheduler", scheds...) }, s.kill},
-		{"kill -9 scheduler standby", func() string { return other(leader(ctx, js, "rm_scheduler", scheds...), scheds...) }, s.kill},
-		{"kill -9 launcher leader", func() string { return leader(ctx, js, "rm_launcher", launchers...) }, s.kill},
-		{"kill -9 launcher standby", func() string { return other(leader(ctx, js, "rm_launcher", launchers...), launchers...) }, s.kill},
-		{"kill -9 scenario-export", fixed("rm-scenario-export"), s.kill},
-		{"restart NATS", fixed("nats"), s.restart},
-		{"restart store", fixed("mongo"), s.restart},
-		{fmt.Sprintf("launcher leader off the network %v", o.disconnect), func() string { return leader(ctx, js, "rm_launcher", launchers...) },
+		{"api", "kill -9 API", fixed("rm-api"), s.kill},
+		{"scheduler-leader", "kill -9 scheduler leader", func() string { return leader(ctx, js, "rm_scheduler", scheds...) }, s.kill},
+		{"scheduler-standby", "kill -9 scheduler standby", func() string { return other(leader(ctx, js, "rm_scheduler", scheds...), scheds...) }, s.kill},
+		{"launcher-leader", "kill -9 launcher leader", func() string { return leader(ctx, js, "rm_launcher", launchers...) }, s.kill},
+		{"launcher-standby", "kill -9 launcher standby", func() string { return other(leader(ctx, js, "rm_launcher", launchers...), launchers...) }, s.kill},
+		{"export", "kill -9 scenario-export", fixed("rm-scenario-export"), s.kill},
+		{"nats", "restart NATS", fixed("nats"), s.restart},
+		{"store", "restart store", fixed("mongo"), s.restart},
+		{"disconnect", fmt.Sprintf("launcher leader off the network %v", o.disconnect), func() string { return leader(ctx, js, "rm_launcher", launchers...) },
 			func(svc string) (time.Time, time.Time, error) { return s.disconnect(svc, o.disconnect) }},
+	}
+	chosen := map[string]bool{}
+	for _, f := range strings.Split(o.only, ",") {
+		chosen[strings.TrimSpace(f)] = f != ""
 	}
 	var faults []fault
 	// Fault k waits until k+1 of len(steps)+1 parts of the submissions (or
@@ -365,6 +373,9 @@ func (s *stack) inject(ctx context.Context, js jetstream.JetStream, w *watcher, 
 		}
 		if ctx.Err() != nil {
 			break
+		}
+		if o.only != "" && !chosen[st.short] {
+			continue
 		}
 		svc := st.target()
 		if svc == "" {

@@ -27,6 +27,7 @@ import (
 // outbox.
 type env struct {
 	t      *testing.T
+	uri    string // the store's, for a test's own client
 	db     *mongo.Database
 	js     jetstream.JetStream
 	ob     *outbox.Outbox
@@ -62,7 +63,7 @@ func newEnv(t *testing.T) *env {
 	db := mongotest.Client(t, uri).Database("rm")
 	ensureIDIndexes(t, srv)
 	js := eventstest.Run(t)
-	e := &env{t: t, db: db, js: js, ob: outbox.New(events.NewPublisher(js), nil), clock: &clock{now: t0}, byName: map[string]string{}}
+	e := &env{t: t, uri: uri, db: db, js: js, ob: outbox.New(events.NewPublisher(js), nil), clock: &clock{now: t0}, byName: map[string]string{}}
 	e.ctlID = e.queue(events.ControllerQueue, nil)
 	e.pcID = e.queue(events.PostControllerQueue, nil)
 	return e

@@ -42,6 +42,7 @@ type estimator struct {
 	written map[string][]pendingEstimate // the snapshot last written, by queue id; the computation's
 	runs    map[string]*runHistory       // by historyKey
 	lags    map[string]*queueLags        // by queue id
+	reads   readBackoff                  // the history reads (lastFinished); the loop's
 }
 
 // queueLags are the recent lags of a queue's finished jobs: admitted_at to
@@ -154,7 +155,7 @@ func (t *term) loadHistory(ctx context.Context, j *events.Job) *runHistory {
 		h = &runHistory{}
 		t.est.runs[key] = h
 	}
-	if h.loaded {
+	if h.loaded || !t.est.reads.may(t.s.deps.Now()) {
 		return h
 	}
 	app := []indexed.Cond{{Path: "application.id", In: []any{j.Application.ID}}}
@@ -163,9 +164,11 @@ func (t *term) loadHistory(ctx context.Context, j *events.Job) *runHistory {
 	}
 	done, err := t.lastFinished(ctx, j.QueueID, app...)
 	if err != nil {
-		t.log.Warn("read run history for start estimates; trying again later", "queue", j.QueueID, "err", err)
+		wait := t.est.reads.failed(t.s.deps.Now())
+		t.log.Warn("read run history for start estimates; trying again later", "queue", j.QueueID, "err", err, "retry_in", wait)
 		return h
 	}
+	t.est.reads.succeeded()
 	loaded := &runHistory{loaded: true}
 	for _, d := range done {
 		if r, ok := ranFor(d); ok {
@@ -214,11 +217,13 @@ func (t *term) lastFinished(ctx context.Context, queueID string, app ...indexed.
 func (t *term) lags(ctx context.Context) lagFunc {
 	return func(queueID string) (time.Duration, time.Duration) {
 		l := t.est.lagsOf(queueID)
-		if !l.loaded {
+		if !l.loaded && t.est.reads.may(t.s.deps.Now()) {
 			done, err := t.lastFinished(ctx, queueID)
 			if err != nil {
-				t.log.Warn("read lags for start estimates; trying again later", "queue", queueID, "err", err)
+				wait := t.est.reads.failed(t.s.deps.Now())
+				t.log.Warn("read lags for start estimates; trying again later", "queue", queueID, "err", err, "retry_in", wait)
 			} else {
+				t.est.reads.succeeded()
 				fresh := &queueLags{loaded: true}
 				for _, j := range done {
 					if d, ok := ranFor(j); ok {

@@ -257,13 +257,14 @@ func (o *Outbox) staleAfter(interval time.Duration) time.Duration {
 
 // Run, the relay, sweeps at once; then every interval it publishes again
 // what this instance failed to publish, stores its checkpoint, and sweeps
-// when another instance's checkpoint has gone stale or a sweep failed,
-// until ctx ends.
+// when another instance's checkpoint has gone stale or a sweep failed (a
+// failed sweep only after a back-off, see sweepBackoff), until ctx ends.
 func (o *Outbox) Run(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	staleAfter := o.staleAfter(interval)
 	sweep := true
+	var backoff sweepBackoff
 	for {
 		n, err := o.retryFailed(ctx)
 		if err == nil {
@@ -271,11 +272,12 @@ func (o *Outbox) Run(ctx context.Context, interval time.Duration) {
 			stale, err = o.renew(ctx, staleAfter)
 			sweep = sweep || stale
 		}
-		if err == nil && sweep {
+		if err == nil && sweep && backoff.may(time.Now()) {
 			var m int
 			m, err = o.sweep(ctx, staleAfter)
 			n += m
 			sweep = err != nil
+			backoff.after(err, time.Now(), interval)
 		}
 		if n > 0 {
 			o.log.Info("outbox relay published unsent events", "events", n)

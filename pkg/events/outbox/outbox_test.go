@@ -13,6 +13,7 @@ import (
 	"github.com/avxrm/rm/pkg/events/outbox"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 type thing struct {
@@ -291,5 +292,30 @@ func TestSweepPublishesOnlyWhatADeadInstanceLeft(t *testing.T) {
 	}
 	if n, err := relay.Sweep(ctx); err != nil || n != 0 {
 		t.Errorf("second Sweep() = %d, %v; want nothing", n, err)
+	}
+}
+
+// TestRelayBacksOffAFailedSweep: on a store too slow to answer the sweep's
+// scan in time, the relay must not start the scan again every interval (the
+// store runs an abandoned read to its end, so the scans would pile up): one
+// sweep, then a back-off of at least 5 s.
+func TestRelayBacksOffAFailedSweep(t *testing.T) {
+	uri, _ := mongotest.Start(t)
+	slow := &mongotest.SlowReplies{Match: [][]byte{[]byte("\x02find\x00"), []byte(outbox.Field + ".0")}, Delay: 2 * time.Second}
+	client, err := mongo.Connect(options.Client().ApplyURI(uri).SetDialer(slow).SetTimeout(300 * time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = client.Disconnect(context.Background()) })
+	ob := outbox.New(events.NewPublisher(eventstest.Run(t)), nil)
+	ob.Register(client.Database("test").Collection("things"))
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { ob.Run(ctx, 20*time.Millisecond); close(done) }()
+	time.Sleep(1500 * time.Millisecond) // 75 intervals
+	stop()
+	<-done
+	if n := slow.Matched.Load(); n != 1 {
+		t.Errorf("sweeps sent to the store in 1.5 s: %d, want 1 (the first, then a back-off)", n)
 	}
 }
