@@ -52,7 +52,7 @@ func runOurs(ctx context.Context, bin, dir string, o options, sizes []int) (resu
 			return err
 		}},
 		{"hand-over", func(a *allInOne) (err error) {
-			r.handover, err = a.handover(ctx, o.handovers)
+			r.handover, r.phases, err = a.handover(ctx, o.handovers)
 			return err
 		}},
 		{"mixed workload", func(a *allInOne) (err error) {
@@ -282,39 +282,47 @@ func (a *allInOne) trivial(ctx context.Context, jobs, clients int, driver string
 	return float64(jobs) / time.Since(start).Seconds(), nil
 }
 
-func (a *allInOne) handover(ctx context.Context, n int) ([]time.Duration, error) {
+func (a *allInOne) handover(ctx context.Context, n int) ([]time.Duration, []handoverPhases, error) {
 	app, err := a.setup(ctx, "", 0, 10)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	fin, err := a.finals(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	st := filepath.Join(a.dir, "stamps")
 	var out []time.Duration
+	var phases []handoverPhases
 	for i := range n {
 		env := func(mode string) map[string]string {
 			return map[string]string{"MODE": mode, "HOLD": "1", "ROUND": fmt.Sprint(i), "STAMPS": st}
 		}
-		if _, err := a.submit(ctx, app, 10, env("end")); err != nil {
-			return nil, err
+		holder, err := a.submit(ctx, app, 10, env("end"))
+		if err != nil {
+			return nil, nil, err
 		}
-		if _, err := a.submit(ctx, app, 8, env("start")); err != nil {
-			return nil, err
+		waiter, err := a.submit(ctx, app, 8, env("start"))
+		if err != nil {
+			return nil, nil, err
 		}
 		if err := await(ctx, fin, 2, time.Minute); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		d, err := handoverFrom(st, i)
+		lastEnd, firstStart, err := roundStamps(st, i)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		out = append(out, d)
+		out = append(out, firstStart.Sub(lastEnd))
+		p, err := a.phasesOf(ctx, holder, waiter, lastEnd, firstStart)
+		if err != nil {
+			return nil, nil, err
+		}
+		phases = append(phases, p)
 	}
-	return out, nil
+	return out, phases, nil
 }
 
 func (a *allInOne) mixed(ctx context.Context, sizes []int) (float64, error) {

@@ -48,7 +48,8 @@ type options struct {
 type result struct {
 	trivialLocal, trivialSim float64 // jobs per second
 	handover                 []time.Duration
-	utilization              float64 // 0..1
+	phases                   []handoverPhases // ours only
+	utilization              float64          // 0..1
 }
 
 func main() {
@@ -153,6 +154,7 @@ func printTable(w *os.File, o options, slurm, ours result) {
 	fmt.Fprintf(tw, "mixed workload utilization\t%s\t%s\t%s\n", pct(slurm.utilization), pct(ours.utilization), ratio(ours.utilization, slurm.utilization))
 	tw.Flush()
 	fmt.Fprintln(w, "\n(hand-over ratio: Slurm's time over ours; the others: ours over Slurm's)")
+	printPhases(w, ours.phases)
 }
 
 func blankIf(b bool, s string) string {
@@ -207,20 +209,27 @@ func parseStamp(s string) (time.Time, error) {
 // handoverFrom is the time from the last end stamp to the first start stamp
 // in dir for round i.
 func handoverFrom(dir string, i int) (time.Duration, error) {
+	lastEnd, firstStart, err := roundStamps(dir, i)
+	return firstStart.Sub(lastEnd), err
+}
+
+// roundStamps returns the last end stamp and the first start stamp of
+// round i in dir.
+func roundStamps(dir string, i int) (lastEnd, firstStart time.Time, err error) {
 	ends, err := stamps(dir, fmt.Sprintf("end-%d-", i))
 	if err != nil {
-		return 0, err
+		return lastEnd, firstStart, err
 	}
 	starts, err := stamps(dir, fmt.Sprintf("start-%d-", i))
 	if err != nil {
-		return 0, err
+		return lastEnd, firstStart, err
 	}
 	if len(ends) == 0 || len(starts) == 0 {
-		return 0, fmt.Errorf("round %d: %d end and %d start stamps", i, len(ends), len(starts))
+		return lastEnd, firstStart, fmt.Errorf("round %d: %d end and %d start stamps", i, len(ends), len(starts))
 	}
-	lastEnd := slices.MaxFunc(ends, func(a, b time.Time) int { return a.Compare(b) })
-	firstStart := slices.MinFunc(starts, func(a, b time.Time) int { return a.Compare(b) })
-	return firstStart.Sub(lastEnd), nil
+	lastEnd = slices.MaxFunc(ends, func(a, b time.Time) int { return a.Compare(b) })
+	firstStart = slices.MinFunc(starts, func(a, b time.Time) int { return a.Compare(b) })
+	return lastEnd, firstStart, nil
 }
 
 // waitFile waits until path exists and is not empty.

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -26,7 +27,10 @@ import (
 //
 //	go test -run '^$' -bench BenchmarkLauncherLoad -benchtime 1x -v -timeout 30m ./cmd/avxrm/internal/up/
 //
-// RM_LOAD_JOBS, RM_LOAD_LIMIT and RM_LOAD_RUN_SECONDS change the size.
+// RM_LOAD_JOBS, RM_LOAD_LIMIT, RM_LOAD_RUN_SECONDS and RM_LOAD_MAX_WORKERS
+// (20; 1 makes every job a single worker, the trivial workload) change the
+// size; RM_LOAD_STARVATION_SECONDS sets the queue's starvation guard (unset:
+// the default).
 func BenchmarkLauncherLoad(b *testing.B) {
 	runLauncherLoad(b)
 }
@@ -38,14 +42,23 @@ func runLauncherLoad(t testing.TB) {
 	c.must(http.MethodPost, "/api/resources/v1/plugins", map[string]any{
 		"name": "sim", "type": "simulated", "config": map[string]any{"run_seconds": runSeconds}, "is_default": true,
 	}, http.StatusCreated, nil)
-	c.createQueue("load", limit)
+	q := map[string]any{"name": "load", "maximum_allowed_worker_instances": limit}
+	if v, ok := os.LookupEnv("RM_LOAD_STARVATION_SECONDS"); ok { // unset: the default guard (300 s)
+		var n int
+		if _, err := fmt.Sscan(v, &n); err != nil {
+			t.Fatalf("RM_LOAD_STARVATION_SECONDS=%q: %v", v, err)
+		}
+		q["scheduling"] = map[string]any{"starvation_seconds": n}
+	}
+	c.must(http.MethodPost, "/api/resources/v1/queues", q, http.StatusCreated, nil)
 
 	writesBefore, _ := sys.StoreWriteStats()
+	cpuBefore, eventsBefore := cpuTime(), streamMsgs(t, sys)
 	rng := rand.New(rand.NewPCG(42, 42))
 	sizes := make([]int, jobs)
 	workers := 0
 	for i := range sizes {
-		sizes[i] = 1 + rng.IntN(20)
+		sizes[i] = 1 + rng.IntN(envInt("RM_LOAD_MAX_WORKERS", 20))
 		workers += sizes[i]
 	}
 	start := time.Now()
@@ -99,6 +112,7 @@ func runLauncherLoad(t testing.TB) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	elapsed := time.Since(start)
+	cpu, evs := cpuTime()-cpuBefore, streamMsgs(t, sys)-eventsBefore
 
 	var docs []events.Job
 	cur, err := coll.Find(ctx, bson.D{})
@@ -170,6 +184,8 @@ func runLauncherLoad(t testing.TB) {
 		jobs, workers, jobs, limit, runSeconds)
 	fmt.Printf("  submitted in %s; all final after %s; statuses %v\n", submitted.Round(time.Millisecond), elapsed.Round(time.Millisecond), statuses)
 	fmt.Printf("  throughput %.1f jobs/s (%.0f instances/s)\n", float64(jobs)/elapsed.Seconds(), float64(workers+jobs)/elapsed.Seconds())
+	fmt.Printf("  utilization of the limit (workers x run_seconds / (limit x first submission to last final)): %.0f%%\n",
+		100*float64(workers)*runSeconds/(float64(limit)*elapsed.Seconds()))
 	fmt.Printf("  hand-over latency (job end -> waiting job admitted), %d hand-overs: p50 %s, p99 %s, max %s\n",
 		len(handovers), pct(0.50), pct(0.99), pct(1))
 	fmt.Printf("  job document writes per job (mean version): %.1f\n", float64(versions)/float64(len(docs)))
@@ -178,8 +194,19 @@ func runLauncherLoad(t testing.TB) {
 		fmt.Printf("  store write commands per job (all collections): %.1f, write lock held %.2f ms per write\n",
 			float64(n)/float64(jobs), float64((w.Held-writesBefore.Held).Microseconds())/1000/float64(max(n, 1)))
 	}
+	fmt.Printf("  events per job %.1f; CPU of the whole process (all-in-one and this benchmark) %.2f ms per job\n",
+		float64(evs)/float64(jobs), float64(cpu.Microseconds())/1000/float64(jobs))
 	fmt.Printf("  admitted -> running p50 %s p99 %s; running -> final p50 %s p99 %s\n",
 		pctOf(toStart, 0.5), pctOf(toStart, 0.99), pctOf(toFinish, 0.5), pctOf(toFinish, 0.99))
+}
+
+// cpuTime is the CPU time (user + system) this process has used.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func envInt(k string, def int) int {

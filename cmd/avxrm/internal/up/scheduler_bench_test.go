@@ -41,7 +41,7 @@ func meterCosts(b *testing.B, sys *up.System) *costMeter {
 	return m
 }
 
-func streamMsgs(b *testing.B, sys *up.System) uint64 {
+func streamMsgs(b testing.TB, sys *up.System) uint64 {
 	b.Helper()
 	st, err := sys.JS.Stream(context.Background(), events.StreamName)
 	if err != nil {

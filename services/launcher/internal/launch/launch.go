@@ -185,18 +185,24 @@ const (
 )
 
 // statusBatch is how long a driver's status change waits before its job is
-// reconciled, so that the instances of a job that end together (they
-// started together) are recorded in one write rather than one each: every
-// write of a job costs a scan of the collection on FerretDB/SQLite, which
-// pushes down only {_id: x} filters.
+// reconciled, so that the instances of a job that start or end together are
+// recorded in one write rather than one each: every job write is two store
+// writes (instance chunk and job), serialized on the embedded store.
 const statusBatch = 50 * time.Millisecond
 
-// changed is called by the pool for every status a driver reports.
+// changed is called by the pool for every status a driver reports. A job
+// whose instances have all ended is reconciled at once: no other status of
+// it can join the write, and waiting would delay the release of its
+// capacity, i.e. the hand-over to the next job, by statusBatch.
 func (s *Service) changed(ref driver.Ref) {
 	if ref.Role == driver.RoleReplica {
 		if dep, _, ok := splitSlot(ref.JobID); ok {
 			s.wq.AddAfter(depKey+dep, statusBatch)
 		}
+		return
+	}
+	if s.pool.settled(ref.JobID) {
+		s.wq.Add(jobKey + ref.JobID)
 		return
 	}
 	s.wq.AddAfter(jobKey+ref.JobID, statusBatch)

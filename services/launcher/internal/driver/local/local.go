@@ -68,15 +68,20 @@ const (
 )
 
 // wrapper is run as: /bin/sh -c wrapper sh <instance dir> <command> <args>...
-// It writes the pid and exit files under a temporary name and renames them,
-// so a reader (a restarted launcher) never sees one empty or half written
-// (falling back to a direct write where the instance's PATH has no mv).
+// It writes the pid and exit files with the shell's own redirection, not
+// through a temporary file and mv: that would start a process before the
+// command starts and another after it ends, both on the way from one job's
+// end to the next one's start. A reader that finds a file empty (created,
+// not yet written, or the wrapper killed in between) treats it as absent,
+// which is what it would have seen a moment earlier: the pid file is read
+// only when state.json is missing, and the exit file only once the wrapper
+// is gone.
 const wrapper = `d=$1; shift
-{ echo $$ > "$d/` + pidFile + `.tmp" && mv -f "$d/` + pidFile + `.tmp" "$d/` + pidFile + `"; } 2>/dev/null || echo $$ > "$d/` + pidFile + `"
+echo $$ > "$d/` + pidFile + `"
 trap ':' TERM INT HUP
 "$@"
 rc=$?
-{ echo "$rc" > "$d/` + exitFile + `.tmp" && mv -f "$d/` + exitFile + `.tmp" "$d/` + exitFile + `"; } 2>/dev/null || echo "$rc" > "$d/` + exitFile + `"
+echo "$rc" > "$d/` + exitFile + `"
 exit "$rc"`
 
 // Option customizes a Driver.

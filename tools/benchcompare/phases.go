@@ -1,0 +1,102 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"time"
+)
+
+// handoverPhases splits one of our hand-overs (last end stamp of the holder
+// → first start stamp of the waiter) by the times the system recorded, so
+// that the figure can be compared with the in-process BenchmarkHandOver,
+// which times only the control plane (final write → admitted event):
+//
+//   - exit: the holder's last end stamp → the driver saw its last instance
+//     end (instances' finished_at): the shell's exit, the local driver's
+//     wrapper writing the exit file, the driver's wait.
+//   - record: → the holder's finished_at: the launcher's reconciliation of
+//     the job (status batching, reading the job) up to its final write.
+//   - admit: → the waiter's admitted_at: the final write's event reaching
+//     the scheduler, the release, the admission pass and its write.
+//   - spawn: → the waiter's first instance started_at: the admitted event
+//     reaching the launcher, its read of the job, the first process started.
+//   - script: → the first start stamp: the instance's wrapper and shell
+//     starting and running `date`.
+//
+// The system's times are milliseconds (the job record truncates them), so a
+// phase is ±1 ms.
+type handoverPhases struct {
+	exit, record, admit, spawn, script time.Duration
+}
+
+type phaseJob struct {
+	AdmittedAt *time.Time `json:"admitted_at"`
+	FinishedAt *time.Time `json:"finished_at"`
+	Instances  []struct {
+		StartedAt  *time.Time `json:"started_at"`
+		FinishedAt *time.Time `json:"finished_at"`
+	} `json:"instances"`
+}
+
+// phasesOf reads the holder and the waiter of round i and splits their
+// hand-over; lastEnd and firstStart are the round's stamps.
+func (a *allInOne) phasesOf(ctx context.Context, holder, waiter string, lastEnd, firstStart time.Time) (handoverPhases, error) {
+	var h, w phaseJob
+	if err := a.call(ctx, http.MethodGet, "/jobs/"+holder, nil, &h, http.StatusOK); err != nil {
+		return handoverPhases{}, err
+	}
+	if err := a.call(ctx, http.MethodGet, "/jobs/"+waiter, nil, &w, http.StatusOK); err != nil {
+		return handoverPhases{}, err
+	}
+	var lastExit, firstSpawn time.Time
+	for _, in := range h.Instances {
+		if in.FinishedAt != nil && in.FinishedAt.After(lastExit) {
+			lastExit = *in.FinishedAt
+		}
+	}
+	for _, in := range w.Instances {
+		if in.StartedAt != nil && (firstSpawn.IsZero() || in.StartedAt.Before(firstSpawn)) {
+			firstSpawn = *in.StartedAt
+		}
+	}
+	if lastExit.IsZero() || firstSpawn.IsZero() || h.FinishedAt == nil || w.AdmittedAt == nil {
+		return handoverPhases{}, fmt.Errorf("jobs %s and %s lack the times of a hand-over", holder, waiter)
+	}
+	return handoverPhases{
+		exit:   lastExit.Sub(lastEnd),
+		record: h.FinishedAt.Sub(lastExit),
+		admit:  w.AdmittedAt.Sub(*h.FinishedAt),
+		spawn:  firstSpawn.Sub(*w.AdmittedAt),
+		script: firstStart.Sub(firstSpawn),
+	}, nil
+}
+
+// printPhases writes the median and the maximum of each phase.
+func printPhases(w io.Writer, ps []handoverPhases) {
+	if len(ps) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\navxrm hand-over by phase, %d rounds (median / max, ms):", len(ps))
+	for _, f := range []struct {
+		name string
+		get  func(handoverPhases) time.Duration
+	}{
+		{"exit", func(p handoverPhases) time.Duration { return p.exit }},
+		{"record", func(p handoverPhases) time.Duration { return p.record }},
+		{"admit", func(p handoverPhases) time.Duration { return p.admit }},
+		{"spawn", func(p handoverPhases) time.Duration { return p.spawn }},
+		{"script", func(p handoverPhases) time.Duration { return p.script }},
+	} {
+		d := make([]time.Duration, len(ps))
+		for i, p := range ps {
+			d[i] = f.get(p)
+		}
+		slices.Sort(d)
+		ms := func(x time.Duration) float64 { return float64(x.Microseconds()) / 1000 }
+		fmt.Fprintf(w, " %s %.1f / %.1f;", f.name, ms(d[len(d)/2]), ms(d[len(d)-1]))
+	}
+	fmt.Fprintln(w)
+}
