@@ -28,7 +28,8 @@ func BenchmarkJobArray(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	for _, c := range names {
+	// The jobs' collection may not exist yet: EnsureIDIndex creates it.
+	for _, c := range append(names, "jobs", "job_arrays") {
 		if err := e.ferret.EnsureIDIndex(ctx, e.db.Name(), c); err != nil {
 			b.Fatal(err)
 		}

@@ -97,6 +97,8 @@ func FuzzJobSubmit(f *testing.F) {
 		`{"queue_id":"Default","worker_instances":1,"application":{"image":"busybox"},"command":[null]}`,
 		`{"queue_id":"Default","worker_instances":1,"application":{"image":"busybox"},"args":{"$gt":""}}`,
 		`{"queue_id":"Default","worker_instances":1,"application":{"image":"busybox"},"labels":{"example.com/key":"v"}}`,
+		`{"queue_id":"Default","worker_instances":1,"application":{"image":"busybox"},"max_run_seconds":2,"max_retries":2,"retry_on":["failed","lost"]}`,
+		`{"queue_id":"Default","worker_instances":1,"application":{"image":"busybox"},"max_run_seconds":-1e400,"max_retries":1.5,"retry_on":[null]}`,
 	} {
 		f.Add([]byte(seed))
 	}

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,6 +14,7 @@ import (
 	"github.com/avxrm/rm/cmd/avxrm/internal/up"
 	"github.com/avxrm/rm/pkg/events"
 	"github.com/avxrm/rm/pkg/events/eventstest"
+	"github.com/avxrm/rm/pkg/events/jobdoc"
 	"github.com/avxrm/rm/pkg/events/outbox"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -189,36 +189,16 @@ func (l *launcher) finish(id, status string) {
 }
 
 func (l *launcher) tryFinish(ctx context.Context, id, status string) error {
-	coll := l.db.Collection("jobs")
-	for {
-		raw, err := coll.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Raw()
-		if err != nil {
-			return fmt.Errorf("read job %s: %w", id, err)
-		}
-		var j events.Job
-		var env outbox.Envelope
-		if err := bson.Unmarshal(raw, &j); err != nil {
-			return err
-		}
-		if err := bson.Unmarshal(raw, &env); err != nil {
-			return err
-		}
+	// Through the job record's update loop, as the launcher writes: it also
+	// moves an array's job in the array's counts.
+	_, err := jobdoc.New(l.db, l.ob, jobdoc.Launcher, "/rm/launcher").Update(ctx, id, func(j *events.Job, now time.Time) ([]string, error) {
 		if j.Status != events.JobAdmitted && j.Status != events.JobRunning {
-			return fmt.Errorf("job %s is %s; only an admitted or running job finishes", id, j.Status)
+			return nil, fmt.Errorf("job %s is %s; only an admitted or running job finishes", id, j.Status)
 		}
-		now := time.Now().UTC().Truncate(time.Millisecond)
-		prev := j.Version
-		j.Status, j.FinishedAt, j.Version, j.UpdatedAt = status, &now, j.Version+1, now
-		ev, err := events.New(events.Type(events.KindJob, status), "/rm/launcher", j.QueueID, j.ID, &j)
-		if err != nil {
-			return err
-		}
-		err = l.ob.Replace(ctx, coll, id, prev, j.Version, env.Outbox, &j, ev)
-		if errors.Is(err, outbox.ErrVersionConflict) {
-			continue
-		}
-		return err
-	}
+		j.Status, j.FinishedAt = status, &now
+		return []string{events.Type(events.KindJob, status)}, nil
+	})
+	return err
 }
 
 // The first worked example of the product documents: queue Default allows 10
