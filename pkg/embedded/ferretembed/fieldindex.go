@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 )
 
 // Reads by a field that FerretDB cannot index.
@@ -215,7 +216,13 @@ func (s *Server) ensureFieldIndex(ctx context.Context, sdb *sql.DB, table string
 		return nil
 	}
 	q := fmt.Sprintf("CREATE INDEX IF NOT EXISTS %s ON %s (%s)", quoteIdent(name), quoteIdent(table), strings.Join(exprs, ", "))
-	if _, err := sdb.ExecContext(ctx, q); err != nil {
+	// Not bounded by the caller's deadline: building an index on a big
+	// table takes longer than a read may wait (the scheduler's 2 s), and a
+	// build cut short is lost and holds SQLite's write lock (FerretDB's
+	// writes wait) each time it is tried again. It is built once, whole.
+	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), indexBuildTimeout)
+	defer cancel()
+	if _, err := sdb.ExecContext(bctx, q); err != nil {
 		return fmt.Errorf("create index %s: %w", name, err)
 	}
 	if s.fieldIndexes == nil {
@@ -224,6 +231,9 @@ func (s *Server) ensureFieldIndex(ctx context.Context, sdb *sql.DB, table string
 	s.fieldIndexes[name] = true
 	return nil
 }
+
+// indexBuildTimeout bounds the build of one index.
+const indexBuildTimeout = 10 * time.Minute
 
 // fieldIndexPrefix starts the names of MatchingIDs' indexes.
 const fieldIndexPrefix = "avxrm_field_"
