@@ -114,13 +114,15 @@ func (pl *pool) get(ctx context.Context, p plugin) (*pooled, error) {
 		return nil, fmt.Errorf("watch plugin %s: %w", p.ID, err)
 	}
 	pl.mu.Lock()
-	defer pl.mu.Unlock()
 	if pl.closed { // closed while this driver was made
+		pl.mu.Unlock()
 		_ = d.Close()
 		return nil, errors.New("launch: driver pool closed")
 	}
 	pl.drivers[p.ID] = pd
 	pl.wg.Add(1)
+	// onChange runs without pl.mu: it asks the pool (settled) for the job.
+	pl.mu.Unlock()
 	go func() {
 		defer pl.wg.Done()
 		for st := range ch {
