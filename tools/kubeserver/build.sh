@@ -11,7 +11,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 KUBE_VERSION=v1.37.2
 ETCD_VERSION=v3.7.0
 GO=${GO:-go}
-sum=$(sha256sum "$here/go.mod" "$here/go.sum" | sha256sum | cut -c1-12)
+sum=$(cat "$here/go.mod" "$here/go.sum" | sha256sum | cut -c1-12) # contents only: the same key in every checkout
 cache=${XDG_CACHE_HOME:-$HOME/.cache}
 dir="$cache/avxrm/kubeserver/kube-$KUBE_VERSION-etcd-$ETCD_VERSION-$sum"
 if [[ -x "$dir/kube-apiserver" && -x "$dir/etcd" ]]; then
