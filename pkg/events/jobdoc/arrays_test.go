@@ -2,12 +2,15 @@ package jobdoc_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/avxrm/rm/pkg/embedded/mongotest"
 	"github.com/avxrm/rm/pkg/events"
 	"github.com/avxrm/rm/pkg/events/eventstest"
+	"github.com/avxrm/rm/pkg/events/indexed"
+	"github.com/avxrm/rm/pkg/events/indexed/ferretlookup"
 	"github.com/avxrm/rm/pkg/events/jobdoc"
 	"github.com/avxrm/rm/pkg/events/outbox"
 	"github.com/google/go-cmp/cmp"
@@ -15,26 +18,35 @@ import (
 )
 
 // TestArrayCounts runs the jobs of an array through the writers' stores on
-// a real FerretDB and JetStream: the counts stored on the array follow
-// every status change (Update, UpdateMatching, Delete) and always equal a
-// recount from the jobs; UpdateMatching stores each job once with its
-// event, and a job that changed meanwhile goes through Update.
+// a real FerretDB and JetStream, among 3,000 jobs of another array: the
+// counts read by index (CountArray) follow every status change (Update,
+// UpdateMatching, Delete), the same through the embedded store's Lookup as
+// from the store itself, and through the Lookup they read no job but the
+// failed ones; UpdateMatching stores each job once with its event, and a
+// job that changed meanwhile goes through Update.
 func TestArrayCounts(t *testing.T) {
 	ctx := context.Background()
-	uri, _ := mongotest.Start(t)
+	uri, srv := mongotest.Start(t)
 	db := mongotest.Client(t, uri).Database("rm")
 	js := eventstest.Run(t)
 	ob := outbox.New(events.NewPublisher(js), nil)
 	api := jobdoc.New(db, ob, jobdoc.API, "/api")
 	sched := jobdoc.New(db, ob, jobdoc.Scheduler, "/scheduler")
 	launcher := jobdoc.New(db, ob, jobdoc.Launcher, "/launcher")
+	if err := srv.EnsureIDIndex(ctx, "rm", jobdoc.Collection); err != nil {
+		t.Fatal(err)
+	}
+	others := make([]any, 3000)
+	for i := range others {
+		others[i] = bson.D{{Key: "_id", Value: fmt.Sprintf("other-%d", i)}, {Key: "array_id", Value: "arr-2"},
+			{Key: "array_index", Value: i}, {Key: "status", Value: []string{events.JobFailed, events.JobSubmitted}[i%2]}}
+	}
+	if _, err := db.Collection(jobdoc.Collection).InsertMany(ctx, others); err != nil {
+		t.Fatal(err)
+	}
 
 	const n = 5
 	now := time.Now().UTC().Truncate(time.Millisecond)
-	if _, err := db.Collection(events.JobArraysCollection).InsertOne(ctx, &events.JobArray{
-		Meta: events.Meta{ID: "arr-1", Version: 1}, Count: n, Counts: map[string]int{events.JobSubmitted: n}}); err != nil {
-		t.Fatal(err)
-	}
 	var jobs []*events.Job
 	for i := range n {
 		idx := i
@@ -59,32 +71,26 @@ func TestArrayCounts(t *testing.T) {
 	}
 	check := func(want map[string]int, wantFailed []int) {
 		t.Helper()
-		var arr events.JobArray
-		if err := db.Collection(events.JobArraysCollection).FindOne(ctx, bson.D{{Key: "_id", Value: "arr-1"}}).Decode(&arr); err != nil {
-			t.Fatal(err)
-		}
-		for k, v := range arr.Counts {
-			if v == 0 {
-				delete(arr.Counts, k)
+		for name, r := range map[string]*indexed.Reader{
+			"lookup": {Coll: db.Collection(jobdoc.Collection), Lookup: ferretlookup.New(srv, "rm")},
+			"store":  {Coll: db.Collection(jobdoc.Collection)},
+		} {
+			counts, failed, err := jobdoc.CountArray(ctx, r, "arr-1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(want, counts); diff != "" {
+				t.Errorf("%s: counts mismatch (-want +got):\n%s", name, diff)
+			}
+			if diff := cmp.Diff(wantFailed, failed); diff != "" {
+				t.Errorf("%s: failed indexes mismatch (-want +got):\n%s", name, diff)
+			}
+			if name == "lookup" && r.DocsRead() != int64(len(wantFailed)) {
+				t.Errorf("lookup: read %d jobs to count, want only the %d failed", r.DocsRead(), len(wantFailed))
 			}
 		}
-		if diff := cmp.Diff(want, arr.Counts); diff != "" {
-			t.Errorf("stored counts mismatch (-want +got):\n%s", diff)
-		}
-		if diff := cmp.Diff(wantFailed, arr.FailedIndexes); diff != "" {
-			t.Errorf("stored failed indexes mismatch (-want +got):\n%s", diff)
-		}
-		counts, failed, err := api.CountArray(ctx, "arr-1")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if diff := cmp.Diff(want, counts); diff != "" {
-			t.Errorf("recount mismatch (-want +got):\n%s", diff)
-		}
-		if diff := cmp.Diff(wantFailed, failed, cmp.Comparer(func(a, b []int) bool { return len(a) == len(b) && (len(a) == 0 || cmp.Equal(a, b)) })); diff != "" {
-			t.Errorf("recounted failed indexes mismatch (-want +got):\n%s", diff)
-		}
 	}
+	check(map[string]int{events.JobSubmitted: n}, []int{})
 	set("job-a", events.JobPending)
 	set("job-b", events.JobFailed)
 	set("job-c", events.JobFailed)

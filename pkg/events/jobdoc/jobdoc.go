@@ -55,7 +55,6 @@ type Mutator func(j *events.Job, now time.Time) ([]string, error)
 // Store reads and writes jobs on behalf of one writer.
 type Store struct {
 	jobs, chunks *mongo.Collection
-	arrays       *mongo.Collection // the job arrays' counts (arrays.go)
 	ob           *outbox.Outbox
 	writer       Writer
 	source       string
@@ -78,7 +77,7 @@ func WithClock(now func() time.Time) Option { return func(s *Store) { s.now = no
 // see none (Job.Instances nil) and may not add any.
 func New(db *mongo.Database, ob *outbox.Outbox, w Writer, source string, opts ...Option) *Store {
 	s := &Store{
-		jobs: db.Collection(Collection), chunks: db.Collection(InstancesCollection), arrays: db.Collection(events.JobArraysCollection),
+		jobs: db.Collection(Collection), chunks: db.Collection(InstancesCollection),
 		ob: ob, writer: w, source: source, now: time.Now, attempts: 20,
 	}
 	for _, o := range opts {
@@ -188,7 +187,7 @@ func (s *Store) Update(ctx context.Context, id string, change Mutator) (*events.
 		if err != nil {
 			return nil, fmt.Errorf("%s job %s: %w", types[0], id, err)
 		}
-		return j, s.moveInArray(ctx, j, r.job.Status, j.Status)
+		return j, nil
 	}
 }
 
@@ -243,9 +242,6 @@ func (s *Store) Delete(ctx context.Context, id string, change Mutator) error {
 			return fmt.Errorf("delete job %s: %w", id, ErrConflict)
 		}
 		if err != nil {
-			return err
-		}
-		if err := s.moveInArray(ctx, r.job, r.job.Status, ""); err != nil {
 			return err
 		}
 		return s.deleteInstances(ctx, r.job)

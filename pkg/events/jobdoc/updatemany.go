@@ -45,7 +45,6 @@ func (s *Store) UpdateMatching(ctx context.Context, filter bson.D, change Mutato
 	var (
 		rs      []outbox.Replacement
 		changed []*events.Job
-		prev    []string // the status each changed job was read with
 	)
 	for _, r := range reads {
 		j := clone(r.job)
@@ -67,30 +66,26 @@ func (s *Store) UpdateMatching(ctx context.Context, filter bson.D, change Mutato
 			return 0, err
 		}
 		rs = append(rs, outbox.Replacement{ID: j.ID, PrevVersion: r.job.Version, Pending: r.pending, Doc: j, Events: evs})
-		changed, prev = append(changed, j), append(prev, r.job.Status)
+		changed = append(changed, j)
 	}
 	conflicts, err := s.ob.ReplaceMany(ctx, s.jobs, rs)
 	if err != nil {
 		return 0, err
 	}
-	return s.settleMatching(ctx, changed, prev, conflicts, change)
+	return s.settleMatching(ctx, changed, conflicts, change)
 }
 
-// settleMatching moves the jobs UpdateMatching stored in their arrays'
-// counts and runs change through Update on those that conflicted.
-func (s *Store) settleMatching(ctx context.Context, changed []*events.Job, prev []string, conflicts []int, change Mutator) (int, error) {
+// settleMatching counts the jobs UpdateMatching stored and runs change
+// through Update on those that conflicted.
+func (s *Store) settleMatching(ctx context.Context, changed []*events.Job, conflicts []int, change Mutator) (int, error) {
 	retry := make(map[int]bool, len(conflicts))
 	for _, i := range conflicts {
 		retry[i] = true
 	}
 	n := 0
-	for i, j := range changed {
-		if retry[i] {
-			continue
-		}
-		n++
-		if err := s.moveInArray(ctx, j, prev[i], j.Status); err != nil {
-			return n, err
+	for i := range changed {
+		if !retry[i] {
+			n++
 		}
 	}
 	for i := range retry {

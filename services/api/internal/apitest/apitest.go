@@ -23,6 +23,7 @@ import (
 	"github.com/avxrm/rm/pkg/embedded/mongotest"
 	"github.com/avxrm/rm/pkg/events"
 	"github.com/avxrm/rm/pkg/events/eventstest"
+	"github.com/avxrm/rm/pkg/events/indexed/ferretlookup"
 	"github.com/avxrm/rm/pkg/events/outbox"
 	"github.com/avxrm/rm/services/api"
 )
@@ -42,6 +43,18 @@ type Env struct {
 // stopped by t.Cleanup. The API logs to log; nil discards.
 func Start(t testing.TB, log *slog.Logger) *Env {
 	t.Helper()
+	return start(t, log, false)
+}
+
+// StartIndexed is Start with the API's hot reads by index on the embedded
+// store (api.Deps.Lookup), as the all-in-one runs it.
+func StartIndexed(t testing.TB, log *slog.Logger) *Env {
+	t.Helper()
+	return start(t, log, true)
+}
+
+func start(t testing.TB, log *slog.Logger, indexed bool) *Env {
+	t.Helper()
 	if log == nil {
 		log = Discard()
 	}
@@ -51,7 +64,11 @@ func Start(t testing.TB, log *slog.Logger) *Env {
 	ob := outbox.New(events.NewPublisher(js), Discard())
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	svc, err := api.New(ctx, api.Config{}, api.Deps{DB: db, Outbox: ob, JS: js, Logger: log})
+	deps := api.Deps{DB: db, Outbox: ob, JS: js, Logger: log}
+	if indexed {
+		deps.Lookup = ferretlookup.New(ferret, db.Name())
+	}
+	svc, err := api.New(ctx, api.Config{}, deps)
 	if err != nil {
 		t.Fatal(err)
 	}

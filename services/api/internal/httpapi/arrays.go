@@ -6,12 +6,12 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/avxrm/rm/pkg/events"
+	"github.com/avxrm/rm/pkg/events/jobdoc"
 	"github.com/avxrm/rm/services/api/internal/auth"
 	"github.com/avxrm/rm/services/api/internal/problem"
 	"github.com/avxrm/rm/services/api/internal/store"
@@ -22,9 +22,9 @@ import (
 // Job arrays (POST /job-arrays): count jobs from one job body, validated and
 // resolved once, stored many per write with their rm.job.submitted events
 // (jobdoc.CreateMany). The array record says what was asked (count,
-// max_parallel) and how many of its jobs have each status: stored with all
-// of them submitted, then kept by the writers of its jobs (jobdoc's
-// arrays.go), so reading it is one lookup by _id. The scheduler admits at
+// max_parallel); how many of its jobs have each status is read from the
+// jobs by the index on (array_id, status) whenever it is read
+// (jobdoc.CountArray), so no job's writer writes it. The scheduler admits at
 // most max_parallel of them at once (services/scheduler/arrays.go).
 // Cancelling an array asks all its jobs at once (jobdoc.UpdateMatching).
 
@@ -228,23 +228,14 @@ func (s *Server) loadJobArray(ctx context.Context, id string) (*events.JobArray,
 	return arr, nil
 }
 
-// countArray fills in the counts per status and the failed indexes of arr
-// as its record keeps them; an array stored without them (before they were
-// kept) is counted from its jobs.
+// countArray fills in the counts per status and the failed indexes of arr,
+// read from its jobs by index.
 func (s *Server) countArray(ctx context.Context, arr *events.JobArray) error {
-	if arr.Counts == nil {
-		counts, failed, err := s.jobs.CountArray(ctx, arr.ID)
-		if err != nil {
-			return err
-		}
-		arr.Counts, arr.FailedIndexes = counts, failed
-		return nil
+	counts, failed, err := jobdoc.CountArray(ctx, s.active, arr.ID) // the jobs collection by index
+	if err != nil {
+		return err
 	}
-	maps.DeleteFunc(arr.Counts, func(_ string, n int) bool { return n == 0 })
-	if arr.FailedIndexes == nil {
-		arr.FailedIndexes = []int{}
-	}
-	slices.Sort(arr.FailedIndexes)
+	arr.Counts, arr.FailedIndexes = counts, failed
 	return nil
 }
 

@@ -1,0 +1,36 @@
+// Package ferretlookup gives an indexed.Reader the embedded store's reads
+// by index (ferretembed's MatchingIDs and LatestIDs): the all-in-one's
+// Lookup (cmd/avxrm/internal/up) and the tests'.
+package ferretlookup
+
+import (
+	"context"
+
+	"github.com/avxrm/rm/pkg/embedded/ferretembed"
+	"github.com/avxrm/rm/pkg/events/indexed"
+)
+
+// New is the embedded store's MatchingIDs and LatestIDs on database db,
+// as the all-in-one gives them to the services (indexed.Lookup).
+func New(srv *ferretembed.Server, db string) indexed.Lookup { return lookup{srv, db} }
+
+type lookup struct {
+	srv *ferretembed.Server
+	db  string
+}
+
+func (l lookup) MatchingIDs(ctx context.Context, coll string, where, residual []indexed.Cond) ([]string, error) {
+	return l.srv.MatchingIDs(ctx, l.db, coll, fieldConds(where), fieldConds(residual))
+}
+
+func (l lookup) LatestIDs(ctx context.Context, coll string, where []indexed.Cond, orderPath string, limit int) ([]string, error) {
+	return l.srv.LatestIDs(ctx, l.db, coll, fieldConds(where), orderPath, limit)
+}
+
+func fieldConds(cs []indexed.Cond) []ferretembed.FieldCond {
+	out := make([]ferretembed.FieldCond, len(cs))
+	for i, c := range cs {
+		out[i] = ferretembed.FieldCond(c)
+	}
+	return out
+}
