@@ -99,6 +99,7 @@ type Scheduler struct {
 	metrics  *metrics
 
 	leading   atomic.Bool
+	takeovers atomic.Int64 // leaderships that got past their first resync (leadbackoff.go)
 	consuming atomic.Bool
 	epoch     atomic.Int64
 }
@@ -172,6 +173,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	if renew == 0 {
 		renew = time.Second
 	}
+	var backoff leadBackoff
 	for {
 		rev, err := s.elector.Campaign(ctx)
 		if err != nil {
@@ -179,6 +181,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		}
 		epoch := int64(rev)
 		s.log.Info("elected leader", "epoch", epoch)
+		takeovers := s.takeovers.Load()
 		lctx, cancel := context.WithCancel(ctx)
 		held, led := make(chan error, 1), make(chan error, 1)
 		go func() { held <- s.elector.Hold(lctx, rev) }()
@@ -199,12 +202,14 @@ func (s *Scheduler) Run(ctx context.Context) error {
 			s.log.Info("scheduler stopped", "epoch", epoch)
 			return nil
 		}
-		s.log.Warn("stepped down", "epoch", epoch, "err", err)
-		// Let another candidate win what this one just lost to a fault.
+		// Let another candidate win what this one just lost to a fault, and
+		// after failed takeovers wait longer (leadbackoff.go).
+		wait := backoff.next(s.takeovers.Load() != takeovers, renew)
+		s.log.Warn("stepped down", "epoch", epoch, "err", err, "campaign_in", wait)
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-time.After(renew):
+		case <-time.After(wait):
 		}
 	}
 }

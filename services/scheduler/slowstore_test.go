@@ -31,7 +31,26 @@ func TestSlowHistoryReadDoesNotHoldAdmissionBack(t *testing.T) {
 		ids = append(ids, e.submit(q, 1))
 	}
 	slow := &mongotest.SlowReplies{Match: [][]byte{[]byte("\x02find\x00"), []byte("finished_at")}, Delay: 3 * time.Second}
-	client, err := mongo.Connect(options.Client().ApplyURI(e.uri).SetDialer(slow))
+	runOnSlowStore(t, e, options.Client().ApplyURI(e.uri).SetDialer(slow))
+
+	// The jobs are admitted one at a time, in submission order.
+	for i, id := range ids[:3] {
+		e.waitStatus(id, events.JobAdmitted)
+		if i > 0 && slow.Matched.Load() == 0 {
+			t.Fatal("no history read reached the store: the test does not slow what it means to")
+		}
+		e.finish(id, events.JobSucceeded)
+	}
+	if n := slow.Matched.Load(); n > 2 {
+		t.Errorf("history reads sent to the store: %d, want at most 2 (one per back-off, not one per pending job)", n)
+	}
+}
+
+// runOnSlowStore runs a scheduler whose store client has opts (a slowing
+// dialer) until the test ends.
+func runOnSlowStore(t *testing.T, e *env, opts *options.ClientOptions) *Scheduler {
+	t.Helper()
+	client, err := mongo.Connect(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,16 +65,5 @@ func TestSlowHistoryReadDoesNotHoldAdmissionBack(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
-
-	// The jobs are admitted one at a time, in submission order.
-	for i, id := range ids[:3] {
-		e.waitStatus(id, events.JobAdmitted)
-		if i > 0 && slow.Matched.Load() == 0 {
-			t.Fatal("no history read reached the store: the test does not slow what it means to")
-		}
-		e.finish(id, events.JobSucceeded)
-	}
-	if n := slow.Matched.Load(); n > 2 {
-		t.Errorf("history reads sent to the store: %d, want at most 2 (one per back-off, not one per pending job)", n)
-	}
+	return s
 }

@@ -97,6 +97,7 @@ func (s *Scheduler) lead(ctx context.Context, epoch int64) error {
 		return err
 	}
 	t.check()
+	s.takeovers.Add(1)
 	s.leading.Store(true)
 	s.metrics.leader.Set(1)
 	t.log.Info("leading", "leases", len(t.ledger.Leases), "jobs", len(t.jobs), "queues", len(t.queues))

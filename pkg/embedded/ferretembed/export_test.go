@@ -63,3 +63,19 @@ func (s *Server) SetBrokenLock(mode int32) { s.proxy.broken.Store(mode) }
 
 // StripMaxTimeMS is stripMaxTimeMS.
 func StripMaxTimeMS(msg []byte) []byte { return stripMaxTimeMS(msg) }
+
+// HoldReadSlots takes n of the proxy's read slots, as n long reads would,
+// until release is called.
+func (s *Server) HoldReadSlots(n int) (release func()) {
+	for range n {
+		s.proxy.readSlots <- struct{}{}
+	}
+	return func() {
+		for range n {
+			<-s.proxy.readSlots
+		}
+	}
+}
+
+// ReadSlots is how many heavy reads the proxy runs at once.
+const ReadSlots = defaultReadSlots

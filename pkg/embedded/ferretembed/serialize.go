@@ -173,6 +173,10 @@ type proxy struct {
 
 	stats writeStats
 
+	// readSlots bounds the heavy reads running in FerretDB (readlimit.go).
+	readSlots chan struct{}
+	reads     readStats
+
 	mu     sync.Mutex
 	conns  map[*proxyConn]struct{}
 	closed bool
@@ -193,6 +197,7 @@ func newProxy(ln net.Listener, upstream string, lockTimeout time.Duration, log *
 	p := &proxy{
 		ln: ln, upstream: upstream, lockTimeout: lockTimeout, log: log,
 		writeLock: make(chan struct{}, 1),
+		readSlots: make(chan struct{}, defaultReadSlots),
 		conns:     make(map[*proxyConn]struct{}),
 	}
 	p.wg.Add(1)
@@ -217,7 +222,7 @@ func (p *proxy) serve() {
 		}
 		c := &proxyConn{
 			p: p, client: client, done: make(chan struct{}),
-			pending: make(map[int32]bool), swallow: make(map[int32]bool),
+			pending: make(map[int32]bool), swallow: make(map[int32]bool), reads: make(map[int32]bool),
 		}
 		c.idle = sync.NewCond(&c.mu)
 		p.mu.Lock()
@@ -280,6 +285,7 @@ type proxyConn struct {
 	held         bool           // this connection holds p.writeLock
 	pending      map[int32]bool // request IDs of forwarded writes awaiting a reply
 	swallow      map[int32]bool // request IDs sent with moreToCome: their replies are dropped
+	reads        map[int32]bool // request IDs of forwarded reads holding a read slot
 	upstreamDone bool           // no further reply can come
 	timer        *time.Timer    // warns when the lock is held too long
 	heldSince    time.Time      // when this connection took p.writeLock
@@ -341,9 +347,10 @@ func (c *proxyConn) serve() {
 
 	// Wait for FerretDB to answer every write already forwarded: until
 	// then it may still apply them, and the lock must keep other writes
-	// (and the fast path's lookups) out.
+	// (and the fast path's lookups) out. Likewise for the reads: one whose
+	// client left still runs, and keeps its read slot (readlimit.go).
 	c.mu.Lock()
-	for c.held && !c.upstreamDone {
+	for (c.held || len(c.reads) > 0) && !c.upstreamDone {
 		c.idle.Wait()
 	}
 	c.mu.Unlock()
@@ -371,9 +378,21 @@ func (c *proxyConn) forwardRequests() error {
 		if err != nil {
 			return err
 		}
-		msg = stripMaxTimeMS(msg) // see maxtime.go
 		cmd, write, moreToCome := classify(msg)
 		id := requestID(msg)
+		if !write && !moreToCome && readLimited[cmd] {
+			started, err := c.startRead(id, readWait(msg))
+			if err != nil {
+				return err
+			}
+			if !started {
+				if _, err := c.client.Write(c.busyReply(id, cmd)); err != nil {
+					return err
+				}
+				continue
+			}
+		}
+		msg = stripMaxTimeMS(msg) // see maxtime.go
 		if moreToCome {
 			// The client expects no reply. Ask for one all the same (FerretDB
 			// v1 sends one anyway) and drop it: for a write it is the only
@@ -429,6 +448,7 @@ func (c *proxyConn) forwardReplies() error {
 		// (fastpath.go) from being used.
 		to := responseTo(msg)
 		c.unlock(to)
+		c.endRead(to)
 		c.mu.Lock()
 		drop := c.swallow[to]
 		delete(c.swallow, to)
@@ -526,6 +546,7 @@ func (c *proxyConn) releaseAll() {
 	defer c.mu.Unlock()
 	clear(c.pending)
 	c.releaseLocked()
+	c.endAllReadsLocked()
 }
 
 func (c *proxyConn) releaseLocked() {
