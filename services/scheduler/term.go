@@ -53,6 +53,8 @@ type term struct {
 	retired map[string]int64         // jobs dropped from jobs, with their last version; math.MaxInt64 if deleted
 	gone    map[string]bool          // deleted queues
 
+	endSeen map[string]bool // jobs whose end this leadership saw in the stream (causal.go)
+
 	refreshes int // message-only rewrites of waiting jobs in this pass; see messageRefresh
 
 	est *estimator // the start estimates' state (pending.go)
@@ -257,6 +259,7 @@ func (t *term) drain() bool {
 				t.est.observe(&j, t.s.deps.Now())
 				dirty = t.applyJob(&j, e.Type == events.TypeJobDeleted) || dirty
 				t.noteFinal(&j, e.Type == events.TypeJobDeleted)
+				t.noteEndSeen(e.Type, j.ID)
 			}
 		case events.KindQueue:
 			var q events.Queue
@@ -410,6 +413,9 @@ func (t *term) pass(ctx context.Context) error {
 	if err := t.loadGates(ctx); err != nil {
 		return err
 	}
+	if err := t.publishUnseenEnds(ctx); err != nil {
+		return err
+	}
 	p := planPassWith(t.ledger, t.queues, t.jobs, t.deployments, t.s.deps.Now(), t.gate())
 	t.log.Debug("admission pass", "jobs", len(t.jobs), "grants", len(p.change.Grants),
 		"releases", len(p.change.Releases), "waiting", len(p.waits), "cancels", len(p.cancels))
@@ -496,6 +502,7 @@ func (t *term) retire() {
 		delete(t.jobs, id)
 		t.retired[id] = j.Version
 	}
+	t.forgetEnds()
 }
 
 // report sets the gauges.

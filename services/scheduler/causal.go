@@ -1,0 +1,64 @@
+package scheduler
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/avxrm/rm/pkg/events"
+)
+
+// The stream must respect causality: a job's end must be in the stream
+// before the admission of a job given its workers, or anyone replaying the
+// stream (the fault suite's limit check, users, the web view) sees a queue
+// over its limit. The scheduler usually learns of a job's end from that
+// job's final event, so the order holds. But it may learn it from the store
+// instead (a resync, the read of its own write) while the writer's event is
+// not yet published: after a NATS restart the launcher's relay resends it
+// later, after the admissions made meanwhile. So before releasing the lease
+// of a job whose end it did not see in the stream, the scheduler publishes
+// that job's unsent events itself (outbox.PublishUnsent: the same event
+// ids, so the stream's duplicate window drops the writer's resend), and
+// releases nothing if it cannot.
+
+// noteEndSeen remembers that the end of a job reached this leadership
+// through the stream (e.Type is the type of an event it received).
+func (t *term) noteEndSeen(typ, id string) {
+	switch typ {
+	case events.TypeJobSucceeded, events.TypeJobFailed, events.TypeJobCancelled, events.TypeJobDeleted:
+	default:
+		return
+	}
+	if t.endSeen == nil {
+		t.endSeen = map[string]bool{}
+	}
+	t.endSeen[id] = true
+}
+
+// publishUnseenEnds publishes the unsent events of the jobs whose own lease
+// this pass may release and whose end was not seen in the stream.
+func (t *term) publishUnseenEnds(ctx context.Context) error {
+	for _, h := range t.ledger.Holders() {
+		if isReplicaHolder(h) || isPostControllerHolder(h) || t.endSeen[h] || !releasable(t.jobs, h) {
+			continue
+		}
+		n, err := t.s.deps.Outbox.PublishUnsent(ctx, t.s.jobs, h)
+		if err != nil {
+			return fmt.Errorf("publish the end of job %s before releasing its workers: %w", h, err)
+		}
+		if n > 0 {
+			t.log.Info("published a finished job's unsent events before releasing its workers", "job", h, "events", n)
+		}
+		t.noteEndSeen(events.TypeJobDeleted, h)
+	}
+	return nil
+}
+
+// forgetEnds drops what noteEndSeen remembered of jobs that hold nothing
+// and left the picture.
+func (t *term) forgetEnds() {
+	for id := range t.endSeen {
+		if t.jobs[id] == nil && t.ledger.Leases[id] == nil {
+			delete(t.endSeen, id)
+		}
+	}
+}
