@@ -161,19 +161,25 @@ func check(subs []submission, evs []event, stored map[string]jobView, limits map
 	}
 
 	// At no instant more workers admitted on a queue than its limit:
-	// replay admissions and final statuses in stream order.
+	// replay admissions and final statuses in stream order. A job's
+	// admission that reaches the stream after its end (relayed late) holds
+	// nothing: the job had released its workers by then.
 	used := map[string]int{}
 	holding := map[string]bool{}
+	ended := map[string]bool{}
 	over := map[string]bool{} // report a queue once per excursion
 	for _, e := range uniq {
 		q, w := e.Job.QueueID, e.Job.WorkerInstances
 		switch {
-		case e.Type == "rm.job.admitted" && !holding[e.Job.ID]:
+		case e.Type == "rm.job.admitted" && !holding[e.Job.ID] && !ended[e.Job.ID]:
 			holding[e.Job.ID] = true
 			used[q] += w
-		case final(e.Job.Status) && holding[e.Job.ID]:
-			delete(holding, e.Job.ID)
-			used[q] -= w
+		case final(e.Job.Status):
+			ended[e.Job.ID] = true
+			if holding[e.Job.ID] {
+				delete(holding, e.Job.ID)
+				used[q] -= w
+			}
 		}
 		lim, limited := limits[q]
 		if !limited {

@@ -75,6 +75,27 @@ func TestCheckPassesAGoodHistory(t *testing.T) {
 	}
 }
 
+// An admission relayed late, after the job's end, must not count the job
+// as holding its workers from then on: c fits once a has ended.
+func TestLimitReplayIgnoresAnAdmissionAfterTheEnd(t *testing.T) {
+	h := newHistory()
+	h.emit("a", "rm.job.submitted", "submitted", 2, 90)
+	h.subs = append(h.subs, submission{Key: "k-a", JobID: "a", At: h.at(90)})
+	admitted := len(h.evs)
+	h.emit("a", "rm.job.admitted", "admitted", 2, 100)
+	h.emit("a", "rm.job.running", "running", 2, 105)
+	h.emit("a", "rm.job.succeeded", "succeeded", 2, 500)
+	late := h.evs[admitted] // its publication failed; the relay sent it after the end
+	h.evs = append(h.evs[:admitted], h.evs[admitted+1:]...)
+	late.Seq = h.seq + 1
+	h.seq++
+	h.evs = append(h.evs, late)
+	h.job("c", 3, 600, 900) // 3 ≤ 4 once a has ended
+	if got := findings(h.check(), invLimit); len(got) != 0 {
+		t.Errorf("limit findings for a late admission: %+v", got)
+	}
+}
+
 func TestCheckFindsEachViolation(t *testing.T) {
 	for _, tc := range []struct {
 		name, inv, want string
