@@ -224,6 +224,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("start ferretdb on %s: %w", addr, err)
 	}
 	s.proxy = newProxy(ln, upstream.Host, defaultWriteLockTimeout, proxyLog)
+	s.proxy.server.Store(s)
 
 	if err := s.waitReady(ctx); err != nil {
 		s.Close()
