@@ -92,6 +92,10 @@
 // TestFastPathDifferential compares random writes with FerretDB's own
 // answers.
 //
+// It also answers, without forwarding them, its own commands avxrmLookup,
+// avxrmMatchingIDs and avxrmLatestIDs (wirelookup.go): MatchingIDs and
+// LatestIDs for clients that reach the store over the wire.
+//
 // # What the proxy changes
 //
 // It removes a top-level maxTimeMS from every OP_MSG command before
