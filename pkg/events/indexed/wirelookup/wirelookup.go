@@ -17,17 +17,15 @@ import (
 	"github.com/avxrm/rm/pkg/events/indexed"
 )
 
-// commandNotFound is the error code of an unknown command (MongoDB's and
-// FerretDB's).
-const commandNotFound = 59
-
 // Probe asks db's store once whether it answers the reads by index: a
-// Lookup if it does, nil (and no error) if it does not know the command.
-// Any other error (the store unreachable) is returned as it is.
+// Lookup if it does, nil (and no error) if the store answers with an error
+// (CommandNotFound from MongoDB, or any other refusal: its own indexes
+// serve the filters). An error that is no answer (the store unreachable,
+// a timeout) is returned, for the caller to try again.
 func Probe(ctx context.Context, db *mongo.Database) (indexed.Lookup, error) {
 	err := db.RunCommand(ctx, bson.D{{Key: "avxrmLookup", Value: 1}}).Err()
 	var ce mongo.CommandError
-	if errors.As(err, &ce) && ce.Code == commandNotFound {
+	if errors.As(err, &ce) && ce.Code != 0 && !mongo.IsTimeout(err) && !mongo.IsNetworkError(err) {
 		return nil, nil
 	}
 	if err != nil {
