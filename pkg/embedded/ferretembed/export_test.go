@@ -26,10 +26,6 @@ func (s *Server) TableName(ctx context.Context, db, collection string) (string, 
 	return tableName(ctx, sdb, collection)
 }
 
-// InternalURI returns FerretDB's own address, which bypasses the
-// write-serializing proxy.
-func (s *Server) InternalURI() string { return s.internalURI }
-
 // Classify is classify.
 func Classify(msg []byte) (cmd string, write, moreToCome bool) { return classify(msg) }
 

@@ -92,6 +92,10 @@
 // TestFastPathDifferential compares random writes with FerretDB's own
 // answers.
 //
+// It also answers, without forwarding them, its own commands avxrmLookup,
+// avxrmMatchingIDs and avxrmLatestIDs (wirelookup.go): MatchingIDs and
+// LatestIDs for clients that reach the store over the wire.
+//
 // # What the proxy changes
 //
 // It removes a top-level maxTimeMS from every OP_MSG command before
@@ -224,6 +228,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("start ferretdb on %s: %w", addr, err)
 	}
 	s.proxy = newProxy(ln, upstream.Host, defaultWriteLockTimeout, proxyLog)
+	s.proxy.server.Store(s)
 
 	if err := s.waitReady(ctx); err != nil {
 		s.Close()

@@ -1,7 +1,6 @@
 package ferretembed
 
 import (
-	"encoding/binary"
 	"net"
 	"sync/atomic"
 	"time"
@@ -125,35 +124,20 @@ func (c *proxyConn) busyReply(id int32, cmd string) []byte {
 
 // commandMaxTime returns the maxTimeMS of an OP_MSG command, if it has one.
 func commandMaxTime(msg []byte) (time.Duration, bool) {
-	le := binary.LittleEndian
-	if len(msg) < headerLen+5 || le.Uint32(msg[12:16]) != opMsg {
+	doc := opMsgCommand(msg)
+	if doc == nil {
 		return 0, false
 	}
-	end := len(msg)
-	if le.Uint32(msg[16:20])&flagChecksumPresent != 0 {
-		end -= 4
+	els, _, err := elements(doc, 0)
+	if err != nil {
+		return 0, false
 	}
-	for i := headerLen + 4; i < end; {
-		n, ok := int32At(msg[:end], i+1)
-		if !ok || n < 5 || i+1+n > end {
-			return 0, false
-		}
-		if msg[i] != 0 {
-			i += 1 + n
-			continue
-		}
-		els, _, err := elements(msg[:end], i+1)
-		if err != nil {
-			return 0, false
-		}
-		for _, e := range els {
-			if e.key == "maxTimeMS" {
-				if ms, ok := e.value.AsInt64OK(); ok && ms > 0 {
-					return time.Duration(ms) * time.Millisecond, true
-				}
+	for _, e := range els {
+		if e.key == "maxTimeMS" {
+			if ms, ok := e.value.AsInt64OK(); ok && ms > 0 {
+				return time.Duration(ms) * time.Millisecond, true
 			}
 		}
-		return 0, false
 	}
 	return 0, false
 }

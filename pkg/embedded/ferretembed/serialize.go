@@ -177,6 +177,10 @@ type proxy struct {
 	readSlots chan struct{}
 	reads     readStats
 
+	// server answers the proxy's own commands (wirelookup.go); nil in
+	// tests that run the proxy alone.
+	server atomic.Pointer[Server]
+
 	mu     sync.Mutex
 	conns  map[*proxyConn]struct{}
 	closed bool
@@ -380,6 +384,12 @@ func (c *proxyConn) forwardRequests() error {
 		}
 		cmd, write, moreToCome := classify(msg)
 		id := requestID(msg)
+		if wireLookupCommands[cmd] && !moreToCome { // answered here, never forwarded
+			if _, err := c.client.Write(c.answerWireLookup(cmd, msg)); err != nil {
+				return err
+			}
+			continue
+		}
 		if !write && !moreToCome && readLimited[cmd] {
 			started, err := c.startRead(id, readWait(msg))
 			if err != nil {

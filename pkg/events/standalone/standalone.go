@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/avxrm/rm/pkg/events"
+	"github.com/avxrm/rm/pkg/events/indexed"
 	"github.com/avxrm/rm/pkg/events/outbox"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -42,6 +43,10 @@ type Env struct {
 	Registry *prometheus.Registry // Go and process collectors included
 	Log      *slog.Logger
 	HTTPAddr string // RM_HTTP_ADDR: the API, or /metrics, /healthz and /readyz of the others
+	// Lookup is the store's reads by index over the wire, for the services'
+	// hot reads (indexed.Reader): set on the embedded store (`avxrm store`,
+	// whose proxy answers them), nil on MongoDB (its indexes serve them).
+	Lookup indexed.Lookup
 }
 
 // Service is one service's binary.
@@ -251,11 +256,15 @@ func run(ctx context.Context, svc *Service, c *common, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	lookup, err := probeLookup(ctx, mc.Database(c.mongoDB), log)
+	if err != nil {
+		return err
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(outbox.Collectors()...)
 	e := &Env{
-		DB: mc.Database(c.mongoDB), NC: nc, JS: js,
+		DB: mc.Database(c.mongoDB), NC: nc, JS: js, Lookup: lookup,
 		Outbox:   outbox.New(events.NewPublisher(js), log.With("component", "outbox")),
 		Registry: reg, Log: log, HTTPAddr: c.httpAddr,
 	}

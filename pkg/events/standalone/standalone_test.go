@@ -103,6 +103,9 @@ func TestExecRunsAgainstServers(t *testing.T) {
 		if _, err := e.JS.Stream(ctx, "RM_EVENTS"); err != nil {
 			t.Errorf("streams not ensured: %v", err)
 		}
+		if e.Lookup == nil { // the embedded store's proxy answers the probe
+			t.Error("env: no reads by index from the embedded store")
+		}
 		if err := e.ServeOps(ctx, e.HTTPAddr, func(context.Context) error { return nil }); err != nil {
 			return err
 		}

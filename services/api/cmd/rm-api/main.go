@@ -40,7 +40,7 @@ func service() *standalone.Service {
 				return ""
 			})
 			return api.Run(ctx, cfg, api.Deps{
-				DB: e.DB, Outbox: e.Outbox, Logger: e.Log, JS: e.JS,
+				DB: e.DB, Outbox: e.Outbox, Logger: e.Log, JS: e.JS, Lookup: e.Lookup,
 				Gatherer: e.Registry, Registerer: e.Registry,
 				Ready: []api.ReadyCheck{{Name: "nats", Check: func(context.Context) error {
 					if !e.NC.IsConnected() {

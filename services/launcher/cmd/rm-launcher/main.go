@@ -38,7 +38,8 @@ func service() *standalone.Service {
 				return fmt.Errorf("data dir: %w", err)
 			}
 			// launcher.New registers the collections it writes with the outbox.
-			l, err := launcher.New(cfg, launcher.Deps{DB: e.DB, JS: e.JS, Outbox: e.Outbox, Registerer: e.Registry, Logger: e.Log})
+			l, err := launcher.New(cfg, launcher.Deps{DB: e.DB, JS: e.JS, Outbox: e.Outbox, Registerer: e.Registry, Logger: e.Log,
+				Lookup: e.Lookup})
 			if err != nil {
 				return err
 			}

@@ -29,7 +29,7 @@ func service() *standalone.Service {
 		Run: func(ctx context.Context, e *standalone.Env) error {
 			e.Outbox.Register(e.DB.Collection(scheduler.JobsCollection))
 			s, err := scheduler.New(ctx, cfg, scheduler.Deps{
-				DB: e.DB, JS: e.JS, Outbox: e.Outbox, Registerer: e.Registry, Logger: e.Log,
+				DB: e.DB, JS: e.JS, Outbox: e.Outbox, Registerer: e.Registry, Logger: e.Log, Lookup: e.Lookup,
 			})
 			if err != nil {
 				return err

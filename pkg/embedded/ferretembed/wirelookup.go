@@ -1,0 +1,153 @@
+package ferretembed
+
+import (
+	"context"
+	"encoding/binary"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
+)
+
+// Reads by index over the wire.
+//
+// MatchingIDs and LatestIDs (fieldindex.go) are methods of the Server, so
+// only a process that runs the store has them. The services of the compose
+// stack reach the store over the wire; for them the proxy answers three
+// commands of its own, never forwarded to FerretDB:
+//
+//	{avxrmLookup: 1}                                  → {ok: 1, version: 1}
+//	{avxrmMatchingIDs: coll, $db, where: [c...], residual: [c...]} → {ok: 1, ids: [...]}
+//	{avxrmLatestIDs: coll, $db, where: [c...], orderBy: path, limit: n} → {ok: 1, ids: [...]}
+//
+// where c is {path: "status", in: ["pending", ...]} or {path, missing: true}.
+// A real MongoDB (and FerretDB itself) answers each with CommandNotFound
+// (59): a client probes with avxrmLookup once and, without it, sends its
+// filters to the store as they are (pkg/events/indexed/wirelookup).
+//
+// They take neither the write lock (they only read SQLite beside FerretDB,
+// as the all-in-one's Lookup does) nor a read slot (they read index entries,
+// never a collection).
+var wireLookupCommands = map[string]bool{
+	"avxrmLookup": true, "avxrmMatchingIDs": true, "avxrmLatestIDs": true,
+}
+
+// wireLookupMaxTime bounds a command without maxTimeMS.
+const wireLookupMaxTime = time.Minute
+
+// wireCond is a FieldCond as the commands carry it.
+type wireCond struct {
+	Path    string `bson:"path"`
+	In      []any  `bson:"in,omitempty"`
+	Missing bool   `bson:"missing,omitempty"`
+}
+
+// wireLookupCmd is one of the commands, decoded.
+type wireLookupCmd struct {
+	DB       string     `bson:"$db"`
+	Where    []wireCond `bson:"where"`
+	Residual []wireCond `bson:"residual"`
+	OrderBy  string     `bson:"orderBy"`
+	Limit    int        `bson:"limit"`
+}
+
+// answerWireLookup runs command cmd of request msg and returns the reply.
+func (c *proxyConn) answerWireLookup(cmd string, msg []byte) []byte {
+	id := requestID(msg)
+	doc := opMsgCommand(msg)
+	if doc == nil {
+		return wireLookupError(id, cmd+": not an OP_MSG command")
+	}
+	if cmd == "avxrmLookup" {
+		return opMsgReply(id, bsoncore.BuildDocument(nil,
+			bsoncore.AppendInt32Element(nil, "version", 1),
+			bsoncore.AppendDoubleElement(nil, "ok", 1)))
+	}
+	var req wireLookupCmd
+	if err := bson.Unmarshal(doc, &req); err != nil {
+		return wireLookupError(id, cmd+": "+err.Error())
+	}
+	coll, ok := bsoncore.Document(doc).Lookup(cmd).StringValueOK()
+	if !ok || req.DB == "" {
+		return wireLookupError(id, cmd+": the collection and $db must be strings")
+	}
+	wait := wireLookupMaxTime
+	if d, ok := commandMaxTime(msg); ok {
+		wait = d
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	go func() { // ends with the client too
+		select {
+		case <-c.done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	srv := c.p.server.Load()
+	if srv == nil {
+		return wireLookupError(id, cmd+": no store behind this proxy")
+	}
+	var ids []string
+	var err error
+	if cmd == "avxrmLatestIDs" {
+		ids, err = srv.LatestIDs(ctx, req.DB, coll, fieldConds(req.Where), req.OrderBy, req.Limit)
+	} else {
+		ids, err = srv.MatchingIDs(ctx, req.DB, coll, fieldConds(req.Where), fieldConds(req.Residual))
+	}
+	if err != nil {
+		return wireLookupError(id, err.Error())
+	}
+	arr := bsoncore.NewArrayBuilder()
+	for _, s := range ids {
+		arr.AppendString(s)
+	}
+	return opMsgReply(id, bsoncore.BuildDocument(nil,
+		bsoncore.AppendArrayElement(nil, "ids", arr.Build()),
+		bsoncore.AppendDoubleElement(nil, "ok", 1)))
+}
+
+func fieldConds(ws []wireCond) []FieldCond {
+	out := make([]FieldCond, len(ws))
+	for i, w := range ws {
+		out[i] = FieldCond{Path: w.Path, In: w.In, Missing: w.Missing || len(w.In) == 0}
+	}
+	return out
+}
+
+// wireLookupError is a failed command's reply (BadValue, 2).
+func wireLookupError(id int32, msg string) []byte {
+	return opMsgReply(id, bsoncore.BuildDocument(nil,
+		bsoncore.AppendDoubleElement(nil, "ok", 0),
+		bsoncore.AppendStringElement(nil, "errmsg", msg),
+		bsoncore.AppendInt32Element(nil, "code", 2),
+		bsoncore.AppendStringElement(nil, "codeName", "BadValue")))
+}
+
+// opMsgCommand returns the command document (the kind-0 section) of an
+// OP_MSG message, or nil.
+func opMsgCommand(msg []byte) []byte {
+	le := binary.LittleEndian
+	if len(msg) < headerLen+5 || le.Uint32(msg[12:16]) != opMsg {
+		return nil
+	}
+	end := len(msg)
+	if le.Uint32(msg[16:20])&flagChecksumPresent != 0 {
+		end -= 4
+	}
+	for i := headerLen + 4; i < end; {
+		n, ok := int32At(msg[:end], i+1)
+		if !ok || n < 5 || i+1+n > end {
+			return nil
+		}
+		if msg[i] == 0 {
+			return msg[i+1 : i+1+n]
+		}
+		i += 1 + n
+	}
+	return nil
+}
+
+// InternalURI returns FerretDB's own address, which bypasses the proxy
+// (and so its commands above): for tests that need a store without them.
+func (s *Server) InternalURI() string { return s.internalURI }

@@ -1,0 +1,79 @@
+// Package wirelookup is the embedded store's reads by index (MatchingIDs,
+// LatestIDs) for a service that reaches the store over the wire, as in the
+// compose stack: the store's proxy answers them as commands of its own
+// (pkg/embedded/ferretembed, wirelookup.go). Probe tells whether the store
+// does; a real MongoDB does not, and needs no Lookup (its indexes serve the
+// filters).
+package wirelookup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+
+	"github.com/avxrm/rm/pkg/events/indexed"
+)
+
+// Probe asks db's store once whether it answers the reads by index: a
+// Lookup if it does, nil (and no error) if the store answers with an error
+// (CommandNotFound from MongoDB, or any other refusal: its own indexes
+// serve the filters). An error that is no answer (the store unreachable,
+// a timeout) is returned, for the caller to try again.
+func Probe(ctx context.Context, db *mongo.Database) (indexed.Lookup, error) {
+	err := db.RunCommand(ctx, bson.D{{Key: "avxrmLookup", Value: 1}}).Err()
+	var ce mongo.CommandError
+	if errors.As(err, &ce) && ce.Code != 0 && !mongo.IsTimeout(err) && !mongo.IsNetworkError(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("probe reads by index: %w", err)
+	}
+	return New(db), nil
+}
+
+// New is the Lookup of db's store, without asking whether it answers.
+func New(db *mongo.Database) indexed.Lookup { return lookup{db} }
+
+type lookup struct{ db *mongo.Database }
+
+func (l lookup) MatchingIDs(ctx context.Context, coll string, where, residual []indexed.Cond) ([]string, error) {
+	return l.run(ctx, bson.D{
+		{Key: "avxrmMatchingIDs", Value: coll},
+		{Key: "where", Value: conds(where)}, {Key: "residual", Value: conds(residual)},
+	})
+}
+
+func (l lookup) LatestIDs(ctx context.Context, coll string, where []indexed.Cond, orderPath string, limit int) ([]string, error) {
+	return l.run(ctx, bson.D{
+		{Key: "avxrmLatestIDs", Value: coll},
+		{Key: "where", Value: conds(where)}, {Key: "orderBy", Value: orderPath}, {Key: "limit", Value: limit},
+	})
+}
+
+func (l lookup) run(ctx context.Context, cmd bson.D) ([]string, error) {
+	var reply struct {
+		IDs []string `bson:"ids"`
+	}
+	if err := l.db.RunCommand(ctx, cmd).Decode(&reply); err != nil {
+		return nil, fmt.Errorf("%s %v: %w", cmd[0].Key, cmd[0].Value, err)
+	}
+	return reply.IDs, nil
+}
+
+// conds is cs as the commands carry them.
+func conds(cs []indexed.Cond) bson.A {
+	out := bson.A{}
+	for _, c := range cs {
+		d := bson.D{{Key: "path", Value: c.Path}}
+		if len(c.In) > 0 {
+			d = append(d, bson.E{Key: "in", Value: bson.A(c.In)})
+		} else {
+			d = append(d, bson.E{Key: "missing", Value: true})
+		}
+		out = append(out, d)
+	}
+	return out
+}

@@ -1,0 +1,102 @@
+package wirelookup_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/avxrm/rm/pkg/embedded/mongotest"
+	"github.com/avxrm/rm/pkg/events/indexed"
+	"github.com/avxrm/rm/pkg/events/indexed/ferretlookup"
+	"github.com/avxrm/rm/pkg/events/indexed/wirelookup"
+)
+
+var active = indexed.Filter{
+	All: []indexed.Cond{{Path: "_deleted", Missing: true}},
+	Any: []indexed.Clause{
+		{{Path: "status", In: []any{"pending", "running"}}},
+		{{Path: "cleanup_requested", In: []any{true}}, {Path: "cleaned_at", Missing: true}},
+	},
+}
+
+// TestWireLookupAnswersAsInProcess: over the wire, through the store's
+// proxy, the probe finds the reads by index; they return the ids the
+// in-process Lookup returns, and a read through them reads only the
+// matching documents among 2,000 finished ones. FerretDB reached directly
+// (no proxy) does not know the command: the probe returns no Lookup.
+func TestWireLookupAnswersAsInProcess(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	uri, srv := mongotest.Start(t)
+	db := mongotest.Client(t, uri).Database("rm")
+	coll := db.Collection("jobs")
+	if err := srv.EnsureIDIndex(ctx, "rm", "jobs"); err != nil {
+		t.Fatal(err)
+	}
+	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	docs := []any{
+		bson.D{{Key: "_id", Value: "p"}, {Key: "status", Value: "pending"}, {Key: "queue_id", Value: "q"}},
+		bson.D{{Key: "_id", Value: "r"}, {Key: "status", Value: "running"}, {Key: "queue_id", Value: "q"}},
+		bson.D{{Key: "_id", Value: "c"}, {Key: "status", Value: "succeeded"}, {Key: "cleanup_requested", Value: true}},
+		bson.D{{Key: "_id", Value: "deleted"}, {Key: "status", Value: "pending"}, {Key: "_deleted", Value: true}},
+	}
+	for i := range 2000 {
+		docs = append(docs, bson.D{{Key: "_id", Value: fmt.Sprintf("done-%04d", i)}, {Key: "status", Value: "succeeded"},
+			{Key: "queue_id", Value: "q"}, {Key: "finished_at", Value: base.Add(time.Duration(i) * time.Minute)}})
+	}
+	if _, err := coll.InsertMany(ctx, docs); err != nil {
+		t.Fatal(err)
+	}
+
+	wire, err := wirelookup.Probe(ctx, db)
+	if err != nil || wire == nil {
+		t.Fatalf("probe through the proxy = %v, %v; want a Lookup", wire, err)
+	}
+	local := ferretlookup.New(srv, "rm")
+	where := []indexed.Cond{{Path: "status", In: []any{"pending", "running"}}}
+	residual := []indexed.Cond{{Path: "_deleted", Missing: true}}
+	sameIDs(t, "MatchingIDs", []string{"p", "r"},
+		func(l indexed.Lookup) ([]string, error) { return l.MatchingIDs(ctx, "jobs", where, residual) }, wire, local)
+	flag := []indexed.Cond{{Path: "cleanup_requested", In: []any{true}}, {Path: "cleaned_at", Missing: true}}
+	sameIDs(t, "MatchingIDs on a bool", []string{"c"},
+		func(l indexed.Lookup) ([]string, error) { return l.MatchingIDs(ctx, "jobs", flag, nil) }, wire, local)
+	latest := []indexed.Cond{{Path: "queue_id", In: []any{"q"}}, {Path: "status", In: []any{"succeeded"}}}
+	sameIDs(t, "LatestIDs", []string{"done-1997", "done-1998", "done-1999"},
+		func(l indexed.Lookup) ([]string, error) { return l.LatestIDs(ctx, "jobs", latest, "finished_at", 3) }, wire, local)
+
+	r := &indexed.Reader{Coll: coll, Lookup: wire}
+	got, err := r.Find(ctx, active)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 3 || r.DocsRead() != 3 {
+		t.Errorf("read %d documents for %d matches over the wire, want 3 for 3", r.DocsRead(), len(got))
+	}
+	if _, err := wire.LatestIDs(ctx, "jobs", latest, "finished_at; DROP", 3); err == nil {
+		t.Error("LatestIDs with a bad order path: no error")
+	}
+
+	direct := mongotest.Client(t, srv.InternalURI()).Database("rm")
+	if l, err := wirelookup.Probe(ctx, direct); err != nil || l != nil {
+		t.Errorf("probe of FerretDB without the proxy = %v, %v; want no Lookup, no error", l, err)
+	}
+}
+
+// sameIDs checks that every Lookup returns want (in any order).
+func sameIDs(t *testing.T, name string, want []string, call func(indexed.Lookup) ([]string, error), ls ...indexed.Lookup) {
+	t.Helper()
+	for i, l := range ls {
+		ids, err := call(l)
+		if err != nil {
+			t.Fatalf("%s (lookup %d): %v", name, i, err)
+		}
+		slices.Sort(ids)
+		if !slices.Equal(ids, want) {
+			t.Errorf("%s (lookup %d) = %v, want %v", name, i, ids, want)
+		}
+	}
+}
