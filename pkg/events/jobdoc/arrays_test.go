@@ -6,13 +6,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/avxrm/rm/pkg/embedded/mongotest"
 	"github.com/avxrm/rm/pkg/events"
-	"github.com/avxrm/rm/pkg/events/eventstest"
 	"github.com/avxrm/rm/pkg/events/indexed"
 	"github.com/avxrm/rm/pkg/events/indexed/ferretlookup"
 	"github.com/avxrm/rm/pkg/events/jobdoc"
-	"github.com/avxrm/rm/pkg/events/outbox"
 	"github.com/google/go-cmp/cmp"
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
@@ -26,13 +23,8 @@ import (
 // job that changed meanwhile goes through Update.
 func TestArrayCounts(t *testing.T) {
 	ctx := context.Background()
-	uri, srv := mongotest.Start(t)
-	db := mongotest.Client(t, uri).Database("rm")
-	js := eventstest.Run(t)
-	ob := outbox.New(events.NewPublisher(js), nil)
-	api := jobdoc.New(db, ob, jobdoc.API, "/api")
-	sched := jobdoc.New(db, ob, jobdoc.Scheduler, "/scheduler")
-	launcher := jobdoc.New(db, ob, jobdoc.Launcher, "/launcher")
+	w := startWriters(t)
+	db, srv, api, sched, launcher := w.db, w.srv, w.api, w.sched, w.launcher
 	if err := srv.EnsureIDIndex(ctx, "rm", jobdoc.Collection); err != nil {
 		t.Fatal(err)
 	}

@@ -6,12 +6,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/avxrm/rm/pkg/embedded/ferretembed"
 	"github.com/avxrm/rm/pkg/embedded/mongotest"
 	"github.com/avxrm/rm/pkg/events"
 	"github.com/avxrm/rm/pkg/events/eventstest"
 	"github.com/avxrm/rm/pkg/events/jobdoc"
 	"github.com/avxrm/rm/pkg/events/outbox"
+	"github.com/nats-io/nats.go/jetstream"
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
 )
 
 // TestStore runs a job of 2,500 workers through the three writers' stores
@@ -20,13 +23,8 @@ import (
 // changing another's field is refused, and a deletion removes the chunks.
 func TestStore(t *testing.T) {
 	ctx := context.Background()
-	uri, _ := mongotest.Start(t)
-	db := mongotest.Client(t, uri).Database("rm")
-	js := eventstest.Run(t)
-	ob := outbox.New(events.NewPublisher(js), nil)
-	api := jobdoc.New(db, ob, jobdoc.API, "/api")
-	sched := jobdoc.New(db, ob, jobdoc.Scheduler, "/scheduler")
-	launcher := jobdoc.New(db, ob, jobdoc.Launcher, "/launcher", jobdoc.WithAttempts(1))
+	w := startWriters(t, jobdoc.WithAttempts(1))
+	db, js, api, sched, launcher := w.db, w.js, w.api, w.sched, w.launcher
 
 	const workers = 2500
 	now := time.Now().UTC().Truncate(time.Millisecond)
@@ -121,5 +119,26 @@ func TestStore(t *testing.T) {
 	}
 	if _, err := api.Get(ctx, "job-1"); !errors.Is(err, jobdoc.ErrNotFound) {
 		t.Errorf("Get after Delete: %v", err)
+	}
+}
+
+// writers are the three writers' stores of one real FerretDB and JetStream.
+type writers struct {
+	db                   *mongo.Database
+	srv                  *ferretembed.Server
+	js                   jetstream.JetStream
+	api, sched, launcher *jobdoc.Store
+}
+
+func startWriters(t *testing.T, launcherOpts ...jobdoc.Option) writers {
+	uri, srv := mongotest.Start(t)
+	db := mongotest.Client(t, uri).Database("rm")
+	js := eventstest.Run(t)
+	ob := outbox.New(events.NewPublisher(js), nil)
+	return writers{
+		db: db, srv: srv, js: js,
+		api:      jobdoc.New(db, ob, jobdoc.API, "/api"),
+		sched:    jobdoc.New(db, ob, jobdoc.Scheduler, "/scheduler"),
+		launcher: jobdoc.New(db, ob, jobdoc.Launcher, "/launcher", launcherOpts...),
 	}
 }
