@@ -69,27 +69,8 @@ func TestMatchingIDsReadsOnlyTheMatches(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sdb, err := srv.OpenSQLite("rm")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sdb.Close()
 	q, args := ferretembed.MatchSQL(table, activeWhere, activeResidual)
-	rows, err := sdb.QueryContext(ctx, "EXPLAIN QUERY PLAN "+q, args...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	var plan []string
-	for rows.Next() {
-		var id, parent, unused int
-		var detail string
-		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
-			t.Fatal(err)
-		}
-		plan = append(plan, detail)
-	}
-	joined := strings.Join(plan, "; ")
+	joined := sqlitePlan(ctx, t, srv, "rm", q, args...)
 	if !strings.Contains(joined, "USING INDEX avxrm_field_") || strings.Contains(joined, "SCAN") {
 		t.Errorf("plan of %q = %q, want a search of the avxrm_field_ index and no scan", q, joined)
 	}

@@ -40,44 +40,32 @@ var keyMaxTimeMS = []byte("maxTimeMS\x00")
 // OP_MSG command document (and then without its checksum), or msg itself
 // when there is none or the message is not an OP_MSG that can be parsed.
 func stripMaxTimeMS(msg []byte) []byte {
-	le := binary.LittleEndian
-	if len(msg) < headerLen+5 || le.Uint32(msg[12:16]) != opMsg || !bytes.Contains(msg, keyMaxTimeMS) {
+	if !bytes.Contains(msg, keyMaxTimeMS) {
 		return msg
 	}
-	flags := le.Uint32(msg[16:20])
-	end := len(msg)
-	if flags&flagChecksumPresent != 0 {
-		end -= 4
+	body, end := opMsgBody(msg)
+	if body < 0 {
+		return msg
 	}
-	for i := headerLen + 4; i < end; {
-		n, ok := int32At(msg[:end], i+1)
-		if !ok || n < 5 || i+1+n > end {
-			return msg
-		}
-		if msg[i] != 0 { // a document sequence
-			i += 1 + n
+	els, _, err := elements(msg[:end], body)
+	if err != nil {
+		return msg
+	}
+	for _, e := range els {
+		if e.key != "maxTimeMS" {
 			continue
 		}
-		body := i + 1
-		els, _, err := elements(msg[:end], body)
-		if err != nil {
-			return msg
-		}
-		for _, e := range els {
-			if e.key != "maxTimeMS" {
-				continue
-			}
-			start := e.off - len(e.key) - 2 // type byte, key, NUL
-			stop := e.off + len(e.value.Data)
-			out := make([]byte, 0, end-(stop-start))
-			out = append(out, msg[:start]...)
-			out = append(out, msg[stop:end]...)
-			le.PutUint32(out[body:], uint32(n-(stop-start)))
-			le.PutUint32(out[0:], uint32(len(out)))
-			le.PutUint32(out[16:], flags&^uint32(flagChecksumPresent))
-			return out
-		}
-		return msg
+		le := binary.LittleEndian
+		n, _ := int32At(msg, body)
+		start := e.off - len(e.key) - 2 // type byte, key, NUL
+		stop := e.off + len(e.value.Data)
+		out := make([]byte, 0, end-(stop-start))
+		out = append(out, msg[:start]...)
+		out = append(out, msg[stop:end]...)
+		le.PutUint32(out[body:], uint32(n-(stop-start)))
+		le.PutUint32(out[0:], uint32(len(out)))
+		le.PutUint32(out[16:], le.Uint32(msg[16:20])&^uint32(flagChecksumPresent))
+		return out
 	}
 	return msg
 }

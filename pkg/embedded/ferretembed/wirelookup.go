@@ -127,25 +127,37 @@ func wireLookupError(id int32, msg string) []byte {
 // opMsgCommand returns the command document (the kind-0 section) of an
 // OP_MSG message, or nil.
 func opMsgCommand(msg []byte) []byte {
-	le := binary.LittleEndian
-	if len(msg) < headerLen+5 || le.Uint32(msg[12:16]) != opMsg {
+	body, _ := opMsgBody(msg)
+	if body < 0 {
 		return nil
 	}
-	end := len(msg)
+	n, _ := int32At(msg, body)
+	return msg[body : body+n]
+}
+
+// opMsgBody returns the offset of the command document of an OP_MSG
+// message and where its sections end (before a checksum); body is -1 when
+// msg is no OP_MSG or its sections cannot be parsed.
+func opMsgBody(msg []byte) (body, end int) {
+	le := binary.LittleEndian
+	if len(msg) < headerLen+5 || le.Uint32(msg[12:16]) != opMsg {
+		return -1, 0
+	}
+	end = len(msg)
 	if le.Uint32(msg[16:20])&flagChecksumPresent != 0 {
 		end -= 4
 	}
 	for i := headerLen + 4; i < end; {
 		n, ok := int32At(msg[:end], i+1)
 		if !ok || n < 5 || i+1+n > end {
-			return nil
+			return -1, 0
 		}
 		if msg[i] == 0 {
-			return msg[i+1 : i+1+n]
+			return i + 1, end
 		}
 		i += 1 + n
 	}
-	return nil
+	return -1, 0
 }
 
 // InternalURI returns FerretDB's own address, which bypasses the proxy
