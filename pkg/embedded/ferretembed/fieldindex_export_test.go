@@ -2,3 +2,4 @@ package ferretembed
 
 // MatchSQL is the query MatchingIDs runs, for the plan test.
 var MatchSQL = matchSQL
+var FieldExpr = fieldExpr

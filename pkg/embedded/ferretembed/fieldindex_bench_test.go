@@ -1,0 +1,172 @@
+package ferretembed_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"testing"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+
+	"github.com/avxrm/rm/pkg/embedded/ferretembed"
+	"github.com/avxrm/rm/pkg/embedded/mongotest"
+)
+
+// serviceIndexKeys are the keys of the indexes the services' reads make
+// on the jobs collection (services/scheduler term.go and pending.go, the
+// launcher, the API's usage, jobdoc.ArrayJobs); the two ending in
+// finished_at are LatestIDs'.
+var serviceIndexKeys = [][]string{
+	{"status"}, {"cleanup_requested", "cleaned_at"}, {"post_controller.status"},
+	{"queue_id", "status"}, {"array_id", "status"},
+	{"queue_id", "application.id", "status", "finished_at"},
+	{"queue_id", "application.name", "application.version", "status", "finished_at"},
+}
+
+// BenchmarkUpdateWithFieldIndexes measures one updateOne by _id of a
+// job-like document, which changes its status, without MatchingIDs'
+// expression indexes and with the ones the services' reads make: SQLite
+// updates every index on each write, so the difference is what they cost
+// the write path (ns/op, and the write lock held per write,
+// held-µs/write).
+//
+//	go test -run '^$' -bench UpdateWithFieldIndexes -benchtime 1000x ./ferretembed/
+func BenchmarkUpdateWithFieldIndexes(b *testing.B) {
+	const docs = 2_000
+	ctx := context.Background()
+	uri, srv := mongotest.Start(b)
+	db := mongotest.Client(b, uri).Database("bench")
+	for _, idx := range []string{"none", "services"} {
+		seedJobs(ctx, b, db.Collection(idx), docs)
+		if err := srv.EnsureIDIndex(ctx, "bench", idx); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for _, key := range serviceIndexKeys { // made as the services' reads make them
+		var where []ferretembed.FieldCond
+		for _, p := range key {
+			where = append(where, ferretembed.FieldCond{Path: p, In: []any{"x"}})
+		}
+		var err error
+		if last := len(key) - 1; key[last] == "finished_at" {
+			_, err = srv.LatestIDs(ctx, "bench", "services", where[:last], key[last], 5)
+		} else {
+			_, err = srv.MatchingIDs(ctx, "bench", "services", where, nil)
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	for _, idx := range []string{"none", "services"} {
+		b.Run("indexes="+idx, func(b *testing.B) {
+			coll := db.Collection(idx)
+			rnd := rand.New(rand.NewPCG(1, 2))
+			before := srv.WriteStats()
+			b.ResetTimer()
+			for i := range b.N {
+				id := docID(rnd.IntN(docs))
+				res, err := coll.UpdateOne(ctx, bson.D{{Key: "_id", Value: id}},
+					bson.D{{Key: "$set", Value: bson.D{{Key: "status", Value: []string{"pending", "running"}[i%2]}, {Key: "n", Value: i}}}})
+				if err != nil || res.MatchedCount != 1 {
+					b.Fatalf("UpdateOne(%s) = %+v, %v", id, res, err)
+				}
+			}
+			b.StopTimer()
+			after := srv.WriteStats()
+			if n := after.Commands - before.Commands; n > 0 {
+				b.ReportMetric(float64((after.Held-before.Held).Microseconds())/float64(n), "held-µs/write")
+			}
+		})
+	}
+}
+
+// seedJobs inserts n documents shaped like the services' jobs.
+func seedJobs(ctx context.Context, b *testing.B, coll *mongo.Collection, n int) {
+	b.Helper()
+	payload := strings.Repeat("x", 1_000)
+	docs := make([]any, 0, n)
+	for i := range n {
+		docs = append(docs, bson.D{
+			{Key: "_id", Value: docID(i)}, {Key: "status", Value: "pending"},
+			{Key: "queue_id", Value: fmt.Sprintf("q%d", i%10)},
+			{Key: "application", Value: bson.D{{Key: "id", Value: "app"}, {Key: "name", Value: "app"}, {Key: "version", Value: "1"}}},
+			{Key: "post_controller", Value: bson.D{{Key: "status", Value: "none"}}},
+			{Key: "n", Value: 0}, {Key: "payload", Value: payload},
+		})
+	}
+	if _, err := coll.InsertMany(ctx, docs); err != nil {
+		b.Fatalf("seed %s: %v", coll.Name(), err)
+	}
+}
+
+// BenchmarkSQLiteUpdateWithFieldIndexes is the same write as
+// BenchmarkUpdateWithFieldIndexes made in SQLite alone (an UPDATE of one
+// row's sjson by its _id index, in a table of the store's file made for
+// the benchmark), so FerretDB's and the proxy's share does not hide the
+// indexes' one.
+func BenchmarkSQLiteUpdateWithFieldIndexes(b *testing.B) {
+	const docs = 2_000
+	ctx := context.Background()
+	uri, srv := mongotest.Start(b)
+	db := mongotest.Client(b, uri).Database("bench")
+	seedJobs(ctx, b, db.Collection("jobs"), docs)
+	table, err := srv.TableName(ctx, "bench", "jobs")
+	if err != nil {
+		b.Fatal(err)
+	}
+	sdb, err := srv.OpenSQLite("bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer sdb.Close()
+	id := ferretembed.FieldExpr("_id")
+	for _, idx := range []string{"none", "services"} {
+		t := "micro_" + idx
+		stmts := []string{
+			fmt.Sprintf(`CREATE TABLE %s AS SELECT * FROM "%s"`, t, table),
+			fmt.Sprintf(`CREATE UNIQUE INDEX %s_id ON %s (%s)`, t, t, id),
+		}
+		for i, k := range serviceIndexKeys {
+			if idx == "none" {
+				break
+			}
+			var exprs []string
+			for _, p := range k {
+				exprs = append(exprs, ferretembed.FieldExpr(p))
+			}
+			stmts = append(stmts, fmt.Sprintf(`CREATE INDEX %s_%d ON %s (%s)`, t, i, t, strings.Join(exprs, ", ")))
+		}
+		for _, q := range stmts {
+			if _, err := sdb.ExecContext(ctx, q); err != nil {
+				b.Fatalf("%s: %v", q, err)
+			}
+		}
+	}
+	for _, idx := range []string{"none", "services"} {
+		b.Run("indexes="+idx, func(b *testing.B) {
+			q := fmt.Sprintf(`UPDATE micro_%s SET _ferretdb_sjson = json_set(_ferretdb_sjson, '$.status', ?, '$.n', ?) WHERE %s = ?`, idx, id)
+			rnd := rand.New(rand.NewPCG(1, 2))
+			// The WAL's frames (pages) per write, a count the load does not
+			// change: the WAL is emptied first and not checkpointed meanwhile.
+			for _, q := range []string{"PRAGMA wal_autocheckpoint = 0", "PRAGMA wal_checkpoint(TRUNCATE)"} {
+				if _, err := sdb.ExecContext(ctx, q); err != nil {
+					b.Fatalf("%s: %v", q, err)
+				}
+			}
+			b.ResetTimer()
+			for i := range b.N {
+				if _, err := sdb.ExecContext(ctx, q, []string{"pending", "running"}[i%2], i, docID(rnd.IntN(docs))); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			var busy, frames, done int
+			if err := sdb.QueryRowContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &frames, &done); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(float64(frames)/float64(b.N), "wal-frames/write")
+		})
+	}
+}
