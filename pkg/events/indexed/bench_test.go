@@ -46,7 +46,7 @@ func BenchmarkReadActive(b *testing.B) {
 				b.Run(mode, func(b *testing.B) {
 					r := &indexed.Reader{Coll: coll}
 					if mode == "lookup" {
-						r.Lookup = lookup{srv}
+						r.Lookup = lookup(srv)
 					}
 					for b.Loop() {
 						got, err := r.Find(ctx, f)

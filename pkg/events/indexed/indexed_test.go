@@ -13,27 +13,12 @@ import (
 	"github.com/avxrm/rm/pkg/embedded/ferretembed"
 	"github.com/avxrm/rm/pkg/embedded/mongotest"
 	"github.com/avxrm/rm/pkg/events/indexed"
+	"github.com/avxrm/rm/pkg/events/indexed/ferretlookup"
 )
 
 // lookup is what the all-in-one gives the services: the embedded store's
 // MatchingIDs on database "rm".
-type lookup struct{ srv *ferretembed.Server }
-
-func (l lookup) MatchingIDs(ctx context.Context, coll string, where, residual []indexed.Cond) ([]string, error) {
-	return l.srv.MatchingIDs(ctx, "rm", coll, conv(where), conv(residual))
-}
-
-func (l lookup) LatestIDs(ctx context.Context, coll string, where []indexed.Cond, orderPath string, limit int) ([]string, error) {
-	return l.srv.LatestIDs(ctx, "rm", coll, conv(where), orderPath, limit)
-}
-
-func conv(cs []indexed.Cond) []ferretembed.FieldCond {
-	out := make([]ferretembed.FieldCond, len(cs))
-	for i, c := range cs {
-		out[i] = ferretembed.FieldCond(c)
-	}
-	return out
-}
+func lookup(srv *ferretembed.Server) indexed.Lookup { return ferretlookup.New(srv, "rm") }
 
 // startJobs starts the embedded store with the _id index on rm.jobs, as the
 // all-in-one has it.
@@ -79,7 +64,7 @@ func TestHotReadSkipsFinishedJobs(t *testing.T) {
 	}
 	want := []string{"c", "held", "p", "r"}
 	for name, r := range map[string]*indexed.Reader{
-		"lookup": {Coll: coll, Lookup: lookup{srv}},
+		"lookup": {Coll: coll, Lookup: lookup(srv)},
 		"store":  {Coll: coll},
 	} {
 		got, err := indexed.FindAll[struct {
@@ -100,7 +85,7 @@ func TestHotReadSkipsFinishedJobs(t *testing.T) {
 			t.Errorf("%s: read %d documents for %d matches", name, n, len(want))
 		}
 	}
-	r := &indexed.Reader{Coll: coll, Lookup: lookup{srv}}
+	r := &indexed.Reader{Coll: coll, Lookup: lookup(srv)}
 	ids, err := r.IDs(ctx, active)
 	if err != nil {
 		t.Fatal(err)
@@ -130,7 +115,7 @@ func TestLatestReadsOnlyTheLatest(t *testing.T) {
 	where := indexed.Clause{{Path: "queue_id", In: []any{"q"}}, {Path: "status", In: []any{"succeeded", "failed"}}}
 	// Even i on q; i%3 != 2 finished: 1998 (i%3=0), 1996 (1), 1994 (2, running: no), 1992 (0).
 	want := []string{"j1998", "j1996", "j1992"}
-	for name, r := range map[string]*indexed.Reader{"lookup": {Coll: coll, Lookup: lookup{srv}}, "store": {Coll: coll}} {
+	for name, r := range map[string]*indexed.Reader{"lookup": {Coll: coll, Lookup: lookup(srv)}, "store": {Coll: coll}} {
 		got, err := r.Latest(ctx, where, "finished_at", 3)
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
