@@ -15,16 +15,27 @@ import (
 // (the embedded store's proxy does; MongoDB does not and needs none),
 // retrying while it cannot be reached, until ctx ends.
 func probeLookup(ctx context.Context, db *mongo.Database, log *slog.Logger) (indexed.Lookup, error) {
+	var l indexed.Lookup
+	err := untilReady(ctx, log, "store not ready for the reads-by-index probe; retrying", func() (err error) {
+		l, err = wirelookup.Probe(ctx, db)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	log.Info("store reads by index", "over_the_wire", l != nil)
+	return l, nil
+}
+
+// untilReady calls try until it succeeds or ctx ends, a second apart,
+// logging warn with each failure: for a part that may still be starting.
+func untilReady(ctx context.Context, log *slog.Logger, warn string, try func() error) error {
 	for {
-		l, err := wirelookup.Probe(ctx, db)
-		if err == nil {
-			log.Info("store reads by index", "over_the_wire", l != nil)
-			return l, nil
+		err := try()
+		if err == nil || ctx.Err() != nil {
+			return err
 		}
-		if ctx.Err() != nil {
-			return nil, err
-		}
-		log.Warn("store not ready for the reads-by-index probe; retrying", "err", err)
+		log.Warn(warn, "err", err)
 		select {
 		case <-ctx.Done():
 		case <-time.After(time.Second):

@@ -242,18 +242,9 @@ func run(ctx context.Context, svc *Service, c *common, log *slog.Logger) error {
 		return fmt.Errorf("jetstream: %w", err)
 	}
 	// NATS may still be starting: retry until it answers or ctx ends.
-	for {
-		err = events.EnsureStreams(ctx, js, c.eventsMaxAge, c.eventsReplicas)
-		if err == nil || ctx.Err() != nil {
-			break
-		}
-		log.Warn("event streams not ready; retrying", "err", err)
-		select {
-		case <-ctx.Done():
-		case <-time.After(time.Second):
-		}
-	}
-	if err != nil {
+	if err := untilReady(ctx, log, "event streams not ready; retrying", func() error {
+		return events.EnsureStreams(ctx, js, c.eventsMaxAge, c.eventsReplicas)
+	}); err != nil {
 		return err
 	}
 	lookup, err := probeLookup(ctx, mc.Database(c.mongoDB), log)
