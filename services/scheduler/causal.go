@@ -35,9 +35,11 @@ func (t *term) noteEndSeen(typ, id string) {
 }
 
 // publishUnseenEnds publishes the unsent events of the jobs whose own lease
-// this pass may release and whose end was not seen in the stream.
+// this pass may release and whose end was not seen in the stream. It runs
+// every pass, so it walks the leases as they are (Holders would sort a copy
+// of them): the order among different jobs' ends does not matter.
 func (t *term) publishUnseenEnds(ctx context.Context) error {
-	for _, h := range t.ledger.Holders() {
+	for h := range t.ledger.Leases {
 		if isReplicaHolder(h) || isPostControllerHolder(h) || t.endSeen[h] || !releasable(t.jobs, h) {
 			continue
 		}

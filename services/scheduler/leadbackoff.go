@@ -1,6 +1,10 @@
 package scheduler
 
-import "time"
+import (
+	"time"
+
+	"github.com/avxrm/rm/pkg/events/backoff"
+)
 
 // A leadership that ends before it took over (raising the ledger's epoch,
 // attaching the consumer or the first resync failed) used to be followed by
@@ -17,18 +21,12 @@ const (
 	leadBackoffMax = time.Minute
 )
 
-// leadBackoff is the wait before the next campaign. Run's.
-type leadBackoff struct {
-	wait time.Duration // after the next failed takeover
-}
-
-// next returns how long to wait after a leadership that ended, given
-// whether it took over, and never less than renew.
-func (b *leadBackoff) next(tookOver bool, renew time.Duration) time.Duration {
+// campaignWait returns how long to wait after a leadership that ended,
+// given whether it took over, and never less than renew; b is Run's.
+func campaignWait(b *backoff.Doubling, tookOver bool, renew time.Duration) time.Duration {
 	if tookOver {
-		b.wait = 0
+		b.Succeeded()
 		return renew
 	}
-	b.wait = min(max(2*b.wait, leadBackoffMin), leadBackoffMax)
-	return max(b.wait, renew)
+	return max(b.Failed(time.Now()), renew)
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/avxrm/rm/pkg/events"
+	"github.com/avxrm/rm/pkg/events/backoff"
 	"github.com/avxrm/rm/pkg/events/indexed"
 	"github.com/avxrm/rm/services/scheduler/internal/lease"
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -42,7 +43,7 @@ type estimator struct {
 	written map[string][]pendingEstimate // the snapshot last written, by queue id; the computation's
 	runs    map[string]*runHistory       // by historyKey
 	lags    map[string]*queueLags        // by queue id
-	reads   readBackoff                  // the history reads (lastFinished); the loop's
+	reads   backoff.Doubling             // the history reads (lastFinished, readbackoff.go); the loop's
 }
 
 // queueLags are the recent lags of a queue's finished jobs: admitted_at to
@@ -61,7 +62,8 @@ type runHistory struct {
 }
 
 func newEstimator() *estimator {
-	return &estimator{written: map[string][]pendingEstimate{}, runs: map[string]*runHistory{}, lags: map[string]*queueLags{}}
+	return &estimator{written: map[string][]pendingEstimate{}, runs: map[string]*runHistory{}, lags: map[string]*queueLags{},
+		reads: backoff.Doubling{Min: readBackoffMin, Max: readBackoffMax}}
 }
 
 // historyKey names an application on a queue.
@@ -155,7 +157,7 @@ func (t *term) loadHistory(ctx context.Context, j *events.Job) *runHistory {
 		h = &runHistory{}
 		t.est.runs[key] = h
 	}
-	if h.loaded || !t.est.reads.may(t.s.deps.Now()) {
+	if h.loaded || !t.est.reads.May(t.s.deps.Now()) {
 		return h
 	}
 	app := []indexed.Cond{{Path: "application.id", In: []any{j.Application.ID}}}
@@ -164,11 +166,11 @@ func (t *term) loadHistory(ctx context.Context, j *events.Job) *runHistory {
 	}
 	done, err := t.lastFinished(ctx, j.QueueID, app...)
 	if err != nil {
-		wait := t.est.reads.failed(t.s.deps.Now())
+		wait := t.est.reads.Failed(t.s.deps.Now())
 		t.log.Warn("read run history for start estimates; trying again later", "queue", j.QueueID, "err", err, "retry_in", wait)
 		return h
 	}
-	t.est.reads.succeeded()
+	t.est.reads.Succeeded()
 	loaded := &runHistory{loaded: true}
 	for _, d := range done {
 		if r, ok := ranFor(d); ok {
@@ -217,13 +219,13 @@ func (t *term) lastFinished(ctx context.Context, queueID string, app ...indexed.
 func (t *term) lags(ctx context.Context) lagFunc {
 	return func(queueID string) (time.Duration, time.Duration) {
 		l := t.est.lagsOf(queueID)
-		if !l.loaded && t.est.reads.may(t.s.deps.Now()) {
+		if !l.loaded && t.est.reads.May(t.s.deps.Now()) {
 			done, err := t.lastFinished(ctx, queueID)
 			if err != nil {
-				wait := t.est.reads.failed(t.s.deps.Now())
+				wait := t.est.reads.Failed(t.s.deps.Now())
 				t.log.Warn("read lags for start estimates; trying again later", "queue", queueID, "err", err, "retry_in", wait)
 			} else {
-				t.est.reads.succeeded()
+				t.est.reads.Succeeded()
 				fresh := &queueLags{loaded: true}
 				for _, j := range done {
 					if d, ok := ranFor(j); ok {

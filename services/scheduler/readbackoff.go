@@ -12,28 +12,9 @@ import "time"
 // one more full scan running in the store: the scans piled up until the
 // store answered no one (docs/faults.md, the wedged run). So after a failed
 // read no history read is tried again before a back-off that doubles, from
-// readBackoffMin up to readBackoffMax; meanwhile the estimates rest on what
+// readBackoffMin up to readBackoffMax (estimator.reads); meanwhile the estimates rest on what
 // the events brought, or say unknown.
 const (
 	readBackoffMin = 5 * time.Second
 	readBackoffMax = 2 * time.Minute
 )
-
-// readBackoff spaces out the history reads after failures. The loop's.
-type readBackoff struct {
-	next time.Time     // no read before
-	wait time.Duration // the back-off after the next failure
-}
-
-// may reports whether a read may be tried at now.
-func (b *readBackoff) may(now time.Time) bool { return !now.Before(b.next) }
-
-// failed records a failed read at now and returns how long reads now wait.
-func (b *readBackoff) failed(now time.Time) time.Duration {
-	b.wait = min(max(2*b.wait, readBackoffMin), readBackoffMax)
-	b.next = now.Add(b.wait)
-	return b.wait
-}
-
-// succeeded ends the back-off.
-func (b *readBackoff) succeeded() { b.wait, b.next = 0, time.Time{} }

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/avxrm/rm/pkg/events"
+	"github.com/avxrm/rm/pkg/events/backoff"
 	"github.com/avxrm/rm/pkg/events/elect"
 	"github.com/avxrm/rm/pkg/events/indexed"
 	"github.com/avxrm/rm/pkg/events/jobdoc"
@@ -173,7 +174,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	if renew == 0 {
 		renew = time.Second
 	}
-	var backoff leadBackoff
+	takeoverWaits := backoff.Doubling{Min: leadBackoffMin, Max: leadBackoffMax}
 	for {
 		rev, err := s.elector.Campaign(ctx)
 		if err != nil {
@@ -204,7 +205,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		}
 		// Let another candidate win what this one just lost to a fault, and
 		// after failed takeovers wait longer (leadbackoff.go).
-		wait := backoff.next(s.takeovers.Load() != takeovers, renew)
+		wait := campaignWait(&takeoverWaits, s.takeovers.Load() != takeovers, renew)
 		s.log.Warn("stepped down", "epoch", epoch, "err", err, "campaign_in", wait)
 		select {
 		case <-ctx.Done():

@@ -125,23 +125,36 @@ func (s *Store) read(ctx context.Context, id string, withInstances bool) (read, 
 	if err != nil {
 		return read{}, fmt.Errorf("read job %s: %w", id, err)
 	}
-	var env outbox.Envelope
-	if err := bson.Unmarshal(raw, &env); err != nil {
+	r, deleted, err := decodeRead(raw)
+	if err != nil {
 		return read{}, fmt.Errorf("decode job %s: %w", id, err)
 	}
-	if env.Deleted {
+	if deleted {
 		return read{}, fmt.Errorf("job %s: %w", id, ErrNotFound)
 	}
-	var j events.Job
-	if err := bson.Unmarshal(raw, &j); err != nil {
-		return read{}, fmt.Errorf("decode job %s: %w", id, err)
-	}
 	if withInstances {
-		if j.Instances, err = s.loadInstances(ctx, &j); err != nil {
+		if r.job.Instances, err = s.loadInstances(ctx, r.job); err != nil {
 			return read{}, err
 		}
 	}
-	return read{job: &j, pending: env.Outbox}, nil
+	return r, nil
+}
+
+// decodeRead decodes a stored job with the outbox entries it carries;
+// deleted is true for a tombstone (and r is then empty).
+func decodeRead(raw bson.Raw) (r read, deleted bool, err error) {
+	var env outbox.Envelope
+	if err := bson.Unmarshal(raw, &env); err != nil {
+		return read{}, false, err
+	}
+	if env.Deleted {
+		return read{}, true, nil
+	}
+	var j events.Job
+	if err := bson.Unmarshal(raw, &j); err != nil {
+		return read{}, false, err
+	}
+	return read{job: &j, pending: env.Outbox}, false, nil
 }
 
 // Create stores a new job with the events of types.
@@ -192,8 +205,6 @@ func (s *Store) Update(ctx context.Context, id string, change Mutator) (*events.
 }
 
 func (s *Store) write(ctx context.Context, r read, j *events.Job, now time.Time, types []string) error {
-	deriveFinished(j, now)
-	j.Warnings = Warnings(j)
 	if s.writer == Launcher {
 		j.InstanceCounts = Counts(j.Instances)
 		n, err := s.writeInstances(ctx, r.job, j)
@@ -202,13 +213,21 @@ func (s *Store) write(ctx context.Context, r read, j *events.Job, now time.Time,
 		}
 		j.InstanceChunks = n
 	}
-	j.Version = r.job.Version + 1
-	j.UpdatedAt = now
-	evs, err := s.eventsOf(j, types)
+	evs, err := s.stamp(r.job, j, now, types)
 	if err != nil {
 		return err
 	}
 	return s.ob.Replace(ctx, s.jobs, j.ID, r.job.Version, j.Version, r.pending, j, evs...)
+}
+
+// stamp completes j, changed at now from before, for its write (Update's
+// and UpdateMatching's): the derived Finished condition and warnings, the
+// next version, and the events of types.
+func (s *Store) stamp(before, j *events.Job, now time.Time, types []string) ([]events.Event, error) {
+	deriveFinished(j, now)
+	j.Warnings = Warnings(j)
+	j.Version, j.UpdatedAt = before.Version+1, now
+	return s.eventsOf(j, types)
 }
 
 // Delete applies change (the requests a deletion implies) to job id and

@@ -28,15 +28,11 @@ func (s *Store) UpdateMatching(ctx context.Context, filter bson.D, change Mutato
 	}
 	var reads []read
 	for cur.Next(ctx) {
-		var env outbox.Envelope
-		var j events.Job
-		if err := bson.Unmarshal(cur.Current, &env); err != nil {
+		r, _, err := decodeRead(cur.Current) // tombstones are filtered out
+		if err != nil {
 			return 0, fmt.Errorf("decode job: %w", err)
 		}
-		if err := bson.Unmarshal(cur.Current, &j); err != nil {
-			return 0, fmt.Errorf("decode job: %w", err)
-		}
-		reads = append(reads, read{job: &j, pending: env.Outbox})
+		reads = append(reads, r)
 	}
 	if err := cur.Err(); err != nil {
 		return 0, fmt.Errorf("find jobs to update: %w", err)
@@ -58,10 +54,7 @@ func (s *Store) UpdateMatching(ctx context.Context, filter bson.D, change Mutato
 		if err := Check(s.writer, r.job, j); err != nil {
 			return 0, err
 		}
-		deriveFinished(j, now)
-		j.Warnings = Warnings(j)
-		j.Version, j.UpdatedAt = r.job.Version+1, now
-		evs, err := s.eventsOf(j, types)
+		evs, err := s.stamp(r.job, j, now, types)
 		if err != nil {
 			return 0, err
 		}
@@ -89,21 +82,19 @@ func (s *Store) settleMatching(ctx context.Context, changed []*events.Job, confl
 		}
 	}
 	for i := range retry {
-		before, err := s.Get(ctx, changed[i].ID)
+		wrote := false // the last call of change, the one Update stored, changed something
+		_, err := s.Update(ctx, changed[i].ID, func(j *events.Job, now time.Time) ([]string, error) {
+			types, err := change(j, now)
+			wrote = len(types) > 0
+			return types, err
+		})
 		if errors.Is(err, ErrNotFound) {
 			continue
 		}
 		if err != nil {
 			return n, err
 		}
-		after, err := s.Update(ctx, changed[i].ID, change)
-		if errors.Is(err, ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return n, err
-		}
-		if after.Version != before.Version {
+		if wrote {
 			n++
 		}
 	}

@@ -12,27 +12,10 @@ import "time"
 // (ferretembed/maxtime.go): after a store restart the scans piled up until
 // it answered no one (docs/faults.md). So a failed sweep is tried again
 // only after a back-off that doubles from minSweepBackoff (or the interval,
-// if longer) up to maxSweepBackoff. Unsent events of a dead writer wait
-// that much longer; nothing else depends on the sweep.
+// if longer) up to maxSweepBackoff (a backoff.Doubling, Run's own). Unsent
+// events of a dead writer wait that much longer; nothing else depends on
+// the sweep.
 const (
 	minSweepBackoff = 5 * time.Second
 	maxSweepBackoff = 2 * time.Minute
 )
-
-// sweepBackoff spaces out the relay's sweeps after failures. Run's own.
-type sweepBackoff struct {
-	next time.Time     // no sweep before
-	wait time.Duration // the last back-off
-}
-
-func (b *sweepBackoff) may(now time.Time) bool { return !now.Before(b.next) }
-
-// after records the outcome of a sweep that ended at now.
-func (b *sweepBackoff) after(err error, now time.Time, interval time.Duration) {
-	if err == nil {
-		b.wait, b.next = 0, time.Time{}
-		return
-	}
-	b.wait = min(max(2*b.wait, minSweepBackoff, interval), maxSweepBackoff)
-	b.next = now.Add(b.wait)
-}

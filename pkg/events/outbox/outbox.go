@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/avxrm/rm/pkg/events"
+	"github.com/avxrm/rm/pkg/events/backoff"
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -258,13 +259,13 @@ func (o *Outbox) staleAfter(interval time.Duration) time.Duration {
 // Run, the relay, sweeps at once; then every interval it publishes again
 // what this instance failed to publish, stores its checkpoint, and sweeps
 // when another instance's checkpoint has gone stale or a sweep failed (a
-// failed sweep only after a back-off, see sweepBackoff), until ctx ends.
+// failed sweep only after a back-off, see backoff.go), until ctx ends.
 func (o *Outbox) Run(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	staleAfter := o.staleAfter(interval)
 	sweep := true
-	var backoff sweepBackoff
+	sweeps := backoff.Doubling{Min: max(minSweepBackoff, interval), Max: maxSweepBackoff}
 	for {
 		n, err := o.retryFailed(ctx)
 		if err == nil {
@@ -272,12 +273,16 @@ func (o *Outbox) Run(ctx context.Context, interval time.Duration) {
 			stale, err = o.renew(ctx, staleAfter)
 			sweep = sweep || stale
 		}
-		if err == nil && sweep && backoff.may(time.Now()) {
+		if err == nil && sweep && sweeps.May(time.Now()) {
 			var m int
 			m, err = o.sweep(ctx, staleAfter)
 			n += m
 			sweep = err != nil
-			backoff.after(err, time.Now(), interval)
+			if sweep {
+				sweeps.Failed(time.Now())
+			} else {
+				sweeps.Succeeded()
+			}
 		}
 		if n > 0 {
 			o.log.Info("outbox relay published unsent events", "events", n)

@@ -66,8 +66,8 @@ func (o *Outbox) ReplaceMany(ctx context.Context, coll *mongo.Collection, rs []R
 	return conflicts, nil
 }
 
-// replaceStored writes r as Replace does, without publishing: ok is false
-// on a version conflict (nothing stored, nothing in flight).
+// replaceStored writes r, without publishing, for Replace and ReplaceMany:
+// ok is false on a version conflict (nothing stored, nothing in flight).
 func (o *Outbox) replaceStored(ctx context.Context, coll *mongo.Collection, r Replacement) (*inflight, bool, error) {
 	entries, w, err := o.begin(ctx, coll, r.ID, false, r.Pending, r.Events)
 	if err != nil {
@@ -81,6 +81,9 @@ func (o *Outbox) replaceStored(ctx context.Context, coll *mongo.Collection, r Re
 	res, err := coll.ReplaceOne(ctx, bson.D{{Key: "_id", Value: r.ID}, {Key: VersionField, Value: r.PrevVersion}, NotDeleted()}, d)
 	if err != nil {
 		o.failed(w, err)
+		if mongo.IsDuplicateKeyError(err) {
+			err = ErrDuplicate
+		}
 		return nil, false, fmt.Errorf("replace in %s: %w", coll.Name(), err)
 	}
 	if res.MatchedCount == 0 {

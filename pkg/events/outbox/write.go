@@ -75,25 +75,11 @@ func (o *Outbox) Insert(ctx context.Context, coll *mongo.Collection, id any, ver
 // adding evs, then publishes evs (and the carried entries older than MinAge). ErrVersionConflict when the document
 // changed meanwhile.
 func (o *Outbox) Replace(ctx context.Context, coll *mongo.Collection, id any, prevVersion, version int64, pending []Entry, doc any, evs ...events.Event) error {
-	entries, w, err := o.begin(ctx, coll, id, false, pending, evs)
+	w, ok, err := o.replaceStored(ctx, coll, Replacement{ID: id, PrevVersion: prevVersion, Pending: pending, Doc: doc, Events: evs})
 	if err != nil {
 		return err
 	}
-	d, err := withEntries(doc, entries)
-	if err != nil {
-		o.done(w)
-		return err
-	}
-	res, err := coll.ReplaceOne(ctx, bson.D{{Key: "_id", Value: id}, {Key: VersionField, Value: prevVersion}, {Key: DeletedField, Value: bson.D{{Key: "$exists", Value: false}}}}, d)
-	if err != nil {
-		o.failed(w, err)
-		if mongo.IsDuplicateKeyError(err) {
-			return fmt.Errorf("replace in %s: %w", coll.Name(), ErrDuplicate)
-		}
-		return fmt.Errorf("replace in %s: %w", coll.Name(), err)
-	}
-	if res.MatchedCount == 0 {
-		o.done(w)
+	if !ok {
 		return ErrVersionConflict
 	}
 	o.flushAfterWrite(ctx, w)
