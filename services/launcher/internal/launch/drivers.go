@@ -58,6 +58,7 @@ type pooled struct {
 
 	mu   sync.Mutex
 	jobs map[string]map[driver.Ref]driver.Status // by Ref.JobID
+	live map[string]int                          // by Ref.JobID: instances not final
 }
 
 func newPool(factories map[string]driver.Factory, opts driver.Options, log *slog.Logger, onChange func(driver.Ref)) *pool {
@@ -95,7 +96,7 @@ func (pl *pool) get(ctx context.Context, p plugin) (*pooled, error) {
 	if err != nil {
 		return nil, err
 	}
-	pd = &pooled{plugin: p, d: d, jobs: map[string]map[driver.Ref]driver.Status{}}
+	pd = &pooled{plugin: p, d: d, jobs: map[string]map[driver.Ref]driver.Status{}, live: map[string]int{}}
 	list, err := d.List(ctx)
 	if err != nil {
 		_ = d.Close()
@@ -182,8 +183,15 @@ func (pd *pooled) put(st driver.Status) {
 		m = map[driver.Ref]driver.Status{}
 		pd.jobs[st.JobID] = m
 	}
-	if cur, ok := m[st.Ref]; ok && cur.State.Final() && !st.State.Final() {
+	cur, ok := m[st.Ref]
+	if ok && cur.State.Final() && !st.State.Final() {
 		return
+	}
+	switch {
+	case (!ok || cur.State.Final()) && !st.State.Final():
+		pd.live[st.JobID]++
+	case ok && !cur.State.Final() && st.State.Final():
+		pd.live[st.JobID]--
 	}
 	m[st.Ref] = st
 }
@@ -195,32 +203,22 @@ func (pd *pooled) forget(jobID string) {
 	pd.mu.Lock()
 	defer pd.mu.Unlock()
 	delete(pd.jobs, jobID)
+	delete(pd.live, jobID)
 }
 
 // settled reports whether every instance of job id that any driver knows
 // has reached a final state: nothing more of the job will end, so its
-// reconciliation need not wait for others (Service.changed). It reads the
-// cache and stops at the first instance not ended: while most of a job's
-// instances run it finds one at once; only the scans near its end go far.
+// reconciliation need not wait for others (Service.changed).
 func (pl *pool) settled(jobID string) bool {
 	for _, pd := range pl.all() {
-		if pd.anyLive(jobID) {
+		pd.mu.Lock()
+		n := pd.live[jobID]
+		pd.mu.Unlock()
+		if n > 0 {
 			return false
 		}
 	}
 	return true
-}
-
-// anyLive reports whether pd knows an instance of job id not ended.
-func (pd *pooled) anyLive(jobID string) bool {
-	pd.mu.Lock()
-	defer pd.mu.Unlock()
-	for _, st := range pd.jobs[jobID] {
-		if !st.State.Final() {
-			return true
-		}
-	}
-	return false
 }
 
 // observed is one instance as a driver reported it.

@@ -12,8 +12,8 @@ import (
 // ended instance does not bring it back, and a job no driver knows is settled.
 func TestPoolSettled(t *testing.T) {
 	pl := newPool(nil, driver.Options{}, nil, func(driver.Ref) {})
-	ctl := &pooled{jobs: map[string]map[driver.Ref]driver.Status{}}
-	wrk := &pooled{jobs: map[string]map[driver.Ref]driver.Status{}}
+	ctl := &pooled{jobs: map[string]map[driver.Ref]driver.Status{}, live: map[string]int{}}
+	wrk := &pooled{jobs: map[string]map[driver.Ref]driver.Status{}, live: map[string]int{}}
 	pl.drivers["ctl"], pl.drivers["wrk"] = ctl, wrk
 	ref := func(role driver.Role, i int) driver.Ref { return driver.Ref{JobID: "job-1", Role: role, Index: i} }
 	put := func(pd *pooled, r driver.Ref, s driver.State) { pd.put(driver.Status{Ref: r, State: s}) }
