@@ -18,7 +18,8 @@ import (
 //     end (instances' finished_at): the shell's exit, the local driver's
 //     wrapper writing the exit file, the driver's wait.
 //   - record: → the holder's finished_at: the launcher's reconciliation of
-//     the job (status batching, reading the job) up to its final write.
+//     the job (queued without the status batch once none of its instances
+//     runs, launch.Service.changed; reading the job) up to its final write.
 //   - admit: → the waiter's admitted_at: the final write's event reaching
 //     the scheduler, the release, the admission pass and its write.
 //   - spawn: → the waiter's first instance started_at: the admitted event

@@ -58,7 +58,11 @@ type pooled struct {
 
 	mu   sync.Mutex
 	jobs map[string]map[driver.Ref]driver.Status // by Ref.JobID
-	live map[string]int                          // by Ref.JobID: instances not final
+	// live counts, by Ref.JobID, the instances in jobs not final. It could
+	// be derived from jobs, but settled is asked on every status and a scan
+	// would be quadratic for a job of many ended instances (up to 100,000
+	// workers) that a driver keeps until cleanup and replays to a new watch.
+	live map[string]int
 }
 
 func newPool(factories map[string]driver.Factory, opts driver.Options, log *slog.Logger, onChange func(driver.Ref)) *pool {

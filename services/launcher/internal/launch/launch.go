@@ -186,8 +186,9 @@ const (
 
 // statusBatch is how long a driver's status change waits before its job is
 // reconciled, so that the instances of a job that start or end together are
-// recorded in one write rather than one each: every job write is two store
-// writes (instance chunk and job), serialized on the embedded store.
+// recorded in one write rather than one each: a job write that records
+// instances is two store writes or more (each changed chunk of 1,000
+// instances, then the job), serialized on the embedded store.
 const statusBatch = 50 * time.Millisecond
 
 // changed is called by the pool for every status a driver reports. A job

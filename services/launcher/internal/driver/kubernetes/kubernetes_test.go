@@ -111,6 +111,38 @@ func runPod(ctx context.Context, cs *fake.Clientset, p *corev1.Pod) {
 	})
 }
 
+// watchFake makes a driver on a fake API server (no kubelet: the test sets
+// pod statuses) and watches it; await waits up to 10 s for a status of ref
+// that ok accepts, skipping others.
+func watchFake(t *testing.T) (*fake.Clientset, *kubernetes.Driver, <-chan driver.Status, func(ref driver.Ref, what string, ok func(driver.Status) bool) driver.Status) {
+	t.Helper()
+	cs := fake.NewClientset()
+	d, err := kubernetes.NewWithClient(cs, ns, driver.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = d.Close() })
+	ch, err := d.Watch(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	await := func(ref driver.Ref, what string, ok func(driver.Status) bool) driver.Status {
+		t.Helper()
+		timeout := time.After(10 * time.Second)
+		for {
+			select {
+			case st := <-ch:
+				if st.Ref == ref && ok(st) {
+					return st
+				}
+			case <-timeout:
+				t.Fatalf("no status of %s with %s", ref, what)
+			}
+		}
+	}
+	return cs, d, ch, await
+}
+
 // setStatus updates a pod's status as the kubelet does; false once the
 // pod is gone.
 func setStatus(ctx context.Context, cs *fake.Clientset, name string, f func(*corev1.PodStatus)) bool {
@@ -203,26 +235,10 @@ func TestWorkersOwnedByController(t *testing.T) {
 // API (no kubelet) and checks what Watch reports.
 func TestPodStatusesThroughWatch(t *testing.T) {
 	ctx := context.Background()
-	cs := fake.NewClientset()
-	d, err := kubernetes.NewWithClient(cs, ns, driver.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	ch, _ := d.Watch(ctx)
+	cs, d, ch, await := watchFake(t)
 	next := func(ref driver.Ref) driver.Status {
 		t.Helper()
-		timeout := time.After(10 * time.Second)
-		for {
-			select {
-			case st := <-ch:
-				if st.Ref == ref {
-					return st
-				}
-			case <-timeout:
-				t.Fatalf("no status for %s", ref)
-			}
-		}
+		return await(ref, "a status", func(driver.Status) bool { return true })
 	}
 	set := func(name string, f func(*corev1.PodStatus)) {
 		t.Helper()

@@ -2,15 +2,14 @@ package kubernetes_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/avxrm/rm/services/launcher/internal/driver"
 	"github.com/avxrm/rm/services/launcher/internal/driver/drivertest"
 	"github.com/avxrm/rm/services/launcher/internal/driver/kubernetes"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/client-go/kubernetes/fake"
 )
 
 // TestImagePullRetryCount: while the kubelet cannot pull a pod's image it
@@ -20,32 +19,16 @@ import (
 // condition and warning carry the retry count on kubernetes too.
 func TestImagePullRetryCount(t *testing.T) {
 	ctx := context.Background()
-	cs := fake.NewClientset()
-	d, err := kubernetes.NewWithClient(cs, ns, driver.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	ch, _ := d.Watch(ctx)
+	cs, d, _, await := watchFake(t)
 	ref := driver.Ref{JobID: drivertest.JobID(t), Role: driver.RoleWorker, Index: 0}
 	if err := d.Start(ctx, driver.Spec{Ref: ref, Name: ref.Name(), Image: "busybox:nope"}); err != nil {
 		t.Fatal(err)
 	}
 	wait := func(want string) {
 		t.Helper()
-		timeout := time.After(10 * time.Second)
-		for {
-			select {
-			case st := <-ch:
-				if st.Ref == ref && st.Message == want {
-					if st.State != driver.Pending || st.Reason != driver.ReasonImagePullFailed {
-						t.Errorf("status %+v, want Pending, %s", st, driver.ReasonImagePullFailed)
-					}
-					return
-				}
-			case <-timeout:
-				t.Fatalf("no status with message %q", want)
-			}
+		st := await(ref, fmt.Sprintf("message %q", want), func(st driver.Status) bool { return st.Message == want })
+		if st.State != driver.Pending || st.Reason != driver.ReasonImagePullFailed {
+			t.Errorf("status %+v, want Pending, %s", st, driver.ReasonImagePullFailed)
 		}
 	}
 	waiting := func(reason, msg string) {
