@@ -61,22 +61,12 @@ func insertHistory(b *testing.B, sys *up.System, n int) {
 	}
 	delete(doc, "_outbox")
 	start := time.Now()
-	const batch = 500
-	for done := 0; done < n; {
-		docs := make([]any, 0, batch)
-		for ; len(docs) < batch && done < n; done++ {
-			d := make(bson.M, len(doc))
-			for k, v := range doc {
-				d[k] = v
-			}
-			now := time.Now().UTC().Truncate(time.Millisecond)
-			d["_id"], d["name"], d["status"], d["finished_at"], d["version"] = events.NewID("job"), fmt.Sprintf("history-%d", done), events.JobSucceeded, now, 4
-			docs = append(docs, d)
-		}
-		if _, err := sys.DB.Collection("jobs").InsertMany(ctx, docs); err != nil {
-			b.Fatal(err)
-		}
-	}
+	insertCopies(b, sys, "jobs", n, func(i int) bson.M {
+		d := clone(doc)
+		now := time.Now().UTC().Truncate(time.Millisecond)
+		d["_id"], d["name"], d["status"], d["finished_at"], d["version"] = events.NewID("job"), fmt.Sprintf("history-%d", i), events.JobSucceeded, now, 4
+		return d
+	})
 	b.Logf("%d finished jobs inserted in %v", n, time.Since(start).Round(time.Millisecond))
 	measureActiveRead(b, sys, n+1)
 }

@@ -178,7 +178,7 @@ func (s *System) prepare(ctx context.Context, cfg Config, nc *nats.Conn) (svc se
 	svc.ob = outbox.New(events.NewPublisher(s.JS), s.log.With("component", "outbox"))
 	if svc.scheduler, err = scheduler.New(ctx, scheduler.Config{}, scheduler.Deps{
 		DB: s.DB, JS: s.JS, Outbox: svc.ob, Registerer: reg, Logger: s.log.With("service", "scheduler"),
-		Lookup: s.lookup(cfg.MongoDB),
+		Lookup: s.Lookup(cfg.MongoDB),
 	}); err != nil {
 		return svc, err
 	}
@@ -205,7 +205,7 @@ func (s *System) prepare(ctx context.Context, cfg Config, nc *nats.Conn) (svc se
 		if s.Launcher, err = launcher.New(launcher.Config{
 			DataDir: filepath.Join(cfg.DataDir, "launcher"), DefaultDriver: "local", APIURL: "http://" + s.HTTPAddr,
 		}, launcher.Deps{DB: s.DB, JS: s.JS, Outbox: svc.ob, Registerer: reg, Logger: s.log.With("service", "launcher"),
-			Lookup: s.lookup(cfg.MongoDB)}); err != nil {
+			Lookup: s.Lookup(cfg.MongoDB)}); err != nil {
 			_ = ln.Close()
 			return svc, err
 		}
@@ -214,7 +214,7 @@ func (s *System) prepare(ctx context.Context, cfg Config, nc *nats.Conn) (svc se
 	ready = append(ready, api.ReadyCheck{Name: "scenario-export", Check: svc.exporter.Ready})
 	if svc.api, err = api.New(ctx, api.Config{ArtifactUploadLimit: cfg.ArtifactMax, ExportTTL: cfg.ExportTTL, Auth: cfg.Auth}, api.Deps{
 		DB: s.DB, Outbox: svc.ob, Gatherer: reg, Registerer: reg, Logger: s.log.With("service", "api"), Listener: ln, JS: s.JS,
-		Ready: ready, Lookup: s.lookup(cfg.MongoDB),
+		Ready: ready, Lookup: s.Lookup(cfg.MongoDB),
 	}); err != nil {
 		_ = ln.Close()
 		return svc, err

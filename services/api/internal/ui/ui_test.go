@@ -3,7 +3,6 @@ package ui_test
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -309,17 +308,8 @@ func TestTheCallersTokenGoesToTheAPI(t *testing.T) {
 	srv := httptest.NewServer(u)
 	t.Cleanup(srv.Close)
 	get := func(hdr ...string) (int, string) {
-		req, _ := http.NewRequest(http.MethodGet, srv.URL+"/ui/queues", nil)
-		for i := 0; i+1 < len(hdr); i += 2 {
-			req.Header.Set(hdr[i], hdr[i+1])
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		raw, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(raw)
+		st, body, _ := e.doAt(srv.URL, http.MethodGet, "/ui/queues", nil, hdr...)
+		return st, body
 	}
 	st, body := get()
 	if st != http.StatusUnauthorized || !strings.Contains(body, "data-signin") || !strings.Contains(body, `data-oidc-issuer="http://127.0.0.1:1/realms/rm"`) {
