@@ -11,6 +11,7 @@ import (
 	"github.com/avxrm/rm/pkg/events"
 	"github.com/avxrm/rm/pkg/events/backoff"
 	"github.com/avxrm/rm/pkg/events/indexed"
+	"github.com/avxrm/rm/pkg/events/jobdoc"
 	"github.com/avxrm/rm/services/scheduler/internal/lease"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
@@ -192,8 +193,7 @@ func (t *term) loadHistory(ctx context.Context, j *events.Job) *runHistory {
 // took longer than the timeout with 100,000 finished jobs, every time the
 // estimates were computed.
 func (t *term) lastFinished(ctx context.Context, queueID string, app ...indexed.Cond) ([]*events.Job, error) {
-	where := append(append(indexed.Clause{{Path: "queue_id", In: []any{queueID}}}, app...),
-		indexed.Cond{Path: "status", In: []any{events.JobSucceeded, events.JobFailed}})
+	where := append(append(indexed.Clause{{Path: "queue_id", In: []any{queueID}}}, app...), jobdoc.RanStatus())
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	docs, err := t.s.finished.Latest(ctx, where, "finished_at", historyRuns)

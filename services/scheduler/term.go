@@ -331,9 +331,9 @@ func activeJobs(holders []string) indexed.Filter {
 	return indexed.Filter{
 		All: []indexed.Cond{{Path: "_deleted", Missing: true}},
 		Any: []indexed.Clause{
-			{{Path: "status", In: []any{events.JobSubmitted, events.JobPending, events.JobAdmitted, events.JobRunning}}},
-			{{Path: "cleanup_requested", In: []any{true}}, {Path: "cleaned_at", Missing: true}},
-			{{Path: "post_controller.status", In: []any{pcPending, pcAdmitted, pcRunning}}},
+			{jobdoc.ActiveStatus(events.JobSubmitted, events.JobPending, events.JobAdmitted, events.JobRunning)},
+			jobdoc.CleanupPending(),
+			jobdoc.PostControllerStatus(pcPending, pcAdmitted, pcRunning),
 		},
 		IDs: ids,
 	}

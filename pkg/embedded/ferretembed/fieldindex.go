@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -35,6 +36,16 @@ type FieldCond struct {
 	// the condition is Missing.
 	In      []any
 	Missing bool // the field is absent (or null)
+
+	// Partial and Sparse make the index that serves the condition partial:
+	// it holds only the documents whose field has one of the Partial
+	// values, or (Sparse) has any value. SQLite then leaves the index alone
+	// on a write to any other document, so a hot read's index costs the
+	// writes of the few documents it is for (the active jobs), not every
+	// write. In must be among the Partial values; Sparse excludes Missing.
+	// The query carries the same terms, so SQLite knows the index covers it.
+	Partial []any
+	Sparse  bool
 }
 
 // MatchingIDs returns the _ids of the documents of db.coll that meet every
@@ -121,6 +132,9 @@ func (s *Server) matchingIDs(ctx context.Context, db, coll string, where, residu
 			return nil, fmt.Errorf("matching ids in %s.%s: unsupported path %q", db, coll, c.Path)
 		}
 	}
+	if err := checkPartial(where, residual); err != nil {
+		return nil, fmt.Errorf("matching ids in %s.%s: %w", db, coll, err)
+	}
 	if _, err := os.Stat(filepath.Join(s.dir, db+sqliteFileExt)); errors.Is(err, fs.ErrNotExist) {
 		return nil, nil // no such database yet: nothing matches
 	}
@@ -142,7 +156,10 @@ func (s *Server) matchingIDs(ctx context.Context, db, coll string, where, residu
 	if err := s.ensureFieldIndex(ctx, sdb, table, key); err != nil {
 		return nil, err
 	}
-	q, args := matchSQL(table, where, residual)
+	q, args, err := matchSQL(table, where, residual)
+	if err != nil {
+		return nil, fmt.Errorf("matching ids in %s.%s: %w", db, coll, err)
+	}
 	if order != "" {
 		q = strings.Replace(q, " FROM ", ", "+fieldExpr(order)+" FROM ", 1)
 		q += fmt.Sprintf(" ORDER BY %s DESC LIMIT %d", fieldExpr(order), limit)
@@ -177,8 +194,9 @@ var fieldPath = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-
 func fieldExpr(path string) string { return `_ferretdb_sjson->>'$.` + path + `'` }
 
 // matchSQL is the query of MatchingIDs: the In conditions as IN lists, the
-// Missing ones as IS NULL.
-func matchSQL(table string, where, residual []FieldCond) (string, []any) {
+// Missing ones as IS NULL, and the terms of where's partial index as they
+// are in the index (partialSQL), which SQLite needs to see to use it.
+func matchSQL(table string, where, residual []FieldCond) (string, []any, error) {
 	var terms []string
 	var args []any
 	for _, c := range append(append([]FieldCond(nil), where...), residual...) {
@@ -197,16 +215,80 @@ func matchSQL(table string, where, residual []FieldCond) (string, []any) {
 			args = append(args, v)
 		}
 	}
-	return fmt.Sprintf("SELECT %s FROM %s WHERE %s", fieldExpr("_id"), quoteIdent(table), strings.Join(terms, " AND ")), args
+	partial, err := partialSQL(where)
+	if err != nil {
+		return "", nil, err
+	}
+	if partial != "" {
+		terms = append(terms, partial)
+	}
+	return fmt.Sprintf("SELECT %s FROM %s WHERE %s", fieldExpr("_id"), quoteIdent(table), strings.Join(terms, " AND ")), args, nil
+}
+
+// checkPartial refuses a condition whose values its partial index would
+// not hold (its matches would be missed), and Partial or Sparse on a
+// residual condition (no index serves it).
+func checkPartial(where, residual []FieldCond) error {
+	for _, c := range residual {
+		if len(c.Partial) > 0 || c.Sparse {
+			return fmt.Errorf("%s: a residual condition has no index to make partial", c.Path)
+		}
+	}
+	for _, c := range where {
+		switch {
+		case c.Sparse && len(c.Partial) > 0:
+			return fmt.Errorf("%s: both Sparse and Partial", c.Path)
+		case c.Sparse && len(c.In) == 0:
+			return fmt.Errorf("%s: a Sparse index holds no document missing the field", c.Path)
+		case len(c.Partial) > 0 && len(c.In) == 0:
+			return fmt.Errorf("%s: a Partial index holds no document missing the field", c.Path)
+		}
+		for _, v := range c.In {
+			if len(c.Partial) > 0 && !slices.Contains(c.Partial, v) {
+				return fmt.Errorf("%s: %v is not among the partial index's values %v", c.Path, v, c.Partial)
+			}
+		}
+	}
+	return nil
+}
+
+// partialSQL is the WHERE of the partial index of key ("" for a full one),
+// with its values as literals: an index's WHERE cannot take parameters.
+func partialSQL(key []FieldCond) (string, error) {
+	var terms []string
+	for _, c := range key {
+		if c.Sparse {
+			terms = append(terms, fieldExpr(c.Path)+" IS NOT NULL")
+		}
+		if len(c.Partial) == 0 {
+			continue
+		}
+		lits := make([]string, len(c.Partial))
+		for i, v := range c.Partial {
+			switch v := v.(type) {
+			case string:
+				lits[i] = "'" + strings.ReplaceAll(v, "'", "''") + "'"
+			case bool:
+				lits[i] = map[bool]string{false: "0", true: "1"}[v]
+			default:
+				return "", fmt.Errorf("%s: partial index value %v is not a string or bool", c.Path, v)
+			}
+		}
+		terms = append(terms, fieldExpr(c.Path)+" IN ("+strings.Join(lits, ", ")+")")
+	}
+	return strings.Join(terms, " AND "), nil
 }
 
 // ensureFieldIndex makes the index on where's paths, once per table and
 // key. A new index on a big table is built once (seconds for 100,000 jobs);
 // afterwards SQLite keeps it up to date with every write FerretDB makes:
-// each write rewrites the sjson column, so every index of the table is
-// written again, whatever field changed (BenchmarkSQLiteUpdateWithFieldIndexes:
-// 1.4 WAL pages per write without, 9.3 with the services' seven; an index
-// is never dropped, so a key no longer asked for keeps costing).
+// each write rewrites the sjson column, so every full index of the table
+// is written again, whatever field changed, and a partial one whenever the
+// document is in it before or after the write
+// (BenchmarkSQLiteUpdateWithFieldIndexes: 1.4 WAL pages per write without,
+// 9.3 with the services' seven full ones). An index is never dropped
+// (but those of before partial indexes, dropStaleFieldIndexes), so a key no
+// longer asked for keeps costing.
 func (s *Server) ensureFieldIndex(ctx context.Context, sdb *sql.DB, table string, where []FieldCond) error {
 	var exprs, names []string
 	for _, c := range where {
@@ -214,12 +296,22 @@ func (s *Server) ensureFieldIndex(ctx context.Context, sdb *sql.DB, table string
 		names = append(names, strings.ReplaceAll(c.Path, ".", "_"))
 	}
 	name := fieldIndexPrefix + table + "_" + strings.Join(names, "_")
+	partial, err := partialSQL(where)
+	if err != nil {
+		return err
+	}
+	if partial != "" { // one index per key and partial WHERE
+		h := fnv.New32a()
+		h.Write([]byte(partial))
+		name += fmt.Sprintf("_p%08x", h.Sum32())
+		partial = " WHERE " + partial
+	}
 	s.fieldMu.Lock()
 	defer s.fieldMu.Unlock()
 	if s.fieldIndexes[name] {
 		return nil
 	}
-	q := fmt.Sprintf("CREATE INDEX IF NOT EXISTS %s ON %s (%s)", quoteIdent(name), quoteIdent(table), strings.Join(exprs, ", "))
+	q := fmt.Sprintf("CREATE INDEX IF NOT EXISTS %s ON %s (%s)%s", quoteIdent(name), quoteIdent(table), strings.Join(exprs, ", "), partial)
 	// Not bounded by the caller's deadline: building an index on a big
 	// table takes longer than a read may wait (the scheduler's 2 s), and a
 	// build cut short is lost and holds SQLite's write lock (FerretDB's
@@ -240,7 +332,40 @@ func (s *Server) ensureFieldIndex(ctx context.Context, sdb *sql.DB, table string
 const indexBuildTimeout = 10 * time.Minute
 
 // fieldIndexPrefix starts the names of MatchingIDs' indexes.
-const fieldIndexPrefix = "avxrm_field_"
+const fieldIndexPrefix = "avxrm_ix_"
+
+// staleFieldIndexPrefix started their names before they could be partial
+// (until 2026-11-30): full indexes no read asks for any more, which cost
+// every write. dropStaleFieldIndexes drops them.
+const staleFieldIndexPrefix = "avxrm_field_"
+
+// dropStaleFieldIndexes drops the indexes named with staleFieldIndexPrefix
+// from db's file, once per process when MatchingIDs first opens it.
+func dropStaleFieldIndexes(ctx context.Context, sdb *sql.DB) error {
+	rows, err := sdb.QueryContext(ctx, "SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE ?", staleFieldIndexPrefix+"%")
+	if err != nil {
+		return fmt.Errorf("list stale indexes: %w", err)
+	}
+	var stale []string
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			rows.Close()
+			return fmt.Errorf("list stale indexes: %w", err)
+		}
+		stale = append(stale, name)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("list stale indexes: %w", err)
+	}
+	for _, name := range stale {
+		if _, err := sdb.ExecContext(ctx, "DROP INDEX IF EXISTS "+quoteIdent(name)); err != nil {
+			return fmt.Errorf("drop stale index %s: %w", name, err)
+		}
+	}
+	return nil
+}
 
 // fieldDB is the SQLite connection pool of MatchingIDs for db, opened once
 // and closed with the server. Reads run beside FerretDB's (WAL).
@@ -255,6 +380,10 @@ func (s *Server) fieldDB(db string) (*sql.DB, error) {
 		return nil, err
 	}
 	sdb.SetMaxOpenConns(4)
+	if err := dropStaleFieldIndexes(context.Background(), sdb); err != nil {
+		_ = sdb.Close()
+		return nil, err
+	}
 	if s.fieldDBs == nil {
 		s.fieldDBs = map[string]*sql.DB{}
 	}

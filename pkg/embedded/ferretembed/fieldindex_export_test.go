@@ -3,3 +3,4 @@ package ferretembed
 // MatchSQL is the query MatchingIDs runs, for the plan test.
 var MatchSQL = matchSQL
 var FieldExpr = fieldExpr
+var PartialSQL = partialSQL

@@ -69,9 +69,107 @@ func TestMatchingIDsReadsOnlyTheMatches(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	q, args := ferretembed.MatchSQL(table, activeWhere, activeResidual)
+	q, args, err := ferretembed.MatchSQL(table, activeWhere, activeResidual)
+	if err != nil {
+		t.Fatal(err)
+	}
 	joined := sqlitePlan(ctx, t, srv, "rm", q, args...)
-	if !strings.Contains(joined, "USING INDEX avxrm_field_") || strings.Contains(joined, "SCAN") {
-		t.Errorf("plan of %q = %q, want a search of the avxrm_field_ index and no scan", q, joined)
+	if !strings.Contains(joined, "USING INDEX avxrm_ix_") || strings.Contains(joined, "SCAN") {
+		t.Errorf("plan of %q = %q, want a search of the avxrm_ix_ index and no scan", q, joined)
+	}
+}
+
+// TestPartialIndexLeavesOtherDocumentsAlone makes the same index on two
+// collections of finished and active jobs, full on one and partial (the
+// active statuses only) on the other. Both answer the read alike, through
+// the index; but a write to a finished job adds WAL pages for the full
+// index only, which is what a partial index is for: the hot reads' indexes
+// cost the writes of the documents they are for.
+func TestPartialIndexLeavesOtherDocumentsAlone(t *testing.T) {
+	ctx := testContext(t)
+	uri, srv := mongotest.Start(t)
+	db := mongotest.Client(t, uri).Database("rm")
+	active := []any{"submitted", "pending", "admitted", "running"}
+	wheres := map[string][]ferretembed.FieldCond{
+		"full":    {{Path: "status", In: []any{"pending", "running"}}},
+		"partial": {{Path: "status", In: []any{"pending", "running"}, Partial: active}},
+	}
+	const finished = 300
+	for name, where := range wheres {
+		docs := []any{bson.D{{Key: "_id", Value: "a"}, {Key: "status", Value: "pending"}}}
+		for i := range finished {
+			docs = append(docs, bson.D{{Key: "_id", Value: fmt.Sprintf("done-%d", i)}, {Key: "status", Value: "succeeded"}, {Key: "n", Value: 0}})
+		}
+		if _, err := db.Collection(name).InsertMany(ctx, docs); err != nil {
+			t.Fatal(err)
+		}
+		if err := srv.EnsureIDIndex(ctx, "rm", name); err != nil {
+			t.Fatal(err)
+		}
+		ids, err := srv.MatchingIDs(ctx, "rm", name, where, activeResidual)
+		if err != nil || !slices.Equal(ids, []string{"a"}) {
+			t.Fatalf("%s: MatchingIDs = %v, %v; want [a]", name, ids, err)
+		}
+		table, err := srv.TableName(ctx, "rm", name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		q, args, err := ferretembed.MatchSQL(table, where, activeResidual)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if plan := sqlitePlan(ctx, t, srv, "rm", q, args...); !strings.Contains(plan, "USING INDEX avxrm_ix_") || strings.Contains(plan, "SCAN") {
+			t.Errorf("%s: plan of %q = %q, want a search of the avxrm_ix_ index and no scan", name, q, plan)
+		}
+	}
+
+	sdb, err := srv.OpenSQLite("rm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sdb.Close()
+	walFrames := func(name string) int { // WAL pages of 50 writes to finished jobs
+		var busy, frames, done int
+		if err := sdb.QueryRowContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &frames, &done); err != nil || busy != 0 {
+			t.Fatalf("checkpoint: busy %d, %v", busy, err)
+		}
+		for i := range 50 {
+			res, err := db.Collection(name).UpdateOne(ctx, bson.D{{Key: "_id", Value: fmt.Sprintf("done-%d", i*5)}}, bson.D{{Key: "$set", Value: bson.D{{Key: "n", Value: i + 1}}}})
+			if err != nil || res.MatchedCount != 1 {
+				t.Fatalf("update %s: %+v, %v", name, res, err)
+			}
+		}
+		if err := sdb.QueryRowContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &frames, &done); err != nil {
+			t.Fatal(err)
+		}
+		return frames
+	}
+	full, partial := walFrames("full"), walFrames("partial")
+	t.Logf("WAL pages of 50 writes to finished jobs: %d with the full index, %d with the partial one", full, partial)
+	if partial >= full {
+		t.Errorf("the partial index cost as many WAL pages as the full one (%d >= %d)", partial, full)
+	}
+}
+
+// TestPartialIndexRefusesValuesItDoesNotHold: a read for a value the
+// partial index leaves out would miss its documents, so it is refused.
+func TestPartialIndexRefusesValuesItDoesNotHold(t *testing.T) {
+	ctx := testContext(t)
+	uri, srv := mongotest.Start(t)
+	if _, err := mongotest.Client(t, uri).Database("rm").Collection("jobs").InsertOne(ctx, bson.D{{Key: "_id", Value: "a"}, {Key: "status", Value: "succeeded"}}); err != nil {
+		t.Fatal(err)
+	}
+	for name, where := range map[string][]ferretembed.FieldCond{
+		"value":   {{Path: "status", In: []any{"succeeded"}, Partial: []any{"pending"}}},
+		"missing": {{Path: "status", Missing: true, Sparse: true}},
+		"both":    {{Path: "status", In: []any{"pending"}, Partial: []any{"pending"}, Sparse: true}},
+		"number":  {{Path: "status", In: []any{1}, Partial: []any{1}}},
+	} {
+		if ids, err := srv.MatchingIDs(ctx, "rm", "jobs", where, nil); err == nil {
+			t.Errorf("%s: MatchingIDs = %v, want an error", name, ids)
+		}
+	}
+	if ids, err := srv.MatchingIDs(ctx, "rm", "jobs", activeWhere, []ferretembed.FieldCond{{Path: "_deleted", Missing: true, Sparse: true}}); err == nil {
+		t.Errorf("sparse residual: MatchingIDs = %v, want an error", ids)
 	}
 }

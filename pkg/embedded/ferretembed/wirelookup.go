@@ -20,7 +20,8 @@ import (
 //	{avxrmMatchingIDs: coll, $db, where: [c...], residual: [c...]} → {ok: 1, ids: [...]}
 //	{avxrmLatestIDs: coll, $db, where: [c...], orderBy: path, limit: n} → {ok: 1, ids: [...]}
 //
-// where c is {path: "status", in: ["pending", ...]} or {path, missing: true}.
+// where c is {path: "status", in: ["pending", ...]} or {path, missing: true},
+// with partial: [values] or sparse: true for a partial index (FieldCond).
 // A real MongoDB (and FerretDB itself) answers each with CommandNotFound
 // (59): a client probes with avxrmLookup once and, without it, sends its
 // filters to the store as they are (pkg/events/indexed/wirelookup).
@@ -40,6 +41,8 @@ type wireCond struct {
 	Path    string `bson:"path"`
 	In      []any  `bson:"in,omitempty"`
 	Missing bool   `bson:"missing,omitempty"`
+	Partial []any  `bson:"partial,omitempty"`
+	Sparse  bool   `bson:"sparse,omitempty"`
 }
 
 // wireLookupCmd is one of the commands, decoded.
@@ -110,7 +113,7 @@ func (c *proxyConn) answerWireLookup(cmd string, msg []byte) []byte {
 func fieldConds(ws []wireCond) []FieldCond {
 	out := make([]FieldCond, len(ws))
 	for i, w := range ws {
-		out[i] = FieldCond{Path: w.Path, In: w.In, Missing: w.Missing || len(w.In) == 0}
+		out[i] = FieldCond{Path: w.Path, In: w.In, Missing: w.Missing || len(w.In) == 0, Partial: w.Partial, Sparse: w.Sparse}
 	}
 	return out
 }

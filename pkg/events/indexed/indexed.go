@@ -37,6 +37,15 @@ type Cond struct {
 	// the condition is Missing.
 	In      []any
 	Missing bool // the field is absent
+
+	// Partial and Sparse, on a condition of a Clause, make the index that
+	// serves the clause on the embedded store partial: it holds only the
+	// documents whose field has one of the Partial values, or (Sparse) any
+	// value, so writes to the other documents (finished jobs, jobs of no
+	// array) do not update it. In must be among the Partial values. They
+	// do not change what the filter matches; MongoDB ignores them.
+	Partial []any
+	Sparse  bool
 }
 
 // Clause holds when all of its conditions hold. Its first condition must

@@ -30,7 +30,7 @@ func ArrayJobs(id string, statuses ...string) indexed.Filter {
 	}
 	return indexed.Filter{
 		All: []indexed.Cond{{Path: outbox.DeletedField, Missing: true}},
-		Any: []indexed.Clause{{{Path: "array_id", In: []any{id}}, {Path: "status", In: in}}},
+		Any: []indexed.Clause{{InArray(id), {Path: "status", In: in}}},
 	}
 }
 

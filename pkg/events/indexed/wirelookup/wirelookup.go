@@ -73,6 +73,12 @@ func conds(cs []indexed.Cond) bson.A {
 		} else {
 			d = append(d, bson.E{Key: "missing", Value: true})
 		}
+		if len(c.Partial) > 0 {
+			d = append(d, bson.E{Key: "partial", Value: bson.A(c.Partial)})
+		}
+		if c.Sparse {
+			d = append(d, bson.E{Key: "sparse", Value: true})
+		}
 		out = append(out, d)
 	}
 	return out

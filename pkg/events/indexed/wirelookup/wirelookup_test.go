@@ -68,6 +68,21 @@ func TestWireLookupAnswersAsInProcess(t *testing.T) {
 	sameIDs(t, "LatestIDs", []string{"done-1997", "done-1998", "done-1999"},
 		func(l indexed.Lookup) ([]string, error) { return l.LatestIDs(ctx, "jobs", latest, "finished_at", 3) }, wire, local)
 
+	partial := []indexed.Cond{{Path: "status", In: []any{"pending", "running"}, Partial: []any{"submitted", "pending", "running"}}}
+	sameIDs(t, "MatchingIDs by a partial index", []string{"p", "r"},
+		func(l indexed.Lookup) ([]string, error) { return l.MatchingIDs(ctx, "jobs", partial, residual) }, wire, local)
+	sparse := []indexed.Cond{{Path: "queue_id", In: []any{"q"}, Sparse: true}, {Path: "status", In: []any{"pending"}}}
+	sameIDs(t, "MatchingIDs by a sparse index", []string{"p"},
+		func(l indexed.Lookup) ([]string, error) { return l.MatchingIDs(ctx, "jobs", sparse, nil) }, wire, local)
+	// The partial values travel: a value the index leaves out is refused
+	// over the wire as in process.
+	short := []indexed.Cond{{Path: "status", In: []any{"succeeded"}, Partial: []any{"pending"}}}
+	for _, l := range []indexed.Lookup{wire, local} {
+		if ids, err := l.MatchingIDs(ctx, "jobs", short, nil); err == nil {
+			t.Errorf("%T: MatchingIDs for a value its partial index leaves out = %v, want an error", l, ids)
+		}
+	}
+
 	r := &indexed.Reader{Coll: coll, Lookup: wire}
 	got, err := r.Find(ctx, active)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/avxrm/rm/pkg/events"
 	"github.com/avxrm/rm/pkg/events/indexed"
+	"github.com/avxrm/rm/pkg/events/jobdoc"
 	"github.com/avxrm/rm/pkg/events/outbox"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -71,15 +72,12 @@ func (s *Server) fillUsage(ctx context.Context, q *events.Queue) error {
 	return nil
 }
 
-// queueJobs selects queue queueID's jobs in one of statuses, not deleted,
-// by the index on (queue_id, status).
+// queueJobs selects queue queueID's jobs in one of statuses (active ones),
+// not deleted: by the index of the active jobs, with the queue checked on
+// those only (an index on the queue too would cost every job write).
 func queueJobs(queueID string, statuses ...string) indexed.Filter {
-	in := make([]any, len(statuses))
-	for i, st := range statuses {
-		in[i] = st
-	}
 	return indexed.Filter{
-		All: []indexed.Cond{{Path: outbox.DeletedField, Missing: true}},
-		Any: []indexed.Clause{{{Path: "queue_id", In: []any{queueID}}, {Path: "status", In: in}}},
+		All: []indexed.Cond{{Path: outbox.DeletedField, Missing: true}, {Path: "queue_id", In: []any{queueID}}},
+		Any: []indexed.Clause{{jobdoc.ActiveStatus(statuses...)}},
 	}
 }

@@ -357,9 +357,9 @@ func (s *Service) resync(ctx context.Context) error {
 	ids, err := s.active.IDs(ctx, indexed.Filter{
 		All: []indexed.Cond{{Path: outbox.DeletedField, Missing: true}},
 		Any: []indexed.Clause{
-			{{Path: "status", In: []any{events.JobAdmitted, events.JobRunning}}},
-			{{Path: "cleanup_requested", In: []any{true}}, {Path: "cleaned_at", Missing: true}},
-			{{Path: "post_controller.status", In: []any{pcAdmitted, pcRunning}}},
+			{jobdoc.ActiveStatus(events.JobAdmitted, events.JobRunning)},
+			jobdoc.CleanupPending(),
+			jobdoc.PostControllerStatus(pcAdmitted, pcRunning),
 		},
 	})
 	if err != nil {

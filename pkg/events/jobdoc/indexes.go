@@ -1,0 +1,62 @@
+package jobdoc
+
+import (
+	"github.com/avxrm/rm/pkg/events"
+	"github.com/avxrm/rm/pkg/events/indexed"
+)
+
+// The conditions that lead the jobs collection's reads by index (package
+// indexed), kept here so that every service asks for the same indexes.
+//
+// On the embedded store each index is partial: it holds only the jobs a
+// hot read is for (the active ones, those with a cleanup or a post
+// controller to do, the jobs of arrays, the ended ones for the run
+// history). SQLite updates an index on every write to a job it holds, and
+// FerretDB rewrites the whole document on every write, so a full index
+// costs every write of every job; a partial one only the writes of its
+// jobs. A job that is neither active nor in an array nor being cleaned up
+// is in the history index alone, and a running one in the active index
+// alone.
+
+var (
+	activeStatuses = []any{events.JobSubmitted, events.JobPending, events.JobAdmitted, events.JobRunning}
+	ranStatuses    = []any{events.JobSucceeded, events.JobFailed}
+	activePC       = []any{events.PostControllerPending, events.PostControllerAdmitted, events.PostControllerRunning}
+)
+
+// ActiveStatus is the condition that a job has one of statuses, all of
+// them active (submitted, pending, admitted, running).
+func ActiveStatus(statuses ...string) indexed.Cond {
+	return indexed.Cond{Path: "status", In: anys(statuses), Partial: activeStatuses}
+}
+
+// RanStatus is the condition that a job ended succeeded or failed: the
+// jobs whose runs the start estimates learn from.
+func RanStatus() indexed.Cond {
+	return indexed.Cond{Path: "status", In: ranStatuses, Partial: ranStatuses}
+}
+
+// CleanupPending is the clause of the jobs whose cleanup was asked for and
+// not yet done.
+func CleanupPending() indexed.Clause {
+	return indexed.Clause{{Path: "cleanup_requested", In: []any{true}, Partial: []any{true}}, {Path: "cleaned_at", Missing: true}}
+}
+
+// PostControllerStatus is the clause of the jobs whose post controller
+// has one of statuses, all of them active (pending, admitted, running).
+func PostControllerStatus(statuses ...string) indexed.Clause {
+	return indexed.Clause{{Path: "post_controller.status", In: anys(statuses), Partial: activePC}}
+}
+
+// InArray is the condition that a job is in array id.
+func InArray(id string) indexed.Cond {
+	return indexed.Cond{Path: "array_id", In: []any{id}, Sparse: true}
+}
+
+func anys(ss []string) []any {
+	out := make([]any, len(ss))
+	for i, s := range ss {
+		out[i] = s
+	}
+	return out
+}
