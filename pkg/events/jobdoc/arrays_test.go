@@ -90,7 +90,7 @@ func TestArrayCounts(t *testing.T) {
 
 	// job-d changes between the query and its write: it is retried.
 	changedOnce := false
-	m, err := api.UpdateMatching(ctx, bson.D{{Key: "array_id", Value: "arr-1"}, {Key: "status", Value: bson.D{{Key: "$ne", Value: events.JobFailed}}}},
+	m, err := api.UpdateMatching(ctx, jobdoc.ArrayJobs("arr-1", events.JobSubmitted, events.JobPending, events.JobAdmitted, events.JobRunning),
 		func(j *events.Job, _ time.Time) ([]string, error) {
 			if j.CancelRequested {
 				return nil, nil

@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/avxrm/rm/pkg/events"
+	"github.com/avxrm/rm/pkg/events/indexed"
 	"github.com/avxrm/rm/pkg/events/outbox"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -60,6 +61,7 @@ type Store struct {
 	source       string
 	now          func() time.Time
 	attempts     int
+	lookup       indexed.Lookup // finds UpdateMatching's jobs; nil: the store's own query
 }
 
 // Option configures a Store.
@@ -68,6 +70,11 @@ type Option func(*Store)
 // WithAttempts sets how many times Update tries when the job changed
 // between its read and its write; ErrConflict after that. If unset, 20.
 func WithAttempts(n int) Option { return func(s *Store) { s.attempts = max(n, 1) } }
+
+// WithLookup makes UpdateMatching find its jobs through l (the embedded
+// store's reads by index) instead of the store's own query, which on the
+// embedded store decodes every job stored.
+func WithLookup(l indexed.Lookup) Option { return func(s *Store) { s.lookup = l } }
 
 // WithClock sets the clock; if unset, time.Now.
 func WithClock(now func() time.Time) Option { return func(s *Store) { s.now = now } }

@@ -10,6 +10,7 @@ import (
 	"github.com/avxrm/rm/pkg/embedded/mongotest"
 	"github.com/avxrm/rm/pkg/events"
 	"github.com/avxrm/rm/pkg/events/eventstest"
+	"github.com/avxrm/rm/pkg/events/indexed/ferretlookup"
 	"github.com/avxrm/rm/pkg/events/jobdoc"
 	"github.com/avxrm/rm/pkg/events/outbox"
 	"github.com/nats-io/nats.go/jetstream"
@@ -137,7 +138,7 @@ func startWriters(t *testing.T, launcherOpts ...jobdoc.Option) writers {
 	ob := outbox.New(events.NewPublisher(js), nil)
 	return writers{
 		db: db, srv: srv, js: js,
-		api:      jobdoc.New(db, ob, jobdoc.API, "/api"),
+		api:      jobdoc.New(db, ob, jobdoc.API, "/api", jobdoc.WithLookup(ferretlookup.New(srv, "rm"))), // as the all-in-one's API
 		sched:    jobdoc.New(db, ob, jobdoc.Scheduler, "/scheduler"),
 		launcher: jobdoc.New(db, ob, jobdoc.Launcher, "/launcher", launcherOpts...),
 	}

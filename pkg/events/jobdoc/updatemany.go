@@ -7,35 +7,34 @@ import (
 	"time"
 
 	"github.com/avxrm/rm/pkg/events"
+	"github.com/avxrm/rm/pkg/events/indexed"
 	"github.com/avxrm/rm/pkg/events/outbox"
-	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
-// UpdateMatching applies change to every job that filter matches, as
-// Update does to one, but in bulk: one query reads them all, each is
-// stored by one conditional write and their events are published with one
-// wait per outbox batch (outbox.ReplaceMany), instead of a read, a write
-// and a wait per job. A job that changed between the query and its write
-// goes through Update. It returns how many jobs changed. Not for the
-// launcher, whose writes carry instances.
-func (s *Store) UpdateMatching(ctx context.Context, filter bson.D, change Mutator) (int, error) {
+// UpdateMatching applies change to every job that f matches (and is not
+// deleted), as Update does to one, but in bulk: one read finds them all (by
+// index, through the Store's Lookup if it has one), each is stored by one
+// conditional write and their events are published with one wait per
+// outbox batch (outbox.ReplaceMany), instead of a read, a write and a wait
+// per job. A job that changed between the read and its write goes through
+// Update. It returns how many jobs changed. Not for the launcher, whose
+// writes carry instances.
+func (s *Store) UpdateMatching(ctx context.Context, f indexed.Filter, change Mutator) (int, error) {
 	if s.writer == Launcher {
 		return 0, errors.New("jobdoc: UpdateMatching does not write instances")
 	}
-	cur, err := s.jobs.Find(ctx, append(filter, outbox.NotDeleted()))
+	f.All = append(append([]indexed.Cond(nil), f.All...), indexed.Cond{Path: outbox.DeletedField, Missing: true})
+	docs, err := (&indexed.Reader{Coll: s.jobs, Lookup: s.lookup}).Find(ctx, f)
 	if err != nil {
 		return 0, fmt.Errorf("find jobs to update: %w", err)
 	}
-	var reads []read
-	for cur.Next(ctx) {
-		r, _, err := decodeRead(cur.Current) // tombstones are filtered out
+	reads := make([]read, 0, len(docs))
+	for _, d := range docs {
+		r, _, err := decodeRead(d) // tombstones are filtered out
 		if err != nil {
 			return 0, fmt.Errorf("decode job: %w", err)
 		}
 		reads = append(reads, r)
-	}
-	if err := cur.Err(); err != nil {
-		return 0, fmt.Errorf("find jobs to update: %w", err)
 	}
 	now := s.now().UTC().Truncate(time.Millisecond)
 	var (

@@ -287,9 +287,7 @@ func (s *Server) cancelJobArray(ctx context.Context, in *jobArrayRef) (*jobArray
 			{Key: "$inc", Value: bson.D{{Key: "version", Value: 1}}}}); err != nil {
 		return nil, fmt.Errorf("cancel job array %s: %w", arr.ID, err)
 	}
-	_, err = s.jobs.UpdateMatching(ctx, bson.D{{Key: "array_id", Value: arr.ID},
-		{Key: "status", Value: bson.D{{Key: "$nin", Value: bson.A{events.JobSucceeded, events.JobFailed, events.JobCancelled}}}},
-		{Key: "cancel_requested", Value: bson.D{{Key: "$ne", Value: true}}}},
+	_, err = s.jobs.UpdateMatching(ctx, jobdoc.ArrayJobs(arr.ID, events.JobSubmitted, events.JobPending, events.JobAdmitted, events.JobRunning),
 		func(j *events.Job, _ time.Time) ([]string, error) {
 			if events.JobFinal(j.Status) || j.CancelRequested {
 				return nil, nil

@@ -96,7 +96,7 @@ func New(opts Options) *Server {
 	s := &Server{opts: opts, Echo: e, API: api, idempotentRoutes: map[string]bool{}}
 	s.queues = store.Kind[*events.Queue]{S: opts.Store, Coll: store.Queues, Name: "queue", IDPrefix: "q"}
 	e.Use(s.authorize, rejectNonUTF8(opts.BodyLimit))
-	s.jobs = jobdoc.New(opts.Store.DB, opts.Store.Outbox, jobdoc.API, opts.Source, jobdoc.WithClock(opts.Now))
+	s.jobs = jobdoc.New(opts.Store.DB, opts.Store.Outbox, jobdoc.API, opts.Source, jobdoc.WithClock(opts.Now), jobdoc.WithLookup(opts.Lookup))
 	s.active = &indexed.Reader{Coll: opts.Store.DB.Collection(store.Jobs), Lookup: opts.Lookup, Exclude: []string{"runtime", "_outbox"}}
 	api.OpenAPI().OnAddOperation = append(api.OpenAPI().OnAddOperation, s.documentConventions)
 	e.Use(s.idempotency)
