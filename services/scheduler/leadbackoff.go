@@ -15,18 +15,21 @@ import (
 // that in turn and the stack never recovered). So consecutive failed
 // takeovers wait longer each time, doubling from leadBackoffMin up to
 // leadBackoffMax; a takeover that succeeds (the scheduler led) ends the
-// back-off, so that losing a leadership that worked is retried at once.
+// back-off, so that losing a leadership that worked is retried at once. A
+// takeover that could not reach the store at all (a restart) cost it
+// nothing and is retried after leadBackoffMin (backoff.FailedWith), so the
+// store's return is seen within a second.
 const (
 	leadBackoffMin = time.Second
 	leadBackoffMax = time.Minute
 )
 
-// campaignWait returns how long to wait after a leadership that ended,
-// given whether it took over, and never less than renew; b is Run's.
-func campaignWait(b *backoff.Doubling, tookOver bool, renew time.Duration) time.Duration {
+// campaignWait returns how long to wait after a leadership that ended with
+// err, given whether it took over, and never less than renew; b is Run's.
+func campaignWait(b *backoff.Doubling, tookOver bool, err error, renew time.Duration) time.Duration {
 	if tookOver {
 		b.Succeeded()
 		return renew
 	}
-	return max(b.Failed(time.Now()), renew)
+	return max(b.FailedWith(time.Now(), err), renew)
 }

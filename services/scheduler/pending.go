@@ -167,7 +167,7 @@ func (t *term) loadHistory(ctx context.Context, j *events.Job) *runHistory {
 	}
 	done, err := t.lastFinished(ctx, j.QueueID, app...)
 	if err != nil {
-		wait := t.est.reads.Failed(t.s.deps.Now())
+		wait := t.est.reads.FailedWith(t.s.deps.Now(), err)
 		t.log.Warn("read run history for start estimates; trying again later", "queue", j.QueueID, "err", err, "retry_in", wait)
 		return h
 	}
@@ -222,7 +222,7 @@ func (t *term) lags(ctx context.Context) lagFunc {
 		if !l.loaded && t.est.reads.May(t.s.deps.Now()) {
 			done, err := t.lastFinished(ctx, queueID)
 			if err != nil {
-				wait := t.est.reads.Failed(t.s.deps.Now())
+				wait := t.est.reads.FailedWith(t.s.deps.Now(), err)
 				t.log.Warn("read lags for start estimates; trying again later", "queue", queueID, "err", err, "retry_in", wait)
 			} else {
 				t.est.reads.Succeeded()

@@ -205,7 +205,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		}
 		// Let another candidate win what this one just lost to a fault, and
 		// after failed takeovers wait longer (leadbackoff.go).
-		wait := campaignWait(&takeoverWaits, s.takeovers.Load() != takeovers, renew)
+		wait := campaignWait(&takeoverWaits, s.takeovers.Load() != takeovers, err, renew)
 		s.log.Warn("stepped down", "epoch", epoch, "err", err, "campaign_in", wait)
 		select {
 		case <-ctx.Done():

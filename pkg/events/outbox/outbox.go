@@ -279,7 +279,7 @@ func (o *Outbox) Run(ctx context.Context, interval time.Duration) {
 			n += m
 			sweep = err != nil
 			if sweep {
-				sweeps.Failed(time.Now())
+				sweeps.FailedWith(time.Now(), err)
 			} else {
 				sweeps.Succeeded()
 			}
