@@ -22,6 +22,19 @@ type jobView struct {
 	WorkerInstances int               `json:"worker_instances"`
 	Labels          map[string]string `json:"labels"`
 	UpdatedAt       time.Time         `json:"updated_at"`
+	Conditions      []struct {
+		Type, Reason, Message string
+	} `json:"conditions"`
+}
+
+// finishedReason is the reason and message of a job's Finished condition.
+func (j jobView) finishedReason() (string, string) {
+	for _, c := range j.Conditions {
+		if c.Type == "Finished" {
+			return c.Reason, c.Message
+		}
+	}
+	return "", ""
 }
 
 // event is one job event of the stream.
@@ -83,6 +96,15 @@ type report struct {
 	Duplicates int        // events delivered more than once (same id)
 	Jobs       int        // jobs of the run in the store
 	Statuses   map[string]int
+	// Failed counts the failed jobs by the reason of their Finished
+	// condition, with one message for each reason.
+	Failed map[string]failedReason
+}
+
+// failedReason is how many failed jobs have a reason, and one's message.
+type failedReason struct {
+	Jobs    int
+	Example string
 }
 
 func final(status string) bool {
@@ -93,12 +115,21 @@ func final(status string) bool {
 // queue id; stored are the run's jobs in the store by id; keyLabel is the
 // label that carries a job's Idempotency-Key.
 func check(subs []submission, evs []event, stored map[string]jobView, limits map[string]int, faults []fault, keyLabel string, maxRecovery time.Duration) report {
-	r := report{Jobs: len(stored), Statuses: map[string]int{}}
+	r := report{Jobs: len(stored), Statuses: map[string]int{}, Failed: map[string]failedReason{}}
 	add := func(inv string, at time.Time, job, format string, args ...any) {
 		r.Findings = append(r.Findings, finding{inv, at, job, fmt.Sprintf(format, args...)})
 	}
 	for _, j := range stored {
 		r.Statuses[j.Status]++
+		if j.Status == "failed" {
+			reason, msg := j.finishedReason()
+			f := r.Failed[reason]
+			f.Jobs++
+			if f.Example == "" {
+				f.Example = j.ID + ": " + msg
+			}
+			r.Failed[reason] = f
+		}
 	}
 
 	// Distinct events, in stream order.

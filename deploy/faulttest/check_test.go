@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -174,5 +175,27 @@ func TestBlameNamesTheFaultWindow(t *testing.T) {
 		if got := blame(fs, t0.Add(c.d)); got != c.want {
 			t.Errorf("blame(+%v) = %d, want %d", c.d, got, c.want)
 		}
+	}
+}
+
+// TestReportCountsFailuresByReason: the failed jobs are counted by the
+// reason of their Finished condition, so a run's failures are not left
+// unexamined.
+func TestReportCountsFailuresByReason(t *testing.T) {
+	h := newHistory()
+	for i, reason := range []string{"InstanceLost", "InstanceLost", "DeadlineExceeded"} {
+		id := fmt.Sprintf("f%d", i)
+		h.job(id, 1, 100+1000*i, 500+1000*i)
+		j := h.stored[id]
+		j.Status = "failed"
+		j.Conditions = append(j.Conditions, struct{ Type, Reason, Message string }{"Finished", reason, "why " + id})
+		h.stored[id] = j
+	}
+	r := h.check()
+	if got := r.Failed["InstanceLost"]; got.Jobs != 2 || !strings.HasPrefix(got.Example, "f") {
+		t.Errorf("InstanceLost: %+v, want 2 jobs and an example", got)
+	}
+	if got := r.Failed["DeadlineExceeded"]; got.Jobs != 1 || got.Example != "f2: why f2" {
+		t.Errorf("DeadlineExceeded: %+v", got)
 	}
 }

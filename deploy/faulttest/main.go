@@ -15,6 +15,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -24,11 +25,13 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -797,7 +800,12 @@ func (s *submitter) client(ctx context.Context) {
 func printReport(w io.Writer, o options, rep report, faults []fault, start time.Time, accepted int) {
 	fmt.Fprintf(w, "\nfault suite, %s: %d submissions planned from %d clients, %d accepted, simulated driver run_seconds %g, queues limited to 30 and 50 workers (jobs of 1–5); %v in all\n",
 		start.UTC().Format("2006-01-02 15:04 MST"), o.submissions, o.clients, accepted, o.runSeconds, time.Since(start).Round(time.Second))
-	fmt.Fprintf(w, "jobs in the store: %d %v; job events: %d distinct, %d delivered twice\n\n", rep.Jobs, rep.Statuses, rep.Events, rep.Duplicates)
+	fmt.Fprintf(w, "jobs in the store: %d %v; job events: %d distinct, %d delivered twice\n", rep.Jobs, rep.Statuses, rep.Events, rep.Duplicates)
+	for _, reason := range slices.Sorted(maps.Keys(rep.Failed)) {
+		f := rep.Failed[reason]
+		fmt.Fprintf(w, "failed %s: %d jobs, e.g. %s\n", cmp.Or(reason, "(no reason)"), f.Jobs, f.Example)
+	}
+	fmt.Fprintln(w)
 	per := make([]map[string]int, len(faults)+1) // index 0: before the first fault
 	for i := range per {
 		per[i] = map[string]int{}
