@@ -185,6 +185,38 @@ func (t *term) loadHistory(ctx context.Context, j *events.Job) *runHistory {
 	return loaded
 }
 
+// finishedOn is the clause of the jobs that ran and ended on queue queueID
+// and meet app, which leads the index lastFinished reads.
+func finishedOn(queueID string, app ...indexed.Cond) indexed.Clause {
+	return append(append(indexed.Clause{{Path: "queue_id", In: []any{queueID}}}, app...), jobdoc.RanStatus())
+}
+
+// prepareHistoryIndexes asks once, at the start of a leadership, for what
+// lastFinished reads, with a queue that matches nothing, so that on the
+// embedded store the two indexes it reads are made now (each once per
+// store), before the scheduler admits anything, rather than by the first
+// estimate: made then on a store of 100,000 jobs, the build held SQLite's
+// write lock for seconds while submissions waited (docs/benchmarks.md,
+// "History"). A failure is only logged: the estimates make them later. On
+// MongoDB (no Lookup) there is nothing to make: the API made its indexes.
+func (t *term) prepareHistoryIndexes(ctx context.Context) {
+	if t.s.finished.Lookup == nil {
+		return
+	}
+	for _, app := range [][]indexed.Cond{
+		{{Path: "application.id", In: []any{""}}},
+		{{Path: "application.name", In: []any{""}}, {Path: "application.version", In: []any{""}}},
+	} {
+		// As long as a build takes (it is not cut short by a deadline).
+		pctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+		_, err := t.s.finished.Latest(pctx, finishedOn("", app...), "finished_at", 1)
+		cancel()
+		if err != nil {
+			t.log.Warn("prepare the run history's index; the first estimate will make it", "err", err)
+		}
+	}
+}
+
 // lastFinished reads the last historyRuns jobs that finished on queue
 // queueID and also meet app (conditions on the application), of which it
 // returns those that ran (started and finished), oldest first. It reads
@@ -193,10 +225,9 @@ func (t *term) loadHistory(ctx context.Context, j *events.Job) *runHistory {
 // took longer than the timeout with 100,000 finished jobs, every time the
 // estimates were computed.
 func (t *term) lastFinished(ctx context.Context, queueID string, app ...indexed.Cond) ([]*events.Job, error) {
-	where := append(append(indexed.Clause{{Path: "queue_id", In: []any{queueID}}}, app...), jobdoc.RanStatus())
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	docs, err := t.s.finished.Latest(ctx, where, "finished_at", historyRuns)
+	docs, err := t.s.finished.Latest(ctx, finishedOn(queueID, app...), "finished_at", historyRuns)
 	if err != nil {
 		return nil, err
 	}

@@ -98,6 +98,7 @@ func (s *Scheduler) lead(ctx context.Context, epoch int64) error {
 	if err := t.resync(ctx); err != nil {
 		return err
 	}
+	t.prepareHistoryIndexes(ctx)
 	t.check()
 	s.takeovers.Add(1)
 	s.leading.Store(true)
