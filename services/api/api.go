@@ -158,6 +158,7 @@ func (s *Service) Serve(ctx context.Context) error {
 	hs := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
+	go s.SweepArrayCancels(ctx)
 	s.deps.Logger.Info("api listening", "addr", ln.Addr().String())
 	select {
 	case err := <-errc:
@@ -171,6 +172,11 @@ func (s *Service) Serve(ctx context.Context) error {
 	}
 	return nil
 }
+
+// SweepArrayCancels finishes, now and periodically until ctx ends, the
+// cancels of job arrays whose jobs were not all asked to cancel (the API
+// answers an array's cancel first and asks its jobs after). Serve runs it.
+func (s *Service) SweepArrayCancels(ctx context.Context) { s.server.SweepArrayCancels(ctx) }
 
 // Run prepares the API and serves it until ctx ends.
 func Run(ctx context.Context, cfg Config, deps Deps) error {

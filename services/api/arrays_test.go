@@ -1,9 +1,13 @@
 package api_test
 
 import (
+	"context"
 	"net/http"
 	"slices"
 	"testing"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/avxrm/rm/pkg/events"
 )
@@ -62,12 +66,59 @@ func TestJobArrayAPI(t *testing.T) {
 	if c["cancel_requested"] != true {
 		t.Errorf("cancel: %v", c)
 	}
-	for _, it := range e.must(http.StatusOK, http.MethodGet, v1+"/jobs?array_id="+id, nil).obj(t)["items"].([]any) {
-		if it.(map[string]any)["cancel_requested"] != true {
-			t.Errorf("job not asked to cancel: %v", it)
-		}
-	}
+	// The jobs are asked after the answer.
+	e.waitJobsAsked(id, 3)
 	if n := len(e.events(events.FilterSubject(events.KindJob, "", ""))); n != 6 {
 		t.Errorf("%d job events after the cancel, want 3 submitted + 3 cancel-requested", n)
+	}
+}
+
+// waitJobsAsked waits until n jobs of array id have cancel_requested.
+func (e *env) waitJobsAsked(id string, n int) {
+	e.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		asked := 0
+		for _, it := range e.must(http.StatusOK, http.MethodGet, v1+"/jobs?array_id="+id, nil).obj(e.t)["items"].([]any) {
+			if it.(map[string]any)["cancel_requested"] == true {
+				asked++
+			}
+		}
+		if asked == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("%d jobs of array %s asked to cancel after 20 s, want %d", asked, id, n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestArrayCancelLeftUnfinishedIsFinished: an API that stopped after it
+// recorded an array's cancel, before it asked the jobs, leaves the array
+// with cancel_requested and its jobs not asked. The sweep that Serve runs
+// asks them, each once, with its event.
+func TestArrayCancelLeftUnfinishedIsFinished(t *testing.T) {
+	e := startEnv(t)
+	e.create("/queues", obj{"name": "Default", "maximum_allowed_worker_instances": 10})
+	id := e.must(http.StatusCreated, http.MethodPost, v1+"/job-arrays", obj{"job": jobBody("Default", 1), "count": 4}).obj(t).str("id")
+	// What the cancel writes before it answers, and nothing after.
+	if _, err := e.db.Collection(events.JobArraysCollection).UpdateOne(context.Background(), bson.D{{Key: "_id", Value: id}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "cancel_requested", Value: true}}}}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { e.svc.SweepArrayCancels(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	e.waitJobsAsked(id, 4)
+	asked := 0
+	for _, ev := range e.events(events.FilterSubject(events.KindJob, "", "")) {
+		if ev.Type == events.TypeJobCancelRequested {
+			asked++
+		}
+	}
+	if asked != 4 {
+		t.Errorf("%d rm.job.cancel_requested events, want 4 (one per job)", asked)
 	}
 }

@@ -3005,7 +3005,7 @@ type ClientInterface interface {
 
 	// CancelJobArray Cancel the jobs of an array that have not ended
 	//
-	// Asks every job of the array that is not final to cancel, as POST /jobs/{id}/cancel does; the answer shows the counts at that moment.
+	// Records the cancel on the array (cancel_requested) and answers at once; then every job of the array that is not final is asked to cancel, as POST /jobs/{id}/cancel does, in the background (for 10,000 jobs, seconds). The answer shows the counts at that moment.
 	//
 	// Corresponds with POST /job-arrays/{id}/cancel (the `CancelJobArray` operationId).
 	CancelJobArray(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -3888,7 +3888,7 @@ func (c *Client) GetJobArray(ctx context.Context, id string, reqEditors ...Reque
 
 // CancelJobArray Cancel the jobs of an array that have not ended
 //
-// Asks every job of the array that is not final to cancel, as POST /jobs/{id}/cancel does; the answer shows the counts at that moment.
+// Records the cancel on the array (cancel_requested) and answers at once; then every job of the array that is not final is asked to cancel, as POST /jobs/{id}/cancel does, in the background (for 10,000 jobs, seconds). The answer shows the counts at that moment.
 //
 // Corresponds with POST /job-arrays/{id}/cancel (the `CancelJobArray` operationId).
 func (c *Client) CancelJobArray(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -8464,7 +8464,7 @@ type ClientWithResponsesInterface interface {
 
 	// CancelJobArrayWithResponse Cancel the jobs of an array that have not ended
 	//
-	// Asks every job of the array that is not final to cancel, as POST /jobs/{id}/cancel does; the answer shows the counts at that moment.
+	// Records the cancel on the array (cancel_requested) and answers at once; then every job of the array that is not final is asked to cancel, as POST /jobs/{id}/cancel does, in the background (for 10,000 jobs, seconds). The answer shows the counts at that moment.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -15083,7 +15083,7 @@ func (c *ClientWithResponses) GetJobArrayWithResponse(ctx context.Context, id st
 
 // CancelJobArrayWithResponse Cancel the jobs of an array that have not ended
 //
-// Asks every job of the array that is not final to cancel, as POST /jobs/{id}/cancel does; the answer shows the counts at that moment.
+// Records the cancel on the array (cancel_requested) and answers at once; then every job of the array that is not final is asked to cancel, as POST /jobs/{id}/cancel does, in the background (for 10,000 jobs, seconds). The answer shows the counts at that moment.
 //
 // Returns a wrapper object for the known response body format(s).
 //

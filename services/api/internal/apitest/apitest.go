@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -80,14 +81,23 @@ func start(t testing.TB, log *slog.Logger, indexed bool) *Env {
 // Discard is a logger that writes nothing.
 func Discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-// TestLogger sends warnings and errors to t's log.
+// TestLogger sends warnings and errors to t's log, until t ends: the API's
+// background work (an array's cancel) may log after, which t.Log forbids.
 func TestLogger(t testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	w := &testWriter{t: t}
+	t.Cleanup(func() { w.ended.Store(true) })
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
 
-type testWriter struct{ t testing.TB }
+type testWriter struct {
+	t     testing.TB
+	ended atomic.Bool
+}
 
-func (w testWriter) Write(p []byte) (int, error) {
+func (w *testWriter) Write(p []byte) (int, error) {
+	if w.ended.Load() {
+		return len(p), nil
+	}
 	w.t.Helper()
 	w.t.Logf("%s", bytes.TrimSpace(p))
 	return len(p), nil

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/avxrm/rm/pkg/events"
 	"github.com/avxrm/rm/pkg/events/jobdoc"
@@ -80,7 +79,7 @@ func (s *Server) registerJobArrays() {
 	huma.Register(s.API, op, s.getJobArray)
 	op = s.op("cancel-job-array", http.MethodPost, BasePath+"/job-arrays/{id}/cancel", "Cancel the jobs of an array that have not ended",
 		tags, http.StatusAccepted, http.StatusNotFound)
-	op.Description = "Asks every job of the array that is not final to cancel, as POST /jobs/{id}/cancel does; the answer shows the counts at that moment."
+	op.Description = "Records the cancel on the array (cancel_requested) and answers at once; then every job of the array that is not final is asked to cancel, as POST /jobs/{id}/cancel does, in the background (for 10,000 jobs, seconds). The answer shows the counts at that moment."
 	huma.Register(s.API, op, s.cancelJobArray)
 }
 
@@ -287,17 +286,7 @@ func (s *Server) cancelJobArray(ctx context.Context, in *jobArrayRef) (*jobArray
 			{Key: "$inc", Value: bson.D{{Key: "version", Value: 1}}}}); err != nil {
 		return nil, fmt.Errorf("cancel job array %s: %w", arr.ID, err)
 	}
-	_, err = s.jobs.UpdateMatching(ctx, jobdoc.ArrayJobs(arr.ID, events.JobSubmitted, events.JobPending, events.JobAdmitted, events.JobRunning),
-		func(j *events.Job, _ time.Time) ([]string, error) {
-			if events.JobFinal(j.Status) || j.CancelRequested {
-				return nil, nil
-			}
-			j.CancelRequested = true
-			return []string{events.TypeJobCancelRequested}, nil
-		})
-	if err != nil {
-		return nil, jobError(err)
-	}
+	s.cancelArrayJobsLater(arr.ID)
 	arr, err = s.loadJobArray(ctx, in.ID) // the counts as they are now
 	if err != nil {
 		return nil, err

@@ -68,6 +68,9 @@ type Server struct {
 	queues store.Kind[*events.Queue]
 	jobs   *jobdoc.Store
 	active *indexed.Reader // a queue's active jobs, by index (usage, positions)
+	// arrayCancels asks the jobs of cancelled arrays to cancel, after the
+	// answer (arraycancel.go).
+	arrayCancels arrayCancels
 	// idempotentRoutes are the echo paths of the POSTs the idempotency
 	// middleware serves (see idempotentPost).
 	idempotentRoutes map[string]bool
