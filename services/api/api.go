@@ -133,6 +133,9 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 	if err := srv.EnsureBuiltinQueues(ctx); err != nil {
 		return nil, err
 	}
+	if err := srv.PrepareIndexes(ctx); err != nil { // else the first reads make them
+		deps.Logger.Warn("prepare the indexes of the reads by index", "err", err)
+	}
 	// The web view at /ui/ reads through the routes above, in process.
 	// With auth on it signs users in against the same issuer.
 	var signIn *ui.OIDC

@@ -3,13 +3,16 @@ package api_test
 import (
 	"context"
 	"net/http"
+	"regexp"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/avxrm/rm/pkg/events"
+	"github.com/avxrm/rm/services/api/internal/apitest"
 )
 
 // The job arrays API without a scheduler: what is stored, announced and
@@ -120,5 +123,29 @@ func TestArrayCancelLeftUnfinishedIsFinished(t *testing.T) {
 	}
 	if asked != 4 {
 		t.Errorf("%d rm.job.cancel_requested events, want 4 (one per job)", asked)
+	}
+}
+
+// TestIndexesAreMadeAtStart: on the embedded store the API makes the
+// indexes of its reads by index (the active jobs, an array's jobs) before
+// it serves, not at the first request that reads by them, when a build on
+// a big store would hold every write back.
+func TestIndexesAreMadeAtStart(t *testing.T) {
+	a := apitest.StartIndexed(t, apitest.TestLogger(t))
+	names, err := a.Ferret.FieldIndexes(context.Background(), a.DB.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// avxrm_ix_<table>_status_p<hash>, avxrm_ix_<table>_array_id_status_p<hash>
+	key := regexp.MustCompile(`_(array_id_)?status_p[0-9a-f]{8}$`)
+	var active, arrays bool
+	for _, n := range names {
+		if m := key.FindStringSubmatch(n); m != nil && !strings.Contains(n, "post_controller") {
+			active = active || m[1] == ""
+			arrays = arrays || m[1] != ""
+		}
+	}
+	if !active || !arrays {
+		t.Errorf("field indexes after the API started: %v; want the active jobs' (status) and the array jobs' (array_id, status), both partial", names)
 	}
 }

@@ -367,6 +367,32 @@ func dropStaleFieldIndexes(ctx context.Context, sdb *sql.DB) error {
 	return nil
 }
 
+// FieldIndexes lists the indexes MatchingIDs and LatestIDs made in db's
+// file (their names: avxrm_ix_<table>_<paths>[_p<hash>]), sorted.
+func (s *Server) FieldIndexes(ctx context.Context, db string) ([]string, error) {
+	if _, err := os.Stat(filepath.Join(s.dir, db+sqliteFileExt)); errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	sdb, err := s.fieldDB(db)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := sdb.QueryContext(ctx, "SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE ? ORDER BY name", fieldIndexPrefix+"%")
+	if err != nil {
+		return nil, fmt.Errorf("list field indexes of %s: %w", db, err)
+	}
+	defer rows.Close()
+	var names []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			return nil, fmt.Errorf("list field indexes of %s: %w", db, err)
+		}
+		names = append(names, n)
+	}
+	return names, rows.Err()
+}
+
 // fieldDB is the SQLite connection pool of MatchingIDs for db, opened once
 // and closed with the server. Reads run beside FerretDB's (WAL).
 func (s *Server) fieldDB(db string) (*sql.DB, error) {

@@ -81,3 +81,23 @@ func queueJobs(queueID string, statuses ...string) indexed.Filter {
 		Any: []indexed.Clause{{jobdoc.ActiveStatus(statuses...)}},
 	}
 }
+
+// PrepareIndexes asks once for what the API reads by index (a queue's
+// active jobs, an array's jobs), with ids that match nothing, so that on
+// the embedded store the indexes they read are made now, before the API
+// serves, and not by the first such request: made then on a store of
+// 100,000 jobs, a build holds SQLite's write lock for seconds while every
+// write waits. Each is made once per store (it persists). Without a Lookup
+// (MongoDB) there is nothing to make: EnsureIndexes made the API's.
+func (s *Server) PrepareIndexes(ctx context.Context) error {
+	if s.opts.Lookup == nil {
+		return nil
+	}
+	if _, err := s.active.IDs(ctx, queueJobs("", events.JobSubmitted, events.JobPending, events.JobAdmitted, events.JobRunning)); err != nil {
+		return fmt.Errorf("prepare the active jobs' index: %w", err)
+	}
+	if _, err := s.active.IDs(ctx, jobdoc.ArrayJobs("", events.JobSubmitted)); err != nil {
+		return fmt.Errorf("prepare the array jobs' index: %w", err)
+	}
+	return nil
+}
