@@ -24,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -215,6 +216,7 @@ func (o *Outbox) sweep(ctx context.Context, staleAfter time.Duration) (int, erro
 	n := 0
 	var errs []error
 	cutoff := time.Now().Add(-o.MinAge)
+	skipped := map[string]bool{} // instances with unsent entries on a document left for later
 	for _, c := range colls {
 		cur, err := c.Find(ctx, bson.D{{Key: Field + ".0", Value: bson.D{{Key: "$exists", Value: true}}}},
 			options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}, {Key: VersionField, Value: 1}, {Key: DeletedField, Value: 1}, {Key: Field, Value: 1}}))
@@ -234,7 +236,13 @@ func (o *Outbox) sweep(ctx context.Context, staleAfter time.Duration) (int, erro
 					todo = append(todo, en)
 				}
 			}
-			if (len(todo) == 0 && !d.Deleted) || len(d.Outbox) == 0 || d.Outbox[len(d.Outbox)-1].Time.After(cutoff) {
+			if (len(todo) == 0 && !d.Deleted) || len(d.Outbox) == 0 {
+				continue
+			}
+			if d.Outbox[len(d.Outbox)-1].Time.After(cutoff) { // its writer may still publish it
+				for _, en := range todo {
+					skipped[en.By] = true
+				}
 				continue
 			}
 			if err := o.Flush(ctx, c, d.ID, d.Deleted, todo); err != nil {
@@ -244,6 +252,10 @@ func (o *Outbox) sweep(ctx context.Context, staleAfter time.Duration) (int, erro
 			n += len(todo)
 		}
 	}
+	// A stale instance is retired (all it wrote taken for sent) only once
+	// no document holds an entry of it that this sweep left for later: the
+	// next sweep, which the stale checkpoint brings on, publishes those.
+	stale = slices.DeleteFunc(stale, func(id string) bool { return skipped[id] })
 	if len(errs) == 0 && len(stale) > 0 {
 		errs = append(errs, o.retire(ctx, stale))
 	}

@@ -3,6 +3,7 @@ package outbox_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -317,5 +318,48 @@ func TestRelayBacksOffAFailedSweep(t *testing.T) {
 	<-done
 	if n := slow.Matched.Load(); n != 1 {
 		t.Errorf("sweeps sent to the store in 1.5 s: %d, want 1 (the first, then a back-off)", n)
+	}
+}
+
+// TestSweepDoesNotRetireWhatItSkipped: a dead instance left an unsent event
+// on a document that a live writer has just written again (carrying the
+// entry, too young to publish it again itself). The sweep that finds the
+// dead instance stale skips that document as too young; it must not retire
+// the dead instance then, as if all it left were sent: a later sweep would
+// take the entry for sent and the event would never reach the stream (seen
+// in the fault suite: a job's rm.job.submitted lost after the API's kill).
+func TestSweepDoesNotRetireWhatItSkipped(t *testing.T) {
+	coll, relay, stream := setup(t)
+	ctx := context.Background()
+	js := eventstest.Run(t)
+	dead := outbox.New(events.NewPublisher(js), nil)
+	dead.Register(coll)
+	dead.WithoutInlineFlush(t) // killed between the write and its publication
+	th := thing{ID: "t-1", Version: 1}
+	created := ev(t, "rm.thing.created", th)
+	if err := dead.Insert(ctx, coll, th.ID, 1, th, created); err != nil {
+		t.Fatal(err)
+	}
+	relay.MinAge = time.Hour // everything is young: the live write publishes only its own event
+	th.Version = 2
+	updated := ev(t, "rm.thing.updated", th)
+	if err := relay.Replace(ctx, coll, th.ID, 1, 2, unsent(t, coll, th.ID), th, updated); err != nil {
+		t.Fatal(err)
+	}
+	// The dead instance's checkpoint goes stale.
+	if _, err := coll.Database().Collection(outbox.CheckpointCollection).UpdateMany(ctx, bson.D{},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "renewed_at", Value: time.Now().Add(-time.Hour)}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := relay.Sweep(ctx); err != nil || n != 0 {
+		t.Fatalf("Sweep() of a young document = %d, %v; want it skipped", n, err)
+	}
+	relay.MinAge = 0 // later: the document is old enough
+	if n, err := relay.Sweep(ctx); err != nil || n != 1 {
+		t.Fatalf("later Sweep() = %d, %v; want the dead instance's event", n, err)
+	}
+	got := stream()
+	if len(got) != 2 || !slices.ContainsFunc(got, func(e events.Event) bool { return e.ID == created.ID }) {
+		t.Errorf("stream = %v, want %s (the dead instance's) and %s", ids(got), created.ID, updated.ID)
 	}
 }
