@@ -57,6 +57,15 @@ func unsent(t *testing.T, coll *mongo.Collection, id string) []outbox.Entry {
 	return env.Outbox
 }
 
+// otherInstance is a second writer on coll (a service that dies in the
+// test), publishing to a NATS of its own.
+func otherInstance(t *testing.T, coll *mongo.Collection) *outbox.Outbox {
+	t.Helper()
+	ob := outbox.New(events.NewPublisher(eventstest.Run(t)), nil)
+	ob.Register(coll)
+	return ob
+}
+
 func ids(evs []events.Event) []string {
 	out := make([]string, len(evs))
 	for i, e := range evs {
@@ -266,9 +275,7 @@ func TestTooLargeEventIsDroppedNotRetried(t *testing.T) {
 func TestSweepPublishesOnlyWhatADeadInstanceLeft(t *testing.T) {
 	coll, relay, stream := setup(t)
 	ctx := context.Background()
-	js := eventstest.Run(t)
-	dead := outbox.New(events.NewPublisher(js), nil)
-	dead.Register(coll)
+	dead := otherInstance(t, coll)
 	sent := thing{ID: "t-sent", Version: 1}
 	if err := dead.Insert(ctx, coll, sent.ID, 1, sent, ev(t, "rm.thing.created", sent)); err != nil {
 		t.Fatal(err)
@@ -331,9 +338,7 @@ func TestRelayBacksOffAFailedSweep(t *testing.T) {
 func TestSweepDoesNotRetireWhatItSkipped(t *testing.T) {
 	coll, relay, stream := setup(t)
 	ctx := context.Background()
-	js := eventstest.Run(t)
-	dead := outbox.New(events.NewPublisher(js), nil)
-	dead.Register(coll)
+	dead := otherInstance(t, coll)
 	dead.WithoutInlineFlush(t) // killed between the write and its publication
 	th := thing{ID: "t-1", Version: 1}
 	created := ev(t, "rm.thing.created", th)
