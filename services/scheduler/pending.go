@@ -161,11 +161,7 @@ func (t *term) loadHistory(ctx context.Context, j *events.Job) *runHistory {
 	if h.loaded || !t.est.reads.May(t.s.deps.Now()) {
 		return h
 	}
-	app := []indexed.Cond{{Path: "application.id", In: []any{j.Application.ID}}}
-	if j.Application.ID == "" {
-		app = []indexed.Cond{{Path: "application.name", In: []any{j.Application.Name}}, {Path: "application.version", In: []any{j.Application.Version}}}
-	}
-	done, err := t.lastFinished(ctx, j.QueueID, app...)
+	done, err := t.lastFinished(ctx, j.QueueID, appConds(j.Application)...)
 	if err != nil {
 		wait := t.est.reads.FailedWith(t.s.deps.Now(), err)
 		t.log.Warn("read run history for start estimates; trying again later", "queue", j.QueueID, "err", err, "retry_in", wait)
@@ -185,6 +181,15 @@ func (t *term) loadHistory(ctx context.Context, j *events.Job) *runHistory {
 	return loaded
 }
 
+// appConds are the conditions on the application a that the run history
+// reads: by id if it has one, else by name and version.
+func appConds(a events.JobApplication) []indexed.Cond {
+	if a.ID != "" {
+		return []indexed.Cond{{Path: "application.id", In: []any{a.ID}}}
+	}
+	return []indexed.Cond{{Path: "application.name", In: []any{a.Name}}, {Path: "application.version", In: []any{a.Version}}}
+}
+
 // finishedOn is the clause of the jobs that ran and ended on queue queueID
 // and meet app, which leads the index lastFinished reads.
 func finishedOn(queueID string, app ...indexed.Cond) indexed.Clause {
@@ -193,7 +198,8 @@ func finishedOn(queueID string, app ...indexed.Cond) indexed.Clause {
 
 // prepareHistoryIndexes asks once, at the start of a leadership, for what
 // lastFinished reads, with a queue that matches nothing, so that on the
-// embedded store the two indexes it reads are made now (each once per
+// embedded store the three indexes it reads (by application id, by name
+// and version, and the queue's alone for the lags) are made now (each once per
 // store), before the scheduler admits anything, rather than by the first
 // estimate: made then on a store of 100,000 jobs, the build held SQLite's
 // write lock for seconds while submissions waited (docs/benchmarks.md,
@@ -203,10 +209,7 @@ func (t *term) prepareHistoryIndexes(ctx context.Context) {
 	if t.s.finished.Lookup == nil {
 		return
 	}
-	for _, app := range [][]indexed.Cond{
-		{{Path: "application.id", In: []any{""}}},
-		{{Path: "application.name", In: []any{""}}, {Path: "application.version", In: []any{""}}},
-	} {
+	for _, app := range [][]indexed.Cond{appConds(events.JobApplication{ID: "none"}), appConds(events.JobApplication{}), nil} {
 		// As long as a build takes (it is not cut short by a deadline).
 		pctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 		_, err := t.s.finished.Latest(pctx, finishedOn("", app...), "finished_at", 1)

@@ -342,21 +342,8 @@ const staleFieldIndexPrefix = "avxrm_field_"
 // dropStaleFieldIndexes drops the indexes named with staleFieldIndexPrefix
 // from db's file, once per process when MatchingIDs first opens it.
 func dropStaleFieldIndexes(ctx context.Context, sdb *sql.DB) error {
-	rows, err := sdb.QueryContext(ctx, "SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE ?", staleFieldIndexPrefix+"%")
+	stale, err := indexNames(ctx, sdb, staleFieldIndexPrefix)
 	if err != nil {
-		return fmt.Errorf("list stale indexes: %w", err)
-	}
-	var stale []string
-	for rows.Next() {
-		var name string
-		if err := rows.Scan(&name); err != nil {
-			rows.Close()
-			return fmt.Errorf("list stale indexes: %w", err)
-		}
-		stale = append(stale, name)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
 		return fmt.Errorf("list stale indexes: %w", err)
 	}
 	for _, name := range stale {
@@ -377,16 +364,25 @@ func (s *Server) FieldIndexes(ctx context.Context, db string) ([]string, error) 
 	if err != nil {
 		return nil, err
 	}
-	rows, err := sdb.QueryContext(ctx, "SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE ? ORDER BY name", fieldIndexPrefix+"%")
+	names, err := indexNames(ctx, sdb, fieldIndexPrefix)
 	if err != nil {
 		return nil, fmt.Errorf("list field indexes of %s: %w", db, err)
+	}
+	return names, nil
+}
+
+// indexNames lists the indexes of sdb whose names start with prefix, sorted.
+func indexNames(ctx context.Context, sdb *sql.DB, prefix string) ([]string, error) {
+	rows, err := sdb.QueryContext(ctx, "SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE ? ORDER BY name", prefix+"%")
+	if err != nil {
+		return nil, err
 	}
 	defer rows.Close()
 	var names []string
 	for rows.Next() {
 		var n string
 		if err := rows.Scan(&n); err != nil {
-			return nil, fmt.Errorf("list field indexes of %s: %w", db, err)
+			return nil, err
 		}
 		names = append(names, n)
 	}

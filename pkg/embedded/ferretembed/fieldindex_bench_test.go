@@ -18,7 +18,8 @@ import (
 // jobs collection (services/scheduler term.go and pending.go, the
 // launcher, the API's usage, pkg/events/jobdoc indexes.go): "full" as they
 // were made until 2026-11-30, "partial" as they are made now (partial, and
-// the queue's one gone). Keys ending in finished_at are LatestIDs'.
+// the queue's one gone). Keys ending in finished_at are LatestIDs'; the
+// lags' (queue_id, status, finished_at) is left out of both sets.
 var indexSets = map[string][][]ferretembed.FieldCond{
 	"full": {
 		{{Path: "status"}}, {{Path: "cleanup_requested"}, {Path: "cleaned_at"}}, {{Path: "post_controller.status"}},

@@ -15,7 +15,7 @@ import (
 // FerretDB rewrites the whole document on every write, so a full index
 // costs every write of every job; a partial one only the writes of its
 // jobs. A job that is neither active nor in an array nor being cleaned up
-// is in the history index alone, and a running one in the active index
+// is in the run history's indexes alone, and a running one in the active index
 // alone.
 
 var (

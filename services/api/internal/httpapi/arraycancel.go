@@ -38,9 +38,10 @@ const (
 
 // arrayCancels runs at most one cancel per array at a time in this process.
 type arrayCancels struct {
-	mu      sync.Mutex
-	running map[string]bool // by array id
-	again   map[string]bool // asked again while running: run once more after
+	mu sync.Mutex
+	// running holds the arrays whose cancel runs, by id; true: asked again
+	// meanwhile, so it runs once more after.
+	running map[string]bool
 }
 
 // cancelArrayJobsLater asks the jobs of array id to cancel in the
@@ -49,17 +50,14 @@ func (s *Server) cancelArrayJobsLater(id string) {
 	c := &s.arrayCancels
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.running[id] {
-		if c.again == nil {
-			c.again = map[string]bool{}
-		}
-		c.again[id] = true
+	if _, running := c.running[id]; running {
+		c.running[id] = true
 		return
 	}
 	if c.running == nil {
 		c.running = map[string]bool{}
 	}
-	c.running[id] = true
+	c.running[id] = false
 	go func() {
 		for {
 			ctx, cancel := context.WithTimeout(context.Background(), arrayCancelTimeout)
@@ -71,13 +69,16 @@ func (s *Server) cancelArrayJobsLater(id string) {
 				s.opts.Logger.Info("jobs of a cancelled array asked to cancel", "array", id, "jobs", n)
 			}
 			c.mu.Lock()
-			if !c.again[id] {
+			again := c.running[id]
+			if !again {
 				delete(c.running, id)
-				c.mu.Unlock()
+			} else {
+				c.running[id] = false
+			}
+			c.mu.Unlock()
+			if !again {
 				return
 			}
-			delete(c.again, id)
-			c.mu.Unlock()
 		}
 	}()
 }
