@@ -167,8 +167,9 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 }
 
 // Run campaigns for leadership and schedules while it leads, until ctx ends.
-// Losing leadership (a failed renewal, or a newer epoch on the ledger) stops
-// scheduling at once; the scheduler then stands by and campaigns again.
+// Losing leadership (the key taken or left unrenewed for TTL−Renew, or a newer
+// epoch on the ledger) stops scheduling at once; the scheduler then stands by
+// and campaigns again.
 func (s *Scheduler) Run(ctx context.Context) error {
 	renew := s.cfg.RenewInterval
 	if renew == 0 {

@@ -89,45 +89,82 @@ func (e *Elector) Campaign(ctx context.Context) (uint64, error) {
 var ErrLost = errors.New("elect: leadership lost")
 
 // Hold renews the key created at rev every Renew period until ctx ends, then
-// deletes it so that a standby takes over at once, and returns nil. It returns
-// ErrLost as soon as one renewal fails, or when no renewal has succeeded for
-// half the TTL, well before the key can expire and another candidate win; the
-// caller must stop acting as leader at once.
+// deletes it so that a standby takes over at once, and returns nil.
+//
+// A renewal that fails for want of an answer (NATS restarting, a slow
+// server) is tried again at the next period: a blip shorter than the TTL
+// does not end a leadership. Hold returns ErrLost, and the caller must stop
+// acting as leader at once, when the key is no longer this candidate's, or
+// when no renewal has succeeded for TTL−Renew since the last successful one
+// was sent. The key expires TTL after the server stored that renewal, so
+// another candidate cannot win before Hold has given up; the Renew period
+// left is the margin for the answer's trip.
 func (e *Elector) Hold(ctx context.Context, rev uint64) error {
 	t := time.NewTicker(e.cfg.Renew)
 	defer t.Stop()
-	last := time.Now()
+	// The first lease began before Campaign returned; the margin covers it.
+	sent := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
-			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.TTL/2)
-			defer cancel()
-			err := e.kv.Delete(dctx, e.cfg.Key, jetstream.LastRevision(rev))
-			if err != nil {
-				// A renewal cut short by the stop may have landed all the
-				// same: the key is still ours at a later revision.
-				if cur, gerr := e.kv.Get(dctx, e.cfg.Key); gerr == nil && string(cur.Value()) == e.cfg.ID {
-					err = e.kv.Delete(dctx, e.cfg.Key, jetstream.LastRevision(cur.Revision()))
-				}
-			}
-			if err != nil {
-				e.log.Warn("leader election: resign", "err", err)
-			}
+			e.resign(ctx, rev)
 			return nil
 		case <-t.C:
 		}
 		// The deadline keeps a hung renewal from outliving the lease.
-		deadline := last.Add(e.cfg.TTL / 2)
-		uctx, cancel := context.WithDeadline(ctx, deadline)
+		giveUp := sent.Add(e.cfg.TTL - e.cfg.Renew)
+		try := time.Now()
+		uctx, cancel := context.WithDeadline(ctx, giveUp)
 		next, err := e.kv.Update(uctx, e.cfg.Key, []byte(e.cfg.ID), rev)
-		cancel()
-		if err != nil {
-			if ctx.Err() != nil {
-				continue // stopping: resign above
-			}
-			return fmt.Errorf("%w: renew at revision %d: %v", ErrLost, rev, err)
+		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			// A renewal whose answer was lost may have landed: the key is
+			// still ours, at a later revision.
+			next, err = e.stillOurs(uctx, err)
 		}
-		rev, last = next, time.Now()
+		cancel()
+		switch {
+		case err == nil:
+			rev, sent = next, try
+		case ctx.Err() != nil:
+			// stopping: resign above
+		case errors.Is(err, ErrLost) || !time.Now().Before(giveUp):
+			return fmt.Errorf("%w: renew at revision %d: %v", ErrLost, rev, err)
+		default:
+			e.log.Warn("leader election: renewal failed, trying again", "revision", rev, "err", err,
+				"gives_up_in", time.Until(giveUp).Round(time.Millisecond))
+		}
+	}
+}
+
+// stillOurs returns the key's revision if it still holds this candidate's
+// ID, else an error wrapping ErrLost.
+func (e *Elector) stillOurs(ctx context.Context, mismatch error) (uint64, error) {
+	cur, err := e.kv.Get(ctx, e.cfg.Key)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		return 0, fmt.Errorf("%w: the key expired or was deleted (%v)", ErrLost, mismatch)
+	case err != nil:
+		return 0, err // no answer: try again
+	case string(cur.Value()) != e.cfg.ID:
+		return 0, fmt.Errorf("%w: %q holds the key", ErrLost, cur.Value())
+	}
+	return cur.Revision(), nil
+}
+
+// resign deletes the key if it is still this candidate's.
+func (e *Elector) resign(ctx context.Context, rev uint64) {
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.TTL/2)
+	defer cancel()
+	err := e.kv.Delete(dctx, e.cfg.Key, jetstream.LastRevision(rev))
+	if err != nil {
+		// A renewal cut short by the stop may have landed all the
+		// same: the key is still ours at a later revision.
+		if cur, gerr := e.kv.Get(dctx, e.cfg.Key); gerr == nil && string(cur.Value()) == e.cfg.ID {
+			err = e.kv.Delete(dctx, e.cfg.Key, jetstream.LastRevision(cur.Revision()))
+		}
+	}
+	if err != nil {
+		e.log.Warn("leader election: resign", "err", err)
 	}
 }
 

@@ -231,7 +231,10 @@ func run(ctx context.Context, svc *Service, c *common, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	opts := append(creds, nats.Name(svc.Name), nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true))
+	// Reconnect soon after a NATS restart (the default waits 2 s): a
+	// leader's renewals are buffered until then.
+	opts := append(creds, nats.Name(svc.Name), nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true),
+		nats.ReconnectWait(250*time.Millisecond))
 	nc, err := nats.Connect(c.natsURL, opts...)
 	if err != nil {
 		return fmt.Errorf("connect nats: %w", err)
