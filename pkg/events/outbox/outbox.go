@@ -240,9 +240,24 @@ func (o *Outbox) sweep(ctx context.Context, staleAfter time.Duration) (int, erro
 				continue
 			}
 			if d.Outbox[len(d.Outbox)-1].Time.After(cutoff) { // its writer may still publish it
+				// A live writer carries a dead one's entries along on
+				// every write until that one is retired: publish those
+				// (old, since their writer went stale) so that it can
+				// be, and leave the live writer's to it. Only a dead
+				// writer's entry too young to publish holds it back.
+				var dead []Entry
 				for _, en := range todo {
-					skipped[en.By] = true
+					if slices.Contains(stale, en.By) && en.At.Before(cutoff) {
+						dead = append(dead, en)
+					} else {
+						skipped[en.By] = true
+					}
 				}
+				if err := o.publishEntries(ctx, c, d.ID, dead); err != nil {
+					errs = append(errs, err)
+					continue
+				}
+				n += len(dead)
 				continue
 			}
 			if err := o.Flush(ctx, c, d.ID, d.Deleted, todo); err != nil {

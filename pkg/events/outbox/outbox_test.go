@@ -368,3 +368,48 @@ func TestSweepDoesNotRetireWhatItSkipped(t *testing.T) {
 		t.Errorf("stream = %v, want %s (the dead instance's) and %s", ids(got), created.ID, updated.ID)
 	}
 }
+
+// A live writer carries a dead one's entry along on every write of a
+// document until the dead one is retired, so the document may always look
+// young to a sweep. The sweep publishes the dead writer's (old) entry there
+// and retires it all the same: otherwise every relay would sweep every
+// document each interval for as long as the document is written.
+func TestSweepRetiresDeadWriterOnYoungDocument(t *testing.T) {
+	coll, relay, stream := setup(t)
+	ctx := context.Background()
+	dead := otherInstance(t, coll)
+	dead.WithoutInlineFlush(t)
+	th := thing{ID: "t-1", Version: 1}
+	created := ev(t, "rm.thing.created", th)
+	if err := dead.Insert(ctx, coll, th.ID, 1, th, created); err != nil {
+		t.Fatal(err)
+	}
+	relay.MinAge = time.Second
+	time.Sleep(1100 * time.Millisecond) // the dead writer's entry is old, the next write young
+	th.Version = 2
+	updated := ev(t, "rm.thing.updated", th)
+	if err := relay.Replace(ctx, coll, th.ID, 1, 2, unsent(t, coll, th.ID), th, updated); err != nil {
+		t.Fatal(err)
+	}
+	if got := unsent(t, coll, th.ID); len(got) != 2 {
+		t.Fatalf("the live write stored %d entries, want the dead writer's carried and its own", len(got))
+	}
+	ckpts := coll.Database().Collection(outbox.CheckpointCollection)
+	if _, err := ckpts.UpdateMany(ctx, bson.D{}, bson.D{{Key: "$set", Value: bson.D{{Key: "renewed_at", Value: time.Now().Add(-time.Hour)}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := relay.Sweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	retired, err := ckpts.CountDocuments(ctx, bson.D{{Key: "retired", Value: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if retired != 1 {
+		t.Errorf("%d instances retired after the sweep, want the dead one", retired)
+	}
+	got := stream()
+	if len(got) != 2 || got[0].ID != created.ID || got[1].ID != updated.ID {
+		t.Errorf("stream = %v, want %s then %s", ids(got), created.ID, updated.ID)
+	}
+}
