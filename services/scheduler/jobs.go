@@ -8,6 +8,7 @@ import (
 
 	"github.com/avxrm/rm/pkg/events"
 	"github.com/avxrm/rm/pkg/events/jobdoc"
+	"golang.org/x/time/rate"
 )
 
 // Every job transition is one write of the job document read just before,
@@ -81,10 +82,15 @@ func (t *term) recordAdmission(ctx context.Context, id string) error {
 // change would be a storm of O(pending) writes per admission. So a job is
 // written when it starts waiting or its reason changes, and when only the
 // numbers moved, at most once per messageRefresh, and no more than
-// refreshBudget such writes per pass.
+// refreshRate such writes a second over all jobs (refreshBurst at once).
+// The rate is what keeps a large backlog cheap: with thousands of jobs
+// waiting, a per-job period alone would still cost a write per job every
+// messageRefresh, enough to slow the store and so the admissions that would
+// shrink the backlog.
 const (
 	messageRefresh = 30 * time.Second
-	refreshBudget  = 32
+	refreshRate    = 2
+	refreshBurst   = 32
 )
 
 // skipWait reports whether a waiting job whose condition c (of a job last
@@ -99,11 +105,14 @@ func (t *term) skipWait(c *events.Condition, updated time.Time, reason, message 
 	if guardChanged(c.Message, message) {
 		return false // the starvation guard began or ended for it: say so at once
 	}
-	if t.s.deps.Now().Sub(updated) < messageRefresh || t.refreshes >= refreshBudget {
+	now := t.s.deps.Now()
+	if now.Sub(updated) < messageRefresh {
 		return true
 	}
-	t.refreshes++
-	return false
+	if t.refreshes == nil {
+		t.refreshes = rate.NewLimiter(refreshRate, refreshBurst)
+	}
+	return !t.refreshes.AllowN(now, 1)
 }
 
 // waitUnchanged reports whether job id (or its post controller) waits as

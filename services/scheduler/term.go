@@ -18,6 +18,7 @@ import (
 	"github.com/avxrm/rm/services/scheduler/internal/lease"
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/time/rate"
 )
 
 // postControllerSuffix makes the lease holder of a job's post controller.
@@ -55,7 +56,7 @@ type term struct {
 
 	endSeen map[string]bool // jobs whose end this leadership saw in the stream (causal.go)
 
-	refreshes int // message-only rewrites of waiting jobs in this pass; see messageRefresh
+	refreshes *rate.Limiter // message-only rewrites of waiting jobs; see messageRefresh
 
 	est *estimator // the start estimates' state (pending.go)
 
@@ -410,7 +411,6 @@ func wantsOut(j *events.Job) bool { return j.CancelRequested || j.CleanupRequest
 // line with it.
 func (t *term) pass(ctx context.Context) error {
 	t.s.metrics.passes.Inc()
-	t.refreshes = 0
 	if err := t.loadGates(ctx); err != nil {
 		return err
 	}
