@@ -87,17 +87,31 @@ func (t *term) recordAdmission(ctx context.Context, id string) error {
 // waiting, a per-job period alone would still cost a write per job every
 // messageRefresh, enough to slow the store and so the admissions that would
 // shrink the backlog.
+//
+// A changed reason is written at once, but no more than reasonRate a second
+// over all jobs (reasonBurst at once): under the starvation guard the
+// reason of every job that would fit flips between "the queue is full" and
+// "held back for the starving job" as capacity comes and goes, hundreds of
+// jobs at a time; the rest follow in later passes.
 const (
 	messageRefresh = 30 * time.Second
 	refreshRate    = 2
 	refreshBurst   = 32
+	reasonRate     = 20
+	reasonBurst    = 64
 )
 
 // skipWait reports whether a waiting job whose condition c (of a job last
 // written at updated) says reason and message needs no write now.
 func (t *term) skipWait(c *events.Condition, updated time.Time, reason, message string) bool {
-	if c == nil || c.Status != "False" || c.Reason != reason {
-		return false
+	if c == nil || c.Status != "False" {
+		return false // it starts waiting
+	}
+	if c.Reason != reason {
+		if t.reasons == nil {
+			t.reasons = rate.NewLimiter(reasonRate, reasonBurst)
+		}
+		return !t.reasons.AllowN(t.s.deps.Now(), 1)
 	}
 	if c.Message == message {
 		return true

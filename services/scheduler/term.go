@@ -57,6 +57,7 @@ type term struct {
 	endSeen map[string]bool // jobs whose end this leadership saw in the stream (causal.go)
 
 	refreshes *rate.Limiter // message-only rewrites of waiting jobs; see messageRefresh
+	reasons   *rate.Limiter // rewrites of waiting jobs whose reason changed; see reasonRate
 
 	est *estimator // the start estimates' state (pending.go)
 
