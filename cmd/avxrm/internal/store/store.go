@@ -15,6 +15,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -30,6 +32,10 @@ type Config struct {
 	DataDir  string        // RM_DATA_DIR, --data-dir
 	MongoDB  string        // RM_MONGO_DB, --mongo-db
 	IndexGap time.Duration // RM_STORE_INDEX_INTERVAL, --index-interval
+	// PprofAddr, if set, serves Go's profiles (net/http/pprof) there, to
+	// find where the store's CPU goes under load: RM_STORE_PPROF_ADDR,
+	// --pprof-addr. Off by default.
+	PprofAddr string
 }
 
 // Load reads the environment, then args as flags. It returns flag.ErrHelp
@@ -47,6 +53,7 @@ func Load(args []string, getenv func(string) string, out io.Writer) (Config, err
 	str(&c.Addr, "addr", "RM_STORE_ADDR", "127.0.0.1:27017", "MongoDB-wire listen address (0.0.0.0:27017 in a container)")
 	str(&c.DataDir, "data-dir", "RM_DATA_DIR", "./.rm-data/store", "directory of the SQLite files")
 	str(&c.MongoDB, "mongo-db", "RM_MONGO_DB", "rm", "the services' database, whose collections get the _id index")
+	str(&c.PprofAddr, "pprof-addr", "RM_STORE_PPROF_ADDR", "", "serve Go's profiles (/debug/pprof/) on this address; off if empty")
 	gap := "10s"
 	if v := getenv("RM_STORE_INDEX_INTERVAL"); v != "" {
 		gap = v
@@ -76,6 +83,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	defer srv.Close()
 	log.Info("store serving", "addr", cfg.Addr, "dir", srv.Dir())
+	if cfg.PprofAddr != "" {
+		stop, err := servePprof(cfg.PprofAddr, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	client, err := mongo.Connect(options.Client().ApplyURI(srv.URI()))
 	if err != nil {
 		return err
@@ -144,4 +158,22 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stderr
 		return Probe(ctx, cfg.Addr)
 	}
 	return Run(ctx, cfg, log)
+}
+
+// servePprof serves net/http/pprof's handlers on addr until stop.
+func servePprof(addr string, log *slog.Logger) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("pprof address: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = hs.Serve(ln) }()
+	log.Info("profiles served", "addr", ln.Addr().String())
+	return func() { _ = hs.Close() }, nil
 }

@@ -5,6 +5,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -73,5 +75,49 @@ func TestStoreServesAndKeepsData(t *testing.T) {
 	defer func() { _ = client.Disconnect(ctx) }()
 	if n, err := client.Database("rm").Collection("jobs").CountDocuments(ctx, bson.D{}); err != nil || n != 1 {
 		t.Errorf("after restart: %d documents, %v", n, err)
+	}
+}
+
+// --pprof-addr serves Go's profiles beside the store, for finding where its
+// CPU goes under load; nothing is served without it.
+func TestStoreServesProfilesWhenAsked(t *testing.T) {
+	free := func() string {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		return ln.Addr().String()
+	}
+	addr, pprofAddr := free(), free()
+	env := map[string]string{"RM_STORE_ADDR": addr, "RM_DATA_DIR": t.TempDir(), "RM_STORE_PPROF_ADDR": pprofAddr}
+	cfg, err := Load(nil, func(k string) string { return env[k] }, io.Discard)
+	if err != nil || cfg.PprofAddr != pprofAddr {
+		t.Fatalf("load: %+v %v", cfg, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil))) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	deadline := time.Now().Add(60 * time.Second)
+	for Probe(context.Background(), addr) != nil {
+		if time.Now().After(deadline) {
+			t.Fatal("store never answered")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	resp, err := http.Get("http://" + pprofAddr + "/debug/pprof/goroutine?debug=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "goroutine profile") {
+		t.Errorf("goroutine profile: %d %.200s", resp.StatusCode, body)
 	}
 }
