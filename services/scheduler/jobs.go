@@ -108,10 +108,7 @@ func (t *term) skipWait(c *events.Condition, updated time.Time, reason, message 
 		return false // it starts waiting
 	}
 	if c.Reason != reason {
-		if t.reasons == nil {
-			t.reasons = rate.NewLimiter(reasonRate, reasonBurst)
-		}
-		return !t.reasons.AllowN(t.s.deps.Now(), 1)
+		return !t.waitWrites.reasons.AllowN(t.s.deps.Now(), 1)
 	}
 	if c.Message == message {
 		return true
@@ -123,10 +120,18 @@ func (t *term) skipWait(c *events.Condition, updated time.Time, reason, message 
 	if now.Sub(updated) < messageRefresh {
 		return true
 	}
-	if t.refreshes == nil {
-		t.refreshes = rate.NewLimiter(refreshRate, refreshBurst)
-	}
-	return !t.refreshes.AllowN(now, 1)
+	return !t.waitWrites.refreshes.AllowN(now, 1)
+}
+
+// waitWrites bounds the rewrites of waiting jobs over all jobs of a
+// leadership (see messageRefresh and reasonRate).
+type waitWrites struct {
+	refreshes *rate.Limiter // only the message's numbers changed
+	reasons   *rate.Limiter // the reason changed
+}
+
+func newWaitWrites() waitWrites {
+	return waitWrites{refreshes: rate.NewLimiter(refreshRate, refreshBurst), reasons: rate.NewLimiter(reasonRate, reasonBurst)}
 }
 
 // waitUnchanged reports whether job id (or its post controller) waits as

@@ -16,7 +16,7 @@ import (
 // up to reasonRate a second over all jobs after a burst.
 func TestWaitRefreshesAreRateLimited(t *testing.T) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	tm := &term{s: &Scheduler{deps: Deps{Now: func() time.Time { return now }}}, jobs: map[string]*events.Job{}}
+	tm := &term{s: &Scheduler{deps: Deps{Now: func() time.Time { return now }}}, jobs: map[string]*events.Job{}, waitWrites: newWaitWrites()}
 	const waiting = 4000
 	for i := range waiting {
 		id := fmt.Sprintf("job-%d", i)

@@ -18,7 +18,6 @@ import (
 	"github.com/avxrm/rm/services/scheduler/internal/lease"
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
-	"golang.org/x/time/rate"
 )
 
 // postControllerSuffix makes the lease holder of a job's post controller.
@@ -56,8 +55,7 @@ type term struct {
 
 	endSeen map[string]bool // jobs whose end this leadership saw in the stream (causal.go)
 
-	refreshes *rate.Limiter // message-only rewrites of waiting jobs; see messageRefresh
-	reasons   *rate.Limiter // rewrites of waiting jobs whose reason changed; see reasonRate
+	waitWrites waitWrites // how often waiting jobs may be rewritten (jobs.go)
 
 	est *estimator // the start estimates' state (pending.go)
 
@@ -79,7 +77,7 @@ func (s *Scheduler) lead(ctx context.Context, epoch int64) error {
 		s: s, epoch: epoch, log: s.log.With("epoch", epoch),
 		queues: map[string]*events.Queue{}, jobs: map[string]*events.Job{},
 		retired: map[string]int64{}, gone: map[string]bool{},
-		kick: make(chan struct{}, 1), est: newEstimator(),
+		kick: make(chan struct{}, 1), est: newEstimator(), waitWrites: newWaitWrites(),
 		deployments: map[string]*deployment{}, goneDeployments: map[string]bool{},
 	}
 	// The epoch goes on the ledger first, so that whatever the previous

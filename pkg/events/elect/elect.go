@@ -159,8 +159,8 @@ func (e *Elector) resign(ctx context.Context, rev uint64) {
 	if err != nil {
 		// A renewal cut short by the stop may have landed all the
 		// same: the key is still ours at a later revision.
-		if cur, gerr := e.kv.Get(dctx, e.cfg.Key); gerr == nil && string(cur.Value()) == e.cfg.ID {
-			err = e.kv.Delete(dctx, e.cfg.Key, jetstream.LastRevision(cur.Revision()))
+		if cur, gerr := e.stillOurs(dctx, err); gerr == nil {
+			err = e.kv.Delete(dctx, e.cfg.Key, jetstream.LastRevision(cur))
 		}
 	}
 	if err != nil {

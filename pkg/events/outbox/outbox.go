@@ -255,9 +255,9 @@ func (o *Outbox) sweep(ctx context.Context, staleAfter time.Duration) (int, erro
 				}
 				if err := o.publishEntries(ctx, c, d.ID, dead); err != nil {
 					errs = append(errs, err)
-					continue
+				} else {
+					n += len(dead)
 				}
-				n += len(dead)
 				continue
 			}
 			if err := o.Flush(ctx, c, d.ID, d.Deleted, todo); err != nil {
