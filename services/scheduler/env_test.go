@@ -13,6 +13,7 @@ import (
 	"github.com/avxrm/rm/pkg/embedded/mongotest"
 	"github.com/avxrm/rm/pkg/events"
 	"github.com/avxrm/rm/pkg/events/eventstest"
+	"github.com/avxrm/rm/pkg/events/indexed"
 	"github.com/avxrm/rm/pkg/events/outbox"
 	"github.com/avxrm/rm/services/scheduler/internal/lease"
 	"github.com/nats-io/nats.go/jetstream"
@@ -35,6 +36,8 @@ type env struct {
 	ctlID  string
 	pcID   string
 	byName map[string]string
+	srv    *ferretembed.Server
+	lookup indexed.Lookup // given to the schedulers started after it is set
 }
 
 // clock is the injected time: tests move it instead of sleeping.
@@ -63,7 +66,7 @@ func newEnv(t *testing.T) *env {
 	db := mongotest.Client(t, uri).Database("rm")
 	ensureIDIndexes(t, srv)
 	js := eventstest.Run(t)
-	e := &env{t: t, uri: uri, db: db, js: js, ob: outbox.New(events.NewPublisher(js), nil), clock: &clock{now: t0}, byName: map[string]string{}}
+	e := &env{t: t, uri: uri, db: db, srv: srv, js: js, ob: outbox.New(events.NewPublisher(js), nil), clock: &clock{now: t0}, byName: map[string]string{}}
 	e.ctlID = e.queue(events.ControllerQueue, nil)
 	e.pcID = e.queue(events.PostControllerQueue, nil)
 	return e
@@ -85,7 +88,7 @@ func (e *env) start(cfg Config) (s *Scheduler, stop func()) {
 // startStandby runs a scheduler until the test ends (or stop is called).
 func (e *env) startStandby(cfg Config) (s *Scheduler, stop func()) {
 	e.t.Helper()
-	s, err := New(context.Background(), cfg, Deps{DB: e.db, JS: e.js, Outbox: e.ob, Registerer: prometheus.NewRegistry(), Now: e.clock.Now,
+	s, err := New(context.Background(), cfg, Deps{DB: e.db, JS: e.js, Outbox: e.ob, Registerer: prometheus.NewRegistry(), Now: e.clock.Now, Lookup: e.lookup,
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	if err != nil {
 		e.t.Fatal(err)

@@ -13,6 +13,8 @@ type metrics struct {
 	leader      prometheus.Gauge
 	passes      prometheus.Counter
 	violations  prometheus.Counter
+	resyncs     prometheus.Counter
+	resyncRead  prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -38,11 +40,18 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "rm_scheduler_invariant_violations_total",
 			Help: "States that cannot happen, found by the reconciliation checks (e.g. an admitted job without a lease).",
 		}),
+		resyncs: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "rm_scheduler_resyncs_total", Help: "Periodic reads of the active jobs, the ledger and the queues from the store.",
+		}),
+		resyncRead: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "rm_scheduler_resync_jobs_read_total",
+			Help: "Active jobs the resyncs read from the store; with the embedded store, jobs stored at the version the scheduler holds are not read.",
+		}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.pendingJobs, m.allocated, m.latency, m.leader, m.passes, m.violations} {
+	for _, c := range []prometheus.Collector{m.pendingJobs, m.allocated, m.latency, m.leader, m.passes, m.violations, m.resyncs, m.resyncRead} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("scheduler metrics: %w", err)
 		}

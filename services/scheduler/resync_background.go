@@ -5,7 +5,6 @@ import (
 	"fmt"
 
 	"github.com/avxrm/rm/pkg/events"
-	"github.com/avxrm/rm/pkg/events/indexed"
 	"github.com/avxrm/rm/services/scheduler/internal/lease"
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
@@ -24,7 +23,12 @@ type resyncSnapshot struct {
 	ledger lease.Ledger
 	queues []*events.Queue
 	jobs   []*events.Job
-	err    error
+	// same are the active jobs stored at the version the picture had when
+	// the read began: not read (indexed.Reader.FindChanged). With a
+	// backlog of thousands of waiting jobs, reading each of them every
+	// ResyncInterval was most of what the scheduler asked of the store.
+	same []string
+	err  error
 }
 
 // backgroundResync is a snapshot read while the loop went on, with the
@@ -41,8 +45,9 @@ type resyncBase struct {
 }
 
 // readResync reads the ledger, the queues and the jobs that need the
-// scheduler. It touches nothing of the picture, so it may run beside the loop.
-func (s *Scheduler) readResync(ctx context.Context) resyncSnapshot {
+// scheduler, but not the jobs stored at the version known (by id) has. It
+// touches nothing of the picture, so it may run beside the loop.
+func (s *Scheduler) readResync(ctx context.Context, known map[string]int64) resyncSnapshot {
 	var r resyncSnapshot
 	if r.ledger, r.err = s.ledger.Load(ctx); r.err != nil {
 		return r
@@ -55,8 +60,20 @@ func (s *Scheduler) readResync(ctx context.Context) resyncSnapshot {
 		r.err = fmt.Errorf("resync queues: %w", err)
 		return r
 	}
-	if r.jobs, err = indexed.FindAll[*events.Job](ctx, s.active, activeJobs(r.ledger.Holders())); err != nil {
+	docs, same, err := s.active.FindChanged(ctx, activeJobs(r.ledger.Holders()), "version", known)
+	if err != nil {
 		r.err = fmt.Errorf("resync jobs: %w", err)
+		return r
+	}
+	r.same = same
+	s.metrics.resyncs.Inc()
+	s.metrics.resyncRead.Add(float64(len(docs)))
+	r.jobs = make([]*events.Job, len(docs))
+	for i, d := range docs {
+		if err := bson.Unmarshal(d, &r.jobs[i]); err != nil {
+			r.err = fmt.Errorf("resync jobs: decode: %w", err)
+			return r
+		}
 	}
 	return r
 }
@@ -68,7 +85,7 @@ func (t *term) startResync(ctx context.Context) <-chan backgroundResync {
 		base.jobs[id] = j.Version
 	}
 	ch := make(chan backgroundResync, 1)
-	go func() { ch <- backgroundResync{snapshot: t.s.readResync(ctx), base: base} }()
+	go func() { ch <- backgroundResync{snapshot: t.s.readResync(ctx, base.jobs), base: base} }()
 	return ch
 }
 
@@ -102,7 +119,15 @@ func (t *term) applyResync(r resyncSnapshot, base *resyncBase) error {
 		qs[q.ID] = q
 	}
 	t.queues = qs
-	js := make(map[string]*events.Job, len(r.jobs))
+	js := make(map[string]*events.Job, len(r.jobs)+len(r.same))
+	for _, id := range r.same {
+		// Stored at the version the picture had when the read began: the
+		// picture's copy is the stored job, or newer if it changed since.
+		// One that left the picture meanwhile stays out.
+		if cur := t.jobs[id]; cur != nil {
+			js[id] = cur
+		}
+	}
 	for _, j := range r.jobs {
 		if v, gone := t.retired[j.ID]; base != nil && gone && v >= j.Version {
 			continue // final or deleted since the read began

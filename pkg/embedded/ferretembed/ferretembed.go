@@ -93,8 +93,9 @@
 // answers.
 //
 // It also answers, without forwarding them, its own commands avxrmLookup,
-// avxrmMatchingIDs and avxrmLatestIDs (wirelookup.go): MatchingIDs and
-// LatestIDs for clients that reach the store over the wire.
+// avxrmMatchingIDs, avxrmMatchingVersions and avxrmLatestIDs
+// (wirelookup.go): MatchingIDs, MatchingVersions and LatestIDs for clients
+// that reach the store over the wire.
 //
 // # What the proxy changes
 //

@@ -67,6 +67,26 @@ func (s *Server) MatchingIDs(ctx context.Context, db, coll string, where, residu
 	return ids, err
 }
 
+// MatchingVersions is MatchingIDs with each match's value of the numeric
+// field versionPath (-1 where it has none), read from the same rows: a
+// caller that holds documents at known versions (the scheduler's resync)
+// then reads only those whose version moved.
+func (s *Server) MatchingVersions(ctx context.Context, db, coll string, where, residual []FieldCond, versionPath string) ([]string, []int64, error) {
+	if !fieldPath.MatchString(versionPath) {
+		return nil, nil, fmt.Errorf("matching versions in %s.%s: unsupported version path %q", db, coll, versionPath)
+	}
+	got, err := s.matchingIDs(ctx, db, coll, where, residual, versionPath, 0)
+	ids := make([]string, len(got))
+	versions := make([]int64, len(got))
+	for i, o := range got {
+		ids[i], versions[i] = o.id, -1
+		if o.valid {
+			versions[i] = int64(o.key)
+		}
+	}
+	return ids, versions, err
+}
+
 // LatestIDs is MatchingIDs for at most limit documents, those with the
 // greatest values of the field orderPath (a date or a number): the index is
 // on where's paths then orderPath, so SQLite reads only the matching entries.
@@ -93,10 +113,11 @@ func (s *Server) LatestIDs(ctx context.Context, db, coll string, where []FieldCo
 	return ids, nil
 }
 
-// ordered is an _id with the value it is ordered by.
+// ordered is an _id with the value it is ordered by (or asked for).
 type ordered struct {
-	id  string
-	key float64
+	id    string
+	key   float64
+	valid bool // key is not NULL
 }
 
 // combinations expands the In conditions of where with several values into
@@ -123,7 +144,10 @@ func combinations(where []FieldCond) [][]FieldCond {
 	return out
 }
 
-func (s *Server) matchingIDs(ctx context.Context, db, coll string, where, residual []FieldCond, order string, limit int) ([]ordered, error) {
+// matchingIDs reads the _ids of the matches with the value of field with
+// (if not empty). With limit > 0 the index has with after where's paths and
+// only the limit matches of greatest with are read.
+func (s *Server) matchingIDs(ctx context.Context, db, coll string, where, residual []FieldCond, with string, limit int) ([]ordered, error) {
 	if len(where) == 0 || len(where[0].In) == 0 {
 		return nil, fmt.Errorf("matching ids in %s.%s: the first condition must list values", db, coll)
 	}
@@ -150,8 +174,8 @@ func (s *Server) matchingIDs(ctx context.Context, db, coll string, where, residu
 		return nil, err
 	}
 	key := where
-	if order != "" {
-		key = append(append([]FieldCond(nil), where...), FieldCond{Path: order})
+	if limit > 0 {
+		key = append(append([]FieldCond(nil), where...), FieldCond{Path: with})
 	}
 	if err := s.ensureFieldIndex(ctx, sdb, table, key); err != nil {
 		return nil, err
@@ -160,11 +184,13 @@ func (s *Server) matchingIDs(ctx context.Context, db, coll string, where, residu
 	if err != nil {
 		return nil, fmt.Errorf("matching ids in %s.%s: %w", db, coll, err)
 	}
-	if order != "" {
-		q = strings.Replace(q, " FROM ", ", "+fieldExpr(order)+" FROM ", 1)
-		q += fmt.Sprintf(" ORDER BY %s DESC LIMIT %d", fieldExpr(order), limit)
+	if with != "" {
+		q = strings.Replace(q, " FROM ", ", "+fieldExpr(with)+" FROM ", 1)
 	} else {
 		q = strings.Replace(q, " FROM ", ", 0 FROM ", 1)
+	}
+	if limit > 0 {
+		q += fmt.Sprintf(" ORDER BY %s DESC LIMIT %d", fieldExpr(with), limit)
 	}
 	rows, err := sdb.QueryContext(ctx, q, args...)
 	if err != nil {
@@ -179,7 +205,7 @@ func (s *Server) matchingIDs(ctx context.Context, db, coll string, where, residu
 			return nil, fmt.Errorf("matching ids in %s.%s: %w", db, coll, err)
 		}
 		if id.Valid {
-			ids = append(ids, ordered{id.String, key.Float64})
+			ids = append(ids, ordered{id.String, key.Float64, key.Valid})
 		}
 	}
 	return ids, rows.Err()

@@ -13,11 +13,12 @@ import (
 //
 // MatchingIDs and LatestIDs (fieldindex.go) are methods of the Server, so
 // only a process that runs the store has them. The services of the compose
-// stack reach the store over the wire; for them the proxy answers three
+// stack reach the store over the wire; for them the proxy answers four
 // commands of its own, never forwarded to FerretDB:
 //
-//	{avxrmLookup: 1}                                  → {ok: 1, version: 1}
+//	{avxrmLookup: 1}                                  → {ok: 1, version: 2}
 //	{avxrmMatchingIDs: coll, $db, where: [c...], residual: [c...]} → {ok: 1, ids: [...]}
+//	{avxrmMatchingVersions: coll, $db, where, residual, versionPath: path} → {ok: 1, ids: [...], versions: [...]}
 //	{avxrmLatestIDs: coll, $db, where: [c...], orderBy: path, limit: n} → {ok: 1, ids: [...]}
 //
 // where c is {path: "status", in: ["pending", ...]} or {path, missing: true},
@@ -25,13 +26,18 @@ import (
 // A real MongoDB (and FerretDB itself) answers each with CommandNotFound
 // (59): a client probes with avxrmLookup once and, without it, sends its
 // filters to the store as they are (pkg/events/indexed/wirelookup).
+// avxrmMatchingVersions came with version 2; a client that meets version 1
+// reads every match instead.
 //
 // They take neither the write lock (they only read SQLite beside FerretDB,
 // as the all-in-one's Lookup does) nor a read slot (they read index entries,
 // never a collection).
 var wireLookupCommands = map[string]bool{
-	"avxrmLookup": true, "avxrmMatchingIDs": true, "avxrmLatestIDs": true,
+	"avxrmLookup": true, "avxrmMatchingIDs": true, "avxrmMatchingVersions": true, "avxrmLatestIDs": true,
 }
+
+// wireLookupVersion is what avxrmLookup answers: the commands it serves.
+const wireLookupVersion = 2
 
 // wireLookupMaxTime bounds a command without maxTimeMS.
 const wireLookupMaxTime = time.Minute
@@ -51,6 +57,7 @@ type wireLookupCmd struct {
 	Where    []wireCond `bson:"where"`
 	Residual []wireCond `bson:"residual"`
 	OrderBy  string     `bson:"orderBy"`
+	Version  string     `bson:"versionPath"`
 	Limit    int        `bson:"limit"`
 }
 
@@ -63,7 +70,7 @@ func (c *proxyConn) answerWireLookup(cmd string, msg []byte) []byte {
 	}
 	if cmd == "avxrmLookup" {
 		return opMsgReply(id, bsoncore.BuildDocument(nil,
-			bsoncore.AppendInt32Element(nil, "version", 1),
+			bsoncore.AppendInt32Element(nil, "version", wireLookupVersion),
 			bsoncore.AppendDoubleElement(nil, "ok", 1)))
 	}
 	var req wireLookupCmd
@@ -92,10 +99,14 @@ func (c *proxyConn) answerWireLookup(cmd string, msg []byte) []byte {
 		return wireLookupError(id, cmd+": no store behind this proxy")
 	}
 	var ids []string
+	var versions []int64
 	var err error
-	if cmd == "avxrmLatestIDs" {
+	switch cmd {
+	case "avxrmLatestIDs":
 		ids, err = srv.LatestIDs(ctx, req.DB, coll, fieldConds(req.Where), req.OrderBy, req.Limit)
-	} else {
+	case "avxrmMatchingVersions":
+		ids, versions, err = srv.MatchingVersions(ctx, req.DB, coll, fieldConds(req.Where), fieldConds(req.Residual), req.Version)
+	default:
 		ids, err = srv.MatchingIDs(ctx, req.DB, coll, fieldConds(req.Where), fieldConds(req.Residual))
 	}
 	if err != nil {
@@ -105,8 +116,15 @@ func (c *proxyConn) answerWireLookup(cmd string, msg []byte) []byte {
 	for _, s := range ids {
 		arr.AppendString(s)
 	}
-	return opMsgReply(id, bsoncore.BuildDocument(nil,
-		bsoncore.AppendArrayElement(nil, "ids", arr.Build()),
+	reply := bsoncore.AppendArrayElement(nil, "ids", arr.Build())
+	if versions != nil {
+		vs := bsoncore.NewArrayBuilder()
+		for _, v := range versions {
+			vs.AppendInt64(v)
+		}
+		reply = bsoncore.AppendArrayElement(reply, "versions", vs.Build())
+	}
+	return opMsgReply(id, bsoncore.BuildDocument(nil, reply,
 		bsoncore.AppendDoubleElement(nil, "ok", 1)))
 }
 

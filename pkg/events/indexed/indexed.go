@@ -65,6 +65,10 @@ type Filter struct {
 // conditions. The embedded store's MatchingIDs.
 type Lookup interface {
 	MatchingIDs(ctx context.Context, coll string, where, residual []Cond) ([]string, error)
+	// MatchingVersions is MatchingIDs with each match's value of the
+	// numeric field versionPath, read from the index's rows without reading
+	// the documents (-1: unknown, read the document).
+	MatchingVersions(ctx context.Context, coll string, where, residual []Cond, versionPath string) (map[string]int64, error)
 	// LatestIDs returns the _ids of at most limit documents meeting where,
 	// those with the greatest values of orderPath.
 	LatestIDs(ctx context.Context, coll string, where []Cond, orderPath string, limit int) ([]string, error)
@@ -97,6 +101,49 @@ func (r *Reader) Find(ctx context.Context, f Filter) ([]bson.Raw, error) {
 		return nil, err
 	}
 	return r.fetch(ctx, ids, f)
+}
+
+// FindChanged is Find for a caller that holds some of the matches already:
+// known gives the version (the numeric field versionPath) it holds of each.
+// It returns the matches it read, and the _ids of the matches whose stored
+// version equals the one known, which it did not read: a document at a
+// version it has had before is that document. With a Lookup the versions
+// come from the index read that finds the _ids, so a resync of thousands of
+// unchanged documents reads none of them; without one (MongoDB) it reads
+// every match, and unchanged is empty.
+func (r *Reader) FindChanged(ctx context.Context, f Filter, versionPath string, known map[string]int64) (docs []bson.Raw, unchanged []string, err error) {
+	if r.Lookup == nil {
+		docs, err := r.Find(ctx, f)
+		return docs, nil, err
+	}
+	versions := map[string]int64{}
+	for _, id := range f.IDs {
+		versions[id] = -1 // not from an index: read
+	}
+	for _, c := range f.Any {
+		found, err := r.Lookup.MatchingVersions(ctx, r.Coll.Name(), c, f.All, versionPath)
+		if err != nil {
+			return nil, nil, fmt.Errorf("find in %s: %w", r.Coll.Name(), err)
+		}
+		for id, v := range found {
+			if _, seen := versions[id]; !seen || v >= 0 {
+				versions[id] = v
+			}
+		}
+	}
+	read := map[string]bool{}
+	for id, v := range versions {
+		if k, ok := known[id]; ok && v >= 0 && k == v {
+			unchanged = append(unchanged, id)
+		} else {
+			read[id] = true
+		}
+	}
+	docs, err = r.fetch(ctx, read, f)
+	if err != nil {
+		return nil, nil, err
+	}
+	return docs, unchanged, nil
 }
 
 // IDs returns the _ids of the documents matching f, and with a Lookup

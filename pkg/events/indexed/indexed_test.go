@@ -14,6 +14,7 @@ import (
 	"github.com/avxrm/rm/pkg/embedded/mongotest"
 	"github.com/avxrm/rm/pkg/events/indexed"
 	"github.com/avxrm/rm/pkg/events/indexed/ferretlookup"
+	"github.com/avxrm/rm/pkg/events/indexed/wirelookup"
 )
 
 // lookup is what the all-in-one gives the services: the embedded store's
@@ -127,5 +128,67 @@ func TestLatestReadsOnlyTheLatest(t *testing.T) {
 		if !slices.Equal(ids, want) || r.DocsRead() != 3 {
 			t.Errorf("%s: Latest = %v after reading %d documents, want %v after 3", name, ids, r.DocsRead(), want)
 		}
+	}
+}
+
+// TestFindChangedReadsOnlyWhatMoved: of 1,000 active jobs held at their
+// stored versions, a resync-style read reads none but the 3 that moved,
+// the one it did not know and the lease holder named by _id (whose version
+// no index gives), in process and over the wire; without a Lookup it reads
+// every match.
+func TestFindChangedReadsOnlyWhatMoved(t *testing.T) {
+	ctx, coll, srv := startJobs(t)
+	known := map[string]int64{}
+	var docs []any
+	for i := range 1000 {
+		id := fmt.Sprintf("p%04d", i)
+		docs = append(docs, bson.D{{Key: "_id", Value: id}, {Key: "status", Value: "pending"}, {Key: "version", Value: int64(7)}})
+		known[id] = 7
+	}
+	for i := range 2000 {
+		docs = append(docs, bson.D{{Key: "_id", Value: fmt.Sprintf("done-%d", i)}, {Key: "status", Value: "succeeded"}, {Key: "version", Value: int64(9)}})
+	}
+	docs = append(docs,
+		bson.D{{Key: "_id", Value: "new"}, {Key: "status", Value: "running"}, {Key: "version", Value: int64(1)}},
+		bson.D{{Key: "_id", Value: "held"}, {Key: "status", Value: "failed"}, {Key: "version", Value: int64(4)}})
+	known["held"] = 4
+	known["gone"] = 2 // the picture holds it; the store no longer does
+	if _, err := coll.InsertMany(ctx, docs); err != nil {
+		t.Fatal(err)
+	}
+	moved := []string{"p0003", "p0500", "p0999"}
+	for _, id := range moved {
+		if _, err := coll.UpdateOne(ctx, bson.D{{Key: "_id", Value: id}}, bson.D{{Key: "$set", Value: bson.D{{Key: "version", Value: int64(8)}}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wire, err := wirelookup.Probe(ctx, mongotest.Client(t, srv.URI()).Database("rm"))
+	if err != nil || wire == nil {
+		t.Fatalf("probe = %v, %v", wire, err)
+	}
+	wantRead := append(slices.Clone(moved), "held", "new")
+	slices.Sort(wantRead)
+	for name, l := range map[string]indexed.Lookup{"in process": lookup(srv), "over the wire": wire} {
+		r := &indexed.Reader{Coll: coll, Lookup: l}
+		got, same, err := r.FindChanged(ctx, active, "version", known)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		var ids []string
+		for _, d := range got {
+			ids = append(ids, d.Lookup("_id").StringValue())
+		}
+		slices.Sort(ids)
+		if !slices.Equal(ids, wantRead) || r.DocsRead() != int64(len(wantRead)) {
+			t.Errorf("%s: read %v (%d documents), want %v", name, ids, r.DocsRead(), wantRead)
+		}
+		if len(same) != 1000-len(moved) || slices.Contains(same, "held") || slices.Contains(same, "gone") || slices.Contains(same, "p0500") {
+			t.Errorf("%s: %d unchanged, want the %d pending jobs that did not move", name, len(same), 1000-len(moved))
+		}
+	}
+	r := &indexed.Reader{Coll: coll}
+	got, same, err := r.FindChanged(ctx, active, "version", known)
+	if err != nil || len(got) != 1000+2 || len(same) != 0 {
+		t.Errorf("without a Lookup: %d read, %d unchanged, %v; want every match read", len(got), len(same), err)
 	}
 }

@@ -1,5 +1,5 @@
 // Package ferretlookup gives an indexed.Reader the embedded store's reads
-// by index (ferretembed's MatchingIDs and LatestIDs): the all-in-one's
+// by index (ferretembed's MatchingIDs, MatchingVersions and LatestIDs): the all-in-one's
 // Lookup (cmd/avxrm/internal/up) and the tests'.
 package ferretlookup
 
@@ -21,6 +21,18 @@ type lookup struct {
 
 func (l lookup) MatchingIDs(ctx context.Context, coll string, where, residual []indexed.Cond) ([]string, error) {
 	return l.srv.MatchingIDs(ctx, l.db, coll, fieldConds(where), fieldConds(residual))
+}
+
+func (l lookup) MatchingVersions(ctx context.Context, coll string, where, residual []indexed.Cond, versionPath string) (map[string]int64, error) {
+	ids, versions, err := l.srv.MatchingVersions(ctx, l.db, coll, fieldConds(where), fieldConds(residual), versionPath)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]int64, len(ids))
+	for i, id := range ids {
+		out[id] = versions[i]
+	}
+	return out, nil
 }
 
 func (l lookup) LatestIDs(ctx context.Context, coll string, where []indexed.Cond, orderPath string, limit int) ([]string, error) {

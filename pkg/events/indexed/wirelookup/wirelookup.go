@@ -1,5 +1,5 @@
 // Package wirelookup is the embedded store's reads by index (MatchingIDs,
-// LatestIDs) for a service that reaches the store over the wire, as in the
+// MatchingVersions, LatestIDs) for a service that reaches the store over the wire, as in the
 // compose stack: the store's proxy answers them as commands of its own
 // (pkg/embedded/ferretembed, wirelookup.go). Probe tells whether the store
 // does; a real MongoDB does not, and needs no Lookup (its indexes serve the
@@ -23,7 +23,10 @@ import (
 // serve the filters). An error that is no answer (the store unreachable,
 // a timeout) is returned, for the caller to try again.
 func Probe(ctx context.Context, db *mongo.Database) (indexed.Lookup, error) {
-	err := db.RunCommand(ctx, bson.D{{Key: "avxrmLookup", Value: 1}}).Err()
+	var reply struct {
+		Version int `bson:"version"`
+	}
+	err := db.RunCommand(ctx, bson.D{{Key: "avxrmLookup", Value: 1}}).Decode(&reply)
 	var ce mongo.CommandError
 	if errors.As(err, &ce) && ce.Code != 0 && !mongo.IsTimeout(err) && !mongo.IsNetworkError(err) {
 		return nil, nil
@@ -31,19 +34,51 @@ func Probe(ctx context.Context, db *mongo.Database) (indexed.Lookup, error) {
 	if err != nil {
 		return nil, fmt.Errorf("probe reads by index: %w", err)
 	}
-	return New(db), nil
+	return lookup{db: db, noVersions: reply.Version < 2}, nil
 }
 
 // New is the Lookup of db's store, without asking whether it answers.
-func New(db *mongo.Database) indexed.Lookup { return lookup{db} }
+func New(db *mongo.Database) indexed.Lookup { return lookup{db: db} }
 
-type lookup struct{ db *mongo.Database }
+type lookup struct {
+	db *mongo.Database
+	// noVersions: the store predates avxrmMatchingVersions (its
+	// avxrmLookup answered version 1); MatchingVersions then reports every
+	// version unknown, and the caller reads every match.
+	noVersions bool
+}
 
 func (l lookup) MatchingIDs(ctx context.Context, coll string, where, residual []indexed.Cond) ([]string, error) {
 	return l.run(ctx, bson.D{
 		{Key: "avxrmMatchingIDs", Value: coll},
 		{Key: "where", Value: conds(where)}, {Key: "residual", Value: conds(residual)},
 	})
+}
+
+func (l lookup) MatchingVersions(ctx context.Context, coll string, where, residual []indexed.Cond, versionPath string) (map[string]int64, error) {
+	cmd := bson.D{
+		{Key: "avxrmMatchingVersions", Value: coll},
+		{Key: "where", Value: conds(where)}, {Key: "residual", Value: conds(residual)},
+		{Key: "versionPath", Value: versionPath},
+	}
+	if l.noVersions {
+		cmd[0].Key = "avxrmMatchingIDs"
+	}
+	var reply struct {
+		IDs      []string `bson:"ids"`
+		Versions []int64  `bson:"versions"`
+	}
+	if err := l.db.RunCommand(ctx, cmd).Decode(&reply); err != nil {
+		return nil, fmt.Errorf("%s %v: %w", cmd[0].Key, coll, err)
+	}
+	out := make(map[string]int64, len(reply.IDs))
+	for i, id := range reply.IDs {
+		out[id] = -1
+		if i < len(reply.Versions) {
+			out[id] = reply.Versions[i]
+		}
+	}
+	return out, nil
 }
 
 func (l lookup) LatestIDs(ctx context.Context, coll string, where []indexed.Cond, orderPath string, limit int) ([]string, error) {

@@ -94,6 +94,15 @@ func TestWireLookupAnswersAsInProcess(t *testing.T) {
 	if _, err := wire.LatestIDs(ctx, "jobs", latest, "finished_at; DROP", 3); err == nil {
 		t.Error("LatestIDs with a bad order path: no error")
 	}
+	if _, err := wire.MatchingVersions(ctx, "jobs", where, residual, "version; DROP"); err == nil {
+		t.Error("MatchingVersions with a bad version path: no error")
+	}
+	// A store of before avxrmMatchingVersions: every match, version unknown
+	// (-1), so that the caller reads each.
+	old, err := wirelookup.NewV1(db).MatchingVersions(ctx, "jobs", where, residual, "version")
+	if err != nil || len(old) != 2 || old["p"] != -1 || old["r"] != -1 {
+		t.Errorf("MatchingVersions from a version-1 store = %v, %v; want p and r at -1", old, err)
+	}
 
 	direct := mongotest.Client(t, srv.InternalURI()).Database("rm")
 	if l, err := wirelookup.Probe(ctx, direct); err != nil || l != nil {

@@ -1,0 +1,11 @@
+package wirelookup
+
+import (
+	"go.mongodb.org/mongo-driver/v2/mongo"
+
+	"github.com/avxrm/rm/pkg/events/indexed"
+)
+
+// NewV1 is the Lookup of a store whose avxrmLookup answered version 1
+// (before avxrmMatchingVersions).
+func NewV1(db *mongo.Database) indexed.Lookup { return lookup{db: db, noVersions: true} }
