@@ -307,8 +307,26 @@ func (s *stack) down() error {
 	if ids, _ := docker("ps", "-aq", "--filter", "label=rm.managed=true", "--filter", "network="+s.project+"_workers"); ids != "" {
 		_, _ = docker(append([]string{"rm", "-f", "-v"}, strings.Fields(ids)...)...)
 	}
-	if out, err := s.compose("down", "-v", "--remove-orphans", "-t", "5"); err != nil {
-		return fmt.Errorf("compose down: %v\n%s", err, out)
+	// The Docker Engine may refuse to remove a network whose containers are
+	// all gone, counting an endpoint that no longer exists ("network … has
+	// active endpoints", moby/moby#42119; seen once, after the launcher's
+	// disconnect and reconnect, and still there minutes later). Tried again
+	// a moment later; if that is all that is left, it is the engine's, not
+	// the stack's: reported, and the run's result stands.
+	stale := false
+	for try := 1; ; try++ {
+		out, err := s.compose("down", "-v", "--remove-orphans", "-t", "5")
+		if err == nil {
+			break
+		}
+		if !strings.Contains(out, "active endpoints") {
+			return fmt.Errorf("compose down: %v\n%s", err, out)
+		}
+		if try == 3 {
+			stale = true
+			break
+		}
+		time.Sleep(2 * time.Second)
 	}
 	var left []string
 	for _, kind := range []string{"ps -aq", "network ls -q", "volume ls -q"} {
@@ -316,6 +334,11 @@ func (s *stack) down() error {
 		if out, _ := docker(args...); out != "" {
 			left = append(left, kind+": "+out)
 		}
+	}
+	if stale && len(left) == 1 && strings.HasPrefix(left[0], "network") {
+		log.Printf("WARNING: the Docker Engine keeps the stack's network (%s) for an endpoint it no longer has "+
+			"(moby/moby#42119); restarting the engine removes it. Containers and volumes are gone.", left[0])
+		return nil
 	}
 	if len(left) > 0 {
 		return fmt.Errorf("left after compose down: %v", left)
