@@ -82,6 +82,7 @@ func (s *Scheduler) lead(ctx context.Context, epoch int64) error {
 	}
 	// The epoch goes on the ledger first, so that whatever the previous
 	// leader still writes from now on is refused.
+	start := time.Now()
 	l, err := s.ledger.RaiseEpoch(ctx, epoch)
 	if err != nil {
 		return err
@@ -94,16 +95,23 @@ func (s *Scheduler) lead(ctx context.Context, epoch int64) error {
 		return err
 	}
 	defer stopConsumer()
+	consuming := time.Now()
 
 	if err := t.resync(ctx); err != nil {
 		return err
 	}
+	resynced := time.Now()
 	t.prepareHistoryIndexes(ctx)
 	t.check()
 	s.takeovers.Add(1)
 	s.leading.Store(true)
 	s.metrics.leader.Set(1)
-	t.log.Info("leading", "leases", len(t.ledger.Leases), "jobs", len(t.jobs), "queues", len(t.queues))
+	// How long the takeover took, and where: the time from a leader's
+	// death to the first admission is the election's TTL plus this.
+	ms := func(d time.Duration) string { return d.Round(time.Millisecond).String() }
+	t.log.Info("leading", "leases", len(t.ledger.Leases), "jobs", len(t.jobs), "queues", len(t.queues),
+		"took", ms(time.Since(start)), "epoch_and_consumer", ms(consuming.Sub(start)), "resync", ms(resynced.Sub(consuming)),
+		"indexes", ms(time.Since(resynced)))
 
 	return t.loop(ctx, consumed, consumeErr)
 }

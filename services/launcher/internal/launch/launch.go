@@ -112,15 +112,44 @@ type Service struct {
 	consuming atomic.Bool
 
 	mu     sync.Mutex
-	qcache map[string]cachedQ  // queues by id and name, briefly
-	dstate map[string]*depSlot // deployment slots' restart state, by slot id
+	qcache brief[*events.Queue] // queues by id and name
+	pcache brief[plugin]        // plugins by id and name ("": the default)
+	dstate map[string]*depSlot  // deployment slots' restart state, by slot id
 
 	retries startRetries // start retry back-off per job (attempts.go)
 }
 
-type cachedQ struct {
-	q  *events.Queue
+// brief holds reads of the store by key, each reused for queueTTL.
+type brief[V any] struct {
+	mu sync.Mutex
+	m  map[string]briefRead[V]
+}
+
+type briefRead[V any] struct {
+	v  V
 	at time.Time
+}
+
+// get returns what key read, reading it again when the last read is
+// older than queueTTL; a failed read is not kept.
+func (b *brief[V]) get(key string, read func() (V, error)) (V, error) {
+	now := time.Now()
+	b.mu.Lock()
+	r, ok := b.m[key]
+	b.mu.Unlock()
+	if ok && now.Sub(r.at) < queueTTL {
+		return r.v, nil
+	}
+	v, err := read()
+	if err == nil {
+		b.mu.Lock()
+		if b.m == nil {
+			b.m = map[string]briefRead[V]{}
+		}
+		b.m[key] = briefRead[V]{v, now}
+		b.mu.Unlock()
+	}
+	return v, err
 }
 
 // New prepares a service.
@@ -161,7 +190,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		plugins: deps.DB.Collection(PluginsCollection), deployments: deps.DB.Collection(DeploymentsCollection),
 		active: &indexed.Reader{Coll: deps.DB.Collection(JobsCollection), Lookup: deps.Lookup},
 		wq:     workqueue.NewTypedRateLimitingQueue(workqueue.NewTypedItemExponentialFailureRateLimiter[string](100*time.Millisecond, 30*time.Second)),
-		qcache: map[string]cachedQ{}, dstate: map[string]*depSlot{},
+		dstate: map[string]*depSlot{},
 	}
 	// One attempt: a lost race is a requeue, so that the next round
 	// observes the drivers again before starting anything.
@@ -438,7 +467,18 @@ func (e errPermanent) Unwrap() error { return e.error }
 
 // resolvePlugin returns the plugin a queue names (by id or name), else the
 // default plugin, else the launcher's default driver.
+//
+// A resolution is reused for queueTTL, as queues are: each job the launcher
+// reconciles resolves the plugins of its queue and of the controller queue,
+// two reads of the store per reconcile that the fault suite showed as a
+// fifth of the launcher's reads (docs/faults.md). A plugin changed or made
+// the default reaches instances started that much later at worst.
 func (s *Service) resolvePlugin(ctx context.Context, ref string) (plugin, error) {
+	return s.pcache.get(ref, func() (plugin, error) { return s.readPlugin(ctx, ref) })
+}
+
+// readPlugin reads the plugin with id or name ref, or the default one.
+func (s *Service) readPlugin(ctx context.Context, ref string) (plugin, error) {
 	var p plugin
 	var filter bson.D
 	if ref != "" {
@@ -471,19 +511,16 @@ func (s *Service) driverFor(ctx context.Context, q *events.Queue) (*pooled, erro
 	return pd, err
 }
 
-// queueTTL is how long a queue read is reused: queue changes reach
-// instances started that much later at worst.
+// queueTTL is how long a queue or plugin read is reused: their changes
+// reach instances started that much later at worst.
 const queueTTL = 2 * time.Second
 
 // queue returns the queue with id or name ref.
 func (s *Service) queue(ctx context.Context, ref string) (*events.Queue, error) {
-	now := time.Now()
-	s.mu.Lock()
-	c, ok := s.qcache[ref]
-	s.mu.Unlock()
-	if ok && now.Sub(c.at) < queueTTL {
-		return c.q, nil
-	}
+	return s.qcache.get(ref, func() (*events.Queue, error) { return s.readQueue(ctx, ref) })
+}
+
+func (s *Service) readQueue(ctx context.Context, ref string) (*events.Queue, error) {
 	var q events.Queue
 	err := s.queues.FindOne(ctx, bson.D{{Key: "$or", Value: bson.A{bson.D{{Key: "_id", Value: ref}}, bson.D{{Key: "name", Value: ref}}}}, outbox.NotDeleted()}).Decode(&q)
 	if errors.Is(err, mongo.ErrNoDocuments) {
@@ -492,9 +529,6 @@ func (s *Service) queue(ctx context.Context, ref string) (*events.Queue, error) 
 	if err != nil {
 		return nil, fmt.Errorf("read queue %q: %w", ref, err)
 	}
-	s.mu.Lock()
-	s.qcache[ref] = cachedQ{q: &q, at: now}
-	s.mu.Unlock()
 	return &q, nil
 }
 

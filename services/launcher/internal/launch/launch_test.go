@@ -28,6 +28,7 @@ import (
 // the API would have written inserted directly.
 type env struct {
 	t       *testing.T
+	uri     string // the store's, for a test's own client
 	db      *mongo.Database
 	js      jetstream.JetStream
 	ob      *outbox.Outbox
@@ -42,7 +43,7 @@ func newEnv(t *testing.T) *env {
 	uri, _ := mongotest.Start(t)
 	db := mongotest.Client(t, uri).Database("rm")
 	js := eventstest.Run(t)
-	e := &env{t: t, db: db, js: js, ob: outbox.New(events.NewPublisher(js), nil), dataDir: t.TempDir()}
+	e := &env{t: t, uri: uri, db: db, js: js, ob: outbox.New(events.NewPublisher(js), nil), dataDir: t.TempDir()}
 	for _, name := range []string{events.ControllerQueue, events.PostControllerQueue, "Default"} {
 		e.insert(QueuesCollection, &events.Queue{Meta: events.Meta{ID: "q-" + name, Version: 1}, Name: name,
 			EnvironmentVariables: map[string]string{"QUEUE": name}})
