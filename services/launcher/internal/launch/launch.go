@@ -312,12 +312,22 @@ func (s *Service) Run(ctx context.Context) error {
 func (s *Service) receive(_ context.Context, e events.Event) error {
 	switch e.Kind() {
 	case events.KindJob:
+		if notForLauncher[e.Type] {
+			return nil
+		}
 		s.wq.Add(jobKey + e.ResourceID)
 	case events.KindDeployment:
 		s.wq.Add(depKey + e.ResourceID)
 	}
 	return nil
 }
+
+// notForLauncher are the job events that announce a job not admitted: it
+// has no instance, so reconciling it reads the job and does nothing. Two of
+// the five events of every job; each cost a read of the store. Whatever
+// happens to such a job next that the launcher must act on (admitted,
+// cancelled or cleaned after running, deleted) comes with an event of its own.
+var notForLauncher = map[string]bool{events.TypeJobSubmitted: true, events.TypeJobPending: true}
 
 // Ready reports whether the event consumer is attached.
 func (s *Service) Ready(ctx context.Context) error {

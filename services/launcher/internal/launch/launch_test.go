@@ -33,6 +33,8 @@ type env struct {
 	js      jetstream.JetStream
 	ob      *outbox.Outbox
 	dataDir string
+	// launcherDB, if set, is the launcher's connection (a counting one).
+	launcherDB *mongo.Database
 	// configure, if set, changes the launcher's config and drivers before
 	// start.
 	configure func(*Config, map[string]driver.Factory)
@@ -69,8 +71,12 @@ func (e *env) start() (stop func()) {
 	if e.configure != nil {
 		e.configure(&cfg, drivers)
 	}
+	db := e.db
+	if e.launcherDB != nil {
+		db = e.launcherDB
+	}
 	s, err := New(cfg, Deps{
-		DB: e.db, JS: e.js, Outbox: e.ob, Logger: log, Drivers: drivers,
+		DB: db, JS: e.js, Outbox: e.ob, Logger: log, Drivers: drivers,
 	})
 	if err != nil {
 		e.t.Fatal(err)
