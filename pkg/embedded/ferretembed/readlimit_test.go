@@ -62,13 +62,27 @@ func TestBusyStoreRefusesReadsItCannotStart(t *testing.T) {
 	if err := client.Ping(ctx, nil); err != nil {
 		t.Fatalf("ping with every read slot taken: %v", err)
 	}
+	// So does a read of one document by a string _id (FerretDB looks it
+	// up by index); a filter on anything else still waits for a slot.
+	if _, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: "s"}, {Key: "n", Value: 3}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := coll.FindOne(ctx, bson.D{{Key: "_id", Value: "s"}}).Err(); err != nil {
+		t.Fatalf("find by _id with every read slot taken: %v", err)
+	}
+	pctx, pcancel := context.WithTimeout(ctx, time.Second)
+	err = coll.FindOne(pctx, bson.D{{Key: "_id", Value: "s"}, {Key: "n", Value: 3}}).Err()
+	pcancel()
+	if !errors.As(err, &se) || !se.HasErrorCode(50) {
+		t.Fatalf("find by _id and another field with every slot taken: %v, want MaxTimeMSExpired", err)
+	}
 
 	// A read that can wait runs once a slot frees.
 	go func() { time.Sleep(300 * time.Millisecond); release() }()
 	fctx, cancel = context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	n, err := coll.CountDocuments(fctx, bson.D{})
-	if err != nil || n != 2 {
+	if err != nil || n != 3 {
 		t.Fatalf("count once a slot freed: %d, %v", n, err)
 	}
 }

@@ -390,7 +390,7 @@ func (c *proxyConn) forwardRequests() error {
 			}
 			continue
 		}
-		if !write && !moreToCome && readLimited[cmd] {
+		if !write && !moreToCome && readLimited[cmd] && !pointRead(cmd, msg) {
 			started, err := c.startRead(id, readWait(msg))
 			if err != nil {
 				return err
