@@ -113,7 +113,6 @@ type Service struct {
 
 	mu     sync.Mutex
 	qcache brief[*events.Queue] // queues by id and name
-	pcache brief[plugin]        // plugins by id and name ("": the default)
 	dstate map[string]*depSlot  // deployment slots' restart state, by slot id
 
 	retries startRetries // start retry back-off per job (attempts.go)
@@ -476,19 +475,11 @@ type errPermanent struct{ error }
 func (e errPermanent) Unwrap() error { return e.error }
 
 // resolvePlugin returns the plugin a queue names (by id or name), else the
-// default plugin, else the launcher's default driver.
-//
-// A resolution is reused for queueTTL, as queues are: each job the launcher
-// reconciles resolves the plugins of its queue and of the controller queue,
-// two reads of the store per reconcile that the fault suite showed as a
-// fifth of the launcher's reads (docs/faults.md). A plugin changed or made
-// the default reaches instances started that much later at worst.
+// default plugin, else the launcher's default driver. It is read afresh each
+// time: a plugin registered (or made the default) just before a job is
+// submitted must run that job. Reused for 2 s, as queue reads are, it ran a
+// job on the driver resolved before the plugin existed (TestBigJob).
 func (s *Service) resolvePlugin(ctx context.Context, ref string) (plugin, error) {
-	return s.pcache.get(ref, func() (plugin, error) { return s.readPlugin(ctx, ref) })
-}
-
-// readPlugin reads the plugin with id or name ref, or the default one.
-func (s *Service) readPlugin(ctx context.Context, ref string) (plugin, error) {
 	var p plugin
 	var filter bson.D
 	if ref != "" {
@@ -521,8 +512,8 @@ func (s *Service) driverFor(ctx context.Context, q *events.Queue) (*pooled, erro
 	return pd, err
 }
 
-// queueTTL is how long a queue or plugin read is reused: their changes
-// reach instances started that much later at worst.
+// queueTTL is how long a queue read is reused: queue changes reach
+// instances started that much later at worst.
 const queueTTL = 2 * time.Second
 
 // queue returns the queue with id or name ref.
