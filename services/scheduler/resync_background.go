@@ -80,13 +80,19 @@ func (s *Scheduler) readResync(ctx context.Context, known map[string]int64) resy
 
 // startResync reads a snapshot in the background; the channel delivers it.
 func (t *term) startResync(ctx context.Context) <-chan backgroundResync {
-	base := &resyncBase{ledger: t.ledger.Version, jobs: make(map[string]int64, len(t.jobs))}
-	for id, j := range t.jobs {
-		base.jobs[id] = j.Version
-	}
+	base := &resyncBase{ledger: t.ledger.Version, jobs: t.versions()}
 	ch := make(chan backgroundResync, 1)
 	go func() { ch <- backgroundResync{snapshot: t.s.readResync(ctx, base.jobs), base: base} }()
 	return ch
+}
+
+// versions are the picture's jobs' versions, by id.
+func (t *term) versions() map[string]int64 {
+	v := make(map[string]int64, len(t.jobs))
+	for id, j := range t.jobs {
+		v[id] = j.Version
+	}
+	return v
 }
 
 // applyResync makes a snapshot the picture: MongoDB is the truth, except

@@ -354,11 +354,7 @@ func (t *term) resync(ctx context.Context) error {
 	if err := t.loadDeployments(ctx); err != nil { // deployments are few: read in the loop
 		return err
 	}
-	known := make(map[string]int64, len(t.jobs))
-	for id, j := range t.jobs {
-		known[id] = j.Version
-	}
-	return t.applyResync(t.s.readResync(ctx, known), nil)
+	return t.applyResync(t.s.readResync(ctx, t.versions()), nil)
 }
 
 // check reports states that cannot happen if every write went as designed:

@@ -112,43 +112,15 @@ type Service struct {
 	consuming atomic.Bool
 
 	mu     sync.Mutex
-	qcache brief[*events.Queue] // queues by id and name
-	dstate map[string]*depSlot  // deployment slots' restart state, by slot id
+	qcache map[string]cachedQ  // queues by id and name, briefly
+	dstate map[string]*depSlot // deployment slots' restart state, by slot id
 
 	retries startRetries // start retry back-off per job (attempts.go)
 }
 
-// brief holds reads of the store by key, each reused for queueTTL.
-type brief[V any] struct {
-	mu sync.Mutex
-	m  map[string]briefRead[V]
-}
-
-type briefRead[V any] struct {
-	v  V
+type cachedQ struct {
+	q  *events.Queue
 	at time.Time
-}
-
-// get returns what key read, reading it again when the last read is
-// older than queueTTL; a failed read is not kept.
-func (b *brief[V]) get(key string, read func() (V, error)) (V, error) {
-	now := time.Now()
-	b.mu.Lock()
-	r, ok := b.m[key]
-	b.mu.Unlock()
-	if ok && now.Sub(r.at) < queueTTL {
-		return r.v, nil
-	}
-	v, err := read()
-	if err == nil {
-		b.mu.Lock()
-		if b.m == nil {
-			b.m = map[string]briefRead[V]{}
-		}
-		b.m[key] = briefRead[V]{v, now}
-		b.mu.Unlock()
-	}
-	return v, err
 }
 
 // New prepares a service.
@@ -189,7 +161,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		plugins: deps.DB.Collection(PluginsCollection), deployments: deps.DB.Collection(DeploymentsCollection),
 		active: &indexed.Reader{Coll: deps.DB.Collection(JobsCollection), Lookup: deps.Lookup},
 		wq:     workqueue.NewTypedRateLimitingQueue(workqueue.NewTypedItemExponentialFailureRateLimiter[string](100*time.Millisecond, 30*time.Second)),
-		dstate: map[string]*depSlot{},
+		qcache: map[string]cachedQ{}, dstate: map[string]*depSlot{},
 	}
 	// One attempt: a lost race is a requeue, so that the next round
 	// observes the drivers again before starting anything.
@@ -475,10 +447,9 @@ type errPermanent struct{ error }
 func (e errPermanent) Unwrap() error { return e.error }
 
 // resolvePlugin returns the plugin a queue names (by id or name), else the
-// default plugin, else the launcher's default driver. It is read afresh each
-// time: a plugin registered (or made the default) just before a job is
-// submitted must run that job. Reused for 2 s, as queue reads are, it ran a
-// job on the driver resolved before the plugin existed (TestBigJob).
+// default plugin, else the launcher's default driver. Read afresh each time,
+// unlike queues: a plugin registered or made the default just before a job
+// is submitted must run that job (TestBigJob).
 func (s *Service) resolvePlugin(ctx context.Context, ref string) (plugin, error) {
 	var p plugin
 	var filter bson.D
@@ -518,10 +489,13 @@ const queueTTL = 2 * time.Second
 
 // queue returns the queue with id or name ref.
 func (s *Service) queue(ctx context.Context, ref string) (*events.Queue, error) {
-	return s.qcache.get(ref, func() (*events.Queue, error) { return s.readQueue(ctx, ref) })
-}
-
-func (s *Service) readQueue(ctx context.Context, ref string) (*events.Queue, error) {
+	now := time.Now()
+	s.mu.Lock()
+	c, ok := s.qcache[ref]
+	s.mu.Unlock()
+	if ok && now.Sub(c.at) < queueTTL {
+		return c.q, nil
+	}
 	var q events.Queue
 	err := s.queues.FindOne(ctx, bson.D{{Key: "$or", Value: bson.A{bson.D{{Key: "_id", Value: ref}}, bson.D{{Key: "name", Value: ref}}}}, outbox.NotDeleted()}).Decode(&q)
 	if errors.Is(err, mongo.ErrNoDocuments) {
@@ -530,6 +504,9 @@ func (s *Service) readQueue(ctx context.Context, ref string) (*events.Queue, err
 	if err != nil {
 		return nil, fmt.Errorf("read queue %q: %w", ref, err)
 	}
+	s.mu.Lock()
+	s.qcache[ref] = cachedQ{q: &q, at: now}
+	s.mu.Unlock()
 	return &q, nil
 }
 
