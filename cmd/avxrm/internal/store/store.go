@@ -77,12 +77,8 @@ func Load(args []string, getenv func(string) string, out io.Writer) (Config, err
 
 // Run serves the store until ctx ends.
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
-	srv, err := ferretembed.Start(ctx, ferretembed.Config{Addr: cfg.Addr, Dir: cfg.DataDir, Logger: log.With("component", "ferretdb")})
-	if err != nil {
-		return err
-	}
-	defer srv.Close()
-	log.Info("store serving", "addr", cfg.Addr, "dir", srv.Dir())
+	// Profiles are served before the store listens, so that a client that
+	// sees the store answer finds them too, and a slow start can be profiled.
 	if cfg.PprofAddr != "" {
 		stop, err := servePprof(cfg.PprofAddr, log)
 		if err != nil {
@@ -90,6 +86,16 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}
 		defer stop()
 	}
+	srv, err := ferretembed.Start(ctx, ferretembed.Config{Addr: cfg.Addr, Dir: cfg.DataDir, Logger: log.With("component", "ferretdb")})
+	if err != nil && ctx.Err() != nil {
+		log.Info("store stopped while starting")
+		return nil // asked to stop: not a failure to start
+	}
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	log.Info("store serving", "addr", cfg.Addr, "dir", srv.Dir())
 	client, err := mongo.Connect(options.Client().ApplyURI(srv.URI()))
 	if err != nil {
 		return err
