@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/avxrm/rm/pkg/events"
+	"github.com/avxrm/rm/pkg/events/ledger"
 	"github.com/google/go-cmp/cmp"
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
@@ -251,11 +252,12 @@ func TestQueueUsage(t *testing.T) {
 		}
 	}
 	ctl := e.must(http.StatusOK, http.MethodGet, v1+"/queues/simulation-controller-queue", nil).obj(t)
-	if _, err := e.db.Collection("leases").InsertOne(ctx, bson.D{{Key: "_id", Value: "ledger"}, {Key: "epoch", Value: 1}, {Key: "version", Value: 3},
-		{Key: "leases", Value: bson.D{
-			{Key: "job-a", Value: bson.A{bson.D{{Key: "queue", Value: q.str("id")}, {Key: "count", Value: 4}}, bson.D{{Key: "queue", Value: ctl.str("id")}, {Key: "count", Value: 1}}}},
-			{Key: "job-b", Value: bson.A{bson.D{{Key: "queue", Value: q.str("id")}, {Key: "count", Value: 3}}, bson.D{{Key: "queue", Value: ctl.str("id")}, {Key: "count", Value: 1}}}},
-		}}}); err != nil {
+	// The ledger as the scheduler writes it (package ledger).
+	held := ledger.Encode(map[string][]ledger.Claim{
+		"job-a": {{Queue: q.str("id"), Count: 4}, {Queue: ctl.str("id"), Count: 1}},
+		"job-b": {{Queue: q.str("id"), Count: 3}, {Queue: ctl.str("id"), Count: 1}},
+	})
+	if _, err := e.db.Collection(ledger.Collection).InsertOne(ctx, ledger.Doc{ID: ledger.ID, Epoch: 1, Version: 3, Held: held}); err != nil {
 		t.Fatal(err)
 	}
 	got := e.must(http.StatusOK, http.MethodGet, v1+"/queues/Default", nil).obj(t)["usage"]

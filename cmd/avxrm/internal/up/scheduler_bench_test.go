@@ -190,10 +190,43 @@ func benchSubmitToAdmitted(b *testing.B, sys *up.System) {
 // BenchmarkHandOver measures the hand-over latency: a queue allows 1 worker;
 // one job holds it and one waits; the benchmark reports the holder succeeded
 // (as the launcher does) and times until the waiting job's admitted event.
+//
+// The sub-benchmark active=N first admits N one-worker jobs on another queue,
+// which stay admitted throughout: a hand-over must not slow down with the
+// number of jobs running elsewhere.
 func BenchmarkHandOver(b *testing.B) {
-	sys := startScheduling(b)
-	newClient(b, sys.HTTPAddr).createQueue("one", 1)
-	benchHandOver(b, sys, "one")
+	for _, active := range []int{0, 600} {
+		b.Run(fmt.Sprintf("active=%d", active), func(b *testing.B) {
+			sys := startScheduling(b)
+			c := newClient(b, sys.HTTPAddr)
+			c.createQueue("one", 1)
+			admitBusy(b, sys, active)
+			benchHandOver(b, sys, "one")
+		})
+	}
+}
+
+// admitBusy submits n one-worker jobs to a queue of their own ("busy") and
+// waits until all of them are admitted.
+func admitBusy(b *testing.B, sys *up.System, n int) {
+	b.Helper()
+	if n == 0 {
+		return
+	}
+	c := newClient(b, sys.HTTPAddr)
+	c.createQueue("busy", n)
+	w := watchAdmitted(b, sys.NATSURL)
+	for range n {
+		c.submit("busy", 1)
+	}
+	timeout := time.After(5 * time.Minute)
+	for range n {
+		select {
+		case <-w.ch:
+		case <-timeout:
+			b.Fatalf("the %d busy jobs were not admitted within 5 minutes", n)
+		}
+	}
 }
 
 // benchHandOver runs the hand-over benchmark on queue (limit 1, no jobs).

@@ -15,9 +15,9 @@ import (
 	"github.com/avxrm/rm/pkg/events"
 	"github.com/avxrm/rm/pkg/events/eventstest"
 	"github.com/avxrm/rm/pkg/events/jobdoc"
+	"github.com/avxrm/rm/pkg/events/ledger"
 	"github.com/avxrm/rm/pkg/events/outbox"
 	"github.com/nats-io/nats.go/jetstream"
-	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 )
 
@@ -361,22 +361,14 @@ func (c *client) allJobs(path string) []events.Job {
 	}
 }
 
-// ledger reads the scheduler's lease ledger.
-func readLedger(t testing.TB, db *mongo.Database) map[string][]struct {
-	Queue string `bson:"queue"`
-	Count int    `bson:"count"`
-} {
+// readLedger reads the scheduler's lease ledger.
+func readLedger(t testing.TB, db *mongo.Database) map[string][]ledger.Claim {
 	t.Helper()
-	var doc struct {
-		Leases map[string][]struct {
-			Queue string `bson:"queue"`
-			Count int    `bson:"count"`
-		} `bson:"leases"`
-	}
-	if err := db.Collection("leases").FindOne(context.Background(), bson.D{{Key: "_id", Value: "ledger"}}).Decode(&doc); err != nil {
+	leases, err := ledger.Read(context.Background(), db)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return doc.Leases
+	return leases
 }
 
 // consistencyProblems lists what breaks the invariants that must hold

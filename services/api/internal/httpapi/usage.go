@@ -2,33 +2,14 @@ package httpapi
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/avxrm/rm/pkg/events"
 	"github.com/avxrm/rm/pkg/events/indexed"
 	"github.com/avxrm/rm/pkg/events/jobdoc"
+	"github.com/avxrm/rm/pkg/events/ledger"
 	"github.com/avxrm/rm/pkg/events/outbox"
-	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
 )
-
-// The scheduler's lease ledger, as docs/scheduling.md describes it: one
-// document whose leases map a holder (a job id, or "<job id>/post-controller")
-// to the instances it holds on each queue. The API only reads it.
-const (
-	leasesCollection = "leases"
-	ledgerID         = "ledger"
-)
-
-type ledgerClaim struct {
-	Queue string `bson:"queue"`
-	Count int    `bson:"count"`
-}
-
-type ledgerDoc struct {
-	Leases map[string][]ledgerClaim `bson:"leases"`
-}
 
 // fillUsage sets the read-only usage of q: allocated instances from the live
 // leases (the scheduler's ledger, so it is exactly what admission counts),
@@ -37,18 +18,13 @@ type ledgerDoc struct {
 func (s *Server) fillUsage(ctx context.Context, q *events.Queue) error {
 	u := &events.QueueUsage{}
 	db := s.opts.Store.DB
-	var ledger ledgerDoc
-	err := db.Collection(leasesCollection).FindOne(ctx, bson.D{{Key: "_id", Value: ledgerID}}).Decode(&ledger)
-	if err != nil && !errors.Is(err, mongo.ErrNoDocuments) {
-		return fmt.Errorf("usage of queue %s: read leases: %w", q.ID, err)
+	// The scheduler's lease ledger (docs/scheduling.md): exactly what
+	// admission counts.
+	leases, err := ledger.Read(ctx, db)
+	if err != nil {
+		return fmt.Errorf("usage of queue %s: %w", q.ID, err)
 	}
-	for _, claims := range ledger.Leases {
-		for _, c := range claims {
-			if c.Queue == q.ID {
-				u.AllocatedWorkerInstances += c.Count
-			}
-		}
-	}
+	u.AllocatedWorkerInstances = ledger.Allocated(leases)[q.ID]
 	// One read of the queue's active jobs, by an index (package indexed):
 	// the jobs that finished are not read, however many there are.
 	active, err := indexed.FindAll[struct {

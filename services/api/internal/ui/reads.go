@@ -3,17 +3,16 @@ package ui
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"regexp"
 	"strings"
 	"time"
 
 	"github.com/avxrm/rm/pkg/events"
+	"github.com/avxrm/rm/pkg/events/ledger"
 	"github.com/avxrm/rm/pkg/events/outbox"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
@@ -85,22 +84,16 @@ func (u *UI) queuesWithUsage(ctx context.Context, x *jobIndex, ref string) ([]*q
 	if err := cur.All(ctx, &queues); err != nil {
 		return nil, fmt.Errorf("read queues: %w", err)
 	}
-	var ledger struct {
-		Leases map[string][]struct {
-			Queue string `bson:"queue"`
-			Count int    `bson:"count"`
-		} `bson:"leases"`
-	}
-	err = u.opts.DB.Collection("leases").FindOne(ctx, bson.D{{Key: "_id", Value: "ledger"}}).Decode(&ledger)
-	if err != nil && !errors.Is(err, mongo.ErrNoDocuments) {
-		return nil, fmt.Errorf("read leases: %w", err)
+	leases, err := ledger.Read(ctx, u.opts.DB)
+	if err != nil {
+		return nil, err
 	}
 	usage := map[string]*queueUsage{}
 	for _, q := range queues {
 		q.Usage = &queueUsage{}
 		usage[q.ID] = q.Usage
 	}
-	for _, claims := range ledger.Leases {
+	for _, claims := range leases {
 		for _, c := range claims {
 			if qu := usage[c.Queue]; qu != nil {
 				qu.Allocated += c.Count

@@ -16,6 +16,7 @@ import (
 	"github.com/avxrm/rm/pkg/events"
 	"github.com/avxrm/rm/pkg/events/eventstest"
 	"github.com/avxrm/rm/pkg/events/jobdoc"
+	"github.com/avxrm/rm/pkg/events/ledger"
 	"github.com/avxrm/rm/pkg/events/outbox"
 	"github.com/avxrm/rm/services/launcher/internal/driver"
 	"github.com/avxrm/rm/services/launcher/internal/driver/registry"
@@ -337,9 +338,9 @@ func TestDeploymentReplicas(t *testing.T) {
 	e.insert(DeploymentsCollection, deployment{Meta: events.Meta{ID: "dep-01OLD", Version: 1}, Name: "old",
 		ApplicationID: "app-1", QueueID: "q-Default", Replicas: 1, Status: deploymentStatus{Conditions: []events.Condition{}}})
 	// The scheduler's grants: a replica starts only with its lease.
-	claim := bson.A{bson.D{{Key: "queue", Value: "q-Default"}, {Key: "count", Value: 1}}}
-	e.insert(leasesCollection, bson.D{{Key: "_id", Value: ledgerID}, {Key: "epoch", Value: 1}, {Key: "version", Value: 1},
-		{Key: "leases", Value: bson.D{{Key: "dep-01X/replica/0", Value: claim}, {Key: "dep-01X/replica/1", Value: claim}, {Key: "dep-01OLD/replica/0", Value: claim}}}})
+	claim := []ledger.Claim{{Queue: "q-Default", Count: 1}}
+	leases := map[string][]ledger.Claim{"dep-01X/replica/0": claim, "dep-01X/replica/1": claim, "dep-01OLD/replica/0": claim}
+	e.insert(ledger.Collection, ledger.Doc{ID: ledger.ID, Epoch: 1, Version: 1, Held: ledger.Encode(leases)})
 	e.start()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -414,8 +415,9 @@ func TestDeploymentReplicas(t *testing.T) {
 	if _, err := os.Stat(e.dataDir + "/local/dep-01X-r2"); !os.IsNotExist(err) {
 		t.Errorf("slot 2 started without a lease (%v)", err)
 	}
-	_, err = e.db.Collection(leasesCollection).UpdateOne(context.Background(), bson.D{{Key: "_id", Value: ledgerID}},
-		bson.D{{Key: "$set", Value: bson.D{{Key: "leases.dep-01X/replica/2", Value: claim}}}})
+	leases["dep-01X/replica/2"] = claim
+	_, err = e.db.Collection(ledger.Collection).UpdateOne(context.Background(), bson.D{{Key: "_id", Value: ledger.ID}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "held", Value: ledger.Encode(leases)}}}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,15 +2,12 @@ package launch
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 	"time"
 
-	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"github.com/avxrm/rm/pkg/events/ledger"
 )
 
 // Replicas hold leases. The scheduler admits each replica slot k of a
@@ -19,12 +16,8 @@ import (
 // starts only the slots that hold one, and says in the deployment's status
 // how many wait and why.
 
-// Where the scheduler keeps its lease ledger (docs/scheduling.md).
-const (
-	leasesCollection = "leases"
-	ledgerID         = "ledger"
-	replicaInfix     = "/replica/"
-)
+// replicaInfix names a replica's lease in the scheduler's ledger.
+const replicaInfix = "/replica/"
 
 // replicaWait is how soon a deployment with replicas not yet admitted is
 // looked at again: a grant sends no event the launcher consumes.
@@ -38,22 +31,12 @@ type replicaLeases struct {
 
 // readReplicaLeases reads the ledger for deployment id on queue queueID.
 func (s *Service) readReplicaLeases(ctx context.Context, id, queueID string) (replicaLeases, error) {
-	var doc struct {
-		Leases map[string][]struct {
-			Queue string `bson:"queue"`
-			Count int    `bson:"count"`
-		} `bson:"leases"`
-	}
 	r := replicaLeases{admitted: map[int]bool{}}
-	err := s.deps.DB.Collection(leasesCollection).FindOne(ctx, bson.D{{Key: "_id", Value: ledgerID}},
-		options.FindOne().SetProjection(bson.D{{Key: "leases", Value: 1}})).Decode(&doc)
-	if errors.Is(err, mongo.ErrNoDocuments) {
-		return r, nil
-	}
+	leases, err := ledger.Read(ctx, s.deps.DB) // the scheduler's (docs/scheduling.md)
 	if err != nil {
-		return r, fmt.Errorf("read the lease ledger: %w", err)
+		return r, err
 	}
-	for holder, claims := range doc.Leases {
+	for holder, claims := range leases {
 		for _, c := range claims {
 			if c.Queue == queueID {
 				r.inUse += c.Count

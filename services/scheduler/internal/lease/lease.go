@@ -4,11 +4,12 @@
 // transactions), and a fencing epoch so that a deposed scheduler's late writes
 // fail.
 //
-// The document is {_id: "ledger", epoch, version, leases: {<holder>: [{queue,
-// count}]}}. Every write is filtered on the version it read and the writer's
-// epoch and increments the version, so the ledger is a compare-and-swap
-// register: the in-memory copy of the one writer is always the document.
-// A release is the removal of a key, which can happen once.
+// The document is {_id: "ledger", epoch, version, held}, held the leases
+// {<holder>: [{queue, count}]} in the stored form of package
+// pkg/events/ledger (one string). Every write is filtered on the version it
+// read and the writer's epoch and increments the version, so the ledger is a
+// compare-and-swap register: the in-memory copy of the one writer is always
+// the document. A release is the removal of a key, which can happen once.
 //
 // It imports the MongoDB driver and nothing of NATS.
 package lease
@@ -20,14 +21,15 @@ import (
 	"maps"
 	"slices"
 
+	"github.com/avxrm/rm/pkg/events/ledger"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 )
 
 // Collection and document names; the API reads the same document for queue usage.
 const (
-	Collection = "leases"
-	LedgerID   = "ledger"
+	Collection = ledger.Collection
+	LedgerID   = ledger.ID
 )
 
 var (
@@ -39,29 +41,18 @@ var (
 )
 
 // Claim is a number of instances held on a queue (by id).
-type Claim struct {
-	Queue string `bson:"queue"`
-	Count int    `bson:"count"`
-}
+type Claim = ledger.Claim
 
-// Ledger is the document.
+// Ledger is the document, its leases decoded.
 type Ledger struct {
-	ID      string             `bson:"_id"`
-	Epoch   int64              `bson:"epoch"`
-	Version int64              `bson:"version"`
-	Leases  map[string][]Claim `bson:"leases"`
+	ID      string
+	Epoch   int64
+	Version int64
+	Leases  map[string][]Claim
 }
 
 // Allocated returns the instances held on each queue.
-func (l Ledger) Allocated() map[string]int {
-	out := map[string]int{}
-	for _, cs := range l.Leases {
-		for _, c := range cs {
-			out[c.Queue] += c.Count
-		}
-	}
-	return out
-}
+func (l Ledger) Allocated() map[string]int { return ledger.Allocated(l.Leases) }
 
 // Holders returns the lease holders, sorted.
 func (l Ledger) Holders() []string { return slices.Sorted(maps.Keys(l.Leases)) }
@@ -81,7 +72,7 @@ func (s *Store) Ensure(ctx context.Context) error {
 	if err != nil && !(errors.As(err, &ce) && ce.Code == 48) {
 		return fmt.Errorf("create collection %s: %w", Collection, err)
 	}
-	_, err = s.coll.InsertOne(ctx, Ledger{ID: LedgerID, Leases: map[string][]Claim{}})
+	_, err = s.coll.InsertOne(ctx, ledger.Doc{ID: LedgerID, Held: ledger.Encode(nil)})
 	if err != nil && !mongo.IsDuplicateKeyError(err) {
 		return fmt.Errorf("create ledger: %w", err)
 	}
@@ -90,14 +81,15 @@ func (s *Store) Ensure(ctx context.Context) error {
 
 // Load reads the ledger.
 func (s *Store) Load(ctx context.Context) (Ledger, error) {
-	var l Ledger
-	if err := s.coll.FindOne(ctx, bson.D{{Key: "_id", Value: LedgerID}}).Decode(&l); err != nil {
-		return l, fmt.Errorf("load ledger: %w", err)
+	var d ledger.Doc
+	if err := s.coll.FindOne(ctx, bson.D{{Key: "_id", Value: LedgerID}}).Decode(&d); err != nil {
+		return Ledger{}, fmt.Errorf("load ledger: %w", err)
 	}
-	if l.Leases == nil {
-		l.Leases = map[string][]Claim{}
+	leases, err := d.Leases()
+	if err != nil {
+		return Ledger{}, fmt.Errorf("load ledger: %w", err)
 	}
-	return l, nil
+	return Ledger{ID: d.ID, Epoch: d.Epoch, Version: d.Version, Leases: leases}, nil
 }
 
 // RaiseEpoch makes epoch the ledger's epoch if it is newer than the current
@@ -138,19 +130,14 @@ func (s *Store) Apply(ctx context.Context, l *Ledger, c Change) error {
 	if c.Empty() {
 		return nil
 	}
-	set := bson.D{{Key: "version", Value: l.Version + 1}}
-	unset := bson.D{}
-	for _, h := range slices.Sorted(maps.Keys(c.Grants)) {
-		set = append(set, bson.E{Key: "leases." + h, Value: c.Grants[h]})
-	}
-	for _, h := range c.Releases {
-		if _, granted := c.Grants[h]; !granted {
-			unset = append(unset, bson.E{Key: "leases." + h, Value: ""})
-		}
-	}
-	update := bson.D{{Key: "$set", Value: set}}
-	if len(unset) > 0 {
-		update = append(update, bson.E{Key: "$unset", Value: unset})
+	// The whole set of leases is written (one string: see package
+	// ledger), so the write's cost is the bytes of the ledger, not a decode
+	// of every lease by the store.
+	next := Ledger{Leases: maps.Clone(l.Leases)}
+	next.Commit(c)
+	update := bson.D{
+		{Key: "$set", Value: bson.D{{Key: "version", Value: l.Version + 1}, {Key: "held", Value: ledger.Encode(next.Leases)}}},
+		{Key: "$unset", Value: bson.D{{Key: "leases", Value: ""}}}, // the form before 2026-12-01
 	}
 	res, err := s.coll.UpdateOne(ctx,
 		bson.D{{Key: "_id", Value: LedgerID}, {Key: "epoch", Value: l.Epoch}, {Key: "version", Value: l.Version}}, update)
@@ -168,7 +155,7 @@ func (s *Store) Apply(ctx context.Context, l *Ledger, c Change) error {
 		return fmt.Errorf("write ledger version %d: found version %d: %w", l.Version+1, cur.Version, ErrConflict)
 	}
 	l.Version++
-	l.Commit(c)
+	l.Leases = next.Leases
 	return nil
 }
 
