@@ -48,6 +48,12 @@ func (s *Server) FastPathStats() (replied, rewritten, unchanged int64) {
 	return f.replied.Load(), f.rewritten.Load(), f.unchanged.Load()
 }
 
+// FastPathSQLLookups reports how many of the fast path's lookups SQLite
+// answered and how many went to FerretDB's find instead.
+func (s *Server) FastPathSQLLookups() (answered, fellBack int64) {
+	return s.sqlLookups.answered.Load(), s.sqlLookups.fellBack.Load()
+}
+
 // Deliberately wrong locking rules for SetBrokenLock.
 const (
 	LockCorrect          = int32(lockCorrect)

@@ -99,13 +99,19 @@ func (p *proxy) fastPath(msg []byte) (forward, reply []byte) {
 		p.fast.unchanged.Add(1)
 		return msg, nil
 	}
-	doc, err := p.lookupByID(w)
-	if err != nil {
-		if !errors.Is(err, net.ErrClosed) { // else the store is closing
-			p.log.Warn("proxy fast path lookup; forwarding unchanged", "error", err)
+	var doc bsoncore.Document
+	if srv := p.server.Load(); srv != nil { // fastpath_sql.go
+		doc = srv.lookupFields(w)
+	}
+	if doc == nil {
+		doc, err = p.lookupByID(w)
+		if err != nil {
+			if !errors.Is(err, net.ErrClosed) { // else the store is closing
+				p.log.Warn("proxy fast path lookup; forwarding unchanged", "error", err)
+			}
+			p.fast.unchanged.Add(1)
+			return msg, nil
 		}
-		p.fast.unchanged.Add(1)
-		return msg, nil
 	}
 	if doc != nil {
 		match, err := w.matches(doc)

@@ -150,7 +150,8 @@ type Server struct {
 	internalURI string        // FerretDB's own; nothing but the proxy may use it
 	client      *mongo.Client // used by EnsureIDIndex to create collections through FerretDB
 	proxy       *proxy
-	fieldState  // MatchingIDs' SQLite pools and indexes
+	fieldState                  // MatchingIDs' SQLite pools and indexes
+	sqlLookups  sqlFieldLookups // the fast path's lookups in SQL (fastpath_sql.go)
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -270,6 +271,7 @@ func (s *Server) Close() {
 	}
 	s.proxy.close()
 	s.closeFieldDBs()
+	s.closeLookupDBs()
 	s.cancel()
 	<-s.done
 }

@@ -1,0 +1,265 @@
+package ferretembed
+
+import (
+	"context"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
+)
+
+// The fast path's lookup, in SQL.
+//
+// The fast path (fastpath.go) needs only the fields its conditions name, but
+// a find through FerretDB decodes the whole stored document (sjson, with a
+// leak-tracker entry for every nested value), about 0.5 ms for a job, and it
+// runs while the write lock is held, three times per job. So the proxy reads
+// those fields itself from FerretDB's SQLite file, by the _id index that
+// EnsureIDIndex made (INDEXED BY: without that index the query fails instead
+// of scanning), each with its type from the document's sjson schema, and
+// builds a document of them for the same evaluation (fastWrite.matches).
+//
+// Whenever this cannot say, because the collection has no such index, a
+// field or a stored type is outside what it converts, or no row has the _id,
+// the fast path falls back to the find through FerretDB: a wrong "no such
+// document" here would let a conditional write through unconditioned, so a
+// miss is never trusted. A row found is the document: the _id is compared as
+// FerretDB compares it, on the same expression with the same JSON text.
+//
+// The lookups have a connection of their own and are never cancelled: a
+// modernc.org/sqlite connection whose query is interrupted by its context
+// may keep its read transaction open for good and serve old data from then
+// on (docs/scheduling.md, "TestFerretDBReadsGoStaleWhenQueriesTimeOut"), and
+// an old version judged here would be a lost update. The pools of
+// MatchingIDs, whose callers' deadlines do cancel queries, are not used.
+
+// sjsonKeys are the keys FerretDB v1.24's sjson writes into a stored
+// document: its schema under "$s", the type of each top-level field under
+// "p".<field>."t" (internal/handler/sjson/schema.go).
+const (
+	sjsonSchemaKey = "$s"
+	sjsonTypePath  = `$."$s".p.%s.t`
+)
+
+// sqlFieldLookups is the Server's part for the lookups: a connection per
+// database, the tables found, and how many lookups SQLite answered and how
+// many fell back to FerretDB's find.
+type sqlFieldLookups struct {
+	mu     sync.Mutex
+	dbs    map[string]*sql.DB
+	tables map[string]string // db + "\x00" + collection → SQLite table
+
+	answered, fellBack atomic.Int64
+}
+
+// lookupFields returns a document holding the fields of w's conditions as
+// stored in the document with w's _id, or nil when it cannot say (see
+// above), in which case the caller asks FerretDB.
+func (s *Server) lookupFields(w *fastWrite) bsoncore.Document {
+	doc, err := s.readFields(context.Background(), w) // never cancelled: see above
+	if err != nil || doc == nil {
+		s.sqlLookups.fellBack.Add(1)
+		if err != nil {
+			s.forgetTable(w.db, w.coll) // the table may have been dropped and made again
+		}
+		return nil
+	}
+	s.sqlLookups.answered.Add(1)
+	return doc
+}
+
+func (s *Server) readFields(ctx context.Context, w *fastWrite) (bsoncore.Document, error) {
+	if w.id.Type != bsoncore.TypeString {
+		return nil, errFastPathUnsupported
+	}
+	sdb, err := s.lookupDB(w.db)
+	if err != nil {
+		return nil, err
+	}
+	table, err := s.table(ctx, sdb, w.db, w.coll)
+	if err != nil {
+		return nil, err
+	}
+	cols := make([]string, 0, 2*len(w.conds))
+	for _, c := range w.conds {
+		path, ok := jsonPathKey(c.field)
+		if !ok {
+			return nil, errFastPathUnsupported
+		}
+		cols = append(cols, fmt.Sprintf("_ferretdb_sjson->>'"+sjsonTypePath+"'", path), "_ferretdb_sjson->>'$."+path+"'")
+	}
+	// The _id as FerretDB passes it for its own {_id: <string>} filters:
+	// the JSON text of the string, compared with idExpr.
+	id, err := json.Marshal(w.id.StringValue())
+	if err != nil {
+		return nil, errFastPathUnsupported
+	}
+	q := fmt.Sprintf("SELECT %s FROM %s INDEXED BY %s WHERE %s = ?",
+		strings.Join(cols, ", "), quoteIdent(table), quoteIdent(idIndexName(table)), idExpr)
+	vals := make([]any, len(cols))
+	ptrs := make([]any, len(cols))
+	for i := range vals {
+		ptrs[i] = &vals[i]
+	}
+	if err := sdb.QueryRowContext(ctx, q, string(id)).Scan(ptrs...); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, nil // not trusted: the caller asks FerretDB
+		}
+		return nil, err
+	}
+	var b []byte
+	for i, c := range w.conds {
+		b, err = appendStored(b, c.field, vals[2*i], vals[2*i+1])
+		if err != nil {
+			return nil, err
+		}
+	}
+	return bsoncore.BuildDocument(nil, b), nil
+}
+
+// appendStored appends field as stored: typ is its sjson type (nil: the
+// field is missing), v its value as SQLite's ->> gives it. A type outside
+// the fast path's scalars is appended as an empty document, which the
+// evaluation refuses (so the write goes to FerretDB unchanged); a value
+// that does not fit its type is an error.
+func appendStored(b []byte, field string, typ, v any) ([]byte, error) {
+	if typ == nil {
+		return b, nil
+	}
+	t, ok := typ.(string)
+	if !ok {
+		return nil, fmt.Errorf("field %q: sjson type %v", field, typ)
+	}
+	bad := fmt.Errorf("field %q: %T value %v for sjson type %s", field, v, v, t)
+	switch t {
+	case "string":
+		s, ok := v.(string)
+		if !ok {
+			return nil, bad
+		}
+		return bsoncore.AppendStringElement(b, field, s), nil
+	case "bool":
+		i, ok := v.(int64)
+		if !ok || (i != 0 && i != 1) {
+			return nil, bad
+		}
+		return bsoncore.AppendBooleanElement(b, field, i == 1), nil
+	case "int":
+		i, ok := v.(int64)
+		if !ok || i < math.MinInt32 || i > math.MaxInt32 {
+			return nil, bad
+		}
+		return bsoncore.AppendInt32Element(b, field, int32(i)), nil
+	case "long":
+		i, ok := v.(int64)
+		if !ok {
+			return nil, bad
+		}
+		return bsoncore.AppendInt64Element(b, field, i), nil
+	case "double":
+		switch f := v.(type) {
+		case float64:
+			return bsoncore.AppendDoubleElement(b, field, f), nil
+		case int64: // a whole number is stored without a fraction
+			if f > maxExactFloatInt || f < -maxExactFloatInt {
+				return nil, bad
+			}
+			return bsoncore.AppendDoubleElement(b, field, float64(f)), nil
+		}
+		return nil, bad
+	case "null":
+		if v != nil {
+			return nil, bad
+		}
+		return bsoncore.AppendNullElement(b, field), nil
+	case "objectId":
+		s, ok := v.(string)
+		raw, err := hex.DecodeString(s)
+		if !ok || err != nil || len(raw) != 12 {
+			return nil, bad
+		}
+		var oid [12]byte
+		copy(oid[:], raw)
+		return bsoncore.AppendObjectIDElement(b, field, oid), nil
+	}
+	return bsoncore.AppendDocumentElement(b, field, bsoncore.BuildDocument(nil, nil)), nil
+}
+
+// jsonPathKey quotes a top-level field name for an SQLite JSON path, or
+// reports that it cannot be (the fast path already refuses "." and "$").
+func jsonPathKey(field string) (string, bool) {
+	if field == sjsonSchemaKey || strings.ContainsAny(field, "\"\\'") {
+		return "", false
+	}
+	for _, r := range field {
+		if r < 0x20 || r == 0x7f {
+			return "", false
+		}
+	}
+	return `"` + field + `"`, true
+}
+
+// table returns, remembered, the SQLite table of db.coll.
+func (s *Server) table(ctx context.Context, sdb *sql.DB, db, coll string) (string, error) {
+	key := db + "\x00" + coll
+	s.sqlLookups.mu.Lock()
+	t, ok := s.sqlLookups.tables[key]
+	s.sqlLookups.mu.Unlock()
+	if ok {
+		return t, nil
+	}
+	t, err := tableName(ctx, sdb, coll)
+	if err != nil {
+		return "", err
+	}
+	s.sqlLookups.mu.Lock()
+	if s.sqlLookups.tables == nil {
+		s.sqlLookups.tables = map[string]string{}
+	}
+	s.sqlLookups.tables[key] = t
+	s.sqlLookups.mu.Unlock()
+	return t, nil
+}
+
+func (s *Server) forgetTable(db, coll string) {
+	s.sqlLookups.mu.Lock()
+	delete(s.sqlLookups.tables, db+"\x00"+coll)
+	s.sqlLookups.mu.Unlock()
+}
+
+// lookupDB returns the lookups' connection to db's file, opened once.
+func (s *Server) lookupDB(db string) (*sql.DB, error) {
+	l := &s.sqlLookups
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if sdb := l.dbs[db]; sdb != nil {
+		return sdb, nil
+	}
+	sdb, err := s.openSQLite(db) // one connection
+	if err != nil {
+		return nil, err
+	}
+	if l.dbs == nil {
+		l.dbs = map[string]*sql.DB{}
+	}
+	l.dbs[db] = sdb
+	return sdb, nil
+}
+
+// closeLookupDBs closes what lookupDB opened.
+func (s *Server) closeLookupDBs() {
+	l := &s.sqlLookups
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, sdb := range l.dbs {
+		_ = sdb.Close()
+	}
+	l.dbs = nil
+}
