@@ -188,8 +188,11 @@ type Job struct {
 	InstancesTruncated bool           `json:"instances_truncated,omitempty" bson:"-" readOnly:"true" doc:"true when instances shows only the first 1,000"`
 	InstanceCounts     InstanceCounts `json:"instance_counts" bson:"instance_counts,omitempty" readOnly:"true" doc:"per role, per status"`
 	// InstanceChunks is how many chunk documents hold the instances (jobdoc).
-	InstanceChunks int             `json:"-" bson:"instance_chunks,omitempty"`
-	PostController *PostController `json:"post_controller,omitempty" bson:"post_controller,omitempty" readOnly:"true"`
+	InstanceChunks int `json:"-" bson:"instance_chunks,omitempty"`
+	// InlineInstances are the instances of a job that has few, kept in the
+	// job document itself instead of in chunks (jobdoc); never in events.
+	InlineInstances []Instance      `json:"-" bson:"instances_inline,omitempty"`
+	PostController  *PostController `json:"post_controller,omitempty" bson:"post_controller,omitempty" readOnly:"true"`
 
 	SubmittedAt time.Time  `json:"submitted_at" bson:"submitted_at" readOnly:"true"`
 	AdmittedAt  *time.Time `json:"admitted_at,omitempty" bson:"admitted_at,omitempty" readOnly:"true"`

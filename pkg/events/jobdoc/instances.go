@@ -19,6 +19,20 @@ import (
 // ChunkSize is how many consecutive instance slots one chunk document holds.
 const ChunkSize = 1000
 
+// InlineMax is how many instances a job may keep in its own document
+// (events.Job.InlineInstances) instead of in chunks: a job of a few
+// workers then costs the launcher one write per change, not two, and a
+// read of it with its instances one find, not two. A job whose instances
+// outgrow it (a post controller added, say) moves them to chunks in that
+// write, and keeps chunks from then on.
+const InlineMax = 16
+
+// inline reports whether after's instances are kept in its document:
+// before has none in chunks and after has at most InlineMax.
+func inline(before, after *events.Job) bool {
+	return before.InstanceChunks == 0 && len(after.Instances) <= InlineMax
+}
+
 // chunkDoc is one document of the job_instances collection.
 type chunkDoc struct {
 	ID        string            `bson:"_id"`
@@ -68,6 +82,9 @@ const parallelChunks = 8
 // loadInstances reads every chunk of j, each by _id (the lookup every
 // store answers from its index), and returns the instances in slot order.
 func (s *Store) loadInstances(ctx context.Context, j *events.Job) ([]events.Instance, error) {
+	if j.InstanceChunks == 0 {
+		return slices.Clone(j.InlineInstances), nil
+	}
 	parts := make([][]events.Instance, j.InstanceChunks)
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(parallelChunks)
@@ -102,7 +119,10 @@ func byChunk(workers int, in []events.Instance) map[int][]events.Instance {
 // and after, and returns how many chunks the job has.
 func (s *Store) writeInstances(ctx context.Context, before, after *events.Job) (int, error) {
 	SortInstances(after.WorkerInstances, after.Instances)
-	old, cur := byChunk(before.WorkerInstances, before.Instances), byChunk(after.WorkerInstances, after.Instances)
+	old, cur := map[int][]events.Instance{}, byChunk(after.WorkerInstances, after.Instances)
+	if before.InstanceChunks > 0 { // else none is stored in a chunk yet (they were inline, if any)
+		old = byChunk(before.WorkerInstances, before.Instances)
+	}
 	n := before.InstanceChunks
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(parallelChunks)
@@ -133,6 +153,25 @@ func (s *Store) deleteInstances(ctx context.Context, j *events.Job) error {
 	return nil
 }
 
+// chunk returns the instances of j's chunk c: read by _id, or, for a job
+// whose instances are inline, those (c is then 0).
+func (s *Store) chunk(ctx context.Context, j *events.Job, c int) ([]events.Instance, error) {
+	if j.InstanceChunks == 0 {
+		in := slices.Clone(j.InlineInstances)
+		SortInstances(j.WorkerInstances, in)
+		return in, nil
+	}
+	var doc chunkDoc
+	err := s.chunks.FindOne(ctx, bson.D{{Key: "_id", Value: chunkID(j.ID, c)}}).Decode(&doc)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read instances of job %s: %w", j.ID, err)
+	}
+	return doc.Instances, nil
+}
+
 // ErrBadCursor: a page cursor that this package did not make.
 var ErrBadCursor = errors.New("jobdoc: malformed cursor")
 
@@ -156,16 +195,16 @@ func (s *Store) Instances(ctx context.Context, j *events.Job, q InstanceQuery) (
 		from = n
 	}
 	out := []events.Instance{}
-	for c := from / ChunkSize; c < j.InstanceChunks; c++ {
-		var doc chunkDoc
-		err := s.chunks.FindOne(ctx, bson.D{{Key: "_id", Value: chunkID(j.ID, c)}}).Decode(&doc)
-		if errors.Is(err, mongo.ErrNoDocuments) {
-			continue
-		}
+	chunks := j.InstanceChunks
+	if chunks == 0 { // inline: one chunk, in the job document
+		chunks = 1
+	}
+	for c := from / ChunkSize; c < chunks; c++ {
+		list, err := s.chunk(ctx, j, c)
 		if err != nil {
-			return nil, "", fmt.Errorf("read instances of job %s: %w", j.ID, err)
+			return nil, "", err
 		}
-		for _, r := range doc.Instances {
+		for _, r := range list {
 			slot := Slot(j.WorkerInstances, r.Role, r.Index)
 			if slot < from || (q.Role != "" && r.Role != q.Role) || (q.Status != "" && r.Status != q.Status) {
 				continue

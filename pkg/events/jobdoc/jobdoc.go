@@ -12,10 +12,12 @@
 // MongoDB's 16 MiB. Events carry the job without its instances, with
 // instance_counts instead, so their size does not grow with the job either.
 //
-// Only the launcher writes instances, one job at a time. Its chunks are
-// written before the job document (each chunk by _id alone), so a crash in
-// between leaves instance records newer than instance_counts until the
-// launcher's next reconciliation of the job rewrites both.
+// Only the launcher writes instances, one job at a time. A job of at most
+// InlineMax instances keeps them in its own document (instances_inline),
+// written with it. Otherwise its chunks are written before the job document
+// (each chunk by _id alone), so a crash in between leaves instance records
+// newer than instance_counts until the launcher's next reconciliation of
+// the job rewrites both.
 //
 // It imports events, outbox and the MongoDB driver; nothing of the services.
 package jobdoc
@@ -214,11 +216,16 @@ func (s *Store) Update(ctx context.Context, id string, change Mutator) (*events.
 func (s *Store) write(ctx context.Context, r read, j *events.Job, now time.Time, types []string) error {
 	if s.writer == Launcher {
 		j.InstanceCounts = Counts(j.Instances)
-		n, err := s.writeInstances(ctx, r.job, j)
-		if err != nil {
-			return err
+		if inline(r.job, j) { // in this write of the job (instances.go)
+			SortInstances(j.WorkerInstances, j.Instances)
+			j.InlineInstances = slices.Clone(j.Instances)
+		} else {
+			n, err := s.writeInstances(ctx, r.job, j)
+			if err != nil {
+				return err
+			}
+			j.InstanceChunks, j.InlineInstances = n, nil
 		}
-		j.InstanceChunks = n
 	}
 	evs, err := s.stamp(r.job, j, now, types)
 	if err != nil {

@@ -136,7 +136,8 @@ func runLauncherLoad(t testing.TB) {
 		if j.FinishedAt != nil {
 			finishes = append(finishes, *j.FinishedAt)
 		}
-		// Instance records are in job_instances; the job counts them.
+		// Instance records are in job_instances or, for a job of few, in the
+		// job itself (jobdoc.InlineMax); the job counts them.
 		n := 0
 		for _, byStatus := range j.InstanceCounts {
 			for _, c := range byStatus {

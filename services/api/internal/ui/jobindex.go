@@ -45,7 +45,7 @@ const (
 )
 
 // listed are the fields of a job the index keeps.
-var listed = bson.D{{Key: "instances", Value: 0}, {Key: "environment_variables", Value: 0}, {Key: "runtime", Value: 0},
+var listed = bson.D{{Key: "instances", Value: 0}, {Key: "instances_inline", Value: 0}, {Key: "environment_variables", Value: 0}, {Key: "runtime", Value: 0},
 	{Key: "application", Value: 0}, {Key: "warnings", Value: 0}, {Key: "attempts", Value: 0}}
 
 // ready returns the index when it is loaded; otherwise it starts loading
