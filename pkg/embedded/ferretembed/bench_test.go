@@ -80,3 +80,51 @@ func seed(ctx context.Context, b *testing.B, coll *mongo.Collection, n int) {
 		}
 	}
 }
+
+// BenchmarkFastPathLookup measures one version-conditioned update of a
+// job-sized document by _id, the services' usual write, with the fast path
+// reading the conditions' fields in SQL (fastpath_sql.go) or through a find.
+//
+//	go test -run '^$' -bench BenchmarkFastPathLookup -benchtime 2000x ./ferretembed/
+func BenchmarkFastPathLookup(b *testing.B) {
+	for _, lookup := range []string{"find", "sql"} {
+		b.Run("lookup="+lookup, func(b *testing.B) {
+			ctx := context.Background()
+			uri, srv := mongotest.Start(b)
+			srv.SetSQLLookups(lookup == "sql")
+			coll := mongotest.Client(b, uri).Database("bench").Collection("jobs")
+			if err := srv.EnsureIDIndex(ctx, "bench", "jobs"); err != nil {
+				b.Fatal(err)
+			}
+			// About the shape of a stored job: nested documents and arrays.
+			conds := bson.A{}
+			for i := range 4 {
+				conds = append(conds, bson.D{{Key: "type", Value: fmt.Sprintf("C%d", i)}, {Key: "status", Value: "True"},
+					{Key: "reason", Value: "Because"}, {Key: "message", Value: strings.Repeat("m", 60)}})
+			}
+			doc := bson.D{{Key: "_id", Value: "job-1"}, {Key: "version", Value: int64(1)}, {Key: "status", Value: "admitted"},
+				{Key: "application", Value: bson.D{{Key: "name", Value: "sim"}, {Key: "version", Value: "1"}, {Key: "image", Value: "registry.example/sim:1"}}},
+				{Key: "runtime", Value: bson.D{{Key: "image", Value: "registry.example/sim:1"}, {Key: "args", Value: bson.A{"-a", "-b", "-c"}}}},
+				{Key: "conditions", Value: conds}, {Key: "payload", Value: strings.Repeat("x", 1500)}}
+			if _, err := coll.InsertOne(ctx, doc); err != nil {
+				b.Fatal(err)
+			}
+			b.ResetTimer()
+			for i := range b.N {
+				res, err := coll.UpdateOne(ctx, bson.D{{Key: "_id", Value: "job-1"}, {Key: "version", Value: int64(i + 1)}},
+					bson.D{{Key: "$set", Value: bson.D{{Key: "version", Value: int64(i + 2)}}}})
+				if err != nil || res.MatchedCount != 1 {
+					b.Fatalf("update %d: %+v, %v", i, res, err)
+				}
+			}
+			b.StopTimer()
+			answered, fellBack := srv.FastPathSQLLookups()
+			if lookup == "sql" && (answered < int64(b.N) || fellBack != 0) {
+				b.Errorf("SQL answered %d and fell back %d of %d lookups", answered, fellBack, b.N)
+			}
+			if lookup == "find" && answered != 0 {
+				b.Errorf("SQL answered %d lookups with them off", answered)
+			}
+		})
+	}
+}

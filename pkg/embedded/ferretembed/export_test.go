@@ -54,6 +54,10 @@ func (s *Server) FastPathSQLLookups() (answered, fellBack int64) {
 	return s.sqlLookups.answered.Load(), s.sqlLookups.fellBack.Load()
 }
 
+// SetSQLLookups turns the fast path's lookups in SQL on or off (before any
+// write: it is not synchronized).
+func (s *Server) SetSQLLookups(on bool) { s.sqlLookups.off = !on }
+
 // Deliberately wrong locking rules for SetBrokenLock.
 const (
 	LockCorrect          = int32(lockCorrect)
