@@ -40,20 +40,17 @@ import (
 // an old version judged here would be a lost update. The pools of
 // MatchingIDs, whose callers' deadlines do cancel queries, are not used.
 
-// sjsonKeys are the keys FerretDB v1.24's sjson writes into a stored
-// document: its schema under "$s", the type of each top-level field under
+// sjsonTypePath is where FerretDB v1.24's sjson keeps the type of a
+// top-level field in a stored document: its schema "$s", then
 // "p".<field>."t" (internal/handler/sjson/schema.go).
-const (
-	sjsonSchemaKey = "$s"
-	sjsonTypePath  = `$."$s".p.%s.t`
-)
+const sjsonTypePath = `$."$s".p.%s.t`
 
 // sqlFieldLookups is the Server's part for the lookups: a connection per
 // database, the tables found, and how many lookups SQLite answered and how
 // many fell back to FerretDB's find.
 type sqlFieldLookups struct {
+	dbs    sqliteConns // one connection each (openSQLite's)
 	mu     sync.Mutex
-	dbs    map[string]*sql.DB
 	tables map[string]string // db + "\x00" + collection → SQLite table
 
 	answered, fellBack atomic.Int64
@@ -70,9 +67,6 @@ func (s *Server) lookupFields(w *fastWrite) bsoncore.Document {
 	doc, err := s.readFields(context.Background(), w) // never cancelled: see above
 	if err != nil || doc == nil {
 		s.sqlLookups.fellBack.Add(1)
-		if err != nil {
-			s.forgetTable(w.db, w.coll) // the table may have been dropped and made again
-		}
 		return nil
 	}
 	s.sqlLookups.answered.Add(1)
@@ -83,7 +77,7 @@ func (s *Server) readFields(ctx context.Context, w *fastWrite) (bsoncore.Documen
 	if w.id.Type != bsoncore.TypeString {
 		return nil, errFastPathUnsupported
 	}
-	sdb, err := s.lookupDB(w.db)
+	sdb, err := s.conns(&s.sqlLookups.dbs, w.db, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -116,6 +110,7 @@ func (s *Server) readFields(ctx context.Context, w *fastWrite) (bsoncore.Documen
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil, nil // not trusted: the caller asks FerretDB
 		}
+		s.forgetTable(w.db, w.coll) // it may have been dropped and made again
 		return nil, err
 	}
 	var b []byte
@@ -197,9 +192,10 @@ func appendStored(b []byte, field string, typ, v any) ([]byte, error) {
 }
 
 // jsonPathKey quotes a top-level field name for an SQLite JSON path, or
-// reports that it cannot be (the fast path already refuses "." and "$").
+// reports that it cannot be (the fast path already refuses "." and "$", so
+// no field is sjson's own "$s").
 func jsonPathKey(field string) (string, bool) {
-	if field == sjsonSchemaKey || strings.ContainsAny(field, "\"\\'") {
+	if strings.ContainsAny(field, "\"\\'") {
 		return "", false
 	}
 	for _, r := range field {
@@ -236,34 +232,4 @@ func (s *Server) forgetTable(db, coll string) {
 	s.sqlLookups.mu.Lock()
 	delete(s.sqlLookups.tables, db+"\x00"+coll)
 	s.sqlLookups.mu.Unlock()
-}
-
-// lookupDB returns the lookups' connection to db's file, opened once.
-func (s *Server) lookupDB(db string) (*sql.DB, error) {
-	l := &s.sqlLookups
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if sdb := l.dbs[db]; sdb != nil {
-		return sdb, nil
-	}
-	sdb, err := s.openSQLite(db) // one connection
-	if err != nil {
-		return nil, err
-	}
-	if l.dbs == nil {
-		l.dbs = map[string]*sql.DB{}
-	}
-	l.dbs[db] = sdb
-	return sdb, nil
-}
-
-// closeLookupDBs closes what lookupDB opened.
-func (s *Server) closeLookupDBs() {
-	l := &s.sqlLookups
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for _, sdb := range l.dbs {
-		_ = sdb.Close()
-	}
-	l.dbs = nil
 }

@@ -270,8 +270,8 @@ func (s *Server) Close() {
 		cancel()
 	}
 	s.proxy.close()
-	s.closeFieldDBs()
-	s.closeLookupDBs()
+	s.fieldDBs.close()
+	s.sqlLookups.dbs.close()
 	s.cancel()
 	<-s.done
 }

@@ -418,40 +418,15 @@ func indexNames(ctx context.Context, sdb *sql.DB, prefix string) ([]string, erro
 // fieldDB is the SQLite connection pool of MatchingIDs for db, opened once
 // and closed with the server. Reads run beside FerretDB's (WAL).
 func (s *Server) fieldDB(db string) (*sql.DB, error) {
-	s.fieldMu.Lock()
-	defer s.fieldMu.Unlock()
-	if sdb := s.fieldDBs[db]; sdb != nil {
-		return sdb, nil
-	}
-	sdb, err := s.openSQLite(db)
-	if err != nil {
-		return nil, err
-	}
-	sdb.SetMaxOpenConns(4)
-	if err := dropStaleFieldIndexes(context.Background(), sdb); err != nil {
-		_ = sdb.Close()
-		return nil, err
-	}
-	if s.fieldDBs == nil {
-		s.fieldDBs = map[string]*sql.DB{}
-	}
-	s.fieldDBs[db] = sdb
-	return sdb, nil
-}
-
-// closeFieldDBs closes what fieldDB opened.
-func (s *Server) closeFieldDBs() {
-	s.fieldMu.Lock()
-	defer s.fieldMu.Unlock()
-	for _, sdb := range s.fieldDBs {
-		_ = sdb.Close()
-	}
-	s.fieldDBs = nil
+	return s.conns(&s.fieldDBs, db, func(sdb *sql.DB) error {
+		sdb.SetMaxOpenConns(4)
+		return dropStaleFieldIndexes(context.Background(), sdb)
+	})
 }
 
 // fieldState is the Server's part for MatchingIDs.
 type fieldState struct {
-	fieldMu      sync.Mutex
-	fieldDBs     map[string]*sql.DB
+	fieldDBs     sqliteConns
+	fieldMu      sync.Mutex // guards fieldIndexes
 	fieldIndexes map[string]bool
 }

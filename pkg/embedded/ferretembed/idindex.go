@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	_ "modernc.org/sqlite" // database/sql driver "sqlite"; the one FerretDB itself uses
@@ -111,6 +112,48 @@ func (s *Server) openSQLite(db string) (*sql.DB, error) {
 	}
 	sdb.SetMaxOpenConns(1)
 	return sdb, nil
+}
+
+// sqliteConns are the Server's own connections to the files FerretDB serves,
+// one pool per database, opened on first use and closed with the server.
+type sqliteConns struct {
+	mu  sync.Mutex
+	dbs map[string]*sql.DB
+}
+
+// conns returns db's pool of c, opening it with openSQLite and then setup
+// (nil: none) the first time.
+func (s *Server) conns(c *sqliteConns, db string, setup func(*sql.DB) error) (*sql.DB, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if sdb := c.dbs[db]; sdb != nil {
+		return sdb, nil
+	}
+	sdb, err := s.openSQLite(db)
+	if err != nil {
+		return nil, err
+	}
+	if setup != nil {
+		if err := setup(sdb); err != nil {
+			_ = sdb.Close()
+			return nil, err
+		}
+	}
+	if c.dbs == nil {
+		c.dbs = map[string]*sql.DB{}
+	}
+	c.dbs[db] = sdb
+	return sdb, nil
+}
+
+// close closes what get opened.
+func (c *sqliteConns) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, sdb := range c.dbs {
+		_ = sdb.Close()
+	}
+	c.dbs = nil
 }
 
 // tableName returns the SQLite table FerretDB stores collection in.

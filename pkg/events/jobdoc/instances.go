@@ -156,10 +156,8 @@ func (s *Store) deleteInstances(ctx context.Context, j *events.Job) error {
 // chunk returns the instances of j's chunk c: read by _id, or, for a job
 // whose instances are inline, those (c is then 0).
 func (s *Store) chunk(ctx context.Context, j *events.Job, c int) ([]events.Instance, error) {
-	if j.InstanceChunks == 0 {
-		in := slices.Clone(j.InlineInstances)
-		SortInstances(j.WorkerInstances, in)
-		return in, nil
+	if j.InstanceChunks == 0 { // stored in slot order (Store.write)
+		return j.InlineInstances, nil
 	}
 	var doc chunkDoc
 	err := s.chunks.FindOne(ctx, bson.D{{Key: "_id", Value: chunkID(j.ID, c)}}).Decode(&doc)

@@ -89,16 +89,10 @@ func (u *UI) queuesWithUsage(ctx context.Context, x *jobIndex, ref string) ([]*q
 		return nil, err
 	}
 	usage := map[string]*queueUsage{}
+	allocated := ledger.Allocated(leases)
 	for _, q := range queues {
-		q.Usage = &queueUsage{}
+		q.Usage = &queueUsage{Allocated: allocated[q.ID]}
 		usage[q.ID] = q.Usage
-	}
-	for _, claims := range leases {
-		for _, c := range claims {
-			if qu := usage[c.Queue]; qu != nil {
-				qu.Allocated += c.Count
-			}
-		}
 	}
 	x.mu.RLock()
 	defer x.mu.RUnlock()

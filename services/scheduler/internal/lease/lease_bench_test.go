@@ -27,12 +27,10 @@ func BenchmarkApply(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			claims := func(i int) []lease.Claim {
-				return []lease.Claim{{Queue: "q-01M8QX9X44NPB916TBJ091EGP0", Count: 1}, {Queue: "q-controllers0000000000000000", Count: 1}}
-			}
+			claims := []lease.Claim{{Queue: "q-01M8QX9X44NPB916TBJ091EGP0", Count: 1}, {Queue: "q-controllers0000000000000000", Count: 1}}
 			grants := map[string][]lease.Claim{}
 			for i := range holders {
-				grants[holderID(i)] = claims(i)
+				grants[holderID(i)] = claims
 			}
 			if err := s.Apply(ctx, &l, lease.Change{Grants: grants}); err != nil {
 				b.Fatal(err)
@@ -40,7 +38,7 @@ func BenchmarkApply(b *testing.B) {
 			b.ResetTimer()
 			for i := range b.N {
 				c := lease.Change{
-					Grants:   map[string][]lease.Claim{holderID(holders + i): claims(i)},
+					Grants:   map[string][]lease.Claim{holderID(holders + i): claims},
 					Releases: []string{holderID(i)},
 				}
 				if err := s.Apply(ctx, &l, c); err != nil {
