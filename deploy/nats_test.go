@@ -234,7 +234,16 @@ func checkNATSPermissions(t *testing.T, conf string, creds map[string]natsCred) 
 		if n < want {
 			t.Errorf("%s: %d dead letters, want %d", x.c.name, n, want)
 		}
-		x.c.ok("check its consumer", events.ConsumerAttached(ctx, x.c.js, x.durable))
+		// Between two pull requests the consumer briefly has none waiting,
+		// so the readiness check is asked until it holds (what a probe's
+		// retries do), not once.
+		var attached error
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			if attached = events.ConsumerAttached(ctx, x.c.js, x.durable); attached == nil || time.Now().After(deadline) {
+				break
+			}
+		}
+		x.c.ok("check its consumer", attached)
 		ccancel()
 		<-done
 		x.c.ok("consume and dead-letter", nil)
