@@ -101,7 +101,9 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 		deps.Gatherer, deps.Registerer = reg, reg
 	}
 	st := &store.Store{DB: deps.DB, Outbox: deps.Outbox}
-	if err := st.EnsureIndexes(ctx); err != nil {
+	// A Lookup means the embedded store, which reads by _id only: indexes
+	// that would only serve reads are left out there (EnsureIndexes).
+	if err := st.EnsureIndexes(ctx, deps.Lookup != nil); err != nil {
 		return nil, err
 	}
 	for _, c := range store.AllCollections {

@@ -183,8 +183,15 @@ func (s *Store) FirstRef(ctx context.Context, coll string, filter bson.D, limit 
 	return doc.ID, n, nil
 }
 
-// EnsureIndexes creates the collections and the unique indexes the API relies on.
-func (s *Store) EnsureIndexes(ctx context.Context) error {
+// EnsureIndexes creates the collections and the indexes the API relies on.
+//
+// With uniqueOnly it makes only the indexes that enforce a rule (unique),
+// and drops the others if an earlier start made them: the embedded store
+// (FerretDB on SQLite) filters by _id only, so an index that only serves
+// reads is never read there, yet every write of its collection updates it
+// (four on the jobs, which every job's writes pay). Its hot reads go
+// through its own partial indexes instead (indexed.Lookup).
+func (s *Store) EnsureIndexes(ctx context.Context, uniqueOnly bool) error {
 	existing, err := s.DB.ListCollectionNames(ctx, bson.D{})
 	if err != nil {
 		return fmt.Errorf("list collections: %w", err)
@@ -211,6 +218,12 @@ func (s *Store) EnsureIndexes(ctx context.Context) error {
 		}
 	}
 	for _, ix := range indexes {
+		if uniqueOnly && !ix.unique {
+			if err := dropIndex(ctx, s.DB.Collection(ix.coll), ix.keys); err != nil {
+				return err
+			}
+			continue
+		}
 		opts := options.Index()
 		if ix.unique {
 			opts.SetUnique(true)
@@ -260,6 +273,28 @@ var indexes = []struct {
 	{coll: Jobs, keys: bson.D{{Key: "array_id", Value: 1}, {Key: "status", Value: 1}}},
 	{coll: IdempotencyKeys, keys: bson.D{{Key: "expires_at", Value: 1}}, ttl: true},
 }
+
+// dropIndex drops the index of coll on keys, by the name MongoDB gives it
+// (what CreateOne named it); no such index is no error.
+func dropIndex(ctx context.Context, coll *mongo.Collection, keys bson.D) error {
+	parts := make([]string, 0, len(keys))
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s_%v", k.Key, k.Value))
+	}
+	name := strings.Join(parts, "_")
+	err := coll.Indexes().DropOne(ctx, name)
+	var ce mongo.CommandError
+	if err != nil && !(errors.As(err, &ce) && (ce.Code == codeIndexNotFound || ce.Code == codeNamespaceNotFound)) {
+		return fmt.Errorf("drop index %s on %s: %w", name, coll.Name(), err)
+	}
+	return nil
+}
+
+// MongoDB's codes for dropIndexes of an index or a collection that does not exist.
+const (
+	codeIndexNotFound     = 27
+	codeNamespaceNotFound = 26
+)
 
 // SweepExpired deletes the documents of coll whose expires_at has passed:
 // what a TTL index does, for servers without one.
