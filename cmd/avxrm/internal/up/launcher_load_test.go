@@ -179,7 +179,8 @@ func runLauncherLoad(t testing.TB) {
 			waited[e.ResourceID] = true
 		}
 	}
-	var handovers []time.Duration
+	var handovers, later []time.Duration // later: admitted after the last submission
+	submittedAt := start.Add(submitted)
 	for _, j := range docs {
 		if j.AdmittedAt == nil || !waited[j.ID] {
 			continue
@@ -189,6 +190,9 @@ func runLauncherLoad(t testing.TB) {
 			continue
 		}
 		handovers = append(handovers, j.AdmittedAt.Sub(finishes[i-1]))
+		if j.AdmittedAt.After(submittedAt) {
+			later = append(later, j.AdmittedAt.Sub(finishes[i-1]))
+		}
 	}
 	pctOf := func(ds []time.Duration, p float64) time.Duration {
 		if len(ds) == 0 {
@@ -210,6 +214,7 @@ func runLauncherLoad(t testing.TB) {
 		100*float64(workers)*runSeconds/(float64(limit)*elapsed.Seconds()))
 	fmt.Printf("  hand-over latency (job end -> waiting job admitted), %d hand-overs: p50 %s, p99 %s, max %s\n",
 		len(handovers), pct(0.50), pct(0.99), pct(1))
+	fmt.Printf("    of them after the last submission, %d: p50 %s, p99 %s\n", len(later), pctOf(later, 0.50), pctOf(later, 0.99))
 	fmt.Printf("  job document writes per job (mean version): %.1f\n", float64(versions)/float64(len(docs)))
 	if w, ok := sys.StoreWriteStats(); ok {
 		n := w.Commands - writesBefore.Commands
