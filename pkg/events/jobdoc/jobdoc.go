@@ -64,6 +64,7 @@ type Store struct {
 	now          func() time.Time
 	attempts     int
 	lookup       indexed.Lookup // finds UpdateMatching's jobs; nil: the store's own query
+	cache        *jobCache      // WithCache; nil: Update reads every time (cache.go)
 }
 
 // Option configures a Store.
@@ -127,6 +128,7 @@ func (s *Store) read(ctx context.Context, id string, withInstances bool) (read, 
 	// {_id} alone: FerretDB v1 pushes down to SQLite (and its _id index)
 	// only a filter that is exactly {_id: <string>}; tombstones are
 	// skipped below.
+	token := s.cacheToken()
 	raw, err := s.jobs.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Raw()
 	if errors.Is(err, mongo.ErrNoDocuments) {
 		return read{}, fmt.Errorf("job %s: %w", id, ErrNotFound)
@@ -145,6 +147,7 @@ func (s *Store) read(ctx context.Context, id string, withInstances bool) (read, 
 		if r.job.Instances, err = s.loadInstances(ctx, r.job); err != nil {
 			return read{}, err
 		}
+		s.keep(token, r.job, slices.Clone(raw))
 	}
 	return r, nil
 }
@@ -183,9 +186,13 @@ func (s *Store) Create(ctx context.Context, j *events.Job, types ...string) erro
 // change had nothing to do). ErrNotFound when the job does not exist.
 func (s *Store) Update(ctx context.Context, id string, change Mutator) (*events.Job, error) {
 	for attempt := 1; ; attempt++ {
-		r, err := s.read(ctx, id, s.writer == Launcher)
-		if err != nil {
-			return nil, err
+		r, ok := s.cached(id, s.writer == Launcher)
+		if !ok {
+			var err error
+			if r, err = s.read(ctx, id, s.writer == Launcher); err != nil {
+				s.drop(id)
+				return nil, err
+			}
 		}
 		j := clone(r.job)
 		now := s.now().UTC().Truncate(time.Millisecond)
@@ -200,6 +207,9 @@ func (s *Store) Update(ctx context.Context, id string, change Mutator) (*events.
 			return nil, err
 		}
 		err = s.write(ctx, r, j, now, types)
+		if err != nil {
+			s.drop(id) // whatever the store holds now, it is not what the cache does
+		}
 		if errors.Is(err, outbox.ErrVersionConflict) {
 			if attempt < s.attempts {
 				continue
@@ -231,7 +241,19 @@ func (s *Store) write(ctx context.Context, r read, j *events.Job, now time.Time,
 	if err != nil {
 		return err
 	}
-	return s.ob.Replace(ctx, s.jobs, j.ID, r.job.Version, j.Version, r.pending, j, evs...)
+	token := s.cacheToken()
+	stored, err := s.ob.ReplaceDoc(ctx, s.jobs, j.ID, r.job.Version, r.pending, j, evs...)
+	if err != nil {
+		return err
+	}
+	if s.cache != nil {
+		if raw, err := bson.Marshal(stored); err == nil {
+			s.keep(token, j, raw)
+		} else {
+			s.drop(j.ID)
+		}
+	}
+	return nil
 }
 
 // stamp completes j, changed at now from before, for its write (Update's
@@ -267,6 +289,7 @@ func (s *Store) Delete(ctx context.Context, id string, change Mutator) error {
 		if err != nil {
 			return err
 		}
+		s.drop(id)
 		err = s.ob.Delete(ctx, s.jobs, id, r.job.Version, r.pending, evs...)
 		if errors.Is(err, outbox.ErrVersionConflict) && attempt < s.attempts {
 			continue

@@ -60,6 +60,9 @@ func (s *Store) UpdateMatching(ctx context.Context, f indexed.Filter, change Mut
 		rs = append(rs, outbox.Replacement{ID: j.ID, PrevVersion: r.job.Version, Pending: r.pending, Doc: j, Events: evs})
 		changed = append(changed, j)
 	}
+	for _, j := range changed { // not kept: ReplaceMany does not say what it stored
+		s.drop(j.ID)
+	}
 	conflicts, err := s.ob.ReplaceMany(ctx, s.jobs, rs)
 	if err != nil {
 		return 0, err

@@ -43,7 +43,7 @@ func (o *Outbox) ReplaceMany(ctx context.Context, coll *mongo.Collection, rs []R
 		g.SetLimit(replaceParallel)
 		for i, r := range batch {
 			g.Go(func() error {
-				w, ok, err := o.replaceStored(ctx, coll, r)
+				w, _, ok, err := o.replaceStored(ctx, coll, r)
 				mu.Lock()
 				defer mu.Unlock()
 				switch {
@@ -68,15 +68,16 @@ func (o *Outbox) ReplaceMany(ctx context.Context, coll *mongo.Collection, rs []R
 
 // replaceStored writes r, without publishing, for Replace and ReplaceMany:
 // ok is false on a version conflict (nothing stored, nothing in flight).
-func (o *Outbox) replaceStored(ctx context.Context, coll *mongo.Collection, r Replacement) (*inflight, bool, error) {
+// stored is the document as written (r.Doc with the outbox's entries).
+func (o *Outbox) replaceStored(ctx context.Context, coll *mongo.Collection, r Replacement) (w *inflight, stored bson.D, ok bool, err error) {
 	entries, w, err := o.begin(ctx, coll, r.ID, false, r.Pending, r.Events)
 	if err != nil {
-		return nil, false, err
+		return nil, nil, false, err
 	}
 	d, err := withEntries(r.Doc, entries)
 	if err != nil {
 		o.done(w)
-		return nil, false, err
+		return nil, nil, false, err
 	}
 	res, err := coll.ReplaceOne(ctx, bson.D{{Key: "_id", Value: r.ID}, {Key: VersionField, Value: r.PrevVersion}, NotDeleted()}, d)
 	if err != nil {
@@ -84,11 +85,11 @@ func (o *Outbox) replaceStored(ctx context.Context, coll *mongo.Collection, r Re
 		if mongo.IsDuplicateKeyError(err) {
 			err = ErrDuplicate
 		}
-		return nil, false, fmt.Errorf("replace in %s: %w", coll.Name(), err)
+		return nil, nil, false, fmt.Errorf("replace in %s: %w", coll.Name(), err)
 	}
 	if res.MatchedCount == 0 {
 		o.done(w)
-		return nil, false, nil
+		return nil, nil, false, nil
 	}
-	return w, true, nil
+	return w, d, true, nil
 }

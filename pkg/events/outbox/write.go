@@ -75,15 +75,23 @@ func (o *Outbox) Insert(ctx context.Context, coll *mongo.Collection, id any, ver
 // adding evs, then publishes evs (and the carried entries older than MinAge). ErrVersionConflict when the document
 // changed meanwhile.
 func (o *Outbox) Replace(ctx context.Context, coll *mongo.Collection, id any, prevVersion, version int64, pending []Entry, doc any, evs ...events.Event) error {
-	w, ok, err := o.replaceStored(ctx, coll, Replacement{ID: id, PrevVersion: prevVersion, Pending: pending, Doc: doc, Events: evs})
+	_, err := o.ReplaceDoc(ctx, coll, id, prevVersion, pending, doc, evs...)
+	return err
+}
+
+// ReplaceDoc is Replace that also returns the document as stored (doc with
+// the outbox's entries): what a read right after would return, unless
+// another write or the relay's clearing came in between.
+func (o *Outbox) ReplaceDoc(ctx context.Context, coll *mongo.Collection, id any, prevVersion int64, pending []Entry, doc any, evs ...events.Event) (bson.D, error) {
+	w, stored, ok, err := o.replaceStored(ctx, coll, Replacement{ID: id, PrevVersion: prevVersion, Pending: pending, Doc: doc, Events: evs})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if !ok {
-		return ErrVersionConflict
+		return nil, ErrVersionConflict
 	}
 	o.flushAfterWrite(ctx, w)
-	return nil
+	return stored, nil
 }
 
 // Delete marks document id (if it still has prevVersion) deleted with evs,

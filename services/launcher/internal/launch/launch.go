@@ -16,9 +16,11 @@ package launch
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -165,7 +167,10 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	}
 	// One attempt: a lost race is a requeue, so that the next round
 	// observes the drivers again before starting anything.
-	s.record = jobdoc.New(deps.DB, deps.Outbox, jobdoc.Launcher, Source, jobdoc.WithAttempts(1), jobdoc.WithClock(deps.Now))
+	s.record = jobdoc.New(deps.DB, deps.Outbox, jobdoc.Launcher, Source, jobdoc.WithAttempts(1), jobdoc.WithClock(deps.Now),
+		// The launcher reconciles a job about six times; most would read back
+		// what it had just written (receive and resync keep the cache honest).
+		jobdoc.WithCache())
 	s.pool = newPool(deps.Drivers, driver.Options{DataDir: cfg.DataDir, Logger: deps.Logger}, deps.Logger, s.changed)
 	s.pool.installation = (&installation{coll: deps.DB.Collection(InstallationCollection)}).get
 	var err error
@@ -283,6 +288,15 @@ func (s *Service) Run(ctx context.Context) error {
 func (s *Service) receive(_ context.Context, e events.Event) error {
 	switch e.Kind() {
 	case events.KindJob:
+		// Before the job is queued: its reconciliation must not start from
+		// a cached job older than the change this event announces.
+		var v struct {
+			Version int64 `json:"version"`
+		}
+		if err := json.Unmarshal(e.Data, &v); err != nil || v.Version == 0 {
+			v.Version = math.MaxInt64 // unknown: forget whatever is cached
+		}
+		s.record.Forget(e.ResourceID, v.Version)
 		if notForLauncher[e.Type] {
 			return nil
 		}
@@ -354,6 +368,9 @@ func (s *Service) process(ctx context.Context, key string) {
 // active jobs, jobs with a cleanup or post controller to carry out, every
 // job or deployment a driver knows an instance of, and every deployment.
 func (s *Service) resync(ctx context.Context) error {
+	// The jobs it queues are read from the store, not the cache: a resync
+	// is the net under lost triggers, so it must see what is stored.
+	s.record.ForgetAll()
 	var errs []error
 	plugins, err := s.pluginsInUse(ctx)
 	if err != nil {
