@@ -20,18 +20,7 @@ func TestCache(t *testing.T) {
 	ctx := context.Background()
 	w := startWriters(t, jobdoc.WithAttempts(2), jobdoc.WithCache())
 	jobs := w.db.Collection(jobdoc.Collection)
-	now := time.Now().UTC().Truncate(time.Millisecond)
-	j := &events.Job{Meta: events.Meta{ID: "job-1", Version: 1, CreatedAt: now}, QueueID: "q-1",
-		WorkerInstances: 1, Status: events.JobSubmitted, SubmittedAt: now}
-	if err := w.api.Create(ctx, j, events.TypeJobSubmitted); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.sched.Update(ctx, "job-1", func(j *events.Job, now time.Time) ([]string, error) {
-		j.Status, j.AdmittedAt = events.JobAdmitted, &now
-		return []string{events.TypeJobAdmitted}, nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	w.admitted(t, "job-1", 1)
 	start := func(j *events.Job, now time.Time) ([]string, error) {
 		j.Instances = append(j.Instances,
 			events.Instance{Role: events.RoleController, Status: events.InstanceRunning, StartedAt: &now},

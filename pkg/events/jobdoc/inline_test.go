@@ -31,17 +31,7 @@ func TestInlineInstances(t *testing.T) {
 	}
 
 	const workers = jobdoc.InlineMax - 1 // with the controller: InlineMax instances
-	now := time.Now().UTC().Truncate(time.Millisecond)
-	if err := w.api.Create(ctx, &events.Job{Meta: events.Meta{ID: "job-1", Version: 1, CreatedAt: now}, QueueID: "q-1",
-		WorkerInstances: workers, Status: events.JobSubmitted, SubmittedAt: now}, events.TypeJobSubmitted); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.sched.Update(ctx, "job-1", func(j *events.Job, now time.Time) ([]string, error) {
-		j.Status, j.AdmittedAt = events.JobAdmitted, &now
-		return []string{events.TypeJobAdmitted}, nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	w.admitted(t, "job-1", workers)
 	if _, err := w.launcher.Update(ctx, "job-1", func(j *events.Job, now time.Time) ([]string, error) {
 		for i := workers - 1; i >= 0; i-- { // out of order: the store sorts
 			j.Instances = append(j.Instances, events.Instance{Role: events.RoleWorker, Index: i, Status: events.InstanceRunning, StartedAt: &now})

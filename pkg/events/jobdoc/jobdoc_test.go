@@ -143,3 +143,21 @@ func startWriters(t *testing.T, launcherOpts ...jobdoc.Option) writers {
 		launcher: jobdoc.New(db, ob, jobdoc.Launcher, "/launcher", launcherOpts...),
 	}
 }
+
+// admitted stores job id of workers workers, submitted by the API and
+// admitted by the scheduler: where the launcher takes over.
+func (w writers) admitted(t *testing.T, id string, workers int) {
+	t.Helper()
+	ctx := context.Background()
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	if err := w.api.Create(ctx, &events.Job{Meta: events.Meta{ID: id, Version: 1, CreatedAt: now}, QueueID: "q-1",
+		WorkerInstances: workers, Status: events.JobSubmitted, SubmittedAt: now}, events.TypeJobSubmitted); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.sched.Update(ctx, id, func(j *events.Job, now time.Time) ([]string, error) {
+		j.Status, j.AdmittedAt = events.JobAdmitted, &now
+		return []string{events.TypeJobAdmitted}, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
