@@ -190,7 +190,6 @@ func (s *Store) Update(ctx context.Context, id string, change Mutator) (*events.
 		if !ok {
 			var err error
 			if r, err = s.read(ctx, id, s.writer == Launcher); err != nil {
-				s.drop(id)
 				return nil, err
 			}
 		}
@@ -246,13 +245,7 @@ func (s *Store) write(ctx context.Context, r read, j *events.Job, now time.Time,
 	if err != nil {
 		return err
 	}
-	if s.cache != nil {
-		if raw, err := bson.Marshal(stored); err == nil {
-			s.keep(token, j, raw)
-		} else {
-			s.drop(j.ID)
-		}
-	}
+	s.keep(token, j, stored)
 	return nil
 }
 

@@ -69,17 +69,20 @@ func (o *Outbox) ReplaceMany(ctx context.Context, coll *mongo.Collection, rs []R
 // replaceStored writes r, without publishing, for Replace and ReplaceMany:
 // ok is false on a version conflict (nothing stored, nothing in flight).
 // stored is the document as written (r.Doc with the outbox's entries).
-func (o *Outbox) replaceStored(ctx context.Context, coll *mongo.Collection, r Replacement) (w *inflight, stored bson.D, ok bool, err error) {
+func (o *Outbox) replaceStored(ctx context.Context, coll *mongo.Collection, r Replacement) (w *inflight, stored bson.Raw, ok bool, err error) {
 	entries, w, err := o.begin(ctx, coll, r.ID, false, r.Pending, r.Events)
 	if err != nil {
 		return nil, nil, false, err
 	}
 	d, err := withEntries(r.Doc, entries)
+	if err == nil {
+		stored, err = bson.Marshal(d)
+	}
 	if err != nil {
 		o.done(w)
 		return nil, nil, false, err
 	}
-	res, err := coll.ReplaceOne(ctx, bson.D{{Key: "_id", Value: r.ID}, {Key: VersionField, Value: r.PrevVersion}, NotDeleted()}, d)
+	res, err := coll.ReplaceOne(ctx, bson.D{{Key: "_id", Value: r.ID}, {Key: VersionField, Value: r.PrevVersion}, NotDeleted()}, stored)
 	if err != nil {
 		o.failed(w, err)
 		if mongo.IsDuplicateKeyError(err) {
@@ -91,5 +94,5 @@ func (o *Outbox) replaceStored(ctx context.Context, coll *mongo.Collection, r Re
 		o.done(w)
 		return nil, nil, false, nil
 	}
-	return w, d, true, nil
+	return w, stored, true, nil
 }

@@ -82,7 +82,7 @@ func (o *Outbox) Replace(ctx context.Context, coll *mongo.Collection, id any, pr
 // ReplaceDoc is Replace that also returns the document as stored (doc with
 // the outbox's entries): what a read right after would return, unless
 // another write or the relay's clearing came in between.
-func (o *Outbox) ReplaceDoc(ctx context.Context, coll *mongo.Collection, id any, prevVersion int64, pending []Entry, doc any, evs ...events.Event) (bson.D, error) {
+func (o *Outbox) ReplaceDoc(ctx context.Context, coll *mongo.Collection, id any, prevVersion int64, pending []Entry, doc any, evs ...events.Event) (bson.Raw, error) {
 	w, stored, ok, err := o.replaceStored(ctx, coll, Replacement{ID: id, PrevVersion: prevVersion, Pending: pending, Doc: doc, Events: evs})
 	if err != nil {
 		return nil, err

@@ -274,18 +274,12 @@ var indexes = []struct {
 	{coll: IdempotencyKeys, keys: bson.D{{Key: "expires_at", Value: 1}}, ttl: true},
 }
 
-// dropIndex drops the index of coll on keys, by the name MongoDB gives it
-// (what CreateOne named it); no such index is no error.
+// dropIndex drops the index of coll on keys; no such index is no error.
 func dropIndex(ctx context.Context, coll *mongo.Collection, keys bson.D) error {
-	parts := make([]string, 0, len(keys))
-	for _, k := range keys {
-		parts = append(parts, fmt.Sprintf("%s_%v", k.Key, k.Value))
-	}
-	name := strings.Join(parts, "_")
-	err := coll.Indexes().DropOne(ctx, name)
+	err := coll.Indexes().DropWithKey(ctx, keys)
 	var ce mongo.CommandError
 	if err != nil && !(errors.As(err, &ce) && (ce.Code == codeIndexNotFound || ce.Code == codeNamespaceNotFound)) {
-		return fmt.Errorf("drop index %s on %s: %w", name, coll.Name(), err)
+		return fmt.Errorf("drop index %v on %s: %w", keys, coll.Name(), err)
 	}
 	return nil
 }

@@ -290,13 +290,11 @@ func (s *Service) receive(_ context.Context, e events.Event) error {
 	case events.KindJob:
 		// Before the job is queued: its reconciliation must not start from
 		// a cached job older than the change this event announces.
-		var v struct {
-			Version int64 `json:"version"`
+		var m events.Meta
+		if err := json.Unmarshal(e.Data, &m); err != nil || m.Version == 0 {
+			m.Version = math.MaxInt64 // unknown: forget whatever is cached
 		}
-		if err := json.Unmarshal(e.Data, &v); err != nil || v.Version == 0 {
-			v.Version = math.MaxInt64 // unknown: forget whatever is cached
-		}
-		s.record.Forget(e.ResourceID, v.Version)
+		s.record.Forget(e.ResourceID, m.Version)
 		if notForLauncher[e.Type] {
 			return nil
 		}
