@@ -85,3 +85,26 @@ func (s *Server) HoldReadSlots(n int) (release func()) {
 
 // ReadSlots is how many heavy reads the proxy runs at once.
 const ReadSlots = defaultReadSlots
+
+// SetDirectReplace turns the fast path's replacements in SQL on or off
+// (before any write: it is not synchronized).
+func (s *Server) SetDirectReplace(on bool) { s.sqlLookups.directOff = !on }
+
+// DirectReplaceStats reports how many replacements the fast path wrote in
+// SQL, left to FerretDB as outside its encoding, and failed in SQLite.
+func (s *Server) DirectReplaceStats() (direct, unsupported, failed int64) {
+	l := &s.sqlLookups
+	return l.direct.Load(), l.directUnsupported.Load(), l.directFailed.Load()
+}
+
+// ProxySynchronous is PRAGMA synchronous on the connection the fast path
+// writes db's replacements with.
+func (s *Server) ProxySynchronous(db string) (int, error) {
+	sdb, err := s.conns(&s.sqlLookups.dbs, db, nil)
+	if err != nil {
+		return 0, err
+	}
+	var n int
+	err = sdb.QueryRow("PRAGMA synchronous").Scan(&n)
+	return n, err
+}

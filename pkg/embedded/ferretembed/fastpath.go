@@ -33,7 +33,10 @@ import (
 //     it does the same (the rewritten command matches nothing, and FerretDB
 //     gives its own reply, side effects such as creating the collection
 //     included); if the conditions are false it answers the client itself
-//     with the reply FerretDB gives when nothing matches.
+//     with the reply FerretDB gives when nothing matches;
+//  4. except that, if the conditions hold on a row read in SQL and the command replaces
+//     the document, it writes the replacement in SQL itself and replies as
+//     FerretDB would (fastpath_replace.go).
 //
 // Whatever falls outside the supported subset (operators, dotted paths,
 // array or document values, unknown command fields, a failed lookup) is
@@ -69,6 +72,11 @@ type fastWrite struct {
 	conds    []fieldCond
 	remove   bool // findAndModify with remove: true
 
+	// replacement is the new document of an update that replaces one
+	// (not of findAndModify, whose reply carries the document): the
+	// direct path may write it (fastpath_replace.go).
+	replacement bsoncore.Document
+
 	// The filter document occupies msg[filterStart:filterEnd]; lengths are
 	// the offsets of the int32 length fields enclosing it (documents, arrays,
 	// a document-sequence section), the message length excepted.
@@ -100,9 +108,11 @@ func (p *proxy) fastPath(msg []byte) (forward, reply []byte) {
 		return msg, nil
 	}
 	var doc bsoncore.Document
-	if srv := p.server.Load(); srv != nil { // fastpath_sql.go
+	srv := p.server.Load()
+	if srv != nil { // fastpath_sql.go
 		doc = srv.lookupFields(w)
 	}
+	inSQL := doc != nil
 	if doc == nil {
 		doc, err = p.lookupByID(w)
 		if err != nil {
@@ -122,6 +132,12 @@ func (p *proxy) fastPath(msg []byte) (forward, reply []byte) {
 		if !match {
 			p.fast.replied.Add(1)
 			return nil, opMsgReply(requestID(msg), w.noMatchReply())
+		}
+		if inSQL { // the row is there, and the conditions hold on it
+			if r := srv.replaceDirect(w); r != nil {
+				p.fast.replied.Add(1)
+				return nil, opMsgReply(requestID(msg), r)
+			}
 		}
 	}
 	p.fast.rewritten.Add(1)
@@ -412,6 +428,9 @@ func parseFastWrite(msg []byte) (*fastWrite, error) {
 	case "update":
 		if !hasUpdate || !supportedUpdate(update) {
 			return nil, errFastPathUnsupported
+		}
+		if d := update.Document(); !strings.HasPrefix(d.Index(0).Key(), "$") {
+			w.replacement = d
 		}
 	case "findAndModify":
 		if hasUpdate == w.remove || (hasUpdate && !supportedUpdate(update)) {

@@ -55,6 +55,13 @@ type sqlFieldLookups struct {
 
 	answered, fellBack atomic.Int64
 	off                bool // tests: every lookup goes to FerretDB's find
+
+	// The direct replacements (fastpath_replace.go): the statements
+	// prepared (guarded by mu), how many replacements were written, left to
+	// FerretDB as outside the encoding, or failed in SQLite.
+	stmts                                   map[string]*sql.Stmt
+	direct, directUnsupported, directFailed atomic.Int64
+	directOff                               bool // tests: replacements go to FerretDB
 }
 
 // lookupFields returns a document holding the fields of w's conditions as

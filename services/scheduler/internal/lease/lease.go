@@ -130,17 +130,18 @@ func (s *Store) Apply(ctx context.Context, l *Ledger, c Change) error {
 	if c.Empty() {
 		return nil
 	}
-	// The whole set of leases is written (one string: see package
+	// The whole ledger is written (the leases in one string: see package
 	// ledger), so the write's cost is the bytes of the ledger, not a decode
-	// of every lease by the store.
+	// of every lease by the store. It is a replacement, not a $set: on the
+	// embedded store the proxy writes a conditional replacement by _id in
+	// SQL itself (pkg/embedded/ferretembed, fastpath_replace.go), about
+	// 0.2 ms instead of FerretDB's 1.5. The replacement has no "leases",
+	// the form before 2026-12-01, as the $unset of the $set had.
 	next := Ledger{Leases: maps.Clone(l.Leases)}
 	next.Commit(c)
-	update := bson.D{
-		{Key: "$set", Value: bson.D{{Key: "version", Value: l.Version + 1}, {Key: "held", Value: ledger.Encode(next.Leases)}}},
-		{Key: "$unset", Value: bson.D{{Key: "leases", Value: ""}}}, // the form before 2026-12-01
-	}
-	res, err := s.coll.UpdateOne(ctx,
-		bson.D{{Key: "_id", Value: LedgerID}, {Key: "epoch", Value: l.Epoch}, {Key: "version", Value: l.Version}}, update)
+	res, err := s.coll.ReplaceOne(ctx,
+		bson.D{{Key: "_id", Value: LedgerID}, {Key: "epoch", Value: l.Epoch}, {Key: "version", Value: l.Version}},
+		ledger.Doc{ID: LedgerID, Epoch: l.Epoch, Version: l.Version + 1, Held: ledger.Encode(next.Leases)})
 	if err != nil {
 		return fmt.Errorf("write ledger version %d: %w", l.Version+1, err)
 	}

@@ -1,0 +1,359 @@
+package ferretembed
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
+)
+
+// The fast path's replacement, in SQL.
+//
+// A conditional replacement by _id ({_id: X, version: 7} → a whole new
+// document), the services' one write of a job, costs FerretDB v1.24 about
+// 1.6 ms while the write lock is held: it finds the row, decodes the stored
+// document, compares it with the new one, encodes the new one as sjson and
+// runs an UPDATE that SQLite compiles anew. Once the fast path has read the
+// fields the conditions name and found them to hold (fastpath_sql.go), none
+// of that is needed but the encoding and the UPDATE: the proxy encodes the
+// replacement as FerretDB's sjson itself and runs the UPDATE, prepared once,
+// on its lookup connection, about 0.2 ms.
+//
+// The stored row must be what FerretDB would have stored, byte for byte:
+// the document FerretDB makes of a replacement (processReplacementDoc:
+// the stored _id first, then the replacement's fields in order) validated
+// as FerretDB validates it (types.Document.ValidateData) and encoded as its
+// sjson.Marshal does. TestDirectReplaceMatchesFerretDB writes the same
+// documents both ways and compares the rows. Whatever this encoding does not
+// cover (types other than documents, arrays, strings, doubles, 32- and
+// 64-bit integers, booleans, dates, nulls and ObjectIds; keys JSON would
+// escape or FerretDB refuses; nested arrays; -0, NaN and infinities; a
+// replacement _id other than the filter's) goes to FerretDB as before.
+//
+// Durability is FerretDB's: the proxy's connection opens the same file with
+// SQLite's default synchronous=FULL in WAL mode (checked by the test), so the
+// statement's commit is fsync'd before the proxy replies, as FerretDB's own
+// transaction is.
+//
+// One deliberate difference: FerretDB leaves a document alone, and reports
+// nModified 0, when the replacement compares equal to it by its own
+// comparison, under which 1 (int32), 1 (int64) and 1.0 are equal; the
+// direct path does so only when the encodings are equal, which is what
+// MongoDB, the production store, does (it compares the stored bytes).
+
+// errDirectUnsupported: the replacement is outside what the direct path encodes.
+var errDirectUnsupported = errors.New("outside the direct replacement's subset")
+
+// replaceDirect writes w's replacement itself and returns FerretDB's reply
+// to it, or nil when it did not write (the caller forwards the command).
+// It runs under the write lock, after w's conditions held on the row with
+// w's _id (lookupFields found it).
+func (s *Server) replaceDirect(w *fastWrite) []byte {
+	if s.sqlLookups.off || s.sqlLookups.directOff || w.replacement == nil {
+		return nil
+	}
+	enc, err := encodeReplacement(w.id, w.replacement)
+	if err != nil {
+		s.sqlLookups.directUnsupported.Add(1)
+		return nil
+	}
+	modified, err := s.updateRow(context.Background(), w, enc) // never cancelled: see fastpath_sql.go
+	if err != nil {
+		s.sqlLookups.directFailed.Add(1)
+		return nil
+	}
+	s.sqlLookups.direct.Add(1)
+	n := int32(0)
+	if modified {
+		n = 1
+	}
+	return bsoncore.BuildDocument(nil,
+		bsoncore.AppendInt32Element(nil, "n", 1),
+		bsoncore.AppendInt32Element(nil, "nModified", n),
+		bsoncore.AppendDoubleElement(nil, "ok", 1))
+}
+
+// updateRow replaces the row of w's _id with enc unless it holds enc
+// already, and reports whether it changed it. An error (a unique index
+// violated, the table gone) changed nothing; the caller lets FerretDB answer.
+func (s *Server) updateRow(ctx context.Context, w *fastWrite, enc []byte) (bool, error) {
+	sdb, err := s.conns(&s.sqlLookups.dbs, w.db, nil)
+	if err != nil {
+		return false, err
+	}
+	table, err := s.table(ctx, sdb, w.db, w.coll)
+	if err != nil {
+		return false, err
+	}
+	id, err := json.Marshal(w.id.StringValue())
+	if err != nil {
+		return false, err
+	}
+	update, err := s.stmt(ctx, w.db, sdb, fmt.Sprintf("UPDATE %s INDEXED BY %s SET _ferretdb_sjson = ? WHERE %s = ? AND _ferretdb_sjson != ?",
+		quoteIdent(table), quoteIdent(idIndexName(table)), idExpr))
+	if err != nil {
+		return false, err
+	}
+	res, err := update.ExecContext(ctx, string(enc), string(id), string(enc))
+	if err != nil {
+		s.forgetTable(w.db, w.coll)
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, err
+	}
+	if n == 1 {
+		return true, nil
+	}
+	// Nothing changed: the row holds enc already, or (never under the write
+	// lock, but then FerretDB says what happened) it is gone.
+	var one int
+	err = sdb.QueryRowContext(ctx, fmt.Sprintf("SELECT 1 FROM %s INDEXED BY %s WHERE %s = ?",
+		quoteIdent(table), quoteIdent(idIndexName(table)), idExpr), string(id)).Scan(&one)
+	if err != nil { // rare: not worth a prepared statement
+		return false, fmt.Errorf("row of %s after an update that changed nothing: %w", id, err)
+	}
+	return false, nil
+}
+
+// stmt returns q prepared on sdb, preparing it the first time: modernc's
+// SQLite compiles a statement run by text anew each time, which for an
+// UPDATE of a table with several indexes costs more than running it.
+// Statements are kept per database: each has its own connection.
+func (s *Server) stmt(ctx context.Context, db string, sdb *sql.DB, q string) (*sql.Stmt, error) {
+	l := &s.sqlLookups
+	key := db + "\x00" + q
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if st := l.stmts[key]; st != nil {
+		return st, nil
+	}
+	st, err := sdb.PrepareContext(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	if l.stmts == nil {
+		l.stmts = map[string]*sql.Stmt{}
+	}
+	l.stmts[key] = st
+	return st, nil
+}
+
+// encodeReplacement returns the sjson FerretDB v1.24 stores for the document
+// a replacement repl makes of the stored document with _id id: id first,
+// then repl's other fields in order.
+func encodeReplacement(id bsoncore.Value, repl bsoncore.Document) ([]byte, error) {
+	els, err := repl.Elements()
+	if err != nil {
+		return nil, errDirectUnsupported
+	}
+	if id.Type != bsoncore.TypeString {
+		return nil, errDirectUnsupported
+	}
+	fields := make([]bsoncore.Element, 0, len(els)+1)
+	for _, e := range els {
+		if e.Key() != "_id" {
+			fields = append(fields, e)
+			continue
+		}
+		if v := e.Value(); v.Type != bsoncore.TypeString || v.StringValue() != id.StringValue() {
+			return nil, errDirectUnsupported // FerretDB refuses a changed _id; let it say so
+		}
+	}
+	return encodeDocument(id, fields)
+}
+
+// encodeDocument encodes the top-level document {"$s":<schema>,"_id":id,
+// "k":v,...}. The schema and the values are built side by side in two
+// buffers, as sjson.Marshal writes them one after the other. sjson.Marshal
+// writes top-level keys without JSON escaping and nested ones with it; keys
+// that need escaping are refused, so the two agree.
+func encodeDocument(id bsoncore.Value, fields []bsoncore.Element) ([]byte, error) {
+	keys := make([]string, 0, len(fields)+1)
+	keys = append(keys, "_id")
+	seen := map[string]bool{"_id": true}
+	for _, f := range fields {
+		k := f.Key()
+		if err := checkKey(k, seen); err != nil {
+			return nil, err
+		}
+		keys = append(keys, k)
+	}
+	var schema, values []byte
+	schema = append(schema, `{"p":{"_id":{"t":"string"}`...)
+	values = append(values, `,"_id":`...)
+	values = appendJSONString(values, id.StringValue())
+	for _, f := range fields {
+		var err error
+		schema = append(append(append(schema, `,"`...), f.Key()...), `":`...)
+		values = append(append(append(values, `,"`...), f.Key()...), `":`...)
+		if schema, values, err = appendValue(schema, values, f.Value()); err != nil {
+			return nil, err
+		}
+	}
+	schema = appendKeys(append(schema, `},"$k":`...), keys)
+	schema = append(schema, '}')
+	out := make([]byte, 0, len(`{"$s":`)+len(schema)+len(values)+1)
+	out = append(append(append(out, `{"$s":`...), schema...), values...)
+	return append(out, '}'), nil
+}
+
+// appendValue appends v's schema element to schema and its value to values.
+func appendValue(schema, values []byte, v bsoncore.Value) ([]byte, []byte, error) {
+	switch v.Type {
+	case bsoncore.TypeEmbeddedDocument:
+		els, err := v.Document().Elements()
+		if err != nil {
+			return nil, nil, errDirectUnsupported
+		}
+		schema = append(schema, `{"t":"object","$s":`...)
+		if len(els) == 0 {
+			return append(schema, `{}}`...), append(values, `{}`...), nil
+		}
+		keys := make([]string, 0, len(els))
+		seen := make(map[string]bool, len(els))
+		schema = append(schema, `{"p":{`...)
+		values = append(values, '{')
+		for i, e := range els {
+			k := e.Key()
+			if err := checkKey(k, seen); err != nil {
+				return nil, nil, err
+			}
+			keys = append(keys, k)
+			if i > 0 {
+				schema, values = append(schema, ','), append(values, ',')
+			}
+			schema = append(append(append(schema, '"'), k...), `":`...)
+			values = append(append(append(values, '"'), k...), `":`...)
+			if schema, values, err = appendValue(schema, values, e.Value()); err != nil {
+				return nil, nil, err
+			}
+		}
+		schema = appendKeys(append(schema, `},"$k":`...), keys)
+		return append(schema, `}}`...), append(values, '}'), nil
+	case bsoncore.TypeArray:
+		items, err := v.Array().Values()
+		if err != nil {
+			return nil, nil, errDirectUnsupported
+		}
+		schema = append(schema, `{"t":"array","i":[`...)
+		values = append(values, '[')
+		for i, it := range items {
+			if it.Type == bsoncore.TypeArray {
+				return nil, nil, errDirectUnsupported // FerretDB refuses nested arrays
+			}
+			if i > 0 {
+				schema, values = append(schema, ','), append(values, ',')
+			}
+			if schema, values, err = appendValue(schema, values, it); err != nil {
+				return nil, nil, err
+			}
+		}
+		return append(schema, `]}`...), append(values, ']'), nil
+	case bsoncore.TypeString:
+		s, ok := v.StringValueOK()
+		if !ok || !utf8.ValidString(s) {
+			return nil, nil, errDirectUnsupported
+		}
+		return append(schema, `{"t":"string"}`...), appendJSONString(values, s), nil
+	case bsoncore.TypeDouble:
+		f, ok := v.DoubleOK()
+		// FerretDB refuses infinities and turns -0 into 0; NaN it cannot
+		// encode. All are left to it.
+		if !ok || math.IsInf(f, 0) || math.IsNaN(f) || (f == 0 && math.Signbit(f)) {
+			return nil, nil, errDirectUnsupported
+		}
+		b, err := json.Marshal(f)
+		if err != nil {
+			return nil, nil, errDirectUnsupported
+		}
+		return append(schema, `{"t":"double"}`...), append(values, b...), nil
+	case bsoncore.TypeInt32:
+		i, ok := v.Int32OK()
+		if !ok {
+			return nil, nil, errDirectUnsupported
+		}
+		return append(schema, `{"t":"int"}`...), strconv.AppendInt(values, int64(i), 10), nil
+	case bsoncore.TypeInt64:
+		i, ok := v.Int64OK()
+		if !ok {
+			return nil, nil, errDirectUnsupported
+		}
+		return append(schema, `{"t":"long"}`...), strconv.AppendInt(values, i, 10), nil
+	case bsoncore.TypeBoolean:
+		b, ok := v.BooleanOK()
+		if !ok {
+			return nil, nil, errDirectUnsupported
+		}
+		return append(schema, `{"t":"bool"}`...), strconv.AppendBool(values, b), nil
+	case bsoncore.TypeDateTime:
+		ms, ok := v.DateTimeOK()
+		if !ok {
+			return nil, nil, errDirectUnsupported
+		}
+		return append(schema, `{"t":"date"}`...), strconv.AppendInt(values, ms, 10), nil
+	case bsoncore.TypeNull:
+		return append(schema, `{"t":"null"}`...), append(values, `null`...), nil
+	case bsoncore.TypeObjectID:
+		oid, ok := v.ObjectIDOK()
+		if !ok {
+			return nil, nil, errDirectUnsupported
+		}
+		return append(schema, `{"t":"objectId"}`...), fmt.Appendf(values, `"%x"`, oid[:]), nil
+	}
+	return nil, nil, errDirectUnsupported
+}
+
+// checkKey refuses a key FerretDB refuses (not UTF-8, "$" first, a ".",
+// twice in one document) or that JSON would escape, and records it in seen.
+func checkKey(k string, seen map[string]bool) error {
+	if k == "" || strings.HasPrefix(k, "$") || strings.Contains(k, ".") || seen[k] || !plainJSON(k) {
+		return errDirectUnsupported
+	}
+	seen[k] = true
+	return nil
+}
+
+// plainJSON reports whether encoding/json writes s as itself in quotes:
+// valid UTF-8, no quote, backslash, control character, HTML character
+// (<, >, &) or line or paragraph separator.
+func plainJSON(s string) bool {
+	if !utf8.ValidString(s) {
+		return false
+	}
+	for _, r := range s {
+		if r < 0x20 || r == '"' || r == '\\' || r == '<' || r == '>' || r == '&' || r == '\u2028' || r == '\u2029' {
+			return false
+		}
+	}
+	return true
+}
+
+// appendJSONString appends s as encoding/json writes it (sjson's strings).
+func appendJSONString(b []byte, s string) []byte {
+	if plainJSON(s) {
+		return append(append(append(b, '"'), s...), '"')
+	}
+	enc, _ := json.Marshal(s) // a string always encodes
+	return append(b, enc...)
+}
+
+// appendKeys appends keys as a JSON array (sjson's "$k"); they are plain.
+func appendKeys(b []byte, keys []string) []byte {
+	b = append(b, '[')
+	for i, k := range keys {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(append(append(b, '"'), k...), '"')
+	}
+	return append(b, ']')
+}
