@@ -86,13 +86,14 @@ func (s *Server) HoldReadSlots(n int) (release func()) {
 // ReadSlots is how many heavy reads the proxy runs at once.
 const ReadSlots = defaultReadSlots
 
-// SetDirectReplace turns the fast path's replacements in SQL on or off
-// (before any write: it is not synchronized).
-func (s *Server) SetDirectReplace(on bool) { s.sqlLookups.directOff = !on }
+// SetDirectWrites turns the fast path's replacements and inserts in SQL on
+// or off (between writes: it is not synchronized).
+func (s *Server) SetDirectWrites(on bool) { s.sqlLookups.directOff = !on }
 
-// DirectReplaceStats reports how many replacements the fast path wrote in
-// SQL, left to FerretDB as outside its encoding, and failed in SQLite.
-func (s *Server) DirectReplaceStats() (direct, unsupported, failed int64) {
+// DirectWriteStats reports how many replacements and inserts the fast path
+// wrote in SQL, left to FerretDB as outside its encoding, and failed in
+// SQLite.
+func (s *Server) DirectWriteStats() (direct, unsupported, failed int64) {
 	l := &s.sqlLookups
 	return l.direct.Load(), l.directUnsupported.Load(), l.directFailed.Load()
 }

@@ -36,14 +36,14 @@ import (
 //     with the reply FerretDB gives when nothing matches;
 //  4. except that, if the conditions hold on a row read in SQL and the command replaces
 //     the document, it writes the replacement in SQL itself and replies as
-//     FerretDB would (fastpath_replace.go).
+//     FerretDB would (fastpath_direct.go).
 //
 // Whatever falls outside the supported subset (operators, dotted paths,
 // array or document values, unknown command fields, a failed lookup) is
 // forwarded unchanged: correct, only slow.
 
 // fastPathCommands are the commands the fast path may handle.
-var fastPathCommands = map[string]bool{"update": true, "delete": true, "findAndModify": true}
+var fastPathCommands = map[string]bool{"update": true, "delete": true, "findAndModify": true, "insert": true}
 
 // fastPathConn is the proxy's own upstream connection for the lookups. It is
 // only used by the holder of the write lock; mu guards it anyway.
@@ -72,9 +72,12 @@ type fastWrite struct {
 	conds    []fieldCond
 	remove   bool // findAndModify with remove: true
 
+	// inserted is the one document of an insert (fastpath_direct.go).
+	inserted bsoncore.Document
+
 	// replacement is the new document of an update that replaces one
 	// (not of findAndModify, whose reply carries the document): the
-	// direct path may write it (fastpath_replace.go).
+	// direct path may write it (fastpath_direct.go).
 	replacement bsoncore.Document
 
 	// The filter document occupies msg[filterStart:filterEnd]; lengths are
@@ -107,8 +110,18 @@ func (p *proxy) fastPath(msg []byte) (forward, reply []byte) {
 		p.fast.unchanged.Add(1)
 		return msg, nil
 	}
-	var doc bsoncore.Document
 	srv := p.server.Load()
+	if w.cmd == "insert" {
+		if srv != nil {
+			if r := srv.insertDirect(w); r != nil {
+				p.fast.replied.Add(1)
+				return nil, opMsgReply(requestID(msg), r)
+			}
+		}
+		p.fast.unchanged.Add(1)
+		return msg, nil
+	}
+	var doc bsoncore.Document
 	if srv != nil { // fastpath_sql.go
 		doc = srv.lookupFields(w)
 	}
@@ -206,6 +219,16 @@ var neutralFields = map[string]map[string]func(bsoncore.Value) bool{
 		"$clusterTime": anyValue, "$readPreference": anyValue,
 		"apiVersion": anyValue, "apiStrict": anyValue, "apiDeprecationErrors": anyValue,
 	},
+	// Only for the direct insert (fastpath_direct.go), which writes or
+	// forwards, never answers "nothing matched"; FerretDB checks only
+	// "ordered" of these (common.InsertParams).
+	"insert": {
+		"ordered": isBool, "comment": anyValue, "maxTimeMS": anyValue,
+		"bypassDocumentValidation": anyValue, "bypassEmptyTsReplacement": anyValue,
+		"writeConcern": anyValue, "lsid": anyValue, "txnNumber": anyValue,
+		"$clusterTime": anyValue, "$readPreference": anyValue,
+		"apiVersion": anyValue, "apiStrict": anyValue, "apiDeprecationErrors": anyValue,
+	},
 	"findAndModify": {
 		"comment": isString, "maxTimeMS": isPositiveInteger,
 		"bypassDocumentValidation": anyValue, "bypassEmptyTsReplacement": anyValue,
@@ -298,7 +321,7 @@ func parseFastWrite(msg []byte) (*fastWrite, error) {
 	}
 	w.coll = coll
 
-	var stmtField string // "updates" or "deletes"
+	var stmtField string // "updates", "deletes" or "documents"
 	var filter *element
 	var update bsoncore.Value
 	hasUpdate, returnNew := false, false
@@ -307,6 +330,8 @@ func parseFastWrite(msg []byte) (*fastWrite, error) {
 		stmtField = "updates"
 	case "delete":
 		stmtField = "deletes"
+	case "insert":
+		stmtField = "documents"
 	case "findAndModify":
 	default:
 		return nil, errFastPathUnsupported
@@ -375,6 +400,14 @@ func parseFastWrite(msg []byte) (*fastWrite, error) {
 			stmtOff = seq.docsOff
 		} else if stmtOff < 0 || len(seqs) != 0 {
 			return nil, errFastPathUnsupported
+		}
+		if w.cmd == "insert" { // the statement is the document
+			doc, _, ok := bsoncore.ReadDocument(b[stmtOff:])
+			if !ok {
+				return nil, errFastPathUnsupported
+			}
+			w.inserted = doc
+			return w, nil
 		}
 		stmt, _, err := elements(b, stmtOff)
 		if err != nil {

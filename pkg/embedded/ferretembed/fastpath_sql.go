@@ -56,12 +56,14 @@ type sqlFieldLookups struct {
 	answered, fellBack atomic.Int64
 	off                bool // tests: every lookup goes to FerretDB's find
 
-	// The direct replacements (fastpath_replace.go): the statements
-	// prepared (guarded by mu), how many replacements were written, left to
-	// FerretDB as outside the encoding, or failed in SQLite.
+	// The direct replacements and inserts (fastpath_direct.go): the
+	// statements prepared and the tables known to be plain (both guarded
+	// by mu), how many were written, left to FerretDB as outside the
+	// encoding, or failed in SQLite.
 	stmts                                   map[string]*sql.Stmt
+	plain                                   map[string]bool
 	direct, directUnsupported, directFailed atomic.Int64
-	directOff                               bool // tests: replacements go to FerretDB
+	directOff                               bool // tests: replacements and inserts go to FerretDB
 }
 
 // lookupFields returns a document holding the fields of w's conditions as

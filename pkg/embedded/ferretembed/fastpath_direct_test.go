@@ -78,6 +78,7 @@ func (r *replaceRig) row(t *testing.T, c *mongo.Collection, id string) string {
 func (r *replaceRig) replaceBoth(t *testing.T, id string, doc bson.D) (ferret, direct *mongo.UpdateResult, ferr, derr error) {
 	t.Helper()
 	ctx := context.Background()
+	r.srv.SetDirectWrites(false) // the setup's inserts are FerretDB's
 	for _, c := range []*mongo.Collection{r.ferret, r.direct} {
 		if _, err := c.DeleteOne(ctx, bson.D{{Key: "_id", Value: id}}); err != nil {
 			t.Fatal(err)
@@ -87,9 +88,8 @@ func (r *replaceRig) replaceBoth(t *testing.T, id string, doc bson.D) (ferret, d
 		}
 	}
 	filter := bson.D{{Key: "_id", Value: id}, {Key: "version", Value: int64(1)}}
-	r.srv.SetDirectReplace(false)
 	ferret, ferr = r.ferret.ReplaceOne(ctx, filter, doc)
-	r.srv.SetDirectReplace(true)
+	r.srv.SetDirectWrites(true)
 	direct, derr = r.direct.ReplaceOne(ctx, filter, doc)
 	return ferret, direct, ferr, derr
 }
@@ -142,9 +142,9 @@ func TestDirectReplaceMatchesFerretDB(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			d0, u0, f0 := r.srv.DirectReplaceStats()
+			d0, u0, f0 := r.srv.DirectWriteStats()
 			fres, dres, ferr, derr := r.replaceBoth(t, "ID", c.doc)
-			d1, u1, f1 := r.srv.DirectReplaceStats()
+			d1, u1, f1 := r.srv.DirectWriteStats()
 			if (ferr == nil) != (derr == nil) || (ferr != nil && connection.ReplaceAllString(ferr.Error(), "") != connection.ReplaceAllString(derr.Error(), "")) {
 				t.Fatalf("errors differ: FerretDB %v, direct %v", ferr, derr)
 			}
@@ -266,6 +266,121 @@ func randomValue(rng *rand.Rand, depth int, arrays bool) (any, bool) {
 	}
 }
 
+// TestDirectInsertMatchesFerretDB inserts the same documents through
+// FerretDB and through the fast path's direct write, and requires the same
+// reply or error and the same stored row, byte for byte.
+func TestDirectInsertMatchesFerretDB(t *testing.T) {
+	r := newReplaceRig(t)
+	ctx := context.Background()
+	when := time.Date(2026, 12, 1, 13, 14, 15, 678_000_000, time.UTC)
+	type tc struct {
+		name   string
+		doc    bson.D
+		direct bool
+	}
+	cases := []tc{
+		{"job-like", append(bson.D{{Key: "_id", Value: "ID"}}, jobLike(when)...), true},
+		{"_id not first", bson.D{{Key: "a", Value: int32(1)}, {Key: "_id", Value: "ID"}, {Key: "b", Value: "x"}}, true},
+		{"only _id", bson.D{{Key: "_id", Value: "ID"}}, true},
+		{"ObjectId _id", bson.D{{Key: "_id", Value: bson.ObjectID{1}}, {Key: "a", Value: int32(1)}}, false},
+		{"int _id", bson.D{{Key: "_id", Value: int32(4)}}, false},
+		{"nested array", bson.D{{Key: "_id", Value: "ID"}, {Key: "a", Value: bson.A{bson.A{}}}}, false},
+		{"dotted key", bson.D{{Key: "_id", Value: "ID"}, {Key: "a.b", Value: int32(1)}}, false},
+	}
+	rng := rand.New(rand.NewPCG(11, 11))
+	for i := range 100 {
+		doc, ok := randomDoc(rng, 0)
+		cases = append(cases, tc{fmt.Sprintf("random %d", i), append(bson.D{{Key: "_id", Value: "ID"}}, doc...), ok})
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var id any = "ID"
+			for _, e := range c.doc {
+				if e.Key == "_id" {
+					id = e.Value
+				}
+			}
+			var errs [2]error
+			d0, _, f0 := r.srv.DirectWriteStats()
+			for i, coll := range []*mongo.Collection{r.ferret, r.direct} {
+				if _, err := coll.DeleteOne(ctx, bson.D{{Key: "_id", Value: id}}); err != nil {
+					t.Fatal(err)
+				}
+				r.srv.SetDirectWrites(coll == r.direct)
+				_, errs[i] = coll.InsertOne(ctx, c.doc)
+			}
+			d1, _, f1 := r.srv.DirectWriteStats()
+			if (errs[0] == nil) != (errs[1] == nil) || (errs[0] != nil && connection.ReplaceAllString(errs[0].Error(), "") != connection.ReplaceAllString(errs[1].Error(), "")) {
+				t.Fatalf("errors differ: FerretDB %v, direct %v", errs[0], errs[1])
+			}
+			if f1 != f0 {
+				t.Errorf("%d direct writes failed in SQLite", f1-f0)
+			}
+			if got, want := d1-d0, map[bool]int64{true: 1, false: 0}[c.direct]; got != want {
+				t.Fatalf("the direct path wrote %d, want %d", got, want)
+			}
+			if s, ok := id.(string); ok && errs[0] == nil {
+				if fr, dr := r.row(t, r.ferret, s), r.row(t, r.direct, s); fr != dr {
+					t.Errorf("stored rows differ:\nFerretDB %s\ndirect   %s", fr, dr)
+				}
+			}
+		})
+	}
+}
+
+// TestDirectInsertConflicts: an insert of a taken _id or unique key fails
+// with FerretDB's own write error and changes nothing; an insert into a
+// collection that does not exist yet is FerretDB's (it creates it).
+func TestDirectInsertConflicts(t *testing.T) {
+	r := newReplaceRig(t)
+	ctx := context.Background()
+	errs := map[string][]string{}
+	for _, c := range []*mongo.Collection{r.ferret, r.direct} {
+		r.srv.SetDirectWrites(c == r.direct)
+		if _, err := c.InsertOne(ctx, bson.D{{Key: "_id", Value: "one"}, {Key: "key", Value: "k1"}}); err != nil {
+			t.Fatal(err)
+		}
+		before := r.row(t, c, "one")
+		_, _, f0 := r.srv.DirectWriteStats()
+		for _, d := range []bson.D{
+			{{Key: "_id", Value: "one"}, {Key: "key", Value: "k9"}},
+			{{Key: "_id", Value: "two"}, {Key: "key", Value: "k1"}},
+		} {
+			_, err := c.InsertOne(ctx, d)
+			if !mongo.IsDuplicateKeyError(err) {
+				t.Errorf("%s: insert %v: %v, want a duplicate key error", c.Name(), d, err)
+			}
+			if err != nil {
+				errs[c.Name()] = append(errs[c.Name()], strings.ReplaceAll(err.Error(), c.Name(), "COLL"))
+			}
+		}
+		if after := r.row(t, c, "one"); after != before {
+			t.Errorf("%s: the row changed: %s, was %s", c.Name(), after, before)
+		}
+		if n, err := c.CountDocuments(ctx, bson.D{}); err != nil || n != 1 {
+			t.Errorf("%s: %d documents (%v), want 1", c.Name(), n, err)
+		}
+		if _, _, f1 := r.srv.DirectWriteStats(); c == r.direct && f1-f0 != 2 {
+			t.Errorf("SQLite refused %d direct inserts, want 2 (then FerretDB answered)", f1-f0)
+		}
+	}
+	if !slices.Equal(errs["ferret"], errs["direct"]) {
+		t.Errorf("errors: through FerretDB %q, with the direct path %q", errs["ferret"], errs["direct"])
+	}
+	r.srv.SetDirectWrites(true)
+	_, u0, _ := r.srv.DirectWriteStats()
+	fresh := r.direct.Database().Collection("fresh")
+	if _, err := fresh.InsertOne(ctx, bson.D{{Key: "_id", Value: "f"}}); err != nil {
+		t.Fatalf("insert into a new collection: %v", err)
+	}
+	if err := fresh.FindOne(ctx, bson.D{{Key: "_id", Value: "f"}}).Err(); err != nil {
+		t.Errorf("the new collection's document: %v", err)
+	}
+	if _, u1, _ := r.srv.DirectWriteStats(); u1-u0 != 1 {
+		t.Errorf("the direct path left %d inserts to FerretDB, want 1 (the new collection's)", u1-u0)
+	}
+}
+
 // TestDirectReplaceUnchanged replaces a document with itself: no write
 // (nModified 0) both ways, and the direct path still answers it.
 func TestDirectReplaceUnchanged(t *testing.T) {
@@ -273,16 +388,17 @@ func TestDirectReplaceUnchanged(t *testing.T) {
 	ctx := context.Background()
 	doc := bson.D{{Key: "_id", Value: "same"}, {Key: "version", Value: int64(1)}, {Key: "a", Value: "x"}}
 	for _, c := range []*mongo.Collection{r.ferret, r.direct} {
+		r.srv.SetDirectWrites(false)
 		if _, err := c.InsertOne(ctx, doc); err != nil {
 			t.Fatal(err)
 		}
-		r.srv.SetDirectReplace(c == r.direct)
-		d0, _, _ := r.srv.DirectReplaceStats()
+		r.srv.SetDirectWrites(c == r.direct)
+		d0, _, _ := r.srv.DirectWriteStats()
 		res, err := c.ReplaceOne(ctx, bson.D{{Key: "_id", Value: "same"}, {Key: "version", Value: int64(1)}}, doc)
 		if err != nil || res.MatchedCount != 1 || res.ModifiedCount != 0 {
 			t.Errorf("%s: %+v, %v; want 1 matched, 0 modified", c.Name(), res, err)
 		}
-		if d1, _, _ := r.srv.DirectReplaceStats(); c == r.direct && d1-d0 != 1 {
+		if d1, _, _ := r.srv.DirectWriteStats(); c == r.direct && d1-d0 != 1 {
 			t.Errorf("the direct path wrote %d replacements, want 1", d1-d0)
 		}
 	}
@@ -297,7 +413,7 @@ func TestDirectReplaceUniqueViolation(t *testing.T) {
 	ctx := context.Background()
 	codes := map[string][]int{}
 	for _, c := range []*mongo.Collection{r.ferret, r.direct} {
-		r.srv.SetDirectReplace(c == r.direct)
+		r.srv.SetDirectWrites(false)
 		for _, d := range []bson.D{
 			{{Key: "_id", Value: "one"}, {Key: "version", Value: int64(1)}, {Key: "key", Value: "k1"}},
 			{{Key: "_id", Value: "two"}, {Key: "version", Value: int64(1)}, {Key: "key", Value: "k2"}},
@@ -306,8 +422,9 @@ func TestDirectReplaceUniqueViolation(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
+		r.srv.SetDirectWrites(c == r.direct)
 		before := r.row(t, c, "two")
-		_, _, f0 := r.srv.DirectReplaceStats()
+		_, _, f0 := r.srv.DirectWriteStats()
 		_, err := c.ReplaceOne(ctx, bson.D{{Key: "_id", Value: "two"}, {Key: "version", Value: int64(1)}},
 			bson.D{{Key: "version", Value: int64(2)}, {Key: "key", Value: "k1"}})
 		var se mongo.ServerError
@@ -318,7 +435,7 @@ func TestDirectReplaceUniqueViolation(t *testing.T) {
 		if after := r.row(t, c, "two"); after != before {
 			t.Errorf("%s: the row changed: %s, was %s", c.Name(), after, before)
 		}
-		if _, _, f1 := r.srv.DirectReplaceStats(); c == r.direct && f1-f0 != 1 {
+		if _, _, f1 := r.srv.DirectWriteStats(); c == r.direct && f1-f0 != 1 {
 			t.Errorf("SQLite refused %d direct writes, want 1 (then FerretDB answered)", f1-f0)
 		}
 	}
