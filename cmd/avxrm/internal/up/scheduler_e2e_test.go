@@ -170,13 +170,47 @@ func admittedCondition(j events.Job) events.Condition {
 
 // launcher plays the launcher's part: it reports jobs final.
 type launcher struct {
-	t  testing.TB
-	db *mongo.Database
-	ob *outbox.Outbox
+	t      testing.TB
+	db     *mongo.Database
+	ob     *outbox.Outbox
+	record *jobdoc.Store // nil: a store per write, reading the job each time
 }
 
 func newLauncher(t testing.TB, db *mongo.Database, js jetstream.JetStream) *launcher {
 	return &launcher{t: t, db: db, ob: outbox.New(events.NewPublisher(js), nil)}
+}
+
+// newCachingLauncher writes as the launcher does, from the job it last read
+// or wrote (jobdoc.WithCache): its final write of a job it recorded running
+// reads nothing first. Nothing else may write the jobs it starts meanwhile
+// (it does not follow the events that would tell it).
+func newCachingLauncher(t testing.TB, db *mongo.Database, js jetstream.JetStream) *launcher {
+	l := newLauncher(t, db, js)
+	l.record = jobdoc.New(db, l.ob, jobdoc.Launcher, "/rm/launcher", jobdoc.WithCache())
+	return l
+}
+
+func (l *launcher) store() *jobdoc.Store {
+	if l.record != nil {
+		return l.record
+	}
+	return jobdoc.New(l.db, l.ob, jobdoc.Launcher, "/rm/launcher")
+}
+
+// start moves admitted job id to running, as the launcher does when its
+// instances have started.
+func (l *launcher) start(id string) {
+	l.t.Helper()
+	_, err := l.store().Update(context.Background(), id, func(j *events.Job, now time.Time) ([]string, error) {
+		if j.Status != events.JobAdmitted {
+			return nil, fmt.Errorf("job %s is %s; only an admitted job starts", id, j.Status)
+		}
+		j.Status, j.StartedAt = events.JobRunning, &now
+		return []string{events.TypeJobRunning}, nil
+	})
+	if err != nil {
+		l.t.Fatal(err)
+	}
 }
 
 // finish moves job id from admitted or running to status (succeeded, failed
@@ -191,7 +225,7 @@ func (l *launcher) finish(id, status string) {
 func (l *launcher) tryFinish(ctx context.Context, id, status string) error {
 	// Through the job record's update loop, as the launcher writes: it also
 	// moves an array's job in the array's counts.
-	_, err := jobdoc.New(l.db, l.ob, jobdoc.Launcher, "/rm/launcher").Update(ctx, id, func(j *events.Job, now time.Time) ([]string, error) {
+	_, err := l.store().Update(ctx, id, func(j *events.Job, now time.Time) ([]string, error) {
 		if j.Status != events.JobAdmitted && j.Status != events.JobRunning {
 			return nil, fmt.Errorf("job %s is %s; only an admitted or running job finishes", id, j.Status)
 		}
