@@ -80,6 +80,7 @@ func (s *Scheduler) readResync(ctx context.Context, known map[string]int64) resy
 
 // startResync reads a snapshot in the background; the channel delivers it.
 func (t *term) startResync(ctx context.Context) <-chan backgroundResync {
+	t.s.record.ForgetAll() // a resync is the net under lost events: writes start from the store
 	base := &resyncBase{ledger: t.ledger.Version, jobs: t.versions()}
 	ch := make(chan backgroundResync, 1)
 	go func() { ch <- backgroundResync{snapshot: t.s.readResync(ctx, base.jobs), base: base} }()

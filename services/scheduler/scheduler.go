@@ -137,7 +137,13 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Scheduler, error) {
 	}
 	s.active = &indexed.Reader{Coll: s.jobs, Lookup: deps.Lookup, Exclude: []string{"runtime", "_outbox"}}
 	s.finished = &indexed.Reader{Coll: s.jobs, Lookup: deps.Lookup, Exclude: []string{"runtime", "_outbox", "conditions"}}
-	s.record = jobdoc.New(deps.DB, deps.Outbox, jobdoc.Scheduler, Source, jobdoc.WithAttempts(10), jobdoc.WithClock(deps.Now))
+	// A job the scheduler admits it has mostly written itself before (the
+	// wait it recorded): the cache saves the read of it on the hand-over's
+	// path. It hears every job event (receive forgets what they outdate)
+	// and is cleared at each leadership and resync; a write from a job the
+	// cache has stale fails on its version and is retried on the stored one.
+	s.record = jobdoc.New(deps.DB, deps.Outbox, jobdoc.Scheduler, Source, jobdoc.WithAttempts(10), jobdoc.WithClock(deps.Now),
+		jobdoc.WithCache())
 	if err := s.ledger.Ensure(ctx); err != nil {
 		return nil, err
 	}

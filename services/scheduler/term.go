@@ -230,6 +230,13 @@ func (t *term) receive(_ context.Context, e events.Event) error {
 		if j.ID == "" {
 			return events.Permanent(fmt.Errorf("%w: %s event without a job id", events.ErrMalformed, e.Type))
 		}
+		// Before the loop can act on it: no write may start from a cached
+		// job older than this event's (of no version: from none at all).
+		v := j.Version
+		if v == 0 {
+			v = math.MaxInt64
+		}
+		t.s.record.Forget(j.ID, v)
 	case events.KindQueue:
 		var q events.Queue
 		if err := e.DecodeData(&q); err != nil {
@@ -351,6 +358,7 @@ func activeJobs(holders []string) indexed.Filter {
 // resync reloads the ledger, the queues and the jobs that need the scheduler
 // from MongoDB. Events applied meanwhile with a newer version win.
 func (t *term) resync(ctx context.Context) error {
+	t.s.record.ForgetAll() // the picture and the writes start from the store
 	if err := t.loadDeployments(ctx); err != nil { // deployments are few: read in the loop
 		return err
 	}
