@@ -86,9 +86,9 @@ func (s *Server) HoldReadSlots(n int) (release func()) {
 // ReadSlots is how many heavy reads the proxy runs at once.
 const ReadSlots = defaultReadSlots
 
-// SetDirectWrites turns the fast path's replacements and inserts in SQL on
-// or off (between writes: it is not synchronized).
-func (s *Server) SetDirectWrites(on bool) { s.sqlLookups.directOff = !on }
+// SetDirect turns the fast path's replacements and inserts, and the finds
+// by _id, in SQL on or off (between commands: it is not synchronized).
+func (s *Server) SetDirect(on bool) { s.sqlLookups.directOff = !on }
 
 // DirectWriteStats reports how many replacements and inserts the fast path
 // wrote in SQL, left to FerretDB as outside its encoding, and failed in
@@ -108,4 +108,11 @@ func (s *Server) ProxySynchronous(db string) (int, error) {
 	var n int
 	err = sdb.QueryRow("PRAGMA synchronous").Scan(&n)
 	return n, err
+}
+
+// DirectFindStats reports how many finds by _id SQLite answered and how many
+// it left to FerretDB after reading (an error, a stored type it does not
+// convert).
+func (s *Server) DirectFindStats() (answered, fellBack int64) {
+	return s.sqlLookups.findDirect.Load(), s.sqlLookups.findFellBack.Load()
 }

@@ -78,7 +78,7 @@ func (r *replaceRig) row(t *testing.T, c *mongo.Collection, id string) string {
 func (r *replaceRig) replaceBoth(t *testing.T, id string, doc bson.D) (ferret, direct *mongo.UpdateResult, ferr, derr error) {
 	t.Helper()
 	ctx := context.Background()
-	r.srv.SetDirectWrites(false) // the setup's inserts are FerretDB's
+	r.srv.SetDirect(false) // the setup's inserts are FerretDB's
 	for _, c := range []*mongo.Collection{r.ferret, r.direct} {
 		if _, err := c.DeleteOne(ctx, bson.D{{Key: "_id", Value: id}}); err != nil {
 			t.Fatal(err)
@@ -89,7 +89,7 @@ func (r *replaceRig) replaceBoth(t *testing.T, id string, doc bson.D) (ferret, d
 	}
 	filter := bson.D{{Key: "_id", Value: id}, {Key: "version", Value: int64(1)}}
 	ferret, ferr = r.ferret.ReplaceOne(ctx, filter, doc)
-	r.srv.SetDirectWrites(true)
+	r.srv.SetDirect(true)
 	direct, derr = r.direct.ReplaceOne(ctx, filter, doc)
 	return ferret, direct, ferr, derr
 }
@@ -101,13 +101,7 @@ func (r *replaceRig) replaceBoth(t *testing.T, id string, doc bson.D) (ferret, d
 func TestDirectReplaceMatchesFerretDB(t *testing.T) {
 	r := newReplaceRig(t)
 	oid := bson.ObjectID{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}
-	when := time.Date(2026, 12, 1, 13, 14, 15, 678_000_000, time.UTC)
-	type tc struct {
-		name   string
-		doc    bson.D
-		direct bool // the direct path writes it
-	}
-	cases := []tc{
+	cases := []directCase{
 		{"job-like", jobLike(when), true},
 		{"_id in the replacement", bson.D{{Key: "_id", Value: "ID"}, {Key: "version", Value: int64(2)}, {Key: "a", Value: "x"}}, true},
 		{"_id last", bson.D{{Key: "version", Value: int64(2)}, {Key: "_id", Value: "ID"}}, true},
@@ -135,11 +129,7 @@ func TestDirectReplaceMatchesFerretDB(t *testing.T) {
 		{"duplicate key", bson.D{{Key: "version", Value: int64(2)}, {Key: "d", Value: int32(1)}, {Key: "d", Value: int32(2)}}, false},
 		{"changed _id", bson.D{{Key: "_id", Value: "other"}, {Key: "version", Value: int64(2)}}, false},
 	}
-	rng := rand.New(rand.NewPCG(7, 7))
-	for i := range 200 {
-		doc, ok := randomDoc(rng, 0)
-		cases = append(cases, tc{fmt.Sprintf("random %d", i), append(bson.D{{Key: "version", Value: int64(2)}}, doc...), ok})
-	}
+	cases = randomCases(cases, 7, 200, bson.D{{Key: "version", Value: int64(2)}})
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			d0, u0, f0 := r.srv.DirectWriteStats()
@@ -171,6 +161,26 @@ func TestDirectReplaceMatchesFerretDB(t *testing.T) {
 
 // connection is the part of a driver error naming the connection.
 var connection = regexp.MustCompile(`connection\([^)]*\)`)
+
+// directCase is a document and whether the direct path handles it.
+type directCase struct {
+	name   string
+	doc    bson.D
+	direct bool
+}
+
+// when is the time in the test documents.
+var when = time.Date(2026, 12, 1, 13, 14, 15, 678_000_000, time.UTC)
+
+// randomCases appends n random documents (randomDoc, seeded) after prefix.
+func randomCases(cases []directCase, seed uint64, n int, prefix bson.D) []directCase {
+	rng := rand.New(rand.NewPCG(seed, seed))
+	for i := range n {
+		doc, ok := randomDoc(rng, 0)
+		cases = append(cases, directCase{fmt.Sprintf("random %d", i), append(slices.Clone(prefix), doc...), ok})
+	}
+	return cases
+}
 
 // jobLike is a document of a stored job's shape.
 func jobLike(when time.Time) bson.D {
@@ -272,13 +282,7 @@ func randomValue(rng *rand.Rand, depth int, arrays bool) (any, bool) {
 func TestDirectInsertMatchesFerretDB(t *testing.T) {
 	r := newReplaceRig(t)
 	ctx := context.Background()
-	when := time.Date(2026, 12, 1, 13, 14, 15, 678_000_000, time.UTC)
-	type tc struct {
-		name   string
-		doc    bson.D
-		direct bool
-	}
-	cases := []tc{
+	cases := []directCase{
 		{"job-like", append(bson.D{{Key: "_id", Value: "ID"}}, jobLike(when)...), true},
 		{"_id not first", bson.D{{Key: "a", Value: int32(1)}, {Key: "_id", Value: "ID"}, {Key: "b", Value: "x"}}, true},
 		{"only _id", bson.D{{Key: "_id", Value: "ID"}}, true},
@@ -287,11 +291,7 @@ func TestDirectInsertMatchesFerretDB(t *testing.T) {
 		{"nested array", bson.D{{Key: "_id", Value: "ID"}, {Key: "a", Value: bson.A{bson.A{}}}}, false},
 		{"dotted key", bson.D{{Key: "_id", Value: "ID"}, {Key: "a.b", Value: int32(1)}}, false},
 	}
-	rng := rand.New(rand.NewPCG(11, 11))
-	for i := range 100 {
-		doc, ok := randomDoc(rng, 0)
-		cases = append(cases, tc{fmt.Sprintf("random %d", i), append(bson.D{{Key: "_id", Value: "ID"}}, doc...), ok})
-	}
+	cases = randomCases(cases, 11, 100, bson.D{{Key: "_id", Value: "ID"}})
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			var id any = "ID"
@@ -306,7 +306,7 @@ func TestDirectInsertMatchesFerretDB(t *testing.T) {
 				if _, err := coll.DeleteOne(ctx, bson.D{{Key: "_id", Value: id}}); err != nil {
 					t.Fatal(err)
 				}
-				r.srv.SetDirectWrites(coll == r.direct)
+				r.srv.SetDirect(coll == r.direct)
 				_, errs[i] = coll.InsertOne(ctx, c.doc)
 			}
 			d1, _, f1 := r.srv.DirectWriteStats()
@@ -336,7 +336,7 @@ func TestDirectInsertConflicts(t *testing.T) {
 	ctx := context.Background()
 	errs := map[string][]string{}
 	for _, c := range []*mongo.Collection{r.ferret, r.direct} {
-		r.srv.SetDirectWrites(c == r.direct)
+		r.srv.SetDirect(c == r.direct)
 		if _, err := c.InsertOne(ctx, bson.D{{Key: "_id", Value: "one"}, {Key: "key", Value: "k1"}}); err != nil {
 			t.Fatal(err)
 		}
@@ -367,7 +367,7 @@ func TestDirectInsertConflicts(t *testing.T) {
 	if !slices.Equal(errs["ferret"], errs["direct"]) {
 		t.Errorf("errors: through FerretDB %q, with the direct path %q", errs["ferret"], errs["direct"])
 	}
-	r.srv.SetDirectWrites(true)
+	r.srv.SetDirect(true)
 	_, u0, _ := r.srv.DirectWriteStats()
 	fresh := r.direct.Database().Collection("fresh")
 	if _, err := fresh.InsertOne(ctx, bson.D{{Key: "_id", Value: "f"}}); err != nil {
@@ -388,11 +388,11 @@ func TestDirectReplaceUnchanged(t *testing.T) {
 	ctx := context.Background()
 	doc := bson.D{{Key: "_id", Value: "same"}, {Key: "version", Value: int64(1)}, {Key: "a", Value: "x"}}
 	for _, c := range []*mongo.Collection{r.ferret, r.direct} {
-		r.srv.SetDirectWrites(false)
+		r.srv.SetDirect(false)
 		if _, err := c.InsertOne(ctx, doc); err != nil {
 			t.Fatal(err)
 		}
-		r.srv.SetDirectWrites(c == r.direct)
+		r.srv.SetDirect(c == r.direct)
 		d0, _, _ := r.srv.DirectWriteStats()
 		res, err := c.ReplaceOne(ctx, bson.D{{Key: "_id", Value: "same"}, {Key: "version", Value: int64(1)}}, doc)
 		if err != nil || res.MatchedCount != 1 || res.ModifiedCount != 0 {
@@ -413,7 +413,7 @@ func TestDirectReplaceUniqueViolation(t *testing.T) {
 	ctx := context.Background()
 	codes := map[string][]int{}
 	for _, c := range []*mongo.Collection{r.ferret, r.direct} {
-		r.srv.SetDirectWrites(false)
+		r.srv.SetDirect(false)
 		for _, d := range []bson.D{
 			{{Key: "_id", Value: "one"}, {Key: "version", Value: int64(1)}, {Key: "key", Value: "k1"}},
 			{{Key: "_id", Value: "two"}, {Key: "version", Value: int64(1)}, {Key: "key", Value: "k2"}},
@@ -422,7 +422,7 @@ func TestDirectReplaceUniqueViolation(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		r.srv.SetDirectWrites(c == r.direct)
+		r.srv.SetDirect(c == r.direct)
 		before := r.row(t, c, "two")
 		_, _, f0 := r.srv.DirectWriteStats()
 		_, err := c.ReplaceOne(ctx, bson.D{{Key: "_id", Value: "two"}, {Key: "version", Value: int64(1)}},

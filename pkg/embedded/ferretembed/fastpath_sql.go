@@ -62,6 +62,8 @@ type sqlFieldLookups struct {
 	// encoding, or failed in SQLite.
 	stmts                                   map[string]*sql.Stmt
 	plain                                   map[string]bool
+	reads                                   sqliteConns // finddirect.go's connections
+	findDirect, findFellBack                atomic.Int64
 	direct, directUnsupported, directFailed atomic.Int64
 	directOff                               bool // tests: replacements and inserts go to FerretDB
 }

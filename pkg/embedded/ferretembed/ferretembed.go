@@ -272,6 +272,7 @@ func (s *Server) Close() {
 	s.proxy.close()
 	s.fieldDBs.close()
 	s.sqlLookups.dbs.close()
+	s.sqlLookups.reads.close()
 	s.cancel()
 	<-s.done
 }

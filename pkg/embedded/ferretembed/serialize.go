@@ -290,6 +290,7 @@ type proxyConn struct {
 	pending      map[int32]bool // request IDs of forwarded writes awaiting a reply
 	swallow      map[int32]bool // request IDs sent with moreToCome: their replies are dropped
 	reads        map[int32]bool // request IDs of forwarded reads holding a read slot
+	inflight     int            // forwarded requests whose (last) reply has not come
 	upstreamDone bool           // no further reply can come
 	timer        *time.Timer    // warns when the lock is held too long
 	heldSince    time.Time      // when this connection took p.writeLock
@@ -390,6 +391,19 @@ func (c *proxyConn) forwardRequests() error {
 			}
 			continue
 		}
+		// A find by _id is answered from SQLite when nothing else of this
+		// connection is in flight, so its reply cannot overtake another
+		// (finddirect.go).
+		if cmd == "find" && !moreToCome && c.quiet() {
+			if srv := c.p.server.Load(); srv != nil {
+				if reply := srv.findDirect(msg); reply != nil {
+					if _, err := c.client.Write(reply); err != nil {
+						return err
+					}
+					continue
+				}
+			}
+		}
 		if !write && !moreToCome && readLimited[cmd] && !pointRead(cmd, msg) {
 			started, err := c.startRead(id, readWait(msg))
 			if err != nil {
@@ -433,6 +447,9 @@ func (c *proxyConn) forwardRequests() error {
 				msg = forward
 			}
 		}
+		c.mu.Lock()
+		c.inflight++
+		c.mu.Unlock()
 		if _, err := c.upstream.Write(msg); err != nil {
 			return err
 		}
@@ -457,6 +474,11 @@ func (c *proxyConn) forwardReplies() error {
 		// connection still holding it, which would keep the fast path
 		// (fastpath.go) from being used.
 		to := responseTo(msg)
+		if len(msg) >= headerLen+4 && binary.LittleEndian.Uint32(msg[16:20])&flagMoreToCome == 0 {
+			c.mu.Lock()
+			c.inflight-- // its last reply: an exhaust cursor's others have moreToCome
+			c.mu.Unlock()
+		}
 		c.unlock(to)
 		c.endRead(to)
 		c.mu.Lock()
@@ -530,6 +552,13 @@ func (c *proxyConn) lock(id int32) error {
 
 // sole reports whether request id is the only write of this connection
 // awaiting a reply.
+// quiet reports whether no request of this connection is in flight.
+func (c *proxyConn) quiet() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.inflight == 0
+}
+
 func (c *proxyConn) sole(id int32) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()

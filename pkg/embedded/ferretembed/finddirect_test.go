@@ -1,0 +1,125 @@
+package ferretembed_test
+
+import (
+	"bytes"
+	"context"
+	"testing"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+)
+
+// TestFindDirectMatchesFerretDB stores documents (a job's shape, every
+// scalar, random ones, some with types the conversion leaves to FerretDB)
+// and reads each by _id through FerretDB and from SQLite: the replies must
+// be the same bytes, and SQLite must have answered every find it can.
+func TestFindDirectMatchesFerretDB(t *testing.T) {
+	r := newReplaceRig(t)
+	ctx := context.Background()
+	cases := []directCase{
+		{"job-like", jobLike(when), true},
+		{"every scalar", bson.D{{Key: "s", Value: "<a href=\"x\">&\\\n\t\u2028 é 😀"}, {Key: "i32", Value: int32(-5)},
+			{Key: "i64", Value: int64(1) << 62}, {Key: "d", Value: 0.1}, {Key: "dwhole", Value: 3.0}, {Key: "dbig", Value: 1e21},
+			{Key: "dsmall", Value: -2.5e-300}, {Key: "t", Value: true}, {Key: "null", Value: nil},
+			{Key: "date", Value: bson.DateTime(-62135596800001)}, {Key: "oid", Value: bson.ObjectID{9, 8, 7}},
+			{Key: "e", Value: bson.D{}}, {Key: "a", Value: bson.A{}}, {Key: "esc", Value: bson.D{{Key: "k<", Value: int32(1)}, {Key: "q\"\\", Value: "v"}}}}, true},
+		{"binary", bson.D{{Key: "b", Value: bson.Binary{Data: []byte{1}}}}, false},
+		{"nested timestamp", bson.D{{Key: "n", Value: bson.D{{Key: "ts", Value: bson.Timestamp{T: 1}}}}}, false},
+	}
+	cases = randomCases(cases, 3, 200, nil)
+	find := bson.D{{Key: "find", Value: "ferret"}, {Key: "filter", Value: bson.D{{Key: "_id", Value: "ID"}}},
+		{Key: "limit", Value: int64(1)}, {Key: "singleBatch", Value: true}}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r.srv.SetDirect(false)
+			if _, err := r.ferret.DeleteOne(ctx, bson.D{{Key: "_id", Value: "ID"}}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := r.ferret.InsertOne(ctx, append(bson.D{{Key: "_id", Value: "ID"}}, c.doc...)); err != nil {
+				t.Fatal(err)
+			}
+			var replies [2]bson.Raw
+			var docs [2]bson.Raw
+			a0, f0 := r.srv.DirectFindStats()
+			for i, on := range []bool{false, true} {
+				r.srv.SetDirect(on)
+				var err error
+				if replies[i], err = r.ferret.Database().RunCommand(ctx, find).Raw(); err != nil {
+					t.Fatal(err)
+				}
+				if docs[i], err = r.ferret.FindOne(ctx, bson.D{{Key: "_id", Value: "ID"}}).Raw(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			a1, f1 := r.srv.DirectFindStats()
+			if !bytes.Equal(replies[0], replies[1]) {
+				t.Errorf("replies differ:\nFerretDB %s\nSQLite   %s", replies[0], replies[1])
+			}
+			if !bytes.Equal(docs[0], docs[1]) {
+				t.Errorf("FindOne differs:\nFerretDB %s\nSQLite   %s", docs[0], docs[1])
+			}
+			if c.direct && (a1-a0 != 2 || f1 != f0) {
+				t.Errorf("SQLite answered %d of 2 finds, left %d to FerretDB", a1-a0, f1-f0)
+			}
+			if !c.direct && (a1 != a0 || f1-f0 != 2) {
+				t.Errorf("SQLite answered %d finds and left %d to FerretDB; want 0 and 2", a1-a0, f1-f0)
+			}
+		})
+	}
+}
+
+// TestFindDirectScope: a miss is answered from SQLite as FerretDB answers
+// it; finds with other options, of other filters, or on a collection that
+// does not exist go to FerretDB.
+func TestFindDirectScope(t *testing.T) {
+	r := newReplaceRig(t)
+	ctx := context.Background()
+	r.srv.SetDirect(true)
+	if _, err := r.ferret.InsertOne(ctx, bson.D{{Key: "_id", Value: "x"}, {Key: "a", Value: int32(1)}, {Key: "b", Value: "y"}}); err != nil {
+		t.Fatal(err)
+	}
+	a0, _ := r.srv.DirectFindStats()
+	if err := r.ferret.FindOne(ctx, bson.D{{Key: "_id", Value: "missing"}}).Err(); err != mongo.ErrNoDocuments {
+		t.Errorf("find of a missing _id: %v, want no documents", err)
+	}
+	if a1, _ := r.srv.DirectFindStats(); a1-a0 != 1 {
+		t.Errorf("SQLite answered %d finds of a missing _id, want 1", a1-a0)
+	}
+	var viaFind []bson.Raw
+	cur, err := r.ferret.Find(ctx, bson.D{{Key: "_id", Value: "x"}}, options.Find().SetLimit(1))
+	if err != nil || cur.All(ctx, &viaFind) != nil || len(viaFind) != 1 {
+		t.Fatalf("find with limit 1: %v, %d documents", err, len(viaFind))
+	}
+	a0, _ = r.srv.DirectFindStats()
+	for _, f := range []func() error{
+		func() error {
+			return r.ferret.FindOne(ctx, bson.D{{Key: "_id", Value: "x"}}, options.FindOne().SetProjection(bson.D{{Key: "a", Value: 1}})).Err()
+		},
+		func() error {
+			return r.ferret.FindOne(ctx, bson.D{{Key: "_id", Value: "x"}, {Key: "a", Value: int32(1)}}).Err()
+		},
+		func() error { return r.ferret.FindOne(ctx, bson.D{{Key: "a", Value: int32(1)}}).Err() },
+		func() error {
+			err := r.ferret.Database().Collection("none").FindOne(ctx, bson.D{{Key: "_id", Value: "x"}}).Err()
+			if err == mongo.ErrNoDocuments {
+				return nil
+			}
+			return err
+		},
+		func() error {
+			err := r.ferret.Database().Client().Database("nodb").Collection("c").FindOne(ctx, bson.D{{Key: "_id", Value: "x"}}).Err()
+			if err == mongo.ErrNoDocuments {
+				return nil
+			}
+			return err
+		},
+	} {
+		if err := f(); err != nil {
+			t.Errorf("find: %v", err)
+		}
+	}
+	if a1, _ := r.srv.DirectFindStats(); a1 != a0 {
+		t.Errorf("SQLite answered %d finds outside its scope", a1-a0)
+	}
+}
