@@ -88,7 +88,7 @@ const ReadSlots = defaultReadSlots
 
 // SetDirect turns the fast path's replacements and inserts, and the finds
 // by _id, in SQL on or off (between commands: it is not synchronized).
-func (s *Server) SetDirect(on bool) { s.sqlLookups.directOff = !on }
+func (s *Server) SetDirect(on bool) { s.sqlLookups.directOff.Store(!on) }
 
 // DirectWriteStats reports how many replacements and inserts the fast path
 // wrote in SQL, left to FerretDB as outside its encoding, and failed in

@@ -65,7 +65,7 @@ var errDirectUnsupported = errors.New("outside the direct replacement's subset")
 // It runs under the write lock, after w's conditions held on the row with
 // w's _id (lookupFields found it).
 func (s *Server) replaceDirect(w *fastWrite) []byte {
-	if s.sqlLookups.off || s.sqlLookups.directOff || w.replacement == nil {
+	if s.sqlLookups.off || s.sqlLookups.directOff.Load() || w.replacement == nil {
 		return nil
 	}
 	enc, err := encodeReplacement(w.id, w.replacement)
@@ -92,7 +92,7 @@ func (s *Server) replaceDirect(w *fastWrite) []byte {
 // insertDirect writes w's document itself and returns FerretDB's reply to
 // it, or nil when it did not write (the caller forwards the command).
 func (s *Server) insertDirect(w *fastWrite) []byte {
-	if s.sqlLookups.off || s.sqlLookups.directOff || w.inserted == nil {
+	if s.sqlLookups.off || s.sqlLookups.directOff.Load() || w.inserted == nil {
 		return nil
 	}
 	els, err := w.inserted.Elements()

@@ -65,7 +65,7 @@ type sqlFieldLookups struct {
 	reads                                   sqliteConns // finddirect.go's connections
 	findDirect, findFellBack                atomic.Int64
 	direct, directUnsupported, directFailed atomic.Int64
-	directOff                               bool // tests: replacements and inserts go to FerretDB
+	directOff                               atomic.Bool // tests: replacements, inserts and finds go to FerretDB
 }
 
 // lookupFields returns a document holding the fields of w's conditions as

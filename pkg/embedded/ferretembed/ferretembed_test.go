@@ -239,7 +239,11 @@ func TestEnsureIDIndex(t *testing.T) {
 	// A real statement first: FerretDB's pooled SQLite connections cache the
 	// schema, and EXPLAIN QUERY PLAN (unlike a real statement, which sees the
 	// changed schema cookie and re-prepares) would plan with the stale one.
-	if err := coll.FindOne(ctx, bson.D{{Key: "_id", Value: "again"}}).Err(); err != nil {
+	// Through FerretDB, not the proxy's direct find (finddirect.go).
+	srv.SetDirect(false)
+	err = coll.FindOne(ctx, bson.D{{Key: "_id", Value: "again"}}).Err()
+	srv.SetDirect(true)
+	if err != nil {
 		t.Fatalf("find after recreate: %v", err)
 	}
 	table2, err := srv.TableName(ctx, db, name)

@@ -8,11 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
 
-// Finds by _id, answered from SQLite.
+// Finds by _id and look-ups by name, answered from SQLite.
 //
 // The services read a job by its _id (find {filter: {_id: X}, limit: 1,
 // singleBatch: true}, the driver's FindOne) several times per job. FerretDB
@@ -26,10 +27,19 @@ import (
 // reply FerretDB gives. TestFindDirectMatchesFerretDB compares the replies
 // byte for byte.
 //
-// Only that shape of find is answered; any other option (a projection, a
-// sort, a batch size of 0, ...), a collection or database FerretDB does not
-// have (it answers those itself), a stored type the conversion does not
-// cover (binary, regex, timestamp) or any error goes to FerretDB as before.
+// The services' look-ups by name ({name: "q", _deleted: {$exists:
+// false}}, the default plugin by {is_default: true}, ...) are answered the
+// same way: FerretDB reads every document of the collection and filters
+// them in Go, the proxy selects the rows in SQL, in the same order (the
+// table's, NOT INDEXED), by the stored type and value of each field.
+// TestFindDirectByFields compares those replies too.
+//
+// Only those shapes of find are answered; any other option (a projection,
+// a sort, a batch size of 0, ...), a collection or database FerretDB does
+// not have (it answers those itself), a stored type the conversion does not
+// cover (binary, regex, timestamp), a field stored as an array (MongoDB's
+// equality looks into arrays), a full first batch that FerretDB would
+// follow with a cursor, or any error goes to FerretDB as before.
 // The reads have their own connections, never cancelled (fastpath_sql.go:
 // a cancelled modernc query may leave its connection reading old data), and
 // a read is answered here only when nothing else of its client connection
@@ -42,30 +52,30 @@ const findDirectConns = 4
 // findDirect answers msg, a find, from SQLite, or returns nil when it does
 // not (the caller forwards it).
 func (s *Server) findDirect(msg []byte) []byte {
-	if s.sqlLookups.off || s.sqlLookups.directOff {
+	if s.sqlLookups.off || s.sqlLookups.directOff.Load() {
 		return nil
 	}
 	doc := opMsgCommand(msg)
 	if doc == nil {
 		return nil
 	}
-	f, ok := parseFindByID(doc)
+	f, ok := parseFind(doc)
 	if !ok {
 		return nil
 	}
-	row, found, err := s.readRow(context.Background(), f) // never cancelled: see above
+	rows, err := s.readRows(context.Background(), f) // never cancelled: see above
 	if err != nil {
 		s.sqlLookups.findFellBack.Add(1)
 		return nil
 	}
 	var batch []byte
-	if found {
+	for i, row := range rows {
 		d, err := sjsonToBSON(row)
 		if err != nil {
 			s.sqlLookups.findFellBack.Add(1)
 			return nil
 		}
-		batch = bsoncore.AppendDocumentElement(nil, "0", d)
+		batch = bsoncore.AppendDocumentElement(batch, strconv.Itoa(i), d)
 	}
 	s.sqlLookups.findDirect.Add(1)
 	return opMsgReply(requestID(msg), bsoncore.BuildDocument(nil,
@@ -76,30 +86,49 @@ func (s *Server) findDirect(msg []byte) []byte {
 		bsoncore.AppendDoubleElement(nil, "ok", 1)))
 }
 
-type findByID struct {
-	db, coll, id string
+// findQuery is a find the proxy answers: by a string _id, or by equality
+// of top-level fields to strings or booleans and absence of others
+// ({name: "q", _deleted: {$exists: false}}, the services' look-ups by
+// name), with at most max documents in the one batch of the reply.
+type findQuery struct {
+	db, coll string
+	id       string   // the _id, or "" for a look-up by fields
+	eq       []eqCond // by fields: field = value
+	absent   []string // by fields: fields that must not exist
+	max      int      // documents in the first batch at most
+	single   bool     // the cursor ends with the first batch (singleBatch, or a limit below max)
+}
+
+type eqCond struct {
+	field string
+	value any // string or bool
 }
 
 // findNeutral are the fields of a find that change nothing about the answer
-// of a find by _id of at most one document.
+// (maxTimeMS: the answer from SQLite is never cancelled, see above).
 var findNeutral = map[string]bool{
-	"lsid": true, "$clusterTime": true, "$readPreference": true, "txnNumber": true,
+	"lsid": true, "$clusterTime": true, "$readPreference": true, "txnNumber": true, "maxTimeMS": true,
 	"comment": true, "apiVersion": true, "apiStrict": true, "apiDeprecationErrors": true,
 }
 
-// parseFindByID accepts {find: C, filter: {_id: <string>}, $db: D} with a
-// limit of 1 or singleBatch true (so the cursor ends in the first batch),
-// an optional batch size of at least 1, and neutral fields.
-func parseFindByID(doc bsoncore.Document) (findByID, bool) {
-	var f findByID
+// findDefaultBatch is the size of FerretDB's first batch when the find
+// names none.
+const findDefaultBatch = 101
+
+// parseFind accepts {find: C, filter: F, $db: D} with F {_id: <string>} or
+// a look-up by fields (findQuery), an optional limit, batchSize and
+// singleBatch, and neutral fields.
+func parseFind(doc bsoncore.Document) (findQuery, bool) {
+	f := findQuery{max: findDefaultBatch}
 	els, err := doc.Elements()
 	if err != nil || len(els) == 0 || els[0].Key() != "find" {
 		return f, false
 	}
-	var ok, limited bool
+	var ok bool
 	if f.coll, ok = els[0].Value().StringValueOK(); !ok || f.coll == "" {
 		return f, false
 	}
+	limit := int64(0)
 	seen := map[string]bool{}
 	for _, e := range els[1:] {
 		k, v := e.Key(), e.Value()
@@ -114,74 +143,193 @@ func parseFindByID(doc bsoncore.Document) (findByID, bool) {
 			}
 		case k == "filter":
 			fd, ok := v.DocumentOK()
-			if !ok {
-				return f, false
-			}
-			fels, err := fd.Elements()
-			if err != nil || len(fels) != 1 || fels[0].Key() != "_id" {
-				return f, false
-			}
-			if f.id, ok = fels[0].Value().StringValueOK(); !ok {
+			if !ok || !f.parseFilter(fd) {
 				return f, false
 			}
 		case k == "limit":
-			n, ok := v.AsInt64OK()
-			if !ok || n != 1 || (v.Type == bsoncore.TypeDouble && v.Double() != 1) {
+			n, ok := wholeNumber(v)
+			if !ok || n < 1 {
 				return f, false
 			}
-			limited = true
+			limit = n
 		case k == "singleBatch":
-			b, ok := v.BooleanOK()
-			if !ok {
+			if f.single, ok = v.BooleanOK(); !ok {
 				return f, false
 			}
-			limited = limited || b
 		case k == "batchSize":
-			n, ok := v.AsInt64OK()
-			if !ok || n < 1 || (v.Type == bsoncore.TypeDouble && v.Double() != float64(n)) {
+			n, ok := wholeNumber(v)
+			if !ok || n < 1 || n > 1<<20 {
 				return f, false
 			}
+			f.max = int(n)
 		case findNeutral[k]:
 		default: // projection, sort, skip, hint, collation, readConcern, ...
 			return f, false
 		}
 	}
-	return f, f.db != "" && seen["filter"] && limited
+	if limit > 0 && limit < int64(f.max) {
+		// All the limit allows fits the first batch with room to spare,
+		// so FerretDB sees its cursor end there.
+		f.max, f.single = int(limit), true
+	}
+	return f, f.db != "" && seen["filter"]
 }
 
-// readRow reads the stored sjson of f's document; found is false when there
-// is none. A database or collection FerretDB does not have is an error (the
-// caller lets FerretDB answer).
-func (s *Server) readRow(ctx context.Context, f findByID) (row string, found bool, err error) {
+// wholeNumber is v as an integer, if it is a number with no fraction.
+func wholeNumber(v bsoncore.Value) (int64, bool) {
+	n, ok := v.AsInt64OK()
+	if !ok || (v.Type == bsoncore.TypeDouble && v.Double() != float64(n)) {
+		return 0, false
+	}
+	return n, true
+}
+
+// parseFilter takes {_id: <string>}, or conditions field: <string|bool>
+// and field: {$exists: false} on plain top-level fields.
+func (f *findQuery) parseFilter(fd bsoncore.Document) bool {
+	els, err := fd.Elements()
+	if err != nil || len(els) == 0 {
+		return false
+	}
+	if len(els) == 1 && els[0].Key() == "_id" {
+		id, ok := els[0].Value().StringValueOK()
+		f.id = id
+		return ok
+	}
+	seen := map[string]bool{}
+	for _, e := range els {
+		k, v := e.Key(), e.Value()
+		if _, ok := jsonPathKey(k); !ok || k == "_id" || checkKey(k, seen) != nil {
+			return false
+		}
+		switch v.Type {
+		case bsoncore.TypeString:
+			f.eq = append(f.eq, eqCond{k, v.StringValue()})
+		case bsoncore.TypeBoolean:
+			f.eq = append(f.eq, eqCond{k, v.Boolean()})
+		case bsoncore.TypeEmbeddedDocument:
+			ops, err := v.Document().Elements()
+			if err != nil || len(ops) != 1 || ops[0].Key() != "$exists" {
+				return false
+			}
+			if b, ok := ops[0].Value().BooleanOK(); !ok || b {
+				return false
+			}
+			f.absent = append(f.absent, k)
+		default:
+			return false
+		}
+	}
+	return len(f.eq) > 0
+}
+
+// readRows reads the stored sjson of the documents f finds, at most f.max
+// in FerretDB's order, or fails when FerretDB's answer could differ: a full
+// batch and more may follow (FerretDB would leave a cursor open), or a
+// document whose field is an array (which MongoDB's equality looks into).
+// A database or collection FerretDB does not have is an error too: FerretDB
+// answers those.
+func (s *Server) readRows(ctx context.Context, f findQuery) ([]string, error) {
 	sdb, err := s.conns(&s.sqlLookups.reads, f.db, func(sdb *sql.DB) error {
 		sdb.SetMaxOpenConns(findDirectConns)
 		sdb.SetMaxIdleConns(findDirectConns)
 		return nil
 	})
 	if err != nil {
-		return "", false, err
+		return nil, err
 	}
 	table, err := s.table(ctx, sdb, f.db, f.coll)
 	if err != nil {
-		return "", false, err
+		return nil, err
 	}
-	id, err := json.Marshal(f.id)
-	if err != nil {
-		return "", false, err
-	}
-	q, err := s.stmt(ctx, "reads\x00"+f.db, sdb, fmt.Sprintf("SELECT _ferretdb_sjson FROM %s INDEXED BY %s WHERE %s = ?",
-		quoteIdent(table), quoteIdent(idIndexName(table)), idExpr))
-	if err != nil {
-		return "", false, err
-	}
-	if err := q.QueryRowContext(ctx, string(id)).Scan(&row); err != nil {
-		if errors.Is(err, sql.ErrNoRows) {
-			return "", false, nil
+	var q string
+	var args []any
+	if f.id != "" {
+		id, err := json.Marshal(f.id)
+		if err != nil {
+			return nil, err
 		}
-		s.forgetTable(f.db, f.coll)
-		return "", false, err
+		q = fmt.Sprintf("SELECT _ferretdb_sjson FROM %s INDEXED BY %s WHERE %s = ?",
+			quoteIdent(table), quoteIdent(idIndexName(table)), idExpr)
+		args = []any{string(id)}
+	} else {
+		// FerretDB reads the whole table in its order (rowid: NOT INDEXED)
+		// and filters in Go. A row whose field is an array is selected
+		// too, so that it is seen and left to FerretDB.
+		var where []string
+		for _, c := range f.eq {
+			path, _ := jsonPathKey(c.field)
+			typ, val := "string", any(c.value)
+			if b, ok := c.value.(bool); ok {
+				typ, val = "bool", 0
+				if b {
+					val = 1
+				}
+			}
+			where = append(where, fmt.Sprintf(`(_ferretdb_sjson->>'$."$s".p.%[1]s.t' = 'array' OR (_ferretdb_sjson->>'$."$s".p.%[1]s.t' = '%[2]s' AND _ferretdb_sjson->>'$.%[1]s' = ?))`, path, typ))
+			args = append(args, val)
+		}
+		for _, field := range f.absent {
+			path, _ := jsonPathKey(field)
+			where = append(where, fmt.Sprintf(`_ferretdb_sjson->'$.%s' IS NULL`, path))
+		}
+		q = fmt.Sprintf("SELECT _ferretdb_sjson FROM %s NOT INDEXED WHERE %s LIMIT ?", quoteIdent(table), strings.Join(where, " AND "))
+		args = append(args, f.max+1)
 	}
-	return row, true, nil
+	st, err := s.stmt(ctx, "reads\x00"+f.db, sdb, q)
+	if err != nil {
+		return nil, err
+	}
+	res, err := st.QueryContext(ctx, args...)
+	if err != nil {
+		s.forgetTable(f.db, f.coll)
+		return nil, err
+	}
+	defer res.Close()
+	var rows []string
+	for res.Next() {
+		var row string
+		if err := res.Scan(&row); err != nil {
+			return nil, err
+		}
+		rows = append(rows, row)
+	}
+	if err := res.Err(); err != nil {
+		return nil, err
+	}
+	if !f.single && len(rows) >= f.max {
+		// FerretDB stops at a full batch without asking for more, so it
+		// keeps a cursor open: its answer.
+		return nil, errSJSON
+	}
+	rows = rows[:min(len(rows), f.max)]
+	for _, row := range rows {
+		if f.id == "" && arrayField(row, f.eq) {
+			return nil, errSJSON
+		}
+	}
+	return rows, nil
+}
+
+// arrayField reports whether row stores any of eq's fields as an array
+// (or cannot tell).
+func arrayField(row string, eq []eqCond) bool {
+	var top struct {
+		Schema struct {
+			Properties map[string]struct {
+				Type string `json:"t"`
+			} `json:"p"`
+		} `json:"$s"`
+	}
+	if json.Unmarshal([]byte(row), &top) != nil {
+		return true
+	}
+	for _, c := range eq {
+		if top.Schema.Properties[c.field].Type == "array" {
+			return true
+		}
+	}
+	return false
 }
 
 // sjsonSchema is a document's schema in FerretDB v1.24's sjson

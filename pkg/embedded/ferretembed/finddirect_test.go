@@ -3,7 +3,9 @@ package ferretembed_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"testing"
+	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -86,6 +88,16 @@ func TestFindDirectScope(t *testing.T) {
 	if a1, _ := r.srv.DirectFindStats(); a1-a0 != 1 {
 		t.Errorf("SQLite answered %d finds of a missing _id, want 1", a1-a0)
 	}
+	// With a deadline the driver sends maxTimeMS: answered all the same.
+	dctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	a0, _ = r.srv.DirectFindStats()
+	if err := r.ferret.FindOne(dctx, bson.D{{Key: "_id", Value: "x"}}).Err(); err != nil {
+		t.Errorf("find with a deadline: %v", err)
+	}
+	if a1, _ := r.srv.DirectFindStats(); a1-a0 != 1 {
+		t.Errorf("SQLite answered %d finds with maxTimeMS, want 1", a1-a0)
+	}
 	var viaFind []bson.Raw
 	cur, err := r.ferret.Find(ctx, bson.D{{Key: "_id", Value: "x"}}, options.Find().SetLimit(1))
 	if err != nil || cur.All(ctx, &viaFind) != nil || len(viaFind) != 1 {
@@ -121,5 +133,83 @@ func TestFindDirectScope(t *testing.T) {
 	}
 	if a1, _ := r.srv.DirectFindStats(); a1 != a0 {
 		t.Errorf("SQLite answered %d finds outside its scope", a1-a0)
+	}
+}
+
+// TestFindDirectByFields: look-ups by equality of top-level fields (the
+// services' by name, by is_default) get the same reply from SQLite as from
+// FerretDB, byte for byte; those whose answer FerretDB could give otherwise
+// (a field stored as an array, more documents than one batch) are FerretDB's.
+func TestFindDirectByFields(t *testing.T) {
+	r := newReplaceRig(t)
+	ctx := context.Background()
+	r.srv.SetDirect(false)
+	coll := r.ferret.Database().Collection("lookups")
+	var docs []any
+	for i := range 150 {
+		d := bson.D{{Key: "_id", Value: fmt.Sprintf("d%03d", i)}, {Key: "name", Value: fmt.Sprintf("n%d", i%3)},
+			{Key: "kind", Value: "many"}, {Key: "is_default", Value: i == 7}, {Key: "n", Value: int32(i)}}
+		if i%10 == 0 {
+			d = append(d, bson.E{Key: "_deleted", Value: true})
+		}
+		if i == 20 {
+			d = append(d, bson.E{Key: "tags", Value: bson.A{"x", "y"}})
+		} else if i%4 == 0 {
+			d = append(d, bson.E{Key: "tags", Value: "x"})
+		}
+		docs = append(docs, d)
+	}
+	if _, err := coll.InsertMany(ctx, docs); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.srv.EnsureIDIndex(ctx, "replace", "lookups"); err != nil {
+		t.Fatal(err)
+	}
+	notDeleted := bson.E{Key: "_deleted", Value: bson.D{{Key: "$exists", Value: false}}}
+	find := func(filter bson.D, opts ...bson.E) bson.D {
+		return append(bson.D{{Key: "find", Value: "lookups"}, {Key: "filter", Value: filter}}, opts...)
+	}
+	limit1 := []bson.E{{Key: "limit", Value: int64(1)}, {Key: "singleBatch", Value: true}}
+	for _, c := range []struct {
+		name   string
+		cmd    bson.D
+		direct bool
+	}{
+		{"by name, FindOne", find(bson.D{{Key: "name", Value: "n1"}, notDeleted}, limit1...), true},
+		{"by is_default, all", find(bson.D{{Key: "is_default", Value: true}, notDeleted}), true},
+		{"by bool, none deleted", find(bson.D{{Key: "is_default", Value: false}, {Key: "name", Value: "n2"}}, bson.E{Key: "limit", Value: int32(3)}), true},
+		{"a string never matches a bool", find(bson.D{{Key: "is_default", Value: "true"}}), true},
+		{"nothing", find(bson.D{{Key: "name", Value: "none"}, notDeleted}), true},
+		{"more than a batch, single batch", find(bson.D{{Key: "kind", Value: "many"}}, bson.E{Key: "singleBatch", Value: true}), true},
+		{"more than a batch, limit within it", find(bson.D{{Key: "kind", Value: "many"}}, bson.E{Key: "limit", Value: int64(5)}), true},
+		{"just under a batch", find(bson.D{{Key: "kind", Value: "many"}}, bson.E{Key: "batchSize", Value: int32(151)}), true},
+		{"exactly a batch: a cursor", find(bson.D{{Key: "kind", Value: "many"}}, bson.E{Key: "batchSize", Value: int32(150)}), false},
+		{"a limit of a batch: a cursor", find(bson.D{{Key: "kind", Value: "many"}}, bson.E{Key: "limit", Value: int32(101)}), false},
+		{"more than a batch: a cursor", find(bson.D{{Key: "kind", Value: "many"}}), false},
+		{"more than the batch size: a cursor", find(bson.D{{Key: "name", Value: "n0"}}, bson.E{Key: "batchSize", Value: int32(10)}), false},
+		{"a field stored as an array", find(bson.D{{Key: "tags", Value: "x"}}), false},
+		{"an array row beyond the limit", find(bson.D{{Key: "tags", Value: "x"}}, limit1...), true},
+		{"a number: FerretDB's", find(bson.D{{Key: "n", Value: int32(3)}}), false},
+		{"$exists true: FerretDB's", find(bson.D{{Key: "name", Value: "n0"}, {Key: "_deleted", Value: bson.D{{Key: "$exists", Value: true}}}}), false},
+		{"a projection: FerretDB's", find(bson.D{{Key: "name", Value: "n0"}}, bson.E{Key: "projection", Value: bson.D{{Key: "n", Value: 1}}}), false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var replies [2]bson.Raw
+			a0, _ := r.srv.DirectFindStats()
+			for i, on := range []bool{false, true} {
+				r.srv.SetDirect(on)
+				var err error
+				if replies[i], err = coll.Database().RunCommand(ctx, c.cmd).Raw(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			r.srv.SetDirect(false)
+			if c.direct && !bytes.Equal(replies[0], replies[1]) { // else both are FerretDB's, with their own cursor ids
+				t.Errorf("replies differ:\nFerretDB %s\nSQLite   %s", replies[0], replies[1])
+			}
+			if a1, _ := r.srv.DirectFindStats(); (a1-a0 == 1) != c.direct {
+				t.Errorf("SQLite answered %d, want it to answer: %v", a1-a0, c.direct)
+			}
+		})
 	}
 }
