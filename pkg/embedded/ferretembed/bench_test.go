@@ -128,3 +128,63 @@ func BenchmarkFastPathLookup(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkDirect measures the services' three commands on a job's shape
+// (jobLike) through FerretDB and answered by the proxy in SQL
+// (fastpath_direct.go, finddirect.go): a version-conditioned replacement by
+// _id, an insert, and a find by _id. It reports the proxy's write lock held
+// per write.
+//
+//	go test -run '^$' -bench BenchmarkDirect -benchtime 2000x ./ferretembed/
+func BenchmarkDirect(b *testing.B) {
+	for _, op := range []string{"replace", "insert", "find"} {
+		for _, direct := range []bool{false, true} {
+			b.Run(fmt.Sprintf("%s/direct=%v", op, direct), func(b *testing.B) {
+				ctx := context.Background()
+				uri, srv := mongotest.Start(b)
+				coll := mongotest.Client(b, uri).Database("bench").Collection("jobs")
+				if _, err := coll.InsertOne(ctx, append(bson.D{{Key: "_id", Value: "job"}}, jobLike(when)...)); err != nil {
+					b.Fatal(err)
+				}
+				if err := srv.EnsureIDIndex(ctx, "bench", "jobs"); err != nil {
+					b.Fatal(err)
+				}
+				srv.SetDirect(direct)
+				doc := jobLike(when)
+				w0 := srv.WriteStats()
+				d0, _, _ := srv.DirectWriteStats()
+				f0, _ := srv.DirectFindStats()
+				b.ResetTimer()
+				for i := range b.N {
+					var err error
+					switch op {
+					case "replace":
+						doc[0].Value = int64(i + 3)
+						var res *mongo.UpdateResult
+						res, err = coll.ReplaceOne(ctx, bson.D{{Key: "_id", Value: "job"}, {Key: "version", Value: int64(i + 2)}}, doc)
+						if err == nil && res.ModifiedCount != 1 {
+							err = fmt.Errorf("%+v", res)
+						}
+					case "insert":
+						_, err = coll.InsertOne(ctx, append(bson.D{{Key: "_id", Value: fmt.Sprintf("job-%d", i)}}, doc...))
+					case "find":
+						err = coll.FindOne(ctx, bson.D{{Key: "_id", Value: "job"}}).Err()
+					}
+					if err != nil {
+						b.Fatalf("%s %d: %v", op, i, err)
+					}
+				}
+				b.StopTimer()
+				w1 := srv.WriteStats()
+				d1, _, _ := srv.DirectWriteStats()
+				f1, _ := srv.DirectFindStats()
+				if n := w1.Commands - w0.Commands; n > 0 {
+					b.ReportMetric(float64((w1.Held-w0.Held).Microseconds())/1000/float64(n), "ms-lock/write")
+				}
+				if got := d1 - d0 + f1 - f0; direct && got != int64(b.N) || !direct && got != 0 {
+					b.Errorf("the proxy answered %d of %d commands itself (direct: %v)", got, b.N, direct)
+				}
+			})
+		}
+	}
+}
