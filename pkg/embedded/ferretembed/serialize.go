@@ -391,9 +391,9 @@ func (c *proxyConn) forwardRequests() error {
 			}
 			continue
 		}
-		// A find by _id is answered from SQLite when nothing else of this
-		// connection is in flight, so its reply cannot overtake another
-		// (finddirect.go).
+		// A find by _id or a look-up by name is answered from SQLite when
+		// nothing else of this connection is in flight, so that its reply
+		// cannot overtake another (finddirect.go).
 		if cmd == "find" && !moreToCome && c.quiet() {
 			if srv := c.p.server.Load(); srv != nil {
 				if reply := srv.findDirect(msg); reply != nil {
