@@ -358,7 +358,8 @@ func activeJobs(holders []string) indexed.Filter {
 // resync reloads the ledger, the queues and the jobs that need the scheduler
 // from MongoDB. Events applied meanwhile with a newer version win.
 func (t *term) resync(ctx context.Context) error {
-	t.s.record.ForgetAll() // the picture and the writes start from the store
+	// The picture and the writes start from the store.
+	t.s.record.ForgetAll()
 	if err := t.loadDeployments(ctx); err != nil { // deployments are few: read in the loop
 		return err
 	}

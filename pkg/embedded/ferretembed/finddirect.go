@@ -52,7 +52,7 @@ const findDirectConns = 4
 // findDirect answers msg, a find, from SQLite, or returns nil when it does
 // not (the caller forwards it).
 func (s *Server) findDirect(msg []byte) []byte {
-	if s.sqlLookups.off || s.sqlLookups.directOff.Load() {
+	if !s.directOn() {
 		return nil
 	}
 	doc := opMsgCommand(msg)
@@ -71,7 +71,7 @@ func (s *Server) findDirect(msg []byte) []byte {
 	var batch []byte
 	for i, row := range rows {
 		d, err := sjsonToBSON(row)
-		if err != nil {
+		if err != nil || arrayField(d, f.eq) {
 			s.sqlLookups.findFellBack.Add(1)
 			return nil
 		}
@@ -225,10 +225,10 @@ func (f *findQuery) parseFilter(fd bsoncore.Document) bool {
 
 // readRows reads the stored sjson of the documents f finds, at most f.max
 // in FerretDB's order, or fails when FerretDB's answer could differ: a full
-// batch and more may follow (FerretDB would leave a cursor open), or a
-// document whose field is an array (which MongoDB's equality looks into).
-// A database or collection FerretDB does not have is an error too: FerretDB
-// answers those.
+// batch and more may follow (FerretDB would leave a cursor open). A
+// database or collection FerretDB does not have is an error too: FerretDB
+// answers those. Rows whose field is an array come back too, for findDirect
+// to leave to FerretDB (arrayField).
 func (s *Server) readRows(ctx context.Context, f findQuery) ([]string, error) {
 	sdb, err := s.conns(&s.sqlLookups.reads, f.db, func(sdb *sql.DB) error {
 		sdb.SetMaxOpenConns(findDirectConns)
@@ -255,7 +255,7 @@ func (s *Server) readRows(ctx context.Context, f findQuery) ([]string, error) {
 	} else {
 		// FerretDB reads the whole table in its order (rowid: NOT INDEXED)
 		// and filters in Go. A row whose field is an array is selected
-		// too, so that it is seen and left to FerretDB.
+		// too, so that it is seen (arrayField) and left to FerretDB.
 		var where []string
 		for _, c := range f.eq {
 			path, _ := jsonPathKey(c.field)
@@ -302,30 +302,14 @@ func (s *Server) readRows(ctx context.Context, f findQuery) ([]string, error) {
 		// keeps a cursor open: its answer.
 		return nil, errSJSON
 	}
-	rows = rows[:min(len(rows), f.max)]
-	for _, row := range rows {
-		if f.id == "" && arrayField(row, f.eq) {
-			return nil, errSJSON
-		}
-	}
-	return rows, nil
+	return rows[:min(len(rows), f.max)], nil
 }
 
-// arrayField reports whether row stores any of eq's fields as an array
-// (or cannot tell).
-func arrayField(row string, eq []eqCond) bool {
-	var top struct {
-		Schema struct {
-			Properties map[string]struct {
-				Type string `json:"t"`
-			} `json:"p"`
-		} `json:"$s"`
-	}
-	if json.Unmarshal([]byte(row), &top) != nil {
-		return true
-	}
+// arrayField reports whether d holds any of eq's fields as an array, which
+// MongoDB's equality looks into: FerretDB answers those.
+func arrayField(d bsoncore.Document, eq []eqCond) bool {
 	for _, c := range eq {
-		if top.Schema.Properties[c.field].Type == "array" {
+		if d.Lookup(c.field).Type == bsoncore.TypeArray {
 			return true
 		}
 	}
@@ -351,9 +335,6 @@ var errSJSON = errors.New("stored document outside the direct find's conversion"
 
 // sjsonToBSON converts a stored document to the BSON FerretDB sends for it.
 func sjsonToBSON(row string) (bsoncore.Document, error) {
-	var top struct {
-		Schema *sjsonSchema `json:"$s"`
-	}
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal([]byte(row), &fields); err != nil {
 		return nil, err
@@ -362,11 +343,12 @@ func sjsonToBSON(row string) (bsoncore.Document, error) {
 	if !ok {
 		return nil, errSJSON
 	}
-	if err := json.Unmarshal([]byte(`{"$s":`+string(raw)+`}`), &top); err != nil || top.Schema == nil {
+	var sch sjsonSchema
+	if err := json.Unmarshal(raw, &sch); err != nil {
 		return nil, errSJSON
 	}
 	delete(fields, "$s")
-	return appendSJSONDocument(nil, top.Schema, fields)
+	return appendSJSONDocument(nil, &sch, fields)
 }
 
 // appendSJSONDocument appends the document of fields (raw JSON by key) in
