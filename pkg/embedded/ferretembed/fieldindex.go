@@ -147,7 +147,47 @@ func combinations(where []FieldCond) [][]FieldCond {
 // matchingIDs reads the _ids of the matches with the value of field with
 // (if not empty). With limit > 0 the index has with after where's paths and
 // only the limit matches of greatest with are read.
+//
+// ctx bounds the caller's wait, never the SQL: a modernc.org/sqlite query
+// interrupted by its context may leave its pooled connection inside its
+// read transaction, so that every later lookup on it sees the database as
+// it was then, and the interrupt may fail the next statement on it
+// (maxtime.go; TestMatchingIDsUnharmedByCancelledLookups). Callers do
+// cancel: the scheduler's and the launcher's deadlines, a client of
+// wirelookup.go that goes away (a service killed or cut off). So the query
+// runs on without ctx, and a lookup its caller gave up on finishes in the
+// background and gives its connection back then. A lookup starts only
+// once one of fieldConns slots is free (a caller may give up while it
+// waits), so lookups given up on cannot pile up behind the pool's
+// connections. The queries read an index; an index build is bounded by
+// indexBuildTimeout.
 func (s *Server) matchingIDs(ctx context.Context, db, coll string, where, residual []FieldCond, with string, limit int) ([]ordered, error) {
+	s.fieldOnce.Do(func() { s.fieldSlots = make(chan struct{}, fieldConns) })
+	select {
+	case s.fieldSlots <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	type result struct {
+		ids []ordered
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		defer func() { <-s.fieldSlots }()
+		ids, err := s.matchingIDsSQL(context.WithoutCancel(ctx), db, coll, where, residual, with, limit)
+		done <- result{ids, err}
+	}()
+	select {
+	case r := <-done:
+		return r.ids, r.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// matchingIDsSQL is matchingIDs' work, on a context that is never cancelled.
+func (s *Server) matchingIDsSQL(ctx context.Context, db, coll string, where, residual []FieldCond, with string, limit int) ([]ordered, error) {
 	if len(where) == 0 || len(where[0].In) == 0 {
 		return nil, fmt.Errorf("matching ids in %s.%s: the first condition must list values", db, coll)
 	}
@@ -419,13 +459,19 @@ func indexNames(ctx context.Context, sdb *sql.DB, prefix string) ([]string, erro
 // and closed with the server. Reads run beside FerretDB's (WAL).
 func (s *Server) fieldDB(db string) (*sql.DB, error) {
 	return s.conns(&s.fieldDBs, db, func(sdb *sql.DB) error {
-		sdb.SetMaxOpenConns(4)
+		sdb.SetMaxOpenConns(fieldConns)
 		return dropStaleFieldIndexes(context.Background(), sdb)
 	})
 }
 
+// fieldConns is how many connections per database MatchingIDs' lookups
+// use, and how many lookups run at once.
+const fieldConns = 4
+
 // fieldState is the Server's part for MatchingIDs.
 type fieldState struct {
+	fieldOnce    sync.Once
+	fieldSlots   chan struct{} // a token per lookup running (matchingIDs)
 	fieldDBs     sqliteConns
 	fieldMu      sync.Mutex // guards fieldIndexes
 	fieldIndexes map[string]bool

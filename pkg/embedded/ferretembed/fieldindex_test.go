@@ -1,10 +1,15 @@
 package ferretembed_test
 
 import (
+	"context"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
@@ -171,5 +176,62 @@ func TestPartialIndexRefusesValuesItDoesNotHold(t *testing.T) {
 	}
 	if ids, err := srv.MatchingIDs(ctx, "rm", "jobs", activeWhere, []ferretembed.FieldCond{{Path: "_deleted", Missing: true, Sparse: true}}); err == nil {
 		t.Errorf("sparse residual: MatchingIDs = %v, want an error", ids)
+	}
+}
+
+// TestMatchingIDsUnharmedByCancelledLookups runs lookups with deadlines of
+// a few milliseconds beside a writer that adds active jobs one by one and
+// looks each up with a deadline of a minute. A modernc.org/sqlite query
+// cancelled while it steps leaves its pooled connection in its read
+// transaction (later lookups on it see old data) and the interrupt fails
+// the next statement on it ("interrupted"); services cancel lookups when
+// they are killed or cut off mid-read. Every lookup must see the job just
+// written, and none may fail.
+func TestMatchingIDsUnharmedByCancelledLookups(t *testing.T) {
+	ctx := testContext(t)
+	uri, srv := mongotest.Start(t)
+	coll := mongotest.Client(t, uri).Database("rm").Collection("jobs")
+	docs := make([]any, 0, 1000)
+	for i := range 1000 {
+		docs = append(docs, bson.D{{Key: "_id", Value: fmt.Sprintf("p-%d", i)}, {Key: "status", Value: "pending"}})
+	}
+	if _, err := coll.InsertMany(ctx, docs); err != nil {
+		t.Fatal(err)
+	}
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	defer func() { stop.Store(true); wg.Wait() }()
+	for c := range 6 {
+		wg.Go(func() {
+			rnd := rand.New(rand.NewPCG(uint64(c), uint64(time.Now().UnixNano())))
+			for !stop.Load() {
+				tctx, cancel := context.WithTimeout(context.Background(), time.Duration(200+rnd.IntN(3000))*time.Microsecond)
+				_, _ = srv.MatchingIDs(tctx, "rm", "jobs", activeWhere, activeResidual)
+				cancel()
+			}
+		})
+	}
+	stale, failed := 0, 0
+	for i := range 25 {
+		id := fmt.Sprintf("new-%d", i)
+		if _, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: id}, {Key: "status", Value: "running"}}); err != nil {
+			t.Fatal(err)
+		}
+		for range 2 {
+			rctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			ids, err := srv.MatchingIDs(rctx, "rm", "jobs", activeWhere, activeResidual)
+			cancel()
+			switch {
+			case err != nil:
+				failed++
+				t.Logf("lookup after job %s was written: %v", id, err)
+			case !slices.Contains(ids, id):
+				stale++
+				t.Logf("lookup after job %s was written did not see it", id)
+			}
+		}
+	}
+	if stale+failed > 0 {
+		t.Errorf("%d lookups saw old data and %d failed, of 50", stale, failed)
 	}
 }
