@@ -31,11 +31,24 @@ import (
 // lost; published ones are dropped then. A relay sweep (at start, and when
 // another instance's checkpoint has not been renewed for staleAfter)
 // publishes every unsent entry older than MinAge and clears them, then
-// retires the stale instances (UpTo far in the future: all theirs sent).
+// retires the stale instances: no sweep looks for their entries again.
 // Publishing an entry twice is harmless within the stream's duplicate
 // window (events.DuplicateWindow, 10 minutes), and only entries between a
 // dead writer's last checkpoint and its death (one relay interval) can be
 // published twice.
+//
+// Retiring keeps the instance's UpTo: an entry of it stamped at or after
+// UpTo that a document still holds is an orphan, never published by that
+// sweep. It can only be a write that reached the store after the sweep
+// read: one held up in the network (a service cut off for longer than
+// staleAfter whose connection resumes when it is back), or a process that
+// stalled. Taking such entries for sent (as retiring did until 2026-12-01,
+// with UpTo far in the future) lost their events, or let the scheduler
+// hand a finished job's workers on before the job's end was in the stream
+// (the fault suite's launcher cut-off). So an orphan stays unsent: a
+// reader about to act on it publishes it (PublishUnsent), a sweep flushes
+// it, and the next write of its document adopts it (stamps it as its own,
+// publishes it, and drops it once its checkpoint passes it).
 
 // CheckpointCollection holds one checkpoint document per outbox instance.
 const CheckpointCollection = "outbox_checkpoints"
@@ -47,9 +60,6 @@ const (
 	minStaleAfter       = 20 * time.Second
 	retiredKeep         = 7 * 24 * time.Hour
 )
-
-// allSent is the checkpoint of a retired instance.
-var allSent = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
 
 type checkpointDoc struct {
 	ID        string    `bson:"_id"`
@@ -70,9 +80,10 @@ type inflight struct {
 	unsure  bool     // the store's answer was lost: retryFailed reads the document back
 }
 
-// stamp gives the new entries of a write this instance's id and the write's
-// time, and records the write as in flight; done must follow.
-func (o *Outbox) stamp(coll *mongo.Collection, id any, deleted bool, entries []Entry) *inflight {
+// stamp gives the new entries of a write, and the orphans it adopts (see
+// above), this instance's id and the write's time, and records the write as
+// in flight; done must follow.
+func (o *Outbox) stamp(coll *mongo.Collection, id any, deleted bool, entries, orphans []Entry) *inflight {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	// Milliseconds, as the store keeps times; never back in time, so UpTo
@@ -82,13 +93,13 @@ func (o *Outbox) stamp(coll *mongo.Collection, id any, deleted bool, entries []E
 		at = o.lastAt
 	}
 	o.lastAt = at
-	for i := range entries {
-		entries[i].By, entries[i].At = o.id, at
-	}
 	w := &inflight{coll: coll, id: id, deleted: deleted, at: at, entries: entries}
-	for _, en := range entries {
-		w.own = append(w.own, en.ID)
-		o.unpublished[en.ID]++
+	for _, list := range [][]Entry{orphans, entries} {
+		for i := range list {
+			list[i].By, list[i].At = o.id, at
+			w.own = append(w.own, list[i].ID)
+			o.unpublished[list[i].ID]++
+		}
 	}
 	o.pending[w] = struct{}{}
 	return w
@@ -215,12 +226,13 @@ func (o *Outbox) readMarks(ctx context.Context) (map[string]checkpointDoc, error
 	return marks, nil
 }
 
-// retire marks the instances ids as having nothing unsent.
+// retire marks the instances ids as swept: no sweep looks for their
+// entries again. Their UpTo stays: entries at or after it are orphans.
 func (o *Outbox) retire(ctx context.Context, ids []string) error {
 	c := o.checkpoints()
 	for _, id := range ids {
 		_, err := c.UpdateOne(ctx, bson.D{{Key: "_id", Value: id}},
-			bson.D{{Key: "$set", Value: bson.D{{Key: "up_to", Value: allSent}, {Key: "retired", Value: true}, {Key: "renewed_at", Value: time.Now().UTC()}}}})
+			bson.D{{Key: "$set", Value: bson.D{{Key: "retired", Value: true}, {Key: "renewed_at", Value: time.Now().UTC()}}}})
 		if err != nil {
 			return fmt.Errorf("outbox: retire instance %s: %w", id, err)
 		}
@@ -248,28 +260,32 @@ func (o *Outbox) unsent(en Entry, marks map[string]checkpointDoc) bool {
 }
 
 // carry returns the entries read with a document that a write must keep:
-// those that may be unsent. Entries of an instance not (yet) in the cached
-// checkpoints are kept unless a day old.
-func (o *Outbox) carry(pending []Entry) []Entry {
+// those that may be unsent, and apart from them the orphans of retired
+// instances, which the write adopts. Entries of an instance not (yet) in
+// the cached checkpoints are kept unless a day old.
+func (o *Outbox) carry(pending []Entry) (kept, orphans []Entry) {
 	if len(pending) == 0 {
-		return nil
+		return nil, nil
 	}
 	o.mu.Lock()
 	marks := o.marks
 	o.mu.Unlock()
-	out := make([]Entry, 0, len(pending))
+	kept = make([]Entry, 0, len(pending))
 	for _, en := range pending {
-		if _, known := marks[en.By]; en.By != "" && en.By != o.id && !known {
+		m, known := marks[en.By]
+		switch {
+		case en.By != "" && en.By != o.id && !known:
 			if time.Since(en.At) < 24*time.Hour {
-				out = append(out, en)
+				kept = append(kept, en)
 			}
-			continue
-		}
-		if o.unsent(en, marks) {
-			out = append(out, en)
+		case !o.unsent(en, marks):
+		case known && m.Retired:
+			orphans = append(orphans, en)
+		default:
+			kept = append(kept, en)
 		}
 	}
-	return out
+	return kept, orphans
 }
 
 // publishEntries publishes entries in order; an event NATS refuses for

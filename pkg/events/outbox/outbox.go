@@ -253,7 +253,14 @@ func (o *Outbox) sweep(ctx context.Context, staleAfter time.Duration) (int, erro
 						skipped[en.By] = true
 					}
 				}
-				if err := o.publishEntries(ctx, c, d.ID, dead); err != nil {
+				// They are cleared once published, as Flush clears: left
+				// in the document, they would be orphans once their
+				// writer is retired (checkpoint.go), published again by
+				// the next write, maybe past the duplicate window.
+				if len(dead) == 0 {
+					continue
+				}
+				if err := o.Flush(ctx, c, d.ID, false, dead); err != nil {
 					errs = append(errs, err)
 				} else {
 					n += len(dead)
@@ -267,9 +274,10 @@ func (o *Outbox) sweep(ctx context.Context, staleAfter time.Duration) (int, erro
 			n += len(todo)
 		}
 	}
-	// A stale instance is retired (all it wrote taken for sent) only once
-	// no document holds an entry of it that this sweep left for later: the
-	// next sweep, which the stale checkpoint brings on, publishes those.
+	// A stale instance is retired (no sweep looks for its entries again)
+	// only once no document holds an entry of it that this sweep left for
+	// later: the next sweep, which the stale checkpoint brings on,
+	// publishes those.
 	stale = slices.DeleteFunc(stale, func(id string) bool { return skipped[id] })
 	if len(errs) == 0 && len(stale) > 0 {
 		errs = append(errs, o.retire(ctx, stale))

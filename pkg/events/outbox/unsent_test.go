@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"go.mongodb.org/mongo-driver/v2/bson"
+
 	"github.com/avxrm/rm/pkg/embedded/mongotest"
 	"github.com/avxrm/rm/pkg/events"
 	"github.com/avxrm/rm/pkg/events/eventstest"
@@ -47,5 +49,86 @@ func TestPublishUnsentPublishesAnotherWritersPendingEvents(t *testing.T) {
 	got := eventstest.ReadAll(t, js, "")
 	if len(got) != 2 || got[0].ID != created.ID || got[1].ID != updated.ID {
 		t.Errorf("stream = %v, want [%s %s]", ids(got), created.ID, updated.ID)
+	}
+}
+
+// TestLateWriteOfARetiredInstance: a writer is cut off (its checkpoint goes
+// stale and a sweep retires it), and a write it had sent reaches the store
+// afterwards, as a connection held up by the cut resumes. That write's
+// event is an orphan, published by no sweep: a reader about to act on the
+// document must publish it, and the next write of the document adopts it
+// (publishes it and drops it once published). Retiring used to take every
+// entry of the instance for sent, so the event was lost, or came late from
+// the writer itself after the scheduler had handed the job's workers on.
+func TestLateWriteOfARetiredInstance(t *testing.T) {
+	uri, _ := mongotest.Start(t)
+	coll := mongotest.Client(t, uri).Database("test").Collection("things")
+	js := eventstest.Run(t)
+	stream := func() []events.Event { return eventstest.ReadAll(t, js, "") }
+	live := outbox.New(events.NewPublisher(js), nil)
+	live.MinAge = 0
+	live.Register(coll)
+	reader := outbox.New(events.NewPublisher(js), nil)
+	ctx := context.Background()
+	cut := outbox.New(events.NewPublisher(js), nil)
+	cut.Register(coll)
+	th := thing{ID: "t-1", Version: 1}
+	created := ev(t, "rm.thing.created", th)
+	if err := cut.Insert(ctx, coll, th.ID, 1, th, created); err != nil {
+		t.Fatal(err)
+	}
+	// The cut writer's checkpoint goes stale; a sweep finds nothing of it
+	// unsent in the store and retires it.
+	ckpts := coll.Database().Collection(outbox.CheckpointCollection)
+	if _, err := ckpts.UpdateMany(ctx, bson.D{}, bson.D{{Key: "$set", Value: bson.D{{Key: "renewed_at", Value: time.Now().Add(-time.Hour)}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := live.Sweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := ckpts.CountDocuments(ctx, bson.D{{Key: "retired", Value: true}}); err != nil || n != 1 {
+		t.Fatalf("retired instances: %d, %v; want the cut writer", n, err)
+	}
+	// Its late write: stored, never published by it.
+	cut.WithoutInlineFlush(t)
+	th.Version = 2
+	finished := ev(t, "rm.thing.finished", th)
+	if err := cut.Replace(ctx, coll, th.ID, 1, 2, unsent(t, coll, th.ID), th, finished); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := reader.PublishUnsent(ctx, coll, th.ID); err != nil || n != 1 {
+		t.Fatalf("PublishUnsent() = %d, %v; want the late write's event", n, err)
+	}
+	if got := ids(stream()); len(got) != 2 || got[1] != finished.ID {
+		t.Fatalf("stream = %v, want [%s %s]", got, created.ID, finished.ID)
+	}
+
+	// The next write adopts the orphan: it stores it as its own, publishes
+	// it again (the stream drops the repeat), and a write after its
+	// checkpoint drops it.
+	if err := live.Renew(ctx); err != nil { // reads the checkpoints: the cut writer is retired
+		t.Fatal(err)
+	}
+	th.Version = 3
+	cleaned := ev(t, "rm.thing.cleaned", th)
+	if err := live.Replace(ctx, coll, th.ID, 2, 3, unsent(t, coll, th.ID), th, cleaned); err != nil {
+		t.Fatal(err)
+	}
+	left := unsent(t, coll, th.ID)
+	if len(left) != 2 || left[0].ID != finished.ID || left[0].By == "" || left[0].By != left[1].By {
+		t.Fatalf("entries after the adopting write = %+v, want the orphan stamped by the writer, then its own", left)
+	}
+	if err := live.Renew(ctx); err != nil { // its checkpoint passes both
+		t.Fatal(err)
+	}
+	th.Version = 4
+	if err := live.Replace(ctx, coll, th.ID, 3, 4, unsent(t, coll, th.ID), th, ev(t, "rm.thing.updated", th)); err != nil {
+		t.Fatal(err)
+	}
+	if left := unsent(t, coll, th.ID); len(left) != 1 || left[0].ID == finished.ID {
+		t.Errorf("entries after a later write = %+v, want only that write's", left)
+	}
+	if got := ids(stream()); len(got) != 4 || got[1] != finished.ID || got[2] != cleaned.ID {
+		t.Errorf("stream = %v, want %s, %s (the late event, once), %s, then the last write's", got, created.ID, finished.ID, cleaned.ID)
 	}
 }

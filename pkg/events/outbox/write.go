@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/avxrm/rm/pkg/events"
@@ -131,22 +132,23 @@ func (o *Outbox) begin(ctx context.Context, coll *mongo.Collection, id any, dele
 	if err := o.register(ctx); err != nil {
 		return nil, nil, err
 	}
-	carried := o.carry(pending)
+	carried, orphans := o.carry(pending)
 	fresh := entriesOf(evs)
-	w := o.stamp(coll, id, deleted, fresh)
 	// Carried entries older than MinAge are published again too (the stream
 	// drops the repeats; core NATS subscribers see them): their writer may
 	// have died without a relay to follow. Younger ones are left to their
-	// writer, as the relay leaves them, unless the document goes.
+	// writer, as the relay leaves them, unless the document goes. Orphans
+	// are adopted: published by this write, as its own (checkpoint.go).
 	cutoff := time.Now().Add(-o.MinAge)
-	w.entries = w.entries[:0:0]
+	var publish []Entry
 	for _, en := range carried {
 		if deleted || en.At.Before(cutoff) || (en.At.IsZero() && en.Time.Before(cutoff)) {
-			w.entries = append(w.entries, en)
+			publish = append(publish, en)
 		}
 	}
-	w.entries = append(w.entries, fresh...)
-	return append(carried, fresh...), w, nil
+	w := o.stamp(coll, id, deleted, fresh, orphans)
+	w.entries = slices.Concat(publish, orphans, fresh)
+	return slices.Concat(carried, orphans, fresh), w, nil
 }
 
 // flushAfterWrite publishes right after a committed write. A failure is only
