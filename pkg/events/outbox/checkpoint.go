@@ -179,9 +179,13 @@ func (o *Outbox) renew(ctx context.Context, staleAfter time.Duration) (bool, err
 	o.mu.Unlock()
 	now := time.Now().UTC()
 	if registered {
+		// An instance retired while it lived (its renewals held up for
+		// staleAfter) is not any more: if it dies later, a sweep must
+		// look for what it left.
 		up := o.upTo()
 		_, err := c.UpdateOne(ctx, bson.D{{Key: "_id", Value: o.id}},
-			bson.D{{Key: "$set", Value: bson.D{{Key: "up_to", Value: up}, {Key: "renewed_at", Value: now}}}})
+			bson.D{{Key: "$set", Value: bson.D{{Key: "up_to", Value: up}, {Key: "renewed_at", Value: now}}},
+				{Key: "$unset", Value: bson.D{{Key: "retired", Value: ""}}}})
 		if err != nil {
 			return false, fmt.Errorf("outbox: renew checkpoint: %w", err)
 		}

@@ -6,8 +6,8 @@ import (
 )
 
 // Renew stores this instance's checkpoint and reads every instance's, as
-// the relay does each interval.
-func (o *Outbox) Renew(ctx context.Context) error {
-	_, err := o.renew(ctx, time.Hour)
-	return err
+// the relay does each interval, and reports whether another instance looks
+// dead (the relay then sweeps).
+func (o *Outbox) Renew(ctx context.Context) (stale bool, err error) {
+	return o.renew(ctx, time.Minute)
 }

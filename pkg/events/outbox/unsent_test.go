@@ -106,7 +106,7 @@ func TestLateWriteOfARetiredInstance(t *testing.T) {
 	// The next write adopts the orphan: it stores it as its own, publishes
 	// it again (the stream drops the repeat), and a write after its
 	// checkpoint drops it.
-	if err := live.Renew(ctx); err != nil { // reads the checkpoints: the cut writer is retired
+	if _, err := live.Renew(ctx); err != nil { // reads the checkpoints: the cut writer is retired
 		t.Fatal(err)
 	}
 	th.Version = 3
@@ -118,7 +118,7 @@ func TestLateWriteOfARetiredInstance(t *testing.T) {
 	if len(left) != 2 || left[0].ID != finished.ID || left[0].By == "" || left[0].By != left[1].By {
 		t.Fatalf("entries after the adopting write = %+v, want the orphan stamped by the writer, then its own", left)
 	}
-	if err := live.Renew(ctx); err != nil { // its checkpoint passes both
+	if _, err := live.Renew(ctx); err != nil { // its checkpoint passes both
 		t.Fatal(err)
 	}
 	th.Version = 4
@@ -130,5 +130,53 @@ func TestLateWriteOfARetiredInstance(t *testing.T) {
 	}
 	if got := ids(stream()); len(got) != 4 || got[1] != finished.ID || got[2] != cleaned.ID {
 		t.Errorf("stream = %v, want %s, %s (the late event, once), %s, then the last write's", got, created.ID, finished.ID, cleaned.ID)
+	}
+}
+
+// TestRetiredWriterThatLivesOn: a writer whose renewals were held up long
+// enough to be retired renews again later; when it then dies, the relays
+// must see it dead and sweep what it left (a retired instance never looks
+// dead, so its renewal must undo the retirement).
+func TestRetiredWriterThatLivesOn(t *testing.T) {
+	coll, live, stream := setup(t)
+	ctx := context.Background()
+	slow := outbox.New(events.NewPublisher(eventstest.Run(t)), nil)
+	slow.Register(coll)
+	first := thing{ID: "t-1", Version: 1}
+	if err := slow.Insert(ctx, coll, first.ID, 1, first, ev(t, "rm.thing.created", first)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := slow.Renew(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ckpts := coll.Database().Collection(outbox.CheckpointCollection)
+	goStale := func() {
+		t.Helper()
+		if _, err := ckpts.UpdateMany(ctx, bson.D{}, bson.D{{Key: "$set", Value: bson.D{{Key: "renewed_at", Value: time.Now().Add(-time.Hour)}}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	goStale()
+	if n, err := live.Sweep(ctx); err != nil || n != 0 {
+		t.Fatalf("Sweep() = %d, %v; want nothing to publish, the writer retired", n, err)
+	}
+	if _, err := slow.Renew(ctx); err != nil { // it was alive all along
+		t.Fatal(err)
+	}
+	slow.WithoutInlineFlush(t) // then dies between a write and its publication
+	second := thing{ID: "t-2", Version: 1}
+	left := ev(t, "rm.thing.created", second)
+	if err := slow.Insert(ctx, coll, second.ID, 1, second, left); err != nil {
+		t.Fatal(err)
+	}
+	goStale()
+	if stale, err := live.Renew(ctx); err != nil || !stale {
+		t.Fatalf("the relay sees a dead instance: %v, %v; want true, the writer that died", stale, err)
+	}
+	if n, err := live.Sweep(ctx); err != nil || n != 1 {
+		t.Fatalf("Sweep() after the writer died = %d, %v; want the event it left", n, err)
+	}
+	if got := ids(stream()); len(got) != 1 || got[0] != left.ID {
+		t.Errorf("stream = %v, want [%s]", got, left.ID)
 	}
 }
