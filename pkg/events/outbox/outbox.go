@@ -292,7 +292,8 @@ func (o *Outbox) staleAfter(interval time.Duration) time.Duration {
 }
 
 // Run, the relay, sweeps at once; then every interval it publishes again
-// what this instance failed to publish, stores its checkpoint, and sweeps
+// what this instance failed to publish, stores its checkpoint (even when
+// publishing failed), and sweeps
 // when another instance's checkpoint has gone stale or a sweep failed (a
 // failed sweep only after a back-off, see backoff.go), until ctx ends.
 func (o *Outbox) Run(ctx context.Context, interval time.Duration) {
@@ -302,12 +303,14 @@ func (o *Outbox) Run(ctx context.Context, interval time.Duration) {
 	sweep := true
 	sweeps := backoff.Doubling{Min: max(minSweepBackoff, interval), Max: maxSweepBackoff}
 	for {
+		// The checkpoint is renewed whether or not publishing works: it
+		// stays before the writes still unpublished (upTo), and an
+		// instance that stopped renewing while NATS was away would look
+		// dead to the others, who would sweep every collection for it.
 		n, err := o.retryFailed(ctx)
-		if err == nil {
-			var stale bool
-			stale, err = o.renew(ctx, staleAfter)
-			sweep = sweep || stale
-		}
+		stale, rerr := o.renew(ctx, staleAfter)
+		sweep = sweep || stale
+		err = errors.Join(err, rerr)
 		if err == nil && sweep && sweeps.May(time.Now()) {
 			var m int
 			m, err = o.sweep(ctx, staleAfter)

@@ -413,3 +413,39 @@ func TestSweepRetiresDeadWriterOnYoungDocument(t *testing.T) {
 		t.Errorf("stream = %v, want %s then %s", ids(got), created.ID, updated.ID)
 	}
 }
+
+// TestRelayRenewsWhileNATSIsDown: while its publications fail, an instance
+// keeps renewing its checkpoint (held before the unpublished write): one
+// that stopped would look dead to the others after staleAfter, and each of
+// them would sweep every collection for it.
+func TestRelayRenewsWhileNATSIsDown(t *testing.T) {
+	coll, _, _ := setup(t)
+	ctx := context.Background()
+	down := outbox.New(failingPublisher{}, nil)
+	down.MinAge = 0
+	down.Register(coll)
+	th := thing{ID: "t-1", Version: 1}
+	if err := down.Insert(ctx, coll, th.ID, 1, th, ev(t, "rm.thing.created", th)); err != nil {
+		t.Fatal(err)
+	}
+	written := time.Now()
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { down.Run(runCtx, 20*time.Millisecond); close(done) }()
+	time.Sleep(300 * time.Millisecond)
+	stop()
+	<-done
+	var ck struct {
+		UpTo      time.Time `bson:"up_to"`
+		RenewedAt time.Time `bson:"renewed_at"`
+	}
+	if err := coll.Database().Collection(outbox.CheckpointCollection).FindOne(ctx, bson.D{}).Decode(&ck); err != nil {
+		t.Fatal(err)
+	}
+	if !ck.RenewedAt.After(written) {
+		t.Errorf("checkpoint renewed at %v, before the relay ran (%v): not renewed while publishing failed", ck.RenewedAt, written)
+	}
+	if u := unsent(t, coll, th.ID); len(u) != 1 || !u[0].At.After(ck.UpTo) && !u[0].At.Equal(ck.UpTo) {
+		t.Errorf("checkpoint up to %v passes the unpublished entry %+v", ck.UpTo, u)
+	}
+}
