@@ -26,6 +26,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -292,25 +293,23 @@ func (o *Outbox) staleAfter(interval time.Duration) time.Duration {
 }
 
 // Run, the relay, sweeps at once; then every interval it publishes again
-// what this instance failed to publish, stores its checkpoint (even when
-// publishing failed), and sweeps
-// when another instance's checkpoint has gone stale or a sweep failed (a
-// failed sweep only after a back-off, see backoff.go), until ctx ends.
+// what this instance failed to publish and sweeps when another instance's
+// checkpoint has gone stale or a sweep failed (a failed sweep only after a
+// back-off, see backoff.go), until ctx ends. Beside that it stores this
+// instance's checkpoint every interval (renewEvery).
 func (o *Outbox) Run(ctx context.Context, interval time.Duration) {
+	staleAfter := o.staleAfter(interval)
+	var stale atomic.Bool
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() { o.renewEvery(ctx, interval, staleAfter, &stale) })
 	t := time.NewTicker(interval)
 	defer t.Stop()
-	staleAfter := o.staleAfter(interval)
 	sweep := true
 	sweeps := backoff.Doubling{Min: max(minSweepBackoff, interval), Max: maxSweepBackoff}
 	for {
-		// The checkpoint is renewed whether or not publishing works: it
-		// stays before the writes still unpublished (upTo), and an
-		// instance that stopped renewing while NATS was away would look
-		// dead to the others, who would sweep every collection for it.
 		n, err := o.retryFailed(ctx)
-		stale, rerr := o.renew(ctx, staleAfter)
-		sweep = sweep || stale
-		err = errors.Join(err, rerr)
+		sweep = stale.Swap(false) || sweep
 		if err == nil && sweep && sweeps.May(time.Now()) {
 			var m int
 			m, err = o.sweep(ctx, staleAfter)
@@ -324,6 +323,32 @@ func (o *Outbox) Run(ctx context.Context, interval time.Duration) {
 		}
 		if n > 0 {
 			o.log.Info("outbox relay published unsent events", "events", n)
+		}
+		if err != nil && ctx.Err() == nil {
+			o.log.Warn("outbox relay", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// renewEvery stores this instance's checkpoint every interval until ctx
+// ends, and sets stale when another instance looks dead. It runs beside
+// the relay's publications and sweeps: the checkpoint needs only the
+// store, and stays before the writes still unpublished (upTo). An instance
+// that stopped renewing while NATS was away or while it swept a big store
+// would look dead to the others, who would each sweep every collection for
+// it.
+func (o *Outbox) renewEvery(ctx context.Context, interval, staleAfter time.Duration, stale *atomic.Bool) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		s, err := o.renew(ctx, staleAfter)
+		if s {
+			stale.Store(true)
 		}
 		if err != nil && ctx.Err() == nil {
 			o.log.Warn("outbox relay", "err", err)

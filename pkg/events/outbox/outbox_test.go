@@ -449,3 +449,46 @@ func TestRelayRenewsWhileNATSIsDown(t *testing.T) {
 		t.Errorf("checkpoint up to %v passes the unpublished entry %+v", ck.UpTo, u)
 	}
 }
+
+// TestRelayRenewsDuringALongSweep: a sweep of a big store takes long (the
+// store reads every document); the checkpoint is renewed meanwhile, or the
+// instance would look dead to the others.
+func TestRelayRenewsDuringALongSweep(t *testing.T) {
+	uri, _ := mongotest.Start(t)
+	slow := &mongotest.SlowReplies{Match: [][]byte{[]byte("\x02find\x00"), []byte(outbox.Field + ".0")}, Delay: 1500 * time.Millisecond}
+	client, err := mongo.Connect(options.Client().ApplyURI(uri).SetDialer(slow))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = client.Disconnect(context.Background()) })
+	coll := client.Database("test").Collection("things")
+	ob := outbox.New(events.NewPublisher(eventstest.Run(t)), nil)
+	ob.Register(coll)
+	th := thing{ID: "t-1", Version: 1}
+	if err := ob.Insert(context.Background(), coll, th.ID, 1, th, ev(t, "rm.thing.created", th)); err != nil {
+		t.Fatal(err) // registers the instance's checkpoint
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { ob.Run(ctx, 20*time.Millisecond); close(done) }()
+	for slow.Matched.Load() == 0 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	began := time.Now() // the sweep's read was sent; its answer comes in 1.5 s
+	time.Sleep(800 * time.Millisecond)
+	var ck struct {
+		RenewedAt time.Time `bson:"renewed_at"`
+	}
+	err = coll.Database().Collection(outbox.CheckpointCollection).FindOne(context.Background(), bson.D{}).Decode(&ck)
+	stop()
+	<-done
+	if err != nil {
+		t.Fatal(err)
+	}
+	if slow.Matched.Load() != 1 {
+		t.Fatalf("sweeps sent: %d, want the one still running", slow.Matched.Load())
+	}
+	if !ck.RenewedAt.After(began.Add(400 * time.Millisecond)) {
+		t.Errorf("checkpoint last renewed %v after the sweep began, 800 ms into it, with renewals every 20 ms", ck.RenewedAt.Sub(began))
+	}
+}
