@@ -296,18 +296,16 @@ func (o *Outbox) staleAfter(interval time.Duration) time.Duration {
 // what this instance failed to publish and sweeps when another instance's
 // checkpoint has gone stale or a sweep failed (a failed sweep only after a
 // back-off, see backoff.go), until ctx ends. Beside that it stores this
-// instance's checkpoint every interval (renewEvery).
+// instance's checkpoint every interval (renewOnce).
 func (o *Outbox) Run(ctx context.Context, interval time.Duration) {
 	staleAfter := o.staleAfter(interval)
 	var stale atomic.Bool
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	wg.Go(func() { o.renewEvery(ctx, interval, staleAfter, &stale) })
-	t := time.NewTicker(interval)
-	defer t.Stop()
+	wg.Go(func() { every(ctx, interval, func() { o.renewOnce(ctx, staleAfter, &stale) }) })
 	sweep := true
 	sweeps := backoff.Doubling{Min: max(minSweepBackoff, interval), Max: maxSweepBackoff}
-	for {
+	every(ctx, interval, func() {
 		n, err := o.retryFailed(ctx)
 		sweep = stale.Swap(false) || sweep
 		if err == nil && sweep && sweeps.May(time.Now()) {
@@ -324,35 +322,37 @@ func (o *Outbox) Run(ctx context.Context, interval time.Duration) {
 		if n > 0 {
 			o.log.Info("outbox relay published unsent events", "events", n)
 		}
-		if err != nil && ctx.Err() == nil {
-			o.log.Warn("outbox relay", "err", err)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+		o.warn(ctx, err)
+	})
+}
+
+// renewOnce stores this instance's checkpoint and sets stale when another
+// instance looks dead. Run does it every interval beside the relay's
+// publications and sweeps: the checkpoint needs only the store, and stays
+// before the writes still unpublished (upTo). An instance that stopped
+// renewing while NATS was away or while it swept a big store would look
+// dead to the others, who would each sweep every collection for it.
+func (o *Outbox) renewOnce(ctx context.Context, staleAfter time.Duration, stale *atomic.Bool) {
+	s, err := o.renew(ctx, staleAfter)
+	if s {
+		stale.Store(true)
+	}
+	o.warn(ctx, err)
+}
+
+// warn logs a failure of the relay, unless it is stopping.
+func (o *Outbox) warn(ctx context.Context, err error) {
+	if err != nil && ctx.Err() == nil {
+		o.log.Warn("outbox relay", "err", err)
 	}
 }
 
-// renewEvery stores this instance's checkpoint every interval until ctx
-// ends, and sets stale when another instance looks dead. It runs beside
-// the relay's publications and sweeps: the checkpoint needs only the
-// store, and stays before the writes still unpublished (upTo). An instance
-// that stopped renewing while NATS was away or while it swept a big store
-// would look dead to the others, who would each sweep every collection for
-// it.
-func (o *Outbox) renewEvery(ctx context.Context, interval, staleAfter time.Duration, stale *atomic.Bool) {
+// every runs f at once, then every interval until ctx ends.
+func every(ctx context.Context, interval time.Duration, f func()) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
-		s, err := o.renew(ctx, staleAfter)
-		if s {
-			stale.Store(true)
-		}
-		if err != nil && ctx.Err() == nil {
-			o.log.Warn("outbox relay", "err", err)
-		}
+		f()
 		select {
 		case <-ctx.Done():
 			return
