@@ -75,7 +75,8 @@ type inflight struct {
 	deleted bool
 	at      time.Time
 	entries []Entry  // to publish, carried entries included
-	own     []string // the ids of the entries this write stamped
+	own     []string // the ids of the entries this write stamped, adopted ones included
+	fresh   []string // the ids of its new entries: only they show it was stored (readBack)
 	stored  bool     // the write committed; until then it may still fail
 	unsure  bool     // the store's answer was lost: retryFailed reads the document back
 }
@@ -100,6 +101,9 @@ func (o *Outbox) stamp(coll *mongo.Collection, id any, deleted bool, entries, or
 			w.own = append(w.own, list[i].ID)
 			o.unpublished[list[i].ID]++
 		}
+	}
+	for _, en := range entries {
+		w.fresh = append(w.fresh, en.ID)
 	}
 	o.pending[w] = struct{}{}
 	return w
@@ -395,8 +399,9 @@ func (o *Outbox) readBack(ctx context.Context, w *inflight) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("outbox: read back %s/%v: %w", w.coll.Name(), w.id, err)
 	}
-	own := make(map[string]bool, len(w.own))
-	for _, id := range w.own {
+	// Not the adopted entries: the document held them before the write.
+	own := make(map[string]bool, len(w.fresh))
+	for _, id := range w.fresh {
 		own[id] = true
 	}
 	for _, en := range env.Outbox {

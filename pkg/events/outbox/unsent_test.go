@@ -6,11 +6,13 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/avxrm/rm/pkg/embedded/mongotest"
 	"github.com/avxrm/rm/pkg/events"
 	"github.com/avxrm/rm/pkg/events/eventstest"
 	"github.com/avxrm/rm/pkg/events/outbox"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // A reader publishes what another instance stored and has not published,
@@ -61,46 +63,16 @@ func TestPublishUnsentPublishesAnotherWritersPendingEvents(t *testing.T) {
 // entry of the instance for sent, so the event was lost, or came late from
 // the writer itself after the scheduler had handed the job's workers on.
 func TestLateWriteOfARetiredInstance(t *testing.T) {
-	uri, _ := mongotest.Start(t)
-	coll := mongotest.Client(t, uri).Database("test").Collection("things")
-	js := eventstest.Run(t)
-	stream := func() []events.Event { return eventstest.ReadAll(t, js, "") }
-	live := outbox.New(events.NewPublisher(js), nil)
-	live.MinAge = 0
-	live.Register(coll)
-	reader := outbox.New(events.NewPublisher(js), nil)
+	c := withOrphan(t)
+	coll, live, th, finished := c.coll, c.live, c.th, c.finished
+	stream := func() []events.Event { return eventstest.ReadAll(t, c.js, "") }
+	reader := outbox.New(events.NewPublisher(c.js), nil)
 	ctx := context.Background()
-	cut := outbox.New(events.NewPublisher(js), nil)
-	cut.Register(coll)
-	th := thing{ID: "t-1", Version: 1}
-	created := ev(t, "rm.thing.created", th)
-	if err := cut.Insert(ctx, coll, th.ID, 1, th, created); err != nil {
-		t.Fatal(err)
-	}
-	// The cut writer's checkpoint goes stale; a sweep finds nothing of it
-	// unsent in the store and retires it.
-	ckpts := coll.Database().Collection(outbox.CheckpointCollection)
-	if _, err := ckpts.UpdateMany(ctx, bson.D{}, bson.D{{Key: "$set", Value: bson.D{{Key: "renewed_at", Value: time.Now().Add(-time.Hour)}}}}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := live.Sweep(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if n, err := ckpts.CountDocuments(ctx, bson.D{{Key: "retired", Value: true}}); err != nil || n != 1 {
-		t.Fatalf("retired instances: %d, %v; want the cut writer", n, err)
-	}
-	// Its late write: stored, never published by it.
-	cut.WithoutInlineFlush(t)
-	th.Version = 2
-	finished := ev(t, "rm.thing.finished", th)
-	if err := cut.Replace(ctx, coll, th.ID, 1, 2, unsent(t, coll, th.ID), th, finished); err != nil {
-		t.Fatal(err)
-	}
 	if n, err := reader.PublishUnsent(ctx, coll, th.ID); err != nil || n != 1 {
 		t.Fatalf("PublishUnsent() = %d, %v; want the late write's event", n, err)
 	}
 	if got := ids(stream()); len(got) != 2 || got[1] != finished.ID {
-		t.Fatalf("stream = %v, want [%s %s]", got, created.ID, finished.ID)
+		t.Fatalf("stream = %v, want [%s %s]", got, c.created.ID, finished.ID)
 	}
 
 	// The next write adopts the orphan: it stores it as its own, publishes
@@ -129,7 +101,7 @@ func TestLateWriteOfARetiredInstance(t *testing.T) {
 		t.Errorf("entries after a later write = %+v, want only that write's", left)
 	}
 	if got := ids(stream()); len(got) != 4 || got[1] != finished.ID || got[2] != cleaned.ID {
-		t.Errorf("stream = %v, want %s, %s (the late event, once), %s, then the last write's", got, created.ID, finished.ID, cleaned.ID)
+		t.Errorf("stream = %v, want %s, %s (the late event, once), %s, then the last write's", got, c.created.ID, finished.ID, cleaned.ID)
 	}
 }
 
@@ -149,14 +121,7 @@ func TestRetiredWriterThatLivesOn(t *testing.T) {
 	if _, err := slow.Renew(ctx); err != nil {
 		t.Fatal(err)
 	}
-	ckpts := coll.Database().Collection(outbox.CheckpointCollection)
-	goStale := func() {
-		t.Helper()
-		if _, err := ckpts.UpdateMany(ctx, bson.D{}, bson.D{{Key: "$set", Value: bson.D{{Key: "renewed_at", Value: time.Now().Add(-time.Hour)}}}}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	goStale()
+	staleCheckpoints(t, coll)
 	if n, err := live.Sweep(ctx); err != nil || n != 0 {
 		t.Fatalf("Sweep() = %d, %v; want nothing to publish, the writer retired", n, err)
 	}
@@ -169,7 +134,7 @@ func TestRetiredWriterThatLivesOn(t *testing.T) {
 	if err := slow.Insert(ctx, coll, second.ID, 1, second, left); err != nil {
 		t.Fatal(err)
 	}
-	goStale()
+	staleCheckpoints(t, coll)
 	if stale, err := live.Renew(ctx); err != nil || !stale {
 		t.Fatalf("the relay sees a dead instance: %v, %v; want true, the writer that died", stale, err)
 	}
@@ -179,4 +144,95 @@ func TestRetiredWriterThatLivesOn(t *testing.T) {
 	if got := ids(stream()); len(got) != 1 || got[0] != left.ID {
 		t.Errorf("stream = %v, want [%s]", got, left.ID)
 	}
+}
+
+// TestFailedWriteThatAdoptsAnOrphan: a write that would adopt an orphan
+// fails with an unknown outcome (its connection lost). Reading the
+// document back, the relay must not take the orphan, which the document
+// held before, for a sign that the write was stored: that published the
+// events of a write that never happened (the fault suite's store restart:
+// two changes announced as the same version).
+func TestFailedWriteThatAdoptsAnOrphan(t *testing.T) {
+	c := withOrphan(t)
+	coll, js, live, th := c.coll, c.js, c.live, c.th
+	ctx := context.Background()
+	other := thing{ID: "t-0", Version: 1} // the live writer's first write registers it
+	if err := live.Insert(ctx, coll, other.ID, 1, other, ev(t, "rm.thing.created", other)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := live.Renew(ctx); err != nil {
+		t.Fatal(err)
+	}
+	lost, cancel := context.WithCancel(ctx)
+	cancel() // the write's outcome is unknown to its writer, and it was not stored
+	th.Version = 3
+	never := ev(t, "rm.thing.updated", th)
+	if err := live.Replace(lost, coll, th.ID, 2, 3, unsent(t, coll, th.ID), th, never); err == nil {
+		t.Fatal("a write on a cancelled context succeeded")
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { live.Run(runCtx, 20*time.Millisecond); close(done) }()
+	time.Sleep(300 * time.Millisecond) // the relay reads the write back
+	stop()
+	<-done
+	for _, e := range eventstest.ReadAll(t, js, "") {
+		if e.ID == never.ID {
+			t.Fatalf("the event of a write that was not stored was published (stream %v)", ids(eventstest.ReadAll(t, js, "")))
+		}
+	}
+}
+
+// staleCheckpoints makes every instance's checkpoint an hour old, as if
+// they had all stopped renewing.
+func staleCheckpoints(t *testing.T, coll *mongo.Collection) {
+	t.Helper()
+	ckpts := coll.Database().Collection(outbox.CheckpointCollection)
+	if _, err := ckpts.UpdateMany(context.Background(), bson.D{}, bson.D{{Key: "$set", Value: bson.D{{Key: "renewed_at", Value: time.Now().Add(-time.Hour)}}}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// orphanCase is a document with an orphan: thing t-1, created by a writer
+// that was then retired (its checkpoint stale, a sweep by live), and
+// changed afterwards by a late write of that writer, stored and never
+// published (finished). live (MinAge 0) and the stream are shared.
+type orphanCase struct {
+	coll              *mongo.Collection
+	js                jetstream.JetStream
+	live              *outbox.Outbox
+	th                thing
+	created, finished events.Event
+}
+
+func withOrphan(t *testing.T) orphanCase {
+	t.Helper()
+	uri, _ := mongotest.Start(t)
+	c := orphanCase{coll: mongotest.Client(t, uri).Database("test").Collection("things"), js: eventstest.Run(t)}
+	c.live = outbox.New(events.NewPublisher(c.js), nil)
+	c.live.MinAge = 0
+	c.live.Register(c.coll)
+	ctx := context.Background()
+	cut := outbox.New(events.NewPublisher(c.js), nil)
+	cut.Register(c.coll)
+	c.th = thing{ID: "t-1", Version: 1}
+	c.created = ev(t, "rm.thing.created", c.th)
+	if err := cut.Insert(ctx, c.coll, c.th.ID, 1, c.th, c.created); err != nil {
+		t.Fatal(err)
+	}
+	staleCheckpoints(t, c.coll)
+	if _, err := c.live.Sweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ckpts := c.coll.Database().Collection(outbox.CheckpointCollection)
+	if n, err := ckpts.CountDocuments(ctx, bson.D{{Key: "retired", Value: true}}); err != nil || n != 1 {
+		t.Fatalf("retired instances: %d, %v; want the cut writer", n, err)
+	}
+	cut.WithoutInlineFlush(t)
+	c.th.Version = 2
+	c.finished = ev(t, "rm.thing.finished", c.th)
+	if err := cut.Replace(ctx, c.coll, c.th.ID, 1, 2, unsent(t, c.coll, c.th.ID), c.th, c.finished); err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
