@@ -239,8 +239,9 @@ func check(subs []submission, evs []event, stored map[string]jobView, limits map
 		for _, e := range es {
 			v := e.Job.Version
 			if prev, ok := states[v]; ok && (prev.Status != e.Job.Status || !prev.UpdatedAt.Equal(e.Job.UpdatedAt)) {
-				add(invEvents, e.Time, id, "two changes announced as version %d: %s at %s and %s at %s (seq %d)",
-					v, prev.Status, prev.UpdatedAt.Format(time.RFC3339Nano), e.Job.Status, e.Job.UpdatedAt.Format(time.RFC3339Nano), e.Seq)
+				add(invEvents, e.Time, id, "two changes announced as version %d: %s at %s and %s at %s (seq %d); stored version %d (%s); events: %s",
+					v, prev.Status, prev.UpdatedAt.Format(time.RFC3339Nano), e.Job.Status, e.Job.UpdatedAt.Format(time.RFC3339Nano), e.Seq,
+					j.Version, j.Status, describe(es))
 			}
 			states[v] = e.Job
 			if v > j.Version {
