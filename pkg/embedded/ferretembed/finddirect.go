@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -34,8 +35,12 @@ import (
 // table's, NOT INDEXED), by the stored type and value of each field.
 // TestFindDirectByFields compares those replies too.
 //
-// Only those shapes of find are answered; any other option (a projection,
-// a sort, a batch size of 0, ...), a collection or database FerretDB does
+// A projection that only leaves out top-level fields (the services read
+// jobs without their runtime and outbox: the scheduler's resync, the API's
+// lists) is applied to the converted document, as FerretDB applies it.
+//
+// Only those shapes of find are answered; any other option (another
+// projection, a sort, a batch size of 0, ...), a collection or database FerretDB does
 // not have (it answers those itself), a stored type the conversion does not
 // cover (binary, regex, timestamp), a field stored as an array (MongoDB's
 // equality looks into arrays), a full first batch that FerretDB would
@@ -71,6 +76,9 @@ func (s *Server) findDirect(msg []byte) []byte {
 	var batch []byte
 	for i, row := range rows {
 		d, err := sjsonToBSON(row)
+		if err == nil && len(f.exclude) > 0 {
+			d, err = withoutFields(d, f.exclude)
+		}
 		if err != nil || arrayField(d, f.eq) {
 			s.sqlLookups.findFellBack.Add(1)
 			return nil
@@ -97,6 +105,7 @@ type findQuery struct {
 	absent   []string // by fields: fields that must not exist
 	max      int      // documents in the first batch at most
 	single   bool     // the cursor ends with the first batch (singleBatch, or a limit below max)
+	exclude  []string // top-level fields the projection leaves out ({f: 0, ...})
 }
 
 type eqCond struct {
@@ -156,6 +165,11 @@ func parseFind(doc bsoncore.Document) (findQuery, bool) {
 			if f.single, ok = v.BooleanOK(); !ok {
 				return f, false
 			}
+		case k == "projection":
+			pd, ok := v.DocumentOK()
+			if !ok || !f.parseExclusion(pd) {
+				return f, false
+			}
 		case k == "batchSize":
 			n, ok := wholeNumber(v)
 			if !ok || n < 1 || n > 1<<20 {
@@ -163,7 +177,7 @@ func parseFind(doc bsoncore.Document) (findQuery, bool) {
 			}
 			f.max = int(n)
 		case findNeutral[k]:
-		default: // projection, sort, skip, hint, collation, readConcern, ...
+		default: // sort, skip, hint, collation, readConcern, ...
 			return f, false
 		}
 	}
@@ -173,6 +187,49 @@ func parseFind(doc bsoncore.Document) (findQuery, bool) {
 		f.max, f.single = int(limit), true
 	}
 	return f, f.db != "" && seen["filter"]
+}
+
+// parseExclusion takes a projection that leaves out top-level fields and
+// nothing else ({runtime: 0, _outbox: 0}, the services' reads of jobs): each
+// value 0 or false, no _id, no path, no operator.
+func (f *findQuery) parseExclusion(pd bsoncore.Document) bool {
+	els, err := pd.Elements()
+	if err != nil || len(els) == 0 {
+		return false
+	}
+	seen := map[string]bool{}
+	for _, e := range els {
+		k, v := e.Key(), e.Value()
+		if k == "_id" || checkKey(k, seen) != nil {
+			return false
+		}
+		if n, ok := wholeNumber(v); ok && n == 0 && v.Type != bsoncore.TypeBoolean {
+			f.exclude = append(f.exclude, k)
+			continue
+		}
+		if b, ok := v.BooleanOK(); ok && !b {
+			f.exclude = append(f.exclude, k)
+			continue
+		}
+		return false
+	}
+	return true
+}
+
+// withoutFields returns d without its top-level fields named in exclude,
+// the others in their order.
+func withoutFields(d bsoncore.Document, exclude []string) (bsoncore.Document, error) {
+	els, err := d.Elements()
+	if err != nil {
+		return nil, err
+	}
+	idx, out := bsoncore.AppendDocumentStart(nil)
+	for _, e := range els {
+		if !slices.Contains(exclude, e.Key()) {
+			out = append(out, e...)
+		}
+	}
+	return bsoncore.AppendDocumentEnd(out, idx)
 }
 
 // wholeNumber is v as an integer, if it is a number with no fraction.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -41,31 +42,48 @@ func TestFindDirectMatchesFerretDB(t *testing.T) {
 			if _, err := r.ferret.InsertOne(ctx, append(bson.D{{Key: "_id", Value: "ID"}}, c.doc...)); err != nil {
 				t.Fatal(err)
 			}
-			var replies [2]bson.Raw
-			var docs [2]bson.Raw
+			// The services' exclusions: one of the document's fields (or
+			// none there) and one it may not have, as int32, int64 and bool.
+			drop := "runtime"
+			if len(c.doc) > 0 {
+				drop = c.doc[0].Key
+			}
+			exclusion := bson.D{{Key: drop, Value: int32(0)}, {Key: "_outbox", Value: false}, {Key: "absent", Value: int64(0)}}
+			finds := []bson.D{find, append(append(bson.D{}, find...), bson.E{Key: "projection", Value: exclusion})}
+			var replies [2][]bson.Raw
+			var docs [2][]bson.Raw
 			a0, f0 := r.srv.DirectFindStats()
 			for i, on := range []bool{false, true} {
 				r.srv.SetDirect(on)
-				var err error
-				if replies[i], err = r.ferret.Database().RunCommand(ctx, find).Raw(); err != nil {
-					t.Fatal(err)
+				for _, cmd := range finds {
+					reply, err := r.ferret.Database().RunCommand(ctx, cmd).Raw()
+					if err != nil {
+						t.Fatal(err)
+					}
+					replies[i] = append(replies[i], reply)
 				}
-				if docs[i], err = r.ferret.FindOne(ctx, bson.D{{Key: "_id", Value: "ID"}}).Raw(); err != nil {
-					t.Fatal(err)
+				for _, opts := range []*options.FindOneOptionsBuilder{options.FindOne(), options.FindOne().SetProjection(exclusion)} {
+					doc, err := r.ferret.FindOne(ctx, bson.D{{Key: "_id", Value: "ID"}}, opts).Raw()
+					if err != nil {
+						t.Fatal(err)
+					}
+					docs[i] = append(docs[i], doc)
 				}
 			}
 			a1, f1 := r.srv.DirectFindStats()
-			if !bytes.Equal(replies[0], replies[1]) {
-				t.Errorf("replies differ:\nFerretDB %s\nSQLite   %s", replies[0], replies[1])
+			for k := range replies[0] {
+				if !bytes.Equal(replies[0][k], replies[1][k]) {
+					t.Errorf("replies to find %d differ:\nFerretDB %s\nSQLite   %s", k, replies[0][k], replies[1][k])
+				}
+				if !bytes.Equal(docs[0][k], docs[1][k]) {
+					t.Errorf("FindOne %d differs:\nFerretDB %s\nSQLite   %s", k, docs[0][k], docs[1][k])
+				}
 			}
-			if !bytes.Equal(docs[0], docs[1]) {
-				t.Errorf("FindOne differs:\nFerretDB %s\nSQLite   %s", docs[0], docs[1])
+			if c.direct && (a1-a0 != 4 || f1 != f0) {
+				t.Errorf("SQLite answered %d of 4 finds, left %d to FerretDB", a1-a0, f1-f0)
 			}
-			if c.direct && (a1-a0 != 2 || f1 != f0) {
-				t.Errorf("SQLite answered %d of 2 finds, left %d to FerretDB", a1-a0, f1-f0)
-			}
-			if !c.direct && (a1 != a0 || f1-f0 != 2) {
-				t.Errorf("SQLite answered %d finds and left %d to FerretDB; want 0 and 2", a1-a0, f1-f0)
+			if !c.direct && (a1 != a0 || f1-f0 != 4) {
+				t.Errorf("SQLite answered %d finds and left %d to FerretDB; want 0 and 4", a1-a0, f1-f0)
 			}
 		})
 	}
@@ -107,6 +125,19 @@ func TestFindDirectScope(t *testing.T) {
 	for _, f := range []func() error{
 		func() error {
 			return r.ferret.FindOne(ctx, bson.D{{Key: "_id", Value: "x"}}, options.FindOne().SetProjection(bson.D{{Key: "a", Value: 1}})).Err()
+		},
+		func() error {
+			return r.ferret.FindOne(ctx, bson.D{{Key: "_id", Value: "x"}}, options.FindOne().SetProjection(bson.D{{Key: "_id", Value: 0}})).Err()
+		},
+		func() error {
+			return r.ferret.FindOne(ctx, bson.D{{Key: "_id", Value: "x"}}, options.FindOne().SetProjection(bson.D{{Key: "a.b", Value: 0}})).Err()
+		},
+		func() error { // FerretDB refuses it: its error is the answer
+			err := r.ferret.FindOne(ctx, bson.D{{Key: "_id", Value: "x"}}, options.FindOne().SetProjection(bson.D{{Key: "a", Value: 0}, {Key: "b", Value: 1}})).Err()
+			if err == nil || !strings.Contains(err.Error(), "exclusion projection") {
+				return fmt.Errorf("a mixed projection: %v, want FerretDB's refusal", err)
+			}
+			return nil
 		},
 		func() error {
 			return r.ferret.FindOne(ctx, bson.D{{Key: "_id", Value: "x"}, {Key: "a", Value: int32(1)}}).Err()
@@ -192,6 +223,7 @@ func TestFindDirectByFields(t *testing.T) {
 		{"a number: FerretDB's", find(bson.D{{Key: "n", Value: int32(3)}}), false},
 		{"$exists true: FerretDB's", find(bson.D{{Key: "name", Value: "n0"}, {Key: "_deleted", Value: bson.D{{Key: "$exists", Value: true}}}}), false},
 		{"a projection: FerretDB's", find(bson.D{{Key: "name", Value: "n0"}}, bson.E{Key: "projection", Value: bson.D{{Key: "n", Value: 1}}}), false},
+		{"an exclusion", find(bson.D{{Key: "name", Value: "n0"}}, bson.E{Key: "projection", Value: bson.D{{Key: "n", Value: 0}, {Key: "tags", Value: false}}}), true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			var replies [2]bson.Raw
