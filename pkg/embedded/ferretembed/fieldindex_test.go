@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -180,7 +179,7 @@ func TestPartialIndexRefusesValuesItDoesNotHold(t *testing.T) {
 }
 
 // TestMatchingIDsUnharmedByCancelledLookups runs lookups with deadlines of
-// a few milliseconds beside a writer that adds active jobs one by one and
+// a few milliseconds for two seconds, then adds active jobs one by one and
 // looks each up with a deadline of a minute. A modernc.org/sqlite query
 // cancelled while it steps leaves its pooled connection in its read
 // transaction (later lookups on it see old data) and the interrupt fails
@@ -188,7 +187,8 @@ func TestPartialIndexRefusesValuesItDoesNotHold(t *testing.T) {
 // they are killed or cut off mid-read. Every lookup must see the job just
 // written, and none may fail.
 func TestMatchingIDsUnharmedByCancelledLookups(t *testing.T) {
-	ctx := testContext(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
 	uri, srv := mongotest.Start(t)
 	coll := mongotest.Client(t, uri).Database("rm").Collection("jobs")
 	docs := make([]any, 0, 1000)
@@ -198,29 +198,27 @@ func TestMatchingIDsUnharmedByCancelledLookups(t *testing.T) {
 	if _, err := coll.InsertMany(ctx, docs); err != nil {
 		t.Fatal(err)
 	}
-	var stop atomic.Bool
 	var wg sync.WaitGroup
-	defer func() { stop.Store(true); wg.Wait() }()
+	stop := time.Now().Add(2 * time.Second)
 	for c := range 6 {
 		wg.Go(func() {
 			rnd := rand.New(rand.NewPCG(uint64(c), uint64(time.Now().UnixNano())))
-			for !stop.Load() {
-				tctx, cancel := context.WithTimeout(context.Background(), time.Duration(200+rnd.IntN(3000))*time.Microsecond)
+			for time.Now().Before(stop) {
+				tctx, cancel := context.WithTimeout(ctx, time.Duration(200+rnd.IntN(3000))*time.Microsecond)
 				_, _ = srv.MatchingIDs(tctx, "rm", "jobs", activeWhere, activeResidual)
 				cancel()
 			}
 		})
 	}
+	wg.Wait()
 	stale, failed := 0, 0
 	for i := range 25 {
 		id := fmt.Sprintf("new-%d", i)
 		if _, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: id}, {Key: "status", Value: "running"}}); err != nil {
 			t.Fatal(err)
 		}
-		for range 2 {
-			rctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			ids, err := srv.MatchingIDs(rctx, "rm", "jobs", activeWhere, activeResidual)
-			cancel()
+		for range 4 { // the pool's connections in turn
+			ids, err := srv.MatchingIDs(ctx, "rm", "jobs", activeWhere, activeResidual)
 			switch {
 			case err != nil:
 				failed++
@@ -232,6 +230,6 @@ func TestMatchingIDsUnharmedByCancelledLookups(t *testing.T) {
 		}
 	}
 	if stale+failed > 0 {
-		t.Errorf("%d lookups saw old data and %d failed, of 50", stale, failed)
+		t.Errorf("%d lookups saw old data and %d failed, of 100", stale, failed)
 	}
 }
