@@ -213,6 +213,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		internalURI: f.MongoDBURI(),
 		done:        make(chan struct{}),
 	}
+	s.fieldSlots = make(chan struct{}, fieldConns)
 
 	// The server outlives Start's ctx; only Close stops it.
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))

@@ -162,7 +162,6 @@ func combinations(where []FieldCond) [][]FieldCond {
 // connections. The queries read an index; an index build is bounded by
 // indexBuildTimeout.
 func (s *Server) matchingIDs(ctx context.Context, db, coll string, where, residual []FieldCond, with string, limit int) ([]ordered, error) {
-	s.fieldOnce.Do(func() { s.fieldSlots = make(chan struct{}, fieldConns) })
 	select {
 	case s.fieldSlots <- struct{}{}:
 	case <-ctx.Done():
@@ -470,8 +469,7 @@ const fieldConns = 4
 
 // fieldState is the Server's part for MatchingIDs.
 type fieldState struct {
-	fieldOnce    sync.Once
-	fieldSlots   chan struct{} // a token per lookup running (matchingIDs)
+	fieldSlots   chan struct{} // a token per lookup running (matchingIDs), fieldConns of them
 	fieldDBs     sqliteConns
 	fieldMu      sync.Mutex // guards fieldIndexes
 	fieldIndexes map[string]bool

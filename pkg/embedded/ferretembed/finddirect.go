@@ -203,15 +203,12 @@ func (f *findQuery) parseExclusion(pd bsoncore.Document) bool {
 		if k == "_id" || checkKey(k, seen) != nil {
 			return false
 		}
-		if n, ok := wholeNumber(v); ok && n == 0 && v.Type != bsoncore.TypeBoolean {
-			f.exclude = append(f.exclude, k)
-			continue
+		n, number := wholeNumber(v)
+		b, boolean := v.BooleanOK()
+		if !(number && n == 0 || boolean && !b) {
+			return false
 		}
-		if b, ok := v.BooleanOK(); ok && !b {
-			f.exclude = append(f.exclude, k)
-			continue
-		}
-		return false
+		f.exclude = append(f.exclude, k)
 	}
 	return true
 }

@@ -75,8 +75,8 @@ type inflight struct {
 	deleted bool
 	at      time.Time
 	entries []Entry  // to publish, carried entries included
-	own     []string // the ids of the entries this write stamped, adopted ones included
-	fresh   []string // the ids of its new entries: only they show it was stored (readBack)
+	own     []string // the ids of the entries this write stamped: the adopted ones, then its new ones
+	fresh   []string // the tail of own that are its new entries: only they show it was stored (readBack)
 	stored  bool     // the write committed; until then it may still fail
 	unsure  bool     // the store's answer was lost: retryFailed reads the document back
 }
@@ -102,9 +102,7 @@ func (o *Outbox) stamp(coll *mongo.Collection, id any, deleted bool, entries, or
 			o.unpublished[list[i].ID]++
 		}
 	}
-	for _, en := range entries {
-		w.fresh = append(w.fresh, en.ID)
-	}
+	w.fresh = w.own[len(orphans):]
 	o.pending[w] = struct{}{}
 	return w
 }
