@@ -38,6 +38,12 @@ func TestRetryReleasesTheOldLeaseAndAdmitsAgain(t *testing.T) {
 		t.Errorf("allocated while j2 runs (-want +got):\n%s", diff)
 	}
 
+	// The pass after the requeue records why j1 still waits (j2 holds the
+	// capacity); j2 ends only then, or j1 would go straight to admitted.
+	e.eventually("j1 waits for capacity", func() bool {
+		j := e.job(j1)
+		return j.Status == events.JobPending && admittedCond(j).Reason != reasonRetrying
+	})
 	e.clock.Advance(5e9)
 	e.finish(j2, events.JobSucceeded)
 	got := e.waitStatus(j1, events.JobAdmitted)
