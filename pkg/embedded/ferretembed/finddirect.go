@@ -28,6 +28,11 @@ import (
 // reply FerretDB gives. TestFindDirectMatchesFerretDB compares the replies
 // byte for byte.
 //
+// A read of many documents by _id ({_id: {$in: [<string>, ...]}}, how the
+// services read the jobs an index look-up found, 100 at a time) is
+// answered by the same index, in the table's order, as FerretDB (which
+// reads the whole table for it) answers.
+//
 // The services' look-ups by name ({name: "q", _deleted: {$exists:
 // false}}, the default plugin by {is_default: true}, ...) are answered the
 // same way: FerretDB reads every document of the collection and filters
@@ -37,7 +42,8 @@ import (
 //
 // A projection that only leaves out top-level fields (the services read
 // jobs without their runtime and outbox: the scheduler's resync, the API's
-// lists) is applied to the converted document, as FerretDB applies it.
+// lists), or only keeps some (the outbox reads a document's entries), is
+// applied to the converted document, as FerretDB applies it.
 //
 // Only those shapes of find are answered; any other option (another
 // projection, a sort, a batch size of 0, ...), a collection or database FerretDB does
@@ -76,10 +82,11 @@ func (s *Server) findDirect(msg []byte) []byte {
 	var batch []byte
 	for i, row := range rows {
 		d, err := sjsonToBSON(row)
-		if err == nil && len(f.exclude) > 0 {
-			d, err = withoutFields(d, f.exclude)
-		}
 		if err != nil || arrayField(d, f.eq) {
+			s.sqlLookups.findFellBack.Add(1)
+			return nil
+		}
+		if d, err = f.project(d); err != nil {
 			s.sqlLookups.findFellBack.Add(1)
 			return nil
 		}
@@ -94,18 +101,21 @@ func (s *Server) findDirect(msg []byte) []byte {
 		bsoncore.AppendDoubleElement(nil, "ok", 1)))
 }
 
-// findQuery is a find the proxy answers: by a string _id, or by equality
+// findQuery is a find the proxy answers: by a string _id or a list of
+// them ({_id: {$in: [...]}}), or by equality
 // of top-level fields to strings or booleans and absence of others
 // ({name: "q", _deleted: {$exists: false}}, the services' look-ups by
 // name), with at most max documents in the one batch of the reply.
 type findQuery struct {
 	db, coll string
 	id       string   // the _id, or "" for a look-up by fields
+	ids      []string // or the _ids of {_id: {$in: [...]}} (a read of many jobs)
 	eq       []eqCond // by fields: field = value
 	absent   []string // by fields: fields that must not exist
 	max      int      // documents in the first batch at most
 	single   bool     // the cursor ends with the first batch (singleBatch, or a limit below max)
 	exclude  []string // top-level fields the projection leaves out ({f: 0, ...})
+	include  []string // or the only ones it keeps, with _id ({f: 1, ...})
 }
 
 type eqCond struct {
@@ -167,7 +177,7 @@ func parseFind(doc bsoncore.Document) (findQuery, bool) {
 			}
 		case k == "projection":
 			pd, ok := v.DocumentOK()
-			if !ok || !f.parseExclusion(pd) {
+			if !ok || !f.parseProjection(pd) {
 				return f, false
 			}
 		case k == "batchSize":
@@ -189,15 +199,18 @@ func parseFind(doc bsoncore.Document) (findQuery, bool) {
 	return f, f.db != "" && seen["filter"]
 }
 
-// parseExclusion takes a projection that leaves out top-level fields and
-// nothing else ({runtime: 0, _outbox: 0}, the services' reads of jobs): each
-// value 0 or false, no _id, no path, no operator.
-func (f *findQuery) parseExclusion(pd bsoncore.Document) bool {
+// parseProjection takes a projection of top-level fields only: one that
+// leaves them out ({runtime: 0, _outbox: 0}, the services' reads of jobs),
+// each value 0 or false, or one that keeps only them and _id ({_outbox: 1},
+// the outbox's reads), each value 1 or true. No _id, no path, no operator,
+// no mix (FerretDB refuses a mix: its error is the answer).
+func (f *findQuery) parseProjection(pd bsoncore.Document) bool {
 	els, err := pd.Elements()
 	if err != nil || len(els) == 0 {
 		return false
 	}
 	seen := map[string]bool{}
+	var zeros, ones []string
 	for _, e := range els {
 		k, v := e.Key(), e.Value()
 		if k == "_id" || checkKey(k, seen) != nil {
@@ -205,24 +218,42 @@ func (f *findQuery) parseExclusion(pd bsoncore.Document) bool {
 		}
 		n, number := wholeNumber(v)
 		b, boolean := v.BooleanOK()
-		if !(number && n == 0 || boolean && !b) {
+		switch {
+		case number && n == 0 || boolean && !b:
+			zeros = append(zeros, k)
+		case number && n == 1 || boolean && b:
+			ones = append(ones, k)
+		default:
 			return false
 		}
-		f.exclude = append(f.exclude, k)
 	}
+	if len(zeros) > 0 && len(ones) > 0 {
+		return false
+	}
+	f.exclude, f.include = zeros, ones
 	return true
 }
 
-// withoutFields returns d without its top-level fields named in exclude,
-// the others in their order.
-func withoutFields(d bsoncore.Document, exclude []string) (bsoncore.Document, error) {
+// project applies the query's projection to d: without the top-level
+// fields it excludes, or with _id and the fields it includes only, in
+// d's order, as FerretDB projects.
+func (f *findQuery) project(d bsoncore.Document) (bsoncore.Document, error) {
+	if len(f.exclude) == 0 && len(f.include) == 0 {
+		return d, nil
+	}
 	els, err := d.Elements()
 	if err != nil {
 		return nil, err
 	}
 	idx, out := bsoncore.AppendDocumentStart(nil)
+	if len(f.include) > 0 {
+		if id, err := d.LookupErr("_id"); err == nil {
+			out = bsoncore.AppendValueElement(out, "_id", id)
+		}
+	}
 	for _, e := range els {
-		if !slices.Contains(exclude, e.Key()) {
+		k := e.Key()
+		if len(f.exclude) > 0 && !slices.Contains(f.exclude, k) || len(f.include) > 0 && k != "_id" && slices.Contains(f.include, k) {
 			out = append(out, e...)
 		}
 	}
@@ -246,9 +277,11 @@ func (f *findQuery) parseFilter(fd bsoncore.Document) bool {
 		return false
 	}
 	if len(els) == 1 && els[0].Key() == "_id" {
-		id, ok := els[0].Value().StringValueOK()
-		f.id = id
-		return ok
+		if id, ok := els[0].Value().StringValueOK(); ok {
+			f.id = id
+			return true
+		}
+		return f.parseIn(els[0].Value())
 	}
 	seen := map[string]bool{}
 	for _, e := range els {
@@ -275,6 +308,38 @@ func (f *findQuery) parseFilter(fd bsoncore.Document) bool {
 		}
 	}
 	return len(f.eq) > 0
+}
+
+// maxInIDs is how many _ids a find by {$in: [...]} may name to be answered
+// here.
+const maxInIDs = 1000
+
+// parseIn takes {$in: [<string>, ...]}, at least one and at most maxInIDs.
+func (f *findQuery) parseIn(v bsoncore.Value) bool {
+	d, ok := v.DocumentOK()
+	if !ok {
+		return false
+	}
+	ops, err := d.Elements()
+	if err != nil || len(ops) != 1 || ops[0].Key() != "$in" {
+		return false
+	}
+	arr, ok := ops[0].Value().ArrayOK()
+	if !ok {
+		return false
+	}
+	vals, err := arr.Values()
+	if err != nil || len(vals) == 0 || len(vals) > maxInIDs {
+		return false
+	}
+	for _, v := range vals {
+		id, ok := v.StringValueOK()
+		if !ok {
+			return false
+		}
+		f.ids = append(f.ids, id)
+	}
+	return true
 }
 
 // readRows reads the stored sjson of the documents f finds, at most f.max
@@ -306,6 +371,24 @@ func (s *Server) readRows(ctx context.Context, f findQuery) ([]string, error) {
 		q = fmt.Sprintf("SELECT _ferretdb_sjson FROM %s INDEXED BY %s WHERE %s = ?",
 			quoteIdent(table), quoteIdent(idIndexName(table)), idExpr)
 		args = []any{string(id)}
+	} else if len(f.ids) > 0 {
+		// FerretDB reads the whole table in its order (rowid) and
+		// filters in Go; the _id index finds the same rows.
+		texts := make([]string, len(f.ids))
+		for i, id := range f.ids {
+			t, err := json.Marshal(id)
+			if err != nil {
+				return nil, err
+			}
+			texts[i] = string(t)
+		}
+		list, err := json.Marshal(texts)
+		if err != nil {
+			return nil, err
+		}
+		q = fmt.Sprintf("SELECT _ferretdb_sjson FROM %s INDEXED BY %s WHERE %s IN (SELECT value FROM json_each(?)) ORDER BY rowid LIMIT ?",
+			quoteIdent(table), quoteIdent(idIndexName(table)), idExpr)
+		args = []any{string(list), f.max + 1}
 	} else {
 		// FerretDB reads the whole table in its order (rowid: NOT INDEXED)
 		// and filters in Go. A row whose field is an array is selected

@@ -49,7 +49,15 @@ func TestFindDirectMatchesFerretDB(t *testing.T) {
 				drop = c.doc[0].Key
 			}
 			exclusion := bson.D{{Key: drop, Value: int32(0)}, {Key: "_outbox", Value: false}, {Key: "absent", Value: int64(0)}}
-			finds := []bson.D{find, append(append(bson.D{}, find...), bson.E{Key: "projection", Value: exclusion})}
+			// The outbox's inclusion, and one of the document's fields
+			// named after a later one.
+			keep := "_outbox"
+			if len(c.doc) > 1 {
+				keep = c.doc[len(c.doc)-1].Key
+			}
+			inclusion := bson.D{{Key: keep, Value: int32(1)}, {Key: drop, Value: true}, {Key: "absent", Value: int64(1)}}
+			finds := []bson.D{find, append(append(bson.D{}, find...), bson.E{Key: "projection", Value: exclusion}),
+				append(append(bson.D{}, find...), bson.E{Key: "projection", Value: inclusion})}
 			var replies [2][]bson.Raw
 			var docs [2][]bson.Raw
 			a0, f0 := r.srv.DirectFindStats()
@@ -62,7 +70,7 @@ func TestFindDirectMatchesFerretDB(t *testing.T) {
 					}
 					replies[i] = append(replies[i], reply)
 				}
-				for _, opts := range []*options.FindOneOptionsBuilder{options.FindOne(), options.FindOne().SetProjection(exclusion)} {
+				for _, opts := range []*options.FindOneOptionsBuilder{options.FindOne(), options.FindOne().SetProjection(exclusion), options.FindOne().SetProjection(inclusion)} {
 					doc, err := r.ferret.FindOne(ctx, bson.D{{Key: "_id", Value: "ID"}}, opts).Raw()
 					if err != nil {
 						t.Fatal(err)
@@ -79,11 +87,11 @@ func TestFindDirectMatchesFerretDB(t *testing.T) {
 					t.Errorf("FindOne %d differs:\nFerretDB %s\nSQLite   %s", k, docs[0][k], docs[1][k])
 				}
 			}
-			if c.direct && (a1-a0 != 4 || f1 != f0) {
-				t.Errorf("SQLite answered %d of 4 finds, left %d to FerretDB", a1-a0, f1-f0)
+			if c.direct && (a1-a0 != 6 || f1 != f0) {
+				t.Errorf("SQLite answered %d of 6 finds, left %d to FerretDB", a1-a0, f1-f0)
 			}
-			if !c.direct && (a1 != a0 || f1-f0 != 4) {
-				t.Errorf("SQLite answered %d finds and left %d to FerretDB; want 0 and 4", a1-a0, f1-f0)
+			if !c.direct && (a1 != a0 || f1-f0 != 6) {
+				t.Errorf("SQLite answered %d finds and left %d to FerretDB; want 0 and 6", a1-a0, f1-f0)
 			}
 		})
 	}
@@ -124,7 +132,7 @@ func TestFindDirectScope(t *testing.T) {
 	a0, _ = r.srv.DirectFindStats()
 	for _, f := range []func() error{
 		func() error {
-			return r.ferret.FindOne(ctx, bson.D{{Key: "_id", Value: "x"}}, options.FindOne().SetProjection(bson.D{{Key: "a", Value: 1}})).Err()
+			return r.ferret.FindOne(ctx, bson.D{{Key: "_id", Value: "x"}}, options.FindOne().SetProjection(bson.D{{Key: "a", Value: 2}})).Err()
 		},
 		func() error {
 			return r.ferret.FindOne(ctx, bson.D{{Key: "_id", Value: "x"}}, options.FindOne().SetProjection(bson.D{{Key: "_id", Value: 0}})).Err()
@@ -190,6 +198,10 @@ func TestFindDirectByFields(t *testing.T) {
 		}
 		docs = append(docs, d)
 	}
+	// Two whose _ids sort first, stored last: FerretDB answers in the
+	// table's order, not the _ids'.
+	docs = append(docs, bson.D{{Key: "_id", Value: "a1"}, {Key: "name", Value: "late"}, {Key: "n", Value: int32(-1)}},
+		bson.D{{Key: "_id", Value: "a0"}, {Key: "name", Value: "late"}, {Key: "n", Value: int32(-2)}})
 	if _, err := coll.InsertMany(ctx, docs); err != nil {
 		t.Fatal(err)
 	}
@@ -201,6 +213,12 @@ func TestFindDirectByFields(t *testing.T) {
 		return append(bson.D{{Key: "find", Value: "lookups"}, {Key: "filter", Value: filter}}, opts...)
 	}
 	limit1 := []bson.E{{Key: "limit", Value: int64(1)}, {Key: "singleBatch", Value: true}}
+	in := func(ids ...any) bson.D { return bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: append(bson.A{}, ids...)}}}} }
+	var all []any
+	for i := range 150 {
+		all = append(all, fmt.Sprintf("d%03d", i))
+	}
+	some := in("d005", "a1", "d003", "missing", "d003", "a0", "d010")
 	for _, c := range []struct {
 		name   string
 		cmd    bson.D
@@ -222,8 +240,19 @@ func TestFindDirectByFields(t *testing.T) {
 		{"an array row beyond the limit", find(bson.D{{Key: "tags", Value: "x"}}, limit1...), true},
 		{"a number: FerretDB's", find(bson.D{{Key: "n", Value: int32(3)}}), false},
 		{"$exists true: FerretDB's", find(bson.D{{Key: "name", Value: "n0"}, {Key: "_deleted", Value: bson.D{{Key: "$exists", Value: true}}}}), false},
-		{"a projection: FerretDB's", find(bson.D{{Key: "name", Value: "n0"}}, bson.E{Key: "projection", Value: bson.D{{Key: "n", Value: 1}}}), false},
+		{"a projection that sets a value: FerretDB's", find(bson.D{{Key: "name", Value: "n0"}}, bson.E{Key: "projection", Value: bson.D{{Key: "n", Value: "v"}}}), false},
+		{"an inclusion", find(bson.D{{Key: "name", Value: "n0"}}, bson.E{Key: "projection", Value: bson.D{{Key: "tags", Value: 1}, {Key: "n", Value: true}}}), true},
 		{"an exclusion", find(bson.D{{Key: "name", Value: "n0"}}, bson.E{Key: "projection", Value: bson.D{{Key: "n", Value: 0}, {Key: "tags", Value: false}}}), true},
+		{"by _ids", find(some), true},
+		{"by _ids, an exclusion", find(some, bson.E{Key: "projection", Value: bson.D{{Key: "n", Value: 0}}}), true},
+		{"by _ids, an inclusion", find(some, bson.E{Key: "projection", Value: bson.D{{Key: "name", Value: 1}}}), true},
+		{"by _ids, a limit", find(some, bson.E{Key: "limit", Value: int64(2)}), true},
+		{"by _ids, none there", find(in("x", "y")), true},
+		{"by _ids, a number among them: FerretDB's", find(in("d001", int32(5))), false},
+		{"by _ids, none listed: FerretDB's", find(in()), false},
+		{"by _ids, another operator: FerretDB's", find(bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: bson.A{"d001"}}, {Key: "$ne", Value: "x"}}}}), false},
+		{"by _ids, more than a batch: a cursor", find(in(all...)), false},
+		{"by _ids, more than a batch, single batch", find(in(all...), bson.E{Key: "singleBatch", Value: true}), true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			var replies [2]bson.Raw
