@@ -2,9 +2,12 @@ package outbox_test
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
@@ -19,25 +22,14 @@ import (
 // and only that: what the writer published before is left alone, and a
 // second publication of the same events is dropped by the stream.
 func TestPublishUnsentPublishesAnotherWritersPendingEvents(t *testing.T) {
-	uri, _ := mongotest.Start(t)
-	coll := mongotest.Client(t, uri).Database("test").Collection("things")
-	js := eventstest.Run(t)
-	reader := outbox.New(events.NewPublisher(js), nil)
-	writer := outbox.New(events.NewPublisher(js), nil)
-	writer.Register(coll)
+	coll, js, reader, writer := readerAndWriter(t)
 	ctx := context.Background()
 	th := thing{ID: "t-1", Version: 1}
 	created := ev(t, "rm.thing.created", th)
 	if err := writer.Insert(ctx, coll, th.ID, 1, th, created); err != nil {
 		t.Fatal(err)
 	}
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { writer.Run(runCtx, 20*time.Millisecond); close(done) }()
-	time.Sleep(200 * time.Millisecond) // a few checkpoints: the first event is sent
-	stop()
-	<-done
-	writer.WithoutInlineFlush(t) // its publication fails (NATS restarting)
+	checkpointThenFail(t, writer) // its publication fails (NATS restarting)
 	th.Version = 2
 	updated := ev(t, "rm.thing.updated", th)
 	if err := writer.Replace(ctx, coll, th.ID, 1, 2, unsent(t, coll, th.ID), th, updated); err != nil {
@@ -52,6 +44,75 @@ func TestPublishUnsentPublishesAnotherWritersPendingEvents(t *testing.T) {
 	if len(got) != 2 || got[0].ID != created.ID || got[1].ID != updated.ID {
 		t.Errorf("stream = %v, want [%s %s]", ids(got), created.ID, updated.ID)
 	}
+}
+
+// PublishUnsentOf does for many documents what PublishUnsent does for one:
+// each document's unsent events, in their order, and nothing that was
+// sent or of a document that is gone.
+func TestPublishUnsentOfManyDocuments(t *testing.T) {
+	coll, js, reader, writer := readerAndWriter(t)
+	ctx := context.Background()
+	var sent []string // the events the writer published itself
+	for i := range 3 {
+		th := thing{ID: fmt.Sprintf("t-%d", i), Version: 1}
+		created := ev(t, "rm.thing.created", th)
+		if err := writer.Insert(ctx, coll, th.ID, 1, th, created); err != nil {
+			t.Fatal(err)
+		}
+		sent = append(sent, created.ID)
+	}
+	checkpointThenFail(t, writer)
+	want := map[string][]string{}
+	for i, n := range []int{2, 0, 1} { // t-0 changes twice, t-1 not at all, t-2 once
+		th := thing{ID: fmt.Sprintf("t-%d", i), Version: 1}
+		for range n {
+			th.Version++
+			e := ev(t, "rm.thing.updated", th)
+			if err := writer.Replace(ctx, coll, th.ID, th.Version-1, th.Version, unsent(t, coll, th.ID), th, e); err != nil {
+				t.Fatal(err)
+			}
+			want[th.ID] = append(want[th.ID], e.ID)
+		}
+	}
+	n, err := reader.PublishUnsentOf(ctx, coll, []any{"t-0", "t-1", "t-2", "gone"})
+	if err != nil || n != 3 {
+		t.Fatalf("PublishUnsentOf() = %d, %v; want the 3 unsent events", n, err)
+	}
+	got := map[string][]string{}
+	all := eventstest.ReadAll(t, js, "")
+	for _, e := range all[len(sent):] {
+		got[e.ResourceID] = append(got[e.ResourceID], e.ID)
+	}
+	if diff := cmp.Diff(want, got); diff != "" || len(all) != len(sent)+3 || !slices.Equal(ids(all[:len(sent)]), sent) {
+		t.Errorf("stream %v; events after the creations by document (-want +got):\n%s", ids(all), diff)
+	}
+}
+
+// readerAndWriter are two outbox instances on one collection and stream:
+// the writer's checkpoint tells the reader what it sent.
+func readerAndWriter(t *testing.T) (*mongo.Collection, jetstream.JetStream, *outbox.Outbox, *outbox.Outbox) {
+	t.Helper()
+	uri, _ := mongotest.Start(t)
+	coll := mongotest.Client(t, uri).Database("test").Collection("things")
+	js := eventstest.Run(t)
+	reader := outbox.New(events.NewPublisher(js), nil)
+	writer := outbox.New(events.NewPublisher(js), nil)
+	writer.Register(coll)
+	return coll, js, reader, writer
+}
+
+// checkpointThenFail runs writer's relay for a few checkpoints, so that
+// what it published so far counts as sent, then makes its publications
+// fail.
+func checkpointThenFail(t *testing.T, writer *outbox.Outbox) {
+	t.Helper()
+	runCtx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { writer.Run(runCtx, 20*time.Millisecond); close(done) }()
+	time.Sleep(200 * time.Millisecond)
+	stop()
+	<-done
+	writer.WithoutInlineFlush(t)
 }
 
 // TestLateWriteOfARetiredInstance: a writer is cut off (its checkpoint goes
