@@ -64,8 +64,8 @@ type Config struct {
 	// LeaderTTL: a leader that has not renewed for this long is replaced. If
 	// zero, 5s.
 	LeaderTTL time.Duration
-	// RenewInterval is how often the leader renews and standbys try to take
-	// over. If zero, 1s.
+	// RenewInterval is how often the leader renews. If zero, 1s. Standbys
+	// try to take over every 200ms, or this if shorter (elect.Config.Poll).
 	RenewInterval time.Duration
 }
 

@@ -24,8 +24,12 @@ type Config struct {
 	Bucket string        // required: one per service, e.g. "rm_scheduler"
 	Key    string        // if empty, "leader"
 	TTL    time.Duration // a leader that does not renew for this long is replaced; if zero, 5s
-	Renew  time.Duration // renewal and standby retry period; if zero, 1s
-	ID     string        // this candidate, stored as the key's value
+	Renew  time.Duration // renewal period; if zero, 1s
+	// Poll is how often a standby tries to take the key: how late, at
+	// most, it takes over once the key has expired. If zero, the lesser of
+	// Renew and 200ms; a try that fails costs the server two lookups.
+	Poll time.Duration
+	ID   string // this candidate, stored as the key's value
 }
 
 // Elector runs for leadership.
@@ -49,6 +53,9 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config, log *slog.Logg
 	if cfg.Renew == 0 {
 		cfg.Renew = time.Second
 	}
+	if cfg.Poll == 0 {
+		cfg.Poll = min(cfg.Renew, 200*time.Millisecond)
+	}
 	if cfg.Renew >= cfg.TTL {
 		return nil, fmt.Errorf("elect: renew period %v must be shorter than the TTL %v", cfg.Renew, cfg.TTL)
 	}
@@ -65,7 +72,7 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config, log *slog.Logg
 // Campaign blocks until this candidate holds the key, and returns the
 // revision of its create: the epoch. It returns ctx's error when ctx ends.
 func (e *Elector) Campaign(ctx context.Context) (uint64, error) {
-	t := time.NewTicker(e.cfg.Renew)
+	t := time.NewTicker(e.cfg.Poll)
 	defer t.Stop()
 	for {
 		cctx, cancel := context.WithTimeout(ctx, e.cfg.TTL/2)

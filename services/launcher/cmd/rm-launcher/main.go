@@ -31,7 +31,7 @@ func service() *standalone.Service {
 			s.String(&cfg.InstanceID, "instance-id", "RM_INSTANCE_ID", "", "this replica's name in the election (default: host-pid-random)")
 			s.String(&cfg.ElectionBucket, "election-bucket", "RM_LAUNCHER_ELECTION_BUCKET", "rm_launcher", "NATS KV bucket of the leader election")
 			s.Duration(&cfg.LeaderTTL, "leader-ttl", "RM_LAUNCHER_LEADER_TTL", "5s", "a leader that has not renewed for this long is replaced")
-			s.Duration(&cfg.RenewInterval, "renew-interval", "RM_LAUNCHER_RENEW_INTERVAL", "1s", "how often the leader renews and standbys try to take over")
+			s.Duration(&cfg.RenewInterval, "renew-interval", "RM_LAUNCHER_RENEW_INTERVAL", "1s", "how often the leader renews its election key (standbys try to take it every 200ms, or this if shorter)")
 		},
 		Run: func(ctx context.Context, e *standalone.Env) error {
 			if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {

@@ -22,7 +22,7 @@ func service() *standalone.Service {
 			s.String(&cfg.Durable, "durable", "RM_SCHEDULER_DURABLE", "rm-scheduler", "JetStream consumer of job and queue events")
 			s.String(&cfg.ElectionBucket, "election-bucket", "RM_SCHEDULER_ELECTION_BUCKET", "rm_scheduler", "NATS KV bucket of the leader election")
 			s.Duration(&cfg.LeaderTTL, "leader-ttl", "RM_SCHEDULER_LEADER_TTL", "5s", "a leader that has not renewed for this long is replaced")
-			s.Duration(&cfg.RenewInterval, "renew-interval", "RM_SCHEDULER_RENEW_INTERVAL", "1s", "how often the leader renews and standbys try to take over")
+			s.Duration(&cfg.RenewInterval, "renew-interval", "RM_SCHEDULER_RENEW_INTERVAL", "1s", "how often the leader renews its election key (standbys try to take it every 200ms, or this if shorter)")
 			s.Duration(&cfg.ResyncInterval, "resync-interval", "RM_SCHEDULER_RESYNC_INTERVAL", "30s", "how often the leader reloads everything from MongoDB")
 			s.Duration(&cfg.TickInterval, "tick-interval", "RM_SCHEDULER_TICK_INTERVAL", "2s", "how often the leader re-examines waiting jobs without an event")
 		},
