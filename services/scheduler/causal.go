@@ -16,7 +16,7 @@ import (
 // not yet published: after a NATS restart the launcher's relay resends it
 // later, after the admissions made meanwhile. So before releasing the lease
 // of a job whose end it did not see in the stream, the scheduler publishes
-// that job's unsent events itself (outbox.PublishUnsent: the same event
+// that job's unsent events itself (outbox.PublishUnsentOf: the same event
 // ids, so the stream's duplicate window drops the writer's resend), and
 // releases nothing if it cannot.
 
@@ -35,24 +35,33 @@ func (t *term) noteEndSeen(typ, id string) {
 }
 
 // publishUnseenEnds publishes the unsent events of the jobs whose own lease
-// this pass may release and whose end was not seen in the stream. It runs
-// every pass, so it walks the leases as they are (Holders would sort a copy
-// of them): the order among different jobs' ends does not matter.
-func (t *term) publishUnseenEnds(ctx context.Context) error {
+// this pass may release and whose end was not seen in the stream, and
+// returns how many jobs it checked. It runs every pass, so it walks the
+// leases as they are (Holders would sort a copy of them): the order among
+// different jobs' ends does not matter. A new leader checks every job that
+// ended while none led, in one go.
+func (t *term) publishUnseenEnds(ctx context.Context) (int, error) {
+	var ids []any
 	for h := range t.ledger.Leases {
 		if isReplicaHolder(h) || isPostControllerHolder(h) || t.endSeen[h] || !releasable(t.jobs, h) {
 			continue
 		}
-		n, err := t.s.deps.Outbox.PublishUnsent(ctx, t.s.jobs, h)
-		if err != nil {
-			return fmt.Errorf("publish the end of job %s before releasing its workers: %w", h, err)
-		}
-		if n > 0 {
-			t.log.Info("published a finished job's unsent events before releasing its workers", "job", h, "events", n)
-		}
-		t.noteEndSeen(events.TypeJobDeleted, h)
+		ids = append(ids, h)
 	}
-	return nil
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	n, err := t.s.deps.Outbox.PublishUnsentOf(ctx, t.s.jobs, ids)
+	if n > 0 {
+		t.log.Info("published finished jobs' unsent events before releasing their workers", "jobs", len(ids), "events", n)
+	}
+	if err != nil {
+		return len(ids), fmt.Errorf("publish the ends of %d jobs before releasing their workers: %w", len(ids), err)
+	}
+	for _, id := range ids {
+		t.noteEndSeen(events.TypeJobDeleted, id.(string))
+	}
+	return len(ids), nil
 }
 
 // forgetEnds drops what noteEndSeen remembered of jobs that hold nothing

@@ -196,28 +196,39 @@ func finishedOn(queueID string, app ...indexed.Cond) indexed.Clause {
 	return append(append(indexed.Clause{{Path: "queue_id", In: []any{queueID}}}, app...), jobdoc.RanStatus())
 }
 
-// prepareHistoryIndexes asks once, at the start of a leadership, for what
-// lastFinished reads, with a queue that matches nothing, so that on the
-// embedded store the three indexes it reads (by application id, by name
-// and version, and the queue's alone for the lags) are made now (each once per
-// store), before the scheduler admits anything, rather than by the first
-// estimate: made then on a store of 100,000 jobs, the build held SQLite's
-// write lock for seconds while submissions waited (docs/benchmarks.md,
-// "History"). A failure is only logged: the estimates make them later. On
-// MongoDB (no Lookup) there is nothing to make: the API made its indexes.
-func (t *term) prepareHistoryIndexes(ctx context.Context) {
-	if t.s.finished.Lookup == nil {
+// prepareHistoryIndexes asks for what lastFinished reads, with a queue
+// that matches nothing, so that on the embedded store the three indexes it
+// reads (by application id, by name and version, and the queue's alone for
+// the lags) are made now (each once per store), before the scheduler admits
+// anything, rather than by the first estimate: made then on a store of
+// 100,000 jobs, the build held SQLite's write lock for seconds while
+// submissions waited (docs/benchmarks.md, "History"). A scheduler asks
+// while it stands by (Run), and a leadership only if that did not succeed
+// yet, so that a takeover does not wait for it. A failure is only logged:
+// the next leadership, or the estimates, make them. On MongoDB (no Lookup)
+// there is nothing to make: the API made its indexes.
+func (s *Scheduler) prepareHistoryIndexes(ctx context.Context) {
+	if s.finished.Lookup == nil {
+		return
+	}
+	s.prepareMu.Lock()
+	defer s.prepareMu.Unlock()
+	if s.prepared {
 		return
 	}
 	for _, app := range [][]indexed.Cond{appConds(events.JobApplication{ID: "none"}), appConds(events.JobApplication{}), nil} {
 		// As long as a build takes (it is not cut short by a deadline).
 		pctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
-		_, err := t.s.finished.Latest(pctx, finishedOn("", app...), "finished_at", 1)
+		_, err := s.finished.Latest(pctx, finishedOn("", app...), "finished_at", 1)
 		cancel()
 		if err != nil {
-			t.log.Warn("prepare the run history's index; the first estimate will make it", "err", err)
+			if ctx.Err() == nil {
+				s.log.Warn("prepare the run history's index; the first estimate will make it", "err", err)
+			}
+			return
 		}
 	}
+	s.prepared = true
 }
 
 // lastFinished reads the last historyRuns jobs that finished on queue

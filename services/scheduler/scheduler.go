@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -57,8 +58,8 @@ type Config struct {
 	// LeaderTTL: a leader that has not renewed for this long is replaced.
 	// If zero, 5s.
 	LeaderTTL time.Duration
-	// RenewInterval is how often the leader renews and standbys try to take
-	// over. If zero, 1s.
+	// RenewInterval is how often the leader renews. If zero, 1s. Standbys
+	// try to take over every 200ms, or this if shorter (elect.Config.Poll).
 	RenewInterval time.Duration
 	// ResyncInterval is how often the leader reloads everything from MongoDB,
 	// a safety net for lost events. If zero, 30s.
@@ -98,6 +99,9 @@ type Scheduler struct {
 	ledger   *lease.Store
 	elector  *elect.Elector
 	metrics  *metrics
+
+	prepareMu sync.Mutex // held while the history's indexes are prepared
+	prepared  bool       // they are (pending.go)
 
 	leading   atomic.Bool
 	takeovers atomic.Int64 // leaderships that got past their first resync (leadbackoff.go)
@@ -182,6 +186,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		renew = time.Second
 	}
 	takeoverWaits := backoff.Doubling{Min: leadBackoffMin, Max: leadBackoffMax}
+	go s.prepareHistoryIndexes(ctx) // while standing by: a takeover need not wait for it
 	for {
 		rev, err := s.elector.Campaign(ctx)
 		if err != nil {

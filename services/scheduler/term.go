@@ -54,6 +54,7 @@ type term struct {
 	gone    map[string]bool          // deleted queues
 
 	endSeen map[string]bool // jobs whose end this leadership saw in the stream (causal.go)
+	passed  bool            // a pass has run: the first one logs its timing
 
 	waitWrites waitWrites // how often waiting jobs may be rewritten (jobs.go)
 
@@ -101,7 +102,7 @@ func (s *Scheduler) lead(ctx context.Context, epoch int64) error {
 		return err
 	}
 	resynced := time.Now()
-	t.prepareHistoryIndexes(ctx)
+	s.prepareHistoryIndexes(ctx) // made while standing by, else now
 	t.check()
 	s.takeovers.Add(1)
 	s.leading.Store(true)
@@ -427,15 +428,21 @@ func wantsOut(j *events.Job) bool { return j.CancelRequested || j.CleanupRequest
 // line with it.
 func (t *term) pass(ctx context.Context) error {
 	t.s.metrics.passes.Inc()
+	var steps passSteps
+	steps.mark()
 	if err := t.loadGates(ctx); err != nil {
 		return err
 	}
-	if err := t.publishUnseenEnds(ctx); err != nil {
+	steps.mark()
+	ends, err := t.publishUnseenEnds(ctx)
+	if err != nil {
 		return err
 	}
+	steps.mark()
 	p := planPassWith(t.ledger, t.queues, t.jobs, t.deployments, t.s.deps.Now(), t.gate())
 	t.log.Debug("admission pass", "jobs", len(t.jobs), "grants", len(p.change.Grants),
 		"releases", len(p.change.Releases), "waiting", len(p.waits), "cancels", len(p.cancels))
+	steps.mark()
 	if err := t.s.ledger.Apply(ctx, &t.ledger, p.change); err != nil {
 		if errors.Is(err, lease.ErrConflict) {
 			if l, lerr := t.s.ledger.Load(ctx); lerr == nil && l.Epoch == t.epoch {
@@ -444,7 +451,16 @@ func (t *term) pass(ctx context.Context) error {
 		}
 		return err
 	}
+	steps.mark()
 	errs := runAll(t.writes(ctx, p), parallelWrites)
+	steps.mark()
+	if !t.passed {
+		// The first pass of a leadership: with the takeover ("leading"),
+		// the time from a leader's death to the first admission.
+		t.passed = true
+		t.log.Info("first pass", append([]any{"grants", len(p.change.Grants), "releases", len(p.change.Releases),
+			"ends_checked", ends, "writes", len(errs)}, steps.attrs()...)...)
+	}
 	if len(p.cancels)+len(p.depCancels)+len(p.requeues) > 0 {
 		t.poke() // their leases, if any, are released by the next pass; requeued jobs ask again
 	}
@@ -452,6 +468,29 @@ func (t *term) pass(ctx context.Context) error {
 	t.report(p.pendingByQueue)
 	t.publishEstimates(ctx)
 	return errors.Join(errs...)
+}
+
+// passSteps times the steps of a pass, in the order of passStepNames,
+// without allocating: every pass takes the times, the first one logs them.
+type passSteps struct {
+	at [len(passStepNames) + 1]time.Time
+	n  int
+}
+
+var passStepNames = [...]string{"gates", "ends", "plan", "ledger", "writes"}
+
+func (p *passSteps) mark() {
+	p.at[p.n] = time.Now()
+	p.n++
+}
+
+// attrs are the steps' times as log attributes.
+func (p *passSteps) attrs() []any {
+	var a []any
+	for i := 1; i < p.n; i++ {
+		a = append(a, passStepNames[i-1], p.at[i].Sub(p.at[i-1]).Round(time.Millisecond).String())
+	}
+	return a
 }
 
 // writes are the job writes that follow a plan's ledger write. A failed
