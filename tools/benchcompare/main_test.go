@@ -57,3 +57,13 @@ func TestMixedSizesAreSeededAndInRange(t *testing.T) {
 		}
 	}
 }
+
+func TestHeldJobStopsTheWait(t *testing.T) {
+	job, reason, ok := heldJob("641|None\n643|launch failed requeued held\n644|Resources\n")
+	if !ok || job != "643" || reason != "launch failed requeued held" {
+		t.Errorf("heldJob = %q, %q, %v; want 643 held", job, reason, ok)
+	}
+	if _, _, ok := heldJob("641|None\n644|Resources\n"); ok {
+		t.Error("a queue with no held job reported held")
+	}
+}

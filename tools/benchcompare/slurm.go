@@ -180,20 +180,37 @@ func (s *slurm) output(ctx context.Context, name string, args ...string) (string
 	return string(out), nil
 }
 
+// heldJob returns the first job of squeue's "%i|%r" lines whose reason
+// says Slurm holds it (e.g. "launch failed requeued held", after its node
+// stopped responding).
+func heldJob(squeue string) (job, reason string, ok bool) {
+	for line := range strings.Lines(squeue) {
+		job, reason, _ := strings.Cut(strings.TrimSpace(line), "|")
+		if strings.Contains(strings.ToLower(reason), "held") {
+			return job, reason, true
+		}
+	}
+	return "", "", false
+}
+
 func (s *slurm) sbatch(ctx context.Context, args ...string) error {
 	return s.cmd(ctx, "sbatch", append([]string{"--parsable", "-o", "/dev/null"}, args...)...)
 }
 
-// waitEmpty waits until squeue lists no pending, running or completing job.
+// waitEmpty waits until squeue lists no pending, running or completing
+// job. A job Slurm holds never leaves the queue, so it fails at once then.
 func (s *slurm) waitEmpty(ctx context.Context, d time.Duration) error {
 	deadline := time.Now().Add(d)
 	for {
-		out, err := s.output(ctx, "squeue", "-h", "-o", "%i")
+		out, err := s.output(ctx, "squeue", "-h", "-o", "%i|%r")
 		if err != nil {
 			return err
 		}
 		if strings.TrimSpace(out) == "" {
 			return nil
+		}
+		if job, reason, ok := heldJob(out); ok {
+			return fmt.Errorf("Slurm holds job %s (%s): it will not run; see slurmd.log and slurmctld.log", job, reason)
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("jobs still queued after %s", d)
