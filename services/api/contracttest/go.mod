@@ -13,8 +13,6 @@ replace github.com/avxrm/rm/pkg/embedded => ../../../pkg/embedded
 replace github.com/avxrm/rm/sdk/go/avxrm => ../../../sdk/go/avxrm
 
 require (
-	github.com/avxrm/rm/pkg/embedded v0.0.0-00010101000000-000000000000
-	github.com/avxrm/rm/pkg/events v0.0.0-00010101000000-000000000000
 	github.com/avxrm/rm/sdk/go/avxrm v0.0.0-00010101000000-000000000000
 	github.com/avxrm/rm/services/api v0.0.0-00010101000000-000000000000
 	github.com/avxrm/rm/services/launcher v0.0.0-00010101000000-000000000000
@@ -35,6 +33,8 @@ require (
 	github.com/antithesishq/antithesis-sdk-go v0.8.0-default-no-op // indirect
 	github.com/apapsch/go-jsonmerge/v2 v2.0.0 // indirect
 	github.com/avxrm/rm/pkg/blob v0.0.0-00010101000000-000000000000 // indirect
+	github.com/avxrm/rm/pkg/embedded v0.0.0-00010101000000-000000000000 // indirect
+	github.com/avxrm/rm/pkg/events v0.0.0-00010101000000-000000000000 // indirect
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cenkalti/backoff/v5 v5.0.3 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
@@ -138,7 +138,7 @@ require (
 	go.yaml.in/yaml/v3 v3.0.5 // indirect
 	go.yaml.in/yaml/v4 v4.0.0 // indirect
 	golang.org/x/crypto v0.58.0 // indirect
-	golang.org/x/exp v0.0.0-20250506013437-ce4c2cf36ca6 // indirect
+	golang.org/x/exp v0.0.0-20260410095643-746e56fc9e2f // indirect
 	golang.org/x/net v0.60.0 // indirect
 	golang.org/x/oauth2 v0.38.0 // indirect
 	golang.org/x/sync v0.24.0 // indirect
