@@ -213,7 +213,9 @@ func TestFindDirectByFields(t *testing.T) {
 		return append(bson.D{{Key: "find", Value: "lookups"}, {Key: "filter", Value: filter}}, opts...)
 	}
 	limit1 := []bson.E{{Key: "limit", Value: int64(1)}, {Key: "singleBatch", Value: true}}
-	in := func(ids ...any) bson.D { return bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: append(bson.A{}, ids...)}}}} }
+	in := func(ids ...any) bson.D {
+		return bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: append(bson.A{}, ids...)}}}}
+	}
 	var all []any
 	for i := range 150 {
 		all = append(all, fmt.Sprintf("d%03d", i))

@@ -27,7 +27,8 @@ type Config struct {
 	Renew  time.Duration // renewal period; if zero, 1s
 	// Poll is how often a standby tries to take the key: how late, at
 	// most, it takes over once the key has expired. If zero, the lesser of
-	// Renew and 200ms; a try that fails costs the server two lookups.
+	// Renew and 200ms; a try that fails costs the server a refused write
+	// and a read of the key (jetstream.KeyValue.Create).
 	Poll time.Duration
 	ID   string // this candidate, stored as the key's value
 }

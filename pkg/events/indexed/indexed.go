@@ -257,10 +257,11 @@ func compareValues(a, b bson.RawValue) int {
 // fetchers is how many reads by _id Find has in flight, and fetchBatch
 // how many documents each asks for ({_id: {$in: [...]}}): the embedded
 // store's proxy answers those from SQLite by the _id index (package
-// ferretembed, finddirect.go), about as fast as a read of one. Read one
-// by one, the 275 active jobs a new scheduler leader loads took 0.7–2.4 s
-// on a busy store (docs/faults.md). Less than FerretDB's first batch (101),
-// so that each is answered in one reply.
+// ferretembed, finddirect.go). Under the fault suite's load a new
+// scheduler leader's resync took 0.7–2.4 s for 236–275 active jobs read
+// one by one, and 0.3–0.37 s for 287–394 read this way (docs/faults.md).
+// Less than FerretDB's first batch (101), so that each is answered in one
+// reply.
 const (
 	fetchers   = 4
 	fetchBatch = 100
