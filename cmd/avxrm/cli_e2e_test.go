@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/avxrm/rm/cmd/avxrm/internal/allinone"
+	"github.com/avxrm/rm/pkg/events/eventstest"
 	"github.com/avxrm/rm/sdk/go/avxrm/oidctest"
 	"github.com/creack/pty"
 )
@@ -52,10 +53,10 @@ func (s *server) command(ctx context.Context, args ...string) *exec.Cmd {
 
 // background starts avxrm; the returned buffer collects its stdout and
 // stderr while it runs. The command ends with ctx.
-func (s *server) background(t *testing.T, ctx context.Context, args ...string) (*exec.Cmd, *syncBuffer) {
+func (s *server) background(t *testing.T, ctx context.Context, args ...string) (*exec.Cmd, *eventstest.SyncBuffer) {
 	t.Helper()
 	cmd := s.command(ctx, args...)
-	out := &syncBuffer{}
+	out := &eventstest.SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -346,24 +347,6 @@ func waitFor(t *testing.T, d time.Duration, what string, ok func() bool) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer a command writes while the test reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 // `avxrm up --help` exits 0, and the client commands offer completion and
 // examples.
 func TestCLIHelpAndCompletion(t *testing.T) {
@@ -442,7 +425,7 @@ func TestCLIWatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tty.Close()
-	var screen syncBuffer
+	var screen eventstest.SyncBuffer
 	go func() { _, _ = io.Copy(&screen, tty) }()
 	plain, lines := s.background(t, ctx, "watch")
 	waitFor(t, 30*time.Second, "the first drawing", func() bool { return strings.Contains(screen.String(), "ID ") })

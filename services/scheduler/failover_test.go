@@ -1,7 +1,6 @@
 package scheduler
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -66,30 +65,13 @@ func runChild() int {
 type schedulerProcess struct {
 	name   string
 	cmd    *exec.Cmd
-	stderr *syncBuffer
+	stderr *eventstest.SyncBuffer
 	done   chan struct{}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func startSchedulerProcess(t *testing.T, name, mongoURI, natsURL string) *schedulerProcess {
 	t.Helper()
-	p := &schedulerProcess{name: name, stderr: &syncBuffer{}, done: make(chan struct{})}
+	p := &schedulerProcess{name: name, stderr: &eventstest.SyncBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(os.Args[0], "-test.run=^$")
 	p.cmd.Env = append(os.Environ(), childEnv+"=1", "RM_MONGO_URI="+mongoURI, "RM_NATS_URL="+natsURL, "RM_INSTANCE_ID="+name)
 	p.cmd.Stderr = p.stderr

@@ -222,7 +222,8 @@ func Exec(ctx context.Context, svc *Service, args []string, getenv func(string) 
 }
 
 func run(ctx context.Context, svc *Service, c *common, log *slog.Logger) error {
-	mc, err := mongo.Connect(options.Client().ApplyURI(c.mongoURI).SetTimeout(30 * time.Second))
+	mc, err := mongo.Connect(options.Client().ApplyURI(c.mongoURI).SetTimeout(30 * time.Second).
+		SetServerMonitor(newStoreWatch(log).monitor()))
 	if err != nil {
 		return fmt.Errorf("connect mongodb: %w", err)
 	}

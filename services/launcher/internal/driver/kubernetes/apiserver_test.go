@@ -43,6 +43,7 @@ import (
 	k8s "k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 
+	"github.com/avxrm/rm/pkg/events/eventstest"
 	"github.com/avxrm/rm/services/launcher/internal/driver"
 	"github.com/avxrm/rm/services/launcher/internal/driver/drivertest"
 	"github.com/avxrm/rm/services/launcher/internal/driver/kubernetes"
@@ -668,7 +669,7 @@ func TestAPIServerRBACMissingVerb(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var logs lockedBuffer
+			var logs eventstest.SyncBuffer
 			d, err := kubernetes.NewWithClient(cs, e.ns, driver.Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))}, kubernetes.WithSyncTimeout(time.Second))
 			if err != nil {
 				t.Fatal(err)
@@ -961,22 +962,4 @@ func compactEtcd(t *testing.T, etcdURL string) {
 	}
 	rev := post("/v3/kv/range", `{"key":"AA=="}`)["header"].(map[string]any)["revision"].(string)
 	post("/v3/kv/compaction", `{"revision":"`+rev+`","physical":true}`)
-}
-
-// lockedBuffer is a bytes.Buffer safe for a logger and a test to share.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
