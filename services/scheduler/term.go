@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/avxrm/rm/pkg/events"
+	"github.com/avxrm/rm/pkg/events/backoff"
 	"github.com/avxrm/rm/pkg/events/indexed"
 	"github.com/avxrm/rm/pkg/events/jobdoc"
 	"github.com/avxrm/rm/services/scheduler/internal/lease"
@@ -149,6 +150,10 @@ func (t *term) startConsumer(ctx context.Context) (consumed <-chan struct{}, con
 	return done, consumeErr, func() { stopConsumer(); <-done }, nil
 }
 
+// passRetry is the wait before a failed admission pass is run again, the
+// step by which it grows while the failures are not the store's absence.
+const passRetry = 100 * time.Millisecond
+
 // loop runs passes when the picture changes, ticks and resyncs until ctx
 // ends or the leadership must end.
 func (t *term) loop(ctx context.Context, consumed <-chan struct{}, consumeErr *error) error {
@@ -166,12 +171,19 @@ func (t *term) loop(ctx context.Context, consumed <-chan struct{}, consumeErr *e
 				if errors.Is(err, lease.ErrFenced) || ctx.Err() != nil {
 					return err
 				}
-				failures++
+				// A pass that could not reach the store (restarting) waits
+				// for it in the driver's server selection: its retry need
+				// not wait longer the longer the store is away.
+				wait := passRetry
+				if !backoff.Unreachable(err) {
+					failures++
+					wait = min(time.Duration(failures)*passRetry, 5*time.Second)
+				}
 				t.log.Warn("admission pass failed; retrying", "err", err, "failures", failures)
 				select {
 				case <-ctx.Done():
 					return nil
-				case <-time.After(min(time.Duration(failures)*100*time.Millisecond, 5*time.Second)):
+				case <-time.After(wait):
 				}
 				t.poke()
 			} else {

@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/avxrm/rm/pkg/events"
+	storebackoff "github.com/avxrm/rm/pkg/events/backoff"
 	"github.com/avxrm/rm/pkg/events/indexed"
 	"github.com/avxrm/rm/pkg/events/jobdoc"
 	"github.com/avxrm/rm/pkg/events/outbox"
@@ -332,6 +333,10 @@ func (s *Service) work(ctx context.Context) {
 	}
 }
 
+// unreachableRetry is the wait before a reconciliation that failed to
+// reach the store is tried again.
+const unreachableRetry = 250 * time.Millisecond
+
 // errConflict: the document changed between read and write; reconcile again.
 var errConflict = errors.New("launch: document changed concurrently")
 
@@ -350,6 +355,14 @@ func (s *Service) process(ctx context.Context, key string) {
 	switch {
 	case errors.Is(err, errConflict):
 		s.wq.Add(key)
+	case storebackoff.Unreachable(err):
+		// The store is away (restarting): the next try waits in the
+		// driver's server selection until it is back, so trying again soon
+		// costs nothing, and a back-off grown while it was away would delay
+		// this job's write for as long again after its return.
+		s.log.Warn("reconcile failed, store unreachable; retrying", "key", key, "err", err)
+		s.wq.Forget(key)
+		s.wq.AddAfter(key, unreachableRetry)
 	case err != nil:
 		s.log.Warn("reconcile failed; retrying", "key", key, "failures", s.wq.NumRequeues(key)+1, "err", err)
 		s.wq.AddRateLimited(key) // 100ms, doubling, at most 30s

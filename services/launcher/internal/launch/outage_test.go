@@ -1,0 +1,53 @@
+package launch
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/avxrm/rm/pkg/embedded/mongotest"
+	"github.com/avxrm/rm/pkg/events"
+	"github.com/avxrm/rm/services/launcher/internal/driver"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+)
+
+// A job whose process ends while the store is away has its end written
+// soon after the store is back, however long it was away: the failed
+// writes meanwhile must not have grown the job's back-off past the outage
+// (CI's fault run: the first admission came 13.1 s after the store's
+// restart; admissions wait for the launcher to write ends). The launcher's
+// client gives up after 300 ms, as a production one does after 30 s, so
+// that 8.5 s hold as many failed tries as minutes would; its resync (which
+// would queue the job again) is a minute away.
+func TestJobEndIsWrittenPromptlyAfterStoreOutage(t *testing.T) {
+	e := newEnv(t)
+	outage := &mongotest.Outage{}
+	cl, err := mongo.Connect(options.Client().ApplyURI(e.uri).SetDialer(outage).SetTimeout(300 * time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cl.Disconnect(context.Background()) })
+	e.launcherDB = cl.Database("rm")
+	e.configure = func(c *Config, _ map[string]driver.Factory) { c.ResyncInterval = time.Minute }
+	e.start()
+	e.admit("job-outage", 1, "sleep 1", nil)
+	e.wait("job-outage", "running", func(j events.Job) bool { return j.Status == events.JobRunning })
+
+	outage.Down()
+	time.Sleep(8500 * time.Millisecond) // the process ends meanwhile
+	if j := e.job("job-outage"); final(j) {
+		t.Fatalf("the job is %s while the store is away: the test takes nothing away", j.Status)
+	}
+	outage.Up()
+	back := time.Now()
+	j := e.wait("job-outage", "final", final)
+	took := time.Since(back)
+	t.Logf("%s %v after the store came back", j.Status, took.Round(time.Millisecond))
+	if j.Status != events.JobSucceeded {
+		t.Errorf("status %s, want succeeded", j.Status)
+	}
+	if took > 3*time.Second {
+		t.Errorf("the end was written %v after the store came back, want within a few seconds", took.Round(time.Millisecond))
+	}
+}
