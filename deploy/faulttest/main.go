@@ -78,7 +78,7 @@ func main() {
 	flag.DurationVar(&o.drain, "drain", 20*time.Minute, "how long to wait for every accepted job to end after the last submission")
 	flag.DurationVar(&o.submitFor, "submit-for", 0, "stop submitting after this long even if fewer than -submissions were sent (0: no limit); the faults are spread over it")
 	flag.StringVar(&o.only, "faults", "", "run only these faults, comma-separated short names (api, scheduler-leader, scheduler-standby, launcher-leader, launcher-standby, export, nats, store, disconnect), each at its usual point of the run; empty: all")
-	flag.StringVar(&o.logLevel, "log-level", "warn", "the services' RM_LOG_LEVEL")
+	flag.StringVar(&o.logLevel, "log-level", "info", "the services' RM_LOG_LEVEL (info: takeovers' and the store's comings and goings, a few hundred lines a run)")
 	flag.Parse()
 	log.SetFlags(log.Ltime | log.Lmicroseconds)
 
@@ -224,6 +224,7 @@ func run(ctx context.Context, o options) (code int, err error) {
 		rep = check(subs.accepted, evs, stored, setup.limits, faults, keyLabel, o.maxRecovery)
 	}
 	printReport(os.Stdout, o, rep, faults, start, len(subs.accepted))
+	printSlowRecoveries(os.Stdout, s, rep, faults, o.maxRecovery)
 	if len(rep.Findings) > 0 {
 		return 1, nil
 	}
@@ -898,6 +899,32 @@ func printReport(w io.Writer, o options, rep report, faults []fault, start time.
 		if shown[inv] > 10 {
 			fmt.Fprintf(w, "- %s: %d more\n", inv, shown[inv]-10)
 		}
+	}
+}
+
+// printSlowRecoveries writes, for each fault whose recovery took too long,
+// a digest of what the services logged from the fault until the first
+// admission: a run in CI keeps only its output.
+func printSlowRecoveries(w io.Writer, s *stack, rep report, faults []fault, maxRecovery time.Duration) {
+	var lines []logLine
+	for i, f := range faults {
+		took := rep.Recovery[i].Admission
+		if took != 0 && took <= maxRecovery {
+			continue
+		}
+		if lines == nil {
+			out, err := s.compose("logs", "--no-color", "--timestamps")
+			if err != nil {
+				fmt.Fprintf(w, "services' logs: %v\n", err)
+				return
+			}
+			lines = parseLogs(out)
+		}
+		if took == 0 {
+			took = maxRecovery + 5*time.Second
+		}
+		fmt.Fprintf(w, "\nlogged from %s until its first admission (%s), by service and message:\n", f.Name, f.At.UTC().Format("15:04:05.0"))
+		printDigest(w, lines, f.At.Add(-time.Second), f.At.Add(took), 16)
 	}
 }
 
