@@ -453,13 +453,24 @@ func (s *stack) kill(svc string) (time.Time, time.Time, error) {
 }
 
 // restart stops svc's container (SIGTERM, SIGKILL after 10 s) and starts it.
+// restart stops svc (SIGTERM, up to 10 s) and starts it again. The fault's
+// time is when the old process ended (the container's FinishedAt), not the
+// call: admissions in the second or so the service takes to stop would
+// otherwise count as recovered.
 func (s *stack) restart(svc string) (time.Time, time.Time, error) {
 	at := time.Now()
-	out, err := docker("restart", "-t", "10", s.container(svc))
+	id := s.container(svc)
+	out, err := docker("restart", "-t", "10", id)
 	if err != nil {
 		return at, time.Now(), fmt.Errorf("restart: %v %s", err, out)
 	}
-	return at, time.Now(), nil
+	back := time.Now()
+	if out, err := docker("inspect", "-f", "{{.State.FinishedAt}}", id); err == nil {
+		if stopped, err := time.Parse(time.RFC3339Nano, strings.TrimSpace(out)); err == nil && stopped.After(at) && stopped.Before(back) {
+			at = stopped
+		}
+	}
+	return at, back, nil
 }
 
 // disconnect takes svc's container off the services' network for d.
