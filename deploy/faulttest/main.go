@@ -119,7 +119,7 @@ func run(ctx context.Context, o options) (code int, err error) {
 					f.Close()
 				}
 			}
-			if out, lerr := s.compose("logs", "--no-color", "--timestamps"); lerr == nil && path != "" {
+			if out, lerr := s.logs(); lerr == nil && path != "" {
 				_ = os.WriteFile(path, []byte(out), 0o644)
 				log.Printf("services' logs: %s", path)
 			}
@@ -258,12 +258,26 @@ func envFile(path, key string) (string, error) {
 type stack struct {
 	project, dir string
 	env          []string
+	logsRead     string // the services' logs, once read by logs
 }
 
 var services = []string{"mongo", "nats", "rm-api", "rm-scheduler-1", "rm-scheduler-2", "rm-launcher-1", "rm-launcher-2", "rm-scenario-export"}
 
 func (s *stack) compose(args ...string) (string, error) {
 	return composestack.Compose(s.project, s.dir, s.env, args...)
+}
+
+// logs returns the services' logs, read from compose the first time:
+// the slow recoveries' digest and the saved file use the same read.
+func (s *stack) logs() (string, error) {
+	if s.logsRead == "" {
+		out, err := s.compose("logs", "--no-color", "--timestamps")
+		if err != nil {
+			return "", err
+		}
+		s.logsRead = out
+	}
+	return s.logsRead, nil
 }
 
 var docker = composestack.Docker
@@ -452,7 +466,6 @@ func (s *stack) kill(svc string) (time.Time, time.Time, error) {
 	return at, time.Now(), nil
 }
 
-// restart stops svc's container (SIGTERM, SIGKILL after 10 s) and starts it.
 // restart stops svc (SIGTERM, up to 10 s) and starts it again. The fault's
 // time is when the old process ended (the container's FinishedAt), not the
 // call: admissions in the second or so the service takes to stop would
@@ -924,7 +937,7 @@ func printSlowRecoveries(w io.Writer, s *stack, rep report, faults []fault, maxR
 			continue
 		}
 		if lines == nil {
-			out, err := s.compose("logs", "--no-color", "--timestamps")
+			out, err := s.logs()
 			if err != nil {
 				fmt.Fprintf(w, "services' logs: %v\n", err)
 				return

@@ -14,14 +14,13 @@ import (
 // errors (one per failed operation) do not.
 type storeWatch struct {
 	log *slog.Logger
-	now func() time.Time
 
 	mu   sync.Mutex
 	lost map[string]time.Time // by address: since when it is unknown
 }
 
 func newStoreWatch(log *slog.Logger) *storeWatch {
-	return &storeWatch{log: log, now: time.Now, lost: map[string]time.Time{}}
+	return &storeWatch{log: log, lost: map[string]time.Time{}}
 }
 
 // monitor is the watch as the driver's server monitor.
@@ -38,7 +37,7 @@ func (w *storeWatch) changed(e *event.ServerDescriptionChangedEvent) {
 	defer w.mu.Unlock()
 	switch {
 	case was != unknownServer && is == unknownServer:
-		w.lost[addr] = w.now()
+		w.lost[addr] = time.Now()
 		w.log.Warn("store server unreachable", "addr", addr, "was", was)
 	case was == unknownServer && is != unknownServer:
 		since, ok := w.lost[addr]
@@ -47,6 +46,6 @@ func (w *storeWatch) changed(e *event.ServerDescriptionChangedEvent) {
 		}
 		delete(w.lost, addr)
 		w.log.Info("store server reachable again", "addr", addr, "kind", is,
-			"after", w.now().Sub(since).Round(time.Millisecond).String())
+			"after", time.Since(since).Round(time.Millisecond).String())
 	}
 }
