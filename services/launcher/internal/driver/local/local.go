@@ -248,7 +248,10 @@ func (d *Driver) Start(ctx context.Context, s driver.Spec) error {
 	d.mu.Unlock()
 	close(inst.started)
 
-	if err := writeJSON(filepath.Join(inst.dir, stateFile), stateRecord{PID: inst.pid, PGID: inst.pid, StartedAt: inst.st.StartedAt}); err != nil {
+	// Written in place, not through a temporary file: a torn state.json
+	// (the launcher killed mid-write) reads as absent, and the wrapper's pid
+	// file stands in for it, as it does before this write.
+	if err := writeFile(filepath.Join(inst.dir, stateFile), stateRecord{PID: inst.pid, PGID: inst.pid, StartedAt: inst.st.StartedAt}); err != nil {
 		// The wrapper's pid file still lets a new driver find it.
 		d.log.Warn("cannot record instance state", "ref", s.Ref.String(), "err", err)
 	}
@@ -256,14 +259,20 @@ func (d *Driver) Start(ctx context.Context, s driver.Spec) error {
 	return nil
 }
 
-// launch prepares the instance directory and starts the wrapper.
+// launch prepares the instance directory and starts the wrapper. Every file
+// operation here lies between the job's admission and its processes'
+// start, for each instance of the job, so it makes no more than it needs.
 func (d *Driver) launch(inst *instance, s driver.Spec, argv []string) (*exec.Cmd, error) {
-	if err := os.MkdirAll(inst.dir, 0o750); err != nil {
+	fresh, err := makeDir(inst.dir)
+	if err != nil {
 		return nil, fmt.Errorf("create instance dir: %w", err)
 	}
 	// Files of an earlier run of the same ref (after a Cleanup) must not
-	// be mistaken for this one's.
+	// be mistaken for this one's; a directory just made holds none.
 	for _, f := range []string{exitFile, pidFile, stateFile} {
+		if fresh {
+			break
+		}
 		if err := os.Remove(filepath.Join(inst.dir, f)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("remove stale %s: %w", f, err)
 		}
@@ -275,7 +284,7 @@ func (d *Driver) launch(inst *instance, s driver.Spec, argv []string) (*exec.Cmd
 	wd := s.WorkingDir
 	if fi, err := os.Stat(wd); wd == "" || !filepath.IsAbs(wd) || err != nil || !fi.IsDir() {
 		wd = filepath.Join(inst.dir, workDir)
-		if err := os.MkdirAll(wd, 0o750); err != nil {
+		if err := os.Mkdir(wd, 0o750); err != nil && !errors.Is(err, fs.ErrExist) {
 			return nil, fmt.Errorf("create working dir: %w", err)
 		}
 	}
@@ -710,6 +719,34 @@ func (d *Driver) Close() error {
 	return nil
 }
 
+// makeDir makes dir (and its parents) and reports whether it made dir
+// itself, that is, whether dir was not there before.
+func makeDir(dir string) (fresh bool, err error) {
+	err = os.Mkdir(dir, 0o750)
+	if errors.Is(err, fs.ErrNotExist) { // the job's directory, for its first instance
+		if err = os.MkdirAll(filepath.Dir(dir), 0o750); err == nil {
+			err = os.Mkdir(dir, 0o750)
+		}
+	}
+	if errors.Is(err, fs.ErrExist) {
+		if fi, serr := os.Stat(dir); serr == nil && fi.IsDir() {
+			return false, nil
+		}
+	}
+	return err == nil, err
+}
+
+// writeFile writes v as JSON to path in place.
+func writeFile(path string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, b, 0o640)
+}
+
+// writeJSON writes v as JSON to path through a temporary file, so that a
+// reader never sees it torn.
 func writeJSON(path string, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {

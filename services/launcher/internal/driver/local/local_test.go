@@ -318,3 +318,53 @@ func TestReadoptKilledWrapper(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestStartAgainAfterCleanup checks that a ref started again after a
+// Cleanup, whose directory still holds the first run's log, reports its own
+// end and start, not what files the first run left say.
+func TestStartAgainAfterCleanup(t *testing.T) {
+	ctx := context.Background()
+	d := newDriver(t)
+	ch, _ := d.Watch(ctx)
+	ref := driver.Ref{JobID: drivertest.JobID(t), Role: driver.RoleWorker}
+	run := func(script string) driver.Status {
+		t.Helper()
+		if err := d.Start(ctx, driver.Spec{Ref: ref, Name: ref.Name(), Command: []string{"/bin/sh", "-c", script}}); err != nil {
+			t.Fatalf("Start() error = %v", err)
+		}
+		return waitFinal(t, ch, ref)
+	}
+	first := run("exit 3")
+	if first.ExitCode == nil || *first.ExitCode != 3 {
+		t.Fatalf("first run's exit code = %v, want 3", fmtCode(first.ExitCode))
+	}
+	if err := d.Cleanup(ctx, ref.JobID); err != nil {
+		t.Fatalf("Cleanup() error = %v", err)
+	}
+	instDir := filepath.Join(dataDir(t), "local", ref.JobID, "worker-0")
+	if _, err := os.Stat(filepath.Join(instDir, "output.log")); err != nil {
+		t.Fatalf("the first run's log is gone after Cleanup: %v", err)
+	}
+	// What a launcher killed during the first run could have left behind.
+	for f, content := range map[string]string{"exit": "3\n", "pid": "1\n", "state.json": `{"pid": 1}`} {
+		if err := os.WriteFile(filepath.Join(instDir, f), []byte(content), 0o640); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The second run's wrapper is killed before it can write an exit file:
+	// the first run's must not stand in for it.
+	second := run("sleep 0.2; kill -KILL $PPID; sleep 5")
+	if second.State != driver.Failed || second.ExitCode == nil || *second.ExitCode != 128+9 {
+		t.Fatalf("second run = %s (exit code %s), want failed with 137 (SIGKILL)", second.State, fmtCode(second.ExitCode))
+	}
+	if !second.StartedAt.After(first.FinishedAt) {
+		t.Errorf("second run started at %v, not after the first one's end %v", second.StartedAt, first.FinishedAt)
+	}
+}
+
+func fmtCode(c *int) string {
+	if c == nil {
+		return "none"
+	}
+	return strconv.Itoa(*c)
+}

@@ -1,0 +1,68 @@
+package local_test
+
+import (
+	"context"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/avxrm/rm/services/launcher/internal/driver"
+	"github.com/avxrm/rm/services/launcher/internal/driver/local"
+)
+
+// BenchmarkStartGang starts a job's instances as the launcher does (the
+// controller, then 20 workers 16 at a time) and reports the time from the
+// first Start to the last one's return, and this process's CPU for it: the
+// local driver's share of a job's admission-to-running.
+func BenchmarkStartGang(b *testing.B) {
+	d, err := local.NewDriver(driver.LocalConfig{}, driver.Options{DataDir: b.TempDir()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer d.Close()
+	ctx := context.Background()
+	env := map[string]string{}
+	for i := range 20 {
+		env["RM_VAR_"+strconv.Itoa(i)] = "value"
+	}
+	var wall, cpu time.Duration
+	for n := range b.N {
+		job := "job-" + strconv.Itoa(n)
+		spec := func(role driver.Role, i int) driver.Spec {
+			return driver.Spec{Ref: driver.Ref{JobID: job, Role: role, Index: i},
+				Command: []string{"/bin/sh", "-c", "sleep 0.2"}, Env: env}
+		}
+		c0, w0 := processCPU(), time.Now()
+		if err := d.Start(ctx, spec(driver.RoleController, 0)); err != nil {
+			b.Fatal(err)
+		}
+		errs := make(chan error, 20)
+		sem := make(chan struct{}, 16)
+		for i := range 20 {
+			sem <- struct{}{}
+			go func() { errs <- d.Start(ctx, spec(driver.RoleWorker, i)); <-sem }()
+		}
+		for range 20 {
+			if err := <-errs; err != nil {
+				b.Fatal(err)
+			}
+		}
+		wall += time.Since(w0)
+		cpu += processCPU() - c0
+		// Not timed: the instances end and are removed.
+		time.Sleep(300 * time.Millisecond)
+		if err := d.Cleanup(ctx, job); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(wall.Microseconds())/1000/float64(b.N), "ms/gang")
+	b.ReportMetric(float64(cpu.Microseconds())/1000/float64(b.N), "cpu-ms/gang")
+}
+
+// processCPU is the user and system time this process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
