@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/avxrm/rm/pkg/embedded/ferretembed"
 	"github.com/avxrm/rm/pkg/embedded/mongotest"
@@ -54,13 +56,37 @@ func StartIndexed(t testing.TB, log *slog.Logger) *Env {
 	return start(t, log, true)
 }
 
-func start(t testing.TB, log *slog.Logger, indexed bool) *Env {
+// StartThrough is Start with the API reaching its store at route(the
+// store's host:port) instead, a forwarder the test controls, and giving up
+// on a store it cannot reach after 500 ms, not 30 s. DB is the API's own
+// client's.
+func StartThrough(t testing.TB, log *slog.Logger, route func(storeAddr string) string) *Env {
+	t.Helper()
+	return start(t, log, false, route)
+}
+
+func start(t testing.TB, log *slog.Logger, indexed bool, route ...func(string) string) *Env {
 	t.Helper()
 	if log == nil {
 		log = Discard()
 	}
 	uri, ferret := mongotest.Start(t)
-	db := mongotest.Client(t, uri).Database("rm")
+	var db *mongo.Database
+	if len(route) == 0 {
+		db = mongotest.Client(t, uri).Database("rm")
+	} else {
+		u, err := url.Parse(uri)
+		if err != nil {
+			t.Fatal(err)
+		}
+		u.Host = route[0](u.Host)
+		client, err := mongo.Connect(options.Client().ApplyURI(u.String()).SetServerSelectionTimeout(500 * time.Millisecond))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = client.Disconnect(context.Background()) })
+		db = client.Database("rm")
+	}
 	js := eventstest.Run(t)
 	ob := outbox.New(events.NewPublisher(js), Discard())
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -89,7 +89,7 @@ func New(opts Options) *Server {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = errorHandler(opts.Logger)
-	e.Use(httpMetrics(opts.Registry), recoverProblem(opts.Logger))
+	e.Use(httpMetrics(opts.Registry), recoverProblem(opts.Logger), retryAfter)
 
 	cfg := huma.DefaultConfig("Resource Manager API", "1.0.0")
 	configureOpenAPI(&cfg)
@@ -169,6 +169,20 @@ func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 		p.Instance = c.Request().URL.Path
 		c.Response().Header().Set(echo.HeaderContentType, "application/problem+json")
 		_ = c.JSON(p.Status, p)
+	}
+}
+
+// retryAfter adds Retry-After to every 503 that does not carry one, so a
+// client knows the refusal is temporary and when to try again.
+func retryAfter(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		res := c.Response()
+		res.Before(func() {
+			if res.Status == http.StatusServiceUnavailable && res.Header().Get("Retry-After") == "" {
+				res.Header().Set("Retry-After", strconv.Itoa(problem.RetryAfterSeconds))
+			}
+		})
+		return next(c)
 	}
 }
 

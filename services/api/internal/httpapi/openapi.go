@@ -102,7 +102,8 @@ func (s *Server) documentConventions(oapi *huma.OpenAPI, op *huma.Operation) {
 	}
 	documentAuth(op, problemContent)
 	if _, ok := op.Responses["default"]; !ok {
-		op.Responses["default"] = &huma.Response{Description: "Error: an RFC 9457 problem naming the offending fields", Content: problemContent}
+		op.Responses["default"] = &huma.Response{Description: "Error: an RFC 9457 problem naming the offending fields; " +
+			"503 with Retry-After (seconds) when the store cannot be reached for the moment", Content: problemContent}
 	}
 	code := strconv.Itoa(http.StatusRequestEntityTooLarge)
 	if _, ok := op.Responses[code]; !ok && op.RequestBody != nil {

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/avxrm/rm/pkg/events/backoff"
 	"github.com/danielgtaylor/huma/v2"
 )
 
@@ -188,9 +189,21 @@ func From(err error) *Problem {
 		return New(http.StatusPreconditionFailed, sentence(err, ErrPreconditionFailed))
 	case errors.Is(err, ErrInvalid):
 		return New(http.StatusUnprocessableEntity, sentence(err, ErrInvalid))
+	case backoff.Unreachable(err):
+		// The store is restarting or cut off: nothing is wrong with the
+		// request, and the same request later will likely succeed.
+		return New(http.StatusServiceUnavailable, StoreUnavailable)
 	}
 	return New(http.StatusInternalServerError, "internal error")
 }
+
+// StoreUnavailable is the detail of the 503 a request gets when the store
+// cannot be reached; the answer carries Retry-After.
+const StoreUnavailable = "the store cannot be reached at the moment; retry the request shortly"
+
+// RetryAfterSeconds is the Retry-After of a 503: about how long a store
+// restart takes.
+const RetryAfterSeconds = 2
 
 // sentence is the message of err without the sentinel it wraps at its end
 // ("…already exists: conflict"): the status says that already.
