@@ -243,3 +243,80 @@ def test_token_provider_password_then_refresh(seeded):
             avxrm.TokenProvider(issuer.url, "avxrm", username="alice", password="wrong").token()
     finally:
         issuer.close()
+
+
+class Refuser:
+    """An HTTP server that answers the first ``refusals`` requests (and every
+    DELETE) 503 with Retry-After: 1, the others 201; it records each request."""
+
+    def __init__(self, refusals):
+        import http.server
+        import time
+
+        srv = self
+        self.refusals, self.seen = refusals, []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def _answer(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                if n:
+                    self.rfile.read(n)
+                srv.seen.append((self.command, self.headers.get("Idempotency-Key"), time.monotonic()))
+                if len(srv.seen) <= srv.refusals or self.command == "DELETE":
+                    body = b'{"title":"Service Unavailable","status":503,"detail":"the store cannot be reached"}'
+                    self.send_response(503)
+                    self.send_header("Retry-After", "1")
+                    self.send_header("Content-Type", "application/problem+json")
+                else:
+                    body = b'{"id":"q-1","name":"a"}'
+                    self.send_response(201)
+                    self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = do_DELETE = _answer
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = "http://127.0.0.1:%d" % self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+
+
+def test_unavailable_is_retried_after_retry_after():
+    r = Refuser(refusals=1)
+    try:
+        with avxrm.Client(r.url) as c:
+            c._request("POST", "/queues", json={"name": "a"})
+            assert [m for m, _, _ in r.seen] == ["POST", "POST"]
+            assert r.seen[0][1] and r.seen[0][1] == r.seen[1][1], "the retry must carry the same Idempotency-Key"
+            assert r.seen[1][2] - r.seen[0][2] >= 0.9, "tried again before the Retry-After of 1 s"
+
+            r.seen.clear()
+            with pytest.raises(avxrm.ServerError) as e:
+                c._request("DELETE", "/queues/a")
+            assert e.value.status == 503 and len(r.seen) == 1
+
+        r.seen.clear()
+        r.refusals = 100
+        with avxrm.Client(r.url, retries=1) as c:
+            with pytest.raises(avxrm.ServerError):
+                c._request("GET", "/queues/a")
+            assert len(r.seen) == 2
+
+        r.seen.clear()
+        r.refusals = 1
+
+        async def run():
+            async with avxrm.AsyncClient(r.url) as ac:
+                await ac._request("GET", "/queues/a")
+
+        asyncio.run(run())
+        assert len(r.seen) == 2
+    finally:
+        r.close()

@@ -3,7 +3,7 @@
 // api). It adds what every caller would otherwise write again: iterators over
 // paged lists, waiting for a job through the event stream, watching events
 // with resume and reconnect, an Idempotency-Key on every create with retries
-// on connection errors, errors that carry the RFC 9457 problem, and bearer
+// on connection errors and 503s, errors that carry the RFC 9457 problem, and bearer
 // tokens from a TokenSource.
 //
 //	c, err := avxrm.New("http://127.0.0.1:8080")
@@ -25,6 +25,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -62,9 +63,10 @@ func WithHTTPClient(hc *http.Client) Option { return func(c *Client) { c.hc = hc
 // WithTokenSource sends `Authorization: Bearer <token>` with every request.
 func WithTokenSource(ts TokenSource) Option { return func(c *Client) { c.doer.tokens = ts } }
 
-// WithRetries sets how often a request that failed to reach the server is
-// tried again (GET, HEAD, PUT, and POST with an Idempotency-Key, which this
-// client adds to every POST). If not set, 4.
+// WithRetries sets how often a request that failed to reach the server, or
+// that it answered 503 (waiting at least its Retry-After, up to the backoff's
+// Max), is tried again (GET, HEAD, PUT, and POST with an Idempotency-Key,
+// which this client adds to every POST). If not set, 4.
 func WithRetries(n int) Option { return func(c *Client) { c.doer.retries = n } }
 
 // WithBackoff sets the waits between retries and between reconnects of
@@ -208,7 +210,8 @@ func (c *Client) Do(ctx context.Context, method, path string, body, out any) (*h
 
 // doer sends the generated client's and Do's requests: it adds the bearer
 // token and an Idempotency-Key to every POST, and tries again a request
-// that did not reach the server when doing so cannot apply it twice.
+// that did not reach the server, or that the server refused for now (503:
+// its store cannot be reached), when doing so cannot apply it twice.
 type doer struct {
 	hc      *http.Client
 	tokens  TokenSource
@@ -232,10 +235,17 @@ func (d *doer) Do(req *http.Request) (*http.Response, error) {
 		req.Method == http.MethodPost
 	for attempt := 0; ; attempt++ {
 		resp, err := d.hc.Do(req)
-		if err == nil || !retryable || attempt >= d.retries || ctx.Err() != nil || !isConnError(err) {
+		unavailable := err == nil && resp.StatusCode == http.StatusServiceUnavailable
+		if !retryable || attempt >= d.retries || ctx.Err() != nil || !(unavailable || err != nil && isConnError(err)) {
 			return resp, err
 		}
-		if err := Sleep(ctx, d.backoff.Wait(attempt)); err != nil {
+		wait := d.backoff.Wait(attempt)
+		if unavailable {
+			wait = max(wait, retryAfter(resp, d.backoff.Max))
+			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+			resp.Body.Close()
+		}
+		if err := Sleep(ctx, wait); err != nil {
 			return nil, err
 		}
 		if req.Body != nil && req.GetBody != nil {
@@ -249,6 +259,16 @@ func (d *doer) Do(req *http.Request) (*http.Response, error) {
 			return nil, err // a body that cannot be sent again
 		}
 	}
+}
+
+// retryAfter is the wait a 503 asks for in seconds (Retry-After), at most
+// limit; 0 when it asks for none or for a date.
+func retryAfter(resp *http.Response, limit time.Duration) time.Duration {
+	n, err := strconv.Atoi(strings.TrimSpace(resp.Header.Get("Retry-After")))
+	if err != nil || n <= 0 {
+		return 0
+	}
+	return min(time.Duration(n)*time.Second, limit)
 }
 
 // isConnError says whether err means the request may not have been

@@ -38,6 +38,19 @@ def _backoff(attempt: int, initial: float = 0.1, maximum: float = 5.0) -> float:
     return d - random.uniform(0, d / 4)
 
 
+def _unavailable_wait(resp: httpx.Response, method: str, attempt: int, retries: int) -> Optional[float]:
+    """The wait before trying a request the server answered 503 (its store
+    cannot be reached) again: at least its Retry-After, at most 5 s; None if
+    it is not to be tried again."""
+    if resp.status_code != 503 or method in ("PATCH", "DELETE") or attempt >= retries:
+        return None
+    try:
+        after = float(int(resp.headers.get("Retry-After", "")))
+    except ValueError:
+        after = 0.0
+    return max(_backoff(attempt), min(max(after, 0.0), 5.0))
+
+
 def _drop_none(d: Dict[str, Any]) -> Dict[str, Any]:
     return {k: v for k, v in d.items() if v is not None}
 
@@ -314,11 +327,15 @@ class Client(_Resources):
         for attempt in range(self.retries + 1):
             try:
                 resp = self._http.request(method, path, **req)
-                break
             except _RETRYABLE:
                 if method in ("PATCH", "DELETE") or attempt == self.retries:
                     raise
                 time.sleep(_backoff(attempt))
+                continue
+            wait = _unavailable_wait(resp, method, attempt, self.retries)
+            if wait is None:
+                break
+            time.sleep(wait)
         return _result(resp, parse, text)
 
     def _pages(self, path: str, params: Optional[Dict[str, Any]], parse: Callable[[Dict[str, Any]], Any]) -> Iterator[Any]:
@@ -447,11 +464,15 @@ class AsyncClient(_Resources):
         for attempt in range(self.retries + 1):
             try:
                 resp = await self._http.request(method, path, **req)
-                break
             except _RETRYABLE:
                 if method in ("PATCH", "DELETE") or attempt == self.retries:
                     raise
                 await asyncio.sleep(_backoff(attempt))
+                continue
+            wait = _unavailable_wait(resp, method, attempt, self.retries)
+            if wait is None:
+                break
+            await asyncio.sleep(wait)
         return _result(resp, parse, text)
 
     async def _pages(self, path: str, params: Optional[Dict[str, Any]],
