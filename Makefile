@@ -49,7 +49,7 @@ vet: ## go vet every module
 	$(GO) vet -tags estimate ./cmd/avxrm/internal/up/
 
 .PHONY: test
-test: test-deps vet verify-go-workspace ## install test needs, vet, then run every module's tests with -race and a short fuzz run
+test: test-deps vet verify-go-workspace verify-mod-tidy ## install test needs, vet, check go.work and every go.mod is tidy, then run every module's tests with -race and a short fuzz run
 	$(GO) test $(TESTFLAGS) $(PKGS)
 	@$(MAKE) --no-print-directory test-python
 	@$(MAKE) --no-print-directory fuzz
