@@ -236,8 +236,16 @@ func (d *doer) Do(req *http.Request) (*http.Response, error) {
 	for attempt := 0; ; attempt++ {
 		resp, err := d.hc.Do(req)
 		unavailable := err == nil && resp.StatusCode == http.StatusServiceUnavailable
-		if !retryable || attempt >= d.retries || ctx.Err() != nil || !(unavailable || err != nil && isConnError(err)) {
+		resendable := req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
+		if !retryable || !resendable || attempt >= d.retries || ctx.Err() != nil || !(unavailable || err != nil && isConnError(err)) {
 			return resp, err
+		}
+		var body io.ReadCloser
+		if req.GetBody != nil {
+			var gerr error
+			if body, gerr = req.GetBody(); gerr != nil {
+				return resp, err // the answer or failure there is
+			}
 		}
 		wait := d.backoff.Wait(attempt)
 		if unavailable {
@@ -246,17 +254,14 @@ func (d *doer) Do(req *http.Request) (*http.Response, error) {
 			resp.Body.Close()
 		}
 		if err := Sleep(ctx, wait); err != nil {
+			if body != nil {
+				body.Close()
+			}
 			return nil, err
 		}
-		if req.Body != nil && req.GetBody != nil {
-			body, gerr := req.GetBody()
-			if gerr != nil {
-				return nil, err
-			}
+		if body != nil {
 			req = req.Clone(ctx)
 			req.Body = body
-		} else if req.Body != nil && req.Body != http.NoBody {
-			return nil, err // a body that cannot be sent again
 		}
 	}
 }

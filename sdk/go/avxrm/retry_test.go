@@ -3,8 +3,10 @@ package avxrm_test
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -72,4 +74,17 @@ func TestServiceUnavailableIsRetriedAfterRetryAfter(t *testing.T) {
 	if gap := reqs[2].at.Sub(reqs[1].at); gap > 500*time.Millisecond {
 		t.Errorf("waited %v for a Retry-After of 1 s with a backoff Max of 10 ms", gap)
 	}
+
+	// A body that cannot be read again is sent once: its 503 is the answer.
+	reqs, refusals = nil, 1
+	c, _ = avxrm.New(srv.URL, avxrm.WithBackoff(avxrm.Backoff{Initial: time.Millisecond, Max: 10 * time.Millisecond}))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, srv.URL+avxrm.BasePath+"/queues/a", io.NopCloser(strings.NewReader(`{"name":"a"}`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := c.Send(req)
+	if err != nil || resp == nil || resp.StatusCode != http.StatusServiceUnavailable || len(reqs) != 1 {
+		t.Fatalf("PUT with a one-time body answered 503: %v, %v after %d requests; want the 503 after 1", resp, err, len(reqs))
+	}
+	resp.Body.Close()
 }
