@@ -2,6 +2,7 @@ package contracttest
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +17,18 @@ import (
 // scenario-export service beside it, so that jobs run, instances have logs
 // and exports get ready; it returns the server's root URL (http://127.0.0.1:port).
 func startAPI(t *testing.T) string {
+	t.Helper()
+	url, releaseExports := startAPIHeld(t)
+	releaseExports()
+	return url
+}
+
+// startAPIHeld is startAPI with the scenario-export service started only
+// once releaseExports is called: until then every export stays pending, so
+// that a request for a download that is not ready gets its 409 however fast
+// the machine builds the zip. The service's consumer then receives the
+// exports' events from the stream's start.
+func startAPIHeld(t *testing.T) (url string, releaseExports func()) {
 	t.Helper()
 	a := apitest.Start(t, nil)
 	db, js, ob, quiet := a.DB, a.JS, a.Outbox, apitest.Discard()
@@ -36,18 +49,20 @@ func startAPI(t *testing.T) string {
 		t.Fatal(err)
 	}
 	runCtx, stop := context.WithCancel(context.Background())
-	runs := []func(context.Context) error{exp.Run, sched.Run, launch.Run}
-	done := make(chan error, len(runs))
-	for _, run := range runs {
+	const services = 3
+	done := make(chan error, services)
+	for _, run := range []func(context.Context) error{sched.Run, launch.Run} {
 		go func() { done <- run(runCtx) }()
 	}
+	releaseExports = sync.OnceFunc(func() { go func() { done <- exp.Run(runCtx) }() })
 	t.Cleanup(func() {
+		releaseExports()
 		stop()
-		for range runs {
+		for range services {
 			if err := <-done; err != nil && runCtx.Err() == nil {
 				t.Errorf("service: %v", err)
 			}
 		}
 	})
-	return a.URL
+	return a.URL, releaseExports
 }

@@ -39,6 +39,9 @@ type session struct {
 	t    *testing.T
 	base string // server root + servers entry
 	ex   []exchange
+	// releaseExports starts the scenario-export service (startAPIHeld);
+	// nil if it runs already.
+	releaseExports func()
 }
 
 type opt func(*http.Request, *exchange)
@@ -309,6 +312,9 @@ func script(s *session) {
 	s.do("GET", "/jobs/"+job+"/scenario-exports", nil, 200)
 	s.do("GET", "/jobs/job-nothing/scenario-exports", nil, 404)
 	s.do("GET", "/scenario-exports/"+exp+"/download", nil, 409) // not ready yet
+	if s.releaseExports != nil {
+		s.releaseExports()
+	}
 	s.waitFor("/scenario-exports/"+exp, "ready")
 	s.do("GET", "/scenario-exports/"+exp+"/download", nil, 200)
 	s.do("GET", "/jobs/"+job+"/instances/worker/7/logs", nil, 404)
@@ -342,8 +348,8 @@ func script(s *session) {
 // and 0 exchanges disagree.
 func TestValidatorAgreesWithServer(t *testing.T) {
 	ctx := context.Background()
-	root := startAPI(t)
-	s := &session{t: t, base: baseURL(t, root)}
+	root, releaseExports := startAPIHeld(t)
+	s := &session{t: t, base: baseURL(t, root), releaseExports: releaseExports}
 	script(s)
 
 	openapi3filter.RegisterBodyDecoder("text/event-stream", func(body io.Reader, _ http.Header, _ *openapi3.SchemaRef, _ openapi3filter.EncodingFn) (any, error) {
