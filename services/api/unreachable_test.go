@@ -1,14 +1,12 @@
 package api_test
 
 import (
-	"io"
-	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/avxrm/rm/pkg/embedded/mongotest"
 	"github.com/avxrm/rm/services/api/internal/apitest"
 )
 
@@ -16,15 +14,12 @@ import (
 // a request gets a 503 problem with Retry-After, not a 500, and that the
 // API serves again once the store can be reached.
 func TestStoreUnreachableIs503(t *testing.T) {
-	var cut *cutter
-	a := apitest.StartThrough(t, apitest.TestLogger(t), func(store string) string {
-		cut = newCutter(t, store)
-		return cut.addr()
-	})
+	outage := &mongotest.Outage{}
+	a := apitest.StartWithOutage(t, apitest.TestLogger(t), outage)
 	e := &env{t: t, base: a.URL}
 	e.create("/queues", obj{"name": "before"})
 
-	cut.set(true)
+	outage.Down()
 	for _, c := range []struct {
 		method, path string
 		body         any
@@ -49,7 +44,7 @@ func TestStoreUnreachableIs503(t *testing.T) {
 		}
 	}
 
-	cut.set(false)
+	outage.Up()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		r := e.do(http.MethodPost, v1+"/queues", obj{"name": "after"})
@@ -62,75 +57,4 @@ func TestStoreUnreachableIs503(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	e.must(http.StatusNotFound, http.MethodGet, v1+"/queues/during", nil)
-}
-
-// cutter forwards TCP connections to target until it is set to cut: then
-// it closes every open connection and refuses new ones, as a store that is
-// restarting or behind a broken network does.
-type cutter struct {
-	ln     net.Listener
-	target string
-	mu     sync.Mutex
-	cut    bool
-	conns  map[net.Conn]bool
-}
-
-func newCutter(t *testing.T, target string) *cutter {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &cutter{ln: ln, target: target, conns: map[net.Conn]bool{}}
-	t.Cleanup(func() { ln.Close(); c.set(true) })
-	go c.serve()
-	return c
-}
-
-func (c *cutter) addr() string { return c.ln.Addr().String() }
-
-func (c *cutter) set(cut bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.cut = cut
-	if cut {
-		for conn := range c.conns {
-			conn.Close()
-		}
-		clear(c.conns)
-	}
-}
-
-// track remembers conns, or closes them and reports false while cut.
-func (c *cutter) track(conns ...net.Conn) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.cut {
-		for _, conn := range conns {
-			conn.Close()
-		}
-		return false
-	}
-	for _, conn := range conns {
-		c.conns[conn] = true
-	}
-	return true
-}
-
-func (c *cutter) serve() {
-	for {
-		in, err := c.ln.Accept()
-		if err != nil {
-			return
-		}
-		out, err := net.Dial("tcp", c.target)
-		if err != nil {
-			in.Close()
-			continue
-		}
-		if !c.track(in, out) {
-			continue
-		}
-		go func() { _, _ = io.Copy(out, in); out.Close() }()
-		go func() { _, _ = io.Copy(in, out); in.Close() }()
-	}
 }

@@ -10,6 +10,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
+	"github.com/avxrm/rm/pkg/embedded/ferretembed"
 	"github.com/avxrm/rm/pkg/embedded/mongotest"
 )
 
@@ -141,14 +142,7 @@ func BenchmarkDirect(b *testing.B) {
 		for _, direct := range []bool{false, true} {
 			b.Run(fmt.Sprintf("%s/direct=%v", op, direct), func(b *testing.B) {
 				ctx := context.Background()
-				uri, srv := mongotest.Start(b)
-				coll := mongotest.Client(b, uri).Database("bench").Collection("jobs")
-				if _, err := coll.InsertOne(ctx, append(bson.D{{Key: "_id", Value: "job"}}, jobLike(when)...)); err != nil {
-					b.Fatal(err)
-				}
-				if err := srv.EnsureIDIndex(ctx, "bench", "jobs"); err != nil {
-					b.Fatal(err)
-				}
+				coll, srv := storeWithJob(b)
 				srv.SetDirect(direct)
 				doc := jobLike(when)
 				w0 := srv.WriteStats()
@@ -187,4 +181,20 @@ func BenchmarkDirect(b *testing.B) {
 			})
 		}
 	}
+}
+
+// storeWithJob starts a store holding one job-shaped document, "job" in
+// bench.jobs, indexed by _id as the services' collections are.
+func storeWithJob(b *testing.B) (*mongo.Collection, *ferretembed.Server) {
+	b.Helper()
+	ctx := context.Background()
+	uri, srv := mongotest.Start(b)
+	coll := mongotest.Client(b, uri).Database("bench").Collection("jobs")
+	if _, err := coll.InsertOne(ctx, append(bson.D{{Key: "_id", Value: "job"}}, jobLike(when)...)); err != nil {
+		b.Fatal(err)
+	}
+	if err := srv.EnsureIDIndex(ctx, "bench", "jobs"); err != nil {
+		b.Fatal(err)
+	}
+	return coll, srv
 }

@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/avxrm/rm/pkg/embedded/mongotest"
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
@@ -17,14 +16,7 @@ import (
 // writes can meet (docs/benchmarks.md, "Hand-over outliers").
 func BenchmarkWriteLatency(b *testing.B) {
 	ctx := context.Background()
-	uri, srv := mongotest.Start(b)
-	coll := mongotest.Client(b, uri).Database("bench").Collection("jobs")
-	if _, err := coll.InsertOne(ctx, append(bson.D{{Key: "_id", Value: "job"}}, jobLike(when)...)); err != nil {
-		b.Fatal(err)
-	}
-	if err := srv.EnsureIDIndex(ctx, "bench", "jobs"); err != nil {
-		b.Fatal(err)
-	}
+	coll, _ := storeWithJob(b)
 	doc := jobLike(when)
 	ds := make([]time.Duration, 0, b.N)
 	b.ResetTimer()

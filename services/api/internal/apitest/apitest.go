@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -56,31 +55,27 @@ func StartIndexed(t testing.TB, log *slog.Logger) *Env {
 	return start(t, log, true)
 }
 
-// StartThrough is Start with the API reaching its store at route(the
-// store's host:port) instead, a forwarder the test controls, and giving up
-// on a store it cannot reach after 500 ms, not 30 s. DB is the API's own
-// client's.
-func StartThrough(t testing.TB, log *slog.Logger, route func(storeAddr string) string) *Env {
+// StartWithOutage is Start with the API's store client dialling through
+// outage, so that a test can take the store away (outage.Down) and give it
+// back (Up), and giving up on a store it cannot reach after 500 ms, not
+// 30 s. DB is the API's own client's.
+func StartWithOutage(t testing.TB, log *slog.Logger, outage *mongotest.Outage) *Env {
 	t.Helper()
-	return start(t, log, false, route)
+	return start(t, log, false, outage)
 }
 
-func start(t testing.TB, log *slog.Logger, indexed bool, route ...func(string) string) *Env {
+func start(t testing.TB, log *slog.Logger, indexed bool, outage ...*mongotest.Outage) *Env {
 	t.Helper()
 	if log == nil {
 		log = Discard()
 	}
 	uri, ferret := mongotest.Start(t)
 	var db *mongo.Database
-	if len(route) == 0 {
+	if len(outage) == 0 {
 		db = mongotest.Client(t, uri).Database("rm")
 	} else {
-		u, err := url.Parse(uri)
-		if err != nil {
-			t.Fatal(err)
-		}
-		u.Host = route[0](u.Host)
-		client, err := mongo.Connect(options.Client().ApplyURI(u.String()).SetServerSelectionTimeout(500 * time.Millisecond))
+		client, err := mongo.Connect(options.Client().ApplyURI(uri).SetDialer(outage[0]).
+			SetServerSelectionTimeout(500 * time.Millisecond))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -269,10 +269,11 @@ func (d *Driver) launch(inst *instance, s driver.Spec, argv []string) (*exec.Cmd
 	}
 	// Files of an earlier run of the same ref (after a Cleanup) must not
 	// be mistaken for this one's; a directory just made holds none.
-	for _, f := range []string{exitFile, pidFile, stateFile} {
-		if fresh {
-			break
-		}
+	stale := []string{exitFile, pidFile, stateFile}
+	if fresh {
+		stale = nil
+	}
+	for _, f := range stale {
 		if err := os.Remove(filepath.Join(inst.dir, f)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("remove stale %s: %w", f, err)
 		}
@@ -748,12 +749,8 @@ func writeFile(path string, v any) error {
 // writeJSON writes v as JSON to path through a temporary file, so that a
 // reader never sees it torn.
 func writeJSON(path string, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
 	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o640); err != nil {
+	if err := writeFile(tmp, v); err != nil {
 		return err
 	}
 	return os.Rename(tmp, path)
