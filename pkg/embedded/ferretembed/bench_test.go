@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -177,6 +179,71 @@ func BenchmarkDirect(b *testing.B) {
 				}
 				if got := d1 - d0 + f1 - f0; direct && got != int64(b.N) || !direct && got != 0 {
 					b.Errorf("the proxy answered %d of %d commands itself (direct: %v)", got, b.N, direct)
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkGroupCommit: clients replacing job-shaped documents at once
+// (each its own document, version-conditioned, as the services write
+// jobs), with group commit on and off. It reports the writes per commit
+// and the write lock held per write; ns/op is the store's time per write
+// with that many clients.
+//
+//	go test -run '^$' -bench BenchmarkGroupCommit -benchtime 4000x ./ferretembed/
+func BenchmarkGroupCommit(b *testing.B) {
+	for _, clients := range []int{1, 4, 8} {
+		for _, group := range []bool{false, true} {
+			b.Run(fmt.Sprintf("clients=%d/group=%v", clients, group), func(b *testing.B) {
+				ctx := context.Background()
+				coll, srv := storeWithJob(b)
+				srv.SetGroupCommit(group)
+				doc := jobLike(when)
+				ids := make([]string, clients)
+				for c := range ids {
+					ids[c] = fmt.Sprintf("job-c%d", c)
+					if _, err := coll.InsertOne(ctx, append(bson.D{{Key: "_id", Value: ids[c]}}, doc...)); err != nil {
+						b.Fatal(err)
+					}
+				}
+				w0, c0 := srv.GroupCommitStats()
+				s0 := srv.WriteStats()
+				b.ResetTimer()
+				var wg sync.WaitGroup
+				errs := make(chan error, clients)
+				for c := range clients {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						d := slices.Clone(doc)
+						for i := c; i < b.N; i += clients {
+							v := int64(i/clients + 2)
+							d[0].Value = v + 1
+							res, err := coll.ReplaceOne(ctx, bson.D{{Key: "_id", Value: ids[c]}, {Key: "version", Value: v}}, d)
+							if err == nil && res.ModifiedCount != 1 {
+								err = fmt.Errorf("replace %s v%d: %+v", ids[c], v, res)
+							}
+							if err != nil {
+								errs <- err
+								return
+							}
+						}
+					}()
+				}
+				wg.Wait()
+				b.StopTimer()
+				close(errs)
+				for err := range errs {
+					b.Fatal(err)
+				}
+				w1, c1 := srv.GroupCommitStats()
+				s1 := srv.WriteStats()
+				if c1 > c0 {
+					b.ReportMetric(float64(w1-w0)/float64(c1-c0), "writes/commit")
+				}
+				if n := s1.Commands - s0.Commands; n > 0 {
+					b.ReportMetric(float64((s1.Held-s0.Held).Microseconds())/1000/float64(n), "ms-lock/write")
 				}
 			})
 		}

@@ -101,12 +101,12 @@ func (s *Server) DirectWriteStats() (direct, unsupported, failed int64) {
 // ProxySynchronous is PRAGMA synchronous on the connection the fast path
 // writes db's replacements with.
 func (s *Server) ProxySynchronous(db string) (int, error) {
-	sdb, err := s.conns(&s.sqlLookups.dbs, db, nil)
+	c, err := s.directConn(db)
 	if err != nil {
 		return 0, err
 	}
 	var n int
-	err = sdb.QueryRow("PRAGMA synchronous").Scan(&n)
+	err = c.QueryRowContext(context.Background(), "PRAGMA synchronous").Scan(&n)
 	return n, err
 }
 
@@ -116,3 +116,28 @@ func (s *Server) ProxySynchronous(db string) (int, error) {
 func (s *Server) DirectFindStats() (answered, fellBack int64) {
 	return s.sqlLookups.findDirect.Load(), s.sqlLookups.findFellBack.Load()
 }
+
+// HoldCommits keeps every writer from committing the direct writes'
+// transaction until release is called.
+func (s *Server) HoldCommits() (release func()) {
+	h := make(chan struct{})
+	s.commits.hold.Store(&h)
+	return func() {
+		s.commits.hold.Store(nil)
+		close(h)
+	}
+}
+
+// FailCommits makes every commit of the direct writes fail with err (nil:
+// commit again).
+func (s *Server) FailCommits(err error) {
+	if err == nil {
+		s.commits.failCommit.Store(nil)
+		return
+	}
+	s.commits.failCommit.Store(&err)
+}
+
+// SetGroupCommit turns group commit on or off: off, each direct write is
+// committed on its own under the lock.
+func (s *Server) SetGroupCommit(on bool) { s.commits.off.Store(!on) }

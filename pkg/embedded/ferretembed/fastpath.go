@@ -127,6 +127,7 @@ func (p *proxy) fastPath(msg []byte) (forward, reply []byte) {
 	}
 	inSQL := doc != nil
 	if doc == nil {
+		p.flushBeforeForward() // FerretDB's find sees committed rows only
 		doc, err = p.lookupByID(w)
 		if err != nil {
 			if !errors.Is(err, net.ErrClosed) { // else the store is closing

@@ -39,9 +39,10 @@ import (
 // replacement _id other than the filter's) goes to FerretDB as before.
 //
 // Durability is FerretDB's: the proxy's connection opens the same file with
-// SQLite's default synchronous=FULL in WAL mode (checked by the test), so the
-// statement's commit is fsync'd before the proxy replies, as FerretDB's own
-// transaction is.
+// SQLite's default synchronous=FULL in WAL mode (checked by the test), and
+// the proxy replies only after the commit of the transaction holding the
+// statement is fsync'd, as FerretDB's own transaction is. That transaction
+// may hold other clients' direct writes too (groupcommit.go).
 //
 // An insert of one document with a string _id into a collection that
 // exists (the API's submission of a job, an event's document) is written
@@ -128,7 +129,7 @@ func (s *Server) insertDirect(w *fastWrite) []byte {
 // exist yet, or a capped one (whose rows carry a record id), is
 // errDirectUnsupported: FerretDB creates the one and numbers the other.
 func (s *Server) insertRow(ctx context.Context, w *fastWrite, enc []byte) error {
-	sdb, err := s.conns(&s.sqlLookups.dbs, w.db, nil)
+	sdb, err := s.directConn(w.db)
 	if err != nil {
 		return err
 	}
@@ -143,16 +144,20 @@ func (s *Server) insertRow(ctx context.Context, w *fastWrite, enc []byte) error 
 	if err != nil {
 		return err
 	}
+	if _, err := s.joinBatch(ctx, w.db); err != nil { // groupcommit.go
+		return err
+	}
 	if _, err := insert.ExecContext(ctx, string(enc)); err != nil {
 		s.forgetTable(w.db, w.coll)
 		return err
 	}
+	s.joined()
 	return nil
 }
 
 // plainTable reports whether table's rows are the sjson column alone, as
 // FerretDB makes them for a collection that is not capped.
-func (s *Server) plainTable(ctx context.Context, sdb *sql.DB, db, table string) (bool, error) {
+func (s *Server) plainTable(ctx context.Context, sdb sqlQuerier, db, table string) (bool, error) {
 	l := &s.sqlLookups
 	key := db + "\x00" + table
 	l.mu.Lock()
@@ -191,7 +196,7 @@ func (s *Server) plainTable(ctx context.Context, sdb *sql.DB, db, table string) 
 // already, and reports whether it changed it. An error (a unique index
 // violated, the table gone) changed nothing; the caller lets FerretDB answer.
 func (s *Server) updateRow(ctx context.Context, w *fastWrite, enc []byte) (bool, error) {
-	sdb, err := s.conns(&s.sqlLookups.dbs, w.db, nil)
+	sdb, err := s.directConn(w.db)
 	if err != nil {
 		return false, err
 	}
@@ -208,11 +213,15 @@ func (s *Server) updateRow(ctx context.Context, w *fastWrite, enc []byte) (bool,
 	if err != nil {
 		return false, err
 	}
+	if _, err := s.joinBatch(ctx, w.db); err != nil { // groupcommit.go
+		return false, err
+	}
 	res, err := update.ExecContext(ctx, string(enc), string(id), string(enc))
 	if err != nil {
 		s.forgetTable(w.db, w.coll)
 		return false, err
 	}
+	s.joined()
 	n, err := res.RowsAffected()
 	if err != nil {
 		return false, err
@@ -235,7 +244,7 @@ func (s *Server) updateRow(ctx context.Context, w *fastWrite, enc []byte) (bool,
 // SQLite compiles a statement run by text anew each time, which for an
 // UPDATE of a table with several indexes costs more than running it.
 // Statements are kept per database: each has its own connection.
-func (s *Server) stmt(ctx context.Context, db string, sdb *sql.DB, q string) (*sql.Stmt, error) {
+func (s *Server) stmt(ctx context.Context, db string, sdb sqlQuerier, q string) (*sql.Stmt, error) {
 	l := &s.sqlLookups
 	key := db + "\x00" + q
 	l.mu.Lock()

@@ -61,6 +61,7 @@ type sqlFieldLookups struct {
 	// by mu), how many were written, left to FerretDB as outside the
 	// encoding, or failed in SQLite.
 	stmts                                   map[string]*sql.Stmt
+	pinned                                  map[string]*sql.Conn // groupcommit.go's, one per database
 	plain                                   map[string]bool
 	reads                                   sqliteConns // finddirect.go's connections
 	findDirect, findFellBack                atomic.Int64
@@ -88,7 +89,7 @@ func (s *Server) readFields(ctx context.Context, w *fastWrite) (bsoncore.Documen
 	if w.id.Type != bsoncore.TypeString {
 		return nil, errFastPathUnsupported
 	}
-	sdb, err := s.conns(&s.sqlLookups.dbs, w.db, nil)
+	sdb, err := s.directConn(w.db) // inside the open transaction, if any (groupcommit.go)
 	if err != nil {
 		return nil, err
 	}
@@ -218,7 +219,7 @@ func jsonPathKey(field string) (string, bool) {
 }
 
 // table returns, remembered, the SQLite table of db.coll.
-func (s *Server) table(ctx context.Context, sdb *sql.DB, db, coll string) (string, error) {
+func (s *Server) table(ctx context.Context, sdb sqlQuerier, db, coll string) (string, error) {
 	key := db + "\x00" + coll
 	s.sqlLookups.mu.Lock()
 	t, ok := s.sqlLookups.tables[key]
@@ -237,6 +238,14 @@ func (s *Server) table(ctx context.Context, sdb *sql.DB, db, coll string) (strin
 	s.sqlLookups.tables[key] = t
 	s.sqlLookups.mu.Unlock()
 	return t, nil
+}
+
+// sqlQuerier is a pool (*sql.DB) or one connection of it (*sql.Conn).
+type sqlQuerier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+	PrepareContext(ctx context.Context, query string) (*sql.Stmt, error)
 }
 
 func (s *Server) forgetTable(db, coll string) {

@@ -152,6 +152,7 @@ type Server struct {
 	proxy       *proxy
 	fieldState                  // MatchingIDs' SQLite pools and indexes
 	sqlLookups  sqlFieldLookups // the fast path's lookups in SQL (fastpath_sql.go)
+	commits     groupCommit     // the direct writes' open transaction (groupcommit.go)
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -271,7 +272,9 @@ func (s *Server) Close() {
 		cancel()
 	}
 	s.proxy.close()
+	s.failAll() // a transaction left open is rolled back as its connection closes
 	s.fieldDBs.close()
+	s.closePinned()
 	s.sqlLookups.dbs.close()
 	s.sqlLookups.reads.close()
 	s.cancel()

@@ -157,7 +157,7 @@ func (c *sqliteConns) close() {
 }
 
 // tableName returns the SQLite table FerretDB stores collection in.
-func tableName(ctx context.Context, sdb *sql.DB, collection string) (string, error) {
+func tableName(ctx context.Context, sdb sqlQuerier, collection string) (string, error) {
 	var table string
 	q := fmt.Sprintf("SELECT table_name FROM %s WHERE name = ?", quoteIdent(metadataTable))
 	if err := sdb.QueryRowContext(ctx, q, collection).Scan(&table); err != nil {

@@ -45,9 +45,10 @@ const (
 	linFindAndUpdate                // findOneAndUpdate, same, returning the document before
 	linDelete                       // deleteOne {_id, version}
 	linFindAndDelete                // findOneAndDelete {_id, version}
+	linReplace                      // replaceOne {_id, version} {version+1, val}: the services' write of a job, which the proxy makes in SQL
 )
 
-var linKindNames = [...]string{"read", "insert", "update", "findAndUpdate", "delete", "findAndDelete"}
+var linKindNames = [...]string{"read", "insert", "update", "findAndUpdate", "delete", "findAndDelete", "replace"}
 
 // linInput is one operation on document key.
 type linInput struct {
@@ -90,7 +91,7 @@ func linApply(s linDoc, in linInput) (next linDoc, out linOutput) {
 			return s, linOutput{}
 		}
 		return linDoc{exists: true, ver: 1, val: in.val}, linOutput{ok: true}
-	case linUpdate, linFindAndUpdate:
+	case linUpdate, linFindAndUpdate, linReplace:
 		out := linOutput{ok: match}
 		if in.kind == linFindAndUpdate && match {
 			out = linOutput{ok: true, found: true, ver: s.ver, val: s.val}
@@ -286,8 +287,10 @@ func runLinearizability(t *testing.T, store *linStore, run linRun) (history []po
 					in.kind = linRead
 				case r < 25 || in.ver == 0:
 					in.kind = linInsert
-				case r < 70:
+				case r < 45:
 					in.kind = linUpdate
+				case r < 70:
+					in.kind = linReplace
 				case r < 82:
 					in.kind = linFindAndUpdate
 				case r < 92:
@@ -344,7 +347,7 @@ func linNextKnown(known int, in linInput, out linOutput) int {
 		return 0
 	case in.kind == linInsert && out.ok:
 		return 1
-	case (in.kind == linUpdate || in.kind == linFindAndUpdate) && out.ok:
+	case (in.kind == linUpdate || in.kind == linFindAndUpdate || in.kind == linReplace) && out.ok:
 		return in.ver + 1
 	case (in.kind == linDelete || in.kind == linFindAndDelete) && out.ok:
 		return 0
@@ -377,6 +380,11 @@ func linDo(coll *mongo.Collection, in linInput, timeout time.Duration) linOutput
 	case linUpdate:
 		var res *mongo.UpdateResult
 		if res, err = coll.UpdateOne(ctx, filter, set); err == nil {
+			out.ok = res.MatchedCount == 1
+		}
+	case linReplace:
+		var res *mongo.UpdateResult
+		if res, err = coll.ReplaceOne(ctx, filter, bson.D{{Key: "version", Value: in.ver + 1}, {Key: "val", Value: in.val}}); err == nil {
 			out.ok = res.MatchedCount == 1
 		}
 	case linDelete:
@@ -440,6 +448,12 @@ func TestProxyIsLinearizable(t *testing.T) {
 	logHistory(t, history, unknown)
 	r, w, u := store.srv.FastPathStats()
 	t.Logf("since the last restart the fast path answered %d writes, rewrote %d, forwarded %d unchanged", r, w, u)
+	direct, _, _ := store.srv.DirectWriteStats()
+	gw, gc := store.srv.GroupCommitStats()
+	t.Logf("of them %d written in SQL, in %d statements and %d commits", direct, gw, gc)
+	if direct == 0 || gc == 0 {
+		t.Errorf("no write went the direct path (%d) or was group-committed (%d commits): the check did not cover it", direct, gc)
+	}
 	res, info := checkLinearizable(t, history)
 	if res != porcupine.Ok {
 		// Not in t.TempDir, which is removed when the test ends.

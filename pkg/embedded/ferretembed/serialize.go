@@ -173,6 +173,10 @@ type proxy struct {
 
 	stats writeStats
 
+	// stopping is closed when the proxy closes: writers waiting for their
+	// transaction's commit give up (groupcommit.go).
+	stopping chan struct{}
+
 	// readSlots bounds the heavy reads running in FerretDB (readlimit.go).
 	readSlots chan struct{}
 	reads     readStats
@@ -203,6 +207,7 @@ func newProxy(ln net.Listener, upstream string, lockTimeout time.Duration, log *
 		writeLock: make(chan struct{}, 1),
 		readSlots: make(chan struct{}, defaultReadSlots),
 		conns:     make(map[*proxyConn]struct{}),
+		stopping:  make(chan struct{}),
 	}
 	p.wg.Add(1)
 	go p.serve()
@@ -263,6 +268,7 @@ func (p *proxy) close() {
 	if p.fast.conn != nil { // guarded by p.mu as well as p.fast.mu
 		_ = p.fast.conn.Close()
 	}
+	close(p.stopping)
 	p.mu.Unlock()
 	p.wg.Wait()
 }
@@ -437,8 +443,14 @@ func (c *proxyConn) forwardRequests() error {
 			// still be running.
 			if fastPathCommands[cmd] && !moreToCome && !c.p.fastPathOff.Load() && c.sole(id) {
 				forward, reply := c.p.fastPath(msg)
-				if reply != nil { // the write cannot match: answered here
+				if reply != nil { // written in SQL, or it cannot match: answered here
+					b := c.p.openBatch()
 					c.unlock(id)
+					// The reply rests on the open transaction: it goes once
+					// that is durable, or not at all (groupcommit.go).
+					if err := c.p.awaitCommit(b); err != nil {
+						return err
+					}
 					if _, err := c.client.Write(reply); err != nil {
 						return err
 					}
@@ -446,6 +458,7 @@ func (c *proxyConn) forwardRequests() error {
 				}
 				msg = forward
 			}
+			c.p.flushBeforeForward() // FerretDB must see the direct writes
 		}
 		c.mu.Lock()
 		c.inflight++
