@@ -23,8 +23,8 @@ import (
 // UPDATE that SQLite compiles anew. Once the fast path has read the fields
 // the conditions name and found them to hold (fastpath_sql.go), none of that
 // is needed but the encoding and the UPDATE: the proxy encodes the
-// replacement as FerretDB's sjson itself and runs the UPDATE, prepared once,
-// on its lookup connection. The whole write then holds the lock about
+// replacement as FerretDB's sjson itself and runs the UPDATE on its lookup
+// connection. The whole write then holds the lock about
 // 0.6 ms (BenchmarkDirect, a job's shape: 0.56 against 1.58 ms).
 //
 // The stored row must be what FerretDB would have stored, byte for byte:
@@ -49,7 +49,7 @@ import (
 // the same way: FerretDB's own insert spends about 0.8 ms of the lock on
 // converting, validating and encoding the document and on an INSERT
 // compiled anew (0.4 ms direct, BenchmarkDirect); the proxy encodes the document FerretDB would store (_id
-// moved first, as ValidateData does) and runs one prepared INSERT. A
+// moved first, as ValidateData does) and runs one INSERT. A
 // failed INSERT (a duplicate _id or unique key) inserted nothing; FerretDB
 // then gets the command and gives its own write error.
 //
@@ -240,10 +240,13 @@ func (s *Server) updateRow(ctx context.Context, w *fastWrite, enc []byte) (bool,
 	return false, nil
 }
 
-// stmt returns q prepared on sdb, preparing it the first time: modernc's
-// SQLite compiles a statement run by text anew each time, which for an
-// UPDATE of a table with several indexes costs more than running it.
-// Statements are kept per database: each has its own connection.
+// stmt returns q as a statement on sdb, made the first time and kept per
+// database (each has its own connection). It does not save SQLite's
+// compilation: modernc.org/sqlite v1.32, FerretDB's, compiles the SQL again
+// on every execution of a prepared statement too (stmt.exec calls
+// sqlite3_prepare_v2 each time; 7.6% of the all-in-one's CPU under the
+// simulated load of docs/benchmarks.md, "Group commit"), only database/sql's
+// work of making one.
 func (s *Server) stmt(ctx context.Context, db string, sdb sqlQuerier, q string) (*sql.Stmt, error) {
 	l := &s.sqlLookups
 	key := db + "\x00" + q

@@ -18,6 +18,10 @@ type WriteStats struct {
 	// Fast path: writes answered without FerretDB (conditions false),
 	// forwarded with the filter rewritten to {_id}, or left unchanged.
 	FastReplied, FastRewritten, FastUnchanged int64
+	// Writes made in SQL by the proxy (fastpath_direct.go), the commits
+	// that made them durable (groupcommit.go), and the finds answered in
+	// SQL (finddirect.go).
+	DirectWrites, DirectCommits, DirectFinds int64
 }
 
 // WriteStats returns the proxy's counters, for benchmarks: the number of
@@ -27,5 +31,6 @@ func (s *Server) WriteStats() WriteStats {
 	return WriteStats{
 		Commands: p.stats.commands.Load(), Held: time.Duration(p.stats.held.Load()),
 		FastReplied: p.fast.replied.Load(), FastRewritten: p.fast.rewritten.Load(), FastUnchanged: p.fast.unchanged.Load(),
+		DirectWrites: s.commits.writes.Load(), DirectCommits: s.commits.commits.Load(), DirectFinds: s.sqlLookups.findDirect.Load(),
 	}
 }

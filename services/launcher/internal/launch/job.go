@@ -196,6 +196,10 @@ func (s *Service) jobDrivers(ctx context.Context, j *events.Job) (jobDrivers, er
 	if d.ctlD, err = s.driverFor(ctx, d.ctlQ); err != nil {
 		return d, err
 	}
+	if d.workQ.PluginID == d.ctlQ.PluginID { // the same plugin: read once per job
+		d.workD = d.ctlD
+		return d, nil
+	}
 	d.workD, err = s.driverFor(ctx, d.workQ)
 	return d, err
 }
