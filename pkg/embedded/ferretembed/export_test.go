@@ -141,3 +141,9 @@ func (s *Server) FailCommits(err error) {
 // SetGroupCommit turns group commit on or off: off, each direct write is
 // committed on its own under the lock.
 func (s *Server) SetGroupCommit(on bool) { s.commits.off.Store(!on) }
+
+// SJSONToBSONFast and SJSONToBSONSlow are the direct find's two readings
+// of a stored row (sjsonfast.go).
+func SJSONToBSONFast(row string) ([]byte, bool) { return sjsonToBSONFast([]byte(row)) }
+
+func SJSONToBSONSlow(row string) ([]byte, error) { return sjsonToBSONSlow(row) }

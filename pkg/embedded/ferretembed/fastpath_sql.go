@@ -191,16 +191,24 @@ func appendStored(b []byte, field string, typ, v any) ([]byte, error) {
 		}
 		return bsoncore.AppendNullElement(b, field), nil
 	case "objectId":
-		s, ok := v.(string)
-		raw, err := hex.DecodeString(s)
-		if !ok || err != nil || len(raw) != 12 {
+		s, _ := v.(string)
+		oid, ok := objectIDHex(s)
+		if !ok {
 			return nil, bad
 		}
-		var oid [12]byte
-		copy(oid[:], raw)
 		return bsoncore.AppendObjectIDElement(b, field, oid), nil
 	}
 	return bsoncore.AppendDocumentElement(b, field, bsoncore.BuildDocument(nil, nil)), nil
+}
+
+// objectIDHex is the ObjectID sjson stores as 24 hexadecimal digits.
+func objectIDHex(h string) (oid [12]byte, ok bool) {
+	raw, err := hex.DecodeString(h)
+	if err != nil || len(raw) != 12 {
+		return oid, false
+	}
+	copy(oid[:], raw)
+	return oid, true
 }
 
 // jsonPathKey quotes a top-level field name for an SQLite JSON path, or

@@ -2,6 +2,7 @@ package ferretembed_test
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -144,15 +145,7 @@ func BenchmarkSQLiteUpdateWithFieldIndexes(b *testing.B) {
 	uri, srv := mongotest.Start(b)
 	db := mongotest.Client(b, uri).Database("bench")
 	seedJobs(ctx, b, db.Collection("jobs"), docs)
-	table, err := srv.TableName(ctx, "bench", "jobs")
-	if err != nil {
-		b.Fatal(err)
-	}
-	sdb, err := srv.OpenSQLite("bench")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer sdb.Close()
+	table, sdb := openTable(b, srv, "bench", "jobs")
 	id := ferretembed.FieldExpr("_id")
 	for _, idx := range indexSetNames {
 		t := "micro_" + idx
@@ -205,4 +198,20 @@ func BenchmarkSQLiteUpdateWithFieldIndexes(b *testing.B) {
 			b.ReportMetric(float64(frames)/float64(b.N), "wal-frames/write")
 		})
 	}
+}
+
+// openTable returns the SQLite table of db.coll and a connection to its
+// file of the test's own, closed when the test ends.
+func openTable(tb testing.TB, srv *ferretembed.Server, db, coll string) (string, *sql.DB) {
+	tb.Helper()
+	table, err := srv.TableName(context.Background(), db, coll)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	sdb, err := srv.OpenSQLite(db)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = sdb.Close() })
+	return table, sdb
 }

@@ -3,7 +3,6 @@ package ferretembed
 import (
 	"context"
 	"database/sql"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -472,6 +471,14 @@ var errSJSON = errors.New("stored document outside the direct find's conversion"
 
 // sjsonToBSON converts a stored document to the BSON FerretDB sends for it.
 func sjsonToBSON(row string) (bsoncore.Document, error) {
+	if d, ok := sjsonToBSONFast([]byte(row)); ok { // sjsonfast.go
+		return d, nil
+	}
+	return sjsonToBSONSlow(row)
+}
+
+// sjsonToBSONSlow is sjsonToBSON through encoding/json, level by level.
+func sjsonToBSONSlow(row string) (bsoncore.Document, error) {
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal([]byte(row), &fields); err != nil {
 		return nil, err
@@ -485,12 +492,14 @@ func sjsonToBSON(row string) (bsoncore.Document, error) {
 		return nil, errSJSON
 	}
 	delete(fields, "$s")
-	return appendSJSONDocument(nil, &sch, fields)
+	return appendSJSONDocumentWith(nil, &sch, fields, appendSJSONValue)
 }
 
-// appendSJSONDocument appends the document of fields (raw JSON by key) in
-// the order of sch's keys, as FerretDB's sjson.Unmarshal builds it.
-func appendSJSONDocument(b []byte, sch *sjsonSchema, fields map[string]json.RawMessage) ([]byte, error) {
+// appendSJSONDocumentWith appends the document of fields (raw JSON by key)
+// in the order of sch's keys, as FerretDB's sjson.Unmarshal builds it, each
+// value by value.
+func appendSJSONDocumentWith(b []byte, sch *sjsonSchema, fields map[string]json.RawMessage,
+	value func(b []byte, key string, elem *sjsonElem, v json.RawMessage) ([]byte, error)) ([]byte, error) {
 	if len(fields) == 0 {
 		return bsoncore.BuildDocument(b, nil), nil
 	}
@@ -504,7 +513,7 @@ func appendSJSONDocument(b []byte, sch *sjsonSchema, fields map[string]json.RawM
 			return nil, errSJSON
 		}
 		var err error
-		if b, err = appendSJSONValue(b, k, sch.Properties[k], v); err != nil {
+		if b, err = value(b, k, sch.Properties[k], v); err != nil {
 			return nil, err
 		}
 	}
@@ -526,7 +535,7 @@ func appendSJSONValue(b []byte, key string, elem *sjsonElem, v json.RawMessage) 
 		if err := json.Unmarshal(v, &fields); err != nil {
 			return nil, errSJSON
 		}
-		d, err := appendSJSONDocument(nil, elem.Schema, fields)
+		d, err := appendSJSONDocumentWith(nil, elem.Schema, fields, appendSJSONValue)
 		if err != nil {
 			return nil, err
 		}
@@ -585,12 +594,10 @@ func appendSJSONValue(b []byte, key string, elem *sjsonElem, v json.RawMessage) 
 		if err := json.Unmarshal(v, &h); err != nil {
 			return nil, errSJSON
 		}
-		raw, err := hex.DecodeString(h)
-		if err != nil || len(raw) != 12 {
+		oid, ok := objectIDHex(h)
+		if !ok {
 			return nil, errSJSON
 		}
-		var oid [12]byte
-		copy(oid[:], raw)
 		return bsoncore.AppendObjectIDElement(b, key, oid), nil
 	}
 	return nil, errSJSON // binData, regex, timestamp, null with a value: FerretDB's
