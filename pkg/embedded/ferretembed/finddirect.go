@@ -102,7 +102,8 @@ func (s *Server) findDirect(msg []byte) []byte {
 
 // findQuery is a find the proxy answers: by a string _id or a list of
 // them ({_id: {$in: [...]}}), or by equality
-// of top-level fields to strings or booleans and absence of others
+// of top-level fields to strings or booleans (or to one of a list of
+// strings, {$in: [...]}) and absence of others
 // ({name: "q", _deleted: {$exists: false}}, the services' look-ups by
 // name), with at most max documents in the one batch of the reply.
 type findQuery struct {
@@ -119,7 +120,8 @@ type findQuery struct {
 
 type eqCond struct {
 	field string
-	value any // string or bool
+	value any      // string or bool
+	in    []string // or, for {field: {$in: [...]}}, the strings it may be
 }
 
 // findNeutral are the fields of a find that change nothing about the answer
@@ -290,18 +292,29 @@ func (f *findQuery) parseFilter(fd bsoncore.Document) bool {
 		}
 		switch v.Type {
 		case bsoncore.TypeString:
-			f.eq = append(f.eq, eqCond{k, v.StringValue()})
+			f.eq = append(f.eq, eqCond{field: k, value: v.StringValue()})
 		case bsoncore.TypeBoolean:
-			f.eq = append(f.eq, eqCond{k, v.Boolean()})
+			f.eq = append(f.eq, eqCond{field: k, value: v.Boolean()})
 		case bsoncore.TypeEmbeddedDocument:
 			ops, err := v.Document().Elements()
-			if err != nil || len(ops) != 1 || ops[0].Key() != "$exists" {
+			if err != nil || len(ops) != 1 {
 				return false
 			}
-			if b, ok := ops[0].Value().BooleanOK(); !ok || b {
+			switch ops[0].Key() {
+			case "$exists":
+				if b, ok := ops[0].Value().BooleanOK(); !ok || b {
+					return false
+				}
+				f.absent = append(f.absent, k)
+			case "$in": // the API's look-up of a queue by id or name
+				in, ok := stringsIn(ops[0].Value())
+				if !ok {
+					return false
+				}
+				f.eq = append(f.eq, eqCond{field: k, in: in})
+			default:
 				return false
 			}
-			f.absent = append(f.absent, k)
 		default:
 			return false
 		}
@@ -323,22 +336,28 @@ func (f *findQuery) parseIn(v bsoncore.Value) bool {
 	if err != nil || len(ops) != 1 || ops[0].Key() != "$in" {
 		return false
 	}
-	arr, ok := ops[0].Value().ArrayOK()
+	f.ids, ok = stringsIn(ops[0].Value())
+	return ok
+}
+
+// stringsIn returns the strings of an $in's array: at least one, at most
+// maxInIDs, all strings.
+func stringsIn(v bsoncore.Value) ([]string, bool) {
+	arr, ok := v.ArrayOK()
 	if !ok {
-		return false
+		return nil, false
 	}
 	vals, err := arr.Values()
 	if err != nil || len(vals) == 0 || len(vals) > maxInIDs {
-		return false
+		return nil, false
 	}
-	for _, v := range vals {
-		id, ok := v.StringValueOK()
-		if !ok {
-			return false
+	out := make([]string, len(vals))
+	for i, v := range vals {
+		if out[i], ok = v.StringValueOK(); !ok {
+			return nil, false
 		}
-		f.ids = append(f.ids, id)
 	}
-	return true
+	return out, true
 }
 
 // readRows reads the stored sjson of the documents f finds, at most f.max
@@ -395,6 +414,15 @@ func (s *Server) readRows(ctx context.Context, f findQuery) ([]string, error) {
 		var where []string
 		for _, c := range f.eq {
 			path, _ := jsonPathKey(c.field)
+			if c.in != nil {
+				list, err := json.Marshal(c.in)
+				if err != nil {
+					return nil, err
+				}
+				where = append(where, fmt.Sprintf(`(_ferretdb_sjson->>'$."$s".p.%[1]s.t' = 'array' OR (_ferretdb_sjson->>'$."$s".p.%[1]s.t' = 'string' AND _ferretdb_sjson->>'$.%[1]s' IN (SELECT value FROM json_each(?))))`, path))
+				args = append(args, string(list))
+				continue
+			}
 			typ, val := "string", any(c.value)
 			if b, ok := c.value.(bool); ok {
 				typ, val = "bool", 0
