@@ -287,7 +287,15 @@ func (f *findQuery) parseFilter(fd bsoncore.Document) bool {
 	seen := map[string]bool{}
 	for _, e := range els {
 		k, v := e.Key(), e.Value()
-		if _, ok := jsonPathKey(k); !ok || k == "_id" || checkKey(k, seen) != nil {
+		if k == "_id" { // {_id: <string>, _deleted: {$exists: false}}: a look-up by id that skips tombstones
+			id, ok := v.StringValueOK()
+			if !ok || f.id != "" {
+				return false
+			}
+			f.id = id
+			continue
+		}
+		if _, ok := jsonPathKey(k); !ok || checkKey(k, seen) != nil {
 			return false
 		}
 		switch v.Type {
@@ -319,7 +327,7 @@ func (f *findQuery) parseFilter(fd bsoncore.Document) bool {
 			return false
 		}
 	}
-	return len(f.eq) > 0
+	return len(f.eq) > 0 || f.id != ""
 }
 
 // maxInIDs is how many _ids a find by {$in: [...]} may name to be answered
@@ -386,9 +394,13 @@ func (s *Server) readRows(ctx context.Context, f findQuery) ([]string, error) {
 		if err != nil {
 			return nil, err
 		}
-		q = fmt.Sprintf("SELECT _ferretdb_sjson FROM %s INDEXED BY %s WHERE %s = ?",
-			quoteIdent(table), quoteIdent(idIndexName(table)), idExpr)
-		args = []any{string(id)}
+		where, condArgs, err := f.fieldConds()
+		if err != nil {
+			return nil, err
+		}
+		q = fmt.Sprintf("SELECT _ferretdb_sjson FROM %s INDEXED BY %s WHERE %s",
+			quoteIdent(table), quoteIdent(idIndexName(table)), strings.Join(append([]string{idExpr + " = ?"}, where...), " AND "))
+		args = append([]any{string(id)}, condArgs...)
 	} else if len(f.ids) > 0 {
 		// FerretDB reads the whole table in its order (rowid) and
 		// filters in Go; the _id index finds the same rows.
@@ -412,30 +424,9 @@ func (s *Server) readRows(ctx context.Context, f findQuery) ([]string, error) {
 		// and filters in Go. A row whose field is an array is selected
 		// too, so that it is seen (arrayField) and left to FerretDB.
 		var where []string
-		for _, c := range f.eq {
-			path, _ := jsonPathKey(c.field)
-			if c.in != nil {
-				list, err := json.Marshal(c.in)
-				if err != nil {
-					return nil, err
-				}
-				where = append(where, fmt.Sprintf(`(_ferretdb_sjson->>'$."$s".p.%[1]s.t' = 'array' OR (_ferretdb_sjson->>'$."$s".p.%[1]s.t' = 'string' AND _ferretdb_sjson->>'$.%[1]s' IN (SELECT value FROM json_each(?))))`, path))
-				args = append(args, string(list))
-				continue
-			}
-			typ, val := "string", any(c.value)
-			if b, ok := c.value.(bool); ok {
-				typ, val = "bool", 0
-				if b {
-					val = 1
-				}
-			}
-			where = append(where, fmt.Sprintf(`(_ferretdb_sjson->>'$."$s".p.%[1]s.t' = 'array' OR (_ferretdb_sjson->>'$."$s".p.%[1]s.t' = '%[2]s' AND _ferretdb_sjson->>'$.%[1]s' = ?))`, path, typ))
-			args = append(args, val)
-		}
-		for _, field := range f.absent {
-			path, _ := jsonPathKey(field)
-			where = append(where, fmt.Sprintf(`_ferretdb_sjson->'$.%s' IS NULL`, path))
+		var err error
+		if where, args, err = f.fieldConds(); err != nil {
+			return nil, err
 		}
 		q = fmt.Sprintf("SELECT _ferretdb_sjson FROM %s NOT INDEXED WHERE %s LIMIT ?", quoteIdent(table), strings.Join(where, " AND "))
 		args = append(args, f.max+1)
@@ -467,6 +458,38 @@ func (s *Server) readRows(ctx context.Context, f findQuery) ([]string, error) {
 		return nil, errSJSON
 	}
 	return rows[:min(len(rows), f.max)], nil
+}
+
+// fieldConds are the SQL conditions, and their arguments, of f's equalities
+// and absences. A row whose field is an array meets an equality's, so that
+// it is read and left to FerretDB (arrayField).
+func (f *findQuery) fieldConds() (where []string, args []any, err error) {
+	for _, c := range f.eq {
+		path, _ := jsonPathKey(c.field)
+		if c.in != nil {
+			list, err := json.Marshal(c.in)
+			if err != nil {
+				return nil, nil, err
+			}
+			where = append(where, fmt.Sprintf(`(_ferretdb_sjson->>'$."$s".p.%[1]s.t' = 'array' OR (_ferretdb_sjson->>'$."$s".p.%[1]s.t' = 'string' AND _ferretdb_sjson->>'$.%[1]s' IN (SELECT value FROM json_each(?))))`, path))
+			args = append(args, string(list))
+			continue
+		}
+		typ, val := "string", any(c.value)
+		if b, ok := c.value.(bool); ok {
+			typ, val = "bool", 0
+			if b {
+				val = 1
+			}
+		}
+		where = append(where, fmt.Sprintf(`(_ferretdb_sjson->>'$."$s".p.%[1]s.t' = 'array' OR (_ferretdb_sjson->>'$."$s".p.%[1]s.t' = '%[2]s' AND _ferretdb_sjson->>'$.%[1]s' = ?))`, path, typ))
+		args = append(args, val)
+	}
+	for _, field := range f.absent {
+		path, _ := jsonPathKey(field)
+		where = append(where, fmt.Sprintf(`_ferretdb_sjson->'$.%s' IS NULL`, path))
+	}
+	return where, args, nil
 }
 
 // arrayField reports whether d holds any of eq's fields as an array, which
