@@ -146,4 +146,4 @@ func (s *Server) SetGroupCommit(on bool) { s.commits.off.Store(!on) }
 // of a stored row (sjsonfast.go).
 func SJSONToBSONFast(row string) ([]byte, bool) { return sjsonToBSONFast([]byte(row)) }
 
-func SJSONToBSONSlow(row string) ([]byte, error) { return sjsonToBSONSlow(row) }
+func SJSONToBSONSlow(row string) ([]byte, error) { return sjsonToBSONSlow([]byte(row)) }

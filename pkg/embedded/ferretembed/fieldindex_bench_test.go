@@ -108,8 +108,8 @@ func BenchmarkUpdateWithFieldIndexes(b *testing.B) {
 			}
 			b.StopTimer()
 			after := srv.WriteStats()
-			if n := after.Commands - before.Commands; n > 0 {
-				b.ReportMetric(float64((after.Held-before.Held).Microseconds())/float64(n), "held-µs/write")
+			if after.Commands > before.Commands {
+				b.ReportMetric(float64(after.HeldPerWrite(before).Nanoseconds())/1000, "held-µs/write")
 			}
 		})
 	}

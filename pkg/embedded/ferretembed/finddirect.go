@@ -270,8 +270,10 @@ func wholeNumber(v bsoncore.Value) (int64, bool) {
 	return n, true
 }
 
-// parseFilter takes {_id: <string>}, or conditions field: <string|bool>
-// and field: {$exists: false} on plain top-level fields.
+// parseFilter takes {_id: <string>} or {_id: {$in: [<string>, ...]}}, or
+// conditions field: <string|bool>, field: {$in: [<string>, ...]} and
+// field: {$exists: false} on plain top-level fields, with at most one
+// _id: <string> among them.
 func (f *findQuery) parseFilter(fd bsoncore.Document) bool {
 	els, err := fd.Elements()
 	if err != nil || len(els) == 0 {
@@ -374,7 +376,7 @@ func stringsIn(v bsoncore.Value) ([]string, bool) {
 // database or collection FerretDB does not have is an error too: FerretDB
 // answers those. Rows whose field is an array come back too, for findDirect
 // to leave to FerretDB (arrayField).
-func (s *Server) readRows(ctx context.Context, f findQuery) ([]string, error) {
+func (s *Server) readRows(ctx context.Context, f findQuery) ([][]byte, error) {
 	sdb, err := s.conns(&s.sqlLookups.reads, f.db, func(sdb *sql.DB) error {
 		sdb.SetMaxOpenConns(findDirectConns)
 		sdb.SetMaxIdleConns(findDirectConns)
@@ -441,9 +443,9 @@ func (s *Server) readRows(ctx context.Context, f findQuery) ([]string, error) {
 		return nil, err
 	}
 	defer res.Close()
-	var rows []string
+	var rows [][]byte
 	for res.Next() {
-		var row string
+		var row []byte
 		if err := res.Scan(&row); err != nil {
 			return nil, err
 		}
@@ -466,23 +468,20 @@ func (s *Server) readRows(ctx context.Context, f findQuery) ([]string, error) {
 func (f *findQuery) fieldConds() (where []string, args []any, err error) {
 	for _, c := range f.eq {
 		path, _ := jsonPathKey(c.field)
-		if c.in != nil {
+		typ, cmp, val := "string", "= ?", c.value
+		switch {
+		case c.in != nil:
 			list, err := json.Marshal(c.in)
 			if err != nil {
 				return nil, nil, err
 			}
-			where = append(where, fmt.Sprintf(`(_ferretdb_sjson->>'$."$s".p.%[1]s.t' = 'array' OR (_ferretdb_sjson->>'$."$s".p.%[1]s.t' = 'string' AND _ferretdb_sjson->>'$.%[1]s' IN (SELECT value FROM json_each(?))))`, path))
-			args = append(args, string(list))
-			continue
-		}
-		typ, val := "string", any(c.value)
-		if b, ok := c.value.(bool); ok {
+			cmp, val = "IN (SELECT value FROM json_each(?))", string(list)
+		case c.value == true:
+			typ, val = "bool", 1
+		case c.value == false:
 			typ, val = "bool", 0
-			if b {
-				val = 1
-			}
 		}
-		where = append(where, fmt.Sprintf(`(_ferretdb_sjson->>'$."$s".p.%[1]s.t' = 'array' OR (_ferretdb_sjson->>'$."$s".p.%[1]s.t' = '%[2]s' AND _ferretdb_sjson->>'$.%[1]s' = ?))`, path, typ))
+		where = append(where, fmt.Sprintf(`(_ferretdb_sjson->>'$."$s".p.%[1]s.t' = 'array' OR (_ferretdb_sjson->>'$."$s".p.%[1]s.t' = '%[2]s' AND _ferretdb_sjson->>'$.%[1]s' %[3]s))`, path, typ, cmp))
 		args = append(args, val)
 	}
 	for _, field := range f.absent {
@@ -521,17 +520,17 @@ type sjsonElem struct {
 var errSJSON = errors.New("stored document outside the direct find's conversion")
 
 // sjsonToBSON converts a stored document to the BSON FerretDB sends for it.
-func sjsonToBSON(row string) (bsoncore.Document, error) {
-	if d, ok := sjsonToBSONFast([]byte(row)); ok { // sjsonfast.go
+func sjsonToBSON(row []byte) (bsoncore.Document, error) {
+	if d, ok := sjsonToBSONFast(row); ok { // sjsonfast.go
 		return d, nil
 	}
 	return sjsonToBSONSlow(row)
 }
 
 // sjsonToBSONSlow is sjsonToBSON through encoding/json, level by level.
-func sjsonToBSONSlow(row string) (bsoncore.Document, error) {
+func sjsonToBSONSlow(row []byte) (bsoncore.Document, error) {
 	var fields map[string]json.RawMessage
-	if err := json.Unmarshal([]byte(row), &fields); err != nil {
+	if err := json.Unmarshal(row, &fields); err != nil {
 		return nil, err
 	}
 	raw, ok := fields["$s"]
@@ -543,14 +542,12 @@ func sjsonToBSONSlow(row string) (bsoncore.Document, error) {
 		return nil, errSJSON
 	}
 	delete(fields, "$s")
-	return appendSJSONDocumentWith(nil, &sch, fields, appendSJSONValue)
+	return appendSJSONDocument(nil, &sch, fields)
 }
 
-// appendSJSONDocumentWith appends the document of fields (raw JSON by key)
-// in the order of sch's keys, as FerretDB's sjson.Unmarshal builds it, each
-// value by value.
-func appendSJSONDocumentWith(b []byte, sch *sjsonSchema, fields map[string]json.RawMessage,
-	value func(b []byte, key string, elem *sjsonElem, v json.RawMessage) ([]byte, error)) ([]byte, error) {
+// appendSJSONDocument appends the document of fields (raw JSON by key) in
+// the order of sch's keys, as FerretDB's sjson.Unmarshal builds it.
+func appendSJSONDocument(b []byte, sch *sjsonSchema, fields map[string]json.RawMessage) ([]byte, error) {
 	if len(fields) == 0 {
 		return bsoncore.BuildDocument(b, nil), nil
 	}
@@ -564,7 +561,7 @@ func appendSJSONDocumentWith(b []byte, sch *sjsonSchema, fields map[string]json.
 			return nil, errSJSON
 		}
 		var err error
-		if b, err = value(b, k, sch.Properties[k], v); err != nil {
+		if b, err = appendSJSONValue(b, k, sch.Properties[k], v); err != nil {
 			return nil, err
 		}
 	}
@@ -586,7 +583,7 @@ func appendSJSONValue(b []byte, key string, elem *sjsonElem, v json.RawMessage) 
 		if err := json.Unmarshal(v, &fields); err != nil {
 			return nil, errSJSON
 		}
-		d, err := appendSJSONDocumentWith(nil, elem.Schema, fields, appendSJSONValue)
+		d, err := appendSJSONDocument(nil, elem.Schema, fields)
 		if err != nil {
 			return nil, err
 		}

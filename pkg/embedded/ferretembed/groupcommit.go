@@ -50,9 +50,10 @@ import (
 // errStoreClosing fails the writes of a transaction the store is closing on.
 var errStoreClosing = fmt.Errorf("embedded store closing: %w", net.ErrClosed)
 
-// batch is one transaction of direct writes.
+// batch is one transaction of direct writes, on db's pinned connection.
 type batch struct {
 	db     string
+	conn   *sql.Conn
 	writes int
 	done   chan struct{} // closed once committed or failed
 	err    error         // set before done is closed
@@ -66,7 +67,7 @@ func (b *batch) finish(err error) {
 	})
 }
 
-// groupCommit is the Server's open transaction and its counters. open is
+// groupCommit is the Server's open transaction and its commits. open is
 // changed only under the proxy's write lock; mu also guards it against the
 // close (failAll), which does not take the lock.
 type groupCommit struct {
@@ -75,7 +76,7 @@ type groupCommit struct {
 	closed bool
 	off    atomic.Bool // tests and benchmarks: commit every write on its own
 
-	commits, writes atomic.Int64
+	commits atomic.Int64 // of at least one write (WriteStats.DirectCommits)
 
 	// Tests: no writer commits until hold is closed; a commit fails with
 	// failCommit instead of committing.
@@ -151,7 +152,7 @@ func (s *Server) joinBatch(ctx context.Context, db string) (*sql.Conn, error) {
 			}
 		}
 		g.mu.Lock()
-		g.open = &batch{db: db, done: make(chan struct{})}
+		g.open = &batch{db: db, conn: c, done: make(chan struct{})}
 		g.mu.Unlock()
 	}
 	return c, nil
@@ -166,7 +167,6 @@ func (s *Server) joined() {
 		g.open.writes++
 	}
 	g.mu.Unlock()
-	g.writes.Add(1)
 	if g.off.Load() {
 		s.flush()
 	}
@@ -191,20 +191,17 @@ func (s *Server) flush() {
 	if b == nil {
 		return
 	}
-	c, err := s.directConn(b.db)
-	if err == nil {
-		if f := g.failCommit.Load(); f != nil {
-			err = *f
-		}
-		if err == nil {
-			// Never cancelled: an interrupted commit would leave the
-			// connection's state unknown (see fastpath_sql.go).
-			_, err = c.ExecContext(context.Background(), "COMMIT")
-		}
-		if err != nil {
-			// A failed COMMIT may leave the transaction open; end it.
-			_, _ = c.ExecContext(context.Background(), "ROLLBACK")
-		}
+	var err error
+	if f := g.failCommit.Load(); f != nil {
+		err = *f
+	} else {
+		// Never cancelled: an interrupted commit would leave the
+		// connection's state unknown (see fastpath_sql.go).
+		_, err = b.conn.ExecContext(context.Background(), "COMMIT")
+	}
+	if err != nil {
+		// A failed COMMIT may leave the transaction open; end it.
+		_, _ = b.conn.ExecContext(context.Background(), "ROLLBACK")
 	}
 	if err != nil {
 		err = fmt.Errorf("embedded store: commit of %d direct writes: %w", b.writes, err)
@@ -267,12 +264,6 @@ func (p *proxy) flushBeforeForward() {
 	if srv := p.server.Load(); srv != nil {
 		srv.flush()
 	}
-}
-
-// GroupCommitStats reports the direct writes made and the commits (of at
-// least one of them) that made them durable.
-func (s *Server) GroupCommitStats() (writes, commits int64) {
-	return s.commits.writes.Load(), s.commits.commits.Load()
 }
 
 // openBatch is the server's open transaction, or nil.

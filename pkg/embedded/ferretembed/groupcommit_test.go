@@ -71,7 +71,7 @@ func TestGroupCommitBatchesAndAcknowledgesOnlyDurableWrites(t *testing.T) {
 	const n = 8
 	r := newGroupRig(t, n)
 	ctx := context.Background()
-	writes0, commits0 := r.srv.GroupCommitStats()
+	s0 := r.srv.WriteStats()
 	release := r.srv.HoldCommits()
 	var returned sync.WaitGroup
 	results := make([]*mongo.UpdateResult, n)
@@ -86,8 +86,7 @@ func TestGroupCommitBatchesAndAcknowledgesOnlyDurableWrites(t *testing.T) {
 		}()
 	}
 	waitFor(t, "every replacement to run in SQL", func() bool {
-		w, _ := r.srv.GroupCommitStats()
-		return w-writes0 == n
+		return r.srv.WriteStats().DirectWrites-s0.DirectWrites == n
 	})
 	select {
 	case i := <-acked:
@@ -109,9 +108,9 @@ func TestGroupCommitBatchesAndAcknowledgesOnlyDurableWrites(t *testing.T) {
 			t.Errorf("%s: version %d after the acknowledgement; want 2", id, v)
 		}
 	}
-	writes, commits := r.srv.GroupCommitStats()
-	if commits-commits0 != 1 {
-		t.Errorf("%d writes took %d commits; want 1", writes-writes0, commits-commits0)
+	s1 := r.srv.WriteStats()
+	if commits := s1.DirectCommits - s0.DirectCommits; commits != 1 {
+		t.Errorf("%d writes took %d commits; want 1", s1.DirectWrites-s0.DirectWrites, commits)
 	}
 }
 
@@ -155,15 +154,14 @@ func TestWriteThroughFerretDBCommitsOpenTransaction(t *testing.T) {
 	ctx := context.Background()
 	release := r.srv.HoldCommits()
 	defer release()
-	writes0, _ := r.srv.GroupCommitStats()
+	writes0 := r.srv.WriteStats().DirectWrites
 	done := make(chan error, 1)
 	go func() {
 		_, err := r.replace(ctx, r.ids[0])
 		done <- err
 	}()
 	waitFor(t, "the replacement to run in SQL", func() bool {
-		w, _ := r.srv.GroupCommitStats()
-		return w > writes0
+		return r.srv.WriteStats().DirectWrites > writes0
 	})
 	uctx, cancel := context.WithTimeout(ctx, 5*time.Second) // well under SQLite's busy timeout
 	defer cancel()

@@ -448,9 +448,9 @@ func TestProxyIsLinearizable(t *testing.T) {
 	logHistory(t, history, unknown)
 	r, w, u := store.srv.FastPathStats()
 	t.Logf("since the last restart the fast path answered %d writes, rewrote %d, forwarded %d unchanged", r, w, u)
-	direct, _, _ := store.srv.DirectWriteStats()
-	gw, gc := store.srv.GroupCommitStats()
-	t.Logf("of them %d written in SQL, in %d statements and %d commits", direct, gw, gc)
+	ws := store.srv.WriteStats()
+	direct, gc := ws.DirectWrites, ws.DirectCommits
+	t.Logf("of them %d written in SQL, in %d commits", direct, gc)
 	if direct == 0 || gc == 0 {
 		t.Errorf("no write went the direct path (%d) or was group-committed (%d commits): the check did not cover it", direct, gc)
 	}

@@ -17,47 +17,24 @@ import (
 // reflection: 8% of the all-in-one's CPU under the simulated load
 // (docs/benchmarks.md, "Group commit of the direct writes"). The rows are
 // JSON that FerretDB or the proxy's encoder wrote, so the reading below
-// finds each value's extent once and converts the scalars with strconv as
-// encoding/json does. Whatever it does not expect (a key of the schema it
-// does not know, a string it would have to unescape in an unusual way, any
-// syntax error) makes it give up, and sjsonToBSON reads the row the old way,
-// which decides. TestSJSONFastMatchesSlow compares the two on random
+// goes through a row front to back, writes the BSON as it goes, and
+// converts the scalars with strconv as encoding/json does. Whatever it does
+// not expect (fields out of the schema's order, a key of the schema it does
+// not know, a string it would have to unescape in an unusual way, any
+// syntax error) makes it give up, and sjsonToBSON reads the row the old
+// way, which decides. TestSJSONFastMatchesSlow compares the two on random
 // documents; TestFindDirectMatchesFerretDB compares the result with
 // FerretDB's own reply.
 
 // sjsonToBSONFast is sjsonToBSON in one pass; ok false: use the old way.
 // FerretDB writes a row as {"$s": schema, field: value, ...}, the fields in
 // the order of the schema's keys ($k), and each nested document's fields in
-// the order of its own; the reading expects exactly that and writes the
-// BSON as it goes.
+// the order of its own.
 func sjsonToBSONFast(row []byte) (bsoncore.Document, bool) {
 	r := &sjReader{b: row}
+	d, ok := r.document(nil, nil, true)
 	r.ws()
-	if !r.next('{') {
-		return nil, false
-	}
-	r.ws()
-	if k, ok := r.str(); !ok || k != "$s" || !r.colon() {
-		return nil, false
-	}
-	sch, ok := r.schema()
-	if !ok {
-		return nil, false
-	}
-	r.ws()
-	var b []byte
-	if r.next('}') { // no fields: an empty document, whatever the schema says
-		b = bsoncore.BuildDocument(nil, nil)
-	} else {
-		if !r.next(',') {
-			return nil, false
-		}
-		if b, ok = r.fields(nil, sch); !ok {
-			return nil, false
-		}
-	}
-	r.ws()
-	return b, r.i == len(r.b)
+	return d, ok && r.i == len(r.b)
 }
 
 // sjReader reads one row, front to back.
@@ -249,33 +226,33 @@ func (r *sjReader) elem() (*sjsonElem, bool) {
 	return el, ok
 }
 
-// fields reads the fields of a document whose '{' is read, in the order of
-// sch's keys, up to its '}', and appends the document to b.
-func (r *sjReader) fields(b []byte, sch *sjsonSchema) ([]byte, bool) {
-	if sch == nil {
-		return nil, false
-	}
+// document reads a document, its fields in the order of sch's keys, and
+// appends it to b. A row (top) begins with its own schema, "$s".
+func (r *sjReader) document(b []byte, sch *sjsonSchema, top bool) ([]byte, bool) {
+	start := len(b)
 	idx, b := bsoncore.ReserveLength(b)
-	n := 0
-	for {
-		k, ok := r.str()
-		if !ok || n >= len(sch.Keys) || k != sch.Keys[n] || !r.colon() {
-			return nil, false
+	n, schemaRead := 0, !top
+	ok := r.object(func(k string) bool {
+		if !schemaRead {
+			schemaRead = true
+			var ok bool
+			sch, ok = r.schema()
+			return k == "$s" && ok
 		}
-		if b, ok = r.value(b, k, sch.Properties[k]); !ok {
-			return nil, false
+		if sch == nil || n >= len(sch.Keys) || k != sch.Keys[n] {
+			return false
 		}
+		var ok bool
+		b, ok = r.value(b, k, sch.Properties[k])
 		n++
-		r.ws()
-		if r.next('}') {
-			break
-		}
-		if !r.next(',') {
-			return nil, false
-		}
-		r.ws()
-	}
-	if n != len(sch.Keys) {
+		return ok
+	})
+	switch {
+	case !ok || !schemaRead:
+		return nil, false
+	case n == 0: // no fields: an empty document, whatever the schema says
+		return bsoncore.BuildDocument(b[:start], nil), true
+	case n != len(sch.Keys):
 		return nil, false
 	}
 	b = append(b, 0)
@@ -293,15 +270,7 @@ func (r *sjReader) value(b []byte, key string, elem *sjsonElem) ([]byte, bool) {
 	}
 	switch elem.Type {
 	case "object":
-		if !r.next('{') {
-			return nil, false
-		}
-		r.ws()
-		if r.next('}') {
-			return bsoncore.AppendDocumentElement(b, key, bsoncore.BuildDocument(nil, nil)), true
-		}
-		b = bsoncore.AppendHeader(b, bsoncore.TypeEmbeddedDocument, key)
-		return r.fields(b, elem.Schema)
+		return r.document(bsoncore.AppendHeader(b, bsoncore.TypeEmbeddedDocument, key), elem.Schema, false)
 	case "array":
 		idx, b := bsoncore.AppendArrayElementStart(b, key)
 		n := 0

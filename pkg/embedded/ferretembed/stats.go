@@ -31,6 +31,16 @@ func (s *Server) WriteStats() WriteStats {
 	return WriteStats{
 		Commands: p.stats.commands.Load(), Held: time.Duration(p.stats.held.Load()),
 		FastReplied: p.fast.replied.Load(), FastRewritten: p.fast.rewritten.Load(), FastUnchanged: p.fast.unchanged.Load(),
-		DirectWrites: s.commits.writes.Load(), DirectCommits: s.commits.commits.Load(), DirectFinds: s.sqlLookups.findDirect.Load(),
+		DirectWrites: s.sqlLookups.direct.Load(), DirectCommits: s.commits.commits.Load(), DirectFinds: s.sqlLookups.findDirect.Load(),
 	}
+}
+
+// HeldPerWrite is the write lock held per write command since an earlier
+// reading (0 when no command went through).
+func (w WriteStats) HeldPerWrite(since WriteStats) time.Duration {
+	n := w.Commands - since.Commands
+	if n <= 0 {
+		return 0
+	}
+	return (w.Held - since.Held) / time.Duration(n)
 }

@@ -219,7 +219,7 @@ func runLauncherLoad(t testing.TB) {
 	if w, ok := sys.StoreWriteStats(); ok {
 		n := w.Commands - writesBefore.Commands
 		fmt.Printf("  store write commands per job (all collections): %.1f, write lock held %.2f ms per write\n",
-			float64(n)/float64(jobs), float64((w.Held-writesBefore.Held).Microseconds())/1000/float64(max(n, 1)))
+			float64(n)/float64(jobs), float64(w.HeldPerWrite(writesBefore).Microseconds())/1000)
 		fmt.Printf("    of them written in SQL by the proxy %.1f per job, %.1f per commit; finds answered in SQL %.1f per job\n",
 			float64(w.DirectWrites-writesBefore.DirectWrites)/float64(jobs),
 			float64(w.DirectWrites-writesBefore.DirectWrites)/float64(max(w.DirectCommits-writesBefore.DirectCommits, 1)),

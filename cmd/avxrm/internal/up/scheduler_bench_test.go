@@ -64,7 +64,7 @@ func (m *costMeter) report(b *testing.B, jobs int) {
 	n := w.Commands - m.writes.Commands
 	b.ReportMetric(float64(n)/float64(jobs), "writes/job")
 	if n > 0 {
-		b.ReportMetric(float64((w.Held-m.writes.Held).Microseconds())/1000/float64(n), "ms-lock/write")
+		b.ReportMetric(float64(w.HeldPerWrite(m.writes).Microseconds())/1000, "ms-lock/write")
 	}
 	b.ReportMetric(float64(streamMsgs(b, m.sys)-m.events)/float64(jobs), "events/job")
 	// Conditional writes the proxy's fast path could not rewrite to {_id}:
