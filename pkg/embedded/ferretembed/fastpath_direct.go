@@ -241,12 +241,12 @@ func (s *Server) updateRow(ctx context.Context, w *fastWrite, enc []byte) (bool,
 }
 
 // stmt returns q as a statement on sdb, made the first time and kept per
-// database (each has its own connection). It does not save SQLite's
-// compilation: modernc.org/sqlite v1.32, FerretDB's, compiles the SQL again
-// on every execution of a prepared statement too (stmt.exec calls
-// sqlite3_prepare_v2 each time; 7.6% of the all-in-one's CPU under the
-// simulated load of docs/benchmarks.md, "Group commit"), only database/sql's
-// work of making one.
+// database (each has its own connection), so that SQLite compiles it once.
+// modernc.org/sqlite v1.32, the version FerretDB v1.24.2 names, compiled
+// the SQL again on every execution of a prepared statement too (7.6% of the
+// all-in-one's CPU under the simulated load); since v1.41 a prepared
+// statement keeps its compiled form, and pkg/embedded requires v1.62
+// (docs/benchmarks.md, "SQLite 3.54").
 func (s *Server) stmt(ctx context.Context, db string, sdb sqlQuerier, q string) (*sql.Stmt, error) {
 	l := &s.sqlLookups
 	key := db + "\x00" + q

@@ -34,10 +34,10 @@ import (
 // FerretDB compares it, on the same expression with the same JSON text.
 //
 // The lookups have a connection of their own and are never cancelled: a
-// modernc.org/sqlite connection whose query is interrupted by its context
-// may keep its read transaction open for good and serve old data from then
-// on (docs/scheduling.md, "TestFerretDBReadsGoStaleWhenQueriesTimeOut"), and
-// an old version judged here would be a lost update. The pools of
+// modernc.org/sqlite v1.32 connection whose query was interrupted by its
+// context could keep its read transaction open for good and serve old data
+// from then on (docs/scheduling.md, "TestFerretDBReadsStayFreshWhenQueriesTimeOut";
+// v1.62 does not), and an old version judged here would be a lost update. The pools of
 // MatchingIDs, whose callers' deadlines do cancel queries, are not used.
 
 // sjsonTypePath is where FerretDB v1.24's sjson keeps the type of a

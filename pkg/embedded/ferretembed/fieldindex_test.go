@@ -86,9 +86,12 @@ func TestMatchingIDsReadsOnlyTheMatches(t *testing.T) {
 // TestPartialIndexLeavesOtherDocumentsAlone makes the same index on two
 // collections of finished and active jobs, full on one and partial (the
 // active statuses only) on the other. Both answer the read alike, through
-// the index; but a write to a finished job adds WAL pages for the full
-// index only, which is what a partial index is for: the hot reads' indexes
-// cost the writes of the documents they are for.
+// the index; but storing a finished job adds WAL pages for the full index
+// only, which is what a partial index is for: the hot reads' indexes cost
+// the writes of the documents they are for, and hold only those. (A write
+// that leaves the indexed field as it was costs neither index since SQLite
+// 3.5x, which SQLite 3.46 did not know: the updates this test made until
+// modernc.org/sqlite v1.62.0 cost both alike now.)
 func TestPartialIndexLeavesOtherDocumentsAlone(t *testing.T) {
 	ctx := testContext(t)
 	uri, srv := mongotest.Start(t)
@@ -132,15 +135,15 @@ func TestPartialIndexLeavesOtherDocumentsAlone(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sdb.Close()
-	walFrames := func(name string) int { // WAL pages of 50 writes to finished jobs
+	walFrames := func(name string) int { // WAL pages of 50 finished jobs stored
 		var busy, frames, done int
 		if err := sdb.QueryRowContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &frames, &done); err != nil || busy != 0 {
 			t.Fatalf("checkpoint: busy %d, %v", busy, err)
 		}
 		for i := range 50 {
-			res, err := db.Collection(name).UpdateOne(ctx, bson.D{{Key: "_id", Value: fmt.Sprintf("done-%d", i*5)}}, bson.D{{Key: "$set", Value: bson.D{{Key: "n", Value: i + 1}}}})
-			if err != nil || res.MatchedCount != 1 {
-				t.Fatalf("update %s: %+v, %v", name, res, err)
+			doc := bson.D{{Key: "_id", Value: fmt.Sprintf("new-%d", i)}, {Key: "status", Value: "succeeded"}, {Key: "n", Value: i}}
+			if _, err := db.Collection(name).InsertOne(ctx, doc); err != nil {
+				t.Fatalf("insert into %s: %v", name, err)
 			}
 		}
 		if err := sdb.QueryRowContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &frames, &done); err != nil {
@@ -149,7 +152,7 @@ func TestPartialIndexLeavesOtherDocumentsAlone(t *testing.T) {
 		return frames
 	}
 	full, partial := walFrames("full"), walFrames("partial")
-	t.Logf("WAL pages of 50 writes to finished jobs: %d with the full index, %d with the partial one", full, partial)
+	t.Logf("WAL pages of 50 finished jobs stored one by one: %d with the full index, %d with the partial one", full, partial)
 	if partial >= full {
 		t.Errorf("the partial index cost as many WAL pages as the full one (%d >= %d)", partial, full)
 	}

@@ -10,9 +10,11 @@ import (
 // The Go driver sends maxTimeMS with every command whose context has a
 // deadline. FerretDB v1.24 turns a find's (and aggregate's, count's, …)
 // maxTimeMS into a context canceled when the time is up, and the SQLite
-// driver it uses, modernc.org/sqlite v1.32, interrupts the connection from a
-// goroutine when that context ends. Two faults follow, both seen in
-// TestFerretDBReadsGoStaleWhenQueriesTimeOut (build tag storefault):
+// driver it named, modernc.org/sqlite v1.32, interrupts the connection from a
+// goroutine when that context ends. Two faults followed, both seen on
+// FerretDB's own port until pkg/embedded moved to modernc.org/sqlite v1.62
+// (2026-12-02), which has neither (TestFerretDBReadsStayFreshWhenQueriesTimeOut,
+// build tag storefault, asserts it now):
 //
 //   - stmt.query returns ctx.Err() when the context ended while it stepped
 //     the statement, and drops the rows it had made without finalizing the
@@ -28,8 +30,9 @@ import (
 // with its filter reduced to {_id}; a stale client read breaks
 // linearizability. TestProxyIsLinearizable found it under load.
 //
-// Without maxTimeMS FerretDB never cancels a command's context while the
-// store runs (only when it shuts down, and its connection pool is closed
+// The proxy still removes it, as a guard that costs a scan of the command's
+// top-level keys: without maxTimeMS FerretDB never cancels a command's
+// context while the store runs (only when it shuts down, and its connection pool is closed
 // then). The client keeps its own deadline: the driver still gives up on
 // time; only the server-side limit is gone, and a read that the client
 // abandoned runs to its end.
