@@ -78,11 +78,11 @@ func run(ctx context.Context, o options) error {
 		if err != nil {
 			return err
 		}
-		if !o.keep {
-			defer os.RemoveAll(dir)
-		}
 		if slurm, err = runSlurm(ctx, dir, o, sizes); err != nil {
-			return fmt.Errorf("slurm (logs in %s): %w", dir, err)
+			return fmt.Errorf("slurm (logs kept in %s): %w", dir, err)
+		}
+		if !o.keep {
+			os.RemoveAll(dir) // kept when the run failed: the logs say why
 		}
 	}
 	if o.only != "slurm" {
@@ -94,11 +94,11 @@ func run(ctx context.Context, o options) error {
 		if err != nil {
 			return err
 		}
-		if !o.keep {
-			defer os.RemoveAll(dir)
-		}
 		if ours, err = runOurs(ctx, bin, dir, o, sizes); err != nil {
-			return fmt.Errorf("avxrm (logs in %s): %w", dir, err)
+			return fmt.Errorf("avxrm (logs kept in %s): %w", dir, err)
+		}
+		if !o.keep {
+			os.RemoveAll(dir)
 		}
 	}
 	printTable(os.Stdout, o, slurm, ours)

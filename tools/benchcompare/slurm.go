@@ -17,7 +17,9 @@ import (
 
 // slurmConf is tuned for throughput: no accounting, no cgroups, the main
 // scheduler run on every event (no batching delay), finished jobs forgotten
-// after 2 s. One node claims 100 CPUs (config_overrides lets slurmd believe
+// after 2 s, and a minute for slurmctld's and slurmd's messages (the
+// default 10 s failed batch launches on a slow machine: slurmd timed out
+// under the 2,000 submissions and Slurm held the job). One node claims 100 CPUs (config_overrides lets slurmd believe
 // the configuration rather than the hardware); partition "ten" caps the CPUs
 // a job set may use on it at 10, which is the queue limit of the hand-over.
 var slurmConf = template.Must(template.New("slurm.conf").Parse(`ClusterName=bench
@@ -50,6 +52,7 @@ MinJobAge=2
 ReturnToService=2
 SlurmdParameters=config_overrides
 SchedulerParameters=batch_sched_delay=0,sched_min_interval=0
+MessageTimeout=60
 NodeName=localhost NodeAddr=127.0.0.1 CPUs=100 State=UNKNOWN
 PartitionName=hundred Nodes=localhost Default=YES MaxTime=INFINITE State=UP
 PartitionName=ten Nodes=localhost MaxCPUsPerNode=10 MaxTime=INFINITE State=UP
