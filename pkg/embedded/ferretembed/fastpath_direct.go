@@ -246,7 +246,7 @@ func (s *Server) updateRow(ctx context.Context, w *fastWrite, enc []byte) (bool,
 // the SQL again on every execution of a prepared statement too (7.6% of the
 // all-in-one's CPU under the simulated load); since v1.41 a prepared
 // statement keeps its compiled form, and pkg/embedded requires v1.62
-// (docs/benchmarks.md, "SQLite 3.54").
+// (docs/benchmarks.md, "SQLite 3.54 under FerretDB").
 func (s *Server) stmt(ctx context.Context, db string, sdb sqlQuerier, q string) (*sql.Stmt, error) {
 	l := &s.sqlLookups
 	key := db + "\x00" + q

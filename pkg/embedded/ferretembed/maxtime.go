@@ -30,8 +30,8 @@ import (
 // with its filter reduced to {_id}; a stale client read breaks
 // linearizability. TestProxyIsLinearizable found it under load.
 //
-// The proxy still removes it, as a guard that costs a scan of the command's
-// top-level keys: without maxTimeMS FerretDB never cancels a command's
+// The proxy still removes it, as a guard that costs a byte search of each
+// command (and a parse only of one that holds the key): without maxTimeMS FerretDB never cancels a command's
 // context while the store runs (only when it shuts down, and its connection pool is closed
 // then). The client keeps its own deadline: the driver still gives up on
 // time; only the server-side limit is gone, and a read that the client

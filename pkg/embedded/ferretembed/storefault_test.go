@@ -17,9 +17,9 @@ import (
 // and make no unrelated read fail with "interrupted". With
 // modernc.org/sqlite v1.32 they did (8 stale and 69 failed reads in the
 // first 3 s attempt; this test, named
-// TestFerretDBReadsGoStaleWhenQueriesTimeOut then, asserted the fault); modernc.org/sqlite v1.62, which pkg/embedded
-// requires since 2026-12-02, finalizes an interrupted statement and clears
-// the interrupt, and this test keeps it so.
+// TestFerretDBReadsGoStaleWhenQueriesTimeOut then, asserted the fault).
+// modernc.org/sqlite v1.62, which pkg/embedded requires since 2026-12-02,
+// leaves neither, and this test keeps it so.
 func TestFerretDBReadsStayFreshWhenQueriesTimeOut(t *testing.T) {
 	srv := startInterruptStore(t)
 	for attempt := 1; attempt <= 5; attempt++ {
