@@ -106,8 +106,8 @@ test-kube: kube-bins ## run the kubernetes driver against a real kube-apiserver 
 	AVXRM_KUBE_BIN_DIR=$$(tools/kubeserver/build.sh) $(GO) test -tags kube $(TESTFLAGS) -v -run 'APIServer' ./services/launcher/internal/driver/kubernetes/ ./cmd/avxrm/internal/up/
 
 .PHONY: bench-history
-bench-history: ## submission, admission, hand-over and the mixed workload on an empty store and on one with RM_BENCH_HISTORY (100,000) finished jobs; prints both and the ratios
-	cd cmd/avxrm && $(GO) test -run '^$$' -bench 'BenchmarkHistory$$|BenchmarkHistoryMixed' -benchtime 300x -timeout 90m ./internal/up/ > $(CURDIR)/bench-history.out; \
+bench-history: ## submission, admission, hand-over and the mixed workload on an empty store and on one with RM_BENCH_HISTORY (100,000) finished jobs, one after the other and in alternating turns; prints both and the ratios
+	cd cmd/avxrm && $(GO) test -run '^$$' -bench 'BenchmarkHistory$$|BenchmarkHistoryInterleaved|BenchmarkHistoryMixed' -benchtime 300x -timeout 90m ./internal/up/ > $(CURDIR)/bench-history.out; \
 		status=$$?; cat $(CURDIR)/bench-history.out; awk -f $(CURDIR)/tools/benchhistory.awk $(CURDIR)/bench-history.out; exit $$status
 
 .PHONY: bench-bigjob

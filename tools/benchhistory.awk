@@ -1,7 +1,7 @@
 # Pairs the figures of `go test -bench 'BenchmarkHistory'` by workload:
 # each metric on the empty store, with the history, and their ratio
 # (history / empty; for latencies and ns/op lower is better).
-/^BenchmarkHistory/ {
+/^BenchmarkHistory/ && !/^BenchmarkHistoryInterleaved/ { # that one prints its own table
 	split($1, p, "/")
 	h = p[2]; sub(/^history=/, "", h)
 	w = p[1] (p[3] != "" ? "/" p[3] : ""); sub(/-[0-9]+$/, "", w)

@@ -111,24 +111,25 @@ func benchSubmit(b *testing.B, sys *up.System) {
 
 // admittedWatcher counts rm.job.admitted events as they are published.
 type admittedWatcher struct {
+	nc  *nats.Conn
 	sub *nats.Subscription
 	ch  chan time.Time
 }
 
-func watchAdmitted(b *testing.B, natsURL string) *admittedWatcher {
+func watchAdmitted(b testing.TB, natsURL string) *admittedWatcher {
 	b.Helper()
 	return watchAdmittedOn(b, natsURL, "")
 }
 
 // watchAdmittedOn counts the rm.job.admitted events of queue queueID ("": any).
-func watchAdmittedOn(b *testing.B, natsURL, queueID string) *admittedWatcher {
+func watchAdmittedOn(b testing.TB, natsURL, queueID string) *admittedWatcher {
 	b.Helper()
 	nc, err := nats.Connect(natsURL)
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(nc.Close)
-	w := &admittedWatcher{ch: make(chan time.Time, 1<<20)}
+	w := &admittedWatcher{nc: nc, ch: make(chan time.Time, 1<<20)}
 	w.sub, err = nc.Subscribe(events.FilterSubject(events.KindJob, queueID, ""), func(m *nats.Msg) {
 		if m.Header.Get("ce-type") == events.TypeJobAdmitted {
 			w.ch <- time.Now()
@@ -234,14 +235,29 @@ func admitBusy(b *testing.B, sys *up.System, n int) {
 
 // benchHandOver runs the hand-over benchmark on queue (limit 1, no jobs).
 func benchHandOver(b *testing.B, sys *up.System, queue string) {
-	c := newClient(b, sys.HTTPAddr)
+	lat := handOverLatencies(b, sys, queue, b.N, b.ResetTimer, b.StopTimer, b.StartTimer)
+	b.StopTimer()
+	slices.Sort(lat)
+	pct := func(p float64) float64 { return float64(percentile(lat, p).Microseconds()) / 1000 }
+	b.ReportMetric(pct(0.50), "p50-ms")
+	b.ReportMetric(pct(0.99), "p99-ms")
+}
+
+// handOverLatencies times n hand-overs on queue (limit 1, no jobs): the
+// holder's end written as the launcher writes it, to the waiting job's
+// admitted event. Around the timed part it calls begin once, then pause and
+// resume around each round's setting up of the next pair.
+func handOverLatencies(t testing.TB, sys *up.System, queue string, n int, begin, pause, resume func()) []time.Duration {
+	t.Helper()
+	c := newClient(t, sys.HTTPAddr)
 	// The launcher records a job running before its end, and writes the
 	// end from that job, as the real one does.
-	l := newCachingLauncher(b, sys.DB, sys.JS)
+	l := newCachingLauncher(t, sys.DB, sys.JS)
 	holder := c.submit(queue, 1)
 	// Only this queue's admissions: other benchmarks' jobs may still be
 	// being admitted on the same system.
-	w := watchAdmittedOn(b, sys.NATSURL, holder.QueueID)
+	w := watchAdmittedOn(t, sys.NATSURL, holder.QueueID)
+	defer w.nc.Close()
 	c.waitJob(holder.ID, "admitted", hasStatus(events.JobAdmitted))
 	l.start(holder.ID)
 	waiting := c.submit(queue, 1)
@@ -249,30 +265,29 @@ func benchHandOver(b *testing.B, sys *up.System, queue string) {
 	for len(w.ch) > 0 { // the holder's own admission, if it came after the subscription
 		<-w.ch
 	}
-	lat := make([]time.Duration, 0, b.N)
-	b.ResetTimer()
-	for range b.N {
+	lat := make([]time.Duration, 0, n)
+	begin()
+	for range n {
 		start := time.Now()
 		l.finish(holder.ID, events.JobSucceeded)
 		select {
 		case at := <-w.ch:
 			lat = append(lat, at.Sub(start))
 		case <-time.After(30 * time.Second):
-			b.Fatal("no hand-over within 30s")
+			t.Fatal("no hand-over within 30s")
 		}
-		b.StopTimer()
+		pause()
 		holder = waiting
 		c.waitJob(holder.ID, "admitted", hasStatus(events.JobAdmitted))
 		l.start(holder.ID)
 		waiting = c.submit(queue, 1)
 		c.waitJob(waiting.ID, "pending", hasStatus(events.JobPending))
-		b.StartTimer()
+		resume()
 	}
-	b.StopTimer()
-	slices.Sort(lat)
-	pct := func(p float64) float64 {
-		return float64(lat[min(len(lat)-1, int(p*float64(len(lat))))].Microseconds()) / 1000
-	}
-	b.ReportMetric(pct(0.50), "p50-ms")
-	b.ReportMetric(pct(0.99), "p99-ms")
+	return lat
+}
+
+// percentile is the p-th (0..1) of sorted, nearest rank below.
+func percentile(sorted []time.Duration, p float64) time.Duration {
+	return sorted[min(len(sorted)-1, int(p*float64(len(sorted))))]
 }

@@ -32,7 +32,14 @@ const jobsPath = "/api/resources/v1/jobs"
 // with its data in a temp dir: the test reports jobs final itself.
 func startScheduling(t testing.TB) *up.System {
 	t.Helper()
-	cfg, err := up.Load([]string{"--data-dir", t.TempDir(), "--http-addr", "127.0.0.1:0", "--nats-addr", "127.0.0.1:0",
+	return startSchedulingIn(t, t.TempDir())
+}
+
+// startSchedulingIn is startScheduling on the data in dataDir, which may
+// hold an earlier run's.
+func startSchedulingIn(t testing.TB, dataDir string) *up.System {
+	t.Helper()
+	cfg, err := up.Load([]string{"--data-dir", dataDir, "--http-addr", "127.0.0.1:0", "--nats-addr", "127.0.0.1:0",
 		"--mongo-addr", "127.0.0.1:0", "--outbox-interval", "200ms", "--log-level", "warn"}, func(string) string { return "" })
 	if err != nil {
 		t.Fatal(err)
