@@ -108,14 +108,15 @@ func (s *Server) findDirect(msg []byte) []byte {
 // name), with at most max documents in the one batch of the reply.
 type findQuery struct {
 	db, coll string
-	id       string   // the _id, or "" for a look-up by fields
-	ids      []string // or the _ids of {_id: {$in: [...]}} (a read of many jobs)
-	eq       []eqCond // by fields: field = value
-	absent   []string // by fields: fields that must not exist
-	max      int      // documents in the first batch at most
-	single   bool     // the cursor ends with the first batch (singleBatch, or a limit below max)
-	exclude  []string // top-level fields the projection leaves out ({f: 0, ...})
-	include  []string // or the only ones it keeps, with _id ({f: 1, ...})
+	id       string        // the _id, or "" for a look-up by fields
+	ids      []string      // or the _ids of {_id: {$in: [...]}} (a read of many jobs)
+	eq       []eqCond      // by fields: field = value
+	entries  *entriesQuery // or the outbox sweep's filter (findentries.go)
+	absent   []string      // by fields: fields that must not exist
+	max      int           // documents in the first batch at most
+	single   bool          // the cursor ends with the first batch (singleBatch, or a limit below max)
+	exclude  []string      // top-level fields the projection leaves out ({f: 0, ...})
+	include  []string      // or the only ones it keeps, with _id ({f: 1, ...})
 }
 
 type eqCond struct {
@@ -203,8 +204,9 @@ func parseFind(doc bsoncore.Document) (findQuery, bool) {
 // parseProjection takes a projection of top-level fields only: one that
 // leaves them out ({runtime: 0, _outbox: 0}, the services' reads of jobs),
 // each value 0 or false, or one that keeps only them and _id ({_outbox: 1},
-// the outbox's reads), each value 1 or true. No _id, no path, no operator,
-// no mix (FerretDB refuses a mix: its error is the answer).
+// the outbox's reads), each value 1 or true. No other _id, no path, no operator,
+// no mix (FerretDB refuses a mix: its error is the answer). An inclusion
+// may name _id: 1 too (the outbox sweep's does), which it keeps anyway.
 func (f *findQuery) parseProjection(pd bsoncore.Document) bool {
 	els, err := pd.Elements()
 	if err != nil || len(els) == 0 {
@@ -212,13 +214,18 @@ func (f *findQuery) parseProjection(pd bsoncore.Document) bool {
 	}
 	seen := map[string]bool{}
 	var zeros, ones []string
+	idKept := false
 	for _, e := range els {
 		k, v := e.Key(), e.Value()
+		n, number := wholeNumber(v)
+		b, boolean := v.BooleanOK()
+		if k == "_id" && !idKept && (number && n == 1 || boolean && b) {
+			idKept = true // what an inclusion does anyway
+			continue
+		}
 		if k == "_id" || checkKey(k, seen) != nil {
 			return false
 		}
-		n, number := wholeNumber(v)
-		b, boolean := v.BooleanOK()
 		switch {
 		case number && n == 0 || boolean && !b:
 			zeros = append(zeros, k)
@@ -228,7 +235,7 @@ func (f *findQuery) parseProjection(pd bsoncore.Document) bool {
 			return false
 		}
 	}
-	if len(zeros) > 0 && len(ones) > 0 {
+	if len(zeros) > 0 && len(ones) > 0 || idKept && len(ones) == 0 {
 		return false
 	}
 	f.exclude, f.include = zeros, ones
@@ -278,6 +285,10 @@ func (f *findQuery) parseFilter(fd bsoncore.Document) bool {
 	els, err := fd.Elements()
 	if err != nil || len(els) == 0 {
 		return false
+	}
+	if q, ok := parseEntriesFilter(els); ok {
+		f.entries = q
+		return true
 	}
 	if len(els) == 1 && els[0].Key() == "_id" {
 		if id, ok := els[0].Value().StringValueOK(); ok {
@@ -421,6 +432,13 @@ func (s *Server) readRows(ctx context.Context, f findQuery) ([][]byte, error) {
 		q = fmt.Sprintf("SELECT _ferretdb_sjson FROM %s INDEXED BY %s WHERE %s IN (SELECT value FROM json_each(?)) ORDER BY rowid LIMIT ?",
 			quoteIdent(table), quoteIdent(idIndexName(table)), idExpr)
 		args = []any{string(list), f.max + 1}
+	} else if f.entries != nil {
+		// FerretDB would read the whole table in its order (rowid: NOT
+		// INDEXED) and decode every row; SQLite reads them and decodes none.
+		var where string
+		where, args = f.entries.sql()
+		q = fmt.Sprintf("SELECT _ferretdb_sjson FROM %s NOT INDEXED WHERE %s LIMIT ?", quoteIdent(table), where)
+		args = append(args, f.max+1)
 	} else {
 		// FerretDB reads the whole table in its order (rowid: NOT INDEXED)
 		// and filters in Go. A row whose field is an array is selected
