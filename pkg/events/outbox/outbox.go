@@ -24,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -145,11 +146,20 @@ func New(pub Publisher, log *slog.Logger) *Outbox {
 		pending: map[*inflight]struct{}{}, unpublished: map[string]int{}}
 }
 
-// Register adds collections for the relay to sweep.
+// Register adds collections for the relay to sweep. Every service of a
+// process that shares one Outbox registers what it writes, and a sweep reads
+// every document of each collection, so one registered twice (by name) is
+// kept once.
 func (o *Outbox) Register(colls ...*mongo.Collection) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	o.colls = append(o.colls, colls...)
+	for _, c := range colls {
+		if !slices.ContainsFunc(o.colls, func(k *mongo.Collection) bool {
+			return k.Name() == c.Name() && k.Database().Name() == c.Database().Name()
+		}) {
+			o.colls = append(o.colls, c)
+		}
+	}
 	if o.ckpt == nil && len(colls) > 0 {
 		o.ckpt = colls[0].Database().Collection(CheckpointCollection)
 	}
@@ -219,14 +229,8 @@ func (o *Outbox) sweep(ctx context.Context, staleAfter time.Duration) (int, erro
 	cutoff := time.Now().Add(-o.MinAge)
 	skipped := map[string]bool{} // instances with unsent entries on a document left for later
 	for _, c := range colls {
-		cur, err := c.Find(ctx, bson.D{{Key: Field + ".0", Value: bson.D{{Key: "$exists", Value: true}}}},
-			options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}, {Key: VersionField, Value: 1}, {Key: DeletedField, Value: 1}, {Key: Field, Value: 1}}))
+		docs, err := o.sweepRead(ctx, c, marks)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("outbox sweep %s: %w", c.Name(), err))
-			continue
-		}
-		var docs []pendingDoc
-		if err := cur.All(ctx, &docs); err != nil {
 			errs = append(errs, fmt.Errorf("outbox sweep %s: %w", c.Name(), err))
 			continue
 		}
@@ -284,6 +288,72 @@ func (o *Outbox) sweep(ctx context.Context, staleAfter time.Duration) (int, erro
 		errs = append(errs, o.retire(ctx, stale))
 	}
 	return n, errors.Join(errs...)
+}
+
+// sweepRead reads the documents of c a sweep has work in (sweepFilter). A
+// store that cannot answer that filter (FerretDB on its own: the embedded
+// store's proxy answers it up to sweepBatch matches) is asked for every
+// document with entries instead; the sweep checks each entry either way.
+func (o *Outbox) sweepRead(ctx context.Context, c *mongo.Collection, marks map[string]checkpointDoc) ([]pendingDoc, error) {
+	opts := options.Find().SetBatchSize(sweepBatch).
+		SetProjection(bson.D{{Key: "_id", Value: 1}, {Key: VersionField, Value: 1}, {Key: DeletedField, Value: 1}, {Key: Field, Value: 1}})
+	var docs []pendingDoc
+	cur, err := c.Find(ctx, o.sweepFilter(marks), opts)
+	if err == nil {
+		err = cur.All(ctx, &docs)
+	}
+	if unsupported(err) {
+		docs = nil
+		cur, err = c.Find(ctx, bson.D{{Key: Field + ".0", Value: bson.D{{Key: "$exists", Value: true}}}}, opts)
+		if err == nil {
+			err = cur.All(ctx, &docs)
+		}
+	}
+	return docs, err
+}
+
+// sweepBatch is how many documents a sweep reads per batch: the embedded
+// store answers the sweep's filter only when its matches fit one batch.
+const sweepBatch = 1000
+
+// unsupported reports whether err is a store refusing a query operator
+// (FerretDB v1: BadValue "unknown operator", or NotImplemented).
+func unsupported(err error) bool {
+	var se mongo.ServerError
+	return errors.As(err, &se) && (se.HasErrorCode(2) || se.HasErrorCode(238))
+}
+
+// sweepFilter selects the documents a sweep has work in: a tombstone with
+// entries, or a document with an entry that may be unsent by marks (read
+// before the documents: a checkpoint only moves forward, so an older one
+// selects more). An entry is unsent when it has no writer (written before
+// checkpoints), or when it is at or after its writer's checkpoint; this
+// instance's own entries are bounded by its stored checkpoint, or not at
+// all before it has one. The sweep checks each entry again (unsent); the
+// filter only spares it the documents whose entries are all sent, which
+// are all the others: every document keeps the entries of its last write.
+//
+// The embedded store answers this filter in SQL (the proxy's finddirect.go)
+// without decoding a document that does not match; FerretDB itself decodes
+// every document for any filter but an _id, about 0.2 ms each here, which
+// for 100,000 finished jobs was 19 s of CPU at every start of the
+// all-in-one. MongoDB scans the collection (no index serves it, and one on
+// the entries would cost every write) but sends only the matches.
+func (o *Outbox) sweepFilter(marks map[string]checkpointDoc) bson.D {
+	elem := func(cond bson.D) bson.D {
+		return bson.D{{Key: Field, Value: bson.D{{Key: "$elemMatch", Value: cond}}}}
+	}
+	alts := bson.A{
+		bson.D{{Key: DeletedField, Value: true}},
+		elem(bson.D{{Key: "by", Value: bson.D{{Key: "$exists", Value: false}}}}),
+	}
+	if _, ok := marks[o.id]; !ok {
+		alts = append(alts, elem(bson.D{{Key: "by", Value: o.id}}))
+	}
+	for _, id := range slices.Sorted(maps.Keys(marks)) {
+		alts = append(alts, elem(bson.D{{Key: "by", Value: id}, {Key: "at", Value: bson.D{{Key: "$gte", Value: marks[id].UpTo}}}}))
+	}
+	return bson.D{{Key: Field + ".0", Value: bson.D{{Key: "$exists", Value: true}}}, {Key: "$or", Value: alts}}
 }
 
 // staleAfter is how old another instance's checkpoint may be before it is

@@ -3,11 +3,13 @@ package outbox_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/avxrm/rm/pkg/embedded/ferretembed"
 	"github.com/avxrm/rm/pkg/embedded/mongotest"
 	"github.com/avxrm/rm/pkg/events"
 	"github.com/avxrm/rm/pkg/events/eventstest"
@@ -30,13 +32,20 @@ func (failingPublisher) Publish(context.Context, events.Event) error { return er
 
 func setup(t *testing.T) (*mongo.Collection, *outbox.Outbox, func() []events.Event) {
 	t.Helper()
-	uri, _ := mongotest.Start(t)
+	coll, ob, stream, _ := setupOnStore(t)
+	return coll, ob, stream
+}
+
+// setupOnStore is setup that also returns the embedded store.
+func setupOnStore(t *testing.T) (*mongo.Collection, *outbox.Outbox, func() []events.Event, *ferretembed.Server) {
+	t.Helper()
+	uri, srv := mongotest.Start(t)
 	coll := mongotest.Client(t, uri).Database("test").Collection("things")
 	js := eventstest.Run(t)
 	ob := outbox.New(events.NewPublisher(js), nil)
 	ob.MinAge = 0
 	ob.Register(coll)
-	return coll, ob, func() []events.Event { return eventstest.ReadAll(t, js, "") }
+	return coll, ob, func() []events.Event { return eventstest.ReadAll(t, js, "") }, srv
 }
 
 func ev(t *testing.T, typ string, th thing) events.Event {
@@ -300,6 +309,58 @@ func TestSweepPublishesOnlyWhatADeadInstanceLeft(t *testing.T) {
 	}
 	if n, err := relay.Sweep(ctx); err != nil || n != 0 {
 		t.Errorf("second Sweep() = %d, %v; want nothing", n, err)
+	}
+}
+
+// Every service of the all-in-one registers the collections it writes with
+// the one Outbox they share, the jobs collection by three of them: a sweep,
+// which reads every document, must read each collection once.
+func TestRegisterKeepsEachCollectionOnce(t *testing.T) {
+	coll, ob, _ := setup(t) // registers coll
+	db := coll.Database()
+	ob.Register(db.Collection("things"), db.Collection("others"))
+	ob.Register(db.Client().Database("test").Collection("things"), db.Client().Database("other").Collection("things"))
+	want := []string{"test.things", "test.others", "other.things"}
+	if got := ob.Registered(); !slices.Equal(got, want) {
+		t.Errorf("registered %v, want %v", got, want)
+	}
+}
+
+// On the embedded store a sweep's read is answered in SQL (the proxy's
+// findentries.go): it reads the documents with an entry that may be unsent,
+// not every document that keeps its last write's entries, as FerretDB
+// would, decoding each.
+func TestSweepReadIsAnsweredBySQLite(t *testing.T) {
+	coll, relay, stream, srv := setupOnStore(t)
+	ctx := context.Background()
+	dead := otherInstance(t, coll)
+	for i := range 30 {
+		sent := thing{ID: fmt.Sprintf("t-sent-%d", i), Version: 1}
+		if err := dead.Insert(ctx, coll, sent.ID, 1, sent, ev(t, "rm.thing.created", sent)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { dead.Run(runCtx, 20*time.Millisecond); close(done) }()
+	time.Sleep(200 * time.Millisecond) // checkpoints past those writes
+	stop()
+	<-done
+	dead.WithoutInlineFlush(t)
+	left := thing{ID: "t-left", Version: 1}
+	e := ev(t, "rm.thing.created", left)
+	if err := dead.Insert(ctx, coll, left.ID, 1, left, e); err != nil {
+		t.Fatal(err)
+	}
+	before := srv.WriteStats().DirectFinds
+	if n, err := relay.Sweep(ctx); err != nil || n != 1 {
+		t.Fatalf("Sweep() = %d, %v; want the one event the dead instance left", n, err)
+	}
+	if got := srv.WriteStats().DirectFinds - before; got != 1 {
+		t.Errorf("SQLite answered %d finds of the sweep, want its one read of the collection", got)
+	}
+	if got := stream(); len(got) != 1 || got[0].ID != e.ID {
+		t.Errorf("relay's stream = %v, want only the unsent event", ids(got))
 	}
 }
 
