@@ -28,8 +28,9 @@ import (
 //
 // What a write stores carries the entries read with the document that are
 // still unsent (a writer that died before publishing them), so they are not
-// lost; published ones are dropped then. A relay sweep (at start, and when
-// another instance's checkpoint has not been renewed for staleAfter)
+// lost; published ones are dropped then. A relay sweep (at start, unless
+// every earlier instance closed cleanly, and when another instance's
+// checkpoint has not been renewed for staleAfter)
 // publishes every unsent entry older than MinAge and clears them, then
 // retires the stale instances: no sweep looks for their entries again.
 // Publishing an entry twice is harmless within the stream's duplicate
@@ -66,6 +67,57 @@ type checkpointDoc struct {
 	UpTo      time.Time `bson:"up_to"`
 	RenewedAt time.Time `bson:"renewed_at"`
 	Retired   bool      `bson:"retired,omitempty"`
+	// Closed: the instance retired itself at a clean stop, everything it
+	// wrote published (Close).
+	Closed bool `bson:"closed,omitempty"`
+}
+
+// Close ends this instance once nothing writes through it any more (its
+// services have stopped). When every write it stamped is published, it
+// moves its checkpoint to now and marks it retired and closed: no relay
+// sweeps for it when it stops renewing, and a relay that starts after
+// every earlier instance closed so skips its first sweep (sweepAtStart),
+// which reads every registered collection. With a write unpublished (NATS
+// away) it leaves its checkpoint to go stale, and a sweep publishes what
+// it left. A write after Close would be stamped after the checkpoint, so
+// it stays unsent (an orphan, see above), not lost.
+func (o *Outbox) Close(ctx context.Context) error {
+	o.mu.Lock()
+	c, registered, busy := o.ckpt, o.registered, len(o.pending) > 0
+	o.mu.Unlock()
+	if c == nil || !registered || busy {
+		return nil
+	}
+	up := o.upTo()
+	_, err := c.UpdateOne(ctx, bson.D{{Key: "_id", Value: o.id}}, bson.D{{Key: "$set", Value: bson.D{
+		{Key: "up_to", Value: up}, {Key: "renewed_at", Value: time.Now().UTC()},
+		{Key: "retired", Value: true}, {Key: "closed", Value: true}}}})
+	if err != nil {
+		return fmt.Errorf("outbox: close checkpoint: %w", err)
+	}
+	return nil
+}
+
+// sweepAtStart reports whether the relay's first round sweeps: unless
+// every other instance the checkpoints know closed (Close), one of them
+// may have left entries unsent; with no checkpoint at all, the store may
+// hold entries of before checkpoints. A failed read of them: sweep.
+func (o *Outbox) sweepAtStart(ctx context.Context) bool {
+	marks, err := o.readMarks(ctx)
+	if err != nil {
+		return true
+	}
+	others := 0
+	for id, m := range marks {
+		if id == o.id {
+			continue
+		}
+		if !m.Closed {
+			return true
+		}
+		others++
+	}
+	return others == 0
 }
 
 // inflight is a write whose events its writer has not published yet.
@@ -187,7 +239,7 @@ func (o *Outbox) renew(ctx context.Context, staleAfter time.Duration) (bool, err
 		up := o.upTo()
 		_, err := c.UpdateOne(ctx, bson.D{{Key: "_id", Value: o.id}},
 			bson.D{{Key: "$set", Value: bson.D{{Key: "up_to", Value: up}, {Key: "renewed_at", Value: now}}},
-				{Key: "$unset", Value: bson.D{{Key: "retired", Value: ""}}}})
+				{Key: "$unset", Value: bson.D{{Key: "retired", Value: ""}, {Key: "closed", Value: ""}}}})
 		if err != nil {
 			return false, fmt.Errorf("outbox: renew checkpoint: %w", err)
 		}

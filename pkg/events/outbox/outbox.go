@@ -362,7 +362,8 @@ func (o *Outbox) staleAfter(interval time.Duration) time.Duration {
 	return max(minStaleAfter, staleAfterIntervals*interval)
 }
 
-// Run, the relay, sweeps at once; then every interval it publishes again
+// Run, the relay, sweeps at once (unless every earlier instance closed
+// cleanly, sweepAtStart); then every interval it publishes again
 // what this instance failed to publish and sweeps when another instance's
 // checkpoint has gone stale or a sweep failed (a failed sweep only after a
 // back-off, see backoff.go), until ctx ends. Beside that it stores this
@@ -373,7 +374,7 @@ func (o *Outbox) Run(ctx context.Context, interval time.Duration) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	wg.Go(func() { every(ctx, interval, func() { o.renewOnce(ctx, staleAfter, &stale) }) })
-	sweep := true
+	sweep := o.sweepAtStart(ctx)
 	sweeps := backoff.Doubling{Min: max(minSweepBackoff, interval), Max: maxSweepBackoff}
 	every(ctx, interval, func() {
 		n, err := o.retryFailed(ctx)

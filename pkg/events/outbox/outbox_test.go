@@ -364,6 +364,81 @@ func TestSweepReadIsAnsweredBySQLite(t *testing.T) {
 	}
 }
 
+// A clean stop (Close once nothing writes) retires the instance, and a
+// relay that starts after it skips its first sweep, which would read every
+// registered collection; after an instance that stopped without Close (a
+// crash) the first sweep runs, and publishes what it left.
+func TestRelayStartsWithoutASweepAfterACleanStop(t *testing.T) {
+	for _, clean := range []bool{true, false} {
+		t.Run(fmt.Sprintf("clean=%v", clean), func(t *testing.T) {
+			coll, relay, stream, srv := setupOnStore(t)
+			ctx := context.Background()
+			before := otherInstance(t, coll)
+			sent := thing{ID: "t-sent", Version: 1}
+			if err := before.Insert(ctx, coll, sent.ID, 1, sent, ev(t, "rm.thing.created", sent)); err != nil {
+				t.Fatal(err)
+			}
+			var left events.Event
+			if clean {
+				if err := before.Close(ctx); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				before.WithoutInlineFlush(t) // killed between a write and its publication
+				th := thing{ID: "t-left", Version: 1}
+				left = ev(t, "rm.thing.created", th)
+				if err := before.Insert(ctx, coll, th.ID, 1, th, left); err != nil {
+					t.Fatal(err)
+				}
+			}
+			finds := srv.WriteStats().DirectFinds
+			runCtx, stop := context.WithCancel(ctx)
+			done := make(chan struct{})
+			go func() { relay.Run(runCtx, 20*time.Millisecond); close(done) }()
+			time.Sleep(200 * time.Millisecond)
+			stop()
+			<-done
+			swept := srv.WriteStats().DirectFinds - finds // the sweep's read of coll
+			got := stream()
+			if clean {
+				if swept != 0 || len(got) != 0 {
+					t.Errorf("after a clean stop the relay swept %d times and published %v; want neither", swept, ids(got))
+				}
+				return
+			}
+			// The first write too: the crashed instance never stored a
+			// checkpoint past it (the stream's duplicate window drops it).
+			if swept == 0 || !slices.Contains(ids(got), left.ID) {
+				t.Errorf("after a crash the relay swept %d times and published %v; want a sweep and %s", swept, ids(got), left.ID)
+			}
+		})
+	}
+}
+
+// Close leaves the checkpoint of an instance whose write is unpublished
+// (NATS refused it) as it is: it must go stale, so that a sweep publishes
+// the write's events.
+func TestCloseKeepsAnUnpublishedWriteForTheSweep(t *testing.T) {
+	coll, relay, stream, _ := setupOnStore(t)
+	ctx := context.Background()
+	down := outbox.New(failingPublisher{}, nil)
+	down.Register(coll)
+	th := thing{ID: "t-1", Version: 1}
+	e := ev(t, "rm.thing.created", th)
+	if err := down.Insert(ctx, coll, th.ID, 1, th, e); err != nil {
+		t.Fatal(err)
+	}
+	if err := down.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := relay.Sweep(ctx); err != nil || n != 1 {
+		t.Fatalf("Sweep() = %d, %v; want the event of the unpublished write", n, err)
+	}
+	if got := stream(); len(got) != 1 || got[0].ID != e.ID {
+		t.Errorf("stream = %v, want %s", ids(got), e.ID)
+	}
+}
+
 // TestRelayBacksOffAFailedSweep: on a store too slow to answer the sweep's
 // scan in time, the relay must not start the scan again every interval (the
 // store runs an abandoned read to its end, so the scans would pile up): one

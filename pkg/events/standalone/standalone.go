@@ -265,8 +265,23 @@ func run(ctx context.Context, svc *Service, c *common, log *slog.Logger) error {
 	}
 	// The service's writes carry their events; the relay publishes those a
 	// crash left unsent, in the collections the service registers.
-	go e.Outbox.Run(ctx, c.outboxInterval)
-	return svc.Run(ctx, e)
+	rctx, stopRelay := context.WithCancel(ctx)
+	relay := make(chan struct{})
+	go func() { e.Outbox.Run(rctx, c.outboxInterval); close(relay) }()
+	err = svc.Run(ctx, e)
+	stopRelay()
+	<-relay
+	if err == nil {
+		// Nothing writes any more: retired now, this instance is not
+		// swept for by the other services' relays when it stops renewing
+		// (outbox.Close).
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if cerr := e.Outbox.Close(cctx); cerr != nil {
+			log.Warn("outbox not closed; other relays will sweep for it", "err", cerr)
+		}
+	}
+	return err
 }
 
 // ServeOps serves /metrics, /healthz and /readyz (ready answers it) on addr

@@ -33,8 +33,8 @@ import (
 // collection). It prints every turn, then the median of each figure over
 // the RM_BENCH_ROUNDS (4) rounds of both systems and their ratio (history
 // over empty). The jobs of earlier turns stay admitted, on both systems
-// alike. RM_BENCH_PROFILE=<prefix> writes a CPU profile of each system's
-// first turn to <prefix>.<history>.
+// alike. RM_BENCH_PROFILE=<prefix> writes a CPU profile of each turn to
+// <prefix>.<history>.<round>.
 //
 // It runs once, whatever -benchtime says:
 //
@@ -54,8 +54,8 @@ func BenchmarkHistoryInterleaved(b *testing.B) {
 	for r := range rounds {
 		for _, history := range order[2*(r%2) : 2*(r%2)+2] {
 			stop := func() {}
-			if p := os.Getenv("RM_BENCH_PROFILE"); p != "" && r == 0 {
-				stop = profileCPU(b, fmt.Sprintf("%s.%d", p, history))
+			if p := os.Getenv("RM_BENCH_PROFILE"); p != "" {
+				stop = profileCPU(b, fmt.Sprintf("%s.%d.%d", p, history, r+1))
 			}
 			t := historyTurnOn(b, dirs[history], r, jobs, handovers)
 			stop()

@@ -253,6 +253,13 @@ func handOverLatencies(t testing.TB, sys *up.System, queue string, n int, begin,
 	// The launcher records a job running before its end, and writes the
 	// end from that job, as the real one does.
 	l := newCachingLauncher(t, sys.DB, sys.JS)
+	defer func() {
+		// Stopped cleanly, as the all-in-one's own outbox is: a later
+		// start on the same data need not sweep for it.
+		if err := l.ob.Close(context.Background()); err != nil {
+			t.Error(err)
+		}
+	}()
 	holder := c.submit(queue, 1)
 	// Only this queue's admissions: other benchmarks' jobs may still be
 	// being admitted on the same system.

@@ -255,7 +255,23 @@ func (s *System) run(ctx context.Context, cfg Config, svc services) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
-	go func() { s.wg.Wait(); s.closeAll(); close(s.done) }()
+	go func() {
+		s.wg.Wait()
+		s.closeOutbox(svc.ob)
+		s.closeAll()
+		close(s.done)
+	}()
+}
+
+// closeOutbox retires the outbox instance once every component has
+// stopped, so that the next start does not sweep the whole store for it
+// (outbox.Close).
+func (s *System) closeOutbox(ob *outbox.Outbox) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := ob.Close(ctx); err != nil {
+		s.log.Warn("outbox not closed; the next start sweeps for it", "err", err)
+	}
 }
 
 // goRun runs a component; the first one to fail stops the whole system.
