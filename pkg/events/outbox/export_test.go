@@ -3,6 +3,8 @@ package outbox
 import (
 	"context"
 	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
 // Renew stores this instance's checkpoint and reads every instance's, as
@@ -22,3 +24,27 @@ func (o *Outbox) Registered() []string {
 	}
 	return out
 }
+
+// SweepWriters names the writers whose entries the sweep's filter looks
+// for, as the checkpoints stand now.
+func (o *Outbox) SweepWriters(ctx context.Context) ([]string, error) {
+	marks, err := o.readMarks(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, alt := range o.sweepFilter(marks)[1].Value.(bson.A) {
+		d := alt.(bson.D)
+		if d[0].Key != Field {
+			continue // the tombstones'
+		}
+		cond := d[0].Value.(bson.D)[0].Value.(bson.D) // {$elemMatch: cond}
+		if by, ok := cond[0].Value.(string); ok {
+			out = append(out, by)
+		}
+	}
+	return out, nil
+}
+
+// ID is the instance id its entries carry (By).
+func (o *Outbox) ID() string { return o.id }

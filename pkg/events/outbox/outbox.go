@@ -329,7 +329,11 @@ func unsupported(err error) bool {
 // selects more). An entry is unsent when it has no writer (written before
 // checkpoints), or when it is at or after its writer's checkpoint; this
 // instance's own entries are bounded by its stored checkpoint, or not at
-// all before it has one. The sweep checks each entry again (unsent); the
+// all before it has one. An instance that closed (Close) has none: it
+// closed once nothing wrote through it and everything it wrote was
+// published, so it is left out, and the filter grows with the instances
+// that may have left something, not with every clean restart of the week
+// the checkpoints are kept. The sweep checks each entry again (unsent); the
 // filter only spares it the documents whose entries are all sent, which
 // are all the others: every document keeps the entries of its last write.
 //
@@ -351,6 +355,9 @@ func (o *Outbox) sweepFilter(marks map[string]checkpointDoc) bson.D {
 		alts = append(alts, elem(bson.D{{Key: "by", Value: o.id}}))
 	}
 	for _, id := range slices.Sorted(maps.Keys(marks)) {
+		if marks[id].Closed && id != o.id {
+			continue // it closed with everything published, and wrote no more (Close)
+		}
 		alts = append(alts, elem(bson.D{{Key: "by", Value: id}, {Key: "at", Value: bson.D{{Key: "$gte", Value: marks[id].UpTo}}}}))
 	}
 	return bson.D{{Key: Field + ".0", Value: bson.D{{Key: "$exists", Value: true}}}, {Key: "$or", Value: alts}}

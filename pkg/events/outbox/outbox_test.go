@@ -415,6 +415,31 @@ func TestRelayStartsWithoutASweepAfterACleanStop(t *testing.T) {
 	}
 }
 
+// The sweep's filter names the writers that may have left entries unsent:
+// not one that closed, so it does not grow with every clean restart.
+func TestSweepLeavesClosedWritersOut(t *testing.T) {
+	coll, relay, _, _ := setupOnStore(t)
+	ctx := context.Background()
+	closed, crashed := otherInstance(t, coll), otherInstance(t, coll)
+	for i, ob := range []*outbox.Outbox{closed, crashed} {
+		th := thing{ID: fmt.Sprintf("t-%d", i), Version: 1}
+		if err := ob.Insert(ctx, coll, th.ID, 1, th, ev(t, "rm.thing.created", th)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := closed.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	writers, err := relay.SweepWriters(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(writers) != 2 || !slices.Contains(writers, relay.ID()) || !slices.Contains(writers, crashed.ID()) || slices.Contains(writers, closed.ID()) {
+		t.Errorf("the sweep looks for the entries of %v; want the relay's own and the crashed writer's (%s), not the closed one's (%s)",
+			writers, crashed.ID(), closed.ID())
+	}
+}
+
 // Close leaves the checkpoint of an instance whose write is unpublished
 // (NATS refused it) as it is: it must go stale, so that a sweep publishes
 // the write's events.
