@@ -381,9 +381,15 @@ func (o *Outbox) Run(ctx context.Context, interval time.Duration) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	wg.Go(func() { every(ctx, interval, func() { o.renewOnce(ctx, staleAfter, &stale) }) })
-	sweep := o.sweepAtStart(ctx)
+	// The start's sweep waits for a registered collection: a standalone
+	// service registers its own once this runs, and a sweep of none
+	// would count as done.
+	started, sweep := false, false
 	sweeps := backoff.Doubling{Min: max(minSweepBackoff, interval), Max: maxSweepBackoff}
 	every(ctx, interval, func() {
+		if !started && o.checkpoints() != nil {
+			started, sweep = true, o.sweepAtStart(ctx) || sweep
+		}
 		n, err := o.retryFailed(ctx)
 		sweep = stale.Swap(false) || sweep
 		if err == nil && sweep && sweeps.May(time.Now()) {

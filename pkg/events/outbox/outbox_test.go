@@ -75,6 +75,21 @@ func otherInstance(t *testing.T, coll *mongo.Collection) *outbox.Outbox {
 	return ob
 }
 
+// leaveUnsent stores document id (version 1) through a writer killed
+// between the write and its publication, and returns the writer and the
+// event it left unsent.
+func leaveUnsent(t *testing.T, coll *mongo.Collection, id string) (*outbox.Outbox, events.Event) {
+	t.Helper()
+	dead := otherInstance(t, coll)
+	dead.WithoutInlineFlush(t)
+	th := thing{ID: id, Version: 1}
+	e := ev(t, "rm.thing.created", th)
+	if err := dead.Insert(context.Background(), coll, th.ID, 1, th, e); err != nil {
+		t.Fatal(err)
+	}
+	return dead, e
+}
+
 func ids(evs []events.Event) []string {
 	out := make([]string, len(evs))
 	for i, e := range evs {
@@ -415,6 +430,31 @@ func TestRelayStartsWithoutASweepAfterACleanStop(t *testing.T) {
 	}
 }
 
+// A standalone service registers its collections once its relay runs: the
+// start's sweep waits for them, and does not count a sweep of none as done
+// (what a crashed writer left would wait for its checkpoint to go stale,
+// 20 s).
+func TestRelayStartSweepWaitsForCollections(t *testing.T) {
+	coll, _, _, _ := setupOnStore(t)
+	ctx := context.Background()
+	_, e := leaveUnsent(t, coll, "t-left")
+	js := eventstest.Run(t)
+	relay := outbox.New(events.NewPublisher(js), nil)
+	relay.MinAge = 0
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	go relay.Run(runCtx, 20*time.Millisecond)
+	time.Sleep(100 * time.Millisecond) // a few rounds with nothing registered
+	relay.Register(coll)
+	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if got := eventstest.ReadAll(t, js, ""); len(got) == 1 && got[0].ID == e.ID {
+			return
+		} else if time.Now().After(deadline) {
+			t.Fatalf("2 s after the collection was registered the relay had published %v; want %s", ids(got), e.ID)
+		}
+	}
+}
+
 // The sweep's filter names the writers that may have left entries unsent:
 // not one that closed, so it does not grow with every clean restart.
 func TestSweepLeavesClosedWritersOut(t *testing.T) {
@@ -538,13 +578,8 @@ func TestSweepDoesNotRetireWhatItSkipped(t *testing.T) {
 func TestSweepRetiresDeadWriterOnYoungDocument(t *testing.T) {
 	coll, relay, stream := setup(t)
 	ctx := context.Background()
-	dead := otherInstance(t, coll)
-	dead.WithoutInlineFlush(t)
+	_, created := leaveUnsent(t, coll, "t-1")
 	th := thing{ID: "t-1", Version: 1}
-	created := ev(t, "rm.thing.created", th)
-	if err := dead.Insert(ctx, coll, th.ID, 1, th, created); err != nil {
-		t.Fatal(err)
-	}
 	relay.MinAge = time.Second
 	time.Sleep(1100 * time.Millisecond) // the dead writer's entry is old, the next write young
 	th.Version = 2
