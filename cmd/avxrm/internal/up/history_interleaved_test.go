@@ -27,7 +27,7 @@ import (
 // A turn starts the all-in-one (no launcher) on its data, submits 20 jobs
 // untimed, then RM_BENCH_JOBS (300) one-worker jobs from 8 clients, timed
 // to the last accepted submission and to the last admitted event, then
-// times RM_BENCH_HANDOVERS (20) hand-overs on a queue of limit 1, and stops
+// times RM_BENCH_HANDOVERS (100) hand-overs on a queue of limit 1, and stops
 // the system. A turn starts right after the system has, so it holds what
 // a start costs with the history (the outbox relay's sweep of every
 // collection). It prints every turn, then the median of each figure over
@@ -41,7 +41,7 @@ import (
 //	go test -run '^$' -bench BenchmarkHistoryInterleaved -benchtime 1x -timeout 60m ./internal/up/
 func BenchmarkHistoryInterleaved(b *testing.B) {
 	n := historySize(b)
-	rounds, jobs, handovers := envInt("RM_BENCH_ROUNDS", 4), envInt("RM_BENCH_JOBS", 300), envInt("RM_BENCH_HANDOVERS", 20)
+	rounds, jobs, handovers := envInt("RM_BENCH_ROUNDS", 4), envInt("RM_BENCH_JOBS", 300), envInt("RM_BENCH_HANDOVERS", 100)
 	dirs := map[int]string{0: b.TempDir(), n: b.TempDir()}
 	for _, history := range []int{0, n} {
 		sys := startSchedulingIn(b, dirs[history])
