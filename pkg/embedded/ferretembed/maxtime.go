@@ -31,11 +31,12 @@ import (
 // linearizability. TestProxyIsLinearizable found it under load.
 //
 // The proxy still removes it, as a guard that costs a byte search of each
-// command (and a parse only of one that holds the key): without maxTimeMS FerretDB never cancels a command's
-// context while the store runs (only when it shuts down, and its connection pool is closed
-// then). The client keeps its own deadline: the driver still gives up on
-// time; only the server-side limit is gone, and a read that the client
-// abandoned runs to its end.
+// command (and a parse only of one that holds the key): without maxTimeMS
+// FerretDB never cancels a command's context while the store runs (only
+// when it shuts down, and its connection pool is closed then). The client
+// keeps its own deadline: the driver still gives up on time; only the
+// server-side limit is gone, and a read that the client abandoned runs to
+// its end.
 
 var keyMaxTimeMS = []byte("maxTimeMS\x00")
 

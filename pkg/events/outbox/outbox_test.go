@@ -75,6 +75,16 @@ func otherInstance(t *testing.T, coll *mongo.Collection) *outbox.Outbox {
 	return ob
 }
 
+// runRelayFor runs ob's relay, every 20 ms, for d.
+func runRelayFor(ctx context.Context, ob *outbox.Outbox, d time.Duration) {
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { ob.Run(runCtx, 20*time.Millisecond); close(done) }()
+	time.Sleep(d)
+	stop()
+	<-done
+}
+
 // leaveUnsent stores document id (version 1) through a writer killed
 // between the write and its publication, and returns the writer and the
 // event it left unsent.
@@ -304,13 +314,8 @@ func TestSweepPublishesOnlyWhatADeadInstanceLeft(t *testing.T) {
 	if err := dead.Insert(ctx, coll, sent.ID, 1, sent, ev(t, "rm.thing.created", sent)); err != nil {
 		t.Fatal(err)
 	}
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { dead.Run(runCtx, 20*time.Millisecond); close(done) }()
-	time.Sleep(200 * time.Millisecond) // a few checkpoints
-	stop()
-	<-done
-	dead.WithoutInlineFlush(t) // killed between the write and its publication
+	runRelayFor(ctx, dead, 200*time.Millisecond) // a few checkpoints
+	dead.WithoutInlineFlush(t)                   // killed between the write and its publication
 	left := thing{ID: "t-left", Version: 1}
 	e := ev(t, "rm.thing.created", left)
 	if err := dead.Insert(ctx, coll, left.ID, 1, left, e); err != nil {
@@ -355,12 +360,7 @@ func TestSweepReadIsAnsweredBySQLite(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { dead.Run(runCtx, 20*time.Millisecond); close(done) }()
-	time.Sleep(200 * time.Millisecond) // checkpoints past those writes
-	stop()
-	<-done
+	runRelayFor(ctx, dead, 200*time.Millisecond) // checkpoints past those writes
 	dead.WithoutInlineFlush(t)
 	left := thing{ID: "t-left", Version: 1}
 	e := ev(t, "rm.thing.created", left)
@@ -407,12 +407,7 @@ func TestRelayStartsWithoutASweepAfterACleanStop(t *testing.T) {
 				}
 			}
 			finds := srv.WriteStats().DirectFinds
-			runCtx, stop := context.WithCancel(ctx)
-			done := make(chan struct{})
-			go func() { relay.Run(runCtx, 20*time.Millisecond); close(done) }()
-			time.Sleep(200 * time.Millisecond)
-			stop()
-			<-done
+			runRelayFor(ctx, relay, 200*time.Millisecond)
 			swept := srv.WriteStats().DirectFinds - finds // the sweep's read of coll
 			got := stream()
 			if clean {
@@ -625,12 +620,7 @@ func TestRelayRenewsWhileNATSIsDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	written := time.Now()
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { down.Run(runCtx, 20*time.Millisecond); close(done) }()
-	time.Sleep(300 * time.Millisecond)
-	stop()
-	<-done
+	runRelayFor(ctx, down, 300*time.Millisecond)
 	var ck struct {
 		UpTo      time.Time `bson:"up_to"`
 		RenewedAt time.Time `bson:"renewed_at"`

@@ -231,12 +231,7 @@ func TestFailedWriteThatAdoptsAnOrphan(t *testing.T) {
 	if err := live.Replace(lost, coll, th.ID, 2, 3, unsent(t, coll, th.ID), th, never); err == nil {
 		t.Fatal("a write on a cancelled context succeeded")
 	}
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { live.Run(runCtx, 20*time.Millisecond); close(done) }()
-	time.Sleep(300 * time.Millisecond) // the relay reads the write back
-	stop()
-	<-done
+	runRelayFor(ctx, live, 300*time.Millisecond) // the relay reads the write back
 	for _, e := range eventstest.ReadAll(t, js, "") {
 		if e.ID == never.ID {
 			t.Fatalf("the event of a write that was not stored was published (stream %v)", ids(eventstest.ReadAll(t, js, "")))

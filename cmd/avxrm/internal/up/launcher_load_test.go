@@ -200,7 +200,7 @@ func runLauncherLoad(t testing.TB) {
 		}
 		ds = slices.Clone(ds)
 		slices.Sort(ds)
-		return ds[min(len(ds)-1, int(p*float64(len(ds))))].Round(time.Millisecond)
+		return percentile(ds, p).Round(time.Millisecond)
 	}
 	pct := func(p float64) time.Duration { return pctOf(handovers, p) }
 	if statuses[events.JobSucceeded] != jobs {
