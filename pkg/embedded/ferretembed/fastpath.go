@@ -38,6 +38,13 @@ import (
 //     the document, it writes the replacement in SQL itself and replies as
 //     FerretDB would (fastpath_direct.go).
 //
+// A replacement with upsert: true is taken too when its filter is the _id
+// alone (the scheduler's start estimates, a big job's instance chunks): a
+// document found is replaced as in 4, and for none the command goes to
+// FerretDB, which inserts it. Through FerretDB the scheduler's estimates for
+// some 800 jobs held the write lock up to 69 ms, and every write behind it
+// waited (docs/benchmarks.md, "The 1,000-job load's hand-over tail").
+//
 // Whatever falls outside the supported subset (operators, dotted paths,
 // array or document values, unknown command fields, a failed lookup) is
 // forwarded unchanged: correct, only slow.
@@ -79,6 +86,12 @@ type fastWrite struct {
 	// (not of findAndModify, whose reply carries the document): the
 	// direct path may write it (fastpath_direct.go).
 	replacement bsoncore.Document
+
+	// upsert: the replacement is inserted when no document has the _id.
+	// Taken only for a replacement whose filter is the _id alone, so that
+	// a document found always matches and one not found is FerretDB's to
+	// insert from the unchanged command.
+	upsert bool
 
 	// The filter document occupies msg[filterStart:filterEnd]; lengths are
 	// the offsets of the int32 length fields enclosing it (documents, arrays,
@@ -431,9 +444,11 @@ func parseFastWrite(msg []byte) (*fastWrite, error) {
 				if w.cmd != "update" {
 					return nil, errFastPathUnsupported
 				}
-				if v, ok := e.value.BooleanOK(); !ok || v {
+				v, ok := e.value.BooleanOK()
+				if !ok || (v && e.key == "multi") {
 					return nil, errFastPathUnsupported
 				}
+				w.upsert = w.upsert || v
 			case "limit":
 				if w.cmd != "delete" {
 					return nil, errFastPathUnsupported
@@ -476,6 +491,12 @@ func parseFastWrite(msg []byte) (*fastWrite, error) {
 	}
 	if err := w.parseFilter(b, filter.off); err != nil {
 		return nil, err
+	}
+	if w.upsert && (w.replacement == nil || len(w.conds) > 0) {
+		// Conditions that fail on a found document make an upsert
+		// insert (a duplicate _id), not match nothing; an update
+		// document's upsert builds the new one from the filter.
+		return nil, errFastPathUnsupported
 	}
 	return w, nil
 }
@@ -589,9 +610,9 @@ func (w *fastWrite) parseFilter(b []byte, off int) error {
 		}
 		w.conds = append(w.conds, c)
 	}
-	if w.id.Type == 0 || len(w.conds) == 0 {
-		// No _id, or {_id: X} alone, which FerretDB already answers from its
-		// index.
+	if w.id.Type == 0 || (len(w.conds) == 0 && w.replacement == nil) {
+		// No _id, or {_id: X} alone, which FerretDB already finds by its
+		// index; a replacement the direct path may still write.
 		return errFastPathUnsupported
 	}
 	return nil

@@ -133,7 +133,7 @@ func (s *Server) insertRow(ctx context.Context, w *fastWrite, enc []byte) error 
 	if err != nil {
 		return err
 	}
-	table, err := s.table(ctx, sdb, w.db, w.coll)
+	table, err := s.writeTable(ctx, sdb, w.db, w.coll)
 	if err != nil {
 		return errDirectUnsupported
 	}
@@ -200,7 +200,7 @@ func (s *Server) updateRow(ctx context.Context, w *fastWrite, enc []byte) (bool,
 	if err != nil {
 		return false, err
 	}
-	table, err := s.table(ctx, sdb, w.db, w.coll)
+	table, err := s.writeTable(ctx, sdb, w.db, w.coll)
 	if err != nil {
 		return false, err
 	}

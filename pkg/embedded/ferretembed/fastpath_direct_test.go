@@ -404,6 +404,144 @@ func TestDirectReplaceUnchanged(t *testing.T) {
 	}
 }
 
+// TestDirectUpsertMatchesFerretDB: a replacement by the _id alone, with
+// upsert (the scheduler's start estimates, a big job's instance chunks) or
+// without, is written in SQL when the document exists, and left to
+// FerretDB, which inserts it for an upsert, when it does not; either way the
+// reply and the stored row are FerretDB's. An upsert with a condition
+// besides the _id is FerretDB's throughout: a condition that fails on a
+// found document makes it insert.
+func TestDirectUpsertMatchesFerretDB(t *testing.T) {
+	r := newReplaceRig(t)
+	ctx := context.Background()
+	est := func(n int) bson.D {
+		jobs := bson.A{}
+		for i := range n {
+			jobs = append(jobs, bson.D{{Key: "job_id", Value: fmt.Sprintf("job-%d", i)}, {Key: "position", Value: int32(i + 1)},
+				{Key: "start_at", Value: bson.NewDateTimeFromTime(when.Add(time.Duration(i) * time.Second))}, {Key: "basis", Value: "median_run_time"}})
+		}
+		return bson.D{{Key: "queue_id", Value: "q-1"}, {Key: "epoch", Value: int64(3)}, {Key: "computed_at", Value: bson.NewDateTimeFromTime(when)}, {Key: "jobs", Value: jobs}}
+	}
+	byID := bson.D{{Key: "_id", Value: "q-1"}}
+	cases := []struct {
+		name           string
+		upsert, exists bool
+		filter         bson.D
+		doc            bson.D
+		direct         int64 // replacements the direct path writes
+	}{
+		{"found", true, true, byID, est(50), 1},
+		{"found, unchanged", true, true, byID, bson.D{{Key: "version", Value: int64(1)}}, 1},
+		{"not found: FerretDB inserts", true, false, byID, est(3), 0},
+		{"found, a condition besides the _id", true, true, bson.D{{Key: "_id", Value: "q-1"}, {Key: "version", Value: int64(1)}}, est(2), 0},
+		{"found, a condition that fails", true, true, bson.D{{Key: "_id", Value: "q-1"}, {Key: "version", Value: int64(9)}}, est(2), 0},
+		{"no upsert, found by the _id alone", false, true, byID, est(5), 1},
+		{"no upsert, not found", false, false, byID, est(5), 0},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var res [2]*mongo.UpdateResult
+			var errs [2]error
+			for i, coll := range []*mongo.Collection{r.ferret, r.direct} {
+				r.srv.SetDirect(false)
+				if _, err := coll.DeleteMany(ctx, bson.D{}); err != nil {
+					t.Fatal(err)
+				}
+				if c.exists {
+					if _, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: "q-1"}, {Key: "version", Value: int64(1)}}); err != nil {
+						t.Fatal(err)
+					}
+				}
+				r.srv.SetDirect(coll == r.direct)
+				d0, _, f0 := r.srv.DirectWriteStats()
+				res[i], errs[i] = coll.ReplaceOne(ctx, c.filter, c.doc, options.Replace().SetUpsert(c.upsert))
+				d1, _, f1 := r.srv.DirectWriteStats()
+				if coll == r.direct && (d1-d0 != c.direct || f1 != f0) {
+					t.Errorf("the direct path wrote %d (%d failed), want %d", d1-d0, f1-f0, c.direct)
+				}
+			}
+			if (errs[0] == nil) != (errs[1] == nil) || (errs[0] != nil && collName(errs[0]) != collName(errs[1])) {
+				t.Fatalf("errors differ: FerretDB %v, direct %v", errs[0], errs[1])
+			}
+			if errs[0] != nil {
+				return
+			}
+			want := *res[0]
+			if c.name == "found, unchanged" {
+				// FerretDB's upsert counts a replacement equal to the
+				// document as a modification; MongoDB, the production
+				// store, does not, nor does the direct path (see
+				// TestDirectReplaceUnchanged).
+				want.ModifiedCount = 0
+			}
+			if want != *res[1] {
+				t.Errorf("results differ: FerretDB %+v, direct %+v (want %+v)", *res[0], *res[1], want)
+			}
+			if !c.exists && !c.upsert {
+				return // nothing stored either way
+			}
+			if fr, dr := r.row(t, r.ferret, "q-1"), r.row(t, r.direct, "q-1"); fr != dr {
+				t.Errorf("stored rows differ:\nFerretDB %s\ndirect   %s", fr, dr)
+			}
+		})
+	}
+}
+
+// TestDirectPathIndexesCollectionsMadeLater: a collection FerretDB makes on
+// its first write, after the start's EnsureIDIndex, gets its _id index from
+// the first write that reaches the direct path, and the writes after it are
+// written in SQL.
+func TestDirectPathIndexesCollectionsMadeLater(t *testing.T) {
+	ctx := context.Background()
+	uri, srv := mongotest.Start(t)
+	db := mongotest.Client(t, uri).Database("late")
+	coll := db.Collection("queue_estimates")
+	upsert := options.Replace().SetUpsert(true)
+	if _, err := coll.ReplaceOne(ctx, bson.D{{Key: "_id", Value: "q-1"}}, bson.D{{Key: "n", Value: int64(0)}}, upsert); err != nil {
+		t.Fatal(err) // FerretDB makes the collection and inserts
+	}
+	sdb, err := srv.OpenSQLite("late")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sdb.Close()
+	table, err := srv.TableName(ctx, "late", coll.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	indexes := func() int {
+		var n int
+		if err := sdb.QueryRow(`SELECT count(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND name LIKE 'avxrm_idpath_%'`, table).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := indexes(); n != 0 {
+		t.Fatalf("%d _id indexes before any direct write; the test needs a collection without one", n)
+	}
+	for i := range 3 {
+		d0, u0, f0 := srv.DirectWriteStats()
+		if _, err := coll.ReplaceOne(ctx, bson.D{{Key: "_id", Value: "q-1"}}, bson.D{{Key: "n", Value: int64(i + 1)}}, upsert); err != nil {
+			t.Fatal(err)
+		}
+		if d1, u1, f1 := srv.DirectWriteStats(); d1-d0 != 1 {
+			t.Errorf("write %d: the direct path wrote %d (%d outside its subset, %d failed), want 1", i+1, d1-d0, u1-u0, f1-f0)
+		}
+	}
+	if n := indexes(); n != 1 {
+		t.Errorf("%d _id indexes after the writes, want 1", n)
+	}
+	var got bson.M
+	if err := coll.FindOne(ctx, bson.D{{Key: "_id", Value: "q-1"}}).Decode(&got); err != nil || got["n"] != int64(3) {
+		t.Errorf("stored %v (%v), want n 3", got, err)
+	}
+}
+
+// collName is err's text without the connection and the collection's name.
+func collName(err error) string {
+	return strings.NewReplacer("replace.ferret", "replace.C", "replace.direct", "replace.C").Replace(connection.ReplaceAllString(err.Error(), ""))
+}
+
 // TestDirectReplaceUniqueViolation: a replacement that breaks a unique
 // index fails as it does through FerretDB (which gives an InternalError
 // naming the SQLite constraint, not MongoDB's duplicate key error) and

@@ -52,6 +52,9 @@ type sqlFieldLookups struct {
 	dbs    sqliteConns // one connection each (openSQLite's)
 	mu     sync.Mutex
 	tables map[string]string // db + "\x00" + collection → SQLite table
+	// indexed: the tables writeTable has given their _id index, by the
+	// same key (guarded by mu).
+	indexed map[string]bool
 
 	answered, fellBack atomic.Int64
 	off                bool // tests: every lookup goes to FerretDB's find
@@ -93,11 +96,14 @@ func (s *Server) readFields(ctx context.Context, w *fastWrite) (bsoncore.Documen
 	if err != nil {
 		return nil, err
 	}
-	table, err := s.table(ctx, sdb, w.db, w.coll)
+	table, err := s.writeTable(ctx, sdb, w.db, w.coll)
 	if err != nil {
 		return nil, err
 	}
 	cols := make([]string, 0, 2*len(w.conds))
+	if len(w.conds) == 0 {
+		cols = append(cols, "1") // the row's existence is all there is to read
+	}
 	for _, c := range w.conds {
 		path, ok := jsonPathKey(c.field)
 		if !ok {
@@ -239,12 +245,47 @@ func (s *Server) table(ctx context.Context, sdb sqlQuerier, db, coll string) (st
 	if err != nil {
 		return "", err
 	}
-	s.sqlLookups.mu.Lock()
-	if s.sqlLookups.tables == nil {
-		s.sqlLookups.tables = map[string]string{}
+	remember(&s.sqlLookups, &s.sqlLookups.tables, key, t)
+	return t, nil
+}
+
+// remember sets (*m)[key] to v under l.mu, making the map on first use.
+func remember[V any](l *sqlFieldLookups, m *map[string]V, key string, v V) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if *m == nil {
+		*m = map[string]V{}
 	}
-	s.sqlLookups.tables[key] = t
+	(*m)[key] = v
+}
+
+// writeTable is table for the write path, under the write lock: the first
+// time it names a table it also gives it the _id index that the direct
+// statements name (INDEXED BY), as EnsureIDIndex does at the start. A
+// collection made later has none until then: FerretDB makes one on its first
+// insert or upsert (the scheduler's start estimates, a big job's instance
+// chunks), and every write and find of it went to FerretDB, the estimates
+// for some 800 jobs holding the write lock up to 69 ms (docs/benchmarks.md,
+// "The 1,000-job load's hand-over tail"). The index is made in the open
+// transaction of the direct writes (groupcommit.go), so it is durable with
+// them; one that did not commit fails the next lookup, which forgets the
+// table, and the next write makes it again.
+func (s *Server) writeTable(ctx context.Context, sdb sqlQuerier, db, coll string) (string, error) {
+	t, err := s.table(ctx, sdb, db, coll)
+	if err != nil {
+		return "", err
+	}
+	key := db + "\x00" + coll
+	s.sqlLookups.mu.Lock()
+	done := s.sqlLookups.indexed[key]
 	s.sqlLookups.mu.Unlock()
+	if done {
+		return t, nil
+	}
+	if _, err := sdb.ExecContext(ctx, createIDIndexSQL(t)); err != nil {
+		return "", fmt.Errorf("create the _id index of %s: %w", t, err)
+	}
+	remember(&s.sqlLookups, &s.sqlLookups.indexed, key, true)
 	return t, nil
 }
 
@@ -259,5 +300,6 @@ type sqlQuerier interface {
 func (s *Server) forgetTable(db, coll string) {
 	s.sqlLookups.mu.Lock()
 	delete(s.sqlLookups.tables, db+"\x00"+coll)
+	delete(s.sqlLookups.indexed, db+"\x00"+coll)
 	s.sqlLookups.mu.Unlock()
 }

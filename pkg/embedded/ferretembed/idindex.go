@@ -85,14 +85,18 @@ func (s *Server) createIDIndex(ctx context.Context, db, collection string) error
 	if err != nil {
 		return err
 	}
-	// Not UNIQUE: FerretDB's own _id_ index enforces uniqueness; this one
-	// exists only for lookups and must never reject a write FerretDB accepts.
-	q := fmt.Sprintf("CREATE INDEX IF NOT EXISTS %s ON %s (%s)",
-		quoteIdent(idIndexName(table)), quoteIdent(table), idExpr)
-	if _, err := sdb.ExecContext(ctx, q); err != nil {
+	if _, err := sdb.ExecContext(ctx, createIDIndexSQL(table)); err != nil {
 		return fmt.Errorf("create index on table %q: %w", table, err)
 	}
 	return nil
+}
+
+// createIDIndexSQL makes table's _id index unless it exists. Not UNIQUE:
+// FerretDB's own _id_ index enforces uniqueness; this one exists only for
+// lookups and must never reject a write FerretDB accepts.
+func createIDIndexSQL(table string) string {
+	return fmt.Sprintf("CREATE INDEX IF NOT EXISTS %s ON %s (%s)",
+		quoteIdent(idIndexName(table)), quoteIdent(table), idExpr)
 }
 
 // openSQLite opens the database file FerretDB is serving, alongside
