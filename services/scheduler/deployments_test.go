@@ -17,11 +17,7 @@ import (
 // capacity back.
 func TestPlanDeploymentReplicas(t *testing.T) {
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	limit := 4
-	queues := map[string]*events.Queue{
-		"q-d":   {Meta: events.Meta{ID: "q-d"}, Name: "Default", MaximumAllowedWorkerInstances: &limit},
-		"q-ctl": {Meta: events.Meta{ID: "q-ctl"}, Name: events.ControllerQueue},
-	}
+	queues := limitedQueues(4)
 	dep := &deployment{ID: "dep-1", CreatedAt: t0, QueueID: "q-d", Replicas: 3}
 	deps := map[string]*deployment{dep.ID: dep}
 	ledger := lease.Ledger{Leases: map[string][]lease.Claim{}}

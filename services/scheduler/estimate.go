@@ -112,12 +112,16 @@ func estimateStarts(ledger lease.Ledger, queues map[string]*events.Queue, jobs m
 	ends := heldNow(ledger, jobs, now, runTime, lags)
 
 	snap := snapshot(ledger, nil, queues, now)
+	snap.NoMessages = true // decided again at every step; only Admit and Reason are read
 	starts := map[string]jobEstimate{}
-	remaining := reqs
+	// remaining and spare take turns as the requests still pending, so that
+	// a step does not grow a new slice of them. They start in admit's own
+	// order, so its sort at every step finds them sorted.
+	remaining, spare := slices.Clone(ordered), make([]admit.Request, 0, len(reqs))
 	t, basis := now, events.BasisFreeCapacity
 	for step := 0; len(remaining) > 0 && step < estimateSteps; step++ {
 		snap.Now = t
-		var still []admit.Request
+		still := spare[:0]
 		for i, d := range admit.Admit(snap, remaining) {
 			r := remaining[i]
 			if !d.Admit {
@@ -138,7 +142,7 @@ func estimateStarts(ledger lease.Ledger, queues map[string]*events.Queue, jobs m
 				heap.Push(&ends, release{at: t.Add(startLag + dur + endLagFor(b, endLag)), claims: r.Claims, basis: weaker(basis, b)})
 			}
 		}
-		remaining = still
+		remaining, spare = still, remaining
 		if len(remaining) == 0 || ends.Len() == 0 {
 			break
 		}

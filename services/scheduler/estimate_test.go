@@ -1,6 +1,7 @@
 package scheduler
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -124,4 +125,37 @@ func TestRunHistoryMedianOfLast20(t *testing.T) {
 	if m, _ := h.median(); len(h.runs) != historyRuns || m < 19*time.Second || m > 21*time.Second {
 		t.Errorf("median of the last 20 of 0..29 s = %s over %d runs; want 19.5 s over 20", m, len(h.runs))
 	}
+}
+
+// BenchmarkEstimateStarts is one estimate of the 1,000-job load's queue at
+// its fullest: 100 workers held by running jobs and 800 waiting, of 1–20
+// workers each, every run time known. The simulation decides the waiting
+// jobs again at each of the hundreds of instants a lease ends.
+func BenchmarkEstimateStarts(b *testing.B) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	const limit = 100
+	queues := limitedQueues(limit)
+	jobs := map[string]*events.Job{}
+	ledger := lease.Ledger{Leases: map[string][]lease.Claim{}}
+	held := 0
+	for i := range 900 {
+		id := fmt.Sprintf("job-%04d", i)
+		j := &events.Job{Meta: events.Meta{ID: id}, QueueID: "q-d", Status: events.JobPending,
+			WorkerInstances: 1 + i*7%20, SubmittedAt: t0.Add(time.Duration(i) * time.Millisecond)}
+		if held+j.WorkerInstances <= limit && i < 100 {
+			held += j.WorkerInstances
+			j.Status, j.StartedAt = events.JobRunning, &t0
+			ledger.Leases[id] = []lease.Claim{{Queue: "q-d", Count: j.WorkerInstances}, {Queue: "q-ctl", Count: 1}}
+		}
+		jobs[id] = j
+	}
+	runTime := func(*events.Job) (time.Duration, string, bool) {
+		return 500 * time.Millisecond, events.BasisMedianRunTime, true
+	}
+	lags := func(string) (time.Duration, time.Duration) { return 5 * time.Millisecond, 5 * time.Millisecond }
+	var placed int
+	for b.Loop() {
+		placed = len(estimateStarts(ledger, queues, jobs, t0, runTime, lags)["q-d"])
+	}
+	b.ReportMetric(float64(placed), "waiting")
 }

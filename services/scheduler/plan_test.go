@@ -32,14 +32,19 @@ func summarize(p plan) planSummary {
 	return s
 }
 
-func TestPlanPass(t *testing.T) {
-	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	limit := 10
-	queues := map[string]*events.Queue{
+// limitedQueues are the queues of the plan tests: Default ("q-d") limited to
+// limit workers and the controller queue ("q-ctl").
+func limitedQueues(limit int) map[string]*events.Queue {
+	return map[string]*events.Queue{
 		"q-d":   {Meta: events.Meta{ID: "q-d"}, Name: "Default", MaximumAllowedWorkerInstances: &limit},
 		"q-ctl": {Meta: events.Meta{ID: "q-ctl"}, Name: events.ControllerQueue},
-		"q-pc":  {Meta: events.Meta{ID: "q-pc"}, Name: events.PostControllerQueue},
 	}
+}
+
+func TestPlanPass(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	queues := limitedQueues(10)
+	queues["q-pc"] = &events.Queue{Meta: events.Meta{ID: "q-pc"}, Name: events.PostControllerQueue}
 	job := func(id, status string, workers int, f ...func(*events.Job)) *events.Job {
 		j := &events.Job{Meta: events.Meta{ID: id}, QueueID: "q-d", Status: status, WorkerInstances: workers, SubmittedAt: t0}
 		for _, g := range f {

@@ -264,6 +264,15 @@ func (s *sim) admitAndCheck(seen map[string]int) error {
 	reversed := slices.Clone(pending)
 	slices.Reverse(reversed)
 	again := Admit(snap, reversed)
+	quiet := snap
+	quiet.NoMessages = true
+	for i, d := range Admit(quiet, pending) {
+		want := ds[i]
+		want.Message = ""
+		if !sameDecision(d, want) || d.Message != "" {
+			return fmt.Errorf("without messages, the decision for %s is %+v; want %+v", d.ID, d, want)
+		}
+	}
 	for i, d := range ds {
 		r := pending[i]
 		if d.ID != r.ID {
