@@ -235,11 +235,12 @@ func (o *Outbox) renew(ctx context.Context, staleAfter time.Duration) (bool, err
 	if registered {
 		// An instance retired while it lived (its renewals held up for
 		// staleAfter) is not any more: if it dies later, a sweep must
-		// look for what it left.
+		// look for what it left. A replacement, which drops retired and
+		// closed, rather than $set and $unset: the embedded store's proxy
+		// writes a replacement by _id in SQL itself, and each instance
+		// renews every interval.
 		up := o.upTo()
-		_, err := c.UpdateOne(ctx, bson.D{{Key: "_id", Value: o.id}},
-			bson.D{{Key: "$set", Value: bson.D{{Key: "up_to", Value: up}, {Key: "renewed_at", Value: now}}},
-				{Key: "$unset", Value: bson.D{{Key: "retired", Value: ""}, {Key: "closed", Value: ""}}}})
+		_, err := c.ReplaceOne(ctx, bson.D{{Key: "_id", Value: o.id}}, checkpointDoc{ID: o.id, UpTo: up, RenewedAt: now})
 		if err != nil {
 			return false, fmt.Errorf("outbox: renew checkpoint: %w", err)
 		}
