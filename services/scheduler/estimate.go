@@ -86,19 +86,18 @@ func (r *releases) Pop() any {
 func estimateStarts(ledger lease.Ledger, queues map[string]*events.Queue, jobs map[string]*events.Job, now time.Time, runTime runTimeFunc, lags lagFunc) map[string][]pendingEstimate {
 	var p plan
 	p.pendingByQueue = map[string]int{}
-	var reqs []admit.Request
+	var ordered []admit.Request
 	for _, r := range p.requests(ledger, queues, jobs) {
 		if r.Kind == admit.KindJob {
-			reqs = append(reqs, r)
+			ordered = append(ordered, r)
 		}
 	}
 	out := map[string][]pendingEstimate{}
-	if len(reqs) == 0 {
+	if len(ordered) == 0 {
 		return out
 	}
 
 	// The order: as admit considers them.
-	ordered := slices.Clone(reqs)
 	slices.SortFunc(ordered, func(a, b admit.Request) int {
 		if c := cmp.Compare(b.Priority, a.Priority); c != 0 {
 			return c
@@ -117,7 +116,7 @@ func estimateStarts(ledger lease.Ledger, queues map[string]*events.Queue, jobs m
 	// remaining and spare take turns as the requests still pending, so that
 	// a step does not grow a new slice of them. They start in admit's own
 	// order, so its sort at every step finds them sorted.
-	remaining, spare := slices.Clone(ordered), make([]admit.Request, 0, len(reqs))
+	remaining, spare := slices.Clone(ordered), make([]admit.Request, 0, len(ordered))
 	t, basis := now, events.BasisFreeCapacity
 	for step := 0; len(remaining) > 0 && step < estimateSteps; step++ {
 		snap.Now = t

@@ -128,8 +128,8 @@ func TestRunHistoryMedianOfLast20(t *testing.T) {
 }
 
 // BenchmarkEstimateStarts is one estimate of the 1,000-job load's queue at
-// its fullest: 100 workers held by running jobs and 800 waiting, of 1–20
-// workers each, every run time known. The simulation decides the waiting
+// its fullest: the limit of 100 workers held by running jobs and the other
+// 886 jobs waiting, of 1–20 workers each, every run time known. The simulation decides the waiting
 // jobs again at each of the hundreds of instants a lease ends.
 func BenchmarkEstimateStarts(b *testing.B) {
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)

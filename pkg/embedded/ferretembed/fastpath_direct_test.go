@@ -429,14 +429,18 @@ func TestDirectUpsertMatchesFerretDB(t *testing.T) {
 		filter         bson.D
 		doc            bson.D
 		direct         int64 // replacements the direct path writes
+		// unchanged: the replacement equals the document. FerretDB's
+		// upsert counts it as modified; MongoDB, the production store,
+		// does not, nor does the direct path (TestDirectReplaceUnchanged).
+		unchanged bool
 	}{
-		{"found", true, true, byID, est(50), 1},
-		{"found, unchanged", true, true, byID, bson.D{{Key: "version", Value: int64(1)}}, 1},
-		{"not found: FerretDB inserts", true, false, byID, est(3), 0},
-		{"found, a condition besides the _id", true, true, bson.D{{Key: "_id", Value: "q-1"}, {Key: "version", Value: int64(1)}}, est(2), 0},
-		{"found, a condition that fails", true, true, bson.D{{Key: "_id", Value: "q-1"}, {Key: "version", Value: int64(9)}}, est(2), 0},
-		{"no upsert, found by the _id alone", false, true, byID, est(5), 1},
-		{"no upsert, not found", false, false, byID, est(5), 0},
+		{"found", true, true, byID, est(50), 1, false},
+		{"found, unchanged", true, true, byID, bson.D{{Key: "version", Value: int64(1)}}, 1, true},
+		{"not found: FerretDB inserts", true, false, byID, est(3), 0, false},
+		{"found, a condition besides the _id", true, true, bson.D{{Key: "_id", Value: "q-1"}, {Key: "version", Value: int64(1)}}, est(2), 0, false},
+		{"found, a condition that fails", true, true, bson.D{{Key: "_id", Value: "q-1"}, {Key: "version", Value: int64(9)}}, est(2), 0, false},
+		{"no upsert, found by the _id alone", false, true, byID, est(5), 1, false},
+		{"no upsert, not found", false, false, byID, est(5), 0, false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -467,11 +471,7 @@ func TestDirectUpsertMatchesFerretDB(t *testing.T) {
 				return
 			}
 			want := *res[0]
-			if c.name == "found, unchanged" {
-				// FerretDB's upsert counts a replacement equal to the
-				// document as a modification; MongoDB, the production
-				// store, does not, nor does the direct path (see
-				// TestDirectReplaceUnchanged).
+			if c.unchanged {
 				want.ModifiedCount = 0
 			}
 			if want != *res[1] {

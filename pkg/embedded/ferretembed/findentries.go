@@ -21,9 +21,10 @@ import (
 // filter's work is in the entries' writer and time. FerretDB v1.24 cannot
 // answer it ($elemMatch takes operators only), and it would decode every
 // document to filter in Go: its scan of 100,000 finished jobs took 14.5 to
-// 16.9 s here (BenchmarkHistoryInterleaved's setup log, 2026-12-02). The proxy selects the rows in SQL, reading each document's
-// entries with json_each and the types from the sjson schema, and converts
-// only the matches. Any other shape of $or or $elemMatch goes to FerretDB.
+// 16.9 s here (BenchmarkHistoryInterleaved's setup log, 2026-12-02). The
+// proxy selects the rows in SQL, reading each document's entries with
+// json_each and the types from the sjson schema, and converts only the
+// matches. Any other shape of $or or $elemMatch goes to FerretDB.
 
 // entriesQuery is the filter above: documents whose top-level array field
 // array has an element, and that have a top-level field of flags equal to

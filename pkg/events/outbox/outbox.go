@@ -292,9 +292,10 @@ func (o *Outbox) sweep(ctx context.Context, staleAfter time.Duration) (int, erro
 }
 
 // sweepRead reads the documents of c a sweep has work in (filter, from
-// sweepFilter). A store that cannot answer that filter (FerretDB on its own: the embedded
-// store's proxy answers it up to sweepBatch matches) is asked for every
-// document with entries instead; the sweep checks each entry either way.
+// sweepFilter). A store that cannot answer that filter (FerretDB on its
+// own: the embedded store's proxy answers it up to sweepBatch matches) is
+// asked for every document with entries instead; the sweep checks each
+// entry either way.
 func (o *Outbox) sweepRead(ctx context.Context, c *mongo.Collection, filter bson.D) ([]pendingDoc, error) {
 	opts := options.Find().SetBatchSize(sweepBatch).
 		SetProjection(bson.D{{Key: "_id", Value: 1}, {Key: VersionField, Value: 1}, {Key: DeletedField, Value: 1}, {Key: Field, Value: 1}})
@@ -341,8 +342,9 @@ func unsupported(err error) bool {
 // The embedded store answers this filter in SQL (the proxy's findentries.go)
 // without decoding a document that does not match; FerretDB itself decodes
 // every document for any filter but an _id, which for 100,000 finished jobs
-// took 14.5 to 16.9 s here, at every start of the all-in-one. MongoDB scans the collection (no index serves it, and one on
-// the entries would cost every write) but sends only the matches.
+// took 14.5 to 16.9 s here, at every start of the all-in-one. MongoDB scans
+// the collection (no index serves it, and one on the entries would cost
+// every write) but sends only the matches.
 func (o *Outbox) sweepFilter(marks map[string]checkpointDoc) bson.D {
 	elem := func(cond bson.D) bson.D {
 		return bson.D{{Key: Field, Value: bson.D{{Key: "$elemMatch", Value: cond}}}}
