@@ -118,10 +118,11 @@ func estimateStarts(ledger lease.Ledger, queues map[string]*events.Queue, jobs m
 	// order, so its sort at every step finds them sorted.
 	remaining, spare := slices.Clone(ordered), make([]admit.Request, 0, len(ordered))
 	t, basis := now, events.BasisFreeCapacity
+	var ad admit.Admitter // one memory for all the steps' decisions
 	for step := 0; len(remaining) > 0 && step < estimateSteps; step++ {
 		snap.Now = t
 		still := spare[:0]
-		for i, d := range admit.Admit(snap, remaining) {
+		for i, d := range ad.Admit(snap, remaining) {
 			r := remaining[i]
 			if !d.Admit {
 				if d.Reason != admit.ReasonExceedsQueueLimit && d.Reason != admit.ReasonQueueNotFound && d.Reason != admit.ReasonInvalidClaim {

@@ -138,17 +138,37 @@ const (
 //
 // The cost is one sort plus a constant amount of work per claim.
 func Admit(snap Snapshot, pending []Request) []Decision {
-	decisions := make([]Decision, len(pending))
-	a := admission{
-		snap:   snap,
-		queues: make(map[string]*queueState, min(len(snap.Queues), len(pending)+1)),
-		needs:  make([]need, 0, 2*len(pending)),
+	var ad Admitter
+	return ad.Admit(snap, pending)
+}
+
+// An Admitter decides as Admit does, but keeps its working memory from one
+// call to the next: for a caller that decides again and again, as the
+// scheduler's start estimates do at every step of their simulation (they
+// allocated a third of the all-in-one's memory in the 1,000-job load,
+// docs/benchmarks.md). The decisions a call returns are valid until the
+// next call. The zero value is ready to use; an Admitter is not safe for
+// concurrent use.
+type Admitter struct {
+	decisions []Decision
+	needs     []need
+	keys      []key
+	queues    map[string]*queueState
+}
+
+// Admit is the package's Admit, on the Admitter's memory.
+func (ad *Admitter) Admit(snap Snapshot, pending []Request) []Decision {
+	decisions := grow(ad.decisions, len(pending))[:len(pending)]
+	if ad.queues == nil {
+		ad.queues = make(map[string]*queueState, min(len(snap.Queues), len(pending)+1))
 	}
+	clear(ad.queues)
+	a := admission{snap: snap, queues: ad.queues, needs: grow(ad.needs, 2*len(pending))}
 	// First pass, in input order so that memory is read front to back: resolve
 	// every request's claims into what it needs of each queue, and settle at once
 	// the requests that can never run as they stand. Their outcome does not depend
 	// on order, and they take no part in it.
-	keys := make([]key, 0, len(pending))
+	keys := grow(ad.keys, len(pending))
 	for i := range pending {
 		r := &pending[i]
 		start := len(a.needs)
@@ -168,7 +188,13 @@ func Admit(snap Snapshot, pending []Request) []Decision {
 	for _, k := range keys {
 		decisions[k.i] = a.decide(&pending[k.i], a.needs[k.start:k.end])
 	}
+	ad.decisions, ad.needs, ad.keys = decisions, a.needs, keys
 	return decisions
+}
+
+// grow returns s emptied, with room for n elements.
+func grow[S ~[]E, E any](s S, n int) S {
+	return slices.Grow(s[:0], n)
 }
 
 // key is what orders a request, plus where to find it. Submission time is kept as
@@ -306,8 +332,10 @@ func (a *admission) decide(r *Request, needs []need) Decision {
 	for _, n := range needs {
 		if n.q.limited && n.count > n.q.free {
 			d.Reason = n.role.insufficientReason()
-			d.Message = a.sayf("queue %s allows %d %s, %d in use, %s needs %d",
-				n.q.name, n.q.limit, n.role.instances(n.q.limit), n.q.inUse(), noun(r.Kind), n.count)
+			if !a.snap.NoMessages { // not through sayf: its arguments alone allocate
+				d.Message = fmt.Sprintf("queue %s allows %d %s, %d in use, %s needs %d",
+					n.q.name, n.q.limit, n.role.instances(n.q.limit), n.q.inUse(), noun(r.Kind), n.count)
+			}
 			break
 		}
 	}

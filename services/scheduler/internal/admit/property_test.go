@@ -71,6 +71,7 @@ type sim struct {
 	byID     map[string]*simRequest
 	ledger   testLedger
 	next     int
+	ad       Admitter // reused for the whole sequence: it must decide as Admit does
 }
 
 func newSim(seed uint64) *sim {
@@ -271,6 +272,18 @@ func (s *sim) admitAndCheck(seen map[string]int) error {
 		want.Message = ""
 		if !sameDecision(d, want) || d.Message != "" {
 			return fmt.Errorf("without messages, the decision for %s is %+v; want %+v", d.ID, d, want)
+		}
+	}
+	// The reused Admitter, after calls of other sizes and orders (its
+	// memory still holds them), decides as a fresh call does.
+	s.ad.Admit(quiet, reversed)
+	reused := s.ad.Admit(snap, pending)
+	if len(reused) != len(ds) {
+		return fmt.Errorf("a reused Admitter made %d decisions for %d requests", len(reused), len(ds))
+	}
+	for i, d := range reused {
+		if !sameDecision(d, ds[i]) {
+			return fmt.Errorf("a reused Admitter decided %+v for %s; a fresh call %+v", d, d.ID, ds[i])
 		}
 	}
 	for i, d := range ds {
