@@ -90,6 +90,10 @@ const ReadSlots = defaultReadSlots
 // by _id, in SQL on or off (between commands: it is not synchronized).
 func (s *Server) SetDirect(on bool) { s.sqlLookups.directOff.Store(!on) }
 
+// MissAllLookups makes every SQL lookup of the fast path find no row, as a
+// lookup that missed a stored document would.
+func (s *Server) MissAllLookups(on bool) { s.sqlLookups.missAll.Store(on) }
+
 // DirectWriteStats reports how many replacements and inserts the fast path
 // wrote in SQL, left to FerretDB as outside its encoding, and failed in
 // SQLite.

@@ -40,8 +40,9 @@ import (
 //
 // A replacement with upsert: true is taken too when its filter is the _id
 // alone (the scheduler's start estimates, a big job's instance chunks): a
-// document found is replaced as in 4, and for none the command goes to
-// FerretDB, which inserts it. Through FerretDB the scheduler's estimates for
+// document found is replaced as in 4, and for none an update's replacement
+// is inserted in SQL as the new document (a findAndModify's goes to
+// FerretDB, which inserts it). Through FerretDB the scheduler's estimates for
 // some 800 jobs held the write lock up to 69 ms, and every write behind it
 // waited (docs/benchmarks.md, "The 1,000-job load's hand-over tail").
 //
@@ -135,8 +136,15 @@ func (p *proxy) fastPath(msg []byte) (forward, reply []byte) {
 		return msg, nil
 	}
 	var doc bsoncore.Document
+	var noRow bool
 	if srv != nil { // fastpath_sql.go
-		doc = srv.lookupFields(w)
+		doc, noRow = srv.lookupFields(w)
+	}
+	if noRow && w.upsert {
+		if r := srv.upsertDirect(w); r != nil { // fastpath_direct.go
+			p.fast.replied.Add(1)
+			return nil, opMsgReply(requestID(msg), r)
+		}
 	}
 	inSQL := doc != nil
 	if doc == nil {

@@ -91,6 +91,34 @@ func (s *Server) replaceDirect(w *fastWrite) []byte {
 		bsoncore.AppendDoubleElement(nil, "ok", 1))
 }
 
+// upsertDirect inserts the replacement of w, an update with upsert by the
+// _id alone, as the document the upsert makes when the lookup found no row
+// with the _id, and returns FerretDB's reply, or nil when it did not write
+// (the caller goes on as for any miss). The lookup's miss is trusted here
+// only because FerretDB's unique _id_ index checks the insert: had the
+// lookup missed a row, the insert fails and FerretDB gets the command.
+func (s *Server) upsertDirect(w *fastWrite) []byte {
+	if !s.directOn() || w.cmd != "update" || !w.upsert || w.replacement == nil || len(w.conds) > 0 {
+		return nil
+	}
+	enc, err := encodeReplacement(w.id, w.replacement)
+	if err != nil {
+		s.sqlLookups.directUnsupported.Add(1)
+		return nil
+	}
+	if !s.insertCounted(w, enc) {
+		return nil
+	}
+	upserted := bsoncore.BuildDocument(nil,
+		bsoncore.AppendInt32Element(nil, "index", 0),
+		bsoncore.AppendStringElement(nil, "_id", w.id.StringValue()))
+	return bsoncore.BuildDocument(nil,
+		bsoncore.AppendInt32Element(nil, "n", 1),
+		bsoncore.AppendArrayElement(nil, "upserted", bsoncore.BuildArray(nil, bsoncore.Value{Type: bsoncore.TypeEmbeddedDocument, Data: upserted})),
+		bsoncore.AppendInt32Element(nil, "nModified", 0),
+		bsoncore.AppendDoubleElement(nil, "ok", 1))
+}
+
 // insertDirect writes w's document itself and returns FerretDB's reply to
 // it, or nil when it did not write (the caller forwards the command).
 func (s *Server) insertDirect(w *fastWrite) []byte {
@@ -111,18 +139,27 @@ func (s *Server) insertDirect(w *fastWrite) []byte {
 		s.sqlLookups.directUnsupported.Add(1)
 		return nil
 	}
-	if err := s.insertRow(context.Background(), w, enc); err != nil { // never cancelled: see fastpath_sql.go
-		if !errors.Is(err, errDirectUnsupported) {
-			s.sqlLookups.directFailed.Add(1)
-		} else {
-			s.sqlLookups.directUnsupported.Add(1)
-		}
+	if !s.insertCounted(w, enc) {
 		return nil
 	}
-	s.sqlLookups.direct.Add(1)
 	return bsoncore.BuildDocument(nil,
 		bsoncore.AppendInt32Element(nil, "n", 1),
 		bsoncore.AppendDoubleElement(nil, "ok", 1))
+}
+
+// insertCounted inserts enc as insertRow does, counts how it went, and
+// reports whether the row was written.
+func (s *Server) insertCounted(w *fastWrite, enc []byte) bool {
+	if err := s.insertRow(context.Background(), w, enc); err != nil { // never cancelled: see fastpath_sql.go
+		if errors.Is(err, errDirectUnsupported) {
+			s.sqlLookups.directUnsupported.Add(1)
+		} else {
+			s.sqlLookups.directFailed.Add(1)
+		}
+		return false
+	}
+	s.sqlLookups.direct.Add(1)
+	return true
 }
 
 // insertRow inserts enc into w's collection. A collection that does not

@@ -406,9 +406,9 @@ func TestDirectReplaceUnchanged(t *testing.T) {
 
 // TestDirectUpsertMatchesFerretDB: a replacement by the _id alone, with
 // upsert (the scheduler's start estimates, a big job's instance chunks) or
-// without, is written in SQL when the document exists, and left to
-// FerretDB, which inserts it for an upsert, when it does not; either way the
-// reply and the stored row are FerretDB's. An upsert with a condition
+// without, is written in SQL when the document exists, and inserted in SQL
+// for an upsert when it does not; either way the reply and the stored row
+// are FerretDB's. An upsert with a condition
 // besides the _id is FerretDB's throughout: a condition that fails on a
 // found document makes it insert.
 func TestDirectUpsertMatchesFerretDB(t *testing.T) {
@@ -436,7 +436,8 @@ func TestDirectUpsertMatchesFerretDB(t *testing.T) {
 	}{
 		{"found", true, true, byID, est(50), 1, false},
 		{"found, unchanged", true, true, byID, bson.D{{Key: "version", Value: int64(1)}}, 1, true},
-		{"not found: FerretDB inserts", true, false, byID, est(3), 0, false},
+		{"not found: inserted", true, false, byID, est(3), 1, false},
+		{"not found, the _id in the replacement too", true, false, byID, append(bson.D{{Key: "_id", Value: "q-1"}}, est(3)...), 1, false},
 		{"found, a condition besides the _id", true, true, bson.D{{Key: "_id", Value: "q-1"}, {Key: "version", Value: int64(1)}}, est(2), 0, false},
 		{"found, a condition that fails", true, true, bson.D{{Key: "_id", Value: "q-1"}, {Key: "version", Value: int64(9)}}, est(2), 0, false},
 		{"no upsert, found by the _id alone", false, true, byID, est(5), 1, false},
@@ -484,6 +485,46 @@ func TestDirectUpsertMatchesFerretDB(t *testing.T) {
 				t.Errorf("stored rows differ:\nFerretDB %s\ndirect   %s", fr, dr)
 			}
 		})
+	}
+}
+
+// TestDirectUpsertAfterAWrongMiss: were the lookup to miss a document that
+// exists, the upsert's insert in SQL fails on FerretDB's unique _id_ index
+// and the command goes on to FerretDB, which replaces the document: the
+// reply and the stored row are those of FerretDB alone, and no second
+// document with the _id appears.
+func TestDirectUpsertAfterAWrongMiss(t *testing.T) {
+	r := newReplaceRig(t)
+	ctx := context.Background()
+	byID := bson.D{{Key: "_id", Value: "q-1"}}
+	doc := bson.D{{Key: "queue_id", Value: "q-1"}, {Key: "epoch", Value: int64(4)}}
+	var res [2]*mongo.UpdateResult
+	for i, coll := range []*mongo.Collection{r.ferret, r.direct} {
+		r.srv.SetDirect(false)
+		if _, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: "q-1"}, {Key: "version", Value: int64(1)}}); err != nil {
+			t.Fatal(err)
+		}
+		r.srv.SetDirect(coll == r.direct)
+		r.srv.MissAllLookups(coll == r.direct)
+		d0, _, f0 := r.srv.DirectWriteStats()
+		var err error
+		if res[i], err = coll.ReplaceOne(ctx, byID, doc, options.Replace().SetUpsert(true)); err != nil {
+			t.Fatal(err)
+		}
+		r.srv.MissAllLookups(false)
+		d1, _, f1 := r.srv.DirectWriteStats()
+		if coll == r.direct && (d1 != d0 || f1-f0 != 1) {
+			t.Errorf("the direct path wrote %d and failed %d times; want 0 and 1 (the insert the unique index refused)", d1-d0, f1-f0)
+		}
+		if n, err := coll.CountDocuments(ctx, bson.D{}); err != nil || n != 1 {
+			t.Errorf("%s holds %d documents (%v), want 1", coll.Name(), n, err)
+		}
+	}
+	if *res[0] != *res[1] {
+		t.Errorf("results differ: FerretDB %+v, after the miss %+v", *res[0], *res[1])
+	}
+	if fr, dr := r.row(t, r.ferret, "q-1"), r.row(t, r.direct, "q-1"); fr != dr {
+		t.Errorf("stored rows differ:\nFerretDB   %s\nafter miss %s", fr, dr)
 	}
 }
 

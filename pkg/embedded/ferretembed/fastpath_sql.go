@@ -70,23 +70,28 @@ type sqlFieldLookups struct {
 	findDirect, findFellBack                atomic.Int64
 	direct, directUnsupported, directFailed atomic.Int64
 	directOff                               atomic.Bool // tests: replacements, inserts and finds go to FerretDB
+	missAll                                 atomic.Bool // tests: every lookup finds no row, as a wrong miss would
 }
 
 // lookupFields returns a document holding the fields of w's conditions as
 // stored in the document with w's _id, or nil when it cannot say (see
-// above), in which case the caller asks FerretDB.
-func (s *Server) lookupFields(w *fastWrite) bsoncore.Document {
+// above), in which case the caller asks FerretDB. noRow says that the
+// table has no row with the _id: a miss, not to be trusted on its own.
+func (s *Server) lookupFields(w *fastWrite) (doc bsoncore.Document, noRow bool) {
 	if s.sqlLookups.off {
-		return nil
+		return nil, false
 	}
 	doc, err := s.readFields(context.Background(), w) // never cancelled: see above
 	if err != nil || doc == nil {
 		s.sqlLookups.fellBack.Add(1)
-		return nil
+		return nil, errors.Is(err, errNoRow)
 	}
 	s.sqlLookups.answered.Add(1)
-	return doc
+	return doc, false
 }
+
+// errNoRow: the lookup's table has no row with the _id.
+var errNoRow = errors.New("ferretembed: no row with the _id")
 
 func (s *Server) readFields(ctx context.Context, w *fastWrite) (bsoncore.Document, error) {
 	if w.id.Type != bsoncore.TypeString {
@@ -124,9 +129,12 @@ func (s *Server) readFields(ctx context.Context, w *fastWrite) (bsoncore.Documen
 	for i := range vals {
 		ptrs[i] = &vals[i]
 	}
+	if s.sqlLookups.missAll.Load() {
+		return nil, errNoRow
+	}
 	if err := sdb.QueryRowContext(ctx, q, string(id)).Scan(ptrs...); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
-			return nil, nil // not trusted: the caller asks FerretDB
+			return nil, errNoRow // not trusted: the caller asks FerretDB
 		}
 		s.forgetTable(w.db, w.coll) // it may have been dropped and made again
 		return nil, err

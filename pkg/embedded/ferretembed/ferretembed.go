@@ -53,7 +53,8 @@
 // only for a filter that is exactly {_id: X}:
 //
 //   - update with one statement (in the body or in an "updates" document
-//     sequence) whose upsert and multi are absent or false and whose u is a
+//     sequence) whose multi is absent or false, whose upsert is too unless
+//     the filter is the _id alone and u a replacement, and whose u is a
 //     replacement document or an update document of $set, $unset, $inc,
 //     $mul, $min, $max, $setOnInsert, $push, $pull, $pullAll, $addToSet or
 //     $pop, each on a non-empty document, no path set twice or inside
@@ -86,6 +87,13 @@
 // {n: 0, ok: 1}, findAndModify {lastErrorObject: {n: 0, updatedExisting:
 // false (for an update)}, value: null, ok: 1}. Every other message, and any
 // of these when the lookup fails, goes to FerretDB unchanged.
+//
+// Some it writes in SQL itself, in a transaction shared with the writes
+// around it (groupcommit.go), and replies as FerretDB would
+// (fastpath_direct.go): an insert of a document with a string _id, a
+// replacement of a document its lookup found, and an upsert's new document
+// when its lookup found none (FerretDB's unique _id_ index checks that
+// miss: a refused insert goes to FerretDB).
 //
 // The tests hold it to this: TestProxyIsLinearizable checks histories of
 // concurrent conditional writes across store restarts with porcupine, and
