@@ -91,14 +91,16 @@ func (s *Server) replaceDirect(w *fastWrite) []byte {
 		bsoncore.AppendDoubleElement(nil, "ok", 1))
 }
 
-// upsertDirect inserts the replacement of w, an update with upsert by the
-// _id alone, as the document the upsert makes when the lookup found no row
-// with the _id, and returns FerretDB's reply, or nil when it did not write
-// (the caller goes on as for any miss). The lookup's miss is trusted here
-// only because FerretDB's unique _id_ index checks the insert: had the
-// lookup missed a row, the insert fails and FerretDB gets the command.
+// upsertDirect inserts the replacement of w, an upsert (which the parser
+// takes only as a replacement by the _id alone), as the document the
+// upsert makes when the lookup found no row with the _id, and returns
+// FerretDB's reply, or nil when it did not write (the caller goes on as
+// for any miss). Only an update's: a findAndModify replies with the
+// document. The lookup's miss is trusted here only because FerretDB's
+// unique _id_ index checks the insert: had the lookup missed a row, the
+// insert fails and FerretDB gets the command.
 func (s *Server) upsertDirect(w *fastWrite) []byte {
-	if !s.directOn() || w.cmd != "update" || !w.upsert || w.replacement == nil || len(w.conds) > 0 {
+	if !s.directOn() || w.cmd != "update" {
 		return nil
 	}
 	enc, err := encodeReplacement(w.id, w.replacement)
