@@ -150,15 +150,7 @@ func submitAndAdmit(b *testing.B, sys *up.System, n int) (submitted, admitted fl
 	if len(failed) > 0 {
 		b.Fatalf("%d of %d submissions failed, the first: %s", len(failed), n, failed[0])
 	}
-	var last time.Time
-	timeout := time.After(5 * time.Minute)
-	for range n {
-		select {
-		case last = <-w.ch:
-		case <-timeout:
-			b.Fatalf("not all %d jobs admitted within 5 minutes", n)
-		}
-	}
+	last := w.await(b, n)
 	return float64(n) / sent.Seconds(), float64(n) / last.Sub(start).Seconds()
 }
 

@@ -116,6 +116,22 @@ type admittedWatcher struct {
 	ch  chan time.Time
 }
 
+// await waits for n more admitted events, at most 5 minutes, and returns
+// when the last of them arrived.
+func (w *admittedWatcher) await(b testing.TB, n int) time.Time {
+	b.Helper()
+	var last time.Time
+	timeout := time.After(5 * time.Minute)
+	for range n {
+		select {
+		case last = <-w.ch:
+		case <-timeout:
+			b.Fatalf("not all %d jobs admitted within 5 minutes", n)
+		}
+	}
+	return last
+}
+
 func watchAdmitted(b testing.TB, natsURL string) *admittedWatcher {
 	b.Helper()
 	return watchAdmittedOn(b, natsURL, "")
@@ -171,15 +187,7 @@ func benchSubmitToAdmitted(b *testing.B, sys *up.System) {
 		}
 	})
 	submitted := time.Since(start)
-	var last time.Time
-	timeout := time.After(5 * time.Minute)
-	for range b.N {
-		select {
-		case last = <-w.ch:
-		case <-timeout:
-			b.Fatalf("not every job admitted within 5 minutes")
-		}
-	}
+	last := w.await(b, b.N)
 	b.StopTimer()
 	total := last.Sub(start)
 	b.ReportMetric(float64(b.N)/total.Seconds(), "admitted/s")
@@ -223,14 +231,7 @@ func admitBusy(b *testing.B, sys *up.System, n int) {
 	for range n {
 		c.submit("busy", 1)
 	}
-	timeout := time.After(5 * time.Minute)
-	for range n {
-		select {
-		case <-w.ch:
-		case <-timeout:
-			b.Fatalf("the %d busy jobs were not admitted within 5 minutes", n)
-		}
-	}
+	w.await(b, n)
 }
 
 // benchHandOver runs the hand-over benchmark on queue (limit 1, no jobs).
