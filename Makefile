@@ -50,7 +50,12 @@ vet: ## go vet every module
 
 .PHONY: test
 test: test-deps vet verify-go-workspace verify-mod-tidy ## install test needs, vet, check go.work and every go.mod is tidy, then run every module's tests with -race and a short fuzz run
-	$(GO) test $(TESTFLAGS) $(PKGS)
+	@# The fuzz targets are built (every package under them instrumented anew) beside the
+	@# -race tests, at the lowest priority: the tests leave about a fifth of the two cores
+	@# idle, most of it in their last minutes, when the longest packages run alone.
+	@log=$$(mktemp); nice -n 19 $(MAKE) --no-print-directory fuzz-build >$$log 2>&1 & fb=$$!; \
+	echo "$(GO) test $(TESTFLAGS) $(PKGS)"; $(GO) test $(TESTFLAGS) $(PKGS); st=$$?; \
+	wait $$fb || { echo "building the fuzz targets failed:"; cat $$log; st=1; }; rm -f $$log; exit $$st
 	@$(MAKE) --no-print-directory test-python
 	@$(MAKE) --no-print-directory fuzz
 
@@ -76,13 +81,23 @@ bench-estimate: ## the start estimate's accuracy over 100 random jobs on the sim
 	cd cmd/avxrm && $(GO) test -count=1 -timeout 20m -tags estimate -run '^TestStartEstimateAccuracy$$' -v ./internal/up/
 
 .PHONY: fuzz
+# FUZZ_PACKAGES prints each package with fuzz targets and its directory, one per line.
+FUZZ_PACKAGES = $(GO) list -f '{{if or .TestGoFiles .XTestGoFiles}}{{.ImportPath}} {{.Dir}}{{end}}' $(PKGS) | \
+  while read -r pkg dir; do if grep -qs '^func Fuzz' $$dir/*_test.go; then echo "$$pkg $$dir"; fi; done
+
 fuzz: ## run each fuzz target for FUZZTIME (default 10s)
-	@for pkg in $$($(GO) list -f '{{if or .TestGoFiles .XTestGoFiles}}{{.ImportPath}}{{end}}' $(PKGS)); do \
-	  dir=$$($(GO) list -f '{{.Dir}}' $$pkg); \
-	  for f in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go 2>/dev/null | cut -d' ' -f2); do \
+	@set -o pipefail; $(FUZZ_PACKAGES) | while read -r pkg dir; do \
+	  for f in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go | cut -d' ' -f2); do \
 	    echo "fuzz $$pkg $$f"; \
-	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg </dev/null || exit 1; \
 	  done; \
+	done
+
+.PHONY: fuzz-build
+fuzz-build: ## build the fuzz targets' instrumented test binaries into the build cache (make test does it beside the -race tests)
+	@set -o pipefail; $(FUZZ_PACKAGES) | while read -r pkg dir; do \
+	  echo "build fuzz targets of $$pkg"; \
+	  $(GO) test -run '^$$' -fuzz '^$$' -fuzztime 1x $$pkg </dev/null || exit 1; \
 	done
 
 .PHONY: bench
