@@ -254,6 +254,17 @@ type Reaper interface {
 	Reap(ctx context.Context, r Ref) error
 }
 
+// Unordered is implemented by drivers on which a job's instances may start
+// in any order: none needs another to exist first (kubernetes does: a
+// worker's owner reference names the controller pod, Spec.Owner; docker's
+// containers may look each other up by name). The launcher starts such a
+// job's controller together with its workers, not before them, so the
+// workers do not wait for the controller's start after the job is admitted.
+type Unordered interface {
+	// UnorderedStarts marks the driver; it is never called.
+	UnorderedStarts()
+}
+
 // Options are what every driver gets from the launcher besides its config.
 type Options struct {
 	// DataDir is the launcher's data directory; drivers that keep files

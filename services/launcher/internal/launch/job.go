@@ -184,6 +184,14 @@ type jobDrivers struct {
 	ctlD, workD *pooled
 }
 
+// unordered reports whether the job's controller may start together with
+// its workers: neither driver needs it first.
+func (d jobDrivers) unordered() bool {
+	_, ctl := d.ctlD.d.(driver.Unordered)
+	_, work := d.workD.d.(driver.Unordered)
+	return ctl && work
+}
+
 func (s *Service) jobDrivers(ctx context.Context, j *events.Job) (jobDrivers, error) {
 	var d jobDrivers
 	var err error
@@ -205,9 +213,10 @@ func (s *Service) jobDrivers(ctx context.Context, j *events.Job) (jobDrivers, er
 }
 
 // startJobInstances starts the missing instances of j: the controller
-// first (kubernetes workers are owned by it), then the workers. A start
-// that cannot succeed is recorded as a failed instance, which fails the
-// job; any other error is returned for a retry.
+// first (kubernetes workers are owned by it), then the workers; on drivers
+// where the order does not matter (driver.Unordered) all of them at once.
+// A start that cannot succeed is recorded as a failed instance, which
+// fails the job; any other error is returned for a retry.
 func (s *Service) startJobInstances(ctx context.Context, rs *records, missing []driver.Ref, now time.Time) (bool, error) {
 	j := rs.j
 	d, err := s.jobDrivers(ctx, j)
@@ -234,21 +243,21 @@ func (s *Service) startJobInstances(ctx context.Context, rs *records, missing []
 		s.metrics.starts.WithLabelValues(string(ref.Role)).Inc()
 		return nil
 	}
-	workers := missing
-	if missing[0] == ctlRef {
+	together := missing // the workers, and the controller when the order does not matter
+	if missing[0] == ctlRef && !d.unordered() {
 		if err := start(ctlRef); err != nil {
 			return startFailed(rs, ctlRef, err, now)
 		}
 		rs.get(ctlRef)
-		workers = missing[1:]
+		together = missing[1:]
 	}
-	errs := make([]error, len(workers))
-	parallel(s.cfg.StartParallelism, len(workers), func(i int) { errs[i] = start(workers[i]) })
+	errs := make([]error, len(together))
+	parallel(s.cfg.StartParallelism, len(together), func(i int) { errs[i] = start(together[i]) })
 	changed := false
 	for i, err := range errs {
-		rs.get(workers[i])
+		rs.get(together[i])
 		if err != nil {
-			c, _ := startFailed(rs, workers[i], err, now)
+			c, _ := startFailed(rs, together[i], err, now)
 			changed = c || changed
 		}
 	}

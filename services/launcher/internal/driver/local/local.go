@@ -206,6 +206,12 @@ func (d *Driver) instanceDir(r driver.Ref) string {
 	return filepath.Join(d.root, job, role+"-"+strconv.Itoa(r.Index))
 }
 
+// UnorderedStarts: a local instance needs no other one to exist first
+// (driver.Unordered).
+func (d *Driver) UnorderedStarts() {}
+
+var _ driver.Unordered = (*Driver)(nil)
+
 // Start runs the instance's command; an instance that exists is left alone.
 func (d *Driver) Start(ctx context.Context, s driver.Spec) error {
 	argv := append(append([]string(nil), s.Command...), s.Args...)

@@ -111,6 +111,12 @@ func NewDriver(cfg driver.SimulatedConfig, opts driver.Options, options ...Optio
 	return d
 }
 
+// UnorderedStarts: a simulated instance needs no other one to exist first
+// (driver.Unordered).
+func (d *Driver) UnorderedStarts() {}
+
+var _ driver.Unordered = (*Driver)(nil)
+
 // Start makes the instance Running and schedules its end.
 func (d *Driver) Start(_ context.Context, s driver.Spec) error {
 	runSeconds := d.cfg.RunSeconds
