@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -512,10 +513,34 @@ func plainJSON(s string) bool {
 }
 
 // appendJSONString appends s as encoding/json writes it (sjson's strings).
+// It writes plain characters and line feeds itself, so that a long string
+// of lines (the scheduler's lease ledger, a line per holder, rewritten at
+// every admission) is not handed to encoding/json whole; a string with any
+// other character to escape is.
 func appendJSONString(b []byte, s string) []byte {
-	if plainJSON(s) {
-		return append(append(append(b, '"'), s...), '"')
+	if !utf8.ValidString(s) {
+		return appendMarshalled(b, s)
 	}
+	start := len(b)
+	b = slices.Grow(b, len(s)+8)
+	b = append(b, '"')
+	last := 0
+	// By bytes: s is valid UTF-8, so the only characters of more than one
+	// byte to escape, U+2028 and U+2029, are the bytes E2 80 A8 and E2 80 A9.
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '\n':
+			b = append(append(b, s[last:i]...), '\\', 'n')
+			last = i + 1
+		case c < 0x20 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&',
+			c == 0xE2 && i+2 < len(s) && s[i+1] == 0x80 && (s[i+2] == 0xA8 || s[i+2] == 0xA9):
+			return appendMarshalled(b[:start], s)
+		}
+	}
+	return append(append(b, s[last:]...), '"')
+}
+
+func appendMarshalled(b []byte, s string) []byte {
 	enc, _ := json.Marshal(s) // a string always encodes
 	return append(b, enc...)
 }
