@@ -504,12 +504,21 @@ func plainJSON(s string) bool {
 	if !utf8.ValidString(s) {
 		return false
 	}
-	for _, r := range s {
-		if r < 0x20 || r == '"' || r == '\\' || r == '<' || r == '>' || r == '&' || r == '\u2028' || r == '\u2029' {
+	for i := range len(s) {
+		if escaped(s, i) {
 			return false
 		}
 	}
 	return true
+}
+
+// escaped reports whether encoding/json escapes the character starting at
+// s[i], s being valid UTF-8: by bytes, since the only characters of more
+// than one byte it escapes, U+2028 and U+2029, are E2 80 A8 and E2 80 A9.
+func escaped(s string, i int) bool {
+	c := s[i]
+	return c < 0x20 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' ||
+		c == 0xE2 && i+2 < len(s) && s[i+1] == 0x80 && (s[i+2] == 0xA8 || s[i+2] == 0xA9)
 }
 
 // appendJSONString appends s as encoding/json writes it (sjson's strings).
@@ -525,15 +534,12 @@ func appendJSONString(b []byte, s string) []byte {
 	b = slices.Grow(b, len(s)+8)
 	b = append(b, '"')
 	last := 0
-	// By bytes: s is valid UTF-8, so the only characters of more than one
-	// byte to escape, U+2028 and U+2029, are the bytes E2 80 A8 and E2 80 A9.
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c == '\n':
+	for i := range len(s) {
+		switch {
+		case s[i] == '\n':
 			b = append(append(b, s[last:i]...), '\\', 'n')
 			last = i + 1
-		case c < 0x20 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&',
-			c == 0xE2 && i+2 < len(s) && s[i+1] == 0x80 && (s[i+2] == 0xA8 || s[i+2] == 0xA9):
+		case escaped(s, i):
 			return appendMarshalled(b[:start], s)
 		}
 	}

@@ -18,13 +18,13 @@ type startOrder struct {
 	driver.Driver
 	hold bool
 
-	mu             sync.Mutex
-	ctlDone        bool
-	workerBegun    chan struct{}
-	once           sync.Once
-	workersBefore  int // worker starts that began before the controller was started
-	ctlSawAWorker  bool
-	ctlWaitedUntil time.Duration
+	mu            sync.Mutex
+	ctlDone       bool
+	workerBegun   chan struct{}
+	once          sync.Once
+	workersBefore int // worker starts that began before the controller was started
+	ctlSawAWorker bool
+	ctlWaited     time.Duration
 }
 
 const holdFor = 10 * time.Second
@@ -33,14 +33,15 @@ func (o *startOrder) Start(ctx context.Context, s driver.Spec) error {
 	if s.Role == driver.RoleController {
 		if o.hold {
 			t0 := time.Now()
+			saw := false
 			select {
 			case <-o.workerBegun:
-				o.mu.Lock()
-				o.ctlSawAWorker = true
-				o.mu.Unlock()
+				saw = true
 			case <-time.After(holdFor):
 			}
-			o.ctlWaitedUntil = time.Since(t0)
+			o.mu.Lock()
+			o.ctlSawAWorker, o.ctlWaited = saw, time.Since(t0)
+			o.mu.Unlock()
 		}
 		err := o.Driver.Start(ctx, s)
 		o.mu.Lock()
@@ -98,7 +99,7 @@ func TestUnorderedDriverStartsControllerWithWorkers(t *testing.T) {
 	o := &startOrder{hold: true}
 	runOrdered(t, o, true)
 	if !o.ctlSawAWorker {
-		t.Errorf("the controller's start waited %s and no worker's start began meanwhile: the workers waited for it", o.ctlWaitedUntil.Round(time.Millisecond))
+		t.Errorf("the controller's start waited %s and no worker's start began meanwhile: the workers waited for it", o.ctlWaited.Round(time.Millisecond))
 	}
 }
 
