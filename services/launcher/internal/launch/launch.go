@@ -122,8 +122,9 @@ type Service struct {
 }
 
 type cachedQ struct {
-	q  *events.Queue
-	at time.Time
+	q          *events.Queue
+	at         time.Time // when the read began
+	refreshing bool      // a background read is under way (queue)
 }
 
 // New prepares a service.
@@ -480,13 +481,12 @@ func (e errPermanent) Unwrap() error { return e.error }
 // is submitted must run that job (TestBigJob).
 func (s *Service) resolvePlugin(ctx context.Context, ref string) (plugin, error) {
 	var p plugin
-	var filter bson.D
+	var err error
 	if ref != "" {
-		filter = bson.D{{Key: "$or", Value: bson.A{bson.D{{Key: "_id", Value: ref}}, bson.D{{Key: "name", Value: ref}}}}, outbox.NotDeleted()}
+		err = findByIDOrName(ctx, s.plugins, ref, &p)
 	} else {
-		filter = bson.D{{Key: "is_default", Value: true}, outbox.NotDeleted()}
+		err = s.plugins.FindOne(ctx, bson.D{{Key: "is_default", Value: true}, outbox.NotDeleted()}).Decode(&p)
 	}
-	err := s.plugins.FindOne(ctx, filter).Decode(&p)
 	switch {
 	case errors.Is(err, mongo.ErrNoDocuments) && ref == "":
 		return plugin{ID: defaultPluginID, Type: s.cfg.DefaultDriver}, nil
@@ -511,31 +511,84 @@ func (s *Service) driverFor(ctx context.Context, q *events.Queue) (*pooled, erro
 	return pd, err
 }
 
-// queueTTL is how long a queue read is reused: queue changes reach
-// instances started that much later at worst.
-const queueTTL = 2 * time.Second
+// queueTTL is how long a queue read is used: queue changes reach instances
+// started that much later at worst. A read older than queueRefresh is still
+// used, but read again in the background, so that a queue in steady use is
+// never read on a job's way: every job reads its queue and the
+// controllers' (jobDrivers, limits), and a hand-over that came more than
+// queueTTL after the last read waited for both, about 1–2 ms each on the
+// embedded store, between the holder's end and its final write.
+const (
+	queueTTL     = 2 * time.Second
+	queueRefresh = queueTTL / 2
+)
+
+// queueRefreshTimeout bounds a background read of a queue.
+const queueRefreshTimeout = 10 * time.Second
 
 // queue returns the queue with id or name ref.
 func (s *Service) queue(ctx context.Context, ref string) (*events.Queue, error) {
 	now := time.Now()
 	s.mu.Lock()
 	c, ok := s.qcache[ref]
+	fresh := ok && now.Sub(c.at) < queueTTL
+	if fresh && now.Sub(c.at) >= queueRefresh && !c.refreshing {
+		c.refreshing = true
+		s.qcache[ref] = c
+		// Not cancelled with ctx, which may be a request's (logs.go).
+		go func() {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), queueRefreshTimeout)
+			defer cancel()
+			if _, err := s.readQueue(rctx, ref); err != nil {
+				s.log.Debug("background queue read failed", "queue", ref, "err", err)
+			}
+		}()
+	}
 	s.mu.Unlock()
-	if ok && now.Sub(c.at) < queueTTL {
+	if fresh {
 		return c.q, nil
 	}
+	return s.readQueue(ctx, ref)
+}
+
+// readQueue reads the queue with id or name ref into the cache. A queue
+// that is gone leaves it.
+func (s *Service) readQueue(ctx context.Context, ref string) (*events.Queue, error) {
+	at := time.Now()
 	var q events.Queue
-	err := s.queues.FindOne(ctx, bson.D{{Key: "$or", Value: bson.A{bson.D{{Key: "_id", Value: ref}}, bson.D{{Key: "name", Value: ref}}}}, outbox.NotDeleted()}).Decode(&q)
-	if errors.Is(err, mongo.ErrNoDocuments) {
+	err := findByIDOrName(ctx, s.queues, ref, &q)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, cached := s.qcache[ref]
+	switch {
+	case errors.Is(err, mongo.ErrNoDocuments):
+		if cached && !c.at.After(at) {
+			delete(s.qcache, ref)
+		}
 		return nil, errPermanent{fmt.Errorf("queue %q does not exist", ref)}
-	}
-	if err != nil {
+	case err != nil:
+		if cached {
+			c.refreshing = false // the next use past queueRefresh tries again
+			s.qcache[ref] = c
+		}
 		return nil, fmt.Errorf("read queue %q: %w", ref, err)
 	}
-	s.mu.Lock()
-	s.qcache[ref] = cachedQ{q: &q, at: now}
-	s.mu.Unlock()
+	if !cached || !c.at.After(at) { // not over a read that began later
+		s.qcache[ref] = cachedQ{q: &q, at: at}
+	}
 	return &q, nil
+}
+
+// findByIDOrName decodes into out the document of coll, not deleted, whose
+// _id is ref, else the one whose name is ref. Two look-ups rather than one
+// {$or: [...]}: the embedded store answers each of them from its index or
+// in SQL, and the $or by reading every document of the collection.
+func findByIDOrName(ctx context.Context, coll *mongo.Collection, ref string, out any) error {
+	err := coll.FindOne(ctx, bson.D{{Key: "_id", Value: ref}, outbox.NotDeleted()}).Decode(out)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		err = coll.FindOne(ctx, bson.D{{Key: "name", Value: ref}, outbox.NotDeleted()}).Decode(out)
+	}
+	return err
 }
 
 func (s *Service) now() time.Time { return s.deps.Now().UTC().Truncate(time.Millisecond) }
