@@ -44,6 +44,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -101,6 +102,9 @@ type Driver struct {
 	log   *slog.Logger
 	grace time.Duration
 	poll  time.Duration
+
+	// launching admits launch calls, at most one per CPU (launchSlots).
+	launching chan struct{}
 
 	mu     sync.Mutex // guards insts and closed, orders hub publications
 	insts  map[driver.Ref]*instance
@@ -166,13 +170,14 @@ func NewDriver(cfg driver.LocalConfig, opts driver.Options, options ...Option) (
 		return nil, fmt.Errorf("local: create work dir: %w", err)
 	}
 	d := &Driver{
-		root:     root,
-		log:      opts.Log().With("driver", "local"),
-		grace:    10 * time.Second,
-		poll:     time.Second,
-		insts:    make(map[driver.Ref]*instance),
-		quit:     make(chan struct{}),
-		pollDone: make(chan struct{}),
+		root:      root,
+		log:       opts.Log().With("driver", "local"),
+		grace:     10 * time.Second,
+		poll:      time.Second,
+		insts:     make(map[driver.Ref]*instance),
+		launching: make(chan struct{}, launchSlots()),
+		quit:      make(chan struct{}),
+		pollDone:  make(chan struct{}),
 	}
 	for _, o := range options {
 		o(d)
@@ -237,7 +242,17 @@ func (d *Driver) Start(ctx context.Context, s driver.Spec) error {
 	d.insts[s.Ref] = inst
 	d.mu.Unlock()
 
+	select {
+	case d.launching <- struct{}{}:
+	case <-ctx.Done():
+		d.mu.Lock()
+		delete(d.insts, s.Ref)
+		d.mu.Unlock()
+		close(inst.started)
+		return fmt.Errorf("local: start %s: %w", s.Ref, ctx.Err())
+	}
 	cmd, err := d.launch(inst, s, argv)
+	<-d.launching
 	if err != nil {
 		d.mu.Lock()
 		delete(d.insts, s.Ref)
@@ -264,6 +279,17 @@ func (d *Driver) Start(ctx context.Context, s driver.Spec) error {
 	go d.wait(inst, cmd)
 	return nil
 }
+
+// launchSlots is how many launch calls run at once. The launcher starts a
+// job's instances 16 at a time, which suits runtimes behind an API; here
+// every one ends in a fork and exec, which Go serializes
+// (syscall.ForkLock), after file operations in the same job directory,
+// which the kernel serializes on it. More launches at once than CPUs only
+// made each one wait for the others. BenchmarkStartGang on 2 CPUs, five
+// runs of each alternating: the first instance of a 21-instance job
+// started after 3.3–5.9 ms with 16 at once, 2.4–3.0 ms with 2; the last
+// after 52–59 ms, 48–53 ms; the launcher's CPU 34–48 ms, 28–36 ms.
+func launchSlots() int { return max(2, runtime.GOMAXPROCS(0)) }
 
 // launch prepares the instance directory and starts the wrapper. Every file
 // operation here lies between the job's admission and its processes'

@@ -2,6 +2,7 @@ package local_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -367,4 +368,69 @@ func fmtCode(c *int) string {
 		return "none"
 	}
 	return strconv.Itoa(*c)
+}
+
+// TestStartWaitsForALaunchSlot: a Start waits while every launch slot is
+// taken; one whose context ends meanwhile fails, leaves nothing behind,
+// and can be made again.
+func TestStartWaitsForALaunchSlot(t *testing.T) {
+	d, err := local.NewDriver(driver.LocalConfig{}, driver.Options{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	ch, err := d.Watch(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := func(i int) driver.Spec {
+		return driver.Spec{Ref: driver.Ref{JobID: "job-slots", Role: driver.RoleWorker, Index: i},
+			Command: []string{"/bin/sh", "-c", "exit 0"}}
+	}
+	release := local.HoldLaunchSlots(d)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if err := d.Start(ctx, spec(0)); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Start() with every slot taken until its context ended = %v; want context.DeadlineExceeded", err)
+	}
+	sts, _ := d.List(context.Background())
+	if len(sts) != 0 {
+		t.Fatalf("after a Start that never got a slot, List() = %v; want nothing", sts)
+	}
+	if _, err := os.Stat(filepath.Join(d.Root(), "job-slots")); !os.IsNotExist(err) {
+		t.Fatalf("after a Start that never got a slot, its job directory: %v; want none", err)
+	}
+
+	started := make(chan error, 1)
+	go func() { started <- d.Start(context.Background(), spec(1)) }()
+	select {
+	case err := <-started:
+		t.Fatalf("Start() returned (%v) while every launch slot was taken", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	release()
+	if err := <-started; err != nil {
+		t.Fatalf("Start() once a slot was free: %v", err)
+	}
+	if err := d.Start(context.Background(), spec(0)); err != nil {
+		t.Fatalf("Start() again of the instance whose start was abandoned: %v", err)
+	}
+	final := map[driver.Ref]driver.Status{}
+	timeout := time.After(20 * time.Second)
+	for len(final) < 2 {
+		select {
+		case st := <-ch:
+			if st.State.Final() {
+				final[st.Ref] = st
+			}
+		case <-timeout:
+			t.Fatalf("final statuses after 20 s: %v; want both instances'", final)
+		}
+	}
+	for _, st := range final {
+		if st.State != driver.Succeeded {
+			t.Errorf("%s: %s (%s); want succeeded", st.Ref, st.State, st.Message)
+		}
+	}
 }
