@@ -515,9 +515,10 @@ func (s *Service) driverFor(ctx context.Context, q *events.Queue) (*pooled, erro
 // started that much later at worst. A read older than queueRefresh is still
 // used, but read again in the background, so that a queue in steady use is
 // never read on a job's way: every job reads its queue and the
-// controllers' (jobDrivers, limits), and a hand-over that came more than
-// queueTTL after the last read waited for both, about 1–2 ms each on the
-// embedded store, between the holder's end and its final write.
+// controllers' (jobDrivers, limits). A hand-over that came more than
+// queueTTL after the last read waited 1–3 ms on the embedded store for the
+// job's queue between the holder's end and its final write, and for both
+// queues again at the next job's start.
 const (
 	queueTTL     = 2 * time.Second
 	queueRefresh = queueTTL / 2
