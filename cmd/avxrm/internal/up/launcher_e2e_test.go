@@ -165,10 +165,10 @@ func TestLauncherWorkedExampleRunsForReal(t *testing.T) {
 }
 
 // instanceGroups returns the process groups of job id's local instances,
-// from the state files the local driver writes.
+// from the pid lines their wrappers write into the local driver's records.
 func instanceGroups(t *testing.T, dataDir, id string) []int {
 	t.Helper()
-	files, err := filepath.Glob(filepath.Join(dataDir, "launcher", "local", id, "*", "pid"))
+	files, err := filepath.Glob(filepath.Join(dataDir, "launcher", "local", id, "*", "record"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,11 +178,15 @@ func instanceGroups(t *testing.T, dataDir, id string) []int {
 		if err != nil {
 			t.Fatal(err)
 		}
-		n, err := strconv.Atoi(strings.TrimSpace(string(raw)))
-		if err != nil {
-			t.Fatal(err)
+		for _, l := range strings.Split(string(raw), "\n") {
+			if v, ok := strings.CutPrefix(l, "pid "); ok {
+				n, err := strconv.Atoi(v)
+				if err != nil {
+					t.Fatal(err)
+				}
+				out = append(out, n)
+			}
 		}
-		out = append(out, n)
 	}
 	return out
 }

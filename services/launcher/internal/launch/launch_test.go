@@ -432,7 +432,7 @@ func TestDeploymentReplicas(t *testing.T) {
 	waitReady(1)
 	deadline = time.Now().Add(10 * time.Second)
 	for {
-		if _, err := os.Stat(e.dataDir + "/local/dep-01X-r1/replica-0/spec.json"); os.IsNotExist(err) {
+		if _, err := os.Stat(e.dataDir + "/local/dep-01X-r1/replica-0/record"); os.IsNotExist(err) {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -442,13 +442,15 @@ func TestDeploymentReplicas(t *testing.T) {
 	}
 
 	// The replica dies: it is started again, as the next generation.
-	pid, err := os.ReadFile(e.dataDir + "/local/dep-01X-r0/replica-0/pid")
+	// The local driver's record: the wrapper's line "pid <pid>".
+	record, err := os.ReadFile(e.dataDir + "/local/dep-01X-r0/replica-0/record")
 	if err != nil {
 		t.Fatal(err)
 	}
+	_, pid, _ := strings.Cut(string(record), "\npid ")
 	var n int
-	if _, err := fmt.Sscan(string(pid), &n); err != nil {
-		t.Fatal(err)
+	if _, err := fmt.Sscan(pid, &n); err != nil {
+		t.Fatalf("no pid line in the record %q: %v", record, err)
 	}
 	if err := syscall.Kill(-n, syscall.SIGKILL); err != nil {
 		t.Fatal(err)

@@ -2,6 +2,8 @@ package local_test
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"syscall"
@@ -15,25 +17,50 @@ import (
 // BenchmarkStartGang starts a job's instances as the launcher does on this
 // driver (the controller together with 20 workers, 16 at a time) and
 // reports the time from the first Start to the first one's return
-// (first-ms) and to the last one's (ms/gang), and this process's CPU for
-// it: the local driver's share of a job's admission-to-running.
+// (first-ms) and to the last one's (ms/gang), to the first instance's
+// command running (first-cmd-ms) and to the last one's (cmd-ms), and this
+// process's CPU for it: the local driver's share of a job's
+// admission-to-running. Each command writes to a FIFO when it begins, with
+// the shell's builtins, and a reader here takes the time.
 func BenchmarkStartGang(b *testing.B) {
-	d, err := local.NewDriver(driver.LocalConfig{}, driver.Options{DataDir: b.TempDir()})
+	dir := b.TempDir()
+	d, err := local.NewDriver(driver.LocalConfig{}, driver.Options{DataDir: dir})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer d.Close()
+	fifo := filepath.Join(dir, "began")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		b.Fatal(err)
+	}
+	// Opened for reading and writing, so that it never reads an end.
+	f, err := os.OpenFile(fifo, os.O_RDWR, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	began := make(chan time.Time, 64)
+	go func() {
+		buf := make([]byte, 1)
+		for {
+			if _, err := f.Read(buf); err != nil {
+				return
+			}
+			began <- time.Now()
+		}
+	}()
+	time.Sleep(100 * time.Millisecond) // the driver's first wrappers
 	ctx := context.Background()
-	env := map[string]string{}
+	env := map[string]string{"FIFO": fifo}
 	for i := range 20 {
 		env["RM_VAR_"+strconv.Itoa(i)] = "value"
 	}
-	var wall, cpu, first time.Duration
+	var wall, cpu, first, firstCmd, lastCmd time.Duration
 	for n := range b.N {
 		job := "job-" + strconv.Itoa(n)
 		spec := func(role driver.Role, i int) driver.Spec {
 			return driver.Spec{Ref: driver.Ref{JobID: job, Role: role, Index: i},
-				Command: []string{"/bin/sh", "-c", "sleep 0.2"}, Env: env}
+				Command: []string{"/bin/sh", "-c", `printf x > "$FIFO"; sleep 0.2`}, Env: env}
 		}
 		c0, w0 := processCPU(), time.Now()
 		errs := make(chan error, 21)
@@ -59,6 +86,15 @@ func BenchmarkStartGang(b *testing.B) {
 		}
 		wall += time.Since(w0)
 		cpu += processCPU() - c0
+		for i := range 21 {
+			at := <-began
+			if i == 0 {
+				firstCmd += at.Sub(w0)
+			}
+			if i == 20 {
+				lastCmd += at.Sub(w0)
+			}
+		}
 		// Not timed: the instances end and are removed.
 		time.Sleep(300 * time.Millisecond)
 		if err := d.Cleanup(ctx, job); err != nil {
@@ -68,6 +104,8 @@ func BenchmarkStartGang(b *testing.B) {
 	b.ReportMetric(float64(wall.Microseconds())/1000/float64(b.N), "ms/gang")
 	b.ReportMetric(float64(cpu.Microseconds())/1000/float64(b.N), "cpu-ms/gang")
 	b.ReportMetric(float64(first.Microseconds())/1000/float64(b.N), "first-ms")
+	b.ReportMetric(float64(firstCmd.Microseconds())/1000/float64(b.N), "first-cmd-ms")
+	b.ReportMetric(float64(lastCmd.Microseconds())/1000/float64(b.N), "cmd-ms")
 }
 
 // processCPU is the user and system time this process has used.

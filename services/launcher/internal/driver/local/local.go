@@ -9,20 +9,29 @@
 // <data dir>/local). Its stdout and stderr go to output.log next to it.
 //
 // Each instance is its own process group, led by a small /bin/sh wrapper
-// that records its pid, runs the command in the foreground and writes the
-// command's exit code to a file. The wrapper traps SIGTERM, SIGINT and
-// SIGHUP (its child does not inherit the trap), so a group-wide SIGTERM
-// reaches the command and the wrapper still records its status (128+signal).
-// Because the code lands in a file and output goes to a file, not a pipe,
-// instances outlive the launcher.
+// that records its pid, runs the command in the foreground and records the
+// command's exit code, both in the instance's record, a file. The wrapper
+// traps SIGTERM, SIGINT and SIGHUP (its child does not inherit the trap), so
+// a group-wide SIGTERM reaches the command and the wrapper still records its
+// status (128+signal). Because the code lands in a file and output goes to a
+// file, not a pipe, instances outlive the launcher.
+//
+// An instance directory holds the record (recordFile), the log and the
+// default working directory, nothing else: each file is an inode allocated
+// on the way from the job's admission to its processes' start and freed by
+// Cleanup. On a file system without a journal, ext4 steps over the inodes
+// freed in the last minute (five while their inode table block is unwritten)
+// at every allocation, so under a steady flow of jobs each inode an instance
+// makes costs more the more the driver has freed (docs/benchmarks.md).
 //
 // Restart policy: nothing is killed when the launcher stops or Close is
 // called. New re-adopts every instance directory it finds: an instance whose
-// wrapper is still alive (pid from the instance directory, identity checked
-// through /proc/<pid>/cmdline, which holds the instance directory) is
-// Running and polled until it ends, then its exit file is read; one that
+// wrapper is still alive (pid from the record, identity checked through
+// /proc/<pid>/cmdline, which holds the instance directory) is Running and
+// polled until it ends, then its exit code is read from the record; one that
 // ended meanwhile reports its recorded code; one that ended without a code
-// (killed with SIGKILL) is Failed. When an instance's wrapper ends, the
+// (killed with SIGKILL) is Failed. Directories a driver made before the
+// record (spec.json, state.json, pid and exit files) are re-adopted too. When an instance's wrapper ends, the
 // driver kills what is left of its process group, so no orphans survive.
 //
 // Stop sends SIGTERM to the group, then SIGKILL after the grace period.
@@ -60,29 +69,48 @@ var _ driver.Driver = (*Driver)(nil)
 
 // Files of an instance directory.
 const (
-	specFile  = "spec.json"  // the instance exists (written before it starts)
-	stateFile = "state.json" // pid and start time (written once started)
-	pidFile   = "pid"        // written by the wrapper: covers a crash before state.json
-	exitFile  = "exit"       // written by the wrapper when the command ends
-	logFile   = "output.log" // kept by Cleanup
-	workDir   = "work"       // default working directory
+	recordFile = "record"     // the instance's facts, one line each (below)
+	logFile    = "output.log" // kept by Cleanup
+	workDir    = "work"       // default working directory
+)
+
+// The record's lines, each appended with one write, in this order:
+//
+//	spec <JSON specRecord>   the driver, when it makes the instance
+//	pid <pid>                the wrapper, when it starts
+//	state <JSON stateRecord> the driver, once the wrapper has started
+//	exit <code>              the wrapper, when the command has ended
+//
+// A line cut short (its writer killed) has no newline and reads as absent,
+// which is what a reader would have seen a moment earlier: the pid line is
+// read only when the state line is missing, and the exit line only once the
+// wrapper is gone.
+const (
+	specLine  = "spec"
+	pidLine   = "pid"
+	stateLine = "state"
+	exitLine  = "exit"
+)
+
+// Files of an instance directory made by a driver before the record
+// (re-adopted; see readLegacy).
+const (
+	legacySpecFile  = "spec.json"
+	legacyStateFile = "state.json"
+	legacyPIDFile   = "pid"
+	legacyExitFile  = "exit"
 )
 
 // wrapper is run as: /bin/sh -c wrapper sh <instance dir> <command> <args>...
-// It writes the pid and exit files with the shell's own redirection, not
-// through a temporary file and mv: that would start a process before the
-// command starts and another after it ends, both on the way from one job's
-// end to the next one's start. A reader that finds a file empty (created,
-// not yet written, or the wrapper killed in between) treats it as absent,
-// which is what it would have seen a moment earlier: the pid file is read
-// only when state.json is missing, and the exit file only once the wrapper
-// is gone.
+// It appends its lines to the record with the shell's own redirection, so
+// that no process starts before the command or after it ends, both on the
+// way from one job's end to the next one's start.
 const wrapper = `d=$1; shift
-echo $$ > "$d/` + pidFile + `"
+echo "` + pidLine + ` $$" >> "$d/` + recordFile + `"
 trap ':' TERM INT HUP
 "$@"
 rc=$?
-echo "$rc" > "$d/` + exitFile + `"
+echo "` + exitLine + ` $rc" >> "$d/` + recordFile + `"
 exit "$rc"`
 
 // Option customizes a Driver.
@@ -182,13 +210,13 @@ func NewDriver(cfg driver.LocalConfig, opts driver.Options, options ...Option) (
 	for _, o := range options {
 		o(d)
 	}
-	dirs, err := filepath.Glob(filepath.Join(root, "*", "*", specFile))
+	dirs, err := instanceDirs(filepath.Join(root, "*"))
 	if err != nil {
 		return nil, fmt.Errorf("local: scan %s: %w", root, err)
 	}
-	for _, f := range dirs {
-		if _, err := d.adopt(filepath.Dir(f)); err != nil {
-			d.log.Warn("cannot re-adopt instance", "dir", filepath.Dir(f), "err", err)
+	for _, dir := range dirs {
+		if _, err := d.adopt(dir); err != nil {
+			d.log.Warn("cannot re-adopt instance", "dir", dir, "err", err)
 		}
 	}
 	go d.pollLoop()
@@ -242,13 +270,13 @@ func (d *Driver) Start(ctx context.Context, s driver.Spec) error {
 	d.insts[s.Ref] = inst
 	d.mu.Unlock()
 
-	cmd, err := d.launch(ctx, inst, s, argv)
+	cmd, rec, err := d.launch(ctx, inst, s, argv)
 	if err != nil {
 		d.mu.Lock()
 		delete(d.insts, s.Ref)
 		d.mu.Unlock()
 		close(inst.started)
-		os.Remove(filepath.Join(inst.dir, specFile))
+		os.Remove(filepath.Join(inst.dir, recordFile))
 		return fmt.Errorf("local: start %s: %w", s.Ref, err)
 	}
 	d.mu.Lock()
@@ -259,11 +287,14 @@ func (d *Driver) Start(ctx context.Context, s driver.Spec) error {
 	d.mu.Unlock()
 	close(inst.started)
 
-	// Written in place, not through a temporary file: a torn state.json
-	// (the launcher killed mid-write) reads as absent, and the wrapper's pid
-	// file stands in for it, as it does before this write.
-	if err := writeFile(filepath.Join(inst.dir, stateFile), stateRecord{PID: inst.pid, PGID: inst.pid, StartedAt: inst.st.StartedAt}); err != nil {
-		// The wrapper's pid file still lets a new driver find it.
+	// A torn state line (the launcher killed mid-write) reads as absent,
+	// and the wrapper's pid line stands in for it, as it does before.
+	err = appendLine(rec, stateLine, stateRecord{PID: inst.pid, PGID: inst.pid, StartedAt: inst.st.StartedAt})
+	if cerr := rec.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		// The wrapper's pid line still lets a new driver find it.
 		d.log.Warn("cannot record instance state", "ref", s.Ref.String(), "err", err)
 	}
 	go d.wait(inst, cmd)
@@ -282,45 +313,53 @@ func (d *Driver) Start(ctx context.Context, s driver.Spec) error {
 func launchSlots() int { return max(2, runtime.GOMAXPROCS(0)) }
 
 // launch waits for a launch slot, prepares the instance directory and
-// starts the wrapper. Every file operation here lies between the job's
-// admission and its processes' start, for each instance of the job, so it
-// makes no more than it needs.
-func (d *Driver) launch(ctx context.Context, inst *instance, s driver.Spec, argv []string) (*exec.Cmd, error) {
+// starts the wrapper. It returns the record, open for the state line. Every
+// file operation here lies between the job's admission and its processes'
+// start, for each instance of the job, so it makes no more than it needs.
+func (d *Driver) launch(ctx context.Context, inst *instance, s driver.Spec, argv []string) (_ *exec.Cmd, rec *os.File, err error) {
 	select {
 	case d.launching <- struct{}{}:
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return nil, nil, ctx.Err()
 	}
 	defer func() { <-d.launching }()
 	fresh, err := makeDir(inst.dir)
 	if err != nil {
-		return nil, fmt.Errorf("create instance dir: %w", err)
+		return nil, nil, fmt.Errorf("create instance dir: %w", err)
 	}
-	// Files of an earlier run of the same ref (after a Cleanup) must not
-	// be mistaken for this one's; a directory just made holds none.
-	stale := []string{exitFile, pidFile, stateFile}
-	if fresh {
-		stale = nil
-	}
-	for _, f := range stale {
-		if err := os.Remove(filepath.Join(inst.dir, f)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("remove stale %s: %w", f, err)
+	if !fresh {
+		// A directory made before may hold the files of a run that a
+		// launcher of the earlier layout left there; none may stand in for
+		// this run's. The record is truncated below.
+		for _, f := range []string{legacyExitFile, legacyPIDFile, legacyStateFile, legacySpecFile} {
+			if err := os.Remove(filepath.Join(inst.dir, f)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return nil, nil, fmt.Errorf("remove stale %s: %w", f, err)
+			}
 		}
 	}
-	rec := specRecord{JobID: s.JobID, Role: string(s.Role), Index: s.Index, Name: s.Name, Queue: s.Queue, CreatedAt: time.Now()}
-	if err := writeJSON(filepath.Join(inst.dir, specFile), rec); err != nil {
-		return nil, fmt.Errorf("record spec: %w", err)
+	rec, err = os.OpenFile(filepath.Join(inst.dir, recordFile), os.O_CREATE|os.O_TRUNC|os.O_WRONLY|os.O_APPEND, 0o640)
+	if err != nil {
+		return nil, nil, fmt.Errorf("create record: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			rec.Close()
+		}
+	}()
+	spec := specRecord{JobID: s.JobID, Role: string(s.Role), Index: s.Index, Name: s.Name, Queue: s.Queue, CreatedAt: time.Now()}
+	if err := appendLine(rec, specLine, spec); err != nil {
+		return nil, nil, fmt.Errorf("record spec: %w", err)
 	}
 	wd := s.WorkingDir
 	if fi, err := os.Stat(wd); wd == "" || !filepath.IsAbs(wd) || err != nil || !fi.IsDir() {
 		wd = filepath.Join(inst.dir, workDir)
 		if err := os.Mkdir(wd, 0o750); err != nil && !errors.Is(err, fs.ErrExist) {
-			return nil, fmt.Errorf("create working dir: %w", err)
+			return nil, nil, fmt.Errorf("create working dir: %w", err)
 		}
 	}
 	out, err := os.OpenFile(filepath.Join(inst.dir, logFile), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
 	if err != nil {
-		return nil, fmt.Errorf("open log: %w", err)
+		return nil, nil, fmt.Errorf("open log: %w", err)
 	}
 	defer out.Close() // the child has its own descriptor
 
@@ -331,9 +370,9 @@ func (d *Driver) launch(ctx context.Context, inst *instance, s driver.Spec, argv
 	cmd.Stderr = out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("run wrapper: %w", err)
+		return nil, nil, fmt.Errorf("run wrapper: %w", err)
 	}
-	return cmd, nil
+	return cmd, rec, nil
 }
 
 // environ is env plus PATH and HOME from the launcher when env lacks them.
@@ -378,17 +417,21 @@ func (d *Driver) wait(inst *instance, cmd *exec.Cmd) {
 	d.ended(inst, fallback, msg)
 }
 
-// ended finalizes inst after its wrapper is gone: the exit file wins over
+// ended finalizes inst after its wrapper is gone: the exit line wins over
 // what the caller could observe.
 func (d *Driver) ended(inst *instance, fallback *int, msg string) {
 	killGroup(inst.pid, syscall.SIGKILL) // leftovers of the command
 	// The end is timed by the clock that timed the start (this process's),
-	// not by the exit file's modification time: the kernel stamps files
-	// from a coarse clock, up to a few milliseconds behind, so a command
-	// that ends at once would finish before it started.
+	// not by the record's modification time: the kernel stamps files from
+	// a coarse clock, up to a few milliseconds behind, so a command that
+	// ends at once would finish before it started.
 	finished := time.Now()
-	code, _, ok := readExit(inst.dir)
-	if !ok {
+	var code *int
+	r, err := readRecord(inst.dir)
+	ok := err == nil && r.exit != nil
+	if ok {
+		code = r.exit
+	} else {
 		code = fallback
 		if code == nil && msg == "" {
 			msg = "ended without recording an exit code"
@@ -422,32 +465,133 @@ func notBefore(t, start time.Time) time.Time {
 	return t
 }
 
-// readExit reads the exit file; ok is false when there is none.
-func readExit(dir string) (code *int, at time.Time, ok bool) {
-	f := filepath.Join(dir, exitFile)
-	b, err := os.ReadFile(f)
+// record is what an instance directory says about its instance.
+type record struct {
+	spec  specRecord
+	pid   int          // from the pid line; 0 when none
+	state *stateRecord // nil when none
+	exit  *int         // nil when none
+	// modTime is when the last line was written: the exit line's time when
+	// there is one.
+	modTime time.Time
+}
+
+// readRecord reads the instance directory's record, or the files of the
+// earlier layout when it has none.
+func readRecord(dir string) (record, error) {
+	f, err := os.Open(filepath.Join(dir, recordFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return readLegacy(dir)
+	}
 	if err != nil {
-		return nil, time.Time{}, false
+		return record{}, err
 	}
-	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	defer f.Close()
+	b, err := io.ReadAll(f)
 	if err != nil {
-		return nil, time.Time{}, false
+		return record{}, err
 	}
-	at = time.Now()
-	if fi, err := os.Stat(f); err == nil {
-		at = fi.ModTime()
+	var r record
+	if fi, err := f.Stat(); err == nil {
+		r.modTime = fi.ModTime()
 	}
-	return &n, at, true
+	hasSpec := false
+	// The text after the last newline is a line cut short: absent.
+	for len(b) > 0 {
+		i := strings.IndexByte(string(b), '\n')
+		if i < 0 {
+			break
+		}
+		key, val, _ := strings.Cut(string(b[:i]), " ")
+		b = b[i+1:]
+		switch key {
+		case specLine:
+			if json.Unmarshal([]byte(val), &r.spec) == nil {
+				hasSpec = true
+			}
+		case pidLine:
+			if n, err := strconv.Atoi(val); err == nil {
+				r.pid = n
+			}
+		case stateLine:
+			var st stateRecord
+			if json.Unmarshal([]byte(val), &st) == nil {
+				r.state = &st
+			}
+		case exitLine:
+			if n, err := strconv.Atoi(val); err == nil {
+				r.exit = &n
+			}
+		}
+	}
+	if !hasSpec {
+		return record{}, fmt.Errorf("%s: no spec line", f.Name())
+	}
+	return r, nil
+}
+
+// readLegacy reads the instance files a driver wrote before the record:
+// spec.json (through a temporary file), the wrapper's pid and exit files
+// and state.json, each a fact of the record. Instances it started may
+// still run when the launcher is replaced by one of this layout.
+func readLegacy(dir string) (record, error) {
+	var r record
+	b, err := os.ReadFile(filepath.Join(dir, legacySpecFile))
+	if err != nil {
+		return record{}, err
+	}
+	if err := json.Unmarshal(b, &r.spec); err != nil {
+		return record{}, fmt.Errorf("%s: %w", legacySpecFile, err)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, legacyStateFile)); err == nil {
+		var st stateRecord
+		if json.Unmarshal(b, &st) == nil {
+			r.state = &st
+		}
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, legacyPIDFile)); err == nil {
+		r.pid, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+	}
+	r.modTime = r.spec.CreatedAt
+	if fi, err := os.Stat(filepath.Join(dir, legacyExitFile)); err == nil {
+		r.modTime = fi.ModTime()
+		if b, err := os.ReadFile(filepath.Join(dir, legacyExitFile)); err == nil {
+			if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+				r.exit = &n
+			}
+		}
+	}
+	return r, nil
+}
+
+// instanceDirs lists the instance directories of the job directories that
+// match jobs (a glob): those with a record or a legacy spec.json.
+func instanceDirs(jobs string) ([]string, error) {
+	var dirs []string
+	seen := map[string]bool{}
+	for _, f := range []string{recordFile, legacySpecFile} {
+		found, err := filepath.Glob(filepath.Join(jobs, "*", f))
+		if err != nil {
+			return nil, err
+		}
+		for _, p := range found {
+			if dir := filepath.Dir(p); !seen[dir] {
+				seen[dir] = true
+				dirs = append(dirs, dir)
+			}
+		}
+	}
+	return dirs, nil
 }
 
 // adopt loads an instance directory left by an earlier driver (or a
 // failed start) unless its ref is known already.
 func (d *Driver) adopt(dir string) (*instance, error) {
-	var rec specRecord
-	if err := readJSON(filepath.Join(dir, specFile), &rec); err != nil {
+	r, err := readRecord(dir)
+	if err != nil {
 		return nil, err
 	}
-	ref := driver.Ref{JobID: rec.JobID, Role: driver.Role(rec.Role), Index: rec.Index}
+	ref := driver.Ref{JobID: r.spec.JobID, Role: driver.Role(r.spec.Role), Index: r.spec.Index}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if inst, ok := d.insts[ref]; ok {
@@ -456,24 +600,28 @@ func (d *Driver) adopt(dir string) (*instance, error) {
 	inst := &instance{ref: ref, dir: dir, started: make(chan struct{}), done: make(chan struct{}), adopted: true}
 	close(inst.started)
 	inst.st = driver.Status{Ref: ref, State: driver.Running}
-	var state stateRecord
-	if err := readJSON(filepath.Join(dir, stateFile), &state); err == nil {
-		inst.pid = state.PID
-		inst.st.StartedAt = state.StartedAt
-	} else if b, err := os.ReadFile(filepath.Join(dir, pidFile)); err == nil {
-		inst.pid, _ = strconv.Atoi(strings.TrimSpace(string(b)))
-		if fi, err := os.Stat(filepath.Join(dir, pidFile)); err == nil {
-			inst.st.StartedAt = fi.ModTime()
-		}
+	if r.state != nil {
+		inst.pid = r.state.PID
+		inst.st.StartedAt = r.state.StartedAt
+	} else if r.pid > 0 {
+		// Started, the launcher gone before it recorded when: the time
+		// the instance was made is the closest one recorded.
+		inst.pid = r.pid
+		inst.st.StartedAt = r.spec.CreatedAt
 	}
 	if inst.pid <= 0 || !alive(inst.pid, dir) {
-		code, at, ok := readExit(dir)
+		// Re-read: the wrapper may have ended since the first read.
+		if again, err := readRecord(dir); err == nil {
+			r = again
+		}
 		inst.st.State = driver.Failed
-		inst.st.FinishedAt = at
+		if r.exit != nil {
+			inst.st.FinishedAt = r.modTime
+		}
 		switch {
-		case ok:
-			inst.st.ExitCode = code
-			if *code == 0 {
+		case r.exit != nil:
+			inst.st.ExitCode = r.exit
+			if *r.exit == 0 {
 				inst.st.State = driver.Succeeded
 			}
 		case inst.pid <= 0:
@@ -484,7 +632,7 @@ func (d *Driver) adopt(dir string) (*instance, error) {
 		if inst.st.FinishedAt.IsZero() {
 			inst.st.FinishedAt = time.Now()
 		}
-		// Ended while the launcher was away: the exit file's time is all
+		// Ended while the launcher was away: the record's time is all
 		// there is, and its coarse clock may read before the recorded start.
 		inst.st.FinishedAt = notBefore(inst.st.FinishedAt, inst.st.StartedAt)
 		if inst.pid > 0 {
@@ -620,10 +768,10 @@ func (d *Driver) Cleanup(ctx context.Context, jobID string) error {
 	jobDir := filepath.Dir(d.instanceDir(driver.Ref{JobID: jobID}))
 	// Directories this driver does not know (a start that crashed halfway)
 	// are adopted first so that their processes are stopped too.
-	specs, _ := filepath.Glob(filepath.Join(jobDir, "*", specFile))
-	for _, f := range specs {
-		if _, err := d.adopt(filepath.Dir(f)); err != nil {
-			d.log.Warn("cleanup: cannot adopt instance", "dir", filepath.Dir(f), "err", err)
+	dirs, _ := instanceDirs(jobDir)
+	for _, dir := range dirs {
+		if _, err := d.adopt(dir); err != nil {
+			d.log.Warn("cleanup: cannot adopt instance", "dir", dir, "err", err)
 		}
 	}
 	d.mu.Lock()
@@ -766,31 +914,14 @@ func makeDir(dir string) (fresh bool, err error) {
 	return err == nil, err
 }
 
-// writeFile writes v as JSON to path in place.
-func writeFile(path string, v any) error {
+// appendLine appends "key JSON(v)\n" to the record in one write.
+func appendLine(f *os.File, key string, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(path, b, 0o640)
-}
-
-// writeJSON writes v as JSON to path through a temporary file, so that a
-// reader never sees it torn.
-func writeJSON(path string, v any) error {
-	tmp := path + ".tmp"
-	if err := writeFile(tmp, v); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
-}
-
-func readJSON(path string, v any) error {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err
-	}
-	return json.Unmarshal(b, v)
+	_, err = f.Write(append(append([]byte(key+" "), b...), '\n'))
+	return err
 }
 
 // Root is the directory holding the instance directories.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -288,15 +289,14 @@ func TestReadoptKilledWrapper(t *testing.T) {
 		t.Fatal(err)
 	}
 	d1.Close()
-	b, err := os.ReadFile(filepath.Join(dir, "local", ref.JobID, "worker-0", "pid"))
-	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	instDir := filepath.Join(dir, "local", ref.JobID, "worker-0")
+	pid := recordedPID(instDir)
 	for i := 0; pid <= 0 && i < 200; i++ {
 		time.Sleep(20 * time.Millisecond)
-		b, err = os.ReadFile(filepath.Join(dir, "local", ref.JobID, "worker-0", "pid"))
-		pid, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+		pid = recordedPID(instDir)
 	}
 	if pid <= 0 {
-		t.Fatalf("no pid file: %v", err)
+		t.Fatal("the wrapper recorded no pid")
 	}
 	if err := syscall.Kill(-pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -318,6 +318,19 @@ func TestReadoptKilledWrapper(t *testing.T) {
 	if err := d2.Cleanup(ctx, ref.JobID); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// recordedPID is the pid the wrapper wrote into the instance's record; 0
+// when there is none yet.
+func recordedPID(instDir string) int {
+	b, _ := os.ReadFile(filepath.Join(instDir, "record"))
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "pid "); ok {
+			pid, _ := strconv.Atoi(v)
+			return pid
+		}
+	}
+	return 0
 }
 
 // TestStartAgainAfterCleanup checks that a ref started again after a
@@ -346,8 +359,10 @@ func TestStartAgainAfterCleanup(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(instDir, "output.log")); err != nil {
 		t.Fatalf("the first run's log is gone after Cleanup: %v", err)
 	}
-	// What a launcher killed during the first run could have left behind.
-	for f, content := range map[string]string{"exit": "3\n", "pid": "1\n", "state.json": `{"pid": 1}`} {
+	// What a launcher killed during the first run could have left behind,
+	// in this layout and in the earlier one.
+	record := fmt.Sprintf("spec {\"job_id\": %q, \"role\": \"worker\"}\npid 1\nstate {\"pid\": 1}\nexit 3\n", ref.JobID)
+	for f, content := range map[string]string{"record": record, "exit": "3\n", "pid": "1\n", "state.json": `{"pid": 1}`, "spec.json": `{"role": "worker"}`} {
 		if err := os.WriteFile(filepath.Join(instDir, f), []byte(content), 0o640); err != nil {
 			t.Fatal(err)
 		}
@@ -432,5 +447,91 @@ func TestStartWaitsForALaunchSlot(t *testing.T) {
 		if st.State != driver.Succeeded {
 			t.Errorf("%s: %s (%s); want succeeded", st.Ref, st.State, st.Message)
 		}
+	}
+}
+
+// earlierWrapper is the wrapper of the layout before the record, which
+// wrote the pid and exit files; instances it runs survive a launcher's
+// replacement.
+const earlierWrapper = `d=$1; shift
+echo $$ > "$d/pid"
+trap ':' TERM INT HUP
+"$@"
+rc=$?
+echo "$rc" > "$d/exit"
+exit "$rc"`
+
+// TestReadoptEarlierLayout: instance directories made by a driver before
+// the record (spec.json, state.json, and the wrapper's pid and exit files)
+// are re-adopted, an ended instance with its code and a running one
+// followed to its end; Cleanup then removes their files.
+func TestReadoptEarlierLayout(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	job := drivertest.JobID(t)
+	ended := driver.Ref{JobID: job, Role: driver.RoleWorker, Index: 0}
+	running := driver.Ref{JobID: job, Role: driver.RoleWorker, Index: 1}
+	instDir := func(r driver.Ref) string {
+		return filepath.Join(dir, "local", job, "worker-"+strconv.Itoa(r.Index))
+	}
+	write := func(path, content string) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte(content), 0o640); err != nil {
+			t.Fatal(err)
+		}
+	}
+	spec := func(r driver.Ref) string {
+		return fmt.Sprintf(`{"job_id": %q, "role": "worker", "index": %d, "created_at": %q}`, job, r.Index, time.Now().Format(time.RFC3339Nano))
+	}
+	for _, r := range []driver.Ref{ended, running} {
+		if err := os.MkdirAll(filepath.Join(instDir(r), "work"), 0o750); err != nil {
+			t.Fatal(err)
+		}
+		write(filepath.Join(instDir(r), "spec.json"), spec(r))
+	}
+	// The ended one: a process that is gone, its code in the exit file.
+	gone := exec.Command("/bin/true")
+	if err := gone.Run(); err != nil {
+		t.Fatal(err)
+	}
+	write(filepath.Join(instDir(ended), "state.json"), fmt.Sprintf(`{"pid": %d, "pgid": %d}`, gone.Process.Pid, gone.Process.Pid))
+	write(filepath.Join(instDir(ended), "exit"), "7\n")
+	// The running one, under the earlier wrapper.
+	cmd := exec.Command("/bin/sh", "-c", earlierWrapper, "sh", instDir(running), "/bin/sh", "-c", "sleep 0.5; exit 4")
+	cmd.Dir = filepath.Join(instDir(running), "work")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go cmd.Wait() // as init would, once the launcher that started it is gone
+	write(filepath.Join(instDir(running), "state.json"), fmt.Sprintf(`{"pid": %d, "pgid": %d, "started_at": %q}`,
+		cmd.Process.Pid, cmd.Process.Pid, time.Now().Format(time.RFC3339Nano)))
+
+	d, err := local.NewDriver(driver.LocalConfig{}, driver.Options{DataDir: dir}, local.WithPollInterval(20*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	ch, _ := d.Watch(ctx)
+	sts, _ := d.List(ctx)
+	got := map[driver.Ref]driver.Status{}
+	for _, st := range sts {
+		got[st.Ref] = st
+	}
+	if st := got[ended]; st.State != driver.Failed || fmtCode(st.ExitCode) != "7" {
+		t.Errorf("re-adopted ended instance = %s, exit code %s; want failed, 7", st.State, fmtCode(st.ExitCode))
+	}
+	if st := got[running]; st.State != driver.Running {
+		t.Errorf("re-adopted running instance = %s (%s); want running", st.State, st.Message)
+	}
+	if st := waitFinal(t, ch, running); st.State != driver.Failed || fmtCode(st.ExitCode) != "4" {
+		t.Errorf("re-adopted instance ended %s, exit code %s; want failed, 4", st.State, fmtCode(st.ExitCode))
+	}
+	if err := d.Cleanup(ctx, job); err != nil {
+		t.Fatal(err)
+	}
+	// Neither instance wrote a log, so nothing of them is kept.
+	if left, _ := filepath.Glob(filepath.Join(dir, "local", job, "*")); len(left) != 0 {
+		t.Errorf("after Cleanup the job's directory holds %v; want nothing", left)
 	}
 }
