@@ -31,8 +31,9 @@
 // polled until it ends, then its exit code is read from the record; one that
 // ended meanwhile reports its recorded code; one that ended without a code
 // (killed with SIGKILL) is Failed. Directories a driver made before the
-// record (spec.json, state.json, pid and exit files) are re-adopted too. When an instance's wrapper ends, the
-// driver kills what is left of its process group, so no orphans survive.
+// record (spec.json, state.json, pid and exit files) are re-adopted too.
+// When an instance's wrapper ends, the driver kills what is left of its
+// process group, so no orphans survive.
 //
 // Stop sends SIGTERM to the group, then SIGKILL after the grace period.
 // Cleanup stops the job's instances and removes their files except
@@ -497,13 +498,13 @@ func readRecord(dir string) (record, error) {
 	}
 	hasSpec := false
 	// The text after the last newline is a line cut short: absent.
-	for len(b) > 0 {
-		i := strings.IndexByte(string(b), '\n')
-		if i < 0 {
+	for text := string(b); ; {
+		line, rest, ok := strings.Cut(text, "\n")
+		if !ok {
 			break
 		}
-		key, val, _ := strings.Cut(string(b[:i]), " ")
-		b = b[i+1:]
+		text = rest
+		key, val, _ := strings.Cut(line, " ")
 		switch key {
 		case specLine:
 			if json.Unmarshal([]byte(val), &r.spec) == nil {
