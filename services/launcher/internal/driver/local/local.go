@@ -21,8 +21,9 @@
 // on the way from the job's admission to its processes' start and freed by
 // Cleanup. On a file system without a journal, ext4 steps over the inodes
 // freed in the last minute (five while their inode table block is unwritten)
-// at every allocation, so under a steady flow of jobs each inode an instance
-// makes costs more the more the driver has freed (docs/benchmarks.md).
+// at every allocation, so each inode an instance makes costs more the more
+// were freed shortly before, by Cleanup or by anything else on the file
+// system (docs/benchmarks.md).
 //
 // Restart policy: nothing is killed when the launcher stops or Close is
 // called. New re-adopts every instance directory it finds: an instance whose
