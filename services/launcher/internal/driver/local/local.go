@@ -60,6 +60,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -126,6 +127,13 @@ func WithGracePeriod(d time.Duration) Option { return func(dr *Driver) { dr.grac
 // (default 1s).
 func WithPollInterval(d time.Duration) Option { return func(dr *Driver) { dr.poll = d } }
 
+// WithSpareDirs sets how many instance directories the driver keeps made
+// ahead of need (default 32; 0 makes each when its instance starts).
+func WithSpareDirs(n int) Option { return func(dr *Driver) { dr.spareCount = max(0, n) } }
+
+// defaultSpareDirs covers a job of 20 workers and its controller, and some.
+const defaultSpareDirs = 32
+
 // Driver is the local driver.
 type Driver struct {
 	root  string
@@ -133,16 +141,28 @@ type Driver struct {
 	grace time.Duration
 	poll  time.Duration
 
-	// launching admits launch calls, at most one per CPU (launchSlots).
+	// launching admits launch calls, and the making of spare directories,
+	// at most one per CPU (launchSlots).
 	launching chan struct{}
+
+	// Instance directories made ahead of need (spareDir), each with its
+	// work directory, an empty record and an empty log: a launch renames
+	// one into place instead of making four inodes.
+	spareCount int
+	spares     chan string
+	spareTaken chan struct{} // a launch took one
+	lastTake   atomic.Int64  // when, in UnixNano
+	spareSeq   atomic.Int64
+	spareStamp string // a prefix of this driver's spare names
 
 	mu     sync.Mutex // guards insts and closed, orders hub publications
 	insts  map[driver.Ref]*instance
 	hub    hub.Hub
 	closed bool
 
-	quit     chan struct{} // closed by Close: stops pollLoop
+	quit     chan struct{} // closed by Close: stops pollLoop and spareLoop
 	pollDone chan struct{}
+	fillDone chan struct{}
 }
 
 type instance struct {
@@ -200,18 +220,24 @@ func NewDriver(cfg driver.LocalConfig, opts driver.Options, options ...Option) (
 		return nil, fmt.Errorf("local: create work dir: %w", err)
 	}
 	d := &Driver{
-		root:      root,
-		log:       opts.Log().With("driver", "local"),
-		grace:     10 * time.Second,
-		poll:      time.Second,
-		insts:     make(map[driver.Ref]*instance),
-		launching: make(chan struct{}, launchSlots()),
-		quit:      make(chan struct{}),
-		pollDone:  make(chan struct{}),
+		root:       root,
+		log:        opts.Log().With("driver", "local"),
+		grace:      10 * time.Second,
+		poll:       time.Second,
+		insts:      make(map[driver.Ref]*instance),
+		launching:  make(chan struct{}, launchSlots()),
+		spareCount: defaultSpareDirs,
+		spareTaken: make(chan struct{}, 1),
+		spareStamp: strconv.FormatInt(time.Now().UnixNano(), 36),
+		quit:       make(chan struct{}),
+		pollDone:   make(chan struct{}),
+		fillDone:   make(chan struct{}),
 	}
 	for _, o := range options {
 		o(d)
 	}
+	d.spares = make(chan string, d.spareCount)
+	d.keepSpares()
 	dirs, err := instanceDirs(filepath.Join(root, "*"))
 	if err != nil {
 		return nil, fmt.Errorf("local: scan %s: %w", root, err)
@@ -222,6 +248,7 @@ func NewDriver(cfg driver.LocalConfig, opts driver.Options, options ...Option) (
 		}
 	}
 	go d.pollLoop()
+	go d.spareLoop()
 	return d, nil
 }
 
@@ -325,7 +352,7 @@ func (d *Driver) launch(ctx context.Context, inst *instance, s driver.Spec, argv
 		return nil, nil, ctx.Err()
 	}
 	defer func() { <-d.launching }()
-	fresh, err := makeDir(inst.dir)
+	fresh, err := d.placeDir(inst.dir)
 	if err != nil {
 		return nil, nil, fmt.Errorf("create instance dir: %w", err)
 	}
@@ -577,6 +604,9 @@ func instanceDirs(jobs string) ([]string, error) {
 			return nil, err
 		}
 		for _, p := range found {
+			if strings.HasPrefix(filepath.Base(filepath.Dir(filepath.Dir(p))), ".") {
+				continue // the spare directories, no job's
+			}
 			if dir := filepath.Dir(p); !seen[dir] {
 				seen[dir] = true
 				dirs = append(dirs, dir)
@@ -894,9 +924,138 @@ func (d *Driver) Close() error {
 	close(d.quit)
 	d.mu.Unlock()
 	<-d.pollDone
+	<-d.fillDone // spares left are taken up by the next driver
 	// Wait goroutines of still-running children are not waited for: they
 	// end with their child and only reap it.
 	return nil
+}
+
+// spareDir holds the instance directories made ahead of need. Its name
+// starts with a dot, which no job's directory does (plainSegment).
+const spareDir = ".spare"
+
+// keepSpares takes up the spare directories an earlier driver left, as
+// many as the pool holds, and removes the others.
+func (d *Driver) keepSpares() {
+	entries, err := os.ReadDir(filepath.Join(d.root, spareDir))
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		p := filepath.Join(d.root, spareDir, e.Name())
+		if strings.HasSuffix(e.Name(), ".tmp") || !e.IsDir() {
+			os.RemoveAll(p)
+			continue
+		}
+		select {
+		case d.spares <- p:
+		default:
+			os.RemoveAll(p)
+		}
+	}
+}
+
+// spareQuiet is how long no launch takes a spare before more are made:
+// the spares are made between jobs' starts, not in the middle of one.
+const spareQuiet = 20 * time.Millisecond
+
+// spareLoop keeps the pool of spare directories full, making one at a
+// time in a launch slot once launches have been quiet for spareQuiet.
+func (d *Driver) spareLoop() {
+	defer close(d.fillDone)
+	for {
+		for len(d.spares) < cap(d.spares) {
+			if wait := spareQuiet - time.Since(time.Unix(0, d.lastTake.Load())); wait > 0 {
+				t := time.NewTimer(wait)
+				select {
+				case <-t.C:
+				case <-d.quit:
+					t.Stop()
+					return
+				}
+				continue
+			}
+			select {
+			case d.launching <- struct{}{}:
+			case <-d.quit:
+				return
+			}
+			p, err := d.makeSpare()
+			<-d.launching
+			if err != nil {
+				d.log.Warn("cannot make a spare instance directory", "err", err)
+				break
+			}
+			d.spares <- p // only this loop adds, and there is room
+		}
+		select {
+		case <-d.spareTaken:
+		case <-d.quit:
+			return
+		}
+	}
+}
+
+// makeSpare makes a spare instance directory under a temporary name, then
+// gives it its own, so that a directory of the pool is always whole.
+func (d *Driver) makeSpare() (string, error) {
+	name := d.spareStamp + "-" + strconv.FormatInt(d.spareSeq.Add(1), 10)
+	final := filepath.Join(d.root, spareDir, name)
+	tmp := final + ".tmp"
+	if err := os.MkdirAll(tmp, 0o750); err != nil {
+		return "", err
+	}
+	err := os.Mkdir(filepath.Join(tmp, workDir), 0o750)
+	for _, f := range []string{recordFile, logFile} {
+		if err != nil {
+			break
+		}
+		var file *os.File
+		if file, err = os.OpenFile(filepath.Join(tmp, f), os.O_CREATE|os.O_WRONLY, 0o640); err == nil {
+			err = file.Close()
+		}
+	}
+	if err == nil {
+		err = os.Rename(tmp, final)
+	}
+	if err != nil {
+		os.RemoveAll(tmp)
+		return "", err
+	}
+	return final, nil
+}
+
+// placeDir puts a spare directory at dir, or makes dir when there is no
+// spare or dir exists; it reports whether dir is new.
+func (d *Driver) placeDir(dir string) (fresh bool, err error) {
+	d.lastTake.Store(time.Now().UnixNano())
+	var spare string
+	select {
+	case spare = <-d.spares:
+		select {
+		case d.spareTaken <- struct{}{}:
+		default:
+		}
+	default:
+		return makeDir(dir)
+	}
+	err = os.Rename(spare, dir)
+	if errors.Is(err, fs.ErrNotExist) { // the job's directory, for its first instance
+		if err = os.MkdirAll(filepath.Dir(dir), 0o750); err == nil {
+			err = os.Rename(spare, dir)
+		}
+	}
+	if err == nil {
+		return true, nil
+	}
+	// dir exists (a job started again after its Cleanup): the spare
+	// goes back.
+	select {
+	case d.spares <- spare:
+	default:
+		os.RemoveAll(spare)
+	}
+	return makeDir(dir)
 }
 
 // makeDir makes dir (and its parents) and reports whether it made dir

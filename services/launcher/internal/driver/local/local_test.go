@@ -535,3 +535,110 @@ func TestReadoptEarlierLayout(t *testing.T) {
 		t.Errorf("after Cleanup the job's directory holds %v; want nothing", left)
 	}
 }
+
+// TestStartTakesASpareDir: the driver makes instance directories ahead of
+// need; a Start renames one into place (the instance directory is the
+// spare's inode), the pool is made full again once starts are quiet, a
+// Start whose directory exists makes no use of one, and a new driver takes
+// up the spares an earlier one left.
+func TestStartTakesASpareDir(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	d, err := local.NewDriver(driver.LocalConfig{}, driver.Options{DataDir: dir}, local.WithSpareDirs(3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	spareDir := filepath.Join(d.Root(), ".spare")
+	spares := func() map[uint64]string {
+		t.Helper()
+		out := map[uint64]string{}
+		entries, _ := os.ReadDir(spareDir)
+		for _, e := range entries {
+			if strings.HasSuffix(e.Name(), ".tmp") {
+				continue
+			}
+			var st syscall.Stat_t
+			if err := syscall.Stat(filepath.Join(spareDir, e.Name()), &st); err == nil {
+				out[st.Ino] = e.Name()
+			}
+		}
+		return out
+	}
+	waitSpares := func(n int) map[uint64]string {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			s := spares()
+			if len(s) == n || time.Now().After(deadline) {
+				if len(s) != n {
+					t.Fatalf("spare directories: %v; want %d", s, n)
+				}
+				return s
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	before := waitSpares(3)
+
+	ch, _ := d.Watch(ctx)
+	ref := driver.Ref{JobID: drivertest.JobID(t), Role: driver.RoleWorker}
+	if err := d.Start(ctx, driver.Spec{Ref: ref, Name: ref.Name(), Command: []string{"/bin/sh", "-c", "echo hi"}}); err != nil {
+		t.Fatal(err)
+	}
+	if st := waitFinal(t, ch, ref); st.State != driver.Succeeded {
+		t.Fatalf("instance = %s (%s); want succeeded", st.State, st.Message)
+	}
+	instDir := filepath.Join(d.Root(), ref.JobID, "worker-0")
+	var st syscall.Stat_t
+	if err := syscall.Stat(instDir, &st); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := before[st.Ino]; !ok {
+		t.Errorf("instance directory inode %d is none of the spares %v", st.Ino, before)
+	}
+	if out := readLogs(t, d, ref); out != "hi\n" {
+		t.Errorf("log = %q; want %q", out, "hi\n")
+	}
+	waitSpares(3) // made again
+
+	// Started again after its Cleanup: its directory, with the log, stays.
+	if err := d.Cleanup(ctx, ref.JobID); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Start(ctx, driver.Spec{Ref: ref, Name: ref.Name(), Command: []string{"/bin/sh", "-c", "echo again"}}); err != nil {
+		t.Fatal(err)
+	}
+	if st := waitFinal(t, ch, ref); st.State != driver.Succeeded {
+		t.Fatalf("instance started again = %s (%s); want succeeded", st.State, st.Message)
+	}
+	var again syscall.Stat_t
+	if err := syscall.Stat(instDir, &again); err != nil {
+		t.Fatal(err)
+	}
+	if again.Ino != st.Ino {
+		t.Errorf("instance directory replaced (inode %d, was %d); want the one holding the first run's log", again.Ino, st.Ino)
+	}
+	if out := readLogs(t, d, ref); out != "hi\nagain\n" {
+		t.Errorf("log = %q; want both runs' output", out)
+	}
+	left := waitSpares(3)
+	d.Close()
+
+	d2, err := local.NewDriver(driver.LocalConfig{}, driver.Options{DataDir: dir}, local.WithSpareDirs(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d2.Close()
+	kept := spares()
+	if len(kept) != 2 {
+		t.Fatalf("spares after a driver holding 2 started: %v; want 2 of %v", kept, left)
+	}
+	for ino := range kept {
+		if _, ok := left[ino]; !ok {
+			t.Errorf("spare %d was made anew; want the earlier driver's taken up", ino)
+		}
+	}
+	if sts, _ := d2.List(ctx); len(sts) != 1 || sts[0].Ref != ref {
+		t.Errorf("the new driver's instances: %v; want only %s (no spare taken for one)", sts, ref)
+	}
+}
