@@ -23,7 +23,9 @@
 // freed in the last minute (five while their inode table block is unwritten)
 // at every allocation, so each inode an instance makes costs more the more
 // were freed shortly before, by Cleanup or by anything else on the file
-// system (docs/benchmarks.md).
+// system (docs/benchmarks.md). So the driver also keeps instance directories
+// made ahead of need, between jobs' starts (WithSpareDirs), and a start
+// renames one into place.
 //
 // Restart policy: nothing is killed when the launcher stops or Close is
 // called. New re-adopts every instance directory it finds: an instance whose
