@@ -1050,12 +1050,15 @@ func (d *Driver) placeDir(dir string) (fresh bool, err error) {
 	if err == nil {
 		return true, nil
 	}
-	// dir exists (a job started again after its Cleanup): the spare
-	// goes back.
-	select {
-	case d.spares <- spare:
-	default:
-		os.RemoveAll(spare)
+	// dir exists (a job started again after its Cleanup): the spare goes
+	// back, unless it is gone (another driver on the same directory took
+	// it).
+	if _, serr := os.Stat(spare); serr == nil {
+		select {
+		case d.spares <- spare:
+		default:
+			os.RemoveAll(spare)
+		}
 	}
 	return makeDir(dir)
 }
