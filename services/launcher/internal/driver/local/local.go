@@ -988,7 +988,11 @@ func (d *Driver) spareLoop() {
 				d.log.Warn("cannot make a spare instance directory", "err", err)
 				break
 			}
-			d.spares <- p // only this loop adds, and there is room
+			select {
+			case d.spares <- p: // room, unless a start put one back meanwhile
+			case <-d.quit:
+				return // p stays for the next driver
+			}
 		}
 		select {
 		case <-d.spareTaken:
