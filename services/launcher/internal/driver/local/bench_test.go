@@ -49,7 +49,7 @@ func BenchmarkStartGang(b *testing.B) {
 			began <- time.Now()
 		}
 	}()
-	time.Sleep(100 * time.Millisecond) // the driver's first wrappers
+	time.Sleep(100 * time.Millisecond) // the driver makes its first spare directories
 	ctx := context.Background()
 	env := map[string]string{"FIFO": fifo}
 	for i := range 20 {

@@ -502,8 +502,8 @@ type record struct {
 	pid   int          // from the pid line; 0 when none
 	state *stateRecord // nil when none
 	exit  *int         // nil when none
-	// modTime is when the last line was written: the exit line's time when
-	// there is one.
+	// modTime is when the exit code was written, read with it; zero
+	// without one.
 	modTime time.Time
 }
 
@@ -523,9 +523,6 @@ func readRecord(dir string) (record, error) {
 		return record{}, err
 	}
 	var r record
-	if fi, err := f.Stat(); err == nil {
-		r.modTime = fi.ModTime()
-	}
 	hasSpec := false
 	// The text after the last newline is a line cut short: absent.
 	for text := string(b); ; {
@@ -558,6 +555,11 @@ func readRecord(dir string) (record, error) {
 	if !hasSpec {
 		return record{}, fmt.Errorf("%s: no spec line", f.Name())
 	}
+	if r.exit != nil {
+		if fi, err := f.Stat(); err == nil {
+			r.modTime = fi.ModTime() // the exit line is the last one written
+		}
+	}
 	return r, nil
 }
 
@@ -583,12 +585,11 @@ func readLegacy(dir string) (record, error) {
 	if b, err := os.ReadFile(filepath.Join(dir, legacyPIDFile)); err == nil {
 		r.pid, _ = strconv.Atoi(strings.TrimSpace(string(b)))
 	}
-	r.modTime = r.spec.CreatedAt
-	if fi, err := os.Stat(filepath.Join(dir, legacyExitFile)); err == nil {
-		r.modTime = fi.ModTime()
-		if b, err := os.ReadFile(filepath.Join(dir, legacyExitFile)); err == nil {
-			if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
-				r.exit = &n
+	if b, err := os.ReadFile(filepath.Join(dir, legacyExitFile)); err == nil {
+		if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+			r.exit = &n
+			if fi, err := os.Stat(filepath.Join(dir, legacyExitFile)); err == nil {
+				r.modTime = fi.ModTime()
 			}
 		}
 	}
@@ -644,9 +645,11 @@ func (d *Driver) adopt(dir string) (*instance, error) {
 		inst.st.StartedAt = r.spec.CreatedAt
 	}
 	if inst.pid <= 0 || !alive(inst.pid, dir) {
-		// Re-read: the wrapper may have ended since the first read.
-		if again, err := readRecord(dir); err == nil {
-			r = again
+		// The wrapper may have ended since the first read.
+		if r.exit == nil {
+			if again, err := readRecord(dir); err == nil {
+				r = again
+			}
 		}
 		inst.st.State = driver.Failed
 		if r.exit != nil {
