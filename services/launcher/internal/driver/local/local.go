@@ -152,7 +152,7 @@ type Driver struct {
 	// one into place instead of making four inodes.
 	spareCount int
 	spares     chan string
-	spareTaken chan struct{} // a launch took one
+	spareTaken chan struct{} // a launch wanted one
 	lastTake   atomic.Int64  // when, in UnixNano
 	spareSeq   atomic.Int64
 	spareStamp string // a prefix of this driver's spare names
@@ -1038,13 +1038,15 @@ func (d *Driver) makeSpare() (string, error) {
 // spare or dir exists; it reports whether dir is new.
 func (d *Driver) placeDir(dir string) (fresh bool, err error) {
 	d.lastTake.Store(time.Now().UnixNano())
+	// Wakes the loop that makes spares: it has one fewer, or it could not
+	// make one before and tries again.
+	select {
+	case d.spareTaken <- struct{}{}:
+	default:
+	}
 	var spare string
 	select {
 	case spare = <-d.spares:
-		select {
-		case d.spareTaken <- struct{}{}:
-		default:
-		}
 	default:
 		return makeDir(dir)
 	}
