@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -65,5 +66,25 @@ func TestHeldJobStopsTheWait(t *testing.T) {
 	}
 	if _, _, ok := heldJob("641|None\n644|Resources\n"); ok {
 		t.Error("a queue with no held job reported held")
+	}
+}
+
+func TestPrintPhasesNamesTheSlowestRounds(t *testing.T) {
+	ms := time.Millisecond
+	ps := []handoverPhases{
+		{admit: 5 * ms, spawn: 4 * ms, script: 3 * ms},           // 12
+		{admit: 30 * ms, spawn: 4 * ms, script: 3 * ms},          // 37
+		{exit: ms, admit: 6 * ms, spawn: 4 * ms, script: 3 * ms}, // 14
+		{admit: 5 * ms, spawn: 20 * ms, script: 3 * ms},          // 28
+	}
+	var b strings.Builder
+	printPhases(&b, ps)
+	want := "slowest rounds (total: exit, record, admit, spawn, script, ms): " +
+		"37.0: 0.0, 0.0, 30.0, 4.0, 3.0; 28.0: 0.0, 0.0, 5.0, 20.0, 3.0; 14.0: 1.0, 0.0, 6.0, 4.0, 3.0;\n"
+	if !strings.HasSuffix(b.String(), want) {
+		t.Errorf("printPhases wrote\n%s\nwant it to end with\n%s", b.String(), want)
+	}
+	if !strings.Contains(b.String(), " admit 6.0 / 30.0;") {
+		t.Errorf("printPhases lost the phases' median and maximum:\n%s", b.String())
 	}
 }

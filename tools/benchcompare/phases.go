@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -96,8 +97,24 @@ func printPhases(w io.Writer, ps []handoverPhases) {
 			d[i] = f.get(p)
 		}
 		slices.Sort(d)
-		ms := func(x time.Duration) float64 { return float64(x.Microseconds()) / 1000 }
-		fmt.Fprintf(w, " %s %.1f / %.1f;", f.name, ms(d[len(d)/2]), ms(d[len(d)-1]))
+		fmt.Fprintf(w, " %s %.1f / %.1f;", f.name, millis(d[len(d)/2]), millis(d[len(d)-1]))
 	}
 	fmt.Fprintln(w)
+	// The tail (p99) is a few rounds; their phases show where it lay,
+	// which the maxima above, each from a different round, do not.
+	slow := slices.Clone(ps)
+	slices.SortStableFunc(slow, func(a, b handoverPhases) int { return cmp.Compare(b.total(), a.total()) })
+	fmt.Fprint(w, "slowest rounds (total: exit, record, admit, spawn, script, ms):")
+	for _, p := range slow[:min(3, len(slow))] {
+		fmt.Fprintf(w, " %.1f: %.1f, %.1f, %.1f, %.1f, %.1f;", millis(p.total()), millis(p.exit), millis(p.record), millis(p.admit), millis(p.spawn), millis(p.script))
+	}
+	fmt.Fprintln(w)
+}
+
+func millis(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// total is the round's hand-over as its phases sum it: the end stamp to
+// the start stamp.
+func (p handoverPhases) total() time.Duration {
+	return p.exit + p.record + p.admit + p.spawn + p.script
 }
