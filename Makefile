@@ -41,20 +41,24 @@ test-deps: ## install what the tests need (headless chromium for the docs page t
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl >/dev/null; }
 	@docker info >/dev/null 2>&1 || { echo "the Docker Engine is not reachable; the docker driver tests need it"; exit 1; }
 
-.PHONY: vet
-vet: ## go vet every module
+.PHONY: vet vet-tags
+vet: vet-tags ## go vet every module, and the files behind build tags
 	$(GO) vet $(PKGS)
+vet-tags: ## go vet the files behind the build tags kube, storefault and estimate
 	$(GO) vet -tags kube ./services/launcher/internal/driver/kubernetes/... ./cmd/avxrm/internal/up/
 	$(GO) vet -tags storefault ./pkg/embedded/ferretembed/
 	$(GO) vet -tags estimate ./cmd/avxrm/internal/up/
 
 .PHONY: test
-test: test-deps vet verify-go-workspace verify-mod-tidy ## install test needs, vet, check go.work and every go.mod is tidy, then run every module's tests with -race and a short fuzz run
+test: test-deps vet-tags verify-go-workspace verify-mod-tidy ## install test needs, check go.work and every go.mod is tidy, then run every module's tests with -race and every vet check, and a short fuzz run
+	@# The tests run every check of go vet (-vet=all) on the packages they build: a go vet
+	@# of its own compiled every dependency once more, without -race, about 2.5 minutes
+	@# on an empty build cache (docs/testing.md).
 	@# The fuzz targets are built (every package under them instrumented anew) beside the
 	@# -race tests, at the lowest priority: the tests leave about a fifth of the two cores
 	@# idle, most of it in their last minutes, when the longest packages run alone.
 	@log=$$(mktemp); nice -n 19 $(MAKE) --no-print-directory fuzz-build >$$log 2>&1 & fb=$$!; \
-	echo "$(GO) test $(TESTFLAGS) $(PKGS)"; $(GO) test $(TESTFLAGS) $(PKGS); st=$$?; \
+	echo "$(GO) test $(TESTFLAGS) -vet=all $(PKGS)"; $(GO) test $(TESTFLAGS) -vet=all $(PKGS); st=$$?; \
 	wait $$fb || { echo "building the fuzz targets failed:"; cat $$log; st=1; }; rm -f $$log; exit $$st
 	@$(MAKE) --no-print-directory test-python
 	@$(MAKE) --no-print-directory fuzz
