@@ -76,22 +76,26 @@ func (a *allInOne) phasesOf(ctx context.Context, holder, waiter string, lastEnd,
 	}, nil
 }
 
-// printPhases writes the median and the maximum of each phase.
+// phaseFields names the phases in their order, each with how to read it.
+var phaseFields = []struct {
+	name string
+	get  func(handoverPhases) time.Duration
+}{
+	{"exit", func(p handoverPhases) time.Duration { return p.exit }},
+	{"record", func(p handoverPhases) time.Duration { return p.record }},
+	{"admit", func(p handoverPhases) time.Duration { return p.admit }},
+	{"spawn", func(p handoverPhases) time.Duration { return p.spawn }},
+	{"script", func(p handoverPhases) time.Duration { return p.script }},
+}
+
+// printPhases writes the median and the maximum of each phase, then the
+// slowest rounds with their phases.
 func printPhases(w io.Writer, ps []handoverPhases) {
 	if len(ps) == 0 {
 		return
 	}
 	fmt.Fprintf(w, "\navxrm hand-over by phase, %d rounds (median / max, ms):", len(ps))
-	for _, f := range []struct {
-		name string
-		get  func(handoverPhases) time.Duration
-	}{
-		{"exit", func(p handoverPhases) time.Duration { return p.exit }},
-		{"record", func(p handoverPhases) time.Duration { return p.record }},
-		{"admit", func(p handoverPhases) time.Duration { return p.admit }},
-		{"spawn", func(p handoverPhases) time.Duration { return p.spawn }},
-		{"script", func(p handoverPhases) time.Duration { return p.script }},
-	} {
+	for _, f := range phaseFields {
 		d := make([]time.Duration, len(ps))
 		for i, p := range ps {
 			d[i] = f.get(p)
@@ -106,7 +110,13 @@ func printPhases(w io.Writer, ps []handoverPhases) {
 	slices.SortStableFunc(slow, func(a, b handoverPhases) int { return cmp.Compare(b.total(), a.total()) })
 	fmt.Fprint(w, "slowest rounds (total: exit, record, admit, spawn, script, ms):")
 	for _, p := range slow[:min(3, len(slow))] {
-		fmt.Fprintf(w, " %.1f: %.1f, %.1f, %.1f, %.1f, %.1f;", millis(p.total()), millis(p.exit), millis(p.record), millis(p.admit), millis(p.spawn), millis(p.script))
+		fmt.Fprintf(w, " %.1f:", millis(p.total()))
+		sep := " "
+		for _, f := range phaseFields {
+			fmt.Fprintf(w, "%s%.1f", sep, millis(f.get(p)))
+			sep = ", "
+		}
+		fmt.Fprint(w, ";")
 	}
 	fmt.Fprintln(w)
 }
@@ -116,5 +126,9 @@ func millis(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 // total is the round's hand-over as its phases sum it: the end stamp to
 // the start stamp.
 func (p handoverPhases) total() time.Duration {
-	return p.exit + p.record + p.admit + p.spawn + p.script
+	var t time.Duration
+	for _, f := range phaseFields {
+		t += f.get(p)
+	}
+	return t
 }

@@ -1050,13 +1050,7 @@ func (d *Driver) placeDir(dir string) (fresh bool, err error) {
 	default:
 		return makeDir(dir)
 	}
-	err = os.Rename(spare, dir)
-	if errors.Is(err, fs.ErrNotExist) { // the job's directory, for its first instance
-		if err = os.MkdirAll(filepath.Dir(dir), 0o750); err == nil {
-			err = os.Rename(spare, dir)
-		}
-	}
-	if err == nil {
+	if err = inJobDir(dir, func() error { return os.Rename(spare, dir) }); err == nil {
 		return true, nil
 	}
 	// dir exists (a job started again after its Cleanup): the spare goes
@@ -1075,18 +1069,26 @@ func (d *Driver) placeDir(dir string) (fresh bool, err error) {
 // makeDir makes dir (and its parents) and reports whether it made dir
 // itself, that is, whether dir was not there before.
 func makeDir(dir string) (fresh bool, err error) {
-	err = os.Mkdir(dir, 0o750)
-	if errors.Is(err, fs.ErrNotExist) { // the job's directory, for its first instance
-		if err = os.MkdirAll(filepath.Dir(dir), 0o750); err == nil {
-			err = os.Mkdir(dir, 0o750)
-		}
-	}
+	err = inJobDir(dir, func() error { return os.Mkdir(dir, 0o750) })
 	if errors.Is(err, fs.ErrExist) {
 		if fi, serr := os.Stat(dir); serr == nil && fi.IsDir() {
 			return false, nil
 		}
 	}
 	return err == nil, err
+}
+
+// inJobDir runs place, which puts the instance directory dir in place, and
+// once more after making dir's parent, the job's directory, if that is
+// missing: it is, for the job's first instance.
+func inJobDir(dir string, place func() error) error {
+	err := place()
+	if errors.Is(err, fs.ErrNotExist) {
+		if err = os.MkdirAll(filepath.Dir(dir), 0o750); err == nil {
+			err = place()
+		}
+	}
+	return err
 }
 
 // appendLine appends "key JSON(v)\n" to the record in one write.
