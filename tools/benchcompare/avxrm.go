@@ -56,7 +56,7 @@ func runOurs(ctx context.Context, bin, dir string, o options, sizes []int) (resu
 			return err
 		}},
 		{"mixed workload", func(a *allInOne) (err error) {
-			r.utilization, err = a.mixed(ctx, sizes)
+			r.utilization, r.mixedLoss, r.mixedJobs, err = a.mixed(ctx, sizes)
 			return err
 		}},
 	}
@@ -325,27 +325,33 @@ func (a *allInOne) handover(ctx context.Context, n int) ([]time.Duration, []hand
 	return out, phases, nil
 }
 
-func (a *allInOne) mixed(ctx context.Context, sizes []int) (float64, error) {
+func (a *allInOne) mixed(ctx context.Context, sizes []int) (float64, mixedLoss, []mixedJob, error) {
 	app, err := a.setup(ctx, "", 0, 100)
 	if err != nil {
-		return 0, err
+		return 0, mixedLoss{}, nil, err
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	fin, err := a.finals(ctx)
 	if err != nil {
-		return 0, err
+		return 0, mixedLoss{}, nil, err
 	}
+	ids := make([]string, len(sizes))
 	start := time.Now()
-	err = fanOut(len(sizes), 4, func(i int) error {
-		_, err := a.submit(ctx, app, sizes[i], map[string]string{"HOLD": "1"})
+	err = fanOut(len(sizes), 4, func(i int) (err error) {
+		ids[i], err = a.submit(ctx, app, sizes[i], map[string]string{"HOLD": "1"})
 		return err
 	})
 	if err != nil {
-		return 0, err
+		return 0, mixedLoss{}, nil, err
 	}
 	if err := await(ctx, fin, len(sizes), 30*time.Minute); err != nil {
-		return 0, err
+		return 0, mixedLoss{}, nil, err
 	}
-	return utilization(sizes, 100, time.Second, time.Since(start)), nil
+	end := time.Now()
+	jobs, err := a.readMixed(ctx, ids)
+	if err != nil {
+		return 0, mixedLoss{}, nil, err
+	}
+	return utilization(sizes, 100, time.Second, end.Sub(start)), splitMixed(jobs, 100, time.Second, start, end), jobs, nil
 }

@@ -15,7 +15,10 @@
 //     start stamp, both taken by the jobs' own processes with `date +%s.%N`.
 //   - mixed: -mixed jobs of 1..20 workers (seeded) holding them 1 s under a
 //     limit of 100, submitted at once; utilization is Σ workers·1 s divided by
-//     limit · makespan.
+//     limit · makespan. Ours is also split: where the rest of limit ·
+//     makespan went (workers held while their instances started, ran past the
+//     hold or ended; capacity free while a waiting job fit, none fit, or none
+//     waited), read back from the jobs' recorded times.
 //
 // Everything listens on loopback; Slurm's state and logs live in a temporary
 // folder and its daemons are stopped by pid afterwards.
@@ -50,6 +53,8 @@ type result struct {
 	handover                 []time.Duration
 	phases                   []handoverPhases // ours only
 	utilization              float64          // 0..1
+	mixedLoss                mixedLoss        // ours only
+	mixedJobs                []mixedJob       // ours only
 }
 
 func main() {
@@ -155,6 +160,7 @@ func printTable(w *os.File, o options, slurm, ours result) {
 	tw.Flush()
 	fmt.Fprintln(w, "\n(hand-over ratio: Slurm's time over ours; the others: ours over Slurm's)")
 	printPhases(w, ours.phases)
+	printMixedLoss(w, ours.mixedLoss, ours.mixedJobs)
 }
 
 func blankIf(b bool, s string) string {

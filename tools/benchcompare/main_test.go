@@ -1,6 +1,7 @@
 package main
 
 import (
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -86,5 +87,45 @@ func TestPrintPhasesNamesTheSlowestRounds(t *testing.T) {
 	}
 	if !strings.Contains(b.String(), " admit 6.0 / 30.0;") {
 		t.Errorf("printPhases lost the phases' median and maximum:\n%s", b.String())
+	}
+}
+
+func TestSplitMixedAccountsForEveryWorkerSecond(t *testing.T) {
+	t0 := time.Unix(1700000000, 0)
+	at := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
+	jobs := []mixedJob{
+		// Admitted at once, its workers start over 0.1 s, run 1.1 s, final 0.1 s later.
+		{workers: 6, submitted: at(0), admitted: at(0.1), firstStart: at(0.11), lastStart: at(0.2), lastEnd: at(1.3), finished: at(1.4)},
+		// Waits: 4 free of 10 while the first runs.
+		{workers: 6, submitted: at(0), admitted: at(1.5), firstStart: at(1.5), lastStart: at(1.5), lastEnd: at(2.5), finished: at(2.5)},
+	}
+	got := splitMixed(jobs, 10, time.Second, at(0), at(2.5))
+	// Limit × makespan: 25 worker-seconds.
+	want := mixedLoss{
+		work:      12.0 / 25,        // 2 × 6 workers × 1 s
+		starting:  6 * 0.1 / 25,     // the first job: admitted → last start
+		running:   6 * 0.1 / 25,     // its last instance ran 1.1 s
+		ending:    6 * 0.1 / 25,     // its last end → final
+		fitIdle:   (1.0 + 1.0) / 25, // 10 free for 0.1 s before the first admission and between the jobs
+		packIdle:  4 * 1.3 / 25,     // 4 free while the 6-worker job waits
+		emptyIdle: 4 * 1.0 / 25,     // 4 free while the second runs and nothing waits
+	}
+	fields := []struct {
+		name      string
+		got, want float64
+	}{
+		{"work", got.work, want.work}, {"starting", got.starting, want.starting}, {"running", got.running, want.running},
+		{"ending", got.ending, want.ending}, {"fitIdle", got.fitIdle, want.fitIdle}, {"packIdle", got.packIdle, want.packIdle},
+		{"emptyIdle", got.emptyIdle, want.emptyIdle},
+	}
+	sum := 0.0
+	for _, f := range fields {
+		sum += f.got
+		if math.Abs(f.got-f.want) > 1e-9 {
+			t.Errorf("%s = %.4f, want %.4f", f.name, f.got, f.want)
+		}
+	}
+	if math.Abs(sum-1) > 1e-9 {
+		t.Errorf("the shares add up to %.4f, want 1", sum)
 	}
 }
