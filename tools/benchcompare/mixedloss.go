@@ -156,10 +156,12 @@ func printMixedLoss(w io.Writer, l mixedLoss, jobs []mixedJob) {
 		pct(l.work), pct(l.starting), pct(l.running), pct(l.ending), pct(l.fitIdle), pct(l.packIdle), pct(l.emptyIdle))
 	first := make([]time.Duration, len(jobs))
 	last := make([]time.Duration, len(jobs))
+	final := make([]time.Duration, len(jobs))
 	for i, j := range jobs {
-		first[i], last[i] = j.firstStart.Sub(j.admitted), j.lastStart.Sub(j.admitted)
+		first[i], last[i], final[i] = j.firstStart.Sub(j.admitted), j.lastStart.Sub(j.admitted), j.finished.Sub(j.lastEnd)
 	}
 	q := func(d []time.Duration, p float64) float64 { return millis(percentile(d, p)) }
-	fmt.Fprintf(w, "admitted → first worker started p50 %.0f / p90 %.0f ms; → last worker started p50 %.0f / p90 %.0f ms\n",
-		q(first, 0.5), q(first, 0.9), q(last, 0.5), q(last, 0.9))
+	fmt.Fprintf(w, "admitted → first worker started p50 %.0f / p90 %.0f ms; → last worker started p50 %.0f / p90 %.0f ms; "+
+		"last worker ended → job final p50 %.0f / p90 %.0f ms\n",
+		q(first, 0.5), q(first, 0.9), q(last, 0.5), q(last, 0.9), q(final, 0.5), q(final, 0.9))
 }
