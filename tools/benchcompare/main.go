@@ -67,12 +67,31 @@ func main() {
 	flag.StringVar(&o.only, "only", "", "run one system only: slurm or avxrm")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary folders (logs) afterwards")
 	flag.Parse()
+	if err := o.check(); err != nil {
+		fmt.Fprintln(os.Stderr, "benchcompare:", err)
+		flag.Usage()
+		os.Exit(2)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, o); err != nil {
 		fmt.Fprintln(os.Stderr, "benchcompare:", err)
 		os.Exit(1)
 	}
+}
+
+// check refuses what would panic (a negative count) or hang (no client to
+// submit) rather than measure.
+func (o options) check() error {
+	switch {
+	case o.jobs < 0, o.handovers < 0, o.mixed < 0:
+		return fmt.Errorf("-jobs, -handovers and -mixed must be 0 or more (got %d, %d, %d)", o.jobs, o.handovers, o.mixed)
+	case o.clients < 1:
+		return fmt.Errorf("-clients must be at least 1 (got %d)", o.clients)
+	case o.only != "" && o.only != "slurm" && o.only != "avxrm":
+		return fmt.Errorf("-only must be slurm or avxrm (got %q)", o.only)
+	}
+	return nil
 }
 
 func run(ctx context.Context, o options) error {

@@ -129,3 +129,21 @@ func TestSplitMixedAccountsForEveryWorkerSecond(t *testing.T) {
 		t.Errorf("the shares add up to %.4f, want 1", sum)
 	}
 }
+
+func TestOptionsRefuseWhatWouldPanicOrHang(t *testing.T) {
+	ok := options{jobs: 2000, clients: 4, handovers: 20, mixed: 300}
+	if err := ok.check(); err != nil {
+		t.Fatalf("the defaults: %v", err)
+	}
+	for name, o := range map[string]options{
+		"negative jobs":     {jobs: -1, clients: 4},
+		"negative mixed":    {mixed: -1, clients: 4},
+		"negative handover": {handovers: -3, clients: 4},
+		"no client":         {jobs: 10},
+		"unknown system":    {clients: 4, only: "pbs"},
+	} {
+		if err := o.check(); err == nil {
+			t.Errorf("%s: check() accepted %+v", name, o)
+		}
+	}
+}
