@@ -77,10 +77,15 @@ func main() {
 	flag.StringVar(&o.keepLogs, "logs", "", "write the services' logs here (always written to a temporary file when an invariant fails)")
 	flag.DurationVar(&o.drain, "drain", 20*time.Minute, "how long to wait for every accepted job to end after the last submission")
 	flag.DurationVar(&o.submitFor, "submit-for", 0, "stop submitting after this long even if fewer than -submissions were sent (0: no limit); the faults are spread over it")
-	flag.StringVar(&o.only, "faults", "", "run only these faults, comma-separated short names (api, scheduler-leader, scheduler-standby, launcher-leader, launcher-standby, export, nats, store, disconnect), each at its usual point of the run; empty: all")
+	flag.StringVar(&o.only, "faults", "", "run only these faults, comma-separated short names ("+strings.Join(faultNames, ", ")+"), each at its usual point of the run; empty: all")
 	flag.StringVar(&o.logLevel, "log-level", "info", "the services' RM_LOG_LEVEL (info: takeovers' and the store's comings and goings, a few hundred lines a run)")
 	flag.Parse()
 	log.SetFlags(log.Ltime | log.Lmicroseconds)
+	if err := o.check(); err != nil {
+		log.Print(err)
+		flag.Usage()
+		os.Exit(2)
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -90,6 +95,37 @@ func main() {
 		code = 2
 	}
 	os.Exit(code)
+}
+
+// faultNames are the faults' short names, in the order they are injected.
+var faultNames = []string{"api", "scheduler-leader", "scheduler-standby", "launcher-leader", "launcher-standby", "export", "nats", "store", "disconnect"}
+
+// check refuses options that would hang the run (no client: no admission
+// for the faults to wait for), pass it without a fault (a misspelt name in
+// -faults), or fail it only minutes later (a log level the services refuse).
+func (o options) check() error {
+	switch {
+	case o.submissions < 1:
+		return fmt.Errorf("-submissions must be at least 1 (got %d)", o.submissions)
+	case o.clients < 1:
+		return fmt.Errorf("-clients must be at least 1 (got %d)", o.clients)
+	case o.runSeconds < 0 || o.runSeconds > 86400:
+		return fmt.Errorf("-run-seconds must be 0 to 86400 (got %g)", o.runSeconds)
+	case o.maxRecovery <= 0, o.disconnect <= 0, o.drain <= 0:
+		return fmt.Errorf("-max-recovery, -disconnect and -drain must be positive (got %v, %v, %v)", o.maxRecovery, o.disconnect, o.drain)
+	case o.submitFor < 0:
+		return fmt.Errorf("-submit-for must be 0 (no limit) or positive (got %v)", o.submitFor)
+	case !slices.Contains([]string{"debug", "info", "warn", "error"}, o.logLevel):
+		return fmt.Errorf("-log-level must be debug, info, warn or error (got %q)", o.logLevel)
+	}
+	if o.only != "" {
+		for _, f := range strings.Split(o.only, ",") {
+			if !slices.Contains(faultNames, strings.TrimSpace(f)) {
+				return fmt.Errorf("-faults: no fault %q (the faults: %s)", strings.TrimSpace(f), strings.Join(faultNames, ", "))
+			}
+		}
+	}
+	return nil
 }
 
 func envOr(k, def string) string {
@@ -380,24 +416,7 @@ func (s *stack) inject(ctx context.Context, js jetstream.JetStream, w *watcher, 
 	for w.admitted() < warm && ctx.Err() == nil {
 		time.Sleep(200 * time.Millisecond)
 	}
-	scheds := []string{"rm-scheduler-1", "rm-scheduler-2"}
-	launchers := []string{"rm-launcher-1", "rm-launcher-2"}
-	steps := []struct {
-		short, name string
-		target      func() string
-		do          func(svc string) (time.Time, time.Time, error)
-	}{
-		{"api", "kill -9 API", fixed("rm-api"), s.kill},
-		{"scheduler-leader", "kill -9 scheduler leader", func() string { return leader(ctx, js, "rm_scheduler", scheds...) }, s.kill},
-		{"scheduler-standby", "kill -9 scheduler standby", func() string { return other(leader(ctx, js, "rm_scheduler", scheds...), scheds...) }, s.kill},
-		{"launcher-leader", "kill -9 launcher leader", func() string { return leader(ctx, js, "rm_launcher", launchers...) }, s.kill},
-		{"launcher-standby", "kill -9 launcher standby", func() string { return other(leader(ctx, js, "rm_launcher", launchers...), launchers...) }, s.kill},
-		{"export", "kill -9 scenario-export", fixed("rm-scenario-export"), s.kill},
-		{"nats", "restart NATS", fixed("nats"), s.restart},
-		{"store", "restart store", fixed("mongo"), s.restart},
-		{"disconnect", fmt.Sprintf("launcher leader off the network %v", o.disconnect), func() string { return leader(ctx, js, "rm_launcher", launchers...) },
-			func(svc string) (time.Time, time.Time, error) { return s.disconnect(svc, o.disconnect) }},
-	}
+	steps := s.faultSteps(ctx, js, o)
 	chosen := map[string]bool{}
 	for _, f := range strings.Split(o.only, ",") {
 		chosen[strings.TrimSpace(f)] = f != ""
@@ -441,6 +460,33 @@ func (s *stack) inject(ctx context.Context, js jetstream.JetStream, w *watcher, 
 		time.Sleep(5 * time.Second)
 	}
 	return faults
+}
+
+// faultStep is one fault: its short name (faultNames), what the table
+// calls it, whom it hits (read when its turn comes: a leader changes) and
+// how. do returns when the fault took hold and when the service was back.
+type faultStep struct {
+	short, name string
+	target      func() string
+	do          func(svc string) (time.Time, time.Time, error)
+}
+
+// faultSteps are the faults in the order of faultNames.
+func (s *stack) faultSteps(ctx context.Context, js jetstream.JetStream, o options) []faultStep {
+	scheds := []string{"rm-scheduler-1", "rm-scheduler-2"}
+	launchers := []string{"rm-launcher-1", "rm-launcher-2"}
+	return []faultStep{
+		{"api", "kill -9 API", fixed("rm-api"), s.kill},
+		{"scheduler-leader", "kill -9 scheduler leader", func() string { return leader(ctx, js, "rm_scheduler", scheds...) }, s.kill},
+		{"scheduler-standby", "kill -9 scheduler standby", func() string { return other(leader(ctx, js, "rm_scheduler", scheds...), scheds...) }, s.kill},
+		{"launcher-leader", "kill -9 launcher leader", func() string { return leader(ctx, js, "rm_launcher", launchers...) }, s.kill},
+		{"launcher-standby", "kill -9 launcher standby", func() string { return other(leader(ctx, js, "rm_launcher", launchers...), launchers...) }, s.kill},
+		{"export", "kill -9 scenario-export", fixed("rm-scenario-export"), s.kill},
+		{"nats", "restart NATS", fixed("nats"), s.restart},
+		{"store", "restart store", fixed("mongo"), s.restart},
+		{"disconnect", fmt.Sprintf("launcher leader off the network %v", o.disconnect), func() string { return leader(ctx, js, "rm_launcher", launchers...) },
+			func(svc string) (time.Time, time.Time, error) { return s.disconnect(svc, o.disconnect) }},
+	}
 }
 
 func fixed(svc string) func() string { return func() string { return svc } }
