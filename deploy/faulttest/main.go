@@ -8,7 +8,8 @@
 // start and the jobs from the store (through the API), checks the
 // invariants (check.go) and prints a table of faults × invariants ×
 // recovery time. It always takes the stack down. Exit status 1 when an
-// invariant failed.
+// invariant failed or a fault could not be injected as planned, 2 when the
+// run itself failed.
 //
 //	cd deploy && go run ./faulttest -submissions 10000 -clients 8
 package main
@@ -222,7 +223,7 @@ func run(ctx context.Context, o options) (code int, err error) {
 	}
 	clientsDone := make(chan struct{})
 	go func() { wg.Wait(); close(clientsDone) }()
-	faults := s.inject(ctx, js, w, subs, o)
+	faults, missed := s.inject(ctx, js, w, subs, o)
 	<-clientsDone
 	log.Printf("submissions: %d accepted, %d refused, %d retries, in %v", len(subs.accepted), subs.refused.Load(), subs.retries.Load(),
 		time.Since(start).Round(time.Second))
@@ -261,7 +262,15 @@ func run(ctx context.Context, o options) (code int, err error) {
 	}
 	printReport(os.Stdout, o, rep, faults, start, len(subs.accepted))
 	printSlowRecoveries(os.Stdout, s, rep, faults, o.maxRecovery)
-	if len(rep.Findings) > 0 {
+	if len(missed) > 0 {
+		// "Every invariant for every fault" does not hold for a fault
+		// that did not happen as planned.
+		fmt.Printf("\n%d faults did not happen as planned:\n", len(missed))
+		for _, m := range missed {
+			fmt.Println("- " + m)
+		}
+	}
+	if len(rep.Findings) > 0 || len(missed) > 0 {
 		return 1, nil
 	}
 	return 0, nil
@@ -410,8 +419,9 @@ func other(of string, pair ...string) string {
 // inject runs the faults one after the other once the run is under way:
 // each waits for the stack to be healthy again and for an admission after
 // it (at most a minute) and then 5 s more, so that every fault meets a
-// system that has recovered from the one before.
-func (s *stack) inject(ctx context.Context, js jetstream.JetStream, w *watcher, subs *submitter, o options) []fault {
+// system that has recovered from the one before. missed says which of the
+// chosen faults could not be injected as planned, and why.
+func (s *stack) inject(ctx context.Context, js jetstream.JetStream, w *watcher, subs *submitter, o options) (faults []fault, missed []string) {
 	warm := min(300, o.submissions/20)
 	for w.admitted() < warm && ctx.Err() == nil {
 		time.Sleep(200 * time.Millisecond)
@@ -421,7 +431,6 @@ func (s *stack) inject(ctx context.Context, js jetstream.JetStream, w *watcher, 
 	for _, f := range strings.Split(o.only, ",") {
 		chosen[strings.TrimSpace(f)] = f != ""
 	}
-	var faults []fault
 	// Fault k waits until k+1 of len(steps)+1 parts of the submissions (or
 	// of -submit-for) are behind, so that the faults are spread over the run.
 	begin := time.Now()
@@ -440,6 +449,7 @@ func (s *stack) inject(ctx context.Context, js jetstream.JetStream, w *watcher, 
 		svc := st.target()
 		if svc == "" {
 			log.Printf("%s: no such container (no leader?); skipped", st.name)
+			missed = append(missed, st.name+": no such container (no leader?); skipped")
 			continue
 		}
 		name := st.name + " (" + svc + ")"
@@ -447,6 +457,7 @@ func (s *stack) inject(ctx context.Context, js jetstream.JetStream, w *watcher, 
 		at, back, err := st.do(svc)
 		if err != nil {
 			log.Printf("%s: %v", name, err)
+			missed = append(missed, fmt.Sprintf("%s: %v", name, err))
 		}
 		faults = append(faults, fault{Name: name, At: at, Back: back})
 		if err := s.waitHealthy(ctx, 2*time.Minute); err != nil {
@@ -459,7 +470,7 @@ func (s *stack) inject(ctx context.Context, js jetstream.JetStream, w *watcher, 
 		log.Printf("back: %s; healthy after %v", name, time.Since(at).Round(100*time.Millisecond))
 		time.Sleep(5 * time.Second)
 	}
-	return faults
+	return faults, missed
 }
 
 // faultStep is one fault: its short name (faultNames), what the table
