@@ -111,7 +111,7 @@ bench: ## run the benchmarks and print their figures
 	$(GO) test -run '^$$' -bench BenchmarkJobsPage -benchtime 20x -timeout 30m ./services/api/internal/ui/
 
 .PHONY: bench-compare
-bench-compare: build-avxrm ## run the same workloads on Slurm (installed from Debian if missing) and on avxrm up, and print both
+bench-compare: build-avxrm ## run the same workloads on Slurm (installed from Debian if missing) and on avxrm up, and print both, with our hand-over by phase and where our mixed workload's time went
 	@command -v slurmctld >/dev/null 2>&1 && command -v munged >/dev/null 2>&1 || { \
 	  echo "installing Slurm and munge (Debian packages) for the comparison"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurmctld slurmd slurm-client munge >/dev/null; }
