@@ -30,6 +30,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"slices"
@@ -95,6 +96,7 @@ func (o options) check() error {
 }
 
 func run(ctx context.Context, o options) error {
+	spawnBefore := spawnTime()
 	sizes := mixedSizes(o.mixed)
 	var slurm, ours result
 	if o.only != "avxrm" {
@@ -126,7 +128,20 @@ func run(ctx context.Context, o options) error {
 		}
 	}
 	printTable(os.Stdout, o, slurm, ours)
+	fmt.Printf("\nthis machine: 200 runs of /bin/true from a shell took %s before and %s after (docs/benchmarks.md compares runs at 0.16–0.21 s)\n",
+		spawnBefore, spawnTime())
 	return nil
+}
+
+// spawnTime is how long a shell takes to run /bin/true 200 times, the
+// figure by which docs/benchmarks.md tells a machine as fast at starting
+// processes as the one of the valid comparisons from a slower one.
+func spawnTime() string {
+	start := time.Now()
+	if err := exec.Command("/bin/sh", "-c", `i=0; while [ $i -lt 200 ]; do /bin/true; i=$((i+1)); done`).Run(); err != nil {
+		return "(not measured: " + err.Error() + ")"
+	}
+	return fmt.Sprintf("%.2f s", time.Since(start).Seconds())
 }
 
 // mixedSizes returns the mixed workload's gang sizes, the same for both systems.
