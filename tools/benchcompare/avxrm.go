@@ -56,7 +56,11 @@ func runOurs(ctx context.Context, bin, dir string, o options, sizes []int) (resu
 			return err
 		}},
 		{"mixed workload", func(a *allInOne) (err error) {
-			r.utilization, r.mixedLoss, r.mixedJobs, err = a.mixed(ctx, sizes)
+			r.utilization, r.mixedLoss, r.mixedJobs, err = a.mixed(ctx, sizes, "")
+			return err
+		}},
+		{"mixed workload, simulated driver", func(a *allInOne) (err error) {
+			r.utilizationSim, r.mixedLossSim, r.mixedJobsSim, err = a.mixed(ctx, sizes, "simulated")
 			return err
 		}},
 	}
@@ -325,8 +329,15 @@ func (a *allInOne) handover(ctx context.Context, n int) ([]time.Duration, []hand
 	return out, phases, nil
 }
 
-func (a *allInOne) mixed(ctx context.Context, sizes []int) (float64, mixedLoss, []mixedJob, error) {
-	app, err := a.setup(ctx, "", 0, 100)
+// mixed runs the mixed workload on driver ("": local, each instance holding
+// its worker 1 s with `sleep`; "simulated": instances that run 1 s without a
+// process, the control plane alone).
+func (a *allInOne) mixed(ctx context.Context, sizes []int, driver string) (float64, mixedLoss, []mixedJob, error) {
+	hold := 0.0
+	if driver == "simulated" {
+		hold = 1
+	}
+	app, err := a.setup(ctx, driver, hold, 100)
 	if err != nil {
 		return 0, mixedLoss{}, nil, err
 	}

@@ -15,7 +15,8 @@
 //     start stamp, both taken by the jobs' own processes with `date +%s.%N`.
 //   - mixed: -mixed jobs of 1..20 workers (seeded) holding them 1 s under a
 //     limit of 100, submitted at once; utilization is Σ workers·1 s divided by
-//     limit · makespan. Ours is also split: where the rest of limit ·
+//     limit · makespan. Ours runs it on the local driver and again on the
+//     simulated one (the control plane alone), each split: where the rest of limit ·
 //     makespan went (workers held while their instances started, ran past the
 //     hold or ended; capacity free while a waiting job fit, none fit, or none
 //     waited), read back from the jobs' recorded times.
@@ -56,6 +57,9 @@ type result struct {
 	utilization              float64          // 0..1
 	mixedLoss                mixedLoss        // ours only
 	mixedJobs                []mixedJob       // ours only
+	utilizationSim           float64          // ours only: the mixed workload on the simulated driver
+	mixedLossSim             mixedLoss
+	mixedJobsSim             []mixedJob
 }
 
 func main() {
@@ -191,10 +195,12 @@ func printTable(w *os.File, o options, slurm, ours result) {
 	}
 	pct := func(v float64) string { return blankIf(v == 0, fmt.Sprintf("%.0f%%", 100*v)) }
 	fmt.Fprintf(tw, "mixed workload utilization\t%s\t%s\t%s\n", pct(slurm.utilization), pct(ours.utilization), ratio(ours.utilization, slurm.utilization))
+	fmt.Fprintf(tw, "the same, simulated driver\t%s\t%s\t%s\n", "—", pct(ours.utilizationSim), ratio(ours.utilizationSim, slurm.utilization))
 	tw.Flush()
 	fmt.Fprintln(w, "\n(hand-over ratio: Slurm's time over ours; the others: ours over Slurm's)")
 	printPhases(w, ours.phases)
-	printMixedLoss(w, ours.mixedLoss, ours.mixedJobs)
+	printMixedLoss(w, "", ours.mixedLoss, ours.mixedJobs)
+	printMixedLoss(w, ", simulated driver", ours.mixedLossSim, ours.mixedJobsSim)
 }
 
 func blankIf(b bool, s string) string {

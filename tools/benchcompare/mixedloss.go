@@ -145,15 +145,15 @@ func (a *allInOne) readMixed(ctx context.Context, ids []string) ([]mixedJob, err
 
 // printMixedLoss writes where the limit × makespan of our mixed workload
 // went, and how long the jobs' workers took to start.
-func printMixedLoss(w io.Writer, l mixedLoss, jobs []mixedJob) {
+func printMixedLoss(w io.Writer, label string, l mixedLoss, jobs []mixedJob) {
 	if len(jobs) == 0 {
 		return
 	}
 	pct := func(v float64) float64 { return 100 * v }
-	fmt.Fprintf(w, "\navxrm mixed workload, share of limit × makespan: work %.1f%%; held while the workers started %.1f%%, "+
+	fmt.Fprintf(w, "\navxrm mixed workload%s, share of limit × makespan: work %.1f%%; held while the workers started %.1f%%, "+
 		"while they ran past the hold %.1f%%, after they ended %.1f%%; free while a waiting job fit %.1f%%, "+
 		"while none fit %.1f%%, while none waited %.1f%%\n",
-		pct(l.work), pct(l.starting), pct(l.running), pct(l.ending), pct(l.fitIdle), pct(l.packIdle), pct(l.emptyIdle))
+		label, pct(l.work), pct(l.starting), pct(l.running), pct(l.ending), pct(l.fitIdle), pct(l.packIdle), pct(l.emptyIdle))
 	first := make([]time.Duration, len(jobs))
 	last := make([]time.Duration, len(jobs))
 	final := make([]time.Duration, len(jobs))
