@@ -446,10 +446,15 @@ func (s *stack) inject(ctx context.Context, js jetstream.JetStream, w *watcher, 
 		if o.only != "" && !chosen[st.short] {
 			continue
 		}
+		// A leader is read from NATS: a read that fails for a moment is
+		// tried again before the fault counts as not injected.
 		svc := st.target()
+		for end := time.Now().Add(10 * time.Second); svc == "" && time.Now().Before(end) && ctx.Err() == nil; svc = st.target() {
+			time.Sleep(200 * time.Millisecond)
+		}
 		if svc == "" {
-			log.Printf("%s: no such container (no leader?); skipped", st.name)
-			missed = append(missed, st.name+": no such container (no leader?); skipped")
+			log.Printf("%s: no such container (no leader for 10 s?); skipped", st.name)
+			missed = append(missed, st.name+": no such container (no leader for 10 s?); skipped")
 			continue
 		}
 		name := st.name + " (" + svc + ")"
