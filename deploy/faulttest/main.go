@@ -119,14 +119,24 @@ func (o options) check() error {
 	case !slices.Contains([]string{"debug", "info", "warn", "error"}, o.logLevel):
 		return fmt.Errorf("-log-level must be debug, info, warn or error (got %q)", o.logLevel)
 	}
-	if o.only != "" {
-		for _, f := range strings.Split(o.only, ",") {
-			if !slices.Contains(faultNames, strings.TrimSpace(f)) {
-				return fmt.Errorf("-faults: no fault %q (the faults: %s)", strings.TrimSpace(f), strings.Join(faultNames, ", "))
-			}
+	for _, f := range o.chosen() {
+		if !slices.Contains(faultNames, f) {
+			return fmt.Errorf("-faults: no fault %q (the faults: %s)", f, strings.Join(faultNames, ", "))
 		}
 	}
 	return nil
+}
+
+// chosen are the names -faults gives, none when it is empty (all faults).
+func (o options) chosen() []string {
+	if o.only == "" {
+		return nil
+	}
+	names := strings.Split(o.only, ",")
+	for i := range names {
+		names[i] = strings.TrimSpace(names[i])
+	}
+	return names
 }
 
 func envOr(k, def string) string {
@@ -427,10 +437,7 @@ func (s *stack) inject(ctx context.Context, js jetstream.JetStream, w *watcher, 
 		time.Sleep(200 * time.Millisecond)
 	}
 	steps := s.faultSteps(ctx, js, o)
-	chosen := map[string]bool{}
-	for _, f := range strings.Split(o.only, ",") {
-		chosen[strings.TrimSpace(f)] = f != ""
-	}
+	chosen := o.chosen()
 	// Fault k waits until k+1 of len(steps)+1 parts of the submissions (or
 	// of -submit-for) are behind, so that the faults are spread over the run.
 	begin := time.Now()
@@ -443,7 +450,7 @@ func (s *stack) inject(ctx context.Context, js jetstream.JetStream, w *watcher, 
 		if ctx.Err() != nil {
 			break
 		}
-		if o.only != "" && !chosen[st.short] {
+		if chosen != nil && !slices.Contains(chosen, st.short) {
 			continue
 		}
 		// A leader is read from NATS: a read that fails for a moment is

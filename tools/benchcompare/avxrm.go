@@ -56,11 +56,12 @@ func runOurs(ctx context.Context, bin, dir string, o options, sizes []int) (resu
 			return err
 		}},
 		{"mixed workload", func(a *allInOne) (err error) {
-			r.utilization, r.mixedLoss, r.mixedJobs, err = a.mixed(ctx, sizes, "")
+			r.mixed, err = a.mixed(ctx, sizes, "")
+			r.utilization = r.mixed.loss.work
 			return err
 		}},
 		{"mixed workload, simulated driver", func(a *allInOne) (err error) {
-			r.utilizationSim, r.mixedLossSim, r.mixedJobsSim, err = a.mixed(ctx, sizes, "simulated")
+			r.mixedSim, err = a.mixed(ctx, sizes, "simulated")
 			return err
 		}},
 	}
@@ -332,20 +333,20 @@ func (a *allInOne) handover(ctx context.Context, n int) ([]time.Duration, []hand
 // mixed runs the mixed workload on driver ("": local, each instance holding
 // its worker 1 s with `sleep`; "simulated": instances that run 1 s without a
 // process, the control plane alone).
-func (a *allInOne) mixed(ctx context.Context, sizes []int, driver string) (float64, mixedLoss, []mixedJob, error) {
+func (a *allInOne) mixed(ctx context.Context, sizes []int, driver string) (mixedRun, error) {
 	hold := 0.0
 	if driver == "simulated" {
 		hold = 1
 	}
 	app, err := a.setup(ctx, driver, hold, 100)
 	if err != nil {
-		return 0, mixedLoss{}, nil, err
+		return mixedRun{}, err
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	fin, err := a.finals(ctx)
 	if err != nil {
-		return 0, mixedLoss{}, nil, err
+		return mixedRun{}, err
 	}
 	ids := make([]string, len(sizes))
 	start := time.Now()
@@ -354,15 +355,15 @@ func (a *allInOne) mixed(ctx context.Context, sizes []int, driver string) (float
 		return err
 	})
 	if err != nil {
-		return 0, mixedLoss{}, nil, err
+		return mixedRun{}, err
 	}
 	if err := await(ctx, fin, len(sizes), 30*time.Minute); err != nil {
-		return 0, mixedLoss{}, nil, err
+		return mixedRun{}, err
 	}
 	end := time.Now()
 	jobs, err := a.readMixed(ctx, ids)
 	if err != nil {
-		return 0, mixedLoss{}, nil, err
+		return mixedRun{}, err
 	}
-	return utilization(sizes, 100, time.Second, end.Sub(start)), splitMixed(jobs, 100, time.Second, start, end), jobs, nil
+	return mixedRun{loss: splitMixed(jobs, 100, time.Second, start, end), jobs: jobs}, nil
 }

@@ -54,12 +54,8 @@ type result struct {
 	trivialLocal, trivialSim float64 // jobs per second
 	handover                 []time.Duration
 	phases                   []handoverPhases // ours only
-	utilization              float64          // 0..1
-	mixedLoss                mixedLoss        // ours only
-	mixedJobs                []mixedJob       // ours only
-	utilizationSim           float64          // ours only: the mixed workload on the simulated driver
-	mixedLossSim             mixedLoss
-	mixedJobsSim             []mixedJob
+	utilization              float64          // 0..1 (ours: mixed.loss.work)
+	mixed, mixedSim          mixedRun         // ours only: on the local and the simulated driver
 }
 
 func main() {
@@ -195,12 +191,13 @@ func printTable(w *os.File, o options, slurm, ours result) {
 	}
 	pct := func(v float64) string { return blankIf(v == 0, fmt.Sprintf("%.0f%%", 100*v)) }
 	fmt.Fprintf(tw, "mixed workload utilization\t%s\t%s\t%s\n", pct(slurm.utilization), pct(ours.utilization), ratio(ours.utilization, slurm.utilization))
-	fmt.Fprintf(tw, "the same, simulated driver\t%s\t%s\t%s\n", "—", pct(ours.utilizationSim), ratio(ours.utilizationSim, slurm.utilization))
+	sim := ours.mixedSim.loss.work
+	fmt.Fprintf(tw, "the same, simulated driver\t%s\t%s\t%s\n", "—", pct(sim), ratio(sim, slurm.utilization))
 	tw.Flush()
 	fmt.Fprintln(w, "\n(hand-over ratio: Slurm's time over ours; the others: ours over Slurm's)")
 	printPhases(w, ours.phases)
-	printMixedLoss(w, "", ours.mixedLoss, ours.mixedJobs)
-	printMixedLoss(w, ", simulated driver", ours.mixedLossSim, ours.mixedJobsSim)
+	printMixedLoss(w, "", ours.mixed)
+	printMixedLoss(w, ", simulated driver", ours.mixedSim)
 }
 
 func blankIf(b bool, s string) string {

@@ -38,6 +38,12 @@ type mixedLoss struct {
 	fitIdle, packIdle, emptyIdle    float64
 }
 
+// mixedRun is one run of our mixed workload: its split and its jobs.
+type mixedRun struct {
+	loss mixedLoss
+	jobs []mixedJob
+}
+
 // splitMixed computes the split over [start, end] for a limit and a hold.
 func splitMixed(jobs []mixedJob, limit int, hold time.Duration, start, end time.Time) mixedLoss {
 	var l mixedLoss
@@ -145,7 +151,8 @@ func (a *allInOne) readMixed(ctx context.Context, ids []string) ([]mixedJob, err
 
 // printMixedLoss writes where the limit × makespan of our mixed workload
 // went, and how long the jobs' workers took to start.
-func printMixedLoss(w io.Writer, label string, l mixedLoss, jobs []mixedJob) {
+func printMixedLoss(w io.Writer, label string, r mixedRun) {
+	l, jobs := r.loss, r.jobs
 	if len(jobs) == 0 {
 		return
 	}
