@@ -152,21 +152,25 @@ func (s *Store) read(ctx context.Context, id string, withInstances bool) (read, 
 	return r, nil
 }
 
+// storedJob is a job document as stored: the job and, beside it, what the
+// outbox keeps (outbox.Envelope's fields), decoded in one pass.
+type storedJob struct {
+	events.Job `bson:",inline"`
+	Outbox     []outbox.Entry `bson:"_outbox"`
+	Deleted    bool           `bson:"_deleted"`
+}
+
 // decodeRead decodes a stored job with the outbox entries it carries;
 // deleted is true for a tombstone (and r is then empty).
 func decodeRead(raw bson.Raw) (r read, deleted bool, err error) {
-	var env outbox.Envelope
-	if err := bson.Unmarshal(raw, &env); err != nil {
+	d := new(storedJob)
+	if err := bson.Unmarshal(raw, d); err != nil {
 		return read{}, false, err
 	}
-	if env.Deleted {
+	if d.Deleted {
 		return read{}, true, nil
 	}
-	var j events.Job
-	if err := bson.Unmarshal(raw, &j); err != nil {
-		return read{}, false, err
-	}
-	return read{job: &j, pending: env.Outbox}, false, nil
+	return read{job: &d.Job, pending: d.Outbox}, false, nil
 }
 
 // Create stores a new job with the events of types.

@@ -74,10 +74,7 @@ func (o *Outbox) replaceStored(ctx context.Context, coll *mongo.Collection, r Re
 	if err != nil {
 		return nil, nil, false, err
 	}
-	d, err := withEntries(r.Doc, entries)
-	if err == nil {
-		stored, err = bson.Marshal(d)
-	}
+	stored, err = withEntries(r.Doc, entries)
 	if err != nil {
 		o.done(w)
 		return nil, nil, false, err

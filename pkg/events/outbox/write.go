@@ -10,6 +10,7 @@ import (
 	"github.com/avxrm/rm/pkg/events"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
 
 // ErrVersionConflict: the document changed (or vanished) since it was read.
@@ -18,26 +19,36 @@ var ErrVersionConflict = errors.New("outbox: document changed since it was read"
 // ErrDuplicate: an insert hit a unique index.
 var ErrDuplicate = errors.New("outbox: duplicate key")
 
-// withEntries returns doc as a BSON document with _outbox set to entries.
-func withEntries(doc any, entries []Entry) (bson.D, error) {
+// withEntries returns doc as a BSON document with _outbox set to entries:
+// doc's elements as marshalled, but for any _outbox and _deleted it had,
+// copied as they are, then the entries (no _outbox when there are none).
+func withEntries(doc any, entries []Entry) (bson.Raw, error) {
 	raw, err := bson.Marshal(doc)
 	if err != nil {
 		return nil, fmt.Errorf("marshal document: %w", err)
 	}
-	var d bson.D
-	if err := bson.Unmarshal(raw, &d); err != nil {
-		return nil, fmt.Errorf("unmarshal document: %w", err)
+	elems, err := bsoncore.Document(raw).Elements()
+	if err != nil {
+		return nil, fmt.Errorf("read document: %w", err)
 	}
-	out := d[:0]
-	for _, e := range d {
-		if e.Key != Field && e.Key != DeletedField {
-			out = append(out, e)
+	var tail []byte
+	if len(entries) > 0 {
+		t, err := bson.Marshal(struct {
+			Entries []Entry `bson:"_outbox"`
+		}{entries})
+		if err != nil {
+			return nil, fmt.Errorf("marshal outbox entries: %w", err)
+		}
+		tail = t[4 : len(t)-1] // the one element, without the document's length and end
+	}
+	i, out := bsoncore.ReserveLength(make([]byte, 0, len(raw)+len(tail)))
+	for _, e := range elems {
+		if k := e.Key(); k != Field && k != DeletedField {
+			out = append(out, e...)
 		}
 	}
-	if len(entries) > 0 {
-		out = append(out, bson.E{Key: Field, Value: entries})
-	}
-	return out, nil
+	out = append(append(out, tail...), 0)
+	return bson.Raw(bsoncore.UpdateLength(out, i, int32(len(out)))), nil
 }
 
 func entriesOf(evs []events.Event) []Entry {
