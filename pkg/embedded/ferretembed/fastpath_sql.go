@@ -132,7 +132,12 @@ func (s *Server) readFields(ctx context.Context, w *fastWrite) (bsoncore.Documen
 	if s.sqlLookups.missAll.Load() {
 		return nil, errNoRow
 	}
-	if err := sdb.QueryRowContext(ctx, q, string(id)).Scan(ptrs...); err != nil {
+	lookup, err := s.stmt(ctx, w.db, sdb, q) // compiled once: the same few queries, on every conditional write
+	if err != nil {
+		s.forgetTable(w.db, w.coll)
+		return nil, err
+	}
+	if err := lookup.QueryRowContext(ctx, string(id)).Scan(ptrs...); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil, errNoRow // not trusted: the caller asks FerretDB
 		}
