@@ -25,22 +25,7 @@ func storedJobDoc(tb testing.TB) bson.Raw {
 		}
 		j.InlineInstances = append(j.InlineInstances, events.Instance{Role: role, Index: i, Status: events.InstanceRunning, StartedAt: &now})
 	}
-	d, err := bson.Marshal(j)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	e, err := bson.Marshal(outbox.Envelope{Outbox: []outbox.Entry{{}}})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	var m, n bson.D
-	if err := bson.Unmarshal(d, &m); err != nil {
-		tb.Fatal(err)
-	}
-	if err := bson.Unmarshal(e, &n); err != nil {
-		tb.Fatal(err)
-	}
-	raw, err := bson.Marshal(append(m, n[0]))
+	raw, err := bson.Marshal(storedJob{Job: j, Envelope: outbox.Envelope{Outbox: []outbox.Entry{{}}}})
 	if err != nil {
 		tb.Fatal(err)
 	}

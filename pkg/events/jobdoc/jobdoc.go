@@ -153,11 +153,10 @@ func (s *Store) read(ctx context.Context, id string, withInstances bool) (read, 
 }
 
 // storedJob is a job document as stored: the job and, beside it, what the
-// outbox keeps (outbox.Envelope's fields), decoded in one pass.
+// outbox keeps, decoded in one pass.
 type storedJob struct {
-	events.Job `bson:",inline"`
-	Outbox     []outbox.Entry `bson:"_outbox"`
-	Deleted    bool           `bson:"_deleted"`
+	events.Job      `bson:",inline"`
+	outbox.Envelope `bson:",inline"`
 }
 
 // decodeRead decodes a stored job with the outbox entries it carries;

@@ -75,16 +75,14 @@ func TestWithEntries(t *testing.T) {
 	}
 }
 
+// BenchmarkWithEntries measures a job write's document as it is sent to the
+// store (before 1179b99 that took a bson.Marshal of the bson.D it returned).
 func BenchmarkWithEntries(b *testing.B) {
 	doc := jobLike()
 	entries := []Entry{{ID: "e1", Type: "rm.job.running", Data: strings.Repeat("x", 900), Time: time.Unix(2, 0).UTC()}}
 	b.ReportAllocs()
 	for b.Loop() {
-		d, err := withEntries(doc, entries)
-		if err == nil {
-			_, err = bson.Marshal(d)
-		}
-		if err != nil {
+		if _, err := withEntries(doc, entries); err != nil {
 			b.Fatal(err)
 		}
 	}

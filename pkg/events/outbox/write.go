@@ -31,23 +31,24 @@ func withEntries(doc any, entries []Entry) (bson.Raw, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read document: %w", err)
 	}
-	var tail []byte
+	var entriesType bson.Type
+	var entriesValue []byte
 	if len(entries) > 0 {
-		t, err := bson.Marshal(struct {
-			Entries []Entry `bson:"_outbox"`
-		}{entries})
-		if err != nil {
+		if entriesType, entriesValue, err = bson.MarshalValue(entries); err != nil {
 			return nil, fmt.Errorf("marshal outbox entries: %w", err)
 		}
-		tail = t[4 : len(t)-1] // the one element, without the document's length and end
 	}
-	i, out := bsoncore.ReserveLength(make([]byte, 0, len(raw)+len(tail)))
+	i, out := bsoncore.ReserveLength(make([]byte, 0, len(raw)+len(Field)+len(entriesValue)+2))
 	for _, e := range elems {
 		if k := e.Key(); k != Field && k != DeletedField {
 			out = append(out, e...)
 		}
 	}
-	out = append(append(out, tail...), 0)
+	if len(entries) > 0 {
+		out = bsoncore.AppendHeader(out, bsoncore.Type(entriesType), Field)
+		out = append(out, entriesValue...)
+	}
+	out = append(out, 0)
 	return bson.Raw(bsoncore.UpdateLength(out, i, int32(len(out)))), nil
 }
 
@@ -183,8 +184,8 @@ func (o *Outbox) flushAfterWrite(ctx context.Context, w *inflight) {
 // Envelope is what the outbox keeps in a document besides the resource; decode
 // it from the same raw document as the resource to carry pending entries along.
 type Envelope struct {
-	Outbox  []Entry `bson:"_outbox"`
-	Deleted bool    `bson:"_deleted"`
+	Outbox  []Entry `bson:"_outbox,omitempty"`
+	Deleted bool    `bson:"_deleted,omitempty"`
 }
 
 // NotDeleted is the filter that hides tombstones from reads.
