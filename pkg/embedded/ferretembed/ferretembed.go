@@ -124,6 +124,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/FerretDB/FerretDB/ferretdb"
@@ -162,8 +163,9 @@ type Server struct {
 	sqlLookups  sqlFieldLookups // the fast path's lookups in SQL (fastpath_sql.go)
 	commits     groupCommit     // the direct writes' open transaction (groupcommit.go)
 
-	cancel context.CancelFunc
-	done   chan struct{}
+	cancel    context.CancelFunc
+	done      chan struct{}
+	closeOnce sync.Once
 }
 
 // Start starts FerretDB and returns once it answers a ping. ctx bounds the
@@ -267,26 +269,38 @@ func (s *Server) waitReady(ctx context.Context) error {
 // write-serializing proxy's, never FerretDB's own.
 func (s *Server) URI() string { return s.uri }
 
+// DialContext connects to the store in memory, for a client in the same
+// process: options.Client().ApplyURI(s.URI()).SetDialer(s). network and
+// address are ignored; the connection is the proxy's, as one to URI is.
+func (s *Server) DialContext(ctx context.Context, _, _ string) (net.Conn, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return s.proxy.dialPipe()
+}
+
 // Dir returns the absolute directory holding the SQLite files.
 func (s *Server) Dir() string { return s.dir }
 
 // Close stops accepting connections, closes the open ones (an in-flight
 // request may or may not complete), stops FerretDB and closes the SQLite
-// databases.
+// databases. Calls after the first do nothing.
 func (s *Server) Close() {
-	if s.client != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_ = s.client.Disconnect(ctx)
-		cancel()
-	}
-	s.proxy.close()
-	s.failAll() // a transaction left open is rolled back as its connection closes
-	s.fieldDBs.close()
-	s.closePinned()
-	s.sqlLookups.dbs.close()
-	s.sqlLookups.reads.close()
-	s.cancel()
-	<-s.done
+	s.closeOnce.Do(func() {
+		if s.client != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_ = s.client.Disconnect(ctx)
+			cancel()
+		}
+		s.proxy.close()
+		s.failAll() // a transaction left open is rolled back as its connection closes
+		s.fieldDBs.close()
+		s.closePinned()
+		s.sqlLookups.dbs.close()
+		s.sqlLookups.reads.close()
+		s.cancel()
+		<-s.done
+	})
 }
 
 // quietHandler passes FerretDB's warnings and errors on, except the dumps of

@@ -229,22 +229,43 @@ func (p *proxy) serve() {
 			time.Sleep(50 * time.Millisecond) // e.g. out of file descriptors
 			continue
 		}
-		c := &proxyConn{
-			p: p, client: client, done: make(chan struct{}),
-			pending: make(map[int32]bool), swallow: make(map[int32]bool), reads: make(map[int32]bool),
-		}
-		c.idle = sync.NewCond(&c.mu)
-		p.mu.Lock()
-		if p.closed {
-			p.mu.Unlock()
-			client.Close()
+		if !p.accept(client) {
 			return
 		}
-		p.conns[c] = struct{}{}
-		p.wg.Add(1)
-		p.mu.Unlock()
-		go c.serve()
 	}
+}
+
+// accept serves client, a connection from the listener or from dialPipe;
+// false, with client closed, once the proxy is closed.
+func (p *proxy) accept(client net.Conn) bool {
+	c := &proxyConn{
+		p: p, client: client, done: make(chan struct{}),
+		pending: make(map[int32]bool), swallow: make(map[int32]bool), reads: make(map[int32]bool),
+	}
+	c.idle = sync.NewCond(&c.mu)
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		client.Close()
+		return false
+	}
+	p.conns[c] = struct{}{}
+	p.wg.Add(1)
+	p.mu.Unlock()
+	go c.serve()
+	return true
+}
+
+// dialPipe connects a client to the proxy in memory (net.Pipe): the same
+// serialization and fast paths as a connection to its listener, without
+// the loopback socket's system calls on either side.
+func (p *proxy) dialPipe() (net.Conn, error) {
+	client, server := net.Pipe()
+	if !p.accept(server) {
+		client.Close()
+		return nil, net.ErrClosed
+	}
+	return client, nil
 }
 
 // close stops accepting, closes every connection, both sides, and waits for

@@ -138,7 +138,13 @@ func (s *System) startNATS(cfg Config, users []natsembed.User) error {
 
 // connect opens the MongoDB and NATS connections and makes the streams.
 func (s *System) connect(ctx context.Context, cfg Config, natsOpts []nats.Option) (*nats.Conn, error) {
-	mc, err := mongo.Connect(options.Client().ApplyURI(s.MongoURI).SetTimeout(30 * time.Second))
+	mopts := options.Client().ApplyURI(s.MongoURI).SetTimeout(30 * time.Second)
+	if s.store != nil {
+		// The services reach the embedded store in memory, not through a
+		// loopback socket (docs/benchmarks.md, "The store in memory").
+		mopts.SetDialer(s.store)
+	}
+	mc, err := mongo.Connect(mopts)
 	if err != nil {
 		return nil, fmt.Errorf("connect mongodb: %w", err)
 	}
