@@ -236,11 +236,20 @@ func checkNATSPermissions(t *testing.T, conf string, creds map[string]natsCred) 
 		}
 		// Between two pull requests the consumer briefly has none waiting,
 		// so the readiness check is asked until it holds (what a probe's
-		// retries do), not once.
+		// retries do), not once. Within 20 s, as the waits above: 5 s once
+		// ran out in make test on a loaded machine (2026-12-03 22:28).
 		var attached error
-		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 			if attached = events.ConsumerAttached(ctx, x.c.js, x.durable); attached == nil || time.Now().After(deadline) {
 				break
+			}
+		}
+		if attached != nil {
+			if c, err := x.c.js.Consumer(ctx, events.StreamName, x.durable); err == nil {
+				if info, err := c.Info(ctx); err == nil {
+					t.Logf("%s: waiting %d, ack pending %d, undelivered %d, redelivered %d", x.durable,
+						info.NumWaiting, info.NumAckPending, info.NumPending, info.NumRedelivered)
+				}
 			}
 		}
 		x.c.ok("check its consumer", attached)
