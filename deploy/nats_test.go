@@ -244,14 +244,6 @@ func checkNATSPermissions(t *testing.T, conf string, creds map[string]natsCred) 
 				break
 			}
 		}
-		if attached != nil {
-			if c, err := x.c.js.Consumer(ctx, events.StreamName, x.durable); err == nil {
-				if info, err := c.Info(ctx); err == nil {
-					t.Logf("%s: waiting %d, ack pending %d, undelivered %d, redelivered %d", x.durable,
-						info.NumWaiting, info.NumAckPending, info.NumPending, info.NumRedelivered)
-				}
-			}
-		}
 		x.c.ok("check its consumer", attached)
 		ccancel()
 		<-done

@@ -206,7 +206,8 @@ func ConsumerAttached(ctx context.Context, js jetstream.JetStream, durable strin
 		return fmt.Errorf("consumer %s: %w", durable, err)
 	}
 	if info.NumWaiting == 0 && info.NumAckPending == 0 {
-		return fmt.Errorf("consumer %s: no pull request attached", durable)
+		return fmt.Errorf("consumer %s: no pull request attached (%d undelivered, %d redelivered)",
+			durable, info.NumPending, info.NumRedelivered)
 	}
 	return nil
 }
