@@ -1,15 +1,17 @@
 package local
 
+import "context"
+
 // HoldLaunchSlots takes every launch slot of d, as launches under way
 // would, until release is called.
 func HoldLaunchSlots(d *Driver) (release func()) {
-	n := cap(d.launching)
+	n := d.launching.size
 	for range n {
-		d.launching <- struct{}{}
+		_ = d.launching.acquire(context.Background(), "") // never cancelled
 	}
 	return func() {
 		for range n {
-			<-d.launching
+			d.launching.release("")
 		}
 	}
 }

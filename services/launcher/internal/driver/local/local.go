@@ -144,8 +144,8 @@ type Driver struct {
 	poll  time.Duration
 
 	// launching admits launch calls, and the making of spare directories,
-	// at most one per CPU (launchSlots).
-	launching chan struct{}
+	// at most one per CPU (launchSlots), job by job (gate.go).
+	launching *gate
 
 	// Instance directories made ahead of need (spareDir), each with its
 	// work directory, an empty record and an empty log: a launch renames
@@ -227,7 +227,7 @@ func NewDriver(cfg driver.LocalConfig, opts driver.Options, options ...Option) (
 		grace:      10 * time.Second,
 		poll:       time.Second,
 		insts:      make(map[driver.Ref]*instance),
-		launching:  make(chan struct{}, launchSlots()),
+		launching:  newGate(launchSlots()),
 		spareCount: defaultSpareDirs,
 		spareTaken: make(chan struct{}, 1),
 		spareStamp: strconv.FormatInt(time.Now().UnixNano(), 36),
@@ -348,12 +348,10 @@ func launchSlots() int { return max(2, runtime.GOMAXPROCS(0)) }
 // file operation here lies between the job's admission and its processes'
 // start, for each instance of the job, so it makes no more than it needs.
 func (d *Driver) launch(ctx context.Context, inst *instance, s driver.Spec, argv []string) (_ *exec.Cmd, rec *os.File, err error) {
-	select {
-	case d.launching <- struct{}{}:
-	case <-ctx.Done():
-		return nil, nil, ctx.Err()
+	if err := d.launching.acquire(ctx, s.JobID); err != nil {
+		return nil, nil, err
 	}
-	defer func() { <-d.launching }()
+	defer d.launching.release(s.JobID)
 	fresh, err := d.placeDir(inst.dir)
 	if err != nil {
 		return nil, nil, fmt.Errorf("create instance dir: %w", err)
@@ -968,6 +966,15 @@ const spareQuiet = 20 * time.Millisecond
 // time in a launch slot once launches have been quiet for spareQuiet.
 func (d *Driver) spareLoop() {
 	defer close(d.fillDone)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-d.quit:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	for {
 		for len(d.spares) < cap(d.spares) {
 			if wait := spareQuiet - time.Since(time.Unix(0, d.lastTake.Load())); wait > 0 {
@@ -980,13 +987,11 @@ func (d *Driver) spareLoop() {
 				}
 				continue
 			}
-			select {
-			case d.launching <- struct{}{}:
-			case <-d.quit:
-				return
+			if d.launching.acquire(ctx, "") != nil {
+				return // quit
 			}
 			p, err := d.makeSpare()
-			<-d.launching
+			d.launching.release("")
 			if err != nil {
 				d.log.Warn("cannot make a spare instance directory", "err", err)
 				break
