@@ -19,7 +19,10 @@ import (
 // 17th instance of a job of 21 queued behind the first 16 of a job admitted
 // just after it, and each of two jobs admitted together held its workers
 // until both had started. Started job by job, the first holds its workers
-// for its own launches only, and the second no longer than before.
+// for its own launches only, and the second no longer than before. The
+// price: a small job admitted just after a big one now waits for all the big
+// one's launches, where it waited for the 16 under way; in worker-time held,
+// which is what capacity pays, the order is the cheaper one.
 type gate struct {
 	size int // slots
 
