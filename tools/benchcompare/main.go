@@ -42,6 +42,29 @@ import (
 	"time"
 )
 
+func usage() {
+	w := flag.CommandLine.Output()
+	fmt.Fprintf(w, `Usage: %s [flags]
+
+Runs the same workloads on Slurm and on avxrm up, one system after the other on
+this machine, and prints both with the ratios: trivial jobs (ours on the local
+and the simulated driver), the gang hand-over (p50, p99; ours also by phase) and
+the mixed workload's utilization (ours split into where the rest went). Slurm's
+side needs Slurm installed (make bench-compare installs it from Debian's
+packages); its daemons run on loopback with their state in a temporary folder. Runs compare
+only on a machine that starts processes at the speed docs/benchmarks.md names:
+the last line says how long 200 runs of /bin/true took.
+
+Examples:
+  %[1]s                              the defaults, as make bench-compare runs them
+  %[1]s -only avxrm -jobs 1000       our side alone, a shorter trivial run
+  %[1]s -only avxrm -jobs 10 -handovers 3 -mixed 300   the mixed workload
+
+Flags:
+`, filepath.Base(os.Args[0]))
+	flag.PrintDefaults()
+}
+
 type options struct {
 	jobs, clients, handovers, mixed int
 	avxrm                           string
@@ -67,6 +90,7 @@ func main() {
 	flag.StringVar(&o.avxrm, "avxrm", "bin/avxrm", "the avxrm binary to run as the all-in-one")
 	flag.StringVar(&o.only, "only", "", "run one system only: slurm or avxrm")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary folders (logs) afterwards")
+	flag.Usage = usage
 	flag.Parse()
 	if err := o.check(); err != nil {
 		fmt.Fprintln(os.Stderr, "benchcompare:", err)
