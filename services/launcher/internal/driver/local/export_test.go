@@ -5,13 +5,13 @@ import "context"
 // HoldLaunchSlots takes every launch slot of d, as launches under way
 // would, until release is called.
 func HoldLaunchSlots(d *Driver) (release func()) {
-	n := d.launching.size
+	n := d.launching.Size()
 	for range n {
-		_ = d.launching.acquire(context.Background(), "") // never cancelled
+		_ = d.launching.Acquire(context.Background(), "") // never cancelled
 	}
 	return func() {
 		for range n {
-			d.launching.release("")
+			d.launching.Release("")
 		}
 	}
 }

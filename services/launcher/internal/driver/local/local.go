@@ -67,6 +67,7 @@ import (
 	"time"
 
 	"github.com/avxrm/rm/services/launcher/internal/driver"
+	"github.com/avxrm/rm/services/launcher/internal/driver/internal/gate"
 	"github.com/avxrm/rm/services/launcher/internal/driver/internal/hub"
 )
 
@@ -144,8 +145,8 @@ type Driver struct {
 	poll  time.Duration
 
 	// launching admits launch calls, and the making of spare directories,
-	// at most one per CPU (launchSlots), job by job (gate.go).
-	launching *gate
+	// at most one per CPU (launchSlots), job by job.
+	launching *gate.Gate
 
 	// Instance directories made ahead of need (spareDir), each with its
 	// work directory, an empty record and an empty log: a launch renames
@@ -227,7 +228,7 @@ func NewDriver(cfg driver.LocalConfig, opts driver.Options, options ...Option) (
 		grace:      10 * time.Second,
 		poll:       time.Second,
 		insts:      make(map[driver.Ref]*instance),
-		launching:  newGate(launchSlots()),
+		launching:  gate.New(launchSlots()),
 		spareCount: defaultSpareDirs,
 		spareTaken: make(chan struct{}, 1),
 		spareStamp: strconv.FormatInt(time.Now().UnixNano(), 36),
@@ -348,10 +349,10 @@ func launchSlots() int { return max(2, runtime.GOMAXPROCS(0)) }
 // file operation here lies between the job's admission and its processes'
 // start, for each instance of the job, so it makes no more than it needs.
 func (d *Driver) launch(ctx context.Context, inst *instance, s driver.Spec, argv []string) (_ *exec.Cmd, rec *os.File, err error) {
-	if err := d.launching.acquire(ctx, s.JobID); err != nil {
+	if err := d.launching.Acquire(ctx, s.JobID); err != nil {
 		return nil, nil, err
 	}
-	defer d.launching.release(s.JobID)
+	defer d.launching.Release(s.JobID)
 	fresh, err := d.placeDir(inst.dir)
 	if err != nil {
 		return nil, nil, fmt.Errorf("create instance dir: %w", err)
@@ -987,11 +988,11 @@ func (d *Driver) spareLoop() {
 				}
 				continue
 			}
-			if d.launching.acquire(ctx, "") != nil {
+			if d.launching.Acquire(ctx, "") != nil {
 				return // quit
 			}
 			p, err := d.makeSpare()
-			d.launching.release("")
+			d.launching.Release("")
 			if err != nil {
 				d.log.Warn("cannot make a spare instance directory", "err", err)
 				break

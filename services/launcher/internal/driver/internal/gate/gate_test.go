@@ -1,4 +1,4 @@
-package local
+package gate
 
 import (
 	"context"
@@ -14,7 +14,7 @@ import (
 // queue makes each of launches wait on g, one after the other (each waiting
 // before the next comes), and returns the order in which they got a slot
 // once release lets the first in. Each gives its slot back at once.
-func queue(t *testing.T, g *gate, launches []string, release func()) []string {
+func queue(t *testing.T, g *Gate, launches []string, release func()) []string {
 	t.Helper()
 	var mu sync.Mutex
 	var order []string
@@ -27,16 +27,16 @@ func queue(t *testing.T, g *gate, launches []string, release func()) []string {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := g.acquire(context.Background(), job); err != nil {
+			if err := g.Acquire(context.Background(), job); err != nil {
 				t.Error(err)
 				return
 			}
 			mu.Lock()
 			order = append(order, l)
 			mu.Unlock()
-			g.release(job)
+			g.Release(job)
 		}()
-		waitFor(t, func() bool { return g.waiters() == i+1 })
+		waitFor(t, func() bool { return g.Waiters() == i+1 })
 	}
 	release()
 	wg.Wait()
@@ -70,11 +70,11 @@ func TestGateAdmitsJobByJob(t *testing.T) {
 			[]string{"A1", "B1", "-1", "-2"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			g := newGate(1)
-			if err := g.acquire(context.Background(), "H"); err != nil {
+			g := New(1)
+			if err := g.Acquire(context.Background(), "H"); err != nil {
 				t.Fatal(err)
 			}
-			got := queue(t, g, tc.launches, func() { g.release("H") })
+			got := queue(t, g, tc.launches, func() { g.Release("H") })
 			if !slices.Equal(got, tc.want) {
 				t.Errorf("order %v, want %v", got, tc.want)
 			}
@@ -88,40 +88,40 @@ func TestGateAdmitsJobByJob(t *testing.T) {
 // A job whose launches are all done loses its place: its next launch goes
 // after the jobs that asked meanwhile.
 func TestGateForgetsAJobWithNothingLeft(t *testing.T) {
-	g := newGate(1)
+	g := New(1)
 	ctx := context.Background()
-	if err := g.acquire(ctx, "A"); err != nil {
+	if err := g.Acquire(ctx, "A"); err != nil {
 		t.Fatal(err)
 	}
-	g.release("A")
-	if err := g.acquire(ctx, "H"); err != nil {
+	g.Release("A")
+	if err := g.Acquire(ctx, "H"); err != nil {
 		t.Fatal(err)
 	}
-	got := queue(t, g, []string{"B1", "A1"}, func() { g.release("H") })
+	got := queue(t, g, []string{"B1", "A1"}, func() { g.Release("H") })
 	if want := []string{"B1", "A1"}; !slices.Equal(got, want) {
 		t.Errorf("order %v, want %v", got, want)
 	}
 }
 
 func TestGateCancelledWaiterHoldsNothing(t *testing.T) {
-	g := newGate(1)
-	if err := g.acquire(context.Background(), "H"); err != nil {
+	g := New(1)
+	if err := g.Acquire(context.Background(), "H"); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
-	go func() { errc <- g.acquire(ctx, "A") }()
-	waitFor(t, func() bool { return g.waiters() == 1 })
+	go func() { errc <- g.Acquire(ctx, "A") }()
+	waitFor(t, func() bool { return g.Waiters() == 1 })
 	cancel()
 	if err := <-errc; !errors.Is(err, context.Canceled) {
 		t.Fatalf("acquire: %v, want context.Canceled", err)
 	}
-	if g.waiters() != 0 || g.tickets["A"] != nil {
-		t.Fatalf("the cancelled launch stayed: %d waiting, tickets %v", g.waiters(), g.tickets)
+	if g.Waiters() != 0 || g.tickets["A"] != nil {
+		t.Fatalf("the cancelled launch stayed: %d waiting, tickets %v", g.Waiters(), g.tickets)
 	}
-	g.release("H")
+	g.Release("H")
 	done := make(chan error, 1)
-	go func() { done <- g.acquire(context.Background(), "B") }()
+	go func() { done <- g.Acquire(context.Background(), "B") }()
 	select {
 	case err := <-done:
 		if err != nil {
@@ -135,7 +135,7 @@ func TestGateCancelledWaiterHoldsNothing(t *testing.T) {
 // Never more holders than slots, whatever the jobs and cancellations.
 func TestGateNeverAdmitsMoreThanItsSlots(t *testing.T) {
 	const slots = 3
-	g := newGate(slots)
+	g := New(slots)
 	var holding, most atomic.Int32
 	var wg sync.WaitGroup
 	for w := range 8 {
@@ -148,12 +148,12 @@ func TestGateNeverAdmitsMoreThanItsSlots(t *testing.T) {
 				if i%7 == 0 {
 					cancel() // some give up while they wait, or before
 				}
-				if g.acquire(ctx, job) == nil {
+				if g.Acquire(ctx, job) == nil {
 					n := holding.Add(1)
 					for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
 					}
 					holding.Add(-1)
-					g.release(job)
+					g.Release(job)
 				}
 				cancel()
 			}
