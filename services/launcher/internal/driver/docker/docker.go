@@ -89,6 +89,10 @@ type Option func(*Driver)
 // (default 10s).
 func WithStopTimeout(d time.Duration) Option { return func(dr *Driver) { dr.grace = d } }
 
+// WithStartSlots sets how many container starts may be under way at once
+// (default startSlots).
+func WithStartSlots(n int) Option { return func(dr *Driver) { dr.starting = gate.New(max(1, n)) } }
+
 // Driver is the docker driver.
 type Driver struct {
 	cli     *client.Client

@@ -268,3 +268,65 @@ func TestMissingImageIsImagePull(t *testing.T) {
 		t.Errorf("Start() on an engine that is down = %v, want driver.ErrUnavailable", err)
 	}
 }
+
+// TestStartsGoJobByJob: with one start at a time, a job's later start goes
+// before the starts of a job that asked after it, as the engine's creation
+// times show.
+func TestStartsGoJobByJob(t *testing.T) {
+	ctx := context.Background()
+	d, err := docker.NewDriver(driver.DockerConfig{}, driver.Options{Installation: installation},
+		docker.WithStopTimeout(time.Second), docker.WithStartSlots(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	jobA, jobB := drivertest.JobID(t)+"-a", drivertest.JobID(t)+"-b"
+	t.Cleanup(func() {
+		d.Cleanup(context.Background(), jobA)
+		d.Cleanup(context.Background(), jobB)
+	})
+	release := docker.HoldStartSlots(d)
+	refs := []driver.Ref{
+		{JobID: jobA, Role: driver.RoleWorker, Index: 0},
+		{JobID: jobB, Role: driver.RoleWorker, Index: 0},
+		{JobID: jobA, Role: driver.RoleWorker, Index: 1},
+	}
+	errs := make(chan error, len(refs))
+	for i, ref := range refs {
+		go func() {
+			errs <- d.Start(ctx, driver.Spec{Ref: ref, Name: ref.Name(), Image: testImage,
+				Command: []string{"/sleeper"}, Env: map[string]string{"RM_TEST_SLEEP": "30"}})
+		}()
+		for deadline := time.Now().Add(10 * time.Second); docker.StartsWaiting(d) < i+1; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("start %d of %v never waited for a slot", i, ref)
+			}
+		}
+	}
+	release()
+	for range refs {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	created := map[driver.Ref]time.Time{}
+	for _, ref := range refs {
+		info, err := cli.ContainerInspect(ctx, ref.Name())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if created[ref], err = time.Parse(time.RFC3339Nano, info.Created); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a0, b0, a1 := created[refs[0]], created[refs[1]], created[refs[2]]
+	if !a0.Before(a1) || !a1.Before(b0) {
+		t.Errorf("created %s at %s, %s at %s, %s at %s; want job A's both before job B's",
+			refs[0], a0.Format(time.StampMicro), refs[2], a1.Format(time.StampMicro), refs[1], b0.Format(time.StampMicro))
+	}
+}
