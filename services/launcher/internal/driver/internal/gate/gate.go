@@ -26,7 +26,7 @@ import (
 // big one's starts, where it waited for those under way; in worker-time
 // held, which is what capacity pays, the order is the cheaper one.
 type Gate struct {
-	size int // slots, for Size
+	size int // slots
 
 	mu      sync.Mutex
 	free    int
@@ -143,5 +143,15 @@ func (g *Gate) dropLocked(job string) {
 	}
 }
 
-// Size is how many slots g has.
-func (g *Gate) Size() int { return g.size }
+// HoldAll takes every slot of g, as starts under way would, until release
+// is called: tests use it to make starts wait.
+func (g *Gate) HoldAll() (release func()) {
+	for range g.size {
+		_ = g.Acquire(context.Background(), "") // never cancelled
+	}
+	return func() {
+		for range g.size {
+			g.Release("")
+		}
+	}
+}
