@@ -76,7 +76,7 @@ type NodeShape struct {
 	Taints []corev1.Taint
 }
 
-func StartKubelet(t *testing.T, srv *kubeserver.Server, cs k8s.Interface, ns string, shape NodeShape) *Kubelet {
+func StartKubelet(t testing.TB, srv *kubeserver.Server, cs k8s.Interface, ns string, shape NodeShape) *Kubelet {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	k := &Kubelet{cs: cs, ns: ns, running: map[types.UID]context.CancelFunc{}, logs: map[string]string{}, ctx: ctx, cancel: cancel}

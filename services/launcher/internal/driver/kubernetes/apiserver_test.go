@@ -97,7 +97,7 @@ type realEnv struct {
 // its ServiceAccount; its Role is launcherSA + "-launcher".
 const launcherSA = "avxrm-launcher"
 
-func newNamespace(t *testing.T) string {
+func newNamespace(t testing.TB) string {
 	t.Helper()
 	b := make([]byte, 4)
 	rand.Read(b)
@@ -123,7 +123,7 @@ var envFor = drivertest.PerTest(func(t *testing.T) *realEnv {
 // newRealEnv makes a namespace with the launcher's RBAC objects (edit may
 // change them first), a kubelet with the node shape, and a token for the
 // ServiceAccount.
-func newRealEnv(t *testing.T, shape kubetest.NodeShape, edit func(*rbacv1.Role)) *realEnv {
+func newRealEnv(t testing.TB, shape kubetest.NodeShape, edit func(*rbacv1.Role)) *realEnv {
 	t.Helper()
 	ns := newNamespace(t)
 	applyRBAC(t, ns, edit)
@@ -133,7 +133,7 @@ func newRealEnv(t *testing.T, shape kubetest.NodeShape, edit func(*rbacv1.Role))
 // applyRBAC creates in ns the ServiceAccount, Role and RoleBinding that
 // `helm template` of the chart renders for a release named launcherSA in
 // ns (the jobs' namespace too); edit may change the Role first.
-func applyRBAC(t *testing.T, ns string, edit func(*rbacv1.Role)) {
+func applyRBAC(t testing.TB, ns string, edit func(*rbacv1.Role)) {
 	t.Helper()
 	ctx := context.Background()
 	dec := yaml.NewYAMLReader(bufio.NewReader(strings.NewReader(renderChart(t, ns))))
@@ -182,7 +182,7 @@ const chartDir = "../../../../../deploy/helm/avxrm"
 // renderChart is `helm template` of the chart (helm's library, as the
 // deploy module's tests use it): release launcherSA in namespace ns, the
 // jobs in ns as well, and the values the chart requires.
-func renderChart(t *testing.T, ns string) string {
+func renderChart(t testing.TB, ns string) string {
 	t.Helper()
 	ch, err := loader.Load(chartDir)
 	if err != nil {
@@ -205,7 +205,7 @@ func renderChart(t *testing.T, ns string) string {
 
 // saToken asks the TokenRequest API for a token of the launcher's
 // ServiceAccount, as a projected token volume gives one in a pod.
-func saToken(t *testing.T, ns string) string {
+func saToken(t testing.TB, ns string) string {
 	t.Helper()
 	secs := int64(3600)
 	tr, err := admin.CoreV1().ServiceAccounts(ns).CreateToken(context.Background(), launcherSA,
@@ -218,7 +218,7 @@ func saToken(t *testing.T, ns string) string {
 
 // newLauncherDriver builds the driver the way the launcher does, from a
 // plugin config whose kubeconfig authenticates as the ServiceAccount.
-func newLauncherDriver(t *testing.T, e *realEnv) (driver.Driver, error) {
+func newLauncherDriver(t testing.TB, e *realEnv) (driver.Driver, error) {
 	cfg, _ := json.Marshal(driver.KubernetesConfig{Namespace: e.ns, Kubeconfig: e.kubeconfig})
 	d, err := kubernetes.New(cfg, driver.Options{})
 	if err == nil {
@@ -962,4 +962,58 @@ func compactEtcd(t *testing.T, etcdURL string) {
 	}
 	rev := post("/v3/kv/range", `{"key":"AA=="}`)["header"].(map[string]any)["revision"].(string)
 	post("/v3/kv/compaction", `{"revision":"`+rev+`","physical":true}`)
+}
+
+// BenchmarkAPIServerStartGang starts the pods of a job of a controller and
+// 100 workers as the launcher does on this driver (the controller, then the
+// workers 16 at a time, launch.Config.StartParallelism), through a driver
+// built as the launcher builds it (New, a kubeconfig of the chart's
+// ServiceAccount), and reports the time until the last Start returned
+// (ms/gang), then the time Cleanup took to delete the job's pods
+// (cleanup-ms). A worker's start is two requests (its owner's read, its
+// pod's create), a pod's deletion one.
+func BenchmarkAPIServerStartGang(b *testing.B) {
+	const workers, parallel = 100, 16
+	e := newRealEnv(b, kubetest.NodeShape{}, nil)
+	d, err := newLauncherDriver(b, e)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	spec := func(r driver.Ref, owner *driver.Ref) driver.Spec {
+		return driver.Spec{Ref: r, Name: r.Name(), Queue: "bench", Owner: owner, Image: "registry.example/sim:1",
+			Env: map[string]string{"RM_TEST_SLEEP": "600"}}
+	}
+	var starting, cleaning time.Duration
+	b.ResetTimer()
+	for n := range b.N {
+		job := "gang-" + strconv.Itoa(n)
+		ctrl := driver.Ref{JobID: job, Role: driver.RoleController}
+		began := time.Now()
+		if err := d.Start(ctx, spec(ctrl, nil)); err != nil {
+			b.Fatal(err)
+		}
+		sem := make(chan struct{}, parallel)
+		errs := make(chan error, workers)
+		for i := range workers {
+			sem <- struct{}{}
+			go func() {
+				defer func() { <-sem }()
+				errs <- d.Start(ctx, spec(driver.Ref{JobID: job, Role: driver.RoleWorker, Index: i}, &ctrl))
+			}()
+		}
+		for range workers {
+			if err := <-errs; err != nil {
+				b.Fatal(err)
+			}
+		}
+		starting += time.Since(began)
+		began = time.Now()
+		if err := d.Cleanup(ctx, job); err != nil {
+			b.Fatal(err)
+		}
+		cleaning += time.Since(began)
+	}
+	b.ReportMetric(float64(starting.Microseconds())/1000/float64(b.N), "ms/gang")
+	b.ReportMetric(float64(cleaning.Microseconds())/1000/float64(b.N), "cleanup-ms")
 }

@@ -185,6 +185,13 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+// sleeper is the spec of an instance that runs for a minute on the fake
+// kubelet, owned by owner's pod when owner is not nil.
+func sleeper(r driver.Ref, owner *driver.Ref) driver.Spec {
+	return driver.Spec{Ref: r, Name: r.Name(), Image: "img", Owner: owner,
+		Env: map[string]string{"RM_TEST_SLEEP": "60"}}
+}
+
 // TestWorkersOwnedByController checks the owner reference that makes the
 // garbage collector delete workers with their controller.
 func TestWorkersOwnedByController(t *testing.T) {
@@ -194,30 +201,19 @@ func TestWorkersOwnedByController(t *testing.T) {
 	job := drivertest.JobID(t)
 	ctrl := driver.Ref{JobID: job, Role: driver.RoleController}
 	worker := driver.Ref{JobID: job, Role: driver.RoleWorker, Index: 1}
-	spec := func(r driver.Ref, owner *driver.Ref) driver.Spec {
-		return driver.Spec{Ref: r, Name: r.Name(), Image: "img", Owner: owner,
-			Env: map[string]string{"RM_TEST_SLEEP": "60"}}
-	}
-	if err := d.Start(ctx, spec(worker, &ctrl)); err == nil {
+	if err := d.Start(ctx, sleeper(worker, &ctrl)); err == nil {
 		t.Error("Start() of a worker before its controller succeeded")
 	}
-	if err := d.Start(ctx, spec(ctrl, nil)); err != nil {
+	if err := d.Start(ctx, sleeper(ctrl, nil)); err != nil {
 		t.Fatal(err)
 	}
-	if err := d.Start(ctx, spec(worker, &ctrl)); err != nil {
+	if err := d.Start(ctx, sleeper(worker, &ctrl)); err != nil {
 		t.Fatal(err)
 	}
+	checkOwnedBy(t, cs, worker, ctrl)
 	cp, err := cs.CoreV1().Pods(ns).Get(ctx, ctrl.Name(), metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
-	}
-	wp, err := cs.CoreV1().Pods(ns).Get(ctx, worker.Name(), metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := []metav1.OwnerReference{{APIVersion: "v1", Kind: "Pod", Name: ctrl.Name(), UID: cp.UID}}
-	if diff := cmp.Diff(want, wp.OwnerReferences); diff != "" {
-		t.Errorf("worker owner references mismatch (-want +got):\n%s", diff)
 	}
 	if len(cp.OwnerReferences) != 0 {
 		t.Errorf("controller has owner references %v", cp.OwnerReferences)
@@ -229,6 +225,135 @@ func TestWorkersOwnedByController(t *testing.T) {
 	if len(pods.Items) != 0 {
 		t.Errorf("%d pods left after Cleanup", len(pods.Items))
 	}
+}
+
+// checkOwnedBy checks that worker's pod has exactly one owner reference:
+// to ctrl's pod as the API server has it now.
+func checkOwnedBy(t *testing.T, cs *fake.Clientset, worker, ctrl driver.Ref) {
+	t.Helper()
+	ctx := context.Background()
+	cp, err := cs.CoreV1().Pods(ns).Get(ctx, ctrl.Name(), metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wp, err := cs.CoreV1().Pods(ns).Get(ctx, worker.Name(), metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []metav1.OwnerReference{{APIVersion: "v1", Kind: "Pod", Name: ctrl.Name(), UID: cp.UID}}
+	if diff := cmp.Diff(want, wp.OwnerReferences); diff != "" {
+		t.Errorf("%s owner references (-want +got):\n%s", worker, diff)
+	}
+}
+
+// TestWorkersOwnedByTheControllerItMade checks the owner references a
+// driver gives workers from the controllers it created, without reading
+// them (one request per worker instead of two): the UID of the controller
+// it made, the new one once the controller was stopped and made again,
+// and, for a controller another driver made (a launcher started again),
+// the one the API server has.
+func TestWorkersOwnedByTheControllerItMade(t *testing.T) {
+	ctx := context.Background()
+	d := newDriver(t)
+	cs := cluster(t)
+	job := drivertest.JobID(t)
+	ctrl := driver.Ref{JobID: job, Role: driver.RoleController}
+	reads := func() int {
+		n := 0
+		for _, a := range cs.Actions() {
+			if g, ok := a.(k8stesting.GetAction); ok && a.GetVerb() == "get" && a.GetResource().Resource == "pods" && g.GetName() == ctrl.Name() {
+				n++
+			}
+		}
+		return n
+	}
+	// ownedBy starts worker i with d and checks its owner.
+	ownedBy := func(d driver.Driver, i int) {
+		t.Helper()
+		w := driver.Ref{JobID: job, Role: driver.RoleWorker, Index: i}
+		if err := d.Start(ctx, sleeper(w, &ctrl)); err != nil {
+			t.Fatal(err)
+		}
+		checkOwnedBy(t, cs, w, ctrl)
+	}
+
+	// startController starts the controller with d and waits until the
+	// fake kubelet, which reads it once to mark it running, has done so.
+	startController := func(d driver.Driver) {
+		t.Helper()
+		if err := d.Start(ctx, sleeper(ctrl, nil)); err != nil {
+			t.Fatal(err)
+		}
+		for deadline := time.Now().Add(10 * time.Second); ; {
+			cp, err := cs.CoreV1().Pods(ns).Get(ctx, ctrl.Name(), metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cp.Status.Phase == corev1.PodRunning {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the controller is not running 10 s after its start")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+
+	startController(d)
+	before := reads()
+	for i := range 5 {
+		ownedBy(d, i) // reads the controller once itself, after the start
+	}
+	if got := reads() - before - 5; got != 0 {
+		t.Errorf("starting 5 workers read their controller %d times, want 0", got)
+	}
+
+	// Stopped (its workers with it) and made again: a new UID.
+	if err := d.Stop(ctx, ctrl); err != nil {
+		t.Fatal(err)
+	}
+	startController(d)
+	ownedBy(d, 0)
+
+	// A driver that did not make the controller reads it.
+	other, err := kubernetes.NewWithClient(cs, ns, driver.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	before = reads()
+	ownedBy(other, 1)
+	if got := reads() - before - 1; got != 1 {
+		t.Errorf("a driver that did not make the controller read it %d times for a worker, want 1", got)
+	}
+
+	// Nothing is remembered of a controller that is gone, deleted by the
+	// driver or by someone else, once the watch has seen it go.
+	forgotten := func(what string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for kubernetes.RememberedOwners(d) != 0 {
+			if time.Now().After(deadline) {
+				t.Fatalf("a controller %s is still remembered 10 s later", what)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	if err := d.Cleanup(ctx, job); err != nil {
+		t.Fatal(err)
+	}
+	forgotten("removed by Cleanup")
+	ctrl2 := driver.Ref{JobID: job + "-2", Role: driver.RoleController}
+	if err := d.Start(ctx, sleeper(ctrl2, nil)); err != nil {
+		t.Fatal(err)
+	}
+	if n := kubernetes.RememberedOwners(d); n != 1 {
+		t.Fatalf("after a controller's start the driver remembers %d controllers, want 1", n)
+	}
+	if err := cs.CoreV1().Pods(ns).Delete(ctx, ctrl2.Name(), metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	forgotten("deleted by someone else")
 }
 
 // TestPodStatusesThroughWatch drives pod statuses by hand through the fake
