@@ -262,6 +262,10 @@ func TestPlugins(t *testing.T) {
 		"k8s neither":             {typ: "kubernetes", config: obj{"namespace": "a"}, field: "config.kubeconfig"},
 		"k8s bad namespace":       {typ: "kubernetes", config: obj{"namespace": "Not_DNS", "in_cluster": true}, field: "config.namespace"},
 		"k8s placeholder secret":  {typ: "kubernetes", config: obj{"namespace": "a", "kubeconfig": "***"}, field: "config.kubeconfig"},
+		"k8s negative qps":        {typ: "kubernetes", config: obj{"namespace": "a", "in_cluster": true, "api_qps": -5}, field: "config.api_qps"},
+		"k8s qps as a string":     {typ: "kubernetes", config: obj{"namespace": "a", "in_cluster": true, "api_qps": "50"}, field: "config.api_qps"},
+		"k8s fractional burst":    {typ: "kubernetes", config: obj{"namespace": "a", "in_cluster": true, "api_burst": 10.5}, field: "config.api_burst"},
+		"k8s burst too high":      {typ: "kubernetes", config: obj{"namespace": "a", "in_cluster": true, "api_burst": 100001}, field: "config.api_burst"},
 		"docker bad host":         {typ: "docker", config: obj{"host": "/var/run/docker.sock"}, field: "config.host"},
 		"docker unknown":          {typ: "docker", config: obj{"hots": "tcp://x:1"}, field: "config.hots"},
 		"local relative":          {typ: "local", config: obj{"work_dir": "work"}, field: "config.work_dir"},
@@ -284,6 +288,7 @@ func TestPlugins(t *testing.T) {
 		{"name": "l", "type": "local", "config": obj{"work_dir": "/var/lib/rm"}},
 		{"name": "s", "type": "simulated", "config": obj{"run_seconds": 0.5, "failure_rate": 0.1}},
 		{"name": "k", "type": "kubernetes", "config": obj{"namespace": "a", "in_cluster": true}},
+		{"name": "k2", "type": "kubernetes", "config": obj{"namespace": "a", "in_cluster": true, "api_qps": 200, "api_burst": 400}},
 	} {
 		e.must(http.StatusCreated, http.MethodPost, v1+"/plugins", ok)
 	}

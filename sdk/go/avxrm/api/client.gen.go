@@ -1307,6 +1307,12 @@ type JobOwner struct {
 
 // KubernetesPluginConfig Runs instances as pods. Exactly one of in_cluster: true and kubeconfig.
 type KubernetesPluginConfig struct {
+	// ApiBurst how many requests may go at once before api_qps paces them; 0 or absent: twice api_qps
+	ApiBurst *int `json:"api_burst,omitempty"`
+
+	// ApiQps requests a second the launcher may send to the API server; 0 or absent: 50
+	ApiQps *float32 `json:"api_qps,omitempty"`
+
 	// InCluster use the service account the launcher runs with
 	InCluster *bool `json:"in_cluster,omitempty"`
 
@@ -1410,7 +1416,7 @@ type Plugin3 struct {
 
 // PluginBody defines model for PluginBody.
 type PluginBody struct {
-	// Config by type: see KubernetesPluginConfig, DockerPluginConfig, LocalPluginConfig, SimulatedPluginConfig. by type — kubernetes: {namespace (required, DNS-1123 label), in_cluster (bool), kubeconfig (secret)}, exactly one of in_cluster and kubeconfig; docker: {host (unix:// or tcp:// URL), network}; local: {work_dir (absolute path)}; simulated: {run_seconds (0..86400), failure_rate (0..1)}. Unknown fields are rejected. Send "***" for a secret to keep the stored one.
+	// Config by type: see KubernetesPluginConfig, DockerPluginConfig, LocalPluginConfig, SimulatedPluginConfig. by type — kubernetes: {namespace (required, DNS-1123 label), in_cluster (bool), kubeconfig (secret), api_qps (0..10000 requests a second to the API server; 0: 50), api_burst (0..100000; 0: twice api_qps)}, exactly one of in_cluster and kubeconfig; docker: {host (unix:// or tcp:// URL), network}; local: {work_dir (absolute path)}; simulated: {run_seconds (0..86400), failure_rate (0..1)}. Unknown fields are rejected. Send "***" for a secret to keep the stored one.
 	Config *map[string]interface{} `json:"config,omitempty"`
 
 	// IsDefault true makes this the default plugin (the previous default loses the flag)
@@ -1463,7 +1469,7 @@ type PluginList struct {
 
 // PluginMergePatch A JSON merge patch (RFC 7396) of PluginBody: members given replace, null removes a member (the default applies: see each field), objects merge. The result is validated like a PUT.
 type PluginMergePatch struct {
-	// Config by type — kubernetes: {namespace (required, DNS-1123 label), in_cluster (bool), kubeconfig (secret)}, exactly one of in_cluster and kubeconfig; docker: {host (unix:// or tcp:// URL), network}; local: {work_dir (absolute path)}; simulated: {run_seconds (0..86400), failure_rate (0..1)}. Unknown fields are rejected. Send "***" for a secret to keep the stored one. null: removes the value.
+	// Config by type — kubernetes: {namespace (required, DNS-1123 label), in_cluster (bool), kubeconfig (secret), api_qps (0..10000 requests a second to the API server; 0: 50), api_burst (0..100000; 0: twice api_qps)}, exactly one of in_cluster and kubeconfig; docker: {host (unix:// or tcp:// URL), network}; local: {work_dir (absolute path)}; simulated: {run_seconds (0..86400), failure_rate (0..1)}. Unknown fields are rejected. Send "***" for a secret to keep the stored one. null: removes the value.
 	Config nullable.Nullable[map[string]interface{}] `json:"config,omitempty"`
 
 	// IsDefault true makes this the default plugin (the previous default loses the flag). null: false.

@@ -342,6 +342,9 @@ func documentPluginConfigs(oapi *huma.OpenAPI) {
 				"namespace":  {Type: "string", Description: "the namespace of the pods: a DNS-1123 label (lower-case letters, digits and -)", Pattern: dnsLabel.String(), MaxLength: &maxDNSLabel},
 				"in_cluster": {Type: "boolean", Description: "use the service account the launcher runs with"},
 				"kubeconfig": str(`a kubeconfig (a secret: shown as "***"; send "***" to keep the stored one)`, 1<<20),
+				"api_qps":    num("requests a second the launcher may send to the API server; 0 or absent: 50", 0, maxKubernetesAPIQPS),
+				"api_burst": {Type: "integer", Description: "how many requests may go at once before api_qps paces them; 0 or absent: twice api_qps",
+					Minimum: ptr(0.0), Maximum: ptr(float64(maxKubernetesAPIBurst))},
 			}},
 		"docker": {Type: "object", Description: "Runs instances as containers of a Docker Engine.", AdditionalProperties: false,
 			Properties: map[string]*huma.Schema{

@@ -42,7 +42,7 @@ type Plugin struct {
 type PluginBody struct {
 	Name   string         `json:"name" minLength:"1" maxLength:"63" pattern:"^[A-Za-z0-9][A-Za-z0-9._-]*$" doc:"unique; letters, digits, -, _, ., starting with a letter or digit"`
 	Type   string         `json:"type" enum:"kubernetes,docker,local,simulated"`
-	Config map[string]any `json:"config,omitempty" maxProperties:"32" doc:"by type — kubernetes: {namespace (required, DNS-1123 label), in_cluster (bool), kubeconfig (secret)}, exactly one of in_cluster and kubeconfig; docker: {host (unix:// or tcp:// URL), network}; local: {work_dir (absolute path)}; simulated: {run_seconds (0..86400), failure_rate (0..1)}. Unknown fields are rejected. Send \"***\" for a secret to keep the stored one."`
+	Config map[string]any `json:"config,omitempty" maxProperties:"32" doc:"by type — kubernetes: {namespace (required, DNS-1123 label), in_cluster (bool), kubeconfig (secret), api_qps (0..10000 requests a second to the API server; 0: 50), api_burst (0..100000; 0: twice api_qps)}, exactly one of in_cluster and kubeconfig; docker: {host (unix:// or tcp:// URL), network}; local: {work_dir (absolute path)}; simulated: {run_seconds (0..86400), failure_rate (0..1)}. Unknown fields are rejected. Send \"***\" for a secret to keep the stored one."`
 	// IsDefault true makes this the default plugin and clears the flag on the previous default.
 	IsDefault bool `json:"is_default,omitempty" doc:"true makes this the default plugin (the previous default loses the flag)"`
 }
@@ -59,6 +59,13 @@ type configField struct {
 
 var dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
 
+// The ranges of a kubernetes plugin's request limits, as the launcher's
+// driver.KubernetesConfig checks them.
+const (
+	maxKubernetesAPIQPS   = 10000
+	maxKubernetesAPIBurst = 100000
+)
+
 // pluginConfigs are the config fields of each plugin type (API.md "Plugins";
 // the launcher's drivers read the same fields).
 var pluginConfigs = map[string]map[string]configField{
@@ -70,6 +77,14 @@ var pluginConfigs = map[string]map[string]configField{
 		"in_cluster": {kind: "bool"},
 		"kubeconfig": {kind: "string", check: func(v any) (string, bool) {
 			return "at most 1 MiB", len(v.(string)) <= 1<<20
+		}},
+		"api_qps": {kind: "number", check: func(v any) (string, bool) {
+			f := v.(float64)
+			return fmt.Sprintf("must be between 0 (the default, 50) and %d requests a second", maxKubernetesAPIQPS), f >= 0 && f <= maxKubernetesAPIQPS
+		}},
+		"api_burst": {kind: "number", check: func(v any) (string, bool) {
+			f := v.(float64)
+			return fmt.Sprintf("must be a whole number between 0 (the default, twice api_qps) and %d", maxKubernetesAPIBurst), f >= 0 && f <= maxKubernetesAPIBurst && f == math.Trunc(f)
 		}},
 	},
 	"docker": {

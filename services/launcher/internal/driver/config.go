@@ -44,7 +44,18 @@ type KubernetesConfig struct {
 	Namespace  string `json:"namespace"`
 	InCluster  bool   `json:"in_cluster"`
 	Kubeconfig string `json:"kubeconfig"`
+	// APIQPS and APIBurst bound the driver's requests to the API server:
+	// APIQPS a second, in bursts of up to APIBurst. Zero: the driver's
+	// defaults (50, and a burst of twice the rate).
+	APIQPS   float64 `json:"api_qps"`
+	APIBurst int     `json:"api_burst"`
 }
+
+// The ranges of KubernetesConfig's request limits.
+const (
+	MaxKubernetesAPIQPS   = 10000
+	MaxKubernetesAPIBurst = 100000
+)
 
 // Validate checks the fields that can be checked without a cluster.
 func (c KubernetesConfig) Validate() error {
@@ -56,6 +67,10 @@ func (c KubernetesConfig) Validate() error {
 		return &FieldError{Field: "kubeconfig", Message: "must be empty when in_cluster is true"}
 	case !c.InCluster && strings.TrimSpace(c.Kubeconfig) == "":
 		return &FieldError{Field: "kubeconfig", Message: "required unless in_cluster is true"}
+	case math.IsNaN(c.APIQPS) || c.APIQPS < 0 || c.APIQPS > MaxKubernetesAPIQPS:
+		return &FieldError{Field: "api_qps", Message: fmt.Sprintf("must be between 0 (the default, 50) and %d requests a second", MaxKubernetesAPIQPS)}
+	case c.APIBurst < 0 || c.APIBurst > MaxKubernetesAPIBurst:
+		return &FieldError{Field: "api_burst", Message: fmt.Sprintf("must be between 0 (the default, twice api_qps) and %d requests", MaxKubernetesAPIBurst)}
 	}
 	return nil
 }

@@ -52,6 +52,7 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"math"
 	"os"
 	"regexp"
 	"sort"
@@ -224,28 +225,28 @@ func (d *Driver) CheckAccess(ctx context.Context) error {
 		who, strings.Join(missing, ", "), d.ns)
 }
 
-// The client's own limit on its requests to the API server. Left at zero,
+// The client's own limit on its requests to the API server, unless the
+// plugin's config sets api_qps and api_burst. Left at zero,
 // client-go allows 5 a second with bursts of 10: a job of a controller and
 // 100 workers took 38 s to start (201 requests then) and 20 s to clean up;
 // with no client limit the same API server started it in 0.13 s and
 // cleaned it up in 0.31 s (BenchmarkAPIServerStartGang, docs/benchmarks.md). These are
 // kube-scheduler's defaults, a client that also acts for every pod; the
 // API server's priority and fairness still shields it from any one client.
-const (
-	clientQPS   = 50
-	clientBurst = 100
-)
+const clientQPS = 50 // a second; the burst is twice the rate unless set
 
 func restConfig(cfg driver.KubernetesConfig) (*rest.Config, error) {
 	rc, err := loadRestConfig(cfg)
 	if err != nil {
 		return nil, err
 	}
-	if rc.QPS == 0 {
-		rc.QPS = clientQPS
+	rc.QPS = clientQPS
+	if cfg.APIQPS > 0 {
+		rc.QPS = float32(cfg.APIQPS)
 	}
+	rc.Burst = cfg.APIBurst
 	if rc.Burst == 0 {
-		rc.Burst = clientBurst
+		rc.Burst = max(1, int(math.Ceil(2*float64(rc.QPS))))
 	}
 	return rc, nil
 }
