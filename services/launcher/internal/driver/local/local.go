@@ -1044,16 +1044,20 @@ func (d *Driver) makeSpare() (string, error) {
 // spare or dir exists; it reports whether dir is new.
 func (d *Driver) placeDir(dir string) (fresh bool, err error) {
 	d.lastTake.Store(time.Now().UnixNano())
-	// Wakes the loop that makes spares: it has one fewer, or it could not
-	// make one before and tries again.
-	select {
-	case d.spareTaken <- struct{}{}:
-	default:
-	}
 	var spare string
 	select {
 	case spare = <-d.spares:
 	default:
+	}
+	// Wakes the loop that makes spares: it has one fewer, or it could not
+	// make one before and tries again. Only after the take: woken before
+	// it, the loop could find the pool still full and wait again, one
+	// short until the next start.
+	select {
+	case d.spareTaken <- struct{}{}:
+	default:
+	}
+	if spare == "" {
 		return makeDir(dir)
 	}
 	if err = inJobDir(dir, func() error { return os.Rename(spare, dir) }); err == nil {
