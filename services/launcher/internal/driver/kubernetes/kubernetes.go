@@ -225,15 +225,16 @@ func (d *Driver) CheckAccess(ctx context.Context) error {
 		who, strings.Join(missing, ", "), d.ns)
 }
 
-// The client's own limit on its requests to the API server, unless the
-// plugin's config sets api_qps and api_burst. Left at zero,
-// client-go allows 5 a second with bursts of 10: a job of a controller and
-// 100 workers took 38 s to start (201 requests then) and 20 s to clean up;
-// with no client limit the same API server started it in 0.13 s and
-// cleaned it up in 0.31 s (BenchmarkAPIServerStartGang, docs/benchmarks.md). These are
-// kube-scheduler's defaults, a client that also acts for every pod; the
-// API server's priority and fairness still shields it from any one client.
-const clientQPS = 50 // a second; the burst is twice the rate unless set
+// clientQPS is the driver's limit on its own requests to the API server, a
+// second, unless the plugin's config sets api_qps; the burst is twice the
+// rate unless it sets api_burst. These are kube-scheduler's defaults, a
+// client that also acts for every pod; the API server's priority and
+// fairness still shields it from any one client. client-go's own default,
+// 5 a second in bursts of 10, made a job of a controller and 100 workers
+// take 38 s to start (201 requests then) and 20 s to clean up, where the
+// same API server with no client limit took 0.13 and 0.31 s
+// (BenchmarkAPIServerStartGang, docs/benchmarks.md).
+const clientQPS = 50
 
 func restConfig(cfg driver.KubernetesConfig) (*rest.Config, error) {
 	rc, err := loadRestConfig(cfg)
@@ -657,11 +658,11 @@ func (d *Driver) deleted(obj any) {
 // the controller for every worker was half of a job's requests: 101 of the
 // 201 that start a controller and 100 workers. An entry goes when the watch
 // sees its pod deleted; a controller made again under the same name is
-// remembered anew, or read. A controller someone else
-// deleted, in the moment before the watch tells, still lends its UID: the
-// worker is then made with an owner that is gone, and the garbage collector
-// removes it, where the read would have failed the start; the job fails on
-// its lost controller either way.
+// remembered anew, or read. A controller someone else deleted, in the
+// moment before the watch tells, still lends its UID: the worker is then
+// made with an owner that is gone and the garbage collector removes it,
+// where the read would have failed the start; the job fails on its lost
+// controller either way.
 type owners struct {
 	mu  sync.Mutex
 	uid map[string]types.UID
