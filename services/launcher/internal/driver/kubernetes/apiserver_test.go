@@ -970,8 +970,8 @@ func compactEtcd(t *testing.T, etcdURL string) {
 // built as the launcher builds it (New, a kubeconfig of the chart's
 // ServiceAccount), and reports the time until the last Start returned
 // (ms/gang), then the time Cleanup took to delete the job's pods
-// (cleanup-ms). A worker's start is two requests (its owner's read, its
-// pod's create), a pod's deletion one.
+// (cleanup-ms). A worker's start is one request, its pod's create (the
+// driver remembers its controller's UID), and a pod's deletion one.
 func BenchmarkAPIServerStartGang(b *testing.B) {
 	const workers, parallel = 100, 16
 	e := newRealEnv(b, kubetest.NodeShape{}, nil)
