@@ -20,12 +20,17 @@ import (
 const ChunkSize = 1000
 
 // InlineMax is how many instances a job may keep in its own document
-// (events.Job.InlineInstances) instead of in chunks: a job of a few
-// workers then costs the launcher one write per change, not two, and a
-// read of it with its instances one find, not two. A job whose instances
+// (events.Job.InlineInstances) instead of in chunks: such a job costs the
+// launcher one write per change, not two, and a read of it with its
+// instances one find, not two. A chunk holds every instance of a job of up
+// to ChunkSize, so inline or not the same records are written; inline, they
+// only add to the document the other readers decode (about 115 bytes of
+// BSON for a finished instance: 3.7 KB for 32). A job whose instances
 // outgrow it (a post controller added, say) moves them to chunks in that
-// write, and keeps chunks from then on.
-const InlineMax = 16
+// write, and keeps chunks from then on. It was 16 until the 1,000-job load
+// (1 to 20 workers) showed the second write on the hand-over's path of a
+// quarter of its jobs (docs/benchmarks.md).
+const InlineMax = 32
 
 // inline reports whether after's instances are kept in its document:
 // before has none in chunks and after has at most InlineMax.
