@@ -67,6 +67,22 @@ func Run(tb testing.TB) jetstream.JetStream {
 // (all events for ""), in stream order.
 func ReadAll(tb testing.TB, js jetstream.JetStream, filter string) []events.Event {
 	tb.Helper()
+	var out []events.Event
+	Each(tb, js, filter, func(m jetstream.Msg) {
+		e, err := events.Decode(m.Headers(), m.Data())
+		if err != nil {
+			tb.Fatalf("decode %s: %v", m.Subject(), err)
+		}
+		out = append(out, e)
+	})
+	return out
+}
+
+// Each calls fn with every message stored in RM_EVENTS whose subject matches
+// filter (all for ""), in stream order: for what ReadAll's events do not
+// carry, such as the time the stream stored each (its metadata).
+func Each(tb testing.TB, js jetstream.JetStream, filter string, fn func(jetstream.Msg)) {
+	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if filter == "" {
@@ -80,25 +96,20 @@ func ReadAll(tb testing.TB, js jetstream.JetStream, filter string) []events.Even
 	if err != nil {
 		tb.Fatalf("consumer info: %v", err)
 	}
-	var out []events.Event
 	pending := info.NumPending
-	for uint64(len(out)) < pending {
-		batch, err := cons.Fetch(int(min(pending-uint64(len(out)), 500)), jetstream.FetchMaxWait(5*time.Second))
+	for read := uint64(0); read < pending; {
+		batch, err := cons.Fetch(int(min(pending-read, 500)), jetstream.FetchMaxWait(5*time.Second))
 		if err != nil {
 			tb.Fatalf("fetch: %v", err)
 		}
 		n := 0
 		for m := range batch.Messages() {
 			n++
-			e, err := events.Decode(m.Headers(), m.Data())
-			if err != nil {
-				tb.Fatalf("decode %s: %v", m.Subject(), err)
-			}
-			out = append(out, e)
+			fn(m)
 		}
 		if n == 0 {
-			tb.Fatalf("read %d of %d events", len(out), pending)
+			tb.Fatalf("read %d of %d messages", read, pending)
 		}
+		read += uint64(n)
 	}
-	return out
 }

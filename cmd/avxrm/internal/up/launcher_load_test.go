@@ -19,6 +19,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/avxrm/rm/pkg/events"
+	"github.com/avxrm/rm/pkg/events/eventstest"
 )
 
 // BenchmarkLauncherLoad runs 1,000 jobs of 1 to 20 workers through the whole
@@ -280,50 +281,26 @@ type streamTimes struct {
 
 func readStreamTimes(t testing.TB, js jetstream.JetStream) streamTimes {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cons, err := js.OrderedConsumer(ctx, events.StreamName, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{events.FilterSubject(events.KindJob, "", "")},
-	})
-	if err != nil {
-		t.Fatalf("ordered consumer: %v", err)
-	}
-	info, err := cons.Info(ctx)
-	if err != nil {
-		t.Fatalf("consumer info: %v", err)
-	}
 	st := streamTimes{waited: map[string]bool{}, admitted: map[string]time.Time{}, final: map[string]time.Time{}}
 	first := func(m map[string]time.Time, id string, at time.Time) {
 		if _, ok := m[id]; !ok {
 			m[id] = at
 		}
 	}
-	for n := uint64(0); n < info.NumPending; {
-		batch, err := cons.Fetch(int(min(info.NumPending-n, 500)), jetstream.FetchMaxWait(5*time.Second))
+	eventstest.Each(t, js, events.FilterSubject(events.KindJob, "", ""), func(m jetstream.Msg) {
+		md, err := m.Metadata()
 		if err != nil {
-			t.Fatalf("fetch: %v", err)
+			t.Fatalf("metadata of %s: %v", m.Subject(), err)
 		}
-		got := 0
-		for m := range batch.Messages() {
-			got++
-			md, err := m.Metadata()
-			if err != nil {
-				t.Fatalf("metadata of %s: %v", m.Subject(), err)
-			}
-			id := m.Subject()[strings.LastIndexByte(m.Subject(), '.')+1:]
-			switch m.Headers().Get("ce-type") {
-			case events.TypeJobPending:
-				st.waited[id] = true
-			case events.TypeJobAdmitted:
-				first(st.admitted, id, md.Timestamp)
-			case events.TypeJobSucceeded, events.TypeJobFailed, events.TypeJobCancelled:
-				first(st.final, id, md.Timestamp)
-			}
+		id := m.Subject()[strings.LastIndexByte(m.Subject(), '.')+1:]
+		switch m.Headers().Get("ce-type") {
+		case events.TypeJobPending:
+			st.waited[id] = true
+		case events.TypeJobAdmitted:
+			first(st.admitted, id, md.Timestamp)
+		case events.TypeJobSucceeded, events.TypeJobFailed, events.TypeJobCancelled:
+			first(st.final, id, md.Timestamp)
 		}
-		if got == 0 {
-			t.Fatalf("read %d of %d job events", n, info.NumPending)
-		}
-		n += uint64(got)
-	}
+	})
 	return st
 }
