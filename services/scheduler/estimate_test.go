@@ -127,6 +127,25 @@ func TestRunHistoryMedianOfLast20(t *testing.T) {
 	}
 }
 
+// The snapshots' writes hold the store at most a hundredth of the time,
+// their computation the loop a tenth, and a slow store does not stop the
+// snapshots for long.
+func TestEstimateSpacing(t *testing.T) {
+	ms := time.Millisecond
+	for _, c := range []struct{ computed, wrote, want time.Duration }{
+		{1 * ms, 1 * ms, estimateEvery},                 // a few jobs: every 500 ms
+		{20 * ms, 2 * ms, estimateEvery},                // a hundred jobs (12 KB)
+		{20 * ms, 7 * ms, 700 * ms},                     // 900 jobs: 110 KB written, a hundred times that
+		{80 * ms, 7 * ms, 800 * ms},                     // the computation dominates
+		{100 * ms, 2 * time.Second, maxEstimateSpacing}, // a store that takes seconds
+		{5 * time.Second, 0, 50 * time.Second},          // nothing written: the computation alone
+	} {
+		if got := estimateSpacing(c.computed, c.wrote); got != c.want {
+			t.Errorf("computed %v, wrote %v: next in %v, want %v", c.computed, c.wrote, got, c.want)
+		}
+	}
+}
+
 // BenchmarkEstimateStarts is one estimate of the 1,000-job load's queue at
 // its fullest: the limit of 100 workers held by running jobs and the other
 // 886 jobs waiting, of 1–20 workers each, every run time known. The simulation decides the waiting

@@ -29,6 +29,14 @@ const (
 	// (TickInterval) runs a pass while jobs wait, so a snapshot lags the
 	// picture by at most about that.
 	estimateEvery = 500 * time.Millisecond
+	// estimateWriteSpacing: the snapshots' writes take at most a hundredth
+	// of the time (estimateSpacing). A snapshot is one document per queue,
+	// about 120 bytes per pending job, and the embedded store holds its one
+	// write lock while it writes one: about 7 ms for 900 jobs (110 KB), much
+	// of it SQLite parsing the document's JSON for the indexes on its _id.
+	// Every other write, a hand-over's included, waits meanwhile.
+	estimateWriteSpacing = 100
+	maxEstimateSpacing   = 30 * time.Second
 	// estimateSlack: an estimate that moved by less is not rewritten.
 	estimateSlack = 2 * time.Second
 	// historyRuns is how many finished jobs of an application on a queue
@@ -350,16 +358,29 @@ func (t *term) publishEstimates(ctx context.Context) {
 		ests := estimateStarts(ledger, queues, jobs, now,
 			func(j *events.Job) (time.Duration, string, bool) { k := runs[j.ID]; return k.d, k.basis, k.ok },
 			func(q string) (time.Duration, time.Duration) { l := queueLag[q]; return l[0], l[1] })
-		t.writeEstimates(ctx, ests, now)
+		computed := time.Since(began)
+		wrote := t.writeEstimates(ctx, ests, now)
 		t.est.mu.Lock()
-		t.est.next = now.Add(max(estimateEvery, 10*time.Since(began)))
+		t.est.next = now.Add(estimateSpacing(computed, wrote))
 		t.est.mu.Unlock()
 	}()
 }
 
+// estimateSpacing is the time from one computation of the estimates to the
+// next, after one that took computed and whose writes took wrote: at least
+// estimateEvery, ten times the computation (the CPU) and a hundred times the
+// writes (the store's write lock). The writes alone never space them by more
+// than maxEstimateSpacing, so a store that is slow for a while does not
+// stop the snapshots for long. Before 2026-12-04 it was ten times computed
+// and wrote together: the writes could hold the store a tenth of the time.
+func estimateSpacing(computed, wrote time.Duration) time.Duration {
+	return max(estimateEvery, 10*computed, min(estimateWriteSpacing*wrote, maxEstimateSpacing))
+}
+
 // writeEstimates writes the snapshots of ests that differ from what was
-// written last. Only one runs at a time (estimator.busy).
-func (t *term) writeEstimates(ctx context.Context, ests map[string][]pendingEstimate, now time.Time) {
+// written last, and returns how long the writes that succeeded took. Only
+// one runs at a time (estimator.busy).
+func (t *term) writeEstimates(ctx context.Context, ests map[string][]pendingEstimate, now time.Time) (took time.Duration) {
 	coll := t.s.deps.DB.Collection(events.EstimatesCollection)
 	for _, qid := range queueIDsOf(ests, t.est.written) {
 		cur := ests[qid]
@@ -371,6 +392,7 @@ func (t *term) writeEstimates(ctx context.Context, ests map[string][]pendingEsti
 			doc.Jobs[i] = events.JobEstimate{JobID: e.jobID, Position: e.position, StartAt: e.start, Basis: e.basis}
 		}
 		wctx, cancel := context.WithTimeout(ctx, writeTimeout)
+		began := time.Now()
 		_, err := coll.ReplaceOne(wctx, bson.D{{Key: "_id", Value: qid}}, doc, options.Replace().SetUpsert(true))
 		cancel()
 		if err != nil {
@@ -379,12 +401,14 @@ func (t *term) writeEstimates(ctx context.Context, ests map[string][]pendingEsti
 			}
 			continue
 		}
+		took += time.Since(began)
 		if len(cur) == 0 {
 			delete(t.est.written, qid)
 		} else {
 			t.est.written[qid] = cur
 		}
 	}
+	return took
 }
 
 func queueIDsOf(a, b map[string][]pendingEstimate) []string {
