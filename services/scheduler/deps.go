@@ -207,10 +207,11 @@ func jobRequest(j *events.Job, ctlQueue string) admit.Request {
 }
 
 // cancelForDependency cancels job id, never admitted, whose dependency can
-// no longer meet its condition.
-func (t *term) cancelForDependency(ctx context.Context, id, message string) error {
+// no longer meet its condition; leased says whether the ledger held its
+// lease when the pass decided.
+func (t *term) cancelForDependency(ctx context.Context, id, message string, leased bool) (*events.Job, error) {
 	return t.update(ctx, id, func(j *events.Job, now time.Time) []string {
-		if !notAdmitted(j) || t.ledger.Leases[j.ID] != nil {
+		if !notAdmitted(j) || leased {
 			return nil
 		}
 		j.Status = events.JobCancelled
@@ -218,13 +219,4 @@ func (t *term) cancelForDependency(ctx context.Context, id, message string) erro
 		jobdoc.SetCondition(j, condAdmitted, "False", reasonDependencyFailed, message, now)
 		return []string{events.TypeJobCancelled}
 	})
-}
-
-// gateWrites are the writes of the jobs the gate cancelled.
-func (t *term) gateWrites(ctx context.Context, p plan) []func() error {
-	var writes []func() error
-	for _, w := range p.depCancels {
-		writes = append(writes, func() error { return t.cancelForDependency(ctx, w.id, w.message) })
-	}
-	return writes
 }

@@ -22,43 +22,32 @@ import (
 const writeTimeout = 10 * time.Second
 
 // update applies change to job id through the job record's update loop
-// (jobdoc.Update) and puts the stored job into the picture. A job that no
-// longer exists is dropped from it.
-func (t *term) update(ctx context.Context, id string, change func(j *events.Job, now time.Time) []string) error {
-	// A write that hangs must not stop the scheduler: the pass fails and is
-	// retried, and a write that did land is seen by the retry's read.
+// (jobdoc.Update) and returns the job as stored, for the picture; nil if
+// the job no longer exists. It runs beside the loop (writes.go), so it
+// touches nothing of the picture.
+func (t *term) update(ctx context.Context, id string, change func(j *events.Job, now time.Time) []string) (*events.Job, error) {
+	// A write that hangs must not stop the scheduler: it fails and a later
+	// pass makes it again, and a write that did land is seen by its read.
 	ctx, cancel := context.WithTimeout(ctx, writeTimeout)
 	defer cancel()
 	j, err := t.s.record.Update(ctx, id, func(j *events.Job, now time.Time) ([]string, error) {
 		return change(j, now), nil
 	})
 	if errors.Is(err, jobdoc.ErrNotFound) {
-		t.jmu.Lock()
-		delete(t.jobs, id)
-		t.jmu.Unlock()
-		return nil
+		return nil, nil
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
-	t.keep(j)
-	return nil
-}
-
-// keep puts the stored job j into the picture. Writes run concurrently.
-func (t *term) keep(j *events.Job) {
 	cp := *j
 	cp.Runtime = events.RuntimeSpec{}
-	t.jmu.Lock()
-	defer t.jmu.Unlock()
-	t.jobs[j.ID] = &cp
-	delete(t.retired, j.ID)
+	return &cp, nil
 }
 
 // recordAdmission marks job id admitted; its lease is in the ledger already.
-func (t *term) recordAdmission(ctx context.Context, id string) error {
+func (t *term) recordAdmission(ctx context.Context, id string) (*events.Job, error) {
 	var admittedAfter time.Duration
-	err := t.update(ctx, id, func(j *events.Job, now time.Time) []string {
+	j, err := t.update(ctx, id, func(j *events.Job, now time.Time) []string {
 		if !notAdmitted(j) || wantsOut(j) {
 			return nil // the next pass releases or keeps the lease as the job now says
 		}
@@ -73,7 +62,7 @@ func (t *term) recordAdmission(ctx context.Context, id string) error {
 	if err == nil && admittedAfter > 0 {
 		t.s.metrics.latency.Observe(admittedAfter.Seconds())
 	}
-	return err
+	return j, err
 }
 
 // Message refreshes. The message of a waiting job carries numbers ("10 in
@@ -152,7 +141,7 @@ func (t *term) waitUnchanged(id string, postController bool, reason, message str
 // recordWait says why job id is pending. The loop calls it only when
 // waitUnchanged says no: when the job starts waiting or its reason changed
 // (or, rarely, the numbers; see messageRefresh).
-func (t *term) recordWait(ctx context.Context, id, reason, message string) error {
+func (t *term) recordWait(ctx context.Context, id, reason, message string) (*events.Job, error) {
 	return t.update(ctx, id, func(j *events.Job, now time.Time) []string {
 		if !notAdmitted(j) || wantsOut(j) {
 			return nil
@@ -167,8 +156,10 @@ func (t *term) recordWait(ctx context.Context, id, reason, message string) error
 }
 
 // cancel carries out the cancellation (and the cleanup, if asked) of job id,
-// which was not admitted: nothing of it runs.
-func (t *term) cancel(ctx context.Context, id string) error {
+// which was not admitted: nothing of it runs. leased says whether the
+// ledger held a lease of the job or its post controller when the pass
+// decided.
+func (t *term) cancel(ctx context.Context, id string, leased bool) (*events.Job, error) {
 	return t.update(ctx, id, func(j *events.Job, now time.Time) []string {
 		if !notAdmitted(j) || !wantsOut(j) {
 			return nil
@@ -177,7 +168,7 @@ func (t *term) cancel(ctx context.Context, id string) error {
 		j.FinishedAt = &now
 		jobdoc.SetCondition(j, condAdmitted, "False", reasonCancelled, "cancelled before admission", now)
 		types := []string{events.TypeJobCancelled}
-		if j.CleanupRequested && j.CleanedAt == nil && t.ledger.Leases[j.ID] == nil && t.ledger.Leases[j.ID+postControllerSuffix] == nil {
+		if j.CleanupRequested && j.CleanedAt == nil && !leased {
 			j.CleanedAt = &now
 			types = append(types, events.TypeJobCleaned)
 		}
@@ -186,7 +177,7 @@ func (t *term) cancel(ctx context.Context, id string) error {
 }
 
 // clean records that job id, final, holds nothing any more.
-func (t *term) clean(ctx context.Context, id string) error {
+func (t *term) clean(ctx context.Context, id string) (*events.Job, error) {
 	return t.update(ctx, id, func(j *events.Job, now time.Time) []string {
 		if !j.CleanupRequested || j.CleanedAt != nil || !events.JobFinal(j.Status) {
 			return nil
@@ -199,7 +190,7 @@ func (t *term) clean(ctx context.Context, id string) error {
 }
 
 // recordPostControllerAdmission marks the post controller of job id admitted.
-func (t *term) recordPostControllerAdmission(ctx context.Context, id string) error {
+func (t *term) recordPostControllerAdmission(ctx context.Context, id string) (*events.Job, error) {
 	return t.update(ctx, id, func(j *events.Job, now time.Time) []string {
 		pc := j.PostController
 		if pc == nil || pc.Status != pcPending || pc.StopRequested || j.CleanedAt != nil {
@@ -215,7 +206,7 @@ func (t *term) recordPostControllerAdmission(ctx context.Context, id string) err
 
 // recordPostControllerWait says why the post controller of job id waits,
 // written as recordWait does.
-func (t *term) recordPostControllerWait(ctx context.Context, id, reason, message string) error {
+func (t *term) recordPostControllerWait(ctx context.Context, id, reason, message string) (*events.Job, error) {
 	return t.update(ctx, id, func(j *events.Job, now time.Time) []string {
 		if pc := j.PostController; pc == nil || pc.Status != pcPending {
 			return nil

@@ -36,7 +36,7 @@ func staleAdmission(j *events.Job) bool {
 
 // requeue records that retried job id waits for the admission of its new
 // attempt, its old lease released.
-func (t *term) requeue(ctx context.Context, id string) error {
+func (t *term) requeue(ctx context.Context, id string) (*events.Job, error) {
 	return t.update(ctx, id, func(j *events.Job, now time.Time) []string {
 		if !notAdmitted(j) || !staleAdmission(j) {
 			return nil

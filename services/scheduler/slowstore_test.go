@@ -46,6 +46,39 @@ func TestSlowHistoryReadDoesNotHoldAdmissionBack(t *testing.T) {
 	}
 }
 
+// TestSlowJobWriteDoesNotHoldAdmissionBack: the reply to one job write (a
+// waiting job's first wait, on another queue) is held back 5 s, as on a
+// connection that stalls for a moment. The pass that made it must not hold
+// back the next one: when a job ends, the one waiting for its workers is
+// admitted while that write still waits for its reply. Before a pass
+// bounded its wait for its writes (passWriteWait, writes.go), the admission
+// came 5.02 s after the holder's end.
+func TestSlowJobWriteDoesNotHoldAdmissionBack(t *testing.T) {
+	e := newEnv(t)
+	fast, slowQ := e.queue("fast", ptr(1)), e.queue("slow", ptr(1))
+	holder, waiter := e.submit(fast, 1), e.submit(fast, 1)
+	e.submit(slowQ, 1)
+	slowed := e.submit(slowQ, 1) // waits; its first wait is the slow write
+	// The command's first element, {update: "jobs"} in BSON: a write of a
+	// job document, not of the queue's estimates, which name the job too.
+	update := append([]byte("\x02update\x00"), byte(len(JobsCollection)+1), 0, 0, 0)
+	update = append(update, JobsCollection+"\x00"...)
+	slow := &mongotest.SlowReplies{Match: [][]byte{update, []byte(slowed)}, Delay: 5 * time.Second}
+	runOnSlowStore(t, e, options.Client().ApplyURI(e.uri).SetDialer(slow))
+
+	e.waitStatus(holder, events.JobAdmitted)
+	e.eventually("the slowed job's wait written", func() bool { return slow.Matched.Load() > 0 })
+	since := time.Now()
+	e.finish(holder, events.JobSucceeded)
+	e.waitStatus(waiter, events.JobAdmitted)
+	if d := time.Since(since); d >= slow.Delay {
+		t.Errorf("the waiting job was admitted %v after its holder ended, not before the slowed write's reply (%v)", d, slow.Delay)
+	}
+	if n := slow.Matched.Load(); n != 1 {
+		t.Errorf("writes of the slowed job sent: %d, want 1 (a write under way is not made again)", n)
+	}
+}
+
 // runOnSlowStore runs a scheduler whose store client has opts (a slowing
 // dialer) until the test ends.
 func runOnSlowStore(t *testing.T, e *env, opts *options.ClientOptions) *Scheduler {

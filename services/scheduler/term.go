@@ -13,12 +13,10 @@ import (
 	"time"
 
 	"github.com/avxrm/rm/pkg/events"
-	"github.com/avxrm/rm/pkg/events/backoff"
 	"github.com/avxrm/rm/pkg/events/indexed"
 	"github.com/avxrm/rm/pkg/events/jobdoc"
 	"github.com/avxrm/rm/services/scheduler/internal/lease"
 	"github.com/nats-io/nats.go/jetstream"
-	"golang.org/x/sync/errgroup"
 )
 
 // postControllerSuffix makes the lease holder of a job's post controller.
@@ -65,11 +63,20 @@ type term struct {
 	goneDeployments map[string]bool        // deleted deployments
 	g               *gate                  // dependencies' outcomes and arrays' limits (deps.go)
 
-	jmu sync.Mutex // guards jobs and retired while a pass's writes run concurrently
+	// The job writes under way (writes.go). inflight, more and failures
+	// are the loop's; the writes hand their results over through results.
+	inflight map[writeKey]bool
+	more     bool // a pass left writes out: the next one writes them
+	failures int  // passes and writes failed in a row
+	retrying bool // a retry after failed writes is set
+	writers  sync.WaitGroup
+	slots    [2]chan struct{} // admissions, the rest: parallelWrites each
 
-	mu    sync.Mutex
-	inbox []events.Event
-	kick  chan struct{}
+	mu      sync.Mutex
+	inbox   []events.Event
+	results []writeResult
+	retry   bool // a failed write's retry is due
+	kick    chan struct{}
 }
 
 // lead schedules as leader with epoch until ctx ends or an error makes it
@@ -81,6 +88,7 @@ func (s *Scheduler) lead(ctx context.Context, epoch int64) error {
 		retired: map[string]int64{}, gone: map[string]bool{},
 		kick: make(chan struct{}, 1), est: newEstimator(), waitWrites: newWaitWrites(),
 		deployments: map[string]*deployment{}, goneDeployments: map[string]bool{},
+		inflight: map[writeKey]bool{}, slots: [2]chan struct{}{make(chan struct{}, parallelWrites), make(chan struct{}, parallelWrites)},
 	}
 	// The epoch goes on the ledger first, so that whatever the previous
 	// leader still writes from now on is refused.
@@ -163,8 +171,11 @@ func (t *term) loop(ctx context.Context, consumed <-chan struct{}, consumeErr *e
 	resync := time.NewTicker(s.cfg.ResyncInterval)
 	defer resync.Stop()
 	var reading <-chan backgroundResync
+	// The job writes end with the leadership (writes.go).
+	ctx, cancel := context.WithCancel(ctx)
+	defer t.writers.Wait()
+	defer cancel()
 	dirty := true
-	failures := 0
 	for {
 		if dirty {
 			if err := t.pass(ctx); err != nil {
@@ -174,12 +185,8 @@ func (t *term) loop(ctx context.Context, consumed <-chan struct{}, consumeErr *e
 				// A pass that could not reach the store (restarting) waits
 				// for it in the driver's server selection: its retry need
 				// not wait longer the longer the store is away.
-				wait := passRetry
-				if !backoff.Unreachable(err) {
-					failures++
-					wait = min(time.Duration(failures)*passRetry, 5*time.Second)
-				}
-				t.log.Warn("admission pass failed; retrying", "err", err, "failures", failures)
+				wait := t.retryWait(err)
+				t.log.Warn("admission pass failed; retrying", "err", err, "failures", t.failures)
 				select {
 				case <-ctx.Done():
 					return nil
@@ -187,7 +194,7 @@ func (t *term) loop(ctx context.Context, consumed <-chan struct{}, consumeErr *e
 				}
 				t.poke()
 			} else {
-				failures = 0
+				t.failures = 0
 			}
 		}
 		select {
@@ -273,13 +280,17 @@ func (t *term) poke() {
 	}
 }
 
-// drain applies the events of the inbox and reports whether any changed the picture.
+// drain applies the results of the job writes and the events of the inbox
+// and reports whether a pass is due: the picture changed, or a retry.
 func (t *term) drain() bool {
 	t.mu.Lock()
-	evs := t.inbox
-	t.inbox = nil
+	evs, rs, dirty := t.inbox, t.results, t.retry
+	t.inbox, t.results, t.retry = nil, nil, false
 	t.mu.Unlock()
-	dirty := false
+	if dirty {
+		t.retrying = false
+	}
+	dirty = t.settleLate(rs) || dirty
 	for _, e := range evs {
 		switch e.Kind() {
 		case events.KindJob:
@@ -465,14 +476,22 @@ func (t *term) pass(ctx context.Context) error {
 	}
 	steps.mark()
 	writes, more := t.writes(ctx, p)
-	errs := runAll(writes, parallelWrites)
+	t.more = more
+	wait := time.NewTimer(passWriteWait)
+	select {
+	case <-t.start(writes):
+	case <-wait.C: // the rest go on beside the loop (writes.go)
+	case <-ctx.Done():
+	}
+	wait.Stop()
+	_, errs := t.settle(t.takeResults())
 	steps.mark()
 	if !t.passed {
 		// The first pass of a leadership: with the takeover ("leading"),
 		// the time from a leader's death to the first admission.
 		t.passed = true
 		t.log.Info("first pass", append([]any{"grants", len(p.change.Grants), "releases", len(p.change.Releases),
-			"ends_checked", ends, "writes", len(errs)}, steps.attrs()...)...)
+			"ends_checked", ends, "writes", len(writes)}, steps.attrs()...)...)
 	}
 	if len(p.cancels)+len(p.depCancels)+len(p.requeues) > 0 || more {
 		// Their leases, if any, are released by the next pass; requeued
@@ -506,70 +525,6 @@ func (p *passSteps) attrs() []any {
 		a = append(a, passStepNames[i-1], p.at[i].Sub(p.at[i-1]).Round(time.Millisecond).String())
 	}
 	return a
-}
-
-// writes are the job writes that follow a plan's ledger write, and more
-// says whether waits were left for the next pass. A failed write is retried
-// by a later pass: the ledger says what each job is owed. Each write is to
-// its own document, so they run side by side.
-//
-// At most maxWaitWrites waits are written per pass: a pass ends when its
-// writes do, and the next admission waits for it. A new leader found 262
-// waits to write (the jobs submitted while none led, and reasons that had
-// moved) and admitted nothing for the 12.8 s they took on the fault
-// suite's busy store (docs/faults.md).
-func (t *term) writes(ctx context.Context, p plan) (writes []func() error, more bool) {
-	for _, id := range p.admitJobs {
-		writes = append(writes, func() error { return t.recordAdmission(ctx, id) })
-	}
-	for _, id := range p.admitPCs {
-		writes = append(writes, func() error { return t.recordPostControllerAdmission(ctx, id) })
-	}
-	for _, id := range p.cancels {
-		writes = append(writes, func() error { return t.cancel(ctx, id) })
-	}
-	waits := 0
-	for _, w := range p.waits {
-		pc := isPostControllerHolder(w.id)
-		if t.waitUnchanged(jobOf(w.id), pc, w.reason, w.message) {
-			continue
-		}
-		if waits == maxWaitWrites {
-			more = true
-			break
-		}
-		waits++
-		if pc {
-			writes = append(writes, func() error { return t.recordPostControllerWait(ctx, jobOf(w.id), w.reason, w.message) })
-		} else {
-			writes = append(writes, func() error { return t.recordWait(ctx, w.id, w.reason, w.message) })
-		}
-	}
-	for _, id := range p.cleans {
-		writes = append(writes, func() error { return t.clean(ctx, id) })
-	}
-	for _, id := range p.requeues {
-		writes = append(writes, func() error { return t.requeue(ctx, id) })
-	}
-	return append(writes, t.gateWrites(ctx, p)...), more
-}
-
-// maxWaitWrites bounds the waits a pass writes (see writes).
-const maxWaitWrites = 32
-
-// parallelWrites bounds the job writes of a pass in flight at once.
-const parallelWrites = 8
-
-// runAll runs fs, at most n at a time, and returns their errors.
-func runAll(fs []func() error, n int) []error {
-	errs := make([]error, len(fs))
-	var g errgroup.Group
-	g.SetLimit(n)
-	for i, f := range fs {
-		g.Go(func() error { errs[i] = f(); return nil })
-	}
-	_ = g.Wait()
-	return errs
 }
 
 // retire drops from the picture the jobs the scheduler has nothing more to do
