@@ -477,13 +477,15 @@ func (t *term) pass(ctx context.Context) error {
 	steps.mark()
 	writes, more := t.writes(ctx, p)
 	t.more = more
-	wait := time.NewTimer(passWriteWait)
-	select {
-	case <-t.start(writes):
-	case <-wait.C: // the rest go on beside the loop (writes.go)
-	case <-ctx.Done():
+	if len(writes) > 0 {
+		wait := time.NewTimer(passWriteWait)
+		select {
+		case <-t.start(writes):
+		case <-wait.C: // the rest go on beside the loop (writes.go)
+		case <-ctx.Done():
+		}
+		wait.Stop()
 	}
-	wait.Stop()
 	_, errs := t.settle(t.takeResults())
 	steps.mark()
 	if !t.passed {
