@@ -185,6 +185,29 @@ func TestListJobs(t *testing.T) {
 	e.must(http.StatusNotFound, http.MethodGet, v1+"/jobs/job-nope", nil)
 }
 
+// TestNotFoundNamesWhat checks that a 404's detail names what was not found
+// in the words of every other 404 (`queue "x" not found`), not the store's
+// own wording: a job's once read `job job-nope: jobdoc: job not found not found`.
+func TestNotFoundNamesWhat(t *testing.T) {
+	e := startEnv(t)
+	e.create("/queues", obj{"name": "Default"})
+	id := e.must(http.StatusCreated, http.MethodPost, v1+"/jobs", jobBody("Default", 2)).obj(t).str("id")
+	for _, c := range []struct{ method, path, detail string }{
+		{http.MethodGet, "/jobs/job-nope", `job "job-nope" not found`},
+		{http.MethodDelete, "/jobs/job-nope", `job "job-nope" not found`},
+		{http.MethodPost, "/jobs/job-nope/cancel", `job "job-nope" not found`},
+		{http.MethodGet, "/jobs/job-nope/instances/worker/0/logs", `job "job-nope" not found`},
+		{http.MethodGet, "/jobs/" + id + "/instances/worker/2/logs", `worker 2 of job "` + id + `" not found`},
+		{http.MethodGet, "/jobs/" + id + "/artifacts/scenarios/s1/a.xosc", `scenario artifact "a.xosc" of job "` + id + `" not found`},
+		{http.MethodGet, "/queues/nope", `queue "nope" not found`},
+	} {
+		p := e.must(http.StatusNotFound, c.method, v1+c.path, nil).obj(t)
+		if p["detail"] != c.detail {
+			t.Errorf("%s %s: detail %q, want %q", c.method, c.path, p["detail"], c.detail)
+		}
+	}
+}
+
 func TestJobRequests(t *testing.T) {
 	e := startEnv(t)
 	e.create("/queues", obj{"name": "Default"})

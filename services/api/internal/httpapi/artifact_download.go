@@ -40,7 +40,7 @@ func (s *Server) getArtifact(kind string) echo.HandlerFunc {
 		var doc artifactDoc
 		err = s.artifactsColl().FindOne(ctx, bson.D{{Key: "_id", Value: ref.key()}}).Decode(&doc)
 		if errors.Is(err, mongo.ErrNoDocuments) {
-			return fmt.Errorf("job %s has no %s artifact %q: %w", ref.JobID, kind, ref.Path, problem.ErrNotFound)
+			return fmt.Errorf("%s artifact %q of job %q: %w", kind, ref.Path, ref.JobID, problem.ErrNotFound)
 		}
 		if err != nil {
 			return fmt.Errorf("look up artifact %s: %w", ref.key(), err)

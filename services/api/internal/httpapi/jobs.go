@@ -213,7 +213,7 @@ func (s *Server) submitJob(ctx context.Context, in *createJobInput) (*jobOutput,
 	}
 	return createOnce(ctx, func() (*jobOutput, error) {
 		if err := s.jobs.Create(ctx, j, events.TypeJobSubmitted); err != nil {
-			return nil, jobError(err)
+			return nil, jobError(j.ID, err)
 		}
 		normalizeJob(j)
 		j.Instances = []events.Instance{} // none yet
@@ -350,14 +350,16 @@ func (s *Server) loadJob(ctx context.Context, id string) (*events.Job, error) {
 		return nil, fmt.Errorf("job %q: %w", id, problem.ErrNotFound)
 	}
 	j, err := s.jobs.Get(ctx, id)
-	return j, jobError(err)
+	return j, jobError(id, err)
 }
 
-// jobError maps the job record's errors to the API's.
-func jobError(err error) error {
+// jobError maps the job record's errors about job id to the API's.
+func jobError(id string, err error) error {
 	switch {
 	case errors.Is(err, jobdoc.ErrNotFound):
-		return fmt.Errorf("%w: %w", err, problem.ErrNotFound)
+		// The detail reads `job "<id>" not found`, as every other 404 names
+		// what it did not find, not the record's own wording.
+		return fmt.Errorf("job %q: %w", id, problem.ErrNotFound)
 	case errors.Is(err, jobdoc.ErrConflict):
 		return fmt.Errorf("%w; try again: %w", err, problem.ErrPreconditionFailed)
 	}
@@ -466,7 +468,7 @@ func (s *Server) changeJob(ctx context.Context, id string, change jobdoc.Mutator
 	}
 	j, err := s.jobs.Update(ctx, id, change)
 	if err != nil {
-		return nil, jobError(err)
+		return nil, jobError(id, err)
 	}
 	normalizeJob(j)
 	return j, nil
@@ -542,7 +544,7 @@ func (s *Server) deleteJob(ctx context.Context, in *jobIfMatch) (*deleteJobOutpu
 		return requestCleanup(j, true), nil
 	})
 	if err != nil {
-		return nil, jobError(err)
+		return nil, jobError(in.ID, err)
 	}
 	return &deleteJobOutput{}, nil
 }

@@ -92,7 +92,7 @@ func (s *Server) instanceLogs(ctx context.Context, in *logsInput) (*huma.StreamR
 		return nil, err
 	}
 	if in.Role == "worker" && in.Index >= j.WorkerInstances || in.Role == "controller" && in.Index != 0 {
-		return nil, fmt.Errorf("job %s has no %s %d: %w", j.ID, in.Role, in.Index, problem.ErrNotFound)
+		return nil, fmt.Errorf("%s %d of job %q: %w", in.Role, in.Index, j.ID, problem.ErrNotFound)
 	}
 	nc := s.opts.JS.Conn()
 	subject := logsSubjectPrefix + "." + j.ID + "." + in.Role + "." + strconv.Itoa(in.Index)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/avxrm/rm/pkg/events"
+	"github.com/avxrm/rm/pkg/events/jobdoc"
 	"github.com/avxrm/rm/services/launcher/internal/driver"
 	"github.com/nats-io/nats.go"
 )
@@ -96,13 +97,16 @@ func (s *Service) readLogs(ctx context.Context, m *nats.Msg) (int, []byte, bool,
 	pd := s.pool.find(ref)
 	if pd == nil {
 		if pd, err = s.driverOfInstance(ctx, ref); err != nil {
+			if errors.Is(err, jobdoc.ErrNotFound) {
+				err = fmt.Errorf("job %q", ref.JobID) // the API adds "not found"
+			}
 			return 404, nil, true, err
 		}
 	}
 	rc, err := pd.d.Logs(ctx, ref)
 	switch {
 	case errors.Is(err, driver.ErrNotFound):
-		return 404, nil, true, fmt.Errorf("no logs of %s", ref)
+		return 404, nil, true, fmt.Errorf("logs of %s", ref) // the API adds "not found"
 	case errors.Is(err, driver.ErrNotSupported):
 		return 501, nil, true, fmt.Errorf("the %s driver keeps no logs", pd.plugin.Type)
 	case err != nil:
