@@ -79,6 +79,10 @@ func (k kind) keyUse() string {
 func resourceCommand(g *globals, k kind) *cobra.Command {
 	cmd := &cobra.Command{Use: k.use, Short: k.short, Aliases: k.aliases, Example: k.example}
 	singular := strings.TrimSuffix(k.use, "s")
+	aSingular := "a " + singular // "an app"
+	if strings.ContainsAny(singular[:1], "aeiou") {
+		aSingular = "an " + singular
+	}
 
 	ls := &cobra.Command{
 		Use: "ls", Aliases: []string{"list"}, Short: "List " + k.use, Args: cobra.NoArgs,
@@ -120,7 +124,7 @@ func resourceCommand(g *globals, k kind) *cobra.Command {
 	var limit string
 	var description string
 	create := &cobra.Command{
-		Use: "create " + createUse(k), Short: "Create a " + singular + " from flags or a JSON/YAML file",
+		Use: "create " + createUse(k), Short: "Create " + aSingular + " from flags or a JSON/YAML file",
 		Args: cobra.RangeArgs(0, k.keys), Example: k.example,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			body, err := buildBody(file, sets, setStrings)
@@ -152,7 +156,7 @@ func resourceCommand(g *globals, k kind) *cobra.Command {
 	}
 
 	set := &cobra.Command{
-		Use: "set " + k.keyUse() + " [--set key=value]…", Short: "Change a " + singular + " (a JSON merge patch)",
+		Use: "set " + k.keyUse() + " [--set key=value]…", Short: "Change " + aSingular + " (a JSON merge patch)",
 		Args: cobra.ExactArgs(k.keys), Example: k.example,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			body, err := buildBody(file, sets, setStrings)
@@ -187,7 +191,7 @@ func resourceCommand(g *globals, k kind) *cobra.Command {
 	}
 
 	rm := &cobra.Command{
-		Use: "rm " + k.keyUse(), Aliases: []string{"delete"}, Short: "Delete a " + singular, Args: cobra.ExactArgs(k.keys),
+		Use: "rm " + k.keyUse(), Aliases: []string{"delete"}, Short: "Delete " + aSingular, Args: cobra.ExactArgs(k.keys),
 		Example: "  avxrm " + k.use + " rm " + exampleKey(k),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := g.client(cmd.Context())
