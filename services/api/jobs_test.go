@@ -206,6 +206,15 @@ func TestNotFoundNamesWhat(t *testing.T) {
 			t.Errorf("%s %s: detail %q, want %q", c.method, c.path, p["detail"], c.detail)
 		}
 	}
+	// A submission naming an application that is not registered is a 422 on
+	// the field; its message names the version apart, as the 409 of a
+	// duplicate does ("an application named sim with version 1.0").
+	body := jobBody("Default", 1)
+	body["application"] = obj{"name": "nope", "version": "1"}
+	p := e.must(http.StatusUnprocessableEntity, http.MethodPost, v1+"/jobs", body).obj(t)
+	if want := `validation failed: application.name: no application "nope" version "1"`; p["detail"] != want {
+		t.Errorf("unknown application: detail %q, want %q", p["detail"], want)
+	}
 }
 
 func TestJobRequests(t *testing.T) {

@@ -318,7 +318,7 @@ func (s *Server) resolveJobApplication(ctx context.Context, a JobApplicationRef)
 	case errors.Is(err, problem.ErrNotFound) && a.ID != "":
 		return nil, problem.Invalid(problem.Field("application.id", "no application %q", a.ID))
 	case errors.Is(err, problem.ErrNotFound):
-		return nil, problem.Invalid(problem.Field("application.name", "no application %q", a.Name+" "+a.Version))
+		return nil, problem.Invalid(problem.Field("application.name", "no application %q version %q", a.Name, a.Version))
 	}
 	return app, err
 }
