@@ -1,6 +1,7 @@
 package up_test
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -182,6 +183,7 @@ func runLauncherLoad(t testing.TB) {
 	st := readStreamTimes(t, sys.JS)
 	var handovers, later []time.Duration // later: admitted after the last submission
 	var toFinal, toAdmitted, toAdmittedEvent []time.Duration
+	var rounds []handOver
 	submittedAt := start.Add(submitted)
 	for _, j := range docs {
 		if j.AdmittedAt == nil || !st.waited[j.ID] {
@@ -192,17 +194,21 @@ func runLauncherLoad(t testing.TB) {
 			continue
 		}
 		freed := finishes[i-1]
-		handovers = append(handovers, j.AdmittedAt.Sub(freed.at))
+		h := handOver{waiter: j.ID, freed: freed.id, total: j.AdmittedAt.Sub(freed.at), at: j.AdmittedAt.Sub(start)}
+		handovers = append(handovers, h.total)
 		if j.AdmittedAt.After(submittedAt) {
-			later = append(later, j.AdmittedAt.Sub(freed.at))
+			later = append(later, h.total)
 		}
 		if stored, ok := st.final[freed.id]; ok {
-			toFinal = append(toFinal, stored.Sub(freed.at))
-			toAdmitted = append(toAdmitted, j.AdmittedAt.Sub(stored))
+			h.toFinal, h.toAdmitted = stored.Sub(freed.at), j.AdmittedAt.Sub(stored)
+			toFinal = append(toFinal, h.toFinal)
+			toAdmitted = append(toAdmitted, h.toAdmitted)
 		}
 		if stored, ok := st.admitted[j.ID]; ok {
-			toAdmittedEvent = append(toAdmittedEvent, stored.Sub(*j.AdmittedAt))
+			h.toAdmittedEvent = stored.Sub(*j.AdmittedAt)
+			toAdmittedEvent = append(toAdmittedEvent, h.toAdmittedEvent)
 		}
+		rounds = append(rounds, h)
 	}
 	pctOf := func(ds []time.Duration, p float64) time.Duration {
 		if len(ds) == 0 {
@@ -229,6 +235,7 @@ func runLauncherLoad(t testing.TB) {
 		pctOf(toFinal, 0.50), pctOf(toFinal, 0.99), pctOf(toAdmitted, 0.50), pctOf(toAdmitted, 0.99))
 	fmt.Printf("    and after it, admitted_at -> the admitted event stored (the launcher starts from it) p50 %s, p99 %s\n",
 		pctOf(toAdmittedEvent, 0.50), pctOf(toAdmittedEvent, 0.99))
+	printSlowestHandOvers(rounds, 5)
 	fmt.Printf("  job document writes per job (mean version): %.1f\n", float64(versions)/float64(len(docs)))
 	if w, ok := sys.StoreWriteStats(); ok {
 		n := w.Commands - writesBefore.Commands
@@ -243,6 +250,35 @@ func runLauncherLoad(t testing.TB) {
 		float64(evs)/float64(jobs), float64(cpu.Microseconds())/1000/float64(jobs))
 	fmt.Printf("  admitted -> running p50 %s p99 %s; running -> final p50 %s p99 %s\n",
 		pctOf(toStart, 0.5), pctOf(toStart, 0.99), pctOf(toFinish, 0.5), pctOf(toFinish, 0.99))
+}
+
+// handOver is one waiting job's admission after the job end before it,
+// split by the stream's times as the load's summary is.
+type handOver struct {
+	waiter, freed string
+	at            time.Duration // admitted_at, from the first submission
+	total         time.Duration // the freed job's finished_at -> the waiter's admitted_at
+	// the freed job's end -> its final event stored -> the waiter's admitted_at
+	// -> its admitted event stored; zero when the stream lacks the event
+	toFinal, toAdmitted, toAdmittedEvent time.Duration
+}
+
+// printSlowestHandOvers prints the n slowest hand-overs, each with its
+// parts and how many waiters the same job end let in, since the p99 of a
+// load is a handful of them and a percentile alone cannot tell one stall
+// from several.
+func printSlowestHandOvers(rounds []handOver, n int) {
+	byFreed := map[string]int{}
+	for _, h := range rounds {
+		byFreed[h.freed]++
+	}
+	rounds = slices.Clone(rounds)
+	slices.SortFunc(rounds, func(a, b handOver) int { return cmp.Compare(b.total, a.total) })
+	ms := func(d time.Duration) string { return fmt.Sprintf("%.1f", float64(d.Microseconds())/1000) }
+	for i, h := range rounds[:min(n, len(rounds))] {
+		fmt.Printf("    slowest %d: %s ms at %s (waiter %s, one of %d let in by the end of %s): end -> final event stored %s, -> admitted_at %s, -> admitted event stored %s ms\n",
+			i+1, ms(h.total), h.at.Round(time.Millisecond), h.waiter, byFreed[h.freed], h.freed, ms(h.toFinal), ms(h.toAdmitted), ms(h.toAdmittedEvent))
+	}
 }
 
 // cpuTime is the CPU time (user + system) this process has used.
