@@ -92,11 +92,11 @@ func (s *server) must(t *testing.T, args ...string) string {
 	return out
 }
 
-// The local test application: it prints "tick 1..$TICKS" half a second
-// apart, fails with exit code 2 when it is worker $FAIL_INDEX, else sleeps
-// $SLEEP seconds (1 by default).
+// The local test application: it prints "tick 1..$TICKS" $TICK seconds
+// (0.5 by default) apart, fails with exit code 2 when it is worker
+// $FAIL_INDEX, else sleeps $SLEEP seconds (1 by default).
 const script = `echo "hello from $RM_ROLE $RM_INSTANCE_INDEX"
-i=0; while [ "$i" -lt "${TICKS:-0}" ]; do i=$((i+1)); echo "tick $i"; sleep 0.5; done
+i=0; while [ "$i" -lt "${TICKS:-0}" ]; do i=$((i+1)); echo "tick $i"; sleep "${TICK:-0.5}"; done
 if [ "$RM_ROLE" = worker ] && [ "$RM_INSTANCE_INDEX" = "${FAIL_INDEX:-none}" ]; then exit 2; fi
 exec sleep "${SLEEP:-1}"`
 
@@ -210,7 +210,11 @@ func TestCLIFailingJobExits1(t *testing.T) {
 func TestCLILogsFollow(t *testing.T) {
 	s := startServer(t)
 	seed(t, s)
-	id := strings.TrimSpace(s.must(t, "submit", "--queue", "Default", "--app", "sim:1.0", "--workers", "1", "--env", "TICKS=4", "--env", "SLEEP=0"))
+	// Ticks 1.5 s apart: logs -f asks every half second plus two requests'
+	// time, and with the all-in-one built with -race (as make test runs it)
+	// on a busy machine, four ticks half a second apart once all came in
+	// its first read.
+	id := strings.TrimSpace(s.must(t, "submit", "--queue", "Default", "--app", "sim:1.0", "--workers", "1", "--env", "TICKS=4", "--env", "TICK=1.5", "--env", "SLEEP=0"))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	cmd, out := s.background(t, ctx, "logs", "-f", id, "--role", "worker", "--index", "0")
