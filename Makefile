@@ -45,12 +45,21 @@ test-deps: ## install what the tests need (headless chromium for the docs page t
 vet: vet-tags ## go vet every module, and the files behind build tags
 	$(GO) vet $(PKGS)
 vet-tags: ## go vet the files behind the build tags kube, storefault and estimate
-	$(GO) vet -tags kube ./services/launcher/internal/driver/kubernetes/... ./cmd/avxrm/internal/up/
-	$(GO) vet -tags storefault ./pkg/embedded/ferretembed/
-	$(GO) vet -tags estimate ./cmd/avxrm/internal/up/
+	$(GO) vet $(VETFLAGS) -tags kube ./services/launcher/internal/driver/kubernetes/... ./cmd/avxrm/internal/up/
+	$(GO) vet $(VETFLAGS) -tags storefault ./pkg/embedded/ferretembed/
+	$(GO) vet $(VETFLAGS) -tags estimate ./cmd/avxrm/internal/up/
 
 .PHONY: test
-test: test-deps vet-tags verify-go-workspace verify-mod-tidy ## install test needs, check go.work and every go.mod is tidy, then run every module's tests with -race and every vet check, and a short fuzz run
+# RACE is -race when the tests run with it (TESTFLAGS), for everything else make test compiles.
+RACE := $(filter -race,$(TESTFLAGS))
+test: test-deps verify-go-workspace verify-mod-tidy ## install test needs, check go.work and every go.mod is tidy, then run every module's tests with -race and every vet check, and a short fuzz run
+	@# The tree is compiled once, with -race: the avxrm binary the clients' tests run
+	@# (the CLI's, the Go SDK's, the Python package's; AVXRM_BIN) and the vet of the files
+	@# behind build tags reuse the -race tests' compile instead of one without -race, which
+	@# took about as long again (docs/testing.md). The binary is built first, alone, so
+	@# that the three test packages that run it do not each compile it beside the tests.
+	$(GO) build $(RACE) -o $(BIN)/avxrm-test ./cmd/avxrm
+	@$(MAKE) --no-print-directory vet-tags VETFLAGS=$(RACE)
 	@# The tests run every check of go vet (-vet=all) on the packages they build: a go vet
 	@# of its own compiled every dependency once more, without -race, about 2.5 minutes
 	@# on an empty build cache (docs/testing.md).
@@ -58,14 +67,18 @@ test: test-deps vet-tags verify-go-workspace verify-mod-tidy ## install test nee
 	@# -race tests, at the lowest priority: the tests leave about a fifth of the two cores
 	@# idle, most of it in their last minutes, when the longest packages run alone.
 	@log=$$(mktemp); nice -n 19 $(MAKE) --no-print-directory fuzz-build >$$log 2>&1 & fb=$$!; \
-	echo "$(GO) test $(TESTFLAGS) -vet=all $(PKGS)"; $(GO) test $(TESTFLAGS) -vet=all $(PKGS); st=$$?; \
+	echo "AVXRM_BIN=$(BIN)/avxrm-test $(GO) test $(TESTFLAGS) -vet=all $(PKGS)"; \
+	AVXRM_BIN=$(abspath $(BIN)/avxrm-test) $(GO) test $(TESTFLAGS) -vet=all $(PKGS); st=$$?; \
 	wait $$fb || { echo "building the fuzz targets failed:"; cat $$log; st=1; }; rm -f $$log; exit $$st
-	@$(MAKE) --no-print-directory test-python
+	@$(MAKE) --no-print-directory test-python-run PY_AVXRM=$(BIN)/avxrm-test
 	@$(MAKE) --no-print-directory fuzz
 
-.PHONY: test-python
+.PHONY: test-python test-python-run
 PYVENV := $(BIN)/pyvenv
+PY_AVXRM ?= $(BIN)/avxrm
 test-python: build-avxrm ## test the Python package (clients/python) against an all-in-one from bin/avxrm
+	@$(MAKE) --no-print-directory test-python-run
+test-python-run: # test-python without building bin/avxrm: PY_AVXRM names the binary
 	@/usr/bin/python3 -c 'import httpx, pytest, venv, setuptools' 2>/dev/null || { \
 	  echo "installing python3-httpx python3-pytest python3-venv python3-setuptools (Debian packages)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-httpx python3-pytest python3-venv python3-setuptools >/dev/null; }
@@ -73,7 +86,7 @@ test-python: build-avxrm ## test the Python package (clients/python) against an 
 	$(PYVENV)/bin/pip install -q --no-build-isolation --no-index ./clients/python
 	@rm -rf clients/python/build clients/python/src/*.egg-info
 	@# pytest exits 5 when it collected no test: that fails too, as any status but 0 does.
-	cd clients/python && AVXRM_BIN=$(abspath $(BIN)/avxrm) $(abspath $(PYVENV))/bin/python -m pytest -q -p no:cacheprovider tests; \
+	cd clients/python && AVXRM_BIN=$(abspath $(PY_AVXRM)) $(abspath $(PYVENV))/bin/python -m pytest -q -p no:cacheprovider tests; \
 	  st=$$?; [ $$st -eq 5 ] && echo "pytest collected no tests"; exit $$st
 
 .PHONY: test-linearizability

@@ -17,8 +17,16 @@ import (
 	"time"
 )
 
-// Build compiles avxrm into dir and returns its path.
+// Build compiles avxrm into dir and returns its path; when $AVXRM_BIN names
+// a built one (as `make test` does, with -race, so that the suite compiles
+// the tree once: docs/testing.md), it returns that instead.
 func Build(dir string) (string, error) {
+	if b := os.Getenv("AVXRM_BIN"); b != "" {
+		if _, err := os.Stat(b); err != nil {
+			return "", fmt.Errorf("AVXRM_BIN: %w", err)
+		}
+		return filepath.Abs(b)
+	}
 	bin := filepath.Join(dir, "avxrm")
 	if out, err := exec.Command("go", "build", "-o", bin, "github.com/avxrm/rm/cmd/avxrm").CombinedOutput(); err != nil {
 		return "", fmt.Errorf("build avxrm: %v\n%s", err, out)
