@@ -357,11 +357,12 @@ func (s *Server) loadJob(ctx context.Context, id string) (*events.Job, error) {
 func jobError(id string, err error) error {
 	switch {
 	case errors.Is(err, jobdoc.ErrNotFound):
-		// The detail reads `job "<id>" not found`, as every other 404 names
-		// what it did not find, not the record's own wording.
+		// The details read `job "<id>" not found` and `job "<id>" changed
+		// concurrently; try again`, in the words of the API's other problems,
+		// not the record's own.
 		return fmt.Errorf("job %q: %w", id, problem.ErrNotFound)
 	case errors.Is(err, jobdoc.ErrConflict):
-		return fmt.Errorf("%w; try again: %w", err, problem.ErrPreconditionFailed)
+		return fmt.Errorf("job %q changed concurrently; try again: %w", id, problem.ErrPreconditionFailed)
 	}
 	return err
 }
