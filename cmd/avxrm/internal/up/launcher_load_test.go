@@ -274,9 +274,8 @@ func printSlowestHandOvers(rounds []handOver, n int) {
 	}
 	rounds = slices.Clone(rounds)
 	slices.SortFunc(rounds, func(a, b handOver) int { return cmp.Compare(b.total, a.total) })
-	ms := func(d time.Duration) string { return fmt.Sprintf("%.1f", float64(d.Microseconds())/1000) }
 	for i, h := range rounds[:min(n, len(rounds))] {
-		fmt.Printf("    slowest %d: %s ms at %s (waiter %s, one of %d let in by the end of %s): end -> final event stored %s, -> admitted_at %s, -> admitted event stored %s ms\n",
+		fmt.Printf("    slowest %d: %.1f ms at %s (waiter %s, one of %d let in by the end of %s): end -> final event stored %.1f, -> admitted_at %.1f, -> admitted event stored %.1f ms\n",
 			i+1, ms(h.total), h.at.Round(time.Millisecond), h.waiter, byFreed[h.freed], h.freed, ms(h.toFinal), ms(h.toAdmitted), ms(h.toAdmittedEvent))
 	}
 }
