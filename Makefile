@@ -55,8 +55,9 @@ RACE := $(filter -race,$(TESTFLAGS))
 test: test-deps verify-go-workspace verify-mod-tidy ## install test needs, check go.work and every go.mod is tidy, then run every module's tests with -race and every vet check, and a short fuzz run
 	@# The tree is compiled once, with -race: the avxrm binary the clients' tests run
 	@# (the CLI's, the Go SDK's, the Python package's; AVXRM_BIN) and the vet of the files
-	@# behind build tags reuse the -race tests' compile instead of one without -race (9m33s
-	@# on an empty build cache on a slow machine, docs/testing.md). The binary is built first, alone, so
+	@# behind build tags reuse the -race tests' compile instead of one without -race
+	@# (make vet-tags without -race, which made it, took 9m33s on an empty build cache on a
+	@# slow machine: docs/testing.md). The binary is built first, alone, so
 	@# that the three test packages that run it do not each compile it beside the tests.
 	$(GO) build $(RACE) -o $(BIN)/avxrm-test ./cmd/avxrm
 	@$(MAKE) --no-print-directory vet-tags VETFLAGS=$(RACE)
