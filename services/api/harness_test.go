@@ -1,9 +1,11 @@
 package api_test
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"maps"
 	"net/http"
 	"testing"
@@ -70,6 +72,27 @@ func (e *env) must(want int, method, path string, body any, headers ...string) r
 		e.t.Fatalf("%s %s = %s, want %d", method, path, r, want)
 	}
 	return r
+}
+
+// stream opens the event stream at path (under v1, query included) after
+// Last-Event-ID last, until ctx ends; the test fails unless it answers 200.
+func (e *env) stream(ctx context.Context, path, last string) *bufio.Scanner {
+	e.t.Helper()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, e.base+v1+path, nil)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	req.Header.Set("Last-Event-ID", last)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { res.Body.Close() })
+	if res.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(res.Body)
+		e.t.Fatalf("GET %s = %d %s", path, res.StatusCode, b)
+	}
+	return bufio.NewScanner(res.Body)
 }
 
 // create POSTs body to path and returns the created resource.

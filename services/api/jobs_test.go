@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"testing"
+	"time"
 
 	"github.com/avxrm/rm/pkg/events"
 	"github.com/avxrm/rm/pkg/events/ledger"
@@ -183,6 +184,40 @@ func TestListJobs(t *testing.T) {
 	e.must(http.StatusUnprocessableEntity, http.MethodGet, v1+"/jobs?label=novalue", nil)
 	e.must(http.StatusUnprocessableEntity, http.MethodGet, v1+"/jobs?status=lost", nil)
 	e.must(http.StatusNotFound, http.MethodGet, v1+"/jobs/job-nope", nil)
+}
+
+// TestDeletedQueueFiltersItsJobsAndEvents checks that the jobs and events
+// of a queue deleted after its jobs ended are still found by its id: the
+// list filter once resolved the id as a queue, found none and answered an
+// empty list, and the event stream answered 422.
+func TestDeletedQueueFiltersItsJobsAndEvents(t *testing.T) {
+	e := startEnv(t)
+	qid := e.create("/queues", queueBody("gone")).str("id")
+	id := e.must(http.StatusCreated, http.MethodPost, v1+"/jobs", jobBody("gone", 1)).obj(t).str("id")
+	if _, err := e.db.Collection("jobs").UpdateOne(context.Background(), bson.D{{Key: "_id", Value: id}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "status", Value: events.JobSucceeded}}}}); err != nil {
+		t.Fatal(err)
+	}
+	e.must(http.StatusNoContent, http.MethodDelete, v1+"/queues/gone", nil)
+
+	for path, want := range map[string]int{"/jobs?queue_id=" + qid: 1, "/jobs?queue_id=gone": 0} {
+		items := e.must(http.StatusOK, http.MethodGet, v1+path, nil).obj(t)["items"].([]any)
+		if len(items) != want || want == 1 && items[0].(map[string]any)["id"] != id {
+			t.Errorf("GET %s: %v, want %d item(s)", path, items, want)
+		}
+	}
+
+	// The stream, replayed from the start, still has the job's events.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	sc := e.stream(ctx, "/events?queue_id="+qid, "0")
+	for sc.Scan() && sc.Text() != "event: "+events.TypeJobSubmitted {
+	}
+	if ctx.Err() != nil || sc.Err() != nil {
+		t.Errorf("the deleted queue's stream had no %s event: %v", events.TypeJobSubmitted, sc.Err())
+	}
+	// A name no queue has is refused there: the stream's subjects hold ids.
+	assertProblem(t, e.must(http.StatusUnprocessableEntity, http.MethodGet, v1+"/events?queue_id=gone", nil), "queue_id")
 }
 
 // TestNotFoundNamesWhat checks that a 404's detail names what was not found

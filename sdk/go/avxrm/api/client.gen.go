@@ -1972,7 +1972,7 @@ type StreamEventsParams struct {
 	// JobId only events about this job
 	JobId *string `form:"job_id,omitempty" json:"job_id,omitempty"`
 
-	// QueueId only events about resources on this queue (id or name)
+	// QueueId only events about resources on this queue (id or name; a deleted queue's id still selects its events)
 	QueueId *string `form:"queue_id,omitempty" json:"queue_id,omitempty"`
 
 	// Type only these CloudEvent types, comma-separated, e.g. rm.job.admitted,rm.job.running
@@ -1999,7 +1999,7 @@ type CreateJobArrayParams struct {
 
 // ListJobsParams defines parameters for ListJobs.
 type ListJobsParams struct {
-	// QueueId the queue's id or name
+	// QueueId the queue's id or name; a deleted queue's id still finds its jobs
 	QueueId *string `form:"queue_id,omitempty" json:"queue_id,omitempty"`
 
 	// ArrayId only the jobs of this job array

@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"regexp"
@@ -22,7 +21,7 @@ const sseKeepAlive = 15 * time.Second
 
 type eventsInput struct {
 	JobID       string `query:"job_id" maxLength:"64" doc:"only events about this job"`
-	QueueID     string `query:"queue_id" maxLength:"64" doc:"only events about resources on this queue (id or name)"`
+	QueueID     string `query:"queue_id" maxLength:"64" doc:"only events about resources on this queue (id or name; a deleted queue's id still selects its events)"`
 	Type        string `query:"type" maxLength:"1024" doc:"only these CloudEvent types, comma-separated, e.g. rm.job.admitted,rm.job.running"`
 	LastEventID string `header:"Last-Event-ID" maxLength:"20" doc:"resume after this stream sequence; 0 replays every stored event; absent: only new events"`
 }
@@ -79,14 +78,14 @@ func (s *Server) streamFilter(ctx context.Context, in *eventsInput) (subjects []
 	if queue != "" {
 		if !subjectToken.MatchString(strings.ReplaceAll(queue, ".", "_")) {
 			errs = append(errs, problem.Field("queue_id", "not a queue id or name"))
-		} else if l, err := s.queues.Get(ctx, queue); err != nil {
-			if errors.Is(err, problem.ErrNotFound) {
-				errs = append(errs, problem.Field("queue_id", "no queue %q", queue))
-			} else {
+		} else if id, err := s.filterQueue(ctx, "queue_id", queue); err != nil {
+			var fe *problem.FieldError
+			if !asField(err, &fe) {
 				return nil, nil, err
 			}
+			errs = append(errs, fe)
 		} else {
-			queue = l.Res.ID
+			queue = id
 		}
 	}
 	kinds := map[string]bool{}

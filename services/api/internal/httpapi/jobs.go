@@ -133,7 +133,7 @@ type jobAcceptedOutput struct {
 }
 
 type listJobsInput struct {
-	QueueID string   `query:"queue_id" maxLength:"63" doc:"the queue's id or name"`
+	QueueID string   `query:"queue_id" maxLength:"63" doc:"the queue's id or name; a deleted queue's id still finds its jobs"`
 	ArrayID string   `query:"array_id" maxLength:"63" doc:"only the jobs of this job array"`
 	Status  string   `query:"status" enum:"submitted,pending,admitted,running,succeeded,failed,cancelled"`
 	Label   []string `query:"label,explode" doc:"key=value; repeat for several (all must match)"`
@@ -385,14 +385,18 @@ func normalizeJob(j *events.Job) {
 func (s *Server) listJobs(ctx context.Context, in *listJobsInput) (*jobListOutput, error) {
 	filter := bson.D{}
 	if in.QueueID != "" {
-		q, err := s.queues.Get(ctx, in.QueueID)
-		if errors.Is(err, problem.ErrNotFound) {
-			return &jobListOutput{Body: JobList{Items: []*events.Job{}}}, nil
-		}
-		if err != nil {
+		// As the other lists' filters: a name is resolved to its queue's
+		// id, anything else filters as given, so that the jobs of a deleted
+		// queue are still found by its id.
+		id := in.QueueID
+		q, err := s.queues.Get(ctx, id)
+		switch {
+		case err == nil:
+			id = q.Res.ID
+		case !isNotFound(err):
 			return nil, err
 		}
-		filter = append(filter, bson.E{Key: "queue_id", Value: q.Res.ID})
+		filter = append(filter, bson.E{Key: "queue_id", Value: id})
 	}
 	if in.ArrayID != "" {
 		filter = append(filter, bson.E{Key: "array_id", Value: in.ArrayID})

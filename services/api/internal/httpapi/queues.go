@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"regexp"
 
 	"github.com/avxrm/rm/pkg/events"
 	"github.com/avxrm/rm/services/api/internal/problem"
@@ -222,6 +223,27 @@ func (s *Server) resolveQueue(ctx context.Context, field, ref string) (string, e
 	}
 	return l.Res.ID, nil
 }
+
+// filterQueue returns the queue id a list or stream filters by for ref (an
+// id or a name): the queue's id while it exists, else ref itself if it has
+// the shape of a queue id, for a deleted queue's jobs and events outlive it.
+// Any other unknown ref is a 422 naming field: a misspelt name must not
+// look like a queue without jobs.
+func (s *Server) filterQueue(ctx context.Context, field, ref string) (string, error) {
+	l, err := s.queues.Get(ctx, ref)
+	switch {
+	case err == nil:
+		return l.Res.ID, nil
+	case !isNotFound(err):
+		return "", fmt.Errorf("look up queue %q: %w", ref, err)
+	case queueID.MatchString(ref):
+		return ref, nil
+	}
+	return "", problem.Field(field, "no queue %q", ref)
+}
+
+// queueID is the shape of a queue's id: q- and a ULID (events.NewID).
+var queueID = regexp.MustCompile(`^q-[0-9A-HJKMNP-TV-Z]{26}$`)
 
 // EnsureBuiltinQueues creates simulation-controller-queue and
 // post-controller-queue (unlimited) unless they exist. Several API replicas
