@@ -291,7 +291,10 @@ func TestJobRequests(t *testing.T) {
 		bson.D{{Key: "$set", Value: bson.D{{Key: "status", Value: events.JobCancelled}}}}); err != nil {
 		t.Fatal(err)
 	}
-	e.must(http.StatusConflict, http.MethodPost, path+"/cancel", nil)
+	want409 := `job "` + id + `" has ended (cancelled): only a job that has not ended can be cancelled`
+	if d := e.must(http.StatusConflict, http.MethodPost, path+"/cancel", nil).obj(t).str("detail"); d != want409 {
+		t.Errorf("cancel of a final job: %q, want %q", d, want409)
+	}
 
 	e.must(http.StatusNoContent, http.MethodDelete, path, nil)
 	e.must(http.StatusNotFound, http.MethodGet, path, nil)

@@ -136,7 +136,7 @@ func (s *Server) permit(ctx context.Context, c echo.Context, ru rule, p *auth.Pr
 			return auth.Forbidden("job token: %v", err)
 		}
 		if j != nil && events.JobFinal(j.Status) {
-			return &auth.Error{Status: http.StatusUnauthorized, Detail: fmt.Sprintf("job token: job %s is %s, its token ended with it", p.JobID, j.Status)}
+			return &auth.Error{Status: http.StatusUnauthorized, Detail: fmt.Sprintf("job token: job %q is %s, its token ended with it", p.JobID, j.Status)}
 		}
 		return nil
 	}
@@ -166,7 +166,7 @@ func (s *Server) permit(ctx context.Context, c echo.Context, ru rule, p *auth.Pr
 		if j.Owner != nil {
 			who = j.Owner.Username
 		}
-		return auth.Forbidden("job %s belongs to %s: only its owner or %s may change it", id, who, p.RoleFor(auth.LevelAdmin))
+		return auth.Forbidden("job %q belongs to %s: only its owner or %s may change it", id, who, p.RoleFor(auth.LevelAdmin))
 	}
 	if own {
 		return nil

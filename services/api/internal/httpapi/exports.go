@@ -163,12 +163,12 @@ func (s *Server) checkExportRequest(ctx context.Context, jobID string, r *Export
 	var errs []*problem.FieldError
 	for i, id := range r.Samples {
 		if !samples[id] {
-			errs = append(errs, problem.Field("samples["+strconv.Itoa(i)+"]", "job %s has no scenario file of sample %q", jobID, id))
+			errs = append(errs, problem.Field("samples["+strconv.Itoa(i)+"]", "job %q has no scenario file of sample %q", jobID, id))
 		}
 	}
 	for i, d := range r.FilterByAssetDeclaration {
 		if !decls[d] {
-			errs = append(errs, problem.Field("filter_by_asset_declaration["+strconv.Itoa(i)+"]", "job %s has no asset of declaration %q", jobID, d))
+			errs = append(errs, problem.Field("filter_by_asset_declaration["+strconv.Itoa(i)+"]", "job %q has no asset of declaration %q", jobID, d))
 		}
 	}
 	for i, k := range r.Include {

@@ -482,7 +482,7 @@ func (s *Server) changeJob(ctx context.Context, id string, change jobdoc.Mutator
 func (s *Server) cancelJob(ctx context.Context, in *jobRef) (*jobAcceptedOutput, error) {
 	j, err := s.changeJob(ctx, in.ID, func(j *events.Job, _ time.Time) ([]string, error) {
 		if events.JobFinal(j.Status) {
-			return nil, problem.New(http.StatusConflict, fmt.Sprintf("job %s is %s already", j.ID, j.Status))
+			return nil, problem.New(http.StatusConflict, fmt.Sprintf("job %q has ended (%s): only a job that has not ended can be cancelled", j.ID, j.Status))
 		}
 		if j.CancelRequested {
 			return nil, nil
@@ -557,7 +557,7 @@ func (s *Server) deleteJob(ctx context.Context, in *jobIfMatch) (*deleteJobOutpu
 func (s *Server) startPostController(ctx context.Context, in *jobRef) (*jobAcceptedOutput, error) {
 	j, err := s.changeJob(ctx, in.ID, func(j *events.Job, now time.Time) ([]string, error) {
 		if j.CleanedAt != nil || j.CleanupRequested {
-			return nil, problem.New(http.StatusConflict, fmt.Sprintf("job %s is cleaned up; it can have no post controller", j.ID))
+			return nil, problem.New(http.StatusConflict, fmt.Sprintf("job %q is cleaned up; it can have no post controller", j.ID))
 		}
 		if pc := j.PostController; pc != nil && pc.Status != events.PostControllerStopped && !pc.StopRequested {
 			return nil, nil // one is running or on its way
