@@ -355,8 +355,16 @@ func TestApplications(t *testing.T) {
 	if got := e.must(http.StatusOK, http.MethodGet, v1+"/applications/other", nil).obj(t); got["version"] != "1.2.0" {
 		t.Errorf("by name: %v", got)
 	}
-	e.must(http.StatusUnprocessableEntity, http.MethodGet, v1+"/applications/sim", nil)
+	if d := e.must(http.StatusUnprocessableEntity, http.MethodGet, v1+"/applications/sim", nil).obj(t).str("detail"); !strings.Contains(d, "sim:<version>") {
+		t.Errorf("an ambiguous name: %q does not say how to name one version", d)
+	}
 	e.must(http.StatusNotFound, http.MethodGet, v1+"/applications/app-NOPE", nil)
+	// name:version names one of several versions, as the CLI's --app does.
+	if got := e.must(http.StatusOK, http.MethodGet, v1+"/applications/sim:1.3.0", nil).obj(t); got["id"] != b.str("id") {
+		t.Errorf("by name:version: %v", got)
+	}
+	e.must(http.StatusNotFound, http.MethodGet, v1+"/applications/sim:9", nil)
+	e.must(http.StatusNotFound, http.MethodGet, v1+"/applications/nope:1.3.0", nil)
 
 	l := e.must(http.StatusOK, http.MethodGet, v1+"/applications?name=sim&version=1.3.0", nil).obj(t)
 	if items := l["items"].([]any); len(items) != 1 || items[0].(map[string]any)["id"] != b.str("id") {

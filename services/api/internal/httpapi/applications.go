@@ -193,12 +193,16 @@ func (s *Server) registerApplications() {
 		})
 }
 
-// getApplication finds an application by id, or by name when exactly one
-// version of that name exists (names are unique only with the version).
+// getApplication finds an application by id, by name:version (neither
+// holds a colon, ids neither), or by name when exactly one version of that
+// name exists (names are unique only with the version).
 func (s *Server) getApplication(ctx context.Context, ref string) (store.Loaded[*ApplicationDoc], error) {
 	k := applicationKind(s)
 	if l, err := k.FindOne(ctx, bson.D{{Key: "_id", Value: ref}}, ref); !isNotFound(err) {
 		return l, err
+	}
+	if name, version, ok := strings.Cut(ref, ":"); ok {
+		return k.FindOne(ctx, bson.D{{Key: "name", Value: name}, {Key: "app_version", Value: version}}, ref)
 	}
 	rs, _, err := k.List(ctx, bson.D{{Key: "name", Value: ref}}, "", 2)
 	if err != nil {
@@ -210,7 +214,7 @@ func (s *Server) getApplication(ctx context.Context, ref string) (store.Loaded[*
 	case 1:
 		return k.FindOne(ctx, bson.D{{Key: "_id", Value: rs[0].ID}}, ref)
 	}
-	return store.Loaded[*ApplicationDoc]{}, problem.Invalid(problem.Field("", "application name %q has several versions; use the application's id", ref))
+	return store.Loaded[*ApplicationDoc]{}, problem.Invalid(problem.Field("", "application name %q has several versions; name one as %s:<version>, or by its id", ref, ref))
 }
 
 // ApplicationByNameVersion finds the application a job names by name and version.
