@@ -1,6 +1,7 @@
 package main_test
 
 import (
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -20,5 +21,14 @@ func TestCLISubmitCommandAndArgs(t *testing.T) {
 	}
 	if got := s.must(t, "jobs", "ls", "-A", "--owner", "nobody", "-o", "json"); strings.Contains(got, id) {
 		t.Errorf("jobs ls --owner nobody lists %s (submitted while auth is off): %s", id, got)
+	}
+	// A flag's bad value is named with what it takes, not the parser's words.
+	if _, errs, code := s.run(t, "submit", "--queue", "Default", "--app", "sim:1.0", "--workers", "abc"); code != 1 || errs != "avxrm: --workers \"abc\": want a whole number\n" {
+		t.Errorf("--workers abc: exit %d, %q", code, errs)
+	}
+	// Tables show the queue and application an app-runtime-config names by name.
+	s.must(t, "runtime-configs", "create", "Default", "sim:1.0", "--set", "image=local", "--set", "working_directory=/tmp")
+	if got := s.must(t, "runtime-configs", "ls"); !regexp.MustCompile(`(?m)^Default +sim 1\.0 +local +/tmp *$`).MatchString(got) {
+		t.Errorf("runtime-configs ls:\n%s", got)
 	}
 }

@@ -132,10 +132,25 @@ func TestCLIWorkedExample(t *testing.T) {
 	first, firstOut := s.background(t, ctx, "submit", "--queue", "Default", "--app", "sim:1.0", "--workers", "10", "--env", "SLEEP=4", "--wait")
 	waitFor(t, 60*time.Second, "the first job running", func() bool { return strings.Contains(firstOut.String(), " running ") })
 
-	out, errs, code := s.run(t, "submit", "--queue", "Default", "--app", "sim:1.0", "--workers", "8", "--wait")
-	if code != 0 {
-		t.Errorf("second submit --wait: exit %d\n%s%s", code, out, errs)
+	second, secondOut := s.background(t, ctx, "submit", "--queue", "Default", "--app", "sim:1.0", "--workers", "8", "--wait")
+	waitFor(t, 60*time.Second, "the second job pending", func() bool { return strings.Contains(secondOut.String(), " pending") })
+	// While it waits: its place and expected start, in the queue's list and
+	// in describe.
+	pending := s.must(t, "queues", "pending", "Default")
+	id := strings.Fields(secondOut.String())[0]
+	if !regexp.MustCompile(`(?m)^POS .* START .*\n1 +` + id + ` .* 8 +0 +(in \d+s|now|unknown) `).MatchString(pending) {
+		t.Errorf("queues pending Default:\n%s", pending)
 	}
+	desc := s.must(t, "jobs", "describe", id)
+	for _, want := range []string{`Position:\s+1 among the jobs waiting on Default`, `Expected:\s+(admitted at \S+ \((in \d+s|now)\)|unknown)`} {
+		if !regexp.MustCompile(want).MatchString(desc) {
+			t.Errorf("describe of the pending job lacks %q:\n%s", want, desc)
+		}
+	}
+	if err := second.Wait(); err != nil {
+		t.Errorf("second submit --wait: %v\n%s", err, secondOut.String())
+	}
+	out := secondOut.String()
 	if !strings.Contains(out, "pending: queue Default allows 10 worker instances, 10 in use, job needs 8") {
 		t.Errorf("second submit did not print its pending reason:\n%s", out)
 	}
@@ -165,7 +180,7 @@ func TestCLIWorkedExample(t *testing.T) {
 	if active := s.must(t, "jobs", "ls"); strings.Count(active, "\n") != 1 {
 		t.Errorf("jobs ls without -A lists ended jobs:\n%s", active)
 	}
-	desc := s.must(t, "jobs", "describe", jobs[1]["id"].(string))
+	desc = s.must(t, "jobs", "describe", jobs[1]["id"].(string))
 	for _, want := range []string{`Status:\s+succeeded`, `Admitted\s+True`, `worker\s+8 succeeded`, `rm.job.pending`, `rm.job.succeeded`} {
 		if !regexp.MustCompile(want).MatchString(desc) {
 			t.Errorf("describe lacks %q:\n%s", want, desc)

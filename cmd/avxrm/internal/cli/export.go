@@ -29,12 +29,9 @@ func artifactsCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var items []json.RawMessage
-			for it, err := range c.List(cmd.Context(), "/jobs/"+url.PathEscape(args[0])+"/artifacts", nil) {
-				if err != nil {
-					return err
-				}
-				items = append(items, it)
+			items, err := listAll(cmd.Context(), c, "/jobs/"+url.PathEscape(args[0])+"/artifacts")
+			if err != nil {
+				return err
 			}
 			return printItems(cmd.OutOrStdout(), g.output, items, []column{{"KIND", field("kind")}, {"SAMPLE", field("sample_id")},
 				{"DECLARATION", field("declaration")}, {"PATH", field("path")}, {"SIZE", field("size")}, {"SHA256", field("sha256")}})

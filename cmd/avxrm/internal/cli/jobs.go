@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -365,6 +366,23 @@ func describeJob(ctx context.Context, c *avxrm.Client, id string, w io.Writer) e
 	fmt.Fprintf(w, "ID:        %s\nName:      %s\nQueue:     %s (%s)\nStatus:    %s\nWorkers:   %d\n", *j.Id, j.Name, deref(j.QueueName), j.QueueId, status, j.WorkerInstances)
 	app := j.Application
 	fmt.Fprintf(w, "App:       %s %s %s\n", deref(app.Id), deref(app.Name), deref(app.Version))
+	if o := j.Owner; o != nil {
+		fmt.Fprintf(w, "Owner:     %s\n", cmp.Or(o.Username, o.Subject))
+	}
+	if j.QueuePosition != nil {
+		fmt.Fprintf(w, "Position:  %d among the jobs waiting on %s\n", *j.QueuePosition, deref(j.QueueName))
+		start := "unknown"
+		if t, err := j.EstimatedStartAt.Get(); err == nil {
+			start = "admitted at " + t.Format(time.RFC3339) + " (" + inDuration(time.Until(t)) + ")"
+			if j.EstimateBasis != nil {
+				start += ", estimated from " + string(*j.EstimateBasis)
+			}
+		}
+		fmt.Fprintf(w, "Expected:  %s\n", start)
+	}
+	if j.Attempt != nil && *j.Attempt > 1 {
+		fmt.Fprintf(w, "Attempt:   %d\n", *j.Attempt)
+	}
 	for _, t := range []struct {
 		n string
 		v *time.Time
@@ -385,7 +403,13 @@ func describeJob(ctx context.Context, c *avxrm.Client, id string, w io.Writer) e
 			fmt.Fprintln(w, "  "+m)
 		}
 	}
-	if ins := avxrm.Values(j.Instances); ins != nil {
+	if as := avxrm.Values(j.Attempts); len(as) > 0 {
+		fmt.Fprintln(w, "Earlier attempts:")
+		for _, a := range as {
+			fmt.Fprintf(w, "  %d  %-9s %-16s %s\n", a.Attempt, a.Outcome, deref(a.Reason), deref(a.Message))
+		}
+	}
+	if ins := avxrm.Values(j.Instances); len(ins) > 0 {
 		count := map[string]map[string]int{}
 		for _, in := range ins {
 			if count[string(in.Role)] == nil {

@@ -52,15 +52,34 @@ func text(v any) string {
 	}
 }
 
-// age is how long ago the RFC 3339 time at path was, kubectl-style.
-func age(path string) func(map[string]any) string {
+// timeAt reads the RFC 3339 time at path and shows it with show; none when
+// it is absent or null.
+func timeAt(path, none string, show func(time.Time) string) func(map[string]any) string {
 	return func(m map[string]any) string {
 		t, err := time.Parse(time.RFC3339, text(lookup(m, path)))
 		if err != nil {
-			return ""
+			return none
 		}
-		return shortDuration(time.Since(t))
+		return show(t)
 	}
+}
+
+// age is how long ago the time at path was, kubectl-style.
+func age(path string) func(map[string]any) string {
+	return timeAt(path, "", func(t time.Time) string { return shortDuration(time.Since(t)) })
+}
+
+// startIn reads an estimated time at path as how long until it: "in 2m",
+// "now" once it has passed, "unknown" when null or absent.
+func startIn(path string) func(map[string]any) string {
+	return timeAt(path, "unknown", func(t time.Time) string { return inDuration(time.Until(t)) })
+}
+
+func inDuration(d time.Duration) string {
+	if d < time.Second {
+		return "now"
+	}
+	return "in " + shortDuration(d)
 }
 
 func shortDuration(d time.Duration) string {

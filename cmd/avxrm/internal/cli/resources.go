@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -9,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/avxrm/rm/sdk/go/avxrm"
 	"github.com/spf13/cobra"
 	"sigs.k8s.io/yaml"
 )
@@ -22,6 +24,8 @@ type kind struct {
 	// app-runtime-config (queue and application).
 	keys int
 	cols []column
+	// refs are the id fields the table shows by name: queue_id, application_id.
+	refs []string
 	// example of create and set, for --help.
 	example string
 }
@@ -45,13 +49,15 @@ var kinds = []kind{
 	{use: "runtime-configs", short: "App-runtime-configs: the image and settings of an application on a queue", aliases: []string{"runtime-config", "rc"},
 		path: "/app-runtime-config", keys: 2,
 		cols: []column{{"QUEUE", field("queue_id")}, {"APPLICATION", field("application_id")}, {"IMAGE", field("image")}, {"WORKDIR", field("working_directory")}},
-		example: "  avxrm runtime-configs create Default app-01J… --set image=registry/sim:1.0 --set working_directory=/work\n" +
-			"  avxrm runtime-configs get Default app-01J…"},
+		refs: []string{"queue_id", "application_id"},
+		example: "  avxrm runtime-configs create Default sim:1.0 --set image=registry/sim:1.0 --set working_directory=/work\n" +
+			"  avxrm runtime-configs get Default sim:1.0   # the application by name:version, or by its id app-01J…"},
 	{use: "deployments", short: "Deployments: long-running replicas of an application on a queue", aliases: []string{"deployment", "deploy"},
 		path: "/deployments", keys: 1,
 		cols: []column{{"NAME", field("name")}, {"ID", field("id")}, {"APPLICATION", field("application_id")}, {"QUEUE", field("queue_id")},
 			{"REPLICAS", field("replicas")}, {"READY", field("status.ready_replicas")}},
-		example: "  avxrm deployments create viz --set application_id=app-01J… --set queue_id=Default --set replicas=2"},
+		refs:    []string{"queue_id", "application_id"},
+		example: "  avxrm deployments create viz --set application_id=viz:1.0 --set queue_id=Default --set replicas=2"},
 }
 
 func limitCol(m map[string]any) string {
@@ -92,12 +98,14 @@ func resourceCommand(g *globals, k kind) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var items []json.RawMessage
-			for it, err := range c.List(cmd.Context(), k.path, nil) {
-				if err != nil {
+			items, err := listAll(cmd.Context(), c, k.path)
+			if err != nil {
+				return err
+			}
+			if g.output == "table" && len(items) > 0 && len(k.refs) > 0 {
+				if items, err = withNames(cmd.Context(), c, items, k.refs); err != nil {
 					return err
 				}
-				items = append(items, it)
 			}
 			return printItems(cmd.OutOrStdout(), g.output, items, k.cols)
 		},
@@ -206,8 +214,92 @@ func resourceCommand(g *globals, k kind) *cobra.Command {
 		},
 	}
 	cmd.AddCommand(ls, get, create, set, rm)
+	if k.use == "queues" {
+		cmd.AddCommand(pendingCommand(g))
+	}
 	return cmd
 }
+
+// listAll reads every page of the list at path.
+func listAll(ctx context.Context, c *avxrm.Client, path string) ([]json.RawMessage, error) {
+	var items []json.RawMessage
+	for it, err := range c.List(ctx, path, nil) {
+		if err != nil {
+			return nil, err
+		}
+		items = append(items, it)
+	}
+	return items, nil
+}
+
+// refPaths are the collections the ids of a kind's refs name.
+var refPaths = map[string]string{"queue_id": "/queues", "application_id": "/applications"}
+
+// withNames returns items with each of the fields refs holding the name of
+// what its id names (an application's "name version"), for a table: an id
+// that names nothing any more stays as it is.
+func withNames(ctx context.Context, c *avxrm.Client, items []json.RawMessage, refs []string) ([]json.RawMessage, error) {
+	names := map[string]string{}
+	for _, f := range refs {
+		for it, err := range c.List(ctx, refPaths[f], nil) {
+			if err != nil {
+				return nil, err
+			}
+			var r map[string]any
+			if json.Unmarshal(it, &r) != nil {
+				continue
+			}
+			name := text(r["name"])
+			if f == "application_id" {
+				name += " " + text(r["version"])
+			}
+			names[text(r["id"])] = name
+		}
+	}
+	out := make([]json.RawMessage, len(items))
+	for i, it := range items {
+		var m map[string]any
+		if err := json.Unmarshal(it, &m); err != nil {
+			return nil, err
+		}
+		for _, f := range refs {
+			if n := names[text(m[f])]; n != "" {
+				m[f] = n
+			}
+		}
+		raw, err := json.Marshal(m)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = raw
+	}
+	return out, nil
+}
+
+// pendingCommand lists a queue's waiting jobs in the order the scheduler
+// considers them, with when each is expected to start.
+func pendingCommand(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use: "pending <id|name>", Short: "List a queue's waiting jobs in the order they will be considered, with estimated starts",
+		Args:    cobra.ExactArgs(1),
+		Example: "  avxrm queues pending Default\n  avxrm queues pending Default -o json",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client(cmd.Context())
+			if err != nil {
+				return err
+			}
+			items, err := listAll(cmd.Context(), c, "/queues/"+url.PathEscape(args[0])+"/pending")
+			if err != nil {
+				return err
+			}
+			return printItems(cmd.OutOrStdout(), g.output, items, pendingCols)
+		},
+	}
+}
+
+var pendingCols = []column{{"POS", field("queue_position")}, {"ID", field("id")}, {"NAME", field("name")},
+	{"WORKERS", field("worker_instances")}, {"PRIORITY", field("priority")}, {"START", startIn("estimated_start_at")},
+	{"BASIS", field("estimate_basis")}, {"REASON", field("message")}}
 
 func createUse(k kind) string {
 	if k.keys == 2 {
@@ -218,7 +310,7 @@ func createUse(k kind) string {
 
 func exampleKey(k kind) string {
 	if k.keys == 2 {
-		return "Default app-01J…"
+		return "Default sim:1.0"
 	}
 	return "Default"
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/avxrm/rm/sdk/go/avxrm"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 // Exit codes of the client commands.
@@ -81,6 +82,7 @@ func Root() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	root.SetFlagErrorFunc(flagError)
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.server, "server", envOr("RM_SERVER", avxrm.DefaultServer), "the server's root URL ($RM_SERVER)")
 	pf.StringVarP(&g.output, "output", "o", "table", "output format: table, json or yaml")
@@ -103,6 +105,24 @@ func Root() *cobra.Command {
 		root.AddCommand(c)
 	}
 	return root
+}
+
+// flagError says what a flag takes instead of the parser's words
+// (`invalid argument "abc" for "--workers" flag: strconv.ParseInt: parsing
+// "abc": invalid syntax`), in the form of the commands' own checks.
+func flagError(_ *cobra.Command, err error) error {
+	var ive *pflag.InvalidValueError
+	if !errors.As(err, &ive) {
+		return err
+	}
+	want := map[string]string{
+		"int": "a whole number", "int64": "a whole number", "uint": "a whole number ≥ 0",
+		"bool": "true or false", "duration": "a duration such as 30s, 5m or 1h30m", "float64": "a number",
+	}[ive.GetFlag().Value.Type()]
+	if want == "" {
+		return err
+	}
+	return fmt.Errorf("--%s %q: want %s", ive.GetFlag().Name, ive.GetValue(), want)
 }
 
 func envOr(name, def string) string {
