@@ -3,6 +3,7 @@
 import asyncio
 import socket
 import threading
+import time
 from urllib.parse import urlparse
 
 import pytest
@@ -38,6 +39,38 @@ def test_flow_through_client(seeded):
             c.jobs.wait(slow.id, timeout=2)
         c.jobs.cancel(slow.id)
         assert c.jobs.wait(slow.id, timeout=60).status == "cancelled"
+
+
+def test_pending_jobs_in_order(seeded):
+    """A queue's waiting jobs, first in line first, and each job's place in them."""
+    server, app_id = seeded
+    with avxrm.Client(server) as c:
+        c.queues.create(name="Narrow", maximum_allowed_worker_instances=1)
+        submit = lambda **kw: c.jobs.submit(queue_id="Narrow", application={"id": app_id}, worker_instances=1,
+                                            environment_variables={"SLEEP": "30"}, **kw).id
+        jobs = [submit(), submit(), submit(priority=5)]
+        try:
+            deadline = time.time() + 60
+            while True:
+                pending = list(c.queues.pending("Narrow"))
+                if len(pending) == 2 and all(p.status == "pending" for p in pending):
+                    break
+                assert time.time() < deadline, f"never two pending jobs: {pending}"
+                time.sleep(0.2)
+            # The higher priority first; each says why it waits.
+            assert all(isinstance(p, avxrm.PendingJob) for p in pending)
+            assert [(p.id, p.queue_position) for p in pending] == [(jobs[2], 1), (jobs[1], 2)]
+            assert pending[0].message == "queue Narrow allows 1 worker instance, 1 in use, job needs 1"
+            assert pending[0].estimate_basis
+            j = c.jobs.get(jobs[1])
+            assert j.queue_position == 2 and j.estimate_basis == pending[1].estimate_basis
+            assert c.jobs.get(jobs[0]).queue_position is None
+        finally:
+            for id in jobs:
+                c.jobs.cancel(id)
+            for id in jobs:
+                c.jobs.wait(id, timeout=60)
+        c.queues.delete("Narrow")
 
 
 def test_flow_through_async_client(seeded):

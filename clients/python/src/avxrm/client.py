@@ -23,7 +23,7 @@ import httpx
 
 from .auth import BearerAuth, TokenProvider
 from .errors import NotFoundError, Problem, ServerError, error_for
-from .models import (AppRuntimeConfig, Application, Artifact, Deployment, Event, Job, Plugin, Queue,
+from .models import (AppRuntimeConfig, Application, Artifact, Deployment, Event, Job, PendingJob, Plugin, Queue,
                      ScenarioExport)
 
 BASE_PATH = "/api/resources/v1"
@@ -105,7 +105,7 @@ class _Resources:
     requests return coroutines and async iterators)."""
 
     def _init_resources(self) -> None:
-        self.queues = Collection(self, "/queues", Queue)
+        self.queues = Queues(self)
         self.plugins = Collection(self, "/plugins", Plugin)
         self.applications = Collection(self, "/applications", Application)
         self.apps = self.applications
@@ -149,6 +149,18 @@ class Collection:
 
     def delete(self, id_or_name: str) -> Any:
         return self._c._request("DELETE", f"{self._path}/{id_or_name}")
+
+
+class Queues(Collection):
+    """Queues, and ``pending``: a queue's waiting jobs in the order the
+    scheduler considers them."""
+
+    def __init__(self, client: _Resources):
+        super().__init__(client, "/queues", Queue)
+
+    def pending(self, id_or_name: str) -> Any:
+        """Iterate over the queue's waiting jobs (PendingJob), first in line first."""
+        return self._c._pages(f"/queues/{id_or_name}/pending", {}, PendingJob.from_dict)
 
 
 class RuntimeConfigs:

@@ -153,6 +153,12 @@ class Job(Resource):
     started_at: Optional[str] = None
     finished_at: Optional[str] = None
     cleaned_at: Optional[str] = None
+    owner: Optional[Dict[str, str]] = None
+    # While pending: its place among the queue's waiting jobs, and when it is
+    # expected to be admitted (None when unknown) on what basis.
+    queue_position: Optional[int] = None
+    estimated_start_at: Optional[str] = None
+    estimate_basis: Optional[str] = None
 
     @property
     def final(self) -> bool:
@@ -160,6 +166,23 @@ class Job(Resource):
 
     def condition(self, type_: str) -> Optional[Condition]:
         return next((c for c in self.conditions if c.type == type_), None)
+
+
+@dataclass
+class PendingJob(Model):
+    """A waiting job as a queue's pending list shows it, in the scheduler's order."""
+
+    id: str = ""
+    name: str = ""
+    queue_position: int = 0
+    estimated_start_at: Optional[str] = None
+    estimate_basis: str = ""
+    status: str = ""
+    reason: Optional[str] = None
+    message: Optional[str] = None
+    worker_instances: int = 0
+    priority: int = 0
+    submitted_at: Optional[str] = None
 
 
 @dataclass
