@@ -261,6 +261,19 @@ n=$(cat "$COUNTER" 2>/dev/null || echo 0); n=$((n+1)); echo $n > "$COUNTER"
 	if !got.AdmittedAt.After(got.Attempts[1].FinishedAt) {
 		t.Errorf("admitted_at %s of attempt 3 not after attempt 2 ended at %s", got.AdmittedAt, got.Attempts[1].FinishedAt)
 	}
+
+	// A job whose every instance fails at once, on its last attempt too:
+	// it ends failed without the retry's "attempt 2 of 2 waits for
+	// admission" left in its Started condition (it once was).
+	j = submitJob(c, map[string]any{"queue_id": "Default", "worker_instances": 1, "application": map[string]any{"id": app},
+		"command": []string{"/bin/false"}, "max_retries": 1, "retry_on": []string{"failed"}})
+	got = c.waitJobFor(j.ID, "final", 120*time.Second, isFinal)
+	if got.Status != events.JobFailed || got.Attempt != 2 || len(got.Attempts) != 1 {
+		t.Fatalf("job %s attempt %d attempts %+v: want failed on attempt 2", got.Status, got.Attempt, got.Attempts)
+	}
+	if st := conditionOf(got, "Started"); st.Reason == "Retrying" {
+		t.Errorf("the failed job's Started condition is the retry's: %+v", st)
+	}
 }
 
 // A job that waited for capacity keeps, once finished, how long and why:

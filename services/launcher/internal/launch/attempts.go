@@ -338,6 +338,24 @@ func (s *Service) retryJob(ctx context.Context, rs *records, obs map[driver.Ref]
 	return []string{events.TypeJobRetrying}, true, nil
 }
 
+// dropStaleRetry removes the Started condition a retry left ("attempt 1
+// failed: …; attempt 2 of 2 waits for admission") from a job the launcher
+// runs again, that is, one admitted since: the new attempt's instances set
+// it again as they start, but instances that end before they are seen
+// running (a command that fails at once) would otherwise leave the ended
+// job saying it waits. While the failed attempt's instances are being
+// stopped the condition says so and a failed instance record is still
+// there (retryJob), so the condition stays. It reports whether it removed
+// it; called before this round's observations are recorded.
+func dropStaleRetry(j *events.Job) bool {
+	c := jobdoc.FindCondition(j, jobdoc.CondStarted)
+	if c == nil || c.Reason != reasonRetrying || failedRecord(j) != nil {
+		return false
+	}
+	j.Conditions = slices.DeleteFunc(j.Conditions, func(c events.Condition) bool { return c.Type == jobdoc.CondStarted })
+	return true
+}
+
 func plural(n int, one, many string) string {
 	if n == 1 {
 		return one

@@ -124,7 +124,9 @@ func (s *Service) runJob(ctx context.Context, rs *records, obs map[driver.Ref]ob
 			return nil, err
 		}
 	}
+	stale := dropStaleRetry(j)
 	missing, changed := observeMain(rs, obs, now)
+	changed = stale || changed
 	remain, err := s.reapEnded(ctx, obs, recorded)
 	if err != nil {
 		return nil, err
