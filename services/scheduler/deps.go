@@ -140,6 +140,9 @@ func (t *term) loadFinals(ctx context.Context, ids bson.A) error {
 	return nil
 }
 
+// endedAs says how a dependency that can no longer succeed ended.
+var endedAs = map[string]string{events.JobFailed: "failed", events.JobCancelled: "was cancelled", gone: "was deleted"}
+
 // depHold says whether job j waits for its dependencies (wait) or can
 // never be admitted because one can no longer meet its condition (failed),
 // with the message; neither when every dependency is met.
@@ -157,9 +160,11 @@ func (g gate) depHold(j *events.Job, jobs map[string]*events.Job) (wait, failed 
 		case d.Condition == events.DependencyFinished && final:
 		case d.Condition != events.DependencyFinished && status == events.JobSucceeded:
 		case d.Condition != events.DependencyFinished && final:
-			broken = append(broken, fmt.Sprintf("%s is %s", d.JobID, status))
+			broken = append(broken, d.JobID+" "+endedAs[status])
+		case d.Condition == events.DependencyFinished:
+			waiting = append(waiting, d.JobID+" to finish")
 		default:
-			waiting = append(waiting, fmt.Sprintf("%s to %s", d.JobID, d.Condition))
+			waiting = append(waiting, d.JobID+" to succeed")
 		}
 	}
 	switch {

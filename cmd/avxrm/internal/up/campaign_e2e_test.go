@@ -99,8 +99,8 @@ func TestDependencyChainEndToEnd(t *testing.T) {
 	w := c.waitJobFor(b.ID, "waiting for its dependency", 30*time.Second, func(j events.Job) bool {
 		return j.Status == events.JobPending && admittedCondition(j).Reason == "WaitingForDependency"
 	})
-	if msg := admittedCondition(w).Message; !strings.Contains(msg, a.ID) {
-		t.Errorf("B's condition does not name A: %q", msg)
+	if msg := admittedCondition(w).Message; msg != "waiting for "+a.ID+" to succeed" {
+		t.Errorf("B's condition: %q, want it to name A and what B waits for", msg)
 	}
 	if got := c.job(b.ID).DependsOn; len(got) != 1 || got[0].JobID != a.ID || got[0].Condition != "succeeded" {
 		t.Errorf("B's depends_on = %+v", got)
@@ -124,6 +124,9 @@ func TestDependencyChainEndToEnd(t *testing.T) {
 		got := c.waitJobFor(j.ID, "cancelled", 30*time.Second, hasStatus(events.JobCancelled))
 		if cond := admittedCondition(got); cond.Reason != "DependencyFailed" || cond.Status != "False" {
 			t.Errorf("%s: Admitted condition %+v, want DependencyFailed", j.ID, cond)
+		}
+		if j.ID == b2.ID && admittedCondition(got).Message != "dependency can no longer succeed: "+a2.ID+" failed" {
+			t.Errorf("%s: %q does not say how its dependency ended", j.ID, admittedCondition(got).Message)
 		}
 		if got.AdmittedAt != nil || got.FinishedAt == nil {
 			t.Errorf("%s: admitted_at %v, finished_at %v", j.ID, got.AdmittedAt, got.FinishedAt)
