@@ -136,6 +136,19 @@ func (c *Client) SubmitJob(ctx context.Context, j api.JobBody) (*api.Job, error)
 	return result(err, func() (*http.Response, []byte, *api.Job) { return r.HTTPResponse, r.Body, r.JSON201 })
 }
 
+// CreateJobArray submits count jobs of one body, at most MaxParallel of
+// them admitted at once (POST /job-arrays, with an Idempotency-Key).
+func (c *Client) CreateJobArray(ctx context.Context, a api.JobArrayBody) (*api.JobArray, error) {
+	r, err := c.API.CreateJobArrayWithResponse(ctx, &api.CreateJobArrayParams{}, a)
+	return result(err, func() (*http.Response, []byte, *api.JobArray) { return r.HTTPResponse, r.Body, r.JSON201 })
+}
+
+// GetJobArray returns a job array with how many of its jobs have each status.
+func (c *Client) GetJobArray(ctx context.Context, id string) (*api.JobArray, error) {
+	r, err := c.API.GetJobArrayWithResponse(ctx, id)
+	return result(err, func() (*http.Response, []byte, *api.JobArray) { return r.HTTPResponse, r.Body, r.JSON200 })
+}
+
 // GetJob returns a job.
 func (c *Client) GetJob(ctx context.Context, id string) (*api.Job, error) {
 	r, err := c.API.GetJobWithResponse(ctx, id)
