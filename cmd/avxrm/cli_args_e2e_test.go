@@ -1,6 +1,10 @@
 package main_test
 
 import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -30,5 +34,73 @@ func TestCLISubmitCommandAndArgs(t *testing.T) {
 	s.must(t, "runtime-configs", "create", "Default", "sim:1.0", "--set", "image=local", "--set", "working_directory=/tmp")
 	if got := s.must(t, "runtime-configs", "ls"); !regexp.MustCompile(`(?m)^Default +sim 1\.0 +local +/tmp *$`).MatchString(got) {
 		t.Errorf("runtime-configs ls:\n%s", got)
+	}
+}
+
+// submit -f, the limits and retries, dependencies and arrays: a job body
+// from a file with flags over it, --time-limit, --retries, --after-ok
+// (a failed dependency cancels the job, and --wait says why), and
+// --array with --wait following the array's counts.
+func TestCLISubmitFileLimitsDependenciesArrays(t *testing.T) {
+	s := startServer(t)
+	seed(t, s)
+	dir := t.TempDir()
+	file := filepath.Join(dir, "job.yaml")
+	if err := os.WriteFile(file, []byte("queue_id: Default\napplication: {name: sim, version: \"1.0\"}\nworker_instances: 3\nlabels: {from: file}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	id := strings.Fields(s.must(t, "submit", "-f", file, "--workers", "2", "--wait"))[0]
+	var j struct {
+		WorkerInstances int               `json:"worker_instances"`
+		Labels          map[string]string `json:"labels"`
+		Attempt         int               `json:"attempt"`
+	}
+	if err := json.Unmarshal([]byte(s.must(t, "jobs", "get", id, "-o", "json")), &j); err != nil || j.WorkerInstances != 2 || j.Labels["from"] != "file" {
+		t.Errorf("the job from the file with --workers 2: %+v (%v)", j, err)
+	}
+	bad := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(bad, []byte("queue_id: Default\nworkers: 3\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, errs, code := s.run(t, "submit", "-f", bad); code != 1 || !strings.Contains(errs, `unknown field "workers"`) {
+		t.Errorf("a file with an unknown field: exit %d, %q", code, errs)
+	}
+
+	// A time limit and retries reach the job; --wait says how it ended.
+	if _, errs, code := s.run(t, "submit", "--queue", "Default", "--app", "sim:1.0", "--env", "SLEEP=30", "--time-limit", "1s", "--wait"); code != 1 || !strings.Contains(errs, "ran longer than its limit of 1s") {
+		t.Errorf("--time-limit 1s: exit %d, %q", code, errs)
+	}
+	out, errs, code := s.run(t, "submit", "--queue", "Default", "--app", "sim:1.0", "--env", "FAIL_INDEX=0", "--retries", "1", "--retry-on", "failed", "--wait")
+	if code != 1 || !strings.Contains(errs, "worker 0 exited with code 2") {
+		t.Errorf("--retries 1 of a failing job: exit %d, %q", code, errs)
+	}
+	if err := json.Unmarshal([]byte(s.must(t, "jobs", "get", strings.Fields(out)[0], "-o", "json")), &j); err != nil || j.Attempt != 2 {
+		t.Errorf("--retries 1: attempt %d (%v), want 2", j.Attempt, err)
+	}
+
+	// A dependency that fails cancels its dependent, which --wait explains.
+	dep := strings.TrimSpace(s.must(t, "submit", "--queue", "Default", "--app", "sim:1.0", "--env", "FAIL_INDEX=0"))
+	_, errs, code = s.run(t, "submit", "--queue", "Default", "--app", "sim:1.0", "--after-ok", dep, "--wait")
+	if want := "was cancelled: dependency can no longer succeed: " + dep + " failed"; code != 3 || !strings.Contains(errs, want) {
+		t.Errorf("--after-ok a failing job: exit %d, %q, want 3 and %q", code, errs, want)
+	}
+
+	// An array of 4, 2 at a time, followed to its end.
+	out = s.must(t, "submit", "-f", file, "--workers", "1", "--array", "4", "--max-parallel", "2", "--wait")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	arr := lines[0]
+	if !strings.HasPrefix(arr, "arr-") || !strings.HasSuffix(lines[len(lines)-1], "4 jobs: 4 succeeded") {
+		t.Errorf("submit --array 4 --wait:\n%s", out)
+	}
+	var jobs []struct {
+		Name string `json:"name"`
+	}
+	if err := json.Unmarshal([]byte(s.must(t, "jobs", "ls", "-A", "--array", arr, "-o", "json")), &jobs); err != nil || len(jobs) != 4 {
+		t.Fatalf("jobs ls --array: %+v (%v)", jobs, err)
+	}
+	for i, j := range jobs {
+		if j.Name != fmt.Sprintf("%s-%d", arr, i) {
+			t.Errorf("the array's job %d is named %q", i, j.Name)
+		}
 	}
 }

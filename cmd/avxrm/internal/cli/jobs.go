@@ -8,8 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -17,6 +19,7 @@ import (
 	"github.com/avxrm/rm/sdk/go/avxrm/api"
 	"github.com/oapi-codegen/nullable"
 	"github.com/spf13/cobra"
+	"sigs.k8s.io/yaml"
 )
 
 var jobCols = []column{{"ID", field("id")}, {"NAME", field("name")}, {"QUEUE", field("queue_name")}, {"STATUS", field("status")},
@@ -28,7 +31,7 @@ var jobCols = []column{{"ID", field("id")}, {"NAME", field("name")}, {"QUEUE", f
 	}}}
 
 // reason is why a job waits (for admission, or for an instance that
-// cannot start), or why it failed.
+// cannot start), why it failed, or why the scheduler cancelled it.
 func reason(j *api.Job) string {
 	if j.Status == nil {
 		return ""
@@ -45,6 +48,8 @@ func reason(j *api.Job) string {
 			return msg // an instance cannot start: an image that cannot be pulled...
 		case *j.Status == "failed" && (c.Type == "Failed" || c.Type == "Finished") && c.Status == "True":
 			return msg
+		case *j.Status == "cancelled" && c.Type == "Admitted" && c.Reason != nil && *c.Reason == "DependencyFailed":
+			return msg // cancelled by the scheduler, not by a user
 		}
 	}
 	if ws := avxrm.Values(j.Warnings); *j.Status == "failed" && len(ws) > 0 {
@@ -55,28 +60,57 @@ func reason(j *api.Job) string {
 
 func submitCommand(g *globals) *cobra.Command {
 	var (
-		queue, app, name, image string
-		workers                 int
-		priority                int
-		env, labels, command    []string
-		wait                    bool
+		file, queue, app, name, image string
+		workers, priority, retries    int
+		env, labels, command          []string
+		retryOn, afterOK, afterAny    []string
+		timeLimit                     time.Duration
+		array, maxParallel            int
+		wait                          bool
 	)
 	cmd := &cobra.Command{
 		Use:   "submit --queue <queue> --app <name:version|app-id> --workers N [flags] [-- args...]",
-		Short: "Submit a job; with --wait, follow it until it ends",
+		Short: "Submit a job or a job array; with --wait, follow it until it ends",
 		Long: "Submit a job and print its id. With --wait, follow it live until it ends: exit 0 when it\n" +
 			"succeeded, 1 when it failed (the failing instance and exit code are printed), 3 when it was cancelled.\n" +
 			"On a terminal one status line is redrawn in place; otherwise each change is one line.\n" +
-			"Arguments after -- are the job's args: they replace the application's (--command replaces both).",
+			"Arguments after -- are the job's args: they replace the application's (--command replaces both).\n" +
+			"-f reads the job's body (the API's JSON field names) from a JSON or YAML file; flags given\n" +
+			"as well override its fields. --array N submits N such jobs as one job array (each with\n" +
+			"RM_ARRAY_INDEX 0..N-1) and prints its id; --wait then follows the array's counts.",
 		Example: "  avxrm submit --queue Default --app sim:1.0 --workers 8\n" +
 			"  avxrm submit --queue Default --app sim:1.0 --workers 10 --env SEED=42 --label team=adas --wait\n" +
-			"  avxrm submit --queue Default --app sim:1.0 -- --seed 42",
+			"  avxrm submit --queue Default --app sim:1.0 -- --seed 42\n" +
+			"  avxrm submit -f job.yaml --time-limit 2h --retries 2\n" +
+			"  avxrm submit --queue Default --app post:1.0 --after-ok job-01J…   # once job-01J… has succeeded\n" +
+			"  avxrm submit --queue Default --app sim:1.0 --array 1000 --max-parallel 50 --wait",
 		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 0 && cmd.ArgsLenAtDash() != 0 {
 				return fmt.Errorf("unexpected argument %q: put the job's args after --", args[0])
 			}
-			body := api.JobBody{QueueId: queue, WorkerInstances: int64(workers), Application: appRef(app, image)}
+			flags := cmd.Flags()
+			var body api.JobBody
+			if file != "" {
+				if err := readJobFile(file, &body); err != nil {
+					return err
+				}
+			}
+			if flags.Changed("queue") {
+				body.QueueId = queue
+			}
+			if flags.Changed("app") || flags.Changed("image") {
+				body.Application = appRef(app, image)
+			}
+			if flags.Changed("workers") || body.WorkerInstances == 0 {
+				body.WorkerInstances = int64(workers)
+			}
+			switch {
+			case body.QueueId == "":
+				return errors.New("--queue is required (or queue_id in the -f file)")
+			case body.Application == (api.JobApplicationRef{}):
+				return errors.New("--app is required (or application in the -f file)")
+			}
 			if len(args) > 0 {
 				body.Args = nullable.NewNullableWithValue(args)
 			}
@@ -86,54 +120,102 @@ func submitCommand(g *globals) *cobra.Command {
 			if name != "" {
 				body.Name = &name
 			}
-			if cmd.Flags().Changed("priority") {
-				p := int64(priority)
-				body.Priority = &p
+			if flags.Changed("priority") {
+				body.Priority = ptr(int64(priority))
+			}
+			if flags.Changed("time-limit") {
+				if timeLimit < time.Second {
+					return fmt.Errorf("--time-limit %s: want at least 1s", timeLimit)
+				}
+				body.MaxRunSeconds = ptr(int64(math.Ceil(timeLimit.Seconds())))
+			}
+			if flags.Changed("retries") {
+				body.MaxRetries = ptr(int64(retries))
+			}
+			if len(retryOn) > 0 {
+				on := make([]api.JobBodyRetryOn, len(retryOn))
+				for i, r := range retryOn {
+					on[i] = api.JobBodyRetryOn(r)
+				}
+				body.RetryOn = nullable.NewNullableWithValue(on)
+			}
+			if len(afterOK)+len(afterAny) > 0 {
+				deps, _ := body.DependsOn.Get()
+				for _, id := range afterOK {
+					deps = append(deps, api.JobDependency{JobId: id, Condition: api.JobDependencyConditionSucceeded})
+				}
+				for _, id := range afterAny {
+					deps = append(deps, api.JobDependency{JobId: id, Condition: api.JobDependencyConditionFinished})
+				}
+				body.DependsOn = nullable.NewNullableWithValue(deps)
 			}
 			var err error
-			if body.EnvironmentVariables, err = pairs("--env", env); err != nil {
+			if err = addPairs(&body.EnvironmentVariables, "--env", env); err != nil {
 				return err
 			}
-			if body.Labels, err = pairs("--label", labels); err != nil {
+			if err = addPairs(&body.Labels, "--label", labels); err != nil {
 				return err
 			}
 			c, err := g.client(cmd.Context())
 			if err != nil {
 				return err
 			}
+			if flags.Changed("array") || flags.Changed("max-parallel") {
+				return submitArray(cmd, g, c, body, array, maxParallel, wait)
+			}
 			j, err := c.SubmitJob(cmd.Context(), body)
 			if err != nil {
 				return err
 			}
 			out := cmd.OutOrStdout()
-			if g.output != "table" {
-				if err := printItem(out, g.output, j); err != nil {
-					return err
-				}
-			} else {
-				fmt.Fprintln(out, *j.Id)
-			}
-			if !wait {
-				return nil
+			if err := printSubmitted(out, g, j, *j.Id); err != nil || !wait {
+				return err
 			}
 			return follow(cmd.Context(), c, *j.Id, out)
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&queue, "queue", "", "the queue's name or id (required)")
-	f.StringVar(&app, "app", "", "the application: name:version, name, or its id (required)")
+	f.StringVarP(&file, "file", "f", "", "the job's body from a JSON or YAML file (the API's field names); flags override it")
+	f.StringVar(&queue, "queue", "", "the queue's name or id (required unless in -f)")
+	f.StringVar(&app, "app", "", "the application: name:version, name, or its id (required unless in -f)")
 	f.StringVar(&image, "image", "", "run this image (an inline application named by --app)")
 	f.IntVar(&workers, "workers", 1, "worker instances, all admitted at once")
-	f.StringVar(&name, "name", "", "the job's name (default: its id)")
+	f.StringVar(&name, "name", "", "the job's name (default: its id; an array's jobs are <name>-<index>)")
 	f.IntVar(&priority, "priority", 0, "higher first")
 	f.StringArrayVar(&env, "env", nil, "K=V environment variable of every instance (repeatable)")
 	f.StringArrayVar(&labels, "label", nil, "k=v label (repeatable)")
 	f.StringArrayVar(&command, "command", nil, "the job's command, one word per flag (repeatable); replaces the application's command and args")
-	f.BoolVar(&wait, "wait", false, "follow the job until it ends; the exit code says how it ended")
-	_ = cmd.MarkFlagRequired("queue")
-	_ = cmd.MarkFlagRequired("app")
+	f.DurationVar(&timeLimit, "time-limit", 0, "fail the job (DeadlineExceeded) once it has run this long, e.g. 90m (max_run_seconds)")
+	f.IntVar(&retries, "retries", 0, "run a failed attempt again up to this many times (max_retries)")
+	f.StringSliceVar(&retryOn, "retry-on", nil, "which failures are retried: failed, lost or both (default both)")
+	f.StringArrayVar(&afterOK, "after-ok", nil, "admit the job only after this job has succeeded; cancel it if that one cannot (repeatable)")
+	f.StringArrayVar(&afterAny, "after-any", nil, "admit the job only after this job has ended, however it ended (repeatable)")
+	f.IntVar(&array, "array", 0, "submit this many jobs of this body as one job array, each with RM_ARRAY_INDEX")
+	f.IntVar(&maxParallel, "max-parallel", 0, "with --array: at most this many of its jobs admitted at once (default: all)")
+	f.BoolVar(&wait, "wait", false, "follow the job (or the array) until it ends; the exit code says how it ended")
 	return cmd
 }
+
+// readJobFile reads a job's body from a JSON or YAML file; a field the API
+// does not have is an error here, before anything is sent.
+func readJobFile(file string, body *api.JobBody) error {
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		return err
+	}
+	js, err := yaml.YAMLToJSON(raw)
+	if err != nil {
+		return fmt.Errorf("%s: %w", file, err)
+	}
+	d := json.NewDecoder(bytes.NewReader(js))
+	d.DisallowUnknownFields()
+	if err := d.Decode(body); err != nil {
+		return fmt.Errorf("%s: not a job body: %w", file, err)
+	}
+	return nil
+}
+
+func ptr[T any](v T) *T { return &v }
 
 // appRef turns --app into the job's application reference.
 func appRef(app, image string) api.JobApplicationRef {
@@ -152,19 +234,19 @@ func appRef(app, image string) api.JobApplicationRef {
 	return r
 }
 
-func pairs(flag string, kvs []string) (*map[string]string, error) {
-	if len(kvs) == 0 {
-		return nil, nil
-	}
-	m := map[string]string{}
+// addPairs adds the key=value pairs of kvs to *m (made if nil).
+func addPairs(m **map[string]string, flag string, kvs []string) error {
 	for _, kv := range kvs {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok || k == "" {
-			return nil, fmt.Errorf("%s %q: want key=value", flag, kv)
+			return fmt.Errorf("%s %q: want key=value", flag, kv)
 		}
-		m[k] = v
+		if *m == nil {
+			*m = &map[string]string{}
+		}
+		(**m)[k] = v
 	}
-	return &m, nil
+	return nil
 }
 
 // follow shows the job live until it ends, and turns its end into the exit
@@ -184,17 +266,17 @@ func follow(ctx context.Context, c *avxrm.Client, id string, out io.Writer) erro
 	if last == nil || last.Status == nil {
 		return fmt.Errorf("job %s: no status", id)
 	}
+	code, msg := ExitFailed, "job "+id+" failed"
 	switch *last.Status {
 	case "succeeded":
 		return nil
 	case "cancelled":
-		return &exitError{code: ExitCancelled, msg: "job " + id + " was cancelled"}
+		code, msg = ExitCancelled, "job "+id+" was cancelled"
 	}
-	msg := "job " + id + " failed"
 	if r := reason(last); r != "" {
 		msg += ": " + r
 	}
-	return &exitError{code: ExitFailed, msg: msg}
+	return &exitError{code: code, msg: msg}
 }
 
 // statusLine is one line about a job: its status, why it waits with the
@@ -252,7 +334,7 @@ func bar(running, done, n, width int) string {
 func jobsCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "jobs", Aliases: []string{"job"}, Short: "List, show, cancel, clean up and delete jobs",
 		Example: "  avxrm jobs ls\n  avxrm jobs ls -A --queue Default --status failed -o json\n  avxrm jobs describe job-01J…\n  avxrm jobs cancel job-01J…"}
-	var queue, status, owner string
+	var queue, status, owner, array string
 	var labels []string
 	var all bool
 	ls := &cobra.Command{
@@ -276,6 +358,9 @@ func jobsCommand(g *globals) *cobra.Command {
 			if owner != "" {
 				q.Set("owner", owner)
 			}
+			if array != "" {
+				q.Set("array_id", array)
+			}
 			var items []json.RawMessage
 			for it, err := range c.List(cmd.Context(), "/jobs", q) {
 				if err != nil {
@@ -294,6 +379,7 @@ func jobsCommand(g *globals) *cobra.Command {
 	}
 	ls.Flags().StringVar(&queue, "queue", "", "only this queue's jobs")
 	ls.Flags().StringVar(&status, "status", "", "only jobs of this status")
+	ls.Flags().StringVar(&array, "array", "", "only the jobs of this job array (arr-…)")
 	ls.Flags().StringArrayVar(&labels, "label", nil, "k=v: only jobs with this label (repeatable)")
 	ls.Flags().StringVar(&owner, "owner", "", "only the jobs of this owner (subject or username)")
 	ls.Flags().BoolVarP(&all, "all", "A", false, "also the jobs that have ended")
@@ -394,7 +480,7 @@ func describeJob(ctx context.Context, c *avxrm.Client, id string, w io.Writer) e
 	if conds := avxrm.Values(j.Conditions); len(conds) > 0 {
 		fmt.Fprintln(w, "Conditions:")
 		for _, cd := range conds {
-			fmt.Fprintf(w, "  %-9s %-5s %-28s %s\n", cd.Type, cd.Status, deref(cd.Reason), deref(cd.Message))
+			fmt.Fprintf(w, "  %-9s %-7s %-28s %s\n", cd.Type, cd.Status, deref(cd.Reason), deref(cd.Message))
 		}
 	}
 	if ws := avxrm.Values(j.Warnings); len(ws) > 0 {

@@ -1,0 +1,115 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/avxrm/rm/sdk/go/avxrm"
+	"github.com/avxrm/rm/sdk/go/avxrm/api"
+	"github.com/spf13/cobra"
+)
+
+// submitArray submits count jobs of body as one job array and prints its
+// id; with wait it follows the array's counts until every job has ended.
+func submitArray(cmd *cobra.Command, g *globals, c *avxrm.Client, body api.JobBody, count, maxParallel int, wait bool) error {
+	if count < 1 {
+		return fmt.Errorf("--array %d: want the number of jobs, at least 1", count)
+	}
+	a := api.JobArrayBody{Job: body, Count: int64(count)}
+	if maxParallel != 0 {
+		a.MaxParallel = ptr(int64(maxParallel))
+	}
+	arr, err := c.CreateJobArray(cmd.Context(), a)
+	if err != nil {
+		return err
+	}
+	out := cmd.OutOrStdout()
+	if err := printSubmitted(out, g, arr, *arr.Id); err != nil || !wait {
+		return err
+	}
+	return followArray(cmd.Context(), c, *arr.Id, out, time.Second)
+}
+
+// printSubmitted prints what was submitted: all of v with -o json|yaml,
+// else its id.
+func printSubmitted(out io.Writer, g *globals, v any, id string) error {
+	if g.output != "table" {
+		return printItem(out, g.output, v)
+	}
+	_, err := fmt.Fprintln(out, id)
+	return err
+}
+
+// followArray shows an array's counts, read every interval, until all of
+// its jobs have ended; the exit code says whether any failed (1) or was
+// cancelled (3).
+func followArray(ctx context.Context, c *avxrm.Client, id string, out io.Writer, interval time.Duration) error {
+	live := newLiveLine(out)
+	defer live.done()
+	for {
+		a, err := c.GetJobArray(ctx, id)
+		if err != nil {
+			return err
+		}
+		counts := map[string]int64{}
+		if a.Counts != nil {
+			counts = *a.Counts
+		}
+		live.show(arrayLine(id, counts, deref64(a.Count)))
+		if ended := counts["succeeded"] + counts["failed"] + counts["cancelled"]; ended >= deref64(a.Count) {
+			live.done()
+			switch {
+			case counts["failed"] > 0:
+				failed, _ := a.FailedIndexes.Get()
+				return &exitError{code: ExitFailed, msg: fmt.Sprintf("array %s: %d of %d jobs failed (indexes %s)",
+					id, counts["failed"], deref64(a.Count), joinInts(failed, 10))}
+			case counts["cancelled"] > 0:
+				return &exitError{code: ExitCancelled, msg: fmt.Sprintf("array %s: %d of %d jobs were cancelled", id, counts["cancelled"], deref64(a.Count))}
+			}
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(interval):
+		}
+	}
+}
+
+// arrayLine is one line about an array: how many of its jobs have each
+// status, in the order a job goes through them.
+func arrayLine(id string, counts map[string]int64, count int64) string {
+	var parts []string
+	for _, s := range []string{"submitted", "pending", "admitted", "running", "succeeded", "failed", "cancelled"} {
+		if n := counts[s]; n > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", n, s))
+		}
+	}
+	return fmt.Sprintf("%s %d jobs: %s", id, count, strings.Join(parts, ", "))
+}
+
+// joinInts lists at most limit of xs, then how many more there are.
+func joinInts(xs []int64, limit int) string {
+	var b strings.Builder
+	for i, x := range xs {
+		if i == limit {
+			fmt.Fprintf(&b, " and %d more", len(xs)-limit)
+			break
+		}
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprint(&b, x)
+	}
+	return b.String()
+}
+
+func deref64(p *int64) int64 {
+	if p == nil {
+		return 0
+	}
+	return *p
+}
