@@ -250,6 +250,11 @@ func TestNotFoundNamesWhat(t *testing.T) {
 	if want := `validation failed: application.name: no application "nope" version "1"`; p["detail"] != want {
 		t.Errorf("unknown application: detail %q, want %q", p["detail"], want)
 	}
+	// With auth off no issuer is named (RFC 9728 metadata), and the 404 says why.
+	r := e.must(http.StatusNotFound, http.MethodGet, "/.well-known/oauth-protected-resource", nil)
+	if d := r.obj(t).str("detail"); d != "auth is off: this server takes requests without a token" || r.Header.Get("Content-Type") != "application/problem+json" {
+		t.Errorf("protected resource metadata with auth off: %s", r)
+	}
 }
 
 func TestJobRequests(t *testing.T) {

@@ -44,6 +44,21 @@ func TestDocumentFlow(t *testing.T) {
 	if !strings.Contains(string(r.Body), "expired") || !strings.Contains(r.Header.Get("WWW-Authenticate"), "expired") {
 		t.Errorf("expired token: %s (WWW-Authenticate %q), want it to say expired", r.Body, r.Header.Get("WWW-Authenticate"))
 	}
+
+	// Where to log in, without a token (RFC 9728): the challenge points at
+	// the metadata, which names the issuer.
+	metadata := e.base + "/.well-known/oauth-protected-resource"
+	if c := r.Header.Get("WWW-Authenticate"); !strings.HasSuffix(c, `, resource_metadata="`+metadata+`"`) {
+		t.Errorf("WWW-Authenticate %q does not point at %s", c, metadata)
+	}
+	var m struct {
+		Resource             string   `json:"resource"`
+		AuthorizationServers []string `json:"authorization_servers"`
+	}
+	if err := json.Unmarshal(e.must(http.StatusOK, "", http.MethodGet, "/.well-known/oauth-protected-resource", nil).Body, &m); err != nil ||
+		m.Resource != e.base+v1 || len(m.AuthorizationServers) != 1 || m.AuthorizationServers[0] != e.idp.Issuer {
+		t.Errorf("protected resource metadata %+v (%v), want resource %s and the issuer %s", m, err, e.base+v1, e.idp.Issuer)
+	}
 }
 
 // TestQueueAccessAndOwnership: access.submit and access.read of a queue,

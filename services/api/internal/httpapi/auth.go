@@ -33,6 +33,19 @@ import (
 // JWKSPath publishes the public key of the API's job tokens.
 const JWKSPath = "/.well-known/jwks.json"
 
+// ProtectedResourcePath publishes, with auth on, which issuer's tokens the
+// API takes (RFC 9728, OAuth 2.0 Protected Resource Metadata), so that a
+// client given only the server finds where to log in ('avxrm login').
+const ProtectedResourcePath = "/.well-known/oauth-protected-resource"
+
+// ProtectedResource is the metadata served at ProtectedResourcePath.
+type ProtectedResource struct {
+	Resource             string   `json:"resource"`
+	AuthorizationServers []string `json:"authorization_servers"`
+	BearerMethods        []string `json:"bearer_methods_supported"`
+	ResourceName         string   `json:"resource_name"`
+}
+
 // rule is what a route needs.
 type rule struct {
 	Open  bool       // no token needed: health, metrics, the docs page and the document
@@ -109,7 +122,8 @@ func (s *Server) authorize(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		if aerr != nil {
 			if aerr.Status == http.StatusUnauthorized {
-				c.Response().Header().Set(echo.HeaderWWWAuthenticate, aerr.Challenge())
+				c.Response().Header().Set(echo.HeaderWWWAuthenticate,
+					fmt.Sprintf("%s, resource_metadata=%q", aerr.Challenge(), origin(c)+ProtectedResourcePath))
 			}
 			return problem.New(aerr.Status, aerr.Detail)
 		}
@@ -428,6 +442,16 @@ func (s *Server) registerAuth() {
 		}
 		oapi.Security = append(oapi.Security, map[string][]string{"password": {}})
 	}
+	s.Echo.GET(ProtectedResourcePath, func(c echo.Context) error {
+		a := s.opts.Auth
+		if a == nil {
+			return problem.New(http.StatusNotFound, "auth is off: this server takes requests without a token")
+		}
+		return c.JSON(http.StatusOK, ProtectedResource{
+			Resource: origin(c) + BasePath, AuthorizationServers: []string{a.Config().Issuer},
+			BearerMethods: []string{"header"}, ResourceName: "avxrm Resource Manager",
+		})
+	})
 	s.Echo.GET(JWKSPath, func(c echo.Context) error {
 		if s.opts.JobTokens == nil {
 			return c.JSON(http.StatusOK, map[string]any{"keys": []any{}})
@@ -435,6 +459,10 @@ func (s *Server) registerAuth() {
 		return c.JSON(http.StatusOK, s.opts.JobTokens.JWKS())
 	})
 }
+
+// origin is the scheme and host the request was sent to (X-Forwarded-Proto
+// counts, behind a proxy that ends TLS).
+func origin(c echo.Context) string { return c.Scheme() + "://" + c.Request().Host }
 
 // validateAccess checks a queue's access lists.
 func validateAccess(field string, a *events.QueueAccess) []*problem.FieldError {
