@@ -392,19 +392,24 @@ func TestCLILoginRefreshLogout(t *testing.T) {
 	var mu sync.Mutex
 	var auth []string
 	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if r.URL.Path == "/.well-known/oauth-protected-resource" { // RFC 9728, as the API serves it with auth on
+			_, _ = fmt.Fprintf(w, `{"resource":"%s/api/resources/v1","authorization_servers":[%q]}`, "http://"+r.Host, is.URL)
+			return
+		}
 		mu.Lock()
 		auth = append(auth, r.Header.Get("Authorization"))
 		mu.Unlock()
-		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(`{"items":[]}`))
 	}))
 	defer api.Close()
 	s := &server{url: api.URL, home: t.TempDir()}
 
-	cmd := s.command(context.Background(), "login", "--issuer", is.URL, "--client-id", oidctest.ClientID,
+	// No --issuer: the server names it.
+	cmd := s.command(context.Background(), "login", "--client-id", oidctest.ClientID,
 		"--username", oidctest.Username, "--password-stdin")
 	cmd.Stdin = strings.NewReader(oidctest.Password + "\n")
-	if out, err := cmd.CombinedOutput(); err != nil {
+	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "issuer "+is.URL+" (named by the server)") {
 		t.Fatalf("login: %v\n%s", err, out)
 	}
 	cache := filepath.Join(s.home, "avxrm", "token.json")
@@ -428,6 +433,13 @@ func TestCLILoginRefreshLogout(t *testing.T) {
 	cmd.Stdin = strings.NewReader("wrong\n")
 	if out, err := cmd.CombinedOutput(); err == nil || strings.Count(string(out), "\n") != 1 {
 		t.Errorf("a wrong password: %v %q", err, out)
+	}
+	// A server that names no issuer (auth off: 404) is told apart.
+	off := httptest.NewServer(http.NotFoundHandler())
+	defer off.Close()
+	s.url = off.URL
+	if _, errs, code := s.run(t, "login", "--username", "alice", "--password-stdin"); code != 1 || !strings.Contains(errs, "auth is off there, no login is needed") {
+		t.Errorf("login at a server without auth: exit %d, %q", code, errs)
 	}
 }
 

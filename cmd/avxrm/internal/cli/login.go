@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/avxrm/rm/sdk/go/avxrm"
 	"github.com/spf13/cobra"
@@ -109,18 +111,27 @@ func loginCommand(g *globals) *cobra.Command {
 	var username string
 	var passwordStdin bool
 	cmd := &cobra.Command{
-		Use:   "login --issuer <url> --client-id <id> [--username <user> --password-stdin]",
+		Use:   "login [--issuer <url>] [--client-id <id>] [--username <user> --password-stdin]",
 		Short: "Log in to the OIDC issuer the server trusts and store the token",
 		Long: "Log in with the password grant (--username; the password is read from stdin), or else with\n" +
-			"the device code grant when the issuer offers it. The token is stored under the user's config dir\n" +
-			"(e.g. ~/.config/avxrm/token.json) and refreshed as needed; 'avxrm logout' removes it.",
-		Example: "  avxrm login --issuer https://keycloak.example/realms/rm --client-id avxrm --username alice --password-stdin < pw.txt\n" +
+			"the device code grant when the issuer offers it. Without --issuer (or $RM_OIDC_ISSUER) the\n" +
+			"server is asked which issuer it trusts (/.well-known/oauth-protected-resource, RFC 9728).\n" +
+			"The token is stored under the user's config dir (e.g. ~/.config/avxrm/token.json) and\n" +
+			"refreshed as needed; 'avxrm logout' removes it.",
+		Example: "  avxrm login --username alice --password-stdin < pw.txt\n" +
+			"  avxrm login --issuer https://keycloak.example/realms/rm --client-id avxrm --username alice --password-stdin < pw.txt\n" +
 			"  avxrm login --issuer https://keycloak.example/realms/rm --client-id avxrm",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			var src *avxrm.OAuth2Source
 			var err error
+			if o.Issuer == "" {
+				if o.Issuer, err = serverIssuer(ctx, g.server); err != nil {
+					return err
+				}
+				fmt.Fprintln(cmd.ErrOrStderr(), "issuer", o.Issuer, "(named by the server)")
+			}
 			if username != "" {
 				if !passwordStdin {
 					return fmt.Errorf("give the password on stdin with --password-stdin")
@@ -153,8 +164,36 @@ func loginCommand(g *globals) *cobra.Command {
 	f.StringVar(&username, "username", "", "log in with the password grant as this user")
 	f.BoolVar(&passwordStdin, "password-stdin", false, "read the password from stdin")
 	f.StringSliceVar(&o.Scopes, "scope", []string{"openid", "offline_access"}, "the scopes to ask for (offline_access gets a refresh token)")
-	_ = cmd.MarkFlagRequired("issuer")
 	return cmd
+}
+
+// serverIssuer asks the server at server which issuer's tokens it takes:
+// the first authorization server of its protected resource metadata.
+func serverIssuer(ctx context.Context, server string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	u := strings.TrimRight(server, "/") + "/.well-known/oauth-protected-resource"
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("no --issuer given, and the server could not be asked for one: %w", err)
+	}
+	defer resp.Body.Close()
+	var m struct {
+		AuthorizationServers []string `json:"authorization_servers"`
+	}
+	switch {
+	case resp.StatusCode == http.StatusNotFound:
+		return "", fmt.Errorf("no --issuer given, and the server at %s trusts none: auth is off there, no login is needed", server)
+	case resp.StatusCode != http.StatusOK:
+		return "", fmt.Errorf("no --issuer given, and GET %s answered %s", u, resp.Status)
+	case json.NewDecoder(resp.Body).Decode(&m) != nil || len(m.AuthorizationServers) == 0 || m.AuthorizationServers[0] == "":
+		return "", fmt.Errorf("no --issuer given, and GET %s named no authorization server", u)
+	}
+	return m.AuthorizationServers[0], nil
 }
 
 func logoutCommand() *cobra.Command {
