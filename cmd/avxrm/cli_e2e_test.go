@@ -374,11 +374,19 @@ func TestCLIHelpAndCompletion(t *testing.T) {
 		if err != nil {
 			t.Errorf("avxrm %v: %v\n%s", args, err, out)
 		}
-		if args[0] == "submit" && !strings.Contains(string(out), "Examples:") {
-			t.Errorf("submit --help has no examples:\n%s", out)
+		if (args[0] == "submit" || args[0] == "up") && !strings.Contains(string(out), "Examples:") {
+			t.Errorf("%s --help has no examples:\n%s", args[0], out)
+		}
+		// up's flags are its own (the flag package's), not the client commands'.
+		if args[0] == "up" && (!strings.Contains(string(out), "-data-dir string") || strings.Contains(string(out), "--server")) {
+			t.Errorf("up --help does not list up's flags alone:\n%s", out)
 		}
 	}
-	out, err := exec.Command(binary, "nonsense").CombinedOutput()
+	out, err := exec.Command(binary, "up", "--bogus").CombinedOutput()
+	if want := "avxrm: flag provided but not defined: -bogus ('avxrm up --help' lists the flags)\n"; err == nil || string(out) != want {
+		t.Errorf("up --bogus: %v %q, want %q", err, out, want)
+	}
+	out, err = exec.Command(binary, "nonsense").CombinedOutput()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.HasPrefix(string(out), "avxrm: unknown command") {
 		t.Errorf("unknown command: %v %q", err, out)
 	}

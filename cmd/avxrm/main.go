@@ -29,17 +29,18 @@ func main() {
 // upCommand runs the all-in-one; its flags are up.Load's (the standard
 // flag package's, which also reads the RM_* environment).
 func upCommand() *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "up [flags]",
 		Short: "Run the whole system locally (embedded NATS and FerretDB)",
 		Long: "Run the API, scheduler, launcher and scenario export in one process, on embedded NATS and FerretDB,\n" +
-			"all data under --data-dir. 'avxrm config-table' lists every setting.",
-		Example:            "  avxrm up\n  avxrm up --http-addr 127.0.0.1:9090 --data-dir /tmp/rm",
+			"all data under --data-dir. Every flag can be given as its RM_* variable instead;\n" +
+			"'avxrm config-table' lists every setting.",
+		Example:            "  avxrm up\n  avxrm up --http-addr 127.0.0.1:9090 --data-dir /tmp/rm\n  avxrm up --dev-idp   # with auth on, against a development identity provider",
 		DisableFlagParsing: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := up.Load(args, os.Getenv)
 			if errors.Is(err, flag.ErrHelp) {
-				return nil // the flag package has printed the usage
+				return cmd.Help()
 			}
 			if err != nil {
 				return err
@@ -48,6 +49,16 @@ func upCommand() *cobra.Command {
 			return up.Run(cmd.Context(), cfg, log)
 		},
 	}
+	// Its flags are the flag package's, not cobra's: the help lists those,
+	// and not the client commands' global flags, which up does not take.
+	cmd.SetHelpFunc(func(cmd *cobra.Command, _ []string) {
+		w := cmd.OutOrStdout()
+		fmt.Fprintf(w, "%s\n\nUsage:\n  avxrm %s\n\nExamples:\n%s\n\nFlags:\n", cmd.Long, cmd.Use, cmd.Example)
+		if err := up.PrintFlags(w, os.Getenv); err != nil {
+			fmt.Fprintln(cmd.ErrOrStderr(), "avxrm:", err)
+		}
+	})
+	return cmd
 }
 
 func configTableCommand() *cobra.Command {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -74,9 +75,44 @@ func (c *Config) settings() []setting {
 	}
 }
 
-// Load reads the environment, then args as flags.
+// Load reads the environment, then args as flags. -h or --help returns
+// flag.ErrHelp, having printed nothing (PrintFlags lists the flags); a bad
+// flag is an error that says where the flags are listed.
 func Load(args []string, getenv func(string) string) (Config, error) {
 	var c Config
+	fs, err := c.flagSet(getenv)
+	if err != nil {
+		return c, err
+	}
+	fs.SetOutput(io.Discard)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return c, err
+		}
+		return c, fmt.Errorf("%w ('avxrm up --help' lists the flags)", err)
+	}
+	c.Auth = api.AuthConfigFromEnv(getenv)
+	c.AuthOff = strings.EqualFold(getenv("RM_AUTH"), "off")
+	c.NATSUser, c.NATSPassword, c.NATSCreds = getenv("RM_NATS_USER"), getenv("RM_NATS_PASSWORD"), getenv("RM_NATS_CREDS")
+	return c, c.validate()
+}
+
+// PrintFlags writes the flags of 'avxrm up' with their defaults as the
+// environment sets them (getenv).
+func PrintFlags(w io.Writer, getenv func(string) string) error {
+	var c Config
+	fs, err := c.flagSet(getenv)
+	if err != nil {
+		return err
+	}
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+	return nil
+}
+
+// flagSet is the flags of 'avxrm up', bound to c, their defaults read
+// from the environment.
+func (c *Config) flagSet(getenv func(string) string) (*flag.FlagSet, error) {
 	fs := flag.NewFlagSet("avxrm up", flag.ContinueOnError)
 	for _, s := range c.settings() {
 		def := s.def
@@ -90,26 +126,20 @@ func Load(args []string, getenv func(string) string) (Config, error) {
 		case s.num != nil:
 			n, err := strconv.ParseInt(def, 10, 64)
 			if err != nil {
-				return c, fmt.Errorf("%s: %w", s.env, err)
+				return nil, fmt.Errorf("%s: %w", s.env, err)
 			}
 			fs.Int64Var(s.num, s.name, n, usage)
 		default:
 			d, err := time.ParseDuration(def)
 			if err != nil {
-				return c, fmt.Errorf("%s: %w", s.env, err)
+				return nil, fmt.Errorf("%s: %w", s.env, err)
 			}
 			fs.DurationVar(s.dur, s.name, d, usage)
 		}
 	}
 	devIdP := getenv("RM_DEV_IDP")
 	fs.BoolVar(&c.DevIdP, "dev-idp", devIdP == "1" || strings.EqualFold(devIdP, "true"), devIdPUsage+" (env RM_DEV_IDP=1)")
-	if err := fs.Parse(args); err != nil {
-		return c, err
-	}
-	c.Auth = api.AuthConfigFromEnv(getenv)
-	c.AuthOff = strings.EqualFold(getenv("RM_AUTH"), "off")
-	c.NATSUser, c.NATSPassword, c.NATSCreds = getenv("RM_NATS_USER"), getenv("RM_NATS_PASSWORD"), getenv("RM_NATS_CREDS")
-	return c, c.validate()
+	return fs, nil
 }
 
 func (c *Config) validate() error {
