@@ -274,8 +274,49 @@ def test_token_provider_password_then_refresh(seeded):
 
         with pytest.raises(avxrm.AuthError):
             avxrm.TokenProvider(issuer.url, "avxrm", username="alice", password="wrong").token()
+
+        # Given only the server: the issuer its metadata names (RFC 9728).
+        meta = Metadata(issuer.url)
+        try:
+            tp = avxrm.TokenProvider.for_server(meta.url, username="alice", password="secret")
+            assert tp.issuer == issuer.url and tp.client_id == "avxrm" and tp.token().startswith("at-")
+        finally:
+            meta.close()
+        # The all-in-one runs with auth off: it names none, and says so.
+        with pytest.raises(avxrm.AuthError, match="auth is off there"):
+            avxrm.TokenProvider.for_server(server, username="alice", password="secret")
     finally:
         issuer.close()
+
+
+class Metadata:
+    """An HTTP server that serves only protected resource metadata naming ``issuer``."""
+
+    def __init__(self, issuer):
+        import http.server
+        import json
+
+        body = json.dumps({"resource": "x", "authorization_servers": [issuer]}).encode()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                ok = self.path == "/.well-known/oauth-protected-resource"
+                self.send_response(200 if ok else 404)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body) if ok else 0))
+                self.end_headers()
+                if ok:
+                    self.wfile.write(body)
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = "http://127.0.0.1:%d" % self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
 
 
 class Refuser:

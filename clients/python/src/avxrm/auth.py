@@ -40,6 +40,26 @@ class TokenProvider:
         self._token_endpoint: Optional[str] = None
         self._lock = threading.Lock()
 
+    @classmethod
+    def for_server(cls, server: str, client_id: str = "avxrm", *, verify: Any = True, **kw: Any) -> "TokenProvider":
+        """A provider for the issuer the server at ``server`` trusts, as its
+        OAuth 2.0 Protected Resource Metadata (RFC 9728) names it; the other
+        arguments as for the constructor. A server with auth off has none:
+        AuthError says so.
+
+        >>> tp = TokenProvider.for_server("https://rm.example", username="alice", password="…")
+        """
+        url = server.rstrip("/") + "/.well-known/oauth-protected-resource"
+        r = httpx.get(url, verify=verify, timeout=30)
+        if r.status_code == 404:
+            raise AuthError(Problem(status=404, title=f"the server at {server} trusts no issuer: auth is off there, "
+                                                        "no token is needed"))
+        r.raise_for_status()
+        servers = r.json().get("authorization_servers") or []
+        if not servers:
+            raise AuthError(Problem(status=502, title=f"{url} names no authorization server"))
+        return cls(servers[0], client_id, verify=verify, **kw)
+
     # The grants, as form bodies; the sync and async paths share them.
     def _grant(self) -> Dict[str, str]:
         form = {"client_id": self.client_id}
