@@ -386,6 +386,10 @@ func TestCLIHelpAndCompletion(t *testing.T) {
 	if want := "avxrm: flag provided but not defined: -bogus ('avxrm up --help' lists the flags)\n"; err == nil || string(out) != want {
 		t.Errorf("up --bogus: %v %q, want %q", err, out, want)
 	}
+	out, err = exec.Command(binary, "logs").CombinedOutput()
+	if want := "avxrm: accepts 1 arg(s), received 0; usage: avxrm logs <job>"; err == nil || !strings.HasPrefix(string(out), want) {
+		t.Errorf("logs without its job: %v %q, want %q…", err, out, want)
+	}
 	out, err = exec.Command(binary, "nonsense").CombinedOutput()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.HasPrefix(string(out), "avxrm: unknown command") {
 		t.Errorf("unknown command: %v %q", err, out)

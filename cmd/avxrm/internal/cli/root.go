@@ -104,7 +104,25 @@ func Root() *cobra.Command {
 		c.GroupID = "other"
 		root.AddCommand(c)
 	}
+	withUsageOnArgErrors(root)
 	return root
+}
+
+// withUsageOnArgErrors makes the argument checks of cmd and its commands
+// say how the command is used: cobra's 'accepts 1 arg(s), received 0'
+// alone does not say which argument is missing.
+func withUsageOnArgErrors(cmd *cobra.Command) {
+	if check := cmd.Args; check != nil {
+		cmd.Args = func(c *cobra.Command, args []string) error {
+			if err := check(c, args); err != nil {
+				return fmt.Errorf("%w; usage: %s", err, c.UseLine())
+			}
+			return nil
+		}
+	}
+	for _, c := range cmd.Commands() {
+		withUsageOnArgErrors(c)
+	}
 }
 
 // flagError says what a flag takes instead of the parser's words
