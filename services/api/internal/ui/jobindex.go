@@ -233,6 +233,8 @@ func (f *jobsQuery) match(j *jobView, queues map[string]bool) bool {
 		return false
 	case f.Owner != "" && (j.Owner == nil || j.Owner.Username != f.Owner && j.Owner.Subject != f.Owner):
 		return false
+	case f.Array != "" && j.ArrayID != f.Array:
+		return false
 	}
 	if f.Label != "" {
 		k, v, _ := strings.Cut(f.Label, "=")

@@ -195,9 +195,44 @@ func (u *UI) queuePage(r *http.Request, ref string) (*page, error) {
 	return &page{Name: "queue", Title: "Queue " + q.Name, Nav: "queues", Live: "queue_id=" + url.QueryEscape(q.ID), Data: d, Source: source}, nil
 }
 
+// maxFailedShown bounds the failed indexes an array's page lists.
+const maxFailedShown = 100
+
+type arrayData struct {
+	Array  *arrayView
+	Queue  string // its name, else its id
+	Failed []int  // the first maxFailedShown failed indexes
+	Jobs   string // the jobs table's URL, filtered to the array's jobs
+}
+
+// arrayPage shows a job array: its jobs by status, the failed indexes,
+// a link to its jobs and a cancel button.
+func (u *UI) arrayPage(r *http.Request, id string) (*page, error) {
+	id, _ = url.PathUnescape(id)
+	if id == "" || strings.Contains(id, "/") {
+		return nil, &pageError{Status: http.StatusNotFound, Title: "No such job array", Detail: id}
+	}
+	var a arrayView
+	if err := u.get(r, apiBase+"/job-arrays/"+url.PathEscape(id), nil, &a); err != nil {
+		return nil, err
+	}
+	d := arrayData{Array: &a, Queue: a.QueueID, Failed: a.FailedIndexes[:min(len(a.FailedIndexes), maxFailedShown)],
+		Jobs: withQuery(Path+"/jobs", "array", a.ID)}
+	var q queueView
+	if err := u.get(r, apiBase+"/queues/"+url.PathEscape(a.QueueID), nil, &q); err == nil {
+		d.Queue = q.Name
+	}
+	live := "queue_id=" + url.QueryEscape(a.QueueID) + "&type=rm.job.admitted,rm.job.running,rm.job.succeeded,rm.job.failed,rm.job.cancelled"
+	if a.Final() {
+		live = "-"
+	}
+	return &page{Name: "array", Title: "Job array " + a.Name, Nav: "jobs", Live: live, Data: d}, nil
+}
+
 // jobsQuery is the jobs table's filter, read from the page's query.
 type jobsQuery struct {
 	Queue, Status, Label, Owner, Name string
+	Array                             string // a job array's id
 	Cursor                            string
 	Limit                             int
 }
@@ -210,7 +245,7 @@ var (
 
 func parseJobsQuery(q url.Values) (jobsQuery, error) {
 	f := jobsQuery{Queue: q.Get("queue"), Status: q.Get("status"), Label: q.Get("label"), Owner: q.Get("owner"),
-		Name: q.Get("q"), Cursor: q.Get("cursor"), Limit: 50}
+		Name: q.Get("q"), Array: q.Get("array"), Cursor: q.Get("cursor"), Limit: 50}
 	var errs []fieldError
 	if f.Status != "" && !slices.Contains(jobStatuses, f.Status) {
 		errs = append(errs, fieldError{"status", "must be one of " + strings.Join(jobStatuses, ", ")})
@@ -229,6 +264,9 @@ func parseJobsQuery(q url.Values) (jobsQuery, error) {
 	}
 	if len(f.Name) > 63 {
 		errs = append(errs, fieldError{"q", "at most 63 characters"})
+	}
+	if len(f.Array) > 63 {
+		errs = append(errs, fieldError{"array", "at most 63 characters"})
 	}
 	if s := q.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
@@ -286,7 +324,7 @@ func (u *UI) jobsPage(r *http.Request) (*page, error) {
 		return nil, err
 	}
 	d := jobsData{Filter: f, Statuses: jobStatuses, Queues: queues, Jobs: rows}
-	kv := []string{"queue", f.Queue, "status", f.Status, "label", f.Label, "owner", f.Owner, "q", f.Name}
+	kv := []string{"queue", f.Queue, "status", f.Status, "label", f.Label, "owner", f.Owner, "q", f.Name, "array", f.Array}
 	if f.Limit != 50 {
 		kv = append(kv, "limit", strconv.Itoa(f.Limit))
 	}

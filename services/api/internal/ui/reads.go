@@ -41,6 +41,9 @@ func (u *UI) jobRows(ctx context.Context, f jobsQuery, queueIDs []string) ([]*jo
 			bson.D{{Key: "owner.username", Value: f.Owner}}, bson.D{{Key: "owner.subject", Value: f.Owner}},
 		}})
 	}
+	if f.Array != "" {
+		filter = append(filter, bson.E{Key: "array_id", Value: f.Array})
+	}
 	if f.Name != "" {
 		filter = append(filter, bson.E{Key: "name", Value: bson.D{
 			{Key: "$regex", Value: regexp.QuoteMeta(f.Name)}, {Key: "$options", Value: "i"},

@@ -93,6 +93,21 @@ func (e *env) pageAt(base, path string) string {
 	return raw
 }
 
+// bothSources starts a second view beside e's that reads the store only,
+// waits until e's view has loaded its job index, and returns the base URLs
+// of the two.
+func (e *env) bothSources() (storeOnly, indexed string) {
+	e.t.Helper()
+	srv := httptest.NewServer(ui.New(ui.Options{API: e.svc.Handler(), DB: e.db}))
+	e.t.Cleanup(srv.Close)
+	for deadline := time.Now().Add(20 * time.Second); e.source(e.base, "/ui/jobs") != "index"; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			e.t.Fatal("the job index was not loaded within 20 s")
+		}
+	}
+	return srv.URL, e.base
+}
+
 func wantIn(t *testing.T, what, page string, want ...string) {
 	t.Helper()
 	for _, w := range want {
@@ -130,14 +145,8 @@ func TestPagesShowQueuesJobsAndReasons(t *testing.T) {
 
 	// The jobs table and the queue lists read the view's job index once it
 	// is loaded, the store before: both must say the same.
-	storeOnly := httptest.NewServer(ui.New(ui.Options{API: e.svc.Handler(), DB: e.db}))
-	t.Cleanup(storeOnly.Close)
-	for deadline := time.Now().Add(20 * time.Second); e.source(e.base, "/ui/jobs") != "index"; time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the job index was not loaded within 20 s")
-		}
-	}
-	for base, source := range map[string]string{storeOnly.URL: "store", e.base: "index"} {
+	storeOnly, indexed := e.bothSources()
+	for base, source := range map[string]string{storeOnly: "store", indexed: "index"} {
 		page := func(path string) string {
 			t.Helper()
 			if got := e.source(base, path); got != source {
@@ -182,7 +191,7 @@ func TestPagesShowQueuesJobsAndReasons(t *testing.T) {
 		}
 	}
 	// The usage counted from the index is the API's.
-	fromIndex, fromAPI := tbody(e.page("/ui/queues")), tbody(e.pageAt(storeOnly.URL, "/ui/queues"))
+	fromIndex, fromAPI := tbody(e.page("/ui/queues")), tbody(e.pageAt(storeOnly, "/ui/queues"))
 	if fromIndex != fromAPI || !strings.Contains(fromIndex, `<td class="num">2<span class="muted sub">18 workers</span></td>`) {
 		t.Errorf("queues page from the index:\n%s\nfrom the API:\n%s", fromIndex, fromAPI)
 	}

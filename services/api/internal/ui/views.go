@@ -145,7 +145,50 @@ type jobView struct {
 	EstimatedStartAt   *time.Time                `json:"estimated_start_at" bson:"estimated_start_at"`
 	EstimateBasis      string                    `json:"estimate_basis" bson:"estimate_basis"`
 	Attempt            int                       `json:"attempt" bson:"attempt"`
+	ArrayID            string                    `json:"array_id" bson:"array_id"`
+	ArrayIndex         *int                      `json:"array_index" bson:"array_index"`
 	Version            int64                     `json:"version" bson:"version"`
+}
+
+// arrayView is a job array as GET /job-arrays/{id} gives it.
+type arrayView struct {
+	ID              string         `json:"id"`
+	Name            string         `json:"name"`
+	QueueID         string         `json:"queue_id"`
+	Count           int            `json:"count"`
+	MaxParallel     int            `json:"max_parallel"`
+	Counts          map[string]int `json:"counts"`
+	FailedIndexes   []int          `json:"failed_indexes"`
+	CancelRequested bool           `json:"cancel_requested"`
+	Owner           *owner         `json:"owner"`
+	CreatedAt       time.Time      `json:"created_at"`
+}
+
+// Ended is how many of the array's jobs have ended.
+func (a *arrayView) Ended() int {
+	return a.Counts["succeeded"] + a.Counts["failed"] + a.Counts["cancelled"]
+}
+
+// Final says whether every job of the array has ended.
+func (a *arrayView) Final() bool { return a.Ended() >= a.Count }
+
+// statusShare is one status of an array's jobs: how many, and their share
+// of the array in percent (a bar's width).
+type statusShare struct {
+	Status string
+	N      int
+	Pct    float64
+}
+
+// Shares are the array's jobs by status, in the order a job goes through them.
+func (a *arrayView) Shares() []statusShare {
+	var out []statusShare
+	for _, s := range []string{"submitted", "pending", "admitted", "running", "succeeded", "failed", "cancelled"} {
+		if n := a.Counts[s]; n > 0 {
+			out = append(out, statusShare{s, n, 100 * float64(n) / float64(max(a.Count, 1))})
+		}
+	}
+	return out
 }
 
 // Final says whether the job has ended.

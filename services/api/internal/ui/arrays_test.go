@@ -1,0 +1,62 @@
+package ui_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+)
+
+// A job array's page: its jobs by status as the API counts them, the
+// failed indexes linked to their jobs, its jobs in the jobs table (the
+// array filter, from the store and from the view's index alike), and each
+// job's page linking back to it.
+func TestArrayPage(t *testing.T) {
+	e := startEnv(t)
+	e.must(http.MethodPost, "/api/resources/v1/queues", map[string]any{"name": "Default"}, http.StatusCreated)
+	a := e.must(http.MethodPost, "/api/resources/v1/job-arrays", map[string]any{"count": 5, "max_parallel": 2,
+		"job": map[string]any{"name": "sweep", "queue_id": "Default", "worker_instances": 1,
+			"application": map[string]any{"name": "sim", "version": "1", "image": "registry.example/sim:1"}}}, http.StatusCreated)
+	id := a["id"].(string)
+	other := e.submit("sweep-other", "Default", 1, nil) // matches a name search for the array, not its filter
+
+	// No scheduler runs: the jobs are ended by hand, index 3 failed, 0 succeeded.
+	ended := map[int]string{0: "succeeded", 3: "failed"}
+	for i, status := range ended {
+		if _, err := e.db.Collection("jobs").UpdateOne(context.Background(), bson.D{{Key: "array_id", Value: id}, {Key: "array_index", Value: i}},
+			bson.D{{Key: "$set", Value: bson.D{{Key: "status", Value: status}}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := e.page("/ui/arrays/" + id)
+	wantIn(t, "array page", p, "Job array sweep", "5 jobs, at most 2 at once", "2 of 5 ended", `data-status="submitted">3<`,
+		`data-status="succeeded">1<`, `data-status="failed">1<`, `href="/ui/jobs?q=sweep-3">3</a>`,
+		`href="/ui/jobs?array=`+id+`"`, `data-path="/api/resources/v1/job-arrays/`+id+`/cancel"`)
+
+	storeOnly, indexed := e.bothSources()
+	for base, source := range map[string]string{storeOnly: "store", indexed: "index"} {
+		jobs := tbody(e.pageAt(base, "/ui/jobs?array="+id))
+		for i := range 5 {
+			if !strings.Contains(jobs, fmt.Sprintf(">sweep-%d<", i)) {
+				t.Errorf("jobs of the array (%s) lack sweep-%d", source, i)
+			}
+		}
+		if strings.Contains(jobs, other) {
+			t.Errorf("jobs of the array (%s) list %s, which is not in it", source, other)
+		}
+	}
+
+	var j struct {
+		ID string `bson:"_id"`
+	}
+	if err := e.db.Collection("jobs").FindOne(context.Background(), bson.D{{Key: "array_id", Value: id}, {Key: "array_index", Value: 2}}).Decode(&j); err != nil {
+		t.Fatal(err)
+	}
+	wantIn(t, "job page", e.page("/ui/jobs/"+j.ID), `index 2 of <a href="/ui/arrays/`+id+`">its job array</a>`)
+	if st, _, _ := e.do(http.MethodGet, "/ui/arrays/arr-nope", nil, "Accept", "text/html"); st != http.StatusNotFound {
+		t.Errorf("an unknown array's page: %d, want 404", st)
+	}
+}
