@@ -103,4 +103,10 @@ func TestCLISubmitFileLimitsDependenciesArrays(t *testing.T) {
 			t.Errorf("the array's job %d is named %q", i, j.Name)
 		}
 	}
+	if got := s.must(t, "arrays", "ls"); !regexp.MustCompile(`(?m)^` + arr + ` +` + arr + ` +Default +4 +2 +4 succeeded `).MatchString(got) {
+		t.Errorf("arrays ls:\n%s", got)
+	}
+	if got := s.must(t, "arrays", "wait", arr); got != arr+" 4 jobs: 4 succeeded\n" {
+		t.Errorf("arrays wait of an ended array: %q", got)
+	}
 }

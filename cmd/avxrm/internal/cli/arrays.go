@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -11,6 +13,89 @@ import (
 	"github.com/avxrm/rm/sdk/go/avxrm/api"
 	"github.com/spf13/cobra"
 )
+
+// arraysCommand lists, shows, follows and cancels job arrays (submit
+// --array makes them).
+func arraysCommand(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "arrays", Aliases: []string{"array"}, Short: "List, show, follow and cancel job arrays (submit --array makes them)",
+		Example: "  avxrm arrays ls\n  avxrm arrays get arr-01J…\n  avxrm arrays wait arr-01J…\n  avxrm arrays cancel arr-01J…"}
+	ls := &cobra.Command{
+		Use: "ls", Aliases: []string{"list"}, Short: "List job arrays", Args: cobra.NoArgs,
+		Example: "  avxrm arrays ls\n  avxrm arrays ls -o json",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := g.client(cmd.Context())
+			if err != nil {
+				return err
+			}
+			items, err := listAll(cmd.Context(), c, "/job-arrays")
+			if err != nil {
+				return err
+			}
+			if g.output == "table" && len(items) > 0 {
+				if items, err = withNames(cmd.Context(), c, items, []string{"queue_id"}); err != nil {
+					return err
+				}
+			}
+			return printItems(cmd.OutOrStdout(), g.output, items, arrayCols)
+		},
+	}
+	get := &cobra.Command{
+		Use: "get <array>", Short: "Show a job array with how many of its jobs have each status", Args: cobra.ExactArgs(1),
+		Example: "  avxrm arrays get arr-01J… -o json",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client(cmd.Context())
+			if err != nil {
+				return err
+			}
+			a, err := c.GetJobArray(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			return printItem(cmd.OutOrStdout(), g.output, a)
+		},
+	}
+	wait := &cobra.Command{
+		Use: "wait <array>", Short: "Follow a job array's counts until every job has ended; the exit code says how they ended",
+		Args: cobra.ExactArgs(1), Example: "  avxrm arrays wait arr-01J…",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client(cmd.Context())
+			if err != nil {
+				return err
+			}
+			return followArray(cmd.Context(), c, args[0], cmd.OutOrStdout(), time.Second)
+		},
+	}
+	cancel := &cobra.Command{
+		Use: "cancel <array>", Short: "Cancel every job of a job array that has not ended", Args: cobra.ExactArgs(1),
+		Example: "  avxrm arrays cancel arr-01J…",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if _, err := c.Do(cmd.Context(), http.MethodPost, "/job-arrays/"+url.PathEscape(args[0])+"/cancel", nil, nil); err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), args[0], "cancel requested")
+			return nil
+		},
+	}
+	cmd.AddCommand(ls, get, wait, cancel)
+	return cmd
+}
+
+var arrayCols = []column{{"NAME", field("name")}, {"ID", field("id")}, {"QUEUE", field("queue_id")}, {"JOBS", field("count")},
+	{"MAX PARALLEL", field("max_parallel")}, {"STATUS", func(m map[string]any) string {
+		counts := map[string]int64{}
+		if cm, ok := m["counts"].(map[string]any); ok {
+			for k, v := range cm {
+				if n, ok := v.(float64); ok {
+					counts[k] = int64(n)
+				}
+			}
+		}
+		return countsText(counts)
+	}}, {"AGE", age("created_at")}}
 
 // submitArray submits count jobs of body as one job array and prints its
 // id; with wait it follows the array's counts until every job has ended.
@@ -80,15 +165,21 @@ func followArray(ctx context.Context, c *avxrm.Client, id string, out io.Writer,
 }
 
 // arrayLine is one line about an array: how many of its jobs have each
-// status, in the order a job goes through them.
+// status.
 func arrayLine(id string, counts map[string]int64, count int64) string {
+	return fmt.Sprintf("%s %d jobs: %s", id, count, countsText(counts))
+}
+
+// countsText says how many jobs have each status, in the order a job goes
+// through them: "3 pending, 2 running, 5 succeeded".
+func countsText(counts map[string]int64) string {
 	var parts []string
 	for _, s := range []string{"submitted", "pending", "admitted", "running", "succeeded", "failed", "cancelled"} {
 		if n := counts[s]; n > 0 {
 			parts = append(parts, fmt.Sprintf("%d %s", n, s))
 		}
 	}
-	return fmt.Sprintf("%s %d jobs: %s", id, count, strings.Join(parts, ", "))
+	return strings.Join(parts, ", ")
 }
 
 // joinInts lists at most limit of xs, then how many more there are.

@@ -95,7 +95,7 @@ func Root() *cobra.Command {
 		c.GroupID = "resources"
 		root.AddCommand(c)
 	}
-	for _, c := range []*cobra.Command{submitCommand(g), jobsCommand(g), logsCommand(g), watchCommand(g),
+	for _, c := range []*cobra.Command{submitCommand(g), jobsCommand(g), arraysCommand(g), logsCommand(g), watchCommand(g),
 		eventsCommand(g), artifactsCommand(g), exportCommand(g)} {
 		c.GroupID = "jobs"
 		root.AddCommand(c)
