@@ -926,7 +926,7 @@ type Deployment struct {
 
 // DeploymentBody defines model for DeploymentBody.
 type DeploymentBody struct {
-	// ApplicationId the application's id (or its name, when only one version exists)
+	// ApplicationId the application's id, or name:version, or its name when only one version exists
 	ApplicationId        string             `json:"application_id"`
 	EnvironmentVariables *map[string]string `json:"environment_variables,omitempty"`
 
@@ -948,7 +948,7 @@ type DeploymentList struct {
 
 // DeploymentMergePatch A JSON merge patch (RFC 7396) of DeploymentBody: members given replace, null removes a member (the default applies: see each field), objects merge. The result is validated like a PUT.
 type DeploymentMergePatch struct {
-	// ApplicationId the application's id (or its name, when only one version exists)
+	// ApplicationId the application's id, or name:version, or its name when only one version exists
 	ApplicationId *string `json:"application_id,omitempty"`
 
 	// EnvironmentVariables null: removes the value.

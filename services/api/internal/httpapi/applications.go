@@ -90,7 +90,7 @@ func presentApplication(a *ApplicationDoc) *Application {
 }
 
 type AppPathParam struct {
-	AppID string `path:"app_id" maxLength:"63" doc:"the application's id (or its name, when only one version exists)"`
+	AppID string `path:"app_id" maxLength:"63" doc:"the application's id, or name:version, or its name when only one version exists"`
 }
 
 type (

@@ -45,7 +45,7 @@ func arcKind(s *Server) store.Kind[*AppRuntimeConfig] {
 
 type ARCPathParam struct {
 	QueueID string `path:"queue_id" maxLength:"63" doc:"the queue's id or name"`
-	AppID   string `path:"app_id" maxLength:"63" doc:"the application's id (or its name, when only one version exists)"`
+	AppID   string `path:"app_id" maxLength:"63" doc:"the application's id, or name:version, or its name when only one version exists"`
 }
 
 func (p ARCPathParam) ref() string { return p.QueueID + "/" + p.AppID }

@@ -50,7 +50,7 @@ type DeploymentStatus struct {
 // DeploymentBody is what a client sends to create or replace a deployment.
 type DeploymentBody struct {
 	Name                 string            `json:"name" minLength:"1" maxLength:"63" pattern:"^[A-Za-z0-9][A-Za-z0-9._-]*$" doc:"unique; letters, digits, -, _, ., starting with a letter or digit"`
-	ApplicationID        string            `json:"application_id" minLength:"1" maxLength:"63" doc:"the application's id (or its name, when only one version exists)"`
+	ApplicationID        string            `json:"application_id" minLength:"1" maxLength:"63" doc:"the application's id, or name:version, or its name when only one version exists"`
 	QueueID              string            `json:"queue_id" minLength:"1" maxLength:"63" doc:"the queue's id or name"`
 	Replicas             int               `json:"replicas" minimum:"0" maximum:"10000"`
 	EnvironmentVariables map[string]string `json:"environment_variables,omitempty"`
