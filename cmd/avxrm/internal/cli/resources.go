@@ -237,13 +237,14 @@ var refPaths = map[string]string{"queue_id": "/queues", "application_id": "/appl
 
 // withNames returns items with each of the fields refs holding the name of
 // what its id names (an application's "name version"), for a table: an id
-// that names nothing any more stays as it is.
+// that names nothing any more, or that the caller may not list, stays as
+// it is (the names only help read the table).
 func withNames(ctx context.Context, c *avxrm.Client, items []json.RawMessage, refs []string) ([]json.RawMessage, error) {
 	names := map[string]string{}
 	for _, f := range refs {
 		for it, err := range c.List(ctx, refPaths[f], nil) {
 			if err != nil {
-				return nil, err
+				break
 			}
 			var r map[string]any
 			if json.Unmarshal(it, &r) != nil {

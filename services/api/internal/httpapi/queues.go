@@ -224,11 +224,11 @@ func (s *Server) resolveQueue(ctx context.Context, field, ref string) (string, e
 	return l.Res.ID, nil
 }
 
-// filterQueue returns the queue id a list or stream filters by for ref (an
+// filterQueue returns the queue id the event stream filters by for ref (an
 // id or a name): the queue's id while it exists, else ref itself if it has
-// the shape of a queue id, for a deleted queue's jobs and events outlive it.
-// Any other unknown ref is a 422 naming field: a misspelt name must not
-// look like a queue without jobs.
+// the shape of a queue id, for a deleted queue's events outlive it. Any
+// other unknown ref is a 422 naming field: a misspelt name must not look
+// like a queue without events.
 func (s *Server) filterQueue(ctx context.Context, field, ref string) (string, error) {
 	l, err := s.queues.Get(ctx, ref)
 	switch {
