@@ -3,6 +3,7 @@ package avxrm
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -59,6 +60,42 @@ func (o OIDC) Discover(ctx context.Context) (Discovery, error) {
 		return d, fmt.Errorf("discover issuer %s: no token_endpoint (%v)", o.Issuer, err)
 	}
 	return d, nil
+}
+
+// ErrAuthOff is ServerIssuer's error for a server that takes requests
+// without a token: it names no issuer.
+var ErrAuthOff = errors.New("auth is off there, no token or login is needed")
+
+// ServerIssuer asks the server at root (its root URL) which issuer's tokens
+// it takes: the first authorization server of its OAuth 2.0 Protected
+// Resource Metadata (RFC 9728, /.well-known/oauth-protected-resource). A
+// server with auth off answers ErrAuthOff. hc nil: http.DefaultClient.
+func ServerIssuer(ctx context.Context, hc *http.Client, root string) (string, error) {
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	u := strings.TrimRight(root, "/") + "/.well-known/oauth-protected-resource"
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("ask %s for its issuer: %w", root, err)
+	}
+	defer resp.Body.Close()
+	var m struct {
+		AuthorizationServers []string `json:"authorization_servers"`
+	}
+	switch {
+	case resp.StatusCode == http.StatusNotFound:
+		return "", fmt.Errorf("the server at %s names no issuer: %w", root, ErrAuthOff)
+	case resp.StatusCode != http.StatusOK:
+		return "", fmt.Errorf("GET %s: %s", u, resp.Status)
+	case json.NewDecoder(resp.Body).Decode(&m) != nil || len(m.AuthorizationServers) == 0 || m.AuthorizationServers[0] == "":
+		return "", fmt.Errorf("GET %s named no authorization server", u)
+	}
+	return m.AuthorizationServers[0], nil
 }
 
 func (o OIDC) client() *http.Client {

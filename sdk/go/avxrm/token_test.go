@@ -114,3 +114,24 @@ func TestStaticTokenAndUnauthorized(t *testing.T) {
 		t.Errorf("without a token: %v", err)
 	}
 }
+
+// ServerIssuer reads the issuer from the server's protected resource
+// metadata, and tells a server with auth off apart.
+func TestServerIssuer(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/.well-known/oauth-protected-resource" {
+			http.NotFound(w, r)
+			return
+		}
+		_, _ = w.Write([]byte(`{"resource":"x","authorization_servers":["https://sso.example/realms/rm"]}`))
+	}))
+	defer srv.Close()
+	if iss, err := avxrm.ServerIssuer(context.Background(), nil, srv.URL+"/"); err != nil || iss != "https://sso.example/realms/rm" {
+		t.Errorf("ServerIssuer = %q, %v", iss, err)
+	}
+	off := httptest.NewServer(http.NotFoundHandler())
+	defer off.Close()
+	if _, err := avxrm.ServerIssuer(context.Background(), nil, off.URL); !errors.Is(err, avxrm.ErrAuthOff) {
+		t.Errorf("a server without auth: %v, want ErrAuthOff", err)
+	}
+}

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -167,33 +166,15 @@ func loginCommand(g *globals) *cobra.Command {
 	return cmd
 }
 
-// serverIssuer asks the server at server which issuer's tokens it takes:
-// the first authorization server of its protected resource metadata.
+// serverIssuer asks the server at server which issuer's tokens it takes.
 func serverIssuer(ctx context.Context, server string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	u := strings.TrimRight(server, "/") + "/.well-known/oauth-protected-resource"
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	iss, err := avxrm.ServerIssuer(ctx, nil, server)
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("no --issuer given, and %w", err)
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return "", fmt.Errorf("no --issuer given, and the server could not be asked for one: %w", err)
-	}
-	defer resp.Body.Close()
-	var m struct {
-		AuthorizationServers []string `json:"authorization_servers"`
-	}
-	switch {
-	case resp.StatusCode == http.StatusNotFound:
-		return "", fmt.Errorf("no --issuer given, and the server at %s trusts none: auth is off there, no login is needed", server)
-	case resp.StatusCode != http.StatusOK:
-		return "", fmt.Errorf("no --issuer given, and GET %s answered %s", u, resp.Status)
-	case json.NewDecoder(resp.Body).Decode(&m) != nil || len(m.AuthorizationServers) == 0 || m.AuthorizationServers[0] == "":
-		return "", fmt.Errorf("no --issuer given, and GET %s named no authorization server", u)
-	}
-	return m.AuthorizationServers[0], nil
+	return iss, nil
 }
 
 func logoutCommand() *cobra.Command {
