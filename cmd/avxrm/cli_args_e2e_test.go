@@ -93,6 +93,7 @@ func TestCLISubmitFileLimitsDependenciesArrays(t *testing.T) {
 		t.Errorf("submit --array 4 --wait:\n%s", out)
 	}
 	var jobs []struct {
+		ID   string `json:"id"`
 		Name string `json:"name"`
 	}
 	if err := json.Unmarshal([]byte(s.must(t, "jobs", "ls", "-A", "--array", arr, "-o", "json")), &jobs); err != nil || len(jobs) != 4 {
@@ -102,6 +103,9 @@ func TestCLISubmitFileLimitsDependenciesArrays(t *testing.T) {
 		if j.Name != fmt.Sprintf("%s-%d", arr, i) {
 			t.Errorf("the array's job %d is named %q", i, j.Name)
 		}
+	}
+	if d := s.must(t, "jobs", "describe", jobs[0].ID); !strings.Contains(d, "Array:     "+arr+", index 0\n") {
+		t.Errorf("describe of the array's job 0 does not name the array:\n%s", d)
 	}
 	if got := s.must(t, "arrays", "ls"); !regexp.MustCompile(`(?m)^` + arr + ` +` + arr + ` +Default +4 +2 +4 succeeded `).MatchString(got) {
 		t.Errorf("arrays ls:\n%s", got)

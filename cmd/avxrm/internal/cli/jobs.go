@@ -455,6 +455,9 @@ func describeJob(ctx context.Context, c *avxrm.Client, id string, w io.Writer) e
 	if o := j.Owner; o != nil {
 		fmt.Fprintf(w, "Owner:     %s\n", cmp.Or(o.Username, o.Subject))
 	}
+	if j.ArrayId != nil && j.ArrayIndex != nil {
+		fmt.Fprintf(w, "Array:     %s, index %d\n", *j.ArrayId, *j.ArrayIndex)
+	}
 	if j.QueuePosition != nil {
 		fmt.Fprintf(w, "Position:  %d among the jobs waiting on %s\n", *j.QueuePosition, deref(j.QueueName))
 		start := "unknown"
