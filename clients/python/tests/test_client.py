@@ -73,6 +73,33 @@ def test_pending_jobs_in_order(seeded):
         c.queues.delete("Narrow")
 
 
+def test_job_array(seeded):
+    """An array submitted, listed, its jobs read, followed to its end; a
+    second one cancelled; the async client waits for one too."""
+    server, app_id = seeded
+    job = {"queue_id": "Default", "application": {"id": app_id}, "worker_instances": 1,
+           "environment_variables": {"SLEEP": "0.2"}, "name": "py-sweep"}
+    with avxrm.Client(server) as c:
+        a = c.arrays.submit(job, count=4, max_parallel=2)
+        assert isinstance(a, avxrm.JobArray) and a.id.startswith("arr-") and a.count == 4 and a.max_parallel == 2
+        done = c.arrays.wait(a.id, timeout=120, interval=0.2)
+        assert done.final and done.counts == {"succeeded": 4} and done.failed_indexes == []
+        assert sorted(j.name for j in c.arrays.jobs(a.id)) == [f"py-sweep-{i}" for i in range(4)]
+        assert a.id in [x.id for x in c.arrays.list()]
+        slow = c.arrays.submit(dict(job, environment_variables={"SLEEP": "30"}, name="py-slow"), count=3, max_parallel=1)
+        with pytest.raises(TimeoutError):
+            c.arrays.wait(slow.id, timeout=1, interval=0.2)
+        assert c.arrays.cancel(slow.id).cancel_requested
+        ended = c.arrays.wait(slow.id, timeout=120, interval=0.2)
+        assert ended.counts.get("cancelled", 0) >= 1 and ended.final
+
+    async def via_async():
+        async with avxrm.AsyncClient(server) as c:
+            a = await c.arrays.submit(job, count=2)
+            return await c.arrays.wait(a.id, timeout=120, interval=0.2)
+    assert asyncio.run(via_async()).counts == {"succeeded": 2}
+
+
 def test_flow_through_async_client(seeded):
     server, app_id = seeded
 

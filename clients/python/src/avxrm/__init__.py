@@ -10,13 +10,13 @@ from .auth import TokenProvider
 from .client import BASE_PATH, DEFAULT_SERVER, AsyncClient, Client, verify_zip
 from .errors import (ApiError, AuthError, ConflictError, FieldError, NotFoundError, PreconditionFailedError, Problem,
                      ServerError, ValidationError)
-from .models import (AppRuntimeConfig, Application, Artifact, Condition, Deployment, Event, Instance, Job, PendingJob,
-                     Plugin, Queue, QueueUsage, ScenarioExport)
+from .models import (AppRuntimeConfig, Application, Artifact, Condition, Deployment, Event, Instance, Job, JobArray,
+                     PendingJob, Plugin, Queue, QueueUsage, ScenarioExport)
 
 __all__ = [
     "Client", "AsyncClient", "TokenProvider", "BASE_PATH", "DEFAULT_SERVER", "verify_zip",
     "ApiError", "AuthError", "ConflictError", "FieldError", "NotFoundError", "PreconditionFailedError", "Problem",
     "ServerError", "ValidationError",
-    "AppRuntimeConfig", "Application", "Artifact", "Condition", "Deployment", "Event", "Instance", "Job", "PendingJob",
-    "Plugin", "Queue", "QueueUsage", "ScenarioExport",
+    "AppRuntimeConfig", "Application", "Artifact", "Condition", "Deployment", "Event", "Instance", "Job", "JobArray",
+    "PendingJob", "Plugin", "Queue", "QueueUsage", "ScenarioExport",
 ]

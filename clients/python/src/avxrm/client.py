@@ -23,8 +23,8 @@ import httpx
 
 from .auth import BearerAuth, TokenProvider
 from .errors import NotFoundError, Problem, ServerError, error_for
-from .models import (AppRuntimeConfig, Application, Artifact, Deployment, Event, Job, PendingJob, Plugin, Queue,
-                     ScenarioExport)
+from .models import (AppRuntimeConfig, Application, Artifact, Deployment, Event, Job, JobArray, PendingJob, Plugin,
+                     Queue, ScenarioExport)
 
 BASE_PATH = "/api/resources/v1"
 DEFAULT_SERVER = "http://127.0.0.1:8080"
@@ -112,6 +112,7 @@ class _Resources:
         self.deployments = Collection(self, "/deployments", Deployment)
         self.runtime_configs = RuntimeConfigs(self)
         self.jobs = Jobs(self)
+        self.arrays = Arrays(self)
         self.exports = Exports(self)
         self.events = Events(self)
 
@@ -224,6 +225,37 @@ class Jobs(Collection):
 
     def artifacts(self, id: str, **filters: Any) -> Any:
         return self._c._pages(f"/jobs/{id}/artifacts", _drop_none(filters), Artifact.from_dict)
+
+
+class Arrays:
+    """Job arrays: ``submit``, ``get``, ``list``, ``jobs``, ``cancel``, ``wait``."""
+
+    def __init__(self, client: _Resources):
+        self._c = client
+
+    def submit(self, job: Dict[str, Any], count: int, max_parallel: Optional[int] = None) -> Any:
+        """``count`` jobs of the body ``job`` (as for ``jobs.submit``), each with RM_ARRAY_INDEX."""
+        body = _drop_none({"job": job, "count": count, "max_parallel": max_parallel})
+        return self._c._request("POST", "/job-arrays", json=body, parse=JobArray.from_dict)
+
+    def get(self, id: str) -> Any:
+        return self._c._request("GET", f"/job-arrays/{id}", parse=JobArray.from_dict)
+
+    def list(self) -> Any:
+        return self._c._pages("/job-arrays", {}, JobArray.from_dict)
+
+    def jobs(self, id: str, **filters: Any) -> Any:
+        """Iterate over the array's jobs; filters as for ``jobs.list``."""
+        return self._c._pages("/jobs", _drop_none(dict(filters, array_id=id)), Job.from_dict)
+
+    def cancel(self, id: str) -> Any:
+        """Ask every job of the array that has not ended to cancel."""
+        return self._c._request("POST", f"/job-arrays/{id}/cancel", parse=JobArray.from_dict)
+
+    def wait(self, id: str, timeout: Optional[float] = None, interval: float = 1.0) -> Any:
+        """The array once every job of it has ended, read every ``interval`` seconds;
+        TimeoutError after ``timeout``."""
+        return self._c._wait_array(id, timeout, interval)  # type: ignore[attr-defined]
 
 
 class Exports:
@@ -418,6 +450,16 @@ class Client(_Resources):
             raise TimeoutError(f"job {id} is still {job.status}") from None
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def _wait_array(self, id: str, timeout: Optional[float], interval: float) -> JobArray:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            a: JobArray = self.arrays.get(id)
+            if a.final:
+                return a
+            if deadline is not None and time.monotonic() + interval > deadline:
+                raise TimeoutError(f"job array {id}: {a.ended} of {a.count} jobs ended after {timeout}s")
+            time.sleep(interval)
+
     def _wait_export(self, id: str, timeout: Optional[float]) -> ScenarioExport:
         x: ScenarioExport = self.exports.get(id)
         if x.status in ("ready", "failed"):
@@ -549,6 +591,16 @@ class AsyncClient(_Resources):
         finally:
             await stream.aclose()
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _wait_array(self, id: str, timeout: Optional[float], interval: float) -> JobArray:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            a: JobArray = await self.arrays.get(id)
+            if a.final:
+                return a
+            if deadline is not None and time.monotonic() + interval > deadline:
+                raise TimeoutError(f"job array {id}: {a.ended} of {a.count} jobs ended after {timeout}s")
+            await asyncio.sleep(interval)
 
     async def _wait_export(self, id: str, timeout: Optional[float]) -> ScenarioExport:
         async def forever() -> ScenarioExport:

@@ -169,6 +169,29 @@ class Job(Resource):
 
 
 @dataclass
+class JobArray(Resource):
+    """A job array: ``count`` jobs of one body, at most ``max_parallel`` admitted at once."""
+
+    name: str = ""
+    queue_id: str = ""
+    count: int = 0
+    max_parallel: int = 0
+    counts: Dict[str, int] = field(default_factory=dict)
+    failed_indexes: List[int] = field(default_factory=list)
+    cancel_requested: bool = False
+    owner: Optional[Dict[str, str]] = None
+
+    @property
+    def ended(self) -> int:
+        """How many of its jobs have ended."""
+        return sum(self.counts.get(s, 0) for s in FINAL_JOB_STATUSES)
+
+    @property
+    def final(self) -> bool:
+        return self.ended >= self.count
+
+
+@dataclass
 class PendingJob(Model):
     """A waiting job as a queue's pending list shows it, in the scheduler's order."""
 
