@@ -183,7 +183,7 @@ type statusShare struct {
 // Shares are the array's jobs by status, in the order a job goes through them.
 func (a *arrayView) Shares() []statusShare {
 	var out []statusShare
-	for _, s := range []string{"submitted", "pending", "admitted", "running", "succeeded", "failed", "cancelled"} {
+	for _, s := range jobStatuses {
 		if n := a.Counts[s]; n > 0 {
 			out = append(out, statusShare{s, n, 100 * float64(n) / float64(max(a.Count, 1))})
 		}
