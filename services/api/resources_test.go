@@ -179,11 +179,17 @@ func TestQueueInUseCannotBeDeleted(t *testing.T) {
 
 	e.must(http.StatusCreated, http.MethodPost, v1+"/app-runtime-config/busy/application/"+aid, arcBody())
 	r = e.must(http.StatusConflict, http.MethodDelete, v1+"/queues/"+qid, nil)
-	if d := r.obj(t).str("detail"); !strings.Contains(d, "app-runtime-config arc-") {
-		t.Errorf("detail %q does not say by what", d)
+	// It names the app-runtime-config with the path that deletes it: the API
+	// has none by its id.
+	arcPath := v1 + "/app-runtime-config/" + qid + "/application/" + aid
+	if d := r.obj(t).str("detail"); !strings.Contains(d, "app-runtime-config arc-") || !strings.Contains(d, "("+arcPath+")") {
+		t.Errorf("detail %q does not say by what, and where it is", d)
 	}
-	e.must(http.StatusConflict, http.MethodDelete, v1+"/applications/"+aid, nil)
-	e.must(http.StatusNoContent, http.MethodDelete, v1+"/app-runtime-config/"+qid+"/application/"+aid, nil)
+	r = e.must(http.StatusConflict, http.MethodDelete, v1+"/applications/"+aid, nil)
+	if d := r.obj(t).str("detail"); !strings.Contains(d, "("+arcPath+")") {
+		t.Errorf("detail %q does not say where the app-runtime-config is", d)
+	}
+	e.must(http.StatusNoContent, http.MethodDelete, arcPath, nil)
 
 	d := e.create("/deployments", deploymentBody("dep", aid, "busy"))
 	r = e.must(http.StatusConflict, http.MethodDelete, v1+"/queues/"+qid, nil)

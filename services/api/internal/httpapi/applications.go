@@ -244,7 +244,7 @@ func asProblem(err error, p **problem.Problem) bool { return errors.As(err, p) }
 
 func (s *Server) applicationInUse(ctx context.Context, a *ApplicationDoc) error {
 	what := fmt.Sprintf("application %s %s (%s)", a.Name, a.AppVersion, a.ID)
-	if err := s.inUseBy(ctx, what, store.AppRuntimeConfigs, bson.D{{Key: "application_id", Value: a.ID}}, "app-runtime-config"); err != nil {
+	if err := s.inUseByRef(ctx, what, store.AppRuntimeConfigs, bson.D{{Key: "application_id", Value: a.ID}}, s.arcRef); err != nil {
 		return err
 	}
 	if err := s.inUseBy(ctx, what, store.Deployments, bson.D{{Key: "application_id", Value: a.ID}}, "deployment"); err != nil {

@@ -84,6 +84,17 @@ func arcLocation(a *AppRuntimeConfig) string {
 	return BasePath + "/app-runtime-config/" + a.QueueID + "/application/" + a.ApplicationID
 }
 
+// arcRef names app-runtime-config id for a refused delete of its queue or
+// application, with the path that reads and deletes it: the API reaches an
+// app-runtime-config by its queue and application, not by its id.
+func (s *Server) arcRef(ctx context.Context, id string) string {
+	l, err := arcKind(s).FindOne(ctx, bson.D{{Key: "_id", Value: id}}, id)
+	if err != nil {
+		return "app-runtime-config " + id
+	}
+	return "app-runtime-config " + id + " (" + arcLocation(l.Res) + ")"
+}
+
 func (s *Server) arcCrud() *crud[*AppRuntimeConfig, AppRuntimeConfigBody, *AppRuntimeConfig] {
 	return &crud[*AppRuntimeConfig, AppRuntimeConfigBody, *AppRuntimeConfig]{
 		s: s, store: arcKind(s), kind: events.KindAppRuntimeConfig,

@@ -200,7 +200,7 @@ func (s *Server) queueInUse(ctx context.Context, q *events.Queue) error {
 	if err := s.inUseBy(ctx, what, store.Jobs, activeJobs(bson.E{Key: "queue_id", Value: q.ID}), "active job"); err != nil {
 		return err
 	}
-	if err := s.inUseBy(ctx, what, store.AppRuntimeConfigs, bson.D{{Key: "queue_id", Value: q.ID}}, "app-runtime-config"); err != nil {
+	if err := s.inUseByRef(ctx, what, store.AppRuntimeConfigs, bson.D{{Key: "queue_id", Value: q.ID}}, s.arcRef); err != nil {
 		return err
 	}
 	return s.inUseBy(ctx, what, store.Deployments, bson.D{{Key: "queue_id", Value: q.ID}}, "deployment")

@@ -434,6 +434,12 @@ func isNotFound(err error) bool { return errors.Is(err, problem.ErrNotFound) }
 
 // inUseBy answers a refused delete: 409 naming what still uses the resource.
 func (s *Server) inUseBy(ctx context.Context, what string, coll string, filter bson.D, noun string) error {
+	return s.inUseByRef(ctx, what, coll, filter, func(_ context.Context, id string) string { return noun + " " + id })
+}
+
+// inUseByRef is inUseBy with the first user named by ref, for users a
+// client reaches by more than their id.
+func (s *Server) inUseByRef(ctx context.Context, what string, coll string, filter bson.D, ref func(ctx context.Context, id string) string) error {
 	id, n, err := s.opts.Store.FirstRef(ctx, coll, filter, 1000)
 	if err != nil {
 		return fmt.Errorf("check whether %s is in use: %w", what, err)
@@ -448,7 +454,7 @@ func (s *Server) inUseBy(ctx context.Context, what string, coll string, filter b
 			more = " and more"
 		}
 	}
-	return fmt.Errorf("%s is in use by %s %s%s; delete those first: %w", what, noun, id, more, problem.ErrConflict)
+	return fmt.Errorf("%s is in use by %s%s; delete those first: %w", what, ref(ctx, id), more, problem.ErrConflict)
 }
 
 // now is the time stored in a change, at the precision MongoDB keeps.
