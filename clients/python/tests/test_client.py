@@ -389,6 +389,57 @@ class Refuser:
         self.httpd.shutdown()
 
 
+def test_export_wait_times_out():
+    """exports.wait(timeout=…) of an export that never becomes ready raises
+    TimeoutError (the sync client once waited for ever), while the stream
+    sends only keep-alives."""
+    import http.server
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_GET(self):
+            if self.path.startswith("/api/resources/v1/scenario-exports/exp-1"):
+                body = b'{"id":"exp-1","status":"requested"}'
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.end_headers()
+            try:
+                for _ in range(60):
+                    self.wfile.write(b": keep-alive\n\n")
+                    self.wfile.flush()
+                    time.sleep(0.5)
+            except OSError:
+                pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    result = {}
+
+    def wait():
+        with avxrm.Client("http://127.0.0.1:%d" % httpd.server_address[1], retries=0) as c:
+            try:
+                c.exports.wait("exp-1", timeout=1)
+            except TimeoutError as e:
+                result["err"] = str(e)
+
+    try:
+        t = threading.Thread(target=wait, daemon=True)
+        t.start()
+        t.join(20)
+        assert not t.is_alive(), "exports.wait(timeout=1) did not return within 20 s"
+        assert result.get("err") == "scenario export exp-1 is still requested"
+    finally:
+        httpd.shutdown()
+
+
 def test_unavailable_is_retried_after_retry_after():
     r = Refuser(refusals=1)
     try:

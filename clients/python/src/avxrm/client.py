@@ -414,6 +414,11 @@ class Client(_Resources):
                         raise httpx.RemoteProtocolError(str(e))
                     parser = _SSEParser()
                     for line in r.iter_lines():
+                        # Keep-alives come every 15 s and each resets the read
+                        # timeout: the deadline is checked on every line, so
+                        # a wait overruns it by one keep-alive at most.
+                        if deadline is not None and time.monotonic() >= deadline:
+                            raise TimeoutError("the wait timed out")
                         ev = parser.feed(line)
                         if ev is not None:
                             last, attempt = ev.id, 0
@@ -461,12 +466,18 @@ class Client(_Resources):
             time.sleep(interval)
 
     def _wait_export(self, id: str, timeout: Optional[float]) -> ScenarioExport:
+        deadline = None if timeout is None else time.monotonic() + timeout
         x: ScenarioExport = self.exports.get(id)
         if x.status in ("ready", "failed"):
             return x
-        for ev in self._watch(None, None, ["rm.export.ready", "rm.export.failed"], 0):
-            if ev.subject == id:
-                return ScenarioExport.from_dict(ev.data)
+        try:
+            for ev in self._watch(None, None, ["rm.export.ready", "rm.export.failed"], 0, deadline=deadline):
+                if ev.subject == id:
+                    return ScenarioExport.from_dict(ev.data)
+                if deadline is not None and time.monotonic() > deadline:
+                    raise TimeoutError
+        except TimeoutError:
+            raise TimeoutError(f"scenario export {id} is still {x.status}") from None
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _download(self, id: str, path: str) -> Dict[str, Any]:
