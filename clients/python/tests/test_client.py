@@ -1,10 +1,12 @@
 """The Python package against the all-in-one (see conftest.py)."""
 
 import asyncio
+import http.server
+import json
 import socket
 import threading
 import time
-from urllib.parse import urlparse
+from urllib.parse import parse_qs, urlparse
 
 import pytest
 
@@ -232,32 +234,46 @@ def test_static_token_is_sent_as_bearer(seeded):
     assert sent == ["Bearer static-token"]
 
 
-class Issuer:
+class LoopbackServer:
+    """An HTTP server on a free loopback port, serving handler in a thread."""
+
+    def __init__(self, handler):
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = "http://127.0.0.1:%d" % self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+
+
+class QuietHandler(http.server.BaseHTTPRequestHandler):
+    """A request handler that logs nothing and answers with whole bodies."""
+
+    def log_message(self, *a):
+        pass
+
+    def send(self, code, body, content_type="application/json", headers=()):
+        raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        for k, v in headers:
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
+
+
+class Issuer(LoopbackServer):
     """An OIDC issuer in-process: discovery and a token endpoint with the
     password and refresh grants for alice/secret; tokens valid expires_in s."""
 
     def __init__(self, expires_in):
-        import http.server
-        import json
-        from urllib.parse import parse_qs
-
         issuer = self
         self.n, self.grants, self.expires_in = 0, [], expires_in
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
-
-            def _send(self, code, body):
-                raw = json.dumps(body).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(raw)))
-                self.end_headers()
-                self.wfile.write(raw)
-
+        class Handler(QuietHandler):
             def do_GET(self):
-                self._send(200, {"issuer": issuer.url, "token_endpoint": issuer.url + "/token"})
+                self.send(200, {"issuer": issuer.url, "token_endpoint": issuer.url + "/token"})
 
             def do_POST(self):
                 form = {k: v[0] for k, v in parse_qs(self.rfile.read(int(self.headers["Content-Length"])).decode()).items()}
@@ -267,17 +283,13 @@ class Issuer:
                     (g == "password" and form.get("username") == "alice" and form.get("password") == "secret")
                     or (g == "refresh_token" and form.get("refresh_token") == "rt-%d" % issuer.n))
                 if not ok:
-                    return self._send(400, {"error": "invalid_grant"})
+                    return self.send(400, {"error": "invalid_grant"})
                 issuer.n += 1
-                self._send(200, {"access_token": "at-%d" % issuer.n, "refresh_token": "rt-%d" % issuer.n,
-                                 "token_type": "Bearer", "expires_in": issuer.expires_in})
+                self.send(200, {"access_token": "at-%d" % issuer.n, "refresh_token": "rt-%d" % issuer.n,
+                                "token_type": "Bearer", "expires_in": issuer.expires_in})
 
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = "http://127.0.0.1:%d" % self.httpd.server_address[1]
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        super().__init__(Handler)
 
-    def close(self):
-        self.httpd.shutdown()
 
 
 def test_token_provider_password_then_refresh(seeded):
@@ -316,98 +328,54 @@ def test_token_provider_password_then_refresh(seeded):
         issuer.close()
 
 
-class Metadata:
+class Metadata(LoopbackServer):
     """An HTTP server that serves only protected resource metadata naming ``issuer``."""
 
     def __init__(self, issuer):
-        import http.server
-        import json
-
-        body = json.dumps({"resource": "x", "authorization_servers": [issuer]}).encode()
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
-
+        class Handler(QuietHandler):
             def do_GET(self):
-                ok = self.path == "/.well-known/oauth-protected-resource"
-                self.send_response(200 if ok else 404)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body) if ok else 0))
-                self.end_headers()
-                if ok:
-                    self.wfile.write(body)
+                if self.path == "/.well-known/oauth-protected-resource":
+                    self.send(200, {"resource": "x", "authorization_servers": [issuer]})
+                else:
+                    self.send(404, b"")
 
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = "http://127.0.0.1:%d" % self.httpd.server_address[1]
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.httpd.shutdown()
+        super().__init__(Handler)
 
 
-class Refuser:
+class Refuser(LoopbackServer):
     """An HTTP server that answers the first ``refusals`` requests (and every
     DELETE) 503 with Retry-After: 1, the others 201; it records each request."""
 
     def __init__(self, refusals):
-        import http.server
-        import time
-
         srv = self
         self.refusals, self.seen = refusals, []
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
-
+        class Handler(QuietHandler):
             def _answer(self):
                 n = int(self.headers.get("Content-Length") or 0)
                 if n:
                     self.rfile.read(n)
                 srv.seen.append((self.command, self.headers.get("Idempotency-Key"), time.monotonic()))
                 if len(srv.seen) <= srv.refusals or self.command == "DELETE":
-                    body = b'{"title":"Service Unavailable","status":503,"detail":"the store cannot be reached"}'
-                    self.send_response(503)
-                    self.send_header("Retry-After", "1")
-                    self.send_header("Content-Type", "application/problem+json")
+                    self.send(503, {"title": "Service Unavailable", "status": 503, "detail": "the store cannot be reached"},
+                              "application/problem+json", [("Retry-After", "1")])
                 else:
-                    body = b'{"id":"q-1","name":"a"}'
-                    self.send_response(201)
-                    self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                    self.send(201, {"id": "q-1", "name": "a"})
 
             do_GET = do_POST = do_DELETE = _answer
 
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = "http://127.0.0.1:%d" % self.httpd.server_address[1]
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.httpd.shutdown()
+        super().__init__(Handler)
 
 
 def test_export_wait_times_out():
     """exports.wait(timeout=…) of an export that never becomes ready raises
     TimeoutError (the sync client once waited for ever), while the stream
     sends only keep-alives."""
-    import http.server
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def log_message(self, *a):
-            pass
-
+    class Handler(QuietHandler):
         def do_GET(self):
             if self.path.startswith("/api/resources/v1/scenario-exports/exp-1"):
-                body = b'{"id":"exp-1","status":"requested"}'
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-                return
+                return self.send(200, {"id": "exp-1", "status": "requested"})
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")
             self.end_headers()
@@ -419,12 +387,11 @@ def test_export_wait_times_out():
             except OSError:
                 pass
 
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    srv = LoopbackServer(Handler)
     result = {}
 
     def wait():
-        with avxrm.Client("http://127.0.0.1:%d" % httpd.server_address[1], retries=0) as c:
+        with avxrm.Client(srv.url, retries=0) as c:
             try:
                 c.exports.wait("exp-1", timeout=1)
             except TimeoutError as e:
@@ -437,7 +404,7 @@ def test_export_wait_times_out():
         assert not t.is_alive(), "exports.wait(timeout=1) did not return within 20 s"
         assert result.get("err") == "scenario export exp-1 is still requested"
     finally:
-        httpd.shutdown()
+        srv.close()
 
 
 def test_unavailable_is_retried_after_retry_after():

@@ -449,9 +449,7 @@ class Client(_Resources):
                         # Events carry instance_counts, not instances: return
                         # the record as get() does.
                         return self.jobs.get(id)
-                if deadline is not None and time.monotonic() > deadline:
-                    raise TimeoutError
-        except TimeoutError:
+        except TimeoutError:  # the stream checks the deadline on every line
             raise TimeoutError(f"job {id} is still {job.status}") from None
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -474,9 +472,7 @@ class Client(_Resources):
             for ev in self._watch(None, None, ["rm.export.ready", "rm.export.failed"], 0, deadline=deadline):
                 if ev.subject == id:
                     return ScenarioExport.from_dict(ev.data)
-                if deadline is not None and time.monotonic() > deadline:
-                    raise TimeoutError
-        except TimeoutError:
+        except TimeoutError:  # the stream checks the deadline on every line
             raise TimeoutError(f"scenario export {id} is still {x.status}") from None
         raise AssertionError("unreachable")  # pragma: no cover
 

@@ -11,7 +11,6 @@ import (
 	"math"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"time"
 
@@ -19,7 +18,6 @@ import (
 	"github.com/avxrm/rm/sdk/go/avxrm/api"
 	"github.com/oapi-codegen/nullable"
 	"github.com/spf13/cobra"
-	"sigs.k8s.io/yaml"
 )
 
 var jobCols = []column{{"ID", field("id")}, {"NAME", field("name")}, {"QUEUE", field("queue_name")}, {"STATUS", field("status")},
@@ -199,13 +197,9 @@ func submitCommand(g *globals) *cobra.Command {
 // readJobFile reads a job's body from a JSON or YAML file; a field the API
 // does not have is an error here, before anything is sent.
 func readJobFile(file string, body *api.JobBody) error {
-	raw, err := os.ReadFile(file)
+	js, err := readYAMLFile(file)
 	if err != nil {
 		return err
-	}
-	js, err := yaml.YAMLToJSON(raw)
-	if err != nil {
-		return fmt.Errorf("%s: %w", file, err)
 	}
 	d := json.NewDecoder(bytes.NewReader(js))
 	d.DisallowUnknownFields()

@@ -349,18 +349,27 @@ func queueFlags(cmd *cobra.Command, body map[string]any, limit, description stri
 	return nil
 }
 
+// readYAMLFile reads a JSON or YAML file as JSON.
+func readYAMLFile(file string) ([]byte, error) {
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	js, err := yaml.YAMLToJSON(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	return js, nil
+}
+
 // buildBody reads file (JSON or YAML) and applies the key=value sets (the
 // values of sets parsed as JSON where they parse, those of strs kept as text).
 func buildBody(file string, sets, strs []string) (map[string]any, error) {
 	body := map[string]any{}
 	if file != "" {
-		raw, err := os.ReadFile(file)
+		js, err := readYAMLFile(file)
 		if err != nil {
 			return nil, err
-		}
-		js, err := yaml.YAMLToJSON(raw)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", file, err)
 		}
 		if err := json.Unmarshal(js, &body); err != nil {
 			return nil, fmt.Errorf("%s: want an object: %w", file, err)
