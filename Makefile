@@ -13,6 +13,10 @@ NOT_IN_WORKSPACE := tools/kubeserver
 NOT_IN_WORKSPACE_FIND := $(foreach m,$(NOT_IN_WORKSPACE),-not -path './$(m)/*')
 PKGS      := $(addsuffix /...,$(addprefix ./,$(MODULES)))
 TESTFLAGS ?= -race -count=1 -timeout 15m
+# The version every binary reports (--version, the log line it starts with, GET /version,
+# the metric rm_build_info): the tree's `git describe`, stamped in at link time.
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -X github.com/avxrm/rm/pkg/events/buildinfo.version=$(VERSION)
 FUZZTIME  ?= 10s
 
 .PHONY: help
@@ -22,10 +26,10 @@ help: ## list the targets
 .PHONY: build build-avxrm
 build-avxrm:
 	@mkdir -p $(BIN)
-	$(GO) build -o $(BIN)/avxrm ./cmd/avxrm
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/avxrm ./cmd/avxrm
 
 build: build-avxrm ## build avxrm and the per-service binaries into bin/
-	$(GO) build -o $(BIN)/ $(addprefix ./,$(addsuffix /...,$(wildcard services/*/cmd)))
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/ $(addprefix ./,$(addsuffix /...,$(wildcard services/*/cmd)))
 
 .PHONY: run
 run: build-avxrm ## build, then run the whole system locally on embedded NATS and FerretDB (avxrm up)
@@ -59,7 +63,7 @@ test: test-deps verify-go-workspace verify-mod-tidy ## install test needs, check
 	@# (make vet-tags without -race, which made it, took 9m33s on an empty build cache on a
 	@# slow machine: docs/testing.md). The binary is built first, alone, so
 	@# that the three test packages that run it do not each compile it beside the tests.
-	$(GO) build $(RACE) -o $(BIN)/avxrm-test ./cmd/avxrm
+	$(GO) build $(RACE) -ldflags '$(LDFLAGS)' -o $(BIN)/avxrm-test ./cmd/avxrm
 	@$(MAKE) --no-print-directory vet-tags VETFLAGS=$(RACE)
 	@# The tests run every check of go vet (-vet=all) on the packages they build: a go vet
 	@# of its own compiled every dependency once more, without -race, about 2.5 minutes
@@ -68,8 +72,8 @@ test: test-deps verify-go-workspace verify-mod-tidy ## install test needs, check
 	@# -race tests, at the lowest priority: the tests leave about a fifth of the two cores
 	@# idle, most of it in their last minutes, when the longest packages run alone.
 	@log=$$(mktemp); nice -n 19 $(MAKE) --no-print-directory fuzz-build >$$log 2>&1 & fb=$$!; \
-	echo "AVXRM_BIN=$(BIN)/avxrm-test $(GO) test $(TESTFLAGS) -vet=all $(PKGS)"; \
-	AVXRM_BIN=$(abspath $(BIN)/avxrm-test) $(GO) test $(TESTFLAGS) -vet=all $(PKGS); st=$$?; \
+	echo "AVXRM_BIN=$(BIN)/avxrm-test AVXRM_BIN_VERSION=$(VERSION) $(GO) test $(TESTFLAGS) -vet=all $(PKGS)"; \
+	AVXRM_BIN=$(abspath $(BIN)/avxrm-test) AVXRM_BIN_VERSION=$(VERSION) $(GO) test $(TESTFLAGS) -vet=all $(PKGS); st=$$?; \
 	wait $$fb || { echo "building the fuzz targets failed:"; cat $$log; st=1; }; rm -f $$log; exit $$st
 	@$(MAKE) --no-print-directory test-python-run PY_AVXRM=$(BIN)/avxrm-test
 	@$(MAKE) --no-print-directory fuzz
@@ -178,7 +182,7 @@ clean: ## remove build output and the local data dir
 
 .PHONY: images
 images: ## build the images avxrm/<service>:dev offline (static binaries FROM scratch, nats, store, busybox workers)
-	GO=$(GO) deploy/images/build.sh
+	GO=$(GO) VERSION=$(VERSION) deploy/images/build.sh
 
 COMPOSE_FILES := -f compose.yaml -f compose.offline.yaml
 COMPOSE_PROJECT ?= avxrm

@@ -68,8 +68,8 @@ func TestComposeFile(t *testing.T) {
 		if u := env["RM_NATS_USER"]; u != nil {
 			users[*u] = true
 		}
-		if s.Build == nil || s.Build.Dockerfile != "deploy/images/Dockerfile" {
-			t.Errorf("%s: build %+v", name, s.Build)
+		if s.Build == nil || s.Build.Dockerfile != "deploy/images/Dockerfile" || s.Build.Args["VERSION"] == nil {
+			t.Errorf("%s: build %+v, want deploy/images/Dockerfile with the VERSION the binaries report", name, s.Build)
 		}
 	}
 	if len(users) != 4 {

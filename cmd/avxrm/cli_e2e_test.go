@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -393,6 +394,41 @@ func TestCLIHelpAndCompletion(t *testing.T) {
 	out, err = exec.Command(binary, "nonsense").CombinedOutput()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.HasPrefix(string(out), "avxrm: unknown command") {
 		t.Errorf("unknown command: %v %q", err, out)
+	}
+}
+
+// version prints this binary's build and the server's (its GET /version),
+// which are the same here: one binary runs both. Under make test the binary
+// carries the tree's `git describe` (AVXRM_BIN_VERSION), stamped by the Makefile.
+func TestCLIVersion(t *testing.T) {
+	s := startServer(t)
+	var both struct{ Client, Server map[string]string }
+	if err := json.Unmarshal([]byte(s.must(t, "version", "-o", "json")), &both); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get(s.url + "/version")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var served map[string]string
+	err = json.NewDecoder(resp.Body).Decode(&served)
+	resp.Body.Close()
+	if err != nil || !maps.Equal(both.Server, served) || !maps.Equal(both.Client, served) || served["version"] == "" {
+		t.Fatalf("version -o json: %+v; GET /version: %v (%v); want the same build three times", both, served, err)
+	}
+	if want := os.Getenv("AVXRM_BIN_VERSION"); want != "" && served["version"] != want {
+		t.Errorf("the binary says version %q, the Makefile stamped %q", served["version"], want)
+	}
+	line := fmt.Sprintf("%s (%s, %s)", served["version"], served["go_version"], served["platform"])
+	if got, want := s.must(t, "version"), "Client: avxrm "+line+"\nServer: "+line+" at "+s.url+"\n"; got != want {
+		t.Errorf("version:\n%s\nwant:\n%s", got, want)
+	}
+	if got, want := s.must(t, "--version"), "avxrm "+line+"\n"; got != want {
+		t.Errorf("--version: %q, want %q", got, want)
+	}
+	out, errs, code := s.run(t, "version", "--server", "http://127.0.0.1:1")
+	if code != 1 || out != "Client: avxrm "+line+"\n" || !strings.Contains(errs, "cannot reach the server") {
+		t.Errorf("version of an unreachable server: exit %d, %q, %q; want 1, the client's line and why", code, out, errs)
 	}
 }
 

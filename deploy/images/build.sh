@@ -7,6 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 GO=${GO:-go}
 TAG=${TAG:-dev}
+# What the binaries report (--version, GET /version, rm_build_info); make images passes its VERSION.
+VERSION=${VERSION:-$(git describe --tags --always --dirty 2>/dev/null || echo dev)}
 ctx=bin/image-context
 rm -rf "$ctx" && mkdir -p "$ctx/bin" "$ctx/rootfs/etc/ssl/certs" "$ctx/rootfs/usr/share" "$ctx/rootfs/tmp" "$ctx/data/db"
 cp -L /etc/ssl/certs/ca-certificates.crt "$ctx/rootfs/etc/ssl/certs/"
@@ -17,13 +19,13 @@ chmod 1777 "$ctx/rootfs/tmp"
 cp deploy/images/Dockerfile.offline "$ctx/Dockerfile"
 
 export CGO_ENABLED=0
-$GO build -trimpath -ldflags=-s -o "$ctx/bin/" \
+$GO build -trimpath -ldflags="-s -X github.com/avxrm/rm/pkg/events/buildinfo.version=$VERSION" -o "$ctx/bin/" \
   ./services/api/cmd/rm-api ./services/scheduler/cmd/rm-scheduler \
   ./services/launcher/cmd/rm-launcher ./services/scenario-export/cmd/rm-scenario-export ./cmd/avxrm
 # nats-server at the version the project's modules require (from the module proxy).
 (cd pkg/events && $GO build -trimpath -ldflags=-s -o "../../$ctx/bin/nats-server" github.com/nats-io/nats-server/v2)
 
-label="--label rm.stack=avxrm"
+label="--label rm.stack=avxrm --label org.opencontainers.image.version=$VERSION"
 build() { # name binary extra-Dockerfile-lines...
   local name=$1 bin=$2; shift 2
   { cat deploy/images/Dockerfile.offline; printf '%s\n' "$@"; } >"$ctx/Dockerfile.$name"

@@ -64,7 +64,7 @@ func fetchOpenAPI(t *testing.T, e *env) openAPIDoc {
 // notOperations are the routes that are deliberately outside the API document
 // (the web view at /ui is HTML for people, docs/ui.md; the two well-known
 // documents describe the API's tokens, docs/auth.md).
-var notOperations = regexp.MustCompile(`^(/healthz|/readyz|/metrics|/\.well-known/(jwks\.json|oauth-protected-resource)|/ui(/.*)?|/api/resources/docs(/.*)?|/api/resources/v1/openapi(\.json|\.yaml|-3\.0\.json|-3\.0\.yaml)?)$`)
+var notOperations = regexp.MustCompile(`^(/healthz|/readyz|/version|/metrics|/\.well-known/(jwks\.json|oauth-protected-resource)|/ui(/.*)?|/api/resources/docs(/.*)?|/api/resources/v1/openapi(\.json|\.yaml|-3\.0\.json|-3\.0\.yaml)?)$`)
 
 // TestRoutesMatchOpenAPI: every route of the router is an operation of the
 // document, and every operation of the document is routed.

@@ -3,7 +3,9 @@
 import asyncio
 import http.server
 import json
+import os
 import socket
+import subprocess
 import threading
 import time
 from urllib.parse import parse_qs, urlparse
@@ -100,6 +102,23 @@ def test_job_array(seeded):
             a = await c.arrays.submit(job, count=2)
             return await c.arrays.wait(a.id, timeout=120, interval=0.2)
     assert asyncio.run(via_async()).counts == {"succeeded": 2}
+
+
+def test_server_version(server):
+    with avxrm.Client(server) as c:
+        v = c.server_version()
+    assert v["version"] and v["go_version"].startswith("go") and "/" in v["platform"]
+
+    async def aget():
+        async with avxrm.AsyncClient(server) as c:
+            return await c.server_version()
+
+    assert asyncio.run(aget()) == v
+    # The server is the binary under test: its build is the one the binary reports of itself.
+    binary = os.environ.get("AVXRM_BIN")
+    if binary:
+        out = subprocess.run([binary, "version", "--client", "-o", "json"], check=True, capture_output=True, text=True)
+        assert json.loads(out.stdout)["client"] == v
 
 
 def test_flow_through_async_client(seeded):

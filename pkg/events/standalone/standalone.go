@@ -18,11 +18,13 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/avxrm/rm/pkg/events"
+	"github.com/avxrm/rm/pkg/events/buildinfo"
 	"github.com/avxrm/rm/pkg/events/indexed"
 	"github.com/avxrm/rm/pkg/events/outbox"
 	"github.com/nats-io/nats.go"
@@ -159,8 +161,8 @@ func (svc *Service) Table() string {
 // Help is what --help prints.
 func (svc *Service) Help() string {
 	s, _ := svc.declare(noEnv)
-	return fmt.Sprintf("%s: %s\n\nusage: %s [--flag=value ...]\n       %s probe    exit 0 if /readyz at RM_HTTP_ADDR answers 200 (a container health check)\n\nEach setting is an environment variable and a flag, which wins.\n\nCommon settings:\n\n%s\nSettings of %s:\n\n%s",
-		svc.Name, svc.Doc, svc.Name, svc.Name, table(s.list[:commonCount]), svc.Name, table(s.list[commonCount:]))
+	return fmt.Sprintf("%s: %s\n\nusage: %s [--flag=value ...]\n       %s probe      exit 0 if /readyz at RM_HTTP_ADDR answers 200 (a container health check)\n       %s --version  print the build (also GET /version and the metric rm_build_info)\n\nEach setting is an environment variable and a flag, which wins.\n\nCommon settings:\n\n%s\nSettings of %s:\n\n%s",
+		svc.Name, svc.Doc, svc.Name, svc.Name, svc.Name, table(s.list[:commonCount]), svc.Name, table(s.list[commonCount:]))
 }
 
 func noEnv(string) string { return "" }
@@ -184,6 +186,10 @@ func Main(svc *Service) {
 
 // Exec is Main without the process: it returns the exit status.
 func Exec(ctx context.Context, svc *Service, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	if slices.Contains(args, "--version") || slices.Contains(args, "-version") {
+		fmt.Fprintf(stdout, "%s %s\n", svc.Name, buildinfo.Get())
+		return 0
+	}
 	s, c := svc.declare(getenv)
 	probe := len(args) > 0 && args[0] == "probe"
 	if probe {
@@ -214,6 +220,8 @@ func Exec(ctx context.Context, svc *Service, args []string, getenv func(string) 
 		h = slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl})
 	}
 	log := slog.New(h).With("service", svc.Name)
+	bi := buildinfo.Get()
+	log.Info(svc.Name+" starting", "version", bi.Version, "go_version", bi.GoVersion)
 	if err := run(ctx, svc, c, log); err != nil {
 		log.Error(svc.Name+" stopped", "err", err)
 		return 1
@@ -258,6 +266,7 @@ func run(ctx context.Context, svc *Service, c *common, log *slog.Logger) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(outbox.Collectors()...)
+	reg.MustRegister(buildinfo.Collector())
 	e := &Env{
 		DB: mc.Database(c.mongoDB), NC: nc, JS: js, Lookup: lookup,
 		Outbox:   outbox.New(events.NewPublisher(js), log.With("component", "outbox")),
@@ -284,11 +293,12 @@ func run(ctx context.Context, svc *Service, c *common, log *slog.Logger) error {
 	return err
 }
 
-// ServeOps serves /metrics, /healthz and /readyz (ready answers it) on addr
+// ServeOps serves /metrics, /healthz, /readyz (ready answers it) and /version on addr
 // in the background until ctx ends.
 func (e *Env) ServeOps(ctx context.Context, addr string, ready func(context.Context) error) error {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(e.Registry, promhttp.HandlerOpts{}))
+	mux.Handle("/version", buildinfo.Handler())
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
 		if err := ready(r.Context()); err != nil {

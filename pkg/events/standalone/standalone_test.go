@@ -3,14 +3,21 @@ package standalone
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/avxrm/rm/pkg/embedded/mongotest"
+	"github.com/avxrm/rm/pkg/events/buildinfo"
 	"github.com/avxrm/rm/pkg/events/eventstest"
 )
 
@@ -80,6 +87,13 @@ func TestExecStatus(t *testing.T) {
 	if code := Exec(context.Background(), svc, []string{"-h"}, noEnv, &out, io.Discard); code != 0 || !strings.Contains(out.String(), "RM_NATS_URL") {
 		t.Errorf("-h: exit %d, %q", code, out.String())
 	}
+	// --version needs no settings, wherever it stands.
+	for _, args := range [][]string{{"--version"}, {"--log-level=loud", "-version"}} {
+		out.Reset()
+		if code := Exec(context.Background(), svc, args, noEnv, &out, io.Discard); code != 0 || out.String() != "rm-t "+buildinfo.Get().String()+"\n" {
+			t.Errorf("%v: exit %d, %q; want 0 and the build", args, code, out.String())
+		}
+	}
 }
 
 // Against real servers, a service gets its connections and ops endpoints,
@@ -112,19 +126,39 @@ func TestExecRunsAgainstServers(t *testing.T) {
 		if err := Probe(ctx, e.HTTPAddr); err != nil {
 			t.Errorf("probe of a ready service: %v", err)
 		}
+		var got buildinfo.Info
+		if err := getJSON("http://"+e.HTTPAddr+"/version", &got); err != nil || got != buildinfo.Get() {
+			t.Errorf("GET /version: %+v, %v; want %+v", got, err, buildinfo.Get())
+		}
+		if mfs, err := e.Registry.Gather(); err != nil || !slices.ContainsFunc(mfs, func(m *dto.MetricFamily) bool { return m.GetName() == "rm_build_info" }) {
+			t.Errorf("metrics without rm_build_info (%v)", err)
+		}
 		return nil
 	}}
 	if code := Exec(ctx, svc, []string{"probe", "--http-addr=" + addr}, vars, io.Discard, io.Discard); code != 1 {
 		t.Errorf("probe of nothing: exit %d, want 1", code)
 	}
-	if code := Exec(ctx, svc, []string{"--http-addr=" + addr}, vars, io.Discard, io.Discard); code != 0 {
+	var log bytes.Buffer
+	if code := Exec(ctx, svc, []string{"--http-addr=" + addr}, vars, io.Discard, &log); code != 0 {
 		t.Errorf("clean stop: exit %d", code)
+	}
+	if want := fmt.Sprintf(`"msg":"rm-t starting","service":"rm-t","version":%q`, buildinfo.Get().Version); !strings.Contains(log.String(), want) {
+		t.Errorf("log without %s:\n%s", want, log.String())
 	}
 	svc.Run = func(context.Context, *Env) error { return errors.New("broken") }
 	var stderr bytes.Buffer
 	if code := Exec(ctx, svc, nil, vars, io.Discard, &stderr); code != 1 || !strings.Contains(stderr.String(), "broken") {
 		t.Errorf("failure: exit %d, %q", code, stderr.String())
 	}
+}
+
+func getJSON(url string, v any) error {
+	resp, err := http.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	return json.NewDecoder(resp.Body).Decode(v)
 }
 
 // The README's table of the common settings is current.

@@ -116,6 +116,11 @@ class _Resources:
         self.exports = Exports(self)
         self.events = Events(self)
 
+    def server_version(self) -> Any:
+        """The server's build, from GET /version at its root (open without a token):
+        ``{"version": ..., "go_version": ..., "platform": ...}``. Awaited on AsyncClient."""
+        return self._request("GET", self.server + "/version")
+
     def _request(self, method: str, path: str, **kw: Any) -> Any:  # pragma: no cover - overridden
         raise NotImplementedError
 

@@ -81,7 +81,9 @@ func Root() *cobra.Command {
 			"  avxrm logs -f job-01J… --role worker --index 3",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       clientBuild().String(), // --version
 	}
+	root.SetVersionTemplate("avxrm {{.Version}}\n")
 	root.SetFlagErrorFunc(flagError)
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.server, "server", envOr("RM_SERVER", avxrm.DefaultServer), "the server's root URL ($RM_SERVER)")
@@ -100,7 +102,7 @@ func Root() *cobra.Command {
 		c.GroupID = "jobs"
 		root.AddCommand(c)
 	}
-	for _, c := range []*cobra.Command{loginCommand(g), logoutCommand()} {
+	for _, c := range []*cobra.Command{loginCommand(g), logoutCommand(), versionCommand(g)} {
 		c.GroupID = "other"
 		root.AddCommand(c)
 	}

@@ -95,6 +95,12 @@ func TestAuthEndToEnd(t *testing.T) {
 	}
 	admin, user := token("admin"), token("user")
 	call("", http.MethodGet, "/queues", nil, http.StatusUnauthorized)
+	// The build is open, as /healthz is: clients check it before they log in.
+	if res, err := http.Get("http://" + sys.HTTPAddr + "/version"); err != nil || res.StatusCode != http.StatusOK {
+		t.Fatalf("GET /version without a token: %v %v, want 200", res, err)
+	} else {
+		res.Body.Close()
+	}
 	call(admin, http.MethodPost, "/queues", map[string]any{"name": "work"}, http.StatusCreated)
 	app := call(admin, http.MethodPost, "/applications", map[string]any{"name": "uploader", "version": "1", "image": "local",
 		"command": []string{"/bin/sh", "-c", uploaderScript}}, http.StatusCreated)

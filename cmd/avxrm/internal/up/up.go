@@ -20,6 +20,7 @@ import (
 	"github.com/avxrm/rm/pkg/embedded/ferretembed"
 	"github.com/avxrm/rm/pkg/embedded/natsembed"
 	"github.com/avxrm/rm/pkg/events"
+	"github.com/avxrm/rm/pkg/events/buildinfo"
 	"github.com/avxrm/rm/pkg/events/outbox"
 	"github.com/avxrm/rm/services/api"
 	"github.com/avxrm/rm/services/launcher"
@@ -98,7 +99,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (sys *System, err 
 		return nil, err
 	}
 	s.run(ctx, cfg, svc)
-	log.Info("resource manager up", "api", "http://"+s.HTTPAddr, "data_dir", cfg.DataDir)
+	log.Info("resource manager up", "api", "http://"+s.HTTPAddr, "data_dir", cfg.DataDir, "version", buildinfo.Get().Version)
 	return s, nil
 }
 
@@ -181,6 +182,7 @@ func (s *System) prepare(ctx context.Context, cfg Config, nc *nats.Conn) (svc se
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(outbox.Collectors()...)
+	reg.MustRegister(buildinfo.Collector())
 	svc.ob = outbox.New(events.NewPublisher(s.JS), s.log.With("component", "outbox"))
 	if svc.scheduler, err = scheduler.New(ctx, scheduler.Config{}, scheduler.Deps{
 		DB: s.DB, JS: s.JS, Outbox: svc.ob, Registerer: reg, Logger: s.log.With("service", "scheduler"),
