@@ -253,24 +253,47 @@ func TestCLIExport(t *testing.T) {
 	s := startServer(t)
 	seed(t, s)
 	id := strings.TrimSpace(s.must(t, "submit", "--queue", "Default", "--app", "sim:1.0", "--workers", "1", "--env", "SLEEP=0"))
-	for path, body := range map[string]string{
+	// Uploads with the CLI, as a worker would: from a file, and from stdin.
+	dir := t.TempDir()
+	for name, body := range map[string]string{
 		"scenarios/s-001/scenario.xosc": "<OpenSCENARIO/>", "scenarios/s-007/scenario.xosc": "<OpenSCENARIO seven/>",
-		"scenarios/s-009/scenario.xosc": "nine", "assets/roads/a.xodr?declaration=road-network": "road",
-		"assets/common.txt": "common",
+		"scenarios/s-009/scenario.xosc": "nine", "assets/roads/a.xodr": "road", "assets/common.txt": "common",
 	} {
-		req, _ := http.NewRequest(http.MethodPut, s.url+"/api/resources/v1/jobs/"+id+"/artifacts/"+path, strings.NewReader(body))
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
+		f := filepath.Join(dir, filepath.Base(name))
+		if err := os.WriteFile(f, []byte(body), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		raw, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode >= 300 {
-			t.Fatalf("PUT %s: %d %s", path, resp.StatusCode, raw)
+		args := []string{"artifacts", "put", id, name, f}
+		if name == "assets/roads/a.xodr" {
+			args = append(args, "--declaration", "road-network")
+		}
+		sum := sha256.Sum256([]byte(body))
+		if out := s.must(t, args...); !strings.Contains(out, name) || !strings.Contains(out, hex.EncodeToString(sum[:])) {
+			t.Errorf("artifacts put %s printed:\n%s", name, out)
 		}
 	}
-	if ls := s.must(t, "artifacts", "ls", id); strings.Count(ls, "\n") != 6 || !strings.Contains(ls, "s-007") {
+	put := s.command(context.Background(), "artifacts", "put", id, "scenarios/s-010/scenario.xosc", "-", "-o", "json")
+	put.Stdin = strings.NewReader("ten, from stdin")
+	if out, err := put.Output(); err != nil || !strings.Contains(string(out), `"size": 15`) {
+		t.Errorf("artifacts put from stdin: %v\n%s", err, out)
+	}
+	ls := s.must(t, "artifacts", "ls", id)
+	if strings.Count(ls, "\n") != 7 || !strings.Contains(ls, "scenarios/s-007/scenario.xosc") || !regexp.MustCompile(`assets/roads/a\.xodr +road-network`).MatchString(ls) {
 		t.Errorf("artifacts ls:\n%s", ls)
+	}
+	// Downloads: into a file named after the artifact, and to stdout.
+	get := s.command(context.Background(), "artifacts", "get", id, "assets/roads/a.xodr", "--declaration", "road-network")
+	get.Dir = t.TempDir()
+	if out, err := get.Output(); err != nil || !strings.HasPrefix(string(out), "a.xodr: 4 bytes, sha256 ") {
+		t.Errorf("artifacts get into a file: %v %q", err, out)
+	} else if got, _ := os.ReadFile(filepath.Join(get.Dir, "a.xodr")); string(got) != "road" {
+		t.Errorf("artifacts get wrote %q, want the upload", got)
+	}
+	if out := s.must(t, "artifacts", "get", id, "scenarios/s-010/scenario.xosc", "-O", "-"); out != "ten, from stdin" {
+		t.Errorf("artifacts get -O -: %q", out)
+	}
+	if _, errs, code := s.run(t, "artifacts", "get", id, "scenarios/s-404/scenario.xosc", "-O", "-"); code != 1 || !strings.Contains(errs, "404") {
+		t.Errorf("artifacts get of a file nobody uploaded: exit %d, %q; want 1 and the 404", code, errs)
 	}
 	zipPath := filepath.Join(t.TempDir(), "out.zip")
 	out := s.must(t, "export", id, "--samples", "s-001,s-007", "--include", "scenario,asset", "--declaration", "road-network", "-o", zipPath)

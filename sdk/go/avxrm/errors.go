@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -73,6 +74,13 @@ var statuses = map[error][]int{
 
 // Is matches the sentinel of the status.
 func (e *Error) Is(target error) bool { return slices.Contains(statuses[target], e.StatusCode) }
+
+// ResponseError reads the RFC 9457 problem of a failed answer (the first
+// MiB of its body), for requests sent with Send.
+func ResponseError(resp *http.Response) *Error {
+	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	return problemError(resp, raw)
+}
 
 // problemError reads the problem of a failed answer.
 func problemError(resp *http.Response, body []byte) *Error {

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -18,28 +19,6 @@ import (
 	"github.com/oapi-codegen/nullable"
 	"github.com/spf13/cobra"
 )
-
-func artifactsCommand(g *globals) *cobra.Command {
-	cmd := &cobra.Command{Use: "artifacts", Short: "The files a job's workers uploaded"}
-	ls := &cobra.Command{
-		Use: "ls <job>", Aliases: []string{"list"}, Short: "List a job's artifacts", Args: cobra.ExactArgs(1),
-		Example: "  avxrm artifacts ls job-01J…\n  avxrm artifacts ls job-01J… -o json",
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.client(cmd.Context())
-			if err != nil {
-				return err
-			}
-			items, err := listAll(cmd.Context(), c, "/jobs/"+url.PathEscape(args[0])+"/artifacts")
-			if err != nil {
-				return err
-			}
-			return printItems(cmd.OutOrStdout(), g.output, items, []column{{"KIND", field("kind")}, {"SAMPLE", field("sample_id")},
-				{"DECLARATION", field("declaration")}, {"PATH", field("path")}, {"SIZE", field("size")}, {"SHA256", field("sha256")}})
-		},
-	}
-	cmd.AddCommand(ls)
-	return cmd
-}
 
 func exportCommand(g *globals) *cobra.Command {
 	var samples, include, declarations []string
@@ -85,7 +64,7 @@ func exportCommand(g *globals) *cobra.Command {
 			if *x.Status != "ready" {
 				return fmt.Errorf("export %s failed: %s", *x.Id, deref(x.Reason))
 			}
-			n, err := download(ctx, c, *x.Id, deref(x.Sha256), out)
+			n, err := downloadExport(ctx, c, *x.Id, deref(x.Sha256), out)
 			if err != nil {
 				return err
 			}
@@ -101,52 +80,76 @@ func exportCommand(g *globals) *cobra.Command {
 	return cmd
 }
 
-// download fetches the export's zip into out, resuming out.part, and
-// verifies it; it returns the number of files the manifest lists.
-func download(ctx context.Context, c *avxrm.Client, id, sum, out string) (int, error) {
+// downloadExport fetches the export's zip into out, resuming out.part, and
+// checks its sha256 and every file against its manifest; it returns the
+// number of files the manifest lists.
+func downloadExport(ctx context.Context, c *avxrm.Client, id, sum, out string) (int, error) {
+	var n int
+	_, _, err := fetchFile(ctx, c, "/scenario-exports/"+url.PathEscape(id)+"/download", sum, out,
+		func(part string) (err error) { n, err = verifyZip(part); return err })
+	return n, err
+}
+
+// fetchFile downloads the file at an API path (an export's zip, an
+// artifact) into out: into out.part first, resuming what an earlier attempt
+// left there (Range, with If-Range on its sha256) and retrying a lost
+// connection; then it checks the whole file's sha256 against sum (the
+// server's ETag when sum is empty) and check, if given, and moves it to out.
+// It returns the sha256 and the size.
+func fetchFile(ctx context.Context, c *avxrm.Client, path, sum, out string, check func(part string) error) (string, int64, error) {
 	part := out + ".part"
 	f, err := os.OpenFile(part, os.O_CREATE|os.O_WRONLY, 0o644)
 	if err != nil {
-		return 0, err
+		return "", 0, err
 	}
 	defer f.Close()
 	have, err := f.Seek(0, io.SeekEnd)
 	if err != nil {
-		return 0, err
+		return "", 0, err
 	}
+	// Without a sha256 to send with the Range, the .part may be of an
+	// earlier upload of the file: if the whole does not match, fetch it anew.
+	blindResume := have > 0 && sum == ""
 	for attempt := 0; ; attempt++ {
-		err := fetchFrom(ctx, c, id, sum, f, &have)
+		err := fetchFrom(ctx, c, path, &sum, f, &have)
 		if err == nil {
 			break
 		}
 		if _, ok := err.(*avxrm.Error); ok || attempt >= 5 || ctx.Err() != nil {
-			return 0, err
+			return "", 0, err
 		}
 		if err := avxrm.Sleep(ctx, avxrm.DefaultBackoff.Wait(attempt)); err != nil {
-			return 0, err
+			return "", 0, err
 		}
 	}
 	if err := f.Close(); err != nil {
-		return 0, err
+		return "", 0, err
 	}
-	n, err := verifyZip(part, sum)
+	err = checkSum(part, sum)
+	if err == nil && check != nil {
+		err = check(part)
+	}
 	if err != nil {
 		os.Remove(part) // resuming it would only append to what is wrong
-		return 0, err
+		if blindResume && errors.Is(err, errSumMismatch) {
+			return fetchFile(ctx, c, path, "", out, check)
+		}
+		return "", 0, err
 	}
-	return n, os.Rename(part, out)
+	return sum, have, os.Rename(part, out)
 }
 
-// fetchFrom appends the zip from *have on to f.
-func fetchFrom(ctx context.Context, c *avxrm.Client, id, sum string, f *os.File, have *int64) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.URL("/scenario-exports/"+url.PathEscape(id)+"/download"), nil)
+// fetchFrom appends the file at path from *have on to f; it takes *sum from
+// the answer's ETag when it is empty.
+func fetchFrom(ctx context.Context, c *avxrm.Client, path string, sum *string, f *os.File, have *int64) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.URL(path), nil)
 	if err != nil {
 		return err
 	}
 	if *have > 0 {
 		req.Header.Set("Range", fmt.Sprintf("bytes=%d-", *have))
-		if sum != "" {
-			req.Header.Set("If-Range", `"`+sum+`"`)
+		if *sum != "" {
+			req.Header.Set("If-Range", `"`+*sum+`"`)
 		}
 	}
 	resp, err := c.Send(req)
@@ -167,33 +170,38 @@ func fetchFrom(ctx context.Context, c *avxrm.Client, id, sum string, f *os.File,
 	case http.StatusRequestedRangeNotSatisfiable:
 		return nil // already whole
 	default:
-		raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		_, err := c.Do(ctx, http.MethodGet, "/scenario-exports/"+url.PathEscape(id), nil, nil)
-		if err == nil {
-			err = fmt.Errorf("download export %s: %s %s", id, resp.Status, strings.TrimSpace(string(raw)))
-		}
-		return err
+		return avxrm.ResponseError(resp)
+	}
+	if *sum == "" {
+		*sum = strings.Trim(resp.Header.Get("ETag"), `"`)
 	}
 	n, err := io.Copy(f, resp.Body)
 	*have += n
 	return err
 }
 
-// verifyZip checks the zip's sha256 and each file against manifest.json.
-func verifyZip(path, sum string) (int, error) {
+// checkSum checks the file's sha256 against sum, if the server gave one.
+func checkSum(path, sum string) error {
 	f, err := os.Open(path)
 	if err != nil {
-		return 0, err
+		return err
 	}
+	defer f.Close()
 	h := sha256.New()
-	_, err = io.Copy(h, f)
-	f.Close()
-	if err != nil {
-		return 0, err
+	if _, err := io.Copy(h, f); err != nil {
+		return err
 	}
 	if got := hex.EncodeToString(h.Sum(nil)); sum != "" && got != sum {
-		return 0, fmt.Errorf("%s: sha256 %s, the server says %s", path, got, sum)
+		return fmt.Errorf("%s: sha256 %s, the server says %s: %w", path, got, sum, errSumMismatch)
 	}
+	return nil
+}
+
+var errSumMismatch = errors.New("the file is not the one the server has")
+
+// verifyZip checks each file of the zip against its manifest.json and
+// returns how many the manifest lists.
+func verifyZip(path string) (int, error) {
 	zr, err := zip.OpenReader(path)
 	if err != nil {
 		return 0, err

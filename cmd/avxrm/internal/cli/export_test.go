@@ -3,9 +3,13 @@ package cli
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -32,11 +36,17 @@ func TestExportDownloadResumes(t *testing.T) {
 	var mu sync.Mutex
 	var ranges []string
 	var statuses []int
+	var artifactGets []string // "<Range> <status>" of each GET of the asset
 	hc := &http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
 		resp, err := http.DefaultTransport.RoundTrip(r)
 		if err == nil && strings.HasSuffix(r.URL.Path, "/download") {
 			mu.Lock()
 			ranges, statuses = append(ranges, r.Header.Get("Range")), append(statuses, resp.StatusCode)
+			mu.Unlock()
+		}
+		if err == nil && r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/artifacts/assets/road.bin") {
+			mu.Lock()
+			artifactGets = append(artifactGets, fmt.Sprintf("%q %d", r.Header.Get("Range"), resp.StatusCode))
 			mu.Unlock()
 		}
 		return resp, err
@@ -72,7 +82,7 @@ func TestExportDownloadResumes(t *testing.T) {
 	}
 	dir := t.TempDir()
 	whole := filepath.Join(dir, "whole.zip")
-	if n, err := download(ctx, c, *x.Id, *x.Sha256, whole); err != nil || n != 2 {
+	if n, err := downloadExport(ctx, c, *x.Id, *x.Sha256, whole); err != nil || n != 2 {
 		t.Fatalf("download: %d files, %v", n, err)
 	}
 	full, _ := os.ReadFile(whole)
@@ -83,7 +93,7 @@ func TestExportDownloadResumes(t *testing.T) {
 	if err := os.WriteFile(out+".part", full[:half], 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := download(ctx, c, *x.Id, *x.Sha256, out); err != nil || n != 2 {
+	if n, err := downloadExport(ctx, c, *x.Id, *x.Sha256, out); err != nil || n != 2 {
 		t.Fatalf("resumed download: %d files, %v", n, err)
 	}
 	got, _ := os.ReadFile(out)
@@ -96,18 +106,49 @@ func TestExportDownloadResumes(t *testing.T) {
 	if err := os.WriteFile(other+".part", []byte("not this zip"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := download(ctx, c, *x.Id, "0000", other); err == nil {
+	if _, err := downloadExport(ctx, c, *x.Id, "0000", other); err == nil {
 		t.Error("a zip whose sha256 does not match was accepted")
 	}
 	if _, err := os.Stat(other + ".part"); !os.IsNotExist(err) {
 		t.Errorf("a .part that failed verification is kept, to be resumed wrongly: %v", err)
 	}
 	mu.Lock()
-	defer mu.Unlock()
 	if len(ranges) != 3 || ranges[0] != "" || statuses[0] != 200 || ranges[1] == "" || statuses[1] != http.StatusPartialContent || statuses[2] != 200 {
 		t.Errorf("download requests: ranges %q statuses %v, want a whole one, a 206 for the rest, a whole one", ranges, statuses)
 	}
+	mu.Unlock()
 	if _, err := os.Stat(out + ".part"); !os.IsNotExist(err) {
 		t.Errorf("the .part file is left: %v", err)
+	}
+
+	// An artifact: its sha256 comes from the answer's ETag. Half of it in the
+	// .part is resumed; a .part of another file is noticed and fetched anew.
+	p, err := artifactPath(*job.Id, "assets/road.bin", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(big)
+	for _, tc := range []struct {
+		name string
+		part []byte
+	}{{"no", nil}, {"half the file in the", big[:len(big)/2]}, {"another file in the", bytes.Repeat([]byte("x"), len(big)/2)}} {
+		out := filepath.Join(dir, "road.bin")
+		if tc.part != nil {
+			if err := os.WriteFile(out+".part", tc.part, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got, size, err := fetchFile(ctx, c, p, "", out, nil)
+		body, _ := os.ReadFile(out)
+		if err != nil || size != int64(len(big)) || !bytes.Equal(body, big) || got != hex.EncodeToString(sum[:]) {
+			t.Errorf("%s .part: %d bytes, sha256 %s, %v; want the asset's %d, %x", tc.name, size, got, err, len(big), sum)
+		}
+	}
+	rest := fmt.Sprintf("%q", fmt.Sprintf("bytes=%d-", len(big)/2))
+	want := []string{`"" 200`, rest + " 206", rest + " 206", `"" 200`}
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Equal(artifactGets, want) {
+		t.Errorf("artifact requests %q, want %q: whole, the rest, the rest that did not fit, whole", artifactGets, want)
 	}
 }

@@ -5,6 +5,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -86,9 +87,10 @@ func Root() *cobra.Command {
 	root.SetVersionTemplate("avxrm {{.Version}}\n")
 	root.SetFlagErrorFunc(flagError)
 	pf := root.PersistentFlags()
-	pf.StringVar(&g.server, "server", envOr("RM_SERVER", avxrm.DefaultServer), "the server's root URL ($RM_SERVER)")
+	pf.StringVar(&g.server, "server", envOr("RM_SERVER", envOr("RM_API_URL", avxrm.DefaultServer)),
+		"the server's root URL ($RM_SERVER; in a job's instance $RM_API_URL)")
 	pf.StringVarP(&g.output, "output", "o", "table", "output format: table, json or yaml")
-	pf.StringVar(&g.token, "token", "", "a bearer token to send ($RM_TOKEN; else the one 'avxrm login' stored)")
+	pf.StringVar(&g.token, "token", "", "a bearer token to send ($RM_TOKEN; in a job's instance $RM_JOB_TOKEN; else the one 'avxrm login' stored)")
 	_ = root.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"table", "json", "yaml"}, cobra.ShellCompDirectiveNoFileComp))
 	root.AddGroup(&cobra.Group{ID: "resources", Title: "Resources:"}, &cobra.Group{ID: "jobs", Title: "Jobs:"},
 		&cobra.Group{ID: "other", Title: "Other:"})
@@ -152,17 +154,15 @@ func envOr(name, def string) string {
 	return def
 }
 
-// client connects to the server with the token of --token, $RM_TOKEN or
+// client connects to the server with the token of --token, $RM_TOKEN,
+// $RM_JOB_TOKEN (a job's instance has it: its own job's uploads and logs) or
 // the login cache.
 func (g *globals) client(ctx context.Context) (*avxrm.Client, error) {
 	if g.output != "table" && g.output != "json" && g.output != "yaml" {
 		return nil, fmt.Errorf("-o %q: want table, json or yaml", g.output)
 	}
 	var opts []avxrm.Option
-	tok := g.token
-	if tok == "" {
-		tok = os.Getenv("RM_TOKEN")
-	}
+	tok := cmp.Or(g.token, os.Getenv("RM_TOKEN"), os.Getenv("RM_JOB_TOKEN"))
 	if tok != "" {
 		opts = append(opts, avxrm.WithTokenSource(avxrm.StaticToken(tok)))
 	} else if ts, err := cachedTokenSource(ctx); err != nil {

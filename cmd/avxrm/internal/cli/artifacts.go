@@ -1,0 +1,207 @@
+package cli
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path"
+	"strings"
+
+	"github.com/avxrm/rm/sdk/go/avxrm"
+	"github.com/spf13/cobra"
+)
+
+// artifactColumns name each artifact as get and put take it.
+var artifactColumns = []column{{"ARTIFACT", artifactName}, {"DECLARATION", field("declaration")},
+	{"SIZE", field("size")}, {"SHA256", field("sha256")}}
+
+// artifactName is how the API's URLs name an artifact: scenarios/<sample>/<path> or assets/<path>.
+func artifactName(m map[string]any) string {
+	if text(m["kind"]) == "scenario" {
+		return "scenarios/" + text(m["sample_id"]) + "/" + text(m["path"])
+	}
+	return "assets/" + text(m["path"])
+}
+
+// artifactPath is the API path of the job's artifact called name
+// (scenarios/<sample>/<path> or assets/<path>), of the asset declaration if
+// one is given.
+func artifactPath(job, name, declaration string) (string, error) {
+	segs := strings.Split(name, "/")
+	switch {
+	case len(segs) >= 3 && segs[0] == "scenarios":
+		if declaration != "" {
+			return "", fmt.Errorf("--declaration is for assets; %s is a scenario file of sample %s", name, segs[1])
+		}
+	case len(segs) >= 2 && segs[0] == "assets":
+	default:
+		return "", fmt.Errorf("artifact %q: want scenarios/<sample>/<path> or assets/<path>, as 'avxrm artifacts ls' names them", name)
+	}
+	for i, s := range segs {
+		segs[i] = url.PathEscape(s)
+	}
+	p := "/jobs/" + url.PathEscape(job) + "/artifacts/" + strings.Join(segs, "/")
+	if declaration != "" {
+		p += "?declaration=" + url.QueryEscape(declaration)
+	}
+	return p, nil
+}
+
+func artifactsCommand(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "artifacts", Short: "The files a job's workers uploaded: list, download, upload",
+		Long: "A job's artifacts are the concrete scenario files of its samples (scenarios/<sample>/<path>)\n" +
+			"and its asset files (assets/<path>, of an asset declaration with --declaration).\n" +
+			"Inside a job's instance the commands need no settings: the server is $RM_API_URL and\n" +
+			"the token $RM_JOB_TOKEN, which the instance is given."}
+	ls := &cobra.Command{
+		Use: "ls <job>", Aliases: []string{"list"}, Short: "List a job's artifacts", Args: cobra.ExactArgs(1),
+		Example: "  avxrm artifacts ls job-01J…\n  avxrm artifacts ls job-01J… -o json",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client(cmd.Context())
+			if err != nil {
+				return err
+			}
+			items, err := listAll(cmd.Context(), c, "/jobs/"+url.PathEscape(args[0])+"/artifacts")
+			if err != nil {
+				return err
+			}
+			return printItems(cmd.OutOrStdout(), g.output, items, artifactColumns)
+		},
+	}
+	var getDecl, out string
+	get := &cobra.Command{
+		Use:   "get <job> <artifact> [-O file|-] [--declaration name]",
+		Short: "Download one artifact and check its sha256",
+		Long: "Download an artifact into the file named by -O (default: the artifact's file name, here;\n" +
+			"'-' writes it to stdout). A partial download in <file>.part is resumed; the file is\n" +
+			"moved into place only once its sha256 matches the server's.",
+		Example: "  avxrm artifacts get job-01J… scenarios/s-001/scenario.xosc\n" +
+			"  avxrm artifacts get job-01J… assets/roads/a.xodr --declaration road-network -O a.xodr\n" +
+			"  avxrm artifacts get job-01J… scenarios/s-001/scenario.xosc -O - | head",
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			p, err := artifactPath(args[0], args[1], getDecl)
+			if err != nil {
+				return err
+			}
+			c, err := g.client(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if out == "-" {
+				return streamArtifact(cmd, c, p)
+			}
+			if out == "" {
+				out = path.Base(args[1])
+			}
+			sum, size, err := fetchFile(cmd.Context(), c, p, "", out, nil)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: %d bytes, sha256 %s\n", out, size, sum)
+			return nil
+		},
+	}
+	get.Flags().StringVar(&getDecl, "declaration", "", "the asset declaration of an assets/… artifact")
+	get.Flags().StringVarP(&out, "output-file", "O", "", "the file to write, '-' for stdout (default: the artifact's file name)")
+	var putDecl string
+	put := &cobra.Command{
+		Use:   "put <job> <artifact> <file|->",
+		Short: "Upload a file as one of a job's artifacts (a worker's scenario file, an asset)",
+		Long: "Upload a file ('-': stdin) as the job's artifact: scenarios/<sample>/<path> is a concrete\n" +
+			"scenario file of that sample, assets/<path> an asset (of --declaration, else common\n" +
+			"asset data). An upload of the same name replaces the file. Prints what was stored.",
+		Example: "  avxrm artifacts put \"$RM_JOB_ID\" scenarios/s-$RM_INSTANCE_INDEX/scenario.xosc out.xosc\n" +
+			"  avxrm artifacts put job-01J… assets/roads/a.xodr a.xodr --declaration road-network",
+		Args: cobra.ExactArgs(3),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			p, err := artifactPath(args[0], args[1], putDecl)
+			if err != nil {
+				return err
+			}
+			c, err := g.client(cmd.Context())
+			if err != nil {
+				return err
+			}
+			raw, err := upload(cmd, c, p, args[2])
+			if err != nil {
+				return err
+			}
+			if g.output == "table" {
+				return printItems(cmd.OutOrStdout(), g.output, []json.RawMessage{raw}, artifactColumns)
+			}
+			return printItem(cmd.OutOrStdout(), g.output, json.RawMessage(raw))
+		},
+	}
+	put.Flags().StringVar(&putDecl, "declaration", "", "the asset declaration of an assets/… artifact (else common asset data)")
+	cmd.AddCommand(ls, get, put)
+	return cmd
+}
+
+// streamArtifact writes the artifact at p to stdout, and fails if what came
+// does not have the sha256 the server named.
+func streamArtifact(cmd *cobra.Command, c *avxrm.Client, p string) error {
+	req, err := http.NewRequestWithContext(cmd.Context(), http.MethodGet, c.URL(p), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.Send(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return avxrm.ResponseError(resp)
+	}
+	h := sha256.New()
+	if _, err := io.Copy(io.MultiWriter(cmd.OutOrStdout(), h), resp.Body); err != nil {
+		return err
+	}
+	if got, want := hex.EncodeToString(h.Sum(nil)), strings.Trim(resp.Header.Get("ETag"), `"`); want != "" && got != want {
+		return fmt.Errorf("the bytes written have sha256 %s, the server says %s", got, want)
+	}
+	return nil
+}
+
+// upload PUTs the file (or stdin) to p and returns the stored artifact.
+func upload(cmd *cobra.Command, c *avxrm.Client, p, file string) ([]byte, error) {
+	var body io.Reader = cmd.InOrStdin()
+	var getBody func() (io.ReadCloser, error) // a file can be sent again after a lost connection
+	var size int64 = -1
+	if file != "-" {
+		open := func() (io.ReadCloser, error) { return os.Open(file) }
+		f, err := os.Open(file)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		st, err := f.Stat()
+		if err != nil {
+			return nil, err
+		}
+		if st.IsDir() {
+			return nil, fmt.Errorf("%s is a directory; upload its files one by one", file)
+		}
+		body, getBody, size = f, open, st.Size()
+	}
+	req, err := http.NewRequestWithContext(cmd.Context(), http.MethodPut, c.URL(p), body)
+	if err != nil {
+		return nil, err
+	}
+	req.GetBody, req.ContentLength = getBody, size
+	req.Header.Set("Content-Type", "application/octet-stream")
+	resp, err := c.Send(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		return nil, avxrm.ResponseError(resp)
+	}
+	return io.ReadAll(resp.Body)
+}

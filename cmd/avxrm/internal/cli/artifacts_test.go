@@ -1,0 +1,66 @@
+package cli
+
+import (
+	"bytes"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+)
+
+// Inside a job's instance avxrm needs no settings: the server is
+// $RM_API_URL and the token $RM_JOB_TOKEN, which the launcher gives every
+// instance; $RM_SERVER and $RM_TOKEN win over them.
+func TestInstanceEnvironment(t *testing.T) {
+	var got []string // "<server> <Authorization>" of each request
+	srv := func(name string) *httptest.Server {
+		s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			got = append(got, name+" "+r.Header.Get("Authorization"))
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write([]byte(`{"items":[]}`))
+		}))
+		t.Cleanup(s.Close)
+		return s
+	}
+	api, chosen := srv("api-url"), srv("server")
+	t.Setenv("HOME", t.TempDir())
+	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
+	for _, c := range []struct {
+		env  map[string]string
+		want string
+	}{
+		{map[string]string{"RM_SERVER": "", "RM_API_URL": api.URL, "RM_TOKEN": "", "RM_JOB_TOKEN": "job-token"}, "api-url Bearer job-token"},
+		{map[string]string{"RM_SERVER": chosen.URL, "RM_API_URL": api.URL, "RM_TOKEN": "user-token", "RM_JOB_TOKEN": "job-token"}, "server Bearer user-token"},
+	} {
+		for k, v := range c.env {
+			t.Setenv(k, v)
+		}
+		got = nil
+		root := Root()
+		var out bytes.Buffer
+		root.SetOut(&out)
+		root.SetArgs([]string{"artifacts", "ls", "job-x"})
+		if err := root.Execute(); err != nil || len(got) != 1 || got[0] != c.want {
+			t.Errorf("%v: requests %q (%v), want %q", c.env, got, err, c.want)
+		}
+	}
+}
+
+// An artifact is named as the API's URLs name it; a name of neither kind,
+// or a declaration for a scenario file, is refused before anything is sent.
+func TestArtifactPath(t *testing.T) {
+	for _, c := range []struct{ name, decl, want, err string }{
+		{"scenarios/s-001/scenario.xosc", "", "/jobs/job-x/artifacts/scenarios/s-001/scenario.xosc", ""},
+		{"scenarios/s 1/dir/a b.xosc", "", "/jobs/job-x/artifacts/scenarios/s%201/dir/a%20b.xosc", ""},
+		{"assets/roads/a.xodr", "road-network", "/jobs/job-x/artifacts/assets/roads/a.xodr?declaration=road-network", ""},
+		{"assets/common.txt", "", "/jobs/job-x/artifacts/assets/common.txt", ""},
+		{"scenarios/s-001/a.xosc", "road-network", "", "--declaration is for assets"},
+		{"scenario.xosc", "", "", "want scenarios/<sample>/<path> or assets/<path>"},
+		{"scenarios/s-001", "", "", "want scenarios/<sample>/<path>"},
+	} {
+		got, err := artifactPath("job-x", c.name, c.decl)
+		if got != c.want || (err == nil) != (c.err == "") || err != nil && !strings.Contains(err.Error(), c.err) {
+			t.Errorf("artifactPath(%q, %q) = %q, %v; want %q, %q", c.name, c.decl, got, err, c.want, c.err)
+		}
+	}
+}
