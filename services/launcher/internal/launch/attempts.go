@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -184,6 +185,15 @@ func (s *Service) noteStart(rs *records, tried bool, failed, pending []startTrou
 	return jobdoc.SetCondition(j, jobdoc.CondStarted, "False", t.reason, msg, now)
 }
 
+// withoutRetry is a Started message without the retry noteStart or a
+// driver announced ("; retry 3 in 2s", "; retry 2 (the kubelet's back-off)").
+func withoutRetry(msg string) string {
+	if i := strings.LastIndex(msg, "; retry "); i >= 0 {
+		return msg[:i]
+	}
+	return msg
+}
+
 // mainSlot orders the controller before the workers.
 func mainSlot(r driver.Ref) int {
 	if r.Role == driver.RoleController {
@@ -220,7 +230,9 @@ func (s *Service) overdue(ctx context.Context, rs *records, now time.Time) []str
 	case j.Status == events.JobAdmitted && j.AdmittedAt != nil && !now.Before(j.AdmittedAt.Add(start)):
 		reason, why := jobdoc.ReasonStartFailed, "not every instance started"
 		if c := jobdoc.FindCondition(j, jobdoc.CondStarted); c != nil && c.Status == "False" {
-			reason, why = c.Reason, c.Message
+			// No retry comes once the job has failed: neither condition announces one.
+			reason, why = c.Reason, withoutRetry(c.Message)
+			jobdoc.SetCondition(j, jobdoc.CondStarted, "False", reason, why, now)
 		}
 		j.Status, j.FinishedAt = events.JobFailed, &now
 		jobdoc.SetCondition(j, condFailed, "True", reason,

@@ -40,13 +40,23 @@ func TestStartTimeoutSurvivesARestart(t *testing.T) {
 		return c != nil && c.Reason == jobdoc.ReasonRuntimeUnavailable
 	})
 	stop()
-	failsAfterRestart(e, "job-nostart", stuck.AdmittedAt.Add(time.Duration(limit)*time.Second), jobdoc.ReasonRuntimeUnavailable)
+	j := failsAfterRestart(e, "job-nostart", stuck.AdmittedAt.Add(time.Duration(limit)*time.Second), jobdoc.ReasonRuntimeUnavailable)
+	// While it waited, Started announced the next retry; failed, no retry
+	// comes, and neither condition nor the warnings say one does.
+	if c := jobdoc.FindCondition(&stuck, jobdoc.CondStarted); !strings.Contains(c.Message, "; retry ") {
+		t.Errorf("Started while retrying: %q, want the retry announced", c.Message)
+	}
+	started, failed := jobdoc.FindCondition(&j, jobdoc.CondStarted), jobdoc.FindCondition(&j, condFailed)
+	if started.Status != "False" || strings.Contains(started.Message, "retry") || strings.Contains(failed.Message, "retry") ||
+		!strings.HasSuffix(failed.Message, started.Message) || strings.Contains(strings.Join(j.Warnings, "\n"), "retry") {
+		t.Errorf("failed: Started %+v, Failed %+v, warnings %q; want no retry announced", started, failed, j.Warnings)
+	}
 }
 
 // failsAfterRestart waits, with no launcher running, until due has
 // passed, checks that job id has not failed, starts a launcher and
-// expects the job to fail with reason.
-func failsAfterRestart(e *env, id string, due time.Time, reason string) {
+// expects the job to fail with reason; it returns the failed job.
+func failsAfterRestart(e *env, id string, due time.Time, reason string) events.Job {
 	e.t.Helper()
 	time.Sleep(time.Until(due) + 500*time.Millisecond)
 	if j := e.job(id); events.JobFinal(j.Status) {
@@ -59,6 +69,7 @@ func failsAfterRestart(e *env, id string, due time.Time, reason string) {
 		e.t.Errorf("%s: %s %+v, want failed with %s", id, j.Status, j.Conditions, reason)
 	}
 	e.t.Logf("%s failed %s after the launcher restarted", id, j.FinishedAt.Sub(restarted).Round(time.Millisecond))
+	return j
 }
 
 // TestRetryRules: which failures a job retries, by max_retries, retry_on
