@@ -1,6 +1,7 @@
 """The Python package against the all-in-one (see conftest.py)."""
 
 import asyncio
+import hashlib
 import http.server
 import json
 import os
@@ -102,6 +103,33 @@ def test_job_array(seeded):
             a = await c.arrays.submit(job, count=2)
             return await c.arrays.wait(a.id, timeout=120, interval=0.2)
     assert asyncio.run(via_async()).counts == {"succeeded": 2}
+
+
+def test_artifacts_up_and_down(seeded):
+    server, app_id = seeded
+    with avxrm.Client(server) as c:
+        job = c.jobs.submit(queue_id="Default", application={"id": app_id}, worker_instances=1)
+        scenario = c.jobs.put_artifact(job.id, "scenarios/s-1/my dir/scenario.xosc", "<OpenSCENARIO/>")
+        assert isinstance(scenario, avxrm.Artifact) and scenario.sample_id == "s-1" and scenario.path == "my dir/scenario.xosc"
+        road = bytes(range(256)) * 10
+        asset = c.jobs.put_artifact(job.id, "assets/roads/a.xodr", road, declaration="road-network")
+        assert asset.declaration == "road-network" and asset.sha256 == hashlib.sha256(road).hexdigest()
+        assert c.jobs.get_artifact(job.id, "scenarios/s-1/my dir/scenario.xosc") == b"<OpenSCENARIO/>"
+        assert c.jobs.get_artifact(job.id, "assets/roads/a.xodr", declaration="road-network") == road
+        assert sorted(a.path for a in c.jobs.artifacts(job.id)) == ["my dir/scenario.xosc", "roads/a.xodr"]
+        with pytest.raises(avxrm.NotFoundError):
+            c.jobs.get_artifact(job.id, "assets/roads/a.xodr")  # common asset data: none uploaded
+        with pytest.raises(ValueError):
+            c.jobs.put_artifact(job.id, "scenario.xosc", b"x")
+        with pytest.raises(ValueError):
+            c.jobs.get_artifact(job.id, "scenarios/s-1/a.xosc", declaration="road-network")
+
+    async def aget():
+        async with avxrm.AsyncClient(server) as c:
+            await c.jobs.put_artifact(job.id, "assets/common.txt", b"common")
+            return await c.jobs.get_artifact(job.id, "assets/common.txt")
+
+    assert asyncio.run(aget()) == b"common"
 
 
 def test_server_version(server):

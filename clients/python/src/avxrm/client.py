@@ -17,6 +17,7 @@ import random
 import time
 import uuid
 import zipfile
+from urllib.parse import quote
 from typing import Any, AsyncIterator, Callable, Dict, Iterable, Iterator, List, Optional, Union
 
 import httpx
@@ -49,6 +50,19 @@ def _unavailable_wait(resp: httpx.Response, method: str, attempt: int, retries: 
     except ValueError:
         after = 0.0
     return max(_backoff(attempt), min(max(after, 0.0), 5.0))
+
+
+def _artifact_path(job_id: str, name: str, declaration: Optional[str]) -> Any:
+    """The API path and query of the job's artifact ``name`` (``scenarios/<sample>/<path>``
+    or ``assets/<path>``); a name of neither kind is refused before anything is sent."""
+    segs = name.split("/")
+    if len(segs) >= 3 and segs[0] == "scenarios":
+        if declaration:
+            raise ValueError(f"declaration is for assets; {name} is a scenario file of sample {segs[1]}")
+    elif not (len(segs) >= 2 and segs[0] == "assets"):
+        raise ValueError(f"artifact {name!r}: want scenarios/<sample>/<path> or assets/<path>")
+    path = f"/jobs/{quote(job_id, safe='')}/artifacts/" + "/".join(quote(s, safe="") for s in segs)
+    return path, ({"declaration": declaration} if declaration else None)
 
 
 def _drop_none(d: Dict[str, Any]) -> Dict[str, Any]:
@@ -231,6 +245,21 @@ class Jobs(Collection):
     def artifacts(self, id: str, **filters: Any) -> Any:
         return self._c._pages(f"/jobs/{id}/artifacts", _drop_none(filters), Artifact.from_dict)
 
+    def put_artifact(self, id: str, name: str, data: Union[bytes, str], declaration: Optional[str] = None) -> Any:
+        """Upload ``data`` (a str is sent as UTF-8) as the job's artifact ``name``:
+        ``scenarios/<sample>/<path>``, a concrete scenario file of that sample, or
+        ``assets/<path>``, an asset of ``declaration`` (else common asset data).
+        Returns the stored ``Artifact``; an upload of the same name replaces it."""
+        body = data.encode() if isinstance(data, str) else bytes(data)
+        path, params = _artifact_path(id, name, declaration)
+        return self._c._request("PUT", path, params=params, content=body, parse=Artifact.from_dict)
+
+    def get_artifact(self, id: str, name: str, declaration: Optional[str] = None) -> Any:
+        """The bytes of the job's artifact ``name`` (as ``put_artifact`` takes it),
+        checked against the sha256 the server names."""
+        path, params = _artifact_path(id, name, declaration)
+        return self._c._request("GET", path, params=params, raw=True)
+
 
 class Arrays:
     """Job arrays: ``submit``, ``get``, ``list``, ``jobs``, ``cancel``, ``wait``."""
@@ -332,13 +361,22 @@ def _prepare(method: str, kw: Dict[str, Any]) -> Dict[str, Any]:
     if body is not None:
         out["content"] = jsonlib.dumps(body).encode()
         headers.setdefault("Content-Type", "application/json")
+    content = kw.pop("content", None)
+    if content is not None:
+        out["content"] = content
+        headers.setdefault("Content-Type", "application/octet-stream")
     return out
 
 
-def _result(resp: httpx.Response, parse: Optional[Callable[[Any], Any]], text: bool) -> Any:
+def _result(resp: httpx.Response, parse: Optional[Callable[[Any], Any]], text: bool, raw: bool = False) -> Any:
     _check(resp)
     if text:
         return resp.text
+    if raw:
+        want, got = resp.headers.get("ETag", "").strip('"'), hashlib.sha256(resp.content).hexdigest()
+        if want and got != want:
+            raise ValueError(f"{resp.request.url}: sha256 {got}, the server says {want}")
+        return resp.content
     if resp.status_code == 204 or not resp.content:
         return None
     data = resp.json()
@@ -371,7 +409,7 @@ class Client(_Resources):
         self.close()
 
     def _request(self, method: str, path: str, *, parse: Optional[Callable[[Any], Any]] = None, text: bool = False,
-                 **kw: Any) -> Any:
+                 raw: bool = False, **kw: Any) -> Any:
         req = _prepare(method, kw)
         for attempt in range(self.retries + 1):
             try:
@@ -385,7 +423,7 @@ class Client(_Resources):
             if wait is None:
                 break
             time.sleep(wait)
-        return _result(resp, parse, text)
+        return _result(resp, parse, text, raw)
 
     def _pages(self, path: str, params: Optional[Dict[str, Any]], parse: Callable[[Dict[str, Any]], Any]) -> Iterator[Any]:
         params = dict(params or {}, limit=PAGE_SIZE)
@@ -525,7 +563,7 @@ class AsyncClient(_Resources):
         await self.aclose()
 
     async def _request(self, method: str, path: str, *, parse: Optional[Callable[[Any], Any]] = None,
-                       text: bool = False, **kw: Any) -> Any:
+                       text: bool = False, raw: bool = False, **kw: Any) -> Any:
         req = _prepare(method, kw)
         for attempt in range(self.retries + 1):
             try:
@@ -539,7 +577,7 @@ class AsyncClient(_Resources):
             if wait is None:
                 break
             await asyncio.sleep(wait)
-        return _result(resp, parse, text)
+        return _result(resp, parse, text, raw)
 
     async def _pages(self, path: str, params: Optional[Dict[str, Any]],
                      parse: Callable[[Dict[str, Any]], Any]) -> AsyncIterator[Any]:
