@@ -29,6 +29,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/avxrm/rm/pkg/events/buildinfo"
 	"github.com/labstack/echo/v4"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -192,13 +193,15 @@ type layoutData struct {
 	Signin   bool // the API asked for a token: the script fetches the page with one
 	Fragment bool
 	Error    *pageError
+	Version  string // the server's build, in the footer
 }
 
 // serve renders a page, or only its main region when the script asks
 // (X-RM-Fragment), or the error that stopped it.
 func (u *UI) serve(w http.ResponseWriter, r *http.Request, build func(*http.Request) (*page, error)) {
 	p, err := build(r)
-	d := layoutData{page: p, Self: r.URL.RequestURI(), OIDC: u.opts.OIDC, Fragment: r.Header.Get("X-RM-Fragment") != ""}
+	d := layoutData{page: p, Self: r.URL.RequestURI(), OIDC: u.opts.OIDC, Fragment: r.Header.Get("X-RM-Fragment") != "",
+		Version: buildinfo.Get().Version}
 	status := http.StatusOK
 	if err != nil {
 		var pe *pageError

@@ -3,6 +3,7 @@ package ui_test
 import (
 	"encoding/json"
 	"fmt"
+	"html/template"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/avxrm/rm/pkg/embedded/ferretembed"
+	"github.com/avxrm/rm/pkg/events/buildinfo"
 	"github.com/avxrm/rm/services/api"
 	"github.com/avxrm/rm/services/api/internal/apitest"
 	"github.com/avxrm/rm/services/api/internal/ui"
@@ -131,6 +133,9 @@ func TestPagesShowQueuesJobsAndReasons(t *testing.T) {
 	if strings.Count(queues, "built-in</span>") != 2 {
 		t.Errorf("queues page marks %d queues built-in, want 2", strings.Count(queues, "built-in</span>"))
 	}
+	// Every page's footer names the server's build.
+	wantIn(t, "queues page", queues, `<footer class="foot">Resource Manager <a href="/version" title="this server's build">`+
+		template.HTMLEscapeString(buildinfo.Get().Version)+"</a></footer>")
 
 	// No scheduler here: both jobs wait, first submitted first.
 	q := e.page("/ui/queues/Default")
