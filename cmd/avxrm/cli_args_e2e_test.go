@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
 // A job's args follow --, its command is --command: they reach the
@@ -112,5 +113,53 @@ func TestCLISubmitFileLimitsDependenciesArrays(t *testing.T) {
 	}
 	if got := s.must(t, "arrays", "wait", arr); got != arr+" 4 jobs: 4 succeeded\n" {
 		t.Errorf("arrays wait of an ended array: %q", got)
+	}
+}
+
+// cancel, cleanup and rm take several jobs, or filters that select them
+// (never both, not neither); every job is tried, a line printed for each,
+// and the command fails if any request did.
+func TestCLIBulkJobActions(t *testing.T) {
+	s := startServer(t)
+	seed(t, s)
+	submit := func(campaign string) string {
+		return strings.TrimSpace(s.must(t, "submit", "--queue", "Default", "--app", "sim:1.0", "--env", "SLEEP=60",
+			"--label", "campaign="+campaign))
+	}
+	night := []string{submit("night"), submit("night"), submit("night")}
+	day := submit("day")
+
+	out := s.must(t, "jobs", "cancel", "--label", "campaign=night")
+	for _, id := range night {
+		if !strings.Contains(out, id+" cancel requested\n") {
+			t.Errorf("cancel --label campaign=night did not cancel %s:\n%s", id, out)
+		}
+	}
+	if strings.Contains(out, day) {
+		t.Errorf("cancel --label campaign=night cancelled %s of campaign day:\n%s", day, out)
+	}
+	for _, args := range [][]string{{"jobs", "cancel"}, {"jobs", "cancel", day, "--queue", "Default"}} {
+		if _, errs, code := s.run(t, args...); code != 1 || !strings.Contains(errs, "name the jobs") {
+			t.Errorf("%v: exit %d, %q; want 1 and what it takes", args, code, errs)
+		}
+	}
+	// One job that is not there: the others are still done, and it is named.
+	out, errs, code := s.run(t, "jobs", "cancel", day, "job-does-not-exist")
+	if code != 1 || out != day+" cancel requested\n" || !strings.Contains(errs, "job-does-not-exist: 404") ||
+		!strings.Contains(errs, "cancel: 1 of 2 jobs failed") {
+		t.Errorf("cancel of a job and a missing one: exit %d, %q, %q", code, out, errs)
+	}
+	if out, errs, code := s.run(t, "jobs", "cancel", "--label", "campaign=none"); code != 0 || out != "" || errs != "no job matches\n" {
+		t.Errorf("cancel selecting nothing: exit %d, %q, %q", code, out, errs)
+	}
+	// rm selects ended jobs too.
+	waitFor(t, time.Minute, "the night's jobs cancelled", func() bool {
+		return strings.Count(s.must(t, "jobs", "ls", "-A", "--label", "campaign=night", "--status", "cancelled"), "\n") == 4
+	})
+	if out := s.must(t, "jobs", "rm", "--label", "campaign=night"); strings.Count(out, " deleted\n") != 3 {
+		t.Errorf("rm --label campaign=night:\n%s", out)
+	}
+	if got := s.must(t, "jobs", "ls", "-A", "--label", "campaign=night", "-o", "json"); strings.TrimSpace(got) != "[]" {
+		t.Errorf("the night's jobs after rm: %s", got)
 	}
 }

@@ -328,8 +328,7 @@ func bar(running, done, n, width int) string {
 func jobsCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "jobs", Aliases: []string{"job"}, Short: "List, show, cancel, clean up and delete jobs",
 		Example: "  avxrm jobs ls\n  avxrm jobs ls -A --queue Default --status failed -o json\n  avxrm jobs describe job-01J…\n  avxrm jobs cancel job-01J…"}
-	var queue, status, owner, array string
-	var labels []string
+	var lsf jobFilter
 	var all bool
 	ls := &cobra.Command{
 		Use: "ls", Aliases: []string{"list"}, Short: "List jobs (by default those that have not ended)", Args: cobra.NoArgs,
@@ -339,43 +338,17 @@ func jobsCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			q := url.Values{}
-			if queue != "" {
-				q.Set("queue_id", queue)
-			}
-			if status != "" {
-				q.Set("status", status)
-			}
-			for _, l := range labels {
-				q.Add("label", l)
-			}
-			if owner != "" {
-				q.Set("owner", owner)
-			}
-			if array != "" {
-				q.Set("array_id", array)
-			}
 			var items []json.RawMessage
-			for it, err := range c.List(cmd.Context(), "/jobs", q) {
+			for it, err := range lsf.list(cmd.Context(), c, all) {
 				if err != nil {
 					return err
 				}
-				var j api.Job
-				if err := json.Unmarshal(it, &j); err != nil {
-					return err
-				}
-				if all || status != "" || !avxrm.JobFinal(&j) {
-					items = append(items, it)
-				}
+				items = append(items, it.raw)
 			}
 			return printItems(cmd.OutOrStdout(), g.output, items, jobCols)
 		},
 	}
-	ls.Flags().StringVar(&queue, "queue", "", "only this queue's jobs")
-	ls.Flags().StringVar(&status, "status", "", "only jobs of this status")
-	ls.Flags().StringVar(&array, "array", "", "only the jobs of this job array (arr-…)")
-	ls.Flags().StringArrayVar(&labels, "label", nil, "k=v: only jobs with this label (repeatable)")
-	ls.Flags().StringVar(&owner, "owner", "", "only the jobs of this owner (subject or username)")
+	lsf.flags(ls, "only")
 	ls.Flags().BoolVarP(&all, "all", "A", false, "also the jobs that have ended")
 
 	get := &cobra.Command{
@@ -426,9 +399,12 @@ func jobsCommand(g *globals) *cobra.Command {
 		c.Example = "  avxrm jobs post-controller " + c.Name() + " job-01J…"
 	}
 	cmd.AddCommand(ls, get, describe,
-		action("cancel", "Cancel a job", http.MethodPost, "/cancel", "cancel requested"),
-		action("cleanup", "Stop whatever still runs of a job and release its capacity; the record stays", http.MethodPost, "/cleanup", "cleanup requested"),
-		action("rm", "Cancel, clean up and delete a job with its artifacts", http.MethodDelete, "", "deleted"),
+		bulkAction(g, bulk{use: "cancel", short: "Cancel jobs that have not ended: those named, or those the filters select",
+			method: http.MethodPost, suffix: "/cancel", done: "cancel requested", activeOnly: true}),
+		bulkAction(g, bulk{use: "cleanup", short: "Stop whatever still runs of jobs and release their capacity; the records stay",
+			method: http.MethodPost, suffix: "/cleanup", done: "cleanup requested"}),
+		bulkAction(g, bulk{use: "rm", short: "Cancel, clean up and delete jobs with their artifacts",
+			method: http.MethodDelete, done: "deleted"}),
 		post)
 	return cmd
 }

@@ -1,0 +1,166 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"iter"
+	"net/url"
+	"sync"
+
+	"github.com/avxrm/rm/sdk/go/avxrm"
+	"github.com/avxrm/rm/sdk/go/avxrm/api"
+	"github.com/spf13/cobra"
+)
+
+// jobFilter selects jobs as GET /jobs does: by queue, status, labels,
+// owner and job array.
+type jobFilter struct {
+	queue, status, owner, array string
+	labels                      []string
+}
+
+// flags declares the filter's flags on cmd; verb starts their help ("only").
+func (f *jobFilter) flags(cmd *cobra.Command, verb string) {
+	fs := cmd.Flags()
+	fs.StringVar(&f.queue, "queue", "", verb+" this queue's jobs")
+	fs.StringVar(&f.status, "status", "", verb+" jobs of this status")
+	fs.StringVar(&f.array, "array", "", verb+" the jobs of this job array (arr-…)")
+	fs.StringArrayVar(&f.labels, "label", nil, "k=v: "+verb+" jobs with this label (repeatable)")
+	fs.StringVar(&f.owner, "owner", "", verb+" the jobs of this owner (subject or username)")
+}
+
+func (f *jobFilter) empty() bool {
+	return f.queue == "" && f.status == "" && f.owner == "" && f.array == "" && len(f.labels) == 0
+}
+
+type listedJob struct {
+	raw json.RawMessage
+	job api.Job
+}
+
+// list yields the jobs the filter selects; those that have ended only if
+// all is set or a status is asked for.
+func (f *jobFilter) list(ctx context.Context, c *avxrm.Client, all bool) iter.Seq2[listedJob, error] {
+	q := url.Values{}
+	for k, v := range map[string]string{"queue_id": f.queue, "status": f.status, "owner": f.owner, "array_id": f.array} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	for _, l := range f.labels {
+		q.Add("label", l)
+	}
+	return func(yield func(listedJob, error) bool) {
+		for it, err := range c.List(ctx, "/jobs", q) {
+			var l listedJob
+			if err == nil {
+				l.raw = it
+				err = json.Unmarshal(it, &l.job)
+			}
+			if err != nil {
+				yield(l, err)
+				return
+			}
+			if (all || f.status != "" || !avxrm.JobFinal(&l.job)) && !yield(l, nil) {
+				return
+			}
+		}
+	}
+}
+
+// bulk is a request made of each job a command names or selects.
+type bulk struct {
+	use, short     string
+	method, suffix string
+	done           string // printed after each job's id
+	// activeOnly: the filters select only jobs that have not ended (a
+	// cancel); else jobs of every status.
+	activeOnly bool
+}
+
+// bulkParallel is how many of a bulk command's requests are in flight.
+const bulkParallel = 8
+
+// bulkAction is the command of b: it takes job ids, or filters that select
+// the jobs (never both, and not neither: nothing is done to every job for
+// want of a filter), makes the request of each, 8 at a time, prints a line
+// for each job and fails, after trying every one, if any request did.
+func bulkAction(g *globals, b bulk) *cobra.Command {
+	var f jobFilter
+	selects := "every job"
+	if b.activeOnly {
+		selects = "every job that has not ended"
+	}
+	cmd := &cobra.Command{
+		Use:   b.use + " [<job>…] [--queue <queue>] [--status …] [--label k=v] [--owner …] [--array arr-…]",
+		Short: b.short,
+		Long: b.short + ".\n\nName the jobs, or select them with filters: " + selects + " that every filter given\n" +
+			"matches, as 'avxrm jobs ls' lists them. Each job's request is made (8 at a time) and a line\n" +
+			"printed for it; the command fails, after trying every job, if any request did.",
+		Example: "  avxrm jobs " + b.use + " job-01J…\n  avxrm jobs " + b.use + " job-01J… job-01K…\n" +
+			"  avxrm jobs " + b.use + " --queue Default --label campaign=night-7",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 && !f.empty() {
+				return errors.New("name the jobs or select them with filters, not both")
+			}
+			if len(args) == 0 && f.empty() {
+				return fmt.Errorf("name the jobs, or select them with at least one of --queue, --status, --label, --owner, --array; usage: %s", cmd.UseLine())
+			}
+			c, err := g.client(cmd.Context())
+			if err != nil {
+				return err
+			}
+			ids := args
+			if len(ids) == 0 {
+				for l, err := range f.list(cmd.Context(), c, !b.activeOnly) {
+					if err != nil {
+						return err
+					}
+					ids = append(ids, *l.job.Id)
+				}
+				if len(ids) == 0 {
+					fmt.Fprintln(cmd.ErrOrStderr(), "no job matches")
+					return nil
+				}
+			}
+			return b.each(cmd, c, ids)
+		},
+	}
+	f.flags(cmd, "select")
+	return cmd
+}
+
+// each makes b's request for every id, bulkParallel at a time, printing
+// one line per job in the order given.
+func (b bulk) each(cmd *cobra.Command, c *avxrm.Client, ids []string) error {
+	errs := make([]error, len(ids))
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, bulkParallel)
+	for i, id := range ids {
+		wg.Add(1)
+		slots <- struct{}{}
+		go func() {
+			defer func() { <-slots; wg.Done() }()
+			_, errs[i] = c.Do(cmd.Context(), b.method, "/jobs/"+url.PathEscape(id)+b.suffix, nil, nil)
+		}()
+	}
+	wg.Wait()
+	if len(ids) == 1 && errs[0] != nil {
+		return errs[0] // one job: its error is the command's
+	}
+	failed := 0
+	for i, id := range ids {
+		if errs[i] != nil {
+			failed++
+			fmt.Fprintf(cmd.ErrOrStderr(), "%s: %v\n", id, errs[i])
+			continue
+		}
+		fmt.Fprintln(cmd.OutOrStdout(), id, b.done)
+	}
+	if failed > 0 {
+		return &exitError{code: ExitFailed, msg: fmt.Sprintf("%s: %d of %d jobs failed", b.use, failed, len(ids))}
+	}
+	return nil
+}
