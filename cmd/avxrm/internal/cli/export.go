@@ -168,7 +168,19 @@ func fetchFrom(ctx context.Context, c *avxrm.Client, path string, sum *string, f
 		*have = 0
 	case http.StatusPartialContent:
 	case http.StatusRequestedRangeNotSatisfiable:
-		return nil // already whole
+		if *sum != "" {
+			return nil // already whole, which the sha256 will show
+		}
+		// A .part at least as long as the file, of an upload not known to be
+		// this one: fetch the file whole.
+		if err := f.Truncate(0); err != nil {
+			return err
+		}
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			return err
+		}
+		*have = 0
+		return fetchFrom(ctx, c, path, sum, f, have)
 	default:
 		return avxrm.ResponseError(resp)
 	}

@@ -131,7 +131,8 @@ func TestExportDownloadResumes(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		part []byte
-	}{{"no", nil}, {"half the file in the", big[:len(big)/2]}, {"another file in the", bytes.Repeat([]byte("x"), len(big)/2)}} {
+	}{{"no", nil}, {"half the file in the", big[:len(big)/2]}, {"another file in the", bytes.Repeat([]byte("x"), len(big)/2)},
+		{"a longer file in the", append(bytes.Clone(big), "more"...)}} {
 		out := filepath.Join(dir, "road.bin")
 		if tc.part != nil {
 			if err := os.WriteFile(out+".part", tc.part, 0o644); err != nil {
@@ -145,10 +146,11 @@ func TestExportDownloadResumes(t *testing.T) {
 		}
 	}
 	rest := fmt.Sprintf("%q", fmt.Sprintf("bytes=%d-", len(big)/2))
-	want := []string{`"" 200`, rest + " 206", rest + " 206", `"" 200`}
+	past := fmt.Sprintf("%q", fmt.Sprintf("bytes=%d-", len(big)+4))
+	want := []string{`"" 200`, rest + " 206", rest + " 206", `"" 200`, past + " 416", `"" 200`}
 	mu.Lock()
 	defer mu.Unlock()
 	if !slices.Equal(artifactGets, want) {
-		t.Errorf("artifact requests %q, want %q: whole, the rest, the rest that did not fit, whole", artifactGets, want)
+		t.Errorf("artifact requests %q, want %q: whole; the rest; the rest that did not fit, whole; past the end, whole", artifactGets, want)
 	}
 }
