@@ -558,3 +558,52 @@ func TestCLIWatch(t *testing.T) {
 		t.Errorf("plain watch output, one line per change: %q", lines.String())
 	}
 }
+
+// A deployment's replicas: their states, restarts and how the last one
+// ended, and the current replica's log, followed across a restart.
+func TestCLIDeploymentReplicasAndLogs(t *testing.T) {
+	s := startServer(t)
+	s.must(t, "queues", "create", "Default", "--limit", "4")
+	// Replica 0 runs on; replica 1 exits with code 3 after a second, and is
+	// started again after the back-off (1 s, then 2 s, …).
+	run := `echo "replica $RM_INSTANCE_INDEX up"; if [ "$RM_INSTANCE_INDEX" = 1 ]; then sleep 1; exit 3; fi; exec sleep 300`
+	cmdJSON, _ := json.Marshal([]string{"/bin/sh", "-c", run})
+	s.must(t, "apps", "create", "svc", "--set-string", "version=1", "--set", "image=local", "--set", "command="+string(cmdJSON))
+	s.must(t, "deployments", "create", "viz", "--set", "application_id=svc:1", "--set", "queue_id=Default", "--set", "replicas=2")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	follow, out := s.background(t, ctx, "deployments", "logs", "viz", "--replica", "1", "-f")
+	var reps []map[string]any
+	waitFor(t, time.Minute, "replica 1 restarted twice", func() bool {
+		reps = nil
+		if err := json.Unmarshal([]byte(s.must(t, "deployments", "replicas", "viz", "-o", "json")), &reps); err != nil {
+			t.Fatal(err)
+		}
+		return len(reps) == 2 && reps[1]["restarts"].(float64) >= 2
+	})
+	if reps[0]["state"] != "running" || reps[0]["restarts"] != float64(0) || reps[0]["started_at"] == nil {
+		t.Errorf("replica 0: %v, want running, never restarted", reps[0])
+	}
+	if r := reps[1]; r["last_exit_code"] != float64(3) || r["last_message"] != "exited with code 3" || r["last_ended_at"] == nil {
+		t.Errorf("replica 1: %v, want its last end: exit code 3", r)
+	}
+	table := s.must(t, "deployments", "replicas", "viz")
+	if !regexp.MustCompile(`(?m)^1 +\w+ +[2-9] .*exited with code 3 \(`).MatchString(table) {
+		t.Errorf("deployments replicas:\n%s", table)
+	}
+	if got := s.must(t, "deployments", "logs", "viz"); got != "replica 0 up\n" {
+		t.Errorf("replica 0's log: %q", got)
+	}
+	if ls := s.must(t, "deployments", "ls"); !regexp.MustCompile(`(?m)^viz .* 2 +[0-2] +[2-9]\d* *$`).MatchString(ls) {
+		t.Errorf("deployments ls, want 2 replicas and their restarts:\n%s", ls)
+	}
+	waitFor(t, 30*time.Second, "logs -f to follow replica 1 across a restart", func() bool {
+		return strings.Count(out.String(), "replica 1 up\n") >= 2 && strings.Contains(out.String(), "avxrm: replica 1 restarted")
+	})
+	cancel()
+	_ = follow.Wait()
+	if _, errs, code := s.run(t, "deployments", "logs", "viz", "--replica", "2"); code != 1 || !strings.Contains(errs, "404 replica slot 2 of deployment \"viz\" (it has 2)") {
+		t.Errorf("logs of a slot the deployment does not have: exit %d, %q", code, errs)
+	}
+}

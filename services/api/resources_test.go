@@ -477,7 +477,7 @@ func TestDeployments(t *testing.T) {
 	if !strings.HasPrefix(id, "dep-") || d["application_id"] != a.str("id") || d["queue_id"] != q.str("id") || d["replicas"] != 2.0 {
 		t.Fatalf("create: %s", r)
 	}
-	if diff := cmp.Diff(map[string]any{"ready_replicas": 0.0, "conditions": []any{}}, d["status"]); diff != "" {
+	if diff := cmp.Diff(map[string]any{"ready_replicas": 0.0, "conditions": []any{}, "replicas": []any{}}, d["status"]); diff != "" {
 		t.Errorf("status (-want +got):\n%s", diff)
 	}
 	e.must(http.StatusConflict, http.MethodPost, v1+"/deployments", deploymentBody("viewer", "viewer", "svc"))

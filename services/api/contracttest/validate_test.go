@@ -136,6 +136,23 @@ func (s *session) send(method, path string, body any, opts ...opt) exchange {
 	return e
 }
 
+// eventually sends a request, recorded, every 100 ms until the answer is
+// want (a replica's log is there once the replica has started).
+func (s *session) eventually(method, path string, want int) exchange {
+	s.t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		e := s.send(method, path, nil)
+		if e.status == want {
+			return e
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("%s %s = %d %s after 60s, want %d", method, path, e.status, e.body, want)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // waitFor polls a resource, unrecorded, until its status is want.
 func (s *session) waitFor(path, want string) {
 	s.t.Helper()
@@ -249,6 +266,9 @@ func script(s *session) {
 	s.do("GET", "/deployments?cursor=q-01M8NDNQQ35WAK040FG0Z85YV9", nil, 400) // another kind's id
 	s.do("GET", "/deployments/viz", nil, 200)
 	s.do("GET", "/deployments/nothing", nil, 404)
+	s.eventually("GET", "/deployments/viz/replicas/0/logs", 200)
+	s.do("GET", "/deployments/viz/replicas/3/logs", nil, 404)
+	s.do("GET", "/deployments/viz/replicas/-1/logs", nil, 422, offSchema())
 	s.retried("PUT", "/deployments/viz", map[string]any{"name": "viz", "application_id": app, "queue_id": "Default", "replicas": 2}, 200)
 	s.retried("PATCH", "/deployments/viz", map[string]any{"environment_variables": nil, "replicas": 0}, 200)
 	s.do("PATCH", "/deployments/viz", map[string]any{"replicas": "two"}, 422, offSchema())

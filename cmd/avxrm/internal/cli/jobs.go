@@ -544,26 +544,43 @@ func logsCommand(g *globals) *cobra.Command {
 	return cmd
 }
 
-// printLogs prints the instance's log; following, it asks again for what
-// came since until the instance has ended (the API serves a log whole, so
-// following reads it again every half second and prints the new part).
+// printLogs prints the instance's log; following, until the instance has
+// ended.
 func printLogs(ctx context.Context, c *avxrm.Client, id, role string, index int, follow bool, w io.Writer) error {
 	path := fmt.Sprintf("/jobs/%s/instances/%s/%d/logs", url.PathEscape(id), url.PathEscape(role), index)
+	return followLog(ctx, c, path, follow, w, func() (bool, bool, error) {
+		j, err := c.GetJob(ctx, id)
+		if err != nil {
+			return false, false, err
+		}
+		return instanceEnded(j, role, index), false, nil
+	})
+}
+
+// followLog prints the log at path. Following, it asks poll before each
+// read whether the log has ended (then it reads it a last time) or
+// restarted (a new replica's: printed from its start), and reads the log
+// again every half second, printing the new part (the API serves a log
+// whole); a log not there yet is waited for.
+func followLog(ctx context.Context, c *avxrm.Client, path string, follow bool, w io.Writer, poll func() (ended, restarted bool, err error)) error {
 	printed := 0
 	for {
 		ended := false
 		if follow {
-			j, err := c.GetJob(ctx, id)
-			if err != nil {
+			var restarted bool
+			var err error
+			if ended, restarted, err = poll(); err != nil {
 				return err
 			}
-			ended = instanceEnded(j, role, index)
+			if restarted {
+				printed = 0
+			}
 		}
 		var raw []byte
 		_, err := c.Do(ctx, http.MethodGet, path, nil, &raw)
 		switch {
 		case err == nil:
-			if len(raw) > printed && bytes.HasPrefix(raw, raw[:printed]) {
+			if len(raw) > printed {
 				if _, err := w.Write(raw[printed:]); err != nil {
 					return err
 				}

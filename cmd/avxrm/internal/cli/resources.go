@@ -55,9 +55,22 @@ var kinds = []kind{
 	{use: "deployments", short: "Deployments: long-running replicas of an application on a queue", aliases: []string{"deployment", "deploy"},
 		path: "/deployments", keys: 1,
 		cols: []column{{"NAME", field("name")}, {"ID", field("id")}, {"APPLICATION", field("application_id")}, {"QUEUE", field("queue_id")},
-			{"REPLICAS", field("replicas")}, {"READY", field("status.ready_replicas")}},
+			{"REPLICAS", field("replicas")}, {"READY", field("status.ready_replicas")}, {"RESTARTS", restartsCol}},
 		refs:    []string{"queue_id", "application_id"},
 		example: "  avxrm deployments create viz --set application_id=viz:1.0 --set queue_id=Default --set replicas=2"},
+}
+
+// restartsCol is how often a deployment's replicas were started again, all slots together.
+func restartsCol(m map[string]any) string {
+	reps, _ := lookup(m, "status.replicas").([]any)
+	n := 0
+	for _, r := range reps {
+		if r, ok := r.(map[string]any); ok {
+			f, _ := r["restarts"].(float64)
+			n += int(f)
+		}
+	}
+	return strconv.Itoa(n)
 }
 
 func limitCol(m map[string]any) string {
@@ -214,8 +227,11 @@ func resourceCommand(g *globals, k kind) *cobra.Command {
 		},
 	}
 	cmd.AddCommand(ls, get, create, set, rm)
-	if k.use == "queues" {
+	switch k.use {
+	case "queues":
 		cmd.AddCommand(pendingCommand(g))
+	case "deployments":
+		cmd.AddCommand(replicasCommand(g), replicaLogsCommand(g))
 	}
 	return cmd
 }

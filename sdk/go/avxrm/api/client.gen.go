@@ -381,6 +381,33 @@ func (e PluginMergePatchType) Valid() bool {
 	}
 }
 
+// Defines values for ReplicaStatusState.
+const (
+	ReplicaStatusStateFailed     ReplicaStatusState = "failed"
+	ReplicaStatusStatePending    ReplicaStatusState = "pending"
+	ReplicaStatusStateRestarting ReplicaStatusState = "restarting"
+	ReplicaStatusStateRunning    ReplicaStatusState = "running"
+	ReplicaStatusStateStarting   ReplicaStatusState = "starting"
+)
+
+// Valid indicates whether the value is a known member of the ReplicaStatusState enum.
+func (e ReplicaStatusState) Valid() bool {
+	switch e {
+	case ReplicaStatusStateFailed:
+		return true
+	case ReplicaStatusStatePending:
+		return true
+	case ReplicaStatusStateRestarting:
+		return true
+	case ReplicaStatusStateRunning:
+		return true
+	case ReplicaStatusStateStarting:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for ScenarioExportStatus.
 const (
 	ScenarioExportStatusBuilding ScenarioExportStatus = "building"
@@ -966,6 +993,9 @@ type DeploymentMergePatch struct {
 type DeploymentStatus struct {
 	Conditions    []Condition `json:"conditions"`
 	ReadyReplicas int64       `json:"ready_replicas"`
+
+	// Replicas one entry per replica slot, 0 to replicas-1, as the launcher last saw it
+	Replicas []ReplicaStatus `json:"replicas"`
 }
 
 // DockerPluginConfig Runs instances as containers of a Docker Engine.
@@ -1708,6 +1738,31 @@ type QueueUsage struct {
 	PendingWorkerInstances   int64 `json:"pending_worker_instances"`
 	RunningJobs              int64 `json:"running_jobs"`
 }
+
+// ReplicaStatus defines model for ReplicaStatus.
+type ReplicaStatus struct {
+	// LastEndedAt when the slot's last replica that ended did
+	LastEndedAt *time.Time `json:"last_ended_at,omitempty"`
+
+	// LastExitCode its exit code; absent when it was killed, lost or never started
+	LastExitCode *int64 `json:"last_exit_code,omitempty"`
+
+	// LastMessage why it ended, e.g. exited with code 1, killed by signal killed
+	LastMessage *string `json:"last_message,omitempty"`
+
+	// Restarts how many of the slot's replicas ended and were started again; the current one is generation restarts (GET …/replicas/{slot}/logs reads it)
+	Restarts int64 `json:"restarts"`
+	Slot     int64 `json:"slot"`
+
+	// StartedAt when the running replica started
+	StartedAt *time.Time `json:"started_at,omitempty"`
+
+	// State pending: waiting for its queue's capacity; restarting: the last replica ended and the next waits for its back-off (1 s doubling to 5 min); failed: it cannot be started (the Available condition says why)
+	State ReplicaStatusState `json:"state"`
+}
+
+// ReplicaStatusState pending: waiting for its queue's capacity; restarting: the last replica ended and the next waits for its back-off (1 s doubling to 5 min); failed: it cannot be started (the Available condition says why)
+type ReplicaStatusState string
 
 // ResourceLimits defines model for ResourceLimits.
 type ResourceLimits struct {
@@ -2972,6 +3027,13 @@ type ClientInterface interface {
 	// Corresponds with PUT /deployments/{deployment_id} (the `ReplaceDeployment` operationId).
 	ReplaceDeployment(ctx context.Context, deploymentId string, params *ReplaceDeploymentParams, body ReplaceDeploymentJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// GetReplicaLogs Get the logs of a deployment's replica
+	//
+	// The combined stdout and stderr so far of the slot's current replica (the generation its status counts in restarts: after a restart, the new one's), as the launcher's driver keeps them.
+	//
+	// Corresponds with GET /deployments/{deployment_id}/replicas/{slot}/logs (the `GetReplicaLogs` operationId).
+	GetReplicaLogs(ctx context.Context, deploymentId string, slot int64, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// StreamEvents Stream events (Server-Sent Events)
 	//
 	// Each message has `id` (the stream sequence), `event` (the CloudEvent type) and `data` (the CloudEvent in structured-mode JSON, its data the resource as the API returns it). Reconnecting with `Last-Event-ID` resumes without losing or repeating events; a `Last-Event-ID` beyond the last event of the stream answers 416 (the id did not come from this stream).
@@ -3795,6 +3857,23 @@ func (c *Client) ReplaceDeploymentWithBody(ctx context.Context, deploymentId str
 // Corresponds with PUT /deployments/{deployment_id} (the `ReplaceDeployment` operationId).
 func (c *Client) ReplaceDeployment(ctx context.Context, deploymentId string, params *ReplaceDeploymentParams, body ReplaceDeploymentJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewReplaceDeploymentRequest(c.Server, deploymentId, params, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetReplicaLogs Get the logs of a deployment's replica
+//
+// The combined stdout and stderr so far of the slot's current replica (the generation its status counts in restarts: after a restart, the new one's), as the launcher's driver keeps them.
+//
+// Corresponds with GET /deployments/{deployment_id}/replicas/{slot}/logs (the `GetReplicaLogs` operationId).
+func (c *Client) GetReplicaLogs(ctx context.Context, deploymentId string, slot int64, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetReplicaLogsRequest(c.Server, deploymentId, slot)
 	if err != nil {
 		return nil, err
 	}
@@ -5783,6 +5862,47 @@ func NewReplaceDeploymentRequestWithBody(server string, deploymentId string, par
 			req.Header.Set("If-Match", headerParam0)
 		}
 
+	}
+
+	return req, nil
+}
+
+// NewGetReplicaLogsRequest constructs an http.Request for the GetReplicaLogs method
+func NewGetReplicaLogsRequest(server string, deploymentId string, slot int64) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "deployment_id", deploymentId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "slot", slot, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "integer", Format: "int64"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/deployments/%s/replicas/%s/logs", pathParam0, pathParam1)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
 	}
 
 	return req, nil
@@ -8425,6 +8545,15 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with PUT /deployments/{deployment_id} (the `ReplaceDeployment` operationId).
 	ReplaceDeploymentWithResponse(ctx context.Context, deploymentId string, params *ReplaceDeploymentParams, body ReplaceDeploymentJSONRequestBody, reqEditors ...RequestEditorFn) (*ReplaceDeploymentResponse, error)
 
+	// GetReplicaLogsWithResponse Get the logs of a deployment's replica
+	//
+	// The combined stdout and stderr so far of the slot's current replica (the generation its status counts in restarts: after a restart, the new one's), as the launcher's driver keeps them.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /deployments/{deployment_id}/replicas/{slot}/logs (the `GetReplicaLogs` operationId).
+	GetReplicaLogsWithResponse(ctx context.Context, deploymentId string, slot int64, reqEditors ...RequestEditorFn) (*GetReplicaLogsResponse, error)
+
 	// StreamEventsWithResponse Stream events (Server-Sent Events)
 	//
 	// Each message has `id` (the stream sequence), `event` (the CloudEvent type) and `data` (the CloudEvent in structured-mode JSON, its data the resource as the API returns it). Reconnecting with `Last-Event-ID` resumes without losing or repeating events; a `Last-Event-ID` beyond the last event of the stream answers 416 (the id did not come from this stream).
@@ -10721,6 +10850,96 @@ func (r ReplaceDeploymentResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r ReplaceDeploymentResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type GetReplicaLogsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *Problem
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *Problem
+	// ApplicationproblemJSON501 the response for an HTTP 501 `application/problem+json` response
+	ApplicationproblemJSON501 *Problem
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Problem
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetReplicaLogsResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r GetReplicaLogsResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetReplicaLogsResponse) GetApplicationproblemJSON404() *Problem {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r GetReplicaLogsResponse) GetApplicationproblemJSON422() *Problem {
+	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r GetReplicaLogsResponse) GetApplicationproblemJSON500() *Problem {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON501 returns the response for an HTTP 501 `application/problem+json` response
+func (r GetReplicaLogsResponse) GetApplicationproblemJSON501() *Problem {
+	return r.ApplicationproblemJSON501
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetReplicaLogsResponse) GetApplicationproblemJSON503() *Problem {
+	return r.ApplicationproblemJSON503
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r GetReplicaLogsResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r GetReplicaLogsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetReplicaLogsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetReplicaLogsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetReplicaLogsResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -15014,6 +15233,21 @@ func (c *ClientWithResponses) ReplaceDeploymentWithResponse(ctx context.Context,
 	return ParseReplaceDeploymentResponse(rsp)
 }
 
+// GetReplicaLogsWithResponse Get the logs of a deployment's replica
+//
+// The combined stdout and stderr so far of the slot's current replica (the generation its status counts in restarts: after a restart, the new one's), as the launcher's driver keeps them.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /deployments/{deployment_id}/replicas/{slot}/logs (the `GetReplicaLogs` operationId).
+func (c *ClientWithResponses) GetReplicaLogsWithResponse(ctx context.Context, deploymentId string, slot int64, reqEditors ...RequestEditorFn) (*GetReplicaLogsResponse, error) {
+	rsp, err := c.GetReplicaLogs(ctx, deploymentId, slot, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetReplicaLogsResponse(rsp)
+}
+
 // StreamEventsWithResponse Stream events (Server-Sent Events)
 //
 // Each message has `id` (the stream sequence), `event` (the CloudEvent type) and `data` (the CloudEvent in structured-mode JSON, its data the resource as the API returns it). Reconnecting with `Last-Event-ID` resumes without losing or repeating events; a `Last-Event-ID` beyond the last event of the stream answers 416 (the id did not come from this stream).
@@ -17493,6 +17727,81 @@ func ParseReplaceDeploymentResponse(rsp *http.Response) (*ReplaceDeploymentRespo
 			headers.Location = &value
 		}
 		response.Headers200 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseGetReplicaLogsResponse parses an HTTP response from a GetReplicaLogsWithResponse call
+func ParseGetReplicaLogsResponse(rsp *http.Response) (*GetReplicaLogsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetReplicaLogsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 501:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON501 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
 	}
 
 	return response, nil

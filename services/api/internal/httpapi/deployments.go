@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/avxrm/rm/pkg/events"
 	"github.com/avxrm/rm/services/api/internal/jobspec"
@@ -45,6 +46,19 @@ func (Deployment) TransformSchema(_ huma.Registry, s *huma.Schema) *huma.Schema 
 type DeploymentStatus struct {
 	ReadyReplicas int                `json:"ready_replicas" bson:"ready_replicas"`
 	Conditions    []events.Condition `json:"conditions" bson:"conditions" nullable:"false"`
+	Replicas      []ReplicaStatus    `json:"replicas" bson:"replicas" nullable:"false" doc:"one entry per replica slot, 0 to replicas-1, as the launcher last saw it"`
+}
+
+// ReplicaStatus is one replica slot of a deployment, as the launcher
+// writes it.
+type ReplicaStatus struct {
+	Slot         int        `json:"slot" bson:"slot"`
+	State        string     `json:"state" bson:"state" enum:"pending,starting,running,restarting,failed" doc:"pending: waiting for its queue's capacity; restarting: the last replica ended and the next waits for its back-off (1 s doubling to 5 min); failed: it cannot be started (the Available condition says why)"`
+	Restarts     int        `json:"restarts" bson:"restarts" doc:"how many of the slot's replicas ended and were started again; the current one is generation restarts (GET …/replicas/{slot}/logs reads it)"`
+	StartedAt    *time.Time `json:"started_at,omitempty" bson:"started_at,omitempty" doc:"when the running replica started"`
+	LastEndedAt  *time.Time `json:"last_ended_at,omitempty" bson:"last_ended_at,omitempty" doc:"when the slot's last replica that ended did"`
+	LastExitCode *int       `json:"last_exit_code,omitempty" bson:"last_exit_code,omitempty" doc:"its exit code; absent when it was killed, lost or never started"`
+	LastMessage  string     `json:"last_message,omitempty" bson:"last_message,omitempty" doc:"why it ended, e.g. exited with code 1, killed by signal killed"`
 }
 
 // DeploymentBody is what a client sends to create or replace a deployment.
@@ -107,6 +121,9 @@ func (s *Server) deploymentCrud() *crud[*Deployment, DeploymentBody, *Deployment
 			if d.Status.Conditions == nil {
 				d.Status.Conditions = []events.Condition{}
 			}
+			if d.Status.Replicas == nil {
+				d.Status.Replicas = []ReplicaStatus{}
+			}
 			return d, nil
 		},
 		queueOf: func(d *Deployment) string { return d.QueueID },
@@ -136,7 +153,7 @@ func (s *Server) buildDeployment(ctx context.Context, b *DeploymentBody, prev *D
 		return nil, err
 	}
 	d := &Deployment{Name: b.Name, ApplicationID: appID, QueueID: queueID, Replicas: b.Replicas,
-		EnvironmentVariables: b.EnvironmentVariables, Status: DeploymentStatus{Conditions: []events.Condition{}}, Runtime: rt}
+		EnvironmentVariables: b.EnvironmentVariables, Status: DeploymentStatus{Conditions: []events.Condition{}, Replicas: []ReplicaStatus{}}, Runtime: rt}
 	if prev != nil {
 		d.Status = prev.Status
 	}

@@ -49,6 +49,18 @@ func (s *Server) registerLogs() {
 		},
 		Errors: []int{http.StatusNotFound, http.StatusUnprocessableEntity, http.StatusNotImplemented, http.StatusServiceUnavailable},
 	}, s.instanceLogs)
+	huma.Register(s.API, huma.Operation{
+		OperationID: "get-replica-logs", Method: http.MethodGet, Path: BasePath + "/deployments/{deployment_id}/replicas/{slot}/logs",
+		Summary: "Get the logs of a deployment's replica", Tags: []string{"Deployments"},
+		Description: "The combined stdout and stderr so far of the slot's current replica (the generation its status " +
+			"counts in restarts: after a restart, the new one's), as the launcher's driver keeps them.",
+		Responses: map[string]*huma.Response{
+			"200": {Description: "the log", Content: map[string]*huma.MediaType{
+				"text/plain": {Schema: &huma.Schema{Type: "string"}},
+			}},
+		},
+		Errors: []int{http.StatusNotFound, http.StatusUnprocessableEntity, http.StatusNotImplemented, http.StatusServiceUnavailable},
+	}, s.replicaLogs)
 }
 
 // logsChunkReply is one answer of the launcher.
@@ -94,9 +106,13 @@ func (s *Server) instanceLogs(ctx context.Context, in *logsInput) (*huma.StreamR
 	if in.Role == "worker" && in.Index >= j.WorkerInstances || in.Role == "controller" && in.Index != 0 {
 		return nil, fmt.Errorf("%s %d of job %q: %w", in.Role, in.Index, j.ID, problem.ErrNotFound)
 	}
+	return s.streamLogs(ctx, logsSubjectPrefix+"."+j.ID+"."+in.Role+"."+strconv.Itoa(in.Index))
+}
+
+// streamLogs answers with the log the launcher serves on subject: its first
+// chunk decides the status, the rest is streamed as it comes.
+func (s *Server) streamLogs(ctx context.Context, subject string) (*huma.StreamResponse, error) {
 	nc := s.opts.JS.Conn()
-	subject := logsSubjectPrefix + "." + j.ID + "." + in.Role + "." + strconv.Itoa(in.Index)
-	// The first chunk decides the status; the rest is streamed as it comes.
 	first, err := fetchLogs(ctx, nc, subject, 0)
 	if err != nil {
 		return nil, err
@@ -116,9 +132,37 @@ func (s *Server) instanceLogs(ctx context.Context, in *logsInput) (*huma.StreamR
 				return
 			}
 			if chunk, err = fetchLogs(hctx.Context(), nc, subject, offset); err != nil {
-				s.opts.Logger.Warn("instance logs cut short", "subject", subject, "offset", offset, "err", err)
+				s.opts.Logger.Warn("logs cut short", "subject", subject, "offset", offset, "err", err)
 				return
 			}
 		}
 	}}, nil
+}
+
+type replicaLogsInput struct {
+	DeploymentPathParam
+	Slot int `path:"slot" minimum:"0" maximum:"9999" doc:"the replica slot, 0 to replicas-1"`
+}
+
+// replicaLogs answers with the log of the current replica of a deployment's
+// slot (the generation its status counts in restarts).
+func (s *Server) replicaLogs(ctx context.Context, in *replicaLogsInput) (*huma.StreamResponse, error) {
+	if s.opts.JS == nil {
+		return nil, problem.New(http.StatusServiceUnavailable, "NATS is not connected")
+	}
+	l, err := deploymentKind(s).Get(ctx, in.DeploymentID)
+	if err != nil {
+		return nil, err
+	}
+	d := l.Res
+	if in.Slot >= d.Replicas {
+		return nil, fmt.Errorf("replica slot %d of deployment %q (it has %d): %w", in.Slot, d.Name, d.Replicas, problem.ErrNotFound)
+	}
+	gen := 0
+	for _, r := range d.Status.Replicas {
+		if r.Slot == in.Slot {
+			gen = r.Restarts
+		}
+	}
+	return s.streamLogs(ctx, logsSubjectPrefix+"."+d.ID+"-r"+strconv.Itoa(in.Slot)+".replica."+strconv.Itoa(gen))
 }

@@ -44,7 +44,35 @@ type deployment struct {
 type deploymentStatus struct {
 	ReadyReplicas int                `json:"ready_replicas" bson:"ready_replicas"`
 	Conditions    []events.Condition `json:"conditions" bson:"conditions"`
+	Replicas      []replicaStatus    `json:"replicas" bson:"replicas"`
 }
+
+// replicaStatus is one replica slot as the launcher last saw it.
+type replicaStatus struct {
+	Slot int `json:"slot" bson:"slot"`
+	// State: pending (no lease yet), starting, running, restarting (the
+	// last replica ended; the next waits for its back-off) or failed (it
+	// cannot be started: the deployment's Available condition says why).
+	State string `json:"state" bson:"state"`
+	// Restarts counts the slot's replicas that ended and were started
+	// again; the running one is generation Restarts (its logs' index).
+	Restarts  int        `json:"restarts" bson:"restarts"`
+	StartedAt *time.Time `json:"started_at,omitempty" bson:"started_at,omitempty"`
+	// The last replica of the slot that ended: when, its exit code (none
+	// when it was killed, lost or never started) and why.
+	LastEndedAt  *time.Time `json:"last_ended_at,omitempty" bson:"last_ended_at,omitempty"`
+	LastExitCode *int       `json:"last_exit_code,omitempty" bson:"last_exit_code,omitempty"`
+	LastMessage  string     `json:"last_message,omitempty" bson:"last_message,omitempty"`
+}
+
+// Replica states (replicaStatus.State).
+const (
+	replicaPending    = "pending"
+	replicaStarting   = "starting"
+	replicaRunning    = "running"
+	replicaRestarting = "restarting"
+	replicaFailed     = "failed"
+)
 
 // depSlot is the restart state of one replica slot, in memory: after a
 // launcher restart a failed replica is restarted at once.
@@ -108,7 +136,7 @@ func (s *Service) syncDeployment(ctx context.Context, id string) (time.Duration,
 	r := s.syncSlots(ctx, id, &d, leases.admitted)
 	errs = append(errs, r.errs...)
 
-	status := deploymentStatus{ReadyReplicas: r.ready, Conditions: slices.Clone(d.Status.Conditions)}
+	status := deploymentStatus{ReadyReplicas: r.ready, Conditions: slices.Clone(d.Status.Conditions), Replicas: r.replicas}
 	nowT := s.now()
 	switch {
 	case r.startErr != nil && permanent(r.startErr):
@@ -155,6 +183,7 @@ type slotsResult struct {
 	after    time.Duration // when to look again; 0: no need
 	startErr error         // the last failed start
 	errs     []error
+	replicas []replicaStatus
 }
 
 // syncSlots keeps every slot of d running: it counts the ready replicas
@@ -163,7 +192,12 @@ func (s *Service) syncSlots(ctx context.Context, id string, d *deployment, admit
 	var r slotsResult
 	now := s.deps.Now()
 	for slot := range d.Replicas {
+		rs := d.Status.replica(slot) // what the last status said, for what this round does not see
+		rs.StartedAt = nil
+		r.replicas = append(r.replicas, rs)
+		rep := &r.replicas[len(r.replicas)-1]
 		if !admitted[slot] {
+			rep.State = replicaPending
 			r.after = minPositive(r.after, replicaWait) // not admitted yet: look again soon
 			continue
 		}
@@ -173,8 +207,14 @@ func (s *Service) syncSlots(ctx context.Context, id string, d *deployment, admit
 		gen := 0
 		if latest := latestReplica(obs); latest != nil {
 			gen = latest.st.Index
+			rep.Restarts = gen
 			if !latest.st.State.Final() {
+				rep.State = replicaStarting
 				if latest.st.State == driver.Running {
+					rep.State = replicaRunning
+					if !latest.st.StartedAt.IsZero() {
+						rep.StartedAt = &latest.st.StartedAt
+					}
 					r.ready++
 					if !latest.st.StartedAt.IsZero() && now.Sub(latest.st.StartedAt) >= restartReset {
 						st.failures = 0
@@ -186,6 +226,11 @@ func (s *Service) syncSlots(ctx context.Context, id string, d *deployment, admit
 			}
 			// Failed (or ended, which a replica should not): restart the
 			// slot as the next generation, after the backoff.
+			rep.State = replicaRestarting
+			rep.LastExitCode, rep.LastMessage = latest.st.ExitCode, endMessage(latest.st)
+			if ended := latest.st.FinishedAt; !ended.IsZero() {
+				rep.LastEndedAt = &ended
+			}
 			if st.next.IsZero() {
 				st.failures++
 				st.next = now.Add(min(restartBase<<min(st.failures-1, 20), restartMax))
@@ -203,9 +248,13 @@ func (s *Service) syncSlots(ctx context.Context, id string, d *deployment, admit
 			gen++
 		}
 		st.next = time.Time{}
+		rep.State, rep.Restarts = replicaStarting, gen
 		if err := s.startReplica(ctx, d, slot, gen); err != nil {
 			r.startErr = err
-			if !permanent(err) {
+			rep.State = replicaRestarting
+			if permanent(err) {
+				rep.State = replicaFailed
+			} else {
 				r.errs = append(r.errs, err)
 			}
 			st.failures++
@@ -214,6 +263,30 @@ func (s *Service) syncSlots(ctx context.Context, id string, d *deployment, admit
 		}
 	}
 	return r
+}
+
+// endMessage says how an instance ended: "exited with code 3", "killed by
+// signal killed".
+func endMessage(st driver.Status) string {
+	switch {
+	case st.ExitCode != nil && st.Message != "":
+		return fmt.Sprintf("exited with code %d: %s", *st.ExitCode, st.Message)
+	case st.ExitCode != nil:
+		return fmt.Sprintf("exited with code %d", *st.ExitCode)
+	case st.Message != "":
+		return st.Message
+	}
+	return "ended (" + strings.ToLower(string(st.State)) + ")"
+}
+
+// replica returns what st says of slot, or a new slot's status.
+func (st deploymentStatus) replica(slot int) replicaStatus {
+	for _, r := range st.Replicas {
+		if r.Slot == slot {
+			return r
+		}
+	}
+	return replicaStatus{Slot: slot}
 }
 
 // slotState returns the restart state of slot sid.
@@ -311,7 +384,8 @@ func setDepCondition(st *deploymentStatus, typ, status, reason, message string, 
 // version and updated_at change: the rest of the document is written back
 // as read.
 func (s *Service) writeDeploymentStatus(ctx context.Context, raw bson.Raw, d *deployment, pending []outbox.Entry, status deploymentStatus) error {
-	if status.ReadyReplicas == d.Status.ReadyReplicas && sameConditions(status.Conditions, d.Status.Conditions) {
+	if status.ReadyReplicas == d.Status.ReadyReplicas && sameConditions(status.Conditions, d.Status.Conditions) &&
+		sameReplicas(status.Replicas, d.Status.Replicas) {
 		return nil
 	}
 	var doc bson.D
@@ -346,6 +420,23 @@ func (s *Service) writeDeploymentStatus(ctx context.Context, raw bson.Raw, d *de
 		return fmt.Errorf("update status of deployment %s: %w", d.ID, err)
 	}
 	return nil
+}
+
+// sameReplicas compares replica statuses by value.
+func sameReplicas(a, b []replicaStatus) bool {
+	return slices.EqualFunc(a, b, func(x, y replicaStatus) bool {
+		return x.Slot == y.Slot && x.State == y.State && x.Restarts == y.Restarts && x.LastMessage == y.LastMessage &&
+			sameTime(x.StartedAt, y.StartedAt) && sameTime(x.LastEndedAt, y.LastEndedAt) && samePtr(x.LastExitCode, y.LastExitCode)
+	})
+}
+
+// sameTime compares times to the millisecond, as the store keeps them.
+func sameTime(a, b *time.Time) bool {
+	return a == nil && b == nil || a != nil && b != nil && a.Truncate(time.Millisecond).Equal(b.Truncate(time.Millisecond))
+}
+
+func samePtr[T comparable](a, b *T) bool {
+	return a == nil && b == nil || a != nil && b != nil && *a == *b
 }
 
 // sameConditions compares conditions ignoring their transition times.

@@ -415,6 +415,10 @@ func TestDeploymentReplicas(t *testing.T) {
 	if _, err := os.Stat(e.dataDir + "/local/dep-01X-r2"); !os.IsNotExist(err) {
 		t.Errorf("slot 2 started without a lease (%v)", err)
 	}
+	if reps := read().Status.Replicas; len(reps) != 3 || reps[0].State != replicaRunning || reps[0].StartedAt == nil ||
+		reps[1].State != replicaRunning || reps[2].State != replicaPending || reps[2].Slot != 2 {
+		t.Errorf("replicas with slot 2 waiting for its lease: %+v", reps)
+	}
 	leases["dep-01X/replica/2"] = claim
 	_, err = e.db.Collection(ledger.Collection).UpdateOne(context.Background(), bson.D{{Key: "_id", Value: ledger.ID}},
 		bson.D{{Key: "$set", Value: bson.D{{Key: "held", Value: ledger.Encode(leases)}}}})
@@ -466,7 +470,23 @@ func TestDeploymentReplicas(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	waitReady(1)
+	// Its status says it restarted once, and how the one before ended.
+	deadline = time.Now().Add(30 * time.Second)
+	for {
+		d = waitReady(1)
+		reps := d.Status.Replicas
+		if len(reps) == 1 && reps[0].State == replicaRunning && reps[0].Restarts == 1 {
+			if r := reps[0]; r.LastEndedAt == nil || r.LastMessage == "" || r.StartedAt == nil || r.StartedAt.Before(*r.LastEndedAt) {
+				t.Errorf("restarted replica: %+v, want when and why the last one ended, and its successor's start", r)
+			}
+			t.Logf("the replica's last end: %s", reps[0].LastMessage)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("replicas after the restart: %+v, want slot 0 running, restarted once", reps)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 func findDepCondition(st deploymentStatus, typ string) *events.Condition {

@@ -14,6 +14,8 @@ import (
 	"github.com/avxrm/rm/pkg/events/jobdoc"
 	"github.com/avxrm/rm/services/launcher/internal/driver"
 	"github.com/nats-io/nats.go"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
 )
 
 // Instance logs are served over NATS request/reply, so that the API finds
@@ -99,6 +101,9 @@ func (s *Service) readLogs(ctx context.Context, m *nats.Msg) (int, []byte, bool,
 		if pd, err = s.driverOfInstance(ctx, ref); err != nil {
 			if errors.Is(err, jobdoc.ErrNotFound) {
 				err = fmt.Errorf("job %q", ref.JobID) // the API adds "not found"
+				if ref.Role == driver.RoleReplica {
+					err = fmt.Errorf("logs of %s", ref)
+				}
 			}
 			return 404, nil, true, err
 		}
@@ -134,6 +139,9 @@ func (s *Service) readLogs(ctx context.Context, m *nats.Msg) (int, []byte, bool,
 // job's queues, for instances no driver lists any more (logs outlive a
 // cleanup in the local driver).
 func (s *Service) driverOfInstance(ctx context.Context, ref driver.Ref) (*pooled, error) {
+	if ref.Role == driver.RoleReplica {
+		return s.driverOfReplica(ctx, ref)
+	}
 	j, err := s.record.Get(ctx, ref.JobID)
 	if err != nil {
 		return nil, err
@@ -149,6 +157,30 @@ func (s *Service) driverOfInstance(ctx context.Context, ref driver.Ref) (*pooled
 		return nil, fmt.Errorf("role %q has no logs", ref.Role)
 	}
 	queue, err := s.queue(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	return s.driverFor(ctx, queue)
+}
+
+// driverOfReplica finds the driver of a deployment's replica from its
+// deployment's queue.
+func (s *Service) driverOfReplica(ctx context.Context, ref driver.Ref) (*pooled, error) {
+	dep, _, ok := splitSlot(ref.JobID)
+	if !ok {
+		return nil, fmt.Errorf("%q is not a replica slot: %w", ref.JobID, jobdoc.ErrNotFound)
+	}
+	var d struct {
+		QueueID string `bson:"queue_id"`
+	}
+	err := s.deployments.FindOne(ctx, bson.D{{Key: "_id", Value: dep}}).Decode(&d)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return nil, fmt.Errorf("deployment %q: %w", dep, jobdoc.ErrNotFound)
+	}
+	if err != nil {
+		return nil, err
+	}
+	queue, err := s.queue(ctx, d.QueueID)
 	if err != nil {
 		return nil, err
 	}
