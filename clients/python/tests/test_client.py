@@ -132,6 +132,26 @@ def test_artifacts_up_and_down(seeded):
     assert asyncio.run(aget()) == b"common"
 
 
+def test_deployment_replicas_and_logs(seeded):
+    server, app_id = seeded
+    with avxrm.Client(server) as c:
+        d = c.deployments.create(name="viz", application_id=app_id, queue_id="Default", replicas=1,
+                                 environment_variables={"SLEEP": "300"})
+        deadline = time.time() + 60
+        while True:
+            d = c.deployments.get("viz")
+            reps = d.status.get("replicas") or []
+            if reps and reps[0]["state"] == "running":
+                break
+            assert time.time() < deadline, f"replica never running: {d.status}"
+            time.sleep(0.2)
+        assert reps[0]["slot"] == 0 and reps[0]["restarts"] == 0
+        assert c.deployments.logs("viz") == "hello from replica 0\n"
+        with pytest.raises(avxrm.NotFoundError):
+            c.deployments.logs("viz", replica=1)
+        c.deployments.delete("viz")
+
+
 def test_server_version(server):
     with avxrm.Client(server) as c:
         v = c.server_version()

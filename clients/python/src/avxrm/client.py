@@ -123,7 +123,7 @@ class _Resources:
         self.plugins = Collection(self, "/plugins", Plugin)
         self.applications = Collection(self, "/applications", Application)
         self.apps = self.applications
-        self.deployments = Collection(self, "/deployments", Deployment)
+        self.deployments = Deployments(self)
         self.runtime_configs = RuntimeConfigs(self)
         self.jobs = Jobs(self)
         self.arrays = Arrays(self)
@@ -181,6 +181,18 @@ class Queues(Collection):
     def pending(self, id_or_name: str) -> Any:
         """Iterate over the queue's waiting jobs (PendingJob), first in line first."""
         return self._c._pages(f"/queues/{id_or_name}/pending", {}, PendingJob.from_dict)
+
+
+class Deployments(Collection):
+    """Deployments: the collection's helpers, and ``logs`` of a replica."""
+
+    def __init__(self, client: _Resources):
+        super().__init__(client, "/deployments", Deployment)
+
+    def logs(self, id_or_name: str, replica: int = 0) -> Any:
+        """The output so far of the replica slot's current replica, as text
+        (``status["replicas"]`` says its state, restarts and how the last one ended)."""
+        return self._c._request("GET", f"/deployments/{quote(id_or_name, safe='')}/replicas/{replica}/logs", text=True)
 
 
 class RuntimeConfigs:
