@@ -15,7 +15,10 @@ PKGS      := $(addsuffix /...,$(addprefix ./,$(MODULES)))
 TESTFLAGS ?= -race -count=1 -timeout 15m
 # The version every binary reports (--version, the log line it starts with, GET /version,
 # the metric rm_build_info): the tree's `git describe`, stamped in at link time.
-VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+# Read once, so that every binary of one make run carries the same one.
+ifeq ($(origin VERSION),undefined)
+VERSION   := $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+endif
 LDFLAGS   := -X github.com/avxrm/rm/pkg/events/buildinfo.version=$(VERSION)
 FUZZTIME  ?= 10s
 
