@@ -3,6 +3,7 @@ package ui
 import (
 	"cmp"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -115,6 +116,8 @@ type queueData struct {
 	Queue   *queueView
 	Running []*jobView
 	Pending []pendingRow
+	// Deployments on the queue: their replicas hold its capacity too.
+	Deployments []*deploymentView
 	// NRunning and NPending count them all; the lists hold the first
 	// maxListed (the pending ones in admission order).
 	NRunning, NPending int
@@ -192,7 +195,72 @@ func (u *UI) queuePage(r *http.Request, ref string) (*page, error) {
 		}
 		d.Pending = append(d.Pending, row)
 	}
+	if d.Deployments, err = listAll[*deploymentView](u, r, apiBase+"/deployments", url.Values{"queue_id": {q.ID}}, maxListed); err != nil {
+		return nil, err
+	}
 	return &page{Name: "queue", Title: "Queue " + q.Name, Nav: "queues", Live: "queue_id=" + url.QueryEscape(q.ID), Data: d, Source: source}, nil
+}
+
+type deploymentData struct {
+	Deployment *deploymentView
+	Queue, App string // names, else ids
+	// The log of one replica slot (?log=<slot>, default 0): its tail, or
+	// why it could not be read.
+	LogSlot  int
+	Log      string
+	LogCut   bool
+	LogError string
+}
+
+// deploymentPage shows a deployment: its replicas (state, restarts, how
+// the last one ended) and the log of one of them.
+func (u *UI) deploymentPage(r *http.Request, ref string) (*page, error) {
+	var dep deploymentView
+	if err := u.getRef(r, "/deployments", "deployment", ref, &dep); err != nil {
+		return nil, err
+	}
+	d := deploymentData{Deployment: &dep, Queue: u.queueName(r, dep.QueueID), App: dep.ApplicationID}
+	var app struct{ Name, Version string }
+	if err := u.get(r, apiBase+"/applications/"+url.PathEscape(dep.ApplicationID), nil, &app); err == nil {
+		d.App = app.Name + " " + app.Version
+	}
+	if v := r.URL.Query().Get("log"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 || n >= dep.Replicas {
+			return nil, badQuery(fieldError{"log", fmt.Sprintf("must be a replica slot of this deployment, 0 to %d", dep.Replicas-1)})
+		}
+		d.LogSlot = n
+	}
+	if dep.Replicas > 0 {
+		raw, err := u.call(r, http.MethodGet, apiBase+"/deployments/"+dep.ID+"/replicas/"+strconv.Itoa(d.LogSlot)+"/logs", nil)
+		if err != nil {
+			d.LogError = err.(*pageError).Detail
+		} else {
+			d.Log, d.LogCut = tail(raw, logTailBytes)
+		}
+	}
+	return &page{Name: "deployment", Title: "Deployment " + dep.Name, Nav: "queues",
+		Live: "queue_id=" + url.QueryEscape(dep.QueueID) + "&type=rm.deployment.updated,rm.deployment.deleted", Data: d}, nil
+}
+
+// getRef reads the resource a page's path names (ref, still escaped) from
+// the API's collection into out: "No such <what>" for a ref that is empty
+// or holds a slash.
+func (u *UI) getRef(r *http.Request, collection, what, ref string, out any) error {
+	ref, _ = url.PathUnescape(ref)
+	if ref == "" || strings.Contains(ref, "/") {
+		return &pageError{Status: http.StatusNotFound, Title: "No such " + what, Detail: ref}
+	}
+	return u.get(r, apiBase+collection+"/"+url.PathEscape(ref), nil, out)
+}
+
+// queueName is the name of queue id, or id if it cannot be read.
+func (u *UI) queueName(r *http.Request, id string) string {
+	var q queueView
+	if err := u.get(r, apiBase+"/queues/"+url.PathEscape(id), nil, &q); err == nil {
+		return q.Name
+	}
+	return id
 }
 
 // maxFailedShown bounds the failed indexes an array's page lists.
@@ -208,20 +276,12 @@ type arrayData struct {
 // arrayPage shows a job array: its jobs by status, the failed indexes,
 // a link to its jobs and a cancel button.
 func (u *UI) arrayPage(r *http.Request, id string) (*page, error) {
-	id, _ = url.PathUnescape(id)
-	if id == "" || strings.Contains(id, "/") {
-		return nil, &pageError{Status: http.StatusNotFound, Title: "No such job array", Detail: id}
-	}
 	var a arrayView
-	if err := u.get(r, apiBase+"/job-arrays/"+url.PathEscape(id), nil, &a); err != nil {
+	if err := u.getRef(r, "/job-arrays", "job array", id, &a); err != nil {
 		return nil, err
 	}
-	d := arrayData{Array: &a, Queue: a.QueueID, Failed: a.FailedIndexes[:min(len(a.FailedIndexes), maxFailedShown)],
+	d := arrayData{Array: &a, Queue: u.queueName(r, a.QueueID), Failed: a.FailedIndexes[:min(len(a.FailedIndexes), maxFailedShown)],
 		Jobs: withQuery(Path+"/jobs", "array", a.ID)}
-	var q queueView
-	if err := u.get(r, apiBase+"/queues/"+url.PathEscape(a.QueueID), nil, &q); err == nil {
-		d.Queue = q.Name
-	}
 	live := "queue_id=" + url.QueryEscape(a.QueueID) + "&type=rm.job.admitted,rm.job.running,rm.job.succeeded,rm.job.failed,rm.job.cancelled"
 	if a.Final() {
 		live = "-"

@@ -108,7 +108,7 @@ func New(opts Options) *UI {
 		"instance": func(role string, index int) string { return fmt.Sprintf("%s/%d", role, index) },
 		"add":      func(a, b int) int { return a + b },
 	}
-	for _, page := range []string{"queues", "queue", "jobs", "job", "array", "events", "message", "callback"} {
+	for _, page := range []string{"queues", "queue", "jobs", "job", "array", "deployment", "events", "message", "callback"} {
 		t := template.Must(template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/parts.html", "templates/"+page+".html"))
 		u.pages[page] = t
 	}
@@ -131,6 +131,10 @@ func (u *UI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		u.serve(w, r, u.jobsPage)
 	case strings.HasPrefix(rest, "/jobs/"):
 		u.serve(w, r, func(r *http.Request) (*page, error) { return u.jobPage(r, strings.TrimPrefix(rest, "/jobs/")) })
+	case strings.HasPrefix(rest, "/deployments/"):
+		u.serve(w, r, func(r *http.Request) (*page, error) {
+			return u.deploymentPage(r, strings.TrimPrefix(rest, "/deployments/"))
+		})
 	case strings.HasPrefix(rest, "/arrays/"):
 		u.serve(w, r, func(r *http.Request) (*page, error) { return u.arrayPage(r, strings.TrimPrefix(rest, "/arrays/")) })
 	case rest == "/events":

@@ -325,3 +325,48 @@ func (u *UI) ago(t any) string {
 	}
 	return ""
 }
+
+// deploymentView is a deployment as GET /deployments/{id} gives it.
+type deploymentView struct {
+	ID            string `json:"id"`
+	Name          string `json:"name"`
+	ApplicationID string `json:"application_id"`
+	QueueID       string `json:"queue_id"`
+	Replicas      int    `json:"replicas"`
+	Status        struct {
+		ReadyReplicas int           `json:"ready_replicas"`
+		Conditions    []condition   `json:"conditions"`
+		Replicas      []replicaView `json:"replicas"`
+	} `json:"status"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// replicaView is one replica slot of a deployment, as the launcher wrote it.
+type replicaView struct {
+	Slot         int        `json:"slot"`
+	State        string     `json:"state"`
+	Restarts     int        `json:"restarts"`
+	StartedAt    *time.Time `json:"started_at"`
+	LastEndedAt  *time.Time `json:"last_ended_at"`
+	LastExitCode *int       `json:"last_exit_code"`
+	LastMessage  string     `json:"last_message"`
+}
+
+// Restarts is how often the deployment's replicas were started again.
+func (d *deploymentView) Restarts() int {
+	n := 0
+	for _, r := range d.Status.Replicas {
+		n += r.Restarts
+	}
+	return n
+}
+
+// Condition returns the condition of type typ, nil if none.
+func (d *deploymentView) Condition(typ string) *condition {
+	for i := range d.Status.Conditions {
+		if d.Status.Conditions[i].Type == typ {
+			return &d.Status.Conditions[i]
+		}
+	}
+	return nil
+}
