@@ -154,12 +154,19 @@ func envOr(name, def string) string {
 	return def
 }
 
+func (g *globals) checkOutput() error {
+	if g.output != "table" && g.output != "json" && g.output != "yaml" {
+		return fmt.Errorf("-o %q: want table, json or yaml", g.output)
+	}
+	return nil
+}
+
 // client connects to the server with the token of --token, $RM_TOKEN,
 // $RM_JOB_TOKEN (a job's instance has it: its own job's uploads and logs) or
 // the login cache.
 func (g *globals) client(ctx context.Context) (*avxrm.Client, error) {
-	if g.output != "table" && g.output != "json" && g.output != "yaml" {
-		return nil, fmt.Errorf("-o %q: want table, json or yaml", g.output)
+	if err := g.checkOutput(); err != nil {
+		return nil, err
 	}
 	var opts []avxrm.Option
 	tok := cmp.Or(g.token, os.Getenv("RM_TOKEN"), os.Getenv("RM_JOB_TOKEN"))

@@ -20,11 +20,16 @@ func versionCommand(g *globals) *cobra.Command {
 		Example: "  avxrm version\n  avxrm version --client\n  avxrm version -o json",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := g.checkOutput(); err != nil {
+				return err
+			}
 			client := clientBuild()
 			if clientOnly {
 				return printVersions(cmd, g.output, client, nil, "")
 			}
-			c, err := g.client(cmd.Context())
+			// GET /version is open: no token is sent, so none that has
+			// expired can stand in the way.
+			c, err := avxrm.New(g.server)
 			if err != nil {
 				return err
 			}
