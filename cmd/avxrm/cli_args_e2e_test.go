@@ -162,4 +162,33 @@ func TestCLIBulkJobActions(t *testing.T) {
 	if got := s.must(t, "jobs", "ls", "-A", "--label", "campaign=night", "-o", "json"); strings.TrimSpace(got) != "[]" {
 		t.Errorf("the night's jobs after rm: %s", got)
 	}
+	// resubmit: a new job with the old one's submission; the old one stays.
+	named := strings.TrimSpace(s.must(t, "submit", "--queue", "Default", "--app", "sim:1.0", "--env", "SLEEP=60",
+		"--label", "campaign=dusk", "--name", "dusk-1", "--priority", "5", "--time-limit", "10m"))
+	s.must(t, "jobs", "cancel", named) // day was cancelled above
+	waitFor(t, time.Minute, "both cancelled", func() bool {
+		return strings.Count(s.must(t, "jobs", "ls", "-A", "--status", "cancelled"), "\n") == 3
+	})
+	out = s.must(t, "jobs", "resubmit", "--status", "cancelled")
+	again := regexp.MustCompile(`(?m)^(job-\w+) resubmitted as (job-\w+)$`).FindAllStringSubmatch(out, -1)
+	if len(again) != 2 {
+		t.Fatalf("resubmit --status cancelled:\n%s", out)
+	}
+	for _, m := range again {
+		var was, now map[string]any
+		_ = json.Unmarshal([]byte(s.must(t, "jobs", "get", m[1], "-o", "json")), &was)
+		_ = json.Unmarshal([]byte(s.must(t, "jobs", "get", m[2], "-o", "json")), &now)
+		for _, k := range []string{"queue_id", "application", "worker_instances", "environment_variables", "labels", "priority", "max_run_seconds"} {
+			if fmt.Sprint(was[k]) != fmt.Sprint(now[k]) {
+				t.Errorf("%s resubmitted as %s: %s %v, was %v", m[1], m[2], k, now[k], was[k])
+			}
+		}
+		wantName := m[2] // a name that was the job's id is the new job's id
+		if m[1] == named {
+			wantName = "dusk-1"
+		}
+		if now["name"] != wantName || was["status"] != "cancelled" {
+			t.Errorf("%s resubmitted as %s named %v (want %s); the old one %v", m[1], m[2], now["name"], wantName, was["status"])
+		}
+	}
 }

@@ -1,11 +1,13 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"iter"
+	"net/http"
 	"net/url"
 	"sync"
 
@@ -78,6 +80,11 @@ type bulk struct {
 	// activeOnly: the filters select only jobs that have not ended (a
 	// cancel); else jobs of every status.
 	activeOnly bool
+	// run, if set, is what is done to each job instead of the request;
+	// it returns what is printed after the job's id.
+	run     func(ctx context.Context, c *avxrm.Client, id string) (string, error)
+	long    string // more for --help
+	example string
 }
 
 // bulkParallel is how many of a bulk command's requests are in flight.
@@ -96,11 +103,11 @@ func bulkAction(g *globals, b bulk) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   b.use + " [<job>…] [--queue <queue>] [--status …] [--label k=v] [--owner …] [--array arr-…]",
 		Short: b.short,
-		Long: b.short + ".\n\nName the jobs, or select them with filters: " + selects + " that every filter given\n" +
+		Long: b.short + ".\n\n" + b.long + "Name the jobs, or select them with filters: " + selects + " that every filter given\n" +
 			"matches, as 'avxrm jobs ls' lists them. Each job's request is made (8 at a time) and a line\n" +
 			"printed for it; the command fails, after trying every job, if any request did.",
-		Example: "  avxrm jobs " + b.use + " job-01J…\n  avxrm jobs " + b.use + " job-01J… job-01K…\n" +
-			"  avxrm jobs " + b.use + " --queue Default --label campaign=night-7",
+		Example: cmp.Or(b.example, "  avxrm jobs "+b.use+" job-01J…\n  avxrm jobs "+b.use+" job-01J… job-01K…\n"+
+			"  avxrm jobs "+b.use+" --queue Default --label campaign=night-7"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 0 && !f.empty() {
 				return errors.New("name the jobs or select them with filters, not both")
@@ -135,7 +142,14 @@ func bulkAction(g *globals, b bulk) *cobra.Command {
 // each makes b's request for every id, bulkParallel at a time, printing
 // one line per job in the order given.
 func (b bulk) each(cmd *cobra.Command, c *avxrm.Client, ids []string) error {
-	errs := make([]error, len(ids))
+	errs, done := make([]error, len(ids)), make([]string, len(ids))
+	run := b.run
+	if run == nil {
+		run = func(ctx context.Context, c *avxrm.Client, id string) (string, error) {
+			_, err := c.Do(ctx, b.method, "/jobs/"+url.PathEscape(id)+b.suffix, nil, nil)
+			return b.done, err
+		}
+	}
 	var wg sync.WaitGroup
 	slots := make(chan struct{}, bulkParallel)
 	for i, id := range ids {
@@ -143,7 +157,7 @@ func (b bulk) each(cmd *cobra.Command, c *avxrm.Client, ids []string) error {
 		slots <- struct{}{}
 		go func() {
 			defer func() { <-slots; wg.Done() }()
-			_, errs[i] = c.Do(cmd.Context(), b.method, "/jobs/"+url.PathEscape(id)+b.suffix, nil, nil)
+			done[i], errs[i] = run(cmd.Context(), c, id)
 		}()
 	}
 	wg.Wait()
@@ -157,10 +171,53 @@ func (b bulk) each(cmd *cobra.Command, c *avxrm.Client, ids []string) error {
 			fmt.Fprintf(cmd.ErrOrStderr(), "%s: %v\n", id, errs[i])
 			continue
 		}
-		fmt.Fprintln(cmd.OutOrStdout(), id, b.done)
+		fmt.Fprintln(cmd.OutOrStdout(), id, done[i])
 	}
 	if failed > 0 {
 		return &exitError{code: ExitFailed, msg: fmt.Sprintf("%s: %d of %d jobs failed", b.use, failed, len(ids))}
 	}
 	return nil
+}
+
+// resubmitFields are the fields of a job that its submission gave, which a
+// resubmission sends again.
+var resubmitFields = []string{"queue_id", "worker_instances", "environment_variables", "command", "args",
+	"priority", "labels", "max_run_seconds", "max_retries", "retry_on", "depends_on"}
+
+// resubmit submits a new job as job id was submitted: its queue,
+// application, workers, variables, command and args, priority, labels,
+// limits, retries and dependencies, and its name unless that was its id.
+func resubmit(ctx context.Context, c *avxrm.Client, id string) (string, error) {
+	var j map[string]any
+	if _, err := c.Do(ctx, http.MethodGet, "/jobs/"+url.PathEscape(id), nil, &j); err != nil {
+		return "", err
+	}
+	body := map[string]any{}
+	for _, k := range resubmitFields {
+		if v, ok := j[k]; ok && v != nil {
+			body[k] = v
+		}
+	}
+	if name, _ := j["name"].(string); name != "" && name != id {
+		body["name"] = name
+	}
+	app, _ := j["application"].(map[string]any)
+	if appID, _ := app["id"].(string); appID != "" {
+		body["application"] = map[string]any{"id": appID}
+	} else { // an inline application
+		inline := map[string]any{}
+		for _, k := range []string{"name", "version", "image", "environment_variables"} {
+			if v, ok := app[k]; ok && v != nil {
+				inline[k] = v
+			}
+		}
+		body["application"] = inline
+	}
+	var out struct {
+		ID string `json:"id"`
+	}
+	if _, err := c.Do(ctx, http.MethodPost, "/jobs", body, &out); err != nil {
+		return "", err
+	}
+	return "resubmitted as " + out.ID, nil
 }

@@ -405,6 +405,12 @@ func jobsCommand(g *globals) *cobra.Command {
 			method: http.MethodPost, suffix: "/cleanup", done: "cleanup requested"}),
 		bulkAction(g, bulk{use: "rm", short: "Cancel, clean up and delete jobs with their artifacts",
 			method: http.MethodDelete, done: "deleted"}),
+		bulkAction(g, bulk{use: "resubmit", short: "Submit jobs again, each as a new job with the same submission", run: resubmit,
+			long: "Each new job has the old one's queue, application, workers, environment variables, command\n" +
+				"and args, priority, labels, time limit, retries and dependencies, and its name unless that\n" +
+				"was its id; it waits for admission like any new job. The old job is left as it is.\n\n",
+			example: "  avxrm jobs resubmit job-01J…\n  avxrm jobs resubmit --array arr-01J… --status failed   # rerun an array's failed jobs\n" +
+				"  avxrm jobs resubmit --label campaign=night-7 --status cancelled"}),
 		post)
 	return cmd
 }
