@@ -191,8 +191,15 @@ type slotsResult struct {
 func (s *Service) syncSlots(ctx context.Context, id string, d *deployment, admitted map[int]bool) slotsResult {
 	var r slotsResult
 	now := s.deps.Now()
+	last := make(map[int]replicaStatus, len(d.Status.Replicas)) // what the last status said, for what this round does not see
+	for _, rs := range d.Status.Replicas {
+		last[rs.Slot] = rs
+	}
 	for slot := range d.Replicas {
-		rs := d.Status.replica(slot) // what the last status said, for what this round does not see
+		rs, ok := last[slot]
+		if !ok {
+			rs = replicaStatus{Slot: slot}
+		}
 		rs.StartedAt = nil
 		r.replicas = append(r.replicas, rs)
 		rep := &r.replicas[len(r.replicas)-1]
@@ -277,16 +284,6 @@ func endMessage(st driver.Status) string {
 		return st.Message
 	}
 	return "ended (" + strings.ToLower(string(st.State)) + ")"
-}
-
-// replica returns what st says of slot, or a new slot's status.
-func (st deploymentStatus) replica(slot int) replicaStatus {
-	for _, r := range st.Replicas {
-		if r.Slot == slot {
-			return r
-		}
-	}
-	return replicaStatus{Slot: slot}
 }
 
 // slotState returns the restart state of slot sid.
