@@ -115,3 +115,13 @@ type QueueAccess struct {
 
 // GetMeta gives stores generic access to the common fields of any resource.
 func (m *Meta) GetMeta() *Meta { return m }
+
+// DeploymentEventStatus is the status a deployment's events carry: its
+// ready replicas and conditions, without the per-replica list, which grows
+// with the replicas (up to 10,000), so that every event stays small, as a
+// job's events carry no instances. The API and the launcher, which both
+// write deployments, put it in place of the stored status.
+type DeploymentEventStatus struct {
+	ReadyReplicas int         `json:"ready_replicas"`
+	Conditions    []Condition `json:"conditions"`
+}

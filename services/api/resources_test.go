@@ -480,6 +480,16 @@ func TestDeployments(t *testing.T) {
 	if diff := cmp.Diff(map[string]any{"ready_replicas": 0.0, "conditions": []any{}, "replicas": []any{}}, d["status"]); diff != "" {
 		t.Errorf("status (-want +got):\n%s", diff)
 	}
+	// Its events carry the status without the per-replica list (it grows with the replicas).
+	for _, ev := range e.events(events.FilterSubject(events.KindDeployment, "", id)) {
+		var data map[string]any
+		if err := json.Unmarshal(ev.Data, &data); err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(map[string]any{"ready_replicas": 0.0, "conditions": []any{}}, data["status"]); diff != "" || data["name"] != "viewer" {
+			t.Errorf("%s: status (-want +got):\n%s", ev.Type, diff)
+		}
+	}
 	e.must(http.StatusConflict, http.MethodPost, v1+"/deployments", deploymentBody("viewer", "viewer", "svc"))
 	assertProblem(t, e.must(http.StatusUnprocessableEntity, http.MethodPost, v1+"/deployments", deploymentBody("x", "app-NOPE", "svc")), "application_id")
 	assertProblem(t, e.must(http.StatusUnprocessableEntity, http.MethodPost, v1+"/deployments", deploymentBody("x", "viewer", "nope")), "queue_id")

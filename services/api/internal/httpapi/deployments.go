@@ -127,7 +127,16 @@ func (s *Server) deploymentCrud() *crud[*Deployment, DeploymentBody, *Deployment
 			return d, nil
 		},
 		queueOf: func(d *Deployment) string { return d.QueueID },
+		eventData: func(d *Deployment) any {
+			return deploymentEvent{d, events.DeploymentEventStatus{ReadyReplicas: d.Status.ReadyReplicas, Conditions: d.Status.Conditions}}
+		},
 	}
+}
+
+// deploymentEvent is what a deployment's events carry (events.DeploymentEventStatus).
+type deploymentEvent struct {
+	*Deployment
+	Status events.DeploymentEventStatus `json:"status"`
 }
 
 func (s *Server) buildDeployment(ctx context.Context, b *DeploymentBody, prev *Deployment) (*Deployment, error) {

@@ -87,6 +87,9 @@ type crud[T store.Resource, B any, O any] struct {
 	writable func(r T) *B
 	// present returns r as the API shows it (and as events carry it).
 	present func(ctx context.Context, r T) (O, error)
+	// eventData, if set, is what r's events carry instead of present's
+	// answer (a deployment's: without its per-replica list).
+	eventData func(out O) any
 	// queueOf is the queue token of r's event subjects.
 	queueOf func(r T) string
 	// named says what a duplicate of r would be called: "a queue named
@@ -115,7 +118,11 @@ func (c *crud[T, B, O]) event(ctx context.Context, action string, r T) (events.E
 	if q == "" {
 		q = events.NoQueue
 	}
-	ev, err := events.New(events.Type(c.kind, action), c.s.opts.Source, q, r.GetMeta().ID, out)
+	var data any = out
+	if c.eventData != nil {
+		data = c.eventData(out)
+	}
+	ev, err := events.New(events.Type(c.kind, action), c.s.opts.Source, q, r.GetMeta().ID, data)
 	return ev, out, err
 }
 

@@ -405,7 +405,7 @@ func (s *Service) writeDeploymentStatus(ctx context.Context, raw bson.Raw, d *de
 			doc = append(doc, bson.E{Key: k, Value: v})
 		}
 	}
-	ev, err := events.New(events.TypeDeploymentUpdated, Source, d.QueueID, d.ID, d)
+	ev, err := events.New(events.TypeDeploymentUpdated, Source, d.QueueID, d.ID, eventOf(d))
 	if err != nil {
 		return err
 	}
@@ -417,6 +417,16 @@ func (s *Service) writeDeploymentStatus(ctx context.Context, raw bson.Raw, d *de
 		return fmt.Errorf("update status of deployment %s: %w", d.ID, err)
 	}
 	return nil
+}
+
+// deploymentEvent is what a deployment's events carry (events.DeploymentEventStatus).
+type deploymentEvent struct {
+	*deployment
+	Status events.DeploymentEventStatus `json:"status"`
+}
+
+func eventOf(d *deployment) deploymentEvent {
+	return deploymentEvent{d, events.DeploymentEventStatus{ReadyReplicas: d.Status.ReadyReplicas, Conditions: d.Status.Conditions}}
 }
 
 // sameReplicas compares replica statuses by value.

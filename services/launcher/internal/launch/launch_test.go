@@ -2,6 +2,7 @@ package launch
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -486,6 +487,22 @@ func TestDeploymentReplicas(t *testing.T) {
 			t.Fatalf("replicas after the restart: %+v, want slot 0 running, restarted once", reps)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+	// Its events carry the status without the per-replica list, which
+	// grows with the replicas: every event stays small.
+	evs := eventstest.ReadAll(t, e.js, events.FilterSubject(events.KindDeployment, "", "dep-01X"))
+	for _, ev := range evs {
+		var data map[string]any
+		if err := json.Unmarshal(ev.Data, &data); err != nil {
+			t.Fatal(err)
+		}
+		status, _ := data["status"].(map[string]any)
+		if _, listed := status["replicas"]; listed || status["conditions"] == nil || data["name"] != "viz" {
+			t.Errorf("%s carries %v, want the deployment with its status but no replica list", ev.Type, data)
+		}
+	}
+	if len(evs) == 0 {
+		t.Error("no event of the deployment")
 	}
 }
 
