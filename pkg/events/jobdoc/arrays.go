@@ -36,16 +36,30 @@ func ArrayJobs(id string, statuses ...string) indexed.Filter {
 
 // CountArray reads how many live jobs of array id have each status (no
 // zeros) and the array_index of each failed one, ascending, through r, a
-// Reader of the jobs collection.
-func CountArray(ctx context.Context, r *indexed.Reader, id string) (map[string]int, []int, error) {
-	counts := map[string]int{}
-	for _, st := range arrayStatuses {
-		n, err := r.Count(ctx, ArrayJobs(id, st))
-		if err != nil {
-			return nil, nil, fmt.Errorf("count the %s jobs of array %s: %w", st, id, err)
+// Reader of the jobs collection. size is the array's count of jobs.
+//
+// Each status is counted on its own, in the order jobs go through them, so
+// a job that moves on between two counts is counted twice (it cannot be
+// missed, but for a retry moving it back). Counts that add up to more than
+// size are read again, up to three times, so that an array's counts do not
+// show 2 running and 2 succeeded of 2 jobs.
+func CountArray(ctx context.Context, r *indexed.Reader, id string, size int) (map[string]int, []int, error) {
+	var counts map[string]int
+	for range 3 {
+		counts = map[string]int{}
+		sum := 0
+		for _, st := range arrayStatuses {
+			n, err := r.Count(ctx, ArrayJobs(id, st))
+			if err != nil {
+				return nil, nil, fmt.Errorf("count the %s jobs of array %s: %w", st, id, err)
+			}
+			if n > 0 {
+				counts[st] = n
+				sum += n
+			}
 		}
-		if n > 0 {
-			counts[st] = n
+		if sum <= size {
+			break
 		}
 	}
 	failed := []int{}

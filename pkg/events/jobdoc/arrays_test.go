@@ -3,6 +3,7 @@ package jobdoc_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -51,7 +52,7 @@ func TestArrayCounts(t *testing.T) {
 	set := func(id, status string) {
 		t.Helper()
 		w := sched
-		if status == events.JobFailed {
+		if status == events.JobFailed || status == events.JobRunning || status == events.JobSucceeded {
 			w = launcher
 		}
 		if _, err := w.Update(ctx, id, func(j *events.Job, _ time.Time) ([]string, error) {
@@ -67,7 +68,7 @@ func TestArrayCounts(t *testing.T) {
 			"lookup": {Coll: db.Collection(jobdoc.Collection), Lookup: ferretlookup.New(srv, "rm")},
 			"store":  {Coll: db.Collection(jobdoc.Collection)},
 		} {
-			counts, failed, err := jobdoc.CountArray(ctx, r, "arr-1")
+			counts, failed, err := jobdoc.CountArray(ctx, r, "arr-1", n)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -124,4 +125,37 @@ func TestArrayCounts(t *testing.T) {
 	}
 	set("job-e", events.JobCancelled)
 	check(map[string]int{events.JobPending: 2, events.JobFailed: 1, events.JobCancelled: 1}, []int{2})
+
+	// Two jobs end between the count of the running ones and that of the
+	// succeeded ones: counted twice, the counts are read again.
+	set("job-a", events.JobRunning)
+	set("job-d", events.JobRunning)
+	moving := &movingLookup{Lookup: ferretlookup.New(srv, "rm"), move: func() {
+		set("job-a", events.JobSucceeded)
+		set("job-d", events.JobSucceeded)
+	}}
+	counts, _, err := jobdoc.CountArray(ctx, &indexed.Reader{Coll: db.Collection(jobdoc.Collection), Lookup: moving}, "arr-1", n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(map[string]int{events.JobSucceeded: 2, events.JobFailed: 1, events.JobCancelled: 1}, counts); diff != "" || !moving.moved {
+		t.Errorf("counts while two jobs ended (moved %v) (-want +got):\n%s", moving.moved, diff)
+	}
+}
+
+// movingLookup runs move once, right after it has answered the first
+// lookup of running jobs.
+type movingLookup struct {
+	indexed.Lookup
+	move  func()
+	moved bool
+}
+
+func (m *movingLookup) MatchingIDs(ctx context.Context, coll string, where, residual []indexed.Cond) ([]string, error) {
+	ids, err := m.Lookup.MatchingIDs(ctx, coll, where, residual)
+	if !m.moved && strings.Contains(fmt.Sprint(where, residual), events.JobRunning) {
+		m.moved = true
+		m.move()
+	}
+	return ids, err
 }

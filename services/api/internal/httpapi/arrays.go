@@ -230,7 +230,7 @@ func (s *Server) loadJobArray(ctx context.Context, id string) (*events.JobArray,
 // countArray fills in the counts per status and the failed indexes of arr,
 // read from its jobs by index.
 func (s *Server) countArray(ctx context.Context, arr *events.JobArray) error {
-	counts, failed, err := jobdoc.CountArray(ctx, s.active, arr.ID) // the jobs collection by index
+	counts, failed, err := jobdoc.CountArray(ctx, s.active, arr.ID, arr.Count) // the jobs collection by index
 	if err != nil {
 		return err
 	}
