@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // DefaultAddr is the address used when Config.Addr is empty: the standard
@@ -41,6 +42,24 @@ type Config struct {
 type User struct {
 	Name, Password     string
 	Publish, Subscribe []string
+}
+
+// stored is how the server keeps password: its bcrypt hash, which the
+// server compares each connection's password with, so that it holds no
+// password in the clear (and does not warn "Plaintext passwords detected"
+// at every start). The cost is bcrypt's least: the password is the
+// all-in-one's own random one or the operator's, compared on each of the
+// services' few connections. A password bcrypt cannot take (over 72 bytes)
+// is kept as given.
+func stored(password string) string {
+	if password == "" {
+		return ""
+	}
+	h, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
+	if err != nil {
+		return password
+	}
+	return string(h)
 }
 
 // Server is a running embedded NATS server.
@@ -91,7 +110,7 @@ func Start(cfg Config) (*Server, error) {
 		NoSigs: true,
 	}
 	for _, u := range cfg.Users {
-		su := &server.User{Username: u.Name, Password: u.Password}
+		su := &server.User{Username: u.Name, Password: stored(u.Password)}
 		if len(u.Publish) > 0 || len(u.Subscribe) > 0 {
 			su.Permissions = &server.Permissions{}
 			if len(u.Publish) > 0 {

@@ -3,6 +3,9 @@ package natsembed_test
 import (
 	"context"
 	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -83,16 +86,27 @@ func TestStartRequiresStoreDir(t *testing.T) {
 }
 
 // TestUsersRefuseAnonymous: with users configured, only they may connect,
-// and a user's permissions bound what it may publish.
+// and a user's permissions bound what it may publish. The server holds
+// their passwords hashed (it warns of plaintext ones), and a password too
+// long for bcrypt still works.
 func TestUsersRefuseAnonymous(t *testing.T) {
-	srv, err := natsembed.Start(natsembed.Config{Addr: "127.0.0.1:0", StoreDir: t.TempDir(), Users: []natsembed.User{
-		{Name: "svc", Password: "s3cret"},
-		{Name: "reader", Password: "r", Publish: []string{"_INBOX.>"}, Subscribe: []string{"_INBOX.>"}},
-	}})
+	logger, logs := logFile(t)
+	long := strings.Repeat("p", 80)
+	srv, err := natsembed.Start(natsembed.Config{Addr: "127.0.0.1:0", StoreDir: t.TempDir(),
+		Logger: logger, Users: []natsembed.User{
+			{Name: "svc", Password: "s3cret"},
+			{Name: "reader", Password: "r", Publish: []string{"_INBOX.>"}, Subscribe: []string{"_INBOX.>"}},
+			{Name: "long", Password: long},
+		}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(srv.Shutdown)
+	lc, err := nats.Connect(srv.ClientURL(), nats.UserInfo("long", long))
+	if err != nil {
+		t.Fatalf("the user with an 80-byte password: %v", err)
+	}
+	lc.Close()
 	if nc, err := nats.Connect(srv.ClientURL()); err == nil {
 		nc.Close()
 		t.Fatal("an anonymous client connected")
@@ -124,5 +138,48 @@ func TestUsersRefuseAnonymous(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("a publish outside the user's permissions was not refused")
+	}
+	// The long password stays in the clear: the server warns of it, once
+	// (which also shows that TestHashedPasswordsNoWarning would see it).
+	if n := strings.Count(logs(), "Plaintext passwords"); n != 1 {
+		t.Errorf("the server warned of plaintext passwords %d times, want 1:\n%s", n, logs())
+	}
+}
+
+// TestHashedPasswordsNoWarning: users whose passwords bcrypt takes leave the
+// server no plaintext password to warn about.
+func TestHashedPasswordsNoWarning(t *testing.T) {
+	logger, logs := logFile(t)
+	srv, err := natsembed.Start(natsembed.Config{Addr: "127.0.0.1:0", StoreDir: t.TempDir(),
+		Logger: logger, Users: []natsembed.User{{Name: "svc", Password: "s3cret"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	nc, err := nats.Connect(srv.ClientURL(), nats.UserInfo("svc", "s3cret"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc.Close()
+	if strings.Contains(logs(), "Plaintext passwords") {
+		t.Errorf("the server warned of plaintext passwords:\n%s", logs())
+	}
+}
+
+// logFile is a file the server's logger writes to (each line one write,
+// safe from its goroutines), and a function reading what it holds.
+func logFile(t *testing.T) (*slog.Logger, func() string) {
+	t.Helper()
+	f, err := os.Create(filepath.Join(t.TempDir(), "nats.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return slog.New(slog.NewTextHandler(f, nil)), func() string {
+		b, err := os.ReadFile(f.Name())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
 	}
 }
