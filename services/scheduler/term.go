@@ -493,7 +493,7 @@ func (t *term) pass(ctx context.Context) error {
 		// the time from a leader's death to the first admission.
 		t.passed = true
 		t.log.Info("first pass", append([]any{"grants", len(p.change.Grants), "releases", len(p.change.Releases),
-			"ends_checked", ends, "writes", len(writes)}, steps.attrs()...)...)
+			"ends_checked", ends, "job_writes", len(writes)}, steps.attrs()...)...)
 	}
 	if len(p.cancels)+len(p.depCancels)+len(p.requeues) > 0 || more {
 		// Their leases, if any, are released by the next pass; requeued
