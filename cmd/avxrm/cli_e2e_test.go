@@ -390,27 +390,31 @@ func waitFor(t *testing.T, d time.Duration, what string, ok func() bool) {
 	}
 }
 
-// `avxrm up --help` exits 0, and the client commands offer completion and
-// examples.
+// `avxrm up --help` and `avxrm store --help` exit 0, and the client
+// commands offer completion and examples.
 func TestCLIHelpAndCompletion(t *testing.T) {
-	for _, args := range [][]string{{"up", "--help"}, {"--help"}, {"submit", "--help"}, {"completion", "bash"}, {"config-table"}} {
+	for _, args := range [][]string{{"up", "--help"}, {"store", "--help"}, {"--help"}, {"submit", "--help"}, {"completion", "bash"}, {"config-table"}} {
 		out, err := exec.Command(binary, args...).CombinedOutput()
 		if err != nil {
 			t.Errorf("avxrm %v: %v\n%s", args, err, out)
 		}
-		if (args[0] == "submit" || args[0] == "up") && !strings.Contains(string(out), "Examples:") {
+		if (args[0] == "submit" || args[0] == "up" || args[0] == "store") && !strings.Contains(string(out), "Examples:") {
 			t.Errorf("%s --help has no examples:\n%s", args[0], out)
 		}
-		// up's flags are its own (the flag package's), not the client commands'.
-		if args[0] == "up" && (!strings.Contains(string(out), "-data-dir string") || strings.Contains(string(out), "--server")) {
-			t.Errorf("up --help does not list up's flags alone:\n%s", out)
+		// up's and store's flags are their own (the flag package's), not the
+		// client commands', listed as every other command lists its flags.
+		own := map[string]string{"up": "\n      --data-dir string ", "store": "\n      --addr string "}[args[0]]
+		if own != "" && (!strings.Contains(string(out), own) || strings.Contains(string(out), "--server")) {
+			t.Errorf("%s --help does not list its own flags alone, as --name:\n%s", args[0], out)
 		}
 	}
-	out, err := exec.Command(binary, "up", "--bogus").CombinedOutput()
-	if want := "avxrm: flag provided but not defined: -bogus ('avxrm up --help' lists the flags)\n"; err == nil || string(out) != want {
-		t.Errorf("up --bogus: %v %q, want %q", err, out, want)
+	for _, cmd := range []string{"up", "store"} {
+		out, err := exec.Command(binary, cmd, "--bogus").CombinedOutput()
+		if want := "avxrm: flag provided but not defined: -bogus ('avxrm " + cmd + " --help' lists the flags)\n"; err == nil || string(out) != want {
+			t.Errorf("%s --bogus: %v %q, want %q", cmd, err, out, want)
+		}
 	}
-	out, err = exec.Command(binary, "logs").CombinedOutput()
+	out, err := exec.Command(binary, "logs").CombinedOutput()
 	if want := "avxrm: accepts 1 arg(s), received 0; usage: avxrm logs <job>"; err == nil || !strings.HasPrefix(string(out), want) {
 		t.Errorf("logs without its job: %v %q, want %q…", err, out, want)
 	}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
@@ -49,16 +50,22 @@ func upCommand() *cobra.Command {
 			return up.Run(cmd.Context(), cfg, log)
 		},
 	}
-	// Its flags are the flag package's, not cobra's: the help lists those,
-	// and not the client commands' global flags, which up does not take.
-	cmd.SetHelpFunc(func(cmd *cobra.Command, _ []string) {
+	cmd.SetHelpFunc(ownFlagsHelp(up.PrintFlags))
+	return cmd
+}
+
+// ownFlagsHelp is the help of a command whose flags are the flag
+// package's, not cobra's (up, store): it lists those, listed by
+// printFlags, and not the client commands' global flags, which such a
+// command does not take.
+func ownFlagsHelp(printFlags func(w io.Writer, getenv func(string) string) error) func(*cobra.Command, []string) {
+	return func(cmd *cobra.Command, _ []string) {
 		w := cmd.OutOrStdout()
 		fmt.Fprintf(w, "%s\n\nUsage:\n  avxrm %s\n\nExamples:\n%s\n\nFlags:\n", cmd.Long, cmd.Use, cmd.Example)
-		if err := up.PrintFlags(w, os.Getenv); err != nil {
+		if err := printFlags(w, os.Getenv); err != nil {
 			fmt.Fprintln(cmd.ErrOrStderr(), "avxrm:", err)
 		}
-	})
-	return cmd
+	}
 }
 
 func configTableCommand() *cobra.Command {

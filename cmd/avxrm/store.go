@@ -15,19 +15,24 @@ import (
 // Its flags are store.Main's (the standard flag package's, which also reads
 // the RM_* environment).
 func storeCommand() *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "store [probe] [flags]",
 		Short: "Serve the embedded MongoDB-wire store alone (FerretDB); 'probe' pings a running one",
-		Example: "  avxrm store --data-dir /data --mongo-addr 0.0.0.0:27017\n" +
-			"  avxrm store probe",
+		Long: "Serve the embedded MongoDB-wire store (FerretDB on SQLite, behind the proxy that serializes writes) alone,\n" +
+			"as the compose stack's store container does. 'avxrm store probe' pings a running one at --addr\n" +
+			"(exit 0 when it answers). Every flag can be given as its RM_* variable instead.",
+		Example: "  avxrm store --data-dir /data --addr 0.0.0.0:27017\n" +
+			"  avxrm store probe --addr 127.0.0.1:27017",
 		DisableFlagParsing: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			log := slog.New(slog.NewJSONHandler(os.Stderr, nil)).With("service", "avxrm-store")
-			err := store.Main(cmd.Context(), args, os.Getenv, os.Stderr, log)
+			err := store.Main(cmd.Context(), args, os.Getenv, log)
 			if errors.Is(err, flag.ErrHelp) {
-				return nil
+				return cmd.Help()
 			}
 			return err
 		},
 	}
+	cmd.SetHelpFunc(ownFlagsHelp(store.PrintFlags))
+	return cmd
 }

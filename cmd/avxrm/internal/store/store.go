@@ -23,6 +23,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
+	"github.com/avxrm/rm/cmd/avxrm/internal/flagdoc"
 	"github.com/avxrm/rm/pkg/embedded/ferretembed"
 )
 
@@ -38,12 +39,37 @@ type Config struct {
 	PprofAddr string
 }
 
-// Load reads the environment, then args as flags. It returns flag.ErrHelp
-// after printing the usage to out for -h.
-func Load(args []string, getenv func(string) string, out io.Writer) (Config, error) {
+// Load reads the environment, then args as flags. -h or --help returns
+// flag.ErrHelp, having printed nothing (PrintFlags lists the flags); a bad
+// flag is an error that says where the flags are listed.
+func Load(args []string, getenv func(string) string) (Config, error) {
 	var c Config
+	fs, err := c.flagSet(getenv)
+	if err != nil {
+		return c, err
+	}
+	if err := flagdoc.Parse(fs, args, "store"); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if c.DataDir == "" || c.MongoDB == "" || c.IndexGap <= 0 {
+		return c, errors.New("data dir and database must not be empty, index interval must be positive")
+	}
+	return c, nil
+}
+
+// PrintFlags writes the flags of 'avxrm store' with their defaults as the
+// environment sets them (getenv), as cobra lists a command's flags.
+func PrintFlags(w io.Writer, getenv func(string) string) error {
+	return flagdoc.Write(w, func() (*flag.FlagSet, error) { return new(Config).flagSet(getenv) })
+}
+
+// flagSet is the flags of 'avxrm store', bound to c, their defaults read
+// from the environment.
+func (c *Config) flagSet(getenv func(string) string) (*flag.FlagSet, error) {
 	fs := flag.NewFlagSet("avxrm store", flag.ContinueOnError)
-	fs.SetOutput(out)
 	str := func(p *string, name, env, def, usage string) {
 		if v := getenv(env); v != "" {
 			def = v
@@ -60,19 +86,10 @@ func Load(args []string, getenv func(string) string, out io.Writer) (Config, err
 	}
 	d, err := time.ParseDuration(gap)
 	if err != nil || d <= 0 {
-		return c, fmt.Errorf("RM_STORE_INDEX_INTERVAL=%q: want a positive duration", gap)
+		return nil, fmt.Errorf("RM_STORE_INDEX_INTERVAL=%q: want a positive duration", gap)
 	}
 	fs.DurationVar(&c.IndexGap, "index-interval", d, "how often new collections are looked for (env RM_STORE_INDEX_INTERVAL)")
-	if err := fs.Parse(args); err != nil {
-		return c, err
-	}
-	if fs.NArg() > 0 {
-		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
-	}
-	if c.DataDir == "" || c.MongoDB == "" || c.IndexGap <= 0 {
-		return c, errors.New("data dir and database must not be empty, index interval must be positive")
-	}
-	return c, nil
+	return fs, nil
 }
 
 // Run serves the store until ctx ends.
@@ -147,16 +164,14 @@ func Probe(ctx context.Context, addr string) error {
 	return client.Ping(ctx, nil)
 }
 
-// Main is `avxrm store [probe] [flags]`.
-func Main(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer, log *slog.Logger) error {
+// Main is `avxrm store [probe] [flags]`; -h or --help returns flag.ErrHelp
+// for the caller to print the help (PrintFlags).
+func Main(ctx context.Context, args []string, getenv func(string) string, log *slog.Logger) error {
 	probe := len(args) > 0 && args[0] == "probe"
 	if probe {
 		args = args[1:]
 	}
-	cfg, err := Load(args, getenv, stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return nil
-	}
+	cfg, err := Load(args, getenv)
 	if err != nil {
 		return err
 	}

@@ -26,11 +26,11 @@ func TestStoreServesAndKeepsData(t *testing.T) {
 	_ = ln.Close()
 	dir := t.TempDir()
 	env := map[string]string{"RM_STORE_ADDR": addr, "RM_DATA_DIR": dir}
-	cfg, err := Load([]string{"--index-interval=100ms"}, func(k string) string { return env[k] }, io.Discard)
+	cfg, err := Load([]string{"--index-interval=100ms"}, func(k string) string { return env[k] })
 	if err != nil || cfg.Addr != addr || cfg.IndexGap != 100*time.Millisecond {
 		t.Fatalf("load: %+v %v", cfg, err)
 	}
-	if _, err := Load(nil, func(k string) string { return map[string]string{"RM_STORE_INDEX_INTERVAL": "-1s"}[k] }, io.Discard); err == nil {
+	if _, err := Load(nil, func(k string) string { return map[string]string{"RM_STORE_INDEX_INTERVAL": "-1s"}[k] }); err == nil {
 		t.Error("negative interval accepted")
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -91,7 +91,7 @@ func TestStoreServesProfilesWhenAsked(t *testing.T) {
 	}
 	addr, pprofAddr := free(), free()
 	env := map[string]string{"RM_STORE_ADDR": addr, "RM_DATA_DIR": t.TempDir(), "RM_STORE_PPROF_ADDR": pprofAddr}
-	cfg, err := Load(nil, func(k string) string { return env[k] }, io.Discard)
+	cfg, err := Load(nil, func(k string) string { return env[k] })
 	if err != nil || cfg.PprofAddr != pprofAddr {
 		t.Fatalf("load: %+v %v", cfg, err)
 	}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/avxrm/rm/cmd/avxrm/internal/flagdoc"
 	"github.com/avxrm/rm/services/api"
 )
 
@@ -84,12 +85,8 @@ func Load(args []string, getenv func(string) string) (Config, error) {
 	if err != nil {
 		return c, err
 	}
-	fs.SetOutput(io.Discard)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return c, err
-		}
-		return c, fmt.Errorf("%w ('avxrm up --help' lists the flags)", err)
+	if err := flagdoc.Parse(fs, args, "up"); err != nil {
+		return c, err
 	}
 	c.Auth = api.AuthConfigFromEnv(getenv)
 	c.AuthOff = strings.EqualFold(getenv("RM_AUTH"), "off")
@@ -100,14 +97,7 @@ func Load(args []string, getenv func(string) string) (Config, error) {
 // PrintFlags writes the flags of 'avxrm up' with their defaults as the
 // environment sets them (getenv).
 func PrintFlags(w io.Writer, getenv func(string) string) error {
-	var c Config
-	fs, err := c.flagSet(getenv)
-	if err != nil {
-		return err
-	}
-	fs.SetOutput(w)
-	fs.PrintDefaults()
-	return nil
+	return flagdoc.Write(w, func() (*flag.FlagSet, error) { return new(Config).flagSet(getenv) })
 }
 
 // flagSet is the flags of 'avxrm up', bound to c, their defaults read
