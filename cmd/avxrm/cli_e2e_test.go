@@ -459,6 +459,30 @@ func TestCLIVersion(t *testing.T) {
 	}
 }
 
+// whoami against a server with auth off: an administrator on every queue;
+// --queue narrows it, and names a queue that does not exist.
+func TestCLIWhoami(t *testing.T) {
+	s := startServer(t)
+	seed(t, s)
+	out := s.must(t, "whoami")
+	if !strings.HasPrefix(out, "Auth is off at "+s.url+": every request acts as an administrator.\n") ||
+		!regexp.MustCompile(`(?m)^Default +yes +yes$`).MatchString(out) {
+		t.Errorf("whoami:\n%s", out)
+	}
+	var w struct {
+		AuthenticatedBy string `json:"authenticated_by"`
+		Access          string
+		Queues          []struct{ Name string }
+	}
+	if err := json.Unmarshal([]byte(s.must(t, "whoami", "--queue", "Default", "-o", "json")), &w); err != nil ||
+		w.AuthenticatedBy != "none" || w.Access != "admin" || len(w.Queues) != 1 || w.Queues[0].Name != "Default" {
+		t.Errorf("whoami --queue Default -o json: %+v (%v)", w, err)
+	}
+	if _, errs, code := s.run(t, "whoami", "--queue", "nothing"); code != 1 || errs != "avxrm: 404 queue \"nothing\" not found\n" {
+		t.Errorf("whoami --queue nothing: exit %d, %q", code, errs)
+	}
+}
+
 // login stores a token from the issuer's password grant; later commands send
 // it, refreshing it (and the cache) when it is about to expire; logout
 // forgets it.

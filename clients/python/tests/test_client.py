@@ -169,6 +169,26 @@ def test_server_version(server):
         assert json.loads(out.stdout)["client"] == v
 
 
+def test_whoami(seeded):
+    # Auth is off on the test server: every request is an administrator's, on every queue.
+    server, _ = seeded
+    with avxrm.Client(server) as c:
+        me = c.whoami()
+        assert (me.authenticated_by, me.access, me.expires_at) == ("none", "admin", None)
+        default = me.may("Default")
+        assert default and default.read and default.submit and default.id.startswith("q-")
+        one = c.whoami(queue="Default")
+        assert [q.name for q in one.queues] == ["Default"]
+        with pytest.raises(avxrm.NotFoundError):
+            c.whoami(queue="nothing")
+
+    async def aget():
+        async with avxrm.AsyncClient(server) as c:
+            return await c.whoami(queue=default.id)
+
+    assert [q.name for q in asyncio.run(aget()).queues] == ["Default"]
+
+
 def test_flow_through_async_client(seeded):
     server, app_id = seeded
 

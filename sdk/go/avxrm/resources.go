@@ -123,6 +123,19 @@ func (c *Client) GetQueue(ctx context.Context, idOrName string) (*api.Queue, err
 	return result(err, func() (*http.Response, []byte, *api.Queue) { return r.HTTPResponse, r.Body, r.JSON200 })
 }
 
+// Whoami is who the client's token stands for, its access and when it
+// ends, and on which queues it may read jobs and submit (GET /whoami);
+// with queue (an id or a name) only that queue, ErrNotFound if there is
+// none. Any valid token may ask, a job's RM_JOB_TOKEN too.
+func (c *Client) Whoami(ctx context.Context, queue string) (*api.Whoami, error) {
+	var params api.GetWhoamiParams
+	if queue != "" {
+		params.Queue = &queue
+	}
+	r, err := c.API.GetWhoamiWithResponse(ctx, &params)
+	return result(err, func() (*http.Response, []byte, *api.Whoami) { return r.HTTPResponse, r.Body, r.JSON200 })
+}
+
 // CreateApplication registers an application.
 func (c *Client) CreateApplication(ctx context.Context, a api.ApplicationBody) (*api.Application, error) {
 	r, err := c.API.CreateApplicationWithResponse(ctx, &api.CreateApplicationParams{}, a)

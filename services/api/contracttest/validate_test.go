@@ -231,6 +231,12 @@ func script(s *session) {
 	s.do("DELETE", "/queues/q-lookalike", nil, 204)
 	s.do("DELETE", "/queues/simulation-controller-queue", nil, 409)
 
+	// Who am I (auth is off here: an administrator on every queue)
+	s.do("GET", "/whoami", nil, 200)
+	s.do("GET", "/whoami?queue=Default", nil, 200)
+	s.do("GET", "/whoami?queue=nothing", nil, 404)
+	s.do("GET", "/whoami?queue="+strings.Repeat("q", 64), nil, 422, offSchema())
+
 	// Applications and app-runtime-configs
 	app := s.id(s.do("POST", "/applications", map[string]any{"name": "sim", "version": "1.0", "image": "registry.example/sim:1.0",
 		"command": []string{"/bin/sh", "-c", "echo hi"}}, 201))

@@ -25,7 +25,7 @@ import httpx
 from .auth import BearerAuth, TokenProvider
 from .errors import NotFoundError, Problem, ServerError, error_for
 from .models import (AppRuntimeConfig, Application, Artifact, Deployment, Event, Job, JobArray, PendingJob, Plugin,
-                     Queue, ScenarioExport)
+                     Queue, ScenarioExport, Whoami)
 
 BASE_PATH = "/api/resources/v1"
 DEFAULT_SERVER = "http://127.0.0.1:8080"
@@ -134,6 +134,12 @@ class _Resources:
         """The server's build, from GET /version at its root (open without a token):
         ``{"version": ..., "go_version": ..., "platform": ...}``. Awaited on AsyncClient."""
         return self._request("GET", self.server + "/version")
+
+    def whoami(self, queue: Optional[str] = None) -> Any:
+        """Who the token stands for, its access and when it ends, and on which queues it
+        may read jobs and submit (``Whoami``; with ``queue``, that queue alone, and
+        ``NotFoundError`` if there is none). Any valid token may ask. Awaited on AsyncClient."""
+        return self._request("GET", "/whoami", params=_drop_none({"queue": queue}), parse=Whoami.from_dict)
 
     def _request(self, method: str, path: str, **kw: Any) -> Any:  # pragma: no cover - overridden
         raise NotImplementedError

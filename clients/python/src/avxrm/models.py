@@ -209,6 +209,35 @@ class PendingJob(Model):
 
 
 @dataclass
+class QueuePermissions(Model):
+    """What the caller may do on one queue: read its jobs, submit to it."""
+
+    id: str = ""
+    name: str = ""
+    read: bool = False
+    submit: bool = False
+
+
+@dataclass
+class Whoami(Model):
+    """Who the client's token stands for, as the server sees it (``client.whoami()``)."""
+
+    authenticated_by: str = ""  # oidc, job_token, or none (auth is off)
+    subject: str = ""
+    username: str = ""
+    roles: List[str] = field(default_factory=list)
+    groups: List[str] = field(default_factory=list)
+    access: str = ""  # admin, user, viewer or none
+    job_id: Optional[str] = None
+    expires_at: Optional[str] = None
+    queues: List[QueuePermissions] = field(default_factory=list)
+
+    def may(self, queue: str) -> Optional[QueuePermissions]:
+        """The permissions on the queue of that name or id; None if it is not listed."""
+        return next((q for q in self.queues if queue in (q.name, q.id)), None)
+
+
+@dataclass
 class Artifact(Model):
     kind: str = ""
     path: str = ""
@@ -251,4 +280,5 @@ _NESTED = {
     ("Queue", "usage"): QueueUsage,
     ("Job", "conditions"): Condition,
     ("Job", "instances"): Instance,
+    ("Whoami", "queues"): QueuePermissions,
 }

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"strings"
 
@@ -55,7 +56,17 @@ func ExitCode(err error, w io.Writer) int {
 		fmt.Fprintf(w, "avxrm: cannot reach the server (%v); is 'avxrm up' running? --server or $RM_SERVER says where it is\n", op.Err)
 		return ExitFailed
 	}
-	fmt.Fprintln(w, "avxrm:", strings.ReplaceAll(err.Error(), "\n", " "))
+	msg := strings.ReplaceAll(err.Error(), "\n", " ")
+	var api *avxrm.Error
+	if errors.As(err, &api) {
+		switch api.StatusCode {
+		case http.StatusUnauthorized:
+			msg += " (log in with 'avxrm login', or give a token with --token or $RM_TOKEN)"
+		case http.StatusForbidden:
+			msg += " ('avxrm whoami' shows your roles and what you may do on each queue)"
+		}
+	}
+	fmt.Fprintln(w, "avxrm:", msg)
 	return ExitFailed
 }
 
@@ -104,7 +115,7 @@ func Root() *cobra.Command {
 		c.GroupID = "jobs"
 		root.AddCommand(c)
 	}
-	for _, c := range []*cobra.Command{loginCommand(g), logoutCommand(), versionCommand(g)} {
+	for _, c := range []*cobra.Command{loginCommand(g), logoutCommand(), versionCommand(g), whoamiCommand(g)} {
 		c.GroupID = "other"
 		root.AddCommand(c)
 	}

@@ -182,18 +182,7 @@ func TestJobToken(t *testing.T) {
 	if strings.Contains(string(r.Body), "job_token") || strings.Contains(string(r.Body), "eyJ") {
 		t.Fatalf("the job token is in the job's representation: %s", r.Body)
 	}
-	var doc struct {
-		Runtime struct {
-			JobToken string `bson:"job_token"`
-		} `bson:"runtime"`
-	}
-	if err := e.db.Collection("jobs").FindOne(context.Background(), bson.D{{Key: "_id", Value: id}}).Decode(&doc); err != nil {
-		t.Fatal(err)
-	}
-	tok := "Bearer " + doc.Runtime.JobToken
-	if doc.Runtime.JobToken == "" {
-		t.Fatal("no job token stored for the launcher")
-	}
+	tok := e.jobToken(id)
 	e.must(http.StatusCreated, tok, http.MethodPut, v1+"/jobs/"+id+"/artifacts/scenarios/s-1/road.xodr", "<road/>")
 	e.must(http.StatusCreated, tok, http.MethodPut, v1+"/jobs/"+id+"/artifacts/assets/net.bin?declaration=road-network", "bin")
 	e.must(http.StatusForbidden, tok, http.MethodPut, v1+"/jobs/"+other+"/artifacts/assets/x.bin", "bin")
@@ -202,7 +191,7 @@ func TestJobToken(t *testing.T) {
 	}
 	refused := 0
 	for _, rr := range e.svc.Rules() {
-		if rr.Open || rr.JobToken {
+		if rr.Open || rr.JobToken || rr.Self {
 			continue
 		}
 		path := echoParam.ReplaceAllStringFunc(rr.Path, func(m string) string {
@@ -220,10 +209,7 @@ func TestJobToken(t *testing.T) {
 		t.Errorf("only %d routes tried", refused)
 	}
 	// The launcher records the end of the job; from then on the token is dead.
-	if _, err := e.db.Collection("jobs").UpdateOne(context.Background(), bson.D{{Key: "_id", Value: id}},
-		bson.D{{Key: "$set", Value: bson.D{{Key: "status", Value: "succeeded"}}}}); err != nil {
-		t.Fatal(err)
-	}
+	e.succeeded(id)
 	r = e.must(http.StatusUnauthorized, tok, http.MethodPut, v1+"/jobs/"+id+"/artifacts/assets/late.bin", "bin")
 	if !strings.Contains(string(r.Body), "succeeded") {
 		t.Errorf("upload after the end: %s", r.Body)
@@ -304,4 +290,31 @@ func mustJSON(t *testing.T, v any) string {
 		t.Fatal(err)
 	}
 	return string(raw)
+}
+
+// jobToken is the job token the API stored for job id's instances, as a
+// bearer header.
+func (e *env) jobToken(id string) string {
+	e.t.Helper()
+	var doc struct {
+		Runtime struct {
+			JobToken string `bson:"job_token"`
+		} `bson:"runtime"`
+	}
+	if err := e.db.Collection("jobs").FindOne(context.Background(), bson.D{{Key: "_id", Value: id}}).Decode(&doc); err != nil {
+		e.t.Fatal(err)
+	}
+	if doc.Runtime.JobToken == "" {
+		e.t.Fatalf("no job token stored for job %s's instances", id)
+	}
+	return "Bearer " + doc.Runtime.JobToken
+}
+
+// succeeded records job id as succeeded, as the launcher would.
+func (e *env) succeeded(id string) {
+	e.t.Helper()
+	if _, err := e.db.Collection("jobs").UpdateOne(context.Background(), bson.D{{Key: "_id", Value: id}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "status", Value: "succeeded"}}}}); err != nil {
+		e.t.Fatal(err)
+	}
 }

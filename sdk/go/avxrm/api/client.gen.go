@@ -558,6 +558,51 @@ func (e TolerationOutOperator) Valid() bool {
 	}
 }
 
+// Defines values for WhoamiAccess.
+const (
+	WhoamiAccessAdmin  WhoamiAccess = "admin"
+	WhoamiAccessNone   WhoamiAccess = "none"
+	WhoamiAccessUser   WhoamiAccess = "user"
+	WhoamiAccessViewer WhoamiAccess = "viewer"
+)
+
+// Valid indicates whether the value is a known member of the WhoamiAccess enum.
+func (e WhoamiAccess) Valid() bool {
+	switch e {
+	case WhoamiAccessAdmin:
+		return true
+	case WhoamiAccessNone:
+		return true
+	case WhoamiAccessUser:
+		return true
+	case WhoamiAccessViewer:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for WhoamiAuthenticatedBy.
+const (
+	WhoamiAuthenticatedByJobToken WhoamiAuthenticatedBy = "job_token"
+	WhoamiAuthenticatedByNone     WhoamiAuthenticatedBy = "none"
+	WhoamiAuthenticatedByOidc     WhoamiAuthenticatedBy = "oidc"
+)
+
+// Valid indicates whether the value is a known member of the WhoamiAuthenticatedBy enum.
+func (e WhoamiAuthenticatedBy) Valid() bool {
+	switch e {
+	case WhoamiAuthenticatedByJobToken:
+		return true
+	case WhoamiAuthenticatedByNone:
+		return true
+	case WhoamiAuthenticatedByOidc:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for ListJobsParamsStatus.
 const (
 	ListJobsParamsStatusAdmitted  ListJobsParamsStatus = "admitted"
@@ -1686,6 +1731,18 @@ type QueueMergePatch struct {
 	Storages nullable.Nullable[[]Storage] `json:"storages,omitempty"`
 }
 
+// QueuePermissions defines model for QueuePermissions.
+type QueuePermissions struct {
+	Id   string `json:"id"`
+	Name string `json:"name"`
+
+	// Read may read the queue's jobs (the role, then access.read)
+	Read bool `json:"read"`
+
+	// Submit may submit jobs to it (rm-user or rm-admin, then access.submit)
+	Submit bool `json:"submit"`
+}
+
 // QueueScheduling defines model for QueueScheduling.
 type QueueScheduling struct {
 	// Backfill a job that fits may go before a larger one that does not; default true
@@ -1901,6 +1958,42 @@ type TolerationOutEffect string
 
 // TolerationOutOperator defines model for TolerationOut.Operator.
 type TolerationOutOperator string
+
+// Whoami defines model for Whoami.
+type Whoami struct {
+	// Access what the roles allow: admin everything; user reads, submits where a queue allows and acts on its own jobs; viewer reads; none nothing but this
+	Access WhoamiAccess `json:"access"`
+
+	// AuthenticatedBy oidc: an access token of RM_OIDC_ISSUER; job_token: an instance's RM_JOB_TOKEN; none: auth is off and every request acts as an administrator
+	AuthenticatedBy WhoamiAuthenticatedBy `json:"authenticated_by"`
+
+	// ExpiresAt when the token ends (exp); null while auth is off
+	ExpiresAt nullable.Nullable[time.Time] `json:"expires_at"`
+
+	// Groups the groups claim (RM_OIDC_GROUPS_CLAIM)
+	Groups nullable.Nullable[[]string] `json:"groups"`
+
+	// JobId a job token's job, whose artifacts it may upload and logs read
+	JobId *string `json:"job_id,omitempty"`
+
+	// Queues what the caller may do on each queue (on the one asked for with ?queue=); empty for a job token
+	Queues nullable.Nullable[[]QueuePermissions] `json:"queues"`
+
+	// Roles every role found in the roles claims (RM_OIDC_ROLES_CLAIM)
+	Roles nullable.Nullable[[]string] `json:"roles"`
+
+	// Subject the token's sub (anonymous while auth is off)
+	Subject string `json:"subject"`
+
+	// Username preferred_username, else the subject; what access lists name as user:`<name>`
+	Username string `json:"username"`
+}
+
+// WhoamiAccess what the roles allow: admin everything; user reads, submits where a queue allows and acts on its own jobs; viewer reads; none nothing but this
+type WhoamiAccess string
+
+// WhoamiAuthenticatedBy oidc: an access token of RM_OIDC_ISSUER; job_token: an instance's RM_JOB_TOKEN; none: auth is off and every request acts as an administrator
+type WhoamiAuthenticatedBy string
 
 // ListAppRuntimeConfigsParams defines parameters for ListAppRuntimeConfigs.
 type ListAppRuntimeConfigsParams struct {
@@ -2270,6 +2363,12 @@ type ListQueueJobsParamsStatus string
 type ListQueuePendingParams struct {
 	Limit  *int64  `form:"limit,omitempty" json:"limit,omitempty"`
 	Cursor *string `form:"cursor,omitempty" json:"cursor,omitempty"`
+}
+
+// GetWhoamiParams defines parameters for GetWhoami.
+type GetWhoamiParams struct {
+	// Queue a queue's id or name: list only it (404 if there is none)
+	Queue *string `form:"queue,omitempty" json:"queue,omitempty"`
 }
 
 // PatchAppRuntimeConfigJSONRequestBody defines body for PatchAppRuntimeConfig for application/json ContentType.
@@ -3373,6 +3472,13 @@ type ClientInterface interface {
 	//
 	// Corresponds with GET /scenario-exports/{id}/download (the `DownloadScenarioExport` operationId).
 	DownloadScenarioExport(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetWhoami Who the token stands for, and what it may do
+	//
+	// The caller as the API sees it: how it was authenticated, its subject, username, roles and groups, the access those roles give, when its token ends, and on which queues it may read jobs and submit (every queue, or the one named by ?queue=). Any valid token may ask, an instance's RM_JOB_TOKEN and a token without any of the three roles too; while auth is off every request is an administrator's.
+	//
+	// Corresponds with GET /whoami (the `GetWhoami` operationId).
+	GetWhoami(ctx context.Context, params *GetWhoamiParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 }
 
 // ListAppRuntimeConfigs List app-runtime-configs
@@ -4714,6 +4820,23 @@ func (c *Client) GetScenarioExport(ctx context.Context, id string, reqEditors ..
 // Corresponds with GET /scenario-exports/{id}/download (the `DownloadScenarioExport` operationId).
 func (c *Client) DownloadScenarioExport(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewDownloadScenarioExportRequest(c.Server, id)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetWhoami Who the token stands for, and what it may do
+//
+// The caller as the API sees it: how it was authenticated, its subject, username, roles and groups, the access those roles give, when its token ends, and on which queues it may read jobs and submit (every queue, or the one named by ?queue=). Any valid token may ask, an instance's RM_JOB_TOKEN and a token without any of the three roles too; while auth is off every request is an administrator's.
+//
+// Corresponds with GET /whoami (the `GetWhoami` operationId).
+func (c *Client) GetWhoami(ctx context.Context, params *GetWhoamiParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetWhoamiRequest(c.Server, params)
 	if err != nil {
 		return nil, err
 	}
@@ -8291,6 +8414,60 @@ func NewDownloadScenarioExportRequest(server string, id string) (*http.Request, 
 	return req, nil
 }
 
+// NewGetWhoamiRequest constructs an http.Request for the GetWhoami method
+func NewGetWhoamiRequest(server string, params *GetWhoamiParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/whoami")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Queue != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", false, "queue", *params.Queue, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
 func (c *Client) applyEditors(ctx context.Context, req *http.Request, additionalEditors []RequestEditorFn) error {
 	for _, r := range c.RequestEditors {
 		if err := r(ctx, req); err != nil {
@@ -8949,6 +9126,15 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with GET /scenario-exports/{id}/download (the `DownloadScenarioExport` operationId).
 	DownloadScenarioExportWithResponse(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*DownloadScenarioExportResponse, error)
+
+	// GetWhoamiWithResponse Who the token stands for, and what it may do
+	//
+	// The caller as the API sees it: how it was authenticated, its subject, username, roles and groups, the access those roles give, when its token ends, and on which queues it may read jobs and submit (every queue, or the one named by ?queue=). Any valid token may ask, an instance's RM_JOB_TOKEN and a token without any of the three roles too; while auth is off every request is an administrator's.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /whoami (the `GetWhoami` operationId).
+	GetWhoamiWithResponse(ctx context.Context, params *GetWhoamiParams, reqEditors ...RequestEditorFn) (*GetWhoamiResponse, error)
 }
 
 type ListAppRuntimeConfigsResponse struct {
@@ -14843,6 +15029,96 @@ func (r DownloadScenarioExportResponse) ContentType() string {
 	return ""
 }
 
+type GetWhoamiResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *Whoami
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *Problem
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *Problem
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *Problem
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetWhoamiResponse) GetJSON200() *Whoami {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r GetWhoamiResponse) GetApplicationproblemJSON400() *Problem {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetWhoamiResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r GetWhoamiResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetWhoamiResponse) GetApplicationproblemJSON404() *Problem {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r GetWhoamiResponse) GetApplicationproblemJSON422() *Problem {
+	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r GetWhoamiResponse) GetApplicationproblemJSON500() *Problem {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r GetWhoamiResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r GetWhoamiResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetWhoamiResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetWhoamiResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetWhoamiResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 // ListAppRuntimeConfigsWithResponse List app-runtime-configs
 //
 // Returns a wrapper object for the known response body format(s).
@@ -15942,6 +16218,21 @@ func (c *ClientWithResponses) DownloadScenarioExportWithResponse(ctx context.Con
 		return nil, err
 	}
 	return ParseDownloadScenarioExportResponse(rsp)
+}
+
+// GetWhoamiWithResponse Who the token stands for, and what it may do
+//
+// The caller as the API sees it: how it was authenticated, its subject, username, roles and groups, the access those roles give, when its token ends, and on which queues it may read jobs and submit (every queue, or the one named by ?queue=). Any valid token may ask, an instance's RM_JOB_TOKEN and a token without any of the three roles too; while auth is off every request is an administrator's.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /whoami (the `GetWhoami` operationId).
+func (c *ClientWithResponses) GetWhoamiWithResponse(ctx context.Context, params *GetWhoamiParams, reqEditors ...RequestEditorFn) (*GetWhoamiResponse, error) {
+	rsp, err := c.GetWhoami(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetWhoamiResponse(rsp)
 }
 
 // ParseListAppRuntimeConfigsResponse parses an HTTP response from a ListAppRuntimeConfigsWithResponse call
@@ -21372,6 +21663,81 @@ func ParseDownloadScenarioExportResponse(rsp *http.Response) (*DownloadScenarioE
 			headers.ETag = &value
 		}
 		response.Headers206 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseGetWhoamiResponse parses an HTTP response from a GetWhoamiWithResponse call
+func ParseGetWhoamiResponse(rsp *http.Response) (*GetWhoamiResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetWhoamiResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest Whoami
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
 	}
 
 	return response, nil

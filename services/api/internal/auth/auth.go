@@ -133,6 +133,8 @@ type Principal struct {
 	// JobID is set for a job token: it may upload that job's artifacts and
 	// read its logs, nothing else.
 	JobID string
+	// ExpiresAt is when the token ends ("exp"); zero while auth is off.
+	ExpiresAt time.Time
 	// roleNames are the configured names, for messages.
 	roleNames [3]string
 }

@@ -109,7 +109,7 @@ func (j *JobTokens) verify(ctx context.Context, raw string) (*Principal, *Error)
 	if err := tok.Claims(&c); err != nil || c.JobID == "" || !strings.HasPrefix(c.Sub, "job:") {
 		return nil, unauthorized("job token: no job_id claim")
 	}
-	return &Principal{Subject: c.Sub, Username: c.Sub, JobID: c.JobID, Level: LevelNone}, nil
+	return &Principal{Subject: c.Sub, Username: c.Sub, JobID: c.JobID, Level: LevelNone, ExpiresAt: tok.Expiry}, nil
 }
 
 // keysCollection holds the job-token key, so that every API replica and

@@ -113,7 +113,9 @@ func (a *Authenticator) Authenticate(ctx context.Context, header string) (*Princ
 	if !slices.Contains(tok.Audience, a.cfg.Audience) && claims.Azp != a.cfg.Audience {
 		return nil, unauthorized("wrong audience: aud %q and azp %q do not name %q", tok.Audience, claims.Azp, a.cfg.Audience)
 	}
-	return a.principal(tok.Subject, all), nil
+	p := a.principal(tok.Subject, all)
+	p.ExpiresAt = tok.Expiry
+	return p, nil
 }
 
 // describe names the failed check of a go-oidc verification error.

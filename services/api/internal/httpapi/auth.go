@@ -59,6 +59,8 @@ type rule struct {
 	Export bool
 	// JobToken: the job's RM_JOB_TOKEN is accepted (artifact uploads, log reads).
 	JobToken bool
+	// Self: any valid token, a job's too, even without a role (who am I).
+	Self bool
 }
 
 // ruleFor is what the route method path (echo's spelling, :param) needs.
@@ -69,6 +71,8 @@ func ruleFor(method, path string) rule {
 	}
 	jobItem := strings.HasPrefix(rel, "/jobs/:id")
 	switch {
+	case rel == whoamiPath:
+		return rule{Self: true}
 	case method == http.MethodGet || method == http.MethodHead:
 		return rule{Level: auth.LevelViewer, Job: jobItem, JobToken: jobItem && strings.HasSuffix(rel, "/logs"),
 			Export: strings.HasPrefix(rel, "/scenario-exports/:id")}
@@ -142,8 +146,8 @@ type jobAuthDoc struct {
 // permit checks p against ru on the request c.
 func (s *Server) permit(ctx context.Context, c echo.Context, ru rule, p *auth.Principal) *auth.Error {
 	if p.JobID != "" {
-		if !ru.JobToken || c.Param("id") != p.JobID {
-			return auth.Forbidden("a job token is valid only for its own job's artifact uploads and log reads (job %s)", p.JobID)
+		if !ru.Self && (!ru.JobToken || c.Param("id") != p.JobID) {
+			return auth.Forbidden("a job token is valid only for its own job's artifact uploads and log reads, and for %s%s (job %s)", BasePath, whoamiPath, p.JobID)
 		}
 		j, err := s.jobAuth(ctx, p.JobID)
 		if err != nil {
@@ -152,6 +156,9 @@ func (s *Server) permit(ctx context.Context, c echo.Context, ru rule, p *auth.Pr
 		if j != nil && events.JobFinal(j.Status) {
 			return &auth.Error{Status: http.StatusUnauthorized, Detail: fmt.Sprintf("job token: job %q is %s, its token ended with it", p.JobID, j.Status)}
 		}
+		return nil
+	}
+	if ru.Self {
 		return nil
 	}
 	if p.Level < ru.Level {

@@ -113,6 +113,7 @@ func New(opts Options) *Server {
 	}
 	s.registerDocs()
 	s.registerAuth()
+	s.registerWhoami()
 	s.registerQueues()
 	s.registerPlugins()
 	s.registerApplications()

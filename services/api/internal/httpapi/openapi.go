@@ -52,6 +52,7 @@ var tags = []*huma.Tag{
 	{Name: "Artifacts", Description: "Scenario and asset files uploaded by workers."},
 	{Name: "Scenario exports", Description: "Zips of a job's concrete scenario files and assets."},
 	{Name: "Events", Description: "Server-Sent Events of every change (CloudEvents), resumable with Last-Event-ID."},
+	{Name: "Auth", Description: "Who a token stands for and what it may do, per queue: what to ask after a 403."},
 }
 
 // configureOpenAPI sets what the document says about the API as a whole.
