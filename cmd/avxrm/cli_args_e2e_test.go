@@ -192,3 +192,44 @@ func TestCLIBulkJobActions(t *testing.T) {
 		}
 	}
 }
+
+// jobs wait: one job as submit --wait follows it; several, or those the
+// filters select, a line each as it ends and the worst end as the exit
+// code; --timeout names what has not ended.
+func TestCLIJobsWait(t *testing.T) {
+	s := startServer(t)
+	seed(t, s)
+	submit := func(args ...string) string {
+		return strings.TrimSpace(s.must(t, append([]string{"submit", "--queue", "Default", "--app", "sim:1.0"}, args...)...))
+	}
+	ok := submit("--label", "w=a")
+	bad := submit("--env", "FAIL_INDEX=0", "--label", "w=a")
+	slow := submit("--env", "SLEEP=60", "--label", "w=b")
+
+	if out, errs, code := s.run(t, "jobs", "wait", ok); code != 0 || !strings.Contains(out, ok+" succeeded") {
+		t.Errorf("wait %s: exit %d, %q, %q", ok, code, out, errs)
+	}
+	out, errs, code := s.run(t, "jobs", "wait", "--label", "w=a")
+	if code != 1 || !strings.Contains(out, ok+" succeeded\n") || !strings.Contains(out, bad+" failed: worker 0 exited with code 2") ||
+		errs != "avxrm: 2 jobs: 1 succeeded, 1 failed, 0 cancelled\n" {
+		t.Errorf("wait --label w=a: exit %d, %q, %q", code, out, errs)
+	}
+	out, errs, code = s.run(t, "jobs", "wait", ok, slow, "--timeout", "2s")
+	if code != 1 || out != ok+" succeeded\n" || errs != "avxrm: timed out after 2s: 1 of 2 jobs have not ended: "+slow+"\n" {
+		t.Errorf("wait with a job still running, --timeout 2s: exit %d, %q, %q", code, out, errs)
+	}
+	if _, errs, code := s.run(t, "jobs", "wait", slow, "--timeout", "1s"); code != 1 || !strings.HasSuffix(errs, "avxrm: job "+slow+": timed out after 1s; it has not ended\n") {
+		t.Errorf("wait for one running job, --timeout 1s: exit %d, %q", code, errs)
+	}
+	s.must(t, "jobs", "cancel", slow)
+	if _, errs, code := s.run(t, "jobs", "wait", "--label", "w=b"); code != 3 || !strings.Contains(errs, "job "+slow+" was cancelled") {
+		t.Errorf("wait for a cancelled job: exit %d, %q", code, errs)
+	}
+	out, errs, code = s.run(t, "jobs", "wait", ok, slow)
+	if code != 3 || errs != "avxrm: 2 jobs: 1 succeeded, 0 failed, 1 cancelled\n" || !strings.Contains(out, slow+" cancelled") {
+		t.Errorf("wait for a succeeded and a cancelled job: exit %d, %q, %q", code, out, errs)
+	}
+	if _, errs, code := s.run(t, "jobs", "wait"); code != 1 || !strings.Contains(errs, "name the jobs") {
+		t.Errorf("wait for nothing: exit %d, %q", code, errs)
+	}
+}

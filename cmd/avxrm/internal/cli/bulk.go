@@ -37,6 +37,38 @@ func (f *jobFilter) empty() bool {
 	return f.queue == "" && f.status == "" && f.owner == "" && f.array == "" && len(f.labels) == 0
 }
 
+// check refuses both job ids and filters, and neither: nothing is done to
+// every job for want of a filter.
+func (f *jobFilter) check(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 && !f.empty() {
+		return errors.New("name the jobs or select them with filters, not both")
+	}
+	if len(args) == 0 && f.empty() {
+		return fmt.Errorf("name the jobs, or select them with at least one of --queue, --status, --label, --owner, --array; usage: %s", cmd.UseLine())
+	}
+	return nil
+}
+
+// selected is the jobs a command names (args), or else those f selects
+// (with those that have ended if all); when none matches it says so on
+// cmd's stderr and returns none.
+func (f *jobFilter) selected(ctx context.Context, cmd *cobra.Command, c *avxrm.Client, args []string, all bool) ([]string, error) {
+	if len(args) > 0 {
+		return args, nil
+	}
+	var ids []string
+	for l, err := range f.list(ctx, c, all) {
+		if err != nil {
+			return nil, err
+		}
+		ids = append(ids, *l.job.Id)
+	}
+	if len(ids) == 0 {
+		fmt.Fprintln(cmd.ErrOrStderr(), "no job matches")
+	}
+	return ids, nil
+}
+
 type listedJob struct {
 	raw json.RawMessage
 	job api.Job
@@ -109,28 +141,16 @@ func bulkAction(g *globals, b bulk) *cobra.Command {
 		Example: cmp.Or(b.example, "  avxrm jobs "+b.use+" job-01J…\n  avxrm jobs "+b.use+" job-01J… job-01K…\n"+
 			"  avxrm jobs "+b.use+" --queue Default --label campaign=night-7"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if len(args) > 0 && !f.empty() {
-				return errors.New("name the jobs or select them with filters, not both")
-			}
-			if len(args) == 0 && f.empty() {
-				return fmt.Errorf("name the jobs, or select them with at least one of --queue, --status, --label, --owner, --array; usage: %s", cmd.UseLine())
+			if err := f.check(cmd, args); err != nil {
+				return err
 			}
 			c, err := g.client(cmd.Context())
 			if err != nil {
 				return err
 			}
-			ids := args
-			if len(ids) == 0 {
-				for l, err := range f.list(cmd.Context(), c, !b.activeOnly) {
-					if err != nil {
-						return err
-					}
-					ids = append(ids, *l.job.Id)
-				}
-				if len(ids) == 0 {
-					fmt.Fprintln(cmd.ErrOrStderr(), "no job matches")
-					return nil
-				}
+			ids, err := f.selected(cmd.Context(), cmd, c, args, !b.activeOnly)
+			if err != nil || len(ids) == 0 {
+				return err
 			}
 			return b.each(cmd, c, ids)
 		},

@@ -326,7 +326,7 @@ func bar(running, done, n, width int) string {
 }
 
 func jobsCommand(g *globals) *cobra.Command {
-	cmd := &cobra.Command{Use: "jobs", Aliases: []string{"job"}, Short: "List, show, cancel, clean up and delete jobs",
+	cmd := &cobra.Command{Use: "jobs", Aliases: []string{"job"}, Short: "List, show, wait for, cancel, clean up and delete jobs",
 		Example: "  avxrm jobs ls\n  avxrm jobs ls -A --queue Default --status failed -o json\n  avxrm jobs describe job-01J…\n  avxrm jobs cancel job-01J…"}
 	var lsf jobFilter
 	var all bool
@@ -411,7 +411,7 @@ func jobsCommand(g *globals) *cobra.Command {
 				"was its id; it waits for admission like any new job. The old job is left as it is.\n\n",
 			example: "  avxrm jobs resubmit job-01J…\n  avxrm jobs resubmit --array arr-01J… --status failed   # rerun an array's failed jobs\n" +
 				"  avxrm jobs resubmit --label campaign=night-7 --status cancelled"}),
-		post)
+		waitCommand(g), post)
 	return cmd
 }
 

@@ -1,0 +1,123 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/avxrm/rm/sdk/go/avxrm"
+	"github.com/avxrm/rm/sdk/go/avxrm/api"
+	"github.com/spf13/cobra"
+)
+
+// waitParallel bounds the event streams a wait for many jobs holds open.
+const waitParallel = 32
+
+// waitCommand waits for jobs submitted earlier, as submit --wait does for
+// the one it submits.
+func waitCommand(g *globals) *cobra.Command {
+	var f jobFilter
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "wait [<job>…] [--queue <queue>] [--status …] [--label k=v] [--owner …] [--array arr-…]",
+		Short: "Wait until jobs have ended; the exit code says how they ended",
+		Long: "Wait until jobs have ended, driven by the event stream (no polling), and say how each ended.\n\n" +
+			"One job is followed as 'submit --wait' follows it: a live status line, then exit 0 if it\n" +
+			"succeeded, 1 if it failed (with why) and 3 if it was cancelled. Several jobs, named or\n" +
+			"selected with the filters of 'avxrm jobs ls' (those that have ended too), print a line\n" +
+			"each as it ends; the exit code is 1 if any failed, else 3 if any was cancelled, else 0.\n" +
+			"--timeout gives up after that long (exit 1, naming the jobs still running).",
+		Example: "  avxrm jobs wait job-01J…\n  avxrm jobs wait job-01J… job-01K… --timeout 2h\n" +
+			"  avxrm jobs wait --label campaign=night-7",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := f.check(cmd, args); err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			if timeout > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeoutCause(ctx, timeout, fmt.Errorf("timed out after %s", timeout))
+				defer cancel()
+			}
+			c, err := g.client(ctx)
+			if err != nil {
+				return err
+			}
+			ids, err := f.selected(ctx, cmd, c, args, true)
+			if err != nil || len(ids) == 0 {
+				return err
+			}
+			if len(ids) == 1 {
+				err := follow(ctx, c, ids[0], cmd.OutOrStdout())
+				if cause := context.Cause(ctx); cause != nil && ctx.Err() != nil && cmd.Context().Err() == nil {
+					return fmt.Errorf("job %s: %w; it has not ended", ids[0], cause)
+				}
+				return err
+			}
+			return waitAll(ctx, cmd, c, ids)
+		},
+	}
+	f.flags(cmd, "select")
+	cmd.Flags().DurationVar(&timeout, "timeout", 0, "give up after this long, e.g. 2h (default: wait as long as it takes)")
+	return cmd
+}
+
+// waitAll waits for every job of ids, waitParallel at a time, printing a
+// line for each as it ends, and turns how they ended into the exit code.
+func waitAll(ctx context.Context, cmd *cobra.Command, c *avxrm.Client, ids []string) error {
+	var mu sync.Mutex
+	ended := map[string]int{}
+	var failed, open []string
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, waitParallel)
+	for _, id := range ids {
+		wg.Add(1)
+		slots <- struct{}{}
+		go func() {
+			defer func() { <-slots; wg.Done() }()
+			j, err := c.WaitJob(ctx, id)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err != nil && ctx.Err() != nil:
+				open = append(open, id)
+			case err != nil:
+				failed = append(failed, id)
+				ended["error"]++
+				fmt.Fprintf(cmd.ErrOrStderr(), "%s: %v\n", id, err)
+			default:
+				status := string(*j.Status)
+				ended[status]++
+				line := id + " " + status
+				if r := reason(j); r != "" && status != "succeeded" {
+					line += ": " + r
+				}
+				if status == string(api.JobStatusFailed) {
+					failed = append(failed, id)
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), line)
+			}
+		}()
+	}
+	wg.Wait()
+	if len(open) > 0 {
+		if cmd.Context().Err() != nil {
+			return cmd.Context().Err()
+		}
+		return &exitError{code: ExitFailed, msg: fmt.Sprintf("%v: %d of %d jobs have not ended: %s", context.Cause(ctx), len(open), len(ids), strings.Join(open, " "))}
+	}
+	summary := fmt.Sprintf("%d jobs: %d succeeded, %d failed, %d cancelled", len(ids), ended["succeeded"], ended["failed"], ended["cancelled"])
+	if n := ended["error"]; n > 0 {
+		summary += fmt.Sprintf(", %d not read", n)
+	}
+	switch {
+	case len(failed) > 0:
+		return &exitError{code: ExitFailed, msg: summary}
+	case ended["cancelled"] > 0:
+		return &exitError{code: ExitCancelled, msg: summary}
+	}
+	fmt.Fprintln(cmd.ErrOrStderr(), summary)
+	return nil
+}
