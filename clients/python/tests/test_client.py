@@ -31,6 +31,8 @@ def test_flow_through_client(seeded):
         assert job.id in [j.id for j in c.jobs.list(label="via=python")]
         assert c.jobs.get(job.id).finished_at is not None
         assert c.jobs.logs(job.id, "worker", 2) == "hello from worker 2\n"
+        assert c.jobs.logs(job.id, "worker", 2, offset=6) == "from worker 2\n"
+        assert c.jobs.logs(job.id, "worker", 2, offset=1000) == ""
         # A failed job: wait returns it with the failing instance named.
         bad = c.jobs.submit(queue_id="Default", application={"id": app_id}, worker_instances=2,
                             environment_variables={"FAIL_INDEX": "1"})
@@ -147,6 +149,7 @@ def test_deployment_replicas_and_logs(seeded):
             time.sleep(0.2)
         assert reps[0]["slot"] == 0 and reps[0]["restarts"] == 0
         assert c.deployments.logs("viz") == "hello from replica 0\n"
+        assert c.deployments.logs("viz", offset=len("hello ")) == "from replica 0\n"
         with pytest.raises(avxrm.NotFoundError):
             c.deployments.logs("viz", replica=1)
         c.deployments.delete("viz")

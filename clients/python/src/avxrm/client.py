@@ -105,6 +105,11 @@ def _check(resp: httpx.Response) -> None:
         raise error_for(resp.status_code, resp.content)
 
 
+def _offset(offset: int) -> Optional[Dict[str, Any]]:
+    """The query of a log read from offset bytes on (none from the start)."""
+    return {"offset": offset} if offset else None
+
+
 def _watch_request(job_id: Optional[str], queue_id: Optional[str], types: Optional[Iterable[str]],
                    last: Optional[int]) -> Dict[str, Any]:
     params = _drop_none({"job_id": job_id, "queue_id": queue_id, "type": ",".join(types) if types else None})
@@ -195,10 +200,11 @@ class Deployments(Collection):
     def __init__(self, client: _Resources):
         super().__init__(client, "/deployments", Deployment)
 
-    def logs(self, id_or_name: str, replica: int = 0) -> Any:
-        """The output so far of the replica slot's current replica, as text
-        (``status["replicas"]`` says its state, restarts and how the last one ended)."""
-        return self._c._request("GET", f"/deployments/{quote(id_or_name, safe='')}/replicas/{replica}/logs", text=True)
+    def logs(self, id_or_name: str, replica: int = 0, offset: int = 0) -> Any:
+        """The output so far of the replica slot's current replica, as text, from ``offset``
+        bytes on (``status["replicas"]`` says its state, restarts and how the last one ended)."""
+        return self._c._request("GET", f"/deployments/{quote(id_or_name, safe='')}/replicas/{replica}/logs",
+                                params=_offset(offset), text=True)
 
 
 class RuntimeConfigs:
@@ -256,9 +262,10 @@ class Jobs(Collection):
     def stop_post_controller(self, id: str) -> Any:
         return self._c._request("DELETE", f"/jobs/{id}/post-controller")
 
-    def logs(self, id: str, role: str = "worker", index: int = 0) -> Any:
-        """An instance's output so far, as text."""
-        return self._c._request("GET", f"/jobs/{id}/instances/{role}/{index}/logs", text=True)
+    def logs(self, id: str, role: str = "worker", index: int = 0, offset: int = 0) -> Any:
+        """An instance's output so far, as text, from ``offset`` bytes on (to read only
+        what is new since an earlier call: the bytes read so far)."""
+        return self._c._request("GET", f"/jobs/{id}/instances/{role}/{index}/logs", params=_offset(offset), text=True)
 
     def artifacts(self, id: str, **filters: Any) -> Any:
         return self._c._pages(f"/jobs/{id}/artifacts", _drop_none(filters), Artifact.from_dict)

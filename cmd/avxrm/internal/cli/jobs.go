@@ -11,6 +11,7 @@ import (
 	"math"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -565,9 +566,9 @@ func printLogs(ctx context.Context, c *avxrm.Client, id, role string, index int,
 
 // followLog prints the log at path. Following, it asks poll before each
 // read whether the log has ended (then it reads it a last time) or
-// restarted (a new replica's: printed from its start), and reads the log
-// again every half second, printing the new part (the API serves a log
-// whole); a log not there yet is waited for.
+// restarted (a new replica's: printed from its start), and every half
+// second asks for what it has not printed yet (?offset=); a log not there
+// yet is waited for.
 func followLog(ctx context.Context, c *avxrm.Client, path string, follow bool, w io.Writer, poll func() (ended, restarted bool, err error)) error {
 	printed := 0
 	for {
@@ -582,15 +583,17 @@ func followLog(ctx context.Context, c *avxrm.Client, path string, follow bool, w
 				printed = 0
 			}
 		}
+		// Only what has not been printed: a long log is not read again
+		// on every poll.
 		var raw []byte
-		_, err := c.Do(ctx, http.MethodGet, path, nil, &raw)
+		_, err := c.Do(ctx, http.MethodGet, path+"?offset="+strconv.Itoa(printed), nil, &raw)
 		switch {
 		case err == nil:
-			if len(raw) > printed {
-				if _, err := w.Write(raw[printed:]); err != nil {
+			if len(raw) > 0 {
+				if _, err := w.Write(raw); err != nil {
 					return err
 				}
-				printed = len(raw)
+				printed += len(raw)
 			}
 		case follow && !ended && isNotFound(err):
 			// not started yet

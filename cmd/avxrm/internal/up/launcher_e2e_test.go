@@ -2,6 +2,7 @@ package up_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -158,6 +159,16 @@ func TestLauncherWorkedExampleRunsForReal(t *testing.T) {
 	status, raw := c.do(http.MethodGet, jobsPath+"/"+j2.ID+"/instances/worker/7/logs", nil)
 	if want := "hello from worker 7 of " + j2.ID + "\n"; status != http.StatusOK || string(raw) != want {
 		t.Errorf("logs of worker 7 = %d %q, want 200 %q", status, raw, want)
+	}
+	// From an offset on: the rest, and nothing past the end.
+	for offset, want := range map[int]string{6: "from worker 7 of " + j2.ID + "\n", 1 << 20: ""} {
+		status, raw := c.do(http.MethodGet, fmt.Sprintf("%s/%s/instances/worker/7/logs?offset=%d", jobsPath, j2.ID, offset), nil)
+		if status != http.StatusOK || string(raw) != want {
+			t.Errorf("logs of worker 7 from offset %d = %d %q, want 200 %q", offset, status, raw, want)
+		}
+	}
+	if status, raw := c.do(http.MethodGet, jobsPath+"/"+j2.ID+"/instances/worker/7/logs?offset=-1", nil); status != http.StatusUnprocessableEntity {
+		t.Errorf("logs from offset -1 = %d %s, want 422", status, raw)
 	}
 	if status, raw := c.do(http.MethodGet, jobsPath+"/"+j2.ID+"/instances/worker/8/logs", nil); status != http.StatusNotFound {
 		t.Errorf("logs of a worker the job does not have = %d %s, want 404", status, raw)

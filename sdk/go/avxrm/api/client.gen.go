@@ -2115,6 +2115,12 @@ type ReplaceDeploymentParams struct {
 	IfMatch *string `json:"If-Match,omitempty"`
 }
 
+// GetReplicaLogsParams defines parameters for GetReplicaLogs.
+type GetReplicaLogsParams struct {
+	// Offset bytes of the log to skip: the answer starts there (empty if the log is not that long yet); a reader following a log passes how much it has read
+	Offset *int64 `form:"offset,omitempty" json:"offset,omitempty"`
+}
+
 // StreamEventsParams defines parameters for StreamEvents.
 type StreamEventsParams struct {
 	// JobId only events about this job
@@ -2234,6 +2240,12 @@ type ListJobInstancesParamsRole string
 
 // ListJobInstancesParamsStatus defines parameters for ListJobInstances.
 type ListJobInstancesParamsStatus string
+
+// GetInstanceLogsParams defines parameters for GetInstanceLogs.
+type GetInstanceLogsParams struct {
+	// Offset bytes of the log to skip: the answer starts there (empty if the log is not that long yet); a reader following a log passes how much it has read
+	Offset *int64 `form:"offset,omitempty" json:"offset,omitempty"`
+}
 
 // GetInstanceLogsParamsRole defines parameters for GetInstanceLogs.
 type GetInstanceLogsParamsRole string
@@ -3128,10 +3140,10 @@ type ClientInterface interface {
 
 	// GetReplicaLogs Get the logs of a deployment's replica
 	//
-	// The combined stdout and stderr so far of the slot's current replica (the generation its status counts in restarts: after a restart, the new one's), as the launcher's driver keeps them.
+	// The combined stdout and stderr so far of the slot's current replica (the generation its status counts in restarts: after a restart, the new one's), as the launcher's driver keeps them, from ?offset= bytes on.
 	//
 	// Corresponds with GET /deployments/{deployment_id}/replicas/{slot}/logs (the `GetReplicaLogs` operationId).
-	GetReplicaLogs(ctx context.Context, deploymentId string, slot int64, reqEditors ...RequestEditorFn) (*http.Response, error)
+	GetReplicaLogs(ctx context.Context, deploymentId string, slot int64, params *GetReplicaLogsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// StreamEvents Stream events (Server-Sent Events)
 	//
@@ -3279,10 +3291,10 @@ type ClientInterface interface {
 
 	// GetInstanceLogs Get the logs of one instance of a job
 	//
-	// The instance's combined stdout and stderr so far, as the launcher's driver keeps them (local processes and Docker containers do; a simulated instance has a synthetic log). The local driver keeps logs after a cleanup; Docker and Kubernetes remove them with the instance.
+	// The instance's combined stdout and stderr so far, as the launcher's driver keeps them (local processes and Docker containers do; a simulated instance has a synthetic log), from ?offset= bytes on. The local driver keeps logs after a cleanup; Docker and Kubernetes remove them with the instance.
 	//
 	// Corresponds with GET /jobs/{id}/instances/{role}/{index}/logs (the `GetInstanceLogs` operationId).
-	GetInstanceLogs(ctx context.Context, id string, role GetInstanceLogsParamsRole, index int64, reqEditors ...RequestEditorFn) (*http.Response, error)
+	GetInstanceLogs(ctx context.Context, id string, role GetInstanceLogsParamsRole, index int64, params *GetInstanceLogsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// StopPostController Stop the job's post controller
 	//
@@ -3975,11 +3987,11 @@ func (c *Client) ReplaceDeployment(ctx context.Context, deploymentId string, par
 
 // GetReplicaLogs Get the logs of a deployment's replica
 //
-// The combined stdout and stderr so far of the slot's current replica (the generation its status counts in restarts: after a restart, the new one's), as the launcher's driver keeps them.
+// The combined stdout and stderr so far of the slot's current replica (the generation its status counts in restarts: after a restart, the new one's), as the launcher's driver keeps them, from ?offset= bytes on.
 //
 // Corresponds with GET /deployments/{deployment_id}/replicas/{slot}/logs (the `GetReplicaLogs` operationId).
-func (c *Client) GetReplicaLogs(ctx context.Context, deploymentId string, slot int64, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewGetReplicaLogsRequest(c.Server, deploymentId, slot)
+func (c *Client) GetReplicaLogs(ctx context.Context, deploymentId string, slot int64, params *GetReplicaLogsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetReplicaLogsRequest(c.Server, deploymentId, slot, params)
 	if err != nil {
 		return nil, err
 	}
@@ -4336,11 +4348,11 @@ func (c *Client) ListJobInstances(ctx context.Context, id string, params *ListJo
 
 // GetInstanceLogs Get the logs of one instance of a job
 //
-// The instance's combined stdout and stderr so far, as the launcher's driver keeps them (local processes and Docker containers do; a simulated instance has a synthetic log). The local driver keeps logs after a cleanup; Docker and Kubernetes remove them with the instance.
+// The instance's combined stdout and stderr so far, as the launcher's driver keeps them (local processes and Docker containers do; a simulated instance has a synthetic log), from ?offset= bytes on. The local driver keeps logs after a cleanup; Docker and Kubernetes remove them with the instance.
 //
 // Corresponds with GET /jobs/{id}/instances/{role}/{index}/logs (the `GetInstanceLogs` operationId).
-func (c *Client) GetInstanceLogs(ctx context.Context, id string, role GetInstanceLogsParamsRole, index int64, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewGetInstanceLogsRequest(c.Server, id, role, index)
+func (c *Client) GetInstanceLogs(ctx context.Context, id string, role GetInstanceLogsParamsRole, index int64, params *GetInstanceLogsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetInstanceLogsRequest(c.Server, id, role, index, params)
 	if err != nil {
 		return nil, err
 	}
@@ -5991,7 +6003,7 @@ func NewReplaceDeploymentRequestWithBody(server string, deploymentId string, par
 }
 
 // NewGetReplicaLogsRequest constructs an http.Request for the GetReplicaLogs method
-func NewGetReplicaLogsRequest(server string, deploymentId string, slot int64) (*http.Request, error) {
+func NewGetReplicaLogsRequest(server string, deploymentId string, slot int64, params *GetReplicaLogsParams) (*http.Request, error) {
 	var err error
 
 	var pathParam0 string
@@ -6021,6 +6033,33 @@ func NewGetReplicaLogsRequest(server string, deploymentId string, slot int64) (*
 	queryURL, err := serverURL.Parse(operationPath)
 	if err != nil {
 		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Offset != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", false, "offset", *params.Offset, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
 	}
 
 	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
@@ -7161,7 +7200,7 @@ func NewListJobInstancesRequest(server string, id string, params *ListJobInstanc
 }
 
 // NewGetInstanceLogsRequest constructs an http.Request for the GetInstanceLogs method
-func NewGetInstanceLogsRequest(server string, id string, role GetInstanceLogsParamsRole, index int64) (*http.Request, error) {
+func NewGetInstanceLogsRequest(server string, id string, role GetInstanceLogsParamsRole, index int64, params *GetInstanceLogsParams) (*http.Request, error) {
 	var err error
 
 	var pathParam0 string
@@ -7198,6 +7237,33 @@ func NewGetInstanceLogsRequest(server string, id string, role GetInstanceLogsPar
 	queryURL, err := serverURL.Parse(operationPath)
 	if err != nil {
 		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Offset != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", false, "offset", *params.Offset, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
 	}
 
 	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
@@ -8724,12 +8790,12 @@ type ClientWithResponsesInterface interface {
 
 	// GetReplicaLogsWithResponse Get the logs of a deployment's replica
 	//
-	// The combined stdout and stderr so far of the slot's current replica (the generation its status counts in restarts: after a restart, the new one's), as the launcher's driver keeps them.
+	// The combined stdout and stderr so far of the slot's current replica (the generation its status counts in restarts: after a restart, the new one's), as the launcher's driver keeps them, from ?offset= bytes on.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with GET /deployments/{deployment_id}/replicas/{slot}/logs (the `GetReplicaLogs` operationId).
-	GetReplicaLogsWithResponse(ctx context.Context, deploymentId string, slot int64, reqEditors ...RequestEditorFn) (*GetReplicaLogsResponse, error)
+	GetReplicaLogsWithResponse(ctx context.Context, deploymentId string, slot int64, params *GetReplicaLogsParams, reqEditors ...RequestEditorFn) (*GetReplicaLogsResponse, error)
 
 	// StreamEventsWithResponse Stream events (Server-Sent Events)
 	//
@@ -8905,12 +8971,12 @@ type ClientWithResponsesInterface interface {
 
 	// GetInstanceLogsWithResponse Get the logs of one instance of a job
 	//
-	// The instance's combined stdout and stderr so far, as the launcher's driver keeps them (local processes and Docker containers do; a simulated instance has a synthetic log). The local driver keeps logs after a cleanup; Docker and Kubernetes remove them with the instance.
+	// The instance's combined stdout and stderr so far, as the launcher's driver keeps them (local processes and Docker containers do; a simulated instance has a synthetic log), from ?offset= bytes on. The local driver keeps logs after a cleanup; Docker and Kubernetes remove them with the instance.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with GET /jobs/{id}/instances/{role}/{index}/logs (the `GetInstanceLogs` operationId).
-	GetInstanceLogsWithResponse(ctx context.Context, id string, role GetInstanceLogsParamsRole, index int64, reqEditors ...RequestEditorFn) (*GetInstanceLogsResponse, error)
+	GetInstanceLogsWithResponse(ctx context.Context, id string, role GetInstanceLogsParamsRole, index int64, params *GetInstanceLogsParams, reqEditors ...RequestEditorFn) (*GetInstanceLogsResponse, error)
 
 	// StopPostControllerWithResponse Stop the job's post controller
 	//
@@ -15511,13 +15577,13 @@ func (c *ClientWithResponses) ReplaceDeploymentWithResponse(ctx context.Context,
 
 // GetReplicaLogsWithResponse Get the logs of a deployment's replica
 //
-// The combined stdout and stderr so far of the slot's current replica (the generation its status counts in restarts: after a restart, the new one's), as the launcher's driver keeps them.
+// The combined stdout and stderr so far of the slot's current replica (the generation its status counts in restarts: after a restart, the new one's), as the launcher's driver keeps them, from ?offset= bytes on.
 //
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with GET /deployments/{deployment_id}/replicas/{slot}/logs (the `GetReplicaLogs` operationId).
-func (c *ClientWithResponses) GetReplicaLogsWithResponse(ctx context.Context, deploymentId string, slot int64, reqEditors ...RequestEditorFn) (*GetReplicaLogsResponse, error) {
-	rsp, err := c.GetReplicaLogs(ctx, deploymentId, slot, reqEditors...)
+func (c *ClientWithResponses) GetReplicaLogsWithResponse(ctx context.Context, deploymentId string, slot int64, params *GetReplicaLogsParams, reqEditors ...RequestEditorFn) (*GetReplicaLogsResponse, error) {
+	rsp, err := c.GetReplicaLogs(ctx, deploymentId, slot, params, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -15818,13 +15884,13 @@ func (c *ClientWithResponses) ListJobInstancesWithResponse(ctx context.Context, 
 
 // GetInstanceLogsWithResponse Get the logs of one instance of a job
 //
-// The instance's combined stdout and stderr so far, as the launcher's driver keeps them (local processes and Docker containers do; a simulated instance has a synthetic log). The local driver keeps logs after a cleanup; Docker and Kubernetes remove them with the instance.
+// The instance's combined stdout and stderr so far, as the launcher's driver keeps them (local processes and Docker containers do; a simulated instance has a synthetic log), from ?offset= bytes on. The local driver keeps logs after a cleanup; Docker and Kubernetes remove them with the instance.
 //
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with GET /jobs/{id}/instances/{role}/{index}/logs (the `GetInstanceLogs` operationId).
-func (c *ClientWithResponses) GetInstanceLogsWithResponse(ctx context.Context, id string, role GetInstanceLogsParamsRole, index int64, reqEditors ...RequestEditorFn) (*GetInstanceLogsResponse, error) {
-	rsp, err := c.GetInstanceLogs(ctx, id, role, index, reqEditors...)
+func (c *ClientWithResponses) GetInstanceLogsWithResponse(ctx context.Context, id string, role GetInstanceLogsParamsRole, index int64, params *GetInstanceLogsParams, reqEditors ...RequestEditorFn) (*GetInstanceLogsResponse, error) {
+	rsp, err := c.GetInstanceLogs(ctx, id, role, index, params, reqEditors...)
 	if err != nil {
 		return nil, err
 	}

@@ -33,6 +33,13 @@ type logsInput struct {
 	ID    string `path:"id" maxLength:"63" doc:"the job's id"`
 	Role  string `path:"role" enum:"controller,worker,post-controller"`
 	Index int    `path:"index" minimum:"0" maximum:"100000"`
+	LogsOffset
+}
+
+// LogsOffset is where in a log its answer starts: a reader that follows a
+// log asks only for what it has not read yet.
+type LogsOffset struct {
+	Offset int64 `query:"offset" minimum:"0" doc:"bytes of the log to skip: the answer starts there (empty if the log is not that long yet); a reader following a log passes how much it has read"`
 }
 
 func (s *Server) registerLogs() {
@@ -40,7 +47,7 @@ func (s *Server) registerLogs() {
 		OperationID: "get-instance-logs", Method: http.MethodGet, Path: BasePath + "/jobs/{id}/instances/{role}/{index}/logs",
 		Summary: "Get the logs of one instance of a job", Tags: []string{"Jobs"},
 		Description: "The instance's combined stdout and stderr so far, as the launcher's driver keeps them " +
-			"(local processes and Docker containers do; a simulated instance has a synthetic log). " +
+			"(local processes and Docker containers do; a simulated instance has a synthetic log), from ?offset= bytes on. " +
 			"The local driver keeps logs after a cleanup; Docker and Kubernetes remove them with the instance.",
 		Responses: map[string]*huma.Response{
 			"200": {Description: "the log", Content: map[string]*huma.MediaType{
@@ -53,7 +60,7 @@ func (s *Server) registerLogs() {
 		OperationID: "get-replica-logs", Method: http.MethodGet, Path: BasePath + "/deployments/{deployment_id}/replicas/{slot}/logs",
 		Summary: "Get the logs of a deployment's replica", Tags: []string{"Deployments"},
 		Description: "The combined stdout and stderr so far of the slot's current replica (the generation its status " +
-			"counts in restarts: after a restart, the new one's), as the launcher's driver keeps them.",
+			"counts in restarts: after a restart, the new one's), as the launcher's driver keeps them, from ?offset= bytes on.",
 		Responses: map[string]*huma.Response{
 			"200": {Description: "the log", Content: map[string]*huma.MediaType{
 				"text/plain": {Schema: &huma.Schema{Type: "string"}},
@@ -106,14 +113,15 @@ func (s *Server) instanceLogs(ctx context.Context, in *logsInput) (*huma.StreamR
 	if in.Role == "worker" && in.Index >= j.WorkerInstances || in.Role == "controller" && in.Index != 0 {
 		return nil, fmt.Errorf("%s %d of job %q: %w", in.Role, in.Index, j.ID, problem.ErrNotFound)
 	}
-	return s.streamLogs(ctx, logsSubjectPrefix+"."+j.ID+"."+in.Role+"."+strconv.Itoa(in.Index))
+	return s.streamLogs(ctx, logsSubjectPrefix+"."+j.ID+"."+in.Role+"."+strconv.Itoa(in.Index), in.Offset)
 }
 
-// streamLogs answers with the log the launcher serves on subject: its first
-// chunk decides the status, the rest is streamed as it comes.
-func (s *Server) streamLogs(ctx context.Context, subject string) (*huma.StreamResponse, error) {
+// streamLogs answers with the log the launcher serves on subject, from
+// offset on: its first chunk decides the status, the rest is streamed as
+// it comes.
+func (s *Server) streamLogs(ctx context.Context, subject string, offset int64) (*huma.StreamResponse, error) {
 	nc := s.opts.JS.Conn()
-	first, err := fetchLogs(ctx, nc, subject, 0)
+	first, err := fetchLogs(ctx, nc, subject, offset)
 	if err != nil {
 		return nil, err
 	}
@@ -122,7 +130,7 @@ func (s *Server) streamLogs(ctx context.Context, subject string) (*huma.StreamRe
 		hctx.SetHeader("Cache-Control", "no-store")
 		hctx.SetStatus(http.StatusOK)
 		w := hctx.BodyWriter()
-		chunk, offset := first, int64(0)
+		chunk := first
 		for {
 			if _, err := w.Write(chunk.data); err != nil {
 				return
@@ -142,6 +150,7 @@ func (s *Server) streamLogs(ctx context.Context, subject string) (*huma.StreamRe
 type replicaLogsInput struct {
 	DeploymentPathParam
 	Slot int `path:"slot" minimum:"0" maximum:"9999" doc:"the replica slot, 0 to replicas-1"`
+	LogsOffset
 }
 
 // replicaLogs answers with the log of the current replica of a deployment's
@@ -164,5 +173,5 @@ func (s *Server) replicaLogs(ctx context.Context, in *replicaLogsInput) (*huma.S
 			gen = r.Restarts
 		}
 	}
-	return s.streamLogs(ctx, logsSubjectPrefix+"."+d.ID+"-r"+strconv.Itoa(in.Slot)+".replica."+strconv.Itoa(gen))
+	return s.streamLogs(ctx, logsSubjectPrefix+"."+d.ID+"-r"+strconv.Itoa(in.Slot)+".replica."+strconv.Itoa(gen), in.Offset)
 }
