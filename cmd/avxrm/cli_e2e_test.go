@@ -245,6 +245,15 @@ func TestCLILogsFollow(t *testing.T) {
 	if want := "hello from worker 0\ntick 1\ntick 2\ntick 3\ntick 4\n"; out.String() != want {
 		t.Errorf("logs -f printed %q, want %q", out.String(), want)
 	}
+	// --tail: the last lines only, with -f too once the instance has ended.
+	for _, args := range [][]string{{"--tail", "2"}, {"--tail", "2", "-f"}} {
+		if got := s.must(t, append([]string{"logs", id, "--role", "worker", "--index", "0"}, args...)...); got != "tick 3\ntick 4\n" {
+			t.Errorf("logs %v printed %q, want the last two lines", args, got)
+		}
+	}
+	if _, errs, code := s.run(t, "logs", id, "--tail", "-1"); code != 1 || !strings.Contains(errs, "--tail -1") {
+		t.Errorf("logs --tail -1: exit %d, %q", code, errs)
+	}
 }
 
 // export waits for the zip, downloads and verifies it; the test checks the

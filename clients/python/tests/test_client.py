@@ -33,6 +33,7 @@ def test_flow_through_client(seeded):
         assert c.jobs.logs(job.id, "worker", 2) == "hello from worker 2\n"
         assert c.jobs.logs(job.id, "worker", 2, offset=6) == "from worker 2\n"
         assert c.jobs.logs(job.id, "worker", 2, offset=1000) == ""
+        assert c.jobs.logs(job.id, "worker", 2, tail=1) == "hello from worker 2\n"
         # A failed job: wait returns it with the failing instance named.
         bad = c.jobs.submit(queue_id="Default", application={"id": app_id}, worker_instances=2,
                             environment_variables={"FAIL_INDEX": "1"})

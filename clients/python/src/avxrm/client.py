@@ -105,9 +105,10 @@ def _check(resp: httpx.Response) -> None:
         raise error_for(resp.status_code, resp.content)
 
 
-def _offset(offset: int) -> Optional[Dict[str, Any]]:
-    """The query of a log read from offset bytes on (none from the start)."""
-    return {"offset": offset} if offset else None
+def _log_range(offset: int, tail: Optional[int]) -> Optional[Dict[str, Any]]:
+    """The query of a log read from offset bytes on, or of its last tail lines (none: all of it)."""
+    q = _drop_none({"offset": offset or None, "tail": tail})
+    return q or None
 
 
 def _watch_request(job_id: Optional[str], queue_id: Optional[str], types: Optional[Iterable[str]],
@@ -200,11 +201,12 @@ class Deployments(Collection):
     def __init__(self, client: _Resources):
         super().__init__(client, "/deployments", Deployment)
 
-    def logs(self, id_or_name: str, replica: int = 0, offset: int = 0) -> Any:
+    def logs(self, id_or_name: str, replica: int = 0, offset: int = 0, tail: Optional[int] = None) -> Any:
         """The output so far of the replica slot's current replica, as text, from ``offset``
-        bytes on (``status["replicas"]`` says its state, restarts and how the last one ended)."""
+        bytes on or its last ``tail`` lines (``status["replicas"]`` says its state, restarts
+        and how the last one ended)."""
         return self._c._request("GET", f"/deployments/{quote(id_or_name, safe='')}/replicas/{replica}/logs",
-                                params=_offset(offset), text=True)
+                                params=_log_range(offset, tail), text=True)
 
 
 class RuntimeConfigs:
@@ -262,10 +264,11 @@ class Jobs(Collection):
     def stop_post_controller(self, id: str) -> Any:
         return self._c._request("DELETE", f"/jobs/{id}/post-controller")
 
-    def logs(self, id: str, role: str = "worker", index: int = 0, offset: int = 0) -> Any:
+    def logs(self, id: str, role: str = "worker", index: int = 0, offset: int = 0, tail: Optional[int] = None) -> Any:
         """An instance's output so far, as text, from ``offset`` bytes on (to read only
-        what is new since an earlier call: the bytes read so far)."""
-        return self._c._request("GET", f"/jobs/{id}/instances/{role}/{index}/logs", params=_offset(offset), text=True)
+        what is new since an earlier call: the bytes read so far), or its last ``tail`` lines."""
+        return self._c._request("GET", f"/jobs/{id}/instances/{role}/{index}/logs", params=_log_range(offset, tail),
+                                text=True)
 
     def artifacts(self, id: str, **filters: Any) -> Any:
         return self._c._pages(f"/jobs/{id}/artifacts", _drop_none(filters), Artifact.from_dict)

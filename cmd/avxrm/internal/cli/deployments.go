@@ -76,10 +76,10 @@ func restartsOf(d *deploymentView, slot int) int {
 }
 
 func replicaLogsCommand(g *globals) *cobra.Command {
-	var slot int
+	var slot, tail int
 	var follow bool
 	cmd := &cobra.Command{
-		Use:     "logs <id|name> [--replica 0] [-f]",
+		Use:     "logs <id|name> [--replica 0] [--tail N] [-f]",
 		Short:   "Print a replica's output; -f follows it, and its successors when it restarts, until interrupted",
 		Args:    cobra.ExactArgs(1),
 		Example: "  avxrm deployments logs viz\n  avxrm deployments logs viz --replica 1 -f",
@@ -88,21 +88,25 @@ func replicaLogsCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return printReplicaLogs(cmd.Context(), c, args[0], slot, follow, cmd.OutOrStdout(), cmd.ErrOrStderr())
+			if tail < 0 {
+				return fmt.Errorf("--tail %d: want a number of lines, 1 or more", tail)
+			}
+			return printReplicaLogs(cmd.Context(), c, args[0], slot, tail, follow, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
 	cmd.Flags().IntVar(&slot, "replica", 0, "the replica slot, 0 to replicas-1")
 	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new output, and the next replica's after a restart")
+	cmd.Flags().IntVar(&tail, "tail", 0, "only the last N lines of the current replica's output (then, with -f, what follows)")
 	return cmd
 }
 
 // printReplicaLogs prints the log of the slot's current replica; following,
 // until interrupted, and when the slot's restarts change it says so and
 // prints the new replica's log.
-func printReplicaLogs(ctx context.Context, c *avxrm.Client, dep string, slot int, follow bool, w, notes io.Writer) error {
+func printReplicaLogs(ctx context.Context, c *avxrm.Client, dep string, slot, tail int, follow bool, w, notes io.Writer) error {
 	path := fmt.Sprintf("/deployments/%s/replicas/%d/logs", url.PathEscape(dep), slot)
 	gen := -1
-	return followLog(ctx, c, path, follow, w, func() (bool, bool, error) {
+	return followLog(ctx, c, path, tail, follow, w, func() (bool, bool, error) {
 		d, err := getDeployment(ctx, c, dep)
 		if err != nil {
 			return false, false, err

@@ -532,30 +532,36 @@ func logsCommand(g *globals) *cobra.Command {
 	var role string
 	var index int
 	var followLogs bool
+	var tail int
 	cmd := &cobra.Command{
-		Use: "logs <job> [--role worker --index 3] [-f]", Short: "Print an instance's output; -f follows it until the instance ends",
-		Args:    cobra.ExactArgs(1),
-		Example: "  avxrm logs job-01J…\n  avxrm logs -f job-01J… --role worker --index 3\n  avxrm logs job-01J… --role controller",
+		Use: "logs <job> [--role worker --index 3] [--tail N] [-f]", Short: "Print an instance's output; -f follows it until the instance ends",
+		Args: cobra.ExactArgs(1),
+		Example: "  avxrm logs job-01J…\n  avxrm logs -f job-01J… --role worker --index 3\n  avxrm logs job-01J… --role controller\n" +
+			"  avxrm logs job-01J… --tail 20 -f   # its last 20 lines, then what follows",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := g.client(cmd.Context())
 			if err != nil {
 				return err
 			}
-			return printLogs(cmd.Context(), c, args[0], role, index, followLogs, cmd.OutOrStdout())
+			if tail < 0 {
+				return fmt.Errorf("--tail %d: want a number of lines, 1 or more", tail)
+			}
+			return printLogs(cmd.Context(), c, args[0], role, index, tail, followLogs, cmd.OutOrStdout())
 		},
 	}
 	cmd.Flags().StringVar(&role, "role", "worker", "controller, worker or post-controller")
 	cmd.Flags().IntVar(&index, "index", 0, "the instance's index within its role")
 	cmd.Flags().BoolVarP(&followLogs, "follow", "f", false, "keep printing new output until the instance ends")
+	cmd.Flags().IntVar(&tail, "tail", 0, "only the last N lines (then, with -f, what follows); the server reads no more of the log than those")
 	_ = cmd.RegisterFlagCompletionFunc("role", cobra.FixedCompletions([]string{"controller", "worker", "post-controller"}, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
 }
 
 // printLogs prints the instance's log; following, until the instance has
 // ended.
-func printLogs(ctx context.Context, c *avxrm.Client, id, role string, index int, follow bool, w io.Writer) error {
+func printLogs(ctx context.Context, c *avxrm.Client, id, role string, index, tail int, follow bool, w io.Writer) error {
 	path := fmt.Sprintf("/jobs/%s/instances/%s/%d/logs", url.PathEscape(id), url.PathEscape(role), index)
-	return followLog(ctx, c, path, follow, w, func() (bool, bool, error) {
+	return followLog(ctx, c, path, tail, follow, w, func() (bool, bool, error) {
 		j, err := c.GetJob(ctx, id)
 		if err != nil {
 			return false, false, err
@@ -569,8 +575,8 @@ func printLogs(ctx context.Context, c *avxrm.Client, id, role string, index int,
 // restarted (a new replica's: printed from its start), and every half
 // second asks for what it has not printed yet (?offset=); a log not there
 // yet is waited for.
-func followLog(ctx context.Context, c *avxrm.Client, path string, follow bool, w io.Writer, poll func() (ended, restarted bool, err error)) error {
-	printed := 0
+func followLog(ctx context.Context, c *avxrm.Client, path string, tail int, follow bool, w io.Writer, poll func() (ended, restarted bool, err error)) error {
+	printed := 0 // the offset read to
 	for {
 		ended := false
 		if follow {
@@ -584,11 +590,22 @@ func followLog(ctx context.Context, c *avxrm.Client, path string, follow bool, w
 			}
 		}
 		// Only what has not been printed: a long log is not read again
-		// on every poll.
+		// on every poll. The first read of --tail asks for the last lines,
+		// and the answer says where they start.
+		query := "?offset=" + strconv.Itoa(printed)
+		if tail > 0 {
+			query = "?tail=" + strconv.Itoa(tail)
+		}
 		var raw []byte
-		_, err := c.Do(ctx, http.MethodGet, path+"?offset="+strconv.Itoa(printed), nil, &raw)
+		resp, err := c.Do(ctx, http.MethodGet, path+query, nil, &raw)
 		switch {
 		case err == nil:
+			if tail > 0 {
+				tail = 0
+				if printed, err = strconv.Atoi(resp.Header.Get("Rm-Log-Offset")); err != nil {
+					printed = 0 // a server older than tails sends the whole log
+				}
+			}
 			if len(raw) > 0 {
 				if _, err := w.Write(raw); err != nil {
 					return err

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 
@@ -32,34 +33,80 @@ func TestFollowLogAsksFromWhereItWas(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	c, err := avxrm.New(srv.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	polls := 0
-	var out bytes.Buffer
-	err = followLog(context.Background(), c, "/jobs/job-1/instances/worker/0/logs", true, &out, func() (bool, bool, error) {
-		mu.Lock()
-		defer mu.Unlock()
-		polls++
+	out := followFake(t, srv.URL, 0, &mu, func(polls int) (bool, bool) {
 		switch polls {
 		case 2:
 			logs[0] = append(logs[0], "two\n"...)
 		case 3:
 			logs = append(logs, []byte("again\n")) // a new replica's log
-			return false, true, nil
+			return false, true
 		case 4:
-			return true, false, nil
+			return true, false
 		}
-		return false, false, nil
+		return false, false
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got, want := out.String(), "one\ntwo\nagain\n"; got != want {
+	if got, want := out, "one\ntwo\nagain\n"; got != want {
 		t.Errorf("printed %q, want %q", got, want)
 	}
 	if got, want := offsets, []string{"0", "4", "0", "6"}; !slices.Equal(got, want) {
 		t.Errorf("offsets asked %q, want %q", got, want)
 	}
+}
+
+// --tail asks for the last lines once, then follows from where the answer
+// said they start (Rm-Log-Offset) plus what it printed.
+func TestLogsTailThenFollow(t *testing.T) {
+	var mu sync.Mutex
+	log := "one\ntwo\nthree\n"
+	var asked []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		asked = append(asked, r.URL.RawQuery)
+		start := 0
+		if r.URL.Query().Has("tail") {
+			start = strings.Index(log, "two") // the last 2 lines of 3
+		} else {
+			start, _ = strconv.Atoi(r.URL.Query().Get("offset"))
+		}
+		w.Header().Set("Rm-Log-Offset", strconv.Itoa(start))
+		_, _ = w.Write([]byte(log[min(start, len(log)):]))
+	}))
+	defer srv.Close()
+	out := followFake(t, srv.URL, 2, &mu, func(polls int) (bool, bool) {
+		if polls == 2 {
+			log += "four\n"
+		}
+		return polls == 3, false
+	})
+	if got, want := out, "two\nthree\nfour\n"; got != want {
+		t.Errorf("printed %q, want %q", got, want)
+	}
+	if want := []string{"tail=2", "offset=14", "offset=19"}; !slices.Equal(asked, want) {
+		t.Errorf("asked %q, want %q", asked, want)
+	}
+}
+
+// followFake follows the log the fake server at url serves, with tail,
+// polling with poll (given the poll's count, under mu) and returns what it
+// printed.
+func followFake(t *testing.T, url string, tail int, mu *sync.Mutex, poll func(polls int) (ended, restarted bool)) string {
+	t.Helper()
+	c, err := avxrm.New(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	polls := 0
+	var out bytes.Buffer
+	err = followLog(context.Background(), c, "/jobs/job-1/instances/worker/0/logs", tail, true, &out, func() (bool, bool, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		polls++
+		ended, restarted := poll(polls)
+		return ended, restarted, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out.String()
 }

@@ -167,8 +167,10 @@ func TestLauncherWorkedExampleRunsForReal(t *testing.T) {
 			t.Errorf("logs of worker 7 from offset %d = %d %q, want 200 %q", offset, status, raw, want)
 		}
 	}
-	if status, raw := c.do(http.MethodGet, jobsPath+"/"+j2.ID+"/instances/worker/7/logs?offset=-1", nil); status != http.StatusUnprocessableEntity {
-		t.Errorf("logs from offset -1 = %d %s, want 422", status, raw)
+	for _, q := range []string{"offset=-1", "tail=-1", "offset=2&tail=1"} {
+		if status, raw := c.do(http.MethodGet, jobsPath+"/"+j2.ID+"/instances/worker/7/logs?"+q, nil); status != http.StatusUnprocessableEntity {
+			t.Errorf("logs with %s = %d %s, want 422", q, status, raw)
+		}
 	}
 	if status, raw := c.do(http.MethodGet, jobsPath+"/"+j2.ID+"/instances/worker/8/logs", nil); status != http.StatusNotFound {
 		t.Errorf("logs of a worker the job does not have = %d %s, want 404", status, raw)

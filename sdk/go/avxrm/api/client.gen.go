@@ -2119,6 +2119,9 @@ type ReplaceDeploymentParams struct {
 type GetReplicaLogsParams struct {
 	// Offset bytes of the log to skip: the answer starts there (empty if the log is not that long yet); a reader following a log passes how much it has read
 	Offset *int64 `form:"offset,omitempty" json:"offset,omitempty"`
+
+	// Tail only the last this many lines (instead of offset); the Rm-Log-Offset header says where they start
+	Tail *int64 `form:"tail,omitempty" json:"tail,omitempty"`
 }
 
 // StreamEventsParams defines parameters for StreamEvents.
@@ -2245,6 +2248,9 @@ type ListJobInstancesParamsStatus string
 type GetInstanceLogsParams struct {
 	// Offset bytes of the log to skip: the answer starts there (empty if the log is not that long yet); a reader following a log passes how much it has read
 	Offset *int64 `form:"offset,omitempty" json:"offset,omitempty"`
+
+	// Tail only the last this many lines (instead of offset); the Rm-Log-Offset header says where they start
+	Tail *int64 `form:"tail,omitempty" json:"tail,omitempty"`
 }
 
 // GetInstanceLogsParamsRole defines parameters for GetInstanceLogs.
@@ -6056,6 +6062,18 @@ func NewGetReplicaLogsRequest(server string, deploymentId string, slot int64, pa
 
 		}
 
+		if params.Tail != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", false, "tail", *params.Tail, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
 		if encoded := queryValues.Encode(); encoded != "" {
 			rawQueryFragments = append(rawQueryFragments, encoded)
 		}
@@ -7251,6 +7269,18 @@ func NewGetInstanceLogsRequest(server string, id string, role GetInstanceLogsPar
 		if params.Offset != nil {
 
 			if queryFrag, err := runtime.StyleParamWithOptions("form", false, "offset", *params.Offset, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Tail != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", false, "tail", *params.Tail, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: "int64"}); err != nil {
 				return nil, err
 			} else {
 				for _, qp := range strings.Split(queryFrag, "&") {
@@ -11108,6 +11138,11 @@ func (r ReplaceDeploymentResponse) ContentType() string {
 	return ""
 }
 
+// GetReplicaLogsResponse200Headers the declared response headers of an HTTP 200 response for GetReplicaLogs
+type GetReplicaLogsResponse200Headers struct {
+	RmLogOffset *int
+}
+
 type GetReplicaLogsResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -11127,6 +11162,8 @@ type GetReplicaLogsResponse struct {
 	ApplicationproblemJSON503 *Problem
 	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
 	ApplicationproblemJSONDefault *Problem
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *GetReplicaLogsResponse200Headers
 }
 
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
@@ -12918,6 +12955,11 @@ func (r ListJobInstancesResponse) ContentType() string {
 	return ""
 }
 
+// GetInstanceLogsResponse200Headers the declared response headers of an HTTP 200 response for GetInstanceLogs
+type GetInstanceLogsResponse200Headers struct {
+	RmLogOffset *int
+}
+
 type GetInstanceLogsResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -12937,6 +12979,8 @@ type GetInstanceLogsResponse struct {
 	ApplicationproblemJSON503 *Problem
 	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
 	ApplicationproblemJSONDefault *Problem
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *GetInstanceLogsResponse200Headers
 }
 
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
@@ -18161,6 +18205,19 @@ func ParseGetReplicaLogsResponse(rsp *http.Response) (*GetReplicaLogsResponse, e
 
 	}
 
+	switch {
+	case rsp.StatusCode == 200:
+		var headers GetReplicaLogsResponse200Headers
+		if values := rsp.Header.Values("Rm-Log-Offset"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Rm-Log-Offset", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RmLogOffset = &value
+		}
+		response.Headers200 = &headers
+	}
+
 	return response, nil
 }
 
@@ -19771,6 +19828,19 @@ func ParseGetInstanceLogsResponse(rsp *http.Response) (*GetInstanceLogsResponse,
 		}
 		response.ApplicationproblemJSONDefault = &dest
 
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers GetInstanceLogsResponse200Headers
+		if values := rsp.Header.Values("Rm-Log-Offset"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Rm-Log-Offset", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RmLogOffset = &value
+		}
+		response.Headers200 = &headers
 	}
 
 	return response, nil

@@ -33,13 +33,26 @@ type logsInput struct {
 	ID    string `path:"id" maxLength:"63" doc:"the job's id"`
 	Role  string `path:"role" enum:"controller,worker,post-controller"`
 	Index int    `path:"index" minimum:"0" maximum:"100000"`
-	LogsOffset
+	LogsRange
 }
 
-// LogsOffset is where in a log its answer starts: a reader that follows a
-// log asks only for what it has not read yet.
-type LogsOffset struct {
+// LogsRange is where in a log its answer starts: a reader that follows a
+// log asks only for what it has not read yet; one that wants the end asks
+// for the last lines.
+type LogsRange struct {
 	Offset int64 `query:"offset" minimum:"0" doc:"bytes of the log to skip: the answer starts there (empty if the log is not that long yet); a reader following a log passes how much it has read"`
+	Tail   int   `query:"tail" minimum:"0" maximum:"100000" doc:"only the last this many lines (instead of offset); the Rm-Log-Offset header says where they start"`
+}
+
+// HeaderLogOffset answers where in the log a logs response starts.
+const HeaderLogOffset = "Rm-Log-Offset"
+
+// Resolve refuses an offset together with a tail.
+func (r *LogsRange) Resolve(huma.Context) []error {
+	if r.Offset > 0 && r.Tail > 0 {
+		return []error{&huma.ErrorDetail{Location: "query.tail", Message: "give offset or tail, not both", Value: r.Tail}}
+	}
+	return nil
 }
 
 func (s *Server) registerLogs() {
@@ -50,9 +63,7 @@ func (s *Server) registerLogs() {
 			"(local processes and Docker containers do; a simulated instance has a synthetic log), from ?offset= bytes on. " +
 			"The local driver keeps logs after a cleanup; Docker and Kubernetes remove them with the instance.",
 		Responses: map[string]*huma.Response{
-			"200": {Description: "the log", Content: map[string]*huma.MediaType{
-				"text/plain": {Schema: &huma.Schema{Type: "string"}},
-			}},
+			"200": logResponse,
 		},
 		Errors: []int{http.StatusNotFound, http.StatusUnprocessableEntity, http.StatusNotImplemented, http.StatusServiceUnavailable},
 	}, s.instanceLogs)
@@ -62,12 +73,20 @@ func (s *Server) registerLogs() {
 		Description: "The combined stdout and stderr so far of the slot's current replica (the generation its status " +
 			"counts in restarts: after a restart, the new one's), as the launcher's driver keeps them, from ?offset= bytes on.",
 		Responses: map[string]*huma.Response{
-			"200": {Description: "the log", Content: map[string]*huma.MediaType{
-				"text/plain": {Schema: &huma.Schema{Type: "string"}},
-			}},
+			"200": logResponse,
 		},
 		Errors: []int{http.StatusNotFound, http.StatusUnprocessableEntity, http.StatusNotImplemented, http.StatusServiceUnavailable},
 	}, s.replicaLogs)
+}
+
+// logResponse is the 200 of both logs routes.
+var logResponse = &huma.Response{
+	Description: "the log, from Rm-Log-Offset on",
+	Headers: map[string]*huma.Param{HeaderLogOffset: {
+		Description: "the offset in bytes of the log at which the body starts: the offset asked for, or where the last tail lines begin; offset + the body's length is where to read on from",
+		Schema:      &huma.Schema{Type: "integer", Minimum: ptr(0.0)},
+	}},
+	Content: map[string]*huma.MediaType{"text/plain": {Schema: &huma.Schema{Type: "string"}}},
 }
 
 // logsChunkReply is one answer of the launcher.
@@ -75,11 +94,13 @@ type logsChunkReply struct {
 	status int
 	eof    bool
 	data   []byte
+	start  int64 // the offset the data starts at
 }
 
-// fetchLogs asks the launcher for the chunk of ref's log at offset.
-func fetchLogs(ctx context.Context, nc *nats.Conn, subject string, offset int64) (logsChunkReply, error) {
-	body, _ := json.Marshal(map[string]int64{"offset": offset, "max": logsChunk})
+// fetchLogs asks the launcher for the chunk of ref's log at offset, or,
+// with tail, for the chunk at the start of its last tail lines.
+func fetchLogs(ctx context.Context, nc *nats.Conn, subject string, offset int64, tail int) (logsChunkReply, error) {
+	body, _ := json.Marshal(map[string]int64{"offset": offset, "max": logsChunk, "tail": int64(tail)})
 	ctx, cancel := context.WithTimeout(ctx, logsTimeout)
 	defer cancel()
 	m, err := nc.RequestWithContext(ctx, subject, body)
@@ -90,7 +111,12 @@ func fetchLogs(ctx context.Context, nc *nats.Conn, subject string, offset int64)
 		return logsChunkReply{}, problem.New(http.StatusServiceUnavailable, "the launcher did not answer: "+err.Error())
 	}
 	st, _ := strconv.Atoi(m.Header.Get("Rm-Logs-Status"))
-	r := logsChunkReply{status: st, eof: m.Header.Get("Rm-Logs-Eof") == "true", data: m.Data}
+	r := logsChunkReply{status: st, eof: m.Header.Get("Rm-Logs-Eof") == "true", data: m.Data, start: offset}
+	if v := m.Header.Get("Rm-Logs-Offset"); v != "" {
+		r.start, _ = strconv.ParseInt(v, 10, 64)
+	} else if tail > 0 {
+		r.start = 0 // a launcher older than tails answers from the start
+	}
 	switch {
 	case st == http.StatusOK:
 		return r, nil
@@ -113,24 +139,25 @@ func (s *Server) instanceLogs(ctx context.Context, in *logsInput) (*huma.StreamR
 	if in.Role == "worker" && in.Index >= j.WorkerInstances || in.Role == "controller" && in.Index != 0 {
 		return nil, fmt.Errorf("%s %d of job %q: %w", in.Role, in.Index, j.ID, problem.ErrNotFound)
 	}
-	return s.streamLogs(ctx, logsSubjectPrefix+"."+j.ID+"."+in.Role+"."+strconv.Itoa(in.Index), in.Offset)
+	return s.streamLogs(ctx, logsSubjectPrefix+"."+j.ID+"."+in.Role+"."+strconv.Itoa(in.Index), in.LogsRange)
 }
 
 // streamLogs answers with the log the launcher serves on subject, from
-// offset on: its first chunk decides the status, the rest is streamed as
-// it comes.
-func (s *Server) streamLogs(ctx context.Context, subject string, offset int64) (*huma.StreamResponse, error) {
+// the range's offset or last lines on: its first chunk decides the status
+// and the start, the rest is streamed as it comes.
+func (s *Server) streamLogs(ctx context.Context, subject string, from LogsRange) (*huma.StreamResponse, error) {
 	nc := s.opts.JS.Conn()
-	first, err := fetchLogs(ctx, nc, subject, offset)
+	first, err := fetchLogs(ctx, nc, subject, from.Offset, from.Tail)
 	if err != nil {
 		return nil, err
 	}
 	return &huma.StreamResponse{Body: func(hctx huma.Context) {
 		hctx.SetHeader("Content-Type", "text/plain; charset=utf-8")
 		hctx.SetHeader("Cache-Control", "no-store")
+		hctx.SetHeader(HeaderLogOffset, strconv.FormatInt(first.start, 10))
 		hctx.SetStatus(http.StatusOK)
 		w := hctx.BodyWriter()
-		chunk := first
+		chunk, offset := first, first.start
 		for {
 			if _, err := w.Write(chunk.data); err != nil {
 				return
@@ -139,7 +166,7 @@ func (s *Server) streamLogs(ctx context.Context, subject string, offset int64) (
 			if chunk.eof || len(chunk.data) == 0 {
 				return
 			}
-			if chunk, err = fetchLogs(hctx.Context(), nc, subject, offset); err != nil {
+			if chunk, err = fetchLogs(hctx.Context(), nc, subject, offset, 0); err != nil {
 				s.opts.Logger.Warn("logs cut short", "subject", subject, "offset", offset, "err", err)
 				return
 			}
@@ -150,7 +177,7 @@ func (s *Server) streamLogs(ctx context.Context, subject string, offset int64) (
 type replicaLogsInput struct {
 	DeploymentPathParam
 	Slot int `path:"slot" minimum:"0" maximum:"9999" doc:"the replica slot, 0 to replicas-1"`
-	LogsOffset
+	LogsRange
 }
 
 // replicaLogs answers with the log of the current replica of a deployment's
@@ -173,5 +200,5 @@ func (s *Server) replicaLogs(ctx context.Context, in *replicaLogsInput) (*huma.S
 			gen = r.Restarts
 		}
 	}
-	return s.streamLogs(ctx, logsSubjectPrefix+"."+d.ID+"-r"+strconv.Itoa(in.Slot)+".replica."+strconv.Itoa(gen), in.Offset)
+	return s.streamLogs(ctx, logsSubjectPrefix+"."+d.ID+"-r"+strconv.Itoa(in.Slot)+".replica."+strconv.Itoa(gen), in.LogsRange)
 }

@@ -1,6 +1,7 @@
 package ui
 
 import (
+	"bytes"
 	"cmp"
 	"errors"
 	"fmt"
@@ -232,11 +233,11 @@ func (u *UI) deploymentPage(r *http.Request, ref string) (*page, error) {
 		d.LogSlot = n
 	}
 	if dep.Replicas > 0 {
-		raw, err := u.call(r, http.MethodGet, apiBase+"/deployments/"+dep.ID+"/replicas/"+strconv.Itoa(d.LogSlot)+"/logs", nil)
+		raw, err := u.call(r, http.MethodGet, apiBase+"/deployments/"+dep.ID+"/replicas/"+strconv.Itoa(d.LogSlot)+"/logs"+logTailQuery, nil)
 		if err != nil {
 			d.LogError = err.(*pageError).Detail
 		} else {
-			d.Log, d.LogCut = tail(raw, logTailBytes)
+			d.Log, d.LogCut = logTail(raw)
 		}
 	}
 	return &page{Name: "deployment", Title: "Deployment " + dep.Name, Nav: "queues",
@@ -445,8 +446,32 @@ type jobData struct {
 // instancesPerPage is how many instances the job page lists at once.
 const instancesPerPage = 50
 
-// logTailBytes is how much of a log the job page shows.
-const logTailBytes = 16 << 10
+// logTailBytes is how much of a log the job page shows, at most
+// logTailLines lines of it.
+const (
+	logTailBytes = 16 << 10
+	logTailLines = 400
+)
+
+// logTailQuery asks the logs routes for one line more than a page shows,
+// so that the launcher reads (and the API sends) no more of a long log than
+// that, and the extra line tells that there was more.
+var logTailQuery = "?tail=" + strconv.Itoa(logTailLines+1)
+
+// logTail is the part of raw (the answer to logTailQuery) a page shows, and
+// whether the log had more.
+func logTail(raw []byte) (string, bool) {
+	lines := bytes.Count(raw, []byte("\n"))
+	if len(raw) > 0 && raw[len(raw)-1] != '\n' {
+		lines++
+	}
+	cut := false
+	if lines > logTailLines {
+		raw, cut = raw[bytes.IndexByte(raw, '\n')+1:], true
+	}
+	s, cutBytes := tail(raw, logTailBytes)
+	return s, cut || cutBytes
+}
 
 func (u *UI) jobPage(r *http.Request, id string) (*page, error) {
 	if !jobIDRe.MatchString(id) {
@@ -497,11 +522,11 @@ func (u *UI) jobPage(r *http.Request, id string) (*page, error) {
 		if !slices.Contains(d.LogChoice, d.LogRef) {
 			d.LogChoice = append([]string{d.LogRef}, d.LogChoice...)
 		}
-		raw, err := u.call(r, http.MethodGet, apiBase+"/jobs/"+j.ID+"/instances/"+d.LogRef+"/logs", nil)
+		raw, err := u.call(r, http.MethodGet, apiBase+"/jobs/"+j.ID+"/instances/"+d.LogRef+"/logs"+logTailQuery, nil)
 		if err != nil {
 			d.LogError = err.(*pageError).Detail
 		} else {
-			d.Log, d.LogCut = tail(raw, logTailBytes)
+			d.Log, d.LogCut = logTail(raw)
 		}
 	}
 
