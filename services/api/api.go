@@ -67,6 +67,10 @@ type Deps struct {
 	// Lookup finds active jobs by index on a store that cannot use one for
 	// the filter (the embedded FerretDB); nil: the filter goes to the store.
 	Lookup indexed.Lookup
+	// AuthOffSaid: the embedding process has already warned that auth is
+	// off (avxrm up, with the address it serves on): the API does not
+	// warn a second time.
+	AuthOffSaid bool
 }
 
 // Source is the CloudEvents source of the API's events.
@@ -122,7 +126,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 		if authn, err = auth.New(ctx, cfg.Auth, jobTokens); err != nil {
 			return nil, err
 		}
-	} else {
+	} else if !deps.AuthOffSaid {
 		deps.Logger.Warn("AUTH IS OFF: no RM_OIDC_ISSUER, every request may do anything")
 	}
 	ready := append([]ReadyCheck{{Name: "mongodb", Check: func(ctx context.Context) error { return deps.DB.Client().Ping(ctx, nil) }}}, deps.Ready...)

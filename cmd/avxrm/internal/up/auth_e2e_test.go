@@ -170,3 +170,31 @@ func TestRefusesOpenAPIWithoutAuth(t *testing.T) {
 		t.Fatalf("RM_AUTH=off: %v %+v", err, cfg.AuthOff)
 	}
 }
+
+// Without auth the all-in-one says so once, with the address it serves
+// on, not once more from the API inside it.
+func TestAuthOffSaidOnce(t *testing.T) {
+	dir := t.TempDir()
+	cfg, err := up.Load([]string{"--data-dir", filepath.Join(dir, "data"), "--http-addr", "127.0.0.1:0", "--nats-addr", "127.0.0.1:0",
+		"--mongo-addr", "127.0.0.1:0"}, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs, err := os.Create(filepath.Join(dir, "log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logs.Close()
+	sys, err := up.Start(context.Background(), cfg, slog.New(slog.NewTextHandler(logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sys.Stop()
+	if err := sys.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := os.ReadFile(logs.Name())
+	if n := strings.Count(string(raw), "AUTH IS OFF"); n != 1 || !strings.Contains(string(raw), "http_addr=127.0.0.1:") {
+		t.Errorf("said auth is off %d times (want once, with the address):\n%s", n, raw)
+	}
+}

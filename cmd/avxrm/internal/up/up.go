@@ -222,7 +222,7 @@ func (s *System) prepare(ctx context.Context, cfg Config, nc *nats.Conn) (svc se
 	ready = append(ready, api.ReadyCheck{Name: "scenario-export", Check: svc.exporter.Ready})
 	if svc.api, err = api.New(ctx, api.Config{ArtifactUploadLimit: cfg.ArtifactMax, ExportTTL: cfg.ExportTTL, Auth: cfg.Auth}, api.Deps{
 		DB: s.DB, Outbox: svc.ob, Gatherer: reg, Registerer: reg, Logger: s.log.With("service", "api"), Listener: ln, JS: s.JS,
-		Ready: ready, Lookup: s.Lookup(cfg.MongoDB),
+		Ready: ready, Lookup: s.Lookup(cfg.MongoDB), AuthOffSaid: true, // secure said it, with the address
 	}); err != nil {
 		_ = ln.Close()
 		return svc, err
