@@ -20,11 +20,16 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	root := cli.Root()
-	root.AddCommand(upCommand(), configTableCommand(), storeCommand())
-	err := root.ExecuteContext(ctx)
+	err := root().ExecuteContext(ctx)
 	stop()
 	os.Exit(cli.ExitCode(err, os.Stderr))
+}
+
+// root is the avxrm command with all of its commands.
+func root() *cobra.Command {
+	root := cli.Root()
+	root.AddCommand(upCommand(), configTableCommand(), storeCommand())
+	return root
 }
 
 // upCommand runs the all-in-one; its flags are up.Load's (the standard
