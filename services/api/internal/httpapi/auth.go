@@ -267,6 +267,12 @@ func mayRead(p *auth.Principal, a *events.QueueAccess) bool {
 	return p.Level >= auth.LevelViewer && p.Matches(a.Read)
 }
 
+// maySubmit reports whether p may submit to a queue with access lists a:
+// its role (rm-user or rm-admin), then access.submit.
+func maySubmit(p *auth.Principal, a *events.QueueAccess) bool {
+	return p.Level >= auth.LevelUser && (a == nil || a.Submit == nil || p.Matches(a.Submit))
+}
+
 func (s *Server) mayReadQueue(ctx context.Context, p *auth.Principal, queueID string) (bool, error) {
 	qs, err := s.queueAccess(ctx)
 	if err != nil {
@@ -332,7 +338,7 @@ func (s *Server) beforeSubmit(ctx context.Context, j *events.Job) error {
 		return err
 	}
 	for _, q := range qs {
-		if q.ID == j.QueueID && q.Access != nil && q.Access.Submit != nil && !p.Matches(q.Access.Submit) {
+		if q.ID == j.QueueID && !maySubmit(p, q.Access) {
 			return problem.New(http.StatusForbidden, fmt.Sprintf("queue %s's access.submit %q does not name %s (nor a role or group of it)", q.Name, q.Access.Submit, p.Username))
 		}
 	}

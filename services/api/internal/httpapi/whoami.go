@@ -74,7 +74,7 @@ func (s *Server) whoami(ctx context.Context, in *whoamiInput) (*whoamiOutput, er
 			return nil, err
 		}
 		if p.JobID == "" {
-			a := s.queuePermissions(p, queueAccessDoc{ID: q.Res.ID, Name: q.Res.Name, Access: q.Res.Access})
+			a := queuePermissions(p, queueAccessDoc{ID: q.Res.ID, Name: q.Res.Name, Access: q.Res.Access})
 			w.Queues = append(w.Queues, a)
 		}
 		return &whoamiOutput{w}, nil
@@ -87,20 +87,17 @@ func (s *Server) whoami(ctx context.Context, in *whoamiInput) (*whoamiOutput, er
 		return nil, err
 	}
 	for _, q := range qs {
-		w.Queues = append(w.Queues, s.queuePermissions(p, q))
+		w.Queues = append(w.Queues, queuePermissions(p, q))
 	}
 	slices.SortFunc(w.Queues, func(a, b QueuePermissions) int { return strings.Compare(a.Name, b.Name) })
 	return &whoamiOutput{w}, nil
 }
 
-// queuePermissions is what p may do on queue q: the same checks as reads
-// (mayRead) and submissions (beforeSubmit) make.
-func (s *Server) queuePermissions(p *auth.Principal, q queueAccessDoc) QueuePermissions {
-	if s.opts.Auth == nil {
-		return QueuePermissions{ID: q.ID, Name: q.Name, Read: true, Submit: true}
-	}
-	submit := p.Level >= auth.LevelUser && (q.Access == nil || q.Access.Submit == nil || p.Matches(q.Access.Submit))
-	return QueuePermissions{ID: q.ID, Name: q.Name, Read: mayRead(p, q.Access), Submit: submit}
+// queuePermissions is what p may do on queue q: the checks reads (mayRead)
+// and submissions (maySubmit) make. While auth is off p is auth.Admin,
+// whom every list names.
+func queuePermissions(p *auth.Principal, q queueAccessDoc) QueuePermissions {
+	return QueuePermissions{ID: q.ID, Name: q.Name, Read: mayRead(p, q.Access), Submit: maySubmit(p, q.Access)}
 }
 
 func nonNil(list []string) []string {

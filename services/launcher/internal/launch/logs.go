@@ -132,7 +132,11 @@ func (s *Service) readLogs(ctx context.Context, m *nats.Msg) (status int, data [
 	if err != nil {
 		return status, nil, 0, true, err
 	}
-	defer func() { rc.Close() }()
+	defer func() {
+		if rc != nil { // nil: opening it again failed (below)
+			rc.Close()
+		}
+	}()
 	start = req.Offset
 	if req.Tail > 0 {
 		if start, err = tailStart(rc, req.Tail); err != nil {
