@@ -48,7 +48,7 @@ func (w whoami) may(name string) string {
 
 // TestWhoami: GET /whoami says who each kind of token stands for, its
 // access, when it ends, and per queue what it may do, by the same checks
-// the reads and submissions make (each row is also tried for real).
+// the reads and submissions make (some rows are also tried for real).
 func TestWhoami(t *testing.T) {
 	e := start(t, devidp.Config{})
 	adminTk, userTk := e.login("admin"), e.login("user")
