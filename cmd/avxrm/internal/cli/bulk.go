@@ -9,11 +9,11 @@ import (
 	"iter"
 	"net/http"
 	"net/url"
-	"sync"
 
 	"github.com/avxrm/rm/sdk/go/avxrm"
 	"github.com/avxrm/rm/sdk/go/avxrm/api"
 	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
 )
 
 // jobFilter selects jobs as GET /jobs does: by queue, status, labels,
@@ -170,17 +170,15 @@ func (b bulk) each(cmd *cobra.Command, c *avxrm.Client, ids []string) error {
 			return b.done, err
 		}
 	}
-	var wg sync.WaitGroup
-	slots := make(chan struct{}, bulkParallel)
+	var g errgroup.Group
+	g.SetLimit(bulkParallel)
 	for i, id := range ids {
-		wg.Add(1)
-		slots <- struct{}{}
-		go func() {
-			defer func() { <-slots; wg.Done() }()
+		g.Go(func() error {
 			done[i], errs[i] = run(cmd.Context(), c, id)
-		}()
+			return nil
+		})
 	}
-	wg.Wait()
+	_ = g.Wait() // each job's error is in errs
 	if len(ids) == 1 && errs[0] != nil {
 		return errs[0] // one job: its error is the command's
 	}

@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/avxrm/rm/sdk/go/avxrm"
-	"github.com/avxrm/rm/sdk/go/avxrm/api"
 	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
 )
 
 // waitParallel bounds the event streams a wait for many jobs holds open.
@@ -68,15 +68,12 @@ func waitCommand(g *globals) *cobra.Command {
 // line for each as it ends, and turns how they ended into the exit code.
 func waitAll(ctx context.Context, cmd *cobra.Command, c *avxrm.Client, ids []string) error {
 	var mu sync.Mutex
-	ended := map[string]int{}
-	var failed, open []string
-	var wg sync.WaitGroup
-	slots := make(chan struct{}, waitParallel)
+	ended := map[string]int{} // by status; "error": the job could not be read
+	var open []string
+	var g errgroup.Group
+	g.SetLimit(waitParallel)
 	for _, id := range ids {
-		wg.Add(1)
-		slots <- struct{}{}
-		go func() {
-			defer func() { <-slots; wg.Done() }()
+		g.Go(func() error {
 			j, err := c.WaitJob(ctx, id)
 			mu.Lock()
 			defer mu.Unlock()
@@ -84,7 +81,6 @@ func waitAll(ctx context.Context, cmd *cobra.Command, c *avxrm.Client, ids []str
 			case err != nil && ctx.Err() != nil:
 				open = append(open, id)
 			case err != nil:
-				failed = append(failed, id)
 				ended["error"]++
 				fmt.Fprintf(cmd.ErrOrStderr(), "%s: %v\n", id, err)
 			default:
@@ -94,14 +90,12 @@ func waitAll(ctx context.Context, cmd *cobra.Command, c *avxrm.Client, ids []str
 				if r := reason(j); r != "" && status != "succeeded" {
 					line += ": " + r
 				}
-				if status == string(api.JobStatusFailed) {
-					failed = append(failed, id)
-				}
 				fmt.Fprintln(cmd.OutOrStdout(), line)
 			}
-		}()
+			return nil
+		})
 	}
-	wg.Wait()
+	_ = g.Wait() // each job's end is in ended and open
 	if len(open) > 0 {
 		if cmd.Context().Err() != nil {
 			return cmd.Context().Err()
@@ -113,7 +107,7 @@ func waitAll(ctx context.Context, cmd *cobra.Command, c *avxrm.Client, ids []str
 		summary += fmt.Sprintf(", %d not read", n)
 	}
 	switch {
-	case len(failed) > 0:
+	case ended["failed"]+ended["error"] > 0:
 		return &exitError{code: ExitFailed, msg: summary}
 	case ended["cancelled"] > 0:
 		return &exitError{code: ExitCancelled, msg: summary}
