@@ -43,6 +43,10 @@ func commonBadCases() map[string]badCase {
 		"env name invalid":       {set: obj{"environment_variables": obj{"1BAD": "x"}}, field: "environment_variables"},
 		"env name with $":        {set: obj{"environment_variables": obj{"$set": "x"}}, field: "environment_variables"},
 		"env value not string":   {set: obj{"environment_variables": obj{"A": 1}}, field: "environment_variables.A"},
+		"env value with NUL":     {set: obj{"environment_variables": obj{"A": "a\x00b"}}, field: "environment_variables.A"},
+		"description with NUL":   {set: obj{"description": "\x00"}, field: "description"},
+		"key given twice":        {raw: `{"name": 5, "name": "x"}`, field: "name"},
+		"number out of range":    {raw: `{"name": "x", "version": 1e400}`},
 		"oversized body":         {set: obj{"description": strings.Repeat("x", 1<<20+1)}},
 		"non-UTF-8":              {raw: "{\"name\": \"\xff\xfe\"}"},
 	}
@@ -242,12 +246,28 @@ func TestBadJobInputWritesNothing(t *testing.T) {
 		"args too many items":    {set: obj{"args": make([]string, 1025)}, field: "args"},
 		"args over the budget":   {set: obj{"args": manyArgs}, field: "args"},
 		"args operator object":   {set: obj{"args": obj{"$gt": ""}}, field: "args"},
+		"retry_on array item":    {set: obj{"retry_on": []any{[]any{}}}, field: "retry_on[0]"},
+		"retry_on object item":   {set: obj{"retry_on": []any{obj{}}}, field: "retry_on[0]"},
+		"env value with NUL":     {set: obj{"environment_variables": obj{"SEED": "4\x002"}}, field: "environment_variables.SEED"},
+		"inline env with NUL":    {set: obj{"application": obj{"name": "i", "version": "1", "image": "i", "environment_variables": obj{"A": "\x00"}}}, field: "application.environment_variables.A"},
+		"label with NUL":         {set: obj{"labels": obj{"team": "a\x00"}}, field: "labels.team"},
+		"NUL in a field name":    {set: obj{"labels": obj{"te\x00am": "a"}}, field: "labels"},
+		"inline image invalid":   {set: obj{"application": obj{"name": "i", "version": "1", "image": "UPPER CASE/with spaces:??"}}, field: "application.image"},
+		"inline image with NUL":  {set: obj{"application": obj{"name": "i", "version": "1", "image": "a\x00b"}}, field: "application.image"},
+		"unknown application id": {set: obj{"application": obj{"id": "nope:1"}}, field: "application.id"},
+		"key given twice":        {raw: `{"queue_id": "Default", "worker_instances": 1, "worker_instances": "x", "application": {"image": "i"}}`, field: "worker_instances"},
+		"nested key given twice": {raw: `{"queue_id": "Default", "worker_instances": 1, "application": {"image": "i", "image": 5}}`, field: "application.image"},
+		"number out of range":    {raw: `{"queue_id": "Default", "worker_instances": 1e400, "application": {"image": "i"}}`},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
-			b := jobBody("Default", 1)
-			for f, v := range tc.set {
-				b = b.with(f, v)
+			var b any = tc.raw
+			if tc.set != nil {
+				o := jobBody("Default", 1)
+				for f, v := range tc.set {
+					o = o.with(f, v)
+				}
+				b = o
 			}
 			beforeEvents := len(e.events(""))
 			r := e.do(http.MethodPost, v1+"/jobs", b)
@@ -308,7 +328,8 @@ func TestBadJobAndArrayInputWritesNothing(t *testing.T) {
 		"max_retries negative":        {"/jobs", jobBody("Default", 1).with("max_retries", -1), "max_retries"},
 		"max_retries too many":        {"/jobs", jobBody("Default", 1).with("max_retries", 101), "max_retries"},
 		"retry_on unknown kind":       {"/jobs", jobBody("Default", 1).with("retry_on", []string{"crashed"}), "retry_on[0]"},
-		"retry_on twice":              {"/jobs", jobBody("Default", 1).with("retry_on", []string{"lost", "lost"}), "retry_on"},
+		"retry_on twice":              {"/jobs", jobBody("Default", 1).with("retry_on", []string{"lost", "lost"}), "retry_on[1]"},
+		"array job retry_on item":     {"/job-arrays", arrayWith("retry_on", []any{[]any{"lost"}}), "job.retry_on[0]"},
 		"array job max_retries":       {"/job-arrays", arrayWith("max_retries", -1), "job.max_retries"},
 		"array count zero":            {"/job-arrays", array(0, 1), "count"},
 		"array count too large":       {"/job-arrays", array(100001, 1), "count"},

@@ -81,9 +81,12 @@ func TestForeignCursorIsRefused(t *testing.T) {
 	e := startEnv(t)
 	q := e.create("/queues", queueBody("Default"))
 	e.create("/queues", queueBody("Other"))
+	job := e.create("/jobs", jobBody("Default", 1)).str("id")
 	for _, path := range []string{
 		"/jobs?cursor=garbage", "/jobs?cursor=" + q.str("id"), "/queues?cursor=garbage", "/queues?cursor=job-01M8NCMF0Z1DKP3YY2AYV5N0TT",
 		"/queues/Default/jobs?cursor=garbage", "/plugins?cursor=" + q.str("id"),
+		"/queues?cursor=" + strings.Repeat("a", 65), "/queues?cursor=a%2Fb", // the schema's length and pattern
+		"/jobs/" + job + "/artifacts?cursor=garbage",
 	} {
 		r := e.must(http.StatusBadRequest, http.MethodGet, v1+path, nil)
 		if !strings.Contains(string(r.Body), `"field":"cursor"`) {
@@ -390,6 +393,15 @@ func TestHumanMessages(t *testing.T) {
 		"image path": {http.MethodPost, "/applications", `{"name":"a","version":"1","image":"/bin/sh"}`, nil, 422,
 			`{"field":"image","message":"expected a container image reference such as registry.example/sim:1.2`},
 		"name": {http.MethodPost, "/queues", `{"name":"-x"}`, nil, 422, `"message":"expected a name: letters, digits`},
+		"bound in full": {http.MethodPost, "/jobs", `{"queue_id":"Default","worker_instances":1,"application":{"image":"i"},"priority":2000000}`, nil, 422,
+			`"message":"expected number <= 1000000"`},
+		"key twice":           {http.MethodPost, "/queues", `{"name":5,"name":"x"}`, nil, 422, `{"field":"name","message":"given twice in one object"}`},
+		"number out of range": {http.MethodPost, "/queues", `{"name":"x","maximum_allowed_worker_instances":1e400}`, nil, 400, `not valid JSON at byte 53: the number 1e400 is out of range`},
+		"NUL":                 {http.MethodPost, "/queues", `{"name":"x","description":"a\u0000"}`, nil, 422, `{"field":"description","message":"contains a NUL byte, which no field takes"}`},
+		"upper-case type":     {http.MethodPost, "/queues", `{"name":"upper"}`, []string{"Content-Type", "Application/JSON; Charset=UTF-8"}, 201, `"name":"upper"`},
+		"another charset":     {http.MethodPost, "/queues", `{"name":"x"}`, []string{"Content-Type", "application/json; charset=utf-16"}, 415, `this API reads JSON in UTF-8`},
+		"not a media type":    {http.MethodPost, "/queues", `{"name":"x"}`, []string{"Content-Type", "application/json;;"}, 415, `is not a media type`},
+		"JSON Patch":          {http.MethodPatch, "/queues/Default", `{"description":"x"}`, []string{"Content-Type", "application/json-patch+json"}, 415, `application/merge-patch+json`},
 	} {
 		r := e.do(tc.method, v1+tc.path, tc.body, tc.headers...)
 		if r.Status != tc.status || !strings.Contains(string(r.Body), tc.detail) {

@@ -3,6 +3,7 @@ package api_test
 import (
 	"context"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -73,6 +74,20 @@ func TestSubmitJob(t *testing.T) {
 	if got := e.storedJob(id); got.Application.Name != "sim" || got.Runtime.Image != "registry.example/sim:gpu" {
 		t.Errorf("by id: %+v %+v", got.Application, got.Runtime)
 	}
+	// Its id field takes name:version, and the name of an application of
+	// one version, as every field that takes an application's id does.
+	for _, ref := range []string{"sim:2", "sim"} {
+		id = e.must(http.StatusCreated, http.MethodPost, v1+"/jobs", obj{"queue_id": "Default", "worker_instances": 1,
+			"application": obj{"id": ref}}).obj(t).str("id")
+		if got := e.storedJob(id); got.Application.ID != app.str("id") || got.Runtime.Image != "registry.example/sim:gpu" {
+			t.Errorf("by %q: %+v %+v", ref, got.Application, got.Runtime)
+		}
+	}
+	e.create("/applications", obj{"name": "sim", "version": "3", "image": "registry.example/sim:3"})
+	r = e.do(http.MethodPost, v1+"/jobs", obj{"queue_id": "Default", "worker_instances": 1, "application": obj{"id": "sim"}})
+	if r.Status != http.StatusUnprocessableEntity || !strings.Contains(string(r.Body), `"field":"application.id"`) {
+		t.Errorf("by a name of two versions: %s, want 422 naming application.id", r)
+	}
 }
 
 func TestSubmitJobRefusals(t *testing.T) {
@@ -101,7 +116,7 @@ func TestSubmitJobRefusals(t *testing.T) {
 		"max_retries float":      {jobBody("Default", 1).with("max_retries", 1.5), "max_retries"},
 		"retry_on unknown kind":  {jobBody("Default", 1).with("retry_on", []string{"sometimes"}), "retry_on[0]"},
 		"retry_on not a list":    {jobBody("Default", 1).with("retry_on", "failed"), "retry_on"},
-		"retry_on repeated":      {jobBody("Default", 1).with("retry_on", []string{"failed", "failed"}), "retry_on"},
+		"retry_on repeated":      {jobBody("Default", 1).with("retry_on", []string{"failed", "failed"}), "retry_on[1]"},
 		"retry_on operator":      {jobBody("Default", 1).with("retry_on", obj{"$ne": nil}), "retry_on"},
 	} {
 		t.Run(name, func(t *testing.T) {

@@ -294,6 +294,8 @@ func script(s *session) {
 	s.do("GET", "/jobs/"+job+"/instances/worker/0/logs?offset=-1", nil, 422, offSchema())
 	s.do("GET", "/jobs/"+job+"/instances/worker/0/logs?tail=2", nil, 200)
 	s.do("GET", "/jobs/"+job+"/instances/worker/0/logs?offset=1&tail=2", nil, 422)
+	s.do("GET", "/jobs/"+job+"/instances/worker/0/logs?offset=0&tail=2", nil, 422)
+	s.do("GET", "/jobs/"+job+"/instances/worker/0/logs?tail=0", nil, 422, offSchema())
 	s.do("POST", "/jobs", map[string]any{"queue_id": "Default", "application": map[string]any{"id": app}, "worker_instances": 11}, 422)
 	s.do("POST", "/jobs", map[string]any{"application": map[string]any{"id": app}, "worker_instances": 1}, 422, offSchema())
 	s.do("GET", "/jobs?label=team=adas&label=site=x", nil, 200)

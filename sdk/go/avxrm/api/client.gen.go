@@ -1205,10 +1205,10 @@ type JobApplication struct {
 type JobApplicationRef struct {
 	EnvironmentVariables *map[string]string `json:"environment_variables,omitempty"`
 
-	// Id id of a registered application
+	// Id a registered application: its id, or name:version, or its name when only one version exists
 	Id *string `json:"id,omitempty"`
 
-	// Image inline: the image to run unless an app-runtime-config of the queue says otherwise
+	// Image inline: the image to run unless an app-runtime-config of the queue says otherwise (a container image reference, as an application's)
 	Image *string `json:"image,omitempty"`
 
 	// Name with version: a registered application, or the name of an inline one
@@ -1308,7 +1308,7 @@ type JobBody struct {
 	// QueueId the queue's id or name
 	QueueId string `json:"queue_id"`
 
-	// RetryOn which failures are retried: failed (an instance exited non-zero), lost (the runtime lost an instance); absent: both
+	// RetryOn which failures are retried, each named once: failed (an instance exited non-zero), lost (the runtime lost an instance); absent: both
 	RetryOn nullable.Nullable[[]JobBodyRetryOn] `json:"retry_on,omitempty"`
 
 	// WorkerInstances admitted all at once with one controller on simulation-controller-queue

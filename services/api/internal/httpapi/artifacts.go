@@ -408,7 +408,7 @@ func (s *Server) removeArtifact(ctx context.Context, doc artifactDoc) error {
 }
 
 type listArtifactsInput struct {
-	ID          string `path:"id" maxLength:"64" doc:"the job's id"`
+	ID          string `path:"id" maxLength:"63" doc:"the job's id"`
 	Kind        string `query:"kind" enum:"scenario,asset" doc:"only artifacts of this kind"`
 	SampleID    string `query:"sample_id" maxLength:"63" doc:"only the scenario files of this sample"`
 	Declaration string `query:"declaration" maxLength:"63" doc:"only the assets of this declaration"`
@@ -435,7 +435,8 @@ func (s *Server) listArtifacts(ctx context.Context, in *listArtifactsInput) (*ar
 	if in.Cursor != "" {
 		after, err := base64.RawURLEncoding.DecodeString(in.Cursor)
 		if err != nil || !strings.HasPrefix(string(after), in.ID+"/") {
-			return nil, problem.Invalid(problem.Field("cursor", "not a cursor of this list"))
+			return nil, problem.New(http.StatusBadRequest, fmt.Sprintf("cursor %q is not a next_cursor of this list", in.Cursor),
+				problem.Field("cursor", "not a next_cursor of this list; start again without cursor"))
 		}
 		filter = append(filter, bson.E{Key: "_id", Value: bson.D{{Key: "$gt", Value: string(after)}}})
 	}

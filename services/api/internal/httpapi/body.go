@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"reflect"
 	"strings"
 	"time"
 
@@ -75,6 +76,10 @@ func humanJSON(cfg *huma.Config) {
 			if errors.As(err, &se) {
 				return errors.New(describeSyntaxError(data, se))
 			}
+			var te *json.UnmarshalTypeError
+			if errors.As(err, &te) {
+				return describeTypeError(data, te)
+			}
 			return err
 		}
 		cfg.Formats[ct] = f
@@ -110,6 +115,43 @@ func describeSyntaxError(data []byte, se *json.SyntaxError) string {
 	return fmt.Sprintf("not valid JSON at byte %d (line %d, column %d): %s", off, line, col, msg)
 }
 
+// describeTypeError words a value the decoder could not take: a field's, named
+// (the schema's own checks come first, so this is rare: a number too large
+// for its field), or one no Go value can hold (1e400), by its byte offset.
+func describeTypeError(data []byte, te *json.UnmarshalTypeError) error {
+	if te.Field != "" {
+		return problem.Field(te.Field, "expected %s, got %s", goTypeWords(te.Type), te.Value)
+	}
+	off := min(te.Offset, int64(len(data)))
+	if te.Type != nil && strings.HasPrefix(te.Value, "number") && (te.Type.Kind() == reflect.Float64 || te.Type.Kind() == reflect.Float32) {
+		return fmt.Errorf("not valid JSON at byte %d: the %s is out of range", off, te.Value)
+	}
+	return fmt.Errorf("not valid JSON at byte %d: the %s cannot be read as %s", off, te.Value, goTypeWords(te.Type))
+}
+
+// goTypeWords names a Go type as a JSON schema would.
+func goTypeWords(t reflect.Type) string {
+	if t == nil {
+		return "a value"
+	}
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "a boolean"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "an integer in range"
+	case reflect.Float32, reflect.Float64:
+		return "a number in range"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.Map, reflect.Struct:
+		return "an object"
+	}
+	return "a value of another type"
+}
+
 var syntaxWords = []struct{ after, expected string }{
 	{"looking for beginning of object key string", "expected a field name in double quotes"},
 	{"after object key:value pair", "expected , or } after a field's value"},
@@ -119,4 +161,107 @@ var syntaxWords = []struct{ after, expected string }{
 	{"after top-level value", "expected nothing after the JSON value"},
 	{"in string literal", "expected no control character inside a string (escape it)"},
 	{"in string escape code", "expected a valid escape (\\n, \\\", \\uXXXX, …)"},
+}
+
+// scanBody finds what no schema can refuse in a JSON body, naming the field:
+// a key given twice in one object (encoding/json keeps the last value, so the
+// first would be lost, or fail later in Go's words) and a NUL character in a
+// string, which no field takes (an environment variable's value with one
+// cannot even be passed to a process; a label with one is not a label).
+// A body that is not JSON passes: the decoder after this says where it breaks.
+func scanBody(body []byte) *problem.FieldError {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	var stack []*jsonFrame
+	// done moves past a value the enclosing object or array has read whole.
+	done := func() {
+		if n := len(stack); n > 0 {
+			stack[n-1].next()
+		}
+	}
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil // the end, or bad JSON
+		}
+		top := (*jsonFrame)(nil)
+		if n := len(stack); n > 0 {
+			top = stack[n-1]
+		}
+		if top != nil && top.keys != nil && top.wantKey {
+			k, ok := tok.(string)
+			if !ok { // '}'
+				stack = stack[:len(stack)-1]
+				done()
+				continue
+			}
+			f := joinField(framePath(stack[:len(stack)-1]), k)
+			if strings.IndexByte(k, 0) >= 0 {
+				return problem.Field(f, "the field name contains a NUL byte")
+			}
+			if top.keys[k] {
+				return problem.Field(f, "given twice in one object")
+			}
+			top.keys[k], top.key, top.wantKey = true, k, false
+			continue
+		}
+		switch v := tok.(type) {
+		case json.Delim:
+			switch v {
+			case '{':
+				stack = append(stack, &jsonFrame{keys: map[string]bool{}, wantKey: true})
+			case '[':
+				stack = append(stack, &jsonFrame{})
+			default: // ']'
+				stack = stack[:len(stack)-1]
+				done()
+			}
+			continue
+		case string:
+			if strings.IndexByte(v, 0) >= 0 {
+				return problem.Field(framePath(stack), "contains a NUL byte, which no field takes")
+			}
+		}
+		done()
+	}
+}
+
+// jsonFrame is an object (keys set) or an array being read by scanBody.
+type jsonFrame struct {
+	keys    map[string]bool
+	key     string // the object's key whose value is being read
+	wantKey bool
+	index   int // the array's index being read
+}
+
+func (f *jsonFrame) next() {
+	if f.keys != nil {
+		f.wantKey = true
+	} else {
+		f.index++
+	}
+}
+
+// framePath names the value being read as the API's errors name fields:
+// environment_variables.SEED, command[0].
+func framePath(stack []*jsonFrame) string {
+	var b strings.Builder
+	for _, f := range stack {
+		if f.keys != nil {
+			if b.Len() > 0 {
+				b.WriteByte('.')
+			}
+			b.WriteString(f.key)
+		} else {
+			fmt.Fprintf(&b, "[%d]", f.index)
+		}
+	}
+	return b.String()
+}
+
+func joinField(parent, key string) string {
+	if parent == "" {
+		return key
+	}
+	return parent + "." + key
 }

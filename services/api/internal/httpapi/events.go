@@ -20,8 +20,8 @@ import (
 const sseKeepAlive = 15 * time.Second
 
 type eventsInput struct {
-	JobID       string `query:"job_id" maxLength:"64" doc:"only events about this job"`
-	QueueID     string `query:"queue_id" maxLength:"64" doc:"only events about resources on this queue (id or name; a deleted queue's id still selects its events)"`
+	JobID       string `query:"job_id" maxLength:"63" doc:"only events about this job"`
+	QueueID     string `query:"queue_id" maxLength:"63" doc:"only events about resources on this queue (id or name; a deleted queue's id still selects its events)"`
 	Type        string `query:"type" maxLength:"1024" doc:"only these CloudEvent types, comma-separated, e.g. rm.job.admitted,rm.job.running"`
 	LastEventID string `header:"Last-Event-ID" maxLength:"20" doc:"resume after this stream sequence; 0 replays every stored event; absent: only new events"`
 }

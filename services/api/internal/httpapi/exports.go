@@ -79,13 +79,13 @@ func (s *Server) registerExports() {
 }
 
 type createExportInput struct {
-	ID             string `path:"id" maxLength:"64" doc:"the job's id"`
+	ID             string `path:"id" maxLength:"63" doc:"the job's id"`
 	IdempotencyKey string `header:"Idempotency-Key" maxLength:"255" doc:"the same key with the same body replays the original response; with a different body: 422"`
 	Body           ExportRequest
 }
 
 type exportRef struct {
-	ID string `path:"id" maxLength:"64" doc:"the export's id"`
+	ID string `path:"id" maxLength:"63" doc:"the export's id"`
 }
 
 type exportOutput struct {

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"mime"
 	"net/http"
 	"strconv"
 	"strings"
@@ -219,6 +220,9 @@ func rejectNonUTF8(limit int64) echo.MiddlewareFunc {
 			if r.Body == nil || r.Body == http.NoBody || !isJSON(r.Header.Get(echo.HeaderContentType)) {
 				return next(c)
 			}
+			if err := plainMediaType(r); err != nil {
+				return err
+			}
 			if r.ContentLength > limit {
 				return tooLarge(c.Response().Writer, r, limit)
 			}
@@ -236,13 +240,38 @@ func rejectNonUTF8(limit int64) echo.MiddlewareFunc {
 			if !utf8.Valid(body) {
 				return problem.New(http.StatusBadRequest, "request body is not valid UTF-8", problem.Field("", "invalid UTF-8 at byte %d", firstInvalid(body)))
 			}
+			if f := scanBody(body); f != nil {
+				return problem.Invalid(f)
+			}
 			return next(c)
 		}
 	}
 }
 
 func isJSON(ct string) bool {
-	return ct == "" || strings.Contains(ct, "json")
+	return ct == "" || strings.Contains(strings.ToLower(ct), "json")
+}
+
+// plainMediaType checks the Content-Type of a JSON body and leaves only its
+// media type, in lower case, which is what the operations match: media types
+// are case-insensitive (RFC 9110 8.3.1), and JSON in a charset other than
+// UTF-8 would be read as UTF-8.
+func plainMediaType(r *http.Request) error {
+	ct := r.Header.Get(echo.HeaderContentType)
+	if ct == "" {
+		return nil
+	}
+	mt, params, err := mime.ParseMediaType(ct)
+	if err != nil {
+		return problem.New(http.StatusUnsupportedMediaType, fmt.Sprintf("the Content-Type %q is not a media type", ct),
+			problem.Field("Content-Type", "not a media type (%v); send application/json", err))
+	}
+	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
+		return problem.New(http.StatusUnsupportedMediaType, fmt.Sprintf("the body is in charset %s; this API reads JSON in UTF-8", cs),
+			problem.Field("Content-Type", "expected charset utf-8 or none, got %s", cs))
+	}
+	r.Header.Set(echo.HeaderContentType, mt)
+	return nil
 }
 
 func firstInvalid(b []byte) int {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -28,10 +29,10 @@ import (
 // JobApplicationRef names what a job runs: a registered application by id, by
 // name and version, or inline details.
 type JobApplicationRef struct {
-	ID                   string            `json:"id,omitempty" maxLength:"63" doc:"id of a registered application"`
+	ID                   string            `json:"id,omitempty" maxLength:"63" doc:"a registered application: its id, or name:version, or its name when only one version exists"`
 	Name                 string            `json:"name,omitempty" maxLength:"63" pattern:"^[A-Za-z0-9][A-Za-z0-9._-]*$" doc:"with version: a registered application, or the name of an inline one"`
 	Version              string            `json:"version,omitempty" maxLength:"63"`
-	Image                string            `json:"image,omitempty" maxLength:"1024" doc:"inline: the image to run unless an app-runtime-config of the queue says otherwise"`
+	Image                string            `json:"image,omitempty" maxLength:"512" pattern:"^[A-Za-z0-9][A-Za-z0-9._/:@+-]*$" doc:"inline: the image to run unless an app-runtime-config of the queue says otherwise (a container image reference, as an application's)"`
 	EnvironmentVariables map[string]string `json:"environment_variables,omitempty"`
 }
 
@@ -48,7 +49,7 @@ type JobBody struct {
 	Labels               map[string]string `json:"labels,omitempty"`
 	MaxRunSeconds        *int              `json:"max_run_seconds,omitempty" minimum:"1" maximum:"31536000" doc:"wall-clock limit once running: the job fails with reason DeadlineExceeded and its instances are stopped; absent: the queue's scheduling.default_max_run_seconds, else none"`
 	MaxRetries           int               `json:"max_retries,omitempty" minimum:"0" maximum:"100" doc:"how many times a failed attempt is retried (same id, attempt+1); default 0"`
-	RetryOn              []string          `json:"retry_on,omitempty" maxItems:"2" uniqueItems:"true" enum:"failed,lost" doc:"which failures are retried: failed (an instance exited non-zero), lost (the runtime lost an instance); absent: both"`
+	RetryOn              []string          `json:"retry_on,omitempty" maxItems:"2" enum:"failed,lost" doc:"which failures are retried, each named once: failed (an instance exited non-zero), lost (the runtime lost an instance); absent: both"`
 
 	// DependsOn: see deps.go.
 	DependsOn []events.JobDependency `json:"depends_on,omitempty" maxItems:"100" doc:"jobs that must meet their condition before this one is admitted; one that no longer can cancels it (DependencyFailed)"`
@@ -62,6 +63,7 @@ func (b *JobBody) validate() []*problem.FieldError {
 	errs = append(errs, validateArgs("args", b.Args)...)
 	errs = append(errs, b.validateSize()...)
 	errs = append(errs, validateDependencies("depends_on", b.DependsOn)...)
+	errs = append(errs, validateRetryOn("retry_on", b.RetryOn)...)
 	a := b.Application
 	switch {
 	case a.ID != "" && (a.Name != "" || a.Version != "" || a.Image != ""):
@@ -72,6 +74,18 @@ func (b *JobBody) validate() []*problem.FieldError {
 		errs = append(errs, problem.Field("application.version", "required to find a registered application by name"))
 	}
 	return errs
+}
+
+// validateRetryOn refuses a kind of failure named twice. (The schema cannot
+// say uniqueItems: huma's check of it panics on an item that is an array or
+// an object, before the items' own type is checked.)
+func validateRetryOn(field string, kinds []string) []*problem.FieldError {
+	for i, k := range kinds {
+		if slices.Contains(kinds[:i], k) {
+			return []*problem.FieldError{problem.Field(field+"["+itoa(i)+"]", "%q is named twice", k)}
+		}
+	}
+	return nil
 }
 
 // maxJobSpecBytes bounds what a job carries in every event about it (its
@@ -312,6 +326,15 @@ func (s *Server) resolveJobApplication(ctx context.Context, a JobApplicationRef)
 		return nil, nil // inline, by image only
 	}
 	app, err := s.opts.Store.JobApplication(ctx, a.ID, a.Name, a.Version)
+	if errors.Is(err, problem.ErrNotFound) && a.ID != "" {
+		// Like every field that takes an application's id (API.md), this
+		// takes name:version, or the name of an application of one version.
+		id, rerr := s.resolveApplication(ctx, "application.id", a.ID)
+		if rerr != nil {
+			return nil, rerr
+		}
+		app, err = s.opts.Store.JobApplication(ctx, id, "", "")
+	}
 	switch {
 	case errors.Is(err, problem.ErrNotFound) && a.ID == "" && a.Image != "":
 		return nil, nil // an inline application that is not registered

@@ -41,15 +41,15 @@ type logsInput struct {
 // for the last lines.
 type LogsRange struct {
 	Offset int64 `query:"offset" minimum:"0" doc:"bytes of the log to skip: the answer starts there (empty if the log is not that long yet); a reader following a log passes how much it has read"`
-	Tail   int   `query:"tail" minimum:"0" maximum:"100000" doc:"only the last this many lines (instead of offset); the Rm-Log-Offset header says where they start"`
+	Tail   int   `query:"tail" minimum:"1" maximum:"100000" doc:"only the last this many lines (instead of offset); the Rm-Log-Offset header says where they start"`
 }
 
 // HeaderLogOffset answers where in the log a logs response starts.
 const HeaderLogOffset = "Rm-Log-Offset"
 
-// Resolve refuses an offset together with a tail.
-func (r *LogsRange) Resolve(huma.Context) []error {
-	if r.Offset > 0 && r.Tail > 0 {
+// Resolve refuses an offset together with a tail, offset=0 too.
+func (r *LogsRange) Resolve(ctx huma.Context) []error {
+	if u := ctx.URL(); u.Query().Has("offset") && u.Query().Has("tail") {
 		return []error{&huma.ErrorDetail{Location: "query.tail", Message: "give offset or tail, not both", Value: r.Tail}}
 	}
 	return nil

@@ -240,7 +240,9 @@ func (c *crud[T, B, O]) store1(ctx context.Context, prev store.Loaded[T], b *B) 
 // and then build.
 func (c *crud[T, B, O]) patch(ctx context.Context, ref, ifMatch string, body MergePatchBody) (*resourceOutput[O], error) {
 	// application/merge-patch+json, or plain JSON, which clients send by habit.
-	if ct := body.ContentType; ct != "" && !strings.Contains(ct, "json") {
+	// A JSON Patch (RFC 6902) is JSON too, but another language: taken as a
+	// merge patch it would do something else than its sender meant.
+	if ct := body.ContentType; ct != "" && (!strings.Contains(ct, "json") || ct == "application/json-patch+json") {
 		return nil, problem.New(http.StatusUnsupportedMediaType, fmt.Sprintf("the body is %s; a PATCH takes application/merge-patch+json (or application/json)", ct),
 			problem.Field("Content-Type", "expected application/merge-patch+json, got %s", ct))
 	}

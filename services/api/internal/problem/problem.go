@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"regexp"
+	"strconv"
 	"strings"
 
 	"github.com/avxrm/rm/pkg/events/backoff"
@@ -110,8 +112,20 @@ func humanMessage(msg string) string {
 			return "expected " + w
 		}
 	}
+	if strings.HasPrefix(msg, "expected number") {
+		// huma prints a bound as %v of a float64: "expected number <= 1e+06".
+		msg = eNotation.ReplaceAllStringFunc(msg, func(n string) string {
+			f, err := strconv.ParseFloat(n, 64)
+			if err != nil {
+				return n
+			}
+			return strconv.FormatFloat(f, 'f', -1, 64)
+		})
+	}
 	return msg
 }
+
+var eNotation = regexp.MustCompile(`-?[0-9]+(\.[0-9]+)?e[+-][0-9]+`)
 
 // Install replaces huma's error constructor so every error huma produces
 // (validation, bad JSON, body too large) is a Problem naming the fields, and a
@@ -127,12 +141,14 @@ func Install(log *slog.Logger) {
 			return p
 		}
 		var fields []*FieldError
+		cursorOnly := len(errs) > 0 // API.md: a malformed cursor is a 400
 		for _, err := range errs {
 			if err == nil {
 				continue
 			}
 			var d *huma.ErrorDetail
 			var f *FieldError
+			cursorOnly = cursorOnly && errors.As(err, &d) && d.Location == "query.cursor"
 			switch {
 			case errors.As(err, &f):
 				fields = append(fields, f)
@@ -155,6 +171,11 @@ func Install(log *slog.Logger) {
 				&FieldError{Field: "Content-Type", Message: "expected application/json, got " + got})
 		case status == http.StatusBadRequest && msg == "validation failed":
 			msg = "bad request body"
+		case status == http.StatusUnprocessableEntity && cursorOnly:
+			status, msg = http.StatusBadRequest, "malformed cursor"
+			for _, f := range fields {
+				f.Message += "; pass a next_cursor of this list, or none"
+			}
 		}
 		if (msg == "validation failed" || msg == "bad request body") && len(fields) > 0 {
 			msgs := make([]string, len(fields))
