@@ -271,6 +271,22 @@ func (d *Driver) instanceDir(r driver.Ref) string {
 	return filepath.Join(d.root, job, role+"-"+strconv.Itoa(r.Index))
 }
 
+// withNUL names the first argument or environment variable with a NUL byte,
+// "" if none has one.
+func withNUL(argv []string, env map[string]string) string {
+	for i, a := range argv {
+		if strings.IndexByte(a, 0) >= 0 {
+			return "argument " + strconv.Itoa(i)
+		}
+	}
+	for k, v := range env {
+		if strings.IndexByte(k, 0) >= 0 || strings.IndexByte(v, 0) >= 0 {
+			return "environment variable " + strings.ReplaceAll(k, "\x00", "\\x00")
+		}
+	}
+	return ""
+}
+
 // UnorderedStarts: a local instance needs no other one to exist first
 // (driver.Unordered).
 func (d *Driver) UnorderedStarts() {}
@@ -282,6 +298,12 @@ func (d *Driver) Start(ctx context.Context, s driver.Spec) error {
 	argv := append(append([]string(nil), s.Command...), s.Args...)
 	if len(argv) == 0 {
 		return fmt.Errorf("local: start %s: %w: no command", s.Ref, driver.ErrInvalidSpec)
+	}
+	if what := withNUL(argv, s.Env); what != "" {
+		// No process can be given it; retrying would fail the same way
+		// until the start timeout. (The API refuses it; a job stored
+		// before it did may still carry one.)
+		return fmt.Errorf("local: start %s: %w: %s contains a NUL byte", s.Ref, driver.ErrInvalidSpec, what)
 	}
 	d.mu.Lock()
 	if d.closed {

@@ -336,6 +336,24 @@ func recordedPID(instDir string) int {
 // TestStartAgainAfterCleanup checks that a ref started again after a
 // Cleanup, whose directory still holds the first run's log, reports its own
 // end and start, not what files the first run left say.
+// A NUL byte cannot reach a process: the start is refused as an invalid
+// spec at once (the launcher then fails the job), not retried until the
+// start timeout as exec's error would be.
+func TestStartRefusesNUL(t *testing.T) {
+	ctx := context.Background()
+	d := newDriver(t)
+	ref := driver.Ref{JobID: drivertest.JobID(t), Role: driver.RoleWorker}
+	for name, spec := range map[string]driver.Spec{
+		"argument": {Ref: ref, Name: ref.Name(), Command: []string{"/bin/sh", "-c", "a\x00b"}},
+		"env":      {Ref: ref, Name: ref.Name(), Command: []string{"/bin/true"}, Env: map[string]string{"SEED": "4\x002"}},
+	} {
+		err := d.Start(ctx, spec)
+		if !errors.Is(err, driver.ErrInvalidSpec) || !strings.Contains(err.Error(), "NUL") {
+			t.Errorf("%s: Start() error = %v, want ErrInvalidSpec saying NUL", name, err)
+		}
+	}
+}
+
 func TestStartAgainAfterCleanup(t *testing.T) {
 	ctx := context.Background()
 	d := newDriver(t)
