@@ -137,6 +137,13 @@ type Response struct {
 // fails the test.
 func Do(t testing.TB, method, url string, body any, headers ...string) Response {
 	t.Helper()
+	return DoContext(context.Background(), t, method, url, body, headers...)
+}
+
+// DoContext is Do with the request under ctx: a deadline bounds the wait
+// for an answer that may never end (a stream).
+func DoContext(ctx context.Context, t testing.TB, method, url string, body any, headers ...string) Response {
+	t.Helper()
 	var rd io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -151,7 +158,7 @@ func Do(t testing.TB, method, url string, body any, headers ...string) Response 
 		}
 		rd = bytes.NewReader(raw)
 	}
-	req, err := http.NewRequest(method, url, rd)
+	req, err := http.NewRequestWithContext(ctx, method, url, rd)
 	if err != nil {
 		t.Fatal(err)
 	}

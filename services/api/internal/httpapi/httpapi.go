@@ -91,6 +91,7 @@ func New(opts Options) *Server {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = errorHandler(opts.Logger)
+	answerHEAD(e)
 	e.Use(httpMetrics(opts.Registry), recoverProblem(opts.Logger), retryAfter)
 
 	cfg := huma.DefaultConfig("Resource Manager API", "1.0.0")

@@ -166,6 +166,14 @@ func (s *Server) streamLogs(ctx context.Context, subject string, from LogsRange)
 			if chunk.eof || len(chunk.data) == 0 {
 				return
 			}
+			// The client gets what there is while the launcher is asked
+			// for more; a HEAD ends here (head.go), as does a client gone.
+			if f, ok := w.(http.Flusher); ok {
+				f.Flush()
+			}
+			if hctx.Context().Err() != nil {
+				return
+			}
 			if chunk, err = fetchLogs(hctx.Context(), nc, subject, offset, 0); err != nil {
 				s.opts.Logger.Warn("logs cut short", "subject", subject, "offset", offset, "err", err)
 				return
