@@ -3486,7 +3486,7 @@ type ClientInterface interface {
 
 	// DownloadScenarioExport Download a scenario export's zip
 	//
-	// 409 until the export is ready. Supports Range and If-None-Match (the ETag is the zip's sha256).
+	// 409 until the export is ready. Supports Range and If-None-Match (the ETag is the zip's sha256). A Range header that is not a valid bytes range is ignored (the whole content is answered); one whose every range starts beyond the end of the content answers 416 with Content-Range: bytes */`<size>`.
 	//
 	// Corresponds with GET /scenario-exports/{id}/download (the `DownloadScenarioExport` operationId).
 	DownloadScenarioExport(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -4833,7 +4833,7 @@ func (c *Client) GetScenarioExport(ctx context.Context, id string, reqEditors ..
 
 // DownloadScenarioExport Download a scenario export's zip
 //
-// 409 until the export is ready. Supports Range and If-None-Match (the ETag is the zip's sha256).
+// 409 until the export is ready. Supports Range and If-None-Match (the ETag is the zip's sha256). A Range header that is not a valid bytes range is ignored (the whole content is answered); one whose every range starts beyond the end of the content answers 416 with Content-Range: bytes */`<size>`.
 //
 // Corresponds with GET /scenario-exports/{id}/download (the `DownloadScenarioExport` operationId).
 func (c *Client) DownloadScenarioExport(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -9216,7 +9216,7 @@ type ClientWithResponsesInterface interface {
 
 	// DownloadScenarioExportWithResponse Download a scenario export's zip
 	//
-	// 409 until the export is ready. Supports Range and If-None-Match (the ETag is the zip's sha256).
+	// 409 until the export is ready. Supports Range and If-None-Match (the ETag is the zip's sha256). A Range header that is not a valid bytes range is ignored (the whole content is answered); one whose every range starts beyond the end of the content answers 416 with Content-Range: bytes */`<size>`.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -12181,6 +12181,8 @@ type GetAssetArtifactResponse struct {
 	ApplicationproblemJSON403 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *Problem
+	// ApplicationproblemJSON416 the response for an HTTP 416 `application/problem+json` response
+	ApplicationproblemJSON416 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
 	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
@@ -12207,6 +12209,11 @@ func (r GetAssetArtifactResponse) GetApplicationproblemJSON403() *Problem {
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
 func (r GetAssetArtifactResponse) GetApplicationproblemJSON404() *Problem {
 	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON416 returns the response for an HTTP 416 `application/problem+json` response
+func (r GetAssetArtifactResponse) GetApplicationproblemJSON416() *Problem {
+	return r.ApplicationproblemJSON416
 }
 
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
@@ -12382,6 +12389,8 @@ type GetScenarioArtifactResponse struct {
 	ApplicationproblemJSON403 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *Problem
+	// ApplicationproblemJSON416 the response for an HTTP 416 `application/problem+json` response
+	ApplicationproblemJSON416 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
 	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
@@ -12408,6 +12417,11 @@ func (r GetScenarioArtifactResponse) GetApplicationproblemJSON403() *Problem {
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
 func (r GetScenarioArtifactResponse) GetApplicationproblemJSON404() *Problem {
 	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON416 returns the response for an HTTP 416 `application/problem+json` response
+func (r GetScenarioArtifactResponse) GetApplicationproblemJSON416() *Problem {
+	return r.ApplicationproblemJSON416
 }
 
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
@@ -15053,6 +15067,8 @@ type DownloadScenarioExportResponse struct {
 	ApplicationproblemJSON409 *Problem
 	// ApplicationproblemJSON410 the response for an HTTP 410 `application/problem+json` response
 	ApplicationproblemJSON410 *Problem
+	// ApplicationproblemJSON416 the response for an HTTP 416 `application/problem+json` response
+	ApplicationproblemJSON416 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
@@ -15093,6 +15109,11 @@ func (r DownloadScenarioExportResponse) GetApplicationproblemJSON409() *Problem 
 // GetApplicationproblemJSON410 returns the response for an HTTP 410 `application/problem+json` response
 func (r DownloadScenarioExportResponse) GetApplicationproblemJSON410() *Problem {
 	return r.ApplicationproblemJSON410
+}
+
+// GetApplicationproblemJSON416 returns the response for an HTTP 416 `application/problem+json` response
+func (r DownloadScenarioExportResponse) GetApplicationproblemJSON416() *Problem {
+	return r.ApplicationproblemJSON416
 }
 
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
@@ -16317,7 +16338,7 @@ func (c *ClientWithResponses) GetScenarioExportWithResponse(ctx context.Context,
 
 // DownloadScenarioExportWithResponse Download a scenario export's zip
 //
-// 409 until the export is ready. Supports Range and If-None-Match (the ETag is the zip's sha256).
+// 409 until the export is ready. Supports Range and If-None-Match (the ETag is the zip's sha256). A Range header that is not a valid bytes range is ignored (the whole content is answered); one whose every range starts beyond the end of the content answers 416 with Content-Range: bytes */`<size>`.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -19088,6 +19109,13 @@ func ParseGetAssetArtifactResponse(rsp *http.Response) (*GetAssetArtifactRespons
 		}
 		response.ApplicationproblemJSON404 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 416:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON416 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -19273,6 +19301,13 @@ func ParseGetScenarioArtifactResponse(rsp *http.Response) (*GetScenarioArtifactR
 			return nil, err
 		}
 		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 416:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON416 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
 		var dest Problem
@@ -21726,6 +21761,13 @@ func ParseDownloadScenarioExportResponse(rsp *http.Response) (*DownloadScenarioE
 			return nil, err
 		}
 		response.ApplicationproblemJSON410 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 416:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON416 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
 		var dest Problem

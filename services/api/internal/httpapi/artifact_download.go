@@ -28,7 +28,7 @@ func (s *Server) registerArtifactDownloads() {
 }
 
 // getArtifact streams a stored artifact: 200 with its bytes (Range and
-// If-None-Match answered), 404 for an unknown job or file.
+// If-None-Match answered: serveContent), 404 for an unknown job or file.
 func (s *Server) getArtifact(kind string) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		r := c.Request()
@@ -53,9 +53,7 @@ func (s *Server) getArtifact(kind string) echo.HandlerFunc {
 		h.Set("Content-Type", "application/octet-stream")
 		h.Set("ETag", `"`+doc.SHA256+`"`)
 		h.Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": path.Base(doc.Path)}))
-		// ServeContent answers Range, If-Range and If-None-Match and sets Content-Length.
-		http.ServeContent(c.Response(), r, "", doc.CreatedAt, rd)
-		return nil
+		return serveContent(c, doc.CreatedAt, rd)
 	}
 }
 
@@ -97,6 +95,7 @@ func (s *Server) documentDownloads() {
 		for _, code := range []string{"400", "404", "422"} {
 			resp[code] = up.Responses[code]
 		}
+		resp["416"] = &huma.Response{Description: unsatisfiableRange, Content: up.Responses["404"].Content}
 		oapi.AddOperation(&huma.Operation{
 			OperationID: x.id, Method: http.MethodGet, Path: x.path, Summary: x.summary, Tags: up.Tags,
 			Description: "The stored bytes of an uploaded artifact, named as its upload was.",

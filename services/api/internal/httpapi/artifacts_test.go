@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"github.com/avxrm/rm/pkg/blob"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -387,26 +386,8 @@ func TestExportRequests(t *testing.T) {
 
 func TestExportDownload(t *testing.T) {
 	e := newArtifactEnv(t)
-	ctx := context.Background()
 	data := content(9, 3<<20+5) // several chunks
-	w, err := blob.NewBucket(e.db, zipBucket, 0).Create(ctx, "exp-x", time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.Write(data); err != nil {
-		t.Fatal(err)
-	}
-	f, err := w.Commit()
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now().UTC().Truncate(time.Millisecond)
-	x := ScenarioExport{Meta: events.Meta{ID: events.NewID("exp"), CreatedAt: now, UpdatedAt: now, Version: 3}, JobID: "job-x",
-		Status: exportReady, Size: f.Length, SHA256: f.Metadata.SHA256, ZipFileID: f.ID, ExpiresAt: now.Add(time.Hour), ReadyAt: &now}
-	if _, err := e.db.Collection(store.Exports).InsertOne(ctx, x); err != nil {
-		t.Fatal(err)
-	}
-	path := "/scenario-exports/" + x.ID + "/download"
+	path := "/scenario-exports/" + e.readyExport(data) + "/download"
 	a := e.do(http.MethodGet, path, nil)
 	if a.status != http.StatusOK || !bytes.Equal(a.body, data) || a.header.Get("Content-Type") != "application/zip" ||
 		a.header.Get("Content-Length") != fmt.Sprint(len(data)) || a.header.Get("ETag") != `"`+hexSHA(data)+`"` {

@@ -63,8 +63,8 @@ func (s *Server) registerExports() {
 	huma.Register(s.API, s.op("get-scenario-export", http.MethodGet, BasePath+"/scenario-exports/{id}", "Get a scenario export",
 		tags, http.StatusOK, http.StatusNotFound), s.getExport)
 	op = s.op("download-scenario-export", http.MethodGet, BasePath+"/scenario-exports/{id}/download", "Download a scenario export's zip",
-		tags, http.StatusOK, http.StatusNotFound, http.StatusConflict, http.StatusGone)
-	op.Description = "409 until the export is ready. Supports Range and If-None-Match (the ETag is the zip's sha256)."
+		tags, http.StatusOK, http.StatusNotFound, http.StatusConflict, http.StatusGone, http.StatusRequestedRangeNotSatisfiable)
+	op.Description = "409 until the export is ready. Supports Range and If-None-Match (the ETag is the zip's sha256). " + unsatisfiableRange
 	zip := map[string]*huma.MediaType{"application/zip": {Schema: &huma.Schema{Type: "string", Format: "binary"}}}
 	hdr := map[string]*huma.Param{
 		"ETag":           {Description: `"<sha256>" of the zip`, Schema: &huma.Schema{Type: "string"}},
@@ -243,9 +243,9 @@ func (s *Server) downloadExport(ctx context.Context, in *exportRef) (*huma.Strea
 		h.Set("Content-Type", "application/zip")
 		h.Set("ETag", `"`+e.SHA256+`"`)
 		h.Set("Content-Disposition", `attachment; filename="`+e.ID+`.zip"`)
-		// ServeContent answers Range, If-Range and If-None-Match, and sets
-		// Content-Length, reading only the chunks a range needs.
-		http.ServeContent(c.Response(), c.Request(), "", modified, r)
+		if err := serveContent(c, modified, r); err != nil {
+			c.Echo().HTTPErrorHandler(err, c)
+		}
 	}}, nil
 }
 

@@ -92,7 +92,7 @@ func New(opts Options) *Server {
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = errorHandler(opts.Logger)
 	answerHEAD(e)
-	e.Use(httpMetrics(opts.Registry), recoverProblem(opts.Logger), retryAfter)
+	e.Use(httpMetrics(opts.Registry), recoverProblem(opts.Logger), retryAfter, ignoreInvalidRange)
 
 	cfg := huma.DefaultConfig("Resource Manager API", "1.0.0")
 	configureOpenAPI(&cfg)
