@@ -75,6 +75,11 @@ func TestHEAD(t *testing.T) {
 	if want := `rm_api_requests_total{code="200",method="HEAD",route="` + v1 + `/queues/:queue_id"}`; !strings.Contains(string(m.Body), want) {
 		t.Errorf("/metrics lacks %s", want)
 	}
+	// A problem an echo handler returns is counted with its status, which the
+	// error handler writes after the metrics' middleware has returned.
+	if want := `rm_api_requests_total{code="404",method="GET",route="` + v1 + `/jobs/:id/artifacts/scenarios/:sample_id/*"}`; !strings.Contains(string(m.Body), want) {
+		t.Errorf("/metrics lacks %s", want)
+	}
 	if r := e.head("/metrics"); r.Status != http.StatusOK || !strings.HasPrefix(r.Header.Get("Content-Type"), "text/plain") {
 		t.Errorf("HEAD /metrics = %d %v", r.Status, r.Header)
 	}

@@ -159,15 +159,7 @@ func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 		if c.Response().Committed {
 			return
 		}
-		var p *problem.Problem
-		var he *echo.HTTPError
-		switch {
-		case errors.As(err, &p):
-		case errors.As(err, &he):
-			p = problem.New(he.Code, fmt.Sprint(he.Message))
-		default:
-			p = problem.From(err)
-		}
+		p := asProblemOf(err)
 		if p.Status >= 500 {
 			log.Error("request failed", "method", c.Request().Method, "path", c.Request().URL.Path, "err", err)
 		}
@@ -175,6 +167,19 @@ func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 		c.Response().Header().Set(echo.HeaderContentType, "application/problem+json")
 		_ = c.JSON(p.Status, p)
 	}
+}
+
+// asProblemOf is the problem the error handler answers err with.
+func asProblemOf(err error) *problem.Problem {
+	var p *problem.Problem
+	var he *echo.HTTPError
+	switch {
+	case errors.As(err, &p):
+		return p
+	case errors.As(err, &he):
+		return problem.New(he.Code, fmt.Sprint(he.Message))
+	}
+	return problem.From(err)
 }
 
 // retryAfter adds Retry-After to every 503 that does not carry one, so a

@@ -29,9 +29,11 @@ func httpMetrics(reg prometheus.Registerer) echo.MiddlewareFunc {
 			if route == "" {
 				route = "unmatched"
 			}
+			// An error not answered yet is answered by the error handler
+			// after this returns, with the problem's status.
 			code := c.Response().Status
-			if he, ok := err.(*echo.HTTPError); ok {
-				code = he.Code
+			if err != nil && !c.Response().Committed {
+				code = asProblemOf(err).Status
 			}
 			requests.WithLabelValues(c.Request().Method, route, strconv.Itoa(code)).Inc()
 			if route != BasePath+"/events" {
