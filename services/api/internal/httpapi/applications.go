@@ -129,7 +129,7 @@ func (s *Server) applicationCrud() *crud[*ApplicationDoc, ApplicationBody, *Appl
 		lookup:   s.getApplication,
 		build: func(_ context.Context, b *ApplicationBody, _ *ApplicationDoc) (*ApplicationDoc, error) {
 			errs := validateEnv("environment_variables", b.EnvironmentVariables)
-			errs = append(errs, validateArgs("command", b.Command)...)
+			errs = append(errs, validateCommand("command", b.Command)...)
 			errs = append(errs, validateArgs("args", b.Args)...)
 			if len(errs) > 0 {
 				return nil, problem.Invalid(errs...)
@@ -264,6 +264,16 @@ func validateArgs(field string, args []string) []*problem.FieldError {
 		if strings.ContainsRune(a, 0) {
 			errs = append(errs, problem.Field(field+"["+itoa(i)+"]", "contains a NUL byte"))
 		}
+	}
+	return errs
+}
+
+// validateCommand is validateArgs for a command, whose first word is the
+// program: an empty one cannot be run ("command": [""]).
+func validateCommand(field string, cmd []string) []*problem.FieldError {
+	errs := validateArgs(field, cmd)
+	if len(cmd) > 0 && strings.TrimSpace(cmd[0]) == "" {
+		errs = append(errs, problem.Field(field+"[0]", "the program to run: must not be empty"))
 	}
 	return errs
 }

@@ -109,7 +109,7 @@ func (s *Server) arcCrud() *crud[*AppRuntimeConfig, AppRuntimeConfigBody, *AppRu
 		},
 		build: func(_ context.Context, b *AppRuntimeConfigBody, prev *AppRuntimeConfig) (*AppRuntimeConfig, error) {
 			errs := validateEnv("environment_variables", b.EnvironmentVariables)
-			errs = append(errs, validateArgs("command", b.Command)...)
+			errs = append(errs, validateCommand("command", b.Command)...)
 			errs = append(errs, validateArgs("args", b.Args)...)
 			errs = append(errs, validateLimits("resource_limits", b.ResourceLimits)...)
 			if !path.IsAbs(b.WorkingDirectory) || path.Clean(b.WorkingDirectory) != b.WorkingDirectory {

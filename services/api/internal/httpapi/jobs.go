@@ -59,7 +59,7 @@ func (b *JobBody) validate() []*problem.FieldError {
 	errs := validateEnv("environment_variables", b.EnvironmentVariables)
 	errs = append(errs, validateEnv("application.environment_variables", b.Application.EnvironmentVariables)...)
 	errs = append(errs, validateLabels("labels", b.Labels, 63)...)
-	errs = append(errs, validateArgs("command", b.Command)...)
+	errs = append(errs, validateCommand("command", b.Command)...)
 	errs = append(errs, validateArgs("args", b.Args)...)
 	errs = append(errs, b.validateSize()...)
 	errs = append(errs, validateDependencies("depends_on", b.DependsOn)...)
