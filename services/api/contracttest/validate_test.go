@@ -373,6 +373,7 @@ func script(s *session) {
 	s.do("GET", "/events?type=rm.queue.created", nil, 200, header("Last-Event-ID", "0"), streamFor(500*time.Millisecond))
 	s.do("GET", "/events", nil, 416, header("Last-Event-ID", "999999"))
 	s.do("GET", "/events?type=queue", nil, 422)
+	s.do("GET", "/events?job_id=garbage", nil, 422) // a mistyped id would stream nothing, forever
 }
 
 // TestValidatorAgreesWithServer runs kin-openapi's openapi3filter over a

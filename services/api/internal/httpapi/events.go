@@ -71,8 +71,9 @@ func (s *Server) checkResumePoint(ctx context.Context, after uint64) error {
 // streamFilter turns the query into subject filters and a type set.
 func (s *Server) streamFilter(ctx context.Context, in *eventsInput) (subjects []string, types map[string]bool, err error) {
 	var errs []*problem.FieldError
-	if in.JobID != "" && !subjectToken.MatchString(in.JobID) {
-		errs = append(errs, problem.Field("job_id", "not a job id"))
+	if in.JobID != "" && (!subjectToken.MatchString(in.JobID) || !strings.HasPrefix(in.JobID, "job-")) {
+		// Else a mistyped id would stream nothing, forever.
+		errs = append(errs, problem.Field("job_id", "not a job id (job-…)"))
 	}
 	queue := in.QueueID
 	if queue != "" {
