@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"path"
@@ -104,8 +105,12 @@ func (s *Server) arcCrud() *crud[*AppRuntimeConfig, AppRuntimeConfigBody, *AppRu
 			if err != nil {
 				return store.Loaded[*AppRuntimeConfig]{}, err
 			}
-			return arcKind(s).FindOne(ctx, bson.D{{Key: "queue_id", Value: qid}, {Key: "application_id", Value: aid}},
-				"of queue "+qid+" and application "+aid)
+			l, err := arcKind(s).FindOne(ctx, bson.D{{Key: "queue_id", Value: qid}, {Key: "application_id", Value: aid}}, aid)
+			if errors.Is(err, problem.ErrNotFound) {
+				// Not `app-runtime-config "of queue …" not found`.
+				err = fmt.Errorf("app-runtime-config of application %s on queue %s: %w", aid, qid, problem.ErrNotFound)
+			}
+			return l, err
 		},
 		build: func(_ context.Context, b *AppRuntimeConfigBody, prev *AppRuntimeConfig) (*AppRuntimeConfig, error) {
 			errs := validateEnv("environment_variables", b.EnvironmentVariables)

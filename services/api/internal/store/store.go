@@ -111,7 +111,7 @@ func (k Kind[T]) Insert(ctx context.Context, r T, evs ...events.Event) error {
 	m := r.GetMeta()
 	err := k.S.Outbox.Insert(ctx, k.coll(), m.ID, m.Version, r, evs...)
 	if errors.Is(err, outbox.ErrDuplicate) {
-		return fmt.Errorf("a %s with that name exists already: %w", k.Name, problem.ErrConflict)
+		return fmt.Errorf("%s %s with that name exists already: %w", article(k.Name), k.Name, problem.ErrConflict)
 	}
 	return err
 }
@@ -123,7 +123,7 @@ func (k Kind[T]) Replace(ctx context.Context, prev Loaded[T], r T, evs ...events
 	err := k.S.Outbox.Replace(ctx, k.coll(), m.ID, pm.Version, m.Version, prev.Pending, r, evs...)
 	switch {
 	case errors.Is(err, outbox.ErrDuplicate), isSQLiteUniqueViolation(err):
-		return fmt.Errorf("a %s with that name exists already: %w", k.Name, problem.ErrConflict)
+		return fmt.Errorf("%s %s with that name exists already: %w", article(k.Name), k.Name, problem.ErrConflict)
 	case errors.Is(err, outbox.ErrVersionConflict):
 		return fmt.Errorf("%s %s changed concurrently; read it again: %w", k.Name, m.ID, problem.ErrPreconditionFailed)
 	}
@@ -315,4 +315,12 @@ func isNotImplemented(err error) bool {
 func isNamespaceExists(err error) bool {
 	var ce mongo.CommandError
 	return errors.As(err, &ce) && ce.Code == 48
+}
+
+// article is "a" or "an" before word.
+func article(word string) string {
+	if word != "" && strings.ContainsRune("aeiou", rune(word[0])) {
+		return "an"
+	}
+	return "a"
 }
