@@ -130,7 +130,10 @@ func TestCLIWorkedExample(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	first, firstOut := s.background(t, ctx, "submit", "--queue", "Default", "--app", "sim:1.0", "--workers", "10", "--env", "SLEEP=4", "--wait")
+	// It holds the queue 8 s: long enough, on a loaded machine, for the
+	// second job to be seen pending by two more commands (4 s was not, in a
+	// make test beside other work on 2026-12-05).
+	first, firstOut := s.background(t, ctx, "submit", "--queue", "Default", "--app", "sim:1.0", "--workers", "10", "--env", "SLEEP=8", "--wait")
 	waitFor(t, 60*time.Second, "the first job running", func() bool { return strings.Contains(firstOut.String(), " running ") })
 
 	second, secondOut := s.background(t, ctx, "submit", "--queue", "Default", "--app", "sim:1.0", "--workers", "8", "--wait")
