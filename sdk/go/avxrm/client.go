@@ -56,9 +56,34 @@ type Client struct {
 type Option func(*Client)
 
 // WithHTTPClient sends the requests through hc (its Transport, Timeout,
-// cookies). If not set, a client without a timeout is used, since the event
-// stream and downloads are long requests; use contexts for deadlines.
+// cookies). If not set, DefaultHTTPClient.
 func WithHTTPClient(hc *http.Client) Option { return func(c *Client) { c.hc = hc } }
+
+// Timeouts of DefaultHTTPClient.
+const (
+	// DialTimeout is how long connecting to the server may take.
+	DialTimeout = 10 * time.Second
+	// ResponseHeaderTimeout is how long the server may take to begin its
+	// answer once it has the whole request. The API answers every request
+	// within it: the event stream and a followed log send their headers
+	// at once (a log after its first chunk, which the API waits at most
+	// 10s for), and a download's or upload's body is not limited.
+	ResponseHeaderTimeout = 30 * time.Second
+)
+
+// DefaultHTTPClient is http.DefaultTransport's client with DialTimeout
+// and ResponseHeaderTimeout, so that a server that takes the connection
+// but never answers is not waited for forever. It has no overall timeout,
+// since the event stream and downloads are long requests; use contexts for
+// deadlines.
+var DefaultHTTPClient = &http.Client{Transport: defaultTransport()}
+
+func defaultTransport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.DialContext = (&net.Dialer{Timeout: DialTimeout, KeepAlive: 30 * time.Second}).DialContext
+	t.ResponseHeaderTimeout = ResponseHeaderTimeout
+	return t
+}
 
 // WithTokenSource sends `Authorization: Bearer <token>` with every request.
 func WithTokenSource(ts TokenSource) Option { return func(c *Client) { c.doer.tokens = ts } }
@@ -135,7 +160,7 @@ func New(root string, opts ...Option) (*Client, error) {
 		o(c)
 	}
 	if c.hc == nil {
-		c.hc = &http.Client{}
+		c.hc = DefaultHTTPClient
 	}
 	c.doer.hc = c.hc
 	// The generated paths carry the base path as long as the document has no
@@ -202,6 +227,9 @@ func (c *Client) Do(ctx context.Context, method, path string, body, out any) (*h
 		*o = raw
 	default:
 		if err := json.Unmarshal(raw, out); err != nil {
+			if err := notAPIAnswer(resp); err != nil {
+				return resp, err
+			}
 			return resp, fmt.Errorf("%s %s: decode answer: %w", method, path, err)
 		}
 	}

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 
@@ -24,14 +26,39 @@ var (
 )
 
 // Error is an answer of status 400 or above, with the RFC 9457 problem the
-// server sent (or one made up from the status when the body was none).
+// server sent (or one made up from the status when the body was none), or
+// an answer of any status that is not the API's (NotAPI).
 type Error struct {
 	StatusCode int
 	Problem    api.Problem
+	// Server is the root URL the request went to: its URL up to the API's
+	// base path.
+	Server string
+	// ContentType is the answer's media type, such as
+	// application/problem+json; empty when it named none.
+	ContentType string
+
+	notAPI bool
+}
+
+// NotAPI says whether the answer cannot be the Resource Manager API's: it
+// is below 500, not JSON, and no problem could be read from it, such as
+// another web server's HTML page (the client's server URL names the wrong
+// server, or not its root). A proxy's page of status 500 or above still
+// means the API is unavailable.
+func (e *Error) NotAPI() bool { return e.notAPI }
+
+// isJSON says whether a media type is JSON: application/json,
+// application/problem+json and the like.
+func isJSON(mediaType string) bool {
+	return mediaType == "application/json" || strings.HasSuffix(mediaType, "+json")
 }
 
 // Error is one line: the problem's detail (or title) and its field errors.
 func (e *Error) Error() string {
+	if e.NotAPI() {
+		return fmt.Sprintf("the server at %s answered %d with %s, not the Resource Manager's API", e.Server, e.StatusCode, e.ContentType)
+	}
 	msg := e.Problem.Title
 	if e.Problem.Detail != nil && *e.Problem.Detail != "" {
 		msg = *e.Problem.Detail
@@ -72,8 +99,11 @@ var statuses = map[error][]int{
 	ErrUnavailable:  {http.StatusServiceUnavailable},
 }
 
-// Is matches the sentinel of the status.
-func (e *Error) Is(target error) bool { return slices.Contains(statuses[target], e.StatusCode) }
+// Is matches the sentinel of the status, unless the answer is not the
+// API's: another server's 404 does not say that a job is not found.
+func (e *Error) Is(target error) bool {
+	return !e.NotAPI() && slices.Contains(statuses[target], e.StatusCode)
+}
 
 // ResponseError reads the RFC 9457 problem of a failed answer (the first
 // MiB of its body), for requests sent with Send.
@@ -84,18 +114,62 @@ func ResponseError(resp *http.Response) *Error {
 
 // problemError reads the problem of a failed answer.
 func problemError(resp *http.Response, body []byte) *Error {
-	e := &Error{StatusCode: resp.StatusCode}
+	e := newError(resp)
 	if json.Unmarshal(body, &e.Problem) != nil || e.Problem.Title == "" && e.Problem.Detail == nil {
-		text := strings.TrimSpace(string(body))
-		if len(text) > 200 {
-			text = text[:200] + "…"
-		}
 		e.Problem = api.Problem{Status: int64(resp.StatusCode), Title: http.StatusText(resp.StatusCode)}
-		if text != "" {
+		e.notAPI = resp.StatusCode < 500 && e.ContentType != "" && !isJSON(e.ContentType)
+		// A short text says what went wrong (a proxy's "upstream timed
+		// out"); a web page does not fit on the line.
+		if text := strings.TrimSpace(string(body)); text != "" && !strings.HasPrefix(e.ContentType, "text/html") {
+			if len(text) > 200 {
+				text = text[:200] + "…"
+			}
 			e.Problem.Detail = &text
 		}
 	}
 	return e
+}
+
+// newError is the *Error of resp, without its problem.
+func newError(resp *http.Response) *Error {
+	e := &Error{StatusCode: resp.StatusCode}
+	if ct := resp.Header.Get("Content-Type"); ct != "" {
+		e.ContentType, _, _ = mime.ParseMediaType(ct)
+		if e.ContentType == "" {
+			e.ContentType = ct
+		}
+	}
+	if resp.Request != nil && resp.Request.URL != nil {
+		e.Server = ServerRoot(resp.Request.URL)
+	}
+	return e
+}
+
+// notAPIAnswer is the error of a successful answer, whose body did not
+// decode as the API's, when it names a media type other than JSON (NotAPI);
+// else nil.
+func notAPIAnswer(resp *http.Response) error {
+	e := newError(resp)
+	if e.ContentType == "" || isJSON(e.ContentType) {
+		return nil
+	}
+	e.notAPI = true
+	return e
+}
+
+// ServerRoot is the root URL a request to u went to: u up to the API's
+// base path, or without the root's own routes (/version, /.well-known/…),
+// and without a user or query.
+func ServerRoot(u *url.URL) string {
+	r := url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path} // no user: the line may be shown
+	if i := strings.Index(r.Path, BasePath); i >= 0 {
+		r.Path = r.Path[:i]
+	} else if i := strings.Index(r.Path, "/.well-known/"); i >= 0 {
+		r.Path = r.Path[:i]
+	} else {
+		r.Path = strings.TrimSuffix(r.Path, "/version")
+	}
+	return strings.TrimSuffix(r.String(), "/")
 }
 
 // result turns a generated client's answer, which answer gives once err is
@@ -109,6 +183,9 @@ func result[T any](err error, answer func() (*http.Response, []byte, *T)) (*T, e
 		return nil, problemError(resp, body)
 	}
 	if v == nil {
+		if err := notAPIAnswer(resp); err != nil {
+			return nil, err
+		}
 		return nil, fmt.Errorf("%s %s: unexpected answer %d", resp.Request.Method, resp.Request.URL.Path, resp.StatusCode)
 	}
 	return v, nil

@@ -56,8 +56,12 @@ type WatchOptions struct {
 	// first event then resumes from the reconnection).
 	After *uint64
 	// OnDisconnect, if set, is told of each lost connection before Watch
-	// waits attempt's backoff and connects again.
+	// waits attempt's backoff and connects again. A first connection that
+	// fails counts as one lost (OnConnect tells them apart).
 	OnDisconnect func(err error, attempt int)
+	// OnConnect, if set, is told of each connection the server took: it
+	// answered the stream's request and events may come.
+	OnConnect func()
 }
 
 // deadStream is how long a stream may be silent before Watch takes it for
@@ -142,6 +146,14 @@ func (c *Client) stream(ctx context.Context, o WatchOptions, after *uint64, yiel
 	if resp.StatusCode >= 400 {
 		raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 		return false, problemError(resp, raw)
+	}
+	if ct := resp.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "text/event-stream") {
+		if err := notAPIAnswer(resp); err != nil {
+			return false, err
+		}
+	}
+	if o.OnConnect != nil {
+		o.OnConnect()
 	}
 	watchdog := time.AfterFunc(deadStream, func() { cancel(fmt.Errorf("no keep-alive for %s", deadStream)) })
 	defer watchdog.Stop()

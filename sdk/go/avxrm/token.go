@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -30,7 +31,7 @@ type OIDC struct {
 	ClientID     string
 	ClientSecret string // empty for a public client
 	Scopes       []string
-	// HTTPClient, if set, is used to reach the issuer.
+	// HTTPClient, if set, is used to reach the issuer; else DefaultHTTPClient.
 	HTTPClient *http.Client
 }
 
@@ -69,10 +70,10 @@ var ErrAuthOff = errors.New("auth is off there, no token or login is needed")
 // ServerIssuer asks the server at root (its root URL) which issuer's tokens
 // it takes: the first authorization server of its OAuth 2.0 Protected
 // Resource Metadata (RFC 9728, /.well-known/oauth-protected-resource). A
-// server with auth off answers ErrAuthOff. hc nil: http.DefaultClient.
+// server with auth off answers ErrAuthOff. hc nil: DefaultHTTPClient.
 func ServerIssuer(ctx context.Context, hc *http.Client, root string) (string, error) {
 	if hc == nil {
-		hc = http.DefaultClient
+		hc = DefaultHTTPClient
 	}
 	u := strings.TrimRight(root, "/") + "/.well-known/oauth-protected-resource"
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
@@ -84,15 +85,27 @@ func ServerIssuer(ctx context.Context, hc *http.Client, root string) (string, er
 		return "", fmt.Errorf("ask %s for its issuer: %w", root, err)
 	}
 	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return "", fmt.Errorf("GET %s: read answer: %w", u, err)
+	}
 	var m struct {
 		AuthorizationServers []string `json:"authorization_servers"`
 	}
 	switch {
 	case resp.StatusCode == http.StatusNotFound:
+		if e := problemError(resp, raw); e.NotAPI() {
+			return "", e // another web server's page says nothing of auth
+		}
 		return "", fmt.Errorf("the server at %s names no issuer: %w", root, ErrAuthOff)
+	case resp.StatusCode >= 400:
+		return "", problemError(resp, raw)
 	case resp.StatusCode != http.StatusOK:
 		return "", fmt.Errorf("GET %s: %s", u, resp.Status)
-	case json.NewDecoder(resp.Body).Decode(&m) != nil || len(m.AuthorizationServers) == 0 || m.AuthorizationServers[0] == "":
+	case json.Unmarshal(raw, &m) != nil || len(m.AuthorizationServers) == 0 || m.AuthorizationServers[0] == "":
+		if err := notAPIAnswer(resp); err != nil {
+			return "", err
+		}
 		return "", fmt.Errorf("GET %s named no authorization server", u)
 	}
 	return m.AuthorizationServers[0], nil
@@ -102,7 +115,7 @@ func (o OIDC) client() *http.Client {
 	if o.HTTPClient != nil {
 		return o.HTTPClient
 	}
-	return http.DefaultClient
+	return DefaultHTTPClient
 }
 
 func (o OIDC) config(d Discovery) *oauth2.Config {

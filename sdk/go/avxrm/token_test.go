@@ -129,9 +129,35 @@ func TestServerIssuer(t *testing.T) {
 	if iss, err := avxrm.ServerIssuer(context.Background(), nil, srv.URL+"/"); err != nil || iss != "https://sso.example/realms/rm" {
 		t.Errorf("ServerIssuer = %q, %v", iss, err)
 	}
-	off := httptest.NewServer(http.NotFoundHandler())
+	off := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/problem+json") // as the API answers with auth off
+		w.WriteHeader(http.StatusNotFound)
+		_, _ = w.Write([]byte(`{"title":"Not Found","status":404,"detail":"auth is off: this server takes requests without a token"}`))
+	}))
 	defer off.Close()
 	if _, err := avxrm.ServerIssuer(context.Background(), nil, off.URL); !errors.Is(err, avxrm.ErrAuthOff) {
 		t.Errorf("a server without auth: %v, want ErrAuthOff", err)
 	}
+	for status, page := range map[int]string{http.StatusNotFound: "<html>404</html>", http.StatusOK: "<html>welcome</html>"} {
+		other := htmlServer(t, status, page)
+		var pe *avxrm.Error
+		_, err := avxrm.ServerIssuer(context.Background(), nil, other.URL)
+		if !errors.As(err, &pe) || !pe.NotAPI() || errors.Is(err, avxrm.ErrAuthOff) ||
+			err.Error() != fmt.Sprintf("the server at %s answered %d with text/html, not the Resource Manager's API", other.URL, status) {
+			t.Errorf("another web server's %d page: %v, want it named not the API", status, err)
+		}
+	}
+}
+
+// htmlServer answers every request with status and an HTML page, as a
+// web server that is not the API does.
+func htmlServer(t *testing.T, status int, page string) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.WriteHeader(status)
+		_, _ = w.Write([]byte(page))
+	}))
+	t.Cleanup(srv.Close)
+	return srv
 }

@@ -38,6 +38,11 @@ func (c *Client) ServerVersion(ctx context.Context) (Version, error) {
 	if err != nil {
 		return v, fmt.Errorf("GET /version: read answer: %w", err)
 	}
+	if resp.StatusCode >= 400 {
+		if e := problemError(resp, raw); e.NotAPI() {
+			return v, e
+		}
+	}
 	if resp.StatusCode == http.StatusNotFound {
 		return v, fmt.Errorf("the server at %s does not say its version (GET /version: 404; it is older than that route): %w",
 			c.root, problemError(resp, raw))
@@ -46,6 +51,9 @@ func (c *Client) ServerVersion(ctx context.Context) (Version, error) {
 		return v, problemError(resp, raw)
 	}
 	if err := json.Unmarshal(raw, &v); err != nil || v.Version == "" {
+		if err := notAPIAnswer(resp); err != nil {
+			return v, err
+		}
 		return v, fmt.Errorf("GET /version: %s answered no version", c.root)
 	}
 	return v, nil

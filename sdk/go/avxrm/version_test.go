@@ -3,6 +3,7 @@ package avxrm_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -33,10 +34,56 @@ func TestServerVersion(t *testing.T) {
 		t.Errorf("String() = %q, want %q", got, want)
 	}
 
-	old := httptest.NewServer(http.NotFoundHandler())
+	old := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/problem+json") // as the API answers a route it lacks
+		w.WriteHeader(http.StatusNotFound)
+		_, _ = w.Write([]byte(`{"title":"Not Found","status":404,"detail":"Not Found"}`))
+	}))
 	defer old.Close()
 	c, _ = avxrm.New(old.URL)
 	if _, err := c.ServerVersion(context.Background()); !errors.Is(err, avxrm.ErrNotFound) {
 		t.Errorf("a server without the route: %v, want ErrNotFound", err)
+	}
+	// Another web server is not taken for an old API.
+	for status, page := range map[int]string{http.StatusNotFound: "<!DOCTYPE HTML><html>404</html>", http.StatusOK: "<html>welcome</html>"} {
+		other := htmlServer(t, status, page)
+		c, _ = avxrm.New(other.URL)
+		_, err := c.ServerVersion(context.Background())
+		if errors.Is(err, avxrm.ErrNotFound) || err == nil ||
+			err.Error() != fmt.Sprintf("the server at %s answered %d with text/html, not the Resource Manager's API", other.URL, status) {
+			t.Errorf("another web server's %d page: %v, want it named not the API", status, err)
+		}
+	}
+}
+
+// Another web server's answers are named as such wherever the API's are
+// read: an error, a list, a decoded answer, the event stream.
+func TestNotTheAPI(t *testing.T) {
+	ctx := context.Background()
+	for status, page := range map[int]string{http.StatusNotFound: "<!DOCTYPE HTML><html>404</html>", http.StatusOK: "<html>welcome</html>"} {
+		other := htmlServer(t, status, page)
+		c, _ := avxrm.New(other.URL+"/", avxrm.WithRetries(0))
+		want := fmt.Sprintf("the server at %s answered %d with text/html, not the Resource Manager's API", other.URL, status)
+		var out map[string]any
+		_, doErr := c.Do(ctx, http.MethodGet, "/queues/Default", nil, &out)
+		_, getErr := c.GetJob(ctx, "job-1")
+		var watchErr error
+		for _, err := range c.Watch(ctx, avxrm.WatchOptions{}) {
+			watchErr = err
+			break
+		}
+		for what, err := range map[string]error{"Do": doErr, "GetJob": getErr, "Watch": watchErr} {
+			var pe *avxrm.Error
+			if !errors.As(err, &pe) || !pe.NotAPI() || errors.Is(err, avxrm.ErrNotFound) || err.Error() != want {
+				t.Errorf("%s of a %d page: %v, want %q", what, status, err, want)
+			}
+		}
+	}
+	// A proxy's 502 page is the API being unavailable, without the page.
+	proxy := htmlServer(t, http.StatusBadGateway, "<html>bad gateway</html>")
+	c, _ := avxrm.New(proxy.URL, avxrm.WithRetries(0))
+	var pe *avxrm.Error
+	if _, err := c.GetJob(ctx, "job-1"); !errors.As(err, &pe) || pe.NotAPI() || err.Error() != "502 Bad Gateway" {
+		t.Errorf("a proxy's 502 page: %v", err)
 	}
 }
