@@ -154,14 +154,22 @@ func Probe(ctx context.Context, addr string) error {
 		host = "127.0.0.1"
 	}
 	uri := "mongodb://" + net.JoinHostPort(host, port) + "/?directConnection=true"
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	const wait = 5 * time.Second
+	pctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
-	client, err := mongo.Connect(options.Client().ApplyURI(uri).SetServerSelectionTimeout(4 * time.Second))
+	client, err := mongo.Connect(options.Client().ApplyURI(uri).SetServerSelectionTimeout(wait - time.Second))
 	if err != nil {
 		return err
 	}
-	defer func() { _ = client.Disconnect(context.WithoutCancel(ctx)) }()
-	return client.Ping(ctx, nil)
+	defer func() { _ = client.Disconnect(context.WithoutCancel(pctx)) }()
+	if err := client.Ping(pctx, nil); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		// The driver's error lists its topology, which says nothing more.
+		return fmt.Errorf("no store answers at %s (waited %s)", net.JoinHostPort(host, port), wait)
+	}
+	return nil
 }
 
 // Main is `avxrm store [probe] [flags]`; -h or --help returns flag.ErrHelp

@@ -63,8 +63,8 @@ func TestStoreServesAndKeepsData(t *testing.T) {
 	}
 	_ = client.Disconnect(ctx)
 	stop()
-	if Probe(ctx, addr) == nil {
-		t.Fatal("probe answered after stop")
+	if err := Probe(ctx, addr); err == nil || err.Error() != "no store answers at "+addr+" (waited 5s)" {
+		t.Fatalf("probe after stop: %v, want that no store answers", err)
 	}
 	stop = serve()
 	defer stop()
