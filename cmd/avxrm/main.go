@@ -19,9 +19,23 @@ import (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := root().ExecuteContext(ctx)
-	stop()
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	ctx, cancel := context.WithCancel(context.Background())
+	var got os.Signal
+	go func() {
+		if s, ok := <-sig; ok {
+			got = s
+			cancel()
+		}
+	}()
+	cmd, err := root().ExecuteContextC(ctx)
+	signal.Stop(sig)
+	interrupted := ctx.Err() != nil
+	cancel()
+	if interrupted {
+		os.Exit(cli.Interrupted(cmd, got, err, os.Stderr))
+	}
 	os.Exit(cli.ExitCode(err, os.Stderr))
 }
 
@@ -42,6 +56,7 @@ func upCommand() *cobra.Command {
 			"all data under --data-dir. Every flag can be given as its RM_* variable instead;\n" +
 			"'avxrm config-table' lists every setting.",
 		Example:            "  avxrm up\n  avxrm up --http-addr 127.0.0.1:9090 --data-dir /tmp/rm\n  avxrm up --dev-idp   # with auth on, against a development identity provider",
+		Annotations:        map[string]string{cli.EndsOnSignal: "a server stops on SIGINT or SIGTERM"},
 		DisableFlagParsing: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := up.Load(args, os.Getenv)

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 
+	"github.com/avxrm/rm/cmd/avxrm/internal/cli"
 	"github.com/avxrm/rm/cmd/avxrm/internal/store"
 	"github.com/spf13/cobra"
 )
@@ -23,6 +24,7 @@ func storeCommand() *cobra.Command {
 			"(exit 0 when it answers). Every flag can be given as its RM_* variable instead.",
 		Example: "  avxrm store --data-dir /data --addr 0.0.0.0:27017\n" +
 			"  avxrm store probe --addr 127.0.0.1:27017",
+		Annotations:        map[string]string{cli.EndsOnSignal: "a server stops on SIGINT or SIGTERM"},
 		DisableFlagParsing: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			log := slog.New(slog.NewJSONHandler(os.Stderr, nil)).With("service", "avxrm-store")

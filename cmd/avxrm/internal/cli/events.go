@@ -1,9 +1,12 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/url"
 	"slices"
 	"strings"
@@ -23,7 +26,8 @@ func eventsCommand(g *globals) *cobra.Command {
 		Use:   "events [--job <job>] [--queue <queue>] [--type rm.job.failed]…",
 		Short: "Print the raw event stream (CloudEvents) as it comes, resuming after a lost connection",
 		Long: "Print events as they come: by default one line each (id, time, type, resource);\n" +
-			"with -o json each CloudEvent as one JSON line. --after 0 starts with every stored event.",
+			"with -o json each CloudEvent as one JSON line. --after 0 starts with every stored event.\n\n" +
+			reconnectHelp,
 		Example: "  avxrm events\n  avxrm events --job job-01J… --after 0\n  avxrm events --type rm.job.failed --type rm.job.succeeded -o json",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -37,7 +41,10 @@ func eventsCommand(g *globals) *cobra.Command {
 				o.After = &a
 			}
 			w := cmd.OutOrStdout()
-			for e, err := range c.Watch(cmd.Context(), o) {
+			ctx, stop := context.WithCancelCause(cmd.Context())
+			defer stop(nil)
+			newStreamReport(cmd.ErrOrStderr(), c.Server(), stop).watch(&o)
+			for e, err := range c.Watch(ctx, o) {
 				if err != nil {
 					return err
 				}
@@ -54,7 +61,7 @@ func eventsCommand(g *globals) *cobra.Command {
 					fmt.Fprintf(w, "%d\t%s\t%s\t%s\n", e.ID, e.CloudEvent.Time.Format(time.RFC3339), e.Type, e.CloudEvent.Subject)
 				}
 			}
-			return nil // the user ended it
+			return firstConnectionError(cmd.Context(), ctx)
 		},
 	}
 	cmd.Flags().StringVar(&job, "job", "", "only this job's events")
@@ -70,7 +77,7 @@ func watchCommand(g *globals) *cobra.Command {
 		Use:   "watch [--queue <queue>]",
 		Short: "A live table of the jobs that have not ended, redrawn on every job event",
 		Long: "On a terminal the table is redrawn in place on every job event; otherwise each change\n" +
-			"is printed as one line (id, status, reason).",
+			"is printed as one line (id, status, reason).\n\n" + reconnectHelp,
 		Example: "  avxrm watch\n  avxrm watch --queue Default",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -78,7 +85,10 @@ func watchCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ctx := cmd.Context()
+			ctx, stop := context.WithCancelCause(cmd.Context())
+			defer stop(nil)
+			o := avxrm.WatchOptions{QueueID: queue}
+			newStreamReport(cmd.ErrOrStderr(), c.Server(), stop).watch(&o)
 			jobs := map[string]api.Job{}
 			q := url.Values{}
 			if queue != "" {
@@ -106,7 +116,7 @@ func watchCommand(g *globals) *cobra.Command {
 				}
 			}
 			draw()
-			for e, err := range c.Watch(ctx, avxrm.WatchOptions{QueueID: queue}) {
+			for e, err := range c.Watch(ctx, o) {
 				if err != nil {
 					return err
 				}
@@ -129,11 +139,89 @@ func watchCommand(g *globals) *cobra.Command {
 					delete(jobs, *j.Id)
 				}
 			}
-			return nil // the user ended it
+			return firstConnectionError(cmd.Context(), ctx)
 		},
 	}
 	cmd.Flags().StringVar(&queue, "queue", "", "only this queue's jobs")
 	return cmd
+}
+
+// reconnectHelp says what events and watch do when the stream's
+// connection fails: as 'kubectl get -w' and 'nats sub' do.
+const reconnectHelp = "If the first connection to the server fails, the command ends at once with exit code 1.\n" +
+	"A connection lost later is reopened, resuming after the last event printed (none is lost or\n" +
+	"repeated); stderr says so, again every minute while the server cannot be reached, and once it is\n" +
+	"back. Ctrl-C ends the command (exit code 130)."
+
+// streamReport tells the user of the event stream's connection: it ends
+// the stream (stop) when the first connection fails, and says on w when a
+// later one is lost, every minute while it stays lost, and when it is back.
+type streamReport struct {
+	w         io.Writer
+	server    string
+	stop      context.CancelCauseFunc
+	now       func() time.Time
+	connected bool
+	lost      time.Time // when the connection was lost; zero while it is up
+	said      time.Time // when w was last told that it is lost
+}
+
+func newStreamReport(w io.Writer, server string, stop context.CancelCauseFunc) *streamReport {
+	return &streamReport{w: w, server: server, stop: stop, now: time.Now}
+}
+
+// watch makes o's callbacks report to r.
+func (r *streamReport) watch(o *avxrm.WatchOptions) {
+	o.OnConnect, o.OnDisconnect = r.connect, r.disconnect
+}
+
+func (r *streamReport) connect() {
+	if !r.lost.IsZero() {
+		fmt.Fprintf(r.w, "avxrm: reconnected to %s\n", r.server)
+		r.lost = time.Time{}
+	}
+	r.connected = true
+}
+
+func (r *streamReport) disconnect(err error, _ int) {
+	now := r.now()
+	switch {
+	case !r.connected:
+		r.stop(err)
+	case r.lost.IsZero():
+		r.lost, r.said = now, now
+		fmt.Fprintf(r.w, "avxrm: lost the connection to %s (%s); reconnecting\n", r.server, shortReason(err))
+	case now.Sub(r.said) >= time.Minute:
+		r.said = now
+		fmt.Fprintf(r.w, "avxrm: still cannot reach %s after %s (%s); reconnecting\n", r.server,
+			shortDuration(now.Sub(r.lost)), shortReason(err))
+	}
+}
+
+// shortReason is why a connection failed, without the request's URL.
+func shortReason(err error) string {
+	var op *net.OpError
+	if errors.As(err, &op) {
+		return op.Err.Error()
+	}
+	if errors.Is(err, io.EOF) {
+		return "the server ended the stream"
+	}
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err.Error()
+	}
+	return err.Error()
+}
+
+// firstConnectionError is why the stream of ctx, derived from the
+// command's, ended: the first connection's failure, or nil when the user
+// ended it.
+func firstConnectionError(cmdCtx, ctx context.Context) error {
+	if cmdCtx.Err() == nil && ctx.Err() != nil {
+		return context.Cause(ctx)
+	}
+	return nil
 }
 
 func sortedJobs(jobs map[string]api.Job) []api.Job {

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -90,7 +92,7 @@ func (l *lazyOIDC) Token(ctx context.Context) (string, error) {
 		o := avxrm.OIDC{Issuer: l.tc.Issuer, ClientID: l.tc.ClientID, ClientSecret: l.tc.ClientSecret, Scopes: l.tc.Scopes}
 		src, err := o.Refresh(ctx, l.tc.Token)
 		if err != nil {
-			return "", err
+			return "", issuerError(o.Issuer, err)
 		}
 		src.OnRefresh = func(t *oauth2.Token) {
 			l.tc.Token = t
@@ -100,7 +102,7 @@ func (l *lazyOIDC) Token(ctx context.Context) (string, error) {
 	}
 	tok, err := l.src.Token(ctx)
 	if err != nil {
-		return "", fmt.Errorf("%w (run 'avxrm login' again)", err)
+		return "", fmt.Errorf("%w (run 'avxrm login' again)", issuerError(l.tc.Issuer, err))
 	}
 	return tok, nil
 }
@@ -146,7 +148,7 @@ func loginCommand(g *globals) *cobra.Command {
 				})
 			}
 			if err != nil {
-				return err
+				return issuerError(o.Issuer, err)
 			}
 			if err := saveCache(tokenCache{Issuer: o.Issuer, ClientID: o.ClientID, ClientSecret: o.ClientSecret, Scopes: o.Scopes, Token: src.Current()}); err != nil {
 				return err
@@ -164,6 +166,20 @@ func loginCommand(g *globals) *cobra.Command {
 	f.BoolVar(&passwordStdin, "password-stdin", false, "read the password from stdin")
 	f.StringSliceVar(&o.Scopes, "scope", []string{"openid", "offline_access"}, "the scopes to ask for (offline_access gets a refresh token)")
 	return cmd
+}
+
+// issuerError names the OIDC issuer when it could not be reached, so that
+// ExitCode does not blame the server.
+func issuerError(issuer string, err error) error {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return fmt.Errorf("cannot reach the OIDC issuer at %s (%v); is --issuer, or the issuer the server names, right?", issuer, op.Err)
+	}
+	var ue *url.Error
+	if errors.As(err, &ue) && ue.Timeout() {
+		return fmt.Errorf("the OIDC issuer at %s did not answer in time", issuer)
+	}
+	return err
 }
 
 // serverIssuer asks the server at server which issuer's tokens it takes.

@@ -12,8 +12,11 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
+	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/avxrm/rm/sdk/go/avxrm"
 	"github.com/spf13/cobra"
@@ -25,6 +28,10 @@ const (
 	ExitOK        = 0
 	ExitFailed    = 1 // an error, or the job failed
 	ExitCancelled = 3 // the job was cancelled
+	// ExitInterrupted is the code of a command that SIGINT (Ctrl-C) ended,
+	// as a shell gives 128+2; SIGTERM gives ExitTerminated.
+	ExitInterrupted = 130
+	ExitTerminated  = 143
 )
 
 // exitError ends the program with code after printing msg (if any).
@@ -49,25 +56,93 @@ func ExitCode(err error, w io.Writer) int {
 	}
 	if errors.Is(err, context.Canceled) {
 		fmt.Fprintln(w, "avxrm: interrupted")
-		return ExitFailed
+		return ExitInterrupted
 	}
-	var op *net.OpError
-	if errors.As(err, &op) && op.Op == "dial" {
-		fmt.Fprintf(w, "avxrm: cannot reach the server (%v); is 'avxrm up' running? --server or $RM_SERVER says where it is\n", op.Err)
-		return ExitFailed
+	fmt.Fprintln(w, "avxrm:", message(err))
+	return ExitFailed
+}
+
+// Interrupted is the exit code of a command that sig ended (which it
+// prints on w): ExitInterrupted for SIGINT, ExitTerminated for SIGTERM,
+// whatever the command made of its cancelled context. A command that takes
+// a signal as its normal end (Annotations[EndsOnSignal], such as 'avxrm up')
+// keeps its own code.
+func Interrupted(cmd *cobra.Command, sig os.Signal, err error, w io.Writer) int {
+	if cmd != nil && cmd.Annotations[EndsOnSignal] != "" {
+		return ExitCode(err, w)
 	}
-	msg := strings.ReplaceAll(err.Error(), "\n", " ")
-	var api *avxrm.Error
-	if errors.As(err, &api) {
-		switch api.StatusCode {
-		case http.StatusUnauthorized:
-			msg += " (log in with 'avxrm login', or give a token with --token or $RM_TOKEN)"
-		case http.StatusForbidden:
-			msg += " ('avxrm whoami' shows your roles and what you may do on each queue)"
+	fmt.Fprintln(w, "avxrm: interrupted")
+	if sig == syscall.SIGTERM {
+		return ExitTerminated
+	}
+	return ExitInterrupted
+}
+
+// EndsOnSignal is the annotation of a command, such as a server, that
+// SIGINT or SIGTERM ends normally, with the code it returns.
+const EndsOnSignal = "avxrm/ends-on-signal"
+
+// message is err as one line that says what to do about it.
+func message(err error) string {
+	server := "the server"
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		if u, perr := url.Parse(ue.URL); perr == nil {
+			server += " at " + avxrm.ServerRoot(u)
 		}
 	}
-	fmt.Fprintln(w, "avxrm:", msg)
-	return ExitFailed
+	var op *net.OpError
+	switch {
+	case errors.As(err, &op) && op.Op == "dial":
+		return fmt.Sprintf("cannot reach %s (%v); is 'avxrm up' running? --server or $RM_SERVER says where it is", server, op.Err)
+	case ue != nil && strings.Contains(ue.Err.Error(), "timeout awaiting response headers"):
+		return fmt.Sprintf("%s took the request but did not answer within %s; is --server the Resource Manager's root URL, and is it well?",
+			server, avxrm.ResponseHeaderTimeout)
+	case ue != nil && errors.Is(err, context.DeadlineExceeded):
+		return fmt.Sprintf("%s did not answer in time", server)
+	}
+	var api *avxrm.Error
+	if !errors.As(err, &api) {
+		return strings.ReplaceAll(err.Error(), "\n", " ")
+	}
+	if api.NotAPI() {
+		return strings.ReplaceAll(err.Error(), "\n", " ") + ": is --server its root URL?"
+	}
+	if routeNotFound(api) && hasPath(api.Server) {
+		return fmt.Sprintf("the API was not found under %s (404): --server is the server's root URL, such as %s",
+			api.Server, withoutPath(api.Server))
+	}
+	msg := strings.ReplaceAll(err.Error(), "\n", " ")
+	switch api.StatusCode {
+	case http.StatusUnauthorized:
+		msg += " (log in with 'avxrm login', or give a token with --token or $RM_TOKEN)"
+	case http.StatusForbidden:
+		msg += " ('avxrm whoami' shows your roles and what you may do on each queue)"
+	}
+	return msg
+}
+
+// routeNotFound says whether the API answered 404 for want of a route, not
+// of a resource (whose 404 names it).
+func routeNotFound(e *avxrm.Error) bool {
+	return e.StatusCode == http.StatusNotFound && !e.NotAPI() &&
+		(e.Problem.Detail == nil || *e.Problem.Detail == "" || *e.Problem.Detail == e.Problem.Title)
+}
+
+// hasPath says whether the root URL root has a path: a server's root URL
+// seldom has, and the API's 404 under one means --server is not the root.
+func hasPath(root string) bool {
+	u, err := url.Parse(root)
+	return err == nil && strings.Trim(u.Path, "/") != ""
+}
+
+func withoutPath(root string) string {
+	u, err := url.Parse(root)
+	if err != nil {
+		return root
+	}
+	u.Path, u.RawPath = "", ""
+	return u.String()
 }
 
 // globals are the flags every client command takes.
@@ -85,7 +160,9 @@ func Root() *cobra.Command {
 		Short: "avxrm: the Resource Manager for simulation jobs",
 		Long: "avxrm runs the Resource Manager locally ('avxrm up') and talks to a running one:\n" +
 			"queues, applications, jobs, their logs, events and scenario exports.\n\n" +
-			"The server is --server, else $RM_SERVER, else " + avxrm.DefaultServer + ".",
+			"The server is --server, else $RM_SERVER, else " + avxrm.DefaultServer + ".\n\n" +
+			"Exit codes: 0 done; 1 an error, or the job failed; 3 the job was cancelled;\n" +
+			"130 interrupted by Ctrl-C (SIGINT), 143 by SIGTERM.",
 		Example: "  avxrm up &\n" +
 			"  avxrm queues create Default --limit 10\n" +
 			"  avxrm submit --queue Default --app sim:1.0 --workers 8 --wait\n" +
@@ -120,7 +197,51 @@ func Root() *cobra.Command {
 		root.AddCommand(c)
 	}
 	withUsageOnArgErrors(root)
+	root.InitDefaultCompletionCmd() // now, not at Execute, so that it is a group like the others
+	rejectUnknownCommands(root)
 	return root
+}
+
+// rejectUnknownCommands makes cmd and each group of commands under it
+// answer a word that is none of its commands with an error, and suggest
+// the command meant. Cobra prints the help of such a group and exits 0, as
+// if `avxrm queues lss` had done something; without a word it still does.
+func rejectUnknownCommands(cmd *cobra.Command) {
+	if cmd.HasSubCommands() && cmd.Run == nil && cmd.RunE == nil {
+		cmd.Args = unknownCommand
+		cmd.RunE = func(c *cobra.Command, _ []string) error { return c.Help() }
+	}
+	for _, c := range cmd.Commands() {
+		rejectUnknownCommands(c)
+	}
+}
+
+// unknownCommand is the argument check of a group of commands: a word
+// given is not one of them (else cobra would have run that one).
+func unknownCommand(cmd *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return nil
+	}
+	if cmd.SuggestionsMinimumDistance <= 0 {
+		cmd.SuggestionsMinimumDistance = 2
+	}
+	msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+	if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+		return fmt.Errorf("%s; did you mean %s?", msg, orList(s))
+	}
+	return fmt.Errorf("%s; '%s --help' lists its commands", msg, cmd.CommandPath())
+}
+
+// orList is "a", "a" or "b", "a", "b" or "c", each quoted.
+func orList(words []string) string {
+	q := make([]string, len(words))
+	for i, w := range words {
+		q[i] = strconv.Quote(w)
+	}
+	if len(q) == 1 {
+		return q[0]
+	}
+	return strings.Join(q[:len(q)-1], ", ") + " or " + q[len(q)-1]
 }
 
 // withUsageOnArgErrors makes the argument checks of cmd and its commands

@@ -34,7 +34,7 @@ func whoamiCommand(g *globals) *cobra.Command {
 				return err
 			}
 			w, err := c.Whoami(cmd.Context(), queue)
-			if errors.Is(err, avxrm.ErrNotFound) && queue == "" {
+			if api := (*avxrm.Error)(nil); errors.As(err, &api) && routeNotFound(api) && queue == "" && !hasPath(c.Server()) {
 				return fmt.Errorf("the server at %s does not answer GET /whoami (404): it is older than that route", c.Server())
 			}
 			if err != nil {

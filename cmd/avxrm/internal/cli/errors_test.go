@@ -1,0 +1,143 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+// run runs avxrm's client commands in-process and returns what ExitCode
+// prints and returns, and stdout.
+func run(t *testing.T, stdin string, args ...string) (msg string, code int, out string) {
+	t.Helper()
+	t.Setenv("RM_TOKEN", "")
+	t.Setenv("HOME", t.TempDir())
+	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
+	root := Root()
+	var stdout, stderr, m bytes.Buffer
+	root.SetOut(&stdout)
+	root.SetErr(&stderr)
+	root.SetIn(strings.NewReader(stdin))
+	root.SetArgs(args)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	code = ExitCode(root.ExecuteContext(ctx), &m)
+	return m.String(), code, stdout.String()
+}
+
+// A word that is none of a group's commands is an error that suggests the
+// command meant, not the group's help and exit 0; the group alone is help.
+func TestUnknownCommands(t *testing.T) {
+	for args, want := range map[string]string{
+		"queues lss":                       `avxrm: unknown command "lss" for "avxrm queues"; did you mean "ls"?`,
+		"jobs lss":                         `avxrm: unknown command "lss" for "avxrm jobs"; did you mean "ls"?`,
+		"bogus":                            `avxrm: unknown command "bogus" for "avxrm"; did you mean "logs"?`,
+		"completion bogus":                 `avxrm: unknown command "bogus" for "avxrm completion"; 'avxrm completion --help' lists its commands`,
+		"jobs post-controller job-1 start": `avxrm: unknown command "job-1" for "avxrm jobs post-controller"; 'avxrm jobs post-controller --help' lists its commands`,
+	} {
+		if msg, code, _ := run(t, "", strings.Fields(args)...); code != ExitFailed || msg != want+"\n" {
+			t.Errorf("avxrm %s: exit %d, %q; want 1, %q", args, code, msg, want)
+		}
+	}
+	for _, args := range []string{"queues", "jobs post-controller", "completion"} {
+		if msg, code, out := run(t, "", strings.Fields(args)...); code != ExitOK || msg != "" || !strings.Contains(out, "Available Commands:") {
+			t.Errorf("avxrm %s: exit %d, %q, %q; want its help", args, code, msg, out)
+		}
+	}
+}
+
+// htmlServer answers every request with status and an HTML page, as a
+// web server that is not the API does.
+func htmlServer(t *testing.T, status int) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.WriteHeader(status)
+		_, _ = io.WriteString(w, "<!DOCTYPE HTML>\n<html lang=\"en\">\n<head><title>page</title></head></html>\n")
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// Another web server's answers are named as such, not dumped, and not
+// taken for an old server or one with auth off.
+func TestNotTheAPI(t *testing.T) {
+	for _, status := range []int{http.StatusNotFound, http.StatusOK} {
+		srv := htmlServer(t, status)
+		want := fmt.Sprintf("the server at %s answered %d with text/html, not the Resource Manager's API: is --server its root URL?\n", srv.URL, status)
+		for _, args := range []string{"queues ls", "queues get Default", "version", "whoami", "login --username a --password-stdin", "events"} {
+			msg, code, _ := run(t, "pw\n", append(strings.Fields(args), "--server", srv.URL)...)
+			want := "avxrm: " + want
+			if strings.HasPrefix(args, "login") {
+				want = "avxrm: no --issuer given, and " + strings.TrimPrefix(want, "avxrm: ")
+			}
+			if code != ExitFailed || msg != want {
+				t.Errorf("%s of a %d page: exit %d, %q; want 1, %q", args, status, code, msg, want)
+			}
+		}
+	}
+}
+
+// A server that cannot be reached is named; so is an issuer, which is not
+// taken for the server; a URL under which the API answers 404 is not its root.
+func TestConnectionErrorsNameTheURL(t *testing.T) {
+	for args, want := range map[string]string{
+		"queues ls --server http://127.0.0.1:1":                           "avxrm: cannot reach the server at http://127.0.0.1:1 (connect: connection refused); is 'avxrm up' running? --server or $RM_SERVER says where it is\n",
+		"events --server http://127.0.0.1:1":                              "avxrm: cannot reach the server at http://127.0.0.1:1 (connect: connection refused); is 'avxrm up' running? --server or $RM_SERVER says where it is\n",
+		"login --issuer http://127.0.0.1:1 --username a --password-stdin": "avxrm: cannot reach the OIDC issuer at http://127.0.0.1:1 (connect: connection refused); is --issuer, or the issuer the server names, right?\n",
+	} {
+		if msg, code, _ := run(t, "pw\n", strings.Fields(args)...); code != ExitFailed || msg != want {
+			t.Errorf("avxrm %s: exit %d, %q; want 1, %q", args, code, msg, want)
+		}
+	}
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/problem+json") // as the API answers a route it lacks
+		w.WriteHeader(http.StatusNotFound)
+		_, _ = fmt.Fprintf(w, `{"title":"Not Found","status":404,"detail":"Not Found","instance":%q}`, r.URL.Path)
+	}))
+	defer api.Close()
+	want := "avxrm: the API was not found under " + api.URL + "/extra (404): --server is the server's root URL, such as " + api.URL + "\n"
+	for _, args := range []string{"queues ls", "version", "whoami"} {
+		if msg, code, _ := run(t, "", append(strings.Fields(args), "--server", api.URL+"/extra")...); code != ExitFailed || msg != want {
+			t.Errorf("avxrm %s under a path: exit %d, %q; want 1, %q", args, code, msg, want)
+		}
+	}
+	if msg, _, _ := run(t, "", "whoami", "--server", api.URL); !strings.Contains(msg, "it is older than that route") {
+		t.Errorf("whoami of a server without the route: %q", msg)
+	}
+}
+
+// The event stream's report: the first connection's failure ends it; a
+// later loss is said once, again each minute, and the reconnection too.
+func TestStreamReport(t *testing.T) {
+	var out bytes.Buffer
+	var stopped error
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	r := newStreamReport(&out, "http://rm", func(err error) { stopped = err })
+	r.now = func() time.Time { return now }
+	r.disconnect(io.ErrUnexpectedEOF, 0)
+	if stopped != io.ErrUnexpectedEOF || out.Len() != 0 {
+		t.Fatalf("first connection failed: stopped %v, said %q; want it stopped, silently", stopped, out.String())
+	}
+	stopped = nil
+	r = newStreamReport(&out, "http://rm", func(err error) { stopped = err })
+	r.now = func() time.Time { return now }
+	r.connect()
+	for range 3 {
+		r.disconnect(io.EOF, 0)
+		now = now.Add(40 * time.Second)
+	}
+	r.connect()
+	want := "avxrm: lost the connection to http://rm (the server ended the stream); reconnecting\n" +
+		"avxrm: still cannot reach http://rm after 1m (the server ended the stream); reconnecting\n" +
+		"avxrm: reconnected to http://rm\n"
+	if stopped != nil || out.String() != want {
+		t.Errorf("stopped %v, said:\n%s\nwant:\n%s", stopped, out.String(), want)
+	}
+}
