@@ -546,7 +546,11 @@ func TestCLILoginRefreshLogout(t *testing.T) {
 		t.Errorf("a wrong password: %v %q", err, out)
 	}
 	// A server that names no issuer (auth off: 404) is told apart.
-	off := httptest.NewServer(http.NotFoundHandler())
+	off := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/problem+json") // as the API answers with auth off
+		w.WriteHeader(http.StatusNotFound)
+		_, _ = w.Write([]byte(`{"title":"Not Found","status":404,"detail":"auth is off: this server takes requests without a token"}`))
+	}))
 	defer off.Close()
 	s.url = off.URL
 	if _, errs, code := s.run(t, "login", "--username", "alice", "--password-stdin"); code != 1 || !strings.Contains(errs, "names no issuer: auth is off there, no token or login is needed") {
@@ -555,7 +559,7 @@ func TestCLILoginRefreshLogout(t *testing.T) {
 }
 
 // watch redraws its table on a terminal on each job event, prints one line
-// per change elsewhere, and ends quietly on Ctrl-C.
+// per change elsewhere, and ends quietly on Ctrl-C, with exit code 130.
 func TestCLIWatch(t *testing.T) {
 	s := startServer(t)
 	seed(t, s)
@@ -580,8 +584,8 @@ func TestCLIWatch(t *testing.T) {
 	})
 	for _, c := range []*exec.Cmd{onTTY, plain} {
 		_ = c.Process.Signal(os.Interrupt)
-		if err := c.Wait(); err != nil {
-			t.Errorf("watch after Ctrl-C: %v", err)
+		if err := c.Wait(); c.ProcessState.ExitCode() != 130 {
+			t.Errorf("watch after Ctrl-C: %v, want exit code 130", err)
 		}
 	}
 	if n := strings.Count(screen.String(), "\x1b[H\x1b[2J"); n < 3 {

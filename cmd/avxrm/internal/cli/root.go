@@ -62,16 +62,16 @@ func ExitCode(err error, w io.Writer) int {
 	return ExitFailed
 }
 
-// Interrupted is the exit code of a command that sig ended (which it
-// prints on w): ExitInterrupted for SIGINT, ExitTerminated for SIGTERM,
-// whatever the command made of its cancelled context. A command that takes
-// a signal as its normal end (Annotations[EndsOnSignal], such as 'avxrm up')
-// keeps its own code.
+// Interrupted is the exit code of a command that sig ended:
+// ExitInterrupted for SIGINT, ExitTerminated for SIGTERM, whatever the
+// command made of its cancelled context, which is not printed: the user
+// ended it. A command that takes a signal as its normal end
+// (Annotations[EndsOnSignal], such as 'avxrm up') keeps its own code and
+// message, printed on w.
 func Interrupted(cmd *cobra.Command, sig os.Signal, err error, w io.Writer) int {
 	if cmd != nil && cmd.Annotations[EndsOnSignal] != "" {
 		return ExitCode(err, w)
 	}
-	fmt.Fprintln(w, "avxrm: interrupted")
 	if sig == syscall.SIGTERM {
 		return ExitTerminated
 	}
