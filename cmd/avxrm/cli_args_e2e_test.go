@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"sigs.k8s.io/yaml"
 )
 
 // A job's args follow --, its command is --command: they reach the
@@ -231,5 +233,46 @@ func TestCLIJobsWait(t *testing.T) {
 	}
 	if _, errs, code := s.run(t, "jobs", "wait"); code != 1 || !strings.Contains(errs, "name the jobs") {
 		t.Errorf("wait for nothing: exit %d, %q", code, errs)
+	}
+}
+
+// With -o json, submit --wait, jobs wait and arrays wait show their
+// progress on stderr and print one document on stdout: the job, the jobs
+// or the array as they ended; the exit code still says how they ended.
+func TestCLIWaitJSON(t *testing.T) {
+	s := startServer(t)
+	seed(t, s)
+	type job struct {
+		ID     string `json:"id"`
+		Status string `json:"status"`
+	}
+	out, errs, code := s.run(t, "submit", "--queue", "Default", "--app", "sim:1.0", "--env", "FAIL_INDEX=0", "--wait", "-o", "json")
+	var failed job
+	if err := json.Unmarshal([]byte(out), &failed); err != nil || code != 1 || failed.Status != "failed" || !strings.Contains(errs, failed.ID+" submitted\n") {
+		t.Errorf("submit --wait -o json of a failing job: exit %d, %v, stdout %q, stderr %q", code, err, out, errs)
+	}
+	ok := strings.TrimSpace(s.must(t, "submit", "--queue", "Default", "--app", "sim:1.0"))
+	out, errs, code = s.run(t, "jobs", "wait", ok, "-o", "json")
+	var one job
+	if err := json.Unmarshal([]byte(out), &one); err != nil || code != 0 || one.ID != ok || one.Status != "succeeded" {
+		t.Errorf("jobs wait -o json: exit %d, %v, stdout %q, stderr %q", code, err, out, errs)
+	}
+	out, errs, code = s.run(t, "jobs", "wait", ok, failed.ID, "-o", "json")
+	var both []job
+	if err := json.Unmarshal([]byte(out), &both); err != nil || code != 1 || len(both) != 2 || both[0].ID != ok || both[1].Status != "failed" ||
+		!strings.Contains(errs, ok+" succeeded\n") {
+		t.Errorf("jobs wait -o json of two: exit %d, %v, stdout %q, stderr %q", code, err, out, errs)
+	}
+	out, errs, code = s.run(t, "submit", "--queue", "Default", "--app", "sim:1.0", "--array", "2", "--wait", "-o", "yaml")
+	var arr struct {
+		ID     string           `json:"id"`
+		Counts map[string]int64 `json:"counts"`
+	}
+	if err := yaml.Unmarshal([]byte(out), &arr); err != nil || code != 0 || arr.Counts["succeeded"] != 2 || !strings.Contains(errs, arr.ID+" 2 jobs:") {
+		t.Errorf("submit --array 2 --wait -o yaml: exit %d, %v, stdout %q, stderr %q", code, err, out, errs)
+	}
+	out, _, code = s.run(t, "arrays", "wait", arr.ID, "-o", "json")
+	if err := json.Unmarshal([]byte(out), &arr); err != nil || code != 0 || arr.Counts["succeeded"] != 2 {
+		t.Errorf("arrays wait -o json: exit %d, %v, stdout %q", code, err, out)
 	}
 }

@@ -62,7 +62,7 @@ func arraysCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return followArray(cmd.Context(), c, args[0], cmd.OutOrStdout(), time.Second)
+			return followArrayPrinting(cmd, g, c, args[0])
 		},
 	}
 	cancel := &cobra.Command{
@@ -76,8 +76,7 @@ func arraysCommand(g *globals) *cobra.Command {
 			if _, err := c.Do(cmd.Context(), http.MethodPost, "/job-arrays/"+url.PathEscape(args[0])+"/cancel", nil, nil); err != nil {
 				return err
 			}
-			fmt.Fprintln(cmd.OutOrStdout(), args[0], "cancel requested")
-			return nil
+			return printResult(cmd, g, result{ID: args[0], Result: "cancel requested"})
 		},
 	}
 	cmd.AddCommand(ls, get, wait, cancel)
@@ -111,11 +110,27 @@ func submitArray(cmd *cobra.Command, g *globals, c *avxrm.Client, body api.JobBo
 	if err != nil {
 		return err
 	}
-	out := cmd.OutOrStdout()
-	if err := printSubmitted(out, g, arr, *arr.Id); err != nil || !wait {
+	if !wait {
+		return printSubmitted(cmd.OutOrStdout(), g, arr, *arr.Id)
+	}
+	if !g.structured() {
+		fmt.Fprintln(cmd.OutOrStdout(), *arr.Id)
+	}
+	return followArrayPrinting(cmd, g, c, *arr.Id)
+}
+
+// followArrayPrinting follows the array until all of its jobs have ended,
+// its counts on g.progress; with -o json|yaml it then prints the array as
+// it ended. Its error is followArray's, which says how the jobs ended.
+func followArrayPrinting(cmd *cobra.Command, g *globals, c *avxrm.Client, id string) error {
+	last, err := followArray(cmd.Context(), c, id, g.progress(cmd), time.Second)
+	if !g.structured() || last == nil {
 		return err
 	}
-	return followArray(cmd.Context(), c, *arr.Id, out, time.Second)
+	if perr := printItem(cmd.OutOrStdout(), g.output, last); perr != nil {
+		return perr
+	}
+	return err
 }
 
 // printSubmitted prints what was submitted: all of v with -o json|yaml,
@@ -130,15 +145,17 @@ func printSubmitted(out io.Writer, g *globals, v any, id string) error {
 
 // followArray shows an array's counts, read every interval, until all of
 // its jobs have ended; the exit code says whether any failed (1) or was
-// cancelled (3).
-func followArray(ctx context.Context, c *avxrm.Client, id string, out io.Writer, interval time.Duration) error {
+// cancelled (3). It returns the array as it was last read (nil if never).
+func followArray(ctx context.Context, c *avxrm.Client, id string, out io.Writer, interval time.Duration) (*api.JobArray, error) {
 	live := newLiveLine(out)
 	defer live.done()
+	var last *api.JobArray
 	for {
 		a, err := c.GetJobArray(ctx, id)
 		if err != nil {
-			return err
+			return last, err
 		}
+		last = a
 		counts := map[string]int64{}
 		if a.Counts != nil {
 			counts = *a.Counts
@@ -149,16 +166,16 @@ func followArray(ctx context.Context, c *avxrm.Client, id string, out io.Writer,
 			switch {
 			case counts["failed"] > 0:
 				failed, _ := a.FailedIndexes.Get()
-				return &exitError{code: ExitFailed, msg: fmt.Sprintf("array %s: %d of %d jobs failed (indexes %s)",
+				return a, &exitError{code: ExitFailed, msg: fmt.Sprintf("array %s: %d of %d jobs failed (indexes %s)",
 					id, counts["failed"], deref64(a.Count), joinInts(failed, 10))}
 			case counts["cancelled"] > 0:
-				return &exitError{code: ExitCancelled, msg: fmt.Sprintf("array %s: %d of %d jobs were cancelled", id, counts["cancelled"], deref64(a.Count))}
+				return a, &exitError{code: ExitCancelled, msg: fmt.Sprintf("array %s: %d of %d jobs were cancelled", id, counts["cancelled"], deref64(a.Count))}
 			}
-			return nil
+			return a, nil
 		}
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return a, ctx.Err()
 		case <-time.After(interval):
 		}
 	}

@@ -103,6 +103,9 @@ func artifactsCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if g.structured() {
+				return printItem(cmd.OutOrStdout(), g.output, map[string]any{"file": out, "size": size, "sha256": sum})
+			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: %d bytes, sha256 %s\n", out, size, sum)
 			return nil
 		},

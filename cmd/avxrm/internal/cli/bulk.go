@@ -113,8 +113,8 @@ type bulk struct {
 	// cancel); else jobs of every status.
 	activeOnly bool
 	// run, if set, is what is done to each job instead of the request;
-	// it returns what is printed after the job's id.
-	run     func(ctx context.Context, c *avxrm.Client, id string) (string, error)
+	// it returns what it did.
+	run     func(ctx context.Context, c *avxrm.Client, id string) (result, error)
 	long    string // more for --help
 	example string
 }
@@ -152,7 +152,7 @@ func bulkAction(g *globals, b bulk) *cobra.Command {
 			if err != nil || len(ids) == 0 {
 				return err
 			}
-			return b.each(cmd, c, ids)
+			return b.each(cmd, g, c, ids)
 		},
 	}
 	f.flags(cmd, "select")
@@ -160,25 +160,35 @@ func bulkAction(g *globals, b bulk) *cobra.Command {
 }
 
 // each makes b's request for every id, bulkParallel at a time, printing
-// one line per job in the order given.
-func (b bulk) each(cmd *cobra.Command, c *avxrm.Client, ids []string) error {
-	errs, done := make([]error, len(ids)), make([]string, len(ids))
+// one line per job in the order given; with -o json|yaml, a list of each
+// job's result or error instead.
+func (b bulk) each(cmd *cobra.Command, g *globals, c *avxrm.Client, ids []string) error {
+	errs, done := make([]error, len(ids)), make([]result, len(ids))
 	run := b.run
 	if run == nil {
-		run = func(ctx context.Context, c *avxrm.Client, id string) (string, error) {
+		run = func(ctx context.Context, c *avxrm.Client, id string) (result, error) {
 			_, err := c.Do(ctx, b.method, "/jobs/"+url.PathEscape(id)+b.suffix, nil, nil)
-			return b.done, err
+			return result{Result: b.done}, err
 		}
 	}
-	var g errgroup.Group
-	g.SetLimit(bulkParallel)
+	var eg errgroup.Group
+	eg.SetLimit(bulkParallel)
 	for i, id := range ids {
-		g.Go(func() error {
+		eg.Go(func() error {
 			done[i], errs[i] = run(cmd.Context(), c, id)
+			done[i].ID = id
+			if errs[i] != nil {
+				done[i] = result{ID: id, Error: errs[i].Error()}
+			}
 			return nil
 		})
 	}
-	_ = g.Wait() // each job's error is in errs
+	_ = eg.Wait() // each job's error is in errs
+	if g.structured() {
+		if err := printItem(cmd.OutOrStdout(), g.output, done); err != nil {
+			return err
+		}
+	}
 	if len(ids) == 1 && errs[0] != nil {
 		return errs[0] // one job: its error is the command's
 	}
@@ -189,7 +199,9 @@ func (b bulk) each(cmd *cobra.Command, c *avxrm.Client, ids []string) error {
 			fmt.Fprintf(cmd.ErrOrStderr(), "%s: %v\n", id, errs[i])
 			continue
 		}
-		fmt.Fprintln(cmd.OutOrStdout(), id, done[i])
+		if !g.structured() {
+			fmt.Fprintln(cmd.OutOrStdout(), done[i].line())
+		}
 	}
 	if failed > 0 {
 		return &exitError{code: ExitFailed, msg: fmt.Sprintf("%s: %d of %d jobs failed", b.use, failed, len(ids))}
@@ -205,10 +217,10 @@ var resubmitFields = []string{"queue_id", "worker_instances", "environment_varia
 // resubmit submits a new job as job id was submitted: its queue,
 // application, workers, variables, command and args, priority, labels,
 // limits, retries and dependencies, and its name unless that was its id.
-func resubmit(ctx context.Context, c *avxrm.Client, id string) (string, error) {
+func resubmit(ctx context.Context, c *avxrm.Client, id string) (result, error) {
 	var j map[string]any
 	if _, err := c.Do(ctx, http.MethodGet, "/jobs/"+url.PathEscape(id), nil, &j); err != nil {
-		return "", err
+		return result{}, err
 	}
 	body := map[string]any{}
 	for _, k := range resubmitFields {
@@ -235,7 +247,7 @@ func resubmit(ctx context.Context, c *avxrm.Client, id string) (string, error) {
 		ID string `json:"id"`
 	}
 	if _, err := c.Do(ctx, http.MethodPost, "/jobs", body, &out); err != nil {
-		return "", err
+		return result{}, err
 	}
-	return "resubmitted as " + out.ID, nil
+	return result{Result: "resubmitted", NewID: out.ID}, nil
 }

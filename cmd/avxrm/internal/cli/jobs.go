@@ -166,11 +166,13 @@ func submitCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			out := cmd.OutOrStdout()
-			if err := printSubmitted(out, g, j, *j.Id); err != nil || !wait {
-				return err
+			if !wait {
+				return printSubmitted(cmd.OutOrStdout(), g, j, *j.Id)
 			}
-			return follow(cmd.Context(), c, *j.Id, out)
+			if !g.structured() {
+				fmt.Fprintln(cmd.OutOrStdout(), *j.Id)
+			}
+			return followJob(cmd.Context(), cmd, g, c, *j.Id)
 		},
 	}
 	f := cmd.Flags()
@@ -244,34 +246,54 @@ func addPairs(m **map[string]string, flag string, kvs []string) error {
 	return nil
 }
 
-// follow shows the job live until it ends, and turns its end into the exit
-// code.
-func follow(ctx context.Context, c *avxrm.Client, id string, out io.Writer) error {
+// followJob follows the job until it ends, its progress on g.progress;
+// with -o json|yaml it then prints the job as it ended (as 'jobs get'
+// does). Its error is follow's, which says how the job ended.
+func followJob(ctx context.Context, cmd *cobra.Command, g *globals, c *avxrm.Client, id string) error {
+	last, err := follow(ctx, c, id, g.progress(cmd))
+	if !g.structured() || last == nil {
+		return err
+	}
+	// Events carry instance_counts, not instances: print the record.
+	var v any = last
+	var raw json.RawMessage
+	if _, gerr := c.Do(ctx, http.MethodGet, "/jobs/"+url.PathEscape(id), nil, &raw); gerr == nil {
+		v = raw
+	}
+	if perr := printItem(cmd.OutOrStdout(), g.output, v); perr != nil {
+		return perr
+	}
+	return err
+}
+
+// follow shows the job live on out until it ends, and turns its end into
+// the exit code; it returns the job as it was last seen (nil if never).
+func follow(ctx context.Context, c *avxrm.Client, id string, out io.Writer) (*api.Job, error) {
 	live := newLiveLine(out)
 	var last *api.Job
 	for j, err := range c.FollowJob(ctx, id, avxrm.WatchOptions{}) {
 		if err != nil {
 			live.done()
-			return err
+			return last, err
 		}
 		last = j
 		live.show(statusLine(j))
 	}
 	live.done()
 	if last == nil || last.Status == nil {
-		return fmt.Errorf("job %s: no status", id)
+		return last, fmt.Errorf("job %s: no status", id)
 	}
 	code, msg := ExitFailed, "job "+id+" failed"
 	switch *last.Status {
 	case "succeeded":
-		return nil
+		return last, nil
 	case "cancelled":
 		code, msg = ExitCancelled, "job "+id+" was cancelled"
 	}
 	if r := reason(last); r != "" {
 		msg += ": " + r
 	}
-	return &exitError{code: code, msg: msg}
+	return last, &exitError{code: code, msg: msg}
 }
 
 // statusLine is one line about a job: its status, why it waits with the
@@ -374,6 +396,13 @@ func jobsCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if g.structured() { // the job as 'jobs get' prints it
+				var v json.RawMessage
+				if _, err := c.Do(cmd.Context(), http.MethodGet, "/jobs/"+url.PathEscape(args[0]), nil, &v); err != nil {
+					return err
+				}
+				return printItem(cmd.OutOrStdout(), g.output, v)
+			}
 			return describeJob(cmd.Context(), c, args[0], cmd.OutOrStdout())
 		},
 	}
@@ -388,8 +417,7 @@ func jobsCommand(g *globals) *cobra.Command {
 				if _, err := c.Do(cmd.Context(), method, "/jobs/"+url.PathEscape(args[0])+suffix, nil, nil); err != nil {
 					return err
 				}
-				fmt.Fprintln(cmd.OutOrStdout(), args[0], done)
-				return nil
+				return printResult(cmd, g, result{ID: args[0], Result: done})
 			},
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
 	"sigs.k8s.io/yaml"
 )
 
@@ -151,5 +152,45 @@ func writeYAML(w io.Writer, v any) error {
 		return err
 	}
 	_, err = w.Write(out)
+	return err
+}
+
+// structured says whether -o asks for a document (json or yaml) rather
+// than the text a person reads.
+func (g *globals) structured() bool { return g.output != "table" }
+
+// progress is where a command shows what happens while it runs: stdout as
+// text, stderr with -o json|yaml, so that stdout holds one document alone.
+func (g *globals) progress(cmd *cobra.Command) io.Writer {
+	if g.structured() {
+		return cmd.ErrOrStderr()
+	}
+	return cmd.OutOrStdout()
+}
+
+// result is what a command did to one resource, as -o json|yaml prints it.
+type result struct {
+	ID     string `json:"id"`
+	Result string `json:"result,omitempty"`
+	NewID  string `json:"new_id,omitempty"` // what it made: a resubmission's job
+	Error  string `json:"error,omitempty"`
+}
+
+// line is the result as text: "<id> <result>[ as <new id>]".
+func (r result) line() string {
+	s := r.ID + " " + r.Result
+	if r.NewID != "" {
+		s += " as " + r.NewID
+	}
+	return s
+}
+
+// printResult prints what a command did to one resource: a line, or the
+// result as a document.
+func printResult(cmd *cobra.Command, g *globals, r result) error {
+	if g.structured() {
+		return printItem(cmd.OutOrStdout(), g.output, r)
+	}
+	_, err := fmt.Fprintln(cmd.OutOrStdout(), r.line())
 	return err
 }

@@ -222,6 +222,13 @@ func resourceCommand(g *globals, k kind) *cobra.Command {
 			if _, err := c.Do(cmd.Context(), http.MethodDelete, k.itemPath(args), nil, nil); err != nil {
 				return err
 			}
+			if g.structured() {
+				deleted := map[string]any{"deleted": args[0]}
+				if k.keys == 2 {
+					deleted["deleted"] = map[string]string{"queue_id": args[0], "application_id": args[1]}
+				}
+				return printItem(cmd.OutOrStdout(), g.output, deleted)
+			}
 			fmt.Fprintln(cmd.OutOrStdout(), "deleted", strings.Join(args, " "))
 			return nil
 		},

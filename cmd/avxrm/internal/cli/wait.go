@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/avxrm/rm/sdk/go/avxrm"
+	"github.com/avxrm/rm/sdk/go/avxrm/api"
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 )
@@ -50,13 +51,13 @@ func waitCommand(g *globals) *cobra.Command {
 				return err
 			}
 			if len(ids) == 1 {
-				err := follow(ctx, c, ids[0], cmd.OutOrStdout())
+				err := followJob(ctx, cmd, g, c, ids[0])
 				if cause := context.Cause(ctx); cause != nil && ctx.Err() != nil && cmd.Context().Err() == nil {
 					return fmt.Errorf("job %s: %w; it has not ended", ids[0], cause)
 				}
 				return err
 			}
-			return waitAll(ctx, cmd, c, ids)
+			return waitAll(ctx, cmd, g, c, ids)
 		},
 	}
 	f.flags(cmd, "select")
@@ -66,14 +67,17 @@ func waitCommand(g *globals) *cobra.Command {
 
 // waitAll waits for every job of ids, waitParallel at a time, printing a
 // line for each as it ends, and turns how they ended into the exit code.
-func waitAll(ctx context.Context, cmd *cobra.Command, c *avxrm.Client, ids []string) error {
+// With -o json|yaml the lines go to stderr and stdout gets the list of the
+// jobs that ended, as they ended, in the order of ids.
+func waitAll(ctx context.Context, cmd *cobra.Command, g *globals, c *avxrm.Client, ids []string) error {
 	var mu sync.Mutex
+	jobs := make([]*api.Job, len(ids))
 	ended := map[string]int{} // by status; "error": the job could not be read
 	var open []string
-	var g errgroup.Group
-	g.SetLimit(waitParallel)
-	for _, id := range ids {
-		g.Go(func() error {
+	var eg errgroup.Group
+	eg.SetLimit(waitParallel)
+	for i, id := range ids {
+		eg.Go(func() error {
 			j, err := c.WaitJob(ctx, id)
 			mu.Lock()
 			defer mu.Unlock()
@@ -84,18 +88,30 @@ func waitAll(ctx context.Context, cmd *cobra.Command, c *avxrm.Client, ids []str
 				ended["error"]++
 				fmt.Fprintf(cmd.ErrOrStderr(), "%s: %v\n", id, err)
 			default:
+				jobs[i] = j
 				status := string(*j.Status)
 				ended[status]++
 				line := id + " " + status
 				if r := reason(j); r != "" && status != "succeeded" {
 					line += ": " + r
 				}
-				fmt.Fprintln(cmd.OutOrStdout(), line)
+				fmt.Fprintln(g.progress(cmd), line)
 			}
 			return nil
 		})
 	}
-	_ = g.Wait() // each job's end is in ended and open
+	_ = eg.Wait() // each job's end is in ended, open and jobs
+	if g.structured() {
+		ended := []*api.Job{}
+		for _, j := range jobs {
+			if j != nil {
+				ended = append(ended, j)
+			}
+		}
+		if err := printItem(cmd.OutOrStdout(), g.output, ended); err != nil {
+			return err
+		}
+	}
 	if len(open) > 0 {
 		if cmd.Context().Err() != nil {
 			return cmd.Context().Err()

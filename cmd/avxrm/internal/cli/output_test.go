@@ -1,0 +1,106 @@
+package cli
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// fakeServer answers each "METHOD /path" of routes (the path after
+// /api/v1-like prefixes is matched by suffix) with its status and JSON body;
+// anything else is a 404 problem.
+func fakeServer(t *testing.T, routes map[string]fakeAnswer) string {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for k, a := range routes {
+			method, path, _ := strings.Cut(k, " ")
+			if r.Method == method && strings.HasSuffix(r.URL.Path, path) {
+				ct := "application/json"
+				if a.status >= 400 {
+					ct = "application/problem+json"
+				}
+				w.Header().Set("Content-Type", ct)
+				w.WriteHeader(a.status)
+				_, _ = w.Write([]byte(a.body))
+				return
+			}
+		}
+		w.Header().Set("Content-Type", "application/problem+json")
+		w.WriteHeader(http.StatusNotFound)
+		_, _ = w.Write([]byte(`{"title":"Not Found","status":404,"detail":"no ` + r.URL.Path + `"}`))
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+type fakeAnswer struct {
+	status int
+	body   string
+}
+
+// runCLI runs the client commands in process against server and returns
+// stdout, stderr and the error.
+func runCLI(t *testing.T, server string, args ...string) (string, string, error) {
+	t.Helper()
+	t.Setenv("HOME", t.TempDir())
+	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
+	t.Setenv("RM_TOKEN", "")
+	t.Setenv("RM_JOB_TOKEN", "")
+	root := Root()
+	var out, errb bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&errb)
+	root.SetArgs(append([]string{"--server", server}, args...))
+	err := root.Execute()
+	return out.String(), errb.String(), err
+}
+
+// With -o json the commands that print text for a person print one JSON
+// document instead: the job, each job's result, what was deleted.
+func TestStructuredOutput(t *testing.T) {
+	job := `{"id":"job-a","name":"a","queue_id":"q-1","status":"running","worker_instances":1,"application":{"id":"app-1"}}`
+	srv := fakeServer(t, map[string]fakeAnswer{
+		"GET /jobs/job-a":                  {200, job},
+		"POST /jobs/job-a/cancel":          {202, `{}`},
+		"POST /jobs/job-gone/cancel":       {404, `{"title":"Not Found","status":404,"detail":"job job-gone not found"}`},
+		"POST /jobs":                       {201, `{"id":"job-b"}`},
+		"DELETE /queues/Default":           {204, ``},
+		"POST /job-arrays/arr-1/cancel":    {202, `{}`},
+		"POST /jobs/job-a/post-controller": {202, `{}`},
+	})
+	for _, c := range []struct {
+		args []string
+		want any
+	}{
+		{[]string{"jobs", "describe", "job-a"}, map[string]any{"id": "job-a", "name": "a", "queue_id": "q-1", "status": "running",
+			"worker_instances": 1.0, "application": map[string]any{"id": "app-1"}}},
+		{[]string{"jobs", "cancel", "job-a", "job-gone"}, []any{map[string]any{"id": "job-a", "result": "cancel requested"},
+			map[string]any{"id": "job-gone", "error": "404 job job-gone not found"}}},
+		{[]string{"jobs", "resubmit", "job-a"}, []any{map[string]any{"id": "job-a", "result": "resubmitted", "new_id": "job-b"}}},
+		{[]string{"queues", "rm", "Default"}, map[string]any{"deleted": "Default"}},
+		{[]string{"arrays", "cancel", "arr-1"}, map[string]any{"id": "arr-1", "result": "cancel requested"}},
+		{[]string{"jobs", "post-controller", "start", "job-a"}, map[string]any{"id": "job-a", "result": "post-controller requested"}},
+	} {
+		out, _, _ := runCLI(t, srv, append(c.args, "-o", "json")...)
+		var got any
+		if err := json.Unmarshal([]byte(out), &got); err != nil {
+			t.Errorf("%v -o json: not JSON (%v):\n%s", c.args, err, out)
+			continue
+		}
+		if diff := cmp.Diff(c.want, got); diff != "" {
+			t.Errorf("%v -o json mismatch (-want +got):\n%s", c.args, diff)
+		}
+	}
+	// The text stays as it was.
+	if out, _, _ := runCLI(t, srv, "jobs", "resubmit", "job-a"); out != "job-a resubmitted as job-b\n" {
+		t.Errorf("jobs resubmit: %q", out)
+	}
+	if out, _, _ := runCLI(t, srv, "queues", "rm", "Default"); out != "deleted Default\n" {
+		t.Errorf("queues rm: %q", out)
+	}
+}
