@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path"
+	"path/filepath"
 	"strings"
 
 	"github.com/avxrm/rm/sdk/go/avxrm"
@@ -78,7 +79,7 @@ func artifactsCommand(g *globals) *cobra.Command {
 		Use:   "get <job> <artifact> [-O file|-] [--declaration name]",
 		Short: "Download one artifact and check its sha256",
 		Long: "Download an artifact into the file named by -O (default: the artifact's file name, here;\n" +
-			"'-' writes it to stdout). A partial download in <file>.part is resumed; the file is\n" +
+			"a directory: under that name there; '-' writes it to stdout). A partial download in <file>.part is resumed; the file is\n" +
 			"moved into place only once its sha256 matches the server's.",
 		Example: "  avxrm artifacts get job-01J… scenarios/s-001/scenario.xosc\n" +
 			"  avxrm artifacts get job-01J… assets/roads/a.xodr --declaration road-network -O a.xodr\n" +
@@ -98,6 +99,8 @@ func artifactsCommand(g *globals) *cobra.Command {
 			}
 			if out == "" {
 				out = path.Base(args[1])
+			} else if st, err := os.Stat(out); err == nil && st.IsDir() {
+				out = filepath.Join(out, path.Base(args[1]))
 			}
 			sum, size, err := fetchFile(cmd.Context(), c, p, "", out, nil)
 			if err != nil {
@@ -111,7 +114,7 @@ func artifactsCommand(g *globals) *cobra.Command {
 		},
 	}
 	get.Flags().StringVar(&getDecl, "declaration", "", "the asset declaration of an assets/… artifact")
-	get.Flags().StringVarP(&out, "output-file", "O", "", "the file to write, '-' for stdout (default: the artifact's file name)")
+	get.Flags().StringVarP(&out, "output-file", "O", "", "the file (or directory) to write, '-' for stdout (default: the artifact's file name)")
 	var putDecl string
 	put := &cobra.Command{
 		Use:   "put <job> <artifact> <file|->",

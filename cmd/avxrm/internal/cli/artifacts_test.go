@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -62,5 +64,35 @@ func TestArtifactPath(t *testing.T) {
 		if got != c.want || (err == nil) != (c.err == "") || err != nil && !strings.Contains(err.Error(), c.err) {
 			t.Errorf("artifactPath(%q, %q) = %q, %v; want %q, %q", c.name, c.decl, got, err, c.want, c.err)
 		}
+	}
+}
+
+// artifacts get makes its .part only once the server answers with the
+// file: a 404 or an unreachable server leaves nothing behind; -O naming a
+// directory writes into it under the artifact's name.
+func TestArtifactGetFiles(t *testing.T) {
+	srv := fakeServer(t, map[string]fakeAnswer{"GET /jobs/job-x/artifacts/scenarios/s-1/a.xosc": {200, "scenario\n"}})
+	dir := t.TempDir()
+	t.Chdir(dir)
+	for _, server := range []string{srv, "http://127.0.0.1:1"} {
+		if _, _, err := runCLI(t, server, "artifacts", "get", "job-x", "scenarios/s-1/missing.xosc"); err == nil {
+			t.Errorf("%s: get of a missing artifact succeeded", server)
+		}
+		if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+			t.Errorf("%s: a failed get left %v", server, ents)
+		}
+	}
+	sub := filepath.Join(dir, "out")
+	if err := os.Mkdir(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, errs, err := runCLI(t, srv, "artifacts", "get", "job-x", "scenarios/s-1/a.xosc", "-O", sub); err != nil {
+		t.Fatalf("get -O <dir>: %v\n%s%s", err, out, errs)
+	}
+	if got, err := os.ReadFile(filepath.Join(sub, "a.xosc")); err != nil || string(got) != "scenario\n" {
+		t.Errorf("get -O <dir>: %q, %v", got, err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
+		t.Errorf("get -O <dir> left %v", ents)
 	}
 }

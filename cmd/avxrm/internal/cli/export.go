@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"net/url"
 	"os"
@@ -95,23 +96,23 @@ func downloadExport(ctx context.Context, c *avxrm.Client, id, sum, out string) (
 // left there (Range, with If-Range on its sha256) and retrying a lost
 // connection; then it checks the whole file's sha256 against sum (the
 // server's ETag when sum is empty) and check, if given, and moves it to out.
-// It returns the sha256 and the size.
+// The .part is made only once the server has answered with the file: a
+// download refused or never answered leaves nothing behind. It returns the
+// sha256 and the size.
 func fetchFile(ctx context.Context, c *avxrm.Client, path, sum, out string, check func(part string) error) (string, int64, error) {
-	part := out + ".part"
-	f, err := os.OpenFile(part, os.O_CREATE|os.O_WRONLY, 0o644)
-	if err != nil {
-		return "", 0, err
-	}
-	defer f.Close()
-	have, err := f.Seek(0, io.SeekEnd)
-	if err != nil {
+	d := &download{part: out + ".part"}
+	defer d.close()
+	part := d.part
+	if st, err := os.Stat(part); err == nil {
+		d.have = st.Size()
+	} else if !errors.Is(err, fs.ErrNotExist) {
 		return "", 0, err
 	}
 	// Without a sha256 to send with the Range, the .part may be of an
 	// earlier upload of the file: if the whole does not match, fetch it anew.
-	blindResume := have > 0 && sum == ""
+	blindResume := d.have > 0 && sum == ""
 	for attempt := 0; ; attempt++ {
-		err := fetchFrom(ctx, c, path, &sum, f, &have)
+		err := d.fetchFrom(ctx, c, path, &sum)
 		if err == nil {
 			break
 		}
@@ -122,10 +123,10 @@ func fetchFile(ctx context.Context, c *avxrm.Client, path, sum, out string, chec
 			return "", 0, err
 		}
 	}
-	if err := f.Close(); err != nil {
+	if err := d.close(); err != nil {
 		return "", 0, err
 	}
-	err = checkSum(part, sum)
+	err := checkSum(part, sum)
 	if err == nil && check != nil {
 		err = check(part)
 	}
@@ -136,18 +137,64 @@ func fetchFile(ctx context.Context, c *avxrm.Client, path, sum, out string, chec
 		}
 		return "", 0, err
 	}
-	return sum, have, os.Rename(part, out)
+	return sum, d.have, os.Rename(part, out)
 }
 
-// fetchFrom appends the file at path from *have on to f; it takes *sum from
-// the answer's ETag when it is empty.
-func fetchFrom(ctx context.Context, c *avxrm.Client, path string, sum *string, f *os.File, have *int64) error {
+// download is a file being fetched into part, of which have bytes are there.
+type download struct {
+	part string
+	f    *os.File // nil until the server has answered with the file
+	have int64
+}
+
+// file opens the .part (making it), positioned at its end.
+func (d *download) file() (*os.File, error) {
+	if d.f == nil {
+		f, err := os.OpenFile(d.part, os.O_CREATE|os.O_WRONLY, 0o644)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := f.Seek(0, io.SeekEnd); err != nil {
+			f.Close()
+			return nil, err
+		}
+		d.f = f
+	}
+	return d.f, nil
+}
+
+// restart empties the .part, for the file fetched whole.
+func (d *download) restart() error {
+	f, err := d.file()
+	if err != nil {
+		return err
+	}
+	if err := f.Truncate(0); err != nil {
+		return err
+	}
+	_, err = f.Seek(0, io.SeekStart)
+	d.have = 0
+	return err
+}
+
+func (d *download) close() error {
+	if d.f == nil {
+		return nil
+	}
+	err := d.f.Close()
+	d.f = nil
+	return err
+}
+
+// fetchFrom appends the file at path from d.have on to the .part; it takes
+// *sum from the answer's ETag when it is empty.
+func (d *download) fetchFrom(ctx context.Context, c *avxrm.Client, path string, sum *string) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.URL(path), nil)
 	if err != nil {
 		return err
 	}
-	if *have > 0 {
-		req.Header.Set("Range", fmt.Sprintf("bytes=%d-", *have))
+	if d.have > 0 {
+		req.Header.Set("Range", fmt.Sprintf("bytes=%d-", d.have))
 		if *sum != "" {
 			req.Header.Set("If-Range", `"`+*sum+`"`)
 		}
@@ -159,13 +206,9 @@ func fetchFrom(ctx context.Context, c *avxrm.Client, path string, sum *string, f
 	defer resp.Body.Close()
 	switch resp.StatusCode {
 	case http.StatusOK: // whole file: start again
-		if err := f.Truncate(0); err != nil {
+		if err := d.restart(); err != nil {
 			return err
 		}
-		if _, err := f.Seek(0, io.SeekStart); err != nil {
-			return err
-		}
-		*have = 0
 	case http.StatusPartialContent:
 	case http.StatusRequestedRangeNotSatisfiable:
 		if *sum != "" {
@@ -173,22 +216,22 @@ func fetchFrom(ctx context.Context, c *avxrm.Client, path string, sum *string, f
 		}
 		// A .part at least as long as the file, of an upload not known to be
 		// this one: fetch the file whole.
-		if err := f.Truncate(0); err != nil {
+		if err := d.restart(); err != nil {
 			return err
 		}
-		if _, err := f.Seek(0, io.SeekStart); err != nil {
-			return err
-		}
-		*have = 0
-		return fetchFrom(ctx, c, path, sum, f, have)
+		return d.fetchFrom(ctx, c, path, sum)
 	default:
 		return avxrm.ResponseError(resp)
 	}
 	if *sum == "" {
 		*sum = strings.Trim(resp.Header.Get("ETag"), `"`)
 	}
+	f, err := d.file()
+	if err != nil {
+		return err
+	}
 	n, err := io.Copy(f, resp.Body)
-	*have += n
+	d.have += n
 	return err
 }
 
