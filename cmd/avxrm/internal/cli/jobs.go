@@ -207,7 +207,7 @@ func readJobFile(file string, body *api.JobBody) error {
 	d := json.NewDecoder(bytes.NewReader(js))
 	d.DisallowUnknownFields()
 	if err := d.Decode(body); err != nil {
-		return fmt.Errorf("%s: not a job body: %w", file, err)
+		return fileError(file, err)
 	}
 	return nil
 }

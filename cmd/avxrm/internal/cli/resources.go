@@ -3,10 +3,12 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
 	"os"
+	"reflect"
 	"strconv"
 	"strings"
 
@@ -385,6 +387,39 @@ func readYAMLFile(file string) ([]byte, error) {
 	return js, nil
 }
 
+// fileError says what is wrong with the body of a -f file in the words of
+// JSON and the file's field names, not Go's types.
+func fileError(file string, err error) error {
+	var te *json.UnmarshalTypeError
+	if !errors.As(err, &te) {
+		return fmt.Errorf("%s: %s", file, strings.TrimPrefix(err.Error(), "json: "))
+	}
+	got := map[string]string{"string": "a string", "number": "a number", "bool": "true or false", "array": "a list", "object": "an object"}[te.Value]
+	if got == "" {
+		got = strings.TrimPrefix(te.Value, "number ") // "number 1.5"
+	}
+	if te.Field == "" {
+		return fmt.Errorf("%s: expected a JSON or YAML object, got %s", file, got)
+	}
+	want := te.Type.String()
+	switch te.Type.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		want = "an integer"
+	case reflect.Float32, reflect.Float64:
+		want = "a number"
+	case reflect.String:
+		want = "a string"
+	case reflect.Bool:
+		want = "true or false"
+	case reflect.Slice, reflect.Array:
+		want = "a list"
+	case reflect.Map, reflect.Struct:
+		want = "an object"
+	}
+	return fmt.Errorf("%s: %s: expected %s, got %s", file, te.Field, want, got)
+}
+
 // buildBody reads file (JSON or YAML) and applies the key=value sets (the
 // values of sets parsed as JSON where they parse, those of strs kept as text).
 func buildBody(file string, sets, strs []string) (map[string]any, error) {
@@ -395,7 +430,10 @@ func buildBody(file string, sets, strs []string) (map[string]any, error) {
 			return nil, err
 		}
 		if err := json.Unmarshal(js, &body); err != nil {
-			return nil, fmt.Errorf("%s: want an object: %w", file, err)
+			return nil, fileError(file, err)
+		}
+		if body == nil { // an empty file, or null
+			return nil, fmt.Errorf("%s: expected a JSON or YAML object", file)
 		}
 	}
 	for i, s := range append(sets, strs...) {

@@ -1,0 +1,43 @@
+package cli
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/avxrm/rm/sdk/go/avxrm/api"
+)
+
+// A -f file of the wrong shape is named with its field and what JSON it
+// wants, not Go's types.
+func TestFileErrors(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		f := filepath.Join(dir, name)
+		if err := os.WriteFile(f, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	for file, want := range map[string]string{
+		write("j.json", `{"queue_id":"Default","worker_instances":"two"}`): "j.json: worker_instances: expected an integer, got a string",
+		write("app.yaml", "application: {name: [a]}\n"):                    "app.yaml: application.name: expected a string, got a list",
+		write("n.yaml", "worker_instances: 1.5\n"):                         "n.yaml: worker_instances: expected an integer, got 1.5",
+		write("l.json", `[{"queue_id":"Default"}]`):                        "l.json: expected a JSON or YAML object, got a list",
+		write("u.yaml", "workers: 3\n"):                                    `u.yaml: unknown field "workers"`,
+	} {
+		var body api.JobBody
+		if err := readJobFile(file, &body); err == nil || err.Error() != filepath.Join(dir, want) {
+			t.Errorf("readJobFile(%s) = %v, want %s", filepath.Base(file), err, want)
+		}
+	}
+	for file, want := range map[string]string{
+		write("txt.txt", "some text\n"): "txt.txt: expected a JSON or YAML object, got a string",
+		write("a.json", `[1, 2]`):       "a.json: expected a JSON or YAML object, got a list",
+		write("empty.yaml", ""):         "empty.yaml: expected a JSON or YAML object",
+	} {
+		if _, err := buildBody(file, nil, nil); err == nil || err.Error() != filepath.Join(dir, want) {
+			t.Errorf("buildBody(%s) = %v, want %s", filepath.Base(file), err, want)
+		}
+	}
+}
