@@ -88,8 +88,8 @@ func replicaLogsCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if tail < 0 {
-				return fmt.Errorf("--tail %d: want a number of lines, 1 or more", tail)
+			if err := checkTail(cmd, tail); err != nil {
+				return err
 			}
 			return printReplicaLogs(cmd.Context(), c, args[0], slot, tail, follow, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},

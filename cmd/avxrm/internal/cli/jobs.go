@@ -571,8 +571,8 @@ func logsCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if tail < 0 {
-				return fmt.Errorf("--tail %d: want a number of lines, 1 or more", tail)
+			if err := checkTail(cmd, tail); err != nil {
+				return err
 			}
 			return printLogs(cmd.Context(), c, args[0], role, index, tail, followLogs, cmd.OutOrStdout())
 		},
@@ -667,6 +667,15 @@ func instanceEnded(j *api.Job, role string, index int) bool {
 		}
 	}
 	return false
+}
+
+// checkTail refuses a --tail given that asks for no line: 0 would read
+// as "all of it", the default, and print everything.
+func checkTail(cmd *cobra.Command, tail int) error {
+	if cmd.Flags().Changed("tail") && tail < 1 {
+		return fmt.Errorf("--tail %d: want a number of lines, 1 or more", tail)
+	}
+	return nil
 }
 
 func isNotFound(err error) bool {

@@ -36,6 +36,9 @@ func waitCommand(g *globals) *cobra.Command {
 			if err := f.check(cmd, args); err != nil {
 				return err
 			}
+			if timeout < 0 {
+				return fmt.Errorf("--timeout %s: want a duration of 0 (wait as long as it takes) or more", timeout)
+			}
 			ctx := cmd.Context()
 			if timeout > 0 {
 				var cancel context.CancelFunc
@@ -61,7 +64,7 @@ func waitCommand(g *globals) *cobra.Command {
 		},
 	}
 	f.flags(cmd, "select")
-	cmd.Flags().DurationVar(&timeout, "timeout", 0, "give up after this long, e.g. 2h (default: wait as long as it takes)")
+	cmd.Flags().DurationVar(&timeout, "timeout", 0, "give up after this long, e.g. 2h (0: wait as long as it takes)")
 	return cmd
 }
 

@@ -88,6 +88,9 @@ func Load(args []string, getenv func(string) string) (Config, error) {
 	if err := flagdoc.Parse(fs, args, "up"); err != nil {
 		return c, err
 	}
+	if fs.NArg() > 0 { // else 'avxrm up extra' would start a server as if it were not there
+		return c, fmt.Errorf("unexpected argument %q: 'avxrm up' takes only flags ('avxrm up --help' lists them)", fs.Arg(0))
+	}
 	c.Auth = api.AuthConfigFromEnv(getenv)
 	c.AuthOff = strings.EqualFold(getenv("RM_AUTH"), "off")
 	c.NATSUser, c.NATSPassword, c.NATSCreds = getenv("RM_NATS_USER"), getenv("RM_NATS_PASSWORD"), getenv("RM_NATS_CREDS")
