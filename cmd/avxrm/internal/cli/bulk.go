@@ -75,7 +75,9 @@ type listedJob struct {
 }
 
 // list yields the jobs the filter selects; those that have ended only if
-// all is set or a status is asked for.
+// all is set or a status is asked for. A queue or an array that is not
+// there is the server's error (404), not an empty list: a mistyped name
+// must not look like nothing to do.
 func (f *jobFilter) list(ctx context.Context, c *avxrm.Client, all bool) iter.Seq2[listedJob, error] {
 	q := url.Values{}
 	for k, v := range map[string]string{"queue_id": f.queue, "status": f.status, "owner": f.owner, "array_id": f.array} {
@@ -87,6 +89,15 @@ func (f *jobFilter) list(ctx context.Context, c *avxrm.Client, all bool) iter.Se
 		q.Add("label", l)
 	}
 	return func(yield func(listedJob, error) bool) {
+		for _, p := range []struct{ ref, path string }{{f.queue, "/queues/"}, {f.array, "/job-arrays/"}} {
+			if p.ref == "" {
+				continue
+			}
+			if _, err := c.Do(ctx, http.MethodGet, p.path+url.PathEscape(p.ref), nil, nil); err != nil {
+				yield(listedJob{}, err)
+				return
+			}
+		}
 		for it, err := range c.List(ctx, "/jobs", q) {
 			var l listedJob
 			if err == nil {

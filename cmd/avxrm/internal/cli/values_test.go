@@ -23,3 +23,24 @@ func TestBadValuesRefused(t *testing.T) {
 		}
 	}
 }
+
+// A --queue or --array that names nothing is the server's 404, not "no
+// job matches": a typo must not look like nothing to do.
+func TestUnknownFilterTargets(t *testing.T) {
+	srv := fakeServer(t, map[string]fakeAnswer{
+		"GET /queues/Default": {200, `{"id":"q-1","name":"Default"}`},
+		"GET /jobs":           {200, `{"items":[]}`},
+	})
+	for _, args := range [][]string{
+		{"jobs", "rm", "--queue", "Defualt"}, {"jobs", "cancel", "--queue", "Defualt"}, {"jobs", "wait", "--queue", "Defualt"},
+		{"jobs", "cleanup", "--queue", "Defualt"}, {"jobs", "resubmit", "--queue", "Defualt"}, {"jobs", "ls", "--queue", "Defualt"},
+		{"jobs", "cancel", "--array", "arr-nosuch"}, {"jobs", "ls", "--queue", "Default", "--array", "arr-nosuch"},
+	} {
+		if _, _, err := runCLI(t, srv, args...); err == nil || !strings.Contains(err.Error(), "404") {
+			t.Errorf("%v: %v, want the server's 404", args, err)
+		}
+	}
+	if out, errs, err := runCLI(t, srv, "jobs", "cancel", "--queue", "Default"); err != nil || out != "" || errs != "no job matches\n" {
+		t.Errorf("cancel --queue Default with no job: %v, %q, %q", err, out, errs)
+	}
+}
