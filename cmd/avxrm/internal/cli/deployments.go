@@ -91,6 +91,9 @@ func replicaLogsCommand(g *globals) *cobra.Command {
 			if err := checkTail(cmd, tail); err != nil {
 				return err
 			}
+			if slot < 0 {
+				return fmt.Errorf("--replica %d: want a replica slot, 0 or more", slot)
+			}
 			return printReplicaLogs(cmd.Context(), c, args[0], slot, tail, follow, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}

@@ -11,6 +11,7 @@ import (
 	"math"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"github.com/avxrm/rm/sdk/go/avxrm/api"
 	"github.com/oapi-codegen/nullable"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 var jobCols = []column{{"ID", field("id")}, {"NAME", field("name")}, {"QUEUE", field("queue_name")}, {"STATUS", field("status")},
@@ -138,6 +140,8 @@ func submitCommand(g *globals) *cobra.Command {
 				}
 				body.RetryOn = nullable.NewNullableWithValue(on)
 			}
+			fileDeps, _ := body.DependsOn.Get()
+			named := func(field string) string { return submitFlag(flags, field, len(fileDeps), len(afterOK)) }
 			if len(afterOK)+len(afterAny) > 0 {
 				deps, _ := body.DependsOn.Get()
 				for _, id := range afterOK {
@@ -147,6 +151,9 @@ func submitCommand(g *globals) *cobra.Command {
 					deps = append(deps, api.JobDependency{JobId: id, Condition: api.JobDependencyConditionFinished})
 				}
 				body.DependsOn = nullable.NewNullableWithValue(deps)
+			}
+			if flags.Changed("max-parallel") && !flags.Changed("array") {
+				return errors.New("--max-parallel needs --array: it bounds how many of an array's jobs run at once")
 			}
 			var err error
 			if err = addPairs(&body.EnvironmentVariables, "--env", env); err != nil {
@@ -159,12 +166,12 @@ func submitCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if flags.Changed("array") || flags.Changed("max-parallel") {
-				return submitArray(cmd, g, c, body, array, maxParallel, wait)
+			if flags.Changed("array") {
+				return flagErrors(submitArray(cmd, g, c, body, array, maxParallel, wait), named)
 			}
 			j, err := c.SubmitJob(cmd.Context(), body)
 			if err != nil {
-				return err
+				return flagErrors(err, named)
 			}
 			if !wait {
 				return printSubmitted(cmd.OutOrStdout(), g, j, *j.Id)
@@ -214,21 +221,80 @@ func readJobFile(file string, body *api.JobBody) error {
 
 func ptr[T any](v T) *T { return &v }
 
-// appRef turns --app into the job's application reference.
+// appRef turns --app into the job's application reference: name:version,
+// or else an id or a name the server resolves (a name with one version
+// registered); with --image, the name of an inline application.
 func appRef(app, image string) api.JobApplicationRef {
 	var r api.JobApplicationRef
 	switch name, version, ok := strings.Cut(app, ":"); {
-	case strings.HasPrefix(app, "app-") && !ok:
-		r.Id = &app
 	case ok:
 		r.Name, r.Version = &name, &version
-	default:
+	case image != "":
 		r.Name = &app
+	default:
+		r.Id = &app
 	}
 	if image != "" {
 		r.Image = &image
 	}
 	return r
+}
+
+// submitFlags are the flags of submit that give a job body's fields (an
+// array's body's fields too, and its own).
+var submitFlags = map[string]string{"queue_id": "queue", "application": "app", "application.id": "app", "application.name": "app",
+	"application.version": "app", "application.image": "image", "worker_instances": "workers", "name": "name", "priority": "priority",
+	"max_run_seconds": "time-limit", "max_retries": "retries", "retry_on": "retry-on", "command": "command",
+	"environment_variables": "env", "labels": "label", "count": "array", "max_parallel": "max-parallel"}
+
+// submitFlag is the flag of submit that gave the body's field (the API's
+// name, "job."-prefixed in an array's), "" if the flags did not give it.
+// The dependencies are the file's (fileDeps of them), then --after-ok's
+// (afterOK of them), then --after-any's.
+func submitFlag(flags *pflag.FlagSet, field string, fileDeps, afterOK int) string {
+	field = strings.TrimPrefix(field, "job.")
+	if rest, ok := strings.CutPrefix(field, "depends_on["); ok {
+		i, err := strconv.Atoi(rest[:max(strings.Index(rest, "]"), 0)])
+		switch {
+		case err != nil || i < fileDeps:
+			return ""
+		case i < fileDeps+afterOK:
+			return "--after-ok"
+		}
+		return "--after-any"
+	}
+	flag, ok := submitFlags[field]
+	if !ok { // environment_variables.K, command[0]...
+		flag = submitFlags[field[:strings.IndexAny(field+".", ".[")]]
+	}
+	if flag == "" || !flags.Changed(flag) && !(flag == "app" && flags.Changed("image")) {
+		return ""
+	}
+	return "--" + flag
+}
+
+// flagErrors names the fields of a 422 by the flags that gave them (named
+// returns the flag of a field, "" for one the flags did not give: it stays
+// as the server named it), so that the error speaks of what was typed.
+func flagErrors(err error, named func(field string) string) error {
+	var e *avxrm.Error
+	if !errors.As(err, &e) || e.StatusCode != http.StatusUnprocessableEntity || len(e.FieldErrors()) == 0 {
+		return err
+	}
+	out := *e
+	fes := slices.Clone(e.FieldErrors())
+	detail := deref(e.Problem.Detail)
+	for i, fe := range fes {
+		if flag := named(fe.Field); flag != "" {
+			detail = strings.Replace(detail, fe.Field+": "+fe.Message, flag+": "+fe.Message, 1)
+			fes[i].Field = flag
+		}
+	}
+	if e.Problem.Detail != nil {
+		out.Problem.Detail = &detail
+	}
+	out.Problem.Errors = nullable.NewNullableWithValue(fes)
+	return &out
 }
 
 // addPairs adds the key=value pairs of kvs to *m (made if nil).

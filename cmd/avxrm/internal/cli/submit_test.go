@@ -1,0 +1,62 @@
+package cli
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/avxrm/rm/sdk/go/avxrm/api"
+	"github.com/google/go-cmp/cmp"
+)
+
+// A 422 names the flags the user gave, not the API's fields; the fields a
+// -f file gave keep their names.
+func TestSubmitErrorsNameFlags(t *testing.T) {
+	problem := `{"title":"Unprocessable Entity","status":422,` +
+		`"detail":"validation failed: depends_on[0].job_id: no job \"a\"; depends_on[1].job_id: no job \"b\"; priority: expected number <= 1000000; worker_instances: expected number >= 1",` +
+		`"errors":[{"field":"depends_on[0].job_id","message":"no job \"a\""},{"field":"depends_on[1].job_id","message":"no job \"b\""},` +
+		`{"field":"priority","message":"expected number <= 1000000"},{"field":"worker_instances","message":"expected number >= 1"}]}`
+	arrayProblem := `{"title":"Unprocessable Entity","status":422,"detail":"validation failed: count: expected number <= 10000; job.max_retries: expected number >= 0",` +
+		`"errors":[{"field":"count","message":"expected number <= 10000"},{"field":"job.max_retries","message":"expected number >= 0"}]}`
+	srv := fakeServer(t, map[string]fakeAnswer{"POST /jobs": {422, problem}, "POST /job-arrays": {422, arrayProblem}})
+	file := filepath.Join(t.TempDir(), "j.yaml")
+	if err := os.WriteFile(file, []byte("queue_id: Default\napplication: {id: sim}\npriority: 99999999\ndepends_on: [{job_id: a, condition: succeeded}]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"submit", "-f", file, "--after-ok", "b", "--workers", "0"},
+			`422 validation failed: depends_on[0].job_id: no job "a"; --after-ok: no job "b"; priority: expected number <= 1000000; --workers: expected number >= 1`},
+		{[]string{"submit", "--queue", "Default", "--app", "sim", "--array", "20000", "--retries", "-1"},
+			`422 validation failed: --array: expected number <= 10000; --retries: expected number >= 0`},
+		{[]string{"submit", "--queue", "Default", "--app", "sim", "--max-parallel", "3"}, "--max-parallel needs --array"},
+		{[]string{"deployments", "logs", "viz", "--replica", "-1"}, "--replica -1: want a replica slot, 0 or more"},
+	} {
+		_, _, err := runCLI(t, srv, c.args...)
+		if err == nil || len(err.Error()) < len(c.want) || err.Error()[:len(c.want)] != c.want {
+			t.Errorf("%v:\n got %v\nwant %s", c.args, err, c.want)
+		}
+	}
+}
+
+// --app is name:version, or else an id or a name that the server resolves
+// (application.id takes both); with --image it names an inline application.
+func TestAppRef(t *testing.T) {
+	s := func(v string) *string { return &v }
+	for _, c := range []struct {
+		app, image string
+		want       api.JobApplicationRef
+	}{
+		{"sim:1.0", "", api.JobApplicationRef{Name: s("sim"), Version: s("1.0")}},
+		{"sim", "", api.JobApplicationRef{Id: s("sim")}},
+		{"app-01J", "", api.JobApplicationRef{Id: s("app-01J")}},
+		{"job-01J", "", api.JobApplicationRef{Id: s("job-01J")}},
+		{"mine", "busybox", api.JobApplicationRef{Name: s("mine"), Image: s("busybox")}},
+	} {
+		if diff := cmp.Diff(c.want, appRef(c.app, c.image)); diff != "" {
+			t.Errorf("appRef(%q, %q) mismatch (-want +got):\n%s", c.app, c.image, diff)
+		}
+	}
+}
