@@ -56,6 +56,9 @@ func arraysCommand(g *globals) *cobra.Command {
 	}
 	wait := &cobra.Command{
 		Use: "wait <array>", Short: "Follow a job array's counts until every job has ended; the exit code says how they ended",
+		Long: "Follow a job array's counts, read every second, until every job has ended. The exit code\n" +
+			"says how they ended: 0 if all succeeded, 1 if any failed (naming their indexes), else 3 if\n" +
+			"any was cancelled.",
 		Args: cobra.ExactArgs(1), Example: "  avxrm arrays wait arr-01J…",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := g.client(cmd.Context())

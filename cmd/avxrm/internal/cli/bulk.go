@@ -49,12 +49,20 @@ func (f *jobFilter) check(cmd *cobra.Command, args []string) error {
 	return nil
 }
 
-// selected is the jobs a command names (args), or else those f selects
-// (with those that have ended if all); when none matches it says so on
-// cmd's stderr and returns none.
+// selected is the jobs a command names (args, each once, in the order
+// first named), or else those f selects (with those that have ended if
+// all); when none matches it says so on cmd's stderr and returns none.
 func (f *jobFilter) selected(ctx context.Context, cmd *cobra.Command, c *avxrm.Client, args []string, all bool) ([]string, error) {
 	if len(args) > 0 {
-		return args, nil
+		seen := map[string]bool{}
+		var ids []string
+		for _, id := range args {
+			if !seen[id] {
+				seen[id] = true
+				ids = append(ids, id)
+			}
+		}
+		return ids, nil
 	}
 	var ids []string
 	for l, err := range f.list(ctx, c, all) {

@@ -44,3 +44,16 @@ func TestUnknownFilterTargets(t *testing.T) {
 		t.Errorf("cancel --queue Default with no job: %v, %q, %q", err, out, errs)
 	}
 }
+
+// A job named twice is acted on once, in the order first named.
+func TestBulkIdsOnce(t *testing.T) {
+	srv := fakeServer(t, map[string]fakeAnswer{"POST /jobs/job-a/cancel": {202, `{}`}})
+	out, errs, err := runCLI(t, srv, "jobs", "cancel", "job-a", "job-b", "job-a")
+	if want := "job-a cancel requested\n"; out != want || !strings.Contains(errs, "job-b: 404") || err == nil || !strings.Contains(err.Error(), "1 of 2 jobs failed") {
+		t.Errorf("cancel job-a job-b job-a: %q, %q, %v; want %q and job-b failed", out, errs, err, want)
+	}
+	help, _, _ := runCLI(t, srv, "arrays", "wait", "--help")
+	if !strings.Contains(help, "0 if all succeeded, 1 if any failed") || !strings.Contains(help, "3 if\nany was cancelled") {
+		t.Errorf("arrays wait --help does not give the exit codes:\n%s", help)
+	}
+}
