@@ -276,3 +276,26 @@ func TestCLIWaitJSON(t *testing.T) {
 		t.Errorf("arrays wait -o json: exit %d, %v, stdout %q", code, err, out)
 	}
 }
+
+// --app takes an application's bare name (with one version) or id, which
+// the server resolves; a mistyped --queue of a bulk command is the
+// server's 404, not "no job matches"; a 422 names the flags given.
+func TestCLINamesResolvedAndChecked(t *testing.T) {
+	s := startServer(t)
+	seed(t, s)
+	id := strings.TrimSpace(s.must(t, "submit", "--queue", "Default", "--app", "sim"))
+	if got := s.must(t, "jobs", "get", id, "-o", "json"); !strings.Contains(got, `"version": "1.0"`) {
+		t.Errorf("submit --app sim: the job's application is not sim 1.0:\n%s", got)
+	}
+	if _, errs, code := s.run(t, "submit", "--queue", "Default", "--app", id); code != 1 || !strings.Contains(errs, "422") || !strings.Contains(errs, "--app: ") {
+		t.Errorf("submit --app <a job's id>: exit %d, %q", code, errs)
+	}
+	if _, errs, code := s.run(t, "submit", "--queue", "Default", "--app", "sim", "--workers", "0"); code != 1 || !strings.Contains(errs, "--workers: expected number >= 1") {
+		t.Errorf("submit --workers 0: exit %d, %q", code, errs)
+	}
+	for _, args := range [][]string{{"jobs", "rm", "--queue", "Defualt"}, {"jobs", "ls", "--queue", "Defualt"}, {"jobs", "cancel", "--array", "arr-nosuch"}} {
+		if out, errs, code := s.run(t, args...); code != 1 || out != "" || !strings.Contains(errs, "404") {
+			t.Errorf("%v: exit %d, %q, %q; want the server's 404", args, code, out, errs)
+		}
+	}
+}
