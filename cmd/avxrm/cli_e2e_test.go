@@ -209,7 +209,7 @@ func TestCLIFailingJobExits1(t *testing.T) {
 		t.Errorf("missing job: exit %d stdout %q stderr %q", code, out, errs)
 	}
 	_, errs, code = s.run(t, "submit", "--queue", "Default", "--app", "sim:1.0", "--workers", "11")
-	if code != 1 || !strings.Contains(errs, "worker_instances") || strings.Count(errs, "\n") != 1 {
+	if code != 1 || !strings.Contains(errs, "--workers: queue Default allows at most 10") || strings.Count(errs, "\n") != 1 {
 		t.Errorf("too many workers: exit %d stderr %q", code, errs)
 	}
 	// A cancelled job exits 3.
