@@ -58,7 +58,7 @@ func arraysCommand(g *globals) *cobra.Command {
 		Use: "wait <array>", Short: "Follow a job array's counts until every job has ended; the exit code says how they ended",
 		Long: "Follow a job array's counts, read every second, until every job has ended. The exit code\n" +
 			"says how they ended: 0 if all succeeded, 1 if any failed (naming their indexes), else 3 if\n" +
-			"any was cancelled.",
+			"any was cancelled; 130 when Ctrl-C stops the following (the jobs go on).",
 		Args: cobra.ExactArgs(1), Example: "  avxrm arrays wait arr-01J…",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := g.client(cmd.Context())

@@ -40,6 +40,8 @@ func TestUnknownCommands(t *testing.T) {
 		"bogus":                            `avxrm: unknown command "bogus" for "avxrm"; did you mean "logs"?`,
 		"completion bogus":                 `avxrm: unknown command "bogus" for "avxrm completion"; 'avxrm completion --help' lists its commands`,
 		"jobs post-controller job-1 start": `avxrm: unknown command "job-1" for "avxrm jobs post-controller"; 'avxrm jobs post-controller --help' lists its commands`,
+		// Not an unknown command, but refused before any request: a live view has no document.
+		"watch -o json": `avxrm: watch is a live view; for JSON or YAML use 'avxrm events -o json'`,
 	} {
 		if msg, code, _ := run(t, "", strings.Fields(args)...); code != ExitFailed || msg != want+"\n" {
 			t.Errorf("avxrm %s: exit %d, %q; want 1, %q", args, code, msg, want)

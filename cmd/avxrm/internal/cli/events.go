@@ -81,6 +81,9 @@ func watchCommand(g *globals) *cobra.Command {
 		Example: "  avxrm watch\n  avxrm watch --queue Default",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if g.structured() {
+				return errors.New("watch is a live view; for JSON or YAML use 'avxrm events -o json'")
+			}
 			c, err := g.client(cmd.Context())
 			if err != nil {
 				return err

@@ -73,7 +73,8 @@ func submitCommand(g *globals) *cobra.Command {
 		Use:   "submit --queue <queue> --app <name:version|app-id> --workers N [flags] [-- args...]",
 		Short: "Submit a job or a job array; with --wait, follow it until it ends",
 		Long: "Submit a job and print its id. With --wait, follow it live until it ends: exit 0 when it\n" +
-			"succeeded, 1 when it failed (the failing instance and exit code are printed), 3 when it was cancelled.\n" +
+			"succeeded, 1 when it failed (the failing instance and exit code are printed), 3 when it was cancelled\n" +
+			"(130 when Ctrl-C stops the following; the job goes on).\n" +
 			"On a terminal one status line is redrawn in place; otherwise each change is one line.\n" +
 			"Arguments after -- are the job's args: they replace the application's (--command replaces both).\n" +
 			"-f reads the job's body (the API's JSON field names) from a JSON or YAML file; flags given\n" +
@@ -487,7 +488,8 @@ func jobsCommand(g *globals) *cobra.Command {
 			},
 		}
 	}
-	post := &cobra.Command{Use: "post-controller", Short: "Start or stop a job's post-controller"}
+	post := &cobra.Command{Use: "post-controller", Short: "Start or stop a job's post-controller",
+		Example: "  avxrm jobs post-controller start job-01J…\n  avxrm jobs post-controller stop job-01J…"}
 	post.AddCommand(action("start", "Start the job's post-controller", http.MethodPost, "/post-controller", "post-controller requested"),
 		action("stop", "Stop the job's post-controller", http.MethodDelete, "/post-controller", "post-controller stopping"))
 	for _, c := range post.Commands() {
