@@ -71,6 +71,33 @@ const (
 	ResponseHeaderTimeout = 30 * time.Second
 )
 
+// arrayJobAnswerTime is what each job of an array may add to the time the
+// API takes to answer its creation: ten times what it takes on the embedded
+// store, so a store under load still answers within it.
+const arrayJobAnswerTime = 5 * time.Millisecond
+
+type headerTimeoutKey struct{}
+
+// withHeaderTimeout gives a request that ctx carries a response-header
+// timeout of d instead of ResponseHeaderTimeout, for a request the API
+// takes longer to answer, when the client is DefaultHTTPClient.
+func withHeaderTimeout(ctx context.Context, d time.Duration) context.Context {
+	return context.WithValue(ctx, headerTimeoutKey{}, d)
+}
+
+// clientFor is the client that sends req: hc, or for a request whose context
+// asks for a longer response-header timeout (withHeaderTimeout) a client of
+// DefaultHTTPClient's transport with that timeout.
+func clientFor(hc *http.Client, req *http.Request) *http.Client {
+	d, ok := req.Context().Value(headerTimeoutKey{}).(time.Duration)
+	if !ok || hc != DefaultHTTPClient || d <= ResponseHeaderTimeout {
+		return hc
+	}
+	t := defaultTransport()
+	t.ResponseHeaderTimeout = d
+	return &http.Client{Transport: t}
+}
+
 // DefaultHTTPClient is http.DefaultTransport's client with DialTimeout
 // and ResponseHeaderTimeout, so that a server that takes the connection
 // but never answers is not waited for forever. It has no overall timeout,
@@ -261,8 +288,9 @@ func (d *doer) Do(req *http.Request) (*http.Response, error) {
 	}
 	retryable := req.Method == http.MethodGet || req.Method == http.MethodHead || req.Method == http.MethodPut ||
 		req.Method == http.MethodPost
+	hc := clientFor(d.hc, req)
 	for attempt := 0; ; attempt++ {
-		resp, err := d.hc.Do(req)
+		resp, err := hc.Do(req)
 		unavailable := err == nil && resp.StatusCode == http.StatusServiceUnavailable
 		resendable := req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
 		if !retryable || !resendable || attempt >= d.retries || ctx.Err() != nil || !(unavailable || err != nil && isConnError(err)) {

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"time"
 
 	"github.com/avxrm/rm/sdk/go/avxrm/api"
 	"github.com/oapi-codegen/nullable"
@@ -152,6 +153,9 @@ func (c *Client) SubmitJob(ctx context.Context, j api.JobBody) (*api.Job, error)
 // CreateJobArray submits count jobs of one body, at most MaxParallel of
 // them admitted at once (POST /job-arrays, with an Idempotency-Key).
 func (c *Client) CreateJobArray(ctx context.Context, a api.JobArrayBody) (*api.JobArray, error) {
+	// The API answers once every job is stored: about 0.7 ms a job on the
+	// embedded store (docs/benchmarks.md, "Job arrays"), 70 s for 100,000.
+	ctx = withHeaderTimeout(ctx, ResponseHeaderTimeout+time.Duration(a.Count)*arrayJobAnswerTime)
 	r, err := c.API.CreateJobArrayWithResponse(ctx, &api.CreateJobArrayParams{}, a)
 	return result(err, func() (*http.Response, []byte, *api.JobArray) { return r.HTTPResponse, r.Body, r.JSON201 })
 }
