@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -141,5 +142,37 @@ func TestStreamReport(t *testing.T) {
 		"avxrm: reconnected to http://rm\n"
 	if stopped != nil || out.String() != want {
 		t.Errorf("stopped %v, said:\n%s\nwant:\n%s", stopped, out.String(), want)
+	}
+}
+
+// Following one job (submit --wait, jobs wait) reports its event stream's
+// connection as events does: a stream whose first connection fails ends
+// the command at once (it retried without a word, for ever), and a lost
+// one is said on stderr while it is reopened.
+func TestFollowReportsItsStream(t *testing.T) {
+	var streams atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case strings.HasSuffix(r.URL.Path, "/jobs/job-1"):
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = io.WriteString(w, `{"id":"job-1","status":"running","version":3}`)
+		case strings.HasSuffix(r.URL.Path, "/events"):
+			streams.Add(1)
+			w.Header().Set("Content-Type", "application/problem+json")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = io.WriteString(w, `{"title":"Service Unavailable","status":503,"detail":"the store cannot be reached at the moment"}`)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer srv.Close()
+	began := time.Now()
+	msg, code, _ := run(t, "", "--server", srv.URL, "jobs", "wait", "job-1")
+	if code != ExitFailed || !strings.Contains(msg, "the store cannot be reached") || time.Since(began) > 10*time.Second {
+		t.Errorf("jobs wait on a stream that never opens: exit %d after %s, %q; want 1 at once, saying why", code, time.Since(began), msg)
+	}
+	// One connection: the client's own retries of a 503 (4) within it.
+	if n := streams.Load(); n > 5 {
+		t.Errorf("the stream was asked for %d times, want one connection", n)
 	}
 }

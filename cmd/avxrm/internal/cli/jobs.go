@@ -317,7 +317,7 @@ func addPairs(m **map[string]string, flag string, kvs []string) error {
 // with -o json|yaml it then prints the job as it ended (as 'jobs get'
 // does). Its error is follow's, which says how the job ended.
 func followJob(ctx context.Context, cmd *cobra.Command, g *globals, c *avxrm.Client, id string) error {
-	last, err := follow(ctx, c, id, g.progress(cmd))
+	last, err := follow(ctx, c, id, g.progress(cmd), cmd.ErrOrStderr())
 	if !g.structured() || last == nil {
 		return err
 	}
@@ -335,12 +335,20 @@ func followJob(ctx context.Context, cmd *cobra.Command, g *globals, c *avxrm.Cli
 
 // follow shows the job live on out until it ends, and turns its end into
 // the exit code; it returns the job as it was last seen (nil if never).
-func follow(ctx context.Context, c *avxrm.Client, id string, out io.Writer) (*api.Job, error) {
+// A lost connection to the event stream is told on errw, as events does.
+func follow(cmdCtx context.Context, c *avxrm.Client, id string, out, errw io.Writer) (*api.Job, error) {
 	live := newLiveLine(out)
 	var last *api.Job
-	for j, err := range c.FollowJob(ctx, id, avxrm.WatchOptions{}) {
+	ctx, stop := context.WithCancelCause(cmdCtx)
+	defer stop(nil)
+	var o avxrm.WatchOptions
+	newStreamReport(errw, c.Server(), stop).watch(&o)
+	for j, err := range c.FollowJob(ctx, id, o) {
 		if err != nil {
 			live.done()
+			if first := firstConnectionError(cmdCtx, ctx); first != nil {
+				err = first // the stream's first connection failed: say why
+			}
 			return last, err
 		}
 		last = j

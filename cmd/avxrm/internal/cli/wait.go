@@ -30,7 +30,8 @@ func waitCommand(g *globals) *cobra.Command {
 			"selected with the filters of 'avxrm jobs ls' (those that have ended too), print a line\n" +
 			"each as it ends; the exit code is 1 if any failed, else 3 if any was cancelled, else 0.\n" +
 			"--timeout gives up after that long (exit 1, naming the jobs still running); Ctrl-C\n" +
-			"stops waiting with exit 130 (the jobs go on).",
+			"stops waiting with exit 130 (the jobs go on). Following one job, the event stream's\n" +
+			"connection is handled as 'avxrm events' handles it (see its help).",
 		Example: "  avxrm jobs wait job-01J…\n  avxrm jobs wait job-01J… job-01K… --timeout 2h\n" +
 			"  avxrm jobs wait --label campaign=night-7",
 		RunE: func(cmd *cobra.Command, args []string) error {
