@@ -101,18 +101,17 @@ func message(err error) string {
 	case ue != nil && errors.Is(err, context.DeadlineExceeded):
 		return fmt.Sprintf("%s did not answer in time", server)
 	}
+	msg := strings.ReplaceAll(err.Error(), "\n", " ")
 	var api *avxrm.Error
-	if !errors.As(err, &api) {
-		return strings.ReplaceAll(err.Error(), "\n", " ")
-	}
-	if api.NotAPI() {
-		return strings.ReplaceAll(err.Error(), "\n", " ") + ": is --server its root URL?"
-	}
-	if routeNotFound(api) && hasPath(api.Server) {
+	switch {
+	case !errors.As(err, &api):
+		return msg
+	case api.NotAPI():
+		return msg + ": is --server its root URL?"
+	case routeNotFound(api) && hasPath(api.Server):
 		return fmt.Sprintf("the API was not found under %s (404): --server is the server's root URL, such as %s",
 			api.Server, withoutPath(api.Server))
 	}
-	msg := strings.ReplaceAll(err.Error(), "\n", " ")
 	switch api.StatusCode {
 	case http.StatusUnauthorized:
 		msg += " (log in with 'avxrm login', or give a token with --token or $RM_TOKEN)"
