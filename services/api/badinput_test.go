@@ -81,6 +81,7 @@ func TestBadInputWritesNothing(t *testing.T) {
 		cases              map[string]badCase
 	}{
 		"queue": {create: "/queues", item: "/queues/" + existing["queues"], coll: "queues", base: queueBody("new"), cases: withCommon(map[string]badCase{
+			"name of an id's form":     {set: obj{"name": "q-01JABCDEFGHJKMNPQRSTVWXYZ0"}, field: "name"},
 			"limit negative":           {set: obj{"maximum_allowed_worker_instances": -1}, field: "maximum_allowed_worker_instances"},
 			"limit too large":          {set: obj{"maximum_allowed_worker_instances": 100001}, field: "maximum_allowed_worker_instances"},
 			"limit float":              {set: obj{"maximum_allowed_worker_instances": 1.5}, field: "maximum_allowed_worker_instances"},
@@ -106,6 +107,7 @@ func TestBadInputWritesNothing(t *testing.T) {
 			"dangling plugin":          {set: obj{"plugin_id": "plg-NOPE"}, field: "plugin_id"},
 		})},
 		"plugin": {create: "/plugins", item: "/plugins/" + existing["plugins"], coll: "plugins", base: pluginBody("new"), cases: withCommon(map[string]badCase{
+			"name of an id's form": {set: obj{"name": "plg-01JABCDEFGHJKMNPQRSTVWXYZ0"}, field: "name"},
 			"type unknown":         {set: obj{"type": "podman"}, field: "type"},
 			"config not object":    {set: obj{"config": "x"}, field: "config"},
 			"config unknown":       {set: obj{"config": obj{"speed": 1}}, field: "config.speed"},
@@ -118,15 +120,16 @@ func TestBadInputWritesNothing(t *testing.T) {
 			"env value not string": {set: obj{"environment_variables": obj{"A": 1}}, field: "environment_variables"},
 		})},
 		"application": {create: "/applications", item: "/applications/" + existing["applications"], coll: "applications", base: appBody("new", "1"), cases: withCommon(map[string]badCase{
-			"version empty":       {set: obj{"version": ""}, field: "version"},
-			"version 64":          {set: obj{"version": strings.Repeat("1", 64)}, field: "version"},
-			"version number":      {set: obj{"version": 1.2}, field: "version"},
-			"image with space":    {set: obj{"image": "a b"}, field: "image"},
-			"command not array":   {set: obj{"command": "/bin/sh -c x"}, field: "command"},
-			"command blank":       {set: obj{"command": []string{" "}}, field: "command[0]"},
-			"args not strings":    {set: obj{"args": []any{1}}, field: "args[0]"},
-			"resource_version in": {set: obj{"resource_version": 3}, field: "resource_version"},
-			"id in body":          {set: obj{"id": "app-x"}, field: "id"},
+			"name of an id's form": {set: obj{"name": "app-01JABCDEFGHJKMNPQRSTVWXYZ0"}, field: "name"},
+			"version empty":        {set: obj{"version": ""}, field: "version"},
+			"version 64":           {set: obj{"version": strings.Repeat("1", 64)}, field: "version"},
+			"version number":       {set: obj{"version": 1.2}, field: "version"},
+			"image with space":     {set: obj{"image": "a b"}, field: "image"},
+			"command not array":    {set: obj{"command": "/bin/sh -c x"}, field: "command"},
+			"command blank":        {set: obj{"command": []string{" "}}, field: "command[0]"},
+			"args not strings":     {set: obj{"args": []any{1}}, field: "args[0]"},
+			"resource_version in":  {set: obj{"resource_version": 3}, field: "resource_version"},
+			"id in body":           {set: obj{"id": "app-x"}, field: "id"},
 		})},
 		"app-runtime-config": {create: arcPath, item: "/app-runtime-config/existing/application/" + app.str("id"), coll: "app_runtime_configs", base: arcBody(), cases: map[string]badCase{
 			"malformed JSON":       {raw: `{"image": `},
@@ -143,6 +146,7 @@ func TestBadInputWritesNothing(t *testing.T) {
 			"command item too big": {set: obj{"command": []string{strings.Repeat("c", 5000)}}, field: "command[0]"},
 		}},
 		"deployment": {create: "/deployments", item: "/deployments/" + existing["deployments"], coll: "deployments", base: deploymentBody("new", app.str("id"), "target"), cases: withCommon(map[string]badCase{
+			"name of an id's form": {set: obj{"name": "dep-01JABCDEFGHJKMNPQRSTVWXYZ0"}, field: "name"},
 			"replicas too many":    {set: obj{"replicas": 10001}, field: "replicas"},
 			"replicas negative":    {set: obj{"replicas": -1}, field: "replicas"},
 			"replicas float":       {set: obj{"replicas": 1.5}, field: "replicas"},

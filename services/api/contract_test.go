@@ -72,6 +72,22 @@ func TestNamesThatLookLikeIDs(t *testing.T) {
 		t.Errorf("GET /plugins/plg-x = %v", got)
 	}
 	e.must(http.StatusOK, http.MethodPatch, v1+"/queues/q-lookalike", obj{"description": "found by name"})
+
+	// A name of an id's exact form would hide behind the id (of a queue
+	// stored now or later): refused, on create and on rename, naming name.
+	for _, r := range []struct{ method, path string }{{http.MethodPost, "/queues"}, {http.MethodPatch, "/queues/q-lookalike"}} {
+		body := queueBody(q.str("id"))
+		if r.method == http.MethodPatch {
+			body = obj{"name": q.str("id")}
+		}
+		got := e.must(http.StatusUnprocessableEntity, r.method, v1+r.path, body)
+		if !strings.Contains(string(got.Body), `"field":"name"`) || !strings.Contains(string(got.Body), "form of a queue id") {
+			t.Errorf("%s %s named %s: %s", r.method, r.path, q.str("id"), got.Body)
+		}
+	}
+	if got := e.must(http.StatusOK, http.MethodGet, v1+"/queues/"+q.str("id"), nil).obj(t); got.str("name") != "q-lookalike" {
+		t.Errorf("after the refused rename the queue is %v", got)
+	}
 	e.must(http.StatusNoContent, http.MethodDelete, v1+"/queues/q-lookalike", nil)
 	e.must(http.StatusNotFound, http.MethodGet, v1+"/queues/q-lookalike", nil)
 }

@@ -283,6 +283,10 @@ func TestJobRequests(t *testing.T) {
 		t.Errorf("cancel: %v", j)
 	}
 	e.must(http.StatusAccepted, http.MethodPost, path+"/cancel", nil) // again: nothing new
+	// No post controller yet: nothing to stop, and the answer says so.
+	if p := e.must(http.StatusConflict, http.MethodDelete, path+"/post-controller", nil).obj(t); !strings.Contains(p.str("detail"), "no post controller to stop") {
+		t.Errorf("stopping a post controller never started: %v", p)
+	}
 	j = e.must(http.StatusAccepted, http.MethodPost, path+"/post-controller", nil).obj(t)
 	if pc := j["post_controller"].(map[string]any); pc["status"] != "pending" {
 		t.Errorf("post controller: %v", pc)
@@ -292,6 +296,7 @@ func TestJobRequests(t *testing.T) {
 	if pc := j["post_controller"].(map[string]any); pc["stop_requested"] != true || pc["status"] != "pending" {
 		t.Errorf("post controller stop requested: %v", pc)
 	}
+	e.must(http.StatusAccepted, http.MethodDelete, path+"/post-controller", nil) // again: nothing new
 	j = e.must(http.StatusAccepted, http.MethodPost, path+"/cleanup", nil).obj(t)
 	if j["cleanup_requested"] != true {
 		t.Errorf("cleanup: %v", j)

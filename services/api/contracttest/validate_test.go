@@ -353,6 +353,7 @@ func script(s *session) {
 	s.do("GET", "/scenario-exports/"+exp+"/download", nil, 200)
 	s.do("GET", "/jobs/"+job+"/instances/worker/7/logs", nil, 404)
 	s.do("GET", "/jobs/"+job+"/instances/gardener/0/logs", nil, 422, offSchema())
+	s.do("DELETE", "/jobs/"+job+"/post-controller", nil, 409)
 	s.do("POST", "/jobs/"+job+"/post-controller", nil, 202)
 	s.do("POST", "/jobs/job-nothing/post-controller", nil, 404)
 	s.do("DELETE", "/jobs/"+job+"/post-controller", nil, 412, header("If-Match", `"999"`))

@@ -146,6 +146,7 @@ func (s *Server) applicationCrud() *crud[*ApplicationDoc, ApplicationBody, *Appl
 		named: func(a *ApplicationDoc) string {
 			return "an application named " + a.Name + " with version " + a.AppVersion
 		},
+		name:  func(a *ApplicationDoc) string { return a.Name },
 		inUse: s.applicationInUse,
 	}
 }

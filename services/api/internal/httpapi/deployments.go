@@ -127,6 +127,7 @@ func (s *Server) deploymentCrud() *crud[*Deployment, DeploymentBody, *Deployment
 			return d, nil
 		},
 		queueOf: func(d *Deployment) string { return d.QueueID },
+		name:    func(d *Deployment) string { return d.Name },
 		eventData: func(d *Deployment) any {
 			return deploymentEvent{d, events.DeploymentEventStatus{ReadyReplicas: d.Status.ReadyReplicas, Conditions: d.Status.Conditions}}
 		},

@@ -211,7 +211,7 @@ func (s *Server) registerJobs() {
 	op.Description = "It waits, with a PostControllerAdmitted condition saying why, while post-controller-queue is full."
 	huma.Register(s.API, op, s.startPostController)
 	huma.Register(s.API, s.op("stop-post-controller", http.MethodDelete, BasePath+"/jobs/{id}/post-controller", "Stop the job's post controller",
-		tags, http.StatusAccepted, http.StatusNotFound, http.StatusPreconditionFailed), s.stopPostController)
+		tags, http.StatusAccepted, http.StatusNotFound, http.StatusConflict, http.StatusPreconditionFailed), s.stopPostController)
 }
 
 func (s *Server) submitJob(ctx context.Context, in *createJobInput) (*jobOutput, error) {
@@ -603,7 +603,10 @@ func (s *Server) stopPostController(ctx context.Context, in *jobIfMatch) (*jobAc
 			return nil, err
 		}
 		pc := j.PostController
-		if pc == nil || pc.Status == events.PostControllerStopped || pc.StopRequested {
+		if pc == nil {
+			return nil, problem.New(http.StatusConflict, fmt.Sprintf("job %s has no post controller to stop; POST /jobs/%s/post-controller starts one", j.ID, j.ID))
+		}
+		if pc.Status == events.PostControllerStopped || pc.StopRequested {
 			return nil, nil
 		}
 		pc.StopRequested = true

@@ -115,6 +115,7 @@ func (s *Server) queueCrud() *crud[*events.Queue, QueueBody, *events.Queue] {
 		},
 		queueOf: func(q *events.Queue) string { return q.ID },
 		named:   func(q *events.Queue) string { return "a queue named " + q.Name },
+		name:    func(q *events.Queue) string { return q.Name },
 		inUse:   s.queueInUse,
 	}
 }

@@ -95,6 +95,9 @@ type crud[T store.Resource, B any, O any] struct {
 	// named says what a duplicate of r would be called: "a queue named
 	// Default"; nil: "a <kind> with that name".
 	named func(r T) string
+	// name returns r's name; nil: the kind has none. A name may look like an
+	// id (API.md) but not have an id's exact form, which the id would hide.
+	name func(r T) string
 	// inUse refuses a delete (409 saying by what); nil: never in use.
 	inUse func(ctx context.Context, r T) error
 	// afterWrite runs after r was stored (created or replaced); nil: nothing.
@@ -142,6 +145,9 @@ func (c *crud[T, B, O]) create(ctx context.Context, b *B, init func(T)) (*resour
 	if err != nil {
 		return nil, err
 	}
+	if err := c.checkName(r, nil); err != nil {
+		return nil, err
+	}
 	if init != nil {
 		init(r)
 	}
@@ -163,6 +169,23 @@ func (c *crud[T, B, O]) create(ctx context.Context, b *B, init func(T)) (*resour
 		}
 		return c.output(r, out, true), nil
 	}, func() (*resourceOutput[O], error) { return c.created(ctx, m.ID) })
+}
+
+// checkName refuses a new name of r (prev is nil on create) that has the
+// exact form of an id of its kind: a lookup takes a segment as an id first,
+// so a queue named like another queue's id could never be found by its name,
+// and one named like an id handed out later would vanish behind it. A name
+// that merely starts like an id (q-sim) stays allowed.
+func (c *crud[T, B, O]) checkName(r T, prev *T) error {
+	if c.name == nil {
+		return nil
+	}
+	n := c.name(r)
+	if !isIDOf(n, c.store.IDPrefix) || (prev != nil && c.name(*prev) == n) {
+		return nil
+	}
+	return problem.Invalid(problem.Field("name", "%s has the form of a %s id (%s- and 26 letters and digits), which the server hands out; choose another name",
+		n, c.store.Name, c.store.IDPrefix))
 }
 
 // created answers a retried create with resource id as stored.
@@ -215,6 +238,9 @@ func (c *crud[T, B, O]) replace(ctx context.Context, ref, ifMatch string, b *B) 
 func (c *crud[T, B, O]) store1(ctx context.Context, prev store.Loaded[T], b *B) (*resourceOutput[O], error) {
 	r, err := c.build(ctx, b, prev.Res)
 	if err != nil {
+		return nil, err
+	}
+	if err := c.checkName(r, &prev.Res); err != nil {
 		return nil, err
 	}
 	pm, m := prev.Res.GetMeta(), r.GetMeta()
@@ -327,12 +353,17 @@ func checkCursor(cursor, prefix string) error {
 	if cursor == "" {
 		return nil
 	}
-	rest, ok := strings.CutPrefix(cursor, prefix+"-")
-	if ok && len(rest) == 26 && strings.Trim(rest, crockford) == "" {
+	if isIDOf(cursor, prefix) {
 		return nil
 	}
 	return problem.New(http.StatusBadRequest, fmt.Sprintf("cursor %q is not a next_cursor of this list", cursor),
 		problem.Field("cursor", "not a next_cursor of this list; start again without cursor"))
+}
+
+// isIDOf says whether s has the form of an id with prefix (events.NewID).
+func isIDOf(s, prefix string) bool {
+	rest, ok := strings.CutPrefix(s, prefix+"-")
+	return ok && len(rest) == 26 && strings.Trim(rest, crockford) == ""
 }
 
 // crockford is the alphabet of the ids (events.NewID).
