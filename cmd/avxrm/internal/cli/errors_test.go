@@ -48,10 +48,20 @@ func TestUnknownCommands(t *testing.T) {
 			t.Errorf("avxrm %s: exit %d, %q; want 1, %q", args, code, msg, want)
 		}
 	}
-	for _, args := range []string{"queues", "jobs post-controller", "completion"} {
-		if msg, code, out := run(t, "", strings.Fields(args)...); code != ExitOK || msg != "" || !strings.Contains(out, "Available Commands:") {
+	for _, args := range []string{"queues", "jobs post-controller", "completion", ""} {
+		msg, code, out := run(t, "", strings.Fields(args)...)
+		path := strings.TrimSpace("avxrm " + args)
+		if code != ExitOK || msg != "" || !strings.Contains(out, "Use \""+path+" [command] --help\"") {
 			t.Errorf("avxrm %s: exit %d, %q, %q; want its help", args, code, msg, out)
 		}
+		// Its usage is the group's alone, not also a "[flags]" line of its own.
+		if want := "Usage:\n  " + path + " [command]\n"; !strings.Contains(out, want) {
+			t.Errorf("avxrm %s: help %q, want the usage %q", args, out, want)
+		}
+	}
+	// A command that runs keeps its usage line.
+	if _, _, out := run(t, "", "queues", "ls", "--help"); !strings.Contains(out, "Usage:\n  avxrm queues ls [flags]\n") {
+		t.Errorf("avxrm queues ls --help: %q", out)
 	}
 }
 

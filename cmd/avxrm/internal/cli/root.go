@@ -198,6 +198,10 @@ func Root() *cobra.Command {
 	withUsageOnArgErrors(root)
 	root.InitDefaultCompletionCmd() // now, not at Execute, so that it is a group like the others
 	rejectUnknownCommands(root)
+	// A group is runnable only to refuse unknown words: its usage is
+	// "avxrm queues [command]", not also "avxrm queues [flags]".
+	root.SetUsageTemplate(strings.Replace(root.UsageTemplate(), "Usage:{{if .Runnable}}",
+		`Usage:{{if and .Runnable (not (index .Annotations "`+groupAnnotation+`"))}}`, 1))
 	return root
 }
 
@@ -209,11 +213,18 @@ func rejectUnknownCommands(cmd *cobra.Command) {
 	if cmd.HasSubCommands() && cmd.Run == nil && cmd.RunE == nil {
 		cmd.Args = unknownCommand
 		cmd.RunE = func(c *cobra.Command, _ []string) error { return c.Help() }
+		if cmd.Annotations == nil {
+			cmd.Annotations = map[string]string{}
+		}
+		cmd.Annotations[groupAnnotation] = "true"
 	}
 	for _, c := range cmd.Commands() {
 		rejectUnknownCommands(c)
 	}
 }
+
+// groupAnnotation marks the commands rejectUnknownCommands made runnable.
+const groupAnnotation = "avxrm:group"
 
 // unknownCommand is the argument check of a group of commands: a word
 // given is not one of them (else cobra would have run that one).
