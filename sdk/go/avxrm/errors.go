@@ -190,3 +190,20 @@ func result[T any](err error, answer func() (*http.Response, []byte, *T)) (*T, e
 	}
 	return v, nil
 }
+
+// Unreachable says whether err means the server cannot be reached for now:
+// a connection refused, reset or cut, or a 502, 503 or 504 from the server
+// or a proxy before it. A command that follows something (a log, an
+// array's counts) may read again later; the SDK's own requests have tried
+// a few times already.
+func Unreachable(err error) bool {
+	var e *Error
+	if errors.As(err, &e) {
+		switch e.StatusCode {
+		case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+			return true
+		}
+		return false
+	}
+	return err != nil && isConnError(err)
+}

@@ -265,8 +265,15 @@ func (c *Client) FollowJob(ctx context.Context, id string, o WatchOptions) iter.
 // WaitJob returns the job, as GetJob does, once its status is final (succeeded, failed or
 // cancelled), driven by the event stream.
 func (c *Client) WaitJob(ctx context.Context, id string) (*api.Job, error) {
+	return c.WaitJobWatching(ctx, id, WatchOptions{})
+}
+
+// WaitJobWatching is WaitJob with the job's event stream watched with o:
+// its OnConnect and OnDisconnect are told of the stream's connections (o's
+// selection is the job's own).
+func (c *Client) WaitJobWatching(ctx context.Context, id string, o WatchOptions) (*api.Job, error) {
 	var last *api.Job
-	for j, err := range c.FollowJob(ctx, id, WatchOptions{}) {
+	for j, err := range c.FollowJob(ctx, id, o) {
 		if err != nil {
 			return last, err
 		}

@@ -58,7 +58,8 @@ func arraysCommand(g *globals) *cobra.Command {
 		Use: "wait <array>", Short: "Follow a job array's counts until every job has ended; the exit code says how they ended",
 		Long: "Follow a job array's counts, read every second, until every job has ended. The exit code\n" +
 			"says how they ended: 0 if all succeeded, 1 if any failed (naming their indexes), else 3 if\n" +
-			"any was cancelled; 130 when Ctrl-C stops the following (the jobs go on).",
+			"any was cancelled; 130 when Ctrl-C stops the following (the jobs go on). A connection lost\n" +
+			"after the first read is said on stderr and the counts read again once the server is back.",
 		Args: cobra.ExactArgs(1), Example: "  avxrm arrays wait arr-01J…",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := g.client(cmd.Context())
@@ -126,7 +127,7 @@ func submitArray(cmd *cobra.Command, g *globals, c *avxrm.Client, body api.JobBo
 // its counts on g.progress; with -o json|yaml it then prints the array as
 // it ended. Its error is followArray's, which says how the jobs ended.
 func followArrayPrinting(cmd *cobra.Command, g *globals, c *avxrm.Client, id string) error {
-	last, err := followArray(cmd.Context(), c, id, g.progress(cmd), time.Second)
+	last, err := followArray(cmd.Context(), c, id, g.progress(cmd), cmd.ErrOrStderr(), time.Second)
 	if !g.structured() || last == nil {
 		return err
 	}
@@ -149,15 +150,22 @@ func printSubmitted(out io.Writer, g *globals, v any, id string) error {
 // followArray shows an array's counts, read every interval, until all of
 // its jobs have ended; the exit code says whether any failed (1) or was
 // cancelled (3). It returns the array as it was last read (nil if never).
-func followArray(ctx context.Context, c *avxrm.Client, id string, out io.Writer, interval time.Duration) (*api.JobArray, error) {
+// A connection lost meanwhile is said on errw and read again until the
+// server is back (reconnects).
+func followArray(ctx context.Context, c *avxrm.Client, id string, out, errw io.Writer, interval time.Duration) (*api.JobArray, error) {
 	live := newLiveLine(out)
 	defer live.done()
 	var last *api.JobArray
+	rc := newReconnects(errw, c.Server())
 	for {
 		a, err := c.GetJobArray(ctx, id)
 		if err != nil {
+			if rc.again(ctx, err) {
+				continue
+			}
 			return last, err
 		}
+		rc.answered()
 		last = a
 		counts := map[string]int64{}
 		if a.Counts != nil {

@@ -98,7 +98,7 @@ func replicaLogsCommand(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().IntVar(&slot, "replica", 0, "the replica slot, 0 to replicas-1")
-	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new output, and the next replica's after a restart")
+	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new output, and the next replica's after a restart; a lost connection is said on stderr and read again")
 	cmd.Flags().IntVar(&tail, "tail", 0, "only the last N lines of the current replica's output (then, with -f, what follows)")
 	return cmd
 }
@@ -109,7 +109,7 @@ func replicaLogsCommand(g *globals) *cobra.Command {
 func printReplicaLogs(ctx context.Context, c *avxrm.Client, dep string, slot, tail int, follow bool, w, notes io.Writer) error {
 	path := fmt.Sprintf("/deployments/%s/replicas/%d/logs", url.PathEscape(dep), slot)
 	gen := -1
-	return followLog(ctx, c, path, tail, follow, w, func() (bool, bool, error) {
+	return followLog(ctx, c, path, tail, follow, w, notes, func() (bool, bool, error) {
 		d, err := getDeployment(ctx, c, dep)
 		if err != nil {
 			return false, false, err

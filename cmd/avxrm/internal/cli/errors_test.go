@@ -7,15 +7,26 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"path"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/avxrm/rm/sdk/go/avxrm"
 )
 
 // run runs avxrm's client commands in-process and returns what ExitCode
 // prints and returns, and stdout.
 func run(t *testing.T, stdin string, args ...string) (msg string, code int, out string) {
+	t.Helper()
+	msg, code, out, _ = runStderr(t, stdin, args...)
+	return msg, code, out
+}
+
+// runStderr is run that also returns what the command wrote on stderr.
+func runStderr(t *testing.T, stdin string, args ...string) (msg string, code int, out, errOut string) {
 	t.Helper()
 	t.Setenv("RM_TOKEN", "")
 	t.Setenv("HOME", t.TempDir())
@@ -29,7 +40,7 @@ func run(t *testing.T, stdin string, args ...string) (msg string, code int, out 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	code = ExitCode(root.ExecuteContext(ctx), &m)
-	return m.String(), code, stdout.String()
+	return m.String(), code, stdout.String(), stderr.String()
 }
 
 // A word that is none of a group's commands is an error that suggests the
@@ -128,30 +139,60 @@ func TestConnectionErrorsNameTheURL(t *testing.T) {
 
 // The event stream's report: the first connection's failure ends it; a
 // later loss is said once, again each minute, and the reconnection too.
+// Of several streams (a wait for many jobs), the loss is said once however
+// many lose it, and the reconnection once all have it back.
 func TestStreamReport(t *testing.T) {
 	var out bytes.Buffer
 	var stopped error
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	r := newStreamReport(&out, "http://rm", func(err error) { stopped = err })
-	r.now = func() time.Time { return now }
-	r.disconnect(io.ErrUnexpectedEOF, 0)
+	report := func() (*streamReport, *avxrm.WatchOptions) {
+		r := newStreamReport(&out, "http://rm", func(err error) { stopped = err })
+		r.now = func() time.Time { return now }
+		var o avxrm.WatchOptions
+		r.watch(&o)
+		return r, &o
+	}
+	_, o := report()
+	o.OnDisconnect(io.ErrUnexpectedEOF, 0)
 	if stopped != io.ErrUnexpectedEOF || out.Len() != 0 {
 		t.Fatalf("first connection failed: stopped %v, said %q; want it stopped, silently", stopped, out.String())
 	}
 	stopped = nil
-	r = newStreamReport(&out, "http://rm", func(err error) { stopped = err })
-	r.now = func() time.Time { return now }
-	r.connect()
+	_, o = report()
+	o.OnConnect()
 	for range 3 {
-		r.disconnect(io.EOF, 0)
+		o.OnDisconnect(io.EOF, 0)
 		now = now.Add(40 * time.Second)
 	}
-	r.connect()
+	o.OnConnect()
 	want := "avxrm: lost the connection to http://rm (the server ended the stream); reconnecting\n" +
 		"avxrm: still cannot reach http://rm after 1m (the server ended the stream); reconnecting\n" +
 		"avxrm: reconnected to http://rm\n"
 	if stopped != nil || out.String() != want {
 		t.Errorf("stopped %v, said:\n%s\nwant:\n%s", stopped, out.String(), want)
+	}
+
+	out.Reset()
+	r, a := report()
+	var b avxrm.WatchOptions
+	r.watch(&b)
+	a.OnConnect()
+	b.OnConnect()
+	a.OnDisconnect(io.EOF, 0)
+	b.OnDisconnect(io.EOF, 0)
+	a.OnConnect() // b is still down
+	if want := "avxrm: lost the connection to http://rm (the server ended the stream); reconnecting\n"; out.String() != want {
+		t.Errorf("two streams lost, one back: said %q, want %q", out.String(), want)
+	}
+	b.OnConnect()
+	if !strings.HasSuffix(out.String(), "avxrm: reconnected to http://rm\n") || stopped != nil {
+		t.Errorf("both back: said %q, stopped %v", out.String(), stopped)
+	}
+	var c avxrm.WatchOptions // a stream opened later whose first connection fails
+	r.watch(&c)
+	c.OnDisconnect(io.ErrUnexpectedEOF, 0)
+	if stopped != io.ErrUnexpectedEOF {
+		t.Errorf("a later stream's first connection failed: stopped %v", stopped)
 	}
 }
 
@@ -184,5 +225,75 @@ func TestFollowReportsItsStream(t *testing.T) {
 	// One connection: the client's own retries of a 503 (4) within it.
 	if n := streams.Load(); n > 5 {
 		t.Errorf("the stream was asked for %d times, want one connection", n)
+	}
+}
+
+// A wait for several jobs tells of their event streams as one: a lost
+// connection once (not once a job), its return once every stream has it
+// back; a stream whose first connection fails ends the wait at once.
+func TestWaitAllReportsItsStreams(t *testing.T) {
+	var mu sync.Mutex
+	conns := map[string]int{} // a job's stream connections
+	ended := map[string]bool{}
+	firstOpen := make(chan struct{}) // closed once both first connections are open
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case strings.Contains(r.URL.Path, "/jobs/job-"):
+			id := path.Base(r.URL.Path)
+			mu.Lock()
+			status, version := "running", 3
+			if ended[id] {
+				status, version = "succeeded", 4
+			}
+			mu.Unlock()
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprintf(w, `{"id":%q,"status":%q,"version":%d}`, id, status, version)
+		case strings.HasSuffix(r.URL.Path, "/events"):
+			id := r.URL.Query().Get("job_id")
+			mu.Lock()
+			conns[id]++
+			n := conns[id]
+			if n == 1 && conns["job-1"] == 1 && conns["job-2"] == 1 {
+				close(firstOpen)
+			}
+			mu.Unlock()
+			w.Header().Set("Content-Type", "text/event-stream")
+			w.WriteHeader(http.StatusOK)
+			w.(http.Flusher).Flush()
+			if n == 1 { // both connections are lost together
+				<-firstOpen
+				return
+			}
+			mu.Lock()
+			ended[id] = true
+			mu.Unlock()
+			fmt.Fprintf(w, "id: %d\nevent: rm.job.succeeded\ndata: {\"type\":\"rm.job.succeeded\",\"data\":{\"id\":%q,\"status\":\"succeeded\",\"version\":4}}\n\n", n, id)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer srv.Close()
+	msg, code, _, errOut := runStderr(t, "", "--server", srv.URL, "jobs", "wait", "job-1", "job-2")
+	want := "avxrm: lost the connection to " + srv.URL + " (the server ended the stream); reconnecting\n"
+	if code != ExitOK || !strings.HasPrefix(errOut, want) || strings.Count(errOut, "lost the connection") != 1 ||
+		strings.Count(errOut, "avxrm: reconnected to "+srv.URL+"\n") != 1 || !strings.Contains(errOut, "2 jobs: 2 succeeded") {
+		t.Errorf("jobs wait of two jobs whose streams were lost: exit %d, %q, stderr:\n%s", code, msg, errOut)
+	}
+
+	unavailable := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/events") {
+			w.Header().Set("Content-Type", "application/problem+json")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = io.WriteString(w, `{"title":"Service Unavailable","status":503,"detail":"the store cannot be reached at the moment"}`)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"id":%q,"status":"running","version":3}`, path.Base(r.URL.Path))
+	}))
+	defer unavailable.Close()
+	began := time.Now()
+	msg, code, _ = run(t, "", "--server", unavailable.URL, "jobs", "wait", "job-1", "job-2")
+	if code != ExitFailed || !strings.Contains(msg, "the store cannot be reached") || !strings.Contains(msg, "2 of 2 jobs have not ended") || time.Since(began) > 10*time.Second {
+		t.Errorf("jobs wait of two jobs on a stream that never opens: exit %d after %s, %q", code, time.Since(began), msg)
 	}
 }

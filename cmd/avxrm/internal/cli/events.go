@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -156,49 +157,99 @@ const reconnectHelp = "If the first connection to the server fails, the command 
 	"repeated); stderr says so, again every minute while the server cannot be reached, and once it is\n" +
 	"back. Ctrl-C ends the command (exit code 130)."
 
-// streamReport tells the user of the event stream's connection: it ends
-// the stream (stop) when the first connection fails, and says on w when a
-// later one is lost, every minute while it stays lost, and when it is back.
+// streamReport tells the user of the event streams of one command (a
+// wait for many jobs holds one per job): it ends the command (stop) when a
+// stream's first connection fails, and says on w when a connection is lost
+// (once, however many streams lose it), every minute while one stays lost,
+// and when every stream has it back.
 type streamReport struct {
-	w         io.Writer
-	server    string
-	stop      context.CancelCauseFunc
-	now       func() time.Time
-	connected bool
-	lost      time.Time // when the connection was lost; zero while it is up
-	said      time.Time // when w was last told that it is lost
+	w      io.Writer
+	server string
+	stop   context.CancelCauseFunc
+	now    func() time.Time
+
+	mu   sync.Mutex
+	down int       // streams whose connection is lost
+	lost time.Time // when the first of them lost it; zero while none has
+	said time.Time // when w was last told that it is lost
 }
 
 func newStreamReport(w io.Writer, server string, stop context.CancelCauseFunc) *streamReport {
 	return &streamReport{w: w, server: server, stop: stop, now: time.Now}
 }
 
-// watch makes o's callbacks report to r.
+// watch makes o's callbacks report to r, as one more stream of those r
+// tells of; o then serves one Watch (or FollowJob) at a time.
 func (r *streamReport) watch(o *avxrm.WatchOptions) {
-	o.OnConnect, o.OnDisconnect = r.connect, r.disconnect
+	var connected, down bool // this stream's
+	o.OnConnect = func() {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		connected = true
+		if !down {
+			return
+		}
+		down = false
+		if r.down--; r.down == 0 {
+			fmt.Fprintf(r.w, "avxrm: reconnected to %s\n", r.server)
+			r.lost = time.Time{}
+		}
+	}
+	o.OnDisconnect = func(err error, _ int) {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		now := r.now()
+		switch {
+		case !connected:
+			r.stop(err)
+		case !down:
+			down = true
+			if r.down++; r.down == 1 {
+				r.lost, r.said = now, now
+				fmt.Fprintf(r.w, "avxrm: lost the connection to %s (%s); reconnecting\n", r.server, shortReason(err))
+			}
+		case now.Sub(r.said) >= time.Minute:
+			r.said = now
+			fmt.Fprintf(r.w, "avxrm: still cannot reach %s after %s (%s); reconnecting\n", r.server,
+				shortDuration(now.Sub(r.lost)), shortReason(err))
+		}
+	}
 }
 
-func (r *streamReport) connect() {
-	if !r.lost.IsZero() {
-		fmt.Fprintf(r.w, "avxrm: reconnected to %s\n", r.server)
-		r.lost = time.Time{}
-	}
-	r.connected = true
+// reconnects keeps a command that reads again and again (logs -f, arrays
+// wait) going through a lost connection, told of on stderr as the event
+// streams' are (streamReport): a failure of the first read ends it, a
+// later one is read again after a backoff, until the server answers.
+type reconnects struct {
+	o       avxrm.WatchOptions
+	first   error // the first read's failure
+	attempt int
 }
 
-func (r *streamReport) disconnect(err error, _ int) {
-	now := r.now()
-	switch {
-	case !r.connected:
-		r.stop(err)
-	case r.lost.IsZero():
-		r.lost, r.said = now, now
-		fmt.Fprintf(r.w, "avxrm: lost the connection to %s (%s); reconnecting\n", r.server, shortReason(err))
-	case now.Sub(r.said) >= time.Minute:
-		r.said = now
-		fmt.Fprintf(r.w, "avxrm: still cannot reach %s after %s (%s); reconnecting\n", r.server,
-			shortDuration(now.Sub(r.lost)), shortReason(err))
+func newReconnects(errw io.Writer, server string) *reconnects {
+	r := &reconnects{}
+	newStreamReport(errw, server, func(err error) { r.first = err }).watch(&r.o)
+	return r
+}
+
+// answered tells r that a read was answered.
+func (r *reconnects) answered() {
+	r.o.OnConnect()
+	r.attempt = 0
+}
+
+// again says whether the read that failed with err is to be made again:
+// err is a lost connection after the first read, and the backoff has passed.
+func (r *reconnects) again(ctx context.Context, err error) bool {
+	if !avxrm.Unreachable(err) || ctx.Err() != nil {
+		return false
 	}
+	r.o.OnDisconnect(err, r.attempt)
+	if r.first != nil || avxrm.Sleep(ctx, avxrm.DefaultBackoff.Wait(r.attempt)) != nil {
+		return false
+	}
+	r.attempt++
+	return true
 }
 
 // shortReason is why a connection failed, without the request's URL.

@@ -650,12 +650,12 @@ func logsCommand(g *globals) *cobra.Command {
 			if err := checkTail(cmd, tail); err != nil {
 				return err
 			}
-			return printLogs(cmd.Context(), c, args[0], role, index, tail, followLogs, cmd.OutOrStdout())
+			return printLogs(cmd.Context(), c, args[0], role, index, tail, followLogs, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
 	cmd.Flags().StringVar(&role, "role", "worker", "controller, worker or post-controller")
 	cmd.Flags().IntVar(&index, "index", 0, "the instance's index within its role")
-	cmd.Flags().BoolVarP(&followLogs, "follow", "f", false, "keep printing new output until the instance ends")
+	cmd.Flags().BoolVarP(&followLogs, "follow", "f", false, "keep printing new output until the instance ends; a lost connection is said on stderr and read again")
 	cmd.Flags().IntVar(&tail, "tail", 0, "only the last N lines (then, with -f, what follows); the server reads no more of the log than those")
 	_ = cmd.RegisterFlagCompletionFunc("role", cobra.FixedCompletions([]string{"controller", "worker", "post-controller"}, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
@@ -663,9 +663,9 @@ func logsCommand(g *globals) *cobra.Command {
 
 // printLogs prints the instance's log; following, until the instance has
 // ended.
-func printLogs(ctx context.Context, c *avxrm.Client, id, role string, index, tail int, follow bool, w io.Writer) error {
+func printLogs(ctx context.Context, c *avxrm.Client, id, role string, index, tail int, follow bool, w, errw io.Writer) error {
 	path := fmt.Sprintf("/jobs/%s/instances/%s/%d/logs", url.PathEscape(id), url.PathEscape(role), index)
-	return followLog(ctx, c, path, tail, follow, w, func() (bool, bool, error) {
+	return followLog(ctx, c, path, tail, follow, w, errw, func() (bool, bool, error) {
 		j, err := c.GetJob(ctx, id)
 		if err != nil {
 			return false, false, err
@@ -678,17 +678,23 @@ func printLogs(ctx context.Context, c *avxrm.Client, id, role string, index, tai
 // read whether the log has ended (then it reads it a last time) or
 // restarted (a new replica's: printed from its start), and every half
 // second asks for what it has not printed yet (?offset=); a log not there
-// yet is waited for.
-func followLog(ctx context.Context, c *avxrm.Client, path string, tail int, follow bool, w io.Writer, poll func() (ended, restarted bool, err error)) error {
+// yet is waited for. A connection lost while following is said on errw and
+// read again until the server is back (reconnects).
+func followLog(ctx context.Context, c *avxrm.Client, path string, tail int, follow bool, w, errw io.Writer, poll func() (ended, restarted bool, err error)) error {
 	printed := 0 // the offset read to
+	rc := newReconnects(errw, c.Server())
 	for {
 		ended := false
 		if follow {
 			var restarted bool
 			var err error
 			if ended, restarted, err = poll(); err != nil {
+				if rc.again(ctx, err) {
+					continue
+				}
 				return err
 			}
+			rc.answered()
 			if restarted {
 				printed = 0
 			}
@@ -718,6 +724,8 @@ func followLog(ctx context.Context, c *avxrm.Client, path string, tail int, foll
 			}
 		case follow && !ended && isNotFound(err):
 			// not started yet
+		case follow && rc.again(ctx, err):
+			continue
 		default:
 			return err
 		}

@@ -3,13 +3,19 @@ package cli
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/avxrm/rm/sdk/go/avxrm"
 )
@@ -98,7 +104,7 @@ func followFake(t *testing.T, url string, tail int, mu *sync.Mutex, poll func(po
 	}
 	polls := 0
 	var out bytes.Buffer
-	err = followLog(context.Background(), c, "/jobs/job-1/instances/worker/0/logs", tail, true, &out, func() (bool, bool, error) {
+	err = followLog(context.Background(), c, "/jobs/job-1/instances/worker/0/logs", tail, true, &out, io.Discard, func() (bool, bool, error) {
 		mu.Lock()
 		defer mu.Unlock()
 		polls++
@@ -109,4 +115,104 @@ func followFake(t *testing.T, url string, tail int, mu *sync.Mutex, poll func(po
 		t.Fatal(err)
 	}
 	return out.String()
+}
+
+// A connection lost while following a log is said on stderr and the log read
+// again once the server is back, nothing printed twice or left out; a first
+// read that fails ends the command at once.
+func TestFollowLogThroughALostConnection(t *testing.T) {
+	var mu sync.Mutex
+	log := "one\n"
+	down := 0 // requests still to be cut off
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		if cutOff(w, &down) {
+			return
+		}
+		start, _ := strconv.Atoi(r.URL.Query().Get("offset"))
+		_, _ = w.Write([]byte(log[min(start, len(log)):]))
+	}))
+	defer srv.Close()
+	c, err := avxrm.New(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := "/jobs/job-1/instances/worker/0/logs"
+	var out, errw bytes.Buffer
+	polls := 0
+	err = followLog(context.Background(), c, path, 0, true, &out, &errw, func() (bool, bool, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		polls++
+		if polls == 2 {
+			log += "two\n"
+			down = 7 // more than the client's own attempts (5) of one read
+		}
+		return polls == 4, false, nil
+	})
+	want := lostAndBack(srv.URL)
+	if err != nil || out.String() != "one\ntwo\n" || errw.String() != want {
+		t.Errorf("followed %q, %v; stderr %q, want %q", out.String(), err, errw.String(), want)
+	}
+
+	refused := &url.Error{Op: "Get", URL: srv.URL, Err: &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connection refused")}}
+	began := time.Now()
+	err = followLog(context.Background(), c, path, 0, true, io.Discard, io.Discard, func() (bool, bool, error) { return false, false, refused })
+	if !errors.Is(err, refused) || time.Since(began) > time.Second {
+		t.Errorf("first read refused: %v after %s, want it at once", err, time.Since(began))
+	}
+}
+
+// Following an array's counts goes on through a lost connection as
+// following a log does.
+func TestFollowArrayThroughALostConnection(t *testing.T) {
+	var mu sync.Mutex
+	reads, down := 0, 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		if cutOff(w, &down) {
+			return
+		}
+		reads++
+		counts := `{"running": 2}`
+		if reads == 1 {
+			down = 7 // more than the client's own attempts (5) of one read
+		} else {
+			counts = `{"succeeded": 2}`
+		}
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"id": "arr-1", "count": 2, "counts": %s}`, counts)
+	}))
+	defer srv.Close()
+	c, err := avxrm.New(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var errw bytes.Buffer
+	a, err := followArray(context.Background(), c, "arr-1", io.Discard, &errw, 10*time.Millisecond)
+	want := lostAndBack(srv.URL)
+	if err != nil || a == nil || (*a.Counts)["succeeded"] != 2 || errw.String() != want {
+		t.Errorf("followed %v, %v; stderr %q, want %q", a, err, errw.String(), want)
+	}
+}
+
+// cutOff closes the request's connection without an answer while *down
+// requests are still to be cut off, and says whether it did.
+func cutOff(w http.ResponseWriter, down *int) bool {
+	if *down == 0 {
+		return false
+	}
+	*down--
+	if conn, _, err := w.(http.Hijacker).Hijack(); err == nil {
+		conn.Close()
+	}
+	return true
+}
+
+// lostAndBack is what stderr says of a connection to server lost once and back.
+func lostAndBack(server string) string {
+	return "avxrm: lost the connection to " + server + " (the server ended the stream); reconnecting\n" +
+		"avxrm: reconnected to " + server + "\n"
 }

@@ -30,8 +30,9 @@ func waitCommand(g *globals) *cobra.Command {
 			"selected with the filters of 'avxrm jobs ls' (those that have ended too), print a line\n" +
 			"each as it ends; the exit code is 1 if any failed, else 3 if any was cancelled, else 0.\n" +
 			"--timeout gives up after that long (exit 1, naming the jobs still running); Ctrl-C\n" +
-			"stops waiting with exit 130 (the jobs go on). Following one job, the event stream's\n" +
-			"connection is handled as 'avxrm events' handles it (see its help).",
+			"stops waiting with exit 130 (the jobs go on). The event streams' connections are handled as\n" +
+			"'avxrm events' handles its one (see its help): a first connection that fails ends the wait,\n" +
+			"a lost one is said once on stderr however many jobs it follows, and so is its return.",
 		Example: "  avxrm jobs wait job-01J…\n  avxrm jobs wait job-01J… job-01K… --timeout 2h\n" +
 			"  avxrm jobs wait --label campaign=night-7",
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -74,7 +75,12 @@ func waitCommand(g *globals) *cobra.Command {
 // line for each as it ends, and turns how they ended into the exit code.
 // With -o json|yaml the lines go to stderr and stdout gets the list of the
 // jobs that ended, as they ended, in the order of ids.
-func waitAll(ctx context.Context, cmd *cobra.Command, g *globals, c *avxrm.Client, ids []string) error {
+func waitAll(waitCtx context.Context, cmd *cobra.Command, g *globals, c *avxrm.Client, ids []string) error {
+	// The streams' connections are told of on stderr as one, as a wait for
+	// one job does; a stream whose first connection fails ends the wait.
+	ctx, stop := context.WithCancelCause(waitCtx)
+	defer stop(nil)
+	report := newStreamReport(cmd.ErrOrStderr(), c.Server(), stop)
 	var mu sync.Mutex
 	jobs := make([]*api.Job, len(ids))
 	ended := map[string]int{} // by status; "error": the job could not be read
@@ -83,7 +89,9 @@ func waitAll(ctx context.Context, cmd *cobra.Command, g *globals, c *avxrm.Clien
 	eg.SetLimit(waitParallel)
 	for i, id := range ids {
 		eg.Go(func() error {
-			j, err := c.WaitJob(ctx, id)
+			var o avxrm.WatchOptions
+			report.watch(&o)
+			j, err := c.WaitJobWatching(ctx, id, o)
 			mu.Lock()
 			defer mu.Unlock()
 			switch {
@@ -121,7 +129,11 @@ func waitAll(ctx context.Context, cmd *cobra.Command, g *globals, c *avxrm.Clien
 		if cmd.Context().Err() != nil {
 			return cmd.Context().Err()
 		}
-		return &exitError{code: ExitFailed, msg: fmt.Sprintf("%v: %d of %d jobs have not ended: %s", context.Cause(ctx), len(open), len(ids), strings.Join(open, " "))}
+		why := context.Cause(ctx)
+		if first := firstConnectionError(waitCtx, ctx); first != nil {
+			why = fmt.Errorf("the event stream: %w", first)
+		}
+		return &exitError{code: ExitFailed, msg: fmt.Sprintf("%v: %d of %d jobs have not ended: %s", why, len(open), len(ids), strings.Join(open, " "))}
 	}
 	summary := fmt.Sprintf("%d jobs: %d succeeded, %d failed, %d cancelled", len(ids), ended["succeeded"], ended["failed"], ended["cancelled"])
 	if n := ended["error"]; n > 0 {
