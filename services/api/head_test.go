@@ -130,9 +130,30 @@ func containsAll(list []string, want ...string) bool {
 // end answers the GET's headers and ends, where the GET streams on.
 func TestHEADOfStreams(t *testing.T) {
 	e := startEnv(t)
+	// A HEAD of the event stream makes no consumer on the stream; a GET does.
+	created, err := e.js.Conn().SubscribeSync("$JS.EVENT.ADVISORY.CONSUMER.CREATED.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer created.Unsubscribe()
+	if err := e.js.Conn().Flush(); err != nil {
+		t.Fatal(err)
+	}
 	r := e.head(v1 + "/events")
 	if r.Status != http.StatusOK || r.Header.Get("Content-Type") != "text/event-stream" || r.Header.Get("Cache-Control") != "no-cache" {
 		t.Errorf("HEAD /events = %d %v", r.Status, r.Header)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	e.stream(ctx, "/events", "")
+	n := 0
+	for ; ; n++ {
+		if _, err := created.NextMsg(time.Second); err != nil {
+			break
+		}
+	}
+	cancel()
+	if n != 1 {
+		t.Errorf("HEAD and GET of /events made %d consumers, want 1 (the GET's)", n)
 	}
 	if r := e.head(v1+"/events", "Last-Event-ID", "999999"); r.Status != http.StatusRequestedRangeNotSatisfiable {
 		t.Errorf("HEAD /events after an event to come = %d", r.Status)

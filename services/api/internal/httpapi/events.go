@@ -142,15 +142,21 @@ func (s *Server) streamEvents(ctx context.Context, in *eventsInput) (*huma.Strea
 		}
 		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, after+1
 	}
+	answer := func(hctx huma.Context) {
+		hctx.SetHeader("Content-Type", "text/event-stream")
+		hctx.SetHeader("Cache-Control", "no-cache")
+		hctx.SetHeader("X-Accel-Buffering", "no")
+		hctx.SetStatus(http.StatusOK)
+	}
+	if isHEAD(ctx) {
+		return &huma.StreamResponse{Body: answer}, nil // the headers are the answer: no consumer
+	}
 	cons, err := s.opts.JS.OrderedConsumer(ctx, events.StreamName, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open event stream: %w", err)
 	}
 	return &huma.StreamResponse{Body: func(hctx huma.Context) {
-		hctx.SetHeader("Content-Type", "text/event-stream")
-		hctx.SetHeader("Cache-Control", "no-cache")
-		hctx.SetHeader("X-Accel-Buffering", "no")
-		hctx.SetStatus(http.StatusOK)
+		answer(hctx)
 		w := hctx.BodyWriter()
 		flush := func() {
 			if f, ok := w.(http.Flusher); ok {

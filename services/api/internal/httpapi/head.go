@@ -42,7 +42,7 @@ var errHeadAnswered = errors.New("the HEAD request is answered: no body follows"
 func headOf(get echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		r := c.Request()
-		ctx, cancel := context.WithCancel(r.Context())
+		ctx, cancel := context.WithCancel(context.WithValue(r.Context(), headKey{}, true))
 		defer cancel()
 		c.SetRequest(r.WithContext(ctx))
 		res := c.Response()
@@ -51,6 +51,16 @@ func headOf(get echo.HandlerFunc) echo.HandlerFunc {
 		defer func() { res.Writer = w.ResponseWriter }()
 		return get(c)
 	}
+}
+
+type headKey struct{}
+
+// isHEAD says whether ctx is a HEAD request's, run by headOf: a handler
+// that would open something for the body (a consumer of the event stream)
+// need not.
+func isHEAD(ctx context.Context) bool {
+	head, _ := ctx.Value(headKey{}).(bool)
+	return head
 }
 
 // headWriter ends a HEAD at its first flush. net/http itself discards the
