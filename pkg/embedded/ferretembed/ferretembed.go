@@ -128,6 +128,7 @@ import (
 	"time"
 
 	"github.com/FerretDB/FerretDB/ferretdb"
+	"github.com/avxrm/rm/pkg/embedded/dirlock"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"go.mongodb.org/mongo-driver/v2/mongo/readpref"
@@ -154,6 +155,7 @@ type Config struct {
 
 // Server is a running embedded FerretDB.
 type Server struct {
+	release     func() // the directory's lock
 	dir         string
 	uri         string        // the proxy's, for clients
 	internalURI string        // FerretDB's own; nothing but the proxy may use it
@@ -181,6 +183,18 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("start ferretdb: %w", err)
 	}
+	// One FerretDB on the SQLite files: a second would not see the first's
+	// writes in its caches, nor the first its.
+	release, err := dirlock.Lock(dir)
+	if err != nil {
+		return nil, fmt.Errorf("start ferretdb: store dir %w", err)
+	}
+	started := false
+	defer func() {
+		if !started {
+			release()
+		}
+	}()
 	addr := cfg.Addr
 	if addr == "" {
 		addr = DefaultAddr
@@ -219,6 +233,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 
 	// ferretdb.New binds its listener, so MongoDBURI reports the real port.
 	s := &Server{
+		release:     release,
 		dir:         dir,
 		uri:         (&url.URL{Scheme: "mongodb", Host: ln.Addr().String(), Path: "/"}).String(),
 		internalURI: f.MongoDBURI(),
@@ -244,6 +259,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	s.proxy = newProxy(ln, upstream.Host, defaultWriteLockTimeout, proxyLog)
 	s.proxy.server.Store(s)
 
+	started = true // from here Close releases the directory
 	if err := s.waitReady(ctx); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("start ferretdb on %s: %w", addr, err)
@@ -300,6 +316,7 @@ func (s *Server) Close() {
 		s.sqlLookups.reads.close()
 		s.cancel()
 		<-s.done
+		s.release()
 	})
 }
 

@@ -2,7 +2,9 @@ package ferretembed_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -12,6 +14,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
+	"github.com/avxrm/rm/pkg/embedded/dirlock"
 	"github.com/avxrm/rm/pkg/embedded/ferretembed"
 	"github.com/avxrm/rm/pkg/embedded/mongotest"
 )
@@ -43,6 +46,11 @@ func TestStartPortZeroAndRestart(t *testing.T) {
 	}
 	if err := client.Disconnect(ctx); err != nil {
 		t.Fatalf("disconnect: %v", err)
+	}
+	// A second server on the same files is refused while the first runs.
+	var inUse *dirlock.InUseError
+	if _, err := ferretembed.Start(ctx, ferretembed.Config{Addr: "127.0.0.1:0", Dir: dir}); !errors.As(err, &inUse) || inUse.PID != os.Getpid() {
+		t.Fatalf("a second server on %s: %v, want it refused naming pid %d", dir, err, os.Getpid())
 	}
 	srv.Close()
 

@@ -59,7 +59,7 @@ type setting struct {
 
 func (c *Config) settings() []setting {
 	return []setting{
-		{"data-dir", "RM_DATA_DIR", "./.rm-data", "directory for all data (NATS, SQLite)", &c.DataDir, nil, nil},
+		{"data-dir", "RM_DATA_DIR", "./.rm-data", "directory for all data (NATS, SQLite); one system at a time uses it (a second is refused)", &c.DataDir, nil, nil},
 		{"http-addr", "RM_HTTP_ADDR", "127.0.0.1:8080", "API listen address", &c.HTTPAddr, nil, nil},
 		{"nats-addr", "RM_NATS_ADDR", "127.0.0.1:4222", "embedded NATS listen address", &c.NATSAddr, nil, nil},
 		{"mongo-addr", "RM_MONGO_ADDR", "127.0.0.1:27017", "embedded MongoDB-wire (FerretDB) listen address", &c.MongoAddr, nil, nil},

@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/avxrm/rm/pkg/embedded/dirlock"
 	"github.com/avxrm/rm/pkg/embedded/ferretembed"
 	"github.com/avxrm/rm/pkg/embedded/natsembed"
 	"github.com/avxrm/rm/pkg/events"
@@ -76,6 +77,11 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (sys *System, err 
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
+	unlock, err := dirlock.Lock(cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	s.closers = append(s.closers, unlock) // the last to run: after the stores have stopped
 	natsUsers, natsOpts, err := s.secure(ctx, &cfg)
 	if err != nil {
 		return nil, err
