@@ -1,6 +1,7 @@
 package up_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -13,5 +14,25 @@ func TestLoadRefusesArguments(t *testing.T) {
 	_, err := up.Load([]string{"--data-dir", t.TempDir(), "extra"}, func(string) string { return "" })
 	if err == nil || !strings.Contains(err.Error(), `unexpected argument "extra"`) {
 		t.Errorf("Load(extra) = %v, want it refused", err)
+	}
+}
+
+// A listen address that is not host:port is refused as such, naming the
+// flag, before anything starts ("nonsense" was refused as a non-loopback
+// address without auth).
+func TestLoadChecksListenAddresses(t *testing.T) {
+	for args, want := range map[string]string{
+		"--http-addr nonsense":           `--http-addr "nonsense": want host:port, e.g. 127.0.0.1:8080 (0.0.0.0:8080 for every interface)`,
+		"--nats-addr 127.0.0.1:99999":    `--nats-addr "127.0.0.1:99999": port "99999": want a number from 0 to 65535`,
+		"--mongo-addr 127.0.0.1:":        `--mongo-addr "127.0.0.1:": port "": want a number from 0 to 65535`,
+		"--dev-idp-addr 127.0.0.1:-1":    `--dev-idp-addr "127.0.0.1:-1": port "-1": want a number from 0 to 65535`,
+		"--http-addr 0.0.0.0:8080":       "",
+		"--http-addr [::1]:0":            "",
+		"--http-addr localhost:http-alt": "",
+	} {
+		_, err := up.Load(append([]string{"--data-dir", t.TempDir()}, strings.Fields(args)...), func(string) string { return "" })
+		if got := fmt.Sprint(err); (want == "" && err != nil) || (want != "" && got != want) {
+			t.Errorf("Load(%s) = %v, want %q", args, err, want)
+		}
 	}
 }

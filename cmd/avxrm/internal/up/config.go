@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -165,10 +166,30 @@ func (c *Config) validate() error {
 	if c.EventsMaxAge < 0 {
 		errs = append(errs, fmt.Errorf("events max age %v: must not be negative", c.EventsMaxAge))
 	}
+	for _, a := range []struct{ flag, addr string }{{"http-addr", c.HTTPAddr}, {"nats-addr", c.NATSAddr},
+		{"mongo-addr", c.MongoAddr}, {"dev-idp-addr", c.DevIdPAddr}} {
+		if err := checkListenAddr(a.addr); err != nil {
+			errs = append(errs, fmt.Errorf("--%s %q: %w", a.flag, a.addr, err))
+		}
+	}
 	if abs, err := filepath.Abs(c.DataDir); err == nil {
 		c.DataDir = abs
 	}
 	return errors.Join(errs...)
+}
+
+// checkListenAddr says what is wrong with a listen address, before
+// anything listens: "nonsense" would otherwise be refused as a non-loopback
+// address without auth.
+func checkListenAddr(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return errors.New("want host:port, e.g. 127.0.0.1:8080 (0.0.0.0:8080 for every interface)")
+	}
+	if _, err := net.LookupPort("tcp", port); err != nil || port == "" {
+		return fmt.Errorf("port %q: want a number from 0 to 65535", port)
+	}
+	return nil
 }
 
 const devIdPUsage = "run the development OIDC provider (users admin, user, viewer; passwords printed) and turn auth on with it"
