@@ -2,7 +2,9 @@ package httpapi
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -134,13 +136,13 @@ func (s *Server) streamEvents(ctx context.Context, in *eventsInput) (*huma.Strea
 	if err != nil {
 		return nil, err
 	}
-	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: subjects, DeliverPolicy: jetstream.DeliverNewPolicy}
+	var after *uint64
 	if in.LastEventID != "" {
-		after, _ := strconv.ParseUint(in.LastEventID, 10, 64)
-		if err := s.checkResumePoint(ctx, after); err != nil {
+		a, _ := strconv.ParseUint(in.LastEventID, 10, 64)
+		if err := s.checkResumePoint(ctx, a); err != nil {
 			return nil, err
 		}
-		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, after+1
+		after = &a
 	}
 	answer := func(hctx huma.Context) {
 		hctx.SetHeader("Content-Type", "text/event-stream")
@@ -149,81 +151,170 @@ func (s *Server) streamEvents(ctx context.Context, in *eventsInput) (*huma.Strea
 		hctx.SetStatus(http.StatusOK)
 	}
 	if isHEAD(ctx) {
-		return &huma.StreamResponse{Body: answer}, nil // the headers are the answer: no consumer
+		return &huma.StreamResponse{Body: answer}, nil // the headers are the answer: no reader
 	}
-	cons, err := s.opts.JS.OrderedConsumer(ctx, events.StreamName, cfg)
+	sub, backlog, upTo, covered, err := s.hub.subscribe(ctx, subjects, after)
 	if err != nil {
-		return nil, fmt.Errorf("open event stream: %w", err)
+		return nil, streamUnreachable(err)
+	}
+	var replay jetstream.MessagesContext
+	if !covered {
+		if replay, err = s.replayFrom(ctx, subjects, *after, upTo); err != nil {
+			s.hub.unsubscribe(sub)
+			return nil, err
+		}
 	}
 	return &huma.StreamResponse{Body: func(hctx huma.Context) {
+		defer s.hub.unsubscribe(sub)
 		answer(hctx)
 		w := hctx.BodyWriter()
-		flush := func() {
-			if f, ok := w.(http.Flusher); ok {
-				f.Flush()
+		p := &eventPump{ctx: hctx.Context(), types: types, may: s.newEventFilter(ctx), w: w}
+		p.flush()
+		if replay != nil {
+			caughtUp := p.replay(replay, upTo)
+			replay.Stop()
+			<-s.hub.catchUp
+			if !caughtUp {
+				return
 			}
 		}
-		flush()
-		s.pump(hctx.Context(), cons, types, s.newEventFilter(ctx), w, flush)
+		for _, e := range backlog {
+			if !p.send(e) {
+				return
+			}
+		}
+		p.flush()
+		p.live(sub)
 	}}, nil
 }
 
-// pump copies events to the client until it goes away.
-func (s *Server) pump(ctx context.Context, cons jetstream.Consumer, types map[string]bool, may *eventFilter, w interface{ Write([]byte) (int, error) }, flush func()) {
-	it, err := cons.Messages()
+// replayFrom opens a consumer of the stored events matching subjects from
+// after+1, for a reader resuming from before what the hub holds (its channel
+// carries the events after upTo); nil when none of them is stored up to upTo,
+// which the stream answers from its subject index without a consumer.
+func (s *Server) replayFrom(ctx context.Context, subjects []string, after, upTo uint64) (jetstream.MessagesContext, error) {
+	st, err := s.opts.JS.Stream(ctx, events.StreamName)
 	if err != nil {
-		s.opts.Logger.Warn("event stream", "err", err)
-		return
+		return nil, streamUnreachable(err)
 	}
-	defer it.Stop()
-	stop := context.AfterFunc(ctx, it.Stop)
+	stored := false
+	for _, subj := range subjects {
+		m, err := st.GetMsg(ctx, after+1, jetstream.WithGetMsgSubject(subj))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, streamUnreachable(err)
+		}
+		if m.Sequence <= upTo {
+			stored = true
+			break
+		}
+	}
+	if !stored {
+		return nil, nil
+	}
+	select {
+	case s.hub.catchUp <- struct{}{}:
+	default:
+		return nil, problem.New(http.StatusServiceUnavailable, fmt.Sprintf("%d event streams are replaying stored events at the moment; retry shortly", catchUpMax))
+	}
+	cons, err := s.opts.JS.OrderedConsumer(ctx, events.StreamName, jetstream.OrderedConsumerConfig{FilterSubjects: subjects,
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: after + 1})
+	var it jetstream.MessagesContext
+	if err == nil {
+		it, err = cons.Messages()
+	}
+	if err != nil {
+		<-s.hub.catchUp
+		return nil, streamUnreachable(err)
+	}
+	return it, nil
+}
+
+// streamUnreachable answers a failure to read the event stream as a 503:
+// NATS is down or at a limit for now, which a client waits out and retries.
+func streamUnreachable(err error) error {
+	return problem.New(http.StatusServiceUnavailable, "the event stream cannot be read at the moment; retry shortly: "+err.Error())
+}
+
+// eventPump writes one reader's events as Server-Sent Events.
+type eventPump struct {
+	ctx   context.Context
+	types map[string]bool
+	may   *eventFilter
+	w     io.Writer
+}
+
+func (p *eventPump) flush() {
+	if f, ok := p.w.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// send writes e unless the reader's types or access leave it out; false
+// once the client is gone.
+func (p *eventPump) send(e *hubEvent) bool {
+	if (p.types != nil && !p.types[e.ev.Type]) || !p.may.allows(p.ctx, e.ev) {
+		return true
+	}
+	_, err := fmt.Fprintf(p.w, "id: %d\nevent: %s\ndata: %s\n\n", e.seq, e.ev.Type, e.data)
+	return err == nil
+}
+
+// replay writes the replayed events up to upTo, and says whether it got
+// there (false: the client went away or the stream failed).
+func (p *eventPump) replay(it jetstream.MessagesContext, upTo uint64) bool {
+	stop := context.AfterFunc(p.ctx, it.Stop)
 	defer stop()
-	msgs := make(chan jetstream.Msg)
-	go func() {
-		defer close(msgs)
-		for {
-			m, err := it.Next()
-			if err != nil {
-				return
-			}
-			select {
-			case msgs <- m:
-			case <-ctx.Done():
-				return
+	for {
+		m, err := it.Next()
+		if err != nil {
+			return false
+		}
+		md, err := m.Metadata()
+		if err != nil {
+			continue
+		}
+		if md.Sequence.Stream > upTo {
+			return true // the hub's channel has it
+		}
+		if e, err := events.Decode(m.Headers(), m.Data()); err == nil {
+			if data, err := e.StructuredJSON(); err == nil && !p.send(&hubEvent{seq: md.Sequence.Stream, ev: e, data: data}) {
+				return false
 			}
 		}
-	}()
+		if md.Sequence.Stream == upTo || md.NumPending == 0 {
+			return true // nothing more stored up to upTo
+		}
+	}
+}
+
+// live writes the hub's events to the client until it goes away or the
+// hub cuts it off (it then reconnects with Last-Event-ID).
+func (p *eventPump) live(sub *hubSub) {
 	tick := time.NewTicker(sseKeepAlive)
 	defer tick.Stop()
 	for {
 		select {
-		case <-ctx.Done():
+		case <-p.ctx.Done():
 			return
 		case <-tick.C:
-			if _, err := w.Write([]byte(": keep-alive\n\n")); err != nil {
+			if _, err := io.WriteString(p.w, ": keep-alive\n\n"); err != nil {
 				return
 			}
-			flush()
-		case m, ok := <-msgs:
-			if !ok {
+			p.flush()
+		case e, ok := <-sub.ch:
+			if !ok || !p.send(e) {
 				return
 			}
-			md, err := m.Metadata()
-			if err != nil {
-				continue
+			// What is already waiting goes out with it, in one flush.
+			for n := len(sub.ch); n > 0; n-- {
+				if e, ok = <-sub.ch; !ok || !p.send(e) {
+					return
+				}
 			}
-			e, err := events.Decode(m.Headers(), m.Data())
-			if err != nil || (types != nil && !types[e.Type]) || !may.allows(ctx, e) {
-				continue
-			}
-			data, err := e.StructuredJSON()
-			if err != nil {
-				continue
-			}
-			if _, err := fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", md.Sequence.Stream, e.Type, data); err != nil {
-				return
-			}
-			flush()
+			p.flush()
 		}
 	}
 }

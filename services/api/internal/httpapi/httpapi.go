@@ -70,6 +70,7 @@ type Server struct {
 	queues store.Kind[*events.Queue]
 	jobs   *jobdoc.Store
 	active *indexed.Reader // a queue's active jobs, by index (usage, positions)
+	hub    *eventHub       // the readers of GET /events (eventhub.go)
 	// arrayCancels asks the jobs of cancelled arrays to cancel, after the
 	// answer (arraycancel.go).
 	arrayCancels arrayCancels
@@ -100,6 +101,9 @@ func New(opts Options) *Server {
 	api := humaecho.New(e, cfg)
 
 	s := &Server{opts: opts, Echo: e, API: api, idempotentRoutes: map[string]bool{}}
+	if opts.JS != nil {
+		s.hub = newEventHub(opts.JS, opts.Logger)
+	}
 	s.queues = store.Kind[*events.Queue]{S: opts.Store, Coll: store.Queues, Name: "queue", IDPrefix: "q"}
 	e.Use(s.authorize, rejectNonUTF8(opts.BodyLimit))
 	s.jobs = jobdoc.New(opts.Store.DB, opts.Store.Outbox, jobdoc.API, opts.Source, jobdoc.WithClock(opts.Now), jobdoc.WithLookup(opts.Lookup))

@@ -1,0 +1,218 @@
+package api_test
+
+import (
+	"bufio"
+	"context"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/avxrm/rm/pkg/events"
+)
+
+// sseEvent is one event as a reader of GET /events got it.
+type sseEvent struct {
+	id      uint64
+	typ     string
+	subject string // the CloudEvent's subject: the resource's id
+}
+
+// openEvents opens GET /events (query included) after last ("" for none)
+// and returns its events as they come; the stream closes with ctx.
+func openEvents(ctx context.Context, t *testing.T, base, query, last string) (<-chan sseEvent, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+v1+"/events"+query, nil)
+	if err != nil {
+		return nil, err
+	}
+	if last != "" {
+		req.Header.Set("Last-Event-ID", last)
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	if res.StatusCode != http.StatusOK {
+		res.Body.Close()
+		return nil, &statusError{res.StatusCode}
+	}
+	out := make(chan sseEvent, 64)
+	go func() {
+		defer close(out)
+		defer res.Body.Close()
+		sc := bufio.NewScanner(res.Body)
+		sc.Buffer(nil, 1<<20)
+		var e sseEvent
+		for sc.Scan() {
+			line := sc.Text()
+			switch {
+			case strings.HasPrefix(line, "id: "):
+				e.id, _ = strconv.ParseUint(line[4:], 10, 64)
+			case strings.HasPrefix(line, "event: "):
+				e.typ = line[7:]
+			case strings.HasPrefix(line, "data: "):
+				if i := strings.Index(line, `"subject":"`); i >= 0 {
+					e.subject, _, _ = strings.Cut(line[i+len(`"subject":"`):], `"`)
+				}
+			case line == "" && e.id != 0:
+				select {
+				case out <- e:
+				case <-ctx.Done():
+					return
+				}
+				e = sseEvent{}
+			}
+		}
+	}()
+	return out, nil
+}
+
+type statusError struct{ status int }
+
+func (e *statusError) Error() string { return "status " + strconv.Itoa(e.status) }
+
+// next is the reader's next event, or fails the test after 10 s.
+func next(t *testing.T, ch <-chan sseEvent) sseEvent {
+	t.Helper()
+	select {
+	case e, ok := <-ch:
+		if !ok {
+			t.Fatal("the event stream ended")
+		}
+		return e
+	case <-time.After(10 * time.Second):
+		t.Fatal("no event within 10 s")
+	}
+	return sseEvent{}
+}
+
+// Readers of the event stream share one consumer per API: 1,500 readers at
+// once (NATS allows 1,000 consumers a stream, and a consumer each answered
+// every reader past about 995 with a 500) each get the next event, and the
+// stream's consumers do not grow with them.
+func TestManyEventStreamsShareOneConsumer(t *testing.T) {
+	e := startEnv(t)
+	st, err := e.js.Stream(context.Background(), events.StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := info.State.Consumers
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	const readers = 1500
+	streams := make([]<-chan sseEvent, readers)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var failed []error
+	for i := range streams {
+		wg.Go(func() {
+			ch, err := openEvents(ctx, t, e.base, "?type=rm.queue.created", "")
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				failed = append(failed, err)
+			}
+			streams[i] = ch
+		})
+	}
+	wg.Wait()
+	if len(failed) > 0 {
+		t.Fatalf("%d of %d readers refused, the first: %v", len(failed), readers, failed[0])
+	}
+	info, err = st.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := info.State.Consumers - before; n != 1 {
+		t.Errorf("%d readers made %d consumers, want 1", readers, n)
+	}
+	q := e.create("/queues", queueBody("many")).str("id")
+	for i, ch := range streams {
+		if got := next(t, ch); got.typ != "rm.queue.created" || got.subject != q {
+			t.Fatalf("reader %d got %+v, want the creation of %s", i, got, q)
+		}
+	}
+}
+
+// A reader resuming within what the hub holds gets the events after its
+// Last-Event-ID from there; one resuming from before the hub started replays
+// them from the stream first and then follows live, each event once, in
+// order; a job's reader from 0 (as FollowJob reads) gets that job's alone.
+func TestEventStreamResumes(t *testing.T) {
+	e := startEnv(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// Stored before any reader: the hub starts after them.
+	var early []string
+	for _, n := range []string{"r1", "r2", "r3"} {
+		early = append(early, e.create("/queues", queueBody(n)).str("id"))
+	}
+	job := e.create("/jobs", jobBody("r1", 1)).str("id")
+
+	fromStart, err := openEvents(ctx, t, e.base, "?type=rm.queue.created", "0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The built-in queues' creations come first.
+	var seen []sseEvent
+	for len(seen) < len(early) {
+		if got := next(t, fromStart); got.subject == early[len(seen)] || len(seen) > 0 {
+			seen = append(seen, got)
+		}
+	}
+	late := e.create("/queues", queueBody("r4")).str("id")
+	seen = append(seen, next(t, fromStart))
+	for i, want := range append(early, late) {
+		if seen[i].subject != want || (i > 0 && seen[i].id <= seen[i-1].id) {
+			t.Fatalf("replayed then live: %+v, want the creations of %v in order", seen, append(early, late))
+		}
+	}
+
+	// Resume after r2's creation: r3's and r4's come from the hub's ring
+	// (r3's from the stream, as the hub started after it).
+	resumed, err := openEvents(ctx, t, e.base, "?type=rm.queue.created", strconv.FormatUint(seen[1].id, 10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{early[2], late} {
+		if got := next(t, resumed); got.subject != want {
+			t.Fatalf("resumed after %d: %+v, want %s", seen[1].id, got, want)
+		}
+	}
+	// Resume after r4's creation, which the hub holds: nothing until the next.
+	inRing, err := openEvents(ctx, t, e.base, "?type=rm.queue.created", strconv.FormatUint(seen[3].id, 10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r5 := e.create("/queues", queueBody("r5")).str("id")
+	if got := next(t, inRing); got.subject != r5 {
+		t.Fatalf("resumed after the last event: %+v, want r5's creation", got)
+	}
+	if got := next(t, resumed); got.subject != r5 {
+		t.Fatalf("resumed reader, live: %+v, want r5's creation", got)
+	}
+
+	jobEvents, err := openEvents(ctx, t, e.base, "?job_id="+job, "0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := next(t, jobEvents); got.typ != "rm.job.submitted" || got.subject != job {
+		t.Fatalf("the job's events from 0: %+v, want its submission", got)
+	}
+	e.must(http.StatusAccepted, http.MethodPost, v1+"/jobs/"+job+"/cancel", nil)
+	for {
+		got := next(t, jobEvents)
+		if got.subject != job {
+			t.Fatalf("the job's reader got %+v", got)
+		}
+		if got.typ == "rm.job.cancel-requested" {
+			break
+		}
+	}
+}
