@@ -530,3 +530,37 @@ def test_unavailable_is_retried_after_retry_after():
         assert len(r.seen) == 2
     finally:
         r.close()
+
+
+def test_ids_are_one_path_segment(seeded):
+    """An id or name is sent as one escaped path segment: a slash, a
+    question mark, a space or '..' in it cannot reach another resource or
+    add a query; None and '' are refused before anything is sent."""
+    server, app_id = seeded
+    with avxrm.Client(server) as c:
+        # Once, jobs.get("../queues/Default") returned the queue as a Job.
+        for bad in ("../queues/Default", "..", ".", "x?limit=1", "x#y", "a/b", "a b", "é"):
+            with pytest.raises(avxrm.NotFoundError):
+                c.jobs.get(bad)
+        with pytest.raises(avxrm.NotFoundError):
+            c.queues.delete("../jobs/job-x")
+        with pytest.raises(avxrm.NotFoundError):
+            list(c.queues.pending("../jobs"))
+        with pytest.raises(avxrm.NotFoundError):
+            c.runtime_configs.get("Default/application", "sim")
+        with pytest.raises(avxrm.NotFoundError):
+            c.jobs.put_artifact("job-x/..", "assets/a", b"x")
+        for call in (lambda: c.jobs.get(None), lambda: c.queues.update(None, description="x"),
+                     lambda: c.arrays.get(None), lambda: c.exports.create(None),
+                     lambda: c.jobs.put_artifact("job-x", None, b"x")):
+            with pytest.raises(TypeError):
+                call()
+        for call in (lambda: c.jobs.get(""), lambda: c.queues.delete(""), lambda: c.jobs.cancel(""),
+                     lambda: c.jobs.logs("job-x", ""), lambda: c.exports.get(""),
+                     lambda: c.jobs.put_artifact("job-x", "assets/../x", b"x")):
+            with pytest.raises(ValueError):
+                call()
+        # A name with characters a URL escapes still names its resource.
+        c.queues.create(name="q.with_dots-1")
+        assert c.queues.get("q.with_dots-1").name == "q.with_dots-1"
+        c.queues.delete("q.with_dots-1")

@@ -55,14 +55,33 @@ def _unavailable_wait(resp: httpx.Response, method: str, attempt: int, retries: 
 def _artifact_path(job_id: str, name: str, declaration: Optional[str]) -> Any:
     """The API path and query of the job's artifact ``name`` (``scenarios/<sample>/<path>``
     or ``assets/<path>``); a name of neither kind is refused before anything is sent."""
+    if not isinstance(name, str):
+        raise TypeError(f"artifact name: want a str such as assets/<path>, got {type(name).__name__}")
     segs = name.split("/")
+    if any(s in ("", ".", "..") for s in segs):
+        raise ValueError(f"artifact {name!r}: a path segment may not be empty, '.' or '..'")
     if len(segs) >= 3 and segs[0] == "scenarios":
         if declaration:
             raise ValueError(f"declaration is for assets; {name} is a scenario file of sample {segs[1]}")
     elif not (len(segs) >= 2 and segs[0] == "assets"):
         raise ValueError(f"artifact {name!r}: want scenarios/<sample>/<path> or assets/<path>")
-    path = f"/jobs/{quote(job_id, safe='')}/artifacts/" + "/".join(quote(s, safe="") for s in segs)
+    path = f"/jobs/{_seg(job_id, 'job id')}/artifacts/" + "/".join(quote(s, safe="") for s in segs)
     return path, ({"declaration": declaration} if declaration else None)
+
+
+def _seg(value: Any, what: str) -> str:
+    """``value`` (an id, a name, an index) as one segment of a request's path,
+    percent-escaped: a ``/``, ``?``, ``#`` or space in it stays part of it
+    (``..`` too, which would otherwise climb to another resource). None, an
+    empty string or another type is refused before anything is sent."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise TypeError(f"{what}: want a str, got {type(value).__name__} {value!r}")
+    s = str(value)
+    if s == "":
+        raise ValueError(f"{what}: empty")
+    if s in (".", ".."):
+        return s.replace(".", "%2E")
+    return quote(s, safe="")
 
 
 def _drop_none(d: Dict[str, Any]) -> Dict[str, Any]:
@@ -166,21 +185,21 @@ class Collection:
         return self._c._pages(self._path, _drop_none(filters), self._model.from_dict)
 
     def get(self, id_or_name: str) -> Any:
-        return self._c._request("GET", f"{self._path}/{id_or_name}", parse=self._model.from_dict)
+        return self._c._request("GET", f"{self._path}/{_seg(id_or_name, 'id_or_name')}", parse=self._model.from_dict)
 
     def create(self, **fields: Any) -> Any:
         return self._c._request("POST", self._path, json=fields, parse=self._model.from_dict)
 
     def update(self, id_or_name: str, **fields: Any) -> Any:
         """A JSON merge patch: given fields replace, None removes."""
-        return self._c._request("PATCH", f"{self._path}/{id_or_name}", json=fields, parse=self._model.from_dict,
+        return self._c._request("PATCH", f"{self._path}/{_seg(id_or_name, 'id_or_name')}", json=fields, parse=self._model.from_dict,
                                 headers={"Content-Type": "application/merge-patch+json"})
 
     def replace(self, id_or_name: str, **fields: Any) -> Any:
-        return self._c._request("PUT", f"{self._path}/{id_or_name}", json=fields, parse=self._model.from_dict)
+        return self._c._request("PUT", f"{self._path}/{_seg(id_or_name, 'id_or_name')}", json=fields, parse=self._model.from_dict)
 
     def delete(self, id_or_name: str) -> Any:
-        return self._c._request("DELETE", f"{self._path}/{id_or_name}")
+        return self._c._request("DELETE", f"{self._path}/{_seg(id_or_name, 'id_or_name')}")
 
 
 class Queues(Collection):
@@ -192,7 +211,7 @@ class Queues(Collection):
 
     def pending(self, id_or_name: str) -> Any:
         """Iterate over the queue's waiting jobs (PendingJob), first in line first."""
-        return self._c._pages(f"/queues/{id_or_name}/pending", {}, PendingJob.from_dict)
+        return self._c._pages(f"/queues/{_seg(id_or_name, 'queue')}/pending", {}, PendingJob.from_dict)
 
 
 class Deployments(Collection):
@@ -205,7 +224,7 @@ class Deployments(Collection):
         """The output so far of the replica slot's current replica, as text, from ``offset``
         bytes on or its last ``tail`` lines (``status["replicas"]`` says its state, restarts
         and how the last one ended)."""
-        return self._c._request("GET", f"/deployments/{quote(id_or_name, safe='')}/replicas/{replica}/logs",
+        return self._c._request("GET", f"/deployments/{_seg(id_or_name, 'deployment')}/replicas/{_seg(replica, 'replica')}/logs",
                                 params=_log_range(offset, tail), text=True)
 
 
@@ -217,7 +236,7 @@ class RuntimeConfigs:
 
     @staticmethod
     def _p(queue_id: str, application_id: str) -> str:
-        return f"/app-runtime-config/{queue_id}/application/{application_id}"
+        return f"/app-runtime-config/{_seg(queue_id, 'queue_id')}/application/{_seg(application_id, 'application_id')}"
 
     def list(self, queue_id: Optional[str] = None, application_id: Optional[str] = None) -> Any:
         return self._c._pages("/app-runtime-config", _drop_none({"queue_id": queue_id, "application_id": application_id}),
@@ -253,25 +272,25 @@ class Jobs(Collection):
         return self._c._wait_job(id, timeout)  # type: ignore[attr-defined]
 
     def cancel(self, id: str) -> Any:
-        return self._c._request("POST", f"/jobs/{id}/cancel", parse=Job.from_dict)
+        return self._c._request("POST", f"/jobs/{_seg(id, 'job id')}/cancel", parse=Job.from_dict)
 
     def cleanup(self, id: str) -> Any:
-        return self._c._request("POST", f"/jobs/{id}/cleanup", parse=Job.from_dict)
+        return self._c._request("POST", f"/jobs/{_seg(id, 'job id')}/cleanup", parse=Job.from_dict)
 
     def start_post_controller(self, id: str) -> Any:
-        return self._c._request("POST", f"/jobs/{id}/post-controller")
+        return self._c._request("POST", f"/jobs/{_seg(id, 'job id')}/post-controller")
 
     def stop_post_controller(self, id: str) -> Any:
-        return self._c._request("DELETE", f"/jobs/{id}/post-controller")
+        return self._c._request("DELETE", f"/jobs/{_seg(id, 'job id')}/post-controller")
 
     def logs(self, id: str, role: str = "worker", index: int = 0, offset: int = 0, tail: Optional[int] = None) -> Any:
         """An instance's output so far, as text, from ``offset`` bytes on (to read only
         what is new since an earlier call: the bytes read so far), or its last ``tail`` lines."""
-        return self._c._request("GET", f"/jobs/{id}/instances/{role}/{index}/logs", params=_log_range(offset, tail),
+        return self._c._request("GET", f"/jobs/{_seg(id, 'job id')}/instances/{_seg(role, 'role')}/{_seg(index, 'index')}/logs", params=_log_range(offset, tail),
                                 text=True)
 
     def artifacts(self, id: str, **filters: Any) -> Any:
-        return self._c._pages(f"/jobs/{id}/artifacts", _drop_none(filters), Artifact.from_dict)
+        return self._c._pages(f"/jobs/{_seg(id, 'job id')}/artifacts", _drop_none(filters), Artifact.from_dict)
 
     def put_artifact(self, id: str, name: str, data: Union[bytes, str], declaration: Optional[str] = None) -> Any:
         """Upload ``data`` (a str is sent as UTF-8) as the job's artifact ``name``:
@@ -306,7 +325,7 @@ class Arrays:
         return self._c._request("POST", "/job-arrays", json=body, parse=JobArray.from_dict, timeout=timeout)
 
     def get(self, id: str) -> Any:
-        return self._c._request("GET", f"/job-arrays/{id}", parse=JobArray.from_dict)
+        return self._c._request("GET", f"/job-arrays/{_seg(id, 'job array id')}", parse=JobArray.from_dict)
 
     def list(self) -> Any:
         return self._c._pages("/job-arrays", {}, JobArray.from_dict)
@@ -317,7 +336,7 @@ class Arrays:
 
     def cancel(self, id: str) -> Any:
         """Ask every job of the array that has not ended to cancel."""
-        return self._c._request("POST", f"/job-arrays/{id}/cancel", parse=JobArray.from_dict)
+        return self._c._request("POST", f"/job-arrays/{_seg(id, 'job array id')}/cancel", parse=JobArray.from_dict)
 
     def wait(self, id: str, timeout: Optional[float] = None, interval: float = 1.0) -> Any:
         """The array once every job of it has ended, read every ``interval`` seconds;
@@ -334,10 +353,10 @@ class Exports:
     def create(self, job_id: str, samples: Optional[List[str]] = None, include: Optional[List[str]] = None,
                filter_by_asset_declaration: Optional[List[str]] = None) -> Any:
         body = _drop_none({"samples": samples, "include": include, "filter_by_asset_declaration": filter_by_asset_declaration})
-        return self._c._request("POST", f"/jobs/{job_id}/scenario-exports", json=body, parse=ScenarioExport.from_dict)
+        return self._c._request("POST", f"/jobs/{_seg(job_id, 'job_id')}/scenario-exports", json=body, parse=ScenarioExport.from_dict)
 
     def get(self, id: str) -> Any:
-        return self._c._request("GET", f"/scenario-exports/{id}", parse=ScenarioExport.from_dict)
+        return self._c._request("GET", f"/scenario-exports/{_seg(id, 'export id')}", parse=ScenarioExport.from_dict)
 
     def wait(self, id: str, timeout: Optional[float] = None) -> Any:
         return self._c._wait_export(id, timeout)  # type: ignore[attr-defined]
@@ -563,7 +582,7 @@ class Client(_Resources):
         part = path + ".part"
         have = os.path.getsize(part) if os.path.exists(part) else 0
         headers = {"Range": f"bytes={have}-", "If-Range": f'"{x.sha256}"'} if have else {}
-        with self._http.stream("GET", f"/scenario-exports/{id}/download", headers=headers) as r:
+        with self._http.stream("GET", f"/scenario-exports/{_seg(id, 'export id')}/download", headers=headers) as r:
             if r.status_code != 416:
                 if r.status_code >= 400:
                     r.read()
@@ -712,7 +731,7 @@ class AsyncClient(_Resources):
         part = path + ".part"
         have = os.path.getsize(part) if os.path.exists(part) else 0
         headers = {"Range": f"bytes={have}-", "If-Range": f'"{x.sha256}"'} if have else {}
-        async with self._http.stream("GET", f"/scenario-exports/{id}/download", headers=headers) as r:
+        async with self._http.stream("GET", f"/scenario-exports/{_seg(id, 'export id')}/download", headers=headers) as r:
             if r.status_code != 416:
                 if r.status_code >= 400:
                     await r.aread()
