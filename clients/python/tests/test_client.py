@@ -5,12 +5,14 @@ import hashlib
 import http.server
 import json
 import os
+import re
 import socket
 import subprocess
 import threading
 import time
 from urllib.parse import parse_qs, urlparse
 
+import httpx
 import pytest
 
 import avxrm
@@ -564,3 +566,124 @@ def test_ids_are_one_path_segment(seeded):
         c.queues.create(name="q.with_dots-1")
         assert c.queues.get("q.with_dots-1").name == "q.with_dots-1"
         c.queues.delete("q.with_dots-1")
+
+
+def within(seconds, call):
+    """What call() returns or raises, run in a thread; AssertionError if it
+    has not ended after seconds (a hang)."""
+    out = {}
+
+    def run():
+        try:
+            out["value"] = call()
+        except BaseException as e:  # noqa: B902 - handed to the test
+            out["error"] = e
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(seconds)
+    assert not t.is_alive(), f"still running after {seconds} s"
+    if "error" in out:
+        raise out["error"]
+    return out["value"]
+
+
+def free_port_url():
+    """The URL of a loopback port nothing listens on."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return "http://127.0.0.1:%d" % s.getsockname()[1]
+
+
+def test_server_down_names_the_url():
+    url = free_port_url()
+    with avxrm.Client(url, retries=1) as c:
+        with pytest.raises(avxrm.UnreachableError, match=re.escape(url + "/api/resources/v1/queues/Default")) as e:
+            c.queues.get("Default")
+        assert "cannot connect" in str(e.value) and e.value.attempts == 2
+        assert isinstance(e.value, httpx.TransportError)  # as the package raised before
+        with pytest.raises(avxrm.UnreachableError, match=re.escape("DELETE " + url)):
+            c.queues.delete("x")
+
+    async def run():
+        async with avxrm.AsyncClient(url, retries=0) as ac:
+            await ac.jobs.get("job-1")
+
+    with pytest.raises(avxrm.UnreachableError, match=re.escape(url + "/api/resources/v1/jobs/job-1")):
+        asyncio.run(run())
+    # Not a URL: said before anything is sent.
+    for bad in ("localhost:8080", "ftp://h", "http://"):
+        with pytest.raises(ValueError, match="want a URL such as"):
+            avxrm.Client(bad)
+    with pytest.raises(ValueError):
+        avxrm.Client(url, retries=-1)  # once: UnboundLocalError on the first request
+
+
+def test_server_that_never_answers_times_out():
+    """A server that takes the connection and never answers is not waited
+    for beyond the timeout; by default connecting may take 10 s and each
+    part of the answer 30 s, as in the Go SDK."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    held = []
+    threading.Thread(target=lambda: [held.append(listener.accept()) for _ in iter(int, 1)], daemon=True).start()
+    url = "http://127.0.0.1:%d" % listener.getsockname()[1]
+    try:
+        with avxrm.Client(url) as c:
+            assert (c._http.timeout.connect, c._http.timeout.read) == (10.0, 30.0)
+        with avxrm.Client(url, timeout=0.5) as c:
+            for call in (lambda: c.jobs.get("job-1"), lambda: c.queues.create(name="x")):
+                with pytest.raises(avxrm.RequestTimeoutError, match="did not answer in time") as e:
+                    within(10, call)
+                assert isinstance(e.value, TimeoutError) and url in str(e.value)
+
+        async def run():
+            async with avxrm.AsyncClient(url, timeout=0.5) as ac:
+                await ac.jobs.get("job-1")
+
+        with pytest.raises(avxrm.RequestTimeoutError):
+            within(10, lambda: asyncio.run(run()))
+    finally:
+        listener.close()
+        for conn, _ in held:
+            conn.close()
+
+
+class WebPage(QuietHandler):
+    """Another web server: a page for every request, 404 under /missing, 502 under /bad."""
+
+    def do_GET(self):
+        code = 404 if "missing" in self.path else 502 if "bad" in self.path else 200
+        self.send(code, b"<html><body><h1>Welcome to nginx!</h1></body></html>", "text/html")
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_GET
+
+
+def test_a_web_page_is_not_the_api():
+    """A server URL that names another web server gets NotAPIError naming
+    it, not a JSON decoding error, a page's 404 taken for a missing job, or
+    a page returned as a log, an artifact or an event stream read forever."""
+    srv = LoopbackServer(WebPage)
+    try:
+        with avxrm.Client(srv.url) as c:
+            for call in (lambda: c.queues.get("Default"), lambda: list(c.jobs.list()), lambda: c.jobs.get("missing"),
+                         lambda: c.queues.create(name="x"), lambda: c.server_version(), lambda: c.jobs.logs("job-1"),
+                         lambda: c.jobs.get_artifact("job-1", "assets/a"), lambda: c.jobs.wait("job-1", timeout=5),
+                         lambda: next(iter(c.events.watch(after=0)))):
+                with pytest.raises(avxrm.NotAPIError) as e:
+                    within(10, call)
+                assert str(e.value).startswith(f"the server at {srv.url} answered ")
+                assert str(e.value).endswith("with text/html, not the Resource Manager's API")
+                assert not isinstance(e.value, avxrm.NotFoundError)
+            # A proxy's error page above 500 still says the API is unavailable, without the page.
+            with pytest.raises(avxrm.ServerError) as e:
+                c.jobs.get("bad")
+            assert e.value.status == 502 and "<html>" not in str(e.value)
+
+        async def run():
+            async with avxrm.AsyncClient(srv.url) as ac:
+                await ac.queues.get("missing")
+
+        with pytest.raises(avxrm.NotAPIError):
+            asyncio.run(run())
+    finally:
+        srv.close()

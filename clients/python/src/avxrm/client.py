@@ -23,13 +23,19 @@ from typing import Any, AsyncIterator, Callable, Dict, Iterable, Iterator, List,
 import httpx
 
 from .auth import BearerAuth, TokenProvider
-from .errors import NotFoundError, Problem, ServerError, error_for
+from .errors import (BASE_PATH, ApiError, NotAPIError, NotFoundError, Problem, ServerError, error_for, is_json, media_type,
+                     unreachable)
 from .models import (AppRuntimeConfig, Application, Artifact, Deployment, Event, Job, JobArray, PendingJob, Plugin,
                      Queue, ScenarioExport, Whoami)
 
-BASE_PATH = "/api/resources/v1"
 DEFAULT_SERVER = "http://127.0.0.1:8080"
 PAGE_SIZE = 200
+#: How long connecting may take, and how long the server may take to send
+#: each part of its answer (as the Go SDK's DialTimeout and
+#: ResponseHeaderTimeout): a server that takes the connection but never
+#: answers is not waited for forever.
+CONNECT_TIMEOUT = 10.0
+READ_TIMEOUT = 30.0
 
 Token = Union[None, str, TokenProvider]
 
@@ -119,9 +125,30 @@ class _SSEParser:
         return None
 
 
+def _url(request: httpx.Request) -> str:
+    """The URL of a request as an error names it: no user, no query."""
+    u = request.url
+    return f"{u.scheme}://{u.netloc.decode('ascii')}{u.path}"
+
+
 def _check(resp: httpx.Response) -> None:
     if resp.status_code >= 400:
-        raise error_for(resp.status_code, resp.content)
+        raise error_for(resp.status_code, resp.content, resp.headers.get("Content-Type"), _url(resp.request))
+
+
+def _not_api(resp: httpx.Response) -> NotAPIError:
+    """The error of a successful answer that is not the API's (another server's page)."""
+    return NotAPIError(Problem(status=resp.status_code, title=resp.reason_phrase), url=_url(resp.request),
+                       content_type=media_type(resp.headers.get("Content-Type")) or None)
+
+
+def _stream_error(resp: httpx.Response, want: str) -> Optional[ApiError]:
+    """The error of a streamed answer: of status 400 or above (its body read
+    already), or NotAPIError when it is not of the media type ``want``."""
+    if resp.status_code >= 400:
+        return error_for(resp.status_code, resp.content, resp.headers.get("Content-Type"), _url(resp.request))
+    ct = media_type(resp.headers.get("Content-Type"))
+    return _not_api(resp) if ct and ct != want else None
 
 
 def _log_range(offset: int, tail: Optional[int]) -> Optional[Dict[str, Any]]:
@@ -428,17 +455,64 @@ def _prepare(method: str, kw: Dict[str, Any]) -> Dict[str, Any]:
 
 def _result(resp: httpx.Response, parse: Optional[Callable[[Any], Any]], text: bool, raw: bool = False) -> Any:
     _check(resp)
+    ct = media_type(resp.headers.get("Content-Type"))
+    if ct == "text/html":  # the API answers no request with a web page
+        raise _not_api(resp)
     if text:
         return resp.text
     if raw:
         want, got = resp.headers.get("ETag", "").strip('"'), hashlib.sha256(resp.content).hexdigest()
         if want and got != want:
-            raise ValueError(f"{resp.request.url}: sha256 {got}, the server says {want}")
+            raise ValueError(f"{_url(resp.request)}: sha256 {got}, the server says {want}")
         return resp.content
     if resp.status_code == 204 or not resp.content:
         return None
-    data = resp.json()
-    return parse(data) if parse else data
+    if ct and not is_json(ct):
+        raise _not_api(resp)
+    try:
+        data = resp.json()
+    except ValueError:
+        raise _not_api(resp) from None
+    if parse is None:
+        return data
+    if not isinstance(data, dict):
+        raise _not_api(resp)
+    return parse(data)
+
+
+def _page(d: Dict[str, Any]) -> Dict[str, Any]:
+    return d
+
+
+def _timeout(timeout: Any) -> httpx.Timeout:
+    """The client's timeouts: CONNECT_TIMEOUT and READ_TIMEOUT by default; a
+    number is the read timeout (connecting takes at most CONNECT_TIMEOUT of
+    it); an httpx.Timeout as it is; None: no timeout."""
+    if timeout is None or isinstance(timeout, httpx.Timeout):
+        return httpx.Timeout(timeout)
+    return httpx.Timeout(timeout, connect=min(CONNECT_TIMEOUT, timeout))
+
+
+def _server(server: Optional[str]) -> str:
+    """The server's root URL, checked: a URL of http or https with a host,
+    without the API's base path (appended to it)."""
+    root = (server or os.environ.get("RM_SERVER") or DEFAULT_SERVER).rstrip("/")
+    if root.endswith(BASE_PATH):
+        root = root[:-len(BASE_PATH)]
+    try:
+        u = httpx.URL(root)
+        ok = u.scheme in ("http", "https") and bool(u.host)
+    except Exception:
+        ok = False
+    if not ok:
+        raise ValueError(f"server {root!r}: want a URL such as {DEFAULT_SERVER}")
+    return root
+
+
+def _retries(retries: Any) -> int:
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise ValueError(f"retries: want an int of 0 or more, got {retries!r}")
+    return retries
 
 
 class Client(_Resources):
@@ -449,11 +523,11 @@ class Client(_Resources):
     ...     job = c.jobs.wait(job.id)
     """
 
-    def __init__(self, server: Optional[str] = None, token: Token = None, *, timeout: float = 30.0, retries: int = 4,
-                 verify: Any = True):
-        self.server = (server or os.environ.get("RM_SERVER") or DEFAULT_SERVER).rstrip("/")
-        self.retries = retries
-        self._http = httpx.Client(base_url=self.server + BASE_PATH, timeout=timeout, verify=verify,
+    def __init__(self, server: Optional[str] = None, token: Token = None, *, timeout: Any = READ_TIMEOUT,
+                 retries: int = 4, verify: Any = True):
+        self.server = _server(server)
+        self.retries = _retries(retries)
+        self._http = httpx.Client(base_url=self.server + BASE_PATH, timeout=_timeout(timeout), verify=verify,
                                   auth=BearerAuth(token) if token else None)
         self._init_resources()
 
@@ -472,11 +546,13 @@ class Client(_Resources):
         for attempt in range(self.retries + 1):
             try:
                 resp = self._http.request(method, path, **req)
-            except _RETRYABLE:
+            except _RETRYABLE as e:
                 if method in ("PATCH", "DELETE") or attempt == self.retries:
-                    raise
+                    raise unreachable(e, method, _url(e.request), attempt + 1) from e
                 time.sleep(_backoff(attempt))
                 continue
+            except httpx.TransportError as e:
+                raise unreachable(e, method, _url(e.request), attempt + 1) from e
             wait = _unavailable_wait(resp, method, attempt, self.retries)
             if wait is None:
                 break
@@ -486,7 +562,7 @@ class Client(_Resources):
     def _pages(self, path: str, params: Optional[Dict[str, Any]], parse: Callable[[Dict[str, Any]], Any]) -> Iterator[Any]:
         params = dict(params or {}, limit=PAGE_SIZE)
         while True:
-            page = self._request("GET", path, params=params)
+            page = self._request("GET", path, params=params, parse=_page)
             for it in page.get("items") or []:
                 yield parse(it)
             if not page.get("next_cursor"):
@@ -505,14 +581,15 @@ class Client(_Resources):
                 if read <= 0:
                     raise TimeoutError("the wait timed out")
             try:
-                with self._http.stream("GET", "/events", timeout=httpx.Timeout(30.0, read=read),
+                with self._http.stream("GET", "/events", timeout=httpx.Timeout(READ_TIMEOUT, connect=CONNECT_TIMEOUT, read=read),
                                        **_watch_request(job_id, queue_id, types, last)) as r:
                     if r.status_code >= 400:
                         r.read()
-                        e = error_for(r.status_code, r.content)
-                        if not isinstance(e, ServerError):
-                            raise e
+                    e = _stream_error(r, "text/event-stream")
+                    if isinstance(e, ServerError):  # unavailable for now: reconnect
                         raise httpx.RemoteProtocolError(str(e))
+                    if e is not None:
+                        raise e
                     parser = _SSEParser()
                     for line in r.iter_lines():
                         # Keep-alives come every 15 s and each resets the read
@@ -603,11 +680,11 @@ class AsyncClient(_Resources):
     ...     job = await c.jobs.wait(job.id)
     """
 
-    def __init__(self, server: Optional[str] = None, token: Token = None, *, timeout: float = 30.0, retries: int = 4,
-                 verify: Any = True):
-        self.server = (server or os.environ.get("RM_SERVER") or DEFAULT_SERVER).rstrip("/")
-        self.retries = retries
-        self._http = httpx.AsyncClient(base_url=self.server + BASE_PATH, timeout=timeout, verify=verify,
+    def __init__(self, server: Optional[str] = None, token: Token = None, *, timeout: Any = READ_TIMEOUT,
+                 retries: int = 4, verify: Any = True):
+        self.server = _server(server)
+        self.retries = _retries(retries)
+        self._http = httpx.AsyncClient(base_url=self.server + BASE_PATH, timeout=_timeout(timeout), verify=verify,
                                        auth=BearerAuth(token) if token else None)
         self._init_resources()
 
@@ -626,11 +703,13 @@ class AsyncClient(_Resources):
         for attempt in range(self.retries + 1):
             try:
                 resp = await self._http.request(method, path, **req)
-            except _RETRYABLE:
+            except _RETRYABLE as e:
                 if method in ("PATCH", "DELETE") or attempt == self.retries:
-                    raise
+                    raise unreachable(e, method, _url(e.request), attempt + 1) from e
                 await asyncio.sleep(_backoff(attempt))
                 continue
+            except httpx.TransportError as e:
+                raise unreachable(e, method, _url(e.request), attempt + 1) from e
             wait = _unavailable_wait(resp, method, attempt, self.retries)
             if wait is None:
                 break
@@ -641,7 +720,7 @@ class AsyncClient(_Resources):
                      parse: Callable[[Dict[str, Any]], Any]) -> AsyncIterator[Any]:
         params = dict(params or {}, limit=PAGE_SIZE)
         while True:
-            page = await self._request("GET", path, params=params)
+            page = await self._request("GET", path, params=params, parse=_page)
             for it in page.get("items") or []:
                 yield parse(it)
             if not page.get("next_cursor"):
@@ -655,14 +734,15 @@ class AsyncClient(_Resources):
         while True:
             err: Exception
             try:
-                async with self._http.stream("GET", "/events", timeout=httpx.Timeout(30.0, read=45.0),
+                async with self._http.stream("GET", "/events", timeout=httpx.Timeout(READ_TIMEOUT, connect=CONNECT_TIMEOUT, read=45.0),
                                              **_watch_request(job_id, queue_id, types, last)) as r:
                     if r.status_code >= 400:
                         await r.aread()
-                        e = error_for(r.status_code, r.content)
-                        if not isinstance(e, ServerError):
-                            raise e
+                    e = _stream_error(r, "text/event-stream")
+                    if isinstance(e, ServerError):  # unavailable for now: reconnect
                         raise httpx.RemoteProtocolError(str(e))
+                    if e is not None:
+                        raise e
                     parser = _SSEParser()
                     async for line in r.aiter_lines():
                         ev = parser.feed(line)
