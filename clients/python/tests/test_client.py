@@ -687,3 +687,39 @@ def test_a_web_page_is_not_the_api():
             asyncio.run(run())
     finally:
         srv.close()
+
+
+def test_wait_timeouts_alike_in_both_clients(seeded):
+    """wait(timeout=0 or below) returns a job that has ended, and raises the
+    builtin TimeoutError saying the job's status for one that has not: in
+    the async client too (which once raised an empty asyncio TimeoutError
+    even for an ended job)."""
+    server, app_id = seeded
+    with avxrm.Client(server) as c:
+        done = c.jobs.submit(queue_id="Default", application={"id": app_id}, worker_instances=1,
+                             environment_variables={"SLEEP": "0"})
+        c.jobs.wait(done.id, timeout=60)
+        slow = c.jobs.submit(queue_id="Default", application={"id": app_id}, worker_instances=1,
+                             environment_variables={"SLEEP": "30"})
+        try:
+            for timeout in (0, -1):
+                assert c.jobs.wait(done.id, timeout=timeout).status == "succeeded"
+            for timeout in (0, -1, 0.5):
+                with pytest.raises(TimeoutError, match=f"^job {slow.id} is still [a-z]+$"):
+                    c.jobs.wait(slow.id, timeout=timeout)
+
+            async def run():
+                async with avxrm.AsyncClient(server) as ac:
+                    for timeout in (0, -1):
+                        assert (await ac.jobs.wait(done.id, timeout=timeout)).status == "succeeded"
+                    for timeout in (0, -1, 0.5):
+                        with pytest.raises(TimeoutError, match=f"^job {slow.id} is still [a-z]+$"):
+                            await ac.jobs.wait(slow.id, timeout=timeout)
+                    with pytest.raises(ValueError):
+                        await ac.arrays.wait("arr-x", interval=0)
+
+            asyncio.run(run())
+            with pytest.raises(ValueError):
+                c.arrays.wait("arr-x", interval=-1)  # once: time.sleep's ValueError after a request
+        finally:
+            c.jobs.cancel(slow.id)

@@ -23,8 +23,8 @@ from typing import Any, AsyncIterator, Callable, Dict, Iterable, Iterator, List,
 import httpx
 
 from .auth import BearerAuth, TokenProvider
-from .errors import (BASE_PATH, ApiError, NotAPIError, NotFoundError, Problem, ServerError, error_for, is_json, media_type,
-                     unreachable)
+from .errors import (BASE_PATH, ApiError, NotAPIError, NotFoundError, Problem, ServerError, UnreachableError, error_for,
+                     is_json, media_type, unreachable)
 from .models import (AppRuntimeConfig, Application, Artifact, Deployment, Event, Job, JobArray, PendingJob, Plugin,
                      Queue, ScenarioExport, Whoami)
 
@@ -368,6 +368,8 @@ class Arrays:
     def wait(self, id: str, timeout: Optional[float] = None, interval: float = 1.0) -> Any:
         """The array once every job of it has ended, read every ``interval`` seconds;
         TimeoutError after ``timeout``."""
+        if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not interval > 0:
+            raise ValueError(f"interval: want seconds above 0, got {interval!r}")
         return self._c._wait_array(id, timeout, interval)  # type: ignore[attr-defined]
 
 
@@ -513,6 +515,20 @@ def _retries(retries: Any) -> int:
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise ValueError(f"retries: want an int of 0 or more, got {retries!r}")
     return retries
+
+
+async def _until(deadline: Optional[float], wait: Any, still: Callable[[], str]) -> Any:
+    """What the coroutine wait returns, if it ends before deadline (a
+    time.monotonic(); None: no limit); else TimeoutError saying still()
+    (the builtin TimeoutError, which asyncio's is not before Python 3.11)."""
+    if deadline is None:
+        return await wait
+    try:
+        return await asyncio.wait_for(wait, max(deadline - time.monotonic(), 0))
+    except UnreachableError:
+        raise
+    except asyncio.TimeoutError:
+        raise TimeoutError(still()) from None
 
 
 class Client(_Resources):
@@ -758,21 +774,26 @@ class AsyncClient(_Resources):
             attempt += 1
 
     async def _wait_job(self, id: str, timeout: Optional[float]) -> Job:
-        return await asyncio.wait_for(self._wait_job_forever(id), timeout)
-
-    async def _wait_job_forever(self, id: str) -> Job:
+        # As Client's: a job that has ended is returned whatever the timeout
+        # (0 and below too); the rest of the wait is bounded by it.
+        deadline = None if timeout is None else time.monotonic() + timeout
         job: Job = await self.jobs.get(id)
         if job.final:
             return job
+        seen = [job]
+        return await _until(deadline, self._follow_job(id, seen), lambda: f"job {id} is still {seen[-1].status}")
+
+    async def _follow_job(self, id: str, seen: List[Job]) -> Job:
+        """The job once the event stream says it ended; seen[-1] is its latest state."""
         stream = self._watch(id, None, None, 0)
         try:
             async for ev in stream:
                 if ev.type == "rm.job.deleted":
                     raise NotFoundError(Problem(status=404, title="Not Found", detail=f"job {id} was deleted"))
                 j = ev.job()
-                if j.version > job.version:
-                    job = j
-                    if job.final:
+                if j.version > seen[-1].version:
+                    seen.append(j)
+                    if j.final:
                         # Events carry instance_counts, not instances: return
                         # the record as get() does.
                         return await self.jobs.get(id)
@@ -791,10 +812,12 @@ class AsyncClient(_Resources):
             await asyncio.sleep(interval)
 
     async def _wait_export(self, id: str, timeout: Optional[float]) -> ScenarioExport:
-        async def forever() -> ScenarioExport:
-            x: ScenarioExport = await self.exports.get(id)
-            if x.status in ("ready", "failed"):
-                return x
+        deadline = None if timeout is None else time.monotonic() + timeout
+        x: ScenarioExport = await self.exports.get(id)
+        if x.status in ("ready", "failed"):
+            return x
+
+        async def follow() -> ScenarioExport:
             stream = self._watch(None, None, ["rm.export.ready", "rm.export.failed"], 0)
             try:
                 async for ev in stream:
@@ -804,7 +827,7 @@ class AsyncClient(_Resources):
                 await stream.aclose()
             raise AssertionError("unreachable")  # pragma: no cover
 
-        return await asyncio.wait_for(forever(), timeout)
+        return await _until(deadline, follow(), lambda: f"scenario export {id} is still {x.status}")
 
     async def _download(self, id: str, path: str) -> Dict[str, Any]:
         x: ScenarioExport = await self.exports.get(id)
