@@ -723,3 +723,26 @@ def test_wait_timeouts_alike_in_both_clients(seeded):
                 c.arrays.wait("arr-x", interval=-1)  # once: time.sleep's ValueError after a request
         finally:
             c.jobs.cancel(slow.id)
+
+
+def test_arguments_of_the_wrong_kind(seeded):
+    """Arguments of the wrong kind get the API's field errors or a clear
+    TypeError/ValueError, never a wrong request or an internal error."""
+    server, app_id = seeded
+    with avxrm.Client(server) as c:
+        job = c.jobs.submit(queue_id="Default", application={"id": app_id}, worker_instances=1,
+                            environment_variables={"SLEEP": "0"})
+        with pytest.raises(TypeError, match="want bytes or str"):
+            c.jobs.put_artifact(job.id, "assets/five", 5)  # once: five zero bytes uploaded
+        assert [a.path for a in c.jobs.artifacts(job.id)] == []
+        body = {"queue_id": "Default", "application": {"id": app_id}, "worker_instances": 1}
+        for count in (None, "5"):  # once: TypeError from the client's timeout arithmetic
+            with pytest.raises(avxrm.ValidationError) as e:
+                c.arrays.submit(body, count=count)
+            assert any(f.field == "count" for f in e.value.errors), e.value.errors
+        # One type as a str, not its letters.
+        first = next(iter(c.events.watch(job_id=job.id, types="rm.job.submitted", after=0)))
+        assert first.type == "rm.job.submitted" and first.subject == job.id
+        with pytest.raises(ValueError):
+            c.queues.create(name="nan", maximum_allowed_worker_instances=float("nan"))  # NaN is not JSON
+        c.jobs.wait(job.id, timeout=60)

@@ -159,6 +159,8 @@ def _log_range(offset: int, tail: Optional[int]) -> Optional[Dict[str, Any]]:
 
 def _watch_request(job_id: Optional[str], queue_id: Optional[str], types: Optional[Iterable[str]],
                    last: Optional[int]) -> Dict[str, Any]:
+    if isinstance(types, str):  # one type, not its letters
+        types = [types]
     params = _drop_none({"job_id": job_id, "queue_id": queue_id, "type": ",".join(types) if types else None})
     headers = {"Accept": "text/event-stream"}
     if last is not None:
@@ -324,7 +326,12 @@ class Jobs(Collection):
         ``scenarios/<sample>/<path>``, a concrete scenario file of that sample, or
         ``assets/<path>``, an asset of ``declaration`` (else common asset data).
         Returns the stored ``Artifact``; an upload of the same name replaces it."""
-        body = data.encode() if isinstance(data, str) else bytes(data)
+        if isinstance(data, str):
+            body = data.encode()
+        elif isinstance(data, (bytes, bytearray, memoryview)):
+            body = bytes(data)
+        else:  # bytes(5) would upload five zero bytes
+            raise TypeError(f"data: want bytes or str, got {type(data).__name__}")
         path, params = _artifact_path(id, name, declaration)
         return self._c._request("PUT", path, params=params, content=body, parse=Artifact.from_dict)
 
@@ -347,7 +354,8 @@ class Arrays:
         # The API answers once every job is stored (about 0.7 ms a job on the
         # embedded store): the read timeout grows with the count.
         t = self._c._http.timeout  # type: ignore[attr-defined]
-        read = None if t.read is None else t.read + count * _ARRAY_JOB_ANSWER_SECONDS
+        per_job = count * _ARRAY_JOB_ANSWER_SECONDS if isinstance(count, int) else 0  # else the API says what is wrong
+        read = None if t.read is None else t.read + per_job
         timeout = httpx.Timeout(connect=t.connect, read=read, write=t.write, pool=t.pool)
         return self._c._request("POST", "/job-arrays", json=body, parse=JobArray.from_dict, timeout=timeout)
 
@@ -446,7 +454,7 @@ def _prepare(method: str, kw: Dict[str, Any]) -> Dict[str, Any]:
     if "timeout" in kw:
         out["timeout"] = kw.pop("timeout")
     if body is not None:
-        out["content"] = jsonlib.dumps(body).encode()
+        out["content"] = jsonlib.dumps(body, allow_nan=False).encode()  # NaN is not JSON
         headers.setdefault("Content-Type", "application/json")
     content = kw.pop("content", None)
     if content is not None:
