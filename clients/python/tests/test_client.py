@@ -746,3 +746,36 @@ def test_arguments_of_the_wrong_kind(seeded):
         with pytest.raises(ValueError):
             c.queues.create(name="nan", maximum_allowed_worker_instances=float("nan"))  # NaN is not JSON
         c.jobs.wait(job.id, timeout=60)
+
+
+class NewerServer(QuietHandler):
+    """A server of a later API version: fields this package does not know,
+    nulls where it knows a list, a map or a number."""
+
+    ANSWERS = {
+        "/api/resources/v1/jobs/job-1": {
+            "id": "job-1", "status": "running", "version": None, "conditions": None, "warnings": None,
+            "instances": [{"role": "worker", "index": 0, "status": "running", "gpu": "a100"}, None],
+            "attempts": None, "application": None, "preemptible": True, "budget": {"cpu_hours": 3}},
+        "/api/resources/v1/job-arrays/arr-1": {"id": "arr-1", "count": 2, "counts": None, "failed_indexes": None},
+        "/api/resources/v1/whoami": {"authenticated_by": "oidc", "roles": None, "groups": None, "queues": None},
+    }
+
+    def do_GET(self):
+        self.send(200, self.ANSWERS[self.path.split("?")[0]])
+
+
+def test_models_read_a_newer_server():
+    srv = LoopbackServer(NewerServer)
+    try:
+        with avxrm.Client(srv.url) as c:
+            job = c.jobs.get("job-1")  # once: condition() and final raised TypeError on the nulls
+            assert job.condition("Admitted") is None and job.warnings == [] and job.version == 0
+            assert [i.raw["gpu"] for i in job.instances] == ["a100"] and job.application == {}
+            assert job.raw["budget"] == {"cpu_hours": 3} and not job.final
+            arr = c.arrays.get("arr-1")
+            assert arr.ended == 0 and not arr.final and arr.failed_indexes == []
+            me = c.whoami()
+            assert me.may("Default") is None and me.roles == []
+    finally:
+        srv.close()

@@ -23,6 +23,8 @@ class Model:
         for f in dataclasses.fields(cls):
             if f.name == "raw" or f.name not in d:
                 continue
+            if d[f.name] is None and (f.default is not None or f.default_factory is not dataclasses.MISSING):
+                continue  # null where this package knows a default ([], {}, 0): the default
             kwargs[f.name] = _convert(cls, f.name, d[f.name])
         return cls(raw=d, **kwargs)
 
@@ -32,8 +34,8 @@ def _convert(cls: type, name: str, v: Any) -> Any:
     if sub is None or v is None:
         return v
     if isinstance(v, list):
-        return [sub.from_dict(x) for x in v]
-    return sub.from_dict(v)
+        return [sub.from_dict(x) for x in v if isinstance(x, dict)]
+    return sub.from_dict(v) if isinstance(v, dict) else v
 
 
 @dataclass
