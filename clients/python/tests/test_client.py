@@ -779,3 +779,93 @@ def test_models_read_a_newer_server():
             assert me.may("Default") is None and me.roles == []
     finally:
         srv.close()
+
+
+def scenario_zip():
+    """A zip as a scenario export makes it: one scenario and manifest.json."""
+    import io
+    import zipfile
+
+    data = b"<OpenSCENARIO/>" * 200
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("s-0/a.xosc", data)
+        z.writestr("manifest.json", json.dumps({"files": [
+            {"path": "s-0/a.xosc", "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}]}))
+    return buf.getvalue()
+
+
+class ExportServer(QuietHandler):
+    """Serves export exp-1 (the zip's first connection is cut halfway),
+    exp-html (a web page in place of the zip) and exp-wrong (a sha256 its
+    zip does not have); it records each download's Range."""
+
+    ZIP = scenario_zip()
+    ranges = []
+    cuts = [1]  # how many downloads of exp-1 to cut yet
+
+    def do_GET(self):
+        id = self.path.split("/")[5]
+        if not self.path.endswith("/download"):
+            sha = "0" * 64 if id == "exp-wrong" else hashlib.sha256(self.ZIP).hexdigest()
+            return self.send(200, {"id": id, "status": "ready", "sha256": sha})
+        rng = self.headers.get("Range")
+        self.ranges.append(rng)
+        if id == "exp-html":
+            return self.send(200, b"<html>Welcome</html>", "text/html")
+        start = int(rng[len("bytes="):-1]) if rng else 0
+        if start >= len(self.ZIP):
+            return self.send(416, {"title": "Requested Range Not Satisfiable", "status": 416},
+                             "application/problem+json")
+        body = self.ZIP[start:]
+        self.send_response(206 if start else 200)
+        self.send_header("Content-Type", "application/zip")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if id == "exp-1" and self.cuts[0] > 0:
+            self.cuts[0] -= 1
+            self.wfile.write(body[:len(body) // 2])  # then the connection is lost
+            self.close_connection = True
+            return
+        self.wfile.write(body)
+
+
+def test_export_download_resumes_and_leaves_no_bad_part(tmp_path):
+    """download() resumes a lost connection with Range; a .part that turns
+    out wrong is removed (once it was kept, and every later download
+    appended to it and failed); a web page is not written as the zip."""
+    srv = LoopbackServer(ExportServer)
+    ranges = ExportServer.ranges
+    try:
+        with avxrm.Client(srv.url) as c:
+            out = str(tmp_path / "a.zip")
+            manifest = c.exports.download("exp-1", out)
+            assert manifest["files"][0]["path"] == "s-0/a.xosc"
+            assert open(out, "rb").read() == ExportServer.ZIP and not os.path.exists(out + ".part")
+            half = (len(ExportServer.ZIP)) // 2
+            assert ranges == [None, f"bytes={half}-"]
+
+            # A .part of something else: the resumed zip fails, so it is fetched whole.
+            ranges.clear()
+            out = str(tmp_path / "b.zip")
+            with open(out + ".part", "wb") as f:
+                f.write(b"not the start of this zip")
+            c.exports.download("exp-1", out)
+            assert open(out, "rb").read() == ExportServer.ZIP and ranges == ["bytes=25-", None]
+
+            out = str(tmp_path / "c.zip")
+            with pytest.raises(ValueError, match="sha256"):
+                c.exports.download("exp-wrong", out)
+            assert not os.path.exists(out + ".part") and not os.path.exists(out)
+            with pytest.raises(avxrm.NotAPIError):
+                c.exports.download("exp-html", out)
+            assert not os.path.exists(out + ".part")
+
+        async def run():
+            async with avxrm.AsyncClient(srv.url) as ac:
+                ranges.clear()
+                return await ac.exports.download("exp-1", str(tmp_path / "d.zip"))
+
+        assert asyncio.run(run()) == manifest and len(ranges) == 1
+    finally:
+        srv.close()

@@ -419,6 +419,36 @@ class Events:
         return self._c._watch(job_id, queue_id, types, after, on_disconnect)  # type: ignore[attr-defined]
 
 
+def _range(part: str, sha256: Optional[str]) -> Dict[str, str]:
+    """The headers asking for the rest of a download of which part holds the start."""
+    have = os.path.getsize(part) if os.path.exists(part) else 0
+    return {"Range": f"bytes={have}-", "If-Range": f'"{sha256}"'} if have else {}
+
+
+def _zip_part(resp: httpx.Response, part: str) -> Any:
+    """The file to write the zip of a download's answer to: part, appended to
+    for a 206, made anew for a 200; a null file for a 416 (part is whole).
+    Raises the answer's error (its body read) before anything is written."""
+    if resp.status_code == 416:
+        return open(os.devnull, "wb")
+    e = _stream_error(resp, "application/zip")
+    if e is not None:
+        raise e
+    return open(part, "ab" if resp.status_code == 206 else "wb")
+
+
+def _downloaded(part: str, path: str, sha256: Optional[str]) -> Dict[str, Any]:
+    """Verify the zip in part and move it to path; a part that fails is
+    removed, as resuming it would only append to what is wrong."""
+    try:
+        manifest = verify_zip(part, sha256)
+    except ValueError:
+        os.remove(part)
+        raise
+    os.replace(part, path)
+    return manifest
+
+
 def verify_zip(path: str, sha256: Optional[str]) -> Dict[str, Any]:
     """Check the zip's sha256 and every file against its manifest.json."""
     h = hashlib.sha256()
@@ -427,14 +457,17 @@ def verify_zip(path: str, sha256: Optional[str]) -> Dict[str, Any]:
             h.update(chunk)
     if sha256 and h.hexdigest() != sha256:
         raise ValueError(f"{path}: sha256 {h.hexdigest()}, the server says {sha256}")
-    with zipfile.ZipFile(path) as z:
-        manifest = jsonlib.loads(z.read("manifest.json"))
-        for e in manifest.get("files", []):
-            data = z.read(e["path"])
-            if len(data) != e["size"] or hashlib.sha256(data).hexdigest() != e["sha256"]:
-                raise ValueError(f"{path}: {e['path']} does not match the manifest")
-        if len(z.namelist()) != len(manifest.get("files", [])) + 1:
-            raise ValueError(f"{path}: the zip and its manifest list different files")
+    try:
+        with zipfile.ZipFile(path) as z:
+            manifest = jsonlib.loads(z.read("manifest.json"))
+            for e in manifest.get("files", []):
+                data = z.read(e["path"])
+                if len(data) != e["size"] or hashlib.sha256(data).hexdigest() != e["sha256"]:
+                    raise ValueError(f"{path}: {e['path']} does not match the manifest")
+            if len(z.namelist()) != len(manifest.get("files", [])) + 1:
+                raise ValueError(f"{path}: the zip and its manifest list different files")
+    except (zipfile.BadZipFile, KeyError, TypeError, AttributeError) as e:
+        raise ValueError(f"{path}: not a scenario export's zip: {e}") from e
     return manifest
 
 
@@ -681,19 +714,32 @@ class Client(_Resources):
     def _download(self, id: str, path: str) -> Dict[str, Any]:
         x: ScenarioExport = self.exports.get(id)
         part = path + ".part"
-        have = os.path.getsize(part) if os.path.exists(part) else 0
-        headers = {"Range": f"bytes={have}-", "If-Range": f'"{x.sha256}"'} if have else {}
-        with self._http.stream("GET", f"/scenario-exports/{_seg(id, 'export id')}/download", headers=headers) as r:
-            if r.status_code != 416:
-                if r.status_code >= 400:
-                    r.read()
-                    _check(r)
-                with open(part, "ab" if r.status_code == 206 else "wb") as f:
-                    for chunk in r.iter_bytes():
-                        f.write(chunk)
-        manifest = verify_zip(part, x.sha256)
-        os.replace(part, path)
-        return manifest
+        resumed = os.path.exists(part)
+        self._fetch_zip(id, part, x.sha256)
+        try:
+            return _downloaded(part, path, x.sha256)
+        except ValueError:
+            if not resumed:
+                raise
+        self._fetch_zip(id, part, x.sha256)  # the .part resumed was not of this zip: fetch it whole
+        return _downloaded(part, path, x.sha256)
+
+    def _fetch_zip(self, id: str, part: str, sha256: Optional[str]) -> None:
+        """Append the export's zip to part from its size on, resuming after a lost connection."""
+        url = f"/scenario-exports/{_seg(id, 'export id')}/download"
+        for attempt in range(self.retries + 1):
+            try:
+                with self._http.stream("GET", url, headers=_range(part, sha256)) as r:
+                    if r.status_code >= 400:
+                        r.read()
+                    with _zip_part(r, part) as f:
+                        for chunk in r.iter_bytes():
+                            f.write(chunk)
+                return
+            except httpx.TransportError as e:
+                if attempt == self.retries:
+                    raise unreachable(e, "GET", _url(e.request), attempt + 1) from e
+                time.sleep(_backoff(attempt))
 
 
 class AsyncClient(_Resources):
@@ -840,16 +886,28 @@ class AsyncClient(_Resources):
     async def _download(self, id: str, path: str) -> Dict[str, Any]:
         x: ScenarioExport = await self.exports.get(id)
         part = path + ".part"
-        have = os.path.getsize(part) if os.path.exists(part) else 0
-        headers = {"Range": f"bytes={have}-", "If-Range": f'"{x.sha256}"'} if have else {}
-        async with self._http.stream("GET", f"/scenario-exports/{_seg(id, 'export id')}/download", headers=headers) as r:
-            if r.status_code != 416:
-                if r.status_code >= 400:
-                    await r.aread()
-                    _check(r)
-                with open(part, "ab" if r.status_code == 206 else "wb") as f:
-                    async for chunk in r.aiter_bytes():
-                        f.write(chunk)
-        manifest = verify_zip(part, x.sha256)
-        os.replace(part, path)
-        return manifest
+        resumed = os.path.exists(part)
+        await self._fetch_zip(id, part, x.sha256)
+        try:
+            return _downloaded(part, path, x.sha256)
+        except ValueError:
+            if not resumed:
+                raise
+        await self._fetch_zip(id, part, x.sha256)  # the .part resumed was not of this zip: fetch it whole
+        return _downloaded(part, path, x.sha256)
+
+    async def _fetch_zip(self, id: str, part: str, sha256: Optional[str]) -> None:
+        url = f"/scenario-exports/{_seg(id, 'export id')}/download"
+        for attempt in range(self.retries + 1):
+            try:
+                async with self._http.stream("GET", url, headers=_range(part, sha256)) as r:
+                    if r.status_code >= 400:
+                        await r.aread()
+                    with _zip_part(r, part) as f:
+                        async for chunk in r.aiter_bytes():
+                            f.write(chunk)
+                return
+            except httpx.TransportError as e:
+                if attempt == self.retries:
+                    raise unreachable(e, "GET", _url(e.request), attempt + 1) from e
+                await asyncio.sleep(_backoff(attempt))
