@@ -869,3 +869,43 @@ def test_export_download_resumes_and_leaves_no_bad_part(tmp_path):
         assert asyncio.run(run()) == manifest and len(ranges) == 1
     finally:
         srv.close()
+
+
+class SlowCreate(QuietHandler):
+    """A server whose first POST stores nothing yet and loses its answer (the
+    connection closes), whose next POST with that key is told the first
+    still holds it (409, as the API answers), and whose third gets 201."""
+
+    posts = []
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.posts.append(self.headers.get("Idempotency-Key"))
+        if len(self.posts) == 1:
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+        elif len(self.posts) == 2:
+            self.send(409, {"title": "Conflict", "status": 409,
+                            "detail": "a request with this Idempotency-Key is still in progress; retry later",
+                            "errors": [{"field": "Idempotency-Key", "message": "request in progress"}]},
+                      "application/problem+json")
+        else:
+            self.send(201, {"id": "q-1", "name": "a"})
+
+
+def test_retry_waits_for_its_own_first_attempt():
+    """A create whose answer was lost is retried with its key; the API's 409
+    for a key still held by that first attempt is retried too, not raised
+    as a ConflictError (a duplicate name, to the caller)."""
+    srv = LoopbackServer(SlowCreate)
+    try:
+        with avxrm.Client(srv.url) as c:
+            assert c.queues.create(name="a").id == "q-1"
+        assert len(SlowCreate.posts) == 3 and len(set(SlowCreate.posts)) == 1
+        # The same 409 to a first attempt is the caller's (its own key in use): raised.
+        SlowCreate.posts[:] = ["earlier"]
+        with avxrm.Client(srv.url) as c:
+            with pytest.raises(avxrm.ConflictError):
+                c.queues.create(name="a")
+    finally:
+        srv.close()

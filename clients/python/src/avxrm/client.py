@@ -48,14 +48,29 @@ def _backoff(attempt: int, initial: float = 0.1, maximum: float = 5.0) -> float:
 def _unavailable_wait(resp: httpx.Response, method: str, attempt: int, retries: int) -> Optional[float]:
     """The wait before trying a request the server answered 503 (its store
     cannot be reached) again: at least its Retry-After, at most 5 s; None if
-    it is not to be tried again."""
-    if resp.status_code != 503 or method in ("PATCH", "DELETE") or attempt >= retries:
+    it is not to be tried again. A POST whose earlier attempt got no answer
+    and that the server answers 409 because that attempt still holds its
+    Idempotency-Key is tried again likewise, as docs/API.md asks."""
+    if method in ("PATCH", "DELETE") or attempt >= retries:
+        return None
+    if resp.status_code == 409 and method == "POST" and attempt > 0:
+        return _backoff(attempt) if _key_in_progress(resp) else None
+    if resp.status_code != 503:
         return None
     try:
         after = float(int(resp.headers.get("Retry-After", "")))
     except ValueError:
         after = 0.0
     return max(_backoff(attempt), min(max(after, 0.0), 5.0))
+
+
+def _key_in_progress(resp: httpx.Response) -> bool:
+    """Whether a 409 says that another attempt holds the request's Idempotency-Key."""
+    try:
+        errors = resp.json().get("errors") or []
+    except (ValueError, AttributeError):
+        return False
+    return any(isinstance(e, dict) and e.get("field") == "Idempotency-Key" for e in errors)
 
 
 def _artifact_path(job_id: str, name: str, declaration: Optional[str]) -> Any:
