@@ -909,3 +909,25 @@ def test_retry_waits_for_its_own_first_attempt():
                 c.queues.create(name="a")
     finally:
         srv.close()
+
+
+def test_token_provider_errors_name_the_url():
+    """TokenProvider's failures are the package's errors naming the URL
+    asked, not raw httpx errors, JSONDecodeError or KeyError."""
+    url = free_port_url()
+    with pytest.raises(avxrm.UnreachableError, match=re.escape(url + "/.well-known/oauth-protected-resource")):
+        avxrm.TokenProvider.for_server(url, username="alice", password="secret")
+    with pytest.raises(avxrm.UnreachableError, match=re.escape(url + "/.well-known/openid-configuration")):
+        avxrm.TokenProvider(url, "avxrm", username="alice", password="secret").token()
+    page = LoopbackServer(WebPage)
+    try:
+        with pytest.raises(avxrm.NotAPIError, match=re.escape(f"the server at {page.url} answered 200")):
+            avxrm.TokenProvider.for_server(page.url, username="alice", password="secret")
+        with pytest.raises(avxrm.ServerError):
+            avxrm.TokenProvider.for_server(page.url + "/bad", username="alice", password="secret")
+        with pytest.raises(avxrm.AuthError, match="not an OpenID Connect discovery document"):
+            avxrm.TokenProvider(page.url, "avxrm", username="alice", password="secret").token()
+        with pytest.raises(avxrm.AuthError, match="not an OpenID Connect discovery document"):
+            asyncio.run(avxrm.TokenProvider(page.url, "avxrm", username="alice", password="secret").atoken())
+    finally:
+        page.close()

@@ -8,7 +8,7 @@ from typing import Any, Dict, Generator, Optional
 
 import httpx
 
-from .errors import AuthError, Problem
+from .errors import AuthError, NotAPIError, Problem, error_for, media_type, unreachable
 
 
 class TokenProvider:
@@ -50,12 +50,20 @@ class TokenProvider:
         >>> tp = TokenProvider.for_server("https://rm.example", username="alice", password="…")
         """
         url = server.rstrip("/") + "/.well-known/oauth-protected-resource"
-        r = httpx.get(url, verify=verify, timeout=30)
-        if r.status_code == 404:
+        try:
+            r = httpx.get(url, verify=verify, timeout=30)
+        except httpx.TransportError as e:
+            raise unreachable(e, "GET", url) from e
+        if r.status_code == 404 and media_type(r.headers.get("Content-Type")) in ("", "application/problem+json"):
             raise AuthError(Problem(status=404, title=f"the server at {server} trusts no issuer: auth is off there, "
                                                         "no token is needed"))
-        r.raise_for_status()
-        servers = r.json().get("authorization_servers") or []
+        if r.status_code >= 400:
+            raise error_for(r.status_code, r.content, r.headers.get("Content-Type"), url)
+        d = _object(r)
+        if d is None:
+            raise NotAPIError(Problem(status=r.status_code, title=r.reason_phrase), url=url,
+                              content_type=media_type(r.headers.get("Content-Type")) or None)
+        servers = d.get("authorization_servers") or []
         if not servers:
             raise AuthError(Problem(status=502, title=f"{url} names no authorization server"))
         return cls(servers[0], client_id, verify=verify, **kw)
@@ -81,11 +89,20 @@ class TokenProvider:
                 self.refresh_token = None  # expired: log in again
                 raise _Retry()
             raise AuthError(Problem(status=401, title="token request failed", detail=f"{resp.status_code} {resp.text[:200]}"))
-        d = resp.json()
+        d = _object(resp)
+        if d is None or not isinstance(d.get("access_token"), str):
+            raise _issuer_error(resp, "no access_token in the token endpoint's answer")
         self.access_token = d["access_token"]
         self.refresh_token = d.get("refresh_token", self.refresh_token)
         self.expires_at = time.time() + float(d.get("expires_in", 300))
         return self.access_token
+
+    def _discovered(self, resp: httpx.Response) -> None:
+        """Take the token endpoint from the issuer's discovery document."""
+        d = _object(resp) if resp.status_code == 200 else None
+        if d is None or not isinstance(d.get("token_endpoint"), str):
+            raise _issuer_error(resp, "not an OpenID Connect discovery document")
+        self._token_endpoint = d["token_endpoint"]
 
     def _valid(self) -> bool:
         return self.access_token is not None and time.time() < self.expires_at - self.leeway
@@ -95,35 +112,52 @@ class TokenProvider:
         with self._lock:
             if self._valid():
                 return self.access_token  # type: ignore[return-value]
-            with httpx.Client(verify=self.verify, timeout=30) as http:
-                if self._token_endpoint is None:
-                    r = http.get(self.issuer + "/.well-known/openid-configuration")
-                    r.raise_for_status()
-                    self._token_endpoint = r.json()["token_endpoint"]
-                for _ in range(2):
-                    form = self._grant()
-                    try:
-                        return self._take(http.post(self._token_endpoint, data=form), form)
-                    except _Retry:
-                        continue
+            try:
+                with httpx.Client(verify=self.verify, timeout=30) as http:
+                    if self._token_endpoint is None:
+                        self._discovered(http.get(self.issuer + "/.well-known/openid-configuration"))
+                    for _ in range(2):
+                        form = self._grant()
+                        try:
+                            return self._take(http.post(self._token_endpoint, data=form), form)  # type: ignore[arg-type]
+                        except _Retry:
+                            continue
+            except httpx.TransportError as e:
+                raise unreachable(e, e.request.method, str(e.request.url)) from e
             raise AuthError(Problem(status=401, title="could not get a token"))
 
     async def atoken(self) -> str:
         """Like token(), without blocking the event loop."""
         if self._valid():
             return self.access_token  # type: ignore[return-value]
-        async with httpx.AsyncClient(verify=self.verify, timeout=30) as http:
-            if self._token_endpoint is None:
-                r = await http.get(self.issuer + "/.well-known/openid-configuration")
-                r.raise_for_status()
-                self._token_endpoint = r.json()["token_endpoint"]
-            for _ in range(2):
-                form = self._grant()
-                try:
-                    return self._take(await http.post(self._token_endpoint, data=form), form)
-                except _Retry:
-                    continue
+        try:
+            async with httpx.AsyncClient(verify=self.verify, timeout=30) as http:
+                if self._token_endpoint is None:
+                    self._discovered(await http.get(self.issuer + "/.well-known/openid-configuration"))
+                for _ in range(2):
+                    form = self._grant()
+                    try:
+                        return self._take(await http.post(self._token_endpoint, data=form), form)  # type: ignore[arg-type]
+                    except _Retry:
+                        continue
+        except httpx.TransportError as e:
+            raise unreachable(e, e.request.method, str(e.request.url)) from e
         raise AuthError(Problem(status=401, title="could not get a token"))
+
+
+def _object(resp: httpx.Response) -> Optional[Dict[str, Any]]:
+    """The JSON object an answer carries; None if it carries none."""
+    try:
+        d = resp.json()
+    except ValueError:
+        return None
+    return d if isinstance(d, dict) else None
+
+
+def _issuer_error(resp: httpx.Response, what: str) -> AuthError:
+    url = str(resp.request.url)
+    ct = media_type(resp.headers.get("Content-Type")) or "no media type"
+    return AuthError(Problem(status=resp.status_code, title=f"{url} answered {resp.status_code} with {ct}: {what}"))
 
 
 class _Retry(Exception):
