@@ -292,6 +292,10 @@ func (d *doer) Do(req *http.Request) (*http.Response, error) {
 	for attempt := 0; ; attempt++ {
 		resp, err := hc.Do(req)
 		unavailable := err == nil && resp.StatusCode == http.StatusServiceUnavailable
+		// A POST sent again after its answer was lost may find its first
+		// attempt still holding the Idempotency-Key: a 409 to try again
+		// (docs/API.md), not a conflict of the caller's.
+		unavailable = unavailable || err == nil && attempt > 0 && req.Method == http.MethodPost && keyInProgress(resp)
 		resendable := req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
 		if !retryable || !resendable || attempt >= d.retries || ctx.Err() != nil || !(unavailable || err != nil && isConnError(err)) {
 			return resp, err
@@ -320,6 +324,30 @@ func (d *doer) Do(req *http.Request) (*http.Response, error) {
 			req.Body = body
 		}
 	}
+}
+
+// keyInProgress says whether resp is the API's 409 saying that another
+// attempt of the request holds its Idempotency-Key (the problem names that
+// field). It leaves resp's body to be read again.
+func keyInProgress(resp *http.Response) bool {
+	if resp.StatusCode != http.StatusConflict {
+		return false
+	}
+	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	resp.Body.Close()
+	resp.Body = io.NopCloser(bytes.NewReader(raw))
+	var p struct {
+		Errors []struct{ Field string } `json:"errors"`
+	}
+	if json.Unmarshal(raw, &p) != nil {
+		return false
+	}
+	for _, e := range p.Errors {
+		if e.Field == "Idempotency-Key" {
+			return true
+		}
+	}
+	return false
 }
 
 // retryAfter is the wait a 503 asks for in seconds (Retry-After), at most

@@ -88,3 +88,54 @@ func TestServiceUnavailableIsRetriedAfterRetryAfter(t *testing.T) {
 	}
 	resp.Body.Close()
 }
+
+// A POST sent again after its answer was lost may find its first attempt
+// still holding the Idempotency-Key: the API's 409 saying so is tried again,
+// with the same key. A 409 to a first attempt (a duplicate name) is the
+// answer.
+func TestRetriedPostWaitsForItsFirstAttempt(t *testing.T) {
+	var mu sync.Mutex
+	var keys []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		keys = append(keys, r.Header.Get("Idempotency-Key"))
+		n := len(keys)
+		mu.Unlock()
+		switch {
+		case strings.HasSuffix(r.URL.Path, "/queues") && n == 1: // the answer is lost
+			if conn, _, err := w.(http.Hijacker).Hijack(); err == nil {
+				conn.Close()
+			}
+		case strings.HasSuffix(r.URL.Path, "/queues") && n == 2: // the first attempt still runs
+			w.Header().Set("Content-Type", "application/problem+json")
+			w.WriteHeader(http.StatusConflict)
+			_, _ = w.Write([]byte(`{"title":"Conflict","status":409,"detail":"a request with this Idempotency-Key is still in progress; retry later","errors":[{"field":"Idempotency-Key","message":"request in progress"}]}`))
+		case strings.HasSuffix(r.URL.Path, "/queues"):
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusCreated)
+			_, _ = w.Write([]byte(`{"id":"q-1","name":"a"}`))
+		default: // a duplicate
+			w.Header().Set("Content-Type", "application/problem+json")
+			w.WriteHeader(http.StatusConflict)
+			_, _ = w.Write([]byte(`{"title":"Conflict","status":409,"detail":"a queue named a already exists","errors":[{"field":"name","message":"a queue named a already exists"}]}`))
+		}
+	}))
+	defer srv.Close()
+	c, err := avxrm.New(srv.URL, avxrm.WithBackoff(avxrm.Backoff{Initial: time.Millisecond, Max: 10 * time.Millisecond}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out map[string]any
+	if _, err := c.Do(context.Background(), http.MethodPost, "/queues", map[string]any{"name": "a"}, &out); err != nil || out["id"] != "q-1" {
+		t.Fatalf("POST whose retry met its first attempt: %v, %v", out, err)
+	}
+	if len(keys) != 3 || keys[0] == "" || keys[1] != keys[0] || keys[2] != keys[0] {
+		t.Errorf("requests with keys %q, want three with one key", keys)
+	}
+	keys = nil
+	_, err = c.Do(context.Background(), http.MethodPost, "/other", map[string]any{"name": "a"}, nil)
+	var pe *avxrm.Error
+	if !errors.As(err, &pe) || pe.StatusCode != http.StatusConflict || !strings.Contains(err.Error(), "already exists") || len(keys) != 1 {
+		t.Errorf("a duplicate: %v after %d requests, want its 409 after 1", err, len(keys))
+	}
+}
