@@ -99,6 +99,7 @@ func New(opts Options) *Server {
 	configureOpenAPI(&cfg)
 	humanJSON(&cfg)
 	api := humaecho.New(e, cfg)
+	api.UseMiddleware(refuseRepeatedQuery(api))
 
 	s := &Server{opts: opts, Echo: e, API: api, idempotentRoutes: map[string]bool{}}
 	if opts.JS != nil {
@@ -297,3 +298,27 @@ func firstInvalid(b []byte) int {
 
 // etag is the ETag of a resource version.
 func etag(v int64) string { return `"` + strconv.FormatInt(v, 10) + `"` }
+
+// refuseRepeatedQuery answers 422 when a query parameter that takes one
+// value is given more than once (?status=failed&status=succeeded): the
+// router would use the first and drop the rest without a word. Parameters
+// that take several (label) may repeat.
+func refuseRepeatedQuery(api huma.API) func(huma.Context, func(huma.Context)) {
+	return func(ctx huma.Context, next func(huma.Context)) {
+		u := ctx.URL()
+		q := u.Query()
+		var errs []error
+		for _, p := range ctx.Operation().Parameters {
+			if p.In != "query" || len(q[p.Name]) < 2 || (p.Schema != nil && p.Schema.Type == "array") {
+				continue
+			}
+			errs = append(errs, &huma.ErrorDetail{Location: "query." + p.Name, Value: q[p.Name],
+				Message: fmt.Sprintf("given %d times; it takes one value", len(q[p.Name]))})
+		}
+		if len(errs) > 0 {
+			_ = huma.WriteErr(api, ctx, http.StatusUnprocessableEntity, "validation failed", errs...)
+			return
+		}
+		next(ctx)
+	}
+}
