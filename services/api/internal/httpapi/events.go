@@ -169,6 +169,11 @@ func (s *Server) streamEvents(ctx context.Context, in *eventsInput) (*huma.Strea
 		answer(hctx)
 		w := hctx.BodyWriter()
 		p := &eventPump{ctx: hctx.Context(), types: types, may: s.newEventFilter(ctx), w: w}
+		if after != nil {
+			// The hub may not have taken yet what the client has seen:
+			// those come on its channel and are not sent again.
+			p.floor = *after
+		}
 		p.flush()
 		if replay != nil {
 			caughtUp := p.replay(replay, upTo)
@@ -244,6 +249,7 @@ type eventPump struct {
 	types map[string]bool
 	may   *eventFilter
 	w     io.Writer
+	floor uint64 // the client has the events up to this sequence
 }
 
 func (p *eventPump) flush() {
@@ -255,7 +261,7 @@ func (p *eventPump) flush() {
 // send writes e unless the reader's types or access leave it out; false
 // once the client is gone.
 func (p *eventPump) send(e *hubEvent) bool {
-	if (p.types != nil && !p.types[e.ev.Type]) || !p.may.allows(p.ctx, e.ev) {
+	if e.seq <= p.floor || (p.types != nil && !p.types[e.ev.Type]) || !p.may.allows(p.ctx, e.ev) {
 		return true
 	}
 	_, err := fmt.Fprintf(p.w, "id: %d\nevent: %s\ndata: %s\n\n", e.seq, e.ev.Type, e.data)
