@@ -33,8 +33,10 @@
       if (from.nodeValue !== to.nodeValue) from.nodeValue = to.nodeValue;
       return;
     }
-    // Leave alone a form the user is typing in.
+    // Leave alone a form the user is typing in, and what the script said
+    // about an action (the server renders those regions empty).
     if (from.tagName === 'FORM' && from.contains(document.activeElement) && document.activeElement !== document.body) return;
+    if (from.classList.contains('form-msg') && from.id === to.id) return;
     for (const a of Array.from(from.attributes)) if (!to.hasAttribute(a.name)) from.removeAttribute(a.name);
     for (const a of Array.from(to.attributes)) if (from.getAttribute(a.name) !== a.value) from.setAttribute(a.name, a.value);
     const f = Array.from(from.childNodes);
@@ -66,9 +68,13 @@
       const doc = new DOMParser().parseFromString(await r.text(), 'text/html');
       const next = doc.getElementById('main');
       if (next) {
+        // How many refreshes the page has had (read by tests), counted
+        // before the morph, which drops the attribute the server lacks.
+        const n = Number(main.dataset.refreshed || 0) + 1;
         morph(main, next);
+        resay();
         applyRoles();
-        main.dataset.refreshed = String(Number(main.dataset.refreshed || 0) + 1);
+        main.dataset.refreshed = String(n);
       }
       if (r.status === 401) showSignin();
     } catch (e) {
@@ -220,25 +226,50 @@
     }
   }
 
+  // said holds the last message of each message region (by id), so that a
+  // refresh that rebuilds the region (a button came or went) shows it again.
+  const said = new Map();
+  function show(msg, text, good) {
+    const cls = 'form-msg ' + (good ? 'good' : 'bad');
+    if (msg.textContent !== text) msg.textContent = text;
+    if (msg.className !== cls) msg.className = cls;
+  }
   function say(container, text, good) {
     const msg = container && container.querySelector('.form-msg');
     if (!msg) return;
-    msg.textContent = text;
-    msg.className = 'form-msg ' + (good ? 'good' : 'bad');
+    show(msg, text, good);
+    if (msg.id) said.set(msg.id, [text, good]);
   }
+  function resay() {
+    for (const [id, [text, good]] of said) {
+      const msg = $(id);
+      if (msg) show(msg, text, good);
+    }
+  }
+  const unreachable = 'The server could not be reached; try again.';
 
   document.addEventListener('click', async (e) => {
     const b = e.target.closest('button[data-action]');
     if (b) {
-      if (!(await confirmAction(b.dataset.confirm || 'Are you sure?'))) return;
+      if (b.disabled || !(await confirmAction(b.dataset.confirm || 'Are you sure?'))) return;
       const box = b.closest('.actions') || b.closest('section');
       const init = { method: b.dataset.action, headers: withAuth() };
       if (b.dataset.body) {
         init.body = b.dataset.body;
         init.headers['Content-Type'] = 'application/json';
       }
-      const r = await fetch(b.dataset.path, init);
-      say(box, r.ok ? 'Requested: ' + b.textContent.trim().toLowerCase() + '.' : await problemText(r), r.ok);
+      // One request at a time: a second click while the first is on its
+      // way would only repeat it (or be refused).
+      b.disabled = true;
+      const what = b.textContent.trim().toLowerCase();
+      try {
+        const r = await fetch(b.dataset.path, init);
+        say(box, r.ok ? 'Requested: ' + what + '.' : await problemText(r), r.ok);
+      } catch (err) {
+        say(box, unreachable);
+      }
+      // The refresh renders the button as the server now sees it.
+      b.disabled = false;
       schedule(0);
       return;
     }
@@ -246,7 +277,13 @@
     if (a && token()) {
       // A plain link cannot carry the token: fetch it and hand over the bytes.
       e.preventDefault();
-      const r = await fetch(a.href, { headers: withAuth() });
+      let r;
+      try {
+        r = await fetch(a.href, { headers: withAuth() });
+      } catch (err) {
+        window.alert(unreachable);
+        return;
+      }
       if (!r.ok) { window.alert(await problemText(r)); return; }
       const url = URL.createObjectURL(await r.blob());
       const tmp = document.createElement('a');
@@ -265,17 +302,29 @@
     const input = f.querySelector('input[name="limit"]');
     const v = input.value.trim();
     if (v !== '' && !/^\d+$/.test(v)) { say(f, 'The limit is a whole number from 0 to 100000, or empty for unlimited.'); input.focus(); return; }
-    const r = await fetch(`${API}/queues/${encodeURIComponent(f.dataset.queue)}`, {
-      method: 'PATCH',
-      headers: withAuth({ 'Content-Type': 'application/merge-patch+json', 'If-Match': `"${f.dataset.version}"` }),
-      body: JSON.stringify({ maximum_allowed_worker_instances: v === '' ? null : Number(v) }),
-    });
+    let r;
+    try {
+      r = await fetch(`${API}/queues/${encodeURIComponent(f.dataset.queue)}`, {
+        method: 'PATCH',
+        headers: withAuth({ 'Content-Type': 'application/merge-patch+json', 'If-Match': `"${f.dataset.version}"` }),
+        body: JSON.stringify({ maximum_allowed_worker_instances: v === '' ? null : Number(v) }),
+      });
+    } catch (err) {
+      say(f, unreachable);
+      return;
+    }
     if (r.ok) {
       const q = await r.json();
       f.dataset.version = q.version;
       say(f, v === '' ? 'Saved: no limit.' : `Saved: at most ${v} workers.`, true);
     } else if (r.status === 412) {
-      say(f, 'The queue changed meanwhile; the page now shows its new limit. Save again to overwrite it.');
+      // Show the limit the queue has now in place of what was typed (the
+      // refresh changes only the input's default value), then say why.
+      document.activeElement.blur();
+      await refresh();
+      input.value = input.getAttribute('value') || '';
+      say(f, 'The queue changed meanwhile: the form now shows its current limit. Save again to change it.');
+      return;
     } else {
       say(f, await problemText(r));
     }
