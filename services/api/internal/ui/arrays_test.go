@@ -31,9 +31,11 @@ func TestArrayPage(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// The failed index links to its job's page: a name search for sweep-3
+	// would also list sweep-30 to sweep-39 in a larger array.
 	p := e.page("/ui/arrays/" + id)
 	wantIn(t, "array page", p, "Job array sweep", "5 jobs, at most 2 at once", "2 of 5 ended", `data-status="submitted">3<`,
-		`data-status="succeeded">1<`, `data-status="failed">1<`, `href="/ui/jobs?q=sweep-3">3</a>`,
+		`data-status="succeeded">1<`, `data-status="failed">1<`, `href="/ui/jobs/`+arrayJob(t, e, id, 3)+`">3</a>`,
 		`href="/ui/jobs?array=`+id+`"`, `data-path="/api/resources/v1/job-arrays/`+id+`/cancel"`)
 
 	storeOnly, indexed := e.bothSources()
@@ -49,14 +51,20 @@ func TestArrayPage(t *testing.T) {
 		}
 	}
 
-	var j struct {
-		ID string `bson:"_id"`
-	}
-	if err := e.db.Collection("jobs").FindOne(context.Background(), bson.D{{Key: "array_id", Value: id}, {Key: "array_index", Value: 2}}).Decode(&j); err != nil {
-		t.Fatal(err)
-	}
-	wantIn(t, "job page", e.page("/ui/jobs/"+j.ID), `index 2 of <a href="/ui/arrays/`+id+`">its job array</a>`)
+	wantIn(t, "job page", e.page("/ui/jobs/"+arrayJob(t, e, id, 2)), `index 2 of <a href="/ui/arrays/`+id+`">its job array</a>`)
 	if st, _, _ := e.do(http.MethodGet, "/ui/arrays/arr-nope", nil, "Accept", "text/html"); st != http.StatusNotFound {
 		t.Errorf("an unknown array's page: %d, want 404", st)
 	}
+}
+
+// arrayJob is the id of the job of array id at index.
+func arrayJob(t *testing.T, e *env, id string, index int) string {
+	t.Helper()
+	var j struct {
+		ID string `bson:"_id"`
+	}
+	if err := e.db.Collection("jobs").FindOne(context.Background(), bson.D{{Key: "array_id", Value: id}, {Key: "array_index", Value: index}}).Decode(&j); err != nil {
+		t.Fatal(err)
+	}
+	return j.ID
 }

@@ -269,25 +269,69 @@ const maxFailedShown = 100
 
 type arrayData struct {
 	Array  *arrayView
-	Queue  string // its name, else its id
-	Failed []int  // the first maxFailedShown failed indexes
-	Jobs   string // the jobs table's URL, filtered to the array's jobs
+	Queue  string      // its name, else its id
+	Failed []failedJob // the first maxFailedShown failed indexes
+	Jobs   string      // the jobs table's URL, filtered to the array's jobs
+}
+
+// failedJob is a failed index of an array and the page of its job.
+type failedJob struct {
+	Index int
+	Href  string
 }
 
 // arrayPage shows a job array: its jobs by status, the failed indexes,
 // a link to its jobs and a cancel button.
 func (u *UI) arrayPage(r *http.Request, id string) (*page, error) {
 	var a arrayView
-	if err := u.getRef(r, "/job-arrays", "job array", id, &a); err != nil {
+	err := u.getRef(r, "/job-arrays", "job array", id, &a)
+	if err != nil {
 		return nil, err
 	}
-	d := arrayData{Array: &a, Queue: u.queueName(r, a.QueueID), Failed: a.FailedIndexes[:min(len(a.FailedIndexes), maxFailedShown)],
-		Jobs: withQuery(Path+"/jobs", "array", a.ID)}
+	d := arrayData{Array: &a, Queue: u.queueName(r, a.QueueID), Jobs: withQuery(Path+"/jobs", "array", a.ID)}
+	if d.Failed, err = u.failedJobs(r, &a); err != nil {
+		return nil, err
+	}
 	live := "queue_id=" + url.QueryEscape(a.QueueID) + "&type=rm.job.admitted,rm.job.running,rm.job.succeeded,rm.job.failed,rm.job.cancelled"
 	if a.Final() {
 		live = "-"
 	}
 	return &page{Name: "array", Title: "Job array " + a.Name, Nav: "jobs", Live: live, Data: d}, nil
+}
+
+// failedJobs links the first maxFailedShown failed indexes of an array to
+// their jobs' pages. A name search cannot stand in for the link: "sweep-1"
+// is in the names of sweep-10 to sweep-19 too. The array's jobs are listed
+// in index order (their ids are), so one page of its failed jobs holds the
+// first failed indexes; an index whose job is not on it (it failed since
+// the array was read) links to the array's failed jobs.
+func (u *UI) failedJobs(r *http.Request, a *arrayView) ([]failedJob, error) {
+	shown := a.FailedIndexes[:min(len(a.FailedIndexes), maxFailedShown)]
+	if len(shown) == 0 {
+		return nil, nil
+	}
+	var page struct {
+		Items []*jobView `json:"items"`
+	}
+	q := url.Values{"array_id": {a.ID}, "status": {"failed"}, "limit": {strconv.Itoa(maxFailedShown)}}
+	if err := u.get(r, apiBase+"/jobs", q, &page); err != nil {
+		return nil, err
+	}
+	ids := map[int]string{}
+	for _, j := range page.Items {
+		if j.ArrayIndex != nil {
+			ids[*j.ArrayIndex] = j.ID
+		}
+	}
+	out := make([]failedJob, 0, len(shown))
+	for _, i := range shown {
+		href := withQuery(Path+"/jobs", "array", a.ID, "status", "failed")
+		if id, ok := ids[i]; ok {
+			href = Path + "/jobs/" + id
+		}
+		out = append(out, failedJob{Index: i, Href: href})
+	}
+	return out, nil
 }
 
 // jobsQuery is the jobs table's filter, read from the page's query.
