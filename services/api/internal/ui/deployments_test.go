@@ -49,6 +49,11 @@ func TestDeploymentPage(t *testing.T) {
 	if st, _, _ := e.do(http.MethodGet, "/ui/deployments/nothing", nil, "Accept", "text/html"); st != http.StatusNotFound {
 		t.Errorf("an unknown deployment: %d, want 404", st)
 	}
+	// A deployment scaled to 0 has no slot whose log could be asked for.
+	e.must(http.MethodPost, "/api/resources/v1/deployments", map[string]any{"name": "idle", "application_id": "crashy:1", "queue_id": "Svc", "replicas": 0}, http.StatusCreated)
+	if st, raw, _ := e.do(http.MethodGet, "/ui/deployments/idle?log=0", nil, "Accept", "text/html"); st != http.StatusBadRequest || !strings.Contains(raw, "this deployment has no replica slots (replicas 0)") {
+		t.Errorf("?log=0 of a deployment of 0 replicas: %d, want 400 saying it has none:\n%s", st, raw)
+	}
 	// A queue without deployments has no such section.
 	e.must(http.MethodPost, "/api/resources/v1/queues", map[string]any{"name": "Empty"}, http.StatusCreated)
 	if strings.Contains(e.page("/ui/queues/Empty"), "deployments-h") {

@@ -227,7 +227,10 @@ func (u *UI) deploymentPage(r *http.Request, ref string) (*page, error) {
 	}
 	if v := r.URL.Query().Get("log"); v != "" {
 		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 || n >= dep.Replicas {
+		switch {
+		case dep.Replicas == 0:
+			return nil, badQuery(fieldError{"log", "this deployment has no replica slots (replicas 0)"})
+		case err != nil || n < 0 || n >= dep.Replicas:
 			return nil, badQuery(fieldError{"log", fmt.Sprintf("must be a replica slot of this deployment, 0 to %d", dep.Replicas-1)})
 		}
 		d.LogSlot = n
