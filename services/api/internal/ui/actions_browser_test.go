@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -137,5 +138,39 @@ func TestActionResultsStayShown(t *testing.T) {
 	}
 	if r := e.must(http.MethodGet, "/api/resources/v1/queues/Acts", nil, http.StatusOK); r["maximum_allowed_worker_instances"] != float64(12) {
 		t.Errorf("the queue's limit is %v, want 12", r["maximum_allowed_worker_instances"])
+	}
+}
+
+// The pages load without an error in the browser's console (a missing
+// favicon.ico was one on every page).
+func TestPagesLoadWithoutConsoleErrors(t *testing.T) {
+	e := startEnv(t)
+	ctx := newBrowser(t)
+	e.must(http.MethodPost, "/api/resources/v1/queues", map[string]any{"name": "Quiet", "maximum_allowed_worker_instances": 4}, http.StatusCreated)
+	id := e.submit("quiet", "Quiet", 1, nil)
+	var mu sync.Mutex
+	var errs []string
+	go func() {
+		for m, err := range chromedp.Console(ctx) {
+			if err != nil {
+				return
+			}
+			if m.Type == chromedp.ConsoleError || m.IsException() {
+				mu.Lock()
+				errs = append(errs, m.Text+" ("+m.URL+")")
+				mu.Unlock()
+			}
+		}
+	}()
+	for _, path := range []string{"/ui/queues", "/ui/queues/Quiet", "/ui/jobs", "/ui/jobs/" + id, "/ui/events"} {
+		if err := chromedp.Do(ctx, chromedp.Navigate(e.base+path), chromedp.WaitVisible(chromedp.CSS(`#live[data-state="on"]`))); err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+	}
+	time.Sleep(300 * time.Millisecond) // the last page's requests
+	mu.Lock()
+	defer mu.Unlock()
+	for _, m := range errs {
+		t.Errorf("console: %s", m)
 	}
 }
