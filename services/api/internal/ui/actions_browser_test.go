@@ -174,3 +174,18 @@ func TestPagesLoadWithoutConsoleErrors(t *testing.T) {
 		t.Errorf("console: %s", m)
 	}
 }
+
+// A job's page shows a scenario export of the job as soon as it is asked
+// for, without a reload: export events are not job events, so following
+// the job's events alone never showed it.
+func TestJobPageShowsItsExportsLive(t *testing.T) {
+	e := startEnv(t)
+	ctx := newBrowser(t)
+	e.must(http.MethodPost, "/api/resources/v1/queues", map[string]any{"name": "Zips", "maximum_allowed_worker_instances": 4}, http.StatusCreated)
+	id := e.submit("zipped", "Zips", 1, nil)
+	if err := chromedp.Do(ctx, chromedp.Navigate(e.base+"/ui/jobs/"+id), chromedp.WaitVisible(chromedp.CSS(`#live[data-state="on"]`))); err != nil {
+		t.Fatal(err)
+	}
+	x := e.must(http.MethodPost, "/api/resources/v1/jobs/"+id+"/scenario-exports", map[string]any{"include": []string{"asset"}}, http.StatusAccepted)
+	waitJS(t, ctx, "the export appears on the open page", `!!document.querySelector('#exports tr[data-key="`+x["id"].(string)+`"]')`)
+}

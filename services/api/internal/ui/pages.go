@@ -103,6 +103,11 @@ func (u *UI) queuesPage(r *http.Request) (*page, error) {
 	return &page{Name: "queues", Title: "Queues", Nav: "queues", Live: "type=" + liveTypes, Data: queuesData{Queues: queues}, Source: source}, nil
 }
 
+// jobPageTypes are the events that change a job's page: its own and its
+// scenario exports'.
+const jobPageTypes = "rm.job.submitted,rm.job.pending,rm.job.admitted,rm.job.running,rm.job.succeeded,rm.job.failed,rm.job.cancel-requested,rm.job.cancelled,rm.job.cleaned,rm.job.retrying,rm.job.updated,rm.job.deleted," +
+	"rm.export.requested,rm.export.ready,rm.export.failed,rm.export.deleted"
+
 // liveTypes are the events that change the queue pages.
 const liveTypes = "rm.queue.created,rm.queue.updated,rm.queue.deleted,rm.job.submitted,rm.job.pending,rm.job.admitted,rm.job.running,rm.job.succeeded,rm.job.failed,rm.job.cancelled,rm.job.cleaned,rm.job.deleted,rm.job.updated"
 
@@ -590,7 +595,11 @@ func (u *UI) jobPage(r *http.Request, id string) (*page, error) {
 		return nil, err
 	}
 	d.Exports = exports
-	return &page{Name: "job", Title: "Job " + cmp.Or(j.Name, j.ID), Nav: "jobs", Live: "job_id=" + url.QueryEscape(j.ID), Data: d}, nil
+	// The job's events and those of its scenario exports: the stream's
+	// job_id filter selects job events only, so the page follows the job's
+	// queue for both kinds and the script keeps those about this job.
+	return &page{Name: "job", Title: "Job " + cmp.Or(j.Name, j.ID), Nav: "jobs",
+		Live: "queue_id=" + url.QueryEscape(j.QueueID) + "&type=" + jobPageTypes, LiveJob: j.ID, Data: d}, nil
 }
 
 // instancePage reads the page of the job's instances after cursor through
