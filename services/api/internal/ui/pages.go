@@ -134,7 +134,6 @@ type queueData struct {
 const maxListed = 100
 
 func (u *UI) queuePage(r *http.Request, ref string) (*page, error) {
-	ref, _ = url.PathUnescape(ref)
 	if ref == "" || strings.Contains(ref, "/") {
 		return nil, &pageError{Status: http.StatusNotFound, Title: "No such queue", Detail: ref}
 	}
@@ -252,11 +251,11 @@ func (u *UI) deploymentPage(r *http.Request, ref string) (*page, error) {
 		Live: "queue_id=" + url.QueryEscape(dep.QueueID) + "&type=rm.deployment.updated,rm.deployment.deleted", Data: d}, nil
 }
 
-// getRef reads the resource a page's path names (ref, still escaped) from
+// getRef reads the resource a page's path names (ref, from the decoded
+// path: decoding it again made "%25" an empty name) from
 // the API's collection into out: "No such <what>" for a ref that is empty
 // or holds a slash.
 func (u *UI) getRef(r *http.Request, collection, what, ref string, out any) error {
-	ref, _ = url.PathUnescape(ref)
 	if ref == "" || strings.Contains(ref, "/") {
 		return &pageError{Status: http.StatusNotFound, Title: "No such " + what, Detail: ref}
 	}

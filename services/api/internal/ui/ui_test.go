@@ -298,6 +298,18 @@ func TestBadInputIsA4xxNamingTheField(t *testing.T) {
 	}
 }
 
+// A page's path is decoded once: /ui/queues/%25 asks for a queue named
+// "%", and the answer names it (decoding it twice asked for "").
+func TestAPathIsDecodedOnce(t *testing.T) {
+	e := startEnv(t)
+	for _, path := range []string{"/ui/queues/%25", "/ui/arrays/%25", "/ui/deployments/%25"} {
+		st, body, _ := e.do(http.MethodGet, path, nil, "Accept", "application/json")
+		if st != http.StatusNotFound || !strings.Contains(body, `\"%\" not found`) {
+			t.Errorf("GET %s = %d %s, want 404 naming %q", path, st, body, "%")
+		}
+	}
+}
+
 // requireBearer stands in for the API's auth middleware: it answers 401
 // unless the request carries the token.
 func requireBearer(next http.Handler, token string) http.Handler {
