@@ -1,6 +1,7 @@
 package ui_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"html/template"
@@ -17,6 +18,7 @@ import (
 	"github.com/avxrm/rm/services/api/internal/ui"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 // env is the real API (with the view) over FerretDB and NATS in process. No
@@ -306,6 +308,31 @@ func TestAPathIsDecodedOnce(t *testing.T) {
 		st, body, _ := e.do(http.MethodGet, path, nil, "Accept", "application/json")
 		if st != http.StatusNotFound || !strings.Contains(body, `\"%\" not found`) {
 			t.Errorf("GET %s = %d %s, want 404 naming %q", path, st, body, "%")
+		}
+	}
+}
+
+// When a read of the view's own fails (here the store is unreachable), the
+// page is a 502 that says so without the driver's error, which names
+// addresses and internals.
+func TestAFailedReadLeaksNoInternals(t *testing.T) {
+	e := startEnv(t)
+	client, err := mongo.Connect(options.Client().ApplyURI("mongodb://127.0.0.1:1/").SetServerSelectionTimeout(200 * time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = client.Disconnect(context.Background()) })
+	srv := httptest.NewServer(ui.New(ui.Options{API: e.svc.Handler(), DB: client.Database("rm"), Logger: apitest.Discard()}))
+	t.Cleanup(srv.Close)
+	for _, accept := range []string{"text/html", "application/json"} {
+		st, body, _ := e.doAt(srv.URL, http.MethodGet, "/ui/jobs", nil, "Accept", accept)
+		if st != http.StatusBadGateway || !strings.Contains(body, "could not be read") {
+			t.Errorf("GET /ui/jobs (%s) with the store away = %d, want 502 saying the page could not be read: %s", accept, st, body)
+		}
+		for _, internal := range []string{"127.0.0.1:1", "server selection", "list queues"} {
+			if strings.Contains(body, internal) {
+				t.Errorf("GET /ui/jobs (%s) shows %q: %s", accept, internal, body)
+			}
 		}
 	}
 }
