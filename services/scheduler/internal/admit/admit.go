@@ -400,7 +400,7 @@ func (a *admission) holdBack(r *Request, needs []need) (guard string) {
 		case starvedOn != nil:
 			q.blockReason = ReasonBlockedByStarvingJob
 			q.blockMessage = a.sayf("queue %s: %s %s has waited %s (limit %s); backfill paused until it is admitted",
-				q.name, noun(r.Kind), r.ID, waited, starvedOn.starvation)
+				q.name, noun(r.Kind), r.ID, waited.Round(time.Second), starvedOn.starvation)
 			paused = append(paused, q.name)
 		}
 	}

@@ -226,7 +226,8 @@ func TestAdmit(t *testing.T) {
 			},
 		},
 		"starvation: a job past the limit pauses backfill": {
-			snap: snapshot(t0.Add(12*time.Minute),
+			// The waits are said in whole seconds: 12m0.4s reads 12m0s.
+			snap: snapshot(t0.Add(12*time.Minute+400*time.Millisecond),
 				queue("Default").limit(10).allocated(7).backfill().starvation(10*time.Minute)),
 			pending: []Request{
 				job("job-123").workers(4).obj(),
