@@ -448,3 +448,17 @@ func TestHumanMessages(t *testing.T) {
 		t.Errorf("the API description does not keep ETag: \"<version>\" in a code span")
 	}
 }
+
+// A path parameter is decoded however the client escaped it: %2E%2E is
+// "..", and the 404 names it so.
+func TestPathParametersAreDecoded(t *testing.T) {
+	e := startEnv(t)
+	q := e.create("/queues", queueBody("a.b")).str("id")
+	if got := e.must(http.StatusOK, http.MethodGet, v1+"/queues/a%2Eb", nil).obj(t); got.str("id") != q {
+		t.Errorf("GET /queues/a%%2Eb = %v, want queue a.b", got)
+	}
+	r := e.must(http.StatusNotFound, http.MethodGet, v1+"/jobs/%2E%2E", nil)
+	if d := r.obj(t).str("detail"); d != `job ".." not found` {
+		t.Errorf("GET /jobs/%%2E%%2E: detail %q", d)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -93,7 +94,7 @@ func New(opts Options) *Server {
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = errorHandler(opts.Logger)
 	answerHEAD(e)
-	e.Use(httpMetrics(opts.Registry), recoverProblem(opts.Logger), retryAfter, ignoreInvalidRange)
+	e.Use(httpMetrics(opts.Registry), recoverProblem(opts.Logger), retryAfter, ignoreInvalidRange, decodeParams)
 
 	cfg := huma.DefaultConfig("Resource Manager API", "1.0.0")
 	configureOpenAPI(&cfg)
@@ -320,5 +321,25 @@ func refuseRepeatedQuery(api huma.API) func(huma.Context, func(huma.Context)) {
 			return
 		}
 		next(ctx)
+	}
+}
+
+// decodeParams gives the handlers path parameters decoded whatever the
+// client escaped. Echo matches the decoded path, but the raw one when it is
+// not in Go's canonical escaping (RawPath set: "%2E%2E", "a%2Fb"), and its
+// parameters are then still escaped: GET /jobs/%2E%2E looked up a job named
+// "%2E%2E" and said so.
+func decodeParams(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if c.Request().URL.RawPath != "" {
+			vals := c.ParamValues()
+			for i, v := range vals {
+				if d, err := url.PathUnescape(v); err == nil {
+					vals[i] = d
+				}
+			}
+			c.SetParamValues(vals...)
+		}
+		return next(c)
 	}
 }
