@@ -422,6 +422,15 @@ func (u *UI) jobsPage(r *http.Request) (*page, error) {
 	if f.Queue != "" && len(ids) == 0 {
 		return nil, badQuery(fieldError{"queue", "no queue " + strconv.Quote(f.Queue)})
 	}
+	if f.Array != "" { // as a queue that does not exist: a typo, not an empty array
+		var a arrayView
+		var pe *pageError
+		if err := u.getRef(r, "/job-arrays", "job array", f.Array, &a); errors.As(err, &pe) && pe.Status == http.StatusNotFound {
+			return nil, badQuery(fieldError{"array", "no job array " + strconv.Quote(f.Array)})
+		} else if err != nil {
+			return nil, err
+		}
+	}
 	var rows []*jobView
 	var more bool
 	source := "store"

@@ -152,8 +152,10 @@ func (u *UI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (u *UI) static(w http.ResponseWriter, r *http.Request, name string) {
 	sub, _ := fs.Sub(staticFS, "static")
-	if name == "" || strings.Contains(name, "..") {
-		http.NotFound(w, r)
+	if fi, err := fs.Stat(sub, name); name == "" || strings.Contains(name, "..") || err != nil || fi.IsDir() {
+		u.serve(w, r, func(*http.Request) (*page, error) { // as any page that is not there
+			return nil, &pageError{Status: http.StatusNotFound, Title: "No such file", Detail: r.URL.Path}
+		})
 		return
 	}
 	// The assets are embedded: they change only with the binary.

@@ -266,6 +266,7 @@ func TestBadInputIsA4xxNamingTheField(t *testing.T) {
 		"/ui/jobs?limit=0":                      {400, "limit"},
 		"/ui/jobs?limit=abc":                    {400, "limit"},
 		"/ui/jobs?queue=nope":                   {400, "queue"},
+		"/ui/jobs?array=arr-nope":               {400, "array"},
 		"/ui/jobs?q=" + strings.Repeat("a", 64): {400, "q"},
 		"/ui/jobs/" + id + "?ipage=0":           {400, "ipage"},
 		"/ui/jobs/" + id + "?log=worker/x":      {400, "log"},
@@ -274,6 +275,8 @@ func TestBadInputIsA4xxNamingTheField(t *testing.T) {
 		"/ui/jobs/not-a-job":                    {404, ""},
 		"/ui/queues/nope":                       {404, ""},
 		"/ui/nowhere":                           {404, ""},
+		"/ui/static/nope.js":                    {404, ""},
+		"/ui/static/":                           {404, ""},
 	} {
 		st, body, ct := e.do(http.MethodGet, path, nil, "Accept", "application/json")
 		if st != want.status || ct != "application/problem+json" {
