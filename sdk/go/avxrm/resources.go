@@ -3,10 +3,12 @@ package avxrm
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"iter"
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/avxrm/rm/sdk/go/avxrm/api"
@@ -36,6 +38,35 @@ func pages[T any](fetch func(cursor *string) ([]T, *string, error)) iter.Seq2[T,
 			}
 			cursor = next
 		}
+	}
+}
+
+// PathSegment is an id or a name as one segment of an API path, for Do:
+// escaped, so that a '/', '?', '#' or space stays part of it, and "." and
+// ".." too, which a URL would resolve to another path.
+func PathSegment(idOrName string) string {
+	if idOrName == "." || idOrName == ".." {
+		return strings.ReplaceAll(idOrName, ".", "%2E")
+	}
+	return url.PathEscape(idOrName)
+}
+
+// at is the request editor that sends a generated client's request to path,
+// its %s filled with id as one segment (PathSegment), and refuses an empty
+// id (what names it) before anything is sent. The generated client escapes
+// ids but then resolves "." and ".." (url.URL.Parse): GetJob("..") would
+// ask for the API's root.
+func (c *Client) at(path, what, id string) api.RequestEditorFn {
+	return func(_ context.Context, req *http.Request) error {
+		if id == "" {
+			return fmt.Errorf("%s: empty", what)
+		}
+		u, err := url.Parse(c.URL(strings.Replace(path, "%s", PathSegment(id), 1)))
+		if err != nil {
+			return err
+		}
+		req.URL.Path, req.URL.RawPath = u.Path, u.RawPath
+		return nil
 	}
 }
 
@@ -120,7 +151,7 @@ func (c *Client) CreateQueue(ctx context.Context, q api.QueueBody) (*api.Queue, 
 
 // GetQueue returns a queue by id or name.
 func (c *Client) GetQueue(ctx context.Context, idOrName string) (*api.Queue, error) {
-	r, err := c.API.GetQueueWithResponse(ctx, idOrName)
+	r, err := c.API.GetQueueWithResponse(ctx, idOrName, c.at("/queues/%s", "queue", idOrName))
 	return result(err, func() (*http.Response, []byte, *api.Queue) { return r.HTTPResponse, r.Body, r.JSON200 })
 }
 
@@ -163,19 +194,19 @@ func (c *Client) CreateJobArray(ctx context.Context, a api.JobArrayBody) (*api.J
 
 // GetJobArray returns a job array with how many of its jobs have each status.
 func (c *Client) GetJobArray(ctx context.Context, id string) (*api.JobArray, error) {
-	r, err := c.API.GetJobArrayWithResponse(ctx, id)
+	r, err := c.API.GetJobArrayWithResponse(ctx, id, c.at("/job-arrays/%s", "job array id", id))
 	return result(err, func() (*http.Response, []byte, *api.JobArray) { return r.HTTPResponse, r.Body, r.JSON200 })
 }
 
 // GetJob returns a job.
 func (c *Client) GetJob(ctx context.Context, id string) (*api.Job, error) {
-	r, err := c.API.GetJobWithResponse(ctx, id)
+	r, err := c.API.GetJobWithResponse(ctx, id, c.at("/jobs/%s", "job id", id))
 	return result(err, func() (*http.Response, []byte, *api.Job) { return r.HTTPResponse, r.Body, r.JSON200 })
 }
 
 // CancelJob asks for a job to be cancelled; 409 (ErrConflict) when it has ended.
 func (c *Client) CancelJob(ctx context.Context, id string) (*api.Job, error) {
-	r, err := c.API.CancelJobWithResponse(ctx, id)
+	r, err := c.API.CancelJobWithResponse(ctx, id, c.at("/jobs/%s/cancel", "job id", id))
 	return result(err, func() (*http.Response, []byte, *api.Job) { return r.HTTPResponse, r.Body, r.JSON202 })
 }
 
@@ -183,7 +214,8 @@ func (c *Client) CancelJob(ctx context.Context, id string) (*api.Job, error) {
 func (c *Client) Artifacts(ctx context.Context, jobID string) iter.Seq2[api.Artifact, error] {
 	return pages(func(cursor *string) ([]api.Artifact, *string, error) {
 		limit := int64(c.pageSize)
-		r, err := c.API.ListArtifactsWithResponse(ctx, jobID, &api.ListArtifactsParams{Limit: &limit, Cursor: cursor})
+		r, err := c.API.ListArtifactsWithResponse(ctx, jobID, &api.ListArtifactsParams{Limit: &limit, Cursor: cursor},
+			c.at("/jobs/%s/artifacts", "job id", jobID))
 		l, err := result(err, func() (*http.Response, []byte, *api.ArtifactList) { return r.HTTPResponse, r.Body, r.JSON200 })
 		if err != nil {
 			return nil, nil, err
@@ -194,13 +226,14 @@ func (c *Client) Artifacts(ctx context.Context, jobID string) iter.Seq2[api.Arti
 
 // CreateExport asks for a zip of a job's scenario files.
 func (c *Client) CreateExport(ctx context.Context, jobID string, req api.ExportRequest) (*api.ScenarioExport, error) {
-	r, err := c.API.CreateScenarioExportWithResponse(ctx, jobID, &api.CreateScenarioExportParams{}, req)
+	r, err := c.API.CreateScenarioExportWithResponse(ctx, jobID, &api.CreateScenarioExportParams{}, req,
+		c.at("/jobs/%s/scenario-exports", "job id", jobID))
 	return result(err, func() (*http.Response, []byte, *api.ScenarioExport) { return r.HTTPResponse, r.Body, r.JSON202 })
 }
 
 // GetExport returns a scenario export.
 func (c *Client) GetExport(ctx context.Context, id string) (*api.ScenarioExport, error) {
-	r, err := c.API.GetScenarioExportWithResponse(ctx, id)
+	r, err := c.API.GetScenarioExportWithResponse(ctx, id, c.at("/scenario-exports/%s", "export id", id))
 	return result(err, func() (*http.Response, []byte, *api.ScenarioExport) { return r.HTTPResponse, r.Body, r.JSON200 })
 }
 
