@@ -15,27 +15,33 @@ import (
 	"github.com/oapi-codegen/nullable"
 )
 
-// pages yields the items of fetch's pages, following next_cursor, until the
-// last page, an error (yielded once, then the iteration ends) or the caller
-// stops.
-func pages[T any](fetch func(cursor *string) ([]T, *string, error)) iter.Seq2[T, error] {
+// pages yields the items of fetch's pages of the list at path, following
+// next_cursor, until the last page, an error (yielded once, then the
+// iteration ends) or the caller stops. A cursor the server gave before
+// is an error: its pages would repeat for ever.
+func pages[T any](path string, fetch func(cursor *string) ([]T, *string, error)) iter.Seq2[T, error] {
 	return func(yield func(T, error) bool) {
 		var cursor *string
+		seen := map[string]bool{}
 		for {
 			items, next, err := fetch(cursor)
-			if err != nil {
-				var zero T
-				yield(zero, err)
-				return
+			if err == nil && next != nil && seen[*next] {
+				err = fmt.Errorf("list %s: the server answered the cursor %q again; stopped, as its pages would repeat", path, *next)
 			}
 			for _, it := range items {
 				if !yield(it, nil) {
 					return
 				}
 			}
+			if err != nil {
+				var zero T
+				yield(zero, err)
+				return
+			}
 			if next == nil || *next == "" {
 				return
 			}
+			seen[*next] = true
 			cursor = next
 		}
 	}
@@ -80,7 +86,7 @@ type JobFilter struct {
 
 // Jobs iterates over the jobs f selects, page by page.
 func (c *Client) Jobs(ctx context.Context, f JobFilter) iter.Seq2[api.Job, error] {
-	return pages(func(cursor *string) ([]api.Job, *string, error) {
+	return pages("/jobs", func(cursor *string) ([]api.Job, *string, error) {
 		limit := int64(c.pageSize)
 		p := &api.ListJobsParams{Limit: &limit, Cursor: cursor}
 		if f.QueueID != "" {
@@ -108,7 +114,7 @@ func (c *Client) Jobs(ctx context.Context, f JobFilter) iter.Seq2[api.Job, error
 
 // Queues iterates over every queue.
 func (c *Client) Queues(ctx context.Context) iter.Seq2[api.Queue, error] {
-	return pages(func(cursor *string) ([]api.Queue, *string, error) {
+	return pages("/queues", func(cursor *string) ([]api.Queue, *string, error) {
 		limit := int64(c.pageSize)
 		r, err := c.API.ListQueuesWithResponse(ctx, &api.ListQueuesParams{Limit: &limit, Cursor: cursor})
 		l, err := result(err, func() (*http.Response, []byte, *api.QueueList) { return r.HTTPResponse, r.Body, r.JSON200 })
@@ -120,13 +126,17 @@ func (c *Client) Queues(ctx context.Context) iter.Seq2[api.Queue, error] {
 }
 
 // List iterates over the raw items of any list path, such as "/plugins" or
-// "/jobs?status=running", for callers that want the JSON as the server
+// "/jobs?status=running" (query adds to the path's own), for callers that want the JSON as the server
 // sent it (the CLI's -o json).
 func (c *Client) List(ctx context.Context, path string, query url.Values) iter.Seq2[json.RawMessage, error] {
-	return pages(func(cursor *string) ([]json.RawMessage, *string, error) {
-		q := url.Values{}
+	path, own, _ := strings.Cut(path, "?")
+	return pages(path, func(cursor *string) ([]json.RawMessage, *string, error) {
+		q, err := url.ParseQuery(own)
+		if err != nil {
+			return nil, nil, fmt.Errorf("list %s: its query %q: %w", path, own, err)
+		}
 		for k, v := range query {
-			q[k] = v
+			q[k] = append(q[k], v...)
 		}
 		q.Set("limit", strconv.Itoa(c.pageSize))
 		if cursor != nil {
@@ -212,7 +222,7 @@ func (c *Client) CancelJob(ctx context.Context, id string) (*api.Job, error) {
 
 // Artifacts iterates over a job's artifacts.
 func (c *Client) Artifacts(ctx context.Context, jobID string) iter.Seq2[api.Artifact, error] {
-	return pages(func(cursor *string) ([]api.Artifact, *string, error) {
+	return pages("/jobs/"+PathSegment(jobID)+"/artifacts", func(cursor *string) ([]api.Artifact, *string, error) {
 		limit := int64(c.pageSize)
 		r, err := c.API.ListArtifactsWithResponse(ctx, jobID, &api.ListArtifactsParams{Limit: &limit, Cursor: cursor},
 			c.at("/jobs/%s/artifacts", "job id", jobID))

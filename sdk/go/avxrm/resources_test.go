@@ -3,11 +3,14 @@ package avxrm_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/avxrm/rm/sdk/go/avxrm"
 	"github.com/avxrm/rm/sdk/go/avxrm/api"
@@ -98,5 +101,94 @@ func TestIDsAreOneEscapedPathSegment(t *testing.T) {
 		if got := rec.take(); len(got) != 0 {
 			t.Errorf("%s(\"\") asked %q", name, got)
 		}
+	}
+}
+
+// A server that answers a cursor it gave before (a bug there, or a proxy
+// that drops the query) would repeat its pages for ever: the iteration
+// ends with an error instead.
+func TestPagesStopAtARepeatedCursor(t *testing.T) {
+	var mu sync.Mutex
+	var asked []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		asked = append(asked, r.URL.Query().Get("cursor"))
+		mu.Unlock()
+		next := map[string]string{"": "c1", "c1": "c2", "c2": "c1"}[r.URL.Query().Get("cursor")]
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = fmt.Fprintf(w, `{"items":[{"id":"q-1","name":"a"}],"next_cursor":%q}`, next)
+	}))
+	defer srv.Close()
+	c, _ := avxrm.New(srv.URL)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for name, seq := range map[string]func(func(any, error) bool){
+		"Queues": func(yield func(any, error) bool) {
+			for q, err := range c.Queues(ctx) {
+				if !yield(q, err) {
+					return
+				}
+			}
+		},
+		"List": func(yield func(any, error) bool) {
+			for q, err := range c.List(ctx, "/queues", nil) {
+				if !yield(q, err) {
+					return
+				}
+			}
+		},
+	} {
+		asked = nil
+		items, n := 0, 0
+		var last error
+		for _, err := range seq {
+			if n++; n > 10 {
+				break
+			}
+			if err != nil {
+				last = err
+				continue
+			}
+			items++
+		}
+		if items != 3 || last == nil || !strings.Contains(last.Error(), `"c1" again`) {
+			t.Errorf("%s: %d items, then %v; want 3 items and an error naming the repeated cursor", name, items, last)
+		}
+		if fmt.Sprint(asked) != "[ c1 c2]" {
+			t.Errorf("%s asked for cursors %q", name, asked)
+		}
+	}
+}
+
+// List takes a path with a query of its own ("/jobs?status=running") and
+// adds its paging to that query.
+func TestListKeepsThePathsQuery(t *testing.T) {
+	var got []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = append(got, r.URL.Path+" "+r.URL.Query().Encode())
+		w.Header().Set("Content-Type", "application/json")
+		if r.URL.Query().Get("cursor") == "" {
+			_, _ = w.Write([]byte(`{"items":[{}],"next_cursor":"c1"}`))
+			return
+		}
+		_, _ = w.Write([]byte(`{"items":[{}]}`))
+	}))
+	defer srv.Close()
+	c, _ := avxrm.New(srv.URL)
+	n := 0
+	for _, err := range c.List(context.Background(), "/jobs?status=running", url.Values{"label": {"team=adas"}}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n++; n > 2 {
+			break
+		}
+	}
+	want := []string{
+		avxrm.BasePath + "/jobs label=team%3Dadas&limit=200&status=running",
+		avxrm.BasePath + "/jobs cursor=c1&label=team%3Dadas&limit=200&status=running",
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("asked %q, want %q", got, want)
 	}
 }
