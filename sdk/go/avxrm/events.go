@@ -64,6 +64,11 @@ type WatchOptions struct {
 	OnConnect func()
 }
 
+// ErrMalformedEvent is the error of an event of the stream that cannot be
+// read: its data is not a CloudEvent, its id not a stream sequence. Watch
+// ends with it, as a reconnect would receive the same event again.
+var ErrMalformedEvent = errors.New("malformed event")
+
 // deadStream is how long a stream may be silent before Watch takes it for
 // dead: the server sends a keep-alive comment every 15s.
 const deadStream = 45 * time.Second
@@ -72,7 +77,8 @@ const deadStream = 45 * time.Second
 // caller stops. A lost connection is reopened with Last-Event-ID, after a
 // backoff, so no event is lost or repeated; an answer of 400 or above other
 // than 5xx ends the iteration with an *Error (a 416 means After is beyond the
-// stream's end).
+// stream's end), and an event that cannot be read with ErrMalformedEvent
+// (the events before it are yielded).
 func (c *Client) Watch(ctx context.Context, o WatchOptions) iter.Seq2[Event, error] {
 	return func(yield func(Event, error) bool) {
 		var last *uint64
@@ -93,7 +99,7 @@ func (c *Client) Watch(ctx context.Context, o WatchOptions) iter.Seq2[Event, err
 				return
 			}
 			var pe *Error
-			if errors.As(err, &pe) && pe.StatusCode < 500 {
+			if errors.As(err, &pe) && pe.StatusCode < 500 || errors.Is(err, ErrMalformedEvent) {
 				yield(Event{}, err)
 				return
 			}
@@ -162,8 +168,12 @@ func (c *Client) stream(ctx context.Context, o WatchOptions, after *uint64, yiel
 	var (
 		received bool
 		e        Event
+		id       string // the event's id line, "" if none
 		data     strings.Builder
 	)
+	malformed := func(err error) error {
+		return fmt.Errorf("%w (id %q) from %s: %v", ErrMalformedEvent, id, c.root, err)
+	}
 	for {
 		line, err := br.ReadString('\n')
 		if err != nil {
@@ -177,11 +187,16 @@ func (c *Client) stream(ctx context.Context, o WatchOptions, after *uint64, yiel
 		switch {
 		case line == "":
 			if data.Len() == 0 {
-				e = Event{}
+				e, id = Event{}, ""
 				continue
 			}
+			// Each event carries its stream sequence, which a reconnect
+			// resumes after: without one, it would resume from the start.
+			if e.ID, err = strconv.ParseUint(id, 10, 64); err != nil || e.ID == 0 {
+				return received, malformed(errors.New("its id is not a stream sequence"))
+			}
 			if err := json.Unmarshal([]byte(data.String()), &e.CloudEvent); err != nil {
-				return received, fmt.Errorf("event %d: %w", e.ID, err)
+				return received, malformed(err)
 			}
 			if e.Type == "" {
 				e.Type = e.CloudEvent.Type
@@ -190,10 +205,10 @@ func (c *Client) stream(ctx context.Context, o WatchOptions, after *uint64, yiel
 			if !yield(e) {
 				return received, errStop
 			}
-			e, data = Event{}, strings.Builder{}
+			e, id, data = Event{}, "", strings.Builder{}
 		case strings.HasPrefix(line, ":"):
 		case strings.HasPrefix(line, "id:"):
-			e.ID, _ = strconv.ParseUint(strings.TrimSpace(line[3:]), 10, 64)
+			id = strings.TrimSpace(line[3:])
 		case strings.HasPrefix(line, "event:"):
 			e.Type = strings.TrimSpace(line[6:])
 		case strings.HasPrefix(line, "data:"):
@@ -248,7 +263,12 @@ func (c *Client) FollowJob(ctx context.Context, id string, o WatchOptions) iter.
 				return
 			}
 			nj, err := e.Job()
-			if err != nil || nj.Version == nil || *nj.Version <= version {
+			if err != nil {
+				// Skipping it could skip the job's final state.
+				yield(nil, fmt.Errorf("follow job %s: %w", id, err))
+				return
+			}
+			if nj.Version == nil || *nj.Version <= version {
 				continue // a state the caller has seen already
 			}
 			version = *nj.Version

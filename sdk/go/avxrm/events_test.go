@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -78,6 +79,75 @@ func TestWatchResumesWithLastEventID(t *testing.T) {
 		var pe *avxrm.Error
 		if !errors.As(err, &pe) || pe.StatusCode != http.StatusRequestedRangeNotSatisfiable {
 			t.Errorf("beyond the end: %v", err)
+		}
+	}
+}
+
+// An event that cannot be read (its data not JSON, its id not a stream
+// sequence) would come again on every reconnect: Watch yields the events
+// before it, then an error naming it, and ends, instead of reconnecting
+// for ever. FollowJob likewise ends at a job event whose data is not a job.
+func TestWatchEndsAtAMalformedEvent(t *testing.T) {
+	for name, bad := range map[string]string{
+		"data not JSON": "id: 2\nevent: rm.job.running\ndata: {not json\n\n",
+		"id not a number": "id: two\nevent: rm.job.running\n" +
+			`data: {"type":"rm.job.running","subject":"job-1","data":{"id":"job-1","version":2}}` + "\n\n",
+		"no id": "event: rm.job.running\n" +
+			`data: {"type":"rm.job.running","subject":"job-1","data":{"id":"job-1","version":2}}` + "\n\n",
+		"job data not a job": "id: 2\nevent: rm.job.running\n" +
+			`data: {"type":"rm.job.running","subject":"job-1","data":{"id":"job-1","version":"two"}}` + "\n\n",
+	} {
+		var mu sync.Mutex
+		conns := 0
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path != avxrm.BasePath+"/events" {
+				w.Header().Set("Content-Type", "application/json")
+				_, _ = w.Write([]byte(`{"id":"job-1","status":"running","version":1}`))
+				return
+			}
+			mu.Lock()
+			conns++
+			mu.Unlock()
+			w.Header().Set("Content-Type", "text/event-stream")
+			if r.Header.Get("Last-Event-ID") == "2" { // past the bad event: nothing new
+				w.(http.Flusher).Flush()
+				<-r.Context().Done()
+				return
+			}
+			if r.Header.Get("Last-Event-ID") == "0" {
+				_, _ = w.Write([]byte("id: 1\nevent: rm.job.admitted\n" +
+					`data: {"type":"rm.job.admitted","subject":"job-1","data":{"id":"job-1","version":1}}` + "\n\n"))
+			}
+			_, _ = w.Write([]byte(bad))
+		}))
+		c, _ := avxrm.New(srv.URL, avxrm.WithBackoff(avxrm.Backoff{Initial: time.Millisecond, Max: time.Millisecond}))
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		zero := uint64(0)
+		var got []uint64
+		var werr error
+		for e, err := range c.Watch(ctx, avxrm.WatchOptions{After: &zero}) {
+			if err != nil {
+				werr = err
+				continue
+			}
+			if got = append(got, e.ID); len(got) == 2 {
+				break
+			}
+		}
+		_, jerr := c.WaitJob(ctx, "job-1")
+		expired := ctx.Err()
+		cancel()
+		srv.Close()
+		if name == "job data not a job" {
+			if werr != nil || len(got) != 2 {
+				t.Errorf("%s: Watch yielded %v, then %v; want events 1 and 2", name, got, werr)
+			}
+		} else if !errors.Is(werr, avxrm.ErrMalformedEvent) || fmt.Sprint(got) != "[1]" || conns != 2 {
+			t.Errorf("%s: Watch yielded %v, then %v, over %d connections; want event 1, then ErrMalformedEvent, over one",
+				name, got, werr, conns-1)
+		}
+		if expired != nil || jerr == nil || !strings.Contains(jerr.Error(), "2") && name != "no id" && name != "id not a number" {
+			t.Errorf("%s: WaitJob: %v (context: %v), want an error naming the event", name, jerr, expired)
 		}
 	}
 }
