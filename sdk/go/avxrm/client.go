@@ -298,6 +298,11 @@ func (d *doer) Do(req *http.Request) (*http.Response, error) {
 		unavailable = unavailable || err == nil && attempt > 0 && req.Method == http.MethodPost && keyInProgress(resp)
 		resendable := req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
 		if !retryable || !resendable || attempt >= d.retries || ctx.Err() != nil || !(unavailable || err != nil && isConnError(err)) {
+			if err == nil {
+				if err := notJSON(resp); err != nil {
+					return nil, err
+				}
+			}
 			return resp, err
 		}
 		var body io.ReadCloser

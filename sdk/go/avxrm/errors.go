@@ -1,6 +1,7 @@
 package avxrm
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -57,7 +58,11 @@ func isJSON(mediaType string) bool {
 // Error is one line: the problem's detail (or title) and its field errors.
 func (e *Error) Error() string {
 	if e.NotAPI() {
-		return fmt.Sprintf("the server at %s answered %d with %s, not the Resource Manager's API", e.Server, e.StatusCode, e.ContentType)
+		what := e.ContentType
+		if isJSON(what) {
+			what += " that is not JSON"
+		}
+		return fmt.Sprintf("the server at %s answered %d with %s, not the Resource Manager's API", e.Server, e.StatusCode, what)
 	}
 	msg := e.Problem.Title
 	if e.Problem.Detail != nil && *e.Problem.Detail != "" {
@@ -127,6 +132,30 @@ func problemError(resp *http.Response, body []byte) *Error {
 			e.Problem.Detail = &text
 		}
 	}
+	return e
+}
+
+// notJSON reads the body of an answer labelled JSON: if it is not JSON,
+// it returns the answer's error (NotAPI below 500: another server's page;
+// else the status's *Error), which no decoder of the API's types should
+// meet, as its error would name neither the server nor the status. Else
+// it leaves the body to be read again.
+func notJSON(resp *http.Response) error {
+	e := newError(resp)
+	if !isJSON(e.ContentType) || resp.StatusCode == http.StatusNoContent ||
+		resp.Request != nil && resp.Request.Method == http.MethodHead {
+		return nil
+	}
+	raw, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	resp.Body = io.NopCloser(bytes.NewReader(raw))
+	if err != nil || json.Valid(raw) {
+		return nil // a body cut short is the reader's error
+	}
+	if resp.StatusCode >= 500 {
+		return problemError(resp, raw)
+	}
+	e.notAPI = true
 	return e
 }
 

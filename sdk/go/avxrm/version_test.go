@@ -87,3 +87,33 @@ func TestNotTheAPI(t *testing.T) {
 		t.Errorf("a proxy's 502 page: %v", err)
 	}
 }
+
+// A page labelled application/json that is not JSON (a proxy's or a
+// misconfigured server's) is not the API's either: the error names the
+// server, where the generated client's bare decoding error named nothing.
+func TestNotJSONThoughLabelledJSON(t *testing.T) {
+	ctx := context.Background()
+	for _, status := range []int{http.StatusOK, http.StatusNotFound} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json; charset=utf-8")
+			w.WriteHeader(status)
+			_, _ = w.Write([]byte("<html>welcome</html>"))
+		}))
+		c, _ := avxrm.New(srv.URL, avxrm.WithRetries(0))
+		want := fmt.Sprintf("the server at %s answered %d with application/json that is not JSON, not the Resource Manager's API", srv.URL, status)
+		var out map[string]any
+		_, doErr := c.Do(ctx, http.MethodGet, "/queues/Default", nil, &out)
+		_, getErr := c.GetJob(ctx, "job-1")
+		var listErr error
+		for _, err := range c.Queues(ctx) {
+			listErr = err
+		}
+		for what, err := range map[string]error{"Do": doErr, "GetJob": getErr, "Queues": listErr} {
+			var pe *avxrm.Error
+			if !errors.As(err, &pe) || !pe.NotAPI() || errors.Is(err, avxrm.ErrNotFound) || err.Error() != want {
+				t.Errorf("%s of a %d page: %v, want %q", what, status, err, want)
+			}
+		}
+		srv.Close()
+	}
+}
