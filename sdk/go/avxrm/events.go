@@ -271,15 +271,30 @@ func (c *Client) FollowJob(ctx context.Context, id string, o WatchOptions) iter.
 			if nj.Version == nil || *nj.Version <= version {
 				continue // a state the caller has seen already
 			}
-			version = *nj.Version
+			version, j = *nj.Version, nj
 			if !yield(nj, nil) || JobFinal(nj) {
 				return
 			}
 		}
-		if err := ctx.Err(); err != nil {
-			yield(nil, err)
+		if ctx.Err() != nil {
+			yield(nil, ended(ctx, "job "+id, j.Status))
 		}
 	}
+}
+
+// ended is the error of a wait for what that ctx ended while its status
+// (nil: unknown) was still not final: it says so, and errors.Is finds
+// ctx's error (and its cause).
+func ended[S ~string](ctx context.Context, what string, status *S) error {
+	state := "not final"
+	if status != nil {
+		state = string(*status)
+	}
+	err := ctx.Err()
+	if cause := context.Cause(ctx); cause != err {
+		return fmt.Errorf("%s is still %s: %w (%w)", what, state, err, cause)
+	}
+	return fmt.Errorf("%s is still %s: %w", what, state, err)
 }
 
 // WaitJob returns the job, as GetJob does, once its status is final (succeeded, failed or
@@ -333,7 +348,7 @@ func (c *Client) WaitExport(ctx context.Context, id string) (*api.ScenarioExport
 			return &nx, nil
 		}
 	}
-	return x, fmt.Errorf("wait for export %s: %w", id, context.Cause(ctx))
+	return x, ended(ctx, "export "+id, x.Status)
 }
 
 func ptr[T any](v T) *T { return &v }

@@ -151,3 +151,45 @@ func TestWatchEndsAtAMalformedEvent(t *testing.T) {
 		}
 	}
 }
+
+// A wait that its context ends says which job or export it waited for and
+// in which state it left it, and errors.Is finds the context's error.
+func TestWaitEndedByItsContextSaysSo(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case avxrm.BasePath + "/events":
+			w.Header().Set("Content-Type", "text/event-stream")
+			w.(http.Flusher).Flush()
+			<-r.Context().Done()
+		case avxrm.BasePath + "/jobs/job-1":
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write([]byte(`{"id":"job-1","status":"running","version":3}`))
+		default:
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write([]byte(`{"id":"exp-1","status":"building"}`))
+		}
+	}))
+	defer srv.Close()
+	c, _ := avxrm.New(srv.URL)
+	waits := map[string]func(ctx context.Context) error{
+		"job job-1 is still running": func(ctx context.Context) error { _, err := c.WaitJob(ctx, "job-1"); return err },
+		"export exp-1 is still building": func(ctx context.Context) error {
+			_, err := c.WaitExport(ctx, "exp-1")
+			return err
+		},
+	}
+	for want, wait := range waits {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		err := wait(ctx)
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(fmt.Sprint(err), want) {
+			t.Errorf("wait past its deadline: %v, want %q and the deadline", err, want)
+		}
+		ctx, cancel = context.WithCancel(context.Background())
+		time.AfterFunc(100*time.Millisecond, cancel)
+		err = wait(ctx)
+		if !errors.Is(err, context.Canceled) || !strings.Contains(fmt.Sprint(err), want) {
+			t.Errorf("wait cancelled: %v, want %q and the cancellation", err, want)
+		}
+	}
+}
