@@ -185,12 +185,13 @@ func (o OIDC) ctx(ctx context.Context) context.Context {
 
 func (o OIDC) source(cfg *oauth2.Config, tok *oauth2.Token) *OAuth2Source {
 	// The refreshing source outlives the login's context.
-	return &OAuth2Source{src: cfg.TokenSource(o.ctx(context.Background()), tok), last: tok}
+	return &OAuth2Source{src: cfg.TokenSource(o.ctx(context.Background()), tok), last: tok, issuer: o.Issuer}
 }
 
 // OAuth2Source is a TokenSource over an OAuth 2 token that refreshes itself.
 type OAuth2Source struct {
-	src oauth2.TokenSource
+	src    oauth2.TokenSource
+	issuer string // for errors: where to log in again
 
 	mu   sync.Mutex
 	last *oauth2.Token
@@ -202,7 +203,7 @@ type OAuth2Source struct {
 func (s *OAuth2Source) Token(context.Context) (string, error) {
 	tok, err := s.src.Token()
 	if err != nil {
-		return "", fmt.Errorf("refresh token: %w", err)
+		return "", fmt.Errorf("refresh token at issuer %s: %w", s.issuer, err)
 	}
 	s.mu.Lock()
 	changed := s.last == nil || tok.AccessToken != s.last.AccessToken

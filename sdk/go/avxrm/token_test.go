@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/avxrm/rm/sdk/go/avxrm"
@@ -160,4 +161,25 @@ func htmlServer(t *testing.T, status int, page string) *httptest.Server {
 	}))
 	t.Cleanup(srv.Close)
 	return srv
+}
+
+// A refresh that fails (the refresh token expired or revoked, the issuer
+// down) names the issuer, as the logins do: a client's error line then
+// says where to log in again.
+func TestRefreshFailureNamesTheIssuer(t *testing.T) {
+	ctx := context.Background()
+	is := oidctest.NewIssuer(t, 3600)
+	o := avxrm.OIDC{Issuer: is.URL, ClientID: oidctest.ClientID}
+	src, err := o.Refresh(ctx, &oauth2.Token{RefreshToken: "rt-revoked"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = src.Token(ctx)
+	if err == nil || !strings.Contains(err.Error(), "issuer "+is.URL) || !strings.Contains(err.Error(), "invalid_grant") {
+		t.Errorf("a revoked refresh token: %v, want the issuer's URL and its error", err)
+	}
+	is.Close()
+	if _, err = src.Token(ctx); err == nil || !strings.Contains(err.Error(), "issuer "+is.URL) {
+		t.Errorf("the issuer down: %v, want its URL", err)
+	}
 }
