@@ -181,10 +181,25 @@ func New(root string, opts ...Option) (*Client, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("server %q: want a URL such as %s", root, DefaultServer)
 	}
+	if strings.ContainsAny(root, "?#") {
+		// The API's paths are appended to it.
+		return nil, fmt.Errorf("server %q: a root URL has no query or fragment", root)
+	}
 	c := &Client{root: strings.TrimSuffix(root, "/"), backoff: DefaultBackoff, pageSize: 200,
 		doer: &doer{retries: 4, backoff: DefaultBackoff}}
 	for _, o := range opts {
 		o(c)
+	}
+	switch {
+	case c.pageSize < 1 || c.pageSize > 1000: // the API's range of limit
+		return nil, fmt.Errorf("page size %d: want 1..1000", c.pageSize)
+	case c.doer.retries < 0:
+		return nil, fmt.Errorf("retries %d: want 0 or more", c.doer.retries)
+	case c.backoff.Initial <= 0:
+		// No wait between attempts would spin while the server is down.
+		return nil, fmt.Errorf("backoff %+v: want an Initial wait above 0", c.backoff)
+	case c.backoff.Max < c.backoff.Initial:
+		return nil, fmt.Errorf("backoff Max %s: want at least Initial %s", c.backoff.Max, c.backoff.Initial)
 	}
 	if c.hc == nil {
 		c.hc = DefaultHTTPClient
