@@ -25,8 +25,10 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/avxrm/rm/sdk/go/avxrm/api"
@@ -56,7 +58,8 @@ type Client struct {
 type Option func(*Client)
 
 // WithHTTPClient sends the requests through hc (its Transport, Timeout,
-// cookies). If not set, DefaultHTTPClient.
+// cookies). If not set, DefaultHTTPClient. The ResponseHeaderTimeout of an
+// *http.Transport also limits how long an answer's body may stop coming.
 func WithHTTPClient(hc *http.Client) Option { return func(c *Client) { c.hc = hc } }
 
 // Timeouts of DefaultHTTPClient.
@@ -64,10 +67,12 @@ const (
 	// DialTimeout is how long connecting to the server may take.
 	DialTimeout = 10 * time.Second
 	// ResponseHeaderTimeout is how long the server may take to begin its
-	// answer once it has the whole request. The API answers every request
+	// answer once it has the whole request, and then how long its answer's
+	// body may stop coming (the event stream's but for: Watch takes a
+	// stream silent for 45s for dead). The API answers every request
 	// within it: the event stream and a followed log send their headers
 	// at once (a log after its first chunk, which the API waits at most
-	// 10s for), and a download's or upload's body is not limited.
+	// 10s for); a download's or upload's length is not limited.
 	ResponseHeaderTimeout = 30 * time.Second
 )
 
@@ -100,7 +105,8 @@ func clientFor(hc *http.Client, req *http.Request) *http.Client {
 
 // DefaultHTTPClient is http.DefaultTransport's client with DialTimeout
 // and ResponseHeaderTimeout, so that a server that takes the connection
-// but never answers is not waited for forever. It has no overall timeout,
+// but never answers, or stops in the middle of its answer, is not waited
+// for forever. It has no overall timeout,
 // since the event stream and downloads are long requests; use contexts for
 // deadlines.
 var DefaultHTTPClient = &http.Client{Transport: defaultTransport()}
@@ -304,8 +310,9 @@ func (d *doer) Do(req *http.Request) (*http.Response, error) {
 	retryable := req.Method == http.MethodGet || req.Method == http.MethodHead || req.Method == http.MethodPut ||
 		req.Method == http.MethodPost
 	hc := clientFor(d.hc, req)
+	idle := headerTimeout(hc)
 	for attempt := 0; ; attempt++ {
-		resp, err := hc.Do(req)
+		resp, err := send(hc, req, idle)
 		unavailable := err == nil && resp.StatusCode == http.StatusServiceUnavailable
 		// A POST sent again after its answer was lost may find its first
 		// attempt still holding the Idempotency-Key: a 409 to try again
@@ -344,6 +351,74 @@ func (d *doer) Do(req *http.Request) (*http.Response, error) {
 			req.Body = body
 		}
 	}
+}
+
+// headerTimeout is the ResponseHeaderTimeout of hc's transport, if it is
+// an *http.Transport; else 0.
+func headerTimeout(hc *http.Client) time.Duration {
+	if t, ok := hc.Transport.(*http.Transport); ok {
+		return t.ResponseHeaderTimeout
+	}
+	return 0
+}
+
+// send sends req once through hc. The answer's body, but the event
+// stream's (which Watch watches itself), may be silent for at most idle, as
+// its headers may (0: no limit): a server that stops in the middle of its
+// answer is not waited for forever.
+func send(hc *http.Client, req *http.Request, idle time.Duration) (*http.Response, error) {
+	if idle <= 0 {
+		return hc.Do(req)
+	}
+	ctx, cancel := context.WithCancelCause(req.Context())
+	resp, err := hc.Do(req.WithContext(ctx))
+	if err != nil {
+		cancel(nil)
+		return resp, err
+	}
+	b := &idleBody{body: resp.Body, cancel: cancel}
+	if !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		r := resp.Request
+		b.idle, b.err = idle, &url.Error{Op: r.Method[:1] + strings.ToLower(r.Method[1:]), URL: r.URL.Redacted(),
+			Err: fmt.Errorf("the answer stopped coming for %s: %w", idle, os.ErrDeadlineExceeded)}
+		b.timer = time.AfterFunc(idle, func() { b.fired.Store(true); cancel(b.err) })
+		b.timer.Stop()
+	}
+	resp.Body = b
+	return resp, nil
+}
+
+// idleBody is an answer's body whose request is cancelled when a Read
+// waits longer than idle (no timer: no limit); closing it ends the request.
+type idleBody struct {
+	body   io.ReadCloser
+	cancel context.CancelCauseFunc
+	idle   time.Duration
+	timer  *time.Timer
+	fired  atomic.Bool
+	err    error // what Read returns once the timer has fired
+}
+
+func (b *idleBody) Read(p []byte) (int, error) {
+	if b.timer == nil {
+		return b.body.Read(p)
+	}
+	b.timer.Reset(b.idle)
+	n, err := b.body.Read(p)
+	b.timer.Stop()
+	if err != nil && b.fired.Load() {
+		err = b.err
+	}
+	return n, err
+}
+
+func (b *idleBody) Close() error {
+	if b.timer != nil {
+		b.timer.Stop()
+	}
+	err := b.body.Close()
+	b.cancel(nil)
+	return err
 }
 
 // keyInProgress says whether resp is the API's 409 saying that another

@@ -138,8 +138,8 @@ func problemError(resp *http.Response, body []byte) *Error {
 // notJSON reads the body of an answer labelled JSON: if it is not JSON,
 // it returns the answer's error (NotAPI below 500: another server's page;
 // else the status's *Error), which no decoder of the API's types should
-// meet, as its error would name neither the server nor the status. Else
-// it leaves the body to be read again.
+// meet, as its error would name neither the server nor the status; or the
+// error of reading it. Else it leaves the body to be read again.
 func notJSON(resp *http.Response) error {
 	e := newError(resp)
 	if !isJSON(e.ContentType) || resp.StatusCode == http.StatusNoContent ||
@@ -149,8 +149,11 @@ func notJSON(resp *http.Response) error {
 	raw, err := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	resp.Body = io.NopCloser(bytes.NewReader(raw))
-	if err != nil || json.Valid(raw) {
-		return nil // a body cut short is the reader's error
+	if err != nil {
+		return err
+	}
+	if json.Valid(raw) {
+		return nil
 	}
 	if resp.StatusCode >= 500 {
 		return problemError(resp, raw)
