@@ -295,7 +295,12 @@ type doer struct {
 	backoff Backoff
 }
 
-func (d *doer) Do(req *http.Request) (*http.Response, error) {
+func (d *doer) Do(req *http.Request) (*http.Response, error) { return d.do(req, true) }
+
+// do is Do; with checkJSON, an answer labelled JSON is read before it is
+// returned, and is an error if it is not JSON (notJSON): not for Send, whose
+// caller reads a download as it comes.
+func (d *doer) do(req *http.Request, checkJSON bool) (*http.Response, error) {
 	ctx := req.Context()
 	if d.tokens != nil {
 		tok, err := d.tokens.Token(ctx)
@@ -320,7 +325,7 @@ func (d *doer) Do(req *http.Request) (*http.Response, error) {
 		unavailable = unavailable || err == nil && attempt > 0 && req.Method == http.MethodPost && keyInProgress(resp)
 		resendable := req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
 		if !retryable || !resendable || attempt >= d.retries || ctx.Err() != nil || !(unavailable || err != nil && isConnError(err)) {
-			if err == nil {
+			if err == nil && checkJSON {
 				if err := notJSON(resp); err != nil {
 					return nil, err
 				}
@@ -465,4 +470,4 @@ func isConnError(err error) bool {
 
 // Send sends req with the client's token and retries, for requests Do does
 // not fit (a Range download); the caller reads and closes the answer.
-func (c *Client) Send(req *http.Request) (*http.Response, error) { return c.doer.Do(req) }
+func (c *Client) Send(req *http.Request) (*http.Response, error) { return c.doer.do(req, false) }
