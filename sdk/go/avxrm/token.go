@@ -184,33 +184,40 @@ func (o OIDC) ctx(ctx context.Context) context.Context {
 }
 
 func (o OIDC) source(cfg *oauth2.Config, tok *oauth2.Token) *OAuth2Source {
-	// The refreshing source outlives the login's context.
-	return &OAuth2Source{src: cfg.TokenSource(o.ctx(context.Background()), tok), last: tok, issuer: o.Issuer}
+	return &OAuth2Source{cfg: cfg, oidc: o, last: tok}
 }
 
 // OAuth2Source is a TokenSource over an OAuth 2 token that refreshes itself.
 type OAuth2Source struct {
-	src    oauth2.TokenSource
-	issuer string // for errors: where to log in again
+	cfg  *oauth2.Config
+	oidc OIDC // its Issuer names it in errors, its HTTPClient refreshes
 
+	// mu is held through a refresh too: one at a time, as an issuer may
+	// rotate refresh tokens.
 	mu   sync.Mutex
 	last *oauth2.Token
 	// OnRefresh, if set, is called with each new token (to store it).
 	OnRefresh func(*oauth2.Token)
 }
 
-// Token returns a valid access token, refreshing it when it has expired.
-func (s *OAuth2Source) Token(context.Context) (string, error) {
-	tok, err := s.src.Token()
-	if err != nil {
-		return "", fmt.Errorf("refresh token at issuer %s: %w", s.issuer, err)
-	}
+// Token returns a valid access token, refreshing it when it has expired;
+// ctx bounds the refresh.
+func (s *OAuth2Source) Token(ctx context.Context) (string, error) {
 	s.mu.Lock()
-	changed := s.last == nil || tok.AccessToken != s.last.AccessToken
+	last := s.last
+	if last.Valid() {
+		s.mu.Unlock()
+		return last.AccessToken, nil
+	}
+	tok, err := s.cfg.TokenSource(s.oidc.ctx(ctx), last).Token()
+	if err != nil {
+		s.mu.Unlock()
+		return "", fmt.Errorf("refresh token at issuer %s: %w", s.oidc.Issuer, err)
+	}
 	s.last = tok
 	cb := s.OnRefresh
 	s.mu.Unlock()
-	if changed && cb != nil {
+	if cb != nil {
 		cb(tok)
 	}
 	return tok.AccessToken, nil

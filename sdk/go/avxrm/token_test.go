@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/avxrm/rm/sdk/go/avxrm"
 	"github.com/avxrm/rm/sdk/go/avxrm/oidctest"
@@ -181,5 +182,36 @@ func TestRefreshFailureNamesTheIssuer(t *testing.T) {
 	is.Close()
 	if _, err = src.Token(ctx); err == nil || !strings.Contains(err.Error(), "issuer "+is.URL) {
 		t.Errorf("the issuer down: %v, want its URL", err)
+	}
+}
+
+// A refresh ends with the caller's context: a token endpoint that does not
+// answer held Token (and so every request, WaitJob's too) until the HTTP
+// client's own timeout, whatever the caller's deadline.
+func TestRefreshEndsWithItsContext(t *testing.T) {
+	release := make(chan struct{})
+	is := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/.well-known/openid-configuration" {
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = fmt.Fprintf(w, `{"token_endpoint":"http://%s/token"}`, r.Host)
+			return
+		}
+		select { // the token endpoint never answers
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer is.Close()
+	defer close(release)
+	src, err := avxrm.OIDC{Issuer: is.URL, ClientID: "avxrm"}.Refresh(context.Background(), &oauth2.Token{RefreshToken: "rt-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err = src.Token(ctx)
+	if took := time.Since(start); !errors.Is(err, context.DeadlineExceeded) || took > 5*time.Second {
+		t.Errorf("refresh past the caller's deadline: %v after %v", err, took)
 	}
 }
