@@ -44,6 +44,9 @@ const DefaultServer = "http://127.0.0.1:8080"
 type Client struct {
 	// API is the generated client, for the operations this package does not
 	// wrap; it shares the retries, idempotency keys and tokens of Client.
+	// It escapes path parameters but then resolves an id of "." or ".."
+	// away (GET /jobs/.. goes to the API's root): the wrappers, and Do
+	// with PathSegment, send such an id as it is.
 	API *api.ClientWithResponses
 
 	root         string // the server's root URL, without a trailing slash
