@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -114,6 +115,16 @@ func TestNotJSONThoughLabelledJSON(t *testing.T) {
 				t.Errorf("%s of a %d page: %v, want %q", what, status, err, want)
 			}
 		}
+		// Send's caller reads the answer itself (a download), as it comes.
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, c.URL("/jobs/job-1/artifacts/assets/a.json"), nil)
+		resp, err := c.Send(req)
+		if err != nil || resp.StatusCode != status {
+			t.Fatalf("Send: %v, %v", resp, err)
+		}
+		if raw, err := io.ReadAll(resp.Body); err != nil || string(raw) != "<html>welcome</html>" {
+			t.Errorf("Send's answer: %q, %v", raw, err)
+		}
+		resp.Body.Close()
 		srv.Close()
 	}
 }
