@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 
@@ -77,7 +76,7 @@ func arraysCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if _, err := c.Do(cmd.Context(), http.MethodPost, "/job-arrays/"+url.PathEscape(args[0])+"/cancel", nil, nil); err != nil {
+			if _, err := c.Do(cmd.Context(), http.MethodPost, "/job-arrays/"+avxrm.PathSegment(args[0])+"/cancel", nil, nil); err != nil {
 				return err
 			}
 			return printResult(cmd, g, result{ID: args[0], Result: "cancel requested"})

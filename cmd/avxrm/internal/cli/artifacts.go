@@ -44,9 +44,9 @@ func artifactPath(job, name, declaration string) (string, error) {
 		return "", fmt.Errorf("artifact %q: want scenarios/<sample>/<path> or assets/<path>, as 'avxrm artifacts ls' names them", name)
 	}
 	for i, s := range segs {
-		segs[i] = url.PathEscape(s)
+		segs[i] = avxrm.PathSegment(s)
 	}
-	p := "/jobs/" + url.PathEscape(job) + "/artifacts/" + strings.Join(segs, "/")
+	p := "/jobs/" + avxrm.PathSegment(job) + "/artifacts/" + strings.Join(segs, "/")
 	if declaration != "" {
 		p += "?declaration=" + url.QueryEscape(declaration)
 	}
@@ -67,7 +67,7 @@ func artifactsCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			items, err := listAll(cmd.Context(), c, "/jobs/"+url.PathEscape(args[0])+"/artifacts")
+			items, err := listAll(cmd.Context(), c, "/jobs/"+avxrm.PathSegment(args[0])+"/artifacts")
 			if err != nil {
 				return err
 			}

@@ -101,7 +101,7 @@ func (f *jobFilter) list(ctx context.Context, c *avxrm.Client, all bool) iter.Se
 			if p.ref == "" {
 				continue
 			}
-			if _, err := c.Do(ctx, http.MethodGet, p.path+url.PathEscape(p.ref), nil, nil); err != nil {
+			if _, err := c.Do(ctx, http.MethodGet, p.path+avxrm.PathSegment(p.ref), nil, nil); err != nil {
 				yield(listedJob{}, err)
 				return
 			}
@@ -186,7 +186,7 @@ func (b bulk) each(cmd *cobra.Command, g *globals, c *avxrm.Client, ids []string
 	run := b.run
 	if run == nil {
 		run = func(ctx context.Context, c *avxrm.Client, id string) (result, error) {
-			_, err := c.Do(ctx, b.method, "/jobs/"+url.PathEscape(id)+b.suffix, nil, nil)
+			_, err := c.Do(ctx, b.method, "/jobs/"+avxrm.PathSegment(id)+b.suffix, nil, nil)
 			return result{Result: b.done}, err
 		}
 	}
@@ -238,7 +238,7 @@ var resubmitFields = []string{"queue_id", "worker_instances", "environment_varia
 // limits, retries and dependencies, and its name unless that was its id.
 func resubmit(ctx context.Context, c *avxrm.Client, id string) (result, error) {
 	var j map[string]any
-	if _, err := c.Do(ctx, http.MethodGet, "/jobs/"+url.PathEscape(id), nil, &j); err != nil {
+	if _, err := c.Do(ctx, http.MethodGet, "/jobs/"+avxrm.PathSegment(id), nil, &j); err != nil {
 		return result{}, err
 	}
 	body := map[string]any{}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"time"
 
 	"github.com/avxrm/rm/sdk/go/avxrm"
@@ -58,7 +57,7 @@ type deploymentView struct {
 
 func getDeployment(ctx context.Context, c *avxrm.Client, ref string) (*deploymentView, error) {
 	var d deploymentView
-	if _, err := c.Do(ctx, http.MethodGet, "/deployments/"+url.PathEscape(ref), nil, &d); err != nil {
+	if _, err := c.Do(ctx, http.MethodGet, "/deployments/"+avxrm.PathSegment(ref), nil, &d); err != nil {
 		return nil, err
 	}
 	return &d, nil
@@ -107,7 +106,7 @@ func replicaLogsCommand(g *globals) *cobra.Command {
 // until interrupted, and when the slot's restarts change it says so and
 // prints the new replica's log.
 func printReplicaLogs(ctx context.Context, c *avxrm.Client, dep string, slot, tail int, follow bool, w, notes io.Writer) error {
-	path := fmt.Sprintf("/deployments/%s/replicas/%d/logs", url.PathEscape(dep), slot)
+	path := fmt.Sprintf("/deployments/%s/replicas/%d/logs", avxrm.PathSegment(dep), slot)
 	gen := -1
 	return followLog(ctx, c, path, tail, follow, w, notes, func() (bool, bool, error) {
 		d, err := getDeployment(ctx, c, dep)

@@ -297,3 +297,30 @@ func TestWaitAllReportsItsStreams(t *testing.T) {
 		t.Errorf("jobs wait of two jobs on a stream that never opens: exit %d after %s, %q", code, time.Since(began), msg)
 	}
 }
+
+// An id of "." or ".." is sent as one escaped segment, so that no proxy or
+// client resolves it into another path (the API's root, another job's).
+func TestDotIDsStayOneSegment(t *testing.T) {
+	var mu sync.Mutex
+	var asked []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		asked = append(asked, r.RequestURI)
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/problem+json")
+		w.WriteHeader(http.StatusNotFound)
+		_, _ = io.WriteString(w, `{"title":"Not Found","status":404,"detail":"job \"..\" not found"}`)
+	}))
+	defer srv.Close()
+	for args, want := range map[string]string{
+		"jobs get ..":      "/api/resources/v1/jobs/%2E%2E",
+		"jobs cancel .":    "/api/resources/v1/jobs/%2E/cancel",
+		"queues get ..":    "/api/resources/v1/queues/%2E%2E",
+		"arrays cancel ..": "/api/resources/v1/job-arrays/%2E%2E/cancel",
+	} {
+		asked = nil
+		if _, code, _ := run(t, "", append([]string{"--server", srv.URL}, strings.Fields(args)...)...); code != ExitFailed || len(asked) == 0 || asked[0] != want {
+			t.Errorf("avxrm %s: exit %d, asked %q, want %s first", args, code, asked, want)
+		}
+	}
+}

@@ -11,7 +11,6 @@ import (
 	"io"
 	"io/fs"
 	"net/http"
-	"net/url"
 	"os"
 	"strings"
 
@@ -86,7 +85,7 @@ func exportCommand(g *globals) *cobra.Command {
 // number of files the manifest lists.
 func downloadExport(ctx context.Context, c *avxrm.Client, id, sum, out string) (int, error) {
 	var n int
-	_, _, err := fetchFile(ctx, c, "/scenario-exports/"+url.PathEscape(id)+"/download", sum, out,
+	_, _, err := fetchFile(ctx, c, "/scenario-exports/"+avxrm.PathSegment(id)+"/download", sum, out,
 		func(part string) (err error) { n, err = verifyZip(part); return err })
 	return n, err
 }

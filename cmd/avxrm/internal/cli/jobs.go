@@ -10,7 +10,6 @@ import (
 	"io"
 	"math"
 	"net/http"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -324,7 +323,7 @@ func followJob(ctx context.Context, cmd *cobra.Command, g *globals, c *avxrm.Cli
 	// Events carry instance_counts, not instances: print the record.
 	var v any = last
 	var raw json.RawMessage
-	if _, gerr := c.Do(ctx, http.MethodGet, "/jobs/"+url.PathEscape(id), nil, &raw); gerr == nil {
+	if _, gerr := c.Do(ctx, http.MethodGet, "/jobs/"+avxrm.PathSegment(id), nil, &raw); gerr == nil {
 		v = raw
 	}
 	if perr := printItem(cmd.OutOrStdout(), g.output, v); perr != nil {
@@ -457,7 +456,7 @@ func jobsCommand(g *globals) *cobra.Command {
 				return err
 			}
 			var v json.RawMessage
-			if _, err := c.Do(cmd.Context(), http.MethodGet, "/jobs/"+url.PathEscape(args[0]), nil, &v); err != nil {
+			if _, err := c.Do(cmd.Context(), http.MethodGet, "/jobs/"+avxrm.PathSegment(args[0]), nil, &v); err != nil {
 				return err
 			}
 			return printItem(cmd.OutOrStdout(), g.output, v)
@@ -473,7 +472,7 @@ func jobsCommand(g *globals) *cobra.Command {
 			}
 			if g.structured() { // the job as 'jobs get' prints it
 				var v json.RawMessage
-				if _, err := c.Do(cmd.Context(), http.MethodGet, "/jobs/"+url.PathEscape(args[0]), nil, &v); err != nil {
+				if _, err := c.Do(cmd.Context(), http.MethodGet, "/jobs/"+avxrm.PathSegment(args[0]), nil, &v); err != nil {
 					return err
 				}
 				return printItem(cmd.OutOrStdout(), g.output, v)
@@ -489,7 +488,7 @@ func jobsCommand(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				if _, err := c.Do(cmd.Context(), method, "/jobs/"+url.PathEscape(args[0])+suffix, nil, nil); err != nil {
+				if _, err := c.Do(cmd.Context(), method, "/jobs/"+avxrm.PathSegment(args[0])+suffix, nil, nil); err != nil {
 					return err
 				}
 				return printResult(cmd, g, result{ID: args[0], Result: done})
@@ -664,7 +663,7 @@ func logsCommand(g *globals) *cobra.Command {
 // printLogs prints the instance's log; following, until the instance has
 // ended.
 func printLogs(ctx context.Context, c *avxrm.Client, id, role string, index, tail int, follow bool, w, errw io.Writer) error {
-	path := fmt.Sprintf("/jobs/%s/instances/%s/%d/logs", url.PathEscape(id), url.PathEscape(role), index)
+	path := fmt.Sprintf("/jobs/%s/instances/%s/%d/logs", avxrm.PathSegment(id), avxrm.PathSegment(role), index)
 	return followLog(ctx, c, path, tail, follow, w, errw, func() (bool, bool, error) {
 		j, err := c.GetJob(ctx, id)
 		if err != nil {

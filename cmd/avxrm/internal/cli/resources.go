@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"os"
 	"reflect"
 	"strconv"
@@ -85,9 +84,9 @@ func limitCol(m map[string]any) string {
 // itemPath is the path of one resource of k named by args.
 func (k kind) itemPath(args []string) string {
 	if k.keys == 2 {
-		return k.path + "/" + url.PathEscape(args[0]) + "/application/" + url.PathEscape(args[1])
+		return k.path + "/" + avxrm.PathSegment(args[0]) + "/application/" + avxrm.PathSegment(args[1])
 	}
-	return k.path + "/" + url.PathEscape(args[0])
+	return k.path + "/" + avxrm.PathSegment(args[0])
 }
 
 func (k kind) keyUse() string {
@@ -314,7 +313,7 @@ func pendingCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			items, err := listAll(cmd.Context(), c, "/queues/"+url.PathEscape(args[0])+"/pending")
+			items, err := listAll(cmd.Context(), c, "/queues/"+avxrm.PathSegment(args[0])+"/pending")
 			if err != nil {
 				return err
 			}
