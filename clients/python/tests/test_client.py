@@ -931,3 +931,39 @@ def test_token_provider_errors_name_the_url():
             asyncio.run(avxrm.TokenProvider(page.url, "avxrm", username="alice", password="secret").atoken())
     finally:
         page.close()
+
+
+def test_a_malformed_event_ends_watch():
+    """An event the client cannot read ends watch with MalformedEventError
+    naming the last event read, after the events before it: reconnecting would
+    only get it again (as the Go SDK's Watch ends there)."""
+    bodies = [b'id: 1\nevent: rm.queue.created\ndata: {"type": "rm.queue.created", "subject": "q-1", "data": {}}\n\n'
+              b'id: 2\nevent: rm.queue.created\ndata: {not json\n\n',
+              b'id: x\nevent: rm.queue.created\ndata: {}\n\n']
+
+    class Handler(QuietHandler):
+        def do_GET(self):
+            self.send(200, bodies[int(self.headers.get("Last-Event-ID") or 0) and 1 or 0], "text/event-stream")
+
+    srv = LoopbackServer(Handler)
+    try:
+        with avxrm.Client(srv.url) as c:
+            got = []
+            with pytest.raises(avxrm.MalformedEventError) as e:
+                for ev in c.events.watch(after=0):
+                    got.append(ev.id)
+            assert got == [1] and e.value.after == 1 and "event 2" in str(e.value)
+            with pytest.raises(avxrm.MalformedEventError) as e:
+                for ev in c.events.watch(after=1):
+                    pass
+            assert e.value.after == 1 and "'x'" in str(e.value)
+
+        async def via_async():
+            async with avxrm.AsyncClient(srv.url) as ac:
+                async for _ in ac.events.watch(after=0):
+                    pass
+
+        with pytest.raises(avxrm.MalformedEventError):
+            asyncio.run(via_async())
+    finally:
+        srv.close()

@@ -8,14 +8,16 @@
 
 from .auth import TokenProvider
 from .client import BASE_PATH, DEFAULT_SERVER, AsyncClient, Client, verify_zip
-from .errors import (ApiError, AuthError, ConflictError, FieldError, NotAPIError, NotFoundError, PreconditionFailedError,
-                     Problem, RequestTimeoutError, ServerError, UnreachableError, ValidationError)
+from .errors import (ApiError, AuthError, ConflictError, FieldError, MalformedEventError, NotAPIError, NotFoundError,
+                     PreconditionFailedError, Problem, RequestTimeoutError, ServerError, UnreachableError,
+                     ValidationError)
 from .models import (AppRuntimeConfig, Application, Artifact, Condition, Deployment, Event, Instance, Job, JobArray,
                      PendingJob, Plugin, Queue, QueuePermissions, QueueUsage, ScenarioExport, Whoami)
 
 __all__ = [
     "Client", "AsyncClient", "TokenProvider", "BASE_PATH", "DEFAULT_SERVER", "verify_zip",
-    "ApiError", "AuthError", "ConflictError", "FieldError", "NotAPIError", "NotFoundError", "PreconditionFailedError",
+    "ApiError", "AuthError", "ConflictError", "FieldError", "MalformedEventError", "NotAPIError", "NotFoundError",
+    "PreconditionFailedError",
     "Problem", "RequestTimeoutError", "ServerError", "UnreachableError", "ValidationError",
     "AppRuntimeConfig", "Application", "Artifact", "Condition", "Deployment", "Event", "Instance", "Job", "JobArray",
     "PendingJob", "Plugin", "Queue", "QueuePermissions", "QueueUsage", "ScenarioExport", "Whoami",

@@ -23,8 +23,8 @@ from typing import Any, AsyncIterator, Callable, Dict, Iterable, Iterator, List,
 import httpx
 
 from .auth import BearerAuth, TokenProvider
-from .errors import (BASE_PATH, ApiError, NotAPIError, NotFoundError, Problem, ServerError, UnreachableError, error_for,
-                     is_json, media_type, unreachable)
+from .errors import (BASE_PATH, ApiError, MalformedEventError, NotAPIError, NotFoundError, Problem, ServerError,
+                     UnreachableError, error_for, is_json, media_type, unreachable)
 from .models import (AppRuntimeConfig, Application, Artifact, Deployment, Event, Job, JobArray, PendingJob, Plugin,
                      Queue, ScenarioExport, Whoami)
 
@@ -112,8 +112,9 @@ def _drop_none(d: Dict[str, Any]) -> Dict[str, Any]:
 class _SSEParser:
     """Turns the lines of a text/event-stream into Events."""
 
-    def __init__(self) -> None:
+    def __init__(self, last: Optional[int] = None) -> None:
         self.id: Optional[int] = None
+        self.last = last  # the id of the last event read
         self.type = ""
         self.data: List[str] = []
 
@@ -122,7 +123,15 @@ class _SSEParser:
         if line == "":
             if not self.data:
                 return None
-            ce = jsonlib.loads("\n".join(self.data))
+            try:
+                ce = jsonlib.loads("\n".join(self.data))
+            except ValueError as e:
+                raise MalformedEventError(f"event {self.id}: its data is not JSON ({e})", after=self.last) from None
+            if not isinstance(ce, dict):
+                raise MalformedEventError(f"event {self.id}: its data is not a CloudEvent object", after=self.last)
+            if self.id is None:
+                raise MalformedEventError(f"an event after {self.last} has no id", after=self.last)
+            self.last = self.id
             ev = Event(id=self.id or 0, type=self.type or ce.get("type", ""), subject=ce.get("subject", ""),
                        source=ce.get("source", ""), time=ce.get("time", ""), data=ce.get("data") or {}, cloudevent=ce)
             self.id, self.type, self.data = None, "", []
@@ -132,7 +141,11 @@ class _SSEParser:
         name, _, value = line.partition(":")
         value = value[1:] if value.startswith(" ") else value
         if name == "id":
-            self.id = int(value)
+            try:
+                self.id = int(value)
+            except ValueError:
+                raise MalformedEventError(f"an event after {self.last} has the id {value!r}, not a number",
+                                          after=self.last) from None
         elif name == "event":
             self.type = value
         elif name == "data":
@@ -662,7 +675,7 @@ class Client(_Resources):
                         raise httpx.RemoteProtocolError(str(e))
                     if e is not None:
                         raise e
-                    parser = _SSEParser()
+                    parser = _SSEParser(last)
                     for line in r.iter_lines():
                         # Keep-alives come every 15 s and each resets the read
                         # timeout: the deadline is checked on every line, so
@@ -828,7 +841,7 @@ class AsyncClient(_Resources):
                         raise httpx.RemoteProtocolError(str(e))
                     if e is not None:
                         raise e
-                    parser = _SSEParser()
+                    parser = _SSEParser(last)
                     async for line in r.aiter_lines():
                         ev = parser.feed(line)
                         if ev is not None:

@@ -116,6 +116,17 @@ class RequestTimeoutError(UnreachableError, TimeoutError):
     """No answer, or no more of it, came within the client's timeout."""
 
 
+class MalformedEventError(ValueError):
+    """The event stream sent an event the client cannot read (its ``id:`` not a
+    number, its ``data:`` not JSON). Reconnecting would only get it again, so
+    ``watch`` ends here, as the Go SDK's Watch does (ErrMalformedEvent);
+    ``after`` is the id of the last event read before it, to resume after."""
+
+    def __init__(self, message: str, *, after: Optional[int]):
+        super().__init__(message)
+        self.after = after
+
+
 def unreachable(e: httpx.TransportError, method: str, url: str, attempts: int = 1) -> UnreachableError:
     """The package's error for a request that failed with e after attempts tries."""
     tries = f" ({attempts} attempts)" if attempts > 1 else ""
