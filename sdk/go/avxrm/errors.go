@@ -2,11 +2,13 @@ package avxrm
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"mime"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -224,8 +226,8 @@ func result[T any](err error, answer func() (*http.Response, []byte, *T)) (*T, e
 }
 
 // Unreachable says whether err means the server cannot be reached for now:
-// a connection refused, reset or cut, or a 502, 503 or 504 from the server
-// or a proxy before it. A command that follows something (a log, an
+// a connection refused, reset or cut, no answer within the client's
+// timeouts, or a 502, 503 or 504 from the server or a proxy before it. A command that follows something (a log, an
 // array's counts) may read again later; the SDK's own requests have tried
 // a few times already.
 func Unreachable(err error) bool {
@@ -237,5 +239,9 @@ func Unreachable(err error) bool {
 		}
 		return false
 	}
-	return err != nil && isConnError(err)
+	if err == nil || errors.Is(err, context.Canceled) {
+		return false // the caller ended it (a deadline of its own is its to check)
+	}
+	var ne net.Error
+	return isConnError(err) || errors.As(err, &ne) && ne.Timeout() // no answer came in time
 }

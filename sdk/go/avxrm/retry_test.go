@@ -139,3 +139,40 @@ func TestRetriedPostWaitsForItsFirstAttempt(t *testing.T) {
 		t.Errorf("a duplicate: %v after %d requests, want its 409 after 1", err, len(keys))
 	}
 }
+
+// Unreachable: a refused or cut connection, no answer in time, and a 502,
+// 503 or 504 are the server away for now; the caller's cancel, a 404 and a
+// 500 are not.
+func TestUnreachable(t *testing.T) {
+	silent := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-r.Context().Done() // never answers
+	}))
+	defer silent.Close()
+	hc := &http.Client{Transport: &http.Transport{ResponseHeaderTimeout: 50 * time.Millisecond}}
+	_, timeout := hc.Get(silent.URL)
+	down := httptest.NewServer(http.NotFoundHandler())
+	down.Close()
+	_, refused := http.Get(down.URL)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, silent.URL, nil)
+	_, cancelled := http.DefaultClient.Do(req)
+	for _, c := range []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"no answer in time", timeout, true},
+		{"refused", refused, true},
+		{"503", &avxrm.Error{StatusCode: http.StatusServiceUnavailable}, true},
+		{"504", &avxrm.Error{StatusCode: http.StatusGatewayTimeout}, true},
+		{"cancelled by the caller", cancelled, false},
+		{"404", &avxrm.Error{StatusCode: http.StatusNotFound}, false},
+		{"500", &avxrm.Error{StatusCode: http.StatusInternalServerError}, false},
+		{"nil", nil, false},
+	} {
+		if got := avxrm.Unreachable(c.err); got != c.want {
+			t.Errorf("Unreachable(%s: %v) = %v, want %v", c.name, c.err, got, c.want)
+		}
+	}
+}
