@@ -1,7 +1,6 @@
 package ui_test
 
 import (
-	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -9,12 +8,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/avxrm/rm/services/api/internal/ui"
 	"github.com/chromedp/chromedp"
@@ -111,10 +107,6 @@ func (is *issuer) bearer(next http.Handler) http.Handler {
 // and then sends the token on every call: the page itself, and the event
 // stream that keeps it live.
 func TestSignInWithPKCEThenLive(t *testing.T) {
-	path, err := exec.LookPath("chromium")
-	if err != nil {
-		t.Fatalf("headless Chromium is needed for this test and was not found (%v); `make test` installs it (apt-get install -y chromium)", err)
-	}
 	e := startEnv(t)
 	is := startIssuer(t, "avxrm-ui")
 	api := is.bearer(e.svc.Handler())
@@ -128,19 +120,8 @@ func TestSignInWithPKCEThenLive(t *testing.T) {
 	}))
 	t.Cleanup(srv.Close)
 
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(path), chromedp.Headless, chromedp.DisableGPU,
-		chromedp.Flag("disable-dev-shm-usage", true), chromedp.WindowSize(1366, 768))
-	if os.Geteuid() == 0 {
-		opts = append(opts, chromedp.NoSandbox)
-	}
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelAlloc()
-	ctx, cancel := chromedp.NewContext(allocCtx)
-	defer cancel()
-	ctx, cancelTimeout := context.WithTimeout(ctx, time.Minute)
-	defer cancelTimeout()
-
-	err = chromedp.Do(ctx,
+	ctx := newBrowser(t)
+	err := chromedp.Do(ctx,
 		chromedp.Navigate(srv.URL+"/ui/queues"),
 		chromedp.WaitVisible(chromedp.CSS(`#signin`)),
 		chromedp.Click(chromedp.CSS(`#signin`)),
