@@ -189,3 +189,47 @@ func TestJobPageShowsItsExportsLive(t *testing.T) {
 	x := e.must(http.MethodPost, "/api/resources/v1/jobs/"+id+"/scenario-exports", map[string]any{"include": []string{"asset"}}, http.StatusAccepted)
 	waitJS(t, ctx, "the export appears on the open page", `!!document.querySelector('#exports tr[data-key="`+x["id"].(string)+`"]')`)
 }
+
+// The feed names a queue where an event gives its id alone (an export's, a
+// deployment's): in the rows the server renders and in those added live, for
+// a queue created while the page is open too; a plugin's row names none (it
+// showed the id, and "_" for a resource without a queue).
+func TestEventFeedNamesQueues(t *testing.T) {
+	e := startEnv(t)
+	ctx := newBrowser(t)
+	e.must(http.MethodPost, "/api/resources/v1/queues", map[string]any{"name": "Named", "maximum_allowed_worker_instances": 4}, http.StatusCreated)
+	before := e.submit("before", "Named", 1, nil)
+	e.must(http.MethodPost, "/api/resources/v1/jobs/"+before+"/scenario-exports", map[string]any{"include": []string{"asset"}}, http.StatusAccepted)
+	if err := chromedp.Do(ctx, chromedp.Navigate(e.base+"/ui/events"), chromedp.WaitVisible(chromedp.CSS(`#live[data-state="on"]`))); err != nil {
+		t.Fatal(err)
+	}
+	queueOf := func(typ string) string { // the queue cells of the rows of typ, oldest first
+		return `[...document.querySelectorAll('#feed tbody tr')].filter((r) => r.cells[2].textContent === '` + typ +
+			`').map((r) => r.cells[4].textContent).reverse().join(',')`
+	}
+	rendered, err := chromedp.Run(ctx, chromedp.Evaluate[string](queueOf("rm.export.requested")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rendered != "Named" {
+		t.Fatalf("the rendered export row names its queue %q, want Named", rendered)
+	}
+
+	e.must(http.MethodPost, "/api/resources/v1/queues", map[string]any{"name": "Later", "maximum_allowed_worker_instances": 4}, http.StatusCreated)
+	later := e.submit("later", "Later", 1, nil)
+	e.must(http.MethodPost, "/api/resources/v1/jobs/"+later+"/scenario-exports", map[string]any{"include": []string{"asset"}}, http.StatusAccepted)
+	e.must(http.MethodPost, "/api/resources/v1/plugins", map[string]any{"name": "sim2", "type": "simulated", "config": map[string]any{"run_seconds": 1}}, http.StatusCreated)
+	// Events come in order: once the plugin's row is there, the export's is.
+	waitJS(t, ctx, "the plugin's row is added", `[...document.querySelectorAll('#feed tbody tr')].some((r) => r.cells[2].textContent === 'rm.plugin.created')`)
+	live, err := chromedp.Run(ctx, chromedp.Evaluate[string](queueOf("rm.export.requested")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	plugin, err := chromedp.Run(ctx, chromedp.Evaluate[string](queueOf("rm.plugin.created")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if live != "Named,Later" || plugin != "" {
+		t.Fatalf("export rows name their queues %q, want Named,Later; the plugin's row %q, want none", live, plugin)
+	}
+}

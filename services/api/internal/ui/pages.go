@@ -3,6 +3,7 @@ package ui
 import (
 	"bytes"
 	"cmp"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -759,6 +760,10 @@ func (u *UI) timeline(r *http.Request, j *jobView) []step {
 
 type eventsData struct {
 	Events []eventRow
+	// QueueNames is the readable queues' names by id, as JSON, for the
+	// rows the page adds live: a deployment's or an export's event names
+	// its queue by id alone.
+	QueueNames string
 }
 
 func (u *UI) eventsPage(r *http.Request) (*page, error) {
@@ -766,13 +771,18 @@ func (u *UI) eventsPage(r *http.Request) (*page, error) {
 	if err != nil {
 		return nil, err
 	}
-	readable := map[string]bool{"": true}
+	readable := map[string]string{"": ""}
 	for _, q := range queues {
-		readable[q.ID] = true
+		readable[q.ID] = q.Name
 	}
 	rows, err := u.recentEvents(r.Context(), 50, readable)
 	if err != nil {
 		return nil, err
 	}
-	return &page{Name: "events", Title: "Events", Nav: "events", Live: "", Data: eventsData{Events: rows}}, nil
+	delete(readable, "")
+	names, err := json.Marshal(readable)
+	if err != nil {
+		return nil, err
+	}
+	return &page{Name: "events", Title: "Events", Nav: "events", Live: "", Data: eventsData{Events: rows, QueueNames: string(names)}}, nil
 }

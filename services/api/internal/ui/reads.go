@@ -1,6 +1,7 @@
 package ui
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -260,9 +261,9 @@ type eventRow struct {
 	Name     string
 }
 
-// recentEvents is the last n events on the queues readable holds ("" for
-// resources without a queue), newest first.
-func (u *UI) recentEvents(ctx context.Context, n int, readable map[string]bool) ([]eventRow, error) {
+// recentEvents is the last n events on the queues readable holds (queue id
+// → name; "" for resources without a queue), newest first.
+func (u *UI) recentEvents(ctx context.Context, n int, readable map[string]string) ([]eventRow, error) {
 	evs, err := u.readStream(ctx, events.SubjectRoot+".>", n)
 	if err != nil {
 		return nil, err
@@ -270,15 +271,18 @@ func (u *UI) recentEvents(ctx context.Context, n int, readable map[string]bool) 
 	var out []eventRow
 	for i := len(evs) - 1; i >= 0; i-- {
 		e := evs[i]
-		if !readable[e.QueueID] && !readable[strings.TrimPrefix(e.QueueID, events.NoQueue)] {
+		_, ok := readable[e.QueueID]
+		if _, none := readable[strings.TrimPrefix(e.QueueID, events.NoQueue)]; !ok && !none {
 			continue
 		}
-		out = append(out, rowOf(e))
+		out = append(out, rowOf(e, readable))
 	}
 	return out, nil
 }
 
-func rowOf(e storedEvent) eventRow {
+// rowOf is e's line of the feed; its queue is named by names (id → name)
+// where its data does not name it, as a deployment's and an export's do not.
+func rowOf(e storedEvent, names map[string]string) eventRow {
 	var d struct {
 		Name      string `json:"name"`
 		Status    string `json:"status"`
@@ -294,7 +298,7 @@ func rowOf(e storedEvent) eventRow {
 		row.Queue = d.Name
 	}
 	if row.Queue == "" && e.QueueID != events.NoQueue {
-		row.Queue = e.QueueID
+		row.Queue = cmp.Or(names[e.QueueID], e.QueueID) // a deleted queue's id
 	}
 	return row
 }

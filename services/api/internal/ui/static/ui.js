@@ -152,6 +152,15 @@
     }
   }
 
+  // feedQueues is the feed's queue names by id (the page's data-queues).
+  let queueNames = null;
+  function feedQueues() {
+    if (!queueNames) {
+      try { queueNames = JSON.parse(document.querySelector('#feed').dataset.queues || '{}'); } catch (e) { queueNames = {}; }
+    }
+    return queueNames;
+  }
+
   // The feed page adds each event as a row; the other pages re-render.
   function feedRow(ev) {
     const body = document.querySelector('#feed tbody');
@@ -181,7 +190,12 @@
       res.textContent = d.name || ce.subject;
     }
     cell(res);
-    cell(kind === 'queue' ? d.name : (d.queue_name || ce.queueid || ''));
+    // Job events name their queue; a deployment's or an export's give its
+    // id, named by the page's list (kept up by the queues' own events).
+    const names = feedQueues();
+    if (kind === 'queue' && d.name) names[ce.subject] = d.name;
+    const qid = ce.queueid === '_' ? '' : (ce.queueid || '');
+    cell(kind === 'queue' ? d.name : (d.queue_name || names[qid] || qid));
     const st = cell('');
     if (d.status) {
       const s = document.createElement('span');
