@@ -3,6 +3,7 @@ package api_test
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -56,11 +57,13 @@ func openEvents(ctx context.Context, t *testing.T, base, query, last string) (<-
 				if i := strings.Index(line, `"subject":"`); i >= 0 {
 					e.subject, _, _ = strings.Cut(line[i+len(`"subject":"`):], `"`)
 				}
-			case line == "" && e.id != 0:
-				select {
-				case out <- e:
-				case <-ctx.Done():
-					return
+			case line == "":
+				if e.typ != "" { // an id alone is the reader's position, no event
+					select {
+					case out <- e:
+					case <-ctx.Done():
+						return
+					}
 				}
 				e = sseEvent{}
 			}
@@ -214,5 +217,58 @@ func TestEventStreamResumes(t *testing.T) {
 		if got.typ == "rm.job.cancel-requested" {
 			break
 		}
+	}
+}
+
+// A reader without Last-Event-ID is first told the stream sequence it starts
+// after (a message of an id alone), so one whose connection is lost before
+// its first event resumes from there: the events of the gap are not lost.
+func TestNewReaderIsToldWhereItStarts(t *testing.T) {
+	e := startEnv(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	e.create("/queues", queueBody("p1"))
+	st, err := e.js.Stream(ctx, events.StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, e.base+v1+"/events?type=rm.queue.created", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := bufio.NewReader(res.Body)
+	var first []string
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("reading the stream's first message: %v (so far %q)", err, first)
+		}
+		if line == "\n" {
+			break
+		}
+		first = append(first, line)
+	}
+	res.Body.Close() // the connection is lost before any event
+
+	want := fmt.Sprintf("id: %d\n", info.State.LastSeq)
+	if len(first) != 1 || first[0] != want {
+		t.Fatalf("first message %q, want only %q: the stream's position when the reader came", first, want)
+	}
+	gap := e.create("/queues", queueBody("p2")).str("id")
+	resumed, err := openEvents(ctx, t, e.base, "?type=rm.queue.created", strconv.FormatUint(info.State.LastSeq, 10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := next(t, resumed); got.subject != gap {
+		t.Fatalf("resumed from the position: %+v, want the creation of %s made while it was away", got, gap)
 	}
 }

@@ -43,7 +43,7 @@ func openEvents(t testing.TB, ctx context.Context, url, lastID string) <-chan ss
 			line := sc.Text()
 			switch {
 			case line == "":
-				if cur.ID != "" {
+				if cur.Event != "" { // an id alone is the reader's position, no event
 					out <- cur
 				}
 				cur = sseEvent{}

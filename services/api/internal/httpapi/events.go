@@ -39,6 +39,8 @@ func (s *Server) registerEvents() {
 		Summary: "Stream events (Server-Sent Events)", Tags: []string{"Events"},
 		Description: "Each message has `id` (the stream sequence), `event` (the CloudEvent type) and `data` " +
 			"(the CloudEvent in structured-mode JSON, its data the resource as the API returns it). " +
+			"A stream opened without `Last-Event-ID` begins with a message of an `id` alone (no event): " +
+			"the stream sequence it starts after, which a reconnect sends as `Last-Event-ID`. " +
 			"Reconnecting with `Last-Event-ID` resumes without losing or repeating events; " +
 			"a `Last-Event-ID` beyond the last event of the stream answers 416 (the id did not come from this stream).",
 		Responses: map[string]*huma.Response{
@@ -173,6 +175,8 @@ func (s *Server) streamEvents(ctx context.Context, in *eventsInput) (*huma.Strea
 			// The hub may not have taken yet what the client has seen:
 			// those come on its channel and are not sent again.
 			p.floor = *after
+		} else if !p.position(upTo) {
+			return
 		}
 		p.flush()
 		if replay != nil {
@@ -256,6 +260,16 @@ func (p *eventPump) flush() {
 	if f, ok := p.w.(http.Flusher); ok {
 		f.Flush()
 	}
+}
+
+// position tells a reader that came without Last-Event-ID where in the
+// stream it starts: a message of an id alone, which sets the id a client
+// resumes after (as EventSource does) and is no event. Without it a reader
+// that lost its connection before its first event could only resume with new
+// events, losing those of the gap.
+func (p *eventPump) position(seq uint64) bool {
+	_, err := fmt.Fprintf(p.w, "id: %d\n\n", seq)
+	return err == nil
 }
 
 // send writes e unless the reader's types or access leave it out; false
