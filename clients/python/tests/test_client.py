@@ -151,6 +151,11 @@ def test_deployment_replicas_and_logs(seeded):
             assert time.time() < deadline, f"replica never running: {d.status}"
             time.sleep(0.2)
         assert reps[0]["slot"] == 0 and reps[0]["restarts"] == 0
+        # Running is said once the process has started, which may be before
+        # its first line is written: on a busy machine the log was still empty.
+        while c.deployments.logs("viz") == "":
+            assert time.time() < deadline, "the running replica wrote nothing"
+            time.sleep(0.2)
         assert c.deployments.logs("viz") == "hello from replica 0\n"
         assert c.deployments.logs("viz", offset=len("hello ")) == "from replica 0\n"
         with pytest.raises(avxrm.NotFoundError):
@@ -248,6 +253,9 @@ class CuttableProxy:
                 c, _ = self.listener.accept()
             except OSError:
                 return
+            if getattr(self, "refusing", False):
+                c.close()
+                continue
             s = socket.create_connection(self.target)
             with self.lock:
                 self.conns += [c, s]
@@ -271,6 +279,10 @@ class CuttableProxy:
                     x.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
+
+    def refuse(self, on=True):
+        """While on, connections are closed as soon as they come (the server seems down)."""
+        self.refusing = on
 
     def cut(self):
         with self.lock:
@@ -460,25 +472,45 @@ class Refuser(LoopbackServer):
         super().__init__(Handler)
 
 
+class StreamLog(QuietHandler):
+    """GET of the resource at path answers record (with its status from
+    states, one per read); GET /events sends an id alone and keep-alives, or
+    closes at once when close_stream. Requests are logged as (path, Last-Event-ID)."""
+
+    log: list = []
+    states: list = []
+    record: dict = {}
+    close_stream = False
+
+    def do_GET(self):
+        self.log.append((self.path.split("?")[0], self.headers.get("Last-Event-ID")))
+        if not self.path.startswith("/api/resources/v1/events"):
+            status = self.states.pop(0) if len(self.states) > 1 else self.states[0]
+            return self.send(200, dict(self.record, status=status))
+        if self.close_stream:
+            return self.send(200, b"", "text/event-stream")
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        try:
+            self.wfile.write(b"id: 7\n\n")
+            for _ in range(20):
+                self.wfile.write(b": keep-alive\n\n")
+                self.wfile.flush()
+                time.sleep(0.2)
+        except OSError:
+            pass
+
+
 def test_export_wait_times_out():
     """exports.wait(timeout=…) of an export that never becomes ready raises
     TimeoutError (the sync client once waited for ever), while the stream
     sends only keep-alives."""
 
-    class Handler(QuietHandler):
-        def do_GET(self):
-            if self.path.startswith("/api/resources/v1/scenario-exports/exp-1"):
-                return self.send(200, {"id": "exp-1", "status": "requested"})
-            self.send_response(200)
-            self.send_header("Content-Type", "text/event-stream")
-            self.end_headers()
-            try:
-                for _ in range(60):
-                    self.wfile.write(b": keep-alive\n\n")
-                    self.wfile.flush()
-                    time.sleep(0.5)
-            except OSError:
-                pass
+    class Handler(StreamLog):
+        log = []
+        states = ["requested"]
+        record = {"id": "exp-1"}
 
     srv = LoopbackServer(Handler)
     result = {}
@@ -965,5 +997,104 @@ def test_a_malformed_event_ends_watch():
 
         with pytest.raises(avxrm.MalformedEventError):
             asyncio.run(via_async())
+    finally:
+        srv.close()
+
+
+def test_watch_of_new_events_resumes_where_it_started(seeded):
+    """A watch of new events only (after=None) that loses its connection before
+    its first event resumes from where the stream stood when it opened (the
+    server's first message, an id alone): an event stored while it was away
+    comes first. It used to reconnect without Last-Event-ID and lose it."""
+    server, _ = seeded
+    u = urlparse(server)
+    proxy = CuttableProxy((u.hostname, u.port))
+    opened = threading.Event()
+    disconnected = threading.Event()
+    got = []
+
+    def watch():
+        with avxrm.Client(proxy.url) as c:
+            c._http.event_hooks["response"] = [lambda r: opened.set()]
+            for ev in c.events.watch(types=["rm.queue.created"], on_disconnect=lambda e, n: disconnected.set()):
+                got.append(ev.data.get("name"))
+                break
+
+    t = threading.Thread(target=watch, daemon=True)
+    try:
+        t.start()
+        assert opened.wait(20), "the watch never opened its stream"
+        time.sleep(0.5)  # the id that follows the headers is read
+        proxy.refuse()
+        proxy.cut()
+        assert disconnected.wait(20), "the watch never saw its connection cut"
+        with avxrm.Client(server) as direct:
+            direct.queues.create(name="made-in-the-gap", maximum_allowed_worker_instances=1)
+            proxy.refuse(False)
+            direct.queues.create(name="made-after", maximum_allowed_worker_instances=1)
+        t.join(20)
+        assert not t.is_alive(), "the watch got no event within 20 s"
+    finally:
+        proxy.close()
+    assert got == ["made-in-the-gap"], got
+
+
+@pytest.mark.parametrize("kind", ["job", "export"])
+def test_waits_follow_from_the_streams_end(kind):
+    """jobs.wait and exports.wait open the stream without Last-Event-ID and
+    read the record once it is open: an end between the first read and the
+    stream's start is seen, and the stored events are not replayed (a wait
+    from 0 replayed every export's end ever stored)."""
+    path, record, first, final = {
+        "job": ("/api/resources/v1/jobs/job-1", {"id": "job-1", "version": 1, "queue_id": "q-1"}, "pending", "succeeded"),
+        "export": ("/api/resources/v1/scenario-exports/exp-1", {"id": "exp-1"}, "requested", "ready"),
+    }[kind]
+
+    class Handler(StreamLog):
+        log = []
+        states = [first, final]
+
+    Handler.record = record
+    srv = LoopbackServer(Handler)
+
+    def sync():
+        with avxrm.Client(srv.url) as c:
+            return (c.jobs.wait if kind == "job" else c.exports.wait)(record["id"], timeout=10)
+
+    async def via_async():
+        async with avxrm.AsyncClient(srv.url) as c:
+            return await (c.jobs.wait if kind == "job" else c.exports.wait)(record["id"], timeout=10)
+
+    try:
+        for run in (sync, lambda: asyncio.run(via_async())):
+            Handler.log.clear()
+            Handler.states[:] = [first, final]
+            assert run().status == final
+            assert Handler.log == [(path, None), ("/api/resources/v1/events", None), (path, None)], Handler.log
+    finally:
+        srv.close()
+
+
+def test_wait_does_not_overrun_its_timeout_while_reconnecting():
+    """A wait whose stream keeps closing ends at its timeout: the backoff
+    before a reconnect (up to 5 s) is cut short at the deadline."""
+
+    class Handler(StreamLog):
+        log = []
+        states = ["pending"]
+        record = {"id": "job-1", "version": 1, "queue_id": "q-1"}
+        close_stream = True
+
+    srv = LoopbackServer(Handler)
+    try:
+        with avxrm.Client(srv.url) as c:
+            start = time.monotonic()
+            with pytest.raises(TimeoutError):
+                c.jobs.wait("job-1", timeout=1.6)
+            took = time.monotonic() - start
+        # The backoffs (0.1, 0.2, 0.4, 0.8, 1.6 s less up to a quarter) ran
+        # to 2.3–3.1 s before; now the last is cut at 1.6 s.
+        assert took < 2.2, f"jobs.wait(timeout=1.6) took {took:.2f} s"
+        assert len([p for p, _ in Handler.log if p.endswith("/events")]) >= 3
     finally:
         srv.close()

@@ -115,6 +115,7 @@ class _SSEParser:
     def __init__(self, last: Optional[int] = None) -> None:
         self.id: Optional[int] = None
         self.last = last  # the id of the last event read
+        self.position: Optional[int] = None  # the id of a message of an id alone, not yet taken
         self.type = ""
         self.data: List[str] = []
 
@@ -122,6 +123,12 @@ class _SSEParser:
         line = line.rstrip("\r\n")
         if line == "":
             if not self.data:
+                # A message of an id alone (the server's first to a reader
+                # without Last-Event-ID) is no event: it is where the
+                # stream stands, which a reconnect resumes after.
+                if self.id is not None:
+                    self.position = self.last = self.id
+                self.id, self.type = None, ""
                 return None
             try:
                 ce = jsonlib.loads("\n".join(self.data))
@@ -656,7 +663,10 @@ class Client(_Resources):
 
     def _watch(self, job_id: Optional[str], queue_id: Optional[str], types: Optional[Iterable[str]], after: Optional[int],
                on_disconnect: Optional[Callable[[Exception, int], None]] = None,
-               deadline: Optional[float] = None) -> Iterator[Event]:
+               deadline: Optional[float] = None, opens: bool = False) -> Iterator[Optional[Event]]:
+        """The events; with opens, also None each time the stream has been
+        (re)opened: what happened before that is in the records a read then
+        gets, what happens after comes as events."""
         last, attempt = after, 0
         while True:
             err: Exception
@@ -675,6 +685,8 @@ class Client(_Resources):
                         raise httpx.RemoteProtocolError(str(e))
                     if e is not None:
                         raise e
+                    if opens:
+                        yield None
                     parser = _SSEParser(last)
                     for line in r.iter_lines():
                         # Keep-alives come every 15 s and each resets the read
@@ -683,6 +695,8 @@ class Client(_Resources):
                         if deadline is not None and time.monotonic() >= deadline:
                             raise TimeoutError("the wait timed out")
                         ev = parser.feed(line)
+                        if parser.position is not None:
+                            last, parser.position = parser.position, None
                         if ev is not None:
                             last, attempt = ev.id, 0
                             yield ev
@@ -693,7 +707,10 @@ class Client(_Resources):
                     raise TimeoutError("the wait timed out") from e
             if on_disconnect:
                 on_disconnect(err, attempt)
-            time.sleep(_backoff(attempt))
+            pause = _backoff(attempt)
+            if deadline is not None:  # a wait ends at its deadline, not a backoff later
+                pause = min(pause, max(deadline - time.monotonic(), 0.0))
+            time.sleep(pause)
             attempt += 1
 
     def _wait_job(self, id: str, timeout: Optional[float]) -> Job:
@@ -702,7 +719,16 @@ class Client(_Resources):
         if job.final:
             return job
         try:
-            for ev in self._watch(id, None, None, 0, deadline=deadline):
+            # From the stream's end, not its start: each time the stream
+            # opens the record is read again, so nothing before it is missed
+            # and the job's stored events are not replayed.
+            for ev in self._watch(id, None, None, None, deadline=deadline, opens=True):
+                if ev is None:
+                    j = self.jobs.get(id)
+                    if j.final:
+                        return j
+                    job = j if j.version > job.version else job
+                    continue
                 if ev.type == "rm.job.deleted":
                     raise NotFoundError(Problem(status=404, title="Not Found", detail=f"job {id} was deleted"))
                 j = ev.job()
@@ -732,8 +758,14 @@ class Client(_Resources):
         if x.status in ("ready", "failed"):
             return x
         try:
-            for ev in self._watch(None, None, ["rm.export.ready", "rm.export.failed"], 0, deadline=deadline):
-                if ev.subject == id:
+            # From the stream's end, not its start (every export's end ever
+            # stored): each time the stream opens the record is read again.
+            for ev in self._watch(None, None, ["rm.export.ready", "rm.export.failed"], None, deadline=deadline, opens=True):
+                if ev is None:
+                    x = self.exports.get(id)
+                    if x.status in ("ready", "failed"):
+                        return x
+                elif ev.subject == id:
                     return ScenarioExport.from_dict(ev.data)
         except TimeoutError:  # the stream checks the deadline on every line
             raise TimeoutError(f"scenario export {id} is still {x.status}") from None
@@ -827,7 +859,9 @@ class AsyncClient(_Resources):
 
     async def _watch(self, job_id: Optional[str], queue_id: Optional[str], types: Optional[Iterable[str]],
                      after: Optional[int],
-                     on_disconnect: Optional[Callable[[Exception, int], None]] = None) -> AsyncIterator[Event]:
+                     on_disconnect: Optional[Callable[[Exception, int], None]] = None,
+                     opens: bool = False) -> AsyncIterator[Optional[Event]]:
+        """As Client._watch."""
         last, attempt = after, 0
         while True:
             err: Exception
@@ -841,9 +875,13 @@ class AsyncClient(_Resources):
                         raise httpx.RemoteProtocolError(str(e))
                     if e is not None:
                         raise e
+                    if opens:
+                        yield None
                     parser = _SSEParser(last)
                     async for line in r.aiter_lines():
                         ev = parser.feed(line)
+                        if parser.position is not None:
+                            last, parser.position = parser.position, None
                         if ev is not None:
                             last, attempt = ev.id, 0
                             yield ev
@@ -867,9 +905,16 @@ class AsyncClient(_Resources):
 
     async def _follow_job(self, id: str, seen: List[Job]) -> Job:
         """The job once the event stream says it ended; seen[-1] is its latest state."""
-        stream = self._watch(id, None, None, 0)
+        stream = self._watch(id, None, None, None, opens=True)  # as Client._wait_job
         try:
             async for ev in stream:
+                if ev is None:
+                    j = await self.jobs.get(id)
+                    if j.final:
+                        return j
+                    if j.version > seen[-1].version:
+                        seen.append(j)
+                    continue
                 if ev.type == "rm.job.deleted":
                     raise NotFoundError(Problem(status=404, title="Not Found", detail=f"job {id} was deleted"))
                 j = ev.job()
@@ -900,10 +945,14 @@ class AsyncClient(_Resources):
             return x
 
         async def follow() -> ScenarioExport:
-            stream = self._watch(None, None, ["rm.export.ready", "rm.export.failed"], 0)
+            stream = self._watch(None, None, ["rm.export.ready", "rm.export.failed"], None, opens=True)  # as Client's
             try:
                 async for ev in stream:
-                    if ev.subject == id:
+                    if ev is None:
+                        y = await self.exports.get(id)
+                        if y.status in ("ready", "failed"):
+                            return y
+                    elif ev.subject == id:
                         return ScenarioExport.from_dict(ev.data)
             finally:
                 await stream.aclose()
