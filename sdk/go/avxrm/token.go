@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 
@@ -41,9 +42,16 @@ type Discovery struct {
 	DeviceAuthorizationEndpoint string `json:"device_authorization_endpoint"`
 }
 
-// Discover reads the issuer's /.well-known/openid-configuration.
+// Discover reads the issuer's /.well-known/openid-configuration. An
+// Issuer that is not an http or https URL without a query is refused
+// before anything is sent.
 func (o OIDC) Discover(ctx context.Context) (Discovery, error) {
 	var d Discovery
+	if u, err := url.Parse(o.Issuer); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
+		strings.ContainsAny(o.Issuer, "?#") {
+		// The discovery document's path is appended to it.
+		return d, fmt.Errorf("OIDC Issuer %q: want the issuer's URL, such as https://keycloak.example/realms/rm", o.Issuer)
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet,
 		strings.TrimSuffix(o.Issuer, "/")+"/.well-known/openid-configuration", nil)
 	if err != nil {
@@ -118,6 +126,15 @@ func (o OIDC) client() *http.Client {
 	return DefaultHTTPClient
 }
 
+// login is Discover for a token source: it refuses an OIDC that names no
+// client, which every grant needs, before anything is sent.
+func (o OIDC) login(ctx context.Context) (Discovery, error) {
+	if o.ClientID == "" {
+		return Discovery{}, errors.New("OIDC ClientID: empty; want the client id the issuer knows this program by")
+	}
+	return o.Discover(ctx)
+}
+
 func (o OIDC) config(d Discovery) *oauth2.Config {
 	style := oauth2.AuthStyleAutoDetect
 	if o.ClientSecret == "" {
@@ -130,7 +147,7 @@ func (o OIDC) config(d Discovery) *oauth2.Config {
 // Password logs in with the resource-owner password grant and returns a
 // source that refreshes the token with its refresh token.
 func (o OIDC) Password(ctx context.Context, username, password string) (*OAuth2Source, error) {
-	d, err := o.Discover(ctx)
+	d, err := o.login(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -145,7 +162,7 @@ func (o OIDC) Password(ctx context.Context, username, password string) (*OAuth2S
 // Device logs in with the device authorization grant: show is told the URL
 // and code the user must enter; it returns once the user has done so.
 func (o OIDC) Device(ctx context.Context, show func(verificationURI, userCode string)) (*OAuth2Source, error) {
-	d, err := o.Discover(ctx)
+	d, err := o.login(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -172,7 +189,7 @@ func (o OIDC) Device(ctx context.Context, show func(verificationURI, userCode st
 // Refresh returns a source that starts from a stored token (at least its
 // refresh token) and refreshes it when needed.
 func (o OIDC) Refresh(ctx context.Context, tok *oauth2.Token) (*OAuth2Source, error) {
-	d, err := o.Discover(ctx)
+	d, err := o.login(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -215,3 +215,36 @@ func TestRefreshEndsWithItsContext(t *testing.T) {
 		t.Errorf("refresh past the caller's deadline: %v after %v", err, took)
 	}
 }
+
+// An OIDC whose Issuer is not an issuer's URL, or that names no client, is
+// refused by each of its constructors, naming the field: an empty Issuer
+// failed on the discovery request with "unsupported protocol scheme".
+func TestOIDCRefusesAMissingIssuerOrClient(t *testing.T) {
+	ctx := context.Background()
+	bad := map[string]avxrm.OIDC{
+		`Issuer "": want`: {ClientID: "avxrm"},
+		`Issuer "keycloak.example/realms/rm": want`: {Issuer: "keycloak.example/realms/rm", ClientID: "avxrm"},
+		`Issuer "ftp://keycloak.example": want`:     {Issuer: "ftp://keycloak.example", ClientID: "avxrm"},
+		`Issuer "https://keycloak.example/realms/rm?x=1": want`: {Issuer: "https://keycloak.example/realms/rm?x=1",
+			ClientID: "avxrm"},
+		"ClientID: empty": {Issuer: "https://keycloak.example/realms/rm"},
+	}
+	for want, o := range bad {
+		calls := map[string]func() error{
+			"Password": func() error { _, err := o.Password(ctx, "alice", "secret"); return err },
+			"Device": func() error {
+				_, err := o.Device(ctx, func(string, string) { t.Error("Device showed a code") })
+				return err
+			},
+			"Refresh": func() error { _, err := o.Refresh(ctx, &oauth2.Token{RefreshToken: "rt"}); return err },
+		}
+		if o.ClientID != "" { // discovery needs no client
+			calls["Discover"] = func() error { _, err := o.Discover(ctx); return err }
+		}
+		for name, call := range calls {
+			if err := call(); err == nil || !strings.Contains(err.Error(), "OIDC "+want) {
+				t.Errorf("%s of %+v: %v, want an error naming OIDC %s", name, o, err, want)
+			}
+		}
+	}
+}
