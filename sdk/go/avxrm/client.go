@@ -3,8 +3,9 @@
 // api). It adds what every caller would otherwise write again: iterators over
 // paged lists, waiting for a job through the event stream, watching events
 // with resume and reconnect, an Idempotency-Key on every create with retries
-// on connection errors and 503s, errors that carry the RFC 9457 problem, and bearer
-// tokens from a TokenSource.
+// on connection errors and 503s, errors that carry the RFC 9457 problem,
+// downloads that resume a lost connection and check what they wrote, and
+// bearer tokens from a TokenSource.
 //
 //	c, err := avxrm.New("http://127.0.0.1:8080")
 //	job, err := c.SubmitJob(ctx, api.JobBody{QueueId: "Default", WorkerInstances: 8,
