@@ -325,28 +325,73 @@ func (c *Client) WaitJobWatching(ctx context.Context, id string, o WatchOptions)
 	return last, nil
 }
 
+// exportFinal says whether an export's status is final.
+func exportFinal(x *api.ScenarioExport) bool {
+	return x != nil && x.Status != nil && (*x.Status == "ready" || *x.Status == "failed")
+}
+
 // WaitExport returns the export once it is ready or failed, driven by the
-// event stream.
+// event stream: it reads the export, then follows the stream of the
+// export's queue from that moment on, not from the stream's start (whose
+// replay would read the whole history, and hold one of the API's replay
+// slots while it does). The API subscribes a reader before it answers, so
+// an end between the read and the stream's start is found by reading the
+// export again once each connection is open (a reconnection before any
+// event also starts from that moment). An export deleted meanwhile is
+// ErrNotFound.
 func (c *Client) WaitExport(ctx context.Context, id string) (*api.ScenarioExport, error) {
-	final := func(x *api.ScenarioExport) bool {
-		return x.Status != nil && (*x.Status == "ready" || *x.Status == "failed")
-	}
 	x, err := c.GetExport(ctx, id)
-	if err != nil || final(x) {
+	if err != nil || exportFinal(x) {
 		return x, err
 	}
-	var zero uint64
-	for e, err := range c.Watch(ctx, WatchOptions{Types: []string{"rm.export.ready", "rm.export.failed"}, After: &zero}) {
+	wctx, stop := context.WithCancel(ctx)
+	defer stop()
+	var (
+		found   *api.ScenarioExport
+		readErr error
+	)
+	o := WatchOptions{Types: []string{"rm.export.ready", "rm.export.failed", "rm.export.deleted"},
+		OnConnect: func() {
+			nx, err := c.GetExport(wctx, id)
+			switch {
+			case err != nil && wctx.Err() == nil:
+				readErr = fmt.Errorf("wait for export %s: %w", id, err)
+				stop()
+			case exportFinal(nx):
+				found = nx
+				stop()
+			case err == nil:
+				x = nx
+			}
+		}}
+	if x.QueueId != nil && *x.QueueId != "" {
+		o.QueueID = *x.QueueId // the queue's id: its events, even if it is deleted meanwhile
+	}
+	for e, err := range c.Watch(wctx, o) {
 		if err != nil {
-			return x, err
+			return x, fmt.Errorf("wait for export %s: %w", id, err)
 		}
 		if e.CloudEvent.Subject != id {
 			continue
 		}
+		if e.Type == "rm.export.deleted" {
+			return x, &Error{StatusCode: http.StatusNotFound, Problem: api.Problem{
+				Status: http.StatusNotFound, Title: "Not Found", Detail: ptr("scenario export " + id + " was deleted")}}
+		}
 		var nx api.ScenarioExport
-		if err := json.Unmarshal(e.CloudEvent.Data, &nx); err == nil && final(&nx) {
+		if err := json.Unmarshal(e.CloudEvent.Data, &nx); err != nil {
+			// Skipping it could skip the export's end.
+			return x, fmt.Errorf("wait for export %s: event %d (%s): %w", id, e.ID, e.Type, err)
+		}
+		if exportFinal(&nx) {
 			return &nx, nil
 		}
+	}
+	switch {
+	case found != nil:
+		return found, nil
+	case readErr != nil:
+		return x, readErr
 	}
 	return x, ended(ctx, "export "+id, x.Status)
 }
