@@ -142,8 +142,8 @@ func WithBackoff(b Backoff) Option {
 func WithPageSize(n int) Option { return func(c *Client) { c.pageSize = n } }
 
 // WithOnDisconnect tells fn of each lost connection of an event stream
-// (Watch, FollowJob, WaitJob) before it is opened again; WatchOptions'
-// OnDisconnect wins.
+// (Watch, FollowJob, WaitJob, WaitExport) before it is opened again;
+// WatchOptions' OnDisconnect wins.
 func WithOnDisconnect(fn func(err error, attempt int)) Option {
 	return func(c *Client) { c.onDisconnect = fn }
 }

@@ -233,9 +233,13 @@ func JobFinal(j *api.Job) bool {
 }
 
 // FollowJob yields the job now, then each newer state of it as the event
-// stream reports it, and ends after a final one. It reads the job's own
-// events from the stream's start, so a reconnect (with Last-Event-ID) misses
-// nothing; it never polls.
+// stream reports it, and ends after a final one. It follows the job's
+// events from the moment it reads the job, not from the stream's start
+// (whose replay would read the job's whole history, holding one of the
+// API's replay slots while it does): the API subscribes a reader before
+// it answers, so reading the job again once each connection is open finds
+// a state that came between (a reconnect after an event resumes with
+// Last-Event-ID). It never polls.
 func (c *Client) FollowJob(ctx context.Context, id string, o WatchOptions) iter.Seq2[*api.Job, error] {
 	return func(yield func(*api.Job, error) bool) {
 		j, err := c.GetJob(ctx, id)
@@ -250,9 +254,37 @@ func (c *Client) FollowJob(ctx context.Context, id string, o WatchOptions) iter.
 		if j.Version != nil {
 			version = *j.Version
 		}
-		var zero uint64
-		o.JobID, o.After = id, &zero
-		for e, err := range c.Watch(ctx, o) {
+		// newer yields nj if the caller has not seen it; false: stop.
+		newer := func(nj *api.Job) bool {
+			if nj.Version == nil || *nj.Version <= version {
+				return true // a state the caller has seen already
+			}
+			version, j = *nj.Version, nj
+			return yield(nj, nil) && !JobFinal(nj)
+		}
+		wctx, stop := context.WithCancel(ctx)
+		defer stop()
+		var (
+			done    bool // the caller stopped, or the job ended
+			readErr error
+		)
+		onConnect := o.OnConnect
+		o.JobID, o.After = id, nil
+		o.OnConnect = func() {
+			if onConnect != nil {
+				onConnect()
+			}
+			nj, err := c.GetJob(wctx, id)
+			switch {
+			case err != nil && wctx.Err() == nil:
+				readErr = fmt.Errorf("follow job %s: %w", id, err)
+				stop()
+			case err == nil && !newer(nj):
+				done = true
+				stop()
+			}
+		}
+		for e, err := range c.Watch(wctx, o) {
 			if err != nil {
 				yield(nil, err)
 				return
@@ -268,15 +300,15 @@ func (c *Client) FollowJob(ctx context.Context, id string, o WatchOptions) iter.
 				yield(nil, fmt.Errorf("follow job %s: %w", id, err))
 				return
 			}
-			if nj.Version == nil || *nj.Version <= version {
-				continue // a state the caller has seen already
-			}
-			version, j = *nj.Version, nj
-			if !yield(nj, nil) || JobFinal(nj) {
+			if !newer(nj) {
 				return
 			}
 		}
-		if ctx.Err() != nil {
+		switch {
+		case done:
+		case readErr != nil:
+			yield(nil, readErr)
+		case ctx.Err() != nil:
 			yield(nil, ended(ctx, "job "+id, j.Status))
 		}
 	}

@@ -204,9 +204,17 @@ func TestWaitJobAcrossServerRestart(t *testing.T) {
 	var streaming sync.Once
 	connected := make(chan struct{})
 	var disconnects atomic.Int32
+	var streamOpen atomic.Bool
+	var waited atomic.Value // the path of the job WaitJob waits for
+	waited.Store("")
 	watching := &http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
 		resp, err := http.DefaultTransport.RoundTrip(r)
 		if err == nil && r.URL.Path == avxrm.BasePath+"/events" && resp.StatusCode == http.StatusOK {
+			streamOpen.Store(true)
+		}
+		// Once the stream is open WaitJob reads the job again; then it
+		// reads the stream.
+		if err == nil && streamOpen.Load() && r.URL.Path == waited.Load() && resp.StatusCode == http.StatusOK {
 			streaming.Do(func() { close(connected) })
 		}
 		return resp, err
@@ -240,6 +248,7 @@ func TestWaitJobAcrossServerRestart(t *testing.T) {
 		err error
 	}
 	done := make(chan outcome, 1)
+	waited.Store(avxrm.BasePath + "/jobs/" + *j.Id)
 	go func() {
 		got, err := c.WaitJob(ctx, *j.Id)
 		done <- outcome{got, err}

@@ -67,6 +67,23 @@ type closerFunc func() error
 
 func (f closerFunc) Close() error { return f() }
 
+// onlyNewEvents checks that each event stream was opened for new events
+// only (no Last-Event-ID), and at least one was; it returns the subjects
+// of the events received.
+func (tap *streamTap) onlyNewEvents(t *testing.T) []string {
+	t.Helper()
+	resumes, subjects := tap.seen()
+	if len(resumes) == 0 {
+		t.Fatal("the wait opened no event stream: nothing was tested")
+	}
+	for _, r := range resumes {
+		if r != "" {
+			t.Errorf("the event stream was opened with Last-Event-ID %q, want only new events", r)
+		}
+	}
+	return subjects
+}
+
 func (tap *streamTap) seen() (resumes, subjects []string) {
 	tap.mu.Lock()
 	defer tap.mu.Unlock()
@@ -101,15 +118,7 @@ func TestWaitExportDoesNotReplayTheHistory(t *testing.T) {
 	if x, err = c.WaitExport(ctx, *x.Id); err != nil || *x.Status != "ready" {
 		t.Fatalf("WaitExport: %+v, %v", x, err)
 	}
-	resumes, subjects := tap.seen()
-	if len(resumes) == 0 {
-		t.Fatal("the export was ready before the wait began: nothing was tested")
-	}
-	for _, r := range resumes {
-		if r != "" {
-			t.Errorf("the event stream was opened with Last-Event-ID %q, want only new events", r)
-		}
-	}
+	subjects := tap.onlyNewEvents(t)
 	for _, s := range subjects {
 		if s != *x.Id {
 			t.Errorf("received events of %v; want at most the end of %s", subjects, *x.Id)
