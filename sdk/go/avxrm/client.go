@@ -187,13 +187,8 @@ func New(root string, opts ...Option) (*Client, error) {
 	if root == "" {
 		root = DefaultServer
 	}
-	u, err := url.Parse(root)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("server %q: want a URL such as %s", root, DefaultServer)
-	}
-	if strings.ContainsAny(root, "?#") {
-		// The API's paths are appended to it.
-		return nil, fmt.Errorf("server %q: a root URL has no query or fragment", root)
+	if err := checkRoot(root); err != nil {
+		return nil, err
 	}
 	c := &Client{root: strings.TrimSuffix(root, "/"), backoff: DefaultBackoff, pageSize: 200,
 		doer: &doer{retries: 4, backoff: DefaultBackoff}}
@@ -217,11 +212,26 @@ func New(root string, opts ...Option) (*Client, error) {
 	c.doer.hc = c.hc
 	// The generated paths carry the base path as long as the document has no
 	// servers entry; api.ServerPath follows the document on regeneration.
+	var err error
 	c.API, err = api.NewClientWithResponses(c.root+api.ServerPath, api.WithHTTPClient(c.doer))
 	if err != nil {
 		return nil, err
 	}
 	return c, nil
+}
+
+// checkRoot refuses what is not a server's root URL: an http or https
+// URL without a query or fragment.
+func checkRoot(root string) error {
+	u, err := url.Parse(root)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("server %q: want a URL such as %s", root, DefaultServer)
+	}
+	if strings.ContainsAny(root, "?#") {
+		// The API's paths are appended to it.
+		return fmt.Errorf("server %q: a root URL has no query or fragment", root)
+	}
+	return nil
 }
 
 // Server returns the server's root URL.

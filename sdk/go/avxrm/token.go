@@ -78,8 +78,12 @@ var ErrAuthOff = errors.New("auth is off there, no token or login is needed")
 // ServerIssuer asks the server at root (its root URL) which issuer's tokens
 // it takes: the first authorization server of its OAuth 2.0 Protected
 // Resource Metadata (RFC 9728, /.well-known/oauth-protected-resource). A
-// server with auth off answers ErrAuthOff. hc nil: DefaultHTTPClient.
+// server with auth off answers ErrAuthOff. hc nil: DefaultHTTPClient. A
+// root that is not an http or https URL is refused before anything is sent.
 func ServerIssuer(ctx context.Context, hc *http.Client, root string) (string, error) {
+	if err := checkRoot(root); err != nil {
+		return "", err
+	}
 	if hc == nil {
 		hc = DefaultHTTPClient
 	}

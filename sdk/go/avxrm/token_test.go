@@ -248,3 +248,18 @@ func TestOIDCRefusesAMissingIssuerOrClient(t *testing.T) {
 		}
 	}
 }
+
+// ServerIssuer refuses a root URL that New would refuse, with New's
+// words, before anything is sent: an empty one failed with "unsupported
+// protocol scheme".
+func TestServerIssuerRefusesABadRoot(t *testing.T) {
+	for root, want := range map[string]string{
+		"":                           `server "": want a URL such as`,
+		"127.0.0.1:8080":             `server "127.0.0.1:8080": want a URL such as`,
+		"http://127.0.0.1:8080/?x=1": "a root URL has no query",
+	} {
+		if _, err := avxrm.ServerIssuer(context.Background(), nil, root); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("ServerIssuer(%q): %v, want %q", root, err, want)
+		}
+	}
+}
