@@ -343,7 +343,7 @@ func (t *transfer) attempt(ctx context.Context) error {
 		if err := t.restart(); err != nil {
 			return err
 		}
-		return errRead{fmt.Errorf("%d bytes were there, the server's file has %d: fetching it whole", t.have, total)}
+		return t.attempt(ctx) // the whole file: no Range
 	default:
 		return ResponseError(resp)
 	}

@@ -129,6 +129,21 @@ func TestDownloadArtifactFileKeepsOnlyWhatIsRight(t *testing.T) {
 		t.Errorf("a whole .part asked %q, want past its end", asked)
 	}
 
+	// A .part longer than the file is of another one: it is fetched whole,
+	// retries or not.
+	if err := os.WriteFile(out+".part", append(bytes.Clone(content), "more"...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := c.DownloadArtifactFile(ctx, "job-1", asset, out, avxrm.DownloadOptions{}); err != nil || d.Size != int64(len(content)) {
+		t.Errorf("a .part longer than the file: %+v, %v", d, err)
+	}
+	if got, _ := os.ReadFile(out); !bytes.Equal(got, content) {
+		t.Error("a .part longer than the file: the file is not the server's")
+	}
+	if asked := joined(fs.asked()); asked != "bytes=204804- " {
+		t.Errorf("a .part longer than the file asked %q, want past its end, then the whole", asked)
+	}
+
 	fs.mu.Lock()
 	fs.corrupt = true
 	fs.mu.Unlock()
