@@ -203,3 +203,35 @@ func TestDownloadGivesUpAndStops(t *testing.T) {
 		t.Log(err)
 	}
 }
+
+// An export's zip is fixed once it is ready: a download whose ETag or
+// size is not its record's is ErrVerify before a byte is written, and a
+// failed export is ErrExportNotReady with its reason.
+func TestDownloadExportHoldsToItsRecord(t *testing.T) {
+	zip := []byte("PK not really a zip")
+	sum := sha256.Sum256(zip)
+	record := `{"id":"exp-1","status":"ready","size":19,"sha256":"` + strings.Repeat("0", 64) + `"}`
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case avxrm.BasePath + "/scenario-exports/exp-1":
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write([]byte(record))
+		case avxrm.BasePath + "/scenario-exports/exp-2":
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write([]byte(`{"id":"exp-2","status":"failed","reason":"no such sample"}`))
+		default:
+			w.Header().Set("ETag", `"`+hex.EncodeToString(sum[:])+`"`)
+			http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(zip))
+		}
+	}))
+	defer srv.Close()
+	c, _ := avxrm.New(srv.URL)
+	var buf bytes.Buffer
+	if _, err := c.DownloadExport(context.Background(), "exp-1", &buf, avxrm.DownloadOptions{}); !errors.Is(err, avxrm.ErrVerify) || buf.Len() > 0 {
+		t.Errorf("a zip of another ETag than its record's: %v, %d bytes written; want ErrVerify and none", err, buf.Len())
+	}
+	_, err := c.DownloadExport(context.Background(), "exp-2", &buf, avxrm.DownloadOptions{})
+	if !errors.Is(err, avxrm.ErrExportNotReady) || !strings.Contains(err.Error(), "failed (no such sample)") {
+		t.Errorf("a failed export: %v", err)
+	}
+}
