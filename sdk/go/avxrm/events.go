@@ -52,8 +52,10 @@ type WatchOptions struct {
 	QueueID string
 	Types   []string // CloudEvent types, such as rm.job.failed
 	// After resumes after this event id: 0 replays every stored event. Nil:
-	// only the events from the first connection on (a reconnect before the
-	// first event then resumes from the reconnection).
+	// only the events from the first connection on; a reconnect before the
+	// first event resumes from where the stream stood then, which the
+	// server's first message says (a server that does not say it is
+	// resumed from the reconnection).
 	After *uint64
 	// OnDisconnect, if set, is told of each lost connection before Watch
 	// waits attempt's backoff and connects again. A first connection that
@@ -91,7 +93,7 @@ func (c *Client) Watch(ctx context.Context, o WatchOptions) iter.Seq2[Event, err
 				id := e.ID
 				last = &id
 				return yield(e, nil)
-			})
+			}, func(at uint64) { last = &at })
 			if received {
 				attempt = 0
 			}
@@ -122,8 +124,11 @@ func (c *Client) Watch(ctx context.Context, o WatchOptions) iter.Seq2[Event, err
 var errStop = errors.New("stopped by the caller")
 
 // stream reads one connection of the event stream; it reports whether any
-// event came, and why it ended (errStop when yield said stop).
-func (c *Client) stream(ctx context.Context, o WatchOptions, after *uint64, yield func(Event) bool) (bool, error) {
+// event came, and why it ended (errStop when yield said stop). A message of
+// an id alone, which the server sends first to a reader without
+// Last-Event-ID, is no event: position is told the id, where the stream
+// stood when it took the reader.
+func (c *Client) stream(ctx context.Context, o WatchOptions, after *uint64, yield func(Event) bool, position func(uint64)) (bool, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	p := &api.StreamEventsParams{}
@@ -187,6 +192,9 @@ func (c *Client) stream(ctx context.Context, o WatchOptions, after *uint64, yiel
 		switch {
 		case line == "":
 			if data.Len() == 0 {
+				if at, err := strconv.ParseUint(id, 10, 64); err == nil {
+					position(at)
+				}
 				e, id = Event{}, ""
 				continue
 			}

@@ -193,3 +193,44 @@ func TestWaitEndedByItsContextSaysSo(t *testing.T) {
 		}
 	}
 }
+
+// A watch of new events that loses its connection before its first event
+// resumes after the id the server's first message gave (a message of an id
+// alone, no event), so the events of the gap are not lost; the id alone is
+// not yielded.
+func TestWatchResumesFromWhereTheStreamStood(t *testing.T) {
+	var mu sync.Mutex
+	var asked []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		asked = append(asked, r.Header.Get("Last-Event-ID"))
+		n := len(asked)
+		mu.Unlock()
+		w.Header().Set("Content-Type", "text/event-stream")
+		if n == 1 {
+			_, _ = w.Write([]byte("id: 41\n\n")) // then the connection is lost
+			return
+		}
+		_, _ = w.Write([]byte("id: 42\nevent: rm.queue.created\n" +
+			`data: {"type":"rm.queue.created","subject":"q-1","data":{"id":"q-1"}}` + "\n\n"))
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+	}))
+	defer srv.Close()
+	c, _ := avxrm.New(srv.URL, avxrm.WithBackoff(avxrm.Backoff{Initial: time.Millisecond, Max: time.Millisecond}))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var got []uint64
+	for e, err := range c.Watch(ctx, avxrm.WatchOptions{}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, e.ID)
+		break
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if fmt.Sprint(got) != "[42]" || fmt.Sprint(asked) != "[ 41]" {
+		t.Fatalf("Watch yielded %v, asking with Last-Event-ID %q; want event 42, asked after none then 41", got, asked)
+	}
+}

@@ -17,7 +17,7 @@ import (
 // reader whose filter it matches, and keeps the last hubRing events so that
 // a reader resuming after one of them needs no consumer of its own. Only a
 // reader resuming from before those (a job's events from the start, as
-// FollowJob reads them) replays the stream with a consumer of its own, and
+// `GET /events?job_id=` with Last-Event-ID 0 asks) replays the stream with a consumer of its own, and
 // only until it reaches what the hub holds; catchUpMax of them at once. A
 // consumer per reader hit NATS's limit of 1,000 consumers a stream at about
 // 995 open streams (the services hold the rest): every further GET /events
