@@ -206,7 +206,8 @@ func From(ctx context.Context) *Principal {
 	return Admin
 }
 
-// Error is a refused request: 401 (the token) or 403 (the permission).
+// Error is a refused request: 401 (the token), 403 (the permission) or 503
+// (the issuer's keys cannot be fetched, so no token can be checked).
 type Error struct {
 	Status int
 	// Detail says which check failed; it is the problem's detail and, for a

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"time"
@@ -30,15 +31,13 @@ type Authenticator struct {
 
 // New discovers the issuer (retrying for up to discoveryWait while it
 // starts) and returns an Authenticator whose key set is fetched on first use
-// and refetched whenever a token names a kid it does not hold. jobs, if not
+// and refetched when a token names a kid it does not hold (keySet). jobs, if not
 // nil, verifies the API's own job tokens.
 func New(ctx context.Context, cfg Config, jobs *JobTokens) (*Authenticator, error) {
 	cfg = cfg.withDefaults()
 	if !cfg.Enabled() {
 		return nil, errors.New("auth: no issuer configured")
 	}
-	// The key set outlives ctx: it is refetched on demand for as long as the API runs.
-	kctx := oidc.ClientContext(context.WithoutCancel(ctx), cfg.HTTPClient)
 	var prov *oidc.Provider
 	var err error
 	deadline := time.Now().Add(discoveryWait)
@@ -55,8 +54,14 @@ func New(ctx context.Context, cfg Config, jobs *JobTokens) (*Authenticator, erro
 	if err != nil {
 		return nil, fmt.Errorf("auth: discover OIDC issuer %s: %w", cfg.Issuer, err)
 	}
+	var meta struct {
+		JWKSURI string `json:"jwks_uri"`
+	}
+	if err := prov.Claims(&meta); err != nil || meta.JWKSURI == "" {
+		return nil, fmt.Errorf("auth: OIDC issuer %s names no jwks_uri (%v)", cfg.Issuer, err)
+	}
 	skew := cfg.ClockSkew
-	v := prov.VerifierContext(kctx, &oidc.Config{
+	v := oidc.NewVerifier(cfg.Issuer, newKeySet(meta.JWKSURI, cfg.HTTPClient, cfg.Now), &oidc.Config{
 		SkipClientIDCheck:    true, // aud or azp, checked below
 		SupportedSigningAlgs: asymmetricAlgs,
 		Now:                  func() time.Time { return cfg.Now().Add(-skew) },
@@ -123,6 +128,8 @@ func describe(err error, kid string) *Error {
 	var exp *oidc.TokenExpiredError
 	msg := err.Error()
 	switch {
+	case strings.Contains(msg, errKeysUnavailable.Error()):
+		return &Error{Status: http.StatusServiceUnavailable, Detail: "cannot check the token now: " + strings.TrimPrefix(msg, "failed to verify signature: ")}
 	case errors.As(err, &exp):
 		return unauthorized("token expired at %s", exp.Expiry.UTC().Format(time.RFC3339))
 	case strings.Contains(msg, "nbf"):

@@ -1,0 +1,165 @@
+package auth
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+)
+
+// issuer is an OIDC issuer over HTTP: discovery and a key set it can
+// rotate or stop serving; it counts the key set's fetches.
+type issuer struct {
+	*httptest.Server
+	t testing.TB
+
+	mu      sync.Mutex
+	keys    map[string]*rsa.PrivateKey // kid → key, all published
+	fetches int
+	down    bool
+}
+
+func newIssuer(t testing.TB) *issuer {
+	is := &issuer{t: t, keys: map[string]*rsa.PrivateKey{}}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
+		_ = json.NewEncoder(w).Encode(map[string]string{"issuer": is.URL, "jwks_uri": is.URL + "/certs", "token_endpoint": is.URL + "/token"})
+	})
+	mux.HandleFunc("GET /certs", func(w http.ResponseWriter, r *http.Request) {
+		is.mu.Lock()
+		defer is.mu.Unlock()
+		is.fetches++
+		if is.down {
+			http.Error(w, "down", http.StatusBadGateway)
+			return
+		}
+		var set jose.JSONWebKeySet
+		for kid, k := range is.keys {
+			set.Keys = append(set.Keys, jose.JSONWebKey{Key: &k.PublicKey, KeyID: kid, Algorithm: "RS256", Use: "sig"})
+		}
+		_ = json.NewEncoder(w).Encode(set)
+	})
+	is.Server = httptest.NewServer(mux)
+	t.Cleanup(is.Close)
+	return is
+}
+
+func (is *issuer) addKey(kid string) *rsa.PrivateKey {
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		is.t.Fatal(err)
+	}
+	is.mu.Lock()
+	is.keys[kid] = k
+	is.mu.Unlock()
+	return k
+}
+
+func (is *issuer) state() (fetches int) {
+	is.mu.Lock()
+	defer is.mu.Unlock()
+	return is.fetches
+}
+
+func (is *issuer) setDown(down bool) {
+	is.mu.Lock()
+	is.down = down
+	is.mu.Unlock()
+}
+
+// token is a bearer header for a token of this issuer signed with key as kid.
+func (is *issuer) token(key *rsa.PrivateKey, kid string, now time.Time) string {
+	is.t.Helper()
+	s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: jose.JSONWebKey{Key: key, KeyID: kid}}, (&jose.SignerOptions{}).WithType("JWT"))
+	if err != nil {
+		is.t.Fatal(err)
+	}
+	claims, _ := json.Marshal(map[string]any{"iss": is.URL, "aud": "avxrm", "sub": "alice", "exp": now.Add(time.Minute).Unix(),
+		"iat": now.Unix(), "realm_access": map[string]any{"roles": []string{"rm-user"}}})
+	jws, err := s.Sign(claims)
+	if err != nil {
+		is.t.Fatal(err)
+	}
+	raw, _ := jws.CompactSerialize()
+	return "Bearer " + raw
+}
+
+func newTestAuthenticator(t *testing.T, is *issuer, now *time.Time) *Authenticator {
+	t.Helper()
+	a, err := New(context.Background(), Config{Issuer: is.URL, Now: func() time.Time { return *now }}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// TestUnknownKidsDoNotFetchTheKeySetEachTime: a rotated key is fetched at
+// once, but tokens with made-up kids (or a known kid and another key) do not
+// make the API fetch the issuer's key set on every request.
+func TestUnknownKidsDoNotFetchTheKeySetEachTime(t *testing.T) {
+	is := newIssuer(t)
+	now := time.Now()
+	a := newTestAuthenticator(t, is, &now)
+	ctx := context.Background()
+	k1 := is.addKey("k1")
+	if _, err := a.Authenticate(ctx, is.token(k1, "k1", now)); err != nil {
+		t.Fatalf("a valid token: %v", err)
+	}
+	k2 := is.addKey("k2") // rotation: the next token names a kid the API has not seen
+	if _, err := a.Authenticate(ctx, is.token(k2, "k2", now)); err != nil {
+		t.Fatalf("a token of the rotated key: %v", err)
+	}
+	if n := is.state(); n != 2 {
+		t.Fatalf("%d key set fetches, want 2 (first use, rotation)", n)
+	}
+
+	attacker, _ := rsa.GenerateKey(rand.Reader, 2048)
+	for i := range 50 {
+		_, err := a.Authenticate(ctx, is.token(attacker, fmt.Sprintf("made-up-%d", i), now))
+		if err == nil || err.Status != http.StatusUnauthorized || !strings.HasPrefix(err.Detail, "bad signature") {
+			t.Fatalf("a made-up kid: %+v, want 401 bad signature", err)
+		}
+	}
+	if _, err := a.Authenticate(ctx, is.token(attacker, "k2", now)); err == nil || !strings.HasPrefix(err.Detail, "bad signature") {
+		t.Fatalf("a known kid with another key: %+v, want 401 bad signature", err)
+	}
+	if n := is.state(); n > refetchBurst {
+		t.Errorf("%d key set fetches after 51 forged tokens, want at most %d", n, refetchBurst)
+	}
+
+	now = now.Add(refetchEvery)
+	k3 := is.addKey("k3")
+	if _, err := a.Authenticate(ctx, is.token(k3, "k3", now)); err != nil {
+		t.Fatalf("a token of a key rotated %s later: %v", refetchEvery, err)
+	}
+}
+
+// TestIssuerKeysUnreachable: a token the API cannot check because the
+// issuer's key set cannot be fetched is the API's failure, a 503 saying so,
+// not a 401 blaming the token; once the issuer is back the token passes.
+func TestIssuerKeysUnreachable(t *testing.T) {
+	is := newIssuer(t)
+	now := time.Now()
+	a := newTestAuthenticator(t, is, &now)
+	ctx := context.Background()
+	k1 := is.addKey("k1")
+	is.setDown(true)
+	_, err := a.Authenticate(ctx, is.token(k1, "k1", now))
+	if err == nil || err.Status != http.StatusServiceUnavailable || !strings.Contains(err.Detail, "cannot fetch the issuer's keys from "+is.URL+"/certs: 502") {
+		t.Fatalf("keys unreachable: %+v, want 503 naming the key set and why", err)
+	}
+	is.setDown(false)
+	now = now.Add(refetchEvery)
+	if _, err := a.Authenticate(ctx, is.token(k1, "k1", now)); err != nil {
+		t.Fatalf("the issuer back: %v", err)
+	}
+}
