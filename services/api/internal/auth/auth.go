@@ -219,7 +219,22 @@ func (e *Error) Error() string { return e.Detail }
 
 // Challenge is the WWW-Authenticate value of a 401 (RFC 6750 section 3).
 func (e *Error) Challenge() string {
-	return fmt.Sprintf(`Bearer realm="avxrm", error="invalid_token", error_description=%q`, strings.ReplaceAll(e.Detail, `"`, `'`))
+	return `Bearer realm="avxrm", error="invalid_token", error_description="` + description(e.Detail) + `"`
+}
+
+// description is detail in the characters RFC 6750 allows in
+// error_description (printable ASCII but " and \): a double quote becomes
+// a single one, anything else outside them '?'.
+func description(detail string) string {
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r == '"':
+			return '\''
+		case r < 0x20 || r > 0x7e || r == '\\':
+			return '?'
+		}
+		return r
+	}, detail)
 }
 
 func unauthorized(format string, args ...any) *Error {

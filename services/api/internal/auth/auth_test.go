@@ -1,6 +1,11 @@
 package auth
 
 import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -50,6 +55,38 @@ func TestPeekRefusesWhatIsNotAJWT(t *testing.T) {
 	for _, raw := range []string{"a.b", "a.b.c.d", "!!.e30.x", "e30.!!.x", "WzFd.e30.x"} {
 		if _, _, err := peek(raw); err == nil {
 			t.Errorf("peek(%q) accepted it", raw)
+		}
+	}
+}
+
+// TestChallengeOfAForgedIssuer: what a token says of itself (iss, alg) is
+// quoted in the 401, but bounded, and the WWW-Authenticate header keeps to
+// the characters RFC 6750 allows in error_description.
+func TestChallengeOfAForgedIssuer(t *testing.T) {
+	a := &Authenticator{cfg: Config{Issuer: "https://sso.example/realms/avx"}.withDefaults()}
+	b64 := func(v any) string {
+		raw, _ := json.Marshal(v)
+		return base64.RawURLEncoding.EncodeToString(raw)
+	}
+	long := "https://evil.example/é\"\\\x01" + strings.Repeat("A", 20000)
+	for name, tok := range map[string]string{
+		"iss": b64(map[string]string{"alg": "RS256", "kid": "k"}) + "." + b64(map[string]string{"iss": long}) + ".c2ln",
+		"alg": b64(map[string]string{"alg": long}) + "." + b64(map[string]string{"iss": "x"}) + ".c2ln",
+	} {
+		_, err := a.Authenticate(context.Background(), "Bearer "+tok)
+		if err == nil || err.Status != http.StatusUnauthorized {
+			t.Fatalf("%s: %+v, want 401", name, err)
+		}
+		if len(err.Detail) > 400 || !strings.Contains(err.Detail, "https://evil.example/") {
+			t.Errorf("%s: detail of %d bytes, want the value quoted and cut: %.500s", name, len(err.Detail), err.Detail)
+		}
+		c := err.Challenge()
+		desc := strings.TrimSuffix(strings.TrimPrefix(c[strings.Index(c, "error_description="):], `error_description="`), `"`)
+		for _, r := range desc {
+			if r < 0x20 || r > 0x7e || r == '"' || r == '\\' {
+				t.Errorf("%s: error_description holds %q, outside RFC 6750's characters: %s", name, r, c)
+				break
+			}
 		}
 	}
 }

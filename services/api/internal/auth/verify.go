@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -95,17 +96,17 @@ func (a *Authenticator) Authenticate(ctx context.Context, header string) (*Princ
 	}
 	switch alg := hdr.Alg; {
 	case strings.EqualFold(alg, "none") || alg == "":
-		return nil, unauthorized("unsigned token (alg %q): tokens must be signed by the issuer", alg)
+		return nil, unauthorized("unsigned token (alg %s): tokens must be signed by the issuer", quoted(alg))
 	case strings.HasPrefix(alg, "HS"):
-		return nil, unauthorized("alg %s: HMAC-signed tokens are not accepted, only the issuer's asymmetric keys", alg)
+		return nil, unauthorized("alg %s: HMAC-signed tokens are not accepted, only the issuer's asymmetric keys", quoted(alg))
 	case !slices.Contains(asymmetricAlgs, alg):
-		return nil, unauthorized("alg %s is not accepted", alg)
+		return nil, unauthorized("alg %s is not accepted", quoted(alg))
 	}
 	if a.jobs != nil && claims.Iss == JobIssuer {
 		return a.jobs.verify(ctx, raw)
 	}
 	if claims.Iss != a.cfg.Issuer {
-		return nil, unauthorized("wrong issuer: the token's iss %q is not %q", claims.Iss, a.cfg.Issuer)
+		return nil, unauthorized("wrong issuer: the token's iss %s is not %q", quoted(claims.Iss), a.cfg.Issuer)
 	}
 	tok, err := a.verifier.Verify(ctx, raw)
 	if err != nil {
@@ -121,6 +122,16 @@ func (a *Authenticator) Authenticate(ctx context.Context, header string) (*Princ
 	p := a.principal(tok.Subject, all)
 	p.ExpiresAt = tok.Expiry
 	return p, nil
+}
+
+// quoted is v, a value an unverified token says of itself, quoted for a
+// message and cut to 100 bytes: anyone can send any token.
+func quoted(v string) string {
+	const max = 100
+	if len(v) <= max {
+		return strconv.Quote(v)
+	}
+	return strconv.Quote(strings.ToValidUTF8(v[:max], "")) + "…"
 }
 
 // describe names the failed check of a go-oidc verification error.
