@@ -318,3 +318,27 @@ func (e *env) succeeded(id string) {
 		e.t.Fatal(err)
 	}
 }
+
+// TestTwoAuthorizationHeaders: a request with two Authorization headers is
+// refused whichever comes first: a proxy in front may read the other one.
+func TestTwoAuthorizationHeaders(t *testing.T) {
+	e := start(t, devidp.Config{})
+	admin, viewer := bearer(e.login("admin")), bearer(e.login("viewer"))
+	for _, pair := range [][]string{{viewer, admin}, {admin, viewer}, {admin, admin}} {
+		req, _ := http.NewRequest(http.MethodPost, e.base+v1+"/queues", strings.NewReader(`{"name":"two-headers"}`))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header["Authorization"] = pair
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var p struct{ Detail string }
+		_ = json.NewDecoder(res.Body).Decode(&p)
+		res.Body.Close()
+		if res.StatusCode != http.StatusUnauthorized || !strings.Contains(p.Detail, "2 Authorization headers") ||
+			!strings.Contains(res.Header.Get("WWW-Authenticate"), "2 Authorization headers") {
+			t.Errorf("two Authorization headers = %d %q (%q), want 401 saying so", res.StatusCode, p.Detail, res.Header.Get("WWW-Authenticate"))
+		}
+	}
+	e.must(http.StatusNotFound, admin, http.MethodGet, v1+"/queues/two-headers", nil)
+}

@@ -237,7 +237,8 @@ func description(detail string) string {
 	}, detail)
 }
 
-func unauthorized(format string, args ...any) *Error {
+// Unauthorized is a 401 with detail.
+func Unauthorized(format string, args ...any) *Error {
 	return &Error{Status: http.StatusUnauthorized, Detail: fmt.Sprintf(format, args...)}
 }
 

@@ -107,7 +107,7 @@ func (j *JobTokens) verify(ctx context.Context, raw string) (*Principal, *Error)
 	}
 	var c jobClaims
 	if err := tok.Claims(&c); err != nil || c.JobID == "" || !strings.HasPrefix(c.Sub, "job:") {
-		return nil, unauthorized("job token: no job_id claim")
+		return nil, Unauthorized("job token: no job_id claim")
 	}
 	return &Principal{Subject: c.Sub, Username: c.Sub, JobID: c.JobID, Level: LevelNone, ExpiresAt: tok.Expiry}, nil
 }

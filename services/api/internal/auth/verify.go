@@ -83,30 +83,30 @@ func (a *Authenticator) Config() Config { return a.cfg }
 // who sent it, or a 401 Error saying which check failed.
 func (a *Authenticator) Authenticate(ctx context.Context, header string) (*Principal, *Error) {
 	if strings.TrimSpace(header) == "" {
-		return nil, unauthorized("no bearer token: send Authorization: Bearer <access token>")
+		return nil, Unauthorized("no bearer token: send Authorization: Bearer <access token>")
 	}
 	scheme, raw, _ := strings.Cut(strings.TrimSpace(header), " ")
 	raw = strings.TrimSpace(raw)
 	if !strings.EqualFold(scheme, "Bearer") || raw == "" {
-		return nil, unauthorized("malformed Authorization header: it must be \"Bearer <access token>\"")
+		return nil, Unauthorized("malformed Authorization header: it must be \"Bearer <access token>\"")
 	}
 	hdr, claims, err := peek(raw)
 	if err != nil {
-		return nil, unauthorized("malformed token: %v", err)
+		return nil, Unauthorized("malformed token: %v", err)
 	}
 	switch alg := hdr.Alg; {
 	case strings.EqualFold(alg, "none") || alg == "":
-		return nil, unauthorized("unsigned token (alg %s): tokens must be signed by the issuer", quoted(alg))
+		return nil, Unauthorized("unsigned token (alg %s): tokens must be signed by the issuer", quoted(alg))
 	case strings.HasPrefix(alg, "HS"):
-		return nil, unauthorized("alg %s: HMAC-signed tokens are not accepted, only the issuer's asymmetric keys", quoted(alg))
+		return nil, Unauthorized("alg %s: HMAC-signed tokens are not accepted, only the issuer's asymmetric keys", quoted(alg))
 	case !slices.Contains(asymmetricAlgs, alg):
-		return nil, unauthorized("alg %s is not accepted", quoted(alg))
+		return nil, Unauthorized("alg %s is not accepted", quoted(alg))
 	}
 	if a.jobs != nil && claims.Iss == JobIssuer {
 		return a.jobs.verify(ctx, raw)
 	}
 	if claims.Iss != a.cfg.Issuer {
-		return nil, unauthorized("wrong issuer: the token's iss %s is not %q", quoted(claims.Iss), a.cfg.Issuer)
+		return nil, Unauthorized("wrong issuer: the token's iss %s is not %q", quoted(claims.Iss), a.cfg.Issuer)
 	}
 	tok, err := a.verifier.Verify(ctx, raw)
 	if err != nil {
@@ -114,10 +114,10 @@ func (a *Authenticator) Authenticate(ctx context.Context, header string) (*Princ
 	}
 	var all map[string]any
 	if err := tok.Claims(&all); err != nil {
-		return nil, unauthorized("malformed token claims: %v", err)
+		return nil, Unauthorized("malformed token claims: %v", err)
 	}
 	if !slices.Contains(tok.Audience, a.cfg.Audience) && claims.Azp != a.cfg.Audience {
-		return nil, unauthorized("wrong audience: aud %q and azp %q do not name %q", tok.Audience, claims.Azp, a.cfg.Audience)
+		return nil, Unauthorized("wrong audience: aud %q and azp %q do not name %q", tok.Audience, claims.Azp, a.cfg.Audience)
 	}
 	p := a.principal(tok.Subject, all)
 	p.ExpiresAt = tok.Expiry
@@ -142,15 +142,15 @@ func describe(err error, kid string) *Error {
 	case strings.Contains(msg, errKeysUnavailable.Error()):
 		return &Error{Status: http.StatusServiceUnavailable, Detail: "cannot check the token now: " + strings.TrimPrefix(msg, "failed to verify signature: ")}
 	case errors.As(err, &exp):
-		return unauthorized("token expired at %s", exp.Expiry.UTC().Format(time.RFC3339))
+		return Unauthorized("token expired at %s", exp.Expiry.UTC().Format(time.RFC3339))
 	case strings.Contains(msg, "nbf"):
-		return unauthorized("token not valid yet (nbf): %v", err)
+		return Unauthorized("token not valid yet (nbf): %v", err)
 	case strings.Contains(msg, "failed to verify signature"):
-		return unauthorized("bad signature: the token does not verify with the issuer's key %q (%v)", kid, err)
+		return Unauthorized("bad signature: the token does not verify with the issuer's key %q (%v)", kid, err)
 	case strings.Contains(msg, "malformed"):
-		return unauthorized("malformed token: %v", err)
+		return Unauthorized("malformed token: %v", err)
 	}
-	return unauthorized("invalid token: %v", err)
+	return Unauthorized("invalid token: %v", err)
 }
 
 // principal reads who and which roles from verified claims.

@@ -120,7 +120,14 @@ func (s *Server) authorize(next echo.HandlerFunc) echo.HandlerFunc {
 			return next(c)
 		}
 		ctx := r.Context()
-		p, aerr := a.Authenticate(ctx, r.Header.Get(echo.HeaderAuthorization))
+		var p *auth.Principal
+		var aerr *auth.Error
+		if n := len(r.Header.Values(echo.HeaderAuthorization)); n > 1 {
+			// A proxy in front may have read the other one.
+			aerr = auth.Unauthorized("malformed request: %d Authorization headers; send one", n)
+		} else {
+			p, aerr = a.Authenticate(ctx, r.Header.Get(echo.HeaderAuthorization))
+		}
 		if aerr == nil {
 			aerr = s.permit(ctx, c, ru, p)
 		}
