@@ -124,6 +124,14 @@ func TestQueueAccessAndOwnership(t *testing.T) {
 		t.Errorf("user cancelling admin's job: %s", r.Body)
 	}
 	e.must(http.StatusForbidden, viewer, http.MethodPost, v1+"/jobs/"+userJob+"/cancel", nil)
+	// A job the user may not read: its owner is not told.
+	for _, m := range []string{http.MethodPost + " /cancel", http.MethodDelete + " "} {
+		method, suffix, _ := strings.Cut(m, " ")
+		r = e.must(http.StatusForbidden, user, method, v1+"/jobs/"+adminRestricted+suffix, nil)
+		if strings.Contains(string(r.Body), "belongs to") || !strings.Contains(string(r.Body), "access.read") {
+			t.Errorf("user on a job of a queue it may not read, %s: %s, want access.read named, not the owner", m, r.Body)
+		}
+	}
 	e.must(http.StatusAccepted, admin, http.MethodPost, v1+"/jobs/"+userJob+"/cancel", nil)
 	marker := submit(admin, "open", http.StatusCreated)
 

@@ -188,23 +188,24 @@ func (s *Server) permit(ctx context.Context, c echo.Context, ru rule, p *auth.Pr
 	if j == nil {
 		return nil // the handler answers 404
 	}
-	own := j.Owner != nil && j.Owner.Subject == p.Subject
-	if ru.Owner && !own {
-		who := "nobody (submitted while auth was off)"
-		if j.Owner != nil {
-			who = j.Owner.Username
-		}
-		return auth.Forbidden("job %q belongs to %s: only its owner or %s may change it", id, who, p.RoleFor(auth.LevelAdmin))
-	}
-	if own {
+	if j.Owner != nil && j.Owner.Subject == p.Subject {
 		return nil
 	}
+	// Whether the caller may read the job comes first: who owns a job is
+	// told only to those who may read it.
 	ok, err := s.mayReadQueue(ctx, p, j.QueueID)
 	if err != nil {
 		return &auth.Error{Status: http.StatusServiceUnavailable, Detail: err.Error()}
 	}
 	if !ok {
 		return auth.Forbidden("queue %s's access.read does not name %s (nor a role or group of it)", j.QueueID, p.Username)
+	}
+	if ru.Owner {
+		who := "nobody (submitted while auth was off)"
+		if j.Owner != nil {
+			who = j.Owner.Username
+		}
+		return auth.Forbidden("job %q belongs to %s: only its owner or %s may change it", id, who, p.RoleFor(auth.LevelAdmin))
 	}
 	return nil
 }
