@@ -20,6 +20,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -556,6 +557,46 @@ func TestCLILoginRefreshLogout(t *testing.T) {
 	if _, errs, code := s.run(t, "login", "--username", "alice", "--password-stdin"); code != 1 || !strings.Contains(errs, "names no issuer: auth is off there, no token or login is needed") {
 		t.Errorf("login at a server without auth: exit %d, %q", code, errs)
 	}
+}
+
+// Commands started together when the stored access token has expired
+// refresh it one after another: the issuer rotates refresh tokens, and a
+// command that used a spent one would be told to log in again.
+func TestCLIParallelCommandsShareARefresh(t *testing.T) {
+	is := oidctest.NewIssuer(t, 5) // within oauth2's early-expiry margin: every use refreshes
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"items":[]}`))
+	}))
+	defer api.Close()
+	s := &server{url: api.URL, home: t.TempDir()}
+	cmd := s.command(context.Background(), "login", "--issuer", is.URL, "--username", oidctest.Username, "--password-stdin")
+	cmd.Stdin = strings.NewReader(oidctest.Password + "\n")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("login: %v\n%s", err, out)
+	}
+	const n = 6
+	var wg sync.WaitGroup
+	errs := make([]string, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, stderr, code := s.run(t, "queues", "ls"); code != 0 {
+				errs[i] = stderr
+			}
+		}()
+	}
+	wg.Wait()
+	for i, e := range errs {
+		if e != "" {
+			t.Errorf("command %d of %d started together: %s", i+1, n, e)
+		}
+	}
+	if got := is.Grants(); len(got) != n+1 || slices.Contains(got[1:], "password") {
+		t.Errorf("grants: %v, want the login's password grant and one refresh per command", got)
+	}
+	s.must(t, "queues", "ls") // the stored refresh token is the latest
 }
 
 // watch redraws its table on a terminal on each job event, prints one line

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/avxrm/rm/sdk/go/avxrm"
@@ -58,53 +59,101 @@ func saveCache(tc tokenCache) error {
 
 // cachedTokenSource returns the stored login's token source, refreshing and
 // storing the token as needed, or nil when nobody has logged in.
-func cachedTokenSource(ctx context.Context) (avxrm.TokenSource, error) {
+func cachedTokenSource(context.Context) (avxrm.TokenSource, error) {
 	p, err := cachePath()
 	if err != nil {
 		return nil, nil
 	}
-	raw, err := os.ReadFile(p)
+	tc, err := loadCache(p)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, err
 	}
+	return &lazyOIDC{path: p, tc: tc}, nil
+}
+
+func loadCache(p string) (tokenCache, error) {
 	var tc tokenCache
-	if err := json.Unmarshal(raw, &tc); err != nil || tc.Token == nil {
-		return nil, fmt.Errorf("%s is damaged: run 'avxrm login' again", p)
+	raw, err := os.ReadFile(p)
+	if err != nil {
+		return tc, err
 	}
-	return &lazyOIDC{tc: tc}, nil
+	if err := json.Unmarshal(raw, &tc); err != nil || tc.Token == nil {
+		return tc, fmt.Errorf("%s is damaged: run 'avxrm login' again", p)
+	}
+	return tc, nil
 }
 
 // lazyOIDC serves the stored access token while it is valid and only then
-// asks the issuer for a new one, storing it.
+// asks the issuer for a new one, storing it. A refresh holds the cache's
+// lock and first reads the cache again: avxrm commands started together
+// then refresh once, one after another, as issuers rotate refresh tokens
+// and a command that sent a spent one would be told to log in again.
 type lazyOIDC struct {
-	tc  tokenCache
-	src *avxrm.OAuth2Source
+	path string
+
+	mu sync.Mutex
+	tc tokenCache
 }
 
 func (l *lazyOIDC) Token(ctx context.Context) (string, error) {
-	if l.src == nil && l.tc.Token.Valid() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.tc.Token.Valid() {
 		return l.tc.Token.AccessToken, nil
 	}
-	if l.src == nil {
-		o := avxrm.OIDC{Issuer: l.tc.Issuer, ClientID: l.tc.ClientID, ClientSecret: l.tc.ClientSecret, Scopes: l.tc.Scopes}
-		src, err := o.Refresh(ctx, l.tc.Token)
-		if err != nil {
-			return "", issuerError(o.Issuer, err)
-		}
-		src.OnRefresh = func(t *oauth2.Token) {
-			l.tc.Token = t
-			_ = saveCache(l.tc)
-		}
-		l.src = src
+	unlock, err := lockFile(ctx, l.path+".lock")
+	if err != nil {
+		return "", fmt.Errorf("lock the stored token: %w", err)
 	}
-	tok, err := l.src.Token(ctx)
+	defer unlock()
+	if tc, err := loadCache(l.path); err == nil && tc.Issuer == l.tc.Issuer && tc.Token.Valid() {
+		l.tc = tc // another avxrm refreshed it meanwhile
+		return tc.Token.AccessToken, nil
+	} else if err == nil && tc.Issuer == l.tc.Issuer {
+		l.tc.Token = tc.Token // the latest refresh token
+	}
+	o := avxrm.OIDC{Issuer: l.tc.Issuer, ClientID: l.tc.ClientID, ClientSecret: l.tc.ClientSecret, Scopes: l.tc.Scopes}
+	src, err := o.Refresh(ctx, l.tc.Token)
+	if err != nil {
+		return "", issuerError(o.Issuer, err)
+	}
+	tok, err := src.Token(ctx)
 	if err != nil {
 		return "", fmt.Errorf("%w (run 'avxrm login' again)", issuerError(l.tc.Issuer, err))
 	}
+	l.tc.Token = src.Current()
+	if err := saveCache(l.tc); err != nil {
+		fmt.Fprintf(os.Stderr, "avxrm: the refreshed token could not be stored (%v): the next command may have to log in again\n", err)
+	}
 	return tok, nil
+}
+
+// lockFile creates path exclusively, waiting while another process holds
+// it (one left behind for over a minute by a process that died is taken
+// over), and returns its release.
+func lockFile(ctx context.Context, path string) (func(), error) {
+	for {
+		f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+		if err == nil {
+			_ = f.Close()
+			return func() { _ = os.Remove(path) }, nil
+		}
+		if !errors.Is(err, fs.ErrExist) {
+			return nil, err
+		}
+		if fi, err := os.Stat(path); err == nil && time.Since(fi.ModTime()) > time.Minute {
+			_ = os.Remove(path)
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 func loginCommand(g *globals) *cobra.Command {
