@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/avxrm/rm/cmd/avxrm/internal/allinone"
+	"github.com/avxrm/rm/cmd/avxrm/internal/devidp"
 	"github.com/avxrm/rm/pkg/events/eventstest"
 	"github.com/avxrm/rm/sdk/go/avxrm/oidctest"
 	"github.com/creack/pty"
@@ -597,6 +598,49 @@ func TestCLIParallelCommandsShareARefresh(t *testing.T) {
 		t.Errorf("grants: %v, want the login's password grant and one refresh per command", got)
 	}
 	s.must(t, "queues", "ls") // the stored refresh token is the latest
+}
+
+// logout asks the issuer to revoke the stored refresh token, so that a copy
+// of the token file is no use afterwards.
+func TestCLILogoutRevokesTheRefreshToken(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	idp, err := devidp.Start(ctx, devidp.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idp.Close()
+	u, _ := idp.User("user")
+	s := &server{url: "http://127.0.0.1:1", home: t.TempDir()}
+	cmd := s.command(ctx, "login", "--issuer", idp.Issuer, "--username", u.Username, "--password-stdin")
+	cmd.Stdin = strings.NewReader(u.Password + "\n")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("login: %v\n%s", err, out)
+	}
+	var tc struct {
+		Token struct {
+			RefreshToken string `json:"refresh_token"`
+		}
+	}
+	raw, _ := os.ReadFile(filepath.Join(s.home, "avxrm", "token.json"))
+	if err := json.Unmarshal(raw, &tc); err != nil || tc.Token.RefreshToken == "" {
+		t.Fatalf("stored token: %v %s", err, raw)
+	}
+	if out, errs, code := s.run(t, "logout"); code != 0 || out != "logged out\n" || errs != "" {
+		t.Fatalf("logout: exit %d, %q, %q", code, out, errs)
+	}
+	res, err := http.PostForm(idp.TokenURL, map[string][]string{"grant_type": {"refresh_token"}, "client_id": {idp.ClientID}, "refresh_token": {tc.Token.RefreshToken}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode == http.StatusOK {
+		t.Errorf("the refresh token still gives tokens after logout")
+	}
+	// Nobody logged in: logout says so and asks nothing.
+	if out, _, code := s.run(t, "logout"); code != 0 || out != "not logged in\n" {
+		t.Errorf("logout again: exit %d, %q", code, out)
+	}
 }
 
 // watch redraws its table on a terminal on each job event, prints one line

@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -244,11 +246,25 @@ func serverIssuer(ctx context.Context, server string) (string, error) {
 
 func logoutCommand() *cobra.Command {
 	return &cobra.Command{
-		Use: "logout", Short: "Forget the stored token", Args: cobra.NoArgs, Example: "  avxrm logout",
+		Use: "logout", Short: "Revoke the stored refresh token at the issuer and forget the token", Args: cobra.NoArgs,
+		Long: "Ask the OIDC issuer to revoke the stored refresh token (RFC 7009), so that a copy of the\n" +
+			"token file is no use afterwards, and remove the file. If the issuer cannot be asked, the\n" +
+			"file is removed all the same and a warning says the refresh token stays valid until it expires.",
+		Example: "  avxrm logout",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			p, err := cachePath()
 			if err != nil {
 				return err
+			}
+			tc, err := loadCache(p)
+			if errors.Is(err, fs.ErrNotExist) {
+				fmt.Fprintln(cmd.OutOrStdout(), "not logged in")
+				return nil
+			}
+			if err == nil && tc.Token.RefreshToken != "" {
+				if rerr := revoke(cmd.Context(), tc); rerr != nil {
+					fmt.Fprintf(cmd.ErrOrStderr(), "avxrm: the refresh token was not revoked (%v); it stays valid until it expires\n", rerr)
+				}
 			}
 			if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				return err
@@ -257,4 +273,58 @@ func logoutCommand() *cobra.Command {
 			return nil
 		},
 	}
+}
+
+// revoke asks tc's issuer to revoke its refresh token (RFC 7009), at the
+// revocation_endpoint its discovery document names.
+func revoke(ctx context.Context, tc tokenCache) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	var d struct {
+		RevocationEndpoint string `json:"revocation_endpoint"`
+	}
+	if err := getJSON(ctx, strings.TrimSuffix(tc.Issuer, "/")+"/.well-known/openid-configuration", &d); err != nil {
+		return issuerError(tc.Issuer, err)
+	}
+	if d.RevocationEndpoint == "" {
+		return fmt.Errorf("the issuer %s names no revocation_endpoint", tc.Issuer)
+	}
+	form := url.Values{"token": {tc.Token.RefreshToken}, "token_type_hint": {"refresh_token"}}
+	if tc.ClientSecret == "" {
+		form.Set("client_id", tc.ClientID) // a public client names itself
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.RevocationEndpoint, strings.NewReader(form.Encode()))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if tc.ClientSecret != "" {
+		req.SetBasicAuth(url.QueryEscape(tc.ClientID), url.QueryEscape(tc.ClientSecret))
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return issuerError(tc.Issuer, err)
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(io.LimitReader(res.Body, 512))
+		return fmt.Errorf("%s answered %s %s", d.RevocationEndpoint, res.Status, strings.TrimSpace(string(body)))
+	}
+	return nil
+}
+
+func getJSON(ctx context.Context, u string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return err
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", u, res.Status)
+	}
+	return json.NewDecoder(res.Body).Decode(v)
 }
