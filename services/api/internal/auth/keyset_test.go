@@ -6,6 +6,7 @@ import (
 	"crypto/rsa"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -76,15 +77,20 @@ func (is *issuer) setDown(down bool) {
 	is.mu.Unlock()
 }
 
-// token is a bearer header for a token of this issuer signed with key as kid.
-func (is *issuer) token(key *rsa.PrivateKey, kid string, now time.Time) string {
+// token is a bearer header for a token of this issuer signed with key as
+// kid, valid for a minute from now; change sets or replaces claims.
+func (is *issuer) token(key *rsa.PrivateKey, kid string, now time.Time, change ...map[string]any) string {
 	is.t.Helper()
 	s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: jose.JSONWebKey{Key: key, KeyID: kid}}, (&jose.SignerOptions{}).WithType("JWT"))
 	if err != nil {
 		is.t.Fatal(err)
 	}
-	claims, _ := json.Marshal(map[string]any{"iss": is.URL, "aud": "avxrm", "sub": "alice", "exp": now.Add(time.Minute).Unix(),
-		"iat": now.Unix(), "realm_access": map[string]any{"roles": []string{"rm-user"}}})
+	c := map[string]any{"iss": is.URL, "aud": "avxrm", "sub": "alice", "exp": now.Add(time.Minute).Unix(),
+		"iat": now.Unix(), "realm_access": map[string]any{"roles": []string{"rm-user"}}}
+	for _, ch := range change {
+		maps.Copy(c, ch)
+	}
+	claims, _ := json.Marshal(c)
 	jws, err := s.Sign(claims)
 	if err != nil {
 		is.t.Fatal(err)
@@ -161,5 +167,31 @@ func TestIssuerKeysUnreachable(t *testing.T) {
 	now = now.Add(refetchEvery)
 	if _, err := a.Authenticate(ctx, is.token(k1, "k1", now)); err != nil {
 		t.Fatalf("the issuer back: %v", err)
+	}
+}
+
+// TestClockSkew: exp is accepted up to 30 s past (ClockSkew), nbf up to
+// 4 min 30 s ahead (go-oidc's 5 min less the 30 s), as docs/auth.md says.
+func TestClockSkew(t *testing.T) {
+	is := newIssuer(t)
+	now := time.Now()
+	a := newTestAuthenticator(t, is, &now)
+	k := is.addKey("k")
+	for name, c := range map[string]struct {
+		claims map[string]any
+		says   string // "" accepted
+	}{
+		"exp 25 s ago": {map[string]any{"exp": now.Add(-25 * time.Second).Unix()}, ""},
+		"exp 35 s ago": {map[string]any{"exp": now.Add(-35 * time.Second).Unix()}, "token expired at"},
+		"nbf in 4 min": {map[string]any{"nbf": now.Add(4 * time.Minute).Unix()}, ""},
+		"nbf in 5 min": {map[string]any{"nbf": now.Add(5 * time.Minute).Unix()}, "token not valid yet"},
+	} {
+		_, err := a.Authenticate(context.Background(), is.token(k, "k", now, c.claims))
+		switch {
+		case c.says == "" && err != nil:
+			t.Errorf("%s: %v, want it accepted", name, err)
+		case c.says != "" && (err == nil || !strings.HasPrefix(err.Detail, c.says)):
+			t.Errorf("%s: %+v, want 401 %q", name, err, c.says)
+		}
 	}
 }
