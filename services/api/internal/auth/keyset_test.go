@@ -5,8 +5,10 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -193,5 +195,18 @@ func TestClockSkew(t *testing.T) {
 		case c.says != "" && (err == nil || !strings.HasPrefix(err.Detail, c.says)):
 			t.Errorf("%s: %+v, want 401 %q", name, err, c.says)
 		}
+	}
+}
+
+// TestNewNamesTheIssuerItCannotReach: an issuer that does not answer at
+// start is named as RM_OIDC_ISSUER, and the network error is text, not a
+// *net.OpError that 'avxrm up' would take for its --server being down.
+func TestNewNamesTheIssuerItCannotReach(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer cancel()
+	_, err := New(ctx, Config{Issuer: "http://127.0.0.1:1/realms/x"}, nil)
+	var op *net.OpError
+	if err == nil || !strings.Contains(err.Error(), "RM_OIDC_ISSUER http://127.0.0.1:1/realms/x") || !strings.Contains(err.Error(), "connection refused") || errors.As(err, &op) {
+		t.Fatalf("New with an issuer nobody serves: %v (a *net.OpError: %v), want RM_OIDC_ISSUER named and why, no OpError", err, errors.As(err, &op))
 	}
 }

@@ -40,11 +40,14 @@ func New(ctx context.Context, cfg Config, jobs *JobTokens) (*Authenticator, erro
 		return nil, errors.New("auth: no issuer configured")
 	}
 	var prov *oidc.Provider
-	var err error
-	deadline := time.Now().Add(discoveryWait)
+	var err, why error // why: the last failure before ctx ended, if it did
+	start := time.Now()
 	for {
 		prov, err = oidc.NewProvider(oidc.ClientContext(ctx, cfg.HTTPClient), cfg.Issuer)
-		if err == nil || time.Now().After(deadline) || ctx.Err() != nil {
+		if err != nil && ctx.Err() == nil {
+			why = err
+		}
+		if err == nil || time.Since(start) > discoveryWait || ctx.Err() != nil {
 			break
 		}
 		select {
@@ -53,7 +56,14 @@ func New(ctx context.Context, cfg Config, jobs *JobTokens) (*Authenticator, erro
 		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("auth: discover OIDC issuer %s: %w", cfg.Issuer, err)
+		if why == nil {
+			why = err
+		}
+		// %v, not %w: the error is the issuer's, and callers that tell
+		// network errors apart (avxrm's error line) must not take it for
+		// their own server's.
+		return nil, fmt.Errorf("auth: cannot discover the OIDC issuer (RM_OIDC_ISSUER %s) in %s: %v",
+			cfg.Issuer, time.Since(start).Round(time.Second), why)
 	}
 	var meta struct {
 		JWKSURI string `json:"jwks_uri"`
