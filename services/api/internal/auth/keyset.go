@@ -61,7 +61,7 @@ func (k *keySet) VerifySignature(ctx context.Context, raw string) ([]byte, error
 			if lastErr != nil {
 				return nil, lastErr
 			}
-			return nil, fmt.Errorf("the issuer's key set has no key %q", kid)
+			return nil, fmt.Errorf("the issuer's key set has no key %s", quoted(kid))
 		}
 	}
 	for _, key := range keys {

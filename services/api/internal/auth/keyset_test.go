@@ -210,3 +210,15 @@ func TestNewNamesTheIssuerItCannotReach(t *testing.T) {
 		t.Fatalf("New with an issuer nobody serves: %v (a *net.OpError: %v), want RM_OIDC_ISSUER named and why, no OpError", err, errors.As(err, &op))
 	}
 }
+
+// TestLongKidIsCut: a made-up kid is quoted in the 401 cut to 100 bytes.
+func TestLongKidIsCut(t *testing.T) {
+	is := newIssuer(t)
+	now := time.Now()
+	a := newTestAuthenticator(t, is, &now)
+	k := is.addKey("k")
+	_, err := a.Authenticate(context.Background(), is.token(k, strings.Repeat("K", 20000), now))
+	if err == nil || err.Status != http.StatusUnauthorized || len(err.Detail) > 400 {
+		t.Fatalf("a 20 kB kid: %d bytes of detail (%.300v), want a 401 of at most 400", len(fmt.Sprint(err)), err)
+	}
+}

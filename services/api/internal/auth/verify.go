@@ -156,7 +156,7 @@ func describe(err error, kid string) *Error {
 	case strings.Contains(msg, "nbf"):
 		return Unauthorized("token not valid yet (nbf): %v", err)
 	case strings.Contains(msg, "failed to verify signature"):
-		return Unauthorized("bad signature: the token does not verify with the issuer's key %q (%v)", kid, err)
+		return Unauthorized("bad signature: the token does not verify with the issuer's key %s (%v)", quoted(kid), err)
 	case strings.Contains(msg, "malformed"):
 		return Unauthorized("malformed token: %v", err)
 	}
