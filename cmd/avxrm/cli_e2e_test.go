@@ -560,6 +560,44 @@ func TestCLILoginRefreshLogout(t *testing.T) {
 	}
 }
 
+// The stored login's token goes only to servers that take its issuer's
+// tokens (RFC 9728 metadata): --server or $RM_SERVER pointed elsewhere (a
+// typo, a project's .envrc) must not receive it.
+func TestCLIStoredTokenGoesOnlyToServersOfItsIssuer(t *testing.T) {
+	is := oidctest.NewIssuer(t, 3600)
+	api := func(issuer string, got *[]string) *httptest.Server {
+		var mu sync.Mutex
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			if r.URL.Path == "/.well-known/oauth-protected-resource" {
+				_, _ = fmt.Fprintf(w, `{"resource":"%s/api/resources/v1","authorization_servers":[%q]}`, "http://"+r.Host, issuer)
+				return
+			}
+			mu.Lock()
+			*got = append(*got, r.Header.Get("Authorization"))
+			mu.Unlock()
+			_, _ = w.Write([]byte(`{"items":[]}`))
+		}))
+		t.Cleanup(srv.Close)
+		return srv
+	}
+	var home, same, other []string
+	s := &server{url: api(is.URL, &home).URL, home: t.TempDir()}
+	cmd := s.command(context.Background(), "login", "--username", oidctest.Username, "--password-stdin")
+	cmd.Stdin = strings.NewReader(oidctest.Password + "\n")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("login: %v\n%s", err, out)
+	}
+	s.must(t, "queues", "ls")
+	sameURL, otherURL := api(is.URL, &same).URL, api("https://sso.elsewhere.example/realms/x", &other).URL
+	s.must(t, "queues", "ls", "--server", sameURL)
+	s.must(t, "queues", "ls", "--server", otherURL)
+	if fmt.Sprint(home, same) != "[Bearer at-1] [Bearer at-1]" || fmt.Sprint(other) != "[]" {
+		t.Errorf("Authorization sent: %q to the login's server, %q to another of its issuer, %q to a server of another issuer; want the token, the token, none",
+			home, same, other)
+	}
+}
+
 // Commands started together when the stored access token has expired
 // refresh it one after another: the issuer rotates refresh tokens, and a
 // command that used a spent one would be told to log in again.
@@ -567,6 +605,10 @@ func TestCLIParallelCommandsShareARefresh(t *testing.T) {
 	is := oidctest.NewIssuer(t, 5) // within oauth2's early-expiry margin: every use refreshes
 	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
+		if r.URL.Path == "/.well-known/oauth-protected-resource" { // RFC 9728, as the API serves it with auth on
+			_, _ = fmt.Fprintf(w, `{"resource":"%s/api/resources/v1","authorization_servers":[%q]}`, "http://"+r.Host, is.URL)
+			return
+		}
 		_, _ = w.Write([]byte(`{"items":[]}`))
 	}))
 	defer api.Close()

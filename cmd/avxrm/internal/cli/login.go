@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -29,6 +30,9 @@ type tokenCache struct {
 	ClientSecret string        `json:"client_secret,omitempty"`
 	Scopes       []string      `json:"scopes,omitempty"`
 	Token        *oauth2.Token `json:"token"`
+	// Servers are the root URLs the token may be sent to: those that named
+	// Issuer in their protected resource metadata (RFC 9728) when asked.
+	Servers []string `json:"servers,omitempty"`
 }
 
 // cachePath is $XDG_CONFIG_HOME/avxrm/token.json (or the OS's config dir).
@@ -59,9 +63,13 @@ func saveCache(tc tokenCache) error {
 	return os.Rename(tmp, p)
 }
 
-// cachedTokenSource returns the stored login's token source, refreshing and
-// storing the token as needed, or nil when nobody has logged in.
-func cachedTokenSource(context.Context) (avxrm.TokenSource, error) {
+// cachedTokenSource returns the stored login's token source for server,
+// refreshing and storing the token as needed, or nil when nobody has logged
+// in or server does not take the login's tokens: a bearer token must not go
+// to whatever --server or $RM_SERVER names. A server not asked before is
+// asked which issuer it takes (RFC 9728); one that names the login's issuer
+// is remembered.
+func cachedTokenSource(ctx context.Context, server string, stderr io.Writer) (avxrm.TokenSource, error) {
 	p, err := cachePath()
 	if err != nil {
 		return nil, nil
@@ -73,7 +81,38 @@ func cachedTokenSource(context.Context) (avxrm.TokenSource, error) {
 	if err != nil {
 		return nil, err
 	}
+	root := strings.TrimRight(server, "/")
+	if !slices.Contains(tc.Servers, root) {
+		qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		iss, err := avxrm.ServerIssuer(qctx, nil, root)
+		cancel()
+		if err != nil {
+			return nil, nil // auth off there, or unreachable: the request says
+		}
+		if iss != tc.Issuer {
+			fmt.Fprintf(stderr, "avxrm: the stored login (issuer %s) is not sent to %s, which takes tokens of %s; 'avxrm login' logs in there\n",
+				tc.Issuer, root, iss)
+			return nil, nil
+		}
+		tc.Servers = append(tc.Servers, root)
+		rememberServer(ctx, p, tc.Issuer, root)
+	}
 	return &lazyOIDC{path: p, tc: tc}, nil
+}
+
+// rememberServer adds root to the servers of the login stored at p, under
+// the cache's lock and into what the file holds then, so as not to undo a
+// refresh another avxrm stored meanwhile. At worst root is asked again.
+func rememberServer(ctx context.Context, p, issuer, root string) {
+	unlock, err := lockFile(ctx, p+".lock")
+	if err != nil {
+		return
+	}
+	defer unlock()
+	if tc, err := loadCache(p); err == nil && tc.Issuer == issuer && !slices.Contains(tc.Servers, root) {
+		tc.Servers = append(tc.Servers, root)
+		_ = saveCache(tc)
+	}
 }
 
 func loadCache(p string) (tokenCache, error) {
@@ -111,11 +150,18 @@ func (l *lazyOIDC) Token(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("lock the stored token: %w", err)
 	}
 	defer unlock()
-	if tc, err := loadCache(l.path); err == nil && tc.Issuer == l.tc.Issuer && tc.Token.Valid() {
-		l.tc = tc // another avxrm refreshed it meanwhile
-		return tc.Token.AccessToken, nil
-	} else if err == nil && tc.Issuer == l.tc.Issuer {
-		l.tc.Token = tc.Token // the latest refresh token
+	stored, err := loadCache(l.path)
+	ours := err == nil && stored.Issuer == l.tc.Issuer // not logged out, nor in elsewhere, meanwhile
+	if ours {
+		for _, s := range stored.Servers {
+			if !slices.Contains(l.tc.Servers, s) {
+				l.tc.Servers = append(l.tc.Servers, s)
+			}
+		}
+		l.tc.Token = stored.Token // the latest refresh token
+		if stored.Token.Valid() {
+			return stored.Token.AccessToken, nil // another avxrm refreshed it meanwhile
+		}
 	}
 	o := avxrm.OIDC{Issuer: l.tc.Issuer, ClientID: l.tc.ClientID, ClientSecret: l.tc.ClientSecret, Scopes: l.tc.Scopes}
 	src, err := o.Refresh(ctx, l.tc.Token)
@@ -127,6 +173,9 @@ func (l *lazyOIDC) Token(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("%w (run 'avxrm login' again)", issuerError(l.tc.Issuer, err))
 	}
 	l.tc.Token = src.Current()
+	if !ours {
+		return tok, nil
+	}
 	if err := saveCache(l.tc); err != nil {
 		fmt.Fprintf(os.Stderr, "avxrm: the refreshed token could not be stored (%v): the next command may have to log in again\n", err)
 	}
@@ -178,6 +227,7 @@ func loginCommand(g *globals) *cobra.Command {
 			ctx := cmd.Context()
 			var src *avxrm.OAuth2Source
 			var err error
+			named := o.Issuer == "" // by the server, which then takes its tokens
 			if o.Issuer == "" {
 				if o.Issuer, err = serverIssuer(ctx, g.server); err != nil {
 					return err
@@ -201,7 +251,11 @@ func loginCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return issuerError(o.Issuer, err)
 			}
-			if err := saveCache(tokenCache{Issuer: o.Issuer, ClientID: o.ClientID, ClientSecret: o.ClientSecret, Scopes: o.Scopes, Token: src.Current()}); err != nil {
+			tc := tokenCache{Issuer: o.Issuer, ClientID: o.ClientID, ClientSecret: o.ClientSecret, Scopes: o.Scopes, Token: src.Current()}
+			if named {
+				tc.Servers = []string{strings.TrimRight(g.server, "/")}
+			}
+			if err := saveCache(tc); err != nil {
 				return err
 			}
 			p, _ := cachePath()

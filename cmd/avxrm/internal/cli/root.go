@@ -314,7 +314,7 @@ func (g *globals) client(ctx context.Context) (*avxrm.Client, error) {
 	tok := cmp.Or(g.token, os.Getenv("RM_TOKEN"), os.Getenv("RM_JOB_TOKEN"))
 	if tok != "" {
 		opts = append(opts, avxrm.WithTokenSource(avxrm.StaticToken(tok)))
-	} else if ts, err := cachedTokenSource(ctx); err != nil {
+	} else if ts, err := cachedTokenSource(ctx, g.server, os.Stderr); err != nil {
 		return nil, err
 	} else if ts != nil {
 		opts = append(opts, avxrm.WithTokenSource(ts))
