@@ -198,8 +198,12 @@ func TestEveryRouteNeedsAValidToken(t *testing.T) {
 		for _, b := range bad {
 			got := e.do(b.header, r.Method, path, body(r.Method, r.Path))
 			challenge := got.Header.Get("WWW-Authenticate")
-			if got.Status != http.StatusUnauthorized || !strings.HasPrefix(challenge, "Bearer ") || !strings.Contains(challenge, `error="invalid_token"`) {
-				t.Errorf("%s %s with %s = %d (WWW-Authenticate %q) %s, want 401 with a Bearer challenge", r.Method, r.Path, b.name, got.Status, challenge, got.Body)
+			// No bearer token: no error code in the challenge (RFC 6750 3.1).
+			noToken := !strings.HasPrefix(b.header, "Bearer ")
+			if got.Status != http.StatusUnauthorized || !strings.HasPrefix(challenge, `Bearer realm="avxrm", `) ||
+				strings.Contains(challenge, `error="invalid_token"`) == noToken || !strings.Contains(challenge, "resource_metadata=") {
+				t.Errorf("%s %s with %s = %d (WWW-Authenticate %q) %s, want 401 with a Bearer challenge, error=\"invalid_token\" only for a token",
+					r.Method, r.Path, b.name, got.Status, challenge, got.Body)
 				continue
 			}
 			if ct := got.Header.Get("Content-Type"); ct != "application/problem+json" || !strings.Contains(string(got.Body), b.says) {

@@ -213,12 +213,20 @@ type Error struct {
 	// Detail says which check failed; it is the problem's detail and, for a
 	// 401, the error_description of WWW-Authenticate.
 	Detail string
+	// NoToken marks a 401 of a request that sent no bearer token (none, or
+	// another scheme's credentials): its challenge names no error.
+	NoToken bool
 }
 
 func (e *Error) Error() string { return e.Detail }
 
 // Challenge is the WWW-Authenticate value of a 401 (RFC 6750 section 3).
+// A request without a bearer token gets no error code or description, as
+// section 3.1 asks: it did not present a token that could be invalid.
 func (e *Error) Challenge() string {
+	if e.NoToken {
+		return `Bearer realm="avxrm"`
+	}
 	return `Bearer realm="avxrm", error="invalid_token", error_description="` + description(e.Detail) + `"`
 }
 

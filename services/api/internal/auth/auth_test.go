@@ -90,3 +90,24 @@ func TestChallengeOfAForgedIssuer(t *testing.T) {
 		}
 	}
 }
+
+// A request without a bearer token is challenged without an error code
+// (RFC 6750 section 3.1): it presented no token that could be invalid. One
+// with a bad token names invalid_token and why.
+func TestChallengeWithoutAToken(t *testing.T) {
+	a := &Authenticator{cfg: Config{Issuer: "https://sso.example/realms/avx"}.withDefaults()}
+	for header, want := range map[string]string{
+		"":                       `Bearer realm="avxrm"`,
+		"Basic YWRtaW46YWRtaW4=": `Bearer realm="avxrm"`,
+		"Bearer not-a-jwt":       `Bearer realm="avxrm", error="invalid_token", error_description="malformed token`,
+		"Bearer ":                `Bearer realm="avxrm", error="invalid_token", error_description="malformed Authorization header`,
+	} {
+		_, err := a.Authenticate(context.Background(), header)
+		if err == nil || err.Status != http.StatusUnauthorized {
+			t.Fatalf("%q: %+v, want 401", header, err)
+		}
+		if c := err.Challenge(); !strings.HasPrefix(c, want) || want == `Bearer realm="avxrm"` && c != want {
+			t.Errorf("%q: challenge %q, want %q…", header, c, want)
+		}
+	}
+}

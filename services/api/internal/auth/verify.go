@@ -93,11 +93,18 @@ func (a *Authenticator) Config() Config { return a.cfg }
 // who sent it, or a 401 Error saying which check failed.
 func (a *Authenticator) Authenticate(ctx context.Context, header string) (*Principal, *Error) {
 	if strings.TrimSpace(header) == "" {
-		return nil, Unauthorized("no bearer token: send Authorization: Bearer <access token>")
+		e := Unauthorized("no bearer token: send Authorization: Bearer <access token>")
+		e.NoToken = true
+		return nil, e
 	}
 	scheme, raw, _ := strings.Cut(strings.TrimSpace(header), " ")
 	raw = strings.TrimSpace(raw)
-	if !strings.EqualFold(scheme, "Bearer") || raw == "" {
+	if !strings.EqualFold(scheme, "Bearer") {
+		e := Unauthorized("malformed Authorization header: it must be \"Bearer <access token>\", not %s credentials", quoted(scheme))
+		e.NoToken = true
+		return nil, e
+	}
+	if raw == "" {
 		return nil, Unauthorized("malformed Authorization header: it must be \"Bearer <access token>\"")
 	}
 	hdr, claims, err := peek(raw)

@@ -417,8 +417,8 @@ const authDescription = `
 ## Authentication
 While the server runs with auth on (RM_OIDC_ISSUER set), every operation needs
 ` + "`Authorization: Bearer <access token>`" + ` from the OIDC issuer. No token or a bad one
-answers **401** with ` + "`WWW-Authenticate: Bearer error=\"invalid_token\"`" + ` and a problem saying
-which check failed; a token without the role, queue permission or job ownership
+answers **401** with a ` + "`WWW-Authenticate: Bearer`" + ` challenge (with ` + "`error=\"invalid_token\"`" + ` for a
+token that was sent) and a problem saying which check failed; a token without the role, queue permission or job ownership
 the operation needs answers **403** naming it.
 
 Roles: **rm-admin** does everything; **rm-user** reads everything (plugin secrets
