@@ -351,6 +351,8 @@ func script(s *session) {
 	}
 	s.waitFor("/scenario-exports/"+exp, "ready")
 	s.do("GET", "/scenario-exports/"+exp+"/download", nil, 200)
+	s.do("DELETE", "/scenario-exports/"+exp, nil, 204)
+	s.do("DELETE", "/scenario-exports/"+exp, nil, 404)
 	s.do("GET", "/jobs/"+job+"/instances/worker/7/logs", nil, 404)
 	s.do("GET", "/jobs/"+job+"/instances/gardener/0/logs", nil, 422, offSchema())
 	s.do("DELETE", "/jobs/"+job+"/post-controller", nil, 409)

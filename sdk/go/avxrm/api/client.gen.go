@@ -2383,6 +2383,12 @@ type ListQueuePendingParams struct {
 	Cursor *string `form:"cursor,omitempty" json:"cursor,omitempty"`
 }
 
+// DeleteScenarioExportParams defines parameters for DeleteScenarioExport.
+type DeleteScenarioExportParams struct {
+	// IfMatch the ETag ("`<version>`") the change applies to; a different current version answers 412
+	IfMatch *string `json:"If-Match,omitempty"`
+}
+
 // GetWhoamiParams defines parameters for GetWhoami.
 type GetWhoamiParams struct {
 	// Queue a queue's id or name: list only it (404 if there is none)
@@ -3478,6 +3484,13 @@ type ClientInterface interface {
 	//
 	// Corresponds with GET /queues/{queue_id}/pending (the `ListQueuePending` operationId).
 	ListQueuePending(ctx context.Context, queueId string, params *ListQueuePendingParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// DeleteScenarioExport Delete a scenario export and its zip
+	//
+	// Before it expires, at any status: an export being built is not built further. A download under way breaks off.
+	//
+	// Corresponds with DELETE /scenario-exports/{id} (the `DeleteScenarioExport` operationId).
+	DeleteScenarioExport(ctx context.Context, id string, params *DeleteScenarioExportParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// GetScenarioExport Get a scenario export
 	//
@@ -4806,6 +4819,23 @@ func (c *Client) ListQueueJobs(ctx context.Context, queueId string, params *List
 // Corresponds with GET /queues/{queue_id}/pending (the `ListQueuePending` operationId).
 func (c *Client) ListQueuePending(ctx context.Context, queueId string, params *ListQueuePendingParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewListQueuePendingRequest(c.Server, queueId, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// DeleteScenarioExport Delete a scenario export and its zip
+//
+// Before it expires, at any status: an export being built is not built further. A download under way breaks off.
+//
+// Corresponds with DELETE /scenario-exports/{id} (the `DeleteScenarioExport` operationId).
+func (c *Client) DeleteScenarioExport(ctx context.Context, id string, params *DeleteScenarioExportParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewDeleteScenarioExportRequest(c.Server, id, params)
 	if err != nil {
 		return nil, err
 	}
@@ -8442,6 +8472,55 @@ func NewListQueuePendingRequest(server string, queueId string, params *ListQueue
 	return req, nil
 }
 
+// NewDeleteScenarioExportRequest constructs an http.Request for the DeleteScenarioExport method
+func NewDeleteScenarioExportRequest(server string, id string, params *DeleteScenarioExportParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/scenario-exports/%s", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodDelete, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+
+		if params.IfMatch != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "If-Match", *params.IfMatch, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("If-Match", headerParam0)
+		}
+
+	}
+
+	return req, nil
+}
+
 // NewGetScenarioExportRequest constructs an http.Request for the GetScenarioExport method
 func NewGetScenarioExportRequest(server string, id string) (*http.Request, error) {
 	var err error
@@ -9206,6 +9285,15 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with GET /queues/{queue_id}/pending (the `ListQueuePending` operationId).
 	ListQueuePendingWithResponse(ctx context.Context, queueId string, params *ListQueuePendingParams, reqEditors ...RequestEditorFn) (*ListQueuePendingResponse, error)
+
+	// DeleteScenarioExportWithResponse Delete a scenario export and its zip
+	//
+	// Before it expires, at any status: an export being built is not built further. A download under way breaks off.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with DELETE /scenario-exports/{id} (the `DeleteScenarioExport` operationId).
+	DeleteScenarioExportWithResponse(ctx context.Context, id string, params *DeleteScenarioExportParams, reqEditors ...RequestEditorFn) (*DeleteScenarioExportResponse, error)
 
 	// GetScenarioExportWithResponse Get a scenario export
 	//
@@ -14947,6 +15035,96 @@ func (r ListQueuePendingResponse) ContentType() string {
 	return ""
 }
 
+type DeleteScenarioExportResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *Problem
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *Problem
+	// ApplicationproblemJSON412 the response for an HTTP 412 `application/problem+json` response
+	ApplicationproblemJSON412 *Problem
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *Problem
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r DeleteScenarioExportResponse) GetApplicationproblemJSON400() *Problem {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r DeleteScenarioExportResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r DeleteScenarioExportResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r DeleteScenarioExportResponse) GetApplicationproblemJSON404() *Problem {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON412 returns the response for an HTTP 412 `application/problem+json` response
+func (r DeleteScenarioExportResponse) GetApplicationproblemJSON412() *Problem {
+	return r.ApplicationproblemJSON412
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r DeleteScenarioExportResponse) GetApplicationproblemJSON422() *Problem {
+	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r DeleteScenarioExportResponse) GetApplicationproblemJSON500() *Problem {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r DeleteScenarioExportResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r DeleteScenarioExportResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r DeleteScenarioExportResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r DeleteScenarioExportResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r DeleteScenarioExportResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 // GetScenarioExportResponse200Headers the declared response headers of an HTTP 200 response for GetScenarioExport
 type GetScenarioExportResponse200Headers struct {
 	ETag     *string
@@ -16328,6 +16506,21 @@ func (c *ClientWithResponses) ListQueuePendingWithResponse(ctx context.Context, 
 		return nil, err
 	}
 	return ParseListQueuePendingResponse(rsp)
+}
+
+// DeleteScenarioExportWithResponse Delete a scenario export and its zip
+//
+// Before it expires, at any status: an export being built is not built further. A download under way breaks off.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with DELETE /scenario-exports/{id} (the `DeleteScenarioExport` operationId).
+func (c *ClientWithResponses) DeleteScenarioExportWithResponse(ctx context.Context, id string, params *DeleteScenarioExportParams, reqEditors ...RequestEditorFn) (*DeleteScenarioExportResponse, error) {
+	rsp, err := c.DeleteScenarioExport(ctx, id, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseDeleteScenarioExportResponse(rsp)
 }
 
 // GetScenarioExportWithResponse Get a scenario export
@@ -21598,6 +21791,84 @@ func ParseListQueuePendingResponse(rsp *http.Response) (*ListQueuePendingRespons
 			return nil, err
 		}
 		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseDeleteScenarioExportResponse parses an HTTP response from a DeleteScenarioExportWithResponse call
+func ParseDeleteScenarioExportResponse(rsp *http.Response) (*DeleteScenarioExportResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &DeleteScenarioExportResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.StatusCode == 204:
+		break // No content-type
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 412:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON412 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
 		var dest Problem

@@ -487,7 +487,7 @@ func (s *Server) removeJobArtifacts(ctx context.Context, jobID string) error {
 		return err
 	}
 	for _, id := range ids {
-		if err := s.removeExport(ctx, id); err != nil {
+		if err := s.removeExport(ctx, id, ""); err != nil {
 			return err
 		}
 	}

@@ -422,3 +422,56 @@ func TestUploadOperationsDocumented(t *testing.T) {
 		}
 	}
 }
+
+// TestExportDelete: DELETE /scenario-exports/{id} removes a ready export and
+// its zip with rm.export.deleted, and a pending one before it is built; an
+// unknown or deleted export is 404.
+func TestExportDelete(t *testing.T) {
+	e := newArtifactEnv(t)
+	id := e.readyExport(content(3, 2<<20+7))
+	if got := e.stored(); got != [3]int64{} {
+		t.Fatalf("artifacts stored: %v", got)
+	}
+	if n := e.count(zipBucket + ".chunks"); n != 3 {
+		t.Fatalf("%d zip chunks before the delete, want 3", n)
+	}
+	if a := e.do(http.MethodDelete, "/scenario-exports/"+id, nil, "If-Match", `"2"`); a.status != http.StatusPreconditionFailed {
+		t.Fatalf("DELETE with a stale If-Match = %s", a)
+	}
+	if a := e.do(http.MethodDelete, "/scenario-exports/"+id, nil, "If-Match", `"3"`); a.status != http.StatusNoContent {
+		t.Fatalf("DELETE ready export = %s", a)
+	}
+	for _, p := range []string{"", "/download"} {
+		if a := e.do(http.MethodGet, "/scenario-exports/"+id+p, nil); a.status != http.StatusNotFound {
+			t.Errorf("GET%s after the delete = %s", p, a)
+		}
+	}
+	if n, c := e.count(zipBucket+".files"), e.count(zipBucket+".chunks"); n != 0 || c != 0 {
+		t.Errorf("zip left: %d files, %d chunks", n, c)
+	}
+	evs := eventstest.ReadAll(t, e.js, events.FilterSubject(events.KindExport, "", id))
+	if len(evs) != 1 || evs[0].Type != typeExportDeleted {
+		t.Errorf("events %+v, want one %s", evs, typeExportDeleted)
+	}
+	if a := e.do(http.MethodDelete, "/scenario-exports/"+id, nil); a.status != http.StatusNotFound ||
+		a.header.Get("Content-Type") != "application/problem+json" {
+		t.Errorf("DELETE again = %s", a)
+	}
+
+	job := e.job()
+	e.put("/jobs/"+job+"/artifacts/scenarios/s-001/a.xosc", []byte("a"))
+	a := e.do(http.MethodPost, "/jobs/"+job+"/scenario-exports", strings.NewReader(`{"samples":["s-001"]}`), "Content-Type", "application/json")
+	var x ScenarioExport
+	if err := json.Unmarshal(a.body, &x); a.status != http.StatusAccepted || err != nil {
+		t.Fatalf("POST = %s", a)
+	}
+	if a := e.do(http.MethodDelete, "/scenario-exports/"+x.ID, nil); a.status != http.StatusNoContent {
+		t.Fatalf("DELETE pending export = %s", a)
+	}
+	if l := e.do(http.MethodGet, "/jobs/"+job+"/scenario-exports", nil); l.status != http.StatusOK || bytes.Contains(l.body, []byte(x.ID)) {
+		t.Errorf("the job's exports after the delete = %s", l)
+	}
+	if a := e.do(http.MethodDelete, "/scenario-exports/exp-NOPE", nil); a.status != http.StatusNotFound {
+		t.Errorf("DELETE unknown export = %s", a)
+	}
+}

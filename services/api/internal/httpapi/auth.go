@@ -84,6 +84,8 @@ func ruleFor(method, path string) rule {
 		return rule{Level: auth.LevelUser} // its owner: cancelJobArray
 	case jobItem:
 		return rule{Level: auth.LevelUser, Job: true, Owner: true}
+	case method == http.MethodDelete && rel == "/scenario-exports/:id":
+		return rule{Level: auth.LevelUser, Export: true, Owner: true} // as its job's changes
 	}
 	return rule{Level: auth.LevelAdmin}
 }

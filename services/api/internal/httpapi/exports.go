@@ -76,6 +76,10 @@ func (s *Server) registerExports() {
 		"206": {Description: "the requested range of the zip", Content: zip, Headers: hdr},
 	}
 	huma.Register(s.API, op, s.downloadExport)
+	op = s.op("delete-scenario-export", http.MethodDelete, BasePath+"/scenario-exports/{id}", "Delete a scenario export and its zip",
+		tags, http.StatusNoContent, http.StatusNotFound, http.StatusPreconditionFailed)
+	op.Description = "Before it expires, at any status: an export being built is not built further. A download under way breaks off."
+	huma.Register(s.API, op, s.deleteExport)
 }
 
 type createExportInput struct {
@@ -249,6 +253,18 @@ func (s *Server) downloadExport(ctx context.Context, in *exportRef) (*huma.Strea
 	}}, nil
 }
 
+type exportIfMatch struct {
+	ID string `path:"id" maxLength:"63" doc:"the export's id"`
+	IfMatchParam
+}
+
+func (s *Server) deleteExport(ctx context.Context, in *exportIfMatch) (*struct{}, error) {
+	if _, err := s.loadExport(ctx, in.ID); err != nil {
+		return nil, err
+	}
+	return nil, s.removeExport(ctx, in.ID, in.IfMatch)
+}
+
 // exportIDsOfJob returns the ids of job's live exports.
 func (s *Server) exportIDsOfJob(ctx context.Context, jobID string) ([]string, error) {
 	cur, err := s.exportsColl().Find(ctx, bson.D{{Key: "job_id", Value: jobID}, outbox.NotDeleted()},
@@ -270,15 +286,19 @@ func (s *Server) exportIDsOfJob(ctx context.Context, jobID string) ([]string, er
 }
 
 // removeExport deletes export id with an rm.export.deleted event, then its
-// zip. A builder working on it finds the export gone when it finishes and
-// removes the zip it built.
-func (s *Server) removeExport(ctx context.Context, id string) error {
+// zip, if its version matches ifMatch (an If-Match header; "" for any). A
+// builder working on it finds the export gone when it finishes and removes
+// the zip it built.
+func (s *Server) removeExport(ctx context.Context, id, ifMatch string) error {
 	for attempt := 0; ; attempt++ {
 		l, err := s.loadExport(ctx, id)
 		if errors.Is(err, problem.ErrNotFound) {
 			return nil
 		}
 		if err != nil {
+			return err
+		}
+		if err := checkIfMatch(ifMatch, l.Res.Version); err != nil {
 			return err
 		}
 		gone := *l.Res
