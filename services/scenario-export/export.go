@@ -543,7 +543,7 @@ func (s *Service) fail(ctx context.Context, l artifacts.Loaded, reason string) e
 
 // isPermanent: a rebuild would fail the same way, so the export fails with the reason.
 func isPermanent(err error) bool {
-	return errors.Is(err, zipper.ErrChecksum) || errors.Is(err, blob.ErrNotFound) || errors.Is(err, blob.ErrCorrupt)
+	return errors.Is(err, zipper.ErrChecksum) || errors.Is(err, zipper.ErrPathConflict) || errors.Is(err, blob.ErrNotFound) || errors.Is(err, blob.ErrCorrupt)
 }
 
 func (s *Service) open(ctx context.Context, e zipper.Entry) (io.ReadCloser, error) {

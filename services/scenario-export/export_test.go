@@ -438,6 +438,26 @@ func TestExportFailsOnCorruptArtifact(t *testing.T) {
 	}
 }
 
+// TestExportFailsOnFileAndDirectory: a sample with both a file x and a file
+// x/y cannot make a zip that extracts; the export fails naming both.
+func TestExportFailsOnFileAndDirectory(t *testing.T) {
+	e := newEnv(t)
+	e.artifact("job-1", zipper.KindScenario, "s-1", "run", strings.NewReader("a file"))
+	e.artifact("job-1", zipper.KindScenario, "s-1", "run/out.xosc", strings.NewReader("under it"))
+	id := e.request("job-1", zipper.Request{Samples: []string{"s-1"}}, time.Hour)
+	e.service(export.Config{Owner: "one"}, nil)
+	x := e.wait(id, "finished", finished)
+	if x.Status != artifacts.StatusFailed || !strings.Contains(x.Reason, "scenarios/s-1/run/out.xosc") || x.ZipFileID != "" {
+		t.Errorf("export %+v, want failed naming scenarios/s-1/run/out.xosc", x)
+	}
+	if got := e.exportEvents(id); got[events.TypeExportFailed] != 1 || got[events.TypeExportReady] != 0 {
+		t.Errorf("events %v", got)
+	}
+	if n := e.count(artifacts.ZipBucket + ".chunks"); n != 0 {
+		t.Errorf("%d zip chunks left", n)
+	}
+}
+
 func TestExpiredExportsAreDeleted(t *testing.T) {
 	e := newEnv(t)
 	e.artifact("job-1", zipper.KindAsset, "", "a.bin", strings.NewReader("hello"))

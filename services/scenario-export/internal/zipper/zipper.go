@@ -34,6 +34,10 @@ const ManifestName = "manifest.json"
 // ErrChecksum: an artifact's bytes do not match its recorded size or sha256.
 var ErrChecksum = errors.New("artifact does not match its recorded size or sha256")
 
+// ErrPathConflict: one entry's path is a directory of another's (a and a/b),
+// which no zip tool can extract.
+var ErrPathConflict = errors.New("a file's path is also a directory of another file")
+
 // Entry is one stored artifact.
 type Entry struct {
 	Kind        string // KindScenario or KindAsset
@@ -135,6 +139,9 @@ type Options struct {
 // open and verified on the way; a mismatch fails with ErrChecksum. Memory use
 // is a copy buffer and the compressor's window, whatever the sizes.
 func Write(ctx context.Context, w io.Writer, m Manifest, entries []Entry, open Opener, opt Options) error {
+	if err := checkPaths(entries); err != nil {
+		return err
+	}
 	m.Files = make([]ManifestEntry, len(entries))
 	for i, e := range entries {
 		m.Files[i] = ManifestEntry{Path: e.ZipPath(), Size: e.Size, SHA256: e.SHA256}
@@ -176,6 +183,23 @@ func Write(ctx context.Context, w io.Writer, m Manifest, entries []Entry, open O
 	}
 	if err := zw.Close(); err != nil {
 		return fmt.Errorf("zip close: %w", err)
+	}
+	return nil
+}
+
+// checkPaths finds an entry whose path is a directory of another's.
+func checkPaths(entries []Entry) error {
+	files := make(map[string]bool, len(entries))
+	for _, e := range entries {
+		files[e.ZipPath()] = true
+	}
+	for _, e := range entries {
+		p := e.ZipPath()
+		for i := range len(p) {
+			if p[i] == '/' && files[p[:i]] {
+				return fmt.Errorf("%s is a file and %s needs it as a directory: %w", p[:i], p, ErrPathConflict)
+			}
+		}
 	}
 	return nil
 }

@@ -220,3 +220,32 @@ func TestZipPath(t *testing.T) {
 		})
 	}
 }
+
+// TestWriteRefusesFileAndDirectory: a zip with both a/x and a/x/y cannot be
+// extracted (unzip: "exists but is not directory"), so Write writes nothing
+// and names both.
+func TestWriteRefusesFileAndDirectory(t *testing.T) {
+	tests := map[string][]Entry{
+		"file then its directory": {entry(KindScenario, "s-1", "a"), entry(KindScenario, "s-1", "a/b")},
+		"deeper":                  {entry(KindScenario, "s-1", "a/b"), entry(KindScenario, "s-1", "a-b"), entry(KindScenario, "s-1", "a/b/c/d.xosc")},
+		"assets":                  {entry(KindAsset, "road", "town"), entry(KindAsset, "road", "town/lanes.bin")},
+	}
+	for name, entries := range tests {
+		t.Run(name, func(t *testing.T) {
+			var buf bytes.Buffer
+			err := Write(context.Background(), &buf, Manifest{}, entries, openRef, Options{})
+			if !errors.Is(err, ErrPathConflict) || buf.Len() != 0 {
+				t.Fatalf("Write() = %v with %d bytes written, want ErrPathConflict and nothing", err, buf.Len())
+			}
+			first, last := entries[0].ZipPath(), entries[len(entries)-1].ZipPath()
+			if !bytes.Contains([]byte(err.Error()), []byte(first)) || !bytes.Contains([]byte(err.Error()), []byte(last)) {
+				t.Errorf("Write() = %v, want both %s and %s named", err, first, last)
+			}
+		})
+	}
+	// Siblings that share a prefix are no conflict.
+	ok := []Entry{entry(KindScenario, "s-1", "a"), entry(KindScenario, "s-1", "a-b/c"), entry(KindScenario, "s-1", "ab/c")}
+	if err := Write(context.Background(), io.Discard, Manifest{}, ok, openRef, Options{}); err != nil {
+		t.Errorf("Write(siblings) = %v", err)
+	}
+}
