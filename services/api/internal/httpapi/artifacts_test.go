@@ -314,6 +314,8 @@ func TestExportRequests(t *testing.T) {
 		"unknown declaration": {job, `{"filter_by_asset_declaration": ["weather"]}`, 422, []string{"filter_by_asset_declaration[0]"}},
 		"bad include":         {job, `{"include": ["scenario", "video"]}`, 422, []string{"include[1]"}},
 		"include twice":       {job, `{"include": ["asset", "asset"]}`, 422, []string{"include[1]"}},
+		"sample twice":        {job, `{"samples": ["s-001", "s-007", "s-001"]}`, 422, []string{"samples[2]"}},
+		"declaration twice":   {job, `{"filter_by_asset_declaration": ["road-network", "road-network"]}`, 422, []string{"filter_by_asset_declaration[1]"}},
 		"unknown field":       {job, `{"sample": ["s-001"]}`, 422, []string{"sample"}},
 		"wrong type":          {job, `{"samples": "s-001"}`, 422, []string{"samples"}},
 		"bad sample name":     {job, `{"samples": ["../s"]}`, 422, []string{"samples[0]"}},

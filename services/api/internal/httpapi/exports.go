@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"github.com/avxrm/rm/pkg/blob"
 	"net/http"
-	"slices"
 	"strconv"
 	"time"
 
@@ -175,12 +174,22 @@ func (s *Server) checkExportRequest(ctx context.Context, jobID string, r *Export
 			errs = append(errs, problem.Field("filter_by_asset_declaration["+strconv.Itoa(i)+"]", "job %q has no asset of declaration %q", jobID, d))
 		}
 	}
-	for i, k := range r.Include {
-		if slices.Index(r.Include, k) != i {
-			errs = append(errs, problem.Field("include["+strconv.Itoa(i)+"]", "%q is listed twice", k))
+	errs = append(errs, listedTwice("samples", r.Samples)...)
+	errs = append(errs, listedTwice("filter_by_asset_declaration", r.FilterByAssetDeclaration)...)
+	return append(errs, listedTwice("include", r.Include)...), nil
+}
+
+// listedTwice names each element of list field that repeats an earlier one.
+func listedTwice(field string, list []string) []*problem.FieldError {
+	var errs []*problem.FieldError
+	seen := make(map[string]bool, len(list))
+	for i, x := range list {
+		if seen[x] {
+			errs = append(errs, problem.Field(field+"["+strconv.Itoa(i)+"]", "%q is listed twice", x))
 		}
+		seen[x] = true
 	}
-	return errs, nil
+	return errs
 }
 
 // loadExport reads export id with the outbox entries beside it. The filter is
