@@ -12,6 +12,7 @@ import (
 	"io/fs"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/avxrm/rm/sdk/go/avxrm"
@@ -49,6 +50,11 @@ func exportCommand(g *globals) *cobra.Command {
 			if len(declarations) > 0 {
 				req.FilterByAssetDeclaration = nullable.NewNullableWithValue(declarations)
 			}
+			if out != "" {
+				if err := checkWritable(out); err != nil {
+					return err
+				}
+			}
 			ctx := cmd.Context()
 			x, err := c.CreateExport(ctx, args[0], req)
 			if err != nil {
@@ -78,6 +84,21 @@ func exportCommand(g *globals) *cobra.Command {
 	f.StringSliceVar(&declarations, "declaration", nil, "only the assets of these declarations")
 	f.StringVarP(&out, "output", "o", "", "the zip to write (default <export id>.zip)")
 	return cmd
+}
+
+// checkWritable refuses an output file that could not be written (its
+// directory missing or read-only, or it is a directory), before anything is
+// asked of the server.
+func checkWritable(out string) error {
+	if st, err := os.Stat(out); err == nil && st.IsDir() {
+		return fmt.Errorf("%s is a directory: -o names the zip to write", out)
+	}
+	f, err := os.CreateTemp(filepath.Dir(out), ".avxrm-check-*")
+	if err != nil {
+		return fmt.Errorf("cannot write %s: %w", out, err)
+	}
+	f.Close()
+	return os.Remove(f.Name())
 }
 
 // downloadExport fetches the export's zip into out, resuming out.part, and
