@@ -477,3 +477,22 @@ func TestExportDelete(t *testing.T) {
 		t.Errorf("DELETE unknown export = %s", a)
 	}
 }
+
+// TestExportDownloadExpired: past expires_at (before the sweep removes it)
+// the zip is 410, on HEAD too, and the export still reads.
+func TestExportDownloadExpired(t *testing.T) {
+	e := newArtifactEnv(t)
+	id := e.readyExport([]byte("zip bytes"))
+	if _, err := e.db.Collection(store.Exports).UpdateOne(context.Background(), bson.D{{Key: "_id", Value: id}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "expires_at", Value: time.Now().Add(-time.Minute)}}}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []string{http.MethodGet, http.MethodHead} {
+		if a := e.do(m, "/scenario-exports/"+id+"/download", nil, "Range", "bytes=0-1"); a.status != http.StatusGone {
+			t.Errorf("%s download of an expired export = %s, want 410", m, a)
+		}
+	}
+	if a := e.do(http.MethodGet, "/scenario-exports/"+id, nil); a.status != http.StatusOK {
+		t.Errorf("GET expired export = %s", a)
+	}
+}
