@@ -70,11 +70,12 @@ func exportCommand(g *globals) *cobra.Command {
 			if *x.Status != "ready" {
 				return fmt.Errorf("export %s failed: %s", *x.Id, deref(x.Reason))
 			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "export %s: ready, %s, %d bytes; downloading to %s\n", *x.Id, files(deref64(x.FileCount)), deref64(x.Size), out)
 			n, err := downloadExport(ctx, c, *x.Id, deref(x.Sha256), out)
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s: %d files verified against manifest.json, sha256 %s\n", out, n, deref(x.Sha256))
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: %s verified against manifest.json, sha256 %s\n", out, files(int64(n)), deref(x.Sha256))
 			return nil
 		},
 	}
@@ -84,6 +85,14 @@ func exportCommand(g *globals) *cobra.Command {
 	f.StringSliceVar(&declarations, "declaration", nil, "only the assets of these declarations")
 	f.StringVarP(&out, "output", "o", "", "the zip to write (default <export id>.zip)")
 	return cmd
+}
+
+// files says "1 file", "n files".
+func files(n int64) string {
+	if n == 1 {
+		return "1 file"
+	}
+	return fmt.Sprintf("%d files", n)
 }
 
 // checkWritable refuses an output file that could not be written (its

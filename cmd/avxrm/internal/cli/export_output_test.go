@@ -1,7 +1,10 @@
 package cli
 
 import (
+	"archive/zip"
 	"bytes"
+	"crypto/sha256"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -9,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // An -o the export could never be written to is refused before the export
@@ -47,5 +51,56 @@ func TestExportChecksOutputFirst(t *testing.T) {
 	}
 	if len(requests) != 0 {
 		t.Errorf("requests %q, want none", requests)
+	}
+}
+
+// avxrm export says on stderr what it is at: waiting for the export, then
+// what is ready and where it goes, before a download that may take long.
+func TestExportReportsProgress(t *testing.T) {
+	var zbuf bytes.Buffer
+	zw := zip.NewWriter(&zbuf)
+	body := []byte("<xosc/>")
+	sum := sha256.Sum256(body)
+	mw, _ := zw.Create("manifest.json")
+	fmt.Fprintf(mw, `{"files":[{"path":"scenarios/s-001/a.xosc","size":%d,"sha256":"%x"}]}`, len(body), sum)
+	fw, _ := zw.Create("scenarios/s-001/a.xosc")
+	_, _ = fw.Write(body)
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	zsum := sha256.Sum256(zbuf.Bytes())
+	export := fmt.Sprintf(`{"id":"exp-1","job_id":"job-1","status":"%%s","request":{"samples":["s-001"]},"size":%d,"file_count":1,"sha256":"%x","expires_at":"2030-01-01T00:00:00Z"}`, zbuf.Len(), zsum)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.Method + " " + r.URL.Path {
+		case "POST /api/resources/v1/jobs/job-1/scenario-exports":
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusAccepted)
+			fmt.Fprintf(w, export, "pending")
+		case "GET /api/resources/v1/scenario-exports/exp-1":
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprintf(w, export, "ready")
+		case "GET /api/resources/v1/scenario-exports/exp-1/download":
+			w.Header().Set("ETag", fmt.Sprintf(`"%x"`, zsum))
+			http.ServeContent(w, r, "exp-1.zip", time.Time{}, bytes.NewReader(zbuf.Bytes()))
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer srv.Close()
+	out := filepath.Join(t.TempDir(), "x.zip")
+	root := Root()
+	var stdout, stderr bytes.Buffer
+	root.SetOut(&stdout)
+	root.SetErr(&stderr)
+	root.SetArgs([]string{"export", "job-1", "--samples", "s-001", "-o", out, "--server", srv.URL})
+	if err := root.Execute(); err != nil {
+		t.Fatalf("export: %v (stderr %s)", err, stderr.String())
+	}
+	want := fmt.Sprintf("export exp-1: waiting\nexport exp-1: ready, 1 file, %d bytes; downloading to %s\n", zbuf.Len(), out)
+	if stderr.String() != want {
+		t.Errorf("stderr %q, want %q", stderr.String(), want)
+	}
+	if !strings.HasPrefix(stdout.String(), out+": 1 file verified") {
+		t.Errorf("stdout %q", stdout.String())
 	}
 }
