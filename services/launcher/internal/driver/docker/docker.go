@@ -12,7 +12,9 @@
 // automatically, so exit codes and logs stay readable until Cleanup.
 // An image the engine has not and cannot pull makes Start fail with
 // driver.ErrImagePull, an engine that cannot be reached with
-// driver.ErrUnavailable; the launcher reports them on the job.
+// driver.ErrUnavailable; the launcher reports them on the job. A container
+// the engine refuses as invalid (a malformed image reference, an entrypoint
+// missing from the image) is driver.ErrInvalidSpec: the job fails at once.
 //
 // Status comes from the Engine's event stream (start, die, destroy),
 // confirmed by inspecting the container for its exit code. The stream is
@@ -208,15 +210,29 @@ func (d *Driver) Start(ctx context.Context, s driver.Spec) error {
 		return driver.Mark(driver.ErrUnavailable, fmt.Errorf("docker: create container for %s: %w", s.Ref, err))
 	}
 	if err != nil {
-		return fmt.Errorf("docker: create container for %s: %w", s.Ref, err)
+		return refused(fmt.Errorf("docker: create container for %s: %w", s.Ref, err))
 	}
 	if err := d.cli.ContainerStart(ctx, resp.ID, container.StartOptions{}); err != nil {
 		// A container that cannot start (no such executable...) is removed
 		// so that a retry starts afresh rather than being a no-op.
 		rmErr := d.cli.ContainerRemove(context.WithoutCancel(ctx), resp.ID, container.RemoveOptions{Force: true, RemoveVolumes: true})
-		return errors.Join(fmt.Errorf("docker: start container of %s: %w", s.Ref, err), rmErr)
+		return errors.Join(refused(fmt.Errorf("docker: start container of %s: %w", s.Ref, err)), rmErr)
 	}
 	return nil
+}
+
+// refused marks err driver.ErrInvalidSpec when the engine refused the
+// container as invalid (HTTP 400): an image reference it cannot parse, a
+// limit it does not allow, an entrypoint missing from the image or not
+// executable ("exec: …: no such file or directory", which docker run
+// reports with exit code 127). The same spec would be refused again, so
+// the launcher fails the job at once with the engine's words instead of
+// retrying until the start timeout.
+func refused(err error) error {
+	if cerrdefs.IsInvalidArgument(err) {
+		return driver.Mark(driver.ErrInvalidSpec, err)
+	}
+	return err
 }
 
 // startExisting handles a name conflict: the instance exists unless the

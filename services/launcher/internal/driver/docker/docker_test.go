@@ -219,15 +219,22 @@ func TestContainerSettings(t *testing.T) {
 }
 
 // TestStartFailureIsReported: a container whose entrypoint does not exist
-// fails to start; Start says so and leaves nothing behind.
+// fails to start; Start says so, as an invalid spec (no retry can cure it:
+// the launcher fails the job at once with the engine's words, where it
+// retried until the start timeout), and leaves nothing behind. So does an
+// image reference the engine refuses.
 func TestStartFailureIsReported(t *testing.T) {
 	ctx := context.Background()
 	d := newDriver(t)
 	ref := driver.Ref{JobID: drivertest.JobID(t), Role: driver.RoleWorker}
 	t.Cleanup(func() { d.Cleanup(context.Background(), ref.JobID) })
 	err := d.Start(ctx, driver.Spec{Ref: ref, Name: ref.Name(), Image: testImage, Command: []string{"/no/such/binary"}})
-	if err == nil {
-		t.Fatal("Start() with a missing entrypoint succeeded")
+	if !errors.Is(err, driver.ErrInvalidSpec) || !strings.Contains(err.Error(), "/no/such/binary") {
+		t.Fatalf("Start() with a missing entrypoint = %v, want driver.ErrInvalidSpec naming it", err)
+	}
+	err = d.Start(ctx, driver.Spec{Ref: ref, Name: ref.Name(), Image: "Not//A:Reference"})
+	if !errors.Is(err, driver.ErrInvalidSpec) || !strings.Contains(err.Error(), "invalid reference format") {
+		t.Errorf("Start() with an invalid image reference = %v, want driver.ErrInvalidSpec with the engine's reason", err)
 	}
 	sts, _ := d.List(ctx)
 	for _, st := range sts {
