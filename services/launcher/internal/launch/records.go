@@ -245,9 +245,12 @@ func failedRecord(j *events.Job) *events.Instance {
 }
 
 // failureMessage says which instance failed and how: "worker 3 exited
-// with code 2".
+// with code 2", with what the runtime said of it when it said something
+// ("controller 0 exited with code 137: out of memory").
 func failureMessage(r *events.Instance) string {
 	switch {
+	case r.ExitCode != nil && r.Message != "":
+		return fmt.Sprintf("%s %d exited with code %d: %s", r.Role, r.Index, *r.ExitCode, r.Message)
 	case r.ExitCode != nil:
 		return fmt.Sprintf("%s %d exited with code %d", r.Role, r.Index, *r.ExitCode)
 	case r.Message != "":

@@ -115,8 +115,16 @@ func TestApplyAndFailure(t *testing.T) {
 			}
 		})
 	}
-	if got, want := failureMessage(&events.Instance{Role: "worker", Index: 3, ExitCode: &two}), "worker 3 exited with code 2"; got != want {
-		t.Errorf("failureMessage() = %q, want %q", got, want)
+	for in, want := range map[*events.Instance]string{
+		{Role: "worker", Index: 3, ExitCode: &two}: "worker 3 exited with code 2",
+		// The runtime's word on how it ended reaches the job: a container
+		// killed for its memory limit said only "exited with code 137".
+		{Role: "controller", ExitCode: intPtr(137), Message: "out of memory"}: "controller 0 exited with code 137: out of memory",
+		{Role: "worker", Index: 1, Message: "start failed: no image"}:         "worker 1 failed: start failed: no image",
+	} {
+		if got := failureMessage(in); got != want {
+			t.Errorf("failureMessage(%+v) = %q, want %q", *in, got, want)
+		}
 	}
 }
 

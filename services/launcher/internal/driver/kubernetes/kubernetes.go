@@ -560,7 +560,9 @@ func statusOf(ref driver.Ref, p *corev1.Pod) driver.Status {
 			}
 			st.FinishedAt = s.Terminated.FinishedAt.Time
 			st.Message = joinReason(s.Terminated.Reason, s.Terminated.Message)
-			if st.State == driver.Succeeded && st.Message == "Completed" {
+			// The kubelet's words for any exit, 0 or not, say no more than
+			// the code; a reason such as OOMKilled is kept.
+			if st.Message == "Completed" || st.Message == "Error" {
 				st.Message = ""
 			}
 		case s.Running != nil:

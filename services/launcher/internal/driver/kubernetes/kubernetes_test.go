@@ -428,6 +428,11 @@ func TestPodStatusesThroughWatch(t *testing.T) {
 		if st.State != tc.want || st.ExitCode == nil || *st.ExitCode != int(tc.exit) {
 			t.Errorf("final status %+v, want %s with exit code %d", st, tc.want, tc.exit)
 		}
+		// "Error" is the kubelet's word for any non-zero exit: it says no
+		// more than the code, and the job's failure would repeat it.
+		if st.Message != "" {
+			t.Errorf("final status message %q, want none", st.Message)
+		}
 		// The final status stands: deleting the pod afterwards reports it
 		// again, Removed.
 		if err := cs.CoreV1().Pods(ns).Delete(ctx, ref.Name(), metav1.DeleteOptions{}); err != nil {
