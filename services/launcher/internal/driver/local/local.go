@@ -3,7 +3,7 @@
 //
 // An instance runs its Command followed by its Args (no image: the command
 // must exist on the machine) with only Spec.Env plus PATH and HOME (taken
-// from the launcher unless Spec.Env sets them), in Spec.WorkingDir when it
+// from the launcher unless Spec.Env sets them) and InstanceVar, in Spec.WorkingDir when it
 // is an absolute existing directory, else in its own directory
 // <work_dir>/<job>/<role>-<index>/work (work_dir defaults to
 // <data dir>/local). Its stdout and stderr go to output.log next to it.
@@ -36,7 +36,9 @@
 // (killed with SIGKILL) is Failed. Directories a driver made before the
 // record (spec.json, state.json, pid and exit files) are re-adopted too.
 // When an instance's wrapper ends, the driver kills what is left of its
-// process group, so no orphans survive.
+// process group, and the processes that left the group (setsid, a daemon)
+// but carry the instance's InstanceVar in their environment, so no orphans
+// survive; Stop sends them SIGTERM with the group.
 //
 // Stop sends SIGTERM to the group, then SIGKILL after the grace period.
 // Cleanup stops the job's instances and removes their files except
@@ -46,6 +48,7 @@
 package local
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -97,6 +100,11 @@ const (
 	stateLine = "state"
 	exitLine  = "exit"
 )
+
+// InstanceVar is set in every instance's environment to its directory. It
+// is how the driver finds the processes of an instance that left its
+// process group (setsid, a daemon): they inherit it (killStrays).
+const InstanceVar = "RM_LOCAL_INSTANCE"
 
 // Files of an instance directory made by a driver before the record
 // (re-adopted; see readLegacy).
@@ -166,6 +174,19 @@ type Driver struct {
 	quit     chan struct{} // closed by Close: stops pollLoop and spareLoop
 	pollDone chan struct{}
 	fillDone chan struct{}
+
+	// Instances whose stray processes are to be killed (strayLoop), each
+	// with the channel to close once they are.
+	strayMu     sync.Mutex
+	strayQueue  []strayKill
+	strayClosed bool // strayLoop has ended: callers kill their own
+	strayWake   chan struct{}
+	strayDone   chan struct{}
+}
+
+type strayKill struct {
+	dir  string
+	done chan struct{}
 }
 
 type instance struct {
@@ -235,6 +256,8 @@ func NewDriver(cfg driver.LocalConfig, opts driver.Options, options ...Option) (
 		quit:       make(chan struct{}),
 		pollDone:   make(chan struct{}),
 		fillDone:   make(chan struct{}),
+		strayWake:  make(chan struct{}, 1),
+		strayDone:  make(chan struct{}),
 	}
 	for _, o := range options {
 		o(d)
@@ -245,13 +268,22 @@ func NewDriver(cfg driver.LocalConfig, opts driver.Options, options ...Option) (
 	if err != nil {
 		return nil, fmt.Errorf("local: scan %s: %w", root, err)
 	}
+	var ended []string
 	for _, dir := range dirs {
-		if _, err := d.adopt(dir); err != nil {
+		inst, err := d.adopt(dir)
+		if err != nil {
 			d.log.Warn("cannot re-adopt instance", "dir", dir, "err", err)
+			continue
+		}
+		if inst.st.State.Final() {
+			ended = append(ended, inst.dir)
 		}
 	}
+	// What the instances that ended while no driver watched left behind.
+	signalStrays(syscall.SIGKILL, ended...)
 	go d.pollLoop()
 	go d.spareLoop()
+	go d.strayLoop()
 	return d, nil
 }
 
@@ -417,7 +449,7 @@ func (d *Driver) launch(ctx context.Context, inst *instance, s driver.Spec, argv
 
 	cmd := exec.Command("/bin/sh", append([]string{"-c", wrapper, "sh", inst.dir}, argv...)...)
 	cmd.Dir = wd
-	cmd.Env = environ(s.Env)
+	cmd.Env = append(environ(s.Env), InstanceVar+"="+inst.dir)
 	cmd.Stdout = out
 	cmd.Stderr = out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -490,7 +522,6 @@ func (d *Driver) ended(inst *instance, fallback *int, msg string) {
 		}
 	}
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	finished = notBefore(finished, inst.st.StartedAt)
 	if inst.stopped {
 		msg = "stopped"
@@ -505,7 +536,98 @@ func (d *Driver) ended(inst *instance, fallback *int, msg string) {
 	if !d.closed {
 		d.hub.Publish(inst.st)
 	}
-	close(inst.done)
+	d.mu.Unlock()
+	// After the publication, which need not wait for it; Stop waits for
+	// done.
+	d.killStrays(inst.dir, inst.done)
+}
+
+// killStrays has strayLoop kill the stray processes of the instance in dir
+// and close done then; after Close it does so itself.
+func (d *Driver) killStrays(dir string, done chan struct{}) {
+	d.strayMu.Lock()
+	if d.strayClosed {
+		d.strayMu.Unlock()
+		signalStrays(syscall.SIGKILL, dir)
+		close(done)
+		return
+	}
+	d.strayQueue = append(d.strayQueue, strayKill{dir: dir, done: done})
+	d.strayMu.Unlock()
+	select {
+	case d.strayWake <- struct{}{}:
+	default:
+	}
+}
+
+// strayLoop kills the stray processes of ended instances, those of all
+// the instances that ended since its last pass in one pass over /proc:
+// a pass costs 2–6 ms on the 2-CPU machine of docs/benchmarks.md, and the
+// instances of a job tend to end together.
+func (d *Driver) strayLoop() {
+	defer close(d.strayDone)
+	for {
+		closing := false
+		select {
+		case <-d.strayWake:
+		case <-d.quit:
+			closing = true
+		}
+		d.strayMu.Lock()
+		batch := d.strayQueue
+		d.strayQueue = nil
+		d.strayClosed = closing
+		d.strayMu.Unlock()
+		dirs := make([]string, len(batch))
+		for i, k := range batch {
+			dirs[i] = k.dir
+		}
+		signalStrays(syscall.SIGKILL, dirs...)
+		for _, k := range batch {
+			close(k.done)
+		}
+		if closing {
+			return
+		}
+	}
+}
+
+// signalStrays sends sig to every process that has the InstanceVar of one
+// of dirs in its environment: the processes of those instances that left
+// their process group (setsid, a daemon), which signals to the group miss.
+// A process that started with an environment of its own (env -i) is not
+// found.
+func signalStrays(sig syscall.Signal, dirs ...string) {
+	if len(dirs) == 0 {
+		return
+	}
+	marks := make([][]byte, len(dirs))
+	for i, dir := range dirs {
+		marks[i] = []byte("\x00" + InstanceVar + "=" + dir + "\x00")
+	}
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return
+	}
+	self := os.Getpid()
+	env := []byte{0}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == self {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/environ")
+		if err != nil || len(b) == 0 {
+			continue // gone, another user's, or a kernel thread
+		}
+		env = append(append(env[:1], b...), 0)
+		for _, m := range marks {
+			if bytes.Contains(env, m) {
+				syscall.Kill(pid, sig)
+				break
+			}
+		}
+	}
 }
 
 // notBefore returns t, or start if t is before it: an instance's
@@ -792,15 +914,26 @@ func (d *Driver) stop(ctx context.Context, inst *instance) error {
 		return ctx.Err()
 	}
 	d.mu.Lock()
-	if inst.st.State.Final() || inst.pid <= 0 {
+	if inst.pid <= 0 {
 		d.mu.Unlock()
 		return nil
+	}
+	if inst.st.State.Final() {
+		d.mu.Unlock()
+		// Its strays may still be being killed (ended).
+		select {
+		case <-inst.done:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 	inst.stopped = true
 	d.mu.Unlock()
 	if err := killGroup(inst.pid, syscall.SIGTERM); err != nil {
 		return fmt.Errorf("terminate process group %d: %w", inst.pid, err)
 	}
+	signalStrays(syscall.SIGTERM, inst.dir)
 	grace := time.NewTimer(d.grace)
 	defer grace.Stop()
 	select {
@@ -951,6 +1084,7 @@ func (d *Driver) Close() error {
 	d.mu.Unlock()
 	<-d.pollDone
 	<-d.fillDone // spares left are taken up by the next driver
+	<-d.strayDone
 	// Wait goroutines of still-running children are not waited for: they
 	// end with their child and only reap it.
 	return nil

@@ -111,7 +111,7 @@ func TestEnvironmentAndWorkingDir(t *testing.T) {
 		for _, l := range lines[1:] {
 			k, _, _ := strings.Cut(l, "=")
 			switch k {
-			case "SEED", "PATH", "HOME", "PWD", "SHLVL", "_", "OLDPWD":
+			case "SEED", "PATH", "HOME", "PWD", "SHLVL", "_", "OLDPWD", local.InstanceVar:
 			default:
 				t.Errorf("%s: unexpected variable %q in the instance environment", name, l)
 			}
@@ -153,11 +153,7 @@ func mustRead(t *testing.T, f interface{ Read([]byte) (int, error) }) string {
 // the log.
 func TestStopKillsWholeGroup(t *testing.T) {
 	ctx := context.Background()
-	d, err := local.NewDriver(driver.LocalConfig{}, driver.Options{DataDir: t.TempDir()}, local.WithGracePeriod(300*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
+	d := quickStopDriver(t)
 	ch, _ := d.Watch(ctx)
 	ref := driver.Ref{JobID: drivertest.JobID(t), Role: driver.RoleController}
 	// The command ignores SIGTERM and leaves a grandchild that does too.
@@ -166,16 +162,7 @@ func TestStopKillsWholeGroup(t *testing.T) {
 		t.Fatal(err)
 	}
 	instDir := filepath.Join(d.Root(), ref.JobID, "controller-0")
-	var grandchild int
-	deadline := time.Now().Add(10 * time.Second)
-	for grandchild == 0 && time.Now().Before(deadline) {
-		b, _ := os.ReadFile(filepath.Join(instDir, "work", "grandchild"))
-		grandchild, _ = strconv.Atoi(strings.TrimSpace(string(b)))
-		time.Sleep(20 * time.Millisecond)
-	}
-	if grandchild == 0 {
-		t.Fatal("grandchild never started")
-	}
+	grandchild := waitPID(t, filepath.Join(instDir, "work", "grandchild"))
 	began := time.Now()
 	if err := d.Stop(ctx, ref); err != nil {
 		t.Fatalf("Stop() error = %v", err)
@@ -211,6 +198,70 @@ func TestStopKillsWholeGroup(t *testing.T) {
 	if out := readLogs(t, d, ref); !strings.Contains(out, "started") {
 		t.Errorf("logs after Cleanup = %q, want the output kept", out)
 	}
+}
+
+// TestStrayProcessesAreKilled: a process the command started in a session
+// of its own (setsid, a daemon) is outside the instance's process group; it
+// is killed all the same when the instance is stopped and when it ends by
+// itself. Before, it outlived the job, cancelled or not.
+func TestStrayProcessesAreKilled(t *testing.T) {
+	ctx := context.Background()
+	d := quickStopDriver(t)
+	ch, _ := d.Watch(ctx)
+	job := drivertest.JobID(t)
+	t.Cleanup(func() { d.Cleanup(context.Background(), job) })
+	for name, tc := range map[string]struct {
+		script string
+		stop   bool
+	}{
+		"stopped":         {script: `setsid sleep 600 & echo $! > stray; wait`, stop: true},
+		"ended by itself": {script: `setsid sleep 600 & echo $! > stray; sleep 0.3`},
+	} {
+		ref := driver.Ref{JobID: job, Role: driver.RoleWorker, Index: len(name)}
+		if err := d.Start(ctx, driver.Spec{Ref: ref, Name: ref.Name(), Command: []string{"/bin/sh", "-c", tc.script}}); err != nil {
+			t.Fatal(err)
+		}
+		stray := waitPID(t, filepath.Join(d.Root(), job, "worker-"+strconv.Itoa(ref.Index), "work", "stray"))
+		t.Cleanup(func() { syscall.Kill(stray, syscall.SIGKILL) })
+		if tc.stop {
+			if err := d.Stop(ctx, ref); err != nil {
+				t.Fatalf("%s: Stop() error = %v", name, err)
+			}
+		}
+		waitFinal(t, ch, ref)
+		if tc.stop && processExists(stray) {
+			t.Errorf("%s: stray process %d still alive once Stop returned", name, stray)
+		}
+		for i := 0; i < 100 && processExists(stray); i++ {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if processExists(stray) {
+			t.Errorf("%s: stray process %d still alive after the instance ended", name, stray)
+		}
+	}
+}
+
+// quickStopDriver is a driver whose Stop sends SIGKILL 300 ms after SIGTERM.
+func quickStopDriver(t *testing.T) *local.Driver {
+	d, err := local.NewDriver(driver.LocalConfig{}, driver.Options{DataDir: t.TempDir()}, local.WithGracePeriod(300*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return d
+}
+
+// waitPID waits for an instance's command to write a pid to path.
+func waitPID(t *testing.T, path string) int {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		b, _ := os.ReadFile(path)
+		if pid, _ := strconv.Atoi(strings.TrimSpace(string(b))); pid > 0 {
+			return pid
+		}
+	}
+	t.Fatalf("no pid in %s", path)
+	return 0
 }
 
 // processExists is true for a live process (zombies of our own children
