@@ -208,6 +208,11 @@ const (
 	// InvalidImageName...). The launcher reports it as the job condition
 	// reason of the same name.
 	ReasonImagePullFailed = "ImagePullFailed"
+	// ReasonLost: the instance ended Failed because it no longer exists
+	// in the runtime, removed before it ended by someone else than the
+	// launcher (a container removed by hand). The launcher records it
+	// lost, as one no driver knows any more.
+	ReasonLost = "Lost"
 )
 
 // Driver runs instances on one container runtime. All methods are safe for

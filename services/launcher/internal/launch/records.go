@@ -202,6 +202,9 @@ func apply(rec *events.Instance, st driver.Status, stopping bool) bool {
 		rec.ExitCode = intPtr(*st.ExitCode)
 	}
 	rec.Message = st.Message
+	if rec.Status == events.InstanceFailed && st.Reason == driver.ReasonLost {
+		rec.Message = lostMessage // reason InstanceLost, retried by retry_on "lost"
+	}
 	if started != nil {
 		rec.StartedAt = started
 	}

@@ -97,6 +97,11 @@ func TestApplyAndFailure(t *testing.T) {
 			stopping: true,
 			want:     events.Instance{Role: "worker", Index: 0, Status: events.InstanceStopped, ExitCode: &two, StartedAt: &ms, FinishedAt: &ms, Message: "stopped"},
 		},
+		"an instance the runtime lost is lost": {
+			rec:  events.Instance{Role: "worker", Index: 2, Status: events.InstanceRunning, StartedAt: &ms},
+			st:   driver.Status{State: driver.Failed, Reason: driver.ReasonLost, Message: "container removed", StartedAt: t0, FinishedAt: t0},
+			want: events.Instance{Role: "worker", Index: 2, Status: events.InstanceFailed, Message: lostMessage, StartedAt: &ms, FinishedAt: &ms},
+		},
 		"a final record keeps its status": {
 			rec:  events.Instance{Role: "worker", Index: 0, Status: events.InstanceStopped, FinishedAt: &ms},
 			st:   driver.Status{State: driver.Failed, ExitCode: &two, StartedAt: t0, FinishedAt: t0},

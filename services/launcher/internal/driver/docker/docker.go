@@ -445,8 +445,12 @@ func statusOf(ref driver.Ref, info container.InspectResponse) driver.Status {
 			st.Message = s.Error
 		}
 	case container.StateRemoving:
-		st.State = driver.Failed
-		st.Message = "container being removed"
+		// Killed to be removed: by Cleanup (the launcher stops it then),
+		// else by hand; how it would have ended is not known.
+		st.State, st.Message, st.Reason = driver.Failed, "container removed", driver.ReasonLost
+		if st.FinishedAt = parseTime(s.FinishedAt); st.FinishedAt.IsZero() {
+			st.FinishedAt = time.Now()
+		}
 	default: // created
 		if s.Error != "" {
 			st.Message = s.Error
@@ -543,7 +547,7 @@ func (d *Driver) handle(ctx context.Context, ev events.Message) {
 		}
 		d.tracker.Update(st)
 	case events.ActionDestroy:
-		d.tracker.Gone(ref, "container removed")
+		d.tracker.Lost(ref, "container removed")
 	}
 }
 
@@ -560,7 +564,7 @@ func (d *Driver) resync(ctx context.Context) error {
 	}
 	for _, ref := range d.tracker.Known() {
 		if !present[ref] {
-			d.tracker.Gone(ref, "container removed")
+			d.tracker.Lost(ref, "container removed")
 		}
 	}
 	return nil

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/docker/docker/api/types/build"
+	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/client"
 
@@ -244,6 +245,53 @@ func TestStartFailureIsReported(t *testing.T) {
 	}
 	if err := d.Start(ctx, driver.Spec{Ref: ref, Name: ref.Name(), Queue: "q"}); err == nil {
 		t.Error("Start() without an image succeeded")
+	}
+}
+
+// TestContainerRemovedByHandIsLost: a running container removed behind the
+// driver's back ends Failed with driver.ReasonLost and no exit code, so that
+// the launcher records it lost (InstanceLost, retried by retry_on "lost").
+// Before, the kill of the removal was reported as a failure "container
+// being removed" with code 137, an InstanceFailed.
+func TestContainerRemovedByHandIsLost(t *testing.T) {
+	ctx := context.Background()
+	d := newDriver(t)
+	ch, _ := d.Watch(ctx)
+	ref := driver.Ref{JobID: drivertest.JobID(t), Role: driver.RoleWorker}
+	t.Cleanup(func() { d.Cleanup(context.Background(), ref.JobID) })
+	if err := d.Start(ctx, driver.Spec{Ref: ref, Name: ref.Name(), Image: testImage,
+		Command: []string{"/sleeper"}, Env: map[string]string{"RM_TEST_SLEEP": "60"}}); err != nil {
+		t.Fatal(err)
+	}
+	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	timeout := time.After(30 * time.Second)
+	for removed := false; ; {
+		select {
+		case st := <-ch:
+			if st.Ref != ref {
+				continue
+			}
+			if st.State == driver.Running && !removed {
+				if err := cli.ContainerRemove(ctx, ref.Name(), container.RemoveOptions{Force: true}); err != nil {
+					t.Fatal(err)
+				}
+				removed = true
+			}
+			if !st.State.Final() {
+				continue
+			}
+			if st.State != driver.Failed || st.Reason != driver.ReasonLost || st.ExitCode != nil {
+				t.Errorf("status of a container removed by hand = %s reason %q message %q exit code %v, want Failed, %s, no exit code",
+					st.State, st.Reason, st.Message, st.ExitCode, driver.ReasonLost)
+			}
+			return
+		case <-timeout:
+			t.Fatal("no final status after the container was removed")
+		}
 	}
 }
 

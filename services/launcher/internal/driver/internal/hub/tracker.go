@@ -50,12 +50,20 @@ func (t *Tracker) updateLocked(st driver.Status) {
 func (t *Tracker) Gone(ref driver.Ref, why string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.goneLocked(ref, why)
+	t.goneLocked(ref, why, "")
 }
 
-func (t *Tracker) goneLocked(ref driver.Ref, why string) {
+// Lost is Gone for an instance someone else than the driver removed: if
+// it had not ended, it ends Failed with driver.ReasonLost.
+func (t *Tracker) Lost(ref driver.Ref, why string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.goneLocked(ref, why, driver.ReasonLost)
+}
+
+func (t *Tracker) goneLocked(ref driver.Ref, why, reason string) {
 	if prev, ok := t.known[ref]; ok && !prev.State.Final() {
-		prev.State, prev.ExitCode, prev.Message, prev.FinishedAt = driver.Failed, nil, why, time.Now()
+		prev.State, prev.ExitCode, prev.Message, prev.Reason, prev.FinishedAt = driver.Failed, nil, why, reason, time.Now()
 		t.updateLocked(prev)
 	}
 	delete(t.known, ref)
@@ -76,7 +84,7 @@ func (t *Tracker) Remove(ref driver.Ref, why string) {
 		}
 		return
 	}
-	t.goneLocked(ref, why)
+	t.goneLocked(ref, why, "")
 }
 
 // Known returns the refs currently tracked.
