@@ -156,12 +156,14 @@ func NewDriver(cfg driver.DockerConfig, opts driver.Options, options ...Option) 
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	d.stopLoop = cancel
-	synced := make(chan struct{})
-	go d.eventLoop(ctx, synced)
+	tried := make(chan struct{})
+	go d.eventLoop(ctx, tried)
 	// Give the first resync a chance so that Watch starts with what
-	// exists; an engine that is down must not block the launcher.
+	// exists; an engine that does not answer must not block the launcher,
+	// and one that refuses connections (no daemon on the socket) is known
+	// at once: List says so.
 	select {
-	case <-synced:
+	case <-tried:
 	case <-time.After(10 * time.Second):
 		d.log.Warn("docker engine not reachable yet; will keep trying")
 	}
@@ -473,8 +475,9 @@ func (d *Driver) managedFilter(extra ...filters.KeyValuePair) filters.Args {
 }
 
 // eventLoop follows the engine's events until ctx ends, reconnecting and
-// resyncing after every error.
-func (d *Driver) eventLoop(ctx context.Context, synced chan<- struct{}) {
+// resyncing after every error. It closes tried once the first resync has
+// ended, well or not.
+func (d *Driver) eventLoop(ctx context.Context, tried chan<- struct{}) {
 	defer close(d.loopDone)
 	since := time.Now()
 	backoff := 100 * time.Millisecond
@@ -487,9 +490,9 @@ func (d *Driver) eventLoop(ctx context.Context, synced chan<- struct{}) {
 			Filters: f,
 		})
 		err := d.resync(ctx)
-		if err == nil && synced != nil {
-			close(synced)
-			synced = nil
+		if tried != nil {
+			close(tried)
+			tried = nil
 		}
 		for err == nil {
 			select {

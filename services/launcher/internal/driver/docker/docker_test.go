@@ -313,11 +313,18 @@ func TestMissingImageIsImagePull(t *testing.T) {
 		t.Errorf("error %q does not start with %q", err, want)
 	}
 
+	// An engine that refuses connections is known at once: the launcher
+	// makes a driver on a job's way, and waiting 10 s for it there held
+	// one of its workers per job on that plugin, the others' jobs waiting.
+	began := time.Now()
 	down, err := docker.NewDriver(driver.DockerConfig{Host: "unix://" + t.TempDir() + "/no.sock"}, driver.Options{Installation: installation})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer down.Close()
+	if took := time.Since(began); took > 2*time.Second {
+		t.Errorf("NewDriver() on an engine that refuses connections took %s", took)
+	}
 	err = down.Start(ctx, driver.Spec{Ref: ref, Name: ref.Name(), Image: image})
 	if !errors.Is(err, driver.ErrUnavailable) {
 		t.Errorf("Start() on an engine that is down = %v, want driver.ErrUnavailable", err)
