@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/avxrm/rm/services/launcher/internal/driver"
 )
@@ -49,6 +50,14 @@ type pool struct {
 	// holding mu: a runtime that does not answer (a driver's constructor
 	// may wait for it) delays only the jobs on that plugin.
 	creating map[string]*sync.Mutex
+	// failed is, by plugin id, the last try to make its driver that
+	// failed: calls that waited for that try get its error (get).
+	failed map[string]creationFailure
+}
+
+type creationFailure struct {
+	at  time.Time
+	err error
 }
 
 // pooled is one driver and its cache.
@@ -66,14 +75,18 @@ type pooled struct {
 }
 
 func newPool(factories map[string]driver.Factory, opts driver.Options, log *slog.Logger, onChange func(driver.Ref)) *pool {
-	return &pool{factories: factories, opts: opts, log: log, onChange: onChange, drivers: map[string]*pooled{}, creating: map[string]*sync.Mutex{}}
+	return &pool{factories: factories, opts: opts, log: log, onChange: onChange, drivers: map[string]*pooled{}, creating: map[string]*sync.Mutex{}, failed: map[string]creationFailure{}}
 }
 
 // get returns the driver of p, creating it on first use: the driver is
 // built, its instances listed into the cache (so that what existed before a
 // restart is known before anything is started), then watched until ctx ends.
 // Config changes of a plugin take effect at the launcher's next start.
-func (pl *pool) get(ctx context.Context, p plugin) (*pooled, error) {
+// A call that waited for another's try to make the driver, and that try
+// failed, returns its error without trying again: a runtime that does not
+// answer takes a try up to 10 s (docker), and a try for every job on the
+// plugin, one after the other, held as many of the launcher's workers.
+func (pl *pool) get(ctx context.Context, p plugin) (_ *pooled, err error) {
 	pl.mu.Lock()
 	if pd := pl.drivers[p.ID]; pd != nil {
 		pl.mu.Unlock()
@@ -85,17 +98,29 @@ func (pl *pool) get(ctx context.Context, p plugin) (*pooled, error) {
 		pl.creating[p.ID] = c
 	}
 	pl.mu.Unlock()
+	asked := time.Now()
 	c.Lock()
 	defer c.Unlock()
 	pl.mu.Lock()
-	pd, closed := pl.drivers[p.ID], pl.closed
+	pd, closed, last := pl.drivers[p.ID], pl.closed, pl.failed[p.ID]
 	pl.mu.Unlock()
 	switch {
 	case pd != nil:
 		return pd, nil // made while this call waited
 	case closed:
 		return nil, errors.New("launch: driver pool closed")
+	case last.err != nil && last.at.After(asked):
+		return nil, last.err // a try failed while this call waited
 	}
+	defer func() {
+		pl.mu.Lock()
+		defer pl.mu.Unlock()
+		if err != nil {
+			pl.failed[p.ID] = creationFailure{at: time.Now(), err: err}
+		} else {
+			delete(pl.failed, p.ID)
+		}
+	}()
 	d, err := pl.create(ctx, p)
 	if err != nil {
 		return nil, err
