@@ -137,6 +137,25 @@ def test_artifacts_up_and_down(seeded):
     assert asyncio.run(aget()) == b"common"
 
 
+def test_export_round_trip_and_delete(seeded, tmp_path):
+    """An export of a sample: waited for, downloaded and checked, then
+    deleted before it expires; a wait on a deleted export ends NotFoundError."""
+    server, app_id = seeded
+    with avxrm.Client(server) as c:
+        job = c.jobs.submit(queue_id="Default", application={"id": app_id}, worker_instances=1)
+        c.jobs.put_artifact(job.id, "scenarios/s-7/scenario.xosc", "<OpenSCENARIO/>")
+        x = c.exports.create(job.id, samples=["s-7"])
+        x = c.exports.wait(x.id, timeout=60)
+        assert x.status == "ready", x
+        manifest = c.exports.download(x.id, str(tmp_path / "s7.zip"))
+        assert any("scenario.xosc" in f.get("path", "") for f in manifest.get("files", [])), manifest
+        c.exports.delete(x.id)
+        with pytest.raises(avxrm.NotFoundError):
+            c.exports.get(x.id)
+        with pytest.raises(avxrm.NotFoundError):
+            c.exports.wait(x.id, timeout=10)
+
+
 def test_deployment_replicas_and_logs(seeded):
     server, app_id = seeded
     with avxrm.Client(server) as c:
@@ -481,6 +500,7 @@ class StreamLog(QuietHandler):
     states: list = []
     record: dict = {}
     close_stream = False
+    events = b""  # sent after the id
 
     def do_GET(self):
         self.log.append((self.path.split("?")[0], self.headers.get("Last-Event-ID")))
@@ -493,7 +513,7 @@ class StreamLog(QuietHandler):
         self.send_header("Content-Type", "text/event-stream")
         self.end_headers()
         try:
-            self.wfile.write(b"id: 7\n\n")
+            self.wfile.write(b"id: 7\n\n" + self.events)
             for _ in range(20):
                 self.wfile.write(b": keep-alive\n\n")
                 self.wfile.flush()
@@ -1096,5 +1116,33 @@ def test_wait_does_not_overrun_its_timeout_while_reconnecting():
         # to 2.3–3.1 s before; now the last is cut at 1.6 s.
         assert took < 2.2, f"jobs.wait(timeout=1.6) took {took:.2f} s"
         assert len([p for p, _ in Handler.log if p.endswith("/events")]) >= 3
+    finally:
+        srv.close()
+
+
+def test_export_wait_ends_when_the_export_is_deleted():
+    """A wait on an export deleted meanwhile (DELETE, expiry, its job's
+    deletion) ends with NotFoundError; it waited for ever, as only ready and
+    failed ended it."""
+
+    class Handler(StreamLog):
+        log = []
+        states = ["building"]
+        record = {"id": "exp-1"}
+        events = (b'id: 8\nevent: rm.export.deleted\ndata: {"type": "rm.export.deleted", "subject": "exp-1", '
+                  b'"data": {"id": "exp-1", "status": "building"}}\n\n')
+
+    srv = LoopbackServer(Handler)
+
+    async def via_async():
+        async with avxrm.AsyncClient(srv.url) as c:
+            await c.exports.wait("exp-1", timeout=10)
+
+    try:
+        with avxrm.Client(srv.url) as c:
+            with pytest.raises(avxrm.NotFoundError, match="exp-1 was deleted"):
+                c.exports.wait("exp-1", timeout=10)
+        with pytest.raises(avxrm.NotFoundError, match="exp-1 was deleted"):
+            asyncio.run(via_async())
     finally:
         srv.close()

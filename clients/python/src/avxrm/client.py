@@ -416,8 +416,21 @@ class Arrays:
         return self._c._wait_array(id, timeout, interval)  # type: ignore[attr-defined]
 
 
+_EXPORT_ENDS = ["rm.export.ready", "rm.export.failed", "rm.export.deleted"]
+
+
+def _export_end(ev: Event, id: str) -> Optional[ScenarioExport]:
+    """The export as its end event ev says, if ev is about export id; a
+    deletion (DELETE, expiry, its job's deletion) raises NotFoundError."""
+    if ev.subject != id:
+        return None
+    if ev.type == "rm.export.deleted":
+        raise NotFoundError(Problem(status=404, title="Not Found", detail=f"scenario export {id} was deleted"))
+    return ScenarioExport.from_dict(ev.data)
+
+
 class Exports:
-    """Scenario exports: ``create``, ``get``, ``wait``, ``download``."""
+    """Scenario exports: ``create``, ``get``, ``wait``, ``download``, ``delete``."""
 
     def __init__(self, client: _Resources):
         self._c = client
@@ -437,6 +450,10 @@ class Exports:
         """Write the ready export's zip to path (resuming path + ".part") and
         verify it against its sha256 and manifest.json; returns the manifest."""
         return self._c._download(id, path)  # type: ignore[attr-defined]
+
+    def delete(self, id: str) -> Any:
+        """Remove the export and its zip before it expires (at any status)."""
+        return self._c._request("DELETE", f"/scenario-exports/{_seg(id, 'export id')}")
 
 
 class Events:
@@ -760,13 +777,13 @@ class Client(_Resources):
         try:
             # From the stream's end, not its start (every export's end ever
             # stored): each time the stream opens the record is read again.
-            for ev in self._watch(None, None, ["rm.export.ready", "rm.export.failed"], None, deadline=deadline, opens=True):
+            for ev in self._watch(None, None, _EXPORT_ENDS, None, deadline=deadline, opens=True):
                 if ev is None:
                     x = self.exports.get(id)
                     if x.status in ("ready", "failed"):
                         return x
-                elif ev.subject == id:
-                    return ScenarioExport.from_dict(ev.data)
+                elif (end := _export_end(ev, id)) is not None:
+                    return end
         except TimeoutError:  # the stream checks the deadline on every line
             raise TimeoutError(f"scenario export {id} is still {x.status}") from None
         raise AssertionError("unreachable")  # pragma: no cover
@@ -945,15 +962,15 @@ class AsyncClient(_Resources):
             return x
 
         async def follow() -> ScenarioExport:
-            stream = self._watch(None, None, ["rm.export.ready", "rm.export.failed"], None, opens=True)  # as Client's
+            stream = self._watch(None, None, _EXPORT_ENDS, None, opens=True)  # as Client's
             try:
                 async for ev in stream:
                     if ev is None:
                         y = await self.exports.get(id)
                         if y.status in ("ready", "failed"):
                             return y
-                    elif ev.subject == id:
-                        return ScenarioExport.from_dict(ev.data)
+                    elif (end := _export_end(ev, id)) is not None:
+                        return end
             finally:
                 await stream.aclose()
             raise AssertionError("unreachable")  # pragma: no cover
