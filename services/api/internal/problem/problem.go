@@ -79,12 +79,20 @@ func New(status int, detail string, fields ...*FieldError) *Problem {
 
 // Invalid is a 422 naming the fields.
 func Invalid(fields ...*FieldError) *Problem {
-	msgs := make([]string, len(fields))
-	for i, f := range fields {
-		msgs[i] = f.Error()
+	msgs := make([]string, 0, min(len(fields), detailFields))
+	for _, f := range fields[:min(len(fields), detailFields)] {
+		msgs = append(msgs, f.Error())
 	}
-	return New(http.StatusUnprocessableEntity, "validation failed: "+strings.Join(msgs, "; "), fields...)
+	detail := "validation failed: " + strings.Join(msgs, "; ")
+	if more := len(fields) - len(msgs); more > 0 {
+		detail += fmt.Sprintf("; and %d more (errors lists them all)", more)
+	}
+	return New(http.StatusUnprocessableEntity, detail, fields...)
 }
+
+// detailFields is how many field errors a 422's detail spells out; errors
+// lists every one. A list of 10,000 unknown samples made a 2 MB detail.
+const detailFields = 10
 
 // fieldOf turns huma's error location ("body.name", "query.limit",
 // "path.queue_id", "header.If-Match") into the field name users see.

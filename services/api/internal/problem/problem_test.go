@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -35,5 +36,22 @@ func TestFromStoreErrors(t *testing.T) {
 		if c.want == http.StatusInternalServerError && p.Detail != "internal error" {
 			t.Errorf("%s: detail %q shows the error", c.name, p.Detail)
 		}
+	}
+}
+
+// A 422's detail spells out its first field errors and counts the rest;
+// errors lists them all.
+func TestInvalidDetailIsBounded(t *testing.T) {
+	var fields []*FieldError
+	for i := range 10000 {
+		fields = append(fields, Field(fmt.Sprintf("samples[%d]", i), "no sample %q in this job", fmt.Sprintf("s-%05d", i)))
+	}
+	p := Invalid(fields...)
+	if len(p.Errors) != 10000 || len(p.Detail) > 1000 || !strings.HasSuffix(p.Detail, "; and 9990 more (errors lists them all)") ||
+		!strings.Contains(p.Detail, "samples[9]") || strings.Contains(p.Detail, "samples[10]") {
+		t.Fatalf("detail of %d bytes: %.300s…; %d errors", len(p.Detail), p.Detail, len(p.Errors))
+	}
+	if one := Invalid(fields[0]); one.Detail != "validation failed: "+fields[0].Error() {
+		t.Fatalf("one field: %q", one.Detail)
 	}
 }
