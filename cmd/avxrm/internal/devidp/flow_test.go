@@ -256,6 +256,33 @@ func TestKeycloakShapedToken(t *testing.T) {
 	}
 }
 
+// TestIDTokenIsNoAccessToken: the ID token of a login names the client
+// (RM's audience) as its audience, so it passed as an access token with none
+// of the user's roles; it is refused saying what to send, as is a Keycloak
+// one (typ "ID"), while the access token of the same response is taken.
+func TestIDTokenIsNoAccessToken(t *testing.T) {
+	e := start(t, devidp.Config{})
+	u, _ := e.idp.User("user")
+	code, tk := e.grant(url.Values{"grant_type": {"password"}, "client_id": {"avxrm"},
+		"username": {u.Username}, "password": {u.Password}, "scope": {"openid offline_access"}})
+	if code != http.StatusOK || tk.IDToken == "" {
+		t.Fatalf("password grant with openid = %d %+v, want an ID token", code, tk)
+	}
+	now := time.Now()
+	keycloak, err := e.idp.Sign(map[string]any{"iss": e.idp.Issuer, "sub": "kc-1", "aud": "avxrm", "azp": "avxrm", "typ": "ID",
+		"exp": now.Add(time.Minute).Unix(), "iat": now.Unix(), "preferred_username": "carol"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, tok := range map[string]string{"the dev IdP's": tk.IDToken, "a Keycloak": keycloak} {
+		r := e.must(http.StatusUnauthorized, "Bearer "+tok, http.MethodGet, v1+"/whoami", nil)
+		if !strings.Contains(string(r.Body), "an ID token is not an access token") {
+			t.Errorf("%s ID token: %s", name, r.Body)
+		}
+	}
+	e.must(http.StatusOK, bearer(tk), http.MethodGet, v1+"/whoami", nil)
+}
+
 // TestIdempotencyKeysArePerCaller: the same Idempotency-Key and body from
 // another user creates that user's own job instead of replaying the first.
 func TestIdempotencyKeysArePerCaller(t *testing.T) {

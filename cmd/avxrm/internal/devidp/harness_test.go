@@ -63,6 +63,7 @@ func start(t testing.TB, cfg devidp.Config) *env {
 // tokens is an answer of the token endpoint.
 type tokens struct {
 	AccessToken  string `json:"access_token"`
+	IDToken      string `json:"id_token"`
 	RefreshToken string `json:"refresh_token"`
 	ExpiresIn    int    `json:"expires_in"`
 	TokenType    string `json:"token_type"`

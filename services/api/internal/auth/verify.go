@@ -136,9 +136,23 @@ func (a *Authenticator) Authenticate(ctx context.Context, header string) (*Princ
 	if !slices.Contains(tok.Audience, a.cfg.Audience) && claims.Azp != a.cfg.Audience {
 		return nil, Unauthorized("wrong audience: aud %q and azp %q do not name %q", tok.Audience, claims.Azp, a.cfg.Audience)
 	}
+	if idToken(all) {
+		// Its audience is the client, which is RM's audience when the CLI
+		// logs in: it would pass as an access token, with none of its roles.
+		return nil, Unauthorized("an ID token is not an access token: send the access_token of the token response")
+	}
 	p := a.principal(tok.Subject, all)
 	p.ExpiresAt = tok.Expiry
 	return p, nil
+}
+
+// idToken says whether verified claims are an OpenID Connect ID token's:
+// Keycloak marks them typ "ID", and an ID token issued with an access token
+// carries that token's hash (at_hash), which no access token can carry.
+func idToken(claims map[string]any) bool {
+	typ, _ := claims["typ"].(string)
+	_, atHash := claims["at_hash"]
+	return strings.EqualFold(typ, "ID") || atHash
 }
 
 // quoted is v, a value an unverified token says of itself, quoted for a
