@@ -77,12 +77,22 @@ func otherInstance(t *testing.T, coll *mongo.Collection) *outbox.Outbox {
 
 // runRelayFor runs ob's relay, every 20 ms, for d.
 func runRelayFor(ctx context.Context, ob *outbox.Outbox, d time.Duration) {
+	runRelayUntil(ctx, ob, d, func() bool { return false })
+}
+
+// runRelayUntil runs the relay for at least d and, past it, until done says
+// so or 10 s more have gone: what a test waits for to be published may take
+// longer than d on a loaded machine.
+func runRelayUntil(ctx context.Context, ob *outbox.Outbox, d time.Duration, done func() bool) {
 	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { ob.Run(runCtx, 20*time.Millisecond); close(done) }()
+	stopped := make(chan struct{})
+	go func() { ob.Run(runCtx, 20*time.Millisecond); close(stopped) }()
 	time.Sleep(d)
+	for deadline := time.Now().Add(10 * time.Second); !done() && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
 	stop()
-	<-done
+	<-stopped
 }
 
 // leaveUnsent stores document id (version 1) through a writer killed
@@ -407,7 +417,9 @@ func TestRelayStartsWithoutASweepAfterACleanStop(t *testing.T) {
 				}
 			}
 			finds := srv.WriteStats().DirectFinds
-			runRelayFor(ctx, relay, 200*time.Millisecond)
+			// After a clean stop nothing may come within the 200 ms; after a
+			// crash the event left must come (under load the sweep took longer).
+			runRelayUntil(ctx, relay, 200*time.Millisecond, func() bool { return clean || slices.Contains(ids(stream()), left.ID) })
 			swept := srv.WriteStats().DirectFinds - finds // the sweep's read of coll
 			got := stream()
 			if clean {
