@@ -123,7 +123,9 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 		if jobTokens, err = auth.NewJobTokens(key, cfg.Auth); err != nil {
 			return nil, err
 		}
-		if authn, err = auth.New(ctx, cfg.Auth, jobTokens); err != nil {
+		ac := cfg.Auth
+		ac.Logger = deps.Logger
+		if authn, err = auth.New(ctx, ac, jobTokens); err != nil {
 			return nil, err
 		}
 	} else if !deps.AuthOffSaid {

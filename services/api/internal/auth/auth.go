@@ -10,6 +10,7 @@ package auth
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"slices"
 	"strings"
@@ -45,6 +46,9 @@ type Config struct {
 	JobTokenTTL time.Duration
 	// HTTPClient fetches discovery and keys. If nil, one with a 10s timeout.
 	HTTPClient *http.Client
+	// Logger is told once when New goes on waiting for an issuer that does
+	// not answer (for up to 30 s). If nil, slog.Default().
+	Logger *slog.Logger
 	// Now is the clock of expiry checks. If nil, time.Now.
 	Now func() time.Time
 }
@@ -72,6 +76,9 @@ func ConfigFromEnv(getenv func(string) string) Config {
 }
 
 func (c Config) withDefaults() Config {
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
 	if c.Audience == "" {
 		c.Audience = "avxrm"
 	}

@@ -1,12 +1,14 @@
 package auth
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"net"
 	"net/http"
@@ -204,7 +206,12 @@ func TestClockSkew(t *testing.T) {
 func TestNewNamesTheIssuerItCannotReach(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
 	defer cancel()
-	_, err := New(ctx, Config{Issuer: "http://127.0.0.1:1/realms/x"}, nil)
+	var log bytes.Buffer
+	_, err := New(ctx, Config{Issuer: "http://127.0.0.1:1/realms/x", Logger: slog.New(slog.NewTextHandler(&log, nil))}, nil)
+	// The wait (up to 30 s at a start) is said at once, once.
+	if n := strings.Count(log.String(), "waiting for the OIDC issuer"); n != 1 || !strings.Contains(log.String(), "issuer=http://127.0.0.1:1/realms/x") {
+		t.Errorf("logged while waiting: %q, want the wait said once, naming the issuer", log.String())
+	}
 	var op *net.OpError
 	if err == nil || !strings.Contains(err.Error(), "RM_OIDC_ISSUER http://127.0.0.1:1/realms/x") || !strings.Contains(err.Error(), "connection refused") || errors.As(err, &op) {
 		t.Fatalf("New with an issuer nobody serves: %v (a *net.OpError: %v), want RM_OIDC_ISSUER named and why, no OpError", err, errors.As(err, &op))

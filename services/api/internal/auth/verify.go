@@ -45,6 +45,9 @@ func New(ctx context.Context, cfg Config, jobs *JobTokens) (*Authenticator, erro
 	for {
 		prov, err = oidc.NewProvider(oidc.ClientContext(ctx, cfg.HTTPClient), cfg.Issuer)
 		if err != nil && ctx.Err() == nil {
+			if why == nil { // else the start says nothing for up to discoveryWait
+				cfg.Logger.Warn("waiting for the OIDC issuer to answer", "issuer", cfg.Issuer, "for_at_most", discoveryWait.String(), "err", err)
+			}
 			why = err
 		}
 		if err == nil || time.Since(start) > discoveryWait || ctx.Err() != nil {
