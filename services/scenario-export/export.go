@@ -113,7 +113,9 @@ type Service struct {
 	slots chan struct{}
 	wg    sync.WaitGroup
 	// building holds the ids of the exports this process is building, so a
-	// sweep never takes over its own claim when a renewal runs late.
+	// sweep never takes over its own claim when a renewal runs late; once a
+	// build has started, with its context.CancelCauseFunc, which a deletion
+	// of the export calls.
 	building sync.Map
 	now      func() time.Time
 	m        metrics
@@ -238,6 +240,16 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 }
 
 func (s *Service) handle(ctx context.Context, e events.Event) error {
+	if e.Type == TypeExportDeleted {
+		// Deleted (DELETE, expiry, its job's deletion) while built here:
+		// stop, rather than build on until a renewal finds the claim gone.
+		if v, ok := s.building.Load(e.ResourceID); ok {
+			if cancel, ok := v.(context.CancelCauseFunc); ok {
+				cancel(errDeleted)
+			}
+		}
+		return nil
+	}
 	if e.Type != events.TypeExportRequested {
 		return nil
 	}
@@ -352,8 +364,12 @@ func ownerOf(c *artifacts.Claim) string {
 	return c.Owner
 }
 
-// errLostClaim: another builder took the export (our lease ran out), or it was deleted.
-var errLostClaim = errors.New("claim lost")
+var (
+	// errLostClaim: another builder took the export (our lease ran out).
+	errLostClaim = errors.New("claim lost")
+	// errDeleted: the export was deleted while it was built.
+	errDeleted = errors.New("export deleted")
+)
 
 // build builds the zip of e, which this process has claimed at e.Version.
 func (s *Service) build(ctx context.Context, e artifacts.Export) {
@@ -361,6 +377,7 @@ func (s *Service) build(ctx context.Context, e artifacts.Export) {
 	log := s.log.With("export", e.ID, "job", e.JobID)
 	bctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
+	s.building.Store(e.ID, cancel)
 	stopRenew := s.renewWhileBuilding(bctx, cancel, e, log)
 
 	var w *blob.Writer
@@ -402,6 +419,8 @@ func (s *Service) build(ctx context.Context, e artifacts.Export) {
 			log.Info("stopped mid-build; giving the export back", "err", err)
 		case errors.Is(context.Cause(bctx), errLostClaim):
 			log.Warn("lost the claim mid-build; another builder has it", "err", err)
+		case errors.Is(context.Cause(bctx), errDeleted):
+			log.Info("the export was deleted while it was built; dropping its partial zip")
 		}
 		if w != nil {
 			if aerr := w.Abort(); aerr != nil {
@@ -413,6 +432,8 @@ func (s *Service) build(ctx context.Context, e artifacts.Export) {
 		switch {
 		case errors.Is(context.Cause(bctx), errLostClaim):
 			s.m.builds.WithLabelValues("lost").Inc()
+		case errors.Is(context.Cause(bctx), errDeleted):
+			s.m.builds.WithLabelValues("deleted").Inc()
 		case ctx.Err() == nil && isPermanent(err):
 			log.Warn("export failed", "err", err)
 			if ferr := s.finish(wctx, e, func(x *artifacts.Export) {
@@ -437,13 +458,19 @@ func (s *Service) build(ctx context.Context, e artifacts.Export) {
 		x.Status, x.Size, x.FileCount, x.SHA256, x.ZipFileID, x.ReadyAt = artifacts.StatusReady, f.Length, files, f.Metadata.SHA256, f.ID, &now
 	}, events.TypeExportReady)
 	if ferr != nil {
-		log.Warn("recording the built export failed; removing its zip", "err", ferr)
+		result := "lost"
+		if errors.Is(ferr, errDeleted) {
+			result = "deleted"
+			log.Info("the export was deleted while it was built; removing its zip")
+		} else {
+			log.Warn("recording the built export failed; removing its zip", "err", ferr)
+		}
 		dctx, dcancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 		defer dcancel()
 		if derr := s.st.Zips.Delete(dctx, f.ID); derr != nil {
 			log.Warn("removing zip", "err", derr)
 		}
-		s.m.builds.WithLabelValues("lost").Inc()
+		s.m.builds.WithLabelValues(result).Inc()
 		return
 	}
 	s.m.builds.WithLabelValues("ready").Inc()
@@ -490,11 +517,11 @@ func (s *Service) renewWhileBuilding(ctx context.Context, cancel context.CancelC
 
 // finish applies change to the export claimed at e.Version and stores it with
 // an event of type typ ("" for none), dropping the claim. It fails with
-// errLostClaim if the export changed since the claim.
+// errLostClaim if the export changed since the claim, errDeleted if it is gone.
 func (s *Service) finish(ctx context.Context, e artifacts.Export, change func(*artifacts.Export), typ string) error {
 	l, err := s.st.Load(ctx, e.ID)
 	if errors.Is(err, artifacts.ErrNotFound) {
-		return errLostClaim
+		return errDeleted
 	}
 	if err != nil {
 		return err

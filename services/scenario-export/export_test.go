@@ -485,3 +485,59 @@ func TestExpiredExportsAreDeleted(t *testing.T) {
 		t.Errorf("events %v, want one deleted", got)
 	}
 }
+
+// An export deleted while it is built (DELETE, expiry, its job's deletion)
+// stops its build as soon as the service reads the deletion's event, and
+// leaves no zip and no ready event; the build used to go on until its next
+// claim renewal (a third of the lease) and then logged the loss as a fault.
+func TestBuildStopsWhenItsExportIsDeleted(t *testing.T) {
+	e := newEnv(t)
+	e.fixture("job-1")
+	id := e.request("job-1", zipper.Request{Samples: []string{"s-1"}, Include: []string{zipper.KindScenario}}, time.Hour)
+	reached := make(chan string, 1)
+	stopped := make(chan error, 1)
+	e.service(export.Config{Owner: "one", Lease: 10 * time.Minute}, func(s *export.Service) {
+		s.SetAfterEntry(t, func(ctx context.Context, id string, written int) error {
+			if written != 3 {
+				return nil
+			}
+			reached <- id
+			<-ctx.Done()
+			stopped <- context.Cause(ctx)
+			return ctx.Err()
+		})
+	})
+	select {
+	case <-reached:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the build never got to entry 3")
+	}
+	ctx := context.Background()
+	l, err := e.st.Load(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, err := events.New(export.TypeExportDeleted, "/rm/api", l.Export.QueueID, id, l.Export)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.st.Delete(ctx, l, ev); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case cause := <-stopped:
+		if cause == nil || cause.Error() != "export deleted" {
+			t.Errorf("the build stopped for %v, want its export's deletion", cause)
+		}
+	case <-time.After(30 * time.Second): // the renewal would come after 200 s
+		t.Fatal("the build went on for 30 s after its export was deleted")
+	}
+	for deadline := time.Now().Add(30 * time.Second); e.count(artifacts.ZipBucket+".files") != 0; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the partial zip is still there 30 s after the build stopped")
+		}
+	}
+	if got := e.exportEvents(id); got[events.TypeExportReady] != 0 || got[export.TypeExportDeleted] != 1 {
+		t.Errorf("events %v, want the deletion alone", got)
+	}
+}
