@@ -1,11 +1,14 @@
 package cli
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"net/url"
 	"os"
@@ -14,6 +17,7 @@ import (
 	"strings"
 
 	"github.com/avxrm/rm/sdk/go/avxrm"
+	"github.com/avxrm/rm/sdk/go/avxrm/api"
 	"github.com/spf13/cobra"
 )
 
@@ -29,20 +33,33 @@ func artifactName(m map[string]any) string {
 	return "assets/" + text(m["path"])
 }
 
-// artifactPath is the API path of the job's artifact called name
-// (scenarios/<sample>/<path> or assets/<path>), of the asset declaration if
-// one is given.
-func artifactPath(job, name, declaration string) (string, error) {
+// artifactOf is the artifact called name (scenarios/<sample>/<path> or
+// assets/<path>), of the asset declaration if one is given.
+func artifactOf(name, declaration string) (api.Artifact, error) {
 	segs := strings.Split(name, "/")
 	switch {
 	case len(segs) >= 3 && segs[0] == "scenarios":
 		if declaration != "" {
-			return "", fmt.Errorf("--declaration is for assets; %s is a scenario file of sample %s", name, segs[1])
+			return api.Artifact{}, fmt.Errorf("--declaration is for assets; %s is a scenario file of sample %s", name, segs[1])
 		}
+		return api.Artifact{Kind: "scenario", SampleId: &segs[1], Path: strings.Join(segs[2:], "/")}, nil
 	case len(segs) >= 2 && segs[0] == "assets":
-	default:
-		return "", fmt.Errorf("artifact %q: want scenarios/<sample>/<path> or assets/<path>, as 'avxrm artifacts ls' names them", name)
+		a := api.Artifact{Kind: "asset", Path: strings.Join(segs[1:], "/")}
+		if declaration != "" {
+			a.Declaration = &declaration
+		}
+		return a, nil
 	}
+	return api.Artifact{}, fmt.Errorf("artifact %q: want scenarios/<sample>/<path> or assets/<path>, as 'avxrm artifacts ls' names them", name)
+}
+
+// artifactPath is the API path of the job's artifact called name, as
+// artifactOf takes it.
+func artifactPath(job, name, declaration string) (string, error) {
+	if _, err := artifactOf(name, declaration); err != nil {
+		return "", err
+	}
+	segs := strings.Split(name, "/")
 	for i, s := range segs {
 		segs[i] = avxrm.PathSegment(s)
 	}
@@ -77,16 +94,17 @@ func artifactsCommand(g *globals) *cobra.Command {
 	var getDecl, out string
 	get := &cobra.Command{
 		Use:   "get <job> <artifact> [-O file|-] [--declaration name]",
-		Short: "Download one artifact and check its sha256",
+		Short: "Download one artifact and check its size and sha256",
 		Long: "Download an artifact into the file named by -O (default: the artifact's file name, here;\n" +
-			"a directory: under that name there; '-' writes it to stdout). A partial download in <file>.part is resumed; the file is\n" +
-			"moved into place only once its sha256 matches the server's.",
+			"a directory: under that name there; '-' writes it to stdout). A lost connection is resumed where\n" +
+			"it broke off, and so is a partial download left in <file>.part; the file is moved into place only\n" +
+			"once its size and sha256 match the server's.",
 		Example: "  avxrm artifacts get job-01J… scenarios/s-001/scenario.xosc\n" +
 			"  avxrm artifacts get job-01J… assets/roads/a.xodr --declaration road-network -O a.xodr\n" +
 			"  avxrm artifacts get job-01J… scenarios/s-001/scenario.xosc -O - | head",
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			p, err := artifactPath(args[0], args[1], getDecl)
+			a, err := artifactOf(args[1], getDecl)
 			if err != nil {
 				return err
 			}
@@ -95,21 +113,22 @@ func artifactsCommand(g *globals) *cobra.Command {
 				return err
 			}
 			if out == "-" {
-				return streamArtifact(cmd, c, p)
+				_, err := c.DownloadArtifact(cmd.Context(), args[0], a, cmd.OutOrStdout(), avxrm.DownloadOptions{})
+				return err
 			}
 			if out == "" {
 				out = path.Base(args[1])
 			} else if st, err := os.Stat(out); err == nil && st.IsDir() {
 				out = filepath.Join(out, path.Base(args[1]))
 			}
-			sum, size, err := fetchFile(cmd.Context(), c, p, "", out, nil)
+			d, err := downloadArtifactFile(cmd.Context(), c, args[0], a, out)
 			if err != nil {
 				return err
 			}
 			if g.structured() {
-				return printItem(cmd.OutOrStdout(), g.output, map[string]any{"file": out, "size": size, "sha256": sum})
+				return printItem(cmd.OutOrStdout(), g.output, map[string]any{"file": out, "size": d.Size, "sha256": d.SHA256})
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s: %d bytes, sha256 %s\n", out, size, sum)
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: %d bytes, sha256 %s\n", out, d.Size, d.SHA256)
 			return nil
 		},
 	}
@@ -149,29 +168,18 @@ func artifactsCommand(g *globals) *cobra.Command {
 	return cmd
 }
 
-// streamArtifact writes the artifact at p to stdout, and fails if what came
-// does not have the sha256 the server named.
-func streamArtifact(cmd *cobra.Command, c *avxrm.Client, p string) error {
-	req, err := http.NewRequestWithContext(cmd.Context(), http.MethodGet, c.URL(p), nil)
-	if err != nil {
-		return err
+// downloadArtifactFile is the SDK's DownloadArtifactFile, which makes
+// the .part at the first byte that comes and so fails to rename the .part
+// of an empty file, which it has checked: that file is made here.
+func downloadArtifactFile(ctx context.Context, c *avxrm.Client, job string, a api.Artifact, out string) (avxrm.Download, error) {
+	wrote := false
+	d, err := c.DownloadArtifactFile(ctx, job, a, out, avxrm.DownloadOptions{Progress: func(int64, int64) { wrote = true }})
+	var le *os.LinkError
+	if !wrote && errors.As(err, &le) && le.Old == out+".part" && errors.Is(err, fs.ErrNotExist) {
+		sum := sha256.Sum256(nil)
+		return avxrm.Download{SHA256: hex.EncodeToString(sum[:])}, os.WriteFile(out, nil, 0o666)
 	}
-	resp, err := c.Send(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return avxrm.ResponseError(resp)
-	}
-	h := sha256.New()
-	if _, err := io.Copy(io.MultiWriter(cmd.OutOrStdout(), h), resp.Body); err != nil {
-		return err
-	}
-	if got, want := hex.EncodeToString(h.Sum(nil)), strings.Trim(resp.Header.Get("ETag"), `"`); want != "" && got != want {
-		return fmt.Errorf("the bytes written have sha256 %s, the server says %s", got, want)
-	}
-	return nil
+	return d, err
 }
 
 // upload PUTs the file (or stdin) to p and returns the stored artifact.

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -36,17 +38,11 @@ func TestExportDownloadResumes(t *testing.T) {
 	var mu sync.Mutex
 	var ranges []string
 	var statuses []int
-	var artifactGets []string // "<Range> <status>" of each GET of the asset
 	hc := &http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
 		resp, err := http.DefaultTransport.RoundTrip(r)
 		if err == nil && strings.HasSuffix(r.URL.Path, "/download") {
 			mu.Lock()
 			ranges, statuses = append(ranges, r.Header.Get("Range")), append(statuses, resp.StatusCode)
-			mu.Unlock()
-		}
-		if err == nil && r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/artifacts/assets/road.bin") {
-			mu.Lock()
-			artifactGets = append(artifactGets, fmt.Sprintf("%q %d", r.Header.Get("Range"), resp.StatusCode))
 			mu.Unlock()
 		}
 		return resp, err
@@ -120,13 +116,70 @@ func TestExportDownloadResumes(t *testing.T) {
 	if _, err := os.Stat(out + ".part"); !os.IsNotExist(err) {
 		t.Errorf("the .part file is left: %v", err)
 	}
+}
 
-	// An artifact: its sha256 comes from the answer's ETag. Half of it in the
-	// .part is resumed; a .part of another file is noticed and fetched anew.
-	p, err := artifactPath(*job.Id, "assets/road.bin", "")
+// recordingProxy is a server that forwards every request to target and
+// remembers, of each GET whose path ends in suffix, "<Range> <status>".
+func recordingProxy(t *testing.T, target, suffix string) (string, func() []string) {
+	t.Helper()
+	u, err := url.Parse(target)
 	if err != nil {
 		t.Fatal(err)
 	}
+	proxy := httputil.NewSingleHostReverseProxy(u)
+	var mu sync.Mutex
+	var seen []string
+	proxy.ModifyResponse = func(resp *http.Response) error {
+		if r := resp.Request; r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, suffix) {
+			mu.Lock()
+			seen = append(seen, fmt.Sprintf("%q %d", r.Header.Get("Range"), resp.StatusCode))
+			mu.Unlock()
+		}
+		return nil
+	}
+	srv := httptest.NewServer(proxy)
+	t.Cleanup(srv.Close)
+	return srv.URL, func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(seen)
+	}
+}
+
+// avxrm artifacts get writes through <file>.part: a .part of another file
+// is noticed and the file fetched whole, half of the file in it is
+// resumed, and what is left is the server's file, checked, and no .part;
+// an empty artifact is an empty file.
+func TestArtifactGetResumesItsPart(t *testing.T) {
+	srv := allinone.Start(t, binary, t.TempDir(), "127.0.0.1:0")
+	ctx := context.Background()
+	c, err := avxrm.New(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.CreateQueue(ctx, api.QueueBody{Name: "q"}); err != nil {
+		t.Fatal(err)
+	}
+	img := "local"
+	app, err := c.CreateApplication(ctx, api.ApplicationBody{Name: "true", Version: "1", Image: &img, Command: nullable.NewNullableWithValue([]string{"/bin/true"})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	job, err := c.SubmitJob(ctx, api.JobBody{QueueId: "q", WorkerInstances: 1, Application: api.JobApplicationRef{Id: app.Id}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := bytes.Repeat([]byte("road network data "), 20000)
+	for path, body := range map[string][]byte{"scenarios/s-001/scenario.xosc": []byte("<OpenSCENARIO/>"), "assets/road.bin": big, "assets/empty.bin": nil} {
+		if _, err := c.Do(ctx, http.MethodPut, "/jobs/"+*job.Id+"/artifacts/"+path, body, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := t.TempDir()
+
+	// An artifact: half of it in the .part is resumed; a .part of another
+	// file, or longer than the file, is noticed and the file fetched anew.
+	artifacts, artifactGets := recordingProxy(t, srv.URL, "/artifacts/assets/road.bin")
 	sum := sha256.Sum256(big)
 	for _, tc := range []struct {
 		name string
@@ -139,18 +192,25 @@ func TestExportDownloadResumes(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		got, size, err := fetchFile(ctx, c, p, "", out, nil)
+		stdout, stderr, err := runCLI(t, artifacts, "artifacts", "get", *job.Id, "assets/road.bin", "-O", dir)
 		body, _ := os.ReadFile(out)
-		if err != nil || size != int64(len(big)) || !bytes.Equal(body, big) || got != hex.EncodeToString(sum[:]) {
-			t.Errorf("%s .part: %d bytes, sha256 %s, %v; want the asset's %d, %x", tc.name, size, got, err, len(big), sum)
+		if want := fmt.Sprintf("%s: %d bytes, sha256 %x\n", out, len(big), sum); err != nil || stdout != want || !bytes.Equal(body, big) {
+			t.Errorf("%s .part: %v, printed %q%s, wrote %d bytes; want %q and the asset", tc.name, err, stdout, stderr, len(body), want)
+		}
+		if _, err := os.Stat(out + ".part"); !os.IsNotExist(err) {
+			t.Errorf("%s .part: the .part is left: %v", tc.name, err)
 		}
 	}
 	rest := fmt.Sprintf("%q", fmt.Sprintf("bytes=%d-", len(big)/2))
 	past := fmt.Sprintf("%q", fmt.Sprintf("bytes=%d-", len(big)+4))
 	want := []string{`"" 200`, rest + " 206", rest + " 206", `"" 200`, past + " 416", `"" 200`}
-	mu.Lock()
-	defer mu.Unlock()
-	if !slices.Equal(artifactGets, want) {
-		t.Errorf("artifact requests %q, want %q: whole; the rest; the rest that did not fit, whole; past the end, whole", artifactGets, want)
+	if got := artifactGets(); !slices.Equal(got, want) {
+		t.Errorf("artifact requests %q, want %q: whole; the rest; the rest that did not fit, whole; past the end, whole", got, want)
+	}
+
+	empty := filepath.Join(dir, "empty.bin")
+	stdout, stderr, err := runCLI(t, srv.URL, "artifacts", "get", *job.Id, "assets/empty.bin", "-O", empty)
+	if body, rerr := os.ReadFile(empty); err != nil || rerr != nil || len(body) != 0 || !strings.HasPrefix(stdout, empty+": 0 bytes, sha256 e3b0c442") {
+		t.Errorf("get of an empty artifact: %v, printed %q%s; file %q, %v", err, stdout, stderr, body, rerr)
 	}
 }
