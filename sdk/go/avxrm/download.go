@@ -568,6 +568,9 @@ func (t *transfer) toFile(ctx context.Context, path string, check func(part stri
 	}
 	resumed := t.have > 0
 	err := t.run(ctx)
+	if err == nil {
+		err = s.open() // an empty file wrote nothing: its .part is made here
+	}
 	if cerr := s.close(); err == nil && cerr != nil {
 		err = fmt.Errorf("download %s: %w", t.what, cerr)
 	}

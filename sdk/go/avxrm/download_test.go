@@ -235,3 +235,21 @@ func TestDownloadExportHoldsToItsRecord(t *testing.T) {
 		t.Errorf("a failed export: %v", err)
 	}
 }
+
+// An empty artifact is saved as an empty file (its .part was made only by a
+// first byte, so the rename found none).
+func TestDownloadArtifactFileOfAnEmptyFile(t *testing.T) {
+	srv := httptest.NewServer(&fileServer{content: []byte{}})
+	defer srv.Close()
+	c, _ := avxrm.New(srv.URL)
+	out := filepath.Join(t.TempDir(), "empty.bin")
+	d, err := c.DownloadArtifactFile(context.Background(), "job-1", asset, out, avxrm.DownloadOptions{})
+	got, rerr := os.ReadFile(out)
+	empty := sha256.Sum256(nil)
+	if err != nil || rerr != nil || len(got) != 0 || d.Size != 0 || d.SHA256 != hex.EncodeToString(empty[:]) {
+		t.Fatalf("an empty artifact: %+v, %v; the file: %q, %v", d, err, got, rerr)
+	}
+	if _, err := os.Stat(out + ".part"); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a .part is left: %v", err)
+	}
+}

@@ -1,14 +1,9 @@
 package cli
 
 import (
-	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"net/http"
 	"net/url"
 	"os"
@@ -121,7 +116,7 @@ func artifactsCommand(g *globals) *cobra.Command {
 			} else if st, err := os.Stat(out); err == nil && st.IsDir() {
 				out = filepath.Join(out, path.Base(args[1]))
 			}
-			d, err := downloadArtifactFile(cmd.Context(), c, args[0], a, out)
+			d, err := c.DownloadArtifactFile(cmd.Context(), args[0], a, out, avxrm.DownloadOptions{})
 			if err != nil {
 				return err
 			}
@@ -166,20 +161,6 @@ func artifactsCommand(g *globals) *cobra.Command {
 	put.Flags().StringVar(&putDecl, "declaration", "", "the asset declaration of an assets/… artifact (else common asset data)")
 	cmd.AddCommand(ls, get, put)
 	return cmd
-}
-
-// downloadArtifactFile is the SDK's DownloadArtifactFile, which makes
-// the .part at the first byte that comes and so fails to rename the .part
-// of an empty file, which it has checked: that file is made here.
-func downloadArtifactFile(ctx context.Context, c *avxrm.Client, job string, a api.Artifact, out string) (avxrm.Download, error) {
-	wrote := false
-	d, err := c.DownloadArtifactFile(ctx, job, a, out, avxrm.DownloadOptions{Progress: func(int64, int64) { wrote = true }})
-	var le *os.LinkError
-	if !wrote && errors.As(err, &le) && le.Old == out+".part" && errors.Is(err, fs.ErrNotExist) {
-		sum := sha256.Sum256(nil)
-		return avxrm.Download{SHA256: hex.EncodeToString(sum[:])}, os.WriteFile(out, nil, 0o666)
-	}
-	return d, err
 }
 
 // upload PUTs the file (or stdin) to p and returns the stored artifact.
