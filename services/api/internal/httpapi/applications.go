@@ -12,6 +12,7 @@ import (
 	"github.com/avxrm/rm/services/api/internal/problem"
 	"github.com/avxrm/rm/services/api/internal/store"
 	"github.com/danielgtaylor/huma/v2"
+	"github.com/distribution/reference"
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
@@ -55,7 +56,7 @@ type ApplicationBody struct {
 	Name                 string            `json:"name" minLength:"1" maxLength:"63" pattern:"^[A-Za-z0-9][A-Za-z0-9._-]*$" doc:"letters, digits, -, _, ., starting with a letter or digit"`
 	Version              string            `json:"version" minLength:"1" maxLength:"63" pattern:"^[A-Za-z0-9][A-Za-z0-9._+-]*$" doc:"the application's version, e.g. 1.2.0 (not the resource revision)"`
 	Description          string            `json:"description,omitempty" maxLength:"1024"`
-	Image                string            `json:"image,omitempty" maxLength:"512" pattern:"^[A-Za-z0-9][A-Za-z0-9._/:@+-]*$" doc:"container image reference, e.g. registry/path:tag. The docker and kubernetes drivers run it; the local driver ignores it and runs command + args (in the app-runtime-config's working_directory) as a process on the host, so a program such as /bin/sh goes in command, not here."`
+	Image                string            `json:"image,omitempty" maxLength:"512" pattern:"^[A-Za-z0-9\\[][A-Za-z0-9._/:@+\\[\\]-]*$" doc:"container image reference, e.g. registry/path:tag. The docker and kubernetes drivers run it; the local driver ignores it and runs command + args (in the app-runtime-config's working_directory) as a process on the host, so a program such as /bin/sh goes in command, not here."`
 	Command              []string          `json:"command,omitempty" maxItems:"256"`
 	Args                 []string          `json:"args,omitempty" maxItems:"1024"`
 	EnvironmentVariables map[string]string `json:"environment_variables,omitempty"`
@@ -129,6 +130,7 @@ func (s *Server) applicationCrud() *crud[*ApplicationDoc, ApplicationBody, *Appl
 		lookup:   s.getApplication,
 		build: func(_ context.Context, b *ApplicationBody, _ *ApplicationDoc) (*ApplicationDoc, error) {
 			errs := validateEnv("environment_variables", b.EnvironmentVariables)
+			errs = append(errs, validateImage("image", b.Image)...)
 			errs = append(errs, validateCommand("command", b.Command)...)
 			errs = append(errs, validateArgs("args", b.Args)...)
 			if len(errs) > 0 {
@@ -252,6 +254,27 @@ func (s *Server) applicationInUse(ctx context.Context, a *ApplicationDoc) error 
 		return err
 	}
 	return s.inUseBy(ctx, what, store.Jobs, activeJobs(bson.E{Key: "application.id", Value: a.ID}), "active job")
+}
+
+// validateImage refuses an image the docker and kubernetes drivers could
+// not run: one their runtimes cannot parse as a reference (the grammar of
+// github.com/distribution/reference, which both use: an optional registry
+// host[:port], lowercase path components separated by single slashes, an
+// optional tag, an optional digest), else the job would fail at its start
+// with "invalid reference format". An image id, which docker create takes,
+// is a reference too. The local and simulated drivers ignore the image; the
+// values given them ("local", "local/sim:1") are references as well, so the
+// rule holds whatever queue runs the application. Empty: no image.
+func validateImage(field, image string) []*problem.FieldError {
+	if image == "" {
+		return nil
+	}
+	if _, err := reference.ParseAnyReference(image); err != nil {
+		return []*problem.FieldError{problem.Field(field, "not an image reference Docker or Kubernetes can run (%v); "+
+			"a reference is [host[:port]/]path[:tag][@digest], its path lowercase components separated by single slashes, "+
+			"its tag at most 128 letters, digits, _, . and - not starting with . or - (e.g. registry.example/sim:1.2)", err)}
+	}
+	return nil
 }
 
 // validateArgs bounds the strings of a command or argument list and

@@ -32,7 +32,7 @@ type AppRuntimeConfig struct {
 
 // AppRuntimeConfigBody is what a client sends to create or replace an app-runtime-config.
 type AppRuntimeConfigBody struct {
-	Image                string                 `json:"image" minLength:"1" maxLength:"512" pattern:"^[A-Za-z0-9][A-Za-z0-9._/:@+-]*$" doc:"container image reference, e.g. registry/path:tag. The docker and kubernetes drivers run it; the local driver ignores it and runs command + args in working_directory as a process on the host (a program such as /bin/sh goes in command). Required even for the local driver."`
+	Image                string                 `json:"image" minLength:"1" maxLength:"512" pattern:"^[A-Za-z0-9\\[][A-Za-z0-9._/:@+\\[\\]-]*$" doc:"container image reference, e.g. registry/path:tag. The docker and kubernetes drivers run it; the local driver ignores it and runs command + args in working_directory as a process on the host (a program such as /bin/sh goes in command). Required even for the local driver."`
 	WorkingDirectory     string                 `json:"working_directory" minLength:"1" maxLength:"1024" doc:"absolute path"`
 	Command              []string               `json:"command,omitempty" maxItems:"256"`
 	Args                 []string               `json:"args,omitempty" maxItems:"1024"`
@@ -114,6 +114,7 @@ func (s *Server) arcCrud() *crud[*AppRuntimeConfig, AppRuntimeConfigBody, *AppRu
 		},
 		build: func(_ context.Context, b *AppRuntimeConfigBody, prev *AppRuntimeConfig) (*AppRuntimeConfig, error) {
 			errs := validateEnv("environment_variables", b.EnvironmentVariables)
+			errs = append(errs, validateImage("image", b.Image)...)
 			errs = append(errs, validateCommand("command", b.Command)...)
 			errs = append(errs, validateArgs("args", b.Args)...)
 			errs = append(errs, validateLimits("resource_limits", b.ResourceLimits)...)

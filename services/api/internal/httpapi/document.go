@@ -276,11 +276,12 @@ var patternWords = map[string]string{
 	QuantityPattern:                 "a Kubernetes quantity such as 500m, 2, 1.5 or 4Gi",
 }
 
-// ImagePattern is the rule for container image references.
-const ImagePattern = `^[A-Za-z0-9][A-Za-z0-9._/:@+-]*$`
+// ImagePattern is the characters of a container image reference (an IPv6
+// registry host is in brackets); validateImage holds it to the grammar.
+const ImagePattern = `^[A-Za-z0-9\[][A-Za-z0-9._/:@+\[\]-]*$`
 
 // ImageWords explains ImagePattern, and what the local driver does with an image.
-const ImageWords = "a container image reference such as registry.example/sim:1.2 (letters, digits and . _ / : @ + -, starting with a letter or digit); " +
+const ImageWords = "a container image reference such as registry.example/sim:1.2 (letters, digits and . _ / : @ + - [ ], starting with a letter, a digit or [); " +
 	"the local driver ignores the image and runs command + args in working_directory, so a program path such as /bin/sh belongs in command"
 
 // QuantityPattern is the syntax of a Kubernetes quantity (resource.Quantity).

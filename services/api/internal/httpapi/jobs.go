@@ -32,7 +32,7 @@ type JobApplicationRef struct {
 	ID                   string            `json:"id,omitempty" maxLength:"63" doc:"a registered application: its id, or name:version, or its name when only one version exists"`
 	Name                 string            `json:"name,omitempty" maxLength:"63" pattern:"^[A-Za-z0-9][A-Za-z0-9._-]*$" doc:"with version: a registered application, or the name of an inline one"`
 	Version              string            `json:"version,omitempty" maxLength:"63"`
-	Image                string            `json:"image,omitempty" maxLength:"512" pattern:"^[A-Za-z0-9][A-Za-z0-9._/:@+-]*$" doc:"inline: the image to run unless an app-runtime-config of the queue says otherwise (a container image reference, as an application's)"`
+	Image                string            `json:"image,omitempty" maxLength:"512" pattern:"^[A-Za-z0-9\\[][A-Za-z0-9._/:@+\\[\\]-]*$" doc:"inline: the image to run unless an app-runtime-config of the queue says otherwise (a container image reference, as an application's)"`
 	EnvironmentVariables map[string]string `json:"environment_variables,omitempty"`
 }
 
@@ -58,6 +58,7 @@ type JobBody struct {
 func (b *JobBody) validate() []*problem.FieldError {
 	errs := validateEnv("environment_variables", b.EnvironmentVariables)
 	errs = append(errs, validateEnv("application.environment_variables", b.Application.EnvironmentVariables)...)
+	errs = append(errs, validateImage("application.image", b.Application.Image)...)
 	errs = append(errs, validateLabels("labels", b.Labels, 63)...)
 	errs = append(errs, validateCommand("command", b.Command)...)
 	errs = append(errs, validateArgs("args", b.Args)...)
