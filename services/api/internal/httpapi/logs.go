@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/avxrm/rm/services/api/internal/problem"
 	"github.com/danielgtaylor/huma/v2"
@@ -81,7 +82,8 @@ func (s *Server) registerLogs() {
 
 // logResponse is the 200 of both logs routes.
 var logResponse = &huma.Response{
-	Description: "the log, from Rm-Log-Offset on",
+	Description: "the log, from Rm-Log-Offset on: the bytes the program wrote, as they are; " +
+		"text/plain; charset=utf-8 when they are UTF-8 (decided by the first 256 KiB), else text/plain without a charset",
 	Headers: map[string]*huma.Param{HeaderLogOffset: {
 		Description: "the offset in bytes of the log at which the body starts: the offset asked for, or where the last tail lines begin; offset + the body's length is where to read on from",
 		Schema:      &huma.Schema{Type: "integer", Minimum: ptr(0.0)},
@@ -152,9 +154,17 @@ func (s *Server) streamLogs(ctx context.Context, subject string, from LogsRange)
 		return nil, err
 	}
 	return &huma.StreamResponse{Body: func(hctx huma.Context) {
-		hctx.SetHeader("Content-Type", "text/plain; charset=utf-8")
+		hctx.SetHeader("Content-Type", logContentType(first))
+		// A log that holds HTML is still shown as text, and one with
+		// binary bytes is not downloaded instead (MIME Sniffing §7.2).
+		hctx.SetHeader("X-Content-Type-Options", "nosniff")
 		hctx.SetHeader("Cache-Control", "no-store")
 		hctx.SetHeader(HeaderLogOffset, strconv.FormatInt(first.start, 10))
+		if first.eof {
+			// The whole answer is known: a HEAD says its length too, as
+			// the GET does (net/http counts none for a HEAD of nothing).
+			hctx.SetHeader("Content-Length", strconv.Itoa(len(first.data)))
+		}
 		hctx.SetStatus(http.StatusOK)
 		w := hctx.BodyWriter()
 		chunk, offset := first, first.start
@@ -180,6 +190,37 @@ func (s *Server) streamLogs(ctx context.Context, subject string, from LogsRange)
 			}
 		}
 	}}, nil
+}
+
+// logContentType labels a log answer by its first chunk: a log is the
+// bytes its program wrote, which need not be text. UTF-8 ones (a rune cut
+// where the chunk ends and more follows still is) are
+// "text/plain; charset=utf-8"; others are "text/plain" without a charset,
+// so that no client decodes them as UTF-8 on the answer's word, while a
+// browser still shows them. The answer is streamed, so the chunks after the
+// first (256 KiB) are not looked at before it is labelled.
+func logContentType(first logsChunkReply) string {
+	if utf8Start(first.data, !first.eof) {
+		return "text/plain; charset=utf-8"
+	}
+	return "text/plain"
+}
+
+// utf8Start says whether b is UTF-8, the last rune allowed to be cut short
+// when more is to follow.
+func utf8Start(b []byte, more bool) bool {
+	if utf8.Valid(b) {
+		return true
+	}
+	if !more {
+		return false
+	}
+	for i := len(b) - 1; i >= 0 && i >= len(b)-utf8.UTFMax+1; i-- {
+		if utf8.RuneStart(b[i]) {
+			return !utf8.FullRune(b[i:]) && utf8.Valid(b[:i])
+		}
+	}
+	return false
 }
 
 type replicaLogsInput struct {

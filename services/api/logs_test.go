@@ -1,0 +1,100 @@
+package api_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"testing"
+
+	"github.com/nats-io/nats.go"
+)
+
+// serveLogs answers the API's log requests for the workers of job as a
+// launcher does (services/launcher/internal/launch/logs.go): worker i's log
+// is logs[i].text, served from the offset asked for, or from the start of
+// its last tail lines, in chunks of at most logs[i].chunk bytes.
+func (e *env) serveLogs(job string, logs []fakeLog) {
+	e.t.Helper()
+	for i, l := range logs {
+		sub, err := e.js.Conn().Subscribe("rm.launcher.logs."+job+".worker."+strconv.Itoa(i), func(m *nats.Msg) {
+			var q struct{ Offset, Max, Tail int64 }
+			_ = json.Unmarshal(m.Data, &q)
+			start := min(q.Offset, int64(len(l.text)))
+			if q.Tail > 0 {
+				start = int64(len(l.text))
+				for n := int64(0); n < q.Tail && start > 0; n++ {
+					start = int64(bytes.LastIndexByte([]byte(l.text[:start-1]), '\n') + 1)
+				}
+			}
+			end := min(start+min(q.Max, l.chunk), int64(len(l.text)))
+			reply := nats.NewMsg(m.Reply)
+			reply.Header.Set("Rm-Logs-Status", "200")
+			reply.Header.Set("Rm-Logs-Offset", strconv.FormatInt(start, 10))
+			reply.Header.Set("Rm-Logs-Eof", strconv.FormatBool(end == int64(len(l.text))))
+			reply.Data = []byte(l.text[start:end])
+			_ = m.RespondMsg(reply)
+		})
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		e.t.Cleanup(func() { _ = sub.Unsubscribe() })
+	}
+}
+
+type fakeLog struct {
+	text  string
+	chunk int64
+}
+
+// TestLogsContentType: a log is the bytes the program wrote, as they are;
+// it is labelled UTF-8 only when it is (a rune cut by a chunk's end is
+// still UTF-8, one cut by the log's end or by the offset asked for is not),
+// else text/plain without a charset. GET and HEAD say the same, whatever
+// the offset or tail; nosniff keeps a browser showing it as text.
+func TestLogsContentType(t *testing.T) {
+	e := startEnv(t)
+	e.create("/queues", queueBody("fq"))
+	id := e.must(http.StatusCreated, http.MethodPost, v1+"/jobs", jobBody("fq", 5)).obj(t).str("id")
+	const big = 256 << 10
+	e.serveLogs(id, []fakeLog{
+		{"a\xff\xfeb\x00c", big},
+		{"héllo wörld ✓\n", 2}, // the first chunk ends inside é
+		{"ok\n\xff\n", big},
+		{"ends inside a rune \xe2\x82", big},
+		{"é\n", big},
+	})
+	const utf8, noCharset = "text/plain; charset=utf-8", "text/plain"
+	for _, c := range []struct {
+		path, body, ct string
+	}{
+		{"0/logs", "a\xff\xfeb\x00c", noCharset},
+		{"0/logs?offset=3", "b\x00c", utf8},
+		{"0/logs?tail=1", "a\xff\xfeb\x00c", noCharset},
+		{"1/logs", "héllo wörld ✓\n", utf8},
+		{"1/logs?offset=1", "éllo wörld ✓\n", utf8},
+		{"1/logs?offset=2", "\xa9llo wörld ✓\n", noCharset}, // inside é
+		{"2/logs", "ok\n\xff\n", noCharset},
+		{"2/logs?tail=1", "\xff\n", noCharset},
+		{"2/logs?tail=2", "ok\n\xff\n", noCharset},
+		{"2/logs?offset=4", "\n", utf8},
+		{"2/logs?offset=5", "", utf8},
+		{"2/logs?offset=99", "", utf8},
+		{"3/logs", "ends inside a rune \xe2\x82", noCharset},
+		{"4/logs", "é\n", utf8},
+		{"4/logs?tail=1", "é\n", utf8},
+	} {
+		path := v1 + "/jobs/" + id + "/instances/worker/" + c.path
+		r := e.must(http.StatusOK, http.MethodGet, path, nil)
+		if string(r.Body) != c.body {
+			t.Errorf("GET %s = %q, want %q", c.path, r.Body, c.body)
+		}
+		if ct := r.Header.Get("Content-Type"); ct != c.ct {
+			t.Errorf("GET %s (%q): Content-Type %q, want %q", c.path, r.Body, ct, c.ct)
+		}
+		if v := r.Header.Get("X-Content-Type-Options"); v != "nosniff" {
+			t.Errorf("GET %s: X-Content-Type-Options %q, want nosniff", c.path, v)
+		}
+		e.headLikeGet(path)
+	}
+}
