@@ -42,6 +42,11 @@ func TestLogTail(t *testing.T) {
 			t.Errorf("%s: first line %q, %d lines, cut %v (%d bytes); want %q, %d, %v", tc.name, first, n, cut, len(got), tc.first, tc.lines, tc.cut)
 		}
 	}
+	// Bytes that are not UTF-8 (a program's binary output, a log cut inside a
+	// character) went into the UTF-8 page as they were.
+	if got, _ := logTail([]byte("a\xff\xfeb\x00c\n\xe2\x82")); got != "a\uFFFDb\x00c\n\uFFFD" {
+		t.Errorf("a log that is not UTF-8 shows as %q", got)
+	}
 	if logTailQuery != "?tail="+strconv.Itoa(logTailLines+1) {
 		t.Errorf("logTailQuery = %q", logTailQuery)
 	}

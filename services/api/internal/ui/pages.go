@@ -520,7 +520,8 @@ const (
 var logTailQuery = "?tail=" + strconv.Itoa(logTailLines+1)
 
 // logTail is the part of raw (the answer to logTailQuery) a page shows, and
-// whether the log had more.
+// whether the log had more. A log is bytes: what is not UTF-8 in it is shown
+// as U+FFFD, as the page is UTF-8.
 func logTail(raw []byte) (string, bool) {
 	lines := bytes.Count(raw, []byte("\n"))
 	if len(raw) > 0 && raw[len(raw)-1] != '\n' {
@@ -531,7 +532,7 @@ func logTail(raw []byte) (string, bool) {
 		raw, cut = raw[bytes.IndexByte(raw, '\n')+1:], true
 	}
 	s, cutBytes := tail(raw, logTailBytes)
-	return s, cut || cutBytes
+	return strings.ToValidUTF8(s, "\uFFFD"), cut || cutBytes
 }
 
 func (u *UI) jobPage(r *http.Request, id string) (*page, error) {
