@@ -156,6 +156,22 @@ def test_export_round_trip_and_delete(seeded, tmp_path):
             c.exports.wait(x.id, timeout=10)
 
 
+def test_logs_as_bytes_give_the_offset(seeded):
+    """A log is bytes: as_bytes returns them, so len() is the offset that reads
+    only what came since (a text's length counts characters: 'é' is 2 bytes,
+    a byte that is not UTF-8 becomes U+FFFD)."""
+    server, _ = seeded
+    with avxrm.Client(server) as c:
+        job = c.jobs.submit(queue_id="Default", worker_instances=1, application={"name": "bytes", "version": "1", "image": "local"},
+                            command=["/bin/sh", "-c", "printf '\\303\\251\\377x\\n'"])
+        assert c.jobs.wait(job.id, timeout=60).status == "succeeded"
+        raw = c.jobs.logs(job.id, as_bytes=True)
+        assert raw == b"\xc3\xa9\xffx\n", raw
+        assert c.jobs.logs(job.id) == "\u00e9\ufffdx\n"
+        assert c.jobs.logs(job.id, offset=len(raw[:3]), as_bytes=True) == b"x\n"
+        assert c.jobs.logs(job.id, offset=len(raw), as_bytes=True) == b""
+
+
 def test_deployment_replicas_and_logs(seeded):
     server, app_id = seeded
     with avxrm.Client(server) as c:

@@ -284,12 +284,13 @@ class Deployments(Collection):
     def __init__(self, client: _Resources):
         super().__init__(client, "/deployments", Deployment)
 
-    def logs(self, id_or_name: str, replica: int = 0, offset: int = 0, tail: Optional[int] = None) -> Any:
-        """The output so far of the replica slot's current replica, as text, from ``offset``
-        bytes on or its last ``tail`` lines (``status["replicas"]`` says its state, restarts
-        and how the last one ended)."""
+    def logs(self, id_or_name: str, replica: int = 0, offset: int = 0, tail: Optional[int] = None,
+             as_bytes: bool = False) -> Any:
+        """The output so far of the replica slot's current replica, as text (bytes with
+        ``as_bytes``), from ``offset`` bytes on or its last ``tail`` lines
+        (``status["replicas"]`` says its state, restarts and how the last one ended)."""
         return self._c._request("GET", f"/deployments/{_seg(id_or_name, 'deployment')}/replicas/{_seg(replica, 'replica')}/logs",
-                                params=_log_range(offset, tail), text=True)
+                                params=_log_range(offset, tail), text=not as_bytes, raw=as_bytes)
 
 
 class RuntimeConfigs:
@@ -347,11 +348,14 @@ class Jobs(Collection):
     def stop_post_controller(self, id: str) -> Any:
         return self._c._request("DELETE", f"/jobs/{_seg(id, 'job id')}/post-controller")
 
-    def logs(self, id: str, role: str = "worker", index: int = 0, offset: int = 0, tail: Optional[int] = None) -> Any:
-        """An instance's output so far, as text, from ``offset`` bytes on (to read only
-        what is new since an earlier call: the bytes read so far), or its last ``tail`` lines."""
+    def logs(self, id: str, role: str = "worker", index: int = 0, offset: int = 0, tail: Optional[int] = None,
+             as_bytes: bool = False) -> Any:
+        """An instance's output so far, from ``offset`` bytes on, or its last ``tail``
+        lines: as text (bytes that are not UTF-8 become U+FFFD), or with ``as_bytes``
+        as the bytes, whose ``len`` is the offset to read only what is new next time
+        (a text's length counts characters, not bytes)."""
         return self._c._request("GET", f"/jobs/{_seg(id, 'job id')}/instances/{_seg(role, 'role')}/{_seg(index, 'index')}/logs", params=_log_range(offset, tail),
-                                text=True)
+                                text=not as_bytes, raw=as_bytes)
 
     def artifacts(self, id: str, **filters: Any) -> Any:
         return self._c._pages(f"/jobs/{_seg(id, 'job id')}/artifacts", _drop_none(filters), Artifact.from_dict)
