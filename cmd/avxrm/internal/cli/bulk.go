@@ -126,6 +126,7 @@ func (f *jobFilter) list(ctx context.Context, c *avxrm.Client, all bool) iter.Se
 // bulk is a request made of each job a command names or selects.
 type bulk struct {
 	use, short     string
+	noun           string // what it acts on, plural: "jobs" unless set
 	method, suffix string
 	done           string // printed after each job's id
 	// activeOnly: the filters select only jobs that have not ended (a
@@ -223,7 +224,7 @@ func (b bulk) each(cmd *cobra.Command, g *globals, c *avxrm.Client, ids []string
 		}
 	}
 	if failed > 0 {
-		return &exitError{code: ExitFailed, msg: fmt.Sprintf("%s: %d of %d jobs failed", b.use, failed, len(ids))}
+		return &exitError{code: ExitFailed, msg: fmt.Sprintf("%s: %d of %d %s failed", b.use, failed, len(ids), cmp.Or(b.noun, "jobs"))}
 	}
 	return nil
 }

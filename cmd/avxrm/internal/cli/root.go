@@ -1,5 +1,5 @@
 // Package cli holds the client commands of avxrm (queues, submit, jobs,
-// logs, watch, events, artifacts, export, login): thin cobra commands over
+// logs, watch, events, artifacts, export, exports, login): thin cobra commands over
 // the Go SDK (sdk/go/avxrm). It must not import the server's packages: the
 // commands talk to a Resource Manager only through its API.
 package cli
@@ -187,7 +187,7 @@ func Root() *cobra.Command {
 		root.AddCommand(c)
 	}
 	for _, c := range []*cobra.Command{submitCommand(g), jobsCommand(g), arraysCommand(g), logsCommand(g), watchCommand(g),
-		eventsCommand(g), artifactsCommand(g), exportCommand(g)} {
+		eventsCommand(g), artifactsCommand(g), exportCommand(g), exportsCommand(g)} {
 		c.GroupID = "jobs"
 		root.AddCommand(c)
 	}

@@ -1,0 +1,144 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/avxrm/rm/sdk/go/avxrm"
+	"github.com/spf13/cobra"
+)
+
+// exportColumns are what 'avxrm exports ls' shows of each export.
+var exportColumns = []column{{"ID", field("id")}, {"STATUS", field("status")}, {"FILES", field("file_count")},
+	{"SIZE", field("size")}, {"AGE", age("created_at")}, {"EXPIRES", timeAt("expires_at", "", func(t time.Time) string { return inDuration(time.Until(t)) })},
+	{"REASON", field("reason")}}
+
+// exportsCommand is the group of commands on the scenario exports that
+// exist; 'avxrm export' makes a new one.
+func exportsCommand(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "exports", Short: "A job's scenario exports: list, show, wait for, download, delete",
+		Long: "The scenario exports that exist, whoever made them ('avxrm export', the API, the SDKs):\n" +
+			"list a job's, show one, wait until it is ready, download its zip again (resuming a .part\n" +
+			"an earlier download left), delete them. 'avxrm export' makes a new one.",
+		Example: "  avxrm exports ls job-01J…\n  avxrm exports download exp-01J… -O sweep.zip\n  avxrm exports rm exp-01J…"}
+	ls := &cobra.Command{
+		Use: "ls <job>", Aliases: []string{"list"}, Short: "List a job's scenario exports, oldest first", Args: cobra.ExactArgs(1),
+		Example: "  avxrm exports ls job-01J…\n  avxrm exports ls job-01J… -o json",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client(cmd.Context())
+			if err != nil {
+				return err
+			}
+			items, err := listAll(cmd.Context(), c, "/jobs/"+avxrm.PathSegment(args[0])+"/scenario-exports")
+			if err != nil {
+				return err
+			}
+			return printItems(cmd.OutOrStdout(), g.output, items, exportColumns)
+		},
+	}
+	get := &cobra.Command{
+		Use: "get <export>", Short: "Show a scenario export", Args: cobra.ExactArgs(1),
+		Example: "  avxrm exports get exp-01J…\n  avxrm exports get exp-01J… -o json",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client(cmd.Context())
+			if err != nil {
+				return err
+			}
+			var v json.RawMessage
+			if _, err := c.Do(cmd.Context(), http.MethodGet, "/scenario-exports/"+avxrm.PathSegment(args[0]), nil, &v); err != nil {
+				return err
+			}
+			return printItem(cmd.OutOrStdout(), g.output, v)
+		},
+	}
+	wait := &cobra.Command{
+		Use: "wait <export>", Short: "Wait until a scenario export is ready or failed, and show it", Args: cobra.ExactArgs(1),
+		Long:    "Wait until the export is ready (exit 0) or failed (exit 1, with its reason), then show it.",
+		Example: "  avxrm exports wait exp-01J…\n  avxrm exports wait exp-01J… -o json",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client(cmd.Context())
+			if err != nil {
+				return err
+			}
+			x, err := c.WaitExport(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if err := printItem(cmd.OutOrStdout(), g.output, x); err != nil {
+				return err
+			}
+			if *x.Status != "ready" {
+				return fmt.Errorf("export %s failed: %s", args[0], deref(x.Reason))
+			}
+			return nil
+		},
+	}
+	var out string
+	download := &cobra.Command{
+		Use:   "download <export> [-O file|dir]",
+		Short: "Download a ready scenario export's zip, resuming a .part, and verify its manifest",
+		Long: "Download the zip of a ready export into the file named by -O (default: <export id>.zip, here;\n" +
+			"a directory: under that name there) through <file>.part: a lost connection is resumed where it\n" +
+			"broke off, and so is a .part an earlier download of the same export left. The zip is moved into\n" +
+			"place only once its size and sha256 match the export's and every file matches manifest.json.\n" +
+			"An export that is not ready is an error that says its status ('avxrm exports wait' waits for it).",
+		Example: "  avxrm exports download exp-01J…\n  avxrm exports download exp-01J… -O sweep.zip\n  avxrm exports download exp-01J… -O exports/",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client(cmd.Context())
+			if err != nil {
+				return err
+			}
+			file, name := out, filepath.Base(args[0])+".zip"
+			if file == "" {
+				file = name
+			} else if st, err := os.Stat(file); (err == nil && st.IsDir()) || strings.HasSuffix(file, string(filepath.Separator)) {
+				file = filepath.Join(file, name) // a directory, even one not there (an error that names it)
+			}
+			d, err := c.DownloadExportFile(cmd.Context(), args[0], file, avxrm.DownloadOptions{})
+			if err != nil {
+				return err
+			}
+			if g.structured() {
+				return printItem(cmd.OutOrStdout(), g.output, map[string]any{"file": file, "size": d.Size, "sha256": d.SHA256, "files": d.Files})
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: %s verified against manifest.json, %d bytes, sha256 %s\n", file, files(int64(d.Files)), d.Size, d.SHA256)
+			return nil
+		},
+	}
+	download.Flags().StringVarP(&out, "output-file", "O", "", "the zip (or directory) to write (default: <export id>.zip)")
+	rm := &cobra.Command{
+		Use: "rm <export>…", Aliases: []string{"delete"}, Short: "Delete scenario exports and their zips, at any status",
+		Long: "Delete each export named and its zip, whatever its status (a build under way is dropped).\n" +
+			"Each export's request is made (8 at a time) and a line printed for it; the command fails,\n" +
+			"after trying every export, if any request did.",
+		Example: "  avxrm exports rm exp-01J…\n  avxrm exports rm exp-01J… exp-01K…",
+		Args:    cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client(cmd.Context())
+			if err != nil {
+				return err
+			}
+			var ids []string
+			for _, id := range args {
+				if !slices.Contains(ids, id) {
+					ids = append(ids, id)
+				}
+			}
+			b := bulk{use: "rm", noun: "exports", run: func(ctx context.Context, c *avxrm.Client, id string) (result, error) {
+				_, err := c.Do(ctx, http.MethodDelete, "/scenario-exports/"+avxrm.PathSegment(id), nil, nil)
+				return result{Result: "deleted"}, err
+			}}
+			return b.each(cmd, g, c, ids)
+		},
+	}
+	cmd.AddCommand(ls, get, wait, download, rm)
+	return cmd
+}
