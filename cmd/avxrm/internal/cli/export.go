@@ -19,7 +19,8 @@ func exportCommand(g *globals) *cobra.Command {
 		Short: "Export a job's scenario files as a zip: wait for it, download it (resuming), verify its manifest",
 		Long: "Ask for a scenario export, wait until it is ready, download it into <out>.part (a lost connection\n" +
 			"is resumed where it broke off), check the zip's size and sha256 and every file against manifest.json,\n" +
-			"then move it to <out>. Each run is a new export, so a <out>.part an earlier run left is replaced.",
+			"then move it to <out>. Each run is a new export, so a <out>.part an earlier run left is replaced;\n" +
+			"'avxrm exports download <export>' downloads an export that exists again, resuming its .part.",
 		Example: "  avxrm export job-01J… --samples s-001,s-007 -o sweep.zip\n  avxrm export job-01J… --include asset --declaration road-network",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -63,6 +64,9 @@ func exportCommand(g *globals) *cobra.Command {
 			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "export %s: ready, %s, %d bytes; downloading to %s\n", *x.Id, files(deref64(x.FileCount)), deref64(x.Size), out)
 			d, err := c.DownloadExportFile(ctx, *x.Id, out, avxrm.DownloadOptions{})
+			if err != nil && ctx.Err() == nil {
+				return fmt.Errorf("%w; 'avxrm exports download %s -O %s' tries again (resuming what is in %s.part)", err, *x.Id, out, out)
+			}
 			if err != nil {
 				return err
 			}

@@ -54,9 +54,10 @@ func TestExportChecksOutputFirst(t *testing.T) {
 	}
 }
 
-// avxrm export says on stderr what it is at: waiting for the export, then
-// what is ready and where it goes, before a download that may take long.
-func TestExportReportsProgress(t *testing.T) {
+// exportServer is an API with one export, exp-1 of job-1, ready with a
+// zip of one file, which broken, if set, answers the download of instead.
+func exportServer(t *testing.T, broken http.HandlerFunc) (url string, zipSize int) {
+	t.Helper()
 	var zbuf bytes.Buffer
 	zw := zip.NewWriter(&zbuf)
 	body := []byte("<xosc/>")
@@ -80,27 +81,53 @@ func TestExportReportsProgress(t *testing.T) {
 			w.Header().Set("Content-Type", "application/json")
 			fmt.Fprintf(w, export, "ready")
 		case "GET /api/resources/v1/scenario-exports/exp-1/download":
+			if broken != nil {
+				broken(w, r)
+				return
+			}
 			w.Header().Set("ETag", fmt.Sprintf(`"%x"`, zsum))
 			http.ServeContent(w, r, "exp-1.zip", time.Time{}, bytes.NewReader(zbuf.Bytes()))
 		default:
 			http.NotFound(w, r)
 		}
 	}))
-	defer srv.Close()
+	t.Cleanup(srv.Close)
+	return srv.URL, zbuf.Len()
+}
+
+// avxrm export says on stderr what it is at: waiting for the export, then
+// what is ready and where it goes, before a download that may take long.
+func TestExportReportsProgress(t *testing.T) {
+	srv, size := exportServer(t, nil)
 	out := filepath.Join(t.TempDir(), "x.zip")
 	root := Root()
 	var stdout, stderr bytes.Buffer
 	root.SetOut(&stdout)
 	root.SetErr(&stderr)
-	root.SetArgs([]string{"export", "job-1", "--samples", "s-001", "-o", out, "--server", srv.URL})
+	root.SetArgs([]string{"export", "job-1", "--samples", "s-001", "-o", out, "--server", srv})
 	if err := root.Execute(); err != nil {
 		t.Fatalf("export: %v (stderr %s)", err, stderr.String())
 	}
-	want := fmt.Sprintf("export exp-1: waiting\nexport exp-1: ready, 1 file, %d bytes; downloading to %s\n", zbuf.Len(), out)
+	want := fmt.Sprintf("export exp-1: waiting\nexport exp-1: ready, 1 file, %d bytes; downloading to %s\n", size, out)
 	if stderr.String() != want {
 		t.Errorf("stderr %q, want %q", stderr.String(), want)
 	}
 	if !strings.HasPrefix(stdout.String(), out+": 1 file verified") {
 		t.Errorf("stdout %q", stdout.String())
+	}
+}
+
+// A download that fails for good says how to try again without a new
+// export: 'avxrm exports download <export>', which resumes the .part.
+func TestExportNamesTheRetryOfItsDownload(t *testing.T) {
+	srv, _ := exportServer(t, func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/problem+json")
+		w.WriteHeader(http.StatusForbidden)
+		_, _ = w.Write([]byte(`{"title":"Forbidden","status":403,"detail":"not yours"}`))
+	})
+	out := filepath.Join(t.TempDir(), "x.zip")
+	msg, code, _ := run(t, "", "export", "job-1", "--samples", "s-001", "-o", out, "--server", srv)
+	if want := "'avxrm exports download exp-1 -O " + out + "' tries again"; code != ExitFailed || !strings.Contains(msg, "not yours") || !strings.Contains(msg, want) {
+		t.Errorf("export whose download fails: exit %d %q, want the reason and %q", code, msg, want)
 	}
 }
