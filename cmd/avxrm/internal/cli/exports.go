@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -103,6 +104,12 @@ func exportsCommand(g *globals) *cobra.Command {
 				file = filepath.Join(file, name) // a directory, even one not there (an error that names it)
 			}
 			d, err := c.DownloadExportFile(cmd.Context(), args[0], file, avxrm.DownloadOptions{})
+			if errors.Is(err, avxrm.ErrExportNotReady) {
+				// The SDK's hint names its WaitExport; a user of the CLI has a command for it.
+				if msg, ok := strings.CutSuffix(err.Error(), "; WaitExport waits for it"); ok {
+					return fmt.Errorf("%s; 'avxrm exports wait %s' waits for it", msg, args[0])
+				}
+			}
 			if err != nil {
 				return err
 			}

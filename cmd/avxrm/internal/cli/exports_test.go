@@ -77,13 +77,15 @@ func TestExportsLsReadsEveryPage(t *testing.T) {
 }
 
 // An export that is not ready is not downloaded: the error says its
-// status, and no file (nor .part) is written.
+// status and the command that waits for it, and no file (nor .part) is
+// written.
 func TestExportsDownloadRefusesAnExportNotReady(t *testing.T) {
 	srv, _ := exportsServer(t)
 	dir := t.TempDir()
 	out := filepath.Join(dir, "b.zip")
 	msg, code, _ := run(t, "", "--server", srv, "exports", "download", "exp-b", "-O", out)
-	if code != ExitFailed || !strings.Contains(msg, "exp-b") || !strings.Contains(msg, "building") || !strings.Contains(msg, "not ready") {
+	if code != ExitFailed || !strings.Contains(msg, "exp-b") || !strings.Contains(msg, "building") || !strings.Contains(msg, "not ready") ||
+		!strings.Contains(msg, "'avxrm exports wait exp-b' waits for it") || strings.Contains(msg, "WaitExport") {
 		t.Errorf("exports download of a building export: exit %d %q", code, msg)
 	}
 	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
