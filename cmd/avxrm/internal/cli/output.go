@@ -98,11 +98,11 @@ func shortDuration(d time.Duration) string {
 // printItems writes items (raw JSON objects) in format: a table of cols, a
 // JSON array, or a YAML list.
 func printItems(w io.Writer, format string, items []json.RawMessage, cols []column) error {
+	if items == nil {
+		items = []json.RawMessage{} // [], not null
+	}
 	switch format {
 	case "json":
-		if items == nil {
-			items = []json.RawMessage{}
-		}
 		return writeJSON(w, items)
 	case "yaml":
 		return writeYAML(w, items)

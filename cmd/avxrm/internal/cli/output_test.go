@@ -104,3 +104,14 @@ func TestStructuredOutput(t *testing.T) {
 		t.Errorf("queues rm: %q", out)
 	}
 }
+
+// An empty list is an empty list in every format: [] with -o json or -o
+// yaml, not YAML's null, which reads as no answer at all.
+func TestEmptyListIsAList(t *testing.T) {
+	srv := fakeServer(t, map[string]fakeAnswer{"GET /jobs/job-a/artifacts": {200, `{"items":[]}`}})
+	for format, want := range map[string]string{"json": "[]\n", "yaml": "[]\n"} {
+		if out, _, err := runCLI(t, srv, "artifacts", "ls", "job-a", "-o", format); err != nil || out != want {
+			t.Errorf("artifacts ls -o %s of none: %q (%v), want %q", format, out, err, want)
+		}
+	}
+}
