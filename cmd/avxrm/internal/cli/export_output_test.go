@@ -131,3 +131,28 @@ func TestExportNamesTheRetryOfItsDownload(t *testing.T) {
 		t.Errorf("export whose download fails: exit %d %q, want the reason and %q", code, msg, want)
 	}
 }
+
+// 'avxrm exports download' writes the zip of an export that exists: into
+// <export id>.zip by default, into a directory -O names, to stdout with
+// -O -; each the server's bytes.
+func TestExportsDownloadWritesWhereAsked(t *testing.T) {
+	srv, size := exportServer(t, nil)
+	dir := t.TempDir()
+	t.Chdir(dir)
+	if msg, code, out := run(t, "", "exports", "download", "exp-1", "--server", srv); code != ExitOK || !strings.HasPrefix(out, "exp-1.zip: 1 file verified") {
+		t.Errorf("exports download: exit %d %q %q", code, msg, out)
+	}
+	sub := filepath.Join(dir, "sub")
+	if err := os.Mkdir(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if msg, code, _ := run(t, "", "exports", "download", "exp-1", "-O", sub, "--server", srv); code != ExitOK {
+		t.Errorf("exports download -O dir: exit %d %q", code, msg)
+	}
+	_, code, stdout := run(t, "", "exports", "download", "exp-1", "-O", "-", "--server", srv)
+	for _, f := range []string{filepath.Join(dir, "exp-1.zip"), filepath.Join(sub, "exp-1.zip")} {
+		if got, err := os.ReadFile(f); err != nil || len(got) != size || string(got) != stdout || code != ExitOK {
+			t.Errorf("%s: %d bytes (%v), stdout %d bytes (exit %d), want %d each", f, len(got), err, len(stdout), code, size)
+		}
+	}
+}

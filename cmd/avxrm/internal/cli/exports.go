@@ -83,18 +83,24 @@ func exportsCommand(g *globals) *cobra.Command {
 	}
 	var out string
 	download := &cobra.Command{
-		Use:   "download <export> [-O file|dir]",
+		Use:   "download <export> [-O file|dir|-]",
 		Short: "Download a ready scenario export's zip, resuming a .part, and verify its manifest",
-		Long: "Download the zip of a ready export into the file named by -O (default: <export id>.zip, here;\n" +
-			"a directory: under that name there) through <file>.part: a lost connection is resumed where it\n" +
-			"broke off, and so is a .part an earlier download of the same export left. The zip is moved into\n" +
-			"place only once its size and sha256 match the export's and every file matches manifest.json.\n" +
-			"An export that is not ready is an error that says its status ('avxrm exports wait' waits for it).",
-		Example: "  avxrm exports download exp-01J…\n  avxrm exports download exp-01J… -O sweep.zip\n  avxrm exports download exp-01J… -O exports/",
-		Args:    cobra.ExactArgs(1),
+		Long: "Download the zip of a ready export into the file named by -O (default: <export id>.zip,\n" +
+			"here; a directory: under that name there; '-' writes it to stdout) through <file>.part: a lost\n" +
+			"connection is resumed where it broke off, and so is a .part an earlier download of the same\n" +
+			"export left. The zip is moved into place only once its size and sha256 match the export's and\n" +
+			"every file matches manifest.json. An export that is not ready is an error that says its status\n" +
+			"('avxrm exports wait' waits for it).",
+		Example: "  avxrm exports download exp-01J…\n  avxrm exports download exp-01J… -O sweep.zip\n  avxrm exports download exp-01J… -O exports/\n" +
+			"  avxrm exports download exp-01J… -O - | bsdtar -tf -",
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := g.client(cmd.Context())
 			if err != nil {
+				return err
+			}
+			if out == "-" {
+				_, err := c.DownloadExport(cmd.Context(), args[0], cmd.OutOrStdout(), avxrm.DownloadOptions{})
 				return err
 			}
 			file, name := out, filepath.Base(args[0])+".zip"
@@ -120,7 +126,7 @@ func exportsCommand(g *globals) *cobra.Command {
 			return nil
 		},
 	}
-	download.Flags().StringVarP(&out, "output-file", "O", "", "the zip (or directory) to write (default: <export id>.zip)")
+	download.Flags().StringVarP(&out, "output-file", "O", "", "the zip (or directory) to write, '-' for stdout (default: <export id>.zip)")
 	rm := &cobra.Command{
 		Use: "rm <export>…", Aliases: []string{"delete"}, Short: "Delete scenario exports and their zips, at any status",
 		Long: "Delete each export named and its zip, whatever its status (a build under way is dropped).\n" +
