@@ -10,8 +10,9 @@ import (
 	"testing"
 )
 
-// exportsServer is an API that knows two exports of job-x, exp-a (ready)
-// and exp-b (building), listed one per page, and deletes exp-a alone.
+// exportsServer is an API that knows exports of job-x, exp-a (ready) and
+// exp-b (building), listed one per page, and exp-c (failed); it deletes
+// exp-a alone.
 func exportsServer(t *testing.T) (url string, deleted func() []string) {
 	t.Helper()
 	var mu sync.Mutex
@@ -19,6 +20,7 @@ func exportsServer(t *testing.T) (url string, deleted func() []string) {
 	exports := map[string]string{
 		"exp-a": `{"id":"exp-a","job_id":"job-x","status":"ready","file_count":2,"size":735,"sha256":"` + strings.Repeat("ab", 32) + `","created_at":"2026-01-01T00:00:00Z"}`,
 		"exp-b": `{"id":"exp-b","job_id":"job-x","status":"building","created_at":"2026-01-01T00:00:00Z"}`,
+		"exp-c": `{"id":"exp-c","job_id":"job-x","status":"failed","reason":"no scenario file","created_at":"2026-01-01T00:00:00Z"}`,
 	}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p := strings.TrimPrefix(r.URL.Path, "/api/resources/v1")
@@ -110,5 +112,18 @@ func TestExportsRmReportsEachExport(t *testing.T) {
 	}
 	if msg, code, _ := run(t, "", "--server", srv, "exports", "rm"); code != ExitFailed || !strings.Contains(msg, "usage: avxrm exports rm") {
 		t.Errorf("exports rm without an export: exit %d %q", code, msg)
+	}
+}
+
+// 'avxrm exports wait' shows the export once it has ended: exit 0 when
+// ready, 1 with the reason when it failed.
+func TestExportsWaitExitsByStatus(t *testing.T) {
+	srv, _ := exportsServer(t)
+	if msg, code, out := run(t, "", "--server", srv, "exports", "wait", "exp-a", "-o", "json"); code != ExitOK || !strings.Contains(out, `"status": "ready"`) {
+		t.Errorf("exports wait of a ready export: exit %d %q\n%s", code, msg, out)
+	}
+	msg, code, out := run(t, "", "--server", srv, "exports", "wait", "exp-c")
+	if code != ExitFailed || msg != "avxrm: export exp-c failed: no scenario file\n" || !strings.Contains(out, "status: failed") {
+		t.Errorf("exports wait of a failed export: exit %d %q\n%s", code, msg, out)
 	}
 }
