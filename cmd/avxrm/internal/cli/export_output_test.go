@@ -48,6 +48,15 @@ func TestExportChecksOutputFirst(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), out) || !strings.Contains(err.Error(), want) {
 			t.Errorf("export -o %s = %v, want an error naming it: %s", out, err, want)
 		}
+		if strings.HasSuffix(out, ".zip") { // exports download checks its -O likewise
+			root = Root()
+			root.SetOut(&bytes.Buffer{})
+			root.SetErr(&bytes.Buffer{})
+			root.SetArgs([]string{"exports", "download", "exp-1", "-O", out, "--server", srv.URL})
+			if err := root.Execute(); err == nil || !strings.Contains(err.Error(), out) || !strings.Contains(err.Error(), want) {
+				t.Errorf("exports download -O %s = %v, want an error naming it: %s", out, err, want)
+			}
+		}
 	}
 	if len(requests) != 0 {
 		t.Errorf("requests %q, want none", requests)

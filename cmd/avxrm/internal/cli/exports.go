@@ -109,6 +109,9 @@ func exportsCommand(g *globals) *cobra.Command {
 			} else if st, err := os.Stat(file); (err == nil && st.IsDir()) || strings.HasSuffix(file, string(filepath.Separator)) {
 				file = filepath.Join(file, name) // a directory, even one not there (an error that names it)
 			}
+			if err := checkWritable(file); err != nil { // before asking the server anything
+				return err
+			}
 			d, err := c.DownloadExportFile(cmd.Context(), args[0], file, avxrm.DownloadOptions{})
 			if errors.Is(err, avxrm.ErrExportNotReady) {
 				// The SDK's hint names its WaitExport; a user of the CLI has a command for it.
