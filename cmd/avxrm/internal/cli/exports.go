@@ -29,21 +29,10 @@ func exportsCommand(g *globals) *cobra.Command {
 			"list a job's, show one, wait until it is ready, download its zip again (resuming a .part\n" +
 			"an earlier download left), delete them. 'avxrm export' makes a new one.",
 		Example: "  avxrm exports ls job-01J…\n  avxrm exports download exp-01J… -O sweep.zip\n  avxrm exports rm exp-01J…"}
-	ls := &cobra.Command{
-		Use: "ls <job>", Aliases: []string{"list"}, Short: "List a job's scenario exports, oldest first", Args: cobra.ExactArgs(1),
+	ls := listOf(g, &cobra.Command{
+		Use: "ls <job>", Aliases: []string{"list"}, Short: "List a job's scenario exports, oldest first",
 		Example: "  avxrm exports ls job-01J…\n  avxrm exports ls job-01J… -o json",
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.client(cmd.Context())
-			if err != nil {
-				return err
-			}
-			items, err := listAll(cmd.Context(), c, "/jobs/"+avxrm.PathSegment(args[0])+"/scenario-exports")
-			if err != nil {
-				return err
-			}
-			return printItems(cmd.OutOrStdout(), g.output, items, exportColumns)
-		},
-	}
+	}, "/jobs/%s/scenario-exports", exportColumns)
 	get := &cobra.Command{
 		Use: "get <export>", Short: "Show a scenario export", Args: cobra.ExactArgs(1),
 		Example: "  avxrm exports get exp-01J…\n  avxrm exports get exp-01J… -o json",

@@ -304,22 +304,28 @@ func withNames(ctx context.Context, c *avxrm.Client, items []json.RawMessage, re
 // pendingCommand lists a queue's waiting jobs in the order the scheduler
 // considers them, with when each is expected to start.
 func pendingCommand(g *globals) *cobra.Command {
-	return &cobra.Command{
+	return listOf(g, &cobra.Command{
 		Use: "pending <id|name>", Short: "List a queue's waiting jobs in the order they will be considered, with estimated starts",
-		Args:    cobra.ExactArgs(1),
 		Example: "  avxrm queues pending Default\n  avxrm queues pending Default -o json",
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.client(cmd.Context())
-			if err != nil {
-				return err
-			}
-			items, err := listAll(cmd.Context(), c, "/queues/"+avxrm.PathSegment(args[0])+"/pending")
-			if err != nil {
-				return err
-			}
-			return printItems(cmd.OutOrStdout(), g.output, items, pendingCols)
-		},
+	}, "/queues/%s/pending", pendingCols)
+}
+
+// listOf makes cmd list, with cols, every item (all pages) at the path
+// format names with its one argument as a path segment.
+func listOf(g *globals, cmd *cobra.Command, format string, cols []column) *cobra.Command {
+	cmd.Args = cobra.ExactArgs(1)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		c, err := g.client(cmd.Context())
+		if err != nil {
+			return err
+		}
+		items, err := listAll(cmd.Context(), c, fmt.Sprintf(format, avxrm.PathSegment(args[0])))
+		if err != nil {
+			return err
+		}
+		return printItems(cmd.OutOrStdout(), g.output, items, cols)
 	}
+	return cmd
 }
 
 var pendingCols = []column{{"POS", field("queue_position")}, {"ID", field("id")}, {"NAME", field("name")},
