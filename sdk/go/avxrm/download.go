@@ -48,6 +48,33 @@ var ErrChanged = errors.New("the file changed on the server during the download"
 // not ready: still pending or building (WaitExport waits for it), or failed.
 var ErrExportNotReady = errors.New("not ready")
 
+// ExportNotReadyError is the error of downloading a scenario export that is
+// not ready, with its status (and the reason of a failed one); errors.Is
+// finds ErrExportNotReady in it.
+type ExportNotReadyError struct {
+	ID, Status, Reason string
+}
+
+func (e *ExportNotReadyError) Error() string {
+	msg := "download scenario export " + e.ID + ": it is " + e.State() + ", " + ErrExportNotReady.Error()
+	if e.Reason == "" { // not failed: it may still become ready
+		msg += "; WaitExport waits for it"
+	}
+	return msg
+}
+
+func (e *ExportNotReadyError) Unwrap() error { return ErrExportNotReady }
+
+// State is the export's status as the error says it: "building", "failed
+// (<reason>)", "of no status".
+func (e *ExportNotReadyError) State() string {
+	state := cmp.Or(e.Status, "of no status")
+	if e.Reason != "" {
+		state += " (" + e.Reason + ")"
+	}
+	return state
+}
+
 // ErrVerify is the error of a download whose bytes are not the file the
 // server has: their size or sha256 differs from what it said.
 var ErrVerify = errors.New("the downloaded bytes are not the server's file")
@@ -94,15 +121,14 @@ func (c *Client) exportTransfer(ctx context.Context, id string, o DownloadOption
 		return nil, fmt.Errorf("download scenario export %s: %w", id, err)
 	}
 	if x.Status == nil || *x.Status != "ready" {
-		status, hint := "of no status", "; WaitExport waits for it"
+		nr := &ExportNotReadyError{ID: id}
 		if x.Status != nil {
-			status = string(*x.Status)
+			nr.Status = string(*x.Status)
 		}
-		if x.Reason != nil && *x.Reason != "" {
-			status += " (" + *x.Reason + ")"
-			hint = ""
+		if x.Reason != nil {
+			nr.Reason = *x.Reason
 		}
-		return nil, fmt.Errorf("download scenario export %s: it is %s, %w%s", id, status, ErrExportNotReady, hint)
+		return nil, nr
 	}
 	t := c.newTransfer("scenario export "+id, "/scenario-exports/"+PathSegment(id)+"/download", o)
 	// A ready export's zip does not change: what its record says is what

@@ -102,11 +102,10 @@ func exportsCommand(g *globals) *cobra.Command {
 				return err
 			}
 			d, err := c.DownloadExportFile(cmd.Context(), args[0], file, avxrm.DownloadOptions{})
-			if errors.Is(err, avxrm.ErrExportNotReady) {
-				// The SDK's hint names its WaitExport; a user of the CLI has a command for it.
-				if msg, ok := strings.CutSuffix(err.Error(), "; WaitExport waits for it"); ok {
-					return fmt.Errorf("%s; 'avxrm exports wait %s' waits for it", msg, args[0])
-				}
+			// The SDK's hint names its WaitExport; a user of the CLI has a command for it.
+			if nr := (*avxrm.ExportNotReadyError)(nil); errors.As(err, &nr) && nr.Reason == "" {
+				return fmt.Errorf("download scenario export %s: it is %s, %w; 'avxrm exports wait %s' waits for it",
+					nr.ID, nr.State(), avxrm.ErrExportNotReady, args[0])
 			}
 			if err != nil {
 				return err
