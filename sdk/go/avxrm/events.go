@@ -80,7 +80,10 @@ const deadStream = 45 * time.Second
 // backoff, so no event is lost or repeated; an answer of 400 or above other
 // than 5xx ends the iteration with an *Error (a 416 means After is beyond the
 // stream's end), and an event that cannot be read with ErrMalformedEvent
-// (the events before it are yielded).
+// (the events before it are yielded). A stream the server ends because its
+// token expired is reopened at once with a token the TokenSource gives
+// anew, without telling OnDisconnect: a token that cannot be renewed (a
+// StaticToken) then ends the iteration with the server's 401.
 func (c *Client) Watch(ctx context.Context, o WatchOptions) iter.Seq2[Event, error] {
 	return func(yield func(Event, error) bool) {
 		var last *uint64
@@ -89,6 +92,7 @@ func (c *Client) Watch(ctx context.Context, o WatchOptions) iter.Seq2[Event, err
 			last = &a
 		}
 		for attempt := 0; ; {
+			opened := time.Now()
 			received, err := c.stream(ctx, o, last, func(e Event) bool {
 				id := e.ID
 				last = &id
@@ -99,6 +103,9 @@ func (c *Client) Watch(ctx context.Context, o WatchOptions) iter.Seq2[Event, err
 			}
 			if errors.Is(err, errStop) || ctx.Err() != nil {
 				return
+			}
+			if errors.Is(err, errTokenExpired) && time.Since(opened) >= time.Second {
+				continue // nothing was lost: the token's life is over, not the connection
 			}
 			var pe *Error
 			if errors.As(err, &pe) && pe.StatusCode < 500 || errors.Is(err, ErrMalformedEvent) {
@@ -122,6 +129,12 @@ func (c *Client) Watch(ctx context.Context, o WatchOptions) iter.Seq2[Event, err
 }
 
 var errStop = errors.New("stopped by the caller")
+
+// errTokenExpired is the end of a stream that the server ended with a
+// message of event token-expired alone: the token it was opened with is no
+// longer accepted. A stream that ends so within a second of its opening is
+// waited for as a lost connection is: a new token should not expire at once.
+var errTokenExpired = errors.New("the server ended the stream: its token expired")
 
 // stream reads one connection of the event stream; it reports whether any
 // event came, and why it ended (errStop when yield said stop). A message of
@@ -192,6 +205,9 @@ func (c *Client) stream(ctx context.Context, o WatchOptions, after *uint64, yiel
 		switch {
 		case line == "":
 			if data.Len() == 0 {
+				if e.Type == "token-expired" {
+					return received, errTokenExpired
+				}
 				if at, err := strconv.ParseUint(id, 10, 64); err == nil {
 					position(at)
 				}

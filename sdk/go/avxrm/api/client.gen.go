@@ -3159,7 +3159,7 @@ type ClientInterface interface {
 
 	// StreamEvents Stream events (Server-Sent Events)
 	//
-	// Each message has `id` (the stream sequence), `event` (the CloudEvent type) and `data` (the CloudEvent in structured-mode JSON, its data the resource as the API returns it). A stream opened without `Last-Event-ID` begins with a message of an `id` alone (no event): the stream sequence it starts after, which a reconnect sends as `Last-Event-ID`. Reconnecting with `Last-Event-ID` resumes without losing or repeating events; a `Last-Event-ID` beyond the last event of the stream answers 416 (the id did not come from this stream).
+	// Each message has `id` (the stream sequence), `event` (the CloudEvent type) and `data` (the CloudEvent in structured-mode JSON, its data the resource as the API returns it). A stream opened without `Last-Event-ID` begins with a message of an `id` alone (no event): the stream sequence it starts after, which a reconnect sends as `Last-Event-ID`. Reconnecting with `Last-Event-ID` resumes without losing or repeating events; with auth on, the stream ends when its token is no longer accepted (its `exp` plus the clock skew allowed), with a message of `event: token-expired` alone: reconnect with `Last-Event-ID` and a new token; a `Last-Event-ID` beyond the last event of the stream answers 416 (the id did not come from this stream).
 	//
 	// Corresponds with GET /events (the `StreamEvents` operationId).
 	StreamEvents(ctx context.Context, params *StreamEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -4023,7 +4023,7 @@ func (c *Client) GetReplicaLogs(ctx context.Context, deploymentId string, slot i
 
 // StreamEvents Stream events (Server-Sent Events)
 //
-// Each message has `id` (the stream sequence), `event` (the CloudEvent type) and `data` (the CloudEvent in structured-mode JSON, its data the resource as the API returns it). A stream opened without `Last-Event-ID` begins with a message of an `id` alone (no event): the stream sequence it starts after, which a reconnect sends as `Last-Event-ID`. Reconnecting with `Last-Event-ID` resumes without losing or repeating events; a `Last-Event-ID` beyond the last event of the stream answers 416 (the id did not come from this stream).
+// Each message has `id` (the stream sequence), `event` (the CloudEvent type) and `data` (the CloudEvent in structured-mode JSON, its data the resource as the API returns it). A stream opened without `Last-Event-ID` begins with a message of an `id` alone (no event): the stream sequence it starts after, which a reconnect sends as `Last-Event-ID`. Reconnecting with `Last-Event-ID` resumes without losing or repeating events; with auth on, the stream ends when its token is no longer accepted (its `exp` plus the clock skew allowed), with a message of `event: token-expired` alone: reconnect with `Last-Event-ID` and a new token; a `Last-Event-ID` beyond the last event of the stream answers 416 (the id did not come from this stream).
 //
 // Corresponds with GET /events (the `StreamEvents` operationId).
 func (c *Client) StreamEvents(ctx context.Context, params *StreamEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -8908,7 +8908,7 @@ type ClientWithResponsesInterface interface {
 
 	// StreamEventsWithResponse Stream events (Server-Sent Events)
 	//
-	// Each message has `id` (the stream sequence), `event` (the CloudEvent type) and `data` (the CloudEvent in structured-mode JSON, its data the resource as the API returns it). A stream opened without `Last-Event-ID` begins with a message of an `id` alone (no event): the stream sequence it starts after, which a reconnect sends as `Last-Event-ID`. Reconnecting with `Last-Event-ID` resumes without losing or repeating events; a `Last-Event-ID` beyond the last event of the stream answers 416 (the id did not come from this stream).
+	// Each message has `id` (the stream sequence), `event` (the CloudEvent type) and `data` (the CloudEvent in structured-mode JSON, its data the resource as the API returns it). A stream opened without `Last-Event-ID` begins with a message of an `id` alone (no event): the stream sequence it starts after, which a reconnect sends as `Last-Event-ID`. Reconnecting with `Last-Event-ID` resumes without losing or repeating events; with auth on, the stream ends when its token is no longer accepted (its `exp` plus the clock skew allowed), with a message of `event: token-expired` alone: reconnect with `Last-Event-ID` and a new token; a `Last-Event-ID` beyond the last event of the stream answers 416 (the id did not come from this stream).
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -15842,7 +15842,7 @@ func (c *ClientWithResponses) GetReplicaLogsWithResponse(ctx context.Context, de
 
 // StreamEventsWithResponse Stream events (Server-Sent Events)
 //
-// Each message has `id` (the stream sequence), `event` (the CloudEvent type) and `data` (the CloudEvent in structured-mode JSON, its data the resource as the API returns it). A stream opened without `Last-Event-ID` begins with a message of an `id` alone (no event): the stream sequence it starts after, which a reconnect sends as `Last-Event-ID`. Reconnecting with `Last-Event-ID` resumes without losing or repeating events; a `Last-Event-ID` beyond the last event of the stream answers 416 (the id did not come from this stream).
+// Each message has `id` (the stream sequence), `event` (the CloudEvent type) and `data` (the CloudEvent in structured-mode JSON, its data the resource as the API returns it). A stream opened without `Last-Event-ID` begins with a message of an `id` alone (no event): the stream sequence it starts after, which a reconnect sends as `Last-Event-ID`. Reconnecting with `Last-Event-ID` resumes without losing or repeating events; with auth on, the stream ends when its token is no longer accepted (its `exp` plus the clock skew allowed), with a message of `event: token-expired` alone: reconnect with `Last-Event-ID` and a new token; a `Last-Event-ID` beyond the last event of the stream answers 416 (the id did not come from this stream).
 //
 // Returns a wrapper object for the known response body format(s).
 //

@@ -92,6 +92,16 @@ func (a *Authenticator) TokenURL() string { return a.tokenURL }
 // Config is the configuration in effect, defaults filled in.
 func (a *Authenticator) Config() Config { return a.cfg }
 
+// Until is when a stops accepting the token p came with: its exp plus the
+// clock skew allowed. It is zero while auth is off (a nil a) and for a
+// principal without an exp.
+func (a *Authenticator) Until(p *Principal) time.Time {
+	if a == nil || p == nil || p.ExpiresAt.IsZero() {
+		return time.Time{}
+	}
+	return p.ExpiresAt.Add(a.cfg.ClockSkew)
+}
+
 // Authenticate checks header (the Authorization header's value) and returns
 // who sent it, or a 401 Error saying which check failed.
 func (a *Authenticator) Authenticate(ctx context.Context, header string) (*Principal, *Error) {

@@ -369,7 +369,7 @@ type eventFilter struct {
 	p *auth.Principal
 
 	mu      sync.Mutex
-	ids     map[string]bool // readable queues; nil: all
+	ids     map[string]bool // readable queues; nil until read
 	fetched time.Time
 }
 
@@ -399,7 +399,8 @@ func (f *eventFilter) allows(ctx context.Context, e events.Event) bool {
 			f.ids, f.fetched = ids, time.Now()
 		}
 	}
-	ok := f.ids == nil || f.ids[e.QueueID]
+	// Until the readable queues could be read once, none is (ids nil).
+	ok := f.ids[e.QueueID]
 	f.mu.Unlock()
 	if ok {
 		return true

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/avxrm/rm/pkg/events"
+	"github.com/avxrm/rm/services/api/internal/auth"
 	"github.com/avxrm/rm/services/api/internal/problem"
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/nats-io/nats.go/jetstream"
@@ -20,6 +21,14 @@ import (
 // sseKeepAlive is how often an idle event stream sends a comment, so proxies
 // and clients can tell a quiet stream from a dead one.
 const sseKeepAlive = 15 * time.Second
+
+// sseTokenExpired names the message (no id, no data, so no event) that ends
+// a stream once the token it was opened with is no longer accepted: the
+// client reconnects with Last-Event-ID and a new token.
+const sseTokenExpired = "token-expired"
+
+// errTokenExpired is the cause of a stream's end at its token's expiry.
+var errTokenExpired = errors.New("the token expired")
 
 type eventsInput struct {
 	JobID       string `query:"job_id" maxLength:"63" doc:"only events about this job"`
@@ -42,6 +51,8 @@ func (s *Server) registerEvents() {
 			"A stream opened without `Last-Event-ID` begins with a message of an `id` alone (no event): " +
 			"the stream sequence it starts after, which a reconnect sends as `Last-Event-ID`. " +
 			"Reconnecting with `Last-Event-ID` resumes without losing or repeating events; " +
+			"with auth on, the stream ends when its token is no longer accepted (its `exp` plus the clock skew allowed), " +
+			"with a message of `event: token-expired` alone: reconnect with `Last-Event-ID` and a new token; " +
 			"a `Last-Event-ID` beyond the last event of the stream answers 416 (the id did not come from this stream).",
 		Responses: map[string]*huma.Response{
 			"200": {Description: "an endless stream of events", Content: map[string]*huma.MediaType{
@@ -170,7 +181,20 @@ func (s *Server) streamEvents(ctx context.Context, in *eventsInput) (*huma.Strea
 		defer s.hub.unsubscribe(sub)
 		answer(hctx)
 		w := hctx.BodyWriter()
-		p := &eventPump{ctx: hctx.Context(), types: types, may: s.newEventFilter(ctx), w: w}
+		pctx := hctx.Context()
+		if until := s.opts.Auth.Until(auth.From(ctx)); !until.IsZero() {
+			// The roles the stream was opened with decide what it may
+			// read: not beyond the token's life.
+			var cancel context.CancelFunc
+			pctx, cancel = context.WithDeadlineCause(pctx, until, errTokenExpired)
+			defer cancel()
+		}
+		p := &eventPump{ctx: pctx, types: types, may: s.newEventFilter(ctx), w: w}
+		defer func() {
+			if errors.Is(context.Cause(pctx), errTokenExpired) {
+				p.tokenExpired()
+			}
+		}()
 		if after != nil {
 			// The hub may not have taken yet what the client has seen:
 			// those come on its channel and are not sent again.
@@ -280,6 +304,13 @@ func (p *eventPump) send(e *hubEvent) bool {
 	}
 	_, err := fmt.Fprintf(p.w, "id: %d\nevent: %s\ndata: %s\n\n", e.seq, e.ev.Type, e.data)
 	return err == nil
+}
+
+// tokenExpired ends the stream of a reader whose token is no longer
+// accepted, after the last whole message, with a message that says so.
+func (p *eventPump) tokenExpired() {
+	_, _ = fmt.Fprintf(p.w, ": the token is no longer accepted; reconnect with Last-Event-ID and a new token\nevent: %s\n\n", sseTokenExpired)
+	p.flush()
 }
 
 // replay writes the replayed events up to upTo, and says whether it got
