@@ -1162,3 +1162,83 @@ def test_export_wait_ends_when_the_export_is_deleted():
             asyncio.run(via_async())
     finally:
         srv.close()
+
+
+def _ev(i):
+    return b'id: %d\nevent: rm.queue.created\ndata: {"type": "rm.queue.created", "subject": "q-%d", "data": {}}\n\n' % (i, i)
+
+
+class ExpiringStream(LoopbackServer):
+    """An API whose event stream ends, as the real one does, when its token is
+    no longer accepted: events after Last-Event-ID (two a connection, from
+    1 on), then, a token's life later (1.2 s), a message of event
+    token-expired alone; the token is refused (401) from then on."""
+
+    def __init__(self):
+        api = self
+        self.opens, self.dead = [], set()
+
+        class Handler(QuietHandler):
+            def do_GET(self):
+                tok = self.headers.get("Authorization", "")
+                api.opens.append((tok, self.headers.get("Last-Event-ID")))
+                if tok in api.dead:
+                    return self.send(401, {"title": "Unauthorized", "status": 401, "detail": "token expired at …"},
+                                     "application/problem+json")
+                after = int(self.headers.get("Last-Event-ID") or 0)
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.end_headers()
+                self.wfile.write(b"id: 0\n\n" if self.headers.get("Last-Event-ID") is None else b"")
+                self.wfile.write(_ev(after + 1) + _ev(after + 2))
+                self.wfile.flush()
+                time.sleep(1.2)  # the token's life
+                api.dead.add(tok)
+                try:
+                    self.wfile.write(b": the token is no longer accepted\nevent: token-expired\n\n")
+                except OSError:
+                    pass  # the client has what it wanted and left
+
+        super().__init__(Handler)
+
+
+def test_watch_goes_on_across_token_expiries():
+    """When the API ends the stream as its token expired, watch reopens it at
+    once with Last-Event-ID and the token the TokenProvider gives anew
+    (refreshed): every event once, in order, and on_disconnect is not told.
+    A static token gets the 401 of an expired one, which ends the watch."""
+    issuer = Issuer(expires_in=10)  # within the provider's 30s leeway: every use refreshes
+    api = ExpiringStream()
+    lost = []
+    try:
+        with avxrm.Client(api.url, token=avxrm.TokenProvider(issuer.url, "avxrm", username="alice", password="secret")) as c:
+            got = []
+            for ev in c.events.watch(on_disconnect=lambda e, n: lost.append(e)):
+                got.append(ev.id)
+                if len(got) == 5:
+                    break
+        assert got == [1, 2, 3, 4, 5] and lost == []
+        assert api.opens == [("Bearer at-1", None), ("Bearer at-2", "2"), ("Bearer at-3", "4")]
+
+        async def via_async():
+            ids = []
+            async with avxrm.AsyncClient(api.url, token=avxrm.TokenProvider(issuer.url, "avxrm", username="alice",
+                                                                             password="secret")) as ac:
+                async for ev in ac.events.watch(after=10, on_disconnect=lambda e, n: lost.append(e)):
+                    ids.append(ev.id)
+                    if len(ids) == 3:
+                        return ids
+
+        api.opens.clear()
+        assert asyncio.run(via_async()) == [11, 12, 13] and lost == []
+        assert [o[1] for o in api.opens] == ["10", "12"] and api.opens[0][0] != api.opens[1][0]
+
+        with avxrm.Client(api.url, token="static") as c:
+            got = []
+            with pytest.raises(avxrm.AuthError) as e:
+                for ev in c.events.watch(on_disconnect=lambda e, n: lost.append(e)):
+                    got.append(ev.id)
+            assert got == [1, 2] and "expired" in str(e.value) and lost == []
+    finally:
+        api.close()
+        issuer.close()

@@ -118,11 +118,16 @@ class _SSEParser:
         self.position: Optional[int] = None  # the id of a message of an id alone, not yet taken
         self.type = ""
         self.data: List[str] = []
+        # The server ended the stream as its token is no longer accepted
+        # (a message of event token-expired alone): reconnect with a new one.
+        self.expired = False
 
     def feed(self, line: str) -> Optional[Event]:
         line = line.rstrip("\r\n")
         if line == "":
             if not self.data:
+                if self.type == "token-expired":
+                    self.expired = True
                 # A message of an id alone (the server's first to a reader
                 # without Last-Event-ID) is no event: it is where the
                 # stream stands, which a reconnect resumes after.
@@ -471,7 +476,10 @@ class Events:
         """Iterate over events as they come. ``after`` resumes after that event id
         (0: every stored event; None: only new ones). A lost connection is
         reopened with ``Last-Event-ID`` after a backoff: no event is lost or
-        repeated. ``on_disconnect(error, attempt)`` is told of each loss."""
+        repeated. ``on_disconnect(error, attempt)`` is told of each loss. A
+        stream the server ends as its token expired is reopened at once with
+        the token the client's TokenProvider gives anew (not a loss); a
+        static token then ends the iteration with the server's AuthError."""
         return self._c._watch(job_id, queue_id, types, after, on_disconnect)  # type: ignore[attr-defined]
 
 
@@ -696,6 +704,7 @@ class Client(_Resources):
                 read = min(read, deadline - time.monotonic())
                 if read <= 0:
                     raise TimeoutError("the wait timed out")
+            opened, expired = time.monotonic(), False
             try:
                 with self._http.stream("GET", "/events", timeout=httpx.Timeout(READ_TIMEOUT, connect=CONNECT_TIMEOUT, read=read),
                                        **_watch_request(job_id, queue_id, types, last)) as r:
@@ -721,11 +730,16 @@ class Client(_Resources):
                         if ev is not None:
                             last, attempt = ev.id, 0
                             yield ev
+                        if parser.expired:
+                            expired = True
+                            break
                 err = EOFError("the server ended the stream")
             except httpx.TransportError as e:
                 err = e
                 if deadline is not None and time.monotonic() >= deadline:
                     raise TimeoutError("the wait timed out") from e
+            if expired and time.monotonic() - opened >= 1.0:
+                continue  # not a lost connection: open it again at once, with a new token
             if on_disconnect:
                 on_disconnect(err, attempt)
             pause = _backoff(attempt)
@@ -886,6 +900,7 @@ class AsyncClient(_Resources):
         last, attempt = after, 0
         while True:
             err: Exception
+            opened, expired = time.monotonic(), False
             try:
                 async with self._http.stream("GET", "/events", timeout=httpx.Timeout(READ_TIMEOUT, connect=CONNECT_TIMEOUT, read=45.0),
                                              **_watch_request(job_id, queue_id, types, last)) as r:
@@ -906,9 +921,14 @@ class AsyncClient(_Resources):
                         if ev is not None:
                             last, attempt = ev.id, 0
                             yield ev
+                        if parser.expired:
+                            expired = True
+                            break
                 err = EOFError("the server ended the stream")
             except httpx.TransportError as e:
                 err = e
+            if expired and time.monotonic() - opened >= 1.0:
+                continue  # as Client._watch
             if on_disconnect:
                 on_disconnect(err, attempt)
             await asyncio.sleep(_backoff(attempt))
