@@ -1,9 +1,12 @@
 package devidp_test
 
 import (
+	"fmt"
 	"net/http"
 	"os/exec"
+	"strconv"
 	"testing"
+	"time"
 
 	"github.com/avxrm/rm/cmd/avxrm/internal/devidp"
 	"github.com/chromedp/chromedp"
@@ -62,5 +65,59 @@ func TestWebViewSignInWithDevIdP(t *testing.T) {
 	}
 	if hidden, err := chromedp.Run(bctx, chromedp.Evaluate[bool](`document.getElementById('limit-form').hidden`)); err != nil || !hidden {
 		t.Errorf("the limit editor shows for rm-user (hidden %v, %v)", hidden, err)
+	}
+}
+
+// The web view's stream goes on when the API ends it at its token's expiry:
+// it is opened again with the token the tab holds then (here put there
+// meanwhile, as a new sign-in does), and once that one has expired too the
+// API's 401 offers to sign in again.
+func TestWebViewStreamAcrossTokenExpiry(t *testing.T) {
+	browser, err := exec.LookPath("chromium")
+	if err != nil {
+		t.Fatalf("headless Chromium is needed for this test and was not found (%v); `make test` installs it (apt-get install -y chromium)", err)
+	}
+	e := start(t, devidp.Config{AccessTTL: 3 * time.Second})
+	bctx := browserContext(t, browser)
+	if err := chromedp.Do(bctx, chromedp.Navigate(e.base+"/ui/queues"), chromedp.WaitVisible(chromedp.CSS(`#signin`))); err != nil {
+		t.Fatal(err)
+	}
+	hold := func(tk tokens) {
+		t.Helper()
+		if _, err := chromedp.Run(bctx, chromedp.Evaluate[bool](`(sessionStorage.setItem('rm.token', `+strconv.Quote(tk.AccessToken)+`), true)`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first := e.login("viewer")
+	hold(first)
+	runSteps(t, bctx, "signed in", []step{
+		{"reload", chromedp.Reload()},
+		{"see it live", chromedp.WaitVisible(chromedp.CSS(`#live[data-state="on"]`))},
+	})
+	// A token that expires after the first one.
+	second := e.login("viewer")
+	for expOf(t, second.AccessToken) <= expOf(t, first.AccessToken) {
+		time.Sleep(50 * time.Millisecond)
+		second = e.login("viewer")
+	}
+	hold(second)
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		live, err := chromedp.Run(bctx, chromedp.Text(chromedp.CSS(`#live`)))
+		if err == nil && live == "signed out" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the live mark says %q (%v) 30 s after the second token, want signed out once it expired", live, err)
+		}
+	}
+	if hidden, err := chromedp.Run(bctx, chromedp.Evaluate[bool](`document.getElementById('signin').hidden`)); err != nil || hidden {
+		t.Errorf("signed out, but sign-in is not offered (hidden %v, %v)", hidden, err)
+	}
+	// The streams read to their end (the 401's answer, unread, is not
+	// listed): the second was opened after the first token had expired, so
+	// with the second token.
+	streams, err := chromedp.Run(bctx, chromedp.Evaluate[[]int](`performance.getEntriesByType('resource').filter((r) => r.name.includes('/events')).map((r) => r.responseStatus)`))
+	if err != nil || fmt.Sprint(streams) != "[200 200]" {
+		t.Errorf("the page's streams answered %v (%v), want [200 200]: one with each token", streams, err)
 	}
 }

@@ -76,7 +76,7 @@
         applyRoles();
         main.dataset.refreshed = String(n);
       }
-      if (r.status === 401) showSignin();
+      if (r.status === 401) showSignin(true);
     } catch (e) {
       setLive('off', 'update failed');
     } finally {
@@ -94,7 +94,10 @@
   // stream follows GET /events. Without a token it is the browser's
   // EventSource, which reconnects by itself and resumes with Last-Event-ID.
   // EventSource cannot send Authorization, so with a token the same protocol
-  // is read with fetch, sending Authorization and Last-Event-ID itself.
+  // is read with fetch, sending Authorization and Last-Event-ID itself. The
+  // API ends such a stream when its token expires (a message of event
+  // token-expired alone): it is opened again at once with the token held
+  // then, whose 401, if it is the same, asks to sign in.
   function stream(query, onEvent, onOpen) {
     const url = API + '/events' + (query ? '?' + query : '');
     if (!token() && window.EventSource) {
@@ -113,11 +116,13 @@
     let last = '';
     let delay = 500;
     for (;;) {
+      const opened = Date.now();
+      let expired = false;
       try {
         const h = withAuth({ Accept: 'text/event-stream' });
         if (last) h['Last-Event-ID'] = last;
         const r = await fetch(url, { headers: h, cache: 'no-store' });
-        if (r.status === 401) { setLive('off', 'signed out'); showSignin(); return; }
+        if (r.status === 401) { setLive('off', 'signed out'); showSignin(true); return; }
         if (!r.ok) throw new Error('events: ' + r.status);
         setLive('on', 'live');
         onOpen();
@@ -143,9 +148,12 @@
             buf = buf.slice(k + 2);
             if (ev.id) last = ev.id;
             if (ev.data) onEvent(ev);
+            else if (ev.type === 'token-expired') expired = true;
           }
         }
       } catch (e) { /* reconnect below */ }
+      // Not a lost connection; one that expired at once is waited for as one.
+      if (expired && Date.now() - opened >= 1000) continue;
       setLive('off', 'reconnecting…');
       await new Promise((res) => setTimeout(res, delay));
       delay = Math.min(delay * 2, 10000);
@@ -427,9 +435,11 @@
     const reader = roles.has('rm-admin') || roles.has('rm-user');
     for (const el of document.querySelectorAll('button[data-action]')) if (!reader) el.hidden = true;
   }
-  function showSignin() {
+  // showSignin offers to sign in when no token is held, or (refused) when
+  // the API refused the one held: it expired.
+  function showSignin(refused) {
     const b = $('signin');
-    if (b && !token()) b.hidden = false;
+    if (b && (refused || !token())) b.hidden = false;
   }
   function authBar() {
     const c = claims();
