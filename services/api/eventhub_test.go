@@ -272,3 +272,53 @@ func TestNewReaderIsToldWhereItStarts(t *testing.T) {
 		t.Fatalf("resumed from the position: %+v, want the creation of %s made while it was away", got, gap)
 	}
 }
+
+// GET /events?job_id= selects the job's events and its scenario exports'
+// (whose subject is the export's id, their job in data.job_id): live, replayed
+// from 0, and with a type filter; another job's exports stay out.
+func TestJobEventsIncludeItsExports(t *testing.T) {
+	e := startEnv(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	e.create("/queues", queueBody("x1"))
+	job := e.create("/jobs", jobBody("x1", 1)).str("id")
+	other := e.create("/jobs", jobBody("x1", 1)).str("id")
+	live, err := openEvents(ctx, t, e.base, "?job_id="+job, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	exportOf := func(id string) string {
+		return e.must(http.StatusAccepted, http.MethodPost, v1+"/jobs/"+id+"/scenario-exports", obj{}).obj(t).str("id")
+	}
+	exportOf(other)
+	mine := exportOf(job)
+	e.must(http.StatusAccepted, http.MethodPost, v1+"/jobs/"+job+"/cancel", nil)
+
+	want := []string{"rm.export.requested " + mine, "rm.job.cancel-requested " + job}
+	for name, ch := range map[string]<-chan sseEvent{"live": live, "from 0": mustOpen(ctx, t, e.base, "?job_id="+job, "0")} {
+		var got []string
+		for len(got) < len(want) {
+			ev := next(t, ch)
+			if len(got) == 0 && ev.subject == job && ev.typ != "rm.job.cancel-requested" {
+				continue // the job's events before its export (its submission)
+			}
+			got = append(got, ev.typ+" "+ev.subject)
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("%s: %q, want %q", name, got, want)
+		}
+	}
+	typed := mustOpen(ctx, t, e.base, "?job_id="+job+"&type=rm.export.requested", "0")
+	if got := next(t, typed); got.typ != "rm.export.requested" || got.subject != mine {
+		t.Errorf("the job's export requests from 0: %+v, want %s's", got, mine)
+	}
+}
+
+func mustOpen(ctx context.Context, t *testing.T, base, query, last string) <-chan sseEvent {
+	t.Helper()
+	ch, err := openEvents(ctx, t, base, query, last)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ch
+}

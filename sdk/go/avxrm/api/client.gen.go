@@ -2126,7 +2126,7 @@ type GetReplicaLogsParams struct {
 
 // StreamEventsParams defines parameters for StreamEvents.
 type StreamEventsParams struct {
-	// JobId only events about this job
+	// JobId only events about this job: its own and its scenario exports' (their data.job_id)
 	JobId *string `form:"job_id,omitempty" json:"job_id,omitempty"`
 
 	// QueueId only events about resources on this queue (id or name; a deleted queue's id still selects its events)

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -34,7 +35,24 @@ type hubEvent struct {
 	seq     uint64
 	subject string
 	ev      events.Event
+	job     string // the job it is about (jobOf)
 	data    []byte // the CloudEvent in structured-mode JSON
+}
+
+// jobOf is the job an event is about: a job event's own, an export's
+// (its data.job_id); "" for the other kinds.
+func jobOf(e events.Event) string {
+	switch e.Kind() {
+	case events.KindJob:
+		return e.ResourceID
+	case events.KindExport:
+		var x struct {
+			JobID string `json:"job_id"`
+		}
+		_ = json.Unmarshal(e.Data, &x)
+		return x.JobID
+	}
+	return ""
 }
 
 // hubSub is one reader: the events matching its subject filters, in stream
@@ -181,7 +199,7 @@ func (h *eventHub) run(it jetstream.MessagesContext, gen int) {
 		e := &hubEvent{seq: md.Sequence.Stream, subject: m.Subject()}
 		decoded, derr := events.Decode(m.Headers(), m.Data())
 		if derr == nil {
-			e.ev = decoded
+			e.ev, e.job = decoded, jobOf(decoded)
 			e.data, derr = decoded.StructuredJSON()
 		}
 		h.take(gen, e, derr == nil)

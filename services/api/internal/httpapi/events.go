@@ -31,7 +31,7 @@ const sseTokenExpired = "token-expired"
 var errTokenExpired = errors.New("the token expired")
 
 type eventsInput struct {
-	JobID       string `query:"job_id" maxLength:"63" doc:"only events about this job"`
+	JobID       string `query:"job_id" maxLength:"63" doc:"only events about this job: its own and its scenario exports' (their data.job_id)"`
 	QueueID     string `query:"queue_id" maxLength:"63" doc:"only events about resources on this queue (id or name; a deleted queue's id still selects its events)"`
 	Type        string `query:"type" maxLength:"1024" doc:"only these CloudEvent types, comma-separated, e.g. rm.job.admitted,rm.job.running"`
 	LastEventID string `header:"Last-Event-ID" maxLength:"20" doc:"resume after this stream sequence; 0 replays every stored event; absent: only new events"`
@@ -133,10 +133,24 @@ func (s *Server) streamFilter(ctx context.Context, in *eventsInput) (subjects []
 		}
 	}
 	if in.JobID != "" {
-		kindList = []string{events.KindJob}
+		// The job's events and its exports' (which the pump tells by
+		// their data.job_id), of the kinds types asks for.
+		kindList = kindList[:0]
+		for _, k := range []string{events.KindJob, events.KindExport} {
+			if len(kinds) == 0 || kinds[k] {
+				kindList = append(kindList, k)
+			}
+		}
+		if len(kindList) == 0 {
+			kindList = []string{events.KindJob} // types leaves nothing about a job: nothing comes
+		}
 	}
 	for _, k := range kindList {
-		subjects = append(subjects, events.FilterSubject(k, queue, in.JobID))
+		id := in.JobID
+		if k != events.KindJob {
+			id = "" // an export's own id is in its subject, its job's in its data
+		}
+		subjects = append(subjects, events.FilterSubject(k, queue, id))
 	}
 	return subjects, types, nil
 }
@@ -189,7 +203,7 @@ func (s *Server) streamEvents(ctx context.Context, in *eventsInput) (*huma.Strea
 			pctx, cancel = context.WithDeadlineCause(pctx, until, errTokenExpired)
 			defer cancel()
 		}
-		p := &eventPump{ctx: pctx, types: types, may: s.newEventFilter(ctx), w: w}
+		p := &eventPump{ctx: pctx, types: types, job: in.JobID, may: s.newEventFilter(ctx), w: w}
 		defer func() {
 			if errors.Is(context.Cause(pctx), errTokenExpired) {
 				p.tokenExpired()
@@ -277,6 +291,7 @@ type eventPump struct {
 	types map[string]bool
 	may   *eventFilter
 	w     io.Writer
+	job   string // only events about this job, if set
 	floor uint64 // the client has the events up to this sequence
 }
 
@@ -299,7 +314,7 @@ func (p *eventPump) position(seq uint64) bool {
 // send writes e unless the reader's types or access leave it out; false
 // once the client is gone.
 func (p *eventPump) send(e *hubEvent) bool {
-	if e.seq <= p.floor || (p.types != nil && !p.types[e.ev.Type]) || !p.may.allows(p.ctx, e.ev) {
+	if e.seq <= p.floor || (p.types != nil && !p.types[e.ev.Type]) || (p.job != "" && e.job != p.job) || !p.may.allows(p.ctx, e.ev) {
 		return true
 	}
 	_, err := fmt.Fprintf(p.w, "id: %d\nevent: %s\ndata: %s\n\n", e.seq, e.ev.Type, e.data)
@@ -331,7 +346,7 @@ func (p *eventPump) replay(it jetstream.MessagesContext, upTo uint64) bool {
 			return true // the hub's channel has it
 		}
 		if e, err := events.Decode(m.Headers(), m.Data()); err == nil {
-			if data, err := e.StructuredJSON(); err == nil && !p.send(&hubEvent{seq: md.Sequence.Stream, ev: e, data: data}) {
+			if data, err := e.StructuredJSON(); err == nil && !p.send(&hubEvent{seq: md.Sequence.Stream, ev: e, job: jobOf(e), data: data}) {
 				return false
 			}
 		}

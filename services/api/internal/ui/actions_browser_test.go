@@ -176,8 +176,9 @@ func TestPagesLoadWithoutConsoleErrors(t *testing.T) {
 }
 
 // A job's page shows a scenario export of the job as soon as it is asked
-// for, without a reload: export events are not job events, so following
-// the job's events alone never showed it.
+// for, without a reload: it follows the stream's job_id, which selects the
+// job's exports' events too (it selected job events alone, so the page
+// followed its whole queue).
 func TestJobPageShowsItsExportsLive(t *testing.T) {
 	e := startEnv(t)
 	ctx := newBrowser(t)
@@ -188,6 +189,9 @@ func TestJobPageShowsItsExportsLive(t *testing.T) {
 	}
 	x := e.must(http.MethodPost, "/api/resources/v1/jobs/"+id+"/scenario-exports", map[string]any{"include": []string{"asset"}}, http.StatusAccepted)
 	waitJS(t, ctx, "the export appears on the open page", `!!document.querySelector('#exports tr[data-key="`+x["id"].(string)+`"]')`)
+	if live, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.getElementById('main').dataset.live`)); err != nil || !strings.HasPrefix(live, "job_id="+id+"&") {
+		t.Errorf("the job's page follows %q (%v), want the stream of job_id=%s", live, err, id)
+	}
 }
 
 // The feed names a queue where an event gives its id alone (an export's, a

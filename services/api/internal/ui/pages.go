@@ -605,11 +605,10 @@ func (u *UI) jobPage(r *http.Request, id string) (*page, error) {
 		return nil, err
 	}
 	d.Exports = exports
-	// The job's events and those of its scenario exports: the stream's
-	// job_id filter selects job events only, so the page follows the job's
-	// queue for both kinds and the script keeps those about this job.
+	// The job's events and those of its scenario exports, which the
+	// stream's job_id selects both.
 	return &page{Name: "job", Title: "Job " + cmp.Or(j.Name, j.ID), Nav: "jobs",
-		Live: "queue_id=" + url.QueryEscape(j.QueueID) + "&type=" + jobPageTypes, LiveJob: j.ID, Data: d}, nil
+		Live: "job_id=" + url.QueryEscape(j.ID) + "&type=" + jobPageTypes, Data: d}, nil
 }
 
 // instancePage reads the page of the job's instances after cursor through

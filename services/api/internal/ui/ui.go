@@ -170,10 +170,7 @@ type page struct {
 	Nav   string // which navigation entry is current
 	// Live is what the page listens to: the query of GET /events; "-" for nothing.
 	Live string
-	// LiveJob, if set, keeps of those events the ones about this job (its
-	// own, and its scenario exports').
-	LiveJob string
-	Data    any
+	Data any
 	// Source says where the jobs listed came from, for tests and people
 	// who wonder (X-RM-Jobs-Source): "index" or "store".
 	Source string

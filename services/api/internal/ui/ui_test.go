@@ -221,7 +221,7 @@ func TestPagesShowQueuesJobsAndReasons(t *testing.T) {
 
 	// The page asks the script to follow the right slice of the stream.
 	wantIn(t, "queue page", q, `data-live="queue_id=q-`)
-	wantIn(t, "job page", job, `data-live="queue_id=q-`, `rm.job.running`, `rm.export.ready`, `data-live-job="`+first+`"`)
+	wantIn(t, "job page", job, `data-live="job_id=`+first+`&amp;type=`, `rm.job.running`, `rm.export.ready`)
 
 	// The fragment the script fetches is the main region alone.
 	st, frag, _ := e.do(http.MethodGet, "/ui/queues/Default", nil, "X-RM-Fragment", "1")

@@ -220,20 +220,8 @@
     const live = main.dataset.live;
     if (live === '-' || main.hasAttribute('data-signin') && !token()) { setLive('off', 'not live'); return; }
     const feed = document.querySelector('#feed[data-feed]');
-    // A job's page follows its queue and keeps the events about the job:
-    // its own (subject: its id) and its exports' (data.job_id).
-    const job = main.dataset.liveJob;
-    const about = (ev) => {
-      if (!job) return true;
-      try {
-        const ce = JSON.parse(ev.data);
-        return ce.subject === job || (ce.data || {}).job_id === job;
-      } catch (e) {
-        return true;
-      }
-    };
     let opened = false;
-    stream(live, (ev) => (feed ? feedRow(ev) : about(ev) && schedule()), () => {
+    stream(live, (ev) => (feed ? feedRow(ev) : schedule()), () => {
       // Whatever happened between rendering and (re)connecting is fetched once.
       if (opened || !feed) schedule(0);
       opened = true;
