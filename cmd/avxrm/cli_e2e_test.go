@@ -310,7 +310,7 @@ func TestCLIExport(t *testing.T) {
 		t.Errorf("artifacts get of a file nobody uploaded: exit %d, %q; want 1 and the 404", code, errs)
 	}
 	zipPath := filepath.Join(t.TempDir(), "out.zip")
-	out := s.must(t, "export", id, "--samples", "s-001,s-007", "--include", "scenario,asset", "--declaration", "road-network", "-o", zipPath)
+	out := s.must(t, "export", id, "--samples", "s-001,s-007", "--include", "scenario,asset", "--declaration", "road-network", "-O", zipPath)
 	if !strings.Contains(out, "3 files verified") {
 		t.Errorf("export said %q", out)
 	}

@@ -34,11 +34,21 @@ func TestCLIExports(t *testing.T) {
 		}
 		s.must(t, "artifacts", "put", job, name, f)
 	}
-	s.must(t, "export", job, "--samples", "s-001", "-o", filepath.Join(dir, "first.zip"))
+	// -o is the output format here too, -O the zip: a file name given to
+	// -o is refused, saying so, before any export is made.
+	if _, errs, code := s.run(t, "export", job, "--samples", "s-001", "-o", filepath.Join(dir, "first.zip")); code != 1 ||
+		!strings.Contains(errs, "want an output format: table, json or yaml; the zip to write is -O/--output-file") {
+		t.Errorf("export -o <file>: exit %d, %q; want 1 and -O named", code, errs)
+	}
+	var made struct{ ID, Status string }
+	if err := json.Unmarshal([]byte(s.must(t, "export", job, "--samples", "s-001", "-O", filepath.Join(dir, "first.zip"), "-o", "json")), &made); err != nil || made.Status != "ready" {
+		t.Fatalf("export -o json: %v %+v, want the ready export", err, made)
+	}
+	readZip(t, filepath.Join(dir, "first.zip"))
 
 	var listed []struct{ ID, Status string }
-	if err := json.Unmarshal([]byte(s.must(t, "exports", "ls", job, "-o", "json")), &listed); err != nil || len(listed) != 1 || listed[0].Status != "ready" {
-		t.Fatalf("exports ls -o json: %v %+v", err, listed)
+	if err := json.Unmarshal([]byte(s.must(t, "exports", "ls", job, "-o", "json")), &listed); err != nil || len(listed) != 1 || listed[0] != made {
+		t.Fatalf("exports ls -o json: %v %+v, want the one export made, %+v", err, listed, made)
 	}
 	exp := listed[0].ID
 	if ls := s.must(t, "exports", "ls", job); !regexp.MustCompile(`(?m)^ID +STATUS +FILES +SIZE +AGE .*\n` + exp + ` +ready +2 +\d+ `).MatchString(ls) {

@@ -107,6 +107,9 @@ func artifactsCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if err := g.checkStdout(out); err != nil {
+				return err
+			}
 			if out == "-" {
 				_, err := c.DownloadArtifact(cmd.Context(), args[0], a, cmd.OutOrStdout(), avxrm.DownloadOptions{})
 				return err
@@ -128,7 +131,7 @@ func artifactsCommand(g *globals) *cobra.Command {
 		},
 	}
 	get.Flags().StringVar(&getDecl, "declaration", "", "the asset declaration of an assets/… artifact")
-	get.Flags().StringVarP(&out, "output-file", "O", "", "the file (or directory) to write, '-' for stdout (default: the artifact's file name)")
+	outputFileFlag(get, &out, "file", "the artifact's file name")
 	var putDecl string
 	put := &cobra.Command{
 		Use:   "put <job> <artifact> <file|->",

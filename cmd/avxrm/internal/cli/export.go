@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/avxrm/rm/sdk/go/avxrm"
 	"github.com/avxrm/rm/sdk/go/avxrm/api"
@@ -15,15 +16,22 @@ func exportCommand(g *globals) *cobra.Command {
 	var samples, include, declarations []string
 	var out string
 	cmd := &cobra.Command{
-		Use:   "export <job> [--samples s-001,s-007] [--include scenario,asset] [--declaration road-network] [-o out.zip]",
+		Use:   "export <job> [--samples s-001,s-007] [--include scenario,asset] [--declaration road-network] [-O file|dir|-]",
 		Short: "Export a job's scenario files as a zip: wait for it, download it (resuming), verify its manifest",
-		Long: "Ask for a scenario export, wait until it is ready, download it into <out>.part (a lost connection\n" +
-			"is resumed where it broke off), check the zip's size and sha256 and every file against manifest.json,\n" +
-			"then move it to <out>. Each run is a new export, so a <out>.part an earlier run left is replaced;\n" +
-			"'avxrm exports download <export>' downloads an export that exists again, resuming its .part.",
-		Example: "  avxrm export job-01J… --samples s-001,s-007 -o sweep.zip\n  avxrm export job-01J… --include asset --declaration road-network",
-		Args:    cobra.ExactArgs(1),
+		Long: "Ask for a scenario export, wait until it is ready, and download it into the file named by -O\n" +
+			"(default: <export id>.zip, here; a directory: under that name there; '-' writes it to stdout)\n" +
+			"through <file>.part: a lost connection is resumed where it broke off. The zip's size and sha256\n" +
+			"and every file are checked against manifest.json before it is moved into place. Each run is a\n" +
+			"new export, so a .part an earlier run left is replaced; 'avxrm exports download <export>'\n" +
+			"downloads an export that exists again, resuming its .part. -o json|yaml prints the export.",
+		Example: "  avxrm export job-01J… --samples s-001,s-007 -O sweep.zip\n" +
+			"  avxrm export job-01J… --include asset --declaration road-network -O exports/\n" +
+			"  avxrm export job-01J… -O sweep.zip -o json",
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := g.checkStdout(out); err != nil {
+				return err
+			}
 			c, err := g.client(cmd.Context())
 			if err != nil {
 				return err
@@ -42,8 +50,8 @@ func exportCommand(g *globals) *cobra.Command {
 			if len(declarations) > 0 {
 				req.FilterByAssetDeclaration = nullable.NewNullableWithValue(declarations)
 			}
-			if out != "" {
-				if err := checkWritable(out); err != nil {
+			if out != "-" { // before the export is asked for
+				if err := checkWritable(zipPath(out, "<export id>")); err != nil {
 					return err
 				}
 			}
@@ -52,9 +60,6 @@ func exportCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if out == "" {
-				out = *x.Id + ".zip"
-			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "export %s: waiting\n", *x.Id)
 			if x, err = c.WaitExport(ctx, *x.Id); err != nil {
 				return err
@@ -62,15 +67,26 @@ func exportCommand(g *globals) *cobra.Command {
 			if *x.Status != "ready" {
 				return fmt.Errorf("export %s failed: %s", *x.Id, deref(x.Reason))
 			}
-			fmt.Fprintf(cmd.ErrOrStderr(), "export %s: ready, %s, %d bytes; downloading to %s\n", *x.Id, files(deref64(x.FileCount)), deref64(x.Size), out)
-			d, err := c.DownloadExportFile(ctx, *x.Id, out, avxrm.DownloadOptions{})
+			file := zipPath(out, *x.Id)
+			if out == "-" {
+				file = "stdout"
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "export %s: ready, %s, %d bytes; downloading to %s\n", *x.Id, files(deref64(x.FileCount)), deref64(x.Size), file)
+			if out == "-" {
+				_, err := c.DownloadExport(ctx, *x.Id, cmd.OutOrStdout(), avxrm.DownloadOptions{})
+				return err
+			}
+			d, err := c.DownloadExportFile(ctx, *x.Id, file, avxrm.DownloadOptions{})
 			if err != nil && ctx.Err() == nil {
-				return fmt.Errorf("%w; 'avxrm exports download %s -O %s' tries again (resuming what is in %s.part)", err, *x.Id, out, out)
+				return fmt.Errorf("%w; 'avxrm exports download %s -O %s' tries again (resuming what is in %s.part)", err, *x.Id, file, file)
 			}
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s: %s verified against manifest.json, sha256 %s\n", out, files(int64(d.Files)), d.SHA256)
+			if g.structured() {
+				return printItem(cmd.OutOrStdout(), g.output, x)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: %s verified against manifest.json, %d bytes, sha256 %s\n", file, files(int64(d.Files)), d.Size, d.SHA256)
 			return nil
 		},
 	}
@@ -78,8 +94,22 @@ func exportCommand(g *globals) *cobra.Command {
 	f.StringSliceVar(&samples, "samples", nil, "the samples whose scenario files to include (comma-separated)")
 	f.StringSliceVar(&include, "include", nil, "the kinds of document: scenario, asset (default both)")
 	f.StringSliceVar(&declarations, "declaration", nil, "only the assets of these declarations")
-	f.StringVarP(&out, "output", "o", "", "the zip to write (default <export id>.zip)")
+	outputFileFlag(cmd, &out, "zip", "<export id>.zip")
 	return cmd
+}
+
+// zipPath is where -O out puts the zip of export id: out itself; <id>.zip
+// in out when it is a directory, or ends in a separator as one not there
+// yet does (an error then names it); <id>.zip here when out is empty.
+func zipPath(out, id string) string {
+	name := filepath.Base(id) + ".zip"
+	if out == "" {
+		return name
+	}
+	if st, err := os.Stat(out); (err == nil && st.IsDir()) || strings.HasSuffix(out, string(filepath.Separator)) {
+		return filepath.Join(out, name)
+	}
+	return out
 }
 
 // files says "1 file", "n files".
@@ -95,7 +125,7 @@ func files(n int64) string {
 // asked of the server.
 func checkWritable(out string) error {
 	if st, err := os.Stat(out); err == nil && st.IsDir() {
-		return fmt.Errorf("%s is a directory: -o names the zip to write", out)
+		return fmt.Errorf("%s is a directory: -O names the file to write", out)
 	}
 	f, err := os.CreateTemp(filepath.Dir(out), ".avxrm-check-*")
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"archive/zip"
 	"bytes"
 	"crypto/sha256"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -11,11 +12,16 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/avxrm/rm/sdk/go/avxrm"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
-// An -o the export could never be written to is refused before the export
+// An -O the export could never be written to is refused before the export
 // is asked for: no POST, so no zip built for nothing, and the error names it.
 func TestExportChecksOutputFirst(t *testing.T) {
 	var mu sync.Mutex
@@ -34,7 +40,7 @@ func TestExportChecksOutputFirst(t *testing.T) {
 	}
 	tests := map[string]string{
 		filepath.Join(dir, "missing", "x.zip"): "no such file or directory",
-		dir:                                    "is a directory",
+		filepath.Join(dir, "missing") + "/":    "no such file or directory", // a directory not there
 	}
 	if os.Geteuid() != 0 { // root writes anywhere
 		tests[filepath.Join(readOnly, "x.zip")] = "permission denied"
@@ -43,10 +49,10 @@ func TestExportChecksOutputFirst(t *testing.T) {
 		root := Root()
 		root.SetOut(&bytes.Buffer{})
 		root.SetErr(&bytes.Buffer{})
-		root.SetArgs([]string{"export", "job-1", "--samples", "s-001", "-o", out, "--server", srv.URL})
+		root.SetArgs([]string{"export", "job-1", "--samples", "s-001", "-O", out, "--server", srv.URL})
 		err := root.Execute()
 		if err == nil || !strings.Contains(err.Error(), out) || !strings.Contains(err.Error(), want) {
-			t.Errorf("export -o %s = %v, want an error naming it: %s", out, err, want)
+			t.Errorf("export -O %s = %v, want an error naming it: %s", out, err, want)
 		}
 		if strings.HasSuffix(out, ".zip") { // exports download checks its -O likewise
 			root = Root()
@@ -113,7 +119,7 @@ func TestExportReportsProgress(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	root.SetOut(&stdout)
 	root.SetErr(&stderr)
-	root.SetArgs([]string{"export", "job-1", "--samples", "s-001", "-o", out, "--server", srv})
+	root.SetArgs([]string{"export", "job-1", "--samples", "s-001", "-O", out, "--server", srv})
 	if err := root.Execute(); err != nil {
 		t.Fatalf("export: %v (stderr %s)", err, stderr.String())
 	}
@@ -135,7 +141,7 @@ func TestExportNamesTheRetryOfItsDownload(t *testing.T) {
 		_, _ = w.Write([]byte(`{"title":"Forbidden","status":403,"detail":"not yours"}`))
 	})
 	out := filepath.Join(t.TempDir(), "x.zip")
-	msg, code, _ := run(t, "", "export", "job-1", "--samples", "s-001", "-o", out, "--server", srv)
+	msg, code, _ := run(t, "", "export", "job-1", "--samples", "s-001", "-O", out, "--server", srv)
 	if want := "'avxrm exports download exp-1 -O " + out + "' tries again"; code != ExitFailed || !strings.Contains(msg, "not yours") || !strings.Contains(msg, want) {
 		t.Errorf("export whose download fails: exit %d %q, want the reason and %q", code, msg, want)
 	}
@@ -164,4 +170,89 @@ func TestExportsDownloadWritesWhereAsked(t *testing.T) {
 			t.Errorf("%s: %d bytes (%v), stdout %d bytes (exit %d), want %d each", f, len(got), err, len(stdout), code, size)
 		}
 	}
+}
+
+// avxrm export takes -o as every command does, the output format: with
+// json or yaml it prints the export, ready, while the zip still goes to
+// -O; -O a directory writes <export id>.zip there, -O - to stdout.
+func TestExportOutputFormat(t *testing.T) {
+	srv, size := exportServer(t, nil)
+	dir := t.TempDir()
+	out := filepath.Join(dir, "x.zip")
+	stdout, stderr, err := runCLI(t, srv, "export", "job-1", "-O", out, "-o", "json")
+	var x struct{ ID, Status, SHA256 string }
+	if err != nil || json.Unmarshal([]byte(stdout), &x) != nil || x.ID != "exp-1" || x.Status != "ready" || x.SHA256 == "" {
+		t.Fatalf("export -o json: %v, stdout %q (stderr %s), want the ready export", err, stdout, stderr)
+	}
+	if n, err := avxrm.VerifyExportZip(out); err != nil || n != 1 {
+		t.Errorf("export -o json wrote %s: %d files, %v", out, n, err)
+	}
+	if stdout, _, err := runCLI(t, srv, "export", "job-1", "-O", out, "-o", "yaml"); err != nil || !strings.Contains(stdout, "id: exp-1\n") {
+		t.Errorf("export -o yaml: %v %q", err, stdout)
+	}
+	if stdout, _, err := runCLI(t, srv, "export", "job-1", "-O", dir); err != nil || !strings.HasPrefix(stdout, filepath.Join(dir, "exp-1.zip")+": 1 file verified") {
+		t.Errorf("export -O <dir>: %v %q, want exp-1.zip in it", err, stdout)
+	}
+	if stdout, _, err := runCLI(t, srv, "export", "job-1", "-O", "-"); err != nil || len(stdout) != size || !strings.HasPrefix(stdout, "PK") {
+		t.Errorf("export -O -: %v, %d bytes on stdout, want the zip's %d", err, len(stdout), size)
+	}
+	if _, _, err := runCLI(t, srv, "export", "job-1", "-O", "-", "-o", "json"); err == nil || !strings.Contains(err.Error(), "-O - writes the file to stdout") {
+		t.Errorf("export -O - -o json: %v, want refused", err)
+	}
+}
+
+// An -o that is no output format is refused before any request, naming
+// the flag and the formats; where the command writes a file and the value
+// looks like one, the error says that -O is the flag meant.
+func TestOutputIsAFormat(t *testing.T) {
+	var requests atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		requests.Add(1)
+		http.Error(w, "not expected", http.StatusTeapot)
+	}))
+	defer srv.Close()
+	const bad = `-o/--output %q: want an output format: table, json or yaml`
+	for args, want := range map[string]string{
+		"export job-1 -o sweep.zip":                        fmt.Sprintf(bad, "sweep.zip") + "; the zip to write is -O/--output-file",
+		"-o out/ export job-1":                             fmt.Sprintf(bad, "out/") + "; the zip to write is -O/--output-file",
+		"export job-1 -o -":                                fmt.Sprintf(bad, "-") + "; the zip to write is -O/--output-file",
+		"export job-1 -o xml":                              fmt.Sprintf(bad, "xml"),
+		"exports download exp-1 -o exp.zip":                fmt.Sprintf(bad, "exp.zip") + "; the zip to write is -O/--output-file",
+		"artifacts get job-1 scenarios/s/a.xosc -o a.xosc": fmt.Sprintf(bad, "a.xosc") + "; the file to write is -O/--output-file",
+		"jobs ls -o jobs.json":                             fmt.Sprintf(bad, "jobs.json"),
+		"version --client -o text":                         fmt.Sprintf(bad, "text"),
+		"jobs cancel job-1 -o JSON":                        fmt.Sprintf(bad, "JSON"),
+	} {
+		if msg, code, out := run(t, "", append(strings.Fields(args), "--server", srv.URL)...); code != ExitFailed || msg != "avxrm: "+want+"\n" || out != "" {
+			t.Errorf("avxrm %s: exit %d, %q, stdout %q; want 1, %q", args, code, msg, out, want)
+		}
+	}
+	if n := requests.Load(); n != 0 {
+		t.Errorf("%d requests, want none", n)
+	}
+}
+
+// No command redefines a flag that a command above it gives to all its
+// commands (-o, --server, --token): the command's own would silently
+// take its place, as export's -o, the zip's path, once took the place of
+// -o, the output format.
+func TestNoFlagShadowsAGlobalOne(t *testing.T) {
+	var walk func(c *cobra.Command, above []*pflag.FlagSet)
+	walk = func(c *cobra.Command, above []*pflag.FlagSet) {
+		c.LocalFlags().VisitAll(func(f *pflag.Flag) {
+			for _, fs := range above {
+				if g := fs.Lookup(f.Name); g != nil && g != f {
+					t.Errorf("%s: --%s redefines the global --%s", c.CommandPath(), f.Name, g.Name)
+				}
+				if g := fs.ShorthandLookup(f.Shorthand); f.Shorthand != "" && g != nil && g != f {
+					t.Errorf("%s: -%s (--%s) redefines the global -%s (--%s)", c.CommandPath(), f.Shorthand, f.Name, g.Shorthand, g.Name)
+				}
+			}
+		})
+		above = append(above, c.PersistentFlags())
+		for _, sub := range c.Commands() {
+			walk(sub, above)
+		}
+	}
+	walk(Root(), nil)
 }

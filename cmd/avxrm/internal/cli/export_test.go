@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -93,8 +94,8 @@ func TestExportAndGetResumeTheirPart(t *testing.T) {
 	if err := os.WriteFile(out+".part", []byte("not this zip"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	stdout, stderr, err := runCLI(t, exports, "export", *job.Id, "--samples", "s-001", "-o", out)
-	if err != nil || !strings.HasPrefix(stdout, out+": 3 files verified against manifest.json, sha256 ") {
+	stdout, stderr, err := runCLI(t, exports, "export", *job.Id, "--samples", "s-001", "-O", out)
+	if err != nil || !regexp.MustCompile(`^`+regexp.QuoteMeta(out)+`: 3 files verified against manifest.json, \d+ bytes, sha256 [0-9a-f]{64}\n$`).MatchString(stdout) {
 		t.Fatalf("export over a .part of another zip: %v\n%s%s", err, stdout, stderr)
 	}
 	zsum := strings.TrimSpace(stdout[strings.LastIndex(stdout, " ")+1:])

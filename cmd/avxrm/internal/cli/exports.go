@@ -6,10 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
-	"path/filepath"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/avxrm/rm/sdk/go/avxrm"
@@ -88,16 +85,14 @@ func exportsCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if err := g.checkStdout(out); err != nil {
+				return err
+			}
 			if out == "-" {
 				_, err := c.DownloadExport(cmd.Context(), args[0], cmd.OutOrStdout(), avxrm.DownloadOptions{})
 				return err
 			}
-			file, name := out, filepath.Base(args[0])+".zip"
-			if file == "" {
-				file = name
-			} else if st, err := os.Stat(file); (err == nil && st.IsDir()) || strings.HasSuffix(file, string(filepath.Separator)) {
-				file = filepath.Join(file, name) // a directory, even one not there (an error that names it)
-			}
+			file := zipPath(out, args[0])
 			if err := checkWritable(file); err != nil { // before asking the server anything
 				return err
 			}
@@ -117,7 +112,7 @@ func exportsCommand(g *globals) *cobra.Command {
 			return nil
 		},
 	}
-	download.Flags().StringVarP(&out, "output-file", "O", "", "the zip (or directory) to write, '-' for stdout (default: <export id>.zip)")
+	outputFileFlag(download, &out, "zip", "<export id>.zip")
 	rm := &cobra.Command{
 		Use: "rm <export>…", Aliases: []string{"delete"}, Short: "Delete scenario exports and their zips, at any status",
 		Long: "Delete each export named and its zip, whatever its status (a build under way is dropped).\n" +

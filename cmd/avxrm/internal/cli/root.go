@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -173,6 +174,9 @@ func Root() *cobra.Command {
 	}
 	root.SetVersionTemplate("avxrm {{.Version}}\n")
 	root.SetFlagErrorFunc(flagError)
+	// Before any command does anything: a bad -o, such as a file name
+	// meant for -O, must not first create an export or cancel a job.
+	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error { return g.checkOutput(cmd) }
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.server, "server", envOr("RM_SERVER", envOr("RM_API_URL", avxrm.DefaultServer)),
 		"the server's root URL ($RM_SERVER; in a job's instance $RM_API_URL)")
@@ -296,9 +300,41 @@ func envOr(name, def string) string {
 	return def
 }
 
-func (g *globals) checkOutput() error {
-	if g.output != "table" && g.output != "json" && g.output != "yaml" {
-		return fmt.Errorf("-o %q: want table, json or yaml", g.output)
+// checkOutput refuses an -o that is no output format. Where cmd writes a
+// file (its -O/--output-file) and -o looks like one (a path, a name with
+// an extension, '-' for stdout), it says that -O is the flag meant.
+func (g *globals) checkOutput(cmd *cobra.Command) error {
+	if g.output == "table" || g.output == "json" || g.output == "yaml" {
+		return nil
+	}
+	msg := fmt.Sprintf("-o/--output %q: want an output format: table, json or yaml", g.output)
+	if f := cmd.Flags().Lookup(outputFile); f != nil && looksLikeFile(g.output) {
+		msg += fmt.Sprintf("; the %s to write is -O/--output-file", f.Annotations[outputFile][0])
+	}
+	return errors.New(msg)
+}
+
+// looksLikeFile says whether an -o value was likely meant as a file.
+func looksLikeFile(v string) bool {
+	return v == "-" || strings.ContainsRune(v, '/') || strings.ContainsRune(v, filepath.Separator) || filepath.Ext(v) != ""
+}
+
+// outputFile is the flag (-O) of the file a command writes, which -o,
+// the output format, is not.
+const outputFile = "output-file"
+
+// outputFileFlag gives cmd -O/--output-file: the file (what: "zip",
+// "file") to write, a directory to write it in under its own name (def),
+// or '-' for stdout.
+func outputFileFlag(cmd *cobra.Command, p *string, what, def string) {
+	cmd.Flags().StringVarP(p, outputFile, "O", "", fmt.Sprintf("the %s (or directory) to write, '-' for stdout (default: %s)", what, def))
+	_ = cmd.Flags().SetAnnotation(outputFile, outputFile, []string{what})
+}
+
+// checkStdout refuses -O - beside -o json|yaml: both would write to stdout.
+func (g *globals) checkStdout(out string) error {
+	if out == "-" && g.structured() {
+		return fmt.Errorf("-O - writes the file to stdout, so -o %s cannot print there too", g.output)
 	}
 	return nil
 }
@@ -307,9 +343,6 @@ func (g *globals) checkOutput() error {
 // $RM_JOB_TOKEN (a job's instance has it: its own job's uploads and logs) or
 // the login cache.
 func (g *globals) client(ctx context.Context) (*avxrm.Client, error) {
-	if err := g.checkOutput(); err != nil {
-		return nil, err
-	}
 	var opts []avxrm.Option
 	tok := cmp.Or(g.token, os.Getenv("RM_TOKEN"), os.Getenv("RM_JOB_TOKEN"))
 	if tok != "" {

@@ -20,9 +20,6 @@ func versionCommand(g *globals) *cobra.Command {
 		Example: "  avxrm version\n  avxrm version --client\n  avxrm version -o json",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := g.checkOutput(); err != nil {
-				return err
-			}
 			client := clientBuild()
 			if clientOnly {
 				return printVersions(cmd, g.output, client, nil, "")

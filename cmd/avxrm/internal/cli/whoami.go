@@ -26,9 +26,6 @@ func whoamiCommand(g *globals) *cobra.Command {
 		Example: "  avxrm whoami\n  avxrm whoami --queue Default\n  avxrm whoami -o json",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := g.checkOutput(); err != nil {
-				return err
-			}
 			c, err := g.client(cmd.Context())
 			if err != nil {
 				return err
