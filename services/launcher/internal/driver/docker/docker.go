@@ -14,7 +14,8 @@
 // driver.ErrImagePull, an engine that cannot be reached with
 // driver.ErrUnavailable; the launcher reports them on the job. A container
 // the engine refuses as invalid (a malformed image reference, an entrypoint
-// missing from the image) is driver.ErrInvalidSpec: the job fails at once.
+// missing from the image), or an image no pull can get (a bare image id the
+// engine has not), is driver.ErrInvalidSpec: the job fails at once.
 //
 // Status comes from the Engine's event stream (start, die, destroy),
 // confirmed by inspecting the container for its exit code. The stream is
@@ -54,6 +55,7 @@ import (
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
+	"github.com/distribution/reference"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/filters"
@@ -267,8 +269,14 @@ func (d *Driver) startExisting(ctx context.Context, s driver.Spec) error {
 
 // pull fetches an image that is not on the engine. An image the engine
 // cannot get is driver.ErrImagePull (an unreachable engine ErrUnavailable),
-// so that the launcher reports it as such.
+// so that the launcher reports it as such; one it refuses to pull as
+// invalid is driver.ErrInvalidSpec, so that the job fails at once.
 func (d *Driver) pull(ctx context.Context, ref string) error {
+	if _, err := reference.ParseNormalizedNamed(ref); err != nil {
+		// No registry has it, such as a bare 64-hex image id the engine has
+		// not: no pull will ever get it.
+		return driver.Mark(driver.ErrInvalidSpec, fmt.Errorf("pull image %s: %w", ref, err))
+	}
 	rc, err := d.cli.ImagePull(ctx, ref, image.PullOptions{})
 	if client.IsErrConnectionFailed(err) {
 		return driver.Mark(driver.ErrUnavailable, fmt.Errorf("pull image %s: %w", ref, err))

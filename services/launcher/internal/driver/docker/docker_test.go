@@ -331,6 +331,46 @@ func TestMissingImageIsImagePull(t *testing.T) {
 	}
 }
 
+// TestStartFromImageID: the engine creates a container from an image's
+// id, bare (as 'docker images --no-trunc' prints it without sha256:) or
+// with sha256:, so the API lets a queue on docker run one. A bare id of an
+// image the engine has not is refused at its pull ("cannot specify 64-byte
+// hexadecimal strings"): an invalid spec, which fails the job at once.
+func TestStartFromImageID(t *testing.T) {
+	ctx := context.Background()
+	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	img, err := cli.ImageInspect(ctx, testImage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := newDriver(t)
+	ch, _ := d.Watch(ctx)
+	for i, id := range []string{strings.TrimPrefix(img.ID, "sha256:"), img.ID} {
+		ref := driver.Ref{JobID: drivertest.JobID(t), Role: driver.RoleWorker, Index: i}
+		t.Cleanup(func() { d.Cleanup(context.Background(), ref.JobID) })
+		if err := d.Start(ctx, driver.Spec{Ref: ref, Name: ref.Name(), Image: id, Command: []string{"/sleeper"}}); err != nil {
+			t.Fatalf("Start() from image id %s: %v", id, err)
+		}
+		for st := range ch {
+			if st.Ref == ref && st.State.Final() {
+				if st.State != driver.Succeeded {
+					t.Errorf("the container of image id %s ended %s (%s), want succeeded", id, st.State, st.Message)
+				}
+				break
+			}
+		}
+	}
+	ref := driver.Ref{JobID: drivertest.JobID(t), Role: driver.RoleWorker, Index: 2}
+	err = d.Start(ctx, driver.Spec{Ref: ref, Name: ref.Name(), Image: randomHex(32)})
+	if !errors.Is(err, driver.ErrInvalidSpec) || !strings.Contains(err.Error(), "64-byte hexadecimal") {
+		t.Errorf("Start() from the bare id of no image = %v, want driver.ErrInvalidSpec with the engine's reason", err)
+	}
+}
+
 // TestStartsGoJobByJob: with one start at a time, a job's later start goes
 // before the starts of a job that asked after it, as the engine's creation
 // times show.

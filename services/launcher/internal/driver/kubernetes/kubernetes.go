@@ -61,6 +61,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/distribution/reference"
 	authnv1 "k8s.io/api/authentication/v1"
 	authzv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -374,6 +375,15 @@ func podFor(s driver.Spec, namespace string, owner *corev1.Pod) (*corev1.Pod, er
 	}
 	if s.Image == "" {
 		return nil, fmt.Errorf("%w: no image", driver.ErrInvalidSpec)
+	}
+	// The kubelet parses the image as a name (pkg/kubelet/images) and leaves
+	// a pod whose image it cannot parse waiting as InvalidImageName for ever:
+	// refused here, the job fails at once with the reason instead of at its
+	// start timeout. A bare 64-hex image id is one (Docker runs it); the API
+	// refuses it on a kubernetes queue, but a queue's plugin may change.
+	if _, err := reference.ParseNormalizedNamed(s.Image); err != nil {
+		return nil, fmt.Errorf("%w: image %q: Kubernetes cannot run it (%v); give a name such as registry.example/sim:1.2 or registry.example/sim@sha256:<digest>",
+			driver.ErrInvalidSpec, s.Image, err)
 	}
 	lbls := maps.Clone(s.Labels)
 	if lbls == nil {

@@ -271,6 +271,28 @@ func TestStatusOf(t *testing.T) {
 	}
 }
 
+// An image the kubelet cannot parse as a name is refused before any pod is
+// made: the kubelet would leave the pod waiting as InvalidImageName until
+// the start timeout. A bare image id is one; sha256:<id> (a tag of
+// "sha256" to the kubelet, an image id to containerd) is not.
+func TestPodImages(t *testing.T) {
+	hex64 := strings.Repeat("f", 64)
+	for image, invalid := range map[string]bool{
+		hex64:                                  true,
+		"Sim:1":                                true,
+		"sim//x":                               true,
+		"sha256:" + hex64:                      false,
+		"registry.example/sim@sha256:" + hex64: false,
+		"registry.example/sim:1.2":             false,
+		"busybox":                              false,
+	} {
+		_, err := podFor(driver.Spec{Ref: driver.Ref{JobID: "j"}, Image: image}, "ns", nil)
+		if got := errors.Is(err, driver.ErrInvalidSpec); got != invalid || (invalid && !strings.Contains(err.Error(), "Kubernetes cannot run it")) {
+			t.Errorf("podFor() with image %q: error %v, want invalid %v", image, err, invalid)
+		}
+	}
+}
+
 func TestPodNames(t *testing.T) {
 	_, err := podFor(driver.Spec{Ref: driver.Ref{JobID: "j"}, Name: "Not_Valid", Image: "i"}, "ns", nil)
 	if !errors.Is(err, driver.ErrInvalidSpec) {
