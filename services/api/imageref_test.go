@@ -42,7 +42,7 @@ var (
 		"sim:" + strings.Repeat("t", 128),
 		"example.com/" + strings.Repeat("a", 243) + ":tag", // a name of 255 characters
 		"sha256:" + hex64,                                  // an image id, as docker create takes it
-		hex64,
+		hex64,                                              // so too, but not on Kubernetes: TestImageIDsOnKubernetes
 	}
 
 	badImages = []string{
@@ -141,4 +141,85 @@ func cut(s string) string {
 		return s[:40] + "…"
 	}
 	return s
+}
+
+// A bare 64-hex image id parses as a reference, and Docker's engine creates
+// a container from it, but the kubelet parses an image as a name and
+// leaves such a container waiting as InvalidImageName until the job's
+// start timeout. Where the API knows the queue, hence its plugin (an
+// app-runtime-config, a job, a job array, a deployment), it refuses the id
+// on a queue of the kubernetes plugin, or of no plugin while a kubernetes
+// one is the default, with a 422 naming the field. An application alone
+// has no queue and keeps it, as do queues of other runtimes;
+// sha256:<id>, which the kubelet parses (a tag of "sha256") and containerd
+// resolves as an image id on the node, and references by digest pass.
+func TestImageIDsOnKubernetes(t *testing.T) {
+	e := startEnv(t)
+	k8s := e.create("/plugins", k8sPluginBody("k8s")).str("id")
+	sim := e.create("/plugins", pluginBody("sim")).str("id")
+	e.create("/queues", queueBody("Kube").with("plugin_id", k8s))
+	e.create("/queues", queueBody("Sim").with("plugin_id", sim))
+	e.create("/queues", queueBody("Default")) // no plugin; none is the default yet
+
+	refused := func(image string) bool { return image == hex64 }
+	for i, image := range []string{hex64, "sha256:" + hex64, "registry.example/sim@sha256:" + hex64, "local"} {
+		app := e.create("/applications", obj{"name": fmt.Sprintf("app%d", i), "version": "1", "image": image}).str("id")
+		for _, queue := range []string{"Kube", "Sim", "Default"} {
+			arc := v1 + "/app-runtime-config/" + queue + "/application/" + app
+			cases := []struct {
+				method, path string
+				body         obj
+				created      int
+				field        string
+			}{
+				{http.MethodPost, v1 + "/jobs", jobBody(queue, 1).with("application", obj{"id": app}), http.StatusCreated, "application.image"},
+				{http.MethodPost, v1 + "/jobs", jobBody(queue, 1).with("application", obj{"name": "i", "version": "1", "image": image}), http.StatusCreated, "application.image"},
+				{http.MethodPost, v1 + "/job-arrays", obj{"job": jobBody(queue, 1).with("application", obj{"image": image}), "count": 2, "max_parallel": 1},
+					http.StatusCreated, "job.application.image"},
+				{http.MethodPost, v1 + "/deployments", deploymentBody(fmt.Sprintf("d%d-%s", i, queue), app, queue).with("replicas", 0),
+					http.StatusCreated, "application_id"},
+				{http.MethodPost, arc, arcBody().with("image", image), http.StatusCreated, "image"},
+			}
+			for _, c := range cases {
+				jobs, deployments, arcs := e.count("jobs"), e.count("deployments"), e.count("app_runtime_configs")
+				r := e.do(c.method, c.path, c.body)
+				switch want := queue == "Kube" && refused(image); {
+				case want && r.Status != http.StatusUnprocessableEntity:
+					t.Errorf("%s %s with image %q on queue %s = %s, want 422", c.method, c.path, cut(image), queue, truncate(r))
+				case want:
+					assertProblem(t, r, c.field)
+					if !strings.Contains(string(r.Body), "InvalidImageName") || !strings.Contains(string(r.Body), "kubernetes plugin k8s") {
+						t.Errorf("%s %s: %s does not say why", c.method, c.path, r.Body)
+					}
+					if e.count("jobs") != jobs || e.count("deployments") != deployments || e.count("app_runtime_configs") != arcs {
+						t.Errorf("%s %s refused, yet wrote", c.method, c.path)
+					}
+				case r.Status != c.created:
+					t.Errorf("%s %s with image %q on queue %s = %s, want %d", c.method, c.path, cut(image), queue, truncate(r), c.created)
+				}
+			}
+		}
+	}
+
+	// An app-runtime-config made with a name cannot be changed to the id.
+	app := e.create("/applications", appBody("patched", "1")).str("id")
+	arc := v1 + "/app-runtime-config/Kube/application/" + app
+	e.create("/app-runtime-config/Kube/application/"+app, arcBody())
+	for _, r := range []resp{
+		e.do(http.MethodPut, arc, arcBody().with("image", hex64)),
+		e.do(http.MethodPatch, arc, obj{"image": hex64}, "Content-Type", "application/merge-patch+json"),
+	} {
+		if r.Status != http.StatusUnprocessableEntity {
+			t.Errorf("an app-runtime-config on Kube changed to an image id = %s, want 422", truncate(r))
+		}
+		assertProblem(t, r, "image")
+	}
+
+	// A queue without a plugin runs on the default plugin once there is one.
+	e.must(http.StatusCreated, http.MethodPost, v1+"/plugins", k8sPluginBody("k8s-default").with("is_default", true))
+	r := e.do(http.MethodPost, v1+"/jobs", jobBody("Default", 1).with("application", obj{"name": "i", "version": "1", "image": hex64}))
+	if r.Status != http.StatusUnprocessableEntity || !strings.Contains(string(r.Body), "kubernetes plugin k8s-default") {
+		t.Errorf("an image id on a queue of the default kubernetes plugin = %s, want 422", truncate(r))
+	}
+	assertProblem(t, r, "application.image")
 }

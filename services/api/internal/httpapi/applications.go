@@ -262,7 +262,8 @@ func (s *Server) applicationInUse(ctx context.Context, a *ApplicationDoc) error 
 // host[:port], lowercase path components separated by single slashes, an
 // optional tag, an optional digest), else the job would fail at its start
 // with "invalid reference format". An image id, which docker create takes,
-// is a reference too. The local and simulated drivers ignore the image; the
+// is a reference too (imageRefusedOn refuses a bare one where the queue
+// runs on Kubernetes). The local and simulated drivers ignore the image; the
 // values given them ("local", "local/sim:1") are references as well, so the
 // rule holds whatever queue runs the application. Empty: no image.
 func validateImage(field, image string) []*problem.FieldError {
@@ -275,6 +276,42 @@ func validateImage(field, image string) []*problem.FieldError {
 			"its tag at most 128 letters, digits, _, . and - not starting with . or - (e.g. registry.example/sim:1.2)", err)}
 	}
 	return nil
+}
+
+// imageRefusedOn is why the runtime that runs the jobs of queue q cannot
+// run image, or "" when it can (or when validateImage refuses it anyway). Only
+// Kubernetes is stricter: the kubelet parses an image as a name
+// (reference.ParseNormalizedNamed; pkg/kubelet/images), which refuses a
+// bare 64-hex image id such as 'docker images --no-trunc' prints without
+// its sha256: prefix, so the container would wait as InvalidImageName
+// until the start timeout. Docker's engine creates a container from that
+// id. The plugin is the queue's, else the default plugin; with neither the
+// launcher runs the queue on its own default driver, which the API does not
+// know, and its Kubernetes driver refuses the image at the job's start.
+func (s *Server) imageRefusedOn(ctx context.Context, q *events.Queue, image string) (string, error) {
+	if _, err := reference.ParseNormalizedNamed(image); err == nil || validateImage("", image) != nil {
+		return "", nil
+	}
+	kind := pluginKind(s)
+	var p store.Loaded[*Plugin]
+	var err error
+	if q.PluginID != "" {
+		p, err = kind.FindOne(ctx, bson.D{{Key: "_id", Value: q.PluginID}}, q.PluginID)
+	} else {
+		p, err = kind.FindOne(ctx, bson.D{{Key: "is_default", Value: true}}, "default")
+	}
+	if isNotFound(err) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("look up the plugin of queue %s: %w", q.Name, err)
+	}
+	if p.Res.Type != "kubernetes" {
+		return "", nil
+	}
+	return fmt.Sprintf("image %q is a bare image id, which Docker runs but Kubernetes cannot (the kubelet refuses it as InvalidImageName), "+
+		"and queue %s runs on the kubernetes plugin %s; give it a name, such as registry.example/sim:1.2 or registry.example/sim@sha256:<digest>",
+		image, q.Name, p.Res.Name), nil
 }
 
 // validateArgs bounds the strings of a command or argument list and

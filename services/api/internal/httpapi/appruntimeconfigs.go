@@ -112,9 +112,16 @@ func (s *Server) arcCrud() *crud[*AppRuntimeConfig, AppRuntimeConfigBody, *AppRu
 			}
 			return l, err
 		},
-		build: func(_ context.Context, b *AppRuntimeConfigBody, prev *AppRuntimeConfig) (*AppRuntimeConfig, error) {
+		build: func(ctx context.Context, b *AppRuntimeConfigBody, prev *AppRuntimeConfig) (*AppRuntimeConfig, error) {
 			errs := validateEnv("environment_variables", b.EnvironmentVariables)
 			errs = append(errs, validateImage("image", b.Image)...)
+			if prev != nil { // a create checks its queue's runtime before
+				fe, err := s.arcImageRefused(ctx, prev.QueueID, b.Image)
+				if err != nil {
+					return nil, err
+				}
+				errs = append(errs, fe...)
+			}
 			errs = append(errs, validateCommand("command", b.Command)...)
 			errs = append(errs, validateArgs("args", b.Args)...)
 			errs = append(errs, validateLimits("resource_limits", b.ResourceLimits)...)
@@ -138,6 +145,20 @@ func (s *Server) arcCrud() *crud[*AppRuntimeConfig, AppRuntimeConfigBody, *AppRu
 		present: func(_ context.Context, a *AppRuntimeConfig) (*AppRuntimeConfig, error) { return a, nil },
 		queueOf: func(a *AppRuntimeConfig) string { return a.QueueID },
 	}
+}
+
+// arcImageRefused refuses the image of an app-runtime-config on queue
+// queueID that the queue's runtime cannot run (imageRefusedOn).
+func (s *Server) arcImageRefused(ctx context.Context, queueID, image string) ([]*problem.FieldError, error) {
+	l, err := s.queues.Get(ctx, queueID)
+	if err != nil {
+		return nil, fmt.Errorf("look up queue %s: %w", queueID, err)
+	}
+	msg, err := s.imageRefusedOn(ctx, l.Res, image)
+	if msg == "" || err != nil {
+		return nil, err
+	}
+	return []*problem.FieldError{problem.Field("image", "%s", msg)}, nil
 }
 
 // arcParents resolves the queue and application of an app-runtime-config
@@ -172,6 +193,11 @@ func (s *Server) registerAppRuntimeConfigs() {
 			qid, aid, err := s.arcParents(ctx, in.ref())
 			if err != nil {
 				return nil, err
+			}
+			if fe, err := s.arcImageRefused(ctx, qid, in.Body.Image); err != nil {
+				return nil, err
+			} else if fe != nil {
+				return nil, problem.Invalid(fe...)
 			}
 			return c.create(ctx, &in.Body, func(a *AppRuntimeConfig) { a.QueueID, a.ApplicationID = qid, aid })
 		})

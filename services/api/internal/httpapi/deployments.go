@@ -192,6 +192,13 @@ func (s *Server) deploymentRuntime(ctx context.Context, queueID, appID string, e
 		return rt, problem.Invalid(problem.Field("application_id",
 			"no image: application %s has none and queue %s has no app-runtime-config that gives one", appID, ql.Res.Name))
 	}
+	if err != nil {
+		return rt, err
+	}
+	msg, err := s.imageRefusedOn(ctx, ql.Res, rt.Image)
+	if err == nil && msg != "" {
+		err = problem.Invalid(problem.Field("application_id", "%s", msg))
+	}
 	return rt, err
 }
 

@@ -283,6 +283,11 @@ func (s *Server) newJob(ctx context.Context, b *JobBody) (*events.Job, error) {
 	if err != nil {
 		return nil, err
 	}
+	if msg, err := s.imageRefusedOn(ctx, q, rt.Image); err != nil {
+		return nil, err
+	} else if msg != "" {
+		return nil, problem.Invalid(problem.Field("application.image", "%s", msg))
+	}
 
 	now := s.opts.Now().UTC().Truncate(timePrecision)
 	j := &events.Job{
