@@ -196,8 +196,10 @@ func TestExportOutputFormat(t *testing.T) {
 	if stdout, _, err := runCLI(t, srv, "export", "job-1", "-O", "-"); err != nil || len(stdout) != size || !strings.HasPrefix(stdout, "PK") {
 		t.Errorf("export -O -: %v, %d bytes on stdout, want the zip's %d", err, len(stdout), size)
 	}
-	if _, _, err := runCLI(t, srv, "export", "job-1", "-O", "-", "-o", "json"); err == nil || !strings.Contains(err.Error(), "-O - writes the file to stdout") {
-		t.Errorf("export -O - -o json: %v, want refused", err)
+	for _, args := range [][]string{{"export", "job-1"}, {"exports", "download", "exp-1"}, {"artifacts", "get", "job-1", "scenarios/s-001/a.xosc"}} {
+		if out, _, err := runCLI(t, srv, append(args, "-O", "-", "-o", "json")...); err == nil || out != "" || !strings.Contains(err.Error(), "-O - writes the file to stdout") {
+			t.Errorf("%s -O - -o json: %v, stdout %d bytes; want refused", strings.Join(args, " "), err, len(out))
+		}
 	}
 }
 
