@@ -253,6 +253,21 @@ func TestFailingWorkerFailsJobAndStopsOthers(t *testing.T) {
 	}
 }
 
+// A job whose command does not exist fails saying so and naming it, as the
+// local driver reports it; before, it said only "exited with code 127" and
+// the reason was in the instances' logs.
+func TestCommandNotFoundFailsJobSayingSo(t *testing.T) {
+	e := newEnv(t)
+	e.start()
+	e.admit("job-nocmd", 1, "", nil, func(j *events.Job) { j.Runtime.Command = []string{"nosuchcmd-rm-test"} })
+	j := e.wait("job-nocmd", "failed", final)
+	c := jobdoc.FindCondition(&j, condFailed)
+	if j.Status != events.JobFailed || c == nil || c.Reason != reasonInstanceFailed ||
+		!strings.HasSuffix(c.Message, ` 0 exited with code 127: command "nosuchcmd-rm-test" not found: no executable file of that name in PATH`) {
+		t.Errorf("job %s, condition %+v; want failed saying the command was not found", j.Status, c)
+	}
+}
+
 // A launcher stopped while a job runs (its processes keep running) and
 // started again re-adopts the instances: none is started twice, the job
 // completes.

@@ -88,17 +88,27 @@ const (
 //	spec <JSON specRecord>   the driver, when it makes the instance
 //	pid <pid>                the wrapper, when it starts
 //	state <JSON stateRecord> the driver, once the wrapper has started
+//	cannot find|execute      the wrapper, when the command could not be run
 //	exit <code>              the wrapper, when the command has ended
 //
 // A line cut short (its writer killed) has no newline and reads as absent,
 // which is what a reader would have seen a moment earlier: the pid line is
 // read only when the state line is missing, and the exit line only once the
-// wrapper is gone.
+// wrapper is gone. A reader ignores a line it does not know, so a driver of
+// an earlier version re-adopts a record with a cannot line.
 const (
-	specLine  = "spec"
-	pidLine   = "pid"
-	stateLine = "state"
-	exitLine  = "exit"
+	specLine   = "spec"
+	pidLine    = "pid"
+	stateLine  = "state"
+	cannotLine = "cannot"
+	exitLine   = "exit"
+)
+
+// What a cannot line says: the shell found no command of the spec's name
+// (exit code 127), or found one it could not execute (126).
+const (
+	cannotFind    = "find"
+	cannotExecute = "execute"
 )
 
 // InstanceVar is set in every instance's environment to its directory. It
@@ -119,11 +129,27 @@ const (
 // It appends its lines to the record with the shell's own redirection, so
 // that no process starts before the command or after it ends, both on the
 // way from one job's end to the next one's start.
+//
+// The shell exits 127 when it finds no command to run and 126 when it finds
+// one it cannot execute, and says why only on the instance's stderr, in the
+// log. A command may exit with those codes too, so after either code, and
+// only then, the wrapper asks the shell's builtins (no process) whether the
+// command was there to run, and records a cannot line when it was not:
+// command -v finds no executable file of the name in PATH, or no file at all
+// at a path (a name with a '/'); a path command -v finds but that is no
+// executable file ([ -x ], [ -d ]) is one the shell could not execute (dash
+// reports a file in PATH that is not executable with 127, and command -v does
+// not find it). An interpreter missing for a script (#!) reads as the
+// script's own 127.
 const wrapper = `d=$1; shift
 echo "` + pidLine + ` $$" >> "$d/` + recordFile + `"
 trap ':' TERM INT HUP
 "$@"
 rc=$?
+case $rc in
+127) command -v -- "$1" > /dev/null || echo "` + cannotLine + ` ` + cannotFind + `" >> "$d/` + recordFile + `" ;;
+126) case $1 in */*) [ -x "$1" ] && [ ! -d "$1" ] || echo "` + cannotLine + ` ` + cannotExecute + `" >> "$d/` + recordFile + `" ;; esac ;;
+esac
 echo "` + exitLine + ` $rc" >> "$d/` + recordFile + `"
 exit "$rc"`
 
@@ -203,11 +229,14 @@ type instance struct {
 }
 
 type specRecord struct {
-	JobID     string    `json:"job_id"`
-	Role      string    `json:"role"`
-	Index     int       `json:"index"`
-	Name      string    `json:"name"`
-	Queue     string    `json:"queue"`
+	JobID string `json:"job_id"`
+	Role  string `json:"role"`
+	Index int    `json:"index"`
+	Name  string `json:"name"`
+	Queue string `json:"queue"`
+	// Command is the command run (the spec's first argument), named by
+	// the status of an instance whose command could not be run.
+	Command   string    `json:"command,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
 }
 
@@ -430,7 +459,7 @@ func (d *Driver) launch(ctx context.Context, inst *instance, s driver.Spec, argv
 			rec.Close()
 		}
 	}()
-	spec := specRecord{JobID: s.JobID, Role: string(s.Role), Index: s.Index, Name: s.Name, Queue: s.Queue, CreatedAt: time.Now()}
+	spec := specRecord{JobID: s.JobID, Role: string(s.Role), Index: s.Index, Name: s.Name, Queue: s.Queue, Command: argv[0], CreatedAt: time.Now()}
 	if err := appendLine(rec, specLine, spec); err != nil {
 		return nil, nil, fmt.Errorf("record spec: %w", err)
 	}
@@ -515,6 +544,9 @@ func (d *Driver) ended(inst *instance, fallback *int, msg string) {
 	ok := err == nil && r.exit != nil
 	if ok {
 		code = r.exit
+		if why := r.cannotRun(); why != "" {
+			msg = why
+		}
 	} else {
 		code = fallback
 		if code == nil && msg == "" {
@@ -645,6 +677,9 @@ type record struct {
 	pid   int          // from the pid line; 0 when none
 	state *stateRecord // nil when none
 	exit  *int         // nil when none
+	// cannot is what the cannot line says (cannotFind, cannotExecute);
+	// "" without one.
+	cannot string
 	// modTime is when the exit code was written, read with it; zero
 	// without one.
 	modTime time.Time
@@ -689,6 +724,8 @@ func readRecord(dir string) (record, error) {
 			if json.Unmarshal([]byte(val), &st) == nil {
 				r.state = &st
 			}
+		case cannotLine:
+			r.cannot = val
 		case exitLine:
 			if n, err := strconv.Atoi(val); err == nil {
 				r.exit = &n
@@ -704,6 +741,27 @@ func readRecord(dir string) (record, error) {
 		}
 	}
 	return r, nil
+}
+
+// cannotRun says why the shell could not run the recorded command, "" when
+// it ran (or no exit code is recorded yet): the message of its status.
+func (r record) cannotRun() string {
+	if r.exit == nil {
+		return ""
+	}
+	name := "command"
+	if r.spec.Command != "" {
+		name += " " + strconv.Quote(r.spec.Command)
+	}
+	switch {
+	case r.cannot == cannotFind && !strings.Contains(r.spec.Command, "/"):
+		return name + " not found: no executable file of that name in PATH"
+	case r.cannot == cannotFind:
+		return name + " not found"
+	case r.cannot == cannotExecute:
+		return name + " is not an executable file"
+	}
+	return ""
 }
 
 // readLegacy reads the instance files a driver wrote before the record:
@@ -801,6 +859,7 @@ func (d *Driver) adopt(dir string) (*instance, error) {
 		switch {
 		case r.exit != nil:
 			inst.st.ExitCode = r.exit
+			inst.st.Message = r.cannotRun()
 			if *r.exit == 0 {
 				inst.st.State = driver.Succeeded
 			}

@@ -711,3 +711,90 @@ func TestStartTakesASpareDir(t *testing.T) {
 		t.Errorf("the new driver's instances: %v; want only %s (no spare taken for one)", sts, ref)
 	}
 }
+
+// TestCommandThatCannotRun: an instance whose command the shell cannot find
+// (127) or cannot execute (126) says so and names it, in its status and in
+// the status a new driver re-adopts it with; before, only "exited with code
+// 127" and the log said "sh: 1: nosuchcmd: not found". A command that
+// exits with those codes itself says nothing more.
+func TestCommandThatCannotRun(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	d1, err := local.NewDriver(driver.LocalConfig{}, driver.Options{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := t.TempDir()
+	notExec := filepath.Join(files, "data.sh")
+	if err := os.WriteFile(notExec, []byte("#!/bin/sh\nexit 0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(files, "tool"), []byte("#!/bin/sh\nexit 0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	type want struct {
+		code int
+		msg  string
+	}
+	cases := map[string]struct {
+		argv []string
+		env  map[string]string
+		want want
+	}{
+		"name not in PATH": {argv: []string{"nosuchcmd-rm-test", "x"},
+			want: want{127, `command "nosuchcmd-rm-test" not found: no executable file of that name in PATH`}},
+		"name of a file in PATH that is not executable": {argv: []string{"tool"}, env: map[string]string{"PATH": files},
+			want: want{127, `command "tool" not found: no executable file of that name in PATH`}},
+		"missing relative path": {argv: []string{"./missing.sh"}, want: want{127, `command "./missing.sh" not found`}},
+		"missing absolute path": {argv: []string{"/nonexistent/run"}, want: want{127, `command "/nonexistent/run" not found`}},
+		"file not executable":   {argv: []string{notExec}, want: want{126, `command "` + notExec + `" is not an executable file`}},
+		"directory":             {argv: []string{files}, want: want{126, `command "` + files + `" is not an executable file`}},
+		"exits 127 itself":      {argv: []string{"/bin/sh", "-c", "exit 127"}, want: want{127, ""}},
+		"exits 126 itself":      {argv: []string{"/bin/sh", "-c", "exit 126"}, want: want{126, ""}},
+	}
+	job := drivertest.JobID(t)
+	ch, _ := d1.Watch(ctx)
+	refs := map[driver.Ref]string{}
+	for name, tc := range cases {
+		ref := driver.Ref{JobID: job, Role: driver.RoleWorker, Index: len(refs)}
+		refs[ref] = name
+		if err := d1.Start(ctx, driver.Spec{Ref: ref, Name: ref.Name(), Command: tc.argv, Env: tc.env}); err != nil {
+			t.Fatalf("%s: Start() error = %v", name, err)
+		}
+	}
+	check := func(how string, st driver.Status) {
+		t.Helper()
+		name := refs[st.Ref]
+		w := cases[name].want
+		if st.State != driver.Failed || st.ExitCode == nil || *st.ExitCode != w.code || st.Message != w.msg {
+			t.Errorf("%s: %s: %s, exit code %s, message %q; want failed, %d, %q", how, name, st.State, fmtCode(st.ExitCode), st.Message, w.code, w.msg)
+		}
+	}
+	timeout := time.After(20 * time.Second)
+	for ended := map[driver.Ref]bool{}; len(ended) < len(refs); {
+		select {
+		case st := <-ch:
+			if st.State.Final() && !ended[st.Ref] {
+				ended[st.Ref] = true
+				check("ended", st)
+			}
+		case <-timeout:
+			t.Fatalf("%d of %d instances ended", len(ended), len(refs))
+		}
+	}
+	d1.Close()
+
+	d2, err := local.NewDriver(driver.LocalConfig{}, driver.Options{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d2.Close()
+	defer d2.Cleanup(ctx, job)
+	sts, _ := d2.List(ctx)
+	if len(sts) != len(refs) {
+		t.Fatalf("re-adopted %d instances, want %d", len(sts), len(refs))
+	}
+	for _, st := range sts {
+		check("re-adopted", st)
+	}
+}

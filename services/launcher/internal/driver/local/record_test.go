@@ -18,8 +18,10 @@ func TestReadRecordIgnoresALineCutShort(t *testing.T) {
 		wantPID       int
 		wantState     bool
 		wantExit      string
+		wantCannot    string
 	}{
 		{name: "whole", content: spec + "pid 41\nstate {\"pid\":41}\nexit 3\n", wantPID: 41, wantState: true, wantExit: "3"},
+		{name: "cannot find", content: spec + "pid 41\nstate {\"pid\":41}\ncannot find\nexit 127\n", wantPID: 41, wantState: true, wantExit: "127", wantCannot: "find"},
 		{name: "exit cut short", content: spec + "pid 41\nstate {\"pid\":41}\nexit 3", wantPID: 41, wantState: true, wantExit: "none"},
 		{name: "state cut short", content: spec + "pid 41\nstate {\"pid\":4", wantPID: 41, wantExit: "none"},
 		{name: "pid and state in the other order", content: spec + "state {\"pid\":41}\npid 41\n", wantPID: 41, wantState: true, wantExit: "none"},
@@ -56,6 +58,9 @@ func TestReadRecordIgnoresALineCutShort(t *testing.T) {
 			}
 			if exit != tc.wantExit {
 				t.Errorf("exit = %s; want %s", exit, tc.wantExit)
+			}
+			if r.cannot != tc.wantCannot {
+				t.Errorf("cannot = %q; want %q", r.cannot, tc.wantCannot)
 			}
 		})
 	}
