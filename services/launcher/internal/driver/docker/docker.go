@@ -93,6 +93,10 @@ type Option func(*Driver)
 // (default 10s).
 func WithStopTimeout(d time.Duration) Option { return func(dr *Driver) { dr.grace = d } }
 
+// WithAnswerTimeout sets how long NewDriver waits for the engine to answer
+// (default 10s).
+func WithAnswerTimeout(d time.Duration) Option { return func(dr *Driver) { dr.answerTimeout = d } }
+
 // WithStartSlots sets how many container starts may be under way at once
 // (default startSlots).
 func WithStartSlots(n int) Option { return func(dr *Driver) { dr.starting = gate.New(max(1, n)) } }
@@ -106,6 +110,8 @@ type Driver struct {
 	installation string
 	log          *slog.Logger
 	grace        time.Duration
+	// answerTimeout bounds NewDriver's wait for the engine's answer.
+	answerTimeout time.Duration
 
 	tracker hub.Tracker // last status of every container seen
 
@@ -128,8 +134,12 @@ func New(config json.RawMessage, opts driver.Options) (driver.Driver, error) {
 }
 
 // NewDriver connects to the engine named by cfg.Host (the environment's
-// DOCKER_HOST etc. when empty) and starts following its events. It does
-// not fail when the engine is down: the event loop retries.
+// DOCKER_HOST etc. when empty) and starts following its events. An engine
+// that refuses the connection, or does not answer within the answer
+// timeout (an accepted connection and no reply), fails it with
+// driver.ErrUnavailable: the launcher tries again for a later job. Once
+// the engine has answered, a failing event stream is retried by the event
+// loop.
 func NewDriver(cfg driver.DockerConfig, opts driver.Options, options ...Option) (*Driver, error) {
 	if opts.Installation == "" || opts.Installation == legacyManaged {
 		// Without it the driver would take every installation's containers
@@ -145,28 +155,40 @@ func NewDriver(cfg driver.DockerConfig, opts driver.Options, options ...Option) 
 		return nil, fmt.Errorf("docker: create client: %w", err)
 	}
 	d := &Driver{
-		cli:          cli,
-		network:      cfg.Network,
-		installation: opts.Installation,
-		log:          opts.Log().With("driver", "docker"),
-		grace:        10 * time.Second,
-		starting:     gate.New(startSlots()),
-		loopDone:     make(chan struct{}),
+		cli:           cli,
+		network:       cfg.Network,
+		installation:  opts.Installation,
+		log:           opts.Log().With("driver", "docker"),
+		grace:         10 * time.Second,
+		answerTimeout: 10 * time.Second,
+		starting:      gate.New(startSlots()),
+		loopDone:      make(chan struct{}),
 	}
 	for _, o := range options {
 		o(d)
 	}
+	// The client negotiates its API version on its first request, with a
+	// ping it makes holding a lock that every later request waits for
+	// without its context: a ping to an engine that does not answer held
+	// List, and the launcher's worker that asked, for good. So the ping is
+	// made here, bounded, and negotiates; later requests make none.
+	pctx, cancelPing := context.WithTimeout(context.Background(), d.answerTimeout)
+	ping, err := cli.Ping(pctx)
+	cancelPing()
+	if err != nil {
+		cli.Close()
+		return nil, driver.Mark(driver.ErrUnavailable, fmt.Errorf("docker: engine %s: %w", cli.DaemonHost(), err))
+	}
+	cli.NegotiateAPIVersionPing(ping)
 	ctx, cancel := context.WithCancel(context.Background())
 	d.stopLoop = cancel
 	tried := make(chan struct{})
 	go d.eventLoop(ctx, tried)
 	// Give the first resync a chance so that Watch starts with what
-	// exists; an engine that does not answer must not block the launcher,
-	// and one that refuses connections (no daemon on the socket) is known
-	// at once: List says so.
+	// exists; an engine that stops answering must not block the launcher.
 	select {
 	case <-tried:
-	case <-time.After(10 * time.Second):
+	case <-time.After(d.answerTimeout):
 		d.log.Warn("docker engine not reachable yet; will keep trying")
 	}
 	return d, nil

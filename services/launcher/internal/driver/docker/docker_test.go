@@ -317,17 +317,35 @@ func TestMissingImageIsImagePull(t *testing.T) {
 	// makes a driver on a job's way, and waiting 10 s for it there held
 	// one of its workers per job on that plugin, the others' jobs waiting.
 	began := time.Now()
-	down, err := docker.NewDriver(driver.DockerConfig{Host: "unix://" + t.TempDir() + "/no.sock"}, driver.Options{Installation: installation})
-	if err != nil {
-		t.Fatal(err)
+	_, err = docker.NewDriver(driver.DockerConfig{Host: "unix://" + t.TempDir() + "/no.sock"}, driver.Options{Installation: installation})
+	if !errors.Is(err, driver.ErrUnavailable) {
+		t.Errorf("NewDriver() on an engine that is down = %v, want driver.ErrUnavailable", err)
 	}
-	defer down.Close()
 	if took := time.Since(began); took > 2*time.Second {
 		t.Errorf("NewDriver() on an engine that refuses connections took %s", took)
 	}
-	err = down.Start(ctx, driver.Spec{Ref: ref, Name: ref.Name(), Image: image})
+}
+
+// TestEngineThatDoesNotAnswer: an engine that accepts the connection and
+// never answers fails NewDriver with driver.ErrUnavailable once the answer
+// timeout has passed, after one connection, which it closes. Before,
+// NewDriver returned a driver after 10 s whose List then waited for good,
+// whatever its context said, behind the client's version negotiation (a
+// ping without deadline): the launcher's worker that made the driver, and
+// every one waiting for that plugin, were held with it.
+func TestEngineThatDoesNotAnswer(t *testing.T) {
+	engine := drivertest.ListenSilently(t)
+	_, err := docker.NewDriver(driver.DockerConfig{Host: "tcp://" + engine.Addr}, driver.Options{Installation: installation},
+		docker.WithAnswerTimeout(300*time.Millisecond))
 	if !errors.Is(err, driver.ErrUnavailable) {
-		t.Errorf("Start() on an engine that is down = %v, want driver.ErrUnavailable", err)
+		t.Fatalf("NewDriver() on an engine that does not answer = %v, want driver.ErrUnavailable", err)
+	}
+	accepted, open := engine.Conns()
+	for deadline := time.Now().Add(10 * time.Second); open > 0 && time.Now().Before(deadline); accepted, open = engine.Conns() {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if open != 0 || accepted != 1 {
+		t.Errorf("after NewDriver(): %d connections open of %d accepted, want 0 of 1", open, accepted)
 	}
 }
 
