@@ -185,3 +185,59 @@ func BenchmarkStartGangsTogether(b *testing.B) {
 	b.ReportMetric(float64(all.Microseconds())/1000/float64(b.N), "all-ms")
 	b.ReportMetric(float64(each)/float64(all)/gangs, "gang/all")
 }
+
+// BenchmarkStrayPassesPerJob runs trivial jobs (a controller and one
+// worker that run `true`, started together, as the launcher does on this
+// driver), jobs at a time together as the trivial load's clients submit
+// them, and reports how many passes over /proc strayLoop made per job
+// (passes/job): it makes one for all the instances that ended since its
+// last one.
+func BenchmarkStrayPassesPerJob(b *testing.B) {
+	for _, jobs := range []int{1, 4} {
+		b.Run("together="+strconv.Itoa(jobs), func(b *testing.B) {
+			d, err := local.NewDriver(driver.LocalConfig{}, driver.Options{DataDir: b.TempDir()})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer d.Close()
+			ctx := context.Background()
+			ch, err := d.Watch(ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			before, n := local.StrayPasses(d), 0
+			for b.Loop() {
+				var refs []driver.Ref
+				for j := range jobs {
+					job := "job-" + strconv.Itoa(n) + "-" + strconv.Itoa(j)
+					refs = append(refs, driver.Ref{JobID: job, Role: driver.RoleController}, driver.Ref{JobID: job, Role: driver.RoleWorker})
+				}
+				n++
+				var wg sync.WaitGroup
+				for _, r := range refs {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						if err := d.Start(ctx, driver.Spec{Ref: r, Command: []string{"true"}}); err != nil {
+							b.Error(err)
+						}
+					}()
+				}
+				wg.Wait()
+				for ended := 0; ended < len(refs); {
+					if st := <-ch; st.State.Final() {
+						ended++
+					}
+				}
+				for _, r := range refs {
+					if r.Role == driver.RoleController {
+						if err := d.Cleanup(ctx, r.JobID); err != nil {
+							b.Fatal(err)
+						}
+					}
+				}
+			}
+			b.ReportMetric(float64(local.StrayPasses(d)-before)/float64(n*jobs), "passes/job")
+		})
+	}
+}

@@ -3,3 +3,6 @@ package local
 // HoldLaunchSlots takes every launch slot of d, as launches under way
 // would, until release is called.
 func HoldLaunchSlots(d *Driver) (release func()) { return d.launching.HoldAll() }
+
+// StrayPasses is how many passes over /proc strayLoop has made for d.
+func StrayPasses(d *Driver) int64 { return d.strayPasses.Load() }
