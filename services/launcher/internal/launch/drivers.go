@@ -46,18 +46,37 @@ type pool struct {
 	drivers map[string]*pooled // by plugin id
 	closed  bool
 	wg      sync.WaitGroup
-	// creating serializes the creation of each plugin's driver without
-	// holding mu: a runtime that does not answer (a driver's constructor
-	// may wait for it) delays only the jobs on that plugin.
-	creating map[string]*sync.Mutex
-	// failed is, by plugin id, the last try to make its driver that
-	// failed: calls that waited for that try get its error (get).
-	failed map[string]creationFailure
+	// tries is, by plugin id, the try to make its driver under way, or
+	// the last one, which failed; none once the driver is made. One try
+	// at a time per plugin, made without holding mu: a runtime that does
+	// not answer delays only the jobs on that plugin.
+	tries map[string]*try
 }
 
-type creationFailure struct {
-	at  time.Time
-	err error
+// try is one try to make a plugin's driver.
+type try struct {
+	done chan struct{} // closed once it has ended
+	err  error         // its failure, set before done is closed
+	// prev is the failure of the plugin's try before this one, nil if
+	// there was none.
+	prev error
+}
+
+// tryTimeout bounds a try's listing of the instances (the docker driver
+// bounds its own wait for the engine in its constructor).
+const tryTimeout = 10 * time.Second
+
+// tryUnderWay is get's error while another call's try to make the
+// plugin's driver is under way and no try of it failed before: the caller
+// asks again once done is closed (Service.process), holding no worker
+// meanwhile.
+type tryUnderWay struct {
+	plugin string
+	done   <-chan struct{}
+}
+
+func (e *tryUnderWay) Error() string {
+	return "launch: the driver of plugin " + e.plugin + " is being made"
 }
 
 // pooled is one driver and its cache.
@@ -75,58 +94,68 @@ type pooled struct {
 }
 
 func newPool(factories map[string]driver.Factory, opts driver.Options, log *slog.Logger, onChange func(driver.Ref)) *pool {
-	return &pool{factories: factories, opts: opts, log: log, onChange: onChange, drivers: map[string]*pooled{}, creating: map[string]*sync.Mutex{}, failed: map[string]creationFailure{}}
+	return &pool{factories: factories, opts: opts, log: log, onChange: onChange, drivers: map[string]*pooled{}, tries: map[string]*try{}}
 }
 
 // get returns the driver of p, creating it on first use: the driver is
 // built, its instances listed into the cache (so that what existed before a
 // restart is known before anything is started), then watched until ctx ends.
 // Config changes of a plugin take effect at the launcher's next start.
-// A call that waited for another's try to make the driver, and that try
-// failed, returns its error without trying again: a runtime that does not
-// answer takes a try up to 10 s (docker), and a try for every job on the
-// plugin, one after the other, held as many of the launcher's workers.
-func (pl *pool) get(ctx context.Context, p plugin) (_ *pooled, err error) {
+//
+// One try to make a plugin's driver is under way at a time, and the other
+// calls do not wait for it: a runtime that does not answer takes a try up
+// to 10 s (docker), and calls that waited held as many of the launcher's
+// workers, the other plugins' jobs waiting. While a try is under way, a
+// call gets the failure of the plugin's try before it (the job shows
+// RuntimeUnavailable and retries with its back-off), or, if none failed
+// before, a *tryUnderWay: its job is reconciled again once the try ends.
+// A call after a failed try tries again.
+func (pl *pool) get(ctx context.Context, p plugin) (*pooled, error) {
 	pl.mu.Lock()
 	if pd := pl.drivers[p.ID]; pd != nil {
 		pl.mu.Unlock()
 		return pd, nil
 	}
-	c := pl.creating[p.ID]
-	if c == nil {
-		c = &sync.Mutex{}
-		pl.creating[p.ID] = c
-	}
-	pl.mu.Unlock()
-	asked := time.Now()
-	c.Lock()
-	defer c.Unlock()
-	pl.mu.Lock()
-	pd, closed, last := pl.drivers[p.ID], pl.closed, pl.failed[p.ID]
-	pl.mu.Unlock()
-	switch {
-	case pd != nil:
-		return pd, nil // made while this call waited
-	case closed:
+	if pl.closed {
+		pl.mu.Unlock()
 		return nil, errors.New("launch: driver pool closed")
-	case last.err != nil && last.at.After(asked):
-		return nil, last.err // a try failed while this call waited
 	}
-	defer func() {
-		pl.mu.Lock()
-		defer pl.mu.Unlock()
-		if err != nil {
-			pl.failed[p.ID] = creationFailure{at: time.Now(), err: err}
-		} else {
-			delete(pl.failed, p.ID)
+	t := &try{done: make(chan struct{})}
+	if last := pl.tries[p.ID]; last != nil {
+		select {
+		case <-last.done:
+			t.prev = last.err
+		default:
+			pl.mu.Unlock()
+			if last.prev != nil {
+				return nil, last.prev
+			}
+			return nil, &tryUnderWay{plugin: p.ID, done: last.done}
 		}
-	}()
+	}
+	pl.tries[p.ID] = t
+	pl.mu.Unlock()
+	pd, err := pl.make(ctx, p)
+	pl.mu.Lock()
+	t.err = err
+	if err == nil {
+		delete(pl.tries, p.ID)
+	}
+	close(t.done)
+	pl.mu.Unlock()
+	return pd, err
+}
+
+// make is one try to make the driver of p; get makes one at a time.
+func (pl *pool) make(ctx context.Context, p plugin) (*pooled, error) {
 	d, err := pl.create(ctx, p)
 	if err != nil {
 		return nil, err
 	}
-	pd = &pooled{plugin: p, d: d, jobs: map[string]map[driver.Ref]driver.Status{}, live: map[string]int{}}
-	list, err := d.List(ctx)
+	pd := &pooled{plugin: p, d: d, jobs: map[string]map[driver.Ref]driver.Status{}, live: map[string]int{}}
+	lctx, cancel := context.WithTimeout(ctx, tryTimeout)
+	list, err := d.List(lctx)
+	cancel()
 	if err != nil {
 		_ = d.Close()
 		// The runtime cannot be reached: a job shows RuntimeUnavailable.

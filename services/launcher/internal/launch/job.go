@@ -222,6 +222,10 @@ func (s *Service) jobDrivers(ctx context.Context, j *events.Job) (jobDrivers, er
 func (s *Service) startJobInstances(ctx context.Context, rs *records, missing []driver.Ref, now time.Time) (bool, error) {
 	j := rs.j
 	d, err := s.jobDrivers(ctx, j)
+	var pending *tryUnderWay
+	if errors.As(err, &pending) {
+		return false, err // no trouble: the job comes back when the try ends
+	}
 	if err != nil {
 		return startFailed(rs, blamed(missing, d), err, now)
 	}

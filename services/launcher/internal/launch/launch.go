@@ -353,9 +353,20 @@ func (s *Service) process(ctx context.Context, key string) {
 	if ctx.Err() != nil {
 		return
 	}
+	var pending *tryUnderWay
 	switch {
 	case errors.Is(err, errConflict):
 		s.wq.Add(key)
+	case errors.As(err, &pending):
+		// Another key's try to make a driver is under way: this one comes
+		// back when it ends, and holds no worker meanwhile.
+		go func() {
+			select {
+			case <-pending.done:
+				s.wq.Add(key)
+			case <-ctx.Done():
+			}
+		}()
 	case storebackoff.Unreachable(err):
 		// The store is away (restarting): the next try waits in the
 		// driver's server selection until it is back, so trying again soon
@@ -389,8 +400,9 @@ func (s *Service) resync(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	for _, p := range plugins {
-		if _, err := s.pool.get(ctx, p); err != nil {
-			errs = append(errs, err)
+		var pending *tryUnderWay
+		if _, err := s.pool.get(ctx, p); err != nil && !errors.As(err, &pending) {
+			errs = append(errs, err) // a try under way reports its own failure
 		}
 	}
 	ids, err := s.active.IDs(ctx, indexed.Filter{
