@@ -3,6 +3,7 @@ package launch
 import (
 	"encoding/json"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 
@@ -65,10 +66,15 @@ func TestSilentEngineTakesOneTryAtATime(t *testing.T) {
 		t.Errorf("when the local job had succeeded, the engine had %d connections open of %d accepted, want the first try's still open", open, accepted)
 	}
 	for i := range n {
-		e.wait("job-silent-"+strconv.Itoa(i), "showing the runtime trouble", func(j events.Job) bool {
+		j := e.wait("job-silent-"+strconv.Itoa(i), "showing the runtime trouble", func(j events.Job) bool {
 			c := jobdoc.FindCondition(&j, jobdoc.CondStarted)
 			return c != nil && c.Reason == jobdoc.ReasonRuntimeUnavailable
 		})
+		// A try under way is no trouble of the job's: it waits for the
+		// try's end, and shows the failure.
+		if c := jobdoc.FindCondition(&j, jobdoc.CondStarted); strings.Contains(c.Message, "being made") || !strings.Contains(c.Message, engine.Addr) {
+			t.Errorf("%s: Started %q, want the engine's failure", j.ID, c.Message)
+		}
 	}
 	mu.Lock()
 	defer mu.Unlock()
