@@ -37,8 +37,10 @@
 // record (spec.json, state.json, pid and exit files) are re-adopted too.
 // When an instance's wrapper ends, the driver kills what is left of its
 // process group, and the processes that left the group (setsid, a daemon)
-// but carry the instance's InstanceVar in their environment, so no orphans
-// survive; Stop sends them SIGTERM with the group.
+// but carry the instance's InstanceVar in their environment (those within
+// about a second, in a pass over /proc shared by the instances that ended
+// meanwhile: strayLoop), so no orphans survive; Stop sends them SIGTERM with
+// the group.
 //
 // Stop sends SIGTERM to the group, then SIGKILL after the grace period.
 // Cleanup stops the job's instances and removes their files except
@@ -49,6 +51,7 @@ package local
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -61,6 +64,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -209,10 +213,19 @@ type Driver struct {
 	strayWake   chan struct{}
 	strayDone   chan struct{}
 	strayPasses atomic.Int64 // strayLoop's passes over /proc, for the benchmarks
+	// Stop calls under way, which wait for their instances' strays: while
+	// there are any, strayLoop leaves no gap between passes (strayHurry
+	// cuts one short).
+	strayWaiters atomic.Int32
+	strayHurry   chan struct{}
+	strayGap     func(took time.Duration) time.Duration // strayGap, or a test's
 }
 
+// strayKill asks strayLoop to send sig to the stray processes of the
+// instance in dir, and to close done (if not nil) once it has.
 type strayKill struct {
 	dir  string
+	sig  syscall.Signal
 	done chan struct{}
 }
 
@@ -287,6 +300,8 @@ func NewDriver(cfg driver.LocalConfig, opts driver.Options, options ...Option) (
 		pollDone:   make(chan struct{}),
 		fillDone:   make(chan struct{}),
 		strayWake:  make(chan struct{}, 1),
+		strayHurry: make(chan struct{}, 1),
+		strayGap:   strayGap,
 		strayDone:  make(chan struct{}),
 	}
 	for _, o := range options {
@@ -310,7 +325,7 @@ func NewDriver(cfg driver.LocalConfig, opts driver.Options, options ...Option) (
 		}
 	}
 	// What the instances that ended while no driver watched left behind.
-	signalStrays(syscall.SIGKILL, ended...)
+	signalStrays(killAll(ended)...)
 	go d.pollLoop()
 	go d.spareLoop()
 	go d.strayLoop()
@@ -578,14 +593,22 @@ func (d *Driver) ended(inst *instance, fallback *int, msg string) {
 // killStrays has strayLoop kill the stray processes of the instance in dir
 // and close done then; after Close it does so itself.
 func (d *Driver) killStrays(dir string, done chan struct{}) {
+	d.signalStraysLater(strayKill{dir: dir, sig: syscall.SIGKILL, done: done})
+}
+
+// signalStraysLater hands k to strayLoop, or does it at once once the loop
+// has ended.
+func (d *Driver) signalStraysLater(k strayKill) {
 	d.strayMu.Lock()
 	if d.strayClosed {
 		d.strayMu.Unlock()
-		signalStrays(syscall.SIGKILL, dir)
-		close(done)
+		signalStrays(k)
+		if k.done != nil {
+			close(k.done)
+		}
 		return
 	}
-	d.strayQueue = append(d.strayQueue, strayKill{dir: dir, done: done})
+	d.strayQueue = append(d.strayQueue, k)
 	d.strayMu.Unlock()
 	select {
 	case d.strayWake <- struct{}{}:
@@ -593,13 +616,27 @@ func (d *Driver) killStrays(dir string, done chan struct{}) {
 	}
 }
 
-// strayLoop kills the stray processes of ended instances, those of all
-// the instances that ended since its last pass in one pass over /proc:
-// a pass costs 2–6 ms on the 2-CPU machine of docs/benchmarks.md (1.3–2.4
-// ms over 90 processes, BenchmarkSignalStrays), and the instances of a job
-// tend to end together: a job of a controller and a worker that run
-// `true` made 2 passes alone, 1.4–1.6 four jobs at a time
-// (BenchmarkStrayPassesPerJob).
+// Passes over /proc are spaced so that they take at most 1/strayGapFactor
+// of a CPU, and a stray outlives its instance by at most maxStrayGap: a pass
+// reads every process's environment (1.3–2.4 ms over 90 processes on the
+// 2-CPU machine of docs/benchmarks.md, BenchmarkSignalStrays; more on a
+// machine running more), and a trivial job's controller and worker ending
+// one after the other made two passes a job (BenchmarkStrayPassesPerJob).
+const (
+	strayGapFactor = 50
+	maxStrayGap    = time.Second
+)
+
+// strayGap is how long strayLoop waits after a pass that took took before
+// the next one, gathering what ends meanwhile.
+func strayGap(took time.Duration) time.Duration {
+	return min(strayGapFactor*took, maxStrayGap)
+}
+
+// strayLoop signals the stray processes of ended and stopped instances,
+// those of all the instances asked for since its last pass in one pass over
+// /proc, and leaves strayGap after a pass before the next, unless a Stop
+// waits for one (a cancellation is not held up).
 func (d *Driver) strayLoop() {
 	defer close(d.strayDone)
 	for {
@@ -614,35 +651,48 @@ func (d *Driver) strayLoop() {
 		d.strayQueue = nil
 		d.strayClosed = closing
 		d.strayMu.Unlock()
-		dirs := make([]string, len(batch))
-		for i, k := range batch {
-			dirs[i] = k.dir
-		}
-		if len(dirs) > 0 {
-			signalStrays(syscall.SIGKILL, dirs...)
+		var gap time.Duration
+		if len(batch) > 0 {
+			start := time.Now()
+			signalStrays(batch...)
 			d.strayPasses.Add(1)
+			if d.strayWaiters.Load() == 0 {
+				gap = d.strayGap(time.Since(start))
+			}
 		}
 		for _, k := range batch {
-			close(k.done)
+			if k.done != nil {
+				close(k.done)
+			}
 		}
 		if closing {
 			return
 		}
+		select { // after Close, the next round gathers the rest at once
+		case <-time.After(gap):
+		case <-d.strayHurry:
+		case <-d.quit:
+		}
 	}
 }
 
-// signalStrays sends sig to every process that has the InstanceVar of one
-// of dirs in its environment: the processes of those instances that left
-// their process group (setsid, a daemon), which signals to the group miss.
-// A process that started with an environment of its own (env -i) is not
+// signalStrays sends each kill's signal to every process that has the
+// InstanceVar of its dir in its environment (SIGKILL before another signal
+// for the same dir): the processes of those instances that left their
+// process group (setsid, a daemon), which signals to the group miss. A
+// process that started with an environment of its own (env -i) is not
 // found.
-func signalStrays(sig syscall.Signal, dirs ...string) {
-	if len(dirs) == 0 {
+func signalStrays(kills ...strayKill) {
+	if len(kills) == 0 {
 		return
 	}
-	marks := make([][]byte, len(dirs))
-	for i, dir := range dirs {
-		marks[i] = []byte("\x00" + InstanceVar + "=" + dir + "\x00")
+	kills = slices.Clone(kills)
+	slices.SortStableFunc(kills, func(a, b strayKill) int {
+		return cmp.Compare(strength(b.sig), strength(a.sig))
+	})
+	marks := make([][]byte, len(kills))
+	for i, k := range kills {
+		marks[i] = []byte("\x00" + InstanceVar + "=" + k.dir + "\x00")
 	}
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
@@ -650,6 +700,7 @@ func signalStrays(sig syscall.Signal, dirs ...string) {
 	}
 	self := os.Getpid()
 	env := []byte{0}
+	var killed []int
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil || pid == self {
@@ -660,13 +711,57 @@ func signalStrays(sig syscall.Signal, dirs ...string) {
 			continue // gone, another user's, or a kernel thread
 		}
 		env = append(append(env[:1], b...), 0)
-		for _, m := range marks {
+		for i, m := range marks {
 			if bytes.Contains(env, m) {
-				syscall.Kill(pid, sig)
+				if syscall.Kill(pid, kills[i].sig) == nil && kills[i].sig == syscall.SIGKILL {
+					killed = append(killed, pid)
+				}
 				break
 			}
 		}
 	}
+	// A signal is delivered after kill returns: those who wait for the
+	// pass (Stop, Close) are to find the killed gone.
+	for deadline := time.Now().Add(strayDeathWait); len(killed) > 0 && time.Now().Before(deadline); {
+		killed = slices.DeleteFunc(killed, func(pid int) bool { return !running(pid) })
+		if len(killed) > 0 {
+			time.Sleep(time.Millisecond)
+		}
+	}
+}
+
+// strayDeathWait bounds how long signalStrays waits for the processes it
+// sent SIGKILL to end (one in uninterruptible sleep ends when it wakes).
+const strayDeathWait = 500 * time.Millisecond
+
+// running reports whether pid is a process that has not ended (not a
+// zombie).
+func running(pid int) bool {
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	// The state follows the command name, which is in parentheses and may
+	// itself contain them.
+	i := bytes.LastIndexByte(stat, ')')
+	return i >= 0 && i+2 < len(stat) && stat[i+2] != 'Z' && stat[i+2] != 'X'
+}
+
+// strength orders signals for signalStrays: SIGKILL first.
+func strength(sig syscall.Signal) int {
+	if sig == syscall.SIGKILL {
+		return 1
+	}
+	return 0
+}
+
+// killAll is a SIGKILL for the strays of each of dirs.
+func killAll(dirs []string) []strayKill {
+	kills := make([]strayKill, len(dirs))
+	for i, dir := range dirs {
+		kills[i] = strayKill{dir: dir, sig: syscall.SIGKILL}
+	}
+	return kills
 }
 
 // notBefore returns t, or start if t is before it: an instance's
@@ -894,13 +989,7 @@ func (d *Driver) adopt(dir string) (*instance, error) {
 // alive reports whether pid is a live (not zombie) process running the
 // wrapper of the instance in dir, which guards against pid reuse.
 func alive(pid int, dir string) bool {
-	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	// The state follows the command name, which is in parentheses and may
-	// itself contain them.
-	if i := strings.LastIndexByte(string(stat), ')'); i < 0 || i+2 >= len(stat) || stat[i+2] == 'Z' || stat[i+2] == 'X' {
+	if !running(pid) {
 		return false
 	}
 	cmdline, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
@@ -979,6 +1068,14 @@ func (d *Driver) stop(ctx context.Context, inst *instance) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+	// Whatever happens below waits for the instance's strays (done):
+	// strayLoop is not to hold them back.
+	d.strayWaiters.Add(1)
+	defer d.strayWaiters.Add(-1)
+	select {
+	case d.strayHurry <- struct{}{}:
+	default:
+	}
 	d.mu.Lock()
 	if inst.pid <= 0 {
 		d.mu.Unlock()
@@ -999,7 +1096,7 @@ func (d *Driver) stop(ctx context.Context, inst *instance) error {
 	if err := killGroup(inst.pid, syscall.SIGTERM); err != nil {
 		return fmt.Errorf("terminate process group %d: %w", inst.pid, err)
 	}
-	signalStrays(syscall.SIGTERM, inst.dir)
+	d.signalStraysLater(strayKill{dir: inst.dir, sig: syscall.SIGTERM})
 	grace := time.NewTimer(d.grace)
 	defer grace.Stop()
 	select {

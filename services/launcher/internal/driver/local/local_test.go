@@ -232,12 +232,101 @@ func TestStrayProcessesAreKilled(t *testing.T) {
 		if tc.stop && processExists(stray) {
 			t.Errorf("%s: stray process %d still alive once Stop returned", name, stray)
 		}
-		for i := 0; i < 100 && processExists(stray); i++ {
+		// Killed in strayLoop's next pass, at most a second away (strayGap).
+		for i := 0; i < 1000 && processExists(stray); i++ {
 			time.Sleep(10 * time.Millisecond)
 		}
 		if processExists(stray) {
 			t.Errorf("%s: stray process %d still alive after the instance ended", name, stray)
 		}
+	}
+}
+
+// TestStrayGap: passes over /proc take at most a fiftieth of a CPU, and a
+// stray outlives its instance by at most a second.
+func TestStrayGap(t *testing.T) {
+	for took, want := range map[time.Duration]time.Duration{
+		0:                      0,
+		2 * time.Millisecond:   100 * time.Millisecond,
+		20 * time.Millisecond:  time.Second,
+		300 * time.Millisecond: time.Second,
+	} {
+		if got := local.StrayGap(took); got != want {
+			t.Errorf("StrayGap(%v) = %v, want %v", took, got, want)
+		}
+	}
+}
+
+// TestStopIsNotHeldByTheStrayGap: a Stop waits for its instance's strays to
+// be killed, but not for the gap strayLoop leaves after a pass, here an
+// hour long: before, a cancellation would have waited for it.
+func TestStopIsNotHeldByTheStrayGap(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	d, err := local.NewDriver(driver.LocalConfig{}, driver.Options{DataDir: t.TempDir()},
+		local.WithGracePeriod(300*time.Millisecond), local.WithStrayGap(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	ch, _ := d.Watch(ctx)
+	job := drivertest.JobID(t)
+	t.Cleanup(func() { d.Cleanup(context.Background(), job) })
+	first := driver.Ref{JobID: job, Role: driver.RoleWorker, Index: 0}
+	if err := d.Start(ctx, driver.Spec{Ref: first, Name: first.Name(), Command: []string{"true"}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFinal(t, ch, first)
+	for local.StrayPasses(d) == 0 { // the pass for its end; the gap begins
+		time.Sleep(10 * time.Millisecond)
+	}
+	ref := driver.Ref{JobID: job, Role: driver.RoleWorker, Index: 1}
+	if err := d.Start(ctx, driver.Spec{Ref: ref, Name: ref.Name(), Command: []string{"/bin/sh", "-c", `setsid sleep 600 & echo $! > stray; wait`}}); err != nil {
+		t.Fatal(err)
+	}
+	stray := waitPID(t, filepath.Join(d.Root(), job, "worker-1", "work", "stray"))
+	t.Cleanup(func() { syscall.Kill(stray, syscall.SIGKILL) })
+	if err := d.Stop(ctx, ref); err != nil {
+		t.Fatalf("Stop() = %v: it waited for the gap", err)
+	}
+	if processExists(stray) {
+		t.Errorf("stray process %d still alive once Stop returned", stray)
+	}
+}
+
+// TestCloseKillsStraysWaitingForAPass: the strays of an instance that
+// ended during strayLoop's gap are killed when the driver closes.
+func TestCloseKillsStraysWaitingForAPass(t *testing.T) {
+	ctx := context.Background()
+	d, err := local.NewDriver(driver.LocalConfig{}, driver.Options{DataDir: t.TempDir()}, local.WithStrayGap(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch, _ := d.Watch(ctx)
+	job := drivertest.JobID(t)
+	first := driver.Ref{JobID: job, Role: driver.RoleWorker, Index: 0}
+	if err := d.Start(ctx, driver.Spec{Ref: first, Name: first.Name(), Command: []string{"true"}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFinal(t, ch, first)
+	for local.StrayPasses(d) == 0 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	ref := driver.Ref{JobID: job, Role: driver.RoleWorker, Index: 1}
+	if err := d.Start(ctx, driver.Spec{Ref: ref, Name: ref.Name(), Command: []string{"/bin/sh", "-c", `setsid sleep 600 & echo $! > stray; sleep 0.2`}}); err != nil {
+		t.Fatal(err)
+	}
+	stray := waitPID(t, filepath.Join(d.Root(), job, "worker-1", "work", "stray"))
+	t.Cleanup(func() { syscall.Kill(stray, syscall.SIGKILL) })
+	waitFinal(t, ch, ref)
+	if !processExists(stray) {
+		t.Fatalf("stray process %d killed during the gap; the test shows nothing", stray)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if processExists(stray) {
+		t.Errorf("stray process %d still alive once Close returned", stray)
 	}
 }
 

@@ -15,7 +15,7 @@ func BenchmarkSignalStrays(b *testing.B) {
 	dir := b.TempDir() // no process carries it
 	procs := 0
 	for b.Loop() {
-		signalStrays(syscall.SIGKILL, dir)
+		signalStrays(strayKill{dir: dir, sig: syscall.SIGKILL})
 	}
 	b.StopTimer()
 	entries, err := os.ReadDir("/proc")
