@@ -1,7 +1,6 @@
 package devidp_test
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"net/http"
@@ -136,37 +135,7 @@ func TestQueueAccessAndOwnership(t *testing.T) {
 	marker := submit(admin, "open", http.StatusCreated)
 
 	// The stream replays every stored event (Last-Event-ID 0) up to the marker.
-	seen := func(token string) map[string]bool {
-		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-		defer cancel()
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, e.base+v1+"/events?type=rm.job.submitted", nil)
-		req.Header.Set("Authorization", token)
-		req.Header.Set("Last-Event-ID", "0")
-		res, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer res.Body.Close()
-		if res.StatusCode != http.StatusOK {
-			t.Fatalf("GET /events = %d", res.StatusCode)
-		}
-		got := map[string]bool{}
-		sc := bufio.NewScanner(res.Body)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() && !got[marker] {
-			line := sc.Text()
-			for _, id := range []string{userJob, adminOpen, adminRestricted, marker} {
-				if strings.HasPrefix(line, "data:") && strings.Contains(line, `"subject":"`+id+`"`) {
-					got[id] = true
-				}
-			}
-		}
-		if !got[marker] {
-			t.Fatalf("the stream ended before the marker: %v", sc.Err())
-		}
-		return got
-	}
+	seen := func(token string) map[string]bool { return e.replayed(token, "type=rm.job.submitted", marker) }
 	if got := seen(user); !got[userJob] || !got[adminOpen] || got[adminRestricted] {
 		t.Errorf("user's stream saw %v, want its job and the open queue's, not the restricted one", got)
 	}

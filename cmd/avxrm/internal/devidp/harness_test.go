@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -165,3 +166,39 @@ func (e *env) must(want int, token, method, path string, body any) resp {
 }
 
 func bearer(tk tokens) string { return "Bearer " + tk.AccessToken }
+
+// replayed is the subjects of the events GET /events?query replays
+// (Last-Event-ID 0) to token until those of until have all come.
+func (e *env) replayed(token, query string, until ...string) map[string]bool {
+	t := e.t
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, e.base+v1+"/events?"+query, nil)
+	req.Header.Set("Authorization", token)
+	req.Header.Set("Last-Event-ID", "0")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("GET /events?%s = %d", query, res.StatusCode)
+	}
+	got := map[string]bool{}
+	for msg := range readMessages(res.Body) {
+		for _, line := range msg {
+			var ce struct {
+				Subject string `json:"subject"`
+			}
+			if data, ok := strings.CutPrefix(line, "data: "); ok && json.Unmarshal([]byte(data), &ce) == nil {
+				got[ce.Subject] = true
+			}
+		}
+		if !slices.ContainsFunc(until, func(s string) bool { return !got[s] }) {
+			return got
+		}
+	}
+	t.Fatalf("the stream ended before %v came, having seen %v", until, got)
+	return nil
+}

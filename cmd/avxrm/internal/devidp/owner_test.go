@@ -60,3 +60,41 @@ func TestListJobsByOwner(t *testing.T) {
 		e.must(http.StatusOK, viewer, http.MethodGet, v1+"/jobs/"+userJob["id"].(string)+sub, nil)
 	}
 }
+
+// The stream gives a caller the events of its own jobs' exports in a queue
+// it may not read, as GET /scenario-exports/{id} does, and not those of
+// another's job there.
+func TestStreamExportEventsOfOwnJob(t *testing.T) {
+	e := start(t, devidp.Config{})
+	admin, user, viewer := bearer(e.login("admin")), bearer(e.login("user")), bearer(e.login("viewer"))
+	e.must(http.StatusCreated, admin, http.MethodPost, v1+"/queues", map[string]any{"name": "open"})
+	e.must(http.StatusCreated, admin, http.MethodPost, v1+"/queues", map[string]any{"name": "dropbox",
+		"access": map[string]any{"submit": []string{"group:adas", "user:admin"}, "read": []string{"role:rm-admin"}}})
+	app := e.must(http.StatusCreated, admin, http.MethodPost, v1+"/applications", map[string]any{"name": "sim", "version": "1", "image": "sim:1"}).obj(t)
+	submit := func(token, queue string) string {
+		t.Helper()
+		return e.must(http.StatusCreated, token, http.MethodPost, v1+"/jobs", map[string]any{
+			"queue_id": queue, "application": map[string]any{"id": app["id"]}, "worker_instances": 1}).obj(t)["id"].(string)
+	}
+	export := func(token, job string) string {
+		t.Helper()
+		return e.must(http.StatusAccepted, token, http.MethodPost, v1+"/jobs/"+job+"/scenario-exports", map[string]any{}).obj(t)["id"].(string)
+	}
+	userJob, adminJob := submit(user, "dropbox"), submit(admin, "dropbox")
+	userExport, adminExport := export(user, userJob), export(admin, adminJob)
+	e.must(http.StatusOK, user, http.MethodGet, v1+"/scenario-exports/"+userExport, nil)
+	e.must(http.StatusForbidden, user, http.MethodGet, v1+"/scenario-exports/"+adminExport, nil)
+	e.must(http.StatusForbidden, viewer, http.MethodGet, v1+"/scenario-exports/"+userExport, nil)
+
+	all := "type=rm.export.requested,rm.job.submitted"
+	// The outbox publishes each collection's events on its own: the marker
+	// is submitted once the exports' events are in the stream.
+	e.replayed(admin, all, userExport, adminExport)
+	marker := submit(admin, "open")
+	if got := e.replayed(user, all, marker); !got[userJob] || !got[userExport] || got[adminJob] || got[adminExport] {
+		t.Errorf("user's stream saw %v, want its job %s and its export %s, not admin's %s and %s", got, userJob, userExport, adminJob, adminExport)
+	}
+	if got := e.replayed(viewer, all, marker); got[userJob] || got[userExport] || got[adminExport] {
+		t.Errorf("viewer's stream saw %v, want none of the dropbox queue's", got)
+	}
+}

@@ -371,21 +371,28 @@ type eventFilter struct {
 	mu      sync.Mutex
 	ids     map[string]bool // readable queues; nil until read
 	fetched time.Time
+	own     map[string]bool // whether the caller owns a job, by id, as learnt
 }
 
 // eventFilterTTL is how long a stream keeps the readable queues it computed.
 const eventFilterTTL = 5 * time.Second
 
+// eventFilterJobs bounds the jobs a stream remembers the owner of; past it
+// the memory starts afresh.
+const eventFilterJobs = 4096
+
 func (s *Server) newEventFilter(ctx context.Context) *eventFilter {
 	if s.opts.Auth == nil {
 		return nil
 	}
-	return &eventFilter{s: s, p: auth.From(ctx)}
+	return &eventFilter{s: s, p: auth.From(ctx), own: map[string]bool{}}
 }
 
-// allows reports whether the client may see e: events without a queue are
-// for every role; others need the queue readable, or the job its own.
-func (f *eventFilter) allows(ctx context.Context, e events.Event) bool {
+// allows reports whether the client may see e, which is about job (jobOf):
+// events without a queue are for every role; others need the queue
+// readable, or the job (a job event's, an export's) the caller's own, as
+// the REST reads of jobs and exports do.
+func (f *eventFilter) allows(ctx context.Context, e events.Event, job string) bool {
 	if f == nil || f.p.Level == auth.LevelAdmin || e.QueueID == "" || e.QueueID == events.NoQueue {
 		return true
 	}
@@ -393,6 +400,7 @@ func (f *eventFilter) allows(ctx context.Context, e events.Event) bool {
 		return f.p.Level >= auth.LevelViewer
 	}
 	f.mu.Lock()
+	defer f.mu.Unlock()
 	if f.fetched.IsZero() || time.Since(f.fetched) > eventFilterTTL {
 		ids, err := f.s.readableQueues(ctx, f.p)
 		if err == nil {
@@ -400,18 +408,51 @@ func (f *eventFilter) allows(ctx context.Context, e events.Event) bool {
 		}
 	}
 	// Until the readable queues could be read once, none is (ids nil).
-	ok := f.ids[e.QueueID]
-	f.mu.Unlock()
-	if ok {
+	if f.ids[e.QueueID] {
 		return true
 	}
-	if e.Kind() != events.KindJob {
-		return false
+	switch e.Kind() {
+	case events.KindJob:
+		var j struct {
+			Owner *events.JobOwner `json:"owner"`
+		}
+		mine := json.Unmarshal(e.Data, &j) == nil && j.Owner != nil && j.Owner.Subject == f.p.Subject
+		f.learn(job, mine)
+		return mine
+	case events.KindExport:
+		return job != "" && f.owns(ctx, job)
 	}
-	var j struct {
-		Owner *events.JobOwner `json:"owner"`
+	return false
+}
+
+// owns reports whether the caller owns job, reading its owner once per
+// stream (an export's data names its job, not the job's owner). A job
+// deleted meanwhile still has its owner until its tombstone goes.
+func (f *eventFilter) owns(ctx context.Context, job string) bool {
+	if mine, ok := f.own[job]; ok {
+		return mine
 	}
-	return json.Unmarshal(e.Data, &j) == nil && j.Owner != nil && j.Owner.Subject == f.p.Subject
+	var d struct {
+		Owner *events.JobOwner `bson:"owner"`
+	}
+	err := f.s.opts.Store.DB.Collection(store.Jobs).FindOne(ctx, bson.D{{Key: "_id", Value: job}},
+		options.FindOne().SetProjection(bson.D{{Key: "owner", Value: 1}})).Decode(&d)
+	if err != nil && !errors.Is(err, mongo.ErrNoDocuments) {
+		return false // not remembered: asked again with the next event
+	}
+	mine := d.Owner != nil && d.Owner.Subject == f.p.Subject
+	f.learn(job, mine)
+	return mine
+}
+
+func (f *eventFilter) learn(job string, mine bool) {
+	if job == "" {
+		return
+	}
+	if len(f.own) >= eventFilterJobs {
+		clear(f.own)
+	}
+	f.own[job] = mine
 }
 
 // authDescription is the document's section on auth.

@@ -314,7 +314,7 @@ func (p *eventPump) position(seq uint64) bool {
 // send writes e unless the reader's types or access leave it out; false
 // once the client is gone.
 func (p *eventPump) send(e *hubEvent) bool {
-	if e.seq <= p.floor || (p.types != nil && !p.types[e.ev.Type]) || (p.job != "" && e.job != p.job) || !p.may.allows(p.ctx, e.ev) {
+	if e.seq <= p.floor || (p.types != nil && !p.types[e.ev.Type]) || (p.job != "" && e.job != p.job) || !p.may.allows(p.ctx, e.ev, e.job) {
 		return true
 	}
 	_, err := fmt.Fprintf(p.w, "id: %d\nevent: %s\ndata: %s\n\n", e.seq, e.ev.Type, e.data)
