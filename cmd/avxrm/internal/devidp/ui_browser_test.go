@@ -1,8 +1,10 @@
 package devidp_test
 
 import (
+	"context"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os/exec"
 	"strconv"
 	"testing"
@@ -119,5 +121,171 @@ func TestWebViewStreamAcrossTokenExpiry(t *testing.T) {
 	streams, err := chromedp.Run(bctx, chromedp.Evaluate[[]int](`performance.getEntriesByType('resource').filter((r) => r.name.includes('/events')).map((r) => r.responseStatus)`))
 	if err != nil || fmt.Sprint(streams) != "[200 200]" {
 		t.Errorf("the page's streams answered %v (%v), want [200 200]: one with each token", streams, err)
+	}
+}
+
+// tokenCalls counts the page's calls of the IdP's token endpoint (its
+// renewals: the code exchange was the callback page's).
+const tokenCalls = `performance.getEntriesByType('resource').filter((r) => r.name.endsWith('/protocol/openid-connect/token'))`
+
+// TestWebViewStaysSignedIn: a tab signed in through the dev IdP with
+// 3 s access tokens renews them with its refresh token before they expire,
+// so the page stays live and its actions work across several expiries;
+// requests refused together at once (an expired token) share one renewal
+// and are sent again; a refresh token the issuer no longer accepts ends in
+// the Sign in offer, and Sign out revokes the refresh token it held.
+func TestWebViewStaysSignedIn(t *testing.T) {
+	browser, err := exec.LookPath("chromium")
+	if err != nil {
+		t.Fatalf("headless Chromium is needed for this test and was not found (%v); `make test` installs it (apt-get install -y chromium)", err)
+	}
+	e := start(t, devidp.Config{AccessTTL: 3 * time.Second})
+	expired := e.login("admin") // expired by the time it is used below
+	e.must(http.StatusCreated, bearer(e.login("admin")), http.MethodPost, v1+"/queues", map[string]any{"name": "kept", "maximum_allowed_worker_instances": 4})
+	bctx := browserContext(t, browser)
+	if err := chromedp.Do(bctx, chromedp.Navigate(e.base+"/ui/queues/kept"), chromedp.Click(chromedp.CSS(`#signin`))); err != nil {
+		t.Fatal(err)
+	}
+	signIn(t, bctx, e, "admin")
+	runSteps(t, bctx, "signed in", []step{
+		{"see the queue", chromedp.WaitVisible(chromedp.CSS(`.summary [data-usage="0/4"]`))},
+		{"see it live", chromedp.WaitVisible(chromedp.CSS(`#live[data-state="on"]`))},
+	})
+	first := evalJS[string](t, bctx, `(performance.setResourceTimingBufferSize(100000), sessionStorage.getItem('rm.token'))`)
+	if evalJS[string](t, bctx, `sessionStorage.getItem('rm.refresh') || ''`) == "" {
+		t.Fatal("the tab holds no refresh token: the sign-in did not get one")
+	}
+
+	// Several expiries go by without a 401: each token is renewed before it
+	// expires, and the stream reopens with the new one.
+	waitJS(t, bctx, "three renewals", tokenCalls+`.length >= 3`)
+	if live := evalJS[string](t, bctx, `document.getElementById('live').dataset.state`); live != "on" {
+		t.Errorf("after three renewals the live mark is %q, want on", live)
+	}
+	if refused := evalJS[int](t, bctx, `performance.getEntriesByType('resource').filter((r) => r.name.startsWith(location.origin) && r.responseStatus === 401).length`); refused != 0 {
+		t.Errorf("%d calls of the page were refused with 401, want none: tokens are renewed before they expire", refused)
+	}
+	if now := evalJS[string](t, bctx, `sessionStorage.getItem('rm.token')`); now == first {
+		t.Error("the tab still holds its first access token after three renewals")
+	}
+	e.must(http.StatusOK, bearer(e.login("admin")), http.MethodPatch, v1+"/queues/kept", map[string]any{"maximum_allowed_worker_instances": 7})
+	runSteps(t, bctx, "live and acting", []step{
+		{"see the limit set meanwhile", chromedp.WaitVisible(chromedp.CSS(`.summary [data-usage="0/7"]`))},
+		{"type a limit", chromedp.SetValue(chromedp.CSS(`#limit-input`), "9")},
+		{"save it", chromedp.Click(chromedp.CSS(`#limit-form button[type="submit"]`))},
+		{"see it saved", chromedp.WaitVisible(chromedp.CSS(`.summary [data-usage="0/9"]`))},
+	})
+
+	// Three saves sent at once with an expired token: three 401s, one
+	// renewal, then each sent again. It starts just after a renewal, so that
+	// none is under way or due meanwhile.
+	for deadline := time.Now().Add(time.Minute); expOf(t, expired.AccessToken) >= time.Now().Unix(); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the old token did not expire")
+		}
+	}
+	waitJS(t, bctx, "three saves sent with an expired token", `(() => {
+		if (Number(sessionStorage.getItem('rm.renew')) - Date.now() < 1000) return false;
+		window.t0 = performance.now();
+		sessionStorage.setItem('rm.token', `+strconv.Quote(expired.AccessToken)+`);
+		document.getElementById('limit-input').value = '11';
+		const f = document.getElementById('limit-form');
+		f.requestSubmit(); f.requestSubmit(); f.requestSubmit();
+		return true;
+	})()`)
+	const patches = `performance.getEntriesByType('resource').filter((r) => r.startTime >= window.t0 && r.name.includes('/api/resources/v1/queues/'))`
+	waitJS(t, bctx, "the saves sent twice", patches+`.length >= 6`)
+	if n := evalJS[int](t, bctx, patches+`.filter((r) => r.responseStatus === 401).length`); n != 3 {
+		t.Errorf("%d saves were refused with 401, want 3", n)
+	}
+	if n := evalJS[int](t, bctx, tokenCalls+`.filter((r) => r.startTime >= window.t0 && r.startTime <= Math.max(...`+patches+`.map((p) => p.startTime))).length`); n != 1 {
+		t.Errorf("the three refused saves made %d renewals, want 1", n)
+	}
+	runSteps(t, bctx, "saved after the renewal", []step{
+		{"see it saved", chromedp.WaitVisible(chromedp.CSS(`.summary [data-usage="0/11"]`))},
+	})
+
+	// The issuer stops accepting the refresh token (taken just after a
+	// renewal, so that the tab does not trade it meanwhile): the next renewal
+	// is refused, the tab drops both tokens and offers to sign in.
+	var rt string
+	waitJS(t, bctx, "a renewal", `Number(sessionStorage.getItem('rm.renew')) - Date.now() > 1000`)
+	rt = evalJS[string](t, bctx, `sessionStorage.getItem('rm.refresh')`)
+	revoke(t, e, rt)
+	runSteps(t, bctx, "refused renewal", []step{
+		{"see sign-in offered", chromedp.WaitVisible(chromedp.CSS(`#signin`))},
+	})
+	waitJS(t, bctx, "the stream signed out at the token's expiry", `document.getElementById('live').textContent === 'signed out'`)
+	if held := evalJS[string](t, bctx, `(sessionStorage.getItem('rm.token') || '') + (sessionStorage.getItem('rm.refresh') || '')`); held != "" {
+		t.Errorf("after a refused renewal the tab still holds %q", held)
+	}
+
+	// Sign out revokes the refresh token the tab held.
+	if err := chromedp.Do(bctx, chromedp.Click(chromedp.CSS(`#signin`))); err != nil {
+		t.Fatal(err)
+	}
+	signIn(t, bctx, e, "admin")
+	runSteps(t, bctx, "signed in again", []step{
+		{"see it live", chromedp.WaitVisible(chromedp.CSS(`#live[data-state="on"]`))},
+	})
+	held := evalJS[string](t, bctx, `(() => { const rt = sessionStorage.getItem('rm.refresh'); document.getElementById('signout').click(); return rt; })()`)
+	runSteps(t, bctx, "signed out", []step{
+		{"see sign-in offered", chromedp.WaitVisible(chromedp.CSS(`#signin`))},
+	})
+	if code, tk := e.grant(url.Values{"grant_type": {"refresh_token"}, "client_id": {"avxrm"}, "refresh_token": {held}}); code == http.StatusOK {
+		t.Errorf("the refresh token held at sign-out still works: %d %+v", code, tk)
+	}
+	if left := evalJS[int](t, bctx, `sessionStorage.length`); left != 0 {
+		t.Errorf("after sign-out the tab still holds %d items", left)
+	}
+}
+
+// signIn fills the dev IdP's login page the browser is on as username and
+// waits for the way back.
+func signIn(t *testing.T, bctx context.Context, e *env, username string) {
+	t.Helper()
+	u, _ := e.idp.User(username)
+	runSteps(t, bctx, "sign in as "+username, []step{
+		{"see the dev IdP's login page", chromedp.WaitVisible(chromedp.ID(`username`))},
+		{"type the username", chromedp.SendKeys(chromedp.ID(`username`), u.Username)},
+		{"type the password", chromedp.SendKeys(chromedp.ID(`password`), u.Password)},
+		{"submit", chromedp.Submit(chromedp.ID(`password`))},
+		{"see the way back", chromedp.WaitVisible(chromedp.CSS(`#signout`))},
+	})
+}
+
+// revoke asks the dev IdP to revoke refresh token rt.
+func revoke(t *testing.T, e *env, rt string) {
+	t.Helper()
+	res, err := http.PostForm(e.idp.Issuer+"/protocol/openid-connect/revoke", url.Values{"token": {rt}, "token_type_hint": {"refresh_token"}, "client_id": {"avxrm"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("revoke = %d", res.StatusCode)
+	}
+}
+
+func evalJS[T any](t *testing.T, bctx context.Context, js string) T {
+	t.Helper()
+	v, err := chromedp.Run(bctx, chromedp.Evaluate[T](js))
+	if err != nil {
+		t.Fatalf("%s: %v", js, err)
+	}
+	return v
+}
+
+// waitJS waits until js is true in the page.
+func waitJS(t *testing.T, bctx context.Context, what, js string) {
+	t.Helper()
+	for deadline := time.Now().Add(45 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		ok, err := chromedp.Run(bctx, chromedp.Evaluate[bool](js))
+		if err == nil && ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("waited 45 s for %s (%v)", what, err)
+		}
 	}
 }

@@ -4,13 +4,87 @@
 (() => {
   'use strict';
   const API = '/api/resources/v1';
+  // The tab's tokens (sessionStorage): the access token, the refresh token
+  // when the issuer gave one, when to renew the access token (ms since the
+  // epoch) and the issuer's token and revocation endpoints.
   const TOKEN = 'rm.token';
+  const REFRESH = 'rm.refresh';
+  const RENEW = 'rm.renew';
+  const ISSUER = 'rm.issuer';
   const token = () => sessionStorage.getItem(TOKEN);
   const withAuth = (h = {}) => {
     const t = token();
     if (t) h.Authorization = 'Bearer ' + t;
     return h;
   };
+  const issuer = () => JSON.parse(sessionStorage.getItem(ISSUER) || '{}');
+  const form = { 'Content-Type': 'application/x-www-form-urlencoded' };
+
+  // keep holds the issuer's answer t and sets the renewal a little before
+  // the access token expires (expires_in, else its exp): a fifth of its life
+  // before, at most a minute.
+  function keep(t) {
+    sessionStorage.setItem(TOKEN, t.access_token);
+    if (t.refresh_token) sessionStorage.setItem(REFRESH, t.refresh_token);
+    let life = Number(t.expires_in) * 1000;
+    if (!(life > 0)) life = ((claims() || {}).exp || 0) * 1000 - Date.now();
+    if (life > 0) sessionStorage.setItem(RENEW, String(Date.now() + life - Math.min(60000, life / 5)));
+    else sessionStorage.removeItem(RENEW);
+    planRenewal();
+  }
+  function drop() {
+    for (const k of [TOKEN, REFRESH, RENEW, ISSUER]) sessionStorage.removeItem(k);
+  }
+  let renewTimer = 0;
+  function planRenewal() {
+    clearTimeout(renewTimer);
+    const at = Number(sessionStorage.getItem(RENEW) || 0);
+    if (!at || !sessionStorage.getItem(REFRESH)) return;
+    const held = token();
+    renewTimer = setTimeout(() => renew(held), Math.max(0, at - Date.now()));
+  }
+
+  // renew trades the refresh token for a new access token: true once the
+  // tab holds another token than held. One renewal runs at a time; who asks
+  // meanwhile waits for it. If the issuer refuses (the refresh token expired
+  // or was revoked), both tokens are dropped and sign-in is offered.
+  let renewing = null;
+  function renew(held) {
+    if (token() !== held) return Promise.resolve(true);
+    if (!renewing) renewing = renewNow().finally(() => { renewing = null; });
+    return renewing;
+  }
+  async function renewNow() {
+    const rt = sessionStorage.getItem(REFRESH);
+    const ep = issuer().token;
+    if (!rt || !ep) return false;
+    let r;
+    try {
+      r = await fetch(ep, {
+        method: 'POST', headers: form,
+        body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: rt, client_id: document.body.dataset.oidcClient }),
+      });
+    } catch (e) {
+      return false; // the issuer is out of reach: the tokens stay for the next try
+    }
+    const t = await r.json().catch(() => ({}));
+    if (sessionStorage.getItem(REFRESH) !== rt) return false; // signed out meanwhile
+    if (r.ok && t.access_token) { keep(t); return true; }
+    if (r.status >= 400 && r.status < 500) { drop(); showSignin(true); }
+    return false;
+  }
+
+  // authFetch is fetch with the tab's token. A 401 renews the token once
+  // (or takes the one another request renewed it to meanwhile) and sends
+  // the request again; a 401 still offers to sign in.
+  async function authFetch(url, init = {}) {
+    const send = () => fetch(url, { ...init, headers: withAuth({ ...init.headers }) });
+    const held = token();
+    let r = await send();
+    if (r.status === 401 && held && await renew(held)) r = await send();
+    if (r.status === 401) showSignin(true);
+    return r;
+  }
   const $ = (id) => document.getElementById(id);
 
   function setLive(state, text) {
@@ -64,7 +138,7 @@
     inflight = true;
     const main = $('main');
     try {
-      const r = await fetch(main.dataset.self, { headers: withAuth({ 'X-RM-Fragment': '1' }), cache: 'no-store' });
+      const r = await authFetch(main.dataset.self, { headers: { 'X-RM-Fragment': '1' }, cache: 'no-store' });
       const doc = new DOMParser().parseFromString(await r.text(), 'text/html');
       const next = doc.getElementById('main');
       if (next) {
@@ -76,7 +150,6 @@
         applyRoles();
         main.dataset.refreshed = String(n);
       }
-      if (r.status === 401) showSignin(true);
     } catch (e) {
       setLive('off', 'update failed');
     } finally {
@@ -97,7 +170,7 @@
   // is read with fetch, sending Authorization and Last-Event-ID itself. The
   // API ends such a stream when its token expires (a message of event
   // token-expired alone): it is opened again at once with the token held
-  // then, whose 401, if it is the same, asks to sign in.
+  // then (renewed meanwhile, or on its 401), else it asks to sign in.
   function stream(query, onEvent, onOpen) {
     const url = API + '/events' + (query ? '?' + query : '');
     if (!token() && window.EventSource) {
@@ -119,10 +192,10 @@
       const opened = Date.now();
       let expired = false;
       try {
-        const h = withAuth({ Accept: 'text/event-stream' });
+        const h = { Accept: 'text/event-stream' };
         if (last) h['Last-Event-ID'] = last;
-        const r = await fetch(url, { headers: h, cache: 'no-store' });
-        if (r.status === 401) { setLive('off', 'signed out'); showSignin(true); return; }
+        const r = await authFetch(url, { headers: h, cache: 'no-store' });
+        if (r.status === 401) { setLive('off', 'signed out'); return; }
         if (!r.ok) throw new Error('events: ' + r.status);
         setLive('on', 'live');
         onOpen();
@@ -275,7 +348,7 @@
     if (b) {
       if (b.disabled || !(await confirmAction(b.dataset.confirm || 'Are you sure?'))) return;
       const box = b.closest('.actions') || b.closest('section');
-      const init = { method: b.dataset.action, headers: withAuth() };
+      const init = { method: b.dataset.action, headers: {} };
       if (b.dataset.body) {
         init.body = b.dataset.body;
         init.headers['Content-Type'] = 'application/json';
@@ -285,7 +358,7 @@
       b.disabled = true;
       const what = b.textContent.trim().toLowerCase();
       try {
-        const r = await fetch(b.dataset.path, init);
+        const r = await authFetch(b.dataset.path, init);
         say(box, r.ok ? 'Requested: ' + what + '.' : await problemText(r), r.ok);
       } catch (err) {
         say(box, unreachable);
@@ -301,7 +374,7 @@
       e.preventDefault();
       let r;
       try {
-        r = await fetch(a.href, { headers: withAuth() });
+        r = await authFetch(a.href);
       } catch (err) {
         window.alert(unreachable);
         return;
@@ -326,9 +399,9 @@
     if (v !== '' && !/^\d+$/.test(v)) { say(f, 'The limit is a whole number from 0 to 100000, or empty for unlimited.'); input.focus(); return; }
     let r;
     try {
-      r = await fetch(`${API}/queues/${encodeURIComponent(f.dataset.queue)}`, {
+      r = await authFetch(`${API}/queues/${encodeURIComponent(f.dataset.queue)}`, {
         method: 'PATCH',
-        headers: withAuth({ 'Content-Type': 'application/merge-patch+json', 'If-Match': `"${f.dataset.version}"` }),
+        headers: { 'Content-Type': 'application/merge-patch+json', 'If-Match': `"${f.dataset.version}"` },
         body: JSON.stringify({ maximum_allowed_worker_instances: v === '' ? null : Number(v) }),
       });
     } catch (err) {
@@ -355,13 +428,15 @@
   });
 
   // Sign-in: authorization code with PKCE against the issuer named on the
-  // page; the access token is kept for this tab only (sessionStorage).
+  // page; the tokens are kept for this tab only (sessionStorage). The scope
+  // asks for offline_access when the issuer lists it: most issuers (zitadel,
+  // the dev IdP) give a refresh token only then.
   const b64url = (bytes) => btoa(String.fromCharCode(...bytes)).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
   async function signin() {
     const cfg = document.body.dataset;
     if (!cfg.oidcIssuer) {
       const t = window.prompt('Paste an access token (it is sent as Authorization: Bearer)');
-      if (t) { sessionStorage.setItem(TOKEN, t.trim()); location.reload(); }
+      if (t) { drop(); sessionStorage.setItem(TOKEN, t.trim()); location.reload(); }
       return;
     }
     const disc = await (await fetch(cfg.oidcIssuer.replace(/\/$/, '') + '/.well-known/openid-configuration')).json();
@@ -369,12 +444,14 @@
     const challenge = b64url(new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(verifier))));
     const state = b64url(crypto.getRandomValues(new Uint8Array(16)));
     sessionStorage.setItem('rm.pkce', JSON.stringify({
-      verifier, state, tokenEndpoint: disc.token_endpoint, back: location.pathname + location.search,
+      verifier, state, tokenEndpoint: disc.token_endpoint, revocationEndpoint: disc.revocation_endpoint,
+      back: location.pathname + location.search,
     }));
+    const offline = (disc.scopes_supported || []).includes('offline_access') ? ' offline_access' : '';
     const u = new URL(disc.authorization_endpoint);
     u.search = new URLSearchParams({
       response_type: 'code', client_id: cfg.oidcClient, redirect_uri: location.origin + '/ui/callback',
-      scope: cfg.oidcScope || 'openid profile', state, code_challenge: challenge, code_challenge_method: 'S256',
+      scope: cfg.oidcScope || 'openid profile' + offline, state, code_challenge: challenge, code_challenge_method: 'S256',
     }).toString();
     location.assign(u.toString());
   }
@@ -397,7 +474,9 @@
     });
     const t = await r.json().catch(() => ({}));
     if (!r.ok || !t.access_token) { msg.textContent = 'The issuer refused the code: ' + (t.error_description || t.error || r.status); return; }
-    sessionStorage.setItem(TOKEN, t.access_token);
+    drop();
+    sessionStorage.setItem(ISSUER, JSON.stringify({ token: saved.tokenEndpoint, revocation: saved.revocationEndpoint }));
+    keep(t);
     sessionStorage.removeItem('rm.pkce');
     location.replace(saved.back || '/ui/queues');
   }
@@ -432,7 +511,7 @@
   function authBar() {
     const c = claims();
     $('signin').addEventListener('click', signin);
-    $('signout').addEventListener('click', () => { sessionStorage.removeItem(TOKEN); location.reload(); });
+    $('signout').addEventListener('click', signout);
     if (c) {
       $('who').textContent = c.preferred_username || c.email || c.sub || 'signed in';
       $('signout').hidden = false;
@@ -441,8 +520,26 @@
     }
   }
 
+  // signout forgets the tab's tokens and asks the issuer to revoke the
+  // refresh token (RFC 7009) when it has a revocation endpoint.
+  async function signout() {
+    const rt = sessionStorage.getItem(REFRESH);
+    const ep = issuer().revocation;
+    drop();
+    if (rt && ep) {
+      try {
+        await fetch(ep, {
+          method: 'POST', headers: form,
+          body: new URLSearchParams({ token: rt, token_type_hint: 'refresh_token', client_id: document.body.dataset.oidcClient }),
+        });
+      } catch (e) { /* it expires by itself */ }
+    }
+    location.reload();
+  }
+
   async function start() {
     authBar();
+    planRenewal();
     if (location.pathname === '/ui/callback') { callback(); return; }
     applyRoles();
     // Without a token the API refused the server's render: render with it.
