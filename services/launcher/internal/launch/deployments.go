@@ -332,7 +332,7 @@ func (s *Service) startReplica(ctx context.Context, d *deployment, slot, gen int
 		return err
 	}
 	spec := replicaSpec(d, slot, gen, q, s.cfg.APIURL)
-	if err := pd.d.Start(ctx, spec); err != nil {
+	if err := pd.start(ctx, spec); err != nil {
 		return fmt.Errorf("start %s: %w", spec.Ref, err)
 	}
 	s.metrics.starts.WithLabelValues(string(driver.RoleReplica)).Inc()

@@ -41,6 +41,8 @@ type pool struct {
 	// installation, when set, gives opts.Installation (read from the store
 	// before the first driver is made).
 	installation func(context.Context) (string, error)
+	// bounds are those of the calls to its drivers.
+	bounds callBounds
 
 	mu      sync.Mutex
 	drivers map[string]*pooled // by plugin id
@@ -83,6 +85,7 @@ func (e *tryUnderWay) Error() string {
 type pooled struct {
 	plugin plugin
 	d      driver.Driver
+	bounds callBounds // of the calls to d (calls.go)
 
 	mu   sync.Mutex
 	jobs map[string]map[driver.Ref]driver.Status // by Ref.JobID
@@ -94,7 +97,7 @@ type pooled struct {
 }
 
 func newPool(factories map[string]driver.Factory, opts driver.Options, log *slog.Logger, onChange func(driver.Ref)) *pool {
-	return &pool{factories: factories, opts: opts, log: log, onChange: onChange, drivers: map[string]*pooled{}, tries: map[string]*try{}}
+	return &pool{factories: factories, opts: opts, log: log, onChange: onChange, drivers: map[string]*pooled{}, tries: map[string]*try{}, bounds: defaultBounds}
 }
 
 // get returns the driver of p, creating it on first use: the driver is
@@ -152,7 +155,7 @@ func (pl *pool) make(ctx context.Context, p plugin) (*pooled, error) {
 	if err != nil {
 		return nil, err
 	}
-	pd := &pooled{plugin: p, d: d, jobs: map[string]map[driver.Ref]driver.Status{}, live: map[string]int{}}
+	pd := &pooled{plugin: p, d: d, bounds: pl.bounds, jobs: map[string]map[driver.Ref]driver.Status{}, live: map[string]int{}}
 	lctx, cancel := context.WithTimeout(ctx, tryTimeout)
 	list, err := d.List(lctx)
 	cancel()

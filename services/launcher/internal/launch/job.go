@@ -243,7 +243,7 @@ func (s *Service) startJobInstances(ctx context.Context, rs *records, missing []
 		if ref.Role == driver.RoleWorker {
 			spec.Owner = owner
 		}
-		if err := pd.d.Start(ctx, spec); err != nil {
+		if err := pd.start(ctx, spec); err != nil {
 			return err
 		}
 		s.metrics.starts.WithLabelValues(string(ref.Role)).Inc()
@@ -375,7 +375,7 @@ func (s *Service) stopAll(ctx context.Context, obs map[driver.Ref]observed, whic
 	}
 	errs := make([]error, len(todo))
 	parallel(s.cfg.StartParallelism, len(todo), func(i int) {
-		if err := todo[i].pd.d.Stop(ctx, todo[i].st.Ref); err != nil {
+		if err := todo[i].pd.stop(ctx, todo[i].st.Ref); err != nil {
 			errs[i] = fmt.Errorf("stop %s: %w", todo[i].st.Ref, err)
 		}
 	})
@@ -401,7 +401,7 @@ func (s *Service) cleanupDrivers(ctx context.Context, id string, obs map[driver.
 	}
 	var errs []error
 	for pd := range pds {
-		if err := pd.d.Cleanup(ctx, id); err != nil {
+		if err := pd.cleanup(ctx, id); err != nil {
 			errs = append(errs, fmt.Errorf("cleanup %s on plugin %s: %w", id, pd.plugin.ID, err))
 			continue
 		}

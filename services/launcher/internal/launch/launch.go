@@ -77,6 +77,9 @@ type Config struct {
 	// drivers to report the failed attempt's instances ended; those still
 	// live then are treated as lost and the retry goes on. If zero, 2m.
 	RetryStopTimeout time.Duration
+
+	// bounds, if set, replace the bounds of the driver calls (tests).
+	bounds *callBounds
 }
 
 // Deps are the service's connections.
@@ -174,6 +177,9 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		// what it had just written (receive and resync keep the cache honest).
 		jobdoc.WithCache())
 	s.pool = newPool(deps.Drivers, driver.Options{DataDir: cfg.DataDir, Logger: deps.Logger}, deps.Logger, s.changed)
+	if cfg.bounds != nil {
+		s.pool.bounds = *cfg.bounds
+	}
 	s.pool.installation = (&installation{coll: deps.DB.Collection(InstallationCollection)}).get
 	var err error
 	if s.metrics, err = newMetrics(deps.Registerer, s.pool); err != nil {

@@ -117,7 +117,7 @@ func (s *Service) readLogs(ctx context.Context, m *nats.Msg) (status int, data [
 		}
 	}
 	open := func() (io.ReadCloser, int, error) {
-		rc, err := pd.d.Logs(ctx, ref)
+		rc, err := pd.logs(ctx, ref)
 		switch {
 		case errors.Is(err, driver.ErrNotFound):
 			return nil, 404, fmt.Errorf("logs of %s", ref) // the API adds "not found"

@@ -43,7 +43,7 @@ func (s *Service) stopPostControllerInstance(ctx context.Context, rs *records, o
 		ref := refOf(j.ID, *cur)
 		o, ok := obs[ref]
 		if ok && !o.st.State.Final() {
-			if err := o.pd.d.Stop(ctx, ref); err != nil {
+			if err := o.pd.stop(ctx, ref); err != nil {
 				return false, fmt.Errorf("stop %s: %w", ref, err)
 			}
 		}
@@ -113,7 +113,7 @@ func (s *Service) startPostController(ctx context.Context, j *events.Job, idx in
 	if err != nil {
 		return err
 	}
-	if err := pd.d.Start(ctx, jobSpec(j, events.RolePostController, idx, q, s.cfg.APIURL)); err != nil {
+	if err := pd.start(ctx, jobSpec(j, events.RolePostController, idx, q, s.cfg.APIURL)); err != nil {
 		return err
 	}
 	s.metrics.starts.WithLabelValues(events.RolePostController).Inc()

@@ -53,7 +53,7 @@ func (s *Service) reapEnded(ctx context.Context, obs map[driver.Ref]observed, re
 	}
 	errs := make([]error, len(todo))
 	parallel(s.cfg.StartParallelism, len(todo), func(i int) {
-		if err := todo[i].pd.d.(driver.Reaper).Reap(ctx, todo[i].st.Ref); err != nil {
+		if err := todo[i].pd.reap(ctx, todo[i].st.Ref); err != nil {
 			errs[i] = fmt.Errorf("remove ended %s: %w", todo[i].st.Ref, err)
 		}
 	})

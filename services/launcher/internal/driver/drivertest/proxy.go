@@ -1,0 +1,78 @@
+package drivertest
+
+import (
+	"io"
+	"net"
+	"sync/atomic"
+	"testing"
+)
+
+// Proxy is a TCP listener that forwards each connection to a runtime's
+// socket until Swallow is called: from then on it passes nothing either
+// way, on the connections it holds and on new ones, as a runtime that
+// hangs after its driver was made (a daemon stuck, a socket that accepts
+// and never answers).
+type Proxy struct {
+	// Addr is where it listens, host:port.
+	Addr string
+
+	swallow atomic.Bool
+}
+
+// ListenProxy starts a Proxy to the unix socket at target for the test.
+func ListenProxy(t testing.TB, target string) *Proxy {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	p := &Proxy{Addr: l.Addr().String()}
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go p.serve(c, target)
+		}
+	}()
+	return p
+}
+
+// Swallow makes the proxy pass nothing from now on.
+func (p *Proxy) Swallow() { p.swallow.Store(true) }
+
+func (p *Proxy) serve(c net.Conn, target string) {
+	defer c.Close()
+	if p.swallow.Load() {
+		_, _ = io.Copy(io.Discard, c)
+		return
+	}
+	up, err := net.Dial("unix", target)
+	if err != nil {
+		return
+	}
+	defer up.Close()
+	done := make(chan struct{}, 2)
+	go func() { p.pass(up, c); done <- struct{}{} }()
+	go func() { p.pass(c, up); done <- struct{}{} }()
+	<-done
+}
+
+// pass copies from src to dst until either ends, dropping what comes once
+// the proxy swallows.
+func (p *Proxy) pass(dst io.Writer, src io.Reader) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 && !p.swallow.Load() {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
