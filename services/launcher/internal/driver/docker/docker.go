@@ -16,6 +16,9 @@
 // the engine refuses as invalid (a malformed image reference, an entrypoint
 // missing from the image), or an image no pull can get (a bare image id the
 // engine has not), is driver.ErrInvalidSpec: the job fails at once.
+// A pull outlives the start that began it (a later start of the image
+// waits for it again) and fails with driver.ErrUnavailable when the engine
+// says nothing of its progress for 2 minutes.
 //
 // Status comes from the Engine's event stream (start, die, destroy),
 // confirmed by inspecting the container for its exit code. The stream is
@@ -97,6 +100,10 @@ func WithStopTimeout(d time.Duration) Option { return func(dr *Driver) { dr.grac
 // (default 10s).
 func WithAnswerTimeout(d time.Duration) Option { return func(dr *Driver) { dr.answerTimeout = d } }
 
+// WithPullIdle sets how long a pull may go without a word from the engine
+// before it fails with driver.ErrUnavailable (default pullIdle).
+func WithPullIdle(d time.Duration) Option { return func(dr *Driver) { dr.pullIdle = d } }
+
 // WithStartSlots sets how many container starts may be under way at once
 // (default startSlots).
 func WithStartSlots(n int) Option { return func(dr *Driver) { dr.starting = gate.New(max(1, n)) } }
@@ -117,6 +124,11 @@ type Driver struct {
 
 	// starting admits container starts, startSlots at a time, job by job.
 	starting *gate.Gate
+
+	// pulls are the pulls under way, by image reference (pull).
+	pullMu   sync.Mutex
+	pulls    map[string]*pulling
+	pullIdle time.Duration
 
 	closeOnce sync.Once
 
@@ -162,6 +174,8 @@ func NewDriver(cfg driver.DockerConfig, opts driver.Options, options ...Option) 
 		grace:         10 * time.Second,
 		answerTimeout: 10 * time.Second,
 		starting:      gate.New(startSlots()),
+		pulls:         map[string]*pulling{},
+		pullIdle:      pullIdle,
 		loopDone:      make(chan struct{}),
 	}
 	for _, o := range options {
@@ -289,17 +303,77 @@ func (d *Driver) startExisting(ctx context.Context, s driver.Spec) error {
 	return nil
 }
 
+// pullIdle bounds a pull's silence: an engine that sends no word of its
+// progress for that long does not answer any more, and the pull fails.
+const pullIdle = 2 * time.Minute
+
+// pulling is a pull under way; err is set before done is closed.
+type pulling struct {
+	done chan struct{}
+	err  error
+}
+
+// errPullSilent is the cause of a pull ended by pullIdle.
+var errPullSilent = errors.New("no word of its progress")
+
 // pull fetches an image that is not on the engine. An image the engine
 // cannot get is driver.ErrImagePull (an unreachable engine ErrUnavailable),
 // so that the launcher reports it as such; one it refuses to pull as
 // invalid is driver.ErrInvalidSpec, so that the job fails at once.
+//
+// The pull goes on without ctx, bounded by pullIdle, and starts of the
+// same image join it: a big image takes longer than the launcher gives a
+// start (its calls to a driver are bounded so that a hung engine does not
+// hold its workers), and a pull cancelled with each start would begin
+// again, its layer under way lost, at every retry. When ctx ends first,
+// the error says the pull is under way: a later start waits for it again.
 func (d *Driver) pull(ctx context.Context, ref string) error {
 	if _, err := reference.ParseNormalizedNamed(ref); err != nil {
 		// No registry has it, such as a bare 64-hex image id the engine has
 		// not: no pull will ever get it.
 		return driver.Mark(driver.ErrInvalidSpec, fmt.Errorf("pull image %s: %w", ref, err))
 	}
+	d.pullMu.Lock()
+	p := d.pulls[ref]
+	if p == nil {
+		p = &pulling{done: make(chan struct{})}
+		d.pulls[ref] = p
+		go func() {
+			err := d.pullNow(context.WithoutCancel(ctx), ref)
+			d.pullMu.Lock()
+			delete(d.pulls, ref)
+			d.pullMu.Unlock()
+			p.err = err
+			close(p.done)
+		}()
+	}
+	d.pullMu.Unlock()
+	select {
+	case <-p.done:
+		return p.err
+	case <-ctx.Done():
+		// Not ctx's error: the engine answers, the pull is slow.
+		return fmt.Errorf("pull image %s: still under way; the next start waits for it again", ref)
+	}
+}
+
+// pullNow pulls ref, failing once the engine has said nothing for
+// d.pullIdle.
+func (d *Driver) pullNow(ctx context.Context, ref string) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	idle := time.AfterFunc(d.pullIdle, func() { cancel(errPullSilent) })
+	defer idle.Stop()
+	silent := func(err error) error {
+		if context.Cause(ctx) == errPullSilent {
+			return driver.Mark(driver.ErrUnavailable, fmt.Errorf("pull image %s: the engine gave %s within %s: %w", ref, errPullSilent, d.pullIdle, err))
+		}
+		return nil
+	}
 	rc, err := d.cli.ImagePull(ctx, ref, image.PullOptions{})
+	if serr := silent(err); serr != nil {
+		return serr
+	}
 	if client.IsErrConnectionFailed(err) {
 		return driver.Mark(driver.ErrUnavailable, fmt.Errorf("pull image %s: %w", ref, err))
 	}
@@ -307,10 +381,29 @@ func (d *Driver) pull(ctx context.Context, ref string) error {
 		return driver.Mark(driver.ErrImagePull, fmt.Errorf("pull image %s: %w", ref, err))
 	}
 	defer rc.Close()
-	if err := jsonStreamError(rc); err != nil {
+	if err := jsonStreamError(progress{r: rc, idle: idle, d: d.pullIdle}); err != nil {
+		if serr := silent(err); serr != nil {
+			return serr
+		}
 		return driver.Mark(driver.ErrImagePull, fmt.Errorf("pull image %s: %w", ref, err))
 	}
 	return nil
+}
+
+// progress is a pull's stream of progress, each read of which gives the
+// pull idle more time.
+type progress struct {
+	r    io.Reader
+	idle *time.Timer
+	d    time.Duration
+}
+
+func (p progress) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	if n > 0 {
+		p.idle.Reset(p.d)
+	}
+	return n, err
 }
 
 // jsonStreamError reads a JSON message stream (pull, build) to its end and
