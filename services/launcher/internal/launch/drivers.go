@@ -149,6 +149,13 @@ func (pl *pool) get(ctx context.Context, p plugin) (*pooled, error) {
 	return pd, err
 }
 
+// made reports whether the driver of plugin id exists.
+func (pl *pool) made(id string) bool {
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	return pl.drivers[id] != nil
+}
+
 // make is one try to make the driver of p; get makes one at a time.
 func (pl *pool) make(ctx context.Context, p plugin) (*pooled, error) {
 	d, err := pl.create(ctx, p)

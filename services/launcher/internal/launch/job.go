@@ -393,7 +393,15 @@ func (s *Service) cleanupDrivers(ctx context.Context, id string, obs map[driver.
 	if j != nil {
 		for _, ref := range []string{j.QueueID, events.ControllerQueue, events.PostControllerQueue} {
 			if q, err := s.queue(ctx, ref); err == nil {
-				if pd, err := s.driverFor(ctx, q); err == nil {
+				pd, err := s.driverFor(ctx, q)
+				var pending *tryUnderWay
+				if errors.As(err, &pending) {
+					// Its driver is being made (at the launcher's start the
+					// resync does not wait for it): what it has of the job
+					// is known once it is.
+					return err
+				}
+				if err == nil {
 					pds[pd] = true
 				}
 			}

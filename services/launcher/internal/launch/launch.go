@@ -122,6 +122,8 @@ type Service struct {
 	dstate map[string]*depSlot // deployment slots' restart state, by slot id
 
 	retries startRetries // start retry back-off per job (attempts.go)
+
+	making sync.WaitGroup // the resync's tries to make drivers (makeDriver)
 }
 
 type cachedQ struct {
@@ -228,6 +230,7 @@ func (s *Service) Run(ctx context.Context) error {
 	stopQueue := context.AfterFunc(ctx, s.wq.ShutDown)
 	defer stopQueue()
 	defer s.pool.close()
+	defer s.making.Wait()
 
 	consumed := make(chan error, 1)
 	cctx, stopConsumer := context.WithCancel(ctx)
@@ -249,8 +252,9 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	defer stopLogs()
 
-	// What existed before this start is known before anything is started:
-	// every driver in use lists its instances into the cache first.
+	// Every driver in use lists what existed before this start into the
+	// cache before anything is started on it; the workers do not wait for
+	// the drivers of other plugins (makeDriver).
 	if err := s.resync(ctx); err != nil {
 		s.log.Warn("initial resync failed; retrying at the next one", "err", err)
 	}
@@ -392,8 +396,9 @@ func (s *Service) process(ctx context.Context, key string) {
 	}
 }
 
-// resync makes sure every driver in use exists (and so has listed its
-// instances), then queues every job and deployment that may need anything:
+// resync makes every driver in use that does not exist (without waiting
+// for it; once made it has listed its instances and queued them), then
+// queues every job and deployment that may need anything:
 // active jobs, jobs with a cleanup or post controller to carry out, every
 // job or deployment a driver knows an instance of, and every deployment.
 func (s *Service) resync(ctx context.Context) error {
@@ -406,10 +411,7 @@ func (s *Service) resync(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	for _, p := range plugins {
-		var pending *tryUnderWay
-		if _, err := s.pool.get(ctx, p); err != nil && !errors.As(err, &pending) {
-			errs = append(errs, err) // a try under way reports its own failure
-		}
+		s.makeDriver(ctx, p)
 	}
 	ids, err := s.active.IDs(ctx, indexed.Filter{
 		All: []indexed.Cond{{Path: outbox.DeletedField, Missing: true}},
@@ -447,6 +449,28 @@ func (s *Service) resync(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// makeDriver makes the driver of p, unless it exists, without waiting for
+// it: a runtime that does not answer takes a try 10 s (docker), and the
+// launcher's first resync, which made the drivers one after the other
+// before its workers ran, delayed every job by as much per such plugin.
+// The instances a driver lists once made are queued then (pool.make), so
+// nothing that exists is missed; a job on the plugin meanwhile waits for
+// the try (tryUnderWay).
+func (s *Service) makeDriver(ctx context.Context, p plugin) {
+	if s.pool.made(p.ID) {
+		return
+	}
+	s.making.Add(1)
+	go func() {
+		defer s.making.Done()
+		var pending *tryUnderWay
+		if _, err := s.pool.get(ctx, p); err != nil && !errors.As(err, &pending) && ctx.Err() == nil {
+			// A try under way reports its own failure.
+			s.log.Warn("make driver failed; trying again at the next resync or job", "plugin", p.ID, "err", err)
+		}
+	}()
 }
 
 // pluginsInUse returns the plugins of every queue, the default plugin and
