@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/nats-io/nats.go"
@@ -96,5 +97,34 @@ func TestLogsContentType(t *testing.T) {
 			t.Errorf("GET %s: X-Content-Type-Options %q, want nosniff", c.path, v)
 		}
 		e.headLikeGet(path)
+	}
+}
+
+// TestLogsOfAnUnreachableRuntime: when the launcher answers 503 (the
+// instance's runtime cannot answer now: its driver being made, the engine
+// not answering), the API answers 503 with Retry-After and the launcher's
+// reason, so a client asks again. Before, it was a 500.
+func TestLogsOfAnUnreachableRuntime(t *testing.T) {
+	e := startEnv(t)
+	e.create("/queues", queueBody("uq"))
+	id := e.must(http.StatusCreated, http.MethodPost, v1+"/jobs", jobBody("uq", 1)).obj(t).str("id")
+	const reason = "launch: the driver of plugin plg-1 is being made"
+	sub, err := e.js.Conn().Subscribe("rm.launcher.logs."+id+".worker.0", func(m *nats.Msg) {
+		reply := nats.NewMsg(m.Reply)
+		reply.Header.Set("Rm-Logs-Status", "503")
+		reply.Header.Set("Rm-Logs-Eof", "true")
+		reply.Header.Set("Rm-Logs-Error", reason)
+		_ = m.RespondMsg(reply)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	r := e.must(http.StatusServiceUnavailable, http.MethodGet, v1+"/jobs/"+id+"/instances/worker/0/logs", nil)
+	if got := r.Header.Get("Retry-After"); got == "" {
+		t.Error("no Retry-After")
+	}
+	if p := r.obj(t); !strings.Contains(p["detail"].(string), reason) {
+		t.Errorf("problem %v, want the launcher's reason", p)
 	}
 }

@@ -22,7 +22,7 @@ import (
 // in docs/launcher.md):
 //
 //	request  rm.launcher.logs.<job_id>.<role>.<index>, body {"offset": n, "max": n}
-//	reply    headers Rm-Logs-Status (200, 404, 501, 500), Rm-Logs-Eof ("true"
+//	reply    headers Rm-Logs-Status (200, 404, 501, 503, 500), Rm-Logs-Eof ("true"
 //	         when nothing follows), Rm-Logs-Error; body: the chunk
 const (
 	logsSubjectPrefix = "rm.launcher.logs"
@@ -126,6 +126,10 @@ func fetchLogs(ctx context.Context, nc *nats.Conn, subject string, offset int64,
 		return r, fmt.Errorf("%s: %w", m.Header.Get("Rm-Logs-Error"), problem.ErrNotFound)
 	case st == http.StatusNotImplemented || st == http.StatusBadRequest:
 		return r, problem.New(st, m.Header.Get("Rm-Logs-Error"))
+	case st == http.StatusServiceUnavailable:
+		// The instance's runtime cannot answer now (its driver being
+		// made, the runtime unreachable): ask again (Retry-After).
+		return r, problem.New(st, "the instance's runtime cannot be reached at the moment; retry shortly: "+m.Header.Get("Rm-Logs-Error"))
 	}
 	return r, fmt.Errorf("launcher logs: status %d: %s", st, m.Header.Get("Rm-Logs-Error"))
 }

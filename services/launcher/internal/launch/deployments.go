@@ -256,7 +256,15 @@ func (s *Service) syncSlots(ctx context.Context, id string, d *deployment, admit
 		}
 		st.next = time.Time{}
 		rep.State, rep.Restarts = replicaStarting, gen
-		if err := s.startReplica(ctx, d, slot, gen); err != nil {
+		err := s.startReplica(ctx, d, slot, gen)
+		var pending *tryUnderWay
+		if errors.As(err, &pending) {
+			// Its driver is being made: no failure of the replica's, which
+			// starts once the try ends (Service.process), without back-off.
+			r.errs = append(r.errs, err)
+			continue
+		}
+		if err != nil {
 			r.startErr = err
 			rep.State = replicaRestarting
 			if permanent(err) {

@@ -30,7 +30,8 @@ func (d *readyDriver) Watch(ctx context.Context) (<-chan driver.Status, error) {
 // answering once its driver is made. Ten jobs on it, more than the
 // launcher's 8 workers, each try to start a container; a job on the local
 // driver admitted after them still runs, and the docker jobs show the
-// engine did not answer (RuntimeUnavailable), to be retried. Before, a
+// engine did not answer (RuntimeUnavailable), to be retried; a log on it
+// is 503, to ask again. Before, a
 // driver's calls had no bound but the worker's context, which has none:
 // the starts held the 8 workers for good and the local job never ran.
 func TestEngineThatHangsAfterItsDriverWasMade(t *testing.T) {
@@ -39,7 +40,7 @@ func TestEngineThatHangsAfterItsDriverWasMade(t *testing.T) {
 	made := make(chan struct{})
 	e.configure = func(cfg *Config, drivers map[string]driver.Factory) {
 		b := defaultBounds
-		b.start = time.Second
+		b.start, b.logs = time.Second, time.Second
 		cfg.bounds = &b
 		docker := drivers["docker"]
 		drivers["docker"] = func(raw json.RawMessage, opts driver.Options) (driver.Driver, error) {
@@ -76,6 +77,10 @@ func TestEngineThatHangsAfterItsDriverWasMade(t *testing.T) {
 		if c := jobdoc.FindCondition(&j, jobdoc.CondStarted); !strings.Contains(c.Message, "did not answer") || j.Status != events.JobAdmitted {
 			t.Errorf("%s: %s, Started %q; want admitted, retrying, saying the engine did not answer", j.ID, j.Status, c.Message)
 		}
+	}
+	// A log on the engine is not there to read now: to ask again.
+	if status, reason := e.logsOf("job-hang-0.worker.0"); status != "503" || !strings.Contains(reason, "did not answer") {
+		t.Errorf("log of a worker on the hung engine: %s %q, want 503 saying it did not answer", status, reason)
 	}
 	// Their local controllers run sleep: cancelled, they are stopped.
 	for i := range n {

@@ -24,7 +24,7 @@ import (
 //	request  subject rm.launcher.logs.<job_id>.<role>.<index>
 //	         body    {"offset": <bytes to skip>, "max": <bytes wanted>,
 //	                  "tail": <lines>}
-//	reply    headers Rm-Logs-Status (200, 404, 501 or 500), Rm-Logs-Eof
+//	reply    headers Rm-Logs-Status (200, 404, 501, 503 or 500), Rm-Logs-Eof
 //	                 ("true" when nothing follows), Rm-Logs-Error (the reason
 //	                 when not 200), Rm-Logs-Offset (where the body starts);
 //	         body: up to max bytes of the log from offset
@@ -107,6 +107,9 @@ func (s *Service) readLogs(ctx context.Context, m *nats.Msg) (status int, data [
 	pd := s.pool.find(ref)
 	if pd == nil {
 		if pd, err = s.driverOfInstance(ctx, ref); err != nil {
+			if unavailable(err) {
+				return 503, nil, 0, true, err
+			}
 			if errors.Is(err, jobdoc.ErrNotFound) {
 				err = fmt.Errorf("job %q", ref.JobID) // the API adds "not found"
 				if ref.Role == driver.RoleReplica {
@@ -123,6 +126,8 @@ func (s *Service) readLogs(ctx context.Context, m *nats.Msg) (status int, data [
 			return nil, 404, fmt.Errorf("logs of %s", ref) // the API adds "not found"
 		case errors.Is(err, driver.ErrNotSupported):
 			return nil, 501, fmt.Errorf("the %s driver keeps no logs", pd.plugin.Type)
+		case unavailable(err):
+			return nil, 503, err
 		case err != nil:
 			return nil, 500, err
 		}
@@ -164,6 +169,15 @@ func (s *Service) readLogs(ctx context.Context, m *nats.Msg) (status int, data [
 		return 200, buf[:req.Max], start, false, nil
 	}
 	return 200, buf, start, true, nil
+}
+
+// unavailable reports whether err is a runtime that cannot answer now
+// but may soon: its driver being made (at the launcher's start, a try
+// takes up to 10 s), or the runtime unreachable or not answering. The log
+// request gets 503, which the API passes on with Retry-After.
+func unavailable(err error) bool {
+	var pending *tryUnderWay
+	return errors.As(err, &pending) || errors.Is(err, driver.ErrUnavailable)
 }
 
 // tailBlock is how much of a seekable log tailStart reads at a time, from
