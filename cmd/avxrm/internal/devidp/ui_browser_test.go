@@ -219,6 +219,9 @@ func TestWebViewStaysSignedIn(t *testing.T) {
 	if held := evalJS[string](t, bctx, `(sessionStorage.getItem('rm.token') || '') + (sessionStorage.getItem('rm.refresh') || '')`); held != "" {
 		t.Errorf("after a refused renewal the tab still holds %q", held)
 	}
+	if bar := evalJS[string](t, bctx, `document.getElementById('who').textContent + (document.getElementById('signout').hidden ? '' : ' [Sign out]')`); bar != "" {
+		t.Errorf("after a refused renewal the header still shows %q", bar)
+	}
 
 	// Sign out revokes the refresh token the tab held.
 	if err := chromedp.Do(bctx, chromedp.Click(chromedp.CSS(`#signin`))); err != nil {

@@ -28,7 +28,7 @@ import (
 // GET reads, a write is for rm-admin, except the job routes that rm-user
 // may use on the jobs it owns. Queue access lists narrow what a caller may
 // read and where it may submit; handlers apply those through
-// readableJobsFilter, beforeSubmit and mayReadEvent.
+// readableJobsFilter, beforeSubmit and the event stream's eventFilter.
 
 // JWKSPath publishes the public key of the API's job tokens.
 const JWKSPath = "/.well-known/jwks.json"

@@ -70,8 +70,16 @@
     const t = await r.json().catch(() => ({}));
     if (sessionStorage.getItem(REFRESH) !== rt) return false; // signed out meanwhile
     if (r.ok && t.access_token) { keep(t); return true; }
-    if (r.status >= 400 && r.status < 500) { drop(); showSignin(true); }
+    if (r.status >= 400 && r.status < 500) signedOut();
     return false;
+  }
+  // signedOut drops the tab's tokens, the header's name and Sign out with
+  // them, and offers to sign in: the issuer refused to renew.
+  function signedOut() {
+    drop();
+    $('who').textContent = '';
+    $('signout').hidden = true;
+    showSignin(true);
   }
 
   // authFetch is fetch with the tab's token. A 401 renews the token once
