@@ -384,26 +384,35 @@ func (s *Service) stopAll(ctx context.Context, obs map[driver.Ref]observed, whic
 
 // cleanupDrivers removes everything of job id from every driver that
 // reports an instance of it and, when the job is known, from the drivers
-// of its queues (which may hold what a crash left half started).
+// of its queues (which may hold what a crash left half started, or what a
+// runtime that could not be reached since the launcher's start holds).
+// While the driver of a queue that may hold the job's instances cannot be
+// made (its runtime down, the store unreadable), the cleanup fails, to be
+// tried again with the work queue's back-off: counted done, it left the
+// job's containers behind on that runtime. A queue or plugin that no
+// longer exists has no driver to reach, and is passed over
+// (docs/launcher.md).
 func (s *Service) cleanupDrivers(ctx context.Context, id string, obs map[driver.Ref]observed, j *events.Job) error {
 	pds := map[*pooled]bool{}
 	for _, o := range obs {
 		pds[o.pd] = true
 	}
 	if j != nil {
-		for _, ref := range []string{j.QueueID, events.ControllerQueue, events.PostControllerQueue} {
-			if q, err := s.queue(ctx, ref); err == nil {
-				pd, err := s.driverFor(ctx, q)
-				var pending *tryUnderWay
-				if errors.As(err, &pending) {
-					// Its driver is being made (at the launcher's start the
-					// resync does not wait for it): what it has of the job
-					// is known once it is.
-					return err
-				}
-				if err == nil {
-					pds[pd] = true
-				}
+		ran := j.AdmittedAt != nil || len(j.Instances) > 0
+		pcRan := j.PostController != nil && j.PostController.Status != events.PostControllerPending
+		for _, qr := range []struct {
+			ref     string
+			mayHold bool
+		}{{j.QueueID, ran}, {events.ControllerQueue, ran}, {events.PostControllerQueue, pcRan}} {
+			pd, err := s.queueDriver(ctx, qr.ref)
+			switch {
+			case err == nil:
+				pds[pd] = true
+			case permanent(err) || !qr.mayHold:
+				// No driver to reach, or none that can hold anything of
+				// the job: it never started there.
+			default:
+				return fmt.Errorf("cleanup %s: the driver of queue %s may hold its instances: %w", id, qr.ref, err)
 			}
 		}
 	}
@@ -416,6 +425,15 @@ func (s *Service) cleanupDrivers(ctx context.Context, id string, obs map[driver.
 		pd.forget(id)
 	}
 	return errors.Join(errs...)
+}
+
+// queueDriver returns the driver of the queue with id or name ref.
+func (s *Service) queueDriver(ctx context.Context, ref string) (*pooled, error) {
+	q, err := s.queue(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	return s.driverFor(ctx, q)
 }
 
 // parallel runs f(0..n-1) on at most limit goroutines.

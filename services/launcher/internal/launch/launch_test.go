@@ -40,6 +40,8 @@ type env struct {
 	// configure, if set, changes the launcher's config and drivers before
 	// start.
 	configure func(*Config, map[string]driver.Factory)
+	// logTo, if set, gets the launcher's log.
+	logTo io.Writer
 }
 
 func newEnv(t *testing.T) *env {
@@ -68,6 +70,9 @@ func (e *env) start() (stop func()) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if os.Getenv("RM_TEST_LOG") != "" {
 		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	if e.logTo != nil {
+		log = slog.New(slog.NewTextHandler(e.logTo, nil))
 	}
 	cfg, drivers := Config{DataDir: e.dataDir, ResyncInterval: time.Second}, registry.Factories()
 	if e.configure != nil {

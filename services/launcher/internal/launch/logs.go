@@ -270,11 +270,7 @@ func (s *Service) driverOfInstance(ctx context.Context, ref driver.Ref) (*pooled
 	default:
 		return nil, fmt.Errorf("role %q has no logs", ref.Role)
 	}
-	queue, err := s.queue(ctx, q)
-	if err != nil {
-		return nil, err
-	}
-	return s.driverFor(ctx, queue)
+	return s.queueDriver(ctx, q)
 }
 
 // driverOfReplica finds the driver of a deployment's replica from its
@@ -294,9 +290,5 @@ func (s *Service) driverOfReplica(ctx context.Context, ref driver.Ref) (*pooled,
 	if err != nil {
 		return nil, err
 	}
-	queue, err := s.queue(ctx, d.QueueID)
-	if err != nil {
-		return nil, err
-	}
-	return s.driverFor(ctx, queue)
+	return s.queueDriver(ctx, d.QueueID)
 }

@@ -11,13 +11,22 @@ import (
 // socket until Swallow is called: from then on it passes nothing either
 // way, on the connections it holds and on new ones, as a runtime that
 // hangs after its driver was made (a daemon stuck, a socket that accepts
-// and never answers).
+// and never answers). After Refuse it closes each new connection at once,
+// as a runtime that is down; after Pass it forwards new connections again,
+// as a runtime that is back.
 type Proxy struct {
 	// Addr is where it listens, host:port.
 	Addr string
 
-	swallow atomic.Bool
+	mode atomic.Int32 // passing, swallowing or refusing
 }
+
+// Modes of a Proxy.
+const (
+	passing int32 = iota
+	swallowing
+	refusing
+)
 
 // ListenProxy starts a Proxy to the unix socket at target for the test.
 func ListenProxy(t testing.TB, target string) *Proxy {
@@ -41,12 +50,22 @@ func ListenProxy(t testing.TB, target string) *Proxy {
 }
 
 // Swallow makes the proxy pass nothing from now on.
-func (p *Proxy) Swallow() { p.swallow.Store(true) }
+func (p *Proxy) Swallow() { p.mode.Store(swallowing) }
+
+// Refuse makes the proxy close the connections it accepts from now on.
+func (p *Proxy) Refuse() { p.mode.Store(refusing) }
+
+// Pass makes the proxy forward the connections it accepts from now on
+// (those it swallows or holds stay as they are).
+func (p *Proxy) Pass() { p.mode.Store(passing) }
 
 func (p *Proxy) serve(c net.Conn, target string) {
 	defer c.Close()
-	if p.swallow.Load() {
+	switch p.mode.Load() {
+	case swallowing:
 		_, _ = io.Copy(io.Discard, c)
+		return
+	case refusing:
 		return
 	}
 	up, err := net.Dial("unix", target)
@@ -61,12 +80,12 @@ func (p *Proxy) serve(c net.Conn, target string) {
 }
 
 // pass copies from src to dst until either ends, dropping what comes once
-// the proxy swallows.
+// the proxy no longer passes.
 func (p *Proxy) pass(dst io.Writer, src io.Reader) {
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := src.Read(buf)
-		if n > 0 && !p.swallow.Load() {
+		if n > 0 && p.mode.Load() == passing {
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				return
 			}

@@ -1,0 +1,109 @@
+package launch
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/avxrm/rm/pkg/events"
+	"github.com/avxrm/rm/pkg/events/eventstest"
+	"github.com/avxrm/rm/pkg/events/jobdoc"
+	"github.com/avxrm/rm/services/launcher/internal/driver"
+	"github.com/avxrm/rm/services/launcher/internal/driver/drivertest"
+)
+
+// cleaningDriver is a driver that tells of the cleanups it carried out.
+type cleaningDriver struct {
+	driver.Driver
+	cleaned func(id string)
+}
+
+func (d *cleaningDriver) Cleanup(ctx context.Context, id string) error {
+	if err := d.Driver.Cleanup(ctx, id); err != nil {
+		return err
+	}
+	d.cleaned(id)
+	return nil
+}
+
+// waitForLog waits until the log has a line containing every one of parts.
+func waitForLog(t *testing.T, log *eventstest.SyncBuffer, parts ...string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if slices.ContainsFunc(strings.Split(log.String(), "\n"), func(line string) bool {
+			return !slices.ContainsFunc(parts, func(p string) bool { return !strings.Contains(line, p) })
+		}) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no line of the launcher's log has all of %q", parts)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestCleanupWaitsForAnEngineThatIsDown: the cleanup of a job admitted on
+// a docker plugin whose engine is down (it refuses connections: its driver
+// cannot be made, so the launcher cannot know what the engine holds of the
+// job) fails its rounds, and the job is not recorded cancelled, until the
+// engine is back and its driver has cleaned the job up. Before, the
+// launcher passed over a queue whose driver could not be made, and the
+// cleanup counted done at once: the scheduler then recorded it cleaned,
+// and whatever the engine held of the job was left there.
+func TestCleanupWaitsForAnEngineThatIsDown(t *testing.T) {
+	e := newEnv(t)
+	engine := drivertest.ListenProxy(t, "/var/run/docker.sock")
+	engine.Refuse()
+	var logs eventstest.SyncBuffer
+	e.logTo = &logs
+	var mu sync.Mutex
+	var cleaned []string
+	e.configure = func(_ *Config, drivers map[string]driver.Factory) {
+		docker := drivers["docker"]
+		drivers["docker"] = func(raw json.RawMessage, opts driver.Options) (driver.Driver, error) {
+			d, err := docker(raw, opts)
+			if err != nil {
+				return nil, err
+			}
+			return &cleaningDriver{Driver: d, cleaned: func(id string) {
+				mu.Lock()
+				defer mu.Unlock()
+				cleaned = append(cleaned, id)
+			}}, nil
+		}
+	}
+	e.insert(PluginsCollection, map[string]any{"_id": "plg-down", "name": "down", "type": "docker",
+		"config": map[string]any{"host": "tcp://" + engine.Addr}})
+	e.insert(QueuesCollection, &events.Queue{Meta: events.Meta{ID: "q-down", Version: 1}, Name: "down", PluginID: "plg-down"})
+	e.start()
+	e.admit("job-down", 1, "sleep 60", nil, func(j *events.Job) {
+		j.QueueID, j.QueueName = "q-down", "down"
+		j.Runtime.Image = "rm-test-never-pulled:1"
+	})
+	e.wait("job-down", "showing the engine's trouble", func(j events.Job) bool {
+		c := jobdoc.FindCondition(&j, jobdoc.CondStarted)
+		return c != nil && c.Reason == jobdoc.ReasonRuntimeUnavailable
+	})
+	e.change("job-down", events.TypeJobCancelRequested, func(j *events.Job) { j.CancelRequested, j.CleanupRequested = true, true })
+
+	// A round of the cleanup has failed for the engine: it wrote nothing.
+	waitForLog(t, &logs, "key=job/job-down", "may hold its instances")
+	if j := e.job("job-down"); j.Status != events.JobAdmitted {
+		t.Fatalf("while the engine is down the job is %s, want admitted, its cleanup not done", j.Status)
+	}
+	engine.Pass()
+	j := e.wait("job-down", "cancelled", final)
+	if j.Status != events.JobCancelled {
+		t.Fatalf("the job is %s, want cancelled", j.Status)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Contains(cleaned, "job-down") {
+		t.Errorf("the job was recorded cancelled, its cleanup done, and the engine's driver cleaned up %q, not the job", cleaned)
+	}
+}
