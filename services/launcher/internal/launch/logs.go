@@ -107,16 +107,23 @@ func (s *Service) readLogs(ctx context.Context, m *nats.Msg) (status int, data [
 	pd := s.pool.find(ref)
 	if pd == nil {
 		if pd, err = s.driverOfInstance(ctx, ref); err != nil {
-			if unavailable(err) {
-				return 503, nil, 0, true, err
-			}
-			if errors.Is(err, jobdoc.ErrNotFound) {
+			switch {
+			case errors.Is(err, jobdoc.ErrNotFound):
 				err = fmt.Errorf("job %q", ref.JobID) // the API adds "not found"
 				if ref.Role == driver.RoleReplica {
 					err = fmt.Errorf("logs of %s", ref)
 				}
+				return 404, nil, 0, true, err
+			case permanent(err):
+				// No such role, or its queue or plugin is gone: no log to
+				// find.
+				return 404, nil, 0, true, err
 			}
-			return 404, nil, 0, true, err
+			// The runtime cannot answer, or the store cannot be read: to
+			// ask again (the API answers 503 with Retry-After). Before, a
+			// store failure was 404, saying a log that may well exist
+			// did not.
+			return 503, nil, 0, true, err
 		}
 	}
 	open := func() (io.ReadCloser, int, error) {
@@ -268,7 +275,7 @@ func (s *Service) driverOfInstance(ctx context.Context, ref driver.Ref) (*pooled
 		q = events.PostControllerQueue
 	case driver.RoleWorker:
 	default:
-		return nil, fmt.Errorf("role %q has no logs", ref.Role)
+		return nil, errPermanent{fmt.Errorf("role %q has no logs", ref.Role)}
 	}
 	return s.queueDriver(ctx, q)
 }

@@ -2,6 +2,7 @@ package launch
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -49,5 +50,32 @@ func TestJobEndIsWrittenPromptlyAfterStoreOutage(t *testing.T) {
 	}
 	if took > 3*time.Second {
 		t.Errorf("the end was written %v after the store came back, want within a few seconds", took.Round(time.Millisecond))
+	}
+}
+
+// TestLogsWhileTheStoreCannotBeRead: a log asked for while the launcher
+// cannot read its job from the store is 503, to ask again (the API answers
+// it with Retry-After), saying why; a job that does not exist is 404.
+// Before, any failure to find the instance's driver but the runtime's was
+// 404: a log that may well exist was said not to.
+func TestLogsWhileTheStoreCannotBeRead(t *testing.T) {
+	e := newEnv(t)
+	cl, err := mongo.Connect(options.Client().ApplyURI(e.uri))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.launcherDB = cl.Database("rm")
+	e.start()
+	e.admit("job-logs", 1, "exit 0", nil) // once run, the launcher answers logs
+	e.wait("job-logs", "final", final)
+	if status, reason := e.logsOf("job-unknown.worker.0"); status != "404" || !strings.Contains(reason, "job-unknown") {
+		t.Errorf("a log of a job that does not exist: %s %q, want 404 naming the job", status, reason)
+	}
+	if err := cl.Disconnect(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// Not known to the launcher's cache of instances: found from its job.
+	if status, reason := e.logsOf("job-other.worker.0"); status != "503" || !strings.Contains(reason, "disconnected") {
+		t.Errorf("a log while the store cannot be read: %s %q, want 503 saying why", status, reason)
 	}
 }
