@@ -211,7 +211,11 @@ func (s *Service) syncSlots(ctx context.Context, id string, d *deployment, admit
 		sid := slotID(id, slot)
 		obs := s.pool.refsOf(sid)
 		st := s.slotState(sid)
-		gen := 0
+		// With nothing of the slot known (never started, or its ended
+		// replica removed and the start of the next one failed), the
+		// generation its status last gave: the restart count does not go
+		// back to 0, nor a log's index to a generation's before.
+		gen := rep.Restarts
 		if latest := latestReplica(obs); latest != nil {
 			gen = latest.st.Index
 			rep.Restarts = gen
