@@ -128,8 +128,9 @@ func fetchLogs(ctx context.Context, nc *nats.Conn, subject string, offset int64,
 		return r, problem.New(st, m.Header.Get("Rm-Logs-Error"))
 	case st == http.StatusServiceUnavailable:
 		// The instance's runtime cannot answer now (its driver being
-		// made, the runtime unreachable): ask again (Retry-After).
-		return r, problem.New(st, "the instance's runtime cannot be reached at the moment; retry shortly: "+m.Header.Get("Rm-Logs-Error"))
+		// made, the runtime unreachable), or the launcher cannot read
+		// the store: ask again (Retry-After).
+		return r, problem.New(st, "the instance's log cannot be read at the moment (its runtime or the launcher's store cannot be reached); retry shortly: "+m.Header.Get("Rm-Logs-Error"))
 	}
 	return r, fmt.Errorf("launcher logs: status %d: %s", st, m.Header.Get("Rm-Logs-Error"))
 }
