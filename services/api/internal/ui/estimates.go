@@ -17,48 +17,30 @@ import (
 // time it is rendered, also when the script refreshes it on a job event.
 
 // placeWaiting returns copies of the waiting jobs of queue queueID (the
-// index's rows are shared, so they are not changed) with queue_position,
-// estimated_start_at and estimate_basis from the queue's snapshot, in the
-// scheduler's order: the jobs of the snapshot by their position, a job not
-// in it yet (just submitted) where priority, submission and id put it, with
-// the position counted from the waiting jobs, no estimate and basis unknown,
-// as the API gives it. If the snapshot cannot be read every job is treated
-// as not in it.
+// index's rows are shared, so they are not changed) in the scheduler's
+// order, each with its queue_position counted in that order, and
+// estimated_start_at and estimate_basis from the queue's snapshot, as the
+// API gives them: the snapshot's own positions may be seconds old (the
+// scheduler spaces its writes), and a job submitted since ahead of others
+// would share a position with one of them. A job not in the snapshot yet
+// (just submitted), or every job if the snapshot cannot be read, has no
+// estimate and basis unknown.
 func (u *UI) placeWaiting(ctx context.Context, queueID string, waiting []*jobView) []*jobView {
 	ests, err := events.ReadQueueEstimates(ctx, u.opts.DB, queueID)
 	if err != nil {
 		u.opts.Logger.Warn("read start estimates", "queue", queueID, "err", err)
 	}
-	// rank: each job's place among the waiting ones in the scheduler's order.
 	byOrder := slices.Clone(waiting)
 	slices.SortFunc(byOrder, schedulerOrder)
-	rank := make(map[string]int, len(byOrder))
+	out := make([]*jobView, len(byOrder))
 	for i, j := range byOrder {
-		rank[j.ID] = i + 1
-	}
-	var placed, unplaced []*jobView
-	for _, j := range byOrder {
 		c := *j
-		if e, ok := ests[c.ID]; ok {
-			pos := e.Position
-			c.QueuePosition, c.EstimatedStartAt, c.EstimateBasis = &pos, e.StartAt, e.Basis
-			placed = append(placed, &c)
-			continue
-		}
-		pos := rank[c.ID]
+		pos := i + 1
 		c.QueuePosition, c.EstimatedStartAt, c.EstimateBasis = &pos, nil, events.BasisUnknown
-		unplaced = append(unplaced, &c)
-	}
-	slices.SortStableFunc(placed, func(a, b *jobView) int { return cmp.Compare(*a.QueuePosition, *b.QueuePosition) })
-	// Merge: the snapshot's order, with each new job before the first
-	// placed job the scheduler would consider after it.
-	out := make([]*jobView, 0, len(waiting))
-	for len(placed) > 0 || len(unplaced) > 0 {
-		if len(unplaced) == 0 || len(placed) > 0 && schedulerOrder(placed[0], unplaced[0]) <= 0 {
-			out, placed = append(out, placed[0]), placed[1:]
-		} else {
-			out, unplaced = append(out, unplaced[0]), unplaced[1:]
+		if e, ok := ests[c.ID]; ok {
+			c.EstimatedStartAt, c.EstimateBasis = e.StartAt, e.Basis
 		}
+		out[i] = &c
 	}
 	return out
 }

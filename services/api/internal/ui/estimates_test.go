@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -140,4 +141,63 @@ func TestQueuePageShowsPositionsAndEstimatesOfTheScheduler(t *testing.T) {
 	// The job page of a pending job: its position and estimate.
 	job := e.page("/ui/jobs/" + urgent)
 	wantIn(t, "job page of a pending job", job, `Position <strong class="position">1</strong> in queue Default`, ts(t1), "(max_run_seconds)")
+}
+
+// A job submitted ahead of the jobs of a snapshot (a higher priority) after
+// the scheduler wrote it: the snapshot's positions are behind, and the API
+// and the queue page count them anew in the scheduler's order, keeping the
+// snapshot's estimates; GET /jobs/{id} agrees with the pending list. Before,
+// both gave a position from the snapshot, so the new job and the first of
+// the snapshot were both at 1.
+func TestPositionsAreCountedAsTheQueueIsNow(t *testing.T) {
+	e := startEnv(t)
+	q := e.must(http.MethodPost, "/api/resources/v1/queues", map[string]any{"name": "Default", "maximum_allowed_worker_instances": 10}, http.StatusCreated)
+	qid := q["id"].(string)
+	submit := func(name string, priority int) string {
+		t.Helper()
+		j := e.must(http.MethodPost, "/api/resources/v1/jobs", map[string]any{
+			"name": name, "queue_id": "Default", "worker_instances": 4, "priority": priority,
+			"application": map[string]any{"name": "sim", "version": "1", "image": "registry.example/sim:1"},
+		}, http.StatusCreated)
+		return j["id"].(string)
+	}
+	a, b := submit("a", 0), submit("b", 0)
+	t1 := time.Now().UTC().Add(90 * time.Second).Truncate(time.Second)
+	e.writeEstimates(qid,
+		events.JobEstimate{JobID: a, Position: 1, StartAt: &t1, Basis: events.BasisMaxRunSeconds},
+		events.JobEstimate{JobID: b, Position: 2, Basis: events.BasisUnknown},
+	)
+	first := submit("first", 10)
+	ts := func(t time.Time) string { return t.Format("2006-01-02 15:04:05Z") }
+	want := []pendingShown{
+		{first, "1", "unknown"},
+		{a, "2", ts(t1) + " (max_run_seconds)"},
+		{b, "3", "unknown"},
+	}
+	_, raw, _ := e.do(http.MethodGet, "/api/resources/v1/queues/Default/pending", nil)
+	var pending struct {
+		Items []struct {
+			ID            string `json:"id"`
+			QueuePosition int    `json:"queue_position"`
+		} `json:"items"`
+	}
+	if err := json.Unmarshal([]byte(raw), &pending); err != nil {
+		t.Fatal(err)
+	}
+	for i, w := range want {
+		_, raw, _ := e.do(http.MethodGet, "/api/resources/v1/jobs/"+w.id, nil)
+		var api events.Job
+		if err := json.Unmarshal([]byte(raw), &api); err != nil {
+			t.Fatal(err)
+		}
+		if api.QueuePosition == nil || *api.QueuePosition != i+1 {
+			t.Errorf("the API gives job %s queue_position %s, want %d", w.id, raw, i+1)
+		}
+		if i >= len(pending.Items) || pending.Items[i].ID != w.id || pending.Items[i].QueuePosition != i+1 {
+			t.Errorf("the pending list %+v, want job %s at %d", pending.Items, w.id, i+1)
+		}
+	}
+	if rows := pendingRows(e.page("/ui/queues/Default")); !slices.Equal(rows, want) {
+		t.Errorf("queue page rows %+v, want %+v", rows, want)
+	}
 }
