@@ -35,6 +35,17 @@ func pendingRows(page string) []pendingShown {
 	return out
 }
 
+// submitPending submits a job of 4 workers to queue Default with priority
+// and returns its id.
+func (e *env) submitPending(name string, priority int) string {
+	e.t.Helper()
+	j := e.must(http.MethodPost, "/api/resources/v1/jobs", map[string]any{
+		"name": name, "queue_id": "Default", "worker_instances": 4, "priority": priority,
+		"application": map[string]any{"name": "sim", "version": "1", "image": "registry.example/sim:1"},
+	}, http.StatusCreated)
+	return j["id"].(string)
+}
+
 // writeEstimates writes the snapshot of queue qid as the scheduler does
 // (services/scheduler/pending.go, writeEstimates).
 func (e *env) writeEstimates(qid string, jobs ...events.JobEstimate) {
@@ -56,14 +67,7 @@ func TestQueuePageShowsPositionsAndEstimatesOfTheScheduler(t *testing.T) {
 	e := startEnv(t)
 	q := e.must(http.MethodPost, "/api/resources/v1/queues", map[string]any{"name": "Default", "maximum_allowed_worker_instances": 10}, http.StatusCreated)
 	qid := q["id"].(string)
-	submit := func(name string, priority int) string {
-		t.Helper()
-		j := e.must(http.MethodPost, "/api/resources/v1/jobs", map[string]any{
-			"name": name, "queue_id": "Default", "worker_instances": 4, "priority": priority,
-			"application": map[string]any{"name": "sim", "version": "1", "image": "registry.example/sim:1"},
-		}, http.StatusCreated)
-		return j["id"].(string)
-	}
+	submit := e.submitPending
 	a, b, urgent := submit("a", 0), submit("b", 0), submit("urgent", 10)
 	t1 := time.Now().UTC().Add(90 * time.Second).Truncate(time.Second)
 	t2 := t1.Add(10 * time.Minute)
@@ -153,14 +157,7 @@ func TestPositionsAreCountedAsTheQueueIsNow(t *testing.T) {
 	e := startEnv(t)
 	q := e.must(http.MethodPost, "/api/resources/v1/queues", map[string]any{"name": "Default", "maximum_allowed_worker_instances": 10}, http.StatusCreated)
 	qid := q["id"].(string)
-	submit := func(name string, priority int) string {
-		t.Helper()
-		j := e.must(http.MethodPost, "/api/resources/v1/jobs", map[string]any{
-			"name": name, "queue_id": "Default", "worker_instances": 4, "priority": priority,
-			"application": map[string]any{"name": "sim", "version": "1", "image": "registry.example/sim:1"},
-		}, http.StatusCreated)
-		return j["id"].(string)
-	}
+	submit := e.submitPending
 	a, b := submit("a", 0), submit("b", 0)
 	t1 := time.Now().UTC().Add(90 * time.Second).Truncate(time.Second)
 	e.writeEstimates(qid,
