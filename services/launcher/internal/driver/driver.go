@@ -204,8 +204,8 @@ type Status struct {
 // Reasons a driver may report in Status.Reason.
 const (
 	// ReasonImagePullFailed: the instance is Pending because its image
-	// cannot be pulled (kubernetes: ErrImagePull, ImagePullBackOff,
-	// InvalidImageName...). The launcher reports it as the job condition
+	// cannot be pulled yet (kubernetes: ErrImagePull, ImagePullBackOff,
+	// ErrImageInspect). The launcher reports it as the job condition
 	// reason of the same name.
 	ReasonImagePullFailed = "ImagePullFailed"
 	// ReasonLost: the instance ended Failed because it no longer exists

@@ -34,7 +34,9 @@
 // New checks with SelfSubjectAccessReviews that its identity may do all
 // of the above (CheckAccess) and fails naming what is missing. A waiting
 // container whose image cannot be pulled is reported Pending with
-// Reason driver.ReasonImagePullFailed and the kubelet's message.
+// Reason driver.ReasonImagePullFailed and the kubelet's message; one whose
+// image the kubelet will never try (InvalidImageName, ErrImageNeverPull)
+// is reported Failed with the kubelet's reason and message.
 //
 // Restart policy: pods outlive the launcher. A new driver's informer lists
 // the managed pods, so List and Watch report them like its own.
@@ -580,7 +582,12 @@ func statusOf(ref driver.Ref, p *corev1.Pod) driver.Status {
 			st.StartedAt = s.Running.StartedAt.Time
 		case s.Waiting != nil:
 			st.Message = joinReason(s.Waiting.Reason, s.Waiting.Message)
-			if imagePullReasons[s.Waiting.Reason] {
+			switch {
+			case imageNeverReasons[s.Waiting.Reason]:
+				// The kubelet tries no more for this spec: the instance
+				// fails now, not at the job's start timeout.
+				st.State = driver.Failed
+			case imagePullReasons[s.Waiting.Reason]:
 				st.Reason = driver.ReasonImagePullFailed
 			}
 		}
@@ -616,14 +623,22 @@ func statusOf(ref driver.Ref, p *corev1.Pod) driver.Status {
 }
 
 // imagePullReasons are the kubelet's waiting reasons for an image that
-// cannot be had (pkg/kubelet/images); ContainerCreating, PodInitializing
-// and the like are not among them.
+// cannot be had yet (pkg/kubelet/images) and may be once it is pushed or
+// the registry answers; ContainerCreating, PodInitializing and the like
+// are not among them.
 var imagePullReasons = map[string]bool{
-	"ErrImagePull":      true,
-	"ImagePullBackOff":  true,
+	"ErrImagePull":     true,
+	"ImagePullBackOff": true,
+	"ErrImageInspect":  true,
+}
+
+// imageNeverReasons are the kubelet's waiting reasons for an image that
+// the pod's spec can never have: a name it cannot parse, or pull policy
+// Never and the image absent from the node. The kubelet does not pull for
+// either, so the pod would wait for ever.
+var imageNeverReasons = map[string]bool{
 	"InvalidImageName":  true,
 	"ErrImageNeverPull": true,
-	"ErrImageInspect":   true,
 }
 
 func joinReason(reason, message string) string {

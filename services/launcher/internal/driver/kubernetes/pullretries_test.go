@@ -60,3 +60,35 @@ func TestImagePullRetryCount(t *testing.T) {
 		t.Errorf("List() = %+v, want the count of 2", list)
 	}
 }
+
+// TestImageNeverHad: a container waiting as InvalidImageName (the kubelet
+// cannot parse the image) or ErrImageNeverPull (pull policy Never, image
+// absent) is never pulled for the same spec; the instance fails at once
+// with the kubelet's reason and message instead of waiting, Pending, for
+// the job's start timeout.
+func TestImageNeverHad(t *testing.T) {
+	ctx := context.Background()
+	cs, d, _, await := watchFake(t)
+	job := drivertest.JobID(t)
+	for i, tc := range []struct{ reason, msg string }{
+		{"InvalidImageName", `Failed to apply default image tag "Busybox": couldn't parse image name "Busybox": invalid reference format`},
+		{"ErrImageNeverPull", `Container image "sim:1" is not present with pull policy of Never`},
+	} {
+		ref := driver.Ref{JobID: job, Role: driver.RoleWorker, Index: i}
+		if err := d.Start(ctx, driver.Spec{Ref: ref, Name: ref.Name(), Image: "sim:1"}); err != nil {
+			t.Fatal(err)
+		}
+		if !setStatus(ctx, cs, ref.Name(), func(s *corev1.PodStatus) {
+			s.Phase = corev1.PodPending
+			s.ContainerStatuses = []corev1.ContainerStatus{{Name: kubernetes.ContainerName,
+				State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: tc.reason, Message: tc.msg}}}}
+		}) {
+			t.Fatal("update status failed")
+		}
+		want := tc.reason + ": " + tc.msg
+		st := await(ref, "Failed", func(st driver.Status) bool { return st.State != driver.Pending })
+		if st.State != driver.Failed || st.Message != want || st.Reason != "" || st.ExitCode != nil || st.FinishedAt.IsZero() {
+			t.Errorf("%s: status %+v, want Failed with %q, no reason or exit code, a finish time", tc.reason, st, want)
+		}
+	}
+}
