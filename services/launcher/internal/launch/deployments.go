@@ -79,7 +79,19 @@ const (
 type depSlot struct {
 	failures int
 	next     time.Time // when the failed replica may be restarted
+	// The generation last started and, until the driver reports it, when
+	// a round stops waiting for that and may start the slot again: the
+	// pool sees an instance only once the driver's watch or list reports
+	// it, and a round that ran in between saw the slot empty (its ended
+	// replica removed) and started it again.
+	started     int
+	unseenUntil time.Time
 }
+
+// startUnseen bounds how long a replica started but not yet reported by
+// its driver holds its slot; after that the slot is started again (a
+// no-op for an instance that exists).
+const startUnseen = 30 * time.Second
 
 const slotSep = "-r"
 
@@ -216,7 +228,21 @@ func (s *Service) syncSlots(ctx context.Context, id string, d *deployment, admit
 		// generation its status last gave: the restart count does not go
 		// back to 0, nor a log's index to a generation's before.
 		gen := rep.Restarts
-		if latest := latestReplica(obs); latest != nil {
+		latest := latestReplica(obs)
+		if !st.unseenUntil.IsZero() {
+			switch {
+			case latest != nil && latest.st.Index >= st.started:
+				st.unseenUntil = time.Time{} // reported
+			case now.Before(st.unseenUntil):
+				// Started, not reported by its driver yet.
+				rep.State, rep.Restarts = replicaStarting, st.started
+				r.after = minPositive(r.after, st.unseenUntil.Sub(now))
+				continue
+			default:
+				st.unseenUntil = time.Time{}
+			}
+		}
+		if latest != nil {
 			gen = latest.st.Index
 			rep.Restarts = gen
 			if !latest.st.State.Final() {
@@ -279,7 +305,9 @@ func (s *Service) syncSlots(ctx context.Context, id string, d *deployment, admit
 			st.failures++
 			st.next = now.Add(min(restartBase<<min(st.failures-1, 20), restartMax))
 			r.after = minPositive(r.after, st.next.Sub(now))
+			continue
 		}
+		st.started, st.unseenUntil = gen, now.Add(startUnseen)
 	}
 	return r
 }

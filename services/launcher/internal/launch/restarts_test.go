@@ -45,6 +45,28 @@ func (g *replicaGate) Start(ctx context.Context, s driver.Spec) error {
 	return g.Driver.Start(ctx, s)
 }
 
+// startFailOnce starts a launcher whose local driver is wrapped by wrap,
+// and deployment id of one replica on q-Default, admitted, whose first
+// replica exits 1 and the next ones run.
+func (e *env) startFailOnce(id string, wrap func(driver.Driver) driver.Driver) {
+	e.t.Helper()
+	e.configure = func(_ *Config, drivers map[string]driver.Factory) {
+		local := drivers["local"]
+		drivers["local"] = func(raw json.RawMessage, opts driver.Options) (driver.Driver, error) {
+			d, err := local(raw, opts)
+			return wrap(d), err
+		}
+	}
+	mark := e.dataDir + "/failed-once"
+	e.insert(DeploymentsCollection, deployment{Meta: events.Meta{ID: id, Version: 1}, Name: "fail-once",
+		ApplicationID: "app-1", QueueID: "q-Default", Replicas: 1, Status: deploymentStatus{Conditions: []events.Condition{}},
+		Runtime: events.RuntimeSpec{Image: "local", Command: []string{"/bin/sh", "-c"},
+			Args: []string{`if [ -e "` + mark + `" ]; then exec sleep 60; fi; touch "` + mark + `"; exit 1`}}})
+	claim := []ledger.Claim{{Queue: "q-Default", Count: 1}}
+	e.insert(ledger.Collection, ledger.Doc{ID: ledger.ID, Epoch: 1, Version: 1, Held: ledger.Encode(map[string][]ledger.Claim{id + "/replica/0": claim})})
+	e.start()
+}
+
 // TestReplicaRestartsSurviveAFailedStart: a replica that ended is removed
 // before its slot is started again as the next generation; when that
 // start fails, the next round starts the same generation again, and the
@@ -54,23 +76,7 @@ func (g *replicaGate) Start(ctx context.Context, s driver.Spec) error {
 func TestReplicaRestartsSurviveAFailedStart(t *testing.T) {
 	e := newEnv(t)
 	gate := &replicaGate{closed: true, failed: make(chan struct{})}
-	e.configure = func(_ *Config, drivers map[string]driver.Factory) {
-		local := drivers["local"]
-		drivers["local"] = func(raw json.RawMessage, opts driver.Options) (driver.Driver, error) {
-			d, err := local(raw, opts)
-			gate.Driver = d
-			return gate, err
-		}
-	}
-	// The first replica fails, the next ones run.
-	mark := e.dataDir + "/failed-once"
-	e.insert(DeploymentsCollection, deployment{Meta: events.Meta{ID: "dep-01R", Version: 1}, Name: "restarts",
-		ApplicationID: "app-1", QueueID: "q-Default", Replicas: 1, Status: deploymentStatus{Conditions: []events.Condition{}},
-		Runtime: events.RuntimeSpec{Image: "local", Command: []string{"/bin/sh", "-c"},
-			Args: []string{`if [ -e "` + mark + `" ]; then exec sleep 60; fi; touch "` + mark + `"; exit 1`}}})
-	claim := []ledger.Claim{{Queue: "q-Default", Count: 1}}
-	e.insert(ledger.Collection, ledger.Doc{ID: ledger.ID, Epoch: 1, Version: 1, Held: ledger.Encode(map[string][]ledger.Claim{"dep-01R/replica/0": claim})})
-	e.start()
+	e.startFailOnce("dep-01R", func(d driver.Driver) driver.Driver { gate.Driver = d; return gate })
 	<-gate.failed // the restart's start failed
 	gate.mu.Lock()
 	gate.closed = false
