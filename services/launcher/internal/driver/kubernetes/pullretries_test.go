@@ -65,7 +65,7 @@ func TestImagePullRetryCount(t *testing.T) {
 // cannot parse the image) or ErrImageNeverPull (pull policy Never, image
 // absent) is never pulled for the same spec; the instance fails at once
 // with the kubelet's reason and message instead of waiting, Pending, for
-// the job's start timeout.
+// the job's start timeout; and, ended, it is reaped.
 func TestImageNeverHad(t *testing.T) {
 	ctx := context.Background()
 	cs, d, _, await := watchFake(t)
@@ -89,6 +89,14 @@ func TestImageNeverHad(t *testing.T) {
 		st := await(ref, "Failed", func(st driver.Status) bool { return st.State != driver.Pending })
 		if st.State != driver.Failed || st.Message != want || st.Reason != "" || st.ExitCode != nil || st.FinishedAt.IsZero() {
 			t.Errorf("%s: status %+v, want Failed with %q, no reason or exit code, a finish time", tc.reason, st, want)
+		}
+		// Its end recorded, the launcher reaps it (and waits for that
+		// before the job's final status): the pod goes.
+		if err := d.Reap(ctx, ref); err != nil {
+			t.Fatal(err)
+		}
+		if gone := await(ref, "Removed", func(st driver.Status) bool { return st.Removed }); gone.State != driver.Failed || gone.Message != want {
+			t.Errorf("%s: status once reaped %+v, want the final one", tc.reason, gone)
 		}
 	}
 }

@@ -35,14 +35,19 @@ func (d *Driver) Reap(ctx context.Context, r driver.Ref) error {
 	return nil
 }
 
-// ended reports whether nothing runs in p any more: its phase is final or
-// its one container has terminated (restart policy Never).
+// ended reports whether nothing runs in p any more: its phase is final,
+// its one container has terminated (restart policy Never), or it waits
+// for an image the kubelet will never try (imageNeverReasons), which the
+// driver reports Failed.
 func ended(p *corev1.Pod) bool {
 	if p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
 		return true
 	}
 	for _, c := range p.Status.ContainerStatuses {
-		if c.Name == ContainerName && c.State.Terminated != nil {
+		if c.Name != ContainerName {
+			continue
+		}
+		if c.State.Terminated != nil || c.State.Waiting != nil && imageNeverReasons[c.State.Waiting.Reason] {
 			return true
 		}
 	}
