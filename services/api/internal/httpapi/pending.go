@@ -34,17 +34,14 @@ func (s *Server) queueEstimates(ctx context.Context, id string) (map[string]even
 	return events.ReadQueueEstimates(ctx, s.opts.Store.DB, id)
 }
 
-// joinEstimates gives every waiting job of jobs its estimated_start_at and
-// estimate_basis from its queue's snapshot, and its queue_position counted
-// from the queue's waiting jobs as they are now, as the pending list counts
-// it: the snapshot's own position may be seconds old (the scheduler spaces
-// its writes, docs/scheduling.md), and a job submitted ahead of one since
-// would leave two answers. A job the scheduler has not placed yet (just
-// submitted), or whose snapshot cannot be read, gets a null estimate and
-// basis unknown.
+// joinEstimates gives every waiting job of jobs its queue_position,
+// estimated_start_at and estimate_basis from its queue's snapshot. A job the
+// scheduler has not placed yet (just submitted), or whose snapshot cannot
+// be read, gets a null estimate, basis unknown and the position counted
+// from the jobs themselves.
 func (s *Server) joinEstimates(ctx context.Context, jobs ...*events.Job) {
 	byQueue := map[string]map[string]events.JobEstimate{}
-	waiting := map[string][]*events.Job{}
+	unplaced := map[string][]*events.Job{}
 	for _, j := range jobs {
 		if !waitingStatus(j.Status) {
 			continue
@@ -58,18 +55,20 @@ func (s *Server) joinEstimates(ctx context.Context, jobs ...*events.Job) {
 			byQueue[j.QueueID] = ests
 		}
 		setEstimate(j, ests[j.ID])
-		waiting[j.QueueID] = append(waiting[j.QueueID], j)
+		if j.QueuePosition == nil {
+			unplaced[j.QueueID] = append(unplaced[j.QueueID], j)
+		}
 	}
-	for queueID, js := range waiting {
+	for queueID, js := range unplaced {
 		s.countPositions(ctx, queueID, js)
 	}
 }
 
-// countPositions gives the jobs js of queue queueID their places among the
-// queue's waiting jobs in the scheduler's order, from one read of those
-// jobs (a count per job would read the queue's jobs once per job: a page
-// of a fresh 10,000-job array would take minutes on the embedded store); on
-// failure they keep the snapshot's (or none).
+// countPositions gives the jobs js of queue queueID, not in its snapshot
+// yet, their places among the queue's waiting jobs in the scheduler's
+// order, from one read of those jobs (a count per job would read the
+// queue's jobs once per job: a page of a fresh 10,000-job array would take
+// minutes on the embedded store); on failure they stay without one.
 func (s *Server) countPositions(ctx context.Context, queueID string, js []*events.Job) {
 	waiting, err := indexed.FindAll[*events.Job](ctx, s.active, queueJobs(queueID, events.JobSubmitted, events.JobPending))
 	if err != nil {

@@ -18,11 +18,11 @@ import (
 
 // placeWaiting returns copies of the waiting jobs of queue queueID (the
 // index's rows are shared, so they are not changed) in the scheduler's
-// order, each with its queue_position counted in that order, and
-// estimated_start_at and estimate_basis from the queue's snapshot, as the
-// API gives them: the snapshot's own positions may be seconds old (the
-// scheduler spaces its writes), and a job submitted since ahead of others
-// would share a position with one of them. A job not in the snapshot yet
+// order, each with its queue_position counted in that order (as
+// GET /queues/{id}/pending counts it), and estimated_start_at and
+// estimate_basis from the queue's snapshot: the snapshot's own positions
+// may be seconds old (the scheduler spaces its writes), and a job
+// submitted since ahead of others would share a position with one of them. A job not in the snapshot yet
 // (just submitted), or every job if the snapshot cannot be read, has no
 // estimate and basis unknown.
 func (u *UI) placeWaiting(ctx context.Context, queueID string, waiting []*jobView) []*jobView {
