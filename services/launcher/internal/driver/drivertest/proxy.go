@@ -31,21 +31,8 @@ const (
 // ListenProxy starts a Proxy to the unix socket at target for the test.
 func ListenProxy(t testing.TB, target string) *Proxy {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	p := &Proxy{Addr: l.Addr().String()}
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go p.serve(c, target)
-		}
-	}()
+	p := &Proxy{}
+	p.Addr = serveLoopback(t, func(c net.Conn) { p.serve(c, target) })
 	return p
 }
 

@@ -20,27 +20,35 @@ type Silent struct {
 // ListenSilently starts a Silent for the test.
 func ListenSilently(t testing.TB) *Silent {
 	t.Helper()
+	s := &Silent{}
+	s.Addr = serveLoopback(t, func(c net.Conn) {
+		s.count(1)
+		defer s.count(-1)
+		defer c.Close()
+		io.Copy(io.Discard, c)
+	})
+	return s
+}
+
+// serveLoopback listens on a loopback port for the test and serves each
+// connection it accepts in a goroutine of its own; it returns the address.
+func serveLoopback(t testing.TB, serve func(net.Conn)) string {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.Close() })
-	s := &Silent{Addr: l.Addr().String()}
 	go func() {
 		for {
 			c, err := l.Accept()
 			if err != nil {
 				return
 			}
-			s.count(1)
-			go func() {
-				defer s.count(-1)
-				defer c.Close()
-				io.Copy(io.Discard, c)
-			}()
+			go serve(c)
 		}
 	}()
-	return s
+	return l.Addr().String()
 }
 
 // Conns reports how many connections it accepted and how many of them
