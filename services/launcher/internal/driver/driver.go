@@ -213,6 +213,13 @@ const (
 	// launcher (a container removed by hand). The launcher records it
 	// lost, as one no driver knows any more.
 	ReasonLost = "Lost"
+	// ReasonNeverRuns: the instance ended Failed without starting because
+	// the runtime will never run its spec as it stands (kubernetes: an
+	// image name the kubelet cannot parse, InvalidImageName, or pull
+	// policy Never and the image not on the node, ErrImageNeverPull). A
+	// job fails with it as with any failed start; a deployment's replica
+	// shows state failed, not restarting.
+	ReasonNeverRuns = "NeverRuns"
 )
 
 // Driver runs instances on one container runtime. All methods are safe for

@@ -264,6 +264,15 @@ func (s *Service) syncSlots(ctx context.Context, id string, d *deployment, admit
 			// Failed (or ended, which a replica should not): restart the
 			// slot as the next generation, after the backoff.
 			rep.State = replicaRestarting
+			if latest.st.Reason == driver.ReasonNeverRuns {
+				// The runtime will not run it as it stands: the next
+				// generation is tried after the back-off all the same (the
+				// image may be loaded onto the node, the deployment
+				// written again), but the slot says failed, as after a
+				// start the runtime refused.
+				rep.State = replicaFailed
+				r.startErr = errPermanent{fmt.Errorf("replica %d: %s", slot, latest.st.Message)}
+			}
 			rep.LastExitCode, rep.LastMessage = latest.st.ExitCode, endMessage(latest.st)
 			if ended := latest.st.FinishedAt; !ended.IsZero() {
 				rep.LastEndedAt = &ended

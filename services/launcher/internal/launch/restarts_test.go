@@ -67,6 +67,16 @@ func (e *env) startFailOnce(id string, wrap func(driver.Driver) driver.Driver) {
 	e.start()
 }
 
+// deployment reads deployment id from the store.
+func (e *env) deployment(id string) deployment {
+	e.t.Helper()
+	var d deployment
+	if err := e.db.Collection(DeploymentsCollection).FindOne(context.Background(), bson.D{{Key: "_id", Value: id}}).Decode(&d); err != nil {
+		e.t.Fatal(err)
+	}
+	return d
+}
+
 // TestReplicaRestartsSurviveAFailedStart: a replica that ended is removed
 // before its slot is started again as the next generation; when that
 // start fails, the next round starts the same generation again, and the
@@ -85,10 +95,7 @@ func TestReplicaRestartsSurviveAFailedStart(t *testing.T) {
 	deadline := time.Now().Add(30 * time.Second)
 	var d deployment
 	for {
-		if err := e.db.Collection(DeploymentsCollection).FindOne(context.Background(), bson.D{{Key: "_id", Value: "dep-01R"}}).Decode(&d); err != nil {
-			t.Fatal(err)
-		}
-		if d.Status.ReadyReplicas == 1 {
+		if d = e.deployment("dep-01R"); d.Status.ReadyReplicas == 1 {
 			break
 		}
 		if time.Now().After(deadline) {

@@ -1,14 +1,12 @@
 package launch
 
 import (
-	"context"
 	"testing"
 	"time"
 
 	"github.com/avxrm/rm/pkg/events"
 	"github.com/avxrm/rm/pkg/events/ledger"
 	"github.com/avxrm/rm/services/launcher/internal/driver/drivertest"
-	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
 // silentPlugin adds queue q-silent on a docker plugin whose engine accepts
@@ -81,10 +79,7 @@ func TestReplicaWaitsForTheTry(t *testing.T) {
 	e.start()
 	var d deployment
 	for {
-		if err := e.db.Collection(DeploymentsCollection).FindOne(context.Background(), bson.D{{Key: "_id", Value: "dep-silent"}}).Decode(&d); err != nil {
-			t.Fatal(err)
-		}
-		if len(d.Status.Replicas) > 0 && d.Status.Replicas[0].State != replicaPending {
+		if d = e.deployment("dep-silent"); len(d.Status.Replicas) > 0 && d.Status.Replicas[0].State != replicaPending {
 			break
 		}
 		time.Sleep(20 * time.Millisecond)

@@ -101,14 +101,7 @@ func TestReplicaStartNotYetSeen(t *testing.T) {
 	e.startFailOnce("dep-01U", func(d driver.Driver) driver.Driver { w.Driver = d; return w })
 	<-changed
 
-	read := func() deployment {
-		t.Helper()
-		var d deployment
-		if err := e.db.Collection(DeploymentsCollection).FindOne(context.Background(), bson.D{{Key: "_id", Value: "dep-01U"}}).Decode(&d); err != nil {
-			t.Fatal(err)
-		}
-		return d
-	}
+	read := func() deployment { return e.deployment("dep-01U") }
 	// Wait for the round after the conflict: it writes the status.
 	deadline := time.Now().Add(30 * time.Second)
 	for read().Version == bumped {

@@ -36,7 +36,9 @@
 // container whose image cannot be pulled is reported Pending with
 // Reason driver.ReasonImagePullFailed and the kubelet's message; one whose
 // image the kubelet will never try (InvalidImageName, ErrImageNeverPull)
-// is reported Failed with the kubelet's reason and message.
+// is reported Failed with Reason driver.ReasonNeverRuns and the kubelet's
+// reason and message, not started: the pod's StartTime is when the
+// kubelet took it, not when its container started.
 //
 // Restart policy: pods outlive the launcher. A new driver's informer lists
 // the managed pods, so List and Watch report them like its own.
@@ -548,10 +550,11 @@ func tolerationsFor(ts []driver.Toleration) ([]corev1.Toleration, error) {
 
 // statusOf maps a pod to the status of its instance.
 func statusOf(ref driver.Ref, p *corev1.Pod) driver.Status {
+	// The pod's own StartTime is not the instance's start: the kubelet
+	// sets it when it takes the pod, before it pulls the image, so a pod
+	// waiting for a pull (or one that never will) has it. Only the
+	// container's running or terminated state says it started.
 	st := driver.Status{Ref: ref, State: driver.Pending}
-	if p.Status.StartTime != nil {
-		st.StartedAt = p.Status.StartTime.Time
-	}
 	var cs *corev1.ContainerStatus
 	for i := range p.Status.ContainerStatuses {
 		if p.Status.ContainerStatuses[i].Name == ContainerName {
@@ -586,7 +589,7 @@ func statusOf(ref driver.Ref, p *corev1.Pod) driver.Status {
 			case imageNeverReasons[s.Waiting.Reason]:
 				// The kubelet tries no more for this spec: the instance
 				// fails now, not at the job's start timeout.
-				st.State = driver.Failed
+				st.State, st.Reason = driver.Failed, driver.ReasonNeverRuns
 			case imagePullReasons[s.Waiting.Reason]:
 				st.Reason = driver.ReasonImagePullFailed
 			}

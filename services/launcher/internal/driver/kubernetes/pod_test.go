@@ -236,6 +236,27 @@ func TestStatusOf(t *testing.T) {
 			pod:  corev1.Pod{Status: corev1.PodStatus{Phase: corev1.PodPending, ContainerStatuses: cstatus(corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ErrImagePull", Message: "not found"}})}},
 			want: driver.Status{State: driver.Pending, Message: "ErrImagePull: not found", Reason: driver.ReasonImagePullFailed},
 		},
+		// The kubelet sets the pod's StartTime when it takes the pod,
+		// before the pull: no instance has started yet.
+		"taken by the kubelet, creating its container": {
+			pod: corev1.Pod{Status: corev1.PodStatus{Phase: corev1.PodPending, StartTime: &t0,
+				ContainerStatuses: cstatus(corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}})}},
+			want: driver.Status{State: driver.Pending, Message: "ContainerCreating"},
+		},
+		"pulling after the kubelet took it": {
+			pod: corev1.Pod{Status: corev1.PodStatus{Phase: corev1.PodPending, StartTime: &t0,
+				ContainerStatuses: cstatus(corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ImagePullBackOff", Message: "Back-off pulling image"}})}},
+			want: driver.Status{State: driver.Pending, Message: "ImagePullBackOff: Back-off pulling image", Reason: driver.ReasonImagePullFailed},
+		},
+		"an image it will never have": {
+			pod: corev1.Pod{Status: corev1.PodStatus{Phase: corev1.PodPending, StartTime: &t0,
+				ContainerStatuses: cstatus(corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "InvalidImageName", Message: "invalid reference format"}})}},
+			want: driver.Status{State: driver.Failed, Message: "InvalidImageName: invalid reference format", Reason: driver.ReasonNeverRuns},
+		},
+		"evicted before its container started": {
+			pod:  corev1.Pod{Status: corev1.PodStatus{Phase: corev1.PodFailed, Reason: "Evicted", Message: "low on memory", StartTime: &t0}},
+			want: driver.Status{State: driver.Failed, Message: "Evicted: low on memory"},
+		},
 		"running": {
 			pod:  corev1.Pod{Status: corev1.PodStatus{Phase: corev1.PodRunning, ContainerStatuses: cstatus(corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: t0}})}},
 			want: driver.Status{State: driver.Running, StartedAt: t0.Time},
@@ -264,7 +285,15 @@ func TestStatusOf(t *testing.T) {
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
 			tc.want.Ref = ref
-			if diff := cmp.Diff(tc.want, statusOf(ref, &tc.pod)); diff != "" {
+			got := statusOf(ref, &tc.pod)
+			if tc.want.State.Final() && tc.want.FinishedAt.IsZero() {
+				// No end in the pod: the driver stamps the moment it saw it.
+				if got.FinishedAt.IsZero() {
+					t.Error("statusOf() of a final pod without an end: no FinishedAt")
+				}
+				got.FinishedAt = time.Time{}
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
 				t.Errorf("statusOf() mismatch (-want +got):\n%s", diff)
 			}
 		})

@@ -10,6 +10,7 @@ import (
 	"github.com/avxrm/rm/services/launcher/internal/driver/drivertest"
 	"github.com/avxrm/rm/services/launcher/internal/driver/kubernetes"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // TestImagePullRetryCount: while the kubelet cannot pull a pod's image it
@@ -79,7 +80,10 @@ func TestImageNeverHad(t *testing.T) {
 			t.Fatal(err)
 		}
 		if !setStatus(ctx, cs, ref.Name(), func(s *corev1.PodStatus) {
-			s.Phase = corev1.PodPending
+			// As the kubelet does: the pod's StartTime is set when it
+			// takes the pod, though its container never starts.
+			taken := metav1.Now()
+			s.Phase, s.StartTime = corev1.PodPending, &taken
 			s.ContainerStatuses = []corev1.ContainerStatus{{Name: kubernetes.ContainerName,
 				State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: tc.reason, Message: tc.msg}}}}
 		}) {
@@ -87,8 +91,8 @@ func TestImageNeverHad(t *testing.T) {
 		}
 		want := tc.reason + ": " + tc.msg
 		st := await(ref, "Failed", func(st driver.Status) bool { return st.State != driver.Pending })
-		if st.State != driver.Failed || st.Message != want || st.Reason != "" || st.ExitCode != nil || st.FinishedAt.IsZero() {
-			t.Errorf("%s: status %+v, want Failed with %q, no reason or exit code, a finish time", tc.reason, st, want)
+		if st.State != driver.Failed || st.Message != want || st.Reason != driver.ReasonNeverRuns || st.ExitCode != nil || st.FinishedAt.IsZero() || !st.StartedAt.IsZero() {
+			t.Errorf("%s: status %+v, want Failed with %q, reason NeverRuns, no exit code or start, a finish time", tc.reason, st, want)
 		}
 		// Its end recorded, the launcher reaps it (and waits for that
 		// before the job's final status): the pod goes.
