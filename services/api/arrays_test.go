@@ -76,6 +76,45 @@ func TestJobArrayAPI(t *testing.T) {
 	}
 }
 
+// TestCancelOfAnEndedArray: cancelling an array whose jobs have all ended
+// is a 409 saying so, as for a job that has ended, and writes nothing.
+func TestCancelOfAnEndedArray(t *testing.T) {
+	e := startEnv(t)
+	e.create("/queues", obj{"name": "Default", "maximum_allowed_worker_instances": 10})
+	id := e.must(http.StatusCreated, http.MethodPost, v1+"/job-arrays", obj{"job": jobBody("Default", 1), "count": 3}).obj(t).str("id")
+	setStatus := func(status string, index int) {
+		t.Helper()
+		if _, err := e.db.Collection("jobs").UpdateOne(context.Background(), bson.D{{Key: "array_id", Value: id}, {Key: "array_index", Value: index}},
+			bson.D{{Key: "$set", Value: bson.D{{Key: "status", Value: status}}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setStatus(events.JobSucceeded, 0)
+	setStatus(events.JobFailed, 1)
+	setStatus(events.JobRunning, 2)
+	before := e.must(http.StatusOK, http.MethodGet, v1+"/job-arrays/"+id, nil).obj(t)
+	setStatus(events.JobSucceeded, 2)
+	eventsBefore := len(e.events(events.FilterSubject(events.KindJob, "", "")))
+
+	r := e.do(http.MethodPost, v1+"/job-arrays/"+id+"/cancel", nil)
+	if r.Status != http.StatusConflict || !strings.Contains(string(r.Body), "has ended (2 succeeded, 1 failed)") {
+		t.Errorf("cancel of an ended array: %d %s, want 409 saying how its jobs ended", r.Status, r.Body)
+	}
+	after := e.must(http.StatusOK, http.MethodGet, v1+"/job-arrays/"+id, nil).obj(t)
+	if after["cancel_requested"] == true || after["version"] != before["version"] {
+		t.Errorf("the array was written: before %v, after %v", before, after)
+	}
+	if n := len(e.events(events.FilterSubject(events.KindJob, "", ""))); n != eventsBefore {
+		t.Errorf("%d job events after the refused cancel, want %d", n, eventsBefore)
+	}
+
+	// One job not ended: the cancel is taken.
+	setStatus(events.JobRunning, 2)
+	if c := e.must(http.StatusAccepted, http.MethodPost, v1+"/job-arrays/"+id+"/cancel", nil).obj(t); c["cancel_requested"] != true {
+		t.Errorf("cancel: %v", c)
+	}
+}
+
 // waitJobsAsked waits until n jobs of array id have cancel_requested.
 func (e *env) waitJobsAsked(id string, n int) {
 	e.t.Helper()

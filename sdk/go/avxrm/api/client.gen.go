@@ -3196,7 +3196,7 @@ type ClientInterface interface {
 
 	// CancelJobArray Cancel the jobs of an array that have not ended
 	//
-	// Records the cancel on the array (cancel_requested) and answers at once; then every job of the array that is not final is asked to cancel, as POST /jobs/{id}/cancel does, in the background (for 10,000 jobs, seconds). The answer shows the counts at that moment.
+	// Records the cancel on the array (cancel_requested) and answers at once; then every job of the array that is not final is asked to cancel, as POST /jobs/{id}/cancel does, in the background (for 10,000 jobs, seconds). The answer shows the counts at that moment. An array whose jobs have all ended: 409, nothing written.
 	//
 	// Corresponds with POST /job-arrays/{id}/cancel (the `CancelJobArray` operationId).
 	CancelJobArray(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -4110,7 +4110,7 @@ func (c *Client) GetJobArray(ctx context.Context, id string, reqEditors ...Reque
 
 // CancelJobArray Cancel the jobs of an array that have not ended
 //
-// Records the cancel on the array (cancel_requested) and answers at once; then every job of the array that is not final is asked to cancel, as POST /jobs/{id}/cancel does, in the background (for 10,000 jobs, seconds). The answer shows the counts at that moment.
+// Records the cancel on the array (cancel_requested) and answers at once; then every job of the array that is not final is asked to cancel, as POST /jobs/{id}/cancel does, in the background (for 10,000 jobs, seconds). The answer shows the counts at that moment. An array whose jobs have all ended: 409, nothing written.
 //
 // Corresponds with POST /job-arrays/{id}/cancel (the `CancelJobArray` operationId).
 func (c *Client) CancelJobArray(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -8951,7 +8951,7 @@ type ClientWithResponsesInterface interface {
 
 	// CancelJobArrayWithResponse Cancel the jobs of an array that have not ended
 	//
-	// Records the cancel on the array (cancel_requested) and answers at once; then every job of the array that is not final is asked to cancel, as POST /jobs/{id}/cancel does, in the background (for 10,000 jobs, seconds). The answer shows the counts at that moment.
+	// Records the cancel on the array (cancel_requested) and answers at once; then every job of the array that is not final is asked to cancel, as POST /jobs/{id}/cancel does, in the background (for 10,000 jobs, seconds). The answer shows the counts at that moment. An array whose jobs have all ended: 409, nothing written.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -11708,6 +11708,8 @@ type CancelJobArrayResponse struct {
 	ApplicationproblemJSON403 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *Problem
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
@@ -11741,6 +11743,11 @@ func (r CancelJobArrayResponse) GetApplicationproblemJSON403() *Problem {
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
 func (r CancelJobArrayResponse) GetApplicationproblemJSON404() *Problem {
 	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r CancelJobArrayResponse) GetApplicationproblemJSON409() *Problem {
+	return r.ApplicationproblemJSON409
 }
 
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
@@ -15915,7 +15922,7 @@ func (c *ClientWithResponses) GetJobArrayWithResponse(ctx context.Context, id st
 
 // CancelJobArrayWithResponse Cancel the jobs of an array that have not ended
 //
-// Records the cancel on the array (cancel_requested) and answers at once; then every job of the array that is not final is asked to cancel, as POST /jobs/{id}/cancel does, in the background (for 10,000 jobs, seconds). The answer shows the counts at that moment.
+// Records the cancel on the array (cancel_requested) and answers at once; then every job of the array that is not final is asked to cancel, as POST /jobs/{id}/cancel does, in the background (for 10,000 jobs, seconds). The answer shows the counts at that moment. An array whose jobs have all ended: 409, nothing written.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -18809,6 +18816,13 @@ func ParseCancelJobArrayResponse(rsp *http.Response) (*CancelJobArrayResponse, e
 			return nil, err
 		}
 		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
 		var dest Problem

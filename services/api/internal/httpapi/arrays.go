@@ -78,9 +78,29 @@ func (s *Server) registerJobArrays() {
 	op.Description = "counts says how many of its jobs have each status; failed_indexes lists the array_index of each failed job. GET /jobs?array_id= lists the jobs."
 	huma.Register(s.API, op, s.getJobArray)
 	op = s.op("cancel-job-array", http.MethodPost, BasePath+"/job-arrays/{id}/cancel", "Cancel the jobs of an array that have not ended",
-		tags, http.StatusAccepted, http.StatusNotFound)
-	op.Description = "Records the cancel on the array (cancel_requested) and answers at once; then every job of the array that is not final is asked to cancel, as POST /jobs/{id}/cancel does, in the background (for 10,000 jobs, seconds). The answer shows the counts at that moment."
+		tags, http.StatusAccepted, http.StatusNotFound, http.StatusConflict)
+	op.Description = "Records the cancel on the array (cancel_requested) and answers at once; then every job of the array that is not final is asked to cancel, as POST /jobs/{id}/cancel does, in the background (for 10,000 jobs, seconds). The answer shows the counts at that moment. An array whose jobs have all ended: 409, nothing written."
 	huma.Register(s.API, op, s.cancelJobArray)
+}
+
+// arrayEnded reports whether every job of arr that exists is final, by its
+// counts, and says how many ended how ("2 succeeded, 1 failed").
+func arrayEnded(arr *events.JobArray) (bool, string) {
+	var parts []string
+	for _, status := range []string{events.JobSucceeded, events.JobFailed, events.JobCancelled} {
+		if n := arr.Counts[status]; n > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", n, status))
+		}
+	}
+	for status, n := range arr.Counts {
+		if n > 0 && !events.JobFinal(status) {
+			return false, ""
+		}
+	}
+	if len(parts) == 0 {
+		return true, "no job left"
+	}
+	return true, strings.Join(parts, ", ")
 }
 
 // prefixed names fields as parts of the array's job body.
@@ -280,6 +300,11 @@ func (s *Server) cancelJobArray(ctx context.Context, in *jobArrayRef) (*jobArray
 	}
 	if p := auth.From(ctx); s.opts.Auth != nil && p != nil && p.Level < auth.LevelAdmin && (arr.Owner == nil || arr.Owner.Subject != p.Subject) {
 		return nil, problem.New(http.StatusForbidden, fmt.Sprintf("job array %s belongs to another user: only its owner or %s may cancel it", arr.ID, p.RoleFor(auth.LevelAdmin)))
+	}
+	if ended, counts := arrayEnded(arr); ended {
+		// As for a job that has ended: nothing is left to cancel, and
+		// nothing is written.
+		return nil, problem.New(http.StatusConflict, fmt.Sprintf("job array %s has ended (%s): only an array with a job that has not ended can be cancelled", arr.ID, counts))
 	}
 	if _, err := s.opts.Store.DB.Collection(events.JobArraysCollection).UpdateOne(ctx, bson.D{{Key: "_id", Value: arr.ID}},
 		bson.D{{Key: "$set", Value: bson.D{{Key: "cancel_requested", Value: true}, {Key: "updated_at", Value: s.opts.Now().UTC().Truncate(timePrecision)}}},

@@ -52,6 +52,22 @@ func TestArrayPage(t *testing.T) {
 	}
 
 	wantIn(t, "job page", e.page("/ui/jobs/"+arrayJob(t, e, id, 2)), `index 2 of <a href="/ui/arrays/`+id+`">its job array</a>`)
+
+	// Every job that is left has ended, one was deleted: the array has
+	// ended, as the API's cancel sees it (409), and offers no cancel.
+	if _, err := e.db.Collection("jobs").DeleteOne(context.Background(), bson.D{{Key: "array_id", Value: id}, {Key: "array_index", Value: 4}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.db.Collection("jobs").UpdateMany(context.Background(), bson.D{{Key: "array_id", Value: id}, {Key: "status", Value: "submitted"}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "status", Value: "cancelled"}}}}); err != nil {
+		t.Fatal(err)
+	}
+	p = e.page("/ui/arrays/" + id)
+	wantIn(t, "ended array page", p, `<span class="badge">ended</span>`, "4 of 5 ended")
+	if strings.Contains(p, "/cancel") {
+		t.Error("the page of an array whose jobs have all ended offers to cancel it")
+	}
+	e.must(http.MethodPost, "/api/resources/v1/job-arrays/"+id+"/cancel", nil, http.StatusConflict)
 	if st, _, _ := e.do(http.MethodGet, "/ui/arrays/arr-nope", nil, "Accept", "text/html"); st != http.StatusNotFound {
 		t.Errorf("an unknown array's page: %d, want 404", st)
 	}

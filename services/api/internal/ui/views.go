@@ -169,8 +169,17 @@ func (a *arrayView) Ended() int {
 	return a.Counts["succeeded"] + a.Counts["failed"] + a.Counts["cancelled"]
 }
 
-// Final says whether every job of the array has ended.
-func (a *arrayView) Final() bool { return a.Ended() >= a.Count }
+// Final says whether every job of the array that exists has ended (a
+// deleted job counts in no status), as POST /job-arrays/{id}/cancel sees
+// it: it refuses such an array with 409.
+func (a *arrayView) Final() bool {
+	for status, n := range a.Counts {
+		if n > 0 && !events.JobFinal(status) {
+			return false
+		}
+	}
+	return true
+}
 
 // statusShare is one status of an array's jobs: how many, and their share
 // of the array in percent (a bar's width).
