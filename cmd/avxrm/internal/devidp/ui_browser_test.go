@@ -3,6 +3,7 @@ package devidp_test
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"os/exec"
@@ -204,6 +205,44 @@ func TestWebViewStaysSignedIn(t *testing.T) {
 	runSteps(t, bctx, "saved after the renewal", []step{
 		{"see it saved", chromedp.WaitVisible(chromedp.CSS(`.summary [data-usage="0/11"]`))},
 	})
+
+	// The issuer is out of reach for a while (the token endpoint the tab
+	// knows points at a closed port): the renewal fails and is tried again,
+	// the token expires meanwhile and the stream's reconnection gets a 401;
+	// the tab keeps its tokens and does not offer to sign in, and once the
+	// issuer is back it renews and the stream goes on.
+	waitJS(t, bctx, "a renewal", `Number(sessionStorage.getItem('rm.renew')) - Date.now() > 1000`)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := "http://" + l.Addr().String() + "/token"
+	l.Close()
+	evalJS[bool](t, bctx, `(() => {
+		const i = JSON.parse(sessionStorage.getItem('rm.issuer'));
+		window.tokenEndpoint = i.token;
+		i.token = `+strconv.Quote(closed)+`;
+		sessionStorage.setItem('rm.issuer', JSON.stringify(i));
+		window.heldWhileAway = sessionStorage.getItem('rm.token');
+		return true;
+	})()`)
+	waitJS(t, bctx, "the stream not live once the token expired", `document.getElementById('live').dataset.state === 'off'`)
+	time.Sleep(2 * time.Second) // renewals tried again meanwhile
+	if state := evalJS[string](t, bctx, `[sessionStorage.getItem('rm.token') === window.heldWhileAway, !!sessionStorage.getItem('rm.refresh'),
+		document.getElementById('signin').hidden, document.getElementById('live').textContent].join(' ')`); state != "true true true reconnecting…" {
+		t.Errorf("while the issuer is away: token kept, refresh token kept, sign-in hidden, live mark = %q, want %q", state, "true true true reconnecting…")
+	}
+	evalJS[bool](t, bctx, `(() => {
+		const i = JSON.parse(sessionStorage.getItem('rm.issuer'));
+		i.token = window.tokenEndpoint;
+		sessionStorage.setItem('rm.issuer', JSON.stringify(i));
+		return true;
+	})()`)
+	waitJS(t, bctx, "renewed and live again once the issuer is back",
+		`sessionStorage.getItem('rm.token') !== window.heldWhileAway && document.getElementById('live').dataset.state === 'on'`)
+	if hidden := evalJS[bool](t, bctx, `document.getElementById('signin').hidden`); !hidden {
+		t.Error("sign-in is offered after the issuer came back")
+	}
 
 	// The issuer stops accepting the refresh token (taken just after a
 	// renewal, so that the tab does not trade it meanwhile): the next renewal

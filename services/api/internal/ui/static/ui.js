@@ -30,12 +30,26 @@
     if (!(life > 0)) life = ((claims() || {}).exp || 0) * 1000 - Date.now();
     if (life > 0) sessionStorage.setItem(RENEW, String(Date.now() + life - Math.min(60000, life / 5)));
     else sessionStorage.removeItem(RENEW);
+    issuerAway = false;
+    retryIn = 0;
     planRenewal();
   }
   function drop() {
     for (const k of [TOKEN, REFRESH, RENEW, ISSUER]) sessionStorage.removeItem(k);
   }
   let renewTimer = 0;
+  // issuerAway: the last renewal did not reach the issuer (no answer, or
+  // a 5xx). The tokens stay, the renewal is tried again after retryIn (1 s
+  // doubling to 30 s), and a 401 meanwhile does not sign the tab out.
+  let issuerAway = false;
+  let retryIn = 0;
+  function retryRenewal() {
+    issuerAway = true;
+    retryIn = Math.min(30000, retryIn ? retryIn * 2 : 1000);
+    clearTimeout(renewTimer);
+    const held = token();
+    renewTimer = setTimeout(() => renew(held), retryIn);
+  }
   function planRenewal() {
     clearTimeout(renewTimer);
     const at = Number(sessionStorage.getItem(RENEW) || 0);
@@ -47,7 +61,8 @@
   // renew trades the refresh token for a new access token: true once the
   // tab holds another token than held. One renewal runs at a time; who asks
   // meanwhile waits for it. If the issuer refuses (the refresh token expired
-  // or was revoked), both tokens are dropped and sign-in is offered.
+  // or was revoked), both tokens are dropped and sign-in is offered; if it
+  // cannot be reached, the renewal is tried again (retryRenewal).
   let renewing = null;
   function renew(held) {
     if (token() !== held) return Promise.resolve(true);
@@ -65,12 +80,18 @@
         body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: rt, client_id: document.body.dataset.oidcClient }),
       });
     } catch (e) {
-      return false; // the issuer is out of reach: the tokens stay for the next try
+      if (sessionStorage.getItem(REFRESH) === rt) retryRenewal(); // out of reach: the tokens stay
+      return false;
     }
     const t = await r.json().catch(() => ({}));
     if (sessionStorage.getItem(REFRESH) !== rt) return false; // signed out meanwhile
     if (r.ok && t.access_token) { keep(t); return true; }
-    if (r.status >= 400 && r.status < 500) signedOut();
+    if (r.status >= 400 && r.status < 500) {
+      issuerAway = false;
+      signedOut();
+    } else {
+      retryRenewal();
+    }
     return false;
   }
   // signedOut drops the tab's tokens, the header's name and Sign out with
@@ -84,13 +105,14 @@
 
   // authFetch is fetch with the tab's token. A 401 renews the token once
   // (or takes the one another request renewed it to meanwhile) and sends
-  // the request again; a 401 still offers to sign in.
+  // the request again; a 401 still offers to sign in, unless the issuer
+  // could not be reached (the renewal is tried again).
   async function authFetch(url, init = {}) {
     const send = () => fetch(url, { ...init, headers: withAuth({ ...init.headers }) });
     const held = token();
     let r = await send();
     if (r.status === 401 && held && await renew(held)) r = await send();
-    if (r.status === 401) showSignin(true);
+    if (r.status === 401 && !issuerAway) showSignin(true);
     return r;
   }
   const $ = (id) => document.getElementById(id);
@@ -178,7 +200,8 @@
   // is read with fetch, sending Authorization and Last-Event-ID itself. The
   // API ends such a stream when its token expires (a message of event
   // token-expired alone): it is opened again at once with the token held
-  // then (renewed meanwhile, or on its 401), else it asks to sign in.
+  // then (renewed meanwhile, or on its 401), else it asks to sign in; while
+  // the issuer cannot be reached it is tried again, as a lost connection.
   function stream(query, onEvent, onOpen) {
     const url = API + '/events' + (query ? '?' + query : '');
     if (!token() && window.EventSource) {
@@ -203,7 +226,8 @@
         const h = { Accept: 'text/event-stream' };
         if (last) h['Last-Event-ID'] = last;
         const r = await authFetch(url, { headers: h, cache: 'no-store' });
-        if (r.status === 401) { setLive('off', 'signed out'); return; }
+        if (r.status === 401 && !issuerAway) { setLive('off', 'signed out'); return; }
+        if (r.status === 401) throw new Error('events: 401 while the issuer is out of reach');
         if (!r.ok) throw new Error('events: ' + r.status);
         setLive('on', 'live');
         onOpen();
