@@ -35,12 +35,15 @@ type callBounds struct {
 	cleanup time.Duration
 	// reap covers the removal of one ended instance.
 	reap time.Duration
-	// logs covers the opening of a log; the API waits 10 s for the
-	// launcher's answer (services/api/internal/httpapi/logs.go).
+	// logs covers the opening of a log, and, apart, finding the driver of
+	// the log's instance (reading its job or deployment, making the
+	// driver); the API waits 10 s for the launcher's answer
+	// (services/api/internal/httpapi/logs.go), so that a store or runtime
+	// that does not answer gets the launcher's reason, not the API's.
 	logs time.Duration
 }
 
-var defaultBounds = callBounds{start: 2 * time.Minute, stop: time.Minute, cleanup: 2 * time.Minute, reap: time.Minute, logs: 5 * time.Second}
+var defaultBounds = callBounds{start: 2 * time.Minute, stop: time.Minute, cleanup: 2 * time.Minute, reap: time.Minute, logs: 4 * time.Second}
 
 // errNoAnswer is the cause of a driver call's context ended by its bound.
 var errNoAnswer = errors.New("no answer in time")

@@ -106,7 +106,16 @@ func (s *Service) readLogs(ctx context.Context, m *nats.Msg) (status int, data [
 	}
 	pd := s.pool.find(ref)
 	if pd == nil {
-		if pd, err = s.driverOfInstance(ctx, ref); err != nil {
+		limit := s.pool.bounds.logs
+		lctx, cancel := context.WithTimeoutCause(ctx, limit, errNoAnswer)
+		pd, err = s.driverOfInstance(lctx, ref)
+		cancel()
+		if err != nil && context.Cause(lctx) == errNoAnswer {
+			// The API waits 10 s in all: the reason is ours, not its
+			// "did not answer".
+			return 503, nil, 0, true, fmt.Errorf("finding the runtime of %s took over %s (the store or the runtime does not answer): %w", ref, limit, err)
+		}
+		if err != nil {
 			switch {
 			case errors.Is(err, jobdoc.ErrNotFound):
 				err = fmt.Errorf("job %q", ref.JobID) // the API adds "not found"

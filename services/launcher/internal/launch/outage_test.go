@@ -79,3 +79,36 @@ func TestLogsWhileTheStoreCannotBeRead(t *testing.T) {
 		t.Errorf("a log while the store cannot be read: %s %q, want 503 saying why", status, reason)
 	}
 }
+
+// TestLogsWhileTheStoreDoesNotAnswer: a log asked for while the launcher's
+// read of its job from the store does not answer is 503 within the bound of
+// finding its driver, saying why, before the API's 10 s for the whole
+// answer are up. Before, the launcher waited up to 30 s, and the API
+// answered only that the launcher did not answer.
+func TestLogsWhileTheStoreDoesNotAnswer(t *testing.T) {
+	e := newEnv(t)
+	slow := &mongotest.SlowReplies{Match: [][]byte{[]byte("job-stuck")}, Delay: 20 * time.Second}
+	cl, err := mongo.Connect(options.Client().ApplyURI(e.uri).SetDialer(slow))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cl.Disconnect(context.Background()) })
+	e.launcherDB = cl.Database("rm")
+	e.configure = func(cfg *Config, _ map[string]driver.Factory) {
+		b := defaultBounds
+		b.logs = 500 * time.Millisecond
+		cfg.bounds = &b
+	}
+	e.start()
+	e.admit("job-logs", 1, "exit 0", nil) // once run, the launcher answers logs
+	e.wait("job-logs", "final", final)
+	start := time.Now()
+	status, reason := e.logsOf("job-stuck.worker.0")
+	took := time.Since(start)
+	if status != "503" || !strings.Contains(reason, "took over 500ms (the store or the runtime does not answer)") {
+		t.Errorf("a log while the store does not answer: %s %q, want 503 saying why", status, reason)
+	}
+	if took > 5*time.Second || slow.Matched.Load() == 0 {
+		t.Errorf("answered after %s, the job read %d times: want within the bound, after reading the job", took.Round(time.Millisecond), slow.Matched.Load())
+	}
+}
