@@ -37,6 +37,10 @@ import (
 // Source is the CloudEvents source of the service's events.
 const Source = "/rm/scenario-export"
 
+// maxWarnings bounds an export's warnings (zipper.CaseClashes), the last
+// counting those not told.
+const maxWarnings = 20
+
 // TypeExportDeleted announces that an expired export (and its zip) was removed.
 var TypeExportDeleted = events.Type(events.KindExport, "deleted")
 
@@ -381,6 +385,7 @@ func (s *Service) build(ctx context.Context, e artifacts.Export) {
 	stopRenew := s.renewWhileBuilding(bctx, cancel, e, log)
 
 	var w *blob.Writer
+	var clashes []string
 	f, files, err := func() (blob.File, int, error) {
 		arts, err := s.st.JobArtifacts(bctx, e.JobID)
 		if err != nil {
@@ -391,6 +396,7 @@ func (s *Service) build(ctx context.Context, e artifacts.Export) {
 			all[i] = a.Entry()
 		}
 		entries := zipper.Select(e.Request, all)
+		clashes = zipper.CaseClashes(entries, maxWarnings)
 		// The zip's filename names the claim that writes it, so the orphan
 		// sweep can tell a build in progress from the leftovers of a dead one.
 		w, err = s.st.Zips.Create(bctx, zipName(e), s.now())
@@ -456,6 +462,7 @@ func (s *Service) build(ctx context.Context, e artifacts.Export) {
 	ferr := s.finish(ctx, e, func(x *artifacts.Export) {
 		now := s.now().UTC().Truncate(time.Millisecond)
 		x.Status, x.Size, x.FileCount, x.SHA256, x.ZipFileID, x.ReadyAt = artifacts.StatusReady, f.Length, files, f.Metadata.SHA256, f.ID, &now
+		x.Warnings = clashes
 	}, events.TypeExportReady)
 	if ferr != nil {
 		result := "lost"

@@ -458,6 +458,25 @@ func TestExportFailsOnFileAndDirectory(t *testing.T) {
 	}
 }
 
+// TestExportWarnsOfCaseClashes: files whose paths differ only in case are
+// all in the zip, and the ready export warns that unpacked where case is
+// ignored one replaces the other.
+func TestExportWarnsOfCaseClashes(t *testing.T) {
+	e := newEnv(t)
+	e.artifact("job-1", zipper.KindScenario, "s-1", "Run.xosc", strings.NewReader("upper"))
+	e.artifact("job-1", zipper.KindScenario, "s-1", "run.xosc", strings.NewReader("lower"))
+	id := e.request("job-1", zipper.Request{Samples: []string{"s-1"}}, time.Hour)
+	e.service(export.Config{Owner: "one"}, nil)
+	x := e.wait(id, "finished", finished)
+	if x.Status != artifacts.StatusReady || x.FileCount != 2 || len(x.Warnings) != 1 ||
+		!strings.HasPrefix(x.Warnings[0], "scenarios/s-1/Run.xosc and scenarios/s-1/run.xosc differ only in case") {
+		t.Fatalf("export %+v, want ready with both files and a warning naming them", x)
+	}
+	if files := e.unzip(x); string(files["scenarios/s-1/Run.xosc"]) != "upper" || string(files["scenarios/s-1/run.xosc"]) != "lower" {
+		t.Errorf("zip holds %v, want both files", files)
+	}
+}
+
 func TestExpiredExportsAreDeleted(t *testing.T) {
 	e := newEnv(t)
 	e.artifact("job-1", zipper.KindAsset, "", "a.bin", strings.NewReader("hello"))

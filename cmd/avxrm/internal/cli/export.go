@@ -72,6 +72,11 @@ func exportCommand(g *globals) *cobra.Command {
 				file = "stdout"
 			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "export %s: ready, %s, %d bytes; downloading to %s\n", *x.Id, files(deref64(x.FileCount)), deref64(x.Size), file)
+			if ws, err := x.Warnings.Get(); err == nil {
+				for _, w := range ws {
+					fmt.Fprintf(cmd.ErrOrStderr(), "export %s: warning: %s\n", *x.Id, w)
+				}
+			}
 			if out == "-" {
 				_, err := c.DownloadExport(ctx, *x.Id, cmd.OutOrStdout(), avxrm.DownloadOptions{})
 				return err

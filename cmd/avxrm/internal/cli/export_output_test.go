@@ -70,8 +70,9 @@ func TestExportChecksOutputFirst(t *testing.T) {
 }
 
 // exportServer is an API with one export, exp-1 of job-1, ready with a
-// zip of one file, which broken, if set, answers the download of instead.
-func exportServer(t *testing.T, broken http.HandlerFunc) (url string, zipSize int) {
+// zip of one file and warnings, which broken, if set, answers the download
+// of instead.
+func exportServer(t *testing.T, broken http.HandlerFunc, warnings ...string) (url string, zipSize int) {
 	t.Helper()
 	var zbuf bytes.Buffer
 	zw := zip.NewWriter(&zbuf)
@@ -85,7 +86,8 @@ func exportServer(t *testing.T, broken http.HandlerFunc) (url string, zipSize in
 		t.Fatal(err)
 	}
 	zsum := sha256.Sum256(zbuf.Bytes())
-	export := fmt.Sprintf(`{"id":"exp-1","job_id":"job-1","status":"%%s","request":{"samples":["s-001"]},"size":%d,"file_count":1,"sha256":"%x","expires_at":"2030-01-01T00:00:00Z"}`, zbuf.Len(), zsum)
+	ws, _ := json.Marshal(warnings)
+	export := fmt.Sprintf(`{"id":"exp-1","job_id":"job-1","status":"%%s","request":{"samples":["s-001"]},"size":%d,"file_count":1,"sha256":"%x","expires_at":"2030-01-01T00:00:00Z","warnings":%s}`, zbuf.Len(), zsum, ws)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.Method + " " + r.URL.Path {
 		case "POST /api/resources/v1/jobs/job-1/scenario-exports":
@@ -129,6 +131,24 @@ func TestExportReportsProgress(t *testing.T) {
 	}
 	if !strings.HasPrefix(stdout.String(), out+": 1 file verified") {
 		t.Errorf("stdout %q", stdout.String())
+	}
+}
+
+// avxrm export passes on the export's warnings (paths that differ only in
+// case) on stderr, one a line.
+func TestExportPassesOnItsWarnings(t *testing.T) {
+	warning := "scenarios/s-001/A.xosc and scenarios/s-001/a.xosc differ only in case: unpacked where case is ignored (macOS, Windows), one replaces the other"
+	srv, _ := exportServer(t, nil, warning)
+	root := Root()
+	var stderr bytes.Buffer
+	root.SetOut(&bytes.Buffer{})
+	root.SetErr(&stderr)
+	root.SetArgs([]string{"export", "job-1", "--samples", "s-001", "-O", filepath.Join(t.TempDir(), "x.zip"), "--server", srv})
+	if err := root.Execute(); err != nil {
+		t.Fatalf("export: %v (stderr %s)", err, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "\nexport exp-1: warning: "+warning+"\n") {
+		t.Errorf("stderr %q, want the warning on a line of its own", stderr.String())
 	}
 }
 

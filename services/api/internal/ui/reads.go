@@ -143,6 +143,7 @@ type exportRow struct {
 	Size      int64     `bson:"size"`
 	FileCount int       `bson:"file_count"`
 	Reason    string    `bson:"reason"`
+	Warnings  []string  `bson:"warnings"`
 	CreatedAt time.Time `bson:"created_at"`
 }
 

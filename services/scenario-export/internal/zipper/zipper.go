@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/avxrm/rm/pkg/events/exportdoc"
@@ -202,6 +203,49 @@ func checkPaths(entries []Entry) error {
 		}
 	}
 	return nil
+}
+
+// CaseClashes says which paths of entries differ only in case, as a file
+// and a file or a file and a directory of another's. Unpacked on a file
+// system that ignores case (macOS's and Windows's by default) one file
+// replaces the other, or cannot be written. At most max are told, the
+// last saying how many more there are. Case is compared by strings.ToLower,
+// not by each file system's own rules.
+func CaseClashes(entries []Entry, max int) []string {
+	first := make(map[string]string, len(entries)) // lower-cased path → the first entry's path
+	for _, e := range entries {
+		p := e.ZipPath()
+		if _, ok := first[strings.ToLower(p)]; !ok {
+			first[strings.ToLower(p)] = p
+		}
+	}
+	var out []string
+	n := 0
+	tell := func(msg string) {
+		if n++; n <= max {
+			out = append(out, msg)
+		}
+	}
+	for _, e := range entries {
+		p := e.ZipPath()
+		low := strings.ToLower(p)
+		if q := first[low]; q != p {
+			tell(fmt.Sprintf("%s and %s differ only in case: unpacked where case is ignored (macOS, Windows), one replaces the other", q, p))
+		}
+		for i := range len(p) {
+			if p[i] != '/' {
+				continue
+			}
+			if q, ok := first[low[:i]]; ok && q != p[:i] { // the same path exactly: ErrPathConflict
+				tell(fmt.Sprintf("%s is a file and %s needs %s as a directory, which differs only in case: unpacked where case is ignored (macOS, Windows), it cannot be written", q, p, p[:i]))
+				break
+			}
+		}
+	}
+	if n > max && max > 0 {
+		out[max-1] = fmt.Sprintf("%s; and %d more clashes of case", out[max-1], n-max)
+	}
+	return out
 }
 
 func writeEntry(ctx context.Context, zw *zip.Writer, e Entry, open Opener, method uint16, mod time.Time, buf []byte) error {

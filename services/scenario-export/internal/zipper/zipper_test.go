@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -247,5 +248,40 @@ func TestWriteRefusesFileAndDirectory(t *testing.T) {
 	ok := []Entry{entry(KindScenario, "s-1", "a"), entry(KindScenario, "s-1", "a-b/c"), entry(KindScenario, "s-1", "ab/c")}
 	if err := Write(context.Background(), io.Discard, Manifest{}, ok, openRef, Options{}); err != nil {
 		t.Errorf("Write(siblings) = %v", err)
+	}
+}
+
+func TestCaseClashes(t *testing.T) {
+	sc := func(path string) Entry { return entry(KindScenario, "s-1", path) }
+	tests := map[string]struct {
+		entries []Entry
+		want    []string
+	}{
+		"none": {entries: job},
+		"same directory, different samples": {
+			entries: []Entry{sc("Scenario.xosc"), entry(KindScenario, "S-1", "scenario.xosc")},
+			want:    []string{"scenarios/s-1/Scenario.xosc and scenarios/S-1/scenario.xosc differ only in case: unpacked where case is ignored (macOS, Windows), one replaces the other"},
+		},
+		"files": {
+			entries: []Entry{sc("A.xosc"), sc("a.xosc"), sc("b.xosc")},
+			want:    []string{"scenarios/s-1/A.xosc and scenarios/s-1/a.xosc differ only in case: unpacked where case is ignored (macOS, Windows), one replaces the other"},
+		},
+		"a file and a directory": {
+			entries: []Entry{sc("Maps"), sc("maps/town.xodr")},
+			want:    []string{"scenarios/s-1/Maps is a file and scenarios/s-1/maps/town.xodr needs scenarios/s-1/maps as a directory, which differs only in case: unpacked where case is ignored (macOS, Windows), it cannot be written"},
+		},
+		"directories alone merge": {entries: []Entry{sc("Maps/a.xodr"), sc("maps/b.xodr")}},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			if diff := cmp.Diff(tc.want, CaseClashes(tc.entries, 10)); diff != "" {
+				t.Errorf("CaseClashes() mismatch (-want +got):\n%s", diff)
+			}
+		})
+	}
+	many := []Entry{sc("x"), sc("X"), sc("y"), sc("Y"), sc("z"), sc("Z")}
+	got := CaseClashes(many, 2)
+	if len(got) != 2 || !strings.HasSuffix(got[1], "; and 1 more clashes of case") {
+		t.Errorf("CaseClashes(3 clashes, max 2) = %q, want 2 told and the third counted", got)
 	}
 }
