@@ -37,7 +37,7 @@ type env struct {
 	js   jetstream.JetStream
 }
 
-func start(t testing.TB, cfg devidp.Config) *env {
+func start(t testing.TB, cfg devidp.Config, authOpts ...func(*api.AuthConfig)) *env {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -51,8 +51,11 @@ func start(t testing.TB, cfg devidp.Config) *env {
 	js := eventstest.Run(t)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	ob := outbox.New(events.NewPublisher(js), log)
-	svc, err := api.New(ctx, api.Config{Auth: api.AuthConfig{Issuer: idp.Issuer, ClockSkew: time.Millisecond}},
-		api.Deps{DB: db, Outbox: ob, Logger: log, JS: js})
+	ac := api.AuthConfig{Issuer: idp.Issuer, ClockSkew: time.Millisecond}
+	for _, o := range authOpts {
+		o(&ac)
+	}
+	svc, err := api.New(ctx, api.Config{Auth: ac}, api.Deps{DB: db, Outbox: ob, Logger: log, JS: js})
 	if err != nil {
 		t.Fatal(err)
 	}

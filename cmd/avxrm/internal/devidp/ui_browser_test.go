@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/avxrm/rm/cmd/avxrm/internal/devidp"
+	"github.com/avxrm/rm/services/api"
 	"github.com/chromedp/chromedp"
 )
 
@@ -279,6 +280,30 @@ func TestWebViewStaysSignedIn(t *testing.T) {
 	}
 	if left := evalJS[int](t, bctx, `sessionStorage.length`); left != 0 {
 		t.Errorf("after sign-out the tab still holds %d items", left)
+	}
+}
+
+// TestWebViewAsksForTheScopeSet: with RM_OIDC_UI_SCOPE (AuthConfig.UIScope)
+// the web view asks for that scope instead of its default, which adds
+// offline_access when the issuer lists it: here "openid profile", so the
+// dev IdP, which gives a refresh token only for offline_access, gives none
+// and the tab holds none.
+func TestWebViewAsksForTheScopeSet(t *testing.T) {
+	browser, err := exec.LookPath("chromium")
+	if err != nil {
+		t.Fatalf("headless Chromium is needed for this test and was not found (%v); `make test` installs it (apt-get install -y chromium)", err)
+	}
+	e := start(t, devidp.Config{}, func(c *api.AuthConfig) { c.UIScope = "openid profile" })
+	bctx := browserContext(t, browser)
+	if err := chromedp.Do(bctx, chromedp.Navigate(e.base+"/ui/queues"), chromedp.Click(chromedp.CSS(`#signin`))); err != nil {
+		t.Fatal(err)
+	}
+	signIn(t, bctx, e, "admin")
+	runSteps(t, bctx, "signed in", []step{
+		{"see it live", chromedp.WaitVisible(chromedp.CSS(`#live[data-state="on"]`))},
+	})
+	if got := evalJS[string](t, bctx, `document.body.dataset.oidcScope + ' | ' + (sessionStorage.getItem('rm.refresh') || 'no refresh token')`); got != "openid profile | no refresh token" {
+		t.Errorf("scope and refresh token: %q, want %q", got, "openid profile | no refresh token")
 	}
 }
 

@@ -63,4 +63,5 @@ var oidcSettings = []struct{ flag, env, usage string }{
 	{"oidc-user-role", "RM_OIDC_USER_ROLE", "role name of users (default rm-user)"},
 	{"oidc-viewer-role", "RM_OIDC_VIEWER_ROLE", "role name of viewers (default rm-viewer)"},
 	{"oidc-ui-client-id", "RM_OIDC_UI_CLIENT_ID", "public client the web view signs in with, code flow with PKCE (default the audience)"},
+	{"oidc-ui-scope", "RM_OIDC_UI_SCOPE", "scope the web view asks for (default openid profile, and offline_access when the issuer lists it)"},
 }

@@ -39,6 +39,13 @@ type Config struct {
 	// (authorization code with PKCE) (RM_OIDC_UI_CLIENT_ID). If empty,
 	// Audience: its tokens then carry it as aud or azp.
 	UIClientID string
+	// UIScope is the scope the web view asks for (RM_OIDC_UI_SCOPE). If
+	// empty, "openid profile", and offline_access when the issuer's
+	// discovery document lists it (for a refresh token: zitadel and the
+	// dev IdP give one only then; on Keycloak it makes an offline token,
+	// which outlives the user's SSO session: set "openid profile" there to
+	// keep the session's).
+	UIScope string
 	// ClockSkew is how far past "exp" a token is still accepted. If zero, 30s.
 	ClockSkew time.Duration
 	// JobTokenTTL bounds a job token's life; it also ends when the job is
@@ -66,6 +73,7 @@ func ConfigFromEnv(getenv func(string) string) Config {
 		UserRole:    getenv("RM_OIDC_USER_ROLE"),
 		ViewerRole:  getenv("RM_OIDC_VIEWER_ROLE"),
 		UIClientID:  getenv("RM_OIDC_UI_CLIENT_ID"),
+		UIScope:     strings.Join(strings.Fields(getenv("RM_OIDC_UI_SCOPE")), " "),
 	}
 	for _, p := range strings.Split(getenv("RM_OIDC_ROLES_CLAIM"), ",") {
 		if p = strings.TrimSpace(p); p != "" {

@@ -12,10 +12,11 @@ import (
 )
 
 func TestConfigFromEnv(t *testing.T) {
-	env := map[string]string{"RM_OIDC_ISSUER": " https://sso.example/auth/realms/avx ", "RM_OIDC_AUDIENCE": "rm", "RM_OIDC_ROLES_CLAIM": "roles, realm_access.roles"}
+	env := map[string]string{"RM_OIDC_ISSUER": " https://sso.example/auth/realms/avx ", "RM_OIDC_AUDIENCE": "rm", "RM_OIDC_ROLES_CLAIM": "roles, realm_access.roles",
+		"RM_OIDC_UI_SCOPE": "  openid   profile "}
 	c := ConfigFromEnv(func(k string) string { return env[k] })
-	got := []string{c.Issuer, c.Audience, c.GroupsClaim, c.AdminRole, c.UserRole, c.ViewerRole}
-	want := []string{"https://sso.example/auth/realms/avx", "rm", "groups", "rm-admin", "rm-user", "rm-viewer"}
+	got := []string{c.Issuer, c.Audience, c.GroupsClaim, c.AdminRole, c.UserRole, c.ViewerRole, c.UIScope}
+	want := []string{"https://sso.example/auth/realms/avx", "rm", "groups", "rm-admin", "rm-user", "rm-viewer", "openid profile"}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("ConfigFromEnv mismatch (-want +got):\n%s", diff)
 	}

@@ -52,7 +52,7 @@ var staticFS embed.FS
 type OIDC struct {
 	Issuer   string // e.g. https://idp.example/realms/rm
 	ClientID string // a public client allowed to redirect to <origin>/ui/callback
-	Scope    string // if empty, "openid profile"
+	Scope    string // if empty, "openid profile", and offline_access when the issuer lists it
 }
 
 // Options configure the view.
