@@ -16,14 +16,10 @@ import (
 // against an API with auth on: "Try it out" on GET /queues answers 401
 // without a token, and 200 after pasting a dev IdP token into Authorize.
 func TestDocsPageAuthorize(t *testing.T) {
-	browser, err := exec.LookPath("chromium")
-	if err != nil {
-		t.Fatalf("headless Chromium is needed for this test and was not found (%v); `make test` installs it (apt-get install -y chromium)", err)
-	}
 	e := start(t, devidp.Config{})
 	token := e.login("viewer").AccessToken
 
-	bctx := browserContext(t, browser)
+	bctx := browserContext(t)
 
 	openQueues(t, bctx, e.base)
 	tryQueues(t, bctx, "401")
@@ -49,13 +45,9 @@ type step struct {
 // which the browser posts to the IdP's token endpoint, then "Try it out" on
 // GET /queues answers 200 with the token it got.
 func TestDocsPagePasswordFlow(t *testing.T) {
-	browser, err := exec.LookPath("chromium")
-	if err != nil {
-		t.Fatalf("headless Chromium is needed for this test and was not found (%v); `make test` installs it (apt-get install -y chromium)", err)
-	}
 	e := start(t, devidp.Config{})
 	u, _ := e.idp.User("viewer")
-	bctx := browserContext(t, browser)
+	bctx := browserContext(t)
 
 	openQueues(t, bctx, e.base)
 	tryQueues(t, bctx, "401")
@@ -79,8 +71,12 @@ func TestDocsPagePasswordFlow(t *testing.T) {
 }
 
 // browserContext is a headless Chromium tab that lives as long as t.
-func browserContext(t *testing.T, browser string) context.Context {
+func browserContext(t *testing.T) context.Context {
 	t.Helper()
+	browser, err := exec.LookPath("chromium")
+	if err != nil {
+		t.Fatalf("headless Chromium is needed for this test and was not found (%v); `make test` installs it (apt-get install -y chromium)", err)
+	}
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(browser), chromedp.Headless, chromedp.DisableGPU,
 		chromedp.Flag("disable-dev-shm-usage", true),

@@ -66,9 +66,80 @@
   let renewing = null;
   function renew(held) {
     if (token() !== held) return Promise.resolve(true);
-    if (!renewing) renewing = renewNow().finally(() => { renewing = null; });
+    if (!renewing) {
+      const run = navigator.locks ? navigator.locks.request('rm.renew', renewShared) : renewNow();
+      renewing = run.finally(() => { renewing = null; });
+    }
     return renewing;
   }
+
+  // A tab duplicated from another starts with its refresh token, which an
+  // issuer that rotates them (zitadel, the dev IdP) accepts once: the
+  // second tab to renew was refused and signed out. So the origin's tabs
+  // renew one at a time (Web Locks), and a renewal leaves its answer in
+  // localStorage, under a hash of the refresh token it traded, for two
+  // minutes: a tab about to trade the same token takes that answer instead.
+  const HANDOFF = 'rm.handoff.';
+  const HANDOFF_MS = 120000;
+  const handoffKey = async (rt) =>
+    HANDOFF + b64url(new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(rt))));
+  // sweepHandoffs removes the answers older than two minutes (all of them
+  // when all): at every renewal, when a page starts and at sign-out, so
+  // that no token is left on disk for long.
+  function sweepHandoffs(all) {
+    try {
+      for (const k of Object.keys(localStorage)) {
+        if (!k.startsWith(HANDOFF)) continue;
+        let at = 0;
+        try { at = JSON.parse(localStorage.getItem(k) || '{}').at; } catch (e) { /* removed below */ }
+        if (all || !(Date.now() - at < HANDOFF_MS)) localStorage.removeItem(k);
+      }
+    } catch (e) { /* no localStorage */ }
+  }
+  async function renewShared() {
+    const rt = sessionStorage.getItem(REFRESH);
+    if (rt && await adoptHandoff(rt, 0)) return true;
+    return renewNow();
+  }
+  // adoptHandoff takes the newest answer left for the refresh token rt,
+  // following the answers from one token to the next (a tab that slept
+  // through several renewals of another takes the last), and reports
+  // whether the tab now holds a token good for a while. localStorage
+  // reaches other tabs a moment after it is written, so a refused renewal
+  // looks again for up to wait ms before the tab is signed out.
+  async function adoptHandoff(rt, wait) {
+    if (!navigator.locks || !window.crypto || !crypto.subtle) return false;
+    for (const until = Date.now() + wait; ;) {
+      let left = null;
+      try {
+        sweepHandoffs(false);
+        for (let cur = rt, i = 0; i < 100; i++) {
+          const h = JSON.parse(localStorage.getItem(await handoffKey(cur)) || 'null');
+          if (!h || !h.t || !h.t.access_token || !h.t.refresh_token) break;
+          left = h;
+          cur = h.t.refresh_token;
+        }
+      } catch (e) { return false; } // no localStorage: renew as before
+      if (left && sessionStorage.getItem(REFRESH) === rt) {
+        const t = { ...left.t };
+        if (Number(t.expires_in) > 0) t.expires_in = Number(t.expires_in) - (Date.now() - left.at) / 1000;
+        keep(t);
+        // Still good for a while: taken. Else the caller renews with it.
+        return Number(sessionStorage.getItem(RENEW) || 0) > Date.now();
+      }
+      if (Date.now() >= until) return false;
+      await new Promise((res) => setTimeout(res, 50));
+    }
+  }
+  async function handOff(rt, t) {
+    // Only an issuer that rotates refresh tokens needs it: one that does
+    // not accepts the same token again.
+    if (!navigator.locks || !window.crypto || !crypto.subtle || !t.refresh_token || t.refresh_token === rt) return;
+    try {
+      localStorage.setItem(await handoffKey(rt), JSON.stringify({ at: Date.now(), t }));
+    } catch (e) { /* no localStorage: duplicated tabs are not helped */ }
+  }
+
   async function renewNow() {
     const rt = sessionStorage.getItem(REFRESH);
     const ep = issuer().token;
@@ -85,9 +156,16 @@
     }
     const t = await r.json().catch(() => ({}));
     if (sessionStorage.getItem(REFRESH) !== rt) return false; // signed out meanwhile
-    if (r.ok && t.access_token) { keep(t); return true; }
+    if (r.ok && t.access_token) {
+      await handOff(rt, t);
+      keep(t);
+      return true;
+    }
     if (r.status >= 400 && r.status < 500) {
       issuerAway = false;
+      // Traded by a duplicate of this tab a moment ago: take its answer.
+      if (await adoptHandoff(rt, 1000)) return true;
+      if (sessionStorage.getItem(REFRESH) !== rt) return renewNow(); // took an answer too old to use: renew with it
       signedOut();
     } else {
       retryRenewal();
@@ -558,6 +636,7 @@
     const rt = sessionStorage.getItem(REFRESH);
     const ep = issuer().revocation;
     drop();
+    sweepHandoffs(true);
     if (rt && ep) {
       try {
         await fetch(ep, {
@@ -570,6 +649,7 @@
   }
 
   async function start() {
+    sweepHandoffs(false);
     authBar();
     planRenewal();
     if (location.pathname === '/ui/callback') { callback(); return; }
