@@ -109,8 +109,11 @@ func (s *Service) readLogs(ctx context.Context, m *nats.Msg) (status int, data [
 		limit := s.pool.bounds.logs
 		lctx, cancel := context.WithTimeoutCause(ctx, limit, errNoAnswer)
 		pd, err = s.driverOfInstance(lctx, ref)
+		// The store's client may give up at the deadline a moment before
+		// the context says so: its error then wraps DeadlineExceeded.
+		late := context.Cause(lctx) == errNoAnswer || errors.Is(err, context.DeadlineExceeded)
 		cancel()
-		if err != nil && context.Cause(lctx) == errNoAnswer {
+		if err != nil && late {
 			// The API waits 10 s in all: the reason is ours, not its
 			// "did not answer".
 			return 503, nil, 0, true, fmt.Errorf("finding the runtime of %s took over %s (the store or the runtime does not answer): %w", ref, limit, err)
