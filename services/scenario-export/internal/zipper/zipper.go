@@ -228,15 +228,16 @@ func CaseClashes(entries []Entry, max int) []string {
 	}
 	for _, e := range entries {
 		p := e.ZipPath()
-		low := strings.ToLower(p)
-		if q := first[low]; q != p {
+		if q := first[strings.ToLower(p)]; q != p {
 			tell(fmt.Sprintf("%s and %s differ only in case: unpacked where case is ignored (macOS, Windows), one replaces the other", q, p))
 		}
 		for i := range len(p) {
 			if p[i] != '/' {
 				continue
 			}
-			if q, ok := first[low[:i]]; ok && q != p[:i] { // the same path exactly: ErrPathConflict
+			// Lower-cased apart: lower case may be longer or shorter in
+			// bytes (the Kelvin sign), so not a slice of the whole's.
+			if q, ok := first[strings.ToLower(p[:i])]; ok && q != p[:i] { // the same path exactly: ErrPathConflict
 				tell(fmt.Sprintf("%s is a file and %s needs %s as a directory, which differs only in case: unpacked where case is ignored (macOS, Windows), it cannot be written", q, p, p[:i]))
 				break
 			}

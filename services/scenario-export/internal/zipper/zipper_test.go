@@ -271,6 +271,13 @@ func TestCaseClashes(t *testing.T) {
 			want:    []string{"scenarios/s-1/Maps is a file and scenarios/s-1/maps/town.xodr needs scenarios/s-1/maps as a directory, which differs only in case: unpacked where case is ignored (macOS, Windows), it cannot be written"},
 		},
 		"directories alone merge": {entries: []Entry{sc("Maps/a.xodr"), sc("maps/b.xodr")}},
+		// The Kelvin sign lower-cases to a one-byte k: a path's lower case
+		// is shorter than it, and its directories are cut apart.
+		"shorter in lower case": {
+			entries: []Entry{sc("\u212a\u212a\u212a/x"), sc("kkk/y"), sc("Kkk")},
+			want: []string{"scenarios/s-1/Kkk is a file and scenarios/s-1/\u212a\u212a\u212a/x needs scenarios/s-1/\u212a\u212a\u212a as a directory, which differs only in case: unpacked where case is ignored (macOS, Windows), it cannot be written",
+				"scenarios/s-1/Kkk is a file and scenarios/s-1/kkk/y needs scenarios/s-1/kkk as a directory, which differs only in case: unpacked where case is ignored (macOS, Windows), it cannot be written"},
+		},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
