@@ -18,6 +18,17 @@ func JobFinal(status string) bool {
 	return status == JobSucceeded || status == JobFailed || status == JobCancelled
 }
 
+// AllFinal reports whether counts (jobs by status, as a job array's)
+// hold no job that has not ended; a deleted job counts in no status.
+func AllFinal(counts map[string]int) bool {
+	for status, n := range counts {
+		if n > 0 && !JobFinal(status) {
+			return false
+		}
+	}
+	return true
+}
+
 // Instance roles.
 const (
 	RoleController     = "controller"

@@ -92,10 +92,8 @@ func arrayEnded(arr *events.JobArray) (bool, string) {
 			parts = append(parts, fmt.Sprintf("%d %s", n, status))
 		}
 	}
-	for status, n := range arr.Counts {
-		if n > 0 && !events.JobFinal(status) {
-			return false, ""
-		}
+	if !events.AllFinal(arr.Counts) {
+		return false, ""
 	}
 	if len(parts) == 0 {
 		return true, "no job left"

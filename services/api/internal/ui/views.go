@@ -172,14 +172,7 @@ func (a *arrayView) Ended() int {
 // Final says whether every job of the array that exists has ended (a
 // deleted job counts in no status), as POST /job-arrays/{id}/cancel sees
 // it: it refuses such an array with 409.
-func (a *arrayView) Final() bool {
-	for status, n := range a.Counts {
-		if n > 0 && !events.JobFinal(status) {
-			return false
-		}
-	}
-	return true
-}
+func (a *arrayView) Final() bool { return events.AllFinal(a.Counts) }
 
 // statusShare is one status of an array's jobs: how many, and their share
 // of the array in percent (a bar's width).

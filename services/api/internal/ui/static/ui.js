@@ -81,6 +81,7 @@
   // minutes: a tab about to trade the same token takes that answer instead.
   const HANDOFF = 'rm.handoff.';
   const HANDOFF_MS = 120000;
+  const canHandOff = () => !!(navigator.locks && window.crypto && crypto.subtle);
   const handoffKey = async (rt) =>
     HANDOFF + b64url(new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(rt))));
   // sweepHandoffs removes the answers older than two minutes (all of them
@@ -108,7 +109,7 @@
   // reaches other tabs a moment after it is written, so a refused renewal
   // looks again for up to wait ms before the tab is signed out.
   async function adoptHandoff(rt, wait) {
-    if (!navigator.locks || !window.crypto || !crypto.subtle) return false;
+    if (!canHandOff()) return false;
     for (const until = Date.now() + wait; ;) {
       let left = null;
       try {
@@ -134,7 +135,7 @@
   async function handOff(rt, t) {
     // Only an issuer that rotates refresh tokens needs it: one that does
     // not accepts the same token again.
-    if (!navigator.locks || !window.crypto || !crypto.subtle || !t.refresh_token || t.refresh_token === rt) return;
+    if (!canHandOff() || !t.refresh_token || t.refresh_token === rt) return;
     try {
       localStorage.setItem(await handoffKey(rt), JSON.stringify({ at: Date.now(), t }));
     } catch (e) { /* no localStorage: duplicated tabs are not helped */ }
