@@ -21,10 +21,17 @@ import (
 // command running (first-cmd-ms) and to the last one's (cmd-ms), and this
 // process's CPU for it: the local driver's share of a job's
 // admission-to-running. Each command writes to a FIFO when it begins, with
-// the shell's builtins, and a reader here takes the time.
+// the shell's builtins, and a reader here takes the time. With each
+// instance in a cgroup of its own (made at its start), and without.
 func BenchmarkStartGang(b *testing.B) {
+	for _, cgroups := range []bool{true, false} {
+		b.Run("cgroups="+strconv.FormatBool(cgroups), func(b *testing.B) { startGang(b, local.WithCgroups(cgroups)) })
+	}
+}
+
+func startGang(b *testing.B, options ...local.Option) {
 	dir := b.TempDir()
-	d, err := local.NewDriver(driver.LocalConfig{}, driver.Options{DataDir: dir})
+	d, err := local.NewDriver(driver.LocalConfig{}, driver.Options{DataDir: dir}, options...)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -194,10 +201,11 @@ func BenchmarkStartGangsTogether(b *testing.B) {
 // last one, and leaves a gap after each (strayGap). The jobs are cleaned up
 // after the timed part, as the trivial load does not clean them up (a Stop
 // or Cleanup waits for its instances' strays and so cuts the gap short).
+// With cgroups there are no passes, so the driver here has none.
 func BenchmarkStrayPassesPerJob(b *testing.B) {
 	for _, jobs := range []int{1, 4} {
 		b.Run("together="+strconv.Itoa(jobs), func(b *testing.B) {
-			d, err := local.NewDriver(driver.LocalConfig{}, driver.Options{DataDir: b.TempDir()})
+			d, err := local.NewDriver(driver.LocalConfig{}, driver.Options{DataDir: b.TempDir()}, local.WithCgroups(false))
 			if err != nil {
 				b.Fatal(err)
 			}

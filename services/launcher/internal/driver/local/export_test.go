@@ -1,6 +1,10 @@
 package local
 
-import "time"
+import (
+	"time"
+
+	"github.com/avxrm/rm/services/launcher/internal/driver"
+)
 
 // HoldLaunchSlots takes every launch slot of d, as launches under way
 // would, until release is called.
@@ -16,3 +20,23 @@ func WithStrayGap(gap time.Duration) Option {
 
 // StrayGap is strayGap.
 var StrayGap = strayGap
+
+// Cgroup is the cgroup of d's instance ref, "" when it has none.
+func Cgroup(d *Driver, ref driver.Ref) string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if inst := d.insts[ref]; inst != nil {
+		return inst.cgroup
+	}
+	return ""
+}
+
+// CgroupBase is the cgroup under which a driver of this process whose
+// instances live under root puts theirs.
+func CgroupBase(root string) (string, error) {
+	mount, own, err := ownCgroup()
+	if err != nil {
+		return "", err
+	}
+	return cgroupBase(mount, own, root), nil
+}

@@ -36,11 +36,13 @@
 // (killed with SIGKILL) is Failed. Directories a driver made before the
 // record (spec.json, state.json, pid and exit files) are re-adopted too.
 // When an instance's wrapper ends, the driver kills what is left of its
-// process group, and the processes that left the group (setsid, a daemon)
-// but carry the instance's InstanceVar in their environment (those within
-// about a second, in a pass over /proc shared by the instances that ended
-// meanwhile: strayLoop), so no orphans survive; Stop sends them SIGTERM with
-// the group.
+// process group and the processes that left the group (setsid, a daemon),
+// so no orphans survive; Stop sends them SIGTERM with the group. Where it
+// may, the driver starts each instance in a cgroup of its own (cgroupTree),
+// which holds all of them; elsewhere it finds those that carry the
+// instance's InstanceVar in their environment (within about a second, in a
+// pass over /proc shared by the instances that ended meanwhile: strayLoop),
+// and one started with an environment of its own escapes.
 //
 // Stop sends SIGTERM to the group, then SIGKILL after the grace period.
 // Cleanup stops the job's instances and removes their files except
@@ -168,6 +170,11 @@ func WithGracePeriod(d time.Duration) Option { return func(dr *Driver) { dr.grac
 // (default 1s).
 func WithPollInterval(d time.Duration) Option { return func(dr *Driver) { dr.poll = d } }
 
+// WithCgroups sets whether the driver puts each instance in a cgroup of its
+// own where it can (default true); without, it finds the processes an
+// instance left by their environment only (cgroupTree).
+func WithCgroups(on bool) Option { return func(dr *Driver) { dr.useCgroups = on } }
+
 // WithSpareDirs sets how many instance directories the driver keeps made
 // ahead of need (default 32; 0 makes each when its instance starts).
 func WithSpareDirs(n int) Option { return func(dr *Driver) { dr.spareCount = max(0, n) } }
@@ -181,6 +188,11 @@ type Driver struct {
 	log   *slog.Logger
 	grace time.Duration
 	poll  time.Duration
+
+	// Where each instance gets a cgroup of its own; nil where none can be
+	// made (or useCgroups is off).
+	useCgroups bool
+	cg         *cgroupTree
 
 	// launching admits launch calls, and the making of spare directories,
 	// at most one per CPU (launchSlots), job by job.
@@ -235,8 +247,10 @@ type instance struct {
 	// started is closed once the start attempt is over; pid is set then.
 	started chan struct{}
 	// done is closed once the wrapper has ended and st is final.
-	done    chan struct{}
-	pid     int // pid of the wrapper, which is also the process group id
+	done chan struct{}
+	pid  int // pid of the wrapper, which is also the process group id
+	// cgroup is the instance's own cgroup (cgroupTree), "" when it has none.
+	cgroup  string
 	adopted bool
 	stopped bool // Stop was called: report "stopped"
 	st      driver.Status
@@ -258,6 +272,8 @@ type stateRecord struct {
 	PID       int       `json:"pid"`
 	PGID      int       `json:"pgid"`
 	StartedAt time.Time `json:"started_at"`
+	// Cgroup is the instance's own cgroup, where it has one.
+	Cgroup string `json:"cgroup,omitempty"`
 }
 
 // New is the driver.Factory of the local driver.
@@ -291,6 +307,7 @@ func NewDriver(cfg driver.LocalConfig, opts driver.Options, options ...Option) (
 		log:        opts.Log().With("driver", "local"),
 		grace:      10 * time.Second,
 		poll:       time.Second,
+		useCgroups: true,
 		insts:      make(map[driver.Ref]*instance),
 		launching:  gate.New(launchSlots()),
 		spareCount: defaultSpareDirs,
@@ -309,11 +326,20 @@ func NewDriver(cfg driver.LocalConfig, opts driver.Options, options ...Option) (
 	}
 	d.spares = make(chan string, d.spareCount)
 	d.keepSpares()
+	if d.useCgroups {
+		cg, err := openCgroupTree(root)
+		if err != nil {
+			d.log.Info("instances get no cgroup of their own: processes they leave are found by their environment", "reason", err)
+		} else {
+			d.cg = cg
+		}
+	}
 	dirs, err := instanceDirs(filepath.Join(root, "*"))
 	if err != nil {
 		return nil, fmt.Errorf("local: scan %s: %w", root, err)
 	}
 	var ended []string
+	running := map[string]bool{}
 	for _, dir := range dirs {
 		inst, err := d.adopt(dir)
 		if err != nil {
@@ -322,10 +348,16 @@ func NewDriver(cfg driver.LocalConfig, opts driver.Options, options ...Option) (
 		}
 		if inst.st.State.Final() {
 			ended = append(ended, inst.dir)
+		} else if inst.cgroup != "" {
+			running[inst.cgroup] = true
 		}
 	}
-	// What the instances that ended while no driver watched left behind.
+	// What the instances that ended while no driver watched left behind,
+	// and the cgroups of instances whose directories are gone.
 	signalStrays(killAll(ended)...)
+	if d.cg != nil {
+		d.cg.sweep(running)
+	}
 	go d.pollLoop()
 	go d.spareLoop()
 	go d.strayLoop()
@@ -420,7 +452,7 @@ func (d *Driver) Start(ctx context.Context, s driver.Spec) error {
 
 	// A torn state line (the launcher killed mid-write) reads as absent,
 	// and the wrapper's pid line stands in for it, as it does before.
-	err = appendLine(rec, stateLine, stateRecord{PID: inst.pid, PGID: inst.pid, StartedAt: inst.st.StartedAt})
+	err = appendLine(rec, stateLine, stateRecord{PID: inst.pid, PGID: inst.pid, StartedAt: inst.st.StartedAt, Cgroup: inst.cgroup})
 	if cerr := rec.Close(); err == nil {
 		err = cerr
 	}
@@ -498,7 +530,24 @@ func (d *Driver) launch(ctx context.Context, inst *instance, s driver.Spec, argv
 	cmd.Stdout = out
 	cmd.Stderr = out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if d.cg != nil {
+		// Started into it (clone3), so that no process of the instance
+		// is ever outside it.
+		path := d.cg.of(strings.TrimPrefix(inst.dir, d.root+string(filepath.Separator)))
+		if f, err := d.cg.make(path); err != nil {
+			d.log.Warn("instance gets no cgroup of its own", "ref", s.Ref.String(), "err", err)
+		} else {
+			defer f.Close()
+			inst.cgroup = path
+			cmd.SysProcAttr.UseCgroupFD = true
+			cmd.SysProcAttr.CgroupFD = int(f.Fd())
+		}
+	}
 	if err := cmd.Start(); err != nil {
+		if inst.cgroup != "" {
+			os.Remove(inst.cgroup)
+			inst.cgroup = ""
+		}
 		return nil, nil, fmt.Errorf("run wrapper: %w", err)
 	}
 	return cmd, rec, nil
@@ -587,6 +636,11 @@ func (d *Driver) ended(inst *instance, fallback *int, msg string) {
 	d.mu.Unlock()
 	// After the publication, which need not wait for it; Stop waits for
 	// done.
+	if inst.cgroup != "" {
+		endCgroup(inst.cgroup)
+		close(inst.done)
+		return
+	}
 	d.killStrays(inst.dir, inst.done)
 }
 
@@ -941,11 +995,18 @@ func (d *Driver) adopt(dir string) (*instance, error) {
 	if r.state != nil {
 		inst.pid = r.state.PID
 		inst.st.StartedAt = r.state.StartedAt
+		inst.cgroup = r.state.Cgroup
 	} else if r.pid > 0 {
 		// Started, the launcher gone before it recorded when: the time
-		// the instance was made is the closest one recorded.
+		// the instance was made is the closest one recorded, and the
+		// cgroup it was started into is where this driver would put it.
 		inst.pid = r.pid
 		inst.st.StartedAt = r.spec.CreatedAt
+		if d.cg != nil {
+			if p := d.cg.of(strings.TrimPrefix(dir, d.root+string(filepath.Separator))); isDir(p) {
+				inst.cgroup = p
+			}
+		}
 	}
 	if inst.pid <= 0 || !alive(inst.pid, dir) {
 		// The wrapper may have ended since the first read.
@@ -979,7 +1040,14 @@ func (d *Driver) adopt(dir string) (*instance, error) {
 		if inst.pid > 0 {
 			killGroup(inst.pid, syscall.SIGKILL)
 		}
-		close(inst.done)
+		if inst.cgroup != "" {
+			go func() { // not under d.mu: it waits for the cgroup to empty
+				endCgroup(inst.cgroup)
+				close(inst.done)
+			}()
+		} else {
+			close(inst.done)
+		}
 	}
 	d.insts[ref] = inst
 	d.hub.Publish(inst.st)
@@ -1096,7 +1164,11 @@ func (d *Driver) stop(ctx context.Context, inst *instance) error {
 	if err := killGroup(inst.pid, syscall.SIGTERM); err != nil {
 		return fmt.Errorf("terminate process group %d: %w", inst.pid, err)
 	}
-	d.signalStraysLater(strayKill{dir: inst.dir, sig: syscall.SIGTERM})
+	if inst.cgroup != "" {
+		signalCgroup(inst.cgroup, syscall.SIGTERM)
+	} else {
+		d.signalStraysLater(strayKill{dir: inst.dir, sig: syscall.SIGTERM})
+	}
 	grace := time.NewTimer(d.grace)
 	defer grace.Stop()
 	select {
@@ -1248,8 +1320,11 @@ func (d *Driver) Close() error {
 	<-d.pollDone
 	<-d.fillDone // spares left are taken up by the next driver
 	<-d.strayDone
+	if d.cg != nil {
+		d.cg.tidy()
+	}
 	// Wait goroutines of still-running children are not waited for: they
-	// end with their child and only reap it.
+	// end with their child, reap it and kill what its cgroup holds.
 	return nil
 }
 

@@ -203,10 +203,23 @@ func TestStopKillsWholeGroup(t *testing.T) {
 // TestStrayProcessesAreKilled: a process the command started in a session
 // of its own (setsid, a daemon) is outside the instance's process group; it
 // is killed all the same when the instance is stopped and when it ends by
-// itself. Before, it outlived the job, cancelled or not.
+// itself, by the driver with cgroups and by the one that finds strays by
+// their environment. Before, it outlived the job, cancelled or not.
 func TestStrayProcessesAreKilled(t *testing.T) {
+	for _, cgroups := range []bool{true, false} {
+		t.Run(fmt.Sprintf("cgroups=%v", cgroups), func(t *testing.T) {
+			d := quickStopDriver(t, local.WithCgroups(cgroups))
+			checkStraysKilled(t, d, `setsid sleep 600 & echo $! > stray`)
+		})
+	}
+}
+
+// checkStraysKilled starts two instances on d whose script starts a stray
+// that writes its pid to the file stray, and checks that it is killed once
+// Stop returns for one and once the other ends by itself.
+func checkStraysKilled(t *testing.T, d *local.Driver, stray string) {
+	t.Helper()
 	ctx := context.Background()
-	d := quickStopDriver(t)
 	ch, _ := d.Watch(ctx)
 	job := drivertest.JobID(t)
 	t.Cleanup(func() { d.Cleanup(context.Background(), job) })
@@ -214,8 +227,8 @@ func TestStrayProcessesAreKilled(t *testing.T) {
 		script string
 		stop   bool
 	}{
-		"stopped":         {script: `setsid sleep 600 & echo $! > stray; wait`, stop: true},
-		"ended by itself": {script: `setsid sleep 600 & echo $! > stray; sleep 0.3`},
+		"stopped":         {script: stray + `; wait`, stop: true},
+		"ended by itself": {script: stray + `; sleep 0.3`},
 	} {
 		ref := driver.Ref{JobID: job, Role: driver.RoleWorker, Index: len(name)}
 		if err := d.Start(ctx, driver.Spec{Ref: ref, Name: ref.Name(), Command: []string{"/bin/sh", "-c", tc.script}}); err != nil {
@@ -223,6 +236,9 @@ func TestStrayProcessesAreKilled(t *testing.T) {
 		}
 		stray := waitPID(t, filepath.Join(d.Root(), job, "worker-"+strconv.Itoa(ref.Index), "work", "stray"))
 		t.Cleanup(func() { syscall.Kill(stray, syscall.SIGKILL) })
+		if !processExists(stray) {
+			t.Fatalf("%s: stray process %d gone before the instance ended; the test shows nothing", name, stray)
+		}
 		if tc.stop {
 			if err := d.Stop(ctx, ref); err != nil {
 				t.Fatalf("%s: Stop() error = %v", name, err)
@@ -232,7 +248,8 @@ func TestStrayProcessesAreKilled(t *testing.T) {
 		if tc.stop && processExists(stray) {
 			t.Errorf("%s: stray process %d still alive once Stop returned", name, stray)
 		}
-		// Killed in strayLoop's next pass, at most a second away (strayGap).
+		// Killed with its cgroup at once, or in strayLoop's next pass, at
+		// most a second away (strayGap).
 		for i := 0; i < 1000 && processExists(stray); i++ {
 			time.Sleep(10 * time.Millisecond)
 		}
@@ -259,12 +276,13 @@ func TestStrayGap(t *testing.T) {
 
 // TestStopIsNotHeldByTheStrayGap: a Stop waits for its instance's strays to
 // be killed, but not for the gap strayLoop leaves after a pass, here an
-// hour long: before, a cancellation would have waited for it.
+// hour long: before, a cancellation would have waited for it. (Strays found
+// by their environment: with cgroups there are no passes.)
 func TestStopIsNotHeldByTheStrayGap(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	d, err := local.NewDriver(driver.LocalConfig{}, driver.Options{DataDir: t.TempDir()},
-		local.WithGracePeriod(300*time.Millisecond), local.WithStrayGap(time.Hour))
+		local.WithGracePeriod(300*time.Millisecond), local.WithStrayGap(time.Hour), local.WithCgroups(false))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -295,10 +313,11 @@ func TestStopIsNotHeldByTheStrayGap(t *testing.T) {
 }
 
 // TestCloseKillsStraysWaitingForAPass: the strays of an instance that
-// ended during strayLoop's gap are killed when the driver closes.
+// ended during strayLoop's gap are killed when the driver closes. (Strays
+// found by their environment: with cgroups there is no gap.)
 func TestCloseKillsStraysWaitingForAPass(t *testing.T) {
 	ctx := context.Background()
-	d, err := local.NewDriver(driver.LocalConfig{}, driver.Options{DataDir: t.TempDir()}, local.WithStrayGap(time.Hour))
+	d, err := local.NewDriver(driver.LocalConfig{}, driver.Options{DataDir: t.TempDir()}, local.WithStrayGap(time.Hour), local.WithCgroups(false))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -331,8 +350,9 @@ func TestCloseKillsStraysWaitingForAPass(t *testing.T) {
 }
 
 // quickStopDriver is a driver whose Stop sends SIGKILL 300 ms after SIGTERM.
-func quickStopDriver(t *testing.T) *local.Driver {
-	d, err := local.NewDriver(driver.LocalConfig{}, driver.Options{DataDir: t.TempDir()}, local.WithGracePeriod(300*time.Millisecond))
+func quickStopDriver(t *testing.T, options ...local.Option) *local.Driver {
+	d, err := local.NewDriver(driver.LocalConfig{}, driver.Options{DataDir: t.TempDir()},
+		append([]local.Option{local.WithGracePeriod(300 * time.Millisecond)}, options...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

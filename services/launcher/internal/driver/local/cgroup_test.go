@@ -1,0 +1,213 @@
+package local_test
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/avxrm/rm/services/launcher/internal/driver"
+	"github.com/avxrm/rm/services/launcher/internal/driver/drivertest"
+	"github.com/avxrm/rm/services/launcher/internal/driver/local"
+)
+
+// cgroupDriver is a quickStopDriver whose instances get cgroups of their
+// own; the test fails where this machine cannot give them (the driver
+// would then fall back on finding strays by their environment, which the
+// other tests cover).
+func cgroupDriver(t *testing.T, dataDir string) *local.Driver {
+	t.Helper()
+	d, err := local.NewDriver(driver.LocalConfig{}, driver.Options{DataDir: dataDir},
+		local.WithGracePeriod(300*time.Millisecond), local.WithPollInterval(20*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	base, err := local.CgroupBase(d.Root())
+	if err != nil {
+		t.Fatalf("no cgroup v2 hierarchy here (%v): mount one read-write for this test", err)
+	}
+	if _, err := os.Stat(base); err != nil {
+		t.Fatalf("the driver made no cgroup of its own (%v): it needs a cgroup v2 hierarchy it may write and clone3", err)
+	}
+	return d
+}
+
+// TestStraysWithAnEnvironmentOfTheirOwnAreKilled: a process that leaves
+// the instance's process group and sheds its environment (env -i setsid,
+// as a daemon that cleans its environment does) carries nothing of the
+// instance, so the driver that finds strays by their environment missed it
+// and it outlived the job. In the instance's cgroup it is killed with the
+// rest, when the instance is stopped and when it ends by itself.
+func TestStraysWithAnEnvironmentOfTheirOwnAreKilled(t *testing.T) {
+	d := cgroupDriver(t, t.TempDir())
+	checkStraysKilled(t, d, `env -i setsid /bin/sh -c 'echo $$ > stray; exec sleep 600' < /dev/null > /dev/null 2>&1 &
+while [ ! -s stray ]; do sleep 0.01; done`)
+}
+
+// TestAnInstanceLivesInItsCgroup: the wrapper and what the command starts
+// are in the instance's cgroup, which is named after the instance, stays
+// while one of the job's instances runs and is gone once the instance has
+// ended; the driver's own cgroup is gone once it is closed with nothing
+// running.
+func TestAnInstanceLivesInItsCgroup(t *testing.T) {
+	ctx := context.Background()
+	d := cgroupDriver(t, t.TempDir())
+	base, _ := local.CgroupBase(d.Root())
+	ch, _ := d.Watch(ctx)
+	job := drivertest.JobID(t)
+	ref := driver.Ref{JobID: job, Role: driver.RoleWorker, Index: 2}
+	if err := d.Start(ctx, driver.Spec{Ref: ref, Name: ref.Name(), Command: []string{"/bin/sh", "-c", `sleep 600 & echo $! > child; wait`}}); err != nil {
+		t.Fatal(err)
+	}
+	cg := local.Cgroup(d, ref)
+	if want := filepath.Join(base, job, "worker-2"); cg != want {
+		t.Fatalf("instance cgroup = %q, want %q", cg, want)
+	}
+	child := waitPID(t, filepath.Join(d.Root(), job, "worker-2", "work", "child"))
+	procs := cgroupProcs(t, cg)
+	if !slices.Contains(procs, child) || len(procs) != 3 {
+		t.Errorf("cgroup.procs = %v, want the wrapper, the command and its child %d", procs, child)
+	}
+	if err := d.Stop(ctx, ref); err != nil {
+		t.Fatal(err)
+	}
+	waitFinal(t, ch, ref)
+	if _, err := os.Stat(cg); !os.IsNotExist(err) {
+		t.Errorf("instance cgroup after Stop: %v, want it removed", err)
+	}
+	if err := d.Cleanup(ctx, job); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Dir(cg)); !os.IsNotExist(err) {
+		t.Errorf("job cgroup after Cleanup: %v, want it removed", err)
+	}
+	d.Close()
+	if _, err := os.Stat(base); !os.IsNotExist(err) {
+		t.Errorf("driver cgroup after Close: %v, want it removed", err)
+	}
+}
+
+// crashingLauncher, set in the environment of this test binary run again
+// (to the data directory, with the job and the script in the next two),
+// makes it a launcher that starts one instance on a local driver and then
+// waits to be killed.
+const crashingLauncher = "AVXRM_LOCAL_TEST_CRASHING_LAUNCHER"
+
+func TestMain(m *testing.M) {
+	if dir := os.Getenv(crashingLauncher); dir != "" {
+		job, script := os.Getenv(crashingLauncher+"_JOB"), os.Getenv(crashingLauncher+"_SCRIPT")
+		d, err := local.NewDriver(driver.LocalConfig{}, driver.Options{DataDir: dir})
+		if err != nil {
+			panic(err)
+		}
+		ref := driver.Ref{JobID: job, Role: driver.RoleController}
+		if err := d.Start(context.Background(), driver.Spec{Ref: ref, Name: ref.Name(), Command: []string{"/bin/sh", "-c", script}}); err != nil {
+			panic(err)
+		}
+		select {}
+	}
+	os.Exit(m.Run())
+}
+
+// TestCgroupsOutliveTheLauncher: instances keep running when their
+// launcher dies (kill -9); the next driver re-adopts them with their
+// cgroups, so what they leave is killed when they end, and it kills what a
+// cgroup of an instance whose directory is gone still holds.
+func TestCgroupsOutliveTheLauncher(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	job := drivertest.JobID(t)
+	ref := driver.Ref{JobID: job, Role: driver.RoleController}
+	gate := filepath.Join(t.TempDir(), "go")
+	script := `env -i setsid /bin/sh -c 'echo $$ > stray; exec sleep 600' < /dev/null > /dev/null 2>&1 &
+while [ ! -e ` + gate + ` ]; do sleep 0.02; done`
+	launcher := exec.Command(os.Args[0], "-test.run=^$")
+	launcher.Env = append(os.Environ(), crashingLauncher+"="+dir, crashingLauncher+"_JOB="+job, crashingLauncher+"_SCRIPT="+script)
+	launcher.Stderr = os.Stderr
+	if err := launcher.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { launcher.Process.Kill(); launcher.Wait() })
+	root := filepath.Join(dir, "local")
+	stray := waitPID(t, filepath.Join(root, job, "controller-0", "work", "stray"))
+	t.Cleanup(func() { syscall.Kill(stray, syscall.SIGKILL) })
+	launcher.Process.Kill()
+	launcher.Wait()
+	base, err := local.CgroupBase(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cg := filepath.Join(base, job, "controller-0")
+	if procs := cgroupProcs(t, cg); !slices.Contains(procs, stray) {
+		t.Fatalf("cgroup.procs of the instance = %v, want its stray %d in it", procs, stray)
+	}
+
+	// A cgroup of an instance whose directory is gone, with a process in it.
+	orphanCg := filepath.Join(filepath.Dir(cg), "worker-9")
+	if err := os.Mkdir(orphanCg, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(orphanCg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	orphan := exec.Command("sleep", "600")
+	orphan.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(f.Fd())}
+	if err := orphan.Start(); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	t.Cleanup(func() { orphan.Process.Kill() })
+	reaped := make(chan struct{})
+	go func() { orphan.Wait(); close(reaped) }()
+
+	d := cgroupDriver(t, dir)
+	t.Cleanup(func() { d.Cleanup(context.Background(), job) })
+	select {
+	case <-reaped:
+	case <-time.After(5 * time.Second):
+		t.Errorf("process in the cgroup of an instance without a directory still alive after the next driver started")
+	}
+	if _, err := os.Stat(orphanCg); !os.IsNotExist(err) {
+		t.Errorf("cgroup of an instance without a directory: %v, want it removed", err)
+	}
+	if got := local.Cgroup(d, ref); got != cg {
+		t.Fatalf("re-adopted instance's cgroup = %q, want %q", got, cg)
+	}
+	if !processExists(stray) {
+		t.Fatalf("stray %d of a running instance killed by the next driver", stray)
+	}
+	ch, _ := d.Watch(ctx)
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitFinal(t, ch, ref)
+	for i := 0; i < 500 && processExists(stray); i++ {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if processExists(stray) {
+		t.Errorf("stray %d of a re-adopted instance still alive after it ended", stray)
+	}
+}
+
+// cgroupProcs reads a cgroup's processes.
+func cgroupProcs(t *testing.T, cg string) []int {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(cg, "cgroup.procs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pids []int
+	for _, f := range strings.Fields(string(b)) {
+		pid, _ := strconv.Atoi(f)
+		pids = append(pids, pid)
+	}
+	return pids
+}
