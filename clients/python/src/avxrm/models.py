@@ -259,8 +259,9 @@ class ScenarioExport(Resource):
     file_count: Optional[int] = None
     sha256: Optional[str] = None
     reason: Optional[str] = None
-    # Once ready: paths in the zip that differ only in case (one replaces the
-    # other when unpacked on macOS or Windows).
+    # Once ready: paths in the zip that differ only in case or in the Unicode
+    # form of a letter (one replaces the other when unpacked on macOS, or on
+    # Windows for case).
     warnings: List[str] = field(default_factory=list)
 
 

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/avxrm/rm/pkg/events/exportdoc"
+	"golang.org/x/text/unicode/norm"
 )
 
 // Kinds of artifact (and of document a request can include).
@@ -205,18 +206,20 @@ func checkPaths(entries []Entry) error {
 	return nil
 }
 
-// CaseClashes says which paths of entries differ only in case, as a file
-// and a file or a file and a directory of another's. Unpacked on a file
-// system that ignores case (macOS's and Windows's by default) one file
-// replaces the other, or cannot be written. At most max are told, the
-// last saying how many more there are. Case is compared by strings.ToLower,
-// not by each file system's own rules.
+// CaseClashes says which paths of entries differ only in case or in the
+// Unicode form of their letters (é as one character or as e and an
+// accent), as a file and a file or a file and a directory of another's.
+// Unpacked on a file system that ignores case (macOS's and Windows's by
+// default) or the form (macOS's) one file replaces the other, or cannot be
+// written. At most max are told, the last saying how many more there are.
+// Paths are compared by strings.ToLower and Unicode's NFC, not by each file
+// system's own rules.
 func CaseClashes(entries []Entry, max int) []string {
-	first := make(map[string]string, len(entries)) // lower-cased path → the first entry's path
+	first := make(map[string]string, len(entries)) // folded path → the first entry's path
 	for _, e := range entries {
 		p := e.ZipPath()
-		if _, ok := first[strings.ToLower(p)]; !ok {
-			first[strings.ToLower(p)] = p
+		if _, ok := first[fold(p)]; !ok {
+			first[fold(p)] = p
 		}
 	}
 	var out []string
@@ -228,17 +231,19 @@ func CaseClashes(entries []Entry, max int) []string {
 	}
 	for _, e := range entries {
 		p := e.ZipPath()
-		if q := first[strings.ToLower(p)]; q != p {
-			tell(fmt.Sprintf("%s and %s differ only in case: unpacked where case is ignored (macOS, Windows), one replaces the other", q, p))
+		if q := first[fold(p)]; q != p {
+			how, where := unlike(q, p)
+			tell(fmt.Sprintf("%s and %s differ only in %s: unpacked where %s, one replaces the other", q, p, how, where))
 		}
 		for i := range len(p) {
 			if p[i] != '/' {
 				continue
 			}
-			// Lower-cased apart: lower case may be longer or shorter in
-			// bytes (the Kelvin sign), so not a slice of the whole's.
-			if q, ok := first[strings.ToLower(p[:i])]; ok && q != p[:i] { // the same path exactly: ErrPathConflict
-				tell(fmt.Sprintf("%s is a file and %s needs %s as a directory, which differs only in case: unpacked where case is ignored (macOS, Windows), it cannot be written", q, p, p[:i]))
+			// Folded apart: lower case may be longer or shorter in bytes
+			// (the Kelvin sign), so not a slice of the whole's.
+			if q, ok := first[fold(p[:i])]; ok && q != p[:i] { // the same path exactly: ErrPathConflict
+				how, where := unlike(q, p[:i])
+				tell(fmt.Sprintf("%s is a file and %s needs %s as a directory, which differs only in %s: unpacked where %s, it cannot be written", q, p, p[:i], how, where))
 				break
 			}
 		}
@@ -247,6 +252,22 @@ func CaseClashes(entries []Entry, max int) []string {
 		out[max-1] = fmt.Sprintf("%s; and %d more clashes of case", out[max-1], n-max)
 	}
 	return out
+}
+
+// fold is what a path is on a file system that ignores case and the
+// Unicode form of letters.
+func fold(p string) string { return norm.NFC.String(strings.ToLower(p)) }
+
+// unlike says how two paths that fold alike differ, and where that makes
+// them one.
+func unlike(a, b string) (how, where string) {
+	switch {
+	case strings.ToLower(a) == strings.ToLower(b):
+		return "case", "case is ignored (macOS, Windows)"
+	case norm.NFC.String(a) == norm.NFC.String(b):
+		return "the Unicode form of a letter (one character or a letter and an accent)", "that form is ignored (macOS)"
+	}
+	return "case and the Unicode form of a letter", "both are ignored (macOS)"
 }
 
 func writeEntry(ctx context.Context, zw *zip.Writer, e Entry, open Opener, method uint16, mod time.Time, buf []byte) error {

@@ -271,6 +271,17 @@ func TestCaseClashes(t *testing.T) {
 			want:    []string{"scenarios/s-1/Maps is a file and scenarios/s-1/maps/town.xodr needs scenarios/s-1/maps as a directory, which differs only in case: unpacked where case is ignored (macOS, Windows), it cannot be written"},
 		},
 		"directories alone merge": {entries: []Entry{sc("Maps/a.xodr"), sc("maps/b.xodr")}},
+		// é as one character (NFC, what most systems write) and as e and
+		// a combining accent (NFD, what macOS's HFS+ wrote): one file on
+		// macOS, two on Windows and Linux.
+		"the Unicode form": {
+			entries: []Entry{sc("caf\u00e9.xosc"), sc("cafe\u0301.xosc")},
+			want:    []string{"scenarios/s-1/caf\u00e9.xosc and scenarios/s-1/cafe\u0301.xosc differ only in the Unicode form of a letter (one character or a letter and an accent): unpacked where that form is ignored (macOS), one replaces the other"},
+		},
+		"case and the Unicode form": {
+			entries: []Entry{sc("Caf\u00e9/a.xodr"), sc("CAFE\u0301")},
+			want:    []string{"scenarios/s-1/CAFE\u0301 is a file and scenarios/s-1/Caf\u00e9/a.xodr needs scenarios/s-1/Caf\u00e9 as a directory, which differs only in case and the Unicode form of a letter: unpacked where both are ignored (macOS), it cannot be written"},
+		},
 		// The Kelvin sign lower-cases to a one-byte k: a path's lower case
 		// is shorter than it, and its directories are cut apart.
 		"shorter in lower case": {
