@@ -332,6 +332,7 @@ func NewDriver(cfg driver.LocalConfig, opts driver.Options, options ...Option) (
 			d.log.Info("instances get no cgroup of their own: processes they leave are found by their environment", "reason", err)
 		} else {
 			d.cg = cg
+			d.log.Info("each instance runs in a cgroup of its own", "cgroup", cg.base)
 		}
 	}
 	dirs, err := instanceDirs(filepath.Join(root, "*"))
