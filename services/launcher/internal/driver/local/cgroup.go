@@ -211,12 +211,13 @@ func signalCgroup(path string, sig syscall.Signal) {
 	}
 }
 
-// endCgroup kills what is left in the cgroup at path and removes it, and
-// its job's cgroup when that is left empty.
+// endCgroup kills what is left in the cgroup at path and removes it. Its
+// job's cgroup stays until the job's Cleanup: removed here, it could go
+// between a start of another instance of the job making it and making its
+// own in it.
 func endCgroup(path string) {
 	signalCgroup(path, syscall.SIGKILL)
 	os.Remove(path)
-	os.Remove(filepath.Dir(path)) // fails while another instance's is there
 }
 
 // sweep kills and removes the cgroups under the base of instances that are

@@ -1231,6 +1231,10 @@ func (d *Driver) Cleanup(ctx context.Context, jobID string) error {
 	}
 	d.mu.Unlock()
 
+	if d.cg != nil {
+		// Its instances' are gone with them (fails while one is not).
+		os.Remove(d.cg.of(filepath.Base(jobDir)))
+	}
 	entries, err := os.ReadDir(jobDir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
