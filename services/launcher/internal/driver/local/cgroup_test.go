@@ -119,8 +119,15 @@ func TestMain(m *testing.M) {
 // TestCgroupsOutliveTheLauncher: instances keep running when their
 // launcher dies (kill -9); the next driver re-adopts them with their
 // cgroups, so what they leave is killed when they end, and it kills what a
-// cgroup of an instance whose directory is gone still holds.
+// cgroup of an instance whose directory is gone still holds. Also when the
+// launcher died before it recorded the start (and the cgroup with it): the
+// instance is where the driver puts it.
 func TestCgroupsOutliveTheLauncher(t *testing.T) {
+	t.Run("start recorded", func(t *testing.T) { checkOutlivesLauncher(t, false) })
+	t.Run("start not recorded", func(t *testing.T) { checkOutlivesLauncher(t, true) })
+}
+
+func checkOutlivesLauncher(t *testing.T, unrecorded bool) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	job := drivertest.JobID(t)
@@ -140,6 +147,25 @@ while [ ! -e ` + gate + ` ]; do sleep 0.02; done`
 	t.Cleanup(func() { syscall.Kill(stray, syscall.SIGKILL) })
 	launcher.Process.Kill()
 	launcher.Wait()
+	if unrecorded {
+		record := filepath.Join(root, job, "controller-0", "record")
+		b, err := os.ReadFile(record)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var kept []string
+		for _, line := range strings.SplitAfter(string(b), "\n") {
+			if !strings.HasPrefix(line, "state ") {
+				kept = append(kept, line)
+			}
+		}
+		if len(kept) != strings.Count(string(b), "\n") {
+			t.Fatalf("record %q has no state line to take out", b)
+		}
+		if err := os.WriteFile(record, []byte(strings.Join(kept, "")), 0o640); err != nil {
+			t.Fatal(err)
+		}
+	}
 	base, err := local.CgroupBase(root)
 	if err != nil {
 		t.Fatal(err)
