@@ -62,7 +62,7 @@ func openCgroupTree(root string) (*cgroupTree, error) {
 			return err
 		}
 		defer f.Close()
-		cmd := exec.Command("/bin/true")
+		cmd := exec.Command("/bin/sh", "-c", ":") // what the wrapper runs on
 		cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(f.Fd())}
 		if err := cmd.Run(); err != nil {
 			return fmt.Errorf("start a process into cgroup %s: %w", probe, err)
