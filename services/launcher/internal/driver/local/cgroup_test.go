@@ -17,6 +17,73 @@ import (
 	"github.com/avxrm/rm/services/launcher/internal/driver/local"
 )
 
+// crashLauncher runs a launcher in a process of its own (crashingLauncher)
+// that starts job's controller with script, which is to start a stray that
+// writes its pid to the file stray; once it has, the launcher is killed with
+// SIGKILL. It returns the stray's pid.
+func crashLauncher(t *testing.T, dir, job, script string, cgroups bool) int {
+	t.Helper()
+	launcher := exec.Command(os.Args[0], "-test.run=^$")
+	launcher.Env = append(os.Environ(), crashingLauncher+"="+dir, crashingLauncher+"_JOB="+job,
+		crashingLauncher+"_SCRIPT="+script, crashingLauncher+"_CGROUPS="+strconv.FormatBool(cgroups))
+	launcher.Stderr = os.Stderr
+	if err := launcher.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { launcher.Process.Kill(); launcher.Wait() })
+	stray := waitPID(t, filepath.Join(dir, "local", job, "controller-0", "work", "stray"))
+	t.Cleanup(func() { syscall.Kill(stray, syscall.SIGKILL) })
+	launcher.Process.Kill()
+	launcher.Wait()
+	return stray
+}
+
+// TestStraysOfAnInstanceThatEndedWhileNoLauncherRan: an instance that
+// ends while its launcher is down leaves its strays; the next driver kills
+// them as it starts, from the instance's cgroup, or (without cgroups) by
+// their environment.
+func TestStraysOfAnInstanceThatEndedWhileNoLauncherRan(t *testing.T) {
+	for _, tc := range []struct {
+		cgroups bool
+		stray   string
+	}{
+		{true, `env -i setsid /bin/sh -c 'echo $$ > stray; exec sleep 600' < /dev/null > /dev/null 2>&1 &`},
+		{false, `setsid /bin/sh -c 'echo $$ > stray; exec sleep 600' < /dev/null > /dev/null 2>&1 &`},
+	} {
+		t.Run("cgroups="+strconv.FormatBool(tc.cgroups), func(t *testing.T) {
+			dir := t.TempDir()
+			job := drivertest.JobID(t)
+			gate := filepath.Join(t.TempDir(), "go")
+			stray := crashLauncher(t, dir, job, tc.stray+`
+while [ ! -e `+gate+` ]; do sleep 0.02; done`, tc.cgroups)
+			if err := os.WriteFile(gate, nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			record := filepath.Join(dir, "local", job, "controller-0", "record")
+			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+				if b, _ := os.ReadFile(record); strings.Contains(string(b), "\nexit 0\n") {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("the instance did not end once let go")
+				}
+			}
+			if !processExists(stray) {
+				t.Fatalf("stray %d gone before the next driver started; the test shows nothing", stray)
+			}
+			d, err := local.NewDriver(driver.LocalConfig{}, driver.Options{DataDir: dir}, local.WithCgroups(tc.cgroups))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { d.Close() })
+			t.Cleanup(func() { d.Cleanup(context.Background(), job) })
+			if processExists(stray) {
+				t.Errorf("stray %d of an instance that ended while no launcher ran still alive once the next driver started", stray)
+			}
+		})
+	}
+}
+
 // cgroupDriver is a quickStopDriver whose instances get cgroups of their
 // own; the test fails where this machine cannot give them (the driver
 // would then fall back on finding strays by their environment, which the
@@ -71,7 +138,7 @@ func TestAnInstanceLivesInItsCgroup(t *testing.T) {
 		t.Fatalf("instance cgroup = %q, want %q", cg, want)
 	}
 	child := waitPID(t, filepath.Join(d.Root(), job, "worker-2", "work", "child"))
-	procs := cgroupProcs(t, cg)
+	procs := local.CgroupPIDs(cg)
 	if !slices.Contains(procs, child) || len(procs) != 3 {
 		t.Errorf("cgroup.procs = %v, want the wrapper, the command and its child %d", procs, child)
 	}
@@ -95,15 +162,16 @@ func TestAnInstanceLivesInItsCgroup(t *testing.T) {
 }
 
 // crashingLauncher, set in the environment of this test binary run again
-// (to the data directory, with the job and the script in the next two),
-// makes it a launcher that starts one instance on a local driver and then
-// waits to be killed.
+// (to the data directory, with the job, the script and whether to use
+// cgroups in the next three), makes it a launcher that starts one instance
+// on a local driver and then waits to be killed.
 const crashingLauncher = "AVXRM_LOCAL_TEST_CRASHING_LAUNCHER"
 
 func TestMain(m *testing.M) {
 	if dir := os.Getenv(crashingLauncher); dir != "" {
 		job, script := os.Getenv(crashingLauncher+"_JOB"), os.Getenv(crashingLauncher+"_SCRIPT")
-		d, err := local.NewDriver(driver.LocalConfig{}, driver.Options{DataDir: dir})
+		cgroups := os.Getenv(crashingLauncher+"_CGROUPS") != "false"
+		d, err := local.NewDriver(driver.LocalConfig{}, driver.Options{DataDir: dir}, local.WithCgroups(cgroups))
 		if err != nil {
 			panic(err)
 		}
@@ -135,18 +203,8 @@ func checkOutlivesLauncher(t *testing.T, unrecorded bool) {
 	gate := filepath.Join(t.TempDir(), "go")
 	script := `env -i setsid /bin/sh -c 'echo $$ > stray; exec sleep 600' < /dev/null > /dev/null 2>&1 &
 while [ ! -e ` + gate + ` ]; do sleep 0.02; done`
-	launcher := exec.Command(os.Args[0], "-test.run=^$")
-	launcher.Env = append(os.Environ(), crashingLauncher+"="+dir, crashingLauncher+"_JOB="+job, crashingLauncher+"_SCRIPT="+script)
-	launcher.Stderr = os.Stderr
-	if err := launcher.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { launcher.Process.Kill(); launcher.Wait() })
 	root := filepath.Join(dir, "local")
-	stray := waitPID(t, filepath.Join(root, job, "controller-0", "work", "stray"))
-	t.Cleanup(func() { syscall.Kill(stray, syscall.SIGKILL) })
-	launcher.Process.Kill()
-	launcher.Wait()
+	stray := crashLauncher(t, dir, job, script, true)
 	if unrecorded {
 		record := filepath.Join(root, job, "controller-0", "record")
 		b, err := os.ReadFile(record)
@@ -171,7 +229,7 @@ while [ ! -e ` + gate + ` ]; do sleep 0.02; done`
 		t.Fatal(err)
 	}
 	cg := filepath.Join(base, job, "controller-0")
-	if procs := cgroupProcs(t, cg); !slices.Contains(procs, stray) {
+	if procs := local.CgroupPIDs(cg); !slices.Contains(procs, stray) {
 		t.Fatalf("cgroup.procs of the instance = %v, want its stray %d in it", procs, stray)
 	}
 
@@ -221,19 +279,4 @@ while [ ! -e ` + gate + ` ]; do sleep 0.02; done`
 	if processExists(stray) {
 		t.Errorf("stray %d of a re-adopted instance still alive after it ended", stray)
 	}
-}
-
-// cgroupProcs reads a cgroup's processes.
-func cgroupProcs(t *testing.T, cg string) []int {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join(cg, "cgroup.procs"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var pids []int
-	for _, f := range strings.Fields(string(b)) {
-		pid, _ := strconv.Atoi(f)
-		pids = append(pids, pid)
-	}
-	return pids
 }

@@ -40,3 +40,6 @@ func CgroupBase(root string) (string, error) {
 	}
 	return cgroupBase(mount, own, root), nil
 }
+
+// CgroupPIDs lists the processes in the cgroup at path.
+var CgroupPIDs = cgroupPIDs

@@ -347,14 +347,16 @@ func NewDriver(cfg driver.LocalConfig, opts driver.Options, options ...Option) (
 			d.log.Warn("cannot re-adopt instance", "dir", dir, "err", err)
 			continue
 		}
-		if inst.st.State.Final() {
-			ended = append(ended, inst.dir)
-		} else if inst.cgroup != "" {
+		switch {
+		case inst.st.State.Final() && inst.cgroup == "":
+			ended = append(ended, inst.dir) // those with one: adopt, sweep
+		case !inst.st.State.Final() && inst.cgroup != "":
 			running[inst.cgroup] = true
 		}
 	}
-	// What the instances that ended while no driver watched left behind,
-	// and the cgroups of instances whose directories are gone.
+	// What the instances that ended while no driver watched left behind
+	// (a pass over /proc only for those without a cgroup), and the
+	// cgroups of instances not re-adopted.
 	signalStrays(killAll(ended)...)
 	if d.cg != nil {
 		d.cg.sweep(running)
@@ -379,6 +381,11 @@ func (d *Driver) instanceDir(r driver.Ref) string {
 		role = "instance"
 	}
 	return filepath.Join(d.root, job, role+"-"+strconv.Itoa(r.Index))
+}
+
+// cgroupOf is the cgroup of the instance in dir (d.cg is not nil).
+func (d *Driver) cgroupOf(dir string) string {
+	return d.cg.of(strings.TrimPrefix(dir, d.root+string(filepath.Separator)))
 }
 
 // withNUL names the first argument or environment variable with a NUL byte,
@@ -534,7 +541,7 @@ func (d *Driver) launch(ctx context.Context, inst *instance, s driver.Spec, argv
 	if d.cg != nil {
 		// Started into it (clone3), so that no process of the instance
 		// is ever outside it.
-		path := d.cg.of(strings.TrimPrefix(inst.dir, d.root+string(filepath.Separator)))
+		path := d.cgroupOf(inst.dir)
 		if f, err := d.cg.make(path); err != nil {
 			d.log.Warn("instance gets no cgroup of its own", "ref", s.Ref.String(), "err", err)
 		} else {
@@ -1004,7 +1011,7 @@ func (d *Driver) adopt(dir string) (*instance, error) {
 		inst.pid = r.pid
 		inst.st.StartedAt = r.spec.CreatedAt
 		if d.cg != nil {
-			if p := d.cg.of(strings.TrimPrefix(dir, d.root+string(filepath.Separator))); isDir(p) {
+			if p := d.cgroupOf(dir); isDir(p) {
 				inst.cgroup = p
 			}
 		}
