@@ -218,8 +218,8 @@ func CaseClashes(entries []Entry, max int) []string {
 	first := make(map[string]string, len(entries)) // folded path → the first entry's path
 	for _, e := range entries {
 		p := e.ZipPath()
-		if _, ok := first[fold(p)]; !ok {
-			first[fold(p)] = p
+		if k := fold(p); first[k] == "" {
+			first[k] = p
 		}
 	}
 	var out []string

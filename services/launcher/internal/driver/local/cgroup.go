@@ -221,8 +221,8 @@ func endCgroup(path string) {
 }
 
 // sweep kills and removes the cgroups under the base of instances that are
-// not in keep (their directories gone, or not re-adopted, or ended while no
-// driver watched), and removes the empty job cgroups.
+// not in keep (their directories gone, or not re-adopted), and removes the
+// empty job cgroups.
 func (t *cgroupTree) sweep(keep map[string]bool) {
 	t.eachInstance(func(path string) {
 		if !keep[path] {

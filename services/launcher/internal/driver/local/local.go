@@ -340,7 +340,7 @@ func NewDriver(cfg driver.LocalConfig, opts driver.Options, options ...Option) (
 		return nil, fmt.Errorf("local: scan %s: %w", root, err)
 	}
 	var ended []string
-	running := map[string]bool{}
+	adopted := map[string]bool{}
 	for _, dir := range dirs {
 		inst, err := d.adopt(dir)
 		if err != nil {
@@ -348,18 +348,18 @@ func NewDriver(cfg driver.LocalConfig, opts driver.Options, options ...Option) (
 			continue
 		}
 		switch {
-		case inst.st.State.Final() && inst.cgroup == "":
-			ended = append(ended, inst.dir) // those with one: adopt, sweep
-		case !inst.st.State.Final() && inst.cgroup != "":
-			running[inst.cgroup] = true
+		case inst.cgroup != "":
+			adopted[inst.cgroup] = true // adopt killed its strays if it ended
+		case inst.st.State.Final():
+			ended = append(ended, inst.dir)
 		}
 	}
-	// What the instances that ended while no driver watched left behind
-	// (a pass over /proc only for those without a cgroup), and the
-	// cgroups of instances not re-adopted.
+	// What the instances without a cgroup that ended while no driver
+	// watched left behind, and what the cgroups of instances not
+	// re-adopted hold.
 	signalStrays(killAll(ended)...)
 	if d.cg != nil {
-		d.cg.sweep(running)
+		d.cg.sweep(adopted)
 	}
 	go d.pollLoop()
 	go d.spareLoop()
@@ -993,8 +993,8 @@ func (d *Driver) adopt(dir string) (*instance, error) {
 	}
 	ref := driver.Ref{JobID: r.spec.JobID, Role: driver.Role(r.spec.Role), Index: r.spec.Index}
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	if inst, ok := d.insts[ref]; ok {
+		d.mu.Unlock()
 		return inst, nil
 	}
 	inst := &instance{ref: ref, dir: dir, started: make(chan struct{}), done: make(chan struct{}), adopted: true}
@@ -1048,17 +1048,19 @@ func (d *Driver) adopt(dir string) (*instance, error) {
 		if inst.pid > 0 {
 			killGroup(inst.pid, syscall.SIGKILL)
 		}
-		if inst.cgroup != "" {
-			go func() { // not under d.mu: it waits for the cgroup to empty
-				endCgroup(inst.cgroup)
-				close(inst.done)
-			}()
-		} else {
+		if inst.cgroup == "" {
 			close(inst.done)
 		}
 	}
 	d.insts[ref] = inst
 	d.hub.Publish(inst.st)
+	d.mu.Unlock()
+	if inst.st.State.Final() && inst.cgroup != "" {
+		// Ended while no driver watched: what it left is killed now (not
+		// under d.mu: this waits for the cgroup to empty).
+		endCgroup(inst.cgroup)
+		close(inst.done)
+	}
 	return inst, nil
 }
 
