@@ -51,6 +51,10 @@ func openCgroupTree(root string) (*cgroupTree, error) {
 	if err := os.Mkdir(t.base, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
 		return nil, fmt.Errorf("make cgroup %s: %w", t.base, err)
 	}
+	// Where the kernel keeps user xattrs on cgroups (Linux 5.7), the base
+	// says whose it is, so that a later driver can remove it once that
+	// work_dir is gone (removeOrphans).
+	syscall.Setxattr(t.base, workDirXattr, []byte(root), 0)
 	probe := filepath.Join(t.base, ".probe-"+strconv.Itoa(os.Getpid()))
 	err = func() error {
 		if err := os.Mkdir(probe, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
@@ -74,6 +78,56 @@ func openCgroupTree(root string) (*cgroupTree, error) {
 		return nil, err
 	}
 	return t, nil
+}
+
+// workDirXattr names the extended attribute of a driver's base cgroup that
+// holds the work_dir it is named after.
+const workDirXattr = "user.avxrm.work_dir"
+
+// removeOrphans removes the cgroups other drivers under the same launcher
+// cgroup left behind whose work_dir no longer exists: a launcher killed
+// with instances running and never started again on its work_dir (a
+// temporary one, say) leaves their cgroups, empty once they end, and no
+// driver would otherwise look at them again. Only empty cgroups go (a
+// populated one refuses rmdir), and only bases that say whose they are and
+// are named after that work_dir; it reports how many bases it removed.
+func (t *cgroupTree) removeOrphans() (removed int) {
+	parent := filepath.Dir(t.base)
+	entries, _ := os.ReadDir(parent)
+	for _, e := range entries {
+		path := filepath.Join(parent, e.Name())
+		if !e.IsDir() || !strings.HasPrefix(e.Name(), "avxrm-local-") || path == t.base {
+			continue
+		}
+		buf := make([]byte, 4096)
+		n, err := syscall.Getxattr(path, workDirXattr, buf)
+		if err != nil {
+			continue // older, or made where xattrs are not kept: left alone
+		}
+		root := string(buf[:n])
+		if filepath.Base(cgroupBase("/", "", root)) != e.Name() {
+			continue
+		}
+		if _, err := os.Lstat(root); !errors.Is(err, fs.ErrNotExist) {
+			continue // its driver may come back
+		}
+		if removeEmpty(path) {
+			removed++
+		}
+	}
+	return removed
+}
+
+// removeEmpty removes the cgroup at path and those under it, deepest
+// first, leaving those a process is in; it reports whether path went.
+func removeEmpty(path string) bool {
+	entries, _ := os.ReadDir(path)
+	for _, e := range entries {
+		if e.IsDir() {
+			removeEmpty(filepath.Join(path, e.Name()))
+		}
+	}
+	return os.Remove(path) == nil
 }
 
 // ownCgroup finds the cgroup v2 hierarchy's mount point and this process's

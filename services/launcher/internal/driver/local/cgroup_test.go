@@ -280,3 +280,62 @@ while [ ! -e ` + gate + ` ]; do sleep 0.02; done`
 		t.Errorf("stray %d of a re-adopted instance still alive after it ended", stray)
 	}
 }
+
+// TestCgroupsOfAGoneWorkDirAreRemoved: a launcher killed with an instance
+// running, whose work_dir is then removed (a temporary one), leaves the
+// instance's cgroup, empty once it ends, where no driver of that work_dir
+// will look again. The next driver started under the same cgroup removes
+// it, once empty; it leaves those of a work_dir that still exists, whose
+// driver may come back.
+func TestCgroupsOfAGoneWorkDirAreRemoved(t *testing.T) {
+	gone, kept := t.TempDir(), t.TempDir()
+	gate := filepath.Join(t.TempDir(), "go")
+	script := `echo $$ > stray; while [ ! -e ` + gate + ` ]; do sleep 0.02; done`
+	var bases []string
+	for _, dir := range []string{gone, kept} {
+		job := drivertest.JobID(t)
+		crashLauncher(t, dir, job, script, true)
+		base, err := local.CgroupBase(filepath.Join(dir, "local"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(local.CgroupPIDs(filepath.Join(base, job, "controller-0"))) == 0 {
+			t.Fatalf("instance of the killed launcher on %s not in its cgroup", dir)
+		}
+		bases = append(bases, base)
+	}
+	t.Cleanup(func() { // what the kept work_dir's driver does when it comes back
+		d, err := local.NewDriver(driver.LocalConfig{}, driver.Options{DataDir: kept})
+		if err == nil {
+			d.Close()
+		}
+	})
+	if err := os.RemoveAll(gone); err != nil {
+		t.Fatal(err)
+	}
+
+	cgroupDriver(t, t.TempDir())
+	for _, base := range bases {
+		if _, err := os.Stat(base); err != nil {
+			t.Fatalf("cgroup %s with an instance running: %v, want it left", base, err)
+		}
+	}
+
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, base := range bases {
+		for deadline := time.Now().Add(10 * time.Second); local.Populated(base); time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("the instance in %s did not end once let go", base)
+			}
+		}
+	}
+	cgroupDriver(t, t.TempDir())
+	if _, err := os.Stat(bases[0]); !os.IsNotExist(err) {
+		t.Errorf("cgroup of a work_dir that is gone, once empty: %v, want it removed", err)
+	}
+	if _, err := os.Stat(bases[1]); err != nil {
+		t.Errorf("cgroup of a work_dir that exists: %v, want it left for its driver", err)
+	}
+}

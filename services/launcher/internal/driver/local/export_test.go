@@ -43,3 +43,6 @@ func CgroupBase(root string) (string, error) {
 
 // CgroupPIDs lists the processes in the cgroup at path.
 var CgroupPIDs = cgroupPIDs
+
+// Populated reports whether a process is in the cgroup at path or under it.
+var Populated = populated

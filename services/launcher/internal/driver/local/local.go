@@ -333,6 +333,9 @@ func NewDriver(cfg driver.LocalConfig, opts driver.Options, options ...Option) (
 		} else {
 			d.cg = cg
 			d.log.Info("each instance runs in a cgroup of its own", "cgroup", cg.base)
+			if n := cg.removeOrphans(); n > 0 {
+				d.log.Info("removed the empty cgroups of drivers whose work_dir is gone", "count", n)
+			}
 		}
 	}
 	dirs, err := instanceDirs(filepath.Join(root, "*"))
