@@ -292,6 +292,39 @@ func (s *Server) imageRefusedOn(ctx context.Context, q *events.Queue, image stri
 	if _, err := reference.ParseNormalizedNamed(image); err == nil || validateImage("", image) != nil {
 		return "", nil
 	}
+	p, err := s.queuePlugin(ctx, q)
+	if err != nil || p == nil || p.Type != "kubernetes" {
+		return "", err
+	}
+	return fmt.Sprintf("image %q is a bare image id, which Docker runs but Kubernetes cannot (the kubelet refuses it as InvalidImageName), "+
+		"and queue %s runs on the kubernetes plugin %s; give it a name, such as registry.example/sim:1.2 or registry.example/sim@sha256:<digest>",
+		image, q.Name, p.Name), nil
+}
+
+// nothingToRunOn is why the runtime that runs the jobs of queue q cannot
+// start rt, which has no command and no args, or "" when it can: the
+// local driver runs command and args as a process and has no image to take
+// them from, so every start would fail. Docker and Kubernetes run the
+// image's own entrypoint; the simulated driver runs nothing. The plugin is
+// found as imageRefusedOn finds it; with none the launcher's own default
+// driver refuses the instance at its start.
+func (s *Server) nothingToRunOn(ctx context.Context, q *events.Queue, rt events.RuntimeSpec) (string, error) {
+	if len(rt.Command) > 0 || len(rt.Args) > 0 {
+		return "", nil
+	}
+	p, err := s.queuePlugin(ctx, q)
+	if err != nil || p == nil || p.Type != "local" {
+		return "", err
+	}
+	return fmt.Sprintf("nothing to run: queue %s runs on the local plugin %s, which starts command and args as a process "+
+		"(it has no image to take them from), and neither the job, the application nor an app-runtime-config of it on the queue gives them",
+		q.Name, p.Name), nil
+}
+
+// queuePlugin is the plugin that runs the jobs of queue q: its own, else
+// the default plugin; nil when there is neither (the launcher then runs the
+// queue on its own default driver, which the API does not know).
+func (s *Server) queuePlugin(ctx context.Context, q *events.Queue) (*Plugin, error) {
 	kind := pluginKind(s)
 	var p store.Loaded[*Plugin]
 	var err error
@@ -301,17 +334,12 @@ func (s *Server) imageRefusedOn(ctx context.Context, q *events.Queue, image stri
 		p, err = kind.FindOne(ctx, bson.D{{Key: "is_default", Value: true}}, "default")
 	}
 	if isNotFound(err) {
-		return "", nil
+		return nil, nil
 	}
 	if err != nil {
-		return "", fmt.Errorf("look up the plugin of queue %s: %w", q.Name, err)
+		return nil, fmt.Errorf("look up the plugin of queue %s: %w", q.Name, err)
 	}
-	if p.Res.Type != "kubernetes" {
-		return "", nil
-	}
-	return fmt.Sprintf("image %q is a bare image id, which Docker runs but Kubernetes cannot (the kubelet refuses it as InvalidImageName), "+
-		"and queue %s runs on the kubernetes plugin %s; give it a name, such as registry.example/sim:1.2 or registry.example/sim@sha256:<digest>",
-		image, q.Name, p.Res.Name), nil
+	return p.Res, nil
 }
 
 // validateArgs bounds the strings of a command or argument list and

@@ -173,7 +173,8 @@ func (s *Server) buildDeployment(ctx context.Context, b *DeploymentBody, prev *D
 // deploymentRuntime resolves the runtime every replica of a deployment on
 // queue queueID of application appID starts from: the rules of a job
 // (jobspec.Resolve), the deployment's variables in the job's place. No
-// image is a 422 naming application_id.
+// image, or an image or a lack of command its queue's runtime cannot
+// start (imageRefusedOn, nothingToRunOn), is a 422 naming application_id.
 func (s *Server) deploymentRuntime(ctx context.Context, queueID, appID string, env map[string]string) (events.RuntimeSpec, error) {
 	ql, err := s.queues.Get(ctx, queueID)
 	if err != nil {
@@ -196,6 +197,9 @@ func (s *Server) deploymentRuntime(ctx context.Context, queueID, appID string, e
 		return rt, err
 	}
 	msg, err := s.imageRefusedOn(ctx, ql.Res, rt.Image)
+	if err == nil && msg == "" {
+		msg, err = s.nothingToRunOn(ctx, ql.Res, rt)
+	}
 	if err == nil && msg != "" {
 		err = problem.Invalid(problem.Field("application_id", "%s", msg))
 	}

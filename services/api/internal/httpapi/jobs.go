@@ -288,6 +288,11 @@ func (s *Server) newJob(ctx context.Context, b *JobBody) (*events.Job, error) {
 	} else if msg != "" {
 		return nil, problem.Invalid(problem.Field("application.image", "%s", msg))
 	}
+	if msg, err := s.nothingToRunOn(ctx, q, rt); err != nil {
+		return nil, err
+	} else if msg != "" {
+		return nil, problem.Invalid(problem.Field("command", "%s", msg))
+	}
 
 	now := s.opts.Now().UTC().Truncate(timePrecision)
 	j := &events.Job{

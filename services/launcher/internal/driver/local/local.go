@@ -417,7 +417,8 @@ var _ driver.Unordered = (*Driver)(nil)
 func (d *Driver) Start(ctx context.Context, s driver.Spec) error {
 	argv := append(append([]string(nil), s.Command...), s.Args...)
 	if len(argv) == 0 {
-		return fmt.Errorf("local: start %s: %w: no command", s.Ref, driver.ErrInvalidSpec)
+		return fmt.Errorf("local: start %s: %w: no command: the local driver starts command and args as a process "+
+			"and has no image to take them from; give them in the job, the app-runtime-config or the application", s.Ref, driver.ErrInvalidSpec)
 	}
 	if what := withNUL(argv, s.Env); what != "" {
 		// No process can be given it; retrying would fail the same way

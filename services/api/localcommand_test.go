@@ -1,0 +1,78 @@
+package api_test
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// The local driver starts command and args as a process and has no image
+// to take them from: a job, job array or deployment on a queue of a local
+// plugin that nothing gives a command or args would fail at every start
+// ("invalid spec: no command"). The API refuses it with a 422 naming the
+// field and writes nothing; where the job, the application or an
+// app-runtime-config gives a command or args, and on queues of other
+// runtimes (which run the image's entrypoint, or nothing), it is created.
+func TestNothingToRunOnTheLocalDriver(t *testing.T) {
+	e := startEnv(t)
+	loc := e.create("/plugins", obj{"name": "loc", "type": "local"}).str("id")
+	sim := e.create("/plugins", pluginBody("sim")).str("id")
+	e.create("/queues", queueBody("Loc").with("plugin_id", loc))
+	e.create("/queues", queueBody("Sim").with("plugin_id", sim))
+	e.create("/queues", queueBody("Default")) // no plugin; none is the default yet
+	bare := e.create("/applications", appBody("bare", "1")).str("id")
+	withCmd := e.create("/applications", appBody("cmd", "1").with("command", []string{"/bin/true"})).str("id")
+	withArgs := e.create("/applications", appBody("args", "1").with("args", []string{"/bin/true"})).str("id")
+	byArc := e.create("/applications", appBody("arc", "1")).str("id")
+	for _, q := range []string{"Loc", "Sim", "Default"} {
+		e.create("/app-runtime-config/"+q+"/application/"+byArc, arcBody().with("command", []string{"/bin/true"}))
+	}
+
+	for _, queue := range []string{"Loc", "Sim", "Default"} {
+		for _, c := range []struct {
+			what    string
+			method  string
+			path    string
+			body    obj
+			field   string // "" when it runs
+			created int
+		}{
+			{"job, application without command", http.MethodPost, "/jobs", jobBody(queue, 1).with("application", obj{"id": bare}), "command", http.StatusCreated},
+			{"inline application", http.MethodPost, "/jobs", jobBody(queue, 1), "command", http.StatusCreated},
+			{"job array", http.MethodPost, "/job-arrays", obj{"job": jobBody(queue, 1), "count": 2, "max_parallel": 1}, "job.command", http.StatusCreated},
+			{"deployment", http.MethodPost, "/deployments", deploymentBody(fmt.Sprintf("bare-%s", queue), bare, queue).with("replicas", 0), "application_id", http.StatusCreated},
+			{"job giving a command", http.MethodPost, "/jobs", jobBody(queue, 1).with("application", obj{"id": bare}).with("command", []string{"/bin/true"}), "", http.StatusCreated},
+			{"job giving args", http.MethodPost, "/jobs", jobBody(queue, 1).with("args", []string{"/bin/true"}), "", http.StatusCreated},
+			{"application with a command", http.MethodPost, "/jobs", jobBody(queue, 1).with("application", obj{"id": withCmd}), "", http.StatusCreated},
+			{"application with args", http.MethodPost, "/jobs", jobBody(queue, 1).with("application", obj{"id": withArgs}), "", http.StatusCreated},
+			{"app-runtime-config with a command", http.MethodPost, "/jobs", jobBody(queue, 1).with("application", obj{"id": byArc}), "", http.StatusCreated},
+			{"deployment, app-runtime-config with a command", http.MethodPost, "/deployments", deploymentBody("arc-"+queue, byArc, queue).with("replicas", 0), "", http.StatusCreated},
+		} {
+			jobs, arrays, deployments := e.count("jobs"), e.count("job_arrays"), e.count("deployments")
+			r := e.do(c.method, v1+c.path, c.body)
+			switch want := queue == "Loc" && c.field != ""; {
+			case want && r.Status != http.StatusUnprocessableEntity:
+				t.Errorf("%s on queue %s = %s, want 422", c.what, queue, truncate(r))
+			case want:
+				assertProblem(t, r, c.field)
+				if !strings.Contains(string(r.Body), "local plugin loc") || !strings.Contains(string(r.Body), "nothing to run") {
+					t.Errorf("%s on queue %s: %s does not say why", c.what, queue, r.Body)
+				}
+				if e.count("jobs") != jobs || e.count("job_arrays") != arrays || e.count("deployments") != deployments {
+					t.Errorf("%s on queue %s refused, yet wrote", c.what, queue)
+				}
+			case r.Status != c.created:
+				t.Errorf("%s on queue %s = %s, want %d", c.what, queue, truncate(r), c.created)
+			}
+		}
+	}
+
+	// A queue without a plugin runs on the default plugin once there is one.
+	e.must(http.StatusCreated, http.MethodPost, v1+"/plugins", obj{"name": "loc-default", "type": "local", "is_default": true})
+	r := e.do(http.MethodPost, v1+"/jobs", jobBody("Default", 1))
+	if r.Status != http.StatusUnprocessableEntity || !strings.Contains(string(r.Body), "local plugin loc-default") {
+		t.Errorf("a job without command on a queue of the default local plugin = %s, want 422", truncate(r))
+	}
+	assertProblem(t, r, "command")
+}
