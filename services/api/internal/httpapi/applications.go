@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/avxrm/rm/pkg/events"
@@ -292,8 +293,8 @@ func (s *Server) imageRefusedOn(ctx context.Context, q *events.Queue, image stri
 	if _, err := reference.ParseNormalizedNamed(image); err == nil || validateImage("", image) != nil {
 		return "", nil
 	}
-	p, err := s.queuePlugin(ctx, q)
-	if err != nil || p == nil || p.Type != "kubernetes" {
+	p, err := s.queuePluginOfType(ctx, q, "kubernetes")
+	if err != nil || p == nil {
 		return "", err
 	}
 	return fmt.Sprintf("image %q is a bare image id, which Docker runs but Kubernetes cannot (the kubelet refuses it as InvalidImageName), "+
@@ -312,13 +313,71 @@ func (s *Server) nothingToRunOn(ctx context.Context, q *events.Queue, rt events.
 	if len(rt.Command) > 0 || len(rt.Args) > 0 {
 		return "", nil
 	}
-	p, err := s.queuePlugin(ctx, q)
-	if err != nil || p == nil || p.Type != "local" {
+	p, err := s.queuePluginOfType(ctx, q, "local")
+	if err != nil || p == nil {
 		return "", err
 	}
 	return fmt.Sprintf("nothing to run: queue %s runs on the local plugin %s, which starts command and args as a process "+
 		"(it has no image to take them from), and neither the job, the application nor an app-runtime-config of it on the queue gives them",
 		q.Name, p.Name), nil
+}
+
+// pluginTypeTTL is how long queuePluginOfType trusts a plugin's type read
+// before, to let a job through.
+const pluginTypeTTL = 2 * time.Second
+
+// pluginTypes remembers the type of the plugin each plugin reference ("" for
+// the default) had when last read, with the time of that read.
+type pluginTypes struct {
+	mu    sync.Mutex
+	types map[string]pluginTypeRead
+}
+
+// forget drops every type read, after a plugin was written here.
+func (t *pluginTypes) forget() {
+	t.mu.Lock()
+	clear(t.types)
+	t.mu.Unlock()
+}
+
+type pluginTypeRead struct {
+	typ string // "" when there was no such plugin
+	at  time.Time
+}
+
+// queuePluginOfType returns the plugin that runs the jobs of queue q when it
+// is of type typ, else nil, for the checks that refuse what that type
+// cannot run. A refusal rests on a fresh read; that the plugin is of
+// another type is taken from a read of the last pluginTypeTTL, so that
+// submissions to a queue in steady use read no plugin (a job let through on
+// an answer that has just turned stale fails at its start, as it would have
+// without the check).
+func (s *Server) queuePluginOfType(ctx context.Context, q *events.Queue, typ string) (*Plugin, error) {
+	now := time.Now()
+	s.pluginTypes.mu.Lock()
+	last, ok := s.pluginTypes.types[q.PluginID]
+	s.pluginTypes.mu.Unlock()
+	if ok && last.typ != typ && now.Sub(last.at) < pluginTypeTTL {
+		return nil, nil
+	}
+	p, err := s.queuePlugin(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	read := pluginTypeRead{at: now}
+	if p != nil {
+		read.typ = p.Type
+	}
+	s.pluginTypes.mu.Lock()
+	if s.pluginTypes.types == nil {
+		s.pluginTypes.types = map[string]pluginTypeRead{}
+	}
+	s.pluginTypes.types[q.PluginID] = read
+	s.pluginTypes.mu.Unlock()
+	if p == nil || p.Type != typ {
+		return nil, nil
+	}
+	return p, nil
 }
 
 // queuePlugin is the plugin that runs the jobs of queue q: its own, else

@@ -78,6 +78,9 @@ type Server struct {
 	// idempotentRoutes are the echo paths of the POSTs the idempotency
 	// middleware serves (see idempotentPost).
 	idempotentRoutes map[string]bool
+	// pluginTypes are the queues' plugins' types as last read
+	// (queuePluginOfType).
+	pluginTypes pluginTypes
 }
 
 // New builds the echo router with every route.

@@ -268,7 +268,10 @@ func (s *Server) pluginCrud() *crud[*Plugin, PluginBody, *Plugin] {
 		inUse: func(ctx context.Context, p *Plugin) error {
 			return s.inUseBy(ctx, fmt.Sprintf("plugin %s (%s)", p.Name, p.ID), store.Queues, bson.D{{Key: "plugin_id", Value: p.ID}}, "queue")
 		},
-		afterWrite: s.clearOtherDefaults,
+		afterWrite: func(ctx context.Context, p *Plugin) error {
+			s.pluginTypes.forget() // a type or the default may have changed
+			return s.clearOtherDefaults(ctx, p)
+		},
 	}
 }
 
