@@ -1,7 +1,6 @@
 package api_test
 
 import (
-	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -41,13 +40,14 @@ func TestNothingToRunOnTheLocalDriver(t *testing.T) {
 			{"job, application without command", http.MethodPost, "/jobs", jobBody(queue, 1).with("application", obj{"id": bare}), "command", http.StatusCreated},
 			{"inline application", http.MethodPost, "/jobs", jobBody(queue, 1), "command", http.StatusCreated},
 			{"job array", http.MethodPost, "/job-arrays", obj{"job": jobBody(queue, 1), "count": 2, "max_parallel": 1}, "job.command", http.StatusCreated},
-			{"deployment", http.MethodPost, "/deployments", deploymentBody(fmt.Sprintf("bare-%s", queue), bare, queue).with("replicas", 0), "application_id", http.StatusCreated},
+			{"deployment", http.MethodPost, "/deployments", deploymentBody("bare-"+queue, bare, queue).with("replicas", 1), "application_id", http.StatusCreated},
+			{"deployment of no replicas", http.MethodPost, "/deployments", deploymentBody("bare0-"+queue, bare, queue).with("replicas", 0), "", http.StatusCreated},
 			{"job giving a command", http.MethodPost, "/jobs", jobBody(queue, 1).with("application", obj{"id": bare}).with("command", []string{"/bin/true"}), "", http.StatusCreated},
 			{"job giving args", http.MethodPost, "/jobs", jobBody(queue, 1).with("args", []string{"/bin/true"}), "", http.StatusCreated},
 			{"application with a command", http.MethodPost, "/jobs", jobBody(queue, 1).with("application", obj{"id": withCmd}), "", http.StatusCreated},
 			{"application with args", http.MethodPost, "/jobs", jobBody(queue, 1).with("application", obj{"id": withArgs}), "", http.StatusCreated},
 			{"app-runtime-config with a command", http.MethodPost, "/jobs", jobBody(queue, 1).with("application", obj{"id": byArc}), "", http.StatusCreated},
-			{"deployment, app-runtime-config with a command", http.MethodPost, "/deployments", deploymentBody("arc-"+queue, byArc, queue).with("replicas", 0), "", http.StatusCreated},
+			{"deployment, app-runtime-config with a command", http.MethodPost, "/deployments", deploymentBody("arc-"+queue, byArc, queue).with("replicas", 1), "", http.StatusCreated},
 		} {
 			jobs, arrays, deployments := e.count("jobs"), e.count("job_arrays"), e.count("deployments")
 			r := e.do(c.method, v1+c.path, c.body)
@@ -68,9 +68,23 @@ func TestNothingToRunOnTheLocalDriver(t *testing.T) {
 		}
 	}
 
+	// A deployment of no replicas can be written; asking it for one cannot.
+	idle := e.create("/deployments", deploymentBody("idle", bare, "Loc").with("replicas", 0)).str("id")
+	patch := func(body obj) resp {
+		return e.do(http.MethodPatch, v1+"/deployments/"+idle, body, "Content-Type", "application/merge-patch+json")
+	}
+	if r := patch(obj{"environment_variables": obj{"A": "1"}}); r.Status != http.StatusOK {
+		t.Errorf("a deployment of no replicas on queue Loc changed = %s, want 200", truncate(r))
+	}
+	r := patch(obj{"replicas": 1})
+	if r.Status != http.StatusUnprocessableEntity {
+		t.Errorf("a deployment with nothing to run on queue Loc scaled to 1 = %s, want 422", truncate(r))
+	}
+	assertProblem(t, r, "application_id")
+
 	// A queue without a plugin runs on the default plugin once there is one.
 	e.must(http.StatusCreated, http.MethodPost, v1+"/plugins", obj{"name": "loc-default", "type": "local", "is_default": true})
-	r := e.do(http.MethodPost, v1+"/jobs", jobBody("Default", 1))
+	r = e.do(http.MethodPost, v1+"/jobs", jobBody("Default", 1))
 	if r.Status != http.StatusUnprocessableEntity || !strings.Contains(string(r.Body), "local plugin loc-default") {
 		t.Errorf("a job without command on a queue of the default local plugin = %s, want 422", truncate(r))
 	}

@@ -158,7 +158,7 @@ func (s *Server) buildDeployment(ctx context.Context, b *DeploymentBody, prev *D
 	if len(errs) > 0 {
 		return nil, problem.Invalid(errs...)
 	}
-	rt, err := s.deploymentRuntime(ctx, queueID, appID, b.EnvironmentVariables)
+	rt, err := s.deploymentRuntime(ctx, queueID, appID, b.EnvironmentVariables, b.Replicas)
 	if err != nil {
 		return nil, err
 	}
@@ -173,9 +173,11 @@ func (s *Server) buildDeployment(ctx context.Context, b *DeploymentBody, prev *D
 // deploymentRuntime resolves the runtime every replica of a deployment on
 // queue queueID of application appID starts from: the rules of a job
 // (jobspec.Resolve), the deployment's variables in the job's place. No
-// image, or an image or a lack of command its queue's runtime cannot
-// start (imageRefusedOn, nothingToRunOn), is a 422 naming application_id.
-func (s *Server) deploymentRuntime(ctx context.Context, queueID, appID string, env map[string]string) (events.RuntimeSpec, error) {
+// image, or an image its queue's runtime cannot start (imageRefusedOn), is
+// a 422 naming application_id; so is a lack of command it cannot start
+// (nothingToRunOn) while the deployment asks for replicas: scaled to 0, one
+// whose replicas all fail for it can be written.
+func (s *Server) deploymentRuntime(ctx context.Context, queueID, appID string, env map[string]string, replicas int) (events.RuntimeSpec, error) {
 	ql, err := s.queues.Get(ctx, queueID)
 	if err != nil {
 		return events.RuntimeSpec{}, fmt.Errorf("look up queue %s: %w", queueID, err)
@@ -197,7 +199,7 @@ func (s *Server) deploymentRuntime(ctx context.Context, queueID, appID string, e
 		return rt, err
 	}
 	msg, err := s.imageRefusedOn(ctx, ql.Res, rt.Image)
-	if err == nil && msg == "" {
+	if err == nil && msg == "" && replicas > 0 {
 		msg, err = s.nothingToRunOn(ctx, ql.Res, rt)
 	}
 	if err == nil && msg != "" {
