@@ -43,7 +43,7 @@ type JobBody struct {
 	Application          JobApplicationRef `json:"application"`
 	WorkerInstances      int               `json:"worker_instances" minimum:"1" maximum:"100000" doc:"admitted all at once with one controller on simulation-controller-queue"`
 	EnvironmentVariables map[string]string `json:"environment_variables,omitempty"`
-	Command              []string          `json:"command,omitempty" maxItems:"256" doc:"overrides the runtime's command and args, like a Kubernetes container's command"`
+	Command              []string          `json:"command,omitempty" maxItems:"256" doc:"overrides the runtime's command and args, like a Kubernetes container's command; on a queue of a local plugin the job, its app-runtime-config or its application must give command or args (422 otherwise)"`
 	Args                 []string          `json:"args,omitempty" maxItems:"1024" doc:"overrides the runtime's args (with command: the args of that command)"`
 	Priority             int               `json:"priority,omitempty" minimum:"-1000000" maximum:"1000000" doc:"higher first; then submission order"`
 	Labels               map[string]string `json:"labels,omitempty"`
