@@ -1,9 +1,13 @@
 package api_test
 
 import (
+	"context"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
 // The local driver starts command and args as a process and has no image
@@ -87,6 +91,34 @@ func TestNothingToRunOnTheLocalDriver(t *testing.T) {
 	r = e.do(http.MethodPost, v1+"/jobs", jobBody("Default", 1))
 	if r.Status != http.StatusUnprocessableEntity || !strings.Contains(string(r.Body), "local plugin loc-default") {
 		t.Errorf("a job without command on a queue of the default local plugin = %s, want 422", truncate(r))
+	}
+	assertProblem(t, r, "command")
+}
+
+// The check reads the queue's plugin when a job has nothing to run, and a
+// submission to a queue in steady use should not pay a read for it: a type
+// read in the last 2 s lets a job through (TestNothingToRunOnTheLocalDriver
+// shows that a plugin written through the API is seen at once). A plugin
+// turned local behind this API process's back (by another replica) is
+// refused once that read is older.
+func TestNothingToRunReusesAReadPluginType(t *testing.T) {
+	e := startEnv(t)
+	id := e.create("/plugins", pluginBody("sim").with("is_default", true)).str("id")
+	e.create("/queues", queueBody("Q"))
+	e.must(http.StatusCreated, http.MethodPost, v1+"/jobs", jobBody("Q", 1))
+	if _, err := e.db.Collection("plugins").UpdateOne(context.Background(), bson.D{{Key: "_id", Value: id}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "type", Value: "local"}, {Key: "config", Value: bson.D{}}}}}); err != nil {
+		t.Fatal(err)
+	}
+	read := time.Now()
+	r := e.do(http.MethodPost, v1+"/jobs", jobBody("Q", 1))
+	if time.Since(read) < time.Second && r.Status != http.StatusCreated {
+		t.Errorf("a job with nothing to run, its queue's plugin read as simulated just before = %s, want 201 (no read)", truncate(r))
+	}
+	time.Sleep(2*time.Second - time.Since(read) + 100*time.Millisecond)
+	r = e.do(http.MethodPost, v1+"/jobs", jobBody("Q", 1))
+	if r.Status != http.StatusUnprocessableEntity {
+		t.Errorf("a job with nothing to run, its queue's plugin local for 2 s = %s, want 422", truncate(r))
 	}
 	assertProblem(t, r, "command")
 }

@@ -331,12 +331,14 @@ const pluginTypeTTL = 2 * time.Second
 type pluginTypes struct {
 	mu    sync.Mutex
 	types map[string]pluginTypeRead
+	gen   int // forgets so far: a read begun before one is not kept
 }
 
 // forget drops every type read, after a plugin was written here.
 func (t *pluginTypes) forget() {
 	t.mu.Lock()
 	clear(t.types)
+	t.gen++
 	t.mu.Unlock()
 }
 
@@ -356,6 +358,7 @@ func (s *Server) queuePluginOfType(ctx context.Context, q *events.Queue, typ str
 	now := time.Now()
 	s.pluginTypes.mu.Lock()
 	last, ok := s.pluginTypes.types[q.PluginID]
+	gen := s.pluginTypes.gen
 	s.pluginTypes.mu.Unlock()
 	if ok && last.typ != typ && now.Sub(last.at) < pluginTypeTTL {
 		return nil, nil
@@ -372,7 +375,9 @@ func (s *Server) queuePluginOfType(ctx context.Context, q *events.Queue, typ str
 	if s.pluginTypes.types == nil {
 		s.pluginTypes.types = map[string]pluginTypeRead{}
 	}
-	s.pluginTypes.types[q.PluginID] = read
+	if s.pluginTypes.gen == gen {
+		s.pluginTypes.types[q.PluginID] = read
+	}
 	s.pluginTypes.mu.Unlock()
 	if p == nil || p.Type != typ {
 		return nil, nil
