@@ -39,6 +39,12 @@ type Config struct {
 	// Auth configures bearer-token checks (docs/auth.md). The zero value
 	// (no issuer) leaves auth off: every request may do anything.
 	Auth AuthConfig
+	// DefaultDriver is the launchers' driver type for queues without a
+	// plugin while no plugin is the default (their RM_DEFAULT_DRIVER), so
+	// that the API refuses what that driver cannot run (nothing to run on
+	// local). Empty: not known here; such queues' jobs are refused nothing
+	// for their runtime.
+	DefaultDriver string
 }
 
 // AuthConfig configures authentication; AuthConfigFromEnv reads it from RM_OIDC_*.
@@ -136,7 +142,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 		Store: st, Source: Source, BodyLimit: cfg.BodyLimit, Ready: ready,
 		Gatherer: deps.Gatherer, Registry: deps.Registerer, Logger: deps.Logger, JS: deps.JS,
 		Artifacts: httpapi.ArtifactConfig{UploadLimit: cfg.ArtifactUploadLimit, ExportTTL: cfg.ExportTTL},
-		Auth:      authn, JobTokens: jobTokens, Lookup: deps.Lookup,
+		Auth:      authn, JobTokens: jobTokens, Lookup: deps.Lookup, DefaultDriver: cfg.DefaultDriver,
 	})
 	if err := srv.EnsureBuiltinQueues(ctx); err != nil {
 		return nil, err

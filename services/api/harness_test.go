@@ -38,7 +38,13 @@ const v1 = "/api/resources/v1"
 // startEnv starts FerretDB, NATS and the API for one test.
 func startEnv(t testing.TB) *env {
 	t.Helper()
-	a := apitest.Start(t, apitest.TestLogger(t))
+	return startEnvConfigured(t, api.Config{})
+}
+
+// startEnvConfigured is startEnv with the API's Config cfg.
+func startEnvConfigured(t testing.TB, cfg api.Config) *env {
+	t.Helper()
+	a := apitest.StartConfigured(t, apitest.TestLogger(t), cfg)
 	return &env{t: t, base: a.URL, db: a.DB, js: a.JS, ob: a.Outbox, svc: a.Svc, ferret: a.Ferret}
 }
 

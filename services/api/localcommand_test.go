@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/avxrm/rm/services/api"
 )
 
 // The local driver starts command and args as a process and has no image
@@ -121,4 +123,25 @@ func TestNothingToRunReusesAReadPluginType(t *testing.T) {
 		t.Errorf("a job with nothing to run, its queue's plugin local for 2 s = %s, want 422", truncate(r))
 	}
 	assertProblem(t, r, "command")
+}
+
+// A queue without a plugin, while no plugin is the default, runs on the
+// launchers' default driver (RM_DEFAULT_DRIVER). Told that it is local (as
+// the all-in-one tells its API), the API refuses a job with nothing to run
+// there too, until a default plugin of another type takes the queue.
+func TestNothingToRunOnTheLaunchersDefaultDriver(t *testing.T) {
+	e := startEnvConfigured(t, api.Config{DefaultDriver: "local"})
+	e.create("/queues", queueBody("Q"))
+	jobs := e.count("jobs")
+	r := e.do(http.MethodPost, v1+"/jobs", jobBody("Q", 1))
+	if r.Status != http.StatusUnprocessableEntity || !strings.Contains(string(r.Body), "the launchers' default driver, local") {
+		t.Errorf("a job with nothing to run on the launchers' default local driver = %s, want 422 saying so", truncate(r))
+	}
+	assertProblem(t, r, "command")
+	if e.count("jobs") != jobs {
+		t.Error("refused, yet wrote")
+	}
+	e.must(http.StatusCreated, http.MethodPost, v1+"/jobs", jobBody("Q", 1).with("command", []string{"/bin/true"}))
+	e.must(http.StatusCreated, http.MethodPost, v1+"/plugins", pluginBody("sim").with("is_default", true))
+	e.must(http.StatusCreated, http.MethodPost, v1+"/jobs", jobBody("Q", 1))
 }

@@ -226,7 +226,11 @@ func (s *System) prepare(ctx context.Context, cfg Config, nc *nats.Conn) (svc se
 		ready = append(ready, api.ReadyCheck{Name: "launcher", Check: s.Launcher.Ready})
 	}
 	ready = append(ready, api.ReadyCheck{Name: "scenario-export", Check: svc.exporter.Ready})
-	if svc.api, err = api.New(ctx, api.Config{ArtifactUploadLimit: cfg.ArtifactMax, ExportTTL: cfg.ExportTTL, Auth: cfg.Auth}, api.Deps{
+	apiCfg := api.Config{ArtifactUploadLimit: cfg.ArtifactMax, ExportTTL: cfg.ExportTTL, Auth: cfg.Auth}
+	if !cfg.DisableLauncher {
+		apiCfg.DefaultDriver = "local" // the launcher's above
+	}
+	if svc.api, err = api.New(ctx, apiCfg, api.Deps{
 		DB: s.DB, Outbox: svc.ob, Gatherer: reg, Registerer: reg, Logger: s.log.With("service", "api"), Listener: ln, JS: s.JS,
 		Ready: ready, Lookup: s.Lookup(cfg.MongoDB), AuthOffSaid: true, // secure said it, with the address
 	}); err != nil {

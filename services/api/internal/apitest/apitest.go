@@ -45,14 +45,20 @@ type Env struct {
 // stopped by t.Cleanup. The API logs to log; nil discards.
 func Start(t testing.TB, log *slog.Logger) *Env {
 	t.Helper()
-	return start(t, log, false)
+	return start(t, log, api.Config{}, false)
+}
+
+// StartConfigured is Start with the API's Config cfg.
+func StartConfigured(t testing.TB, log *slog.Logger, cfg api.Config) *Env {
+	t.Helper()
+	return start(t, log, cfg, false)
 }
 
 // StartIndexed is Start with the API's hot reads by index on the embedded
 // store (api.Deps.Lookup), as the all-in-one runs it.
 func StartIndexed(t testing.TB, log *slog.Logger) *Env {
 	t.Helper()
-	return start(t, log, true)
+	return start(t, log, api.Config{}, true)
 }
 
 // StartWithOutage is Start with the API's store client dialling through
@@ -61,10 +67,10 @@ func StartIndexed(t testing.TB, log *slog.Logger) *Env {
 // 30 s. DB is the API's own client's.
 func StartWithOutage(t testing.TB, log *slog.Logger, outage *mongotest.Outage) *Env {
 	t.Helper()
-	return start(t, log, false, outage)
+	return start(t, log, api.Config{}, false, outage)
 }
 
-func start(t testing.TB, log *slog.Logger, indexed bool, outage ...*mongotest.Outage) *Env {
+func start(t testing.TB, log *slog.Logger, cfg api.Config, indexed bool, outage ...*mongotest.Outage) *Env {
 	t.Helper()
 	if log == nil {
 		log = Discard()
@@ -90,7 +96,7 @@ func start(t testing.TB, log *slog.Logger, indexed bool, outage ...*mongotest.Ou
 	if indexed {
 		deps.Lookup = ferretlookup.New(ferret, db.Name())
 	}
-	svc, err := api.New(ctx, api.Config{}, deps)
+	svc, err := api.New(ctx, cfg, deps)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -298,8 +298,8 @@ func (s *Server) imageRefusedOn(ctx context.Context, q *events.Queue, image stri
 		return "", err
 	}
 	return fmt.Sprintf("image %q is a bare image id, which Docker runs but Kubernetes cannot (the kubelet refuses it as InvalidImageName), "+
-		"and queue %s runs on the kubernetes plugin %s; give it a name, such as registry.example/sim:1.2 or registry.example/sim@sha256:<digest>",
-		image, q.Name, p.Name), nil
+		"and queue %s runs on %s; give it a name, such as registry.example/sim:1.2 or registry.example/sim@sha256:<digest>",
+		image, q.Name, runsOn(p)), nil
 }
 
 // nothingToRunOn is why the runtime that runs the jobs of queue q cannot
@@ -307,8 +307,9 @@ func (s *Server) imageRefusedOn(ctx context.Context, q *events.Queue, image stri
 // local driver runs command and args as a process and has no image to take
 // them from, so every start would fail. Docker and Kubernetes run the
 // image's own entrypoint; the simulated driver runs nothing. The plugin is
-// found as imageRefusedOn finds it; with none the launcher's own default
-// driver refuses the instance at its start.
+// found as imageRefusedOn finds it; with none, and the launchers' default
+// driver not known here, the local driver refuses the instance at its
+// start.
 func (s *Server) nothingToRunOn(ctx context.Context, q *events.Queue, rt events.RuntimeSpec) (string, error) {
 	if len(rt.Command) > 0 || len(rt.Args) > 0 {
 		return "", nil
@@ -317,9 +318,18 @@ func (s *Server) nothingToRunOn(ctx context.Context, q *events.Queue, rt events.
 	if err != nil || p == nil {
 		return "", err
 	}
-	return fmt.Sprintf("nothing to run: queue %s runs on the local plugin %s, which starts command and args as a process "+
+	return fmt.Sprintf("nothing to run: queue %s runs on %s, which starts command and args as a process "+
 		"(it has no image to take them from), and neither the job, the application nor an app-runtime-config of it on the queue gives them",
-		q.Name, p.Name), nil
+		q.Name, runsOn(p)), nil
+}
+
+// runsOn names what runs a queue's jobs: a plugin, or the launchers'
+// default driver (a Plugin without a name, from queuePluginOfType).
+func runsOn(p *Plugin) string {
+	if p.Name == "" {
+		return fmt.Sprintf("the launchers' default driver, %s (it has no plugin and no plugin is the default)", p.Type)
+	}
+	return fmt.Sprintf("the %s plugin %s", p.Type, p.Name)
 }
 
 // pluginTypeTTL is how long queuePluginOfType trusts a plugin's type read
@@ -343,13 +353,14 @@ func (t *pluginTypes) forget() {
 }
 
 type pluginTypeRead struct {
-	typ string // "" when there was no such plugin
+	typ string // "" when there was no such plugin and no default driver is known
 	at  time.Time
 }
 
 // queuePluginOfType returns the plugin that runs the jobs of queue q when it
 // is of type typ, else nil, for the checks that refuse what that type
-// cannot run. A refusal rests on a fresh read; that the plugin is of
+// cannot run; with no plugin, a Plugin of no name when the launchers'
+// default driver (Options.DefaultDriver) is of that type. A refusal rests on a fresh read; that the plugin is of
 // another type is taken from a read of the last pluginTypeTTL, so that
 // submissions to a queue in steady use read no plugin (a job let through on
 // an answer that has just turned stale fails at its start, as it would have
@@ -366,6 +377,9 @@ func (s *Server) queuePluginOfType(ctx context.Context, q *events.Queue, typ str
 	p, err := s.queuePlugin(ctx, q)
 	if err != nil {
 		return nil, err
+	}
+	if p == nil && s.opts.DefaultDriver != "" {
+		p = &Plugin{Type: s.opts.DefaultDriver}
 	}
 	read := pluginTypeRead{at: now}
 	if p != nil {
@@ -387,7 +401,8 @@ func (s *Server) queuePluginOfType(ctx context.Context, q *events.Queue, typ str
 
 // queuePlugin is the plugin that runs the jobs of queue q: its own, else
 // the default plugin; nil when there is neither (the launcher then runs the
-// queue on its own default driver, which the API does not know).
+// queue on its own default driver, which the API knows only when told,
+// Options.DefaultDriver).
 func (s *Server) queuePlugin(ctx context.Context, q *events.Queue) (*Plugin, error) {
 	kind := pluginKind(s)
 	var p store.Loaded[*Plugin]

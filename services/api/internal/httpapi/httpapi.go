@@ -60,6 +60,9 @@ type Options struct {
 	// Lookup finds active jobs by index on a store that cannot use one for
 	// the filter (the embedded FerretDB); nil: the filter goes to the store.
 	Lookup indexed.Lookup
+	// DefaultDriver is the launchers' driver type for queues without a
+	// plugin while no plugin is the default; "": not known.
+	DefaultDriver string
 }
 
 // Server holds the routes.
