@@ -107,13 +107,24 @@ func TestHelmTemplateDecodesStrictly(t *testing.T) {
 	objs := decode(t, render(t, testValues))
 	kinds := map[string]int{}
 	replicas := map[string]int32{}
+	defaultDriver := map[string]string{} // RM_DEFAULT_DRIVER by deployment
 	for _, o := range objs {
 		kind := o.GetObjectKind().GroupVersionKind().Kind
 		kinds[kind]++
 		if dep, ok := o.(*appsv1.Deployment); ok {
 			replicas[dep.Name] = *dep.Spec.Replicas
 			checkPodSpec(t, dep)
+			for _, e := range dep.Spec.Template.Spec.Containers[0].Env {
+				if e.Name == "RM_DEFAULT_DRIVER" {
+					defaultDriver[dep.Name] = e.Value
+				}
+			}
 		}
+	}
+	// The API refuses what the launchers' default driver cannot run, so it
+	// is told the same one.
+	if defaultDriver["rm-launcher"] != "kubernetes" || defaultDriver["rm-api"] != defaultDriver["rm-launcher"] {
+		t.Errorf("RM_DEFAULT_DRIVER by deployment %v: want the launchers' kubernetes, the API's the same", defaultDriver)
 	}
 	for kind, n := range map[string]int{"Deployment": 4, "PodDisruptionBudget": 3, "Service": 1, "Ingress": 1, "ConfigMap": 1,
 		"Secret": 1, "ServiceAccount": 1, "Role": 1, "RoleBinding": 1} {
