@@ -103,6 +103,11 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 	if cfg.ShutdownTimeout == 0 {
 		cfg.ShutdownTimeout = 10 * time.Second
 	}
+	switch cfg.DefaultDriver {
+	case "", "kubernetes", "docker", "local", "simulated":
+	default:
+		return nil, fmt.Errorf("api: default driver %q: want kubernetes, docker, local or simulated (the launchers' RM_DEFAULT_DRIVER), or none", cfg.DefaultDriver)
+	}
 	if deps.Logger == nil {
 		deps.Logger = slog.Default()
 	}

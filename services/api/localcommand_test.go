@@ -144,4 +144,10 @@ func TestNothingToRunOnTheLaunchersDefaultDriver(t *testing.T) {
 	e.must(http.StatusCreated, http.MethodPost, v1+"/jobs", jobBody("Q", 1).with("command", []string{"/bin/true"}))
 	e.must(http.StatusCreated, http.MethodPost, v1+"/plugins", pluginBody("sim").with("is_default", true))
 	e.must(http.StatusCreated, http.MethodPost, v1+"/jobs", jobBody("Q", 1))
+
+	// A driver type no launcher has is a mistake in the settings.
+	_, err := api.New(context.Background(), api.Config{DefaultDriver: "lcoal"}, api.Deps{DB: e.db, Outbox: e.ob})
+	if err == nil || !strings.Contains(err.Error(), `"lcoal"`) {
+		t.Errorf("api.New with default driver lcoal: %v, want an error naming it", err)
+	}
 }

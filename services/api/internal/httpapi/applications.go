@@ -360,11 +360,11 @@ type pluginTypeRead struct {
 // queuePluginOfType returns the plugin that runs the jobs of queue q when it
 // is of type typ, else nil, for the checks that refuse what that type
 // cannot run; with no plugin, a Plugin of no name when the launchers'
-// default driver (Options.DefaultDriver) is of that type. A refusal rests on a fresh read; that the plugin is of
-// another type is taken from a read of the last pluginTypeTTL, so that
-// submissions to a queue in steady use read no plugin (a job let through on
-// an answer that has just turned stale fails at its start, as it would have
-// without the check).
+// default driver (Options.DefaultDriver) is of that type. A refusal rests
+// on a fresh read; that the plugin is of another type is taken from a read
+// of the last pluginTypeTTL, so that submissions to a queue in steady use
+// read no plugin (a job let through on an answer that has just turned stale
+// fails at its start, as it would have without the check).
 func (s *Server) queuePluginOfType(ctx context.Context, q *events.Queue, typ string) (*Plugin, error) {
 	now := time.Now()
 	s.pluginTypes.mu.Lock()
