@@ -11,6 +11,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/avxrm/rm/pkg/events/indexed"
@@ -103,10 +105,9 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 	if cfg.ShutdownTimeout == 0 {
 		cfg.ShutdownTimeout = 10 * time.Second
 	}
-	switch cfg.DefaultDriver {
-	case "", "kubernetes", "docker", "local", "simulated":
-	default:
-		return nil, fmt.Errorf("api: default driver %q: want kubernetes, docker, local or simulated (the launchers' RM_DEFAULT_DRIVER), or none", cfg.DefaultDriver)
+	if cfg.DefaultDriver != "" && !slices.Contains(httpapi.PluginTypes, cfg.DefaultDriver) {
+		return nil, fmt.Errorf("api: default driver %q: want one of %s (the launchers' RM_DEFAULT_DRIVER), or none",
+			cfg.DefaultDriver, strings.Join(httpapi.PluginTypes, ", "))
 	}
 	if deps.Logger == nil {
 		deps.Logger = slog.Default()

@@ -3,6 +3,7 @@ package api_test
 import (
 	"context"
 	"net/http"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/avxrm/rm/services/api"
+	"github.com/avxrm/rm/services/api/internal/httpapi"
 )
 
 // The local driver starts command and args as a process and has no image
@@ -142,10 +144,21 @@ func TestNothingToRunOnTheLaunchersDefaultDriver(t *testing.T) {
 		t.Error("refused, yet wrote")
 	}
 	e.must(http.StatusCreated, http.MethodPost, v1+"/jobs", jobBody("Q", 1).with("command", []string{"/bin/true"}))
-	e.must(http.StatusCreated, http.MethodPost, v1+"/plugins", pluginBody("sim").with("is_default", true))
+	sim := e.create("/plugins", pluginBody("sim").with("is_default", true)).str("id")
 	e.must(http.StatusCreated, http.MethodPost, v1+"/jobs", jobBody("Q", 1))
+	// Deleted, the default plugin leaves the queue to the default driver
+	// again, at once: the API forgets the type it read.
+	e.must(http.StatusNoContent, http.MethodDelete, v1+"/plugins/"+sim, nil)
+	if r := e.do(http.MethodPost, v1+"/jobs", jobBody("Q", 1)); r.Status != http.StatusUnprocessableEntity {
+		t.Errorf("a job with nothing to run once the default plugin is deleted = %s, want 422", truncate(r))
+	}
 
-	// A driver type no launcher has is a mistake in the settings.
+	// A driver type no launcher has is a mistake in the settings; the types
+	// are the plugins'.
+	typ, _ := reflect.TypeFor[httpapi.Plugin]().FieldByName("Type")
+	if tag := typ.Tag.Get("enum"); tag != strings.Join(httpapi.PluginTypes, ",") {
+		t.Errorf("Plugin.Type's enum %q, httpapi.PluginTypes %v: want the same", tag, httpapi.PluginTypes)
+	}
 	_, err := api.New(context.Background(), api.Config{DefaultDriver: "lcoal"}, api.Deps{DB: e.db, Outbox: e.ob})
 	if err == nil || !strings.Contains(err.Error(), `"lcoal"`) {
 		t.Errorf("api.New with default driver lcoal: %v, want an error naming it", err)

@@ -28,6 +28,10 @@ const timePrecision = time.Millisecond
 // or PATCH it keeps the stored secret.
 const Redacted = "***"
 
+// PluginTypes are the types a plugin may have (Plugin.Type's enum), which
+// are the launchers' driver types.
+var PluginTypes = []string{"kubernetes", "docker", "local", "simulated"}
+
 // Plugin is a container-runtime plugin. Stored with its secrets; shown (and
 // announced in events) with every secret replaced by "***".
 type Plugin struct {
@@ -314,7 +318,9 @@ func (s *Server) registerPlugins() {
 	huma.Register(s.API, s.op("delete-plugin", http.MethodDelete, item, "Delete a plugin no queue uses", tag,
 		http.StatusNoContent, http.StatusNotFound, http.StatusConflict, http.StatusPreconditionFailed),
 		func(ctx context.Context, in *deletePluginInput) (*struct{}, error) {
-			return nil, c.remove(ctx, in.PluginID, in.IfMatch)
+			err := c.remove(ctx, in.PluginID, in.IfMatch)
+			s.pluginTypes.forget() // the default plugin may be gone
+			return nil, err
 		})
 }
 
