@@ -164,3 +164,54 @@ func TestNothingToRunOnTheLaunchersDefaultDriver(t *testing.T) {
 		t.Errorf("api.New with default driver lcoal: %v, want an error naming it", err)
 	}
 }
+
+// An application without an image is refused everywhere (the contract's
+// "none → 422"), but the local and simulated drivers ignore the image, and
+// a user of the all-in-one has no image to give. The refusal says so on
+// their queues, a plugin's or the launchers' default driver's, and not on
+// a queue whose runtime runs the image.
+func TestNoImageSaysWhenTheDriverIgnoresIt(t *testing.T) {
+	e := startEnvConfigured(t, api.Config{DefaultDriver: "local"})
+	loc := e.create("/plugins", obj{"name": "loc", "type": "local"}).str("id")
+	sim := e.create("/plugins", pluginBody("sim")).str("id")
+	kube := e.create("/plugins", k8sPluginBody("kube")).str("id")
+	e.create("/queues", queueBody("Loc").with("plugin_id", loc))
+	e.create("/queues", queueBody("Sim").with("plugin_id", sim))
+	e.create("/queues", queueBody("Kube").with("plugin_id", kube))
+	e.create("/queues", queueBody("Default"))
+	noImage := e.create("/applications", obj{"name": "noimage", "version": "1", "command": []string{"/bin/true"}}).str("id")
+
+	for queue, ignoredBy := range map[string]string{
+		"Loc": "the local plugin loc", "Sim": "the simulated plugin sim",
+		"Default": "the launchers' default driver, local", "Kube": "",
+	} {
+		for _, c := range []struct {
+			what, path, field string
+			body              obj
+		}{
+			{"job", "/jobs", "application.image", jobBody(queue, 1).with("application", obj{"id": noImage})},
+			{"job array", "/job-arrays", "job.application.image", obj{"job": jobBody(queue, 1).with("application", obj{"id": noImage}), "count": 2}},
+			{"deployment", "/deployments", "application_id", deploymentBody("d-"+queue, noImage, queue)},
+		} {
+			jobs, arrays, deployments := e.count("jobs"), e.count("job_arrays"), e.count("deployments")
+			r := e.do(http.MethodPost, v1+c.path, c.body)
+			if r.Status != http.StatusUnprocessableEntity {
+				t.Errorf("%s without an image on queue %s = %s, want 422", c.what, queue, truncate(r))
+				continue
+			}
+			assertProblem(t, r, c.field)
+			hint := "runs the queue and ignores the image, so any reference does"
+			switch body := string(r.Body); {
+			case ignoredBy != "" && (!strings.Contains(body, ignoredBy) || !strings.Contains(body, hint)):
+				t.Errorf("%s without an image on queue %s: %s does not say that %s ignores the image", c.what, queue, body, ignoredBy)
+			case ignoredBy == "" && strings.Contains(body, hint):
+				t.Errorf("%s without an image on queue %s: %s says the image is ignored", c.what, queue, body)
+			}
+			if e.count("jobs") != jobs || e.count("job_arrays") != arrays || e.count("deployments") != deployments {
+				t.Errorf("%s without an image on queue %s refused, yet wrote", c.what, queue)
+			}
+		}
+	}
+	// Any reference does there.
+	e.must(http.StatusCreated, http.MethodPost, v1+"/jobs", jobBody("Default", 1).with("application", obj{"name": "inline", "version": "1", "image": "local"}).with("command", []string{"/bin/true"}))
+}

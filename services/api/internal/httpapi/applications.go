@@ -323,6 +323,23 @@ func (s *Server) nothingToRunOn(ctx context.Context, q *events.Queue, rt events.
 		q.Name, runsOn(p)), nil
 }
 
+// imageIgnoredOn is a hint for a "no image" refusal on queue q: when what
+// runs its jobs ignores the image (the local and simulated drivers), that
+// any reference does; else "". It reads the plugin afresh, as refusals do.
+func (s *Server) imageIgnoredOn(ctx context.Context, q *events.Queue) (string, error) {
+	p, err := s.queuePlugin(ctx, q)
+	if err != nil {
+		return "", err
+	}
+	if p == nil && s.opts.DefaultDriver != "" {
+		p = &Plugin{Type: s.opts.DefaultDriver}
+	}
+	if p == nil || (p.Type != "local" && p.Type != "simulated") {
+		return "", nil
+	}
+	return fmt.Sprintf("; %s runs the queue and ignores the image, so any reference does, such as \"local\"", runsOn(p)), nil
+}
+
 // runsOn names what runs a queue's jobs: a plugin, or the launchers'
 // default driver (a Plugin without a name, from queuePluginOfType).
 func runsOn(p *Plugin) string {

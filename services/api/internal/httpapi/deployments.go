@@ -192,8 +192,12 @@ func (s *Server) deploymentRuntime(ctx context.Context, queueID, appID string, e
 	}
 	rt, err := jobspec.Resolve(ql.Res, app, arc, jobspec.Submission{Env: env})
 	if errors.Is(err, jobspec.ErrNoImage) {
+		hint, err := s.imageIgnoredOn(ctx, ql.Res)
+		if err != nil {
+			return rt, err
+		}
 		return rt, problem.Invalid(problem.Field("application_id",
-			"no image: application %s has none and queue %s has no app-runtime-config that gives one", appID, ql.Res.Name))
+			"no image: application %s has none and queue %s has no app-runtime-config that gives one%s", appID, ql.Res.Name, hint))
 	}
 	if err != nil {
 		return rt, err

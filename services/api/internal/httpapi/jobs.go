@@ -277,8 +277,12 @@ func (s *Server) newJob(ctx context.Context, b *JobBody) (*events.Job, error) {
 		Command: b.Command, Args: b.Args,
 	})
 	if errors.Is(err, jobspec.ErrNoImage) {
+		hint, err := s.imageIgnoredOn(ctx, q)
+		if err != nil {
+			return nil, err
+		}
 		return nil, problem.Invalid(problem.Field("application.image",
-			"no image: the application has none, the job gives none inline and queue %s has no app-runtime-config for it", q.Name))
+			"no image: the application has none, the job gives none inline and queue %s has no app-runtime-config for it%s", q.Name, hint))
 	}
 	if err != nil {
 		return nil, err
