@@ -122,20 +122,45 @@ func Start(cfg Config) (*Server, error) {
 		}
 		opts.Users = append(opts.Users, su)
 	}
+	if port != server.RANDOM_PORT {
+		// The server listens in its own goroutine and only logs a failure
+		// to, so a port in use would show as a server never ready. Trying
+		// it first returns the listen error itself (EADDRINUSE).
+		ln, err := net.Listen("tcp", net.JoinHostPort(host, portStr))
+		if err != nil {
+			return nil, fmt.Errorf("start nats on %s: %w", addr, err)
+		}
+		ln.Close()
+	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("start nats: %w", err)
 	}
-	ns.SetLogger(slogLogger{l: logger.With("component", "nats")}, false, false)
+	fatal := make(chan string, 1)
+	ns.SetLogger(slogLogger{l: logger.With("component", "nats"), fatal: fatal}, false, false)
 
 	go ns.Start()
-	if !ns.ReadyForConnections(readyTimeout) {
+	for deadline := time.Now().Add(readyTimeout); !ns.ReadyForConnections(readyPoll); {
+		var why string
+		select {
+		case msg := <-fatal:
+			why = msg
+		default:
+			if time.Now().Before(deadline) {
+				continue
+			}
+			why = fmt.Sprintf("not ready for connections after %s", readyTimeout)
+		}
 		ns.Shutdown()
 		ns.WaitForShutdown()
-		return nil, fmt.Errorf("start nats on %s: not ready for connections after %s", addr, readyTimeout)
+		return nil, fmt.Errorf("start nats on %s: %s", addr, why)
 	}
 	return &Server{ns: ns}, nil
 }
+
+// readyPoll is how long Start waits for the server at a time before it
+// looks whether the server has failed.
+const readyPoll = 50 * time.Millisecond
 
 // ClientURL returns the URL clients connect to, with the bound port.
 func (s *Server) ClientURL() string {
@@ -153,7 +178,8 @@ func (s *Server) Shutdown() {
 // on: notices are emitted for every start, stream and consumer and would
 // drown the services' own logs.
 type slogLogger struct {
-	l *slog.Logger
+	l     *slog.Logger
+	fatal chan<- string // the first fatal error's message, for Start
 }
 
 var _ server.Logger = slogLogger{}
@@ -173,5 +199,10 @@ func (g slogLogger) Errorf(format string, v ...any) {
 // Fatalf logs at error level and does not exit: the embedding process decides
 // what a failed server means for it.
 func (g slogLogger) Fatalf(format string, v ...any) {
-	g.l.Error(fmt.Sprintf(format, v...), "fatal", true)
+	msg := fmt.Sprintf(format, v...)
+	g.l.Error(msg, "fatal", true)
+	select {
+	case g.fatal <- msg:
+	default:
+	}
 }

@@ -3,10 +3,13 @@ package natsembed_test
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -181,5 +184,52 @@ func logFile(t *testing.T) (*slog.Logger, func() string) {
 			t.Fatal(err)
 		}
 		return string(b)
+	}
+}
+
+// A port in use is the listen error itself, at once: the server listens
+// in a goroutine of its own and would otherwise only log it, and Start wait
+// for readiness until its timeout.
+func TestPortInUseIsRefusedAtOnce(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	began := time.Now()
+	srv, err := natsembed.Start(natsembed.Config{Addr: taken.Addr().String(), StoreDir: t.TempDir(),
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err == nil {
+		srv.Shutdown()
+		t.Fatalf("Start on %s, which is in use: started", taken.Addr())
+	}
+	if !errors.Is(err, syscall.EADDRINUSE) || !strings.Contains(err.Error(), taken.Addr().String()) {
+		t.Errorf("Start on %s, which is in use: %v, want EADDRINUSE naming it", taken.Addr(), err)
+	}
+	if took := time.Since(began); took > 2*time.Second {
+		t.Errorf("refused after %s, not at once", took)
+	}
+}
+
+// A server that fails as it starts (here JetStream, its store directory a
+// file) logs a fatal error and never becomes ready: Start returns that
+// error at once instead of its readiness timeout.
+func TestAFatalStartErrorIsReturnedAtOnce(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	began := time.Now()
+	srv, err := natsembed.Start(natsembed.Config{Addr: "127.0.0.1:0", StoreDir: file,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err == nil {
+		srv.Shutdown()
+		t.Fatal("Start with a file as its store directory: started")
+	}
+	if !strings.Contains(err.Error(), "storage directory is not a directory") {
+		t.Errorf("Start with a file as its store directory: %v, want the server's own reason", err)
+	}
+	if took := time.Since(began); took > 2*time.Second {
+		t.Errorf("refused after %s, not at once", took)
 	}
 }

@@ -21,7 +21,7 @@ func (s *System) secure(ctx context.Context, cfg *Config) ([]natsembed.User, []n
 	if cfg.DevIdP {
 		idp, err := devidp.Start(ctx, devidp.Config{Addr: cfg.DevIdPAddr})
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, inUse(err, "dev-idp-addr", cfg.DevIdPAddr)
 		}
 		s.closers = append(s.closers, idp.Close)
 		s.DevIdP = idp

@@ -8,15 +8,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/avxrm/rm/cmd/avxrm/internal/devidp"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
+	"github.com/avxrm/rm/cmd/avxrm/internal/devidp"
 	"github.com/avxrm/rm/pkg/embedded/dirlock"
 	"github.com/avxrm/rm/pkg/embedded/ferretembed"
 	"github.com/avxrm/rm/pkg/embedded/natsembed"
@@ -118,7 +119,7 @@ func (s *System) startStore(ctx context.Context, cfg Config) (*ferretembed.Serve
 	}
 	ferret, err := ferretembed.Start(ctx, ferretembed.Config{Addr: cfg.MongoAddr, Dir: filepath.Join(cfg.DataDir, "ferretdb"), Logger: s.log.With("component", "ferretdb")})
 	if err != nil {
-		return nil, err
+		return nil, inUse(err, "mongo-addr", cfg.MongoAddr)
 	}
 	s.closers = append(s.closers, ferret.Close)
 	s.store = ferret
@@ -135,7 +136,7 @@ func (s *System) startNATS(cfg Config, users []natsembed.User) error {
 	}
 	ns, err := natsembed.Start(natsembed.Config{Addr: cfg.NATSAddr, StoreDir: filepath.Join(cfg.DataDir, "nats"), Logger: s.log.With("component", "nats"), Users: users})
 	if err != nil {
-		return err
+		return inUse(err, "nats-addr", cfg.NATSAddr)
 	}
 	s.closers = append(s.closers, ns.Shutdown)
 	s.NATSURL = ns.ClientURL()
@@ -204,7 +205,7 @@ func (s *System) prepare(ctx context.Context, cfg Config, nc *nats.Conn) (svc se
 	}
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
-		return svc, fmt.Errorf("api listen: %w", err)
+		return svc, inUse(fmt.Errorf("api listen: %w", err), "http-addr", cfg.HTTPAddr)
 	}
 	s.HTTPAddr = ln.Addr().String()
 	ready := []api.ReadyCheck{{Name: "nats", Check: func(context.Context) error {
@@ -355,4 +356,14 @@ func NewLogger(format, level string, w *os.File) *slog.Logger {
 		return slog.New(slog.NewTextHandler(w, opts))
 	}
 	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// inUse adds to err, when it is a listen address in use, what to do: the
+// address is the flag's, and another all-in-one (whose every address has
+// the same default) or another program has it.
+func inUse(err error, flag, addr string) error {
+	if !errors.Is(err, syscall.EADDRINUSE) {
+		return err
+	}
+	return fmt.Errorf("%w: another program has %s (another avxrm up?); give --%s another address (port 0 picks a free one)", err, addr, flag)
 }
