@@ -9,9 +9,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"mime"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -106,7 +108,7 @@ func New(opts Options) *Server {
 	configureOpenAPI(&cfg)
 	humanJSON(&cfg)
 	api := humaecho.New(e, cfg)
-	api.UseMiddleware(refuseRepeatedQuery(api))
+	api.UseMiddleware(checkQuery(api))
 
 	s := &Server{opts: opts, Echo: e, API: api, idempotentRoutes: map[string]bool{}}
 	if opts.JS != nil {
@@ -306,21 +308,38 @@ func firstInvalid(b []byte) int {
 // etag is the ETag of a resource version.
 func etag(v int64) string { return `"` + strconv.FormatInt(v, 10) + `"` }
 
-// refuseRepeatedQuery answers 422 when a query parameter that takes one
+// checkQuery answers 422 when a query parameter that takes one
 // value is given more than once (?status=failed&status=succeeded): the
 // router would use the first and drop the rest without a word. Parameters
-// that take several (label) may repeat.
-func refuseRepeatedQuery(api huma.API) func(huma.Context, func(huma.Context)) {
+// that take several (label) may repeat. So is a parameter the operation
+// does not take: a misspelt filter (?queue=Default for ?queue_id=) would
+// otherwise list everything, or a DELETE act without the condition meant.
+func checkQuery(api huma.API) func(huma.Context, func(huma.Context)) {
 	return func(ctx huma.Context, next func(huma.Context)) {
 		u := ctx.URL()
 		q := u.Query()
 		var errs []error
+		var takes []string
 		for _, p := range ctx.Operation().Parameters {
-			if p.In != "query" || len(q[p.Name]) < 2 || (p.Schema != nil && p.Schema.Type == "array") {
+			if p.In != "query" {
+				continue
+			}
+			takes = append(takes, p.Name)
+			if len(q[p.Name]) < 2 || (p.Schema != nil && p.Schema.Type == "array") {
 				continue
 			}
 			errs = append(errs, &huma.ErrorDetail{Location: "query." + p.Name, Value: q[p.Name],
 				Message: fmt.Sprintf("given %d times; it takes one value", len(q[p.Name]))})
+		}
+		for _, name := range slices.Sorted(maps.Keys(q)) {
+			if slices.Contains(takes, name) {
+				continue
+			}
+			msg := "no such query parameter here; it takes none"
+			if len(takes) > 0 {
+				msg = "no such query parameter here; it takes " + strings.Join(takes, ", ")
+			}
+			errs = append(errs, &huma.ErrorDetail{Location: "query." + name, Value: q[name], Message: msg})
 		}
 		if len(errs) > 0 {
 			_ = huma.WriteErr(api, ctx, http.StatusUnprocessableEntity, "validation failed", errs...)
