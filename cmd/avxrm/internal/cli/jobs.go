@@ -214,9 +214,42 @@ func readJobFile(file string, body *api.JobBody) error {
 	d := json.NewDecoder(bytes.NewReader(js))
 	d.DisallowUnknownFields()
 	if err := d.Decode(body); err != nil {
+		if field := unknownField(err); field != "" {
+			if api := submitField(field); api != "" {
+				return fmt.Errorf("%s: unknown field %q: the file takes the API's field names, here %s (--%s is the flag's)", file, field, api, field)
+			}
+		}
 		return fileError(file, err)
 	}
 	return nil
+}
+
+// unknownField is the field encoding/json's DisallowUnknownFields refused,
+// or "" for another error.
+func unknownField(err error) string {
+	name, ok := strings.CutPrefix(err.Error(), "json: unknown field ")
+	if !ok {
+		return ""
+	}
+	if unq, err := strconv.Unquote(name); err == nil {
+		return unq
+	}
+	return ""
+}
+
+// submitField is the API's field of a job body that submit's flag named
+// flag gives (workers: worker_instances), "" when there is none.
+func submitField(flag string) string {
+	var fields []string
+	for field, f := range submitFlags {
+		if f == flag && !strings.Contains(field, ".") && field != "count" && field != "max_parallel" {
+			fields = append(fields, field)
+		}
+	}
+	if len(fields) != 1 {
+		return ""
+	}
+	return fields[0]
 }
 
 func ptr[T any](v T) *T { return &v }

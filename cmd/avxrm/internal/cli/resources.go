@@ -422,6 +422,10 @@ func fileError(file string, err error) error {
 	case reflect.Map, reflect.Struct:
 		want = "an object"
 	}
+	if want == "a string" && (te.Value == "number" || te.Value == "bool") {
+		// YAML reads version: 1.0 as the number 1, and yes or true as a bool.
+		return fmt.Errorf("%s: %s: expected a string, got %s: quote it, e.g. \"1.0\"", file, te.Field, got)
+	}
 	return fmt.Errorf("%s: %s: expected %s, got %s", file, te.Field, want, got)
 }
 
