@@ -1,6 +1,7 @@
 package dirlock_test
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"os"
@@ -37,21 +38,26 @@ func TestLock(t *testing.T) {
 	}
 	again()
 
-	// A holder killed with -9 leaves the directory free.
-	holder := exec.Command("flock", "--close", dir+"/"+dirlock.Name, "sleep", "60") // the lock is flock(1)'s alone
+	// A holder killed with -9 leaves the directory free. The holder is this
+	// test binary taking the lock itself (TestMain): flock(1) forks its
+	// command, and the child holds the lock until it closes the
+	// descriptor, so killing flock(1) did not free it at once.
+	holder := exec.Command(os.Args[0], "-test.run", "^$")
+	holder.Env = append(os.Environ(), holdEnv+"="+dir)
+	out, err := holder.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := holder.Start(); err != nil {
 		t.Fatal(err)
 	}
-	for i := 0; ; i++ {
-		release, err := dirlock.Lock(dir)
-		if err != nil {
-			break // flock(1) holds it
-		}
-		release()
-		if i == 100 {
-			t.Fatal("flock(1) never took the lock")
-		}
-		time.Sleep(20 * time.Millisecond)
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil || line != "locked\n" {
+		t.Fatalf("the holder: %q, %v", line, err)
+	}
+	_, err = dirlock.Lock(dir)
+	if !errors.As(err, &inUse) || inUse.PID != holder.Process.Pid {
+		t.Fatalf("while another process holds it: %v, want it named (pid %d)", err, holder.Process.Pid)
 	}
 	_ = holder.Process.Kill()
 	_ = holder.Wait()
@@ -60,4 +66,21 @@ func TestLock(t *testing.T) {
 		t.Fatalf("after the holder was killed: %v", err)
 	}
 	release()
+}
+
+// holdEnv makes the test binary a holder: it locks the directory the
+// variable names, says so, and waits to be killed.
+const holdEnv = "DIRLOCK_TEST_HOLD"
+
+func TestMain(m *testing.M) {
+	if dir := os.Getenv(holdEnv); dir != "" {
+		if _, err := dirlock.Lock(dir); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		fmt.Println("locked")
+		time.Sleep(time.Minute)
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
 }

@@ -13,6 +13,13 @@ func HoldLaunchSlots(d *Driver) (release func()) { return d.launching.HoldAll() 
 // StrayPasses is how many passes over /proc strayLoop has made for d.
 func StrayPasses(d *Driver) int64 { return d.strayPasses.Load() }
 
+// StraysQueued is how many instances' strays wait for strayLoop's next pass.
+func StraysQueued(d *Driver) int {
+	d.strayMu.Lock()
+	defer d.strayMu.Unlock()
+	return len(d.strayQueue)
+}
+
 // WithStrayGap replaces strayGap, the wait after each pass over /proc.
 func WithStrayGap(gap time.Duration) Option {
 	return func(d *Driver) { d.strayGap = func(time.Duration) time.Duration { return gap } }

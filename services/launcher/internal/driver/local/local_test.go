@@ -338,6 +338,13 @@ func TestCloseKillsStraysWaitingForAPass(t *testing.T) {
 	stray := waitPID(t, filepath.Join(d.Root(), job, "worker-1", "work", "stray"))
 	t.Cleanup(func() { syscall.Kill(stray, syscall.SIGKILL) })
 	waitFinal(t, ch, ref)
+	// The end is published before its strays are handed to the loop: wait
+	// for them to wait for its next pass.
+	for deadline := time.Now().Add(10 * time.Second); local.StraysQueued(d) == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the instance's strays never waited for a pass")
+		}
+	}
 	if !processExists(stray) {
 		t.Fatalf("stray process %d killed during the gap; the test shows nothing", stray)
 	}
