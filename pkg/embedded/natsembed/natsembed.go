@@ -124,8 +124,8 @@ func Start(cfg Config) (*Server, error) {
 	}
 	if port != server.RANDOM_PORT {
 		// The server listens in its own goroutine and only logs a failure
-		// to, so a port in use would show as a server never ready. Trying
-		// it first returns the listen error itself (EADDRINUSE).
+		// to listen, so a port in use would show as a server never ready.
+		// Trying it first returns the listen error itself (EADDRINUSE).
 		ln, err := net.Listen("tcp", net.JoinHostPort(host, portStr))
 		if err != nil {
 			return nil, fmt.Errorf("start nats on %s: %w", addr, err)

@@ -215,8 +215,8 @@ func readJobFile(file string, body *api.JobBody) error {
 	d.DisallowUnknownFields()
 	if err := d.Decode(body); err != nil {
 		if field := unknownField(err); field != "" {
-			if api := submitField(field); api != "" {
-				return fmt.Errorf("%s: unknown field %q: the file takes the API's field names, here %s (--%s is the flag's)", file, field, api, field)
+			if name := submitField(field); name != "" {
+				return fmt.Errorf("%s: unknown field %q: the file takes the API's field names, here %s (--%s is the flag's)", file, field, name, field)
 			}
 		}
 		return fileError(file, err)
