@@ -347,6 +347,16 @@ func TestExportRequests(t *testing.T) {
 		})
 	}
 
+	// A name the job lacks is refused saying which it has.
+	for body, want := range map[string]string{
+		`{"samples": ["s-404"]}`:                       `job \"` + job + `\" has no scenario file of sample \"s-404\"; it has scenario files of samples s-001, s-007`,
+		`{"filter_by_asset_declaration": ["weather"]}`: `job \"` + job + `\" has no asset of declaration \"weather\"; it has assets of declarations road-network`,
+	} {
+		if a := post(job, body); !strings.Contains(string(a.body), want) {
+			t.Errorf("POST %s = %s, want it to say %s", body, a, want)
+		}
+	}
+
 	a := post(job, `{"samples": ["s-001", "s-007"], "include": ["scenario", "asset"], "filter_by_asset_declaration": ["road-network"]}`)
 	if a.status != http.StatusAccepted {
 		t.Fatalf("POST = %s", a)
@@ -494,5 +504,19 @@ func TestExportDownloadExpired(t *testing.T) {
 	}
 	if a := e.do(http.MethodGet, "/scenario-exports/"+id, nil); a.status != http.StatusOK {
 		t.Errorf("GET expired export = %s", a)
+	}
+}
+
+func TestTheOnes(t *testing.T) {
+	set := map[string]bool{}
+	if got := theOnes("samples", "it has scenario files of", set); got != "it has none" {
+		t.Errorf("none: %q", got)
+	}
+	for i := range 12 {
+		set[fmt.Sprintf("s-%02d", i)] = true
+	}
+	if got, want := theOnes("samples", "it has scenario files of", set),
+		"it has scenario files of samples s-00, s-01, s-02, s-03, s-04, s-05, s-06, s-07, s-08, s-09 and 2 more"; got != want {
+		t.Errorf("12 samples: %q, want %q", got, want)
 	}
 }

@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/avxrm/rm/pkg/blob"
+	"maps"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
+	"github.com/avxrm/rm/pkg/blob"
 	"github.com/avxrm/rm/pkg/events"
 	"github.com/avxrm/rm/pkg/events/exportdoc"
 	"github.com/avxrm/rm/pkg/events/outbox"
@@ -166,17 +169,35 @@ func (s *Server) checkExportRequest(ctx context.Context, jobID string, r *Export
 	var errs []*problem.FieldError
 	for i, id := range r.Samples {
 		if !samples[id] {
-			errs = append(errs, problem.Field("samples["+strconv.Itoa(i)+"]", "job %q has no scenario file of sample %q", jobID, id))
+			errs = append(errs, problem.Field("samples["+strconv.Itoa(i)+"]", "job %q has no scenario file of sample %q; %s",
+				jobID, id, theOnes("samples", "it has scenario files of", samples)))
 		}
 	}
 	for i, d := range r.FilterByAssetDeclaration {
 		if !decls[d] {
-			errs = append(errs, problem.Field("filter_by_asset_declaration["+strconv.Itoa(i)+"]", "job %q has no asset of declaration %q", jobID, d))
+			errs = append(errs, problem.Field("filter_by_asset_declaration["+strconv.Itoa(i)+"]", "job %q has no asset of declaration %q; %s",
+				jobID, d, theOnes("declarations", "it has assets of", decls)))
 		}
 	}
 	errs = append(errs, listedTwice("samples", r.Samples)...)
 	errs = append(errs, listedTwice("filter_by_asset_declaration", r.FilterByAssetDeclaration)...)
 	return append(errs, listedTwice("include", r.Include)...), nil
+}
+
+// theOnes says which names a job has, for a refusal of one it lacks: "it
+// has scenario files of samples s-0, s-1" (the first 10 in order, and how
+// many more), or that it has none.
+func theOnes(what, has string, set map[string]bool) string {
+	if len(set) == 0 {
+		return "it has none"
+	}
+	names := slices.Sorted(maps.Keys(set))
+	more := ""
+	if len(names) > 10 {
+		more = fmt.Sprintf(" and %d more", len(names)-10)
+		names = names[:10]
+	}
+	return fmt.Sprintf("%s %s %s%s", has, what, strings.Join(names, ", "), more)
 }
 
 // listedTwice names each element of list field that repeats an earlier one.
