@@ -137,6 +137,7 @@ type bulk struct {
 	run     func(ctx context.Context, c *avxrm.Client, id string) (result, error)
 	long    string // more for --help
 	example string
+	aliases []string
 }
 
 // bulkParallel is how many of a bulk command's requests are in flight.
@@ -153,8 +154,9 @@ func bulkAction(g *globals, b bulk) *cobra.Command {
 		selects = "every job that has not ended"
 	}
 	cmd := &cobra.Command{
-		Use:   b.use + " [<job>…] [--queue <queue>] [--status …] [--label k=v] [--owner …] [--array arr-…]",
-		Short: b.short,
+		Use:     b.use + " [<job>…] [--queue <queue>] [--status …] [--label k=v] [--owner …] [--array arr-…]",
+		Aliases: b.aliases,
+		Short:   b.short,
 		Long: b.short + ".\n\n" + b.long + "Name the jobs, or select them with filters: " + selects + " that every filter given\n" +
 			"matches, as 'avxrm jobs ls' lists them. Each job's request is made (8 at a time) and a line\n" +
 			"printed for it; the command fails, after trying every job, if any request did.",

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -277,4 +278,24 @@ func TestNoFlagShadowsAGlobalOne(t *testing.T) {
 		}
 	}
 	walk(Root(), nil)
+}
+
+// The verbs come with the aliases users of other tools type: every rm is
+// also delete, every ls also list; and the alias reaches the command.
+func TestEveryRmIsDeleteAndEveryLsList(t *testing.T) {
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		for verb, alias := range map[string]string{"rm": "delete", "ls": "list"} {
+			if c.Name() == verb && !slices.Contains(c.Aliases, alias) {
+				t.Errorf("%s has no alias %s", c.CommandPath(), alias)
+			}
+		}
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
+	}
+	walk(Root())
+	if c, _, err := Root().Find([]string{"jobs", "delete"}); err != nil || c.Name() != "rm" {
+		t.Errorf("avxrm jobs delete finds %v (%v), want jobs rm", c, err)
+	}
 }

@@ -540,7 +540,7 @@ func jobsCommand(g *globals) *cobra.Command {
 			method: http.MethodPost, suffix: "/cancel", done: "cancel requested", activeOnly: true}),
 		bulkAction(g, bulk{use: "cleanup", short: "Stop whatever still runs of jobs and release their capacity; the records stay",
 			method: http.MethodPost, suffix: "/cleanup", done: "cleanup requested"}),
-		bulkAction(g, bulk{use: "rm", short: "Cancel, clean up and delete jobs with their artifacts",
+		bulkAction(g, bulk{use: "rm", aliases: []string{"delete"}, short: "Cancel, clean up and delete jobs with their artifacts",
 			method: http.MethodDelete, done: "deleted"}),
 		bulkAction(g, bulk{use: "resubmit", short: "Submit jobs again, each as a new job with the same submission", run: resubmit,
 			long: "Each new job has the old one's queue, application, workers, environment variables, command\n" +
