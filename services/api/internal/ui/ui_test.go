@@ -378,3 +378,25 @@ func TestTheCallersTokenGoesToTheAPI(t *testing.T) {
 		t.Errorf("with the token: %d %.200s", st, body)
 	}
 }
+
+// A job given no name is named by its id (the API's default): the pages
+// show the id once, as the id, not once as a name and again below it.
+func TestAJobNamedByItsIDShowsItOnce(t *testing.T) {
+	e := startEnv(t)
+	e.must(http.MethodPost, "/api/resources/v1/queues", map[string]any{"name": "Default", "maximum_allowed_worker_instances": 10}, http.StatusCreated)
+	unnamed := e.must(http.MethodPost, "/api/resources/v1/jobs", map[string]any{"queue_id": "Default", "worker_instances": 1,
+		"application": map[string]any{"name": "sim", "version": "1", "image": "registry.example/sim:1"}}, http.StatusCreated)["id"].(string)
+	named := e.submit("sweep-1", "Default", 1, nil)
+	storeOnly, indexed := e.bothSources()
+	for _, base := range []string{storeOnly, indexed} {
+		for _, path := range []string{"/ui/jobs", "/ui/queues/Default"} {
+			body := tbody(e.pageAt(base, path))
+			if n := strings.Count(body, ">"+unnamed+"<"); n != 1 || !strings.Contains(body, "<code>"+unnamed+"</code>") {
+				t.Errorf("%s shows the id of the job without a name %d times, want once as <code>", path, n)
+			}
+			if !strings.Contains(body, ">sweep-1<") {
+				t.Errorf("%s does not show the name of job %s", path, named)
+			}
+		}
+	}
+}
