@@ -399,4 +399,10 @@ func TestAJobNamedByItsIDShowsItOnce(t *testing.T) {
 			}
 		}
 	}
+	if p := e.page("/ui/jobs/" + unnamed); strings.Count(p, ">"+unnamed+"<") != 1 || !strings.Contains(p, "<h1>Job <code>"+unnamed+"</code>") {
+		t.Errorf("the page of the job without a name shows its id %d times, want once, in the heading", strings.Count(p, ">"+unnamed+"<"))
+	}
+	if p := e.page("/ui/jobs/" + named); !strings.Contains(p, "<h1>Job sweep-1") || !strings.Contains(p, "<code>"+named+"</code>") {
+		t.Error("the page of job sweep-1 does not show its name in the heading and its id below")
+	}
 }
