@@ -327,12 +327,9 @@ func (s *Server) nothingToRunOn(ctx context.Context, q *events.Queue, rt events.
 // runs its jobs ignores the image (the local and simulated drivers), that
 // any reference does; else "". It reads the plugin afresh, as refusals do.
 func (s *Server) imageIgnoredOn(ctx context.Context, q *events.Queue) (string, error) {
-	p, err := s.queuePlugin(ctx, q)
+	p, err := s.queueRuntime(ctx, q)
 	if err != nil {
 		return "", err
-	}
-	if p == nil && s.opts.DefaultDriver != "" {
-		p = &Plugin{Type: s.opts.DefaultDriver}
 	}
 	if p == nil || (p.Type != "local" && p.Type != "simulated") {
 		return "", nil
@@ -391,12 +388,9 @@ func (s *Server) queuePluginOfType(ctx context.Context, q *events.Queue, typ str
 	if ok && last.typ != typ && now.Sub(last.at) < pluginTypeTTL {
 		return nil, nil
 	}
-	p, err := s.queuePlugin(ctx, q)
+	p, err := s.queueRuntime(ctx, q)
 	if err != nil {
 		return nil, err
-	}
-	if p == nil && s.opts.DefaultDriver != "" {
-		p = &Plugin{Type: s.opts.DefaultDriver}
 	}
 	read := pluginTypeRead{at: now}
 	if p != nil {
@@ -414,6 +408,17 @@ func (s *Server) queuePluginOfType(ctx context.Context, q *events.Queue, typ str
 		return nil, nil
 	}
 	return p, nil
+}
+
+// queueRuntime is what runs the jobs of queue q, read afresh: its plugin
+// (queuePlugin), else, with none, a Plugin of no name when the launchers'
+// default driver is known (Options.DefaultDriver); nil when neither is.
+func (s *Server) queueRuntime(ctx context.Context, q *events.Queue) (*Plugin, error) {
+	p, err := s.queuePlugin(ctx, q)
+	if p == nil && err == nil && s.opts.DefaultDriver != "" {
+		p = &Plugin{Type: s.opts.DefaultDriver}
+	}
+	return p, err
 }
 
 // queuePlugin is the plugin that runs the jobs of queue q: its own, else
