@@ -124,8 +124,9 @@ func Start(cfg Config) (*Server, error) {
 	}
 	if port != server.RANDOM_PORT {
 		// The server listens in its own goroutine and only logs a failure
-		// to listen, so a port in use would show as a server never ready.
-		// Trying it first returns the listen error itself (EADDRINUSE).
+		// to listen, as text (the fatal log below ends the wait for it).
+		// Trying the address first returns the listen error itself, which
+		// callers can tell apart (errors.Is EADDRINUSE).
 		ln, err := net.Listen("tcp", net.JoinHostPort(host, portStr))
 		if err != nil {
 			return nil, fmt.Errorf("start nats on %s: %w", addr, err)

@@ -338,7 +338,7 @@ func (s *Server) imageIgnoredOn(ctx context.Context, q *events.Queue) (string, e
 }
 
 // runsOn names what runs a queue's jobs: a plugin, or the launchers'
-// default driver (a Plugin without a name, from queuePluginOfType).
+// default driver (a Plugin without a name, from queueRuntime).
 func runsOn(p *Plugin) string {
 	if p.Name == "" {
 		return fmt.Sprintf("the launchers' default driver, %s (it has no plugin and no plugin is the default)", p.Type)
