@@ -324,3 +324,83 @@ func TestDotIDsStayOneSegment(t *testing.T) {
 		}
 	}
 }
+
+// unexpectedServer is a server no request should reach; it counts those
+// that do.
+func unexpectedServer(t *testing.T) (*httptest.Server, *atomic.Int32) {
+	var requests atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		requests.Add(1)
+		http.Error(w, "not expected", http.StatusTeapot)
+	}))
+	t.Cleanup(srv.Close)
+	return srv, &requests
+}
+
+// A flag the command does not have is refused before anything is sent, and
+// the error says what to give instead: the field's --set or --set-string on
+// create and set, submit's flag for a job field, the flag a slip was of.
+func TestUnknownFlagsSayWhatToGive(t *testing.T) {
+	srv, requests := unexpectedServer(t)
+	t.Setenv("RM_SERVER", srv.URL)
+	for args, want := range map[string]string{
+		"apps create sim --version 1.0":                                 `unknown flag: --version: the application's version is set with --set-string version=…`,
+		"apps create sim --image=reg/sim:1":                             `unknown flag: --image: the application's image is set with --set-string image=…`,
+		"apps create sim --command /bin/sh":                             `unknown flag: --command: the application's command is set with --set 'command=["…", "…"]' (a JSON list)`,
+		"apps create --name sim":                                        `unknown flag: --name: the name is the argument: avxrm apps create <name>`,
+		"apps set sim:1.0 --environment-variables A=1":                  `unknown flag: --environment-variables: the application's environment_variables is set with --set environment_variables.<key>=… (one --set per key)`,
+		"queues create Q --maximum-allowed-worker-instances 3":          `unknown flag: --maximum-allowed-worker-instances: the queue's maximum_allowed_worker_instances is set with --limit`,
+		"queues set Q --scheduling x":                                   `unknown flag: --scheduling: the queue's scheduling is set with --set scheduling.<key>=… (one --set per key)`,
+		"queues create Q --limt 3":                                      `unknown flag: --limt: did you mean --limit?`,
+		"deployments create viz --replicas 2":                           `unknown flag: --replicas: the deployment's replicas is set with --set replicas=…`,
+		"plugins create p --type local":                                 `unknown flag: --type: the plugin's type is set with --set-string type=…`,
+		"runtime-configs create Default sim:1.0 --working-directory /w": `unknown flag: --working-directory: the runtime config's working_directory is set with --set-string working_directory=…`,
+		"submit --worker-instances 3":                                   `unknown flag: --worker-instances: the job's worker_instances is given with --workers`,
+		"submit --queue-id Default":                                     `unknown flag: --queue-id: the job's queue_id is given with --queue`,
+		"submit --max-run-seconds 60":                                   `unknown flag: --max-run-seconds: the job's max_run_seconds is given with --time-limit`,
+		"submit --depends-on job-1":                                     `unknown flag: --depends-on: the job's depends_on is given with --after-ok <job> or --after-any <job>`,
+		"submit --args x":                                               `unknown flag: --args: the job's args follow --: avxrm submit … -- --seed 42`,
+		"submit --worker 3":                                             `unknown flag: --worker: did you mean --workers?`,
+		"jobs ls --stat failed":                                         `unknown flag: --stat: did you mean --status?`,
+		"logs job-1 --rol worker":                                       `unknown flag: --rol: did you mean --role?`,
+		"jobs ls --serv http://x":                                       `unknown flag: --serv: did you mean --server?`,
+		"jobs ls --bogus":                                               `unknown flag: --bogus`,
+	} {
+		if msg, code, _ := run(t, "", strings.Fields(args)...); code != ExitFailed || msg != "avxrm: "+want+"\n" {
+			t.Errorf("avxrm %s: exit %d, %q; want 1, %q", args, code, msg, want)
+		}
+	}
+	if n := requests.Load(); n != 0 {
+		t.Errorf("%d requests sent; want none", n)
+	}
+}
+
+// Every flag a hint names is one its command has.
+func TestFlagHintsNameFlagsThatExist(t *testing.T) {
+	root := Root()
+	for _, k := range kinds {
+		if k.body == nil {
+			t.Errorf("%s: no body type, so create and set give no field hints", k.use)
+		}
+		for _, verb := range []string{"create", "set"} {
+			cmd, _, err := root.Find([]string{k.use, verb})
+			if err != nil || cmd.Name() != verb {
+				t.Fatalf("%s %s: %v", k.use, verb, err)
+			}
+			for field, flag := range k.fieldFlags {
+				if cmd.Flags().Lookup(flag) == nil {
+					t.Errorf("%s %s: the hint for %s names --%s, which it does not have", k.use, verb, field, flag)
+				}
+				if f, _ := jsonField(k.body, field); f != field {
+					t.Errorf("%s: %s is no field of its body", k.use, field)
+				}
+			}
+		}
+	}
+	submit, _, _ := root.Find([]string{"submit"})
+	for field, flag := range submitFlags {
+		if submit.Flags().Lookup(flag) == nil {
+			t.Errorf("submit: the hint for %s names --%s, which it does not have", field, flag)
+		}
+	}
+}

@@ -13,7 +13,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -228,12 +227,7 @@ func TestExportOutputFormat(t *testing.T) {
 // the flag and the formats; where the command writes a file and the value
 // looks like one, the error says that -O is the flag meant.
 func TestOutputIsAFormat(t *testing.T) {
-	var requests atomic.Int32
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		requests.Add(1)
-		http.Error(w, "not expected", http.StatusTeapot)
-	}))
-	defer srv.Close()
+	srv, requests := unexpectedServer(t)
 	const bad = `-o/--output %q: want an output format: table, json or yaml`
 	for args, want := range map[string]string{
 		"export job-1 -o sweep.zip":                        fmt.Sprintf(bad, "sweep.zip") + "; the zip to write is -O/--output-file",

@@ -69,8 +69,9 @@ func submitCommand(g *globals) *cobra.Command {
 		wait                          bool
 	)
 	cmd := &cobra.Command{
-		Use:   "submit --queue <queue> --app <name:version|app-id> --workers N [flags] [-- args...]",
-		Short: "Submit a job or a job array; with --wait, follow it until it ends",
+		Use:         "submit --queue <queue> --app <name:version|app-id> --workers N [flags] [-- args...]",
+		Annotations: map[string]string{submitAnnotation: ""},
+		Short:       "Submit a job or a job array; with --wait, follow it until it ends",
 		Long: "Submit a job and print its id. With --wait, follow it live until it ends: exit 0 when it\n" +
 			"succeeded, 1 when it failed (the failing instance and exit code are printed), 3 when it was cancelled\n" +
 			"(130 when Ctrl-C stops the following; the job goes on).\n" +

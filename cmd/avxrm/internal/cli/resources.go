@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/avxrm/rm/sdk/go/avxrm"
+	"github.com/avxrm/rm/sdk/go/avxrm/api"
 	"github.com/spf13/cobra"
 	"sigs.k8s.io/yaml"
 )
@@ -29,6 +30,10 @@ type kind struct {
 	refs []string
 	// example of create and set, for --help.
 	example string
+	// body is the type of the resource's body, whose fields create and
+	// set take; fieldFlags are those they have a flag of their own for.
+	body       reflect.Type
+	fieldFlags map[string]string
 }
 
 var kinds = []kind{
@@ -38,27 +43,32 @@ var kinds = []kind{
 			{"RUNNING", field("usage.running_jobs")}, {"PENDING", field("usage.pending_jobs")}, {"AGE", age("created_at")}},
 		example: "  avxrm queues create Default --limit 10 --description 'Test queue'\n" +
 			"  avxrm queues set Default --limit 10\n  avxrm queues set Default --set scheduling.backfill=false\n" +
-			"  avxrm queues create -f queue.yaml\n  avxrm queues ls -o json"},
+			"  avxrm queues create -f queue.yaml\n  avxrm queues ls -o json",
+		body: reflect.TypeFor[api.QueueBody](), fieldFlags: map[string]string{"maximum_allowed_worker_instances": "limit"}},
 	{use: "plugins", short: "Plugins: the runtimes jobs run on (kubernetes, docker, local, simulated)", aliases: []string{"plugin"},
 		path: "/plugins", keys: 1,
 		cols:    []column{{"NAME", field("name")}, {"ID", field("id")}, {"TYPE", field("type")}, {"DEFAULT", field("is_default")}, {"AGE", age("created_at")}},
-		example: "  avxrm plugins create sim --set type=simulated --set config.run_seconds=5\n  avxrm plugins get sim -o json"},
+		example: "  avxrm plugins create sim --set type=simulated --set config.run_seconds=5\n  avxrm plugins get sim -o json",
+		body:    reflect.TypeFor[api.PluginBody]()},
 	{use: "apps", short: "Applications: what a job runs (image, command)", aliases: []string{"app", "applications"},
 		path: "/applications", keys: 1,
 		cols:    []column{{"NAME", field("name")}, {"VERSION", field("version")}, {"ID", field("id")}, {"IMAGE", field("image")}, {"AGE", age("created_at")}},
-		example: "  avxrm apps create sim --set-string version=1.0 --set image=registry/sim:1.0\n  avxrm apps create -f app.json"},
+		example: "  avxrm apps create sim --set-string version=1.0 --set image=registry/sim:1.0\n  avxrm apps create -f app.json",
+		body:    reflect.TypeFor[api.ApplicationBody]()},
 	{use: "runtime-configs", short: "App-runtime-configs: the image and settings of an application on a queue", aliases: []string{"runtime-config", "rc"},
 		path: "/app-runtime-config", keys: 2,
 		cols: []column{{"QUEUE", field("queue_id")}, {"APPLICATION", field("application_id")}, {"IMAGE", field("image")}, {"WORKDIR", field("working_directory")}},
 		refs: []string{"queue_id", "application_id"},
 		example: "  avxrm runtime-configs create Default sim:1.0 --set image=registry/sim:1.0 --set working_directory=/work\n" +
-			"  avxrm runtime-configs get Default sim:1.0   # the application by name:version, or by its id app-01J…"},
+			"  avxrm runtime-configs get Default sim:1.0   # the application by name:version, or by its id app-01J…",
+		body: reflect.TypeFor[api.AppRuntimeConfigBody]()},
 	{use: "deployments", short: "Deployments: long-running replicas of an application on a queue", aliases: []string{"deployment", "deploy"},
 		path: "/deployments", keys: 1,
 		cols: []column{{"NAME", field("name")}, {"ID", field("id")}, {"APPLICATION", field("application_id")}, {"QUEUE", field("queue_id")},
 			{"REPLICAS", field("replicas")}, {"READY", field("status.ready_replicas")}, {"RESTARTS", restartsCol}},
 		refs:    []string{"queue_id", "application_id"},
-		example: "  avxrm deployments create viz --set application_id=viz:1.0 --set queue_id=Default --set replicas=2"},
+		example: "  avxrm deployments create viz --set application_id=viz:1.0 --set queue_id=Default --set replicas=2",
+		body:    reflect.TypeFor[api.DeploymentBody]()},
 }
 
 // restartsCol is how often a deployment's replicas were started again, all slots together.
@@ -203,6 +213,7 @@ func resourceCommand(g *globals, k kind) *cobra.Command {
 		},
 	}
 	for _, c := range []*cobra.Command{create, set} {
+		c.Annotations = map[string]string{bodyAnnotation: k.use}
 		c.Flags().StringVarP(&file, "file", "f", "", "a JSON or YAML file with the body")
 		c.Flags().StringArrayVar(&sets, "set", nil, "key=value, key a dotted path; the value is JSON if it parses, else a string (repeatable)")
 		c.Flags().StringArrayVar(&setStrings, "set-string", nil, "key=value with the value always a string, e.g. version=1.0 (repeatable)")

@@ -277,8 +277,15 @@ func withUsageOnArgErrors(cmd *cobra.Command) {
 
 // flagError says what a flag takes instead of the parser's words
 // (`invalid argument "abc" for "--workers" flag: strconv.ParseInt: parsing
-// "abc": invalid syntax`), in the form of the commands' own checks.
-func flagError(_ *cobra.Command, err error) error {
+// "abc": invalid syntax`), in the form of the commands' own checks, and
+// what to give instead of a flag the command does not have.
+func flagError(cmd *cobra.Command, err error) error {
+	if name := unknownFlag(err); name != "" {
+		if hint := unknownFlagHint(cmd, name); hint != "" {
+			return fmt.Errorf("%w: %s", err, hint)
+		}
+		return err
+	}
 	var ive *pflag.InvalidValueError
 	if !errors.As(err, &ive) {
 		return err
