@@ -19,6 +19,20 @@ var labelKey = regexp.MustCompile(`^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-
 
 const maxMapEntries = 256
 
+// launcherEnv are the variables the launcher sets in the instances it
+// starts, over any value a queue, an application, a runtime config, a job
+// or a deployment gives (services/launcher/internal/launch/spec.go), with
+// what each holds. A value given for one would never be seen, so it is
+// refused. RM_API_URL and RM_JOB_TOKEN are not among them: the launcher
+// sets those only when it has one.
+var launcherEnv = map[string]string{
+	"RM_JOB_ID":           "the job's id, in every instance of a job",
+	"RM_ROLE":             "the instance's role, in every instance",
+	"RM_INSTANCE_INDEX":   "the instance's index, in every instance",
+	"RM_WORKER_INSTANCES": "the job's worker_instances, in every instance of a job",
+	"RM_DEPLOYMENT_ID":    "the deployment's id, in every replica",
+}
+
 func validateEnv(field string, env map[string]string) []*problem.FieldError {
 	var errs []*problem.FieldError
 	if len(env) > maxMapEntries {
@@ -27,6 +41,8 @@ func validateEnv(field string, env map[string]string) []*problem.FieldError {
 	for k, v := range env {
 		if !envName.MatchString(k) {
 			errs = append(errs, problem.Field(field+"."+k, "environment variable names match [A-Za-z_][A-Za-z0-9_]*"))
+		} else if what, ok := launcherEnv[k]; ok {
+			errs = append(errs, problem.Field(field+"."+k, "set by the launcher (%s) over any value given here; use another name", what))
 		}
 		if len(v) > 32<<10 {
 			errs = append(errs, problem.Field(field+"."+k, "value longer than 32 KiB"))
