@@ -22,13 +22,22 @@ import (
 	"github.com/spf13/pflag"
 )
 
-var jobCols = []column{{"ID", field("id")}, {"NAME", field("name")}, {"QUEUE", field("queue_name")}, {"STATUS", field("status")},
+var jobCols = []column{{"ID", field("id")}, {"NAME", jobName}, {"QUEUE", field("queue_name")}, {"STATUS", field("status")},
 	{"WORKERS", field("worker_instances")}, {"AGE", age("submitted_at")}, {"REASON", func(m map[string]any) string {
 		var j api.Job
 		raw, _ := json.Marshal(m)
 		_ = json.Unmarshal(raw, &j)
 		return reason(&j)
 	}}}
+
+// jobName is the NAME of a job in a table: "-" for a job given no name,
+// which the API names by its id, so that the id is not shown twice.
+func jobName(m map[string]any) string {
+	if name := text(m["name"]); name != text(m["id"]) {
+		return name
+	}
+	return "-"
+}
 
 // reason is why a job waits (for admission, or for an instance that
 // cannot start), why it failed, or why the scheduler cancelled it.
@@ -563,7 +572,11 @@ func describeJob(ctx context.Context, c *avxrm.Client, id string, w io.Writer) e
 	if j.Status != nil {
 		status = string(*j.Status)
 	}
-	fmt.Fprintf(w, "ID:        %s\nName:      %s\nQueue:     %s (%s)\nStatus:    %s\nWorkers:   %d\n", *j.Id, j.Name, deref(j.QueueName), j.QueueId, status, j.WorkerInstances)
+	fmt.Fprintf(w, "ID:        %s\n", *j.Id)
+	if j.Name != *j.Id { // a job given no name is named by its id
+		fmt.Fprintf(w, "Name:      %s\n", j.Name)
+	}
+	fmt.Fprintf(w, "Queue:     %s (%s)\nStatus:    %s\nWorkers:   %d\n", deref(j.QueueName), j.QueueId, status, j.WorkerInstances)
 	app := j.Application
 	fmt.Fprintf(w, "App:       %s %s %s\n", deref(app.Id), deref(app.Name), deref(app.Version))
 	if o := j.Owner; o != nil {

@@ -115,3 +115,45 @@ func TestEmptyListIsAList(t *testing.T) {
 		}
 	}
 }
+
+// A job given no name is named by its id; the tables and describe show the
+// id once ("-" for its NAME), and a job's own name as it is.
+func TestAJobNamedByItsIDShowsItOnce(t *testing.T) {
+	byID := `{"id":"job-a","name":"job-a","queue_id":"q-1","queue_name":"Default","status":"pending","worker_instances":2,"application":{"id":"app-1"}}`
+	named := `{"id":"job-b","name":"nightly","queue_id":"q-1","queue_name":"Default","status":"pending","worker_instances":3,"application":{"id":"app-1"}}`
+	srv := fakeServer(t, map[string]fakeAnswer{
+		"GET /jobs/job-a":             {200, byID},
+		"GET /jobs/job-b":             {200, named},
+		"GET /jobs":                   {200, `{"items":[` + byID + `,` + named + `]}`},
+		"GET /queues/Default/pending": {200, `{"items":[` + byID + `,` + named + `]}`},
+		"GET /events":                 {200, `{"items":[]}`},
+	})
+	for _, args := range [][]string{{"jobs", "ls"}, {"queues", "pending", "Default"}} {
+		out, errOut, err := runCLI(t, srv, args...)
+		if err != nil {
+			t.Fatalf("%v: %v %s", args, err, errOut)
+		}
+		rows := map[string][]string{}
+		for _, line := range strings.Split(strings.TrimSpace(out), "\n")[1:] {
+			f := strings.Fields(line)
+			for i, v := range f {
+				if strings.HasPrefix(v, "job-") {
+					rows[v] = f[i:]
+					break
+				}
+			}
+		}
+		if r := rows["job-a"]; len(r) < 2 || r[1] != "-" || strings.Count(out, "job-a") != 1 {
+			t.Errorf("%v: the job named by its id: %q; want its id once and NAME -:\n%s", args, r, out)
+		}
+		if r := rows["job-b"]; len(r) < 2 || r[1] != "nightly" {
+			t.Errorf("%v: the named job: %q; want NAME nightly:\n%s", args, r, out)
+		}
+	}
+	if out, errOut, err := runCLI(t, srv, "jobs", "describe", "job-a"); err != nil || strings.Contains(out, "Name:") || strings.Count(out, "job-a") != 1 {
+		t.Errorf("describe of the job named by its id (%v %s): want its id once, no Name line:\n%s", err, errOut, out)
+	}
+	if out, _, _ := runCLI(t, srv, "jobs", "describe", "job-b"); !strings.Contains(out, "Name:      nightly\n") {
+		t.Errorf("describe of the named job: want its Name line:\n%s", out)
+	}
+}
