@@ -307,13 +307,18 @@ func submitFlag(flags *pflag.FlagSet, field string, fileDeps, afterOK int) strin
 		return "--after-any"
 	}
 	flag, ok := submitFlags[field]
+	key := ""
 	if !ok { // environment_variables.K, command[0]...
-		flag = submitFlags[field[:strings.IndexAny(field+".", ".[")]]
+		base := field[:strings.IndexAny(field+".", ".[")]
+		flag = submitFlags[base]
+		if k, isKey := strings.CutPrefix(field, base+"."); isKey && (flag == "env" || flag == "label") {
+			key = " " + k // which of the flag's pairs: --env SEED
+		}
 	}
 	if flag == "" || !flags.Changed(flag) && !(flag == "app" && flags.Changed("image")) {
 		return ""
 	}
-	return "--" + flag
+	return "--" + flag + key
 }
 
 // flagErrors names the fields of a 422 by the flags that gave them (named

@@ -39,6 +39,17 @@ func TestSubmitErrorsNameFlags(t *testing.T) {
 			t.Errorf("%v:\n got %v\nwant %s", c.args, err, c.want)
 		}
 	}
+
+	// A pair of --env or --label is named with its key.
+	pairs := `{"title":"Unprocessable Entity","status":422,` +
+		`"detail":"validation failed: environment_variables.RM_ROLE: set by the launcher; labels.a b: not a valid key",` +
+		`"errors":[{"field":"environment_variables.RM_ROLE","message":"set by the launcher"},{"field":"labels.a b","message":"not a valid key"}]}`
+	srv = fakeServer(t, map[string]fakeAnswer{"POST /jobs": {422, pairs}})
+	args := []string{"submit", "--queue", "Default", "--app", "sim", "--env", "RM_ROLE=x", "--label", "a b=1"}
+	want := `422 validation failed: --env RM_ROLE: set by the launcher; --label a b: not a valid key`
+	if _, _, err := runCLI(t, srv, args...); err == nil || err.Error() != want {
+		t.Errorf("%v:\n got %v\nwant %s", args, err, want)
+	}
 }
 
 // --app is name:version, or else an id or a name that the server resolves
