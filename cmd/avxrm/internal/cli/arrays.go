@@ -86,7 +86,7 @@ func arraysCommand(g *globals) *cobra.Command {
 	return cmd
 }
 
-var arrayCols = []column{{"NAME", field("name")}, {"ID", field("id")}, {"QUEUE", field("queue_id")}, {"JOBS", field("count")},
+var arrayCols = []column{{"NAME", givenName}, {"ID", field("id")}, {"QUEUE", field("queue_id")}, {"JOBS", field("count")},
 	{"MAX PARALLEL", field("max_parallel")}, {"STATUS", func(m map[string]any) string {
 		counts := map[string]int64{}
 		if cm, ok := m["counts"].(map[string]any); ok {

@@ -22,7 +22,7 @@ import (
 	"github.com/spf13/pflag"
 )
 
-var jobCols = []column{{"ID", field("id")}, {"NAME", jobName}, {"QUEUE", field("queue_name")}, {"STATUS", field("status")},
+var jobCols = []column{{"ID", field("id")}, {"NAME", givenName}, {"QUEUE", field("queue_name")}, {"STATUS", field("status")},
 	{"WORKERS", field("worker_instances")}, {"AGE", age("submitted_at")}, {"REASON", func(m map[string]any) string {
 		var j api.Job
 		raw, _ := json.Marshal(m)
@@ -30,9 +30,10 @@ var jobCols = []column{{"ID", field("id")}, {"NAME", jobName}, {"QUEUE", field("
 		return reason(&j)
 	}}}
 
-// jobName is the NAME of a job in a table: "-" for a job given no name,
-// which the API names by its id, so that the id is not shown twice.
-func jobName(m map[string]any) string {
+// givenName is the NAME of a job or job array in a table: "-" for one
+// given no name, which the API names by its id, so that the id is not
+// shown twice.
+func givenName(m map[string]any) string {
 	if name := text(m["name"]); name != text(m["id"]) {
 		return name
 	}

@@ -116,8 +116,8 @@ func TestEmptyListIsAList(t *testing.T) {
 	}
 }
 
-// A job given no name is named by its id; the tables and describe show the
-// id once ("-" for its NAME), and a job's own name as it is.
+// A job or job array given no name is named by its id; the tables and
+// describe show the id once ("-" for its NAME), and a job's own name as it is.
 func TestAJobNamedByItsIDShowsItOnce(t *testing.T) {
 	byID := `{"id":"job-a","name":"job-a","queue_id":"q-1","queue_name":"Default","status":"pending","worker_instances":2,"application":{"id":"app-1"}}`
 	named := `{"id":"job-b","name":"nightly","queue_id":"q-1","queue_name":"Default","status":"pending","worker_instances":3,"application":{"id":"app-1"}}`
@@ -127,7 +127,11 @@ func TestAJobNamedByItsIDShowsItOnce(t *testing.T) {
 		"GET /jobs":                   {200, `{"items":[` + byID + `,` + named + `]}`},
 		"GET /queues/Default/pending": {200, `{"items":[` + byID + `,` + named + `]}`},
 		"GET /events":                 {200, `{"items":[]}`},
+		"GET /job-arrays":             {200, `{"items":[{"id":"arr-a","name":"arr-a","queue_id":"Default","count":2},{"id":"arr-b","name":"sweep","queue_id":"Default","count":2}]}`},
 	})
+	if out, errOut, err := runCLI(t, srv, "arrays", "ls"); err != nil || strings.Count(out, "arr-a") != 1 || !strings.Contains(out, "\n-  ") || !strings.Contains(out, "sweep") {
+		t.Errorf("arrays ls (%v %s): want the array named by its id once, NAME -, and the named one's name:\n%s", err, errOut, out)
+	}
 	for _, args := range [][]string{{"jobs", "ls"}, {"queues", "pending", "Default"}} {
 		out, errOut, err := runCLI(t, srv, args...)
 		if err != nil {

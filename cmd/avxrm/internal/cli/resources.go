@@ -339,7 +339,7 @@ func listOf(g *globals, cmd *cobra.Command, format string, cols []column) *cobra
 	return cmd
 }
 
-var pendingCols = []column{{"POS", field("queue_position")}, {"ID", field("id")}, {"NAME", jobName},
+var pendingCols = []column{{"POS", field("queue_position")}, {"ID", field("id")}, {"NAME", givenName},
 	{"WORKERS", field("worker_instances")}, {"PRIORITY", field("priority")}, {"START", startIn("estimated_start_at")},
 	{"BASIS", field("estimate_basis")}, {"REASON", field("message")}}
 
