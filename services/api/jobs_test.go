@@ -90,6 +90,30 @@ func TestSubmitJob(t *testing.T) {
 	}
 }
 
+// A queue whose limit is 0 admits nothing: a job submitted to it is
+// refused saying so, not that it asks for more than 0 workers.
+func TestSubmitToAClosedQueue(t *testing.T) {
+	e := startEnv(t)
+	e.create("/queues", obj{"name": "Closed", "maximum_allowed_worker_instances": 0})
+	e.create("/queues", obj{"name": "Ten", "maximum_allowed_worker_instances": 10})
+	for queue, want := range map[string]string{
+		"Closed": "queue Closed admits no job while its limit (maximum_allowed_worker_instances) is 0; submit once it is raised",
+		"Ten":    "queue Ten allows at most 10 worker instances, the job asks for 11",
+	} {
+		r := e.do(http.MethodPost, v1+"/jobs", jobBody(queue, 11))
+		if r.Status != http.StatusUnprocessableEntity {
+			t.Fatalf("%s: %s, want 422", queue, r)
+		}
+		assertProblem(t, r, "worker_instances")
+		if !strings.Contains(string(r.Body), `"message":"`+want+`"`) {
+			t.Errorf("%s: %s, want the message %q", queue, r.Body, want)
+		}
+	}
+	if n := e.count("jobs"); n != 0 {
+		t.Errorf("%d jobs written", n)
+	}
+}
+
 func TestSubmitJobRefusals(t *testing.T) {
 	e := startEnv(t)
 	e.create("/queues", obj{"name": "Default", "maximum_allowed_worker_instances": 10})

@@ -255,7 +255,10 @@ func (s *Server) newJob(ctx context.Context, b *JobBody) (*events.Job, error) {
 		return nil, err
 	}
 	q := ql.Res
-	if lim := q.MaximumAllowedWorkerInstances; lim != nil && b.WorkerInstances > *lim {
+	if lim := q.MaximumAllowedWorkerInstances; lim != nil && *lim == 0 {
+		return nil, problem.Invalid(problem.Field("worker_instances",
+			"queue %s admits no job while its limit (maximum_allowed_worker_instances) is 0; submit once it is raised", q.Name))
+	} else if lim != nil && b.WorkerInstances > *lim {
 		return nil, problem.Invalid(problem.Field("worker_instances",
 			"queue %s allows at most %d worker instances, the job asks for %d", q.Name, *lim, b.WorkerInstances))
 	}
