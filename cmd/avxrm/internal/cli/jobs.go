@@ -568,6 +568,15 @@ func jobsCommand(g *globals) *cobra.Command {
 	return cmd
 }
 
+// appLine is a job's application in describe: a registered one's id, name
+// and version, an inline one's name and image.
+func appLine(app api.JobApplication) string {
+	if app.Id == nil {
+		return fmt.Sprintf("%s (inline, image %s)", deref(app.Name), deref(app.Image))
+	}
+	return strings.Join(slices.DeleteFunc([]string{deref(app.Id), deref(app.Name), deref(app.Version)}, func(s string) bool { return s == "" }), " ")
+}
+
 // describeJob prints a job for a human, with its event history so far.
 func describeJob(ctx context.Context, c *avxrm.Client, id string, w io.Writer) error {
 	j, err := c.GetJob(ctx, id)
@@ -584,7 +593,7 @@ func describeJob(ctx context.Context, c *avxrm.Client, id string, w io.Writer) e
 	}
 	fmt.Fprintf(w, "Queue:     %s (%s)\nStatus:    %s\nWorkers:   %d\n", deref(j.QueueName), j.QueueId, status, j.WorkerInstances)
 	app := j.Application
-	fmt.Fprintf(w, "App:       %s %s %s\n", deref(app.Id), deref(app.Name), deref(app.Version))
+	fmt.Fprintf(w, "App:       %s\n", appLine(app))
 	if o := j.Owner; o != nil {
 		fmt.Fprintf(w, "Owner:     %s\n", cmp.Or(o.Username, o.Subject))
 	}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/avxrm/rm/sdk/go/avxrm/api"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -159,5 +160,23 @@ func TestAJobNamedByItsIDShowsItOnce(t *testing.T) {
 	}
 	if out, _, _ := runCLI(t, srv, "jobs", "describe", "job-b"); !strings.Contains(out, "Name:      nightly\n") {
 		t.Errorf("describe of the named job: want its Name line:\n%s", out)
+	}
+}
+
+// describe's App line: a registered application by id, name and version;
+// an inline one by its name and image, with no blanks for what it lacks.
+func TestAppLine(t *testing.T) {
+	s := func(v string) *string { return &v }
+	for _, c := range []struct {
+		app  api.JobApplication
+		want string
+	}{
+		{api.JobApplication{Id: s("app-1"), Name: s("sim"), Version: s("1.0"), Image: s("reg/sim:1")}, "app-1 sim 1.0"},
+		{api.JobApplication{Id: s("app-1")}, "app-1"},
+		{api.JobApplication{Name: s("nosuch"), Image: s("nosuch/image:1")}, "nosuch (inline, image nosuch/image:1)"},
+	} {
+		if got := appLine(c.app); got != c.want {
+			t.Errorf("appLine(%+v) = %q, want %q", c.app, got, c.want)
+		}
 	}
 }
