@@ -271,7 +271,8 @@ func TestNotFoundNamesWhat(t *testing.T) {
 		{http.MethodDelete, "/jobs/job-nope", `job "job-nope" not found`},
 		{http.MethodPost, "/jobs/job-nope/cancel", `job "job-nope" not found`},
 		{http.MethodGet, "/jobs/job-nope/instances/worker/0/logs", `job "job-nope" not found`},
-		{http.MethodGet, "/jobs/" + id + "/instances/worker/2/logs", `worker 2 of job "` + id + `" not found`},
+		{http.MethodGet, "/jobs/" + id + "/instances/worker/2/logs", `worker 2 of job "` + id + `" not found: the job has 2 workers, indexes 0 to 1`},
+		{http.MethodGet, "/jobs/" + id + "/instances/controller/1/logs", `controller 1 of job "` + id + `" not found: a job has one controller, index 0`},
 		{http.MethodGet, "/jobs/" + id + "/artifacts/scenarios/s1/a.xosc", `scenario artifact "a.xosc" of job "` + id + `" not found`},
 		{http.MethodGet, "/queues/nope", `queue "nope" not found`},
 	} {

@@ -2,13 +2,16 @@ package api_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"net/http"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
+	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
 // serveLogs answers the API's log requests for the workers of job as a
@@ -126,5 +129,44 @@ func TestLogsOfAnUnreachableRuntime(t *testing.T) {
 	}
 	if p := r.obj(t); !strings.Contains(p["detail"].(string), reason) {
 		t.Errorf("problem %v, want the launcher's reason", p)
+	}
+}
+
+// A log the launcher has not of a job that waits for admission, whose
+// instances are starting, or that ended before it was admitted says why
+// none can be there; of a job that ran, the launcher's 404 stands.
+func TestLogsOfAJobThatDidNotRun(t *testing.T) {
+	e := startEnv(t)
+	e.create("/queues", queueBody("nq"))
+	id := e.must(http.StatusCreated, http.MethodPost, v1+"/jobs", jobBody("nq", 1)).obj(t).str("id")
+	sub, err := e.js.Conn().Subscribe("rm.launcher.logs."+id+".worker.0", func(m *nats.Msg) {
+		reply := nats.NewMsg(m.Reply)
+		reply.Header.Set("Rm-Logs-Status", "404")
+		reply.Header.Set("Rm-Logs-Eof", "true")
+		reply.Header.Set("Rm-Logs-Error", "logs of "+id+"/worker/0")
+		_ = m.RespondMsg(reply)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	now := time.Now()
+	for _, c := range []struct {
+		set  bson.M
+		want string
+	}{
+		{bson.M{"status": "submitted"}, `worker 0 of job "` + id + `" has no log: the job is submitted, so none of its instances has started`},
+		{bson.M{"status": "pending"}, `worker 0 of job "` + id + `" has no log: the job is pending, so none of its instances has started`},
+		{bson.M{"status": "admitted", "admitted_at": now}, `worker 0 of job "` + id + `" has no log: the job is admitted and its instances are starting; ask again once it runs`},
+		{bson.M{"status": "cancelled", "admitted_at": nil}, `worker 0 of job "` + id + `" has no log: the job was cancelled before it was admitted, so no instance ran`},
+		{bson.M{"status": "pending", "attempt": 2}, `logs of ` + id + `/worker/0 not found`},
+		{bson.M{"status": "failed", "attempt": 1, "admitted_at": now}, `logs of ` + id + `/worker/0 not found`},
+	} {
+		if _, err := e.db.Collection("jobs").UpdateOne(context.Background(), bson.M{"_id": id}, bson.M{"$set": c.set}); err != nil {
+			t.Fatal(err)
+		}
+		if got := e.must(http.StatusNotFound, http.MethodGet, v1+"/jobs/"+id+"/instances/worker/0/logs", nil).obj(t)["detail"]; got != c.want {
+			t.Errorf("%v: detail %q, want %q", c.set, got, c.want)
+		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/avxrm/rm/pkg/events"
 	"github.com/avxrm/rm/services/api/internal/problem"
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/nats-io/nats.go"
@@ -143,10 +144,38 @@ func (s *Server) instanceLogs(ctx context.Context, in *logsInput) (*huma.StreamR
 	if err != nil {
 		return nil, err
 	}
-	if in.Role == "worker" && in.Index >= j.WorkerInstances || in.Role == "controller" && in.Index != 0 {
-		return nil, fmt.Errorf("%s %d of job %q: %w", in.Role, in.Index, j.ID, problem.ErrNotFound)
+	switch {
+	case in.Role == "worker" && in.Index >= j.WorkerInstances:
+		return nil, problem.New(http.StatusNotFound, fmt.Sprintf("worker %d of job %q not found: the job has %d workers, indexes 0 to %d",
+			in.Index, j.ID, j.WorkerInstances, j.WorkerInstances-1))
+	case in.Role != "worker" && in.Index != 0:
+		return nil, problem.New(http.StatusNotFound, fmt.Sprintf("%s %d of job %q not found: a job has one %s, index 0", in.Role, in.Index, j.ID, in.Role))
 	}
-	return s.streamLogs(ctx, logsSubjectPrefix+"."+j.ID+"."+in.Role+"."+strconv.Itoa(in.Index), in.LogsRange)
+	resp, err := s.streamLogs(ctx, logsSubjectPrefix+"."+j.ID+"."+in.Role+"."+strconv.Itoa(in.Index), in.LogsRange)
+	if errors.Is(err, problem.ErrNotFound) {
+		if why := noLogYet(j); why != "" {
+			return nil, problem.New(http.StatusNotFound, fmt.Sprintf("%s %d of job %q has no log: %s", in.Role, in.Index, j.ID, why))
+		}
+	}
+	return resp, err
+}
+
+// noLogYet says why no instance of j has a log when none can have one
+// yet, or ever: it waits for admission, its instances are starting, or it
+// ended before it was admitted. "" otherwise, and for a job past its first
+// attempt, whose earlier attempt's instances may have had one.
+func noLogYet(j *events.Job) string {
+	switch {
+	case j.CurrentAttempt() > 1:
+		return ""
+	case j.Status == events.JobSubmitted || j.Status == events.JobPending:
+		return "the job is " + j.Status + ", so none of its instances has started"
+	case j.Status == events.JobAdmitted:
+		return "the job is admitted and its instances are starting; ask again once it runs"
+	case j.AdmittedAt == nil && events.JobFinal(j.Status):
+		return "the job was " + j.Status + " before it was admitted, so no instance ran"
+	}
+	return ""
 }
 
 // streamLogs answers with the log the launcher serves on subject, from
