@@ -150,6 +150,9 @@ func TestLogsOfAJobThatDidNotRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	// A post controller's index is its start's: the second is asked for
+	// (no launcher answers for it here).
+	e.must(http.StatusServiceUnavailable, http.MethodGet, v1+"/jobs/"+id+"/instances/post-controller/1/logs", nil)
 	now := time.Now()
 	for _, c := range []struct {
 		set  bson.M

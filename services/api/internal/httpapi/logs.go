@@ -148,8 +148,9 @@ func (s *Server) instanceLogs(ctx context.Context, in *logsInput) (*huma.StreamR
 	case in.Role == "worker" && in.Index >= j.WorkerInstances:
 		return nil, problem.New(http.StatusNotFound, fmt.Sprintf("worker %d of job %q not found: the job has %d workers, indexes 0 to %d",
 			in.Index, j.ID, j.WorkerInstances, j.WorkerInstances-1))
-	case in.Role != "worker" && in.Index != 0:
-		return nil, problem.New(http.StatusNotFound, fmt.Sprintf("%s %d of job %q not found: a job has one %s, index 0", in.Role, in.Index, j.ID, in.Role))
+	case in.Role == "controller" && in.Index != 0:
+		// (Each start of a post controller has the next index.)
+		return nil, problem.New(http.StatusNotFound, fmt.Sprintf("controller %d of job %q not found: a job has one controller, index 0", in.Index, j.ID))
 	}
 	resp, err := s.streamLogs(ctx, logsSubjectPrefix+"."+j.ID+"."+in.Role+"."+strconv.Itoa(in.Index), in.LogsRange)
 	if errors.Is(err, problem.ErrNotFound) {
