@@ -153,6 +153,9 @@ func TestLogsOfAJobThatDidNotRun(t *testing.T) {
 	// A post controller's index is its start's: the second is asked for
 	// (no launcher answers for it here).
 	e.must(http.StatusServiceUnavailable, http.MethodGet, v1+"/jobs/"+id+"/instances/post-controller/1/logs", nil)
+	if got := e.must(http.StatusNotFound, http.MethodGet, v1+"/jobs/"+id+"/instances/worker/1/logs", nil).obj(t)["detail"]; got != `worker 1 of job "`+id+`" not found: the job has 1 worker, index 0` {
+		t.Errorf("worker 1 of a job of one: %q", got)
+	}
 	now := time.Now()
 	for _, c := range []struct {
 		set  bson.M

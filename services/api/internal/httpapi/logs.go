@@ -144,12 +144,16 @@ func (s *Server) instanceLogs(ctx context.Context, in *logsInput) (*huma.StreamR
 	if err != nil {
 		return nil, err
 	}
+	// A job's workers and its one controller have fixed indexes; each start
+	// of a post controller takes the next one, so its index is not checked.
 	switch {
 	case in.Role == "worker" && in.Index >= j.WorkerInstances:
-		return nil, problem.New(http.StatusNotFound, fmt.Sprintf("worker %d of job %q not found: the job has %d workers, indexes 0 to %d",
-			in.Index, j.ID, j.WorkerInstances, j.WorkerInstances-1))
+		has := fmt.Sprintf("the job has %d workers, indexes 0 to %d", j.WorkerInstances, j.WorkerInstances-1)
+		if j.WorkerInstances == 1 {
+			has = "the job has 1 worker, index 0"
+		}
+		return nil, problem.New(http.StatusNotFound, fmt.Sprintf("worker %d of job %q not found: %s", in.Index, j.ID, has))
 	case in.Role == "controller" && in.Index != 0:
-		// (Each start of a post controller has the next index.)
 		return nil, problem.New(http.StatusNotFound, fmt.Sprintf("controller %d of job %q not found: a job has one controller, index 0", in.Index, j.ID))
 	}
 	resp, err := s.streamLogs(ctx, logsSubjectPrefix+"."+j.ID+"."+in.Role+"."+strconv.Itoa(in.Index), in.LogsRange)
