@@ -19,18 +19,17 @@ var labelKey = regexp.MustCompile(`^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-
 
 const maxMapEntries = 256
 
-// launcherEnv are the variables the launcher sets in the instances it
-// starts, over any value a queue, an application, a runtime config, a job
-// or a deployment gives (services/launcher/internal/launch/spec.go), with
-// what each holds. A value given for one would never be seen, so it is
-// refused. RM_API_URL and RM_JOB_TOKEN are not among them: the launcher
-// sets those only when it has one.
+// launcherEnv says what each of events.EnvAlways holds: the variables the
+// launcher sets over any value a queue, an application, a runtime config, a
+// job or a deployment gives, so that a value given for one, which would
+// never be seen, is refused. RM_API_URL and RM_JOB_TOKEN are not among
+// them: the launcher sets those only when it has one.
 var launcherEnv = map[string]string{
-	"RM_JOB_ID":           "the job's id, in every instance of a job",
-	"RM_ROLE":             "the instance's role, in every instance",
-	"RM_INSTANCE_INDEX":   "the instance's index, in every instance",
-	"RM_WORKER_INSTANCES": "the job's worker_instances, in every instance of a job",
-	"RM_DEPLOYMENT_ID":    "the deployment's id, in every replica",
+	events.EnvJobID:           "the job's id, in every instance of a job",
+	events.EnvRole:            "the instance's role, in every instance",
+	events.EnvInstanceIndex:   "the instance's index, in every instance",
+	events.EnvWorkerInstances: "the job's worker_instances, in every instance of a job",
+	events.EnvDeploymentID:    "the deployment's id, in every replica",
 }
 
 func validateEnv(field string, env map[string]string) []*problem.FieldError {

@@ -8,14 +8,15 @@ import (
 	"github.com/avxrm/rm/services/launcher/internal/driver"
 )
 
-// Environment variables the launcher gives every instance.
+// Environment variables the launcher gives every instance (events names
+// them, so that the API refuses values for them).
 const (
-	EnvJobID           = "RM_JOB_ID"
-	EnvRole            = "RM_ROLE"
-	EnvInstanceIndex   = "RM_INSTANCE_INDEX"
-	EnvWorkerInstances = "RM_WORKER_INSTANCES"
-	EnvAPIURL          = "RM_API_URL"
-	EnvDeploymentID    = "RM_DEPLOYMENT_ID"
+	EnvJobID           = events.EnvJobID
+	EnvRole            = events.EnvRole
+	EnvInstanceIndex   = events.EnvInstanceIndex
+	EnvWorkerInstances = events.EnvWorkerInstances
+	EnvAPIURL          = events.EnvAPIURL
+	EnvDeploymentID    = events.EnvDeploymentID
 	// EnvSimRunSeconds in a job's environment overrides the simulated
 	// driver's run_seconds for that job.
 	EnvSimRunSeconds = "RM_SIM_RUN_SECONDS"
@@ -54,7 +55,7 @@ func jobSpec(j *events.Job, role string, index int, q *events.Queue, apiURL stri
 		env[EnvAPIURL] = apiURL
 	}
 	if t := j.Runtime.JobToken; t != "" {
-		env["RM_JOB_TOKEN"] = t // minted by the API at submission: artifact uploads and log reads of this job
+		env[events.EnvJobToken] = t // minted by the API at submission: artifact uploads and log reads of this job
 	}
 
 	limits := j.Runtime.ResourceLimits
