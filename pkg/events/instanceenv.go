@@ -2,8 +2,8 @@ package events
 
 // Environment variables the launcher gives the instances it starts, over
 // any value of the same name in the environment the API resolved for them.
-// The API refuses a value for those the launcher always sets (Always), since
-// it would never be seen.
+// The API refuses a value for those the launcher always sets (EnvAlways),
+// since it would never be seen.
 const (
 	EnvJobID           = "RM_JOB_ID"           // a job's instances
 	EnvRole            = "RM_ROLE"             // every instance: controller, worker, post-controller, replica

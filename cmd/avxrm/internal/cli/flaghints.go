@@ -130,11 +130,10 @@ func submitFieldHint(name string) string {
 	case "depends_on":
 		return "the job's depends_on is given with --after-ok <job> or --after-any <job>"
 	}
-	flag := submitFlags[field]
-	if flag == "" || flag == name {
-		return ""
+	if flag := submitFlags[field]; flag != "" { // never the name itself: that flag exists
+		return fmt.Sprintf("the job's %s is given with --%s", field, flag)
 	}
-	return fmt.Sprintf("the job's %s is given with --%s", field, flag)
+	return ""
 }
 
 // nearFlags are the flags of cmd whose names are likely what name was
