@@ -339,7 +339,8 @@ func unexpectedServer(t *testing.T) (*httptest.Server, *atomic.Int32) {
 
 // A flag the command does not have is refused before anything is sent, and
 // the error says what to give instead: the field's --set or --set-string on
-// create and set, submit's flag for a job field, the flag a slip was of.
+// create and set, submit's flag for a job field, the flag a slip was of
+// (for a shorthand: the same letter's other case, or the flags it begins).
 func TestUnknownFlagsSayWhatToGive(t *testing.T) {
 	srv, requests := unexpectedServer(t)
 	t.Setenv("RM_SERVER", srv.URL)
@@ -365,6 +366,10 @@ func TestUnknownFlagsSayWhatToGive(t *testing.T) {
 		"logs job-1 --rol worker":                                       `unknown flag: --rol: did you mean --role?`,
 		"jobs ls --serv http://x":                                       `unknown flag: --serv: did you mean --server?`,
 		"jobs ls --bogus":                                               `unknown flag: --bogus`,
+		"jobs ls -a":                                                    `unknown shorthand flag: 'a' in -a: did you mean -A (--all)?`,
+		"submit -w 3":                                                   `unknown shorthand flag: 'w' in -w: did you mean --wait or --workers?`,
+		"queues create Q -l 3":                                          `unknown shorthand flag: 'l' in -l: did you mean --limit?`,
+		"submit -x":                                                     `unknown shorthand flag: 'x' in -x`,
 	} {
 		if msg, code, _ := run(t, "", strings.Fields(args)...); code != ExitFailed || msg != "avxrm: "+want+"\n" {
 			t.Errorf("avxrm %s: exit %d, %q; want 1, %q", args, code, msg, want)

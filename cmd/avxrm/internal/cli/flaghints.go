@@ -19,14 +19,44 @@ const (
 	submitAnnotation = "avxrm.submit"
 )
 
-// unknownFlag is the long name a command line gave of a flag the command
-// does not have, "" for another error (or a shorthand).
-func unknownFlag(err error) string {
+// unknownFlag is the name a command line gave of a flag the command does
+// not have, "" for another error; short says it was a shorthand (the
+// letter of -x).
+func unknownFlag(err error) (name string, short bool) {
 	var ne *pflag.NotExistError
 	if errors.As(err, &ne) {
-		return ne.GetSpecifiedName()
+		return ne.GetSpecifiedName(), ne.GetSpecifiedShortnames() != ""
 	}
-	return ""
+	return "", false
+}
+
+// unknownShorthandHint names the flags of cmd that -c likely meant: the one
+// whose shorthand is c in the other case (-a for -A), else the flags whose
+// names begin with c, if there are at most three. "" when there is none.
+func unknownShorthandHint(cmd *cobra.Command, c string) string {
+	var same, begin []string
+	visit := func(f *pflag.Flag) {
+		if f.Hidden {
+			return
+		}
+		name := "--" + f.Name
+		if f.Shorthand != "" && strings.EqualFold(f.Shorthand, c) {
+			same = append(same, "-"+f.Shorthand+" ("+name+")")
+		} else if strings.HasPrefix(f.Name, strings.ToLower(c)) && !slices.Contains(begin, name) {
+			begin = append(begin, name)
+		}
+	}
+	cmd.LocalFlags().VisitAll(visit)
+	cmd.InheritedFlags().VisitAll(visit)
+	near := same
+	if len(near) == 0 && len(begin) <= 3 {
+		near = begin
+	}
+	if len(near) == 0 {
+		return ""
+	}
+	slices.Sort(near)
+	return "did you mean " + strings.Join(near, " or ") + "?"
 }
 
 // unknownFlagHint says what to give instead of --name: on create and set,

@@ -280,9 +280,13 @@ func withUsageOnArgErrors(cmd *cobra.Command) {
 // "abc": invalid syntax`), in the form of the commands' own checks, and
 // what to give instead of a flag the command does not have.
 func flagError(cmd *cobra.Command, err error) error {
-	if name := unknownFlag(err); name != "" {
-		if hint := unknownFlagHint(cmd, name); hint != "" {
-			return fmt.Errorf("%w: %s", err, hint)
+	if name, short := unknownFlag(err); name != "" {
+		hint := unknownFlagHint
+		if short {
+			hint = unknownShorthandHint
+		}
+		if h := hint(cmd, name); h != "" {
+			return fmt.Errorf("%w: %s", err, h)
 		}
 		return err
 	}
