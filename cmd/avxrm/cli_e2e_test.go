@@ -205,6 +205,16 @@ func TestCLIFailingJobExits1(t *testing.T) {
 	if !strings.Contains(out+errs, "worker 1 exited with code 2") {
 		t.Errorf("the failure is not printed:\n%s%s", out, errs)
 	}
+	// The failing worker's last lines come with it, in the follow and in
+	// describe.
+	id := strings.SplitN(out, "\n", 2)[0]
+	tail := "Last lines of worker 1 (avxrm logs " + id + " --role worker --index 1):\n  hello from worker 1\n"
+	if !strings.Contains(errs, tail) {
+		t.Errorf("the failing worker's output is not printed; want %q in\n%s", tail, errs)
+	}
+	if d := s.must(t, "jobs", "describe", id); !strings.Contains(d, tail) {
+		t.Errorf("describe does not show the failing worker's output; want %q in\n%s", tail, d)
+	}
 	// Errors are one line from the problem body, exit 1.
 	out, errs, code = s.run(t, "jobs", "get", "job-does-not-exist")
 	if code != 1 || out != "" || strings.Count(errs, "\n") != 1 || !strings.Contains(errs, "404") {

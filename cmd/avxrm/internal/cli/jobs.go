@@ -83,7 +83,8 @@ func submitCommand(g *globals) *cobra.Command {
 		Annotations: map[string]string{submitAnnotation: ""},
 		Short:       "Submit a job or a job array; with --wait, follow it until it ends",
 		Long: "Submit a job and print its id. With --wait, follow it live until it ends: exit 0 when it\n" +
-			"succeeded, 1 when it failed (the failing instance and exit code are printed), 3 when it was cancelled\n" +
+			"succeeded, 1 when it failed (the failing instance, its exit code and its last 10 lines of output\n" +
+			"are printed), 3 when it was cancelled\n" +
 			"(130 when Ctrl-C stops the following; the job goes on).\n" +
 			"On a terminal one status line is redrawn in place; otherwise each change is one line.\n" +
 			"Arguments after -- are the job's args: they replace the application's (--command replaces both).\n" +
@@ -366,6 +367,12 @@ func addPairs(m **map[string]string, flag string, kvs []string) error {
 // does). Its error is follow's, which says how the job ended.
 func followJob(ctx context.Context, cmd *cobra.Command, g *globals, c *avxrm.Client, id string) error {
 	last, err := follow(ctx, c, id, g.progress(cmd), cmd.ErrOrStderr())
+	if last != nil && last.Status != nil && *last.Status == "failed" {
+		// Events carry no instances: the record says which one failed.
+		if j, gerr := c.GetJob(ctx, id); gerr == nil {
+			printFailedTail(ctx, c, j, cmd.ErrOrStderr())
+		}
+	}
 	if !g.structured() || last == nil {
 		return err
 	}
@@ -512,7 +519,7 @@ func jobsCommand(g *globals) *cobra.Command {
 		},
 	}
 	describe := &cobra.Command{
-		Use: "describe <job>", Short: "Show a job's spec, conditions, warnings, instances and event history", Args: cobra.ExactArgs(1),
+		Use: "describe <job>", Short: "Show a job's spec, conditions, warnings, instances (a failed one's last lines) and event history", Args: cobra.ExactArgs(1),
 		Example: "  avxrm jobs describe job-01J…",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := g.client(cmd.Context())
@@ -661,11 +668,63 @@ func describeJob(ctx context.Context, c *avxrm.Client, id string, w io.Writer) e
 			}
 		}
 	}
+	if status == "failed" {
+		printFailedTail(ctx, c, j, w)
+	}
 	fmt.Fprintln(w, "Events:")
 	for e := range jobHistory(ctx, c, id) {
 		fmt.Fprintf(w, "  %s  %-22s %s\n", e.CloudEvent.Time.Format(time.RFC3339), e.Type, e.CloudEvent.Source)
 	}
 	return nil
+}
+
+// failedTailLines is how many of the failing instance's last lines a
+// failed job's describe and a follow that saw it fail print.
+const failedTailLines = 10
+
+// printFailedTail prints the last lines of the instance whose failure
+// failed the job, with the command that prints all of it, so that the
+// program's own error is seen where the job's failure is. Nothing when no
+// instance failed (a time limit, a start that failed) or its log cannot be
+// read (a driver that keeps none, a runtime out of reach): the job's
+// conditions say what there is.
+func printFailedTail(ctx context.Context, c *avxrm.Client, j *api.Job, w io.Writer) {
+	in := firstFailed(avxrm.Values(j.Instances))
+	if in == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	path := fmt.Sprintf("/jobs/%s/instances/%s/%d/logs?tail=%d", avxrm.PathSegment(*j.Id), avxrm.PathSegment(string(in.Role)), in.Index, failedTailLines)
+	var raw []byte
+	if _, err := c.Do(ctx, http.MethodGet, path, nil, &raw); err != nil || len(bytes.TrimSpace(raw)) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "Last lines of %s %d (avxrm logs %s --role %s --index %d):\n", in.Role, in.Index, *j.Id, in.Role, in.Index)
+	for line := range strings.Lines(strings.ToValidUTF8(strings.TrimRight(string(raw), "\n"), "\uFFFD")) {
+		line = strings.TrimRight(line, "\r\n")
+		if r := []rune(line); len(r) > 300 {
+			line = string(r[:300]) + "…"
+		}
+		fmt.Fprintln(w, "  "+line)
+	}
+}
+
+// firstFailed is the instance whose failure failed the job: of those that
+// failed, the one that ended first (the controller first, then by index,
+// when several ended at once); nil if none failed.
+func firstFailed(ins []api.Instance) *api.Instance {
+	var first *api.Instance
+	for i := range ins {
+		in := &ins[i]
+		if in.Status != "failed" || in.FinishedAt == nil {
+			continue
+		}
+		if first == nil || in.FinishedAt.Before(*first.FinishedAt) {
+			first = in
+		}
+	}
+	return first
 }
 
 // jobHistory yields the job's events stored so far: the stream has no end,
