@@ -111,3 +111,32 @@ func TestJobPageInstancesAndArtifactLinks(t *testing.T) {
 		t.Errorf("the link answers %d %q", resp.StatusCode, got)
 	}
 }
+
+// A failed job's page shows, unasked, the log of the instance whose
+// failure failed it (the first to fail), not worker 0's; a log asked for
+// is shown instead.
+func TestFailedJobPageShowsTheFailingInstancesLog(t *testing.T) {
+	e := startEnv(t)
+	q := e.must(http.MethodPost, "/api/resources/v1/queues", map[string]any{"name": "Q", "maximum_allowed_worker_instances": 3}, http.StatusCreated)
+	id := e.submit("fails", q["id"].(string), 3, nil)
+
+	// The scheduler and the launcher are not running: write what they would.
+	ctx := context.Background()
+	ob := outbox.New(events.NewPublisher(e.js), nil)
+	if _, err := jobdoc.New(e.db, ob, jobdoc.Launcher, "/launcher").Update(ctx, id, func(j *events.Job, now time.Time) ([]string, error) {
+		start, first, later := now.Add(-3*time.Second), now.Add(-2*time.Second), now.Add(-time.Second)
+		code := 2
+		j.Instances = []events.Instance{
+			{Role: events.RoleController, Status: events.InstanceStopped, StartedAt: &start, FinishedAt: &later},
+			{Role: events.RoleWorker, Index: 0, Status: events.InstanceFailed, ExitCode: &code, StartedAt: &start, FinishedAt: &later},
+			{Role: events.RoleWorker, Index: 1, Status: events.InstanceStopped, StartedAt: &start, FinishedAt: &later},
+			{Role: events.RoleWorker, Index: 2, Status: events.InstanceFailed, ExitCode: &code, StartedAt: &start, FinishedAt: &first},
+		}
+		j.Status, j.StartedAt, j.FinishedAt = events.JobFailed, &start, &later
+		return []string{events.TypeJobFailed}, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	wantIn(t, "the failed job's page", e.page("/ui/jobs/"+id), "<option selected>worker/2</option>", `id="log-error"`)
+	wantIn(t, "the page asking for worker 0's log", e.page("/ui/jobs/"+id+"?log=worker/0"), "<option selected>worker/0</option>")
+}

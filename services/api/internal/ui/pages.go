@@ -495,6 +495,7 @@ type jobData struct {
 	IStatus   string
 	INext     string // the cursor of the next page, "" on the last
 	LogRef    string // role/index of the instance whose log is shown
+	LogFailed bool   // LogRef is the instance whose failure failed the job, shown unasked
 	LogChoice []string
 	Log       string
 	LogCut    bool
@@ -571,7 +572,8 @@ func (u *UI) jobPage(r *http.Request, id string) (*page, error) {
 		return nil, err
 	}
 
-	// The log tail: the chosen instance, else the first worker.
+	// The log tail: the chosen instance, else the one whose failure
+	// failed the job, else the first worker.
 	for _, in := range j.Instances {
 		if in.StartedAt != nil && len(d.LogChoice) < 200 {
 			d.LogChoice = append(d.LogChoice, in.Role+"/"+strconv.Itoa(in.Index))
@@ -579,6 +581,9 @@ func (u *UI) jobPage(r *http.Request, id string) (*page, error) {
 	}
 	if d.LogRef == "" && (j.StartedAt != nil || len(d.LogChoice) > 0) {
 		d.LogRef = "worker/0"
+		if in := firstFailed(j.Instances); in != nil && j.Status == "failed" {
+			d.LogRef, d.LogFailed = in.Role+"/"+strconv.Itoa(in.Index), true
+		}
 	}
 	if d.LogRef != "" {
 		if !slices.Contains(d.LogChoice, d.LogRef) {
@@ -609,6 +614,20 @@ func (u *UI) jobPage(r *http.Request, id string) (*page, error) {
 	// stream's job_id selects both.
 	return &page{Name: "job", Title: "Job " + cmp.Or(j.Name, j.ID), Nav: "jobs",
 		Live: "job_id=" + url.QueryEscape(j.ID) + "&type=" + jobPageTypes, Data: d}, nil
+}
+
+// firstFailed is the instance whose failure failed the job: of those that
+// failed, the one that ended first (the earlier in the list when several
+// ended at once); nil if none failed.
+func firstFailed(ins []instance) *instance {
+	var first *instance
+	for i := range ins {
+		in := &ins[i]
+		if in.Status == "failed" && in.FinishedAt != nil && (first == nil || in.FinishedAt.Before(*first.FinishedAt)) {
+			first = in
+		}
+	}
+	return first
 }
 
 // instancePage reads the page of the job's instances after cursor through
