@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -397,4 +398,70 @@ func manyDeps(n int) []obj {
 		out[i] = obj{"job_id": fmt.Sprintf("job-%026d", i), "condition": "finished"}
 	}
 	return out
+}
+
+// A body made from a resource as a GET returned it is refused (nothing is
+// written), and each field the server sets is named read-only rather than
+// unknown: on create, replace and merge patch of every kind, and on submit.
+func TestReadOnlyFieldsAreNamedSo(t *testing.T) {
+	e := startEnv(t)
+	e.create("/queues", queueBody("target"))
+	app := e.create("/applications", appBody("target", "1"))
+	made := map[string]obj{
+		"/queues":       e.create("/queues", queueBody("q")),
+		"/plugins":      e.create("/plugins", pluginBody("p")),
+		"/applications": e.create("/applications", appBody("a", "1")),
+		"/deployments":  e.create("/deployments", deploymentBody("d", app.str("id"), "target")),
+		"/jobs":         e.create("/jobs", jobBody("target", 1)),
+	}
+	const readOnly = "read-only: the server sets it"
+	check := func(what string, r resp, want map[string]string) {
+		t.Helper()
+		if r.Status != http.StatusUnprocessableEntity {
+			t.Fatalf("%s: %s, want 422", what, r)
+		}
+		var p struct {
+			Errors []struct{ Field, Message string }
+		}
+		if err := json.Unmarshal(r.Body, &p); err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]string{}
+		for _, fe := range p.Errors {
+			got[fe.Field] = fe.Message
+		}
+		for field, msg := range want {
+			if got[field] != msg {
+				t.Errorf("%s: %s: %q, want %q (%s)", what, field, got[field], msg, r.Body)
+			}
+		}
+	}
+	counts := map[string]int64{}
+	for _, coll := range []string{"queues", "plugins", "applications", "deployments", "jobs"} {
+		counts[coll] = e.count(coll)
+	}
+	for path, res := range made {
+		got := e.must(http.StatusOK, http.MethodGet, v1+path+"/"+res.str("id"), nil).obj(t)
+		got["bogus"] = 1
+		want := map[string]string{"id": readOnly, "created_at": readOnly, "bogus": "unexpected property"}
+		if path == "/jobs" {
+			want["status"] = readOnly
+			check("submit of a job as read", e.do(http.MethodPost, v1+path, got), want)
+			continue
+		}
+		if path == "/applications" {
+			got["version"] = "2"
+		} else {
+			got["name"] = got.str("name") + "-copy"
+		}
+		check("create of "+path+" as read", e.do(http.MethodPost, v1+path, got), want)
+		check("replace of "+path+" as read", e.do(http.MethodPut, v1+path+"/"+res.str("id"), got), want)
+		check("merge patch of "+path, e.do(http.MethodPatch, v1+path+"/"+res.str("id"), obj{"updated_at": "2026-01-01T00:00:00Z", "bogus": 1}),
+			map[string]string{"updated_at": readOnly, "bogus": "unexpected property"})
+	}
+	for coll, n := range counts {
+		if got := e.count(coll); got != n {
+			t.Errorf("%s: %d documents, want %d: a refused body wrote", coll, got, n)
+		}
+	}
 }

@@ -20,14 +20,16 @@ func TestFileErrors(t *testing.T) {
 		return f
 	}
 	for file, want := range map[string]string{
-		write("j.json", `{"queue_id":"Default","worker_instances":"two"}`): "j.json: worker_instances: expected an integer, got a string",
-		write("app.yaml", "application: {name: [a]}\n"):                    "app.yaml: application.name: expected a string, got a list",
-		write("n.yaml", "worker_instances: 1.5\n"):                         "n.yaml: worker_instances: expected an integer, got 1.5",
-		write("l.json", `[{"queue_id":"Default"}]`):                        "l.json: expected a JSON or YAML object, got a list",
-		write("u.yaml", "workers: 3\n"):                                    `u.yaml: unknown field "workers": the file takes the API's field names, here worker_instances (--workers is the flag's)`,
-		write("q.yaml", "queue: Default\n"):                                `q.yaml: unknown field "queue": the file takes the API's field names, here queue_id (--queue is the flag's)`,
-		write("x.yaml", "bogus: 1\n"):                                      `x.yaml: unknown field "bogus"`,
-		write("v.yaml", "application: {name: sim, version: 1.0}\n"):        `v.yaml: application.version: expected a string, got a number: quote it, e.g. "1.0"`,
+		write("j.json", `{"queue_id":"Default","worker_instances":"two"}`):            "j.json: worker_instances: expected an integer, got a string",
+		write("app.yaml", "application: {name: [a]}\n"):                               "app.yaml: application.name: expected a string, got a list",
+		write("n.yaml", "worker_instances: 1.5\n"):                                    "n.yaml: worker_instances: expected an integer, got 1.5",
+		write("l.json", `[{"queue_id":"Default"}]`):                                   "l.json: expected a JSON or YAML object, got a list",
+		write("u.yaml", "workers: 3\n"):                                               `u.yaml: unknown field "workers": the file takes the API's field names, here worker_instances (--workers is the flag's)`,
+		write("q.yaml", "queue: Default\n"):                                           `q.yaml: unknown field "queue": the file takes the API's field names, here queue_id (--queue is the flag's)`,
+		write("x.yaml", "bogus: 1\n"):                                                 `x.yaml: unknown field "bogus"`,
+		write("got.yaml", "id: job-1\nqueue_id: Default\nstatus: failed\nbogus: 1\n"): "got.yaml: id, status: read-only, the server sets them; leave them out (to run a job again as it was: avxrm jobs resubmit <job>)",
+		write("one.json", `{"queue_id":"Default","attempt":2}`):                       "one.json: attempt: read-only, the server sets it; leave it out (to run a job again as it was: avxrm jobs resubmit <job>)",
+		write("v.yaml", "application: {name: sim, version: 1.0}\n"):                   `v.yaml: application.version: expected a string, got a number: quote it, e.g. "1.0"`,
 	} {
 		var body api.JobBody
 		if err := readJobFile(file, &body); err == nil || err.Error() != filepath.Join(dir, want) {

@@ -10,6 +10,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -230,10 +231,33 @@ func readJobFile(file string, body *api.JobBody) error {
 			if name := submitField(field); name != "" {
 				return fmt.Errorf("%s: unknown field %q: the file takes the API's field names, here %s (--%s is the flag's)", file, field, name, field)
 			}
+			if ro := readOnlyJobFields(js); len(ro) > 0 {
+				them := map[bool]string{true: "it", false: "them"}[len(ro) == 1]
+				return fmt.Errorf("%s: %s: read-only, the server sets %s; leave %s out (to run a job again as it was: avxrm jobs resubmit <job>)", file, strings.Join(ro, ", "), them, them)
+			}
 		}
 		return fileError(file, err)
 	}
 	return nil
+}
+
+// readOnlyJobFields are the fields of the JSON object js that a job has
+// and a submission does not take, sorted.
+func readOnlyJobFields(js []byte) []string {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(js, &m) != nil {
+		return nil
+	}
+	var ro []string
+	for field := range m {
+		if f, _ := jsonField(reflect.TypeFor[api.Job](), field); f == field {
+			if f, _ := jsonField(reflect.TypeFor[api.JobBody](), field); f == "" {
+				ro = append(ro, field)
+			}
+		}
+	}
+	slices.Sort(ro)
+	return ro
 }
 
 // unknownField is the field encoding/json's DisallowUnknownFields refused,

@@ -109,6 +109,7 @@ func New(opts Options) *Server {
 	humanJSON(&cfg)
 	api := humaecho.New(e, cfg)
 	api.UseMiddleware(checkQuery(api))
+	nameReadOnlyFields(api.OpenAPI().Components.Schemas)
 
 	s := &Server{opts: opts, Echo: e, API: api, idempotentRoutes: map[string]bool{}}
 	if opts.JS != nil {

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/avxrm/rm/services/api/internal/problem"
 	"github.com/danielgtaylor/huma/v2"
@@ -38,7 +39,7 @@ Conventions:
 - HEAD is answered wherever GET is: the same status and headers, no body.
 - Downloads answer Range with 206. A Range that is not a valid bytes range is ignored (200, the whole file); one whose every range starts beyond the end answers 416 with Content-Range: bytes */<size>.
 - Lists: ?limit=1..1000 (default 50)&cursor=… → {"items": [...], "next_cursor": "…"}; next_cursor is absent on the last page; a cursor that is not a next_cursor of that list answers 400.
-- Errors are RFC 9457 application/problem+json naming the offending fields in "errors". Request bodies reject unknown fields, a key given twice in one object and strings with a NUL character (422); response bodies may gain fields, which clients should ignore. Request bodies are limited to 1 MiB by default (413).
+- Errors are RFC 9457 application/problem+json naming the offending fields in "errors". Request bodies reject unknown fields (a field the server sets, such as id or created_at, is named "read-only: the server sets it"), a key given twice in one object and strings with a NUL character (422); response bodies may gain fields, which clients should ignore. Request bodies are limited to 1 MiB by default (413).
 - Idempotency-Key on a POST: the same key with the same body replays the original response; with a different body the answer is 422. Keys are kept for 24 hours, per route.
 - ` + "`Authorization: Bearer <OIDC access token>`" + `.`
 
@@ -260,6 +261,91 @@ func (s *Server) registerDocs() {
 	})("Resource Manager API", OpenAPIPath+".json", DocsPath)
 	s.Echo.GET(DocsPath, echo.WrapHandler(h))
 	s.Echo.GET(DocsPath+"/*", echo.WrapHandler(h))
+}
+
+// readOnlyMessage replaces huma's "unexpected property" for a field that
+// the operation's answer has and its body does not take.
+const readOnlyMessage = "read-only: the server sets it"
+
+// nameReadOnlyFields makes huma's "unexpected property" for a field the
+// operation answers with but does not take (id, created_at, status, …)
+// say that the server sets it, so that a body made from a resource as a
+// GET returned it says what to leave out. reg resolves the operations'
+// schemas.
+func nameReadOnlyFields(reg huma.Registry) {
+	var readOnly sync.Map // *huma.Operation → map[string]bool
+	huma.NewErrorWithContext = func(ctx huma.Context, status int, msg string, errs ...error) huma.StatusError {
+		var op *huma.Operation
+		if ctx != nil {
+			op = ctx.Operation()
+		}
+		if op != nil && op.RequestBody != nil {
+			fields, ok := readOnly.Load(op)
+			if !ok {
+				fields, _ = readOnly.LoadOrStore(op, readOnlyFields(reg, op))
+			}
+			markReadOnly(errs, fields.(map[string]bool))
+		}
+		return huma.NewError(status, msg, errs...)
+	}
+}
+
+// markReadOnly rewords the "unexpected property" errors of errs that name a
+// top-level field of readOnly.
+func markReadOnly(errs []error, readOnly map[string]bool) {
+	for i, err := range errs {
+		var d *huma.ErrorDetail
+		if !errors.As(err, &d) || d.Message != validation.MsgUnexpectedProperty {
+			continue
+		}
+		if field, ok := strings.CutPrefix(d.Location, "body."); ok && readOnly[field] {
+			fixed := *d
+			fixed.Message = readOnlyMessage
+			errs[i] = &fixed
+		}
+	}
+}
+
+// readOnlyFields are the top-level fields of op's successful answers that
+// its request body does not take.
+func readOnlyFields(reg huma.Registry, op *huma.Operation) map[string]bool {
+	props := func(content map[string]*huma.MediaType) map[string]*huma.Schema {
+		for _, mt := range content {
+			if mt != nil && mt.Schema != nil {
+				return properties(reg, mt.Schema)
+			}
+		}
+		return nil
+	}
+	takes := props(op.RequestBody.Content)
+	fields := map[string]bool{}
+	for code, resp := range op.Responses {
+		if strings.HasPrefix(code, "2") && resp != nil {
+			notTaken(fields, props(resp.Content), takes)
+		}
+	}
+	return fields
+}
+
+// properties are the properties of the object schema s, resolved through
+// reg if s is a reference.
+func properties(reg huma.Registry, s *huma.Schema) map[string]*huma.Schema {
+	if s.Ref != "" {
+		s = reg.SchemaFromRef(s.Ref)
+	}
+	if s == nil {
+		return nil
+	}
+	return s.Properties
+}
+
+// notTaken adds to fields the names of answer that takes lacks.
+func notTaken(fields map[string]bool, answer, takes map[string]*huma.Schema) {
+	for name := range answer {
+		if _, ok := takes[name]; !ok {
+			fields[name] = true
+		}
+	}
 }
 
 // nameMissingFields makes huma's "required property" errors name the missing

@@ -288,7 +288,7 @@ func (c *crud[T, B, O]) patch(ctx context.Context, ref, ifMatch string, body Mer
 		return nil, fmt.Errorf("patch %s %s: %w", c.kind, ref, err)
 	}
 	merged := mergePatch(base, patch)
-	b, err := decodeValidated[B](c.s.API, merged)
+	b, err := decodeValidated[B, O](c.s.API, merged)
 	if err != nil {
 		return nil, err
 	}
@@ -445,8 +445,9 @@ func toJSONValue(v any) (any, error) {
 }
 
 // decodeValidated validates v (a decoded JSON value) against the request
-// schema of B, as huma validates a request body, and decodes it into a B.
-func decodeValidated[B any](api huma.API, v any) (*B, error) {
+// schema of B, as huma validates a request body, and decodes it into a B;
+// a field it refuses that the answer O has is named read-only.
+func decodeValidated[B, O any](api huma.API, v any) (*B, error) {
 	reg := api.OpenAPI().Components.Schemas
 	schema := reg.Schema(reflect.TypeFor[B](), true, "")
 	pb := huma.NewPathBuffer(make([]byte, 0, 128), 0)
@@ -454,6 +455,10 @@ func decodeValidated[B any](api huma.API, v any) (*B, error) {
 	res := &huma.ValidateResult{}
 	huma.Validate(reg, schema, pb, huma.ModeWriteToServer, v, res)
 	if len(res.Errors) > 0 {
+		// A field of the answer O that B does not take is the server's.
+		readOnly := map[string]bool{}
+		notTaken(readOnly, properties(reg, reg.Schema(reflect.TypeFor[O](), true, "")), properties(reg, schema))
+		markReadOnly(res.Errors, readOnly)
 		return nil, huma.NewError(http.StatusUnprocessableEntity, "validation failed", res.Errors...)
 	}
 	raw, err := json.Marshal(v)
