@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/avxrm/rm/sdk/go/avxrm"
 	"github.com/avxrm/rm/sdk/go/avxrm/api"
@@ -199,7 +200,7 @@ func submitCommand(g *globals) *cobra.Command {
 	f.StringVarP(&file, "file", "f", "", "the job's body from a JSON or YAML file (the API's field names); flags override it")
 	f.StringVar(&queue, "queue", "", "the queue's name or id (required unless in -f)")
 	f.StringVar(&app, "app", "", "the application: name:version, name, or its id (required unless in -f)")
-	f.StringVar(&image, "image", "", "run this image (an inline application named by --app)")
+	f.StringVar(&image, "image", "", "run this image (an inline application named by --app, else by the image's name)")
 	f.IntVar(&workers, "workers", 1, "worker instances, all admitted at once")
 	f.StringVar(&name, "name", "", "the job's name (default: its id; an array's jobs are <name>-<index>)")
 	f.IntVar(&priority, "priority", 0, "higher first")
@@ -292,12 +293,15 @@ func ptr[T any](v T) *T { return &v }
 
 // appRef turns --app into the job's application reference: name:version,
 // or else an id or a name the server resolves (a name with one version
-// registered); with --image, the name of an inline application.
+// registered); with --image, the name of an inline application, by
+// default the image's own (registry.example/sim:1.0: sim).
 func appRef(app, image string) api.JobApplicationRef {
 	var r api.JobApplicationRef
 	switch name, version, ok := strings.Cut(app, ":"); {
 	case ok:
 		r.Name, r.Version = &name, &version
+	case image != "" && app == "":
+		r.Name = ptr(imageName(image))
 	case image != "":
 		r.Name = &app
 	default:
@@ -307,6 +311,25 @@ func appRef(app, image string) api.JobApplicationRef {
 		r.Image = &image
 	}
 	return r
+}
+
+// imageName is the name an image reference gives an inline application:
+// its last path segment without tag or digest, in the characters a name
+// may have; "inline" if nothing of it is left.
+func imageName(image string) string {
+	image, _, _ = strings.Cut(image, "@")
+	image = image[strings.LastIndex(image, "/")+1:]
+	image, _, _ = strings.Cut(image, ":")
+	name := strings.TrimLeft(strings.Map(func(r rune) rune {
+		if r < 128 && (unicode.IsLetter(r) || unicode.IsDigit(r) || strings.ContainsRune("._-", r)) {
+			return r
+		}
+		return '-'
+	}, image), "._-")
+	if len(name) > 63 {
+		name = name[:63]
+	}
+	return cmp.Or(name, "inline")
 }
 
 // submitFlags are the flags of submit that give a job body's fields (an

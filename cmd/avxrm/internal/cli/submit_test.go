@@ -53,7 +53,8 @@ func TestSubmitErrorsNameFlags(t *testing.T) {
 }
 
 // --app is name:version, or else an id or a name that the server resolves
-// (application.id takes both); with --image it names an inline application.
+// (application.id takes both); with --image it names an inline application,
+// and without it the image's name does.
 func TestAppRef(t *testing.T) {
 	s := func(v string) *string { return &v }
 	for _, c := range []struct {
@@ -65,6 +66,10 @@ func TestAppRef(t *testing.T) {
 		{"app-01J", "", api.JobApplicationRef{Id: s("app-01J")}},
 		{"job-01J", "", api.JobApplicationRef{Id: s("job-01J")}},
 		{"mine", "busybox", api.JobApplicationRef{Name: s("mine"), Image: s("busybox")}},
+		{"", "registry.example:5000/team/sim:1.0", api.JobApplicationRef{Name: s("sim"), Image: s("registry.example:5000/team/sim:1.0")}},
+		{"", "sim@sha256:0123", api.JobApplicationRef{Name: s("sim"), Image: s("sim@sha256:0123")}},
+		{"", "_x+y", api.JobApplicationRef{Name: s("x-y"), Image: s("_x+y")}},
+		{"", ":1", api.JobApplicationRef{Name: s("inline"), Image: s(":1")}},
 	} {
 		if diff := cmp.Diff(c.want, appRef(c.app, c.image)); diff != "" {
 			t.Errorf("appRef(%q, %q) mismatch (-want +got):\n%s", c.app, c.image, diff)
