@@ -215,3 +215,35 @@ func TestNoImageSaysWhenTheDriverIgnoresIt(t *testing.T) {
 	// Any reference does there.
 	e.must(http.StatusCreated, http.MethodPost, v1+"/jobs", jobBody("Default", 1).with("application", obj{"name": "inline", "version": "1", "image": "local"}).with("command", []string{"/bin/true"}))
 }
+
+// A job's controller runs the job's runtime on simulation-controller-queue,
+// through that queue's runtime: on a queue of another plugin, a job with
+// nothing to run still cannot start its controller where that queue runs on
+// the local driver. Refused (422 naming command, nothing written) until the
+// job gives a command or the controller's queue gets a plugin that runs
+// the image.
+func TestNothingToRunForTheController(t *testing.T) {
+	e := startEnvConfigured(t, api.Config{DefaultDriver: "local"})
+	sim := e.create("/plugins", pluginBody("sim")).str("id")
+	e.create("/queues", queueBody("Sim").with("plugin_id", sim))
+	jobs := e.count("jobs")
+	r := e.do(http.MethodPost, v1+"/jobs", jobBody("Sim", 1))
+	if r.Status != http.StatusUnprocessableEntity || !strings.Contains(string(r.Body), "nothing to run for the job's controller") ||
+		!strings.Contains(string(r.Body), "the launchers' default driver, local") {
+		t.Errorf("a job with nothing to run whose controller runs on the local driver = %s, want 422 saying so", truncate(r))
+	}
+	assertProblem(t, r, "command")
+	if r := e.do(http.MethodPost, v1+"/job-arrays", obj{"job": jobBody("Sim", 1), "count": 2}); r.Status != http.StatusUnprocessableEntity {
+		t.Errorf("a job array of such jobs = %s, want 422", truncate(r))
+	} else {
+		assertProblem(t, r, "job.command")
+	}
+	if e.count("jobs") != jobs {
+		t.Error("refused, yet wrote")
+	}
+	e.must(http.StatusCreated, http.MethodPost, v1+"/jobs", jobBody("Sim", 1).with("command", []string{"/bin/true"}))
+	// The controller's queue on the simulated plugin: the job is taken at
+	// once (what would refuse it is read afresh).
+	e.must(http.StatusOK, http.MethodPatch, v1+"/queues/simulation-controller-queue", obj{"plugin_id": sim}, "Content-Type", "application/merge-patch+json")
+	e.must(http.StatusCreated, http.MethodPost, v1+"/jobs", jobBody("Sim", 1))
+}

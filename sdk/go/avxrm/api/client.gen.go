@@ -1285,7 +1285,7 @@ type JobBody struct {
 	// Args overrides the runtime's args (with command: the args of that command)
 	Args nullable.Nullable[[]string] `json:"args,omitempty"`
 
-	// Command overrides the runtime's command and args, like a Kubernetes container's command; on a queue of a local plugin the job, its app-runtime-config or its application must give command or args (422 otherwise)
+	// Command overrides the runtime's command and args, like a Kubernetes container's command; on a queue of a local plugin, or one whose controller's queue (simulation-controller-queue) runs on one, the job, its app-runtime-config or its application must give command or args (422 otherwise)
 	Command nullable.Nullable[[]string] `json:"command,omitempty"`
 
 	// DependsOn jobs that must meet their condition before this one is admitted; one that no longer can cancels it (DependencyFailed)

@@ -323,6 +323,69 @@ func (s *Server) nothingToRunOn(ctx context.Context, q *events.Queue, rt events.
 		q.Name, runsOn(p)), nil
 }
 
+// nothingForTheController is why a job of queue q whose runtime rt has no
+// command and no args cannot start its controller, or "" when it can: the
+// controller runs rt on simulation-controller-queue, through that queue's
+// runtime, which may be the local driver when q's is not.
+func (s *Server) nothingForTheController(ctx context.Context, q *events.Queue, rt events.RuntimeSpec) (string, error) {
+	if len(rt.Command) > 0 || len(rt.Args) > 0 || q.Name == events.ControllerQueue {
+		return "", nil
+	}
+	// As queuePluginOfType does with the plugin's type, a queue read of the
+	// last pluginTypeTTL may let a job through; a refusal rests on a
+	// fresh read.
+	var p *Plugin
+	for fresh := false; ; fresh = true {
+		cl, err := s.controllerQueue.get(ctx, s, fresh)
+		if err != nil || cl == nil {
+			return "", err // none: the launcher says so at the start
+		}
+		if p, err = s.queuePluginOfType(ctx, cl, "local"); err != nil || p == nil {
+			return "", err
+		}
+		if fresh {
+			break
+		}
+	}
+	return fmt.Sprintf("nothing to run for the job's controller: it runs the job's runtime on queue %s, which runs on %s, "+
+		"which starts command and args as a process (it has no image to take them from), and neither the job, the application "+
+		"nor an app-runtime-config of it on queue %s gives them; give a command, or give queue %s a plugin (plugin_id) that runs the image",
+		events.ControllerQueue, runsOn(p), q.Name, events.ControllerQueue), nil
+}
+
+// controllerQueueRead is simulation-controller-queue as last read, for
+// nothingForTheController.
+type controllerQueueRead struct {
+	mu sync.Mutex
+	q  *events.Queue // nil: there is none
+	at time.Time
+}
+
+// get returns the queue, read afresh when fresh or when the last read is
+// older than pluginTypeTTL; nil if there is none.
+func (c *controllerQueueRead) get(ctx context.Context, s *Server, fresh bool) (*events.Queue, error) {
+	now := time.Now()
+	c.mu.Lock()
+	q, at := c.q, c.at
+	c.mu.Unlock()
+	if !fresh && !at.IsZero() && now.Sub(at) < pluginTypeTTL {
+		return q, nil
+	}
+	l, err := s.queues.Get(ctx, events.ControllerQueue)
+	switch {
+	case errors.Is(err, problem.ErrNotFound):
+		q = nil
+	case err != nil:
+		return nil, err
+	default:
+		q = l.Res
+	}
+	c.mu.Lock()
+	c.q, c.at = q, now
+	c.mu.Unlock()
+	return q, nil
+}
+
 // imageIgnoredOn is a hint for a "no image" refusal on queue q: when what
 // runs its jobs ignores the image (the local and simulated drivers), that
 // any reference does; else "". It reads the plugin afresh, as refusals do.

@@ -86,6 +86,9 @@ type Server struct {
 	// pluginTypes are the queues' plugins' types as last read
 	// (queuePluginOfType).
 	pluginTypes pluginTypes
+	// controllerQueue is simulation-controller-queue as last read
+	// (nothingForTheController).
+	controllerQueue controllerQueueRead
 }
 
 // New builds the echo router with every route.

@@ -43,7 +43,7 @@ type JobBody struct {
 	Application          JobApplicationRef `json:"application"`
 	WorkerInstances      int               `json:"worker_instances" minimum:"1" maximum:"100000" doc:"admitted all at once with one controller on simulation-controller-queue"`
 	EnvironmentVariables map[string]string `json:"environment_variables,omitempty"`
-	Command              []string          `json:"command,omitempty" maxItems:"256" doc:"overrides the runtime's command and args, like a Kubernetes container's command; on a queue of a local plugin the job, its app-runtime-config or its application must give command or args (422 otherwise)"`
+	Command              []string          `json:"command,omitempty" maxItems:"256" doc:"overrides the runtime's command and args, like a Kubernetes container's command; on a queue of a local plugin, or one whose controller's queue (simulation-controller-queue) runs on one, the job, its app-runtime-config or its application must give command or args (422 otherwise)"`
 	Args                 []string          `json:"args,omitempty" maxItems:"1024" doc:"overrides the runtime's args (with command: the args of that command)"`
 	Priority             int               `json:"priority,omitempty" minimum:"-1000000" maximum:"1000000" doc:"higher first; then submission order"`
 	Labels               map[string]string `json:"labels,omitempty"`
@@ -296,6 +296,11 @@ func (s *Server) newJob(ctx context.Context, b *JobBody) (*events.Job, error) {
 		return nil, problem.Invalid(problem.Field("application.image", "%s", msg))
 	}
 	if msg, err := s.nothingToRunOn(ctx, q, rt); err != nil {
+		return nil, err
+	} else if msg != "" {
+		return nil, problem.Invalid(problem.Field("command", "%s", msg))
+	}
+	if msg, err := s.nothingForTheController(ctx, q, rt); err != nil {
 		return nil, err
 	} else if msg != "" {
 		return nil, problem.Invalid(problem.Field("command", "%s", msg))
