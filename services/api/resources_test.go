@@ -165,8 +165,8 @@ func TestQueueInUseCannotBeDeleted(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := e.must(http.StatusConflict, http.MethodDelete, v1+"/queues/busy", nil)
-	if d := r.obj(t).str("detail"); !strings.Contains(d, "active job job-1") {
-		t.Errorf("detail %q does not say by what", d)
+	if d := r.obj(t).str("detail"); !strings.Contains(d, "active job job-1; those must end first: cancel them, or wait until they have ended") {
+		t.Errorf("detail %q does not say by what, and what to do", d)
 	}
 	r = e.must(http.StatusConflict, http.MethodDelete, v1+"/applications/"+aid, nil)
 	if d := r.obj(t).str("detail"); !strings.Contains(d, "active job job-1") {
@@ -306,7 +306,7 @@ func TestPlugins(t *testing.T) {
 	}
 	assertProblem(t, e.must(http.StatusUnprocessableEntity, http.MethodPost, v1+"/queues", queueBody("x").with("plugin_id", "nope")), "plugin_id")
 	r = e.must(http.StatusConflict, http.MethodDelete, v1+"/plugins/k8s", nil)
-	if !strings.Contains(r.obj(t).str("detail"), "queue "+q.str("id")) {
+	if want := "is in use by queue onk8s (" + q.str("id") + "); give those queues another plugin_id, or delete them, first"; !strings.Contains(r.obj(t).str("detail"), want) {
 		t.Errorf("delete plugin in use: %s", r)
 	}
 	e.must(http.StatusNoContent, http.MethodDelete, v1+"/queues/onk8s", nil)

@@ -248,13 +248,13 @@ func asProblem(err error, p **problem.Problem) bool { return errors.As(err, p) }
 
 func (s *Server) applicationInUse(ctx context.Context, a *ApplicationDoc) error {
 	what := fmt.Sprintf("application %s %s (%s)", a.Name, a.AppVersion, a.ID)
-	if err := s.inUseByRef(ctx, what, store.AppRuntimeConfigs, bson.D{{Key: "application_id", Value: a.ID}}, s.arcRef); err != nil {
+	if err := s.inUseByRef(ctx, what, store.AppRuntimeConfigs, bson.D{{Key: "application_id", Value: a.ID}}, s.arcRef, deleteThem); err != nil {
 		return err
 	}
-	if err := s.inUseBy(ctx, what, store.Deployments, bson.D{{Key: "application_id", Value: a.ID}}, "deployment"); err != nil {
+	if err := s.inUseBy(ctx, what, store.Deployments, bson.D{{Key: "application_id", Value: a.ID}}, "deployment", deleteThem); err != nil {
 		return err
 	}
-	return s.inUseBy(ctx, what, store.Jobs, activeJobs(bson.E{Key: "application.id", Value: a.ID}), "active job")
+	return s.inUseBy(ctx, what, store.Jobs, activeJobs(bson.E{Key: "application.id", Value: a.ID}), "active job", endThem)
 }
 
 // validateImage refuses an image the docker and kubernetes drivers could

@@ -270,7 +270,7 @@ func (s *Server) pluginCrud() *crud[*Plugin, PluginBody, *Plugin] {
 		named:   func(p *Plugin) string { return "a plugin named " + p.Name },
 		name:    func(p *Plugin) string { return p.Name },
 		inUse: func(ctx context.Context, p *Plugin) error {
-			return s.inUseBy(ctx, fmt.Sprintf("plugin %s (%s)", p.Name, p.ID), store.Queues, bson.D{{Key: "plugin_id", Value: p.ID}}, "queue")
+			return s.inUseByRef(ctx, fmt.Sprintf("plugin %s (%s)", p.Name, p.ID), store.Queues, bson.D{{Key: "plugin_id", Value: p.ID}}, s.queueRef, replugThem)
 		},
 		afterWrite: func(ctx context.Context, p *Plugin) error {
 			s.pluginTypes.forget() // a type or the default may have changed

@@ -198,13 +198,22 @@ func (s *Server) queueInUse(ctx context.Context, q *events.Queue) error {
 	if q.BuiltIn {
 		return fmt.Errorf("%s is built in and cannot be deleted: %w", what, problem.ErrConflict)
 	}
-	if err := s.inUseBy(ctx, what, store.Jobs, activeJobs(bson.E{Key: "queue_id", Value: q.ID}), "active job"); err != nil {
+	if err := s.inUseBy(ctx, what, store.Jobs, activeJobs(bson.E{Key: "queue_id", Value: q.ID}), "active job", endThem); err != nil {
 		return err
 	}
-	if err := s.inUseByRef(ctx, what, store.AppRuntimeConfigs, bson.D{{Key: "queue_id", Value: q.ID}}, s.arcRef); err != nil {
+	if err := s.inUseByRef(ctx, what, store.AppRuntimeConfigs, bson.D{{Key: "queue_id", Value: q.ID}}, s.arcRef, deleteThem); err != nil {
 		return err
 	}
-	return s.inUseBy(ctx, what, store.Deployments, bson.D{{Key: "queue_id", Value: q.ID}}, "deployment")
+	return s.inUseBy(ctx, what, store.Deployments, bson.D{{Key: "queue_id", Value: q.ID}}, "deployment", deleteThem)
+}
+
+// queueRef names the queue of id by its name too, for messages.
+func (s *Server) queueRef(ctx context.Context, id string) string {
+	l, err := s.queues.Get(ctx, id)
+	if err != nil {
+		return "queue " + id
+	}
+	return fmt.Sprintf("queue %s (%s)", l.Res.Name, id)
 }
 
 // activeJobs filters the jobs matching e whose status is not final.

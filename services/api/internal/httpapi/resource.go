@@ -477,14 +477,22 @@ func decodeValidated[B, O any](api huma.API, v any) (*B, error) {
 // isNotFound reports whether err is a not-found from the store.
 func isNotFound(err error) bool { return errors.Is(err, problem.ErrNotFound) }
 
-// inUseBy answers a refused delete: 409 naming what still uses the resource.
-func (s *Server) inUseBy(ctx context.Context, what string, coll string, filter bson.D, noun string) error {
-	return s.inUseByRef(ctx, what, coll, filter, func(_ context.Context, id string) string { return noun + " " + id })
+// Remedies for a refused delete (inUseBy): what to do with the users.
+const (
+	deleteThem = "delete those first"
+	endThem    = "those must end first: cancel them, or wait until they have ended"
+	replugThem = "give those queues another plugin_id, or delete them, first"
+)
+
+// inUseBy answers a refused delete: 409 naming what still uses the
+// resource, and then what to do about them.
+func (s *Server) inUseBy(ctx context.Context, what string, coll string, filter bson.D, noun, then string) error {
+	return s.inUseByRef(ctx, what, coll, filter, func(_ context.Context, id string) string { return noun + " " + id }, then)
 }
 
 // inUseByRef is inUseBy with the first user named by ref, for users a
 // client reaches by more than their id.
-func (s *Server) inUseByRef(ctx context.Context, what string, coll string, filter bson.D, ref func(ctx context.Context, id string) string) error {
+func (s *Server) inUseByRef(ctx context.Context, what string, coll string, filter bson.D, ref func(ctx context.Context, id string) string, then string) error {
 	id, n, err := s.opts.Store.FirstRef(ctx, coll, filter, 1000)
 	if err != nil {
 		return fmt.Errorf("check whether %s is in use: %w", what, err)
@@ -499,7 +507,7 @@ func (s *Server) inUseByRef(ctx context.Context, what string, coll string, filte
 			more = " and more"
 		}
 	}
-	return fmt.Errorf("%s is in use by %s%s; delete those first: %w", what, ref(ctx, id), more, problem.ErrConflict)
+	return fmt.Errorf("%s is in use by %s%s; %s: %w", what, ref(ctx, id), more, then, problem.ErrConflict)
 }
 
 // now is the time stored in a change, at the precision MongoDB keeps.
