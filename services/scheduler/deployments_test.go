@@ -49,6 +49,10 @@ func TestPlanDeploymentReplicas(t *testing.T) {
 	if !slices.Equal(p.admitJobs, []string{"j1"}) || len(p.waits) != 1 || p.waits[0].id != "j2" {
 		t.Fatalf("with 3 replicas on a limit of 4: admitted %v, waiting %+v; want j1 admitted, j2 waiting", p.admitJobs, p.waits)
 	}
+	// What holds the queue is said: here mostly replicas.
+	if want := "queue Default allows 4 worker instances, 4 in use (3 by deployments' replicas), job needs 1"; p.waits[0].message != want {
+		t.Errorf("j2 waits with %q, want %q", p.waits[0].message, want)
+	}
 	jobs["j1"].Status = events.JobRunning
 
 	dep.Replicas = 5
@@ -57,7 +61,7 @@ func TestPlanDeploymentReplicas(t *testing.T) {
 		t.Errorf("scaled to 5 on a full queue: grants %v, %d replicas waiting; want none granted, 2 waiting", p.change.Grants, p.replicas.waiting)
 	}
 	d := admit.Admit(snapshot(ledger, nil, queues, t0), p.replicaRequests(ledger.Leases))
-	if d[0].Reason != admit.ReasonInsufficientWorkerCapacity || !strings.Contains(d[0].Message, "queue Default allows 4 worker instances, 4 in use, replica needs 1") {
+	if d[0].Reason != admit.ReasonInsufficientWorkerCapacity || !strings.Contains(d[0].Message, "queue Default allows 4 worker instances, 4 in use (3 by deployments' replicas), replica needs 1") {
 		t.Errorf("a waiting replica's reason: %s %q", d[0].Reason, d[0].Message)
 	}
 

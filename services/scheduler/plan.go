@@ -125,17 +125,30 @@ func (p *plan) requests(ledger lease.Ledger, queues map[string]*events.Queue, jo
 // snapshot is what admit needs of the queues, with the releases of this
 // pass already given back.
 func snapshot(ledger lease.Ledger, releases []string, queues map[string]*events.Queue, now time.Time) admit.Snapshot {
-	alloc := ledger.Allocated()
+	alloc, replicas := map[string]int{}, map[string]int{}
+	for h, cs := range ledger.Leases {
+		replica := isReplicaHolder(h)
+		for _, c := range cs {
+			alloc[c.Queue] += c.Count
+			if replica {
+				replicas[c.Queue] += c.Count
+			}
+		}
+	}
 	for _, h := range releases {
+		replica := isReplicaHolder(h)
 		for _, c := range ledger.Leases[h] {
 			alloc[c.Queue] -= c.Count
+			if replica {
+				replicas[c.Queue] -= c.Count
+			}
 		}
 	}
 	snap := admit.Snapshot{Now: now, Queues: make(map[string]admit.Queue, len(queues))}
 	for id, q := range queues {
 		backfill := q.Scheduling.Backfill == nil || *q.Scheduling.Backfill
 		snap.Queues[id] = admit.Queue{
-			Name: q.Name, Limit: q.MaximumAllowedWorkerInstances, Allocated: alloc[id],
+			Name: q.Name, Limit: q.MaximumAllowedWorkerInstances, Allocated: alloc[id], Replicas: replicas[id],
 			Backfill: backfill, Starvation: starvationOf(q),
 		}
 	}

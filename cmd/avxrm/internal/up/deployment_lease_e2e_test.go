@@ -66,7 +66,7 @@ func TestDeploymentReplicasHoldLeases(t *testing.T) {
 	j1, j2 := c.submit("Shared", 1), c.submit("Shared", 1)
 	c.waitJobFor(j1.ID, "admitted", 30*time.Second, isAdmitted)
 	j := c.waitJobFor(j2.ID, "pending", 30*time.Second, func(j events.Job) bool { return j.Status == events.JobPending })
-	if len(j.Conditions) == 0 || !strings.Contains(j.Conditions[0].Message, "queue Shared allows 4 worker instances, 4 in use, job needs 1") {
+	if len(j.Conditions) == 0 || !strings.Contains(j.Conditions[0].Message, "queue Shared allows 4 worker instances, 4 in use (3 by deployments' replicas), job needs 1") {
 		t.Errorf("second job waits with %+v", j.Conditions)
 	}
 

@@ -29,6 +29,9 @@ type Queue struct {
 	// Limit when the limit was lowered under running jobs; nothing new is then
 	// admitted on the queue until enough is released.
 	Allocated int
+	// Replicas is how many of Allocated deployments' replicas hold, for the
+	// messages: a queue taken by replicas says so.
+	Replicas int
 	// Backfill lets a request that fits go before an earlier one on this queue that
 	// does not. Without it the queue admits strictly in order.
 	Backfill bool
@@ -233,6 +236,7 @@ type queueState struct {
 	limited    bool
 	limit      int
 	free       int // limit - allocated - granted in this call; may be negative
+	replicas   int // of what is in use, the instances replicas hold (granted in this call too)
 	backfill   bool
 	starvation time.Duration
 	// blockReason and blockMessage, once set, hold back every later request
@@ -242,6 +246,15 @@ type queueState struct {
 }
 
 func (q *queueState) inUse() int { return q.limit - q.free }
+
+// byReplicas says how much of what is in use deployments' replicas hold,
+// when they hold any: " (3 by deployments' replicas)".
+func (q *queueState) byReplicas() string {
+	if q.replicas <= 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (%d by deployments' replicas)", q.replicas)
+}
 
 // need is the total a request asks of one queue.
 type need struct {
@@ -275,6 +288,7 @@ func (a *admission) queue(id string) *queueState {
 		s.limited = true
 		s.limit = *q.Limit
 		s.free = *q.Limit - q.Allocated
+		s.replicas = q.Replicas
 	}
 	a.queues[id] = s
 	return s
@@ -333,8 +347,8 @@ func (a *admission) decide(r *Request, needs []need) Decision {
 		if n.q.limited && n.count > n.q.free {
 			d.Reason = n.role.insufficientReason()
 			if !a.snap.NoMessages { // not through sayf: its arguments alone allocate
-				d.Message = fmt.Sprintf("queue %s allows %d %s, %d in use, %s needs %d",
-					n.q.name, n.q.limit, n.role.instances(n.q.limit), n.q.inUse(), noun(r.Kind), n.count)
+				d.Message = fmt.Sprintf("queue %s allows %d %s, %d in use%s, %s needs %d",
+					n.q.name, n.q.limit, n.role.instances(n.q.limit), n.q.inUse(), n.q.byReplicas(), noun(r.Kind), n.count)
 			}
 			break
 		}
@@ -356,6 +370,9 @@ func (a *admission) decide(r *Request, needs []need) Decision {
 	for _, n := range needs {
 		if n.q.limited {
 			n.q.free -= n.count
+			if r.Kind == KindReplica {
+				n.q.replicas += n.count
+			}
 		}
 	}
 	d.Admit = true

@@ -408,7 +408,16 @@ func TestAdmit(t *testing.T) {
 			want: []Decision{
 				admitted("web/0", on("Apps", 1)),
 				admitted("web/1", on("Apps", 1)),
-				pending("web/2", ReasonInsufficientWorkerCapacity, "queue Apps allows 3 worker instances, 3 in use, replica needs 1"),
+				pending("web/2", ReasonInsufficientWorkerCapacity, "queue Apps allows 3 worker instances, 3 in use (2 by deployments' replicas), replica needs 1"),
+			},
+		},
+		"a job waiting on a queue replicas hold is told so": {
+			snap: snapshot(t0, queue("Apps").limit(4).allocated(3).replicas(2).backfill()),
+			pending: []Request{
+				job("sim").queue("Apps").workers(2).obj(),
+			},
+			want: []Decision{
+				pending("sim", ReasonInsufficientWorkerCapacity, "queue Apps allows 4 worker instances, 3 in use (2 by deployments' replicas), job needs 2"),
 			},
 		},
 	}

@@ -90,6 +90,12 @@ func (b *queueBuilder) allocated(n int) *queueBuilder {
 	return b
 }
 func (b *queueBuilder) backfill() *queueBuilder { b.q.Backfill = true; return b }
+
+// replicas says how many of the allocated instances replicas hold.
+func (b *queueBuilder) replicas(n int) *queueBuilder {
+	b.q.Replicas = n
+	return b
+}
 func (b *queueBuilder) starvation(d time.Duration) *queueBuilder {
 	b.q.Starvation = d
 	return b
