@@ -114,7 +114,7 @@ func TestJobPageInstancesAndArtifactLinks(t *testing.T) {
 
 // A failed job's page shows, unasked, the log of the instance whose
 // failure failed it (the first to fail), not worker 0's; a log asked for
-// is shown instead.
+// is shown instead. Its earlier attempts are listed with how they ended.
 func TestFailedJobPageShowsTheFailingInstancesLog(t *testing.T) {
 	e := startEnv(t)
 	q := e.must(http.MethodPost, "/api/resources/v1/queues", map[string]any{"name": "Q", "maximum_allowed_worker_instances": 3}, http.StatusCreated)
@@ -133,10 +133,13 @@ func TestFailedJobPageShowsTheFailingInstancesLog(t *testing.T) {
 			{Role: events.RoleWorker, Index: 2, Status: events.InstanceFailed, ExitCode: &code, StartedAt: &start, FinishedAt: &first},
 		}
 		j.Status, j.StartedAt, j.FinishedAt = events.JobFailed, &start, &later
+		j.Attempt = 2
+		j.Attempts = []events.JobAttempt{{Attempt: 1, Outcome: "lost", Reason: "InstanceLost", Message: "worker 1 was lost", StartedAt: &start, FinishedAt: start}}
 		return []string{events.TypeJobFailed}, nil
 	}); err != nil {
 		t.Fatal(err)
 	}
-	wantIn(t, "the failed job's page", e.page("/ui/jobs/"+id), "<option selected>worker/2</option>", `id="log-error"`)
+	wantIn(t, "the failed job's page", e.page("/ui/jobs/"+id), "<option selected>worker/2</option>", `id="log-error"`,
+		"· attempt 2", `<h2 id="att-h">Earlier attempts</h2>`, `<tr data-key="1"><td class="num">1</td><td><span class="status s-lost">lost</span></td><td><strong>InstanceLost</strong> worker 1 was lost</td>`)
 	wantIn(t, "the page asking for worker 0's log", e.page("/ui/jobs/"+id+"?log=worker/0"), "<option selected>worker/0</option>")
 }

@@ -145,6 +145,7 @@ type jobView struct {
 	EstimatedStartAt   *time.Time                `json:"estimated_start_at" bson:"estimated_start_at"`
 	EstimateBasis      string                    `json:"estimate_basis" bson:"estimate_basis"`
 	Attempt            int                       `json:"attempt" bson:"attempt"`
+	Attempts           []events.JobAttempt       `json:"attempts" bson:"attempts"`
 	ArrayID            string                    `json:"array_id" bson:"array_id"`
 	ArrayIndex         *int                      `json:"array_index" bson:"array_index"`
 	Version            int64                     `json:"version" bson:"version"`
