@@ -215,6 +215,16 @@ func TestCLIFailingJobExits1(t *testing.T) {
 	if d := s.must(t, "jobs", "describe", id); !strings.Contains(d, tail) {
 		t.Errorf("describe does not show the failing worker's output; want %q in\n%s", tail, d)
 	}
+	// An array whose jobs failed names its first failure, with that
+	// worker's last lines, and how to run the failed jobs again.
+	out, errs, code = s.run(t, "submit", "--queue", "Default", "--app", "sim:1.0", "--workers", "2", "--env", "FAIL_INDEX=1", "--array", "2", "--wait")
+	arr := strings.SplitN(out, "\n", 2)[0]
+	for _, want := range []string{"First failure: index 0, job job-", ": worker 1 exited with code 2\nLast lines of worker 1 (avxrm logs job-",
+		"\n  hello from worker 1\n", "2 of 2 jobs failed (indexes 0, 1); run them again with: avxrm jobs resubmit --array " + arr + " --status failed\n"} {
+		if code != 1 || !strings.Contains(errs, want) {
+			t.Errorf("a failed array: exit %d, want 1 and %q in\n%s", code, want, errs)
+		}
+	}
 	// Errors are one line from the problem body, exit 1.
 	out, errs, code = s.run(t, "jobs", "get", "job-does-not-exist")
 	if code != 1 || out != "" || strings.Count(errs, "\n") != 1 || !strings.Contains(errs, "404") {

@@ -1,10 +1,13 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -56,7 +59,8 @@ func arraysCommand(g *globals) *cobra.Command {
 	wait := &cobra.Command{
 		Use: "wait <array>", Short: "Follow a job array's counts until every job has ended; the exit code says how they ended",
 		Long: "Follow a job array's counts, read every second, until every job has ended. The exit code\n" +
-			"says how they ended: 0 if all succeeded, 1 if any failed (naming their indexes), else 3 if\n" +
+			"says how they ended: 0 if all succeeded, 1 if any failed (naming their indexes, the first\n" +
+			"one's failure with its last lines of output, and the command that runs them again), else 3 if\n" +
 			"any was cancelled; 130 when Ctrl-C stops the following (the jobs go on). A connection lost\n" +
 			"after the first read is said on stderr and the counts read again once the server is back.",
 		Args: cobra.ExactArgs(1), Example: "  avxrm arrays wait arr-01J…",
@@ -127,6 +131,9 @@ func submitArray(cmd *cobra.Command, g *globals, c *avxrm.Client, body api.JobBo
 // it ended. Its error is followArray's, which says how the jobs ended.
 func followArrayPrinting(cmd *cobra.Command, g *globals, c *avxrm.Client, id string) error {
 	last, err := followArray(cmd.Context(), c, id, g.progress(cmd), cmd.ErrOrStderr(), time.Second)
+	if last != nil && last.Counts != nil && (*last.Counts)["failed"] > 0 {
+		printFirstFailure(cmd.Context(), c, id, cmd.ErrOrStderr())
+	}
 	if !g.structured() || last == nil {
 		return err
 	}
@@ -176,8 +183,8 @@ func followArray(ctx context.Context, c *avxrm.Client, id string, out, errw io.W
 			switch {
 			case counts["failed"] > 0:
 				failed, _ := a.FailedIndexes.Get()
-				return a, &exitError{code: ExitFailed, msg: fmt.Sprintf("array %s: %d of %d jobs failed (indexes %s)",
-					id, counts["failed"], deref64(a.Count), joinInts(failed, 10))}
+				return a, &exitError{code: ExitFailed, msg: fmt.Sprintf("array %s: %d of %d jobs failed (indexes %s); run them again with: avxrm jobs resubmit --array %s --status failed",
+					id, counts["failed"], deref64(a.Count), joinInts(failed, 10), id)}
 			case counts["cancelled"] > 0:
 				return a, &exitError{code: ExitCancelled, msg: fmt.Sprintf("array %s: %d of %d jobs were cancelled", id, counts["cancelled"], deref64(a.Count))}
 			}
@@ -189,6 +196,28 @@ func followArray(ctx context.Context, c *avxrm.Client, id string, out, errw io.W
 		case <-time.After(interval):
 		}
 	}
+}
+
+// printFirstFailure tells on w how the failed job of the array with the
+// lowest index failed, with its failing instance's last lines; nothing if
+// it cannot be read.
+func printFirstFailure(ctx context.Context, c *avxrm.Client, id string, w io.Writer) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	var list struct {
+		Items []api.Job `json:"items"`
+	}
+	q := url.Values{"array_id": {id}, "status": {"failed"}, "limit": {"1000"}}
+	if _, err := c.Do(ctx, http.MethodGet, "/jobs?"+q.Encode(), nil, &list); err != nil || len(list.Items) == 0 {
+		return
+	}
+	first := slices.MinFunc(list.Items, func(a, b api.Job) int { return cmp.Compare(deref64(a.ArrayIndex), deref64(b.ArrayIndex)) })
+	j, err := c.GetJob(ctx, *first.Id)
+	if err != nil {
+		return
+	}
+	fmt.Fprintf(w, "First failure: index %d, job %s: %s\n", deref64(j.ArrayIndex), *j.Id, reason(j))
+	printFailedTail(ctx, c, j, w)
 }
 
 // arrayLine is one line about an array: how many of its jobs have each
