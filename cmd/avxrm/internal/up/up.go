@@ -106,7 +106,9 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (sys *System, err 
 		return nil, err
 	}
 	s.run(ctx, cfg, svc)
-	log.Info("resource manager up", "api", "http://"+s.HTTPAddr, "data_dir", cfg.DataDir, "version", buildinfo.Get().Version)
+	base := "http://" + s.HTTPAddr
+	log.Info("resource manager up", "api", base, "web_view", base+"/ui/", "api_docs", base+"/api/resources/docs",
+		"data_dir", cfg.DataDir, "version", buildinfo.Get().Version)
 	return s, nil
 }
 
