@@ -690,6 +690,9 @@ def test_server_down_names_the_url():
     for bad in ("localhost:8080", "ftp://h", "http://"):
         with pytest.raises(ValueError, match="want a URL such as"):
             avxrm.Client(bad)
+    for view, root in (("http://127.0.0.1:8080/ui", "http://127.0.0.1:8080"), ("https://rm.example/rm/ui/jobs/", "https://rm.example/rm")):
+        with pytest.raises(ValueError, match=re.escape(f"that is a URL of the server's web view, not its root; give {root}")):
+            avxrm.Client(view)
     with pytest.raises(ValueError):
         avxrm.Client(url, retries=-1)  # once: UnboundLocalError on the first request
 

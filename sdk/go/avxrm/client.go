@@ -231,6 +231,13 @@ func checkRoot(root string) error {
 		// The API's paths are appended to it.
 		return fmt.Errorf("server %q: a root URL has no query or fragment", root)
 	}
+	// The URLs a browser shows of the server are under its root, never it.
+	for _, under := range []struct{ path, what string }{{"/ui", "web view"}, {"/api/resources", "API"}} {
+		if i := strings.Index(u.Path+"/", under.path+"/"); i >= 0 {
+			u.Path, u.RawPath = u.Path[:i], ""
+			return fmt.Errorf("server %q: that is a URL of the server's %s, not its root; give %s", root, under.what, u.String())
+		}
+	}
 	return nil
 }
 

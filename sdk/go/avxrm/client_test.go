@@ -33,6 +33,10 @@ func TestNewRefusesBadOptions(t *testing.T) {
 		"query":              {"http://127.0.0.1:8080/?x=1", nil},
 		"fragment":           {"http://127.0.0.1:8080#top", nil},
 		"want a URL such as": {"127.0.0.1:8080", nil},
+		`"http://127.0.0.1:8080/ui": that is a URL of the server's web view, not its root; give http://127.0.0.1:8080`:             {"http://127.0.0.1:8080/ui", nil},
+		`"https://rm.example/rm/ui/jobs": that is a URL of the server's web view, not its root; give https://rm.example/rm`:        {"https://rm.example/rm/ui/jobs", nil},
+		`"http://127.0.0.1:8080/api/resources/v1": that is a URL of the server's API, not its root; give http://127.0.0.1:8080`:    {"http://127.0.0.1:8080/api/resources/v1", nil},
+		`"http://127.0.0.1:8080/api/resources/docs/": that is a URL of the server's API, not its root; give http://127.0.0.1:8080`: {"http://127.0.0.1:8080/api/resources/docs/", nil},
 	}
 	for want, b := range bad {
 		var opts []avxrm.Option
@@ -45,7 +49,7 @@ func TestNewRefusesBadOptions(t *testing.T) {
 	}
 	for _, opt := range []avxrm.Option{avxrm.WithPageSize(1), avxrm.WithPageSize(1000), avxrm.WithRetries(0),
 		avxrm.WithBackoff(avxrm.Backoff{Initial: time.Millisecond, Max: time.Millisecond})} {
-		if _, err := avxrm.New("http://127.0.0.1:8080/rm/", opt); err != nil {
+		if _, err := avxrm.New("http://127.0.0.1:8080/rm/uix/", opt); err != nil {
 			t.Errorf("New: %v", err)
 		}
 	}

@@ -613,6 +613,11 @@ def _server(server: Optional[str]) -> str:
         ok = False
     if not ok:
         raise ValueError(f"server {root!r}: want a URL such as {DEFAULT_SERVER}")
+    # The web view's URLs, which a browser shows, are under the root.
+    path = u.path + "/"
+    if "/ui/" in path:
+        raise ValueError(f"server {root!r}: that is a URL of the server's web view, not its root; "
+                         f"give {str(u.copy_with(path=path[:path.index('/ui/')] or '/')).rstrip('/')}")
     return root
 
 

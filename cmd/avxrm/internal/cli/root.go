@@ -160,7 +160,8 @@ func Root() *cobra.Command {
 		Short: "avxrm: the Resource Manager for simulation jobs",
 		Long: "avxrm runs the Resource Manager locally ('avxrm up') and talks to a running one:\n" +
 			"queues, applications, jobs, their logs, events and scenario exports.\n\n" +
-			"The server is --server, else $RM_SERVER, else " + avxrm.DefaultServer + ".\n\n" +
+			"The server is --server, else $RM_SERVER, else " + avxrm.DefaultServer + ": its root URL\n" +
+			"(host:port is taken as http://host:port).\n\n" +
 			"Exit codes: 0 done; 1 an error, or the job failed; 3 the job was cancelled;\n" +
 			"130 interrupted by Ctrl-C (SIGINT), 143 by SIGTERM.",
 		Example: "  avxrm up &\n" +
@@ -176,10 +177,15 @@ func Root() *cobra.Command {
 	root.SetFlagErrorFunc(flagError)
 	// Before any command does anything: a bad -o, such as a file name
 	// meant for -O, must not first create an export or cancel a job.
-	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error { return g.checkOutput(cmd) }
+	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+		if g.server != "" && !strings.Contains(g.server, "://") {
+			g.server = "http://" + g.server // host:port, as typed
+		}
+		return g.checkOutput(cmd)
+	}
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.server, "server", envOr("RM_SERVER", envOr("RM_API_URL", avxrm.DefaultServer)),
-		"the server's root URL ($RM_SERVER; in a job's instance $RM_API_URL)")
+		"the server's root URL; host:port means http://host:port ($RM_SERVER; in a job's instance $RM_API_URL)")
 	pf.StringVarP(&g.output, "output", "o", "table", "output format: table, json or yaml")
 	pf.StringVar(&g.token, "token", "", "a bearer token to send ($RM_TOKEN; in a job's instance $RM_JOB_TOKEN; else the one 'avxrm login' stored)")
 	_ = root.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"table", "json", "yaml"}, cobra.ShellCompDirectiveNoFileComp))

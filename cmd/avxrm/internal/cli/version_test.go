@@ -28,3 +28,18 @@ func TestVersionSendsNoToken(t *testing.T) {
 		t.Errorf("version printed %q", out.String())
 	}
 }
+
+// A server given as host:port, as typed, is taken as http://host:port.
+func TestServerWithoutSchemeIsHTTP(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte(`{"version":"v1.2.0","go_version":"go1.26.8","platform":"linux/amd64"}`))
+	}))
+	defer srv.Close()
+	root := Root()
+	var out bytes.Buffer
+	root.SetOut(&out)
+	root.SetArgs([]string{"version", "--server", strings.TrimPrefix(srv.URL, "http://")})
+	if err := root.Execute(); err != nil || !strings.HasSuffix(out.String(), "Server: v1.2.0 (go1.26.8, linux/amd64) at "+srv.URL+"\n") {
+		t.Errorf("version --server host:port: %v, printed %q", err, out.String())
+	}
+}
