@@ -421,7 +421,10 @@ func TestAppRuntimeConfigs(t *testing.T) {
 	if r.Header.Get("Location") != path || c["queue_id"] != qid || c["application_id"] != aid || !strings.HasPrefix(c.str("id"), "arc-") {
 		t.Fatalf("create: %s (Location %s)", r, r.Header.Get("Location"))
 	}
-	e.must(http.StatusConflict, http.MethodPost, path, arcBody())
+	if d := e.must(http.StatusConflict, http.MethodPost, path, arcBody()).obj(t).str("detail"); d != "an app-runtime-config of application "+aid+" on queue "+qid+
+		" already exists; change it with PUT or PATCH at "+path {
+		t.Errorf("a second app-runtime-config of the pair: %q, want it to say which exists and where to change it", d)
+	}
 	e.must(http.StatusNotFound, http.MethodPost, v1+"/app-runtime-config/nope/application/"+aid, arcBody())
 	e.must(http.StatusNotFound, http.MethodPost, v1+"/app-runtime-config/gpu/application/app-NOPE", arcBody())
 

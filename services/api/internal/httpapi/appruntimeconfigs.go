@@ -100,6 +100,10 @@ func (s *Server) arcCrud() *crud[*AppRuntimeConfig, AppRuntimeConfigBody, *AppRu
 	return &crud[*AppRuntimeConfig, AppRuntimeConfigBody, *AppRuntimeConfig]{
 		s: s, store: arcKind(s), kind: events.KindAppRuntimeConfig,
 		location: arcLocation,
+		named: func(a *AppRuntimeConfig) string {
+			return fmt.Sprintf("an app-runtime-config of application %s on queue %s", a.ApplicationID, a.QueueID)
+		},
+		pathNamed: true,
 		lookup: func(ctx context.Context, ref string) (store.Loaded[*AppRuntimeConfig], error) {
 			qid, aid, err := s.arcParents(ctx, ref)
 			if err != nil {

@@ -95,6 +95,10 @@ type crud[T store.Resource, B any, O any] struct {
 	// named says what a duplicate of r would be called: "a queue named
 	// Default"; nil: "a <kind> with that name".
 	named func(r T) string
+	// pathNamed marks a kind its path names, not a field of its body (an
+	// app-runtime-config): a duplicate's refusal names no field and says
+	// where to change the one that exists.
+	pathNamed bool
 	// name returns r's name; nil: the kind has none. A name may look like an
 	// id (API.md) but not have an id's exact form, which the id would hide.
 	name func(r T) string
@@ -208,6 +212,9 @@ func (c *crud[T, B, O]) duplicate(r T, err error) error {
 		return err
 	}
 	what := c.named(r)
+	if c.pathNamed {
+		return problem.New(http.StatusConflict, fmt.Sprintf("%s already exists; change it with PUT or PATCH at %s", what, c.location(r)))
+	}
 	return problem.New(http.StatusConflict, what+" already exists", problem.Field("name", "%s already exists", what))
 }
 
