@@ -493,7 +493,11 @@ func TestDeployments(t *testing.T) {
 			t.Errorf("%s: status (-want +got):\n%s", ev.Type, diff)
 		}
 	}
-	e.must(http.StatusConflict, http.MethodPost, v1+"/deployments", deploymentBody("viewer", "viewer", "svc"))
+	r = e.must(http.StatusConflict, http.MethodPost, v1+"/deployments", deploymentBody("viewer", "viewer", "svc"))
+	if d := r.obj(t).str("detail"); d != "a deployment named viewer already exists" {
+		t.Errorf("a second deployment named viewer: %q", d)
+	}
+	assertProblem(t, r, "name")
 	assertProblem(t, e.must(http.StatusUnprocessableEntity, http.MethodPost, v1+"/deployments", deploymentBody("x", "app-NOPE", "svc")), "application_id")
 	assertProblem(t, e.must(http.StatusUnprocessableEntity, http.MethodPost, v1+"/deployments", deploymentBody("x", "viewer", "nope")), "queue_id")
 	// The status is read-only.

@@ -112,6 +112,7 @@ func (s *Server) deploymentCrud() *crud[*Deployment, DeploymentBody, *Deployment
 	return &crud[*Deployment, DeploymentBody, *Deployment]{
 		s: s, store: deploymentKind(s), kind: events.KindDeployment,
 		location: func(d *Deployment) string { return BasePath + "/deployments/" + d.ID },
+		named:    func(d *Deployment) string { return "a deployment named " + d.Name },
 		build:    s.buildDeployment,
 		writable: func(d *Deployment) *DeploymentBody {
 			return &DeploymentBody{Name: d.Name, ApplicationID: d.ApplicationID, QueueID: d.QueueID,
