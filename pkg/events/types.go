@@ -51,7 +51,21 @@ const (
 	TypeExportRequested = "rm.export.requested"
 	TypeExportReady     = "rm.export.ready"
 	TypeExportFailed    = "rm.export.failed"
+	TypeExportDeleted   = "rm.export.deleted"
 )
+
+// Types are the event types there are, by kind in the order above: every
+// Type constant (a test keeps them in step).
+var Types = []string{
+	TypeQueueCreated, TypeQueueUpdated, TypeQueueDeleted,
+	TypePluginCreated, TypePluginUpdated, TypePluginDeleted,
+	TypeApplicationCreated, TypeApplicationUpdated, TypeApplicationDeleted,
+	TypeAppRuntimeConfigCreated, TypeAppRuntimeConfigUpdated, TypeAppRuntimeConfigDeleted,
+	TypeDeploymentCreated, TypeDeploymentUpdated, TypeDeploymentDeleted,
+	TypeJobSubmitted, TypeJobPending, TypeJobAdmitted, TypeJobRunning, TypeJobSucceeded, TypeJobFailed,
+	TypeJobCancelRequested, TypeJobCancelled, TypeJobCleaned, TypeJobUpdated, TypeJobRetrying, TypeJobDeleted,
+	TypeExportRequested, TypeExportReady, TypeExportFailed, TypeExportDeleted,
+}
 
 // Type returns the event type for an action on a kind: Type("queue", "created").
 func Type(kind, action string) string { return "rm." + kind + "." + action }

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
@@ -464,4 +465,29 @@ func TestReadOnlyFieldsAreNamedSo(t *testing.T) {
 			t.Errorf("%s: %d documents, want %d: a refused body wrote", coll, got, n)
 		}
 	}
+}
+
+// A type filter of the event stream that no event can pass is refused:
+// it would stream nothing, forever. The refusal lists the types of the
+// kind named, or the kinds.
+func TestEventTypeFilterRefusesUnknownTypes(t *testing.T) {
+	e := startEnv(t)
+	for query, want := range map[string]string{
+		"?type=rm.job.bogus":                 `"rm.job.bogus" is no event type; those of a job are rm.job.submitted, rm.job.pending,`,
+		"?type=rm.job.admitted,rm.job.start": `"rm.job.start" is no event type; those of a job are`,
+		"?type=rm.jobs.submitted":            `"rm.jobs.submitted" is no event type: "jobs" is no kind; the kinds are queue, plugin, application, app-runtime-config, deployment, job, export`,
+		"?type=job.submitted":                `"job.submitted" is not an event type (rm.<kind>.<action>)`,
+	} {
+		r := e.do(http.MethodGet, v1+"/events"+query, nil)
+		var p struct {
+			Errors []struct{ Field, Message string }
+		}
+		if err := json.Unmarshal(r.Body, &p); r.Status != http.StatusUnprocessableEntity || err != nil || len(p.Errors) != 1 ||
+			p.Errors[0].Field != "type" || !strings.HasPrefix(p.Errors[0].Message, want) {
+			t.Errorf("GET /events%s = %s, want 422 saying %q of type", query, r, want)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	e.stream(ctx, "/events?type=rm.job.admitted,rm.export.deleted,rm.app-runtime-config.updated", "")
 }

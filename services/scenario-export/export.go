@@ -42,7 +42,7 @@ const Source = "/rm/scenario-export"
 const maxWarnings = 20
 
 // TypeExportDeleted announces that an expired export (and its zip) was removed.
-var TypeExportDeleted = events.Type(events.KindExport, "deleted")
+const TypeExportDeleted = events.TypeExportDeleted
 
 // Config of the service. The zero value works.
 type Config struct {

@@ -2135,7 +2135,7 @@ type StreamEventsParams struct {
 	// QueueId only events about resources on this queue (id or name; a deleted queue's id still selects its events)
 	QueueId *string `form:"queue_id,omitempty" json:"queue_id,omitempty"`
 
-	// Type only these CloudEvent types, comma-separated, e.g. rm.job.admitted,rm.job.running
+	// Type only these CloudEvent types, comma-separated, e.g. rm.job.admitted,rm.job.running; a type there is none of → 422
 	Type *string `form:"type,omitempty" json:"type,omitempty"`
 
 	// LastEventID resume after this stream sequence; 0 replays every stored event; absent: only new events

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -33,7 +34,7 @@ var errTokenExpired = errors.New("the token expired")
 type eventsInput struct {
 	JobID       string `query:"job_id" maxLength:"63" doc:"only events about this job: its own and its scenario exports' (their data.job_id)"`
 	QueueID     string `query:"queue_id" maxLength:"63" doc:"only events about resources on this queue (id or name; a deleted queue's id still selects its events)"`
-	Type        string `query:"type" maxLength:"1024" doc:"only these CloudEvent types, comma-separated, e.g. rm.job.admitted,rm.job.running"`
+	Type        string `query:"type" maxLength:"1024" doc:"only these CloudEvent types, comma-separated, e.g. rm.job.admitted,rm.job.running; a type there is none of → 422"`
 	LastEventID string `header:"Last-Event-ID" maxLength:"20" doc:"resume after this stream sequence; 0 replays every stored event; absent: only new events"`
 }
 
@@ -113,6 +114,11 @@ func (s *Server) streamFilter(ctx context.Context, in *eventsInput) (subjects []
 				errs = append(errs, problem.Field("type", "%q is not an event type (rm.<kind>.<action>)", t))
 				continue
 			}
+			if !slices.Contains(events.Types, t) {
+				// A filter no event can pass would stream nothing, forever.
+				errs = append(errs, problem.Field("type", "%s", unknownType(t)))
+				continue
+			}
 			types[t] = true
 			kinds[events.KindOf(t)] = true
 		}
@@ -153,6 +159,24 @@ func (s *Server) streamFilter(ctx context.Context, in *eventsInput) (subjects []
 		subjects = append(subjects, events.FilterSubject(k, queue, id))
 	}
 	return subjects, types, nil
+}
+
+// unknownType says that t is no event type, and which there are: those of
+// its kind, or the kinds.
+func unknownType(t string) string {
+	var same []string
+	kinds := []string{}
+	for _, typ := range events.Types {
+		if k := events.KindOf(typ); k == events.KindOf(t) {
+			same = append(same, typ)
+		} else if !slices.Contains(kinds, k) {
+			kinds = append(kinds, k)
+		}
+	}
+	if len(same) > 0 {
+		return fmt.Sprintf("%q is no event type; those of a %s are %s", t, events.KindOf(t), strings.Join(same, ", "))
+	}
+	return fmt.Sprintf("%q is no event type: %q is no kind; the kinds are %s", t, events.KindOf(t), strings.Join(kinds, ", "))
 }
 
 func (s *Server) streamEvents(ctx context.Context, in *eventsInput) (*huma.StreamResponse, error) {

@@ -39,7 +39,7 @@ const (
 )
 
 // typeExportDeleted announces the removal of an export (its job was deleted).
-var typeExportDeleted = events.Type(events.KindExport, "deleted")
+const typeExportDeleted = events.TypeExportDeleted
 
 // ExportRequest says what a scenario export holds.
 type ExportRequest = exportdoc.ExportRequest
