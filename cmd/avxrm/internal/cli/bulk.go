@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 
 	"github.com/avxrm/rm/sdk/go/avxrm"
 	"github.com/avxrm/rm/sdk/go/avxrm/api"
@@ -106,21 +108,54 @@ func (f *jobFilter) list(ctx context.Context, c *avxrm.Client, all bool) iter.Se
 				return
 			}
 		}
-		for it, err := range c.List(ctx, "/jobs", q) {
-			var l listedJob
-			if err == nil {
-				l.raw = it
-				err = json.Unmarshal(it, &l.job)
+		if all || f.status != "" {
+			for it, err := range c.List(ctx, "/jobs", q) {
+				l, err := decodeListed(it, err)
+				if err != nil {
+					yield(l, err)
+					return
+				}
+				if !yield(l, nil) {
+					return
+				}
 			}
-			if err != nil {
-				yield(l, err)
-				return
+			return
+		}
+		// The jobs that have not ended, a status at a time: the server
+		// reads those by index, where a list of every job reads them all.
+		// A job seen in two (its status changed between the lists) is
+		// listed once, as last seen; the whole in the order of ids.
+		byID := map[string]listedJob{}
+		for _, status := range activeStatuses {
+			q.Set("status", status)
+			for it, err := range c.List(ctx, "/jobs", q) {
+				l, err := decodeListed(it, err)
+				if err != nil {
+					yield(l, err)
+					return
+				}
+				byID[deref(l.job.Id)] = l
 			}
-			if (all || f.status != "" || !avxrm.JobFinal(&l.job)) && !yield(l, nil) {
+		}
+		for _, id := range slices.Sorted(maps.Keys(byID)) {
+			if l := byID[id]; !avxrm.JobFinal(&l.job) && !yield(l, nil) {
 				return
 			}
 		}
 	}
+}
+
+// activeStatuses are the statuses of a job that has not ended.
+var activeStatuses = []string{"submitted", "pending", "admitted", "running"}
+
+// decodeListed reads one item of a job list.
+func decodeListed(it json.RawMessage, err error) (listedJob, error) {
+	var l listedJob
+	if err == nil {
+		l.raw = it
+		err = json.Unmarshal(it, &l.job)
+	}
+	return l, err
 }
 
 // bulk is a request made of each job a command names or selects.

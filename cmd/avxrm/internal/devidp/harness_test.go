@@ -18,6 +18,7 @@ import (
 	"github.com/avxrm/rm/pkg/embedded/mongotest"
 	"github.com/avxrm/rm/pkg/events"
 	"github.com/avxrm/rm/pkg/events/eventstest"
+	"github.com/avxrm/rm/pkg/events/indexed/ferretlookup"
 	"github.com/avxrm/rm/pkg/events/outbox"
 	"github.com/avxrm/rm/services/api"
 	"github.com/nats-io/nats.go/jetstream"
@@ -39,6 +40,14 @@ type env struct {
 
 func start(t testing.TB, cfg devidp.Config, authOpts ...func(*api.AuthConfig)) *env {
 	t.Helper()
+	return startStore(t, cfg, false, authOpts...)
+}
+
+// startStore is start with the API reading the embedded store's hot paths
+// by index when indexed (api.Deps.Lookup, as the all-in-one runs it), else
+// as it reads MongoDB.
+func startStore(t testing.TB, cfg devidp.Config, indexed bool, authOpts ...func(*api.AuthConfig)) *env {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	idp, err := devidp.Start(ctx, cfg)
@@ -46,7 +55,7 @@ func start(t testing.TB, cfg devidp.Config, authOpts ...func(*api.AuthConfig)) *
 		t.Fatal(err)
 	}
 	t.Cleanup(idp.Close)
-	uri, _ := mongotest.Start(t)
+	uri, ferret := mongotest.Start(t)
 	db := mongotest.Client(t, uri).Database("rm")
 	js := eventstest.Run(t)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -55,7 +64,11 @@ func start(t testing.TB, cfg devidp.Config, authOpts ...func(*api.AuthConfig)) *
 	for _, o := range authOpts {
 		o(&ac)
 	}
-	svc, err := api.New(ctx, api.Config{Auth: ac}, api.Deps{DB: db, Outbox: ob, Logger: log, JS: js})
+	deps := api.Deps{DB: db, Outbox: ob, Logger: log, JS: js}
+	if indexed {
+		deps.Lookup = ferretlookup.New(ferret, db.Name())
+	}
+	svc, err := api.New(ctx, api.Config{Auth: ac}, deps)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,7 +13,13 @@ import (
 // username, within what the caller may read anyway; a job's events and
 // exports are readable by who may read the job.
 func TestListJobsByOwner(t *testing.T) {
-	e := start(t, devidp.Config{})
+	for _, indexed := range []bool{false, true} {
+		t.Run(map[bool]string{false: "store", true: "indexed"}[indexed], func(t *testing.T) { testListJobsByOwner(t, indexed) })
+	}
+}
+
+func testListJobsByOwner(t *testing.T, indexed bool) {
+	e := startStore(t, devidp.Config{}, indexed)
 	admin, user, viewer := bearer(e.login("admin")), bearer(e.login("user")), bearer(e.login("viewer"))
 	e.must(http.StatusCreated, admin, http.MethodPost, v1+"/queues", map[string]any{"name": "open"})
 	e.must(http.StatusCreated, admin, http.MethodPost, v1+"/queues", map[string]any{"name": "restricted",
@@ -47,6 +53,13 @@ func TestListJobsByOwner(t *testing.T) {
 		{"admin", admin, "/queues/open/jobs?owner=admin", []any{adminOpen}},
 		{"admin", admin, "/jobs?owner=admin&status=submitted&queue_id=restricted", []any{adminRestricted}},
 		{"admin", admin, "/jobs?owner=nobody", nil},
+		// A status of a job that has not ended is read by index on the
+		// embedded store; what the caller may read is the same.
+		{"user", user, "/jobs?status=submitted", []any{userJob["id"], adminOpen}},
+		{"viewer", viewer, "/jobs?status=submitted&owner=admin", []any{adminOpen}},
+		{"admin", admin, "/jobs?status=submitted", []any{userJob["id"], adminOpen, adminRestricted}},
+		{"admin", admin, "/jobs?status=submitted&limit=1&cursor=" + userJob["id"].(string), []any{adminOpen}},
+		{"user", user, "/jobs?status=running", nil},
 	} {
 		if got := list(tc.token, tc.path); !reflect.DeepEqual(tc.want, got) {
 			t.Errorf("%s: GET %s = %v, want %v", tc.who, tc.path, got, tc.want)

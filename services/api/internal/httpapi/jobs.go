@@ -11,7 +11,10 @@ import (
 	"time"
 
 	"github.com/avxrm/rm/pkg/events"
+	"github.com/avxrm/rm/pkg/events/indexed"
 	"github.com/avxrm/rm/pkg/events/jobdoc"
+	"github.com/avxrm/rm/pkg/events/outbox"
+	"github.com/avxrm/rm/services/api/internal/auth"
 	"github.com/avxrm/rm/services/api/internal/jobspec"
 	"github.com/avxrm/rm/services/api/internal/problem"
 	"github.com/avxrm/rm/services/api/internal/store"
@@ -429,41 +432,47 @@ func normalizeJob(j *events.Job) {
 }
 
 func (s *Server) listJobs(ctx context.Context, in *listJobsInput) (*jobListOutput, error) {
-	filter := bson.D{}
+	q := jobQuery{arrayID: in.ArrayID, status: in.Status, labels: in.Label, owner: in.Owner}
 	if in.QueueID != "" {
 		// As the other lists' filters: a name is resolved to its queue's
 		// id, anything else filters as given, so that the jobs of a deleted
 		// queue are still found by its id.
-		id := in.QueueID
-		q, err := s.queues.Get(ctx, id)
+		q.queueID = in.QueueID
+		l, err := s.queues.Get(ctx, q.queueID)
 		switch {
 		case err == nil:
-			id = q.Res.ID
+			q.queueID = l.Res.ID
 		case !isNotFound(err):
 			return nil, err
 		}
-		filter = append(filter, bson.E{Key: "queue_id", Value: id})
 	}
-	if in.ArrayID != "" {
-		filter = append(filter, bson.E{Key: "array_id", Value: in.ArrayID})
-	}
-	return s.listJobsWhere(ctx, filter, in.Status, in.Label, in.Owner, in.Limit, in.Cursor)
+	return s.listJobsWhere(ctx, q, in.Limit, in.Cursor)
 }
 
 func (s *Server) listQueueJobs(ctx context.Context, in *listQueueJobsInput) (*jobListOutput, error) {
-	q, err := s.queues.Get(ctx, in.QueueID)
+	l, err := s.queues.Get(ctx, in.QueueID)
 	if err != nil {
 		return nil, err
 	}
-	return s.listJobsWhere(ctx, bson.D{{Key: "queue_id", Value: q.Res.ID}}, in.Status, in.Label, in.Owner, in.Limit, in.Cursor)
+	return s.listJobsWhere(ctx, jobQuery{queueID: l.Res.ID, status: in.Status, labels: in.Label, owner: in.Owner}, in.Limit, in.Cursor)
 }
 
-func (s *Server) listJobsWhere(ctx context.Context, filter bson.D, status string, labels []string, owner string, limit int, cursor string) (*jobListOutput, error) {
+// jobQuery is what a job list selects: every field given must match.
+type jobQuery struct {
+	queueID, arrayID, status string
+	labels                   []string // key=value
+	owner                    string   // the owner's subject or username
+}
+
+func (s *Server) listJobsWhere(ctx context.Context, q jobQuery, limit int, cursor string) (*jobListOutput, error) {
 	if err := checkCursor(cursor, "job"); err != nil {
 		return nil, err
 	}
-	if status != "" {
-		filter = append(filter, bson.E{Key: "status", Value: status})
+	filter := bson.D{}
+	for _, e := range []bson.E{{Key: "queue_id", Value: q.queueID}, {Key: "array_id", Value: q.arrayID}, {Key: "status", Value: q.status}} {
+		if e.Value != "" {
+			filter = append(filter, e)
+		}
 	}
 	readable, err := s.readableJobsFilter(ctx)
 	if err != nil {
@@ -472,19 +481,21 @@ func (s *Server) listJobsWhere(ctx context.Context, filter bson.D, status string
 	filter = append(filter, readable...)
 	var errs []*problem.FieldError
 	var all bson.A // one condition per label: the same key twice must not make a duplicate field
-	for _, l := range labels {
+	labels := map[string][]string{}
+	for _, l := range q.labels {
 		k, v, ok := strings.Cut(l, "=")
 		if !ok || k == "" || !labelKey.MatchString(k) {
 			errs = append(errs, problem.Field("label", "%q is not key=value with a label key", l))
 			continue
 		}
 		all = append(all, bson.D{{Key: events.LabelField(k), Value: v}})
+		labels[k] = append(labels[k], v)
 	}
 	if len(errs) > 0 {
 		return nil, problem.Invalid(errs...)
 	}
-	if owner != "" {
-		all = append(all, ownerCondition(owner))
+	if q.owner != "" {
+		all = append(all, ownerCondition(q.owner))
 	}
 	if len(all) > 0 {
 		filter = append(filter, bson.E{Key: "$and", Value: all})
@@ -492,7 +503,13 @@ func (s *Server) listJobsWhere(ctx context.Context, filter bson.D, status string
 	if limit == 0 {
 		limit = 50
 	}
-	items, more, err := s.jobKind().List(ctx, filter, cursor, limit)
+	var items []*events.Job
+	var more bool
+	if s.opts.Lookup != nil && slices.Contains(activeStatuses, q.status) {
+		items, more, err = s.listActiveJobs(ctx, q, labels, limit, cursor)
+	} else {
+		items, more, err = s.jobKind().List(ctx, filter, cursor, limit)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -508,6 +525,58 @@ func (s *Server) listJobsWhere(ctx context.Context, filter bson.D, status string
 		out.NextCursor = items[len(items)-1].ID
 	}
 	return &jobListOutput{Body: out}, nil
+}
+
+// activeStatuses are the statuses of a job that has not ended, which the
+// embedded store finds by index (listActiveJobs).
+var activeStatuses = []string{events.JobSubmitted, events.JobPending, events.JobAdmitted, events.JobRunning}
+
+// listActiveJobs is the page of the jobs q selects, whose status is one of
+// a job that has not ended, read by index on the embedded store: every such
+// job is read (by _id), those q and the caller's access leave out dropped,
+// the rest ordered by _id from the cursor on, as Kind.List orders them.
+// FerretDB would otherwise decode every job the store has ever held for
+// each page (a list of the running jobs took 1.2 s with 4,000 jobs in the
+// history). The filter matches what listJobsWhere sends the store (a test
+// compares the two).
+func (s *Server) listActiveJobs(ctx context.Context, q jobQuery, labels map[string][]string, limit int, cursor string) ([]*events.Job, bool, error) {
+	f := indexed.Filter{All: []indexed.Cond{{Path: outbox.DeletedField, Missing: true}}, Any: []indexed.Clause{{jobdoc.ActiveStatus(q.status)}}}
+	if q.queueID != "" {
+		f.All = append(f.All, indexed.Cond{Path: "queue_id", In: []any{q.queueID}})
+	}
+	if q.arrayID != "" {
+		f.All = append(f.All, indexed.Cond{Path: "array_id", In: []any{q.arrayID}})
+	}
+	jobs, err := indexed.FindAll[*events.Job](ctx, s.active, f)
+	if err != nil {
+		return nil, false, fmt.Errorf("list jobs: %w", err)
+	}
+	p := auth.From(ctx)
+	readable, err := s.readableQueues(ctx, p)
+	if err != nil {
+		return nil, false, err
+	}
+	jobs = slices.DeleteFunc(jobs, func(j *events.Job) bool {
+		if j.ID <= cursor && cursor != "" {
+			return true
+		}
+		if readable != nil && !readable[j.QueueID] && (j.Owner == nil || j.Owner.Subject != p.Subject) {
+			return true
+		}
+		for k, vs := range labels {
+			for _, v := range vs {
+				if got, ok := j.Labels[k]; !ok || got != v {
+					return true
+				}
+			}
+		}
+		return q.owner != "" && (j.Owner == nil || j.Owner.Subject != q.owner && j.Owner.Username != q.owner)
+	})
+	slices.SortFunc(jobs, func(a, b *events.Job) int { return strings.Compare(a.ID, b.ID) })
+	if len(jobs) > limit {
+		return jobs[:limit], true, nil
+	}
+	return jobs, false, nil
 }
 
 // changeJob records a request on job id through the job record's one
