@@ -94,18 +94,11 @@ func watchCommand(g *globals) *cobra.Command {
 			o := avxrm.WatchOptions{QueueID: queue}
 			newStreamReport(cmd.ErrOrStderr(), c.Server(), stop).watch(&o)
 			jobs := map[string]api.Job{}
-			q := url.Values{}
-			if queue != "" {
-				q.Set("queue_id", queue)
-			}
-			for raw, err := range c.List(ctx, "/jobs", q) {
+			for l, err := range (&jobFilter{queue: queue}).list(ctx, c, false) { // the jobs that have not ended
 				if err != nil {
 					return err
 				}
-				var j api.Job
-				if err := json.Unmarshal(raw, &j); err == nil && !avxrm.JobFinal(&j) {
-					jobs[*j.Id] = j
-				}
+				jobs[*l.job.Id] = l.job
 			}
 			live := newLiveLine(cmd.OutOrStdout())
 			draw := func() {
