@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"testing"
+	"time"
 
 	"github.com/avxrm/rm/pkg/events"
 	"github.com/google/go-cmp/cmp"
@@ -61,4 +62,29 @@ func TestRetryReleasesTheOldLeaseAndAdmitsAgain(t *testing.T) {
 	if diff := cmp.Diff(want, evs); diff != "" {
 		t.Errorf("events of j1 (-want +got):\n%s", diff)
 	}
+}
+
+// A retried job with the capacity free is admitted again by the pass after
+// its requeue, not by a tick or a resync (here an hour away): that pass's
+// writes settle within it, so the loop must not wait for news to run the
+// next (it waited for the tick, 2 s).
+func TestRetriedJobIsAdmittedAgainWithoutATick(t *testing.T) {
+	e := newEnv(t)
+	q := e.queue("Default", ptr(10))
+	cfg := testConfig()
+	cfg.TickInterval, cfg.ResyncInterval = time.Hour, time.Hour
+	e.start(cfg)
+	j1 := e.submit(q, 1)
+	first := e.waitStatus(j1, events.JobAdmitted)
+	e.clock.Advance(5e9)
+	e.change(j1, events.TypeJobRetrying, func(j *events.Job) bool {
+		j.Attempts = append(j.Attempts, events.JobAttempt{Attempt: 1, Outcome: events.RetryOnFailed, Reason: "InstanceFailed",
+			Message: "worker 0 exited with code 3", AdmittedAt: j.AdmittedAt, FinishedAt: e.clock.Now()})
+		j.Status, j.Attempt = events.JobSubmitted, 2
+		return true
+	})
+	e.eventually("j1 admitted again", func() bool {
+		j := e.job(j1)
+		return j.Status == events.JobAdmitted && j.Attempt == 2 && j.AdmittedAt != nil && !j.AdmittedAt.Equal(*first.AdmittedAt)
+	})
 }

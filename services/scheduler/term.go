@@ -76,6 +76,7 @@ type term struct {
 	inbox   []events.Event
 	results []writeResult
 	retry   bool // a failed write's retry is due
+	due     bool // the last pass asked for the next (passDue)
 	kick    chan struct{}
 }
 
@@ -273,6 +274,14 @@ func (t *term) receive(_ context.Context, e events.Event) error {
 	return nil
 }
 
+// passDue asks the loop for another pass, whatever the next drain finds.
+func (t *term) passDue() {
+	t.mu.Lock()
+	t.due = true
+	t.mu.Unlock()
+	t.poke()
+}
+
 func (t *term) poke() {
 	select {
 	case t.kick <- struct{}{}:
@@ -284,13 +293,13 @@ func (t *term) poke() {
 // and reports whether a pass is due: the picture changed, or a retry.
 func (t *term) drain() bool {
 	t.mu.Lock()
-	evs, rs, dirty := t.inbox, t.results, t.retry
-	t.inbox, t.results, t.retry = nil, nil, false
+	evs, rs, dirty, due := t.inbox, t.results, t.retry, t.due
+	t.inbox, t.results, t.retry, t.due = nil, nil, false, false
 	t.mu.Unlock()
 	if dirty {
 		t.retrying = false
 	}
-	dirty = t.settleLate(rs) || dirty
+	dirty = t.settleLate(rs) || dirty || due
 	for _, e := range evs {
 		switch e.Kind() {
 		case events.KindJob:
@@ -495,10 +504,15 @@ func (t *term) pass(ctx context.Context) error {
 		t.log.Info("first pass", append([]any{"grants", len(p.change.Grants), "releases", len(p.change.Releases),
 			"ends_checked", ends, "job_writes", len(writes)}, steps.attrs()...)...)
 	}
-	if len(p.cancels)+len(p.depCancels)+len(p.requeues) > 0 || more {
+	switch {
+	case len(p.cancels)+len(p.depCancels)+len(p.requeues) > 0:
 		// Their leases, if any, are released by the next pass; requeued
-		// jobs ask again; the waits left out are written.
-		t.poke()
+		// jobs ask again. A poke alone would not do: their writes, settled
+		// in this pass, leave the next drain nothing new (a requeued job
+		// waited for the tick).
+		t.passDue()
+	case more:
+		t.poke() // the waits left out are written as the writes settle
 	}
 	t.retire()
 	t.report(p.pendingByQueue)
