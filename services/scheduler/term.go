@@ -274,6 +274,30 @@ func (t *term) receive(_ context.Context, e events.Event) error {
 	return nil
 }
 
+// settledHere reports whether a cancellation or requeue of p was written
+// and settled within its pass, so that the pass after it is due now. One
+// still in flight is not: it asks for that pass as it settles, and a pass
+// asked for meanwhile would plan the same write again and again.
+func (t *term) settledHere(p plan) bool {
+	settled := func(id string, kind writeKind) bool { return !t.inflight[writeKey{id, kind}] }
+	for _, id := range p.cancels {
+		if settled(id, writeCancel) {
+			return true
+		}
+	}
+	for _, w := range p.depCancels {
+		if settled(w.id, writeDependencyCancel) {
+			return true
+		}
+	}
+	for _, id := range p.requeues {
+		if settled(id, writeRequeue) {
+			return true
+		}
+	}
+	return false
+}
+
 // passDue asks the loop for another pass, whatever the next drain finds.
 func (t *term) passDue() {
 	t.mu.Lock()
@@ -505,14 +529,16 @@ func (t *term) pass(ctx context.Context) error {
 			"ends_checked", ends, "job_writes", len(writes)}, steps.attrs()...)...)
 	}
 	switch {
-	case len(p.cancels)+len(p.depCancels)+len(p.requeues) > 0:
+	case t.settledHere(p):
 		// Their leases, if any, are released by the next pass; requeued
 		// jobs ask again. A poke alone would not do: their writes, settled
 		// in this pass, leave the next drain nothing new (a requeued job
 		// waited for the tick).
 		t.passDue()
-	case more:
-		t.poke() // the waits left out are written as the writes settle
+	case len(p.cancels)+len(p.depCancels)+len(p.requeues) > 0 || more:
+		// Writes still under way ask for the pass as they settle (settle);
+		// the waits left out are written then.
+		t.poke()
 	}
 	t.retire()
 	t.report(p.pendingByQueue)
