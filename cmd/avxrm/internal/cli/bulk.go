@@ -127,7 +127,7 @@ func (f *jobFilter) list(ctx context.Context, c *avxrm.Client, all bool) iter.Se
 		// listed once, as last seen; the whole in the order of ids.
 		byID := map[string]listedJob{}
 		for _, status := range activeStatuses {
-			q.Set("status", status)
+			q.Set("status", string(status))
 			for it, err := range c.List(ctx, "/jobs", q) {
 				l, err := decodeListed(it, err)
 				if err != nil {
@@ -146,7 +146,7 @@ func (f *jobFilter) list(ctx context.Context, c *avxrm.Client, all bool) iter.Se
 }
 
 // activeStatuses are the statuses of a job that has not ended.
-var activeStatuses = []string{"submitted", "pending", "admitted", "running"}
+var activeStatuses = []api.JobStatus{api.JobStatusSubmitted, api.JobStatusPending, api.JobStatusAdmitted, api.JobStatusRunning}
 
 // decodeListed reads one item of a job list.
 func decodeListed(it json.RawMessage, err error) (listedJob, error) {

@@ -319,8 +319,15 @@ func (s *Server) readableQueues(ctx context.Context, p *auth.Principal) (map[str
 func (s *Server) readableJobsFilter(ctx context.Context) (bson.D, error) {
 	p := auth.From(ctx)
 	ids, err := s.readableQueues(ctx, p)
-	if err != nil || ids == nil {
-		return nil, err
+	return readableFilter(ids, p.Subject), err
+}
+
+// readableFilter is the filter of the jobs of the queues ids (from
+// readableQueues) and of the owner subject; none when ids is nil (the
+// caller may read every job).
+func readableFilter(ids map[string]bool, subject string) bson.D {
+	if ids == nil {
+		return nil
 	}
 	in := bson.A{}
 	for id := range ids {
@@ -328,8 +335,8 @@ func (s *Server) readableJobsFilter(ctx context.Context) (bson.D, error) {
 	}
 	return bson.D{{Key: "$or", Value: bson.A{
 		bson.D{{Key: "queue_id", Value: bson.D{{Key: "$in", Value: in}}}},
-		bson.D{{Key: "owner.subject", Value: p.Subject}},
-	}}}, nil
+		bson.D{{Key: "owner.subject", Value: subject}},
+	}}}
 }
 
 // beforeSubmit runs on every job about to be created: the caller must be
