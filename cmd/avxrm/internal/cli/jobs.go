@@ -414,19 +414,23 @@ func addPairs(m **map[string]string, flag string, kvs []string) error {
 // does). Its error is follow's, which says how the job ended.
 func followJob(ctx context.Context, cmd *cobra.Command, g *globals, c *avxrm.Client, id string) error {
 	last, err := follow(ctx, c, id, g.progress(cmd), cmd.ErrOrStderr())
-	if last != nil && last.Status != nil && *last.Status == "failed" {
-		// Events carry no instances: the record says which one failed.
-		if j, gerr := c.GetJob(ctx, id); gerr == nil {
-			printFailedTail(ctx, c, j, cmd.ErrOrStderr())
-		}
-	}
-	if !g.structured() || last == nil {
+	failed := last != nil && last.Status != nil && *last.Status == "failed"
+	if last == nil || !failed && !g.structured() {
 		return err
 	}
-	// Events carry instance_counts, not instances: print the record.
-	var v any = last
+	// Events carry instance_counts, not instances: the record, read once,
+	// says which instance failed and is what -o json|yaml prints.
 	var raw json.RawMessage
-	if _, gerr := c.Do(ctx, http.MethodGet, "/jobs/"+avxrm.PathSegment(id), nil, &raw); gerr == nil {
+	_, gerr := c.Do(ctx, http.MethodGet, "/jobs/"+avxrm.PathSegment(id), nil, &raw)
+	var j api.Job
+	if failed && gerr == nil && json.Unmarshal(raw, &j) == nil {
+		printFailedTail(ctx, c, &j, cmd.ErrOrStderr())
+	}
+	if !g.structured() {
+		return err
+	}
+	var v any = last
+	if gerr == nil {
 		v = raw
 	}
 	if perr := printItem(cmd.OutOrStdout(), g.output, v); perr != nil {

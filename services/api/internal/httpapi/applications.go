@@ -331,21 +331,24 @@ func (s *Server) nothingForTheController(ctx context.Context, q *events.Queue, r
 	if len(rt.Command) > 0 || len(rt.Args) > 0 || q.Name == events.ControllerQueue {
 		return "", nil
 	}
+	// The local plugin that runs the controller's queue, or nil (no such
+	// queue: the launcher says so at the start).
+	local := func(fresh bool) (*Plugin, error) {
+		cl, err := s.controllerQueue.get(ctx, s, fresh)
+		if err != nil || cl == nil {
+			return nil, err
+		}
+		return s.queuePluginOfType(ctx, cl, "local")
+	}
 	// As queuePluginOfType does with the plugin's type, a queue read of the
 	// last pluginTypeTTL may let a job through; a refusal rests on a
 	// fresh read.
-	var p *Plugin
-	for fresh := false; ; fresh = true {
-		cl, err := s.controllerQueue.get(ctx, s, fresh)
-		if err != nil || cl == nil {
-			return "", err // none: the launcher says so at the start
-		}
-		if p, err = s.queuePluginOfType(ctx, cl, "local"); err != nil || p == nil {
-			return "", err
-		}
-		if fresh {
-			break
-		}
+	p, err := local(false)
+	if err == nil && p != nil {
+		p, err = local(true)
+	}
+	if err != nil || p == nil {
+		return "", err
 	}
 	return fmt.Sprintf("nothing to run for the job's controller: it runs the job's runtime on queue %s, which runs on %s, "+
 		"which starts command and args as a process (it has no image to take them from), and neither the job, the application "+
