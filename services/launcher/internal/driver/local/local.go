@@ -748,6 +748,13 @@ func (d *Driver) strayLoop() {
 // process group (setsid, a daemon), which signals to the group miss. A
 // process that started with an environment of its own (env -i) is not
 // found.
+//
+// A process in the middle of an exec shows no environment for a moment
+// (the kernel sets the new image's up first; one read in ten of a shell's
+// `setsid sleep` children on the machine of docs/benchmarks.md): such a
+// process is read again until it shows one or ends, so a stray caught
+// starting its command is not passed over. After a pass that signalled a
+// process /proc is read again, for what it may have forked meanwhile.
 func signalStrays(kills ...strayKill) {
 	if len(kills) == 0 {
 		return
@@ -760,30 +767,48 @@ func signalStrays(kills ...strayKill) {
 	for i, k := range kills {
 		marks[i] = []byte("\x00" + InstanceVar + "=" + k.dir + "\x00")
 	}
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return
-	}
 	self := os.Getpid()
+	signalled := map[int]bool{self: true}
 	env := []byte{0}
 	var killed []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == self {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/environ")
-		if err != nil || len(b) == 0 {
-			continue // gone, another user's, or a kernel thread
-		}
-		env = append(append(env[:1], b...), 0)
-		for i, m := range marks {
-			if bytes.Contains(env, m) {
-				if syscall.Kill(pid, kills[i].sig) == nil && kills[i].sig == syscall.SIGKILL {
-					killed = append(killed, pid)
-				}
-				break
+	pids := procPIDs()
+	for round := 0; len(pids) > 0 && round < strayRounds; round++ {
+		var unsure []int
+		more := false
+		for _, pid := range pids {
+			if signalled[pid] {
+				continue
 			}
+			b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/environ")
+			if err != nil {
+				continue // gone, or another user's
+			}
+			if len(b) == 0 {
+				if execing(pid) {
+					unsure = append(unsure, pid)
+				}
+				continue // a kernel thread, or ending
+			}
+			env = append(append(env[:1], b...), 0)
+			for i, m := range marks {
+				if bytes.Contains(env, m) {
+					signalled[pid] = true
+					more = true
+					if syscall.Kill(pid, kills[i].sig) == nil && kills[i].sig == syscall.SIGKILL {
+						killed = append(killed, pid)
+					}
+					break
+				}
+			}
+		}
+		switch {
+		case more:
+			pids = procPIDs()
+		case len(unsure) > 0:
+			time.Sleep(time.Millisecond)
+			pids = unsure
+		default:
+			pids = nil
 		}
 	}
 	// A signal is delivered after kill returns: those who wait for the
@@ -794,6 +819,48 @@ func signalStrays(kills ...strayKill) {
 			time.Sleep(time.Millisecond)
 		}
 	}
+}
+
+// strayRounds bounds the reads of /proc, or of the processes caught in an
+// exec, one signalStrays makes: a stray that forks faster than it is read
+// again is not followed forever.
+const strayRounds = 20
+
+// procPIDs lists the processes in /proc.
+func procPIDs() []int {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	pids := make([]int, 0, len(entries))
+	for _, e := range entries {
+		if pid, err := strconv.Atoi(e.Name()); err == nil {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// execing reports whether pid, which showed no environment, may show one
+// in a moment: it is neither a kernel thread nor ending.
+func execing(pid int) bool {
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	i := bytes.LastIndexByte(stat, ')')
+	if i < 0 || i+2 >= len(stat) {
+		return false
+	}
+	// After the command's name: state, ppid, pgrp, session, tty_nr,
+	// tpgid, flags.
+	f := bytes.Fields(stat[i+2:])
+	if len(f) < 7 || f[0][0] == 'Z' || f[0][0] == 'X' {
+		return false
+	}
+	flags, err := strconv.ParseUint(string(f[6]), 10, 64)
+	const pfExiting, pfKthread = 0x4, 0x200000
+	return err == nil && flags&(pfExiting|pfKthread) == 0
 }
 
 // strayDeathWait bounds how long signalStrays waits for the processes it
