@@ -201,16 +201,20 @@ func parseFind(doc bsoncore.Document) (findQuery, bool) {
 	return f, f.db != "" && seen["filter"]
 }
 
-// parseProjection takes a projection of top-level fields only: one that
-// leaves them out ({runtime: 0, _outbox: 0}, the services' reads of jobs),
-// each value 0 or false, or one that keeps only them and _id ({_outbox: 1},
-// the outbox's reads), each value 1 or true. No other _id, no path, no operator,
+// parseProjection takes an empty projection (every field), or one of
+// top-level fields only: one that leaves them out ({runtime: 0, _outbox:
+// 0}, the services' reads of jobs), each value 0 or false, or one that
+// keeps only them and _id ({_outbox: 1}, the outbox's reads), each value 1
+// or true. No other _id, no path, no operator,
 // no mix (FerretDB refuses a mix: its error is the answer). An inclusion
 // may name _id: 1 too (the outbox sweep's does), which it keeps anyway.
 func (f *findQuery) parseProjection(pd bsoncore.Document) bool {
 	els, err := pd.Elements()
-	if err != nil || len(els) == 0 {
+	if err != nil {
 		return false
+	}
+	if len(els) == 0 {
+		return true // {}: every field, as FerretDB reads it (a Reader that excludes nothing)
 	}
 	seen := map[string]bool{}
 	var zeros, ones []string

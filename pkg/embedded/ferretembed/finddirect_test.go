@@ -261,6 +261,8 @@ func TestFindDirectByFields(t *testing.T) {
 		{"in a list, a number among them: FerretDB's", find(bson.D{{Key: "name", Value: bson.D{{Key: "$in", Value: bson.A{"n1", int32(3)}}}}}), false},
 		{"in an empty list: FerretDB's", find(bson.D{{Key: "name", Value: bson.D{{Key: "$in", Value: bson.A{}}}}}), false},
 		{"by _ids", find(some), true},
+		{"an empty projection", find(bson.D{{Key: "name", Value: "n0"}}, bson.E{Key: "projection", Value: bson.D{}}), true},
+		{"by _ids, an empty projection", find(some, bson.E{Key: "projection", Value: bson.D{}}), true},
 		{"by _ids, an exclusion", find(some, bson.E{Key: "projection", Value: bson.D{{Key: "n", Value: 0}}}), true},
 		{"by _ids, an inclusion", find(some, bson.E{Key: "projection", Value: bson.D{{Key: "name", Value: 1}}}), true},
 		{"by _ids, a limit", find(some, bson.E{Key: "limit", Value: int64(2)}), true},
