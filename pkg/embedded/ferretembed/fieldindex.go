@@ -162,26 +162,36 @@ func combinations(where []FieldCond) [][]FieldCond {
 // connections. The queries read an index; an index build is bounded by
 // indexBuildTimeout.
 func (s *Server) matchingIDs(ctx context.Context, db, coll string, where, residual []FieldCond, with string, limit int) ([]ordered, error) {
+	return inFieldSlot(ctx, s, func(ctx context.Context) ([]ordered, error) {
+		return s.matchingIDsSQL(ctx, db, coll, where, residual, with, limit)
+	})
+}
+
+// inFieldSlot runs query, a read of the Server's own connections
+// (fieldDB), once one of fieldConns slots is free, on a context that is
+// never cancelled; the caller waits for it until ctx ends (matchingIDs).
+func inFieldSlot[T any](ctx context.Context, s *Server, query func(context.Context) (T, error)) (T, error) {
+	var zero T
 	select {
 	case s.fieldSlots <- struct{}{}:
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return zero, ctx.Err()
 	}
 	type result struct {
-		ids []ordered
+		v   T
 		err error
 	}
 	done := make(chan result, 1)
 	go func() {
 		defer func() { <-s.fieldSlots }()
-		ids, err := s.matchingIDsSQL(context.WithoutCancel(ctx), db, coll, where, residual, with, limit)
-		done <- result{ids, err}
+		v, err := query(context.WithoutCancel(ctx))
+		done <- result{v, err}
 	}()
 	select {
 	case r := <-done:
-		return r.ids, r.err
+		return r.v, r.err
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return zero, ctx.Err()
 	}
 }
 
@@ -198,19 +208,9 @@ func (s *Server) matchingIDsSQL(ctx context.Context, db, coll string, where, res
 	if err := checkPartial(where, residual); err != nil {
 		return nil, fmt.Errorf("matching ids in %s.%s: %w", db, coll, err)
 	}
-	if _, err := os.Stat(filepath.Join(s.dir, db+sqliteFileExt)); errors.Is(err, fs.ErrNotExist) {
-		return nil, nil // no such database yet: nothing matches
-	}
-	sdb, err := s.fieldDB(db)
-	if err != nil {
-		return nil, err
-	}
-	table, err := tableName(ctx, sdb, coll)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, nil // no such collection: nothing matches
-	}
-	if err != nil {
-		return nil, err
+	sdb, table, err := s.fieldTable(ctx, db, coll)
+	if err != nil || table == "" {
+		return nil, err // table "": nothing matches
 	}
 	key := where
 	if limit > 0 {
@@ -248,6 +248,23 @@ func (s *Server) matchingIDsSQL(ctx context.Context, db, coll string, where, res
 		}
 	}
 	return ids, rows.Err()
+}
+
+// fieldTable returns the Server's connections to db (fieldDB) and the
+// table of collection coll; table "" (and no error) when the database or
+// the collection does not exist yet, which holds no documents.
+func (s *Server) fieldTable(ctx context.Context, db, coll string) (sdb *sql.DB, table string, err error) {
+	if _, err := os.Stat(filepath.Join(s.dir, db+sqliteFileExt)); errors.Is(err, fs.ErrNotExist) {
+		return nil, "", nil
+	}
+	if sdb, err = s.fieldDB(db); err != nil {
+		return nil, "", err
+	}
+	table, err = tableName(ctx, sdb, coll)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, "", nil
+	}
+	return sdb, table, err
 }
 
 // fieldPath: the paths MatchingIDs puts into SQL (no quoting needed).

@@ -4,3 +4,6 @@ package ferretembed
 var MatchSQL = matchSQL
 var FieldExpr = fieldExpr
 var PartialSQL = partialSQL
+
+// IDsAfterSQL is idsAfterSQL.
+var IDsAfterSQL = idsAfterSQL

@@ -11,15 +11,17 @@ import (
 
 // Reads by index over the wire.
 //
-// MatchingIDs and LatestIDs (fieldindex.go) are methods of the Server, so
-// only a process that runs the store has them. The services of the compose
-// stack reach the store over the wire; for them the proxy answers four
-// commands of its own, never forwarded to FerretDB:
+// MatchingIDs, LatestIDs (fieldindex.go) and IDsAfter (idorder.go) are
+// methods of the Server, so only a process that runs the store has them.
+// The services of the compose stack reach the store over the wire; for
+// them the proxy answers five commands of its own, never forwarded to
+// FerretDB:
 //
-//	{avxrmLookup: 1}                                  → {ok: 1, version: 2}
+//	{avxrmLookup: 1}                                  → {ok: 1, version: 3}
 //	{avxrmMatchingIDs: coll, $db, where: [c...], residual: [c...]} → {ok: 1, ids: [...]}
 //	{avxrmMatchingVersions: coll, $db, where, residual, versionPath: path} → {ok: 1, ids: [...], versions: [...]}
 //	{avxrmLatestIDs: coll, $db, where: [c...], orderBy: path, limit: n} → {ok: 1, ids: [...]}
+//	{avxrmIDsAfter: coll, $db, after: id, limit: n}    → {ok: 1, ids: [...]}
 //
 // where c is {path: "status", in: ["pending", ...]} or {path, missing: true},
 // with partial: [values] or sparse: true for a partial index (FieldCond).
@@ -27,17 +29,18 @@ import (
 // (59): a client probes with avxrmLookup once and, without it, sends its
 // filters to the store as they are (pkg/events/indexed/wirelookup).
 // avxrmMatchingVersions came with version 2; a client that meets version 1
-// reads every match instead.
+// reads every match instead. avxrmIDsAfter came with version 3; a client
+// that meets an older one sends its lists to the store as they are.
 //
 // They take neither the write lock (they only read SQLite beside FerretDB,
 // as the all-in-one's Lookup does) nor a read slot (they read index entries,
 // never a collection).
 var wireLookupCommands = map[string]bool{
-	"avxrmLookup": true, "avxrmMatchingIDs": true, "avxrmMatchingVersions": true, "avxrmLatestIDs": true,
+	"avxrmLookup": true, "avxrmMatchingIDs": true, "avxrmMatchingVersions": true, "avxrmLatestIDs": true, "avxrmIDsAfter": true,
 }
 
 // wireLookupVersion is what avxrmLookup answers: the commands it serves.
-const wireLookupVersion = 2
+const wireLookupVersion = 3
 
 // wireLookupMaxTime bounds a command without maxTimeMS.
 const wireLookupMaxTime = time.Minute
@@ -59,6 +62,7 @@ type wireLookupCmd struct {
 	OrderBy  string     `bson:"orderBy"`
 	Version  string     `bson:"versionPath"`
 	Limit    int        `bson:"limit"`
+	After    string     `bson:"after"`
 }
 
 // answerWireLookup runs command cmd of request msg and returns the reply.
@@ -104,6 +108,8 @@ func (c *proxyConn) answerWireLookup(cmd string, msg []byte) []byte {
 	switch cmd {
 	case "avxrmLatestIDs":
 		ids, err = srv.LatestIDs(ctx, req.DB, coll, fieldConds(req.Where), req.OrderBy, req.Limit)
+	case "avxrmIDsAfter":
+		ids, err = srv.IDsAfter(ctx, req.DB, coll, req.After, req.Limit)
 	case "avxrmMatchingVersions":
 		ids, versions, err = srv.MatchingVersions(ctx, req.DB, coll, fieldConds(req.Where), fieldConds(req.Residual), req.Version)
 	default:

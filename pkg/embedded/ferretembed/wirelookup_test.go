@@ -3,6 +3,7 @@ package ferretembed_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -36,11 +37,26 @@ func TestWireLookupCommands(t *testing.T) {
 	if err := db.Client().Database("none").RunCommand(ctx, cmd).Decode(&reply); err != nil || len(reply.IDs) != 0 {
 		t.Errorf("in a database that does not exist: %v, %v; want none", reply.IDs, err)
 	}
+	// In _id order, from the _id index.
+	if _, err := db.Collection("jobs").InsertOne(ctx, bson.D{{Key: "_id", Value: "b"}, {Key: "status", Value: "failed"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.EnsureIDIndex(ctx, "app", "jobs"); err != nil {
+		t.Fatal(err)
+	}
+	for after, want := range map[string][]string{"": {"a", "b"}, "a": {"b"}, "b": {}} {
+		reply.IDs = nil
+		cmd := bson.D{{Key: "avxrmIDsAfter", Value: "jobs"}, {Key: "after", Value: after}, {Key: "limit", Value: 5}}
+		if err := db.RunCommand(ctx, cmd).Decode(&reply); err != nil || !slices.Equal(reply.IDs, want) {
+			t.Errorf("ids after %q = %v, %v; want %v", after, reply.IDs, err, want)
+		}
+	}
 	for name, bad := range map[string]bson.D{
-		"no where":     {{Key: "avxrmMatchingIDs", Value: "jobs"}},
-		"bad path":     {{Key: "avxrmMatchingIDs", Value: "jobs"}, {Key: "where", Value: bson.A{bson.D{{Key: "path", Value: "a'b"}, {Key: "in", Value: bson.A{"x"}}}}}},
-		"no coll name": {{Key: "avxrmMatchingIDs", Value: 1}, {Key: "where", Value: where}},
-		"limit 0":      {{Key: "avxrmLatestIDs", Value: "jobs"}, {Key: "where", Value: where}, {Key: "orderBy", Value: "t"}},
+		"ids after, limit 0": {{Key: "avxrmIDsAfter", Value: "jobs"}, {Key: "after", Value: "a"}},
+		"no where":           {{Key: "avxrmMatchingIDs", Value: "jobs"}},
+		"bad path":           {{Key: "avxrmMatchingIDs", Value: "jobs"}, {Key: "where", Value: bson.A{bson.D{{Key: "path", Value: "a'b"}, {Key: "in", Value: bson.A{"x"}}}}}},
+		"no coll name":       {{Key: "avxrmMatchingIDs", Value: 1}, {Key: "where", Value: where}},
+		"limit 0":            {{Key: "avxrmLatestIDs", Value: "jobs"}, {Key: "where", Value: where}, {Key: "orderBy", Value: "t"}},
 	} {
 		var ce mongo.CommandError
 		if err := db.RunCommand(ctx, bad).Err(); !errors.As(err, &ce) || ce.Code != 2 {

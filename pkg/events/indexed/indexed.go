@@ -72,6 +72,11 @@ type Lookup interface {
 	// LatestIDs returns the _ids of at most limit documents meeting where,
 	// those with the greatest values of orderPath.
 	LatestIDs(ctx context.Context, coll string, where []Cond, orderPath string, limit int) ([]string, error)
+	// IDsAfter returns the _ids of at most limit documents, those whose
+	// _id comes after after ("": from the first), in _id order, from the
+	// _id index. An error wrapping errors.ErrUnsupported: the store does
+	// not read them (an older one over the wire).
+	IDsAfter(ctx context.Context, coll, after string, limit int) ([]string, error)
 }
 
 // Reader reads one collection by Filters.
@@ -239,6 +244,78 @@ func (r *Reader) Latest(ctx context.Context, where Clause, orderPath string, lim
 	})
 	return docs, nil
 }
+
+// Scan passes the documents whose _id comes after after ("": from the
+// first) and that meet every condition of all to keep, in _id order (the
+// order of a sort by _id, as a list's pages have it), until keep has
+// returned true want times, or an error (which Scan returns), or none is
+// left. It reads their _ids by the
+// Lookup's IDsAfter a batch at a time, then each batch's documents by _id:
+// want _ids to begin with, then as many as the documents kept so far say
+// the rest will take (twice as many as the last while none was kept), up
+// to maxScanBatch. So a page of a list in _id order costs about the
+// documents it passes over, not every document the store holds, as a find
+// with {_id: {$gt: after}} and a sort by _id does on the embedded store.
+//
+// An error wrapping errors.ErrUnsupported: there is no Lookup, it reads no
+// _id order, or the _ids it gave were not in the strings' order (an _id
+// with a character before '#'); the caller drops what keep was given and
+// sends its filter to the store.
+func (r *Reader) Scan(ctx context.Context, after string, want int, all []Cond, keep func(bson.Raw) (bool, error)) error {
+	if r.Lookup == nil {
+		return fmt.Errorf("scan %s: no lookup: %w", r.Coll.Name(), errors.ErrUnsupported)
+	}
+	batch, kept, seen := max(want, 1), 0, 0
+	for {
+		ids, err := r.Lookup.IDsAfter(ctx, r.Coll.Name(), after, batch)
+		if err != nil {
+			return fmt.Errorf("scan %s: %w", r.Coll.Name(), err)
+		}
+		set := make(map[string]bool, len(ids))
+		for _, id := range ids {
+			if after != "" && id <= after {
+				return fmt.Errorf("scan %s: _id %q after %q: %w", r.Coll.Name(), id, after, errors.ErrUnsupported)
+			}
+			set[id] = true
+			after = id
+		}
+		docs, err := r.fetch(ctx, set, Filter{All: all, IDs: ids})
+		if err != nil {
+			return err
+		}
+		slices.SortFunc(docs, func(a, b bson.Raw) int { return strings.Compare(idOf(a), idOf(b)) })
+		for _, d := range docs {
+			ok, err := keep(d)
+			if err != nil {
+				return err
+			}
+			if ok {
+				if kept++; kept >= want {
+					return nil
+				}
+			}
+		}
+		if len(ids) < batch {
+			return nil
+		}
+		seen += len(ids)
+		if kept == 0 {
+			batch = min(2*batch, maxScanBatch)
+		} else {
+			batch = min(max((want-kept)*seen/kept, 1), maxScanBatch)
+		}
+	}
+}
+
+// idOf is doc's _id if it is a string.
+func idOf(doc bson.Raw) string {
+	id, _ := doc.Lookup("_id").StringValueOK()
+	return id
+}
+
+// maxScanBatch bounds the _ids one of Scan's batches asks for: the
+// documents of one batch are held at once.
+const maxScanBatch = 1000
 
 // compareValues orders dates and numbers; anything else sorts first.
 func compareValues(a, b bson.RawValue) int {

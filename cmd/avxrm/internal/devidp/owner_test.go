@@ -60,6 +60,10 @@ func testListJobsByOwner(t *testing.T, indexed bool) {
 		{"admin", admin, "/jobs?status=submitted", []any{userJob["id"], adminOpen, adminRestricted}},
 		{"admin", admin, "/jobs?status=submitted&limit=1&cursor=" + userJob["id"].(string), []any{adminOpen}},
 		{"user", user, "/jobs?status=running", nil},
+		// Any other list is read in _id order there; the same again.
+		{"user", user, "/jobs", []any{userJob["id"], adminOpen}},
+		{"admin", admin, "/jobs?limit=2&cursor=" + userJob["id"].(string), []any{adminOpen, adminRestricted}},
+		{"user", user, "/jobs?status=failed", nil},
 	} {
 		if got := list(tc.token, tc.path); !reflect.DeepEqual(tc.want, got) {
 			t.Errorf("%s: GET %s = %v, want %v", tc.who, tc.path, got, tc.want)

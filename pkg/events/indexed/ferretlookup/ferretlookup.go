@@ -1,6 +1,7 @@
 // Package ferretlookup gives an indexed.Reader the embedded store's reads
-// by index (ferretembed's MatchingIDs, MatchingVersions and LatestIDs): the all-in-one's
-// Lookup (cmd/avxrm/internal/up) and the tests'.
+// by index (ferretembed's MatchingIDs, MatchingVersions, LatestIDs and
+// IDsAfter): the all-in-one's Lookup (cmd/avxrm/internal/up) and the
+// tests'.
 package ferretlookup
 
 import (
@@ -10,7 +11,7 @@ import (
 	"github.com/avxrm/rm/pkg/events/indexed"
 )
 
-// New is the embedded store's MatchingIDs and LatestIDs on database db,
+// New is the embedded store's reads by index on database db,
 // as the all-in-one gives them to the services (indexed.Lookup).
 func New(srv *ferretembed.Server, db string) indexed.Lookup { return lookup{srv, db} }
 
@@ -45,4 +46,8 @@ func fieldConds(cs []indexed.Cond) []ferretembed.FieldCond {
 		out[i] = ferretembed.FieldCond(c)
 	}
 	return out
+}
+
+func (l lookup) IDsAfter(ctx context.Context, coll, after string, limit int) ([]string, error) {
+	return l.srv.IDsAfter(ctx, l.db, coll, after, limit)
 }

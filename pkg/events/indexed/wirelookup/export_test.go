@@ -8,4 +8,10 @@ import (
 
 // NewV1 is the Lookup of a store whose avxrmLookup answered version 1
 // (before avxrmMatchingVersions).
-func NewV1(db *mongo.Database) indexed.Lookup { return lookup{db: db, noVersions: true} }
+func NewV1(db *mongo.Database) indexed.Lookup {
+	return lookup{db: db, noVersions: true, noIDOrder: true}
+}
+
+// NewV2 is the Lookup of a store whose avxrmLookup answered version 2
+// (before avxrmIDsAfter).
+func NewV2(db *mongo.Database) indexed.Lookup { return lookup{db: db, noIDOrder: true} }

@@ -1,5 +1,5 @@
 // Package wirelookup is the embedded store's reads by index (MatchingIDs,
-// MatchingVersions, LatestIDs) for a service that reaches the store over the wire, as in the
+// MatchingVersions, LatestIDs, IDsAfter) for a service that reaches the store over the wire, as in the
 // compose stack: the store's proxy answers them as commands of its own
 // (pkg/embedded/ferretembed, wirelookup.go). Probe tells whether the store
 // does; a real MongoDB does not, and needs no Lookup (its indexes serve the
@@ -34,7 +34,7 @@ func Probe(ctx context.Context, db *mongo.Database) (indexed.Lookup, error) {
 	if err != nil {
 		return nil, fmt.Errorf("probe reads by index: %w", err)
 	}
-	return lookup{db: db, noVersions: reply.Version < 2}, nil
+	return lookup{db: db, noVersions: reply.Version < 2, noIDOrder: reply.Version < 3}, nil
 }
 
 // New is the Lookup of db's store, without asking whether it answers.
@@ -46,6 +46,10 @@ type lookup struct {
 	// avxrmLookup answered version 1); MatchingVersions then reports every
 	// version unknown, and the caller reads every match.
 	noVersions bool
+	// noIDOrder: the store predates avxrmIDsAfter (version 1 or 2);
+	// IDsAfter then fails with errors.ErrUnsupported, and the caller sends
+	// its list to the store as it is.
+	noIDOrder bool
 }
 
 func (l lookup) MatchingIDs(ctx context.Context, coll string, where, residual []indexed.Cond) ([]string, error) {
@@ -85,6 +89,16 @@ func (l lookup) LatestIDs(ctx context.Context, coll string, where []indexed.Cond
 	return l.run(ctx, bson.D{
 		{Key: "avxrmLatestIDs", Value: coll},
 		{Key: "where", Value: conds(where)}, {Key: "orderBy", Value: orderPath}, {Key: "limit", Value: limit},
+	})
+}
+
+func (l lookup) IDsAfter(ctx context.Context, coll, after string, limit int) ([]string, error) {
+	if l.noIDOrder {
+		return nil, fmt.Errorf("avxrmIDsAfter %v: the store predates it: %w", coll, errors.ErrUnsupported)
+	}
+	return l.run(ctx, bson.D{
+		{Key: "avxrmIDsAfter", Value: coll},
+		{Key: "after", Value: after}, {Key: "limit", Value: limit},
 	})
 }
 

@@ -2,6 +2,7 @@ package wirelookup_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"testing"
@@ -102,6 +103,16 @@ func TestWireLookupAnswersAsInProcess(t *testing.T) {
 	old, err := wirelookup.NewV1(db).MatchingVersions(ctx, "jobs", where, residual, "version")
 	if err != nil || len(old) != 2 || old["p"] != -1 || old["r"] != -1 {
 		t.Errorf("MatchingVersions from a version-1 store = %v, %v; want p and r at -1", old, err)
+	}
+
+	sameIDs(t, "IDsAfter", []string{"done-0000", "done-0001"},
+		func(l indexed.Lookup) ([]string, error) { return l.IDsAfter(ctx, "jobs", "deleted", 2) }, wire, local)
+	// A store of before avxrmIDsAfter: the caller is told to send its
+	// list to the store as it is.
+	for name, l := range map[string]indexed.Lookup{"version 1": wirelookup.NewV1(db), "version 2": wirelookup.NewV2(db)} {
+		if ids, err := l.IDsAfter(ctx, "jobs", "", 2); !errors.Is(err, errors.ErrUnsupported) {
+			t.Errorf("IDsAfter from a %s store = %v, %v; want errors.ErrUnsupported", name, ids, err)
+		}
 	}
 
 	direct := mongotest.Client(t, srv.InternalURI()).Database("rm")

@@ -25,6 +25,7 @@ import (
 	"github.com/avxrm/rm/pkg/embedded/mongotest"
 	"github.com/avxrm/rm/pkg/events"
 	"github.com/avxrm/rm/pkg/events/eventstest"
+	"github.com/avxrm/rm/pkg/events/indexed"
 	"github.com/avxrm/rm/pkg/events/indexed/ferretlookup"
 	"github.com/avxrm/rm/pkg/events/outbox"
 	"github.com/avxrm/rm/services/api"
@@ -45,20 +46,27 @@ type Env struct {
 // stopped by t.Cleanup. The API logs to log; nil discards.
 func Start(t testing.TB, log *slog.Logger) *Env {
 	t.Helper()
-	return start(t, log, api.Config{}, false)
+	return start(t, log, api.Config{}, nil)
 }
 
 // StartConfigured is Start with the API's Config cfg.
 func StartConfigured(t testing.TB, log *slog.Logger, cfg api.Config) *Env {
 	t.Helper()
-	return start(t, log, cfg, false)
+	return start(t, log, cfg, nil)
 }
 
 // StartIndexed is Start with the API's hot reads by index on the embedded
 // store (api.Deps.Lookup), as the all-in-one runs it.
 func StartIndexed(t testing.TB, log *slog.Logger) *Env {
 	t.Helper()
-	return start(t, log, api.Config{}, true)
+	return start(t, log, api.Config{}, func(l indexed.Lookup) indexed.Lookup { return l })
+}
+
+// StartIndexedWith is StartIndexed with the Lookup the API is given made
+// by wrap from the embedded store's (a test that counts its reads).
+func StartIndexedWith(t testing.TB, log *slog.Logger, wrap func(indexed.Lookup) indexed.Lookup) *Env {
+	t.Helper()
+	return start(t, log, api.Config{}, wrap)
 }
 
 // StartWithOutage is Start with the API's store client dialling through
@@ -67,10 +75,12 @@ func StartIndexed(t testing.TB, log *slog.Logger) *Env {
 // 30 s. DB is the API's own client's.
 func StartWithOutage(t testing.TB, log *slog.Logger, outage *mongotest.Outage) *Env {
 	t.Helper()
-	return start(t, log, api.Config{}, false, outage)
+	return start(t, log, api.Config{}, nil, outage)
 }
 
-func start(t testing.TB, log *slog.Logger, cfg api.Config, indexed bool, outage ...*mongotest.Outage) *Env {
+// start starts the API; with reads by index when lookup is not nil, of
+// the Lookup it makes of the store's.
+func start(t testing.TB, log *slog.Logger, cfg api.Config, lookup func(indexed.Lookup) indexed.Lookup, outage ...*mongotest.Outage) *Env {
 	t.Helper()
 	if log == nil {
 		log = Discard()
@@ -93,8 +103,8 @@ func start(t testing.TB, log *slog.Logger, cfg api.Config, indexed bool, outage 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	deps := api.Deps{DB: db, Outbox: ob, JS: js, Logger: log}
-	if indexed {
-		deps.Lookup = ferretlookup.New(ferret, db.Name())
+	if lookup != nil {
+		deps.Lookup = lookup(ferretlookup.New(ferret, db.Name()))
 	}
 	svc, err := api.New(ctx, cfg, deps)
 	if err != nil {

@@ -1,0 +1,100 @@
+package ferretembed_test
+
+import (
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/avxrm/rm/pkg/embedded/ferretembed"
+	"github.com/avxrm/rm/pkg/embedded/mongotest"
+)
+
+// TestIDsAfterReadsTheIDIndexInOrder: IDsAfter pages through a collection
+// in _id order (the order of a MongoDB sort by _id, which the API's lists
+// use), from the first _id or after any, and SQLite's plan for it reads
+// the _id index in its order: no scan of the table, no sort.
+func TestIDsAfterReadsTheIDIndexInOrder(t *testing.T) {
+	ctx := testContext(t)
+	uri, srv := mongotest.Start(t)
+	if ids, err := srv.IDsAfter(ctx, "rm", "jobs", "", 10); err != nil || len(ids) != 0 {
+		t.Fatalf("IDsAfter before the collection exists = %v, %v; want none", ids, err)
+	}
+	coll := mongotest.Client(t, uri).Database("rm").Collection("jobs")
+	// Ids as the services make them (events.NewID: a prefix and 26
+	// characters of Crockford's base32), inserted out of order.
+	const alphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+	var want []string
+	docs := make([]any, 0, 600)
+	for range 600 {
+		var b strings.Builder
+		for range 26 {
+			b.WriteByte(alphabet[rand.IntN(len(alphabet))])
+		}
+		id := "job-" + b.String()
+		want = append(want, id)
+		docs = append(docs, bson.D{{Key: "_id", Value: id}, {Key: "status", Value: "succeeded"}})
+	}
+	if _, err := coll.InsertMany(ctx, docs); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := srv.IDsAfter(ctx, "rm", "jobs", "", 10); err == nil {
+		t.Fatal("IDsAfter without the _id index: want an error, not a scan of the table")
+	}
+	if err := srv.EnsureIDIndex(ctx, "rm", "jobs"); err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(want)
+
+	var got []string
+	for after := ""; ; {
+		page, err := srv.IDsAfter(ctx, "rm", "jobs", after, 7)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page) > 7 {
+			t.Fatalf("a page of %d ids, limit 7", len(page))
+		}
+		got = append(got, page...)
+		if len(page) < 7 {
+			break
+		}
+		after = page[len(page)-1]
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("IDsAfter's pages hold %d ids, not the %d in order", len(got), len(want))
+	}
+	// After an _id that is not stored: from the next one.
+	missing := want[300][:len(want[300])-1] + "~"
+	page, err := srv.IDsAfter(ctx, "rm", "jobs", missing, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(page, want[301:303]) {
+		t.Errorf("IDsAfter(%s) = %v, want %v", missing, page, want[301:303])
+	}
+	if page, err := srv.IDsAfter(ctx, "rm", "jobs", want[599], 5); err != nil || len(page) != 0 {
+		t.Errorf("IDsAfter(the last) = %v, %v; want none", page, err)
+	}
+	if _, err := srv.IDsAfter(ctx, "rm", "jobs", "", 0); err == nil {
+		t.Error("IDsAfter with limit 0: want an error")
+	}
+
+	table, err := srv.TableName(ctx, "rm", "jobs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, from := range []bool{false, true} {
+		args := []any{5}
+		if from {
+			args = []any{want[10], 5}
+		}
+		plan := sqlitePlan(ctx, t, srv, "rm", ferretembed.IDsAfterSQL(table, from), args...)
+		if strings.Contains(plan, "TEMP B-TREE") || !strings.Contains(plan, "USING INDEX") {
+			t.Errorf("from %v: plan %q; want the _id index read in order", from, plan)
+		}
+		t.Logf("from %v: %s", from, plan)
+	}
+}
