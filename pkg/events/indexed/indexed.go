@@ -249,13 +249,11 @@ func (r *Reader) Latest(ctx context.Context, where Clause, orderPath string, lim
 // first) and that meet every condition of all to keep, in _id order (the
 // order of a sort by _id, as a list's pages have it), until keep has
 // returned true want times, or an error (which Scan returns), or none is
-// left. It reads their _ids by the
-// Lookup's IDsAfter a batch at a time, then each batch's documents by _id:
-// want _ids to begin with, then as many as the documents kept so far say
-// the rest will take (twice as many as the last while none was kept), up
-// to maxScanBatch. So a page of a list in _id order costs about the
-// documents it passes over, not every document the store holds, as a find
-// with {_id: {$gt: after}} and a sort by _id does on the embedded store.
+// left. It reads their _ids by the Lookup's IDsAfter a batch at a time,
+// then each batch's documents by _id (see scan). So a page of a list in
+// _id order costs about the documents it passes over, not every document
+// the store holds, as a find with {_id: {$gt: after}} and a sort by _id
+// does on the embedded store.
 //
 // An error wrapping errors.ErrUnsupported: there is no Lookup, it reads no
 // _id order, or the _ids it gave were not in the strings' order (an _id
@@ -265,19 +263,46 @@ func (r *Reader) Scan(ctx context.Context, after string, want int, all []Cond, k
 	if r.Lookup == nil {
 		return fmt.Errorf("scan %s: no lookup: %w", r.Coll.Name(), errors.ErrUnsupported)
 	}
+	return r.scan(ctx, want, all, keep, func(n int) ([]string, error) {
+		ids, err := r.Lookup.IDsAfter(ctx, r.Coll.Name(), after, n)
+		if err != nil {
+			return nil, fmt.Errorf("scan %s: %w", r.Coll.Name(), err)
+		}
+		for _, id := range ids {
+			if after != "" && id <= after {
+				return nil, fmt.Errorf("scan %s: _id %q after %q: %w", r.Coll.Name(), id, after, errors.ErrUnsupported)
+			}
+			after = id
+		}
+		return ids, nil
+	})
+}
+
+// ScanIDs is Scan over the documents ids, in their order (ascending, as
+// a list's pages have them): for a list whose candidates an index gives
+// (IDs), of which a page reads only as many as it takes.
+func (r *Reader) ScanIDs(ctx context.Context, ids []string, want int, all []Cond, keep func(bson.Raw) (bool, error)) error {
+	return r.scan(ctx, want, all, keep, func(n int) ([]string, error) {
+		batch := ids[:min(n, len(ids))]
+		ids = ids[len(batch):]
+		return batch, nil
+	})
+}
+
+// scan is Scan's and ScanIDs' loop: next gives the next n _ids (fewer at
+// the end). It reads want _ids to begin with, then as many as the
+// documents kept so far say the rest will take (twice as many as the last
+// while none was kept), up to maxScanBatch, each batch's documents by _id.
+func (r *Reader) scan(ctx context.Context, want int, all []Cond, keep func(bson.Raw) (bool, error), next func(n int) ([]string, error)) error {
 	batch, kept, seen := max(want, 1), 0, 0
 	for {
-		ids, err := r.Lookup.IDsAfter(ctx, r.Coll.Name(), after, batch)
+		ids, err := next(batch)
 		if err != nil {
-			return fmt.Errorf("scan %s: %w", r.Coll.Name(), err)
+			return err
 		}
 		set := make(map[string]bool, len(ids))
 		for _, id := range ids {
-			if after != "" && id <= after {
-				return fmt.Errorf("scan %s: _id %q after %q: %w", r.Coll.Name(), id, after, errors.ErrUnsupported)
-			}
 			set[id] = true
-			after = id
 		}
 		docs, err := r.fetch(ctx, set, Filter{All: all, IDs: ids})
 		if err != nil {

@@ -93,6 +93,30 @@ func TestScanPagesInIDOrder(t *testing.T) {
 			t.Errorf("%s: the failed after %s: %d, want %d in _id order", name, failed[5], len(page), len(failed[6:]))
 		}
 	}
+	// ScanIDs: a page of the given _ids (every third) reads those it
+	// takes and no more.
+	var some []string
+	for i := 0; i < 300; i += 3 {
+		some = append(some, fmt.Sprintf("job-%05d", i))
+	}
+	r := &indexed.Reader{Coll: coll, Lookup: lookup(srv)}
+	var page []string
+	if err := r.ScanIDs(ctx, some, 10, notDeleted, func(d bson.Raw) (bool, error) {
+		page = append(page, d.Lookup("_id").StringValue())
+		return true, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for _, id := range some {
+		if slices.Contains(all, id) && len(want) < 10 {
+			want = append(want, id)
+		}
+	}
+	if !slices.Equal(page, want) || r.DocsRead() > 12 {
+		t.Errorf("ScanIDs: %v reading %d documents, want %v reading about 10", page, r.DocsRead(), want)
+	}
+
 	called := false
 	err = (&indexed.Reader{Coll: coll}).Scan(ctx, "", 10, notDeleted, func(bson.Raw) (bool, error) { called = true; return true, nil })
 	if !errors.Is(err, errors.ErrUnsupported) || called {

@@ -22,6 +22,10 @@ import (
 var arrayStatuses = []string{events.JobSubmitted, events.JobPending, events.JobAdmitted, events.JobRunning,
 	events.JobSucceeded, events.JobFailed, events.JobCancelled}
 
+// ArrayStatuses returns the statuses an array's jobs are counted under:
+// every status a job has.
+func ArrayStatuses() []string { return slices.Clone(arrayStatuses) }
+
 // ArrayJobs is the filter of the live jobs of array id in the given statuses.
 func ArrayJobs(id string, statuses ...string) indexed.Filter {
 	in := make([]any, len(statuses))

@@ -508,6 +508,8 @@ func (s *Server) listJobsWhere(ctx context.Context, q jobQuery, limit int, curso
 	var more bool
 	sel := jobSelection{q: q, labels: labels, readable: readable, subject: caller.Subject}
 	switch {
+	case s.opts.Lookup != nil && q.arrayID != "":
+		items, more, err = s.listArrayJobs(ctx, sel, limit, cursor)
 	case s.opts.Lookup != nil && q.status != "" && !events.JobFinal(q.status):
 		items, more, err = s.listActiveJobs(ctx, sel, limit, cursor)
 	case s.opts.Lookup != nil:
@@ -601,10 +603,42 @@ func (s *Server) listActiveJobs(ctx context.Context, sel jobSelection, limit int
 // embedded store: a page of every job reads its limit+1 jobs, a page of
 // the failed ones the jobs from its cursor to its last; a find with the
 // cursor and a sort by _id decoded every job the store holds for each page
-// (11 s for `avxrm jobs ls -A` with 2,040 jobs stored, docs/benchmarks.md).
+// (23 s for `avxrm jobs ls -A` with 2,006 jobs stored, docs/benchmarks.md).
 // An error wrapping errors.ErrUnsupported: the store does not read _ids in
 // order (one over the wire that predates it).
 func (s *Server) listJobsInIDOrder(ctx context.Context, sel jobSelection, limit int, cursor string) ([]*events.Job, bool, error) {
+	return sel.page(limit, func(want int, all []indexed.Cond, keep func(bson.Raw) (bool, error)) error {
+		return s.active.Scan(ctx, cursor, want, all, keep)
+	})
+}
+
+// listArrayJobs is the page of the jobs sel selects of one array, read on
+// the embedded store by the index its counts are read by (its jobs by
+// status, jobdoc.ArrayJobs): their _ids from the cursor on, then as many
+// of those jobs as the page takes (indexed.Reader.ScanIDs). A page of an
+// array's failed jobs (the web view's link, `jobs resubmit --status
+// failed`) so reads those, not the history after its cursor.
+func (s *Server) listArrayJobs(ctx context.Context, sel jobSelection, limit int, cursor string) ([]*events.Job, bool, error) {
+	statuses := jobdoc.ArrayStatuses()
+	if sel.q.status != "" {
+		statuses = []string{sel.q.status}
+	}
+	ids, err := s.active.IDs(ctx, jobdoc.ArrayJobs(sel.q.arrayID, statuses...))
+	if err != nil {
+		return nil, false, fmt.Errorf("list jobs: %w", err)
+	}
+	slices.Sort(ids)
+	ids = slices.DeleteFunc(ids, func(id string) bool { return id <= cursor })
+	return sel.page(limit, func(want int, all []indexed.Cond, keep func(bson.Raw) (bool, error)) error {
+		return s.active.ScanIDs(ctx, ids, want, all, keep)
+	})
+}
+
+// page is the page of at most limit jobs sel selects of those scan passes
+// to keep in _id order, and whether more follow: scan is to pass the
+// documents that meet all (sel's fields the store can check) until keep
+// has kept want of them.
+func (sel jobSelection) page(limit int, scan func(want int, all []indexed.Cond, keep func(bson.Raw) (bool, error)) error) ([]*events.Job, bool, error) {
 	all := []indexed.Cond{{Path: outbox.DeletedField, Missing: true}}
 	for _, c := range []indexed.Cond{{Path: "status", In: []any{sel.q.status}}, {Path: "queue_id", In: []any{sel.q.queueID}}, {Path: "array_id", In: []any{sel.q.arrayID}}} {
 		if c.In[0] != "" {
@@ -612,7 +646,7 @@ func (s *Server) listJobsInIDOrder(ctx context.Context, sel jobSelection, limit 
 		}
 	}
 	var jobs []*events.Job
-	err := s.active.Scan(ctx, cursor, limit+1, all, func(d bson.Raw) (bool, error) {
+	err := scan(limit+1, all, func(d bson.Raw) (bool, error) {
 		var j events.Job
 		if err := bson.Unmarshal(d, &j); err != nil {
 			return false, fmt.Errorf("decode job %s: %w", d.Lookup("_id"), err)
