@@ -541,8 +541,8 @@ func (s *Server) listJobsWhere(ctx context.Context, q jobQuery, limit int, curso
 // each job they read: q's fields, its labels parsed (key to values), and
 // the caller's access (the queues it may read, from readableQueues, nil:
 // all; and its own jobs, by subject). It matches what listJobsWhere sends
-// the store (TestActiveJobListsByIndex, TestJobListsInIDOrder compare the
-// two).
+// the store (TestJobListsByIndex compares the two on every filter,
+// TestListJobsByOwner on the access rules).
 type jobSelection struct {
 	q        jobQuery
 	labels   map[string][]string
