@@ -603,7 +603,7 @@ func (s *Server) listActiveJobs(ctx context.Context, sel jobSelection, limit int
 // embedded store: a page of every job reads its limit+1 jobs, a page of
 // the failed ones the jobs from its cursor to its last; a find with the
 // cursor and a sort by _id decoded every job the store holds for each page
-// (23 s for `avxrm jobs ls -A` with 2,006 jobs stored, docs/benchmarks.md).
+// (23 s for `avxrm jobs ls -A` with 2,005 jobs stored, docs/benchmarks.md).
 // An error wrapping errors.ErrUnsupported: the store does not read _ids in
 // order (one over the wire that predates it).
 func (s *Server) listJobsInIDOrder(ctx context.Context, sel jobSelection, limit int, cursor string) ([]*events.Job, bool, error) {
