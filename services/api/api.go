@@ -162,7 +162,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 	if cfg.Auth.Enabled() {
 		signIn = &ui.OIDC{Issuer: cfg.Auth.Issuer, ClientID: cfg.Auth.UIClient(), Scope: cfg.Auth.UIScope}
 	}
-	ui.Register(srv.Echo, ui.Options{API: srv.Echo, DB: deps.DB, JS: deps.JS, OIDC: signIn, Logger: deps.Logger.With("component", "ui")})
+	ui.Register(srv.Echo, ui.Options{API: srv.Echo, DB: deps.DB, JS: deps.JS, Lookup: deps.Lookup, OIDC: signIn, Logger: deps.Logger.With("component", "ui")})
 	return &Service{cfg: cfg, deps: deps, server: srv}, nil
 }
 

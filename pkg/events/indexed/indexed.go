@@ -292,9 +292,10 @@ func (r *Reader) ScanIDs(ctx context.Context, ids []string, want int, all []Cond
 // scan is Scan's and ScanIDs' loop: next gives the next n _ids (fewer at
 // the end). It reads want _ids to begin with, then as many as the
 // documents kept so far say the rest will take (twice as many as the last
-// while none was kept), up to maxScanBatch, each batch's documents by _id.
+// while none was kept), each batch at most maxScanBatch, and each batch's
+// documents by _id. want may be math.MaxInt: every document.
 func (r *Reader) scan(ctx context.Context, want int, all []Cond, keep func(bson.Raw) (bool, error), next func(n int) ([]string, error)) error {
-	batch, kept, seen := max(want, 1), 0, 0
+	batch, kept, seen := min(max(want, 1), maxScanBatch), 0, 0
 	for {
 		ids, err := next(batch)
 		if err != nil {
@@ -326,8 +327,8 @@ func (r *Reader) scan(ctx context.Context, want int, all []Cond, keep func(bson.
 		seen += len(ids)
 		if kept == 0 {
 			batch = min(2*batch, maxScanBatch)
-		} else {
-			batch = min(max((want-kept)*seen/kept, 1), maxScanBatch)
+		} else { // in floats: want may be math.MaxInt (every document)
+			batch = int(max(min(float64(want-kept)*float64(seen)/float64(kept), maxScanBatch), 1))
 		}
 	}
 }

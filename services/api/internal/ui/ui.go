@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/avxrm/rm/pkg/events/buildinfo"
+	"github.com/avxrm/rm/pkg/events/indexed"
 	"github.com/labstack/echo/v4"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -64,6 +65,9 @@ type Options struct {
 	// JS is the event stream for job timelines and the feed's first page; nil
 	// leaves both empty (live updates still come from the API's /events).
 	JS jetstream.JetStream
+	// Lookup, when set (the embedded store), loads the job index by the
+	// store's _id index (scanJobs) rather than one find.
+	Lookup indexed.Lookup
 	// OIDC, when set, makes the pages offer sign-in.
 	OIDC   *OIDC
 	Logger *slog.Logger

@@ -8,11 +8,14 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/avxrm/rm/pkg/embedded/ferretembed"
 	"github.com/avxrm/rm/pkg/events/buildinfo"
+	"github.com/avxrm/rm/pkg/events/indexed"
+	"github.com/avxrm/rm/pkg/events/indexed/ferretlookup"
 	"github.com/avxrm/rm/services/api"
 	"github.com/avxrm/rm/services/api/internal/apitest"
 	"github.com/avxrm/rm/services/api/internal/ui"
@@ -112,6 +115,37 @@ func (e *env) bothSources() (storeOnly, indexed string) {
 	return srv.URL, e.base
 }
 
+// byLookup starts a third view beside e's, whose job index loads by the
+// embedded store's _id index (Options.Lookup), waits until it has loaded
+// it, and returns its base URL; it fails the test if the load did not read
+// by that index.
+func (e *env) byLookup() string {
+	e.t.Helper()
+	l := &afterCounter{Lookup: ferretlookup.New(e.ferret, e.db.Name())}
+	srv := httptest.NewServer(ui.New(ui.Options{API: e.svc.Handler(), DB: e.db, JS: e.js, Lookup: l}))
+	e.t.Cleanup(srv.Close)
+	for deadline := time.Now().Add(20 * time.Second); e.source(srv.URL, "/ui/jobs") != "index"; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			e.t.Fatal("the job index was not loaded within 20 s")
+		}
+	}
+	if l.n.Load() == 0 {
+		e.t.Fatal("the job index was loaded without reading the store's _id index")
+	}
+	return srv.URL
+}
+
+// afterCounter counts a Lookup's reads of _ids in order.
+type afterCounter struct {
+	indexed.Lookup
+	n atomic.Int64
+}
+
+func (c *afterCounter) IDsAfter(ctx context.Context, coll, after string, limit int) ([]string, error) {
+	c.n.Add(1)
+	return c.Lookup.IDsAfter(ctx, coll, after, limit)
+}
+
 func wantIn(t *testing.T, what, page string, want ...string) {
 	t.Helper()
 	for _, w := range want {
@@ -153,7 +187,7 @@ func TestPagesShowQueuesJobsAndReasons(t *testing.T) {
 	// The jobs table and the queue lists read the view's job index once it
 	// is loaded, the store before: both must say the same.
 	storeOnly, indexed := e.bothSources()
-	for base, source := range map[string]string{storeOnly: "store", indexed: "index"} {
+	for base, source := range map[string]string{storeOnly: "store", indexed: "index", e.byLookup(): "index"} {
 		page := func(path string) string {
 			t.Helper()
 			if got := e.source(base, path); got != source {
