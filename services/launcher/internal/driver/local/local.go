@@ -750,11 +750,13 @@ func (d *Driver) strayLoop() {
 // found.
 //
 // A process in the middle of an exec shows no environment for a moment
-// (the kernel sets the new image's up first; one read in ten of a shell's
-// `setsid sleep` children on the machine of docs/benchmarks.md): such a
-// process is read again until it shows one or ends, so a stray caught
-// starting its command is not passed over. After a pass that signalled a
-// process /proc is read again, for what it may have forked meanwhile.
+// (the kernel sets the new image's up first; here one read in eleven of a
+// shell's `setsid sleep 0` children, read in a loop for 5 s): such a
+// process is read again, a millisecond apart, until it shows one or ends,
+// up to execRereads times, so a stray caught starting its command is not
+// passed over (a process started with an empty environment costs a pass
+// those milliseconds). After a pass that signalled a process /proc is read
+// again, for what it may have forked meanwhile.
 func signalStrays(kills ...strayKill) {
 	if len(kills) == 0 {
 		return
@@ -771,7 +773,7 @@ func signalStrays(kills ...strayKill) {
 	signalled := map[int]bool{self: true}
 	env := []byte{0}
 	var killed []int
-	pids := procPIDs()
+	pids, rereads := procPIDs(), 0
 	for round := 0; len(pids) > 0 && round < strayRounds; round++ {
 		var unsure []int
 		more := false
@@ -804,7 +806,8 @@ func signalStrays(kills ...strayKill) {
 		switch {
 		case more:
 			pids = procPIDs()
-		case len(unsure) > 0:
+		case len(unsure) > 0 && rereads < execRereads:
+			rereads++
 			time.Sleep(time.Millisecond)
 			pids = unsure
 		default:
@@ -823,8 +826,12 @@ func signalStrays(kills ...strayKill) {
 
 // strayRounds bounds the reads of /proc, or of the processes caught in an
 // exec, one signalStrays makes: a stray that forks faster than it is read
-// again is not followed forever.
-const strayRounds = 20
+// again is not followed forever. execRereads bounds the rounds that read
+// again the processes that showed no environment.
+const (
+	strayRounds = 20
+	execRereads = 5
+)
 
 // procPIDs lists the processes in /proc.
 func procPIDs() []int {
