@@ -751,12 +751,12 @@ func (d *Driver) strayLoop() {
 //
 // A process in the middle of an exec shows no environment for a moment
 // (the kernel sets the new image's up first; here one read in eleven of a
-// shell's `setsid sleep 0` children, read in a loop for 5 s): such a
-// process is read again, a millisecond apart, until it shows one or ends,
-// up to execRereads times, so a stray caught starting its command is not
-// passed over (a process started with an empty environment costs a pass
-// those milliseconds). After a pass that signalled a process /proc is read
-// again, for what it may have forked meanwhile.
+// shell's `setsid sleep 0` children, read in a loop for 5 s), longer on a
+// busy machine: such a process is read again, a millisecond apart, until
+// it shows one or ends, for up to strayExecWait, so a stray caught
+// starting its command is not passed over (a process started with an
+// empty environment costs a pass that wait). After a pass that signalled
+// a process /proc is read again, for what it may have forked meanwhile.
 func signalStrays(kills ...strayKill) {
 	if len(kills) == 0 {
 		return
@@ -773,7 +773,8 @@ func signalStrays(kills ...strayKill) {
 	signalled := map[int]bool{self: true}
 	env := []byte{0}
 	var killed []int
-	pids, rereads := procPIDs(), 0
+	pids := procPIDs()
+	var rereadSince time.Time // the first reread of processes in an exec
 	for round := 0; len(pids) > 0 && round < strayRounds; round++ {
 		var unsure []int
 		more := false
@@ -806,8 +807,11 @@ func signalStrays(kills ...strayKill) {
 		switch {
 		case more:
 			pids = procPIDs()
-		case len(unsure) > 0 && rereads < execRereads:
-			rereads++
+		case len(unsure) > 0 && (rereadSince.IsZero() || time.Since(rereadSince) < strayExecWait):
+			if rereadSince.IsZero() {
+				rereadSince = time.Now()
+			}
+			round-- // not a round: those are few and read again
 			time.Sleep(time.Millisecond)
 			pids = unsure
 		default:
@@ -826,11 +830,11 @@ func signalStrays(kills ...strayKill) {
 
 // strayRounds bounds the reads of /proc, or of the processes caught in an
 // exec, one signalStrays makes: a stray that forks faster than it is read
-// again is not followed forever. execRereads bounds the rounds that read
-// again the processes that showed no environment.
+// again is not followed forever. strayExecWait bounds how long the
+// processes that showed no environment are read again.
 const (
-	strayRounds = 20
-	execRereads = 5
+	strayRounds   = 20
+	strayExecWait = 100 * time.Millisecond
 )
 
 // procPIDs lists the processes in /proc.

@@ -308,7 +308,8 @@ func TestStopIsNotHeldByTheStrayGap(t *testing.T) {
 		t.Fatalf("Stop() = %v: it waited for the gap", err)
 	}
 	if processExists(stray) {
-		t.Errorf("stray process %d still alive once Stop returned", stray)
+		stat, _ := os.ReadFile("/proc/" + strconv.Itoa(stray) + "/stat")
+		t.Errorf("stray process %d still alive once Stop returned: %s", stray, stat)
 	}
 }
 
@@ -382,6 +383,10 @@ func waitPID(t *testing.T, path string) int {
 
 // processExists is true for a live process (zombies of our own children
 // are reaped by the driver).
+// processExists reports whether pid is a process that has not ended: not
+// a zombie, and not on its way out (PF_EXITING: killed, it runs no more of
+// its own code; on a busy machine a killed process may take milliseconds
+// to become a zombie).
 func processExists(pid int) bool {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
@@ -389,7 +394,14 @@ func processExists(pid int) bool {
 	}
 	s := string(b)
 	i := strings.LastIndexByte(s, ')')
-	return i > 0 && i+2 < len(s) && s[i+2] != 'Z'
+	if i <= 0 || i+2 >= len(s) || s[i+2] == 'Z' || s[i+2] == 'X' {
+		return false
+	}
+	// After the command's name: state, ppid, pgrp, session, tty_nr, tpgid, flags.
+	f := strings.Fields(s[i+2:])
+	flags, err := strconv.ParseUint(f[min(6, len(f)-1)], 10, 64)
+	const pfExiting = 0x4
+	return err != nil || flags&pfExiting == 0
 }
 
 // TestReadoptAfterLauncherCrash simulates a launcher that died: the
