@@ -53,3 +53,6 @@ var CgroupPIDs = cgroupPIDs
 
 // Populated reports whether a process is in the cgroup at path or under it.
 var Populated = populated
+
+// ProcStat is procStat: a process's state and flags.
+var ProcStat = procStat

@@ -773,9 +773,9 @@ func signalStrays(kills ...strayKill) {
 	signalled := map[int]bool{self: true}
 	env := []byte{0}
 	var killed []int
-	pids := procPIDs()
+	pids, reads := procPIDs(), 1
 	var rereadSince time.Time // the first reread of processes in an exec
-	for round := 0; len(pids) > 0 && round < strayRounds; round++ {
+	for len(pids) > 0 {
 		var unsure []int
 		more := false
 		for _, pid := range pids {
@@ -805,13 +805,12 @@ func signalStrays(kills ...strayKill) {
 			}
 		}
 		switch {
-		case more:
-			pids = procPIDs()
+		case more && reads < strayRounds:
+			pids, reads = procPIDs(), reads+1
 		case len(unsure) > 0 && (rereadSince.IsZero() || time.Since(rereadSince) < strayExecWait):
 			if rereadSince.IsZero() {
 				rereadSince = time.Now()
 			}
-			round-- // not a round: those are few and read again
 			time.Sleep(time.Millisecond)
 			pids = unsure
 		default:
@@ -828,9 +827,8 @@ func signalStrays(kills ...strayKill) {
 	}
 }
 
-// strayRounds bounds the reads of /proc, or of the processes caught in an
-// exec, one signalStrays makes: a stray that forks faster than it is read
-// again is not followed forever. strayExecWait bounds how long the
+// strayRounds bounds the reads of /proc one signalStrays makes: a stray
+// that forks faster than it is read again is not followed forever. strayExecWait bounds how long the
 // processes that showed no environment are read again.
 const (
 	strayRounds   = 20
@@ -853,25 +851,31 @@ func procPIDs() []int {
 }
 
 // execing reports whether pid, which showed no environment, may show one
-// in a moment: it is neither a kernel thread nor ending.
+// in a moment: it has not ended and is neither a kernel thread nor ending.
 func execing(pid int) bool {
+	state, flags, ok := procStat(pid)
+	const pfExiting, pfKthread = 0x4, 0x200000
+	return ok && state != 'Z' && state != 'X' && flags&(pfExiting|pfKthread) == 0
+}
+
+// procStat reads pid's state and flags (PF_*) from /proc/PID/stat.
+func procStat(pid int) (state byte, flags uint64, ok bool) {
 	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
-		return false
+		return 0, 0, false
 	}
+	// After the command's name, which is in parentheses and may itself
+	// contain them: state, ppid, pgrp, session, tty_nr, tpgid, flags.
 	i := bytes.LastIndexByte(stat, ')')
-	if i < 0 || i+2 >= len(stat) {
-		return false
+	if i < 0 {
+		return 0, 0, false
 	}
-	// After the command's name: state, ppid, pgrp, session, tty_nr,
-	// tpgid, flags.
-	f := bytes.Fields(stat[i+2:])
-	if len(f) < 7 || f[0][0] == 'Z' || f[0][0] == 'X' {
-		return false
+	f := bytes.Fields(stat[i+1:])
+	if len(f) < 7 || len(f[0]) != 1 {
+		return 0, 0, false
 	}
-	flags, err := strconv.ParseUint(string(f[6]), 10, 64)
-	const pfExiting, pfKthread = 0x4, 0x200000
-	return err == nil && flags&(pfExiting|pfKthread) == 0
+	flags, err = strconv.ParseUint(string(f[6]), 10, 64)
+	return f[0][0], flags, err == nil
 }
 
 // strayDeathWait bounds how long signalStrays waits for the processes it
@@ -881,14 +885,8 @@ const strayDeathWait = 500 * time.Millisecond
 // running reports whether pid is a process that has not ended (not a
 // zombie).
 func running(pid int) bool {
-	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	// The state follows the command name, which is in parentheses and may
-	// itself contain them.
-	i := bytes.LastIndexByte(stat, ')')
-	return i >= 0 && i+2 < len(stat) && stat[i+2] != 'Z' && stat[i+2] != 'X'
+	state, _, ok := procStat(pid)
+	return ok && state != 'Z' && state != 'X'
 }
 
 // strength orders signals for signalStrays: SIGKILL first.

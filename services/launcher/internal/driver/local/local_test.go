@@ -381,27 +381,14 @@ func waitPID(t *testing.T, path string) int {
 	return 0
 }
 
-// processExists is true for a live process (zombies of our own children
-// are reaped by the driver).
-// processExists reports whether pid is a process that has not ended: not
-// a zombie, and not on its way out (PF_EXITING: killed, it runs no more of
-// its own code; on a busy machine a killed process may take milliseconds
-// to become a zombie).
+// processExists reports whether pid is a live process: not a zombie
+// (those of our own children are reaped by the driver), and not on its way
+// out (PF_EXITING: killed, it runs no more of its own code; on a busy
+// machine a killed process may take milliseconds to become a zombie).
 func processExists(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i <= 0 || i+2 >= len(s) || s[i+2] == 'Z' || s[i+2] == 'X' {
-		return false
-	}
-	// After the command's name: state, ppid, pgrp, session, tty_nr, tpgid, flags.
-	f := strings.Fields(s[i+2:])
-	flags, err := strconv.ParseUint(f[min(6, len(f)-1)], 10, 64)
+	state, flags, ok := local.ProcStat(pid)
 	const pfExiting = 0x4
-	return err != nil || flags&pfExiting == 0
+	return ok && state != 'Z' && state != 'X' && flags&pfExiting == 0
 }
 
 // TestReadoptAfterLauncherCrash simulates a launcher that died: the
