@@ -753,7 +753,8 @@ func (d *Driver) strayLoop() {
 // (the kernel sets the new image's up first; here one read in eleven of a
 // shell's `setsid sleep 0` children, read in a loop for 5 s), longer on a
 // busy machine: such a process is read again, a millisecond apart, until
-// it shows one or ends, for up to strayExecWait, so a stray caught
+// it shows one or ends, for strayExecWait and at least strayExecRereads
+// times, so a stray caught
 // starting its command is not passed over (a process started with an
 // empty environment costs a pass that wait). After a pass that signalled
 // a process /proc is read again, for what it may have forked meanwhile.
@@ -775,6 +776,7 @@ func signalStrays(kills ...strayKill) {
 	var killed []int
 	pids, reads := procPIDs(), 1
 	var rereadSince time.Time // the first reread of processes in an exec
+	rereads := 0
 	for len(pids) > 0 {
 		var unsure []int
 		more := false
@@ -807,8 +809,8 @@ func signalStrays(kills ...strayKill) {
 		switch {
 		case more && reads < strayRounds:
 			pids, reads = procPIDs(), reads+1
-		case len(unsure) > 0 && (rereadSince.IsZero() || time.Since(rereadSince) < strayExecWait):
-			if rereadSince.IsZero() {
+		case len(unsure) > 0 && (rereads < strayExecRereads || time.Since(rereadSince) < strayExecWait):
+			if rereads++; rereads == 1 {
 				rereadSince = time.Now()
 			}
 			time.Sleep(time.Millisecond)
@@ -828,11 +830,16 @@ func signalStrays(kills ...strayKill) {
 }
 
 // strayRounds bounds the reads of /proc one signalStrays makes: a stray
-// that forks faster than it is read again is not followed forever. strayExecWait bounds how long the
-// processes that showed no environment are read again.
+// that forks faster than it is read again is not followed forever. The
+// processes that showed no environment are read again for strayExecWait
+// and at least strayExecRereads times: on a busy machine a millisecond's
+// sleep may last tens, and a stray caught in an exec at each of a few
+// rereads was passed over (2 runs in 50 of
+// TestSignalStraysFindsAProcessInAnExec beside two busy loops).
 const (
-	strayRounds   = 20
-	strayExecWait = 100 * time.Millisecond
+	strayRounds      = 20
+	strayExecWait    = 100 * time.Millisecond
+	strayExecRereads = 10
 )
 
 // procPIDs lists the processes in /proc.
