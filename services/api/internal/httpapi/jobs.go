@@ -577,13 +577,7 @@ func (sel jobSelection) selects(j *events.Job) bool {
 // (a list of the running jobs took 1.2 s with 4,000 jobs in the history).
 func (s *Server) listActiveJobs(ctx context.Context, sel jobSelection, limit int, cursor string) ([]*events.Job, bool, error) {
 	q := sel.q
-	f := indexed.Filter{All: []indexed.Cond{{Path: outbox.DeletedField, Missing: true}}, Any: []indexed.Clause{{jobdoc.ActiveStatus(q.status)}}}
-	if q.queueID != "" {
-		f.All = append(f.All, indexed.Cond{Path: "queue_id", In: []any{q.queueID}})
-	}
-	if q.arrayID != "" {
-		f.All = append(f.All, indexed.Cond{Path: "array_id", In: []any{q.arrayID}})
-	}
+	f := indexed.Filter{All: sel.conds(), Any: []indexed.Clause{{jobdoc.ActiveStatus(q.status)}}}
 	jobs, err := indexed.FindAll[*events.Job](ctx, s.active, f)
 	if err != nil {
 		return nil, false, fmt.Errorf("list jobs: %w", err)
@@ -634,16 +628,27 @@ func (s *Server) listArrayJobs(ctx context.Context, sel jobSelection, limit int,
 	})
 }
 
+// conds are the conditions of sel the store can check but its status: not
+// deleted, and its queue and array if given.
+func (sel jobSelection) conds() []indexed.Cond {
+	all := []indexed.Cond{{Path: outbox.DeletedField, Missing: true}}
+	if sel.q.queueID != "" {
+		all = append(all, indexed.Cond{Path: "queue_id", In: []any{sel.q.queueID}})
+	}
+	if sel.q.arrayID != "" {
+		all = append(all, indexed.Cond{Path: "array_id", In: []any{sel.q.arrayID}})
+	}
+	return all
+}
+
 // page is the page of at most limit jobs sel selects of those scan passes
 // to keep in _id order, and whether more follow: scan is to pass the
 // documents that meet all (sel's fields the store can check) until keep
 // has kept want of them.
 func (sel jobSelection) page(limit int, scan func(want int, all []indexed.Cond, keep func(bson.Raw) (bool, error)) error) ([]*events.Job, bool, error) {
-	all := []indexed.Cond{{Path: outbox.DeletedField, Missing: true}}
-	for _, c := range []indexed.Cond{{Path: "status", In: []any{sel.q.status}}, {Path: "queue_id", In: []any{sel.q.queueID}}, {Path: "array_id", In: []any{sel.q.arrayID}}} {
-		if c.In[0] != "" {
-			all = append(all, c)
-		}
+	all := sel.conds()
+	if sel.q.status != "" {
+		all = append(all, indexed.Cond{Path: "status", In: []any{sel.q.status}})
 	}
 	var jobs []*events.Job
 	err := scan(limit+1, all, func(d bson.Raw) (bool, error) {

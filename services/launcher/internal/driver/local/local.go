@@ -754,10 +754,10 @@ func (d *Driver) strayLoop() {
 // shell's `setsid sleep 0` children, read in a loop for 5 s), longer on a
 // busy machine: such a process is read again, a millisecond apart, until
 // it shows one or ends, for strayExecWait and at least strayExecRereads
-// times, so a stray caught
-// starting its command is not passed over (a process started with an
-// empty environment costs a pass that wait). After a pass that signalled
-// a process /proc is read again, for what it may have forked meanwhile.
+// times, so a stray caught starting its command is not passed over (a
+// process started with an empty environment costs a pass that wait).
+// After a pass that signalled a process /proc is read again, for what it
+// may have forked meanwhile.
 func signalStrays(kills ...strayKill) {
 	if len(kills) == 0 {
 		return
