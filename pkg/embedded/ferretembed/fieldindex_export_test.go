@@ -5,5 +5,5 @@ var MatchSQL = matchSQL
 var FieldExpr = fieldExpr
 var PartialSQL = partialSQL
 
-// IDsAfterSQL is idsAfterSQL.
-var IDsAfterSQL = idsAfterSQL
+// IDsInOrderSQL is idsInOrderSQL.
+var IDsInOrderSQL = idsInOrderSQL

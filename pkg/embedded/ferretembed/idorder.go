@@ -20,25 +20,39 @@ import (
 // before '#' (the services' ids hold letters, digits and '-'); the caller
 // checks the order it gets.
 func (s *Server) IDsAfter(ctx context.Context, db, coll, after string, limit int) ([]string, error) {
+	return s.idsInOrder(ctx, db, coll, after, false, limit)
+}
+
+// IDsBefore is IDsAfter the other way: the _ids of at most limit
+// documents whose _id comes before before ("": from the last), in
+// descending _id order, for a list that shows the newest first (the web
+// view's jobs; ids are time-ordered).
+func (s *Server) IDsBefore(ctx context.Context, db, coll, before string, limit int) ([]string, error) {
+	return s.idsInOrder(ctx, db, coll, before, true, limit)
+}
+
+// idsInOrder is IDsAfter (desc false) and IDsBefore (desc true).
+func (s *Server) idsInOrder(ctx context.Context, db, coll, from string, desc bool, limit int) ([]string, error) {
+	word := map[bool]string{false: "after", true: "before"}[desc]
 	if limit <= 0 {
-		return nil, fmt.Errorf("ids after %q in %s.%s: limit %d", after, db, coll, limit)
+		return nil, fmt.Errorf("ids %s %q in %s.%s: limit %d", word, from, db, coll, limit)
 	}
 	return inFieldSlot(ctx, s, func(ctx context.Context) ([]string, error) {
-		ids, err := s.idsAfterSQL(ctx, db, coll, after, limit)
+		ids, err := s.idsInOrderSQL(ctx, db, coll, from, desc, limit)
 		if err != nil {
-			return nil, fmt.Errorf("ids after %q in %s.%s: %w", after, db, coll, err)
+			return nil, fmt.Errorf("ids %s %q in %s.%s: %w", word, from, db, coll, err)
 		}
 		return ids, nil
 	})
 }
 
-// idsAfterSQL is IDsAfter's work, on a context that is never cancelled.
-func (s *Server) idsAfterSQL(ctx context.Context, db, coll, after string, limit int) ([]string, error) {
+// idsInOrderSQL is idsInOrder's work, on a context that is never cancelled.
+func (s *Server) idsInOrderSQL(ctx context.Context, db, coll, from string, desc bool, limit int) ([]string, error) {
 	sdb, table, err := s.fieldTable(ctx, db, coll)
 	if err != nil || table == "" {
 		return nil, err // table "": no documents
 	}
-	rows, err := sdb.QueryContext(ctx, idsAfterSQL(table, after != ""), idsAfterArgs(after, limit)...)
+	rows, err := sdb.QueryContext(ctx, idsInOrderSQL(table, from != "", desc), idsInOrderArgs(from, limit)...)
 	if err != nil {
 		return nil, err
 	}
@@ -56,20 +70,25 @@ func (s *Server) idsAfterSQL(ctx context.Context, db, coll, after string, limit 
 	return ids, rows.Err()
 }
 
-// idsAfterSQL is IDsAfter's query on table: the _id index in its order,
-// from after (a parameter, quoted as the index holds it) if from.
-func idsAfterSQL(table string, from bool) string {
+// idsInOrderSQL is the query of IDsAfter (desc false) and IDsBefore on
+// table: the _id index in its order or backwards, from a parameter (quoted
+// as the index holds it) if from.
+func idsInOrderSQL(table string, from, desc bool) string {
+	cmp, order := ">", ""
+	if desc {
+		cmp, order = "<", " DESC"
+	}
 	where := ""
 	if from {
-		where = " WHERE " + idExpr + " > json_quote(?)"
+		where = " WHERE " + idExpr + " " + cmp + " json_quote(?)"
 	}
-	return fmt.Sprintf("SELECT %s FROM %s INDEXED BY %s%s ORDER BY %s LIMIT ?",
-		fieldExpr("_id"), quoteIdent(table), quoteIdent(idIndexName(table)), where, idExpr)
+	return fmt.Sprintf("SELECT %s FROM %s INDEXED BY %s%s ORDER BY %s%s LIMIT ?",
+		fieldExpr("_id"), quoteIdent(table), quoteIdent(idIndexName(table)), where, idExpr, order)
 }
 
-func idsAfterArgs(after string, limit int) []any {
-	if after == "" {
+func idsInOrderArgs(from string, limit int) []any {
+	if from == "" {
 		return []any{limit}
 	}
-	return []any{after, limit}
+	return []any{from, limit}
 }

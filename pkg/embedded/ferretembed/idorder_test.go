@@ -14,8 +14,9 @@ import (
 
 // TestIDsAfterReadsTheIDIndexInOrder: IDsAfter pages through a collection
 // in _id order (the order of a MongoDB sort by _id, which the API's lists
-// use), from the first _id or after any, and SQLite's plan for it reads
-// the _id index in its order: no scan of the table, no sort.
+// use), from the first _id or after any, IDsBefore the other way, and
+// SQLite's plan for each reads the _id index in its order: no scan of the
+// table, no sort.
 func TestIDsAfterReadsTheIDIndexInOrder(t *testing.T) {
 	ctx := testContext(t)
 	uri, srv := mongotest.Start(t)
@@ -48,21 +49,7 @@ func TestIDsAfterReadsTheIDIndexInOrder(t *testing.T) {
 	}
 	slices.Sort(want)
 
-	var got []string
-	for after := ""; ; {
-		page, err := srv.IDsAfter(ctx, "rm", "jobs", after, 7)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(page) > 7 {
-			t.Fatalf("a page of %d ids, limit 7", len(page))
-		}
-		got = append(got, page...)
-		if len(page) < 7 {
-			break
-		}
-		after = page[len(page)-1]
-	}
+	got := pagesOf7(t, func(after string) ([]string, error) { return srv.IDsAfter(ctx, "rm", "jobs", after, 7) })
 	if !slices.Equal(got, want) {
 		t.Fatalf("IDsAfter's pages hold %d ids, not the %d in order", len(got), len(want))
 	}
@@ -82,19 +69,55 @@ func TestIDsAfterReadsTheIDIndexInOrder(t *testing.T) {
 		t.Error("IDsAfter with limit 0: want an error")
 	}
 
+	// IDsBefore: the same pages the other way, newest first.
+	got = pagesOf7(t, func(before string) ([]string, error) { return srv.IDsBefore(ctx, "rm", "jobs", before, 7) })
+	slices.Reverse(got)
+	if !slices.Equal(got, want) {
+		t.Fatalf("IDsBefore's pages hold %d ids, not the %d in descending order", len(got), len(want))
+	}
+	if page, err := srv.IDsBefore(ctx, "rm", "jobs", missing, 2); err != nil || !slices.Equal(page, []string{want[300], want[299]}) {
+		t.Errorf("IDsBefore(%s) = %v, %v; want %v", missing, page, err, []string{want[300], want[299]})
+	}
+	if page, err := srv.IDsBefore(ctx, "rm", "jobs", want[0], 5); err != nil || len(page) != 0 {
+		t.Errorf("IDsBefore(the first) = %v, %v; want none", page, err)
+	}
+
 	table, err := srv.TableName(ctx, "rm", "jobs")
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, from := range []bool{false, true} {
-		args := []any{5}
-		if from {
-			args = []any{want[10], 5}
+	for _, desc := range []bool{false, true} {
+		for _, from := range []bool{false, true} {
+			args := []any{5}
+			if from {
+				args = []any{want[10], 5}
+			}
+			plan := sqlitePlan(ctx, t, srv, "rm", ferretembed.IDsInOrderSQL(table, from, desc), args...)
+			if strings.Contains(plan, "TEMP B-TREE") || !strings.Contains(plan, "USING INDEX") {
+				t.Errorf("from %v, descending %v: plan %q; want the _id index read in order", from, desc, plan)
+			}
+			t.Logf("from %v, descending %v: %s", from, desc, plan)
 		}
-		plan := sqlitePlan(ctx, t, srv, "rm", ferretembed.IDsAfterSQL(table, from), args...)
-		if strings.Contains(plan, "TEMP B-TREE") || !strings.Contains(plan, "USING INDEX") {
-			t.Errorf("from %v: plan %q; want the _id index read in order", from, plan)
+	}
+}
+
+// pagesOf7 reads pages of at most 7 _ids by next, from "" on, each page's
+// last _id the next page's cursor, until a page holds fewer than 7.
+func pagesOf7(t *testing.T, next func(from string) ([]string, error)) []string {
+	t.Helper()
+	var got []string
+	for from := ""; ; {
+		page, err := next(from)
+		if err != nil {
+			t.Fatal(err)
 		}
-		t.Logf("from %v: %s", from, plan)
+		if len(page) > 7 {
+			t.Fatalf("a page of %d ids, limit 7", len(page))
+		}
+		got = append(got, page...)
+		if len(page) < 7 {
+			return got
+		}
+		from = page[len(page)-1]
 	}
 }

@@ -51,12 +51,20 @@ func TestWireLookupCommands(t *testing.T) {
 			t.Errorf("ids after %q = %v, %v; want %v", after, reply.IDs, err, want)
 		}
 	}
+	for before, want := range map[string][]string{"": {"b", "a"}, "b": {"a"}, "a": {}} {
+		reply.IDs = nil
+		cmd := bson.D{{Key: "avxrmIDsBefore", Value: "jobs"}, {Key: "before", Value: before}, {Key: "limit", Value: 5}}
+		if err := db.RunCommand(ctx, cmd).Decode(&reply); err != nil || !slices.Equal(reply.IDs, want) {
+			t.Errorf("ids before %q = %v, %v; want %v", before, reply.IDs, err, want)
+		}
+	}
 	for name, bad := range map[string]bson.D{
-		"ids after, limit 0": {{Key: "avxrmIDsAfter", Value: "jobs"}, {Key: "after", Value: "a"}},
-		"no where":           {{Key: "avxrmMatchingIDs", Value: "jobs"}},
-		"bad path":           {{Key: "avxrmMatchingIDs", Value: "jobs"}, {Key: "where", Value: bson.A{bson.D{{Key: "path", Value: "a'b"}, {Key: "in", Value: bson.A{"x"}}}}}},
-		"no coll name":       {{Key: "avxrmMatchingIDs", Value: 1}, {Key: "where", Value: where}},
-		"limit 0":            {{Key: "avxrmLatestIDs", Value: "jobs"}, {Key: "where", Value: where}, {Key: "orderBy", Value: "t"}},
+		"ids after, limit 0":  {{Key: "avxrmIDsAfter", Value: "jobs"}, {Key: "after", Value: "a"}},
+		"ids before, limit 0": {{Key: "avxrmIDsBefore", Value: "jobs"}, {Key: "before", Value: "a"}},
+		"no where":            {{Key: "avxrmMatchingIDs", Value: "jobs"}},
+		"bad path":            {{Key: "avxrmMatchingIDs", Value: "jobs"}, {Key: "where", Value: bson.A{bson.D{{Key: "path", Value: "a'b"}, {Key: "in", Value: bson.A{"x"}}}}}},
+		"no coll name":        {{Key: "avxrmMatchingIDs", Value: 1}, {Key: "where", Value: where}},
+		"limit 0":             {{Key: "avxrmLatestIDs", Value: "jobs"}, {Key: "where", Value: where}, {Key: "orderBy", Value: "t"}},
 	} {
 		var ce mongo.CommandError
 		if err := db.RunCommand(ctx, bad).Err(); !errors.As(err, &ce) || ce.Code != 2 {

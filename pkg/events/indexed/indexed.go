@@ -77,6 +77,9 @@ type Lookup interface {
 	// _id index. An error wrapping errors.ErrUnsupported: the store does
 	// not read them (an older one over the wire).
 	IDsAfter(ctx context.Context, coll, after string, limit int) ([]string, error)
+	// IDsBefore is IDsAfter the other way: _ids before before ("": from
+	// the last), in descending _id order.
+	IDsBefore(ctx context.Context, coll, before string, limit int) ([]string, error)
 }
 
 // Reader reads one collection by Filters.
@@ -278,6 +281,28 @@ func (r *Reader) Scan(ctx context.Context, after string, want int, all []Cond, k
 	})
 }
 
+// ScanBack is Scan the other way: the documents whose _id comes before
+// before ("": from the last), in descending _id order (newest first, as
+// the web view's job pages show them), read by the Lookup's IDsBefore.
+func (r *Reader) ScanBack(ctx context.Context, before string, want int, all []Cond, keep func(bson.Raw) (bool, error)) error {
+	if r.Lookup == nil {
+		return fmt.Errorf("scan %s back: no lookup: %w", r.Coll.Name(), errors.ErrUnsupported)
+	}
+	return r.scanInOrder(ctx, want, all, keep, descending, func(n int) ([]string, error) {
+		ids, err := r.Lookup.IDsBefore(ctx, r.Coll.Name(), before, n)
+		if err != nil {
+			return nil, fmt.Errorf("scan %s back: %w", r.Coll.Name(), err)
+		}
+		for _, id := range ids {
+			if before != "" && id >= before {
+				return nil, fmt.Errorf("scan %s back: _id %q before %q: %w", r.Coll.Name(), id, before, errors.ErrUnsupported)
+			}
+			before = id
+		}
+		return ids, nil
+	})
+}
+
 // ScanIDs is Scan over the documents ids, in their order (ascending, as
 // a list's pages have them): for a list whose candidates an index gives
 // (IDs), of which a page reads only as many as it takes.
@@ -295,6 +320,15 @@ func (r *Reader) ScanIDs(ctx context.Context, ids []string, want int, all []Cond
 // while none was kept), each batch at most maxScanBatch, and each batch's
 // documents by _id. want may be math.MaxInt: every document.
 func (r *Reader) scan(ctx context.Context, want int, all []Cond, keep func(bson.Raw) (bool, error), next func(n int) ([]string, error)) error {
+	return r.scanInOrder(ctx, want, all, keep, strings.Compare, next)
+}
+
+// descending orders _ids newest first.
+func descending(a, b string) int { return strings.Compare(b, a) }
+
+// scanInOrder is scan, each batch's documents passed to keep in order (of
+// their _ids), which is the order next gives them in.
+func (r *Reader) scanInOrder(ctx context.Context, want int, all []Cond, keep func(bson.Raw) (bool, error), order func(a, b string) int, next func(n int) ([]string, error)) error {
 	batch, kept, seen := min(max(want, 1), maxScanBatch), 0, 0
 	for {
 		ids, err := next(batch)
@@ -309,7 +343,7 @@ func (r *Reader) scan(ctx context.Context, want int, all []Cond, keep func(bson.
 		if err != nil {
 			return err
 		}
-		slices.SortFunc(docs, func(a, b bson.Raw) int { return strings.Compare(idOf(a), idOf(b)) })
+		slices.SortFunc(docs, func(a, b bson.Raw) int { return order(idOf(a), idOf(b)) })
 		for _, d := range docs {
 			ok, err := keep(d)
 			if err != nil {

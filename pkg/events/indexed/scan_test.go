@@ -1,6 +1,7 @@
 package indexed_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -14,10 +15,12 @@ import (
 )
 
 // TestScanPagesInIDOrder: Scan passes the documents after a cursor that
-// meet its conditions in _id order, as a find sorted by _id does, in
-// process and over the wire; a page of every document reads only what it
-// keeps and the deleted ones among them (not the 3,000 stored), and a Reader without a Lookup, or
-// says it cannot.
+// meet its conditions in _id order, as a find sorted by _id does, and
+// ScanBack those before a cursor in descending order, in process and over
+// the wire; a page of every document reads only what it keeps and the
+// deleted ones among them (not the 3,000 stored); ScanIDs reads the
+// documents a page of given _ids takes; a Reader without a Lookup says it
+// cannot.
 func TestScanPagesInIDOrder(t *testing.T) {
 	ctx, coll, srv := startJobs(t)
 	var docs []any
@@ -48,49 +51,59 @@ func TestScanPagesInIDOrder(t *testing.T) {
 		t.Fatalf("probe = %v, %v", wire, err)
 	}
 	for name, l := range map[string]indexed.Lookup{"in process": lookup(srv), "over the wire": wire} {
-		// Pages of 50 of every document not deleted: each reads the 51 it
-		// asks for (the 51st says more follow), deleted ones aside.
-		var got []string
-		pages, read := 0, int64(0)
-		for after := ""; ; pages++ {
-			r := &indexed.Reader{Coll: coll, Lookup: l}
-			var page []string
-			err := r.Scan(ctx, after, 51, notDeleted, func(d bson.Raw) (bool, error) {
-				page = append(page, d.Lookup("_id").StringValue())
-				return true, nil
-			})
-			if err != nil {
-				t.Fatalf("%s: %v", name, err)
+		failedOnly := append(slices.Clip(notDeleted), indexed.Cond{Path: "status", In: []any{"failed"}})
+		back, failedBack := slices.Clone(all), slices.Clone(failed[:len(failed)-6])
+		slices.Reverse(back)
+		slices.Reverse(failedBack)
+		for _, way := range []struct {
+			name       string
+			scan       func(r *indexed.Reader, ctx context.Context, from string, want int, all []indexed.Cond, keep func(bson.Raw) (bool, error)) error
+			all        []string // every document not deleted, in the order the scan gives them
+			from       string   // a failed one's _id, the cursor of the failed ones' scan
+			failedFrom []string // the failed ones the scan gives from it
+		}{
+			{"Scan", (*indexed.Reader).Scan, all, failed[5], failed[6:]},
+			{"ScanBack", (*indexed.Reader).ScanBack, back, failed[len(failed)-6], failedBack},
+		} {
+			read := func(r *indexed.Reader, from string, want int, conds []indexed.Cond) []string {
+				var page []string
+				if err := way.scan(r, ctx, from, want, conds, func(d bson.Raw) (bool, error) {
+					page = append(page, d.Lookup("_id").StringValue())
+					return true, nil
+				}); err != nil {
+					t.Fatalf("%s, %s: %v", name, way.name, err)
+				}
+				return page
 			}
-			// 51, or with a deleted one among them one more.
-			if n := r.DocsRead(); n != 51 && n != 52 && len(page) == 51 {
-				t.Fatalf("%s: page %d read %d documents for 51", name, pages, n)
+			// Pages of 50 of every document not deleted: each reads the 51
+			// it asks for (the 51st says more follow), deleted ones aside.
+			var got []string
+			pages, docs := 0, int64(0)
+			for from := ""; ; pages++ {
+				r := &indexed.Reader{Coll: coll, Lookup: l}
+				page := read(r, from, 51, notDeleted)
+				// 51, or with a deleted one among them one more.
+				if n := r.DocsRead(); n != 51 && n != 52 && len(page) == 51 {
+					t.Fatalf("%s, %s: page %d read %d documents for 51", name, way.name, pages, n)
+				}
+				docs += r.DocsRead()
+				if len(page) < 51 {
+					got = append(got, page...)
+					break
+				}
+				got = append(got, page[:50]...)
+				from = page[49]
 			}
-			read += r.DocsRead()
-			if len(page) < 51 {
-				got = append(got, page...)
-				break
+			if !slices.Equal(got, way.all) {
+				t.Errorf("%s, %s: pages of every document: %d in %d pages, want the %d not deleted in order", name, way.name, len(got), pages, len(all))
 			}
-			got = append(got, page[:50]...)
-			after = page[49]
-		}
-		if !slices.Equal(got, all) {
-			t.Errorf("%s: pages of every document: %d in %d pages, want the %d not deleted in _id order", name, len(got), pages, len(all))
-		}
-		if read > 3000+int64(pages)+6 { // each page's 51st read again by the next, and the deleted
-			t.Errorf("%s: the pages read %d documents for 3,000", name, read)
-		}
-		// The failed ones after a cursor: the batches grow to the end.
-		r := &indexed.Reader{Coll: coll, Lookup: l}
-		var page []string
-		if err := r.Scan(ctx, failed[5], 1000, append(notDeleted, indexed.Cond{Path: "status", In: []any{"failed"}}), func(d bson.Raw) (bool, error) {
-			page = append(page, d.Lookup("_id").StringValue())
-			return true, nil
-		}); err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		if !slices.Equal(page, failed[6:]) {
-			t.Errorf("%s: the failed after %s: %d, want %d in _id order", name, failed[5], len(page), len(failed[6:]))
+			if docs > 3000+int64(pages)+6 { // each page's 51st read again by the next, and the deleted
+				t.Errorf("%s, %s: the pages read %d documents for 3,000", name, way.name, docs)
+			}
+			// The failed ones from a cursor: the batches grow to the end.
+			if page := read(&indexed.Reader{Coll: coll, Lookup: l}, way.from, 1000, failedOnly); !slices.Equal(page, way.failedFrom) {
+				t.Errorf("%s, %s: the failed from %s: %d, want %d in order", name, way.name, way.from, len(page), len(way.failedFrom))
+			}
 		}
 	}
 	// ScanIDs: a page of the given _ids (every third) reads those it
@@ -121,5 +134,9 @@ func TestScanPagesInIDOrder(t *testing.T) {
 	err = (&indexed.Reader{Coll: coll}).Scan(ctx, "", 10, notDeleted, func(bson.Raw) (bool, error) { called = true; return true, nil })
 	if !errors.Is(err, errors.ErrUnsupported) || called {
 		t.Errorf("without a Lookup: Scan = %v (yield called: %v), want errors.ErrUnsupported and no document", err, called)
+	}
+	err = (&indexed.Reader{Coll: coll}).ScanBack(ctx, "", 10, notDeleted, func(bson.Raw) (bool, error) { called = true; return true, nil })
+	if !errors.Is(err, errors.ErrUnsupported) || called {
+		t.Errorf("without a Lookup: ScanBack = %v (yield called: %v), want errors.ErrUnsupported and no document", err, called)
 	}
 }

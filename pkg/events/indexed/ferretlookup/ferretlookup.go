@@ -1,6 +1,6 @@
 // Package ferretlookup gives an indexed.Reader the embedded store's reads
 // by index (ferretembed's MatchingIDs, MatchingVersions, LatestIDs and
-// IDsAfter): the all-in-one's Lookup (cmd/avxrm/internal/up) and the
+// IDsAfter, IDsBefore): the all-in-one's Lookup (cmd/avxrm/internal/up) and the
 // tests'.
 package ferretlookup
 
@@ -50,4 +50,8 @@ func fieldConds(cs []indexed.Cond) []ferretembed.FieldCond {
 
 func (l lookup) IDsAfter(ctx context.Context, coll, after string, limit int) ([]string, error) {
 	return l.srv.IDsAfter(ctx, l.db, coll, after, limit)
+}
+
+func (l lookup) IDsBefore(ctx context.Context, coll, before string, limit int) ([]string, error) {
+	return l.srv.IDsBefore(ctx, l.db, coll, before, limit)
 }

@@ -1,5 +1,5 @@
 // Package wirelookup is the embedded store's reads by index (MatchingIDs,
-// MatchingVersions, LatestIDs, IDsAfter) for a service that reaches the store over the wire, as in the
+// MatchingVersions, LatestIDs, IDsAfter, IDsBefore) for a service that reaches the store over the wire, as in the
 // compose stack: the store's proxy answers them as commands of its own
 // (pkg/embedded/ferretembed, wirelookup.go). Probe tells whether the store
 // does; a real MongoDB does not, and needs no Lookup (its indexes serve the
@@ -34,7 +34,7 @@ func Probe(ctx context.Context, db *mongo.Database) (indexed.Lookup, error) {
 	if err != nil {
 		return nil, fmt.Errorf("probe reads by index: %w", err)
 	}
-	return lookup{db: db, noVersions: reply.Version < 2, noIDOrder: reply.Version < 3}, nil
+	return lookup{db: db, noVersions: reply.Version < 2, noIDOrder: reply.Version < 3, noIDsBefore: reply.Version < 4}, nil
 }
 
 // New is the Lookup of db's store, without asking whether it answers.
@@ -50,6 +50,9 @@ type lookup struct {
 	// IDsAfter then fails with errors.ErrUnsupported, and the caller sends
 	// its list to the store as it is.
 	noIDOrder bool
+	// noIDsBefore: the store predates avxrmIDsBefore (version 3 or
+	// older); IDsBefore fails as IDsAfter does without noIDOrder.
+	noIDsBefore bool
 }
 
 func (l lookup) MatchingIDs(ctx context.Context, coll string, where, residual []indexed.Cond) ([]string, error) {
@@ -93,13 +96,20 @@ func (l lookup) LatestIDs(ctx context.Context, coll string, where []indexed.Cond
 }
 
 func (l lookup) IDsAfter(ctx context.Context, coll, after string, limit int) ([]string, error) {
-	if l.noIDOrder {
-		return nil, fmt.Errorf("avxrmIDsAfter %v: the store predates it: %w", coll, errors.ErrUnsupported)
+	return l.idsInOrder(ctx, "avxrmIDsAfter", "after", coll, after, limit, l.noIDOrder)
+}
+
+func (l lookup) IDsBefore(ctx context.Context, coll, before string, limit int) ([]string, error) {
+	return l.idsInOrder(ctx, "avxrmIDsBefore", "before", coll, before, limit, l.noIDsBefore)
+}
+
+// idsInOrder sends cmd (avxrmIDsAfter or avxrmIDsBefore) with its cursor
+// from as key; older: the store predates cmd.
+func (l lookup) idsInOrder(ctx context.Context, cmd, key, coll, from string, limit int, older bool) ([]string, error) {
+	if older {
+		return nil, fmt.Errorf("%s %v: the store predates it: %w", cmd, coll, errors.ErrUnsupported)
 	}
-	return l.run(ctx, bson.D{
-		{Key: "avxrmIDsAfter", Value: coll},
-		{Key: "after", Value: after}, {Key: "limit", Value: limit},
-	})
+	return l.run(ctx, bson.D{{Key: cmd, Value: coll}, {Key: key, Value: from}, {Key: "limit", Value: limit}})
 }
 
 func (l lookup) run(ctx context.Context, cmd bson.D) ([]string, error) {

@@ -115,6 +115,24 @@ func TestWireLookupAnswersAsInProcess(t *testing.T) {
 		}
 	}
 
+	// IDsBefore, newest first: in descending order, from the last or
+	// before a given _id.
+	for i, l := range []indexed.Lookup{wire, local} {
+		for _, c := range []struct {
+			before string
+			want   []string
+		}{{"", []string{"r", "p"}}, {"done-0000", []string{"deleted", "c"}}, {"c", nil}} {
+			if ids, err := l.IDsBefore(ctx, "jobs", c.before, 2); err != nil || !slices.Equal(ids, c.want) {
+				t.Errorf("IDsBefore(%q) (lookup %d) = %v, %v; want %v", c.before, i, ids, err, c.want)
+			}
+		}
+	}
+	for name, l := range map[string]indexed.Lookup{"version 1": wirelookup.NewV1(db), "version 3": wirelookup.NewV3(db)} {
+		if ids, err := l.IDsBefore(ctx, "jobs", "", 2); !errors.Is(err, errors.ErrUnsupported) {
+			t.Errorf("IDsBefore from a %s store = %v, %v; want errors.ErrUnsupported", name, ids, err)
+		}
+	}
+
 	direct := mongotest.Client(t, srv.InternalURI()).Database("rm")
 	if l, err := wirelookup.Probe(ctx, direct); err != nil || l != nil {
 		t.Errorf("probe of FerretDB without the proxy = %v, %v; want no Lookup, no error", l, err)

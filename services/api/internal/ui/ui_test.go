@@ -121,7 +121,7 @@ func (e *env) bothSources() (storeOnly, indexed string) {
 // by that index.
 func (e *env) byLookup() string {
 	e.t.Helper()
-	l := &afterCounter{Lookup: ferretlookup.New(e.ferret, e.db.Name())}
+	l := &idCounter{Lookup: ferretlookup.New(e.ferret, e.db.Name())}
 	srv := httptest.NewServer(ui.New(ui.Options{API: e.svc.Handler(), DB: e.db, JS: e.js, Lookup: l}))
 	e.t.Cleanup(srv.Close)
 	for deadline := time.Now().Add(20 * time.Second); e.source(srv.URL, "/ui/jobs") != "index"; time.Sleep(20 * time.Millisecond) {
@@ -129,21 +129,40 @@ func (e *env) byLookup() string {
 			e.t.Fatal("the job index was not loaded within 20 s")
 		}
 	}
-	if l.n.Load() == 0 {
+	if l.after.Load() == 0 {
 		e.t.Fatal("the job index was loaded without reading the store's _id index")
 	}
 	return srv.URL
 }
 
-// afterCounter counts a Lookup's reads of _ids in order.
-type afterCounter struct {
-	indexed.Lookup
-	n atomic.Int64
+// storeByLookup starts a fourth view beside e's, with the embedded store's
+// Lookup but no event stream, so that it never loads its job index: its
+// job pages are read from the store, newest first by the _id index. It
+// returns the view's base URL and its Lookup, whose counts tell whether
+// they were.
+func (e *env) storeByLookup() (string, *idCounter) {
+	e.t.Helper()
+	l := &idCounter{Lookup: ferretlookup.New(e.ferret, e.db.Name())}
+	srv := httptest.NewServer(ui.New(ui.Options{API: e.svc.Handler(), DB: e.db, Lookup: l}))
+	e.t.Cleanup(srv.Close)
+	return srv.URL, l
 }
 
-func (c *afterCounter) IDsAfter(ctx context.Context, coll, after string, limit int) ([]string, error) {
-	c.n.Add(1)
+// idCounter counts a Lookup's reads of _ids in order (after) and in
+// descending order (before).
+type idCounter struct {
+	indexed.Lookup
+	after, before atomic.Int64
+}
+
+func (c *idCounter) IDsAfter(ctx context.Context, coll, after string, limit int) ([]string, error) {
+	c.after.Add(1)
 	return c.Lookup.IDsAfter(ctx, coll, after, limit)
+}
+
+func (c *idCounter) IDsBefore(ctx context.Context, coll, before string, limit int) ([]string, error) {
+	c.before.Add(1)
+	return c.Lookup.IDsBefore(ctx, coll, before, limit)
 }
 
 func wantIn(t *testing.T, what, page string, want ...string) {
@@ -187,7 +206,8 @@ func TestPagesShowQueuesJobsAndReasons(t *testing.T) {
 	// The jobs table and the queue lists read the view's job index once it
 	// is loaded, the store before: both must say the same.
 	storeOnly, indexed := e.bothSources()
-	for base, source := range map[string]string{storeOnly: "store", indexed: "index", e.byLookup(): "index"} {
+	storeBack, backReads := e.storeByLookup()
+	for base, source := range map[string]string{storeOnly: "store", indexed: "index", e.byLookup(): "index", storeBack: "store"} {
 		page := func(path string) string {
 			t.Helper()
 			if got := e.source(base, path); got != source {
@@ -230,6 +250,9 @@ func TestPagesShowQueuesJobsAndReasons(t *testing.T) {
 		if i, k := strings.Index(q, first), strings.Index(q, second); i < 0 || k < i || strings.Contains(q, other) {
 			t.Errorf("queue page (%s) lists %s at %d and %s at %d (and %s: %v)", source, first, i, second, k, other, strings.Contains(q, other))
 		}
+	}
+	if backReads.before.Load() == 0 {
+		t.Error("the store's pages of a view with a Lookup were not read by the _id index, newest first")
 	}
 	// The usage counted from the index is the API's.
 	fromIndex, fromAPI := tbody(e.page("/ui/queues")), tbody(e.pageAt(storeOnly, "/ui/queues"))
