@@ -218,3 +218,23 @@ func (e *env) replayed(token, query string, until ...string) map[string]bool {
 	t.Fatalf("the stream ended before %v came, having seen %v", until, got)
 	return nil
 }
+
+// openAndRestricted makes, as admin, the queues open and restricted (whose
+// jobs only rm-admin may read) and an application, and returns submit: a
+// job of one worker, named name ("": none), submitted to queue as token.
+func (e *env) openAndRestricted(admin string) (submit func(token, queue, name string) map[string]any) {
+	t := e.t
+	t.Helper()
+	e.must(http.StatusCreated, admin, http.MethodPost, v1+"/queues", map[string]any{"name": "open"})
+	e.must(http.StatusCreated, admin, http.MethodPost, v1+"/queues", map[string]any{"name": "restricted",
+		"access": map[string]any{"read": []string{"role:rm-admin"}}})
+	app := e.must(http.StatusCreated, admin, http.MethodPost, v1+"/applications", map[string]any{"name": "sim", "version": "1", "image": "sim:1"}).obj(t)
+	return func(token, queue, name string) map[string]any {
+		t.Helper()
+		body := map[string]any{"queue_id": queue, "application": map[string]any{"id": app["id"]}, "worker_instances": 1}
+		if name != "" {
+			body["name"] = name
+		}
+		return e.must(http.StatusCreated, token, http.MethodPost, v1+"/jobs", body).obj(t)
+	}
+}

@@ -21,17 +21,9 @@ func TestListJobsByOwner(t *testing.T) {
 func testListJobsByOwner(t *testing.T, indexed bool) {
 	e := startStore(t, devidp.Config{}, indexed)
 	admin, user, viewer := bearer(e.login("admin")), bearer(e.login("user")), bearer(e.login("viewer"))
-	e.must(http.StatusCreated, admin, http.MethodPost, v1+"/queues", map[string]any{"name": "open"})
-	e.must(http.StatusCreated, admin, http.MethodPost, v1+"/queues", map[string]any{"name": "restricted",
-		"access": map[string]any{"read": []string{"role:rm-admin"}}})
-	app := e.must(http.StatusCreated, admin, http.MethodPost, v1+"/applications", map[string]any{"name": "sim", "version": "1", "image": "sim:1"}).obj(t)
-	submit := func(token, queue string) map[string]any {
-		t.Helper()
-		return e.must(http.StatusCreated, token, http.MethodPost, v1+"/jobs", map[string]any{
-			"queue_id": queue, "application": map[string]any{"id": app["id"]}, "worker_instances": 1}).obj(t)
-	}
-	userJob := submit(user, "open")
-	adminOpen, adminRestricted := submit(admin, "open")["id"], submit(admin, "restricted")["id"]
+	submit := e.openAndRestricted(admin)
+	userJob := submit(user, "open", "")
+	adminOpen, adminRestricted := submit(admin, "open", "")["id"], submit(admin, "restricted", "")["id"]
 	userSubject := userJob["owner"].(map[string]any)["subject"].(string)
 
 	list := func(token, path string) []any {

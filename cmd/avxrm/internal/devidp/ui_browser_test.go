@@ -62,7 +62,7 @@ func TestWebViewSignInWithDevIdP(t *testing.T) {
 	if err := chromedp.Do(bctx, chromedp.Navigate(e.base+"/ui/queues/signed-in"), chromedp.WaitVisible(chromedp.CSS(`.summary [data-usage="0/4"]`))); err != nil {
 		t.Fatal(err)
 	}
-	if hidden, err := chromedp.Run(bctx, chromedp.Evaluate[bool](`document.getElementById('limit-form').hidden`)); err != nil || !hidden {
+	if hidden, err := chromedp.Run(bctx, chromedp.Evaluate[bool](`getComputedStyle(document.getElementById('limit-form')).display === 'none'`)); err != nil || !hidden {
 		t.Errorf("the limit editor shows for rm-user (hidden %v, %v)", hidden, err)
 	}
 }

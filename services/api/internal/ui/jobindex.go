@@ -283,8 +283,9 @@ func (f *jobsQuery) match(j *jobView, queues map[string]bool) bool {
 	return true
 }
 
-// page is a page of the jobs table, newest first, and whether more follow.
-func (x *jobIndex) page(f jobsQuery, queues map[string]bool) ([]*jobView, bool) {
+// page is a page of the jobs table, newest first, and whether more follow:
+// the jobs f selects on the queues given that acc may read.
+func (x *jobIndex) page(f jobsQuery, queues map[string]bool, acc access) ([]*jobView, bool) {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
 	end := len(x.ids)
@@ -294,7 +295,7 @@ func (x *jobIndex) page(f jobsQuery, queues map[string]bool) ([]*jobView, bool) 
 	var out []*jobView
 	for i := end - 1; i >= 0; i-- {
 		j := x.rows[x.ids[i]]
-		if f.match(j, queues) {
+		if f.match(j, queues) && acc.job(j) {
 			if len(out) == f.Limit {
 				return out, true
 			}
@@ -305,13 +306,14 @@ func (x *jobIndex) page(f jobsQuery, queues map[string]bool) ([]*jobView, bool) 
 }
 
 // active returns the jobs of a queue that wait and that run (admitted or
-// running), at most max of each, and how many there are of each.
-func (x *jobIndex) active(queueID string, max int) (waiting, running []*jobView, nWaiting, nRunning int) {
+// running) that may reports the caller may read, at most max of each, and
+// how many there are of each.
+func (x *jobIndex) active(queueID string, max int, may func(*jobView) bool) (waiting, running []*jobView, nWaiting, nRunning int) {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
 	for _, id := range x.ids {
 		j := x.rows[id]
-		if j.QueueID != queueID {
+		if j.QueueID != queueID || !may(j) {
 			continue
 		}
 		switch {

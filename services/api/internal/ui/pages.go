@@ -31,20 +31,60 @@ func (u *UI) pluginNames(r *http.Request) (map[string]string, error) {
 	return names, nil
 }
 
-// readableQueues are the queues (id and name, no usage) the caller may read.
-// With a token, the API says which (GET /queues). Without one, auth is off
-// if the API answers a read at all, and every queue is readable: their ids
-// and names are then read from the store, which spares the usage the API
-// computes for each queue (on the all-in-one's store that reads every job
-// document, seconds with 10,000 jobs).
-func (u *UI) readableQueues(r *http.Request) ([]*queueView, error) {
+// access is which jobs the caller may read, as the API's reads decide
+// (docs/auth.md): every job (auth off, or an admin), else those of the
+// queues whose jobs it may read and its own.
+type access struct {
+	all     bool
+	read    map[string]bool // queue id → the caller may read its jobs
+	subject string          // the caller's own jobs, by owner.subject
+	viewer  bool            // the caller has a role: it may read queues and their events
+}
+
+// job reports whether the caller may read j.
+func (a access) job(j *jobView) bool {
+	return a.all || a.read[j.QueueID] || a.subject != "" && j.Owner != nil && j.Owner.Subject == a.subject
+}
+
+// whoami is what GET /whoami answers that the view uses.
+type whoami struct {
+	Subject string `json:"subject"`
+	Access  string `json:"access"` // admin, user, viewer or none
+	Queues  []struct {
+		ID   string `json:"id"`
+		Name string `json:"name"`
+		Read bool   `json:"read"`
+	} `json:"queues"`
+}
+
+// queuesAndAccess returns every queue (id and name, no usage) and which
+// jobs the caller may read. With a token the API says both (GET /whoami:
+// each queue with whether its jobs are readable, by the checks the API's
+// reads make; every queue is listed to every role, its jobs are not).
+// Without one, auth is off if the API answers a read at all, and every
+// job is readable: the queues' ids and names are then read from the
+// store, which spares the usage the API computes for each queue (on the
+// all-in-one's store that reads every job document, seconds with 10,000
+// jobs).
+func (u *UI) queuesAndAccess(r *http.Request) ([]*queueView, access, error) {
 	if r.Header.Get("Authorization") != "" {
-		return listAll[*queueView](u, r, apiBase+"/queues", nil, 10000)
+		var who whoami
+		if err := u.get(r, apiBase+"/whoami", nil, &who); err != nil {
+			return nil, access{}, err
+		}
+		a := access{all: who.Access == "admin", read: map[string]bool{}, subject: who.Subject, viewer: who.Access != "none"}
+		queues := make([]*queueView, 0, len(who.Queues))
+		for _, q := range who.Queues {
+			queues = append(queues, &queueView{ID: q.ID, Name: q.Name})
+			a.read[q.ID] = q.Read
+		}
+		return queues, a, nil
 	}
 	if _, err := u.call(r, http.MethodGet, apiBase+"/plugins", url.Values{"limit": {"1"}}); err != nil {
-		return nil, err // 401 when auth is on
+		return nil, access{}, err // 401 when auth is on
 	}
-	return u.queueNames(r.Context())
+	queues, err := u.queueNames(r.Context())
+	return queues, access{all: true, viewer: true}, err
 }
 
 type queuesData struct {
@@ -158,7 +198,13 @@ func (u *UI) queuePage(r *http.Request, ref string) (*page, error) {
 	var waiting []*jobView
 	source := "store"
 	if x := u.current(r.Context()); x != nil {
-		waiting, d.Running, d.NPending, d.NRunning = x.active(q.ID, maxListed)
+		acc := access{all: true} // no token: the reads above found auth off
+		if r.Header.Get("Authorization") != "" {
+			if _, acc, err = u.queuesAndAccess(r); err != nil {
+				return nil, err
+			}
+		}
+		waiting, d.Running, d.NPending, d.NRunning = x.active(q.ID, maxListed, acc.job)
 		source = "index"
 	} else {
 		// One list per status, in the order a job goes through them: a job
@@ -408,8 +454,9 @@ func (u *UI) jobsPage(r *http.Request) (*page, error) {
 	if err != nil {
 		return nil, err
 	}
-	// The queues the caller may list bound what the table shows.
-	queues, err := u.readableQueues(r)
+	// The queue filter picks among every queue; what the caller may read
+	// bounds the rows.
+	queues, acc, err := u.queuesAndAccess(r)
 	if err != nil {
 		return nil, err
 	}
@@ -436,13 +483,13 @@ func (u *UI) jobsPage(r *http.Request) (*page, error) {
 	var more bool
 	source := "store"
 	if x := u.current(r.Context()); x != nil {
-		readable := map[string]bool{}
+		selected := map[string]bool{}
 		for _, id := range ids {
-			readable[id] = true
+			selected[id] = true
 		}
-		rows, more = x.page(f, readable)
+		rows, more = x.page(f, selected, acc)
 		source = "index"
-	} else if rows, more, err = u.jobRows(r.Context(), f, ids); err != nil {
+	} else if rows, more, err = u.jobRows(r.Context(), f, ids, acc); err != nil {
 		return nil, err
 	}
 	d := jobsData{Filter: f, Statuses: jobStatuses, Queues: queues, Jobs: rows}
@@ -779,29 +826,28 @@ func (u *UI) timeline(r *http.Request, j *jobView) []step {
 
 type eventsData struct {
 	Events []eventRow
-	// QueueNames is the readable queues' names by id, as JSON, for the
+	// QueueNames is the queues' names by id, as JSON, for the
 	// rows the page adds live: a deployment's or an export's event names
 	// its queue by id alone.
 	QueueNames string
 }
 
 func (u *UI) eventsPage(r *http.Request) (*page, error) {
-	queues, err := u.readableQueues(r)
+	queues, acc, err := u.queuesAndAccess(r)
 	if err != nil {
 		return nil, err
 	}
-	readable := map[string]string{"": ""}
+	names := map[string]string{}
 	for _, q := range queues {
-		readable[q.ID] = q.Name
+		names[q.ID] = q.Name
 	}
-	rows, err := u.recentEvents(r.Context(), 50, readable)
+	rows, err := u.recentEvents(r.Context(), 50, names, acc)
 	if err != nil {
 		return nil, err
 	}
-	delete(readable, "")
-	names, err := json.Marshal(readable)
+	namesJSON, err := json.Marshal(names)
 	if err != nil {
 		return nil, err
 	}
-	return &page{Name: "events", Title: "Events", Nav: "events", Live: "", Data: eventsData{Events: rows, QueueNames: string(names)}}, nil
+	return &page{Name: "events", Title: "Events", Nav: "events", Live: "", Data: eventsData{Events: rows, QueueNames: string(namesJSON)}}, nil
 }

@@ -25,12 +25,12 @@ import (
 
 // jobRows returns a page of jobs on the queues ids, newest first, and whether
 // more follow. f.Name matches anywhere in the name, ignoring case.
-func (u *UI) jobRows(ctx context.Context, f jobsQuery, queueIDs []string) ([]*jobView, bool, error) {
+func (u *UI) jobRows(ctx context.Context, f jobsQuery, queueIDs []string, acc access) ([]*jobView, bool, error) {
 	if len(queueIDs) == 0 {
 		return nil, false, nil
 	}
 	if u.opts.Lookup != nil {
-		rows, more, err := u.jobRowsBack(ctx, f, queueIDs)
+		rows, more, err := u.jobRowsBack(ctx, f, queueIDs, acc)
 		if !errors.Is(err, errors.ErrUnsupported) { // else a store over the wire that predates the read
 			return rows, more, err
 		}
@@ -64,6 +64,18 @@ func (u *UI) jobRows(ctx context.Context, f jobsQuery, queueIDs []string) ([]*jo
 	if f.Cursor != "" {
 		filter = append(filter, bson.E{Key: "_id", Value: bson.D{{Key: "$lt", Value: f.Cursor}}})
 	}
+	if !acc.all { // the jobs of the queues it may read, and its own
+		readable := bson.A{}
+		for id, ok := range acc.read {
+			if ok {
+				readable = append(readable, id)
+			}
+		}
+		filter = append(filter, bson.E{Key: "$and", Value: bson.A{bson.D{{Key: "$or", Value: bson.A{
+			bson.D{{Key: "queue_id", Value: bson.D{{Key: "$in", Value: readable}}}},
+			bson.D{{Key: "owner.subject", Value: acc.subject}},
+		}}}}})
+	}
 	cur, err := u.opts.DB.Collection("jobs").Find(ctx, filter, options.Find().
 		SetSort(bson.D{{Key: "_id", Value: -1}}).SetLimit(int64(f.Limit)+1).SetProjection(listed))
 	if err != nil {
@@ -87,7 +99,7 @@ func (u *UI) jobRows(ctx context.Context, f jobsQuery, queueIDs []string) ([]*jo
 // page after a start, before the job index is loaded, took 2.7 s with
 // 4,005 jobs stored (docs/benchmarks.md). A filter that few jobs meet
 // still reads the jobs before its cursor until it has its page.
-func (u *UI) jobRowsBack(ctx context.Context, f jobsQuery, queueIDs []string) ([]*jobView, bool, error) {
+func (u *UI) jobRowsBack(ctx context.Context, f jobsQuery, queueIDs []string, acc access) ([]*jobView, bool, error) {
 	queues := make(map[string]bool, len(queueIDs))
 	in := make([]any, 0, len(queueIDs))
 	for _, id := range queueIDs {
@@ -108,7 +120,7 @@ func (u *UI) jobRowsBack(ctx context.Context, f jobsQuery, queueIDs []string) ([
 		if err := bson.Unmarshal(d, j); err != nil {
 			return false, fmt.Errorf("decode job %s: %w", d.Lookup("_id"), err)
 		}
-		if !f.match(j, queues) {
+		if !f.match(j, queues) || !acc.job(j) {
 			return false, nil
 		}
 		rows = append(rows, j)
@@ -317,23 +329,65 @@ type eventRow struct {
 	Name     string
 }
 
-// recentEvents is the last n events on the queues readable holds (queue id
-// → name; "" for resources without a queue), newest first.
-func (u *UI) recentEvents(ctx context.Context, n int, readable map[string]string) ([]eventRow, error) {
+// recentEvents is the last n events the caller may read (acc), newest
+// first; names names the queues by id.
+func (u *UI) recentEvents(ctx context.Context, n int, names map[string]string, acc access) ([]eventRow, error) {
 	evs, err := u.readStream(ctx, events.SubjectRoot+".>", n)
 	if err != nil {
 		return nil, err
 	}
 	var out []eventRow
+	own := map[string]bool{}
 	for i := len(evs) - 1; i >= 0; i-- {
-		e := evs[i]
-		_, ok := readable[e.QueueID]
-		if _, none := readable[strings.TrimPrefix(e.QueueID, events.NoQueue)]; !ok && !none {
-			continue
+		if e := evs[i]; u.mayReadEvent(ctx, e.Event, acc, own) {
+			out = append(out, rowOf(e, names))
 		}
-		out = append(out, rowOf(e, readable))
 	}
 	return out, nil
+}
+
+// mayReadEvent reports whether the caller may read e, as the API's event
+// stream decides (httpapi's eventFilter): an event without a queue is for
+// every caller and a queue's for every role; others need the queue's jobs
+// readable, or the job (a job event's, an export's) the caller's own. own
+// remembers the owners read of the exports' jobs.
+func (u *UI) mayReadEvent(ctx context.Context, e events.Event, acc access, own map[string]bool) bool {
+	switch {
+	case acc.all || e.QueueID == "" || e.QueueID == events.NoQueue:
+		return true
+	case e.Kind() == events.KindQueue:
+		return acc.viewer
+	case acc.read[e.QueueID]:
+		return true
+	case acc.subject == "":
+		return false
+	}
+	switch e.Kind() {
+	case events.KindJob:
+		var j struct {
+			Owner *owner `json:"owner"`
+		}
+		return json.Unmarshal(e.Data, &j) == nil && j.Owner != nil && j.Owner.Subject == acc.subject
+	case events.KindExport:
+		var x struct {
+			JobID string `json:"job_id"`
+		}
+		if json.Unmarshal(e.Data, &x) != nil || x.JobID == "" {
+			return false
+		}
+		mine, ok := own[x.JobID]
+		if !ok {
+			var j struct {
+				Owner *owner `bson:"owner"`
+			}
+			err := u.opts.DB.Collection("jobs").FindOne(ctx, bson.D{{Key: "_id", Value: x.JobID}},
+				options.FindOne().SetProjection(bson.D{{Key: "owner", Value: 1}})).Decode(&j)
+			mine = err == nil && j.Owner != nil && j.Owner.Subject == acc.subject
+			own[x.JobID] = mine
+		}
+		return mine
+	}
+	return false
 }
 
 // rowOf is e's line of the feed; its queue is named by names (id → name)

@@ -164,7 +164,7 @@ func TestSignInWithPKCEThenLive(t *testing.T) {
 	if err != nil {
 		t.Fatalf("queue page after sign-in: %v", err)
 	}
-	if hidden, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.getElementById('limit-form').hidden`)); err != nil || !hidden {
+	if hidden, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`getComputedStyle(document.getElementById('limit-form')).display === 'none'`)); err != nil || !hidden {
 		t.Errorf("the limit editor shows for a viewer (hidden %v, %v)", hidden, err)
 	}
 }
