@@ -8,6 +8,7 @@ import os
 import re
 import socket
 import subprocess
+import sys
 import threading
 import time
 from urllib.parse import parse_qs, urlparse
@@ -1252,3 +1253,296 @@ def test_watch_goes_on_across_token_expiries():
     finally:
         api.close()
         issuer.close()
+
+
+def test_array_wait_ends_once_jobs_are_deleted(seeded):
+    """An array some of whose jobs were deleted ends once every job left has
+    ended: a deleted job is in none of its counts, so ended never reaches
+    count (arrays.wait once timed out on it, "190 of 200 jobs ended")."""
+    server, app_id = seeded
+    job = {"queue_id": "Default", "application": {"id": app_id}, "worker_instances": 1,
+           "environment_variables": {"SLEEP": "30"}, "name": "py-deleted"}
+    with avxrm.Client(server) as c:
+        a = c.arrays.submit(job, count=12, max_parallel=1)
+        ids = [j.id for j in c.arrays.jobs(a.id)]
+        assert len(ids) == 12
+        for id in ids[-3:]:
+            c.jobs.delete(id)
+        c.arrays.cancel(a.id)
+        done = within(60, lambda: c.arrays.wait(a.id, timeout=30, interval=0.2))
+        assert done.final and done.counts == {"cancelled": 9} and (done.ended, done.active, done.count) == (9, 0, 12)
+
+        async def via_async():
+            async with avxrm.AsyncClient(server) as ac:
+                return await ac.arrays.wait(a.id, timeout=30, interval=0.2)
+
+        assert within(60, lambda: asyncio.run(via_async())).final
+
+
+def test_job_array_final_by_its_counts():
+    """final: no job of the array that exists is in a status that is not
+    final; an empty counts (every job deleted) is final, counts the server
+    did not send is not."""
+    final = lambda d: avxrm.JobArray.from_dict(d).final
+    assert final({"count": 200, "counts": {"cancelled": 190}})
+    assert final({"count": 3, "counts": {"succeeded": 1, "failed": 1, "cancelled": 1}})
+    assert final({"count": 5, "counts": {}})
+    assert not final({"count": 200, "counts": {"cancelled": 189, "running": 1}})
+    assert not final({"count": 2, "counts": {"pending": 0, "submitted": 2}})
+    assert not final({"count": 2}) and not final({"count": 2, "counts": None})
+
+
+class EndlessArray(QuietHandler):
+    """An array whose one job runs for ever; it records when it was read."""
+
+    reads = []
+
+    def do_GET(self):
+        self.reads.append(time.monotonic())
+        self.send(200, {"id": "arr-1", "count": 2, "counts": {"running": 1, "succeeded": 1}})
+
+
+def test_array_wait_honours_its_timeout():
+    """arrays.wait(timeout=…) waits that long, reading the array a last time
+    at the end (it gave up an interval early: after 4.1 s for timeout=5),
+    and says how far the array got."""
+    srv = LoopbackServer(EndlessArray)
+    try:
+        with avxrm.Client(srv.url) as c:
+            for timeout, interval in ((1.5, 1.0), (0.5, 2.0)):
+                EndlessArray.reads.clear()
+                start = time.monotonic()
+                with pytest.raises(TimeoutError, match=r"^job array arr-1: 1 of its jobs not ended after [0-9.]+s "
+                                                       r"\(1 of 2 ended\)$"):
+                    within(20, lambda: c.arrays.wait("arr-1", timeout=timeout, interval=interval))
+                took = time.monotonic() - start
+                assert timeout <= took < timeout + 0.8, f"wait(timeout={timeout}, interval={interval}) took {took:.2f} s"
+                assert EndlessArray.reads[-1] - start >= timeout - 0.05, "not read at the deadline"
+            with pytest.raises(TimeoutError):
+                c.arrays.wait("arr-1", timeout=0)
+
+        async def via_async():
+            async with avxrm.AsyncClient(srv.url) as ac:
+                await ac.arrays.wait("arr-1", timeout=1.5, interval=1.0)
+
+        start = time.monotonic()
+        with pytest.raises(TimeoutError, match="1 of its jobs not ended"):
+            within(20, lambda: asyncio.run(via_async()))
+        assert 1.5 <= time.monotonic() - start < 2.3
+    finally:
+        srv.close()
+
+
+class Pages(QuietHandler):
+    """Any list: three items over pages of the size asked; it records each query."""
+
+    queries = []
+
+    def do_GET(self):
+        q = {k: v[0] for k, v in parse_qs(urlparse(self.path).query).items()}
+        self.queries.append(q)
+        limit, at = int(q["limit"]), int(q.get("cursor", 0))
+        items = [{"id": f"x-{i}"} for i in range(at, min(at + limit, 3))]
+        page = {"items": items}
+        if at + limit < 3:
+            page["next_cursor"] = str(at + limit)
+        self.send(200, page)
+
+
+def test_lists_honour_the_callers_page_size():
+    """limit= is the page size of the iteration, 1..1000 (it was replaced by
+    200, and 5000 was ignored); out of range it is refused when the list is
+    asked for, before anything is sent."""
+    srv = LoopbackServer(Pages)
+    q = Pages.queries
+    try:
+        with avxrm.Client(srv.url) as c:
+            assert [j.id for j in c.jobs.list(array_id="arr-1", limit=2)] == ["x-0", "x-1", "x-2"]
+            assert q == [{"array_id": "arr-1", "limit": "2"}, {"array_id": "arr-1", "limit": "2", "cursor": "2"}]
+            q.clear()
+            assert len(list(c.jobs.list(array_id="arr-1"))) == 3 and q == [{"array_id": "arr-1", "limit": "200"}]
+            for call, path in ((lambda **kw: c.arrays.jobs("arr-1", **kw), "array_id"), (c.arrays.list, None),
+                               (lambda **kw: c.queues.pending("Default", **kw), None), (c.queues.list, None),
+                               (lambda **kw: c.jobs.artifacts("job-1", **kw), None), (c.runtime_configs.list, None)):
+                q.clear()
+                assert len(list(call(limit=1000))) == 3 and [x["limit"] for x in q] == ["1000"]
+            q.clear()
+            for bad in (0, 1001, 5000, -1, "7", 7.0, True):
+                with pytest.raises(ValueError, match=r"^limit: want the page size, an int of 1\.\.1000"):
+                    c.jobs.list(limit=bad)
+            assert q == []
+
+        async def via_async():
+            async with avxrm.AsyncClient(srv.url) as ac:
+                with pytest.raises(ValueError, match="limit"):
+                    ac.jobs.list(limit=5000)
+                return [j.id async for j in ac.jobs.list(limit=1)]
+
+        q.clear()
+        assert asyncio.run(via_async()) == ["x-0", "x-1", "x-2"] and [x["limit"] for x in q] == ["1", "1", "1"]
+    finally:
+        srv.close()
+
+
+def _schema_fields(doc, name):
+    """The properties of the schema name in the OpenAPI document doc."""
+    schemas, props = doc["components"]["schemas"], set()
+
+    def collect(s):
+        if "$ref" in s:
+            collect(schemas[s["$ref"].rsplit("/", 1)[-1]])
+        for sub in s.get("allOf", []):
+            collect(sub)
+        props.update(s.get("properties", {}))
+
+    collect(schemas[name])
+    return props
+
+
+def test_models_have_every_field_the_api_sends(seeded):
+    """Each model has an attribute for every field of its schema in the
+    OpenAPI document the server serves (Job lacked array_id, command,
+    depends_on, instance_counts, …; ScenarioExport expires_at, ready_at,
+    queue_id; Application resource_version), and they are read."""
+    import dataclasses
+
+    server, app_id = seeded
+    doc = httpx.get(server + "/api/resources/v1/openapi.json").json()
+    for model in (avxrm.Queue, avxrm.QueueUsage, avxrm.Plugin, avxrm.Application, avxrm.AppRuntimeConfig,
+                  avxrm.Deployment, avxrm.Condition, avxrm.Instance, avxrm.Job, avxrm.JobArray, avxrm.PendingJob,
+                  avxrm.Whoami, avxrm.QueuePermissions, avxrm.Artifact, avxrm.ScenarioExport):
+        missing = _schema_fields(doc, model.__name__) - {f.name for f in dataclasses.fields(model)}
+        assert not missing, f"{model.__name__} lacks {sorted(missing)}"
+
+    with avxrm.Client(server) as c:
+        assert c.applications.get(app_id).resource_version >= 1
+        first = c.jobs.submit(queue_id="Default", application={"id": app_id}, worker_instances=1,
+                              environment_variables={"SLEEP": "0"})
+        a = c.arrays.submit({"queue_id": "Default", "application": {"id": app_id}, "worker_instances": 1,
+                             "command": ["/bin/sh", "-c"], "args": ["echo $RM_ARRAY_INDEX"],
+                             "depends_on": [{"job_id": first.id, "condition": "finished"}]}, count=2)
+        jobs = sorted(c.arrays.jobs(a.id), key=lambda j: j.array_index)
+        assert [(j.array_id, j.array_index) for j in jobs] == [(a.id, 0), (a.id, 1)]
+        assert jobs[0].command == ["/bin/sh", "-c"] and jobs[0].args == ["echo $RM_ARRAY_INDEX"]
+        assert jobs[0].depends_on == [{"job_id": first.id, "condition": "finished"}]
+        done = c.arrays.wait(a.id, timeout=60, interval=0.2)
+        assert done.counts == {"succeeded": 2}, done.counts
+        # Jobs in lists carry instance_counts and no instances.
+        listed = next(iter(c.arrays.jobs(a.id, limit=1)))
+        assert listed.instance_counts["worker"] == {"succeeded": 1} and listed.instances == [], listed.raw
+        c.jobs.put_artifact(first.id, "scenarios/s-1/a.xosc", "<OpenSCENARIO/>")
+        x = c.exports.wait(c.exports.create(first.id, samples=["s-1"]).id, timeout=60)
+        assert x.status == "ready" and x.queue_id == first.queue_id and x.ready_at and x.expires_at > x.ready_at
+        c.exports.delete(x.id)
+
+
+def test_error_messages_stay_short(seeded):
+    """An error's message is one bounded line: the problem's detail (whose
+    "and N more" counts the rest) and at most three field errors it does not
+    name; every field error stays in .errors. (60 unknown depends_on entries
+    made a message of 2,499 characters.)"""
+    server, app_id = seeded
+    with avxrm.Client(server) as c:
+        with pytest.raises(avxrm.ValidationError) as e:
+            c.jobs.submit(queue_id="Default", application={"id": app_id}, worker_instances=1,
+                          depends_on=[{"job_id": f"job-none{i}", "condition": "succeeded"} for i in range(60)])
+    msg = str(e.value)
+    assert len(e.value.errors) == 60 and "and 50 more" in msg and "job-none10" not in msg, msg
+    assert len(msg) < 1000 and "\n" not in msg
+
+    def message(problem):
+        return str(avxrm.errors.error_for(422, json.dumps(problem).encode(), "application/problem+json"))
+
+    errors = [{"field": f"items[{i}]", "message": "bad\nvalue " + "x" * 500} for i in range(60)]
+    msg = message({"title": "Unprocessable Entity", "status": 422, "detail": "validation failed", "errors": errors})
+    assert msg.startswith("422 validation failed (items[0]: bad value xxx") and msg.count("items[") == 3, msg
+    assert msg.endswith("; and 57 more (errors lists them all))") and len(msg) < 1000 and "\n" not in msg
+    # A field error the detail does not name is still added, as before.
+    msg = message({"title": "Conflict", "status": 409, "detail": "a queue named Default already exists",
+                   "errors": [{"field": "name", "message": "taken"}]})
+    assert msg == "409 a queue named Default already exists (name: taken)"
+    assert len(message({"title": "x", "status": 422, "detail": "y" * 100000})) <= 2004
+
+
+def test_server_urls_that_are_not_the_root(monkeypatch):
+    """URLs under the root that a browser shows, and a URL with a query or a
+    fragment, are refused naming the root to give, as the Go SDK's New
+    refuses them (they got a NotFoundError from the first request); the root
+    and the root with the API's base path are taken."""
+    root = "http://127.0.0.1:8080"
+    for bad in ("/api/resources/docs", "/api/resources/docs/", "/api/resources/v1/openapi.json", "/api/resources",
+                "/api/resources/v1/jobs"):
+        with pytest.raises(ValueError, match=re.escape(f"that is a URL of the server's API, not its root; give {root}")):
+            avxrm.Client(root + bad)
+    for bad, give in (("http://127.0.0.1:8080?x=1", root), ("http://127.0.0.1:8080/?x=1", root),
+                      ("http://127.0.0.1:8080#top", root), ("https://rm.example/rm?x=1", "https://rm.example/rm")):
+        with pytest.raises(ValueError, match=re.escape(f"a root URL has no query or fragment; give {give}")):
+            avxrm.Client(bad)
+    with pytest.raises(ValueError, match=re.escape("web view, not its root; give https://rm.example/rm")):
+        avxrm.AsyncClient("https://rm.example/rm/ui/jobs?status=failed")
+    for good, want in ((root, root), (root + "/", root), (root + "/api/resources/v1", root),
+                       (root + "/api/resources/v1/", root), ("https://rm.example/rm/uix/", "https://rm.example/rm/uix")):
+        with avxrm.Client(good) as c:
+            assert c.server == want
+    with pytest.raises(TypeError, match="server"):
+        avxrm.Client(8080)
+    # None (or ""): $RM_SERVER, checked alike.
+    monkeypatch.setenv("RM_SERVER", "https://rm.example:8443")
+    assert avxrm.Client().server == avxrm.Client("").server == "https://rm.example:8443"
+    monkeypatch.setenv("RM_SERVER", "https://rm.example:8443/api/resources/docs")
+    with pytest.raises(ValueError, match="give https://rm.example:8443$"):
+        avxrm.Client(None)
+    monkeypatch.delenv("RM_SERVER")
+    assert avxrm.Client().server == avxrm.DEFAULT_SERVER
+
+
+def test_rough_edges_are_said_before_sending():
+    """Jobs have no update or replace (the API has no PUT or PATCH of a job:
+    they got 405); an id that is not a str is refused (jobs.get(5) asked for
+    job "5"); an index that is not an int says so; a timeout of 0 or a str is
+    refused naming timeout. Nothing is sent."""
+    url = free_port_url()  # nothing listens: a request would raise UnreachableError
+    with avxrm.Client(url, retries=0) as c:
+        assert not hasattr(c.jobs, "update") and not hasattr(c.jobs, "replace")
+        for name in ("update", "replace"):
+            with pytest.raises(AttributeError, match=f"jobs have no {name}\\(\\): a job cannot be changed once submitted"):
+                getattr(c.jobs, name)("job-1", priority=1)
+        assert callable(c.queues.update) and callable(c.deployments.replace)
+        for call in (lambda: c.jobs.get(5), lambda: c.jobs.cancel(5), lambda: c.queues.get(1), lambda: c.arrays.get(1.5),
+                     lambda: c.exports.get(b"exp-1"), lambda: c.runtime_configs.get("Default", 3)):
+            with pytest.raises(TypeError, match="want a str, got"):
+                call()
+        for bad in (True, "2", 2.0, None):
+            with pytest.raises(TypeError, match=f"^index: want an int, got {type(bad).__name__}"):
+                c.jobs.logs("job-1", "worker", bad)
+            with pytest.raises(TypeError, match="^replica: want an int"):
+                c.deployments.logs("viz", replica=bad)
+        with pytest.raises(ValueError, match="^index: want 0 or more"):
+            c.jobs.logs("job-1", "worker", -1)
+    for cls in (avxrm.Client, avxrm.AsyncClient):
+        for bad in (0, -1, 0.0, float("nan"), float("inf")):
+            with pytest.raises(ValueError, match=r"^timeout: want seconds above 0"):
+                cls(url, timeout=bad)
+        for bad in ("5", True, [5]):
+            with pytest.raises(TypeError, match=r"^timeout: want seconds"):
+                cls(url, timeout=bad)
+        for good in (0.5, 3, None, httpx.Timeout(5.0)):
+            cls(url, timeout=good)
+
+
+def test_readme_async_example_runs(seeded):
+    """The README's async example runs as written on a server set up as the
+    main README's "Try it" sets it up (a queue Default on the local driver),
+    twice: the second run takes the application the first made. (It made
+    the application sim 1.0 that "Try it" had made, 409, and gave it no
+    command, 422 on the local driver.)"""
+    server, _ = seeded
+    readme = open(os.path.join(os.path.dirname(__file__), "..", "README.md")).read()
+    code = re.search(r"## Async example\n.*?```python\n(.*?)```", readme, re.S).group(1)
+    assert 'AsyncClient("http://127.0.0.1:8080")' in code
+    code = code.replace("http://127.0.0.1:8080", server)
+    for _ in range(2):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180)
+        assert out.returncode == 0, out.stderr
+        # Then the failed jobs on Default, which other tests left.
+        assert out.stdout.startswith("succeeded []\nworker 7: seed 42\n"), out.stdout

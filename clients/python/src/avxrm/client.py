@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json as jsonlib
+import math
 import os
 import random
 import time
@@ -29,7 +30,10 @@ from .models import (AppRuntimeConfig, Application, Artifact, Deployment, Event,
                      Queue, ScenarioExport, Whoami)
 
 DEFAULT_SERVER = "http://127.0.0.1:8080"
+#: The page size of a list's iteration when the caller gives no ``limit``
+#: (the API's own default is 50), and the largest the API takes.
 PAGE_SIZE = 200
+MAX_PAGE_SIZE = 1000
 #: How long connecting may take, and how long the server may take to send
 #: each part of its answer (as the Go SDK's DialTimeout and
 #: ResponseHeaderTimeout): a server that takes the connection but never
@@ -91,18 +95,42 @@ def _artifact_path(job_id: str, name: str, declaration: Optional[str]) -> Any:
 
 
 def _seg(value: Any, what: str) -> str:
-    """``value`` (an id, a name, an index) as one segment of a request's path,
+    """``value`` (an id or a name) as one segment of a request's path,
     percent-escaped: a ``/``, ``?``, ``#`` or space in it stays part of it
     (``..`` too, which would otherwise climb to another resource). None, an
-    empty string or another type is refused before anything is sent."""
-    if isinstance(value, bool) or not isinstance(value, (str, int)):
+    empty string or another type (an int too: ids are strings) is refused
+    before anything is sent."""
+    if not isinstance(value, str):
         raise TypeError(f"{what}: want a str, got {type(value).__name__} {value!r}")
-    s = str(value)
+    s = value
     if s == "":
         raise ValueError(f"{what}: empty")
     if s in (".", ".."):
         return s.replace(".", "%2E")
     return quote(s, safe="")
+
+
+def _index(value: Any, what: str) -> str:
+    """``value`` (an instance's index, a replica's slot) as a segment of a
+    request's path: an int of 0 or more; another type is refused before
+    anything is sent."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{what}: want an int, got {type(value).__name__} {value!r}")
+    if value < 0:
+        raise ValueError(f"{what}: want 0 or more, got {value}")
+    return str(value)
+
+
+def _page_params(params: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+    """The query of a list's first page: the filters, and the page size: the
+    caller's ``limit`` (the API takes 1..1000), else PAGE_SIZE."""
+    params = dict(params or {})
+    limit = params.get("limit")
+    if limit is None:
+        params["limit"] = PAGE_SIZE
+    elif isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE_SIZE:
+        raise ValueError(f"limit: want the page size, an int of 1..{MAX_PAGE_SIZE}, got {limit!r}")
+    return params
 
 
 def _drop_none(d: Dict[str, Any]) -> Dict[str, Any]:
@@ -242,15 +270,19 @@ class _Resources:
         raise NotImplementedError  # pragma: no cover
 
 
-class Collection:
-    """A collection of resources: ``list``, ``get``, ``create``, ``update`` (a
-    merge patch), ``replace``, ``delete``. Fields are the API's JSON names."""
+class _Listed:
+    """A collection of resources that are created and deleted but not
+    changed: ``list``, ``get``, ``create``, ``delete``."""
 
     def __init__(self, client: _Resources, path: str, model: Any):
         self._c, self._path, self._model = client, path, model
 
     def list(self, **filters: Any) -> Any:
-        """Iterate over every item (page by page); filters are query parameters."""
+        """Iterate over every item, page by page; filters are the API's query
+        parameters. ``limit`` is the page size (1..1000, default 200): each
+        request asks for that many, and the iteration still goes on to the
+        last page (``itertools.islice(c.jobs.list(limit=7), 7)`` reads one
+        page of 7); ``cursor`` starts at that page."""
         return self._c._pages(self._path, _drop_none(filters), self._model.from_dict)
 
     def get(self, id_or_name: str) -> Any:
@@ -258,6 +290,14 @@ class Collection:
 
     def create(self, **fields: Any) -> Any:
         return self._c._request("POST", self._path, json=fields, parse=self._model.from_dict)
+
+    def delete(self, id_or_name: str) -> Any:
+        return self._c._request("DELETE", f"{self._path}/{_seg(id_or_name, 'id_or_name')}")
+
+
+class Collection(_Listed):
+    """A collection of resources: ``list``, ``get``, ``create``, ``update`` (a
+    merge patch), ``replace``, ``delete``. Fields are the API's JSON names."""
 
     def update(self, id_or_name: str, **fields: Any) -> Any:
         """A JSON merge patch: given fields replace, None removes."""
@@ -267,9 +307,6 @@ class Collection:
     def replace(self, id_or_name: str, **fields: Any) -> Any:
         return self._c._request("PUT", f"{self._path}/{_seg(id_or_name, 'id_or_name')}", json=fields, parse=self._model.from_dict)
 
-    def delete(self, id_or_name: str) -> Any:
-        return self._c._request("DELETE", f"{self._path}/{_seg(id_or_name, 'id_or_name')}")
-
 
 class Queues(Collection):
     """Queues, and ``pending``: a queue's waiting jobs in the order the
@@ -278,9 +315,11 @@ class Queues(Collection):
     def __init__(self, client: _Resources):
         super().__init__(client, "/queues", Queue)
 
-    def pending(self, id_or_name: str) -> Any:
-        """Iterate over the queue's waiting jobs (PendingJob), first in line first."""
-        return self._c._pages(f"/queues/{_seg(id_or_name, 'queue')}/pending", {}, PendingJob.from_dict)
+    def pending(self, id_or_name: str, limit: Optional[int] = None) -> Any:
+        """Iterate over the queue's waiting jobs (PendingJob), first in line
+        first; ``limit`` is the page size, as for ``list``."""
+        return self._c._pages(f"/queues/{_seg(id_or_name, 'queue')}/pending", _drop_none({"limit": limit}),
+                              PendingJob.from_dict)
 
 
 class Deployments(Collection):
@@ -294,7 +333,7 @@ class Deployments(Collection):
         """The output so far of the replica slot's current replica, as text (bytes with
         ``as_bytes``), from ``offset`` bytes on or its last ``tail`` lines
         (``status["replicas"]`` says its state, restarts and how the last one ended)."""
-        return self._c._request("GET", f"/deployments/{_seg(id_or_name, 'deployment')}/replicas/{_seg(replica, 'replica')}/logs",
+        return self._c._request("GET", f"/deployments/{_seg(id_or_name, 'deployment')}/replicas/{_index(replica, 'replica')}/logs",
                                 params=_log_range(offset, tail), text=not as_bytes, raw=as_bytes)
 
 
@@ -308,9 +347,12 @@ class RuntimeConfigs:
     def _p(queue_id: str, application_id: str) -> str:
         return f"/app-runtime-config/{_seg(queue_id, 'queue_id')}/application/{_seg(application_id, 'application_id')}"
 
-    def list(self, queue_id: Optional[str] = None, application_id: Optional[str] = None) -> Any:
-        return self._c._pages("/app-runtime-config", _drop_none({"queue_id": queue_id, "application_id": application_id}),
-                              AppRuntimeConfig.from_dict)
+    def list(self, queue_id: Optional[str] = None, application_id: Optional[str] = None,
+             limit: Optional[int] = None) -> Any:
+        """Iterate over the configs, of one queue or application if given;
+        ``limit`` is the page size, as for ``Collection.list``."""
+        return self._c._pages("/app-runtime-config", _drop_none({"queue_id": queue_id, "application_id": application_id,
+                                                                 "limit": limit}), AppRuntimeConfig.from_dict)
 
     def get(self, queue_id: str, application_id: str) -> Any:
         return self._c._request("GET", self._p(queue_id, application_id), parse=AppRuntimeConfig.from_dict)
@@ -326,12 +368,20 @@ class RuntimeConfigs:
         return self._c._request("DELETE", self._p(queue_id, application_id))
 
 
-class Jobs(Collection):
+class Jobs(_Listed):
     """Jobs: ``submit``, ``get``, ``list``, ``wait``, ``cancel``, ``cleanup``,
-    ``delete``, ``logs``, ``artifacts``, the post-controller."""
+    ``delete``, ``logs``, ``artifacts``, the post-controller. A job is not
+    changed once submitted (the API has no PUT or PATCH of a job): there is
+    no ``update`` or ``replace``."""
 
     def __init__(self, client: _Resources):
         super().__init__(client, "/jobs", Job)
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("update", "replace"):
+            raise AttributeError(f"jobs have no {name}(): a job cannot be changed once submitted (the API has no "
+                                 f"PUT or PATCH of /jobs/{{id}}); cancel it and submit another")
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def submit(self, **fields: Any) -> Any:
         """``submit(queue_id="Default", application={"id": "app-…"}, worker_instances=8)``"""
@@ -355,14 +405,16 @@ class Jobs(Collection):
 
     def logs(self, id: str, role: str = "worker", index: int = 0, offset: int = 0, tail: Optional[int] = None,
              as_bytes: bool = False) -> Any:
-        """An instance's output so far, from ``offset`` bytes on, or its last ``tail``
-        lines: as text (bytes that are not UTF-8 become U+FFFD), or with ``as_bytes``
-        as the bytes, whose ``len`` is the offset to read only what is new next time
-        (a text's length counts characters, not bytes)."""
-        return self._c._request("GET", f"/jobs/{_seg(id, 'job id')}/instances/{_seg(role, 'role')}/{_seg(index, 'index')}/logs", params=_log_range(offset, tail),
+        """The output so far of instance ``index`` (an int) of ``role``
+        (``worker``, ``controller``, ``post-controller``), from ``offset`` bytes
+        on, or its last ``tail`` lines: as text (bytes that are not UTF-8 become
+        U+FFFD), or with ``as_bytes`` as the bytes, whose ``len`` is the offset to
+        read only what is new next time (a text's length counts characters, not bytes)."""
+        return self._c._request("GET", f"/jobs/{_seg(id, 'job id')}/instances/{_seg(role, 'role')}/{_index(index, 'index')}/logs", params=_log_range(offset, tail),
                                 text=not as_bytes, raw=as_bytes)
 
     def artifacts(self, id: str, **filters: Any) -> Any:
+        """Iterate over the job's artifacts (``Artifact``); ``limit`` is the page size, as for ``list``."""
         return self._c._pages(f"/jobs/{_seg(id, 'job id')}/artifacts", _drop_none(filters), Artifact.from_dict)
 
     def put_artifact(self, id: str, name: str, data: Union[bytes, str], declaration: Optional[str] = None) -> Any:
@@ -406,11 +458,12 @@ class Arrays:
     def get(self, id: str) -> Any:
         return self._c._request("GET", f"/job-arrays/{_seg(id, 'job array id')}", parse=JobArray.from_dict)
 
-    def list(self) -> Any:
-        return self._c._pages("/job-arrays", {}, JobArray.from_dict)
+    def list(self, limit: Optional[int] = None) -> Any:
+        """Iterate over the job arrays; ``limit`` is the page size, as for ``jobs.list``."""
+        return self._c._pages("/job-arrays", _drop_none({"limit": limit}), JobArray.from_dict)
 
     def jobs(self, id: str, **filters: Any) -> Any:
-        """Iterate over the array's jobs; filters as for ``jobs.list``."""
+        """Iterate over the array's jobs; filters (and ``limit``, the page size) as for ``jobs.list``."""
         return self._c._pages("/jobs", _drop_none(dict(filters, array_id=id)), Job.from_dict)
 
     def cancel(self, id: str) -> Any:
@@ -418,8 +471,10 @@ class Arrays:
         return self._c._request("POST", f"/job-arrays/{_seg(id, 'job array id')}/cancel", parse=JobArray.from_dict)
 
     def wait(self, id: str, timeout: Optional[float] = None, interval: float = 1.0) -> Any:
-        """The array once every job of it has ended, read every ``interval`` seconds;
-        TimeoutError after ``timeout``."""
+        """The array once every job of it that exists has ended (``final``; a
+        deleted job is in none of its ``counts``), read every ``interval``
+        seconds; TimeoutError once ``timeout`` seconds have passed (it is read a
+        last time then; 0 or below: read once)."""
         if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not interval > 0:
             raise ValueError(f"interval: want seconds above 0, got {interval!r}")
         return self._c._wait_array(id, timeout, interval)  # type: ignore[attr-defined]
@@ -593,17 +648,31 @@ def _page(d: Dict[str, Any]) -> Dict[str, Any]:
 
 def _timeout(timeout: Any) -> httpx.Timeout:
     """The client's timeouts: CONNECT_TIMEOUT and READ_TIMEOUT by default; a
-    number is the read timeout (connecting takes at most CONNECT_TIMEOUT of
-    it); an httpx.Timeout as it is; None: no timeout."""
+    number of seconds above 0 is the read timeout (connecting takes at most
+    CONNECT_TIMEOUT of it); an httpx.Timeout as it is; None: no timeout.
+    Anything else is refused: 0 would time every request out at once."""
     if timeout is None or isinstance(timeout, httpx.Timeout):
         return httpx.Timeout(timeout)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(f"timeout: want seconds (a number above 0), None or an httpx.Timeout, "
+                        f"got {type(timeout).__name__} {timeout!r}")
+    if not (timeout > 0 and math.isfinite(timeout)):
+        raise ValueError(f"timeout: want seconds above 0 (None: no timeout), got {timeout!r}")
     return httpx.Timeout(timeout, connect=min(CONNECT_TIMEOUT, timeout))
 
 
 def _server(server: Optional[str]) -> str:
-    """The server's root URL, checked: a URL of http or https with a host,
-    without the API's base path (appended to it)."""
-    root = (server or os.environ.get("RM_SERVER") or DEFAULT_SERVER).rstrip("/")
+    """The server's root URL, checked as the Go SDK's New checks it: a URL of
+    http or https with a host, without a query or fragment, and not a URL
+    under the root that a browser shows (the web view's ``/ui``, the API
+    docs' ``/api/resources/docs``, the OpenAPI document): those are refused
+    naming the root to give. None or "": $RM_SERVER, else DEFAULT_SERVER.
+    Unlike the Go SDK's, a URL that ends in the API's base path is taken as
+    its root (the base path is appended to the root)."""
+    if server is not None and not isinstance(server, str):
+        raise TypeError(f"server: want a URL such as {DEFAULT_SERVER}, got {type(server).__name__} {server!r}")
+    given = server or os.environ.get("RM_SERVER") or DEFAULT_SERVER
+    root = given.rstrip("/")
     if root.endswith(BASE_PATH):
         root = root[:-len(BASE_PATH)]
     try:
@@ -612,12 +681,17 @@ def _server(server: Optional[str]) -> str:
     except Exception:
         ok = False
     if not ok:
-        raise ValueError(f"server {root!r}: want a URL such as {DEFAULT_SERVER}")
-    # The web view's URLs, which a browser shows, are under the root.
+        raise ValueError(f"server {given!r}: want a URL such as {DEFAULT_SERVER}")
     path = u.path + "/"
-    if "/ui/" in path:
-        raise ValueError(f"server {root!r}: that is a URL of the server's web view, not its root; "
-                         f"give {str(u.copy_with(path=path[:path.index('/ui/')] or '/')).rstrip('/')}")
+    cut = {"/ui/": "web view", "/api/resources/": "API"}
+    at = {p: path.index(p) for p in cut if p in path}
+    if "?" in given or "#" in given or at:
+        first = min(at, key=at.get) if at else None
+        base = u.copy_with(path=(path[:at[first]] if first else u.path) or "/", query=None, fragment=None)
+        hint = str(base).rstrip("/")
+        if first:
+            raise ValueError(f"server {given!r}: that is a URL of the server's {cut[first]}, not its root; give {hint}")
+        raise ValueError(f"server {given!r}: a root URL has no query or fragment; give {hint}")
     return root
 
 
@@ -625,6 +699,19 @@ def _retries(retries: Any) -> int:
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise ValueError(f"retries: want an int of 0 or more, got {retries!r}")
     return retries
+
+
+def _array_pause(a: JobArray, deadline: Optional[float], interval: float, timeout: Optional[float]) -> float:
+    """The wait before reading array a, which has not ended, again: interval,
+    cut short at the deadline (the array is read a last time then); once
+    the deadline has passed, TimeoutError saying how far the array got."""
+    if deadline is None:
+        return interval
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError(f"job array {a.id}: {a.active} of its jobs not ended after {timeout}s "
+                           f"({a.ended} of {a.count} ended)")
+    return min(interval, left)
 
 
 async def _until(deadline: Optional[float], wait: Any, still: Callable[[], str]) -> Any:
@@ -643,6 +730,9 @@ async def _until(deadline: Optional[float], wait: Any, still: Callable[[], str])
 
 class Client(_Resources):
     """A synchronous client. ``Client(server, token=None)``; a context manager.
+    ``server`` is the server's root URL; None (or "") takes $RM_SERVER, else
+    DEFAULT_SERVER. ``timeout``: seconds above 0 for each part of an answer,
+    an httpx.Timeout, or None (no timeout).
 
     >>> with avxrm.Client("http://127.0.0.1:8080") as c:
     ...     job = c.jobs.submit(queue_id="Default", application={"id": app_id}, worker_instances=8)
@@ -686,7 +776,10 @@ class Client(_Resources):
         return _result(resp, parse, text, raw)
 
     def _pages(self, path: str, params: Optional[Dict[str, Any]], parse: Callable[[Dict[str, Any]], Any]) -> Iterator[Any]:
-        params = dict(params or {}, limit=PAGE_SIZE)
+        # Checked here, when the list is asked for, not at its first item.
+        return self._iterate(path, _page_params(params), parse)
+
+    def _iterate(self, path: str, params: Dict[str, Any], parse: Callable[[Dict[str, Any]], Any]) -> Iterator[Any]:
         while True:
             page = self._request("GET", path, params=params, parse=_page)
             for it in page.get("items") or []:
@@ -788,9 +881,7 @@ class Client(_Resources):
             a: JobArray = self.arrays.get(id)
             if a.final:
                 return a
-            if deadline is not None and time.monotonic() + interval > deadline:
-                raise TimeoutError(f"job array {id}: {a.ended} of {a.count} jobs ended after {timeout}s")
-            time.sleep(interval)
+            time.sleep(_array_pause(a, deadline, interval, timeout))
 
     def _wait_export(self, id: str, timeout: Optional[float]) -> ScenarioExport:
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -843,7 +934,8 @@ class Client(_Resources):
 
 
 class AsyncClient(_Resources):
-    """The asynchronous client: the same helpers, awaited; an async context manager.
+    """The asynchronous client: the same helpers, awaited; an async context
+    manager. Its arguments are Client's (``server`` None: $RM_SERVER).
 
     >>> async with avxrm.AsyncClient("http://127.0.0.1:8080") as c:
     ...     job = await c.jobs.submit(queue_id="Default", application={"id": app_id}, worker_instances=8)
@@ -886,9 +978,13 @@ class AsyncClient(_Resources):
             await asyncio.sleep(wait)
         return _result(resp, parse, text, raw)
 
-    async def _pages(self, path: str, params: Optional[Dict[str, Any]],
-                     parse: Callable[[Dict[str, Any]], Any]) -> AsyncIterator[Any]:
-        params = dict(params or {}, limit=PAGE_SIZE)
+    def _pages(self, path: str, params: Optional[Dict[str, Any]],
+               parse: Callable[[Dict[str, Any]], Any]) -> AsyncIterator[Any]:
+        # Checked here, when the list is asked for, not at its first item.
+        return self._iterate(path, _page_params(params), parse)
+
+    async def _iterate(self, path: str, params: Dict[str, Any],
+                       parse: Callable[[Dict[str, Any]], Any]) -> AsyncIterator[Any]:
         while True:
             page = await self._request("GET", path, params=params, parse=_page)
             for it in page.get("items") or []:
@@ -980,9 +1076,7 @@ class AsyncClient(_Resources):
             a: JobArray = await self.arrays.get(id)
             if a.final:
                 return a
-            if deadline is not None and time.monotonic() + interval > deadline:
-                raise TimeoutError(f"job array {id}: {a.ended} of {a.count} jobs ended after {timeout}s")
-            await asyncio.sleep(interval)
+            await asyncio.sleep(_array_pause(a, deadline, interval, timeout))
 
     async def _wait_export(self, id: str, timeout: Optional[float]) -> ScenarioExport:
         deadline = None if timeout is None else time.monotonic() + timeout

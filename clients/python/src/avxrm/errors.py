@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
@@ -52,19 +53,47 @@ class ApiError(Exception):
         self.status = problem.status
         self.url = url
         self.content_type = content_type
-        msg = problem.detail or problem.title or f"HTTP {problem.status}"
-        extra = [f"{e.field}: {e.message}" for e in problem.errors if e.message not in msg]
+        super().__init__(f"{problem.status} {_message(problem)}")
+
+    @property
+    def errors(self) -> List[FieldError]:
+        """Every field error the problem lists (the message names the first few)."""
+        return self.problem.errors
+
+
+#: How many field errors an error's message names that its detail does not
+#: (the rest are counted: ``errors`` lists them all), and how long each of
+#: them and the whole message may be.
+MESSAGE_FIELD_ERRORS = 3
+_FIELD_ERROR_CHARS = 200
+_MESSAGE_CHARS = 2000
+
+_COUNTED = re.compile(r"\band \d+ more\b")
+
+
+def _clip(s: str, n: int) -> str:
+    return s if len(s) <= n else s[:n - 1] + "…"
+
+
+def _message(problem: Problem) -> str:
+    """The one line an error says: the problem's detail (else its title), and
+    the first few field errors the detail does not name, with how many more
+    there are. A detail that counts the rest itself (the API's "…; and 50
+    more (errors lists them all)") gets none added."""
+    msg = problem.detail or problem.title or f"HTTP {problem.status}"
+    if not _COUNTED.search(msg):
+        extra = [f"{e.field}: {e.message}" if e.field else e.message
+                 for e in problem.errors if e.message not in msg]
         if extra:
-            msg += " (" + "; ".join(extra) + ")"
-        super().__init__(f"{problem.status} {msg}")
+            shown = [_clip(x, _FIELD_ERROR_CHARS) for x in extra[:MESSAGE_FIELD_ERRORS]]
+            if len(extra) > MESSAGE_FIELD_ERRORS:
+                shown.append(f"and {len(extra) - MESSAGE_FIELD_ERRORS} more (errors lists them all)")
+            msg += " (" + "; ".join(shown) + ")"
+    return _clip(" ".join(msg.split()), _MESSAGE_CHARS)  # one line
 
 
 class ValidationError(ApiError):
     """400 or 422: the request was bad; ``errors`` names the fields."""
-
-    @property
-    def errors(self) -> List[FieldError]:
-        return self.problem.errors
 
 
 class AuthError(ApiError):

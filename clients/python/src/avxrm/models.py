@@ -80,8 +80,13 @@ class Plugin(Resource):
 
 @dataclass
 class Application(Resource):
+    """An application. ``version`` is its own version string (``"1.0"``, what
+    jobs name as ``{"name", "version"}``); its revision, sent as the ETag, is
+    ``resource_version``."""
+
     name: str = ""
     version: str = ""
+    resource_version: int = 0
     description: Optional[str] = None
     image: Optional[str] = None
     command: Optional[List[str]] = None
@@ -139,17 +144,34 @@ class Job(Resource):
     application: Dict[str, Any] = field(default_factory=dict)
     worker_instances: int = 0
     environment_variables: Optional[Dict[str, str]] = None
+    # The job's own program, overriding the runtime's (None: the runtime's).
+    command: Optional[List[str]] = None
+    args: Optional[List[str]] = None
     labels: Optional[Dict[str, str]] = None
     priority: int = 0
     max_run_seconds: Optional[int] = None
     max_retries: int = 0
     retry_on: Optional[List[str]] = None
+    # [{"job_id": "job-…", "condition": "succeeded" | "finished"}]
+    depends_on: List[Dict[str, Any]] = field(default_factory=list)
+    # Of a job array's job: the array and its 0-based index (RM_ARRAY_INDEX).
+    array_id: Optional[str] = None
+    array_index: Optional[int] = None
     attempt: int = 1
     attempts: List[Dict[str, Any]] = field(default_factory=list)
     status: str = ""
+    cancel_requested: bool = False
+    cleanup_requested: bool = False
     conditions: List[Condition] = field(default_factory=list)
     warnings: List[str] = field(default_factory=list)
+    # A job read alone has instances (at most 1,000: instances_truncated
+    # beyond); in lists, events and 202 answers it has instance_counts
+    # ({"worker": {"running": 5, "succeeded": 3}, ...}) instead.
     instances: List[Instance] = field(default_factory=list)
+    instances_truncated: bool = False
+    instance_counts: Dict[str, Dict[str, int]] = field(default_factory=dict)
+    # {"status", "requested_at", "started_at", "stopped_at", "stop_requested"}
+    post_controller: Optional[Dict[str, Any]] = None
     submitted_at: Optional[str] = None
     admitted_at: Optional[str] = None
     started_at: Optional[str] = None
@@ -185,12 +207,24 @@ class JobArray(Resource):
 
     @property
     def ended(self) -> int:
-        """How many of its jobs have ended."""
+        """How many of its jobs have ended (a deleted job is in no count)."""
         return sum(self.counts.get(s, 0) for s in FINAL_JOB_STATUSES)
 
     @property
+    def active(self) -> int:
+        """How many of its jobs have not ended yet."""
+        return sum(n for s, n in self.counts.items() if s not in FINAL_JOB_STATUSES and isinstance(n, int))
+
+    @property
     def final(self) -> bool:
-        return self.ended >= self.count
+        """Whether every job of it that still exists has ended, as the API
+        decides it: all its jobs are made with the array, and ``counts`` covers
+        only those that exist (a deleted job is in none), so an array with
+        jobs deleted ends with ``ended`` below ``count``. Not final while the
+        server has not said its counts."""
+        if not self.counts and self.raw.get("counts") is None:
+            return False
+        return self.active == 0
 
 
 @dataclass
@@ -259,6 +293,9 @@ class ScenarioExport(Resource):
     file_count: Optional[int] = None
     sha256: Optional[str] = None
     reason: Optional[str] = None
+    queue_id: Optional[str] = None  # its job's queue
+    ready_at: Optional[str] = None
+    expires_at: Optional[str] = None  # when the export and its zip are deleted
     # Once ready: paths in the zip that differ only in case or in the Unicode
     # form of a letter (one replaces the other when unpacked on macOS, or on
     # Windows for case).
