@@ -176,14 +176,14 @@ const maxListed = 100
 
 func (u *UI) queuePage(r *http.Request, ref string) (*page, error) {
 	if ref == "" || strings.Contains(ref, "/") {
-		return nil, &pageError{Status: http.StatusNotFound, Title: "No such queue", Detail: ref}
+		return nil, notFound("queue", ref)
 	}
 	var q queueView
 	if qs, fast, err := u.fastQueues(r, ref); err != nil {
 		return nil, err
 	} else if fast && len(qs) == 1 {
 		q = *qs[0]
-	} else if err := u.get(r, apiBase+"/queues/"+url.PathEscape(ref), nil, &q); err != nil {
+	} else if err := u.getRef(r, "/queues", "queue", ref, &q); err != nil {
 		return nil, err
 	}
 	plugins, err := u.pluginNames(r)
@@ -304,9 +304,19 @@ func (u *UI) deploymentPage(r *http.Request, ref string) (*page, error) {
 // or holds a slash.
 func (u *UI) getRef(r *http.Request, collection, what, ref string, out any) error {
 	if ref == "" || strings.Contains(ref, "/") {
-		return &pageError{Status: http.StatusNotFound, Title: "No such " + what, Detail: ref}
+		return notFound(what, ref)
 	}
-	return u.get(r, apiBase+collection+"/"+url.PathEscape(ref), nil, out)
+	err := u.get(r, apiBase+collection+"/"+url.PathEscape(ref), nil, out)
+	if pe := (*pageError)(nil); errors.As(err, &pe) && pe.Status == http.StatusNotFound {
+		pe.Title = "No such " + what // as for a ref that cannot be one
+	}
+	return err
+}
+
+// notFound is the page of a what named ref that there is not, worded as
+// the API words it.
+func notFound(what, ref string) *pageError {
+	return &pageError{Status: http.StatusNotFound, Title: "No such " + what, Detail: fmt.Sprintf("%s %q not found", what, ref)}
 }
 
 // queueName is the name of queue id, or id if it cannot be read.
@@ -585,10 +595,10 @@ func logTail(raw []byte) (string, bool) {
 
 func (u *UI) jobPage(r *http.Request, id string) (*page, error) {
 	if !jobIDRe.MatchString(id) {
-		return nil, &pageError{Status: http.StatusNotFound, Title: "No such job", Detail: id}
+		return nil, notFound("job", id)
 	}
 	var j jobView
-	if err := u.get(r, apiBase+"/jobs/"+id, nil, &j); err != nil {
+	if err := u.getRef(r, "/jobs", "job", id, &j); err != nil {
 		return nil, err
 	}
 	q := r.URL.Query()
@@ -756,6 +766,24 @@ func groupInstances(j *jobView) []instanceGroup {
 	return out
 }
 
+// notRunningNote says why a job that ended has no running step: it never
+// started an instance, or it ended before every instance was running (the
+// job is running once all are), as a job whose first instances fail at
+// once does.
+func notRunningNote(j *jobView) string {
+	for _, in := range j.Instances {
+		if in.StartedAt != nil || in.Status == "running" || in.Status == "succeeded" || in.Status == "failed" {
+			return "ended before every instance was running"
+		}
+	}
+	for _, byStatus := range j.InstanceCounts {
+		if byStatus["running"]+byStatus["succeeded"]+byStatus["failed"] > 0 {
+			return "ended before every instance was running"
+		}
+	}
+	return "never ran"
+}
+
 // timeline is submitted → pending → admitted → running → final, with the
 // time each was reached (from the job's events, else its record) and how
 // long it lasted.
@@ -793,7 +821,7 @@ func (u *UI) timeline(r *http.Request, j *jobView) []step {
 		}
 	}
 	if j.Final() && j.StartedAt == nil {
-		steps[3].Note = "never ran"
+		steps[3].Note = notRunningNote(j)
 	}
 	last := -1
 	for i := range steps {

@@ -127,6 +127,8 @@ func (u *UI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, Path+"/queues", http.StatusFound)
 	case strings.HasPrefix(rest, "/static/"):
 		u.static(w, r, strings.TrimPrefix(rest, "/static/"))
+	case rest == "/queues/" || rest == "/jobs/": // the list, not a page of none
+		http.Redirect(w, r, Path+strings.TrimSuffix(rest, "/"), http.StatusFound)
 	case rest == "/queues":
 		u.serve(w, r, u.queuesPage)
 	case strings.HasPrefix(rest, "/queues/"):

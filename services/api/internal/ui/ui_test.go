@@ -352,10 +352,31 @@ func TestBadInputIsA4xxNamingTheField(t *testing.T) {
 		if want.field != "" && (len(p.Errors) == 0 || p.Errors[0].Field != want.field) {
 			t.Errorf("GET %s: problem names %+v, want field %q", path, p.Errors, want.field)
 		}
-		// A browser gets the same status with a readable page.
+		// A browser gets the same status with a readable page: a 404 of
+		// a job or queue worded alike whatever the id's shape, a bad
+		// query's problem said once.
 		st, html, ct := e.do(http.MethodGet, path, nil, "Accept", "text/html")
 		if st != want.status || !strings.HasPrefix(ct, "text/html") || !strings.Contains(html, `role="alert"`) {
 			t.Errorf("GET %s (HTML) = %d %s", path, st, ct)
+		}
+		for prefix, title := range map[string]string{"/ui/jobs/": "No such job", "/ui/queues/": "No such queue"} {
+			if st == http.StatusNotFound && strings.HasPrefix(path, prefix) && (!strings.Contains(html, "<h1>"+title+"</h1>") || !strings.Contains(html, "not found")) {
+				t.Errorf("GET %s (HTML): want %q and the id not found, got %s", path, title, html)
+			}
+		}
+		if want.field != "" && (strings.Count(html, "<code>"+want.field+"</code>: ") != 1 || strings.Contains(html, want.field+": ")) {
+			t.Errorf("GET %s (HTML): the problem of %s is not said once, in the list: %s", path, want.field, html)
+		}
+	}
+	// A list's path with a slash after it is the list.
+	for path, want := range map[string]string{"/ui/jobs/": "/ui/jobs", "/ui/queues/": "/ui/queues"} {
+		res, err := (&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Get(e.base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != http.StatusFound || res.Header.Get("Location") != want {
+			t.Errorf("GET %s = %d to %q, want 302 to %s", path, res.StatusCode, res.Header.Get("Location"), want)
 		}
 	}
 }
