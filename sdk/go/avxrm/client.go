@@ -1,18 +1,3 @@
-// Package avxrm is the Go SDK of the Resource Manager: a thin, hand-written
-// layer over the client generated from the API's OpenAPI document (package
-// api). It adds what every caller would otherwise write again: iterators over
-// paged lists, waiting for a job through the event stream, watching events
-// with resume and reconnect, an Idempotency-Key on every create with retries
-// on connection errors and 503s, errors that carry the RFC 9457 problem,
-// downloads that resume a lost connection and check what they wrote, and
-// bearer tokens from a TokenSource.
-//
-//	c, err := avxrm.New("http://127.0.0.1:8080")
-//	job, err := c.SubmitJob(ctx, api.JobBody{QueueId: "Default", WorkerInstances: 8,
-//		Application: api.JobApplicationRef{Id: &appID}})
-//	job, err = c.WaitJob(ctx, *job.Id)
-//
-// The package imports no part of the server.
 package avxrm
 
 import (
@@ -45,6 +30,9 @@ const DefaultServer = "http://127.0.0.1:8080"
 type Client struct {
 	// API is the generated client, for the operations this package does not
 	// wrap; it shares the retries, idempotency keys and tokens of Client.
+	// Its …WithResponse methods return a 4xx or 5xx answer with a nil
+	// error: CheckResponse(r.HTTPResponse, r.Body) makes it the *Error the
+	// package's own calls give.
 	// It escapes path parameters but then resolves an id of "." or ".."
 	// away (GET /jobs/.. goes to the API's root): the wrappers, and Do
 	// with PathSegment, send such an id as it is.
@@ -318,9 +306,10 @@ type doer struct {
 
 func (d *doer) Do(req *http.Request) (*http.Response, error) { return d.do(req, true) }
 
-// do is Do; with checkJSON, an answer labelled JSON is read before it is
-// returned, and is an error if it is not JSON (notJSON): not for Send, whose
-// caller reads a download as it comes.
+// do is Do; with checkJSON, an answer labelled JSON, or of status 400 or
+// above, is read before it is returned (its body kept for ResponseError),
+// and is an error if it is labelled JSON and is not JSON (notJSON): not
+// for Send, whose caller reads a download as it comes.
 func (d *doer) do(req *http.Request, checkJSON bool) (*http.Response, error) {
 	ctx := req.Context()
 	if d.tokens != nil {

@@ -61,7 +61,9 @@ func isJSON(mediaType string) bool {
 func (e *Error) Error() string {
 	if e.NotAPI() {
 		what := e.ContentType
-		if isJSON(what) {
+		if what == "" {
+			what = "no Content-Type"
+		} else if isJSON(what) {
 			what += " that is not JSON"
 		}
 		return fmt.Sprintf("the server at %s answered %d with %s, not the Resource Manager's API", e.Server, e.StatusCode, what)
@@ -112,12 +114,43 @@ func (e *Error) Is(target error) bool {
 	return !e.NotAPI() && slices.Contains(statuses[target], e.StatusCode)
 }
 
-// ResponseError reads the RFC 9457 problem of a failed answer (the first
-// MiB of its body), for requests sent with Send.
+// ResponseError reads the RFC 9457 problem of a failed answer: of a
+// request sent with Send, or with the client's API (the first MiB of its
+// body). The answers of 400 and above that the generated client reads
+// (c.API's …WithResponse methods) keep their body for it, so that it gives
+// the *Error the package's own calls give; CheckResponse does the same
+// with the body such a method returns.
 func ResponseError(resp *http.Response) *Error {
+	if b, ok := resp.Body.(*keptBody); ok {
+		return problemError(resp, b.raw)
+	}
 	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	return problemError(resp, raw)
 }
+
+// CheckResponse is the error of an answer of the generated client, its
+// body read already (the HTTPResponse and Body of a c.API …WithResponse
+// result): nil below 400; else the *Error the package's own calls give,
+// with the RFC 9457 problem (Problem, FieldErrors; errors.Is matches the
+// status's sentinel, such as ErrBadRequest for a 422).
+func CheckResponse(resp *http.Response, body []byte) error {
+	if resp.StatusCode < 400 {
+		return nil
+	}
+	return problemError(resp, body)
+}
+
+// keptBody is an answer's body that the client has read already, and
+// that may be read again by ResponseError once the generated client has
+// read and closed it.
+type keptBody struct {
+	*bytes.Reader
+	raw []byte
+}
+
+func (*keptBody) Close() error { return nil }
+
+func keep(raw []byte) *keptBody { return &keptBody{Reader: bytes.NewReader(raw), raw: raw} }
 
 // problemError reads the problem of a failed answer.
 func problemError(resp *http.Response, body []byte) *Error {
@@ -137,24 +170,26 @@ func problemError(resp *http.Response, body []byte) *Error {
 	return e
 }
 
-// notJSON reads the body of an answer labelled JSON: if it is not JSON,
-// it returns the answer's error (NotAPI below 500: another server's page;
-// else the status's *Error), which no decoder of the API's types should
-// meet, as its error would name neither the server nor the status; or the
-// error of reading it. Else it leaves the body to be read again.
+// notJSON reads the body of an answer labelled JSON, or of status 400 or
+// above: if it is labelled JSON and is not JSON, it returns the answer's
+// error (NotAPI below 500: another server's page; else the status's
+// *Error), which no decoder of the API's types should meet, as its error
+// would name neither the server nor the status; or the error of reading
+// it. Else it leaves the body to be read again (keptBody: by
+// ResponseError too, once the generated client has read it).
 func notJSON(resp *http.Response) error {
 	e := newError(resp)
-	if !isJSON(e.ContentType) || resp.StatusCode == http.StatusNoContent ||
+	if !isJSON(e.ContentType) && resp.StatusCode < 400 || resp.StatusCode == http.StatusNoContent ||
 		resp.Request != nil && resp.Request.Method == http.MethodHead {
 		return nil
 	}
 	raw, err := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	resp.Body = io.NopCloser(bytes.NewReader(raw))
+	resp.Body = keep(raw)
 	if err != nil {
 		return err
 	}
-	if json.Valid(raw) {
+	if !isJSON(e.ContentType) || json.Valid(raw) {
 		return nil
 	}
 	if resp.StatusCode >= 500 {

@@ -63,11 +63,17 @@ func PathSegment(idOrName string) string {
 // ids but then resolves "." and ".." (url.URL.Parse): GetJob("..") would
 // ask for the API's root.
 func (c *Client) at(path, what, id string) api.RequestEditorFn {
+	if id == "" {
+		return func(context.Context, *http.Request) error { return fmt.Errorf("%s: empty", what) }
+	}
+	return c.atPath(strings.Replace(path, "%s", PathSegment(id), 1))
+}
+
+// atPath is the request editor that sends a generated client's request to
+// path, an API path whose segments are escaped already (PathSegment).
+func (c *Client) atPath(path string) api.RequestEditorFn {
 	return func(_ context.Context, req *http.Request) error {
-		if id == "" {
-			return fmt.Errorf("%s: empty", what)
-		}
-		u, err := url.Parse(c.URL(strings.Replace(path, "%s", PathSegment(id), 1)))
+		u, err := url.Parse(c.URL(path))
 		if err != nil {
 			return err
 		}
@@ -82,6 +88,7 @@ type JobFilter struct {
 	Status  api.JobStatus
 	Labels  []string // key=value, all must match
 	Owner   string   // the owner's subject or username
+	ArrayID string   // the jobs of this job array (arr-…)
 }
 
 // Jobs iterates over the jobs f selects, page by page.
@@ -101,6 +108,9 @@ func (c *Client) Jobs(ctx context.Context, f JobFilter) iter.Seq2[api.Job, error
 		}
 		if f.Owner != "" {
 			p.Owner = &f.Owner
+		}
+		if f.ArrayID != "" {
+			p.ArrayId = &f.ArrayID
 		}
 		r, err := c.API.ListJobsWithResponse(ctx, p)
 		l, err := result(err, func() (*http.Response, []byte, *api.JobList) { return r.HTTPResponse, r.Body, r.JSON200 })
@@ -234,7 +244,11 @@ func (c *Client) Artifacts(ctx context.Context, jobID string) iter.Seq2[api.Arti
 	})
 }
 
-// CreateExport asks for a zip of a job's scenario files.
+// CreateExport asks for a zip of a job's scenario files: the concrete
+// scenario files of the samples req.Samples names (none when it names
+// none) and the job's asset data (req.FilterByAssetDeclaration picks the
+// declarations; none: the common asset data), as req.Include picks the
+// kinds (none: both). WaitExport waits until it is ready.
 func (c *Client) CreateExport(ctx context.Context, jobID string, req api.ExportRequest) (*api.ScenarioExport, error) {
 	r, err := c.API.CreateScenarioExportWithResponse(ctx, jobID, &api.CreateScenarioExportParams{}, req,
 		c.at("/jobs/%s/scenario-exports", "job id", jobID))

@@ -39,21 +39,26 @@ func (c *Client) ServerVersion(ctx context.Context) (Version, error) {
 		return v, fmt.Errorf("GET /version: read answer: %w", err)
 	}
 	if resp.StatusCode >= 400 {
-		if e := problemError(resp, raw); e.NotAPI() {
-			return v, e
+		e := problemError(resp, raw)
+		if resp.StatusCode < 500 && isJSON(e.ContentType) && !json.Valid(raw) {
+			e.notAPI = true // a page labelled JSON, as Do and the generated client take it
 		}
+		switch {
+		case e.NotAPI():
+			return v, e
+		case resp.StatusCode == http.StatusNotFound:
+			return v, fmt.Errorf("the server at %s does not say its version (GET /version: 404; it is older than that route): %w",
+				c.root, e)
+		}
+		return v, e
 	}
-	if resp.StatusCode == http.StatusNotFound {
-		return v, fmt.Errorf("the server at %s does not say its version (GET /version: 404; it is older than that route): %w",
-			c.root, problemError(resp, raw))
-	}
-	if resp.StatusCode >= 400 {
-		return v, problemError(resp, raw)
+	if !json.Valid(raw) {
+		// Not JSON, whatever it is labelled: another server's answer.
+		e := newError(resp)
+		e.notAPI = true
+		return v, e
 	}
 	if err := json.Unmarshal(raw, &v); err != nil || v.Version == "" {
-		if err := notAPIAnswer(resp); err != nil {
-			return v, err
-		}
 		return v, fmt.Errorf("GET /version: %s answered no version", c.root)
 	}
 	return v, nil
