@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -67,6 +68,9 @@ func upCommand() *cobra.Command {
 				return err
 			}
 			log := up.NewLogger(cfg.LogFormat, cfg.LogLevel, os.Stderr)
+			// Libraries that log to slog's default (the dev IdP's OIDC
+			// provider) or to the log package write in the same format.
+			slog.SetDefault(log)
 			return up.Run(cmd.Context(), cfg, log)
 		},
 	}

@@ -9,7 +9,9 @@
 // It has three users, admin, user and viewer (roles rm-admin, rm-user,
 // rm-viewer), whose passwords are random unless given and printed at start.
 // It also serves the authorization code flow with PKCE, with a login page,
-// for the web view's sign-in (redirect URI <loopback origin>/ui/callback).
+// for the web view's sign-in (redirect URI <loopback origin>/ui/callback),
+// and the device authorization grant, with a page to enter the device's
+// code and sign in, for `avxrm login` (device.go).
 // It keeps everything in memory and is meant for nothing but development.
 package devidp
 
@@ -125,7 +127,7 @@ func Start(ctx context.Context, cfg Config) (*IdP, error) {
 	p.TokenURL = p.Issuer + "/protocol/openid-connect/token"
 	p.st = &storage{
 		users: map[string]*User{}, client: &client{id: cfg.ClientID, accessTTL: cfg.AccessTTL, loginURL: p.Issuer + "/login"},
-		key: key, refresh: map[string]*tokenRequest{}, authReqs: map[string]*authRequest{}, codes: map[string]string{},
+		key: key, refresh: map[string]*tokenRequest{}, authReqs: map[string]*authRequest{}, codes: map[string]string{}, devices: map[string]*deviceAuth{},
 		accessTTL: cfg.AccessTTL, refreshTTL: cfg.RefreshTTL,
 	}
 	for _, u := range cfg.Users {
@@ -140,9 +142,12 @@ func Start(ctx context.Context, cfg Config) (*IdP, error) {
 	provider, err := op.NewProvider(&op.Config{
 		CryptoKey: cryptoKey, GrantTypeRefreshToken: true, CodeMethodS256: true,
 		SupportedScopes: []string{oidc.ScopeOpenID, oidc.ScopeProfile, oidc.ScopeOfflineAccess},
+		DeviceAuthorization: op.DeviceAuthorizationConfig{Lifetime: 10 * time.Minute, PollInterval: time.Second,
+			UserFormPath: DevicePath, UserCode: op.UserCodeBase20},
 	}, p.st, op.StaticIssuer(p.Issuer),
 		op.WithAllowInsecure(), op.WithCORSOptions(nil),
 		op.WithCustomTokenEndpoint(op.NewEndpoint("protocol/openid-connect/token")),
+		op.WithCustomDeviceAuthorizationEndpoint(op.NewEndpoint("protocol/openid-connect/auth/device")),
 		op.WithCustomKeysEndpoint(op.NewEndpoint("protocol/openid-connect/certs")),
 		op.WithCustomAuthEndpoint(op.NewEndpoint("protocol/openid-connect/auth")),
 		op.WithCustomUserinfoEndpoint(op.NewEndpoint("protocol/openid-connect/userinfo")),
@@ -158,6 +163,7 @@ func Start(ctx context.Context, cfg Config) (*IdP, error) {
 	opHandler := http.StripPrefix(RealmPath, provider)
 	mux.Handle(RealmPath+"/", opHandler)
 	mux.HandleFunc(RealmPath+"/login", p.login(provider))
+	mux.HandleFunc(DevicePath, p.device)
 	mux.HandleFunc("POST "+TokenPath, func(w http.ResponseWriter, r *http.Request) {
 		if r.FormValue("grant_type") == string(grantPassword) {
 			p.passwordGrant(w, r, provider)

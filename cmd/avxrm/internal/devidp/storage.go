@@ -16,8 +16,8 @@ import (
 )
 
 // storage is the OP's state, in memory: users, the one client, refresh
-// tokens, sign-ins under way (authorization code flow, login.go) and the
-// signing key. The password grant is served by passwordGrant in front of the
+// tokens, sign-ins under way (authorization code flow, login.go; devices,
+// device.go) and the signing key. The password grant is served by passwordGrant in front of the
 // OP, and every other grant by the OP itself.
 type storage struct {
 	mu         sync.Mutex
@@ -27,6 +27,7 @@ type storage struct {
 	refresh    map[string]*tokenRequest // by refresh token
 	authReqs   map[string]*authRequest  // by id
 	codes      map[string]string        // authorization code → auth request id
+	devices    map[string]*deviceAuth   // device authorizations under way, by device code (device.go)
 	accessTTL  time.Duration
 	refreshTTL time.Duration
 }
@@ -101,6 +102,8 @@ func (s *storage) CreateAccessAndRefreshTokens(_ context.Context, request op.Tok
 		r = req
 	case *authRequest: // the code of an authorization code flow
 		r = req.tokenRequest()
+	case *op.DeviceAuthorizationState: // a device the user signed in (device.go)
+		r = &tokenRequest{subject: req.Subject, clientID: req.ClientID, scopes: req.Scopes, audience: req.GetAudience(), authTime: req.AuthTime}
 	default:
 		return "", "", time.Time{}, errors.New("unexpected token request")
 	}
@@ -258,7 +261,7 @@ func (c *client) ResponseTypes() []oidc.ResponseType {
 	return []oidc.ResponseType{oidc.ResponseTypeCode}
 }
 func (c *client) GrantTypes() []oidc.GrantType {
-	return []oidc.GrantType{oidc.GrantTypeCode, oidc.GrantTypeRefreshToken, grantPassword}
+	return []oidc.GrantType{oidc.GrantTypeCode, oidc.GrantTypeRefreshToken, oidc.GrantTypeDeviceCode, grantPassword}
 }
 func (c *client) LoginURL(id string) string            { return c.loginURL + "?id=" + url.QueryEscape(id) }
 func (c *client) AccessTokenType() op.AccessTokenType  { return op.AccessTokenTypeJWT }
