@@ -146,9 +146,10 @@ func TestNothingToRunOnTheLaunchersDefaultDriver(t *testing.T) {
 	e.must(http.StatusCreated, http.MethodPost, v1+"/jobs", jobBody("Q", 1).with("command", []string{"/bin/true"}))
 	sim := e.create("/plugins", pluginBody("sim").with("is_default", true)).str("id")
 	e.must(http.StatusCreated, http.MethodPost, v1+"/jobs", jobBody("Q", 1))
-	// Deleted, the default plugin leaves the queue to the default driver
-	// again, at once: the API forgets the type it read.
-	e.must(http.StatusNoContent, http.MethodDelete, v1+"/plugins/"+sim, nil)
+	// No longer the default (a default that queues rely on cannot be
+	// deleted), the plugin leaves the queue to the default driver again,
+	// at once: the API forgets the type it read.
+	e.must(http.StatusOK, http.MethodPatch, v1+"/plugins/"+sim, obj{"is_default": false}, "Content-Type", "application/merge-patch+json")
 	if r := e.do(http.MethodPost, v1+"/jobs", jobBody("Q", 1)); r.Status != http.StatusUnprocessableEntity {
 		t.Errorf("a job with nothing to run once the default plugin is deleted = %s, want 422", truncate(r))
 	}

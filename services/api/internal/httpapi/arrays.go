@@ -231,12 +231,12 @@ func (s *Server) loadJobArray(ctx context.Context, id string) (*events.JobArray,
 	}
 	arr := l.Res
 	if p := auth.From(ctx); s.opts.Auth != nil && p != nil && p.Level < auth.LevelAdmin && (arr.Owner == nil || arr.Owner.Subject != p.Subject) {
-		ok, err := s.mayReadQueue(ctx, p, arr.QueueID)
+		refusal, err := s.readRefusal(ctx, p, arr.QueueID)
 		if err != nil {
 			return nil, err
 		}
-		if !ok {
-			return nil, problem.New(http.StatusForbidden, fmt.Sprintf("queue %s's access.read does not name %s (nor a role or group of it)", arr.QueueID, p.Username))
+		if refusal != "" {
+			return nil, problem.New(http.StatusForbidden, refusal)
 		}
 	}
 	if err := s.countArray(ctx, arr); err != nil {

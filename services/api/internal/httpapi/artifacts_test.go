@@ -8,18 +8,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"math/rand/v2"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/avxrm/rm/pkg/embedded/mongotest"
 	"github.com/avxrm/rm/pkg/events"
 	"github.com/avxrm/rm/pkg/events/eventstest"
-	"github.com/avxrm/rm/pkg/events/outbox"
 	"github.com/avxrm/rm/services/api/internal/store"
 	"github.com/google/go-cmp/cmp"
 	"github.com/nats-io/nats.go/jetstream"
@@ -38,18 +34,11 @@ type artifactEnv struct {
 
 const uploadLimit = 1 << 20
 
+// newArtifactEnv is newEnv without auth, whose API does not read the event
+// stream, with an upload limit of uploadLimit.
 func newArtifactEnv(t *testing.T) *artifactEnv {
 	t.Helper()
-	uri, _ := mongotest.Start(t)
-	db := mongotest.Client(t, uri).Database("rm")
-	js := eventstest.Run(t)
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	st := &store.Store{DB: db, Outbox: outbox.New(events.NewPublisher(js), log)}
-	srv := New(Options{Store: st, Source: "/rm/api", BodyLimit: 1 << 20, Logger: log})
-	srv.ConfigureArtifacts(ArtifactConfig{UploadLimit: uploadLimit})
-	hs := httptest.NewServer(srv.Echo)
-	t.Cleanup(hs.Close)
-	return &artifactEnv{t: t, srv: srv, base: hs.URL + BasePath, db: db, js: js}
+	return newEnv(t, nil, func(o *Options) { o.JS, o.Artifacts = nil, ArtifactConfig{UploadLimit: uploadLimit} })
 }
 
 // job stores a job record directly, as the jobs API would.

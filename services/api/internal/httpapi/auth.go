@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"reflect"
+	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -113,7 +115,8 @@ func (s *Server) Rules() []RouteRule {
 func (s *Server) authorize(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		a := s.opts.Auth
-		if a == nil || c.Path() == "" {
+		if a == nil || !routed(c) {
+			// No route of this method: the 404 or 405 says so, whoever asks.
 			return next(c)
 		}
 		r := c.Request()
@@ -145,6 +148,30 @@ func (s *Server) authorize(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
+// routed reports whether the router found a route of the request's method
+// for its path. Echo runs the middlewares for the others too, with the
+// handler that answers 404 or 405 (and, for a 405, the path of the routes
+// that take other methods).
+func routed(c echo.Context) bool {
+	if c.Path() == "" || c.Get(echo.ContextKeyHeaderAllow) != nil {
+		return false
+	}
+	h := reflect.ValueOf(c.Handler()).Pointer()
+	return h != reflect.ValueOf(echo.NotFoundHandler).Pointer() && h != reflect.ValueOf(echo.MethodNotAllowedHandler).Pointer()
+}
+
+// documentedPath is an echo route path as the documents write it:
+// /jobs/{id} for /jobs/:id, and a trailing wildcard as {path}.
+func documentedPath(p string) string {
+	p = echoParam.ReplaceAllString(p, "{$1}")
+	if rest, ok := strings.CutSuffix(p, "/*"); ok {
+		p = rest + "/{path}"
+	}
+	return p
+}
+
+var echoParam = regexp.MustCompile(`:([A-Za-z0-9_]+)`)
+
 // jobAuthDoc is what authorization needs of a job.
 type jobAuthDoc struct {
 	QueueID string           `bson:"queue_id"`
@@ -171,7 +198,7 @@ func (s *Server) permit(ctx context.Context, c echo.Context, ru rule, p *auth.Pr
 		return nil
 	}
 	if p.Level < ru.Level {
-		return auth.Forbidden("%s %s needs role %s; the token's roles are %q", c.Request().Method, c.Path(), p.RoleFor(ru.Level), p.Roles)
+		return auth.Forbidden("%s %s needs role %s; the token's roles are %q", c.Request().Method, documentedPath(c.Path()), p.RoleFor(ru.Level), p.Roles)
 	}
 	if !(ru.Job || ru.Export) || p.Level == auth.LevelAdmin {
 		return nil
@@ -195,12 +222,12 @@ func (s *Server) permit(ctx context.Context, c echo.Context, ru rule, p *auth.Pr
 	}
 	// Whether the caller may read the job comes first: who owns a job is
 	// told only to those who may read it.
-	ok, err := s.mayReadQueue(ctx, p, j.QueueID)
+	refusal, err := s.readRefusal(ctx, p, j.QueueID)
 	if err != nil {
 		return &auth.Error{Status: http.StatusServiceUnavailable, Detail: err.Error()}
 	}
-	if !ok {
-		return auth.Forbidden("queue %s's access.read does not name %s (nor a role or group of it)", j.QueueID, p.Username)
+	if refusal != "" {
+		return auth.Forbidden("%s", refusal)
 	}
 	if ru.Owner {
 		who := "nobody (submitted while auth was off)"
@@ -283,17 +310,37 @@ func maySubmit(p *auth.Principal, a *events.QueueAccess) bool {
 	return p.Level >= auth.LevelUser && (a == nil || a.Submit == nil || p.Matches(a.Submit))
 }
 
-func (s *Server) mayReadQueue(ctx context.Context, p *auth.Principal, queueID string) (bool, error) {
+// readRefusal says why p may not read the jobs of queue queueID, "" if it
+// may. A queue that is gone (its jobs outlive it) is read by every role.
+func (s *Server) readRefusal(ctx context.Context, p *auth.Principal, queueID string) (string, error) {
 	qs, err := s.queueAccess(ctx)
 	if err != nil {
-		return false, err
+		return "", err
 	}
 	for _, q := range qs {
-		if q.ID == queueID {
-			return mayRead(p, q.Access), nil
+		if q.ID != queueID || mayRead(p, q.Access) {
+			continue
 		}
+		if q.Access == nil || q.Access.Read == nil {
+			return fmt.Sprintf("reading the jobs of queue %s needs role %s", q.Name, p.RoleFor(auth.LevelViewer)), nil
+		}
+		return accessRefusal(q, "read", q.Access.Read, p), nil
 	}
-	return p.Level >= auth.LevelViewer, nil
+	if p.Level < auth.LevelViewer {
+		return fmt.Sprintf("reading jobs needs role %s", p.RoleFor(auth.LevelViewer)), nil
+	}
+	return "", nil
+}
+
+// accessRefusal is the detail of a 403 for a queue's access list (list,
+// "read" or "submit") that does not name p, the queue named by its name
+// (unique, and what a path takes) in both.
+func accessRefusal(q queueAccessDoc, list string, entries []string, p *auth.Principal) string {
+	who := p.Username
+	if who == "" {
+		who = p.Subject
+	}
+	return fmt.Sprintf("queue %s's access.%s %q does not name %s (nor a role or group of it)", q.Name, list, entries, who)
 }
 
 // readableQueues is the ids of the queues whose jobs p may read; nil means all.
@@ -356,7 +403,7 @@ func (s *Server) beforeSubmit(ctx context.Context, j *events.Job) error {
 	}
 	for _, q := range qs {
 		if q.ID == j.QueueID && !maySubmit(p, q.Access) {
-			return problem.New(http.StatusForbidden, fmt.Sprintf("queue %s's access.submit %q does not name %s (nor a role or group of it)", q.Name, q.Access.Submit, p.Username))
+			return problem.New(http.StatusForbidden, accessRefusal(q, "submit", q.Access.Submit, p))
 		}
 	}
 	j.Owner = &events.JobOwner{Subject: p.Subject, Username: p.Username}

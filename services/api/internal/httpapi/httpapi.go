@@ -89,6 +89,9 @@ type Server struct {
 	// controllerQueue is simulation-controller-queue as last read
 	// (nothingForTheController).
 	controllerQueue controllerQueueRead
+	// beforeWrite, set by tests only, runs between the read of a resource
+	// and its conditional write (crud), with its collection and id.
+	beforeWrite func(ctx context.Context, coll, id string)
 }
 
 // New builds the echo router with every route.
@@ -110,6 +113,7 @@ func New(opts Options) *Server {
 	cfg := huma.DefaultConfig("Resource Manager API", "1.0.0")
 	configureOpenAPI(&cfg)
 	humanJSON(&cfg)
+	cfg.Transformers = append(cfg.Transformers, problemInstance)
 	api := humaecho.New(e, cfg)
 	api.UseMiddleware(checkQuery(api))
 	nameReadOnlyFields(api.OpenAPI().Components.Schemas)
@@ -119,7 +123,7 @@ func New(opts Options) *Server {
 		s.hub = newEventHub(opts.JS, opts.Logger)
 	}
 	s.queues = store.Kind[*events.Queue]{S: opts.Store, Coll: store.Queues, Name: "queue", IDPrefix: "q"}
-	e.Use(s.authorize, rejectNonUTF8(opts.BodyLimit))
+	e.Use(refuseCrossOrigin, s.authorize, rejectNonUTF8(opts.BodyLimit))
 	s.jobs = jobdoc.New(opts.Store.DB, opts.Store.Outbox, jobdoc.API, opts.Source, jobdoc.WithClock(opts.Now), jobdoc.WithLookup(opts.Lookup))
 	s.active = &indexed.Reader{Coll: opts.Store.DB.Collection(store.Jobs), Lookup: opts.Lookup, Exclude: []string{"runtime", "_outbox"}}
 	api.OpenAPI().OnAddOperation = append(api.OpenAPI().OnAddOperation, s.documentConventions)
@@ -187,6 +191,20 @@ func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 	}
 }
 
+// problemInstance gives the problems huma writes (a handler's error, a
+// request huma or checkQuery refuses) their instance, the path asked for,
+// as errorHandler does for the answers echo's middlewares and routes give:
+// huma writes its errors itself, never through echo's error handler.
+func problemInstance(ctx huma.Context, _ string, v any) (any, error) {
+	p, ok := v.(*problem.Problem)
+	if !ok || p.Instance != "" {
+		return v, nil
+	}
+	with := *p // a copy: a problem value may be shared
+	with.Instance = ctx.URL().Path
+	return &with, nil
+}
+
 // asProblemOf is the problem the error handler answers err with.
 func asProblemOf(err error) *problem.Problem {
 	var p *problem.Problem
@@ -198,6 +216,38 @@ func asProblemOf(err error) *problem.Problem {
 		return problem.New(he.Code, fmt.Sprint(he.Message))
 	}
 	return problem.From(err)
+}
+
+// crossOrigin tells a request a browser sent from a page of another
+// origin (Sec-Fetch-Site, else Origin against Host) from the others.
+var crossOrigin = http.NewCrossOriginProtection()
+
+// refuseCrossOrigin answers 403 to a request that would change something
+// (not GET, HEAD or OPTIONS) sent by a browser from a page of another
+// origin: while auth is off nothing else stops such a page from cancelling
+// or deleting jobs (a POST with no body, or a text/plain one, needs no CORS
+// preflight), and with auth on no page of another origin has a reason to
+// write. Clients that are not browsers (curl, the CLI, the SDKs) send
+// neither Sec-Fetch-Site nor Origin and pass, as do the web view and the
+// docs page, served from the API's own origin. The API answers no CORS
+// preflight, so no other origin is allowed.
+func refuseCrossOrigin(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		r := c.Request()
+		if !routed(c) || crossOrigin.Check(r) == nil {
+			return next(c)
+		}
+		from := r.Header.Get("Origin")
+		if from == "" {
+			from = "(none)"
+		}
+		why := fmt.Sprintf("its Origin %s is not this server's (%s)", from, origin(c))
+		if site := r.Header.Get("Sec-Fetch-Site"); site != "" {
+			why = fmt.Sprintf("the browser says it comes from another origin (Sec-Fetch-Site: %s; Origin %s)", site, from)
+		}
+		return problem.New(http.StatusForbidden, fmt.Sprintf("a %s from a page of another origin is refused: %s; "+
+			"send it from the API's own origin (the web view at /ui/), or from a client that is not a browser", r.Method, why))
+	}
 }
 
 // retryAfter adds Retry-After to every 503 that does not carry one, so a

@@ -269,9 +269,7 @@ func (s *Server) pluginCrud() *crud[*Plugin, PluginBody, *Plugin] {
 		queueOf: func(*Plugin) string { return events.NoQueue },
 		named:   func(p *Plugin) string { return "a plugin named " + p.Name },
 		name:    func(p *Plugin) string { return p.Name },
-		inUse: func(ctx context.Context, p *Plugin) error {
-			return s.inUseByRef(ctx, fmt.Sprintf("plugin %s (%s)", p.Name, p.ID), store.Queues, bson.D{{Key: "plugin_id", Value: p.ID}}, s.queueRef, replugThem)
-		},
+		inUse:   s.pluginInUse,
 		afterWrite: func(ctx context.Context, p *Plugin) error {
 			s.pluginTypes.forget() // a type or the default may have changed
 			return s.clearOtherDefaults(ctx, p)
@@ -336,6 +334,44 @@ func (s *Server) buildPlugin(_ context.Context, b *PluginBody, prev *Plugin) (*P
 	return &Plugin{Name: b.Name, Type: b.Type, Config: config, IsDefault: b.IsDefault}, nil
 }
 
+// pluginInUse refuses to delete a plugin that queues use: those that name
+// it in plugin_id and, while it is the default, those that name none (the
+// built-in queues among them), which would otherwise run on the launchers'
+// own driver from then on without a word.
+func (s *Server) pluginInUse(ctx context.Context, p *Plugin) error {
+	what := fmt.Sprintf("plugin %s (%s)", p.Name, p.ID)
+	if err := s.inUseByRef(ctx, what, store.Queues, bson.D{{Key: "plugin_id", Value: p.ID}}, s.queueRef, replugThem); err != nil || !p.IsDefault {
+		return err
+	}
+	const shown = 10
+	qs, more, err := s.queues.List(ctx, noPluginID(), "", shown)
+	if err != nil {
+		return fmt.Errorf("check whether %s is in use: %w", what, err)
+	}
+	if len(qs) == 0 {
+		return nil
+	}
+	names := make([]string, len(qs))
+	for i, q := range qs {
+		names[i] = fmt.Sprintf("%s (%s)", q.Name, q.ID)
+	}
+	list := strings.Join(names, ", ")
+	if more {
+		list += " and more"
+	}
+	return fmt.Errorf("%s is the default plugin, which the queues without a plugin_id run on: %s; "+
+		"make another plugin the default first (is_default: true), or give those queues a plugin_id: %w", what, list, problem.ErrConflict)
+}
+
+// noPluginID filters the queues that name no plugin and so run on the
+// default plugin.
+func noPluginID() bson.D {
+	return bson.D{{Key: "$or", Value: bson.A{
+		bson.D{{Key: "plugin_id", Value: bson.D{{Key: "$exists", Value: false}}}},
+		bson.D{{Key: "plugin_id", Value: ""}},
+	}}}
+}
+
 // clearOtherDefaults keeps at most one default plugin: once p is stored as
 // the default, every other default loses the flag, each with its own
 // rm.plugin.updated event. p is written first so that a refused write (say,
@@ -352,16 +388,19 @@ func (s *Server) clearOtherDefaults(ctx context.Context, p *Plugin) error {
 	c := s.pluginCrud()
 	c.afterWrite = nil
 	for _, o := range others {
-		prev, err := kind.Get(ctx, o.ID)
-		if isNotFound(err) {
-			continue
-		}
+		_, err := retryRaced("", func() (*pluginOutput, error) {
+			prev, err := kind.Get(ctx, o.ID)
+			if isNotFound(err) || err == nil && !prev.Res.IsDefault {
+				return nil, nil
+			}
+			if err != nil {
+				return nil, err
+			}
+			b := c.writable(prev.Res)
+			b.IsDefault = false
+			return c.store1(ctx, prev, b)
+		})
 		if err != nil {
-			return fmt.Errorf("clear default on plugin %s: %w", o.ID, err)
-		}
-		b := c.writable(prev.Res)
-		b.IsDefault = false
-		if _, err := c.store1(ctx, prev, b); err != nil {
 			return fmt.Errorf("clear default on plugin %s: %w", o.ID, err)
 		}
 	}

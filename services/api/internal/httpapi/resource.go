@@ -231,17 +231,68 @@ func (c *crud[T, B, O]) read(ctx context.Context, ref string) (*resourceOutput[O
 }
 
 func (c *crud[T, B, O]) replace(ctx context.Context, ref, ifMatch string, b *B) (*resourceOutput[O], error) {
-	prev, err := c.get(ctx, ref)
-	if err != nil {
-		return nil, err
-	}
-	if err := checkIfMatch(ifMatch, prev.Res.GetMeta().Version); err != nil {
-		return nil, err
-	}
-	return c.store1(ctx, prev, b)
+	return retryRaced(ifMatch, func() (*resourceOutput[O], error) {
+		prev, err := c.getIfMatch(ctx, ref, ifMatch)
+		if err != nil {
+			return nil, err
+		}
+		return c.store1(ctx, prev, b)
+	})
 }
 
-// store1 stores b over prev.
+// getIfMatch reads the resource ref and checks the client's If-Match
+// against its version.
+func (c *crud[T, B, O]) getIfMatch(ctx context.Context, ref, ifMatch string) (store.Loaded[T], error) {
+	prev, err := c.get(ctx, ref)
+	if err != nil {
+		return prev, err
+	}
+	return prev, checkIfMatch(ifMatch, prev.Res.GetMeta().Version)
+}
+
+// raceAttempts bounds how often a change the client did not condition on a
+// version (no If-Match, or "*") is read and tried again after another
+// writer changed the resource between the read and the write (the launcher
+// writes a deployment's status at any time).
+const raceAttempts = 20
+
+// raced is the store refusing a write because the resource changed after
+// it was read; retryRaced tries the change again. It is a 412 (it wraps
+// problem.ErrPreconditionFailed) wherever it is not retried.
+type raced struct{ error }
+
+func (r raced) Unwrap() error { return r.error }
+
+// retryRaced runs attempt (read the resource, check, write at the version
+// read) until no concurrent change refuses its write, at most raceAttempts
+// times. With an If-Match that names versions the client asked for the
+// change at the version it read: a concurrent change is its 412, not
+// retried. The error returned is never a raced, so that an enclosing
+// retryRaced does not take a failure of a nested write for its own.
+func retryRaced[R any](ifMatch string, attempt func() (R, error)) (R, error) {
+	retry := strings.TrimSpace(ifMatch) == "" || strings.TrimSpace(ifMatch) == "*"
+	for i := 1; ; i++ {
+		r, err := attempt()
+		var rc raced
+		if !errors.As(err, &rc) {
+			return r, err
+		}
+		if !retry || i >= raceAttempts {
+			return r, rc.error
+		}
+	}
+}
+
+// beforeWrite runs the Server's test hook, if any, between the read of a
+// resource and its conditional write, where another writer may change it.
+func (c *crud[T, B, O]) beforeWrite(ctx context.Context, id string) {
+	if h := c.s.beforeWrite; h != nil {
+		h(ctx, c.store.Coll, id)
+	}
+}
+
+// store1 stores b over prev; a concurrent change since prev was read is a
+// raced error.
 func (c *crud[T, B, O]) store1(ctx context.Context, prev store.Loaded[T], b *B) (*resourceOutput[O], error) {
 	r, err := c.build(ctx, b, prev.Res)
 	if err != nil {
@@ -256,7 +307,11 @@ func (c *crud[T, B, O]) store1(ctx context.Context, prev store.Loaded[T], b *B) 
 	if err != nil {
 		return nil, err
 	}
+	c.beforeWrite(ctx, m.ID)
 	if err := c.store.Replace(ctx, prev, r, ev); err != nil {
+		if errors.Is(err, problem.ErrPreconditionFailed) {
+			return nil, raced{err}
+		}
 		return nil, c.duplicate(r, err)
 	}
 	if c.afterWrite != nil {
@@ -283,48 +338,56 @@ func (c *crud[T, B, O]) patch(ctx context.Context, ref, ifMatch string, body Mer
 	if err != nil {
 		return nil, err
 	}
-	prev, err := c.get(ctx, ref)
-	if err != nil {
-		return nil, err
-	}
-	if err := checkIfMatch(ifMatch, prev.Res.GetMeta().Version); err != nil {
-		return nil, err
-	}
-	base, err := toJSONValue(c.writable(prev.Res))
-	if err != nil {
-		return nil, fmt.Errorf("patch %s %s: %w", c.kind, ref, err)
-	}
-	merged := mergePatch(base, patch)
-	b, err := decodeValidated[B, O](c.s.API, merged)
-	if err != nil {
-		return nil, err
-	}
-	return c.store1(ctx, prev, b)
+	// Each attempt applies the patch to the resource as it is then: a merge
+	// patch says what to change, not what the whole resource becomes.
+	return retryRaced(ifMatch, func() (*resourceOutput[O], error) {
+		prev, err := c.getIfMatch(ctx, ref, ifMatch)
+		if err != nil {
+			return nil, err
+		}
+		base, err := toJSONValue(c.writable(prev.Res))
+		if err != nil {
+			return nil, fmt.Errorf("patch %s %s: %w", c.kind, ref, err)
+		}
+		merged := mergePatch(base, patch) // changes base, not patch
+		b, err := decodeValidated[B, O](c.s.API, merged)
+		if err != nil {
+			return nil, err
+		}
+		return c.store1(ctx, prev, b)
+	})
 }
 
 func (c *crud[T, B, O]) remove(ctx context.Context, ref, ifMatch string) error {
-	prev, err := c.get(ctx, ref)
-	if err != nil {
-		return err
-	}
-	if err := checkIfMatch(ifMatch, prev.Res.GetMeta().Version); err != nil {
-		return err
-	}
-	if c.inUse != nil {
-		if err := c.inUse(ctx, prev.Res); err != nil {
-			return err
+	_, err := retryRaced(ifMatch, func() (struct{}, error) {
+		prev, err := c.getIfMatch(ctx, ref, ifMatch)
+		if err != nil {
+			return struct{}{}, err
 		}
-	}
-	// The deleted event carries the resource at the version the delete gives it.
-	m := prev.Res.GetMeta()
-	gone := *m
-	m.Version, m.UpdatedAt = m.Version+1, c.s.now()
-	ev, _, err := c.event(ctx, "deleted", prev.Res)
-	*m = gone
-	if err != nil {
-		return err
-	}
-	return c.store.Delete(ctx, prev, ev)
+		if c.inUse != nil {
+			if err := c.inUse(ctx, prev.Res); err != nil {
+				return struct{}{}, err
+			}
+		}
+		// The deleted event carries the resource at the version the delete gives it.
+		m := prev.Res.GetMeta()
+		gone := *m
+		m.Version, m.UpdatedAt = m.Version+1, c.s.now()
+		ev, _, err := c.event(ctx, "deleted", prev.Res)
+		*m = gone
+		if err != nil {
+			return struct{}{}, err
+		}
+		c.beforeWrite(ctx, gone.ID)
+		if err := c.store.Delete(ctx, prev, ev); err != nil {
+			if errors.Is(err, problem.ErrPreconditionFailed) {
+				return struct{}{}, raced{err}
+			}
+			return struct{}{}, err
+		}
+		return struct{}{}, nil
+	})
+	return err
 }
 
 func (c *crud[T, B, O]) list(ctx context.Context, filter bson.D, p ListParams) (*listOutput[O], error) {
