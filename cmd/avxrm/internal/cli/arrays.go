@@ -3,6 +3,7 @@ package cli
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -49,29 +50,45 @@ func arraysCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			a, err := c.GetJobArray(cmd.Context(), args[0])
-			if err != nil {
+			var v json.RawMessage
+			if _, err := c.Do(cmd.Context(), http.MethodGet, "/job-arrays/"+avxrm.PathSegment(args[0]), nil, &v); err != nil {
 				return err
 			}
-			return printItem(cmd.OutOrStdout(), g.output, a)
+			if g.table(cmd) {
+				items, err := withNames(cmd.Context(), c, []json.RawMessage{v}, []string{"queue_id"})
+				if err != nil {
+					return err
+				}
+				v = items[0]
+			}
+			return g.printOne(cmd, v, arrayCols)
 		},
 	}
+	var timeout time.Duration
 	wait := &cobra.Command{
 		Use: "wait <array>", Short: "Follow a job array's counts until every job has ended; the exit code says how they ended",
-		Long: "Follow a job array's counts, read every second, until every job has ended. The exit code\n" +
+		Long: "Follow a job array's counts, read every second, until every job it has has ended (a deleted\n" +
+			"job is counted as deleted, not waited for). The exit code\n" +
 			"says how they ended: 0 if all succeeded, 1 if any failed (naming their indexes, the first\n" +
 			"one's failure with its last lines of output, and the command that runs them again), else 3 if\n" +
-			"any was cancelled; 130 when Ctrl-C stops the following (the jobs go on). A connection lost\n" +
+			"any was cancelled; 130 when Ctrl-C stops the following (the jobs go on). --timeout gives up\n" +
+			"after that long (exit 1; the jobs go on). A connection lost\n" +
 			"after the first read is said on stderr and the counts read again once the server is back.",
-		Args: cobra.ExactArgs(1), Example: "  avxrm arrays wait arr-01J…",
+		Args: cobra.ExactArgs(1), Example: "  avxrm arrays wait arr-01J…\n  avxrm arrays wait arr-01J… --timeout 8h",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.client(cmd.Context())
+			ctx, cancel, err := withTimeout(cmd, timeout)
 			if err != nil {
 				return err
 			}
-			return followArrayPrinting(cmd, g, c, args[0])
+			defer cancel()
+			c, err := g.client(ctx)
+			if err != nil {
+				return err
+			}
+			return timedOut(ctx, cmd, "array "+args[0], "not all of its jobs have ended", followArrayPrinting(ctx, cmd, g, c, args[0]))
 		},
 	}
+	timeoutFlag(wait, &timeout)
 	cancel := &cobra.Command{
 		Use: "cancel <array>", Short: "Cancel every job of a job array that has not ended", Args: cobra.ExactArgs(1),
 		Example: "  avxrm arrays cancel arr-01J…",
@@ -123,16 +140,18 @@ func submitArray(cmd *cobra.Command, g *globals, c *avxrm.Client, body api.JobBo
 	if !g.structured() {
 		fmt.Fprintln(cmd.OutOrStdout(), *arr.Id)
 	}
-	return followArrayPrinting(cmd, g, c, *arr.Id)
+	err = followArrayPrinting(cmd.Context(), cmd, g, c, *arr.Id)
+	stoppedFollowing(cmd, "array "+*arr.Id, "arrays cancel "+*arr.Id, "arrays wait "+*arr.Id)
+	return err
 }
 
 // followArrayPrinting follows the array until all of its jobs have ended,
 // its counts on g.progress; with -o json|yaml it then prints the array as
 // it ended. Its error is followArray's, which says how the jobs ended.
-func followArrayPrinting(cmd *cobra.Command, g *globals, c *avxrm.Client, id string) error {
-	last, err := followArray(cmd.Context(), c, id, g.progress(cmd), cmd.ErrOrStderr(), time.Second)
-	if last != nil && last.Counts != nil && (*last.Counts)["failed"] > 0 {
-		printFirstFailure(cmd.Context(), c, id, cmd.ErrOrStderr())
+func followArrayPrinting(ctx context.Context, cmd *cobra.Command, g *globals, c *avxrm.Client, id string) error {
+	last, err := followArray(ctx, c, id, g.progress(cmd), cmd.ErrOrStderr(), time.Second)
+	if last != nil && last.Counts != nil && (*last.Counts)["failed"] > 0 && ctx.Err() == nil {
+		printFirstFailure(ctx, c, id, cmd.ErrOrStderr())
 	}
 	if !g.structured() || last == nil {
 		return err
@@ -178,7 +197,10 @@ func followArray(ctx context.Context, c *avxrm.Client, id string, out, errw io.W
 			counts = *a.Counts
 		}
 		live.show(arrayLine(id, counts, deref64(a.Count)))
-		if ended := counts["succeeded"] + counts["failed"] + counts["cancelled"]; ended >= deref64(a.Count) {
+		// The array's jobs are all created with it, and a deleted job is
+		// in no count: the array has ended once none of the jobs that are
+		// left is in a status that is not final.
+		if arrayEnded(counts) {
 			live.done()
 			switch {
 			case counts["failed"] > 0:
@@ -220,10 +242,40 @@ func printFirstFailure(ctx context.Context, c *avxrm.Client, id string, w io.Wri
 	printFailedTail(ctx, c, j, w)
 }
 
+// finalStatuses are the statuses of a job that has ended.
+var finalStatuses = []string{"succeeded", "failed", "cancelled"}
+
+// arrayEnded says whether every job an array still has (a deleted one is
+// in none of its counts) has ended.
+func arrayEnded(counts map[string]int64) bool {
+	for status, n := range counts {
+		if n > 0 && !slices.Contains(finalStatuses, status) {
+			return false
+		}
+	}
+	return true
+}
+
 // arrayLine is one line about an array: how many of its jobs have each
-// status.
+// status, and how many were deleted (are in no count).
 func arrayLine(id string, counts map[string]int64, count int64) string {
-	return fmt.Sprintf("%s %d jobs: %s", id, count, countsText(counts))
+	line := fmt.Sprintf("%s %d jobs: %s", id, count, countsText(counts))
+	if gone := count - countsSum(counts); gone > 0 {
+		if countsSum(counts) > 0 {
+			line += ", "
+		}
+		line += fmt.Sprintf("%d deleted", gone)
+	}
+	return line
+}
+
+// countsSum is how many jobs the counts count.
+func countsSum(counts map[string]int64) int64 {
+	var n int64
+	for _, c := range counts {
+		n += c
+	}
+	return n
 }
 
 // countsText says how many jobs have each status, in the order a job goes

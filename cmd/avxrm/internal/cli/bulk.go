@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 
 	"github.com/avxrm/rm/sdk/go/avxrm"
 	"github.com/avxrm/rm/sdk/go/avxrm/api"
@@ -175,6 +176,15 @@ type bulk struct {
 	aliases []string
 }
 
+// activeStatusNames are the statuses of a job that has not ended.
+func activeStatusNames() []string {
+	names := make([]string, len(activeStatuses))
+	for i, s := range activeStatuses {
+		names[i] = string(s)
+	}
+	return names
+}
+
 // bulkParallel is how many of a bulk command's requests are in flight.
 const bulkParallel = 8
 
@@ -200,6 +210,10 @@ func bulkAction(g *globals, b bulk) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := f.check(cmd, args); err != nil {
 				return err
+			}
+			if b.activeOnly && slices.Contains(finalStatuses, f.status) {
+				return fmt.Errorf("--status %s: a %s job has ended, and 'jobs %s' acts on jobs that have not: give --status %s, or none for all of them",
+					f.status, f.status, b.use, strings.Join(activeStatusNames(), ", "))
 			}
 			c, err := g.client(cmd.Context())
 			if err != nil {
@@ -253,7 +267,7 @@ func (b bulk) each(cmd *cobra.Command, g *globals, c *avxrm.Client, ids []string
 	for i, id := range ids {
 		if errs[i] != nil {
 			failed++
-			fmt.Fprintf(cmd.ErrOrStderr(), "%s: %v\n", id, errs[i])
+			fmt.Fprintf(cmd.ErrOrStderr(), "%s: %s\n", id, message(errs[i]))
 			continue
 		}
 		if !g.structured() {

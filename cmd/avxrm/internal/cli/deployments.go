@@ -96,6 +96,7 @@ func replicaLogsCommand(g *globals) *cobra.Command {
 			return printReplicaLogs(cmd.Context(), c, args[0], slot, tail, follow, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
+	refuseFormat(cmd, g, "the replica's output is printed as the program wrote it")
 	cmd.Flags().IntVar(&slot, "replica", 0, "the replica slot, 0 to replicas-1")
 	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new output, and the next replica's after a restart; a lost connection is said on stderr and read again")
 	cmd.Flags().IntVar(&tail, "tail", 0, "only the last N lines of the current replica's output (then, with -f, what follows)")

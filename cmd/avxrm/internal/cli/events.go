@@ -7,8 +7,11 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/url"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"text/tabwriter"
@@ -22,7 +25,7 @@ import (
 func eventsCommand(g *globals) *cobra.Command {
 	var job, queue string
 	var types []string
-	var after int64
+	var after eventID
 	cmd := &cobra.Command{
 		Use:   "events [--job <job>] [--queue <queue>] [--type rm.job.failed]…",
 		Short: "Print the raw event stream (CloudEvents) as it comes, resuming after a lost connection",
@@ -36,18 +39,21 @@ func eventsCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			o := avxrm.WatchOptions{JobID: job, QueueID: queue, Types: types}
-			if after >= 0 {
-				a := uint64(after)
-				o.After = &a
+			if job != "" { // the stream of a job that is not there would wait for nothing, silently
+				if _, err := c.Do(cmd.Context(), http.MethodGet, "/jobs/"+avxrm.PathSegment(job), nil, nil); isNotFound(err) {
+					return fmt.Errorf("--job: %w", err)
+				} else if err != nil {
+					return err
+				}
 			}
+			o := avxrm.WatchOptions{JobID: job, QueueID: queue, Types: types, After: after.id}
 			w := cmd.OutOrStdout()
 			ctx, stop := context.WithCancelCause(cmd.Context())
 			defer stop(nil)
 			newStreamReport(cmd.ErrOrStderr(), c.Server(), stop).watch(&o)
 			for e, err := range c.Watch(ctx, o) {
 				if err != nil {
-					return err
+					return eventsError(err, after)
 				}
 				switch g.output {
 				case "json":
@@ -62,15 +68,54 @@ func eventsCommand(g *globals) *cobra.Command {
 					fmt.Fprintf(w, "%d\t%s\t%s\t%s\n", e.ID, e.CloudEvent.Time.Format(time.RFC3339), e.Type, e.CloudEvent.Subject)
 				}
 			}
-			return firstConnectionError(cmd.Context(), ctx)
+			return eventsError(firstConnectionError(cmd.Context(), ctx), after)
 		},
 	}
-	cmd.Flags().StringVar(&job, "job", "", "only this job's events")
+	cmd.Flags().StringVar(&job, "job", "", "only this job's events (and its scenario exports')")
 	cmd.Flags().StringVar(&queue, "queue", "", "only events of resources on this queue")
 	cmd.Flags().StringArrayVar(&types, "type", nil, "only events of this type (repeatable)")
-	cmd.Flags().Int64Var(&after, "after", -1, "start after this event id (0: every stored event; default: only new ones)")
+	cmd.Flags().Var(&after, "after", "start after this event `id` (0: every stored event; default: only new ones)")
 	return cmd
 }
+
+// eventID is the value of --after: an event id, nil when not given.
+type eventID struct{ id *uint64 }
+
+func (e *eventID) String() string {
+	if e.id == nil {
+		return ""
+	}
+	return strconv.FormatUint(*e.id, 10)
+}
+
+func (e *eventID) Set(s string) error {
+	n, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return err
+	}
+	e.id = &n
+	return nil
+}
+
+// Type is what flagError names in its error: a whole number ≥ 0.
+func (e *eventID) Type() string { return "uint" }
+
+// eventsError is err of 'avxrm events' in the words of its flags: the
+// query's fields by the flags that gave them, a Last-Event-ID beyond the
+// stream's end as --after.
+func eventsError(err error, after eventID) error {
+	if e := apiError(err, http.StatusRequestedRangeNotSatisfiable); e != nil && after.id != nil {
+		last := ""
+		if m := lastEvent.FindStringSubmatch(deref(e.Problem.Detail)); m != nil {
+			last = " (" + m[1] + ")"
+		}
+		return withDetail(e, fmt.Sprintf("--after %d is beyond the last event of the stream%s: give a lower id, 0 for every stored event, or leave --after out for new events only",
+			*after.id, last))
+	}
+	return flagErrors(err, paramFlags(map[string]string{"job_id": "job", "queue_id": "queue", "type": "type"}))
+}
+
+var lastEvent = regexp.MustCompile(`the last event of the stream \((\d+)\)`)
 
 func watchCommand(g *globals) *cobra.Command {
 	var queue string

@@ -94,6 +94,9 @@ func exportServer(t *testing.T, broken http.HandlerFunc, warnings ...string) (ur
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(http.StatusAccepted)
 			fmt.Fprintf(w, export, "pending")
+		case "GET /api/resources/v1/jobs/job-1/artifacts": // what export takes by default
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprintf(w, `{"items":[{"kind":"scenario","sample_id":"s-001","path":"a.xosc","size":%d,"sha256":"%x","created_at":"2026-01-01T00:00:00Z"}]}`, len(body), sum)
 		case "GET /api/resources/v1/scenario-exports/exp-1":
 			w.Header().Set("Content-Type", "application/json")
 			fmt.Fprintf(w, export, "ready")
@@ -291,5 +294,70 @@ func TestEveryRmIsDeleteAndEveryLsList(t *testing.T) {
 	walk(Root())
 	if c, _, err := Root().Find([]string{"jobs", "delete"}); err != nil || c.Name() != "rm" {
 		t.Errorf("avxrm jobs delete finds %v (%v), want jobs rm", c, err)
+	}
+}
+
+// Without --samples, export asks for the scenario files of every sample
+// the job has them for, and says so; a job with none is a warning while
+// the zip holds the assets asked for, else an error before any export is
+// asked for. --samples is taken as given.
+func TestExportTakesEverySampleByDefault(t *testing.T) {
+	artifacts := map[string]string{
+		"job-both":   `{"kind":"scenario","sample_id":"s-002","path":"b.xosc"},{"kind":"asset","path":"road.bin"},{"kind":"scenario","sample_id":"s-001","path":"a.xosc"},{"kind":"scenario","sample_id":"s-002","path":"c.xosc"}`,
+		"job-assets": `{"kind":"asset","path":"road.bin"},{"kind":"asset","path":"net.xodr","declaration":"road-network"}`,
+		"job-none":   ``,
+	}
+	var mu sync.Mutex
+	var posted []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p := strings.TrimPrefix(r.URL.Path, "/api/resources/v1")
+		job := strings.Split(strings.TrimPrefix(p, "/jobs/"), "/")[0]
+		w.Header().Set("Content-Type", "application/json")
+		_, known := artifacts[job]
+		switch {
+		case !known:
+			http.NotFound(w, r)
+		case r.Method == http.MethodGet && strings.HasSuffix(p, "/artifacts"):
+			fmt.Fprintf(w, `{"items":[%s]}`, artifacts[job])
+		case r.Method == http.MethodPost && strings.HasSuffix(p, "/scenario-exports"):
+			var body bytes.Buffer
+			_, _ = body.ReadFrom(r.Body)
+			mu.Lock()
+			posted = append(posted, job+" "+strings.TrimSpace(body.String()))
+			mu.Unlock()
+			w.Header().Set("Content-Type", "application/problem+json") // enough: the request is what is checked
+			w.WriteHeader(http.StatusConflict)
+			_, _ = w.Write([]byte(`{"title":"Conflict","status":409,"detail":"stop here"}`))
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer srv.Close()
+	out := filepath.Join(t.TempDir(), "x.zip")
+	for _, c := range []struct {
+		args           []string
+		post, err, say string
+	}{
+		{[]string{"job-both"}, `job-both {"samples":["s-001","s-002"]}`, "stop here",
+			"export: the scenario files of every sample job job-both has (2: s-001, s-002); --samples picks some\n"},
+		{[]string{"job-both", "--samples", "s-002"}, `job-both {"samples":["s-002"]}`, "stop here", ""},
+		{[]string{"job-both", "--include", "asset"}, `job-both {"include":["asset"]}`, "stop here", ""},
+		{[]string{"job-assets"}, `job-assets {}`, "stop here",
+			"export: warning: job job-assets has no scenario files: the zip holds its common asset data alone ('avxrm artifacts ls job-assets' lists what it has)\n"},
+		{[]string{"job-assets", "--include", "scenario"}, "", "job job-assets has no scenario files to export; 'avxrm artifacts ls job-assets' lists what it has", ""},
+		{[]string{"job-assets", "--declaration", "other"}, "",
+			"job job-assets has no scenario files and no assets of other to export; 'avxrm artifacts ls job-assets' lists what it has", ""},
+		{[]string{"job-none"}, "", "job job-none has no scenario files and no common asset data to export", ""},
+		{[]string{"job-nosuch"}, "", "404", ""},
+	} {
+		posted = nil
+		_, stderr, err := runCLI(t, srv.URL, append([]string{"export", "-O", out}, c.args...)...)
+		want := []string{c.post}
+		if c.post == "" {
+			want = nil
+		}
+		if err == nil || !strings.Contains(err.Error(), c.err) || !slices.Equal(posted, want) || stderr != c.say {
+			t.Errorf("export %s: %v, posted %q, stderr %q; want %q, posted %q, stderr %q", strings.Join(c.args, " "), err, posted, stderr, c.err, want, c.say)
+		}
 	}
 }

@@ -20,7 +20,6 @@ import (
 	"github.com/avxrm/rm/cmd/avxrm/internal/allinone"
 	"github.com/avxrm/rm/sdk/go/avxrm"
 	"github.com/avxrm/rm/sdk/go/avxrm/api"
-	"github.com/oapi-codegen/nullable"
 )
 
 var binary string
@@ -60,20 +59,8 @@ func recordingProxy(t *testing.T, target, suffix string) (string, func() []strin
 // it is resumed, and what is left is the server's file, checked, and no
 // .part; an empty artifact is an empty file.
 func TestExportAndGetResumeTheirPart(t *testing.T) {
-	srv := allinone.Start(t, binary, t.TempDir(), "127.0.0.1:0")
 	ctx := context.Background()
-	c, err := avxrm.New(srv.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.CreateQueue(ctx, api.QueueBody{Name: "q"}); err != nil {
-		t.Fatal(err)
-	}
-	img := "local"
-	app, err := c.CreateApplication(ctx, api.ApplicationBody{Name: "true", Version: "1", Image: &img, Command: nullable.NewNullableWithValue([]string{"/bin/true"})})
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, c, app := startWithApp(t, "true", "/bin/true")
 	job, err := c.SubmitJob(ctx, api.JobBody{QueueId: "q", WorkerInstances: 1, Application: api.JobApplicationRef{Id: app.Id}})
 	if err != nil {
 		t.Fatal(err)
@@ -138,6 +125,13 @@ func TestExportAndGetResumeTheirPart(t *testing.T) {
 	want := []string{`"" 200`, rest + " 206", rest + " 206", `"" 200`, past + " 416", `"" 200`}
 	if got := artifactGets(); !slices.Equal(got, want) {
 		t.Errorf("artifact requests %q, want %q: whole; the rest; the rest that did not fit, whole; past the end, whole", got, want)
+	}
+
+	// Without --samples: every sample the job has scenario files for.
+	all := filepath.Join(dir, "all.zip")
+	if stdout, stderr, err := runCLI(t, srv.URL, "export", *job.Id, "-O", all); err != nil ||
+		!strings.HasPrefix(stdout, all+": 3 files verified") || !strings.Contains(stderr, "every sample job "+*job.Id+" has (1: s-001)") {
+		t.Errorf("export without --samples: %v\n%s%s", err, stdout, stderr)
 	}
 
 	empty := filepath.Join(dir, "empty.bin")

@@ -42,21 +42,29 @@ func exportsCommand(g *globals) *cobra.Command {
 			if _, err := c.Do(cmd.Context(), http.MethodGet, "/scenario-exports/"+avxrm.PathSegment(args[0]), nil, &v); err != nil {
 				return err
 			}
-			return printItem(cmd.OutOrStdout(), g.output, v)
+			return g.printOne(cmd, v, exportColumns)
 		},
 	}
+	var timeout time.Duration
 	wait := &cobra.Command{
 		Use: "wait <export>", Short: "Wait until a scenario export is ready or failed, and show it", Args: cobra.ExactArgs(1),
-		Long:    "Wait until the export is ready (exit 0) or failed (exit 1, with its reason), then show it.",
-		Example: "  avxrm exports wait exp-01J…\n  avxrm exports wait exp-01J… -o json",
+		Long: "Wait until the export is ready (exit 0) or failed (exit 1, with its reason), then show it.\n" +
+			"--timeout gives up after that long (exit 1; the export goes on being built); Ctrl-C stops\n" +
+			"waiting with exit 130.",
+		Example: "  avxrm exports wait exp-01J…\n  avxrm exports wait exp-01J… --timeout 10m -o json",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.client(cmd.Context())
+			ctx, cancel, err := withTimeout(cmd, timeout)
 			if err != nil {
 				return err
 			}
-			x, err := c.WaitExport(cmd.Context(), args[0])
+			defer cancel()
+			c, err := g.client(ctx)
 			if err != nil {
 				return err
+			}
+			x, err := c.WaitExport(ctx, args[0])
+			if err != nil {
+				return timedOut(ctx, cmd, "export "+args[0], "it is not ready yet", err)
 			}
 			if err := printItem(cmd.OutOrStdout(), g.output, x); err != nil {
 				return err
@@ -67,6 +75,7 @@ func exportsCommand(g *globals) *cobra.Command {
 			return nil
 		},
 	}
+	timeoutFlag(wait, &timeout)
 	var out string
 	download := &cobra.Command{
 		Use:   "download <export> [-O file|dir|-]",

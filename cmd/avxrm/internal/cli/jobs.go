@@ -11,6 +11,7 @@ import (
 	"math"
 	"net/http"
 	"reflect"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -148,14 +149,10 @@ func submitCommand(g *globals) *cobra.Command {
 				body.MaxRetries = ptr(int64(retries))
 			}
 			if len(retryOn) > 0 {
-				on := make([]api.JobBodyRetryOn, len(retryOn))
-				for i, r := range retryOn {
-					on[i] = api.JobBodyRetryOn(r)
-				}
-				body.RetryOn = nullable.NewNullableWithValue(on)
+				body.RetryOn = nullable.NewNullableWithValue(retryKinds(retryOn))
 			}
 			fileDeps, _ := body.DependsOn.Get()
-			named := func(field string) string { return submitFlag(flags, field, len(fileDeps), len(afterOK)) }
+			named := submitFieldNames(flags, len(fileDeps), len(afterOK), timeLimit)
 			if len(afterOK)+len(afterAny) > 0 {
 				deps, _ := body.DependsOn.Get()
 				for _, id := range afterOK {
@@ -181,11 +178,11 @@ func submitCommand(g *globals) *cobra.Command {
 				return err
 			}
 			if flags.Changed("array") {
-				return flagErrors(submitArray(cmd, g, c, body, array, maxParallel, wait), named)
+				return fieldErrors(submitArray(cmd, g, c, body, array, maxParallel, wait), named)
 			}
 			j, err := c.SubmitJob(cmd.Context(), body)
 			if err != nil {
-				return flagErrors(err, named)
+				return fieldErrors(err, named)
 			}
 			if !wait {
 				return printSubmitted(cmd.OutOrStdout(), g, j, *j.Id)
@@ -193,7 +190,9 @@ func submitCommand(g *globals) *cobra.Command {
 			if !g.structured() {
 				fmt.Fprintln(cmd.OutOrStdout(), *j.Id)
 			}
-			return followJob(cmd.Context(), cmd, g, c, *j.Id)
+			err = followJob(cmd.Context(), cmd, g, c, *j.Id)
+			stoppedFollowing(cmd, "job "+*j.Id, "jobs cancel "+*j.Id, "jobs wait "+*j.Id)
+			return err
 		},
 	}
 	f := cmd.Flags()
@@ -209,13 +208,42 @@ func submitCommand(g *globals) *cobra.Command {
 	f.StringArrayVar(&command, "command", nil, "the job's command, one word per flag (repeatable); replaces the application's command and args")
 	f.DurationVar(&timeLimit, "time-limit", 0, "fail the job (DeadlineExceeded) once it has run this long, e.g. 90m (max_run_seconds)")
 	f.IntVar(&retries, "retries", 0, "run a failed attempt again up to this many times (max_retries)")
-	f.StringSliceVar(&retryOn, "retry-on", nil, "which failures are retried: failed, lost or both (default both)")
+	f.StringSliceVar(&retryOn, "retry-on", nil, "which failures are retried: failed (an instance exited non-zero), lost (the runtime lost one) or both (default both)")
+	_ = cmd.RegisterFlagCompletionFunc("retry-on", cobra.FixedCompletions([]string{"failed", "lost", "both"}, cobra.ShellCompDirectiveNoFileComp))
 	f.StringArrayVar(&afterOK, "after-ok", nil, "admit the job only after this job has succeeded; cancel it if that one cannot (repeatable)")
 	f.StringArrayVar(&afterAny, "after-any", nil, "admit the job only after this job has ended, however it ended (repeatable)")
 	f.IntVar(&array, "array", 0, "submit this many jobs of this body as one job array, each with RM_ARRAY_INDEX")
 	f.IntVar(&maxParallel, "max-parallel", 0, "with --array: at most this many of its jobs admitted at once (default: all)")
 	f.BoolVar(&wait, "wait", false, "follow the job (or the array) until it ends; the exit code says how it ended")
 	return cmd
+}
+
+// retryKinds are the kinds of failure the API's retry_on takes for
+// --retry-on's values: both is failed and lost; each kind once.
+func retryKinds(values []string) []api.JobBodyRetryOn {
+	var on []api.JobBodyRetryOn
+	for _, v := range values {
+		kinds := []api.JobBodyRetryOn{api.JobBodyRetryOn(v)}
+		if v == "both" {
+			kinds = []api.JobBodyRetryOn{"failed", "lost"}
+		}
+		for _, k := range kinds {
+			if !slices.Contains(on, k) {
+				on = append(on, k)
+			}
+		}
+	}
+	return on
+}
+
+// stoppedFollowing says on stderr, once Ctrl-C (or SIGTERM) has ended
+// cmd's following of what it submitted, that it goes on, and the commands
+// that cancel it and follow it again; nothing when it ended otherwise.
+func stoppedFollowing(cmd *cobra.Command, what, cancel, follow string) {
+	if cmd.Context().Err() == nil {
+		return
+	}
+	fmt.Fprintf(cmd.ErrOrStderr(), "avxrm: stopped following; %s goes on: 'avxrm %s' cancels it, 'avxrm %s' follows it again\n", what, cancel, follow)
 }
 
 // readJobFile reads a job's body from a JSON or YAML file; a field the API
@@ -370,29 +398,29 @@ func submitFlag(flags *pflag.FlagSet, field string, fileDeps, afterOK int) strin
 	return "--" + flag + key
 }
 
-// flagErrors names the fields of a 422 by the flags that gave them (named
-// returns the flag of a field, "" for one the flags did not give: it stays
-// as the server named it), so that the error speaks of what was typed.
-func flagErrors(err error, named func(field string) string) error {
-	var e *avxrm.Error
-	if !errors.As(err, &e) || e.StatusCode != http.StatusUnprocessableEntity || len(e.FieldErrors()) == 0 {
-		return err
-	}
-	out := *e
-	fes := slices.Clone(e.FieldErrors())
-	detail := deref(e.Problem.Detail)
-	for i, fe := range fes {
-		if flag := named(fe.Field); flag != "" {
-			detail = strings.Replace(detail, fe.Field+": "+fe.Message, flag+": "+fe.Message, 1)
-			fes[i].Field = flag
+// submitFieldNames names the fields of submit's 422 by the flags that gave
+// them (submitFlag), says a bound on --time-limit as a duration, and that
+// a dependency on a job array is none on its jobs.
+func submitFieldNames(flags *pflag.FlagSet, fileDeps, afterOK int, timeLimit time.Duration) func(api.FieldError) api.FieldError {
+	return func(fe api.FieldError) api.FieldError {
+		field := strings.TrimPrefix(fe.Field, "job.")
+		flag := submitFlag(flags, fe.Field, fileDeps, afterOK)
+		if flag != "" {
+			fe.Field = flag
 		}
+		if flag == "--time-limit" {
+			fe.Field += " " + durationText(timeLimit)
+			fe.Message = secondsBound(fe.Message)
+		}
+		if strings.HasPrefix(field, "depends_on[") && arrayRef.MatchString(fe.Message) {
+			id := arrayRef.FindStringSubmatch(fe.Message)[1]
+			fe.Message += fmt.Sprintf(": a job depends on jobs, not on a job array; on each of its jobs, which 'avxrm jobs ls -A --array %s' lists", id)
+		}
+		return fe
 	}
-	if e.Problem.Detail != nil {
-		out.Problem.Detail = &detail
-	}
-	out.Problem.Errors = nullable.NewNullableWithValue(fes)
-	return &out
 }
+
+var arrayRef = regexp.MustCompile(`^no job "(arr-[^"]*)"$`)
 
 // addPairs adds the key=value pairs of kvs to *m (made if nil).
 func addPairs(m **map[string]string, flag string, kvs []string) error {
@@ -485,11 +513,21 @@ func statusLine(j *api.Job) string {
 		status = string(*j.Status)
 	}
 	line := *j.Id + " " + status
+	if j.Attempt != nil && *j.Attempt > 1 { // retried: which attempt this is
+		line += fmt.Sprintf(" (attempt %d", *j.Attempt)
+		if j.MaxRetries != nil {
+			line += fmt.Sprintf(" of %d", *j.MaxRetries+1)
+		}
+		line += ")"
+	}
 	if r := reason(j); r != "" {
 		line += ": " + r
 	}
 	if status == "admitted" || status == "running" || status == "succeeded" || status == "failed" || status == "cancelled" {
 		running, done := workerCounts(j)
+		if avxrm.JobFinal(j) {
+			running = 0 // its instances are stopped: an event may have counted them before
+		}
 		n := int(j.WorkerInstances)
 		line += fmt.Sprintf("  workers %d running, %d succeeded of %d %s", running, done, n, bar(running, done, n, 20))
 	}
@@ -566,7 +604,7 @@ func jobsCommand(g *globals) *cobra.Command {
 			if _, err := c.Do(cmd.Context(), http.MethodGet, "/jobs/"+avxrm.PathSegment(args[0]), nil, &v); err != nil {
 				return err
 			}
-			return printItem(cmd.OutOrStdout(), g.output, v)
+			return g.printOne(cmd, v, jobCols)
 		},
 	}
 	describe := &cobra.Command{
@@ -821,15 +859,29 @@ func logsCommand(g *globals) *cobra.Command {
 			if err := checkTail(cmd, tail); err != nil {
 				return err
 			}
-			return printLogs(cmd.Context(), c, args[0], role, index, tail, followLogs, cmd.OutOrStdout(), cmd.ErrOrStderr())
+			err = printLogs(cmd.Context(), c, args[0], role, index, tail, followLogs, cmd.OutOrStdout(), cmd.ErrOrStderr())
+			return flagErrors(err, paramFlags(map[string]string{"role": "role", "index": "index", "tail": "tail"}))
 		},
 	}
+	refuseFormat(cmd, g, "the instance's output is printed as the program wrote it")
 	cmd.Flags().StringVar(&role, "role", "worker", "controller, worker or post-controller")
 	cmd.Flags().IntVar(&index, "index", 0, "the instance's index within its role")
 	cmd.Flags().BoolVarP(&followLogs, "follow", "f", false, "keep printing new output until the instance ends; a lost connection is said on stderr and read again")
 	cmd.Flags().IntVar(&tail, "tail", 0, "only the last N lines (then, with -f, what follows); the server reads no more of the log than those")
 	_ = cmd.RegisterFlagCompletionFunc("role", cobra.FixedCompletions([]string{"controller", "worker", "post-controller"}, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
+}
+
+// refuseFormat makes cmd, whose output is no document, refuse -o json|yaml
+// before it does anything, saying why (what it prints).
+func refuseFormat(cmd *cobra.Command, g *globals, why string) {
+	run := cmd.RunE
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if g.structured() {
+			return fmt.Errorf("-o %s: '%s' takes no output format: %s", g.output, cmd.CommandPath(), why)
+		}
+		return run(cmd, args)
+	}
 }
 
 // printLogs prints the instance's log; following, until the instance has

@@ -136,6 +136,21 @@ func printItem(w io.Writer, format string, v any) error {
 	return writeYAML(w, v)
 }
 
+// table says whether -o table was given: a get, which shows one resource
+// as YAML by default, then prints it as a table, as ls does.
+func (g *globals) table(cmd *cobra.Command) bool {
+	return g.output == "table" && cmd.Flags().Changed("output")
+}
+
+// printOne prints one resource (raw JSON) as get does: a table of cols
+// with -o table, else as printItem does.
+func (g *globals) printOne(cmd *cobra.Command, v json.RawMessage, cols []column) error {
+	if g.table(cmd) {
+		return printItems(cmd.OutOrStdout(), "table", []json.RawMessage{v}, cols)
+	}
+	return printItem(cmd.OutOrStdout(), g.output, v)
+}
+
 func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")

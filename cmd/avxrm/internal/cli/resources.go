@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"reflect"
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -28,8 +29,8 @@ type kind struct {
 	cols []column
 	// refs are the id fields the table shows by name: queue_id, application_id.
 	refs []string
-	// example of create and set, for --help.
-	example string
+	// example of create and set, for --help; setExample of set.
+	example, setExample string
 	// body is the type of the resource's body, whose fields create and
 	// set take; fieldFlags are those they have a flag of their own for.
 	body       reflect.Type
@@ -44,31 +45,37 @@ var kinds = []kind{
 		example: "  avxrm queues create Default --limit 10 --description 'Test queue'\n" +
 			"  avxrm queues set Default --limit 10\n  avxrm queues set Default --set scheduling.backfill=false\n" +
 			"  avxrm queues create -f queue.yaml\n  avxrm queues ls -o json",
-		body: reflect.TypeFor[api.QueueBody](), fieldFlags: map[string]string{"maximum_allowed_worker_instances": "limit"}},
+		setExample: "  avxrm queues set Default --limit 20\n  avxrm queues set Default --limit none   # unlimited\n" +
+			"  avxrm queues set Default --description 'Nightly runs' --set scheduling.backfill=false\n  avxrm queues set Default -f patch.yaml",
+		body: reflect.TypeFor[api.QueueBody](), fieldFlags: map[string]string{"maximum_allowed_worker_instances": "limit", "description": "description"}},
 	{use: "plugins", short: "Plugins: the runtimes jobs run on (kubernetes, docker, local, simulated)", aliases: []string{"plugin"},
 		path: "/plugins", keys: 1,
-		cols:    []column{{"NAME", field("name")}, {"ID", field("id")}, {"TYPE", field("type")}, {"DEFAULT", field("is_default")}, {"AGE", age("created_at")}},
-		example: "  avxrm plugins create sim --set type=simulated --set config.run_seconds=5\n  avxrm plugins get sim -o json",
-		body:    reflect.TypeFor[api.PluginBody]()},
+		cols:       []column{{"NAME", field("name")}, {"ID", field("id")}, {"TYPE", field("type")}, {"DEFAULT", field("is_default")}, {"AGE", age("created_at")}},
+		example:    "  avxrm plugins create sim --set type=simulated --set config.run_seconds=5\n  avxrm plugins get sim -o json",
+		setExample: "  avxrm plugins set sim --set config.run_seconds=10\n  avxrm plugins set sim --set is_default=true",
+		body:       reflect.TypeFor[api.PluginBody]()},
 	{use: "apps", short: "Applications: what a job runs (image, command)", aliases: []string{"app", "applications"},
 		path: "/applications", keys: 1,
-		cols:    []column{{"NAME", field("name")}, {"VERSION", field("version")}, {"ID", field("id")}, {"IMAGE", field("image")}, {"AGE", age("created_at")}},
-		example: "  avxrm apps create sim --set-string version=1.0 --set image=registry/sim:1.0\n  avxrm apps create -f app.json",
-		body:    reflect.TypeFor[api.ApplicationBody]()},
+		cols:       []column{{"NAME", field("name")}, {"VERSION", field("version")}, {"ID", field("id")}, {"IMAGE", field("image")}, {"AGE", age("created_at")}},
+		example:    "  avxrm apps create sim --set-string version=1.0 --set image=registry/sim:1.0\n  avxrm apps create -f app.json",
+		setExample: "  avxrm apps set sim:1.0 --set image=registry/sim:1.0.1\n  avxrm apps set sim:1.0 --set 'args=[\"--fast\"]'",
+		body:       reflect.TypeFor[api.ApplicationBody]()},
 	{use: "runtime-configs", short: "App-runtime-configs: the image and settings of an application on a queue", aliases: []string{"runtime-config", "rc"},
 		path: "/app-runtime-config", keys: 2,
 		cols: []column{{"QUEUE", field("queue_id")}, {"APPLICATION", field("application_id")}, {"IMAGE", field("image")}, {"WORKDIR", field("working_directory")}},
 		refs: []string{"queue_id", "application_id"},
 		example: "  avxrm runtime-configs create Default sim:1.0 --set image=registry/sim:1.0 --set working_directory=/work\n" +
 			"  avxrm runtime-configs get Default sim:1.0   # the application by name:version, or by its id app-01J…",
-		body: reflect.TypeFor[api.AppRuntimeConfigBody]()},
+		setExample: "  avxrm runtime-configs set Default sim:1.0 --set image=registry/sim:1.1\n  avxrm rc set Default sim:1.0 --set environment_variables.LOG=debug",
+		body:       reflect.TypeFor[api.AppRuntimeConfigBody]()},
 	{use: "deployments", short: "Deployments: long-running replicas of an application on a queue", aliases: []string{"deployment", "deploy"},
 		path: "/deployments", keys: 1,
 		cols: []column{{"NAME", field("name")}, {"ID", field("id")}, {"APPLICATION", field("application_id")}, {"QUEUE", field("queue_id")},
 			{"REPLICAS", field("replicas")}, {"READY", field("status.ready_replicas")}, {"RESTARTS", restartsCol}},
-		refs:    []string{"queue_id", "application_id"},
-		example: "  avxrm deployments create viz --set application_id=viz:1.0 --set queue_id=Default --set replicas=2",
-		body:    reflect.TypeFor[api.DeploymentBody]()},
+		refs:       []string{"queue_id", "application_id"},
+		example:    "  avxrm deployments create viz --set application_id=viz:1.0 --set queue_id=Default --set replicas=2",
+		setExample: "  avxrm deployments set viz --set replicas=4\n  avxrm deployments set viz --set application_id=viz:1.1",
+		body:       reflect.TypeFor[api.DeploymentBody]()},
 }
 
 // restartsCol is how often a deployment's replicas were started again, all slots together.
@@ -145,9 +152,16 @@ func resourceCommand(g *globals, k kind) *cobra.Command {
 			}
 			var v json.RawMessage
 			if _, err := c.Do(cmd.Context(), http.MethodGet, k.itemPath(args), nil, &v); err != nil {
-				return err
+				return k.cliError(cmd.Context(), c, args, err)
 			}
-			return printItem(cmd.OutOrStdout(), g.output, v)
+			if g.table(cmd) && len(k.refs) > 0 {
+				items, err := withNames(cmd.Context(), c, []json.RawMessage{v}, k.refs)
+				if err != nil {
+					return err
+				}
+				v = items[0]
+			}
+			return g.printOne(cmd, v, k.cols)
 		},
 	}
 
@@ -181,7 +195,7 @@ func resourceCommand(g *globals, k kind) *cobra.Command {
 			}
 			var v json.RawMessage
 			if _, err := c.Do(cmd.Context(), http.MethodPost, path, body, &v); err != nil {
-				return err
+				return k.cliError(cmd.Context(), c, args, fieldErrors(err, setFieldNames(cmd.Flags(), k.fieldFlags, sets, setStrings)))
 			}
 			return printCreated(cmd, g, v)
 		},
@@ -189,7 +203,7 @@ func resourceCommand(g *globals, k kind) *cobra.Command {
 
 	set := &cobra.Command{
 		Use: "set " + k.keyUse() + " [--set key=value]…", Short: "Change " + aSingular + " (a JSON merge patch)",
-		Args: cobra.ExactArgs(k.keys), Example: k.example,
+		Args: cobra.ExactArgs(k.keys), Example: k.setExample,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			body, err := buildBody(file, sets, setStrings)
 			if err != nil {
@@ -199,7 +213,11 @@ func resourceCommand(g *globals, k kind) *cobra.Command {
 				return err
 			}
 			if len(body) == 0 {
-				return fmt.Errorf("nothing to change: give --set key=value or -f file")
+				give := "--set key=value, --set-string key=value or -f file"
+				if k.use == "queues" {
+					give = "--limit, --description, " + give
+				}
+				return fmt.Errorf("nothing to change: give %s", give)
 			}
 			c, err := g.client(cmd.Context())
 			if err != nil {
@@ -207,7 +225,7 @@ func resourceCommand(g *globals, k kind) *cobra.Command {
 			}
 			var v json.RawMessage
 			if _, err := c.Do(cmd.Context(), http.MethodPatch, k.itemPath(args), body, &v); err != nil {
-				return err
+				return k.cliError(cmd.Context(), c, args, fieldErrors(err, setFieldNames(cmd.Flags(), k.fieldFlags, sets, setStrings)))
 			}
 			return printCreated(cmd, g, v)
 		},
@@ -232,7 +250,7 @@ func resourceCommand(g *globals, k kind) *cobra.Command {
 				return err
 			}
 			if _, err := c.Do(cmd.Context(), http.MethodDelete, k.itemPath(args), nil, nil); err != nil {
-				return err
+				return k.cliError(cmd.Context(), c, args, err)
 			}
 			if g.structured() {
 				deleted := map[string]any{"deleted": args[0]}
@@ -253,6 +271,59 @@ func resourceCommand(g *globals, k kind) *cobra.Command {
 		cmd.AddCommand(replicasCommand(g), replicaLogsCommand(g))
 	}
 	return cmd
+}
+
+// cliError is err of a request about the resource of k that args name, in
+// the words of the command line: an app-runtime-config by the queue and
+// application as given, not by the ids of the API's path, and what uses a
+// resource that cannot be deleted by the command that deletes it.
+func (k kind) cliError(ctx context.Context, c *avxrm.Client, args []string, err error) error {
+	e := apiError(err, http.StatusConflict)
+	if e == nil {
+		e = apiError(err, http.StatusNotFound)
+	}
+	if e == nil {
+		return err
+	}
+	detail := deref(e.Problem.Detail)
+	switch {
+	case k.keys == 2 && e.StatusCode == http.StatusConflict && strings.Contains(detail, " already exists; change it with PUT or PATCH at "):
+		return withDetail(e, fmt.Sprintf("an app-runtime-config of application %s on queue %s already exists; change it with: avxrm rc set %s %s",
+			args[1], args[0], args[0], args[1]))
+	case k.keys == 2 && e.StatusCode == http.StatusNotFound && strings.HasPrefix(detail, "app-runtime-config of application "):
+		return withDetail(e, fmt.Sprintf("no app-runtime-config of application %s on queue %s: 'avxrm rc ls' lists them", args[1], args[0]))
+	case e.StatusCode == http.StatusConflict:
+		// in use by app-runtime-config arc-… (/api/…/app-runtime-config/q-…/application/app-…)
+		named := rcUser.ReplaceAllStringFunc(detail, func(m string) string {
+			sub := rcUser.FindStringSubmatch(m)
+			queue, app := refName(ctx, c, "/queues/", sub[1]), refName(ctx, c, "/applications/", sub[2])
+			return fmt.Sprintf("the app-runtime-config of application %s on queue %s (avxrm rc rm %s %s)", app, queue, queue, app)
+		})
+		if named != detail {
+			return withDetail(e, named)
+		}
+	}
+	return err
+}
+
+var rcUser = regexp.MustCompile(`app-runtime-config arc-\S+ \(/api/resources/v1/app-runtime-config/([^/\s]+)/application/([^/\s)]+)\)`)
+
+// refName is the name of the queue or application (path: /queues/,
+// /applications/) of id, an application's as name:version; id itself if
+// it cannot be read.
+func refName(ctx context.Context, c *avxrm.Client, path, id string) string {
+	var r map[string]any // an application's version is a string, every resource's a number
+	if _, err := c.Do(ctx, http.MethodGet, path+avxrm.PathSegment(id), nil, &r); err != nil {
+		return id
+	}
+	name, _ := r["name"].(string)
+	if name == "" {
+		return id
+	}
+	if v, ok := r["version"].(string); ok && path == "/applications/" {
+		return name + ":" + v
+	}
+	return name
 }
 
 // listAll reads every page of the list at path.
@@ -378,7 +449,9 @@ func queueFlags(cmd *cobra.Command, body map[string]any, limit, description stri
 	if f := cmd.Flags().Lookup("limit"); f != nil && f.Changed {
 		if limit == "none" || limit == "null" {
 			body["maximum_allowed_worker_instances"] = nil
-		} else if n, err := strconv.Atoi(limit); err != nil {
+		} else if n, err := strconv.Atoi(limit); errors.Is(err, strconv.ErrRange) {
+			return fmt.Errorf("--limit %q: too large a number of worker instances; for no limit give 'none'", limit)
+		} else if err != nil {
 			return fmt.Errorf("--limit %q: want a number or 'none'", limit)
 		} else {
 			body["maximum_allowed_worker_instances"] = n

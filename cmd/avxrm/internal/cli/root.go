@@ -109,9 +109,15 @@ func message(err error) string {
 		return msg
 	case api.NotAPI():
 		return msg + ": is --server its root URL?"
+	case notTheAPI(api):
+		return fmt.Sprintf("the server at %s answered %d with %s, not the Resource Manager's API: is --server its root URL?",
+			api.Server, api.StatusCode, api.ContentType)
 	case routeNotFound(api) && hasPath(api.Server):
 		return fmt.Sprintf("the API was not found under %s (404): --server is the server's root URL, such as %s",
 			api.Server, withoutPath(api.Server))
+	}
+	if d := deref(api.Problem.Detail); d != "" {
+		msg = strings.Replace(msg, d, cliWords(api.StatusCode, d), 1)
 	}
 	switch api.StatusCode {
 	case http.StatusUnauthorized:
@@ -177,16 +183,17 @@ func Root() *cobra.Command {
 	root.SetFlagErrorFunc(flagError)
 	// Before any command does anything: a bad -o, such as a file name
 	// meant for -O, must not first create an export or cancel a job.
-	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
-		if g.server != "" && !strings.Contains(g.server, "://") {
-			g.server = "http://" + g.server // host:port, as typed
+	root.PersistentPreRunE = func(cmd *cobra.Command, args []string) error {
+		g.normalizeServer()
+		if err := emptyArg(cmd, args); err != nil {
+			return err
 		}
 		return g.checkOutput(cmd)
 	}
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.server, "server", envOr("RM_SERVER", envOr("RM_API_URL", avxrm.DefaultServer)),
 		"the server's root URL; host:port means http://host:port ($RM_SERVER; in a job's instance $RM_API_URL)")
-	pf.StringVarP(&g.output, "output", "o", "table", "output format: table, json or yaml")
+	pf.StringVarP(&g.output, "output", "o", "table", "output format: table, json or yaml (a get shows its one resource as YAML unless -o is given)")
 	pf.StringVar(&g.token, "token", "", "a bearer token to send ($RM_TOKEN; in a job's instance $RM_JOB_TOKEN; else the one 'avxrm login' stored)")
 	_ = root.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"table", "json", "yaml"}, cobra.ShellCompDirectiveNoFileComp))
 	root.AddGroup(&cobra.Group{ID: "resources", Title: "Resources:"}, &cobra.Group{ID: "jobs", Title: "Jobs:"},
@@ -205,6 +212,7 @@ func Root() *cobra.Command {
 		c.GroupID = "other"
 		root.AddCommand(c)
 	}
+	addCompletions(root, g)
 	withUsageOnArgErrors(root)
 	root.InitDefaultCompletionCmd() // now, not at Execute, so that it is a group like the others
 	rejectUnknownCommands(root)
@@ -315,6 +323,32 @@ func envOr(name, def string) string {
 		return v
 	}
 	return def
+}
+
+// normalizeServer makes a --server given as host:port the URL it stands
+// for, http://host:port.
+func (g *globals) normalizeServer() {
+	if g.server != "" && !strings.Contains(g.server, "://") {
+		g.server = "http://" + g.server // host:port, as typed
+	}
+}
+
+// emptyArg refuses an empty argument (an id from an empty variable: avxrm
+// jobs get "$JOB") before any request, which would ask for the collection
+// or no route; the job's own args, after --, may be empty.
+func emptyArg(cmd *cobra.Command, args []string) error {
+	if strings.HasPrefix(cmd.Name(), "__") { // cobra's __complete: its last word is the one being completed, "" too
+		return nil
+	}
+	if n := cmd.ArgsLenAtDash(); n >= 0 {
+		args = args[:n]
+	}
+	for i, a := range args {
+		if strings.TrimSpace(a) == "" {
+			return fmt.Errorf("argument %d is empty; usage: %s", i+1, cmd.UseLine())
+		}
+	}
+	return nil
 }
 
 // checkOutput refuses an -o that is no output format. Where cmd writes a

@@ -1,8 +1,13 @@
 package cli
 
 import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"reflect"
+	"sync"
 	"testing"
 
 	"github.com/avxrm/rm/sdk/go/avxrm/api"
@@ -73,6 +78,30 @@ func TestAppRef(t *testing.T) {
 	} {
 		if diff := cmp.Diff(c.want, appRef(c.app, c.image)); diff != "" {
 			t.Errorf("appRef(%q, %q) mismatch (-want +got):\n%s", c.app, c.image, diff)
+		}
+	}
+}
+
+// --retry-on both is failed and lost, the values the API's retry_on takes.
+func TestSubmitRetryOnBoth(t *testing.T) {
+	var mu sync.Mutex
+	var bodies []map[string]any
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var b map[string]any
+		_ = json.NewDecoder(r.Body).Decode(&b)
+		mu.Lock()
+		bodies = append(bodies, b)
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusCreated)
+		_, _ = w.Write([]byte(`{"id":"job-1"}`))
+	}))
+	defer srv.Close()
+	for flag, want := range map[string][]any{"both": {"failed", "lost"}, "lost": {"lost"}, "failed,both": {"failed", "lost"}} {
+		bodies = nil
+		out, _, err := runCLI(t, srv.URL, "submit", "--queue", "Default", "--app", "sim", "--retries", "2", "--retry-on", flag)
+		if err != nil || out != "job-1\n" || len(bodies) != 1 || !reflect.DeepEqual(bodies[0]["retry_on"], want) {
+			t.Errorf("--retry-on %s: %v %q, sent %v; want retry_on %v", flag, err, out, bodies, want)
 		}
 	}
 }

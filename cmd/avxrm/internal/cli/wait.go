@@ -39,15 +39,11 @@ func waitCommand(g *globals) *cobra.Command {
 			if err := f.check(cmd, args); err != nil {
 				return err
 			}
-			if timeout < 0 {
-				return fmt.Errorf("--timeout %s: want a duration of 0 (wait as long as it takes) or more", timeout)
+			ctx, cancel, err := withTimeout(cmd, timeout)
+			if err != nil {
+				return err
 			}
-			ctx := cmd.Context()
-			if timeout > 0 {
-				var cancel context.CancelFunc
-				ctx, cancel = context.WithTimeoutCause(ctx, timeout, fmt.Errorf("timed out after %s", timeout))
-				defer cancel()
-			}
+			defer cancel()
 			c, err := g.client(ctx)
 			if err != nil {
 				return err
@@ -57,18 +53,43 @@ func waitCommand(g *globals) *cobra.Command {
 				return err
 			}
 			if len(ids) == 1 {
-				err := followJob(ctx, cmd, g, c, ids[0])
-				if cause := context.Cause(ctx); cause != nil && ctx.Err() != nil && cmd.Context().Err() == nil {
-					return fmt.Errorf("job %s: %w; it has not ended", ids[0], cause)
-				}
-				return err
+				return timedOut(ctx, cmd, "job "+ids[0], "it has not ended", followJob(ctx, cmd, g, c, ids[0]))
 			}
 			return waitAll(ctx, cmd, g, c, ids)
 		},
 	}
 	f.flags(cmd, "select")
-	cmd.Flags().DurationVar(&timeout, "timeout", 0, "give up after this long, e.g. 2h (0: wait as long as it takes)")
+	timeoutFlag(cmd, &timeout)
 	return cmd
+}
+
+// timeoutFlag gives a command that waits --timeout, which withTimeout reads.
+func timeoutFlag(cmd *cobra.Command, timeout *time.Duration) {
+	cmd.Flags().DurationVar(timeout, "timeout", 0, "give up after this long, e.g. 2h (0: wait as long as it takes)")
+}
+
+// withTimeout is the context of a command that waits at most timeout (0:
+// as long as it takes); a negative timeout is refused.
+func withTimeout(cmd *cobra.Command, timeout time.Duration) (context.Context, context.CancelFunc, error) {
+	if timeout < 0 {
+		return nil, nil, fmt.Errorf("--timeout %s: want a duration of 0 (wait as long as it takes) or more", timeout)
+	}
+	if timeout == 0 {
+		return cmd.Context(), func() {}, nil
+	}
+	ctx, cancel := context.WithTimeoutCause(cmd.Context(), timeout, fmt.Errorf("timed out after %s", timeout))
+	return ctx, cancel, nil
+}
+
+// timedOut is the error of a wait for what (a job, an array, an export)
+// in ctx that ended with err: when its --timeout passed (not Ctrl-C),
+// exit 1 saying so, and how it still is (still: "it has not ended");
+// else err.
+func timedOut(ctx context.Context, cmd *cobra.Command, what, still string, err error) error {
+	if cause := context.Cause(ctx); cause != nil && ctx.Err() != nil && cmd.Context().Err() == nil {
+		return fmt.Errorf("%s: %w; %s", what, cause, still)
+	}
+	return err
 }
 
 // waitAll waits for every job of ids, waitParallel at a time, printing a
