@@ -179,6 +179,7 @@ func (s *Service) Serve(ctx context.Context) error {
 		}
 	}
 	hs := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	hs.RegisterOnShutdown(s.server.EndStreams) // else they hold the drain until its timeout
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	go s.SweepArrayCancels(ctx)

@@ -219,7 +219,8 @@ func (s *Server) streamEvents(ctx context.Context, in *eventsInput) (*huma.Strea
 		defer s.hub.unsubscribe(sub)
 		answer(hctx)
 		w := hctx.BodyWriter()
-		pctx := hctx.Context()
+		pctx, stop := s.streamContext(hctx.Context())
+		defer stop()
 		if until := s.opts.Auth.Until(auth.From(ctx)); !until.IsZero() {
 			// The roles the stream was opened with decide what it may
 			// read: not beyond the token's life.

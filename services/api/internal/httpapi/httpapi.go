@@ -77,6 +77,10 @@ type Server struct {
 	jobs   *jobdoc.Store
 	active *indexed.Reader // a queue's active jobs, by index (usage, positions)
 	hub    *eventHub       // the readers of GET /events (eventhub.go)
+	// streams ends when the server begins to shut down (EndStreams), and
+	// with it the answers that last as long as their client (streams.go).
+	streams    context.Context
+	endStreams context.CancelFunc
 	// arrayCancels asks the jobs of cancelled arrays to cancel, after the
 	// answer (arraycancel.go).
 	arrayCancels arrayCancels
@@ -119,6 +123,7 @@ func New(opts Options) *Server {
 	nameReadOnlyFields(api.OpenAPI().Components.Schemas)
 
 	s := &Server{opts: opts, Echo: e, API: api, idempotentRoutes: map[string]bool{}}
+	s.streams, s.endStreams = context.WithCancel(context.Background())
 	if opts.JS != nil {
 		s.hub = newEventHub(opts.JS, opts.Logger)
 	}

@@ -206,6 +206,8 @@ func (s *Server) streamLogs(ctx context.Context, subject string, from LogsRange)
 		}
 		hctx.SetStatus(http.StatusOK)
 		w := hctx.BodyWriter()
+		ctx, stop := s.streamContext(hctx.Context())
+		defer stop()
 		chunk, offset := first, first.start
 		for {
 			if _, err := w.Write(chunk.data); err != nil {
@@ -220,11 +222,13 @@ func (s *Server) streamLogs(ctx context.Context, subject string, from LogsRange)
 			if f, ok := w.(http.Flusher); ok {
 				f.Flush()
 			}
-			if hctx.Context().Err() != nil {
+			if ctx.Err() != nil {
 				return
 			}
-			if chunk, err = fetchLogs(hctx.Context(), nc, subject, offset, 0); err != nil {
-				s.opts.Logger.Warn("logs cut short", "subject", subject, "offset", offset, "err", err)
+			if chunk, err = fetchLogs(ctx, nc, subject, offset, 0); err != nil {
+				if ctx.Err() == nil { // else the client left, or the server stops
+					s.opts.Logger.Warn("logs cut short", "subject", subject, "offset", offset, "err", err)
+				}
 				return
 			}
 		}
