@@ -222,6 +222,7 @@ func (t *term) cancelForDependency(ctx context.Context, id, message string, leas
 		j.Status = events.JobCancelled
 		j.FinishedAt = &now
 		jobdoc.SetCondition(j, condAdmitted, "False", reasonDependencyFailed, message, now)
+		jobdoc.SetCondition(j, jobdoc.CondCancelled, "True", reasonDependencyFailed, message, now)
 		return []string{events.TypeJobCancelled}
 	})
 }

@@ -167,6 +167,7 @@ func (t *term) cancel(ctx context.Context, id string, leased bool) (*events.Job,
 		j.Status = events.JobCancelled
 		j.FinishedAt = &now
 		jobdoc.SetCondition(j, condAdmitted, "False", reasonCancelled, "cancelled before admission", now)
+		jobdoc.SetCondition(j, jobdoc.CondCancelled, "True", reasonCancelled, "cancelled before admission", now)
 		types := []string{events.TypeJobCancelled}
 		if j.CleanupRequested && j.CleanedAt == nil && !leased {
 			j.CleanedAt = &now

@@ -145,7 +145,7 @@ func Changes(before, after *events.Job) []Change {
 			}
 			out = append(out, Change{name, w})
 		case "conditions":
-			out = append(out, conditionChanges(before.Conditions, after.Conditions)...)
+			out = append(out, conditionChanges(before, after)...)
 		case "post_controller":
 			out = append(out, postControllerChanges(before.PostController, after.PostController)...)
 		default:
@@ -168,19 +168,28 @@ func storedName(f reflect.StructField) string {
 	return b
 }
 
-func conditionChanges(before, after []events.Condition) []Change {
+// conditionChanges lists the conditions that differ between the jobs,
+// each with its owner: conditionOwners, but Cancelled is written with the
+// cancelled status, by whoever may write that status (the scheduler for a
+// job it never admitted).
+func conditionChanges(before, after *events.Job) []Change {
 	var out []Change
 	seen := map[string]bool{}
-	for _, list := range [][]events.Condition{before, after} {
+	for _, list := range [][]events.Condition{before.Conditions, after.Conditions} {
 		for _, c := range list {
 			if seen[c.Type] {
 				continue
 			}
 			seen[c.Type] = true
-			a, b := findCondition(before, c.Type), findCondition(after, c.Type)
-			if !reflect.DeepEqual(a, b) {
-				out = append(out, Change{"conditions[" + c.Type + "]", conditionOwners[c.Type]})
+			a, b := findCondition(before.Conditions, c.Type), findCondition(after.Conditions, c.Type)
+			if reflect.DeepEqual(a, b) {
+				continue
 			}
+			w := conditionOwners[c.Type]
+			if c.Type == CondCancelled && after.Status == events.JobCancelled && before.Status != after.Status {
+				w = statusWriter(before.Status, after.Status)
+			}
+			out = append(out, Change{"conditions[" + c.Type + "]", w})
 		}
 	}
 	return out

@@ -39,6 +39,11 @@ func TestOwnership(t *testing.T) {
 		"dependency failed": {from: events.JobPending, owner: jobdoc.Scheduler, f: func(j *events.Job) {
 			j.Status, j.FinishedAt = events.JobCancelled, &now
 			jobdoc.SetCondition(j, jobdoc.CondAdmitted, "False", "DependencyFailed", "job-0 failed", now)
+			jobdoc.SetCondition(j, jobdoc.CondCancelled, "True", "DependencyFailed", "job-0 failed", now)
+		}},
+		"cancelled condition of a running job": {from: events.JobRunning, owner: jobdoc.Launcher, f: func(j *events.Job) {
+			j.Status, j.FinishedAt = events.JobCancelled, &now
+			jobdoc.SetCondition(j, jobdoc.CondCancelled, "True", "Cancelled", "cancelled: its instances were stopped", now)
 		}},
 		"admission": {from: events.JobPending, owner: jobdoc.Scheduler, f: func(j *events.Job) {
 			j.Status, j.AdmittedAt = events.JobAdmitted, &now

@@ -11,6 +11,7 @@ import (
 
 	"github.com/avxrm/rm/pkg/events"
 	"github.com/avxrm/rm/pkg/events/eventstest"
+	"github.com/avxrm/rm/pkg/events/jobdoc"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -127,6 +128,14 @@ func TestDependencyChainEndToEnd(t *testing.T) {
 		}
 		if j.ID == b2.ID && admittedCondition(got).Message != "dependency can no longer succeed: "+a2.ID+" failed" {
 			t.Errorf("%s: %q does not say how its dependency ended", j.ID, admittedCondition(got).Message)
+		}
+		// Cancelled says why, and so does Finished (API.md).
+		why := admittedCondition(got).Message
+		for _, want := range []events.Condition{{Type: "Cancelled", Status: "True", Reason: "DependencyFailed", Message: why},
+			{Type: "Finished", Status: "True", Reason: "Cancelled", Message: why}} {
+			if c := jobdoc.FindCondition(&got, want.Type); c == nil || c.Status != want.Status || c.Reason != want.Reason || c.Message != want.Message {
+				t.Errorf("%s: condition %s = %+v, want %s %s %q", j.ID, want.Type, c, want.Status, want.Reason, want.Message)
+			}
 		}
 		if got.AdmittedAt != nil || got.FinishedAt == nil {
 			t.Errorf("%s: admitted_at %v, finished_at %v", j.ID, got.AdmittedAt, got.FinishedAt)
