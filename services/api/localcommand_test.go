@@ -215,6 +215,21 @@ func TestNoImageSaysWhenTheDriverIgnoresIt(t *testing.T) {
 	}
 	// Any reference does there.
 	e.must(http.StatusCreated, http.MethodPost, v1+"/jobs", jobBody("Default", 1).with("application", obj{"name": "inline", "version": "1", "image": "local"}).with("command", []string{"/bin/true"}))
+
+	// Without an image and without a command on a queue that ignores the
+	// image, both are said at once: given the image alone, the job would
+	// be refused next for its command.
+	bare := e.create("/applications", obj{"name": "bare", "version": "1"}).str("id")
+	r := e.do(http.MethodPost, v1+"/jobs", jobBody("Loc", 1).with("application", obj{"id": bare}))
+	if r.Status != http.StatusUnprocessableEntity || !strings.Contains(string(r.Body), `"field":"command"`) || !strings.Contains(string(r.Body), "nothing to run") {
+		t.Errorf("a job without an image and a command on a local queue = %s, want 422 naming application.image and command", truncate(r))
+	}
+	assertProblem(t, r, "application.image")
+	// With a command, the image alone.
+	r = e.do(http.MethodPost, v1+"/jobs", jobBody("Loc", 1).with("application", obj{"id": bare}).with("command", []string{"/bin/true"}))
+	if r.Status != http.StatusUnprocessableEntity || strings.Contains(string(r.Body), `"field":"command"`) {
+		t.Errorf("a job with a command but no image on a local queue = %s, want 422 naming application.image alone", truncate(r))
+	}
 }
 
 // A job's controller runs the job's runtime on simulation-controller-queue,

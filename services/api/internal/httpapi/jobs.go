@@ -278,17 +278,31 @@ func (s *Server) newJob(ctx context.Context, b *JobBody) (*events.Job, error) {
 			return nil, err
 		}
 	}
-	rt, err := jobspec.Resolve(q, app, arc, jobspec.Submission{
+	sub := jobspec.Submission{
 		InlineImage: b.Application.Image, AppEnv: b.Application.EnvironmentVariables, Env: b.EnvironmentVariables,
 		Command: b.Command, Args: b.Args,
-	})
+	}
+	rt, err := jobspec.Resolve(q, app, arc, sub)
 	if errors.Is(err, jobspec.ErrNoImage) {
 		hint, err := s.imageIgnoredOn(ctx, q)
 		if err != nil {
 			return nil, err
 		}
-		return nil, problem.Invalid(problem.Field("application.image",
-			"no image: the application has none, the job gives none inline and queue %s has no app-runtime-config for it%s", q.Name, hint))
+		errs := []*problem.FieldError{problem.Field("application.image",
+			"no image: the application has none, the job gives none inline and queue %s has no app-runtime-config for it%s", q.Name, hint)}
+		if hint != "" {
+			// The image is ignored there: whether it would have anything
+			// to run is said now too, not after the image is given.
+			sub.InlineImage = "local"
+			if rt, err := jobspec.Resolve(q, app, arc, sub); err == nil {
+				if msg, err := s.nothingToRunOn(ctx, q, rt); err != nil {
+					return nil, err
+				} else if msg != "" {
+					errs = append(errs, problem.Field("command", "%s", msg))
+				}
+			}
+		}
+		return nil, problem.Invalid(errs...)
 	}
 	if err != nil {
 		return nil, err
