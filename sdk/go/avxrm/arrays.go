@@ -14,20 +14,7 @@ import (
 // exist (a deleted job is in none), so an array with jobs deleted ends
 // with fewer jobs ended than its Count. Not final while the server has not
 // said its counts.
-func JobArrayFinal(a *api.JobArray) bool {
-	if a == nil || a.Counts == nil {
-		return false
-	}
-	for status, n := range *a.Counts {
-		if n > 0 && !jobStatusFinal(status) {
-			return false
-		}
-	}
-	return true
-}
-
-// jobStatusFinal says whether a job's status is final.
-func jobStatusFinal(s string) bool { return s == "succeeded" || s == "failed" || s == "cancelled" }
+func JobArrayFinal(a *api.JobArray) bool { return arrayActive(a) == 0 }
 
 // arrayActive is how many jobs of an array have not ended; -1 when the
 // server has not said its counts.

@@ -246,15 +246,11 @@ func (c *Client) stream(ctx context.Context, o WatchOptions, after *uint64, yiel
 
 // JobFinal says whether a job's status is final.
 func JobFinal(j *api.Job) bool {
-	if j == nil || j.Status == nil {
-		return false
-	}
-	switch *j.Status {
-	case "succeeded", "failed", "cancelled":
-		return true
-	}
-	return false
+	return j != nil && j.Status != nil && jobStatusFinal(string(*j.Status))
 }
+
+// jobStatusFinal says whether a job's status is final.
+func jobStatusFinal(s string) bool { return s == "succeeded" || s == "failed" || s == "cancelled" }
 
 // FollowJob yields the job now, then each newer state of it as the event
 // stream reports it, and ends after a final one. It follows the job's

@@ -200,7 +200,7 @@ func followArray(ctx context.Context, c *avxrm.Client, id string, out, errw io.W
 		// The array's jobs are all created with it, and a deleted job is
 		// in no count: the array has ended once none of the jobs that are
 		// left is in a status that is not final.
-		if arrayEnded(counts) {
+		if avxrm.JobArrayFinal(a) {
 			live.done()
 			switch {
 			case counts["failed"] > 0:
@@ -244,17 +244,6 @@ func printFirstFailure(ctx context.Context, c *avxrm.Client, id string, w io.Wri
 
 // finalStatuses are the statuses of a job that has ended.
 var finalStatuses = []string{"succeeded", "failed", "cancelled"}
-
-// arrayEnded says whether every job an array still has (a deleted one is
-// in none of its counts) has ended.
-func arrayEnded(counts map[string]int64) bool {
-	for status, n := range counts {
-		if n > 0 && !slices.Contains(finalStatuses, status) {
-			return false
-		}
-	}
-	return true
-}
 
 // arrayLine is one line about an array: how many of its jobs have each
 // status, and how many were deleted (are in no count).

@@ -43,8 +43,9 @@ func TestFollowArrayWithDeletedJobs(t *testing.T) {
 			t.Errorf("%s: exit %d (%v), printed %q; want %d, %q", id, code, err, out.String(), want.code, want.line)
 		}
 	}
-	if !arrayEnded(map[string]int64{"succeeded": 1, "failed": 0}) || arrayEnded(map[string]int64{"succeeded": 1, "pending": 1}) {
-		t.Error("arrayEnded: wrong for a final or a pending job")
+	final := func(counts map[string]int64) bool { return avxrm.JobArrayFinal(&api.JobArray{Counts: &counts}) }
+	if !final(map[string]int64{"succeeded": 1, "failed": 0}) || final(map[string]int64{"succeeded": 1, "pending": 1}) {
+		t.Error("JobArrayFinal: wrong for a final or a pending job")
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -50,7 +51,7 @@ func firstPage(ctx context.Context, c *avxrm.Client, path string, q url.Values) 
 	if q == nil {
 		q = url.Values{}
 	}
-	q.Set("limit", "100")
+	q.Set("limit", strconv.Itoa(completeLimit))
 	var list struct {
 		Items []map[string]any `json:"items"`
 	}
