@@ -266,6 +266,15 @@ type Reaper interface {
 	Reap(ctx context.Context, r Ref) error
 }
 
+// Purger is implemented by drivers that keep something of a job after its
+// Cleanup (the local driver keeps its instances' logs, to be read after the
+// cleanup). Purge removes the job's everything, that too; the launcher
+// calls it once the job itself is deleted, when nothing can read it any
+// more. It is idempotent, and cheap when there is nothing of the job.
+type Purger interface {
+	Purge(ctx context.Context, jobID string) error
+}
+
 // Unordered is implemented by drivers on which a job's instances may start
 // in any order: none needs another to exist first (kubernetes does: a
 // worker's owner reference names the controller pod, Spec.Owner; docker's

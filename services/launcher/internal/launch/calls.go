@@ -82,6 +82,16 @@ func (pd *pooled) cleanup(ctx context.Context, id string) error {
 	return pd.bounded(ctx, "the cleanup of "+id, pd.bounds.cleanup, func(ctx context.Context) error { return pd.d.Cleanup(ctx, id) })
 }
 
+// purge removes everything of job id, what the cleanup keeps too, if the
+// driver keeps anything (driver.Purger); else it is the cleanup.
+func (pd *pooled) purge(ctx context.Context, id string) error {
+	p, ok := pd.d.(driver.Purger)
+	if !ok {
+		return pd.cleanup(ctx, id)
+	}
+	return pd.bounded(ctx, "the removal of "+id, pd.bounds.cleanup, func(ctx context.Context) error { return p.Purge(ctx, id) })
+}
+
 // reap removes the ended instance ref; the driver is a driver.Reaper.
 func (pd *pooled) reap(ctx context.Context, ref driver.Ref) error {
 	return pd.bounded(ctx, "the removal of "+ref.String(), pd.bounds.reap, func(ctx context.Context) error { return pd.d.(driver.Reaper).Reap(ctx, ref) })

@@ -3,6 +3,8 @@ package launch
 import (
 	"context"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -105,5 +107,49 @@ func TestCleanupWaitsForAnEngineThatIsDown(t *testing.T) {
 	defer mu.Unlock()
 	if !slices.Contains(cleaned, "job-down") {
 		t.Errorf("the job was recorded cancelled, its cleanup done, and the engine's driver cleaned up %q, not the job", cleaned)
+	}
+}
+
+// TestDeletedJobLeavesNothing: a job deleted as the API deletes it (its
+// cleanup asked, its record removed with rm.job.deleted) leaves nothing on
+// the local driver, its instances' logs neither, which a cleanup alone
+// keeps; before, the logs of every deleted job stayed on disk, where
+// nothing could read them any more.
+func TestDeletedJobLeavesNothing(t *testing.T) {
+	e := newEnv(t)
+	e.start()
+	for _, id := range []string{"job-kept", "job-gone"} {
+		e.admit(id, 2, `echo ran`, nil)
+		e.wait(id, "succeeded", final)
+	}
+	logOf := func(id string) string { return filepath.Join(e.dataDir, "local", id, "worker-1", "output.log") }
+	for _, id := range []string{"job-kept", "job-gone"} {
+		if _, err := os.Stat(logOf(id)); err != nil {
+			t.Fatalf("%s's log after it ended: %v", id, err)
+		}
+	}
+	e.change("job-kept", events.TypeJobUpdated, func(j *events.Job) { j.CleanupRequested = true })
+	e.wait("job-kept", "cleaned up", func(j events.Job) bool {
+		_, err := os.Stat(filepath.Join(e.dataDir, "local", j.ID, "worker-1", "record"))
+		return os.IsNotExist(err)
+	})
+	err := jobdoc.New(e.db, e.ob, jobdoc.API, "/test").Delete(context.Background(), "job-gone", func(j *events.Job, _ time.Time) ([]string, error) {
+		j.CleanupRequested = true
+		return nil, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(e.dataDir, "local", "job-gone")
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, err := os.Stat(dir); os.IsNotExist(err) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s is still there 30 s after the job was deleted", dir)
+		}
+	}
+	if _, err := os.Stat(logOf("job-kept")); err != nil {
+		t.Errorf("the log of a job cleaned up, not deleted: %v, want it kept", err)
 	}
 }

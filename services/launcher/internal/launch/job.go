@@ -55,8 +55,16 @@ func (s *Service) syncJob(ctx context.Context, id string) (after time.Duration, 
 	}
 	switch {
 	case errors.Is(err, jobdoc.ErrNotFound):
-		// Deleted (or never was): nothing of it may keep running.
-		return 0, s.cleanupDrivers(ctx, id, s.pool.refsOf(id), nil)
+		// Deleted (or never was): nothing of it may keep running, and of a
+		// job whose deletion was announced nothing is kept (the local
+		// driver's logs): nothing can read them any more.
+		gone, _ := s.deleted.Load(id)
+		j, _ := gone.(*events.Job)
+		if err := s.removeFromDrivers(ctx, id, s.pool.refsOf(id), j, j != nil); err != nil {
+			return 0, err
+		}
+		s.deleted.Delete(id)
+		return 0, nil
 	case errors.Is(err, jobdoc.ErrConflict):
 		return 0, errConflict
 	case err != nil:
@@ -393,6 +401,12 @@ func (s *Service) stopAll(ctx context.Context, obs map[driver.Ref]observed, whic
 // longer exists has no driver to reach, and is passed over
 // (docs/launcher.md).
 func (s *Service) cleanupDrivers(ctx context.Context, id string, obs map[driver.Ref]observed, j *events.Job) error {
+	return s.removeFromDrivers(ctx, id, obs, j, false)
+}
+
+// removeFromDrivers is cleanupDrivers; with purge, of a deleted job, it
+// removes what a cleanup keeps too (driver.Purger).
+func (s *Service) removeFromDrivers(ctx context.Context, id string, obs map[driver.Ref]observed, j *events.Job, purge bool) error {
 	pds := map[*pooled]bool{}
 	for _, o := range obs {
 		pds[o.pd] = true
@@ -418,7 +432,11 @@ func (s *Service) cleanupDrivers(ctx context.Context, id string, obs map[driver.
 	}
 	var errs []error
 	for pd := range pds {
-		if err := pd.cleanup(ctx, id); err != nil {
+		remove := pd.cleanup
+		if purge {
+			remove = pd.purge
+		}
+		if err := remove(ctx, id); err != nil {
 			errs = append(errs, fmt.Errorf("cleanup %s on plugin %s: %w", id, pd.plugin.ID, err))
 			continue
 		}

@@ -124,6 +124,11 @@ type Service struct {
 	retries startRetries // start retry back-off per job (attempts.go)
 
 	making sync.WaitGroup // the resync's tries to make drivers (makeDriver)
+
+	// deleted holds, by id, the jobs whose rm.job.deleted event came and
+	// whose removal from the drivers is still to be done (syncJob): the
+	// job as it was, which names its queues once the store no longer does.
+	deleted sync.Map
 }
 
 type cachedQ struct {
@@ -309,6 +314,12 @@ func (s *Service) receive(_ context.Context, e events.Event) error {
 		s.record.Forget(e.ResourceID, m.Version)
 		if notForLauncher[e.Type] {
 			return nil
+		}
+		if e.Type == events.TypeJobDeleted {
+			var j events.Job
+			if err := json.Unmarshal(e.Data, &j); err == nil && j.ID == e.ResourceID {
+				s.deleted.Store(j.ID, &j)
+			}
 		}
 		s.wq.Add(jobKey + e.ResourceID)
 	case events.KindDeployment:

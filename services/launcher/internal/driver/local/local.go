@@ -1346,6 +1346,18 @@ func (d *Driver) Cleanup(ctx context.Context, jobID string) error {
 	return nil
 }
 
+// Purge removes everything of the job, its instances' logs too
+// (driver.Purger): the launcher calls it once the job is deleted.
+func (d *Driver) Purge(ctx context.Context, jobID string) error {
+	if err := d.Cleanup(ctx, jobID); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(filepath.Dir(d.instanceDir(driver.Ref{JobID: jobID}))); err != nil {
+		return fmt.Errorf("local: purge %s: %w", jobID, err)
+	}
+	return nil
+}
+
 // removeAllBut removes everything in dir except the file named keep, and
 // dir itself when nothing is kept.
 func removeAllBut(dir, keep string) error {

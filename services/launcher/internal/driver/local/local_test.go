@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -911,5 +912,47 @@ func TestCommandThatCannotRun(t *testing.T) {
 	}
 	for _, st := range sts {
 		check("re-adopted", st)
+	}
+}
+
+// TestPurgeRemovesTheLogsToo: Cleanup keeps an instance's log; Purge (the
+// launcher's, once the job is deleted) stops what runs and removes the
+// job's directory, logs and all; again, or for a job it never had, it does
+// nothing.
+func TestPurgeRemovesTheLogsToo(t *testing.T) {
+	ctx := context.Background()
+	d := newDriver(t)
+	ch, _ := d.Watch(ctx)
+	job := drivertest.JobID(t)
+	ended, running := driver.Ref{JobID: job, Role: driver.RoleWorker}, driver.Ref{JobID: job, Role: driver.RoleWorker, Index: 1}
+	for ref, script := range map[driver.Ref]string{ended: "echo done", running: "sleep 600"} {
+		if err := d.Start(ctx, driver.Spec{Ref: ref, Name: ref.Name(), Command: []string{"/bin/sh", "-c", script}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFinal(t, ch, ended)
+	if err := d.Cleanup(ctx, job); err != nil {
+		t.Fatal(err)
+	}
+	jobDir := filepath.Join(dataDir(t), "local", job)
+	if _, err := os.Stat(filepath.Join(jobDir, "worker-0", "output.log")); err != nil {
+		t.Fatalf("the log is gone after Cleanup: %v", err)
+	}
+	if err := d.Start(ctx, driver.Spec{Ref: running, Name: running.Name(), Command: []string{"/bin/sh", "-c", "sleep 600"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.(driver.Purger).Purge(ctx, job); err != nil {
+		t.Fatalf("Purge() error = %v", err)
+	}
+	if _, err := os.Stat(jobDir); !os.IsNotExist(err) {
+		t.Errorf("the job's directory after Purge: %v, want it gone", err)
+	}
+	if list, _ := d.List(ctx); slices.ContainsFunc(list, func(st driver.Status) bool { return st.Ref.JobID == job }) {
+		t.Error("the driver still lists an instance of the purged job")
+	}
+	for _, id := range []string{job, "job-never"} {
+		if err := d.(driver.Purger).Purge(ctx, id); err != nil {
+			t.Errorf("Purge(%s) again = %v", id, err)
+		}
 	}
 }
