@@ -166,7 +166,8 @@ func (s *Service) syncDeployment(ctx context.Context, id string) (time.Duration,
 }
 
 // removeSlots stops and removes the slots of deployment id beyond its
-// replica count (all of them when the deployment is gone).
+// replica count (all of them when the deployment is gone), their logs too
+// (driver.Purger): no route reads the log of a slot that is no more.
 func (s *Service) removeSlots(ctx context.Context, id string, gone bool, replicas int) []error {
 	var errs []error
 	for _, sid := range s.pool.jobIDs() {
@@ -179,7 +180,7 @@ func (s *Service) removeSlots(ctx context.Context, id string, gone bool, replica
 			errs = append(errs, err)
 			continue
 		}
-		if err := s.cleanupDrivers(ctx, sid, obs, nil); err != nil {
+		if err := s.removeFromDrivers(ctx, sid, obs, nil, true); err != nil {
 			errs = append(errs, err)
 		}
 		s.mu.Lock()

@@ -457,8 +457,8 @@ func TestDeploymentReplicas(t *testing.T) {
 	waitReady(1)
 	deadline = time.Now().Add(10 * time.Second)
 	for {
-		if _, err := os.Stat(e.dataDir + "/local/dep-01X-r1/replica-0/record"); os.IsNotExist(err) {
-			break
+		if _, err := os.Stat(e.dataDir + "/local/dep-01X-r1"); os.IsNotExist(err) {
+			break // its log too: no route reads the log of a slot that is no more
 		}
 		if time.Now().After(deadline) {
 			t.Fatal("slot 1 not removed after scaling down")
