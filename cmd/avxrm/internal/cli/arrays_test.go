@@ -104,3 +104,41 @@ func startWithApp(t *testing.T, name string, command ...string) (*allinone.Serve
 	}
 	return srv, c, app
 }
+
+// Against the real system: an array's failed job resubmitted is said to be
+// outside the array and labelled with the job it reruns; the same command
+// again resubmits nothing and names that job.
+func TestResubmitAnArraysFailedJobsOnce(t *testing.T) {
+	ctx := context.Background()
+	srv, c, app := startWithApp(t, "flaky", "/bin/sh", "-c", `[ "$RM_ROLE" = worker ] && [ "$RM_ARRAY_INDEX" = 1 ] && exit 3; exit 0`)
+	arr, err := c.CreateJobArray(ctx, api.JobArrayBody{Job: api.JobBody{QueueId: "q", WorkerInstances: 1,
+		Application: api.JobApplicationRef{Id: app.Id}}, Count: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, err := c.WaitJobArray(ctx, *arr.Id); err != nil || (*a.Counts)["failed"] != 1 {
+		t.Fatalf("the array: %v, %v; want one failed", a, err)
+	}
+	out, _, err := runCLI(t, srv.URL, "jobs", "resubmit", "--array", *arr.Id, "--status", "failed")
+	if err != nil || !strings.Contains(out, "resubmitted outside its array "+*arr.Id+" as job-") {
+		t.Fatalf("first resubmit: %q, %v", out, err)
+	}
+	newID := strings.TrimSpace(out[strings.LastIndex(out, " as ")+4:])
+	j, err := c.GetJob(ctx, newID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var old struct {
+		Items []api.Job `json:"items"`
+	}
+	if _, err := c.Do(ctx, http.MethodGet, "/jobs?status=failed&array_id="+*arr.Id, nil, &old); err != nil || len(old.Items) != 1 {
+		t.Fatalf("the failed job: %v, %v", old.Items, err)
+	}
+	if j.Labels == nil || (*j.Labels)["rm.avxrm.io/resubmitted-from"] != *old.Items[0].Id {
+		t.Errorf("the new job's labels %v, want rm.avxrm.io/resubmitted-from=%s", j.Labels, *old.Items[0].Id)
+	}
+	again, _, err := runCLI(t, srv.URL, "jobs", "resubmit", "--array", *arr.Id, "--status", "failed")
+	if err != nil || !strings.Contains(again, "already resubmitted as "+newID) {
+		t.Errorf("second resubmit: %q, %v; want the first one's job named, nothing submitted", again, err)
+	}
+}

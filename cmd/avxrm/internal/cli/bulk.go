@@ -285,13 +285,33 @@ func (b bulk) each(cmd *cobra.Command, g *globals, c *avxrm.Client, ids []string
 var resubmitFields = []string{"queue_id", "worker_instances", "environment_variables", "command", "args",
 	"priority", "labels", "max_run_seconds", "max_retries", "retry_on", "depends_on"}
 
+// resubmittedFrom is the label a resubmission gives its new job: the old
+// job's id. It tells where a job came from, and makes a resubmission run
+// twice (a command run again after an interruption, a campaign's script)
+// submit each job once.
+const resubmittedFrom = "rm.avxrm.io/resubmitted-from"
+
 // resubmit submits a new job as job id was submitted: its queue,
 // application, workers, variables, command and args, priority, labels,
-// limits, retries and dependencies, and its name unless that was its id.
+// limits, retries and dependencies, and its name unless that was its id;
+// labelled resubmittedFrom id. A job already resubmitted so is not again:
+// its resubmission is named.
 func resubmit(ctx context.Context, c *avxrm.Client, id string) (result, error) {
 	var j map[string]any
 	if _, err := c.Do(ctx, http.MethodGet, "/jobs/"+avxrm.PathSegment(id), nil, &j); err != nil {
 		return result{}, err
+	}
+	var earlier struct {
+		Items []struct {
+			ID string `json:"id"`
+		} `json:"items"`
+	}
+	q := url.Values{"label": {resubmittedFrom + "=" + id}, "limit": {"1"}}
+	if _, err := c.Do(ctx, http.MethodGet, "/jobs?"+q.Encode(), nil, &earlier); err != nil {
+		return result{}, err
+	}
+	if len(earlier.Items) > 0 {
+		return result{Result: "already resubmitted", NewID: earlier.Items[0].ID}, nil
 	}
 	body := map[string]any{}
 	for _, k := range resubmitFields {
@@ -299,6 +319,12 @@ func resubmit(ctx context.Context, c *avxrm.Client, id string) (result, error) {
 			body[k] = v
 		}
 	}
+	labels := map[string]any{}
+	if old, ok := body["labels"].(map[string]any); ok {
+		maps.Copy(labels, old)
+	}
+	labels[resubmittedFrom] = id
+	body["labels"] = labels
 	if name, _ := j["name"].(string); name != "" && name != id {
 		body["name"] = name
 	}
@@ -320,5 +346,10 @@ func resubmit(ctx context.Context, c *avxrm.Client, id string) (result, error) {
 	if _, err := c.Do(ctx, http.MethodPost, "/jobs", body, &out); err != nil {
 		return result{}, err
 	}
-	return result{Result: "resubmitted", NewID: out.ID}, nil
+	r := result{Result: "resubmitted", NewID: out.ID}
+	if arr, _ := j["array_id"].(string); arr != "" {
+		// The API makes an array's jobs with the array only.
+		r.Result = "resubmitted outside its array " + arr
+	}
+	return r, nil
 }

@@ -657,7 +657,12 @@ func jobsCommand(g *globals) *cobra.Command {
 		bulkAction(g, bulk{use: "resubmit", short: "Submit jobs again, each as a new job with the same submission", run: resubmit,
 			long: "Each new job has the old one's queue, application, workers, environment variables, command\n" +
 				"and args, priority, labels, time limit, retries and dependencies, and its name unless that\n" +
-				"was its id; it waits for admission like any new job. The old job is left as it is.\n\n",
+				"was its id; it waits for admission like any new job. The old job is left as it is.\n" +
+				"The new job is labelled rm.avxrm.io/resubmitted-from=<old id>, and a job resubmitted so\n" +
+				"already is not resubmitted again (its new job is named): running the same command twice\n" +
+				"submits each job once. A job of an array is resubmitted as a job of its own: the array's\n" +
+				"counts and 'avxrm arrays wait' do not count it; follow it with\n" +
+				"'avxrm jobs wait --label rm.avxrm.io/resubmitted-from=<old id>' or by its id.\n\n",
 			example: "  avxrm jobs resubmit job-01J…\n  avxrm jobs resubmit --array arr-01J… --status failed   # rerun an array's failed jobs\n" +
 				"  avxrm jobs resubmit --label campaign=night-7 --status cancelled"}),
 		waitCommand(g), post)

@@ -70,6 +70,7 @@ func TestStructuredOutput(t *testing.T) {
 		"POST /jobs/job-a/cancel":          {202, `{}`},
 		"POST /jobs/job-gone/cancel":       {404, `{"title":"Not Found","status":404,"detail":"job job-gone not found"}`},
 		"POST /jobs":                       {201, `{"id":"job-b"}`},
+		"GET /jobs":                        {200, `{"items":[]}`}, // no resubmission of job-a yet
 		"DELETE /queues/Default":           {204, ``},
 		"POST /job-arrays/arr-1/cancel":    {202, `{}`},
 		"POST /jobs/job-a/post-controller": {202, `{}`},
