@@ -567,6 +567,22 @@ func bar(running, done, n, width int) string {
 	return "[" + strings.Repeat("#", d) + strings.Repeat(">", r-d) + strings.Repeat(".", width-r) + "]"
 }
 
+// unreadableQueueNote tells on w, when the caller may not read the jobs
+// of queue (GET /whoami?queue=), that a list of them holds only its own:
+// an empty list would otherwise read as a queue with no jobs. Nothing when
+// the caller may, or when that cannot be read.
+func unreadableQueueNote(ctx context.Context, c *avxrm.Client, queue string, w io.Writer) {
+	me, err := c.Whoami(ctx, queue)
+	if err != nil {
+		return
+	}
+	for _, q := range avxrm.Values(me.Queues) {
+		if !q.Read {
+			fmt.Fprintf(w, "note: you may not read the jobs of queue %s (its access.read, or your role; see avxrm whoami): only your own are listed\n", q.Name)
+		}
+	}
+}
+
 func jobsCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "jobs", Aliases: []string{"job"}, Short: "List, show, wait for, cancel, clean up and delete jobs",
 		Example: "  avxrm jobs ls\n  avxrm jobs ls -A --queue Default --status failed -o json\n  avxrm jobs describe job-01J…\n  avxrm jobs cancel job-01J…"}
@@ -586,6 +602,9 @@ func jobsCommand(g *globals) *cobra.Command {
 					return err
 				}
 				items = append(items, it.raw)
+			}
+			if len(items) == 0 && lsf.queue != "" {
+				unreadableQueueNote(cmd.Context(), c, lsf.queue, cmd.ErrOrStderr())
 			}
 			return printItems(cmd.OutOrStdout(), g.output, items, jobCols)
 		},

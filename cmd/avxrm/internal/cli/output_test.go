@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -178,6 +179,28 @@ func TestAppLine(t *testing.T) {
 	} {
 		if got := appLine(c.app); got != c.want {
 			t.Errorf("appLine(%+v) = %q, want %q", c.app, got, c.want)
+		}
+	}
+}
+
+// An empty list of a queue whose jobs the caller may not read says so on
+// stderr (GET /whoami?queue=): only the caller's own are listed; of a
+// queue it may read, nothing is added.
+func TestJobsLsOfAnUnreadableQueue(t *testing.T) {
+	for _, read := range []bool{false, true} {
+		who := fmt.Sprintf(`{"authenticated_by":"oidc","subject":"u","access":"user","queues":[{"id":"q-1","name":"secret","read":%v,"submit":true}]}`, read)
+		srv := fakeServer(t, map[string]fakeAnswer{
+			"GET /jobs":          {200, `{"items":[]}`},
+			"GET /queues/secret": {200, `{"id":"q-1","name":"secret"}`},
+			"GET /whoami":        {200, who},
+		})
+		out, errOut, err := runCLI(t, srv, "jobs", "ls", "-A", "--queue", "secret")
+		if err != nil {
+			t.Fatalf("jobs ls: %v (%s)", err, errOut)
+		}
+		noted := strings.Contains(errOut, "you may not read the jobs of queue secret")
+		if noted == read || strings.Contains(out, "note:") {
+			t.Errorf("read %v: stdout %q, stderr %q; want the note on stderr alone, only when it may not read", read, out, errOut)
 		}
 	}
 }
