@@ -26,7 +26,7 @@ func service() *standalone.Service {
 			s.Int64(&cfg.BodyLimit, "body-limit", "RM_API_BODY_LIMIT", "1048576", "largest request body accepted (but artifact uploads), in bytes")
 			s.Int64(&cfg.ArtifactUploadLimit, "artifact-max-bytes", "RM_ARTIFACT_MAX_BYTES", "1073741824", "largest artifact upload accepted, in bytes")
 			s.Duration(&cfg.ExportTTL, "export-ttl", "RM_EXPORT_TTL", "168h", "how long a scenario export and its zip are kept")
-			s.Duration(&cfg.ShutdownTimeout, "shutdown-timeout", "RM_API_SHUTDOWN_TIMEOUT", "10s", "how long requests in flight may finish on stop")
+			s.Duration(&cfg.ShutdownTimeout, "shutdown-timeout", "RM_API_SHUTDOWN_TIMEOUT", "10s", "how long requests in flight may finish on stop (event streams and followed logs are ended at once; their clients resume)")
 			s.String(&cfg.DefaultDriver, "default-driver", "RM_DEFAULT_DRIVER", "",
 				"the launchers' RM_DEFAULT_DRIVER, for queues without a plugin while no plugin is the default: on local a job with no command is refused; empty: not known")
 			for _, o := range oidcSettings {

@@ -137,7 +137,7 @@ func TestUnconditionalWritesBesideAWriter(t *testing.T) {
 		for i := 0; ctx.Err() == nil; i++ {
 			_, _ = e.db.Collection(store.Deployments).UpdateOne(ctx, bson.D{{Key: "_id", Value: e.dep}, outbox.NotDeleted()},
 				bson.D{{Key: "$set", Value: bson.D{{Key: "status.ready_replicas", Value: i % 3}}}, {Key: "$inc", Value: bson.D{{Key: "version", Value: 1}}}})
-			time.Sleep(3 * time.Millisecond) // far more often than a launcher writes
+			time.Sleep(20 * time.Millisecond) // more often than a launcher writes a deployment
 		}
 	}()
 	defer func() { stop(); wg.Wait() }()

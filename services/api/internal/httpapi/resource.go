@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"reflect"
 	"strconv"
@@ -280,6 +281,9 @@ func retryRaced[R any](ifMatch string, attempt func() (R, error)) (R, error) {
 		if !retry || i >= raceAttempts {
 			return r, rc.error
 		}
+		// A moment, varied, so that a writer at a steady pace does not
+		// meet every try at the same point (at most 0.2 s in all).
+		time.Sleep(rand.N(time.Duration(i) * time.Millisecond))
 	}
 }
 
