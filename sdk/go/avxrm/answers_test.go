@@ -116,3 +116,35 @@ func TestServerVersionOfAnotherServer(t *testing.T) {
 		srv.Close()
 	}
 }
+
+// An error's message is one line of bounded length: the detail and at
+// most three field errors it does not say, then how many more; every one
+// stays in FieldErrors.
+func TestErrorMessageStaysShort(t *testing.T) {
+	var fields []string
+	for i := range 100 {
+		fields = append(fields, fmt.Sprintf(`{"field":"depends_on[%d].job_id","message":"no job \"job-%03d\""}`, i, i))
+	}
+	body := `{"title":"Unprocessable Entity","status":422,"detail":"validation failed","errors":[` + strings.Join(fields, ",") + `]}`
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/problem+json")
+		w.WriteHeader(http.StatusUnprocessableEntity)
+		_, _ = w.Write([]byte(body))
+	}))
+	t.Cleanup(srv.Close)
+	c, err := avxrm.New(srv.URL, avxrm.WithRetries(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.GetQueue(context.Background(), "q")
+	var e *avxrm.Error
+	if !errors.As(err, &e) {
+		t.Fatalf("GetQueue: %v, want an *avxrm.Error", err)
+	}
+	msg := err.Error()
+	if len(msg) > 300 || !strings.Contains(msg, "depends_on[2].job_id") || strings.Contains(msg, "depends_on[3].job_id") ||
+		!strings.Contains(msg, "and 97 more") || len(e.FieldErrors()) != 100 {
+		t.Errorf("message (%d characters) %q with %d field errors; want three of them and \"and 97 more\", all 100 in FieldErrors",
+			len(msg), msg, len(e.FieldErrors()))
+	}
+}

@@ -84,12 +84,19 @@ func (e *Error) Error() string {
 				fields = append(fields, f.Message)
 			}
 		}
+		if len(fields) > maxErrorFields { // the rest stay in FieldErrors
+			fields = append(fields[:maxErrorFields], fmt.Sprintf("and %d more", len(fields)-maxErrorFields))
+		}
 		if len(fields) > 0 {
 			msg += " (" + strings.Join(fields, "; ") + ")"
 		}
 	}
 	return fmt.Sprintf("%d %s", e.StatusCode, msg)
 }
+
+// maxErrorFields bounds the field errors Error adds to the detail: a
+// problem may name thousands (an array's jobs), and a message is one line.
+const maxErrorFields = 3
 
 // FieldErrors returns the problem's errors by field.
 func (e *Error) FieldErrors() []api.FieldError {
