@@ -181,6 +181,12 @@ func TestCLIBulkJobActions(t *testing.T) {
 		var was, now map[string]any
 		_ = json.Unmarshal([]byte(s.must(t, "jobs", "get", m[1], "-o", "json")), &was)
 		_ = json.Unmarshal([]byte(s.must(t, "jobs", "get", m[2], "-o", "json")), &now)
+		// Its labels and one more: the job it reruns.
+		if labels, _ := now["labels"].(map[string]any); labels["rm.avxrm.io/resubmitted-from"] != m[1] {
+			t.Errorf("%s resubmitted as %s: labels %v, want rm.avxrm.io/resubmitted-from=%s", m[1], m[2], labels, m[1])
+		} else {
+			delete(labels, "rm.avxrm.io/resubmitted-from")
+		}
 		for _, k := range []string{"queue_id", "application", "worker_instances", "environment_variables", "labels", "priority", "max_run_seconds"} {
 			if fmt.Sprint(was[k]) != fmt.Sprint(now[k]) {
 				t.Errorf("%s resubmitted as %s: %s %v, was %v", m[1], m[2], k, now[k], was[k])
