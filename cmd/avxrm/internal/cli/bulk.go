@@ -306,7 +306,10 @@ func resubmit(ctx context.Context, c *avxrm.Client, id string) (result, error) {
 			ID string `json:"id"`
 		} `json:"items"`
 	}
-	q := url.Values{"label": {resubmittedFrom + "=" + id}, "limit": {"1"}}
+	// A resubmission comes after the job it reruns (ids are time-ordered):
+	// the list starts there, so that on the embedded store it reads the
+	// jobs made since, not the whole history, for each job resubmitted.
+	q := url.Values{"label": {resubmittedFrom + "=" + id}, "limit": {"1"}, "cursor": {id}}
 	if _, err := c.Do(ctx, http.MethodGet, "/jobs?"+q.Encode(), nil, &earlier); err != nil {
 		return result{}, err
 	}
