@@ -11,9 +11,11 @@ import (
 
 // TestWebViewShowsOnlyReadableJobs: the web view's jobs table, a queue's
 // lists and the events feed show a caller the jobs the API lets it read
-// (those of the queues whose access.read names it, and its own), whether
-// the rows come from the store (before the view's job index is loaded) or
-// from the index, on the embedded store read by index and not.
+// (those of the queues whose access.read names it, and its own): the pages
+// read from the store while the view's job index loads (those that come
+// before it is loaded; the first one at least) and from the index after,
+// on the embedded store read by index and not. TestJobPagesKeepToWhatTheCallerMayRead
+// (services/api/internal/ui) pins each of the view's reads.
 func TestWebViewShowsOnlyReadableJobs(t *testing.T) {
 	for _, indexed := range []bool{false, true} {
 		t.Run(map[bool]string{false: "store", true: "indexed"}[indexed], func(t *testing.T) { testWebViewAccess(t, indexed) })
