@@ -220,6 +220,12 @@ const (
 	// job fails with it as with any failed start; a deployment's replica
 	// shows state failed, not restarting.
 	ReasonNeverRuns = "NeverRuns"
+	// ReasonExited: the instance ended Failed on its own, before any stop
+	// of the driver's reached it. The launcher records it failed even when
+	// it is stopping the job's instances meanwhile (the others of a failed
+	// job, a cancelled job's); a driver that cannot tell leaves Reason
+	// empty, and a failure while stopping is recorded stopped.
+	ReasonExited = "Exited"
 )
 
 // Driver runs instances on one container runtime. All methods are safe for

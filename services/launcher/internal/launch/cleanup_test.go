@@ -133,13 +133,7 @@ func TestDeletedJobLeavesNothing(t *testing.T) {
 		_, err := os.Stat(filepath.Join(e.dataDir, "local", j.ID, "worker-1", "record"))
 		return os.IsNotExist(err)
 	})
-	err := jobdoc.New(e.db, e.ob, jobdoc.API, "/test").Delete(context.Background(), "job-gone", func(j *events.Job, _ time.Time) ([]string, error) {
-		j.CleanupRequested = true
-		return nil, nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	e.deleteJob("job-gone")
 	dir := filepath.Join(e.dataDir, "local", "job-gone")
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		if _, err := os.Stat(dir); os.IsNotExist(err) {
@@ -151,5 +145,41 @@ func TestDeletedJobLeavesNothing(t *testing.T) {
 	}
 	if _, err := os.Stat(logOf("job-kept")); err != nil {
 		t.Errorf("the log of a job cleaned up, not deleted: %v, want it kept", err)
+	}
+}
+
+// A job deleted while no launcher runs: the next launcher's consumer gets
+// its rm.job.deleted event, and the job's directory goes with the logs.
+func TestJobDeletedWhileLauncherDownLeavesNothing(t *testing.T) {
+	e := newEnv(t)
+	stop := e.start()
+	e.admit("job-gone", 2, `echo ran`, nil)
+	e.wait("job-gone", "succeeded", final)
+	stop()
+	e.deleteJob("job-gone")
+	dir := filepath.Join(e.dataDir, "local", "job-gone")
+	if _, err := os.Stat(dir); err != nil {
+		t.Fatalf("%s before the next launcher started: %v", dir, err)
+	}
+	e.start()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, err := os.Stat(dir); os.IsNotExist(err) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s is still there 30 s after the next launcher started", dir)
+		}
+	}
+}
+
+// deleteJob deletes job id as the API does, with its rm.job.deleted event.
+func (e *env) deleteJob(id string) {
+	e.t.Helper()
+	err := jobdoc.New(e.db, e.ob, jobdoc.API, "/test").Delete(context.Background(), id, func(j *events.Job, _ time.Time) ([]string, error) {
+		j.CleanupRequested = true
+		return nil, nil
+	})
+	if err != nil {
+		e.t.Fatal(err)
 	}
 }

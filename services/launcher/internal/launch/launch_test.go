@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -533,4 +534,80 @@ func findDepCondition(st deploymentStatus, typ string) *events.Condition {
 		}
 	}
 	return nil
+}
+
+// stopAfter is a driver whose Stop of an instance waits until the file
+// named by its ref's worker index in ended exists: the instance has ended
+// on its own by then, and the stop comes after.
+type stopAfter struct {
+	driver.Driver
+	ended map[int]string
+}
+
+func (d stopAfter) Stop(ctx context.Context, r driver.Ref) error {
+	if f, ok := d.ended[r.Index]; ok && r.Role == driver.RoleWorker {
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			if _, err := os.Stat(f); err == nil {
+				time.Sleep(50 * time.Millisecond) // its exit recorded
+				break
+			}
+		}
+	}
+	return d.Driver.Stop(ctx, r)
+}
+
+// A worker that fails on its own while the launcher is stopping its failed
+// job's others is recorded failed with its code, not stopped; one that
+// exits non-zero because the stop's SIGTERM reached it is stopped.
+func TestOwnFailureWhileStoppingIsAFailure(t *testing.T) {
+	e := newEnv(t)
+	own := e.dataDir + "/worker-1-ended"
+	e.configure = func(_ *Config, drivers map[string]driver.Factory) {
+		local := drivers["local"]
+		drivers["local"] = func(raw json.RawMessage, opts driver.Options) (driver.Driver, error) {
+			d, err := local(raw, opts)
+			return stopAfter{Driver: d, ended: map[int]string{1: own}}, err
+		}
+	}
+	e.start()
+	e.admit("job-own", 3, `case "$RM_ROLE$RM_INSTANCE_INDEX" in
+worker0) exit 3 ;;
+worker1) trap '' TERM; sleep 0.5; touch "$OWN"; exit 4 ;;
+worker2) trap 'exit 5' TERM; sleep 60 & wait ;;
+*) sleep 60 ;;
+esac`, map[string]string{"OWN": own})
+	j := e.wait("job-own", "failed with every instance ended", func(j events.Job) bool {
+		if !final(j) || len(j.Instances) != 4 {
+			return false
+		}
+		for _, in := range j.Instances {
+			if !isFinalInstance(in.Status) {
+				return false
+			}
+		}
+		return true
+	})
+	want := map[string]struct {
+		status string
+		code   int
+	}{
+		"worker0": {events.InstanceFailed, 3}, "worker1": {events.InstanceFailed, 4},
+		"worker2": {events.InstanceStopped, 5}, "controller0": {events.InstanceStopped, 143},
+	}
+	for _, in := range j.Instances {
+		w := want[in.Role+strconv.Itoa(in.Index)]
+		if in.Status != w.status || in.ExitCode == nil || *in.ExitCode != w.code {
+			t.Errorf("%s %d: %s, code %v (%q); want %s, code %d", in.Role, in.Index, in.Status, ptrString(in.ExitCode), in.Message, w.status, w.code)
+		}
+	}
+	if c := jobdoc.FindCondition(&j, condFailed); c == nil || c.Message != "worker 0 exited with code 3" {
+		t.Errorf("condition %+v, want the first failure's", c)
+	}
+}
+
+func ptrString(p *int) string {
+	if p == nil {
+		return "none"
+	}
+	return strconv.Itoa(*p)
 }

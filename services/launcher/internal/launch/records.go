@@ -170,7 +170,8 @@ func stopRecords(j *events.Job, now time.Time, withPC bool) bool {
 
 // apply copies what a driver reports of an instance into its record;
 // stopping says the launcher stopped it (or is stopping it), so that its
-// failure is a stop. A final record keeps its status. It reports whether
+// failure is a stop, unless the driver says it ended on its own first
+// (driver.ReasonExited). A final record keeps its status. It reports whether
 // the record changed.
 func apply(rec *events.Instance, st driver.Status, stopping bool) bool {
 	before := *rec
@@ -193,7 +194,7 @@ func apply(rec *events.Instance, st driver.Status, stopping bool) bool {
 		rec.Status = events.InstanceSucceeded
 	case driver.Failed:
 		rec.Status = events.InstanceFailed
-		if stopping {
+		if stopping && st.Reason != driver.ReasonExited {
 			rec.Status = events.InstanceStopped
 		}
 	}

@@ -97,6 +97,12 @@ func TestApplyAndFailure(t *testing.T) {
 			stopping: true,
 			want:     events.Instance{Role: "worker", Index: 0, Status: events.InstanceStopped, ExitCode: &two, StartedAt: &ms, FinishedAt: &ms, Message: "stopped"},
 		},
+		"a failure of its own while stopping is a failure": {
+			rec:      events.Instance{Role: "worker", Index: 0, Status: events.InstanceRunning, StartedAt: &ms},
+			st:       driver.Status{State: driver.Failed, ExitCode: &two, Reason: driver.ReasonExited, StartedAt: t0, FinishedAt: t0},
+			stopping: true,
+			want:     events.Instance{Role: "worker", Index: 0, Status: events.InstanceFailed, ExitCode: &two, StartedAt: &ms, FinishedAt: &ms},
+		},
 		"an instance the runtime lost is lost": {
 			rec:  events.Instance{Role: "worker", Index: 2, Status: events.InstanceRunning, StartedAt: &ms},
 			st:   driver.Status{State: driver.Failed, Reason: driver.ReasonLost, Message: "container removed", StartedAt: t0, FinishedAt: t0},

@@ -13,7 +13,9 @@
 // command's exit code, both in the instance's record, a file. The wrapper
 // traps SIGTERM, SIGINT and SIGHUP (its child does not inherit the trap), so
 // a group-wide SIGTERM reaches the command and the wrapper still records its
-// status (128+signal). Because the code lands in a file and output goes to a
+// status (128+signal), after a line saying a signal came: a command that
+// failed on its own while its job's others were being stopped is told from
+// one the stop ended (driver.ReasonExited). Because the code lands in a file and output goes to a
 // file, not a pipe, instances outlive the launcher.
 //
 // An instance directory holds the record (recordFile), the log and the
@@ -95,7 +97,12 @@ const (
 //	pid <pid>                the wrapper, when it starts
 //	state <JSON stateRecord> the driver, once the wrapper has started
 //	cannot find|execute      the wrapper, when the command could not be run
+//	signal                   the wrapper, when a stop signal reached it
 //	exit <code>              the wrapper, when the command has ended
+//
+// A signal line before the exit line says the command ended after a stop
+// signal came (or just before: the trap runs once the command has ended);
+// with none, the command ended on its own, whatever the driver did.
 //
 // A line cut short (its writer killed) has no newline and reads as absent,
 // which is what a reader would have seen a moment earlier: the pid line is
@@ -107,6 +114,7 @@ const (
 	pidLine    = "pid"
 	stateLine  = "state"
 	cannotLine = "cannot"
+	signalLine = "signal"
 	exitLine   = "exit"
 )
 
@@ -149,7 +157,7 @@ const (
 // script's own 127.
 const wrapper = `d=$1; shift
 echo "` + pidLine + ` $$" >> "$d/` + recordFile + `"
-trap ':' TERM INT HUP
+trap 'echo ` + signalLine + ` >> "$d/` + recordFile + `"' TERM INT HUP
 "$@"
 rc=$?
 case $rc in
@@ -619,6 +627,9 @@ func (d *Driver) ended(inst *instance, fallback *int, msg string) {
 	var code *int
 	r, err := readRecord(inst.dir)
 	ok := err == nil && r.exit != nil
+	// The command ended with its exit recorded and no stop signal before
+	// it: on its own, though Stop may have been called since.
+	onItsOwn := ok && !r.signalled
 	if ok {
 		code = r.exit
 		if why := r.cannotRun(); why != "" {
@@ -632,12 +643,15 @@ func (d *Driver) ended(inst *instance, fallback *int, msg string) {
 	}
 	d.mu.Lock()
 	finished = notBefore(finished, inst.st.StartedAt)
-	if inst.stopped {
+	if inst.stopped && !onItsOwn {
 		msg = "stopped"
 	}
 	inst.st.State = driver.Succeeded
 	if code == nil || *code != 0 {
 		inst.st.State = driver.Failed
+		if onItsOwn {
+			inst.st.Reason = driver.ReasonExited
+		}
 	}
 	inst.st.ExitCode = code
 	inst.st.Message = msg
@@ -931,6 +945,9 @@ type record struct {
 	// cannot is what the cannot line says (cannotFind, cannotExecute);
 	// "" without one.
 	cannot string
+	// signalled: a signal line comes before the exit line (or there is
+	// no exit line yet).
+	signalled bool
 	// modTime is when the exit code was written, read with it; zero
 	// without one.
 	modTime time.Time
@@ -977,6 +994,10 @@ func readRecord(dir string) (record, error) {
 			}
 		case cannotLine:
 			r.cannot = val
+		case signalLine:
+			if r.exit == nil {
+				r.signalled = true
+			}
 		case exitLine:
 			if n, err := strconv.Atoi(val); err == nil {
 				r.exit = &n
@@ -1120,6 +1141,8 @@ func (d *Driver) adopt(dir string) (*instance, error) {
 			inst.st.Message = r.cannotRun()
 			if *r.exit == 0 {
 				inst.st.State = driver.Succeeded
+			} else if !r.signalled {
+				inst.st.Reason = driver.ReasonExited
 			}
 		case inst.pid <= 0:
 			inst.st.Message = "never started"

@@ -430,14 +430,14 @@ func TestReadoptAfterLauncherCrash(t *testing.T) {
 	for _, st := range sts {
 		got[st.Ref] = st
 	}
-	if st := got[done]; st.State != driver.Failed || st.ExitCode == nil || *st.ExitCode != 7 {
-		t.Errorf("re-adopted ended instance = %+v, want Failed 7", st)
+	if st := got[done]; st.State != driver.Failed || st.ExitCode == nil || *st.ExitCode != 7 || st.Reason != driver.ReasonExited {
+		t.Errorf("re-adopted ended instance = %+v, want Failed 7 on its own", st)
 	}
 	if st := got[long]; st.State != driver.Running {
 		t.Errorf("re-adopted running instance = %+v, want Running", st)
 	}
-	if st := waitFinal(t, ch2, long); st.State != driver.Failed || st.ExitCode == nil || *st.ExitCode != 5 {
-		t.Errorf("re-adopted instance ended %+v, want Failed 5", st)
+	if st := waitFinal(t, ch2, long); st.State != driver.Failed || st.ExitCode == nil || *st.ExitCode != 5 || st.Reason != driver.ReasonExited {
+		t.Errorf("re-adopted instance ended %+v, want Failed 5 on its own", st)
 	}
 }
 
@@ -954,5 +954,48 @@ func TestPurgeRemovesTheLogsToo(t *testing.T) {
 		if err := d.(driver.Purger).Purge(ctx, id); err != nil {
 			t.Errorf("Purge(%s) again = %v", id, err)
 		}
+	}
+}
+
+// TestStopToldFromAnEndOfItsOwn: an instance that fails on its own reports
+// driver.ReasonExited, a Stop after its end changing nothing; one that
+// exits non-zero because Stop's SIGTERM reached it is stopped, without.
+func TestStopToldFromAnEndOfItsOwn(t *testing.T) {
+	ctx := context.Background()
+	d := quickStopDriver(t)
+	ch, _ := d.Watch(ctx)
+	job := drivertest.JobID(t)
+	own := driver.Ref{JobID: job, Role: driver.RoleWorker, Index: 0}
+	term := driver.Ref{JobID: job, Role: driver.RoleWorker, Index: 1}
+	defer d.Cleanup(ctx, job)
+	for r, script := range map[driver.Ref]string{own: `exit 3`, term: `trap 'exit 1' TERM; echo started; sleep 60 & wait`} {
+		if err := d.Start(ctx, driver.Spec{Ref: r, Name: r.Name(), Command: []string{"/bin/sh", "-c", script}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := waitFinal(t, ch, own)
+	if err := d.Stop(ctx, own); err != nil {
+		t.Fatal(err)
+	}
+	if st.State != driver.Failed || st.ExitCode == nil || *st.ExitCode != 3 || st.Reason != driver.ReasonExited || st.Message != "" {
+		t.Errorf("an instance that exited 3 on its own: %+v; want Failed 3, reason %s, no message", st, driver.ReasonExited)
+	}
+	sts, _ := d.List(ctx)
+	for _, s := range sts {
+		if s.Ref == own && (s.Reason != driver.ReasonExited || s.Message != "") {
+			t.Errorf("after a Stop that came later: %+v; want it unchanged", s)
+		}
+	}
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(readLogs(t, d, term), "started"); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the second instance never started")
+		}
+	}
+	if err := d.Stop(ctx, term); err != nil {
+		t.Fatal(err)
+	}
+	st = waitFinal(t, ch, term)
+	if st.State != driver.Failed || st.ExitCode == nil || *st.ExitCode != 1 || st.Reason != "" || st.Message != "stopped" {
+		t.Errorf("an instance that exited 1 on the stop's SIGTERM: %+v; want Failed 1, stopped, no reason", st)
 	}
 }

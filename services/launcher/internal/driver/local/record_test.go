@@ -19,7 +19,11 @@ func TestReadRecordIgnoresALineCutShort(t *testing.T) {
 		wantState     bool
 		wantExit      string
 		wantCannot    string
+		wantSignalled bool
 	}{
+		{name: "signal then exit", content: spec + "pid 41\nstate {\"pid\":41}\nsignal\nexit 143\n", wantPID: 41, wantState: true, wantExit: "143", wantSignalled: true},
+		{name: "exit then signal", content: spec + "pid 41\nstate {\"pid\":41}\nexit 3\nsignal\n", wantPID: 41, wantState: true, wantExit: "3"},
+		{name: "signal, running", content: spec + "pid 41\nstate {\"pid\":41}\nsignal\n", wantPID: 41, wantState: true, wantExit: "none", wantSignalled: true},
 		{name: "whole", content: spec + "pid 41\nstate {\"pid\":41}\nexit 3\n", wantPID: 41, wantState: true, wantExit: "3"},
 		{name: "cannot find", content: spec + "pid 41\nstate {\"pid\":41}\ncannot find\nexit 127\n", wantPID: 41, wantState: true, wantExit: "127", wantCannot: "find"},
 		{name: "exit cut short", content: spec + "pid 41\nstate {\"pid\":41}\nexit 3", wantPID: 41, wantState: true, wantExit: "none"},
@@ -58,6 +62,9 @@ func TestReadRecordIgnoresALineCutShort(t *testing.T) {
 			}
 			if exit != tc.wantExit {
 				t.Errorf("exit = %s; want %s", exit, tc.wantExit)
+			}
+			if r.signalled != tc.wantSignalled {
+				t.Errorf("signalled = %v; want %v", r.signalled, tc.wantSignalled)
 			}
 			if r.cannot != tc.wantCannot {
 				t.Errorf("cannot = %q; want %q", r.cannot, tc.wantCannot)

@@ -170,6 +170,10 @@ func (d *Driver) finish(ref driver.Ref, inst *instance, exit int, message string
 		return
 	}
 	d.endLocked(inst, &exit, message)
+	if exit != 0 {
+		// Before any Stop: a failure of its own (Stop ends it as above).
+		inst.st.Reason = driver.ReasonExited
+	}
 }
 
 func (d *Driver) endLocked(inst *instance, exit *int, message string) {
