@@ -694,6 +694,10 @@ def test_server_down_names_the_url():
     for view, root in (("http://127.0.0.1:8080/ui", "http://127.0.0.1:8080"), ("https://rm.example/rm/ui/jobs/", "https://rm.example/rm")):
         with pytest.raises(ValueError, match=re.escape(f"that is a URL of the server's web view, not its root; give {root}")):
             avxrm.Client(view)
+    # The API's base path is appended to the root: as the Go SDK, not taken for it.
+    for api, root in (("http://127.0.0.1:8080/api/resources/v1", "http://127.0.0.1:8080"), ("https://rm.example/rm/api/resources/v1/", "https://rm.example/rm")):
+        with pytest.raises(ValueError, match=re.escape(f"that is a URL of the server's API, not its root; give {root}")):
+            avxrm.Client(api)
     with pytest.raises(ValueError):
         avxrm.Client(url, retries=-1)  # once: UnboundLocalError on the first request
 

@@ -666,15 +666,12 @@ def _server(server: Optional[str]) -> str:
     http or https with a host, without a query or fragment, and not a URL
     under the root that a browser shows (the web view's ``/ui``, the API
     docs' ``/api/resources/docs``, the OpenAPI document): those are refused
-    naming the root to give. None or "": $RM_SERVER, else DEFAULT_SERVER.
-    Unlike the Go SDK's, a URL that ends in the API's base path is taken as
-    its root (the base path is appended to the root)."""
+    naming the root to give, the API's own base path too (it is appended to
+    the root). None or "": $RM_SERVER, else DEFAULT_SERVER."""
     if server is not None and not isinstance(server, str):
         raise TypeError(f"server: want a URL such as {DEFAULT_SERVER}, got {type(server).__name__} {server!r}")
     given = server or os.environ.get("RM_SERVER") or DEFAULT_SERVER
     root = given.rstrip("/")
-    if root.endswith(BASE_PATH):
-        root = root[:-len(BASE_PATH)]
     try:
         u = httpx.URL(root)
         ok = u.scheme in ("http", "https") and bool(u.host)
