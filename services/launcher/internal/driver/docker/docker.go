@@ -21,8 +21,12 @@
 // says nothing of its progress for 2 minutes.
 //
 // Status comes from the Engine's event stream (start, die, destroy),
-// confirmed by inspecting the container for its exit code. The stream is
-// reconnected after errors, replaying from the last event seen, and each
+// confirmed by inspecting the container for its exit code. A container
+// that was created and has not started is not reported (neither by its
+// create event nor by List): it does not start on its own, and a start
+// that failed removes it, which is no loss of a running instance. A
+// failure seen to start with no kill event before its die ended on its own
+// (driver.ReasonExited). The stream is reconnected after errors, replaying from the last event seen, and each
 // (re)connection is followed by a full resync of the labelled containers.
 //
 // Restart policy: containers outlive the launcher. A new driver finds them
@@ -122,6 +126,11 @@ type Driver struct {
 
 	tracker hub.Tracker // last status of every container seen
 
+	// unkilled holds, by container id, the containers whose start event
+	// the event loop saw and no kill event since: their die is their own
+	// (driver.ReasonExited). Only the event loop uses it.
+	unkilled map[string]bool
+
 	// starting admits container starts, startSlots at a time, job by job.
 	starting *gate.Gate
 
@@ -176,6 +185,7 @@ func NewDriver(cfg driver.DockerConfig, opts driver.Options, options ...Option) 
 		starting:      gate.New(startSlots()),
 		pulls:         map[string]*pulling{},
 		pullIdle:      pullIdle,
+		unkilled:      map[string]bool{},
 		loopDone:      make(chan struct{}),
 	}
 	for _, o := range options {
@@ -252,11 +262,19 @@ func (d *Driver) Start(ctx context.Context, s driver.Spec) error {
 	if err != nil {
 		return refused(fmt.Errorf("docker: create container for %s: %w", s.Ref, err))
 	}
-	if err := d.cli.ContainerStart(ctx, resp.ID, container.StartOptions{}); err != nil {
-		// A container that cannot start (no such executable...) is removed
-		// so that a retry starts afresh rather than being a no-op.
-		rmErr := d.cli.ContainerRemove(context.WithoutCancel(ctx), resp.ID, container.RemoveOptions{Force: true, RemoveVolumes: true})
-		return errors.Join(refused(fmt.Errorf("docker: start container of %s: %w", s.Ref, err)), rmErr)
+	return d.startCreated(ctx, s.Ref, resp.ID)
+}
+
+// startCreated starts the created container id of ref. One that cannot
+// start (no such executable, no such network...) is removed so that a
+// retry creates it afresh, from the spec and the plugin's config of then.
+func (d *Driver) startCreated(ctx context.Context, ref driver.Ref, id string) error {
+	if err := d.cli.ContainerStart(ctx, id, container.StartOptions{}); err != nil {
+		rmErr := d.cli.ContainerRemove(context.WithoutCancel(ctx), id, container.RemoveOptions{Force: true, RemoveVolumes: true})
+		if client.IsErrConnectionFailed(err) {
+			err = driver.Mark(driver.ErrUnavailable, err)
+		}
+		return errors.Join(refused(fmt.Errorf("docker: start container of %s: %w", ref, err)), rmErr)
 	}
 	return nil
 }
@@ -296,9 +314,7 @@ func (d *Driver) startExisting(ctx context.Context, s driver.Spec) error {
 		return fmt.Errorf("docker: start %s: container name %s is taken by another container", s.Ref, s.Name)
 	}
 	if info.State != nil && info.State.Status == container.StateCreated {
-		if err := d.cli.ContainerStart(ctx, info.ID, container.StartOptions{}); err != nil {
-			return fmt.Errorf("docker: start container of %s: %w", s.Ref, err)
-		}
+		return d.startCreated(ctx, s.Ref, info.ID)
 	}
 	return nil
 }
@@ -647,9 +663,23 @@ func (d *Driver) handle(ctx context.Context, ev events.Message) {
 	if !ok {
 		return
 	}
+	// A die after a start seen here with no kill in between is the
+	// container's own end: every signal sent to it (a Stop's SIGTERM and
+	// SIGKILL, docker stop or kill, a removal's kill) comes as a kill event
+	// before its die, and the stream delivers them in order, replayed after
+	// a reconnection. One that started before this driver watched (a
+	// launcher started again) may have been sent its kill unseen: not told.
+	exited := false
 	switch ev.Action {
-	case events.ActionCreate:
-		d.tracker.Update(driver.Status{Ref: ref, State: driver.Pending})
+	case events.ActionStart:
+		d.unkilled[ev.Actor.ID] = true
+	case events.ActionKill, events.ActionDestroy:
+		delete(d.unkilled, ev.Actor.ID)
+	case events.ActionDie:
+		exited = d.unkilled[ev.Actor.ID]
+		delete(d.unkilled, ev.Actor.ID)
+	}
+	switch ev.Action {
 	case events.ActionStart, events.ActionDie:
 		info, err := d.cli.ContainerInspect(ctx, ev.Actor.ID)
 		if err != nil {
@@ -658,6 +688,9 @@ func (d *Driver) handle(ctx context.Context, ev events.Message) {
 					st := driver.Status{Ref: ref, State: driver.Succeeded, ExitCode: &code, FinishedAt: time.Unix(0, ev.TimeNano)}
 					if code != 0 {
 						st.State = driver.Failed
+						if exited {
+							st.Reason = driver.ReasonExited
+						}
 					}
 					d.tracker.Update(st)
 				}
@@ -667,6 +700,9 @@ func (d *Driver) handle(ctx context.Context, ev events.Message) {
 			return
 		}
 		st := statusOf(ref, info)
+		if exited && ev.Action == events.ActionDie && st.State == driver.Failed && st.Reason == "" {
+			st.Reason = driver.ReasonExited
+		}
 		if ev.Action == events.ActionStart && st.State != driver.Running {
 			// It already ended: still report that it ran.
 			d.tracker.Update(driver.Status{Ref: ref, State: driver.Running, StartedAt: st.StartedAt})
@@ -705,7 +741,12 @@ func (d *Driver) list(ctx context.Context, f filters.Args) ([]driver.Status, err
 	out := make([]driver.Status, 0, len(cs))
 	for _, c := range cs {
 		ref, ok := d.refFromLabels(c.Labels)
-		if !ok {
+		if !ok || c.State == container.StateCreated {
+			// Created and never started: Start left it so (the launcher
+			// died between its create and its start), or is about to start
+			// it or remove it. It does not start on its own, so it is not
+			// reported: the instance is missing, and the launcher's next
+			// Start starts it (startExisting).
 			continue
 		}
 		info, err := d.cli.ContainerInspect(ctx, c.ID)

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -448,5 +449,163 @@ func TestStartsGoJobByJob(t *testing.T) {
 	if !a0.Before(a1) || !a1.Before(b0) {
 		t.Errorf("created %s at %s, %s at %s, %s at %s; want job A's both before job B's",
 			refs[0], a0.Format(time.StampMicro), refs[2], a1.Format(time.StampMicro), refs[1], b0.Format(time.StampMicro))
+	}
+}
+
+// TestFailedStartIsNotLost: a container the engine creates and then cannot
+// start for a reason a retry may cure (here the plugin's network does not
+// exist; an NFS server down, a GPU busy) makes Start fail, and nothing else:
+// the watch reports no end of the instance, and a later Start tries again.
+// Before, the container's create and destroy events (the driver removes
+// what did not start) reached the watch as a Pending instance that ended
+// Failed with driver.ReasonLost: the launcher failed the job at once, "lost:
+// the runtime no longer knows this instance", instead of retrying it with
+// the engine's words until the queue's start timeout.
+func TestFailedStartIsNotLost(t *testing.T) {
+	ctx := context.Background()
+	network := "rm-no-such-network-" + randomHex(4)
+	d, err := docker.NewDriver(driver.DockerConfig{Network: network}, driver.Options{Installation: installation},
+		docker.WithStopTimeout(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	ch, _ := d.Watch(ctx)
+	ref := driver.Ref{JobID: drivertest.JobID(t), Role: driver.RoleWorker}
+	t.Cleanup(func() { d.Cleanup(context.Background(), ref.JobID) })
+	spec := driver.Spec{Ref: ref, Name: ref.Name(), Image: testImage, Command: []string{"/sleeper"}}
+	for try := range 2 {
+		err := d.Start(ctx, spec)
+		if err == nil || errors.Is(err, driver.ErrInvalidSpec) || !strings.Contains(err.Error(), network) {
+			t.Fatalf("Start() %d on a missing network = %v, want an error naming the network, to retry", try, err)
+		}
+	}
+	// The engine's events of the two tries have come by now; another
+	// container's start and end, after them, marks the end of the wait.
+	other := driver.Ref{JobID: ref.JobID, Role: driver.RoleWorker, Index: 1}
+	if err := newDriver(t).Start(ctx, driver.Spec{Ref: other, Name: other.Name(), Image: testImage, Command: []string{"/sleeper"}}); err != nil {
+		t.Fatal(err)
+	}
+	timeout := time.After(30 * time.Second)
+	for {
+		select {
+		case st := <-ch:
+			if st.Ref == ref {
+				t.Fatalf("the watch reported %s %s (reason %q, %q) after failed starts, want nothing", ref, st.State, st.Reason, st.Message)
+			}
+			if st.Ref == other && st.State.Final() {
+				if sts, _ := d.List(ctx); slices.ContainsFunc(sts, func(st driver.Status) bool { return st.Ref == ref }) {
+					t.Errorf("List() reports %s after its failed starts", ref)
+				}
+				return
+			}
+		case <-timeout:
+			t.Fatalf("no end of %s", other)
+		}
+	}
+}
+
+// TestCreatedContainerIsStartedByTheNextStart: a container created and
+// never started (the launcher died between the create and the start of a
+// Start) is not reported, so that the launcher, seeing the instance
+// missing, starts it again, and that Start starts it. Before, List
+// reported it Pending, which a container never leaves on its own: the
+// launcher waited for it until the queue's start timeout.
+func TestCreatedContainerIsStartedByTheNextStart(t *testing.T) {
+	ctx := context.Background()
+	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	ref := driver.Ref{JobID: drivertest.JobID(t), Role: driver.RoleWorker}
+	d := newDriverOf(t, installation)
+	t.Cleanup(func() { d.Cleanup(context.Background(), ref.JobID) })
+	labels := map[string]string{docker.LabelManaged: installation, docker.LabelJobID: ref.JobID,
+		docker.LabelRole: string(ref.Role), docker.LabelIndex: "0", docker.LabelQueue: "q"}
+	if _, err := cli.ContainerCreate(ctx, &container.Config{Image: testImage, Entrypoint: []string{"/sleeper"},
+		Env: []string{"RM_TEST_SLEEP=30"}, Labels: labels}, nil, nil, nil, ref.Name()); err != nil {
+		t.Fatal(err)
+	}
+	d2 := newDriverOf(t, installation) // the launcher started again
+	ch, _ := d2.Watch(ctx)
+	sts, err := d2.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range sts {
+		if st.Ref == ref {
+			t.Fatalf("List() reports the created container %s %s, want it missing", ref, st.State)
+		}
+	}
+	if err := d2.Start(ctx, driver.Spec{Ref: ref, Name: ref.Name(), Image: testImage, Command: []string{"/sleeper"}}); err != nil {
+		t.Fatalf("Start() of the created container: %v", err)
+	}
+	timeout := time.After(30 * time.Second)
+	for {
+		select {
+		case st := <-ch:
+			if st.Ref != ref {
+				continue
+			}
+			if st.State != driver.Running {
+				t.Fatalf("%s is %s (%s), want Running", ref, st.State, st.Message)
+			}
+			return
+		case <-timeout:
+			t.Fatalf("%s never reported running", ref)
+		}
+	}
+}
+
+// TestOwnEndIsTold: a container that fails on its own ends Failed with
+// driver.ReasonExited, even when a Stop follows its end; one that a Stop
+// ends does not, so that the launcher records the first failed and the
+// second stopped when it stops a job's instances. Before, no docker
+// container was told: one that failed on its own while the launcher was
+// stopping the others (a controller and a worker failing together) was
+// recorded stopped, its failure hidden.
+func TestOwnEndIsTold(t *testing.T) {
+	ctx := context.Background()
+	d := newDriver(t)
+	ch, _ := d.Watch(ctx)
+	job := drivertest.JobID(t)
+	own := driver.Ref{JobID: job, Role: driver.RoleWorker, Index: 0}
+	stopped := driver.Ref{JobID: job, Role: driver.RoleWorker, Index: 1}
+	t.Cleanup(func() { d.Cleanup(context.Background(), job) })
+	for ref, env := range map[driver.Ref]map[string]string{
+		own:     {"RM_TEST_SLEEP": "0.2", "RM_TEST_EXIT": "3"},
+		stopped: {"RM_TEST_SLEEP": "60"},
+	} {
+		if err := d.Start(ctx, driver.Spec{Ref: ref, Name: ref.Name(), Image: testImage, Command: []string{"/sleeper"}, Env: env}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	final := map[driver.Ref]driver.Status{}
+	timeout := time.After(30 * time.Second)
+	for len(final) < 2 {
+		select {
+		case st := <-ch:
+			if st.JobID != job || !st.State.Final() {
+				continue
+			}
+			final[st.Ref] = st
+			if st.Ref == own {
+				// The launcher stops the others, this one too, after a failure.
+				for _, ref := range []driver.Ref{own, stopped} {
+					if err := d.Stop(ctx, ref); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+		case <-timeout:
+			t.Fatalf("final statuses %v, want both instances'", final)
+		}
+	}
+	if st := final[own]; st.State != driver.Failed || st.Reason != driver.ReasonExited || st.ExitCode == nil || *st.ExitCode != 3 {
+		t.Errorf("own end: %s reason %q exit code %v, want Failed, %s, 3", st.State, st.Reason, st.ExitCode, driver.ReasonExited)
+	}
+	if st := final[stopped]; st.State != driver.Failed || st.Reason != "" {
+		t.Errorf("stopped: %s reason %q, want Failed without a reason", st.State, st.Reason)
 	}
 }
