@@ -112,17 +112,7 @@ func TestLogsOfAnUnreachableRuntime(t *testing.T) {
 	e.create("/queues", queueBody("uq"))
 	id := e.must(http.StatusCreated, http.MethodPost, v1+"/jobs", jobBody("uq", 1)).obj(t).str("id")
 	const reason = "launch: the driver of plugin plg-1 is being made"
-	sub, err := e.js.Conn().Subscribe("rm.launcher.logs."+id+".worker.0", func(m *nats.Msg) {
-		reply := nats.NewMsg(m.Reply)
-		reply.Header.Set("Rm-Logs-Status", "503")
-		reply.Header.Set("Rm-Logs-Eof", "true")
-		reply.Header.Set("Rm-Logs-Error", reason)
-		_ = m.RespondMsg(reply)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	e.launcherAnswers(t, "rm.launcher.logs."+id+".worker.0", "503", reason)
 	r := e.must(http.StatusServiceUnavailable, http.MethodGet, v1+"/jobs/"+id+"/instances/worker/0/logs", nil)
 	if got := r.Header.Get("Retry-After"); got == "" {
 		t.Error("no Retry-After")
@@ -139,17 +129,7 @@ func TestLogsOfAJobThatDidNotRun(t *testing.T) {
 	e := startEnv(t)
 	e.create("/queues", queueBody("nq"))
 	id := e.must(http.StatusCreated, http.MethodPost, v1+"/jobs", jobBody("nq", 1)).obj(t).str("id")
-	sub, err := e.js.Conn().Subscribe("rm.launcher.logs."+id+".worker.0", func(m *nats.Msg) {
-		reply := nats.NewMsg(m.Reply)
-		reply.Header.Set("Rm-Logs-Status", "404")
-		reply.Header.Set("Rm-Logs-Eof", "true")
-		reply.Header.Set("Rm-Logs-Error", "logs of "+id+"/worker/0")
-		_ = m.RespondMsg(reply)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	e.launcherAnswers(t, "rm.launcher.logs."+id+".worker.0", "404", "logs of "+id+"/worker/0")
 	// A post controller's index is its start's: the second is asked for
 	// (no launcher answers for it here).
 	e.must(http.StatusServiceUnavailable, http.MethodGet, v1+"/jobs/"+id+"/instances/post-controller/1/logs", nil)
@@ -175,4 +155,50 @@ func TestLogsOfAJobThatDidNotRun(t *testing.T) {
 			t.Errorf("%v: detail %q, want %q", c.set, got, c.want)
 		}
 	}
+}
+
+// A replica slot with no log yet says why, as a job's instance does: it
+// is pending (waiting for its queue's capacity) or starting. Before, the
+// launcher's "logs of dep-…-r0/replica/0 not found" came through, naming
+// no replica and no reason. A replica that ran keeps the launcher's 404.
+func TestLogsOfAReplicaThatDidNotRun(t *testing.T) {
+	e := startEnv(t)
+	e.create("/queues", queueBody("rq"))
+	app := e.create("/applications", appBody("rapp", "1"))
+	id := e.create("/deployments", deploymentBody("waits", app.str("id"), "rq")).str("id")
+	e.launcherAnswers(t, "rm.launcher.logs."+id+"-r0.replica.*", "404", "logs of "+id+"-r0/replica/0")
+	for _, c := range []struct {
+		replicas bson.A
+		want     string
+	}{
+		{bson.A{}, `replica 0 of deployment "waits" has no log: it is pending, waiting for capacity on the deployment's queue (its Admitted condition says why), so it has not started`},
+		{bson.A{bson.M{"slot": 0, "state": "pending", "restarts": 0}}, `replica 0 of deployment "waits" has no log: it is pending, waiting for capacity on the deployment's queue (its Admitted condition says why), so it has not started`},
+		{bson.A{bson.M{"slot": 0, "state": "starting", "restarts": 0}}, `replica 0 of deployment "waits" has no log: it is starting; ask again once it runs`},
+		{bson.A{bson.M{"slot": 0, "state": "running", "restarts": 0}}, `logs of ` + id + `-r0/replica/0 not found`},
+	} {
+		if _, err := e.db.Collection("deployments").UpdateOne(context.Background(), bson.M{"_id": id}, bson.M{"$set": bson.M{"status.replicas": c.replicas}}); err != nil {
+			t.Fatal(err)
+		}
+		if got := e.must(http.StatusNotFound, http.MethodGet, v1+"/deployments/waits/replicas/0/logs", nil).obj(t)["detail"]; got != c.want {
+			t.Errorf("%v: detail %q, want %q", c.replicas, got, c.want)
+		}
+	}
+}
+
+// launcherAnswers answers the log requests on subject as a launcher that
+// cannot serve them does, with status and the error what, until the test
+// ends.
+func (e *env) launcherAnswers(t *testing.T, subject, status, what string) {
+	t.Helper()
+	sub, err := e.js.Conn().Subscribe(subject, func(m *nats.Msg) {
+		reply := nats.NewMsg(m.Reply)
+		reply.Header.Set("Rm-Logs-Status", status)
+		reply.Header.Set("Rm-Logs-Eof", "true")
+		reply.Header.Set("Rm-Logs-Error", what)
+		_ = m.RespondMsg(reply)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
 }

@@ -3,6 +3,7 @@ package scheduler
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -60,10 +61,13 @@ type replicaPlan struct {
 }
 
 // followReplica releases the lease of replica holder h when its slot is no
-// longer wanted: the deployment is gone or was scaled below it.
-func (p *plan) followReplica(h string) {
+// longer wanted: the deployment is gone or was scaled below it, or it
+// moved to another queue than the one the lease holds (the slot asks
+// again, on its new queue, in the next pass).
+func (p *plan) followReplica(h string, claims []lease.Claim) {
 	dep, slot, _ := splitReplicaHolder(h)
-	if d := p.replicas.deployments[dep]; d == nil || slot >= d.Replicas {
+	d := p.replicas.deployments[dep]
+	if d == nil || slot >= d.Replicas || !slices.ContainsFunc(claims, func(c lease.Claim) bool { return c.Queue == d.QueueID }) {
 		p.change.Releases = append(p.change.Releases, h)
 	}
 }

@@ -77,3 +77,39 @@ func TestPlanDeploymentReplicas(t *testing.T) {
 		t.Errorf("deleted: releases %v, want its last replica", p.change.Releases)
 	}
 }
+
+// TestPlanDeploymentMovedQueue: a deployment moved to another queue gives
+// its leases on the old one back, and its replicas are admitted on the new
+// one under that queue's limit. Before, they kept the old queue's leases:
+// the old queue stayed full and the new one's limit was never applied.
+func TestPlanDeploymentMovedQueue(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	queues := limitedQueues(4)
+	one := 1
+	queues["q-2"] = &events.Queue{Meta: events.Meta{ID: "q-2"}, Name: "Small", MaximumAllowedWorkerInstances: &one}
+	dep := &deployment{ID: "dep-1", CreatedAt: t0, QueueID: "q-d", Replicas: 2}
+	deps := map[string]*deployment{dep.ID: dep}
+	ledger := lease.Ledger{Leases: map[string][]lease.Claim{}}
+	pass := func() plan {
+		p := planPassWith(ledger, queues, nil, deps, t0.Add(time.Minute), gate{})
+		ledger.Commit(p.change)
+		return p
+	}
+	pass()
+	if a := ledger.Allocated()["q-d"]; a != 2 {
+		t.Fatalf("allocated on q-d %d, want 2", a)
+	}
+
+	dep.QueueID = "q-2"
+	p := pass()
+	if got := slices.Sorted(slices.Values(p.change.Releases)); !slices.Equal(got, []string{"dep-1/replica/0", "dep-1/replica/1"}) {
+		t.Errorf("moved to q-2: releases %v, want both replicas' leases on q-d", got)
+	}
+	pass()
+	if a := ledger.Allocated(); a["q-d"] != 0 || a["q-2"] != 1 {
+		t.Errorf("allocated %v after the move, want q-d 0 and q-2 1 (its limit)", a)
+	}
+	if c := ledger.Leases["dep-1/replica/0"]; len(c) != 1 || c[0].Queue != "q-2" {
+		t.Errorf("slot 0's lease %v, want one instance on q-2", c)
+	}
+}

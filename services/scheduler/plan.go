@@ -75,7 +75,7 @@ func planPassWith(ledger lease.Ledger, queues map[string]*events.Queue, jobs map
 func (p *plan) followLedger(ledger lease.Ledger, jobs map[string]*events.Job) {
 	for _, h := range ledger.Holders() {
 		if isReplicaHolder(h) {
-			p.followReplica(h)
+			p.followReplica(h, ledger.Leases[h])
 			continue
 		}
 		j := jobs[jobOf(h)]

@@ -29,8 +29,9 @@ type kind struct {
 	cols []column
 	// refs are the id fields the table shows by name: queue_id, application_id.
 	refs []string
-	// example of create and set, for --help; setExample of set.
-	example, setExample string
+	// example of create and set, for --help; setExample of set; key, the
+	// arguments naming the resource those examples make, of get and rm.
+	example, setExample, key string
 	// body is the type of the resource's body, whose fields create and
 	// set take; fieldFlags are those they have a flag of their own for.
 	body       reflect.Type
@@ -38,7 +39,7 @@ type kind struct {
 }
 
 var kinds = []kind{
-	{use: "queues", short: "Queues: where jobs wait, with a limit on concurrent worker instances", aliases: []string{"queue", "q"},
+	{use: "queues", key: "Default", short: "Queues: where jobs wait, with a limit on concurrent worker instances", aliases: []string{"queue", "q"},
 		path: "/queues", keys: 1,
 		cols: []column{{"NAME", field("name")}, {"ID", field("id")}, {"LIMIT", limitCol}, {"ALLOCATED", field("usage.allocated_worker_instances")},
 			{"RUNNING", field("usage.running_jobs")}, {"PENDING", field("usage.pending_jobs")}, {"AGE", age("created_at")}},
@@ -48,19 +49,19 @@ var kinds = []kind{
 		setExample: "  avxrm queues set Default --limit 20\n  avxrm queues set Default --limit none   # unlimited\n" +
 			"  avxrm queues set Default --description 'Nightly runs' --set scheduling.backfill=false\n  avxrm queues set Default -f patch.yaml",
 		body: reflect.TypeFor[api.QueueBody](), fieldFlags: map[string]string{"maximum_allowed_worker_instances": "limit", "description": "description"}},
-	{use: "plugins", short: "Plugins: the runtimes jobs run on (kubernetes, docker, local, simulated)", aliases: []string{"plugin"},
+	{use: "plugins", key: "sim", short: "Plugins: the runtimes jobs run on (kubernetes, docker, local, simulated)", aliases: []string{"plugin"},
 		path: "/plugins", keys: 1,
 		cols:       []column{{"NAME", field("name")}, {"ID", field("id")}, {"TYPE", field("type")}, {"DEFAULT", field("is_default")}, {"AGE", age("created_at")}},
 		example:    "  avxrm plugins create sim --set type=simulated --set config.run_seconds=5\n  avxrm plugins get sim -o json",
 		setExample: "  avxrm plugins set sim --set config.run_seconds=10\n  avxrm plugins set sim --set is_default=true",
 		body:       reflect.TypeFor[api.PluginBody]()},
-	{use: "apps", short: "Applications: what a job runs (image, command)", aliases: []string{"app", "applications"},
+	{use: "apps", key: "sim:1.0", short: "Applications: what a job runs (image, command)", aliases: []string{"app", "applications"},
 		path: "/applications", keys: 1,
 		cols:       []column{{"NAME", field("name")}, {"VERSION", field("version")}, {"ID", field("id")}, {"IMAGE", field("image")}, {"AGE", age("created_at")}},
 		example:    "  avxrm apps create sim --set-string version=1.0 --set image=registry/sim:1.0\n  avxrm apps create -f app.json",
 		setExample: "  avxrm apps set sim:1.0 --set image=registry/sim:1.0.1\n  avxrm apps set sim:1.0 --set 'args=[\"--fast\"]'",
 		body:       reflect.TypeFor[api.ApplicationBody]()},
-	{use: "runtime-configs", short: "App-runtime-configs: the image and settings of an application on a queue", aliases: []string{"runtime-config", "rc"},
+	{use: "runtime-configs", key: "Default sim:1.0", short: "App-runtime-configs: the image and settings of an application on a queue", aliases: []string{"runtime-config", "rc"},
 		path: "/app-runtime-config", keys: 2,
 		cols: []column{{"QUEUE", field("queue_id")}, {"APPLICATION", field("application_id")}, {"IMAGE", field("image")}, {"WORKDIR", field("working_directory")}},
 		refs: []string{"queue_id", "application_id"},
@@ -68,7 +69,7 @@ var kinds = []kind{
 			"  avxrm runtime-configs get Default sim:1.0   # the application by name:version, or by its id app-01J…",
 		setExample: "  avxrm runtime-configs set Default sim:1.0 --set image=registry/sim:1.1\n  avxrm rc set Default sim:1.0 --set environment_variables.LOG=debug",
 		body:       reflect.TypeFor[api.AppRuntimeConfigBody]()},
-	{use: "deployments", short: "Deployments: long-running replicas of an application on a queue", aliases: []string{"deployment", "deploy"},
+	{use: "deployments", key: "viz", short: "Deployments: long-running replicas of an application on a queue", aliases: []string{"deployment", "deploy"},
 		path: "/deployments", keys: 1,
 		cols: []column{{"NAME", field("name")}, {"ID", field("id")}, {"APPLICATION", field("application_id")}, {"QUEUE", field("queue_id")},
 			{"REPLICAS", field("replicas")}, {"READY", field("status.ready_replicas")}, {"RESTARTS", restartsCol}},
@@ -144,7 +145,7 @@ func resourceCommand(g *globals, k kind) *cobra.Command {
 
 	get := &cobra.Command{
 		Use: "get " + k.keyUse(), Short: "Show one " + singular, Args: cobra.ExactArgs(k.keys),
-		Example: "  avxrm " + k.use + " get " + exampleKey(k) + " -o json",
+		Example: "  avxrm " + k.use + " get " + k.key + " -o json",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := g.client(cmd.Context())
 			if err != nil {
@@ -243,7 +244,7 @@ func resourceCommand(g *globals, k kind) *cobra.Command {
 
 	rm := &cobra.Command{
 		Use: "rm " + k.keyUse(), Aliases: []string{"delete"}, Short: "Delete " + aSingular, Args: cobra.ExactArgs(k.keys),
-		Example: "  avxrm " + k.use + " rm " + exampleKey(k),
+		Example: "  avxrm " + k.use + " rm " + k.key,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := g.client(cmd.Context())
 			if err != nil {
@@ -419,13 +420,6 @@ func createUse(k kind) string {
 		return "<queue> <application> [--set key=value]… [-f file]"
 	}
 	return "[name] [--set key=value]… [-f file]"
-}
-
-func exampleKey(k kind) string {
-	if k.keys == 2 {
-		return "Default sim:1.0"
-	}
-	return "Default"
 }
 
 // printCreated prints the id of a created or changed resource, or all of it

@@ -286,11 +286,29 @@ func (s *Server) replicaLogs(ctx context.Context, in *replicaLogsInput) (*huma.S
 	if in.Slot >= d.Replicas {
 		return nil, fmt.Errorf("replica slot %d of deployment %q (it has %d): %w", in.Slot, d.Name, d.Replicas, problem.ErrNotFound)
 	}
-	gen := 0
+	gen, state := 0, ""
 	for _, r := range d.Status.Replicas {
 		if r.Slot == in.Slot {
-			gen = r.Restarts
+			gen, state = r.Restarts, r.State
 		}
 	}
-	return s.streamLogs(ctx, logsSubjectPrefix+"."+d.ID+"-r"+strconv.Itoa(in.Slot)+".replica."+strconv.Itoa(gen), in.LogsRange)
+	resp, err := s.streamLogs(ctx, logsSubjectPrefix+"."+d.ID+"-r"+strconv.Itoa(in.Slot)+".replica."+strconv.Itoa(gen), in.LogsRange)
+	if errors.Is(err, problem.ErrNotFound) {
+		if why := noReplicaLogYet(state); why != "" {
+			return nil, problem.New(http.StatusNotFound, fmt.Sprintf("replica %d of deployment %q has no log: %s", in.Slot, d.Name, why))
+		}
+	}
+	return resp, err
+}
+
+// noReplicaLogYet says why a replica slot in state has no log yet: it
+// waits for its queue's capacity, or is starting. "" otherwise.
+func noReplicaLogYet(state string) string {
+	switch state {
+	case "", "pending":
+		return "it is pending, waiting for capacity on the deployment's queue (its Admitted condition says why), so it has not started"
+	case "starting":
+		return "it is starting; ask again once it runs"
+	}
+	return ""
 }

@@ -216,13 +216,19 @@ func (s *Service) syncSlots(ctx context.Context, id string, d *deployment, admit
 		rs.StartedAt = nil
 		r.replicas = append(r.replicas, rs)
 		rep := &r.replicas[len(r.replicas)-1]
+		sid := slotID(id, slot)
+		obs := s.pool.refsOf(sid)
 		if !admitted[slot] {
 			rep.State = replicaPending
 			r.after = minPositive(r.after, replicaWait) // not admitted yet: look again soon
+			if latest := latestReplica(obs); latest != nil {
+				// It runs without a lease on the deployment's queue (the
+				// deployment moved to another queue): stopped, and started
+				// again as the next generation once admitted there.
+				r.errs = append(r.errs, s.unadmitSlot(ctx, sid, obs, latest, rep)...)
+			}
 			continue
 		}
-		sid := slotID(id, slot)
-		obs := s.pool.refsOf(sid)
 		st := s.slotState(sid)
 		// With nothing of the slot known (never started, or its ended
 		// replica removed and the start of the next one failed), the
@@ -320,6 +326,26 @@ func (s *Service) syncSlots(ctx context.Context, id string, d *deployment, admit
 		st.started, st.unseenUntil = gen, now.Add(startUnseen)
 	}
 	return r
+}
+
+// unadmitSlot stops and removes the replicas of slot sid, which holds no
+// lease on its deployment's queue, and records in rep that the last one
+// ended so; the slot's next replica is the next generation.
+func (s *Service) unadmitSlot(ctx context.Context, sid string, obs map[driver.Ref]observed, latest *observed, rep *replicaStatus) []error {
+	if err := s.stopAll(ctx, obs, func(driver.Ref) bool { return true }); err != nil {
+		return []error{err}
+	}
+	if err := s.cleanupDrivers(ctx, sid, obs, nil); err != nil {
+		return []error{err}
+	}
+	now := s.deps.Now()
+	rep.Restarts = latest.st.Index + 1
+	rep.LastEndedAt, rep.LastExitCode = &now, nil
+	rep.LastMessage = "stopped: not admitted on the deployment's queue (it moved to another queue)"
+	s.mu.Lock()
+	delete(s.dstate, sid)
+	s.mu.Unlock()
+	return nil
 }
 
 // endMessage says how an instance ended: "exited with code 3", "killed by

@@ -37,14 +37,16 @@ func (s *Service) readReplicaLeases(ctx context.Context, id, queueID string) (re
 		return r, err
 	}
 	for holder, claims := range leases {
+		onQueue := false
 		for _, c := range claims {
 			if c.Queue == queueID {
 				r.inUse += c.Count
+				onQueue = true
 			}
 		}
 		dep, slot, ok := strings.Cut(holder, replicaInfix)
-		if !ok || dep != id {
-			continue
+		if !ok || dep != id || !onQueue {
+			continue // a lease on another queue: the deployment moved; the scheduler releases it
 		}
 		if k, err := strconv.Atoi(slot); err == nil {
 			r.admitted[k] = true
