@@ -409,7 +409,7 @@ func (s *Service) build(ctx context.Context, e artifacts.Export) {
 		}
 		m := zipper.Manifest{ExportID: e.ID, JobID: e.JobID, Request: e.Request}
 		if err := zipper.Write(bctx, w, m, entries, s.open, opt); err != nil {
-			return blob.File{}, 0, err
+			return blob.File{}, 0, s.changedMeanwhile(bctx, e.JobID, entries, err)
 		}
 		f, err := w.Commit()
 		return f, len(entries), err
@@ -573,6 +573,35 @@ func (s *Service) fail(ctx context.Context, l artifacts.Loaded, reason string) e
 		return fmt.Errorf("fail export %s: %w", next.ID, err)
 	}
 	return nil
+}
+
+// errArtifactsChanged: a selected file was replaced or removed while the zip
+// was built (a worker of a running job uploaded it again, its job was
+// deleted), so its old bytes went; a rebuild reads the records anew.
+var errArtifactsChanged = errors.New("the job's artifacts changed while the zip was built")
+
+// changedMeanwhile returns err, the failure of a build of entries of job, as
+// errArtifactsChanged, which is not permanent, when it is bytes gone missing
+// and some entry's record no longer points to the blob the build read.
+func (s *Service) changedMeanwhile(ctx context.Context, job string, entries []zipper.Entry, err error) error {
+	if !errors.Is(err, blob.ErrNotFound) && !errors.Is(err, blob.ErrCorrupt) {
+		return err
+	}
+	arts, aerr := s.st.JobArtifacts(ctx, job)
+	if aerr != nil {
+		// Not permanent (err is not wrapped): the next attempt looks again.
+		return fmt.Errorf("%v; and reading the job's artifacts again: %w", err, aerr)
+	}
+	current := make(map[string]bool, len(arts))
+	for _, a := range arts {
+		current[a.FileID] = true
+	}
+	for _, en := range entries {
+		if !current[en.Ref] {
+			return fmt.Errorf("%w (%s was replaced or removed); building it again: %v", errArtifactsChanged, en.ZipPath(), err)
+		}
+	}
+	return err
 }
 
 // isPermanent: a rebuild would fail the same way, so the export fails with the reason.

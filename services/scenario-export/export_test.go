@@ -560,3 +560,43 @@ func TestBuildStopsWhenItsExportIsDeleted(t *testing.T) {
 		t.Errorf("events %v, want the deletion alone", got)
 	}
 }
+
+// TestArtifactReplacedMidBuild: a worker of a running job uploads a file
+// again while its export is built, and the bytes the build was reading are
+// removed. That failed the export for good ("blob corrupt: chunk 0 … is
+// missing"), though a rebuild reads the new record; it is built again, with
+// the new bytes.
+func TestArtifactReplacedMidBuild(t *testing.T) {
+	e := newEnv(t)
+	want := e.fixture("job-1")
+	id := e.request("job-1", zipper.Request{Samples: []string{"s-1"}}, time.Hour)
+	var once sync.Once
+	e.service(export.Config{Owner: "one"}, func(s *export.Service) {
+		s.SetAfterEntry(t, func(ctx context.Context, _ string, written int) error {
+			if written != 1 { // f0.bin is written; f1.bin is next
+				return nil
+			}
+			once.Do(func() {
+				// As the API replaces an upload: a new blob and record, then
+				// the old blob removed.
+				var old artifacts.Artifact
+				if err := e.db.Collection(artifacts.ArtifactsColl).FindOneAndDelete(ctx,
+					bson.D{{Key: "_id", Value: "job-1/s/s-1/f1.bin"}}).Decode(&old); err != nil {
+					t.Error(err)
+				}
+				d := data(42, 3000)
+				e.artifact("job-1", zipper.KindScenario, "s-1", "f1.bin", bytes.NewReader(d))
+				want["scenarios/s-1/f1.bin"] = d
+				if err := e.st.Artifacts.Delete(ctx, old.FileID); err != nil {
+					t.Error(err)
+				}
+			})
+			return nil
+		})
+	})
+	x := e.wait(id, "finished", finished)
+	if x.Status != artifacts.StatusReady {
+		t.Fatalf("export %s %s (%s), want ready", x.ID, x.Status, x.Reason)
+	}
+	checkZip(t, e.unzip(x), want)
+}

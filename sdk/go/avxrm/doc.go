@@ -71,7 +71,7 @@
 //
 // # Lists
 //
-// Jobs, Queues and Artifacts iterate over a list page by page (List over
+// Jobs, Queues, Artifacts and Exports iterate over a list page by page (List over
 // any list path, as raw JSON), following next_cursor; breaking out of the
 // loop stops fetching. An error ends the iteration: it is yielded once,
 // with the zero value (a Job whose Id is nil), so check it before the item:
@@ -141,7 +141,8 @@
 // before), DownloadArtifact and DownloadArtifactFile a job's artifact: a lost
 // connection is resumed with Range, and the size and sha256 (and an
 // export's manifest.json: VerifyExportZip) are checked before a file is
-// renamed into place.
+// renamed into place. Exports lists a job's exports, DeleteExport removes
+// one before it expires.
 //
 //	x, err := c.CreateExport(ctx, *job.Id, api.ExportRequest{
 //		Samples: nullable.NewNullableWithValue([]string{"s-001", "s-007"})})

@@ -261,6 +261,39 @@ func (c *Client) GetExport(ctx context.Context, id string) (*api.ScenarioExport,
 	return result(err, func() (*http.Response, []byte, *api.ScenarioExport) { return r.HTTPResponse, r.Body, r.JSON200 })
 }
 
+// Exports iterates over a job's scenario exports, oldest first.
+func (c *Client) Exports(ctx context.Context, jobID string) iter.Seq2[api.ScenarioExport, error] {
+	return pages("/jobs/"+PathSegment(jobID)+"/scenario-exports", func(cursor *string) ([]api.ScenarioExport, *string, error) {
+		limit := int64(c.pageSize)
+		r, err := c.API.ListJobScenarioExportsWithResponse(ctx, jobID, &api.ListJobScenarioExportsParams{Limit: &limit, Cursor: cursor},
+			c.at("/jobs/%s/scenario-exports", "job id", jobID))
+		l, err := result(err, func() (*http.Response, []byte, *api.ScenarioExportList) { return r.HTTPResponse, r.Body, r.JSON200 })
+		if err != nil {
+			return nil, nil, err
+		}
+		return Values(l.Items), l.NextCursor, nil
+	})
+}
+
+// DeleteExport removes a scenario export and its zip before it expires, at
+// any status (a build under way is dropped); ErrNotFound if there is none.
+func (c *Client) DeleteExport(ctx context.Context, id string) error {
+	r, err := c.API.DeleteScenarioExportWithResponse(ctx, id, &api.DeleteScenarioExportParams{}, c.at("/scenario-exports/%s", "export id", id))
+	if err != nil {
+		return err
+	}
+	switch resp := r.HTTPResponse; {
+	case resp.StatusCode >= 400:
+		return problemError(resp, r.Body)
+	case resp.StatusCode != http.StatusNoContent:
+		if err := notAPIAnswer(resp); err != nil {
+			return err
+		}
+		return fmt.Errorf("%s %s: unexpected answer %d", resp.Request.Method, resp.Request.URL.Path, resp.StatusCode)
+	}
+	return nil
+}
+
 // Values is the list a nullable field of the API's types holds (the
 // generated types say nullable.Nullable so that a merge patch can send
 // null): nil when it is absent or null.

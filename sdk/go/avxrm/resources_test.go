@@ -70,11 +70,19 @@ func TestIDsAreOneEscapedPathSegment(t *testing.T) {
 			return err
 		},
 		"Artifacts": func(id string) error { return first(c.Artifacts(ctx, id)) },
+		"Exports": func(id string) error {
+			for _, err := range c.Exports(ctx, id) {
+				return err
+			}
+			return nil
+		},
+		"DeleteExport": func(id string) error { return c.DeleteExport(ctx, id) },
 	}
 	paths := map[string]string{
 		"GetJob": "/jobs/%s", "CancelJob": "/jobs/%s/cancel", "GetQueue": "/queues/%s",
 		"GetJobArray": "/job-arrays/%s", "GetExport": "/scenario-exports/%s",
 		"CreateExport": "/jobs/%s/scenario-exports", "Artifacts": "/jobs/%s/artifacts?limit=200",
+		"Exports": "/jobs/%s/scenario-exports?limit=200", "DeleteExport": "/scenario-exports/%s",
 	}
 	ids := map[string]string{
 		".":                 "%2E",
@@ -190,5 +198,52 @@ func TestListKeepsThePathsQuery(t *testing.T) {
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("asked %q, want %q", got, want)
+	}
+}
+
+// The SDK lists a job's scenario exports page by page and deletes one (204),
+// as the CLI's 'exports ls' and 'exports rm' do; it had neither, so a program
+// listed and deleted them through Do with paths of its own.
+func TestExportsListAndDelete(t *testing.T) {
+	var deleted []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.Method == http.MethodGet && r.URL.Path == avxrm.BasePath+"/jobs/job-1/scenario-exports":
+			w.Header().Set("Content-Type", "application/json")
+			if r.URL.Query().Get("cursor") == "" {
+				_, _ = w.Write([]byte(`{"items":[{"id":"exp-1","status":"ready"}],"next_cursor":"c1"}`))
+				return
+			}
+			_, _ = w.Write([]byte(`{"items":[{"id":"exp-2","status":"pending"}]}`))
+		case r.Method == http.MethodDelete && r.URL.Path == avxrm.BasePath+"/scenario-exports/exp-1":
+			deleted = append(deleted, "exp-1")
+			w.WriteHeader(http.StatusNoContent)
+		default:
+			w.Header().Set("Content-Type", "application/problem+json")
+			w.WriteHeader(http.StatusNotFound)
+			_, _ = w.Write([]byte(`{"title":"Not Found","status":404,"detail":"not found"}`))
+		}
+	}))
+	defer srv.Close()
+	c, err := avxrm.New(srv.URL, avxrm.WithRetries(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	var got []string
+	for x, err := range c.Exports(ctx, "job-1") {
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, *x.Id+" "+string(*x.Status))
+	}
+	if want := []string{"exp-1 ready", "exp-2 pending"}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("Exports = %q, want %q", got, want)
+	}
+	if err := c.DeleteExport(ctx, "exp-1"); err != nil || len(deleted) != 1 {
+		t.Errorf("DeleteExport = %v (deleted %v)", err, deleted)
+	}
+	if err := c.DeleteExport(ctx, "exp-9"); !errors.Is(err, avxrm.ErrNotFound) {
+		t.Errorf("DeleteExport of an unknown export = %v, want ErrNotFound", err)
 	}
 }

@@ -41,11 +41,13 @@ func TestArtifactDownload(t *testing.T) {
 		t.Errorf("range: %d %d bytes", a.status, len(a.body))
 	}
 	for path, want := range map[string]int{
-		"/jobs/" + job + "/artifacts/scenarios/s-002/params/scenario.xosc":     http.StatusNotFound, // another sample
-		"/jobs/" + job + "/artifacts/assets/maps/town.xodr":                    http.StatusNotFound, // common data, not road-nw
-		"/jobs/job-nope/artifacts/assets/maps/town.xodr?declaration=road-nw":   http.StatusNotFound,
-		"/jobs/" + job + "/artifacts/scenarios/s-001/params/%2E%2E/x":          http.StatusUnprocessableEntity, // as for uploads
-		"/jobs/" + job + "/artifacts/assets/town.xodr?declaration=not%20a%20n": http.StatusUnprocessableEntity,
+		"/jobs/" + job + "/artifacts/scenarios/s-002/params/scenario.xosc":                    http.StatusNotFound, // another sample
+		"/jobs/" + job + "/artifacts/assets/maps/town.xodr":                                   http.StatusNotFound, // common data, not road-nw
+		"/jobs/job-nope/artifacts/assets/maps/town.xodr?declaration=road-nw":                  http.StatusNotFound,
+		"/jobs/" + job + "/artifacts/scenarios/s-001/params/%2E%2E/x":                         http.StatusUnprocessableEntity, // as for uploads
+		"/jobs/" + job + "/artifacts/assets/town.xodr?declaration=not%20a%20n":                http.StatusUnprocessableEntity,
+		"/jobs/" + job + "/artifacts/assets/maps/town.xodr?declaration=road-nw&declaration=x": http.StatusUnprocessableEntity,
+		"/jobs/" + job + "/artifacts/scenarios/s-001/params/scenario.xosc?download=1":         http.StatusUnprocessableEntity,
 	} {
 		if a := e.do(http.MethodGet, path, nil); a.status != want {
 			t.Errorf("GET %s = %s, want %d", path, a, want)

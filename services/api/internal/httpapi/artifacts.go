@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"github.com/avxrm/rm/pkg/blob"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -209,14 +211,31 @@ func parseArtifactRef(kind string, u *url.URL) (artifactRef, []*problem.FieldErr
 		}
 		rest = rest[1:]
 	}
-	if d := u.Query()["declaration"]; len(d) > 0 {
+	q := u.Query()
+	switch d := q["declaration"]; {
+	case len(d) == 0:
+	case kind == kindScenario:
+		errs = append(errs, problem.Field("declaration", "scenario files have no declaration"))
+	case len(d) > 1:
+		// As checkQuery answers on huma's routes: the first would be used
+		// and the rest dropped without a word.
+		errs = append(errs, problem.Field("declaration", "given %d times; it takes one value", len(d)))
+	default:
 		ref.Declaration = d[0]
 		if fe := checkName("declaration", ref.Declaration); fe != nil {
 			errs = append(errs, fe)
 		}
 	}
-	if kind == kindScenario && u.Query().Has("declaration") {
-		errs = append(errs, problem.Field("declaration", "scenario files have no declaration"))
+	// A parameter the route does not take (a misspelt ?decl=) would
+	// otherwise store common asset data instead of a declaration's.
+	takes := "none"
+	if kind == kindAsset {
+		takes = "declaration"
+	}
+	for _, name := range slices.Sorted(maps.Keys(q)) {
+		if name != "declaration" {
+			errs = append(errs, problem.Field(name, "no such query parameter here; it takes %s", takes))
+		}
 	}
 	p, fe := cleanArtifactPath(rest, unesc)
 	if fe != nil {
@@ -389,22 +408,22 @@ func (s *Server) recordArtifact(ctx context.Context, doc artifactDoc) (replaced 
 		return false, fmt.Errorf("record artifact %s: %w", doc.ID, err)
 	}
 	if prev.FileID != "" && prev.FileID != doc.FileID {
-		// A failure here leaves an unreferenced blob that the export
-		// service's orphan sweep removes; the upload itself succeeded.
-		if err := s.artifactBlobs().Delete(context.WithoutCancel(ctx), prev.FileID); err != nil {
-			s.opts.Logger.Warn("removing a replaced artifact's blob", "blob", prev.FileID, "err", err)
-		}
+		// After the answer: a replaced file of a GiB takes a minute to
+		// remove. One this misses is the orphan sweep's.
+		s.removeBlobsLater(artifactBucket, prev.FileID)
 	}
 	return true, nil
 }
 
-// removeArtifact deletes a record, then its blob (a blob without a record is
-// found by the orphan sweep; a record without a blob would break exports).
+// removeArtifact deletes a record, then queues its blob for removal after the
+// answer (removeBlobsLater; a blob without a record is found by the orphan
+// sweep; a record without a blob would break exports).
 func (s *Server) removeArtifact(ctx context.Context, doc artifactDoc) error {
 	if _, err := s.artifactsColl().DeleteOne(ctx, bson.D{{Key: "_id", Value: doc.ID}}); err != nil {
 		return fmt.Errorf("delete artifact %s: %w", doc.ID, err)
 	}
-	return s.artifactBlobs().Delete(ctx, doc.FileID)
+	s.removeBlobsLater(artifactBucket, doc.FileID)
+	return nil
 }
 
 type listArtifactsInput struct {
@@ -464,10 +483,11 @@ func (s *Server) listArtifacts(ctx context.Context, in *listArtifactsInput) (*ar
 }
 
 // removeJobArtifacts removes everything stored about job jobID besides its
-// record: its artifacts (records, then blobs) and its scenario exports (with
-// an rm.export.deleted event each, then their zips). It is idempotent, so a
-// retried DELETE /jobs/{id} finishes what a failed one started. An upload
-// that completes after it has run notices the job is gone and removes itself.
+// record: its artifacts (records; their blobs after the answer) and its
+// scenario exports (with an rm.export.deleted event each; their zips after
+// the answer). It is idempotent, so a retried DELETE /jobs/{id} finishes
+// what a failed one started. An upload that completes after it has run
+// notices the job is gone and removes itself.
 func (s *Server) removeJobArtifacts(ctx context.Context, jobID string) error {
 	cur, err := s.artifactsColl().Find(ctx, bson.D{{Key: "job_id", Value: jobID}})
 	if err != nil {

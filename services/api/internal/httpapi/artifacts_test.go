@@ -87,7 +87,15 @@ func (e *artifactEnv) put(path string, data []byte) answer {
 	return e.do(http.MethodPut, path, bytes.NewReader(data))
 }
 
+// count is how many documents coll holds once the blobs queued for removal
+// are gone.
 func (e *artifactEnv) count(coll string) int64 {
+	e.t.Helper()
+	e.srv.blobRemovals.pending.Wait()
+	return e.countNow(coll)
+}
+
+func (e *artifactEnv) countNow(coll string) int64 {
 	e.t.Helper()
 	n, err := e.db.Collection(coll).CountDocuments(context.Background(), bson.D{})
 	if err != nil {
@@ -249,6 +257,9 @@ func TestArtifactUploadRejects(t *testing.T) {
 		"escaped sample traversal":  {sc + "%2e%2e/x", nil, 422, "sample_id"},
 		"bad declaration":           {as + "x?declaration=a%20b", nil, 422, "declaration"},
 		"declaration on a scenario": {sc + "s-1/x?declaration=road", nil, 422, "declaration"},
+		"declaration twice":         {as + "x?declaration=a&declaration=b", nil, 422, "declaration"},
+		"misspelt declaration":      {as + "x?decl=road", nil, 422, "decl"},
+		"query on a scenario":       {sc + "s-1/x?overwrite=1", nil, 422, "overwrite"},
 		"unknown job":               {"/jobs/job-NOPE/artifacts/assets/x", nil, 404, ""},
 		"over the limit":            {as + "big", bytes.NewReader(make([]byte, uploadLimit+1)), 413, "body"},
 		// No Content-Length: the limit is found while streaming, after
@@ -507,5 +518,83 @@ func TestTheOnes(t *testing.T) {
 	if got, want := theOnes("samples", "it has scenario files of", set),
 		"it has scenario files of samples s-00, s-01, s-02, s-03, s-04, s-05, s-06, s-07, s-08, s-09 and 2 more"; got != want {
 		t.Errorf("12 samples: %q, want %q", got, want)
+	}
+}
+
+// TestJobDeleteAnswersBeforeTheBytes: DELETE /jobs/{id} removed the bytes of
+// the job's artifacts and zips before answering, a 1 MiB chunk at a time:
+// minutes for GiBs on the embedded store, so the CLI gave up after 30 s and
+// cancelled the removal half-way, the job still there. It answers once the
+// records are gone (exports with rm.export.deleted); the bytes follow in
+// the background, and nothing is left.
+func TestJobDeleteAnswersBeforeTheBytes(t *testing.T) {
+	e := newArtifactEnv(t)
+	job := e.job()
+	for _, p := range []string{"scenarios/s-001/a.xosc", "assets/map.xodr"} {
+		if a := e.put("/jobs/"+job+"/artifacts/"+p, content(4, 2<<20/3)); a.status != http.StatusCreated {
+			t.Fatalf("PUT %s = %s", p, a)
+		}
+	}
+	x := e.readyExport(content(5, 2<<20+1))
+	if _, err := e.db.Collection(store.Exports).UpdateOne(context.Background(), bson.D{{Key: "_id", Value: x}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "job_id", Value: job}}}}); err != nil {
+		t.Fatal(err)
+	}
+	release := make(chan struct{})
+	r := &e.srv.blobRemovals
+	r.mu.Lock()
+	r.before = func(string, string) { <-release }
+	r.mu.Unlock()
+	if a := e.do(http.MethodDelete, "/jobs/"+job, nil); a.status != http.StatusNoContent {
+		close(release)
+		t.Fatalf("DELETE job = %s", a)
+	}
+	for _, p := range []string{"/jobs/" + job, "/scenario-exports/" + x} {
+		if a := e.do(http.MethodGet, p, nil); a.status != http.StatusNotFound {
+			t.Errorf("GET %s after the delete = %s", p, a)
+		}
+	}
+	if n := e.countNow(artifactsColl); n != 0 {
+		t.Errorf("%d artifact records after the delete", n)
+	}
+	if a, z := e.countNow(artifactBucket+".chunks"), e.countNow(zipBucket+".chunks"); a == 0 || z == 0 {
+		t.Errorf("artifact chunks %d, zip chunks %d when DELETE answered: it waited for the bytes to be removed", a, z)
+	}
+	close(release)
+	if got := e.stored(); got != [3]int64{} {
+		t.Errorf("records, blobs, chunks = %v once the bytes are removed, want none", got)
+	}
+	if n, c := e.count(zipBucket+".files"), e.count(zipBucket+".chunks"); n != 0 || c != 0 {
+		t.Errorf("zip left: %d files, %d chunks", n, c)
+	}
+}
+
+// TestExportDeleteBreaksOffADownload: DELETE /scenario-exports/{id} answers
+// before the zip's bytes are removed; a download under way breaks off
+// (API.md) rather than finish from the chunks still there.
+func TestExportDeleteBreaksOffADownload(t *testing.T) {
+	e := newArtifactEnv(t)
+	zip := content(6, 5*exportLiveCheck)
+	id := e.readyExport(zip)
+	release := make(chan struct{})
+	defer close(release)
+	r := &e.srv.blobRemovals
+	r.mu.Lock()
+	r.before = func(string, string) { <-release }
+	r.mu.Unlock()
+	res, err := http.Get(e.base + "/scenario-exports/" + id + "/download")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	if _, err := io.ReadFull(res.Body, make([]byte, 1<<20)); err != nil || res.StatusCode != http.StatusOK {
+		t.Fatalf("download: %d, %v", res.StatusCode, err)
+	}
+	if a := e.do(http.MethodDelete, "/scenario-exports/"+id, nil); a.status != http.StatusNoContent {
+		t.Fatalf("DELETE = %s", a)
+	}
+	n, err := io.Copy(io.Discard, res.Body)
+	if err == nil || 1<<20+n == int64(len(zip)) {
+		t.Errorf("the download went on to the end (%d bytes, %v) after its export was deleted", 1<<20+n, err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"net/http"
 	"slices"
@@ -277,10 +278,44 @@ func (s *Server) downloadExport(ctx context.Context, in *exportRef) (*huma.Strea
 		h.Set("Content-Type", "application/zip")
 		h.Set("ETag", `"`+e.SHA256+`"`)
 		h.Set("Content-Disposition", `attachment; filename="`+e.ID+`.zip"`)
-		if err := serveContent(c, modified, r); err != nil {
+		live := &whileExportLives{r: r, exists: func() error {
+			_, err := s.loadExport(hctx.Context(), e.ID)
+			return err
+		}}
+		if err := serveContent(c, modified, live); err != nil {
 			c.Echo().HTTPErrorHandler(err, c)
 		}
 	}}, nil
+}
+
+// exportLiveCheck is how many bytes of a zip a download sends between two
+// checks that its export still exists.
+const exportLiveCheck = 8 << 20
+
+// whileExportLives reads a zip, checking every exportLiveCheck bytes that its
+// export still exists: DELETE removes the zip's bytes after answering
+// (removeBlobsLater), and a download under way must break off then rather
+// than finish from the chunks not yet removed.
+type whileExportLives struct {
+	r      io.ReadSeeker
+	exists func() error
+	read   int64 // since the last check
+}
+
+func (w *whileExportLives) Read(p []byte) (int, error) {
+	if w.read >= exportLiveCheck {
+		if err := w.exists(); err != nil {
+			return 0, err
+		}
+		w.read = 0
+	}
+	n, err := w.r.Read(p)
+	w.read += int64(n)
+	return n, err
+}
+
+func (w *whileExportLives) Seek(offset int64, whence int) (int64, error) {
+	return w.r.Seek(offset, whence)
 }
 
 type exportIfMatch struct {
@@ -315,8 +350,9 @@ func (s *Server) exportIDsOfJob(ctx context.Context, jobID string) ([]string, er
 	return ids, nil
 }
 
-// removeExport deletes export id with an rm.export.deleted event, then its
-// zip, if its version matches ifMatch (an If-Match header; "" for any). A
+// removeExport deletes export id with an rm.export.deleted event, and queues
+// its zip for removal after the answer (removeBlobsLater), if its version
+// matches ifMatch (an If-Match header; "" for any). A
 // builder working on it finds the export gone when it finishes and removes
 // the zip it built.
 func (s *Server) removeExport(ctx context.Context, id, ifMatch string) error {
@@ -345,9 +381,7 @@ func (s *Server) removeExport(ctx context.Context, id, ifMatch string) error {
 		if err != nil {
 			return fmt.Errorf("delete scenario export %s: %w", id, err)
 		}
-		if l.Res.ZipFileID != "" {
-			return blob.NewBucket(s.opts.Store.DB, zipBucket, 0).Delete(ctx, l.Res.ZipFileID)
-		}
+		s.removeBlobsLater(zipBucket, l.Res.ZipFileID)
 		return nil
 	}
 }

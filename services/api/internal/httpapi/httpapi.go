@@ -84,6 +84,9 @@ type Server struct {
 	// arrayCancels asks the jobs of cancelled arrays to cancel, after the
 	// answer (arraycancel.go).
 	arrayCancels arrayCancels
+	// blobRemovals removes the bytes of deleted artifacts and exports, after
+	// the answer (blobremoval.go).
+	blobRemovals blobRemovals
 	// idempotentRoutes are the echo paths of the POSTs the idempotency
 	// middleware serves (see idempotentPost).
 	idempotentRoutes map[string]bool
