@@ -494,7 +494,7 @@ def _export_end(ev: Event, id: str) -> Optional[ScenarioExport]:
 
 
 class Exports:
-    """Scenario exports: ``create``, ``get``, ``wait``, ``download``, ``delete``."""
+    """Scenario exports: ``create``, ``get``, ``list``, ``wait``, ``download``, ``delete``."""
 
     def __init__(self, client: _Resources):
         self._c = client
@@ -506,6 +506,10 @@ class Exports:
 
     def get(self, id: str) -> Any:
         return self._c._request("GET", f"/scenario-exports/{_seg(id, 'export id')}", parse=ScenarioExport.from_dict)
+
+    def list(self, job_id: str, limit: Optional[int] = None) -> Any:
+        """Iterate over the job's exports (``ScenarioExport``), oldest first; ``limit`` is the page size, as for ``jobs.list``."""
+        return self._c._pages(f"/jobs/{_seg(job_id, 'job_id')}/scenario-exports", _drop_none({"limit": limit}), ScenarioExport.from_dict)
 
     def wait(self, id: str, timeout: Optional[float] = None) -> Any:
         return self._c._wait_export(id, timeout)  # type: ignore[attr-defined]
