@@ -309,3 +309,29 @@ func TestCLINamesResolvedAndChecked(t *testing.T) {
 		}
 	}
 }
+
+// A job that names an image of its own while its queue's runtime config of
+// its application gives another runs the config's (API.md's order): submit
+// says so on stderr, rather than leave the job's record naming an image
+// that never ran. Without a config, or with the same image, it says nothing.
+func TestCLISubmitSaysWhenItsImageIsNotUsed(t *testing.T) {
+	s := startServer(t)
+	seed(t, s)
+	note := "is not used"
+	if _, errs, code := s.run(t, "submit", "--queue", "Default", "--app", "sim:1.0", "--image", "registry/sim:9"); code != 0 || strings.Contains(errs, note) {
+		t.Errorf("--image with no runtime config: exit %d, stderr %q; want 0 and no note", code, errs)
+	}
+	s.must(t, "runtime-configs", "create", "Default", "sim:1.0", "--set", "image=registry/sim:2", "--set", "working_directory=/tmp")
+	out, errs, code := s.run(t, "submit", "--queue", "Default", "--app", "sim:1.0", "--image", "registry/sim:9")
+	want := "note: the job runs the image registry/sim:2, which queue Default's runtime config of its application gives; " +
+		"that comes before the image the job names (registry/sim:9), so it is not used\n"
+	if code != 0 || !strings.HasPrefix(out, "job-") || errs != want {
+		t.Errorf("--image beside a runtime config's: exit %d, stdout %q, stderr %q; want the job's id and %q", code, out, errs, want)
+	}
+	for _, args := range [][]string{{"--image", "registry/sim:2"}, {}} {
+		args = append([]string{"submit", "--queue", "Default", "--app", "sim:1.0"}, args...)
+		if _, errs, code := s.run(t, args...); code != 0 || strings.Contains(errs, note) {
+			t.Errorf("%v: exit %d, stderr %q; want 0 and no note", args, code, errs)
+		}
+	}
+}

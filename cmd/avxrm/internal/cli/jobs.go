@@ -184,6 +184,7 @@ func submitCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return fieldErrors(err, named)
 			}
+			noteImageNotUsed(cmd, c, j)
 			if !wait {
 				return printSubmitted(cmd.OutOrStdout(), g, j, *j.Id)
 			}
@@ -199,7 +200,7 @@ func submitCommand(g *globals) *cobra.Command {
 	f.StringVarP(&file, "file", "f", "", "the job's body from a JSON or YAML file (the API's field names); flags override it")
 	f.StringVar(&queue, "queue", "", "the queue's name or id (required unless in -f)")
 	f.StringVar(&app, "app", "", "the application: name:version, name, or its id (required unless in -f)")
-	f.StringVar(&image, "image", "", "run this image (an inline application named by --app, else by the image's name)")
+	f.StringVar(&image, "image", "", "run this image (an inline application named by --app, else by the image's name; where --app names a registered application whose runtime config on the queue gives an image, that one runs, and submit notes it)")
 	f.IntVar(&workers, "workers", 1, "worker instances, all admitted at once")
 	f.StringVar(&name, "name", "", "the job's name (default: its id; an array's jobs are <name>-<index>)")
 	f.IntVar(&priority, "priority", 0, "higher first")
@@ -318,6 +319,31 @@ func submitField(flag string) string {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// noteImageNotUsed says on stderr when the image job j gives inline is not
+// the one it runs: the app-runtime-config of its queue and registered
+// application gives an image, which comes first (API.md), so --image
+// (or application.image in -f) changed nothing. A failure to read the
+// config says nothing: the job is submitted either way.
+func noteImageNotUsed(cmd *cobra.Command, c *avxrm.Client, j *api.Job) {
+	given, app := j.Application.Image, j.Application.Id
+	if given == nil || *given == "" || app == nil {
+		return
+	}
+	var arc struct {
+		Image string `json:"image"`
+	}
+	path := "/app-runtime-config/" + avxrm.PathSegment(j.QueueId) + "/application/" + avxrm.PathSegment(*app)
+	if _, err := c.Do(cmd.Context(), http.MethodGet, path, nil, &arc); err != nil || arc.Image == "" || arc.Image == *given {
+		return
+	}
+	queue := j.QueueId
+	if j.QueueName != nil {
+		queue = *j.QueueName
+	}
+	fmt.Fprintf(cmd.ErrOrStderr(), "note: the job runs the image %s, which queue %s's runtime config of its application gives; "+
+		"that comes before the image the job names (%s), so it is not used\n", arc.Image, queue, *given)
+}
 
 // appRef turns --app into the job's application reference: name:version,
 // or else an id or a name the server resolves (a name with one version

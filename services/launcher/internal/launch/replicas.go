@@ -79,7 +79,7 @@ func (s *Service) admissionCondition(ctx context.Context, d *deployment, l repli
 	if limit < 0 {
 		msg += fmt.Sprintf("queue %s has no limit; the scheduler has not admitted them yet", name)
 	} else {
-		msg += fmt.Sprintf("queue %s allows %d worker instances, %d in use, each replica needs 1", name, limit, l.inUse)
+		msg += fmt.Sprintf("queue %s allows %d %s, %d in use, each replica needs 1", name, limit, plural(limit, "worker instance", "worker instances"), l.inUse)
 	}
 	setDepCondition(status, "Admitted", "False", "InsufficientWorkerCapacity", msg, now)
 }
