@@ -65,6 +65,7 @@ type release struct {
 	at     time.Time
 	claims []admit.Claim
 	basis  string
+	array  string // the job's array, if any
 }
 
 type releases []release
@@ -80,10 +81,16 @@ func (r *releases) Pop() any {
 	return x
 }
 
-// estimateStarts returns, by queue id, the pending jobs of the queue in the
+// estimateStarts returns, by queue id, the waiting jobs of the queue in the
 // order the scheduler considers them, with their estimates. ledger is the
-// ledger after this pass's change; runTime the expected run times.
-func estimateStarts(ledger lease.Ledger, queues map[string]*events.Queue, jobs map[string]*events.Job, now time.Time, runTime runTimeFunc, lags lagFunc) map[string][]pendingEstimate {
+// ledger after this pass's change; runTime the expected run times;
+// maxParallel the arrays' limits (by array id; absent or 0: none).
+//
+// Every waiting job has its position, counted as GET /queues/{id}/pending
+// counts it: those that ask for no capacity yet (held by a dependency)
+// included, with no estimate. The jobs of an array beyond its max_parallel
+// ask for capacity in the simulation only as the array's jobs end.
+func estimateStarts(ledger lease.Ledger, queues map[string]*events.Queue, jobs map[string]*events.Job, now time.Time, runTime runTimeFunc, lags lagFunc, maxParallel map[string]int) map[string][]pendingEstimate {
 	var p plan
 	p.pendingByQueue = map[string]int{}
 	var ordered []admit.Request
@@ -92,13 +99,19 @@ func estimateStarts(ledger lease.Ledger, queues map[string]*events.Queue, jobs m
 			ordered = append(ordered, r)
 		}
 	}
+	var waiting []admit.Request // every job not admitted: the positions
+	for _, j := range jobs {
+		if notAdmitted(j) && ledger.Leases[j.ID] == nil && !wantsOut(j) {
+			waiting = append(waiting, admit.Request{ID: j.ID, Priority: j.Priority, SubmittedAt: j.SubmittedAt})
+		}
+	}
 	out := map[string][]pendingEstimate{}
-	if len(ordered) == 0 {
+	if len(waiting) == 0 {
 		return out
 	}
 
 	// The order: as admit considers them.
-	slices.SortFunc(ordered, func(a, b admit.Request) int {
+	byOrder := func(a, b admit.Request) int {
 		if c := cmp.Compare(b.Priority, a.Priority); c != 0 {
 			return c
 		}
@@ -106,7 +119,21 @@ func estimateStarts(ledger lease.Ledger, queues map[string]*events.Queue, jobs m
 			return c
 		}
 		return cmp.Compare(a.ID, b.ID)
-	})
+	}
+	slices.SortFunc(ordered, byOrder)
+	slices.SortFunc(waiting, byOrder)
+
+	// The arrays' jobs that hold capacity now, against their max_parallel.
+	active := map[string]int{}
+	limited := false
+	for _, j := range jobs {
+		if j.ArrayID != "" && maxParallel[j.ArrayID] > 0 && ledger.Leases[j.ID] != nil {
+			active[j.ArrayID]++
+		}
+		if j.ArrayID != "" && maxParallel[j.ArrayID] > 0 && notAdmitted(j) {
+			limited = true
+		}
+	}
 
 	ends := heldNow(ledger, jobs, now, runTime, lags)
 
@@ -117,29 +144,75 @@ func estimateStarts(ledger lease.Ledger, queues map[string]*events.Queue, jobs m
 	// a step does not grow a new slice of them. They start in admit's own
 	// order, so its sort at every step finds them sorted.
 	remaining, spare := slices.Clone(ordered), make([]admit.Request, 0, len(ordered))
-	t, basis := now, events.BasisFreeCapacity
+	// basis: by queue, the least certain run time among the leases that gave
+	// capacity back on it so far. A job's estimate rests on those of the
+	// limited queues it claims (an unlimited one never held it back), not
+	// on leases that ended elsewhere.
+	t, basis := now, map[string]string{}
+	basisOf := func(r admit.Request) string {
+		b := events.BasisFreeCapacity
+		for _, c := range r.Claims {
+			if snap.Queues[c.Queue].Limit != nil && basis[c.Queue] != "" {
+				b = weaker(b, basis[c.Queue])
+			}
+		}
+		return b
+	}
 	var ad admit.Admitter // one memory for all the steps' decisions
+	var asking []admit.Request
+	var held []bool
 	for step := 0; len(remaining) > 0 && step < estimateSteps; step++ {
 		snap.Now = t
 		still := spare[:0]
-		for i, d := range ad.Admit(snap, remaining) {
-			r := remaining[i]
+		// An array's jobs beyond its free max_parallel slots do not ask at
+		// this instant (admitArrays): the first ones in the order do.
+		asking, held = remaining, held[:0]
+		if limited {
+			asking = asking[:0:0]
+			free := map[string]int{}
+			for _, r := range remaining {
+				a := jobs[r.ID].ArrayID
+				n, ok := free[a]
+				if !ok {
+					n = maxParallel[a] - active[a]
+				}
+				hold := a != "" && maxParallel[a] > 0 && n <= 0
+				if a != "" && !hold {
+					free[a] = n - 1
+				}
+				held = append(held, hold)
+				if !hold {
+					asking = append(asking, r)
+				}
+			}
+		}
+		ds := ad.Admit(snap, asking)
+		k := 0
+		for i, r := range remaining {
+			if len(held) > 0 && held[i] {
+				still = append(still, r)
+				continue
+			}
+			d := ds[k]
+			k++
 			if !d.Admit {
 				if d.Reason != admit.ReasonExceedsQueueLimit && d.Reason != admit.ReasonQueueNotFound && d.Reason != admit.ReasonInvalidClaim {
 					still = append(still, r)
 				}
 				continue
 			}
-			at := t
-			starts[r.ID] = jobEstimate{start: &at, basis: basis}
+			at, b := t, basisOf(r)
+			starts[r.ID] = jobEstimate{start: &at, basis: b}
 			for _, c := range r.Claims {
 				q := snap.Queues[c.Queue]
 				q.Allocated += c.Count
 				snap.Queues[c.Queue] = q
 			}
-			if dur, b, ok := runTime(jobs[r.ID]); ok {
+			array := jobs[r.ID].ArrayID
+			active[array]++
+			if dur, rb, ok := runTime(jobs[r.ID]); ok {
 				startLag, endLag := lags(jobs[r.ID].QueueID)
-				heap.Push(&ends, release{at: t.Add(startLag + dur + endLagFor(b, endLag)), claims: r.Claims, basis: weaker(basis, b)})
+				heap.Push(&ends, release{at: t.Add(startLag + dur + endLagFor(rb, endLag)), claims: r.Claims, basis: weaker(b, rb), array: array})
 			}
 		}
 		remaining, spare = still, remaining
@@ -154,12 +227,13 @@ func estimateStarts(ledger lease.Ledger, queues map[string]*events.Queue, jobs m
 				q := snap.Queues[c.Queue]
 				q.Allocated -= c.Count
 				snap.Queues[c.Queue] = q
+				basis[c.Queue] = weaker(cmp.Or(basis[c.Queue], events.BasisFreeCapacity), e.basis)
 			}
-			basis = weaker(basis, e.basis)
+			active[e.array]--
 		}
 	}
 
-	return placed(ordered, jobs, starts)
+	return placed(waiting, jobs, starts)
 }
 
 // heldNow is what holds capacity now and when it ends, as a heap by end: a
@@ -191,13 +265,13 @@ func heldNow(ledger lease.Ledger, jobs map[string]*events.Job, now time.Time, ru
 		for i, c := range claims {
 			cs[i] = admit.Claim{Queue: c.Queue, Count: c.Count}
 		}
-		ends = append(ends, release{at: end, claims: cs, basis: basis})
+		ends = append(ends, release{at: end, claims: cs, basis: basis, array: j.ArrayID})
 	}
 	heap.Init(&ends)
 	return ends
 }
 
-// placed gives each request of ordered its position in its queue and its
+// placed gives each waiting job of ordered its position in its queue and its
 // estimate (unknown when the simulation never admitted it), per queue.
 func placed(ordered []admit.Request, jobs map[string]*events.Job, starts map[string]jobEstimate) map[string][]pendingEstimate {
 	out := map[string][]pendingEstimate{}

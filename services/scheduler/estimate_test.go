@@ -39,12 +39,13 @@ func TestEstimateStarts(t *testing.T) {
 		Basis    string
 	}
 	cases := map[string]struct {
-		starvation *int
-		jobs       []*events.Job
-		median     map[string]time.Duration // by job id: what the history says
-		startLag   time.Duration            // admitted to running
-		endLag     time.Duration            // past max_run_seconds to released
-		want       []est
+		starvation  *int
+		jobs        []*events.Job
+		median      map[string]time.Duration // by job id: what the history says
+		startLag    time.Duration            // admitted to running
+		endLag      time.Duration            // past max_run_seconds to released
+		maxParallel map[string]int           // by array id
+		want        []est
 	}{
 		"the seed's example: the 8-worker job starts when the 10-worker job's max_run_seconds ends": {
 			jobs: []*events.Job{running("j1", 10, secs(60)), pending("j2", 8, time.Second, nil)},
@@ -81,6 +82,23 @@ func TestEstimateStarts(t *testing.T) {
 				func() *events.Job { j := pending("high", 10, time.Minute, secs(10)); j.Priority = 5; return j }()},
 			want: []est{{"high", 1, at(10), events.BasisMaxRunSeconds}, {"low", 2, at(20), events.BasisMaxRunSeconds}},
 		},
+		"a job held by its dependency keeps its place in the queue, with no estimate": {
+			jobs: []*events.Job{running("a", 10, secs(10)), pending("x", 10, 0, secs(10)),
+				func() *events.Job {
+					j := pending("d", 1, time.Second, secs(10))
+					j.DependsOn = []events.JobDependency{{JobID: "x", Condition: events.DependencySucceeded}}
+					return j
+				}(), pending("low", 1, 2*time.Second, secs(5))},
+			want: []est{{"x", 1, at(10), events.BasisMaxRunSeconds}, {"d", 2, "", events.BasisUnknown}, {"low", 3, at(20), events.BasisMaxRunSeconds}},
+		},
+		"an array's jobs beyond max_parallel start as its jobs end, not in the free capacity": {
+			jobs: []*events.Job{running("a", 5, secs(60)),
+				func() *events.Job { j := pending("r0", 1, 0, secs(10)); j.ArrayID = "arr"; return j }(),
+				func() *events.Job { j := pending("r1", 1, time.Millisecond, secs(10)); j.ArrayID = "arr"; return j }(),
+				func() *events.Job { j := pending("r2", 1, 2*time.Millisecond, secs(10)); j.ArrayID = "arr"; return j }()},
+			maxParallel: map[string]int{"arr": 2},
+			want:        []est{{"r0", 1, at(0), events.BasisFreeCapacity}, {"r1", 2, at(0), events.BasisFreeCapacity}, {"r2", 3, at(10), events.BasisMaxRunSeconds}},
+		},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -102,7 +120,7 @@ func TestEstimateStarts(t *testing.T) {
 				return 0, events.BasisUnknown, false
 			}
 			var got []est
-			for _, e := range estimateStarts(ledger, queues(tc.starvation), jobs, t0, runTime, func(string) (time.Duration, time.Duration) { return tc.startLag, tc.endLag })["q-d"] {
+			for _, e := range estimateStarts(ledger, queues(tc.starvation), jobs, t0, runTime, func(string) (time.Duration, time.Duration) { return tc.startLag, tc.endLag }, tc.maxParallel)["q-d"] {
 				g := est{ID: e.jobID, Position: e.position, Basis: e.basis}
 				if e.start != nil {
 					g.Start = e.start.Format(time.RFC3339)
@@ -113,6 +131,38 @@ func TestEstimateStarts(t *testing.T) {
 				t.Errorf("estimateStarts() mismatch (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// TestEstimateBasisIsTheQueuesOwn: a job's estimate_basis is that of the
+// leases whose end it waits for, not of leases ending earlier on another
+// queue (before, a median run time on queue "other" made the basis of
+// every later estimate on "Default" median_run_time).
+func TestEstimateBasisIsTheQueuesOwn(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	queues := limitedQueues(4)
+	four := 4
+	queues["q-o"] = &events.Queue{Meta: events.Meta{ID: "q-o"}, Name: "other", MaximumAllowedWorkerInstances: &four}
+	ten, five := 10, 5
+	jobs := map[string]*events.Job{
+		"run-d": {Meta: events.Meta{ID: "run-d"}, QueueID: "q-d", Status: events.JobRunning, WorkerInstances: 4, StartedAt: &t0, MaxRunSeconds: &ten},
+		"run-o": {Meta: events.Meta{ID: "run-o"}, QueueID: "q-o", Status: events.JobRunning, WorkerInstances: 4, StartedAt: &t0},
+		"wait-d": {Meta: events.Meta{ID: "wait-d"}, QueueID: "q-d", Status: events.JobPending, WorkerInstances: 4,
+			SubmittedAt: t0, MaxRunSeconds: &five},
+	}
+	ledger := lease.Ledger{Leases: map[string][]lease.Claim{}}
+	for _, id := range []string{"run-d", "run-o"} {
+		ledger.Leases[id] = []lease.Claim{{Queue: jobs[id].QueueID, Count: 4}, {Queue: "q-ctl", Count: 1}}
+	}
+	runTime := func(j *events.Job) (time.Duration, string, bool) {
+		if j.MaxRunSeconds != nil {
+			return time.Duration(*j.MaxRunSeconds) * time.Second, events.BasisMaxRunSeconds, true
+		}
+		return 3 * time.Second, events.BasisMedianRunTime, true // run-o: ends first, elsewhere
+	}
+	got := estimateStarts(ledger, queues, jobs, t0, runTime, func(string) (time.Duration, time.Duration) { return 0, 0 }, nil)["q-d"]
+	if len(got) != 1 || got[0].start == nil || !got[0].start.Equal(t0.Add(10*time.Second)) || got[0].basis != events.BasisMaxRunSeconds {
+		t.Fatalf("estimate of wait-d = %+v, want start at +10s from max_run_seconds", got)
 	}
 }
 
@@ -174,7 +224,7 @@ func BenchmarkEstimateStarts(b *testing.B) {
 	lags := func(string) (time.Duration, time.Duration) { return 5 * time.Millisecond, 5 * time.Millisecond }
 	var placed int
 	for b.Loop() {
-		placed = len(estimateStarts(ledger, queues, jobs, t0, runTime, lags)["q-d"])
+		placed = len(estimateStarts(ledger, queues, jobs, t0, runTime, lags, nil)["q-d"])
 	}
 	b.ReportMetric(float64(placed), "waiting")
 }

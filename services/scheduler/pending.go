@@ -356,13 +356,13 @@ func (t *term) publishEstimates(ctx context.Context) {
 		}
 	}
 	ledger := lease.Ledger{Leases: maps.Clone(t.ledger.Leases)}
-	queues, jobs := maps.Clone(t.queues), maps.Clone(t.jobs)
+	queues, jobs, maxParallel := maps.Clone(t.queues), maps.Clone(t.jobs), maps.Clone(t.gate().maxParallel)
 	go func() {
 		defer t.est.busy.Store(false)
 		began := time.Now()
 		ests := estimateStarts(ledger, queues, jobs, now,
 			func(j *events.Job) (time.Duration, string, bool) { k := runs[j.ID]; return k.d, k.basis, k.ok },
-			func(q string) (time.Duration, time.Duration) { l := queueLag[q]; return l[0], l[1] })
+			func(q string) (time.Duration, time.Duration) { l := queueLag[q]; return l[0], l[1] }, maxParallel)
 		computed := time.Since(began)
 		wrote := t.writeEstimates(ctx, ests, now)
 		t.est.mu.Lock()

@@ -166,6 +166,10 @@ func submitCommand(g *globals) *cobra.Command {
 			if flags.Changed("max-parallel") && !flags.Changed("array") {
 				return errors.New("--max-parallel needs --array: it bounds how many of an array's jobs run at once")
 			}
+			if flags.Changed("max-parallel") && maxParallel < 1 {
+				// 0 would otherwise be sent as no limit at all.
+				return fmt.Errorf("--max-parallel %d: want at least 1 (leave it out to admit all the array's jobs at once)", maxParallel)
+			}
 			var err error
 			if err = addPairs(&body.EnvironmentVariables, "--env", env); err != nil {
 				return err
@@ -203,7 +207,7 @@ func submitCommand(g *globals) *cobra.Command {
 	f.StringVar(&image, "image", "", "run this image (an inline application named by --app, else by the image's name; where --app names a registered application whose runtime config on the queue gives an image, that one runs, and submit notes it)")
 	f.IntVar(&workers, "workers", 1, "worker instances, all admitted at once")
 	f.StringVar(&name, "name", "", "the job's name (default: its id; an array's jobs are <name>-<index>)")
-	f.IntVar(&priority, "priority", 0, "higher first")
+	f.IntVar(&priority, "priority", 0, "-1000000..1000000; higher is considered first among the waiting jobs")
 	f.StringArrayVar(&env, "env", nil, "K=V environment variable of every instance (repeatable)")
 	f.StringArrayVar(&labels, "label", nil, "k=v label (repeatable)")
 	f.StringArrayVar(&command, "command", nil, "the job's command, one word per flag (repeatable); replaces the application's command and args")
@@ -214,7 +218,7 @@ func submitCommand(g *globals) *cobra.Command {
 	f.StringArrayVar(&afterOK, "after-ok", nil, "admit the job only after this job has succeeded; cancel it if that one cannot (repeatable)")
 	f.StringArrayVar(&afterAny, "after-any", nil, "admit the job only after this job has ended, however it ended (repeatable)")
 	f.IntVar(&array, "array", 0, "submit this many jobs of this body as one job array, each with RM_ARRAY_INDEX")
-	f.IntVar(&maxParallel, "max-parallel", 0, "with --array: at most this many of its jobs admitted at once (default: all)")
+	f.IntVar(&maxParallel, "max-parallel", 0, "with --array: at most this many of its jobs admitted or running at once, 1..--array (default: all)")
 	f.BoolVar(&wait, "wait", false, "follow the job (or the array) until it ends; the exit code says how it ended")
 	return cmd
 }

@@ -37,6 +37,7 @@ func TestSubmitErrorsNameFlags(t *testing.T) {
 		{[]string{"submit", "--queue", "Default", "--app", "sim", "--array", "20000", "--retries", "-1"},
 			`422 validation failed: --array: expected number <= 10000; --retries: expected number >= 0`},
 		{[]string{"submit", "--queue", "Default", "--app", "sim", "--max-parallel", "3"}, "--max-parallel needs --array"},
+		{[]string{"submit", "--queue", "Default", "--app", "sim", "--array", "3", "--max-parallel", "0"}, "--max-parallel 0: want at least 1"},
 		{[]string{"deployments", "logs", "viz", "--replica", "-1"}, "--replica -1: want a replica slot, 0 or more"},
 	} {
 		_, _, err := runCLI(t, srv, c.args...)
