@@ -148,6 +148,80 @@ func TestDeletedJobLeavesNothing(t *testing.T) {
 	}
 }
 
+// heldCleanup is a local driver whose first cleanup of a job waits until
+// release is closed.
+type heldCleanup struct {
+	driver.Driver
+	once    sync.Once
+	held    chan struct{} // closed when the first cleanup waits
+	release chan struct{}
+}
+
+func (h *heldCleanup) Cleanup(ctx context.Context, id string) error {
+	h.once.Do(func() {
+		close(h.held)
+		<-h.release
+	})
+	return h.Driver.Cleanup(ctx, id)
+}
+
+func (h *heldCleanup) Purge(ctx context.Context, id string) error {
+	return h.Driver.(driver.Purger).Purge(ctx, id)
+}
+
+// TestJobDeletedDuringItsCleanupLeavesNothing: a running job whose record
+// is gone is being cleaned up (as when the API deletes it: the launcher
+// reconciles its rm.job.cancel_requested and finds no record) when its
+// rm.job.deleted event comes. Before, the end of that cleanup forgot the
+// deletion that came meanwhile, so the next round only cleaned up too and
+// the job's directory and logs stayed for good (a running job deleted
+// with avxrm jobs rm kept them).
+func TestJobDeletedDuringItsCleanupLeavesNothing(t *testing.T) {
+	e := newEnv(t)
+	h := &heldCleanup{held: make(chan struct{}), release: make(chan struct{})}
+	e.configure = func(_ *Config, drivers map[string]driver.Factory) {
+		local := drivers["local"]
+		drivers["local"] = func(raw json.RawMessage, opts driver.Options) (driver.Driver, error) {
+			d, err := local(raw, opts)
+			h.Driver = d
+			return h, err
+		}
+	}
+	e.start()
+	e.admit("job-running", 1, `echo ran; while :; do sleep 0.1; done`, nil)
+	j := e.wait("job-running", "running", func(j events.Job) bool { return j.Status == events.JobRunning })
+	ctx := context.Background()
+	if _, err := e.db.Collection(JobsCollection).DeleteOne(ctx, map[string]any{"_id": "job-running"}); err != nil {
+		t.Fatal(err)
+	}
+	pub := events.NewPublisher(e.js)
+	publish := func(typ string) {
+		t.Helper()
+		j.Version++
+		ev, err := events.New(typ, "/test", j.QueueID, j.ID, &j)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := pub.Publish(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish(events.TypeJobCancelRequested)
+	<-h.held
+	publish(events.TypeJobDeleted)
+	time.Sleep(500 * time.Millisecond) // the launcher takes the event in
+	close(h.release)
+	dir := filepath.Join(e.dataDir, "local", "job-running")
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, err := os.Stat(dir); os.IsNotExist(err) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s is still there 30 s after the job was deleted", dir)
+		}
+	}
+}
+
 // A job deleted while no launcher runs: the next launcher's consumer gets
 // its rm.job.deleted event, and the job's directory goes with the logs.
 func TestJobDeletedWhileLauncherDownLeavesNothing(t *testing.T) {

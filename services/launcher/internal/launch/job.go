@@ -63,7 +63,12 @@ func (s *Service) syncJob(ctx context.Context, id string) (after time.Duration, 
 		if err := s.removeFromDrivers(ctx, id, s.pool.refsOf(id), j, j != nil); err != nil {
 			return 0, err
 		}
-		s.deleted.Delete(id)
+		// Only the deletion this round carried out is forgotten: one
+		// announced while it ran (the record gone before its event came,
+		// as a running job the API deletes) is the next round's to purge.
+		if j != nil {
+			s.deleted.CompareAndDelete(id, gone)
+		}
 		return 0, nil
 	case errors.Is(err, jobdoc.ErrConflict):
 		return 0, errConflict
