@@ -25,14 +25,17 @@ type Event struct {
 	CloudEvent CloudEvent
 }
 
-// CloudEvent is the structured-mode CloudEvent of a message.
+// CloudEvent is the structured-mode CloudEvent of a message: encoded as
+// JSON again it is still a CloudEvent, with its specversion.
 type CloudEvent struct {
-	ID      string    `json:"id"`
-	Source  string    `json:"source"`
-	Type    string    `json:"type"`
-	Subject string    `json:"subject"` // the resource's id
-	Time    time.Time `json:"time"`
-	QueueID string    `json:"queueid,omitempty"`
+	SpecVersion     string    `json:"specversion"`
+	ID              string    `json:"id"`
+	Source          string    `json:"source"`
+	Type            string    `json:"type"`
+	Subject         string    `json:"subject"` // the resource's id
+	Time            time.Time `json:"time"`
+	QueueID         string    `json:"queueid,omitempty"`
+	DataContentType string    `json:"datacontenttype,omitempty"`
 	// Data is the resource as the API returns it.
 	Data json.RawMessage `json:"data"`
 }

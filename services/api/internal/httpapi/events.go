@@ -23,6 +23,13 @@ import (
 // and clients can tell a quiet stream from a dead one.
 const sseKeepAlive = 15 * time.Second
 
+// sseWriteTimeout is how long the client may take to receive what the
+// stream writes at once. A reader that stops reading fills the socket's
+// buffers and blocks its writer: without a deadline it held its connection
+// and goroutine for good, even after the hub had cut it off for falling
+// behind, and kept a shutdown waiting. A variable so that a test can shorten it.
+var sseWriteTimeout = time.Minute
+
 // sseTokenExpired names the message (no id, no data, so no event) that ends
 // a stream once the token it was opened with is no longer accepted: the
 // client reconnects with Last-Event-ID and a new token.
@@ -229,6 +236,9 @@ func (s *Server) streamEvents(ctx context.Context, in *eventsInput) (*huma.Strea
 			defer cancel()
 		}
 		p := &eventPump{ctx: pctx, types: types, job: in.JobID, may: s.newEventFilter(ctx), w: w}
+		if rw, ok := w.(http.ResponseWriter); ok {
+			p.rc = http.NewResponseController(rw)
+		}
 		defer func() {
 			if errors.Is(context.Cause(pctx), errTokenExpired) {
 				p.tokenExpired()
@@ -316,11 +326,22 @@ type eventPump struct {
 	types map[string]bool
 	may   *eventFilter
 	w     io.Writer
-	job   string // only events about this job, if set
-	floor uint64 // the client has the events up to this sequence
+	rc    *http.ResponseController // sets w's write deadline; nil if it has none
+	job   string                   // only events about this job, if set
+	floor uint64                   // the client has the events up to this sequence
+}
+
+// due gives the next write sseWriteTimeout: a client that takes longer
+// has stopped reading, and its stream ends (it resumes with Last-Event-ID
+// when it reads again).
+func (p *eventPump) due() {
+	if p.rc != nil {
+		_ = p.rc.SetWriteDeadline(time.Now().Add(sseWriteTimeout))
+	}
 }
 
 func (p *eventPump) flush() {
+	p.due()
 	if f, ok := p.w.(http.Flusher); ok {
 		f.Flush()
 	}
@@ -332,6 +353,7 @@ func (p *eventPump) flush() {
 // that lost its connection before its first event could only resume with new
 // events, losing those of the gap.
 func (p *eventPump) position(seq uint64) bool {
+	p.due()
 	_, err := fmt.Fprintf(p.w, "id: %d\n\n", seq)
 	return err == nil
 }
@@ -342,6 +364,7 @@ func (p *eventPump) send(e *hubEvent) bool {
 	if e.seq <= p.floor || (p.types != nil && !p.types[e.ev.Type]) || (p.job != "" && e.job != p.job) || !p.may.allows(p.ctx, e.ev, e.job) {
 		return true
 	}
+	p.due()
 	_, err := fmt.Fprintf(p.w, "id: %d\nevent: %s\ndata: %s\n\n", e.seq, e.ev.Type, e.data)
 	return err == nil
 }
@@ -349,6 +372,7 @@ func (p *eventPump) send(e *hubEvent) bool {
 // tokenExpired ends the stream of a reader whose token is no longer
 // accepted, after the last whole message, with a message that says so.
 func (p *eventPump) tokenExpired() {
+	p.due()
 	_, _ = fmt.Fprintf(p.w, ": the token is no longer accepted; reconnect with Last-Event-ID and a new token\nevent: %s\n\n", sseTokenExpired)
 	p.flush()
 }
@@ -391,6 +415,7 @@ func (p *eventPump) live(sub *hubSub) {
 		case <-p.ctx.Done():
 			return
 		case <-tick.C:
+			p.due()
 			if _, err := io.WriteString(p.w, ": keep-alive\n\n"); err != nil {
 				return
 			}
