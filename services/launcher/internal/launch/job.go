@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -314,6 +315,15 @@ func (s *Service) cancelJob(ctx context.Context, rs *records, obs map[driver.Ref
 	if err := s.stopAll(ctx, obs, func(r driver.Ref) bool { return isMain(r) || withPC }); err != nil {
 		return nil, err
 	}
+	// A stop returns once its instance has ended, up to the grace period
+	// after the round began: how they ended is what the drivers report
+	// now, and an instance whose end has not reached the cache yet ended
+	// by now, not at the round's start (which recorded a program that
+	// ignored SIGTERM as ended 10 s before it was killed).
+	if t := s.deps.Now().UTC().Truncate(time.Millisecond); t.After(now) {
+		now = t
+	}
+	maps.Copy(obs, s.pool.refsOf(j.ID))
 	for ref, o := range obs {
 		if isMain(ref) {
 			apply(rs.get(ref), o.st, true)

@@ -21,6 +21,7 @@ import (
 	"github.com/avxrm/rm/pkg/events/ledger"
 	"github.com/avxrm/rm/pkg/events/outbox"
 	"github.com/avxrm/rm/services/launcher/internal/driver"
+	"github.com/avxrm/rm/services/launcher/internal/driver/local"
 	"github.com/avxrm/rm/services/launcher/internal/driver/registry"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -610,4 +611,45 @@ func ptrString(p *int) string {
 		return "none"
 	}
 	return strconv.Itoa(*p)
+}
+
+// A cancelled job's instances are recorded as ended when they ended: one
+// that ignores SIGTERM ends when the grace period's SIGKILL comes, not when
+// the stop began. Before, stopRecords stamped them with the round's start,
+// a grace period before they were killed.
+func TestCancelRecordsWhenTheInstancesEnded(t *testing.T) {
+	e := newEnv(t)
+	const grace = 700 * time.Millisecond
+	e.configure = func(_ *Config, drivers map[string]driver.Factory) {
+		drivers["local"] = func(raw json.RawMessage, opts driver.Options) (driver.Driver, error) {
+			return local.NewDriver(driver.LocalConfig{}, opts, local.WithGracePeriod(grace))
+		}
+	}
+	e.start()
+	e.admit("job-g", 1, `trap '' TERM; echo up; sleep 60`, nil)
+	e.wait("job-g", "running", func(j events.Job) bool { return j.Status == events.JobRunning })
+	asked := time.Now()
+	e.change("job-g", events.TypeJobCancelRequested, func(j *events.Job) { j.CancelRequested = true })
+	j := e.wait("job-g", "cancelled with its instances' codes", func(j events.Job) bool {
+		if j.Status != events.JobCancelled {
+			return false
+		}
+		for _, in := range j.Instances {
+			if in.ExitCode == nil {
+				return false
+			}
+		}
+		return true
+	})
+	for _, in := range j.Instances {
+		if in.Status != events.InstanceStopped || in.FinishedAt == nil || *in.ExitCode != 137 {
+			t.Fatalf("%s %d: %s, code %v, finished %v; want stopped, 137", in.Role, in.Index, in.Status, ptrString(in.ExitCode), in.FinishedAt)
+		}
+		if ended := in.FinishedAt.Sub(asked); ended < grace-50*time.Millisecond {
+			t.Errorf("%s %d recorded ended %s after the cancel; it was killed at the grace period's end, %s after", in.Role, in.Index, ended, grace)
+		}
+	}
+	if j.FinishedAt == nil || j.FinishedAt.Sub(asked) < grace-50*time.Millisecond {
+		t.Errorf("the job finished at %v, %s after the cancel; want at least the grace period, as its instances", j.FinishedAt, j.FinishedAt.Sub(asked))
+	}
 }
