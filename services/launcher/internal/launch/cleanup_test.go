@@ -135,14 +135,7 @@ func TestDeletedJobLeavesNothing(t *testing.T) {
 	})
 	e.deleteJob("job-gone")
 	dir := filepath.Join(e.dataDir, "local", "job-gone")
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if _, err := os.Stat(dir); os.IsNotExist(err) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s is still there 30 s after the job was deleted", dir)
-		}
-	}
+	waitGone(t, dir, "the job was deleted")
 	if _, err := os.Stat(logOf("job-kept")); err != nil {
 		t.Errorf("the log of a job cleaned up, not deleted: %v, want it kept", err)
 	}
@@ -212,14 +205,7 @@ func TestJobDeletedDuringItsCleanupLeavesNothing(t *testing.T) {
 	time.Sleep(500 * time.Millisecond) // the launcher takes the event in
 	close(h.release)
 	dir := filepath.Join(e.dataDir, "local", "job-running")
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if _, err := os.Stat(dir); os.IsNotExist(err) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s is still there 30 s after the job was deleted", dir)
-		}
-	}
+	waitGone(t, dir, "the job was deleted")
 }
 
 // A job deleted while no launcher runs: the next launcher's consumer gets
@@ -236,14 +222,7 @@ func TestJobDeletedWhileLauncherDownLeavesNothing(t *testing.T) {
 		t.Fatalf("%s before the next launcher started: %v", dir, err)
 	}
 	e.start()
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if _, err := os.Stat(dir); os.IsNotExist(err) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s is still there 30 s after the next launcher started", dir)
-		}
-	}
+	waitGone(t, dir, "the next launcher started")
 }
 
 // deleteJob deletes job id as the API does, with its rm.job.deleted event.
@@ -255,5 +234,18 @@ func (e *env) deleteJob(id string) {
 	})
 	if err != nil {
 		e.t.Fatal(err)
+	}
+}
+
+// waitGone waits up to 30 s for dir to be removed, after what happened.
+func waitGone(t *testing.T, dir, after string) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, err := os.Stat(dir); os.IsNotExist(err) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s is still there 30 s after %s", dir, after)
+		}
 	}
 }
