@@ -3,9 +3,12 @@ package scheduler
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/avxrm/rm/pkg/events"
+	"github.com/avxrm/rm/services/scheduler/internal/lease"
 )
 
 // A pass writes at most maxWaitWrites waits, after its admissions, and asks
@@ -49,5 +52,27 @@ func TestEveryWaitIsWrittenInTheEnd(t *testing.T) {
 		if len(evs) != 2 || evs[1] != events.TypeJobPending {
 			t.Errorf("events of %s: %v, want submitted, pending", id, evs)
 		}
+	}
+}
+
+// A job whose queue the picture lacks is not written pending with
+// QueueNotFound while its queue's event may still be on its way (the API
+// found the queue when it took the job), only once queueLag has passed.
+// Before, a job submitted right after its queue's creation went pending,
+// "queue … does not exist", until the queue's event came a moment later.
+func TestAJustSubmittedJobsQueueIsNotSaidMissing(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	tm := &term{s: &Scheduler{deps: Deps{Now: func() time.Time { return now }}}, jobs: map[string]*events.Job{},
+		waitWrites: newWaitWrites()}
+	tm.jobs["new"] = &events.Job{Meta: events.Meta{ID: "new"}, QueueID: "q-new", Status: events.JobSubmitted, SubmittedAt: now.Add(-time.Second)}
+	tm.jobs["old"] = &events.Job{Meta: events.Meta{ID: "old"}, QueueID: "q-gone", Status: events.JobSubmitted, SubmittedAt: now.Add(-queueLag)}
+	p := planPass(lease.Ledger{Leases: map[string][]lease.Claim{}}, map[string]*events.Queue{}, tm.jobs, now, gate{})
+	writes, _ := tm.writes(context.Background(), p)
+	var got []string
+	for _, w := range writes {
+		got = append(got, w.key.id)
+	}
+	if !slices.Equal(got, []string{"old"}) {
+		t.Errorf("waits written for %v; want only old's, submitted queueLag ago", got)
 	}
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/avxrm/rm/pkg/events"
 	"github.com/avxrm/rm/pkg/events/backoff"
+	"github.com/avxrm/rm/services/scheduler/internal/admit"
 )
 
 // A pass decides and writes the ledger; the job writes that carry its
@@ -76,6 +77,28 @@ type writeResult struct {
 // they do not crowd out the admissions on a busy store (docs/faults.md).
 const maxWaitWrites = 32
 
+// queueLag is how long after its submission a job whose queue the picture
+// lacks is taken to be ahead of its queue's event rather than on a queue
+// that is gone: the API found the queue when it took the job, and the
+// queue's creation may be published after the job's submission (each
+// write's outbox publishes on its own). The passes every TickInterval look
+// again; past queueLag the job is written pending with QueueNotFound.
+// Before, a job submitted right after its queue's creation could go
+// pending, "queue … does not exist", for the few milliseconds until the
+// queue's event came.
+const queueLag = 5 * time.Second
+
+// queueOnItsWay says whether a wait of job id for reason is not to be
+// written yet: its queue is missing from the picture, and the job was
+// submitted less than queueLag ago.
+func (t *term) queueOnItsWay(id, reason string) bool {
+	if reason != admit.ReasonQueueNotFound {
+		return false
+	}
+	j := t.jobs[id]
+	return j != nil && t.s.deps.Now().Sub(j.SubmittedAt) < queueLag
+}
+
 // parallelWrites bounds the admissions, and apart from them the other job
 // writes, under way at once.
 const parallelWrites = 8
@@ -115,7 +138,7 @@ func (t *term) writes(ctx context.Context, p plan) (writes []jobWrite, more bool
 		if pc {
 			kind = writePostControllerWait
 		}
-		if t.inflight[writeKey{id, kind}] || t.waitUnchanged(id, pc, w.reason, w.message) {
+		if t.inflight[writeKey{id, kind}] || t.waitUnchanged(id, pc, w.reason, w.message) || t.queueOnItsWay(id, w.reason) {
 			continue
 		}
 		if waits == maxWaitWrites {

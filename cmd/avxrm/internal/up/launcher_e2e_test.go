@@ -147,8 +147,10 @@ func TestLauncherWorkedExampleRunsForReal(t *testing.T) {
 		t.Errorf("job 2 started at %v, before job 1 finished at %v", got2.StartedAt, got1.FinishedAt)
 	}
 	if ev := waitEvents(t, sys.JS, j1.ID, "succeeded"); !slices.Equal(ev, []string{"submitted", "admitted", "running", "succeeded"}) {
-		// Seen once (2026-11-30, -race beside other packages): job 1
-		// pending before admitted; its conditions say why.
+		// Seen on 2026-11-30 and 2026-12-06 (-race beside other
+		// packages): job 1 pending with QueueNotFound before admitted, its
+		// queue's event coming after its own; since then the scheduler
+		// waits queueLag for a queue it has not heard of.
 		t.Errorf("events of job 1: %v; conditions %+v", ev, got1.Conditions)
 	}
 	if ev := waitEvents(t, sys.JS, j2.ID, "succeeded"); !slices.Equal(ev, []string{"submitted", "pending", "admitted", "running", "succeeded"}) {
