@@ -337,8 +337,7 @@ func noteImageNotUsed(cmd *cobra.Command, c *avxrm.Client, j *api.Job) {
 	var arc struct {
 		Image string `json:"image"`
 	}
-	path := "/app-runtime-config/" + avxrm.PathSegment(j.QueueId) + "/application/" + avxrm.PathSegment(*app)
-	if _, err := c.Do(cmd.Context(), http.MethodGet, path, nil, &arc); err != nil || arc.Image == "" || arc.Image == *given {
+	if _, err := c.Do(cmd.Context(), http.MethodGet, runtimeConfigPath(j.QueueId, *app), nil, &arc); err != nil || arc.Image == "" || arc.Image == *given {
 		return
 	}
 	queue := j.QueueId

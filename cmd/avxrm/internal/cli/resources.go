@@ -102,9 +102,15 @@ func limitCol(m map[string]any) string {
 // itemPath is the path of one resource of k named by args.
 func (k kind) itemPath(args []string) string {
 	if k.keys == 2 {
-		return k.path + "/" + avxrm.PathSegment(args[0]) + "/application/" + avxrm.PathSegment(args[1])
+		return runtimeConfigPath(args[0], args[1])
 	}
 	return k.path + "/" + avxrm.PathSegment(args[0])
+}
+
+// runtimeConfigPath is the path of the app-runtime-config of application
+// app on queue (ids or names).
+func runtimeConfigPath(queue, app string) string {
+	return "/app-runtime-config/" + avxrm.PathSegment(queue) + "/application/" + avxrm.PathSegment(app)
 }
 
 func (k kind) keyUse() string {

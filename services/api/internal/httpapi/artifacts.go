@@ -7,12 +7,10 @@ import (
 	"fmt"
 	"github.com/avxrm/rm/pkg/blob"
 	"io"
-	"maps"
 	"net/http"
 	"net/url"
 	"reflect"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -212,30 +210,25 @@ func parseArtifactRef(kind string, u *url.URL) (artifactRef, []*problem.FieldErr
 		rest = rest[1:]
 	}
 	q := u.Query()
-	switch d := q["declaration"]; {
-	case len(d) == 0:
-	case kind == kindScenario:
+	// As checkQuery answers on huma's routes: a misspelt ?decl= would
+	// otherwise store common asset data instead of a declaration's.
+	var takes []string
+	if kind == kindAsset {
+		takes = []string{"declaration"}
+	}
+	d := q["declaration"]
+	switch {
+	case kind == kindScenario && len(d) > 0:
 		errs = append(errs, problem.Field("declaration", "scenario files have no declaration"))
-	case len(d) > 1:
-		// As checkQuery answers on huma's routes: the first would be used
-		// and the rest dropped without a word.
-		errs = append(errs, problem.Field("declaration", "given %d times; it takes one value", len(d)))
-	default:
+		q.Del("declaration")
+	case len(d) == 1:
 		ref.Declaration = d[0]
 		if fe := checkName("declaration", ref.Declaration); fe != nil {
 			errs = append(errs, fe)
 		}
 	}
-	// A parameter the route does not take (a misspelt ?decl=) would
-	// otherwise store common asset data instead of a declaration's.
-	takes := "none"
-	if kind == kindAsset {
-		takes = "declaration"
-	}
-	for _, name := range slices.Sorted(maps.Keys(q)) {
-		if name != "declaration" {
-			errs = append(errs, problem.Field(name, "no such query parameter here; it takes %s", takes))
-		}
+	for _, qp := range queryProblems(q, takes, nil) {
+		errs = append(errs, problem.Field(qp.name, "%s", qp.message))
 	}
 	p, fe := cleanArtifactPath(rest, unesc)
 	if fe != nil {

@@ -380,28 +380,17 @@ func checkQuery(api huma.API) func(huma.Context, func(huma.Context)) {
 	return func(ctx huma.Context, next func(huma.Context)) {
 		u := ctx.URL()
 		q := u.Query()
-		var errs []error
 		var takes []string
+		many := map[string]bool{}
 		for _, p := range ctx.Operation().Parameters {
-			if p.In != "query" {
-				continue
+			if p.In == "query" {
+				takes = append(takes, p.Name)
+				many[p.Name] = p.Schema != nil && p.Schema.Type == "array"
 			}
-			takes = append(takes, p.Name)
-			if len(q[p.Name]) < 2 || (p.Schema != nil && p.Schema.Type == "array") {
-				continue
-			}
-			errs = append(errs, &huma.ErrorDetail{Location: "query." + p.Name, Value: q[p.Name],
-				Message: fmt.Sprintf("given %d times; it takes one value", len(q[p.Name]))})
 		}
-		for _, name := range slices.Sorted(maps.Keys(q)) {
-			if slices.Contains(takes, name) {
-				continue
-			}
-			msg := "no such query parameter here; it takes none"
-			if len(takes) > 0 {
-				msg = "no such query parameter here; it takes " + strings.Join(takes, ", ")
-			}
-			errs = append(errs, &huma.ErrorDetail{Location: "query." + name, Value: q[name], Message: msg})
+		var errs []error
+		for _, qp := range queryProblems(q, takes, many) {
+			errs = append(errs, &huma.ErrorDetail{Location: "query." + qp.name, Value: q[qp.name], Message: qp.message})
 		}
 		if len(errs) > 0 {
 			_ = huma.WriteErr(api, ctx, http.StatusUnprocessableEntity, "validation failed", errs...)
@@ -409,6 +398,34 @@ func checkQuery(api huma.API) func(huma.Context, func(huma.Context)) {
 		}
 		next(ctx)
 	}
+}
+
+// queryProblem is what is wrong with one query parameter.
+type queryProblem struct{ name, message string }
+
+// queryProblems says what is wrong with query q on a route that takes the
+// parameters takes, of which those in many may repeat: one given more
+// than once that takes one value (the first would be used and the rest
+// dropped without a word), and one the route does not take (a misspelt
+// filter), in the order of takes, then of the names.
+func queryProblems(q url.Values, takes []string, many map[string]bool) []queryProblem {
+	var out []queryProblem
+	for _, name := range takes {
+		if len(q[name]) > 1 && !many[name] {
+			out = append(out, queryProblem{name, fmt.Sprintf("given %d times; it takes one value", len(q[name]))})
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(q)) {
+		if slices.Contains(takes, name) {
+			continue
+		}
+		msg := "no such query parameter here; it takes none"
+		if len(takes) > 0 {
+			msg = "no such query parameter here; it takes " + strings.Join(takes, ", ")
+		}
+		out = append(out, queryProblem{name, msg})
+	}
+	return out
 }
 
 // decodeParams gives the handlers path parameters decoded whatever the

@@ -169,11 +169,11 @@ func (d *Driver) finish(ref driver.Ref, inst *instance, exit int, message string
 	if d.closed || d.insts[ref] != inst || inst.st.State.Final() {
 		return
 	}
-	d.endLocked(inst, &exit, message)
 	if exit != 0 {
 		// Before any Stop: a failure of its own (Stop ends it as above).
 		inst.st.Reason = driver.ReasonExited
 	}
+	d.endLocked(inst, &exit, message)
 }
 
 func (d *Driver) endLocked(inst *instance, exit *int, message string) {

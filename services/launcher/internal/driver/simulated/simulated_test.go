@@ -241,3 +241,42 @@ func TestTenThousandInstances(t *testing.T) {
 		t.Errorf("List() after Cleanup has %d instances", len(sts))
 	}
 }
+
+// TestOwnFailureIsTold: an instance that fails by the failure rate is
+// published with driver.ReasonExited (the launcher keeps it failed while
+// it stops its job's others); one that Stop ends is not.
+func TestOwnFailureIsTold(t *testing.T) {
+	ctx := context.Background()
+	clock := &fakeClock{}
+	d := simulated.NewDriver(driver.SimulatedConfig{RunSeconds: 1, FailureRate: 1}, driver.Options{}, simulated.WithClock(t, clock))
+	defer d.Close()
+	ch, _ := d.Watch(ctx)
+	own := driver.Ref{JobID: "job", Role: driver.RoleWorker, Index: 0}
+	stopped := driver.Ref{JobID: "job", Role: driver.RoleWorker, Index: 1}
+	for _, r := range []driver.Ref{own, stopped} {
+		if err := d.Start(ctx, driver.Spec{Ref: r}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := d.Stop(ctx, stopped); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(time.Second)
+	final := map[driver.Ref]driver.Status{}
+	for timeout := time.After(10 * time.Second); len(final) < 2; {
+		select {
+		case st := <-ch:
+			if st.State.Final() {
+				final[st.Ref] = st
+			}
+		case <-timeout:
+			t.Fatalf("final statuses %v, want both", final)
+		}
+	}
+	if st := final[own]; st.State != driver.Failed || st.Reason != driver.ReasonExited {
+		t.Errorf("own failure published as %+v, want Failed, %s", st, driver.ReasonExited)
+	}
+	if st := final[stopped]; st.State != driver.Failed || st.Reason != "" {
+		t.Errorf("stopped published as %+v, want Failed without a reason", st)
+	}
+}
