@@ -114,6 +114,23 @@ func (c LocalConfig) Validate() error {
 	return nil
 }
 
+// Root is the directory the driver keeps its instances under: WorkDir, or
+// <opts.DataDir>/local.
+func (c LocalConfig) Root(opts Options) (string, error) {
+	root := c.WorkDir
+	if root == "" {
+		if opts.DataDir == "" {
+			return "", &FieldError{Field: "work_dir", Message: "required when the launcher has no data directory"}
+		}
+		root = filepath.Join(opts.DataDir, "local")
+	}
+	root, err := filepath.Abs(root)
+	if err != nil {
+		return "", fmt.Errorf("work dir: %w", err)
+	}
+	return root, nil
+}
+
 // SimulatedConfig configures the simulated driver: each instance runs for
 // RunSeconds (0: ends at once) and fails with exit code 1 with probability
 // FailureRate.
@@ -174,6 +191,43 @@ func ValidateConfig(typ string, config json.RawMessage) error {
 		return &FieldError{Field: "type", Message: fmt.Sprintf("unknown plugin type %q (want kubernetes, docker, local or simulated)", typ)}
 	}
 	return err
+}
+
+// SharedKey identifies the driver a plugin of type typ with config needs:
+// plugins with equal keys are served by one driver. A driver adopts every
+// instance it finds in its runtime (a local driver, every directory under
+// its root), so two drivers of one root, or of one engine and the same
+// settings, would each report, stop and clean up the other's instances.
+// The key is the type and the parsed config, with the local driver's root
+// resolved (an empty work_dir and the default written out are one). It is
+// "" when the config does not parse: its factory says why.
+func SharedKey(typ string, config json.RawMessage, opts Options) string {
+	var c any
+	var err error
+	switch typ {
+	case TypeKubernetes:
+		c, err = ParseKubernetesConfig(config)
+	case TypeDocker:
+		c, err = ParseDockerConfig(config)
+	case TypeLocal:
+		var lc LocalConfig
+		if lc, err = ParseLocalConfig(config); err == nil {
+			lc.WorkDir, err = lc.Root(opts)
+			c = lc
+		}
+	case TypeSimulated:
+		c, err = ParseSimulatedConfig(config)
+	default:
+		return ""
+	}
+	if err != nil {
+		return ""
+	}
+	b, err := json.Marshal(c)
+	if err != nil {
+		return ""
+	}
+	return typ + " " + string(b)
 }
 
 // secretFields lists, per type, the config fields never shown to users.

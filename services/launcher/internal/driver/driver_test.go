@@ -134,3 +134,48 @@ func TestRedactConfig(t *testing.T) {
 		})
 	}
 }
+
+// TestSharedKey: plugins whose drivers would be the same get one key (the
+// local driver's work_dir resolved, a config's field order and defaults
+// aside); others get different keys, and a config that does not parse none.
+func TestSharedKey(t *testing.T) {
+	opts := driver.Options{DataDir: "/var/lib/avxrm/launcher"}
+	key := func(typ, cfg string) string {
+		var raw json.RawMessage
+		if cfg != "" {
+			raw = json.RawMessage(cfg)
+		}
+		return driver.SharedKey(typ, raw, opts)
+	}
+	same := [][2][2]string{
+		{{driver.TypeLocal, ""}, {driver.TypeLocal, `{"work_dir": "/var/lib/avxrm/launcher/local"}`}},
+		{{driver.TypeLocal, `{}`}, {driver.TypeLocal, `{"work_dir": "/var/lib/avxrm/launcher/./local/"}`}},
+		{{driver.TypeDocker, `{"host": "unix:///run/docker.sock", "network": "n"}`}, {driver.TypeDocker, `{"network": "n", "host": "unix:///run/docker.sock"}`}},
+		{{driver.TypeSimulated, ``}, {driver.TypeSimulated, `{"run_seconds": 0}`}},
+	}
+	for _, c := range same {
+		a, b := key(c[0][0], c[0][1]), key(c[1][0], c[1][1])
+		if a == "" || a != b {
+			t.Errorf("SharedKey(%s %s) = %q, SharedKey(%s %s) = %q: want one key", c[0][0], c[0][1], a, c[1][0], c[1][1], b)
+		}
+	}
+	differ := [][2][2]string{
+		{{driver.TypeLocal, ""}, {driver.TypeLocal, `{"work_dir": "/srv/sim"}`}},
+		{{driver.TypeDocker, `{"network": "a"}`}, {driver.TypeDocker, `{"network": "b"}`}},
+		{{driver.TypeSimulated, `{"run_seconds": 1}`}, {driver.TypeSimulated, `{"run_seconds": 2}`}},
+		{{driver.TypeLocal, ""}, {driver.TypeSimulated, ""}},
+	}
+	for _, c := range differ {
+		if a, b := key(c[0][0], c[0][1]), key(c[1][0], c[1][1]); a == b {
+			t.Errorf("SharedKey(%s %s) = SharedKey(%s %s) = %q: want two keys", c[0][0], c[0][1], c[1][0], c[1][1], a)
+		}
+	}
+	for _, c := range [][2]string{{driver.TypeLocal, `{"work_dir": "rel"}`}, {driver.TypeDocker, `{"bogus": 1}`}, {"nope", ""}} {
+		if k := key(c[0], c[1]); k != "" {
+			t.Errorf("SharedKey(%s %s) = %q, want none for a config that does not parse", c[0], c[1], k)
+		}
+	}
+	if k := driver.SharedKey(driver.TypeLocal, nil, driver.Options{}); k != "" {
+		t.Errorf("SharedKey(local, no data dir) = %q, want none", k)
+	}
+}

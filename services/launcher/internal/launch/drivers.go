@@ -30,7 +30,11 @@ type plugin struct {
 const defaultPluginID = "_default"
 
 // pool holds one driver per plugin, created on first use, and the last
-// status each driver reported of each of its instances. A goroutine per
+// status each driver reported of each of its instances. Plugins whose
+// drivers would see the same instances and run them alike (the same
+// driver.SharedKey: two local plugins of one work_dir, or one and the
+// launcher's own local default) share one driver, so that nothing is
+// adopted, stopped or cleaned up twice. A goroutine per
 // driver reads its Watch channel into the cache and calls onChange, so the
 // cache is the launcher's view of what exists; reconciliation reads it.
 type pool struct {
@@ -45,13 +49,15 @@ type pool struct {
 	bounds callBounds
 
 	mu      sync.Mutex
-	drivers map[string]*pooled // by plugin id
+	drivers map[string]*pooled // by plugin id; plugins may share one
+	shared  map[string]*pooled // by driver.SharedKey, where there is one
 	closed  bool
 	wg      sync.WaitGroup
-	// tries is, by plugin id, the try to make its driver under way, or
-	// the last one, which failed; none once the driver is made. One try
-	// at a time per plugin, made without holding mu: a runtime that does
-	// not answer delays only the jobs on that plugin.
+	// tries is, by the key of the driver to make (tryKey), the try to
+	// make it under way, or the last one, which failed; none once the
+	// driver is made. One try at a time per driver, made without holding
+	// mu: a runtime that does not answer delays only the jobs on that
+	// driver's plugins.
 	tries map[string]*try
 }
 
@@ -83,7 +89,8 @@ func (e *tryUnderWay) Error() string {
 
 // pooled is one driver and its cache.
 type pooled struct {
-	plugin plugin
+	plugin plugin // the first of the plugins sharing it
+	key    string // its driver.SharedKey, "" if none
 	d      driver.Driver
 	bounds callBounds // of the calls to d (calls.go)
 
@@ -97,7 +104,7 @@ type pooled struct {
 }
 
 func newPool(factories map[string]driver.Factory, opts driver.Options, log *slog.Logger, onChange func(driver.Ref)) *pool {
-	return &pool{factories: factories, opts: opts, log: log, onChange: onChange, drivers: map[string]*pooled{}, tries: map[string]*try{}, bounds: defaultBounds}
+	return &pool{factories: factories, opts: opts, log: log, onChange: onChange, drivers: map[string]*pooled{}, shared: map[string]*pooled{}, tries: map[string]*try{}, bounds: defaultBounds}
 }
 
 // get returns the driver of p, creating it on first use: the driver is
@@ -112,7 +119,8 @@ func newPool(factories map[string]driver.Factory, opts driver.Options, log *slog
 // call gets the failure of the plugin's try before it (the job shows
 // RuntimeUnavailable and retries with its back-off), or, if none failed
 // before, a *tryUnderWay: its job is reconciled again once the try ends.
-// A call after a failed try tries again.
+// A call after a failed try tries again. A plugin whose driver another
+// plugin's shares (the same driver.SharedKey) gets that one.
 func (pl *pool) get(ctx context.Context, p plugin) (*pooled, error) {
 	pl.mu.Lock()
 	if pd := pl.drivers[p.ID]; pd != nil {
@@ -123,8 +131,16 @@ func (pl *pool) get(ctx context.Context, p plugin) (*pooled, error) {
 		pl.mu.Unlock()
 		return nil, errors.New("launch: driver pool closed")
 	}
+	key := pl.sharedKey(p)
+	if pd := pl.shared[key]; key != "" && pd != nil {
+		pl.drivers[p.ID] = pd
+		pl.mu.Unlock()
+		pl.log.Info("driver shared", "plugin", p.ID, "with", pd.plugin.ID, "type", p.Type)
+		return pd, nil
+	}
+	tk := tryKey(p, key)
 	t := &try{done: make(chan struct{})}
-	if last := pl.tries[p.ID]; last != nil {
+	if last := pl.tries[tk]; last != nil {
 		select {
 		case <-last.done:
 			t.prev = last.err
@@ -136,17 +152,43 @@ func (pl *pool) get(ctx context.Context, p plugin) (*pooled, error) {
 			return nil, &tryUnderWay{plugin: p.ID, done: last.done}
 		}
 	}
-	pl.tries[p.ID] = t
+	pl.tries[tk] = t
 	pl.mu.Unlock()
-	pd, err := pl.make(ctx, p)
+	pd, err := pl.make(ctx, p, key)
 	pl.mu.Lock()
 	t.err = err
 	if err == nil {
-		delete(pl.tries, p.ID)
+		delete(pl.tries, tk)
 	}
 	close(t.done)
 	pl.mu.Unlock()
 	return pd, err
+}
+
+// sharedKey is p's driver.SharedKey.
+func (pl *pool) sharedKey(p plugin) string {
+	raw, err := p.rawConfig()
+	if err != nil {
+		return ""
+	}
+	return driver.SharedKey(p.Type, raw, pl.opts)
+}
+
+// rawConfig is p's config as JSON, nil if it has none.
+func (p plugin) rawConfig() (json.RawMessage, error) {
+	if p.Config == nil {
+		return nil, nil
+	}
+	return json.Marshal(p.Config)
+}
+
+// tryKey keys the tries to make p's driver: its shared key, else its
+// plugin id.
+func tryKey(p plugin, key string) string {
+	if key != "" {
+		return key
+	}
+	return "plugin " + p.ID
 }
 
 // made reports whether the driver of plugin id exists.
@@ -156,13 +198,14 @@ func (pl *pool) made(id string) bool {
 	return pl.drivers[id] != nil
 }
 
-// make is one try to make the driver of p; get makes one at a time.
-func (pl *pool) make(ctx context.Context, p plugin) (*pooled, error) {
+// make is one try to make the driver of p, whose shared key is key; get
+// makes one at a time.
+func (pl *pool) make(ctx context.Context, p plugin, key string) (*pooled, error) {
 	d, err := pl.create(ctx, p)
 	if err != nil {
 		return nil, err
 	}
-	pd := &pooled{plugin: p, d: d, bounds: pl.bounds, jobs: map[string]map[driver.Ref]driver.Status{}, live: map[string]int{}}
+	pd := &pooled{plugin: p, key: key, d: d, bounds: pl.bounds, jobs: map[string]map[driver.Ref]driver.Status{}, live: map[string]int{}}
 	lctx, cancel := context.WithTimeout(ctx, tryTimeout)
 	list, err := d.List(lctx)
 	cancel()
@@ -188,6 +231,9 @@ func (pl *pool) make(ctx context.Context, p plugin) (*pooled, error) {
 		return nil, errors.New("launch: driver pool closed")
 	}
 	pl.drivers[p.ID] = pd
+	if key != "" {
+		pl.shared[key] = pd
+	}
 	pl.wg.Add(1)
 	// onChange runs without pl.mu: it asks the pool (settled) for the job.
 	pl.mu.Unlock()
@@ -211,13 +257,9 @@ func (pl *pool) create(ctx context.Context, p plugin) (driver.Driver, error) {
 	if f == nil {
 		return nil, fmt.Errorf("plugin %s: %w %q", p.ID, errNoFactory, p.Type)
 	}
-	var raw json.RawMessage
-	if p.Config != nil {
-		b, err := json.Marshal(p.Config)
-		if err != nil {
-			return nil, fmt.Errorf("plugin %s config: %w", p.ID, err)
-		}
-		raw = b
+	raw, err := p.rawConfig()
+	if err != nil {
+		return nil, fmt.Errorf("plugin %s config: %w", p.ID, err)
 	}
 	opts := pl.opts
 	if pl.installation != nil {
@@ -356,12 +398,21 @@ func (pl *pool) countStates() map[driver.State]int {
 	return out
 }
 
+// all returns every driver once, whichever plugins share it.
 func (pl *pool) all() []*pooled {
 	pl.mu.Lock()
 	defer pl.mu.Unlock()
-	out := make([]*pooled, 0, len(pl.drivers))
-	for _, pd := range pl.drivers {
-		out = append(out, pd)
+	return unique(pl.drivers)
+}
+
+func unique(m map[string]*pooled) []*pooled {
+	out := make([]*pooled, 0, len(m))
+	seen := make(map[*pooled]bool, len(m))
+	for _, pd := range m {
+		if !seen[pd] {
+			seen[pd] = true
+			out = append(out, pd)
+		}
 	}
 	return out
 }
@@ -371,8 +422,9 @@ func (pl *pool) all() []*pooled {
 func (pl *pool) close() {
 	pl.mu.Lock()
 	pl.closed = true
-	ds := pl.drivers
+	ds := unique(pl.drivers)
 	pl.drivers = map[string]*pooled{}
+	pl.shared = map[string]*pooled{}
 	pl.mu.Unlock()
 	for _, pd := range ds {
 		if err := pd.d.Close(); err != nil {

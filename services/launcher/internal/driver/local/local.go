@@ -296,16 +296,9 @@ func New(config json.RawMessage, opts driver.Options) (driver.Driver, error) {
 // NewDriver builds a driver from a parsed config and re-adopts the
 // instances found under its directory.
 func NewDriver(cfg driver.LocalConfig, opts driver.Options, options ...Option) (*Driver, error) {
-	root := cfg.WorkDir
-	if root == "" {
-		if opts.DataDir == "" {
-			return nil, fmt.Errorf("local: %w", &driver.FieldError{Field: "work_dir", Message: "required when the launcher has no data directory"})
-		}
-		root = filepath.Join(opts.DataDir, "local")
-	}
-	root, err := filepath.Abs(root)
+	root, err := cfg.Root(opts)
 	if err != nil {
-		return nil, fmt.Errorf("local: work dir: %w", err)
+		return nil, fmt.Errorf("local: %w", err)
 	}
 	if err := os.MkdirAll(root, 0o750); err != nil {
 		return nil, fmt.Errorf("local: create work dir: %w", err)
