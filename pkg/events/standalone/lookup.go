@@ -27,11 +27,20 @@ func probeLookup(ctx context.Context, db *mongo.Database, log *slog.Logger) (ind
 	return l, nil
 }
 
+// permanent is a failure of untilReady's try that no retry can cure.
+type permanent struct{ error }
+
+func (p permanent) Unwrap() error { return p.error }
+
 // untilReady calls try until it succeeds or ctx ends, a second apart,
 // logging warn with each failure: for a part that may still be starting.
+// A permanent failure ends it at once, with the failure's own error.
 func untilReady(ctx context.Context, log *slog.Logger, warn string, try func() error) error {
 	for {
 		err := try()
+		if p, ok := err.(permanent); ok {
+			return p.error
+		}
 		if err == nil || ctx.Err() != nil {
 			return err
 		}

@@ -169,3 +169,19 @@ func (n *nonNegInt) Set(v string) error {
 	*n.p = x
 	return nil
 }
+
+// CheckElection checks a leader election's settings as the election will
+// (elect.New, which takes zero for its defaults: 5s and 1s): the renewal
+// must come before the lease ends. Its error names both settings.
+func CheckElection(ttlEnv string, ttl time.Duration, renewEnv string, renew time.Duration) error {
+	if ttl == 0 {
+		ttl = 5 * time.Second
+	}
+	if renew == 0 {
+		renew = time.Second
+	}
+	if renew >= ttl {
+		return fmt.Errorf("%s=%v must be shorter than %s=%v: a leader renews before its lease ends", renewEnv, renew, ttlEnv, ttl)
+	}
+	return nil
+}

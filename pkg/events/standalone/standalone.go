@@ -16,10 +16,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -59,6 +61,9 @@ type Service struct {
 	// Settings declares the service's own settings into variables that Run
 	// reads; it is called once, before Run.
 	Settings func(s *Settings)
+	// Check, if set, checks the service's own settings once they are read,
+	// before anything connects: its error names the settings at fault.
+	Check func() error
 	// Run runs the service until ctx ends.
 	Run func(ctx context.Context, e *Env) error
 }
@@ -94,13 +99,37 @@ func (c *common) declare(s *Settings, httpAddr string) {
 	s.Int(&c.eventsReplicas, "events-replicas", "RM_EVENTS_REPLICAS", "1", "replicas of the event streams (3 on a NATS cluster)")
 }
 
+// natsClosed says why NATS closed nc for good: mostly the credentials it
+// refused, named by their settings.
+func (c *common) natsClosed(nc *nats.Conn) error {
+	why := nc.LastError()
+	if why == nil {
+		why = nats.ErrConnectionClosed
+	}
+	who := "anonymously (neither RM_NATS_USER nor RM_NATS_CREDS is set)"
+	switch {
+	case c.natsCreds != "":
+		who = "with the credentials file RM_NATS_CREDS=" + c.natsCreds
+	case c.natsUser != "":
+		who = fmt.Sprintf("as RM_NATS_USER=%q with RM_NATS_PASSWORD", c.natsUser)
+	}
+	return fmt.Errorf("NATS at %s (RM_NATS_URL) closed the connection made %s: %w", c.natsURL, who, why)
+}
+
 func (c *common) validate() error {
 	var errs []error
 	if c.mongoURI == "" {
 		errs = append(errs, errors.New("RM_MONGO_URI (--mongo-uri) is required"))
+	} else if err := checkMongoURI(c.mongoURI); err != nil {
+		errs = append(errs, err)
 	}
 	if c.natsURL == "" {
 		errs = append(errs, errors.New("RM_NATS_URL (--nats-url) is required"))
+	} else if err := checkNATSURLs(c.natsURL); err != nil {
+		errs = append(errs, err)
+	}
+	if err := checkListenAddr(c.httpAddr); err != nil {
+		errs = append(errs, err)
 	}
 	if _, err := c.natsCredentials(); err != nil {
 		errs = append(errs, err)
@@ -121,6 +150,55 @@ func (c *common) validate() error {
 		errs = append(errs, fmt.Errorf("RM_EVENTS_REPLICAS=%d: want 1 to 5", c.eventsReplicas))
 	}
 	return errors.Join(errs...)
+}
+
+// checkMongoURI parses a mongodb:// URI as the driver will (a
+// mongodb+srv:// one only by its scheme: parsing it looks up DNS records,
+// which may not be there yet). The URI is not repeated: it may hold a password.
+func checkMongoURI(uri string) error {
+	switch {
+	case strings.HasPrefix(uri, "mongodb+srv://"):
+		return nil
+	case !strings.HasPrefix(uri, "mongodb://"):
+		return errors.New("RM_MONGO_URI: want a mongodb:// or mongodb+srv:// URI")
+	}
+	if err := options.Client().ApplyURI(uri).Validate(); err != nil {
+		return fmt.Errorf("RM_MONGO_URI: %w", err)
+	}
+	return nil
+}
+
+// checkNATSURLs checks each comma-separated URL of RM_NATS_URL: a scheme
+// NATS clients take (nats, tls, ws, wss) and a host.
+func checkNATSURLs(urls string) error {
+	for _, raw := range strings.Split(urls, ",") {
+		raw = strings.TrimSpace(raw)
+		if !strings.Contains(raw, "://") {
+			raw = "nats://" + raw // nats.go takes host:port alone
+		}
+		u, err := url.Parse(raw)
+		switch {
+		case err != nil:
+			return fmt.Errorf("RM_NATS_URL: %q is not a URL: %v", raw, err)
+		case u.Scheme != "nats" && u.Scheme != "tls" && u.Scheme != "ws" && u.Scheme != "wss":
+			return fmt.Errorf("RM_NATS_URL: %q: want the scheme nats://, tls://, ws:// or wss://, not %s://", u.Redacted(), u.Scheme)
+		case u.Hostname() == "":
+			return fmt.Errorf("RM_NATS_URL: %q names no host", u.Redacted())
+		}
+	}
+	return nil
+}
+
+// checkListenAddr checks that RM_HTTP_ADDR is a host:port to listen on.
+func checkListenAddr(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err == nil && port != "" {
+		_, err = net.LookupPort("tcp", port)
+	}
+	if err != nil {
+		return fmt.Errorf("RM_HTTP_ADDR=%q: want host:port or :port, e.g. :8080 (%v)", addr, err)
+	}
+	return nil
 }
 
 func level(v string) (slog.Level, error) {
@@ -209,6 +287,9 @@ func Exec(ctx context.Context, svc *Service, args []string, getenv func(string) 
 	}
 	if err == nil {
 		err = c.validate()
+		if svc.Check != nil {
+			err = errors.Join(err, svc.Check())
+		}
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n(%s --help lists the settings)\n", svc.Name, err, svc.Name)
@@ -242,20 +323,40 @@ func run(ctx context.Context, svc *Service, c *common, log *slog.Logger) error {
 	}
 	// Reconnect soon after a NATS restart (the default waits 2 s): a
 	// leader's renewals are buffered until then.
+	// The last failure to reach NATS, for the warnings while it cannot be
+	// reached (nats.go keeps no error of a failed dial).
+	var dialErr atomic.Pointer[error]
 	opts := append(creds, nats.Name(svc.Name), nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true),
-		nats.ReconnectWait(250*time.Millisecond))
+		nats.ReconnectWait(250*time.Millisecond),
+		nats.ReconnectErrHandler(func(_ *nats.Conn, err error) { dialErr.Store(&err) }))
 	nc, err := nats.Connect(c.natsURL, opts...)
 	if err != nil {
-		return fmt.Errorf("connect nats: %w", err)
+		return fmt.Errorf("connect nats (RM_NATS_URL): %w", err)
 	}
 	defer nc.Drain()
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
-	// NATS may still be starting: retry until it answers or ctx ends.
+	// NATS may still be starting: retry until it answers or ctx ends. A
+	// connection NATS closed (it refused the credentials) is not retried:
+	// nats.go gives it up for good, and each retry failed alike.
 	if err := untilReady(ctx, log, "event streams not ready; retrying", func() error {
-		return events.EnsureStreams(ctx, js, c.eventsMaxAge, c.eventsReplicas)
+		if nc.IsClosed() {
+			return permanent{c.natsClosed(nc)}
+		}
+		err := events.EnsureStreams(ctx, js, c.eventsMaxAge, c.eventsReplicas)
+		switch {
+		case err == nil || nc.IsConnected():
+			return err
+		case nc.IsClosed():
+			return permanent{c.natsClosed(nc)}
+		}
+		why := err
+		if d := dialErr.Load(); d != nil {
+			why = *d
+		}
+		return fmt.Errorf("not connected to NATS at %s (RM_NATS_URL): %w", c.natsURL, why)
 	}); err != nil {
 		return err
 	}

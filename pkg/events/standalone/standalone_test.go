@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/avxrm/rm/pkg/embedded/mongotest"
@@ -169,5 +170,115 @@ func TestREADMECommonTable(t *testing.T) {
 	}
 	if got != CommonTable() {
 		t.Errorf("README's common table is stale; replace it with:\n%s", CommonTable())
+	}
+}
+
+// Settings that cannot work are refused before anything connects, with
+// status 2 and the setting named: a URI or URL the clients could not use,
+// an address that cannot be listened on, and what the service's own Check
+// says.
+func TestExecRefusesUnusableSettings(t *testing.T) {
+	svc := &Service{Name: "rm-t", HTTPAddr: ":0", Run: func(context.Context, *Env) error { t.Error("ran"); return nil }}
+	// Settings let through would connect: not for longer than this.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ok := map[string]string{"RM_MONGO_URI": "mongodb://mongo:27017/?replicaSet=rs0", "RM_NATS_URL": "nats://nats:4222"}
+	for _, c := range []struct {
+		k, v, want string
+	}{
+		{"RM_MONGO_URI", "mongo://mongo:27017", "RM_MONGO_URI"},
+		{"RM_MONGO_URI", "mongodb://mongo:99999/", "RM_MONGO_URI"},
+		{"RM_MONGO_URI", "mongodb://mongo:27017/?directConnection=maybe", "RM_MONGO_URI"},
+		{"RM_NATS_URL", "http://nats:4222", "RM_NATS_URL"},
+		{"RM_NATS_URL", "nats://nats:4222,https://other:4222", "RM_NATS_URL"},
+		{"RM_NATS_URL", "nats://:4222", "RM_NATS_URL"},
+		{"RM_HTTP_ADDR", "8080", "RM_HTTP_ADDR"},
+		{"RM_HTTP_ADDR", ":80800", "RM_HTTP_ADDR"},
+	} {
+		vars := map[string]string{c.k: c.v}
+		for k, v := range ok {
+			if k != c.k {
+				vars[k] = v
+			}
+		}
+		var stderr bytes.Buffer
+		if code := Exec(ctx, svc, nil, env(vars), io.Discard, &stderr); code != 2 || !strings.Contains(stderr.String(), c.want) {
+			t.Errorf("%s=%s: exit %d, %q; want 2 naming %s", c.k, c.v, code, stderr.String(), c.want)
+		}
+	}
+	// Good ones pass: several NATS URLs, host:port alone, a mongodb+srv URI.
+	for _, vars := range []map[string]string{
+		{"RM_MONGO_URI": "mongodb+srv://rm:pw@cluster.example/", "RM_NATS_URL": "nats://a:4222, tls://b:4222,c:4222", "RM_HTTP_ADDR": "127.0.0.1:9300"},
+	} {
+		s, c := svc.declare(env(vars))
+		if err := s.parse(nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.validate(); err != nil {
+			t.Errorf("%v refused: %v", vars, err)
+		}
+	}
+	checked := &Service{Name: "rm-t", HTTPAddr: ":0", Check: func() error { return errors.New("RM_T_OWN is wrong") },
+		Run: func(context.Context, *Env) error { t.Error("ran"); return nil }}
+	var stderr bytes.Buffer
+	if code := Exec(ctx, checked, nil, env(ok), io.Discard, &stderr); code != 2 || !strings.Contains(stderr.String(), "RM_T_OWN is wrong") {
+		t.Errorf("Check's error: exit %d, %q; want 2 with it", code, stderr.String())
+	}
+	if err := CheckElection("RM_T_TTL", 2*time.Second, "RM_T_RENEW", 0); err != nil {
+		t.Errorf("renew 1s (default) under TTL 2s: %v", err)
+	}
+	if err := CheckElection("RM_T_TTL", 0, "RM_T_RENEW", 5*time.Second); err == nil || !strings.Contains(err.Error(), "RM_T_RENEW=5s") || !strings.Contains(err.Error(), "RM_T_TTL=5s") {
+		t.Errorf("renew 5s, TTL 5s (default): %v; want both named", err)
+	}
+}
+
+// A NATS server that refuses the service's credentials closes the
+// connection for good: the service exits at once (status 1), saying so and
+// naming the settings, rather than retrying forever with "connection
+// closed". One it cannot reach yet is retried, the warnings saying why.
+func TestExecNATSCredentialsRefused(t *testing.T) {
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true,
+		JetStream: true, StoreDir: t.TempDir(), Username: "scheduler", Password: "right"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats server not ready")
+	}
+	t.Cleanup(ns.Shutdown)
+	svc := &Service{Name: "rm-t", HTTPAddr: ":0", Run: func(context.Context, *Env) error { t.Error("ran"); return nil }}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for _, c := range []struct {
+		user, pass, want string
+	}{
+		{"scheduler", "wrong", `as RM_NATS_USER=\"scheduler\" with RM_NATS_PASSWORD: nats: authorization violation`}, // in JSON
+		{"", "", "anonymously (neither RM_NATS_USER nor RM_NATS_CREDS is set)"},
+	} {
+		vars := env(map[string]string{"RM_MONGO_URI": "mongodb://127.0.0.1:9/", "RM_NATS_URL": ns.ClientURL(),
+			"RM_NATS_USER": c.user, "RM_NATS_PASSWORD": c.pass, "RM_HTTP_ADDR": "127.0.0.1:0"})
+		var log eventstest.SyncBuffer
+		start := time.Now()
+		code := Exec(ctx, svc, nil, vars, io.Discard, &log)
+		if code != 1 || !strings.Contains(strings.ToLower(log.String()), strings.ToLower("closed the connection made "+c.want)) || time.Since(start) > 10*time.Second {
+			t.Errorf("user %q password %q: exit %d after %v:\n%s\nwant 1 at once, saying %s", c.user, c.pass, code,
+				time.Since(start).Round(time.Millisecond), log.String(), c.want)
+		}
+	}
+	// Nothing listening: retried until ctx ends, each warning naming NATS and why.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ln.Addr().String()
+	_ = ln.Close()
+	sctx, scancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer scancel()
+	var log eventstest.SyncBuffer
+	Exec(sctx, svc, nil, env(map[string]string{"RM_MONGO_URI": "mongodb://127.0.0.1:9/", "RM_NATS_URL": "nats://" + dead,
+		"RM_HTTP_ADDR": "127.0.0.1:0"}), io.Discard, &log)
+	if want := "not connected to NATS at nats://" + dead + " (RM_NATS_URL): dial tcp " + dead + ": connect: connection refused"; !strings.Contains(log.String(), want) {
+		t.Errorf("unreachable NATS, log:\n%s\nwant a warning %q", log.String(), want)
 	}
 }

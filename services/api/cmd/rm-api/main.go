@@ -7,9 +7,13 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/avxrm/rm/pkg/events/standalone"
 	"github.com/avxrm/rm/services/api"
+	"github.com/avxrm/rm/services/api/internal/httpapi"
 )
 
 func main() { standalone.Main(service()) }
@@ -32,6 +36,13 @@ func service() *standalone.Service {
 			for _, o := range oidcSettings {
 				s.String(oidc[o.env], o.flag, o.env, "", o.usage)
 			}
+		},
+		Check: func() error {
+			if cfg.DefaultDriver != "" && !slices.Contains(httpapi.PluginTypes, cfg.DefaultDriver) {
+				return fmt.Errorf("RM_DEFAULT_DRIVER=%q: want one of %s (the launchers' RM_DEFAULT_DRIVER), or none",
+					cfg.DefaultDriver, strings.Join(httpapi.PluginTypes, ", "))
+			}
+			return nil
 		},
 		Run: func(ctx context.Context, e *standalone.Env) error {
 			cfg.HTTPAddr = e.HTTPAddr

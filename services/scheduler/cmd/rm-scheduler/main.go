@@ -26,6 +26,9 @@ func service() *standalone.Service {
 			s.Duration(&cfg.ResyncInterval, "resync-interval", "RM_SCHEDULER_RESYNC_INTERVAL", "30s", "how often the leader reloads everything from MongoDB")
 			s.Duration(&cfg.TickInterval, "tick-interval", "RM_SCHEDULER_TICK_INTERVAL", "2s", "how often the leader re-examines waiting jobs without an event")
 		},
+		Check: func() error {
+			return standalone.CheckElection("RM_SCHEDULER_LEADER_TTL", cfg.LeaderTTL, "RM_SCHEDULER_RENEW_INTERVAL", cfg.RenewInterval)
+		},
 		Run: func(ctx context.Context, e *standalone.Env) error {
 			e.Outbox.Register(e.DB.Collection(scheduler.JobsCollection))
 			s, err := scheduler.New(ctx, cfg, scheduler.Deps{
