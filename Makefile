@@ -207,12 +207,12 @@ compose-deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null; }
 
 compose-up: compose-deps images ## run the offline compose stack (deploy/compose) on the local Docker Engine; API on 127.0.0.1:8080
-	cd deploy/compose && docker-compose -p $(COMPOSE_PROJECT) $(COMPOSE_FILES) up -d
+	cd deploy/compose && COMPOSE_PROJECT_NAME=$(COMPOSE_PROJECT) docker-compose -p $(COMPOSE_PROJECT) $(COMPOSE_FILES) up -d
 
 compose-down: compose-deps ## stop the compose stack and remove its workers, containers, networks and volumes
 	@ids=$$(docker ps -aq --filter label=rm.managed --filter network=$(COMPOSE_PROJECT)_workers); \
 	 [ -z "$$ids" ] || docker rm -f -v $$ids >/dev/null
-	cd deploy/compose && docker-compose -p $(COMPOSE_PROJECT) $(COMPOSE_FILES) down -v --remove-orphans -t 5
+	cd deploy/compose && COMPOSE_PROJECT_NAME=$(COMPOSE_PROJECT) docker-compose -p $(COMPOSE_PROJECT) $(COMPOSE_FILES) down -v --remove-orphans -t 5
 
 compose-test: compose-deps images ## the offline compose stack end to end: seed jobs, leaders killed, no duplicate, nothing left
 	cd deploy && $(GO) test -tags composetest -count=1 -v -timeout 20m -run TestComposeStack .

@@ -198,3 +198,171 @@ func TestHelmRoleIsTheTemplatesRules(t *testing.T) {
 		t.Errorf("role %s/%s", got.Namespace, got.Name)
 	}
 }
+
+// readmeSettings returns the RM_* variables of the README's generated table
+// NAME (between <!-- service-config: NAME --> and <!-- /service-config -->),
+// which each binary's TestSettings keeps equal to what the binary reads.
+func readmeSettings(t *testing.T, name string) map[string]bool {
+	t.Helper()
+	raw, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(raw), "<!-- service-config: "+name+" -->\n")
+	table, _, ok2 := strings.Cut(rest, "<!-- /service-config -->")
+	if !ok || !ok2 {
+		t.Fatalf("README has no service-config table %s", name)
+	}
+	out := map[string]bool{}
+	for _, l := range strings.Split(table, "\n") {
+		if env, ok := strings.CutPrefix(l, "| `"); ok {
+			env, _, _ = strings.Cut(env, "`")
+			out[env] = true
+		}
+	}
+	return out
+}
+
+// containerEnv returns the env entries of the deployment named name.
+func containerEnv(t *testing.T, objs []runtime.Object, name string) map[string]string {
+	t.Helper()
+	for _, o := range objs {
+		if dep, ok := o.(*appsv1.Deployment); ok && dep.Name == name {
+			env := map[string]string{}
+			for _, e := range dep.Spec.Template.Spec.Containers[0].Env {
+				if _, dup := env[e.Name]; dup {
+					t.Errorf("%s: %s set twice", name, e.Name)
+				}
+				env[e.Name] = e.Value
+				if e.ValueFrom != nil {
+					env[e.Name] = "(from)"
+				}
+			}
+			return env
+		}
+	}
+	t.Fatalf("no deployment %s", name)
+	return nil
+}
+
+// Every variable the chart gives a service is one that service reads (the
+// README's tables, which the binaries' tests keep current): a variable it
+// does not read is a setting the operator believes in and nothing obeys.
+func TestHelmEnvIsWhatServicesRead(t *testing.T) {
+	common := readmeSettings(t, "common")
+	objs := decode(t, render(t, testValues))
+	for _, svc := range []string{"rm-api", "rm-scheduler", "rm-launcher", "rm-scenario-export"} {
+		own := readmeSettings(t, svc)
+		for k := range containerEnv(t, objs, svc) {
+			if !common[k] && !own[k] {
+				t.Errorf("%s: the chart sets %s, which %s does not read", svc, k, svc)
+			}
+		}
+	}
+}
+
+// api.oidc turns auth on: its values become the API's RM_OIDC_* variables,
+// and <service>.env entries are added, winning over the chart's own.
+func TestHelmAuthAndExtraEnv(t *testing.T) {
+	vals := map[string]any{
+		"mongo": testValues["mongo"], "nats": testValues["nats"],
+		"api": map[string]any{
+			"oidc": map[string]any{"issuer": "https://sso.example/auth/realms/avx", "audience": "rm", "uiScope": "openid profile"},
+			"env":  []any{map[string]any{"name": "RM_API_BODY_LIMIT", "value": "2097152"}},
+		},
+		"scheduler": map[string]any{"env": []any{map[string]any{"name": "RM_LOG_LEVEL", "value": "debug"},
+			map[string]any{"name": "RM_INSTANCE_ID", "value": "s1"}}},
+	}
+	objs := decode(t, render(t, vals))
+	api := containerEnv(t, objs, "rm-api")
+	for k, want := range map[string]string{"RM_OIDC_ISSUER": "https://sso.example/auth/realms/avx", "RM_OIDC_AUDIENCE": "rm",
+		"RM_OIDC_UI_SCOPE": "openid profile", "RM_API_BODY_LIMIT": "2097152"} {
+		if api[k] != want {
+			t.Errorf("rm-api %s=%q, want %q (env %v)", k, api[k], want, api)
+		}
+	}
+	if _, ok := api["RM_OIDC_ROLES_CLAIM"]; ok {
+		t.Errorf("rm-api: an empty api.oidc value is set: %v", api)
+	}
+	if s := containerEnv(t, objs, "rm-scheduler"); s["RM_INSTANCE_ID"] != "s1" {
+		t.Errorf("rm-scheduler env %v: want its own RM_INSTANCE_ID s1 in place of the chart's", s)
+	}
+	// Off by default, and NOTES say so.
+	if env := containerEnv(t, decode(t, render(t, testValues)), "rm-api"); env["RM_OIDC_ISSUER"] != "" {
+		t.Errorf("auth on by default: %v", env)
+	}
+}
+
+// The NOTES say when auth is off (louder with an Ingress), which config
+// the launchers' default driver runs with, and how to register a plugin.
+func TestHelmNotes(t *testing.T) {
+	notes := func(vals map[string]any) string {
+		ch, err := loader.Load(chartDir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		inst := action.NewInstall(&action.Configuration{})
+		inst.DryRun, inst.ClientOnly, inst.ReleaseName, inst.Namespace = true, true, "rm", "sims"
+		rel, err := inst.Run(ch, vals)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rel.Info.Notes
+	}
+	off := notes(testValues)
+	for _, want := range []string{"AUTH IS OFF", "the Ingress rm.example.com serves it to anyone", `"is_default": true`, `"in_cluster": true`,
+		`kubernetes driver ({"in_cluster": true, "namespace": "sims"})`} {
+		if !strings.Contains(off, want) {
+			t.Errorf("NOTES without %q:\n%s", want, off)
+		}
+	}
+	on := notes(map[string]any{"mongo": testValues["mongo"], "nats": testValues["nats"],
+		"api": map[string]any{"oidc": map[string]any{"issuer": "https://sso.example/auth/realms/avx"}}})
+	if strings.Contains(on, "AUTH IS OFF") {
+		t.Errorf("NOTES with an issuer say auth is off:\n%s", on)
+	}
+}
+
+// The launchers' own kubernetes driver (the chart's default) runs in the
+// cluster they run in, on the jobs' namespace, the one the Role grants:
+// with no config it cannot run (kubeconfig required), and every job on a
+// queue without a plugin failed while no plugin was the default.
+// launcher.defaultDriverConfig replaces that config; other drivers get none.
+func TestHelmDefaultDriverConfig(t *testing.T) {
+	config := func(vals map[string]any) map[string]any {
+		t.Helper()
+		env := containerEnv(t, decode(t, render(t, vals)), "rm-launcher")
+		raw, ok := env["RM_DEFAULT_DRIVER_CONFIG"]
+		if !ok {
+			return nil
+		}
+		var c map[string]any
+		if err := yaml.Unmarshal([]byte(raw), &c); err != nil {
+			t.Fatalf("RM_DEFAULT_DRIVER_CONFIG=%q: %v", raw, err)
+		}
+		return c
+	}
+	with := func(launcher map[string]any, jobsNS string) map[string]any {
+		vals := map[string]any{"mongo": testValues["mongo"], "nats": testValues["nats"]}
+		if launcher != nil { // a nil value would delete the chart's launcher values
+			vals["launcher"] = launcher
+		}
+		if jobsNS != "" {
+			vals["jobsNamespace"] = jobsNS
+		}
+		return vals
+	}
+	if got, want := config(with(nil, "")), map[string]any{"in_cluster": true, "namespace": "sims"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("default: RM_DEFAULT_DRIVER_CONFIG %v, want %v (the release's namespace)", got, want)
+	}
+	if got := config(with(nil, "sim-jobs")); got["namespace"] != "sim-jobs" || got["in_cluster"] != true {
+		t.Errorf("jobsNamespace sim-jobs: RM_DEFAULT_DRIVER_CONFIG %v", got)
+	}
+	own := map[string]any{"in_cluster": true, "namespace": "x", "api_qps": 200.0}
+	if got := config(with(map[string]any{"defaultDriverConfig": own}, "")); !reflect.DeepEqual(got, own) {
+		t.Errorf("launcher.defaultDriverConfig %v: RM_DEFAULT_DRIVER_CONFIG %v", own, got)
+	}
+	if got := config(with(map[string]any{"defaultDriver": "simulated"}, "")); got != nil {
+		t.Errorf("simulated default: RM_DEFAULT_DRIVER_CONFIG %v, want none", got)
+	}
+}

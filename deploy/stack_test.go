@@ -181,6 +181,28 @@ func TestComposeStack(t *testing.T) {
 	var plg, app struct {
 		ID string `json:"id"`
 	}
+	// Before any plugin: a queue without one runs on the launchers' own
+	// docker driver, on the workers' network, where rm-api resolves (on
+	// Docker's bridge, where it ran before, the job failed).
+	var pinger struct {
+		ID string `json:"id"`
+	}
+	a.do(http.MethodPost, "/api/resources/v1/applications", map[string]any{"name": "pinger", "version": "1",
+		"image": "avxrm/busybox:dev", "command": []string{"wget"}, "args": []string{"-q", "-O", "-", "http://rm-api:8080/healthz"}}, http.StatusCreated, &pinger)
+	a.do(http.MethodPost, "/api/resources/v1/queues", map[string]any{"name": "plain", "maximum_allowed_worker_instances": 2}, http.StatusCreated, nil)
+	var ping job
+	a.do(http.MethodPost, "/api/resources/v1/jobs", map[string]any{"queue_id": "plain", "worker_instances": 1,
+		"application": map[string]any{"id": pinger.ID}}, http.StatusCreated, &ping)
+	waitFor(t, "the job on the default driver final", 3*time.Minute, func() bool {
+		st := a.job(ping.ID).Status
+		return st == "succeeded" || st == "failed" || st == "cancelled"
+	})
+	if st := a.job(ping.ID).Status; st != "succeeded" {
+		t.Errorf("job %s on the launchers' default driver: %s, want succeeded (rm-api reached from its network)", ping.ID, st)
+	}
+	if got := len(managed(s.project, ping.ID)); got != 2 {
+		t.Errorf("job %s on the default driver: %d containers on %s_workers, want 2", ping.ID, got, s.project)
+	}
 	a.do(http.MethodPost, "/api/resources/v1/plugins", map[string]any{"name": "engine", "type": "docker",
 		"config": map[string]any{"network": s.project + "_workers"}, "is_default": true}, http.StatusCreated, &plg)
 	a.do(http.MethodPost, "/api/resources/v1/applications", map[string]any{"name": "sleeper", "version": "1",

@@ -11,6 +11,7 @@ package launcher
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"os"
@@ -41,6 +42,10 @@ type Config struct {
 	// DefaultDriver is the driver type of queues that have no plugin when no
 	// plugin is the default. If empty, "local".
 	DefaultDriver string
+	// DefaultDriverConfig is its config, as a plugin's of that type (the
+	// kubernetes driver needs one: {"in_cluster": true}). If empty, the
+	// type's zero config.
+	DefaultDriverConfig json.RawMessage
 	// APIURL is given to every instance as RM_API_URL. If empty, none is.
 	APIURL string
 	// Durable names the JetStream consumer. If empty, "rm-launcher".
@@ -107,7 +112,7 @@ func New(cfg Config, deps Deps) (*Launcher, error) {
 		deps.Drivers = Drivers()
 	}
 	svc, err := launch.New(launch.Config{
-		Durable: cfg.Durable, DataDir: cfg.DataDir, DefaultDriver: cfg.DefaultDriver, APIURL: cfg.APIURL,
+		Durable: cfg.Durable, DataDir: cfg.DataDir, DefaultDriver: cfg.DefaultDriver, DefaultDriverConfig: cfg.DefaultDriverConfig, APIURL: cfg.APIURL,
 		Workers: cfg.Workers, ResyncInterval: cfg.ResyncInterval,
 	}, launch.Deps{
 		DB: deps.DB, JS: deps.JS, Outbox: deps.Outbox, Registerer: deps.Registerer, Logger: deps.Logger, Drivers: deps.Drivers,

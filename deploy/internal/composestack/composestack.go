@@ -13,11 +13,13 @@ import (
 )
 
 // Compose runs docker-compose on compose.yaml + compose.offline.yaml in dir
-// as project, with env added to the environment, and returns its output.
+// as project, with env added to the environment (and COMPOSE_PROJECT_NAME,
+// which the launchers' default driver config names the workers' network
+// by), and returns its output.
 func Compose(project, dir string, env []string, args ...string) (string, error) {
 	cmd := exec.Command("docker-compose", append([]string{"-p", project, "-f", "compose.yaml", "-f", "compose.offline.yaml"}, args...)...)
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), env...)
+	cmd.Env = append(append(os.Environ(), "COMPOSE_PROJECT_NAME="+project), env...)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }

@@ -61,6 +61,10 @@ type Config struct {
 	// DefaultDriver is the driver type of queues without a plugin when no
 	// plugin is the default. If empty, "local".
 	DefaultDriver string
+	// DefaultDriverConfig is that driver's config, as a plugin's of its
+	// type. If empty, the type's zero config (which the kubernetes driver
+	// refuses: it needs in_cluster or a kubeconfig).
+	DefaultDriverConfig json.RawMessage
 	// APIURL is given to instances as RM_API_URL (where workers upload
 	// artifacts). If empty, instances get no RM_API_URL.
 	APIURL string
@@ -109,6 +113,8 @@ type Service struct {
 
 	record *jobdoc.Store // the one loop that writes jobs
 	pool   *pool
+	// defaultPlugin stands for the launcher's own default driver.
+	defaultPlugin plugin
 	// wq hands keys ("job/<id>", "dep/<id>") to workers, each key to one
 	// worker at a time, coalescing duplicates (reconciliation reads the
 	// state fresh, so coalescing loses nothing), with per-key backoff.
@@ -154,6 +160,15 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if deps.Drivers[cfg.DefaultDriver] == nil {
 		return nil, fmt.Errorf("launcher: default driver %q is not registered", cfg.DefaultDriver)
 	}
+	var defaultConfig map[string]any
+	if len(cfg.DefaultDriverConfig) > 0 {
+		if err := driver.ValidateConfig(cfg.DefaultDriver, cfg.DefaultDriverConfig); err != nil {
+			return nil, fmt.Errorf("launcher: config of the default %s driver: %w", cfg.DefaultDriver, err)
+		}
+		if err := json.Unmarshal(cfg.DefaultDriverConfig, &defaultConfig); err != nil {
+			return nil, fmt.Errorf("launcher: config of the default %s driver: %w", cfg.DefaultDriver, err)
+		}
+	}
 	if cfg.Workers == 0 {
 		cfg.Workers = 8
 	}
@@ -176,6 +191,11 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		active: &indexed.Reader{Coll: deps.DB.Collection(JobsCollection), Lookup: deps.Lookup},
 		wq:     workqueue.NewTypedRateLimitingQueue(workqueue.NewTypedItemExponentialFailureRateLimiter[string](100*time.Millisecond, 30*time.Second)),
 		qcache: map[string]cachedQ{}, dstate: map[string]*depSlot{},
+		defaultPlugin: plugin{ID: defaultPluginID, Type: cfg.DefaultDriver, Config: defaultConfig},
+	}
+	if defaultConfig == nil && driver.ValidateConfig(cfg.DefaultDriver, nil) != nil {
+		s.log.Warn("the default driver has no config and cannot run without one: jobs on a queue without a plugin fail while no plugin is the default",
+			"type", cfg.DefaultDriver, "err", driver.ValidateConfig(cfg.DefaultDriver, nil))
 	}
 	// One attempt: a lost race is a requeue, so that the next round
 	// observes the drivers again before starting anything.
@@ -517,7 +537,7 @@ func (s *Service) pluginsInUse(ctx context.Context) ([]plugin, error) {
 	}
 	if !seen[defaultPluginID] {
 		seen[defaultPluginID] = true
-		out = append(out, plugin{ID: defaultPluginID, Type: s.cfg.DefaultDriver})
+		out = append(out, s.defaultPlugin)
 	}
 	return out, errors.Join(errs...)
 }
@@ -542,7 +562,7 @@ func (s *Service) resolvePlugin(ctx context.Context, ref string) (plugin, error)
 	}
 	switch {
 	case errors.Is(err, mongo.ErrNoDocuments) && ref == "":
-		return plugin{ID: defaultPluginID, Type: s.cfg.DefaultDriver}, nil
+		return s.defaultPlugin, nil
 	case errors.Is(err, mongo.ErrNoDocuments):
 		return p, errPermanent{fmt.Errorf("plugin %q does not exist", ref)}
 	case err != nil:
