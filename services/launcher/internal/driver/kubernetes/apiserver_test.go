@@ -911,8 +911,9 @@ func TestAPIServerWatchGone(t *testing.T) {
 	if st := wait(ends.Ref, "the end", final); st.State != driver.Succeeded || st.ExitCode == nil || *st.ExitCode != 0 {
 		t.Errorf("pod that ended during the cut: %s %s", st.State, st.Message)
 	}
-	if st := wait(deleted.Ref, "the end", final); st.State != driver.Failed || st.Message != "pod deleted" {
-		t.Errorf("pod deleted during the cut: %s %q, want Failed, pod deleted", st.State, st.Message)
+	// Deleted by someone else than the driver: lost.
+	if st := wait(deleted.Ref, "the end", final); st.State != driver.Failed || st.Reason != driver.ReasonLost || st.Message != "pod deleted by someone else than the launcher" {
+		t.Errorf("pod deleted during the cut: %s %q %q, want Failed, Lost, pod deleted by someone else than the launcher", st.State, st.Reason, st.Message)
 	}
 	wait(added.Ref, "Running", func(st driver.Status) bool { return st.State == driver.Running })
 	if n := link.gone.Load(); n == 0 {

@@ -12,3 +12,12 @@ func RememberedOwners(d driver.Driver) int {
 	defer o.mu.Unlock()
 	return len(o.uid)
 }
+
+// PendingDeletions is how many pods d deleted that its watch has not yet
+// seen go.
+func PendingDeletions(d driver.Driver) int {
+	s := &d.(*Driver).deletions
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.uids)
+}

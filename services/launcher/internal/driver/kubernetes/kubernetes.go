@@ -21,8 +21,16 @@
 // Status comes from a shared informer on the managed pods: Pending →
 // Running (the container runs) → Succeeded or Failed with the exit code of
 // the terminated container; a pod that is deleted, or starts terminating,
-// before it ended is Failed with a message. Stop and Cleanup delete pods
-// (background propagation); a terminating pod no longer counts in List.
+// before it ended is Failed with a message, and lost (driver.ReasonLost)
+// when the driver did not ask for it (kubectl delete, a drain's eviction,
+// the taint manager, a preemption: deletions). Stop and Cleanup delete pods
+// (background propagation); a terminating pod no longer counts in List,
+// and Start refuses to take one for a new instance of its name.
+//
+// Errors of a pod's creation: 422 (the API server's validation) is
+// driver.ErrInvalidSpec, no answer, 429, 500, 503 and 504 are
+// driver.ErrUnavailable, others (403: RBAC, quota, LimitRange, webhooks)
+// plain, retried by the launcher; all carry the server's words.
 // The driver is a driver.Reaper: Reap deletes a pod that has ended (the
 // launcher asks once the job record holds how it ended), and when the pod
 // is gone Watch repeats its final status with Removed set; so a finished
@@ -32,7 +40,9 @@
 // deletion of the controller by someone else cascade).
 //
 // New checks with SelfSubjectAccessReviews that its identity may do all
-// of the above (CheckAccess) and fails naming what is missing. A waiting
+// of the above (CheckAccess) and fails naming what is missing, or at once
+// when the API server cannot be reached (driver.ErrUnavailable) or refuses
+// the credentials. A waiting
 // container whose image cannot be pulled is reported Pending with
 // Reason driver.ReasonImagePullFailed and the kubelet's message; one whose
 // image the kubelet will never try (InvalidImageName, ErrImageNeverPull)
@@ -133,7 +143,13 @@ type Driver struct {
 
 	tracker   hub.Tracker
 	pulls     pullFailures // failed image pulls per pod, for the messages
-	owners    owners       // the controllers' UIDs, for their workers' starts
+	deletions deletions    // the pods this driver deleted, to tell lost ones
+	// retired are the pods Cleanup removed, until they are gone: what
+	// they still report (a stopped program's 137 at the end of its grace
+	// period) is no longer their instance's, whose name a job's next
+	// attempt starts afresh.
+	retired   deletions
+	owners    owners // the controllers' UIDs, for their workers' starts
 	factory   informers.SharedInformerFactory
 	pods      listersv1.PodNamespaceLister // the informer's cache
 	stopInf   chan struct{}
@@ -161,17 +177,42 @@ func New(config json.RawMessage, opts driver.Options) (driver.Driver, error) {
 			ns = strings.TrimSpace(string(b))
 		}
 	}
-	d, err := NewWithClient(cs, ns, opts)
-	if err != nil {
-		return nil, err
+	if ns == "" {
+		ns = "default"
 	}
+	if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
+		return nil, fmt.Errorf("kubernetes: %w", &driver.FieldError{Field: "namespace", Message: strings.Join(errs, "; ")})
+	}
+	// The access check comes first: it is also the first request, and an
+	// API server that cannot be reached, or refuses the credentials, fails
+	// New at once with why. Before, New waited the informer's 30 s sync
+	// timeout, then succeeded with a driver whose every call failed.
+	probe := &Driver{cs: cs, ns: ns, log: opts.Log().With("driver", "kubernetes", "namespace", ns)}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := d.CheckAccess(ctx); err != nil {
-		d.Close()
+	if err := probe.CheckAccess(ctx); err != nil {
 		return nil, err
 	}
-	return d, nil
+	return NewWithClient(cs, ns, opts)
+}
+
+// unreachable reports whether err is a failure to get any answer from the
+// API server (refused or reset connections, a name that does not resolve,
+// a certificate not trusted, no answer in time), not an answer.
+func unreachable(err error) bool {
+	var st apierrors.APIStatus
+	return err != nil && !errors.As(err, &st)
+}
+
+// unavailable reports whether err says the API server cannot serve the
+// request now but may later: unreachable, or answering 429 (priority and
+// fairness), 500 (etcd, or a webhook that fails closed), 503 or 504.
+// Start marks such errors driver.ErrUnavailable, which the launcher
+// reports as RuntimeUnavailable and retries, and Logs too (503 to the
+// API's client, with Retry-After, not 500).
+func unavailable(err error) bool {
+	return unreachable(err) || apierrors.IsTooManyRequests(err) || apierrors.IsInternalError(err) ||
+		apierrors.IsServiceUnavailable(err) || apierrors.IsServerTimeout(err) || apierrors.IsTimeout(err)
 }
 
 // access is one permission the driver uses in its namespace.
@@ -211,7 +252,12 @@ func (d *Driver) CheckAccess(ctx context.Context) error {
 				Namespace: d.ns, Verb: a.verb, Resource: a.resource, Subresource: a.subresource,
 			}},
 		}, metav1.CreateOptions{})
-		if err != nil {
+		switch {
+		case unreachable(err):
+			return driver.Mark(driver.ErrUnavailable, fmt.Errorf("kubernetes: cannot reach the API server: %w", err))
+		case apierrors.IsUnauthorized(err):
+			return fmt.Errorf("kubernetes: the API server refused the driver's credentials (the kubeconfig's user, or in cluster the service account's token): %w", err)
+		case err != nil:
 			d.log.Warn("cannot check the driver's permissions; operations will tell", "err", err)
 			return nil
 		}
@@ -226,8 +272,15 @@ func (d *Driver) CheckAccess(ctx context.Context) error {
 	if r, err := d.cs.AuthenticationV1().SelfSubjectReviews().Create(ctx, &authnv1.SelfSubjectReview{}, metav1.CreateOptions{}); err == nil && r.Status.UserInfo.Username != "" {
 		who = r.Status.UserInfo.Username
 	}
-	return fmt.Errorf("kubernetes: %s may not %s in namespace %s (RBAC); grant them in the Role bound to it",
-		who, strings.Join(missing, ", "), d.ns)
+	hint := "grant them in the Role bound to it"
+	if len(missing) == len(needed) {
+		// Nothing at all: most often the plugin's namespace is not the
+		// one of the Role and RoleBinding, or does not exist (which the
+		// driver cannot tell: namespaces are not its to read).
+		hint = "none is granted: check that the namespace exists and is the one of the Role and RoleBinding of " + who
+	}
+	return fmt.Errorf("kubernetes: %s may not %s in namespace %s (RBAC); %s",
+		who, strings.Join(missing, ", "), d.ns, hint)
 }
 
 // clientQPS is the driver's limit on its own requests to the API server, a
@@ -265,19 +318,37 @@ func loadRestConfig(cfg driver.KubernetesConfig) (*rest.Config, error) {
 		}
 		return rc, nil
 	}
-	// Content has several lines; a path has one.
-	if strings.Contains(strings.TrimSpace(cfg.Kubeconfig), "\n") {
+	if kubeconfigContent(cfg.Kubeconfig) {
 		rc, err := clientcmd.RESTConfigFromKubeConfig([]byte(cfg.Kubeconfig))
 		if err != nil {
 			return nil, fmt.Errorf("kubeconfig: %w", err)
 		}
 		return rc, nil
 	}
-	rc, err := clientcmd.BuildConfigFromFlags("", cfg.Kubeconfig)
+	path := strings.TrimSpace(cfg.Kubeconfig)
+	if _, err := os.Stat(path); err != nil && (path == "" || !strings.ContainsAny(path[:1], "/.~")) {
+		// Not a file, and nothing like a path either: a secret pasted
+		// whole (a token, a key), which the error must not repeat.
+		return nil, errors.New("kubeconfig: neither the content of a kubeconfig (YAML, or JSON starting with '{') nor the path of an existing file")
+	}
+	rc, err := clientcmd.BuildConfigFromFlags("", path)
 	if err != nil {
 		return nil, fmt.Errorf("kubeconfig file: %w", err)
 	}
 	return rc, nil
+}
+
+// kubeconfigContent reports whether the config's kubeconfig is the content
+// of a kubeconfig rather than a path to one: content in block YAML has
+// several lines, and content in JSON (which kubectl reads too, and which a
+// JSON plugin config may well carry on one line) or in flow YAML starts
+// with '{'. No file path does either. Before, a one-line JSON kubeconfig
+// was taken for a path, and the error ("stat {...}: no such file or
+// directory") carried the whole secret, token and keys, into the logs and
+// the job's conditions.
+func kubeconfigContent(s string) bool {
+	s = strings.TrimSpace(s)
+	return strings.Contains(s, "\n") || strings.HasPrefix(s, "{")
 }
 
 // NewWithClient builds a driver on cs in namespace ("default" when empty)
@@ -467,6 +538,12 @@ func resourcesFor(r driver.Resources) (corev1.ResourceRequirements, error) {
 		if err != nil || q.Sign() < 0 {
 			return corev1.ResourceRequirements{}, fmt.Errorf("%w: %s %q is not a quantity", driver.ErrInvalidSpec, name, v)
 		}
+		if name == corev1.ResourceMemory && q.MilliValue()%1000 != 0 {
+			// The API server takes "100m" of memory, a tenth of a byte
+			// (m is milli): a limit no container can start under.
+			return corev1.ResourceRequirements{}, fmt.Errorf("%w: memory %q is not a whole number of bytes (m is milli: 100m is a tenth of a byte); give e.g. 100Mi or 100M",
+				driver.ErrInvalidSpec, v)
+		}
 		list[name] = q
 	}
 	if r.GPU < 0 {
@@ -548,8 +625,20 @@ func tolerationsFor(ts []driver.Toleration) ([]corev1.Toleration, error) {
 	return out, nil
 }
 
-// statusOf maps a pod to the status of its instance.
-func statusOf(ref driver.Ref, p *corev1.Pod) driver.Status {
+// statusOf maps a pod to the status of its instance, taking a deletion of
+// the pod for the driver's own.
+func statusOf(ref driver.Ref, p *corev1.Pod) driver.Status { return podStatus(ref, p, true) }
+
+// status maps a pod to the status of its instance as this driver sees it:
+// a pod that started terminating before it ended, at the request of
+// someone else than the driver, is lost (lostStatus).
+func (d *Driver) status(ref driver.Ref, p *corev1.Pod) driver.Status {
+	return podStatus(ref, p, d.deletions.has(p.UID))
+}
+
+// podStatus maps a pod to the status of its instance; ours says that a
+// deletion of the pod is the driver's own (Stop, Cleanup, Reap).
+func podStatus(ref driver.Ref, p *corev1.Pod, ours bool) driver.Status {
 	// The pod's own StartTime is not the instance's start: the kubelet
 	// sets it when it takes the pod, before it pulls the image, so a pod
 	// waiting for a pull (or one that never will) has it. Only the
@@ -600,6 +689,12 @@ func statusOf(ref driver.Ref, p *corev1.Pod) driver.Status {
 		st.State = driver.Failed
 		if msg := joinReason(p.Status.Reason, p.Status.Message); msg != "" {
 			st.Message = msg
+		} else if msg := failedInit(p); msg != "" && st.ExitCode == nil {
+			// The instance never ran: an init container that a webhook
+			// added (istio-init, vault-agent-init...) failed, and with
+			// restart policy Never the pod failed with it. The instance's
+			// own container only says PodInitializing.
+			st.Message = msg
 		}
 	case corev1.PodSucceeded:
 		if st.ExitCode == nil {
@@ -620,9 +715,53 @@ func statusOf(ref driver.Ref, p *corev1.Pod) driver.Status {
 		st.FinishedAt = time.Now()
 	}
 	if p.DeletionTimestamp != nil && !st.State.Final() {
-		st.State, st.Message, st.FinishedAt = driver.Failed, "pod deleted", p.DeletionTimestamp.Time
+		st.State, st.Message, st.FinishedAt = driver.Failed, "pod deleted", deletionAsked(p)
+		if !ours {
+			st.Reason, st.Message = driver.ReasonLost, lostMessage(p)
+		}
 	}
 	return st
+}
+
+// deletionAsked is when p's deletion was asked for. The API server sets a
+// gracefully deleted pod's deletionTimestamp to the end of its grace
+// period (30 s ahead by default), not to the request; that was the
+// instance's FinishedAt, a time to come.
+func deletionAsked(p *corev1.Pod) time.Time {
+	t := p.DeletionTimestamp.Time
+	if g := p.DeletionGracePeriodSeconds; g != nil && *g > 0 {
+		t = t.Add(-time.Duration(*g) * time.Second)
+	}
+	return t
+}
+
+// lostMessage says why the pod p, deleted before it ended, was deleted by
+// someone else than the driver: what its DisruptionTarget condition says
+// (the eviction API of a node drain, the taint manager on a lost node,
+// the scheduler's preemption, the pod garbage collector), else that it
+// was deleted (kubectl delete pod, or a deletion of its owner).
+func lostMessage(p *corev1.Pod) string {
+	msg := "pod deleted by someone else than the launcher"
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.DisruptionTarget && c.Status == corev1.ConditionTrue {
+			msg += " (" + joinReason(c.Reason, c.Message) + ")"
+		}
+	}
+	return msg
+}
+
+// failedInit says which init container of p failed, "" if none did.
+func failedInit(p *corev1.Pod) string {
+	for _, c := range p.Status.InitContainerStatuses {
+		if t := c.State.Terminated; t != nil && t.ExitCode != 0 {
+			msg := fmt.Sprintf("init container %s exited with code %d", c.Name, t.ExitCode)
+			if why := joinReason(t.Reason, t.Message); why != "" && why != "Error" {
+				msg += ": " + why
+			}
+			return msg
+		}
+	}
+	return ""
 }
 
 // imagePullReasons are the kubelet's waiting reasons for an image that
@@ -660,8 +799,11 @@ func (d *Driver) observe(obj any) {
 	if !ok {
 		return
 	}
+	if d.retired.has(p.UID) {
+		return
+	}
 	if ref, ok := refOf(p); ok {
-		st := statusOf(ref, p)
+		st := d.status(ref, p)
 		d.pulls.note(p, &st, true)
 		d.tracker.Update(st)
 	}
@@ -678,9 +820,65 @@ func (d *Driver) deleted(obj any) {
 	}
 	d.pulls.forget(p)
 	d.owners.forget(p.Name, p.UID)
-	if ref, ok := refOf(p); ok {
+	ours := d.deletions.has(p.UID)
+	d.deletions.forget(p.UID)
+	retired := d.retired.has(p.UID)
+	d.retired.forget(p.UID)
+	ref, ok := refOf(p)
+	switch {
+	case !ok, retired:
+		// A pod Cleanup removed: its instance is forgotten already, and
+		// its ref may be a new pod's (a job's next attempt).
+	case ours || podStatus(ref, p, true).State.Final():
+		// Ended, or seen terminating (then reported already, lost or
+		// not): its final status again, Removed.
 		d.tracker.Remove(ref, "pod deleted")
+	default:
+		// Gone at once, before it ended, and not by the driver: a forced
+		// deletion (grace 0), or one of a pod no node had taken.
+		d.tracker.Lost(ref, lostMessage(p))
 	}
+}
+
+// deletions are the UIDs of the pods this driver asked the API server to
+// delete (Stop, Cleanup, Reap), until the watch sees them go. A pod that
+// starts terminating, or goes, before it ended and without being among
+// them was deleted by someone else: kubectl delete, the eviction of a node
+// drain, the taint manager when its node is lost, the scheduler's
+// preemption, the garbage collector after its controller's deletion. Its
+// instance is then lost (driver.ReasonLost; the job's retry_on "lost"
+// retries it), not failed. Before, every deletion read "pod deleted" and
+// failed the job like an exit of the program. A new driver knows none of
+// its predecessor's deletions: a pod still terminating from one reads as
+// lost, which the launcher, stopping it then, records stopped.
+type deletions struct {
+	mu   sync.Mutex
+	uids map[types.UID]struct{}
+}
+
+func (s *deletions) add(uid types.UID) {
+	if uid == "" {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.uids == nil {
+		s.uids = map[types.UID]struct{}{}
+	}
+	s.uids[uid] = struct{}{}
+}
+
+func (s *deletions) has(uid types.UID) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.uids[uid]
+	return ok
+}
+
+func (s *deletions) forget(uid types.UID) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.uids, uid)
 }
 
 // owners are the UIDs of the controller pods this driver created, by pod
@@ -747,6 +945,9 @@ func (d *Driver) Start(ctx context.Context, s driver.Spec) error {
 	var owner *corev1.Pod
 	if s.Owner != nil {
 		o, err := d.ownerOf(ctx, s)
+		if unavailable(err) {
+			return driver.Mark(driver.ErrUnavailable, fmt.Errorf("kubernetes: start %s: %w", s.Ref, err))
+		}
 		if err != nil {
 			return fmt.Errorf("kubernetes: start %s: %w", s.Ref, err)
 		}
@@ -757,9 +958,19 @@ func (d *Driver) Start(ctx context.Context, s driver.Spec) error {
 		return fmt.Errorf("kubernetes: start %s: %w", s.Ref, err)
 	}
 	created, err := d.cs.CoreV1().Pods(d.ns).Create(ctx, p, metav1.CreateOptions{})
-	if apierrors.IsAlreadyExists(err) {
+	switch {
+	case apierrors.IsAlreadyExists(err):
 		created, err = d.checkExisting(ctx, s.Ref, p.Name)
-	} else if err != nil {
+	case apierrors.IsInvalid(err):
+		// 422: the API server's validation (or a ValidatingAdmissionPolicy)
+		// refuses the pod as specified, and would refuse it again: the
+		// start fails now, with the server's words, instead of being
+		// retried until the queue's start timeout. Forbidden (RBAC, a
+		// quota, a LimitRange, a webhook) may pass later and is retried.
+		err = driver.Mark(driver.ErrInvalidSpec, fmt.Errorf("kubernetes: start %s: create pod: %w", s.Ref, err))
+	case unavailable(err):
+		err = driver.Mark(driver.ErrUnavailable, fmt.Errorf("kubernetes: start %s: create pod: %w", s.Ref, err))
+	case err != nil:
 		err = fmt.Errorf("kubernetes: start %s: create pod: %w", s.Ref, err)
 	}
 	if err != nil {
@@ -780,6 +991,17 @@ func (d *Driver) checkExisting(ctx context.Context, ref driver.Ref, name string)
 	}
 	if got, ok := refOf(p); !ok || got != ref {
 		return nil, fmt.Errorf("kubernetes: start %s: pod name %s is taken by another pod", ref, name)
+	}
+	if p.DeletionTimestamp != nil {
+		// An earlier pod of the instance, stopped or cleaned up and still
+		// terminating (its program has up to its grace period to exit, or
+		// its node is lost): it will not run the instance, and it goes
+		// soon. Taken for the instance, it made the start a no-op whose
+		// pod then vanished, and the program's end under the stop (137)
+		// read as the new start's: a job retried after one of its
+		// instances failed failed again. The launcher retries the start.
+		return nil, fmt.Errorf("kubernetes: start %s: pod %s of an earlier start is still terminating (deletion asked at %s); the start is retried once it is gone",
+			ref, name, deletionAsked(p).UTC().Format(time.RFC3339))
 	}
 	return p, nil
 }
@@ -845,7 +1067,15 @@ func (d *Driver) delete(ctx context.Context, p *corev1.Pod) error {
 		// Never delete a newer pod that took the name meanwhile.
 		opts.Preconditions = &metav1.Preconditions{UID: &uid}
 	}
+	// Noted before the request: the watch may tell of the deletion before
+	// the answer comes.
+	d.deletions.add(uid)
 	err := d.cs.CoreV1().Pods(d.ns).Delete(ctx, p.Name, opts)
+	if err != nil {
+		// Not deleted by this request: gone already, a newer pod of the
+		// name (Conflict), or a failure.
+		d.deletions.forget(uid)
+	}
 	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
 		return fmt.Errorf("delete pod %s: %w", p.Name, err)
 	}
@@ -870,6 +1100,7 @@ func (d *Driver) Cleanup(ctx context.Context, jobID string) error {
 			continue
 		}
 		d.tracker.Gone(ref, "removed by cleanup")
+		d.retired.add(p.UID)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("kubernetes: cleanup %s: %w", jobID, err)
@@ -890,7 +1121,7 @@ func (d *Driver) List(ctx context.Context) ([]driver.Status, error) {
 		if !ok || p.DeletionTimestamp != nil {
 			continue
 		}
-		st := statusOf(ref, p)
+		st := d.status(ref, p)
 		d.pulls.note(p, &st, false)
 		out = append(out, st)
 	}
@@ -905,13 +1136,46 @@ func (d *Driver) Watch(ctx context.Context) (<-chan driver.Status, error) {
 // Logs streams the instance container's log.
 func (d *Driver) Logs(ctx context.Context, r driver.Ref) (io.ReadCloser, error) {
 	rc, err := d.cs.CoreV1().Pods(d.ns).GetLogs(r.Name(), &corev1.PodLogOptions{Container: ContainerName}).Stream(ctx)
-	if apierrors.IsNotFound(err) {
+	switch {
+	case apierrors.IsNotFound(err):
 		return nil, fmt.Errorf("kubernetes: logs of %s: %w", r, driver.ErrNotFound)
-	}
-	if err != nil {
+	case apierrors.IsBadRequest(err) && d.neverRan(r):
+		// The kubelet answers 400 for a container that has not run
+		// ("container "instance" in pod … is waiting to start:
+		// ContainerCreating", image pulls included): an instance that has
+		// printed nothing yet, as a docker container created and not
+		// started. Before, the launcher answered such a request 500.
+		return io.NopCloser(strings.NewReader("")), nil
+	case unavailable(err):
+		return nil, driver.Mark(driver.ErrUnavailable, fmt.Errorf("kubernetes: logs of %s: %w", r, err))
+	case err != nil:
 		return nil, fmt.Errorf("kubernetes: logs of %s: %w", r, err)
 	}
 	return rc, nil
+}
+
+// neverRan reports whether the informer knows r's pod and its instance
+// container has never run: no running or terminated state, nor an earlier
+// termination, with a container behind it.
+func (d *Driver) neverRan(r driver.Ref) bool {
+	p, err := d.pods.Get(r.Name())
+	if err != nil {
+		return false
+	}
+	if got, ok := refOf(p); !ok || got != r {
+		return false
+	}
+	for _, c := range p.Status.ContainerStatuses {
+		if c.Name != ContainerName {
+			continue
+		}
+		if c.State.Running != nil || c.ContainerID != "" ||
+			c.State.Terminated != nil && c.State.Terminated.ContainerID != "" ||
+			c.LastTerminationState.Terminated != nil && c.LastTerminationState.Terminated.ContainerID != "" {
+			return false
+		}
+	}
+	return true
 }
 
 // Close stops the informer; pods keep running.

@@ -117,6 +117,15 @@ func runPod(ctx context.Context, cs *fake.Clientset, p *corev1.Pod) {
 func watchFake(t *testing.T) (*fake.Clientset, *kubernetes.Driver, <-chan driver.Status, func(ref driver.Ref, what string, ok func(driver.Status) bool) driver.Status) {
 	t.Helper()
 	cs := fake.NewClientset()
+	// As the real API server, give created pods a UID.
+	var uids atomic.Int64
+	cs.PrependReactor("create", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		p := a.(k8stesting.CreateAction).GetObject().(*corev1.Pod)
+		if p.UID == "" {
+			p.UID = types.UID("uid-" + strconv.FormatInt(uids.Add(1), 10))
+		}
+		return false, nil, nil
+	})
 	d, err := kubernetes.NewWithClient(cs, ns, driver.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -408,11 +417,13 @@ func TestPodStatusesThroughWatch(t *testing.T) {
 			t.Fatalf("status %+v, want Running since %v", st, started)
 		}
 		if tc.deleted {
+			// Deleted by someone else than the driver (kubectl delete pod):
+			// lost, not failed.
 			if err := cs.CoreV1().Pods(ns).Delete(ctx, ref.Name(), metav1.DeleteOptions{}); err != nil {
 				t.Fatal(err)
 			}
-			if st := next(ref); st.State != driver.Failed || st.Message != "pod deleted" || st.ExitCode != nil {
-				t.Errorf("status after deletion %+v, want Failed, pod deleted", st)
+			if st := next(ref); st.State != driver.Failed || st.Reason != driver.ReasonLost || st.Message != "pod deleted by someone else than the launcher" || st.ExitCode != nil {
+				t.Errorf("status after deletion %+v, want Failed, lost, pod deleted by someone else than the launcher", st)
 			}
 			continue
 		}

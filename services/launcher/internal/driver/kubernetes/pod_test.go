@@ -67,9 +67,13 @@ func TestResourcesFor(t *testing.T) {
 		"cpu only": {in: driver.Resources{CPU: "500m"}, want: corev1.ResourceList{corev1.ResourceCPU: q("500m")}},
 		"all": {in: driver.Resources{CPU: "2", Memory: "4Gi", GPU: 1},
 			want: corev1.ResourceList{corev1.ResourceCPU: q("2"), corev1.ResourceMemory: q("4Gi"), GPUResource: q("1")}},
-		"bad memory":   {in: driver.Resources{Memory: "lots"}, wantErr: true},
-		"negative cpu": {in: driver.Resources{CPU: "-1"}, wantErr: true},
-		"negative gpu": {in: driver.Resources{GPU: -1}, wantErr: true},
+		"bad memory": {in: driver.Resources{Memory: "lots"}, wantErr: true},
+		// Millibytes: the API server takes them, no container runs so.
+		"memory in millibytes":     {in: driver.Resources{Memory: "100m"}, wantErr: true},
+		"memory, fractional bytes": {in: driver.Resources{Memory: "1.5"}, wantErr: true},
+		"memory, fractional Gi":    {in: driver.Resources{Memory: "0.5Gi"}, want: corev1.ResourceList{corev1.ResourceMemory: q("0.5Gi")}},
+		"negative cpu":             {in: driver.Resources{CPU: "-1"}, wantErr: true},
+		"negative gpu":             {in: driver.Resources{GPU: -1}, wantErr: true},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -275,6 +279,15 @@ func TestStatusOf(t *testing.T) {
 			pod: corev1.Pod{Status: corev1.PodStatus{Phase: corev1.PodFailed, Reason: "Evicted", Message: "low on memory", StartTime: &t0,
 				ContainerStatuses: cstatus(corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 0, StartedAt: t0, FinishedAt: t1}})}},
 			want: driver.Status{State: driver.Failed, ExitCode: code(0), Message: "Evicted: low on memory", StartedAt: t0.Time, FinishedAt: t1.Time},
+		},
+		// With restart policy Never a failed init container (one a
+		// webhook added) fails the pod before the instance runs.
+		"an init container failed": {
+			pod: corev1.Pod{Status: corev1.PodStatus{Phase: corev1.PodFailed, StartTime: &t0,
+				InitContainerStatuses: []corev1.ContainerStatus{{Name: "istio-init", State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
+					ExitCode: 255, Reason: "Error", Message: "iptables: permission denied", StartedAt: t0, FinishedAt: t1}}}},
+				ContainerStatuses: cstatus(corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "PodInitializing"}})}},
+			want: driver.Status{State: driver.Failed, Message: "init container istio-init exited with code 255: Error: iptables: permission denied"},
 		},
 		"terminating": {
 			pod: corev1.Pod{ObjectMeta: metav1.ObjectMeta{DeletionTimestamp: &t1},
