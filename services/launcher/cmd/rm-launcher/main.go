@@ -48,8 +48,7 @@ func service() *standalone.Service {
 				err = fmt.Errorf("RM_DEFAULT_DRIVER=%q: want one of %s", cfg.DefaultDriver, strings.Join(types, ", "))
 			}
 			if defaultConfig != "" {
-				cfg.DefaultDriverConfig = json.RawMessage(defaultConfig)
-				if verr := driver.ValidateConfig(cfg.DefaultDriver, cfg.DefaultDriverConfig); verr != nil {
+				if verr := driver.ValidateConfig(cfg.DefaultDriver, json.RawMessage(defaultConfig)); verr != nil {
 					err = errors.Join(err, fmt.Errorf("RM_DEFAULT_DRIVER_CONFIG (of the %s driver): %w", cfg.DefaultDriver, verr))
 				}
 			}
@@ -59,6 +58,9 @@ func service() *standalone.Service {
 			return err
 		},
 		Run: func(ctx context.Context, e *standalone.Env) error {
+			if defaultConfig != "" {
+				cfg.DefaultDriverConfig = json.RawMessage(defaultConfig)
+			}
 			if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 				return fmt.Errorf("data dir: %w", err)
 			}

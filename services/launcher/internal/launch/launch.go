@@ -193,9 +193,9 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		qcache: map[string]cachedQ{}, dstate: map[string]*depSlot{},
 		defaultPlugin: plugin{ID: defaultPluginID, Type: cfg.DefaultDriver, Config: defaultConfig},
 	}
-	if defaultConfig == nil && driver.ValidateConfig(cfg.DefaultDriver, nil) != nil {
+	if err := driver.ValidateConfig(cfg.DefaultDriver, nil); defaultConfig == nil && err != nil {
 		s.log.Warn("the default driver has no config and cannot run without one: jobs on a queue without a plugin fail while no plugin is the default",
-			"type", cfg.DefaultDriver, "err", driver.ValidateConfig(cfg.DefaultDriver, nil))
+			"type", cfg.DefaultDriver, "err", err)
 	}
 	// One attempt: a lost race is a requeue, so that the next round
 	// observes the drivers again before starting anything.
