@@ -222,13 +222,14 @@ func (s *Service) limits(ctx context.Context, j *events.Job) (start, run time.Du
 }
 
 // overdue fails rs's job if its start timeout or its run limit has passed,
-// and returns the event types; none if neither has.
-func (s *Service) overdue(ctx context.Context, rs *records, now time.Time) []string {
+// and returns the event types; none if neither has. obs is what the
+// drivers report of its instances.
+func (s *Service) overdue(ctx context.Context, rs *records, obs map[driver.Ref]observed, now time.Time) []string {
 	j := rs.j
 	start, run := s.limits(ctx, j)
 	switch {
 	case j.Status == events.JobAdmitted && j.AdmittedAt != nil && !now.Before(j.AdmittedAt.Add(start)):
-		reason, why := jobdoc.ReasonStartFailed, "not every instance started"
+		reason, why := jobdoc.ReasonStartFailed, notStarted(rs, obs)
 		if c := jobdoc.FindCondition(j, jobdoc.CondStarted); c != nil && c.Status == "False" {
 			// No retry comes once the job has failed: neither condition announces one.
 			reason, why = c.Reason, withoutRetry(c.Message)
@@ -246,6 +247,20 @@ func (s *Service) overdue(ctx context.Context, rs *records, now time.Time) []str
 		return []string{events.TypeJobFailed}
 	}
 	return nil
+}
+
+// notStarted says why rs's job has not started, when no start failed: with
+// what the driver says of its first instance still pending (a pod the
+// cluster cannot place: "Unschedulable: 0/3 nodes are available: 3
+// Insufficient cpu"), which the job's failure did not tell before.
+func notStarted(rs *records, obs map[driver.Ref]observed) string {
+	const why = "not every instance started"
+	for _, ref := range mainRefs(rs.j) {
+		if o, ok := obs[ref]; ok && o.st.State == driver.Pending && o.st.Message != "" {
+			return fmt.Sprintf("%s: %s %d is pending: %s", why, ref.Role, ref.Index, o.st.Message)
+		}
+	}
+	return why
 }
 
 // wakeAfter is when job j, as stored, needs a round without a trigger: its

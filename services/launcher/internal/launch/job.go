@@ -146,7 +146,7 @@ func (s *Service) runJob(ctx context.Context, rs *records, obs map[driver.Ref]ob
 		return nil, err
 	}
 	if failedRecord(j) == nil {
-		if types := s.overdue(ctx, rs, now); len(types) > 0 {
+		if types := s.overdue(ctx, rs, obs, now); len(types) > 0 {
 			return types, nil // its instances are stopped by the next round
 		}
 	}

@@ -12,37 +12,23 @@ import (
 	"github.com/avxrm/rm/services/launcher/internal/driver"
 )
 
-// neverRuns is a driver on which a job's controller and workers and a
-// replica of generation 0 are seen as kubernetes reports pods whose image
-// the kubelet will never have: pending, never started, then Failed with
-// driver.ReasonNeverRuns once they end.
-type neverRuns struct{ driver.Driver }
-
-const neverRunsMessage = `InvalidImageName: couldn't parse image name "Sim:1": invalid reference format`
-
-func (n neverRuns) rewrite(st driver.Status) driver.Status {
-	if st.Role == driver.RoleReplica && st.Index > 0 || st.Role == driver.RolePostController {
-		return st
-	}
-	switch st.State {
-	case driver.Running: // the pod waits, its container never started
-		st.State, st.StartedAt = driver.Pending, time.Time{}
-	case driver.Failed:
-		st.Reason, st.Message, st.ExitCode, st.StartedAt = driver.ReasonNeverRuns, neverRunsMessage, nil, time.Time{}
-	}
-	return st
+// rewriting is a driver whose statuses are seen through rewrite, as a
+// runtime would report them.
+type rewriting struct {
+	driver.Driver
+	rewrite func(driver.Status) driver.Status
 }
 
-func (n neverRuns) List(ctx context.Context) ([]driver.Status, error) {
-	sts, err := n.Driver.List(ctx)
+func (r rewriting) List(ctx context.Context) ([]driver.Status, error) {
+	sts, err := r.Driver.List(ctx)
 	for i := range sts {
-		sts[i] = n.rewrite(sts[i])
+		sts[i] = r.rewrite(sts[i])
 	}
 	return sts, err
 }
 
-func (n neverRuns) Watch(ctx context.Context) (<-chan driver.Status, error) {
-	in, err := n.Driver.Watch(ctx)
+func (r rewriting) Watch(ctx context.Context) (<-chan driver.Status, error) {
+	in, err := r.Driver.Watch(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -50,11 +36,32 @@ func (n neverRuns) Watch(ctx context.Context) (<-chan driver.Status, error) {
 	go func() {
 		defer close(out)
 		for st := range in {
-			out <- n.rewrite(st)
+			out <- r.rewrite(st)
 		}
 	}()
 	return out, nil
 }
+
+// neverRuns is d with a job's controller and workers and a replica of
+// generation 0 seen as kubernetes reports pods whose image the kubelet
+// will never have: pending, never started, then Failed with
+// driver.ReasonNeverRuns once they end.
+func neverRuns(d driver.Driver) driver.Driver {
+	return rewriting{d, func(st driver.Status) driver.Status {
+		if st.Role == driver.RoleReplica && st.Index > 0 || st.Role == driver.RolePostController {
+			return st
+		}
+		switch st.State {
+		case driver.Running: // the pod waits, its container never started
+			st.State, st.StartedAt = driver.Pending, time.Time{}
+		case driver.Failed:
+			st.Reason, st.Message, st.ExitCode, st.StartedAt = driver.ReasonNeverRuns, neverRunsMessage, nil, time.Time{}
+		}
+		return st
+	}}
+}
+
+const neverRunsMessage = `InvalidImageName: couldn't parse image name "Sim:1": invalid reference format`
 
 // TestReplicaThatNeverRunsShowsFailed: a replica the runtime will never
 // run as it stands (kubernetes: InvalidImageName) shows its slot failed,
@@ -63,7 +70,7 @@ func (n neverRuns) Watch(ctx context.Context) (<-chan driver.Status, error) {
 // and runs here.
 func TestReplicaThatNeverRunsShowsFailed(t *testing.T) {
 	e := newEnv(t)
-	e.startFailOnce("dep-01N", func(d driver.Driver) driver.Driver { return neverRuns{d} })
+	e.startFailOnce("dep-01N", neverRuns)
 	read := func() deployment { return e.deployment("dep-01N") }
 	deadline := time.Now().Add(30 * time.Second)
 	var failed *deployment
@@ -109,7 +116,7 @@ func TestJobThatNeverRunsIsNotRetried(t *testing.T) {
 		local := drivers["local"]
 		drivers["local"] = func(raw json.RawMessage, opts driver.Options) (driver.Driver, error) {
 			d, err := local(raw, opts)
-			return neverRuns{d}, err
+			return neverRuns(d), err
 		}
 	}
 	e.start()
