@@ -285,7 +285,7 @@ func TestComposeStack(t *testing.T) {
 	}
 	t.Logf("job events received from NATS on the host: %d", len(order))
 
-	for _, j := range jobs {
+	for _, j := range append(jobs, ping) {
 		a.do(http.MethodPost, "/api/resources/v1/jobs/"+j.ID+"/cleanup", nil, http.StatusAccepted, nil)
 	}
 	waitFor(t, "no worker container left", 2*time.Minute, func() bool { return len(managed(s.project, "")) == 0 })
