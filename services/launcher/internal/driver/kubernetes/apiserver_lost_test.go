@@ -185,12 +185,9 @@ func slowNode(t *testing.T) (*realEnv, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var ln net.Listener
-	for port := 9350; port < 9400 && ln == nil; port++ {
-		ln, _ = net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-	}
-	if ln == nil {
-		t.Skip("no free port in 9350-9399 for the test's kubelet endpoint")
+	ln, err := net.Listen("tcp", "127.0.0.1:0") // the test's kubelet endpoint
+	if err != nil {
+		t.Fatal(err)
 	}
 	hs := &http.Server{TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}}, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		parts := strings.Split(strings.TrimPrefix(r.URL.Path, "/containerLogs/"), "/")
