@@ -33,6 +33,22 @@ type Config struct {
 	ID   string // this candidate, stored as the key's value
 }
 
+// Periods returns c's TTL and renewal period, the defaults put in for
+// zeros, and an error unless the renewal comes before the lease ends.
+func (c Config) Periods() (ttl, renew time.Duration, err error) {
+	ttl, renew = c.TTL, c.Renew
+	if ttl == 0 {
+		ttl = 5 * time.Second
+	}
+	if renew == 0 {
+		renew = time.Second
+	}
+	if renew >= ttl {
+		return ttl, renew, fmt.Errorf("elect: renew period %v must be shorter than the TTL %v", renew, ttl)
+	}
+	return ttl, renew, nil
+}
+
 // Elector runs for leadership.
 type Elector struct {
 	cfg Config
@@ -48,17 +64,12 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config, log *slog.Logg
 	if cfg.Key == "" {
 		cfg.Key = "leader"
 	}
-	if cfg.TTL == 0 {
-		cfg.TTL = 5 * time.Second
-	}
-	if cfg.Renew == 0 {
-		cfg.Renew = time.Second
+	var err error
+	if cfg.TTL, cfg.Renew, err = cfg.Periods(); err != nil {
+		return nil, err
 	}
 	if cfg.Poll == 0 {
 		cfg.Poll = min(cfg.Renew, 200*time.Millisecond)
-	}
-	if cfg.Renew >= cfg.TTL {
-		return nil, fmt.Errorf("elect: renew period %v must be shorter than the TTL %v", cfg.Renew, cfg.TTL)
 	}
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket: cfg.Bucket, Description: "leader election", TTL: cfg.TTL, History: 1,

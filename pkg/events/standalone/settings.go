@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/avxrm/rm/pkg/events/elect"
 )
 
 // Settings are the configuration entries of one binary. Each entry is an
@@ -171,16 +173,11 @@ func (n *nonNegInt) Set(v string) error {
 }
 
 // CheckElection checks a leader election's settings as the election will
-// (elect.New, which takes zero for its defaults: 5s and 1s): the renewal
-// must come before the lease ends. Its error names both settings.
+// (elect.Config.Periods): the renewal must come before the lease ends. Its
+// error names both settings.
 func CheckElection(ttlEnv string, ttl time.Duration, renewEnv string, renew time.Duration) error {
-	if ttl == 0 {
-		ttl = 5 * time.Second
-	}
-	if renew == 0 {
-		renew = time.Second
-	}
-	if renew >= ttl {
+	ttl, renew, err := elect.Config{TTL: ttl, Renew: renew}.Periods()
+	if err != nil {
 		return fmt.Errorf("%s=%v must be shorter than %s=%v: a leader renews before its lease ends", renewEnv, renew, ttlEnv, ttl)
 	}
 	return nil
