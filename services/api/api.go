@@ -26,6 +26,13 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 )
 
+// StoreWait is how long a request waits for a store it cannot reach
+// before it answers 503 with Retry-After: well inside the 30 s its clients
+// (avxrm, the SDKs) wait for an answer before they give up, so that they
+// see the 503 and try again; a restart of the store takes about 2 s. The
+// MongoDB client's server selection timeout of the API's store.
+const StoreWait = 5 * time.Second
+
 // Config of the API service. The zero value works.
 type Config struct {
 	// HTTPAddr is where to listen when Deps.Listener is nil. If empty, 127.0.0.1:8080.

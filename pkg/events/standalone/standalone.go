@@ -58,6 +58,12 @@ type Service struct {
 	Name     string // the binary's name, e.g. rm-api; also its NATS connection name
 	Doc      string // one line for --help
 	HTTPAddr string // default of RM_HTTP_ADDR
+	// StoreWait, if set, is how long an operation waits for a store it
+	// cannot reach (the MongoDB client's server selection; 0: the
+	// client's 30 s) before it fails. The API sets it below its clients'
+	// patience, so a request answers 503 in time for them to see it and try
+	// again. serverSelectionTimeoutMS in RM_MONGO_URI wins over it.
+	StoreWait time.Duration
 	// Settings declares the service's own settings into variables that Run
 	// reads; it is called once, before Run.
 	Settings func(s *Settings)
@@ -310,9 +316,19 @@ func Exec(ctx context.Context, svc *Service, args []string, getenv func(string) 
 	return 0
 }
 
+// clientOptions are the MongoDB client's options of svc: an operation may
+// take 30 s; its wait for an unreachable store is svc.StoreWait unless uri
+// sets serverSelectionTimeoutMS.
+func clientOptions(svc *Service, uri string) *options.ClientOptions {
+	o := options.Client()
+	if svc.StoreWait > 0 {
+		o.SetServerSelectionTimeout(svc.StoreWait)
+	}
+	return o.ApplyURI(uri).SetTimeout(30 * time.Second)
+}
+
 func run(ctx context.Context, svc *Service, c *common, log *slog.Logger) error {
-	mc, err := mongo.Connect(options.Client().ApplyURI(c.mongoURI).SetTimeout(30 * time.Second).
-		SetServerMonitor(newStoreWatch(log).monitor()))
+	mc, err := mongo.Connect(clientOptions(svc, c.mongoURI).SetServerMonitor(newStoreWatch(log).monitor()))
 	if err != nil {
 		return fmt.Errorf("connect mongodb: %w", err)
 	}

@@ -282,3 +282,32 @@ func TestExecNATSCredentialsRefused(t *testing.T) {
 		t.Errorf("unreachable NATS, log:\n%s\nwant a warning %q", log.String(), want)
 	}
 }
+
+// A service's StoreWait is the client's wait for an unreachable store,
+// unless the URI sets serverSelectionTimeoutMS; every operation may take
+// 30 s.
+func TestClientOptionsStoreWait(t *testing.T) {
+	for _, c := range []struct {
+		wait time.Duration
+		uri  string
+		want *time.Duration
+	}{
+		{5 * time.Second, "mongodb://store:27017", ptr(5 * time.Second)},
+		{5 * time.Second, "mongodb://store:27017/?serverSelectionTimeoutMS=12000", ptr(12 * time.Second)},
+		{0, "mongodb://store:27017", nil},
+	} {
+		o := clientOptions(&Service{StoreWait: c.wait}, c.uri)
+		if err := o.Validate(); err != nil {
+			t.Fatalf("%s: %v", c.uri, err)
+		}
+		got := o.ServerSelectionTimeout
+		if (got == nil) != (c.want == nil) || got != nil && *got != *c.want {
+			t.Errorf("StoreWait %s, %s: server selection timeout %v, want %v", c.wait, c.uri, got, c.want)
+		}
+		if o.Timeout == nil || *o.Timeout != 30*time.Second {
+			t.Errorf("StoreWait %s, %s: operation timeout %v, want 30s", c.wait, c.uri, o.Timeout)
+		}
+	}
+}
+
+func ptr[T any](v T) *T { return &v }

@@ -148,7 +148,12 @@ func (s *System) startNATS(cfg Config, users []natsembed.User) error {
 
 // connect opens the MongoDB and NATS connections and makes the streams.
 func (s *System) connect(ctx context.Context, cfg Config, natsOpts []nats.Option) (*nats.Conn, error) {
-	mopts := options.Client().ApplyURI(s.MongoURI).SetTimeout(30 * time.Second)
+	mopts := options.Client()
+	if s.store == nil {
+		// An external store may be cut off: requests answer 503 in time.
+		mopts.SetServerSelectionTimeout(api.StoreWait)
+	}
+	mopts.ApplyURI(s.MongoURI).SetTimeout(30 * time.Second)
 	if s.store != nil {
 		// The services reach the embedded store in memory, not through a
 		// loopback socket (docs/benchmarks.md, "The store in memory").

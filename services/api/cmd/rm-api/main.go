@@ -26,6 +26,7 @@ func service() *standalone.Service {
 	}
 	return &standalone.Service{
 		Name: "rm-api", Doc: "the Resource Manager's REST API, with /metrics, /healthz and /readyz", HTTPAddr: ":8080",
+		StoreWait: api.StoreWait,
 		Settings: func(s *standalone.Settings) {
 			s.Int64(&cfg.BodyLimit, "body-limit", "RM_API_BODY_LIMIT", "1048576", "largest request body accepted (but artifact uploads), in bytes")
 			s.Int64(&cfg.ArtifactUploadLimit, "artifact-max-bytes", "RM_ARTIFACT_MAX_BYTES", "1073741824", "largest artifact upload accepted, in bytes")
