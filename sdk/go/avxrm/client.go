@@ -113,11 +113,23 @@ func defaultTransport() *http.Transport {
 // WithTokenSource sends `Authorization: Bearer <token>` with every request.
 func WithTokenSource(ts TokenSource) Option { return func(c *Client) { c.doer.tokens = ts } }
 
+// DefaultRetries is how often a request is tried again if WithRetries
+// does not say.
+const DefaultRetries = 4
+
 // WithRetries sets how often a request that failed to reach the server, or
 // that it answered 503 (waiting at least its Retry-After, up to the backoff's
 // Max), is tried again (GET, HEAD, PUT, and POST with an Idempotency-Key,
-// which this client adds to every POST). If not set, 4.
+// which this client adds to every POST). If not set, DefaultRetries.
 func WithRetries(n int) Option { return func(c *Client) { c.doer.retries = n } }
+
+// WithOnRetry tells fn of each request about to be tried again (see
+// WithRetries), before the wait: err is the failure to reach the server, or
+// the *Error of its 503; retry counts from 1 to the retries, and wait is
+// the pause before it. A command line can say why it has not answered yet.
+func WithOnRetry(fn func(err error, retry int, wait time.Duration)) Option {
+	return func(c *Client) { c.doer.onRetry = fn }
+}
 
 // WithBackoff sets the waits between retries and between reconnects of
 // the event stream.
@@ -179,7 +191,7 @@ func New(root string, opts ...Option) (*Client, error) {
 		return nil, err
 	}
 	c := &Client{root: strings.TrimSuffix(root, "/"), backoff: DefaultBackoff, pageSize: 200,
-		doer: &doer{retries: 4, backoff: DefaultBackoff}}
+		doer: &doer{retries: DefaultRetries, backoff: DefaultBackoff}}
 	for _, o := range opts {
 		o(c)
 	}
@@ -302,6 +314,7 @@ type doer struct {
 	tokens  TokenSource
 	retries int
 	backoff Backoff
+	onRetry func(err error, retry int, wait time.Duration)
 }
 
 func (d *doer) Do(req *http.Request) (*http.Response, error) { return d.do(req, true) }
@@ -350,10 +363,15 @@ func (d *doer) do(req *http.Request, checkJSON bool) (*http.Response, error) {
 			}
 		}
 		wait := d.backoff.Wait(attempt)
+		why := err
 		if unavailable {
 			wait = max(wait, retryAfter(resp, d.backoff.Max))
-			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+			raw, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 			resp.Body.Close()
+			why = problemError(resp, raw)
+		}
+		if d.onRetry != nil {
+			d.onRetry(why, attempt+1, wait)
 		}
 		if err := Sleep(ctx, wait); err != nil {
 			if body != nil {

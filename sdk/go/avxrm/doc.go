@@ -35,11 +35,11 @@
 //
 // Options: WithTokenSource (StaticToken, or OIDC's Password, Device and
 // Refresh, which renew the token; ServerIssuer reads the issuer a server
-// trusts), WithRetries (4 by default), WithBackoff, WithPageSize (200),
-// WithHTTPClient (DefaultHTTPClient: connect within DialTimeout, an answer
-// begun within ResponseHeaderTimeout and never silent longer; no overall
-// timeout, so give contexts deadlines) and WithOnDisconnect. A Client is
-// safe for concurrent use.
+// trusts), WithRetries (4 by default) and WithOnRetry, WithBackoff,
+// WithPageSize (200), WithHTTPClient (DefaultHTTPClient: connect within
+// DialTimeout, an answer begun within ResponseHeaderTimeout and never silent
+// longer; no overall timeout, so give contexts deadlines) and
+// WithOnDisconnect. A Client is safe for concurrent use.
 //
 // Every POST carries an Idempotency-Key, so that a create sent again after
 // a lost answer creates nothing twice; GET, HEAD, PUT and POST are tried

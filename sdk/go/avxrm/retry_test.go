@@ -176,3 +176,59 @@ func TestUnreachable(t *testing.T) {
 		}
 	}
 }
+
+// WithOnRetry is told of each retry before its wait: the 503's problem
+// (or the failure to reach the server), which retry, and how long the
+// client waits before it.
+func TestOnRetryTellsWhyAndHowLong(t *testing.T) {
+	var mu sync.Mutex
+	n := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		n++
+		i := n
+		mu.Unlock()
+		switch i {
+		case 1: // the answer is lost
+			if conn, _, err := w.(http.Hijacker).Hijack(); err == nil {
+				conn.Close()
+			}
+		case 2, 3:
+			w.Header().Set("Content-Type", "application/problem+json")
+			w.Header().Set("Retry-After", "1")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte(`{"title":"Service Unavailable","status":503,"detail":"the store cannot be reached at the moment; retry the request shortly"}`))
+		default:
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write([]byte(`{"id":"q-1","name":"a"}`))
+		}
+	}))
+	defer srv.Close()
+	type retry struct {
+		err  error
+		n    int
+		wait time.Duration
+	}
+	var told []retry
+	c, err := avxrm.New(srv.URL, avxrm.WithBackoff(avxrm.Backoff{Initial: time.Millisecond, Max: 20 * time.Millisecond}),
+		avxrm.WithOnRetry(func(err error, n int, wait time.Duration) { told = append(told, retry{err, n, wait}) }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Do(context.Background(), http.MethodGet, "/queues/a", nil, nil); err != nil {
+		t.Fatalf("GET after a lost answer and two 503s: %v", err)
+	}
+	if len(told) != 3 {
+		t.Fatalf("told of %d retries (%+v), want 3", len(told), told)
+	}
+	var pe *avxrm.Error
+	if errors.As(told[0].err, &pe) || told[0].n != 1 || told[0].wait > 20*time.Millisecond {
+		t.Errorf("first retry: %+v, want the lost connection's error, retry 1, the backoff's wait", told[0])
+	}
+	for i, r := range told[1:] {
+		if !errors.As(r.err, &pe) || pe.StatusCode != http.StatusServiceUnavailable ||
+			!strings.Contains(r.err.Error(), "store cannot be reached") || r.n != i+2 || r.wait != 20*time.Millisecond {
+			t.Errorf("retry %d: %+v, want the 503's problem, retry %d, the Retry-After up to the backoff's Max (20ms)", i+2, r, i+2)
+		}
+	}
+}

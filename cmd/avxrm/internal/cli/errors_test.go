@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -407,5 +408,36 @@ func TestFlagHintsNameFlagsThatExist(t *testing.T) {
 		if submit.Flags().Lookup(flag) == nil {
 			t.Errorf("submit: the hint for %s names --%s, which it does not have", field, flag)
 		}
+	}
+}
+
+// While the API answers 503 (its store cannot be reached), a command says
+// on stderr why it has not answered yet and when it tries again, instead
+// of waiting in silence through its retries; the answer that comes at last
+// is printed as ever.
+func TestRetriesOf503AreSaid(t *testing.T) {
+	var refused atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if refused.Add(1) <= 2 {
+			w.Header().Set("Content-Type", "application/problem+json")
+			w.Header().Set("Retry-After", "1")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = io.WriteString(w, `{"title":"Service Unavailable","status":503,"detail":"the store cannot be reached at the moment; retry the request shortly"}`)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"id":"q-1","name":"a","maximum_allowed_worker_instances":2,"version":1}`)
+	}))
+	defer srv.Close()
+	msg, code, out, errOut := runStderr(t, "", "--server", srv.URL, "queues", "get", "a", "-o", "json")
+	if code != 0 || !strings.Contains(out, `"q-1"`) {
+		t.Fatalf("queues get after two 503s: exit %d, %q, stdout %q", code, msg, out)
+	}
+	want := []string{
+		"avxrm: 503 the store cannot be reached at the moment; retry the request shortly; trying again in 1s (retry 1 of 4)",
+		"avxrm: 503 the store cannot be reached at the moment; retry the request shortly; trying again in 1s (retry 2 of 4)",
+	}
+	if got := strings.Split(strings.TrimSpace(errOut), "\n"); !slices.Equal(got, want) {
+		t.Errorf("stderr:\n%s\nwant:\n%s", errOut, strings.Join(want, "\n"))
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/avxrm/rm/sdk/go/avxrm"
 	"github.com/spf13/cobra"
@@ -156,6 +157,10 @@ type globals struct {
 	server string
 	output string
 	token  string
+	// notices is where a command says why the server has not answered
+	// yet (a retry it waits for); nil in a shell completion, which must
+	// print nothing but its candidates.
+	notices io.Writer
 }
 
 // Root returns the avxrm command with every client command.
@@ -185,6 +190,7 @@ func Root() *cobra.Command {
 	// meant for -O, must not first create an export or cancel a job.
 	root.PersistentPreRunE = func(cmd *cobra.Command, args []string) error {
 		g.normalizeServer()
+		g.notices = cmd.ErrOrStderr()
 		if err := emptyArg(cmd, args); err != nil {
 			return err
 		}
@@ -402,6 +408,15 @@ func (g *globals) client(ctx context.Context) (*avxrm.Client, error) {
 		return nil, err
 	} else if ts != nil {
 		opts = append(opts, avxrm.WithTokenSource(ts))
+	}
+	if w := g.notices; w != nil {
+		opts = append(opts, avxrm.WithOnRetry(func(err error, retry int, wait time.Duration) {
+			// The backoff's short waits after a lost connection pass
+			// unnoticed; a 503's Retry-After is seconds.
+			if wait >= time.Second {
+				fmt.Fprintf(w, "avxrm: %s; trying again in %s (retry %d of %d)\n", message(err), wait.Round(100*time.Millisecond), retry, avxrm.DefaultRetries)
+			}
+		}))
 	}
 	return avxrm.New(g.server, opts...)
 }
