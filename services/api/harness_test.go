@@ -16,6 +16,7 @@ import (
 	"github.com/avxrm/rm/pkg/events/outbox"
 	"github.com/avxrm/rm/services/api"
 	"github.com/avxrm/rm/services/api/internal/apitest"
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -31,6 +32,8 @@ type env struct {
 	svc  *api.Service
 	// ferret is the embedded FerretDB, for EnsureIDIndex.
 	ferret *ferretembed.Server
+	// nats is the in-process NATS server.
+	nats *server.Server
 }
 
 const v1 = "/api/resources/v1"
@@ -45,7 +48,7 @@ func startEnv(t testing.TB) *env {
 func startEnvConfigured(t testing.TB, cfg api.Config) *env {
 	t.Helper()
 	a := apitest.StartConfigured(t, apitest.TestLogger(t), cfg)
-	return &env{t: t, base: a.URL, db: a.DB, js: a.JS, ob: a.Outbox, svc: a.Svc, ferret: a.Ferret}
+	return &env{t: t, base: a.URL, db: a.DB, js: a.JS, ob: a.Outbox, svc: a.Svc, ferret: a.Ferret, nats: a.NATS}
 }
 
 // resp is an answer of the API.

@@ -122,6 +122,29 @@ func TestLogsOfAnUnreachableRuntime(t *testing.T) {
 	}
 }
 
+// While the API has lost NATS, through which it asks the launcher for a
+// log, a log read answers 503 with Retry-After at once, saying so: not
+// "the launcher did not answer" after waiting out its 10 s.
+func TestLogsWhileNATSIsDown(t *testing.T) {
+	e := startEnv(t)
+	e.create("/queues", queueBody("nd"))
+	id := e.must(http.StatusCreated, http.MethodPost, v1+"/jobs", jobBody("nd", 1)).obj(t).str("id")
+	e.nats.Shutdown()
+	e.nats.WaitForShutdown()
+	for deadline := time.Now().Add(10 * time.Second); e.js.Conn().IsConnected(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the API's NATS connection still up 10 s after the server stopped")
+		}
+	}
+	r := e.must(http.StatusServiceUnavailable, http.MethodGet, v1+"/jobs/"+id+"/instances/worker/0/logs", nil)
+	if r.Header.Get("Retry-After") == "" {
+		t.Error("no Retry-After")
+	}
+	if p := r.obj(t); !strings.Contains(p["detail"].(string), "lost its connection to NATS") {
+		t.Errorf("problem %v, want it to say that NATS is lost", p)
+	}
+}
+
 // A log the launcher has not of a job that waits for admission, whose
 // instances are starting, or that ended before it was admitted says why
 // none can be there; of a job that ran, the launcher's 404 stands.

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
@@ -40,6 +41,8 @@ type Env struct {
 	Svc    *api.Service
 	// Ferret is the embedded FerretDB (for EnsureIDIndex).
 	Ferret *ferretembed.Server
+	// NATS is the in-process NATS server (to take it away).
+	NATS *server.Server
 }
 
 // Start starts FerretDB, NATS and the API (zero Config) for one test,
@@ -98,7 +101,8 @@ func start(t testing.TB, log *slog.Logger, cfg api.Config, lookup func(indexed.L
 		t.Cleanup(func() { _ = client.Disconnect(context.Background()) })
 		db = client.Database("rm")
 	}
-	js := eventstest.Run(t)
+	ns := eventstest.RunServer(t)
+	_, js := eventstest.Connect(t, ns)
 	ob := outbox.New(events.NewPublisher(js), Discard())
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -112,7 +116,7 @@ func start(t testing.TB, log *slog.Logger, cfg api.Config, lookup func(indexed.L
 	}
 	srv := httptest.NewServer(svc.Handler())
 	t.Cleanup(srv.Close)
-	return &Env{URL: srv.URL, DB: db, JS: js, Outbox: ob, Svc: svc, Ferret: ferret}
+	return &Env{URL: srv.URL, DB: db, JS: js, Outbox: ob, Svc: svc, Ferret: ferret, NATS: ns}
 }
 
 // Discard is a logger that writes nothing.

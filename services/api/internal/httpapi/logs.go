@@ -100,17 +100,28 @@ type logsChunkReply struct {
 	start  int64 // the offset the data starts at
 }
 
+// natsDown is the detail of a log read while the API cannot reach NATS,
+// through which it asks the launcher.
+const natsDown = "the logs cannot be read at the moment: the API has lost its connection to NATS, through which it asks the launcher for them; retry shortly"
+
 // fetchLogs asks the launcher for the chunk of ref's log at offset, or,
 // with tail, for the chunk at the start of its last tail lines.
 func fetchLogs(ctx context.Context, nc *nats.Conn, subject string, offset int64, tail int) (logsChunkReply, error) {
+	// The launcher is asked through NATS: while the API has lost it, a
+	// request would wait out logsTimeout in nats.go's reconnect buffer.
+	if !nc.IsConnected() {
+		return logsChunkReply{}, problem.New(http.StatusServiceUnavailable, natsDown)
+	}
 	body, _ := json.Marshal(map[string]int64{"offset": offset, "max": logsChunk, "tail": int64(tail)})
 	ctx, cancel := context.WithTimeout(ctx, logsTimeout)
 	defer cancel()
 	m, err := nc.RequestWithContext(ctx, subject, body)
-	if errors.Is(err, nats.ErrNoResponders) {
+	switch {
+	case errors.Is(err, nats.ErrNoResponders):
 		return logsChunkReply{}, problem.New(http.StatusServiceUnavailable, "no launcher is reachable to serve logs")
-	}
-	if err != nil {
+	case err != nil && !nc.IsConnected():
+		return logsChunkReply{}, problem.New(http.StatusServiceUnavailable, natsDown)
+	case err != nil:
 		return logsChunkReply{}, problem.New(http.StatusServiceUnavailable, "the launcher did not answer: "+err.Error())
 	}
 	st, _ := strconv.Atoi(m.Header.Get("Rm-Logs-Status"))
