@@ -267,8 +267,12 @@ func cleanArtifactPath(segs []string, unesc func(string) string) (string, *probl
 			return bad("segment longer than %d bytes", maxArtifactSegment)
 		}
 		for _, r := range seg {
-			if unicode.IsControl(r) {
+			switch {
+			case unicode.IsControl(r):
 				return bad("contains the control character %U", r)
+			case unicode.Is(unicode.Bidi_Control, r):
+				// "report\u202Efdp.exe" shows as "reportexe.pdf".
+				return bad("contains the bidirectional control character %U, which makes a name read other than it is", r)
 			}
 		}
 		out[i] = seg

@@ -251,6 +251,8 @@ func TestArtifactUploadRejects(t *testing.T) {
 		"NUL":                       {as + "a%00b", nil, 422, "path"},
 		"newline":                   {as + "a%0Ab", nil, 422, "path"},
 		"not UTF-8":                 {as + "a%FFb", nil, 422, "path"},
+		"right-to-left override":    {sc + "s-1/report%E2%80%AEfdp.exe", nil, 422, "path"},
+		"bidi isolate":              {as + "a%E2%81%A6b", nil, 422, "path"},
 		"too long":                  {as + strings.Repeat("abcdefgh/", 120) + "x", nil, 422, "path"},
 		"segment too long":          {as + strings.Repeat("a", 256), nil, 422, "path"},
 		"bad sample":                {sc + "-s/x", nil, 422, "sample_id"},
