@@ -37,8 +37,9 @@ import (
 // Source is the CloudEvents source of the service's events.
 const Source = "/rm/scenario-export"
 
-// maxWarnings bounds an export's warnings (zipper.CaseClashes), the last
-// counting those not told.
+// maxWarnings bounds an export's warnings (zipper.CaseClashes, then
+// zipper.WindowsNames in the room left), the last of each counting those
+// not told.
 const maxWarnings = 20
 
 // TypeExportDeleted announces that an expired export (and its zip) was removed.
@@ -397,6 +398,9 @@ func (s *Service) build(ctx context.Context, e artifacts.Export) {
 		}
 		entries := zipper.Select(e.Request, all)
 		clashes = zipper.CaseClashes(entries, maxWarnings)
+		if room := maxWarnings - len(clashes); room > 0 {
+			clashes = append(clashes, zipper.WindowsNames(entries, room)...)
+		}
 		// The zip's filename names the claim that writes it, so the orphan
 		// sweep can tell a build in progress from the leftovers of a dead one.
 		w, err = s.st.Zips.Create(bctx, zipName(e), s.now())

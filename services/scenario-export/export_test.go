@@ -460,20 +460,24 @@ func TestExportFailsOnFileAndDirectory(t *testing.T) {
 
 // TestExportWarnsOfCaseClashes: files whose paths differ only in case are
 // all in the zip, and the ready export warns that unpacked where case is
-// ignored one replaces the other.
+// ignored one replaces the other; and of a name Windows cannot hold (a
+// device's), after the clashes.
 func TestExportWarnsOfCaseClashes(t *testing.T) {
 	e := newEnv(t)
 	e.artifact("job-1", zipper.KindScenario, "s-1", "Run.xosc", strings.NewReader("upper"))
 	e.artifact("job-1", zipper.KindScenario, "s-1", "run.xosc", strings.NewReader("lower"))
+	e.artifact("job-1", zipper.KindScenario, "s-1", "aux.xosc", strings.NewReader("device"))
 	id := e.request("job-1", zipper.Request{Samples: []string{"s-1"}}, time.Hour)
 	e.service(export.Config{Owner: "one"}, nil)
 	x := e.wait(id, "finished", finished)
-	if x.Status != artifacts.StatusReady || x.FileCount != 2 || len(x.Warnings) != 1 ||
-		!strings.HasPrefix(x.Warnings[0], "scenarios/s-1/Run.xosc and scenarios/s-1/run.xosc differ only in case") {
-		t.Fatalf("export %+v, want ready with both files and a warning naming them", x)
+	if x.Status != artifacts.StatusReady || x.FileCount != 3 || len(x.Warnings) != 2 ||
+		!strings.HasPrefix(x.Warnings[0], "scenarios/s-1/Run.xosc and scenarios/s-1/run.xosc differ only in case") ||
+		!strings.HasPrefix(x.Warnings[1], "scenarios/s-1/aux.xosc cannot be unpacked on Windows") {
+		t.Fatalf("export %+v, want ready with the three files, a warning naming the two that clash, then one naming aux.xosc", x)
 	}
-	if files := e.unzip(x); string(files["scenarios/s-1/Run.xosc"]) != "upper" || string(files["scenarios/s-1/run.xosc"]) != "lower" {
-		t.Errorf("zip holds %v, want both files", files)
+	if files := e.unzip(x); string(files["scenarios/s-1/Run.xosc"]) != "upper" || string(files["scenarios/s-1/run.xosc"]) != "lower" ||
+		string(files["scenarios/s-1/aux.xosc"]) != "device" {
+		t.Errorf("zip holds %v, want every file", files)
 	}
 }
 

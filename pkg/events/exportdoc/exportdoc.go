@@ -51,7 +51,7 @@ type ScenarioExport struct {
 	FileCount   int           `json:"file_count" bson:"file_count" readOnly:"true" doc:"files in the zip besides manifest.json, once ready"`
 	SHA256      string        `json:"sha256,omitempty" bson:"sha256,omitempty" readOnly:"true" doc:"of the zip, once ready; also its ETag"`
 	Reason      string        `json:"reason,omitempty" bson:"reason,omitempty" readOnly:"true" doc:"why it failed"`
-	Warnings    []string      `json:"warnings,omitempty" bson:"warnings,omitempty" readOnly:"true" doc:"once ready: paths in the zip that differ only in case or in the Unicode form of a letter (é as one character or as e and an accent), of which one replaces the other when the zip is unpacked on a file system that ignores case (macOS, Windows) or that form (macOS); at most 20"`
+	Warnings    []string      `json:"warnings,omitempty" bson:"warnings,omitempty" readOnly:"true" doc:"once ready: paths in the zip that differ only in case or in the Unicode form of a letter (é as one character or as e and an accent), of which one replaces the other when the zip is unpacked on a file system that ignores case (macOS, Windows) or that form (macOS); then paths Windows cannot unpack as they are (a device name such as aux.xosc, a name ending in a dot or a space, one of < > : \" | ? *); at most 20"`
 	ExpiresAt   time.Time     `json:"expires_at" bson:"expires_at" readOnly:"true" doc:"when the export and its zip are deleted"`
 	ReadyAt     *time.Time    `json:"ready_at,omitempty" bson:"ready_at,omitempty" readOnly:"true"`
 

@@ -298,7 +298,7 @@ class ScenarioExport(Resource):
     expires_at: Optional[str] = None  # when the export and its zip are deleted
     # Once ready: paths in the zip that differ only in case or in the Unicode
     # form of a letter (one replaces the other when unpacked on macOS, or on
-    # Windows for case).
+    # Windows for case), then paths Windows cannot unpack as they are (aux.xosc).
     warnings: List[str] = field(default_factory=list)
 
 

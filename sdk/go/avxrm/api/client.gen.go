@@ -1884,7 +1884,7 @@ type ScenarioExport struct {
 	// Version +1 on every change; sent as the ETag
 	Version *int64 `json:"version,omitempty"`
 
-	// Warnings once ready: paths in the zip that differ only in case or in the Unicode form of a letter (é as one character or as e and an accent), of which one replaces the other when the zip is unpacked on a file system that ignores case (macOS, Windows) or that form (macOS); at most 20
+	// Warnings once ready: paths in the zip that differ only in case or in the Unicode form of a letter (é as one character or as e and an accent), of which one replaces the other when the zip is unpacked on a file system that ignores case (macOS, Windows) or that form (macOS); then paths Windows cannot unpack as they are (a device name such as aux.xosc, a name ending in a dot or a space, one of < > : " | ? *); at most 20
 	Warnings nullable.Nullable[[]string] `json:"warnings,omitempty"`
 }
 

@@ -254,6 +254,56 @@ func CaseClashes(entries []Entry, max int) []string {
 	return out
 }
 
+// WindowsNames says which paths of entries Windows cannot unpack as they
+// are: a segment named as a device (CON, PRN, AUX, NUL, COM1–COM9,
+// LPT1–LPT9, with any extension: aux.xosc), ending in a dot or a space
+// (which Windows drops), or holding one of < > : " | ? * (which it
+// refuses). The API takes such names, as Linux and macOS hold them; an
+// engineer unpacking the zip on Windows is told beforehand. At most max
+// are told, the last saying how many more there are.
+func WindowsNames(entries []Entry, max int) []string {
+	var out []string
+	n := 0
+	for _, e := range entries {
+		p := e.ZipPath()
+		why := ""
+		for _, seg := range strings.Split(p, "/") {
+			if why = windowsTrouble(seg); why != "" {
+				break
+			}
+		}
+		if why == "" {
+			continue
+		}
+		if n++; n <= max {
+			out = append(out, fmt.Sprintf("%s cannot be unpacked on Windows as it is: %s", p, why))
+		}
+	}
+	if n > max && max > 0 {
+		out[max-1] = fmt.Sprintf("%s; and %d more names Windows cannot hold", out[max-1], n-max)
+	}
+	return out
+}
+
+// windowsTrouble says why Windows cannot hold a file or directory named
+// seg, or "".
+func windowsTrouble(seg string) string {
+	if i := strings.IndexAny(seg, `<>:"|?*`); i >= 0 {
+		return fmt.Sprintf("%q holds %q, which Windows does not allow in a name", seg, seg[i:i+1])
+	}
+	if strings.HasSuffix(seg, ".") || strings.HasSuffix(seg, " ") {
+		return fmt.Sprintf("%q ends in a dot or a space, which Windows drops", seg)
+	}
+	stem, _, _ := strings.Cut(seg, ".")
+	stem = strings.TrimRight(stem, " ")
+	switch u := strings.ToUpper(stem); {
+	case u == "CON" || u == "PRN" || u == "AUX" || u == "NUL",
+		len(u) == 4 && (strings.HasPrefix(u, "COM") || strings.HasPrefix(u, "LPT")) && u[3] >= '1' && u[3] <= '9':
+		return fmt.Sprintf("%q is named as the device %s, which Windows reserves with any extension", seg, u)
+	}
+	return ""
+}
+
 // fold is what a path is on a file system that ignores case and the
 // Unicode form of letters.
 func fold(p string) string { return norm.NFC.String(strings.ToLower(p)) }

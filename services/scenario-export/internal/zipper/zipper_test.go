@@ -251,6 +251,33 @@ func TestWriteRefusesFileAndDirectory(t *testing.T) {
 	}
 }
 
+func TestWindowsNames(t *testing.T) {
+	sc := func(path string) Entry { return entry(KindScenario, "s-1", path) }
+	as := func(path string) Entry { return entry(KindAsset, "", path) }
+	got := WindowsNames([]Entry{
+		sc("run.xosc"), sc("aux.xosc"), sc("Con"), sc("lpt1.txt/x"), sc("com10.xosc"), sc("console.xosc"),
+		sc("nul .txt"), sc("maps./a.xodr"), sc("trail "), sc("a:b.xosc"), as("what?.bin"), sc(`"q"`), sc("lpt0"),
+	}, 20)
+	want := []string{
+		`scenarios/s-1/aux.xosc cannot be unpacked on Windows as it is: "aux.xosc" is named as the device AUX, which Windows reserves with any extension`,
+		`scenarios/s-1/Con cannot be unpacked on Windows as it is: "Con" is named as the device CON, which Windows reserves with any extension`,
+		`scenarios/s-1/lpt1.txt/x cannot be unpacked on Windows as it is: "lpt1.txt" is named as the device LPT1, which Windows reserves with any extension`,
+		`scenarios/s-1/nul .txt cannot be unpacked on Windows as it is: "nul .txt" is named as the device NUL, which Windows reserves with any extension`,
+		`scenarios/s-1/maps./a.xodr cannot be unpacked on Windows as it is: "maps." ends in a dot or a space, which Windows drops`,
+		`scenarios/s-1/trail  cannot be unpacked on Windows as it is: "trail " ends in a dot or a space, which Windows drops`,
+		`scenarios/s-1/a:b.xosc cannot be unpacked on Windows as it is: "a:b.xosc" holds ":", which Windows does not allow in a name`,
+		`assets/what?.bin cannot be unpacked on Windows as it is: "what?.bin" holds "?", which Windows does not allow in a name`,
+		`scenarios/s-1/"q" cannot be unpacked on Windows as it is: "\"q\"" holds "\"", which Windows does not allow in a name`,
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("WindowsNames() mismatch (-want +got):\n%s", diff)
+	}
+	many := WindowsNames([]Entry{sc("aux"), sc("con"), sc("prn"), sc("nul")}, 2)
+	if len(many) != 2 || !strings.HasSuffix(many[1], "; and 2 more names Windows cannot hold") {
+		t.Errorf("WindowsNames of 4 with max 2 = %q, want 2, the last counting 2 more", many)
+	}
+}
+
 func TestCaseClashes(t *testing.T) {
 	sc := func(path string) Entry { return entry(KindScenario, "s-1", path) }
 	tests := map[string]struct {
