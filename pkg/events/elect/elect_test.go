@@ -4,12 +4,10 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net"
 	"testing"
 	"time"
 
 	"github.com/avxrm/rm/pkg/events/eventstest"
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -74,22 +72,7 @@ func TestTakeoverAfterLeaderDies(t *testing.T) {
 // A NATS restart shorter than the TTL does not end a leadership: the renewals
 // that fail meanwhile are tried again, and no standby wins.
 func TestLeaderOutlivesShortNATSRestart(t *testing.T) {
-	dir := t.TempDir()
-	opts := &server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true, JetStream: true, StoreDir: dir}
-	start := func() *server.Server {
-		s, err := server.NewServer(opts)
-		if err != nil {
-			t.Fatal(err)
-		}
-		s.Start()
-		if !s.ReadyForConnections(10 * time.Second) {
-			t.Fatal("nats server not ready")
-		}
-		return s
-	}
-	srv := start()
-	opts.Port = srv.Addr().(*net.TCPAddr).Port // the restart listens where the clients reconnect
-	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
+	srv := eventstest.RunRestartable(t) // its restart listens where the clients reconnect
 	connect := func(id string) *Elector {
 		nc, err := nats.Connect(srv.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
 		if err != nil {
@@ -123,10 +106,9 @@ func TestLeaderOutlivesShortNATSRestart(t *testing.T) {
 	}()
 	time.Sleep(500 * time.Millisecond)
 
-	srv.Shutdown()
-	srv.WaitForShutdown()
+	srv.Stop()
 	time.Sleep(2500 * time.Millisecond) // longer than half the TTL, shorter than the TTL
-	srv = start()
+	srv.Start()
 
 	select {
 	case err := <-held:

@@ -4,6 +4,7 @@ package eventstest
 
 import (
 	"context"
+	"net"
 	"testing"
 	"time"
 
@@ -17,23 +18,48 @@ import (
 // temporary directory; it is shut down when the test ends.
 func RunServer(tb testing.TB) *server.Server {
 	tb.Helper()
-	s, err := server.NewServer(&server.Options{
-		Host:      "127.0.0.1",
-		Port:      -1,
-		NoLog:     true,
-		NoSigs:    true,
-		JetStream: true,
-		StoreDir:  tb.TempDir(),
-	})
+	return RunRestartable(tb).Server
+}
+
+// Restartable is a JetStream server that a test stops and starts again,
+// as a NATS restart does: on the same port, with the same store, so that
+// its clients reconnect and find their streams.
+type Restartable struct {
+	*server.Server // the one running, or the last one
+	tb             testing.TB
+	opts           *server.Options
+}
+
+// RunRestartable starts a Restartable on a free loopback port, storing in
+// a temporary directory; it is shut down when the test ends.
+func RunRestartable(tb testing.TB) *Restartable {
+	tb.Helper()
+	r := &Restartable{tb: tb, opts: &server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true,
+		JetStream: true, StoreDir: tb.TempDir()}}
+	r.Start()
+	r.opts.Port = r.Addr().(*net.TCPAddr).Port
+	return r
+}
+
+// Stop shuts the server down and waits until it has.
+func (r *Restartable) Stop() {
+	r.Shutdown()
+	r.WaitForShutdown()
+}
+
+// Start starts the server (again).
+func (r *Restartable) Start() {
+	r.tb.Helper()
+	s, err := server.NewServer(r.opts)
 	if err != nil {
-		tb.Fatalf("nats server: %v", err)
+		r.tb.Fatalf("nats server: %v", err)
 	}
 	s.Start()
 	if !s.ReadyForConnections(10 * time.Second) {
-		tb.Fatal("nats server not ready")
+		r.tb.Fatal("nats server not ready")
 	}
-	tb.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
-	return s
+	r.tb.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+	r.Server = s
 }
 
 // Connect connects to s and ensures the events streams exist.
