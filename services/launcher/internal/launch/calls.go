@@ -57,7 +57,7 @@ func (pd *pooled) noAnswer(cctx context.Context, what string, limit time.Duratio
 	if err == nil || context.Cause(cctx) != errNoAnswer || !ended {
 		return err
 	}
-	return driver.Mark(driver.ErrUnavailable, fmt.Errorf("the %s runtime of plugin %s did not answer %s within %s: %w", pd.plugin.Type, pd.plugin.ID, what, limit, err))
+	return driver.Mark(driver.ErrUnavailable, fmt.Errorf("the %s runtime of %s did not answer %s within %s: %w", pd.plugin.Type, pd.plugins(), what, limit, err))
 }
 
 // bounded calls f with ctx bounded by limit (callBounds).

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -94,8 +95,11 @@ type pooled struct {
 	d      driver.Driver
 	bounds callBounds // of the calls to d (calls.go)
 
-	mu   sync.Mutex
-	jobs map[string]map[driver.Ref]driver.Status // by Ref.JobID
+	mu sync.Mutex
+	// sharers are the ids of the other plugins that share it, in the
+	// order they came.
+	sharers []string
+	jobs    map[string]map[driver.Ref]driver.Status // by Ref.JobID
 	// live counts, by Ref.JobID, the instances in jobs not final. It could
 	// be derived from jobs, but settled is asked on every status and a scan
 	// would be quadratic for a job of many ended instances (up to 100,000
@@ -134,6 +138,9 @@ func (pl *pool) get(ctx context.Context, p plugin) (*pooled, error) {
 	key := pl.sharedKey(p)
 	if pd := pl.shared[key]; key != "" && pd != nil {
 		pl.drivers[p.ID] = pd
+		pd.mu.Lock()
+		pd.sharers = append(pd.sharers, p.ID)
+		pd.mu.Unlock()
 		pl.mu.Unlock()
 		pl.log.Info("driver shared", "plugin", p.ID, "with", pd.plugin.ID, "type", p.Type)
 		return pd, nil
@@ -163,6 +170,18 @@ func (pl *pool) get(ctx context.Context, p plugin) (*pooled, error) {
 	close(t.done)
 	pl.mu.Unlock()
 	return pd, err
+}
+
+// plugins names the plugins whose driver pd is, for its errors: "plugin
+// plg-1", or "plugins plg-1 and plg-2" when another shares it.
+func (pd *pooled) plugins() string {
+	pd.mu.Lock()
+	ids := append([]string{pd.plugin.ID}, pd.sharers...)
+	pd.mu.Unlock()
+	if len(ids) == 1 {
+		return "plugin " + ids[0]
+	}
+	return "plugins " + strings.Join(ids[:len(ids)-1], ", ") + " and " + ids[len(ids)-1]
 }
 
 // sharedKey is p's driver.SharedKey.

@@ -452,7 +452,7 @@ func (s *Service) removeFromDrivers(ctx context.Context, id string, obs map[driv
 			remove = pd.purge
 		}
 		if err := remove(ctx, id); err != nil {
-			errs = append(errs, fmt.Errorf("cleanup %s on plugin %s: %w", id, pd.plugin.ID, err))
+			errs = append(errs, fmt.Errorf("cleanup %s on %s: %w", id, pd.plugins(), err))
 			continue
 		}
 		pd.forget(id)

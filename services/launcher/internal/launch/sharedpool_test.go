@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -64,6 +65,20 @@ func TestPluginsOfOneWorkDirShareADriver(t *testing.T) {
 	}
 	if n := len(pl.all()); n != 2 {
 		t.Errorf("pool has %d drivers, want 2", n)
+	}
+	// The shared driver's errors name every plugin it serves, not its first.
+	if got, want := shared.plugins(), "plugins plg-local, _default and plg-written-out"; got != want {
+		t.Errorf("the shared driver's plugins: %q, want %q", got, want)
+	}
+	if got, want := other.plugins(), "plugin plg-other"; got != want {
+		t.Errorf("the other driver's plugins: %q, want %q", got, want)
+	}
+	bounded, cancelBound := context.WithTimeoutCause(ctx, 0, errNoAnswer)
+	defer cancelBound()
+	<-bounded.Done()
+	if err := shared.noAnswer(bounded, "a stop", time.Minute, bounded.Err()); err == nil ||
+		!strings.Contains(err.Error(), "the local runtime of plugins plg-local, _default and plg-written-out did not answer a stop") {
+		t.Errorf("a call to the shared driver without an answer: %v, want it to name every plugin", err)
 	}
 
 	knownBy := 0
