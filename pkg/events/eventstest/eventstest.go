@@ -139,3 +139,16 @@ func Each(tb testing.TB, js jetstream.JetStream, filter string, fn func(jetstrea
 		read += uint64(n)
 	}
 }
+
+// FreeAddr returns a loopback address that nothing listens on at the
+// moment, for a server a test starts on an address it must know first (a
+// service's RM_HTTP_ADDR), or for one that must refuse connections.
+func FreeAddr(tb testing.TB) string {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -102,12 +101,7 @@ func TestExecStatus(t *testing.T) {
 func TestExecRunsAgainstServers(t *testing.T) {
 	mongoURI, _ := mongotest.Start(t)
 	ns := eventstest.RunServer(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
+	addr := eventstest.FreeAddr(t)
 	vars := env(map[string]string{"RM_MONGO_URI": mongoURI, "RM_NATS_URL": ns.ClientURL(), "RM_MONGO_DB": "standalone_t"})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -267,12 +261,7 @@ func TestExecNATSCredentialsRefused(t *testing.T) {
 		}
 	}
 	// Nothing listening: retried until ctx ends, each warning naming NATS and why.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead := ln.Addr().String()
-	_ = ln.Close()
+	dead := eventstest.FreeAddr(t)
 	sctx, scancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer scancel()
 	var log eventstest.SyncBuffer

@@ -4,12 +4,12 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/avxrm/rm/pkg/events/eventstest"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
@@ -18,12 +18,7 @@ import (
 // `avxrm store` serves FerretDB on its address and data dir: probe answers,
 // and a document written survives a restart on the same directory.
 func TestStoreServesAndKeepsData(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
+	addr := eventstest.FreeAddr(t)
 	dir := t.TempDir()
 	env := map[string]string{"RM_STORE_ADDR": addr, "RM_DATA_DIR": dir}
 	cfg, err := Load([]string{"--index-interval=100ms"}, func(k string) string { return env[k] })
@@ -81,15 +76,7 @@ func TestStoreServesAndKeepsData(t *testing.T) {
 // --pprof-addr serves Go's profiles beside the store, for finding where its
 // CPU goes under load; nothing is served without it.
 func TestStoreServesProfilesWhenAsked(t *testing.T) {
-	free := func() string {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ln.Close()
-		return ln.Addr().String()
-	}
-	addr, pprofAddr := free(), free()
+	addr, pprofAddr := eventstest.FreeAddr(t), eventstest.FreeAddr(t)
 	env := map[string]string{"RM_STORE_ADDR": addr, "RM_DATA_DIR": t.TempDir(), "RM_STORE_PPROF_ADDR": pprofAddr}
 	cfg, err := Load(nil, func(k string) string { return env[k] })
 	if err != nil || cfg.PprofAddr != pprofAddr {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -29,16 +28,6 @@ type child struct {
 	cmd                       *exec.Cmd
 	http, natsAddr, mongoAddr string
 	stderr                    *bytes.Buffer
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // startChild runs the all-in-one on dataDir and waits until /readyz says 200.
@@ -108,7 +97,7 @@ func createQueues(base string, next *atomic.Int64, stop <-chan struct{}) {
 // and that no event speaks of a queue that was not stored.
 func TestCrashKeepsChangesAndEventsTogether(t *testing.T) {
 	dataDir := t.TempDir()
-	addrs := [3]string{freeAddr(t), freeAddr(t), freeAddr(t)}
+	addrs := [3]string{eventstest.FreeAddr(t), eventstest.FreeAddr(t), eventstest.FreeAddr(t)}
 	var next atomic.Int64
 	rng := rand.New(rand.NewPCG(7, 7))
 	for round := range 3 {
@@ -210,7 +199,7 @@ func check(t *testing.T, coll *mongo.Collection, js jetstream.JetStream) []strin
 // (exit status 0, promptly) and checks a restart serves what was stored.
 func TestSIGTERMStopsCleanlyAndRestartKeepsData(t *testing.T) {
 	dataDir := t.TempDir()
-	addrs := [3]string{freeAddr(t), freeAddr(t), freeAddr(t)}
+	addrs := [3]string{eventstest.FreeAddr(t), eventstest.FreeAddr(t), eventstest.FreeAddr(t)}
 	c := startChild(t, dataDir, addrs)
 	resp, err := http.Post("http://"+c.http+"/api/resources/v1/queues", "application/json", bytes.NewBufferString(`{"name":"kept","maximum_allowed_worker_instances":3}`))
 	if err != nil {

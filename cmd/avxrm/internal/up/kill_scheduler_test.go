@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/avxrm/rm/pkg/events"
+	"github.com/avxrm/rm/pkg/events/eventstest"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -55,7 +56,7 @@ func isAdmitted(j events.Job) bool {
 // active jobs and no queue is over its limit.
 func TestKillNineWithAdmittedAndPendingJobs(t *testing.T) {
 	dataDir := t.TempDir()
-	addrs := [3]string{freeAddr(t), freeAddr(t), freeAddr(t)}
+	addrs := [3]string{eventstest.FreeAddr(t), eventstest.FreeAddr(t), eventstest.FreeAddr(t)}
 	proc := startChild(t, dataDir, addrs)
 	c := newClient(t, proc.http)
 	c.simulated()

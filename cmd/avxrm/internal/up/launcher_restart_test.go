@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/avxrm/rm/pkg/events"
+	"github.com/avxrm/rm/pkg/events/eventstest"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -19,7 +20,7 @@ import (
 // all there, in order, once each.
 func TestLauncherSurvivesSIGKILL(t *testing.T) {
 	dataDir := t.TempDir()
-	addrs := [3]string{freeAddr(t), freeAddr(t), freeAddr(t)}
+	addrs := [3]string{eventstest.FreeAddr(t), eventstest.FreeAddr(t), eventstest.FreeAddr(t)}
 	ch := startChild(t, dataDir, addrs)
 	c := newClient(t, ch.http)
 	app := createSleeperApp(c)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/avxrm/rm/cmd/avxrm/internal/up"
+	"github.com/avxrm/rm/pkg/events/eventstest"
 )
 
 // The README's configuration table is generated; this keeps it true.
@@ -42,7 +43,7 @@ func TestREADMEQuickstart(t *testing.T) {
 		t.Fatal(err)
 	}
 	script := quickstart(t, string(raw))
-	c := startChild(t, t.TempDir(), [3]string{freeAddr(t), freeAddr(t), freeAddr(t)})
+	c := startChild(t, t.TempDir(), [3]string{eventstest.FreeAddr(t), eventstest.FreeAddr(t), eventstest.FreeAddr(t)})
 	script = strings.ReplaceAll(script, "127.0.0.1:8080", c.http)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -31,12 +30,7 @@ func TestStoreDownAnswers503BeforeClientsGiveUp(t *testing.T) {
 	uri, _ := mongotest.Start(t)
 	var outage mongotest.Outage
 	ns := eventstest.RunServer(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
+	addr := eventstest.FreeAddr(t)
 	vars := map[string]string{"RM_MONGO_URI": outage.Forward(t, uri), "RM_NATS_URL": ns.ClientURL(), "RM_HTTP_ADDR": addr}
 	var log eventstest.SyncBuffer
 	ctx, cancel := context.WithCancel(context.Background())
