@@ -138,10 +138,10 @@ func (pl *pool) get(ctx context.Context, p plugin) (*pooled, error) {
 	key := pl.sharedKey(p)
 	if pd := pl.shared[key]; key != "" && pd != nil {
 		pl.drivers[p.ID] = pd
+		pl.mu.Unlock()
 		pd.mu.Lock()
 		pd.sharers = append(pd.sharers, p.ID)
 		pd.mu.Unlock()
-		pl.mu.Unlock()
 		pl.log.Info("driver shared", "plugin", p.ID, "with", pd.plugin.ID, "type", p.Type)
 		return pd, nil
 	}
