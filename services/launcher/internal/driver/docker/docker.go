@@ -560,6 +560,10 @@ func (d *Driver) refFromLabels(l map[string]string) (driver.Ref, bool) {
 	return driver.Ref{JobID: l[LabelJobID], Role: driver.Role(l[LabelRole]), Index: idx}, true
 }
 
+// oomInside is the message of a container that exited 0 after the kernel
+// killed one of its processes at its memory limit.
+const oomInside = "out of memory: the kernel killed a process of the container at its memory limit"
+
 // statusOf maps an inspected container to a Status.
 func statusOf(ref driver.Ref, info container.InspectResponse) driver.Status {
 	st := driver.Status{Ref: ref, State: driver.Pending}
@@ -576,10 +580,15 @@ func statusOf(ref driver.Ref, info container.InspectResponse) driver.Status {
 		st.ExitCode = &code
 		st.FinishedAt = parseTime(s.FinishedAt)
 		st.State = driver.Succeeded
-		if code != 0 || s.Status == container.StateDead {
+		// The engine sets OOMKilled when the kernel killed any process of
+		// the container at its memory limit: the instance did not do all
+		// its work even when its main process went on and exited 0.
+		if code != 0 || s.Status == container.StateDead || s.OOMKilled {
 			st.State = driver.Failed
 		}
 		switch {
+		case s.OOMKilled && code == 0:
+			st.Message = oomInside
 		case s.OOMKilled:
 			st.Message = "out of memory"
 		case s.Error != "":

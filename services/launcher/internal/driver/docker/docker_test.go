@@ -558,6 +558,68 @@ func TestCreatedContainerIsStartedByTheNextStart(t *testing.T) {
 	}
 }
 
+// watchedJob is a driver, its status updates and a job id whose containers
+// the test's cleanup removes.
+func watchedJob(t *testing.T) (driver.Driver, <-chan driver.Status, string) {
+	d := newDriver(t)
+	ch, err := d.Watch(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	job := drivertest.JobID(t)
+	t.Cleanup(func() { d.Cleanup(context.Background(), job) })
+	return d, ch, job
+}
+
+// codeOf is st's exit code as text, "none" without one.
+func codeOf(st driver.Status) string {
+	if st.ExitCode == nil {
+		return "none"
+	}
+	return strconv.Itoa(*st.ExitCode)
+}
+
+// A process of the container killed at its memory limit fails the
+// instance even when the main process goes on and exits 0: the job did not
+// do all its work, and the engine says so (State.OOMKilled), as Slurm says
+// OUT_OF_MEMORY of a step whose cgroup saw an OOM kill.
+func TestOOMKillInsideFailsTheInstance(t *testing.T) {
+	ctx := context.Background()
+	d, ch, job := watchedJob(t)
+	ref := driver.Ref{JobID: job, Role: driver.RoleWorker, Index: 0}
+	if err := d.Start(ctx, driver.Spec{Ref: ref, Name: ref.Name(), Image: testImage, Command: []string{"/sleeper"},
+		Resources: driver.Resources{Memory: "32Mi"},
+		Env:       map[string]string{"RM_TEST_CHILD_HOG": "256", "RM_TEST_EXIT": "0"}}); err != nil {
+		t.Fatal(err)
+	}
+	timeout := time.After(60 * time.Second)
+	for {
+		select {
+		case st := <-ch:
+			if st.Ref != ref || !st.State.Final() {
+				continue
+			}
+			if st.State != driver.Failed || st.ExitCode == nil || *st.ExitCode != 0 || !strings.Contains(st.Message, "out of memory") {
+				t.Errorf("final status %s, exit code %s, message %q, want Failed, 0, out of memory", st.State, codeOf(st), st.Message)
+			}
+			if st.Reason != driver.ReasonExited {
+				t.Errorf("reason %q, want %s (no stop of the driver's ended it)", st.Reason, driver.ReasonExited)
+			}
+			logs, _ := d.Logs(ctx, ref)
+			if logs != nil {
+				b, _ := io.ReadAll(logs)
+				logs.Close()
+				if !strings.Contains(string(b), "child: signal: killed") {
+					t.Errorf("the log says %q, want the child killed (else the test tried nothing)", b)
+				}
+			}
+			return
+		case <-timeout:
+			t.Fatal("no final status within 60 s")
+		}
+	}
+}
+
 // TestOwnEndIsTold: a container that fails on its own ends Failed with
 // driver.ReasonExited, even when a Stop follows its end; one that a Stop
 // ends does not, so that the launcher records the first failed and the
@@ -567,12 +629,9 @@ func TestCreatedContainerIsStartedByTheNextStart(t *testing.T) {
 // recorded stopped, its failure hidden.
 func TestOwnEndIsTold(t *testing.T) {
 	ctx := context.Background()
-	d := newDriver(t)
-	ch, _ := d.Watch(ctx)
-	job := drivertest.JobID(t)
+	d, ch, job := watchedJob(t)
 	own := driver.Ref{JobID: job, Role: driver.RoleWorker, Index: 0}
 	stopped := driver.Ref{JobID: job, Role: driver.RoleWorker, Index: 1}
-	t.Cleanup(func() { d.Cleanup(context.Background(), job) })
 	for ref, env := range map[driver.Ref]map[string]string{
 		own:     {"RM_TEST_SLEEP": "0.2", "RM_TEST_EXIT": "3"},
 		stopped: {"RM_TEST_SLEEP": "60"},

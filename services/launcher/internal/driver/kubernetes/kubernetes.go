@@ -656,7 +656,7 @@ func podStatus(ref driver.Ref, p *corev1.Pod, ours bool) driver.Status {
 			code := int(s.Terminated.ExitCode)
 			st.ExitCode = &code
 			st.State = driver.Succeeded
-			if code != 0 {
+			if code != 0 || oomKilled(cs) {
 				st.State = driver.Failed
 			}
 			if !s.Terminated.StartedAt.IsZero() {
@@ -701,7 +701,9 @@ func podStatus(ref driver.Ref, p *corev1.Pod, ours bool) driver.Status {
 			zero := 0
 			st.ExitCode = &zero
 		}
-		st.State = driver.Succeeded
+		if !oomKilled(cs) {
+			st.State = driver.Succeeded
+		}
 	case corev1.PodPending:
 		if st.Message == "" {
 			for _, c := range p.Status.Conditions {
@@ -781,6 +783,15 @@ var imagePullReasons = map[string]bool{
 var imageNeverReasons = map[string]bool{
 	"InvalidImageName":  true,
 	"ErrImageNeverPull": true,
+}
+
+// oomKilled reports whether the container ended with a process of it
+// killed at its memory limit. containerd's CRI gives the reason OOMKilled
+// whatever the exit code, so a container whose main process went on and
+// exited 0 has it too (its pod succeeded): it did not do all its work, and
+// fails the instance, as on docker.
+func oomKilled(cs *corev1.ContainerStatus) bool {
+	return cs != nil && cs.State.Terminated != nil && cs.State.Terminated.Reason == "OOMKilled"
 }
 
 func joinReason(reason, message string) string {

@@ -275,6 +275,14 @@ func TestStatusOf(t *testing.T) {
 				ExitCode: 137, Reason: "OOMKilled", StartedAt: t0, FinishedAt: t1}})}},
 			want: driver.Status{State: driver.Failed, ExitCode: code(137), Message: "OOMKilled", StartedAt: t0.Time, FinishedAt: t1.Time},
 		},
+		// containerd's CRI gives the reason of a container whose cgroup saw an
+		// OOM kill whatever its exit code: a process of it was killed for
+		// memory though the main one exited 0, and the pod still succeeded.
+		"a process killed for memory, the container's exit 0": {
+			pod: corev1.Pod{Status: corev1.PodStatus{Phase: corev1.PodSucceeded, ContainerStatuses: cstatus(corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
+				ExitCode: 0, Reason: "OOMKilled", StartedAt: t0, FinishedAt: t1}})}},
+			want: driver.Status{State: driver.Failed, ExitCode: code(0), Message: "OOMKilled", StartedAt: t0.Time, FinishedAt: t1.Time},
+		},
 		"evicted": {
 			pod: corev1.Pod{Status: corev1.PodStatus{Phase: corev1.PodFailed, Reason: "Evicted", Message: "low on memory", StartTime: &t0,
 				ContainerStatuses: cstatus(corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 0, StartedAt: t0, FinishedAt: t1}})}},
