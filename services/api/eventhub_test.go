@@ -3,6 +3,7 @@ package api_test
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/avxrm/rm/pkg/events"
+	"github.com/avxrm/rm/services/api/internal/apitest"
 )
 
 // sseEvent is one event as a reader of GET /events got it.
@@ -311,6 +313,52 @@ func TestJobEventsIncludeItsExports(t *testing.T) {
 	typed := mustOpen(ctx, t, e.base, "?job_id="+job+"&type=rm.export.requested", "0")
 	if got := next(t, typed); got.typ != "rm.export.requested" || got.subject != mine {
 		t.Errorf("the job's export requests from 0: %+v, want %s's", got, mine)
+	}
+}
+
+// GET /events?job_id= with a well-formed id no job has (a typo) is refused
+// naming job_id, as a queue name no queue has is: it would stream nothing,
+// forever. A resume (Last-Event-ID) takes any id unread, so a deleted job's
+// stored events are replayed and a stream whose job is deleted meanwhile
+// reconnects.
+func TestJobFilterRefusesAJobThereIsNot(t *testing.T) {
+	e := startEnv(t)
+	ctx := t.Context()
+	e.create("/queues", queueBody("t1"))
+	job := e.create("/jobs", jobBody("t1", 1)).str("id")
+	refused := func(id, why string) {
+		t.Helper()
+		// A stream would not end: the deadline fails the test instead.
+		rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
+		defer rcancel()
+		r := resp(apitest.DoContext(rctx, t, http.MethodGet, e.base+v1+"/events?job_id="+id, nil))
+		var p struct {
+			Errors []struct{ Field, Message string }
+		}
+		want := fmt.Sprintf("no job %q; a deleted job's stored events can still be replayed with Last-Event-ID (0 replays every stored event)", id)
+		if err := json.Unmarshal(r.Body, &p); r.Status != http.StatusUnprocessableEntity || r.Header.Get("Content-Type") != "application/problem+json" ||
+			err != nil || len(p.Errors) != 1 || p.Errors[0].Field != "job_id" || p.Errors[0].Message != want {
+			t.Errorf("GET /events?job_id= of %s = %s, want 422 saying job_id: %s", why, r, want)
+		}
+	}
+	typo := events.NewID("job")
+	refused(typo, "no job")
+	mustOpen(ctx, t, e.base, "?job_id="+typo, "0")
+
+	live := mustOpen(ctx, t, e.base, "?job_id="+job, "")
+	e.must(http.StatusNoContent, http.MethodDelete, v1+"/jobs/"+job, nil)
+	var last sseEvent
+	for last.typ != "rm.job.deleted" {
+		if last = next(t, live); last.subject != job {
+			t.Fatalf("the job's reader got %+v", last)
+		}
+	}
+	refused(job, "a deleted job")
+	// A reconnect resumes; a replay from 0 has the job's stored events.
+	mustOpen(ctx, t, e.base, "?job_id="+job, strconv.FormatUint(last.id, 10))
+	replay := mustOpen(ctx, t, e.base, "?job_id="+job, "0")
+	if got := next(t, replay); got.typ != "rm.job.submitted" || got.subject != job {
+		t.Errorf("a deleted job's events from 0: %+v, want its submission", got)
 	}
 }
 

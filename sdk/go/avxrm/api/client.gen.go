@@ -2129,7 +2129,7 @@ type GetReplicaLogsParams struct {
 
 // StreamEventsParams defines parameters for StreamEvents.
 type StreamEventsParams struct {
-	// JobId only events about this job: its own and its scenario exports' (their data.job_id)
+	// JobId only events about this job: its own and its scenario exports' (their data.job_id). Without Last-Event-ID an id no job has → 422 and, with auth on, a job the caller may not read → 403 (as GET /jobs/{id}); with it any job id is taken, so a deleted job's stored events stay replayable
 	JobId *string `form:"job_id,omitempty" json:"job_id,omitempty"`
 
 	// QueueId only events about resources on this queue (id or name; a deleted queue's id still selects its events)

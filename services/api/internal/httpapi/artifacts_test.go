@@ -63,7 +63,25 @@ func (a answer) String() string { return fmt.Sprintf("%d %s", a.status, a.body) 
 
 func (e *artifactEnv) do(method, path string, body io.Reader, headers ...string) answer {
 	e.t.Helper()
-	req, err := http.NewRequest(method, e.base+path, body)
+	return e.read(e.send(context.Background(), method, path, body, headers...))
+}
+
+// read reads the answer res whole and closes its body.
+func (e *artifactEnv) read(res *http.Response) answer {
+	e.t.Helper()
+	defer res.Body.Close()
+	raw, err := io.ReadAll(res.Body)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return answer{status: res.StatusCode, header: res.Header, body: raw}
+}
+
+// send sends a request under ctx (headers are name, value pairs); the
+// caller closes the answer's body.
+func (e *artifactEnv) send(ctx context.Context, method, path string, body io.Reader, headers ...string) *http.Response {
+	e.t.Helper()
+	req, err := http.NewRequestWithContext(ctx, method, e.base+path, body)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -74,12 +92,7 @@ func (e *artifactEnv) do(method, path string, body io.Reader, headers ...string)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	defer res.Body.Close()
-	raw, err := io.ReadAll(res.Body)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return answer{status: res.StatusCode, header: res.Header, body: raw}
+	return res
 }
 
 func (e *artifactEnv) put(path string, data []byte) answer {

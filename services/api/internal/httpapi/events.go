@@ -39,7 +39,7 @@ const sseTokenExpired = "token-expired"
 var errTokenExpired = errors.New("the token expired")
 
 type eventsInput struct {
-	JobID       string `query:"job_id" maxLength:"63" doc:"only events about this job: its own and its scenario exports' (their data.job_id)"`
+	JobID       string `query:"job_id" maxLength:"63" doc:"only events about this job: its own and its scenario exports' (their data.job_id). Without Last-Event-ID an id no job has → 422 and, with auth on, a job the caller may not read → 403 (as GET /jobs/{id}); with it any job id is taken, so a deleted job's stored events stay replayable"`
 	QueueID     string `query:"queue_id" maxLength:"63" doc:"only events about resources on this queue (id or name; a deleted queue's id still selects its events)"`
 	Type        string `query:"type" maxLength:"1024" doc:"only these CloudEvent types, comma-separated, e.g. rm.job.admitted,rm.job.running; a type there is none of → 422"`
 	LastEventID string `header:"Last-Event-ID" maxLength:"20" doc:"resume after this stream sequence; 0 replays every stored event; absent: only new events"`
@@ -97,6 +97,14 @@ func (s *Server) streamFilter(ctx context.Context, in *eventsInput) (subjects []
 	if in.JobID != "" && (!subjectToken.MatchString(in.JobID) || !strings.HasPrefix(in.JobID, "job-")) {
 		// Else a mistyped id would stream nothing, forever.
 		errs = append(errs, problem.Field("job_id", "not a job id (job-…)"))
+	} else if in.JobID != "" && in.LastEventID == "" {
+		if err := s.filterJob(ctx, in.JobID); err != nil {
+			var fe *problem.FieldError
+			if !asField(err, &fe) {
+				return nil, nil, err
+			}
+			errs = append(errs, fe)
+		}
 	}
 	queue := in.QueueID
 	if queue != "" {
@@ -166,6 +174,34 @@ func (s *Server) streamFilter(ctx context.Context, in *eventsInput) (subjects []
 		subjects = append(subjects, events.FilterSubject(k, queue, id))
 	}
 	return subjects, types, nil
+}
+
+// filterJob refuses a job_id that no job has, as filterQueue refuses a
+// queue name: a mistyped id would stream nothing, forever. A resume
+// (Last-Event-ID) is not asked about, so a deleted job's stored events stay
+// replayable and a stream whose job is deleted meanwhile reconnects. A job
+// the caller may not read is refused as GET /jobs/{id} refuses it (403
+// naming the access list), so the stream tells no more than that does.
+func (s *Server) filterJob(ctx context.Context, id string) error {
+	j, err := s.jobAuth(ctx, id)
+	if err != nil {
+		return err
+	}
+	if j == nil {
+		return problem.Field("job_id", "no job %q; a deleted job's stored events can still be replayed with Last-Event-ID (0 replays every stored event)", id)
+	}
+	p := auth.From(ctx) // Admin while auth is off
+	if p.Level == auth.LevelAdmin || (j.Owner != nil && j.Owner.Subject == p.Subject) {
+		return nil
+	}
+	refusal, err := s.readRefusal(ctx, p, j.QueueID)
+	if err != nil {
+		return err
+	}
+	if refusal != "" {
+		return problem.New(http.StatusForbidden, refusal)
+	}
+	return nil
 }
 
 // unknownType says that t is no event type, and which there are: those of

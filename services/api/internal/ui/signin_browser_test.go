@@ -1,6 +1,7 @@
 package ui_test
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/avxrm/rm/services/api/internal/ui"
 	"github.com/chromedp/chromedp"
@@ -103,11 +105,11 @@ func (is *issuer) bearer(next http.Handler) http.Handler {
 	})
 }
 
-// With auth on, the page signs the user in (authorization code with PKCE)
-// and then sends the token on every call: the page itself, and the event
-// stream that keeps it live.
-func TestSignInWithPKCEThenLive(t *testing.T) {
-	e := startEnv(t)
+// signIn serves e's view and API, the API behind the bearer check of an
+// issuer of its own (each request to it shown to seen first, if not nil),
+// and signs a new browser in there on the queues' page, once it is live.
+func signIn(t *testing.T, e *env, seen func(*http.Request)) (context.Context, *httptest.Server, *issuer) {
+	t.Helper()
 	is := startIssuer(t, "avxrm-ui")
 	api := is.bearer(e.svc.Handler())
 	view := ui.New(ui.Options{API: api, DB: e.db, JS: e.js, OIDC: &ui.OIDC{Issuer: is.srv.URL, ClientID: "avxrm-ui"}})
@@ -115,6 +117,9 @@ func TestSignInWithPKCEThenLive(t *testing.T) {
 		if strings.HasPrefix(r.URL.Path, ui.Path+"/") {
 			view.ServeHTTP(w, r)
 			return
+		}
+		if seen != nil {
+			seen(r)
 		}
 		api.ServeHTTP(w, r)
 	}))
@@ -132,6 +137,15 @@ func TestSignInWithPKCEThenLive(t *testing.T) {
 	if err != nil {
 		t.Fatalf("sign-in: %v", err)
 	}
+	return ctx, srv, is
+}
+
+// With auth on, the page signs the user in (authorization code with PKCE)
+// and then sends the token on every call: the page itself, and the event
+// stream that keeps it live.
+func TestSignInWithPKCEThenLive(t *testing.T) {
+	e := startEnv(t)
+	ctx, srv, is := signIn(t, e, nil)
 	who, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`#who`)))
 	if err != nil || who != "alice" {
 		t.Errorf("signed in as %q (%v), want alice", who, err)
@@ -166,5 +180,43 @@ func TestSignInWithPKCEThenLive(t *testing.T) {
 	}
 	if hidden, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`getComputedStyle(document.getElementById('limit-form')).display === 'none'`)); err != nil || !hidden {
 		t.Errorf("the limit editor shows for a viewer (hidden %v, %v)", hidden, err)
+	}
+}
+
+// A job's page whose stream is refused for good (the job was deleted before
+// the stream first opened: a 422) stops following, as EventSource does,
+// rather than asking again and again for the same answer; the stream read
+// with a token is read with fetch, which retried every refusal.
+func TestJobPageStopsOnARefusedStream(t *testing.T) {
+	e := startEnv(t)
+	e.must(http.MethodPost, "/api/resources/v1/queues", map[string]any{"name": "Gone", "maximum_allowed_worker_instances": 4}, http.StatusCreated)
+	id := e.submit("gone", "Gone", 1, nil)
+	var mu sync.Mutex
+	streams := 0 // the page's requests of the job's stream
+	ctx, srv, _ := signIn(t, e, func(r *http.Request) {
+		if r.URL.Path != "/api/resources/v1/events" || r.URL.Query().Get("job_id") != id {
+			return
+		}
+		mu.Lock()
+		streams++
+		first := streams == 1
+		mu.Unlock()
+		if !first {
+			return
+		}
+		// Deleted between the page's rendering and its stream.
+		if st, body, _ := e.do(http.MethodDelete, "/api/resources/v1/jobs/"+id, nil); st != http.StatusNoContent {
+			t.Errorf("DELETE /jobs/%s = %d %s, want 204", id, st, body)
+		}
+	})
+	if err := chromedp.Do(ctx, chromedp.Navigate(srv.URL+"/ui/jobs/"+id)); err != nil {
+		t.Fatalf("the job's page: %v", err)
+	}
+	waitJS(t, ctx, "the job's page is not live", `document.getElementById('live').textContent === 'not live'`)
+	time.Sleep(1500 * time.Millisecond) // fetch asked again after 0.5 s, 1 s, 2 s, …
+	mu.Lock()
+	defer mu.Unlock()
+	if streams != 1 {
+		t.Errorf("the page asked for its refused stream %d times, want once", streams)
 	}
 }

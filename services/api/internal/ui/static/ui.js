@@ -307,6 +307,10 @@
         const r = await authFetch(url, { headers: h, cache: 'no-store' });
         if (r.status === 401 && !issuerAway) { setLive('off', 'signed out'); return; }
         if (r.status === 401) throw new Error('events: 401 while the issuer is out of reach');
+        // As EventSource, an answer the same request would get again ends
+        // the stream: a job deleted before it first opened is a 422 (a
+        // reconnect sends Last-Event-ID, which any job id passes).
+        if (r.status >= 400 && r.status < 500 && r.status !== 408 && r.status !== 429) { setLive('off', 'not live'); return; }
         if (!r.ok) throw new Error('events: ' + r.status);
         setLive('on', 'live');
         onOpen();
