@@ -2009,7 +2009,7 @@ type ListAppRuntimeConfigsParams struct {
 	// QueueId only the configs of this queue (id or name)
 	QueueId *string `form:"queue_id,omitempty" json:"queue_id,omitempty"`
 
-	// ApplicationId only the configs of this application
+	// ApplicationId only the configs of this application: its id, or name:version, or its name when only one version exists
 	ApplicationId *string `form:"application_id,omitempty" json:"application_id,omitempty"`
 }
 

@@ -91,8 +91,10 @@ func presentApplication(a *ApplicationDoc) *Application {
 	}
 }
 
+// AppPathParam is an application's reference in a path. Its 127
+// characters hold the longest name:version (63, a colon, 63).
 type AppPathParam struct {
-	AppID string `path:"app_id" maxLength:"63" doc:"the application's id, or name:version, or its name when only one version exists"`
+	AppID string `path:"app_id" maxLength:"127" doc:"the application's id, or name:version, or its name when only one version exists"`
 }
 
 type (
@@ -218,7 +220,7 @@ func (s *Server) getApplication(ctx context.Context, ref string) (store.Loaded[*
 	case 1:
 		return k.FindOne(ctx, bson.D{{Key: "_id", Value: rs[0].ID}}, ref)
 	}
-	return store.Loaded[*ApplicationDoc]{}, problem.Invalid(problem.Field("", "application name %q has several versions; name one as %s:<version>, or by its id", ref, ref))
+	return store.Loaded[*ApplicationDoc]{}, problem.Invalid(problem.Field("app_id", "application name %q has several versions; name one as %s:<version>, or by its id", ref, ref))
 }
 
 // ApplicationByNameVersion finds the application a job names by name and version.

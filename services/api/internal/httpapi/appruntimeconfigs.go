@@ -46,7 +46,7 @@ func arcKind(s *Server) store.Kind[*AppRuntimeConfig] {
 
 type ARCPathParam struct {
 	QueueID string `path:"queue_id" maxLength:"63" doc:"the queue's id or name"`
-	AppID   string `path:"app_id" maxLength:"63" doc:"the application's id, or name:version, or its name when only one version exists"`
+	AppID   string `path:"app_id" maxLength:"127" doc:"the application's id, or name:version, or its name when only one version exists"`
 }
 
 func (p ARCPathParam) ref() string { return p.QueueID + "/" + p.AppID }
@@ -75,7 +75,7 @@ type (
 	listARCInput struct {
 		ListParams
 		QueueID       string `query:"queue_id" maxLength:"63" doc:"only the configs of this queue (id or name)"`
-		ApplicationID string `query:"application_id" maxLength:"63" doc:"only the configs of this application"`
+		ApplicationID string `query:"application_id" maxLength:"127" doc:"only the configs of this application: its id, or name:version, or its name when only one version exists"`
 	}
 )
 
@@ -216,9 +216,19 @@ func (s *Server) registerAppRuntimeConfigs() {
 				f = append(f, bson.E{Key: "queue_id", Value: id})
 			}
 			if in.ApplicationID != "" {
+				// A name of several versions names none of them: a 422
+				// saying so, not a list that looks empty.
 				id := in.ApplicationID
-				if l, err := s.getApplication(ctx, id); err == nil {
+				l, err := s.getApplication(ctx, id)
+				switch {
+				case err == nil:
 					id = l.Res.ID
+				case !isNotFound(err):
+					var p *problem.Problem
+					if asProblem(err, &p) && len(p.Errors) == 1 {
+						return nil, problem.Invalid(problem.Field("application_id", "%s", p.Errors[0].Message))
+					}
+					return nil, err
 				}
 				f = append(f, bson.E{Key: "application_id", Value: id})
 			}

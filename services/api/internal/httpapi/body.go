@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"net/http"
 	"reflect"
 	"strings"
@@ -72,11 +73,23 @@ func humanJSON(cfg *huma.Config) {
 		inner := f.Unmarshal
 		f.Unmarshal = func(data []byte, v any) error {
 			err := inner(data, v)
+			var te *json.UnmarshalTypeError
+			if errors.As(err, &te) && isIntegerKind(te.Type) {
+				// 10.0 or 1e3 where an integer goes: JSON Schema takes a
+				// number of integral value as an integer (the schema let
+				// it through), and so does a merge patch, which is
+				// re-encoded; encoding/json refuses it. Read it as the
+				// integer it is.
+				rv := reflect.ValueOf(v)
+				if whole, ok := integralNumbers(data); ok && rv.Kind() == reflect.Pointer && !rv.IsNil() {
+					rv.Elem().SetZero()
+					data, err = whole, inner(whole, v)
+				}
+			}
 			var se *json.SyntaxError
 			if errors.As(err, &se) {
 				return errors.New(describeSyntaxError(data, se))
 			}
-			var te *json.UnmarshalTypeError
 			if errors.As(err, &te) {
 				return describeTypeError(data, te)
 			}
@@ -127,6 +140,63 @@ func describeTypeError(data []byte, te *json.UnmarshalTypeError) error {
 		return fmt.Errorf("not valid JSON at byte %d: the %s is out of range", off, te.Value)
 	}
 	return fmt.Errorf("not valid JSON at byte %d: the %s cannot be read as %s", off, te.Value, goTypeWords(te.Type))
+}
+
+func isIntegerKind(t reflect.Type) bool {
+	if t == nil {
+		return false
+	}
+	switch t.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return true
+	}
+	return false
+}
+
+// integralNumbers returns data with every number of integral value that is
+// not written as an integer (10.0, 1e3, 2.5e1) written as one (10, 1000,
+// 25), and whether there was any. Other numbers, including fractions and
+// integers too large for any field, stay as they are, for the decoder to
+// refuse.
+func integralNumbers(data []byte) ([]byte, bool) {
+	d := json.NewDecoder(bytes.NewReader(data))
+	d.UseNumber()
+	var v any
+	if err := d.Decode(&v); err != nil {
+		return nil, false
+	}
+	changed := false
+	var walk func(v any) any
+	walk = func(v any) any {
+		switch x := v.(type) {
+		case map[string]any:
+			for k, e := range x {
+				x[k] = walk(e)
+			}
+		case []any:
+			for i, e := range x {
+				x[i] = walk(e)
+			}
+		case json.Number:
+			if !strings.ContainsAny(string(x), ".eE") {
+				return x
+			}
+			f, ok := new(big.Float).SetString(string(x))
+			if !ok || !f.IsInt() || f.MantExp(nil) > 64 {
+				return x
+			}
+			changed = true
+			return json.Number(f.Text('f', 0))
+		}
+		return v
+	}
+	v = walk(v)
+	if !changed {
+		return nil, false
+	}
+	out, err := json.Marshal(v)
+	return out, err == nil
 }
 
 // goTypeWords names a Go type as a JSON schema would.

@@ -64,7 +64,7 @@ type ReplicaStatus struct {
 // DeploymentBody is what a client sends to create or replace a deployment.
 type DeploymentBody struct {
 	Name                 string            `json:"name" minLength:"1" maxLength:"63" pattern:"^[A-Za-z0-9][A-Za-z0-9._-]*$" doc:"unique; letters, digits, -, _, ., starting with a letter or digit"`
-	ApplicationID        string            `json:"application_id" minLength:"1" maxLength:"63" doc:"the application's id, or name:version, or its name when only one version exists"`
+	ApplicationID        string            `json:"application_id" minLength:"1" maxLength:"127" doc:"the application's id, or name:version, or its name when only one version exists"`
 	QueueID              string            `json:"queue_id" minLength:"1" maxLength:"63" doc:"the queue's id or name"`
 	Replicas             int               `json:"replicas" minimum:"0" maximum:"10000"`
 	EnvironmentVariables map[string]string `json:"environment_variables,omitempty"`
@@ -102,7 +102,7 @@ type (
 		ListParams
 		Name          string `query:"name" maxLength:"63" doc:"only the deployment of this name"`
 		QueueID       string `query:"queue_id" maxLength:"63" doc:"only deployments on this queue (id or name)"`
-		ApplicationID string `query:"application_id" maxLength:"63" doc:"only deployments of this application"`
+		ApplicationID string `query:"application_id" maxLength:"127" doc:"only deployments of this application"`
 	}
 )
 

@@ -32,7 +32,7 @@ import (
 // JobApplicationRef names what a job runs: a registered application by id, by
 // name and version, or inline details.
 type JobApplicationRef struct {
-	ID                   string            `json:"id,omitempty" maxLength:"63" doc:"a registered application: its id, or name:version, or its name when only one version exists"`
+	ID                   string            `json:"id,omitempty" maxLength:"127" doc:"a registered application: its id, or name:version, or its name when only one version exists"`
 	Name                 string            `json:"name,omitempty" maxLength:"63" pattern:"^[A-Za-z0-9][A-Za-z0-9._-]*$" doc:"with version: a registered application, or the name of an inline one"`
 	Version              string            `json:"version,omitempty" maxLength:"63"`
 	Image                string            `json:"image,omitempty" maxLength:"512" pattern:"^[A-Za-z0-9\\[][A-Za-z0-9._/:@+\\[\\]-]*$" doc:"inline: the image to run unless an app-runtime-config of the queue says otherwise (a container image reference, as an application's)"`

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"path"
 	"regexp"
+	"strings"
 
 	"github.com/avxrm/rm/pkg/events"
 	"github.com/avxrm/rm/services/api/internal/problem"
@@ -87,15 +88,35 @@ func validateLimits(field string, l *events.ResourceLimits) []*problem.FieldErro
 	return append(validateQuantity(field+".cpu", l.CPU), validateQuantity(field+".memory", l.Memory)...)
 }
 
+// volumeName is what both runtimes take as a claim or volume name (a pvc
+// storage's source): Docker's volume names, which Kubernetes' claim names
+// (lowercase DNS subdomains) are a part of.
+var volumeName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
+
+// validateStorages refuses the storages no runtime could mount, which would
+// otherwise fail every instance of the queue at its start: a mount path
+// that is not absolute and clean, is the root or is taken by another
+// storage (Kubernetes and Docker refuse both), and a source its type cannot
+// use (the launcher's drivers read nfs as server:/path).
 func validateStorages(field string, st []events.Storage) []*problem.FieldError {
 	var errs []*problem.FieldError
 	names := map[string]bool{}
+	mounts := map[string]int{}
 	for i, s := range st {
 		f := field + "[" + itoa(i) + "]"
-		if !path.IsAbs(s.MountPath) {
+		switch {
+		case !path.IsAbs(s.MountPath):
 			errs = append(errs, problem.Field(f+".mount_path", "must be an absolute path"))
-		} else if path.Clean(s.MountPath) != s.MountPath {
+		case path.Clean(s.MountPath) != s.MountPath:
 			errs = append(errs, problem.Field(f+".mount_path", "must be a clean path (no //, . or ..)"))
+		case s.MountPath == "/":
+			errs = append(errs, problem.Field(f+".mount_path", "must not be /, the instance's own root"))
+		default:
+			if j, ok := mounts[s.MountPath]; ok {
+				errs = append(errs, problem.Field(f+".mount_path", "%s is the mount path of storages[%d] already; each storage needs its own", s.MountPath, j))
+			} else {
+				mounts[s.MountPath] = i
+			}
 		}
 		if !nameRe.MatchString(s.Name) {
 			errs = append(errs, problem.Field(f+".name", "names are letters, digits, -, _ and ., starting with a letter or digit"))
@@ -104,11 +125,22 @@ func validateStorages(field string, st []events.Storage) []*problem.FieldError {
 			errs = append(errs, problem.Field(f+".name", "duplicate storage name %q", s.Name))
 		}
 		names[s.Name] = true
-		if s.Type != "empty_dir" && s.Source == "" {
+		switch {
+		case s.Type == "empty_dir":
+			if s.Source != "" {
+				errs = append(errs, problem.Field(f+".source", "an empty_dir storage takes no source (it starts empty); leave it out"))
+			}
+		case s.Source == "":
 			errs = append(errs, problem.Field(f+".source", "required for type %s", s.Type))
-		}
-		if s.Type == "host_path" && !path.IsAbs(s.Source) {
+		case s.Type == "host_path" && !path.IsAbs(s.Source):
 			errs = append(errs, problem.Field(f+".source", "a host_path source must be an absolute path"))
+		case s.Type == "nfs":
+			server, export, _ := strings.Cut(s.Source, ":")
+			if server == "" || !path.IsAbs(export) {
+				errs = append(errs, problem.Field(f+".source", "an nfs source is server:/path, e.g. nfs.example:/exports/scenarios"))
+			}
+		case s.Type == "pvc" && (len(s.Source) > 253 || !volumeName.MatchString(s.Source)):
+			errs = append(errs, problem.Field(f+".source", "a pvc source is a claim (or Docker volume) name: letters, digits, -, _ and ., starting with a letter or digit"))
 		}
 	}
 	return errs
@@ -119,18 +151,47 @@ func validateAttributes(field string, a *events.QueueAttributes) []*problem.Fiel
 		return nil
 	}
 	errs := validateLabels(field+".node_selector", a.NodeSelector, 63)
+	errs = append(errs, validateLabelValues(field+".node_selector", a.NodeSelector)...)
 	errs = append(errs, validateLabels(field+".labels", a.Labels, 63)...)
+	errs = append(errs, validateLabelValues(field+".labels", a.Labels)...)
 	errs = append(errs, validateLabels(field+".annotations", a.Annotations, 64<<10)...)
+	if sa := a.ServiceAccount; sa != "" && (len(sa) > 253 || !dnsSubdomain.MatchString(sa)) {
+		errs = append(errs, problem.Field(field+".service_account", "not a Kubernetes service account name (lower-case letters, digits, - and ., starting and ending with a letter or digit)"))
+	}
 	for i, t := range a.Tolerations {
 		f := field + ".tolerations[" + itoa(i) + "]"
 		if t.Operator == "Exists" && t.Value != "" {
 			errs = append(errs, problem.Field(f+".value", "must be empty when operator is Exists"))
+		} else if !labelValue.MatchString(t.Value) {
+			errs = append(errs, problem.Field(f+".value", "%s", labelValueWords))
 		}
 		if t.Key == "" && t.Operator != "Exists" {
 			errs = append(errs, problem.Field(f+".key", "required unless operator is Exists"))
 		}
 		if t.Key != "" && !labelKey.MatchString(t.Key) {
 			errs = append(errs, problem.Field(f+".key", "not a valid key (Kubernetes label key syntax)"))
+		}
+	}
+	return errs
+}
+
+// labelValue is a Kubernetes label value (at most 63 characters, which
+// the callers bound): what a pod's labels, a node selector and a
+// toleration take; the kubernetes driver's pod would be refused otherwise.
+var labelValue = regexp.MustCompile(`^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$`)
+
+const labelValueWords = "not a Kubernetes label value: empty, or letters, digits, -, _ and ., starting and ending with a letter or digit"
+
+// dnsSubdomain is a Kubernetes object name (RFC 1123 subdomain), such as a
+// service account's.
+var dnsSubdomain = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
+
+// validateLabelValues refuses the values of m that are not label values.
+func validateLabelValues(field string, m map[string]string) []*problem.FieldError {
+	var errs []*problem.FieldError
+	for k, v := range m {
+		if len(v) <= 63 && !labelValue.MatchString(v) {
+			errs = append(errs, problem.Field(field+"."+k, "%s", labelValueWords))
 		}
 	}
 	return errs
