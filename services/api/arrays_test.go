@@ -188,3 +188,53 @@ func TestIndexesAreMadeAtStart(t *testing.T) {
 		t.Errorf("field indexes after the API started: %v; want the active jobs' (status) and the array jobs' (array_id, status), both partial", names)
 	}
 }
+
+// TestDependencyOnAnArraySaysWhatToName: depends_on naming a job array, as
+// Slurm's afterok:<array> would, is refused saying to name its jobs, and
+// nothing is written.
+func TestDependencyOnAnArraySaysWhatToName(t *testing.T) {
+	e := startEnv(t)
+	e.create("/queues", obj{"name": "Default", "maximum_allowed_worker_instances": 10})
+	id := e.must(http.StatusCreated, http.MethodPost, v1+"/job-arrays", obj{"job": jobBody("Default", 1), "count": 2}).obj(t).str("id")
+	body := jobBody("Default", 1).with("depends_on", []obj{{"job_id": id, "condition": "succeeded"}})
+	p := e.must(http.StatusUnprocessableEntity, http.MethodPost, v1+"/jobs", body).obj(t)
+	errs := p["errors"].([]any)
+	want := `no job "` + id + `": a job depends on jobs, not on a job array; name each of its jobs, which GET /jobs?array_id=` + id + ` lists`
+	if len(errs) != 1 || errs[0].(map[string]any)["field"] != "depends_on[0].job_id" || errs[0].(map[string]any)["message"] != want {
+		t.Errorf("errors %v, want depends_on[0].job_id: %s", errs, want)
+	}
+	if n := e.count("jobs"); n != 2 {
+		t.Errorf("%d jobs stored, want the array's 2", n)
+	}
+}
+
+// TestArrayCancelAsksRunningJobsFirst: the jobs of a cancelled array that
+// hold capacity are asked before those that wait, so that they stop at
+// once, not after every waiting job of a big array was asked.
+func TestArrayCancelAsksRunningJobsFirst(t *testing.T) {
+	e := startEnv(t)
+	e.create("/queues", obj{"name": "Default", "maximum_allowed_worker_instances": 10})
+	id := e.must(http.StatusCreated, http.MethodPost, v1+"/job-arrays", obj{"job": jobBody("Default", 1), "count": 6, "max_parallel": 2}).obj(t).str("id")
+	running := map[string]bool{}
+	for _, index := range []int{4, 5} {
+		var j struct {
+			ID string `bson:"_id"`
+		}
+		if err := e.db.Collection("jobs").FindOneAndUpdate(context.Background(), bson.D{{Key: "array_id", Value: id}, {Key: "array_index", Value: index}},
+			bson.D{{Key: "$set", Value: bson.D{{Key: "status", Value: events.JobRunning}}}}).Decode(&j); err != nil {
+			t.Fatal(err)
+		}
+		running[j.ID] = true
+	}
+	e.must(http.StatusAccepted, http.MethodPost, v1+"/job-arrays/"+id+"/cancel", nil)
+	e.waitJobsAsked(id, 6)
+	var asked []string
+	for _, ev := range e.events(events.FilterSubject(events.KindJob, "", "")) {
+		if ev.Type == events.TypeJobCancelRequested {
+			asked = append(asked, ev.ResourceID)
+		}
+	}
+	if len(asked) != 6 || !running[asked[0]] || !running[asked[1]] {
+		t.Errorf("jobs asked in the order %v, want the running ones %v first, each once", asked, running)
+	}
+}

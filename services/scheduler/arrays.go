@@ -21,19 +21,27 @@ import (
 // ArrayMaxParallel. A job's final event frees its slot and starts the pass
 // that fills it. max_parallel never changes, so it is read once per
 // leadership (loadArrays).
+//
+// Cancelling an array (POST /job-arrays/{id}/cancel) records it on the
+// array, then asks its jobs one by one, for 10,000 jobs over half a
+// minute. None of those not yet asked is admitted meanwhile: a job of an
+// array not known to be cancelled that asks to cancel (by its event or a
+// resync) has the array read again (loadGates), and the jobs of a
+// cancelled array are held (gated). One job's own cancel costs that read.
 
-// loadArrays reads the max_parallel of arrays ids. An array without a
-// record holds nothing back.
+// loadArrays reads the max_parallel and the cancel of arrays ids. An array
+// without a record holds nothing back.
 func (t *term) loadArrays(ctx context.Context, ids bson.A) error {
 	cur, err := t.s.deps.DB.Collection(events.JobArraysCollection).Find(ctx,
 		bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}},
-		options.Find().SetProjection(bson.D{{Key: "max_parallel", Value: 1}}))
+		options.Find().SetProjection(bson.D{{Key: "max_parallel", Value: 1}, {Key: "cancel_requested", Value: 1}}))
 	if err != nil {
 		return fmt.Errorf("read job arrays: %w", err)
 	}
 	var docs []struct {
-		ID          string `bson:"_id"`
-		MaxParallel int    `bson:"max_parallel"`
+		ID              string `bson:"_id"`
+		MaxParallel     int    `bson:"max_parallel"`
+		CancelRequested bool   `bson:"cancel_requested"`
 	}
 	if err := cur.All(ctx, &docs); err != nil {
 		return fmt.Errorf("read job arrays: %w", err)
@@ -43,6 +51,9 @@ func (t *term) loadArrays(ctx context.Context, ids bson.A) error {
 	}
 	for _, d := range docs {
 		t.g.maxParallel[d.ID] = d.MaxParallel
+		if d.CancelRequested {
+			t.g.cancelled[d.ID] = true
+		}
 	}
 	return nil
 }

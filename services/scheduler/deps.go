@@ -40,13 +40,15 @@ const gone = "deleted"
 type gate struct {
 	finals      map[string]string // final status of jobs out of the picture, or gone
 	maxParallel map[string]int    // by array id; absent or 0: no limit
+	cancelled   map[string]bool   // arrays whose cancel was asked, by id
+	cancelSeen  map[string]bool   // jobs asking to cancel whose array was read since
 }
 
 // gate returns what this leadership knows for the gate; it keeps it from
 // pass to pass, filled in by noteFinal and loadGates.
 func (t *term) gate() gate {
 	if t.g == nil {
-		t.g = &gate{finals: map[string]string{}, maxParallel: map[string]int{}}
+		t.g = &gate{finals: map[string]string{}, maxParallel: map[string]int{}, cancelled: map[string]bool{}, cancelSeen: map[string]bool{}}
 	}
 	return *t.g
 }
@@ -64,18 +66,24 @@ func (t *term) noteFinal(j *events.Job, deleted bool) {
 }
 
 // loadGates reads what the next plan needs and the picture lacks: the
-// status of dependencies neither in the picture nor remembered, and the
-// max_parallel of arrays not seen yet; and forgets outcomes no waiting job
-// refers to any more.
+// status of dependencies neither in the picture nor remembered, the
+// max_parallel of arrays not seen yet, and the cancel of an array one of
+// whose jobs asks to cancel (arrays.go); and forgets outcomes no waiting
+// job refers to any more.
 func (t *term) loadGates(ctx context.Context) error {
 	g := t.gate()
 	wanted := map[string]bool{}
 	var deps, arrays bson.A
-	seenArray := map[string]bool{}
+	loading := map[string]bool{} // arrays to read
 	for _, j := range t.jobs {
-		if j.ArrayID != "" && !seenArray[j.ArrayID] {
-			seenArray[j.ArrayID] = true
-			if _, ok := g.maxParallel[j.ArrayID]; !ok {
+		if j.ArrayID != "" {
+			_, known := g.maxParallel[j.ArrayID]
+			if j.CancelRequested && !g.cancelled[j.ArrayID] && !g.cancelSeen[j.ID] {
+				g.cancelSeen[j.ID] = true
+				known = false
+			}
+			if !known && !loading[j.ArrayID] {
+				loading[j.ArrayID] = true
 				arrays = append(arrays, j.ArrayID)
 			}
 		}
@@ -92,6 +100,11 @@ func (t *term) loadGates(ctx context.Context) error {
 	for id := range g.finals {
 		if !wanted[id] {
 			delete(g.finals, id)
+		}
+	}
+	for id := range g.cancelSeen {
+		if t.jobs[id] == nil {
+			delete(g.cancelSeen, id)
 		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, writeTimeout)
@@ -168,18 +181,41 @@ func (g gate) depHold(j *events.Job, jobs map[string]*events.Job) (wait, failed 
 		}
 	}
 	switch {
+	case len(broken) == 1:
+		return false, true, "dependency can no longer succeed: " + broken[0]
 	case len(broken) > 0:
-		return false, true, "dependency can no longer succeed: " + strings.Join(broken, ", ")
+		return false, true, fmt.Sprintf("%d dependencies can no longer succeed: %s", len(broken), listed(broken))
+	case len(waiting) == 1:
+		return true, false, "waiting for " + waiting[0]
 	case len(waiting) > 0:
-		return true, false, "waiting for " + strings.Join(waiting, ", ")
+		return true, false, fmt.Sprintf("waiting for %d jobs: %s", len(waiting), listed(waiting))
 	}
 	return false, false, ""
 }
 
+// maxListed is how many dependencies a message names; a condition's message
+// holds at most 1 KiB, which 100 of them would overrun mid-id.
+const maxListed = 10
+
+// listed joins the first maxListed of items and counts the rest.
+func listed(items []string) string {
+	if len(items) <= maxListed {
+		return strings.Join(items, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(items[:maxListed], ", "), len(items)-maxListed)
+}
+
 // gated reports whether job j, not admitted and not asking out, is held
-// back by its dependencies (it then waits or is cancelled) or by its
-// array (it then goes to arrayJobs, for admitArrays).
+// back by its array's cancel, by its dependencies (it then waits or is
+// cancelled) or by its array's max_parallel (it then goes to arrayJobs,
+// for admitArrays).
 func (p *plan) gated(j *events.Job, jobs map[string]*events.Job) bool {
+	if j.ArrayID != "" && p.gate.cancelled[j.ArrayID] {
+		// Its array is being cancelled: the API asks it to cancel next,
+		// and it is not admitted meanwhile (nor is a wait written).
+		p.pendingByQueue[j.QueueID]++
+		return true
+	}
 	if len(j.DependsOn) > 0 {
 		wait, failed, msg := p.gate.depHold(j, jobs)
 		if failed {

@@ -1,6 +1,7 @@
 package scheduler
 
 import (
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -105,6 +106,62 @@ func TestPlanPassGates(t *testing.T) {
 			slices.Sort(got.Cancels)
 			if diff := cmp.Diff(tc.want, got); diff != "" {
 				t.Errorf("planPass() mismatch (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestDependencyMessages: a held job's message names the jobs it waits for,
+// or those that can no longer meet their condition, up to maxListed of
+// them, so that a long depends_on is not cut off mid-id.
+func TestDependencyMessages(t *testing.T) {
+	ids := func(prefix string, n int) []string {
+		var out []string
+		for i := range n {
+			out = append(out, fmt.Sprintf("%s%03d", prefix, i))
+		}
+		return out
+	}
+	cases := map[string]struct {
+		succeeded, finished []string
+		finals              map[string]string
+		wantWait, wantFail  bool
+		want                string
+	}{
+		"one": {succeeded: []string{"job-a"}, wantWait: true, want: "waiting for job-a to succeed"},
+		"a few, of both conditions": {succeeded: []string{"job-a", "job-b"}, finished: []string{"job-c"}, wantWait: true,
+			want: "waiting for 3 jobs: job-a to succeed, job-b to succeed, job-c to finish"},
+		"a hundred": {succeeded: ids("job-", 100), wantWait: true,
+			want: "waiting for 100 jobs: job-000 to succeed, job-001 to succeed, job-002 to succeed, job-003 to succeed, job-004 to succeed, " +
+				"job-005 to succeed, job-006 to succeed, job-007 to succeed, job-008 to succeed, job-009 to succeed and 90 more"},
+		"met ones are not counted": {succeeded: ids("job-", 12), finals: map[string]string{"job-000": events.JobSucceeded, "job-001": events.JobSucceeded},
+			wantWait: true, want: "waiting for 10 jobs: job-002 to succeed, job-003 to succeed, job-004 to succeed, job-005 to succeed, " +
+				"job-006 to succeed, job-007 to succeed, job-008 to succeed, job-009 to succeed, job-010 to succeed, job-011 to succeed"},
+		"one broken": {succeeded: []string{"job-a", "job-b"}, finals: map[string]string{"job-a": events.JobFailed}, wantFail: true,
+			want: "dependency can no longer succeed: job-a failed"},
+		"a hundred broken": {succeeded: ids("job-", 100), finals: func() map[string]string {
+			f := map[string]string{}
+			for _, id := range ids("job-", 100) {
+				f[id] = events.JobCancelled
+			}
+			return f
+		}(), wantFail: true,
+			want: "100 dependencies can no longer succeed: job-000 was cancelled, job-001 was cancelled, job-002 was cancelled, " +
+				"job-003 was cancelled, job-004 was cancelled, job-005 was cancelled, job-006 was cancelled, job-007 was cancelled, " +
+				"job-008 was cancelled, job-009 was cancelled and 90 more"},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			j := &events.Job{Meta: events.Meta{ID: "j"}}
+			for _, id := range tc.succeeded {
+				j.DependsOn = append(j.DependsOn, events.JobDependency{JobID: id, Condition: events.DependencySucceeded})
+			}
+			for _, id := range tc.finished {
+				j.DependsOn = append(j.DependsOn, events.JobDependency{JobID: id, Condition: events.DependencyFinished})
+			}
+			wait, failed, msg := gate{finals: tc.finals}.depHold(j, map[string]*events.Job{})
+			if diff := cmp.Diff([]any{tc.wantWait, tc.wantFail, tc.want}, []any{wait, failed, msg}); diff != "" {
+				t.Errorf("depHold() mismatch (-want +got):\n%s", diff)
 			}
 		})
 	}

@@ -99,6 +99,7 @@ func submitCommand(g *globals) *cobra.Command {
 			"  avxrm submit --queue Default --app sim:1.0 -- --seed 42\n" +
 			"  avxrm submit -f job.yaml --time-limit 2h --retries 2\n" +
 			"  avxrm submit --queue Default --app post:1.0 --after-ok job-01J…   # once job-01J… has succeeded\n" +
+			"  avxrm submit --queue Default --app report:1.0 --after-any job-01J…,job-01K…   # once both have ended, however they ended\n" +
 			"  avxrm submit --queue Default --app sim:1.0 --array 1000 --max-parallel 50 --wait",
 		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -151,6 +152,13 @@ func submitCommand(g *globals) *cobra.Command {
 			if len(retryOn) > 0 {
 				body.RetryOn = nullable.NewNullableWithValue(retryKinds(retryOn))
 			}
+			var err error
+			if afterOK, err = dependencyIDs("--after-ok", afterOK); err != nil {
+				return err
+			}
+			if afterAny, err = dependencyIDs("--after-any", afterAny); err != nil {
+				return err
+			}
 			fileDeps, _ := body.DependsOn.Get()
 			named := submitFieldNames(flags, len(fileDeps), len(afterOK), timeLimit)
 			if len(afterOK)+len(afterAny) > 0 {
@@ -170,7 +178,6 @@ func submitCommand(g *globals) *cobra.Command {
 				// 0 would otherwise be sent as no limit at all.
 				return fmt.Errorf("--max-parallel %d: want at least 1 (leave it out to admit all the array's jobs at once)", maxParallel)
 			}
-			var err error
 			if err = addPairs(&body.EnvironmentVariables, "--env", env); err != nil {
 				return err
 			}
@@ -215,12 +222,29 @@ func submitCommand(g *globals) *cobra.Command {
 	f.IntVar(&retries, "retries", 0, "run a failed attempt again up to this many times (max_retries)")
 	f.StringSliceVar(&retryOn, "retry-on", nil, "which failures are retried: failed (an instance exited non-zero), lost (the runtime lost one) or both (default both)")
 	_ = cmd.RegisterFlagCompletionFunc("retry-on", cobra.FixedCompletions([]string{"failed", "lost", "both"}, cobra.ShellCompDirectiveNoFileComp))
-	f.StringArrayVar(&afterOK, "after-ok", nil, "admit the job only after this job has succeeded; cancel it if that one cannot (repeatable)")
-	f.StringArrayVar(&afterAny, "after-any", nil, "admit the job only after this job has ended, however it ended (repeatable)")
+	f.StringArrayVar(&afterOK, "after-ok", nil, "admit the job only after this job (its id) has succeeded; if that one fails, is cancelled or deleted, this one is cancelled (DependencyFailed) (repeatable, or ids separated by commas)")
+	f.StringArrayVar(&afterAny, "after-any", nil, "admit the job only after this job (its id) has ended, however it ended (repeatable, or ids separated by commas)")
 	f.IntVar(&array, "array", 0, "submit this many jobs of this body as one job array, each with RM_ARRAY_INDEX")
 	f.IntVar(&maxParallel, "max-parallel", 0, "with --array: at most this many of its jobs admitted or running at once, 1..--array (default: all)")
 	f.BoolVar(&wait, "wait", false, "follow the job (or the array) until it ends; the exit code says how it ended")
 	return cmd
+}
+
+// dependencyIDs are the job ids flag (--after-ok or --after-any) gave: each
+// value one id or several separated by commas (as Slurm's
+// --dependency=afterok:1:2 gives several), none of them empty.
+func dependencyIDs(flag string, values []string) ([]string, error) {
+	var ids []string
+	for _, v := range values {
+		for id := range strings.SplitSeq(v, ",") {
+			id = strings.TrimSpace(id)
+			if id == "" {
+				return nil, fmt.Errorf("%s %q: want a job's id (several: repeat the flag or separate them by commas)", flag, v)
+			}
+			ids = append(ids, id)
+		}
+	}
+	return ids, nil
 }
 
 // retryKinds are the kinds of failure the API's retry_on takes for
@@ -441,15 +465,28 @@ func submitFieldNames(flags *pflag.FlagSet, fileDeps, afterOK int, timeLimit tim
 			fe.Field += " " + durationText(timeLimit)
 			fe.Message = secondsBound(fe.Message)
 		}
+		if strings.HasPrefix(field, "depends_on[") {
+			// "job-1 is named already by depends_on[0]": by the flag that named it.
+			fe.Message = depRef.ReplaceAllStringFunc(fe.Message, func(ref string) string {
+				if f := submitFlag(flags, ref, fileDeps, afterOK); f != "" {
+					return f
+				}
+				return ref
+			})
+		}
 		if strings.HasPrefix(field, "depends_on[") && arrayRef.MatchString(fe.Message) {
+			// The server's hint, if any, names its API; this one the command.
 			id := arrayRef.FindStringSubmatch(fe.Message)[1]
-			fe.Message += fmt.Sprintf(": a job depends on jobs, not on a job array; on each of its jobs, which 'avxrm jobs ls -A --array %s' lists", id)
+			fe.Message = fmt.Sprintf(`no job "%s": a job depends on jobs, not on a job array; on each of its jobs, which 'avxrm jobs ls -A --array %s' lists`, id, id)
 		}
 		return fe
 	}
 }
 
-var arrayRef = regexp.MustCompile(`^no job "(arr-[^"]*)"$`)
+var (
+	arrayRef = regexp.MustCompile(`^no job "(arr-[^"]*)"`)
+	depRef   = regexp.MustCompile(`(job\.)?depends_on\[[0-9]+\]`)
+)
 
 // addPairs adds the key=value pairs of kvs to *m (made if nil).
 func addPairs(m **map[string]string, flag string, kvs []string) error {

@@ -2,11 +2,13 @@ package cli
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"sync"
 	"testing"
 
@@ -104,5 +106,59 @@ func TestSubmitRetryOnBoth(t *testing.T) {
 		if err != nil || out != "job-1\n" || len(bodies) != 1 || !reflect.DeepEqual(bodies[0]["retry_on"], want) {
 			t.Errorf("--retry-on %s: %v %q, sent %v; want retry_on %v", flag, err, out, bodies, want)
 		}
+	}
+}
+
+// --after-ok and --after-any take an id each, or several separated by
+// commas; an empty one is refused before any request; and the 422 of an
+// id given twice names the flags, not depends_on[i].
+func TestSubmitDependencyFlags(t *testing.T) {
+	var (
+		mu   sync.Mutex
+		sent [][]api.JobDependency
+	)
+	dup := `{"title":"Unprocessable Entity","status":422,"detail":"validation failed: depends_on[2].job_id: job-a is named already by depends_on[0]",` +
+		`"errors":[{"field":"depends_on[2].job_id","message":"job-a is named already by depends_on[0]"}]}`
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			DependsOn []api.JobDependency `json:"depends_on"`
+		}
+		_ = json.NewDecoder(r.Body).Decode(&body)
+		mu.Lock()
+		sent = append(sent, body.DependsOn)
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/problem+json")
+		w.WriteHeader(http.StatusUnprocessableEntity)
+		_, _ = w.Write([]byte(dup))
+	}))
+	t.Cleanup(srv.Close)
+	base := []string{"submit", "--queue", "Default", "--app", "sim:1.0"}
+
+	_, _, err := runCLI(t, srv.URL, append(base, "--after-ok", "job-a, job-b", "--after-any", "job-a")...)
+	if want := "422 validation failed: --after-any: job-a is named already by --after-ok"; err == nil || err.Error() != want {
+		t.Errorf("an id given twice:\n got %v\nwant %s", err, want)
+	}
+	want := [][]api.JobDependency{{{JobId: "job-a", Condition: "succeeded"}, {JobId: "job-b", Condition: "succeeded"}, {JobId: "job-a", Condition: "finished"}}}
+	if diff := cmp.Diff(want, sent); diff != "" {
+		t.Errorf("depends_on sent (-want +got):\n%s", diff)
+	}
+
+	for _, v := range []string{"", "job-a,", " "} {
+		_, _, err := runCLI(t, srv.URL, append(base, "--after-any", v)...)
+		if want := fmt.Sprintf("--after-any %q: want a job's id", v); err == nil || !strings.HasPrefix(err.Error(), want) {
+			t.Errorf("--after-any %q: got %v, want %s…", v, err, want)
+		}
+	}
+	if len(sent) != 1 {
+		t.Errorf("%d requests sent, want the first one only", len(sent))
+	}
+
+	// A job array named: the server's hint names its API, the CLI's the command.
+	msg := `no job \"arr-1\": a job depends on jobs, not on a job array; name each of its jobs, which GET /jobs?array_id=arr-1 lists`
+	arr := `{"title":"Unprocessable Entity","status":422,"detail":"validation failed: depends_on[0].job_id: ` + msg + `",` +
+		`"errors":[{"field":"depends_on[0].job_id","message":"` + msg + `"}]}`
+	_, _, err = runCLI(t, fakeServer(t, map[string]fakeAnswer{"POST /jobs": {422, arr}}), append(base, "--after-ok", "arr-1")...)
+	if want := `422 validation failed: --after-ok: no job "arr-1": a job depends on jobs, not on a job array; on each of its jobs, which 'avxrm jobs ls -A --array arr-1' lists`; err == nil || err.Error() != want {
+		t.Errorf("a job array named:\n got %v\nwant %s", err, want)
 	}
 }

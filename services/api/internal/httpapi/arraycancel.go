@@ -84,20 +84,27 @@ func (s *Server) cancelArrayJobsLater(id string) {
 }
 
 // cancelArrayJobs asks every job of array id that is not final and not yet
-// asked to cancel, and returns how many it asked.
+// asked to cancel, and returns how many it asked. The jobs that hold
+// capacity (admitted, running: at most max_parallel) are asked first, so
+// that they stop within moments rather than after every waiting job was
+// asked; then all the others, the jobs admitted meanwhile too.
 func (s *Server) cancelArrayJobs(ctx context.Context, id string) (int, error) {
-	n, err := s.jobs.UpdateMatching(ctx, jobdoc.ArrayJobs(id, events.JobSubmitted, events.JobPending, events.JobAdmitted, events.JobRunning),
-		func(j *events.Job, _ time.Time) ([]string, error) {
-			if events.JobFinal(j.Status) || j.CancelRequested {
-				return nil, nil
-			}
-			j.CancelRequested = true
-			return []string{events.TypeJobCancelRequested}, nil
-		})
-	if err != nil {
-		return n, fmt.Errorf("cancel the jobs of array %s: %w", id, err)
+	ask := func(j *events.Job, _ time.Time) ([]string, error) {
+		if events.JobFinal(j.Status) || j.CancelRequested {
+			return nil, nil
+		}
+		j.CancelRequested = true
+		return []string{events.TypeJobCancelRequested}, nil
 	}
-	return n, nil
+	n, err := s.jobs.UpdateMatching(ctx, jobdoc.ArrayJobs(id, events.JobAdmitted, events.JobRunning), ask)
+	if err != nil {
+		return n, fmt.Errorf("cancel the running jobs of array %s: %w", id, err)
+	}
+	m, err := s.jobs.UpdateMatching(ctx, jobdoc.ArrayJobs(id, events.JobSubmitted, events.JobPending, events.JobAdmitted, events.JobRunning), ask)
+	if err != nil {
+		return n + m, fmt.Errorf("cancel the jobs of array %s: %w", id, err)
+	}
+	return n + m, nil
 }
 
 // SweepArrayCancels finishes the cancels of arrays whose jobs were not all

@@ -66,7 +66,13 @@ func (s *Server) checkDependencies(ctx context.Context, field string, deps []eve
 	}
 	var errs []*problem.FieldError
 	for i, id := range ids {
-		if first[id] == nil {
+		switch {
+		case first[id] != nil:
+		case strings.HasPrefix(id, "arr-"):
+			// As Slurm's afterok:<array> would: say what to name instead.
+			errs = append(errs, problem.Field(fmt.Sprintf("%s[%d].job_id", field, i),
+				"no job %q: a job depends on jobs, not on a job array; name each of its jobs, which GET /jobs?array_id=%s lists", id, id))
+		default:
 			errs = append(errs, problem.Field(fmt.Sprintf("%s[%d].job_id", field, i), "no job %q", id))
 		}
 	}
