@@ -40,8 +40,15 @@ func TestEventsFlags(t *testing.T) {
 	})
 	began := time.Now()
 	msg, code, _ := run(t, "", "--server", srv, "events", "--job", "job-x")
-	if code != ExitFailed || !strings.Contains(msg, `--job: 404 job "job-x" not found`) || time.Since(began) > 5*time.Second {
+	if code != ExitFailed || !strings.Contains(msg, `--job: 404 job "job-x" not found`) || !strings.HasSuffix(msg, "; for a deleted job's stored events add --after 0\n") || time.Since(began) > 5*time.Second {
 		t.Errorf("events --job of no job: exit %d after %s, %q", code, time.Since(began), msg)
+	}
+	// With --after, a deleted job's stored events are read from the stream
+	// (its 416 here shows it was asked), with a word that the job is gone.
+	msg, code, _, errOut := runStderr(t, "", "--server", srv, "events", "--job", "job-x", "--after", "99999999")
+	if code != ExitFailed || !strings.Contains(msg, "416 --after 99999999") ||
+		!strings.Contains(errOut, `avxrm: no job "job-x" now (deleted, or a mistyped id); printing its stored events after 99999999, if any`) {
+		t.Errorf("events --job of no job --after: exit %d, %q, stderr %q", code, msg, errOut)
 	}
 	if msg, code, _ := run(t, "", "--server", srv, "events", "--after", "-5"); code != ExitFailed || msg != "avxrm: --after \"-5\": want a whole number ≥ 0\n" {
 		t.Errorf("events --after -5: exit %d, %q", code, msg)

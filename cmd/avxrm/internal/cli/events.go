@@ -40,8 +40,11 @@ func eventsCommand(g *globals) *cobra.Command {
 				return err
 			}
 			if job != "" { // the stream of a job that is not there would wait for nothing, silently
-				if _, err := c.Do(cmd.Context(), http.MethodGet, "/jobs/"+avxrm.PathSegment(job), nil, nil); isNotFound(err) {
-					return fmt.Errorf("--job: %w", err)
+				if _, err := c.Do(cmd.Context(), http.MethodGet, "/jobs/"+avxrm.PathSegment(job), nil, nil); isNotFound(err) && after.id != nil {
+					// A deleted job's events stay in the stream: replay them.
+					fmt.Fprintf(cmd.ErrOrStderr(), "avxrm: no job %q now (deleted, or a mistyped id); printing its stored events after %d, if any\n", job, *after.id)
+				} else if isNotFound(err) {
+					return fmt.Errorf("--job: %w; for a deleted job's stored events add --after 0", err)
 				} else if err != nil {
 					return err
 				}
