@@ -19,6 +19,7 @@ import (
 	"github.com/avxrm/rm/pkg/events/eventstest"
 	"github.com/avxrm/rm/pkg/events/outbox"
 	"github.com/avxrm/rm/services/launcher"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 )
@@ -27,7 +28,8 @@ import (
 // the leader dies without resigning (its NATS connection cut, as by kill -9
 // of its process), the standby takes over once the lease expires and adopts
 // the running instances: each instance starts exactly once, the job
-// succeeds, and the two never lead at once.
+// succeeds, and the two never lead at once. rm_launcher_leader says which
+// one launches.
 func TestTwoLaunchersOneLeads(t *testing.T) {
 	uri, _ := mongotest.Start(t)
 	db := mongotest.Client(t, uri).Database("rm")
@@ -45,19 +47,21 @@ func TestTwoLaunchersOneLeads(t *testing.T) {
 		done chan struct{} // closed when Run has returned err
 		err  error
 		ob   *outbox.Outbox
+		reg  *prometheus.Registry
 	}
 	start := func(id string) *replica {
 		nc, js := eventstest.Connect(t, ns)
 		ob := outbox.New(events.NewPublisher(js), nil)
+		reg := prometheus.NewRegistry()
 		l, err := launcher.New(launcher.Config{
 			DataDir: dataDir, ResyncInterval: time.Second,
 			Elect: true, InstanceID: id, LeaderTTL: 2 * time.Second, RenewInterval: 200 * time.Millisecond,
-		}, launcher.Deps{DB: db, JS: js, Outbox: ob, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		}, launcher.Deps{DB: db, JS: js, Outbox: ob, Registerer: reg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 		if err != nil {
 			t.Fatal(err)
 		}
 		rctx, cancel := context.WithCancel(ctx)
-		r := &replica{l: l, cut: nc.Close, done: make(chan struct{}), ob: ob}
+		r := &replica{l: l, cut: nc.Close, done: make(chan struct{}), ob: ob, reg: reg}
 		go func() { r.err = l.Run(rctx); close(r.done) }()
 		t.Cleanup(func() { cancel(); <-r.done })
 		return r
@@ -79,6 +83,9 @@ func TestTwoLaunchersOneLeads(t *testing.T) {
 		}
 	}()
 	leader, standby := waitLeader(t, a, b, func(r *replica) bool { return r.l.Leading() })
+	if l, s := leaderGauge(t, leader.reg), leaderGauge(t, standby.reg); l != 1 || s != 0 {
+		t.Errorf("rm_launcher_leader: leader %v, standby %v; want 1 and 0", l, s)
+	}
 
 	// A job of 3 workers (plus its controller), each instance marking its start.
 	now := time.Now().UTC().Truncate(time.Millisecond)
@@ -103,6 +110,9 @@ func TestTwoLaunchersOneLeads(t *testing.T) {
 	cut := time.Now()
 	waitLeader(t, standby, standby, func(r *replica) bool { return r.l.Leading() })
 	takeover := time.Since(cut)
+	if leaderGauge(t, standby.reg) != 1 {
+		t.Error("rm_launcher_leader of the new leader is not 1")
+	}
 	t.Logf("take-over %v after the leader's connection was cut (TTL 2s)", takeover.Round(10*time.Millisecond))
 	select {
 	case <-leader.done:
@@ -128,6 +138,21 @@ func TestTwoLaunchersOneLeads(t *testing.T) {
 	if both.Load() {
 		t.Error("both replicas led at once")
 	}
+}
+
+func leaderGauge(t *testing.T, reg *prometheus.Registry) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "rm_launcher_leader" {
+			return mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	t.Fatal("no rm_launcher_leader")
+	return 0
 }
 
 func waitLeader[R any](t *testing.T, a, b R, leads func(R) bool) (leader, standby R) {

@@ -135,7 +135,21 @@ func New(cfg Config, deps Deps) (*Launcher, error) {
 		}
 		log = log.With("launcher", cfg.InstanceID)
 	}
-	return &Launcher{svc: svc, cfg: cfg, js: deps.JS, log: log}, nil
+	l := &Launcher{svc: svc, cfg: cfg, js: deps.JS, log: log}
+	if deps.Registerer != nil {
+		leader := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "rm_launcher_leader", Help: "1 while this launcher launches: it leads the election, or runs without one.",
+		}, func() float64 {
+			if l.Leading() {
+				return 1
+			}
+			return 0
+		})
+		if err := deps.Registerer.Register(leader); err != nil {
+			return nil, fmt.Errorf("register launcher metrics: %w", err)
+		}
+	}
+	return l, nil
 }
 
 // Run launches and watches until ctx ends. Instances keep running when it

@@ -211,6 +211,10 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		}
 		s.leading.Store(false)
 		s.metrics.leader.Set(0)
+		// Only the leader reports the queues: a standby's last figures
+		// would be counted twice beside the new leader's, and never change.
+		s.metrics.pendingJobs.Reset()
+		s.metrics.allocated.Reset()
 		if ctx.Err() != nil {
 			s.log.Info("scheduler stopped", "epoch", epoch)
 			return nil

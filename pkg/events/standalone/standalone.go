@@ -9,6 +9,7 @@ package standalone
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -21,6 +22,7 @@ import (
 	"os/signal"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -47,6 +49,7 @@ type Env struct {
 	Registry *prometheus.Registry // Go and process collectors included
 	Log      *slog.Logger
 	HTTPAddr string // RM_HTTP_ADDR: the API, or /metrics, /healthz and /readyz of the others
+	name     string // the service's name, e.g. rm-scheduler: its check's in /readyz
 	// Lookup is the store's reads by index over the wire, for the services'
 	// hot reads (indexed.Reader): set on the embedded store (`avxrm store`,
 	// whose proxy answers them), nil on MongoDB (its indexes serve them).
@@ -119,7 +122,30 @@ func (c *common) natsClosed(nc *nats.Conn) error {
 	case c.natsUser != "":
 		who = fmt.Sprintf("as RM_NATS_USER=%q with RM_NATS_PASSWORD", c.natsUser)
 	}
-	return fmt.Errorf("NATS at %s (RM_NATS_URL) closed the connection made %s: %w", c.natsURL, who, why)
+	return fmt.Errorf("NATS at %s (RM_NATS_URL) closed the connection made %s: %w", redactedURLs(c.natsURL), who, why)
+}
+
+// redactedURLs is the comma-separated urls with each one's password, if it
+// carries one (nats://user:password@host), replaced by xxxxx: for messages,
+// which end up in logs.
+func redactedURLs(urls string) string {
+	parts := strings.Split(urls, ",")
+	for i, raw := range parts {
+		raw = strings.TrimSpace(raw)
+		bare := !strings.Contains(raw, "://") // nats.go takes user:password@host:port alone
+		if bare {
+			raw = "nats://" + raw
+		}
+		u, err := url.Parse(raw)
+		if err != nil || u.User == nil {
+			continue
+		}
+		parts[i] = u.Redacted()
+		if bare {
+			parts[i] = strings.TrimPrefix(parts[i], "nats://")
+		}
+	}
+	return strings.Join(parts, ",")
 }
 
 func (c *common) validate() error {
@@ -309,10 +335,28 @@ func Exec(ctx context.Context, svc *Service, args []string, getenv func(string) 
 	log := slog.New(h).With("service", svc.Name)
 	bi := buildinfo.Get()
 	log.Info(svc.Name+" starting", "version", bi.Version, "go_version", bi.GoVersion)
-	if err := run(ctx, svc, c, log); err != nil {
+	// A stop (SIGTERM, SIGINT) is logged when it comes and when it is done,
+	// with how long finishing the work in hand took.
+	var stoppingAt time.Time
+	said := make(chan struct{})
+	unwatch := context.AfterFunc(ctx, func() {
+		stoppingAt = time.Now()
+		log.Info(svc.Name + " stopping")
+		close(said)
+	})
+	err = run(ctx, svc, c, log)
+	if !unwatch() {
+		<-said
+	}
+	if err != nil {
 		log.Error(svc.Name+" stopped", "err", err)
 		return 1
 	}
+	var took time.Duration
+	if !stoppingAt.IsZero() {
+		took = time.Since(stoppingAt).Round(time.Millisecond)
+	}
+	log.Info(svc.Name+" stopped", "took", took.String())
 	return 0
 }
 
@@ -372,7 +416,7 @@ func run(ctx context.Context, svc *Service, c *common, log *slog.Logger) error {
 		if d := dialErr.Load(); d != nil {
 			why = *d
 		}
-		return fmt.Errorf("not connected to NATS at %s (RM_NATS_URL): %w", c.natsURL, why)
+		return fmt.Errorf("not connected to NATS at %s (RM_NATS_URL): %w", redactedURLs(c.natsURL), why)
 	}); err != nil {
 		return err
 	}
@@ -387,7 +431,7 @@ func run(ctx context.Context, svc *Service, c *common, log *slog.Logger) error {
 	e := &Env{
 		DB: mc.Database(c.mongoDB), NC: nc, JS: js, Lookup: lookup,
 		Outbox:   outbox.New(events.NewPublisher(js), log.With("component", "outbox")),
-		Registry: reg, Log: log, HTTPAddr: c.httpAddr,
+		Registry: reg, Log: log, HTTPAddr: c.httpAddr, name: svc.Name,
 	}
 	// The service's writes carry their events; the relay publishes those a
 	// crash left unsent, in the collections the service registers.
@@ -410,19 +454,40 @@ func run(ctx context.Context, svc *Service, c *common, log *slog.Logger) error {
 	return err
 }
 
-// ServeOps serves /metrics, /healthz, /readyz (ready answers it) and /version on addr
-// in the background until ctx ends.
+// readyTimeout bounds the checks of /readyz: a store or NATS that does not
+// answer makes it answer 503 in that time rather than leave the probe
+// waiting (a check that waits for NATS waits as long as it is gone).
+const readyTimeout = 2 * time.Second
+
+// ServeOps serves /metrics, /healthz, /readyz and /version on addr in the
+// background until ctx ends. /readyz answers as the API's does: 200 when the
+// connection to NATS is up, the store answers a ping and ready (the
+// service's own condition) returns nil, else 503; its body,
+// {"ready": bool, "checks": {"nats": …, "mongodb": …, <service>: …}},
+// says "ok" or what failed for each. /healthz answers 200 while the process
+// serves.
 func (e *Env) ServeOps(ctx context.Context, addr string, ready func(context.Context) error) error {
+	checks := []readyCheck{
+		{"nats", func(context.Context) error {
+			if !e.NC.IsConnected() {
+				return fmt.Errorf("not connected (%s)", e.NC.Status())
+			}
+			return nil
+		}},
+		{"mongodb", func(ctx context.Context) error { return e.DB.Client().Ping(ctx, nil) }},
+		{e.name, ready},
+	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(e.Registry, promhttp.HandlerOpts{}))
 	mux.Handle("/version", buildinfo.Handler())
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
-		if err := ready(r.Context()); err != nil {
-			http.Error(w, err.Error(), http.StatusServiceUnavailable)
-			return
+		ok, body := runChecks(r.Context(), checks)
+		w.Header().Set("Content-Type", "application/json")
+		if !ok {
+			w.WriteHeader(http.StatusServiceUnavailable)
 		}
-		_, _ = w.Write([]byte("ok"))
+		_ = json.NewEncoder(w).Encode(body)
 	})
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -432,6 +497,32 @@ func (e *Env) ServeOps(ctx context.Context, addr string, ready func(context.Cont
 	go func() { _ = hs.Serve(ln) }()
 	context.AfterFunc(ctx, func() { _ = hs.Close() })
 	return nil
+}
+
+type readyCheck struct {
+	name  string
+	check func(context.Context) error
+}
+
+// runChecks runs checks at once, each bounded by readyTimeout, and returns
+// whether all passed and the body of /readyz.
+func runChecks(ctx context.Context, checks []readyCheck) (bool, map[string]any) {
+	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
+	defer cancel()
+	errs := make([]error, len(checks))
+	var wg sync.WaitGroup
+	for i, c := range checks {
+		wg.Go(func() { errs[i] = c.check(ctx) })
+	}
+	wg.Wait()
+	ok, results := true, map[string]string{}
+	for i, c := range checks {
+		results[c.name] = "ok"
+		if errs[i] != nil {
+			ok, results[c.name] = false, errs[i].Error()
+		}
+	}
+	return ok, map[string]any{"ready": ok, "checks": results}
 }
 
 // Probe asks /readyz on this host at the port of addr, and fails unless it

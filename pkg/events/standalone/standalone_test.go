@@ -105,6 +105,8 @@ func TestExecRunsAgainstServers(t *testing.T) {
 	vars := env(map[string]string{"RM_MONGO_URI": mongoURI, "RM_NATS_URL": ns.ClientURL(), "RM_MONGO_DB": "standalone_t"})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	sctx, stopNow := context.WithCancel(ctx)
+	defer stopNow()
 	svc := &Service{Name: "rm-t", HTTPAddr: ":0", Run: func(ctx context.Context, e *Env) error {
 		if e.DB.Name() != "standalone_t" || e.HTTPAddr != addr {
 			t.Errorf("env: db %s, addr %s", e.DB.Name(), e.HTTPAddr)
@@ -128,17 +130,24 @@ func TestExecRunsAgainstServers(t *testing.T) {
 		if mfs, err := e.Registry.Gather(); err != nil || !slices.ContainsFunc(mfs, func(m *dto.MetricFamily) bool { return m.GetName() == "rm_build_info" }) {
 			t.Errorf("metrics without rm_build_info (%v)", err)
 		}
+		stopNow() // as SIGTERM does
+		<-ctx.Done()
 		return nil
 	}}
 	if code := Exec(ctx, svc, []string{"probe", "--http-addr=" + addr}, vars, io.Discard, io.Discard); code != 1 {
 		t.Errorf("probe of nothing: exit %d, want 1", code)
 	}
 	var log bytes.Buffer
-	if code := Exec(ctx, svc, []string{"--http-addr=" + addr}, vars, io.Discard, &log); code != 0 {
+	if code := Exec(sctx, svc, []string{"--http-addr=" + addr}, vars, io.Discard, &log); code != 0 {
 		t.Errorf("clean stop: exit %d", code)
 	}
 	if want := fmt.Sprintf(`"msg":"rm-t starting","service":"rm-t","version":%q`, buildinfo.Get().Version); !strings.Contains(log.String(), want) {
 		t.Errorf("log without %s:\n%s", want, log.String())
+	}
+	for _, want := range []string{`"level":"INFO","msg":"rm-t stopping"`, `"level":"INFO","msg":"rm-t stopped","service":"rm-t","took":`} {
+		if !strings.Contains(log.String(), want) {
+			t.Errorf("a clean stop logged without %s:\n%s", want, log.String())
+		}
 	}
 	svc.Run = func(context.Context, *Env) error { return errors.New("broken") }
 	var stderr bytes.Buffer
@@ -269,6 +278,23 @@ func TestExecNATSCredentialsRefused(t *testing.T) {
 		"RM_HTTP_ADDR": "127.0.0.1:0"}), io.Discard, &log)
 	if want := "not connected to NATS at nats://" + dead + " (RM_NATS_URL): dial tcp " + dead + ": connect: connection refused"; !strings.Contains(log.String(), want) {
 		t.Errorf("unreachable NATS, log:\n%s\nwant a warning %q", log.String(), want)
+	}
+
+	// A password in RM_NATS_URL is not logged, whether NATS refuses it or
+	// cannot be reached.
+	for _, c := range []struct{ url, want string }{
+		{"nats://scheduler:s3cr3t-in-url@" + strings.TrimPrefix(ns.ClientURL(), "nats://"), "closed the connection"},
+		{"nats://scheduler:s3cr3t-in-url@" + dead, "not connected to NATS at nats://scheduler:xxxxx@" + dead},
+		{"nats://127.0.0.1:9, scheduler:s3cr3t-in-url@" + dead, "not connected to NATS at nats://127.0.0.1:9,scheduler:xxxxx@" + dead},
+	} {
+		sctx, scancel := context.WithTimeout(context.Background(), 2*time.Second)
+		var log eventstest.SyncBuffer
+		Exec(sctx, svc, nil, env(map[string]string{"RM_MONGO_URI": "mongodb://127.0.0.1:9/", "RM_NATS_URL": c.url,
+			"RM_HTTP_ADDR": "127.0.0.1:0"}), io.Discard, &log)
+		scancel()
+		if strings.Contains(log.String(), "s3cr3t") || !strings.Contains(log.String(), c.want) {
+			t.Errorf("RM_NATS_URL=%s, log:\n%s\nwant %q and no password", c.url, log.String(), c.want)
+		}
 	}
 }
 

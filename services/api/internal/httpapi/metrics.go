@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"net/http"
 	"strconv"
 	"time"
 
@@ -9,7 +10,8 @@ import (
 )
 
 // httpMetrics counts requests and their latency per route template (not per
-// URL, which would explode the label space with ids).
+// URL, which would explode the label space with ids) and per method, of
+// those HTTP defines (any other is "other": a client may send any token).
 func httpMetrics(reg prometheus.Registerer) echo.MiddlewareFunc {
 	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "rm_api_requests_total", Help: "HTTP requests answered by the API.",
@@ -35,11 +37,23 @@ func httpMetrics(reg prometheus.Registerer) echo.MiddlewareFunc {
 			if err != nil && !c.Response().Committed {
 				code = asProblemOf(err).Status
 			}
-			requests.WithLabelValues(c.Request().Method, route, strconv.Itoa(code)).Inc()
+			method := metricMethod(c.Request().Method)
+			requests.WithLabelValues(method, route, strconv.Itoa(code)).Inc()
 			if route != BasePath+"/events" {
-				latency.WithLabelValues(c.Request().Method, route).Observe(time.Since(start).Seconds())
+				latency.WithLabelValues(method, route).Observe(time.Since(start).Seconds())
 			}
 			return err
 		}
 	}
+}
+
+// metricMethod is method as the metrics' label: one of RFC 9110's methods
+// (and PATCH), else "other".
+func metricMethod(method string) string {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace:
+		return method
+	}
+	return "other"
 }
