@@ -201,9 +201,15 @@ func unescapeMount(s string) string {
 func (t *cgroupTree) of(rel string) string { return filepath.Join(t.base, rel) }
 
 // make makes the cgroup at path (and its job's) and opens it, for a start
-// into it.
+// into it. The job's is made again when the end of the job's last other
+// instance removed it between the two mkdirs (endCgroup); once the
+// instance's exists, its job's cannot go.
 func (t *cgroupTree) make(path string) (*os.File, error) {
-	if err := os.MkdirAll(path, 0o755); err != nil {
+	err := os.MkdirAll(path, 0o755)
+	for try := 0; errors.Is(err, fs.ErrNotExist) && try < 3; try++ {
+		err = os.MkdirAll(path, 0o755)
+	}
+	if err != nil {
 		return nil, err
 	}
 	return os.Open(path)
@@ -240,11 +246,12 @@ func populated(path string) bool {
 	return bytes.Contains(b, []byte("populated 1"))
 }
 
-// signalCgroup sends sig to every process in the cgroup at path; for
-// SIGKILL it uses cgroup.kill (Linux 5.14), which also reaches processes
-// forked meanwhile, and then waits for the cgroup to empty, at most
-// strayDeathWait (one in uninterruptible sleep ends when it wakes).
-func signalCgroup(path string, sig syscall.Signal) {
+// signalCgroup sends sig to every process in the cgroup at path but those
+// of process group except (0: none), which the caller signalled itself;
+// for SIGKILL it uses cgroup.kill (Linux 5.14), which also reaches
+// processes forked meanwhile, and then waits for the cgroup to empty, at
+// most strayDeathWait (one in uninterruptible sleep ends when it wakes).
+func signalCgroup(path string, sig syscall.Signal, except int) {
 	if sig == syscall.SIGKILL {
 		if !populated(path) {
 			return // what an instance leaves is mostly nothing
@@ -261,17 +268,30 @@ func signalCgroup(path string, sig syscall.Signal) {
 		return
 	}
 	for _, pid := range cgroupPIDs(path) {
-		syscall.Kill(pid, sig)
+		if except <= 0 || !inGroup(pid, except) {
+			syscall.Kill(pid, sig)
+		}
 	}
 }
 
-// endCgroup kills what is left in the cgroup at path and removes it. Its
-// job's cgroup stays until the job's Cleanup: removed here, it could go
-// between a start of another instance of the job making it and making its
-// own in it.
+// inGroup reports whether pid is in process group pgid.
+func inGroup(pid, pgid int) bool {
+	g, err := syscall.Getpgid(pid)
+	return err == nil && g == pgid
+}
+
+// endCgroup kills what is left in the cgroup at path and removes it, and
+// its job's when no other instance of the job has one there (a cgroup with
+// a child refuses rmdir). Before, the job's stayed until the job's Cleanup,
+// which a job that ended and is kept never gets: an empty cgroup was left
+// for each such job, as many as jobs had run, until the driver's next
+// start. (make makes the job's again if it goes between its making it and
+// making the instance's in it.)
 func endCgroup(path string) {
-	signalCgroup(path, syscall.SIGKILL)
-	os.Remove(path)
+	signalCgroup(path, syscall.SIGKILL, 0)
+	if os.Remove(path) == nil {
+		os.Remove(filepath.Dir(path))
+	}
 }
 
 // sweep kills and removes the cgroups under the base of instances that are

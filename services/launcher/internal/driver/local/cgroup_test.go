@@ -339,3 +339,58 @@ func TestCgroupsOfAGoneWorkDirAreRemoved(t *testing.T) {
 		t.Errorf("cgroup of a work_dir that exists: %v, want it left for its driver", err)
 	}
 }
+
+// TestAJobsCgroupGoesWithItsLastInstance: a job's cgroup stays while one of
+// its instances has one and goes once the last has ended, without a
+// Cleanup: a job that ended is kept (with its logs) until it is deleted,
+// and before, its empty cgroup stayed as long, one for each job that had
+// run on the driver (200 after 200 jobs) until the driver's next start.
+func TestAJobsCgroupGoesWithItsLastInstance(t *testing.T) {
+	ctx := context.Background()
+	d := cgroupDriver(t, t.TempDir())
+	ch, _ := d.Watch(ctx)
+	job := drivertest.JobID(t)
+	t.Cleanup(func() { d.Cleanup(context.Background(), job) })
+	first := driver.Ref{JobID: job, Role: driver.RoleWorker, Index: 0}
+	last := driver.Ref{JobID: job, Role: driver.RoleWorker, Index: 1}
+	for _, r := range []driver.Ref{first, last} {
+		if err := d.Start(ctx, driver.Spec{Ref: r, Name: r.Name(), Command: []string{"sleep", "600"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	jobCgroup := filepath.Dir(local.Cgroup(d, first))
+	gone := func(path string) bool {
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			if _, err := os.Stat(path); os.IsNotExist(err) {
+				return true
+			}
+		}
+		return false
+	}
+	if err := d.Stop(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+	waitFinal(t, ch, first)
+	if !gone(local.Cgroup(d, first)) {
+		t.Fatal("the first instance's cgroup stayed after it ended")
+	}
+	if _, err := os.Stat(jobCgroup); err != nil {
+		t.Fatalf("job cgroup while an instance of it runs: %v, want it there", err)
+	}
+	if err := d.Stop(ctx, last); err != nil {
+		t.Fatal(err)
+	}
+	waitFinal(t, ch, last)
+	if !gone(jobCgroup) {
+		t.Error("the job's cgroup stayed after its last instance ended")
+	}
+	// A job's instance started after that makes it again.
+	again := driver.Ref{JobID: job, Role: driver.RoleWorker, Index: 2}
+	if err := d.Start(ctx, driver.Spec{Ref: again, Name: again.Name(), Command: []string{"true"}}); err != nil {
+		t.Fatal(err)
+	}
+	if cg := local.Cgroup(d, again); cg != filepath.Join(jobCgroup, "worker-2") {
+		t.Errorf("cgroup of an instance started after = %q, want one in the job's cgroup, made again", cg)
+	}
+	waitFinal(t, ch, again)
+}

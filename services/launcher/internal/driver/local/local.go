@@ -244,9 +244,12 @@ type Driver struct {
 // strayKill asks strayLoop to send sig to the stray processes of the
 // instance in dir, and to close done (if not nil) once it has.
 type strayKill struct {
-	dir  string
-	sig  syscall.Signal
-	done chan struct{}
+	dir string
+	sig syscall.Signal
+	// except is a process group whose processes are left alone (the
+	// caller signalled the group itself); 0: none.
+	except int
+	done   chan struct{}
 }
 
 type instance struct {
@@ -750,8 +753,8 @@ func (d *Driver) strayLoop() {
 }
 
 // signalStrays sends each kill's signal to every process that has the
-// InstanceVar of its dir in its environment (SIGKILL before another signal
-// for the same dir): the processes of those instances that left their
+// InstanceVar of its dir in its environment but those of its except group
+// (SIGKILL before another signal for the same dir): the processes of those instances that left their
 // process group (setsid, a daemon), which signals to the group miss. A
 // process that started with an environment of its own (env -i) is not
 // found.
@@ -805,6 +808,9 @@ func signalStrays(kills ...strayKill) {
 			for i, m := range marks {
 				if bytes.Contains(env, m) {
 					signalled[pid] = true
+					if kills[i].except > 0 && inGroup(pid, kills[i].except) {
+						break
+					}
 					more = true
 					if syscall.Kill(pid, kills[i].sig) == nil && kills[i].sig == syscall.SIGKILL {
 						killed = append(killed, pid)
@@ -1277,10 +1283,13 @@ func (d *Driver) stop(ctx context.Context, inst *instance) error {
 	if err := killGroup(inst.pid, syscall.SIGTERM); err != nil {
 		return fmt.Errorf("terminate process group %d: %w", inst.pid, err)
 	}
+	// Then those that left the group, and only those: a process signalled
+	// twice took a program that reads a second SIGTERM as "stop now" (as
+	// many do a second Ctrl-C) out of its grace period at once.
 	if inst.cgroup != "" {
-		signalCgroup(inst.cgroup, syscall.SIGTERM)
+		signalCgroup(inst.cgroup, syscall.SIGTERM, inst.pid)
 	} else {
-		d.signalStraysLater(strayKill{dir: inst.dir, sig: syscall.SIGTERM})
+		d.signalStraysLater(strayKill{dir: inst.dir, sig: syscall.SIGTERM, except: inst.pid})
 	}
 	grace := time.NewTimer(d.grace)
 	defer grace.Stop()

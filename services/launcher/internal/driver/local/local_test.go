@@ -999,3 +999,47 @@ func TestStopToldFromAnEndOfItsOwn(t *testing.T) {
 		t.Errorf("an instance that exited 1 on the stop's SIGTERM: %+v; want Failed 1, stopped, no reason", st)
 	}
 }
+
+// TestStopSignalsEachProcessOnce: Stop's SIGTERM reaches each process of
+// the instance once, by the driver with cgroups and by the one that finds
+// strays by their environment. Before, the processes of the group got it
+// with the group and again with the cgroup's (or the strays') processes,
+// and a program that takes a second SIGTERM as "stop now" ended at once
+// instead of using its grace period.
+func TestStopSignalsEachProcessOnce(t *testing.T) {
+	// It counts the SIGTERMs it gets, shuts down for a second after the
+	// first, then exits 0.
+	const script = `n=0; trap 'n=$((n+1)); echo TERM $n' TERM; echo started
+while [ $n -eq 0 ]; do sleep 0.05 & wait $!; done
+i=0; while [ $i -lt 20 ]; do sleep 0.05 & wait $!; i=$((i+1)); done; echo shut down`
+	for _, cgroups := range []bool{true, false} {
+		t.Run(fmt.Sprintf("cgroups=%v", cgroups), func(t *testing.T) {
+			ctx := context.Background()
+			d := quickStopDriver(t, local.WithGracePeriod(5*time.Second), local.WithCgroups(cgroups))
+			ch, _ := d.Watch(ctx)
+			ref := driver.Ref{JobID: drivertest.JobID(t), Role: driver.RoleWorker}
+			t.Cleanup(func() { d.Cleanup(context.Background(), ref.JobID) })
+			if err := d.Start(ctx, driver.Spec{Ref: ref, Name: ref.Name(), Command: []string{"/bin/sh", "-c", script}}); err != nil {
+				t.Fatal(err)
+			}
+			for deadline := time.Now().Add(10 * time.Second); !strings.Contains(readLogs(t, d, ref), "started"); time.Sleep(10 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatal("the instance never started")
+				}
+			}
+			if err := d.Stop(ctx, ref); err != nil {
+				t.Fatal(err)
+			}
+			st := waitFinal(t, ch, ref)
+			// The shell also says "Terminated" of the sleep the SIGTERM ended,
+			// when it next waits.
+			out := readLogs(t, d, ref)
+			if got := strings.ReplaceAll(out, "Terminated\n", ""); got != "started\nTERM 1\nshut down\n" {
+				t.Errorf("output = %q, want one SIGTERM and the shutdown after it", out)
+			}
+			if st.ExitCode == nil || *st.ExitCode != 0 {
+				t.Errorf("exit code = %s, want 0: the program shut down within the grace period", fmtCode(st.ExitCode))
+			}
+		})
+	}
+}
