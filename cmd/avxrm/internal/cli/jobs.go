@@ -150,6 +150,13 @@ func submitCommand(g *globals) *cobra.Command {
 				body.MaxRetries = ptr(int64(retries))
 			}
 			if len(retryOn) > 0 {
+				for _, v := range retryOn {
+					if v != "failed" && v != "lost" && v != "both" {
+						// The API knows failed and lost only: its refusal
+						// would not name both.
+						return fmt.Errorf("--retry-on %q: want failed, lost or both", v)
+					}
+				}
 				body.RetryOn = nullable.NewNullableWithValue(retryKinds(retryOn))
 			}
 			var err error
@@ -196,6 +203,7 @@ func submitCommand(g *globals) *cobra.Command {
 				return fieldErrors(err, named)
 			}
 			noteImageNotUsed(cmd, c, j)
+			noteLimitsNotSet(cmd, c, j)
 			if !wait {
 				return printSubmitted(cmd.OutOrStdout(), g, j, *j.Id)
 			}
@@ -370,6 +378,67 @@ func noteImageNotUsed(cmd *cobra.Command, c *avxrm.Client, j *api.Job) {
 	}
 	fmt.Fprintf(cmd.ErrOrStderr(), "note: the job runs the image %s, which queue %s's runtime config of its application gives; "+
 		"that comes before the image the job names (%s), so it is not used\n", arc.Image, queue, *given)
+}
+
+// noteLimitsNotSet says on stderr when job j's workers have resource
+// limits (the app-runtime-config's of its queue and application, else its
+// queue's) and its queue's plugin is a local one, which runs them as
+// processes with no limit: a program the limits would stop takes what it
+// wants, with no word of it in the job. A queue without a plugin, with no
+// plugin the default, runs on the launchers' default driver, which the
+// client cannot see: nothing is said then, nor when a read fails.
+func noteLimitsNotSet(cmd *cobra.Command, c *avxrm.Client, j *api.Job) {
+	ctx := cmd.Context()
+	q, err := c.GetQueue(ctx, j.QueueId)
+	if err != nil {
+		return
+	}
+	limits := q.ResourceLimits
+	if app := j.Application.Id; app != nil {
+		var arc struct {
+			ResourceLimits *api.ResourceLimitsOut `json:"resource_limits"`
+		}
+		if _, err := c.Do(ctx, http.MethodGet, runtimeConfigPath(j.QueueId, *app), nil, &arc); err == nil && arc.ResourceLimits != nil {
+			limits = arc.ResourceLimits
+		}
+	}
+	var set []string
+	if limits != nil {
+		if limits.Cpu != nil && *limits.Cpu != "" {
+			set = append(set, "cpu "+*limits.Cpu)
+		}
+		if limits.Memory != nil && *limits.Memory != "" {
+			set = append(set, "memory "+*limits.Memory)
+		}
+		if limits.Gpu != nil && *limits.Gpu != 0 {
+			set = append(set, "gpu "+strconv.FormatInt(*limits.Gpu, 10))
+		}
+	}
+	if len(set) == 0 {
+		return
+	}
+	var p api.Plugin
+	if q.PluginId != nil && *q.PluginId != "" {
+		if _, err := c.Do(ctx, http.MethodGet, "/plugins/"+avxrm.PathSegment(*q.PluginId), nil, &p); err != nil {
+			return
+		}
+	} else {
+		for raw, err := range c.List(ctx, "/plugins", nil) {
+			if err != nil {
+				return
+			}
+			var each api.Plugin
+			if json.Unmarshal(raw, &each) == nil && each.IsDefault {
+				p = each
+				break
+			}
+		}
+	}
+	if p.Type != api.PluginTypeLocal {
+		return
+	}
+	fmt.Fprintf(cmd.ErrOrStderr(), "note: queue %s runs on the local plugin %s, which sets no resource limits: "+
+		"its processes may use more than the limits the job's workers are given (%s)\n", q.Name, p.Name, strings.Join(set, ", "))
 }
 
 // appRef turns --app into the job's application reference: name:version,

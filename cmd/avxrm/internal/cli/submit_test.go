@@ -39,6 +39,8 @@ func TestSubmitErrorsNameFlags(t *testing.T) {
 		{[]string{"submit", "--queue", "Default", "--app", "sim", "--array", "20000", "--retries", "-1"},
 			`422 validation failed: --array: expected number <= 10000; --retries: expected number >= 0`},
 		{[]string{"submit", "--queue", "Default", "--app", "sim", "--max-parallel", "3"}, "--max-parallel needs --array"},
+		// The API's refusal named failed and lost only, not both.
+		{[]string{"submit", "--queue", "Default", "--app", "sim", "--retry-on", "failed,weird"}, `--retry-on "weird": want failed, lost or both`},
 		{[]string{"submit", "--queue", "Default", "--app", "sim", "--array", "3", "--max-parallel", "0"}, "--max-parallel 0: want at least 1"},
 		{[]string{"deployments", "logs", "viz", "--replica", "-1"}, "--replica -1: want a replica slot, 0 or more"},
 	} {
@@ -160,5 +162,51 @@ func TestSubmitDependencyFlags(t *testing.T) {
 	_, _, err = runCLI(t, fakeServer(t, map[string]fakeAnswer{"POST /jobs": {422, arr}}), append(base, "--after-ok", "arr-1")...)
 	if want := `422 validation failed: --after-ok: no job "arr-1": a job depends on jobs, not on a job array; on each of its jobs, which 'avxrm jobs ls -A --array arr-1' lists`; err == nil || err.Error() != want {
 		t.Errorf("a job array named:\n got %v\nwant %s", err, want)
+	}
+}
+
+// submit says when the job's workers have resource limits and its queue
+// runs on a local plugin, which sets none (the app-runtime-config's limits
+// come before the queue's); on another plugin, or with no limits, nothing.
+// Before, the job ran without them and nothing said so.
+func TestSubmitNotesLimitsTheLocalDriverDoesNotSet(t *testing.T) {
+	job := `{"id":"job-a","queue_id":"q-1","queue_name":"Lim","status":"submitted","worker_instances":1,"application":{"id":"app-1"}}`
+	queue := func(plugin, limits string) string {
+		return `{"id":"q-1","name":"Lim","maximum_allowed_worker_instances":4,"scheduling":{}` + plugin + limits + `}`
+	}
+	const note = "note: queue Lim runs on the local plugin here, which sets no resource limits: " +
+		"its processes may use more than the limits the job's workers are given (memory 50Mi)\n"
+	for name, c := range map[string]struct {
+		routes map[string]fakeAnswer
+		want   string
+	}{
+		"local plugin, the runtime config's limits": {map[string]fakeAnswer{
+			"GET /queues/q-1": {200, queue(`,"plugin_id":"plg-1"`, `,"resource_limits":{"cpu":"2","memory":"1Gi"}`)},
+			"GET /app-runtime-config/q-1/application/app-1": {200, `{"image":"x","resource_limits":{"memory":"50Mi"}}`},
+			"GET /plugins/plg-1":                            {200, `{"id":"plg-1","name":"here","type":"local","config":{}}`},
+		}, note},
+		"the default plugin, local": {map[string]fakeAnswer{
+			"GET /queues/q-1": {200, queue("", `,"resource_limits":{"memory":"50Mi"}`)},
+			"GET /plugins":    {200, `{"items":[{"id":"plg-0","name":"other","type":"docker","config":{}},{"id":"plg-1","name":"here","type":"local","is_default":true,"config":{}}]}`},
+		}, note},
+		"docker plugin": {map[string]fakeAnswer{
+			"GET /queues/q-1":    {200, queue(`,"plugin_id":"plg-1"`, `,"resource_limits":{"memory":"50Mi"}`)},
+			"GET /plugins/plg-1": {200, `{"id":"plg-1","name":"engine","type":"docker","config":{}}`},
+		}, ""},
+		"no limits": {map[string]fakeAnswer{
+			"GET /queues/q-1":    {200, queue(`,"plugin_id":"plg-1"`, "")},
+			"GET /plugins/plg-1": {200, `{"id":"plg-1","name":"here","type":"local","config":{}}`},
+		}, ""},
+	} {
+		t.Run(name, func(t *testing.T) {
+			c.routes["POST /jobs"] = fakeAnswer{201, job}
+			_, stderr, err := runCLI(t, fakeServer(t, c.routes), "submit", "--queue", "Lim", "--app", "app-1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if stderr != c.want {
+				t.Errorf("stderr = %q, want %q", stderr, c.want)
+			}
+		})
 	}
 }

@@ -340,13 +340,25 @@ func (s *System) Wait() error {
 }
 
 // Run starts the system and blocks until ctx ends, then stops it cleanly.
+// It says, once stopped, that the jobs' processes on the local driver go on:
+// a user who stops it with Ctrl-C may expect them to have ended with it.
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	s, err := Start(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
-	return s.Wait()
+	if err := s.Wait(); err != nil {
+		return err
+	}
+	if s.Launcher != nil {
+		s.log.Info(StoppedMessage, "data_dir", cfg.DataDir)
+	}
+	return nil
 }
+
+// StoppedMessage is what Run logs once the system has stopped cleanly.
+const StoppedMessage = "stopped; jobs still running on the local driver go on as processes of this machine, and the next " +
+	"avxrm up on this data dir takes them up again and records how they end (cancel such jobs before stopping to end them)"
 
 // NewLogger returns text logs on a terminal and JSON otherwise, unless format says.
 func NewLogger(format, level string, w *os.File) *slog.Logger {
