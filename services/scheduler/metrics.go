@@ -15,6 +15,7 @@ type metrics struct {
 	violations  prometheus.Counter
 	resyncs     prometheus.Counter
 	resyncRead  prometheus.Counter
+	unseenEnds  prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -47,11 +48,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "rm_scheduler_resync_jobs_read_total",
 			Help: "Active jobs the resyncs read from the store; with the embedded store, jobs stored at the version the scheduler holds are not read.",
 		}),
+		unseenEnds: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "rm_scheduler_unseen_end_events_published_total",
+			Help: "Events of finished jobs the scheduler published itself before releasing their workers, their ends not seen in the stream (after a NATS outage; 0 otherwise).",
+		}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.pendingJobs, m.allocated, m.latency, m.leader, m.passes, m.violations, m.resyncs, m.resyncRead} {
+	for _, c := range []prometheus.Collector{m.pendingJobs, m.allocated, m.latency, m.leader, m.passes, m.violations, m.resyncs, m.resyncRead, m.unseenEnds} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("scheduler metrics: %w", err)
 		}

@@ -328,7 +328,7 @@ func (t *term) drain() bool {
 		switch e.Kind() {
 		case events.KindJob:
 			var j events.Job
-			if err := e.DecodeData(&j); err == nil {
+			if err := e.DecodeData(&j); err == nil && !endAhead(e.Type, &j) {
 				t.est.observe(&j, t.s.deps.Now())
 				dirty = t.applyJob(&j, e.Type == events.TypeJobDeleted) || dirty
 				t.noteFinal(&j, e.Type == events.TypeJobDeleted)
