@@ -202,8 +202,9 @@ func submitCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return fieldErrors(err, named)
 			}
-			noteImageNotUsed(cmd, c, j)
-			noteLimitsNotSet(cmd, c, j)
+			arc := runtimeConfigOf(cmd, c, j)
+			noteImageNotUsed(cmd, j, arc)
+			noteLimitsNotSet(cmd, c, j, arc)
 			if !wait {
 				return printSubmitted(cmd.OutOrStdout(), g, j, *j.Id)
 			}
@@ -356,20 +357,35 @@ func submitField(flag string) string {
 
 func ptr[T any](v T) *T { return &v }
 
+// jobRuntimeConfig is what the notes after a submission read of the
+// app-runtime-config of the job's queue and application.
+type jobRuntimeConfig struct {
+	Image          string                 `json:"image"`
+	ResourceLimits *api.ResourceLimitsOut `json:"resource_limits"`
+}
+
+// runtimeConfigOf reads the app-runtime-config job j runs with, once for
+// both notes; nil when j names no registered application or it cannot be
+// read (the notes then say nothing).
+func runtimeConfigOf(cmd *cobra.Command, c *avxrm.Client, j *api.Job) *jobRuntimeConfig {
+	if j.Application.Id == nil {
+		return nil
+	}
+	var arc jobRuntimeConfig
+	if _, err := c.Do(cmd.Context(), http.MethodGet, runtimeConfigPath(j.QueueId, *j.Application.Id), nil, &arc); err != nil {
+		return nil
+	}
+	return &arc
+}
+
 // noteImageNotUsed says on stderr when the image job j gives inline is not
 // the one it runs: the app-runtime-config of its queue and registered
 // application gives an image, which comes first (API.md), so --image
 // (or application.image in -f) changed nothing. A failure to read the
 // config says nothing: the job is submitted either way.
-func noteImageNotUsed(cmd *cobra.Command, c *avxrm.Client, j *api.Job) {
-	given, app := j.Application.Image, j.Application.Id
-	if given == nil || *given == "" || app == nil {
-		return
-	}
-	var arc struct {
-		Image string `json:"image"`
-	}
-	if _, err := c.Do(cmd.Context(), http.MethodGet, runtimeConfigPath(j.QueueId, *app), nil, &arc); err != nil || arc.Image == "" || arc.Image == *given {
+func noteImageNotUsed(cmd *cobra.Command, j *api.Job, arc *jobRuntimeConfig) {
+	given := j.Application.Image
+	if given == nil || *given == "" || arc == nil || arc.Image == "" || arc.Image == *given {
 		return
 	}
 	queue := j.QueueId
@@ -387,20 +403,15 @@ func noteImageNotUsed(cmd *cobra.Command, c *avxrm.Client, j *api.Job) {
 // wants, with no word of it in the job. A queue without a plugin, with no
 // plugin the default, runs on the launchers' default driver, which the
 // client cannot see: nothing is said then, nor when a read fails.
-func noteLimitsNotSet(cmd *cobra.Command, c *avxrm.Client, j *api.Job) {
+func noteLimitsNotSet(cmd *cobra.Command, c *avxrm.Client, j *api.Job, arc *jobRuntimeConfig) {
 	ctx := cmd.Context()
 	q, err := c.GetQueue(ctx, j.QueueId)
 	if err != nil {
 		return
 	}
 	limits := q.ResourceLimits
-	if app := j.Application.Id; app != nil {
-		var arc struct {
-			ResourceLimits *api.ResourceLimitsOut `json:"resource_limits"`
-		}
-		if _, err := c.Do(ctx, http.MethodGet, runtimeConfigPath(j.QueueId, *app), nil, &arc); err == nil && arc.ResourceLimits != nil {
-			limits = arc.ResourceLimits
-		}
+	if arc != nil && arc.ResourceLimits != nil {
+		limits = arc.ResourceLimits
 	}
 	var set []string
 	if limits != nil {

@@ -230,8 +230,8 @@ func (s *Server) loadJobArray(ctx context.Context, id string) (*events.JobArray,
 		return nil, err
 	}
 	arr := l.Res
-	if p := auth.From(ctx); s.opts.Auth != nil && p != nil && p.Level < auth.LevelAdmin && (arr.Owner == nil || arr.Owner.Subject != p.Subject) {
-		refusal, err := s.readRefusal(ctx, p, arr.QueueID)
+	if s.opts.Auth != nil {
+		refusal, err := s.readRefusalOf(ctx, auth.From(ctx), arr.Owner, arr.QueueID)
 		if err != nil {
 			return nil, err
 		}

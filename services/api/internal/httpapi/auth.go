@@ -310,6 +310,17 @@ func maySubmit(p *auth.Principal, a *events.QueueAccess) bool {
 	return p.Level >= auth.LevelUser && (a == nil || a.Submit == nil || p.Matches(a.Submit))
 }
 
+// readRefusalOf says why p may not read a job (or a job array) that owner
+// owns on queue queueID, "" if it may: rm-admin and the owner may, others
+// as the queue's access.read says (readRefusal). p is nil, or rm-admin,
+// while auth is off.
+func (s *Server) readRefusalOf(ctx context.Context, p *auth.Principal, owner *events.JobOwner, queueID string) (string, error) {
+	if p == nil || p.Level == auth.LevelAdmin || (owner != nil && owner.Subject == p.Subject) {
+		return "", nil
+	}
+	return s.readRefusal(ctx, p, queueID)
+}
+
 // readRefusal says why p may not read the jobs of queue queueID, "" if it
 // may. A queue that is gone (its jobs outlive it) is read by every role.
 func (s *Server) readRefusal(ctx context.Context, p *auth.Principal, queueID string) (string, error) {
