@@ -371,12 +371,23 @@ func clientOptions(svc *Service, uri string) *options.ClientOptions {
 	return o.ApplyURI(uri).SetTimeout(30 * time.Second)
 }
 
+// disconnectWait bounds the client's Disconnect at a stop. Its ending of
+// the client's sessions on the server waits, as any operation does, for a
+// store it cannot reach: 30 s, Kubernetes' whole grace, after which the
+// process is killed. Nothing needs it: the server drops sessions nobody
+// ends after 30 minutes.
+const disconnectWait = time.Second
+
 func run(ctx context.Context, svc *Service, c *common, log *slog.Logger) error {
 	mc, err := mongo.Connect(clientOptions(svc, c.mongoURI).SetServerMonitor(newStoreWatch(log).monitor()))
 	if err != nil {
 		return fmt.Errorf("connect mongodb: %w", err)
 	}
-	defer func() { _ = mc.Disconnect(context.WithoutCancel(ctx)) }()
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), disconnectWait)
+		defer cancel()
+		_ = mc.Disconnect(dctx)
+	}()
 	creds, err := c.natsCredentials()
 	if err != nil {
 		return err
@@ -444,7 +455,8 @@ func run(ctx context.Context, svc *Service, c *common, log *slog.Logger) error {
 	if err == nil {
 		// Nothing writes any more: retired now, this instance is not
 		// swept for by the other services' relays when it stops renewing
-		// (outbox.Close).
+		// (outbox.Close). A store that does not answer in 5 s is not
+		// waited for: the other relays sweep for the instance instead.
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		if cerr := e.Outbox.Close(cctx); cerr != nil {
