@@ -2,12 +2,14 @@ package api_test
 
 import (
 	"context"
+	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/avxrm/rm/pkg/embedded/mongotest"
+	"github.com/avxrm/rm/pkg/events/eventstest"
 	"github.com/avxrm/rm/services/api/internal/apitest"
 )
 
@@ -62,4 +64,46 @@ func TestStoreUnreachableIs503(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	e.must(http.StatusNotFound, http.MethodGet, v1+"/queues/during", nil)
+}
+
+// TestServerErrorIsLoggedWithTheRequest checks that a 5xx is logged at level
+// error with what an operator needs to find the request: the method, the
+// route template, the path, the status and the X-Request-Id the answer
+// carries; and that at level info nothing else of a request is.
+func TestServerErrorIsLoggedWithTheRequest(t *testing.T) {
+	var log eventstest.SyncBuffer
+	outage := &mongotest.Outage{}
+	a := apitest.StartWithOutage(t, slog.New(slog.NewJSONHandler(&log, nil)), outage)
+	e := &env{t: t, base: a.URL}
+	e.create("/queues", obj{"name": "before"})
+
+	outage.Down()
+	r := resp(apitest.Do(t, http.MethodGet, e.base+v1+"/queues/before", nil, "X-Request-Id", "walkthrough-1"))
+	if r.Status != http.StatusServiceUnavailable || r.Header.Get("X-Request-Id") != "walkthrough-1" {
+		t.Fatalf("GET /queues/before with the store cut off = %s, X-Request-Id %q; want 503, walkthrough-1", r, r.Header.Get("X-Request-Id"))
+	}
+	outage.Up()
+
+	var failed []map[string]any
+	for _, l := range log.JSONLines(t) {
+		switch l["msg"] {
+		case "request failed":
+			failed = append(failed, l)
+		case "request":
+			t.Errorf("at level info a request is logged: %v", l)
+		}
+	}
+	if len(failed) != 1 {
+		t.Fatalf("one 5xx logged %d lines \"request failed\":\n%s", len(failed), log.String())
+	}
+	want := map[string]any{"level": "ERROR", "method": "GET", "route": v1 + "/queues/:queue_id", "path": v1 + "/queues/before",
+		"status": float64(http.StatusServiceUnavailable), "request_id": "walkthrough-1"}
+	for k, v := range want {
+		if failed[0][k] != v {
+			t.Errorf("logged %s = %v, want %v (line %v)", k, failed[0][k], v, failed[0])
+		}
+	}
+	if err, _ := failed[0]["err"].(string); err == "" || strings.Contains(err, "retry the request shortly") {
+		t.Errorf("logged err = %q, want the store's error, not the problem's detail", err)
+	}
 }

@@ -109,18 +109,18 @@ func New(opts Options) *Server {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	problem.Install(opts.Logger)
+	problem.Install()
 	nameMissingFields()
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
-	e.HTTPErrorHandler = errorHandler(opts.Logger)
+	e.HTTPErrorHandler = errorHandler
 	answerHEAD(e)
-	e.Use(httpMetrics(opts.Registry), recoverProblem(opts.Logger), retryAfter, ignoreInvalidRange, decodeParams)
+	e.Use(requestID, logRequests(opts.Logger), httpMetrics(opts.Registry), recoverProblem, retryAfter, ignoreInvalidRange, decodeParams)
 
 	cfg := huma.DefaultConfig("Resource Manager API", "1.0.0")
 	configureOpenAPI(&cfg)
 	humanJSON(&cfg)
-	cfg.Transformers = append(cfg.Transformers, problemInstance)
+	cfg.Transformers = append(cfg.Transformers, problemInstance, noteFailure)
 	api := humaecho.New(e, cfg)
 	api.UseMiddleware(checkQuery(api))
 	nameReadOnlyFields(api.OpenAPI().Components.Schemas)
@@ -183,20 +183,16 @@ func (s *Server) readyz(c echo.Context) error {
 	return c.JSON(status, map[string]any{"ready": ok, "checks": checks})
 }
 
-// errorHandler answers echo's own errors (unknown route, wrong method) as problems.
-func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
-	return func(err error, c echo.Context) {
-		if c.Response().Committed {
-			return
-		}
-		p := asProblemOf(err)
-		if p.Status >= 500 {
-			log.Error("request failed", "method", c.Request().Method, "path", c.Request().URL.Path, "err", err)
-		}
-		p.Instance = c.Request().URL.Path
-		c.Response().Header().Set(echo.HeaderContentType, "application/problem+json")
-		_ = c.JSON(p.Status, p)
+// errorHandler answers echo's own errors (unknown route, wrong method) and
+// those of the middlewares as problems; logRequests logs a 5xx.
+func errorHandler(err error, c echo.Context) {
+	if c.Response().Committed {
+		return
 	}
+	p := asProblemOf(err)
+	p.Instance = c.Request().URL.Path
+	c.Response().Header().Set(echo.HeaderContentType, "application/problem+json")
+	_ = c.JSON(p.Status, p)
 }
 
 // problemInstance gives the problems huma writes (a handler's error, a
@@ -272,18 +268,16 @@ func retryAfter(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
-// recoverProblem turns a panic into a logged 500 problem instead of a dropped connection.
-func recoverProblem(log *slog.Logger) echo.MiddlewareFunc {
-	return func(next echo.HandlerFunc) echo.HandlerFunc {
-		return func(c echo.Context) (err error) {
-			defer func() {
-				if r := recover(); r != nil {
-					log.Error("panic in handler", "path", c.Request().URL.Path, "panic", r)
-					err = problem.New(http.StatusInternalServerError, "internal error")
-				}
-			}()
-			return next(c)
-		}
+// recoverProblem turns a panic into a 500 problem instead of a dropped
+// connection; logRequests logs the panic with the request.
+func recoverProblem(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) (err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				err = fmt.Errorf("panic in handler: %v", r) // a 500 "internal error" to the client
+			}
+		}()
+		return next(c)
 	}
 }
 

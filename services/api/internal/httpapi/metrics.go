@@ -27,10 +27,7 @@ func httpMetrics(reg prometheus.Registerer) echo.MiddlewareFunc {
 		return func(c echo.Context) error {
 			start := time.Now()
 			err := next(c)
-			route := c.Path()
-			if route == "" {
-				route = "unmatched"
-			}
+			route := routeOf(c)
 			// An error not answered yet is answered by the error handler
 			// after this returns, with the problem's status.
 			code := c.Response().Status
@@ -45,6 +42,15 @@ func httpMetrics(reg prometheus.Registerer) echo.MiddlewareFunc {
 			return err
 		}
 	}
+}
+
+// routeOf is the route template c was matched to
+// (/api/resources/v1/jobs/:id), "unmatched" if none.
+func routeOf(c echo.Context) string {
+	if r := c.Path(); r != "" {
+		return r
+	}
+	return "unmatched"
 }
 
 // metricMethod is method as the metrics' label: one of RFC 9110's methods

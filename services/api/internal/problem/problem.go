@@ -6,7 +6,6 @@ package problem
 import (
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -51,7 +50,14 @@ type Problem struct {
 	Detail   string        `json:"detail,omitempty"`
 	Instance string        `json:"instance,omitempty"`
 	Errors   []*FieldError `json:"errors,omitempty"`
+
+	// cause is the error a 5xx stands for, which the client is not shown.
+	cause error
 }
+
+// Cause is the error behind a 5xx problem that Install made of a handler's
+// error, for the request's log line; nil for any other problem.
+func (p *Problem) Cause() error { return p.cause }
 
 func (p *Problem) Error() string {
 	if p.Detail != "" {
@@ -137,14 +143,17 @@ var eNotation = regexp.MustCompile(`-?[0-9]+(\.[0-9]+)?e[+-][0-9]+`)
 
 // Install replaces huma's error constructor so every error huma produces
 // (validation, bad JSON, body too large) is a Problem naming the fields, and a
-// handler's domain error gets the status of the sentinel it wraps. Only
-// 5xx problems are logged, with the underlying error.
-func Install(log *slog.Logger) {
+// handler's domain error gets the status of the sentinel it wraps. A 5xx
+// keeps the handler's error as its Cause: huma calls this without the
+// request, so the request's log line (package httpapi) logs it.
+func Install() {
 	huma.NewError = func(status int, msg string, errs ...error) huma.StatusError {
 		if status == http.StatusInternalServerError && len(errs) == 1 {
 			p := From(errs[0])
 			if p.Status >= 500 {
-				log.Error("request failed", "err", errs[0])
+				with := *p // a copy: From may return a shared problem
+				with.cause = errs[0]
+				return &with
 			}
 			return p
 		}

@@ -27,7 +27,9 @@ func (r *recorder) WriteHeader(status int) {
 }
 
 // call sends an in-process request to the API on behalf of the caller of r:
-// its Authorization header goes along, so the API decides what it may read.
+// its Authorization header goes along, so the API decides what it may read,
+// and its X-Request-Id, so the API's log lines of the page's calls carry
+// the page's.
 // It answers the raw body of a 2xx, or a *pageError carrying the API's
 // problem for anything else.
 func (u *UI) call(r *http.Request, method, path string, q url.Values) ([]byte, error) {
@@ -43,6 +45,9 @@ func (u *UI) call(r *http.Request, method, path string, q url.Values) ([]byte, e
 	req.Host = r.Host
 	if a := r.Header.Get("Authorization"); a != "" {
 		req.Header.Set("Authorization", a)
+	}
+	if id := r.Header.Get("X-Request-Id"); id != "" {
+		req.Header.Set("X-Request-Id", id)
 	}
 	req.Header.Set("Accept", "application/json")
 	rec := &recorder{header: http.Header{}}

@@ -221,7 +221,7 @@ func (u *UI) serve(w http.ResponseWriter, r *http.Request, build func(*http.Requ
 			// A read of the view's own failed (the store, the stream): its
 			// error names addresses and drivers, which are the operator's
 			// business, not the page's.
-			u.opts.Logger.Error("ui page failed", "path", r.URL.Path, "err", err)
+			u.opts.Logger.Error("ui page failed", "path", r.URL.Path, "request_id", r.Header.Get("X-Request-Id"), "err", err)
 			pe = &pageError{Status: http.StatusBadGateway, Title: "The page could not be read",
 				Detail: "A read behind this page failed; try again. The server's log says why (\"ui page failed\", path " + r.URL.Path + ")."}
 		}
