@@ -102,7 +102,8 @@ const (
 //
 // A signal line before the exit line says the command ended after a stop
 // signal came (or just before: the trap runs once the command has ended);
-// with none, the command ended on its own, whatever the driver did.
+// with none, the command ended on its own, whatever the driver did, if the
+// spec says its wrapper writes signal lines (specRecord.Signals).
 //
 // A line cut short (its writer killed) has no newline and reads as absent,
 // which is what a reader would have seen a moment earlier: the pid line is
@@ -277,6 +278,10 @@ type specRecord struct {
 	// the status of an instance whose command could not be run.
 	Command   string    `json:"command,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
+	// Signals: the instance's wrapper writes a signal line when a stop
+	// signal reaches it. Those of earlier drivers (either layout) wrote
+	// none, so how their instances ended cannot be told from a stop.
+	Signals bool `json:"signals,omitempty"`
 }
 
 type stateRecord struct {
@@ -523,7 +528,7 @@ func (d *Driver) launch(ctx context.Context, inst *instance, s driver.Spec, argv
 			rec.Close()
 		}
 	}()
-	spec := specRecord{JobID: s.JobID, Role: string(s.Role), Index: s.Index, Name: s.Name, Queue: s.Queue, Command: argv[0], CreatedAt: time.Now()}
+	spec := specRecord{JobID: s.JobID, Role: string(s.Role), Index: s.Index, Name: s.Name, Queue: s.Queue, Command: argv[0], CreatedAt: time.Now(), Signals: true}
 	if err := appendLine(rec, specLine, spec); err != nil {
 		return nil, nil, fmt.Errorf("record spec: %w", err)
 	}
@@ -625,7 +630,7 @@ func (d *Driver) ended(inst *instance, fallback *int, msg string) {
 	ok := err == nil && r.exit != nil
 	// The command ended with its exit recorded and no stop signal before
 	// it: on its own, though Stop may have been called since.
-	onItsOwn := ok && !r.signalled
+	onItsOwn := ok && r.endedOnItsOwn()
 	if ok {
 		code = r.exit
 		if why := r.cannotRun(); why != "" {
@@ -1014,6 +1019,15 @@ func readRecord(dir string) (record, error) {
 	return r, nil
 }
 
+// endedOnItsOwn reports whether the record tells that the command ended on
+// its own: its exit recorded by a wrapper that writes signal lines, with
+// none before it. An instance of an earlier driver's wrapper (started
+// before an upgrade) cannot tell, so its failure while its job's
+// instances are stopped is a stop, as that driver recorded it.
+func (r record) endedOnItsOwn() bool {
+	return r.exit != nil && r.spec.Signals && !r.signalled
+}
+
 // cannotRun says why the shell could not run the recorded command, "" when
 // it ran (or no exit code is recorded yet): the message of its status.
 func (r record) cannotRun() string {
@@ -1140,7 +1154,7 @@ func (d *Driver) adopt(dir string) (*instance, error) {
 			inst.st.Message = r.cannotRun()
 			if *r.exit == 0 {
 				inst.st.State = driver.Succeeded
-			} else if !r.signalled {
+			} else if r.endedOnItsOwn() {
 				inst.st.Reason = driver.ReasonExited
 			}
 		case inst.pid <= 0:

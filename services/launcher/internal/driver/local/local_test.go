@@ -646,6 +646,39 @@ rc=$?
 echo "$rc" > "$d/exit"
 exit "$rc"`
 
+// earlierDirs makes worker instance directories under dir as an earlier
+// driver left them, for the tests of re-adoption after an upgrade.
+type earlierDirs struct {
+	t   *testing.T
+	dir string
+}
+
+func (e earlierDirs) instDir(r driver.Ref) string {
+	return filepath.Join(e.dir, "local", r.JobID, "worker-"+strconv.Itoa(r.Index))
+}
+
+// make makes the instances' directories with their work directories.
+func (e earlierDirs) make(refs ...driver.Ref) {
+	e.t.Helper()
+	for _, r := range refs {
+		if err := os.MkdirAll(filepath.Join(e.instDir(r), "work"), 0o750); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+}
+
+func (e earlierDirs) write(path, content string) {
+	e.t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o640); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// spec is the spec an earlier driver wrote of r: no signals field.
+func (e earlierDirs) spec(r driver.Ref) string {
+	return fmt.Sprintf(`{"job_id": %q, "role": "worker", "index": %d, "created_at": %q}`, r.JobID, r.Index, time.Now().Format(time.RFC3339Nano))
+}
+
 // TestReadoptEarlierLayout: instance directories made by a driver before
 // the record (spec.json, state.json, and the wrapper's pid and exit files)
 // are re-adopted, an ended instance with its code and a running one
@@ -656,22 +689,10 @@ func TestReadoptEarlierLayout(t *testing.T) {
 	job := drivertest.JobID(t)
 	ended := driver.Ref{JobID: job, Role: driver.RoleWorker, Index: 0}
 	running := driver.Ref{JobID: job, Role: driver.RoleWorker, Index: 1}
-	instDir := func(r driver.Ref) string {
-		return filepath.Join(dir, "local", job, "worker-"+strconv.Itoa(r.Index))
-	}
-	write := func(path, content string) {
-		t.Helper()
-		if err := os.WriteFile(path, []byte(content), 0o640); err != nil {
-			t.Fatal(err)
-		}
-	}
-	spec := func(r driver.Ref) string {
-		return fmt.Sprintf(`{"job_id": %q, "role": "worker", "index": %d, "created_at": %q}`, job, r.Index, time.Now().Format(time.RFC3339Nano))
-	}
+	e := earlierDirs{t: t, dir: dir}
+	instDir, write, spec := e.instDir, e.write, e.spec
+	e.make(ended, running)
 	for _, r := range []driver.Ref{ended, running} {
-		if err := os.MkdirAll(filepath.Join(instDir(r), "work"), 0o750); err != nil {
-			t.Fatal(err)
-		}
 		write(filepath.Join(instDir(r), "spec.json"), spec(r))
 	}
 	// The ended one: a process that is gone, its code in the exit file.
@@ -718,6 +739,98 @@ func TestReadoptEarlierLayout(t *testing.T) {
 	// Neither instance wrote a log, so nothing of them is kept.
 	if left, _ := filepath.Glob(filepath.Join(dir, "local", job, "*")); len(left) != 0 {
 		t.Errorf("after Cleanup the job's directory holds %v; want nothing", left)
+	}
+}
+
+// earlierRecordWrapper is the wrapper of the record layout before signal
+// lines (avxrm of 2026-12-04): a stop's SIGTERM left no trace in the record.
+const earlierRecordWrapper = `d=$1; shift
+echo "pid $$" >> "$d/record"
+trap ':' TERM INT HUP
+"$@"
+rc=$?
+echo "exit $rc" >> "$d/record"
+exit "$rc"`
+
+// TestStopOfAnEarlierDriversInstance: an instance an earlier driver
+// started (either layout, its wrapper writing no signal line), re-adopted
+// after an upgrade and ended by Stop's SIGTERM, is stopped, not failed on
+// its own (driver.ReasonExited); so is one that ended with 143 while no
+// driver ran, since the earlier wrapper cannot tell. Before, a cancelled
+// job's re-adopted instances were recorded failed with 143.
+func TestStopOfAnEarlierDriversInstance(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	job := drivertest.JobID(t)
+	legacy := driver.Ref{JobID: job, Role: driver.RoleWorker, Index: 0}
+	record := driver.Ref{JobID: job, Role: driver.RoleWorker, Index: 1}
+	ended := driver.Ref{JobID: job, Role: driver.RoleWorker, Index: 2}
+	e := earlierDirs{t: t, dir: dir}
+	instDir, write, spec := e.instDir, e.write, e.spec
+	start := func(r driver.Ref, wrapper string) *exec.Cmd {
+		t.Helper()
+		cmd := exec.Command("/bin/sh", "-c", wrapper, "sh", instDir(r), "/bin/sh", "-c", "echo started; sleep 60")
+		cmd.Dir = filepath.Join(instDir(r), "work")
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		log, err := os.Create(filepath.Join(instDir(r), "output.log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer log.Close()
+		cmd.Stdout = log
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		go cmd.Wait() // as init would, once the launcher that started it is gone
+		t.Cleanup(func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) })
+		return cmd
+	}
+	e.make(legacy, record, ended)
+	write(filepath.Join(instDir(legacy), "spec.json"), spec(legacy))
+	cmd := start(legacy, earlierWrapper)
+	write(filepath.Join(instDir(legacy), "state.json"), fmt.Sprintf(`{"pid": %d, "pgid": %d, "started_at": %q}`,
+		cmd.Process.Pid, cmd.Process.Pid, time.Now().Format(time.RFC3339Nano)))
+	write(filepath.Join(instDir(record), "record"), "spec "+spec(record)+"\n")
+	start(record, earlierRecordWrapper)
+	gone := exec.Command("/bin/true")
+	if err := gone.Run(); err != nil {
+		t.Fatal(err)
+	}
+	write(filepath.Join(instDir(ended), "record"), fmt.Sprintf("spec %s\npid %d\nexit 143\n", spec(ended), gone.Process.Pid))
+	for _, r := range []driver.Ref{legacy, record} {
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			if b, _ := os.ReadFile(filepath.Join(instDir(r), "output.log")); strings.Contains(string(b), "started") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s never started", r)
+			}
+		}
+	}
+
+	d, err := local.NewDriver(driver.LocalConfig{}, driver.Options{DataDir: dir},
+		local.WithGracePeriod(300*time.Millisecond), local.WithPollInterval(20*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	ch, _ := d.Watch(ctx)
+	sts, _ := d.List(ctx)
+	i := slices.IndexFunc(sts, func(st driver.Status) bool { return st.Ref == ended })
+	if i < 0 {
+		t.Fatalf("the instance that ended with 143 is not re-adopted: %v", sts)
+	}
+	if st := sts[i]; st.State != driver.Failed || fmtCode(st.ExitCode) != "143" || st.Reason != "" {
+		t.Errorf("re-adopted instance that ended with 143: %s %s, reason %q; want Failed 143, no reason", st.State, fmtCode(st.ExitCode), st.Reason)
+	}
+	for _, r := range []driver.Ref{legacy, record} {
+		if err := d.Stop(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+		st := waitFinal(t, ch, r)
+		if st.State != driver.Failed || fmtCode(st.ExitCode) != "143" || st.Reason != "" || st.Message != "stopped" {
+			t.Errorf("re-adopted %s ended by Stop: %s %s, reason %q, message %q; want Failed 143, stopped, no reason", r, st.State, fmtCode(st.ExitCode), st.Reason, st.Message)
+		}
 	}
 }
 
