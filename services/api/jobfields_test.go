@@ -198,4 +198,6 @@ func TestListJobEvents(t *testing.T) {
 	}
 	e.must(http.StatusNotFound, http.MethodGet, v1+"/jobs/job-nope/events", nil)
 	assertProblem(t, e.must(http.StatusBadRequest, http.MethodGet, v1+"/jobs/"+id+"/events?cursor="+other, nil), "cursor")
+	// The largest sequence is no item's: the page after it wrapped round to the first event.
+	assertProblem(t, e.must(http.StatusBadRequest, http.MethodGet, v1+"/jobs/"+id+"/events?cursor=18446744073709551615", nil), "cursor")
 }

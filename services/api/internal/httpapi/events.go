@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/avxrm/rm/pkg/events"
@@ -37,6 +38,45 @@ const sseTokenExpired = "token-expired"
 
 // errTokenExpired is the cause of a stream's end at its token's expiry.
 var errTokenExpired = errors.New("the token expired")
+
+// maxStreamsPerCaller bounds the event streams one caller (a token's
+// subject) holds open at once, while auth is on. A stream costs the API a
+// connection, a goroutine and a reader of the hub (about 50 KB): without a
+// bound, any token with a role could open streams until the process ran
+// out of file descriptors, and every other client was refused. A web view
+// tab and each watch (avxrm watch, an SDK's) hold one.
+const maxStreamsPerCaller = 64
+
+// callerStreams counts the open event streams of each caller. The zero
+// value is ready.
+type callerStreams struct {
+	mu   sync.Mutex
+	open map[string]int // by subject
+}
+
+// take counts a new stream of subject; false, counting nothing, when it
+// holds maxStreamsPerCaller already.
+func (c *callerStreams) take(subject string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.open[subject] >= maxStreamsPerCaller {
+		return false
+	}
+	if c.open == nil {
+		c.open = map[string]int{}
+	}
+	c.open[subject]++
+	return true
+}
+
+// release uncounts a stream that take counted.
+func (c *callerStreams) release(subject string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.open[subject]--; c.open[subject] <= 0 {
+		delete(c.open, subject)
+	}
+}
 
 type eventsInput struct {
 	JobID       string `query:"job_id" maxLength:"63" doc:"only events about this job: its own and its scenario exports' (their data.job_id). Without Last-Event-ID an id no job has → 422 and, with auth on, a job the caller may not read → 403 (as GET /jobs/{id}); with it any job id is taken, so a deleted job's stored events stay replayable"`
@@ -67,7 +107,7 @@ func (s *Server) registerEvents() {
 				"text/event-stream": {Schema: &huma.Schema{Type: "string"}},
 			}},
 		},
-		Errors: []int{http.StatusRequestedRangeNotSatisfiable, http.StatusUnprocessableEntity, http.StatusServiceUnavailable},
+		Errors: []int{http.StatusRequestedRangeNotSatisfiable, http.StatusUnprocessableEntity, http.StatusTooManyRequests, http.StatusServiceUnavailable},
 	}, s.streamEvents)
 }
 
@@ -243,18 +283,29 @@ func (s *Server) streamEvents(ctx context.Context, in *eventsInput) (*huma.Strea
 	if isHEAD(ctx) {
 		return &huma.StreamResponse{Body: answer}, nil // the headers are the answer: no reader
 	}
+	release := func() {}
+	if p := auth.From(ctx); s.opts.Auth != nil && p != nil {
+		if !s.callerStreams.take(p.Subject) {
+			return nil, problem.New(http.StatusTooManyRequests, fmt.Sprintf("%s holds %d event streams open, as many as one caller may; "+
+				"close one (each tab of the web view and each watch holds one) and retry", p.Username, maxStreamsPerCaller))
+		}
+		release = func() { s.callerStreams.release(p.Subject) }
+	}
 	sub, backlog, upTo, covered, err := s.hub.subscribe(ctx, subjects, after)
 	if err != nil {
+		release()
 		return nil, streamUnreachable(err)
 	}
 	var replay jetstream.MessagesContext
 	if !covered {
 		if replay, err = s.replayFrom(ctx, subjects, *after, upTo); err != nil {
 			s.hub.unsubscribe(sub)
+			release()
 			return nil, err
 		}
 	}
 	return &huma.StreamResponse{Body: func(hctx huma.Context) {
+		defer release()
 		defer s.hub.unsubscribe(sub)
 		answer(hctx)
 		w := hctx.BodyWriter()

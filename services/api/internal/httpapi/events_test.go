@@ -3,7 +3,9 @@ package httpapi
 import (
 	"context"
 	"net/http"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/avxrm/rm/pkg/events"
 )
@@ -63,5 +65,45 @@ func TestJobStreamAnswersAsTheJobDoes(t *testing.T) {
 		if a := e.streamAnswer("?job_id="+c.job, "Authorization", c.who, "Last-Event-ID", "0"); a.status != http.StatusOK {
 			t.Errorf("%s: GET /events?job_id= with Last-Event-ID 0 = %s, want 200", c.name, a)
 		}
+	}
+}
+
+// One caller holds at most maxStreamsPerCaller event streams at once: the
+// next is a 429 saying so, while other callers' streams open as before, and
+// a stream closed frees its place. Without the bound one token opened
+// streams until the API had no file descriptor left for anyone.
+func TestEventStreamsOfOneCallerAreBounded(t *testing.T) {
+	e := newAuthEnv(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var open []*http.Response
+	for range maxStreamsPerCaller {
+		res := e.send(ctx, http.MethodGet, "/events", nil, "Authorization", e.bob)
+		if res.StatusCode != http.StatusOK {
+			t.Fatalf("stream %d of bob: %s", len(open)+1, e.read(res))
+		}
+		open = append(open, res)
+	}
+	a := e.streamAnswer("", "Authorization", e.bob)
+	if a.status != http.StatusTooManyRequests || !strings.Contains(problemOf(t, a).Detail, "bob holds 64 event streams open") {
+		t.Errorf("stream %d of bob = %s, want a 429 saying bob holds 64 event streams open", maxStreamsPerCaller+1, a)
+	}
+	if a := e.streamAnswer("", "Authorization", e.alice); a.status != http.StatusOK {
+		t.Errorf("alice's stream = %s, want 200: bob's streams take none of hers", a)
+	}
+	open[0].Body.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		a := e.streamAnswer("", "Authorization", e.bob)
+		if a.status == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a stream of bob after he closed one = %s, want 200", a)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for _, res := range open[1:] {
+		res.Body.Close()
 	}
 }

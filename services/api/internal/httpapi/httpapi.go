@@ -77,6 +77,8 @@ type Server struct {
 	jobs   *jobdoc.Store
 	active *indexed.Reader // a queue's active jobs, by index (usage, positions)
 	hub    *eventHub       // the readers of GET /events (eventhub.go)
+	// callerStreams bounds the readers of GET /events of each caller.
+	callerStreams callerStreams
 	// streams ends when the server begins to shut down (EndStreams), and
 	// with it the answers that last as long as their client (streams.go).
 	streams    context.Context
@@ -111,6 +113,12 @@ func New(opts Options) *Server {
 	}
 	problem.Install()
 	nameMissingFields()
+	// A field is named exactly as the schema names it: huma's validation
+	// otherwise takes "Name" for "name", and encoding/json, which ignores
+	// case too, keeps the later of {"name": "ok", "Name": "a b"}, so a value
+	// the schema never checked (a name outside the pattern, a priority
+	// beyond its maximum) was stored. "Name" is an unknown field, a 422.
+	huma.ValidateStrictCasing = true
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = errorHandler
@@ -298,6 +306,13 @@ func rejectNonUTF8(limit int64) echo.MiddlewareFunc {
 			}
 			if err := plainMediaType(r); err != nil {
 				return err
+			}
+			if ce := r.Header.Get(echo.HeaderContentEncoding); ce != "" && !strings.EqualFold(ce, "identity") {
+				// Not decoded: the compressed bytes were read as the JSON
+				// itself and refused as "not valid UTF-8".
+				c.Response().Header().Set(echo.HeaderAcceptEncoding, "identity")
+				return problem.New(http.StatusUnsupportedMediaType, fmt.Sprintf("the body is sent with Content-Encoding %s; this API takes JSON bodies uncompressed", ce),
+					problem.Field("Content-Encoding", "expected none or identity, got %s", ce))
 			}
 			if r.ContentLength > limit {
 				return tooLarge(c.Response().Writer, r, limit)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"strconv"
 	"time"
@@ -118,7 +119,9 @@ func eventCursor(cursor string) (uint64, error) {
 		return 0, nil
 	}
 	n, err := strconv.ParseUint(cursor, 10, 64)
-	if err != nil || n == 0 {
+	// No item has the last sequence: the page after it would start at
+	// sequence 0, the stream's first event, again.
+	if err != nil || n == 0 || n == math.MaxUint64 {
 		return 0, problem.New(http.StatusBadRequest, fmt.Sprintf("cursor %q is not a next_cursor of this list", cursor),
 			problem.Field("cursor", "not a next_cursor of this list; start again without cursor"))
 	}
