@@ -107,3 +107,28 @@ func TestStreamExportEventsOfOwnJob(t *testing.T) {
 		t.Errorf("viewer's stream saw %v, want none of the dropbox queue's", got)
 	}
 }
+
+// The stream gives every reader the events of deployments and
+// app-runtime-configs on a queue whose access.read does not name it, as
+// GET /deployments/{id} and GET /app-runtime-config/… give them the
+// resources: access.read is about the queue's jobs. The stream left them
+// out, so a viewer watching the stream missed changes it could read.
+func TestStreamDeploymentAndRuntimeConfigEventsAsTheyRead(t *testing.T) {
+	e := start(t, devidp.Config{})
+	admin, viewer := bearer(e.login("admin")), bearer(e.login("viewer"))
+	submit := e.openAndRestricted(admin)
+	arc := e.must(http.StatusCreated, admin, http.MethodPost, v1+"/app-runtime-config/restricted/application/sim:1",
+		map[string]any{"image": "sim:2", "working_directory": "/work"}).obj(t)
+	dep := e.must(http.StatusCreated, admin, http.MethodPost, v1+"/deployments",
+		map[string]any{"name": "viz", "application_id": "sim:1", "queue_id": "restricted", "replicas": 0}).obj(t)
+	arcID, depID := arc["id"].(string), dep["id"].(string)
+	e.must(http.StatusOK, viewer, http.MethodGet, v1+"/deployments/"+depID, nil)
+	e.must(http.StatusOK, viewer, http.MethodGet, v1+"/app-runtime-config/restricted/application/sim:1", nil)
+
+	all := "type=rm.deployment.created,rm.app-runtime-config.created,rm.job.submitted"
+	e.replayed(admin, all, arcID, depID)
+	marker := submit(admin, "open", "")["id"].(string)
+	if got := e.replayed(viewer, all, marker); !got[arcID] || !got[depID] {
+		t.Errorf("viewer's stream saw %v, want the app-runtime-config %s and the deployment %s it may read", got, arcID, depID)
+	}
+}

@@ -454,14 +454,15 @@ func (s *Server) newEventFilter(ctx context.Context) *eventFilter {
 }
 
 // allows reports whether the client may see e, which is about job (jobOf):
-// events without a queue are for every role; others need the queue
-// readable, or the job (a job event's, an export's) the caller's own, as
-// the REST reads of jobs and exports do.
+// events without a queue are for every role, and so are those of queues,
+// deployments and app-runtime-configs, which every role reads whatever the
+// queue's access.read; a job's or an export's need the queue readable, or
+// the job the caller's own, as the REST reads of jobs and exports do.
 func (f *eventFilter) allows(ctx context.Context, e events.Event, job string) bool {
 	if f == nil || f.p.Level == auth.LevelAdmin || e.QueueID == "" || e.QueueID == events.NoQueue {
 		return true
 	}
-	if e.Kind() == events.KindQueue {
+	if k := e.Kind(); k != events.KindJob && k != events.KindExport {
 		return f.p.Level >= auth.LevelViewer
 	}
 	f.mu.Lock()
