@@ -132,3 +132,23 @@ func TestStreamDeploymentAndRuntimeConfigEventsAsTheyRead(t *testing.T) {
 		t.Errorf("viewer's stream saw %v, want the app-runtime-config %s and the deployment %s it may read", got, arcID, depID)
 	}
 }
+
+// A caller's own job on a queue it may not read is listed by
+// GET /queues/{id}/pending at its place among all the queue's waiting
+// jobs, as GET /jobs/{id} gives it: the list counted only the jobs the
+// caller may read, so the user's job read as first in line behind two.
+func TestPendingPositionCountsJobsTheCallerMayNotRead(t *testing.T) {
+	e := start(t, devidp.Config{})
+	admin, user := bearer(e.login("admin")), bearer(e.login("user"))
+	submit := e.openAndRestricted(admin)
+	submit(admin, "restricted", "")
+	submit(admin, "restricted", "")
+	own := submit(user, "restricted", "")["id"].(string)
+	items := e.must(http.StatusOK, user, http.MethodGet, v1+"/queues/restricted/pending", nil).obj(t)["items"].([]any)
+	if len(items) != 1 || items[0].(map[string]any)["id"] != own || items[0].(map[string]any)["queue_position"] != 3.0 {
+		t.Errorf("user's GET /queues/restricted/pending = %v, want its job %s alone at queue_position 3", items, own)
+	}
+	if got := e.must(http.StatusOK, user, http.MethodGet, v1+"/jobs/"+own, nil).obj(t)["queue_position"]; got != 3.0 {
+		t.Errorf("user's GET /jobs/%s: queue_position %v, want 3", own, got)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"github.com/avxrm/rm/pkg/events"
 	"github.com/avxrm/rm/pkg/events/indexed"
 	"github.com/avxrm/rm/pkg/events/jobdoc"
+	"github.com/avxrm/rm/services/api/internal/auth"
 	"github.com/avxrm/rm/services/api/internal/store"
 	"github.com/danielgtaylor/huma/v2"
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -143,14 +144,18 @@ func (s *Server) listPending(ctx context.Context, in *listPendingInput) (*pendin
 	}
 	filter := bson.D{{Key: "queue_id", Value: q.Res.ID},
 		{Key: "status", Value: bson.D{{Key: "$in", Value: bson.A{events.JobSubmitted, events.JobPending}}}}}
-	readable, err := s.readableJobsFilter(ctx)
+	// Every waiting job counts for the positions, as in GET /jobs/{id}; a
+	// caller who may not read the queue's jobs is listed its own only.
+	p := auth.From(ctx)
+	readable, err := s.readableQueues(ctx, p)
 	if err != nil {
 		return nil, err
 	}
-	filter = append(filter, readable...)
+	ownOnly := readable != nil && !readable[q.Res.ID]
 	cur, err := s.opts.Store.DB.Collection(store.Jobs).Find(ctx, filter, options.Find().SetProjection(bson.D{
 		{Key: "name", Value: 1}, {Key: "status", Value: 1}, {Key: "conditions", Value: 1}, {Key: "worker_instances", Value: 1},
-		{Key: "priority", Value: 1}, {Key: "submitted_at", Value: 1}, {Key: "queue_id", Value: 1}, {Key: "_deleted", Value: 1}}))
+		{Key: "priority", Value: 1}, {Key: "submitted_at", Value: 1}, {Key: "queue_id", Value: 1}, {Key: "_deleted", Value: 1},
+		{Key: "owner.subject", Value: 1}}))
 	if err != nil {
 		return nil, err
 	}
@@ -186,7 +191,7 @@ func (s *Server) listPending(ctx context.Context, in *listPendingInput) (*pendin
 			continue
 		}
 		pos++
-		if after != nil && compareOrder(&j.Job, after) <= 0 {
+		if after != nil && compareOrder(&j.Job, after) <= 0 || ownOnly && (j.Owner == nil || j.Owner.Subject != p.Subject) {
 			continue
 		}
 		if len(out.Items) == limit {
