@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/avxrm/rm/sdk/go/avxrm"
 	"github.com/avxrm/rm/sdk/go/avxrm/api"
@@ -204,7 +205,9 @@ func bulkAction(g *globals, b bulk) *cobra.Command {
 		Short:   b.short,
 		Long: b.short + ".\n\n" + b.long + "Name the jobs, or select them with filters: " + selects + " that every filter given\n" +
 			"matches, as 'avxrm jobs ls' lists them. Each job's request is made (8 at a time) and a line\n" +
-			"printed for it; the command fails, after trying every job, if any request did.",
+			"printed for it as it is done, in the order the jobs are named or listed; the command fails, after\n" +
+			"trying every job, if any request did. Ctrl-C stops it (exit 130): no further request is made,\n" +
+			"and stderr says how many jobs were done and how many not tried (or cut off in flight); run it again for the rest.",
 		Example: cmp.Or(b.example, "  avxrm jobs "+b.use+" job-01J…\n  avxrm jobs "+b.use+" job-01J… job-01K…\n"+
 			"  avxrm jobs "+b.use+" --queue Default --label campaign=night-7"),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -231,9 +234,14 @@ func bulkAction(g *globals, b bulk) *cobra.Command {
 }
 
 // each makes b's request for every id, bulkParallel at a time, printing
-// one line per job in the order given; with -o json|yaml, a list of each
-// job's result or error instead.
+// one line per job in the order given as soon as it and those before it
+// are done (a command over 20,000 jobs shows its progress, and what it did
+// before a Ctrl-C); with -o json|yaml, a list of each job's result or error
+// at the end instead. Once the command's context ends (Ctrl-C) no further
+// request is made, and the jobs not tried are counted on stderr, not each
+// reported as failed: running the command again does the rest.
 func (b bulk) each(cmd *cobra.Command, g *globals, c *avxrm.Client, ids []string) error {
+	ctx := cmd.Context()
 	errs, done := make([]error, len(ids)), make([]result, len(ids))
 	run := b.run
 	if run == nil {
@@ -242,37 +250,74 @@ func (b bulk) each(cmd *cobra.Command, g *globals, c *avxrm.Client, ids []string
 			return result{Result: b.done}, err
 		}
 	}
+	var (
+		mu      sync.Mutex
+		ended   = make([]bool, len(ids))
+		tried   = make([]bool, len(ids)) // its result is known
+		next    int                      // the first job whose line is not printed yet
+		failed  int
+		skipped int // not tried, or cut off in flight (the server may have done it): interrupted
+	)
+	// report prints the lines of the jobs done in order from next on; mu held.
+	report := func() {
+		for ; next < len(ids) && ended[next]; next++ {
+			i := next
+			switch {
+			case errs[i] != nil && ctx.Err() != nil && errors.Is(errs[i], context.Canceled):
+				skipped++ // cut short by Ctrl-C: not failed, not done
+				tried[i] = false
+			case errs[i] != nil:
+				failed++
+				if len(ids) > 1 {
+					fmt.Fprintf(cmd.ErrOrStderr(), "%s: %s\n", ids[i], message(errs[i]))
+				}
+			case !g.structured():
+				fmt.Fprintln(cmd.OutOrStdout(), done[i].line())
+			}
+		}
+	}
 	var eg errgroup.Group
 	eg.SetLimit(bulkParallel)
 	for i, id := range ids {
+		if ctx.Err() != nil {
+			mu.Lock()
+			errs[i], ended[i] = ctx.Err(), true
+			mu.Unlock()
+			continue
+		}
 		eg.Go(func() error {
-			done[i], errs[i] = run(cmd.Context(), c, id)
-			done[i].ID = id
-			if errs[i] != nil {
-				done[i] = result{ID: id, Error: errs[i].Error()}
+			r, err := run(ctx, c, id)
+			r.ID = id
+			if err != nil {
+				r = result{ID: id, Error: err.Error()}
 			}
+			mu.Lock()
+			defer mu.Unlock()
+			done[i], errs[i], ended[i], tried[i] = r, err, true, true
+			report()
 			return nil
 		})
 	}
 	_ = eg.Wait() // each job's error is in errs
+	report()
 	if g.structured() {
-		if err := printItem(cmd.OutOrStdout(), g.output, done); err != nil {
+		known := []result{} // what was done: with -o json after a Ctrl-C too
+		for i, r := range done {
+			if tried[i] {
+				known = append(known, r)
+			}
+		}
+		if err := printItem(cmd.OutOrStdout(), g.output, known); err != nil {
 			return err
 		}
 	}
+	if skipped > 0 {
+		fmt.Fprintf(cmd.ErrOrStderr(), "avxrm: interrupted: %d of %d %s done, %d failed, %d not tried or cut off in flight; run the command again for the rest\n",
+			len(ids)-skipped-failed, len(ids), cmp.Or(b.noun, "jobs"), failed, skipped)
+		return ctx.Err()
+	}
 	if len(ids) == 1 && errs[0] != nil {
 		return errs[0] // one job: its error is the command's
-	}
-	failed := 0
-	for i, id := range ids {
-		if errs[i] != nil {
-			failed++
-			fmt.Fprintf(cmd.ErrOrStderr(), "%s: %s\n", id, message(errs[i]))
-			continue
-		}
-		if !g.structured() {
-			fmt.Fprintln(cmd.OutOrStdout(), done[i].line())
-		}
 	}
 	if failed > 0 {
 		return &exitError{code: ExitFailed, msg: fmt.Sprintf("%s: %d of %d %s failed", b.use, failed, len(ids), cmp.Or(b.noun, "jobs"))}
