@@ -4,9 +4,13 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/avxrm/rm/services/api/internal/ui"
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
@@ -83,4 +87,50 @@ func arrayJob(t *testing.T, e *env, id string, index int) string {
 		t.Fatal(err)
 	}
 	return j.ID
+}
+
+// The jobs table of one array (the array page's link) does not read the
+// array to tell it exists when it lists some of its jobs: reading an array
+// counts its jobs (GET /job-arrays/{id}), which took 50 s for an array of
+// 20,000 on a busy embedded store, while the rows come from the view's
+// index at once. A page that lists none still tells an unknown array
+// (400) from an empty page, from the view's index and from the store alike.
+func TestJobsOfAnArrayDoNotCountIt(t *testing.T) {
+	e := startEnv(t)
+	e.must(http.MethodPost, "/api/resources/v1/queues", map[string]any{"name": "Default"}, http.StatusCreated)
+	a := e.must(http.MethodPost, "/api/resources/v1/job-arrays", map[string]any{"count": 3,
+		"job": map[string]any{"name": "sweep", "queue_id": "Default", "worker_instances": 1,
+			"application": map[string]any{"name": "sim", "version": "1", "image": "registry.example/sim:1"}}}, http.StatusCreated)
+	id := a["id"].(string)
+
+	var arrayReads atomic.Int64
+	api := e.svc.Handler()
+	counted := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/api/resources/v1/job-arrays/") {
+			arrayReads.Add(1)
+		}
+		api.ServeHTTP(w, r)
+	})
+	store := httptest.NewServer(ui.New(ui.Options{API: counted, DB: e.db}))
+	t.Cleanup(store.Close)
+	index := httptest.NewServer(ui.New(ui.Options{API: counted, DB: e.db, JS: e.js}))
+	t.Cleanup(index.Close)
+	for deadline := time.Now().Add(20 * time.Second); e.source(index.URL, "/ui/jobs") != "index"; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the job index was not loaded within 20 s")
+		}
+	}
+	for source, base := range map[string]string{"store": store.URL, "index": index.URL} {
+		arrayReads.Store(0)
+		jobs := tbody(e.pageAt(base, "/ui/jobs?array="+id))
+		if !strings.Contains(jobs, ">sweep-2<") {
+			t.Errorf("jobs of the array (%s) lack sweep-2:\n%s", source, jobs)
+		}
+		if n := arrayReads.Load(); n != 0 {
+			t.Errorf("jobs of the array (%s): the array was read %d times, want none while its jobs are listed", source, n)
+		}
+		if st, raw, _ := e.doAt(base, http.MethodGet, "/ui/jobs?array=arr-nope", nil, "Accept", "text/html"); st != http.StatusBadRequest || !strings.Contains(raw, "no job array") {
+			t.Errorf("jobs of an unknown array (%s): %d, want 400 naming it: %s", source, st, raw)
+		}
+	}
 }
