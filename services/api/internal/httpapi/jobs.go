@@ -584,26 +584,31 @@ func (sel jobSelection) selects(j *events.Job) bool {
 }
 
 // listActiveJobs is the page of the jobs sel selects, whose status is one
-// of a job that has not ended, read by index on the embedded store: every
-// such job is read (by _id), those sel leaves out dropped, the rest
-// ordered by _id from the cursor on, as Kind.List orders them. FerretDB
-// would otherwise decode every job the store has ever held for each page
-// (a list of the running jobs took 1.2 s with 4,000 jobs in the history).
+// of a job that has not ended, read by index on the embedded store: the
+// _ids of the jobs of that status (jobdoc.ActiveStatus, no job read), then
+// from the cursor on as many of those jobs as the page takes
+// (indexed.Reader.ScanIDs), as listArrayJobs does. FerretDB would otherwise
+// decode every job the store has ever held for each page (a list of the
+// running jobs took 1.2 s with 4,000 jobs in the history), and reading
+// every job of the status for each page made paging through 20,000 pending
+// jobs cost 6 s a page (`avxrm jobs ls` gave up).
 func (s *Server) listActiveJobs(ctx context.Context, sel jobSelection, limit int, cursor string) ([]*events.Job, bool, error) {
-	q := sel.q
-	f := indexed.Filter{All: sel.conds(), Any: []indexed.Clause{{jobdoc.ActiveStatus(q.status)}}}
-	jobs, err := indexed.FindAll[*events.Job](ctx, s.active, f)
+	ids, err := s.active.IDs(ctx, indexed.Filter{All: sel.conds(), Any: []indexed.Clause{{jobdoc.ActiveStatus(sel.q.status)}}})
 	if err != nil {
 		return nil, false, fmt.Errorf("list jobs: %w", err)
 	}
-	jobs = slices.DeleteFunc(jobs, func(j *events.Job) bool {
-		return cursor != "" && j.ID <= cursor || !sel.selects(j)
+	return s.pageOfIDs(ctx, sel, limit, cursor, ids)
+}
+
+// pageOfIDs is the page of the jobs sel selects among ids, the candidates
+// an index gave (some may no longer match), in _id order from the cursor
+// on: only as many of them are read as the page takes.
+func (s *Server) pageOfIDs(ctx context.Context, sel jobSelection, limit int, cursor string, ids []string) ([]*events.Job, bool, error) {
+	slices.Sort(ids)
+	ids = slices.DeleteFunc(ids, func(id string) bool { return id <= cursor })
+	return sel.page(limit, func(want int, all []indexed.Cond, keep func(bson.Raw) (bool, error)) error {
+		return s.active.ScanIDs(ctx, ids, want, all, keep)
 	})
-	slices.SortFunc(jobs, func(a, b *events.Job) int { return strings.Compare(a.ID, b.ID) })
-	if len(jobs) > limit {
-		return jobs[:limit], true, nil
-	}
-	return jobs, false, nil
 }
 
 // listJobsInIDOrder is the page of the jobs sel selects of any status,
@@ -635,11 +640,7 @@ func (s *Server) listArrayJobs(ctx context.Context, sel jobSelection, limit int,
 	if err != nil {
 		return nil, false, fmt.Errorf("list jobs: %w", err)
 	}
-	slices.Sort(ids)
-	ids = slices.DeleteFunc(ids, func(id string) bool { return id <= cursor })
-	return sel.page(limit, func(want int, all []indexed.Cond, keep func(bson.Raw) (bool, error)) error {
-		return s.active.ScanIDs(ctx, ids, want, all, keep)
-	})
+	return s.pageOfIDs(ctx, sel, limit, cursor, ids)
 }
 
 // conds are the conditions of sel the store can check but its status: not

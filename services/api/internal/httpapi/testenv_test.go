@@ -16,6 +16,7 @@ import (
 	"github.com/avxrm/rm/pkg/embedded/mongotest"
 	"github.com/avxrm/rm/pkg/events"
 	"github.com/avxrm/rm/pkg/events/eventstest"
+	"github.com/avxrm/rm/pkg/events/indexed/ferretlookup"
 	"github.com/avxrm/rm/pkg/events/outbox"
 	"github.com/avxrm/rm/services/api/internal/auth"
 	"github.com/avxrm/rm/services/api/internal/store"
@@ -26,7 +27,19 @@ import (
 // auth on against a (testIssuer) when a is not nil; set changes its Options.
 func newEnv(t *testing.T, a *auth.Authenticator, set ...func(*Options)) *artifactEnv {
 	t.Helper()
-	uri, _ := mongotest.Start(t)
+	return newEnvOn(t, a, false, set...)
+}
+
+// newIndexedEnv is newEnv with the API reading its lists by index, as the
+// all-in-one runs it on the embedded store (Options.Lookup).
+func newIndexedEnv(t *testing.T, set ...func(*Options)) *artifactEnv {
+	t.Helper()
+	return newEnvOn(t, nil, true, set...)
+}
+
+func newEnvOn(t *testing.T, a *auth.Authenticator, byIndex bool, set ...func(*Options)) *artifactEnv {
+	t.Helper()
+	uri, ferret := mongotest.Start(t)
 	db := mongotest.Client(t, uri).Database("rm")
 	js := eventstest.Run(t)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -35,6 +48,9 @@ func newEnv(t *testing.T, a *auth.Authenticator, set ...func(*Options)) *artifac
 		t.Fatal(err)
 	}
 	opts := Options{Store: st, Source: "/rm/api", BodyLimit: 1 << 20, Logger: log, JS: js, Auth: a}
+	if byIndex {
+		opts.Lookup = ferretlookup.New(ferret, db.Name())
+	}
 	for _, f := range set {
 		f(&opts)
 	}
