@@ -47,7 +47,11 @@ func startEnv(t testing.TB) *env {
 // startEnvConfigured is startEnv with the API's Config cfg.
 func startEnvConfigured(t testing.TB, cfg api.Config) *env {
 	t.Helper()
-	a := apitest.StartConfigured(t, apitest.TestLogger(t), cfg)
+	return envOf(t, apitest.StartConfigured(t, apitest.TestLogger(t), cfg))
+}
+
+// envOf is the env of the API a serves.
+func envOf(t testing.TB, a *apitest.Env) *env {
 	return &env{t: t, base: a.URL, db: a.DB, js: a.JS, ob: a.Outbox, svc: a.Svc, ferret: a.Ferret, nats: a.NATS}
 }
 

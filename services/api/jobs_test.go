@@ -9,6 +9,7 @@ import (
 
 	"github.com/avxrm/rm/pkg/events"
 	"github.com/avxrm/rm/pkg/events/ledger"
+	"github.com/avxrm/rm/services/api/internal/apitest"
 	"github.com/google/go-cmp/cmp"
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
@@ -355,8 +356,14 @@ func TestJobRequests(t *testing.T) {
 	}
 }
 
+// TestQueueUsage, on MongoDB's reads and by index as the all-in-one reads
+// the embedded store (the counts and workers from the index's rows).
 func TestQueueUsage(t *testing.T) {
-	e := startEnv(t)
+	t.Run("store", func(t *testing.T) { testQueueUsage(t, startEnv(t)) })
+	t.Run("index", func(t *testing.T) { testQueueUsage(t, envOf(t, apitest.StartIndexed(t, apitest.TestLogger(t)))) })
+}
+
+func testQueueUsage(t *testing.T, e *env) {
 	q := e.create("/queues", obj{"name": "Default", "maximum_allowed_worker_instances": 10})
 	other := e.create("/queues", obj{"name": "other"})
 	ctx := context.Background()

@@ -3,6 +3,10 @@ package indexed
 import (
 	"context"
 	"fmt"
+	"strings"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 // Count is how many documents match f. With a Lookup it is the number of
@@ -19,4 +23,54 @@ func (r *Reader) Count(ctx context.Context, f Filter) (int, error) {
 	}
 	ids, err := r.lookup(ctx, f)
 	return len(ids), err
+}
+
+// Values is the value of the numeric field path of each document matching
+// f (0 where it has none). With a Lookup the values come from the index
+// read that finds the _ids (MatchingVersions), so no document is read but
+// those whose value it could not give (a store over the wire that predates
+// it gives none); without one (MongoDB) the matches are read, path alone.
+func (r *Reader) Values(ctx context.Context, f Filter, path string) (map[string]int64, error) {
+	values := map[string]int64{}
+	unknown := map[string]bool{}
+	if r.Lookup != nil {
+		for _, id := range f.IDs {
+			unknown[id] = true // not from an index: read
+		}
+		for _, c := range f.Any {
+			found, err := r.Lookup.MatchingVersions(ctx, r.Coll.Name(), c, f.All, path)
+			if err != nil {
+				return nil, fmt.Errorf("find in %s: %w", r.Coll.Name(), err)
+			}
+			for id, v := range found {
+				if v >= 0 {
+					values[id] = v
+					delete(unknown, id)
+				} else if _, ok := values[id]; !ok {
+					unknown[id] = true
+				}
+			}
+		}
+		if len(unknown) == 0 {
+			return values, nil
+		}
+	}
+	var docs []bson.Raw
+	var err error
+	if r.Lookup == nil {
+		docs, err = r.find(ctx, f.BSON(), options.Find().SetProjection(bson.D{{Key: path, Value: 1}}))
+	} else {
+		docs, err = r.fetch(ctx, unknown, f)
+	}
+	if err != nil {
+		return nil, err
+	}
+	keys := strings.Split(path, ".")
+	for _, d := range docs {
+		if id, ok := d.Lookup("_id").StringValueOK(); ok {
+			v, _ := d.Lookup(keys...).AsInt64OK()
+			values[id] = v
+		}
+	}
+	return values, nil
 }

@@ -202,7 +202,12 @@ func (r *Reader) lookup(ctx context.Context, f Filter) (map[string]bool, error) 
 
 // storeFind sends filter to the store as it is.
 func (r *Reader) storeFind(ctx context.Context, filter bson.D, opts *options.FindOptionsBuilder) ([]bson.Raw, error) {
-	cur, err := r.Coll.Find(ctx, filter, opts.SetProjection(r.projection()))
+	return r.find(ctx, filter, opts.SetProjection(r.projection()))
+}
+
+// find is storeFind with the projection opts give.
+func (r *Reader) find(ctx context.Context, filter bson.D, opts *options.FindOptionsBuilder) ([]bson.Raw, error) {
+	cur, err := r.Coll.Find(ctx, filter, opts)
 	if err != nil {
 		return nil, fmt.Errorf("find in %s: %w", r.Coll.Name(), err)
 	}

@@ -3,6 +3,7 @@ package indexed_test
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"sync/atomic"
 	"testing"
@@ -193,6 +194,48 @@ func TestFindChangedReadsOnlyWhatMoved(t *testing.T) {
 	got, same, err := r.FindChanged(ctx, active, "version", known)
 	if err != nil || len(got) != 1000+2 || len(same) != 0 {
 		t.Errorf("without a Lookup: %d read, %d unchanged, %v; want every match read", len(got), len(same), err)
+	}
+}
+
+// TestValuesReadFromTheIndex: the numeric field of every match comes from
+// the index read that finds them, in process and over the wire: of 1,000
+// pending jobs among 2,000 finished ones only the two matches the index
+// cannot give a value of are read (one given by _id, one without the
+// field, which counts 0). Without a Lookup the store gives the same.
+func TestValuesReadFromTheIndex(t *testing.T) {
+	ctx, coll, srv := startJobs(t)
+	want := map[string]int64{"held": 4, "new": 0}
+	var docs []any
+	for i := range 1000 {
+		id := fmt.Sprintf("p%04d", i)
+		docs = append(docs, bson.D{{Key: "_id", Value: id}, {Key: "status", Value: "pending"}, {Key: "worker_instances", Value: int32(i%20 + 1)}})
+		want[id] = int64(i%20 + 1)
+	}
+	for i := range 2000 {
+		docs = append(docs, bson.D{{Key: "_id", Value: fmt.Sprintf("done-%d", i)}, {Key: "status", Value: "succeeded"}, {Key: "worker_instances", Value: int32(3)}})
+	}
+	docs = append(docs,
+		bson.D{{Key: "_id", Value: "new"}, {Key: "status", Value: "running"}},
+		bson.D{{Key: "_id", Value: "held"}, {Key: "status", Value: "failed"}, {Key: "worker_instances", Value: int32(4)}})
+	if _, err := coll.InsertMany(ctx, docs); err != nil {
+		t.Fatal(err)
+	}
+	wire, err := wirelookup.Probe(ctx, mongotest.Client(t, srv.URI()).Database("rm"))
+	if err != nil || wire == nil {
+		t.Fatalf("probe = %v, %v", wire, err)
+	}
+	for name, l := range map[string]indexed.Lookup{"in process": lookup(srv), "over the wire": wire, "without a Lookup": nil} {
+		r := &indexed.Reader{Coll: coll, Lookup: l}
+		got, err := r.Values(ctx, active, "worker_instances")
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if !maps.Equal(got, want) {
+			t.Errorf("%s: %d values, want %d (new: %d, held: %d, p0019: %d)", name, len(got), len(want), got["new"], got["held"], got["p0019"])
+		}
+		if l != nil && r.DocsRead() != 2 {
+			t.Errorf("%s: read %d documents, want the 2 the index gives no value of", name, r.DocsRead())
+		}
 	}
 }
 

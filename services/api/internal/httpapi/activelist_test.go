@@ -15,12 +15,8 @@ import (
 // ls` gave up. The pages still hold every job once, in _id order.
 func TestActiveJobsPageReadsOnlyItsJobs(t *testing.T) {
 	e := newIndexedEnv(t)
-	e.json(http.StatusCreated, http.MethodPost, "/queues", map[string]any{"name": "Q"}, nil)
-	e.json(http.StatusCreated, http.MethodPost, "/applications", map[string]any{"name": "sim", "version": "1", "image": "registry.example/sim:1"}, nil)
 	const n, limit = 120, 10
-	for range n {
-		e.json(http.StatusCreated, http.MethodPost, "/jobs", map[string]any{"queue_id": "Q", "application": map[string]any{"id": "sim:1"}, "worker_instances": 1}, nil)
-	}
+	e.submitJobs(n, 1)
 	// Running, as the launcher writes it: no start estimates are read for them.
 	if _, err := e.db.Collection("jobs").UpdateMany(context.Background(), bson.D{{Key: "queue_name", Value: "Q"}},
 		bson.D{{Key: "$set", Value: bson.D{{Key: "status", Value: "running"}}}}); err != nil {
@@ -50,5 +46,41 @@ func TestActiveJobsPageReadsOnlyItsJobs(t *testing.T) {
 	}
 	if len(seen) != n {
 		t.Errorf("the pages held %d jobs, want %d", len(seen), n)
+	}
+}
+
+// submitJobs submits n jobs of workers workers to a new queue Q.
+func (e *artifactEnv) submitJobs(n, workers int) {
+	e.t.Helper()
+	e.json(http.StatusCreated, http.MethodPost, "/queues", map[string]any{"name": "Q"}, nil)
+	e.json(http.StatusCreated, http.MethodPost, "/applications", map[string]any{"name": "sim", "version": "1", "image": "registry.example/sim:1"}, nil)
+	for range n {
+		e.json(http.StatusCreated, http.MethodPost, "/jobs", map[string]any{"queue_id": "Q", "application": map[string]any{"id": "sim:1"}, "worker_instances": workers}, nil)
+	}
+}
+
+// A queue's usage on the embedded store reads no job: its counts and the
+// workers its waiting jobs ask for come from the index's rows, but those
+// of the jobs being cancelled, which are read. It read every waiting job:
+// GET /queues/{id} took over a second with 10,000 of them.
+func TestQueueUsageReadsOnlyJobsBeingCancelled(t *testing.T) {
+	e := newIndexedEnv(t)
+	e.submitJobs(100, 3)
+	var id struct{ ID string }
+	e.json(http.StatusCreated, http.MethodPost, "/jobs", map[string]any{"queue_id": "Q", "application": map[string]any{"id": "sim:1"}, "worker_instances": 5}, &id)
+	e.json(http.StatusAccepted, http.MethodPost, "/jobs/"+id.ID+"/cancel", nil, nil)
+	before := e.srv.active.DocsRead()
+	var q struct {
+		Usage struct {
+			PendingJobs            int `json:"pending_jobs"`
+			PendingWorkerInstances int `json:"pending_worker_instances"`
+		}
+	}
+	e.json(http.StatusOK, http.MethodGet, "/queues/Q", nil, &q)
+	if read := e.srv.active.DocsRead() - before; read > 1 {
+		t.Errorf("GET /queues/Q read %d jobs, want at most the one being cancelled", read)
+	}
+	if q.Usage.PendingJobs != 100 || q.Usage.PendingWorkerInstances != 300 {
+		t.Errorf("usage %+v, want 100 pending jobs of 300 workers (the one being cancelled not counted)", q.Usage)
 	}
 }

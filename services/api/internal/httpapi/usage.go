@@ -25,24 +25,32 @@ func (s *Server) fillUsage(ctx context.Context, q *events.Queue) error {
 		return fmt.Errorf("usage of queue %s: %w", q.ID, err)
 	}
 	u.AllocatedWorkerInstances = ledger.Allocated(leases)[q.ID]
-	// One read of the queue's active jobs, by an index (package indexed):
-	// the jobs that finished are not read, however many there are.
-	active, err := indexed.FindAll[struct {
-		Status          string `bson:"status"`
-		WorkerInstances int    `bson:"worker_instances"`
-		CancelRequested bool   `bson:"cancel_requested"`
-	}](ctx, s.active, queueJobs(q.ID, events.JobAdmitted, events.JobRunning, events.JobSubmitted, events.JobPending))
+	// The queue's active jobs by an index (package indexed): the jobs that
+	// finished are not read, however many there are, nor, on the embedded
+	// store, the active ones: counts and worker_instances come from the
+	// index's rows. Reading 10,000 waiting jobs took a GET /queues/{id} over
+	// a second.
+	running, err := s.active.Count(ctx, queueJobs(q.ID, events.JobAdmitted, events.JobRunning))
 	if err != nil {
 		return fmt.Errorf("usage of queue %s: active jobs: %w", q.ID, err)
 	}
-	for _, j := range active {
-		switch {
-		case j.Status == events.JobAdmitted || j.Status == events.JobRunning:
-			u.RunningJobs++
-		case !j.CancelRequested:
-			u.PendingJobs++
-			u.PendingWorkerInstances += j.WorkerInstances
-		}
+	waiting, err := s.active.Values(ctx, queueJobs(q.ID, events.JobSubmitted, events.JobPending), "worker_instances")
+	if err != nil {
+		return fmt.Errorf("usage of queue %s: waiting jobs: %w", q.ID, err)
+	}
+	// Those being cancelled are not pending: few, so read.
+	cancelling := queueJobs(q.ID, events.JobSubmitted, events.JobPending)
+	cancelling.All = append(cancelling.All, indexed.Cond{Path: "cancel_requested", In: []any{true}})
+	leaving, err := s.active.IDs(ctx, cancelling)
+	if err != nil {
+		return fmt.Errorf("usage of queue %s: jobs being cancelled: %w", q.ID, err)
+	}
+	for _, id := range leaving {
+		delete(waiting, id)
+	}
+	u.RunningJobs, u.PendingJobs = running, len(waiting)
+	for _, n := range waiting {
+		u.PendingWorkerInstances += int(n)
 	}
 	q.Usage = u
 	return nil
