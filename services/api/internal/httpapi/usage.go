@@ -38,7 +38,7 @@ func (s *Server) fillUsage(ctx context.Context, q *events.Queue) error {
 	if err != nil {
 		return fmt.Errorf("usage of queue %s: waiting jobs: %w", q.ID, err)
 	}
-	// Those being cancelled are not pending: few, so read.
+	// Those being cancelled are not pending: their _ids by the index too.
 	cancelling := queueJobs(q.ID, events.JobSubmitted, events.JobPending)
 	cancelling.All = append(cancelling.All, indexed.Cond{Path: "cancel_requested", In: []any{true}})
 	leaving, err := s.active.IDs(ctx, cancelling)
