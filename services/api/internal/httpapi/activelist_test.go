@@ -84,3 +84,33 @@ func TestQueueUsageReadsNoJob(t *testing.T) {
 		t.Errorf("usage %+v, want 100 pending jobs of 300 workers (the one being cancelled not counted)", q.Usage)
 	}
 }
+
+// A queue's pending list on the embedded store, read by the index of the
+// active jobs (a find of them made FerretDB decode every job it held):
+// every waiting job once, page after page, at its place in the order.
+func TestPendingListByIndex(t *testing.T) {
+	e := newIndexedEnv(t)
+	e.submitJobs(30, 1)
+	cursor, pos := "", 0
+	for {
+		var out struct {
+			Items []struct {
+				ID            string
+				QueuePosition int `json:"queue_position"`
+			}
+			NextCursor string `json:"next_cursor"`
+		}
+		e.json(http.StatusOK, http.MethodGet, "/queues/Q/pending?limit=7&cursor="+cursor, nil, &out)
+		for _, it := range out.Items {
+			if pos++; it.QueuePosition != pos {
+				t.Fatalf("%s at queue_position %d, want %d", it.ID, it.QueuePosition, pos)
+			}
+		}
+		if cursor = out.NextCursor; cursor == "" {
+			break
+		}
+	}
+	if pos != 30 {
+		t.Errorf("the pages held %d jobs, want 30", pos)
+	}
+}

@@ -142,8 +142,6 @@ func (s *Server) listPending(ctx context.Context, in *listPendingInput) (*pendin
 	if err != nil {
 		return nil, err
 	}
-	filter := bson.D{{Key: "queue_id", Value: q.Res.ID},
-		{Key: "status", Value: bson.D{{Key: "$in", Value: bson.A{events.JobSubmitted, events.JobPending}}}}}
 	// Every waiting job counts for the positions, as in GET /jobs/{id}; a
 	// caller who may not read the queue's jobs is listed its own only.
 	p := auth.From(ctx)
@@ -152,15 +150,10 @@ func (s *Server) listPending(ctx context.Context, in *listPendingInput) (*pendin
 		return nil, err
 	}
 	ownOnly := readable != nil && !readable[q.Res.ID]
-	cur, err := s.opts.Store.DB.Collection(store.Jobs).Find(ctx, filter, options.Find().SetProjection(bson.D{
-		{Key: "name", Value: 1}, {Key: "status", Value: 1}, {Key: "conditions", Value: 1}, {Key: "worker_instances", Value: 1},
-		{Key: "priority", Value: 1}, {Key: "submitted_at", Value: 1}, {Key: "queue_id", Value: 1}, {Key: "_deleted", Value: 1},
-		{Key: "owner.subject", Value: 1}}))
+	// By the index of the active jobs: a find of the queue's waiting jobs
+	// made FerretDB decode every job it holds (3-8 s with 10,000 waiting).
+	jobs, err := indexed.FindAll[pendingDoc](ctx, s.active, queueJobs(q.Res.ID, events.JobSubmitted, events.JobPending))
 	if err != nil {
-		return nil, err
-	}
-	var jobs []pendingDoc
-	if err := cur.All(ctx, &jobs); err != nil {
 		return nil, err
 	}
 	ests, err := s.queueEstimates(ctx, q.Res.ID)
