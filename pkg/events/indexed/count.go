@@ -34,21 +34,15 @@ func (r *Reader) Values(ctx context.Context, f Filter, path string) (map[string]
 	values := map[string]int64{}
 	unknown := map[string]bool{}
 	if r.Lookup != nil {
-		for _, id := range f.IDs {
-			unknown[id] = true // not from an index: read
+		found, err := r.versions(ctx, f, path)
+		if err != nil {
+			return nil, err
 		}
-		for _, c := range f.Any {
-			found, err := r.Lookup.MatchingVersions(ctx, r.Coll.Name(), c, f.All, path)
-			if err != nil {
-				return nil, fmt.Errorf("find in %s: %w", r.Coll.Name(), err)
-			}
-			for id, v := range found {
-				if v >= 0 {
-					values[id] = v
-					delete(unknown, id)
-				} else if _, ok := values[id]; !ok {
-					unknown[id] = true
-				}
+		for id, v := range found {
+			if v >= 0 {
+				values[id] = v
+			} else {
+				unknown[id] = true
 			}
 		}
 		if len(unknown) == 0 {

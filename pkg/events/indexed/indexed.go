@@ -124,20 +124,9 @@ func (r *Reader) FindChanged(ctx context.Context, f Filter, versionPath string, 
 		docs, err := r.Find(ctx, f)
 		return docs, nil, err
 	}
-	versions := map[string]int64{}
-	for _, id := range f.IDs {
-		versions[id] = -1 // not from an index: read
-	}
-	for _, c := range f.Any {
-		found, err := r.Lookup.MatchingVersions(ctx, r.Coll.Name(), c, f.All, versionPath)
-		if err != nil {
-			return nil, nil, fmt.Errorf("find in %s: %w", r.Coll.Name(), err)
-		}
-		for id, v := range found {
-			if _, seen := versions[id]; !seen || v >= 0 {
-				versions[id] = v
-			}
-		}
+	versions, err := r.versions(ctx, f, versionPath)
+	if err != nil {
+		return nil, nil, err
 	}
 	read := map[string]bool{}
 	for id, v := range versions {
@@ -152,6 +141,28 @@ func (r *Reader) FindChanged(ctx context.Context, f Filter, versionPath string, 
 		return nil, nil, err
 	}
 	return docs, unchanged, nil
+}
+
+// versions is the value of the numeric field path of each match of f as
+// the Lookup's index read gives it: -1 where it gives none, and for f.IDs,
+// which come from no index (the caller reads those documents).
+func (r *Reader) versions(ctx context.Context, f Filter, path string) (map[string]int64, error) {
+	versions := map[string]int64{}
+	for _, id := range f.IDs {
+		versions[id] = -1
+	}
+	for _, c := range f.Any {
+		found, err := r.Lookup.MatchingVersions(ctx, r.Coll.Name(), c, f.All, path)
+		if err != nil {
+			return nil, fmt.Errorf("find in %s: %w", r.Coll.Name(), err)
+		}
+		for id, v := range found {
+			if _, seen := versions[id]; !seen || v >= 0 {
+				versions[id] = v
+			}
+		}
+	}
+	return versions, nil
 }
 
 // IDs returns the _ids of the documents matching f, and with a Lookup
