@@ -253,19 +253,20 @@ func (b bulk) each(cmd *cobra.Command, g *globals, c *avxrm.Client, ids []string
 	var (
 		mu      sync.Mutex
 		ended   = make([]bool, len(ids))
-		tried   = make([]bool, len(ids)) // its result is known
-		next    int                      // the first job whose line is not printed yet
+		next    int // the first job whose line is not printed yet
 		failed  int
 		skipped int // not tried, or cut off in flight (the server may have done it): interrupted
 	)
+	// cut reports whether job i's request was not made or cut short by
+	// Ctrl-C: neither failed nor done.
+	cut := func(i int) bool { return errs[i] != nil && ctx.Err() != nil && errors.Is(errs[i], context.Canceled) }
 	// report prints the lines of the jobs done in order from next on; mu held.
 	report := func() {
 		for ; next < len(ids) && ended[next]; next++ {
 			i := next
 			switch {
-			case errs[i] != nil && ctx.Err() != nil && errors.Is(errs[i], context.Canceled):
-				skipped++ // cut short by Ctrl-C: not failed, not done
-				tried[i] = false
+			case cut(i):
+				skipped++
 			case errs[i] != nil:
 				failed++
 				if len(ids) > 1 {
@@ -293,7 +294,7 @@ func (b bulk) each(cmd *cobra.Command, g *globals, c *avxrm.Client, ids []string
 			}
 			mu.Lock()
 			defer mu.Unlock()
-			done[i], errs[i], ended[i], tried[i] = r, err, true, true
+			done[i], errs[i], ended[i] = r, err, true
 			report()
 			return nil
 		})
@@ -303,7 +304,7 @@ func (b bulk) each(cmd *cobra.Command, g *globals, c *avxrm.Client, ids []string
 	if g.structured() {
 		known := []result{} // what was done: with -o json after a Ctrl-C too
 		for i, r := range done {
-			if tried[i] {
+			if !cut(i) {
 				known = append(known, r)
 			}
 		}
