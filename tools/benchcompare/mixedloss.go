@@ -10,8 +10,9 @@ import (
 )
 
 // mixedJob is what the split of the mixed workload needs of one job: its
-// times as the system recorded them, and those of its worker instances
-// (the controller runs on another queue, outside the limit).
+// times as the system recorded them (finished: its final write, which gives
+// its workers back), and those of its worker instances (the controller runs
+// on another queue, outside the limit).
 type mixedJob struct {
 	workers                        int
 	submitted, admitted, finished  time.Time
@@ -26,7 +27,8 @@ type mixedJob struct {
 //     instance started (the driver's starts, one after another);
 //   - running: held while the instances ran past the hold (the instance's
 //     own processes starting and ending around it);
-//   - ending: held from the last instance's end to the job's finished_at;
+//   - ending: held from the last instance's end to the job's final write
+//     (its final event; its finished_at is its last instance's end);
 //   - fitIdle: free while a waiting job would have fit (the hand-over: the
 //     final's event, the release, the admission; and any job the starvation
 //     guard holds back);
@@ -121,7 +123,11 @@ func (a *allInOne) readMixed(ctx context.Context, ids []string) ([]mixedJob, err
 		if j.SubmittedAt == nil || j.AdmittedAt == nil || j.FinishedAt == nil {
 			return nil, fmt.Errorf("job %s lacks its submitted, admitted or finished time", id)
 		}
-		m := mixedJob{workers: j.Workers, submitted: *j.SubmittedAt, admitted: *j.AdmittedAt, finished: *j.FinishedAt}
+		recorded, err := a.finalEventAt(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		m := mixedJob{workers: j.Workers, submitted: *j.SubmittedAt, admitted: *j.AdmittedAt, finished: recorded}
 		n := 0
 		for _, in := range j.Instances {
 			if in.Role != "worker" {

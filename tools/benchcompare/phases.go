@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"slices"
 	"time"
 )
@@ -18,8 +19,9 @@ import (
 //   - exit: the holder's last end stamp → the driver saw its last instance
 //     end (instances' finished_at): the shell's exit, the local driver's
 //     wrapper writing the exit file, the driver's wait.
-//   - record: → the holder's finished_at: the launcher's reconciliation of
-//     the job (queued without the status batch once none of its instances
+//   - record: → the holder's final write (the time of its final event; its
+//     finished_at is its last instance's end): the launcher's reconciliation
+//     of the job (queued without the status batch once none of its instances
 //     runs, launch.Service.changed; reading the job) up to its final write.
 //   - admit: → the waiter's admitted_at: the final write's event reaching
 //     the scheduler, the release, the admission pass and its write.
@@ -67,13 +69,48 @@ func (a *allInOne) phasesOf(ctx context.Context, holder, waiter string, lastEnd,
 	if lastExit.IsZero() || firstSpawn.IsZero() || h.FinishedAt == nil || w.AdmittedAt == nil {
 		return handoverPhases{}, fmt.Errorf("jobs %s and %s lack the times of a hand-over", holder, waiter)
 	}
+	recorded, err := a.finalEventAt(ctx, holder)
+	if err != nil {
+		return handoverPhases{}, err
+	}
 	return handoverPhases{
 		exit:   lastExit.Sub(lastEnd),
-		record: h.FinishedAt.Sub(lastExit),
-		admit:  w.AdmittedAt.Sub(*h.FinishedAt),
+		record: recorded.Sub(lastExit),
+		admit:  w.AdmittedAt.Sub(recorded),
 		spawn:  firstSpawn.Sub(*w.AdmittedAt),
 		script: firstStart.Sub(firstSpawn),
 	}, nil
+}
+
+// finalEventAt is when the job's final status was written: the time of its
+// final event (GET /jobs/{id}/events), which the writer stamps as it
+// commits. Its finished_at is when its instances ended, as the driver saw
+// them, which is earlier by the launcher's reconciliation.
+func (a *allInOne) finalEventAt(ctx context.Context, id string) (time.Time, error) {
+	var page struct {
+		Items []struct {
+			Type string    `json:"type"`
+			Time time.Time `json:"time"`
+		} `json:"items"`
+		NextCursor string `json:"next_cursor"`
+	}
+	path := "/jobs/" + id + "/events?limit=1000"
+	for {
+		if err := a.call(ctx, http.MethodGet, path, nil, &page, http.StatusOK); err != nil {
+			return time.Time{}, err
+		}
+		for _, e := range page.Items {
+			switch e.Type {
+			case "rm.job.succeeded", "rm.job.failed", "rm.job.cancelled":
+				return e.Time, nil
+			}
+		}
+		if page.NextCursor == "" {
+			return time.Time{}, fmt.Errorf("job %s: no final event among its events", id)
+		}
+		path = "/jobs/" + id + "/events?limit=1000&cursor=" + url.QueryEscape(page.NextCursor)
+		page.Items, page.NextCursor = nil, ""
+	}
 }
 
 // phaseFields names the phases in their order, each with how to read it.

@@ -298,6 +298,56 @@ func TestRestartResumes(t *testing.T) {
 	}
 }
 
+// A job whose instances end while no launcher runs is recorded as ended
+// when they ended, as its instances are, not when the next launcher saw
+// them: its finished_at (and the run time measured from it) leaves out the
+// time the launcher was down.
+func TestJobEndedWhileLauncherDownKeepsItsEndTime(t *testing.T) {
+	for _, tc := range []struct {
+		name, script, status string
+	}{
+		{"succeeded", `sleep 1`, events.JobSucceeded},
+		{"failed", `sleep 1; [ "$RM_ROLE" = controller ] || exit 3`, events.JobFailed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			stop := e.start()
+			id := "job-down-" + tc.name
+			e.admit(id, 2, tc.script, nil)
+			e.wait(id, "running", func(j events.Job) bool { return j.Status == events.JobRunning })
+			stop()
+			time.Sleep(2500 * time.Millisecond) // the instances end meanwhile
+			restarted := time.Now()
+			e.start()
+			j := e.wait(id, "final", final)
+			if j.Status != tc.status || j.FinishedAt == nil || j.StartedAt == nil {
+				t.Fatalf("job %s, started %v, finished %v; want %s with both times", j.Status, j.StartedAt, j.FinishedAt, tc.status)
+			}
+			var want time.Time // the last instance's end, or the first failure's
+			for _, in := range j.Instances {
+				if in.FinishedAt == nil {
+					t.Fatalf("instance %s %d has no end time: %+v", in.Role, in.Index, in)
+				}
+				first := in.Status == events.InstanceFailed && (want.IsZero() || in.FinishedAt.Before(want))
+				if first || (tc.status == events.JobSucceeded && in.FinishedAt.After(want)) {
+					want = *in.FinishedAt
+				}
+			}
+			if !want.Before(restarted) {
+				t.Fatalf("the instances ended at %v, after the launcher restarted at %v: the test did not stop it in time", want, restarted)
+			}
+			if !j.FinishedAt.Equal(want) {
+				t.Errorf("finished_at %v, want the instances' end %v (the launcher restarted at %v)", j.FinishedAt, want, restarted)
+			}
+			if tc.status == events.JobFailed {
+				if c := jobdoc.FindCondition(&j, condFailed); c == nil || !c.LastTransitionTime.Equal(want) {
+					t.Errorf("Failed condition %+v, want it dated %v", c, want)
+				}
+			}
+		})
+	}
+}
+
 func TestCancelStopsEverything(t *testing.T) {
 	e := newEnv(t)
 	e.start()

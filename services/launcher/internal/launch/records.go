@@ -133,10 +133,38 @@ func progress(rs *records, now time.Time, gone bool) []string {
 		types = append(types, events.TypeJobRunning)
 	}
 	if allSucceeded && gone {
-		j.Status, j.FinishedAt = events.JobSucceeded, &now
+		var last *time.Time
+		for _, ref := range mainRefs(j) {
+			if f := rs.find(ref).FinishedAt; f == nil {
+				last = nil
+				break
+			} else if last == nil || f.After(*last) {
+				last = f
+			}
+		}
+		ended := endedAt(j, last, now)
+		j.Status, j.FinishedAt = events.JobSucceeded, &ended
 		types = append(types, events.TypeJobSucceeded)
 	}
 	return types
+}
+
+// endedAt is when a job whose instances ended on their own ended: the end
+// time the driver reports of an instance (the last one's when the job
+// succeeded, the first failed one's when it failed), not the time the
+// launcher saw it: a launcher that was not running then (restarted, or
+// upgraded) sees it later, and finished_at, the run-duration metric and the
+// start estimates built on it would count the gap. now where the instance
+// has no end time, and never after now (a runtime's clock ahead of ours) nor
+// before the job started.
+func endedAt(j *events.Job, instance *time.Time, now time.Time) time.Time {
+	if instance == nil || instance.After(now) {
+		return now
+	}
+	if j.StartedAt != nil && instance.Before(*j.StartedAt) {
+		return *j.StartedAt
+	}
+	return *instance
 }
 
 // failJob records j failed because of its first failed instance f.
@@ -148,8 +176,9 @@ func failJob(j *events.Job, f *events.Instance, now time.Time) []string {
 	case f.StartedAt == nil:
 		reason = reasonStartFailed
 	}
-	j.Status, j.FinishedAt = events.JobFailed, &now
-	jobdoc.SetCondition(j, condFailed, "True", reason, failureMessage(f), now)
+	ended := endedAt(j, f.FinishedAt, now)
+	j.Status, j.FinishedAt = events.JobFailed, &ended
+	jobdoc.SetCondition(j, condFailed, "True", reason, failureMessage(f), ended)
 	return []string{events.TypeJobFailed}
 }
 
