@@ -3,6 +3,7 @@ package api_test
 import (
 	"context"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -159,6 +160,44 @@ func TestSubmitJobRefusals(t *testing.T) {
 				t.Errorf("422 does not name %s: %s", tc.field, r.Body)
 			}
 		})
+	}
+	if n := e.count("jobs"); n != 0 {
+		t.Errorf("%d jobs stored by refused submissions", n)
+	}
+}
+
+// A submission with several wrong references is told every one of them at
+// once (an unknown queue, application and dependency), not one per try; the
+// same for a job array's template.
+func TestSubmitJobNamesEveryWrongReference(t *testing.T) {
+	e := startEnv(t)
+	e.create("/queues", obj{"name": "Default", "maximum_allowed_worker_instances": 4})
+	for _, tc := range []struct {
+		path string
+		body obj
+		want []string
+	}{
+		{"/jobs", jobBody("nope", 1).with("application", obj{"name": "x", "version": "9"}).
+			with("depends_on", []obj{{"job_id": "job-none", "condition": "succeeded"}}),
+			[]string{"queue_id", "application.name", "depends_on[0].job_id"}},
+		{"/jobs", jobBody("Default", 5).with("application", obj{"id": "app-X"}),
+			[]string{"worker_instances", "application.id"}},
+		{"/job-arrays", obj{"count": 2, "job": jobBody("nope", 1).with("application", obj{"id": "app-X"})},
+			[]string{"job.queue_id", "job.application.id"}},
+		{"/job-arrays", obj{"count": 2, "job": jobBody("Default", 1).with("application", obj{"id": "app-X"})},
+			[]string{"job.application.id"}},
+	} {
+		r := e.do(http.MethodPost, v1+tc.path, tc.body)
+		if r.Status != http.StatusUnprocessableEntity {
+			t.Fatalf("POST %s = %s, want 422", tc.path, r)
+		}
+		var got []string
+		for _, f := range r.obj(t)["errors"].([]any) {
+			got = append(got, f.(map[string]any)["field"].(string))
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("POST %s names %v, want %v: %s", tc.path, got, tc.want, r.Body)
+		}
 	}
 	if n := e.count("jobs"); n != 0 {
 		t.Errorf("%d jobs stored by refused submissions", n)

@@ -248,29 +248,37 @@ func (s *Server) submitJob(ctx context.Context, in *createJobInput) (*jobOutput,
 
 // newJob resolves the queue, the application and the runtime spec of a
 // submission into a job with status submitted. Every reference that does not
-// resolve is a 422 naming its field.
+// resolve is a 422 naming its field; the queue, the application and the
+// dependencies are resolved each on its own, so one answer names every one
+// of them that is wrong.
 func (s *Server) newJob(ctx context.Context, b *JobBody) (*events.Job, error) {
+	var bad []*problem.FieldError
+	var q *events.Queue
 	ql, err := s.queues.Get(ctx, b.QueueID)
-	if err != nil {
-		if errors.Is(err, problem.ErrNotFound) {
-			return nil, problem.Invalid(problem.Field("queue_id", "no queue %q", b.QueueID))
-		}
+	switch {
+	case errors.Is(err, problem.ErrNotFound):
+		bad = append(bad, problem.Field("queue_id", "no queue %q", b.QueueID))
+	case err != nil:
 		return nil, err
-	}
-	q := ql.Res
-	if lim := q.MaximumAllowedWorkerInstances; lim != nil && *lim == 0 {
-		return nil, problem.Invalid(problem.Field("worker_instances",
-			"queue %s admits no job while its limit (maximum_allowed_worker_instances) is 0; submit once it is raised", q.Name))
-	} else if lim != nil && b.WorkerInstances > *lim {
-		return nil, problem.Invalid(problem.Field("worker_instances",
-			"queue %s allows at most %d worker instances, the job asks for %d", q.Name, *lim, b.WorkerInstances))
+	default:
+		q = ql.Res
+		if lim := q.MaximumAllowedWorkerInstances; lim != nil && *lim == 0 {
+			bad = append(bad, problem.Field("worker_instances",
+				"queue %s admits no job while its limit (maximum_allowed_worker_instances) is 0; submit once it is raised", q.Name))
+		} else if lim != nil && b.WorkerInstances > *lim {
+			bad = append(bad, problem.Field("worker_instances",
+				"queue %s allows at most %d worker instances, the job asks for %d", q.Name, *lim, b.WorkerInstances))
+		}
 	}
 	app, err := s.resolveJobApplication(ctx, b.Application)
-	if err != nil {
+	if bad, err = fieldErrors(bad, err); err != nil {
 		return nil, err
 	}
-	if err := s.checkDependencies(ctx, "depends_on", b.DependsOn); err != nil {
+	if bad, err = fieldErrors(bad, s.checkDependencies(ctx, "depends_on", b.DependsOn)); err != nil {
 		return nil, err
+	}
+	if len(bad) > 0 {
+		return nil, problem.Invalid(bad...)
 	}
 	var arc *jobspec.RuntimeConfig
 	if app != nil {
@@ -384,6 +392,21 @@ func (s *Server) resolveJobApplication(ctx context.Context, a JobApplicationRef)
 		return nil, problem.Invalid(problem.Field("application.name", "no application %q version %q", a.Name, a.Version))
 	}
 	return app, err
+}
+
+// fieldErrors adds to bad the fields a 422 names (err is problem.Invalid's,
+// or a problem.FieldError) and returns any other error, to be returned as
+// it is.
+func fieldErrors(bad []*problem.FieldError, err error) ([]*problem.FieldError, error) {
+	var p *problem.Problem
+	var f *problem.FieldError
+	switch {
+	case errors.As(err, &p) && p.Status == http.StatusUnprocessableEntity && len(p.Errors) > 0:
+		return append(bad, p.Errors...), nil
+	case errors.As(err, &f):
+		return append(bad, f), nil
+	}
+	return bad, err
 }
 
 // findJobRuntimeConfig returns the app-runtime-config of (q, appID), nil if none.
