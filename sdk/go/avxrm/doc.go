@@ -72,8 +72,9 @@
 // # Lists
 //
 // Jobs, Queues, Artifacts and Exports iterate over a list page by page (List over
-// any list path, as raw JSON), following next_cursor; breaking out of the
-// loop stops fetching. An error ends the iteration: it is yielded once,
+// any list path, as raw JSON; ListPages yields its pages themselves, for a
+// caller that shows each as it comes), following next_cursor; breaking out
+// of the loop stops fetching. An error ends the iteration: it is yielded once,
 // with the zero value (a Job whose Id is nil), so check it before the item:
 //
 //	for j, err := range c.Jobs(ctx, avxrm.JobFilter{QueueID: "Default", Status: "failed"}) {

@@ -17,25 +17,49 @@ import (
 
 // pages yields the items of fetch's pages of the list at path, following
 // next_cursor, until the last page, an error (yielded once, then the
-// iteration ends) or the caller stops. A cursor the server gave before
-// is an error: its pages would repeat for ever.
+// iteration ends) or the caller stops.
 func pages[T any](path string, fetch func(cursor *string) ([]T, *string, error)) iter.Seq2[T, error] {
+	return items(pageSeq(path, fetch))
+}
+
+// items yields the items of each page of seq, then its error, if any.
+func items[T any](seq iter.Seq2[[]T, error]) iter.Seq2[T, error] {
 	return func(yield func(T, error) bool) {
-		var cursor *string
-		seen := map[string]bool{}
-		for {
-			items, next, err := fetch(cursor)
-			if err == nil && next != nil && seen[*next] {
-				err = fmt.Errorf("list %s: the server answered the cursor %q again; stopped, as its pages would repeat", path, *next)
+		for page, err := range seq {
+			if err != nil {
+				var zero T
+				yield(zero, err)
+				return
 			}
-			for _, it := range items {
+			for _, it := range page {
 				if !yield(it, nil) {
 					return
 				}
 			}
+		}
+	}
+}
+
+// pageSeq yields fetch's pages of the list at path as pages does its
+// items: each page as the server sent it (an empty one too), then an
+// error, if any, alone. A cursor the server gave before is an error: its
+// pages would repeat for ever.
+func pageSeq[T any](path string, fetch func(cursor *string) ([]T, *string, error)) iter.Seq2[[]T, error] {
+	return func(yield func([]T, error) bool) {
+		var cursor *string
+		seen := map[string]bool{}
+		for {
+			page, next, err := fetch(cursor)
+			if err == nil && next != nil && seen[*next] {
+				err = fmt.Errorf("list %s: the server answered the cursor %q again; stopped, as its pages would repeat", path, *next)
+			}
+			if len(page) > 0 || err == nil {
+				if !yield(page, nil) {
+					return
+				}
+			}
 			if err != nil {
-				var zero T
-				yield(zero, err)
+				yield(nil, err)
 				return
 			}
 			if next == nil || *next == "" {
@@ -139,8 +163,16 @@ func (c *Client) Queues(ctx context.Context) iter.Seq2[api.Queue, error] {
 // "/jobs?status=running" (query adds to the path's own), for callers that want the JSON as the server
 // sent it (the CLI's -o json).
 func (c *Client) List(ctx context.Context, path string, query url.Values) iter.Seq2[json.RawMessage, error] {
+	return items(c.ListPages(ctx, path, query))
+}
+
+// ListPages iterates over the list at path as List does, a page at a
+// time: each page's raw items as the server sent them (an empty page
+// too), then an error, if any, alone. A caller that shows a long list can
+// show each page as it comes and hold no more than one.
+func (c *Client) ListPages(ctx context.Context, path string, query url.Values) iter.Seq2[[]json.RawMessage, error] {
 	path, own, _ := strings.Cut(path, "?")
-	return pages(path, func(cursor *string) ([]json.RawMessage, *string, error) {
+	return pageSeq(path, func(cursor *string) ([]json.RawMessage, *string, error) {
 		q, err := url.ParseQuery(own)
 		if err != nil {
 			return nil, nil, fmt.Errorf("list %s: its query %q: %w", path, own, err)

@@ -201,6 +201,47 @@ func TestListKeepsThePathsQuery(t *testing.T) {
 	}
 }
 
+// ListPages yields each page as the server sent it, asking for the next
+// only once the caller has taken the one before; a page that fails comes
+// after the pages before it, as the error alone.
+func TestListPagesYieldsPageByPage(t *testing.T) {
+	var mu sync.Mutex
+	var asked []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		cursor := r.URL.Query().Get("cursor")
+		asked = append(asked, cursor)
+		switch cursor {
+		case "":
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write([]byte(`{"items":[{"id":"a"},{"id":"b"}],"next_cursor":"b"}`))
+		case "b":
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write([]byte(`{"items":[],"next_cursor":"c"}`))
+		default:
+			w.Header().Set("Content-Type", "application/problem+json")
+			w.WriteHeader(http.StatusBadRequest)
+			_, _ = w.Write([]byte(`{"title":"Bad Request","status":400,"detail":"cursor"}`))
+		}
+	}))
+	defer srv.Close()
+	c, _ := avxrm.New(srv.URL, avxrm.WithPageSize(2))
+	var got []string
+	for page, err := range c.ListPages(context.Background(), "/queues", nil) {
+		mu.Lock()
+		got = append(got, fmt.Sprintf("%d items after %d requests", len(page), len(asked)))
+		mu.Unlock()
+		if err != nil {
+			got = append(got, "error: "+err.Error())
+		}
+	}
+	want := []string{"2 items after 1 requests", "0 items after 2 requests", "0 items after 3 requests", "error: 400 cursor"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("pages %q, want %q", got, want)
+	}
+}
+
 // The SDK lists a job's scenario exports page by page and deletes one (204),
 // as the CLI's 'exports ls' and 'exports rm' do; it had neither, so a program
 // listed and deleted them through Do with paths of its own.

@@ -30,16 +30,11 @@ func arraysCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			items, err := listAll(cmd.Context(), c, "/job-arrays")
-			if err != nil {
-				return err
+			pages := c.ListPages(cmd.Context(), "/job-arrays", nil)
+			if g.output == "table" {
+				pages = pagesWithNames(cmd.Context(), c, pages, []string{"queue_id"})
 			}
-			if g.output == "table" && len(items) > 0 {
-				if items, err = withNames(cmd.Context(), c, items, []string{"queue_id"}); err != nil {
-					return err
-				}
-			}
-			return printItems(cmd.OutOrStdout(), g.output, items, arrayCols)
+			return printPages(cmd.OutOrStdout(), g.output, arrayCols, pages, nil)
 		},
 	}
 	get := &cobra.Command{

@@ -79,11 +79,7 @@ func artifactsCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			items, err := listAll(cmd.Context(), c, "/jobs/"+avxrm.PathSegment(args[0])+"/artifacts")
-			if err != nil {
-				return err
-			}
-			return printItems(cmd.OutOrStdout(), g.output, items, artifactColumns)
+			return printPages(cmd.OutOrStdout(), g.output, artifactColumns, c.ListPages(cmd.Context(), "/jobs/"+avxrm.PathSegment(args[0])+"/artifacts", nil), nil)
 		},
 	}
 	var getDecl, out string

@@ -86,11 +86,29 @@ type listedJob struct {
 	job api.Job
 }
 
-// list yields the jobs the filter selects; those that have ended only if
-// all is set or a status is asked for. A queue or an array that is not
-// there is the server's error (404), not an empty list: a mistyped name
-// must not look like nothing to do.
+// list yields the jobs the filter selects, as pages does, one at a time.
 func (f *jobFilter) list(ctx context.Context, c *avxrm.Client, all bool) iter.Seq2[listedJob, error] {
+	return func(yield func(listedJob, error) bool) {
+		for page, err := range f.pages(ctx, c, all) {
+			if err != nil {
+				yield(listedJob{}, err)
+				return
+			}
+			for _, l := range page {
+				if !yield(l, nil) {
+					return
+				}
+			}
+		}
+	}
+}
+
+// pages yields the jobs the filter selects a page at a time, in the order
+// of their ids; those that have ended only if all is set or a status is
+// asked for. A queue or an array that is not there is the server's error
+// (404), not an empty list: a mistyped name must not look like nothing to
+// do.
+func (f *jobFilter) pages(ctx context.Context, c *avxrm.Client, all bool) iter.Seq2[[]listedJob, error] {
 	q := url.Values{}
 	for k, v := range map[string]string{"queue_id": f.queue, "status": f.status, "owner": f.owner, "array_id": f.array} {
 		if v != "" {
@@ -100,24 +118,19 @@ func (f *jobFilter) list(ctx context.Context, c *avxrm.Client, all bool) iter.Se
 	for _, l := range f.labels {
 		q.Add("label", l)
 	}
-	return func(yield func(listedJob, error) bool) {
+	return func(yield func([]listedJob, error) bool) {
 		for _, p := range []struct{ ref, path string }{{f.queue, "/queues/"}, {f.array, "/job-arrays/"}} {
 			if p.ref == "" {
 				continue
 			}
 			if _, err := c.Do(ctx, http.MethodGet, p.path+avxrm.PathSegment(p.ref), nil, nil); err != nil {
-				yield(listedJob{}, err)
+				yield(nil, err)
 				return
 			}
 		}
 		if all || f.status != "" {
-			for it, err := range c.List(ctx, "/jobs", q) {
-				l, err := decodeListed(it, err)
-				if err != nil {
-					yield(l, err)
-					return
-				}
-				if !yield(l, nil) {
+			for page, err := range listedPages(c.ListPages(ctx, "/jobs", q)) {
+				if !yield(page, err) || err != nil {
 					return
 				}
 			}
@@ -125,39 +138,130 @@ func (f *jobFilter) list(ctx context.Context, c *avxrm.Client, all bool) iter.Se
 		}
 		// The jobs that have not ended, a status at a time: the server
 		// reads those by index, where a list of every job reads them all.
-		// A job seen in two (its status changed between the lists) is
-		// listed once, as last seen; the whole in the order of ids.
-		byID := map[string]listedJob{}
-		for _, status := range activeStatuses {
+		// Each status's list is in the order of ids: merged, they are too.
+		lists := make([]iter.Seq2[[]listedJob, error], len(activeStatuses))
+		for i, status := range activeStatuses {
+			q := maps.Clone(q)
 			q.Set("status", string(status))
-			for it, err := range c.List(ctx, "/jobs", q) {
-				l, err := decodeListed(it, err)
-				if err != nil {
-					yield(l, err)
-					return
-				}
-				byID[deref(l.job.Id)] = l
-			}
+			lists[i] = listedPages(c.ListPages(ctx, "/jobs", q))
 		}
-		for _, id := range slices.Sorted(maps.Keys(byID)) {
-			if l := byID[id]; !avxrm.JobFinal(&l.job) && !yield(l, nil) {
+		for page, err := range mergeByID(lists) {
+			if !yield(page, err) || err != nil {
 				return
 			}
 		}
 	}
 }
 
-// activeStatuses are the statuses of a job that has not ended.
+// mergeByID merges lists, each of jobs in the order of their ids, into one
+// in that order, yielded in batches of about a page: once it has as many
+// jobs placed as the largest page read, it yields them before it reads the
+// next page of any list, so that it holds a page of each list and about a
+// page it has not yielded yet. A job in two lists (its status changed
+// between their reads) is yielded once, as the later of those lists has
+// it: the lists are of statuses in the order a job moves through them. A
+// job that has ended is left out.
+func mergeByID(lists []iter.Seq2[[]listedJob, error]) iter.Seq2[[]listedJob, error] {
+	return func(yield func([]listedJob, error) bool) {
+		type list struct {
+			next func() ([]listedJob, error, bool)
+			page []listedJob // what is left of its current page
+			done bool
+		}
+		ls := make([]*list, len(lists))
+		for i, seq := range lists {
+			next, stop := iter.Pull2(seq)
+			defer stop()
+			ls[i] = &list{next: next}
+		}
+		var out []listedJob
+		size := 0 // the largest page read
+		for {
+			for _, l := range ls {
+				for !l.done && len(l.page) == 0 {
+					if len(out) > 0 && len(out) >= size {
+						if !yield(out, nil) {
+							return
+						}
+						out = nil
+					}
+					page, err, ok := l.next()
+					switch {
+					case !ok:
+						l.done = true
+					case err != nil:
+						yield(nil, err)
+						return
+					default:
+						l.page, size = page, max(size, len(page))
+					}
+				}
+			}
+			first, found := "", false
+			for _, l := range ls {
+				if len(l.page) > 0 && (!found || deref(l.page[0].job.Id) < first) {
+					first, found = deref(l.page[0].job.Id), true
+				}
+			}
+			if !found {
+				if len(out) > 0 {
+					yield(out, nil)
+				}
+				return
+			}
+			var j listedJob
+			for _, l := range ls {
+				if len(l.page) > 0 && deref(l.page[0].job.Id) == first {
+					j, l.page = l.page[0], l.page[1:]
+				}
+			}
+			if !avxrm.JobFinal(&j.job) {
+				out = append(out, j)
+			}
+		}
+	}
+}
+
+// activeStatuses are the statuses of a job that has not ended, in the
+// order a job moves through them.
 var activeStatuses = []api.JobStatus{api.JobStatusSubmitted, api.JobStatusPending, api.JobStatusAdmitted, api.JobStatusRunning}
 
-// decodeListed reads one item of a job list.
-func decodeListed(it json.RawMessage, err error) (listedJob, error) {
-	var l listedJob
-	if err == nil {
-		l.raw = it
-		err = json.Unmarshal(it, &l.job)
+// listedPages decodes the items of each page of a job list.
+func listedPages(pages iter.Seq2[[]json.RawMessage, error]) iter.Seq2[[]listedJob, error] {
+	return func(yield func([]listedJob, error) bool) {
+		for page, err := range pages {
+			if err != nil {
+				yield(nil, err)
+				return
+			}
+			jobs := make([]listedJob, len(page))
+			for i, raw := range page {
+				jobs[i].raw = raw
+				if err := json.Unmarshal(raw, &jobs[i].job); err != nil {
+					yield(nil, err)
+					return
+				}
+			}
+			if !yield(jobs, nil) {
+				return
+			}
+		}
 	}
-	return l, err
+}
+
+// raws are the jobs of each page as the server sent them.
+func raws(pages iter.Seq2[[]listedJob, error]) iter.Seq2[[]json.RawMessage, error] {
+	return func(yield func([]json.RawMessage, error) bool) {
+		for page, err := range pages {
+			items := make([]json.RawMessage, len(page))
+			for i, l := range page {
+				items[i] = l.raw
+			}
+			if !yield(items, err) || err != nil {
+				return
+			}
+		}
+	}
 }
 
 // bulk is a request made of each job a command names or selects.

@@ -81,25 +81,26 @@ func replicaLogsCommand(g *globals) *cobra.Command {
 		Use:     "logs <id|name> [--replica 0] [--tail N] [-f]",
 		Short:   "Print a replica's output; -f follows it, and its successors when it restarts, until interrupted",
 		Args:    cobra.ExactArgs(1),
-		Example: "  avxrm deployments logs viz\n  avxrm deployments logs viz --replica 1 -f",
+		Example: "  avxrm deployments logs viz\n  avxrm deployments logs viz --replica 1 -f\n  avxrm deployments logs viz --tail 0 -f   # only what it writes from now on",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := g.client(cmd.Context())
 			if err != nil {
 				return err
 			}
-			if err := checkTail(cmd, tail); err != nil {
+			lines, err := tailLines(cmd, tail)
+			if err != nil {
 				return err
 			}
 			if slot < 0 {
 				return fmt.Errorf("--replica %d: want a replica slot, 0 or more", slot)
 			}
-			return printReplicaLogs(cmd.Context(), c, args[0], slot, tail, follow, cmd.OutOrStdout(), cmd.ErrOrStderr())
+			return printReplicaLogs(cmd.Context(), c, args[0], slot, lines, follow, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
 	refuseFormat(cmd, g, "the replica's output is printed as the program wrote it")
 	cmd.Flags().IntVar(&slot, "replica", 0, "the replica slot, 0 to replicas-1")
 	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new output, and the next replica's after a restart; a lost connection is said on stderr and read again")
-	cmd.Flags().IntVar(&tail, "tail", 0, "only the last N lines of the current replica's output (then, with -f, what follows)")
+	cmd.Flags().IntVar(&tail, "tail", 0, "only the last N lines of the current replica's output (then, with -f, what follows) (0: none, so with -f only what is written from now on; default: all of it)")
 	return cmd
 }
 

@@ -736,23 +736,22 @@ func jobsCommand(g *globals) *cobra.Command {
 	var all bool
 	ls := &cobra.Command{
 		Use: "ls", Aliases: []string{"list"}, Short: "List jobs (by default those that have not ended)", Args: cobra.NoArgs,
+		Long: "List jobs (by default those that have not ended) in the order of their ids.\n\n" +
+			"The list is printed a page at a time as the server answers: a table's columns are as wide as\n" +
+			"its first page needs (a wider value later widens its own row), -o json|yaml print the same\n" +
+			"document as at once. A page that cannot be read ends it with exit 1 after what was printed (with\n" +
+			"-o json the array is left open, so that it does not parse as the whole list); Ctrl-C stops it (exit 130).",
 		Example: "  avxrm jobs ls\n  avxrm jobs ls -A --label team=adas",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := g.client(cmd.Context())
 			if err != nil {
 				return err
 			}
-			var items []json.RawMessage
-			for it, err := range lsf.list(cmd.Context(), c, all) {
-				if err != nil {
-					return err
+			return printPages(cmd.OutOrStdout(), g.output, jobCols, raws(lsf.pages(cmd.Context(), c, all)), func() {
+				if lsf.queue != "" {
+					unreadableQueueNote(cmd.Context(), c, lsf.queue, cmd.ErrOrStderr())
 				}
-				items = append(items, it.raw)
-			}
-			if len(items) == 0 && lsf.queue != "" {
-				unreadableQueueNote(cmd.Context(), c, lsf.queue, cmd.ErrOrStderr())
-			}
-			return printItems(cmd.OutOrStdout(), g.output, items, jobCols)
+			})
 		},
 	}
 	lsf.flags(ls, "only")
@@ -1020,16 +1019,18 @@ func logsCommand(g *globals) *cobra.Command {
 		Use: "logs <job> [--role worker --index 3] [--tail N] [-f]", Short: "Print an instance's output; -f follows it until the instance ends",
 		Args: cobra.ExactArgs(1),
 		Example: "  avxrm logs job-01J…\n  avxrm logs -f job-01J… --role worker --index 3\n  avxrm logs job-01J… --role controller\n" +
-			"  avxrm logs job-01J… --tail 20 -f   # its last 20 lines, then what follows",
+			"  avxrm logs job-01J… --tail 20 -f   # its last 20 lines, then what follows\n" +
+			"  avxrm logs job-01J… --tail 0 -f    # only what it writes from now on",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := g.client(cmd.Context())
 			if err != nil {
 				return err
 			}
-			if err := checkTail(cmd, tail); err != nil {
+			lines, err := tailLines(cmd, tail)
+			if err != nil {
 				return err
 			}
-			err = printLogs(cmd.Context(), c, args[0], role, index, tail, followLogs, cmd.OutOrStdout(), cmd.ErrOrStderr())
+			err = printLogs(cmd.Context(), c, args[0], role, index, lines, followLogs, cmd.OutOrStdout(), cmd.ErrOrStderr())
 			return flagErrors(err, paramFlags(map[string]string{"role": "role", "index": "index", "tail": "tail"}))
 		},
 	}
@@ -1037,7 +1038,7 @@ func logsCommand(g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&role, "role", "worker", "controller, worker or post-controller")
 	cmd.Flags().IntVar(&index, "index", 0, "the instance's index within its role")
 	cmd.Flags().BoolVarP(&followLogs, "follow", "f", false, "keep printing new output until the instance ends; a lost connection is said on stderr and read again")
-	cmd.Flags().IntVar(&tail, "tail", 0, "only the last N lines (then, with -f, what follows); the server reads no more of the log than those")
+	cmd.Flags().IntVar(&tail, "tail", 0, "only the last N lines (then, with -f, what follows); the server reads no more of the log than those (0: none, so with -f only what is written from now on; default: all of it)")
 	_ = cmd.RegisterFlagCompletionFunc("role", cobra.FixedCompletions([]string{"controller", "worker", "post-controller"}, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
 }
@@ -1067,12 +1068,14 @@ func printLogs(ctx context.Context, c *avxrm.Client, id, role string, index, tai
 	})
 }
 
-// followLog prints the log at path. Following, it asks poll before each
-// read whether the log has ended (then it reads it a last time) or
-// restarted (a new replica's: printed from its start), and every half
-// second asks for what it has not printed yet (?offset=); a log not there
-// yet is waited for. A connection lost while following is said on errw and
-// read again until the server is back (reconnects).
+// followLog prints the log at path: all of it when tail is below 0, its
+// last tail lines, or none of it with tail 0 (following, only what is
+// written from then on). Following, it asks poll before each read whether
+// the log has ended (then it reads it a last time) or restarted (a new
+// replica's: printed from its start), and every half second asks for what
+// it has not printed yet (?offset=); a log not there yet is waited for. A
+// connection lost while following is said on errw and read again until the
+// server is back (reconnects).
 func followLog(ctx context.Context, c *avxrm.Client, path string, tail int, follow bool, w, errw io.Writer, poll func() (ended, restarted bool, err error)) error {
 	printed := 0 // the offset read to
 	rc := newReconnects(errw, c.Server())
@@ -1094,20 +1097,26 @@ func followLog(ctx context.Context, c *avxrm.Client, path string, tail int, foll
 		}
 		// Only what has not been printed: a long log is not read again
 		// on every poll. The first read of --tail asks for the last lines,
-		// and the answer says where they start.
+		// and the answer says where they start; that of --tail 0 for the
+		// last line, which ends where the log does (the API has no tail of
+		// none).
 		query := "?offset=" + strconv.Itoa(printed)
-		if tail > 0 {
-			query = "?tail=" + strconv.Itoa(tail)
+		if tail >= 0 {
+			query = "?tail=" + strconv.Itoa(max(tail, 1))
 		}
 		var raw []byte
 		resp, err := c.Do(ctx, http.MethodGet, path+query, nil, &raw)
 		switch {
 		case err == nil:
-			if tail > 0 {
-				tail = 0
+			if tail >= 0 {
 				if printed, err = strconv.Atoi(resp.Header.Get("Rm-Log-Offset")); err != nil {
 					printed = 0 // a server older than tails sends the whole log
 				}
+				if tail == 0 {
+					printed += len(raw) // the log's end: none of it is printed
+					raw = nil
+				}
+				tail = -1
 			}
 			if len(raw) > 0 {
 				if _, err := w.Write(raw); err != nil {
@@ -1116,7 +1125,10 @@ func followLog(ctx context.Context, c *avxrm.Client, path string, tail int, foll
 				printed += len(raw)
 			}
 		case follow && !ended && isNotFound(err):
-			// not started yet
+			// Not started yet: all it will write is new to --tail 0.
+			if tail == 0 {
+				tail = -1
+			}
 		case follow && rc.again(ctx, err):
 			continue
 		default:
@@ -1146,13 +1158,18 @@ func instanceEnded(j *api.Job, role string, index int) bool {
 	return false
 }
 
-// checkTail refuses a --tail given that asks for no line: 0 would read
-// as "all of it", the default, and print everything.
-func checkTail(cmd *cobra.Command, tail int) error {
-	if cmd.Flags().Changed("tail") && tail < 1 {
-		return fmt.Errorf("--tail %d: want a number of lines, 1 or more", tail)
+// tailLines is the tail followLog takes for --tail: -1 (all of the log)
+// when it is not given, else its number of lines, 0 for none (with -f:
+// only what is written from now on, as docker and kubectl logs --tail 0
+// -f print). A negative --tail is refused.
+func tailLines(cmd *cobra.Command, tail int) (int, error) {
+	switch {
+	case !cmd.Flags().Changed("tail"):
+		return -1, nil
+	case tail < 0:
+		return 0, fmt.Errorf("--tail %d: want a number of lines, 0 or more (0: none of what is there; with -f, only what follows)", tail)
 	}
-	return nil
+	return tail, nil
 }
 
 func isNotFound(err error) bool {

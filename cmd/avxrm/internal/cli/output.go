@@ -1,13 +1,16 @@
 package cli
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
+	"iter"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 	"sigs.k8s.io/yaml"
@@ -98,33 +101,157 @@ func shortDuration(d time.Duration) string {
 // printItems writes items (raw JSON objects) in format: a table of cols, a
 // JSON array, or a YAML list.
 func printItems(w io.Writer, format string, items []json.RawMessage, cols []column) error {
-	if items == nil {
-		items = []json.RawMessage{} // [], not null
+	p := &listPrinter{w: w, format: format, cols: cols}
+	if err := p.page(items); err != nil {
+		return err
 	}
-	switch format {
-	case "json":
-		return writeJSON(w, items)
-	case "yaml":
-		return writeYAML(w, items)
-	}
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	hs := make([]string, len(cols))
-	for i, c := range cols {
-		hs[i] = c.header
-	}
-	fmt.Fprintln(tw, strings.Join(hs, "\t"))
-	for _, raw := range items {
-		var m map[string]any
-		if err := json.Unmarshal(raw, &m); err != nil {
+	return p.end()
+}
+
+// printPages prints the list whose pages pages yields as they come, holding
+// one page at a time (listPrinter): a list of 40,000 jobs shows its first
+// rows at once, not once the last page is read. A page that fails ends it
+// after what was printed, with that error; so does one whose items cannot
+// be shown. empty, if set, is called once all pages are read if none had
+// an item, before the list is ended.
+func printPages(w io.Writer, format string, cols []column, pages iter.Seq2[[]json.RawMessage, error], empty func()) error {
+	p := &listPrinter{w: w, format: format, cols: cols}
+	for page, err := range pages {
+		if err == nil {
+			err = p.page(page)
+		}
+		if err != nil {
+			p.cut()
 			return err
 		}
-		vs := make([]string, len(cols))
-		for i, c := range cols {
-			vs[i] = strings.ReplaceAll(c.value(m), "\t", " ")
-		}
-		fmt.Fprintln(tw, strings.Join(vs, "\t"))
 	}
+	if p.n == 0 && empty != nil {
+		empty()
+	}
+	return p.end()
+}
+
+// listPrinter prints a list a page at a time, as printItems prints it
+// whole: a JSON array and a YAML list item by item, the same document; a
+// table with the header and the first page laid out by a tabwriter, each
+// column as wide as they need, and the rows of the later pages in those
+// columns, a value wider than its column widening its own row alone. A list
+// that fits in one page is printed as it would be at once.
+type listPrinter struct {
+	w      io.Writer
+	format string
+	cols   []column
+	n      int   // the items printed
+	widths []int // a table's column widths, padding included, once its header is printed
+}
+
+// page prints the items of one page.
+func (p *listPrinter) page(items []json.RawMessage) error {
+	if len(items) == 0 {
+		return nil
+	}
+	var b bytes.Buffer
+	switch p.format {
+	case "json":
+		for _, raw := range items {
+			b.WriteString(map[bool]string{true: "[\n  ", false: ",\n  "}[p.n == 0])
+			// As writeJSON writes it within the array: compacted with
+			// HTML escaped, then indented one level in.
+			compact, err := json.Marshal(raw)
+			if err != nil {
+				return err
+			}
+			if err := json.Indent(&b, compact, "  ", "  "); err != nil {
+				return err
+			}
+			p.n++
+		}
+	case "yaml":
+		for _, raw := range items {
+			// A list of one: the items of a YAML list are written alike.
+			if err := writeYAML(&b, []json.RawMessage{raw}); err != nil {
+				return err
+			}
+			p.n++
+		}
+	default:
+		rows := make([][]string, len(items))
+		for r, raw := range items {
+			var m map[string]any
+			if err := json.Unmarshal(raw, &m); err != nil {
+				return err
+			}
+			rows[r] = make([]string, len(p.cols))
+			for i, c := range p.cols {
+				rows[r][i] = strings.ReplaceAll(c.value(m), "\t", " ")
+			}
+		}
+		if p.widths == nil {
+			return p.header(rows)
+		}
+		for _, row := range rows {
+			for i, v := range row {
+				b.WriteString(v)
+				if i < len(row)-1 {
+					b.WriteString(strings.Repeat(" ", max(p.widths[i]-utf8.RuneCountInString(v), tablePadding)))
+				}
+			}
+			b.WriteByte('\n')
+			p.n++
+		}
+	}
+	_, err := p.w.Write(b.Bytes())
+	return err
+}
+
+// tablePadding is the spaces between a table's columns.
+const tablePadding = 2
+
+// header prints a table's header and first rows, and keeps the widths of
+// its columns for the rows that follow.
+func (p *listPrinter) header(rows [][]string) error {
+	hs := make([]string, len(p.cols))
+	for i, c := range p.cols {
+		hs[i] = c.header
+	}
+	rows = append([][]string{hs}, rows...)
+	p.widths = make([]int, len(p.cols))
+	tw := tabwriter.NewWriter(p.w, 0, 0, tablePadding, ' ', 0)
+	for _, row := range rows {
+		for i, v := range row {
+			p.widths[i] = max(p.widths[i], utf8.RuneCountInString(v)+tablePadding)
+		}
+		fmt.Fprintln(tw, strings.Join(row, "\t"))
+	}
+	p.n += len(rows) - 1
 	return tw.Flush()
+}
+
+// end ends the list once its last page is printed: the JSON array's ],
+// [] for an empty one with -o json or yaml (not YAML's null, which reads
+// as no answer at all), a table's header alone.
+func (p *listPrinter) end() error {
+	var err error
+	switch {
+	case p.format != "json" && p.format != "yaml":
+		if p.widths == nil {
+			err = p.header(nil)
+		}
+	case p.n == 0:
+		_, err = io.WriteString(p.w, "[]\n")
+	case p.format == "json":
+		_, err = io.WriteString(p.w, "\n]\n")
+	}
+	return err
+}
+
+// cut ends a list that a failure cut short after what was printed: a JSON
+// array is left open, so that it does not parse as the whole list, and
+// only its last line ended.
+func (p *listPrinter) cut() {
+	if p.format == "json" && p.n > 0 {
+		_, _ = io.WriteString(p.w, "\n")
+	}
 }
 
 // printItem writes one object: as JSON, YAML, or (table) YAML too, which

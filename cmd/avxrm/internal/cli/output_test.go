@@ -2,8 +2,10 @@ package cli
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -49,17 +51,25 @@ type fakeAnswer struct {
 // stdout, stderr and the error.
 func runCLI(t *testing.T, server string, args ...string) (string, string, error) {
 	t.Helper()
+	var out, errb bytes.Buffer
+	err := runCLIContext(t, context.Background(), server, &out, &errb, args...)
+	return out.String(), errb.String(), err
+}
+
+// runCLIContext runs the client commands in process against server with
+// ctx, stdout and stderr out and errOut, with a configuration of their own
+// (no saved login, no token from the environment).
+func runCLIContext(t *testing.T, ctx context.Context, server string, out, errOut io.Writer, args ...string) error {
+	t.Helper()
 	t.Setenv("HOME", t.TempDir())
 	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
 	t.Setenv("RM_TOKEN", "")
 	t.Setenv("RM_JOB_TOKEN", "")
 	root := Root()
-	var out, errb bytes.Buffer
-	root.SetOut(&out)
-	root.SetErr(&errb)
+	root.SetOut(out)
+	root.SetErr(errOut)
 	root.SetArgs(append([]string{"--server", server}, args...))
-	err := root.Execute()
-	return out.String(), errb.String(), err
+	return root.ExecuteContext(ctx)
 }
 
 // With -o json the commands that print text for a person print one JSON

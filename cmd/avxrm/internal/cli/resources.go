@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"iter"
 	"net/http"
 	"os"
 	"reflect"
@@ -136,16 +137,11 @@ func resourceCommand(g *globals, k kind) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			items, err := listAll(cmd.Context(), c, k.path)
-			if err != nil {
-				return err
+			pages := c.ListPages(cmd.Context(), k.path, nil)
+			if g.output == "table" && len(k.refs) > 0 {
+				pages = pagesWithNames(cmd.Context(), c, pages, k.refs)
 			}
-			if g.output == "table" && len(items) > 0 && len(k.refs) > 0 {
-				if items, err = withNames(cmd.Context(), c, items, k.refs); err != nil {
-					return err
-				}
-			}
-			return printItems(cmd.OutOrStdout(), g.output, items, k.cols)
+			return printPages(cmd.OutOrStdout(), g.output, k.cols, pages, nil)
 		},
 	}
 
@@ -333,18 +329,6 @@ func refName(ctx context.Context, c *avxrm.Client, path, id string) string {
 	return name
 }
 
-// listAll reads every page of the list at path.
-func listAll(ctx context.Context, c *avxrm.Client, path string) ([]json.RawMessage, error) {
-	var items []json.RawMessage
-	for it, err := range c.List(ctx, path, nil) {
-		if err != nil {
-			return nil, err
-		}
-		items = append(items, it)
-	}
-	return items, nil
-}
-
 // refPaths are the collections the ids of a kind's refs name.
 var refPaths = map[string]string{"queue_id": "/queues", "application_id": "/applications"}
 
@@ -353,6 +337,31 @@ var refPaths = map[string]string{"queue_id": "/queues", "application_id": "/appl
 // that names nothing any more, or that the caller may not list, stays as
 // it is (the names only help read the table).
 func withNames(ctx context.Context, c *avxrm.Client, items []json.RawMessage, refs []string) ([]json.RawMessage, error) {
+	return named(items, refs, refNames(ctx, c, refs))
+}
+
+// pagesWithNames yields the pages of pages as withNames returns them, the
+// names read once, for the first page that has an item.
+func pagesWithNames(ctx context.Context, c *avxrm.Client, pages iter.Seq2[[]json.RawMessage, error], refs []string) iter.Seq2[[]json.RawMessage, error] {
+	return func(yield func([]json.RawMessage, error) bool) {
+		var names map[string]string
+		for page, err := range pages {
+			if err == nil && len(page) > 0 {
+				if names == nil {
+					names = refNames(ctx, c, refs)
+				}
+				page, err = named(page, refs, names)
+			}
+			if !yield(page, err) || err != nil {
+				return
+			}
+		}
+	}
+}
+
+// refNames are the names of what the ids of the fields refs name, by id:
+// those the caller may list.
+func refNames(ctx context.Context, c *avxrm.Client, refs []string) map[string]string {
 	names := map[string]string{}
 	for _, f := range refs {
 		for it, err := range c.List(ctx, refPaths[f], nil) {
@@ -370,6 +379,12 @@ func withNames(ctx context.Context, c *avxrm.Client, items []json.RawMessage, re
 			names[text(r["id"])] = name
 		}
 	}
+	return names
+}
+
+// named returns items with each of the fields refs holding the name names
+// has for its id, if any.
+func named(items []json.RawMessage, refs []string, names map[string]string) ([]json.RawMessage, error) {
 	out := make([]json.RawMessage, len(items))
 	for i, it := range items {
 		var m map[string]any
@@ -399,8 +414,9 @@ func pendingCommand(g *globals) *cobra.Command {
 	}, "/queues/%s/pending", pendingCols)
 }
 
-// listOf makes cmd list, with cols, every item (all pages) at the path
-// format names with its one argument as a path segment.
+// listOf makes cmd list, with cols, every item (all pages, each printed as
+// it comes) at the path format names with its one argument as a path
+// segment.
 func listOf(g *globals, cmd *cobra.Command, format string, cols []column) *cobra.Command {
 	cmd.Args = cobra.ExactArgs(1)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
@@ -408,11 +424,7 @@ func listOf(g *globals, cmd *cobra.Command, format string, cols []column) *cobra
 		if err != nil {
 			return err
 		}
-		items, err := listAll(cmd.Context(), c, fmt.Sprintf(format, avxrm.PathSegment(args[0])))
-		if err != nil {
-			return err
-		}
-		return printItems(cmd.OutOrStdout(), g.output, items, cols)
+		return printPages(cmd.OutOrStdout(), g.output, cols, c.ListPages(cmd.Context(), fmt.Sprintf(format, avxrm.PathSegment(args[0])), nil), nil)
 	}
 	return cmd
 }
