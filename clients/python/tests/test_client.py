@@ -1,6 +1,7 @@
 """The Python package against the all-in-one (see conftest.py)."""
 
 import asyncio
+import base64
 import hashlib
 import http.server
 import json
@@ -143,6 +144,23 @@ def test_artifacts_up_and_down(seeded):
             return await c.jobs.get_artifact(job.id, "assets/common.txt")
 
     assert asyncio.run(aget()) == b"common"
+
+
+def test_put_artifact_sends_its_digest(seeded):
+    """An upload carries its sha-256 as Content-Digest, which the server
+    checks before it keeps the file; bytes that do not match it are refused."""
+    server, app_id = seeded
+    with avxrm.Client(server) as c:
+        job = c.jobs.submit(queue_id="Default", application={"id": app_id}, worker_instances=1)
+        sent = []
+        c._http.event_hooks["request"] = [lambda r: sent.append(r.headers.get("Content-Digest"))]
+        c.jobs.put_artifact(job.id, "assets/a.txt", b"checked")
+        want = "sha-256=:" + base64.b64encode(hashlib.sha256(b"checked").digest()).decode() + ":"
+        assert sent == [want]
+        c._http.event_hooks["request"] = []
+        r = c._http.put(f"/jobs/{job.id}/artifacts/assets/b.txt", content=b"changed", headers={"Content-Digest": want})
+        assert r.status_code == 400 and r.json()["errors"][0]["field"] == "Content-Digest", r.text
+        assert [a.path for a in c.jobs.artifacts(job.id)] == ["a.txt"]
 
 
 def test_export_round_trip_and_delete(seeded, tmp_path):

@@ -10,6 +10,7 @@ GET and PUT are retried likewise. Errors are the exceptions of
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import json as jsonlib
 import math
@@ -421,7 +422,9 @@ class Jobs(_Listed):
         """Upload ``data`` (a str is sent as UTF-8) as the job's artifact ``name``:
         ``scenarios/<sample>/<path>``, a concrete scenario file of that sample, or
         ``assets/<path>``, an asset of ``declaration`` (else common asset data).
-        Returns the stored ``Artifact``; an upload of the same name replaces it."""
+        Returns the stored ``Artifact``; an upload of the same name replaces it.
+        The upload carries its sha-256 (``Content-Digest``), so the server keeps
+        it only if it received exactly these bytes."""
         if isinstance(data, str):
             body = data.encode()
         elif isinstance(data, (bytes, bytearray, memoryview)):
@@ -429,7 +432,9 @@ class Jobs(_Listed):
         else:  # bytes(5) would upload five zero bytes
             raise TypeError(f"data: want bytes or str, got {type(data).__name__}")
         path, params = _artifact_path(id, name, declaration)
-        return self._c._request("PUT", path, params=params, content=body, parse=Artifact.from_dict)
+        digest = "sha-256=:" + base64.b64encode(hashlib.sha256(body).digest()).decode() + ":"
+        return self._c._request("PUT", path, params=params, content=body, headers={"Content-Digest": digest},
+                                parse=Artifact.from_dict)
 
     def get_artifact(self, id: str, name: str, declaration: Optional[str] = None) -> Any:
         """The bytes of the job's artifact ``name`` (as ``put_artifact`` takes it),

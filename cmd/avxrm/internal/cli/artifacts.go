@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -167,6 +169,7 @@ func upload(cmd *cobra.Command, c *avxrm.Client, p, file string) ([]byte, error)
 	var body io.Reader = cmd.InOrStdin()
 	var getBody func() (io.ReadCloser, error) // a file can be sent again after a lost connection
 	var size int64 = -1
+	var digest string
 	if file != "-" {
 		open := func() (io.ReadCloser, error) { return os.Open(file) }
 		f, err := os.Open(file)
@@ -181,6 +184,16 @@ func upload(cmd *cobra.Command, c *avxrm.Client, p, file string) ([]byte, error)
 		if st.IsDir() {
 			return nil, fmt.Errorf("%s is a directory; upload its files one by one", file)
 		}
+		// Its digest goes with it (Content-Digest), so that the server keeps
+		// it only as it was read here: not cut short, nor changed meanwhile.
+		h := sha256.New()
+		if _, err := io.Copy(h, f); err != nil {
+			return nil, err
+		}
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			return nil, err
+		}
+		digest = "sha-256=:" + base64.StdEncoding.EncodeToString(h.Sum(nil)) + ":"
 		body, getBody, size = f, open, st.Size()
 	}
 	req, err := http.NewRequestWithContext(cmd.Context(), http.MethodPut, c.URL(p), body)
@@ -189,6 +202,9 @@ func upload(cmd *cobra.Command, c *avxrm.Client, p, file string) ([]byte, error)
 	}
 	req.GetBody, req.ContentLength = getBody, size
 	req.Header.Set("Content-Type", "application/octet-stream")
+	if digest != "" {
+		req.Header.Set("Content-Digest", digest)
+	}
 	resp, err := c.Send(req)
 	if err != nil {
 		return nil, err

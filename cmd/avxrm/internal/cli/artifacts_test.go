@@ -2,10 +2,15 @@ package cli
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/base64"
+	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -94,5 +99,37 @@ func TestArtifactGetFiles(t *testing.T) {
 	}
 	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
 		t.Errorf("get -O <dir> left %v", ents)
+	}
+}
+
+// A file is uploaded with its digest (Content-Digest, RFC 9530), which the
+// server checks before it keeps the file; stdin, read as it is sent, goes
+// without one.
+func TestArtifactPutSendsTheFilesDigest(t *testing.T) {
+	var got []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		got = append(got, fmt.Sprintf("%s %d bytes, Content-Digest %q", r.Method, len(body), r.Header.Get("Content-Digest")))
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusCreated)
+		_, _ = w.Write([]byte(`{"kind":"scenario","sample_id":"s-1","path":"a.xosc","size":9}`))
+	}))
+	defer srv.Close()
+	f := filepath.Join(t.TempDir(), "a.xosc")
+	if err := os.WriteFile(f, []byte("scenario\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, file := range []string{f, "-"} {
+		if out, errs, err := runCLI(t, srv.URL, "artifacts", "put", "job-x", "scenarios/s-1/a.xosc", file); err != nil {
+			t.Fatalf("artifacts put %s: %v\n%s%s", file, err, out, errs)
+		}
+	}
+	sum := sha256.Sum256([]byte("scenario\n"))
+	want := []string{
+		fmt.Sprintf("PUT 9 bytes, Content-Digest %q", "sha-256=:"+base64.StdEncoding.EncodeToString(sum[:])+":"),
+		`PUT 0 bytes, Content-Digest ""`,
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("uploads %q, want %q", got, want)
 	}
 }

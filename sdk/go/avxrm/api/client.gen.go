@@ -2221,6 +2221,15 @@ type GetAssetArtifactParams struct {
 type PutAssetArtifactParams struct {
 	// Declaration the asset declaration (a name); absent for common asset data
 	Declaration *string `form:"declaration,omitempty" json:"declaration,omitempty"`
+
+	// ContentDigest the body's digest (RFC 9530), e.g. sha-256=:`<base64>`:; sha-256 and sha-512 are checked against the bytes received, and a mismatch is a 400 that stores nothing. A header naming neither algorithm is a 400 too.
+	ContentDigest *string `json:"Content-Digest,omitempty"`
+}
+
+// PutScenarioArtifactParams defines parameters for PutScenarioArtifact.
+type PutScenarioArtifactParams struct {
+	// ContentDigest the body's digest (RFC 9530), e.g. sha-256=:`<base64>`:; sha-256 and sha-512 are checked against the bytes received, and a mismatch is a 400 that stores nothing. A header naming neither algorithm is a 400 too.
+	ContentDigest *string `json:"Content-Digest,omitempty"`
 }
 
 // ListJobEventsParams defines parameters for ListJobEvents.
@@ -3274,7 +3283,7 @@ type ClientInterface interface {
 	// Takes any type of body and a specified content type.
 	//
 	// Corresponds with PUT /jobs/{id}/artifacts/scenarios/{sample_id}/{path} (the `PutScenarioArtifact` operationId).
-	PutScenarioArtifactWithBody(ctx context.Context, id string, sampleId string, path string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+	PutScenarioArtifactWithBody(ctx context.Context, id string, sampleId string, path string, params *PutScenarioArtifactParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// CancelJob Cancel a job
 	//
@@ -4288,8 +4297,8 @@ func (c *Client) GetScenarioArtifact(ctx context.Context, id string, sampleId st
 // Takes any type of body and a specified content type.
 //
 // Corresponds with PUT /jobs/{id}/artifacts/scenarios/{sample_id}/{path} (the `PutScenarioArtifact` operationId).
-func (c *Client) PutScenarioArtifactWithBody(ctx context.Context, id string, sampleId string, path string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewPutScenarioArtifactRequestWithBody(c.Server, id, sampleId, path, contentType, body)
+func (c *Client) PutScenarioArtifactWithBody(ctx context.Context, id string, sampleId string, path string, params *PutScenarioArtifactParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewPutScenarioArtifactRequestWithBody(c.Server, id, sampleId, path, params, contentType, body)
 	if err != nil {
 		return nil, err
 	}
@@ -6911,6 +6920,21 @@ func NewPutAssetArtifactRequestWithBody(server string, id string, path string, p
 
 	req.Header.Add("Content-Type", contentType)
 
+	if params != nil {
+
+		if params.ContentDigest != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Content-Digest", *params.ContentDigest, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Content-Digest", headerParam0)
+		}
+
+	}
+
 	return req, nil
 }
 
@@ -6963,7 +6987,7 @@ func NewGetScenarioArtifactRequest(server string, id string, sampleId string, pa
 }
 
 // NewPutScenarioArtifactRequestWithBody constructs an http.Request for the PutScenarioArtifact method, with any body, and a specified content type
-func NewPutScenarioArtifactRequestWithBody(server string, id string, sampleId string, path string, contentType string, body io.Reader) (*http.Request, error) {
+func NewPutScenarioArtifactRequestWithBody(server string, id string, sampleId string, path string, params *PutScenarioArtifactParams, contentType string, body io.Reader) (*http.Request, error) {
 	var err error
 
 	var pathParam0 string
@@ -7008,6 +7032,21 @@ func NewPutScenarioArtifactRequestWithBody(server string, id string, sampleId st
 	}
 
 	req.Header.Add("Content-Type", contentType)
+
+	if params != nil {
+
+		if params.ContentDigest != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Content-Digest", *params.ContentDigest, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Content-Digest", headerParam0)
+		}
+
+	}
 
 	return req, nil
 }
@@ -9043,7 +9082,7 @@ type ClientWithResponsesInterface interface {
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with PUT /jobs/{id}/artifacts/scenarios/{sample_id}/{path} (the `PutScenarioArtifact` operationId).
-	PutScenarioArtifactWithBodyWithResponse(ctx context.Context, id string, sampleId string, path string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*PutScenarioArtifactResponse, error)
+	PutScenarioArtifactWithBodyWithResponse(ctx context.Context, id string, sampleId string, path string, params *PutScenarioArtifactParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*PutScenarioArtifactResponse, error)
 
 	// CancelJobWithResponse Cancel a job
 	//
@@ -16081,8 +16120,8 @@ func (c *ClientWithResponses) GetScenarioArtifactWithResponse(ctx context.Contex
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with PUT /jobs/{id}/artifacts/scenarios/{sample_id}/{path} (the `PutScenarioArtifact` operationId).
-func (c *ClientWithResponses) PutScenarioArtifactWithBodyWithResponse(ctx context.Context, id string, sampleId string, path string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*PutScenarioArtifactResponse, error) {
-	rsp, err := c.PutScenarioArtifactWithBody(ctx, id, sampleId, path, contentType, body, reqEditors...)
+func (c *ClientWithResponses) PutScenarioArtifactWithBodyWithResponse(ctx context.Context, id string, sampleId string, path string, params *PutScenarioArtifactParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*PutScenarioArtifactResponse, error) {
+	rsp, err := c.PutScenarioArtifactWithBody(ctx, id, sampleId, path, params, contentType, body, reqEditors...)
 	if err != nil {
 		return nil, err
 	}

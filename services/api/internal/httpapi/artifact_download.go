@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"path"
+	"slices"
 
 	"github.com/avxrm/rm/services/api/internal/problem"
 	"github.com/danielgtaylor/huma/v2"
@@ -99,7 +100,13 @@ func (s *Server) documentDownloads() {
 		oapi.AddOperation(&huma.Operation{
 			OperationID: x.id, Method: http.MethodGet, Path: x.path, Summary: x.summary, Tags: up.Tags,
 			Description: "The stored bytes of an uploaded artifact, named as its upload was.",
-			Parameters:  up.Parameters, Responses: resp,
+			Parameters:  withoutHeaders(up.Parameters), Responses: resp,
 		})
 	}
+}
+
+// withoutHeaders is ps without the header parameters (an upload's
+// Content-Digest, which a download does not take).
+func withoutHeaders(ps []*huma.Param) []*huma.Param {
+	return slices.DeleteFunc(slices.Clone(ps), func(p *huma.Param) bool { return p.In == "header" })
 }

@@ -305,7 +305,8 @@ func jobNotFound(id string) error { return fmt.Errorf("job %q: %w", id, problem.
 
 // putArtifact streams an upload into GridFS and records it, replacing the
 // previous upload of the same file (whose blob is then removed). 201 for a
-// new file, 200 for a replaced one; 413 past the upload limit, and then
+// new file, 200 for a replaced one; 413 past the upload limit, 400 when a
+// Content-Digest does not match the body (contentdigest.go), and then
 // nothing is kept.
 func (s *Server) putArtifact(kind string) echo.HandlerFunc {
 	return func(c echo.Context) error {
@@ -322,6 +323,10 @@ func (s *Server) putArtifact(kind string) echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
+		digest, err := parseContentDigest(r.Header)
+		if err != nil {
+			return err
+		}
 		blobs := s.artifactBlobs()
 		w, err := blobs.Create(ctx, ref.key(), s.opts.Now())
 		if err != nil {
@@ -329,7 +334,11 @@ func (s *Server) putArtifact(kind string) echo.HandlerFunc {
 		}
 		w.SetLimit(limit)
 		body := &bodyReader{r: r.Body}
-		if _, err := io.Copy(w, body); err != nil {
+		var src io.Reader = body
+		if digest != nil {
+			src = digest.reader(body)
+		}
+		if _, err := io.Copy(w, src); err != nil {
 			if aerr := w.Abort(); aerr != nil {
 				s.opts.Logger.Warn("removing a failed upload", "blob", w.ID(), "err", aerr)
 			}
@@ -340,6 +349,14 @@ func (s *Server) putArtifact(kind string) echo.HandlerFunc {
 				return problem.New(http.StatusBadRequest, "reading the upload: "+body.err.Error(), problem.Field("body", "incomplete"))
 			}
 			return err
+		}
+		if digest != nil {
+			if err := digest.check(); err != nil {
+				if aerr := w.Abort(); aerr != nil {
+					s.opts.Logger.Warn("removing an upload whose digest did not match", "blob", w.ID(), "err", aerr)
+				}
+				return err
+			}
 		}
 		f, err := w.Commit()
 		if err != nil {
@@ -543,13 +560,16 @@ func (s *Server) documentUploads() {
 			"413": errResp(http.StatusRequestEntityTooLarge), "422": errResp(http.StatusUnprocessableEntity),
 		}
 	}
+	digestParam := &huma.Param{Name: headerContentDigest, In: "header", Schema: &huma.Schema{Type: "string"},
+		Description: "the body's digest (RFC 9530), e.g. sha-256=:<base64>:; sha-256 and sha-512 are checked against the bytes received, " +
+			"and a mismatch is a 400 that stores nothing. A header naming neither algorithm is a 400 too."}
 	pathDoc := "the file's path, relative, '/'-separated (may contain '/'); no empty, '.' or '..' segments, no control characters, at most " +
 		strconv.Itoa(maxArtifactPath) + " bytes"
 	oapi.AddOperation(&huma.Operation{
 		OperationID: "put-scenario-artifact", Method: http.MethodPut, Path: BasePath + "/jobs/{id}/artifacts/scenarios/{sample_id}/{path}",
 		Summary: "Upload a concrete scenario file of one sample", Tags: []string{"Artifacts"},
 		Description: "A re-upload of the same sample and path replaces the file.",
-		Parameters:  []*huma.Param{pathParam("id", "the job's id"), pathParam("sample_id", "the sample (a name)"), pathParam("path", pathDoc)},
+		Parameters:  []*huma.Param{pathParam("id", "the job's id"), pathParam("sample_id", "the sample (a name)"), pathParam("path", pathDoc), digestParam},
 		RequestBody: body, Responses: responses(),
 	})
 	oapi.AddOperation(&huma.Operation{
@@ -557,7 +577,8 @@ func (s *Server) documentUploads() {
 		Summary: "Upload an asset file", Tags: []string{"Artifacts"},
 		Description: "With declaration, an asset of that declaration; without, common asset data. A re-upload of the same declaration and path replaces the file.",
 		Parameters: []*huma.Param{pathParam("id", "the job's id"), pathParam("path", pathDoc),
-			{Name: "declaration", In: "query", Description: "the asset declaration (a name); absent for common asset data", Schema: &huma.Schema{Type: "string", MaxLength: ptr(63), Pattern: NamePattern}}},
+			{Name: "declaration", In: "query", Description: "the asset declaration (a name); absent for common asset data", Schema: &huma.Schema{Type: "string", MaxLength: ptr(63), Pattern: NamePattern}},
+			digestParam},
 		RequestBody: body, Responses: responses(),
 	})
 }

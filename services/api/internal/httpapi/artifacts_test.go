@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/sha512"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -611,5 +613,52 @@ func TestExportDeleteBreaksOffADownload(t *testing.T) {
 	n, err := io.Copy(io.Discard, res.Body)
 	if err == nil || 1<<20+n == int64(len(zip)) {
 		t.Errorf("the download went on to the end (%d bytes, %v) after its export was deleted", 1<<20+n, err)
+	}
+}
+
+// An upload with a Content-Digest (RFC 9530) is kept only if the bytes
+// received have that digest: a body changed or cut on the way is a 400
+// naming the header, and nothing is stored; a digest that matches stores
+// the file as one without. A header that is malformed, or names no
+// algorithm checked here, is refused before anything is read.
+func TestArtifactUploadChecksContentDigest(t *testing.T) {
+	e := newArtifactEnv(t)
+	path := "/jobs/" + e.job() + "/artifacts/scenarios/s-1/run.xosc"
+	data := content(7, uploadLimit-1)
+	sum256, sum512 := sha256.Sum256(data), sha512.Sum512(data)
+	b64 := base64.StdEncoding.EncodeToString
+	other := sha256.Sum256([]byte("something else"))
+	for _, tc := range []struct {
+		name, digest string
+		status       int
+		says         string
+	}{
+		{"sha-256 of other bytes", "sha-256=:" + b64(other[:]) + ":", 400, "the body's sha-256 digest is :" + b64(sum256[:]) + ":"},
+		{"sha-512 of other bytes", "sha-512=:" + b64(make([]byte, sha512.Size)) + ":", 400, "the body's sha-512 digest"},
+		{"one of two wrong", "sha-256=:" + b64(sum256[:]) + ":, sha-512=:" + b64(make([]byte, sha512.Size)) + ":", 400, "sha-512"},
+		{"not a byte sequence", "sha-256=" + hex.EncodeToString(sum256[:]), 400, "is not algorithm=:base64 digest:"},
+		{"wrong length", "sha-256=:" + b64(sum256[:16]) + ":", 400, "the sha-256 digest is 16 bytes, want 32"},
+		{"only deprecated algorithms", "md5=:" + b64(make([]byte, 16)) + ":", 400, "names no algorithm checked here (md5)"},
+	} {
+		a := e.do(http.MethodPut, path, bytes.NewReader(data), "Content-Digest", tc.digest)
+		if a.status != tc.status || !strings.Contains(string(a.body), tc.says) || !strings.Contains(string(a.body), `"field":"Content-Digest"`) {
+			t.Errorf("%s: PUT with Content-Digest %q = %d %s, want %d saying %q and naming the header", tc.name, tc.digest, a.status, a.body, tc.status, tc.says)
+		}
+		if got := e.stored(); got != [3]int64{} {
+			t.Errorf("%s: stored records, blobs, chunks = %v, want none", tc.name, got)
+		}
+	}
+	for i, digest := range []string{
+		"sha-256=:" + b64(sum256[:]) + ":",
+		"sha-512=:" + b64(sum512[:]) + ":;note=1, unixsum=:AAA=:",
+		"sha-256=:" + b64(sum256[:]) + ":,sha-512=:" + b64(sum512[:]) + ":",
+	} {
+		a := e.do(http.MethodPut, path, bytes.NewReader(data), "Content-Digest", digest)
+		if want := map[bool]int{true: 201, false: 200}[i == 0]; a.status != want || a.header.Get("ETag") != `"`+hexSHA(data)+`"` {
+			t.Errorf("PUT with Content-Digest %q = %d %s, want %d with its sha256", digest, a.status, a.body, want)
+		}
+	}
+	if got := e.stored(); got[0] != 1 || got[1] != 1 {
+		t.Errorf("stored records, blobs, chunks = %v, want the one file", got)
 	}
 }
