@@ -112,6 +112,9 @@ func artifactsCommand(g *globals) *cobra.Command {
 				_, err := c.DownloadArtifact(cmd.Context(), args[0], a, cmd.OutOrStdout(), avxrm.DownloadOptions{})
 				return err
 			}
+			if err := makeOutDir(out); err != nil {
+				return err
+			}
 			if out == "" {
 				out = path.Base(args[1])
 			} else if st, err := os.Stat(out); err == nil && st.IsDir() {

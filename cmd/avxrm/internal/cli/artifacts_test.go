@@ -100,6 +100,13 @@ func TestArtifactGetFiles(t *testing.T) {
 	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
 		t.Errorf("get -O <dir> left %v", ents)
 	}
+	// A directory -O names by its trailing / is made if missing.
+	if out, errs, err := runCLI(t, srv, "artifacts", "get", "job-x", "scenarios/s-1/a.xosc", "-O", filepath.Join(sub, "new")+"/"); err != nil {
+		t.Fatalf("get -O <new dir>/: %v\n%s%s", err, out, errs)
+	}
+	if got, err := os.ReadFile(filepath.Join(sub, "new", "a.xosc")); err != nil || string(got) != "scenario\n" {
+		t.Errorf("get -O <new dir>/: %q, %v", got, err)
+	}
 }
 
 // A file is uploaded with its digest (Content-Digest, RFC 9530), which the

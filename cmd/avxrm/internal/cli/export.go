@@ -3,8 +3,10 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -57,6 +59,9 @@ func exportCommand(g *globals) *cobra.Command {
 				req.FilterByAssetDeclaration = nullable.NewNullableWithValue(declarations)
 			}
 			if out != "-" { // before the export is asked for
+				if err := makeOutDir(out); err != nil {
+					return err
+				}
 				if err := checkWritable(zipPath(out, "<export id>")); err != nil {
 					return err
 				}
@@ -197,15 +202,36 @@ func files(n int64) string {
 
 // checkWritable refuses an output file that could not be written (its
 // directory missing or read-only, or it is a directory), before anything is
-// asked of the server.
+// asked of the server. -O given as a directory to be (ending in a
+// separator: "-O exports/") is made first (makeOutDir).
 func checkWritable(out string) error {
 	if st, err := os.Stat(out); err == nil && st.IsDir() {
 		return fmt.Errorf("%s is a directory: -O names the file to write", out)
 	}
-	f, err := os.CreateTemp(filepath.Dir(out), ".avxrm-check-*")
+	dir := filepath.Dir(out)
+	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("cannot write %s: there is no directory %s (make it, or end -O with %c to have it made)", out, dir, filepath.Separator)
+	}
+	f, err := os.CreateTemp(dir, ".avxrm-check-*")
 	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err // not the probe's own name
+		}
 		return fmt.Errorf("cannot write %s: %w", out, err)
 	}
 	f.Close()
 	return os.Remove(f.Name())
+}
+
+// makeOutDir makes the directory -O names by ending in a separator
+// ("-O exports/"), if missing, as a user who wrote it expects.
+func makeOutDir(out string) error {
+	if !strings.HasSuffix(out, string(filepath.Separator)) {
+		return nil
+	}
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return fmt.Errorf("-O %s: %w", out, err)
+	}
+	return nil
 }

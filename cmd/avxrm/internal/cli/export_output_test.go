@@ -38,9 +38,8 @@ func TestExportChecksOutputFirst(t *testing.T) {
 	if err := os.Mkdir(readOnly, 0o555); err != nil {
 		t.Fatal(err)
 	}
-	tests := map[string]string{
-		filepath.Join(dir, "missing", "x.zip"): "no such file or directory",
-		filepath.Join(dir, "missing") + "/":    "no such file or directory", // a directory not there
+	tests := map[string]string{ // (a directory -O names by its trailing / is made: below)
+		filepath.Join(dir, "missing", "x.zip"): "there is no directory " + filepath.Join(dir, "missing"),
 	}
 	if os.Geteuid() != 0 { // root writes anywhere
 		tests[filepath.Join(readOnly, "x.zip")] = "permission denied"
@@ -358,6 +357,35 @@ func TestExportTakesEverySampleByDefault(t *testing.T) {
 		}
 		if err == nil || !strings.Contains(err.Error(), c.err) || !slices.Equal(posted, want) || stderr != c.say {
 			t.Errorf("export %s: %v, posted %q, stderr %q; want %q, posted %q, stderr %q", strings.Join(c.args, " "), err, posted, stderr, c.err, want, c.say)
+		}
+	}
+}
+
+// -O ending in a separator names a directory: made if missing, as
+// "-O exports/" reads, for export, exports download and artifacts get. A file whose
+// directory is missing is refused before anything is asked, saying so, and
+// not in the words of the probe that found it.
+func TestExportMakesTheDirectoryOfADirectoryO(t *testing.T) {
+	srv, size := exportServer(t, nil)
+	dir := t.TempDir()
+	for _, args := range [][]string{
+		{"export", "job-1", "--samples", "s-001", "-O", filepath.Join(dir, "new", "exports") + "/"},
+		{"exports", "download", "exp-1", "-O", filepath.Join(dir, "other") + "/"},
+	} {
+		msg, code, _ := run(t, "", append(args, "--server", srv)...)
+		out := args[len(args)-1]
+		if got, err := os.ReadFile(filepath.Join(out, "exp-1.zip")); code != ExitOK || err != nil || len(got) != size {
+			t.Errorf("%s: exit %d %q; %s: %d bytes, %v", strings.Join(args, " "), code, msg, out, len(got), err)
+		}
+	}
+	missing := filepath.Join(dir, "missing", "x.zip")
+	for _, args := range [][]string{
+		{"export", "job-1", "--samples", "s-001", "-O", missing},
+		{"exports", "download", "exp-1", "-O", missing},
+	} {
+		msg, code, _ := run(t, "", append(args, "--server", srv)...)
+		if want := "there is no directory " + filepath.Dir(missing); code != ExitFailed || !strings.Contains(msg, want) || strings.Contains(msg, ".avxrm-check") {
+			t.Errorf("%s: exit %d %q, want it to say %q", strings.Join(args, " "), code, msg, want)
 		}
 	}
 }

@@ -101,6 +101,9 @@ func exportsCommand(g *globals) *cobra.Command {
 				_, err := c.DownloadExport(cmd.Context(), args[0], cmd.OutOrStdout(), avxrm.DownloadOptions{})
 				return err
 			}
+			if err := makeOutDir(out); err != nil {
+				return err
+			}
 			file := zipPath(out, args[0])
 			if err := checkWritable(file); err != nil { // before asking the server anything
 				return err

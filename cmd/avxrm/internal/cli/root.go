@@ -384,7 +384,7 @@ const outputFile = "output-file"
 // "file") to write, a directory to write it in under its own name (def),
 // or '-' for stdout.
 func outputFileFlag(cmd *cobra.Command, p *string, what, def string) {
-	cmd.Flags().StringVarP(p, outputFile, "O", "", fmt.Sprintf("the %s (or directory) to write, '-' for stdout (default: %s)", what, def))
+	cmd.Flags().StringVarP(p, outputFile, "O", "", fmt.Sprintf("the %s (or directory; one ending in / is made if missing) to write, '-' for stdout (default: %s)", what, def))
 	_ = cmd.Flags().SetAnnotation(outputFile, outputFile, []string{what})
 }
 
