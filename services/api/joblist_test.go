@@ -22,16 +22,18 @@ import (
 // an array, its jobs' _ids by the index of the arrays' jobs, then those
 // jobs a page takes (indexed.Reader.ScanIDs); of a status a job has before
 // it ends, every such job (then filtered and paged as the store pages); of
-// any other status, or of every status, the jobs in _id order from the
-// cursor on (indexed.Reader.Scan). Either must select and
+// a status that has ended, the _ids of the jobs of that status in _id order
+// from the cursor on, by the index of the ended jobs (indexed.Reader.ScanWhere);
+// of every status, the jobs in _id order from the cursor on
+// (indexed.Reader.Scan). Either must select and
 // order exactly what the same filters select of the jobs, page after page.
 // The jobs here differ in status, queue, labels and array; each filter is
 // checked against the jobs as written, and each list's reads are counted
 // to have gone the way they are to go.
 func TestJobListsByIndex(t *testing.T) {
-	var byIndex, inOrder atomic.Int64
+	var byIndex, inOrder, endedInOrder atomic.Int64
 	a := apitest.StartIndexedWith(t, apitest.TestLogger(t), func(l indexed.Lookup) indexed.Lookup {
-		return countingLookup{Lookup: l, matching: &byIndex, after: &inOrder}
+		return countingLookup{Lookup: l, matching: &byIndex, after: &inOrder, matchingAfter: &endedInOrder}
 	})
 	e := &env{t: t, base: a.URL, db: a.DB, js: a.JS, ob: a.Outbox, svc: a.Svc, ferret: a.Ferret}
 	qa, qb := e.create("/queues", queueBody("qa")).str("id"), e.create("/queues", queueBody("qb")).str("id")
@@ -88,7 +90,7 @@ func TestJobListsByIndex(t *testing.T) {
 				q.Set("label", "team="+f.team)
 			}
 			var got []string
-			byIndex0, inOrder0 := byIndex.Load(), inOrder.Load()
+			byIndex0, inOrder0, ended0 := byIndex.Load(), inOrder.Load(), endedInOrder.Load()
 			for page := 0; ; page++ {
 				o := e.must(http.StatusOK, http.MethodGet, v1+"/jobs?"+q.Encode(), nil).obj(t)
 				items, _ := o["items"].([]any)
@@ -108,19 +110,29 @@ func TestJobListsByIndex(t *testing.T) {
 				t.Errorf("GET /jobs?%s: %v\nwant %v", q.Encode(), got, want)
 			}
 			// (Reads by index also come from the estimates of pending jobs.)
-			byIndexOnly := f.array != "" || status != "" && !events.JobFinal(status)
-			if n, m := byIndex.Load()-byIndex0, inOrder.Load()-inOrder0; byIndexOnly && (n == 0 || m != 0) || !byIndexOnly && m == 0 {
-				t.Errorf("GET /jobs?%s: %d reads by index, %d of _ids in order", q.Encode(), n, m)
+			n, m, k := byIndex.Load()-byIndex0, inOrder.Load()-inOrder0, endedInOrder.Load()-ended0
+			var wrong bool
+			switch {
+			case f.array != "" || status != "" && !events.JobFinal(status): // by index only
+				wrong = n == 0 || m != 0 || k != 0
+			case status != "": // an ended status: its own _ids in order
+				wrong = m != 0 || k == 0
+			default: // every status: every _id in order
+				wrong = m == 0 || k != 0
+			}
+			if wrong {
+				t.Errorf("GET /jobs?%s: %d reads by index, %d of _ids in order, %d of an ended status's _ids in order", q.Encode(), n, m, k)
 			}
 		}
 	}
 }
 
 // countingLookup counts the reads of a job list: by an index of fields
-// (MatchingIDs) and of _ids in order (IDsAfter).
+// (MatchingIDs), of _ids in order (IDsAfter), and of the _ids of those
+// matching an index in order (MatchingIDsAfter).
 type countingLookup struct {
 	indexed.Lookup
-	matching, after *atomic.Int64
+	matching, after, matchingAfter *atomic.Int64
 }
 
 func (c countingLookup) MatchingIDs(ctx context.Context, coll string, where, residual []indexed.Cond) ([]string, error) {
@@ -133,4 +145,9 @@ func (c countingLookup) MatchingIDs(ctx context.Context, coll string, where, res
 func (c countingLookup) IDsAfter(ctx context.Context, coll, after string, limit int) ([]string, error) {
 	c.after.Add(1)
 	return c.Lookup.IDsAfter(ctx, coll, after, limit)
+}
+
+func (c countingLookup) MatchingIDsAfter(ctx context.Context, coll string, where []indexed.Cond, after string, limit int) ([]string, error) {
+	c.matchingAfter.Add(1)
+	return c.Lookup.MatchingIDsAfter(ctx, coll, where, after, limit)
 }

@@ -7,3 +7,6 @@ var PartialSQL = partialSQL
 
 // IDsInOrderSQL is idsInOrderSQL.
 var IDsInOrderSQL = idsInOrderSQL
+
+// MatchAfterSQL is matchAfterSQL.
+var MatchAfterSQL = matchAfterSQL

@@ -11,18 +11,19 @@ import (
 
 // Reads by index over the wire.
 //
-// MatchingIDs, LatestIDs (fieldindex.go), IDsAfter and IDsBefore (idorder.go) are
-// methods of the Server, so only a process that runs the store has them.
-// The services of the compose stack reach the store over the wire; for
-// them the proxy answers six commands of its own, never forwarded to
-// FerretDB:
+// MatchingIDs, LatestIDs (fieldindex.go), IDsAfter, IDsBefore and
+// MatchingIDsAfter (idorder.go) are methods of the Server, so only a
+// process that runs the store has them. The services of the compose stack
+// reach the store over the wire; for them the proxy answers seven commands
+// of its own, never forwarded to FerretDB:
 //
-//	{avxrmLookup: 1}                                  → {ok: 1, version: 4}
+//	{avxrmLookup: 1}                                  → {ok: 1, version: 5}
 //	{avxrmMatchingIDs: coll, $db, where: [c...], residual: [c...]} → {ok: 1, ids: [...]}
 //	{avxrmMatchingVersions: coll, $db, where, residual, versionPath: path} → {ok: 1, ids: [...], versions: [...]}
 //	{avxrmLatestIDs: coll, $db, where: [c...], orderBy: path, limit: n} → {ok: 1, ids: [...]}
 //	{avxrmIDsAfter: coll, $db, after: id, limit: n}    → {ok: 1, ids: [...]}
 //	{avxrmIDsBefore: coll, $db, before: id, limit: n}  → {ok: 1, ids: [...]}
+//	{avxrmMatchingIDsAfter: coll, $db, where: [c...], after: id, limit: n} → {ok: 1, ids: [...]}
 //
 // where c is {path: "status", in: ["pending", ...]} or {path, missing: true},
 // with partial: [values] or sparse: true for a partial index (FieldCond).
@@ -32,18 +33,20 @@ import (
 // avxrmMatchingVersions came with version 2; a client that meets version 1
 // reads every match instead. avxrmIDsAfter came with version 3; a client
 // that meets an older one sends its lists to the store as they are;
-// avxrmIDsBefore with version 4, likewise.
+// avxrmIDsBefore with version 4, likewise; avxrmMatchingIDsAfter with
+// version 5: a client that meets an older store reads its list by
+// avxrmIDsAfter (or, older still, sends it to the store as it is).
 //
 // They take neither the write lock (they only read SQLite beside FerretDB,
 // as the all-in-one's Lookup does) nor a read slot (they read index entries,
 // never a collection).
 var wireLookupCommands = map[string]bool{
 	"avxrmLookup": true, "avxrmMatchingIDs": true, "avxrmMatchingVersions": true, "avxrmLatestIDs": true, "avxrmIDsAfter": true,
-	"avxrmIDsBefore": true,
+	"avxrmIDsBefore": true, "avxrmMatchingIDsAfter": true,
 }
 
 // wireLookupVersion is what avxrmLookup answers: the commands it serves.
-const wireLookupVersion = 4
+const wireLookupVersion = 5
 
 // wireLookupMaxTime bounds a command without maxTimeMS.
 const wireLookupMaxTime = time.Minute
@@ -116,6 +119,8 @@ func (c *proxyConn) answerWireLookup(cmd string, msg []byte) []byte {
 		ids, err = srv.IDsAfter(ctx, req.DB, coll, req.After, req.Limit)
 	case "avxrmIDsBefore":
 		ids, err = srv.IDsBefore(ctx, req.DB, coll, req.Before, req.Limit)
+	case "avxrmMatchingIDsAfter":
+		ids, err = srv.MatchingIDsAfter(ctx, req.DB, coll, fieldConds(req.Where), req.After, req.Limit)
 	case "avxrmMatchingVersions":
 		ids, versions, err = srv.MatchingVersions(ctx, req.DB, coll, fieldConds(req.Where), fieldConds(req.Residual), req.Version)
 	default:

@@ -58,8 +58,23 @@ func TestWireLookupCommands(t *testing.T) {
 			t.Errorf("ids before %q = %v, %v; want %v", before, reply.IDs, err, want)
 		}
 	}
+	// In _id order among those of a status, from the index of the
+	// status and _id.
+	failed := bson.A{bson.D{{Key: "path", Value: "status"}, {Key: "in", Value: bson.A{"failed"}},
+		{Key: "partial", Value: bson.A{"succeeded", "failed", "cancelled"}}}}
+	for after, want := range map[string][]string{"": {"b"}, "a": {"b"}, "b": {}} {
+		reply.IDs = nil
+		cmd := bson.D{{Key: "avxrmMatchingIDsAfter", Value: "jobs"}, {Key: "where", Value: failed}, {Key: "after", Value: after}, {Key: "limit", Value: 5}}
+		if err := db.RunCommand(ctx, cmd).Decode(&reply); err != nil || !slices.Equal(reply.IDs, want) {
+			t.Errorf("failed ids after %q = %v, %v; want %v", after, reply.IDs, err, want)
+		}
+	}
 	for name, bad := range map[string]bson.D{
-		"ids after, limit 0":  {{Key: "avxrmIDsAfter", Value: "jobs"}, {Key: "after", Value: "a"}},
+		"ids after, limit 0":           {{Key: "avxrmIDsAfter", Value: "jobs"}, {Key: "after", Value: "a"}},
+		"matching ids after, limit 0":  {{Key: "avxrmMatchingIDsAfter", Value: "jobs"}, {Key: "where", Value: failed}},
+		"matching ids after, no where": {{Key: "avxrmMatchingIDsAfter", Value: "jobs"}, {Key: "limit", Value: 5}},
+		"matching ids after, a value the partial index leaves out": {{Key: "avxrmMatchingIDsAfter", Value: "jobs"}, {Key: "limit", Value: 5},
+			{Key: "where", Value: bson.A{bson.D{{Key: "path", Value: "status"}, {Key: "in", Value: bson.A{"pending"}}, {Key: "partial", Value: bson.A{"failed"}}}}}},
 		"ids before, limit 0": {{Key: "avxrmIDsBefore", Value: "jobs"}, {Key: "before", Value: "a"}},
 		"no where":            {{Key: "avxrmMatchingIDs", Value: "jobs"}},
 		"bad path":            {{Key: "avxrmMatchingIDs", Value: "jobs"}, {Key: "where", Value: bson.A{bson.D{{Key: "path", Value: "a'b"}, {Key: "in", Value: bson.A{"x"}}}}}},

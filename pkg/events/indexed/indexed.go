@@ -80,6 +80,12 @@ type Lookup interface {
 	// IDsBefore is IDsAfter the other way: _ids before before ("": from
 	// the last), in descending _id order.
 	IDsBefore(ctx context.Context, coll, before string, limit int) ([]string, error)
+	// MatchingIDsAfter is IDsAfter over the documents that meet where (a
+	// Clause: its first condition has In values), from an index of
+	// where's fields then _id, partial as where says. An error wrapping
+	// errors.ErrUnsupported: the store does not read them (an older one
+	// over the wire).
+	MatchingIDsAfter(ctx context.Context, coll string, where []Cond, after string, limit int) ([]string, error)
 }
 
 // Reader reads one collection by Filters.
@@ -290,6 +296,32 @@ func (r *Reader) Scan(ctx context.Context, after string, want int, all []Cond, k
 		for _, id := range ids {
 			if after != "" && id <= after {
 				return nil, fmt.Errorf("scan %s: _id %q after %q: %w", r.Coll.Name(), id, after, errors.ErrUnsupported)
+			}
+			after = id
+		}
+		return ids, nil
+	})
+}
+
+// ScanWhere is Scan over the documents that also meet where, a Clause
+// (the API's lists of an ended status: the status, from the index of the
+// ended jobs): it reads their _ids by the Lookup's MatchingIDsAfter, so a
+// page of a status few documents have reads those documents, not every
+// document after its cursor. Errors as Scan's (errors.ErrUnsupported: the
+// store reads no such _ids; the caller scans with Scan, or sends its
+// filter to the store).
+func (r *Reader) ScanWhere(ctx context.Context, where Clause, after string, want int, all []Cond, keep func(bson.Raw) (bool, error)) error {
+	if r.Lookup == nil {
+		return fmt.Errorf("scan %s where %v: no lookup: %w", r.Coll.Name(), where, errors.ErrUnsupported)
+	}
+	return r.scan(ctx, want, append(slices.Clone(all), where...), keep, func(n int) ([]string, error) {
+		ids, err := r.Lookup.MatchingIDsAfter(ctx, r.Coll.Name(), where, after, n)
+		if err != nil {
+			return nil, fmt.Errorf("scan %s where %v: %w", r.Coll.Name(), where, err)
+		}
+		for _, id := range ids {
+			if after != "" && id <= after {
+				return nil, fmt.Errorf("scan %s where %v: _id %q after %q: %w", r.Coll.Name(), where, id, after, errors.ErrUnsupported)
 			}
 			after = id
 		}

@@ -18,7 +18,8 @@ import (
 // meet its conditions in _id order, as a find sorted by _id does, and
 // ScanBack those before a cursor in descending order, in process and over
 // the wire; a page of every document reads only what it keeps and the
-// deleted ones among them (not the 3,000 stored); ScanIDs reads the
+// deleted ones among them (not the 3,000 stored); ScanWhere reads the
+// documents of a status, a page of the failed ones only those; ScanIDs reads the
 // documents a page of given _ids takes; a Reader without a Lookup says it
 // cannot.
 func TestScanPagesInIDOrder(t *testing.T) {
@@ -130,6 +131,35 @@ func TestScanPagesInIDOrder(t *testing.T) {
 		t.Errorf("ScanIDs: %v reading %d documents, want %v reading about 10", page, r.DocsRead(), want)
 	}
 
+	// ScanWhere: pages of the failed ones (a tenth of the documents), by
+	// the index of the ended ones' status and _id, in process and over
+	// the wire: each reads the documents it keeps, not the 3,000.
+	failedIx := indexed.Clause{{Path: "status", In: []any{"failed"}, Partial: []any{"succeeded", "failed", "cancelled"}}}
+	for name, l := range map[string]indexed.Lookup{"in process": lookup(srv), "over the wire": wire} {
+		var got []string
+		for from := ""; ; {
+			r := &indexed.Reader{Coll: coll, Lookup: l}
+			var page []string
+			if err := r.ScanWhere(ctx, failedIx, from, 11, notDeleted, func(d bson.Raw) (bool, error) {
+				page = append(page, d.Lookup("_id").StringValue())
+				return true, nil
+			}); err != nil {
+				t.Fatalf("%s, ScanWhere: %v", name, err)
+			}
+			if r.DocsRead() > 11 {
+				t.Fatalf("%s, ScanWhere: a page of %d failed ones read %d documents", name, len(page), r.DocsRead())
+			}
+			if len(page) < 11 {
+				got = append(got, page...)
+				break
+			}
+			got = append(got, page[:10]...)
+			from = page[9]
+		}
+		if !slices.Equal(got, failed) {
+			t.Errorf("%s, ScanWhere: pages of the failed: %d, want the %d in order", name, len(got), len(failed))
+		}
+	}
 	called := false
 	err = (&indexed.Reader{Coll: coll}).Scan(ctx, "", 10, notDeleted, func(bson.Raw) (bool, error) { called = true; return true, nil })
 	if !errors.Is(err, errors.ErrUnsupported) || called {
@@ -138,5 +168,9 @@ func TestScanPagesInIDOrder(t *testing.T) {
 	err = (&indexed.Reader{Coll: coll}).ScanBack(ctx, "", 10, notDeleted, func(bson.Raw) (bool, error) { called = true; return true, nil })
 	if !errors.Is(err, errors.ErrUnsupported) || called {
 		t.Errorf("without a Lookup: ScanBack = %v (yield called: %v), want errors.ErrUnsupported and no document", err, called)
+	}
+	err = (&indexed.Reader{Coll: coll}).ScanWhere(ctx, failedIx, "", 10, notDeleted, func(bson.Raw) (bool, error) { called = true; return true, nil })
+	if !errors.Is(err, errors.ErrUnsupported) || called {
+		t.Errorf("without a Lookup: ScanWhere = %v (yield called: %v), want errors.ErrUnsupported and no document", err, called)
 	}
 }

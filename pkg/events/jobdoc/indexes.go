@@ -10,17 +10,19 @@ import (
 //
 // On the embedded store each index is partial: it holds only the jobs a
 // hot read is for (the active ones, those with a cleanup or a post
-// controller to do, the jobs of arrays, the ended ones for the run
-// history). SQLite updates an index on every write to a job it holds, and
-// FerretDB rewrites the whole document on every write, so a full index
-// costs every write of every job; a partial one only the writes of its
-// jobs. A job that is neither active nor in an array nor being cleaned up
-// is in the run history's indexes alone, and a running one in the active index
+// controller to do, the jobs of arrays, the ended ones for the run history
+// and for the lists of an ended status). SQLite updates an index on every
+// write to a job it holds, and FerretDB rewrites the whole document on
+// every write, so a full index costs every write of every job; a partial
+// one only the writes of its jobs. A job that has ended and is neither in
+// an array nor being cleaned up is in the ended jobs' index and (succeeded
+// or failed) the run history's alone, and a running one in the active index
 // alone.
 
 var (
 	activeStatuses = []any{events.JobSubmitted, events.JobPending, events.JobAdmitted, events.JobRunning}
 	ranStatuses    = []any{events.JobSucceeded, events.JobFailed}
+	endedStatuses  = []any{events.JobSucceeded, events.JobFailed, events.JobCancelled}
 	activePC       = []any{events.PostControllerPending, events.PostControllerAdmitted, events.PostControllerRunning}
 )
 
@@ -34,6 +36,15 @@ func ActiveStatus(statuses ...string) indexed.Cond {
 // jobs whose runs the start estimates learn from.
 func RanStatus() indexed.Cond {
 	return indexed.Cond{Path: "status", In: ranStatuses, Partial: ranStatuses}
+}
+
+// EndedStatus is the clause of the jobs with one of statuses, all of them
+// ended (succeeded, failed, cancelled), for a read of their _ids in _id
+// order (indexed.Reader.ScanWhere: the API's lists of an ended status). Its
+// index, of the status and _id, holds the ended jobs only: a job enters it
+// with its final status, and the writes of the active jobs leave it alone.
+func EndedStatus(statuses ...string) indexed.Clause {
+	return indexed.Clause{{Path: "status", In: anys(statuses), Partial: endedStatuses}}
 }
 
 // CleanupPending is the clause of the jobs whose cleanup was asked for and

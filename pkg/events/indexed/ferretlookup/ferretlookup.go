@@ -1,6 +1,6 @@
 // Package ferretlookup gives an indexed.Reader the embedded store's reads
-// by index (ferretembed's MatchingIDs, MatchingVersions, LatestIDs and
-// IDsAfter, IDsBefore): the all-in-one's Lookup (cmd/avxrm/internal/up) and the
+// by index (ferretembed's MatchingIDs, MatchingVersions, LatestIDs,
+// IDsAfter, IDsBefore and MatchingIDsAfter): the all-in-one's Lookup (cmd/avxrm/internal/up) and the
 // tests'.
 package ferretlookup
 
@@ -54,4 +54,8 @@ func (l lookup) IDsAfter(ctx context.Context, coll, after string, limit int) ([]
 
 func (l lookup) IDsBefore(ctx context.Context, coll, before string, limit int) ([]string, error) {
 	return l.srv.IDsBefore(ctx, l.db, coll, before, limit)
+}
+
+func (l lookup) MatchingIDsAfter(ctx context.Context, coll string, where []indexed.Cond, after string, limit int) ([]string, error) {
+	return l.srv.MatchingIDsAfter(ctx, l.db, coll, fieldConds(where), after, limit)
 }

@@ -9,15 +9,21 @@ import (
 // NewV1 is the Lookup of a store whose avxrmLookup answered version 1
 // (before avxrmMatchingVersions).
 func NewV1(db *mongo.Database) indexed.Lookup {
-	return lookup{db: db, noVersions: true, noIDOrder: true, noIDsBefore: true}
+	return lookup{db: db, noVersions: true, noIDOrder: true, noIDsBefore: true, noMatchingAfter: true}
 }
 
 // NewV2 is the Lookup of a store whose avxrmLookup answered version 2
 // (before avxrmIDsAfter).
 func NewV2(db *mongo.Database) indexed.Lookup {
-	return lookup{db: db, noIDOrder: true, noIDsBefore: true}
+	return lookup{db: db, noIDOrder: true, noIDsBefore: true, noMatchingAfter: true}
 }
 
 // NewV3 is the Lookup of a store whose avxrmLookup answered version 3
 // (before avxrmIDsBefore).
-func NewV3(db *mongo.Database) indexed.Lookup { return lookup{db: db, noIDsBefore: true} }
+func NewV3(db *mongo.Database) indexed.Lookup {
+	return lookup{db: db, noIDsBefore: true, noMatchingAfter: true}
+}
+
+// NewV4 is the Lookup of a store whose avxrmLookup answered version 4
+// (before avxrmMatchingIDsAfter).
+func NewV4(db *mongo.Database) indexed.Lookup { return lookup{db: db, noMatchingAfter: true} }

@@ -1,5 +1,6 @@
 // Package wirelookup is the embedded store's reads by index (MatchingIDs,
-// MatchingVersions, LatestIDs, IDsAfter, IDsBefore) for a service that reaches the store over the wire, as in the
+// MatchingVersions, LatestIDs, IDsAfter, IDsBefore, MatchingIDsAfter) for a
+// service that reaches the store over the wire, as in the
 // compose stack: the store's proxy answers them as commands of its own
 // (pkg/embedded/ferretembed, wirelookup.go). Probe tells whether the store
 // does; a real MongoDB does not, and needs no Lookup (its indexes serve the
@@ -34,7 +35,8 @@ func Probe(ctx context.Context, db *mongo.Database) (indexed.Lookup, error) {
 	if err != nil {
 		return nil, fmt.Errorf("probe reads by index: %w", err)
 	}
-	return lookup{db: db, noVersions: reply.Version < 2, noIDOrder: reply.Version < 3, noIDsBefore: reply.Version < 4}, nil
+	return lookup{db: db, noVersions: reply.Version < 2, noIDOrder: reply.Version < 3, noIDsBefore: reply.Version < 4,
+		noMatchingAfter: reply.Version < 5}, nil
 }
 
 // New is the Lookup of db's store, without asking whether it answers.
@@ -53,6 +55,10 @@ type lookup struct {
 	// noIDsBefore: the store predates avxrmIDsBefore (version 3 or
 	// older); IDsBefore fails as IDsAfter does without noIDOrder.
 	noIDsBefore bool
+	// noMatchingAfter: the store predates avxrmMatchingIDsAfter (version
+	// 4 or older); MatchingIDsAfter fails likewise, and the caller scans
+	// by IDsAfter instead.
+	noMatchingAfter bool
 }
 
 func (l lookup) MatchingIDs(ctx context.Context, coll string, where, residual []indexed.Cond) ([]string, error) {
@@ -101,6 +107,16 @@ func (l lookup) IDsAfter(ctx context.Context, coll, after string, limit int) ([]
 
 func (l lookup) IDsBefore(ctx context.Context, coll, before string, limit int) ([]string, error) {
 	return l.idsInOrder(ctx, "avxrmIDsBefore", "before", coll, before, limit, l.noIDsBefore)
+}
+
+func (l lookup) MatchingIDsAfter(ctx context.Context, coll string, where []indexed.Cond, after string, limit int) ([]string, error) {
+	if l.noMatchingAfter {
+		return nil, fmt.Errorf("avxrmMatchingIDsAfter %v: the store predates it: %w", coll, errors.ErrUnsupported)
+	}
+	return l.run(ctx, bson.D{
+		{Key: "avxrmMatchingIDsAfter", Value: coll},
+		{Key: "where", Value: conds(where)}, {Key: "after", Value: after}, {Key: "limit", Value: limit},
+	})
 }
 
 // idsInOrder sends cmd (avxrmIDsAfter or avxrmIDsBefore) with its cursor

@@ -133,6 +133,25 @@ func TestWireLookupAnswersAsInProcess(t *testing.T) {
 		}
 	}
 
+	// MatchingIDsAfter, in _id order among the jobs of a status, from
+	// the index of the ended jobs' status and _id.
+	succeeded := []indexed.Cond{{Path: "status", In: []any{"succeeded"}, Partial: []any{"succeeded", "failed", "cancelled"}}}
+	for i, l := range []indexed.Lookup{wire, local} {
+		for _, c := range []struct {
+			after string
+			want  []string
+		}{{"", []string{"c", "done-0000"}}, {"d", []string{"done-0000", "done-0001"}}, {"done-1999", nil}} {
+			if ids, err := l.MatchingIDsAfter(ctx, "jobs", succeeded, c.after, 2); err != nil || !slices.Equal(ids, c.want) {
+				t.Errorf("MatchingIDsAfter(%q) (lookup %d) = %v, %v; want %v", c.after, i, ids, err, c.want)
+			}
+		}
+	}
+	for name, l := range map[string]indexed.Lookup{"version 1": wirelookup.NewV1(db), "version 3": wirelookup.NewV3(db), "version 4": wirelookup.NewV4(db)} {
+		if ids, err := l.MatchingIDsAfter(ctx, "jobs", succeeded, "", 2); !errors.Is(err, errors.ErrUnsupported) {
+			t.Errorf("MatchingIDsAfter from a %s store = %v, %v; want errors.ErrUnsupported", name, ids, err)
+		}
+	}
+
 	direct := mongotest.Client(t, srv.InternalURI()).Database("rm")
 	if l, err := wirelookup.Probe(ctx, direct); err != nil || l != nil {
 		t.Errorf("probe of FerretDB without the proxy = %v, %v; want no Lookup, no error", l, err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"testing"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -46,6 +47,63 @@ func TestActiveJobsPageReadsOnlyItsJobs(t *testing.T) {
 	}
 	if len(seen) != n {
 		t.Errorf("the pages held %d jobs, want %d", len(seen), n)
+	}
+}
+
+// A page of a status that has ended, and that few jobs have, reads about
+// its own jobs, not every job after its cursor: the jobs are read by the
+// index of the ended jobs' status and _id. In _id order among all jobs, a
+// page of the failed jobs read the history until it was full (31 s for a
+// page of 200 behind 20,000 other jobs). The pages still hold every such
+// job once, in _id order.
+func TestEndedJobsPageReadsOnlyItsJobs(t *testing.T) {
+	e := newIndexedEnv(t)
+	const n, every, limit = 200, 20, 3
+	e.submitJobs(n, 1)
+	jobs := e.db.Collection("jobs")
+	cur, err := jobs.Find(context.Background(), bson.D{{Key: "queue_name", Value: "Q"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for cur.Next(context.Background()) {
+		ids = append(ids, cur.Current.Lookup("_id").StringValue())
+	}
+	slices.Sort(ids)
+	// As the launcher writes them: most succeeded, every 20th failed.
+	var failed []string
+	for i, id := range ids {
+		status := "succeeded"
+		if i%every == every-1 {
+			status = "failed"
+			failed = append(failed, id)
+		}
+		if _, err := jobs.UpdateOne(context.Background(), bson.D{{Key: "_id", Value: id}},
+			bson.D{{Key: "$set", Value: bson.D{{Key: "status", Value: status}}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []string
+	cursor := ""
+	for page := 0; ; page++ {
+		var out struct {
+			Items      []struct{ ID string }
+			NextCursor string `json:"next_cursor"`
+		}
+		before := e.srv.active.DocsRead()
+		e.json(http.StatusOK, http.MethodGet, fmt.Sprintf("/jobs?status=failed&limit=%d&cursor=%s", limit, cursor), nil, &out)
+		if read := e.srv.active.DocsRead() - before; read > 2*(limit+1) {
+			t.Fatalf("page %d of the %d failed jobs among %d read %d jobs, want at most %d", page, len(failed), n, read, 2*(limit+1))
+		}
+		for _, it := range out.Items {
+			got = append(got, it.ID)
+		}
+		if cursor = out.NextCursor; cursor == "" {
+			break
+		}
+	}
+	if !slices.Equal(got, failed) {
+		t.Errorf("the pages held %v, want %v", got, failed)
 	}
 }
 

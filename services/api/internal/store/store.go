@@ -218,7 +218,7 @@ func (s *Store) EnsureIndexes(ctx context.Context, uniqueOnly bool) error {
 		}
 	}
 	for _, ix := range indexes {
-		if uniqueOnly && !ix.unique {
+		if ix.stale || uniqueOnly && !ix.unique {
 			if err := dropIndex(ctx, s.DB.Collection(ix.coll), ix.keys); err != nil {
 				return err
 			}
@@ -246,12 +246,15 @@ func (s *Store) EnsureIndexes(ctx context.Context, uniqueOnly bool) error {
 }
 
 // indexes serve every uniqueness rule of the API and every lookup the API
-// makes besides by _id: names, references checked before a delete, list filters.
+// makes besides by _id: names, references checked before a delete, list
+// filters. A stale one was made by earlier starts and is dropped: another
+// serves its reads.
 var indexes = []struct {
 	coll   string
 	keys   bson.D
 	unique bool
 	ttl    bool
+	stale  bool
 }{
 	{coll: Queues, keys: bson.D{{Key: "name", Value: 1}}, unique: true},
 	{coll: Queues, keys: bson.D{{Key: "plugin_id", Value: 1}}},
@@ -266,8 +269,13 @@ var indexes = []struct {
 	{coll: Deployments, keys: bson.D{{Key: "queue_id", Value: 1}}},
 	{coll: Deployments, keys: bson.D{{Key: "application_id", Value: 1}}},
 	{coll: Jobs, keys: bson.D{{Key: "queue_id", Value: 1}, {Key: "status", Value: 1}}},
-	// The status filter of the lists and the scheduler's query for active jobs.
-	{coll: Jobs, keys: bson.D{{Key: "status", Value: 1}}},
+	// The status filter of the lists and the scheduler's query for active
+	// jobs. With _id, a page of one status ({status, _id: {$gt: cursor}},
+	// sorted by _id: "show me the failed jobs") reads the index in its
+	// order from the cursor and stops when the page is full, rather than
+	// read and sort every job of the status after the cursor.
+	{coll: Jobs, keys: bson.D{{Key: "status", Value: 1}, {Key: "_id", Value: 1}}},
+	{coll: Jobs, keys: bson.D{{Key: "status", Value: 1}}, stale: true}, // until 2026-12-08: the one above serves its reads
 	{coll: Jobs, keys: bson.D{{Key: "application.id", Value: 1}}},
 	// The jobs of an array: GET /jobs?array_id=, an array's counts.
 	{coll: Jobs, keys: bson.D{{Key: "array_id", Value: 1}, {Key: "status", Value: 1}}},
@@ -275,13 +283,28 @@ var indexes = []struct {
 }
 
 // dropIndex drops the index of coll on keys; no such index is no error.
+// It names the index as EnsureIndexes made it (the server's default name,
+// keys_directions joined by "_"), rather than give its keys: FerretDB
+// v1.24 matches given keys against each index's only as far as the
+// index's go, so {status: 1} matched (and panicked on) the index
+// {status: 1, _id: 1}, and {status: 1, _id: 1} would drop {status: 1}.
 func dropIndex(ctx context.Context, coll *mongo.Collection, keys bson.D) error {
-	err := coll.Indexes().DropWithKey(ctx, keys)
+	err := coll.Indexes().DropOne(ctx, defaultIndexName(keys))
 	var ce mongo.CommandError
 	if err != nil && !(errors.As(err, &ce) && (ce.Code == codeIndexNotFound || ce.Code == codeNamespaceNotFound)) {
 		return fmt.Errorf("drop index %v on %s: %w", keys, coll.Name(), err)
 	}
 	return nil
+}
+
+// defaultIndexName is the name MongoDB (and FerretDB) give an index on
+// keys made without one: {status: 1, _id: 1} is status_1__id_1.
+func defaultIndexName(keys bson.D) string {
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s_%v", k.Key, k.Value)
+	}
+	return strings.Join(parts, "_")
 }
 
 // MongoDB's codes for dropIndexes of an index or a collection that does not exist.

@@ -30,20 +30,26 @@ func indexNames(ctx context.Context, t *testing.T, coll *mongo.Collection) []str
 
 // TestEnsureIndexesUniqueOnly: on the embedded store the API makes only the
 // indexes that enforce uniqueness, drops the read-only ones an earlier start
-// made, and the unique ones still refuse a duplicate.
+// made, and the unique ones still refuse a duplicate. A full start (MongoDB)
+// makes the others and drops the stale ones.
 func TestEnsureIndexesUniqueOnly(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	uri, _ := mongotest.Start(t)
 	st := &store.Store{DB: mongotest.Client(t, uri).Database("rm")}
 
-	// An earlier start that made every index (or a MongoDB).
+	// An earlier start that made every index (or a MongoDB), after one
+	// that made the jobs' index on status alone, which the one on status
+	// and _id replaced.
+	jobs, queues := st.DB.Collection(store.Jobs), st.DB.Collection(store.Queues)
+	if _, err := jobs.Indexes().CreateOne(ctx, mongo.IndexModel{Keys: bson.D{{Key: "status", Value: 1}}}); err != nil {
+		t.Fatal(err)
+	}
 	if err := st.EnsureIndexes(ctx, false); err != nil {
 		t.Fatal(err)
 	}
-	jobs, queues := st.DB.Collection(store.Jobs), st.DB.Collection(store.Queues)
-	if got := indexNames(ctx, t, jobs); !slices.Contains(got, "status_1") || !slices.Contains(got, "queue_id_1_status_1") {
-		t.Fatalf("jobs indexes after a full start: %v, want status_1 and queue_id_1_status_1 among them", got)
+	if got := indexNames(ctx, t, jobs); !slices.Contains(got, "status_1__id_1") || !slices.Contains(got, "queue_id_1_status_1") || slices.Contains(got, "status_1") {
+		t.Fatalf("jobs indexes after a full start: %v, want status_1__id_1 and queue_id_1_status_1 among them, and status_1 dropped", got)
 	}
 
 	// Twice: the second finds nothing left to drop.
