@@ -119,6 +119,23 @@ func TestNewIDSortsByTime(t *testing.T) {
 	}
 }
 
+// IDAt(t) parts the ids made before t from those made at or after it, as
+// the API's job retention stops its pass over ended jobs there.
+func TestIDAtPartsIDsByTime(t *testing.T) {
+	before := events.NewID("job")
+	time.Sleep(2 * time.Millisecond)
+	at := time.Now()
+	time.Sleep(2 * time.Millisecond)
+	after := events.NewID("job")
+	bound := events.IDAt("job", at)
+	if !(before < bound && bound < after) {
+		t.Errorf("IDAt = %s, want it between %s (made before) and %s (made after)", bound, before, after)
+	}
+	if got := events.IDAt("job", time.UnixMilli(0)); got != "job-00000000000000000000000000" {
+		t.Errorf("IDAt(epoch) = %s", got)
+	}
+}
+
 func TestPublishDedupesByEventID(t *testing.T) {
 	js := eventstest.Run(t)
 	pub := events.NewPublisher(js)

@@ -34,11 +34,25 @@ func NewID(prefix string) string {
 		idGen.ms = now
 		_, _ = rand.Read(idGen.rand[:])
 	}
-	var raw [16]byte
-	binary.BigEndian.PutUint16(raw[0:2], uint16(now>>32))
-	binary.BigEndian.PutUint32(raw[2:6], uint32(now))
-	copy(raw[6:], idGen.rand[:])
+	random := idGen.rand
 	idGen.Unlock()
+	return encodeID(prefix, now, random)
+}
+
+// IDAt returns the smallest id NewID(prefix) could return at t: every id
+// made before t's millisecond sorts before it, every one made at or after
+// it does not. A bound for a pass over resources in _id order that may stop
+// at those created after t (the API's job retention).
+func IDAt(prefix string, t time.Time) string {
+	return encodeID(prefix, uint64(max(t.UnixMilli(), 0)), [10]byte{})
+}
+
+// encodeID is prefix + "-" + the ULID of ms and random.
+func encodeID(prefix string, ms uint64, random [10]byte) string {
+	var raw [16]byte
+	binary.BigEndian.PutUint16(raw[0:2], uint16(ms>>32))
+	binary.BigEndian.PutUint32(raw[2:6], uint32(ms))
+	copy(raw[6:], random[:])
 
 	out := make([]byte, 0, len(prefix)+27)
 	if prefix != "" {

@@ -54,6 +54,10 @@ type Config struct {
 	// local). Empty: not known here; such queues' jobs are refused nothing
 	// for their runtime.
 	DefaultDriver string
+	// JobRetention is how long a job is kept after it ended (succeeded,
+	// failed, cancelled): then the API deletes it as DELETE /jobs/{id}
+	// does, in the background. Zero keeps every job.
+	JobRetention time.Duration
 }
 
 // AuthConfig configures authentication; AuthConfigFromEnv reads it from RM_OIDC_*.
@@ -112,6 +116,9 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 	if cfg.ShutdownTimeout == 0 {
 		cfg.ShutdownTimeout = 10 * time.Second
 	}
+	if cfg.JobRetention < 0 {
+		return nil, fmt.Errorf("api: job retention %v: must not be negative (0 keeps every job)", cfg.JobRetention)
+	}
 	if cfg.DefaultDriver != "" && !slices.Contains(httpapi.PluginTypes, cfg.DefaultDriver) {
 		return nil, fmt.Errorf("api: default driver %q: want one of %s (the launchers' RM_DEFAULT_DRIVER), or none",
 			cfg.DefaultDriver, strings.Join(httpapi.PluginTypes, ", "))
@@ -156,6 +163,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 		Gatherer: deps.Gatherer, Registry: deps.Registerer, Logger: deps.Logger, JS: deps.JS,
 		Artifacts: httpapi.ArtifactConfig{UploadLimit: cfg.ArtifactUploadLimit, ExportTTL: cfg.ExportTTL},
 		Auth:      authn, JobTokens: jobTokens, Lookup: deps.Lookup, DefaultDriver: cfg.DefaultDriver,
+		JobRetention: cfg.JobRetention,
 	})
 	if err := srv.EnsureBuiltinQueues(ctx); err != nil {
 		return nil, err
@@ -190,6 +198,7 @@ func (s *Service) Serve(ctx context.Context) error {
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	go s.SweepArrayCancels(ctx)
+	go s.server.ExpireJobs(ctx)
 	s.deps.Logger.Info("api listening", "addr", ln.Addr().String())
 	select {
 	case err := <-errc:

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/avxrm/rm/cmd/avxrm/internal/up"
 )
@@ -34,5 +35,26 @@ func TestLoadChecksListenAddresses(t *testing.T) {
 		if got := fmt.Sprint(err); (want == "" && err != nil) || (want != "" && got != want) {
 			t.Errorf("Load(%s) = %v, want %q", args, err, want)
 		}
+	}
+}
+
+// A bad RM_JOB_RETENTION (or --job-retention) is refused by name before
+// anything starts.
+func TestLoadChecksJobRetention(t *testing.T) {
+	for _, c := range []struct{ env, args, want string }{
+		{"soon", "", `RM_JOB_RETENTION: time: invalid duration "soon"`},
+		{"-1h", "", "RM_JOB_RETENTION (--job-retention) -1h0m0s: must not be negative (0 keeps every job)"},
+		{"", "--job-retention -30m", "RM_JOB_RETENTION (--job-retention) -30m0s: must not be negative (0 keeps every job)"},
+	} {
+		_, err := up.Load(append([]string{"--data-dir", t.TempDir()}, strings.Fields(c.args)...), func(k string) string {
+			return map[string]string{"RM_JOB_RETENTION": c.env}[k]
+		})
+		if fmt.Sprint(err) != c.want {
+			t.Errorf("RM_JOB_RETENTION=%q %s: Load = %v, want %q", c.env, c.args, err, c.want)
+		}
+	}
+	cfg, err := up.Load([]string{"--data-dir", t.TempDir()}, func(k string) string { return map[string]string{"RM_JOB_RETENTION": "720h"}[k] })
+	if err != nil || cfg.JobRetention != 720*time.Hour {
+		t.Errorf("RM_JOB_RETENTION=720h: Load = %v, %v", cfg.JobRetention, err)
 	}
 }

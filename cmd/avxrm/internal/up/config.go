@@ -31,6 +31,7 @@ type Config struct {
 	EventsMaxAge   time.Duration // RM_EVENTS_MAX_AGE, --events-max-age: age limit of RM_EVENTS, default 0 (keep)
 	OutboxInterval time.Duration // RM_OUTBOX_INTERVAL, --outbox-interval: relay sweep period, default 2s
 	ExportTTL      time.Duration // RM_EXPORT_TTL, --export-ttl: how long scenario exports are kept, default 168h
+	JobRetention   time.Duration // RM_JOB_RETENTION, --job-retention: how long a job is kept after it ended, default 0 (keep)
 	ArtifactMax    int64         // RM_ARTIFACT_MAX_BYTES, --artifact-max-bytes: upload limit per artifact, default 1 GiB
 	DevIdP         bool          // RM_DEV_IDP=1, --dev-idp: run the development identity provider and turn auth on with it
 	DevIdPAddr     string        // RM_DEV_IDP_ADDR, --dev-idp-addr: where the dev IdP listens, default 127.0.0.1:8180
@@ -72,6 +73,7 @@ func (c *Config) settings() []setting {
 		{"events-max-age", "RM_EVENTS_MAX_AGE", "0s", "drop events older than this from RM_EVENTS (0 keeps them)", nil, &c.EventsMaxAge, nil},
 		{"outbox-interval", "RM_OUTBOX_INTERVAL", "2s", "how often the relay publishes events left unsent by a crash", nil, &c.OutboxInterval, nil},
 		{"export-ttl", "RM_EXPORT_TTL", "168h", "how long a scenario export and its zip are kept", nil, &c.ExportTTL, nil},
+		{"job-retention", "RM_JOB_RETENTION", "0s", "delete each job that ended (succeeded, failed, cancelled) this long ago, as DELETE /jobs/{id} does (0 keeps every job)", nil, &c.JobRetention, nil},
 		{"artifact-max-bytes", "RM_ARTIFACT_MAX_BYTES", "1073741824", "largest artifact upload accepted, in bytes", nil, nil, &c.ArtifactMax},
 		{"dev-idp-addr", "RM_DEV_IDP_ADDR", "127.0.0.1:8180", "dev IdP listen address (loopback only)", &c.DevIdPAddr, nil, nil},
 	}
@@ -162,6 +164,9 @@ func (c *Config) validate() error {
 	}
 	if c.DevIdP && c.Auth.Enabled() {
 		errs = append(errs, errors.New("--dev-idp and RM_OIDC_ISSUER are both set: pick one issuer"))
+	}
+	if c.JobRetention < 0 {
+		errs = append(errs, fmt.Errorf("RM_JOB_RETENTION (--job-retention) %v: must not be negative (0 keeps every job)", c.JobRetention))
 	}
 	if c.EventsMaxAge < 0 {
 		errs = append(errs, fmt.Errorf("events max age %v: must not be negative", c.EventsMaxAge))

@@ -234,7 +234,7 @@ func (s *System) prepare(ctx context.Context, cfg Config, nc *nats.Conn) (svc se
 		ready = append(ready, api.ReadyCheck{Name: "launcher", Check: s.Launcher.Ready})
 	}
 	ready = append(ready, api.ReadyCheck{Name: "scenario-export", Check: svc.exporter.Ready})
-	apiCfg := api.Config{ArtifactUploadLimit: cfg.ArtifactMax, ExportTTL: cfg.ExportTTL, Auth: cfg.Auth}
+	apiCfg := api.Config{ArtifactUploadLimit: cfg.ArtifactMax, ExportTTL: cfg.ExportTTL, JobRetention: cfg.JobRetention, Auth: cfg.Auth}
 	if !cfg.DisableLauncher {
 		apiCfg.DefaultDriver = "local" // the launcher's above
 	}

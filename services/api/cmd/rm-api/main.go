@@ -31,6 +31,7 @@ func service() *standalone.Service {
 			s.Int64(&cfg.BodyLimit, "body-limit", "RM_API_BODY_LIMIT", "1048576", "largest request body accepted (but artifact uploads), in bytes")
 			s.Int64(&cfg.ArtifactUploadLimit, "artifact-max-bytes", "RM_ARTIFACT_MAX_BYTES", "1073741824", "largest artifact upload accepted, in bytes")
 			s.Duration(&cfg.ExportTTL, "export-ttl", "RM_EXPORT_TTL", "168h", "how long a scenario export and its zip are kept")
+			s.Duration(&cfg.JobRetention, "job-retention", "RM_JOB_RETENTION", "0s", jobRetentionUsage)
 			s.Duration(&cfg.ShutdownTimeout, "shutdown-timeout", "RM_API_SHUTDOWN_TIMEOUT", "10s", "how long requests in flight may finish on stop (event streams and followed logs are ended at once; their clients resume)")
 			s.String(&cfg.DefaultDriver, "default-driver", "RM_DEFAULT_DRIVER", "",
 				"the launchers' RM_DEFAULT_DRIVER, for queues without a plugin while no plugin is the default: on local a job with no command is refused; empty: not known")
@@ -66,6 +67,9 @@ func service() *standalone.Service {
 		},
 	}
 }
+
+// jobRetentionUsage is RM_JOB_RETENTION's meaning, as `avxrm up` says it too.
+const jobRetentionUsage = "delete each job that ended (succeeded, failed, cancelled) this long ago, as DELETE /jobs/{id} does (0 keeps every job)"
 
 // oidcSettings are the auth settings (docs/auth.md); without an issuer auth is off.
 var oidcSettings = []struct{ flag, env, usage string }{

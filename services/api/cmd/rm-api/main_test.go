@@ -60,3 +60,17 @@ func TestStoreDownAnswers503BeforeClientsGiveUp(t *testing.T) {
 	}
 	outage.Check503(t, hc, base+"/queues/before", "store cannot be reached")
 }
+
+// A bad RM_JOB_RETENTION stops rm-api at start with a message that names
+// it, rather than keeping or deleting jobs by a guess.
+func TestBadJobRetentionIsRefused(t *testing.T) {
+	for _, v := range []string{"-1h", "soon"} {
+		var stderr strings.Builder
+		code := standalone.Exec(context.Background(), service(), nil, func(k string) string {
+			return map[string]string{"RM_JOB_RETENTION": v}[k]
+		}, io.Discard, &stderr)
+		if want := `RM_JOB_RETENTION="` + v + `"`; code != 2 || !strings.Contains(stderr.String(), want) {
+			t.Errorf("RM_JOB_RETENTION=%s: exit %d, %q; want exit 2 naming %s", v, code, stderr.String(), want)
+		}
+	}
+}

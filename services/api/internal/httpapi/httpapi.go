@@ -65,6 +65,9 @@ type Options struct {
 	// DefaultDriver is the launchers' driver type for queues without a
 	// plugin while no plugin is the default; "": not known.
 	DefaultDriver string
+	// JobRetention is how long a job is kept after it ended: ExpireJobs
+	// deletes it then (retention.go). Zero: every job is kept.
+	JobRetention time.Duration
 }
 
 // Server holds the routes.
@@ -98,6 +101,10 @@ type Server struct {
 	// controllerQueue is simulation-controller-queue as last read
 	// (nothingForTheController).
 	controllerQueue controllerQueueRead
+	// jobsExpired counts the jobs ExpireJobs deleted; expireBatch, set by
+	// tests only, replaces the jobs one pass deletes at most (retention.go).
+	jobsExpired prometheus.Counter
+	expireBatch int
 	// beforeWrite, set by tests only, runs between the read of a resource
 	// and its conditional write (crud), with its collection and id.
 	beforeWrite func(ctx context.Context, coll, id string)
@@ -135,6 +142,12 @@ func New(opts Options) *Server {
 
 	s := &Server{opts: opts, Echo: e, API: api, idempotentRoutes: map[string]bool{}}
 	s.streams, s.endStreams = context.WithCancel(context.Background())
+	s.jobsExpired = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "rm_api_jobs_expired_total", Help: "Jobs the API deleted as they ended longer ago than the retention (RM_JOB_RETENTION).",
+	})
+	if opts.Registry != nil {
+		opts.Registry.MustRegister(s.jobsExpired)
+	}
 	if opts.JS != nil {
 		s.hub = newEventHub(opts.JS, opts.Logger)
 	}
