@@ -18,6 +18,10 @@ func JobFinal(status string) bool {
 	return status == JobSucceeded || status == JobFailed || status == JobCancelled
 }
 
+// JobFinalStatuses returns the statuses JobFinal holds for, in the order
+// the API lists them.
+func JobFinalStatuses() []string { return []string{JobSucceeded, JobFailed, JobCancelled} }
+
 // AllFinal reports whether counts (jobs by status, as a job array's)
 // hold no job that has not ended; a deleted job counts in no status.
 func AllFinal(counts map[string]int) bool {

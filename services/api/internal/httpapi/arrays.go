@@ -87,7 +87,7 @@ func (s *Server) registerJobArrays() {
 // counts, and says how many ended how ("2 succeeded, 1 failed").
 func arrayEnded(arr *events.JobArray) (bool, string) {
 	var parts []string
-	for _, status := range []string{events.JobSucceeded, events.JobFailed, events.JobCancelled} {
+	for _, status := range events.JobFinalStatuses() {
 		if n := arr.Counts[status]; n > 0 {
 			parts = append(parts, fmt.Sprintf("%d %s", n, status))
 		}

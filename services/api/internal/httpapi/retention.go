@@ -133,9 +133,6 @@ func (s *Server) expireJobs(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-// endedStatuses are the statuses of a job that has ended.
-var endedStatuses = []string{events.JobSucceeded, events.JobFailed, events.JobCancelled}
-
 // expiredJobs returns the _ids of at most limit jobs that ended before
 // cutoff, in _id order.
 func (s *Server) expiredJobs(ctx context.Context, cutoff time.Time, limit int) ([]string, error) {
@@ -149,7 +146,7 @@ func (s *Server) expiredJobs(ctx context.Context, cutoff time.Time, limit int) (
 	// MongoDB's index of status and _id serves the find: it reads the ended
 	// jobs submitted before the cutoff, each status from its first _id.
 	filter := bson.D{
-		{Key: "status", Value: bson.D{{Key: "$in", Value: endedStatuses}}},
+		{Key: "status", Value: bson.D{{Key: "$in", Value: events.JobFinalStatuses()}}},
 		{Key: "_id", Value: bson.D{{Key: "$lt", Value: bound}}},
 		{Key: "finished_at", Value: bson.D{{Key: "$lt", Value: cutoff}}},
 		{Key: outbox.DeletedField, Value: bson.D{{Key: "$exists", Value: false}}},
@@ -178,7 +175,7 @@ func (s *Server) expiredJobs(ctx context.Context, cutoff time.Time, limit int) (
 // ended before cutoff (indexed.Reader.ScanIDs). An error wrapping
 // errors.ErrUnsupported: the store does not read that index.
 func (s *Server) expiredJobsByIndex(ctx context.Context, cutoff time.Time, bound string, limit int) ([]string, error) {
-	ended := jobdoc.EndedStatus(endedStatuses...)
+	ended := jobdoc.EndedStatus(events.JobFinalStatuses()...)
 	all := append([]indexed.Cond{{Path: outbox.DeletedField, Missing: true}}, ended...)
 	var expired []string
 	keep := func(d bson.Raw) (bool, error) {
