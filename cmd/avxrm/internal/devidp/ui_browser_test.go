@@ -292,6 +292,7 @@ func TestDuplicatedTabsStaySignedIn(t *testing.T) {
 	// renewal.
 	waitJS(t, first, "a renewal", `Number(sessionStorage.getItem('rm.renew')) - Date.now() > 1000`)
 	held := evalJS[string](t, first, `JSON.stringify(Object.fromEntries(Object.entries(sessionStorage)))`)
+	heldRefresh := evalJS[string](t, first, `sessionStorage.getItem('rm.refresh')`)
 	second, cancel := chromedp.NewContext(first)
 	t.Cleanup(cancel)
 	if err := chromedp.Do(second, chromedp.Navigate(e.base+"/ui/queues")); err != nil {
@@ -302,8 +303,12 @@ func TestDuplicatedTabsStaySignedIn(t *testing.T) {
 		t.Fatal(err)
 	}
 	runSteps(t, second, "the duplicate signed in", []step{{"see it live", chromedp.WaitVisible(chromedp.CSS(`#live[data-state="on"]`))}})
-	if a, b := evalJS[string](t, first, `sessionStorage.getItem('rm.refresh')`), evalJS[string](t, second, `sessionStorage.getItem('rm.refresh')`); a == "" || a != b {
-		t.Fatalf("the tabs hold refresh tokens %q and %q, want one", a, b)
+	// One token, unless the first renewed while the second loaded (a slow
+	// machine: renewals come every few seconds here); the second then
+	// still holds the copy, which its own renewal trades for the first's
+	// answer (below).
+	if a, b := evalJS[string](t, first, `sessionStorage.getItem('rm.refresh')`), evalJS[string](t, second, `sessionStorage.getItem('rm.refresh')`); a == "" || (a != b && b != heldRefresh) {
+		t.Fatalf("the tabs hold refresh tokens %q and %q, want one (or the second the one copied, %q)", a, b, heldRefresh)
 	}
 	// Several renewals of each: the issuer is called once per shared token.
 	renewals := func(tab context.Context) int {
