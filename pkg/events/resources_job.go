@@ -22,6 +22,10 @@ func JobFinal(status string) bool {
 // the API lists them.
 func JobFinalStatuses() []string { return []string{JobSucceeded, JobFailed, JobCancelled} }
 
+// JobActiveStatuses returns the statuses of a job that has not ended, in
+// the order it passes them.
+func JobActiveStatuses() []string { return []string{JobSubmitted, JobPending, JobAdmitted, JobRunning} }
+
 // AllFinal reports whether counts (jobs by status, as a job array's)
 // hold no job that has not ended; a deleted job counts in no status.
 func AllFinal(counts map[string]int) bool {

@@ -46,7 +46,23 @@ type FieldCond struct {
 	// The query carries the same terms, so SQLite knows the index covers it.
 	Partial []any
 	Sparse  bool
+
+	// OnDemand marks the index of a read whose key a user's query chose
+	// (a label's key: there may be as many as there are keys): a table
+	// has at most MaxOnDemandIndexes of them, and a read that would make
+	// one more fails with ErrIndexLimit.
+	OnDemand bool
 }
+
+// MaxOnDemandIndexes is how many indexes of OnDemand conditions a table
+// may have. Each costs SQLite a look at every write of the table (whether
+// the document is in it) and the writes of the documents it holds.
+const MaxOnDemandIndexes = 16
+
+// ErrIndexLimit: a read asked for an OnDemand index past
+// MaxOnDemandIndexes. It wraps errors.ErrUnsupported: the caller reads
+// another way (a scan).
+var ErrIndexLimit = fmt.Errorf("no more indexes on demand (at most %d a collection): %w", MaxOnDemandIndexes, errors.ErrUnsupported)
 
 // MatchingIDs returns the _ids of the documents of db.coll that meet every
 // condition of where. where[0] must be an In condition: with the In and
@@ -201,7 +217,7 @@ func (s *Server) matchingIDsSQL(ctx context.Context, db, coll string, where, res
 		return nil, fmt.Errorf("matching ids in %s.%s: the first condition must list values", db, coll)
 	}
 	for _, c := range append(append([]FieldCond(nil), where...), residual...) {
-		if !fieldPath.MatchString(c.Path) {
+		if !condPath.MatchString(c.Path) {
 			return nil, fmt.Errorf("matching ids in %s.%s: unsupported path %q", db, coll, c.Path)
 		}
 	}
@@ -267,13 +283,34 @@ func (s *Server) fieldTable(ctx context.Context, db, coll string) (sdb *sql.DB, 
 	return sdb, table, err
 }
 
-// fieldPath: the paths MatchingIDs puts into SQL (no quoting needed).
+// fieldPath: the paths MatchingIDs puts into SQL as they are (no quoting
+// needed).
 var fieldPath = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$`)
+
+// condPath: the paths of conditions. Past the first, a segment may also
+// hold the characters of a label's stored key (events.LabelField:
+// labels.example%2Ecom/team), which fieldExpr quotes; none of them needs
+// escaping in SQL or in a JSON path.
+var condPath = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_%/-]+)*$`)
+
+// plainSegment is a segment of a JSON path that needs no quotes.
+var plainSegment = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 // fieldExpr is the SQL of a field's value in FerretDB's sjson column: a
 // string as text, a bool as 1 or 0, absent or null as NULL. The index and
-// the query use the same text, as SQLite requires.
-func fieldExpr(path string) string { return `_ferretdb_sjson->>'$.` + path + `'` }
+// the query use the same text, as SQLite requires. path is a condPath.
+func fieldExpr(path string) string {
+	if !fieldPath.MatchString(path) {
+		segs := strings.Split(path, ".")
+		for i, seg := range segs {
+			if i > 0 && !plainSegment.MatchString(seg) {
+				segs[i] = `"` + seg + `"`
+			}
+		}
+		path = strings.Join(segs, ".")
+	}
+	return `_ferretdb_sjson->>'$.` + path + `'`
+}
 
 // matchSQL is the query of MatchingIDs: the In conditions as IN lists, the
 // Missing ones as IS NULL, and the terms of where's partial index as they
@@ -373,11 +410,17 @@ func partialSQL(key []FieldCond) (string, error) {
 // longer asked for keeps costing.
 func (s *Server) ensureFieldIndex(ctx context.Context, sdb *sql.DB, table string, where []FieldCond) error {
 	var exprs, names []string
+	onDemand := false
 	for _, c := range where {
 		exprs = append(exprs, fieldExpr(c.Path))
 		names = append(names, strings.ReplaceAll(c.Path, ".", "_"))
+		onDemand = onDemand || c.OnDemand
 	}
-	name := fieldIndexPrefix + table + "_" + strings.Join(names, "_")
+	prefix := fieldIndexPrefix + table + "_"
+	if onDemand {
+		prefix += onDemandMarker
+	}
+	name := prefix + strings.Join(names, "_")
 	partial, err := partialSQL(where)
 	if err != nil {
 		return err
@@ -393,6 +436,11 @@ func (s *Server) ensureFieldIndex(ctx context.Context, sdb *sql.DB, table string
 	if s.fieldIndexes[name] {
 		return nil
 	}
+	if onDemand {
+		if err := checkOnDemandRoom(ctx, sdb, table, prefix, name); err != nil {
+			return err
+		}
+	}
 	q := fmt.Sprintf("CREATE INDEX IF NOT EXISTS %s ON %s (%s)%s", quoteIdent(name), quoteIdent(table), strings.Join(exprs, ", "), partial)
 	// Not bounded by the caller's deadline: building an index on a big
 	// table takes longer than a read may wait (the scheduler's 2 s), and a
@@ -407,6 +455,26 @@ func (s *Server) ensureFieldIndex(ctx context.Context, sdb *sql.DB, table string
 		s.fieldIndexes = map[string]bool{}
 	}
 	s.fieldIndexes[name] = true
+	return nil
+}
+
+// onDemandMarker follows the table's name in the names of the indexes of
+// OnDemand conditions.
+const onDemandMarker = "od_"
+
+// checkOnDemandRoom fails with ErrIndexLimit when table has
+// MaxOnDemandIndexes indexes named with prefix (of OnDemand conditions)
+// and none of them is name.
+func checkOnDemandRoom(ctx context.Context, sdb *sql.DB, table, prefix, name string) error {
+	var n, have int
+	err := sdb.QueryRowContext(ctx, "SELECT count(*), coalesce(sum(name = ?), 0) FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND substr(name, 1, ?) = ?",
+		name, table, len(prefix), prefix).Scan(&n, &have)
+	if err != nil {
+		return fmt.Errorf("count the indexes on demand of %s: %w", table, err)
+	}
+	if have == 0 && n >= MaxOnDemandIndexes {
+		return fmt.Errorf("index %s: %w", name, ErrIndexLimit)
+	}
 	return nil
 }
 

@@ -115,7 +115,7 @@ func (s *Server) matchingIDsAfterSQL(ctx context.Context, db, coll string, where
 		return nil, fmt.Errorf("the first condition must list values")
 	}
 	for _, c := range where {
-		if !fieldPath.MatchString(c.Path) || c.Path == "_id" {
+		if !condPath.MatchString(c.Path) || c.Path == "_id" {
 			return nil, fmt.Errorf("unsupported path %q", c.Path)
 		}
 	}

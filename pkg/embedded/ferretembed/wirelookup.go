@@ -3,6 +3,7 @@ package ferretembed
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -17,7 +18,7 @@ import (
 // reach the store over the wire; for them the proxy answers seven commands
 // of its own, never forwarded to FerretDB:
 //
-//	{avxrmLookup: 1}                                  → {ok: 1, version: 5}
+//	{avxrmLookup: 1}                                  → {ok: 1, version: 6}
 //	{avxrmMatchingIDs: coll, $db, where: [c...], residual: [c...]} → {ok: 1, ids: [...]}
 //	{avxrmMatchingVersions: coll, $db, where, residual, versionPath: path} → {ok: 1, ids: [...], versions: [...]}
 //	{avxrmLatestIDs: coll, $db, where: [c...], orderBy: path, limit: n} → {ok: 1, ids: [...]}
@@ -26,7 +27,8 @@ import (
 //	{avxrmMatchingIDsAfter: coll, $db, where: [c...], after: id, limit: n} → {ok: 1, ids: [...]}
 //
 // where c is {path: "status", in: ["pending", ...]} or {path, missing: true},
-// with partial: [values] or sparse: true for a partial index (FieldCond).
+// with partial: [values] or sparse: true for a partial index, and onDemand:
+// true for an index a user's query chose (FieldCond).
 // A real MongoDB (and FerretDB itself) answers each with CommandNotFound
 // (59): a client probes with avxrmLookup once and, without it, sends its
 // filters to the store as they are (pkg/events/indexed/wirelookup).
@@ -46,7 +48,7 @@ var wireLookupCommands = map[string]bool{
 }
 
 // wireLookupVersion is what avxrmLookup answers: the commands it serves.
-const wireLookupVersion = 5
+const wireLookupVersion = 6
 
 // wireLookupMaxTime bounds a command without maxTimeMS.
 const wireLookupMaxTime = time.Minute
@@ -58,6 +60,8 @@ type wireCond struct {
 	Missing bool   `bson:"missing,omitempty"`
 	Partial []any  `bson:"partial,omitempty"`
 	Sparse  bool   `bson:"sparse,omitempty"`
+	// OnDemand came with version 6.
+	OnDemand bool `bson:"onDemand,omitempty"`
 }
 
 // wireLookupCmd is one of the commands, decoded.
@@ -127,6 +131,9 @@ func (c *proxyConn) answerWireLookup(cmd string, msg []byte) []byte {
 		ids, err = srv.MatchingIDs(ctx, req.DB, coll, fieldConds(req.Where), fieldConds(req.Residual))
 	}
 	if err != nil {
+		if errors.Is(err, errors.ErrUnsupported) {
+			return wireLookupErrorCode(id, err.Error(), codeNotImplemented, "NotImplemented")
+		}
 		return wireLookupError(id, err.Error())
 	}
 	arr := bsoncore.NewArrayBuilder()
@@ -148,18 +155,27 @@ func (c *proxyConn) answerWireLookup(cmd string, msg []byte) []byte {
 func fieldConds(ws []wireCond) []FieldCond {
 	out := make([]FieldCond, len(ws))
 	for i, w := range ws {
-		out[i] = FieldCond{Path: w.Path, In: w.In, Missing: w.Missing || len(w.In) == 0, Partial: w.Partial, Sparse: w.Sparse}
+		out[i] = FieldCond{Path: w.Path, In: w.In, Missing: w.Missing || len(w.In) == 0, Partial: w.Partial, Sparse: w.Sparse, OnDemand: w.OnDemand}
 	}
 	return out
 }
 
 // wireLookupError is a failed command's reply (BadValue, 2).
 func wireLookupError(id int32, msg string) []byte {
+	return wireLookupErrorCode(id, msg, 2, "BadValue")
+}
+
+// codeNotImplemented answers a read the store does not serve by index
+// (ErrIndexLimit): the client reads another way.
+const codeNotImplemented = 238
+
+// wireLookupErrorCode is a failed command's reply with code.
+func wireLookupErrorCode(id int32, msg string, code int32, name string) []byte {
 	return opMsgReply(id, bsoncore.BuildDocument(nil,
 		bsoncore.AppendDoubleElement(nil, "ok", 0),
 		bsoncore.AppendStringElement(nil, "errmsg", msg),
-		bsoncore.AppendInt32Element(nil, "code", 2),
-		bsoncore.AppendStringElement(nil, "codeName", "BadValue")))
+		bsoncore.AppendInt32Element(nil, "code", code),
+		bsoncore.AppendStringElement(nil, "codeName", name)))
 }
 
 // opMsgCommand returns the command document (the kind-0 section) of an

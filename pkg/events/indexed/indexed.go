@@ -46,6 +46,12 @@ type Cond struct {
 	// do not change what the filter matches; MongoDB ignores them.
 	Partial []any
 	Sparse  bool
+
+	// OnDemand, on a condition of a Clause, says that a user's query chose
+	// its path (a label's key), so that the embedded store may have many
+	// such indexes: it makes a limited number of them, and past that the
+	// read fails with an error wrapping errors.ErrUnsupported.
+	OnDemand bool
 }
 
 // Clause holds when all of its conditions hold. Its first condition must
@@ -326,6 +332,42 @@ func (r *Reader) ScanWhere(ctx context.Context, where Clause, after string, want
 			after = id
 		}
 		return ids, nil
+	})
+}
+
+// ScanWhereOr is ScanWhere over the documents that meet where or whose _id
+// is one of ids (in any order; those up to after are left out), merged in
+// _id order: for a list whose matches an index holds but for a few it
+// leaves out, which the caller found otherwise (the API's lists by label:
+// the ended jobs from an index of the label, the active ones by theirs).
+// where is not added to all: a document of ids need not meet it. Errors as
+// ScanWhere's.
+func (r *Reader) ScanWhereOr(ctx context.Context, where Clause, ids []string, after string, want int, all []Cond, keep func(bson.Raw) (bool, error)) error {
+	if r.Lookup == nil {
+		return fmt.Errorf("scan %s where %v: no lookup: %w", r.Coll.Name(), where, errors.ErrUnsupported)
+	}
+	extra := slices.Sorted(slices.Values(ids))
+	return r.scan(ctx, want, all, keep, func(n int) ([]string, error) {
+		got, err := r.Lookup.MatchingIDsAfter(ctx, r.Coll.Name(), where, after, n)
+		if err != nil {
+			return nil, fmt.Errorf("scan %s where %v: %w", r.Coll.Name(), where, err)
+		}
+		for i, id := range got {
+			if after != "" && id <= after || i > 0 && id <= got[i-1] {
+				return nil, fmt.Errorf("scan %s where %v: _id %q out of order: %w", r.Coll.Name(), where, id, errors.ErrUnsupported)
+			}
+		}
+		extra = slices.DeleteFunc(extra, func(id string) bool { return id <= after })
+		upTo := len(extra) // every one when the index has no more
+		if len(got) == n {
+			upTo, _ = slices.BinarySearch(extra, got[len(got)-1]+"\x00")
+		}
+		merged := slices.Compact(slices.Sorted(slices.Values(append(got, extra[:upTo]...))))
+		merged = merged[:min(n, len(merged))]
+		if len(merged) > 0 {
+			after = merged[len(merged)-1]
+		}
+		return merged, nil
 	})
 }
 

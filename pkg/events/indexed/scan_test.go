@@ -25,13 +25,14 @@ import (
 func TestScanPagesInIDOrder(t *testing.T) {
 	ctx, coll, srv := startJobs(t)
 	var docs []any
-	var all, failed []string
+	var all, failed, deleted []string
 	for i := range 3000 {
 		id := fmt.Sprintf("job-%05d", (i*7919)%3000) // stored out of order
 		d := bson.D{{Key: "_id", Value: id}, {Key: "status", Value: "succeeded"}}
 		switch {
 		case i%500 == 3:
 			d = append(d, bson.E{Key: "_deleted", Value: true})
+			deleted = append(deleted, id)
 		case i%10 == 0:
 			d[1].Value = "failed"
 			failed = append(failed, id)
@@ -158,6 +159,42 @@ func TestScanPagesInIDOrder(t *testing.T) {
 		}
 		if !slices.Equal(got, failed) {
 			t.Errorf("%s, ScanWhere: pages of the failed: %d, want the %d in order", name, len(got), len(failed))
+		}
+	}
+	// ScanWhereOr: the failed ones from the index merged with given _ids
+	// (succeeded ones, a failed one again, one deleted), in _id order,
+	// each page reading the documents it takes.
+	var extra []string
+	for i, id := range all {
+		if i%97 == 5 {
+			extra = append(extra, id)
+		}
+	}
+	extra = append(extra, failed[3], deleted[0])
+	want = slices.Compact(slices.Sorted(slices.Values(append(slices.Clone(failed), extra[:len(extra)-1]...))))
+	for name, l := range map[string]indexed.Lookup{"in process": lookup(srv), "over the wire": wire} {
+		var got []string
+		for from := ""; ; {
+			r := &indexed.Reader{Coll: coll, Lookup: l}
+			var page []string
+			if err := r.ScanWhereOr(ctx, failedIx, extra, from, 11, notDeleted, func(d bson.Raw) (bool, error) {
+				page = append(page, d.Lookup("_id").StringValue())
+				return true, nil
+			}); err != nil {
+				t.Fatalf("%s, ScanWhereOr: %v", name, err)
+			}
+			if r.DocsRead() > 12 {
+				t.Fatalf("%s, ScanWhereOr: a page of %d read %d documents", name, len(page), r.DocsRead())
+			}
+			if len(page) < 11 {
+				got = append(got, page...)
+				break
+			}
+			got = append(got, page[:10]...)
+			from = page[9]
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("%s, ScanWhereOr: pages of the failed and the given: %d, want the %d in order", name, len(got), len(want))
 		}
 	}
 	called := false

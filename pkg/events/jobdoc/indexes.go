@@ -47,6 +47,29 @@ func EndedStatus(statuses ...string) indexed.Clause {
 	return indexed.Clause{{Path: "status", In: anys(statuses), Partial: endedStatuses}}
 }
 
+// Labelled is the clause of the jobs whose label key has value and whose
+// status is one of statuses, all of them ended, for a read of their _ids
+// in _id order (the API's lists by label, which find the active jobs with
+// the label by the active ones' index and LabelCond). Its index, of the
+// label, the status and _id, holds the ended jobs that have the key: a job
+// enters it with its final status, and the writes of the active jobs leave
+// it alone. It is made on the first list by that key, and on the embedded
+// store at most ferretembed.MaxOnDemandIndexes keys have one: a list by
+// another key reads in _id order.
+func Labelled(key, value string, statuses ...string) indexed.Clause {
+	return indexed.Clause{
+		{Path: events.LabelField(key), In: []any{value}, Sparse: true, OnDemand: true},
+		{Path: "status", In: anys(statuses), Partial: endedStatuses},
+	}
+}
+
+// LabelCond is the condition that a job's label key has value, for the
+// conditions a read checks on the entries an index gave (no index of its
+// own).
+func LabelCond(key, value string) indexed.Cond {
+	return indexed.Cond{Path: events.LabelField(key), In: []any{value}, OnDemand: true}
+}
+
 // CleanupPending is the clause of the jobs whose cleanup was asked for and
 // not yet done.
 func CleanupPending() indexed.Clause {

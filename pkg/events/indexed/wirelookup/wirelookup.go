@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -36,7 +37,7 @@ func Probe(ctx context.Context, db *mongo.Database) (indexed.Lookup, error) {
 		return nil, fmt.Errorf("probe reads by index: %w", err)
 	}
 	return lookup{db: db, noVersions: reply.Version < 2, noIDOrder: reply.Version < 3, noIDsBefore: reply.Version < 4,
-		noMatchingAfter: reply.Version < 5}, nil
+		noMatchingAfter: reply.Version < 5, noOnDemand: reply.Version < 6}, nil
 }
 
 // New is the Lookup of db's store, without asking whether it answers.
@@ -59,9 +60,26 @@ type lookup struct {
 	// 4 or older); MatchingIDsAfter fails likewise, and the caller scans
 	// by IDsAfter instead.
 	noMatchingAfter bool
+	// noOnDemand: the store predates conditions OnDemand (version 5 or
+	// older), whose paths it may refuse and whose indexes it would not
+	// limit; a read with one fails with errors.ErrUnsupported.
+	noOnDemand bool
+}
+
+// onDemand fails with errors.ErrUnsupported when cs has a condition
+// OnDemand (whose path, a label's, the store may refuse) and the store
+// predates them.
+func (l lookup) onDemand(cmd, coll string, cs []indexed.Cond) error {
+	if l.noOnDemand && slices.ContainsFunc(cs, func(c indexed.Cond) bool { return c.OnDemand }) {
+		return fmt.Errorf("%s %v: the store predates indexes on demand: %w", cmd, coll, errors.ErrUnsupported)
+	}
+	return nil
 }
 
 func (l lookup) MatchingIDs(ctx context.Context, coll string, where, residual []indexed.Cond) ([]string, error) {
+	if err := l.onDemand("avxrmMatchingIDs", coll, append(slices.Clone(where), residual...)); err != nil {
+		return nil, err
+	}
 	return l.run(ctx, bson.D{
 		{Key: "avxrmMatchingIDs", Value: coll},
 		{Key: "where", Value: conds(where)}, {Key: "residual", Value: conds(residual)},
@@ -69,6 +87,9 @@ func (l lookup) MatchingIDs(ctx context.Context, coll string, where, residual []
 }
 
 func (l lookup) MatchingVersions(ctx context.Context, coll string, where, residual []indexed.Cond, versionPath string) (map[string]int64, error) {
+	if err := l.onDemand("avxrmMatchingVersions", coll, append(slices.Clone(where), residual...)); err != nil {
+		return nil, err
+	}
 	cmd := bson.D{
 		{Key: "avxrmMatchingVersions", Value: coll},
 		{Key: "where", Value: conds(where)}, {Key: "residual", Value: conds(residual)},
@@ -95,6 +116,9 @@ func (l lookup) MatchingVersions(ctx context.Context, coll string, where, residu
 }
 
 func (l lookup) LatestIDs(ctx context.Context, coll string, where []indexed.Cond, orderPath string, limit int) ([]string, error) {
+	if err := l.onDemand("avxrmLatestIDs", coll, where); err != nil {
+		return nil, err
+	}
 	return l.run(ctx, bson.D{
 		{Key: "avxrmLatestIDs", Value: coll},
 		{Key: "where", Value: conds(where)}, {Key: "orderBy", Value: orderPath}, {Key: "limit", Value: limit},
@@ -112,6 +136,9 @@ func (l lookup) IDsBefore(ctx context.Context, coll, before string, limit int) (
 func (l lookup) MatchingIDsAfter(ctx context.Context, coll string, where []indexed.Cond, after string, limit int) ([]string, error) {
 	if l.noMatchingAfter {
 		return nil, fmt.Errorf("avxrmMatchingIDsAfter %v: the store predates it: %w", coll, errors.ErrUnsupported)
+	}
+	if err := l.onDemand("avxrmMatchingIDsAfter", coll, where); err != nil {
+		return nil, err
 	}
 	return l.run(ctx, bson.D{
 		{Key: "avxrmMatchingIDsAfter", Value: coll},
@@ -133,10 +160,17 @@ func (l lookup) run(ctx context.Context, cmd bson.D) ([]string, error) {
 		IDs []string `bson:"ids"`
 	}
 	if err := l.db.RunCommand(ctx, cmd).Decode(&reply); err != nil {
+		if ce := (mongo.CommandError{}); errors.As(err, &ce) && ce.Code == codeNotImplemented {
+			err = fmt.Errorf("%w: %w", err, errors.ErrUnsupported)
+		}
 		return nil, fmt.Errorf("%s %v: %w", cmd[0].Key, cmd[0].Value, err)
 	}
 	return reply.IDs, nil
 }
+
+// codeNotImplemented is the store's answer to a read it does not serve by
+// index (an index on demand past its limit): the caller reads another way.
+const codeNotImplemented = 238
 
 // conds is cs as the commands carry them.
 func conds(cs []indexed.Cond) bson.A {
@@ -153,6 +187,9 @@ func conds(cs []indexed.Cond) bson.A {
 		}
 		if c.Sparse {
 			d = append(d, bson.E{Key: "sparse", Value: true})
+		}
+		if c.OnDemand {
+			d = append(d, bson.E{Key: "onDemand", Value: true})
 		}
 		out = append(out, d)
 	}

@@ -10,6 +10,7 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
+	"github.com/avxrm/rm/pkg/embedded/ferretembed"
 	"github.com/avxrm/rm/pkg/embedded/mongotest"
 	"github.com/avxrm/rm/pkg/events/indexed"
 	"github.com/avxrm/rm/pkg/events/indexed/ferretlookup"
@@ -149,6 +150,37 @@ func TestWireLookupAnswersAsInProcess(t *testing.T) {
 	for name, l := range map[string]indexed.Lookup{"version 1": wirelookup.NewV1(db), "version 3": wirelookup.NewV3(db), "version 4": wirelookup.NewV4(db)} {
 		if ids, err := l.MatchingIDsAfter(ctx, "jobs", succeeded, "", 2); !errors.Is(err, errors.ErrUnsupported) {
 			t.Errorf("MatchingIDsAfter from a %s store = %v, %v; want errors.ErrUnsupported", name, ids, err)
+		}
+	}
+
+	// Indexes on demand (a label's key): the same ids both ways; a store
+	// of before them is not sent one; past the store's limit, over the wire
+	// as in process, the read fails with errors.ErrUnsupported.
+	if _, err := coll.InsertMany(ctx, []any{
+		bson.D{{Key: "_id", Value: "l1"}, {Key: "status", Value: "succeeded"}, {Key: "labels", Value: bson.D{{Key: "example%2Ecom/team", Value: "adas"}}}},
+		bson.D{{Key: "_id", Value: "l2"}, {Key: "status", Value: "failed"}, {Key: "labels", Value: bson.D{{Key: "example%2Ecom/team", Value: "adas"}}}},
+		bson.D{{Key: "_id", Value: "l3"}, {Key: "status", Value: "failed"}, {Key: "labels", Value: bson.D{{Key: "example%2Ecom/team", Value: "other"}}}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	label := func(k string) []indexed.Cond {
+		return []indexed.Cond{{Path: "labels." + k, In: []any{"adas"}, Sparse: true, OnDemand: true}}
+	}
+	sameIDs(t, "MatchingIDsAfter by a label", []string{"l1", "l2"},
+		func(l indexed.Lookup) ([]string, error) {
+			return l.MatchingIDsAfter(ctx, "jobs", label("example%2Ecom/team"), "", 5)
+		}, wire, local)
+	if ids, err := wirelookup.NewV5(db).MatchingIDsAfter(ctx, "jobs", label("example%2Ecom/team"), "", 5); !errors.Is(err, errors.ErrUnsupported) {
+		t.Errorf("MatchingIDsAfter by a label from a version 5 store = %v, %v; want errors.ErrUnsupported", ids, err)
+	}
+	for i := 1; i < ferretembed.MaxOnDemandIndexes; i++ {
+		if _, err := wire.MatchingIDsAfter(ctx, "jobs", label(fmt.Sprint("k", i)), "", 5); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, l := range []indexed.Lookup{wire, local} {
+		if ids, err := l.MatchingIDsAfter(ctx, "jobs", label("past"), "", 5); !errors.Is(err, errors.ErrUnsupported) {
+			t.Errorf("MatchingIDsAfter by a label past the limit (lookup %d) = %v, %v; want errors.ErrUnsupported", i, ids, err)
 		}
 	}
 

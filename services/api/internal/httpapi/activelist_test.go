@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/avxrm/rm/pkg/embedded/ferretembed"
 )
 
 // A page of the jobs of a status that has not ended reads the jobs the page
@@ -83,6 +85,77 @@ func TestEndedJobsPageReadsOnlyItsJobs(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	got := e.jobPages("status=failed", limit, 2*(limit+1))
+	if !slices.Equal(got, failed) {
+		t.Errorf("the pages held %v, want %v", got, failed)
+	}
+}
+
+// A page of the jobs with a label few jobs have reads about its own jobs,
+// not every job after its cursor: the ended ones are read by an index of
+// the label's key, the status and _id, the active ones by theirs. In _id order among all jobs, a page of a campaign's label
+// read the history until it was full. The pages still hold every such job
+// once, in _id order, with a status of their own too; and a list by a key
+// past the store's limit of such indexes is read in _id order, and right.
+func TestLabelledJobsPageReadsOnlyItsJobs(t *testing.T) {
+	e := newIndexedEnv(t)
+	const n, every, limit = 200, 20, 3
+	e.json(http.StatusCreated, http.MethodPost, "/queues", map[string]any{"name": "Q"}, nil)
+	e.json(http.StatusCreated, http.MethodPost, "/applications", map[string]any{"name": "sim", "version": "1", "image": "registry.example/sim:1"}, nil)
+	var labelled, labelledFailed []string
+	for i := range n {
+		labels := map[string]string{"campaign": "c1"}
+		if i%every == every-1 {
+			labels["example.com/team"] = "adas"
+		} else if i%every == 0 {
+			labels["example.com/team"] = "perception"
+		}
+		var out struct{ ID string }
+		e.json(http.StatusCreated, http.MethodPost, "/jobs", map[string]any{"queue_id": "Q", "application": map[string]any{"id": "sim:1"},
+			"worker_instances": 1, "labels": labels}, &out)
+		if labels["example.com/team"] == "adas" {
+			labelled = append(labelled, out.ID)
+			status := "running" // as the launcher writes them: some have not ended
+			if i%(2*every) == every-1 {
+				status = "failed"
+				labelledFailed = append(labelledFailed, out.ID)
+			}
+			if _, err := e.db.Collection("jobs").UpdateOne(context.Background(), bson.D{{Key: "_id", Value: out.ID}},
+				bson.D{{Key: "$set", Value: bson.D{{Key: "status", Value: status}}}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// The others succeeded: waiting jobs would have their start estimates read.
+	if _, err := e.db.Collection("jobs").UpdateMany(context.Background(), bson.D{{Key: "status", Value: "submitted"}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "status", Value: "succeeded"}}}}); err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(labelled)
+	slices.Sort(labelledFailed)
+	if got := e.jobPages("label=example.com/team=adas", limit, 2*(limit+1)); !slices.Equal(got, labelled) {
+		t.Errorf("the pages of the label held %v, want %v", got, labelled)
+	}
+	if got := e.jobPages("label=example.com/team=adas&status=failed", limit, 4*(limit+1)); !slices.Equal(got, labelledFailed) {
+		t.Errorf("the pages of the label's failed jobs held %v, want %v", got, labelledFailed)
+	}
+	// Fill the store's indexes on demand, then list by one more key.
+	for i := range ferretembed.MaxOnDemandIndexes {
+		e.json(http.StatusOK, http.MethodGet, fmt.Sprintf("/jobs?label=k%d=v", i), nil, nil)
+	}
+	if got := e.jobPages("label=example.com/team=adas", limit, 0); !slices.Equal(got, labelled) {
+		t.Errorf("past the limit, the pages of a key with its index held %v, want %v", got, labelled)
+	}
+	if all := e.jobPages("label=campaign=c1", limit, 0); len(all) != n {
+		t.Errorf("past the limit, the pages of a key without an index held %d jobs, want %d", len(all), n)
+	}
+}
+
+// jobPages pages through GET /jobs?query, limit jobs a page, and returns
+// the jobs' ids in the order the pages held them; a page that reads more
+// than maxRead jobs (0: any) fails the test.
+func (e *artifactEnv) jobPages(query string, limit int, maxRead int64) []string {
+	e.t.Helper()
 	var got []string
 	cursor := ""
 	for page := 0; ; page++ {
@@ -91,19 +164,16 @@ func TestEndedJobsPageReadsOnlyItsJobs(t *testing.T) {
 			NextCursor string `json:"next_cursor"`
 		}
 		before := e.srv.active.DocsRead()
-		e.json(http.StatusOK, http.MethodGet, fmt.Sprintf("/jobs?status=failed&limit=%d&cursor=%s", limit, cursor), nil, &out)
-		if read := e.srv.active.DocsRead() - before; read > 2*(limit+1) {
-			t.Fatalf("page %d of the %d failed jobs among %d read %d jobs, want at most %d", page, len(failed), n, read, 2*(limit+1))
+		e.json(http.StatusOK, http.MethodGet, fmt.Sprintf("/jobs?%s&limit=%d&cursor=%s", query, limit, cursor), nil, &out)
+		if read := e.srv.active.DocsRead() - before; maxRead > 0 && read > maxRead {
+			e.t.Fatalf("%s: page %d read %d jobs, want at most %d", query, page, read, maxRead)
 		}
 		for _, it := range out.Items {
 			got = append(got, it.ID)
 		}
 		if cursor = out.NextCursor; cursor == "" {
-			break
+			return got
 		}
-	}
-	if !slices.Equal(got, failed) {
-		t.Errorf("the pages held %v, want %v", got, failed)
 	}
 }
 

@@ -100,7 +100,7 @@ func (s *Server) cancelArrayJobs(ctx context.Context, id string) (int, error) {
 	if err != nil {
 		return n, fmt.Errorf("cancel the running jobs of array %s: %w", id, err)
 	}
-	m, err := s.jobs.UpdateMatching(ctx, jobdoc.ArrayJobs(id, events.JobSubmitted, events.JobPending, events.JobAdmitted, events.JobRunning), ask)
+	m, err := s.jobs.UpdateMatching(ctx, jobdoc.ArrayJobs(id, events.JobActiveStatuses()...), ask)
 	if err != nil {
 		return n + m, fmt.Errorf("cancel the jobs of array %s: %w", id, err)
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -645,6 +646,12 @@ func (s *Server) pageOfIDs(ctx context.Context, sel jobSelection, limit int, cur
 // error wrapping errors.ErrUnsupported: the store does not read _ids in
 // order (one over the wire that predates it).
 func (s *Server) listJobsInIDOrder(ctx context.Context, sel jobSelection, limit int, cursor string) ([]*events.Job, bool, error) {
+	if len(sel.labels) > 0 {
+		items, more, err := s.listLabelledJobs(ctx, sel, limit, cursor)
+		if !errors.Is(err, errors.ErrUnsupported) {
+			return items, more, err
+		}
+	}
 	if sel.q.status != "" { // one that has ended
 		items, more, err := s.listEndedJobs(ctx, sel, limit, cursor)
 		if !errors.Is(err, errors.ErrUnsupported) {
@@ -669,6 +676,39 @@ func (s *Server) listJobsInIDOrder(ctx context.Context, sel jobSelection, limit 
 func (s *Server) listEndedJobs(ctx context.Context, sel jobSelection, limit int, cursor string) ([]*events.Job, bool, error) {
 	return sel.page(limit, func(want int, all []indexed.Cond, keep func(bson.Raw) (bool, error)) error {
 		return s.active.ScanWhere(ctx, jobdoc.EndedStatus(sel.q.status), cursor, want, all, keep)
+	})
+}
+
+// listLabelledJobs is the page of the jobs sel selects, which asks for a
+// label and a status that has ended or none, read on the embedded store
+// by indexes (of several labels, the first key in order leads): the _ids
+// of the ended jobs with that label, after the cursor and in _id order,
+// from an index of the label's key, the status and _id (jobdoc.Labelled),
+// merged with those of the active jobs with the label, from the active
+// jobs' index with the label checked on its entries; then those jobs, a
+// batch at a time until the page is full (indexed.Reader.ScanWhereOr). A
+// campaign's label on a few jobs among many so reads those jobs; in _id
+// order among all jobs it read every job after the cursor
+// (docs/benchmarks.md). An error wrapping errors.ErrUnsupported: the store
+// does not read such an index (one over the wire that predates it, or one
+// that has as many indexes on demand as it makes).
+func (s *Server) listLabelledJobs(ctx context.Context, sel jobSelection, limit int, cursor string) ([]*events.Job, bool, error) {
+	key := slices.Min(slices.Collect(maps.Keys(sel.labels)))
+	value := sel.labels[key][0]
+	statuses := events.JobFinalStatuses()
+	var active []string
+	if sel.q.status != "" {
+		statuses = []string{sel.q.status}
+	} else {
+		var err error
+		active, err = s.active.IDs(ctx, indexed.Filter{All: append(sel.conds(), jobdoc.LabelCond(key, value)),
+			Any: []indexed.Clause{{jobdoc.ActiveStatus(events.JobActiveStatuses()...)}}})
+		if err != nil {
+			return nil, false, fmt.Errorf("list jobs: %w", err)
+		}
+	}
+	return sel.page(limit, func(want int, all []indexed.Cond, keep func(bson.Raw) (bool, error)) error {
+		return s.active.ScanWhereOr(ctx, jobdoc.Labelled(key, value, statuses...), active, cursor, want, all, keep)
 	})
 }
 

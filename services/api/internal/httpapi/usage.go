@@ -77,7 +77,7 @@ func (s *Server) PrepareIndexes(ctx context.Context) error {
 	if s.opts.Lookup == nil {
 		return nil
 	}
-	if _, err := s.active.IDs(ctx, queueJobs("", events.JobSubmitted, events.JobPending, events.JobAdmitted, events.JobRunning)); err != nil {
+	if _, err := s.active.IDs(ctx, queueJobs("", events.JobActiveStatuses()...)); err != nil {
 		return fmt.Errorf("prepare the active jobs' index: %w", err)
 	}
 	if _, err := s.active.IDs(ctx, jobdoc.ArrayJobs("", events.JobSubmitted)); err != nil {
