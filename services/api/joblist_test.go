@@ -115,7 +115,7 @@ func TestJobListsByIndex(t *testing.T) {
 			switch {
 			case f.array != "" || status != "" && !events.JobFinal(status): // by index only
 				wrong = n == 0 || m != 0 || k != 0
-			case f.team != "": // a label, with an ended status or none: the labelled ones' _ids in order
+			case f.team != "" || f.queue != "": // a label or a queue, with an ended status or none: their jobs' _ids in order
 				wrong = m != 0 || k == 0
 			case status != "": // an ended status: its own _ids in order
 				wrong = m != 0 || k == 0

@@ -335,34 +335,35 @@ func (r *Reader) ScanWhere(ctx context.Context, where Clause, after string, want
 	})
 }
 
-// ScanWhereOr is ScanWhere over the documents that meet where or whose _id
-// is one of ids (in any order; those up to after are left out), merged in
-// _id order: for a list whose matches an index holds but for a few it
-// leaves out, which the caller found otherwise (the API's lists by label:
-// the ended jobs from an index of the label, the active ones by theirs).
-// where is not added to all: a document of ids need not meet it. Errors as
-// ScanWhere's.
-func (r *Reader) ScanWhereOr(ctx context.Context, where Clause, ids []string, after string, want int, all []Cond, keep func(bson.Raw) (bool, error)) error {
+// ScanWhereOr is ScanWhere over the documents that meet one of wheres or
+// whose _id is one of ids (in any order; those up to after are left out),
+// merged in _id order: for a list whose matches indexes hold but for a
+// few they leave out, which the caller found otherwise (the API's lists
+// by label: the ended jobs from an index of the label, the active ones by
+// theirs). wheres are not added to all: a document of ids need not meet
+// them. Errors as ScanWhere's.
+func (r *Reader) ScanWhereOr(ctx context.Context, wheres []Clause, ids []string, after string, want int, all []Cond, keep func(bson.Raw) (bool, error)) error {
 	if r.Lookup == nil {
-		return fmt.Errorf("scan %s where %v: no lookup: %w", r.Coll.Name(), where, errors.ErrUnsupported)
+		return fmt.Errorf("scan %s where %v: no lookup: %w", r.Coll.Name(), wheres, errors.ErrUnsupported)
 	}
 	extra := slices.Sorted(slices.Values(ids))
 	return r.scan(ctx, want, all, keep, func(n int) ([]string, error) {
-		got, err := r.Lookup.MatchingIDsAfter(ctx, r.Coll.Name(), where, after, n)
-		if err != nil {
-			return nil, fmt.Errorf("scan %s where %v: %w", r.Coll.Name(), where, err)
-		}
-		for i, id := range got {
-			if after != "" && id <= after || i > 0 && id <= got[i-1] {
-				return nil, fmt.Errorf("scan %s where %v: _id %q out of order: %w", r.Coll.Name(), where, id, errors.ErrUnsupported)
-			}
-		}
+		// The first n of the union are among each one's first n.
 		extra = slices.DeleteFunc(extra, func(id string) bool { return id <= after })
-		upTo := len(extra) // every one when the index has no more
-		if len(got) == n {
-			upTo, _ = slices.BinarySearch(extra, got[len(got)-1]+"\x00")
+		merged := slices.Clone(extra[:min(n, len(extra))])
+		for _, where := range wheres {
+			got, err := r.Lookup.MatchingIDsAfter(ctx, r.Coll.Name(), where, after, n)
+			if err != nil {
+				return nil, fmt.Errorf("scan %s where %v: %w", r.Coll.Name(), where, err)
+			}
+			for i, id := range got {
+				if after != "" && id <= after || i > 0 && id <= got[i-1] {
+					return nil, fmt.Errorf("scan %s where %v: _id %q out of order: %w", r.Coll.Name(), where, id, errors.ErrUnsupported)
+				}
+			}
+			merged = append(merged, got...)
 		}
-		merged := slices.Compact(slices.Sorted(slices.Values(append(got, extra[:upTo]...))))
+		merged = slices.Compact(slices.Sorted(slices.Values(merged)))
 		merged = merged[:min(n, len(merged))]
 		if len(merged) > 0 {
 			after = merged[len(merged)-1]

@@ -25,7 +25,7 @@ import (
 func TestScanPagesInIDOrder(t *testing.T) {
 	ctx, coll, srv := startJobs(t)
 	var docs []any
-	var all, failed, deleted []string
+	var all, failed, deleted, team []string
 	for i := range 3000 {
 		id := fmt.Sprintf("job-%05d", (i*7919)%3000) // stored out of order
 		d := bson.D{{Key: "_id", Value: id}, {Key: "status", Value: "succeeded"}}
@@ -39,6 +39,10 @@ func TestScanPagesInIDOrder(t *testing.T) {
 			all = append(all, id)
 		default:
 			all = append(all, id)
+		}
+		if i%37 == 1 && i%500 != 3 {
+			d = append(d, bson.E{Key: "team", Value: "t"})
+			team = append(team, id)
 		}
 		docs = append(docs, d)
 	}
@@ -161,9 +165,9 @@ func TestScanPagesInIDOrder(t *testing.T) {
 			t.Errorf("%s, ScanWhere: pages of the failed: %d, want the %d in order", name, len(got), len(failed))
 		}
 	}
-	// ScanWhereOr: the failed ones from the index merged with given _ids
-	// (succeeded ones, a failed one again, one deleted), in _id order,
-	// each page reading the documents it takes.
+	// ScanWhereOr: the failed ones and those of a team, each from an
+	// index, merged with given _ids (succeeded ones, a failed one again,
+	// one deleted), in _id order, each page reading the documents it takes.
 	var extra []string
 	for i, id := range all {
 		if i%97 == 5 {
@@ -171,13 +175,14 @@ func TestScanPagesInIDOrder(t *testing.T) {
 		}
 	}
 	extra = append(extra, failed[3], deleted[0])
-	want = slices.Compact(slices.Sorted(slices.Values(append(slices.Clone(failed), extra[:len(extra)-1]...))))
+	want = slices.Compact(slices.Sorted(slices.Values(append(append(slices.Clone(failed), team...), extra[:len(extra)-1]...))))
+	teamIx := indexed.Clause{{Path: "team", In: []any{"t"}, Sparse: true}}
 	for name, l := range map[string]indexed.Lookup{"in process": lookup(srv), "over the wire": wire} {
 		var got []string
 		for from := ""; ; {
 			r := &indexed.Reader{Coll: coll, Lookup: l}
 			var page []string
-			if err := r.ScanWhereOr(ctx, failedIx, extra, from, 11, notDeleted, func(d bson.Raw) (bool, error) {
+			if err := r.ScanWhereOr(ctx, []indexed.Clause{failedIx, teamIx}, extra, from, 11, notDeleted, func(d bson.Raw) (bool, error) {
 				page = append(page, d.Lookup("_id").StringValue())
 				return true, nil
 			}); err != nil {
@@ -194,7 +199,7 @@ func TestScanPagesInIDOrder(t *testing.T) {
 			from = page[9]
 		}
 		if !slices.Equal(got, want) {
-			t.Errorf("%s, ScanWhereOr: pages of the failed and the given: %d, want the %d in order", name, len(got), len(want))
+			t.Errorf("%s, ScanWhereOr: pages of the failed, the team's and the given: %d, want the %d in order", name, len(got), len(want))
 		}
 	}
 	called := false

@@ -57,10 +57,38 @@ func EndedStatus(statuses ...string) indexed.Clause {
 // store at most ferretembed.MaxOnDemandIndexes keys have one: a list by
 // another key reads in _id order.
 func Labelled(key, value string, statuses ...string) indexed.Clause {
-	return indexed.Clause{
-		{Path: events.LabelField(key), In: []any{value}, Sparse: true, OnDemand: true},
-		{Path: "status", In: anys(statuses), Partial: endedStatuses},
+	return endedWith(indexed.Cond{Path: events.LabelField(key), In: []any{value}, Sparse: true, OnDemand: true}, statuses)
+}
+
+// OwnedEnded are the clauses of the jobs of owner (its subject, or its
+// username) whose status is one of statuses, all of them ended, for reads
+// of their _ids in _id order (the API's lists by owner), as Labelled's:
+// their indexes hold the ended jobs that have an owner.
+func OwnedEnded(owner string, statuses ...string) []indexed.Clause {
+	return []indexed.Clause{
+		endedWith(indexed.Cond{Path: "owner.subject", In: []any{owner}, Sparse: true}, statuses),
+		endedWith(indexed.Cond{Path: "owner.username", In: []any{owner}, Sparse: true}, statuses),
 	}
+}
+
+// OwnerConds are the conditions that owner is a job's subject or its
+// username, for the reads of the active jobs beside OwnedEnded's.
+func OwnerConds(owner string) []indexed.Cond {
+	return []indexed.Cond{{Path: "owner.subject", In: []any{owner}}, {Path: "owner.username", In: []any{owner}}}
+}
+
+// QueueEnded is the clause of the jobs of a queue whose status is one of
+// statuses, all of them ended, for a read of their _ids in _id order (the
+// API's lists of a queue's jobs), as Labelled's: its index holds the ended
+// jobs.
+func QueueEnded(queueID string, statuses ...string) indexed.Clause {
+	return endedWith(indexed.Cond{Path: "queue_id", In: []any{queueID}}, statuses)
+}
+
+// endedWith is the clause of c and a status among statuses, all of them
+// ended, whose index holds the ended jobs only (those c's index holds).
+func endedWith(c indexed.Cond, statuses []string) indexed.Clause {
+	return indexed.Clause{c, {Path: "status", In: anys(statuses), Partial: endedStatuses}}
 }
 
 // LabelCond is the condition that a job's label key has value, for the

@@ -91,54 +91,58 @@ func TestEndedJobsPageReadsOnlyItsJobs(t *testing.T) {
 	}
 }
 
-// A page of the jobs with a label few jobs have reads about its own jobs,
-// not every job after its cursor: the ended ones are read by an index of
-// the label's key, the status and _id, the active ones by theirs. In _id order among all jobs, a page of a campaign's label
-// read the history until it was full. The pages still hold every such job
-// once, in _id order, with a status of their own too; and a list by a key
+// A page of the jobs with a label, an owner or a queue that few jobs have
+// reads about its own jobs, not every job after its cursor: the ended ones
+// are read by an index of the field, the status and _id, the active ones by
+// theirs. In _id order among all jobs, a page of a campaign's label read
+// the history until it was full. The pages still hold every such job once,
+// in _id order, with a status of their own too; and a list by a label key
 // past the store's limit of such indexes is read in _id order, and right.
 func TestLabelledJobsPageReadsOnlyItsJobs(t *testing.T) {
 	e := newIndexedEnv(t)
 	const n, every, limit = 200, 20, 3
-	e.json(http.StatusCreated, http.MethodPost, "/queues", map[string]any{"name": "Q"}, nil)
+	for _, q := range []string{"Q", "R"} {
+		e.json(http.StatusCreated, http.MethodPost, "/queues", map[string]any{"name": q}, nil)
+	}
 	e.json(http.StatusCreated, http.MethodPost, "/applications", map[string]any{"name": "sim", "version": "1", "image": "registry.example/sim:1"}, nil)
-	var labelled, labelledFailed []string
+	var few, fewFailed []string // labelled, owned by alice, on queue R
 	for i := range n {
-		labels := map[string]string{"campaign": "c1"}
+		labels, queue := map[string]string{"campaign": "c1"}, "Q"
 		if i%every == every-1 {
-			labels["example.com/team"] = "adas"
+			labels["example.com/team"], queue = "adas", "R"
 		} else if i%every == 0 {
 			labels["example.com/team"] = "perception"
 		}
 		var out struct{ ID string }
-		e.json(http.StatusCreated, http.MethodPost, "/jobs", map[string]any{"queue_id": "Q", "application": map[string]any{"id": "sim:1"},
+		e.json(http.StatusCreated, http.MethodPost, "/jobs", map[string]any{"queue_id": queue, "application": map[string]any{"id": "sim:1"},
 			"worker_instances": 1, "labels": labels}, &out)
-		if labels["example.com/team"] == "adas" {
-			labelled = append(labelled, out.ID)
-			status := "running" // as the launcher writes them: some have not ended
+		owner := bson.D{{Key: "subject", Value: fmt.Sprint("sub-", i)}, {Key: "username", Value: fmt.Sprint("user", i)}}
+		status := "succeeded" // the others: waiting jobs would have their start estimates read
+		if queue == "R" {
+			few = append(few, out.ID)
+			owner = bson.D{{Key: "subject", Value: "sub-alice"}, {Key: "username", Value: "alice"}}
+			status = "running" // as the launcher writes them: some have not ended
 			if i%(2*every) == every-1 {
 				status = "failed"
-				labelledFailed = append(labelledFailed, out.ID)
-			}
-			if _, err := e.db.Collection("jobs").UpdateOne(context.Background(), bson.D{{Key: "_id", Value: out.ID}},
-				bson.D{{Key: "$set", Value: bson.D{{Key: "status", Value: status}}}}); err != nil {
-				t.Fatal(err)
+				fewFailed = append(fewFailed, out.ID)
 			}
 		}
+		if _, err := e.db.Collection("jobs").UpdateOne(context.Background(), bson.D{{Key: "_id", Value: out.ID}},
+			bson.D{{Key: "$set", Value: bson.D{{Key: "status", Value: status}, {Key: "owner", Value: owner}}}}); err != nil {
+			t.Fatal(err)
+		}
 	}
-	// The others succeeded: waiting jobs would have their start estimates read.
-	if _, err := e.db.Collection("jobs").UpdateMany(context.Background(), bson.D{{Key: "status", Value: "submitted"}},
-		bson.D{{Key: "$set", Value: bson.D{{Key: "status", Value: "succeeded"}}}}); err != nil {
-		t.Fatal(err)
+	slices.Sort(few)
+	slices.Sort(fewFailed)
+	for _, by := range []string{"label=example.com/team=adas", "owner=alice", "owner=sub-alice", "queue_id=R"} {
+		if got := e.jobPages(by, limit, 2*(limit+1)); !slices.Equal(got, few) {
+			t.Errorf("the pages of %s held %v, want %v", by, got, few)
+		}
+		if got := e.jobPages(by+"&status=failed", limit, 4*(limit+1)); !slices.Equal(got, fewFailed) {
+			t.Errorf("the pages of %s's failed jobs held %v, want %v", by, got, fewFailed)
+		}
 	}
-	slices.Sort(labelled)
-	slices.Sort(labelledFailed)
-	if got := e.jobPages("label=example.com/team=adas", limit, 2*(limit+1)); !slices.Equal(got, labelled) {
-		t.Errorf("the pages of the label held %v, want %v", got, labelled)
-	}
-	if got := e.jobPages("label=example.com/team=adas&status=failed", limit, 4*(limit+1)); !slices.Equal(got, labelledFailed) {
-		t.Errorf("the pages of the label's failed jobs held %v, want %v", got, labelledFailed)
-	}
+	labelled := few
 	// Fill the store's indexes on demand, then list by one more key.
 	for i := range ferretembed.MaxOnDemandIndexes {
 		e.json(http.StatusOK, http.MethodGet, fmt.Sprintf("/jobs?label=k%d=v", i), nil, nil)

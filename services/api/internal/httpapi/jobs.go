@@ -646,8 +646,8 @@ func (s *Server) pageOfIDs(ctx context.Context, sel jobSelection, limit int, cur
 // error wrapping errors.ErrUnsupported: the store does not read _ids in
 // order (one over the wire that predates it).
 func (s *Server) listJobsInIDOrder(ctx context.Context, sel jobSelection, limit int, cursor string) ([]*events.Job, bool, error) {
-	if len(sel.labels) > 0 {
-		items, more, err := s.listLabelledJobs(ctx, sel, limit, cursor)
+	if by, ok := sel.endedIndex(); ok {
+		items, more, err := s.listByEndedIndex(ctx, sel, by, limit, cursor)
 		if !errors.Is(err, errors.ErrUnsupported) {
 			return items, more, err
 		}
@@ -679,36 +679,82 @@ func (s *Server) listEndedJobs(ctx context.Context, sel jobSelection, limit int,
 	})
 }
 
-// listLabelledJobs is the page of the jobs sel selects, which asks for a
-// label and a status that has ended or none, read on the embedded store
-// by indexes (of several labels, the first key in order leads): the _ids
-// of the ended jobs with that label, after the cursor and in _id order,
-// from an index of the label's key, the status and _id (jobdoc.Labelled),
-// merged with those of the active jobs with the label, from the active
-// jobs' index with the label checked on its entries; then those jobs, a
-// batch at a time until the page is full (indexed.Reader.ScanWhereOr). A
-// campaign's label on a few jobs among many so reads those jobs; in _id
-// order among all jobs it read every job after the cursor
-// (docs/benchmarks.md). An error wrapping errors.ErrUnsupported: the store
-// does not read such an index (one over the wire that predates it, or one
-// that has as many indexes on demand as it makes).
-func (s *Server) listLabelledJobs(ctx context.Context, sel jobSelection, limit int, cursor string) ([]*events.Job, bool, error) {
-	key := slices.Min(slices.Collect(maps.Keys(sel.labels)))
-	value := sel.labels[key][0]
+// endedIndex is the field of sel that leads its list on the embedded store
+// when it asks for no status or one that has ended (listByEndedIndex): a
+// label (of several, the first key in order), else the owner, else the
+// queue; false: none of them.
+func (sel jobSelection) endedIndex() (endedIndex, bool) {
+	switch {
+	case len(sel.labels) > 0:
+		key := slices.Min(slices.Collect(maps.Keys(sel.labels)))
+		value := sel.labels[key][0]
+		return endedIndex{
+			ended: func(statuses ...string) []indexed.Clause {
+				return []indexed.Clause{jobdoc.Labelled(key, value, statuses...)}
+			},
+			active: []indexed.Cond{jobdoc.LabelCond(key, value)},
+		}, true
+	case sel.q.owner != "":
+		return endedIndex{
+			ended:  func(statuses ...string) []indexed.Clause { return jobdoc.OwnedEnded(sel.q.owner, statuses...) },
+			active: jobdoc.OwnerConds(sel.q.owner),
+		}, true
+	case sel.q.queueID != "": // sel.conds has it
+		return endedIndex{ended: func(statuses ...string) []indexed.Clause {
+			return []indexed.Clause{jobdoc.QueueEnded(sel.q.queueID, statuses...)}
+		}}, true
+	}
+	return endedIndex{}, false
+}
+
+// endedIndex is how listByEndedIndex finds the jobs of a field's value:
+// the ended ones by the clauses ended gives for their statuses (indexes
+// of the field, the status and _id), the active ones by theirs with
+// sel.conds and one of active (none: sel.conds alone).
+type endedIndex struct {
+	ended  func(statuses ...string) []indexed.Clause
+	active []indexed.Cond
+}
+
+// listByEndedIndex is the page of the jobs sel selects, which asks for no
+// status or one that has ended, read on the embedded store by indexes of
+// one of its fields (by, from endedIndex): the _ids of the ended jobs of
+// the field's value, after the cursor and in _id order, from an index of
+// the field, the status and _id that holds the ended jobs (jobdoc.Labelled,
+// OwnedEnded, QueueEnded: a job enters it with its final write, and the
+// writes of active jobs leave it alone), merged with those of the active
+// jobs of that value, from the active jobs' index with the field checked
+// on its entries; then those jobs, a batch at a time until the page is
+// full (indexed.Reader.ScanWhereOr). A campaign's label, an owner or a
+// queue of a few jobs among many so costs those jobs; in _id order among
+// all jobs it read every job after the cursor (docs/benchmarks.md). An
+// error wrapping errors.ErrUnsupported: the store does not read such an
+// index (one over the wire that predates it, or, for a label, one that has
+// as many indexes on demand as it makes).
+func (s *Server) listByEndedIndex(ctx context.Context, sel jobSelection, by endedIndex, limit int, cursor string) ([]*events.Job, bool, error) {
 	statuses := events.JobFinalStatuses()
 	var active []string
 	if sel.q.status != "" {
 		statuses = []string{sel.q.status}
 	} else {
-		var err error
-		active, err = s.active.IDs(ctx, indexed.Filter{All: append(sel.conds(), jobdoc.LabelCond(key, value)),
-			Any: []indexed.Clause{{jobdoc.ActiveStatus(events.JobActiveStatuses()...)}}})
-		if err != nil {
-			return nil, false, fmt.Errorf("list jobs: %w", err)
+		alts := [][]indexed.Cond{nil}
+		if len(by.active) > 0 {
+			alts = alts[:0]
+			for _, c := range by.active {
+				alts = append(alts, []indexed.Cond{c})
+			}
+		}
+		for _, alt := range alts {
+			ids, err := s.active.IDs(ctx, indexed.Filter{All: append(sel.conds(), alt...),
+				Any: []indexed.Clause{{jobdoc.ActiveStatus(events.JobActiveStatuses()...)}}})
+			if err != nil {
+				return nil, false, fmt.Errorf("list jobs: %w", err)
+			}
+			active = append(active, ids...)
 		}
 	}
 	return sel.page(limit, func(want int, all []indexed.Cond, keep func(bson.Raw) (bool, error)) error {
-		return s.active.ScanWhereOr(ctx, jobdoc.Labelled(key, value, statuses...), active, cursor, want, all, keep)
+		return s.active.ScanWhereOr(ctx, by.ended(statuses...), active, cursor, want, all, keep)
 	})
 }
 
