@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -84,9 +85,11 @@ func (s *Server) MatchingIDs(ctx context.Context, db, coll string, where, residu
 }
 
 // MatchingVersions is MatchingIDs with each match's value of the numeric
-// field versionPath (-1 where it has none), read from the same rows: a
-// caller that holds documents at known versions (the scheduler's resync)
-// then reads only those whose version moved.
+// or date (Unix milliseconds) field versionPath (NoValue where it has
+// none), read from the same rows: a caller that holds documents at known
+// versions (the scheduler's resync) then reads only those whose version
+// moved.
+
 func (s *Server) MatchingVersions(ctx context.Context, db, coll string, where, residual []FieldCond, versionPath string) ([]string, []int64, error) {
 	if !fieldPath.MatchString(versionPath) {
 		return nil, nil, fmt.Errorf("matching versions in %s.%s: unsupported version path %q", db, coll, versionPath)
@@ -95,13 +98,18 @@ func (s *Server) MatchingVersions(ctx context.Context, db, coll string, where, r
 	ids := make([]string, len(got))
 	versions := make([]int64, len(got))
 	for i, o := range got {
-		ids[i], versions[i] = o.id, -1
+		ids[i], versions[i] = o.id, NoValue
 		if o.valid {
 			versions[i] = int64(o.key)
 		}
 	}
 	return ids, versions, err
 }
+
+// NoValue is MatchingVersions' value of a match that has none (absent or
+// null): no value a field holds, a negative one included. Until lookup
+// version 6 it was -1.
+const NoValue = math.MinInt64
 
 // LatestIDs is MatchingIDs for at most limit documents, those with the
 // greatest values of the field orderPath (a date or a number): the index is

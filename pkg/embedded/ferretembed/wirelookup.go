@@ -38,6 +38,12 @@ import (
 // avxrmIDsBefore with version 4, likewise; avxrmMatchingIDsAfter with
 // version 5: a client that meets an older store reads its list by
 // avxrmIDsAfter (or, older still, sends it to the store as it is).
+// Conditions onDemand, whose paths may hold a label's key, came with
+// version 6, and so did NoValue in avxrmMatchingVersions' versions for a
+// match without one (-1 before); a client does not send such conditions to
+// an older store, and reads its -1 as none. A read the store does not serve
+// that way (ErrIndexLimit) fails with NotImplemented (238), which a client
+// takes as errors.ErrUnsupported.
 //
 // They take neither the write lock (they only read SQLite beside FerretDB,
 // as the all-in-one's Lookup does) nor a read slot (they read index entries,

@@ -25,8 +25,8 @@ func (r *Reader) Count(ctx context.Context, f Filter) (int, error) {
 	return len(ids), err
 }
 
-// Values is the value of the numeric field path of each document matching
-// f (0 where it has none). With a Lookup the values come from the index
+// Values is the value of the numeric or date (Unix milliseconds) field
+// path of each document matching f (0 where it has none). With a Lookup the values come from the index
 // read that finds the _ids (MatchingVersions), so no document is read but
 // those whose value it could not give (a store over the wire that predates
 // it gives none); without one (MongoDB) the matches are read, path alone.
@@ -39,7 +39,7 @@ func (r *Reader) Values(ctx context.Context, f Filter, path string) (map[string]
 			return nil, err
 		}
 		for id, v := range found {
-			if v >= 0 {
+			if v != NoValue {
 				values[id] = v
 			} else {
 				unknown[id] = true
@@ -62,7 +62,11 @@ func (r *Reader) Values(ctx context.Context, f Filter, path string) (map[string]
 	keys := strings.Split(path, ".")
 	for _, d := range docs {
 		if id, ok := d.Lookup("_id").StringValueOK(); ok {
-			v, _ := d.Lookup(keys...).AsInt64OK()
+			raw := d.Lookup(keys...)
+			v, ok := raw.AsInt64OK()
+			if t, isTime := raw.DateTimeOK(); !ok && isTime {
+				v = t // Unix milliseconds, as the index gives a date
+			}
 			values[id] = v
 		}
 	}

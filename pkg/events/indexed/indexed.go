@@ -54,6 +54,11 @@ type Cond struct {
 	OnDemand bool
 }
 
+// NoValue is a Lookup's MatchingVersions value of a match whose value it
+// cannot give (the embedded store's ferretembed.NoValue): any value a
+// field may hold, a negative one included, is given as it is.
+const NoValue = math.MinInt64
+
 // Clause holds when all of its conditions hold. Its first condition must
 // have In values: it leads the index that serves the clause.
 type Clause []Cond
@@ -72,8 +77,9 @@ type Filter struct {
 type Lookup interface {
 	MatchingIDs(ctx context.Context, coll string, where, residual []Cond) ([]string, error)
 	// MatchingVersions is MatchingIDs with each match's value of the
-	// numeric field versionPath, read from the index's rows without reading
-	// the documents (-1: unknown, read the document).
+	// numeric or date (Unix milliseconds) field versionPath, read from the
+	// index's rows without reading the documents (NoValue: unknown, read
+	// the document).
 	MatchingVersions(ctx context.Context, coll string, where, residual []Cond, versionPath string) (map[string]int64, error)
 	// LatestIDs returns the _ids of at most limit documents meeting where,
 	// those with the greatest values of orderPath.
@@ -142,7 +148,7 @@ func (r *Reader) FindChanged(ctx context.Context, f Filter, versionPath string, 
 	}
 	read := map[string]bool{}
 	for id, v := range versions {
-		if k, ok := known[id]; ok && v >= 0 && k == v {
+		if k, ok := known[id]; ok && v != NoValue && k == v {
 			unchanged = append(unchanged, id)
 		} else {
 			read[id] = true
@@ -156,12 +162,12 @@ func (r *Reader) FindChanged(ctx context.Context, f Filter, versionPath string, 
 }
 
 // versions is the value of the numeric field path of each match of f as
-// the Lookup's index read gives it: -1 where it gives none, and for f.IDs,
+// the Lookup's index read gives it: NoValue where it gives none, and for f.IDs,
 // which come from no index (the caller reads those documents).
 func (r *Reader) versions(ctx context.Context, f Filter, path string) (map[string]int64, error) {
 	versions := map[string]int64{}
 	for _, id := range f.IDs {
-		versions[id] = -1
+		versions[id] = NoValue
 	}
 	for _, c := range f.Any {
 		found, err := r.Lookup.MatchingVersions(ctx, r.Coll.Name(), c, f.All, path)
@@ -169,7 +175,7 @@ func (r *Reader) versions(ctx context.Context, f Filter, path string) (map[strin
 			return nil, fmt.Errorf("find in %s: %w", r.Coll.Name(), err)
 		}
 		for id, v := range found {
-			if _, seen := versions[id]; !seen || v >= 0 {
+			if _, seen := versions[id]; !seen || v != NoValue {
 				versions[id] = v
 			}
 		}

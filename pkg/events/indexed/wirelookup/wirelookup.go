@@ -107,8 +107,8 @@ func (l lookup) MatchingVersions(ctx context.Context, coll string, where, residu
 	}
 	out := make(map[string]int64, len(reply.IDs))
 	for i, id := range reply.IDs {
-		out[id] = -1
-		if i < len(reply.Versions) {
+		out[id] = indexed.NoValue
+		if i < len(reply.Versions) && !(l.noOnDemand && reply.Versions[i] == -1) { // before version 6: -1 for none
 			out[id] = reply.Versions[i]
 		}
 	}

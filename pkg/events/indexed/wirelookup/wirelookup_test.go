@@ -100,10 +100,23 @@ func TestWireLookupAnswersAsInProcess(t *testing.T) {
 		t.Error("MatchingVersions with a bad version path: no error")
 	}
 	// A store of before avxrmMatchingVersions: every match, version unknown
-	// (-1), so that the caller reads each.
+	// (NoValue), so that the caller reads each.
 	old, err := wirelookup.NewV1(db).MatchingVersions(ctx, "jobs", where, residual, "version")
-	if err != nil || len(old) != 2 || old["p"] != -1 || old["r"] != -1 {
-		t.Errorf("MatchingVersions from a version-1 store = %v, %v; want p and r at -1", old, err)
+	if err != nil || len(old) != 2 || old["p"] != indexed.NoValue || old["r"] != indexed.NoValue {
+		t.Errorf("MatchingVersions from a version-1 store = %v, %v; want p and r at NoValue", old, err)
+	}
+	// A negative value is given as it is, none as NoValue, both ways; a
+	// store of before version 6 gave -1 for none, which is read as none.
+	if _, err := coll.UpdateOne(ctx, bson.D{{Key: "_id", Value: "p"}}, bson.D{{Key: "$set", Value: bson.D{{Key: "prio", Value: -1}}}}); err != nil {
+		t.Fatal(err)
+	}
+	for i, l := range []indexed.Lookup{wire, local} {
+		if got, err := l.MatchingVersions(ctx, "jobs", where, residual, "prio"); err != nil || got["p"] != -1 || got["r"] != indexed.NoValue {
+			t.Errorf("MatchingVersions of a negative value and of none (lookup %d) = %v, %v; want p -1, r NoValue", i, got, err)
+		}
+	}
+	if got, err := wirelookup.NewV5(db).MatchingVersions(ctx, "jobs", where, residual, "prio"); err != nil || got["p"] != indexed.NoValue || got["r"] != indexed.NoValue {
+		t.Errorf("MatchingVersions as from a version 5 store = %v, %v; want p and r NoValue (-1 read as none)", got, err)
 	}
 
 	sameIDs(t, "IDsAfter", []string{"done-0000", "done-0001"},

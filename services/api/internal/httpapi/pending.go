@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"sort"
@@ -150,9 +151,10 @@ func (s *Server) listPending(ctx context.Context, in *listPendingInput) (*pendin
 		return nil, err
 	}
 	ownOnly := readable != nil && !readable[q.Res.ID]
-	// By the index of the active jobs: a find of the queue's waiting jobs
-	// made FerretDB decode every job it holds (3-8 s with 10,000 waiting).
-	jobs, err := indexed.FindAll[pendingDoc](ctx, s.active, queueJobs(q.Res.ID, events.JobSubmitted, events.JobPending))
+	// The order from the index of the active jobs (each waiting job's
+	// priority and submission, no job read), then the page's jobs: reading
+	// every waiting job to order them took 0.9-1.9 s with 10,000 waiting.
+	keys, err := s.waitingOrder(ctx, q.Res.ID)
 	if err != nil {
 		return nil, err
 	}
@@ -160,9 +162,7 @@ func (s *Server) listPending(ctx context.Context, in *listPendingInput) (*pendin
 	if err != nil {
 		return nil, err
 	}
-	// The scheduler's order (package admit): priority, submission, id.
-	slices.SortFunc(jobs, func(a, b pendingDoc) int { return compareOrder(&a.Job, &b.Job) })
-	var after *events.Job // the cursor's job: the page starts after it in the order
+	from := 0 // the first key after the cursor's job in the order
 	if in.Cursor != "" {
 		var c events.Job
 		err := s.opts.Store.DB.Collection(store.Jobs).FindOne(ctx, bson.D{{Key: "_id", Value: in.Cursor}},
@@ -173,37 +173,102 @@ func (s *Server) listPending(ctx context.Context, in *listPendingInput) (*pendin
 		if err != nil {
 			return nil, err
 		}
-		after = &c
+		after := waitingKey{id: in.Cursor, priority: int64(c.Priority), submitted: c.SubmittedAt.UnixMilli()}
+		from, _ = slices.BinarySearchFunc(keys, after, func(k, after waitingKey) int {
+			if c := compareKeys(k, after); c != 0 {
+				return c
+			}
+			return -1 // the cursor's job itself is before
+		})
 	}
 	limit := cmp.Or(in.Limit, 50)
 	out := PendingList{Items: []PendingJob{}}
-	pos := 0
-	for i := range jobs {
-		j := &jobs[i]
-		if j.Deleted {
-			continue
+	for i := from; i < len(keys); {
+		// The page's jobs, in a read; a caller listed its own only reads
+		// on in steps of 100 until its page is full.
+		step := limit + 1 - len(out.Items)
+		if ownOnly {
+			step = max(step, 100)
 		}
-		pos++
-		if after != nil && compareOrder(&j.Job, after) <= 0 || ownOnly && (j.Owner == nil || j.Owner.Subject != p.Subject) {
-			continue
+		chunk := keys[i:min(len(keys), i+step)]
+		ids := make([]string, len(chunk))
+		for n, k := range chunk {
+			ids[n] = k.id
 		}
-		if len(out.Items) == limit {
-			out.NextCursor = out.Items[len(out.Items)-1].ID
-			break
+		docs, err := indexed.FindAll[pendingDoc](ctx, s.active, indexed.Filter{IDs: ids, All: queueJobs(q.Res.ID).All})
+		if err != nil {
+			return nil, err
 		}
-		p := PendingJob{ID: j.ID, Name: j.Name, QueuePosition: pos, Status: j.Status, WorkerInstances: j.WorkerInstances,
-			Priority: j.Priority, SubmittedAt: j.SubmittedAt, EstimateBasis: events.BasisUnknown}
-		p.EstimatedStartAt.Set(nil)
-		if e, ok := ests[j.ID]; ok {
-			p.EstimatedStartAt.Set(e.StartAt)
-			p.EstimateBasis = e.Basis
+		byID := make(map[string]*pendingDoc, len(docs))
+		for n := range docs {
+			byID[docs[n].ID] = &docs[n]
 		}
-		if c := jobdoc.FindCondition(&j.Job, jobdoc.CondAdmitted); c != nil {
-			p.Reason, p.Message = c.Reason, c.Message
+		for n, k := range chunk {
+			j := byID[k.id]
+			if j == nil || j.Deleted || !waitingStatus(j.Status) || ownOnly && (j.Owner == nil || j.Owner.Subject != p.Subject) {
+				continue // admitted since the order was read, or not the caller's
+			}
+			if len(out.Items) == limit {
+				out.NextCursor = out.Items[len(out.Items)-1].ID
+				return &pendingOutput{Body: out}, nil
+			}
+			p := PendingJob{ID: j.ID, Name: j.Name, QueuePosition: i + n + 1, Status: j.Status, WorkerInstances: j.WorkerInstances,
+				Priority: j.Priority, SubmittedAt: j.SubmittedAt, EstimateBasis: events.BasisUnknown}
+			p.EstimatedStartAt.Set(nil)
+			if e, ok := ests[j.ID]; ok {
+				p.EstimatedStartAt.Set(e.StartAt)
+				p.EstimateBasis = e.Basis
+			}
+			if c := jobdoc.FindCondition(&j.Job, jobdoc.CondAdmitted); c != nil {
+				p.Reason, p.Message = c.Reason, c.Message
+			}
+			out.Items = append(out.Items, p)
 		}
-		out.Items = append(out.Items, p)
+		i += len(chunk)
 	}
 	return &pendingOutput{Body: out}, nil
+}
+
+// waitingKey is a waiting job's place in the scheduler's order: its
+// priority and submission (Unix milliseconds, as the store keeps it).
+type waitingKey struct {
+	id                  string
+	priority, submitted int64
+}
+
+// waitingOrder is the waiting jobs of queue queueID in the scheduler's
+// order, from two reads of the active jobs' index that read no job
+// (indexed.Reader.Values: their priority, their submission). A job that
+// ended or was submitted between the two is left out.
+func (s *Server) waitingOrder(ctx context.Context, queueID string) ([]waitingKey, error) {
+	f := queueJobs(queueID, events.JobSubmitted, events.JobPending)
+	priority, err := s.active.Values(ctx, f, "priority")
+	if err != nil {
+		return nil, fmt.Errorf("read the order of the waiting jobs: %w", err)
+	}
+	submitted, err := s.active.Values(ctx, f, "submitted_at")
+	if err != nil {
+		return nil, fmt.Errorf("read the order of the waiting jobs: %w", err)
+	}
+	keys := make([]waitingKey, 0, len(priority))
+	for id, p := range priority {
+		if t, ok := submitted[id]; ok {
+			keys = append(keys, waitingKey{id: id, priority: p, submitted: t})
+		}
+	}
+	slices.SortFunc(keys, compareKeys)
+	return keys, nil
+}
+
+// compareKeys is compareOrder on waiting keys.
+func compareKeys(a, b waitingKey) int {
+	if c := cmp.Compare(b.priority, a.priority); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(a.submitted, b.submitted); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.id, b.id)
 }
 
 // pendingDoc is what GET /queues/{queue_id}/pending reads of a job.
