@@ -89,7 +89,6 @@ func (s *Server) MatchingIDs(ctx context.Context, db, coll string, where, residu
 // none), read from the same rows: a caller that holds documents at known
 // versions (the scheduler's resync) then reads only those whose version
 // moved.
-
 func (s *Server) MatchingVersions(ctx context.Context, db, coll string, where, residual []FieldCond, versionPath string) ([]string, []int64, error) {
 	if !fieldPath.MatchString(versionPath) {
 		return nil, nil, fmt.Errorf("matching versions in %s.%s: unsupported version path %q", db, coll, versionPath)

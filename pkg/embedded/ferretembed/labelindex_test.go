@@ -18,9 +18,11 @@ import (
 // JSON path (events.LabelField: "example.com/team" is stored as
 // "example%2Ecom/team") and an ended status, in _id order, from an index of
 // that key, the status and _id that holds only the ended documents with the
-// key (jobdoc.Labelled), searched in its order (no scan, no sort). A table has at most MaxOnDemandIndexes such indexes: a
-// read that would make one more fails with ErrIndexLimit (errors.ErrUnsupported),
-// while the keys that have one, and the services' own indexes, are still read.
+// key (jobdoc.Labelled), searched in its order (no scan, no sort). A table
+// has at most MaxOnDemandIndexes such indexes: a read that would make one
+// more fails with ErrIndexLimit (errors.ErrUnsupported), while the keys
+// that have one, and the services' own indexes, are still read; a path
+// that could break out of its quotes is refused.
 func TestOnDemandIndexOfALabelKey(t *testing.T) {
 	ctx := testContext(t)
 	uri, srv := mongotest.Start(t)

@@ -26,10 +26,11 @@ func (r *Reader) Count(ctx context.Context, f Filter) (int, error) {
 }
 
 // Values is the value of the numeric or date (Unix milliseconds) field
-// path of each document matching f (0 where it has none). With a Lookup the values come from the index
-// read that finds the _ids (MatchingVersions), so no document is read but
-// those whose value it could not give (a store over the wire that predates
-// it gives none); without one (MongoDB) the matches are read, path alone.
+// path of each document matching f (0 where it has none). With a Lookup
+// the values come from the index read that finds the _ids
+// (MatchingVersions), so no document is read but those whose value it
+// could not give (a store over the wire that predates it gives none);
+// without one (MongoDB) the matches are read, path alone.
 func (r *Reader) Values(ctx context.Context, f Filter, path string) (map[string]int64, error) {
 	values := map[string]int64{}
 	unknown := map[string]bool{}

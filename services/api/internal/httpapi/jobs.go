@@ -639,14 +639,15 @@ func (s *Server) pageOfIDs(ctx context.Context, sel jobSelection, limit int, cur
 // of one that has ended, read in _id order from the cursor on
 // (indexed.Reader.Scan) on the embedded store: a page of every job reads
 // its limit+1 jobs, a page that the filters select few jobs for the jobs
-// from its cursor to its last (of an ended status, listEndedJobs reads its
-// own jobs instead, unless the store predates it); a find with the cursor
+// from its cursor to its last (by a label, an owner or a queue,
+// listByEndedIndex reads their own jobs instead, and of an ended status
+// listEndedJobs, unless the store predates them); a find with the cursor
 // and a sort by _id decoded every job the store holds for each page (23 s
 // for `avxrm jobs ls -A` with 2,005 jobs stored, docs/benchmarks.md). An
 // error wrapping errors.ErrUnsupported: the store does not read _ids in
 // order (one over the wire that predates it).
 func (s *Server) listJobsInIDOrder(ctx context.Context, sel jobSelection, limit int, cursor string) ([]*events.Job, bool, error) {
-	if by, ok := sel.endedIndex(); ok {
+	if by, ok := sel.leadingIndex(); ok {
 		items, more, err := s.listByEndedIndex(ctx, sel, by, limit, cursor)
 		if !errors.Is(err, errors.ErrUnsupported) {
 			return items, more, err
@@ -679,11 +680,11 @@ func (s *Server) listEndedJobs(ctx context.Context, sel jobSelection, limit int,
 	})
 }
 
-// endedIndex is the field of sel that leads its list on the embedded store
-// when it asks for no status or one that has ended (listByEndedIndex): a
-// label (of several, the first key in order), else the owner, else the
-// queue; false: none of them.
-func (sel jobSelection) endedIndex() (endedIndex, bool) {
+// leadingIndex is how the field of sel that leads its list on the
+// embedded store, when it asks for no status or one that has ended
+// (listByEndedIndex), is read: a label (of several, the first key in
+// order), else the owner, else the queue; false: none of them.
+func (sel jobSelection) leadingIndex() (endedIndex, bool) {
 	switch {
 	case len(sel.labels) > 0:
 		key := slices.Min(slices.Collect(maps.Keys(sel.labels)))
@@ -718,7 +719,7 @@ type endedIndex struct {
 
 // listByEndedIndex is the page of the jobs sel selects, which asks for no
 // status or one that has ended, read on the embedded store by indexes of
-// one of its fields (by, from endedIndex): the _ids of the ended jobs of
+// one of its fields (by, from leadingIndex): the _ids of the ended jobs of
 // the field's value, after the cursor and in _id order, from an index of
 // the field, the status and _id that holds the ended jobs (jobdoc.Labelled,
 // OwnedEnded, QueueEnded: a job enters it with its final write, and the

@@ -212,17 +212,17 @@ func (s *Server) listPending(ctx context.Context, in *listPendingInput) (*pendin
 				out.NextCursor = out.Items[len(out.Items)-1].ID
 				return &pendingOutput{Body: out}, nil
 			}
-			p := PendingJob{ID: j.ID, Name: j.Name, QueuePosition: i + n + 1, Status: j.Status, WorkerInstances: j.WorkerInstances,
+			item := PendingJob{ID: j.ID, Name: j.Name, QueuePosition: i + n + 1, Status: j.Status, WorkerInstances: j.WorkerInstances,
 				Priority: j.Priority, SubmittedAt: j.SubmittedAt, EstimateBasis: events.BasisUnknown}
-			p.EstimatedStartAt.Set(nil)
+			item.EstimatedStartAt.Set(nil)
 			if e, ok := ests[j.ID]; ok {
-				p.EstimatedStartAt.Set(e.StartAt)
-				p.EstimateBasis = e.Basis
+				item.EstimatedStartAt.Set(e.StartAt)
+				item.EstimateBasis = e.Basis
 			}
 			if c := jobdoc.FindCondition(&j.Job, jobdoc.CondAdmitted); c != nil {
-				p.Reason, p.Message = c.Reason, c.Message
+				item.Reason, item.Message = c.Reason, c.Message
 			}
-			out.Items = append(out.Items, p)
+			out.Items = append(out.Items, item)
 		}
 		i += len(chunk)
 	}
