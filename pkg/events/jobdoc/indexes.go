@@ -11,13 +11,14 @@ import (
 // On the embedded store each index is partial: it holds only the jobs a
 // hot read is for (the active ones, those with a cleanup or a post
 // controller to do, the jobs of arrays, the ended ones for the run history
-// and for the lists of an ended status). SQLite updates an index on every
-// write to a job it holds, and FerretDB rewrites the whole document on
-// every write, so a full index costs every write of every job; a partial
-// one only the writes of its jobs. A job that has ended and is neither in
-// an array nor being cleaned up is in the ended jobs' index and (succeeded
-// or failed) the run history's alone, and a running one in the active index
-// alone.
+// and for the lists of an ended status, of a queue, an owner or a label).
+// SQLite updates an index on every write to a job it holds, and FerretDB
+// rewrites the whole document on every write, so a full index costs every
+// write of every job; a partial one only the writes of its jobs. A job that
+// has ended and is neither in an array nor being cleaned up is in the ended
+// jobs' indexes alone (its status's, and those of its queue, owner and
+// labels that lists have made) and (succeeded or failed) the run history's,
+// and a running one in the active index alone.
 
 var (
 	activeStatuses = []any{events.JobSubmitted, events.JobPending, events.JobAdmitted, events.JobRunning}
