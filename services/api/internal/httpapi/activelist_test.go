@@ -222,7 +222,8 @@ func TestQueueUsageReadsNoJob(t *testing.T) {
 // The pending list's order (priority, then submission) comes from the
 // index of the active jobs, and a page reads only its own jobs: it read
 // every waiting job of the queue to order them (0.9-1.9 s for 10,000).
-// Without the index (MongoDB) the same order comes from the store.
+// Without the index (MongoDB) the same order comes from the store. A job
+// the scheduler has not placed gets its position from the same order.
 func TestPendingListReadsOnlyItsPage(t *testing.T) {
 	for name, e := range map[string]*artifactEnv{"by index": newIndexedEnv(t), "without": newEnvOn(t, nil, false)} {
 		t.Run(name, func(t *testing.T) {
@@ -274,6 +275,17 @@ func TestPendingListReadsOnlyItsPage(t *testing.T) {
 			}
 			if !slices.Equal(got, ids) {
 				t.Errorf("the pages held\n%v\nwant\n%v", got, ids)
+			}
+			// Not placed by a scheduler (none runs here), each job's
+			// position is counted from the same order.
+			for i, id := range ids {
+				var j struct {
+					QueuePosition *int `json:"queue_position"`
+				}
+				e.json(http.StatusOK, http.MethodGet, "/jobs/"+id, nil, &j)
+				if j.QueuePosition == nil || *j.QueuePosition != i+1 {
+					t.Errorf("GET /jobs/%s: queue_position %v, want %d", id, j.QueuePosition, i+1)
+				}
 			}
 		})
 	}

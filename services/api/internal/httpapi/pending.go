@@ -68,19 +68,20 @@ func (s *Server) joinEstimates(ctx context.Context, jobs ...*events.Job) {
 
 // countPositions gives the jobs js of queue queueID, not in its snapshot
 // yet, their places among the queue's waiting jobs in the scheduler's
-// order, from one read of those jobs (a count per job would read the
-// queue's jobs once per job: a page of a fresh 10,000-job array would take
-// minutes on the embedded store); on failure they stay without one.
+// order, from one read of that order (waitingOrder, from the index: a
+// count per job would read the queue's jobs once per job, and a page of a
+// fresh 10,000-job array would take minutes on the embedded store); on
+// failure they stay without one.
 func (s *Server) countPositions(ctx context.Context, queueID string, js []*events.Job) {
-	waiting, err := indexed.FindAll[*events.Job](ctx, s.active, queueJobs(queueID, events.JobSubmitted, events.JobPending))
+	keys, err := s.waitingOrder(ctx, queueID)
 	if err != nil {
 		s.opts.Logger.Warn("count the jobs ahead", "queue", queueID, "err", err)
 		return
 	}
-	slices.SortFunc(waiting, compareOrder)
 	for _, j := range js {
 		// The jobs strictly ahead of j: j itself may have moved on since.
-		pos := sort.Search(len(waiting), func(i int) bool { return compareOrder(waiting[i], j) >= 0 }) + 1
+		k := keyOf(j)
+		pos := sort.Search(len(keys), func(i int) bool { return compareKeys(keys[i], k) >= 0 }) + 1
 		j.QueuePosition = &pos
 	}
 }
@@ -173,7 +174,8 @@ func (s *Server) listPending(ctx context.Context, in *listPendingInput) (*pendin
 		if err != nil {
 			return nil, err
 		}
-		after := waitingKey{id: in.Cursor, priority: int64(c.Priority), submitted: c.SubmittedAt.UnixMilli()}
+		c.ID = in.Cursor
+		after := keyOf(&c)
 		from, _ = slices.BinarySearchFunc(keys, after, func(k, after waitingKey) int {
 			if c := compareKeys(k, after); c != 0 {
 				return c
@@ -260,7 +262,13 @@ func (s *Server) waitingOrder(ctx context.Context, queueID string) ([]waitingKey
 	return keys, nil
 }
 
-// compareKeys is compareOrder on waiting keys.
+// keyOf is job j's waitingKey.
+func keyOf(j *events.Job) waitingKey {
+	return waitingKey{id: j.ID, priority: int64(j.Priority), submitted: j.SubmittedAt.UnixMilli()}
+}
+
+// compareKeys is the scheduler's order of waiting jobs (package admit):
+// priority (higher first), submission (older first), id.
 func compareKeys(a, b waitingKey) int {
 	if c := cmp.Compare(b.priority, a.priority); c != 0 {
 		return c
@@ -275,16 +283,4 @@ func compareKeys(a, b waitingKey) int {
 type pendingDoc struct {
 	events.Job `bson:",inline"`
 	Deleted    bool `bson:"_deleted"`
-}
-
-// compareOrder is the scheduler's order of pending jobs (package admit):
-// priority (higher first), submission (older first), id.
-func compareOrder(a, b *events.Job) int {
-	if c := cmp.Compare(b.Priority, a.Priority); c != 0 {
-		return c
-	}
-	if c := a.SubmittedAt.Compare(b.SubmittedAt); c != 0 {
-		return c
-	}
-	return cmp.Compare(a.ID, b.ID)
 }
