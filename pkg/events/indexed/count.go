@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
@@ -72,4 +73,28 @@ func (r *Reader) Values(ctx context.Context, f Filter, path string) (map[string]
 		}
 	}
 	return values, nil
+}
+
+// FindIDs returns the _ids of the documents of coll that filter matches,
+// read with a projection of _id alone (opts may add a sort and a limit;
+// nil: none): for a caller that needs only which documents match.
+func FindIDs(ctx context.Context, coll *mongo.Collection, filter bson.D, opts *options.FindOptionsBuilder) ([]string, error) {
+	if opts == nil {
+		opts = options.Find()
+	}
+	cur, err := coll.Find(ctx, filter, opts.SetProjection(bson.D{{Key: "_id", Value: 1}}))
+	if err != nil {
+		return nil, err
+	}
+	var docs []struct {
+		ID string `bson:"_id"`
+	}
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, err
+	}
+	ids := make([]string, len(docs))
+	for i, d := range docs {
+		ids[i] = d.ID
+	}
+	return ids, nil
 }

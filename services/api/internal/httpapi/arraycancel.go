@@ -7,9 +7,9 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/avxrm/rm/pkg/events"
+	"github.com/avxrm/rm/pkg/events/indexed"
 	"github.com/avxrm/rm/pkg/events/jobdoc"
 	"github.com/avxrm/rm/pkg/events/outbox"
 )
@@ -128,19 +128,13 @@ func (s *Server) SweepArrayCancels(ctx context.Context) {
 
 // sweepArrayCancels starts the cancel of every cancelled array.
 func (s *Server) sweepArrayCancels(ctx context.Context) error {
-	cur, err := s.opts.Store.DB.Collection(events.JobArraysCollection).Find(ctx,
-		bson.D{{Key: "cancel_requested", Value: true}, outbox.NotDeleted()}, options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}}))
+	arrays, err := indexed.FindIDs(ctx, s.opts.Store.DB.Collection(events.JobArraysCollection),
+		bson.D{{Key: "cancel_requested", Value: true}, outbox.NotDeleted()}, nil)
 	if err != nil {
 		return fmt.Errorf("find cancelled arrays: %w", err)
 	}
-	var arrays []struct {
-		ID string `bson:"_id"`
-	}
-	if err := cur.All(ctx, &arrays); err != nil {
-		return fmt.Errorf("find cancelled arrays: %w", err)
-	}
-	for _, a := range arrays {
-		s.cancelArrayJobsLater(a.ID)
+	for _, id := range arrays {
+		s.cancelArrayJobsLater(id)
 	}
 	return nil
 }

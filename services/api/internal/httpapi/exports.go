@@ -15,6 +15,7 @@ import (
 	"github.com/avxrm/rm/pkg/blob"
 	"github.com/avxrm/rm/pkg/events"
 	"github.com/avxrm/rm/pkg/events/exportdoc"
+	"github.com/avxrm/rm/pkg/events/indexed"
 	"github.com/avxrm/rm/pkg/events/outbox"
 	"github.com/avxrm/rm/services/api/internal/problem"
 	"github.com/avxrm/rm/services/api/internal/store"
@@ -332,20 +333,9 @@ func (s *Server) deleteExport(ctx context.Context, in *exportIfMatch) (*struct{}
 
 // exportIDsOfJob returns the ids of job's live exports.
 func (s *Server) exportIDsOfJob(ctx context.Context, jobID string) ([]string, error) {
-	cur, err := s.exportsColl().Find(ctx, bson.D{{Key: "job_id", Value: jobID}, outbox.NotDeleted()},
-		options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}}))
+	ids, err := indexed.FindIDs(ctx, s.exportsColl(), bson.D{{Key: "job_id", Value: jobID}, outbox.NotDeleted()}, nil)
 	if err != nil {
 		return nil, fmt.Errorf("list exports of %s: %w", jobID, err)
-	}
-	var docs []struct {
-		ID string `bson:"_id"`
-	}
-	if err := cur.All(ctx, &docs); err != nil {
-		return nil, fmt.Errorf("list exports of %s: %w", jobID, err)
-	}
-	ids := make([]string, len(docs))
-	for i, d := range docs {
-		ids[i] = d.ID
 	}
 	return ids, nil
 }

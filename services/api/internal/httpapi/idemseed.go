@@ -11,11 +11,11 @@ import (
 	"time"
 
 	"github.com/avxrm/rm/pkg/events"
+	"github.com/avxrm/rm/pkg/events/indexed"
 	"github.com/avxrm/rm/pkg/events/outbox"
 	"github.com/avxrm/rm/services/api/internal/problem"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 // What an Idempotency-Key ties to is the resource its request creates, not
@@ -159,20 +159,13 @@ func (s *Server) completeJobArray(ctx context.Context, arrID string, jobs []*eve
 	}
 	for attempt := 0; ; attempt++ {
 		// Tombstones count: a deleted job of the array was stored.
-		cur, err := s.jobs.Jobs().Find(ctx, bson.D{{Key: "array_id", Value: arrID}},
-			options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}}))
+		ids, err := indexed.FindIDs(ctx, s.jobs.Jobs(), bson.D{{Key: "array_id", Value: arrID}}, nil)
 		if err != nil {
 			return nil, fmt.Errorf("list the jobs of array %s: %w", arrID, err)
 		}
-		var ids []struct {
-			ID string `bson:"_id"`
-		}
-		if err := cur.All(ctx, &ids); err != nil {
-			return nil, fmt.Errorf("list the jobs of array %s: %w", arrID, err)
-		}
 		stored := make(map[string]bool, len(ids))
-		for _, d := range ids {
-			stored[d.ID] = true
+		for _, id := range ids {
+			stored[id] = true
 		}
 		var missing []*events.Job
 		for _, j := range jobs {

@@ -151,20 +151,10 @@ func (s *Server) expiredJobs(ctx context.Context, cutoff time.Time, limit int) (
 		{Key: "finished_at", Value: bson.D{{Key: "$lt", Value: cutoff}}},
 		{Key: outbox.DeletedField, Value: bson.D{{Key: "$exists", Value: false}}},
 	}
-	cur, err := s.opts.Store.DB.Collection(store.Jobs).Find(ctx, filter, options.Find().
-		SetSort(bson.D{{Key: "_id", Value: 1}}).SetLimit(int64(limit)).SetProjection(bson.D{{Key: "_id", Value: 1}}))
+	ids, err := indexed.FindIDs(ctx, s.opts.Store.DB.Collection(store.Jobs), filter,
+		options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}).SetLimit(int64(limit)))
 	if err != nil {
 		return nil, fmt.Errorf("find the jobs past their retention: %w", err)
-	}
-	var docs []struct {
-		ID string `bson:"_id"`
-	}
-	if err := cur.All(ctx, &docs); err != nil {
-		return nil, fmt.Errorf("find the jobs past their retention: %w", err)
-	}
-	ids := make([]string, len(docs))
-	for i, d := range docs {
-		ids[i] = d.ID
 	}
 	return ids, nil
 }

@@ -465,19 +465,12 @@ func (s *Service) resync(ctx context.Context) error {
 			s.wq.Add(jobKey + id)
 		}
 	}
-	cur, err := s.deployments.Find(ctx, bson.D{outbox.NotDeleted()}, options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}}))
+	deps, err := indexed.FindIDs(ctx, s.deployments, bson.D{outbox.NotDeleted()}, nil)
 	if err != nil {
 		errs = append(errs, fmt.Errorf("list deployments: %w", err))
-	} else {
-		var ids []struct {
-			ID string `bson:"_id"`
-		}
-		if err := cur.All(ctx, &ids); err != nil {
-			errs = append(errs, fmt.Errorf("list deployments: %w", err))
-		}
-		for _, d := range ids {
-			s.wq.Add(depKey + d.ID)
-		}
+	}
+	for _, id := range deps {
+		s.wq.Add(depKey + id)
 	}
 	return errors.Join(errs...)
 }

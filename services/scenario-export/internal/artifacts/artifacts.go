@@ -15,11 +15,11 @@ import (
 
 	"github.com/avxrm/rm/pkg/events"
 	"github.com/avxrm/rm/pkg/events/exportdoc"
+	"github.com/avxrm/rm/pkg/events/indexed"
 	"github.com/avxrm/rm/pkg/events/outbox"
 	"github.com/avxrm/rm/services/scenario-export/internal/zipper"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 // Collection and bucket names.
@@ -181,19 +181,9 @@ func (s *Store) RenewClaim(ctx context.Context, id string, version int64, owner 
 
 // Find returns the live exports matching filter, ids only.
 func (s *Store) Find(ctx context.Context, filter bson.D) ([]string, error) {
-	cur, err := s.exports().Find(ctx, append(filter, outbox.NotDeleted()), options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}}))
+	ids, err := indexed.FindIDs(ctx, s.exports(), append(filter, outbox.NotDeleted()), nil)
 	if err != nil {
 		return nil, fmt.Errorf("find exports: %w", err)
-	}
-	var docs []struct {
-		ID string `bson:"_id"`
-	}
-	if err := cur.All(ctx, &docs); err != nil {
-		return nil, fmt.Errorf("find exports: %w", err)
-	}
-	ids := make([]string, len(docs))
-	for i, d := range docs {
-		ids[i] = d.ID
 	}
 	return ids, nil
 }
