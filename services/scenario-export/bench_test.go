@@ -79,7 +79,7 @@ func runChild(mode string) error {
 		return err
 	}
 	ob := outboxFor(js)
-	st := artifacts.NewStore(db, ob)
+	st := artifacts.NewStore(db, ob, nil)
 	id := os.Getenv(childID)
 	res := childResult{Mode: mode}
 	start := time.Now()

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/avxrm/rm/pkg/events"
+	"github.com/avxrm/rm/pkg/events/indexed"
 	"github.com/avxrm/rm/pkg/events/outbox"
 	"github.com/avxrm/rm/services/scenario-export/internal/artifacts"
 	"github.com/avxrm/rm/services/scenario-export/internal/zipper"
@@ -107,6 +108,10 @@ type Deps struct {
 	Outbox     *outbox.Outbox      // required: publishes the events of writes
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
+	// Lookup, on the embedded store, finds a job's artifacts by an index of
+	// its own (FerretDB reads every artifact for any filter but {_id});
+	// nil: the filter goes to the store (MongoDB's index serves it).
+	Lookup indexed.Lookup
 }
 
 // Service is a prepared export service.
@@ -144,7 +149,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 	if deps.Logger == nil {
 		deps.Logger = slog.Default()
 	}
-	s := &Service{cfg: cfg, deps: deps, st: artifacts.NewStore(deps.DB, deps.Outbox), log: deps.Logger,
+	s := &Service{cfg: cfg, deps: deps, st: artifacts.NewStore(deps.DB, deps.Outbox, deps.Lookup), log: deps.Logger,
 		slots: make(chan struct{}, cfg.Concurrency), now: time.Now}
 	s.m = metrics{
 		builds: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rm_export_builds_total",

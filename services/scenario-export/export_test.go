@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"github.com/avxrm/rm/pkg/blob"
 	"io"
 	"log/slog"
@@ -17,9 +18,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/avxrm/rm/pkg/embedded/ferretembed"
 	"github.com/avxrm/rm/pkg/embedded/mongotest"
 	"github.com/avxrm/rm/pkg/events"
 	"github.com/avxrm/rm/pkg/events/eventstest"
+	"github.com/avxrm/rm/pkg/events/indexed"
+	"github.com/avxrm/rm/pkg/events/indexed/ferretlookup"
 	"github.com/avxrm/rm/pkg/events/outbox"
 	export "github.com/avxrm/rm/services/scenario-export"
 	"github.com/avxrm/rm/services/scenario-export/internal/artifacts"
@@ -27,6 +31,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 // env is real FerretDB and NATS, with artifacts and export requests written
@@ -39,6 +44,10 @@ type env struct {
 	js      jetstream.JetStream
 	ob      *outbox.Outbox
 	st      *artifacts.Store
+	ferret  *ferretembed.Server
+	// The services' store connection (nil: db's) and Lookup (nil: none).
+	svcDB  *mongo.Database
+	lookup indexed.Lookup
 }
 
 func quiet() *slog.Logger {
@@ -55,7 +64,7 @@ func newEnv(t testing.TB) *env {
 	ns := eventstest.RunServer(t)
 	_, js := eventstest.Connect(t, ns)
 	ob := outboxFor(js)
-	st := artifacts.NewStore(db, ob)
+	st := artifacts.NewStore(db, ob, nil)
 	ctx := context.Background()
 	if err := st.Ensure(ctx); err != nil {
 		t.Fatal(err)
@@ -65,7 +74,7 @@ func newEnv(t testing.TB) *env {
 			t.Fatal(err)
 		}
 	}
-	return &env{t: t, uri: uri, natsURL: ns.ClientURL(), db: db, js: js, ob: ob, st: st}
+	return &env{t: t, uri: uri, natsURL: ns.ClientURL(), db: db, js: js, ob: ob, st: st, ferret: srv}
 }
 
 func outboxFor(js jetstream.JetStream) *outbox.Outbox {
@@ -124,7 +133,11 @@ func (e *env) service(cfg export.Config, prepare func(*export.Service)) (stop fu
 	if cfg.SweepInterval == 0 {
 		cfg.SweepInterval = 100 * time.Millisecond
 	}
-	svc, err := export.New(context.Background(), cfg, export.Deps{DB: e.db, JS: e.js, Outbox: e.ob, Logger: quiet().With("owner", cfg.Owner)})
+	db := e.db
+	if e.svcDB != nil {
+		db = e.svcDB
+	}
+	svc, err := export.New(context.Background(), cfg, export.Deps{DB: db, JS: e.js, Outbox: e.ob, Logger: quiet().With("owner", cfg.Owner), Lookup: e.lookup})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -603,4 +616,39 @@ func TestArtifactReplacedMidBuild(t *testing.T) {
 		t.Fatalf("export %s %s (%s), want ready", x.ID, x.Status, x.Reason)
 	}
 	checkZip(t, e.unzip(x), want)
+}
+
+// On the embedded store the builder finds a job's artifacts by the Lookup's
+// index of job_id, asking the store for artifacts by _id only: a {job_id}
+// filter made FerretDB read the records of every job for each build.
+func TestBuildReadsItsJobsArtifactsByIndex(t *testing.T) {
+	e := newEnv(t)
+	mon, scans := mongotest.FindsNotByID(artifacts.ArtifactsColl)
+	cl, err := mongo.Connect(options.Client().ApplyURI(e.uri).SetMonitor(mon))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cl.Disconnect(context.Background()) })
+	e.svcDB, e.lookup = cl.Database("rm"), ferretlookup.New(e.ferret, "rm")
+	files := map[string][]byte{}
+	for _, job := range []string{"job-a", "job-b", "job-bb", "job-c"} {
+		for i := range 3 {
+			d := data(byte(i), 100+len(job))
+			p := fmt.Sprintf("f%d.bin", i)
+			e.artifact(job, zipper.KindScenario, "s-1", p, bytes.NewReader(d))
+			if job == "job-b" {
+				files["scenarios/s-1/"+p] = d
+			}
+		}
+	}
+	e.service(export.Config{Owner: "one"}, nil)
+	id := e.request("job-b", zipper.Request{Samples: []string{"s-1"}}, time.Hour)
+	x := e.wait(id, "finished", finished)
+	if x.Status != artifacts.StatusReady {
+		t.Fatalf("export = %+v", x)
+	}
+	checkZip(t, e.unzip(x), files)
+	if s := scans(); len(s) > 0 {
+		t.Errorf("the builder asked the store for artifacts by another field than _id %d times, first %s", len(s), s[0])
+	}
 }

@@ -207,6 +207,7 @@ func (s *System) prepare(ctx context.Context, cfg Config, nc *nats.Conn) (svc se
 	s.Scheduler = svc.scheduler
 	if svc.exporter, err = export.New(ctx, export.Config{}, export.Deps{
 		DB: s.DB, JS: s.JS, Outbox: svc.ob, Registerer: reg, Logger: s.log.With("service", "scenario-export"),
+		Lookup: s.Lookup(cfg.MongoDB),
 	}); err != nil {
 		return svc, err
 	}

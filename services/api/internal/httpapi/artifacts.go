@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"github.com/avxrm/rm/pkg/blob"
 	"io"
 	"net/http"
 	"net/url"
@@ -17,6 +16,8 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/avxrm/rm/pkg/blob"
+	"github.com/avxrm/rm/pkg/events/indexed"
 	"github.com/avxrm/rm/pkg/events/outbox"
 	"github.com/avxrm/rm/services/api/internal/problem"
 	"github.com/avxrm/rm/services/api/internal/store"
@@ -37,7 +38,7 @@ import (
 
 // Collection and bucket names shared with services/scenario-export.
 const (
-	artifactsColl  = "artifacts"
+	artifactsColl  = store.Artifacts
 	artifactBucket = "artifacts"
 	zipBucket      = "export_zips"
 )
@@ -122,6 +123,20 @@ func (d artifactDoc) view() Artifact {
 }
 
 func (s *Server) artifactsColl() *mongo.Collection { return s.opts.Store.DB.Collection(artifactsColl) }
+
+// ofJob is the clause of job jobID's records, in artifacts or exports.
+func ofJob(jobID string) indexed.Clause { return indexed.Clause{{Path: "job_id", In: []any{jobID}}} }
+
+// jobArtifacts returns every artifact record of job jobID, by an index of
+// job_id (Server.artifacts): FerretDB answers any filter but {_id} by
+// reading every record of every job.
+func (s *Server) jobArtifacts(ctx context.Context, jobID string) ([]artifactDoc, error) {
+	docs, err := indexed.FindAll[artifactDoc](ctx, s.artifacts, indexed.Filter{Any: []indexed.Clause{ofJob(jobID)}})
+	if err != nil {
+		return nil, fmt.Errorf("list artifacts of %s: %w", jobID, err)
+	}
+	return docs, nil
+}
 
 func (s *Server) artifactBlobs() *blob.Bucket {
 	return blob.NewBucket(s.opts.Store.DB, artifactBucket, 0)
@@ -459,30 +474,21 @@ func (s *Server) listArtifacts(ctx context.Context, in *listArtifactsInput) (*ar
 	} else if !ok {
 		return nil, jobNotFound(in.ID)
 	}
-	filter := bson.D{{Key: "job_id", Value: in.ID}}
-	for k, v := range map[string]string{"kind": in.Kind, "sample_id": in.SampleID, "declaration": in.Declaration} {
-		if v != "" {
-			filter = append(filter, bson.E{Key: k, Value: v})
-		}
-	}
+	var after string
 	if in.Cursor != "" {
-		after, err := base64.RawURLEncoding.DecodeString(in.Cursor)
-		if err != nil || !strings.HasPrefix(string(after), in.ID+"/") {
+		a, err := base64.RawURLEncoding.DecodeString(in.Cursor)
+		if err != nil || !strings.HasPrefix(string(a), in.ID+"/") {
 			return nil, problem.New(http.StatusBadRequest, fmt.Sprintf("cursor %q is not a next_cursor of this list", in.Cursor),
 				problem.Field("cursor", "not a next_cursor of this list; start again without cursor"))
 		}
-		filter = append(filter, bson.E{Key: "_id", Value: bson.D{{Key: "$gt", Value: string(after)}}})
+		after = string(a)
 	}
 	limit := in.Limit
 	if limit == 0 {
 		limit = 50
 	}
-	cur, err := s.artifactsColl().Find(ctx, filter, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}).SetLimit(int64(limit)+1))
+	docs, err := s.artifactsPage(ctx, in, after, limit+1)
 	if err != nil {
-		return nil, fmt.Errorf("list artifacts of %s: %w", in.ID, err)
-	}
-	var docs []artifactDoc
-	if err := cur.All(ctx, &docs); err != nil {
 		return nil, fmt.Errorf("list artifacts of %s: %w", in.ID, err)
 	}
 	out := &artifactListOutput{Body: ListBody[Artifact]{Items: make([]Artifact, 0, len(docs))}}
@@ -496,6 +502,47 @@ func (s *Server) listArtifacts(ctx context.Context, in *listArtifactsInput) (*ar
 	return out, nil
 }
 
+// artifactsPage is at most limit of the artifact records listArtifacts
+// lists, those after after in _id order: on the embedded store their _ids
+// come in that order from the Lookup's index of job_id and _id, so a page
+// reads its records only; on MongoDB (or when the index's order is not
+// the strings', for a path with a character before '#') the filter goes
+// to the store, whose index of job_id and _id serves it.
+func (s *Server) artifactsPage(ctx context.Context, in *listArtifactsInput, after string, limit int) ([]artifactDoc, error) {
+	var also []indexed.Cond
+	f := bson.D{{Key: "job_id", Value: in.ID}}
+	for _, c := range []struct{ path, value string }{{"kind", in.Kind}, {"sample_id", in.SampleID}, {"declaration", in.Declaration}} {
+		if c.value != "" {
+			also = append(also, indexed.Cond{Path: c.path, In: []any{c.value}})
+			f = append(f, bson.E{Key: c.path, Value: c.value})
+		}
+	}
+	var docs []artifactDoc
+	err := s.artifacts.ScanWhere(ctx, ofJob(in.ID), after, limit, also, func(raw bson.Raw) (bool, error) {
+		var d artifactDoc
+		if err := bson.Unmarshal(raw, &d); err != nil {
+			return false, err
+		}
+		docs = append(docs, d)
+		return true, nil
+	})
+	if !errors.Is(err, errors.ErrUnsupported) {
+		return docs, err
+	}
+	if after != "" {
+		f = append(f, bson.E{Key: "_id", Value: bson.D{{Key: "$gt", Value: after}}})
+	}
+	cur, err := s.artifactsColl().Find(ctx, f, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}).SetLimit(int64(limit)))
+	if err != nil {
+		return nil, err
+	}
+	docs = nil
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, err
+	}
+	return docs, nil
+}
+
 // removeJobArtifacts removes everything stored about job jobID besides its
 // record: its artifacts (records; their blobs after the answer) and its
 // scenario exports (with an rm.export.deleted event each; their zips after
@@ -503,13 +550,9 @@ func (s *Server) listArtifacts(ctx context.Context, in *listArtifactsInput) (*ar
 // what a failed one started. An upload that completes after it has run
 // notices the job is gone and removes itself.
 func (s *Server) removeJobArtifacts(ctx context.Context, jobID string) error {
-	cur, err := s.artifactsColl().Find(ctx, bson.D{{Key: "job_id", Value: jobID}})
+	docs, err := s.jobArtifacts(ctx, jobID)
 	if err != nil {
-		return fmt.Errorf("list artifacts of %s: %w", jobID, err)
-	}
-	var docs []artifactDoc
-	if err := cur.All(ctx, &docs); err != nil {
-		return fmt.Errorf("list artifacts of %s: %w", jobID, err)
+		return err
 	}
 	for _, d := range docs {
 		if err := s.removeArtifact(ctx, d); err != nil {

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/avxrm/rm/pkg/embedded/mongotest"
 	"github.com/avxrm/rm/pkg/events"
 	"github.com/avxrm/rm/pkg/events/eventstest"
 	"github.com/avxrm/rm/services/api/internal/store"
@@ -40,8 +41,11 @@ const uploadLimit = 1 << 20
 // stream, with an upload limit of uploadLimit.
 func newArtifactEnv(t *testing.T) *artifactEnv {
 	t.Helper()
-	return newEnv(t, nil, func(o *Options) { o.JS, o.Artifacts = nil, ArtifactConfig{UploadLimit: uploadLimit} })
+	return newEnv(t, nil, artifactOptions)
 }
+
+// artifactOptions are the Options of newArtifactEnv.
+func artifactOptions(o *Options) { o.JS, o.Artifacts = nil, ArtifactConfig{UploadLimit: uploadLimit} }
 
 // job stores a job record directly, as the jobs API would.
 func (e *artifactEnv) job() string {
@@ -138,7 +142,12 @@ func hexSHA(b []byte) string {
 }
 
 func TestArtifactUploadListReplace(t *testing.T) {
-	e := newArtifactEnv(t)
+	t.Run("without index", func(t *testing.T) { testArtifactUploadListReplace(t, newArtifactEnv(t)) })
+	// As the all-in-one reads a job's artifacts: by the Lookup's index.
+	t.Run("by index", func(t *testing.T) { testArtifactUploadListReplace(t, newEnvOn(t, nil, true, artifactOptions)) })
+}
+
+func testArtifactUploadListReplace(t *testing.T, e *artifactEnv) {
 	job := e.job()
 	files := map[string][]byte{
 		"/jobs/" + job + "/artifacts/scenarios/s-001/scenario.xosc":              content(1, 1000),
@@ -660,5 +669,70 @@ func TestArtifactUploadChecksContentDigest(t *testing.T) {
 	}
 	if got := e.stored(); got[0] != 1 || got[1] != 1 {
 		t.Errorf("stored records, blobs, chunks = %v, want the one file", got)
+	}
+}
+
+// On the embedded store a job's artifact records are found by an index of
+// job_id (the Lookup's): the API asks the store for artifacts by _id only.
+// It sent {job_id} filters, which FerretDB answers by reading the records
+// of every job: a list of a job's files, an export's check and a job's
+// deletion each read all of them.
+func TestJobArtifactsReadByIndex(t *testing.T) {
+	mon, scans := mongotest.FindsNotByID(artifactsColl)
+	e := newEnvSeen(t, nil, true, mon, artifactOptions)
+	job := e.job()
+	for _, p := range []string{"scenarios/s-001/a.xosc", "scenarios/s-001/b.xosc", "scenarios/s-002/a.xosc",
+		"assets/common.xml", "assets/town.xodr?declaration=road-network"} {
+		if a := e.put("/jobs/"+job+"/artifacts/"+p, []byte(p)); a.status != http.StatusCreated {
+			t.Fatalf("PUT %s = %s", p, a)
+		}
+	}
+	// Other jobs' records, before and after this job's in _id order.
+	const others = 300
+	var docs []any
+	for i := range others {
+		other := fmt.Sprintf("job-%03d", i)
+		if i%2 == 1 {
+			other = job + fmt.Sprint(i) // shares the job's id as a prefix
+		}
+		docs = append(docs, artifactDoc{ID: artifactKey(other, kindScenario, "s-001", "a.xosc"), JobID: other, Kind: kindScenario,
+			SampleID: "s-001", Path: "a.xosc", FileID: "none", CreatedAt: time.Now()})
+	}
+	if _, err := e.db.Collection(artifactsColl).InsertMany(context.Background(), docs); err != nil {
+		t.Fatal(err)
+	}
+	pages := func(query string) []string {
+		var got []string
+		for cursor := ""; ; {
+			var out ListBody[Artifact]
+			e.json(http.StatusOK, http.MethodGet, "/jobs/"+job+"/artifacts?limit=2"+query+"&cursor="+cursor, nil, &out)
+			for _, it := range out.Items {
+				got = append(got, it.Kind+":"+it.SampleID+it.Declaration+":"+it.Path)
+			}
+			if cursor = out.NextCursor; cursor == "" {
+				return got
+			}
+		}
+	}
+	all := []string{"asset::common.xml", "asset:road-network:town.xodr", "scenario:s-001:a.xosc", "scenario:s-001:b.xosc", "scenario:s-002:a.xosc"}
+	for query, want := range map[string][]string{"": all, "&kind=scenario": all[2:], "&sample_id=s-001": all[2:4],
+		"&declaration=road-network": all[1:2], "&kind=asset&sample_id=s-001": nil} {
+		if diff := cmp.Diff(want, pages(query)); diff != "" {
+			t.Errorf("pages of %q (-want +got):\n%s", query, diff)
+		}
+	}
+	a := e.do(http.MethodPost, "/jobs/"+job+"/scenario-exports", strings.NewReader(`{"samples": ["s-002", "s-404"]}`), "Content-Type", "application/json")
+	if a.status != http.StatusUnprocessableEntity || !strings.Contains(string(a.body), `"samples[1]"`) ||
+		!strings.Contains(string(a.body), "s-001, s-002") {
+		t.Errorf("export of an unknown sample = %s, want 422 naming samples[1] and the job's samples", a)
+	}
+	if err := e.srv.removeJobArtifacts(context.Background(), job); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.count(artifactsColl); n != others {
+		t.Errorf("after removing the job's artifacts %d records are left, want the other jobs' %d", n, others)
+	}
+	if s := scans(); len(s) > 0 {
+		t.Errorf("the API asked the store for artifacts by another field than _id %d times, first %s", len(s), s[0])
 	}
 }

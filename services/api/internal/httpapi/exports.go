@@ -147,26 +147,18 @@ func (s *Server) createExport(ctx context.Context, in *createExportInput) (*expo
 // checkExportRequest names every sample without a scenario file in the job and
 // every declaration without an asset in it.
 func (s *Server) checkExportRequest(ctx context.Context, jobID string, r *ExportRequest) ([]*problem.FieldError, error) {
-	cur, err := s.artifactsColl().Find(ctx, bson.D{{Key: "job_id", Value: jobID}},
-		options.Find().SetProjection(bson.D{{Key: "kind", Value: 1}, {Key: "sample_id", Value: 1}, {Key: "declaration", Value: 1}}))
+	docs, err := s.jobArtifacts(ctx, jobID)
 	if err != nil {
-		return nil, fmt.Errorf("list artifacts of %s: %w", jobID, err)
+		return nil, err
 	}
 	samples, decls := map[string]bool{}, map[string]bool{}
-	for cur.Next(ctx) {
-		var d artifactDoc
-		if err := cur.Decode(&d); err != nil {
-			return nil, fmt.Errorf("list artifacts of %s: %w", jobID, err)
-		}
+	for _, d := range docs {
 		switch {
 		case d.Kind == kindScenario:
 			samples[d.SampleID] = true
 		case d.Declaration != "":
 			decls[d.Declaration] = true
 		}
-	}
-	if err := cur.Err(); err != nil {
-		return nil, fmt.Errorf("list artifacts of %s: %w", jobID, err)
 	}
 	var errs []*problem.FieldError
 	for i, id := range r.Samples {
@@ -333,7 +325,8 @@ func (s *Server) deleteExport(ctx context.Context, in *exportIfMatch) (*struct{}
 
 // exportIDsOfJob returns the ids of job's live exports.
 func (s *Server) exportIDsOfJob(ctx context.Context, jobID string) ([]string, error) {
-	ids, err := indexed.FindIDs(ctx, s.exportsColl(), bson.D{{Key: "job_id", Value: jobID}, outbox.NotDeleted()}, nil)
+	r := &indexed.Reader{Coll: s.exportsColl(), Lookup: s.opts.Lookup}
+	ids, err := r.IDs(ctx, indexed.Filter{All: []indexed.Cond{{Path: outbox.DeletedField, Missing: true}}, Any: []indexed.Clause{ofJob(jobID)}})
 	if err != nil {
 		return nil, fmt.Errorf("list exports of %s: %w", jobID, err)
 	}

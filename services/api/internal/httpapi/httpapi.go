@@ -79,7 +79,10 @@ type Server struct {
 	queues store.Kind[*events.Queue]
 	jobs   *jobdoc.Store
 	active *indexed.Reader // a queue's active jobs, by index (usage, positions)
-	hub    *eventHub       // the readers of GET /events (eventhub.go)
+	// artifacts reads a job's artifact records by an index of job_id
+	// (the Lookup's on the embedded store; MongoDB's, EnsureIndexes).
+	artifacts *indexed.Reader
+	hub       *eventHub // the readers of GET /events (eventhub.go)
 	// callerStreams bounds the readers of GET /events of each caller.
 	callerStreams callerStreams
 	// streams ends when the server begins to shut down (EndStreams), and
@@ -155,6 +158,7 @@ func New(opts Options) *Server {
 	e.Use(refuseCrossOrigin, s.authorize, rejectNonUTF8(opts.BodyLimit))
 	s.jobs = jobdoc.New(opts.Store.DB, opts.Store.Outbox, jobdoc.API, opts.Source, jobdoc.WithClock(opts.Now), jobdoc.WithLookup(opts.Lookup))
 	s.active = &indexed.Reader{Coll: opts.Store.DB.Collection(store.Jobs), Lookup: opts.Lookup, Exclude: []string{"runtime", "_outbox"}}
+	s.artifacts = &indexed.Reader{Coll: opts.Store.DB.Collection(store.Artifacts), Lookup: opts.Lookup}
 	api.OpenAPI().OnAddOperation = append(api.OpenAPI().OnAddOperation, s.documentConventions)
 	e.Use(s.idempotency)
 

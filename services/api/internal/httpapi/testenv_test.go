@@ -21,6 +21,9 @@ import (
 	"github.com/avxrm/rm/services/api/internal/auth"
 	"github.com/avxrm/rm/services/api/internal/store"
 	jose "github.com/go-jose/go-jose/v4"
+	"go.mongodb.org/mongo-driver/v2/event"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 // newEnv is the API over real FerretDB and NATS with the built-in queues,
@@ -39,11 +42,27 @@ func newIndexedEnv(t *testing.T, set ...func(*Options)) *artifactEnv {
 
 func newEnvOn(t *testing.T, a *auth.Authenticator, byIndex bool, set ...func(*Options)) *artifactEnv {
 	t.Helper()
+	return newEnvSeen(t, a, byIndex, nil, set...)
+}
+
+// newEnvSeen is newEnvOn whose server sends its commands to the store on
+// a connection of its own that mon sees (nil: the test's).
+func newEnvSeen(t *testing.T, a *auth.Authenticator, byIndex bool, mon *event.CommandMonitor, set ...func(*Options)) *artifactEnv {
+	t.Helper()
 	uri, ferret := mongotest.Start(t)
 	db := mongotest.Client(t, uri).Database("rm")
 	js := eventstest.Run(t)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	st := &store.Store{DB: db, Outbox: outbox.New(events.NewPublisher(js), log)}
+	srvDB := db
+	if mon != nil {
+		cl, err := mongo.Connect(options.Client().ApplyURI(uri).SetMonitor(mon))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cl.Disconnect(context.Background()) })
+		srvDB = cl.Database(db.Name())
+	}
+	st := &store.Store{DB: srvDB, Outbox: outbox.New(events.NewPublisher(js), log)}
 	if err := st.EnsureIndexes(context.Background(), true); err != nil {
 		t.Fatal(err)
 	}

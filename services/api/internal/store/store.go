@@ -29,6 +29,9 @@ const (
 	Deployments       = "deployments"
 	Jobs              = "jobs"
 	Exports           = exportdoc.Collection
+	// Artifacts holds the records of the files uploaded for jobs; their
+	// bytes are in the GridFS bucket of the same name.
+	Artifacts = "artifacts"
 	// IdempotencyKeys remembers the responses of creating POSTs sent with an
 	// Idempotency-Key. It carries no events, so the outbox relay skips it.
 	IdempotencyKeys = "idempotency_keys"
@@ -280,6 +283,10 @@ var indexes = []struct {
 	// The jobs of an array: GET /jobs?array_id=, an array's counts.
 	{coll: Jobs, keys: bson.D{{Key: "array_id", Value: 1}, {Key: "status", Value: 1}}},
 	{coll: IdempotencyKeys, keys: bson.D{{Key: "expires_at", Value: 1}}, ttl: true},
+	// A job's artifacts (a page of them in _id order) and exports: listed,
+	// checked before an export, removed with the job.
+	{coll: Artifacts, keys: bson.D{{Key: "job_id", Value: 1}, {Key: "_id", Value: 1}}},
+	{coll: Exports, keys: bson.D{{Key: "job_id", Value: 1}}},
 }
 
 // dropIndex drops the index of coll on keys; no such index is no error.

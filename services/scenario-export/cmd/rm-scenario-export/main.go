@@ -30,7 +30,7 @@ func service() *standalone.Service {
 			s.String(&cfg.Owner, "owner", "RM_EXPORT_OWNER", "", "this replica's name in claims (default: host-pid-random)")
 		},
 		Run: func(ctx context.Context, e *standalone.Env) error {
-			svc, err := export.New(ctx, cfg, export.Deps{DB: e.DB, JS: e.JS, Outbox: e.Outbox, Registerer: e.Registry, Logger: e.Log})
+			svc, err := export.New(ctx, cfg, export.Deps{DB: e.DB, JS: e.JS, Outbox: e.Outbox, Registerer: e.Registry, Logger: e.Log, Lookup: e.Lookup})
 			if err != nil {
 				return err
 			}

@@ -10,9 +10,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/avxrm/rm/pkg/blob"
+	"slices"
+	"strings"
 	"time"
 
+	"github.com/avxrm/rm/pkg/blob"
 	"github.com/avxrm/rm/pkg/events"
 	"github.com/avxrm/rm/pkg/events/exportdoc"
 	"github.com/avxrm/rm/pkg/events/indexed"
@@ -88,17 +90,23 @@ type Store struct {
 	Outbox    *outbox.Outbox
 	Artifacts *blob.Bucket
 	Zips      *blob.Bucket
+	// Lookup, if set, finds a job's artifacts by its index (the embedded
+	// store's); nil: by the store's (MongoDB's, Ensure).
+	Lookup indexed.Lookup
 }
 
-// NewStore returns the store of db.
-func NewStore(db *mongo.Database, ob *outbox.Outbox) *Store {
-	return &Store{DB: db, Outbox: ob, Artifacts: blob.NewBucket(db, ArtifactBucket, 0), Zips: blob.NewBucket(db, ZipBucket, 0)}
+// NewStore returns the store of db; lookup may be nil.
+func NewStore(db *mongo.Database, ob *outbox.Outbox, lookup indexed.Lookup) *Store {
+	return &Store{DB: db, Outbox: ob, Artifacts: blob.NewBucket(db, ArtifactBucket, 0), Zips: blob.NewBucket(db, ZipBucket, 0), Lookup: lookup}
 }
 
 func (s *Store) exports() *mongo.Collection { return s.DB.Collection(ExportsColl) }
 
-// Ensure creates the collections (so FerretDB can index their _id) and the
-// index listing a job's artifacts uses on MongoDB.
+// Ensure creates the collections (so FerretDB can index their _id) and,
+// without a Lookup, the indexes of job_id that reading a job's artifacts
+// and exports uses on MongoDB (the API makes the same). With one (the
+// embedded store) they would only cost writes: FerretDB reads no index
+// but _id's, and the Lookup makes its own.
 func (s *Store) Ensure(ctx context.Context) error {
 	have, err := s.DB.ListCollectionNames(ctx, bson.D{})
 	if err != nil {
@@ -117,7 +125,10 @@ func (s *Store) Ensure(ctx context.Context) error {
 			return fmt.Errorf("create collection %s: %w", c, err)
 		}
 	}
-	for c, keys := range map[string]bson.D{ArtifactsColl: {{Key: "job_id", Value: 1}}, ExportsColl: {{Key: "job_id", Value: 1}}} {
+	if s.Lookup != nil {
+		return nil
+	}
+	for c, keys := range map[string]bson.D{ArtifactsColl: {{Key: "job_id", Value: 1}, {Key: "_id", Value: 1}}, ExportsColl: {{Key: "job_id", Value: 1}}} {
 		if _, err := s.DB.Collection(c).Indexes().CreateOne(ctx, mongo.IndexModel{Keys: keys}); err != nil {
 			return fmt.Errorf("create index on %s: %w", c, err)
 		}
@@ -190,14 +201,12 @@ func (s *Store) Find(ctx context.Context, filter bson.D) ([]string, error) {
 
 // JobArtifacts returns every artifact record of job.
 func (s *Store) JobArtifacts(ctx context.Context, jobID string) ([]Artifact, error) {
-	cur, err := s.DB.Collection(ArtifactsColl).Find(ctx, bson.D{{Key: "job_id", Value: jobID}})
+	r := &indexed.Reader{Coll: s.DB.Collection(ArtifactsColl), Lookup: s.Lookup}
+	out, err := indexed.FindAll[Artifact](ctx, r, indexed.Filter{Any: []indexed.Clause{{{Path: "job_id", In: []any{jobID}}}}})
 	if err != nil {
 		return nil, fmt.Errorf("list artifacts of %s: %w", jobID, err)
 	}
-	var out []Artifact
-	if err := cur.All(ctx, &out); err != nil {
-		return nil, fmt.Errorf("list artifacts of %s: %w", jobID, err)
-	}
+	slices.SortFunc(out, func(a, b Artifact) int { return strings.Compare(a.ID, b.ID) })
 	return out, nil
 }
 
