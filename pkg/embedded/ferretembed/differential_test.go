@@ -43,12 +43,13 @@ var diffValues = []any{
 	int32(1), int64(1), 1.0, int32(2), int64(2), 2.5, "1", "pending", "done", "",
 	true, false, nil, diffOID, bson.A{int32(1), "x"}, bson.A{}, bson.D{{Key: "k", Value: int32(1)}},
 	int64(1<<60 + 1), float64(1 << 60), int64(math.MinInt64), -0.0,
+	bson.DateTime(1764547200000), bson.DateTime(1764547200001), int64(1764547200000),
 }
 
 // diffScalars are the values of diffValues the fast path compares.
 var diffScalars = []any{
 	int32(1), int64(1), 1.0, int32(2), int64(2), 2.5, "1", "pending", "done", "",
-	true, false, nil, diffOID,
+	true, false, nil, diffOID, bson.DateTime(1764547200000), bson.DateTime(1764547200001), int64(1764547200000),
 }
 
 var diffFields = []string{"version", "status", "owner", "flag"}

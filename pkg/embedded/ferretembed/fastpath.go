@@ -630,7 +630,7 @@ func (w *fastWrite) parseFilter(b []byte, off int) error {
 func scalar(v bsoncore.Value) bool {
 	switch v.Type {
 	case bsoncore.TypeString, bsoncore.TypeBoolean, bsoncore.TypeInt32, bsoncore.TypeInt64,
-		bsoncore.TypeNull, bsoncore.TypeObjectID:
+		bsoncore.TypeNull, bsoncore.TypeObjectID, bsoncore.TypeDateTime:
 		return true
 	case bsoncore.TypeDouble:
 		return !math.IsNaN(v.Double())
@@ -705,6 +705,8 @@ func equal(v bsoncore.Value, present bool, want bsoncore.Value) (bool, error) {
 		return v.Boolean() == want.Boolean(), nil
 	case bsoncore.TypeObjectID:
 		return v.ObjectID() == want.ObjectID(), nil
+	case bsoncore.TypeDateTime: // milliseconds; never equal to a number
+		return v.DateTime() == want.DateTime(), nil
 	}
 	return false, errFastPathUnsupported
 }

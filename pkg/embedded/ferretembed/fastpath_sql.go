@@ -209,6 +209,12 @@ func appendStored(b []byte, field string, typ, v any) ([]byte, error) {
 			return nil, bad
 		}
 		return bsoncore.AppendNullElement(b, field), nil
+	case "date": // milliseconds since the epoch
+		i, ok := v.(int64)
+		if !ok {
+			return nil, bad
+		}
+		return bsoncore.AppendDateTimeElement(b, field, i), nil
 	case "objectId":
 		s, _ := v.(string)
 		oid, ok := objectIDHex(s)
