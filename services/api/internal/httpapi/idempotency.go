@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/avxrm/rm/pkg/events/indexed"
 	"github.com/avxrm/rm/services/api/internal/auth"
 	"github.com/avxrm/rm/services/api/internal/problem"
 	"github.com/avxrm/rm/services/api/internal/store"
@@ -251,22 +252,73 @@ func (r *recorder) Write(b []byte) (int, error) {
 
 func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
+// keySweepEvery is the least time between two sweeps of expired keys.
+const keySweepEvery = 10 * time.Minute
+
 // lastKeySweep is when expired keys were last deleted (Unix nanoseconds).
 var lastKeySweep atomic.Int64
 
-// sweepIdempotencyKeys deletes expired keys now and then, in the background,
-// for stores without TTL indexes (FerretDB); with one it finds nothing.
+// sweepIdempotencyKeys deletes expired keys now and then (at most every
+// ten minutes), in the background, for stores without TTL indexes
+// (FerretDB); with one it finds nothing.
 func (s *Server) sweepIdempotencyKeys() {
 	now := time.Now()
 	last := lastKeySweep.Load()
-	if now.UnixNano()-last < int64(10*time.Minute) || !lastKeySweep.CompareAndSwap(last, now.UnixNano()) {
+	if now.UnixNano()-last < int64(keySweepEvery) || !lastKeySweep.CompareAndSwap(last, now.UnixNano()) {
 		return
 	}
 	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		// Key by key (the embedded store) a sweep may take a while: about
+		// 2 ms a key, 100 s for 50,000. What is left for the next.
+		ctx, cancel := context.WithTimeout(context.Background(), keySweepEvery)
 		defer cancel()
-		if err := s.opts.Store.SweepExpired(ctx, store.IdempotencyKeys, now); err != nil {
-			s.opts.Logger.Warn("sweeping expired idempotency keys", "err", err)
+		n, err := s.sweepExpiredKeys(ctx, now)
+		switch {
+		case err != nil:
+			s.opts.Logger.Warn("sweeping expired idempotency keys", "deleted", n, "err", err)
+		case n > 0:
+			s.opts.Logger.Info("deleted expired idempotency keys", "keys", n, "took", time.Since(now).Round(time.Millisecond).String())
 		}
 	}()
+}
+
+// sweepExpiredKeys deletes the idempotency keys that expired before now
+// and returns how many it deleted by index (-1: the store deleted them,
+// uncounted).
+//
+// On the embedded store one DeleteMany of {expires_at: {$lt: now}} made
+// FerretDB read every key, a recorded response each, while it held the
+// store's write lock: with 100,000 keys (a campaign's submissions through
+// the SDK or the CLI, which send a key with every POST, within the 24 h
+// the keys are kept) every write of the system waited 13 s. So there the
+// keys' expiries come from an index (the Lookup's MatchingVersions, no key
+// read) and each expired key is deleted on its own, as it was read (its
+// expires_at in the filter: a key claimed again meanwhile stays), so that
+// other writes wait for one deletion at most.
+func (s *Server) sweepExpiredKeys(ctx context.Context, now time.Time) (int, error) {
+	if s.opts.Lookup == nil {
+		return -1, s.opts.Store.SweepExpired(ctx, store.IdempotencyKeys, now)
+	}
+	// Every key: a claim is done or not.
+	all := []indexed.Cond{{Path: "done", In: []any{true, false}}}
+	expiries, err := s.opts.Lookup.MatchingVersions(ctx, store.IdempotencyKeys, all, nil, "expires_at")
+	if errors.Is(err, errors.ErrUnsupported) { // an older store over the wire
+		return -1, s.opts.Store.SweepExpired(ctx, store.IdempotencyKeys, now)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read the keys' expiries: %w", err)
+	}
+	coll := s.opts.Store.DB.Collection(store.IdempotencyKeys)
+	n := 0
+	for id, ms := range expiries {
+		if ms == indexed.NoValue || !time.UnixMilli(ms).Before(now) {
+			continue
+		}
+		res, err := coll.DeleteOne(ctx, bson.D{{Key: "_id", Value: id}, {Key: "expires_at", Value: time.UnixMilli(ms)}})
+		if err != nil {
+			return n, fmt.Errorf("delete expired idempotency key: %w", err)
+		}
+		n += int(res.DeletedCount)
+	}
+	return n, nil
 }
