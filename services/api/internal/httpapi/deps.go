@@ -8,6 +8,7 @@ import (
 
 	"github.com/avxrm/rm/pkg/events"
 	"github.com/avxrm/rm/pkg/events/outbox"
+	"github.com/avxrm/rm/services/api/internal/auth"
 	"github.com/avxrm/rm/services/api/internal/problem"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
@@ -29,6 +30,12 @@ type depNode struct {
 	ID        string                 `bson:"_id"`
 	Status    string                 `bson:"status"`
 	DependsOn []events.JobDependency `bson:"depends_on"`
+	// For readDepNodes' checks, made in Go.
+	QueueID string `bson:"queue_id"`
+	Owner   *struct {
+		Subject string `bson:"subject"`
+	} `bson:"owner"`
+	Deleted bool `bson:"_deleted"`
 }
 
 // validateDependencies returns the field errors of deps that need no
@@ -56,9 +63,13 @@ func (s *Server) checkDependencies(ctx context.Context, field string, deps []eve
 	for i, d := range deps {
 		ids[i] = d.JobID
 	}
-	readable, err := s.readableJobsFilter(ctx)
+	p := auth.From(ctx)
+	queues, err := s.readableQueues(ctx, p)
 	if err != nil {
 		return err
+	}
+	readable := func(n *depNode) bool { // as readableFilter
+		return queues == nil || queues[n.QueueID] || n.Owner != nil && n.Owner.Subject == p.Subject
 	}
 	first, err := s.readDepNodes(ctx, ids, readable)
 	if err != nil {
@@ -114,9 +125,18 @@ func (s *Server) checkDependencies(ctx context.Context, field string, deps []eve
 	return nil
 }
 
-func (s *Server) readDepNodes(ctx context.Context, ids []string, filter bson.D) (map[string]*depNode, error) {
-	f := append(bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}, outbox.NotDeleted()}, filter...)
-	cur, err := s.jobs.Jobs().Find(ctx, f, options.Find().SetProjection(bson.D{{Key: "status", Value: 1}, {Key: "depends_on", Value: 1}}))
+// readDepNodes reads the jobs ids that exist and that keep (nil: any)
+// keeps. The find is by _id alone, which the embedded store answers from
+// its _id index; with a condition beside it, FerretDB read every job for
+// each submission that names a dependency. So the jobs' tombstones and
+// keep are checked here.
+func (s *Server) readDepNodes(ctx context.Context, ids []string, keep func(*depNode) bool) (map[string]*depNode, error) {
+	f := bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}}
+	fields := bson.D{}
+	for _, k := range []string{"status", "depends_on", "queue_id", "owner", outbox.DeletedField} {
+		fields = append(fields, bson.E{Key: k, Value: 1})
+	}
+	cur, err := s.jobs.Jobs().Find(ctx, f, options.Find().SetProjection(fields))
 	if err != nil {
 		return nil, fmt.Errorf("look up dependencies: %w", err)
 	}
@@ -126,7 +146,9 @@ func (s *Server) readDepNodes(ctx context.Context, ids []string, filter bson.D) 
 	}
 	out := make(map[string]*depNode, len(nodes))
 	for _, n := range nodes {
-		out[n.ID] = n
+		if !n.Deleted && (keep == nil || keep(n)) {
+			out[n.ID] = n
+		}
 	}
 	return out, nil
 }
