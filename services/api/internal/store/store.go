@@ -286,7 +286,7 @@ var indexes = []struct {
 	// A job's artifacts (a page of them in _id order) and exports: listed,
 	// checked before an export, removed with the job.
 	{coll: Artifacts, keys: bson.D{{Key: "job_id", Value: 1}, {Key: "_id", Value: 1}}},
-	{coll: Exports, keys: bson.D{{Key: "job_id", Value: 1}}},
+	{coll: Exports, keys: bson.D{{Key: "job_id", Value: 1}, {Key: "_id", Value: 1}}},
 }
 
 // dropIndex drops the index of coll on keys; no such index is no error.
