@@ -187,17 +187,12 @@ func (r *Reader) versions(ctx context.Context, f Filter, path string) (map[strin
 // perhaps of some that no longer do (for a caller that reads each document
 // afresh anyway); it reads no document then.
 func (r *Reader) IDs(ctx context.Context, f Filter) ([]string, error) {
-	if r.Lookup == nil {
-		docs, err := r.Find(ctx, f)
+	if r.Lookup == nil { // the documents' _ids alone
+		ids, err := FindIDs(ctx, r.Coll, f.BSON(), nil)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("find in %s: %w", r.Coll.Name(), err)
 		}
-		ids := make([]string, 0, len(docs))
-		for _, d := range docs {
-			if id, ok := d.Lookup("_id").StringValueOK(); ok {
-				ids = append(ids, id)
-			}
-		}
+		r.read.Add(int64(len(ids)))
 		return ids, nil
 	}
 	set, err := r.lookup(ctx, f)

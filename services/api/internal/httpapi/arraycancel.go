@@ -6,7 +6,6 @@ import (
 	"sync"
 	"time"
 
-	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/avxrm/rm/pkg/events"
 	"github.com/avxrm/rm/pkg/events/indexed"
@@ -128,13 +127,25 @@ func (s *Server) SweepArrayCancels(ctx context.Context) {
 
 // sweepArrayCancels starts the cancel of every cancelled array.
 func (s *Server) sweepArrayCancels(ctx context.Context) error {
-	arrays, err := indexed.FindIDs(ctx, s.opts.Store.DB.Collection(events.JobArraysCollection),
-		bson.D{{Key: "cancel_requested", Value: true}, outbox.NotDeleted()}, nil)
+	arrays, err := s.cancelledArrays(ctx)
 	if err != nil {
-		return fmt.Errorf("find cancelled arrays: %w", err)
+		return err
 	}
 	for _, id := range arrays {
 		s.cancelArrayJobsLater(id)
 	}
 	return nil
+}
+
+// cancelledArrays returns the ids of the cancelled arrays: on the embedded
+// store from a partial index of them (the Lookup's), as FerretDB answers
+// the find by reading every array.
+func (s *Server) cancelledArrays(ctx context.Context) ([]string, error) {
+	r := &indexed.Reader{Coll: s.opts.Store.DB.Collection(events.JobArraysCollection), Lookup: s.opts.Lookup}
+	ids, err := r.IDs(ctx, indexed.Filter{All: []indexed.Cond{{Path: outbox.DeletedField, Missing: true}},
+		Any: []indexed.Clause{{{Path: "cancel_requested", In: []any{true}, Partial: []any{true}}}}})
+	if err != nil {
+		return nil, fmt.Errorf("find cancelled arrays: %w", err)
+	}
+	return ids, nil
 }
