@@ -6,7 +6,6 @@ import (
 	"sync"
 	"time"
 
-
 	"github.com/avxrm/rm/pkg/events"
 	"github.com/avxrm/rm/pkg/events/indexed"
 	"github.com/avxrm/rm/pkg/events/jobdoc"

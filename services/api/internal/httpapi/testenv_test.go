@@ -45,6 +45,14 @@ func newEnvOn(t *testing.T, a *auth.Authenticator, byIndex bool, set ...func(*Op
 	return newEnvSeen(t, a, byIndex, nil, set...)
 }
 
+// bothWays runs test with the API reading without and with the Lookup
+// (byIndex), as against MongoDB and as the all-in-one on the embedded store.
+func bothWays(t *testing.T, test func(t *testing.T, byIndex bool)) {
+	for _, byIndex := range []bool{false, true} {
+		t.Run(map[bool]string{false: "without index", true: "by index"}[byIndex], func(t *testing.T) { test(t, byIndex) })
+	}
+}
+
 // newEnvSeen is newEnvOn whose server sends its commands to the store on
 // a connection of its own that mon sees (nil: the test's).
 func newEnvSeen(t *testing.T, a *auth.Authenticator, byIndex bool, mon *event.CommandMonitor, set ...func(*Options)) *artifactEnv {
