@@ -36,8 +36,10 @@ import (
 // in _id order (on the embedded store by the index of their status and
 // _id, reading no job) and stops at events.IDAt(cutoff): every job after
 // it was submitted after the cutoff. Of those before it only the jobs that
-// ran across the cutoff are read and left. finished_at decides: a clock
-// behind on another host only delays a deletion.
+// ran across the cutoff are read and left. finished_at decides (a clock
+// behind on another host only delays a deletion), or for an ended job that
+// lacks one (a record of an older version, or written by hand) its last
+// write, updated_at, which is no earlier than its end.
 //
 // Several API replicas each run it, with no election: a job another
 // replica deleted meanwhile is not found, which is not an error, and a pass
@@ -148,7 +150,10 @@ func (s *Server) expiredJobs(ctx context.Context, cutoff time.Time, limit int) (
 	filter := bson.D{
 		{Key: "status", Value: bson.D{{Key: "$in", Value: events.JobFinalStatuses()}}},
 		{Key: "_id", Value: bson.D{{Key: "$lt", Value: bound}}},
-		{Key: "finished_at", Value: bson.D{{Key: "$lt", Value: cutoff}}},
+		{Key: "$or", Value: bson.A{
+			bson.D{{Key: "finished_at", Value: bson.D{{Key: "$lt", Value: cutoff}}}},
+			bson.D{{Key: "finished_at", Value: nil}, {Key: "updated_at", Value: bson.D{{Key: "$lt", Value: cutoff}}}},
+		}},
 		{Key: outbox.DeletedField, Value: bson.D{{Key: "$exists", Value: false}}},
 	}
 	ids, err := indexed.FindIDs(ctx, s.opts.Store.DB.Collection(store.Jobs), filter,
@@ -169,7 +174,7 @@ func (s *Server) expiredJobsByIndex(ctx context.Context, cutoff time.Time, bound
 	all := append([]indexed.Cond{{Path: outbox.DeletedField, Missing: true}}, ended...)
 	var expired []string
 	keep := func(d bson.Raw) (bool, error) {
-		if at, ok := d.Lookup("finished_at").TimeOK(); !ok || !at.Before(cutoff) {
+		if at, ok := endedAt(d); !ok || !at.Before(cutoff) {
 			return false, nil
 		}
 		id, _ := d.Lookup("_id").StringValueOK()
@@ -196,4 +201,14 @@ func (s *Server) expiredJobsByIndex(ctx context.Context, cutoff time.Time, bound
 		after = page[len(page)-1]
 	}
 	return expired, nil
+}
+
+// endedAt is when the ended job d ended for its retention: its finished_at,
+// or without one its last write (updated_at). ok is false if it has
+// neither.
+func endedAt(d bson.Raw) (at time.Time, ok bool) {
+	if v := d.Lookup("finished_at"); v.Type != bson.TypeNull && v.Type != 0 {
+		return v.TimeOK()
+	}
+	return d.Lookup("updated_at").TimeOK()
 }

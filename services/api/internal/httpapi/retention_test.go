@@ -47,6 +47,14 @@ func TestRetentionDeletesJobsThatEndedLongAgo(t *testing.T) {
 			e := newEnvOn(t, nil, byIndex, clock.option())
 			start := clock.now()
 			old, recent, running, pending := e.job(), e.job(), e.job(), e.job()
+			// Ended without a finished_at: its last write decides.
+			oldUnfinished, recentUnfinished := e.job(), e.job()
+			for id, at := range map[string]time.Time{oldUnfinished: start.Add(time.Minute), recentUnfinished: start.Add(50 * time.Minute)} {
+				if _, err := e.db.Collection(store.Jobs).UpdateOne(context.Background(), bson.D{{Key: "_id", Value: id}},
+					bson.D{{Key: "$set", Value: bson.D{{Key: "status", Value: events.JobCancelled}, {Key: "updated_at", Value: at.UTC()}}}}); err != nil {
+					t.Fatal(err)
+				}
+			}
 			if a := e.put("/jobs/"+old+"/artifacts/scenarios/s-1/a.xosc", []byte("scenario")); a.status != http.StatusCreated {
 				t.Fatalf("upload = %s", a)
 			}
@@ -62,11 +70,13 @@ func TestRetentionDeletesJobsThatEndedLongAgo(t *testing.T) {
 				t.Fatalf("a pass without a retention deleted %d jobs (%v)", n, err)
 			}
 			e.srv.opts.JobRetention = 90 * time.Minute
-			if n, err := e.srv.expireJobs(context.Background()); n != 1 || err != nil {
-				t.Fatalf("a pass deleted %d jobs (%v), want 1", n, err)
+			if n, err := e.srv.expireJobs(context.Background()); n != 2 || err != nil {
+				t.Fatalf("a pass deleted %d jobs (%v), want 2", n, err)
 			}
-			if a := e.do(http.MethodGet, "/jobs/"+old, nil); a.status != http.StatusNotFound {
-				t.Errorf("GET the job that ended 119 min ago, retention 90 min = %s, want 404", a)
+			for _, id := range []string{old, oldUnfinished} {
+				if a := e.do(http.MethodGet, "/jobs/"+id, nil); a.status != http.StatusNotFound {
+					t.Errorf("GET %s, which ended 119 min ago, retention 90 min = %s, want 404", id, a)
+				}
 			}
 			if got := e.stored(); got != [3]int64{} {
 				t.Errorf("artifact records, blobs, chunks = %v after the job's deletion, want none", got)
@@ -78,7 +88,7 @@ func TestRetentionDeletesJobsThatEndedLongAgo(t *testing.T) {
 			if !deleted {
 				t.Errorf("no %s event of %s", events.TypeJobDeleted, old)
 			}
-			for _, id := range []string{recent, running, pending} {
+			for _, id := range []string{recent, recentUnfinished, running, pending} {
 				if a := e.do(http.MethodGet, "/jobs/"+id, nil); a.status != http.StatusOK {
 					t.Errorf("GET %s (not past its retention) = %s, want 200", id, a)
 				}
