@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/avxrm/rm/pkg/embedded/ferretembed"
 	"github.com/avxrm/rm/pkg/embedded/mongotest"
 	"github.com/avxrm/rm/pkg/events"
 	"github.com/avxrm/rm/pkg/events/eventstest"
@@ -28,11 +29,12 @@ import (
 
 // artifactEnv is the API over real FerretDB and NATS, with a small upload limit.
 type artifactEnv struct {
-	t    *testing.T
-	srv  *Server
-	base string
-	db   *mongo.Database
-	js   jetstream.JetStream
+	t      *testing.T
+	srv    *Server
+	base   string
+	db     *mongo.Database
+	js     jetstream.JetStream
+	ferret *ferretembed.Server
 }
 
 const uploadLimit = 1 << 20

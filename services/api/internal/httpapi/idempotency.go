@@ -252,6 +252,10 @@ func (r *recorder) Write(b []byte) (int, error) {
 
 func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
+// keysAll leads the index of every idempotency key (a claim is done or
+// not), whose rows give their expiries.
+var keysAll = []indexed.Cond{{Path: "done", In: []any{true, false}}}
+
 // keySweepEvery is the least time between two sweeps of expired keys.
 const keySweepEvery = 10 * time.Minute
 
@@ -299,9 +303,7 @@ func (s *Server) sweepExpiredKeys(ctx context.Context, now time.Time) (int, erro
 	if s.opts.Lookup == nil {
 		return -1, s.opts.Store.SweepExpired(ctx, store.IdempotencyKeys, now)
 	}
-	// Every key: a claim is done or not.
-	all := []indexed.Cond{{Path: "done", In: []any{true, false}}}
-	expiries, err := s.opts.Lookup.MatchingVersions(ctx, store.IdempotencyKeys, all, nil, "expires_at")
+	expiries, err := s.opts.Lookup.MatchingVersions(ctx, store.IdempotencyKeys, keysAll, nil, "expires_at")
 	if errors.Is(err, errors.ErrUnsupported) { // an older store over the wire
 		return -1, s.opts.Store.SweepExpired(ctx, store.IdempotencyKeys, now)
 	}

@@ -87,7 +87,7 @@ func newEnvSeen(t *testing.T, a *auth.Authenticator, byIndex bool, mon *event.Co
 	}
 	hs := httptest.NewServer(srv.Echo)
 	t.Cleanup(hs.Close)
-	return &artifactEnv{t: t, srv: srv, base: hs.URL + BasePath, db: db, js: js}
+	return &artifactEnv{t: t, srv: srv, base: hs.URL + BasePath, db: db, js: js, ferret: ferret}
 }
 
 // json sends body as JSON (headers as in do) and decodes the answer into out,

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/avxrm/rm/pkg/events"
@@ -9,6 +10,7 @@ import (
 	"github.com/avxrm/rm/pkg/events/jobdoc"
 	"github.com/avxrm/rm/pkg/events/ledger"
 	"github.com/avxrm/rm/pkg/events/outbox"
+	"github.com/avxrm/rm/services/api/internal/store"
 )
 
 // fillUsage sets the read-only usage of q: allocated instances from the live
@@ -67,14 +69,18 @@ func queueJobs(queueID string, statuses ...string) indexed.Filter {
 }
 
 // PrepareIndexes asks once for what the API reads by index (a queue's
-// active jobs, an array's jobs), with ids that match nothing, so that on
-// the embedded store the indexes they read are made now, before the API
-// serves, and not by the first such request: made then on a store of
-// 100,000 jobs, a build holds SQLite's write lock for seconds while every
-// write waits. Each is made once per store (it persists). Without a Lookup
-// (MongoDB) there is nothing to make: EnsureIndexes made the API's.
+// active jobs, an array's jobs, the ended jobs of a status, an owner or a
+// queue, a job's artifacts and exports, the cancelled arrays, the
+// idempotency keys' expiries), with ids that match nothing where it can, so
+// that on the embedded store the indexes they read are made now, before
+// the API serves, and not by the first such request: made then on a store
+// of 100,000 jobs, a build holds SQLite's write lock for seconds while
+// every write waits. Each is made once per store (it persists). Without a
+// Lookup (MongoDB) there is nothing to make: EnsureIndexes made the API's.
+// A label's index is made by the first list by its key.
 func (s *Server) PrepareIndexes(ctx context.Context) error {
-	if s.opts.Lookup == nil {
+	l := s.opts.Lookup
+	if l == nil {
 		return nil
 	}
 	if _, err := s.active.IDs(ctx, queueJobs("", events.JobActiveStatuses()...)); err != nil {
@@ -82,6 +88,28 @@ func (s *Server) PrepareIndexes(ctx context.Context) error {
 	}
 	if _, err := s.active.IDs(ctx, jobdoc.ArrayJobs("", events.JobSubmitted)); err != nil {
 		return fmt.Errorf("prepare the array jobs' index: %w", err)
+	}
+	ended := events.JobFinalStatuses()
+	pages := map[string][]indexed.Clause{ // read a page at a time (MatchingIDsAfter)
+		store.Jobs:      append(jobdoc.OwnedEnded("", ended...), jobdoc.EndedStatus(ended...), jobdoc.QueueEnded("", ended...)),
+		store.Artifacts: {ofJob("")},
+	}
+	for coll, clauses := range pages {
+		for _, c := range clauses {
+			if _, err := l.MatchingIDsAfter(ctx, coll, c, "", 1); err != nil && !errors.Is(err, errors.ErrUnsupported) {
+				return fmt.Errorf("prepare an index of %s: %w", coll, err)
+			}
+		}
+	}
+	notDeleted := []indexed.Cond{{Path: outbox.DeletedField, Missing: true}}
+	if _, err := l.MatchingIDs(ctx, store.Exports, ofJob(""), notDeleted); err != nil {
+		return fmt.Errorf("prepare the index of the exports: %w", err)
+	}
+	if _, err := s.cancelledArrays(ctx); err != nil {
+		return fmt.Errorf("prepare the index of the cancelled arrays: %w", err)
+	}
+	if _, err := l.MatchingVersions(ctx, store.IdempotencyKeys, keysAll, nil, "expires_at"); err != nil && !errors.Is(err, errors.ErrUnsupported) {
+		return fmt.Errorf("prepare the index of the idempotency keys: %w", err)
 	}
 	return nil
 }
