@@ -336,6 +336,23 @@ func (r *Reader) ScanWhere(ctx context.Context, where Clause, after string, want
 	})
 }
 
+// AllWhere returns every document that meets where and all, in _id
+// order: with a Lookup as ScanWhere reads them (the _ids from its index of
+// where's fields then _id, the index a page of them reads too, so that one
+// index serves both), else, or when ScanWhere cannot (errors.ErrUnsupported),
+// by a find sent to the store.
+func (r *Reader) AllWhere(ctx context.Context, where Clause, all []Cond) ([]bson.Raw, error) {
+	var docs []bson.Raw
+	err := r.ScanWhere(ctx, where, "", math.MaxInt, all, func(d bson.Raw) (bool, error) {
+		docs = append(docs, d)
+		return true, nil
+	})
+	if !errors.Is(err, errors.ErrUnsupported) {
+		return docs, err
+	}
+	return r.storeFind(ctx, Filter{All: all, Any: []Clause{where}}.BSON(), options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}))
+}
+
 // ScanWhereOr is ScanWhere over the documents that meet one of wheres or
 // whose _id is one of ids (in any order; those up to after are left out),
 // merged in _id order: for a list whose matches indexes hold but for a

@@ -216,3 +216,55 @@ func TestScanPagesInIDOrder(t *testing.T) {
 		t.Errorf("without a Lookup: ScanWhere = %v (yield called: %v), want errors.ErrUnsupported and no document", err, called)
 	}
 }
+
+// AllWhere reads every match in _id order, through the Lookup's index
+// (reading the matches only) and without one, alike; an _id whose order in
+// the index is not the strings' (a space after a shared prefix) makes it
+// send the find to the store, with the same answer.
+func TestAllWhereReadsEveryMatchInOrder(t *testing.T) {
+	ctx, coll, srv := startJobs(t)
+	var docs []any
+	var want []string
+	for i := range 300 {
+		id, job := fmt.Sprintf("a/%03d", i), "other"
+		if i%7 == 0 {
+			job = "mine"
+			want = append(want, id)
+		}
+		docs = append(docs, bson.D{{Key: "_id", Value: id}, {Key: "job_id", Value: job}, {Key: "kind", Value: []string{"x", "y"}[i%2]}})
+	}
+	if _, err := coll.InsertMany(ctx, docs); err != nil {
+		t.Fatal(err)
+	}
+	where := indexed.Clause{{Path: "job_id", In: []any{"mine"}}}
+	ids := func(r *indexed.Reader) []string {
+		t.Helper()
+		got, err := r.AllWhere(ctx, where, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, d := range got {
+			out = append(out, d.Lookup("_id").StringValue())
+		}
+		return out
+	}
+	byIndex := &indexed.Reader{Coll: coll, Lookup: lookup(srv)}
+	if got := ids(byIndex); !slices.Equal(got, want) {
+		t.Errorf("by index: %v, want %v", got, want)
+	}
+	if n := byIndex.DocsRead(); n != int64(len(want)) {
+		t.Errorf("by index %d documents read, want the %d matches", n, len(want))
+	}
+	if got := ids(&indexed.Reader{Coll: coll}); !slices.Equal(got, want) {
+		t.Errorf("by a find: %v, want %v", got, want)
+	}
+	// "a/000 x" sorts after "a/000" as strings, before it as the index's JSON text.
+	if _, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: "a/000 x"}, {Key: "job_id", Value: "mine"}}); err != nil {
+		t.Fatal(err)
+	}
+	want = slices.Insert(want, 1, "a/000 x")
+	if got := ids(&indexed.Reader{Coll: coll, Lookup: lookup(srv)}); !slices.Equal(got, want) {
+		t.Errorf("by index, out of the strings' order: %v, want %v", got, want)
+	}
+}

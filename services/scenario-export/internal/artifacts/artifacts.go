@@ -10,8 +10,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/avxrm/rm/pkg/blob"
@@ -201,12 +199,19 @@ func (s *Store) Find(ctx context.Context, filter bson.D) ([]string, error) {
 
 // JobArtifacts returns every artifact record of job.
 func (s *Store) JobArtifacts(ctx context.Context, jobID string) ([]Artifact, error) {
+	// The index of job_id and _id, which the API's pages of a job's
+	// artifacts read too: one index on the embedded store.
 	r := &indexed.Reader{Coll: s.DB.Collection(ArtifactsColl), Lookup: s.Lookup}
-	out, err := indexed.FindAll[Artifact](ctx, r, indexed.Filter{Any: []indexed.Clause{{{Path: "job_id", In: []any{jobID}}}}})
+	raws, err := r.AllWhere(ctx, indexed.Clause{{Path: "job_id", In: []any{jobID}}}, nil)
 	if err != nil {
 		return nil, fmt.Errorf("list artifacts of %s: %w", jobID, err)
 	}
-	slices.SortFunc(out, func(a, b Artifact) int { return strings.Compare(a.ID, b.ID) })
+	out := make([]Artifact, len(raws))
+	for i, d := range raws {
+		if err := bson.Unmarshal(d, &out[i]); err != nil {
+			return nil, fmt.Errorf("decode artifact of %s: %w", jobID, err)
+		}
+	}
 	return out, nil
 }
 
