@@ -652,3 +652,34 @@ func TestBuildReadsItsJobsArtifactsByIndex(t *testing.T) {
 		t.Errorf("the builder asked the store for artifacts by another field than _id %d times, first %s", len(s), s[0])
 	}
 }
+
+// BenchmarkSweepOrphans times one sweep of orphaned blobs over
+// RM_BENCH_ORPHAN_ARTIFACTS (default 2,000) artifacts, each a blob and the
+// record that refers to it, none orphaned:
+// cd services/scenario-export && go test -run '^$' -bench BenchmarkSweepOrphans -benchtime 3x .
+func BenchmarkSweepOrphans(b *testing.B) {
+	n := 2000
+	if v := os.Getenv("RM_BENCH_ORPHAN_ARTIFACTS"); v != "" {
+		fmt.Sscan(v, &n)
+	}
+	e := newEnv(b)
+	for i := range n {
+		e.artifact(fmt.Sprintf("job-%05d", i/10), zipper.KindScenario, "s-1", fmt.Sprintf("f%d.bin", i%10), strings.NewReader("x"))
+	}
+	ctx := context.Background()
+	svc, err := export.New(ctx, export.Config{Owner: "sweeper"}, export.Deps{DB: e.db, JS: e.js, Outbox: e.ob, Logger: quiet()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		if err := svc.SweepOrphans(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	if got := e.count(artifacts.ArtifactBucket + ".files"); got != int64(n) {
+		b.Fatalf("%d artifact blobs after the sweeps, want %d: a referred one went", got, n)
+	}
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N)/float64(n), "µs/artifact")
+}

@@ -3,11 +3,11 @@ package export
 import (
 	"context"
 	"errors"
-	"github.com/avxrm/rm/pkg/blob"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/avxrm/rm/pkg/blob"
 	"github.com/avxrm/rm/services/scenario-export/internal/artifacts"
 )
 
@@ -15,6 +15,10 @@ import (
 // between an upload's (or a build's) last chunk and the write of the record
 // that refers to it.
 const commitGrace = time.Minute
+
+// orphanBatch is how many artifact blobs SweepOrphans checks per read of
+// their records.
+const orphanBatch = 100
 
 // SweepOrphans removes blobs nobody refers to: uploads and builds cut short by
 // a crash, zips of exports that were deleted or rebuilt, and artifacts whose
@@ -40,20 +44,43 @@ func (s *Service) SweepOrphans(ctx context.Context) error {
 		errs = append(errs, s.st.Zips.Delete(ctx, id))
 	}
 	dead = dead[:0]
-	err = s.st.Artifacts.Each(ctx, func(f blob.File) error {
-		fid, err := s.st.ArtifactFileID(ctx, f.Filename)
-		if err != nil || fid == f.ID {
+	// A blob's filename is its artifact's _id; the records are read a batch
+	// of blobs at a time (one read per blob made each sweep a round trip
+	// per artifact stored).
+	var batch []blob.File
+	check := func() error {
+		names := make([]string, len(batch))
+		for i, f := range batch {
+			names[i] = f.Filename
+		}
+		fids, err := s.st.ArtifactFileIDs(ctx, names)
+		if err != nil {
 			return err
 		}
-		grace := commitGrace
-		if f.Metadata.State != blob.StateComplete {
-			grace = s.cfg.UploadGrace
+		for _, f := range batch {
+			if fids[f.Filename] == f.ID {
+				continue
+			}
+			grace := commitGrace
+			if f.Metadata.State != blob.StateComplete {
+				grace = s.cfg.UploadGrace
+			}
+			if now.Sub(f.UploadDate) > grace {
+				dead = append(dead, f.ID)
+			}
 		}
-		if now.Sub(f.UploadDate) > grace {
-			dead = append(dead, f.ID)
+		batch = batch[:0]
+		return nil
+	}
+	err = s.st.Artifacts.Each(ctx, func(f blob.File) error {
+		if batch = append(batch, f); len(batch) == orphanBatch {
+			return check()
 		}
 		return nil
 	})
+	if err == nil && len(batch) > 0 {
+		err = check()
+	}
 	errs = append(errs, err)
 	for _, id := range dead {
 		errs = append(errs, s.st.Artifacts.Delete(ctx, id))

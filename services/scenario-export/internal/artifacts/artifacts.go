@@ -20,6 +20,7 @@ import (
 	"github.com/avxrm/rm/services/scenario-export/internal/zipper"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 // Collection and bucket names.
@@ -215,15 +216,22 @@ func (s *Store) JobArtifacts(ctx context.Context, jobID string) ([]Artifact, err
 	return out, nil
 }
 
-// ArtifactFileID returns the blob an artifact record points to, "" if there is no such record.
-func (s *Store) ArtifactFileID(ctx context.Context, id string) (string, error) {
-	var a Artifact
-	err := s.DB.Collection(ArtifactsColl).FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&a)
-	if errors.Is(err, mongo.ErrNoDocuments) {
-		return "", nil
-	}
+// ArtifactFileIDs returns the blob each artifact record of ids points to,
+// by record _id; a record that does not exist is left out. One read by
+// _id, which the embedded store answers from its index.
+func (s *Store) ArtifactFileIDs(ctx context.Context, ids []string) (map[string]string, error) {
+	cur, err := s.DB.Collection(ArtifactsColl).Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}},
+		options.Find().SetProjection(bson.D{{Key: "file_id", Value: 1}}))
 	if err != nil {
-		return "", fmt.Errorf("load artifact %s: %w", id, err)
+		return nil, fmt.Errorf("load artifacts: %w", err)
 	}
-	return a.FileID, nil
+	var docs []Artifact
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, fmt.Errorf("load artifacts: %w", err)
+	}
+	out := make(map[string]string, len(docs))
+	for _, a := range docs {
+		out[a.ID] = a.FileID
+	}
+	return out, nil
 }
