@@ -125,8 +125,8 @@ func (s *Server) checkDependencies(ctx context.Context, field string, deps []eve
 	return nil
 }
 
-// readDepNodes reads the jobs ids that exist and that keep (nil: any)
-// keeps. The find is by _id alone, which the embedded store answers from
+// readDepNodes reads those of the jobs ids that exist and that keep
+// accepts (nil: every one). The find is by _id alone, which the embedded store answers from
 // its _id index; with a condition beside it, FerretDB read every job for
 // each submission that names a dependency. So the jobs' tombstones and
 // keep are checked here.

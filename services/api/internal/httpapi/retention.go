@@ -207,7 +207,7 @@ func (s *Server) expiredJobsByIndex(ctx context.Context, cutoff time.Time, bound
 // or without one its last write (updated_at). ok is false if it has
 // neither.
 func endedAt(d bson.Raw) (at time.Time, ok bool) {
-	if v := d.Lookup("finished_at"); v.Type != bson.TypeNull && v.Type != 0 {
+	if v := d.Lookup("finished_at"); v.Type != bson.TypeNull && v.Type != 0 { // 0: absent
 		return v.TimeOK()
 	}
 	return d.Lookup("updated_at").TimeOK()

@@ -102,8 +102,8 @@ func NewStore(db *mongo.Database, ob *outbox.Outbox, lookup indexed.Lookup) *Sto
 func (s *Store) exports() *mongo.Collection { return s.DB.Collection(ExportsColl) }
 
 // Ensure creates the collections (so FerretDB can index their _id) and,
-// without a Lookup, the indexes of job_id that reading a job's artifacts
-// and exports uses on MongoDB (the API makes the same). With one (the
+// without a Lookup, the indexes of job_id and _id that reading a job's
+// artifacts and exports uses on MongoDB (the API makes the same). With one (the
 // embedded store) they would only cost writes: FerretDB reads no index
 // but _id's, and the Lookup makes its own.
 func (s *Store) Ensure(ctx context.Context) error {
@@ -127,8 +127,9 @@ func (s *Store) Ensure(ctx context.Context) error {
 	if s.Lookup != nil {
 		return nil
 	}
-	for c, keys := range map[string]bson.D{ArtifactsColl: {{Key: "job_id", Value: 1}, {Key: "_id", Value: 1}}, ExportsColl: {{Key: "job_id", Value: 1}}} {
-		if _, err := s.DB.Collection(c).Indexes().CreateOne(ctx, mongo.IndexModel{Keys: keys}); err != nil {
+	byJob := bson.D{{Key: "job_id", Value: 1}, {Key: "_id", Value: 1}}
+	for _, c := range []string{ArtifactsColl, ExportsColl} {
+		if _, err := s.DB.Collection(c).Indexes().CreateOne(ctx, mongo.IndexModel{Keys: byJob}); err != nil {
 			return fmt.Errorf("create index on %s: %w", c, err)
 		}
 	}
