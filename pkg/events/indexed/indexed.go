@@ -571,6 +571,20 @@ func FindAll[T any](ctx context.Context, r *Reader, f Filter) ([]T, error) {
 	if err != nil {
 		return nil, err
 	}
+	return Decode[T](r, docs)
+}
+
+// AllWhereOf is AllWhere decoding each document into a T.
+func AllWhereOf[T any](ctx context.Context, r *Reader, where Clause, all []Cond) ([]T, error) {
+	docs, err := r.AllWhere(ctx, where, all)
+	if err != nil {
+		return nil, err
+	}
+	return Decode[T](r, docs)
+}
+
+// Decode decodes docs, read by r, each into a T.
+func Decode[T any](r *Reader, docs []bson.Raw) ([]T, error) {
 	out := make([]T, len(docs))
 	for i, d := range docs {
 		if err := bson.Unmarshal(d, &out[i]); err != nil {

@@ -131,15 +131,9 @@ func ofJob(jobID string) indexed.Clause { return indexed.Clause{{Path: "job_id",
 // job_id (Server.artifacts): FerretDB answers any filter but {_id} by
 // reading every record of every job.
 func (s *Server) jobArtifacts(ctx context.Context, jobID string) ([]artifactDoc, error) {
-	raws, err := s.artifacts.AllWhere(ctx, ofJob(jobID), nil)
+	docs, err := indexed.AllWhereOf[artifactDoc](ctx, s.artifacts, ofJob(jobID), nil)
 	if err != nil {
 		return nil, fmt.Errorf("list artifacts of %s: %w", jobID, err)
-	}
-	docs := make([]artifactDoc, len(raws))
-	for i, d := range raws {
-		if err := bson.Unmarshal(d, &docs[i]); err != nil {
-			return nil, fmt.Errorf("decode artifact of %s: %w", jobID, err)
-		}
 	}
 	return docs, nil
 }

@@ -204,15 +204,9 @@ func (s *Store) JobArtifacts(ctx context.Context, jobID string) ([]Artifact, err
 	// The index of job_id and _id, which the API's pages of a job's
 	// artifacts read too: one index on the embedded store.
 	r := &indexed.Reader{Coll: s.DB.Collection(ArtifactsColl), Lookup: s.Lookup}
-	raws, err := r.AllWhere(ctx, indexed.Clause{{Path: "job_id", In: []any{jobID}}}, nil)
+	out, err := indexed.AllWhereOf[Artifact](ctx, r, indexed.Clause{{Path: "job_id", In: []any{jobID}}}, nil)
 	if err != nil {
 		return nil, fmt.Errorf("list artifacts of %s: %w", jobID, err)
-	}
-	out := make([]Artifact, len(raws))
-	for i, d := range raws {
-		if err := bson.Unmarshal(d, &out[i]); err != nil {
-			return nil, fmt.Errorf("decode artifact of %s: %w", jobID, err)
-		}
 	}
 	return out, nil
 }
