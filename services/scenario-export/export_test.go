@@ -31,7 +31,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 // env is real FerretDB and NATS, with artifacts and export requests written
@@ -624,12 +623,7 @@ func TestArtifactReplacedMidBuild(t *testing.T) {
 func TestBuildReadsItsJobsArtifactsByIndex(t *testing.T) {
 	e := newEnv(t)
 	mon, scans := mongotest.FindsNotByID(artifacts.ArtifactsColl)
-	cl, err := mongo.Connect(options.Client().ApplyURI(e.uri).SetMonitor(mon))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cl.Disconnect(context.Background()) })
-	e.svcDB, e.lookup = cl.Database("rm"), ferretlookup.New(e.ferret, "rm")
+	e.svcDB, e.lookup = mongotest.SeenClient(t, e.uri, mon).Database("rm"), ferretlookup.New(e.ferret, "rm")
 	files := map[string][]byte{}
 	for _, job := range []string{"job-a", "job-b", "job-bb", "job-c"} {
 		for i := range 3 {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"go.mongodb.org/mongo-driver/v2/event"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"go.mongodb.org/mongo-driver/v2/mongo/readpref"
@@ -37,7 +38,14 @@ func Start(tb testing.TB) (uri string, srv *ferretembed.Server) {
 // before the server stops.
 func Client(tb testing.TB, uri string) *mongo.Client {
 	tb.Helper()
-	client, err := mongo.Connect(options.Client().ApplyURI(uri))
+	return SeenClient(tb, uri, nil)
+}
+
+// SeenClient is Client whose commands mon sees (nil: none), for a test
+// that checks what a component asks the store.
+func SeenClient(tb testing.TB, uri string, mon *event.CommandMonitor) *mongo.Client {
+	tb.Helper()
+	client, err := mongo.Connect(options.Client().ApplyURI(uri).SetMonitor(mon))
 	if err != nil {
 		tb.Fatalf("mongotest: connect %s: %v", uri, err)
 	}

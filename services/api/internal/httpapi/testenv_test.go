@@ -22,8 +22,6 @@ import (
 	"github.com/avxrm/rm/services/api/internal/store"
 	jose "github.com/go-jose/go-jose/v4"
 	"go.mongodb.org/mongo-driver/v2/event"
-	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 // newEnv is the API over real FerretDB and NATS with the built-in queues,
@@ -63,12 +61,7 @@ func newEnvSeen(t *testing.T, a *auth.Authenticator, byIndex bool, mon *event.Co
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	srvDB := db
 	if mon != nil {
-		cl, err := mongo.Connect(options.Client().ApplyURI(uri).SetMonitor(mon))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = cl.Disconnect(context.Background()) })
-		srvDB = cl.Database(db.Name())
+		srvDB = mongotest.SeenClient(t, uri, mon).Database(db.Name())
 	}
 	st := &store.Store{DB: srvDB, Outbox: outbox.New(events.NewPublisher(js), log)}
 	if err := st.EnsureIndexes(context.Background(), true); err != nil {

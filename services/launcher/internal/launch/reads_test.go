@@ -8,11 +8,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/avxrm/rm/pkg/embedded/mongotest"
 	"github.com/avxrm/rm/pkg/events"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/event"
 	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 // countingDB is a connection to database rm of the store at uri that
@@ -25,12 +25,7 @@ func countingDB(t *testing.T, uri string, match func(cmd string, doc bson.Raw) b
 			n.Add(1)
 		}
 	}}
-	cl, err := mongo.Connect(options.Client().ApplyURI(uri).SetMonitor(mon))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cl.Disconnect(context.Background()) })
-	return cl.Database("rm"), n.Load
+	return mongotest.SeenClient(t, uri, mon).Database("rm"), n.Load
 }
 
 // finds matches the finds on collection coll whose filter's _id is a
