@@ -23,13 +23,17 @@ import (
 // path answers and of near misses it must leave to FerretDB, sent to two
 // stores holding the same documents, one with the fast path on and one with
 // it off (FerretDB evaluating every filter itself). The replies, byte for
-// byte, and the documents afterwards must be the same.
+// byte, and the documents afterwards must be the same. Before each write, a
+// find by the write's filter goes to both: the proxy's direct finds
+// evaluate the same conditions (finddirect.go), and their replies must be
+// FerretDB's too.
 
 // diffCase is one generated write and the documents it runs on.
 type diffCase struct {
-	docs []bson.D
-	cmd  bson.D
-	near bool // generated to stray from the fast path's subset
+	docs   []bson.D
+	cmd    bson.D
+	filter bson.D // the write's, also sent as a find
+	near   bool   // generated to stray from the fast path's subset
 }
 
 var diffOID = bson.ObjectID{0x65, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}
@@ -74,12 +78,20 @@ func genDiffCase(rnd *rand.Rand) diffCase {
 				d = append(d, bson.E{Key: f, Value: pick(rnd, values)})
 			}
 		}
-		if rnd.IntN(4) == 0 {
+		switch rnd.IntN(8) { // a document for the paths sub.k, or an array or a scalar on their way
+		case 0, 1, 2:
+			d = append(d, bson.E{Key: "sub", Value: bson.D{{Key: "k", Value: pick(rnd, values)}}})
+		case 3:
 			d = append(d, bson.E{Key: "sub", Value: bson.D{{Key: "k", Value: pick(rnd, diffValues)}}})
+		case 4:
+			d = append(d, bson.E{Key: "sub", Value: bson.A{bson.D{{Key: "k", Value: pick(rnd, values)}}}})
+		case 5:
+			d = append(d, bson.E{Key: "sub", Value: pick(rnd, values)})
 		}
 		c.docs = append(c.docs, d)
 	}
 	filter := g.filter(c.docs)
+	c.filter = filter
 	update := g.update()
 	switch rnd.IntN(4) {
 	case 0, 1:
@@ -173,7 +185,9 @@ func (g diffGen) filter(docs []bson.D) bson.D {
 	used := map[string]bool{}
 	for range conds {
 		field := pick(rnd, diffFields)
-		if rnd.IntN(4) > 0 {
+		if rnd.IntN(5) == 0 {
+			field = "sub.k" // a path into an embedded document
+		} else if rnd.IntN(4) > 0 {
 			// Usually compare with the value a document holds, so that
 			// filters match about as often as not.
 			if d := pick(rnd, docs); len(d) > 1 {
@@ -192,6 +206,9 @@ func (g diffGen) filter(docs []bson.D) bson.D {
 			for _, e := range d {
 				if e.Key == field && rnd.IntN(2) == 0 {
 					v = e.Value
+				}
+				if sub, ok := e.Value.(bson.D); ok && e.Key+".k" == field && len(sub) > 0 && scalarValue(sub[0].Value) && rnd.IntN(2) == 0 {
+					v = sub[0].Value
 				}
 			}
 		}
@@ -219,8 +236,8 @@ func (g diffGen) filter(docs []bson.D) bson.D {
 			cond = bson.D{{Key: "$exists", Value: int32(rnd.IntN(2))}}
 		case 11:
 			cond = bson.D{}
-		case 12:
-			field = "sub.k"
+		case 12: // paths the fast path leaves to FerretDB
+			field = pick(rnd, []string{"sub.0", "sub.k.z", "sub..k", "_id.k"})
 			cond = v
 		default:
 			field = "$or"
@@ -268,8 +285,9 @@ type diffStores struct {
 	fastColl, slowColl *mongo.Collection
 
 	// routes counts the fast path's routes for cases in its subset and
-	// near misses.
+	// near misses; finds, the finds answered directly and left to FerretDB.
 	routes map[bool]map[fastPathOutcome]int64
+	finds  map[bool][2]int64
 }
 
 func startDiffStores(tb testing.TB) *diffStores {
@@ -277,10 +295,12 @@ func startDiffStores(tb testing.TB) *diffStores {
 	fastURI, fastSrv := mongotest.Start(tb)
 	slowURI, slowSrv := mongotest.Start(tb)
 	slowSrv.SetFastPath(false)
+	slowSrv.SetDirect(false) // finds too: FerretDB answers every one
 	s := &diffStores{
 		fast: mongotest.Client(tb, fastURI).Database("app"), slow: mongotest.Client(tb, slowURI).Database("app"),
 		fastSrv: fastSrv, slowSrv: slowSrv,
 		routes: map[bool]map[fastPathOutcome]int64{false: {}, true: {}},
+		finds:  map[bool][2]int64{},
 	}
 	s.fastColl, s.slowColl = s.fast.Collection("docs"), s.slow.Collection("docs")
 	ctx := context.Background()
@@ -294,6 +314,7 @@ func startDiffStores(tb testing.TB) *diffStores {
 
 // diffOutcome is what a client sees of one case on one store.
 type diffOutcome struct {
+	Found string // the reply to the find by the filter, or the error
 	Reply string // the raw reply, or the error
 	Docs  []bson.D
 }
@@ -312,6 +333,18 @@ func (s *diffStores) run(ctx context.Context, tb testing.TB, c diffCase) (fast, 
 			tb.Fatal(err)
 		}
 		var o diffOutcome
+		a0, f0 := s.fastSrv.DirectFindStats()
+		found, err := db.RunCommand(ctx, bson.D{{Key: "find", Value: "docs"}, {Key: "filter", Value: c.filter}}).Raw()
+		if a1, f1 := s.fastSrv.DirectFindStats(); db == s.fast {
+			n := s.finds[c.near]
+			n[0], n[1] = n[0]+a1-a0, n[1]+f1-f0
+			s.finds[c.near] = n
+		}
+		if err != nil {
+			o.Found = "error: " + err.Error()
+		} else {
+			o.Found = found.String()
+		}
 		r0, w0, u0 := s.fastSrv.FastPathStats()
 		raw, err := db.RunCommand(ctx, c.cmd).Raw()
 		if r1, w1, u1 := s.fastSrv.FastPathStats(); db == s.fast {
@@ -344,6 +377,7 @@ func (s *diffStores) check(ctx context.Context, tb testing.TB, seed uint64) {
 	// Compare documents through their extended JSON, which keeps types, and
 	// without the ObjectIds each store generates for an upsert.
 	fast.Reply, slow.Reply = normalReply(fast.Reply), normalReply(slow.Reply)
+	fast.Found, slow.Found = normalReply(fast.Found), normalReply(slow.Found)
 	if diff := cmp.Diff(slow, fast, cmp.Transformer("json", func(d bson.D) string {
 		b, err := bson.MarshalExtJSON(d, true, false)
 		if err != nil {
@@ -386,12 +420,16 @@ func TestFastPathDifferential(t *testing.T) {
 	for seed := range uint64(cases) {
 		s.check(ctx, t, seed)
 	}
-	t.Logf("%d cases; routes of the fast path, in its subset: %v; near misses: %v (others never reached it)",
-		cases, s.routes[false], s.routes[true])
+	t.Logf("%d cases; routes of the fast path, in its subset: %v; near misses: %v (others never reached it); finds answered directly and left to FerretDB, in the subset: %v, near misses: %v",
+		cases, s.routes[false], s.routes[true], s.finds[false], s.finds[true])
 	for _, r := range []fastPathOutcome{replied, rewritten, unchanged} {
 		if s.routes[false][r]+s.routes[true][r] == 0 {
 			t.Errorf("the fast path never %v a write; the generator needs widening", r)
 		}
+	}
+	if s.finds[false][0] == 0 || s.finds[true][1] == 0 {
+		t.Errorf("finds answered directly in the subset %d, left to FerretDB among near misses %d: the generator needs widening",
+			s.finds[false][0], s.finds[true][1])
 	}
 	if r, w, u := s.slowSrv.FastPathStats(); r+w+u != 0 {
 		t.Errorf("the store with the fast path off used it: %d %d %d", r, w, u)
@@ -409,4 +447,15 @@ func FuzzFastPathDifferential(f *testing.F) {
 		ctx := testContext(t)
 		s.check(ctx, t, seed)
 	})
+}
+
+// scalarValue reports whether v is one of the values the fast path
+// compares (diffScalars).
+func scalarValue(v any) bool {
+	for _, x := range diffScalars {
+		if fmt.Sprintf("%T %v", x, x) == fmt.Sprintf("%T %v", v, v) {
+			return true
+		}
+	}
+	return false
 }

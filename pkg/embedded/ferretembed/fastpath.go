@@ -46,9 +46,12 @@ import (
 // some 800 jobs held the write lock up to 69 ms, and every write behind it
 // waited (docs/benchmarks.md, "The 1,000-job load's hand-over tail").
 //
-// Whatever falls outside the supported subset (operators, dotted paths,
-// array or document values, unknown command fields, a failed lookup) is
-// forwarded unchanged: correct, only slow.
+// Conditions may name a path into embedded documents ({_id: X,
+// "claim.owner": O}); one that meets an array on its way, where MongoDB
+// looks into the elements, is evaluated by FerretDB. Whatever falls outside
+// the supported subset (other operators, array or document values, unknown
+// command fields, a failed lookup) is forwarded unchanged: correct, only
+// slow.
 
 // fastPathCommands are the commands the fast path may handle.
 var fastPathCommands = map[string]bool{"update": true, "delete": true, "findAndModify": true, "insert": true}
@@ -561,9 +564,6 @@ func (w *fastWrite) parseFilter(b []byte, off int) error {
 	}
 	w.filterStart, w.filterEnd = off, end
 	for _, e := range els {
-		if e.key == "" || strings.ContainsAny(e.key, ".$") {
-			return errFastPathUnsupported
-		}
 		if e.key == "_id" {
 			if e.value.Type != bsoncore.TypeString && e.value.Type != bsoncore.TypeObjectID {
 				return errFastPathUnsupported
@@ -571,50 +571,9 @@ func (w *fastWrite) parseFilter(b []byte, off int) error {
 			w.id = e.value
 			continue
 		}
-		c := fieldCond{field: e.key}
-		if d, ok := e.value.DocumentOK(); ok {
-			ops, err := d.Elements()
-			if err != nil || len(ops) == 0 {
-				return errFastPathUnsupported
-			}
-			for _, o := range ops {
-				op := condOp{op: o.Key()}
-				v := o.Value()
-				switch op.op {
-				case "$eq", "$ne":
-					if !scalar(v) {
-						return errFastPathUnsupported
-					}
-					op.vals = []bsoncore.Value{v}
-				case "$in":
-					arr, ok := v.ArrayOK()
-					if !ok {
-						return errFastPathUnsupported
-					}
-					vals, err := arr.Values()
-					if err != nil {
-						return errFastPathUnsupported
-					}
-					for _, v := range vals {
-						if !scalar(v) {
-							return errFastPathUnsupported
-						}
-					}
-					op.vals = vals
-				case "$exists":
-					if op.exists, ok = v.BooleanOK(); !ok {
-						return errFastPathUnsupported
-					}
-				default: // other operators, or an embedded document to compare
-					return errFastPathUnsupported
-				}
-				c.ops = append(c.ops, op)
-			}
-		} else {
-			if !scalar(e.value) {
-				return errFastPathUnsupported
-			}
-			c.ops = []condOp{{op: "$eq", vals: []bsoncore.Value{e.value}}}
+		c, err := parseCond(e.key, e.value)
+		if err != nil {
+			return err
 		}
 		w.conds = append(w.conds, c)
 	}
@@ -624,6 +583,81 @@ func (w *fastWrite) parseFilter(b []byte, off int) error {
 		return errFastPathUnsupported
 	}
 	return nil
+}
+
+// parseCond parses a filter's conditions on one field (filterPath): a
+// scalar it equals, or a document of the operators $eq, $ne and $in of
+// scalars and $exists. The fast path's writes and the proxy's finds by _id
+// (finddirect.go) evaluate them on the document read (matchConds).
+func parseCond(key string, v bsoncore.Value) (fieldCond, error) {
+	c := fieldCond{field: key}
+	if !filterPath(key) {
+		return c, errFastPathUnsupported
+	}
+	d, ok := v.DocumentOK()
+	if !ok {
+		if !scalar(v) {
+			return c, errFastPathUnsupported
+		}
+		c.ops = []condOp{{op: "$eq", vals: []bsoncore.Value{v}}}
+		return c, nil
+	}
+	ops, err := d.Elements()
+	if err != nil || len(ops) == 0 {
+		return c, errFastPathUnsupported
+	}
+	for _, o := range ops {
+		op := condOp{op: o.Key()}
+		v := o.Value()
+		switch op.op {
+		case "$eq", "$ne":
+			if !scalar(v) {
+				return c, errFastPathUnsupported
+			}
+			op.vals = []bsoncore.Value{v}
+		case "$in":
+			arr, ok := v.ArrayOK()
+			if !ok {
+				return c, errFastPathUnsupported
+			}
+			vals, err := arr.Values()
+			if err != nil {
+				return c, errFastPathUnsupported
+			}
+			for _, v := range vals {
+				if !scalar(v) {
+					return c, errFastPathUnsupported
+				}
+			}
+			op.vals = vals
+		case "$exists":
+			if op.exists, ok = v.BooleanOK(); !ok {
+				return c, errFastPathUnsupported
+			}
+		default: // other operators, or an embedded document to compare
+			return c, errFastPathUnsupported
+		}
+		c.ops = append(c.ops, op)
+	}
+	return c, nil
+}
+
+// filterPath reports whether a filter's key is a field the conditions are
+// evaluated on: a top-level field other than _id, or a path of fields into
+// embedded documents ("claim.owner", the export service's renewals). No
+// operator, no empty part, and no part of digits alone (which indexes an
+// array); a path that meets an array or a scalar on its way is refused
+// when evaluated (lookupPath).
+func filterPath(k string) bool {
+	if k == "" || strings.Contains(k, "$") {
+		return false
+	}
+	for i, p := range strings.Split(k, ".") {
+		if p == "" || strings.Trim(p, "0123456789") == "" || i == 0 && p == "_id" {
+			return false
+		}
+	}
+	return true
 }
 
 // scalar reports whether v is of a type the fast path compares.
@@ -643,11 +677,16 @@ func scalar(v bsoncore.Value) bool {
 // matches evaluates the conditions on doc; errFastPathUnsupported if a value
 // is outside the subset (an array, say).
 func (w *fastWrite) matches(doc bsoncore.Document) (bool, error) {
-	for _, c := range w.conds {
-		v, err := doc.LookupErr(c.field)
-		present := err == nil
-		if err != nil && !errors.Is(err, bsoncore.ErrElementNotFound) {
-			return false, errFastPathUnsupported
+	return matchConds(w.conds, doc)
+}
+
+// matchConds evaluates conds on doc; errFastPathUnsupported if a value is
+// outside the subset (an array, say).
+func matchConds(conds []fieldCond, doc bsoncore.Document) (bool, error) {
+	for _, c := range conds {
+		v, present, err := lookupPath(doc, c.field)
+		if err != nil {
+			return false, err
 		}
 		if present && !scalar(v) {
 			return false, errFastPathUnsupported
@@ -681,6 +720,30 @@ func (w *fastWrite) matches(doc bsoncore.Document) (bool, error) {
 		}
 	}
 	return true, nil
+}
+
+// lookupPath returns the value at path (filterPath) in doc and whether it is
+// there. Each field on the way must be an embedded document or missing (the
+// value is then missing too); an array, where MongoDB would look into its
+// elements, or a scalar on the way is errFastPathUnsupported.
+func lookupPath(doc bsoncore.Document, path string) (bsoncore.Value, bool, error) {
+	for {
+		key, rest, nested := strings.Cut(path, ".")
+		v, err := doc.LookupErr(key)
+		if errors.Is(err, bsoncore.ErrElementNotFound) {
+			return bsoncore.Value{}, false, nil
+		}
+		if err != nil {
+			return bsoncore.Value{}, false, errFastPathUnsupported
+		}
+		if !nested {
+			return v, true, nil
+		}
+		if doc, nested = v.DocumentOK(); !nested {
+			return bsoncore.Value{}, false, errFastPathUnsupported
+		}
+		path = rest
+	}
 }
 
 // equal is the filter equality of a document's field (present or not) and a

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -357,8 +358,61 @@ func BenchmarkConditionalUpdate(b *testing.B) {
 	}
 }
 
-// seedVersioned inserts n job-like documents at version 0.
-func seedVersioned(ctx context.Context, b *testing.B, coll *mongo.Collection, n int) {
+// BenchmarkConditionsBesideID: the services' reads and writes by _id with
+// conditions FerretDB does not push down to SQLite, on collections of 1,000
+// and 20,000 documents: the export service's claim renewal (a path into the
+// claim, "claim.owner") and a read of 100 documents by _id with the
+// tombstone and the readable queues beside (how a submission's
+// dependencies were read).
+//
+//	go test -run '^$' -bench BenchmarkConditionsBesideID -benchtime 20x ./ferretembed/
+func BenchmarkConditionsBesideID(b *testing.B) {
+	for _, docs := range []int{1_000, 20_000} {
+		b.Run(fmt.Sprintf("docs=%d", docs), func(b *testing.B) {
+			ctx := context.Background()
+			uri, srv := mongotest.Start(b)
+			coll := mongotest.Client(b, uri).Database("bench").Collection("c")
+			seedVersioned(ctx, b, coll, docs, bson.E{Key: "claim", Value: bson.D{{Key: "owner", Value: "builder-1"}, {Key: "until", Value: time.Now()}}})
+			if err := srv.EnsureIDIndex(ctx, "bench", "c"); err != nil {
+				b.Fatal(err)
+			}
+			rnd := rand.New(rand.NewPCG(3, uint64(docs)))
+			b.Run("renew claim.owner", func(b *testing.B) {
+				versions := make(map[string]int32)
+				for range b.N {
+					id := docID(rnd.IntN(docs))
+					v := versions[id]
+					res, err := coll.UpdateOne(ctx,
+						bson.D{{Key: "_id", Value: id}, {Key: "version", Value: v}, {Key: "claim.owner", Value: "builder-1"}},
+						bson.D{{Key: "$set", Value: bson.D{{Key: "claim.until", Value: time.Now()}, {Key: "version", Value: v + 1}}}})
+					if err != nil || res.MatchedCount != 1 {
+						b.Fatalf("UpdateOne(%s, version %d) = %+v, %v", id, v, res, err)
+					}
+					versions[id] = v + 1
+				}
+			})
+			b.Run("100 by _id, tombstone, queue", func(b *testing.B) {
+				for range b.N {
+					ids := make(bson.A, 100)
+					for i := range ids {
+						ids[i] = docID(rnd.IntN(docs))
+					}
+					cur, err := coll.Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}},
+						{Key: "_deleted", Value: bson.D{{Key: "$exists", Value: false}}},
+						{Key: "queue", Value: bson.D{{Key: "$in", Value: bson.A{"Default", "other"}}}}})
+					var got []bson.Raw
+					if err != nil || cur.All(ctx, &got) != nil || len(got) == 0 {
+						b.Fatalf("find: %v, %d documents", err, len(got))
+					}
+				}
+			})
+		})
+	}
+}
+
+// seedVersioned inserts n job-like documents at version 0, with extra
+// fields.
+func seedVersioned(ctx context.Context, b *testing.B, coll *mongo.Collection, n int, extra ...bson.E) {
 	b.Helper()
 	const batch = 1_000
 	payload := strings.Repeat("x", 200)
@@ -372,6 +426,7 @@ func seedVersioned(ctx context.Context, b *testing.B, coll *mongo.Collection, n 
 				{Key: "queue", Value: "Default"},
 				{Key: "payload", Value: payload},
 			})
+			docs[len(docs)-1] = append(docs[len(docs)-1].(bson.D), extra...)
 		}
 		if _, err := coll.InsertMany(ctx, docs); err != nil {
 			b.Fatalf("seed %s: %v", coll.Name(), err)

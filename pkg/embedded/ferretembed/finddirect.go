@@ -32,6 +32,15 @@ import (
 // answered by the same index, in the table's order, as FerretDB (which
 // reads the whole table for it) answers.
 //
+// Conditions on other fields beside the _id or the _ids ({_id: X,
+// _deleted: {$exists: false}}, {_id: {$in: [...]}, queue: {$in: [...]}},
+// {_id: X, "claim.owner": O}) make FerretDB read the whole table too: the
+// proxy reads the rows by the _id index and evaluates the conditions on
+// the converted documents in Go, as the conditional-write fast path does
+// (parseCond, matchConds in fastpath.go, compared with FerretDB by the
+// differential test). Whatever that evaluation cannot judge (an array on a
+// path, another operator) goes to FerretDB.
+//
 // The services' look-ups by name ({name: "q", _deleted: {$exists:
 // false}}, the default plugin by {is_default: true}, ...) are answered the
 // same way: FerretDB reads every document of the collection and filters
@@ -78,13 +87,41 @@ func (s *Server) findDirect(msg []byte) []byte {
 		s.sqlLookups.findFellBack.Add(1)
 		return nil
 	}
-	var batch []byte
-	for i, row := range rows {
+	if f.match == nil {
+		// The rows are the answer (the SQL selected them): past the
+		// first batch they are not converted.
+		if rows, err = firstBatch(f, rows); err != nil {
+			s.sqlLookups.findFellBack.Add(1)
+			return nil
+		}
+	}
+	var docs []bsoncore.Document
+	for _, row := range rows {
 		d, err := sjsonToBSON(row)
 		if err != nil || arrayField(d, f.eq) {
 			s.sqlLookups.findFellBack.Add(1)
 			return nil
 		}
+		if f.match != nil {
+			ok, err := matchConds(f.match, d)
+			if err != nil {
+				s.sqlLookups.findFellBack.Add(1)
+				return nil
+			}
+			if !ok {
+				continue
+			}
+		}
+		docs = append(docs, d)
+	}
+	if f.match != nil {
+		if docs, err = firstBatch(f, docs); err != nil {
+			s.sqlLookups.findFellBack.Add(1)
+			return nil
+		}
+	}
+	var batch []byte
+	for i, d := range docs {
 		if d, err = f.project(d); err != nil {
 			s.sqlLookups.findFellBack.Add(1)
 			return nil
@@ -101,15 +138,19 @@ func (s *Server) findDirect(msg []byte) []byte {
 }
 
 // findQuery is a find the proxy answers: by a string _id or a list of
-// them ({_id: {$in: [...]}}), or by equality
-// of top-level fields to strings or booleans (or to one of a list of
-// strings, {$in: [...]}) and absence of others
-// ({name: "q", _deleted: {$exists: false}}, the services' look-ups by
-// name), with at most max documents in the one batch of the reply.
+// them ({_id: {$in: [...]}}), with conditions on other fields beside them
+// that are checked in Go on the documents read (the fast path's,
+// parseCond: {_id: X, _deleted: {$exists: false}}, {_id: {$in: [...]},
+// queue: {$in: [...]}}); or by equality of top-level fields to strings or
+// booleans (or to one of a list of strings, {$in: [...]}) and absence of
+// others, in SQL ({name: "q", _deleted: {$exists: false}}, the services'
+// look-ups by name); with at most max documents in the one batch of the
+// reply.
 type findQuery struct {
 	db, coll string
 	id       string        // the _id, or "" for a look-up by fields
 	ids      []string      // or the _ids of {_id: {$in: [...]}} (a read of many jobs)
+	match    []fieldCond   // beside id or ids: the other conditions, evaluated in Go (nil: none)
 	eq       []eqCond      // by fields: field = value
 	entries  *entriesQuery // or the outbox sweep's filter (findentries.go)
 	absent   []string      // by fields: fields that must not exist
@@ -281,10 +322,11 @@ func wholeNumber(v bsoncore.Value) (int64, bool) {
 	return n, true
 }
 
-// parseFilter takes {_id: <string>} or {_id: {$in: [<string>, ...]}}, or
-// conditions field: <string|bool>, field: {$in: [<string>, ...]} and
-// field: {$exists: false} on plain top-level fields, with at most one
-// _id: <string> among them.
+// parseFilter takes {_id: <string>} or {_id: {$in: [<string>, ...]}}
+// with conditions on other fields that the fast path evaluates
+// (parseCond), or conditions field: <string|bool>, field: {$in:
+// [<string>, ...]} and field: {$exists: false} on plain top-level fields
+// without an _id.
 func (f *findQuery) parseFilter(fd bsoncore.Document) bool {
 	els, err := fd.Elements()
 	if err != nil || len(els) == 0 {
@@ -294,24 +336,12 @@ func (f *findQuery) parseFilter(fd bsoncore.Document) bool {
 		f.entries = q
 		return true
 	}
-	if len(els) == 1 && els[0].Key() == "_id" {
-		if id, ok := els[0].Value().StringValueOK(); ok {
-			f.id = id
-			return true
-		}
-		return f.parseIn(els[0].Value())
+	if slices.ContainsFunc(els, func(e bsoncore.Element) bool { return e.Key() == "_id" }) {
+		return f.parseByID(els)
 	}
 	seen := map[string]bool{}
 	for _, e := range els {
 		k, v := e.Key(), e.Value()
-		if k == "_id" { // {_id: <string>, _deleted: {$exists: false}}: a look-up by id that skips tombstones
-			id, ok := v.StringValueOK()
-			if !ok || f.id != "" {
-				return false
-			}
-			f.id = id
-			continue
-		}
 		if _, ok := jsonPathKey(k); !ok || checkKey(k, seen) != nil {
 			return false
 		}
@@ -344,7 +374,39 @@ func (f *findQuery) parseFilter(fd bsoncore.Document) bool {
 			return false
 		}
 	}
-	return len(f.eq) > 0 || f.id != ""
+	return len(f.eq) > 0
+}
+
+// parseByID takes a filter's elements with an _id: <string> or {$in:
+// [<string>, ...]}, and conditions on other fields (or paths) that
+// matchConds evaluates. A key given twice is refused.
+func (f *findQuery) parseByID(els []bsoncore.Element) bool {
+	seen := map[string]bool{}
+	var conds []fieldCond
+	for _, e := range els {
+		k, v := e.Key(), e.Value()
+		if seen[k] {
+			return false
+		}
+		seen[k] = true
+		if k != "_id" {
+			c, err := parseCond(k, v)
+			if err != nil {
+				return false
+			}
+			conds = append(conds, c)
+			continue
+		}
+		if id, ok := v.StringValueOK(); ok {
+			f.id = id
+		} else if !f.parseIn(v) {
+			return false
+		}
+	}
+	if len(conds) > 0 {
+		f.match = conds
+	}
+	return true
 }
 
 // maxInIDs is how many _ids a find by {$in: [...]} may name to be answered
@@ -411,13 +473,9 @@ func (s *Server) readRows(ctx context.Context, f findQuery) ([][]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		where, condArgs, err := f.fieldConds()
-		if err != nil {
-			return nil, err
-		}
-		q = fmt.Sprintf("SELECT _ferretdb_sjson FROM %s INDEXED BY %s WHERE %s",
-			quoteIdent(table), quoteIdent(idIndexName(table)), strings.Join(append([]string{idExpr + " = ?"}, where...), " AND "))
-		args = append([]any{string(id)}, condArgs...)
+		q = fmt.Sprintf("SELECT _ferretdb_sjson FROM %s INDEXED BY %s WHERE %s = ?",
+			quoteIdent(table), quoteIdent(idIndexName(table)), idExpr)
+		args = []any{string(id)}
 	} else if len(f.ids) > 0 {
 		// FerretDB reads the whole table in its order (rowid) and
 		// filters in Go; the _id index finds the same rows.
@@ -433,9 +491,15 @@ func (s *Server) readRows(ctx context.Context, f findQuery) ([][]byte, error) {
 		if err != nil {
 			return nil, err
 		}
+		// With conditions beside, every row listed is read (at most
+		// maxInIDs) for matchConds to choose from.
+		limit := f.max + 1
+		if f.match != nil {
+			limit = -1
+		}
 		q = fmt.Sprintf("SELECT _ferretdb_sjson FROM %s INDEXED BY %s WHERE %s IN (SELECT value FROM json_each(?)) ORDER BY rowid LIMIT ?",
 			quoteIdent(table), quoteIdent(idIndexName(table)), idExpr)
-		args = []any{string(list), f.max + 1}
+		args = []any{string(list), limit}
 	} else if f.entries != nil {
 		// FerretDB would read the whole table in its order (rowid: NOT
 		// INDEXED) and decode every row; SQLite reads them and decodes none.
@@ -476,12 +540,19 @@ func (s *Server) readRows(ctx context.Context, f findQuery) ([][]byte, error) {
 	if err := res.Err(); err != nil {
 		return nil, err
 	}
-	if !f.single && len(rows) >= f.max {
+	return rows, nil
+}
+
+// firstBatch returns the documents of the reply's one batch out of all
+// those f finds, in order, or fails when FerretDB's answer would differ: a
+// full batch and more may follow (FerretDB would leave a cursor open).
+func firstBatch[T any](f findQuery, found []T) ([]T, error) {
+	if !f.single && len(found) >= f.max {
 		// FerretDB stops at a full batch without asking for more, so it
 		// keeps a cursor open: its answer.
 		return nil, errSJSON
 	}
-	return rows[:min(len(rows), f.max)], nil
+	return found[:min(len(found), f.max)], nil
 }
 
 // fieldConds are the SQL conditions, and their arguments, of f's equalities

@@ -148,7 +148,7 @@ func TestFindDirectScope(t *testing.T) {
 			return nil
 		},
 		func() error {
-			return r.ferret.FindOne(ctx, bson.D{{Key: "_id", Value: "x"}, {Key: "a", Value: int32(1)}}).Err()
+			return r.ferret.FindOne(ctx, bson.D{{Key: "_id", Value: "x"}, {Key: "a", Value: bson.D{{Key: "$gt", Value: int32(0)}}}}).Err()
 		},
 		func() error { return r.ferret.FindOne(ctx, bson.D{{Key: "a", Value: int32(1)}}).Err() },
 		func() error {
@@ -195,6 +195,14 @@ func TestFindDirectByFields(t *testing.T) {
 			d = append(d, bson.E{Key: "tags", Value: bson.A{"x", "y"}})
 		} else if i%4 == 0 {
 			d = append(d, bson.E{Key: "tags", Value: "x"})
+		}
+		switch { // a claim: a document (the export service's), or an array or a string on the path
+		case i == 25:
+			d = append(d, bson.E{Key: "claim", Value: bson.A{bson.D{{Key: "owner", Value: "o1"}}}})
+		case i == 35:
+			d = append(d, bson.E{Key: "claim", Value: "o1"})
+		case i%5 == 0:
+			d = append(d, bson.E{Key: "claim", Value: bson.D{{Key: "owner", Value: fmt.Sprintf("o%d", i%2)}, {Key: "until", Value: bson.DateTime(1764547200000 + int64(i))}}})
 		}
 		docs = append(docs, d)
 	}
@@ -272,6 +280,31 @@ func TestFindDirectByFields(t *testing.T) {
 		{"by _ids, another operator: FerretDB's", find(bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: bson.A{"d001"}}, {Key: "$ne", Value: "x"}}}}), false},
 		{"by _ids, more than a batch: a cursor", find(in(all...)), false},
 		{"by _ids, more than a batch, single batch", find(in(all...), bson.E{Key: "singleBatch", Value: true}), true},
+		// Conditions beside the _id or the _ids, evaluated in Go.
+		{"by _id and a number", find(bson.D{{Key: "_id", Value: "d004"}, {Key: "n", Value: 4.0}}, limit1...), true},
+		{"by _id and a number that does not match", find(bson.D{{Key: "_id", Value: "d004"}, {Key: "n", Value: int64(5)}}), true},
+		{"by _id, $exists true", find(bson.D{{Key: "_id", Value: "d010"}, {Key: "_deleted", Value: bson.D{{Key: "$exists", Value: true}}}}), true},
+		{"by _id, $ne", find(bson.D{{Key: "_id", Value: "d011"}, {Key: "name", Value: bson.D{{Key: "$ne", Value: "n2"}}}}), true},
+		{"by _id and null: a field missing", find(bson.D{{Key: "_id", Value: "d001"}, {Key: "tags", Value: nil}}), true},
+		{"by _id and a path into a document", find(bson.D{{Key: "_id", Value: "d015"}, {Key: "claim.owner", Value: "o1"}, {Key: "n", Value: int32(15)}}), true},
+		{"by _id and a path, another owner", find(bson.D{{Key: "_id", Value: "d015"}, {Key: "claim.owner", Value: "o0"}}), true},
+		{"by _id and a date on a path", find(bson.D{{Key: "_id", Value: "d015"}, {Key: "claim.until", Value: bson.DateTime(1764547200015)}}), true},
+		{"by _id and a path whose document is missing", find(bson.D{{Key: "_id", Value: "d001"}, {Key: "claim.owner", Value: bson.D{{Key: "$exists", Value: false}}}}), true},
+		{"by _id and a path through an array: FerretDB's", find(bson.D{{Key: "_id", Value: "d025"}, {Key: "claim.owner", Value: "o1"}}), false},
+		{"by _id and a path through a string: FerretDB's", find(bson.D{{Key: "_id", Value: "d035"}, {Key: "claim.owner", Value: "o1"}}), false},
+		{"by _id and a path with an index: FerretDB's", find(bson.D{{Key: "_id", Value: "d020"}, {Key: "tags.0", Value: "x"}}), false},
+		{"by _id and another operator: FerretDB's", find(bson.D{{Key: "_id", Value: "d004"}, {Key: "n", Value: bson.D{{Key: "$gt", Value: int32(1)}}}}), false},
+		{"by _id and a field twice: FerretDB's", find(bson.D{{Key: "_id", Value: "d004"}, {Key: "n", Value: int32(4)}, {Key: "n", Value: int32(4)}}), false},
+		{"by _ids and conditions", find(append(in("d005", "a1", "d003", "d010", "d020", "d030", "a0"), notDeleted,
+			bson.E{Key: "name", Value: bson.D{{Key: "$in", Value: bson.A{"n2", "late", "n0"}}}})), true},
+		{"by _ids and conditions, a limit", find(append(in(all...), notDeleted, bson.E{Key: "kind", Value: "many"}), bson.E{Key: "limit", Value: int64(3)}), true},
+		{"by _ids and conditions, a projection", find(append(in("d005", "d003", "d010"), notDeleted),
+			bson.E{Key: "projection", Value: bson.D{{Key: "n", Value: 0}}}), true},
+		{"by _ids and conditions, none match", find(append(in("d005", "d003"), bson.E{Key: "n", Value: int32(-7)})), true},
+		{"by _ids and conditions, more than a batch: a cursor", find(append(in(all...), bson.E{Key: "kind", Value: "many"})), false},
+		{"by _ids and conditions, fewer than a batch match", find(append(in(all...), bson.E{Key: "name", Value: "n1"}, notDeleted)), true},
+		{"by _ids and conditions, more than a batch, single batch", find(append(in(all...), bson.E{Key: "kind", Value: "many"}), bson.E{Key: "singleBatch", Value: true}), true},
+		{"by _ids and a field stored as an array: FerretDB's", find(append(in("d019", "d020"), bson.E{Key: "tags", Value: "x"})), false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			var replies [2]bson.Raw
