@@ -109,8 +109,9 @@ type Deps struct {
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
 	// Lookup, on the embedded store, finds a job's artifacts by an index of
-	// its own (FerretDB reads every artifact for any filter but {_id});
-	// nil: the filter goes to the store (MongoDB's index serves it).
+	// its own (FerretDB reads every artifact for any filter but {_id}), and
+	// lists the blobs for the orphan sweep by the _id index; nil: the
+	// filters go to the store (MongoDB's indexes serve them).
 	Lookup indexed.Lookup
 }
 

@@ -349,7 +349,17 @@ func TestRestartMidBuild(t *testing.T) {
 	}
 }
 
+// TestOrphanSweep: the sweep removes what nobody refers to, once old
+// enough, and keeps the rest; on the embedded store (with a Lookup) it
+// lists the blobs by the _id index, never asking the store for the whole
+// files collection.
 func TestOrphanSweep(t *testing.T) {
+	for _, lookup := range []bool{false, true} {
+		t.Run(fmt.Sprintf("lookup=%v", lookup), func(t *testing.T) { testOrphanSweep(t, lookup) })
+	}
+}
+
+func testOrphanSweep(t *testing.T, lookup bool) {
 	e := newEnv(t)
 	ctx := context.Background()
 	e.fixture("job-1")
@@ -381,10 +391,20 @@ func TestOrphanSweep(t *testing.T) {
 	}
 	artifactBlobs := e.count(artifacts.ArtifactBucket + ".files")
 
-	svc, err := export.New(ctx, export.Config{Owner: "sweeper", UploadGrace: time.Hour}, export.Deps{DB: e.db, JS: e.js, Outbox: e.ob, Logger: quiet()})
+	deps := export.Deps{DB: e.db, JS: e.js, Outbox: e.ob, Logger: quiet()}
+	mon, scans := mongotest.FindsNotByID(artifacts.ArtifactBucket+".files", artifacts.ZipBucket+".files")
+	if lookup {
+		deps.DB, deps.Lookup = mongotest.SeenClient(t, e.uri, mon).Database("rm"), ferretlookup.New(e.ferret, "rm")
+	}
+	svc, err := export.New(ctx, export.Config{Owner: "sweeper", UploadGrace: time.Hour}, deps)
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer func() {
+		if s := scans(); len(s) > 0 {
+			t.Errorf("the sweep asked the store for blobs by another field than _id %d times, first %s", len(s), s[0])
+		}
+	}()
 	// Now: nothing is old enough to go.
 	if err := svc.SweepOrphans(ctx); err != nil {
 		t.Fatal(err)
@@ -649,7 +669,9 @@ func TestBuildReadsItsJobsArtifactsByIndex(t *testing.T) {
 
 // BenchmarkSweepOrphans times one sweep of orphaned blobs over
 // RM_BENCH_ORPHAN_ARTIFACTS (default 2,000) artifacts, each a blob and the
-// record that refers to it, none orphaned:
+// record that refers to it, none orphaned, without a Lookup (the blobs
+// listed by a find of the whole files collection) and with one (by the _id
+// index, as in the all-in-one):
 // cd services/scenario-export && go test -run '^$' -bench BenchmarkSweepOrphans -benchtime 3x .
 func BenchmarkSweepOrphans(b *testing.B) {
 	n := 2000
@@ -661,19 +683,26 @@ func BenchmarkSweepOrphans(b *testing.B) {
 		e.artifact(fmt.Sprintf("job-%05d", i/10), zipper.KindScenario, "s-1", fmt.Sprintf("f%d.bin", i%10), strings.NewReader("x"))
 	}
 	ctx := context.Background()
-	svc, err := export.New(ctx, export.Config{Owner: "sweeper"}, export.Deps{DB: e.db, JS: e.js, Outbox: e.ob, Logger: quiet()})
-	if err != nil {
-		b.Fatal(err)
+	for _, lookup := range []bool{false, true} {
+		b.Run(fmt.Sprintf("lookup=%v", lookup), func(b *testing.B) {
+			deps := export.Deps{DB: e.db, JS: e.js, Outbox: e.ob, Logger: quiet()}
+			if lookup { // as on the embedded store, in the all-in-one
+				deps.Lookup = ferretlookup.New(e.ferret, "rm")
+			}
+			svc, err := export.New(ctx, export.Config{Owner: "sweeper"}, deps)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for b.Loop() {
+				if err := svc.SweepOrphans(ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			if got := e.count(artifacts.ArtifactBucket + ".files"); got != int64(n) {
+				b.Fatalf("%d artifact blobs after the sweeps, want %d: a referred one went", got, n)
+			}
+			b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N)/float64(n), "µs/artifact")
+		})
 	}
-	b.ResetTimer()
-	for b.Loop() {
-		if err := svc.SweepOrphans(ctx); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.StopTimer()
-	if got := e.count(artifacts.ArtifactBucket + ".files"); got != int64(n) {
-		b.Fatalf("%d artifact blobs after the sweeps, want %d: a referred one went", got, n)
-	}
-	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N)/float64(n), "µs/artifact")
 }

@@ -28,7 +28,7 @@ const orphanBatch = 100
 func (s *Service) SweepOrphans(ctx context.Context) error {
 	now := s.now()
 	var dead []string
-	err := s.st.Zips.Each(ctx, func(f blob.File) error {
+	err := s.st.EachFile(ctx, s.st.Zips, func(f blob.File) error {
 		live, err := s.zipLive(ctx, f)
 		if err != nil {
 			return err
@@ -72,7 +72,7 @@ func (s *Service) SweepOrphans(ctx context.Context) error {
 		batch = batch[:0]
 		return nil
 	}
-	err = s.st.Artifacts.Each(ctx, func(f blob.File) error {
+	err = s.st.EachFile(ctx, s.st.Artifacts, func(f blob.File) error {
 		if batch = append(batch, f); len(batch) == orphanBatch {
 			return check()
 		}

@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/avxrm/rm/pkg/blob"
@@ -209,6 +210,42 @@ func (s *Store) JobArtifacts(ctx context.Context, jobID string) ([]Artifact, err
 		return nil, fmt.Errorf("list artifacts of %s: %w", jobID, err)
 	}
 	return out, nil
+}
+
+// EachFile calls fn with every files document of b, one of the store's
+// buckets, as b.Each does. With a Lookup they are read as a page of a list
+// is: their _ids from the embedded store's _id index, then the documents
+// 100 at a time by _id, which the store answers from SQLite; b.Each's find
+// of the whole collection had FerretDB decode every document, the most of
+// what the orphan sweep costs per blob stored. Should the index's _ids come
+// out of order (errors.ErrUnsupported), the rest come from b.Each, without
+// the documents already passed.
+func (s *Store) EachFile(ctx context.Context, b *blob.Bucket, fn func(blob.File) error) error {
+	if s.Lookup == nil {
+		return b.Each(ctx, fn)
+	}
+	passed := map[string]bool{}
+	r := &indexed.Reader{Coll: b.Files, Lookup: s.Lookup}
+	err := r.Scan(ctx, "", math.MaxInt, nil, func(d bson.Raw) (bool, error) {
+		var f blob.File
+		if err := bson.Unmarshal(d, &f); err != nil {
+			return false, fmt.Errorf("decode blob: %w", err)
+		}
+		passed[f.ID] = true
+		return true, fn(f)
+	})
+	if errors.Is(err, errors.ErrUnsupported) {
+		return b.Each(ctx, func(f blob.File) error {
+			if passed[f.ID] {
+				return nil
+			}
+			return fn(f)
+		})
+	}
+	if err != nil {
+		return fmt.Errorf("list blobs: %w", err)
+	}
+	return nil
 }
 
 // ArtifactFileIDs returns the blob each artifact record of ids points to,
