@@ -11,6 +11,7 @@ import (
 	"github.com/avxrm/rm/pkg/blob"
 	"io"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"strings"
@@ -446,6 +447,57 @@ func testOrphanSweep(t *testing.T, lookup bool) {
 	if got := e.count(artifacts.ArtifactBucket+".chunks") + e.count(artifacts.ZipBucket+".chunks"); got != chunks {
 		t.Errorf("%d chunks stored, %d referred to", got, chunks)
 	}
+}
+
+// TestEachFileWhenTheIndexOrderIsNotGos: the orphan sweep's listing by the
+// _id index passes every blob once even when the index's order (of the
+// _ids' JSON text: "a!" before "a") differs from Go's past its first
+// batch: the rest come from the store's find, without those passed.
+func TestEachFileWhenTheIndexOrderIsNotGos(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	mon, scans := mongotest.FindsNotByID(artifacts.ZipBucket + ".files")
+	st := artifacts.NewStore(mongotest.SeenClient(t, e.uri, mon).Database("rm"), e.ob, ferretlookup.New(e.ferret, "rm"))
+	want := map[string]int{}
+	var docs []any
+	for i := range 1100 { // more than the listing's first batch of 1,000
+		id := fmt.Sprintf("blob-%04d", i)
+		if i == 1050 {
+			id = "blob-1049!" // after blob-1049 in Go's order, before it in the index's
+		}
+		want[id] = 1
+		docs = append(docs, bson.D{{Key: "_id", Value: id}, {Key: "length", Value: int64(1)}, {Key: "chunkSize", Value: int32(1024)},
+			{Key: "uploadDate", Value: time.Now()}, {Key: "filename", Value: id}, {Key: "metadata", Value: bson.D{{Key: "state", Value: blob.StateComplete}}}})
+	}
+	if _, err := e.db.Collection(artifacts.ZipBucket+".files").InsertMany(ctx, docs); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int{}
+	if err := st.EachFile(ctx, st.Zips, func(f blob.File) error { got[f.ID]++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if !maps.Equal(got, want) {
+		var twice, missed []string
+		for id := range want {
+			if got[id] > 1 {
+				twice = append(twice, id)
+			} else if got[id] == 0 {
+				missed = append(missed, id)
+			}
+		}
+		t.Errorf("%d blobs passed, want %d: %d twice (e.g. %v), %d missed (e.g. %v)", len(got), len(want), len(twice), first(twice), len(missed), first(missed))
+	}
+	if len(scans()) == 0 {
+		t.Error("the listing never fell back to the store's find: the index's order was Go's, so the test checked nothing")
+	}
+}
+
+// first is the first of ids, or "".
+func first(ids []string) string {
+	if len(ids) == 0 {
+		return ""
+	}
+	return ids[0]
 }
 
 func TestExportFailsOnCorruptArtifact(t *testing.T) {
