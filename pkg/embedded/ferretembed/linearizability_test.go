@@ -370,6 +370,9 @@ func linNextKnown(known int, in linInput, out linOutput) int {
 	return -1
 }
 
+// linReads counts linDo's reads, to vary their filter.
+var linReads atomic.Int64
+
 // linDo performs in and reports what the client saw.
 func linDo(coll *mongo.Collection, in linInput, timeout time.Duration) linOutput {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
@@ -381,7 +384,14 @@ func linDo(coll *mongo.Collection, in linInput, timeout time.Duration) linOutput
 	var err error
 	switch in.kind {
 	case linRead:
-		err = coll.FindOne(ctx, bson.D{{Key: "_id", Value: in.key}}).Decode(&doc)
+		// Every other read with a condition beside the _id that every
+		// document meets: the proxy answers it by reading the row and
+		// evaluating the condition itself (finddirect.go).
+		read := bson.D{{Key: "_id", Value: in.key}}
+		if linReads.Add(1)%2 == 0 {
+			read = append(read, bson.E{Key: "version", Value: bson.D{{Key: "$exists", Value: true}}})
+		}
+		err = coll.FindOne(ctx, read).Decode(&doc)
 		if errors.Is(err, mongo.ErrNoDocuments) {
 			return linOutput{}
 		}
