@@ -490,6 +490,18 @@ func TestEachFileWhenTheIndexOrderIsNotGos(t *testing.T) {
 	if len(scans()) == 0 {
 		t.Error("the listing never fell back to the store's find: the index's order was Go's, so the test checked nothing")
 	}
+
+	// A bucket whose files collection has no _id index yet (FerretDB
+	// made it; the store gives it one at its first direct write, or on
+	// its next pass over the collections): every blob, from the find.
+	fresh := blob.NewBucket(e.db, "fresh", 0)
+	if _, err := fresh.Files.InsertMany(ctx, docs[:3]); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	if err := st.EachFile(ctx, fresh, func(blob.File) error { n++; return nil }); err != nil || n != 3 {
+		t.Errorf("a files collection without an _id index: %d blobs passed, %v; want 3", n, err)
+	}
 }
 
 // first is the first of ids, or "".

@@ -217,14 +217,16 @@ func (s *Store) JobArtifacts(ctx context.Context, jobID string) ([]Artifact, err
 // is: their _ids from the embedded store's _id index, then the documents
 // 100 at a time by _id, which the store answers from SQLite; b.Each's find
 // of the whole collection had FerretDB decode every document, the most of
-// what the orphan sweep costs per blob stored. Should the index's _ids come
-// out of order (errors.ErrUnsupported), the rest come from b.Each, without
-// the documents already passed.
+// what the orphan sweep costs per blob stored. Should the index not serve
+// (its _ids out of Go's order, errors.ErrUnsupported; no _id index yet on a
+// collection the store made moments ago), the rest come from b.Each,
+// without the documents already passed. An error of fn ends it.
 func (s *Store) EachFile(ctx context.Context, b *blob.Bucket, fn func(blob.File) error) error {
 	if s.Lookup == nil {
 		return b.Each(ctx, fn)
 	}
 	passed := map[string]bool{}
+	var fnErr error
 	r := &indexed.Reader{Coll: b.Files, Lookup: s.Lookup}
 	err := r.Scan(ctx, "", math.MaxInt, nil, func(d bson.Raw) (bool, error) {
 		var f blob.File
@@ -232,18 +234,21 @@ func (s *Store) EachFile(ctx context.Context, b *blob.Bucket, fn func(blob.File)
 			return false, fmt.Errorf("decode blob: %w", err)
 		}
 		passed[f.ID] = true
-		return true, fn(f)
+		if fnErr = fn(f); fnErr != nil {
+			return false, fnErr
+		}
+		return true, nil
 	})
-	if errors.Is(err, errors.ErrUnsupported) {
+	switch {
+	case fnErr != nil:
+		return fnErr
+	case err != nil:
 		return b.Each(ctx, func(f blob.File) error {
 			if passed[f.ID] {
 				return nil
 			}
 			return fn(f)
 		})
-	}
-	if err != nil {
-		return fmt.Errorf("list blobs: %w", err)
 	}
 	return nil
 }
