@@ -31,7 +31,6 @@ import (
 	"github.com/avxrm/rm/services/scenario-export/internal/zipper"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
-	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 )
 
@@ -280,7 +279,7 @@ func (s *Service) handle(ctx context.Context, e events.Event) error {
 // many as there are free build slots), and deletes expired exports.
 func (s *Service) Sweep(ctx context.Context) error {
 	var errs []error
-	ids, err := s.st.Find(ctx, bson.D{{Key: "status", Value: bson.D{{Key: "$in", Value: bson.A{artifacts.StatusPending, artifacts.StatusBuilding}}}}})
+	ids, err := s.st.UnfinishedExports(ctx)
 	if err != nil {
 		errs = append(errs, err)
 	}
@@ -296,7 +295,7 @@ func (s *Service) Sweep(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
-	expired, err := s.st.Find(ctx, bson.D{{Key: "expires_at", Value: bson.D{{Key: "$lt", Value: s.now()}}}})
+	expired, err := s.st.ExpiredExports(ctx, s.now())
 	if err != nil {
 		errs = append(errs, err)
 	}

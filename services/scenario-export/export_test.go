@@ -605,6 +605,54 @@ func TestExpiredExportsAreDeleted(t *testing.T) {
 	}
 }
 
+// TestSweepFindsExportsByIndex: the sweep builds what waits for a builder
+// and deletes what expired, leaving the rest; with a Lookup (the embedded
+// store) it finds them by indexes, never asking the store for exports by
+// another field than _id (a find FerretDB answers by decoding every
+// export, every 30 s).
+func TestSweepFindsExportsByIndex(t *testing.T) {
+	for _, lookup := range []bool{false, true} {
+		t.Run(fmt.Sprintf("lookup=%v", lookup), func(t *testing.T) {
+			e := newEnv(t)
+			ctx := context.Background()
+			e.artifact("job-1", zipper.KindAsset, "", "a.bin", strings.NewReader("hello"))
+			pending := e.request("job-1", zipper.Request{}, time.Hour)
+			expired := e.request("job-1", zipper.Request{}, -time.Minute)
+			failed := e.request("job-1", zipper.Request{}, time.Hour)
+			for id, status := range map[string]string{expired: artifacts.StatusReady, failed: artifacts.StatusFailed} {
+				if _, err := e.db.Collection(artifacts.ExportsColl).UpdateOne(ctx, bson.D{{Key: "_id", Value: id}},
+					bson.D{{Key: "$set", Value: bson.D{{Key: "status", Value: status}}}}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			deps := export.Deps{DB: e.db, JS: e.js, Outbox: e.ob, Logger: quiet()}
+			mon, scans := mongotest.FindsNotByID(artifacts.ExportsColl)
+			if lookup {
+				deps.DB, deps.Lookup = mongotest.SeenClient(t, e.uri, mon).Database("rm"), ferretlookup.New(e.ferret, "rm")
+			}
+			svc, err := export.New(ctx, export.Config{Owner: "sweeper"}, deps)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := svc.Sweep(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if x := e.wait(pending, "ready", finished); x.Status != artifacts.StatusReady {
+				t.Errorf("the pending export: %+v, want it built", x)
+			}
+			if _, err := e.st.Load(ctx, expired); !errors.Is(err, artifacts.ErrNotFound) {
+				t.Errorf("the expired export: %v, want it deleted", err)
+			}
+			if x := e.load(failed); x.Status != artifacts.StatusFailed {
+				t.Errorf("the failed export: %+v, want it left alone", x)
+			}
+			if s := scans(); len(s) > 0 {
+				t.Errorf("the sweep asked the store for exports by another field than _id %d times, first %s", len(s), s[0])
+			}
+		})
+	}
+}
+
 // An export deleted while it is built (DELETE, expiry, its job's deletion)
 // stops its build as soon as the service reads the deletion's event, and
 // leaves no zip and no ready event; the build used to go on until its next
@@ -728,6 +776,49 @@ func TestBuildReadsItsJobsArtifactsByIndex(t *testing.T) {
 	checkZip(t, e.unzip(x), files)
 	if s := scans(); len(s) > 0 {
 		t.Errorf("the builder asked the store for artifacts by another field than _id %d times, first %s", len(s), s[0])
+	}
+}
+
+// BenchmarkSweepExports times one sweep of the exports (Service.Sweep,
+// every 30 s) over RM_BENCH_EXPORTS (default 5,000) ready exports, none
+// expired, without a Lookup (finds by status and by expiry sent to the
+// store) and with one (as in the all-in-one):
+// cd services/scenario-export && go test -run '^$' -bench BenchmarkSweepExports -benchtime 5x .
+func BenchmarkSweepExports(b *testing.B) {
+	n := 5000
+	if v := os.Getenv("RM_BENCH_EXPORTS"); v != "" {
+		fmt.Sscan(v, &n)
+	}
+	e := newEnv(b)
+	ctx := context.Background()
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	docs := make([]any, n)
+	for i := range docs {
+		docs[i] = artifacts.Export{Meta: events.Meta{ID: events.NewID("exp"), CreatedAt: now, UpdatedAt: now, Version: 2},
+			JobID: fmt.Sprintf("job-%05d", i), QueueID: "q-test", Status: artifacts.StatusReady, ExpiresAt: now.Add(time.Hour)}
+	}
+	if _, err := e.db.Collection(artifacts.ExportsColl).InsertMany(ctx, docs); err != nil {
+		b.Fatal(err)
+	}
+	for _, lookup := range []bool{false, true} {
+		b.Run(fmt.Sprintf("lookup=%v", lookup), func(b *testing.B) {
+			deps := export.Deps{DB: e.db, JS: e.js, Outbox: e.ob, Logger: quiet()}
+			if lookup {
+				deps.Lookup = ferretlookup.New(e.ferret, "rm")
+			}
+			svc, err := export.New(ctx, export.Config{Owner: "sweeper"}, deps)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := svc.Sweep(ctx); err != nil { // the Lookup makes its indexes
+				b.Fatal(err)
+			}
+			for b.Loop() {
+				if err := svc.Sweep(ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
 

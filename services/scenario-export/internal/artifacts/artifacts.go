@@ -104,7 +104,8 @@ func (s *Store) exports() *mongo.Collection { return s.DB.Collection(ExportsColl
 
 // Ensure creates the collections (so FerretDB can index their _id) and,
 // without a Lookup, the indexes of job_id and _id that reading a job's
-// artifacts and exports uses on MongoDB (the API makes the same). With one (the
+// artifacts and exports uses on MongoDB (the API makes the same), and those
+// of the exports' status and expiry that the sweep reads by. With one (the
 // embedded store) they would only cost writes: FerretDB reads no index
 // but _id's, and the Lookup makes its own.
 func (s *Store) Ensure(ctx context.Context) error {
@@ -132,6 +133,12 @@ func (s *Store) Ensure(ctx context.Context) error {
 	for _, c := range []string{ArtifactsColl, ExportsColl} {
 		if _, err := s.DB.Collection(c).Indexes().CreateOne(ctx, mongo.IndexModel{Keys: byJob}); err != nil {
 			return fmt.Errorf("create index on %s: %w", c, err)
+		}
+	}
+	// The sweep's reads (UnfinishedExports, ExpiredExports).
+	for _, keys := range []bson.D{{{Key: "status", Value: 1}}, {{Key: "expires_at", Value: 1}}} {
+		if _, err := s.exports().Indexes().CreateOne(ctx, mongo.IndexModel{Keys: keys}); err != nil {
+			return fmt.Errorf("create index on %s: %w", ExportsColl, err)
 		}
 	}
 	return nil
@@ -191,8 +198,64 @@ func (s *Store) RenewClaim(ctx context.Context, id string, version int64, owner 
 	return res.MatchedCount == 1, nil
 }
 
-// Find returns the live exports matching filter, ids only.
-func (s *Store) Find(ctx context.Context, filter bson.D) ([]string, error) {
+// The sweep's reads of the exports (Service.Sweep, every 30 s). On the
+// embedded store a find by status or by expires_at has FerretDB decode
+// every export the store holds; there they come from indexes (the
+// Lookup's): the exports waiting for a builder or being built from a
+// partial index of those alone, the expiries from the rows of an index of
+// every export, no export read. Both may give more than match (the caller
+// loads each export and checks it).
+var (
+	// unfinishedExports leads the partial index of the exports pending
+	// or building.
+	unfinishedExports = indexed.Clause{{Path: "status", In: []any{StatusPending, StatusBuilding},
+		Partial: []any{StatusPending, StatusBuilding}}}
+	// exportsAll leads the index of every export, whose rows give their
+	// expiries.
+	exportsAll = []indexed.Cond{{Path: "status", In: []any{StatusPending, StatusBuilding, StatusReady, StatusFailed}}}
+	notDeleted = indexed.Cond{Path: outbox.DeletedField, Missing: true}
+)
+
+// UnfinishedExports returns the _ids of the live exports pending or
+// building.
+func (s *Store) UnfinishedExports(ctx context.Context) ([]string, error) {
+	if s.Lookup == nil {
+		return s.find(ctx, bson.D{{Key: "status", Value: bson.D{{Key: "$in", Value: bson.A{StatusPending, StatusBuilding}}}}})
+	}
+	r := &indexed.Reader{Coll: s.exports(), Lookup: s.Lookup}
+	ids, err := r.IDs(ctx, indexed.Filter{All: []indexed.Cond{notDeleted}, Any: []indexed.Clause{unfinishedExports}})
+	if err != nil {
+		return nil, fmt.Errorf("find unfinished exports: %w", err)
+	}
+	return ids, nil
+}
+
+// ExpiredExports returns the _ids of the live exports whose expires_at
+// is before now.
+func (s *Store) ExpiredExports(ctx context.Context, now time.Time) ([]string, error) {
+	byStore := bson.D{{Key: "expires_at", Value: bson.D{{Key: "$lt", Value: now}}}}
+	if s.Lookup == nil {
+		return s.find(ctx, byStore)
+	}
+	expiries, err := s.Lookup.MatchingVersions(ctx, ExportsColl, exportsAll, []indexed.Cond{notDeleted}, "expires_at")
+	if errors.Is(err, errors.ErrUnsupported) { // an older store over the wire
+		return s.find(ctx, byStore)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read the exports' expiries: %w", err)
+	}
+	var ids []string
+	for id, ms := range expiries {
+		if ms == indexed.NoValue || ms < now.UnixMilli() { // NoValue: not in the row; the caller reads the export
+			ids = append(ids, id)
+		}
+	}
+	return ids, nil
+}
+
+// find returns the live exports matching filter, ids only, from a find
+// sent to the store.
+func (s *Store) find(ctx context.Context, filter bson.D) ([]string, error) {
 	ids, err := indexed.FindIDs(ctx, s.exports(), append(filter, outbox.NotDeleted()), nil)
 	if err != nil {
 		return nil, fmt.Errorf("find exports: %w", err)
