@@ -20,6 +20,7 @@ import (
 	"github.com/avxrm/rm/pkg/embedded/mongotest"
 	"github.com/avxrm/rm/pkg/events"
 	"github.com/avxrm/rm/pkg/events/eventstest"
+	"github.com/avxrm/rm/pkg/events/exportdoc"
 	"github.com/avxrm/rm/services/api/internal/store"
 	"github.com/google/go-cmp/cmp"
 	"github.com/nats-io/nats.go/jetstream"
@@ -736,5 +737,70 @@ func TestJobArtifactsReadByIndex(t *testing.T) {
 	}
 	if s := scans(); len(s) > 0 {
 		t.Errorf("the API asked the store for artifacts by another field than _id %d times, first %s", len(s), s[0])
+	}
+}
+
+// TestJobExportsReadByIndex: with a Lookup (the embedded store) a job's
+// pages of exports and a job's deletion read its exports by the index of
+// job_id and _id, never asking the store for exports by another field than
+// _id (a find FerretDB answers by decoding every export); the pages hold
+// the job's live exports in _id order, and the deletion removes those
+// only.
+func TestJobExportsReadByIndex(t *testing.T) {
+	mon, scans := mongotest.FindsNotByID(exportdoc.Collection)
+	e := newEnvSeen(t, nil, true, mon, artifactOptions)
+	job := e.job()
+	ctx := context.Background()
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	export := func(jobID string) exportdoc.ScenarioExport {
+		return exportdoc.ScenarioExport{Meta: events.Meta{ID: events.NewID("exp"), CreatedAt: now, UpdatedAt: now, Version: 1},
+			JobID: jobID, QueueID: "q-test", Status: exportdoc.StatusReady, ExpiresAt: now.Add(time.Hour)}
+	}
+	var docs []any
+	var want []string
+	for i := range 206 {
+		switch {
+		case i%40 == 0: // the job's (five), among the others in _id order
+			x := export(job)
+			want = append(want, x.ID)
+			docs = append(docs, x)
+		case i == 101: // the job's, deleted
+			x := export(job)
+			docs = append(docs, bson.D{{Key: "_id", Value: x.ID}, {Key: "job_id", Value: job}, {Key: "_deleted", Value: true}})
+		case i%2 == 1:
+			docs = append(docs, export(job+fmt.Sprint(i))) // shares the job's id as a prefix
+		default:
+			docs = append(docs, export(fmt.Sprintf("job-%03d", i)))
+		}
+	}
+	if _, err := e.db.Collection(exportdoc.Collection).InsertMany(ctx, docs); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for cursor := ""; ; {
+		var out ListBody[ScenarioExport]
+		e.json(http.StatusOK, http.MethodGet, "/jobs/"+job+"/scenario-exports?limit=2&cursor="+cursor, nil, &out)
+		for _, it := range out.Items {
+			got = append(got, it.ID)
+		}
+		if cursor = out.NextCursor; cursor == "" {
+			break
+		}
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("the job's pages of exports (-want +got):\n%s", diff)
+	}
+	if err := e.srv.removeJobArtifacts(ctx, job); err != nil {
+		t.Fatal(err)
+	}
+	left, err := e.db.Collection(exportdoc.Collection).CountDocuments(ctx, bson.D{{Key: "job_id", Value: job}, {Key: "_deleted", Value: bson.D{{Key: "$exists", Value: false}}}})
+	if err != nil || left != 0 {
+		t.Errorf("after removing the job's exports %d are left (%v), want none", left, err)
+	}
+	if n := e.count(exportdoc.Collection); n != int64(len(docs)-len(want)) {
+		t.Errorf("%d exports stored after, want the other jobs' and the tombstone, %d", n, len(docs)-len(want))
+	}
+	if s := scans(); len(s) > 0 {
+		t.Errorf("the API asked the store for exports by another field than _id %d times, first %s", len(s), s[0])
 	}
 }

@@ -12,6 +12,8 @@ import (
 
 	"github.com/avxrm/rm/pkg/events"
 	"github.com/avxrm/rm/pkg/events/exportdoc"
+	"github.com/avxrm/rm/pkg/events/indexed"
+	"github.com/avxrm/rm/pkg/events/outbox"
 	"github.com/avxrm/rm/services/api/internal/problem"
 	"github.com/avxrm/rm/services/api/internal/store"
 	"github.com/danielgtaylor/huma/v2"
@@ -158,6 +160,36 @@ func (s *Server) exportKind() store.Kind[*ScenarioExport] {
 	return store.Kind[*ScenarioExport]{S: s.opts.Store, Coll: exportdoc.Collection, Name: "scenario export", IDPrefix: "exp"}
 }
 
+// jobExportsPage is at most limit of job jobID's live exports after after,
+// in _id order, and whether more follow: on the embedded store their _ids
+// come from the Lookup's index of job_id and _id (the one a job's deletion
+// reads them by), so a page reads its exports only; FerretDB answers the
+// find by decoding every export. On MongoDB (or when the index's order is
+// not the strings') the find goes to the store, whose index of job_id and
+// _id serves it.
+func (s *Server) jobExportsPage(ctx context.Context, jobID, after string, limit int) ([]*ScenarioExport, bool, error) {
+	var items []*ScenarioExport
+	r := &indexed.Reader{Coll: s.exportsColl(), Lookup: s.opts.Lookup}
+	err := r.ScanWhere(ctx, ofJob(jobID), after, limit+1, []indexed.Cond{{Path: outbox.DeletedField, Missing: true}}, func(raw bson.Raw) (bool, error) {
+		x := new(ScenarioExport)
+		if err := bson.Unmarshal(raw, x); err != nil {
+			return false, fmt.Errorf("decode scenario export: %w", err)
+		}
+		items = append(items, x)
+		return true, nil
+	})
+	if errors.Is(err, errors.ErrUnsupported) {
+		return s.exportKind().List(ctx, bson.D{{Key: "job_id", Value: jobID}}, after, limit)
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("list exports of %s: %w", jobID, err)
+	}
+	if len(items) > limit {
+		return items[:limit], true, nil
+	}
+	return items, false, nil
+}
+
 func (s *Server) listJobExports(ctx context.Context, in *listJobExportsInput) (*exportListOutput, error) {
 	if err := checkCursor(in.Cursor, "exp"); err != nil {
 		return nil, err
@@ -169,7 +201,7 @@ func (s *Server) listJobExports(ctx context.Context, in *listJobExportsInput) (*
 	if limit == 0 {
 		limit = 50
 	}
-	items, more, err := s.exportKind().List(ctx, bson.D{{Key: "job_id", Value: in.ID}}, in.Cursor, limit)
+	items, more, err := s.jobExportsPage(ctx, in.ID, in.Cursor, limit)
 	if err != nil {
 		return nil, err
 	}

@@ -93,6 +93,7 @@ func (s *Server) PrepareIndexes(ctx context.Context) error {
 	pages := map[string][]indexed.Clause{ // read a page at a time (MatchingIDsAfter)
 		store.Jobs:      append(jobdoc.OwnedEnded("", ended...), jobdoc.EndedStatus(ended...), jobdoc.QueueEnded("", ended...)),
 		store.Artifacts: {ofJob("")},
+		store.Exports:   {ofJob("")},
 	}
 	for coll, clauses := range pages {
 		for _, c := range clauses {
@@ -100,10 +101,6 @@ func (s *Server) PrepareIndexes(ctx context.Context) error {
 				return fmt.Errorf("prepare an index of %s: %w", coll, err)
 			}
 		}
-	}
-	notDeleted := []indexed.Cond{{Path: outbox.DeletedField, Missing: true}}
-	if _, err := l.MatchingIDs(ctx, store.Exports, ofJob(""), notDeleted); err != nil {
-		return fmt.Errorf("prepare the index of the exports: %w", err)
 	}
 	if _, err := s.cancelledArrays(ctx); err != nil {
 		return fmt.Errorf("prepare the index of the cancelled arrays: %w", err)
