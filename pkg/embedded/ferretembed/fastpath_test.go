@@ -419,14 +419,13 @@ func seedVersioned(ctx context.Context, b *testing.B, coll *mongo.Collection, n 
 	for start := 0; start < n; start += batch {
 		docs := make([]any, 0, batch)
 		for i := start; i < min(start+batch, n); i++ {
-			docs = append(docs, bson.D{
+			docs = append(docs, append(bson.D{
 				{Key: "_id", Value: docID(i)},
 				{Key: "version", Value: int32(0)},
 				{Key: "status", Value: "pending"},
 				{Key: "queue", Value: "Default"},
 				{Key: "payload", Value: payload},
-			})
-			docs[len(docs)-1] = append(docs[len(docs)-1].(bson.D), extra...)
+			}, extra...))
 		}
 		if _, err := coll.InsertMany(ctx, docs); err != nil {
 			b.Fatalf("seed %s: %v", coll.Name(), err)

@@ -323,32 +323,20 @@ func (s *Server) deleteExport(ctx context.Context, in *exportIfMatch) (*struct{}
 	return nil, s.removeExport(ctx, in.ID, in.IfMatch)
 }
 
-// exportIDsOfJob returns the ids of job's live exports.
+// exportIDsOfJob returns the ids of job's live exports: on the embedded
+// store by the index of job_id and _id that the job's pages of exports
+// read too (jobExportsPage), on MongoDB by its index of the same.
 func (s *Server) exportIDsOfJob(ctx context.Context, jobID string) ([]string, error) {
-	if l := s.opts.Lookup; l != nil {
-		// The index of job_id and _id that the job's pages of exports
-		// read (jobExportsPage): one index of a job's exports. Tombstones
-		// come too; removeExport finds them gone.
-		var ids []string
-		for after := ""; ; {
-			page, err := l.MatchingIDsAfter(ctx, exportdoc.Collection, ofJob(jobID), after, 1000)
-			if errors.Is(err, errors.ErrUnsupported) { // an older store over the wire
-				break
-			}
-			if err != nil {
-				return nil, fmt.Errorf("list exports of %s: %w", jobID, err)
-			}
-			ids = append(ids, page...)
-			if len(page) < 1000 {
-				return ids, nil
-			}
-			after = page[len(page)-1]
-		}
-	}
 	r := &indexed.Reader{Coll: s.exportsColl(), Lookup: s.opts.Lookup}
-	ids, err := r.IDs(ctx, indexed.Filter{All: []indexed.Cond{{Path: outbox.DeletedField, Missing: true}}, Any: []indexed.Clause{ofJob(jobID)}})
+	docs, err := r.AllWhere(ctx, ofJob(jobID), []indexed.Cond{{Path: outbox.DeletedField, Missing: true}})
 	if err != nil {
 		return nil, fmt.Errorf("list exports of %s: %w", jobID, err)
+	}
+	ids := make([]string, 0, len(docs))
+	for _, d := range docs {
+		if id, ok := d.Lookup("_id").StringValueOK(); ok {
+			ids = append(ids, id)
+		}
 	}
 	return ids, nil
 }
