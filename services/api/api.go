@@ -130,7 +130,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 		reg := prometheus.NewRegistry()
 		deps.Gatherer, deps.Registerer = reg, reg
 	}
-	st := &store.Store{DB: deps.DB, Outbox: deps.Outbox}
+	st := &store.Store{DB: deps.DB, Outbox: deps.Outbox, Lookup: deps.Lookup}
 	// A Lookup means the embedded store, which reads by _id only: indexes
 	// that would only serve reads are left out there (EnsureIndexes).
 	if err := st.EnsureIndexes(ctx, deps.Lookup != nil); err != nil {

@@ -804,3 +804,60 @@ func TestJobExportsReadByIndex(t *testing.T) {
 		t.Errorf("the API asked the store for exports by another field than _id %d times, first %s", len(s), s[0])
 	}
 }
+
+// TestUnfilteredListsReadByIndex: with a Lookup (the embedded store) an
+// unfiltered list of a resource (here the job arrays') reads its pages by
+// the _id index, never asking the store for the collection with a sort (a
+// find FerretDB answers by decoding every document); on a collection
+// without an _id index yet it answers all the same, from the find.
+func TestUnfilteredListsReadByIndex(t *testing.T) {
+	mon, scans := mongotest.FindsNotByID(events.JobArraysCollection)
+	e := newEnvSeen(t, nil, true, mon)
+	ctx := context.Background()
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	var docs []any
+	var want []string
+	for i := range 8 {
+		a := events.JobArray{Meta: events.Meta{ID: events.NewID("arr"), CreatedAt: now, UpdatedAt: now, Version: 1},
+			Name: fmt.Sprintf("a%d", i), QueueID: "q-test", Count: 1, MaxParallel: 1}
+		if i == 4 {
+			docs = append(docs, bson.D{{Key: "_id", Value: a.ID}, {Key: "_deleted", Value: true}})
+			continue
+		}
+		want = append(want, a.ID)
+		docs = append(docs, a)
+	}
+	// Stored through FerretDB, which gives the new collection no _id index.
+	if _, err := e.db.Collection(events.JobArraysCollection).InsertMany(ctx, docs); err != nil {
+		t.Fatal(err)
+	}
+	pages := func() []string {
+		var got []string
+		for cursor := ""; ; {
+			var out ListBody[*events.JobArray]
+			e.json(http.StatusOK, http.MethodGet, "/job-arrays?limit=3&cursor="+cursor, nil, &out)
+			for _, it := range out.Items {
+				got = append(got, it.ID)
+			}
+			if cursor = out.NextCursor; cursor == "" {
+				return got
+			}
+		}
+	}
+	if diff := cmp.Diff(want, pages()); diff != "" {
+		t.Errorf("the arrays' pages without an _id index (-want +got):\n%s", diff)
+	}
+	if len(scans()) == 0 {
+		t.Error("without an _id index the list sent no find: the test checked nothing of the fallback")
+	}
+	before := len(scans())
+	if err := e.ferret.EnsureIDIndex(ctx, "rm", events.JobArraysCollection); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(want, pages()); diff != "" {
+		t.Errorf("the arrays' pages by the _id index (-want +got):\n%s", diff)
+	}
+	if s := scans()[before:]; len(s) > 0 {
+		t.Errorf("the API asked the store for arrays by another field than _id %d times, first %s", len(s), s[0])
+	}
+}

@@ -70,6 +70,7 @@ func newEnvSeen(t *testing.T, a *auth.Authenticator, byIndex bool, mon *event.Co
 	opts := Options{Store: st, Source: "/rm/api", BodyLimit: 1 << 20, Logger: log, JS: js, Auth: a}
 	if byIndex {
 		opts.Lookup = ferretlookup.New(ferret, db.Name())
+		st.Lookup = opts.Lookup // as services/api does
 	}
 	for _, f := range set {
 		f(&opts)

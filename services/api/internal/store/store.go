@@ -12,6 +12,7 @@ import (
 
 	"github.com/avxrm/rm/pkg/events"
 	"github.com/avxrm/rm/pkg/events/exportdoc"
+	"github.com/avxrm/rm/pkg/events/indexed"
 	"github.com/avxrm/rm/pkg/events/jobdoc"
 	"github.com/avxrm/rm/pkg/events/outbox"
 	"github.com/avxrm/rm/services/api/internal/problem"
@@ -44,6 +45,10 @@ var AllCollections = []string{Queues, Plugins, Applications, AppRuntimeConfigs, 
 type Store struct {
 	DB     *mongo.Database
 	Outbox *outbox.Outbox
+	// Lookup, on the embedded store, gives the _ids of a collection in
+	// order, from its _id index: an unfiltered list reads a page of
+	// documents by them (Kind.List). nil: the find goes to the store.
+	Lookup indexed.Lookup
 }
 
 // Resource is what every stored resource is: it carries events.Meta.
@@ -146,6 +151,13 @@ func (k Kind[T]) Delete(ctx context.Context, prev Loaded[T], evs ...events.Event
 // List returns up to limit live resources matching filter with ids after
 // cursor, in id (= creation) order, and whether more follow.
 func (k Kind[T]) List(ctx context.Context, filter bson.D, cursor string, limit int) ([]T, bool, error) {
+	if len(filter) == 0 && k.S.Lookup != nil {
+		// Any failure of the index's read (its order, no _id index yet on
+		// a collection made moments ago) leaves the page to the find.
+		if out, more, err := k.listByID(ctx, cursor, limit); err == nil {
+			return out, more, nil
+		}
+	}
 	f := append(filter, outbox.NotDeleted())
 	if cursor != "" {
 		f = append(f, bson.E{Key: "_id", Value: bson.D{{Key: "$gt", Value: cursor}}})
@@ -163,6 +175,31 @@ func (k Kind[T]) List(ctx context.Context, filter bson.D, cursor string, limit i
 		out = out[:limit]
 	}
 	return out, more, nil
+}
+
+// listByID is an unfiltered List on the embedded store: the page's _ids
+// from the Lookup's _id index, then its documents by _id, which the store
+// answers from SQLite; the find with a sort by _id has FerretDB decode
+// every document of the collection (the job arrays' list, as a campaign's
+// arrays pile up).
+func (k Kind[T]) listByID(ctx context.Context, cursor string, limit int) ([]T, bool, error) {
+	r := &indexed.Reader{Coll: k.coll(), Lookup: k.S.Lookup}
+	var out []T
+	err := r.Scan(ctx, cursor, limit+1, []indexed.Cond{{Path: outbox.DeletedField, Missing: true}}, func(raw bson.Raw) (bool, error) {
+		var v T
+		if err := bson.Unmarshal(raw, &v); err != nil {
+			return false, fmt.Errorf("decode %s: %w", k.Name, err)
+		}
+		out = append(out, v)
+		return true, nil
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	if len(out) > limit {
+		return out[:limit], true, nil
+	}
+	return out, false, nil
 }
 
 // FirstRef returns the id of one live document of collection coll matching
