@@ -33,7 +33,7 @@ func ArrayJobs(id string, statuses ...string) indexed.Filter {
 		in[i] = st
 	}
 	return indexed.Filter{
-		All: []indexed.Cond{{Path: outbox.DeletedField, Missing: true}},
+		All: []indexed.Cond{outbox.NotDeletedCond()},
 		Any: []indexed.Clause{{InArray(id), {Path: "status", In: in}}},
 	}
 }

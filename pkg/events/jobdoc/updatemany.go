@@ -23,7 +23,7 @@ func (s *Store) UpdateMatching(ctx context.Context, f indexed.Filter, change Mut
 	if s.writer == Launcher {
 		return 0, errors.New("jobdoc: UpdateMatching does not write instances")
 	}
-	f.All = append(append([]indexed.Cond(nil), f.All...), indexed.Cond{Path: outbox.DeletedField, Missing: true})
+	f.All = append(append([]indexed.Cond(nil), f.All...), outbox.NotDeletedCond())
 	docs, err := (&indexed.Reader{Coll: s.jobs, Lookup: s.lookup}).Find(ctx, f)
 	if err != nil {
 		return 0, fmt.Errorf("find jobs to update: %w", err)

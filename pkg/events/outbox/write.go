@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/avxrm/rm/pkg/events"
+	"github.com/avxrm/rm/pkg/events/indexed"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
@@ -192,3 +193,7 @@ type Envelope struct {
 func NotDeleted() bson.E {
 	return bson.E{Key: DeletedField, Value: bson.D{{Key: "$exists", Value: false}}}
 }
+
+// NotDeletedCond is NotDeleted as a condition of an indexed.Filter or
+// Clause: the document is not a tombstone.
+func NotDeletedCond() indexed.Cond { return indexed.Cond{Path: DeletedField, Missing: true} }

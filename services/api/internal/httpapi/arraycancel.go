@@ -141,7 +141,7 @@ func (s *Server) sweepArrayCancels(ctx context.Context) error {
 // the find by reading every array.
 func (s *Server) cancelledArrays(ctx context.Context) ([]string, error) {
 	r := &indexed.Reader{Coll: s.opts.Store.DB.Collection(events.JobArraysCollection), Lookup: s.opts.Lookup}
-	ids, err := r.IDs(ctx, indexed.Filter{All: []indexed.Cond{{Path: outbox.DeletedField, Missing: true}},
+	ids, err := r.IDs(ctx, indexed.Filter{All: []indexed.Cond{outbox.NotDeletedCond()},
 		Any: []indexed.Clause{{{Path: "cancel_requested", In: []any{true}, Partial: []any{true}}}}})
 	if err != nil {
 		return nil, fmt.Errorf("find cancelled arrays: %w", err)

@@ -328,7 +328,7 @@ func (s *Server) deleteExport(ctx context.Context, in *exportIfMatch) (*struct{}
 // read too (jobExportsPage), on MongoDB by its index of the same.
 func (s *Server) exportIDsOfJob(ctx context.Context, jobID string) ([]string, error) {
 	r := &indexed.Reader{Coll: s.exportsColl(), Lookup: s.opts.Lookup}
-	docs, err := r.AllWhere(ctx, ofJob(jobID), []indexed.Cond{{Path: outbox.DeletedField, Missing: true}})
+	docs, err := r.AllWhere(ctx, ofJob(jobID), []indexed.Cond{outbox.NotDeletedCond()})
 	if err != nil {
 		return nil, fmt.Errorf("list exports of %s: %w", jobID, err)
 	}

@@ -170,7 +170,7 @@ func (s *Server) exportKind() store.Kind[*ScenarioExport] {
 func (s *Server) jobExportsPage(ctx context.Context, jobID, after string, limit int) ([]*ScenarioExport, bool, error) {
 	var items []*ScenarioExport
 	r := &indexed.Reader{Coll: s.exportsColl(), Lookup: s.opts.Lookup}
-	err := r.ScanWhere(ctx, ofJob(jobID), after, limit+1, []indexed.Cond{{Path: outbox.DeletedField, Missing: true}}, func(raw bson.Raw) (bool, error) {
+	err := r.ScanWhere(ctx, ofJob(jobID), after, limit+1, []indexed.Cond{outbox.NotDeletedCond()}, func(raw bson.Raw) (bool, error) {
 		x := new(ScenarioExport)
 		if err := bson.Unmarshal(raw, x); err != nil {
 			return false, fmt.Errorf("decode scenario export: %w", err)

@@ -780,7 +780,7 @@ func (s *Server) listArrayJobs(ctx context.Context, sel jobSelection, limit int,
 // conds are the conditions of sel the store can check but its status: not
 // deleted, and its queue and array if given.
 func (sel jobSelection) conds() []indexed.Cond {
-	all := []indexed.Cond{{Path: outbox.DeletedField, Missing: true}}
+	all := []indexed.Cond{outbox.NotDeletedCond()}
 	if sel.q.queueID != "" {
 		all = append(all, indexed.Cond{Path: "queue_id", In: []any{sel.q.queueID}})
 	}

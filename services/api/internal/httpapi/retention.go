@@ -171,7 +171,7 @@ func (s *Server) expiredJobs(ctx context.Context, cutoff time.Time, limit int) (
 // errors.ErrUnsupported: the store does not read that index.
 func (s *Server) expiredJobsByIndex(ctx context.Context, cutoff time.Time, bound string, limit int) ([]string, error) {
 	ended := jobdoc.EndedStatus(events.JobFinalStatuses()...)
-	all := append([]indexed.Cond{{Path: outbox.DeletedField, Missing: true}}, ended...)
+	all := append([]indexed.Cond{outbox.NotDeletedCond()}, ended...)
 	var expired []string
 	keep := func(d bson.Raw) (bool, error) {
 		if at, ok := endedAt(d); !ok || !at.Before(cutoff) {

@@ -63,7 +63,7 @@ func (s *Server) fillUsage(ctx context.Context, q *events.Queue) error {
 // those only (an index on the queue too would cost every job write).
 func queueJobs(queueID string, statuses ...string) indexed.Filter {
 	return indexed.Filter{
-		All: []indexed.Cond{{Path: outbox.DeletedField, Missing: true}, {Path: "queue_id", In: []any{queueID}}},
+		All: []indexed.Cond{outbox.NotDeletedCond(), {Path: "queue_id", In: []any{queueID}}},
 		Any: []indexed.Clause{{jobdoc.ActiveStatus(statuses...)}},
 	}
 }

@@ -185,7 +185,7 @@ func (k Kind[T]) List(ctx context.Context, filter bson.D, cursor string, limit i
 func (k Kind[T]) listByID(ctx context.Context, cursor string, limit int) ([]T, bool, error) {
 	r := &indexed.Reader{Coll: k.coll(), Lookup: k.S.Lookup}
 	var out []T
-	err := r.Scan(ctx, cursor, limit+1, []indexed.Cond{{Path: outbox.DeletedField, Missing: true}}, func(raw bson.Raw) (bool, error) {
+	err := r.Scan(ctx, cursor, limit+1, []indexed.Cond{outbox.NotDeletedCond()}, func(raw bson.Raw) (bool, error) {
 		var v T
 		if err := bson.Unmarshal(raw, &v); err != nil {
 			return false, fmt.Errorf("decode %s: %w", k.Name, err)

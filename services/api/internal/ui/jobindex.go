@@ -87,7 +87,7 @@ func (u *UI) scanJobs(ctx context.Context) (map[string]*jobView, error) {
 	coll := u.opts.DB.Collection("jobs")
 	if u.opts.Lookup != nil {
 		r := &indexed.Reader{Coll: coll, Lookup: u.opts.Lookup, Exclude: unlisted}
-		err := r.Scan(ctx, "", math.MaxInt, []indexed.Cond{{Path: outbox.DeletedField, Missing: true}}, func(d bson.Raw) (bool, error) {
+		err := r.Scan(ctx, "", math.MaxInt, []indexed.Cond{outbox.NotDeletedCond()}, func(d bson.Raw) (bool, error) {
 			j := &jobView{}
 			if err := bson.Unmarshal(d, j); err != nil {
 				return false, err

@@ -106,7 +106,7 @@ func (u *UI) jobRowsBack(ctx context.Context, f jobsQuery, queueIDs []string, ac
 		queues[id] = true
 		in = append(in, id)
 	}
-	all := []indexed.Cond{{Path: outbox.DeletedField, Missing: true}, {Path: "queue_id", In: in}}
+	all := []indexed.Cond{outbox.NotDeletedCond(), {Path: "queue_id", In: in}}
 	if f.Status != "" {
 		all = append(all, indexed.Cond{Path: "status", In: []any{f.Status}})
 	}

@@ -445,7 +445,7 @@ func (s *Service) resync(ctx context.Context) error {
 		s.makeDriver(ctx, p)
 	}
 	ids, err := s.active.IDs(ctx, indexed.Filter{
-		All: []indexed.Cond{{Path: outbox.DeletedField, Missing: true}},
+		All: []indexed.Cond{outbox.NotDeletedCond()},
 		Any: []indexed.Clause{
 			{jobdoc.ActiveStatus(events.JobAdmitted, events.JobRunning)},
 			jobdoc.CleanupPending(),

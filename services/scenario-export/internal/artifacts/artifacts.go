@@ -213,7 +213,6 @@ var (
 	// exportsAll leads the index of every export, whose rows give their
 	// expiries.
 	exportsAll = []indexed.Cond{{Path: "status", In: []any{StatusPending, StatusBuilding, StatusReady, StatusFailed}}}
-	notDeleted = indexed.Cond{Path: outbox.DeletedField, Missing: true}
 )
 
 // UnfinishedExports returns the _ids of the live exports pending or
@@ -223,7 +222,7 @@ func (s *Store) UnfinishedExports(ctx context.Context) ([]string, error) {
 		return s.find(ctx, bson.D{{Key: "status", Value: bson.D{{Key: "$in", Value: bson.A{StatusPending, StatusBuilding}}}}})
 	}
 	r := &indexed.Reader{Coll: s.exports(), Lookup: s.Lookup}
-	ids, err := r.IDs(ctx, indexed.Filter{All: []indexed.Cond{notDeleted}, Any: []indexed.Clause{unfinishedExports}})
+	ids, err := r.IDs(ctx, indexed.Filter{All: []indexed.Cond{outbox.NotDeletedCond()}, Any: []indexed.Clause{unfinishedExports}})
 	if err != nil {
 		return nil, fmt.Errorf("find unfinished exports: %w", err)
 	}
@@ -237,7 +236,7 @@ func (s *Store) ExpiredExports(ctx context.Context, now time.Time) ([]string, er
 	if s.Lookup == nil {
 		return s.find(ctx, byStore)
 	}
-	expiries, err := s.Lookup.MatchingVersions(ctx, ExportsColl, exportsAll, []indexed.Cond{notDeleted}, "expires_at")
+	expiries, err := s.Lookup.MatchingVersions(ctx, ExportsColl, exportsAll, []indexed.Cond{outbox.NotDeletedCond()}, "expires_at")
 	if errors.Is(err, errors.ErrUnsupported) { // an older store over the wire
 		return s.find(ctx, byStore)
 	}
